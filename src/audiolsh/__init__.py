@@ -1,0 +1,20 @@
+"""audiolsh: locality-sensitive hashing for music collections."""
+
+from audiolsh.errors import (
+    AudiolshError,
+    AudioError,
+    IndexFormatError,
+    InputFormatError,
+    ParameterError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AudioError",
+    "AudiolshError",
+    "IndexFormatError",
+    "InputFormatError",
+    "ParameterError",
+    "__version__",
+]

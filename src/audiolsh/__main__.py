@@ -1,0 +1,3 @@
+from audiolsh.cli import main
+
+main()
