@@ -1,0 +1,535 @@
+"""Decode audio files to mono float32, with clear errors for files that cannot be used.
+
+libsndfile (through :mod:`soundfile`) is tried first; it seeks, so an excerpt does not decode
+the whole file. Formats it cannot open (AAC/M4A, WMA, MP3 on an old libsndfile, ...) are
+decoded by the ``ffmpeg`` command-line tool, with ``ffprobe`` for the header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from audiolsh.errors import AudioError, ParameterError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "SILENCE_PEAK",
+    "AudioInfo",
+    "content_hash",
+    "find_audio",
+    "info",
+    "load",
+]
+
+AUDIO_EXTENSIONS: frozenset[str] = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
+)
+"""Lower-case file extensions (with the dot) that :func:`find_audio` keeps when walking folders."""
+
+SILENCE_PEAK = 1e-4
+"""A decoded signal whose absolute peak is below this (-80 dBFS) is refused as silent."""
+
+_HASH_CHUNK = 1 << 20
+_FFMPEG_TIMEOUT_S = 600.0
+_MAX_REASON_CHARS = 200
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """Header information of an audio file.
+
+    Attributes
+    ----------
+    path : Path
+        The file.
+    sr : int
+        Native sample rate in Hz.
+    channels : int
+        Number of channels.
+    duration_s : float
+        Duration in seconds (``nan`` if the container does not tell).
+    format : str
+        Container format as the decoder names it: libsndfile's major format (``"WAV"``,
+        ``"FLAC"``, ``"OGG"``, ``"MP3"``, ...) or ffprobe's format name (``"mov,mp4,m4a,..."``).
+    """
+
+    path: Path
+    sr: int
+    channels: int
+    duration_s: float
+    format: str
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _brief(reason: object) -> str:
+    """One line, at most ``_MAX_REASON_CHARS`` characters, of a decoder's error message."""
+    text = " ".join(str(reason).split())
+    if len(text) > _MAX_REASON_CHARS:
+        text = text[: _MAX_REASON_CHARS - 3] + "..."
+    return text or "no reason given"
+
+
+def _sndfile_reason(exc: Exception, path: Path) -> str:
+    """libsndfile's message without the ``Error opening '<path>':`` prefix (it repeats the path)."""
+    text = str(exc)
+    prefix = f"Error opening {os.fspath(path)!r}:"
+    if text.startswith(prefix):
+        text = text[len(prefix) :]
+    return _brief(text)
+
+
+def _tool_reason(stderr: bytes, path: Path) -> str:
+    """First lines of ffmpeg/ffprobe's stderr, without the ``<path>: `` prefix they repeat."""
+    text = stderr.decode("utf-8", "replace").strip()
+    text = text.replace(f"{os.fspath(path)}: ", "")
+    return _brief(text)
+
+
+def _check_file(path: Path) -> None:
+    """Raise :class:`AudioError` if ``path`` is not an existing, non-empty regular file."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise AudioError(path, "file not found") from None
+    except OSError as exc:
+        raise AudioError(path, f"cannot access file: {_brief(exc.strerror or exc)}") from None
+    if path.is_dir():
+        raise AudioError(path, "is a directory, not an audio file")
+    if st.st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+
+
+def _fmt_s(seconds: float) -> str:
+    return f"{seconds:.3f} s"
+
+
+def _check_params(
+    sr: int | None,
+    offset_s: float,
+    duration_s: float | None,
+    min_duration_s: float,
+    max_duration_s: float | None,
+) -> None:
+    if sr is not None and (isinstance(sr, bool) or not isinstance(sr, (int, np.integer))):
+        raise ParameterError(f"sr must be a positive integer or None, got {sr!r}")
+    if sr is not None and sr <= 0:
+        raise ParameterError(f"sr must be > 0 Hz, got {sr}")
+    if not math.isfinite(offset_s) or offset_s < 0:
+        raise ParameterError(f"offset_s must be a finite number >= 0, got {offset_s}")
+    if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
+        raise ParameterError(f"duration_s must be > 0 seconds or None, got {duration_s}")
+    if not math.isfinite(min_duration_s) or min_duration_s < 0:
+        raise ParameterError(f"min_duration_s must be a finite number >= 0, got {min_duration_s}")
+    if max_duration_s is not None and not (max_duration_s > 0):
+        raise ParameterError(f"max_duration_s must be > 0 seconds or None, got {max_duration_s}")
+    if max_duration_s is not None and min_duration_s > max_duration_s:
+        raise ParameterError(
+            f"min_duration_s ({min_duration_s}) is greater than max_duration_s ({max_duration_s})"
+        )
+
+
+def _check_span(
+    path: Path,
+    total_s: float,
+    offset_s: float,
+    duration_s: float | None,
+    max_duration_s: float | None,
+) -> None:
+    """Refuse from the header alone: offset past the end, span longer than ``max_duration_s``."""
+    if not math.isfinite(total_s) or total_s <= 0:
+        return  # unknown length: checked after decoding
+    if offset_s > 0 and offset_s >= total_s:
+        raise AudioError(
+            path,
+            f"offset {_fmt_s(offset_s)} is at or beyond the end of the audio "
+            f"(duration {_fmt_s(total_s)})",
+        )
+    span_s = total_s - offset_s if duration_s is None else min(duration_s, total_s - offset_s)
+    if max_duration_s is not None and span_s > max_duration_s:
+        what = "audio" if offset_s == 0 and duration_s is None else "requested excerpt"
+        raise AudioError(
+            path,
+            f"{what} is too long: {_fmt_s(span_s)} > max_duration_s {_fmt_s(max_duration_s)}",
+        )
+
+
+# --------------------------------------------------------------------------- soundfile
+
+
+def _load_soundfile(
+    path: Path,
+    f: sf.SoundFile,
+    *,
+    offset_s: float,
+    duration_s: float | None,
+    max_duration_s: float | None,
+) -> tuple[np.ndarray, int]:
+    """Read the requested excerpt from an open :class:`soundfile.SoundFile`, downmixed."""
+    native_sr = int(f.samplerate)
+    total_frames = int(f.frames)
+    _check_span(path, total_frames / native_sr, offset_s, duration_s, max_duration_s)
+
+    start = round(offset_s * native_sr)
+    n_frames = -1 if duration_s is None else max(1, round(duration_s * native_sr))
+    if max_duration_s is not None and n_frames < 0 and total_frames <= 0:
+        # Unknown length: never read more than one frame past the limit.
+        n_frames = math.floor(max_duration_s * native_sr) + 1
+    try:
+        if start > 0:
+            if f.seekable():
+                f.seek(start)
+            else:
+                f.read(frames=start, dtype="float32", always_2d=True)
+        data = f.read(frames=n_frames, dtype="float32", always_2d=True)
+    except RuntimeError as exc:  # soundfile.LibsndfileError is a RuntimeError
+        raise AudioError(path, f"corrupt audio data: {_brief(exc)}") from exc
+    if offset_s > 0 and data.shape[0] == 0:
+        raise AudioError(path, f"offset {_fmt_s(offset_s)} is at or beyond the end of the audio")
+    y = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    return np.ascontiguousarray(y, dtype=np.float32), native_sr
+
+
+# --------------------------------------------------------------------------- ffmpeg
+
+
+def _ffprobe(path: Path, sndfile_reason: str) -> AudioInfo | None:
+    """Header of the first audio stream through ``ffprobe``; ``None`` if ffprobe is absent.
+
+    Raises :class:`AudioError` (quoting ``sndfile_reason``, why libsndfile refused the file)
+    if ffprobe runs but cannot read the file or finds no audio stream in it.
+    """
+    exe = shutil.which("ffprobe")
+    if exe is None:
+        return None
+    cmd = [
+        exe, "-v", "error", "-select_streams", "a:0",
+        "-show_entries", "stream=sample_rate,channels,duration:format=format_name,duration",
+        "-of", "json", os.fspath(path),
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        logger.debug("ffprobe failed on %s: %s", path, exc)
+        return None
+    if proc.returncode != 0:
+        raise AudioError(
+            path,
+            f"not audio, corrupt or unsupported format (libsndfile: {sndfile_reason}; "
+            f"ffprobe: {_tool_reason(proc.stderr, path)})",
+        )
+    try:
+        meta = json.loads(proc.stdout.decode("utf-8", "replace") or "{}")
+    except json.JSONDecodeError as exc:
+        logger.debug("ffprobe printed invalid JSON for %s: %s", path, exc)
+        return None
+    streams = meta.get("streams") or []
+    if not streams:
+        raise AudioError(
+            path, f"not audio: no audio stream (libsndfile: {sndfile_reason}; ffprobe found none)"
+        )
+    stream, fmt = streams[0], meta.get("format") or {}
+
+    def _num(value: object) -> float:
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return math.nan
+
+    duration = _num(stream.get("duration"))
+    if not math.isfinite(duration):
+        duration = _num(fmt.get("duration"))
+    sr = _num(stream.get("sample_rate"))
+    channels = _num(stream.get("channels"))
+    if not (math.isfinite(sr) and sr > 0 and math.isfinite(channels) and channels > 0):
+        raise AudioError(
+            path,
+            f"not audio or corrupt (libsndfile: {sndfile_reason}; ffprobe: no valid audio stream, "
+            f"sample rate {stream.get('sample_rate')}, channels {stream.get('channels')})",
+        )
+    return AudioInfo(
+        path=path,
+        sr=int(sr),
+        channels=int(channels),
+        duration_s=duration,
+        format=str(fmt.get("format_name", "unknown")),
+    )
+
+
+def _load_ffmpeg(
+    path: Path,
+    *,
+    sr: int | None,
+    offset_s: float,
+    duration_s: float | None,
+    max_duration_s: float | None,
+    sndfile_reason: str,
+) -> tuple[np.ndarray, int]:
+    """Decode with the ``ffmpeg`` executable to mono float32 at ``sr`` (native if ``None``)."""
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise AudioError(
+            path,
+            f"unsupported format (libsndfile: {sndfile_reason}); ffmpeg is not on PATH, "
+            "install it to decode this format",
+        )
+    probe = _ffprobe(path, sndfile_reason)
+    if probe is not None:
+        _check_span(path, probe.duration_s, offset_s, duration_s, max_duration_s)
+    out_sr = sr if sr is not None else (probe.sr if probe is not None else None)
+    if out_sr is None:
+        raise AudioError(
+            path,
+            "cannot tell the native sample rate: ffprobe is not on PATH; pass an explicit sr",
+        )
+    # Downmix by averaging the channels ourselves: ffmpeg's own "-ac 1" sums with a +3 dB gain.
+    channels = probe.channels if probe is not None else 1
+
+    cmd = [exe, "-nostdin", "-hide_banner", "-loglevel", "error"]
+    if offset_s > 0:
+        cmd += ["-ss", f"{offset_s:.6f}"]
+    cmd += ["-i", os.fspath(path)]
+    if duration_s is not None:
+        cmd += ["-t", f"{duration_s:.6f}"]
+    elif max_duration_s is not None:
+        # Never decode much more than the limit if the header did not tell the length.
+        cmd += ["-t", f"{max_duration_s + 1.0 / out_sr:.6f}"]
+    cmd += ["-map", "0:a:0", "-vn", "-ac", str(channels), "-ar", str(out_sr)]
+    cmd += ["-f", "f32le", "-acodec", "pcm_f32le", "-"]
+    logger.debug("decoding %s with ffmpeg: %s", path, " ".join(cmd))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=_FFMPEG_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise AudioError(path, f"ffmpeg took more than {_FFMPEG_TIMEOUT_S:.0f} s") from None
+    except OSError as exc:
+        raise AudioError(path, f"cannot run ffmpeg: {_brief(exc)}") from exc
+    if proc.returncode != 0:
+        reason = _tool_reason(proc.stderr, path)
+        raise AudioError(
+            path,
+            f"not audio, corrupt or unsupported format (libsndfile: {sndfile_reason}; "
+            f"ffmpeg: {reason})",
+        )
+    raw = proc.stdout
+    usable = len(raw) - len(raw) % (4 * channels)
+    data = np.frombuffer(raw[:usable], dtype="<f4").reshape(-1, channels)
+    if offset_s > 0 and data.shape[0] == 0:
+        raise AudioError(path, f"offset {_fmt_s(offset_s)} is at or beyond the end of the audio")
+    # frombuffer is read-only: copy so that callers (and the clipping in load) may write.
+    y = data.mean(axis=1, dtype=np.float32) if channels > 1 else data[:, 0].copy()
+    return y, int(out_sr)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    sr: int | None = 22050,
+    offset_s: float = 0.0,
+    duration_s: float | None = None,
+    min_duration_s: float = 0.0,
+    max_duration_s: float | None = None,
+) -> tuple[np.ndarray, int]:
+    """Decode an audio file (or an excerpt of it) to mono float32.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Audio file. libsndfile formats (WAV, FLAC, Ogg Vorbis/Opus, AIFF, MP3 on
+        libsndfile >= 1.1) are read directly; anything else goes through ``ffmpeg``.
+    sr : int or None
+        Target sample rate in Hz (resampled with soxr 'HQ'); ``None`` keeps the native rate.
+    offset_s : float
+        Start of the excerpt in seconds from the beginning of the file.
+    duration_s : float or None
+        Length of the excerpt in seconds; ``None`` reads to the end.
+    min_duration_s : float
+        Refuse a decoded signal shorter than this many seconds.
+    max_duration_s : float or None
+        Refuse a signal longer than this many seconds. The span to decode (the excerpt, or the
+        rest of the file from ``offset_s``) is checked against the header before decoding.
+
+    Returns
+    -------
+    y : np.ndarray
+        Mono float32 samples in [-1, 1], shape (n,).
+    sr : int
+        Sample rate of ``y`` in Hz.
+
+    Raises
+    ------
+    AudioError
+        Missing, empty, corrupt, unsupported or non-audio file; no samples decoded; silent
+        (peak below -80 dBFS); too short or too long; offset past the end.
+    ParameterError
+        ``sr <= 0``, negative ``offset_s``, ``duration_s <= 0`` and the like.
+    """
+    _check_params(sr, offset_s, duration_s, min_duration_s, max_duration_s)
+    p = Path(path)
+    _check_file(p)
+
+    try:
+        snd = sf.SoundFile(os.fspath(p))
+    except RuntimeError as exc:  # soundfile.LibsndfileError is a RuntimeError
+        reason = _sndfile_reason(exc, p)
+        logger.debug("libsndfile cannot open %s (%s); trying ffmpeg", p, reason)
+        y, file_sr = _load_ffmpeg(
+            p,
+            sr=sr,
+            offset_s=offset_s,
+            duration_s=duration_s,
+            max_duration_s=max_duration_s,
+            sndfile_reason=reason,
+        )
+    else:
+        with snd:
+            y, file_sr = _load_soundfile(
+                p, snd, offset_s=offset_s, duration_s=duration_s, max_duration_s=max_duration_s
+            )
+
+    if y.size == 0:
+        raise AudioError(p, "no audio samples could be decoded")
+    if not np.all(np.isfinite(y)):
+        raise AudioError(p, "corrupt audio data: decoded samples contain NaN or infinity")
+    if sr is not None and file_sr != sr:
+        logger.debug("resampling %s from %d Hz to %d Hz", p, file_sr, sr)
+        y = np.asarray(soxr.resample(y, file_sr, sr, quality="HQ"), dtype=np.float32)
+        file_sr = int(sr)
+    np.clip(y, -1.0, 1.0, out=y)
+
+    got_s = y.size / file_sr
+    peak = float(np.max(np.abs(y)))
+    if peak < SILENCE_PEAK:
+        level = "-inf" if peak == 0 else f"{20 * math.log10(peak):.1f}"
+        raise AudioError(p, f"silent: peak level {level} dBFS is below -80 dBFS")
+    if got_s < min_duration_s:
+        raise AudioError(
+            p, f"too short: {_fmt_s(got_s)} decoded < min_duration_s {_fmt_s(min_duration_s)}"
+        )
+    if max_duration_s is not None and got_s > max_duration_s + 1.0 / file_sr:
+        raise AudioError(p, f"too long: more than max_duration_s {_fmt_s(max_duration_s)} of audio")
+    return y, int(file_sr)
+
+
+def info(path: str | os.PathLike[str]) -> AudioInfo:
+    """Read the header of an audio file without decoding it.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Audio file.
+
+    Returns
+    -------
+    AudioInfo
+        Native sample rate (Hz), channel count, duration (s) and container format.
+
+    Raises
+    ------
+    AudioError
+        Missing, empty, non-audio or unsupported file (unsupported by libsndfile and ffprobe
+        absent or failing).
+    """
+    p = Path(path)
+    _check_file(p)
+    try:
+        with sf.SoundFile(os.fspath(p)) as f:
+            return AudioInfo(
+                path=p,
+                sr=int(f.samplerate),
+                channels=int(f.channels),
+                duration_s=(f.frames / f.samplerate) if f.frames > 0 else math.nan,
+                format=str(f.format),
+            )
+    except RuntimeError as exc:  # soundfile.LibsndfileError is a RuntimeError
+        reason = _sndfile_reason(exc, p)
+    probe = _ffprobe(p, reason)
+    if probe is None:
+        raise AudioError(
+            p,
+            f"unsupported format (libsndfile: {reason}); ffprobe is not on PATH to try it",
+        )
+    return probe
+
+
+def content_hash(path: str | os.PathLike[str]) -> str:
+    """SHA-1 of the file's bytes, as 40 hex digits (read in 1 MiB chunks).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Any file.
+
+    Raises
+    ------
+    AudioError
+        The file is missing or cannot be read.
+    """
+    p = Path(path)
+    h = hashlib.sha1()
+    try:
+        with p.open("rb") as fh:
+            while chunk := fh.read(_HASH_CHUNK):
+                h.update(chunk)
+    except FileNotFoundError:
+        raise AudioError(p, "file not found") from None
+    except OSError as exc:
+        raise AudioError(p, f"cannot read file: {_brief(exc.strerror or exc)}") from None
+    return h.hexdigest()
+
+
+def find_audio(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Expand files and folders into a sorted, deduplicated list of audio files.
+
+    Parameters
+    ----------
+    paths : iterable of str or PathLike
+        Files are kept as given, whatever their extension. Folders are walked recursively,
+        keeping files whose lower-cased extension is in :data:`AUDIO_EXTENSIONS`; hidden
+        files and folders (name starting with ``.``, e.g. macOS ``._song.mp3``) are skipped.
+
+    Returns
+    -------
+    list of Path
+        Sorted by path string; a file reached twice (same resolved path) appears once.
+
+    Raises
+    ------
+    AudioError
+        A given path does not exist.
+    """
+    found: dict[Path, Path] = {}
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in files:
+                    if name.startswith(".") or Path(name).suffix.lower() not in AUDIO_EXTENSIONS:
+                        continue
+                    fp = Path(root) / name
+                    if fp.is_file():
+                        found.setdefault(fp.resolve(), fp)
+        elif p.exists():
+            found.setdefault(p.resolve(), p)
+        else:
+            raise AudioError(p, "no such file or directory")
+    return sorted(found.values(), key=str)

@@ -1,0 +1,72 @@
+"""The protocol every hash family follows, and the registry that rebuilds one from its config."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from audiolsh.errors import ParameterError
+
+
+@runtime_checkable
+class HashFamily(Protocol):
+    """L tables of K hashes each, turned into one 64-bit bucket key per table.
+
+    ``keys(X)`` gives the home bucket of every row in every table, shape (n, L) uint64.
+    ``probes(X, n_probes)`` gives, per row, the ``n_probes`` buckets most likely to hold
+    its neighbours across all tables, best first: (keys (n, P) uint64, tables (n, P) int32).
+    The first L probes are not necessarily the home buckets of every table, but the best
+    probe of every query is always a home bucket.
+    """
+
+    name: ClassVar[str]
+    n_tables: int
+
+    def keys(self, X: Any) -> np.ndarray: ...
+
+    def probes(self, X: Any, n_probes: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def to_config(self) -> dict[str, Any]: ...
+
+
+_FAMILIES: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    _FAMILIES[cls.name] = cls  # type: ignore[attr-defined]
+    return cls
+
+
+def from_config(config: dict[str, Any]) -> HashFamily:
+    """Rebuild a family (same seed, same buckets) from ``to_config()``'s output."""
+    family = config.get("family")
+    if family not in _FAMILIES:
+        raise ParameterError(f"unknown hash family {family!r}: choose one of {sorted(_FAMILIES)}")
+    return _FAMILIES[family].from_config(config)  # type: ignore[attr-defined, no-any-return]
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ParameterError(f"{name} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ParameterError(f"{name} must be {bound}, got {value!r}")
+    return int(value)
+
+
+def as_matrix(X: Any, dim: int) -> np.ndarray:
+    """(n, dim) float32 C-contiguous; a single vector becomes one row."""
+    A = np.asarray(X, dtype=np.float32)
+    if A.ndim == 1:
+        A = A[None, :]
+    if A.ndim != 2 or A.shape[1] != dim:
+        raise ParameterError(f"expected vectors of dimension {dim}, got shape {np.shape(X)!r}")
+    if not np.isfinite(A).all():
+        raise ParameterError("vectors contain NaN or infinite values")
+    return np.ascontiguousarray(A)
+
+
+def random_multipliers(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Random odd 64-bit multipliers: sum(h_i * a_i) mod 2^64 separates distinct hash tuples."""
+    return rng.integers(0, 2**63, size=shape, dtype=np.uint64) * np.uint64(2) + np.uint64(1)

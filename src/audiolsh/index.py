@@ -1,0 +1,625 @@
+"""The Index: a durable collection of vectors (or sets) searched with LSH and exact re-ranking.
+
+    with Index.create("music.idx", metric="cosine") as index:
+        index.add(vectors, keys=names)
+        hits = index.query(clip_vectors, k=10)
+
+Rows live in immutable segments.  Every ``add`` (or ``session``) commits one new segment and
+its catalogue rows atomically; ``remove`` writes tombstones; when there are too many segments
+or too many tombstones the small ones are merged.  Each segment keeps the config of the hash
+family it was built with (seed, tables, bits, centre, bucket width), so the same index can be
+rebuilt anywhere and gives the same buckets.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audiolsh.errors import IndexFormatError, ParameterError
+from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, SetBatch, as_sets
+from audiolsh.hashing import from_config as family_from_config
+from audiolsh.hashing.base import check_int
+from audiolsh.search import BruteForce, BucketTables, Neighbors, SetLSH, VectorLSH, merge, prepare
+from audiolsh.search.brute import check_metric
+from audiolsh.storage import EmbeddedStorage, Item, MemoryStorage, SegmentInfo, Storage, Track
+
+log = logging.getLogger(__name__)
+
+INDEX_ENV = "AUDIOLSH_INDEX"
+TARGET_BUCKET_SIZE = 16
+WIDTH_SAMPLE = 2000
+
+
+@dataclass
+class IndexConfig:
+    """What an index is built with.  Build-time knobs apart from the query-time ``n_probes``.
+
+    metric : cosine (random hyperplanes), euclidean (p-stable) or jaccard (MinHash, sets).
+    dim : vector dimension; learned from the first add when None.
+    n_tables : L hash tables (for jaccard: chosen by the threshold).
+    n_bits : K hashes per table; None chooses log2(rows / 16) per segment.
+    bucket_width : p-stable width; None estimates it from the data at each segment build.
+    center : centre the hyperplanes on the data mean: "auto" does so for non-negative data.
+    n_probes : buckets probed per query over all tables; None means 4 per table.
+    num_perm, threshold : MinHash signature length and the Jaccard threshold for banding.
+    max_segments : merge segments beyond this many.
+    """
+
+    metric: str = "cosine"
+    dim: int | None = None
+    n_tables: int = 8
+    n_bits: int | None = None
+    bucket_width: float | None = None
+    center: str | bool = "auto"
+    n_probes: int | None = None
+    num_perm: int = 128
+    threshold: float = 0.5
+    seed: int = 0
+    max_segments: int = 8
+    tuned: dict[str, Any] | None = field(default=None)
+
+    def validate(self) -> IndexConfig:
+        check_metric(self.metric)
+        if self.dim is not None:
+            check_int("dim", self.dim, 1)
+        check_int("n_tables", self.n_tables, 1, 256)
+        if self.n_bits is not None:
+            check_int("n_bits", self.n_bits, 1, 64)
+        if self.n_probes is not None:
+            check_int("n_probes", self.n_probes, 1)
+        if self.bucket_width is not None and not self.bucket_width > 0:
+            raise ParameterError(f"bucket_width must be positive, got {self.bucket_width!r}")
+        if self.center not in ("auto", True, False):
+            raise ParameterError(f"center must be 'auto', true or false, got {self.center!r}")
+        check_int("num_perm", self.num_perm, 2, 4096)
+        if not 0 < self.threshold < 1:
+            raise ParameterError(f"threshold must be in (0, 1), got {self.threshold!r}")
+        check_int("seed", self.seed, 0)
+        check_int("max_segments", self.max_segments, 1)
+        return self
+
+    @property
+    def default_probes(self) -> int:
+        return self.n_probes if self.n_probes is not None else 4 * self.n_tables
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IndexConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise IndexFormatError(f"index config has unknown fields {sorted(unknown)}")
+        return cls(**data).validate()
+
+
+def auto_bits(n_rows: int) -> int:
+    return int(np.clip(round(math.log2(max(n_rows, 1) / TARGET_BUCKET_SIZE)), 2, 24))
+
+
+def estimate_bucket_width(X: np.ndarray, seed: int) -> float:
+    """4 x the median distance from a sample of rows to their 10th nearest sampled row."""
+    rng = np.random.default_rng(seed)
+    sample = X[rng.choice(len(X), size=min(len(X), WIDTH_SAMPLE), replace=False)]
+    nn = BruteForce("euclidean").fit(sample).search(sample[:500], min(11, len(sample)))
+    d = nn.distances[:, -1]
+    d = d[np.isfinite(d) & (d > 0)]
+    return float(4.0 * np.median(d)) if len(d) else 1.0
+
+
+def _empty(n_queries: int, k: int) -> Neighbors:
+    return Neighbors(
+        np.full((n_queries, k), -1, np.int64),
+        np.full((n_queries, k), np.inf, np.float32),
+        np.zeros(n_queries, np.int64),
+    )
+
+
+@dataclass
+class _Segment:
+    info: SegmentInfo
+    ids: np.ndarray
+    searcher: VectorLSH | SetLSH
+
+    @property
+    def n_live(self) -> int:
+        return int(self.searcher.alive_.sum())
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search answer, resolved against the catalogue."""
+
+    id: int
+    key: str
+    distance: float
+    track_id: int | None = None
+    offset_s: float | None = None
+    meta: dict[str, Any] | None = None
+
+
+class Session:
+    """Collects adds and removals and commits them as one segment in one transaction."""
+
+    def __init__(self, index: Index) -> None:
+        self._index = index
+        self._data: list[Any] = []
+        self._keys: list[str] = []
+        self._track_rows: list[np.ndarray] = []
+        self._offsets: list[np.ndarray] = []
+        self._metas: list[dict[str, Any] | None] = []
+        self._tracks: list[dict[str, Any]] = []
+        self._removed_tracks: list[int] = []
+
+    def add_track(
+        self, path: str | os.PathLike[str], *, content_hash: str, duration_s: float | None = None,
+        kind: str = "audio", meta: dict[str, Any] | None = None,
+    ) -> int:
+        """Register a source; returns a handle to pass as ``track`` to ``add``."""
+        self._tracks.append(
+            {"path": os.fspath(path), "content_hash": content_hash, "duration_s": duration_s,
+             "kind": kind, "meta": meta}
+        )
+        return -len(self._tracks) - 1  # resolved at commit
+
+    def remove_track(self, track_id: int) -> None:
+        self._removed_tracks.append(track_id)
+
+    def add(
+        self, data: Any, keys: Sequence[str] | None = None, *, track: int | None = None,
+        offsets_s: Sequence[float] | np.ndarray | None = None,
+        meta: Sequence[dict[str, Any] | None] | None = None,
+    ) -> None:
+        idx = self._index
+        if idx.config.metric == "jaccard":
+            batch = as_sets(data)
+            n = len(batch)
+        else:
+            batch = prepare(np.asarray(data), idx.config.metric)
+            n = len(batch)
+            dim = idx.config.dim or (self._data[0].shape[1] if self._data else batch.shape[1])
+            if batch.shape[1] != dim:
+                raise ParameterError(
+                    f"vectors of dimension {batch.shape[1]} cannot go into an index of"
+                    f" dimension {dim}"
+                )
+        if n == 0:
+            return
+        if keys is None:
+            base = sum(len(k) for k in [self._keys])
+            keys = [f"item-{base + i}" for i in range(n)]
+        if len(keys) != n:
+            raise ParameterError(f"{len(keys)} keys for {n} rows")
+        if offsets_s is not None and len(offsets_s) != n:
+            raise ParameterError(f"{len(offsets_s)} offsets for {n} rows")
+        if meta is not None and len(meta) != n:
+            raise ParameterError(f"{len(meta)} metadata entries for {n} rows")
+        self._data.append(batch)
+        self._keys += [str(k) for k in keys]
+        self._track_rows.append(np.full(n, -1 if track is None else track, dtype=np.int64))
+        self._offsets.append(
+            np.full(n, np.nan) if offsets_s is None else np.asarray(offsets_s, dtype=np.float64)
+        )
+        self._metas += list(meta) if meta is not None else [None] * n
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def commit(self) -> np.ndarray:
+        """Write everything collected; returns the new item ids."""
+        ids = self._index._commit(self)
+        self.__init__(self._index)  # type: ignore[misc]
+        return ids
+
+
+class Index:
+    """Open with ``Index.open(path)`` or make one with ``Index.create(path, ...)``.
+
+    ``path=None`` (create only) keeps everything in memory.
+    """
+
+    def __init__(self, storage: Storage, config: IndexConfig, *, readonly: bool = False) -> None:
+        self.storage = storage
+        self.config = config
+        self.readonly = readonly
+        self._segments: list[_Segment] = []
+        self._version = -1
+        self._refresh()
+
+    # creation ---------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, path: str | os.PathLike[str] | None = None, *, exist_ok: bool = False, **params: Any
+    ) -> Index:
+        config = IndexConfig(**params).validate()
+        if path is None:
+            storage: Storage = MemoryStorage()
+        else:
+            if (Path(path) / "manifest.json").exists():
+                if not exist_ok:
+                    raise IndexFormatError(f"{path}: an index already exists here")
+                return cls.open(path)
+            storage = EmbeddedStorage(path, create=True)
+        with storage.write() as w:
+            w.set_config(asdict(config))
+        return cls(storage, config)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> Index:
+        storage = EmbeddedStorage(path, readonly=readonly)
+        data = storage.config()
+        if data is None:
+            raise IndexFormatError(f"{path}: the index has no config (was its creation interrupted?)")
+        return cls(storage, IndexConfig.from_dict(data), readonly=readonly)
+
+    @classmethod
+    def open_or_create(cls, path: str | os.PathLike[str], **params: Any) -> Index:
+        if (Path(path) / "manifest.json").exists():
+            return cls.open(path)
+        return cls.create(path, **params)
+
+    def close(self) -> None:
+        self.storage.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # reading state ----------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        """Reload the segment list when someone committed since we last looked."""
+        version = self.storage.version()
+        if version == self._version:
+            return
+        for attempt in range(5):
+            try:
+                self._load_segments()
+                break
+            except FileNotFoundError:
+                # A compaction removed a segment between listing and mapping it: list again.
+                if attempt == 4:
+                    raise
+                time.sleep(0.05)
+        data = self.storage.config()
+        if data is not None:
+            self.config = IndexConfig.from_dict(data)
+        self._version = version
+
+    def _load_segments(self) -> None:
+        deleted = self.storage.deleted()
+        loaded = {s.info.id: s for s in self._segments}
+        segments = []
+        for info in self.storage.segments():
+            seg = loaded.get(info.id)
+            if seg is None:
+                seg = self._open_segment(info, self.storage.load_arrays(info.id))
+            alive = (~np.isin(seg.ids, deleted)).astype(np.uint8)
+            seg.searcher.alive_ = alive
+            segments.append(seg)
+        self._segments = segments
+
+    def _open_segment(self, info: SegmentInfo, arrays: dict[str, np.ndarray]) -> _Segment:
+        family = family_from_config(info.config["family"])
+        tables = BucketTables.from_arrays(arrays)
+        searcher: VectorLSH | SetLSH
+        if info.config["metric"] == "jaccard":
+            assert isinstance(family, MinHashLSH)
+            searcher = SetLSH(family).load(SetBatch(arrays["indptr"], arrays["elements"]), tables)
+        else:
+            searcher = VectorLSH(family, metric=info.config["metric"]).load(arrays["vectors"], tables)
+        return _Segment(info, arrays["ids"], searcher)
+
+    def __len__(self) -> int:
+        self._refresh()
+        return sum(s.n_live for s in self._segments)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and len(self.storage.ids_for_keys([key])) > 0
+
+    @property
+    def segments(self) -> list[SegmentInfo]:
+        self._refresh()
+        return [s.info for s in self._segments]
+
+    def tracks(self) -> list[Track]:
+        return self.storage.tracks()
+
+    def track_by_hash(self, content_hash: str) -> Track | None:
+        return self.storage.track_by_hash(content_hash)
+
+    def items(self, ids: np.ndarray) -> list[Item | None]:
+        return self.storage.items(ids)
+
+    def info(self) -> dict[str, Any]:
+        self._refresh()
+        n = sum(s.n_live for s in self._segments)
+        table_bytes = sum(s.searcher.tables_.nbytes for s in self._segments)
+        data_bytes = sum(
+            s.searcher.vectors_.nbytes if isinstance(s.searcher, VectorLSH)
+            else s.searcher.sets_.elements.nbytes + s.searcher.sets_.indptr.nbytes
+            for s in self._segments
+        )
+        return {
+            "location": self.storage.location,
+            "config": asdict(self.config),
+            "n_items": n,
+            "n_tracks": len(self.storage.tracks()),
+            "n_deleted": int(sum(len(s.ids) - s.n_live for s in self._segments)),
+            "segments": [
+                {"id": s.info.id, "n_items": s.info.n_items, "n_live": s.n_live,
+                 "family": s.info.config["family"]}
+                for s in self._segments
+            ],
+            "data_bytes": int(data_bytes),
+            "table_bytes": int(table_bytes),
+            "table_bytes_per_item": table_bytes / n if n else 0.0,
+        }
+
+    def live_data(self) -> tuple[Any, np.ndarray]:
+        """All live rows (prepared) and their ids, across segments."""
+        self._refresh()
+        ids = [s.ids[s.searcher.alive_ == 1] for s in self._segments]
+        if self.config.metric == "jaccard":
+            parts = [
+                s.searcher.sets_.take(np.flatnonzero(s.searcher.alive_))  # type: ignore[union-attr]
+                for s in self._segments
+            ]
+            lengths = np.concatenate([np.diff(p.indptr) for p in parts]) if parts else np.zeros(0)
+            indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+            elems = np.concatenate([p.elements for p in parts]) if parts else np.zeros(0, np.uint64)
+            return SetBatch(indptr, elems), np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        if not self._segments:
+            return np.zeros((0, self.config.dim or 0), np.float32), np.zeros(0, np.int64)
+        vecs = np.concatenate(
+            [np.asarray(s.searcher.vectors_)[s.searcher.alive_ == 1] for s in self._segments]  # type: ignore[union-attr]
+        )
+        return vecs, np.concatenate(ids)
+
+    # queries ----------------------------------------------------------------------------
+
+    def query(
+        self, data: Any, k: int = 10, *, n_probes: int | None = None, exact: bool = False
+    ) -> Neighbors:
+        """k nearest items per query row; ids are the index's item ids (see ``hits``)."""
+        k = check_int("k", k, 1)
+        self._refresh()
+        n_queries = len(as_sets(data)) if self.config.metric == "jaccard" else len(
+            prepare(np.asarray(data), self.config.metric)
+        )
+        if not self._segments:
+            return _empty(n_queries, k)
+        probes = n_probes if n_probes is not None else self.config.default_probes
+        parts = []
+        for seg in self._segments:
+            if seg.n_live == 0:
+                continue
+            if exact:
+                brute = BruteForce(self.config.metric).fit(
+                    seg.searcher.sets_ if isinstance(seg.searcher, SetLSH) else seg.searcher.vectors_,
+                    alive=seg.searcher.alive_,
+                )
+                res = brute.search(data, k)
+            else:
+                res = seg.searcher.search(data, k, n_probes=probes)
+            ids = np.where(res.ids >= 0, seg.ids[np.maximum(res.ids, 0)], -1)
+            parts.append(Neighbors(ids, res.distances, res.n_candidates))
+        if not parts:
+            return _empty(n_queries, k)
+        return merge(parts, k)
+
+    def hits(self, result: Neighbors) -> list[list[Hit]]:
+        """Resolve a query's ids to keys, tracks and offsets."""
+        found = self.storage.items(result.ids[result.ids >= 0])
+        by_id = {it.id: it for it in found if it is not None}
+        out = []
+        for ids, dists in zip(result.ids, result.distances):
+            row = []
+            for i, d in zip(ids.tolist(), dists.tolist()):
+                it = by_id.get(i)
+                if i < 0 or it is None:
+                    continue
+                row.append(Hit(i, it.key, float(d), it.track_id, it.offset_s, it.meta))
+            out.append(row)
+        return out
+
+    # writing ----------------------------------------------------------------------------
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """Group adds into one commit: ``with index.session() as s: s.add(...)``."""
+        s = Session(self)
+        yield s
+        s.commit()
+
+    def add(
+        self, data: Any, keys: Sequence[str] | None = None, *,
+        offsets_s: Sequence[float] | np.ndarray | None = None,
+        meta: Sequence[dict[str, Any] | None] | None = None,
+    ) -> np.ndarray:
+        """Add rows (vectors, or sets for jaccard) in one commit; returns their item ids."""
+        s = Session(self)
+        s.add(data, keys, offsets_s=offsets_s, meta=meta)
+        return s.commit()
+
+    def _build_segment(self, data: Any, ids: np.ndarray) -> tuple[SegmentInfo, dict[str, np.ndarray]]:
+        cfg = self.config
+        n = len(ids)
+        family: Any
+        if cfg.metric == "jaccard":
+            family = MinHashLSH(num_perm=cfg.num_perm, threshold=cfg.threshold, seed=cfg.seed)
+            searcher: VectorLSH | SetLSH = SetLSH(family).fit(data)
+            arrays = {"indptr": data.indptr, "elements": data.elements}
+        else:
+            n_bits = cfg.n_bits or auto_bits(n)
+            if cfg.metric == "cosine":
+                center = bool(np.min(data) >= 0) if cfg.center == "auto" else bool(cfg.center)
+                family = HyperplaneLSH(
+                    data.shape[1], n_tables=cfg.n_tables, n_bits=n_bits, seed=cfg.seed, center=center
+                )
+            else:
+                width = cfg.bucket_width or estimate_bucket_width(data, cfg.seed)
+                family = PStableLSH(
+                    data.shape[1], n_tables=cfg.n_tables, n_hashes=min(n_bits, 12),
+                    bucket_width=width, seed=cfg.seed,
+                )
+            searcher = VectorLSH(family, metric=cfg.metric).fit(data)
+            arrays = {"vectors": searcher.vectors_}
+        arrays.update(searcher.tables_.arrays())
+        arrays["ids"] = ids.astype(np.int64)
+        info = SegmentInfo(
+            id=f"{int(time.time() * 1000):013d}-{uuid.uuid4().hex[:8]}",
+            n_items=n,
+            config={"metric": cfg.metric, "family": family.to_config()},
+            created_at=time.time(),
+        )
+        return info, arrays
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise IndexFormatError(f"{self.storage.location}: opened read-only")
+
+    def _commit(self, s: Session) -> np.ndarray:
+        self._check_writable()
+        n = len(s)
+        data: Any = None
+        if n:
+            if self.config.metric == "jaccard":
+                parts = s._data
+                lengths = np.concatenate([np.diff(p.indptr) for p in parts])
+                indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+                data = SetBatch(indptr, np.concatenate([p.elements for p in parts]))
+            else:
+                data = np.concatenate(s._data) if len(s._data) > 1 else s._data[0]
+        with self.storage.write() as w:
+            track_ids = []
+            for t in s._tracks:
+                track_ids.append(w.add_track(**t))
+            rows = np.concatenate(s._track_rows) if s._track_rows else np.zeros(0, np.int64)
+            # Session handles are -2, -3, ...: map them to the new track ids.
+            handles = rows <= -2
+            if handles.any():
+                rows = rows.copy()
+                rows[handles] = np.asarray(track_ids, dtype=np.int64)[-rows[handles] - 2]
+            for tid in s._removed_tracks:
+                dead = self.storage.ids_for_track(tid)
+                if len(dead):
+                    w.delete_items(dead)
+                w.remove_track(tid)
+            ids = np.zeros(0, np.int64)
+            if n:
+                if self.config.dim is None and self.config.metric != "jaccard":
+                    self.config = replace(self.config, dim=int(data.shape[1]))
+                    w.set_config(asdict(self.config))
+                start = w.allocate_ids(n)
+                ids = np.arange(start, start + n, dtype=np.int64)
+                info, arrays = self._build_segment(data, ids)
+                w.put_segment(info, arrays)
+                w.add_items(ids, s._keys, rows, np.concatenate(s._offsets), s._metas)
+            for handle, tid in enumerate(track_ids):
+                w.set_track_items(tid, int(np.sum(rows == tid)))
+        self._refresh()
+        self._maybe_compact()
+        return ids
+
+    def remove(self, keys: Sequence[str]) -> int:
+        """Remove every item with one of these keys; returns how many were removed."""
+        self._check_writable()
+        ids = self.storage.ids_for_keys(list(keys))
+        if len(ids):
+            with self.storage.write() as w:
+                w.delete_items(ids)
+            self._refresh()
+            self._maybe_compact()
+        return len(ids)
+
+    def remove_track(self, track_id: int) -> int:
+        """Remove a source and all of its items; returns how many items went."""
+        self._check_writable()
+        if self.storage.track(track_id) is None:
+            raise ParameterError(f"no track with id {track_id}")
+        n = len(self.storage.ids_for_track(track_id))
+        s = Session(self)
+        s.remove_track(track_id)
+        s.commit()
+        return n
+
+    def _maybe_compact(self) -> None:
+        segs = self._segments
+        dead_share = [1 - s.n_live / max(1, len(s.ids)) for s in segs]
+        if len(segs) > self.config.max_segments or any(d > 0.3 for d in dead_share):
+            self.compact()
+
+    def compact(self, *, rebuild: bool = False) -> None:
+        """Merge segments and drop removed rows.
+
+        Segments are merged from the smallest up so that the largest one is only rewritten
+        when it holds less than half of the rows (or ``rebuild`` is asked for, e.g. after
+        ``tune`` changed the build parameters).
+        """
+        self._check_writable()
+        self._refresh()
+        segs = sorted(self._segments, key=lambda s: s.n_live)
+        if not segs:
+            return
+        total = sum(s.n_live for s in segs)
+        chosen = segs
+        if not rebuild and segs[-1].n_live > total / 2 and len(segs) > 1:
+            dirty = 1 - segs[-1].n_live / max(1, len(segs[-1].ids)) > 0.3
+            chosen = segs if dirty else segs[:-1]
+        if len(chosen) < 2 and not rebuild and all(s.n_live == len(s.ids) for s in chosen):
+            return
+        ids = np.concatenate([s.ids[s.searcher.alive_ == 1] for s in chosen])
+        removed = np.concatenate([s.ids[s.searcher.alive_ == 0] for s in chosen])
+        if self.config.metric == "jaccard":
+            parts = [s.searcher.sets_.take(np.flatnonzero(s.searcher.alive_)) for s in chosen]  # type: ignore[union-attr]
+            lengths = np.concatenate([np.diff(p.indptr) for p in parts])
+            data: Any = SetBatch(
+                np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                np.concatenate([p.elements for p in parts]),
+            )
+        else:
+            data = np.concatenate(
+                [np.asarray(s.searcher.vectors_)[s.searcher.alive_ == 1] for s in chosen]  # type: ignore[union-attr]
+            )
+        with self.storage.write() as w:
+            if len(ids):
+                info, arrays = self._build_segment(data, ids)
+                w.put_segment(info, arrays)
+            for s in chosen:
+                w.drop_segment(s.info.id)
+            if len(removed):
+                w.forget_deleted(removed)
+        log.info("compacted %d segments into one of %d rows", len(chosen), len(ids))
+        self._refresh()
+
+    def set_params(self, **params: Any) -> None:
+        """Store new parameters (e.g. from ``tune``); build-time ones rebuild the segments."""
+        self._check_writable()
+        new = replace(self.config, **params).validate()
+        build_changed = any(
+            getattr(new, f) != getattr(self.config, f)
+            for f in ("n_tables", "n_bits", "bucket_width", "center", "num_perm", "threshold")
+        )
+        with self.storage.write() as w:
+            w.set_config(asdict(new))
+        self.config = new
+        self._refresh()
+        if build_changed:
+            self.compact(rebuild=True)
+
+
+def default_index_path() -> str | None:
+    return os.environ.get(INDEX_ENV)

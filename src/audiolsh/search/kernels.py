@@ -1,0 +1,189 @@
+"""Compiled inner loops: probe lookup, de-duplication, exact distance and top-k in one pass.
+
+Queries are split into one chunk per thread; each chunk owns a ``seen`` byte map over the
+rows, cleared after every query by walking the same buckets again, so de-duplication costs
+O(candidates), not O(rows).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+COSINE = 0
+EUCLIDEAN = 1
+JACCARD = 2
+
+
+@numba.njit(inline="always")
+def _insert(top_d, top_i, d, j):  # pragma: no cover - compiled
+    k = len(top_d)
+    if d >= top_d[k - 1]:
+        return
+    pos = k - 1
+    while pos > 0 and top_d[pos - 1] > d:
+        top_d[pos] = top_d[pos - 1]
+        top_i[pos] = top_i[pos - 1]
+        pos -= 1
+    top_d[pos] = d
+    top_i[pos] = j
+
+
+@numba.njit(inline="always")
+def _find(bucket_keys, lo, hi, key):  # pragma: no cover - compiled
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if bucket_keys[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(inline="always")
+def _vector_distance(q, X, j, metric):  # pragma: no cover - compiled
+    acc = np.float32(0.0)
+    if metric == COSINE:
+        for t in range(X.shape[1]):
+            acc += q[t] * X[j, t]
+        return np.float32(1.0) - acc
+    for t in range(X.shape[1]):
+        diff = q[t] - X[j, t]
+        acc += diff * diff
+    return acc
+
+
+def _search_vectors(
+    Q, probe_keys, probe_tables, table_start, bucket_keys, bucket_start, members,
+    X, alive, k, metric, n_chunks,
+):  # pragma: no cover - compiled
+    nq = Q.shape[0]
+    n = X.shape[0]
+    out_i = np.full((nq, k), -1, dtype=np.int64)
+    out_d = np.full((nq, k), np.inf, dtype=np.float32)
+    n_cand = np.zeros(nq, dtype=np.int64)
+    for c in numba.prange(n_chunks):
+        seen = np.zeros(n, dtype=np.uint8)
+        for qi in range(c, nq, n_chunks):
+            top_d = out_d[qi]
+            top_i = out_i[qi]
+            count = 0
+            for p in range(probe_keys.shape[1]):
+                t = probe_tables[qi, p]
+                hi = table_start[t + 1]
+                b = _find(bucket_keys, table_start[t], hi, probe_keys[qi, p])
+                if b == hi or bucket_keys[b] != probe_keys[qi, p]:
+                    continue
+                for m in range(bucket_start[b], bucket_start[b + 1]):
+                    j = members[m]
+                    if seen[j] != 0:
+                        continue
+                    seen[j] = 1
+                    if alive[j] == 0:
+                        continue
+                    count += 1
+                    _insert(top_d, top_i, _vector_distance(Q[qi], X, j, metric), j)
+            n_cand[qi] = count
+            for p in range(probe_keys.shape[1]):
+                t = probe_tables[qi, p]
+                hi = table_start[t + 1]
+                b = _find(bucket_keys, table_start[t], hi, probe_keys[qi, p])
+                if b == hi or bucket_keys[b] != probe_keys[qi, p]:
+                    continue
+                for m in range(bucket_start[b], bucket_start[b + 1]):
+                    seen[members[m]] = 0
+    return out_i, out_d, n_cand
+
+
+@numba.njit(inline="always")
+def _jaccard(qa, indptr, elems, j):  # pragma: no cover - compiled
+    i, i1 = 0, len(qa)
+    b, b1 = indptr[j], indptr[j + 1]
+    inter = 0
+    while i < i1 and b < b1:
+        if qa[i] == elems[b]:
+            inter += 1
+            i += 1
+            b += 1
+        elif qa[i] < elems[b]:
+            i += 1
+        else:
+            b += 1
+    union = len(qa) + (indptr[j + 1] - indptr[j]) - inter
+    if union == 0:
+        return np.float32(0.0)
+    return np.float32(1.0 - inter / union)
+
+
+def _search_sets(
+    q_indptr, q_elems, probe_keys, probe_tables, table_start, bucket_keys, bucket_start,
+    members, indptr, elems, alive, k, n_chunks,
+):  # pragma: no cover - compiled
+    nq = len(q_indptr) - 1
+    n = len(indptr) - 1
+    out_i = np.full((nq, k), -1, dtype=np.int64)
+    out_d = np.full((nq, k), np.inf, dtype=np.float32)
+    n_cand = np.zeros(nq, dtype=np.int64)
+    for c in numba.prange(n_chunks):
+        seen = np.zeros(n, dtype=np.uint8)
+        for qi in range(c, nq, n_chunks):
+            qa = q_elems[q_indptr[qi] : q_indptr[qi + 1]]
+            count = 0
+            for p in range(probe_keys.shape[1]):
+                t = probe_tables[qi, p]
+                hi = table_start[t + 1]
+                b = _find(bucket_keys, table_start[t], hi, probe_keys[qi, p])
+                if b == hi or bucket_keys[b] != probe_keys[qi, p]:
+                    continue
+                for m in range(bucket_start[b], bucket_start[b + 1]):
+                    j = members[m]
+                    if seen[j] != 0:
+                        continue
+                    seen[j] = 1
+                    if alive[j] == 0:
+                        continue
+                    count += 1
+                    _insert(out_d[qi], out_i[qi], _jaccard(qa, indptr, elems, j), j)
+            n_cand[qi] = count
+            for p in range(probe_keys.shape[1]):
+                t = probe_tables[qi, p]
+                hi = table_start[t + 1]
+                b = _find(bucket_keys, table_start[t], hi, probe_keys[qi, p])
+                if b == hi or bucket_keys[b] != probe_keys[qi, p]:
+                    continue
+                for m in range(bucket_start[b], bucket_start[b + 1]):
+                    seen[members[m]] = 0
+    return out_i, out_d, n_cand
+
+
+@numba.njit(parallel=True, cache=True)
+def jaccard_all(q_indptr, q_elems, indptr, elems, alive, k):  # pragma: no cover - compiled
+    """Exact top-k by Jaccard distance against every stored set (the brute-force baseline)."""
+    nq = len(q_indptr) - 1
+    n = len(indptr) - 1
+    out_i = np.full((nq, k), -1, dtype=np.int64)
+    out_d = np.full((nq, k), np.inf, dtype=np.float32)
+    for qi in numba.prange(nq):
+        qa = q_elems[q_indptr[qi] : q_indptr[qi + 1]]
+        for j in range(n):
+            if alive[j] != 0:
+                _insert(out_d[qi], out_i[qi], _jaccard(qa, indptr, elems, j), j)
+    return out_i, out_d
+
+
+# A parallel launch costs more than a lone query; few queries take the serial build.
+search_vectors_parallel = numba.njit(parallel=True, cache=True, fastmath=True)(_search_vectors)
+search_vectors_serial = numba.njit(cache=True, fastmath=True)(_search_vectors)
+search_sets_parallel = numba.njit(parallel=True, cache=True)(_search_sets)
+search_sets_serial = numba.njit(cache=True)(_search_sets)
+SERIAL_BELOW = 4
+
+
+def search_vectors(Q, *args):  # type: ignore[no-untyped-def]
+    kernel = search_vectors_serial if len(Q) < SERIAL_BELOW else search_vectors_parallel
+    return kernel(Q, *args)
+
+
+def search_sets(q_indptr, *args):  # type: ignore[no-untyped-def]
+    kernel = search_sets_serial if len(q_indptr) - 1 < SERIAL_BELOW else search_sets_parallel
+    return kernel(q_indptr, *args)

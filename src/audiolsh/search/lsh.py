@@ -1,0 +1,182 @@
+"""LSH searchers: hash, look up the probed buckets, re-rank the candidates exactly.
+
+A searcher is built once over a block of rows (an index segment) and is then read-only, so
+many threads and processes can share it; the arrays can be memory-mapped.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from audiolsh.errors import ParameterError
+from audiolsh.hashing.base import HashFamily, check_int
+from audiolsh.hashing.minhash import MinHashLSH, SetBatch, as_sets
+from audiolsh.search import kernels
+from audiolsh.search.brute import METRICS, BruteForce, check_metric, prepare
+from audiolsh.search.results import Neighbors, replace_rows
+from audiolsh.search.tables import BucketTables
+
+MAX_PROBE_ROUNDS = 4
+
+
+def _n_chunks(n_queries: int) -> int:
+    return max(1, min(n_queries, numba.get_num_threads()))
+
+
+class _Searcher:
+    """Shared query loop: probe, and widen the probe set for queries short of k candidates."""
+
+    family: HashFamily
+    tables_: BucketTables
+    alive_: np.ndarray
+    default_probes: int
+
+    def _lookup(self, queries: object, probes: tuple[np.ndarray, np.ndarray], k: int) -> Neighbors:
+        raise NotImplementedError
+
+    def _take(self, queries: object, rows: np.ndarray) -> object:
+        raise NotImplementedError
+
+    def _exact(self, queries: object, k: int) -> Neighbors:
+        raise NotImplementedError
+
+    def search(self, Q: object, k: int = 10, *, n_probes: int | None = None) -> Neighbors:
+        """k nearest rows of every query; ``n_probes`` buckets per query over all tables.
+
+        A query whose buckets hold fewer than k live rows is probed again with more buckets,
+        and in the end answered exactly: an empty bucket never means an empty answer.
+        """
+        k = check_int("k", k, 1)
+        probes = self.default_probes if n_probes is None else check_int("n_probes", n_probes, 1)
+        queries = self._queries(Q)
+        result = self._lookup(queries, self.family.probes(queries, probes), k)
+        n_live = int(self.alive_.sum())
+        want = min(k, n_live)
+        short = np.flatnonzero((result.ids >= 0).sum(axis=1) < want)
+        for _ in range(MAX_PROBE_ROUNDS):
+            if len(short) == 0:
+                return result
+            probes *= 4
+            sub = self._take(queries, short)
+            result = replace_rows(result, short, self._lookup(sub, self.family.probes(sub, probes), k))
+            short = short[(result.ids[short] >= 0).sum(axis=1) < want]
+        if len(short):
+            result = replace_rows(result, short, self._exact(self._take(queries, short), k))
+        return result
+
+    def _queries(self, Q: object) -> object:
+        raise NotImplementedError
+
+
+class VectorLSH(_Searcher):
+    """LSH over dense vectors for the cosine (hyperplane) or Euclidean (p-stable) metric.
+
+    ``fit(X)`` stores the prepared rows (unit length for cosine) and builds the tables;
+    ``alive`` (uint8 per row) hides removed rows without a rebuild.
+    """
+
+    def __init__(self, family: HashFamily, *, metric: str = "cosine", n_probes: int | None = None):
+        self.family = family
+        self.metric = check_metric(metric)
+        if self.metric == "jaccard":
+            raise ParameterError("use SetLSH for the jaccard metric")
+        self.default_probes = family.n_tables if n_probes is None else check_int("n_probes", n_probes, 1)
+
+    def fit(self, X: np.ndarray, *, alive: np.ndarray | None = None) -> VectorLSH:
+        self.vectors_ = prepare(X, self.metric)
+        fit = getattr(self.family, "fit", None)
+        if fit is not None:
+            fit(self.vectors_)
+        return self.load(self.vectors_, BucketTables.build(self.family.keys(self.vectors_)), alive)
+
+    def load(
+        self, vectors: np.ndarray, tables: BucketTables, alive: np.ndarray | None = None
+    ) -> VectorLSH:
+        """Attach already-built (e.g. memory-mapped) vectors and tables."""
+        self.vectors_ = vectors
+        self.tables_ = tables
+        self.alive_ = np.ones(len(vectors), np.uint8) if alive is None else alive.astype(np.uint8)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.vectors_)
+
+    def _queries(self, Q: object) -> np.ndarray:
+        A = prepare(np.asarray(Q), self.metric)
+        if A.shape[1] != self.vectors_.shape[1]:
+            raise ParameterError(
+                f"query dimension {A.shape[1]} does not match the index's {self.vectors_.shape[1]}"
+            )
+        return A
+
+    def _take(self, queries: object, rows: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(queries)[rows])
+
+    def _lookup(self, queries: object, probes: tuple[np.ndarray, np.ndarray], k: int) -> Neighbors:
+        Q = np.asarray(queries)
+        keys, tables = probes
+        t = self.tables_
+        ids, dist, cand = kernels.search_vectors(
+            Q, np.ascontiguousarray(keys), np.ascontiguousarray(tables), t.table_start,
+            t.bucket_keys, t.bucket_start, t.members, self.vectors_, self.alive_, k,
+            METRICS[self.metric], _n_chunks(len(Q)),
+        )
+        if self.metric == "euclidean":
+            dist = np.sqrt(dist)
+        return Neighbors(ids, dist, cand)
+
+    def _exact(self, queries: object, k: int) -> Neighbors:
+        brute = BruteForce(self.metric).fit(self.vectors_, alive=self.alive_)
+        return brute.search(np.asarray(queries), k)
+
+    @property
+    def index_nbytes(self) -> int:
+        """Bytes of the hash tables, beyond the stored vectors."""
+        return self.tables_.nbytes
+
+
+class SetLSH(_Searcher):
+    """MinHash LSH over sets, candidates re-ranked by exact Jaccard distance."""
+
+    metric = "jaccard"
+
+    def __init__(self, family: MinHashLSH) -> None:
+        self.family = family
+        self.default_probes = family.n_tables
+
+    def fit(self, sets: SetBatch | list, *, alive: np.ndarray | None = None) -> SetLSH:
+        self.sets_ = as_sets(sets)
+        tables = BucketTables.build(self.family.keys(self.sets_))
+        return self.load(self.sets_, tables, alive)
+
+    def load(self, sets: SetBatch, tables: BucketTables, alive: np.ndarray | None = None) -> SetLSH:
+        self.sets_ = sets
+        self.tables_ = tables
+        self.alive_ = np.ones(len(sets), np.uint8) if alive is None else alive.astype(np.uint8)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.sets_)
+
+    def _queries(self, Q: object) -> SetBatch:
+        return as_sets(Q)  # type: ignore[arg-type]
+
+    def _take(self, queries: object, rows: np.ndarray) -> SetBatch:
+        assert isinstance(queries, SetBatch)
+        return queries.take(rows)
+
+    def _lookup(self, queries: object, probes: tuple[np.ndarray, np.ndarray], k: int) -> Neighbors:
+        assert isinstance(queries, SetBatch)
+        keys, tables = probes
+        t = self.tables_
+        ids, dist, cand = kernels.search_sets(
+            queries.indptr, queries.elements, np.ascontiguousarray(keys),
+            np.ascontiguousarray(tables), t.table_start, t.bucket_keys, t.bucket_start,
+            t.members, self.sets_.indptr, self.sets_.elements, self.alive_, k,
+            _n_chunks(len(queries)),
+        )
+        return Neighbors(ids, dist, cand)
+
+    def _exact(self, queries: object, k: int) -> Neighbors:
+        return BruteForce("jaccard").fit(self.sets_, alive=self.alive_).search(queries, k)  # type: ignore[arg-type]

@@ -1,0 +1,140 @@
+"""The storage protocol: what the index needs from a backend, and nothing of LSH.
+
+A backend keeps four things: the index config (JSON), immutable segments (named arrays plus
+their own JSON config), the catalogue (tracks, items with their keys, removed item ids) and a
+counter for item ids.  Every change goes through ``write()``, one atomic transaction: on a
+clean exit everything in it is committed, on an exception or a crash nothing of it is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+FORMAT = "audiolsh-index"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    id: str
+    n_items: int
+    config: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Track:
+    """One indexed source: an audio file, or a file of vectors."""
+
+    id: int
+    path: str
+    content_hash: str
+    duration_s: float | None
+    added_at: float
+    n_items: int
+    kind: str = "audio"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "path": self.path,
+            "content_hash": self.content_hash,
+            "duration_s": self.duration_s,
+            "added_at": self.added_at,
+            "n_items": self.n_items,
+            "kind": self.kind,
+            "meta": self.meta,
+        }
+
+
+@dataclass(frozen=True)
+class Item:
+    id: int
+    key: str
+    track_id: int | None
+    offset_s: float | None
+    meta: dict[str, Any] | None
+
+
+class Writer(Protocol):
+    def set_config(self, config: dict[str, Any]) -> None: ...
+
+    def allocate_ids(self, n: int) -> int:
+        """Reserve n consecutive item ids and return the first."""
+        ...
+
+    def put_segment(self, info: SegmentInfo, arrays: dict[str, np.ndarray]) -> None: ...
+
+    def drop_segment(self, segment_id: str) -> None: ...
+
+    def add_track(
+        self, *, path: str, content_hash: str, duration_s: float | None, kind: str,
+        meta: dict[str, Any] | None = None,
+    ) -> int: ...
+
+    def set_track_items(self, track_id: int, n_items: int) -> None: ...
+
+    def remove_track(self, track_id: int) -> None: ...
+
+    def add_items(
+        self, ids: np.ndarray, keys: Sequence[str], track_ids: np.ndarray,
+        offsets_s: np.ndarray, metas: Sequence[dict[str, Any] | None] | None,
+    ) -> None: ...
+
+    def delete_items(self, ids: np.ndarray) -> None:
+        """Mark items removed (they stay in their segment until it is compacted)."""
+        ...
+
+    def forget_deleted(self, ids: np.ndarray) -> None:
+        """Drop tombstones of items no segment holds any more."""
+        ...
+
+
+class Storage(Protocol):
+    location: str
+
+    def config(self) -> dict[str, Any] | None: ...
+
+    def version(self) -> int:
+        """Changes whenever anyone commits; cheap to call before every query."""
+        ...
+
+    def segments(self) -> list[SegmentInfo]: ...
+
+    def load_arrays(self, segment_id: str) -> dict[str, np.ndarray]: ...
+
+    def deleted(self) -> np.ndarray: ...
+
+    def tracks(self) -> list[Track]: ...
+
+    def track(self, track_id: int) -> Track | None: ...
+
+    def track_by_hash(self, content_hash: str) -> Track | None: ...
+
+    def items(self, ids: np.ndarray) -> list[Item | None]: ...
+
+    def ids_for_keys(self, keys: Sequence[str]) -> np.ndarray: ...
+
+    def ids_for_track(self, track_id: int) -> np.ndarray: ...
+
+    def n_items(self) -> int: ...
+
+    def write(self) -> AbstractContextManager[Writer]: ...
+
+    def close(self) -> None: ...
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def iter_chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))

@@ -1,0 +1,341 @@
+"""The default backend: a directory with a JSON manifest, a SQLite catalogue and .npy segments.
+
+    index/
+      manifest.json         format name and version (written once, atomically)
+      catalogue.sqlite      config, segments, tracks, items, tombstones (WAL, synchronous=FULL)
+      segments/<id>/*.npy   immutable arrays, memory-mapped by readers
+
+Commit protocol: inside one SQLite write transaction (BEGIN IMMEDIATE, so one writer at a
+time) the segment's arrays are written to temporary files, fsynced, renamed and the folder
+fsynced; then the catalogue rows are inserted and the transaction commits.  The SQLite commit
+is the only commit point: a crash before it leaves at most an unreferenced segment folder,
+which the next writer deletes; a crash after it loses nothing.  Readers see the last commit
+(WAL snapshot) and keep their memory maps of segments that a later compaction drops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audiolsh.errors import IndexFormatError
+from audiolsh.storage.base import (
+    FORMAT,
+    FORMAT_VERSION,
+    Item,
+    SegmentInfo,
+    Track,
+    dumps,
+    iter_chunks,
+)
+
+MANIFEST = "manifest.json"
+CATALOGUE = "catalogue.sqlite"
+SEGMENTS = "segments"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS config (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS segments (
+    id TEXT PRIMARY KEY, n_items INTEGER NOT NULL, config TEXT NOT NULL, created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tracks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, content_hash TEXT NOT NULL UNIQUE,
+    duration_s REAL, added_at REAL NOT NULL, n_items INTEGER NOT NULL DEFAULT 0,
+    kind TEXT NOT NULL, meta TEXT
+);
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY, key TEXT NOT NULL, track_id INTEGER, offset_s REAL, meta TEXT
+);
+CREATE INDEX IF NOT EXISTS items_key ON items (key);
+CREATE INDEX IF NOT EXISTS items_track ON items (track_id);
+CREATE TABLE IF NOT EXISTS deleted (id INTEGER PRIMARY KEY);
+"""
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file, fsync it, rename it over ``path``, fsync the folder."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class EmbeddedWriter:
+    def __init__(self, storage: EmbeddedStorage, db: sqlite3.Connection) -> None:
+        self.st = storage
+        self.db = db
+        self.written: list[Path] = []
+
+    def set_config(self, config: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO config (name, value) VALUES ('index', ?)", (dumps(config),)
+        )
+
+    def allocate_ids(self, n: int) -> int:
+        row = self.db.execute("SELECT value FROM counters WHERE name = 'next_id'").fetchone()
+        start = 0 if row is None else int(row[0])
+        self.db.execute(
+            "INSERT OR REPLACE INTO counters (name, value) VALUES ('next_id', ?)", (start + n,)
+        )
+        return start
+
+    def put_segment(self, info: SegmentInfo, arrays: dict[str, np.ndarray]) -> None:
+        folder = self.st.root / SEGMENTS / info.id
+        folder.mkdir(parents=True, exist_ok=False)
+        self.written.append(folder)
+        for name, array in arrays.items():
+            save_array(folder / f"{name}.npy", array)
+        fsync_dir(folder)
+        fsync_dir(folder.parent)
+        self.db.execute(
+            "INSERT INTO segments (id, n_items, config, created_at) VALUES (?, ?, ?, ?)",
+            (info.id, info.n_items, dumps(info.config), info.created_at),
+        )
+
+    def drop_segment(self, segment_id: str) -> None:
+        self.db.execute("DELETE FROM segments WHERE id = ?", (segment_id,))
+
+    def add_track(
+        self, *, path: str, content_hash: str, duration_s: float | None, kind: str,
+        meta: dict[str, Any] | None = None,
+    ) -> int:
+        cur = self.db.execute(
+            "INSERT INTO tracks (path, content_hash, duration_s, added_at, kind, meta)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (path, content_hash, duration_s, time.time(), kind, dumps(meta or {})),
+        )
+        return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def set_track_items(self, track_id: int, n_items: int) -> None:
+        self.db.execute("UPDATE tracks SET n_items = ? WHERE id = ?", (n_items, track_id))
+
+    def remove_track(self, track_id: int) -> None:
+        self.db.execute("DELETE FROM tracks WHERE id = ?", (track_id,))
+
+    def add_items(
+        self, ids: np.ndarray, keys: Sequence[str], track_ids: np.ndarray,
+        offsets_s: np.ndarray, metas: Sequence[dict[str, Any] | None] | None,
+    ) -> None:
+        tids = [None if t < 0 else t for t in track_ids.tolist()]
+        offs = [None if o != o else o for o in offsets_s.tolist()]
+        meta_json = [None] * len(ids) if metas is None else [
+            None if m is None else dumps(m) for m in metas
+        ]
+        self.db.executemany(
+            "INSERT INTO items (id, key, track_id, offset_s, meta) VALUES (?, ?, ?, ?, ?)",
+            zip(ids.tolist(), keys, tids, offs, meta_json),
+        )
+
+    def delete_items(self, ids: np.ndarray) -> None:
+        rows = [(i,) for i in np.asarray(ids, dtype=np.int64).tolist()]
+        self.db.executemany("DELETE FROM items WHERE id = ?", rows)
+        self.db.executemany("INSERT OR IGNORE INTO deleted (id) VALUES (?)", rows)
+
+    def forget_deleted(self, ids: np.ndarray) -> None:
+        rows = [(i,) for i in np.asarray(ids, dtype=np.int64).tolist()]
+        self.db.executemany("DELETE FROM deleted WHERE id = ?", rows)
+
+
+class EmbeddedStorage:
+    """Open (or create) an index directory."""
+
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = False, readonly: bool = False):
+        self.root = Path(root)
+        self.location = str(self.root)
+        self.readonly = readonly
+        self._own_commits = 0
+        manifest = self.root / MANIFEST
+        if not manifest.exists():
+            if not create:
+                raise IndexFormatError(
+                    f"{self.root}: no index here (no {MANIFEST}); create one with `audiolsh index`"
+                    " or `audiolsh vectors add`"
+                )
+            self.root.mkdir(parents=True, exist_ok=True)
+            (self.root / SEGMENTS).mkdir(exist_ok=True)
+            self._db = self._connect()
+            write_atomic(
+                manifest,
+                json.dumps(
+                    {
+                        "format": FORMAT,
+                        "format_version": FORMAT_VERSION,
+                        "storage": "embedded",
+                        "catalogue": CATALOGUE,
+                        "segments": SEGMENTS,
+                        "created_at": time.time(),
+                    },
+                    indent=2,
+                ).encode(),
+            )
+        else:
+            self._check_manifest(manifest)
+            self._db = self._connect()
+
+    def _check_manifest(self, manifest: Path) -> None:
+        try:
+            data = json.loads(manifest.read_text())
+        except (OSError, ValueError) as exc:
+            raise IndexFormatError(f"{manifest}: unreadable manifest ({exc})") from exc
+        if data.get("format") != FORMAT:
+            raise IndexFormatError(f"{manifest}: not an audiolsh index")
+        version = data.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise IndexFormatError(
+                f"{manifest}: index format version {version!r} is newer than this audiolsh"
+                f" reads ({FORMAT_VERSION}); upgrade audiolsh"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        path = self.root / CATALOGUE
+        if self.readonly:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
+                                 isolation_level=None, timeout=30)
+        else:
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.executescript(SCHEMA)
+        return db
+
+    # reads -------------------------------------------------------------------------------
+
+    def config(self) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT value FROM config WHERE name = 'index'").fetchone()
+        return None if row is None else json.loads(row[0])  # type: ignore[no-any-return]
+
+    def version(self) -> int:
+        # data_version moves on other connections' commits only; count our own as well.
+        other = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        return (other << 32) + self._own_commits
+
+    def segments(self) -> list[SegmentInfo]:
+        rows = self._db.execute(
+            "SELECT id, n_items, config, created_at FROM segments ORDER BY created_at, id"
+        ).fetchall()
+        return [SegmentInfo(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
+
+    def load_arrays(self, segment_id: str) -> dict[str, np.ndarray]:
+        folder = self.root / SEGMENTS / segment_id
+        return {
+            p.stem: np.load(p, mmap_mode="r", allow_pickle=False)
+            for p in sorted(folder.glob("*.npy"))
+        }
+
+    def deleted(self) -> np.ndarray:
+        rows = self._db.execute("SELECT id FROM deleted ORDER BY id").fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    @staticmethod
+    def _track(r: tuple[Any, ...]) -> Track:
+        return Track(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7] or "{}"))
+
+    _TRACK_COLS = "id, path, content_hash, duration_s, added_at, n_items, kind, meta"
+
+    def tracks(self) -> list[Track]:
+        rows = self._db.execute(f"SELECT {self._TRACK_COLS} FROM tracks ORDER BY id").fetchall()
+        return [self._track(r) for r in rows]
+
+    def track(self, track_id: int) -> Track | None:
+        r = self._db.execute(
+            f"SELECT {self._TRACK_COLS} FROM tracks WHERE id = ?", (track_id,)
+        ).fetchone()
+        return None if r is None else self._track(r)
+
+    def track_by_hash(self, content_hash: str) -> Track | None:
+        r = self._db.execute(
+            f"SELECT {self._TRACK_COLS} FROM tracks WHERE content_hash = ?", (content_hash,)
+        ).fetchone()
+        return None if r is None else self._track(r)
+
+    def items(self, ids: np.ndarray) -> list[Item | None]:
+        wanted = [int(i) for i in np.asarray(ids).ravel()]
+        found: dict[int, Item] = {}
+        unique = sorted(set(wanted))
+        for chunk in iter_chunks(len(unique), 900):
+            part = unique[chunk]
+            marks = ",".join("?" * len(part))
+            for r in self._db.execute(
+                f"SELECT id, key, track_id, offset_s, meta FROM items WHERE id IN ({marks})", part
+            ):
+                found[r[0]] = Item(r[0], r[1], r[2], r[3], None if r[4] is None else json.loads(r[4]))
+        return [found.get(i) for i in wanted]
+
+    def ids_for_keys(self, keys: Sequence[str]) -> np.ndarray:
+        out: list[int] = []
+        keys = list(keys)
+        for chunk in iter_chunks(len(keys), 900):
+            part = keys[chunk]
+            marks = ",".join("?" * len(part))
+            out += [r[0] for r in self._db.execute(
+                f"SELECT id FROM items WHERE key IN ({marks})", part
+            )]
+        return np.array(sorted(out), dtype=np.int64)
+
+    def ids_for_track(self, track_id: int) -> np.ndarray:
+        rows = self._db.execute(
+            "SELECT id FROM items WHERE track_id = ? ORDER BY id", (track_id,)
+        ).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def n_items(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM items").fetchone()[0])
+
+    # writes ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[EmbeddedWriter]:
+        if self.readonly:
+            raise IndexFormatError(f"{self.root}: opened read-only")
+        self._db.execute("BEGIN IMMEDIATE")
+        writer = EmbeddedWriter(self, self._db)
+        try:
+            self._collect_garbage()
+            yield writer
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            for folder in writer.written:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        self._db.execute("COMMIT")
+        self._own_commits += 1
+
+    def _collect_garbage(self) -> None:
+        """Delete segment folders no committed row names (a crashed write, a compaction)."""
+        live = {r[0] for r in self._db.execute("SELECT id FROM segments")}
+        for folder in (self.root / SEGMENTS).iterdir():
+            if folder.name not in live:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def close(self) -> None:
+        self._db.close()

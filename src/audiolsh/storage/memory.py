@@ -1,0 +1,154 @@
+"""In-memory backend: same contract as the embedded one, nothing on disk (tests, scratch)."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from audiolsh.storage.base import Item, SegmentInfo, Track
+
+
+class _State:
+    def __init__(self) -> None:
+        self.config: dict[str, Any] | None = None
+        self.segments: dict[str, tuple[SegmentInfo, dict[str, np.ndarray]]] = {}
+        self.tracks: dict[int, Track] = {}
+        self.items: dict[int, Item] = {}
+        self.deleted: set[int] = set()
+        self.next_id = 0
+        self.next_track = 1
+
+
+class MemoryWriter:
+    def __init__(self, state: _State) -> None:
+        self.s = state
+
+    def set_config(self, config: dict[str, Any]) -> None:
+        self.s.config = copy.deepcopy(config)
+
+    def allocate_ids(self, n: int) -> int:
+        start = self.s.next_id
+        self.s.next_id += n
+        return start
+
+    def put_segment(self, info: SegmentInfo, arrays: dict[str, np.ndarray]) -> None:
+        frozen = {}
+        for name, a in arrays.items():
+            a = np.array(a)
+            a.flags.writeable = False
+            frozen[name] = a
+        self.s.segments[info.id] = (info, frozen)
+
+    def drop_segment(self, segment_id: str) -> None:
+        self.s.segments.pop(segment_id, None)
+
+    def add_track(
+        self, *, path: str, content_hash: str, duration_s: float | None, kind: str,
+        meta: dict[str, Any] | None = None,
+    ) -> int:
+        import time
+
+        tid = self.s.next_track
+        self.s.next_track += 1
+        self.s.tracks[tid] = Track(tid, path, content_hash, duration_s, time.time(), 0, kind, meta or {})
+        return tid
+
+    def set_track_items(self, track_id: int, n_items: int) -> None:
+        t = self.s.tracks[track_id]
+        self.s.tracks[track_id] = Track(
+            t.id, t.path, t.content_hash, t.duration_s, t.added_at, n_items, t.kind, t.meta
+        )
+
+    def remove_track(self, track_id: int) -> None:
+        self.s.tracks.pop(track_id, None)
+
+    def add_items(
+        self, ids: np.ndarray, keys: Sequence[str], track_ids: np.ndarray,
+        offsets_s: np.ndarray, metas: Sequence[dict[str, Any] | None] | None,
+    ) -> None:
+        meta_iter = metas if metas is not None else itertools.repeat(None)
+        for i, key, tid, off, meta in zip(ids.tolist(), keys, track_ids.tolist(), offsets_s.tolist(), meta_iter):
+            self.s.items[i] = Item(
+                i, key, None if tid < 0 else tid, None if off != off else off, meta
+            )
+
+    def delete_items(self, ids: np.ndarray) -> None:
+        for i in ids.tolist():
+            self.s.items.pop(i, None)
+            self.s.deleted.add(i)
+
+    def forget_deleted(self, ids: np.ndarray) -> None:
+        self.s.deleted.difference_update(ids.tolist())
+
+
+class MemoryStorage:
+    """Everything in dicts; a write is applied to a copy and swapped in on success."""
+
+    def __init__(self) -> None:
+        self.location = ":memory:"
+        self._state = _State()
+        self._version = 0
+        self._lock = threading.Lock()
+
+    def config(self) -> dict[str, Any] | None:
+        return copy.deepcopy(self._state.config)
+
+    def version(self) -> int:
+        return self._version
+
+    def segments(self) -> list[SegmentInfo]:
+        return [info for info, _ in self._state.segments.values()]
+
+    def load_arrays(self, segment_id: str) -> dict[str, np.ndarray]:
+        return dict(self._state.segments[segment_id][1])
+
+    def deleted(self) -> np.ndarray:
+        return np.fromiter(sorted(self._state.deleted), dtype=np.int64)
+
+    def tracks(self) -> list[Track]:
+        return sorted(self._state.tracks.values(), key=lambda t: t.id)
+
+    def track(self, track_id: int) -> Track | None:
+        return self._state.tracks.get(track_id)
+
+    def track_by_hash(self, content_hash: str) -> Track | None:
+        return next((t for t in self._state.tracks.values() if t.content_hash == content_hash), None)
+
+    def items(self, ids: np.ndarray) -> list[Item | None]:
+        return [self._state.items.get(int(i)) for i in np.asarray(ids).ravel()]
+
+    def ids_for_keys(self, keys: Sequence[str]) -> np.ndarray:
+        wanted = set(keys)
+        return np.fromiter(
+            sorted(i for i, it in self._state.items.items() if it.key in wanted), dtype=np.int64
+        )
+
+    def ids_for_track(self, track_id: int) -> np.ndarray:
+        return np.fromiter(
+            sorted(i for i, it in self._state.items.items() if it.track_id == track_id),
+            dtype=np.int64,
+        )
+
+    def n_items(self) -> int:
+        return len(self._state.items)
+
+    @contextmanager
+    def write(self) -> Iterator[MemoryWriter]:
+        with self._lock:
+            staged = copy.copy(self._state)
+            staged.segments = dict(self._state.segments)
+            staged.tracks = dict(self._state.tracks)
+            staged.items = dict(self._state.items)
+            staged.deleted = set(self._state.deleted)
+            yield MemoryWriter(staged)
+            self._state = staged
+            self._version += 1
+
+    def close(self) -> None:
+        pass
