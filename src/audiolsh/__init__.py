@@ -1,8 +1,8 @@
 """audiolsh: locality-sensitive hashing for music collections."""
 
 from audiolsh.errors import (
-    AudiolshError,
     AudioError,
+    AudiolshError,
     IndexFormatError,
     InputFormatError,
     ParameterError,

@@ -180,18 +180,18 @@ class Session:
         meta: Sequence[dict[str, Any] | None] | None = None,
     ) -> None:
         idx = self._index
+        batch: Any
         if idx.config.metric == "jaccard":
             batch = as_sets(data)
-            n = len(batch)
         else:
             batch = prepare(np.asarray(data), idx.config.metric)
-            n = len(batch)
             dim = idx.config.dim or (self._data[0].shape[1] if self._data else batch.shape[1])
             if batch.shape[1] != dim:
                 raise ParameterError(
                     f"vectors of dimension {batch.shape[1]} cannot go into an index of"
                     f" dimension {dim}"
                 )
+        n = len(batch)
         if n == 0:
             return
         if keys is None:
@@ -528,7 +528,7 @@ class Index:
                 info, arrays = self._build_segment(data, ids)
                 w.put_segment(info, arrays)
                 w.add_items(ids, s._keys, rows, np.concatenate(s._offsets), s._metas)
-            for handle, tid in enumerate(track_ids):
+            for tid in track_ids:
                 w.set_track_items(tid, int(np.sum(rows == tid)))
         self._refresh()
         self._maybe_compact()

@@ -373,6 +373,20 @@ def test_ffmpeg_missing_is_reported(
     load(files["flac"])  # libsndfile formats do not need ffmpeg
 
 
+@needs_ffmpeg
+def test_ffprobe_missing_still_decodes_at_a_given_rate(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_which = shutil.which
+    monkeypatch.setattr(
+        decode_mod.shutil, "which", lambda name: None if name == "ffprobe" else real_which(name)
+    )
+    y, sr = load(files["m4a"], sr=16000)
+    assert sr == 16000 and abs(y.size - SONG_S * sr) <= 0.01 * SONG_S * sr
+    with pytest.raises(AudioError, match="ffprobe"):
+        load(files["m4a"], sr=None)
+
+
 # --------------------------------------------------------------------------- parameters
 
 
@@ -422,8 +436,8 @@ def test_info(files: dict[str, Path], fmt: str, expected_sr: int, expected_forma
     assert meta.channels == 1
     assert meta.duration_s == pytest.approx(SONG_S, abs=0.05)
     assert expected_format in meta.format
-    with pytest.raises(AttributeError):
-        meta.sr = 1  # type: ignore[misc]
+    with pytest.raises(AttributeError):  # frozen
+        setattr(meta, "sr", 1)  # noqa: B010
 
 
 def test_info_errors(tmp_path: Path) -> None:

@@ -21,7 +21,9 @@ class HashFamily(Protocol):
     """
 
     name: ClassVar[str]
-    n_tables: int
+
+    @property
+    def n_tables(self) -> int: ...
 
     def keys(self, X: Any) -> np.ndarray: ...
 

@@ -156,10 +156,10 @@ class MinHashLSH:
         if n_bands is None or n_rows is None:
             if n_bands is not None or n_rows is not None:
                 raise ParameterError("give both n_bands and n_rows, or neither (and a threshold)")
-            self.threshold = 0.5 if threshold is None else float(threshold)
+            self.threshold: float | None = 0.5 if threshold is None else float(threshold)
             n_bands, n_rows = optimal_bands(self.threshold, self.num_perm)
         else:
-            self.threshold = threshold if threshold is None else float(threshold)
+            self.threshold = None if threshold is None else float(threshold)
         self.n_bands = check_int("n_bands", n_bands, 1, self.num_perm)
         self.n_rows = check_int("n_rows", n_rows, 1, self.num_perm)
         if self.n_bands * self.n_rows > self.num_perm:

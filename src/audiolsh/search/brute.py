@@ -31,7 +31,7 @@ def prepare(X: np.ndarray, metric: str) -> np.ndarray:
         raise ParameterError("vectors contain NaN or infinite values")
     if metric == "cosine":
         norms = np.linalg.norm(A, axis=1, keepdims=True)
-        A = A / np.where(norms > 0, norms, 1.0).astype(np.float32)
+        A = (A / np.where(norms > 0, norms, 1.0)).astype(np.float32)
     return A
 
 
@@ -57,7 +57,7 @@ class BruteForce:
 
     def fit(self, X: np.ndarray | SetBatch | list, alive: np.ndarray | None = None) -> BruteForce:
         if self.metric == "jaccard":
-            self.sets_ = as_sets(X)
+            self.sets_ = as_sets(X)  # type: ignore[arg-type]
             n = len(self.sets_)
         else:
             self.vectors_ = prepare(np.asarray(X), self.metric)
@@ -72,7 +72,7 @@ class BruteForce:
     def search(self, Q: np.ndarray | SetBatch | list, k: int = 10) -> Neighbors:
         k = check_int("k", k, 1)
         if self.metric == "jaccard":
-            qs = as_sets(Q)
+            qs = as_sets(Q)  # type: ignore[arg-type]
             ids, dist = kernels.jaccard_all(
                 qs.indptr, qs.elements, self.sets_.indptr, self.sets_.elements, self.alive_, k
             )

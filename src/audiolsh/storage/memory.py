@@ -73,7 +73,8 @@ class MemoryWriter:
         offsets_s: np.ndarray, metas: Sequence[dict[str, Any] | None] | None,
     ) -> None:
         meta_iter = metas if metas is not None else itertools.repeat(None)
-        for i, key, tid, off, meta in zip(ids.tolist(), keys, track_ids.tolist(), offsets_s.tolist(), meta_iter):
+        rows = zip(ids.tolist(), keys, track_ids.tolist(), offsets_s.tolist(), meta_iter)
+        for i, key, tid, off, meta in rows:
             self.s.items[i] = Item(
                 i, key, None if tid < 0 else tid, None if off != off else off, meta
             )

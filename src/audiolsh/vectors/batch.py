@@ -92,9 +92,7 @@ class VectorBatch:
 
     def __repr__(self) -> str:
         meta = "None" if self.meta is None else f"[{len(self.meta)} dicts]"
-        return (
-            f"VectorBatch(source={self.source!r}, n={len(self)}, dim={self.dim}, meta={meta})"
-        )
+        return f"VectorBatch(source={self.source!r}, n={len(self)}, dim={self.dim}, meta={meta})"
 
 
 def read_vectors(

@@ -338,7 +338,7 @@ def _read_fast(
     try:
         keys = [
             body[a:b].decode("utf-8")
-            for a, b in zip(id_start[used].tolist(), id_end[used].tolist())
+            for a, b in zip(id_start[used].tolist(), id_end[used].tolist(), strict=True)
         ]
     except UnicodeDecodeError as exc:
         raise InputFormatError(source, f"id column is not UTF-8 text: {exc.reason}") from exc
@@ -365,8 +365,7 @@ def _parse_cells(
         except ValueError:
             raise InputFormatError(
                 source,
-                f"non-numeric cell {cell[:40]!r} at row {line} column {col + 1}"
-                f" ({header[col]!r})",
+                f"non-numeric cell {cell[:40]!r} at row {line} column {col + 1} ({header[col]!r})",
             ) from None
     return np.array(values, dtype=np.float32)
 
@@ -376,16 +375,29 @@ def _read_quoted(
 ) -> tuple[list[str], np.ndarray, list[int]]:
     """Parse a table containing quotes with ``np.loadtxt``; diagnose failures with ``csv``."""
     numeric = [c for c in range(len(header)) if c != id_idx]
-    options = {
-        "delimiter": delim,
-        "skiprows": 1,
-        "comments": None,
-        "quotechar": '"',
-        "encoding": "utf-8-sig",
-    }
     try:
-        vectors = np.loadtxt(source, dtype=np.float32, usecols=numeric, ndmin=2, **options)
-        ids = np.loadtxt(source, dtype=str, usecols=[id_idx], ndmin=1, **options)
+        vectors = np.loadtxt(
+            source,
+            dtype=np.float32,
+            delimiter=delim,
+            skiprows=1,
+            usecols=numeric,
+            ndmin=2,
+            comments=None,
+            quotechar='"',
+            encoding="utf-8-sig",
+        )
+        ids = np.loadtxt(
+            source,
+            dtype=str,
+            delimiter=delim,
+            skiprows=1,
+            usecols=[id_idx],
+            ndmin=1,
+            comments=None,
+            quotechar='"',
+            encoding="utf-8-sig",
+        )
     except (ValueError, UnicodeDecodeError) as exc:
         _diagnose(source, delim, header, id_idx)
         raise InputFormatError(source, f"cannot parse table: {exc}") from exc

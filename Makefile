@@ -1,0 +1,64 @@
+# The two commands the README opens with: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SHARED ?= ../shared
+CORPUS_SET ?= ci
+AUDIOLSH_CORPUS ?= $(HOME)/.cache/audiolsh-corpus
+INDEX ?= audiolsh-index
+MUSIC ?=
+export AUDIOLSH_CORPUS
+
+.PHONY: run test install system-deps lint typecheck pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# System packages: ffmpeg (decoding fallback, test fixtures), libsndfile; apt needs root.
+system-deps:
+	@missing=""; \
+	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
+	ldconfig -p 2>/dev/null | grep -q libsndfile || missing="$$missing libsndfile1"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+install: system-deps $(VENV)/.installed
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+run: install
+	@music="$(MUSIC)"; \
+	if [ -z "$$music" ]; then \
+	  $(SHARED)/data/fetch-corpus --set $(CORPUS_SET) >/dev/null || exit 1; \
+	  music="$(AUDIOLSH_CORPUS)/$(CORPUS_SET)"; \
+	fi; \
+	echo "indexing $$music into $(INDEX)"; \
+	$(BIN)/audiolsh index "$$music" --index "$(INDEX)" || [ $$? = 2 ]; \
+	$(BIN)/audiolsh info --index "$(INDEX)"; \
+	clips=$$(find "$$music" -type f \( -name '*.ogg' -o -name '*.opus' -o -name '*.mp3' -o -name '*.wav' -o -name '*.flac' \) | sort | head -n 3); \
+	echo "nearest passages for the first 30 s of three tracks:"; \
+	IFS=$$'\n'; $(BIN)/audiolsh nearest $$clips --index "$(INDEX)" -k 3
+
+bench: install
+	$(BIN)/python benchmarks/knn.py --data all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,51 @@
+"""The ``audiolsh`` command: a thin layer of library calls with progress and formats."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from audiolsh import __version__
+from audiolsh.cli.output import err_console
+from audiolsh.errors import AudiolshError
+
+EXIT_ERROR = 2
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except AudiolshError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            ctx.exit(EXIT_ERROR)
+        except KeyboardInterrupt:
+            err_console.print("interrupted: everything committed so far is kept")
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="audiolsh")
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """Index a music collection and search it with locality-sensitive hashing."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    cli.main(prog_name="audiolsh")
+
+
+def _register() -> None:
+    # Importing the command modules attaches their commands to the group.
+    from audiolsh.cli import audio_cmds, index_cmds, vector_cmds  # noqa: F401
+
+
+_register()
+
+__all__ = ["EXIT_ERROR", "cli", "main"]
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

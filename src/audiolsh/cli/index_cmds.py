@@ -1,0 +1,140 @@
+"""info, remove, tune: commands about the index itself."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.progress import Progress
+
+from audiolsh.cli import EXIT_ERROR, cli
+from audiolsh.cli.options import index_option
+from audiolsh.cli.output import emit_table, err_console, format_option
+from audiolsh.errors import ParameterError
+from audiolsh.evaluation import tune_index
+from audiolsh.index import Index
+
+
+@cli.command()
+@index_option
+@click.option("--tracks", is_flag=True, help="List the tracks too.")
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+def info(index_path: Path, tracks: bool, as_json: bool) -> None:
+    """Show what an index holds and how it is built."""
+    with Index.open(index_path, readonly=True) as index:
+        data = index.info()
+        if tracks:
+            data["tracks"] = [t.to_dict() for t in index.tracks()]
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    cfg = data["config"]
+    rows = [
+        {"field": "location", "value": data["location"]},
+        {"field": "metric", "value": cfg["metric"]},
+        {"field": "dimension", "value": cfg["dim"]},
+        {"field": "items", "value": data["n_items"]},
+        {"field": "tracks", "value": data["n_tracks"]},
+        {"field": "segments", "value": len(data["segments"])},
+        {"field": "tables x bits", "value": f"{cfg['n_tables']} x {cfg['n_bits'] or 'auto'}"},
+        {"field": "probes per query", "value": cfg["n_probes"] or f"auto ({4 * cfg['n_tables']})"},
+        {"field": "vector bytes", "value": data["data_bytes"]},
+        {"field": "table bytes per item", "value": round(data["table_bytes_per_item"], 1)},
+        {"field": "tuned", "value": json.dumps(cfg["tuned"]) if cfg["tuned"] else "no"},
+    ]
+    emit_table(rows, title="audiolsh index")
+    if tracks:
+        emit_table(
+            [{"id": t["id"], "path": t["path"], "duration_s": t["duration_s"],
+              "items": t["n_items"], "kind": t["kind"]} for t in data["tracks"]],
+            title="tracks",
+        )
+
+
+@cli.command()
+@index_option
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--keys", "by_key", is_flag=True, help="TARGETS are item keys, not track paths.")
+def remove(index_path: Path, targets: tuple[str, ...], by_key: bool) -> None:
+    """Remove tracks (by path or track id) or items (--keys) from the index."""
+    with Index.open(index_path) as index:
+        if by_key:
+            n = index.remove(list(targets))
+            err_console.print(f"removed {n} items")
+            if n == 0:
+                raise ParameterError(f"no item has any of the keys {list(targets)!r}")
+            return
+        tracks = index.tracks()
+        missing = []
+        for target in targets:
+            match = [t for t in tracks if t.path == target or str(t.id) == target
+                     or t.path == str(Path(target).resolve())]
+            if not match:
+                missing.append(target)
+                continue
+            for t in match:
+                n = index.remove_track(t.id)
+                err_console.print(f"removed {t.path} ({n} items)")
+    if missing:
+        err_console.print(f"[red]not in the index:[/] {', '.join(missing)}")
+        sys.exit(EXIT_ERROR)
+
+
+@cli.command()
+@index_option
+@click.option("--target-recall", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.95,
+              show_default=True, help="Recall@k the chosen setting must reach.")
+@click.option("-k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--validation", type=click.IntRange(min=10), default=500, show_default=True,
+              help="Held-out vectors used as queries.")
+@click.option("--tables", default="4,8,12,16", show_default=True, help="L values to try.")
+@click.option("--bits", default=None, help="K values to try (default: around log2(n/16)).")
+@click.option("--dry-run", is_flag=True, help="Print the sweep, store nothing.")
+@format_option
+def tune(index_path: Path, target_recall: float, k: int, validation: int, tables: str,
+         bits: str | None, dry_run: bool, fmt: str) -> None:
+    """Sweep tables, bits and probes on a validation split; store the cheapest good setting."""
+
+    def ints(text: str, name: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError as exc:
+            raise ParameterError(f"--{name} takes comma-separated integers, got {text!r}") from exc
+        if not values or min(values) < 1:
+            raise ParameterError(f"--{name} needs positive integers, got {text!r}")
+        return values
+
+    with Index.open(index_path) as index, Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("tuning", total=None)
+        report = tune_index(
+            index, apply=not dry_run, target_recall=target_recall, k=k, n_validation=validation,
+            tables=ints(tables, "tables"), bits=None if bits is None else ints(bits, "bits"),
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    rows = [r.to_dict() for r in report.rows]
+    if fmt == "jsonl":
+        for r in rows:
+            sys.stdout.write(json.dumps(r) + "\n")
+    elif fmt == "json":
+        sys.stdout.write(json.dumps({"rows": rows, "best": report.best and report.best.to_dict(),
+                                     "exact_single_ms": report.exact_single_ms}, indent=2) + "\n")
+    else:
+        from audiolsh.cli.output import emit_csv
+
+        (emit_csv if fmt == "csv" else emit_table)(rows)  # type: ignore[operator]
+    err_console.print(
+        f"exact search: {report.exact_single_ms:.3f} ms per single query on {report.n_build}"
+        f" vectors; {report.n_validation} validation queries, recall@{report.k}"
+    )
+    if report.best is None:
+        err_console.print(f"[red]no setting reached recall {target_recall}; nothing stored[/]")
+        sys.exit(EXIT_ERROR)
+    b = report.best
+    verb = "would store" if dry_run else "stored"
+    err_console.print(
+        f"{verb}: L={b.n_tables} K={b.n_bits} probes={b.n_probes}: recall {b.recall:.3f},"
+        f" {b.single_ms:.3f} ms per query ({report.exact_single_ms / b.single_ms:.1f}x exact),"
+        f" {b.table_bytes_per_item:.1f} table bytes per item"
+    )

@@ -1,0 +1,102 @@
+"""vectors add / vectors query: k-NN over embeddings from .npy, .csv or AudioSet TFRecords."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+from rich.progress import Progress
+
+from audiolsh.audio import content_hash
+from audiolsh.cli import EXIT_ERROR, cli
+from audiolsh.cli.options import index_option
+from audiolsh.cli.output import emit_records, err_console, format_option
+from audiolsh.errors import AudiolshError
+from audiolsh.index import Index
+from audiolsh.vectors import read_vectors
+
+
+@cli.group()
+def vectors() -> None:
+    """k-NN over vectors: audio embeddings, feature tables."""
+
+
+@vectors.command("add")
+@index_option
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--metric", type=click.Choice(["cosine", "euclidean"]), default="cosine",
+              show_default=True, help="Distance, fixed when the index is created.")
+@click.option("--per-second/--clip-mean", default=True, show_default=True,
+              help="TFRecords: one vector per second, or the mean of each clip.")
+@click.option("--id-column", default=None, help="CSV: the column holding the ids (default: first).")
+@click.option("--tables", "n_tables", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Hash tables, when the index is created.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+def vectors_add(index_path: Path, files: tuple[Path, ...], metric: str, per_second: bool,
+                id_column: str | None, n_tables: int, seed: int) -> None:
+    """Add the vectors of FILES (.npy, .csv/.tsv, .tfrecord) to the index.
+
+    A file already added (same content) is skipped; a bad file is reported and the others
+    go on (exit status 2 at the end).
+    """
+    failed = 0
+    with Index.open_or_create(index_path, metric=metric, n_tables=n_tables, seed=seed) as index:
+        if index.config.metric != metric and index.config.metric in ("cosine", "euclidean"):
+            err_console.print(f"note: the index uses the {index.config.metric} metric")
+        with Progress(console=err_console, transient=True) as bar:
+            task = bar.add_task("adding", total=len(files))
+            for path in files:
+                try:
+                    digest = content_hash(path)
+                    if index.track_by_hash(digest) is not None:
+                        err_console.print(f"{path}: already indexed, skipped")
+                        continue
+                    batch = read_vectors(path, per_second=per_second, id_column=id_column)
+                    with index.session() as s:
+                        handle = s.add_track(path.resolve(), content_hash=digest, kind="vectors",
+                                             meta={"dim": batch.dim})
+                        s.add(batch.vectors, batch.keys, track=handle, meta=batch.meta)
+                    err_console.print(f"{path}: added {len(batch)} vectors of dimension {batch.dim}")
+                except AudiolshError as exc:
+                    failed += 1
+                    err_console.print(f"[red]error:[/] {exc}", highlight=False)
+                bar.advance(task)
+        err_console.print(f"index {index_path}: {len(index)} vectors")
+    if failed:
+        sys.exit(EXIT_ERROR)
+
+
+@vectors.command("query")
+@index_option
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("-k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--probes", "n_probes", type=click.IntRange(min=1), default=None,
+              help="Buckets probed per query (default: the index's tuned value).")
+@click.option("--exact", is_flag=True, help="Brute force instead of LSH (the baseline).")
+@click.option("--per-second/--clip-mean", default=True, show_default=True)
+@click.option("--id-column", default=None)
+@format_option
+def vectors_query(index_path: Path, file: Path, k: int, n_probes: int | None, exact: bool,
+                  per_second: bool, id_column: str | None, fmt: str) -> None:
+    """For every row of FILE, the k nearest indexed vectors with their distances."""
+    batch = read_vectors(file, per_second=per_second, id_column=id_column)
+    with Index.open(index_path, readonly=True) as index:
+        t0 = time.perf_counter()
+        result = index.query(batch.vectors, k, n_probes=n_probes, exact=exact)
+        elapsed_ms = (time.perf_counter() - t0) * 1e3
+        hits = index.hits(result)
+    records, flat = [], []
+    for key, row in zip(batch.keys, hits):
+        results = [{"id": h.key, "distance": round(h.distance, 6)} for h in row]
+        records.append({"query": key, "results": results})
+        flat += [{"query": key, "rank": r + 1, "id": h.key, "distance": h.distance}
+                 for r, h in enumerate(row)]
+    emit_records(records, fmt, flat_rows=flat, title=f"{k} nearest")
+    err_console.print(
+        f"{len(batch)} queries in {elapsed_ms:.1f} ms"
+        f" ({elapsed_ms / max(1, len(batch)):.3f} ms each, {'exact' if exact else 'LSH'});"
+        f" {float(np.mean(result.n_candidates)):.0f} candidates per query"
+    )
