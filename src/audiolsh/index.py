@@ -30,6 +30,7 @@ from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, SetBatch, as_sets
 from audiolsh.hashing import from_config as family_from_config
 from audiolsh.hashing.base import check_int
+from audiolsh.hashing.hyperplane import needs_centering
 from audiolsh.search import BruteForce, BucketTables, Neighbors, SetLSH, VectorLSH, merge, prepare
 from audiolsh.search.brute import check_metric
 from audiolsh.storage import EmbeddedStorage, Item, MemoryStorage, SegmentInfo, Storage, Track
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 INDEX_ENV = "AUDIOLSH_INDEX"
 TARGET_BUCKET_SIZE = 16
 WIDTH_SAMPLE = 2000
+DEFAULT_PSTABLE_HASHES = 8
 
 
 @dataclass
@@ -48,9 +50,11 @@ class IndexConfig:
     metric : cosine (random hyperplanes), euclidean (p-stable) or jaccard (MinHash, sets).
     dim : vector dimension; learned from the first add when None.
     n_tables : L hash tables (for jaccard: chosen by the threshold).
-    n_bits : K hashes per table; None chooses log2(rows / 16) per segment.
+    n_bits : K hashes per table; None chooses log2(rows / 16) per segment (cosine) or 8
+        (euclidean).
     bucket_width : p-stable width; None estimates it from the data at each segment build.
-    center : centre the hyperplanes on the data mean: "auto" does so for non-negative data.
+    center : centre the hyperplanes on the data mean: "auto" does so when the rows share a
+        dominant direction (non-negative or dB features), see ``needs_centering``.
     n_probes : buckets probed per query over all tables; None means 4 per table.
     num_perm, threshold : MinHash signature length and the Jaccard threshold for banding.
     max_segments : merge segments beyond this many.
@@ -463,16 +467,16 @@ class Index:
             searcher: VectorLSH | SetLSH = SetLSH(family).fit(data)
             arrays = {"indptr": data.indptr, "elements": data.elements}
         else:
-            n_bits = cfg.n_bits or auto_bits(n)
             if cfg.metric == "cosine":
-                center = bool(np.min(data) >= 0) if cfg.center == "auto" else bool(cfg.center)
+                center = needs_centering(data) if cfg.center == "auto" else bool(cfg.center)
                 family = HyperplaneLSH(
-                    data.shape[1], n_tables=cfg.n_tables, n_bits=n_bits, seed=cfg.seed, center=center
+                    data.shape[1], n_tables=cfg.n_tables, n_bits=cfg.n_bits or auto_bits(n),
+                    seed=cfg.seed, center=center,
                 )
             else:
                 width = cfg.bucket_width or estimate_bucket_width(data, cfg.seed)
                 family = PStableLSH(
-                    data.shape[1], n_tables=cfg.n_tables, n_hashes=min(n_bits, 12),
+                    data.shape[1], n_tables=cfg.n_tables, n_hashes=cfg.n_bits or DEFAULT_PSTABLE_HASHES,
                     bucket_width=width, seed=cfg.seed,
                 )
             searcher = VectorLSH(family, metric=cfg.metric).fit(data)

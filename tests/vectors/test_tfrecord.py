@@ -194,9 +194,11 @@ def test_varint_known_encodings_and_errors() -> None:
 def test_unknown_fields_are_skipped() -> None:
     bytes_feature = _ld(1, _ld(1, b"vid") + _key(4, 0) + encode_varint(99))  # BytesList + junk
     feature = (
-        _key(9, 1) + struct.pack("<Q", 123)  # unknown fixed64 before the oneof
+        _key(9, 1)
+        + struct.pack("<Q", 123)  # unknown fixed64 before the oneof
         + bytes_feature
-        + _key(10, 5) + struct.pack("<I", 7)  # unknown fixed32 after it
+        + _key(10, 5)
+        + struct.pack("<I", 7)  # unknown fixed32 after it
     )
     float_feature = _ld(2, _key(1, 5) + struct.pack("<f", 1.5) + _key(1, 5) + struct.pack("<f", -2))
     int_feature = _ld(3, _key(1, 0) + encode_varint(-3) + _ld(1, encode_varint(5) + encode_varint(6)))
@@ -402,7 +404,7 @@ def test_non_bytes_embedding_and_missing_video_id_are_errors(tmp_path: Path) -> 
     path = tmp_path / "kinds.tfrecord"
     floats = {"audio_embedding": [Feature.float_list([1.0])]}
     write_records(path, [encode_sequence_example(_context(), floats)])
-    with pytest.raises(InputFormatError, match="record 0 .*not a bytes_list"):
+    with pytest.raises(InputFormatError, match=r"record 0 .*not a bytes_list"):
         read_audioset(path)
     emb = {"audio_embedding": [Feature.bytes_list([b"a"])]}
     write_records(path, [encode_sequence_example({}, emb)])

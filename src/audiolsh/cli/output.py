@@ -20,7 +20,7 @@ format_option = click.option(
     help="Output format.",
 )
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def emit_records(records: Sequence[dict[str, Any]], fmt: str, *, flat_rows: list[dict[str, Any]],

@@ -19,6 +19,7 @@ import numpy as np
 from audiolsh.errors import ParameterError
 from audiolsh.evaluation.metrics import recall_at_k
 from audiolsh.hashing import HyperplaneLSH, PStableLSH
+from audiolsh.hashing.hyperplane import needs_centering
 from audiolsh.search import BruteForce, VectorLSH
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ def tune_vectors(
     truth = brute.search(Q, k).ids
     exact_batch_ms = (time.perf_counter() - t0) / n_val * 1e3
     exact_single_ms = _time_single(lambda q: brute.search(q, k), Q)
+    if bits is None and metric == "euclidean":
+        bits = (4, 6, 8, 10)
     if bits is None:
         base = int(np.clip(round(np.log2(len(B) / 16)), 4, 24))
         bits = sorted({max(2, base - 2), base, min(30, base + 2)})
@@ -145,7 +148,7 @@ def tune_index(index, *, apply: bool = True, **kwargs) -> TuneReport:  # type: i
     """Tune on an index's own vectors and, with ``apply``, store and build the best setting."""
     X, _ = index.live_data()
     cfg = index.config
-    center = bool(np.min(X) >= 0) if cfg.center == "auto" and len(X) else bool(cfg.center is True)
+    center = needs_centering(X) if cfg.center == "auto" else bool(cfg.center)
     report = tune_vectors(
         np.asarray(X), metric=cfg.metric, seed=cfg.seed, center=center,
         bucket_width=cfg.bucket_width, **kwargs,

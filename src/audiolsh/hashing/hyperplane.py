@@ -16,6 +16,19 @@ from audiolsh.hashing.base import as_matrix, check_int, register
 from audiolsh.hashing.multiprobe import MAX_PERTURBED, probe_sequence
 
 
+def needs_centering(X: np.ndarray) -> bool:
+    """True when the rows share a dominant direction (e.g. non-negative or dB features).
+
+    Then most points fall on the same side of a plane through the origin; planes through
+    the mean split them evenly.  The test: the mean is longer than half the rms row length.
+    """
+    A = np.asarray(X, dtype=np.float32)
+    if len(A) == 0:
+        return False
+    rms = float(np.sqrt(np.mean(np.einsum("ij,ij->i", A, A))))
+    return bool(np.linalg.norm(A.mean(axis=0, dtype=np.float64)) > 0.5 * rms)
+
+
 @register
 class HyperplaneLSH:
     """L tables of K random-hyperplane bits.

@@ -60,9 +60,7 @@ class VectorBatch:
         if raw.dtype.kind not in "biuf":
             raise InputFormatError(source, f"vectors must be numeric, got dtype {raw.dtype}")
         if raw.ndim != 2:
-            raise InputFormatError(
-                source, f"vectors must be 2-D (n, d), got shape {tuple(raw.shape)}"
-            )
+            raise InputFormatError(source, f"vectors must be 2-D (n, d), got shape {tuple(raw.shape)}")
         vectors = np.ascontiguousarray(raw, dtype=np.float32)
         object.__setattr__(self, "vectors", vectors)
         n = vectors.shape[0]
@@ -78,8 +76,7 @@ class VectorBatch:
             row, col = (int(i) for i in np.argwhere(~finite)[0])
             raise InputFormatError(
                 source,
-                f"non-finite value {vectors[row, col]} at row {row} column {col}"
-                f" (key {keys[row]!r})",
+                f"non-finite value {vectors[row, col]} at row {row} column {col} (key {keys[row]!r})",
             )
 
     def __len__(self) -> int:

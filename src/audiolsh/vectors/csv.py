@@ -295,8 +295,7 @@ def read_csv(path: str | os.PathLike[str], *, id_column: str | None = None) -> V
         col = c if c < id_idx else c + 1
         raise InputFormatError(
             source,
-            f"non-finite value {vectors[r, c]} at row {lines[r]} column {col + 1}"
-            f" ({header[col]!r})",
+            f"non-finite value {vectors[r, c]} at row {lines[r]} column {col + 1} ({header[col]!r})",
         )
     logger.debug("read %d x %d vectors from %s", vectors.shape[0], vectors.shape[1], source)
     return VectorBatch(keys=keys, vectors=vectors, meta=None, source=source)
@@ -315,16 +314,12 @@ def _read_fast(
     id_end = np.zeros(n_lines, dtype=np.int64)
     line_end = np.zeros(n_lines, dtype=np.int64)
     status = np.zeros(n_lines, dtype=np.uint8)
-    _parse_lines(
-        buf, starts, ord(delim), id_idx, n_cols, out, id_start, id_end, line_end, status, _POW10
-    )
+    _parse_lines(buf, starts, ord(delim), id_idx, n_cols, out, id_start, id_end, line_end, status, _POW10)
     ragged = np.flatnonzero(status == _RAGGED)
     if ragged.size:
         j = int(ragged[0])
         n_fields = body[starts[j] : line_end[j]].count(delim.encode()) + 1
-        raise InputFormatError(
-            source, f"ragged row {j + 2}: {n_fields} fields, the header has {n_cols}"
-        )
+        raise InputFormatError(source, f"ragged row {j + 2}: {n_fields} fields, the header has {n_cols}")
     for j in np.flatnonzero(status == _PYTHON).tolist():
         text = body[starts[j] : line_end[j]].decode("utf-8", errors="replace")
         out[j] = _parse_cells(source, text.split(delim), header, id_idx, j + 2)
@@ -345,9 +340,7 @@ def _read_fast(
     return keys, vectors, (used + 2).tolist()
 
 
-def _parse_cells(
-    source: str, cells: list[str], header: list[str], id_idx: int, line: int
-) -> np.ndarray:
+def _parse_cells(source: str, cells: list[str], header: list[str], id_idx: int, line: int) -> np.ndarray:
     """Convert one row's numeric cells with Python's float, naming the first bad cell."""
     if len(cells) != len(header):
         raise InputFormatError(
@@ -367,13 +360,15 @@ def _parse_cells(
                 source,
                 f"non-numeric cell {cell[:40]!r} at row {line} column {col + 1} ({header[col]!r})",
             ) from None
-    return np.array(values, dtype=np.float32)
+    with np.errstate(over="ignore"):  # out-of-range values become inf, reported as non-finite
+        return np.array(values, dtype=np.float32)
 
 
 def _read_quoted(
     source: str, delim: str, header: list[str], id_idx: int
 ) -> tuple[list[str], np.ndarray, list[int]]:
-    """Parse a table containing quotes with ``np.loadtxt``; diagnose failures with ``csv``."""
+    """Parse a table containing quotes: ids and row checks with ``csv``, values with loadtxt."""
+    keys, lines = _scan_rows(source, delim, header, id_idx)
     numeric = [c for c in range(len(header)) if c != id_idx]
     try:
         vectors = np.loadtxt(
@@ -387,39 +382,43 @@ def _read_quoted(
             quotechar='"',
             encoding="utf-8-sig",
         )
-        ids = np.loadtxt(
-            source,
-            dtype=str,
-            delimiter=delim,
-            skiprows=1,
-            usecols=[id_idx],
-            ndmin=1,
-            comments=None,
-            quotechar='"',
-            encoding="utf-8-sig",
-        )
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:
         _diagnose(source, delim, header, id_idx)
         raise InputFormatError(source, f"cannot parse table: {exc}") from exc
-    lines = _data_lines(source, delim)
-    if len(lines) != vectors.shape[0]:
+    if vectors.shape[0] != len(keys):
         _diagnose(source, delim, header, id_idx)
-        lines = list(range(2, vectors.shape[0] + 2))
-    return [str(i).strip() for i in ids.tolist()], vectors, lines
+        raise InputFormatError(source, f"found {len(keys)} rows but {vectors.shape[0]} rows of numbers")
+    return keys, vectors, lines
 
 
-def _data_lines(source: str, delim: str) -> list[int]:
-    """Line numbers (1-based) of the non-blank data rows, for quote-free line structure."""
-    with open(source, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter=delim)
-        next(reader, None)
-        lines = []
-        start = reader.line_num + 1
-        for row in reader:
-            if row:
-                lines.append(start)
+def _is_blank(row: list[str]) -> bool:
+    return len(row) <= 1 and not "".join(row).strip()
+
+
+def _scan_rows(source: str, delim: str, header: list[str], id_idx: int) -> tuple[list[str], list[int]]:
+    """Read the ids and line numbers (1-based) of the data rows; raise on a ragged row."""
+    keys: list[str] = []
+    lines: list[int] = []
+    try:
+        with open(source, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, delimiter=delim)
+            next(reader, None)
             start = reader.line_num + 1
-    return lines
+            for row in reader:
+                if not _is_blank(row):
+                    if len(row) != len(header):
+                        raise InputFormatError(
+                            source,
+                            f"ragged row {start}: {len(row)} fields, the header has {len(header)}",
+                        )
+                    keys.append(row[id_idx].strip())
+                    lines.append(start)
+                start = reader.line_num + 1
+    except UnicodeDecodeError as exc:
+        raise InputFormatError(source, f"not UTF-8 text: {exc.reason}") from exc
+    except csv.Error as exc:
+        raise InputFormatError(source, f"bad CSV syntax: {exc}") from exc
+    return keys, lines
 
 
 def _diagnose(source: str, delim: str, header: list[str], id_idx: int) -> None:
@@ -430,7 +429,7 @@ def _diagnose(source: str, delim: str, header: list[str], id_idx: int) -> None:
             next(reader, None)
             start = reader.line_num + 1
             for row in reader:
-                if row:
+                if not _is_blank(row):
                     _parse_cells(source, row, header, id_idx, start)
                 start = reader.line_num + 1
     except UnicodeDecodeError as exc:

@@ -139,9 +139,7 @@ def iter_records(path: str | os.PathLike[str], *, verify: bool = True) -> Iterat
                 return
             where = f"record {index} (byte offset {offset})"
             if len(header) < _HEADER.size:
-                raise InputFormatError(
-                    source, f"truncated {where}: {len(header)} of 12 header bytes"
-                )
+                raise InputFormatError(source, f"truncated {where}: {len(header)} of 12 header bytes")
             length, length_crc = _HEADER.unpack(header)
             if verify and masked_crc32c(header[:8]) != length_crc:
                 hint = ""
@@ -183,9 +181,7 @@ def encode_record(payload: bytes | bytearray | memoryview) -> bytes:
     )
 
 
-def write_records(
-    path: str | os.PathLike[str], payloads: Iterable[bytes | bytearray | memoryview]
-) -> int:
+def write_records(path: str | os.PathLike[str], payloads: Iterable[bytes | bytearray | memoryview]) -> int:
     """Write payloads as an uncompressed TFRecord file; return the number of records."""
     count = 0
     with open(path, "wb") as handle:
@@ -516,9 +512,7 @@ def _audioset_example(example: Mapping[str, Any], index: int) -> bytes:
     return encode_sequence_example(context, {"audio_embedding": seconds})
 
 
-def write_sequence_examples(
-    path: str | os.PathLike[str], examples: Iterable[Mapping[str, Any]]
-) -> int:
+def write_sequence_examples(path: str | os.PathLike[str], examples: Iterable[Mapping[str, Any]]) -> int:
     """Write clips as a TFRecord file of SequenceExamples in AudioSet's layout.
 
     Parameters
@@ -540,9 +534,7 @@ def write_sequence_examples(
     ParameterError
         If an example lacks a required key or its embedding is not a non-empty 2-D uint8 array.
     """
-    return write_records(
-        path, (_audioset_example(example, i) for i, example in enumerate(examples))
-    )
+    return write_records(path, (_audioset_example(example, i) for i, example in enumerate(examples)))
 
 
 def _f32(value: float) -> float:
@@ -581,8 +573,7 @@ def _decode_clip(source: str, payload: bytes, index: int, width: int | None) -> 
         if feature.kind != "bytes" or len(feature.values) != 1:
             raise InputFormatError(
                 source,
-                f"{where} ({video_id}): audio_embedding second {second} is not a bytes_list"
-                " with one value",
+                f"{where} ({video_id}): audio_embedding second {second} is not a bytes_list with one value",
             )
     expected = width if width is not None else len(seconds[0].values[0])
     for second, feature in enumerate(seconds):

@@ -1,0 +1,137 @@
+"""The CLI end to end on vectors: add, query, tune, info, remove, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from audiolsh.cli import cli
+from audiolsh.index import Index
+
+
+@pytest.fixture()
+def data(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((20, 16)) * 4
+    X = (centres[rng.integers(0, 20, 2000)] + rng.standard_normal((2000, 16))).astype(np.float32)
+    path = tmp_path / "emb.npy"
+    np.save(path, X)
+    return path, X
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_add_query_jsonl_finds_each_row_itself(tmp_path: Path, data) -> None:
+    path, X = data
+    idx = tmp_path / "idx"
+    code, _, err = run("vectors", "add", str(path), "--index", str(idx))
+    assert code == 0, err
+    q = tmp_path / "q.npy"
+    np.save(q, X[:5])
+    code, out, err = run("vectors", "query", str(q), "--index", str(idx), "-k", "3", "--format", "jsonl")
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["query"] for line in lines] == [f"q:{i}" for i in range(5)]
+    for i, line in enumerate(lines):
+        assert len(line["results"]) == 3
+        assert line["results"][0] == {"id": f"emb:{i}", "distance": pytest.approx(0.0, abs=1e-5)}
+        d = [r["distance"] for r in line["results"]]
+        assert d == sorted(d)
+
+
+def test_adding_the_same_file_twice_indexes_it_once(tmp_path: Path, data) -> None:
+    path, X = data
+    idx = tmp_path / "idx"
+    assert run("vectors", "add", str(path), "--index", str(idx))[0] == 0
+    code, _, err = run("vectors", "add", str(path), "--index", str(idx))
+    assert code == 0 and "already indexed" in err
+    with Index.open(idx) as index:
+        assert len(index) == len(X)
+        assert len(index.tracks()) == 1
+
+
+def test_csv_and_exact_agree_with_lsh_on_top_hit(tmp_path: Path, data) -> None:
+    _, X = data
+    csv_path = tmp_path / "table.csv"
+    lines = ["track_id," + ",".join(f"f{j}" for j in range(X.shape[1]))]
+    lines += [f"t{i}," + ",".join(f"{v:.6f}" for v in row) for i, row in enumerate(X[:300])]
+    csv_path.write_text("\n".join(lines) + "\n")
+    idx = tmp_path / "idx"
+    assert run("vectors", "add", str(csv_path), "--index", str(idx), "--metric", "euclidean")[0] == 0
+    for extra in ([], ["--exact"]):
+        code, out, err = run("vectors", "query", str(csv_path), "--index", str(idx), "-k", "1",
+                             "--format", "csv", *extra)
+        assert code == 0, err
+        rows = out.strip().splitlines()[1:]
+        assert len(rows) == 300
+        assert all(r.split(",")[0] == r.split(",")[2] for r in rows)
+
+
+def test_bad_file_gives_message_and_exit_2_and_the_rest_goes_on(tmp_path: Path, data) -> None:
+    path, X = data
+    bad = tmp_path / "broken.npy"
+    bad.write_bytes(b"not numpy at all")
+    idx = tmp_path / "idx"
+    code, _, err = run("vectors", "add", str(bad), str(path), "--index", str(idx))
+    assert code == 2
+    assert "broken.npy" in err and "Traceback" not in err
+    with Index.open(idx) as index:
+        assert len(index) == len(X)
+
+
+def test_bad_parameters_exit_2_without_traceback(tmp_path: Path, data) -> None:
+    path, _ = data
+    idx = tmp_path / "idx"
+    run("vectors", "add", str(path), "--index", str(idx))
+    code, out, err = run("vectors", "query", str(path), "--index", str(idx), "-k", "0")
+    assert code == 2 and "Traceback" not in out + err
+    code, _, err = run("info", "--index", str(tmp_path / "nothing"))
+    assert code == 2 and "no index here" in err
+    wrong_dim = tmp_path / "wrong.npy"
+    np.save(wrong_dim, np.ones((3, 5), np.float32))
+    code, _, err = run("vectors", "query", str(wrong_dim), "--index", str(idx))
+    assert code == 2 and "dimension" in err
+
+
+def test_tune_stores_a_setting_that_reaches_the_target(tmp_path: Path, data) -> None:
+    path, X = data
+    idx = tmp_path / "idx"
+    run("vectors", "add", str(path), "--index", str(idx))
+    code, out, err = run("tune", "--index", str(idx), "--target-recall", "0.9", "--tables", "2,4",
+                         "--validation", "100", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    best = report["best"]
+    assert best["recall"] >= 0.9
+    assert len(report["rows"]) >= 4
+    with Index.open(idx) as index:
+        assert index.config.n_tables == best["n_tables"]
+        assert index.config.n_bits == best["n_bits"]
+        assert index.config.n_probes == best["n_probes"]
+        assert index.config.tuned is not None
+        # The rebuilt tables answer with the stored setting.
+        assert {s["family"]["n_tables"] for s in index.info()["segments"]} == {best["n_tables"]}
+        assert len(index) == len(X)
+    code, out, _ = run("info", "--index", str(idx), "--json")
+    assert json.loads(out)["config"]["n_probes"] == best["n_probes"]
+
+
+def test_remove_by_key_and_by_path(tmp_path: Path, data) -> None:
+    path, X = data
+    idx = tmp_path / "idx"
+    run("vectors", "add", str(path), "--index", str(idx))
+    assert run("remove", "--keys", "emb:0", "emb:1", "--index", str(idx))[0] == 0
+    with Index.open(idx) as index:
+        assert len(index) == len(X) - 2 and "emb:0" not in index and "emb:2" in index
+    assert run("remove", str(path.resolve()), "--index", str(idx))[0] == 0
+    with Index.open(idx) as index:
+        assert len(index) == 0 and index.tracks() == []
+    code, _, err = run("remove", "no-such-track", "--index", str(idx))
+    assert code == 2 and "not in the index" in err

@@ -1,0 +1,44 @@
+"""The README's Python examples run as written, and its commands exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from audiolsh.cli import cli
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_opens_with_make_run_and_make_test() -> None:
+    first = _blocks("bash")[0]
+    assert "make run" in first and "make test" in first
+
+
+def test_python_examples_run(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    blocks = _blocks("python")
+    assert len(blocks) >= 2
+    namespace: dict[str, object] = {}
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), namespace)
+
+
+def test_every_documented_command_has_help() -> None:
+    runner = CliRunner()
+    commands = set()
+    for block in _blocks("bash"):
+        for line in block.splitlines():
+            m = re.match(r"audiolsh ((?:vectors )?[a-z]+)", line.strip())
+            if m:
+                commands.add(m.group(1))
+    assert {"index", "nearest", "vectors add", "vectors query", "tune", "info"} <= commands
+    for cmd in commands:
+        result = runner.invoke(cli, [*cmd.split(), "--help"])
+        assert result.exit_code == 0, (cmd, result.output)
