@@ -20,6 +20,10 @@ class _Group(click.Group):
         except AudiolshError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
             ctx.exit(EXIT_ERROR)
+        except OSError as exc:
+            # Permission denied, disk full, a folder where a file should be: say which.
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            ctx.exit(EXIT_ERROR)
         except KeyboardInterrupt:
             err_console.print("interrupted: everything committed so far is kept")
             ctx.exit(130)
