@@ -157,7 +157,7 @@ class Session:
     def __init__(self, index: Index) -> None:
         self._index = index
         self._data: list[Any] = []
-        self._keys: list[str] = []
+        self._keys: list[str | None] = []
         self._track_rows: list[np.ndarray] = []
         self._offsets: list[np.ndarray] = []
         self._metas: list[dict[str, Any] | None] = []
@@ -199,8 +199,7 @@ class Session:
         if n == 0:
             return
         if keys is None:
-            base = sum(len(k) for k in [self._keys])
-            keys = [f"item-{base + i}" for i in range(n)]
+            keys = [None] * n  # type: ignore[list-item]  # the item id, once allocated
         if len(keys) != n:
             raise ParameterError(f"{len(keys)} keys for {n} rows")
         if offsets_s is not None and len(offsets_s) != n:
@@ -208,7 +207,7 @@ class Session:
         if meta is not None and len(meta) != n:
             raise ParameterError(f"{len(meta)} metadata entries for {n} rows")
         self._data.append(batch)
-        self._keys += [str(k) for k in keys]
+        self._keys += [None if k is None else str(k) for k in keys]
         self._track_rows.append(np.full(n, -1 if track is None else track, dtype=np.int64))
         self._offsets.append(
             np.full(n, np.nan) if offsets_s is None else np.asarray(offsets_s, dtype=np.float64)
@@ -531,7 +530,8 @@ class Index:
                 ids = np.arange(start, start + n, dtype=np.int64)
                 info, arrays = self._build_segment(data, ids)
                 w.put_segment(info, arrays)
-                w.add_items(ids, s._keys, rows, np.concatenate(s._offsets), s._metas)
+                keys = [str(i) if k is None else k for i, k in zip(ids.tolist(), s._keys)]
+                w.add_items(ids, keys, rows, np.concatenate(s._offsets), s._metas)
             for tid in track_ids:
                 w.set_track_items(tid, int(np.sum(rows == tid)))
         self._refresh()

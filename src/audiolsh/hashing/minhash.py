@@ -153,6 +153,8 @@ class MinHashLSH:
     ) -> None:
         self.num_perm = check_int("num_perm", num_perm, 2, 4096)
         self.seed = check_int("seed", seed, 0)
+        if threshold is not None and not 0.0 < threshold < 1.0:
+            raise ParameterError(f"threshold must be in (0, 1), got {threshold!r}")
         if n_bands is None or n_rows is None:
             if n_bands is not None or n_rows is not None:
                 raise ParameterError("give both n_bands and n_rows, or neither (and a threshold)")

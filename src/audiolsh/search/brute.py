@@ -12,6 +12,9 @@ from audiolsh.search.results import Neighbors
 
 METRICS = {"cosine": kernels.COSINE, "euclidean": kernels.EUCLIDEAN, "jaccard": kernels.JACCARD}
 QUERY_CHUNK = 256
+# The BLAS expansion |x|^2 - 2x.q + |q|^2 picks a short list; its members are then measured
+# directly, so distances are exact and do not depend on how queries were batched.
+SHORTLIST_EXTRA = 16
 
 
 def check_metric(metric: str) -> str:
@@ -94,12 +97,27 @@ class BruteForce:
                 np.maximum(dist, 0.0, out=dist)
             if dead.any():
                 dist[:, dead] = np.inf
-            ids, d = top_k(dist, k)
-            ids[~np.isfinite(d)] = -1
+            ids, d = top_k(dist, 2 * k + SHORTLIST_EXTRA)
+            ids, d = self._exact_shortlist(q, ids, d, k)
             ids_parts.append(ids)
             dist_parts.append(d)
         ids = np.concatenate(ids_parts)
         dist = np.concatenate(dist_parts)
-        if self.metric == "euclidean":
-            dist = np.sqrt(dist)
         return Neighbors(ids, dist.astype(np.float32), np.full(len(Qp), len(self), np.int64))
+
+    def _exact_shortlist(
+        self, q: np.ndarray, ids: np.ndarray, approx: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        valid = np.isfinite(approx)
+        rows = self.vectors_[np.maximum(ids, 0)]  # (nq, m, d)
+        if self.metric == "cosine":
+            d = 1.0 - np.einsum("qmd,qd->qm", rows, q)
+        else:
+            diff = rows - q[:, None, :]
+            d = np.sqrt(np.einsum("qmd,qmd->qm", diff, diff))
+        d = np.where(valid, d, np.inf).astype(np.float32)
+        order = np.argsort(d, axis=1, kind="stable")[:, :k]
+        ids = np.take_along_axis(ids, order, axis=1)
+        d = np.take_along_axis(d, order, axis=1)
+        ids[~np.isfinite(d)] = -1
+        return ids, d

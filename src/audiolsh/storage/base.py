@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from audiolsh.errors import ParameterError
+
 FORMAT = "audiolsh-index"
 FORMAT_VERSION = 1
 
@@ -129,6 +131,10 @@ class Storage(Protocol):
     def write(self) -> AbstractContextManager[Writer]: ...
 
     def close(self) -> None: ...
+
+
+def duplicate_track(path: str, content_hash: str) -> ParameterError:
+    return ParameterError(f"{path}: already indexed (a track with content {content_hash} exists)")
 
 
 def dumps(value: Any) -> str:

@@ -35,6 +35,7 @@ from audiolsh.storage.base import (
     SegmentInfo,
     Track,
     dumps,
+    duplicate_track,
     iter_chunks,
 )
 
@@ -129,11 +130,14 @@ class EmbeddedWriter:
         self, *, path: str, content_hash: str, duration_s: float | None, kind: str,
         meta: dict[str, Any] | None = None,
     ) -> int:
-        cur = self.db.execute(
-            "INSERT INTO tracks (path, content_hash, duration_s, added_at, kind, meta)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (path, content_hash, duration_s, time.time(), kind, dumps(meta or {})),
-        )
+        try:
+            cur = self.db.execute(
+                "INSERT INTO tracks (path, content_hash, duration_s, added_at, kind, meta)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (path, content_hash, duration_s, time.time(), kind, dumps(meta or {})),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise duplicate_track(path, content_hash) from exc
         return int(cur.lastrowid)  # type: ignore[arg-type]
 
     def set_track_items(self, track_id: int, n_items: int) -> None:
@@ -247,6 +251,9 @@ class EmbeddedStorage:
 
     def load_arrays(self, segment_id: str) -> dict[str, np.ndarray]:
         folder = self.root / SEGMENTS / segment_id
+        if not folder.is_dir():
+            # Collected after a compaction that this reader has not seen yet.
+            raise FileNotFoundError(folder)
         return {
             p.stem: np.load(p, mmap_mode="r", allow_pickle=False)
             for p in sorted(folder.glob("*.npy"))

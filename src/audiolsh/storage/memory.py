@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from audiolsh.storage.base import Item, SegmentInfo, Track
+from audiolsh.storage.base import Item, SegmentInfo, Track, duplicate_track
 
 
 class _State:
@@ -54,6 +54,8 @@ class MemoryWriter:
     ) -> int:
         import time
 
+        if any(t.content_hash == content_hash for t in self.s.tracks.values()):
+            raise duplicate_track(path, content_hash)
         tid = self.s.next_track
         self.s.next_track += 1
         self.s.tracks[tid] = Track(tid, path, content_hash, duration_s, time.time(), 0, kind, meta or {})
