@@ -57,7 +57,10 @@ def main() -> None:
     info = index.info()
     index.close()
     disk = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    print(f"| rows | build + commit (s) | open (s) | first query (ms) | warm query (ms) | hits (ms) | disk (MB) | table bytes/item |")
+    print(
+        "| rows | build + commit (s) | open (s) | first query (ms) | warm query (ms) | hits (ms)"
+        " | disk (MB) | table bytes/item |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     print(f"| {a.n:,} | {build_s:.1f} | {open_s:.3f} | {first_ms:.1f} | {warm_ms:.2f} | {hits_ms:.2f}"
           f" | {disk / 1e6:.0f} | {info['table_bytes_per_item']:.1f} |")

@@ -120,6 +120,10 @@ def estimate_bucket_width(X: np.ndarray, seed: int) -> float:
     return float(4.0 * np.median(d)) if len(d) else 1.0
 
 
+class _StaleSegments(Exception):
+    """Raised inside a write to roll it back: the segments it would merge are gone."""
+
+
 def _empty(n_queries: int, k: int) -> Neighbors:
     return Neighbors(
         np.full((n_queries, k), -1, np.int64),
@@ -291,7 +295,7 @@ class Index:
             try:
                 self._load_segments()
                 break
-            except FileNotFoundError:
+            except (FileNotFoundError, KeyError, ValueError):
                 # A compaction removed a segment between listing and mapping it: list again.
                 if attempt == 4:
                     raise
@@ -598,20 +602,35 @@ class Index:
             data = np.concatenate(
                 [np.asarray(s.searcher.vectors_)[s.searcher.alive_ == 1] for s in chosen]  # type: ignore[union-attr]
             )
-        with self.storage.write() as w:
-            if len(ids):
-                info, arrays = self._build_segment(data, ids)
-                w.put_segment(info, arrays)
-            for s in chosen:
-                w.drop_segment(s.info.id)
-            if len(removed):
-                w.forget_deleted(removed)
+        try:
+            with self.storage.write() as w:
+                live = {info.id for info in self.storage.segments()}
+                if any(s.info.id not in live for s in chosen):
+                    raise _StaleSegments
+                if len(ids):
+                    info, arrays = self._build_segment(data, ids)
+                    w.put_segment(info, arrays)
+                for s in chosen:
+                    w.drop_segment(s.info.id)
+                if len(removed):
+                    w.forget_deleted(removed)
+        except _StaleSegments:
+            # Another writer compacted these segments first; its result stands.
+            log.info("compaction skipped: segments changed under us")
+            self._refresh()
+            return
         log.info("compacted %d segments into one of %d rows", len(chosen), len(ids))
         self._refresh()
 
     def set_params(self, **params: Any) -> None:
         """Store new parameters (e.g. from ``tune``); build-time ones rebuild the segments."""
         self._check_writable()
+        fixed = [f for f in ("metric", "dim") if f in params and params[f] != getattr(self.config, f)]
+        if fixed and len(self) > 0:
+            raise ParameterError(
+                f"cannot change {' and '.join(fixed)} of an index that holds items;"
+                " create a new index"
+            )
         new = replace(self.config, **params).validate()
         build_changed = any(
             getattr(new, f) != getattr(self.config, f)

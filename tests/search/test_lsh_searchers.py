@@ -13,7 +13,7 @@ from audiolsh.errors import ParameterError
 from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, as_sets
 from audiolsh.search import BruteForce, BucketTables, Neighbors, SetLSH, VectorLSH, merge
 
-PROPERTY = settings(max_examples=25, deadline=None)
+PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None)
 
 
 def _vectors(seed: int, n: int, dim: int) -> np.ndarray:
@@ -25,6 +25,21 @@ def _sets(seed: int, n: int, universe: int = 2000) -> list[list[int]]:
     return [
         rng.choice(universe, size=int(rng.integers(3, 40)), replace=False).tolist() for _ in range(n)
     ]
+
+
+def _set_clusters(
+    seed: int, *, n_clusters: int, per_cluster: int, variant_seed: int = 0
+) -> list[list[int]]:
+    """Variants of a few base sets: 40 elements each, 5 swapped per variant (J ~ 0.6-0.8)."""
+    base_rng = np.random.default_rng(seed)
+    bases = [base_rng.choice(10**6, size=40, replace=False) for _ in range(n_clusters)]
+    rng = np.random.default_rng([seed, variant_seed])
+    out = []
+    for base in bases:
+        for _ in range(per_cluster):
+            keep = rng.permutation(base)[:35]
+            out.append(np.concatenate([keep, rng.integers(10**6, 2 * 10**6, 5)]).tolist())
+    return out
 
 
 def _vector_searcher(metric: str, dim: int, seed: int, **kw: Any) -> VectorLSH:
@@ -68,7 +83,8 @@ def _assert_valid(res: Neighbors, n_queries: int, k: int) -> None:
     found = res.ids >= 0
     assert np.all(np.isfinite(res.distances[found]))
     assert np.all(np.isinf(res.distances[~found]))
-    assert np.all(np.diff(res.distances, axis=1)[np.isfinite(res.distances[:, 1:])] >= 0)
+    finite = np.where(found, res.distances, np.float32(np.finfo(np.float32).max))
+    assert np.all(np.diff(finite, axis=1) >= 0)
     for row in res.ids:
         live = row[row >= 0]
         assert len(set(live.tolist())) == len(live)
@@ -90,13 +106,20 @@ def test_vector_search_finds_itself_first(seed: int, n: int, dim: int, metric: s
     searcher = _vector_searcher(metric, dim, seed % 1000).fit(X)
     res = searcher.search(X, k)
     _assert_valid(res, n, k)
-    np.testing.assert_array_equal(res.ids[:, 0], np.arange(n))
+    # A row is at distance ~0 of itself, whether found in its buckets or (for rows short of
+    # k candidates) by the exact fallback.
     assert np.all(np.abs(res.distances[:, 0]) < 1e-5)
+    first = res.ids[:, 0]
+    others = np.flatnonzero(first != np.arange(n))
+    # Another row may only come first when it is the same point (direction, for cosine) to
+    # float32 precision, which in low dimensions happens to random data.
+    D = _np_distances(X[others], X[first[others]], metric)
+    assert np.all(np.diag(D) < 1e-5)
     assert np.all((res.ids >= 0).sum(axis=1) == min(k, n))
 
 
-@PROPERTY
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(20, 300), k=st.integers(1, 8))
+@settings(max_examples=12, deadline=None, derandomize=True, database=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(20, 200), k=st.integers(1, 8))
 def test_set_search_finds_itself_first(seed: int, n: int, k: int) -> None:
     sets = _sets(seed, n)
     searcher = SetLSH(MinHashLSH(num_perm=64, threshold=0.5, seed=seed % 1000)).fit(sets)
@@ -134,12 +157,6 @@ def test_brute_force_matches_numpy(metric: str, k: int, rng: np.random.Generator
     np.testing.assert_array_equal(res.n_candidates, len(X))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BruteForce('euclidean') computes |x|^2 - 2 x.q + |q|^2 in float32: for data away "
-    "from the origin the cancellation gives distance errors of order 0.1-1 and wrong "
-    "neighbours (the LSH kernel, which subtracts first, is exact)",
-)
 def test_brute_force_euclidean_exact_for_offset_data(rng: np.random.Generator) -> None:
     X = (rng.standard_normal((500, 16)) + 100.0).astype(np.float32)
     Q = X[:50] + 0.01 * rng.standard_normal((50, 16)).astype(np.float32)
@@ -147,6 +164,15 @@ def test_brute_force_euclidean_exact_for_offset_data(rng: np.random.Generator) -
     D = _np_distances(Q, X, "euclidean")
     np.testing.assert_allclose(res.distances, np.sort(D, axis=1)[:, :5], atol=1e-3)
     np.testing.assert_array_equal(res.ids, np.argsort(D, axis=1)[:, :5])
+
+
+def test_brute_force_euclidean_exact_far_from_origin(rng: np.random.Generator) -> None:
+    X = (rng.standard_normal((3000, 16)) + 1000.0).astype(np.float32)
+    Q = X[:200] + 0.01 * rng.standard_normal((200, 16)).astype(np.float32)
+    res = BruteForce("euclidean").fit(X).search(Q, 10)
+    D = _np_distances(Q, X, "euclidean")
+    np.testing.assert_array_equal(res.ids, np.argsort(D, axis=1)[:, :10])
+    np.testing.assert_allclose(res.distances, np.sort(D, axis=1)[:, :10], atol=1e-3)
 
 
 def test_brute_force_jaccard_matches_python(rng: np.random.Generator) -> None:
@@ -256,22 +282,37 @@ def test_set_singleton_buckets_still_answer_k() -> None:
 def test_batch_and_single_queries_agree(metric: str, rng: np.random.Generator) -> None:
     data: Any
     if metric == "jaccard":
-        data = _sets(4, 600, universe=300)
-        queries: Any = _sets(5, 24, universe=300)
-        searcher: Any = SetLSH(MinHashLSH(num_perm=64, threshold=0.3, seed=3)).fit(data)
+        data = _set_clusters(4, n_clusters=60, per_cluster=10)
+        queries: Any = _set_clusters(4, n_clusters=60, per_cluster=10, variant_seed=5)[::25]
+        searcher: Any = SetLSH(MinHashLSH(num_perm=64, threshold=0.4, seed=3)).fit(data)
     else:
         data = rng.standard_normal((3000, 16)).astype(np.float32)
         queries = rng.standard_normal((24, 16)).astype(np.float32)
-        searcher = _vector_searcher(metric, 16, 3, n_bits=10).fit(data)
-    batch = searcher.search(queries, 8)
+        searcher = _vector_searcher(metric, 16, 3, n_bits=8, width=8.0).fit(data)
+    k = 5 if metric == "jaccard" else 8
+    batch = searcher.search(queries, k)
+    # Answered from buckets, not by the exact fallback (see the BruteForce test below).
+    assert np.all(batch.n_candidates < len(data))
     for i in range(len(queries)):
-        one = searcher.search(queries[i : i + 1], 8)
+        one = searcher.search(queries[i : i + 1], k)
         np.testing.assert_array_equal(one.ids[0], batch.ids[i])
         np.testing.assert_array_equal(one.distances[0], batch.distances[i])
         np.testing.assert_array_equal(one.n_candidates[0], batch.n_candidates[i])
     # Splitting the batch across the serial/parallel kernels changes nothing either.
-    halves = [searcher.search(queries[:3], 8), searcher.search(queries[3:], 8)]
+    halves = [searcher.search(queries[:3], k), searcher.search(queries[3:], k)]
     np.testing.assert_array_equal(np.concatenate([h.ids for h in halves]), batch.ids)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_brute_force_batch_and_single_queries_agree(metric: str, rng: np.random.Generator) -> None:
+    X = rng.standard_normal((3000, 16)).astype(np.float32)
+    Q = rng.standard_normal((24, 16)).astype(np.float32)
+    brute = BruteForce(metric).fit(X)
+    batch = brute.search(Q, 8)
+    for i in range(len(Q)):
+        one = brute.search(Q[i : i + 1], 8)
+        np.testing.assert_array_equal(one.ids[0], batch.ids[i])
+        np.testing.assert_array_equal(one.distances[0], batch.distances[i])
 
 
 def test_lsh_is_a_subset_of_exact_distances(rng: np.random.Generator) -> None:

@@ -64,7 +64,15 @@ class BruteForce:
             n = len(self.sets_)
         else:
             self.vectors_ = prepare(np.asarray(X), self.metric)
-            self.sq_norms_ = np.einsum("ij,ij->i", self.vectors_, self.vectors_)
+            # Euclidean distances are computed around the data mean: the norm expansion then
+            # cancels far less for data away from the origin.
+            self.center_ = (
+                self.vectors_.mean(axis=0, dtype=np.float64).astype(np.float32)
+                if self.metric == "euclidean" and len(self.vectors_)
+                else np.zeros(self.vectors_.shape[1], np.float32)
+            )
+            self.centered_ = self.vectors_ - self.center_ if self.metric == "euclidean" else self.vectors_
+            self.sq_norms_ = np.einsum("ij,ij->i", self.centered_, self.centered_)
             n = len(self.vectors_)
         self.alive_ = np.ones(n, np.uint8) if alive is None else np.asarray(alive, np.uint8)
         return self
@@ -89,11 +97,12 @@ class BruteForce:
         ids_parts, dist_parts = [], []
         for start in range(0, len(Qp), QUERY_CHUNK):
             q = Qp[start : start + QUERY_CHUNK]
-            dots = q @ self.vectors_.T
             if self.metric == "cosine":
-                dist = 1.0 - dots
+                dist = 1.0 - q @ self.vectors_.T
             else:
-                dist = self.sq_norms_[None, :] - 2.0 * dots + np.einsum("ij,ij->i", q, q)[:, None]
+                qc = q - self.center_
+                dots = qc @ self.centered_.T
+                dist = self.sq_norms_[None, :] - 2.0 * dots + np.einsum("ij,ij->i", qc, qc)[:, None]
                 np.maximum(dist, 0.0, out=dist)
             if dead.any():
                 dist[:, dead] = np.inf

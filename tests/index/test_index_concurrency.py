@@ -1,0 +1,125 @@
+"""A reader Index keeps answering, and sees new rows, while another process commits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audiolsh.index import Index
+
+DIM = 12
+BATCH = 20
+N_BATCHES = 25
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from audiolsh.index import Index
+
+    path, n_batches, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    index = Index.open(path)
+    print("ready", flush=True)
+    for b in range(n_batches):
+        X = np.random.default_rng(1000 + b).standard_normal((batch, {dim})).astype(np.float32)
+        index.add(X, keys=[f"w{{b}}-{{i}}" for i in range(batch)])
+        print(b, flush=True)
+    index.close()
+    print("done", flush=True)
+    """
+).format(dim=DIM)
+
+
+def _batch(b: int) -> np.ndarray:
+    return np.random.default_rng(1000 + b).standard_normal((BATCH, DIM)).astype(np.float32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("readonly", [False, True])
+def test_reader_keeps_answering_while_another_process_commits(
+    tmp_path: Path, readonly: bool
+) -> None:
+    path = tmp_path / "idx"
+    base = np.random.default_rng(7).standard_normal((200, DIM)).astype(np.float32)
+    with Index.create(path, metric="euclidean", max_segments=3) as index:
+        base_ids = index.add(base, keys=[f"base-{i}" for i in range(200)])
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+
+    reader = Index.open(path, readonly=readonly)
+    assert len(reader) == 200
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(path), str(N_BATCHES), str(BATCH)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sizes = []
+    probe = base[::10]
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, "writer did not finish"
+            n = len(reader)
+            sizes.append(n)
+            assert (n - 200) % BATCH == 0
+            res = reader.query(probe, k=3)
+            # Old rows are always found under their ids, whatever compaction did meanwhile.
+            np.testing.assert_array_equal(res.ids[:, 0], base_ids[::10])
+            assert np.all(res.distances[:, 0] < 1e-5)
+            # Whatever batches the reader sees are complete and searchable.
+            seen = (n - 200) // BATCH
+            if seen:
+                last = reader.query(_batch(seen - 1), k=1)
+                assert np.all(last.ids[:, 0] >= 0)
+                assert np.all(last.distances[:, 0] < 1e-5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out.split()[-1] == "done"
+    assert sizes == sorted(sizes)
+    # The reader was there while the writer worked, not only before and after.
+    assert len({s for s in sizes if 200 < s < 200 + N_BATCHES * BATCH}) >= 3
+    assert len(reader) == 200 + N_BATCHES * BATCH
+    for b in (0, N_BATCHES // 2, N_BATCHES - 1):
+        assert f"w{b}-3" in reader
+        hit = reader.hits(reader.query(_batch(b)[3], k=1))[0][0]
+        assert hit.key == f"w{b}-3"
+    assert len(reader.segments) <= 3
+    reader.close()
+
+
+def test_two_writers_compacting_at_once_do_not_duplicate_rows(tmp_path: Path) -> None:
+    path = tmp_path / "idx"
+    first = Index.create(path, metric="euclidean", max_segments=8)
+    batches = [_batch(b) for b in range(3)]
+    for b, X in enumerate(batches):
+        first.add(X, keys=[f"{b}-{i}" for i in range(BATCH)])
+    second = Index.open(path)
+    assert len(second) == 3 * BATCH
+    # The interleaving two processes can produce: `second` has planned its compaction when
+    # `first` commits one of its own, then `second` commits.
+    write = second.storage.write
+    raced: list[bool] = []
+
+    def write_after_the_other_writer():  # type: ignore[no-untyped-def]
+        if not raced:
+            raced.append(True)
+            first.compact(rebuild=True)
+        return write()
+
+    second.storage.write = write_after_the_other_writer  # type: ignore[method-assign]
+    second.compact(rebuild=True)
+    assert raced
+    assert len(second) == 3 * BATCH
+    assert len(first) == 3 * BATCH
+    res = second.query(batches[1][:5], k=2)
+    assert np.all(res.ids[:, 0] != res.ids[:, 1])
