@@ -74,29 +74,6 @@ def _signatures(indptr, elements, a, b):  # pragma: no cover - compiled
     return out
 
 
-@numba.njit(cache=True, nogil=True)
-def jaccard_pairs(indptr_a, elems_a, rows_a, indptr_b, elems_b, rows_b):  # pragma: no cover
-    """Exact Jaccard of set rows_a[i] of A with set rows_b[i] of B (sorted element arrays)."""
-    out = np.zeros(len(rows_a), dtype=np.float32)
-    for t in range(len(rows_a)):
-        i0, i1 = indptr_a[rows_a[t]], indptr_a[rows_a[t] + 1]
-        j0, j1 = indptr_b[rows_b[t]], indptr_b[rows_b[t] + 1]
-        inter = 0
-        i, j = i0, j0
-        while i < i1 and j < j1:
-            if elems_a[i] == elems_b[j]:
-                inter += 1
-                i += 1
-                j += 1
-            elif elems_a[i] < elems_b[j]:
-                i += 1
-            else:
-                j += 1
-        union = (i1 - i0) + (j1 - j0) - inter
-        out[t] = inter / union if union > 0 else 1.0
-    return out
-
-
 def _band_probability(s: np.ndarray, bands: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return 1.0 - (1.0 - s[None, :] ** rows[:, None]) ** bands[:, None]
 
