@@ -56,6 +56,8 @@ class IndexConfig:
     center : centre the hyperplanes on the data mean: "auto" does so when the rows share a
         dominant direction (non-negative or dB features), see ``needs_centering``.
     n_probes : buckets probed per query over all tables; None means 4 per table.
+    n_rerank : cosine only: measure exactly just the candidates nearest by Hamming distance of
+        their hyperplane codes, this many (0: all candidates).
     num_perm, threshold : MinHash signature length and the Jaccard threshold for banding.
     max_segments : merge segments beyond this many.
     """
@@ -67,6 +69,7 @@ class IndexConfig:
     bucket_width: float | None = None
     center: str | bool = "auto"
     n_probes: int | None = None
+    n_rerank: int = 0
     num_perm: int = 128
     threshold: float = 0.5
     seed: int = 0
@@ -82,6 +85,7 @@ class IndexConfig:
             check_int("n_bits", self.n_bits, 1, 64)
         if self.n_probes is not None:
             check_int("n_probes", self.n_probes, 1)
+        check_int("n_rerank", self.n_rerank, 0)
         if self.bucket_width is not None and not self.bucket_width > 0:
             raise ParameterError(f"bucket_width must be positive, got {self.bucket_width!r}")
         if self.center not in ("auto", True, False):
@@ -140,7 +144,7 @@ class _Segment:
 
     @property
     def n_live(self) -> int:
-        return int(self.searcher.alive_.sum())
+        return self.searcher._n_live
 
 
 @dataclass(frozen=True)
@@ -326,7 +330,9 @@ class Index:
             assert isinstance(family, MinHashLSH)
             searcher = SetLSH(family).load(SetBatch(arrays["indptr"], arrays["elements"]), tables)
         else:
-            searcher = VectorLSH(family, metric=info.config["metric"]).load(arrays["vectors"], tables)
+            searcher = VectorLSH(family, metric=info.config["metric"]).load(
+                arrays["vectors"], tables, codes=arrays.get("codes")
+            )
         return _Segment(info, arrays["ids"], searcher)
 
     def __len__(self) -> int:
@@ -398,7 +404,8 @@ class Index:
     # queries ----------------------------------------------------------------------------
 
     def query(
-        self, data: Any, k: int = 10, *, n_probes: int | None = None, exact: bool = False
+        self, data: Any, k: int = 10, *, n_probes: int | None = None,
+        n_rerank: int | None = None, exact: bool = False,
     ) -> Neighbors:
         """k nearest items per query row; ids are the index's item ids (see ``hits``)."""
         k = check_int("k", k, 1)
@@ -419,6 +426,9 @@ class Index:
                     alive=seg.searcher.alive_,
                 )
                 res = brute.search(data, k)
+            elif isinstance(seg.searcher, VectorLSH):
+                rerank = self.config.n_rerank if n_rerank is None else n_rerank
+                res = seg.searcher.search(data, k, n_probes=probes, n_rerank=rerank)
             else:
                 res = seg.searcher.search(data, k, n_probes=probes)
             ids = np.where(res.ids >= 0, seg.ids[np.maximum(res.ids, 0)], -1)
@@ -484,6 +494,8 @@ class Index:
                 )
             searcher = VectorLSH(family, metric=cfg.metric).fit(data)
             arrays = {"vectors": searcher.vectors_}
+            if searcher.codes_.shape[1]:
+                arrays["codes"] = searcher.codes_
         arrays.update(searcher.tables_.arrays())
         arrays["ids"] = ids.astype(np.int64)
         info = SegmentInfo(

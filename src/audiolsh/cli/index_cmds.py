@@ -40,6 +40,7 @@ def info(index_path: Path, tracks: bool, as_json: bool) -> None:
         {"field": "segments", "value": len(data["segments"])},
         {"field": "tables x bits", "value": f"{cfg['n_tables']} x {cfg['n_bits'] or 'auto'}"},
         {"field": "probes per query", "value": cfg["n_probes"] or f"auto ({4 * cfg['n_tables']})"},
+        {"field": "exactly re-ranked", "value": cfg["n_rerank"] or "all candidates"},
         {"field": "vector bytes", "value": data["data_bytes"]},
         {"field": "table bytes per item", "value": round(data["table_bytes_per_item"], 1)},
         {"field": "tuned", "value": json.dumps(cfg["tuned"]) if cfg["tuned"] else "no"},
@@ -134,7 +135,8 @@ def tune(index_path: Path, target_recall: float, k: int, validation: int, tables
     b = report.best
     verb = "would store" if dry_run else "stored"
     err_console.print(
-        f"{verb}: L={b.n_tables} K={b.n_bits} probes={b.n_probes}: recall {b.recall:.3f},"
+        f"{verb}: L={b.n_tables} K={b.n_bits} probes={b.n_probes} rerank={b.n_rerank or 'all'}:"
+        f" recall {b.recall:.3f},"
         f" {b.single_ms:.3f} ms per query ({report.exact_single_ms / b.single_ms:.1f}x exact),"
         f" {b.table_bytes_per_item:.1f} table bytes per item"
     )

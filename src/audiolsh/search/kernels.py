@@ -1,8 +1,8 @@
 """Compiled inner loops: probe lookup, de-duplication, exact distance and top-k in one pass.
 
 Queries are split into one chunk per thread; each chunk owns a ``seen`` byte map over the
-rows, cleared after every query by walking the same buckets again, so de-duplication costs
-O(candidates), not O(rows).
+rows, cleared after every query by walking the same buckets again (no buffer the size of
+the data is allocated per query), so de-duplication costs O(candidates), not O(rows).
 """
 
 from __future__ import annotations
@@ -53,45 +53,93 @@ def _vector_distance(q, X, j, metric):  # pragma: no cover - compiled
     return acc
 
 
+@numba.njit(inline="always")
+def _popcount(x):  # pragma: no cover - compiled
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
+
+
+@numba.njit(inline="always")
+def _hamming(q_codes, qi, codes, j):  # pragma: no cover - compiled
+    h = 0
+    for t in range(codes.shape[1]):
+        h += _popcount(q_codes[qi, t] ^ np.uint64(codes[j, t]))
+    return h
+
+
+@numba.njit(inline="always")
+def _bucket(probe_keys, probe_tables, qi, p, table_start, bucket_keys):  # pragma: no cover
+    """Index of the probed bucket, or -1 when the table has no such key."""
+    t = probe_tables[qi, p]
+    hi = table_start[t + 1]
+    b = _find(bucket_keys, table_start[t], hi, probe_keys[qi, p])
+    if b == hi or bucket_keys[b] != probe_keys[qi, p]:
+        return -1
+    return b
+
+
 def _search_vectors(
     Q, probe_keys, probe_tables, table_start, bucket_keys, bucket_start, members,
-    X, alive, k, metric, n_chunks,
+    X, alive, k, metric, n_chunks, q_codes, codes, n_rerank,
 ):  # pragma: no cover - compiled
+    """Top-k of every query among the live rows of its probed buckets.
+
+    With ``n_rerank > 0`` and per-row hash codes (the concatenated hyperplane bits of every
+    table), a first pass measures the Hamming distance of each candidate's code to the
+    query's and only the ``n_rerank`` nearest by code (ties included) get an exact
+    distance: codes are a few bytes where a vector is hundreds.
+    """
     nq = Q.shape[0]
     n = X.shape[0]
     out_i = np.full((nq, k), -1, dtype=np.int64)
     out_d = np.full((nq, k), np.inf, dtype=np.float32)
     n_cand = np.zeros(nq, dtype=np.int64)
+    prefilter = n_rerank > 0 and codes.shape[1] > 0
+    max_h = 64 * codes.shape[1] + 1
     for c in numba.prange(n_chunks):
         seen = np.zeros(n, dtype=np.uint8)
+        hist = np.zeros(max_h, dtype=np.int64)
         for qi in range(c, nq, n_chunks):
-            top_d = out_d[qi]
-            top_i = out_i[qi]
             count = 0
+            hist[:] = 0
             for p in range(probe_keys.shape[1]):
-                t = probe_tables[qi, p]
-                hi = table_start[t + 1]
-                b = _find(bucket_keys, table_start[t], hi, probe_keys[qi, p])
-                if b == hi or bucket_keys[b] != probe_keys[qi, p]:
+                b = _bucket(probe_keys, probe_tables, qi, p, table_start, bucket_keys)
+                if b < 0:
                     continue
                 for m in range(bucket_start[b], bucket_start[b + 1]):
                     j = members[m]
-                    if seen[j] != 0:
+                    if seen[j] != 0 or alive[j] == 0:
                         continue
                     seen[j] = 1
-                    if alive[j] == 0:
-                        continue
                     count += 1
-                    _insert(top_d, top_i, _vector_distance(Q[qi], X, j, metric), j)
+                    if prefilter:
+                        hist[_hamming(q_codes, qi, codes, j)] += 1
+                    else:
+                        _insert(out_d[qi], out_i[qi], _vector_distance(Q[qi], X, j, metric), j)
             n_cand[qi] = count
+            # The Hamming radius that admits n_rerank candidates.
+            radius = max_h
+            if prefilter and count > n_rerank:
+                total = 0
+                for h in range(max_h):
+                    total += hist[h]
+                    if total >= n_rerank:
+                        radius = h
+                        break
+            # Second walk: clear the marks, and measure the admitted candidates exactly.
             for p in range(probe_keys.shape[1]):
-                t = probe_tables[qi, p]
-                hi = table_start[t + 1]
-                b = _find(bucket_keys, table_start[t], hi, probe_keys[qi, p])
-                if b == hi or bucket_keys[b] != probe_keys[qi, p]:
+                b = _bucket(probe_keys, probe_tables, qi, p, table_start, bucket_keys)
+                if b < 0:
                     continue
                 for m in range(bucket_start[b], bucket_start[b + 1]):
-                    seen[members[m]] = 0
+                    j = members[m]
+                    if seen[j] == 0:
+                        continue
+                    seen[j] = 0
+                    if prefilter and _hamming(q_codes, qi, codes, j) <= radius:
+                        _insert(out_d[qi], out_i[qi], _vector_distance(Q[qi], X, j, metric), j)
     return out_i, out_d, n_cand
 
 
@@ -130,10 +178,8 @@ def _search_sets(
             qa = q_elems[q_indptr[qi] : q_indptr[qi + 1]]
             count = 0
             for p in range(probe_keys.shape[1]):
-                t = probe_tables[qi, p]
-                hi = table_start[t + 1]
-                b = _find(bucket_keys, table_start[t], hi, probe_keys[qi, p])
-                if b == hi or bucket_keys[b] != probe_keys[qi, p]:
+                b = _bucket(probe_keys, probe_tables, qi, p, table_start, bucket_keys)
+                if b < 0:
                     continue
                 for m in range(bucket_start[b], bucket_start[b + 1]):
                     j = members[m]
@@ -146,10 +192,8 @@ def _search_sets(
                     _insert(out_d[qi], out_i[qi], _jaccard(qa, indptr, elems, j), j)
             n_cand[qi] = count
             for p in range(probe_keys.shape[1]):
-                t = probe_tables[qi, p]
-                hi = table_start[t + 1]
-                b = _find(bucket_keys, table_start[t], hi, probe_keys[qi, p])
-                if b == hi or bucket_keys[b] != probe_keys[qi, p]:
+                b = _bucket(probe_keys, probe_tables, qi, p, table_start, bucket_keys)
+                if b < 0:
                     continue
                 for m in range(bucket_start[b], bucket_start[b + 1]):
                     seen[members[m]] = 0

@@ -11,6 +11,7 @@ import numpy as np
 
 from audiolsh.errors import ParameterError
 from audiolsh.hashing.base import HashFamily, check_int
+from audiolsh.hashing.hyperplane import HyperplaneLSH
 from audiolsh.hashing.minhash import MinHashLSH, SetBatch, as_sets
 from audiolsh.search import kernels
 from audiolsh.search.brute import METRICS, BruteForce, check_metric, prepare
@@ -29,8 +30,19 @@ class _Searcher:
 
     family: HashFamily
     tables_: BucketTables
-    alive_: np.ndarray
     default_probes: int
+    _alive: np.ndarray
+    _n_live: int
+
+    @property
+    def alive_(self) -> np.ndarray:
+        """uint8 per row: 0 hides a removed row from every answer."""
+        return self._alive
+
+    @alive_.setter
+    def alive_(self, alive: np.ndarray) -> None:
+        self._alive = np.ascontiguousarray(alive, dtype=np.uint8)
+        self._n_live = int(self._alive.sum())
 
     def _lookup(self, queries: object, probes: tuple[np.ndarray, np.ndarray], k: int) -> Neighbors:
         raise NotImplementedError
@@ -51,8 +63,7 @@ class _Searcher:
         probes = self.default_probes if n_probes is None else check_int("n_probes", n_probes, 1)
         queries = self._queries(Q)
         result = self._lookup(queries, self.family.probes(queries, probes), k)
-        n_live = int(self.alive_.sum())
-        want = min(k, n_live)
+        want = min(k, self._n_live)
         short = np.flatnonzero((result.ids >= 0).sum(axis=1) < want)
         for _ in range(MAX_PROBE_ROUNDS):
             if len(short) == 0:
@@ -69,6 +80,17 @@ class _Searcher:
         raise NotImplementedError
 
 
+def row_codes(family: HashFamily, keys: np.ndarray) -> np.ndarray | None:
+    """Per-row hyperplane bits of every table, in the narrowest unsigned type, for the
+    Hamming pre-filter; None for families whose keys are not bit strings."""
+    if not isinstance(family, HyperplaneLSH):
+        return None
+    dtype = np.uint8 if family.n_bits <= 8 else np.uint16 if family.n_bits <= 16 else (
+        np.uint32 if family.n_bits <= 32 else np.uint64
+    )
+    return np.ascontiguousarray(keys.astype(dtype))
+
+
 class VectorLSH(_Searcher):
     """LSH over dense vectors for the cosine (hyperplane) or Euclidean (p-stable) metric.
 
@@ -76,26 +98,33 @@ class VectorLSH(_Searcher):
     ``alive`` (uint8 per row) hides removed rows without a rebuild.
     """
 
-    def __init__(self, family: HashFamily, *, metric: str = "cosine", n_probes: int | None = None):
+    def __init__(
+        self, family: HashFamily, *, metric: str = "cosine", n_probes: int | None = None,
+        n_rerank: int = 0,
+    ):
         self.family = family
         self.metric = check_metric(metric)
         if self.metric == "jaccard":
             raise ParameterError("use SetLSH for the jaccard metric")
         self.default_probes = family.n_tables if n_probes is None else check_int("n_probes", n_probes, 1)
+        self.default_rerank = check_int("n_rerank", n_rerank, 0)
 
     def fit(self, X: np.ndarray, *, alive: np.ndarray | None = None) -> VectorLSH:
         self.vectors_ = prepare(X, self.metric)
         fit = getattr(self.family, "fit", None)
         if fit is not None:
             fit(self.vectors_)
-        return self.load(self.vectors_, BucketTables.build(self.family.keys(self.vectors_)), alive)
+        keys = self.family.keys(self.vectors_)
+        return self.load(self.vectors_, BucketTables.build(keys), alive, codes=row_codes(self.family, keys))
 
     def load(
-        self, vectors: np.ndarray, tables: BucketTables, alive: np.ndarray | None = None
+        self, vectors: np.ndarray, tables: BucketTables, alive: np.ndarray | None = None,
+        *, codes: np.ndarray | None = None,
     ) -> VectorLSH:
-        """Attach already-built (e.g. memory-mapped) vectors and tables."""
+        """Attach already-built (e.g. memory-mapped) vectors, tables and row codes."""
         self.vectors_ = vectors
         self.tables_ = tables
+        self.codes_ = codes if codes is not None else np.zeros((len(vectors), 0), np.uint16)
         self.alive_ = np.ones(len(vectors), np.uint8) if alive is None else alive.astype(np.uint8)
         return self
 
@@ -113,14 +142,27 @@ class VectorLSH(_Searcher):
     def _take(self, queries: object, rows: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(queries)[rows])
 
+    def search(
+        self, Q: object, k: int = 10, *, n_probes: int | None = None, n_rerank: int | None = None
+    ) -> Neighbors:
+        """As ``_Searcher.search``; ``n_rerank`` > 0 measures exactly only that many candidates,
+        the nearest by Hamming distance of their hyperplane codes (0: every candidate)."""
+        self._rerank = self.default_rerank if n_rerank is None else check_int("n_rerank", n_rerank, 0)
+        return super().search(Q, k, n_probes=n_probes)
+
     def _lookup(self, queries: object, probes: tuple[np.ndarray, np.ndarray], k: int) -> Neighbors:
         Q = np.asarray(queries)
         keys, tables = probes
         t = self.tables_
+        rerank = max(getattr(self, "_rerank", self.default_rerank), k) if self.codes_.shape[1] else 0
+        q_codes = (
+            self.family.keys(Q) if self.codes_.shape[1] else np.zeros((len(Q), 0), np.uint64)
+        )
         ids, dist, cand = kernels.search_vectors(
             Q, np.ascontiguousarray(keys), np.ascontiguousarray(tables), t.table_start,
             t.bucket_keys, t.bucket_start, t.members, self.vectors_, self.alive_, k,
-            METRICS[self.metric], _n_chunks(len(Q)),
+            METRICS[self.metric], _n_chunks(len(Q)), q_codes, self.codes_,
+            rerank if getattr(self, "_rerank", self.default_rerank) > 0 else 0,
         )
         if self.metric == "euclidean":
             dist = np.sqrt(dist)
@@ -132,8 +174,8 @@ class VectorLSH(_Searcher):
 
     @property
     def index_nbytes(self) -> int:
-        """Bytes of the hash tables, beyond the stored vectors."""
-        return self.tables_.nbytes
+        """Bytes of the hash tables and row codes, beyond the stored vectors."""
+        return self.tables_.nbytes + self.codes_.nbytes
 
 
 class SetLSH(_Searcher):
