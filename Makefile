@@ -54,8 +54,8 @@ run: install
 	$(BIN)/audiolsh index "$$music" --index "$(INDEX)" || [ $$? = 2 ]; \
 	$(BIN)/audiolsh info --index "$(INDEX)"; \
 	clips=$$(find "$$music" -type f \( -name '*.ogg' -o -name '*.opus' -o -name '*.mp3' -o -name '*.wav' -o -name '*.flac' \) | sort | head -n 3); \
-	echo "nearest passages for the first 30 s of three tracks:"; \
-	IFS=$$'\n'; $(BIN)/audiolsh nearest $$clips --index "$(INDEX)" -k 3
+	echo "nearest passages to 10 s of three tracks, taken 30 s in:"; \
+	IFS=$$'\n'; $(BIN)/audiolsh nearest $$clips --offset 30 --duration 10 --index "$(INDEX)" -k 3
 
 bench: install
 	$(BIN)/python benchmarks/knn.py --data all

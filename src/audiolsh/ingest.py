@@ -152,13 +152,15 @@ class Passage:
 
 
 def nearest_passages(index: Index, path: str | os.PathLike[str], *, k: int = 5,
-                     per_window: int = 10, duration_s: float | None = 30.0) -> list[Passage]:
+                     per_window: int = 10, offset_s: float = 0.0,
+                     duration_s: float | None = 30.0) -> list[Passage]:
     """Where in the collection a clip's passage sounds nearest.
 
     Every second of the clip queries the index; each hit votes for (track, start of the
     clip in that track), weighted by its cosine similarity.  The best k starts are returned.
     """
-    E, offsets, _ = embed_clip(path, duration_s=duration_s)
+    E, offsets, _ = embed_clip(path, offset_s=offset_s, duration_s=duration_s)
+    offsets = offsets - offset_s  # positions within the analysed excerpt
     res = index.query(E, per_window)
     hits = index.hits(res)
     tracks = {t.id: t for t in index.tracks()}
@@ -166,16 +168,20 @@ def nearest_passages(index: Index, path: str | os.PathLike[str], *, k: int = 5,
         (h.track_id, round((h.offset_s or 0.0) - q_off), 1.0 - h.distance)
         for row, q_off in zip(hits, offsets.tolist()) for h in row if h.track_id is not None
     ]
+    # A start before the track's beginning is no passage of it.
+    rows = [r for r in rows if r[1] >= 0]
     if not rows:
         return []
-    arr = np.array(rows, dtype=np.float64)
-    keys, inverse = np.unique(arr[:, :2], axis=0, return_inverse=True)
-    score = np.bincount(inverse.ravel(), weights=arr[:, 2]) / len(E)
+    keys, inverse = np.unique(
+        np.array([r[:2] for r in rows], dtype=np.int64), axis=0, return_inverse=True
+    )
+    weights = np.array([r[2] for r in rows], dtype=np.float64)
+    score = np.bincount(inverse.ravel(), weights=weights) / len(E)
     votes = np.bincount(inverse.ravel())
     best = np.argsort(-score)[:k]
     return [
         Passage(int(keys[i, 0]), tracks[int(keys[i, 0])].path if int(keys[i, 0]) in tracks else "?",
-                max(0.0, float(keys[i, 1])), float(score[i]), int(votes[i]))
+                float(keys[i, 1]), float(score[i]), int(votes[i]))
         for i in best
     ]
 

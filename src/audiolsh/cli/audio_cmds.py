@@ -60,18 +60,22 @@ def index_cmd(index_path: Path, paths: tuple[Path, ...], workers: int | None,
 @index_option
 @click.argument("clips", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--offset", "offset_s", type=click.FloatRange(min=0.0), default=0.0,
+              show_default=True, help="Where in each clip the analysed part starts (s).")
 @click.option("--duration", "duration_s", type=click.FloatRange(min=1.0), default=30.0,
               show_default=True, help="Seconds of each clip analysed.")
 @format_option
-def nearest(index_path: Path, clips: tuple[Path, ...], k: int, duration_s: float,
-            fmt: str) -> None:
+def nearest(index_path: Path, clips: tuple[Path, ...], k: int, offset_s: float,
+            duration_s: float, fmt: str) -> None:
     """The passages of the collection nearest to each clip (per-second embeddings, voting)."""
     records, flat, failed = [], [], 0
     with Index.open(index_path, readonly=True) as index:
         for clip in clips:
             t0 = time.perf_counter()
             try:
-                passages = nearest_passages(index, clip, k=k, duration_s=duration_s)
+                passages = nearest_passages(
+                    index, clip, k=k, offset_s=offset_s, duration_s=duration_s
+                )
             except AudiolshError as exc:
                 failed += 1
                 err_console.print(f"[red]error:[/] {exc}", highlight=False)
