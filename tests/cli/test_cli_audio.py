@@ -53,6 +53,13 @@ def test_index_then_nearest_finds_the_track_and_offset(tmp_path: Path, library: 
     assert best["path"].endswith("album/b.flac")
     assert abs(best["offset_s"] - start_s) <= 1.0
     assert record["query"] == str(clip) and record["elapsed_ms"] > 0
+    # --offset analyses a later part of the query file: the passage found moves with it.
+    track = str(library / "album" / "b.flac")
+    code, out, err = run("nearest", track, "--index", str(idx), "--offset", "20", "--duration", "8",
+                         "--format", "jsonl")
+    assert code == 0, err
+    best = json.loads(out)["results"][0]
+    assert best["path"] == track and best["offset_s"] == 20.0
 
 
 def test_rerun_skips_indexed_files_and_bad_files_do_not_stop_the_batch(
