@@ -77,7 +77,8 @@ def test_add_query_len_contains(metric: str, where: Path | None) -> None:
     assert np.all(res.distances[:, 0] < 1e-4)
     hits = index.hits(res)
     assert [h[0].key for h in hits] == keys[::7]
-    assert all(len(h) == 5 for h in hits)
+    # Vector answers are always k long; MinHash answers hold band matches only.
+    assert all(len(h) == 5 for h in hits) or metric == "jaccard"
     res2 = index.query(take(more, [4, 50]), k=2)
     np.testing.assert_array_equal(res2.ids[:, 0], ids2[[4, 50]])
     index.close()
@@ -271,7 +272,7 @@ def test_k_larger_than_the_index(metric: str, where: Path | None) -> None:
     parts = [make_data(metric, s, 4) for s in (21, 22, 23)]
     ids = np.concatenate([index.add(p) for p in parts])  # three segments of four rows
     index.remove([str(ids[5])])  # default keys are the item ids
-    res = index.query(take(parts[0], [1]), k=20)
+    res = index.query(take(parts[0], [1]), k=20, exact=metric == "jaccard")
     found = res.ids[0][res.ids[0] >= 0]
     assert sorted(found.tolist()) == sorted(np.delete(ids, 5).tolist())
     assert np.all(res.ids[0, 11:] == -1)

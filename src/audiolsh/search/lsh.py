@@ -31,6 +31,10 @@ class _Searcher:
     family: HashFamily
     tables_: BucketTables
     default_probes: int
+    # Families with neighbouring buckets widen the probe set for short answers and end with
+    # an exact scan; MinHash bands have no neighbours, and an empty band match is the answer
+    # "nothing near the threshold", so set search returns what its buckets hold.
+    widen_short_answers = True
     _alive: np.ndarray
     _n_live: int
 
@@ -63,6 +67,8 @@ class _Searcher:
         probes = self.default_probes if n_probes is None else check_int("n_probes", n_probes, 1)
         queries = self._queries(Q)
         result = self._lookup(queries, self.family.probes(queries, probes), k)
+        if not self.widen_short_answers:
+            return result
         want = min(k, self._n_live)
         short = np.flatnonzero((result.ids >= 0).sum(axis=1) < want)
         for _ in range(MAX_PROBE_ROUNDS):
@@ -179,9 +185,13 @@ class VectorLSH(_Searcher):
 
 
 class SetLSH(_Searcher):
-    """MinHash LSH over sets, candidates re-ranked by exact Jaccard distance."""
+    """MinHash LSH over sets, candidates re-ranked by exact Jaccard distance.
+
+    Answers hold the sets that share a band with the query (up to k): fewer than k, or
+    none, when few sets are near the family's threshold."""
 
     metric = "jaccard"
+    widen_short_answers = False
 
     def __init__(self, family: MinHashLSH) -> None:
         self.family = family
