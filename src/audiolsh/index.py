@@ -359,7 +359,10 @@ class Index:
     def info(self) -> dict[str, Any]:
         self._refresh()
         n = sum(s.n_live for s in self._segments)
-        table_bytes = sum(s.searcher.tables_.nbytes for s in self._segments)
+        table_bytes = sum(
+            s.searcher.index_nbytes if isinstance(s.searcher, VectorLSH) else s.searcher.tables_.nbytes
+            for s in self._segments
+        )
         data_bytes = sum(
             s.searcher.vectors_.nbytes if isinstance(s.searcher, VectorLSH)
             else s.searcher.sets_.elements.nbytes + s.searcher.sets_.indptr.nbytes
