@@ -16,8 +16,8 @@ single-query QPS (queries one at a time), batch QPS (all queries in one call), b
 the bytes per item its index needs beyond the raw vectors.  Then, per method, the fastest
 operating point with recall@10 >= 0.95, and the ratios the project targets.
 
-    python benchmarks/knn.py --quick                       # smoke run, ~2 minutes
-    python benchmarks/knn.py --data all --out knn.json     # the full run (~20 minutes, 2 cores)
+    python benchmarks/knn.py --quick                       # smoke run, ~30 s
+    python benchmarks/knn.py --data all --out knn.json     # the full run (~15 minutes, 2 cores)
 """
 
 from __future__ import annotations
