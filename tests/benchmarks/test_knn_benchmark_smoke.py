@@ -1,0 +1,34 @@
+"""The k-NN benchmark still runs end to end (its --quick mode) and measures every method."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "knn.py"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data", ["clustered", "sets"])
+def test_quick_run_measures_every_method(tmp_path: Path, data: str) -> None:
+    out = tmp_path / "knn.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--data", data, "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["datasets"][data]["rows"]
+    methods = {r["method"].split(" ")[0] for r in rows}
+    expected = {"brute", "audiolsh", "datasketch"} if data == "sets" else {
+        "brute", "audiolsh", "faiss", "annoy", "hnswlib"
+    }
+    assert expected <= methods
+    ours = [r for r in rows if r["method"].startswith("audiolsh")]
+    assert all(0.0 <= r["recall"] <= 1.0 and r["single_qps"] > 0 for r in ours)
+    # Exact search is the reference: it must find the exact answer.
+    brute = next(r for r in rows if r["method"] == "brute force")
+    assert brute["recall"] == pytest.approx(1.0)
