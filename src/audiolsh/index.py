@@ -658,6 +658,3 @@ class Index:
         if build_changed:
             self.compact(rebuild=True)
 
-
-def default_index_path() -> str | None:
-    return os.environ.get(INDEX_ENV)

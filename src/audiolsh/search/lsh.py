@@ -48,7 +48,9 @@ class _Searcher:
         self._alive = np.ascontiguousarray(alive, dtype=np.uint8)
         self._n_live = int(self._alive.sum())
 
-    def _lookup(self, queries: object, probes: tuple[np.ndarray, np.ndarray], k: int) -> Neighbors:
+    def _lookup(
+        self, queries: object, probes: tuple[np.ndarray, np.ndarray], k: int, n_rerank: int = 0
+    ) -> Neighbors:
         raise NotImplementedError
 
     def _take(self, queries: object, rows: np.ndarray) -> object:
@@ -57,7 +59,7 @@ class _Searcher:
     def _exact(self, queries: object, k: int) -> Neighbors:
         raise NotImplementedError
 
-    def search(self, Q: object, k: int = 10, *, n_probes: int | None = None) -> Neighbors:
+    def _search(self, Q: object, k: int, n_probes: int | None, n_rerank: int) -> Neighbors:
         """k nearest rows of every query; ``n_probes`` buckets per query over all tables.
 
         A query whose buckets hold fewer than k live rows is probed again with more buckets,
@@ -66,7 +68,7 @@ class _Searcher:
         k = check_int("k", k, 1)
         probes = self.default_probes if n_probes is None else check_int("n_probes", n_probes, 1)
         queries = self._queries(Q)
-        result = self._lookup(queries, self.family.probes(queries, probes), k)
+        result = self._lookup(queries, self.family.probes(queries, probes), k, n_rerank)
         if not self.widen_short_answers:
             return result
         want = min(k, self._n_live)
@@ -76,7 +78,8 @@ class _Searcher:
                 return result
             probes *= 4
             sub = self._take(queries, short)
-            result = replace_rows(result, short, self._lookup(sub, self.family.probes(sub, probes), k))
+            more = self._lookup(sub, self.family.probes(sub, probes), k, n_rerank)
+            result = replace_rows(result, short, more)
             short = short[(result.ids[short] >= 0).sum(axis=1) < want]
         if len(short):
             result = replace_rows(result, short, self._exact(self._take(queries, short), k))
@@ -151,16 +154,20 @@ class VectorLSH(_Searcher):
     def search(
         self, Q: object, k: int = 10, *, n_probes: int | None = None, n_rerank: int | None = None
     ) -> Neighbors:
-        """As ``_Searcher.search``; ``n_rerank`` > 0 measures exactly only that many candidates,
-        the nearest by Hamming distance of their hyperplane codes (0: every candidate)."""
-        self._rerank = self.default_rerank if n_rerank is None else check_int("n_rerank", n_rerank, 0)
-        return super().search(Q, k, n_probes=n_probes)
+        """k nearest rows of every query (see ``_Searcher._search``); ``n_rerank`` > 0 measures
+        exactly only that many candidates, the nearest by Hamming distance of their hyperplane
+        codes (0: every candidate)."""
+        rerank = self.default_rerank if n_rerank is None else check_int("n_rerank", n_rerank, 0)
+        return self._search(Q, k, n_probes, rerank)
 
-    def _lookup(self, queries: object, probes: tuple[np.ndarray, np.ndarray], k: int) -> Neighbors:
+    def _lookup(
+        self, queries: object, probes: tuple[np.ndarray, np.ndarray], k: int, n_rerank: int = 0
+    ) -> Neighbors:
         Q = np.asarray(queries)
         keys, tables = probes
         t = self.tables_
-        rerank = max(getattr(self, "_rerank", self.default_rerank), k) if self.codes_.shape[1] else 0
+        # The pre-filter needs codes, and never keeps fewer candidates than the answer needs.
+        rerank = max(n_rerank, k) if n_rerank > 0 and self.codes_.shape[1] else 0
         q_codes = (
             self.family.keys(Q) if self.codes_.shape[1] else np.zeros((len(Q), 0), np.uint64)
         )
@@ -168,7 +175,7 @@ class VectorLSH(_Searcher):
             Q, np.ascontiguousarray(keys), np.ascontiguousarray(tables), t.table_start,
             t.bucket_keys, t.bucket_start, t.members, self.vectors_, self.alive_, k,
             METRICS[self.metric], _n_chunks(len(Q)), q_codes, self.codes_,
-            rerank if getattr(self, "_rerank", self.default_rerank) > 0 else 0,
+            rerank,
         )
         if self.metric == "euclidean":
             dist = np.sqrt(dist)
@@ -218,7 +225,13 @@ class SetLSH(_Searcher):
         assert isinstance(queries, SetBatch)
         return queries.take(rows)
 
-    def _lookup(self, queries: object, probes: tuple[np.ndarray, np.ndarray], k: int) -> Neighbors:
+    def search(self, Q: object, k: int = 10, *, n_probes: int | None = None) -> Neighbors:
+        """Up to k sets sharing a band with each query, nearest by exact Jaccard first."""
+        return self._search(Q, k, n_probes, 0)
+
+    def _lookup(
+        self, queries: object, probes: tuple[np.ndarray, np.ndarray], k: int, n_rerank: int = 0
+    ) -> Neighbors:
         assert isinstance(queries, SetBatch)
         keys, tables = probes
         t = self.tables_
