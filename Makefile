@@ -16,11 +16,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# System packages: ffmpeg (decoding fallback, test fixtures), libsndfile; apt needs root.
+# System packages: ffmpeg (decoding fallback, test fixtures), libsndfile, chromium and its driver
+# (the web app's browser tests); apt needs root.
 system-deps:
 	@missing=""; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
 	ldconfig -p 2>/dev/null | grep -q libsndfile || missing="$$missing libsndfile1"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
@@ -55,7 +58,8 @@ run: install
 	$(BIN)/audiolsh info --index "$(INDEX)"; \
 	clips=$$(find "$$music" -type f \( -name '*.ogg' -o -name '*.opus' -o -name '*.mp3' -o -name '*.wav' -o -name '*.flac' \) | sort | head -n 3); \
 	echo "nearest passages to 10 s of three tracks, taken 30 s in:"; \
-	IFS=$$'\n'; $(BIN)/audiolsh nearest $$clips --offset 30 --duration 10 --index "$(INDEX)" -k 3
+	IFS=$$'\n'; $(BIN)/audiolsh nearest $$clips --offset 30 --duration 10 --index "$(INDEX)" -k 3; \
+	$(BIN)/audiolsh serve --index "$(INDEX)" --host 127.0.0.1 --port 8000
 
 bench: install
 	$(BIN)/python benchmarks/knn.py --data all

@@ -1,4 +1,5 @@
-"""`audiolsh index` and `audiolsh nearest` on synthesised songs in real file formats."""
+"""`audiolsh index`, `nearest`, `identify`, `similar`, `clusters`, `info`, `remove` on synthesised songs
+in real file formats."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 
 from audiolsh.audio import synth
 from audiolsh.cli import cli
-from audiolsh.index import Index
+from audiolsh.library import Library
 
 SR = 22050
 
@@ -76,10 +77,83 @@ def test_rerun_skips_indexed_files_and_bad_files_do_not_stop_the_batch(
     for name in ("broken.mp3", "empty.wav", "silent.wav"):
         assert name in err
     assert "Traceback" not in err
-    with Index.open(idx) as index:
-        assert len(index.tracks()) == 3
-        n = len(index)
+    with Library.open(idx) as lib:
+        assert len(lib.tracks()) == 3
+        n = len(lib.indexes["embedding"])
     code, _, err = run("index", str(library), "--index", str(idx))
     assert code == 0 and "0 added, 3 already indexed" in err
-    with Index.open(idx) as index:
-        assert len(index) == n
+    with Library.open(idx) as lib:
+        assert len(lib.indexes["embedding"]) == n
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory, library: Path) -> Path:
+    idx = tmp_path_factory.mktemp("lib") / "idx"
+    code, _, err = run("index", str(library), "--index", str(idx), "-j", "1")
+    assert code == 0, err
+    return idx
+
+
+def test_identify_names_the_track_and_offset_and_says_no_match(
+    tmp_path: Path, library: Path, indexed: Path
+) -> None:
+    y, _ = sf.read(library / "a.wav", dtype="float32")
+    clip = tmp_path / "clip.wav"
+    noise = synth.white_noise(duration_s=7.0, sr=SR, seed=5, amplitude=0.05)
+    sf.write(clip, y[15 * SR : 22 * SR] + noise, SR)
+    stranger = tmp_path / "stranger.wav"
+    sf.write(stranger, synth.music(duration_s=8.0, sr=SR, seed=99), SR)
+    missing = tmp_path / "missing.mp3"
+    code, out, err = run("identify", str(clip), str(missing), str(stranger), "--index", str(indexed),
+                         "--format", "jsonl")
+    assert code == 2 and "missing.mp3" in err  # the bad clip is named, the batch goes on
+    found, unknown = (json.loads(line) for line in out.splitlines())
+    assert found["query"] == str(clip) and found["elapsed_ms"] > 0
+    m = found["match"]
+    assert m["path"].endswith("a.wav") and abs(m["offset_s"] - 15.0) <= 0.5
+    assert 0.0 < m["confidence"] <= 1.0 and abs(m["speed"] - 1.0) < 0.02
+    assert unknown["match"] is None
+    code, out, _ = run("identify", str(clip), "--index", str(indexed), "--format", "csv")
+    assert code == 0 and out.splitlines()[0].startswith("query,match,offset_s")
+
+
+def test_similar_and_worst_and_by_track(tmp_path: Path, library: Path, indexed: Path) -> None:
+    y, _ = sf.read(library / "album" / "c.ogg", dtype="float32")
+    clip = tmp_path / "c-part.wav"
+    sf.write(clip, y[5 * SR : 17 * SR], SR)
+    for by in ("rhythm", "timbre", "chroma", "combined"):
+        code, out, err = run("similar", str(clip), "--by", by, "-k", "2", "--index", str(indexed),
+                             "--format", "jsonl")
+        assert code == 0, err
+        record = json.loads(out)
+        assert [r["rank"] for r in record["results"]] == [1, 2]
+        assert record["results"][0]["path"].endswith("c.ogg"), (by, record)
+    code, out, _ = run("similar", str(clip), "--worst", "-k", "3", "--by", "timbre",
+                       "--index", str(indexed), "--format", "json")
+    worst = json.loads(out)[0]["results"]
+    assert worst[-1]["path"].endswith("c.ogg") and worst[0]["score"] <= worst[-1]["score"]
+    with Library.open(indexed) as lib:
+        tid = next(t.id for t in lib.tracks() if t.path.endswith("c.ogg"))
+    code, out, _ = run("similar", "--track", str(tid), "--by", "chroma", "--method", "vote",
+                       "--index", str(indexed), "--format", "jsonl")
+    assert code == 0 and all(r["track_id"] != tid for r in json.loads(out)["results"])
+    code, _, err = run("similar", str(clip), "--by", "timbre", "--method", "vote", "--index", str(indexed))
+    assert code == 2 and "--method" in err
+
+
+def test_info_clusters_and_remove_on_a_library(tmp_path: Path, library: Path) -> None:
+    idx = tmp_path / "idx"
+    code, _, err = run("index", str(library), "--index", str(idx), "-j", "1", "--modes", "timbre,rhythm")
+    assert code == 0, err
+    code, out, _ = run("info", "--index", str(idx), "--json")
+    data = json.loads(out)
+    assert data["n_tracks"] == 3 and data["modes"] == ["rhythm", "timbre"]
+    code, out, _ = run("clusters", "--by", "timbre", "-n", "2", "--index", str(idx), "--format", "json")
+    groups = json.loads(out)
+    assert code == 0 and sorted(g["size"] for g in groups) in ([1, 2], [0, 3]) and len(groups) == 2
+    code, _, err = run("remove", str(library / "a.wav"), "--index", str(idx))
+    assert code == 0 and "removed" in err
+    code, out, _ = run("info", "--index", str(idx), "--json")
+    assert json.loads(out)["n_tracks"] == 2
+    code, _, err = run("identify", str(library / "a.wav"), "--index", str(idx))
+    assert code == 2 and "without the fingerprint mode" in err

@@ -1,20 +1,30 @@
-"""index PATH..., nearest CLIP...: music files in, nearest passages out."""
+"""index, identify, similar, nearest, clusters: music files in, answers out."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
+import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from audiolsh.cli import EXIT_ERROR, cli
 from audiolsh.cli.options import index_option
 from audiolsh.cli.output import emit_records, err_console, format_option
-from audiolsh.errors import AudiolshError
-from audiolsh.index import Index
-from audiolsh.ingest import index_audio, nearest_passages
+from audiolsh.errors import AudiolshError, ParameterError
+from audiolsh.ingest import MIN_DURATION_S, SAMPLE_RATE, analyse, index_audio, nearest_passages
+from audiolsh.library import DEFAULT_MODES, HOP_S, MODES, WINDOW_S, Library
+from audiolsh.records import identify_record, similar_record
+
+MAX_CLIP_S = 600.0
+
+
+def _modes(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
 
 
 @cli.command("index")
@@ -24,14 +34,21 @@ from audiolsh.ingest import index_audio, nearest_passages
               help="Parallel decoding processes (default: all cores).")
 @click.option("--commit-every", type=click.IntRange(min=1), default=8, show_default=True,
               help="Files per commit; an interrupted run keeps every committed file.")
+@click.option("--modes", default=",".join(DEFAULT_MODES), show_default=True,
+              help=f"What to extract, comma-separated, from {', '.join(MODES)} (new library only).")
+@click.option("--window", "window_s", type=float, default=WINDOW_S, show_default=True,
+              help="Excerpt window for rhythm, timbre, chroma and peaks (s; new library only).")
+@click.option("--hop", "hop_s", type=float, default=HOP_S, show_default=True,
+              help="Hop between excerpt windows (s; new library only).")
 def index_cmd(index_path: Path, paths: tuple[Path, ...], workers: int | None,
-              commit_every: int) -> None:
-    """Index audio files and folders (recursively): per-second embeddings of every file.
+              commit_every: int, modes: str, window_s: float, hop_s: float) -> None:
+    """Index audio files and folders (recursively), every mode from one decode per file.
 
-    Files already in the index (same content) are skipped, so re-running resumes.
+    Files already in the library (same content) are skipped, so re-running resumes.
     """
     t0 = time.perf_counter()
-    with Index.open_or_create(index_path, metric="cosine") as index:
+    with Library.open_or_create(index_path, modes=_modes(modes), window_s=window_s,
+                                hop_s=hop_s) as library:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=err_console) as bar:
             task = bar.add_task("indexing", total=None)
@@ -43,16 +60,175 @@ def index_cmd(index_path: Path, paths: tuple[Path, ...], workers: int | None,
                     bar.advance(task)
 
             report = index_audio(
-                index, [str(p) for p in paths], workers=workers, commit_every=commit_every,
+                library, [str(p) for p in paths], workers=workers, commit_every=commit_every,
                 on_file=on_file, on_plan=lambda n: bar.update(task, total=n),
             )
-        n_items = len(index)
+        n_tracks = len(library)
     err_console.print(
         f"{len(report.added)} added, {len(report.skipped)} already indexed,"
         f" {len(report.failed)} failed in {time.perf_counter() - t0:.1f} s;"
-        f" index {index_path}: {n_items} items"
+        f" library {index_path}: {n_tracks} tracks"
     )
     if report.failed:
+        sys.exit(EXIT_ERROR)
+
+
+def _load_clip(clip: Path, offset_s: float, duration_s: float | None) -> Any:
+    from audiolsh.audio import load
+
+    return load(clip, sr=SAMPLE_RATE, offset_s=offset_s, duration_s=duration_s,
+                min_duration_s=MIN_DURATION_S, max_duration_s=MAX_CLIP_S)
+
+
+def _each_clip(clips: tuple[Path, ...], work: Callable[[Path], dict[str, Any]]) -> Iterator[
+        tuple[Path, dict[str, Any] | None]]:
+    """Run ``work`` on every clip; a bad clip is reported and the batch goes on."""
+    for clip in clips:
+        t0 = time.perf_counter()
+        try:
+            record = work(clip)
+        except AudiolshError as exc:
+            err_console.print(f"[red]error:[/] {exc}", highlight=False)
+            yield clip, None
+            continue
+        record["elapsed_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+        yield clip, record
+
+
+clip_options = [
+    click.option("--offset", "offset_s", type=click.FloatRange(min=0.0), default=0.0,
+                 show_default=True, help="Where in each clip the analysed part starts (s)."),
+    click.option("--duration", "duration_s", type=click.FloatRange(min=1.0), default=None,
+                 help="Seconds of each clip analysed (default: all, up to 600)."),
+]
+
+
+def with_clip_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed(clip_options):
+        f = opt(f)
+    return f
+
+
+@cli.command()
+@index_option
+@click.argument("clips", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--method", type=click.Choice(["landmarks", "chroma-vote", "minhash-peaks"]),
+              default="landmarks", show_default=True, help="Landmark fingerprints, or a seed method.")
+@click.option("--threshold", type=float, default=None,
+              help="Confidence below which a clip is 'no match' (default: calibrated).")
+@click.option("--segments", is_flag=True,
+              help="Long recordings: report which track plays when (landmarks only).")
+@with_clip_options
+@format_option
+def identify(index_path: Path, clips: tuple[Path, ...], method: str, threshold: float | None,
+             segments: bool, offset_s: float, duration_s: float | None, fmt: str) -> None:
+    """Which track each clip comes from, where in it the clip starts, and how sure we are."""
+    from audiolsh.identify import check_method
+    from audiolsh.identify import identify as run_identify
+
+    records: list[dict[str, Any]] = []
+    flat: list[dict[str, Any]] = []
+    failed = 0
+    with Library.open(index_path, readonly=True) as library:
+        check_method(library, method)
+        if segments and method != "landmarks":
+            raise ParameterError("--segments works with --method landmarks only")
+
+        def work(clip: Path) -> dict[str, Any]:
+            y, sr = _load_clip(clip, offset_s, None if segments else duration_s)
+            if segments:
+                assert library.fingerprint is not None
+                found = library.fingerprint.identify_segments(y, sr)
+                rows = []
+                for seg in found:
+                    lib_id = int(library.resolve_tracks(
+                        "fingerprint", np.array([seg.match.track_id]))[0])
+                    if lib_id < 0:
+                        continue
+                    track = library.track(lib_id)
+                    rows.append({"start_s": round(seg.start_s + offset_s, 2),
+                                 "end_s": round(seg.end_s + offset_s, 2),
+                                 "path": track.path if track else seg.match.path,
+                                 "track_id": lib_id, "offset_s": round(seg.match.offset_s, 2),
+                                 "confidence": round(seg.match.confidence, 3)})
+                return {"query": str(clip), "segments": rows}
+            m = run_identify(library, y, sr, method=method, threshold=threshold)
+            return identify_record(str(clip), m)
+
+        for clip, record in _each_clip(clips, work):
+            if record is None:
+                failed += 1
+                continue
+            records.append(record)
+            if segments:
+                flat += [{"query": clip.name, **row} for row in record["segments"]]
+            else:
+                m = record["match"] or {}
+                flat.append({"query": clip.name, "match": m.get("path", "no match"),
+                             "offset_s": m.get("offset_s"), "confidence": m.get("confidence"),
+                             "speed": m.get("speed"), "elapsed_ms": record["elapsed_ms"]})
+    emit_records(records, fmt, flat_rows=flat, title="identification")
+    if failed:
+        sys.exit(EXIT_ERROR)
+
+
+@cli.command()
+@index_option
+@click.argument("clips", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--track", "track_ids", type=int, multiple=True,
+              help="Query with a track already in the library (by id; repeatable).")
+@click.option("--by", type=click.Choice(["rhythm", "timbre", "chroma", "combined", "peaks"]),
+              default="combined", show_default=True)
+@click.option("--method", type=click.Choice(["vector", "vote", "minhash"]), default=None,
+              help="chroma: vector (default) or vote (S1); peaks: minhash.")
+@click.option("-k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--worst", is_flag=True, help="The least similar tracks of the whole collection.")
+@with_clip_options
+@format_option
+def similar(index_path: Path, clips: tuple[Path, ...], track_ids: tuple[int, ...], by: str,
+            method: str | None, k: int, worst: bool, offset_s: float, duration_s: float | None,
+            fmt: str) -> None:
+    """Tracks that sound like each clip (or --track), by rhythm, timbre, chroma or all three."""
+    from audiolsh.similarity import check_query, needed_modes, stored_clip
+    from audiolsh.similarity import similar as run_similar
+
+    if not clips and not track_ids:
+        raise click.UsageError("give CLIP files or --track ID")
+    records: list[dict[str, Any]] = []
+    flat: list[dict[str, Any]] = []
+    failed = 0
+    with Library.open(index_path, readonly=True) as library:
+        how = check_query(library, by, method)
+        cfg = library.config
+        modes = ("chroma",) if how == "vote" else needed_modes(by, how)
+
+        def work(clip: Path) -> dict[str, Any]:
+            y, sr = _load_clip(clip, offset_s, duration_s)
+            q = analyse(y, sr, modes=modes, window_s=cfg.window_s, hop_s=cfg.hop_s, path=str(clip))
+            found = run_similar(library, q, by=by, k=k, worst=worst, method=how)
+            return similar_record(str(clip), found)
+
+        def work_track(tid: int) -> dict[str, Any]:
+            q = stored_clip(library, tid, by=by, method=how)
+            found = run_similar(library, q, by=by, k=k, worst=worst, method=how, exclude={tid})
+            return {**similar_record(q.path, found), "track_id": tid}
+
+        jobs: list[tuple[str, Path | int]] = [(str(c), c) for c in clips]
+        jobs += [(f"track {t}", t) for t in track_ids]
+        for name, job in jobs:
+            t0 = time.perf_counter()
+            try:
+                record = work(job) if isinstance(job, Path) else work_track(job)
+            except AudiolshError as exc:
+                err_console.print(f"[red]error:[/] {exc}", highlight=False)
+                failed += 1
+                continue
+            record["elapsed_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+            records.append(record)
+            flat += [{"query": Path(name).name, "rank": r["rank"], "path": r["path"],
+                      "score": r["score"], "offset_s": r["offset_s"]} for r in record["results"]]
+    emit_records(records, fmt, flat_rows=flat, title=f"{'least' if worst else 'most'} similar by {by}")
+    if failed:
         sys.exit(EXIT_ERROR)
 
 
@@ -69,12 +245,17 @@ def nearest(index_path: Path, clips: tuple[Path, ...], k: int, offset_s: float,
             duration_s: float, fmt: str) -> None:
     """The passages of the collection nearest to each clip (per-second embeddings, voting)."""
     records, flat, failed = [], [], 0
-    with Index.open(index_path, readonly=True) as index:
+    with Library.open(index_path, readonly=True) as library:
+        if "embedding" not in library.modes:
+            raise ParameterError(f"{index_path}: the library was built without the embedding mode")
+        index = library.indexes["embedding"]
         for clip in clips:
             t0 = time.perf_counter()
             try:
                 passages = nearest_passages(
-                    index, clip, k=k, offset_s=offset_s, duration_s=duration_s
+                    index, clip, k=k, offset_s=offset_s, duration_s=duration_s,
+                    resolve=lambda ids: library.resolve_tracks("embedding", ids),
+                    track=library.track,
                 )
             except AudiolshError as exc:
                 failed += 1

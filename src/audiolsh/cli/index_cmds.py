@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.progress import Progress
@@ -15,6 +16,8 @@ from audiolsh.cli.output import emit_table, err_console, format_option
 from audiolsh.errors import ParameterError
 from audiolsh.evaluation import tune_index
 from audiolsh.index import Index
+from audiolsh.library import Library, is_library
+from audiolsh.storage import Track
 
 
 @cli.command()
@@ -22,7 +25,10 @@ from audiolsh.index import Index
 @click.option("--tracks", is_flag=True, help="List the tracks too.")
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
 def info(index_path: Path, tracks: bool, as_json: bool) -> None:
-    """Show what an index holds and how it is built."""
+    """Show what a music library or a vector index holds and how it is built."""
+    if is_library(index_path):
+        _library_info(index_path, tracks, as_json)
+        return
     with Index.open(index_path, readonly=True) as index:
         data = index.info()
         if tracks:
@@ -54,12 +60,64 @@ def info(index_path: Path, tracks: bool, as_json: bool) -> None:
         )
 
 
+def _library_info(index_path: Path, tracks: bool, as_json: bool) -> None:
+    with Library.open(index_path, readonly=True) as library:
+        data = library.info()
+        if tracks:
+            data["tracks"] = [t.to_dict() for t in library.tracks()]
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    hours = data["duration_s"] / 3600
+    rows = [
+        {"field": "location", "value": data["location"]},
+        {"field": "tracks", "value": data["n_tracks"]},
+        {"field": "audio", "value": f"{hours:.2f} h"},
+        {"field": "modes", "value": ", ".join(data["modes"])},
+        {"field": "excerpt window / hop", "value": f"{data['window_s']:g} s / {data['hop_s']:g} s"},
+    ]
+    for name, sub in data["indexes"].items():
+        if name == "fingerprint":
+            value = f"{sub.get('n_hashes', '?')} hashes, {sub.get('index_bytes', 0) / 1e6:.1f} MB"
+        else:
+            value = f"{sub['n_items']} items ({sub['metric']}, dim {sub['dim']})"
+        rows.append({"field": name, "value": value})
+    emit_table(rows, title="audiolsh library")
+    if tracks:
+        emit_table(
+            [{"id": t["id"], "path": t["path"], "duration_s": t["duration_s"],
+              "windows": t["n_items"]} for t in data["tracks"]],
+            title="tracks",
+        )
+
+
+def _find_tracks(tracks: list[Track], target: str) -> list[Track]:
+    return [t for t in tracks if t.path == target or str(t.id) == target
+            or t.path == str(Path(target).resolve())]
+
+
 @cli.command()
 @index_option
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--keys", "by_key", is_flag=True, help="TARGETS are item keys, not track paths.")
 def remove(index_path: Path, targets: tuple[str, ...], by_key: bool) -> None:
     """Remove tracks (by path or track id) or items (--keys) from the index."""
+    if is_library(index_path):
+        if by_key:
+            raise ParameterError("--keys applies to vector indexes; a library removes whole tracks")
+        with Library.open(index_path) as library:
+            missing = []
+            for target in targets:
+                found = _find_tracks(library.tracks(), target)
+                if not found:
+                    missing.append(target)
+                for t in found:
+                    library.remove_track(t.id)
+                    err_console.print(f"removed {t.path}")
+        if missing:
+            err_console.print(f"[red]not in the library:[/] {', '.join(missing)}")
+            sys.exit(EXIT_ERROR)
+        return
     with Index.open(index_path) as index:
         if by_key:
             n = index.remove(list(targets))
@@ -70,8 +128,7 @@ def remove(index_path: Path, targets: tuple[str, ...], by_key: bool) -> None:
         tracks = index.tracks()
         missing = []
         for target in targets:
-            match = [t for t in tracks if t.path == target or str(t.id) == target
-                     or t.path == str(Path(target).resolve())]
+            match = _find_tracks(tracks, target)
             if not match:
                 missing.append(target)
                 continue
@@ -140,3 +197,41 @@ def tune(index_path: Path, target_recall: float, k: int, validation: int, tables
         f" {b.single_ms:.3f} ms per query ({report.exact_single_ms / b.single_ms:.1f}x exact),"
         f" {b.table_bytes_per_item:.1f} table bytes per item"
     )
+
+
+@cli.command()
+@index_option
+@click.option("--by", type=click.Choice(["timbre", "rhythm", "chroma", "combined"]), default="timbre",
+              show_default=True, help="Library mode whose per-track means are clustered.")
+@click.option("-n", "--clusters", "n_clusters", type=click.IntRange(min=1), default=5,
+              show_default=True, help="Number of groups.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@format_option
+def clusters(index_path: Path, by: str, n_clusters: int, seed: int, fmt: str) -> None:
+    """Group the collection (SVD-reduced features, k-means); a vector index groups its rows."""
+    from audiolsh.clusters import cluster_index, cluster_library
+
+    if is_library(index_path):
+        with Library.open(index_path, readonly=True) as library:
+            result = cluster_library(library, by=by, n_clusters=n_clusters, seed=seed)
+    else:
+        with Index.open(index_path, readonly=True) as index:
+            result = cluster_index(index, n_clusters=n_clusters, seed=seed)
+    groups = result.groups()
+    records: list[dict[str, Any]] = [
+        {"cluster": c, "size": len(members),
+         "members": [{"name": result.names[i], "id": int(result.ids[i]),
+                      "distance": round(float(result.distances[i]), 4)} for i in members]}
+        for c, members in enumerate(groups)
+    ]
+    flat = [{"cluster": r["cluster"], "member": m["name"], "id": m["id"], "distance": m["distance"]}
+            for r in records for m in r["members"]]
+    if fmt == "table":
+        rows = [{"cluster": r["cluster"], "size": r["size"],
+                 "nearest the centre": ", ".join(Path(m["name"]).name for m in r["members"][:4])
+                 + (" ..." if r["size"] > 4 else "")} for r in records]
+        emit_table(rows, title=f"{n_clusters} groups ({result.explained_variance:.0%} of variance kept)")
+        return
+    from audiolsh.cli.output import emit_records
+
+    emit_records(records, fmt, flat_rows=flat)

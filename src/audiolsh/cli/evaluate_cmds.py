@@ -1,0 +1,265 @@
+"""evaluate ...: the evaluation protocols of DESIGN.md run on a corpus folder, with tables and JSON."""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from audiolsh.audio import find_audio
+from audiolsh.cli import cli
+from audiolsh.cli.output import err_console
+from audiolsh.errors import AudiolshError
+from audiolsh.evaluation.distortions import CONDITIONS, DEFAULT_CONDITIONS
+from audiolsh.evaluation.identify import (
+    AUDFPRINT_CONFIGS,
+    AudfprintSystem,
+    AudiolshSystem,
+    IdentifyReport,
+    SystemResult,
+    audfprint_from_env,
+    run_protocol,
+    wav_ingest,
+    write_json,
+)
+
+
+@cli.group()
+def evaluate() -> None:
+    """Run an evaluation protocol on a corpus folder and print its tables."""
+
+
+def _floats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:
+    try:
+        out = tuple(float(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated seconds, got {value!r}") from None
+    if not out or any(not (math.isfinite(x) and x > 0) for x in out):
+        raise click.BadParameter(f"expected positive seconds, got {value!r}")
+    return out
+
+
+def _names(known: Sequence[str]) -> Any:
+    def parse(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+        out = tuple(x.strip() for x in value.split(",") if x.strip())
+        bad = [x for x in out if x not in known]
+        if bad or not out:
+            what = ", ".join(bad) or "empty list"
+            raise click.BadParameter(f"unknown {what}; choose from {', '.join(known)}")
+        return out
+
+    return parse
+
+
+@evaluate.command("identify")
+@click.argument("corpus_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="audiolsh's fingerprint index (reused if it exists) [default: inside the work dir].")
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Clips and audfprint databases, kept; clips are reused when the plan is the same "
+                   "[default: a temporary folder, deleted].")
+@click.option("--lengths", "lengths_s", default="3,5,10", show_default=True, callback=_floats,
+              help="Clip lengths in seconds, comma-separated.")
+@click.option("--conditions", default=",".join(DEFAULT_CONDITIONS), show_default=True,
+              callback=_names(list(CONDITIONS)), help=f"Comma-separated, from: {', '.join(CONDITIONS)}.")
+@click.option("--clips-per-track", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Excerpts per track and length (each under every condition).")
+@click.option("--positive-tracks", type=click.IntRange(min=1), default=None,
+              help="Cut positive clips from this many of the indexed tracks (seeded subset) [default: all].")
+@click.option("--negative-tracks", type=click.IntRange(min=1), default=None,
+              help="Cut negative clips from this many of the unindexed tracks [default: all].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, offsets and noises.")
+@click.option("--audfprint/--no-audfprint", "use_audfprint", default=True, show_default=True,
+              help="Also run audfprint ($AUDFPRINT: audfprint.py, $AUDFPRINT_PYTHON: its interpreter).")
+@click.option("--audfprint-configs", default=",".join(AUDFPRINT_CONFIGS), show_default=True,
+              callback=_names(list(AUDFPRINT_CONFIGS)), help="audfprint settings to run.")
+@click.option("-j", "--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
+              help="Processes for making clips and building indexes.")
+@click.option("--wav-ingest", "wav_tracks", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also time audiolsh's ingest from 44.1-kHz stereo WAV copies of this many indexed tracks.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JSON here.")
+@click.option("--md", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the markdown tables here.")
+def identify_cmd(corpus_dir: Path, index_dir: Path | None, work_dir: Path | None,
+                 lengths_s: tuple[float, ...], conditions: tuple[str, ...], clips_per_track: int,
+                 positive_tracks: int | None, negative_tracks: int | None, seed: int, use_audfprint: bool,
+                 audfprint_configs: tuple[str, ...], workers: int, wav_tracks: int, out: Path | None,
+                 md: Path | None) -> None:
+    """Identification (protocol 2): clips of 3-10 s, clean and distorted, of indexed and unindexed tracks.
+
+    Reports per condition x length the top-1 accuracy, the offset accuracy (within 0.5 s) and the
+    false-match rate on clips of unindexed tracks; ingest speed, index size and query time.
+    audiolsh is reported at its default threshold and at equal false matches (<= 1 %), audfprint at
+    equal false matches.
+    """
+    tracks = [os.fspath(p) for p in find_audio([corpus_dir])]
+    if len(tracks) < 3:
+        raise AudiolshError(f"{corpus_dir}: needs at least 3 audio files, found {len(tracks)}")
+    systems: list[Any] = [AudiolshSystem(index_dir=index_dir, workers=workers)]
+    skipped: dict[str, str] = {}
+    if use_audfprint:
+        try:
+            python, script = audfprint_from_env()
+        except AudiolshError as exc:
+            err_console.print(f"[yellow]warning:[/] {exc}", highlight=False)
+            skipped["audfprint"] = str(exc)
+        else:
+            systems += [AudfprintSystem(name=n, python=python, script=script, options=AUDFPRINT_CONFIGS[n],
+                                        workers=workers) for n in audfprint_configs]
+    with tempfile.TemporaryDirectory(prefix="audiolsh-identify-") as tmp:
+        wd = work_dir or Path(tmp)
+        with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err_console) as bar:
+            tasks: dict[str, Any] = {}
+
+            def on_progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            report = run_protocol(tracks, systems, wd, lengths_s=lengths_s, conditions=conditions,
+                                  clips_per_track=clips_per_track, positive_tracks=positive_tracks,
+                                  negative_tracks=negative_tracks, seed=seed, workers=workers,
+                                  on_progress=on_progress)
+            if wav_tracks:
+                on_progress("audiolsh: WAV ingest", 0, 1)
+                report.machine["wav_ingest"] = wav_ingest(report.corpus["indexed"][:wav_tracks], wd / "wav",
+                                                          workers=workers).to_dict()
+                on_progress("audiolsh: WAV ingest", 1, 1)
+    report.skipped = skipped
+    report.machine["command"] = shlex.join(["audiolsh", *sys.argv[1:]]) if sys.argv else "audiolsh"
+    print_report(report)
+    if out:
+        write_json(report, out)
+    if md:
+        md.write_text(report_markdown(report))
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{100 * x:.1f}"
+
+
+def _num(x: float | None, fmt: str) -> str:
+    return "-" if x is None or not math.isfinite(x) else format(x, fmt)
+
+
+def summary_rows(report: IdentifyReport) -> list[dict[str, str]]:
+    """One row per system x threshold: overall scores, ingest, size, query time of the longest clips."""
+    rows = []
+    for r in report.results:
+        b, q, o = r.build, r.query_ms, r.overall
+        qlen = q.get("length_s", 10.0)
+        if q.get("p50") is not None:
+            query = f"{_num(q.get('p50'), '.1f')} / {_num(q.get('p95'), '.1f')}"
+        else:
+            query = f"mean {_num(q.get(f'{qlen:g}s_mean_per_core'), '.0f')}"
+        rows.append({
+            "system": r.title, "threshold": _num(r.threshold, ".3g"), "top-1 %": _pct(o["top1"]),
+            "offset %": _pct(o["offset_acc"]),
+            "false matches": f"{o['n_false']}/{o['n_neg']} ({_pct(o['fm_rate'])} %)",
+            "ingest x RT/core": _num(b.x_realtime_per_core if b else None, ".0f"),
+            "MB/hour": _num(b.bytes_per_hour / 1e6 if b else None, ".2f"),
+            f"{qlen:g}-s query ms p50 / p95": query,
+        })
+    return rows
+
+
+def cell_rows(result: SystemResult) -> list[dict[str, str]]:
+    """One row per condition; per length ``top-1 / offset / false-match`` in %."""
+    lengths = sorted({c.length_s for c in result.cells})
+    rows = []
+    for cond in dict.fromkeys(c.condition for c in result.cells):
+        row = {"condition": cond}
+        for ls in lengths:
+            c = result.cell(cond, ls)
+            row[f"{ls:g} s"] = ("-" if c is None
+                                else f"{_pct(c.top1)} / {_pct(c.offset_acc)} / {_pct(c.fm_rate)}")
+        rows.append(row)
+    return rows
+
+
+def side_by_side_rows(report: IdentifyReport) -> list[dict[str, str]]:
+    """Top-1 % of every system x threshold per condition x length."""
+    rows: list[dict[str, str]] = []
+    if not report.results:
+        return rows
+    for c in report.results[0].cells:
+        row = {"condition": c.condition, "length": f"{c.length_s:g} s"}
+        for r in report.results:
+            other = r.cell(c.condition, c.length_s)
+            row[r.title] = "-" if other is None else _pct(other.top1)
+        rows.append(row)
+    return rows
+
+
+def _header(report: IdentifyReport) -> str:
+    p, c = report.protocol, report.corpus
+    lengths = ", ".join(f"{x:g}" for x in p["lengths_s"])
+    return (f"{c['n_tracks']} tracks ({c['n_indexed']} indexed, {c['n_unindexed']} not); "
+            f"{p['n_clips']} clips ({p['n_pos']} positive, {p['n_neg']} negative), lengths {lengths} s, "
+            f"{p['clips_per_track']} excerpt(s) per track and length, seed {p['seed']}")
+
+
+def print_report(report: IdentifyReport) -> None:
+    console = Console(width=max(120, Console().width))
+    console.print(_header(report), highlight=False)
+
+    def table(rows: list[dict[str, str]], title: str) -> None:
+        t = Table(title=title)
+        for col in rows[0] if rows else ["(no rows)"]:
+            t.add_column(col, overflow="fold")
+        for row in rows:
+            t.add_row(*row.values())
+        console.print(t)
+
+    for r in report.results:
+        table(cell_rows(r), f"{r.title}: top-1 / offset / false-match %")
+    table(side_by_side_rows(report), "top-1 % side by side")
+    table(summary_rows(report), "summary")
+    if "wav_ingest" in report.machine:
+        w = report.machine["wav_ingest"]
+        console.print(f"audiolsh ingest from WAV: {w['x_realtime_per_core']:.0f} x real time per core "
+                      f"({w['audio_s']:.0f} s of audio, {w['wall_s']:.1f} s, {w['workers']} workers)")
+
+
+def _md_table(rows: Sequence[dict[str, str]]) -> str:
+    if not rows:
+        return "(no rows)\n"
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(str(r[h]) for h in head) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def report_markdown(report: IdentifyReport) -> str:
+    """The summary, the side-by-side top-1 table and one cell table per system, as markdown."""
+    m = report.machine
+    parts = [f"{_header(report)}.\n",
+             f"Command: `{m.get('command', '')}`; {m.get('cpus')} CPUs, load "
+             f"{', '.join(f'{x:.2f}' for x in m.get('load_before', []))} before and "
+             f"{', '.join(f'{x:.2f}' for x in m.get('load_after', []))} after.\n",
+             "### Summary\n", _md_table(summary_rows(report)),
+             "\n### Top-1 % per condition and length\n", _md_table(side_by_side_rows(report))]
+    for r in report.results:
+        parts += [f"\n### {r.title}: top-1 / offset / false-match %\n", _md_table(cell_rows(r))]
+    if "wav_ingest" in m:
+        w = m["wav_ingest"]
+        parts.append(f"\naudiolsh ingest from WAV (44.1 kHz stereo): {w['x_realtime_per_core']:.0f} x real "
+                     f"time per core ({w['n_tracks']} tracks, {w['audio_s']:.0f} s of audio in "
+                     f"{w['wall_s']:.1f} s, {w['workers']} workers).\n")
+    for name, why in report.skipped.items():
+        parts.append(f"\n{name} skipped: {why}\n")
+    return "\n".join(parts)

@@ -1,0 +1,47 @@
+"""serve: the web app and REST API on a library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from audiolsh.cli import cli
+from audiolsh.cli.options import index_option
+from audiolsh.cli.output import err_console
+
+
+@cli.command()
+@index_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (loopback: only this machine can connect).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--max-upload-mb", type=click.FloatRange(min=0.001), default=50.0, show_default=True,
+              help="Largest upload accepted.")
+@click.option("--max-analysis", "max_analysis_s", type=click.FloatRange(min=1.0), default=30.0,
+              show_default=True, help="Seconds of each upload analysed, from its start.")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Queries analysed at once (one read-only library handle each).")
+@click.option("--no-warm-up", is_flag=True, help="Skip the synthetic query per worker at startup.")
+def serve(index_path: Path, host: str, port: int, max_upload_mb: float, max_analysis_s: float,
+          workers: int, no_warm_up: bool) -> None:
+    """Serve the web page and the REST API (OpenAPI docs at /docs) on a music library."""
+    try:
+        import uvicorn
+
+        from audiolsh.web.app import create_app
+        from audiolsh.web.settings import Settings
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise click.ClickException(f"the web app needs FastAPI and uvicorn ({exc.name} is missing)") from None
+
+    settings = Settings(index_path=index_path, host=host, port=port,
+                        max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_analysis_s=max_analysis_s,
+                        workers=workers, warm_up=not no_warm_up)
+    app = create_app(settings)
+    n_tracks = app.state.service.n_tracks()
+    if not settings.is_loopback:
+        err_console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this address"
+                          " can upload files and play the library", highlight=False)
+    err_console.print(f"serving {n_tracks} tracks of {index_path} at [bold]{settings.url}[/]"
+                      f" (API docs: {settings.url}docs); Ctrl-C stops", highlight=False)
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, access_log=False)

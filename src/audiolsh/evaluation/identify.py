@@ -1,0 +1,803 @@
+"""Protocol 2, identification: clips of indexed and unindexed tracks, clean and distorted.
+
+The corpus is split (seeded, by track family so that a remaster and its original fall on the same
+side) into indexed tracks and unindexed ones; clips of each length are cut at seeded random
+offsets (the same excerpt under every condition), distorted (:mod:`.distortions`) and written
+once as 16-bit WAV, so every system answers the very same files. A positive clip (of an indexed
+track) is right when the top-1 track is its source; its offset is right when also within
+``OFFSET_TOLERANCE_S`` of where the clip starts in the original track. Any match returned for a
+negative clip (of an unindexed track) is a false match.
+
+Systems are adapters behind :class:`System`: ``build(track_paths, workdir)`` then
+``identify_batch(clips)``. Each system names the thresholds on its answers' scores to report
+(``thresholds``: label -> value): a fixed value (its default), or ``None`` for the smallest
+threshold that keeps false matches at or below ``MAX_FALSE_MATCH_RATE`` over all negatives
+(equal false-match rate). Adapters here: audiolsh's
+:class:`AudiolshSystem` and :class:`AudfprintSystem` (the public ``audfprint.py``, run in batches
+through a subprocess; never imported, never copied).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import soundfile as sf
+
+from audiolsh.audio import info, load
+from audiolsh.errors import AudiolshError, ParameterError
+from audiolsh.evaluation.distortions import CONDITIONS, DEFAULT_CONDITIONS, fit_length
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "AUDFPRINT_CONFIGS",
+    "CLIP_SR",
+    "DEFAULT_LENGTHS_S",
+    "MAX_FALSE_MATCH_RATE",
+    "OFFSET_TOLERANCE_S",
+    "Answer",
+    "AudfprintSystem",
+    "AudiolshSystem",
+    "BuildStats",
+    "Cell",
+    "Clip",
+    "ClipByClip",
+    "IdentifyReport",
+    "System",
+    "SystemResult",
+    "audfprint_from_env",
+    "equal_fm_threshold",
+    "make_clips",
+    "query_times_ms",
+    "run_protocol",
+    "score_system",
+    "split_tracks",
+    "track_family",
+    "wav_ingest",
+    "write_json",
+]
+
+CLIP_SR = 22050
+"""Sample rate of the clip files (Hz)."""
+DEFAULT_LENGTHS_S: tuple[float, ...] = (3.0, 5.0, 10.0)
+OFFSET_TOLERANCE_S = 0.5
+MAX_FALSE_MATCH_RATE = 0.01
+MIN_CLIP_RMS = 1e-3
+"""An excerpt quieter than this (-60 dBFS RMS) is redrawn: silence identifies nothing."""
+_REDRAWS = 8
+_CLIPS_VERSION = 1
+"""Bumped when the same plan would make different clips (clip manifests of other versions are remade)."""
+_PEAK = 0.95
+
+ProgressFn = Callable[[str, int, int], None]
+"""``on_progress(stage, done, total)``."""
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A query file: ``length_s`` s of ``source`` from ``offset_s`` (original time) under ``condition``."""
+
+    clip_id: str
+    path: str
+    source: str
+    positive: bool
+    condition: str
+    length_s: float
+    offset_s: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A system's answer to one clip: ``track`` None means no match; ``elapsed_s`` per clip if timed."""
+
+    track: str | None
+    offset_s: float | None
+    score: float
+    elapsed_s: float | None = None
+
+
+@dataclass(frozen=True)
+class BuildStats:
+    """Index build of ``audio_s`` seconds of audio in ``wall_s`` seconds using ``workers`` processes."""
+
+    n_tracks: int
+    audio_s: float
+    wall_s: float
+    workers: int
+    index_bytes: int
+
+    @property
+    def x_realtime_per_core(self) -> float:
+        return self.audio_s / (self.wall_s * self.workers) if self.wall_s > 0 else math.nan
+
+    @property
+    def bytes_per_hour(self) -> float:
+        return self.index_bytes / (self.audio_s / 3600.0) if self.audio_s > 0 else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "x_realtime_per_core": self.x_realtime_per_core,
+                "bytes_per_hour": self.bytes_per_hour}
+
+
+class System(Protocol):
+    """An identification system under test."""
+
+    name: str
+    thresholds: Mapping[str, float | None]  # label -> fixed threshold, or None: at equal false matches
+
+    def build(self, track_paths: Sequence[str], workdir: Path) -> BuildStats: ...
+
+    def identify_batch(self, clips: Sequence[Clip], *, on_done: Callable[[int], None] | None = None
+                       ) -> list[Answer]: ...
+
+
+class ClipByClip:
+    """Base for systems answering one clip at a time: ``identify(clip_wav_path, y, sr)``, timed per clip."""
+
+    name = "system"
+    thresholds: Mapping[str, float | None] = {"default": -math.inf}
+
+    def identify(self, clip_wav_path: str, y: np.ndarray, sr: int) -> tuple[str | None, float | None, float]:
+        raise NotImplementedError
+
+    def identify_batch(self, clips: Sequence[Clip], *, on_done: Callable[[int], None] | None = None
+                       ) -> list[Answer]:
+        out = []
+        for clip in clips:
+            y, sr = sf.read(clip.path, dtype="float32")
+            t0 = time.perf_counter()
+            track, offset_s, score = self.identify(clip.path, y, sr)
+            out.append(Answer(track, offset_s, float(score), time.perf_counter() - t0))
+            if on_done:
+                on_done(1)
+        return out
+
+
+# --------------------------------------------------------------------------- split and clips
+
+_VARIANT = re.compile(
+    r"[-_ .]+(enhanced|old|new|remaster(ed)?|remix|edit|extended|short|long|alt(ernate)?|version|"
+    r"epic|loop|intro|v\d+)$"
+)
+
+
+def track_family(path: str | os.PathLike[str]) -> str:
+    """Folder and file name without variant suffixes (``menu_enhanced`` -> ``menu``): tracks of one
+    family may share audio, so they must fall on the same side of the split."""
+    p = Path(path)
+    stem = p.stem.lower()
+    while True:
+        shorter = _VARIANT.sub("", stem)
+        if shorter == stem or not shorter:
+            break
+        stem = shorter
+    return f"{p.parent.name.lower()}/{stem}"
+
+
+def split_tracks(paths: Sequence[str], *, seed: int, indexed_fraction: float = 2 / 3
+                 ) -> tuple[list[str], list[str]]:
+    """Deterministic split into (indexed, unindexed), whole families at a time, sorted."""
+    if not 0 < indexed_fraction < 1:
+        raise ParameterError(f"indexed_fraction must be in (0, 1), got {indexed_fraction}")
+    families: dict[str, list[str]] = {}
+    for p in sorted(paths):
+        families.setdefault(track_family(p), []).append(p)
+    keys = sorted(families)
+    order = np.random.default_rng(seed).permutation(len(keys))
+    target = round(indexed_fraction * len(paths))
+    indexed: list[str] = []
+    unindexed: list[str] = []
+    for i in order:
+        members = families[keys[i]]
+        (indexed if len(indexed) < target else unindexed).extend(members)
+    if not indexed or not unindexed:
+        raise ParameterError(f"{len(paths)} tracks cannot be split into indexed and unindexed ones")
+    return sorted(indexed), sorted(unindexed)
+
+
+def _clip_seed(seed: int, *keys: int) -> int:
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class _TrackJob:
+    track_index: int
+    path: str
+    positive: bool
+    lengths_s: tuple[float, ...]
+    conditions: tuple[str, ...]
+    clips_per_track: int
+    seed: int
+    outdir: str
+
+
+def _track_duration_s(path: str) -> float:
+    d = info(path).duration_s
+    if not math.isfinite(d):
+        y, sr = load(path, sr=8000)
+        d = y.size / sr
+    return float(d)
+
+
+def _make_track_clips(job: _TrackJob) -> list[Clip]:
+    """Every clip of one track: per length, ``clips_per_track`` excerpts, each under every condition."""
+    duration_s = _track_duration_s(job.path)
+    max_factor = max(CONDITIONS[c].time_factor for c in job.conditions)
+    clips: list[Clip] = []
+    for li, length_s in enumerate(job.lengths_s):
+        span_s = length_s * max_factor + 0.05
+        if duration_s < span_s + 0.1:
+            logger.warning("%s: %.1f s is too short for %g-s clips; skipped", job.path, duration_s, length_s)
+            continue
+        for k in range(job.clips_per_track):
+            rng = np.random.default_rng([job.seed, job.track_index, li, k])
+            for _ in range(_REDRAWS):
+                offset_s = round(float(rng.uniform(0.0, duration_s - span_s)), 3)
+                try:
+                    src, _ = load(job.path, sr=CLIP_SR, offset_s=offset_s, duration_s=span_s)
+                except AudiolshError:  # silent excerpt
+                    continue
+                if np.sqrt(np.mean(np.square(src, dtype=np.float64))) >= MIN_CLIP_RMS:
+                    break
+            else:
+                logger.warning("%s: no audible %.0f-s excerpt found; skipped", job.path, length_s)
+                continue
+            n_out = round(length_s * CLIP_SR)
+            for name in job.conditions:
+                cond = CONDITIONS[name]
+                n_in = min(src.size, round(length_s * cond.time_factor * CLIP_SR))
+                seed = _clip_seed(job.seed, job.track_index, li, k, zlib.crc32(name.encode()))
+                y = fit_length(cond(src[:n_in], CLIP_SR, seed=seed), n_out)
+                peak = float(np.max(np.abs(y)))
+                if peak > _PEAK:
+                    y = y * (_PEAK / peak)
+                safe = name.replace("+", "p").replace("-", "m")
+                clip_id = f"{safe}_{length_s:g}s_{'pos' if job.positive else 'neg'}_{job.track_index:04d}_{k}"
+                wav = Path(job.outdir) / f"{clip_id}.wav"
+                sf.write(wav, y, CLIP_SR, subtype="PCM_16")
+                clips.append(Clip(clip_id, os.fspath(wav), job.path, job.positive, name, length_s, offset_s))
+    return clips
+
+
+def make_clips(
+    positive_tracks: Sequence[str],
+    negative_tracks: Sequence[str],
+    outdir: Path,
+    *,
+    lengths_s: Sequence[float] = DEFAULT_LENGTHS_S,
+    conditions: Sequence[str] = DEFAULT_CONDITIONS,
+    clips_per_track: int = 1,
+    seed: int = 0,
+    workers: int = 1,
+    on_progress: ProgressFn | None = None,
+) -> list[Clip]:
+    """Write the clips of indexed (positive) and unindexed (negative) tracks as WAV under ``outdir``;
+    reused if ``outdir/clips.json`` holds the same plan."""
+    unknown = [c for c in conditions if c not in CONDITIONS]
+    if unknown:
+        raise ParameterError(f"unknown condition(s) {unknown}; known: {', '.join(CONDITIONS)}")
+    if clips_per_track < 1 or not lengths_s or any(x <= 0 for x in lengths_s):
+        raise ParameterError("need clips_per_track >= 1 and positive clip lengths")
+    outdir.mkdir(parents=True, exist_ok=True)
+    plan = {"positive_tracks": list(positive_tracks), "negative_tracks": list(negative_tracks),
+            "lengths_s": [float(x) for x in lengths_s], "conditions": list(conditions),
+            "clips_per_track": clips_per_track, "seed": seed, "clip_sr": CLIP_SR, "version": _CLIPS_VERSION}
+    manifest = outdir / "clips.json"
+    if manifest.exists():
+        saved = json.loads(manifest.read_text())
+        if saved.get("plan") == plan and all(Path(c["path"]).exists() for c in saved["clips"]):
+            logger.info("reusing %d clips in %s", len(saved["clips"]), outdir)
+            return [Clip(**c) for c in saved["clips"]]
+    tracks = [(p, True) for p in positive_tracks] + [(p, False) for p in negative_tracks]
+    jobs = [_TrackJob(i, p, pos, tuple(float(x) for x in lengths_s), tuple(conditions), clips_per_track, seed,
+                      os.fspath(outdir)) for i, (p, pos) in enumerate(tracks)]
+    clips: list[Clip] = []
+    done = 0
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for part in pool.map(_make_track_clips, jobs):
+                clips.extend(part)
+                done += 1
+                on_progress and on_progress("clips", done, len(jobs))
+    else:
+        for job in jobs:
+            clips.extend(_make_track_clips(job))
+            done += 1
+            on_progress and on_progress("clips", done, len(jobs))
+    manifest.write_text(json.dumps({"plan": plan, "clips": [asdict(c) for c in clips]}))
+    return clips
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def equal_fm_threshold(neg_scores: np.ndarray, n_neg: int, candidates: np.ndarray, *,
+                       max_rate: float = MAX_FALSE_MATCH_RATE) -> float:
+    """Smallest candidate threshold ``t`` such that at most ``max_rate * n_neg`` negatives
+    answered with ``score >= t`` (``neg_scores``: scores of the negatives that were answered)."""
+    if n_neg == 0:
+        return -math.inf
+    neg = np.sort(np.asarray(neg_scores, dtype=np.float64))
+    cand = np.unique(np.concatenate([[-np.inf], np.asarray(candidates, dtype=np.float64), [np.inf]]))
+    n_fm = neg.size - np.searchsorted(neg, cand, side="left")
+    return float(cand[np.flatnonzero(n_fm <= max_rate * n_neg)[0]])
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Scores of one condition x length (rates are NaN when there is no clip to rate)."""
+
+    condition: str
+    length_s: float
+    n_pos: int
+    top1: float
+    offset_acc: float
+    n_neg: int
+    n_false: int
+    fm_rate: float
+
+
+@dataclass
+class SystemResult:
+    """Everything measured for one system at one threshold."""
+
+    name: str
+    label: str
+    threshold: float
+    cells: list[Cell]
+    overall: dict[str, float]
+    build: BuildStats | None = None
+    query_ms: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return f"{self.name} ({self.label})"
+
+    def cell(self, condition: str, length_s: float) -> Cell | None:
+        return next((c for c in self.cells if c.condition == condition and c.length_s == length_s), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "threshold": _finite(self.threshold),
+                "overall": self.overall, "cells": [asdict(c) for c in self.cells],
+                "build": self.build.to_dict() if self.build else None, "query_ms": self.query_ms}
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _rate(num: int, den: int) -> float:
+    return num / den if den else math.nan
+
+
+def score_system(name: str, clips: Sequence[Clip], answers: Sequence[Answer], *, threshold: float | None,
+                 label: str = "", max_false_match_rate: float = MAX_FALSE_MATCH_RATE) -> SystemResult:
+    """Per condition x length: top-1, offset accuracy, false-match rate (see the module docstring).
+
+    An answer counts as a match when it names a track and its score is ``>= threshold``;
+    ``threshold=None`` picks the equal-false-match threshold (:func:`equal_fm_threshold`).
+    """
+    if len(clips) != len(answers):
+        raise ParameterError(f"{len(clips)} clips but {len(answers)} answers")
+    pos = np.array([c.positive for c in clips], dtype=bool)
+    answered = np.array([a.track is not None for a in answers], dtype=bool)
+    scores = np.array([a.score for a in answers], dtype=np.float64)
+    if threshold is None:
+        threshold = equal_fm_threshold(scores[~pos & answered], int((~pos).sum()), scores[answered],
+                                       max_rate=max_false_match_rate)
+    answered &= scores >= threshold
+    right = answered & pos & np.array([a.track == c.source for a, c in zip(answers, clips)], dtype=bool)
+    on_time = right & np.array([a.offset_s is not None and abs(a.offset_s - c.offset_s) <= OFFSET_TOLERANCE_S
+                                for a, c in zip(answers, clips)], dtype=bool)
+    false = answered & ~pos
+    cond = np.array([c.condition for c in clips])
+    length = np.array([c.length_s for c in clips])
+
+    def counts(sel: np.ndarray) -> tuple[int, float, float, int, int, float]:
+        n_pos, n_neg = int((sel & pos).sum()), int((sel & ~pos).sum())
+        n_false = int((sel & false).sum())
+        return (n_pos, _rate(int((sel & right).sum()), n_pos), _rate(int((sel & on_time).sum()), n_pos),
+                n_neg, n_false, _rate(n_false, n_neg))
+
+    cells = []
+    for cname in dict.fromkeys(c.condition for c in clips):
+        for ls in sorted(set(length.tolist())):
+            sel = (cond == cname) & (length == ls)
+            if sel.any():
+                cells.append(Cell(str(cname), float(ls), *counts(sel)))
+    keys = ("n_pos", "top1", "offset_acc", "n_neg", "n_false", "fm_rate")
+    overall = dict(zip(keys, counts(np.ones(len(clips), dtype=bool))))
+    return SystemResult(name, label, float(threshold), cells, overall)
+
+
+def query_times_ms(clips: Sequence[Clip], answers: Sequence[Answer]) -> dict[str, Any]:
+    """p50/p95/mean of the per-clip times of the longest clips (10 s by default)."""
+    longest = max((c.length_s for c in clips), default=0.0)
+    t = np.array([a.elapsed_s for a, c in zip(answers, clips)
+                  if c.length_s == longest and a.elapsed_s is not None])
+    if t.size == 0:
+        return {"length_s": longest}
+    return {"length_s": longest, "p50": float(np.percentile(t, 50) * 1e3),
+            "p95": float(np.percentile(t, 95) * 1e3), "mean": float(t.mean() * 1e3), "n": int(t.size)}
+
+
+# --------------------------------------------------------------------------- audiolsh
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _fingerprint_file(path: str, density: float, fanout: int) -> tuple[str, str, float, Any]:
+    """Worker: content hash, decode at the fingerprint rate, landmarks (all part of ingest)."""
+    from audiolsh.audio import content_hash
+    from audiolsh.features.landmarks import FP_SR, landmarks
+
+    digest = content_hash(path)
+    y, sr = load(path, sr=FP_SR)
+    return path, digest, y.size / sr, landmarks(y, sr, density=density, fanout=fanout)
+
+
+class AudiolshSystem(ClipByClip):
+    """audiolsh's :class:`~audiolsh.fingerprint.FingerprintIndex`, built with ``workers`` processes.
+
+    Queried with ``threshold=0`` so every best candidate comes back; its score is
+    ``-log10 p`` (p: the chance probability of its hash count, corrected for everything searched),
+    and the index's own default threshold (confidence 0.99, i.e. score 2) is one of the reported ones.
+    An existing ``index_dir`` is reused: tracks already in it are not added again (nor timed).
+    """
+
+    def __init__(self, *, name: str = "audiolsh", index_dir: Path | None = None, workers: int = 1) -> None:
+        self.name = name
+        self.index_dir = index_dir
+        self.workers = workers
+        self.thresholds: dict[str, float | None] = {"default": 2.0, "equal FM": None}
+        self._index: Any = None
+
+    def build(self, track_paths: Sequence[str], workdir: Path) -> BuildStats:
+        from audiolsh.fingerprint import FingerprintIndex
+
+        path = self.index_dir or workdir / "index"
+        index = FingerprintIndex.open_or_create(path)
+        self._index = index
+        self.thresholds["default"] = -math.log10(max(1e-300, 1.0 - index.params.threshold))
+        t0 = time.perf_counter()
+        todo = [p for p in track_paths if index.track_by_hash(_hash(p)) is None]
+        audio_s = 0.0
+        with index.session() as s:
+            if todo:
+                args = (index.params.density, index.params.fanout)
+                with ProcessPoolExecutor(max_workers=self.workers) as pool:
+                    futures = [pool.submit(_fingerprint_file, p, *args) for p in todo]
+                    for fut in futures:
+                        p, digest, dur_s, lm = fut.result()
+                        s.add_track(p, content_hash=digest, duration_s=dur_s, landmarks=lm)
+                        audio_s += dur_s
+        wall_s = time.perf_counter() - t0
+        if not todo:
+            logger.info("%s: every track already indexed; ingest not timed", path)
+        return BuildStats(len(todo), audio_s, wall_s if todo else math.nan, self.workers,
+                          _dir_bytes(Path(path)))
+
+    def identify(self, clip_wav_path: str, y: np.ndarray, sr: int) -> tuple[str | None, float | None, float]:
+        m = self._index.identify(y, sr, threshold=0.0)
+        if m is None:
+            return None, None, -math.inf
+        return m.path, m.offset_s, -float(m.log10_p)
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+
+def _hash(path: str) -> str:
+    from audiolsh.audio import content_hash
+
+    return content_hash(path)
+
+
+def wav_ingest(tracks: Sequence[str], workdir: Path, *, workers: int = 1) -> BuildStats:
+    """Time audiolsh's ingest (into a fresh index) of 44.1-kHz stereo 16-bit WAV copies of ``tracks``;
+    the copies are made once with ffmpeg, untimed."""
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise AudiolshError("timing ingest from WAV needs ffmpeg to make the copies; it is not on PATH")
+    (workdir / "tracks").mkdir(parents=True, exist_ok=True)
+    copies = []
+    for i, p in enumerate(tracks):
+        dst = workdir / "tracks" / f"t{i:04d}.wav"
+        if not dst.exists():
+            tmp = dst.with_suffix(".part.wav")
+            cmd = [exe, "-nostdin", "-loglevel", "error", "-y", "-i", p, "-ar", "44100", "-ac", "2",
+                   "-c:a", "pcm_s16le", os.fspath(tmp)]
+            proc = subprocess.run(cmd, capture_output=True, check=False)
+            if proc.returncode != 0:
+                raise AudiolshError(f"{p}: ffmpeg cannot convert it to WAV: {proc.stderr.decode()[-200:]}")
+            tmp.replace(dst)
+        copies.append(os.fspath(dst))
+    index_dir = workdir / "index"
+    if index_dir.exists():
+        shutil.rmtree(index_dir)
+    system = AudiolshSystem(name="audiolsh (WAV)", index_dir=index_dir, workers=workers)
+    try:
+        return system.build(copies, workdir)
+    finally:
+        system.close()
+
+
+# --------------------------------------------------------------------------- audfprint
+
+AUDFPRINT_ENV = "AUDFPRINT"
+AUDFPRINT_PYTHON_ENV = "AUDFPRINT_PYTHON"
+AUDFPRINT_CONFIGS: dict[str, tuple[str, ...]] = {
+    "audfprint": (),
+    "audfprint-dense": ("--density", "100", "--fanout", "10"),
+}
+"""Named audfprint settings (options given both to ``new`` and ``match``)."""
+_MATCHED = re.compile(r"^Matched (?P<q>\S+) [-\d.]+ sec \d+ raw hashes as (?P<ref>\S+) "
+                      r"at\s+(?P<t>-?[\d.]+) s with\s+(?P<n>\d+) of\s+\d+ common hashes")
+_NOMATCH = re.compile(r"^NOMATCH (?P<q>\S+) ")
+
+
+def audfprint_from_env() -> tuple[str, str]:
+    """(python, audfprint.py) from ``$AUDFPRINT_PYTHON`` and ``$AUDFPRINT``; AudiolshError if unusable."""
+    script = os.environ.get(AUDFPRINT_ENV)
+    if not script:
+        raise AudiolshError(f"{AUDFPRINT_ENV} is not set (path to audfprint.py); audfprint is skipped")
+    if not Path(script).is_file():
+        raise AudiolshError(f"{AUDFPRINT_ENV}={script}: no such file; audfprint is skipped")
+    python = os.environ.get(AUDFPRINT_PYTHON_ENV) or sys.executable
+    if not (Path(python).is_file() or shutil.which(python)):
+        raise AudiolshError(f"{AUDFPRINT_PYTHON_ENV}={python}: no such interpreter; audfprint is skipped")
+    return python, script
+
+
+class AudfprintSystem:
+    """dpwe's audfprint run as a subprocess: ``new`` over the tracks, ``match`` over clip lists.
+
+    ``--maxtimebits 16`` (offsets up to 25 min; the default 14 bits alias offsets past 6.3 min) is
+    the one setting added to ``options``. Matching runs with ``--min-count 0`` so that every best
+    candidate comes back with its count of time-aligned hashes, the score swept to the
+    equal-false-match threshold. Queries run as ``workers`` single-core processes per clip length;
+    query time is the batch's wall time x processes / clips (database loads included, amortised).
+    """
+
+    def __init__(self, *, name: str, python: str, script: str, options: Sequence[str] = (), workers: int = 1
+                 ) -> None:
+        self.name = name
+        self.python, self.script = python, script
+        self.options = tuple(options)
+        self.workers = workers
+        self.thresholds: dict[str, float | None] = {"equal FM": None}
+        self.query_ms: dict[str, Any] = {}
+        self._db: Path | None = None
+        self._names: dict[str, str] = {}
+
+    def _run(self, arg_lists: Sequence[Sequence[str]], logdir: Path, *,
+             on_done: Callable[[int], None] | None = None) -> float:
+        """Run audfprint once per argument list, concurrently; wall seconds until all have ended.
+
+        Their output goes to log files, polled for ``Analyzed`` lines to report progress.
+        """
+        logs = [logdir / f"audfprint_{i}.log" for i in range(len(arg_lists))]
+        t0 = time.perf_counter()
+        procs = []
+        for args, log in zip(arg_lists, logs):
+            cmd = [self.python, self.script, *args]
+            logger.info("running %s", shlex.join(cmd))
+            with open(log, "w") as fh:
+                procs.append(subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT))
+        reported = 0
+        while True:
+            running = any(p.poll() is None for p in procs)
+            if on_done:
+                n = sum(log.read_text(errors="replace").count(" Analyzed ") for log in logs)
+                if n > reported:
+                    on_done(n - reported)
+                    reported = n
+            if not running:
+                break
+            time.sleep(0.2)
+        wall_s = time.perf_counter() - t0
+        for p, log in zip(procs, logs):
+            if p.returncode != 0:
+                tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-4:])
+                raise AudiolshError(f"audfprint failed (exit {p.returncode}, log {log}): {tail}")
+        return wall_s
+
+    def build(self, track_paths: Sequence[str], workdir: Path) -> BuildStats:
+        refs = workdir / "refs"
+        refs.mkdir(parents=True, exist_ok=True)
+        self._names = {}
+        for i, p in enumerate(track_paths):  # audfprint prints names: keep them free of spaces
+            link = refs / f"t{i:04d}{Path(p).suffix.lower()}"
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(Path(p).resolve())
+            self._names[os.fspath(link)] = p
+        listfile = workdir / "refs.txt"
+        listfile.write_text("".join(f"{link}\n" for link in self._names))
+        self._db = workdir / "db.pklz"
+        self._db.unlink(missing_ok=True)
+        wall_s = self._run([["new", "--dbase", os.fspath(self._db), "--maxtimebits", "16",
+                             "--ncores", str(self.workers), *self.options, "--list", os.fspath(listfile)]],
+                           workdir)
+        audio_s = float(sum(_track_duration_s(p) for p in track_paths))
+        return BuildStats(len(track_paths), audio_s, wall_s, self.workers, self._db.stat().st_size)
+
+    def identify_batch(self, clips: Sequence[Clip], *, on_done: Callable[[int], None] | None = None
+                       ) -> list[Answer]:
+        if self._db is None:
+            raise AudiolshError(f"{self.name}: build() must run before identify_batch()")
+        found: dict[str, Answer] = {}
+        workdir = self._db.parent
+        for length_s in sorted({c.length_s for c in clips}):
+            batch = [c for c in clips if c.length_s == length_s]
+            # One single-core process per worker, each on its share of the clips: audfprint's own
+            # --ncores sends the hash table to joblib workers and is slower than one core.
+            jobs, outs = [], []
+            for w in range(min(self.workers, len(batch))):
+                listfile = workdir / f"clips_{length_s:g}s_{w}.txt"
+                outs.append(workdir / f"out_{length_s:g}s_{w}.txt")
+                listfile.write_text("".join(f"{c.path}\n" for c in batch[w :: self.workers]))
+                jobs.append(["match", "--dbase", os.fspath(self._db), "--maxtimebits", "16",
+                             "--min-count", "0", "--max-matches", "1", *self.options,
+                             "--opfile", os.fspath(outs[-1]), "--list", os.fspath(listfile)])
+            wall_s = self._run(jobs, workdir, on_done=on_done)
+            self.query_ms[f"{length_s:g}s_mean_per_core"] = wall_s * len(jobs) / len(batch) * 1e3
+            for line in (ln for out in outs for ln in out.read_text().splitlines()):
+                if m := _MATCHED.match(line):
+                    found[m["q"]] = Answer(self._names.get(m["ref"], m["ref"]), float(m["t"]), float(m["n"]))
+                elif m := _NOMATCH.match(line):
+                    found[m["q"]] = Answer(None, None, -math.inf)
+        missing = [c.path for c in clips if c.path not in found]
+        if missing:
+            raise AudiolshError(f"{self.name}: no answer for {len(missing)} clips, e.g. {missing[0]}")
+        return [found[c.path] for c in clips]
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _subset(paths: Sequence[str], n: int | None, *, seed: int) -> list[str]:
+    if n is None or n >= len(paths):
+        return list(paths)
+    if n < 1:
+        raise ParameterError(f"need at least 1 track to cut clips from, got {n}")
+    keep = np.sort(np.random.default_rng(seed).choice(len(paths), size=n, replace=False))
+    return [paths[i] for i in keep]
+
+
+def _counter(stage: str, total: int, on_progress: ProgressFn | None) -> Callable[[int], None]:
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if on_progress:
+            on_progress(stage, done, total)
+
+    return advance
+
+
+@dataclass
+class IdentifyReport:
+    """The protocol's outcome: the split, one :class:`SystemResult` per system x threshold, and
+    every clip with each system's raw answer to it (for looking into the misses)."""
+
+    corpus: dict[str, Any]
+    protocol: dict[str, Any]
+    results: list[SystemResult]
+    machine: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    clips: list[Clip] = field(default_factory=list)
+    answers: dict[str, list[Answer]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        fields = ("track", "offset_s", "score", "elapsed_s")
+        return {"corpus": self.corpus, "protocol": self.protocol, "machine": self.machine,
+                "skipped": self.skipped, "results": [r.to_dict() for r in self.results],
+                "clips": [asdict(c) for c in self.clips],
+                "answers": {"fields": list(fields),
+                            **{name: [[getattr(a, f) for f in fields] for a in answers]
+                               for name, answers in self.answers.items()}}}
+
+
+def run_protocol(
+    corpus: Sequence[str],
+    systems: Sequence[System],
+    workdir: Path,
+    *,
+    lengths_s: Sequence[float] = DEFAULT_LENGTHS_S,
+    conditions: Sequence[str] = DEFAULT_CONDITIONS,
+    clips_per_track: int = 1,
+    seed: int = 0,
+    indexed_fraction: float = 2 / 3,
+    positive_tracks: int | None = None,
+    negative_tracks: int | None = None,
+    workers: int = 1,
+    on_progress: ProgressFn | None = None,
+) -> IdentifyReport:
+    """Split, write the clips, build and query every system, score each at each of its thresholds.
+
+    Every indexed track is indexed; clips are cut from ``positive_tracks`` of them and from
+    ``negative_tracks`` of the unindexed ones (seeded subsets; ``None``: all).
+    """
+    indexed, unindexed = split_tracks(corpus, seed=seed, indexed_fraction=indexed_fraction)
+    logger.info("%d indexed, %d unindexed tracks", len(indexed), len(unindexed))
+    pos_tracks = _subset(indexed, positive_tracks, seed=seed + 1)
+    neg_tracks = _subset(unindexed, negative_tracks, seed=seed + 2)
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    clips = make_clips(pos_tracks, neg_tracks, workdir / "clips", lengths_s=lengths_s, conditions=conditions,
+                       clips_per_track=clips_per_track, seed=seed, workers=workers, on_progress=on_progress)
+    clip_wall_s = time.perf_counter() - t0
+    results: list[SystemResult] = []
+    all_answers: dict[str, list[Answer]] = {}
+    for system in systems:
+        stage = f"{system.name}: index"
+        on_progress and on_progress(stage, 0, 1)
+        sysdir = workdir / re.sub(r"[^A-Za-z0-9_.-]", "_", system.name)
+        sysdir.mkdir(parents=True, exist_ok=True)
+        build = system.build(indexed, sysdir)
+        on_progress and on_progress(stage, 1, 1)
+        advance = _counter(f"{system.name}: query", len(clips), on_progress)
+        answers = system.identify_batch(clips, on_done=advance)
+        all_answers[system.name] = answers
+        times = {**query_times_ms(clips, answers), **getattr(system, "query_ms", {})}
+        for label, threshold in system.thresholds.items():
+            r = score_system(system.name, clips, answers, threshold=threshold, label=label)
+            r.build, r.query_ms = build, times
+            results.append(r)
+        getattr(system, "close", lambda: None)()
+    machine = {"cpus": os.cpu_count(), "load_before": list(load_before), "load_after": list(os.getloadavg()),
+               "python": sys.version.split()[0], "platform": platform.platform()}
+    return IdentifyReport(
+        corpus={"n_tracks": len(corpus), "n_indexed": len(indexed), "n_unindexed": len(unindexed),
+                "n_positive_tracks": len(pos_tracks), "n_negative_tracks": len(neg_tracks),
+                "indexed": list(indexed), "unindexed": list(unindexed),
+                "positive_tracks": pos_tracks, "negative_tracks": neg_tracks},
+        protocol={"lengths_s": [float(x) for x in lengths_s], "conditions": list(conditions),
+                  "clips_per_track": clips_per_track, "seed": seed, "n_clips": len(clips),
+                  "n_pos": sum(c.positive for c in clips), "n_neg": sum(not c.positive for c in clips),
+                  "offset_tolerance_s": OFFSET_TOLERANCE_S, "max_false_match_rate": MAX_FALSE_MATCH_RATE,
+                  "clip_wall_s": clip_wall_s},
+        results=results, machine=machine, clips=clips, answers=all_answers)
+
+
+def write_json(report: IdentifyReport, path: Path) -> None:
+    """The report as indented JSON (NaN and infinities as null)."""
+    path.write_text(json.dumps(_jsonable(report.to_dict()), indent=1) + "\n")
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, np.integer)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x

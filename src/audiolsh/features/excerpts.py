@@ -1,0 +1,265 @@
+"""Similarity features of a whole track, window by window, from one spectrogram.
+
+:func:`excerpt_features` is what the indexer calls once per decoded file (in a worker
+process): it computes the STFT, the mel spectrogram and the chroma STFT once, slices them into
+windows of ``window_s`` seconds every ``hop_s`` seconds, and computes every requested
+descriptor for all windows at once. Outputs are plain numpy arrays (or a :class:`SetBatch`
+of numpy arrays), so they pickle cheaply back to the main process.
+
+Modes, what they hold, and the normalisation the index applies before hashing
+(:data:`NORMALISATION`, with :func:`fit_standardizer` / :func:`standardize`):
+
+=====================  ==========================================  =====================================
+mode                   X                                           index normalisation, metric
+=====================  ==========================================  =====================================
+``rhythm``             (n_windows, 282) :mod:`.rhythm` descriptor  standardise (collection mean/std), cosine
+``timbre``             (n_windows, 40) MFCC stats (:mod:`.mfcc`)   standardise, cosine
+``chroma``             (n_frames, 12) chroma frames of the track   centre (collection mean), cosine
+``peaks``              SetBatch, one peak-pair set per window      none, Jaccard (MinHash)
+``beat_spectrum``      (n_windows, 172) Foote, lags 1 .. 4 s       standardise, cosine (evaluation baseline)
+``beat_spectrum_bands``(n_windows, 128) S2's band variant          standardise, cosine (evaluation baseline)
+=====================  ==========================================  =====================================
+
+The collection statistics (mean, std per dimension) must be stored in the index and applied
+to queries as well; a query clip goes through this same function.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import librosa
+import numpy as np
+import soxr
+
+from audiolsh.errors import ParameterError
+from audiolsh.features import beat_spectrum as bs
+from audiolsh.features import chroma as ch
+from audiolsh.features import mfcc, peaks, rhythm
+from audiolsh.hashing.minhash import SetBatch
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ALL_MODES",
+    "BASELINE_MODES",
+    "METRICS",
+    "MIN_CLIP_S",
+    "MODES",
+    "NORMALISATION",
+    "ExcerptFeatures",
+    "excerpt_features",
+    "fit_standardizer",
+    "standardize",
+]
+
+MODES = ("rhythm", "timbre", "chroma", "peaks")
+BASELINE_MODES = ("beat_spectrum", "beat_spectrum_bands")
+ALL_MODES = MODES + BASELINE_MODES
+MIN_CLIP_S = 3.0
+"""Shortest signal accepted: shorter clips hold too little rhythm to describe."""
+
+NORMALISATION = {
+    "rhythm": "standardize",
+    "timbre": "standardize",
+    "chroma": "center",
+    "peaks": "none",
+    "beat_spectrum": "standardize",
+    "beat_spectrum_bands": "standardize",
+}
+"""What the index does to each mode's vectors before hashing (with collection statistics)."""
+
+METRICS = {
+    "rhythm": "cosine",
+    "timbre": "cosine",
+    "chroma": "cosine",
+    "peaks": "jaccard",
+    "beat_spectrum": "cosine",
+    "beat_spectrum_bands": "cosine",
+}
+
+_CHUNK_WINDOWS = 48  # windows per batch for the (windows, mels, frames) descriptors
+
+
+@dataclass(frozen=True)
+class ExcerptFeatures:
+    """One mode's features of a signal.
+
+    X : (n, d) float32 array, or a SetBatch of n sets (mode "peaks").
+    offsets_s : (n,) float64 start of each window in seconds (chroma: centre of each frame).
+    window_s : length of each window in seconds (chroma: one frame hop).
+    """
+
+    X: np.ndarray | SetBatch
+    offsets_s: np.ndarray
+    window_s: float
+
+    def __len__(self) -> int:
+        return len(self.offsets_s)
+
+
+def fit_standardizer(X: np.ndarray, *, scale: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std of a collection's vectors (std 1 when ``scale`` is False).
+
+    Dimensions that do not vary get std 1, so :func:`standardize` leaves them at 0.
+
+    Returns
+    -------
+    mean, std : np.ndarray
+        (d,) float32 each.
+    """
+    A = np.asarray(X, dtype=np.float64)
+    if A.ndim != 2 or len(A) == 0:
+        raise ParameterError(f"expected a non-empty (n, d) array, got shape {A.shape}")
+    mean = A.mean(axis=0)
+    std = A.std(axis=0) if scale else np.ones(A.shape[1])
+    std = np.where(std > 1e-8 * max(float(std.max()), 1e-30), std, 1.0)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def standardize(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(X - mean) / std as float32, the vectors the index hashes and searches."""
+    return ((np.asarray(X, dtype=np.float32) - mean) / std).astype(np.float32)
+
+
+@lru_cache(maxsize=4)
+def _mel_basis(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels).astype(np.float32)  # type: ignore[no-any-return]
+
+
+def _power_stft(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
+    """|STFT|^2, (1 + n_fft // 2, 1 + len(y) // hop_length) float32; centred frames, zero padding."""
+    D = librosa.stft(y, n_fft=n_fft, hop_length=hop_length, pad_mode="constant")
+    return (D.real**2 + D.imag**2).astype(np.float32)  # type: ignore[no-any-return]
+
+
+def _window_layout(
+    duration_s: float, window_s: float, hop_s: float, fps: float, n_frames: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Window offsets (s) and frame ranges [first, stop) of equal length; the window length."""
+    if duration_s < window_s:
+        offsets = np.zeros(1)
+        win = duration_s
+    else:
+        n_windows = math.floor((duration_s - window_s) / hop_s + 1e-9) + 1
+        offsets = np.arange(n_windows, dtype=np.float64) * hop_s
+        win = window_s
+    n_w = min(n_frames, max(2, round(win * fps)))
+    first = np.minimum(np.round(offsets * fps).astype(np.int64), n_frames - n_w)
+    return offsets, first, first + n_w, win
+
+
+def _windows(M: np.ndarray, first: np.ndarray, n_w: int) -> np.ndarray:
+    """(n_windows, rows, n_w) strided view of a (rows, n_frames) matrix's frame ranges."""
+    view = np.lib.stride_tricks.sliding_window_view(M, n_w, axis=1)  # (rows, n_pos, n_w)
+    return view[:, first].transpose(1, 0, 2)
+
+
+def _chunked(fn, M: np.ndarray, first: np.ndarray, n_w: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    parts = [
+        fn(np.ascontiguousarray(_windows(M, first[i : i + _CHUNK_WINDOWS], n_w)))
+        for i in range(0, len(first), _CHUNK_WINDOWS)
+    ]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def excerpt_features(
+    y: np.ndarray,
+    sr: int,
+    *,
+    window_s: float = 10.0,
+    hop_s: float = 5.0,
+    modes: Iterable[str] = MODES,
+) -> dict[str, ExcerptFeatures]:
+    """Every requested similarity descriptor of a signal, window by window.
+
+    Parameters
+    ----------
+    y : np.ndarray
+        Mono float signal, at least :data:`MIN_CLIP_S` seconds. Resampled to 22,050 Hz first
+        when ``sr`` differs, so descriptors of any file are comparable.
+    sr : int
+        Sample rate of ``y`` in Hz.
+    window_s, hop_s : float
+        Window length and step in seconds. Window ``i`` starts at ``i * hop_s``; only whole
+        windows are returned, except that a signal shorter than ``window_s`` gives one window
+        covering all of it.
+    modes : iterable of str
+        Any of :data:`ALL_MODES` (default :data:`MODES`).
+
+    Returns
+    -------
+    dict
+        mode -> :class:`ExcerptFeatures` (see the module docstring for shapes).
+
+    Raises
+    ------
+    ParameterError
+        An unknown mode, bad window parameters, or a signal that is too short or not finite.
+    """
+    modes = tuple(dict.fromkeys(modes))
+    unknown = [m for m in modes if m not in ALL_MODES]
+    if unknown:
+        raise ParameterError(f"unknown mode(s) {unknown}: choose from {list(ALL_MODES)}")
+    if not (math.isfinite(window_s) and window_s >= MIN_CLIP_S):
+        raise ParameterError(f"window_s must be >= {MIN_CLIP_S} s, got {window_s}")
+    if not (math.isfinite(hop_s) and hop_s > 0):
+        raise ParameterError(f"hop_s must be > 0 seconds, got {hop_s}")
+    y = bs.check_signal(y, sr, min_duration_s=MIN_CLIP_S)
+    if sr != bs.FEATURE_SR:
+        y = np.asarray(soxr.resample(y, sr, bs.FEATURE_SR, quality="HQ"), dtype=np.float32)
+        sr = bs.FEATURE_SR
+    duration_s = y.size / sr
+    out: dict[str, ExcerptFeatures] = {}
+
+    if "chroma" in modes:
+        C = ch.chroma_from_power(_power_stft(y, ch.CHROMA_N_FFT, ch.CHROMA_HOP), sr)
+        frame_s = ch.CHROMA_HOP / sr
+        out["chroma"] = ExcerptFeatures(C, np.arange(len(C)) * frame_s, frame_s)
+
+    if not set(modes) - {"chroma"}:
+        return out
+    fps = sr / bs.HOP_LENGTH
+    P = _power_stft(y, bs.N_FFT, bs.HOP_LENGTH)
+    n_frames = P.shape[1]
+    offsets, first, stop, win = _window_layout(duration_s, window_s, hop_s, fps, n_frames)
+    n_w = int(stop[0] - first[0])
+    if "peaks" in modes:
+        frame_s = 1.0 / fps
+        max_bin = int(peaks.FMAX_HZ * bs.N_FFT / sr) + 1
+        pk = peaks.find_peaks(P, frame_s=frame_s, max_bin=max_bin)
+        elements, at = peaks.peak_elements(pk, frame_s=frame_s)
+        out["peaks"] = ExcerptFeatures(peaks.window_sets(elements, at, first, stop), offsets, win)
+    if not set(modes) & {"rhythm", "timbre", *BASELINE_MODES}:
+        return out
+
+    M = _mel_basis(sr, bs.N_FFT, bs.N_MELS) @ P
+    L = bs.log_power(M)
+    del P
+    if "timbre" in modes:
+        X = mfcc.window_stats(mfcc.mfcc_frames(L), first, stop)
+        out["timbre"] = ExcerptFeatures(X, offsets, win)
+    if "rhythm" in modes:
+        onsets = rhythm.onset_bands(L)
+        X = rhythm.rhythm_descriptors(np.ascontiguousarray(_windows(onsets, first, n_w)), frame_s=1.0 / fps)
+        out["rhythm"] = ExcerptFeatures(X, offsets, win)
+    if "beat_spectrum" in modes:
+        n_lags = bs.n_lags_for(4.0, sr=sr, hop_length=bs.HOP_LENGTH)
+        X = _chunked(lambda W: bs.beat_spectra(W, n_lags=n_lags)[:, 1:], L, first, n_w)
+        out["beat_spectrum"] = ExcerptFeatures(X, offsets, win)
+    if "beat_spectrum_bands" in modes:
+
+        def s2(W: np.ndarray) -> np.ndarray:
+            # librosa.power_to_db(S, ref=np.max) of each window: dB below its peak, floor -80 dB.
+            W = np.maximum(W - W.max(axis=(1, 2), keepdims=True), -80.0)
+            return bs.beat_spectra_bands(W)
+
+        out["beat_spectrum_bands"] = ExcerptFeatures(_chunked(s2, L, first, n_w), offsets, win)
+    logger.debug(
+        "excerpt_features: %.1f s, %d windows of %.1f s, modes %s", duration_s, len(offsets), win, modes
+    )
+    return out

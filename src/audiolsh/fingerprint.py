@@ -1,0 +1,677 @@
+"""FingerprintIndex: identify short, distorted clips of indexed tracks by landmark hashes.
+
+    with FingerprintIndex.create("fp.idx") as index:
+        index.add("song.wav", y, sr)
+        match = index.identify(clip, sr)        # Match or None (no match)
+
+Tracks' landmarks live in immutable segments (see ``audiolsh.search.fingerprint.HashTable``),
+each committed with its catalogue rows in one storage transaction; every ``session`` makes one
+segment.  Removing a track deletes its catalogue row only: its hashes are filtered out at query
+time and dropped when segments are compacted (too many segments, or too many dead hashes).
+
+A query's peaks are found once; for clips played faster or slower (speed: pitch and tempo
+together) or time-stretched (tempo: pitch kept) the peak positions are rescaled over a small
+grid of factors before hashing, only when the unscaled attempt is not already conclusive.
+The answer is the (variant, track, offset) whose number of agreeing hashes is least likely to
+happen by chance; its confidence is one minus that probability corrected for every offset,
+track and variant searched, so the default threshold bounds the false-match rate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audiolsh.errors import IndexFormatError, ParameterError
+from audiolsh.features.landmarks import (
+    DENSITY,
+    FANOUT,
+    FP_SR,
+    FRAME_S,
+    HASH_BITS,
+    HOP_LENGTH,
+    N_FFT,
+    QUERY_DENSITY,
+    QUERY_FANOUT,
+    Landmarks,
+    Peaks,
+    landmarks,
+    pair_peaks,
+    spectral_peaks,
+)
+from audiolsh.search.fingerprint import HashTable, Votes, vote
+from audiolsh.storage import EmbeddedStorage, MemoryStorage, SegmentInfo, Storage, Track
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FP_FORMAT", "FP_FORMAT_VERSION", "FingerprintIndex", "FingerprintParams", "Match", "Segment"]
+
+FP_FORMAT = "audiolsh-fingerprint"
+FP_FORMAT_VERSION = 1
+MAX_DRIFT = 0.006
+"""An unscaled match whose offset drifts more than this (per frame) tries the speed/tempo grid."""
+"""Version of the fingerprint segments and config; bumped when either changes meaning."""
+
+
+@dataclass(frozen=True)
+class Match:
+    """One identification: the track, where the clip starts in it, and how sure we are.
+
+    offset_s : position in the track (its own time) of the clip's first sample
+    score : distinct hashes agreeing on the offset
+    confidence : 1 - probability of so many agreeing hashes by chance, corrected for all
+        tracks, offsets and speed/tempo variants searched
+    speed : > 1 when the clip plays faster than the track (pitch and tempo together)
+    tempo : > 1 when the clip is time-stretched faster with pitch kept
+    query_start_s, query_end_s : span of the clip (its own time) covered by agreeing hashes
+    """
+
+    track_id: int
+    path: str
+    offset_s: float
+    score: float
+    confidence: float
+    speed: float = 1.0
+    tempo: float = 1.0
+    n_query_hashes: int = 0
+    query_start_s: float = 0.0
+    query_end_s: float = 0.0
+    log10_p: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "track_id": self.track_id,
+            "offset_s": self.offset_s,
+            "score": self.score,
+            "confidence": self.confidence,
+            "speed": self.speed,
+            "tempo": self.tempo,
+        }
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch ``[start_s, end_s)`` of a recording where ``match``'s track plays."""
+
+    start_s: float
+    end_s: float
+    match: Match
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start_s": self.start_s, "end_s": self.end_s, **self.match.to_dict()}
+
+
+@dataclass
+class FingerprintParams:
+    """Build-time (density, fanout) and query-time knobs of a fingerprint index.
+
+    density, fanout : peaks per second and pairs per peak stored for each track
+    query_density, query_fanout : the same for queries (denser, so noise costs fewer matches)
+    tolerance : offsets (frames of 32 ms) within +- this count as agreeing
+    dispersion : quasi-Poisson factor of the chance model (calibrated on unindexed clips)
+    threshold : confidence below which ``identify`` answers no match
+    speed_grid, tempo_grid : factors tried when the unscaled query is not conclusive
+    early_stop : stop trying variants once the corrected chance probability is below this
+    max_segments : merge segments beyond this many
+    """
+
+    density: float = DENSITY
+    fanout: int = FANOUT
+    query_density: float = QUERY_DENSITY
+    query_fanout: int = QUERY_FANOUT
+    tolerance: int = 2
+    dispersion: float = 4.5
+    threshold: float = 0.99
+    speed_grid: list[float] = field(default_factory=lambda: [0.99, 1.01, 0.98, 1.02, 0.97, 1.03])
+    tempo_grid: list[float] = field(default_factory=lambda: [0.98, 1.02, 0.96, 1.04])
+    early_stop: float = 1e-6
+    max_segments: int = 8
+
+    def validate(self) -> FingerprintParams:
+        checks = [
+            ("density", self.density > 0), ("query_density", self.query_density > 0),
+            ("fanout", isinstance(self.fanout, int) and 1 <= self.fanout <= 64),
+            ("query_fanout", isinstance(self.query_fanout, int) and 1 <= self.query_fanout <= 64),
+            ("tolerance", isinstance(self.tolerance, int) and 0 <= self.tolerance <= 16),
+            ("dispersion", self.dispersion >= 1), ("threshold", 0 <= self.threshold <= 1),
+            ("early_stop", 0 < self.early_stop < 1),
+            ("max_segments", isinstance(self.max_segments, int) and self.max_segments >= 1),
+            ("speed_grid", all(0.5 < f < 2 and f != 1 for f in self.speed_grid)),
+            ("tempo_grid", all(0.5 < f < 2 and f != 1 for f in self.tempo_grid)),
+            ("grid", len(self.speed_grid) + len(self.tempo_grid) < 31),
+        ]
+        for name, ok in checks:
+            if not ok:
+                value = getattr(self, name, None)
+                raise ParameterError(f"fingerprint parameter {name} is out of range: {value!r}")
+        return self
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FingerprintParams:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ParameterError(f"unknown fingerprint parameters {sorted(unknown)}")
+        return cls(**data).validate()
+
+
+def _analysis() -> dict[str, Any]:
+    return {"fp_sr": FP_SR, "n_fft": N_FFT, "hop_length": HOP_LENGTH, "hash_bits": HASH_BITS}
+
+
+@dataclass
+class _Segment:
+    info: SegmentInfo
+    table: HashTable
+    track_ids: np.ndarray  # int64 (n_tracks,)
+    starts: np.ndarray  # int64 (n_tracks,), first frame of each track on the segment timeline
+    frames: np.ndarray  # int64 (n_tracks,)
+    per_track: np.ndarray  # int64 (n_tracks,), hashes stored for each track
+    alive: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # per track
+    live_hashes: int = 0
+
+
+class FingerprintSession:
+    """Collects tracks and commits them as one segment in one transaction at exit."""
+
+    def __init__(self, index: FingerprintIndex) -> None:
+        self._index = index
+        self._tracks: list[dict[str, Any]] = []
+        self._landmarks: list[Landmarks] = []
+        self.track_ids: list[int] = []
+
+    def add_track(
+        self, path: str | os.PathLike[str], *, content_hash: str, duration_s: float,
+        landmarks: Landmarks, meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Stage a track; raises ParameterError if its content is already indexed or staged."""
+        path = os.fspath(path)
+        if content_hash in self._index or any(t["content_hash"] == content_hash for t in self._tracks):
+            raise ParameterError(f"{path}: already indexed (a track with content {content_hash} exists)")
+        if not math.isclose(landmarks.frame_s, FRAME_S):
+            raise ParameterError(
+                f"{path}: landmarks with frame_s={landmarks.frame_s} do not fit this index ({FRAME_S})"
+            )
+        if not (duration_s >= 0 and math.isfinite(duration_s)):
+            raise ParameterError(f"{path}: duration_s must be a finite number >= 0, got {duration_s!r}")
+        self._tracks.append(
+            {"path": path, "content_hash": content_hash, "duration_s": float(duration_s), "meta": meta}
+        )
+        self._landmarks.append(landmarks)
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+
+class FingerprintIndex:
+    """Open with ``FingerprintIndex.open(path)`` or make one with ``create(path, **params)``."""
+
+    def __init__(
+        self, storage: Storage, params: FingerprintParams, *, readonly: bool = False
+    ) -> None:
+        self.storage = storage
+        self.params = params
+        self.readonly = readonly
+        self._segments: list[_Segment] = []
+        self._version = -1
+        self._live_ids = np.zeros(0, np.int64)
+        self._live_frames = np.zeros(0, np.int64)
+        self._refresh()
+
+    # creation ---------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, path: str | os.PathLike[str] | None = None, *, exist_ok: bool = False, **params: Any
+    ) -> FingerprintIndex:
+        p = FingerprintParams.from_dict(params)
+        if path is None:
+            storage: Storage = MemoryStorage()
+        else:
+            if (Path(path) / "manifest.json").exists():
+                if not exist_ok:
+                    raise IndexFormatError(f"{path}: an index already exists here")
+                return cls.open(path)
+            storage = EmbeddedStorage(path, create=True)
+        with storage.write() as w:
+            w.set_config(
+                {"kind": FP_FORMAT, "format_version": FP_FORMAT_VERSION, **_analysis(), "params": asdict(p)}
+            )
+        return cls(storage, p)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> FingerprintIndex:
+        storage = EmbeddedStorage(path, readonly=readonly)
+        try:
+            params = cls._check_config(storage.config(), path)
+        except BaseException:
+            storage.close()
+            raise
+        return cls(storage, params, readonly=readonly)
+
+    @staticmethod
+    def _check_config(data: dict[str, Any] | None, path: str | os.PathLike[str]) -> FingerprintParams:
+        if data is None:
+            raise IndexFormatError(f"{path}: the index has no config (was its creation interrupted?)")
+        if data.get("kind") != FP_FORMAT:
+            raise IndexFormatError(f"{path}: not a fingerprint index")
+        version = data.get("format_version")
+        if not isinstance(version, int) or version > FP_FORMAT_VERSION:
+            raise IndexFormatError(
+                f"{path}: fingerprint format version {version!r} is newer than this audiolsh reads"
+                f" ({FP_FORMAT_VERSION}); upgrade audiolsh"
+            )
+        analysis = {k: data.get(k) for k in _analysis()}
+        if analysis != _analysis():
+            raise IndexFormatError(
+                f"{path}: fingerprints were made with {analysis}, this audiolsh makes {_analysis()}"
+            )
+        try:
+            return FingerprintParams.from_dict(data.get("params", {}))
+        except ParameterError as exc:
+            raise IndexFormatError(f"{path}: bad fingerprint parameters ({exc})") from exc
+
+    @classmethod
+    def open_or_create(cls, path: str | os.PathLike[str], **params: Any) -> FingerprintIndex:
+        if (Path(path) / "manifest.json").exists():
+            return cls.open(path)
+        return cls.create(path, **params)
+
+    def close(self) -> None:
+        self.storage.close()
+
+    def __enter__(self) -> FingerprintIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # state ------------------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        version = self.storage.version()
+        if version == self._version:
+            return
+        for attempt in range(5):
+            try:
+                self._load_segments()
+                break
+            except (FileNotFoundError, KeyError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.05)
+        self._version = version
+
+    def _load_segments(self) -> None:
+        tracks = self.storage.tracks()
+        live = np.array(sorted(t.id for t in tracks), dtype=np.int64)
+        loaded = {s.info.id: s for s in self._segments}
+        segments = []
+        ids, frames = [], []
+        for info in self.storage.segments():
+            seg = loaded.get(info.id)
+            if seg is None:
+                seg = self._open_segment(info, self.storage.load_arrays(info.id))
+            seg.alive = np.isin(seg.track_ids, live)
+            seg.live_hashes = int(seg.per_track[seg.alive].sum())
+            segments.append(seg)
+            ids.append(seg.track_ids[seg.alive])
+            frames.append(seg.frames[seg.alive])
+        self._segments = segments
+        all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        all_frames = np.concatenate(frames) if frames else np.zeros(0, np.int64)
+        order = np.argsort(all_ids)
+        self._live_ids, self._live_frames = all_ids[order], all_frames[order]
+
+    @staticmethod
+    def _open_segment(info: SegmentInfo, arrays: dict[str, np.ndarray]) -> _Segment:
+        if info.config.get("kind") != FP_FORMAT or info.config.get("hash_bits") != HASH_BITS:
+            raise IndexFormatError(f"segment {info.id}: not a fingerprint segment of this format")
+        table = HashTable.from_arrays(arrays, hash_bits=HASH_BITS)
+        starts = np.asarray(arrays["track_starts"], np.int64)
+        tix = np.searchsorted(starts, table.pos.astype(np.int64), side="right") - 1
+        return _Segment(
+            info, table, np.asarray(arrays["track_ids"], np.int64), starts,
+            np.asarray(arrays["track_frames"], np.int64), np.bincount(tix, minlength=len(starts)),
+        )
+
+    def __len__(self) -> int:
+        self._refresh()
+        return len(self._live_ids)
+
+    def __contains__(self, content_hash: object) -> bool:
+        return isinstance(content_hash, str) and self.storage.track_by_hash(content_hash) is not None
+
+    def tracks(self) -> list[Track]:
+        return self.storage.tracks()
+
+    def track_by_hash(self, content_hash: str) -> Track | None:
+        return self.storage.track_by_hash(content_hash)
+
+    def info(self) -> dict[str, Any]:
+        self._refresh()
+        tracks = self.storage.tracks()
+        duration = float(sum(t.duration_s or 0.0 for t in tracks))
+        index_bytes = sum(
+            s.table.nbytes + s.track_ids.nbytes + s.starts.nbytes + s.frames.nbytes for s in self._segments
+        )
+        n_stored = sum(len(s.table) for s in self._segments)
+        n_live = sum(s.live_hashes for s in self._segments)
+        return {
+            "location": self.storage.location,
+            "format_version": FP_FORMAT_VERSION,
+            "n_tracks": len(tracks),
+            "n_hashes": n_live,
+            "n_dead_hashes": n_stored - n_live,
+            "n_segments": len(self._segments),
+            "index_bytes": int(index_bytes),
+            "duration_s": duration,
+            "bytes_per_hour": index_bytes / (duration / 3600) if duration > 0 else 0.0,
+            "hashes_per_s": n_live / duration if duration > 0 else 0.0,
+            "analysis": _analysis(),
+            "params": asdict(self.params),
+        }
+
+    # writing ----------------------------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise IndexFormatError(f"{self.storage.location}: opened read-only")
+
+    @contextmanager
+    def session(self) -> Iterator[FingerprintSession]:
+        """``with index.session() as s: s.add_track(...)``: one segment, one commit at exit."""
+        self._check_writable()
+        s = FingerprintSession(self)
+        yield s
+        if len(s):
+            s.track_ids = self._commit(s)
+
+    def add(
+        self, path: str | os.PathLike[str], y: np.ndarray, sr: float, *,
+        content_hash: str | None = None, meta: dict[str, Any] | None = None,
+    ) -> int:
+        """Fingerprint ``y`` (mono, any ``sr``) and commit it as one track; returns its id."""
+        y = np.asarray(y)
+        if content_hash is None:
+            digest = hashlib.sha1(np.ascontiguousarray(y, np.float32).tobytes()).hexdigest()
+            content_hash = f"pcm-sha1:{digest}"
+        lm = landmarks(y, sr, density=self.params.density, fanout=self.params.fanout)
+        with self.session() as s:
+            s.add_track(path, content_hash=content_hash, duration_s=len(y) / sr, landmarks=lm, meta=meta)
+        return s.track_ids[0]
+
+    def _commit(self, s: FingerprintSession) -> list[int]:
+        self._check_writable()
+        with self.storage.write() as w:
+            tids = []
+            for t, lm in zip(s._tracks, s._landmarks):
+                tid = w.add_track(
+                    path=t["path"], content_hash=t["content_hash"], duration_s=t["duration_s"],
+                    kind="audio", meta=t["meta"],
+                )
+                w.set_track_items(tid, len(lm))
+                tids.append(tid)
+            frames = [
+                max(math.ceil(t["duration_s"] / FRAME_S), int(lm.times.max()) + 1 if len(lm) else 0)
+                for t, lm in zip(s._tracks, s._landmarks)
+            ]
+            info, arrays = _build_segment(
+                np.asarray(tids, np.int64), np.asarray(frames, np.int64),
+                np.concatenate([lm.hashes for lm in s._landmarks]),
+                np.concatenate([lm.times for lm in s._landmarks]).astype(np.int64),
+                np.repeat(np.arange(len(tids)), [len(lm) for lm in s._landmarks]),
+            )
+            w.put_segment(info, arrays)
+        self._refresh()
+        self._maybe_compact()
+        return tids
+
+    def remove_track(self, track_id: int) -> None:
+        """Remove a track now; its hashes are skipped at query time until compaction drops them."""
+        self._check_writable()
+        if self.storage.track(track_id) is None:
+            raise ParameterError(f"no track with id {track_id}")
+        with self.storage.write() as w:
+            w.remove_track(track_id)
+        self._refresh()
+        self._maybe_compact()
+
+    def _maybe_compact(self) -> None:
+        dead = [1 - s.live_hashes / max(1, len(s.table)) for s in self._segments]
+        if len(self._segments) > self.params.max_segments or any(d > 0.3 for d in dead):
+            self.compact()
+
+    def compact(self, *, full: bool = False) -> None:
+        """Merge small segments (all of them with ``full``) and drop removed tracks' hashes.
+
+        The largest segment is rewritten only when it holds dead hashes or less than half of
+        all live hashes, so adding tracks one at a time costs amortised O(n log n).
+        """
+        self._check_writable()
+        self._refresh()
+        segs = sorted(self._segments, key=lambda s: s.live_hashes)
+        if not segs:
+            return
+        total = sum(s.live_hashes for s in segs)
+        chosen = segs
+        if not full and len(segs) > 1 and segs[-1].live_hashes > total / 2:
+            if segs[-1].live_hashes == len(segs[-1].table) and segs[-1].alive.all():
+                chosen = segs[:-1]
+        if len(chosen) < 2 and all(s.alive.all() for s in chosen) and not full:
+            return
+        tids, frames, hashes, times, owner = [], [], [], [], []
+        base = 0
+        for s in chosen:
+            tix = np.searchsorted(s.starts, s.table.pos.astype(np.int64), side="right") - 1
+            keep = s.alive[tix]
+            remap = np.cumsum(s.alive) - 1 + base
+            hashes.append(s.table.hashes()[keep])
+            times.append(s.table.pos[keep].astype(np.int64) - s.starts[tix[keep]])
+            owner.append(remap[tix[keep]])
+            tids.append(s.track_ids[s.alive])
+            frames.append(s.frames[s.alive])
+            base += int(s.alive.sum())
+        try:
+            with self.storage.write() as w:
+                live = {info.id for info in self.storage.segments()}
+                if any(s.info.id not in live for s in chosen):
+                    raise _StaleSegments
+                if base:
+                    info, arrays = _build_segment(
+                        np.concatenate(tids), np.concatenate(frames), np.concatenate(hashes),
+                        np.concatenate(times), np.concatenate(owner),
+                    )
+                    w.put_segment(info, arrays)
+                for s in chosen:
+                    w.drop_segment(s.info.id)
+        except _StaleSegments:
+            log.info("compaction skipped: segments changed under us")
+            self._refresh()
+            return
+        log.info("compacted %d fingerprint segments (%d live tracks)", len(chosen), base)
+        self._refresh()
+
+    # queries ----------------------------------------------------------------------------
+
+    def _variants(self, search_speed: bool) -> list[tuple[float, float]]:
+        """(speed, tempo) pairs: the unscaled query first, then the grid."""
+        out = [(1.0, 1.0)]
+        if search_speed:
+            out += [(float(s), 1.0) for s in self.params.speed_grid]
+            out += [(1.0, float(t)) for t in self.params.tempo_grid]
+        return out
+
+    def _match_hashes(
+        self, hashes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Look ``hashes`` up in every segment: (query index, track id, track frame) per match."""
+        qs, ts, fs = [], [], []
+        for seg in self._segments:
+            qidx, pos = seg.table.lookup(hashes)
+            if not len(qidx):
+                continue
+            pos64 = pos.astype(np.int64)
+            tix = np.searchsorted(seg.starts, pos64, side="right") - 1
+            ok = seg.alive[tix]
+            qs.append(qidx[ok])
+            ts.append(seg.track_ids[tix[ok]])
+            fs.append(pos64[ok] - seg.starts[tix[ok]])
+        if not qs:
+            z = np.zeros(0, np.int64)
+            return z, z, z
+        return np.concatenate(qs), np.concatenate(ts), np.concatenate(fs)
+
+    def _search(
+        self, peaks: Peaks, *, search_speed: bool
+    ) -> tuple[Votes | None, float, tuple[float, float], int]:
+        """Best votes over the variants: (votes, corrected log10 p, (speed, tempo), n hashes)."""
+        variants = self._variants(search_speed)
+        q_frames = peaks.n_frames
+        width = 2 * self.params.tolerance + 1
+        n_cells = float(np.sum(self._live_frames + q_frames)) / width * len(variants)
+        log_cells = math.log10(max(n_cells, 1.0))
+        best: tuple[Votes | None, float, tuple[float, float], int] = (None, 0.0, (1.0, 1.0), 0)
+        n_hashes = 0
+        for batch in ([0], list(range(1, len(variants)))):
+            if not batch:
+                break
+            lms = []
+            for g in batch:
+                speed, tempo = variants[g]
+                lms.append(pair_peaks(
+                    peaks, fanout=self.params.query_fanout, time_scale=speed * tempo,
+                    freq_scale=1.0 / speed,
+                ))
+            hashes = np.concatenate([lm.hashes for lm in lms])
+            q_times = np.concatenate([lm.times for lm in lms])
+            q_group = np.repeat(np.asarray(batch, np.int64), [len(lm) for lm in lms])
+            if batch == [0]:
+                n_hashes = len(hashes)
+            qidx, tids, tframes = self._match_hashes(hashes)
+            v = vote(
+                qidx, q_times, q_group, hashes, tids, tframes,
+                track_frames=(self._live_ids, self._live_frames), q_frames=q_frames,
+                tolerance=self.params.tolerance, dispersion=self.params.dispersion,
+            )
+            if v is not None and (best[0] is None or v.log10_p + log_cells < best[1]):
+                best = (v, v.log10_p + log_cells, variants[v.group], n_hashes)
+            v0 = best[0]
+            if v0 is not None and best[1] < math.log10(self.params.early_stop) and (
+                v0.group > 0 or abs(v0.drift) < MAX_DRIFT
+            ):
+                break
+        return best
+
+    def _to_match(
+        self, found: tuple[Votes | None, float, tuple[float, float], int], threshold: float | None
+    ) -> Match | None:
+        v, log_p, (speed, tempo), n_hashes = found
+        if v is None:
+            return None
+        confidence = float(np.clip(1.0 - 10.0 ** min(log_p, 0.0), 0.0, 1.0))
+        if confidence < (self.params.threshold if threshold is None else threshold):
+            return None
+        track = self.storage.track(v.track_id)
+        if track is None:  # removed since the refresh
+            return None
+        scale = speed * tempo
+        return Match(
+            track_id=v.track_id, path=track.path, offset_s=v.offset * FRAME_S, score=float(v.count),
+            confidence=confidence, speed=speed, tempo=tempo, n_query_hashes=n_hashes,
+            query_start_s=v.q_first / scale * FRAME_S, query_end_s=(v.q_last + 1) / scale * FRAME_S,
+            log10_p=log_p,
+        )
+
+    def identify(
+        self, y: np.ndarray, sr: float, *, threshold: float | None = None, search_speed: bool = True,
+    ) -> Match | None:
+        """The track a clip (mono ``y`` at ``sr``) comes from, or None when the evidence is weak."""
+        self._refresh()
+        if not len(self._live_ids):
+            return None
+        peaks = spectral_peaks(y, sr, density=self.params.query_density)
+        return self._to_match(self._search(peaks, search_speed=search_speed), threshold)
+
+    def identify_segments(
+        self, y: np.ndarray, sr: float, *, window_s: float = 10.0, hop_s: float = 5.0,
+        threshold: float | None = None, search_speed: bool = True, max_gap_s: float = 1.0,
+    ) -> list[Segment]:
+        """Which track plays when in a long recording, from overlapping windows of it.
+
+        Consecutive windows matching the same track at a consistent alignment (within
+        ``max_gap_s``) merge into one Segment, spanning the hashes that agreed.
+        """
+        if not (window_s > 0 and hop_s > 0):
+            raise ParameterError(f"window_s and hop_s must be positive, got {window_s!r}, {hop_s!r}")
+        self._refresh()
+        if not len(self._live_ids):
+            return []
+        peaks = spectral_peaks(y, sr, density=self.params.query_density)
+        win = max(1, round(window_s / FRAME_S))
+        hop = max(1, round(hop_s / FRAME_S))
+        starts = range(0, max(peaks.n_frames - win, 0) + 1, hop)
+        runs: list[tuple[float, float, float, Match]] = []  # start_s, end_s, origin_s, match
+        for start in starts:
+            sel = (peaks.times >= start) & (peaks.times < start + win)
+            sub = peaks.select(sel)
+            sub = Peaks(sub.times - start, sub.freqs, sub.strength, min(win, peaks.n_frames - start))
+            m = self._to_match(self._search(sub, search_speed=search_speed), threshold)
+            if m is None:
+                continue
+            w0 = start * FRAME_S
+            rate = m.speed * m.tempo
+            origin = m.offset_s - w0 * rate  # track time at recording time 0
+            begin, end = w0 + m.query_start_s, w0 + m.query_end_s
+            if runs:
+                b0, e0, o0, m0 = runs[-1]
+                if m0.track_id == m.track_id and abs(origin - o0) <= max_gap_s and begin <= e0 + max_gap_s:
+                    keep, o_keep = (m0, o0) if m0.confidence >= m.confidence else (m, origin)
+                    runs[-1] = (min(b0, begin), max(e0, end), o_keep,
+                                replace(keep, score=m0.score + m.score))
+                    continue
+            runs.append((begin, end, origin, m))
+        return [
+            Segment(b, e, replace(m, offset_s=o + b * m.speed * m.tempo)) for b, e, o, m in runs
+        ]
+
+
+class _StaleSegments(Exception):
+    """Raised inside a write to roll it back: the segments it would merge are gone."""
+
+
+def _build_segment(
+    track_ids: np.ndarray, frames: np.ndarray, hashes: np.ndarray, times: np.ndarray, owner: np.ndarray,
+) -> tuple[SegmentInfo, dict[str, np.ndarray]]:
+    """Lay tracks end to end and index their hashes; ``owner`` is each hash's row in track_ids."""
+    starts = np.concatenate([[0], np.cumsum(frames)[:-1]]).astype(np.int64)
+    end = int(frames.sum())
+    if end >= 1 << 32:
+        raise ParameterError(f"a fingerprint segment holds at most {1 << 32} frames, got {end}")
+    pos = (starts[owner] + times).astype(np.uint32)
+    table = HashTable.build(np.asarray(hashes, np.uint32), pos, hash_bits=HASH_BITS)
+    arrays = {
+        **table.arrays(),
+        "track_ids": np.asarray(track_ids, np.int64),
+        "track_starts": starts,
+        "track_frames": np.asarray(frames, np.int64),
+    }
+    info = SegmentInfo(
+        id=f"{int(time.time() * 1000):013d}-{uuid.uuid4().hex[:8]}",
+        n_items=len(hashes),
+        config={"kind": FP_FORMAT, "format_version": FP_FORMAT_VERSION, "hash_bits": HASH_BITS,
+                "high_bits": table.high_bits, "n_tracks": len(track_ids)},
+        created_at=time.time(),
+    )
+    return info, arrays

@@ -1,0 +1,434 @@
+"""The music library: one directory, one index per search mode, one track catalogue.
+
+    DIR/library.json        format version, modes, window/hop, standardisation statistics
+    DIR/tracks/             the catalogue of complete tracks (its ids are the library's track ids)
+    DIR/fingerprint/        landmark hashes (identification)
+    DIR/<mode>/             an ``Index`` per vector or set mode (embedding, rhythm, timbre, ...)
+
+A batch of files is committed to every mode first and to the catalogue last, each commit
+atomic, so a track is listed only once every mode holds it.  A crash between the two leaves
+rows that no catalogue track points at: they are never returned, and the next run adds the
+file to the modes that lack it and then to the catalogue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from audiolsh.errors import IndexFormatError, ParameterError
+from audiolsh.index import Index
+from audiolsh.storage import EmbeddedStorage, MemoryStorage, Storage, Track
+from audiolsh.storage.embedded import write_atomic
+
+if TYPE_CHECKING:
+    from audiolsh.fingerprint import FingerprintIndex
+
+log = logging.getLogger(__name__)
+
+LIBRARY_FILE = "library.json"
+LIBRARY_FORMAT = "audiolsh-library"
+LIBRARY_VERSION = 1
+
+#: What ``audiolsh index`` extracts.  ``chroma`` holds per-window chroma statistics and
+#: ``chroma_frames`` the frames themselves (S1's voting); ``combined`` is built from rhythm,
+#: timbre and chroma.
+MODES = ("fingerprint", "embedding", "rhythm", "timbre", "chroma", "peaks")
+DEFAULT_MODES = MODES
+STANDARDISED = ("rhythm", "timbre", "chroma")
+#: Chroma statistics are only centred: scaling each pitch class up to unit variance
+#: amplifies the weak ones into noise.
+SCALED = ("rhythm", "timbre")
+#: Peak sets of overlapping but unaligned windows share about a third of their elements.
+PEAKS_THRESHOLD = 0.3
+COMBINED_PARTS = ("rhythm", "timbre", "chroma")
+WINDOW_S = 10.0
+HOP_S = 5.0
+
+
+def vector_indexes(modes: Sequence[str]) -> list[str]:
+    """The ``Index`` directories a set of modes needs, in commit order."""
+    names = [m for m in modes if m in ("embedding", "rhythm", "timbre", "chroma")]
+    if "chroma" in modes:
+        names.append("chroma_frames")
+    if all(p in modes for p in COMBINED_PARTS):
+        names.append("combined")
+    if "peaks" in modes:
+        names.append("peaks")
+    return names
+
+
+def check_modes(modes: Sequence[str]) -> tuple[str, ...]:
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ParameterError(f"unknown modes {unknown!r}; choose from {list(MODES)}")
+    if not modes:
+        raise ParameterError("at least one mode is needed")
+    return tuple(m for m in MODES if m in modes)
+
+
+@dataclass
+class Standardizer:
+    """Per-dimension centre and scale learned from the first committed batch, then frozen."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, X: np.ndarray, *, scale: bool = True) -> Standardizer:
+        X = np.asarray(X, dtype=np.float64)
+        if not scale:
+            return cls(X.mean(axis=0).astype(np.float32), np.ones(X.shape[1], np.float32))
+        std = X.std(axis=0)
+        # A dimension constant over the first batch would blow up later ones.
+        std = np.where(std > 1e-6 * max(float(std.max(initial=0.0)), 1e-12), std, 1.0)
+        return cls(X.mean(axis=0).astype(np.float32), std.astype(np.float32))
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        if X.shape[1] != len(self.mean):
+            raise ParameterError(
+                f"features of dimension {X.shape[1]} do not match the library's {len(self.mean)}"
+            )
+        return ((np.asarray(X, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Standardizer:
+        return cls(np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32))
+
+
+def combine(blocks: Sequence[np.ndarray]) -> np.ndarray:
+    """Concatenate unit-normalised blocks scaled by 1/sqrt(n): its cosine is their mean cosine."""
+    parts = []
+    for B in blocks:
+        norm = np.linalg.norm(B, axis=1, keepdims=True)
+        parts.append(B / np.maximum(norm, 1e-12))
+    return (np.concatenate(parts, axis=1) / np.sqrt(len(blocks))).astype(np.float32)
+
+
+@dataclass
+class LibraryConfig:
+    modes: tuple[str, ...] = DEFAULT_MODES
+    window_s: float = WINDOW_S
+    hop_s: float = HOP_S
+    seed: int = 0
+    stats: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def validate(self) -> LibraryConfig:
+        self.modes = check_modes(self.modes)
+        if not 3.0 <= self.window_s <= 120.0:
+            raise ParameterError(f"window_s must be within 3..120 s, got {self.window_s!r}")
+        if not 0.5 <= self.hop_s <= self.window_s:
+            raise ParameterError(f"hop_s must be within 0.5 s..window_s, got {self.hop_s!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": LIBRARY_FORMAT, "format_version": LIBRARY_VERSION,
+            "modes": list(self.modes), "window_s": self.window_s, "hop_s": self.hop_s,
+            "seed": self.seed, "stats": self.stats,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> LibraryConfig:
+        if data.get("format") != LIBRARY_FORMAT:
+            raise IndexFormatError(f"{where}: not an audiolsh library")
+        version = data.get("format_version")
+        if not isinstance(version, int) or version > LIBRARY_VERSION:
+            raise IndexFormatError(
+                f"{where}: library format version {version!r} is newer than this audiolsh reads"
+                f" ({LIBRARY_VERSION}); upgrade audiolsh"
+            )
+        return cls(tuple(data["modes"]), float(data["window_s"]), float(data["hop_s"]),
+                   int(data.get("seed", 0)), dict(data.get("stats", {}))).validate()
+
+
+def is_library(path: str | os.PathLike[str]) -> bool:
+    return (Path(path) / LIBRARY_FILE).exists()
+
+
+class Library:
+    """Open with ``Library.open(path)``; make one with ``Library.create(path, modes=...)``.
+
+    ``path=None`` keeps everything in memory (tests, scratch).
+    """
+
+    def __init__(self, path: Path | None, config: LibraryConfig, *, readonly: bool = False,
+                 create: bool = False) -> None:
+        self.path = path
+        self.config = config
+        self.readonly = readonly
+        self._standardizers = {m: Standardizer.from_dict(s) for m, s in config.stats.items()}
+        self.fingerprint: FingerprintIndex | None = None
+        if "fingerprint" in config.modes:
+            # Imported here so that libraries without identification never load it.
+            from audiolsh.fingerprint import FingerprintIndex
+
+            if path is None:
+                self.fingerprint = FingerprintIndex.create(None)
+            elif create:
+                self.fingerprint = FingerprintIndex.create(path / "fingerprint")
+            else:
+                self.fingerprint = FingerprintIndex.open(path / "fingerprint", readonly=readonly)
+        if path is None:
+            self.catalogue: Storage = MemoryStorage()
+            self.indexes = {name: self._new_index(None, name) for name in vector_indexes(config.modes)}
+        else:
+            self.catalogue = EmbeddedStorage(path / "tracks", create=create, readonly=readonly)
+            if create:
+                with self.catalogue.write() as w:
+                    w.set_config({"kind": "library-catalogue"})
+            self.indexes = {
+                name: (self._new_index(path / name, name) if create
+                       else Index.open(path / name, readonly=readonly))
+                for name in vector_indexes(config.modes)
+            }
+        self._map_cache: dict[str, tuple[tuple[int, int], dict[int, int]]] = {}
+
+    def _new_index(self, where: Path | None, name: str) -> Index:
+        metric = "jaccard" if name == "peaks" else "cosine"
+        # Standardised features are already centred; raw log-mel and chroma frames are not.
+        center: str | bool = False if name in (*STANDARDISED, "combined") else "auto"
+        return Index.create(where, metric=metric, center=center, seed=self.config.seed,
+                            threshold=PEAKS_THRESHOLD)
+
+    # creation ----------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str] | None = None, *,
+               modes: Sequence[str] = DEFAULT_MODES, window_s: float = WINDOW_S,
+               hop_s: float = HOP_S, seed: int = 0) -> Library:
+        config = LibraryConfig(tuple(modes), window_s, hop_s, seed).validate()
+        if path is None:
+            return cls(None, config)
+        root = Path(path)
+        if (root / LIBRARY_FILE).exists():
+            raise IndexFormatError(f"{root}: a library already exists here")
+        if (root / "manifest.json").exists():
+            raise IndexFormatError(
+                f"{root}: this is a vector index, not a music library; choose another --index"
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        lib = cls(root, config, create=True)
+        # Written last: a library without library.json is an interrupted creation, redone.
+        write_atomic(root / LIBRARY_FILE, json.dumps(config.to_dict(), indent=2).encode())
+        return lib
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> Library:
+        root = Path(path)
+        file = root / LIBRARY_FILE
+        if not file.exists():
+            if (root / "manifest.json").exists():
+                raise IndexFormatError(
+                    f"{root}: this is a vector index (from `vectors add`), not a music library"
+                )
+            raise IndexFormatError(f"{root}: no music library here; create one with `audiolsh index`")
+        try:
+            data = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise IndexFormatError(f"{file}: unreadable ({exc})") from exc
+        return cls(root, LibraryConfig.from_dict(data, str(file)), readonly=readonly)
+
+    @classmethod
+    def open_or_create(cls, path: str | os.PathLike[str], **params: Any) -> Library:
+        if is_library(path):
+            lib = cls.open(path)
+            wanted = params.get("modes")
+            if wanted is not None and set(check_modes(wanted)) - set(lib.config.modes):
+                raise ParameterError(
+                    f"{path}: the library was built with modes {list(lib.config.modes)};"
+                    f" it cannot add {sorted(set(wanted) - set(lib.config.modes))}"
+                    " (index into a new library)"
+                )
+            return lib
+        return cls.create(path, **params)
+
+    def close(self) -> None:
+        self.catalogue.close()
+        if self.fingerprint is not None:
+            self.fingerprint.close()
+        for index in self.indexes.values():
+            index.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # the catalogue -----------------------------------------------------------------------
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return self.config.modes
+
+    def tracks(self) -> list[Track]:
+        return self.catalogue.tracks()
+
+    def track(self, track_id: int) -> Track | None:
+        return self.catalogue.track(track_id)
+
+    def track_by_hash(self, content_hash: str) -> Track | None:
+        return self.catalogue.track_by_hash(content_hash)
+
+    def __len__(self) -> int:
+        return len(self.catalogue.tracks())
+
+    def __contains__(self, content_hash: object) -> bool:
+        return isinstance(content_hash, str) and self.track_by_hash(content_hash) is not None
+
+    def standardizer(self, mode: str) -> Standardizer | None:
+        return self._standardizers.get(mode)
+
+    def track_map(self, name: str) -> dict[int, int]:
+        """Track ids of one mode's index -> library track ids (complete tracks only)."""
+        store = self.fingerprint.storage if name == "fingerprint" else self.indexes[name].storage  # type: ignore[union-attr]
+        key = (store.version(), self.catalogue.version())
+        cached = self._map_cache.get(name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        by_hash = {t.content_hash: t.id for t in self.catalogue.tracks()}
+        mapping = {t.id: by_hash[t.content_hash] for t in store.tracks() if t.content_hash in by_hash}
+        self._map_cache[name] = (key, mapping)
+        return mapping
+
+    def mode_track_ids(self, name: str) -> dict[str, int]:
+        """content hash -> track id inside one mode's index."""
+        store = self.fingerprint.storage if name == "fingerprint" else self.indexes[name].storage  # type: ignore[union-attr]
+        return {t.content_hash: t.id for t in store.tracks()}
+
+    def info(self) -> dict[str, Any]:
+        tracks = self.tracks()
+        out: dict[str, Any] = {
+            "location": str(self.path) if self.path else ":memory:",
+            "modes": list(self.modes),
+            "window_s": self.config.window_s,
+            "hop_s": self.config.hop_s,
+            "n_tracks": len(tracks),
+            "duration_s": float(sum(t.duration_s or 0.0 for t in tracks)),
+            "indexes": {},
+        }
+        if self.fingerprint is not None:
+            out["indexes"]["fingerprint"] = self.fingerprint.info()
+        for name, index in self.indexes.items():
+            i = index.info()
+            out["indexes"][name] = {
+                "n_items": i["n_items"], "n_tracks": i["n_tracks"], "dim": i["config"]["dim"],
+                "metric": i["config"]["metric"], "data_bytes": i["data_bytes"],
+                "table_bytes": i["table_bytes"],
+            }
+        return out
+
+    # writing -----------------------------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise IndexFormatError(f"{self.path}: opened read-only")
+
+    def _fit_standardizers(self, batch: Sequence[Any]) -> None:
+        """Learn each standardised mode's statistics from the first batch, persist, freeze."""
+        new = {}
+        for mode in STANDARDISED:
+            if mode in self.modes and mode not in self._standardizers:
+                rows = [ex.vectors[mode][0] for ex in batch if mode in ex.vectors]
+                if rows:
+                    new[mode] = Standardizer.fit(np.concatenate(rows), scale=mode in SCALED)
+        if not new:
+            return
+        self._standardizers.update(new)
+        self.config.stats = {m: s.to_dict() for m, s in self._standardizers.items()}
+        if self.path is not None:
+            write_atomic(self.path / LIBRARY_FILE, json.dumps(self.config.to_dict(), indent=2).encode())
+
+    def prepare(self, mode: str, X: np.ndarray) -> np.ndarray:
+        """Raw features of a mode as they are stored and queried."""
+        std = self._standardizers.get(mode)
+        return std(X) if std is not None else np.asarray(X, np.float32)
+
+    def add_batch(self, batch: Sequence[Any]) -> list[int]:
+        """Commit extracted tracks (see ``audiolsh.ingest.Extracted``); returns library track ids."""
+        self._check_writable()
+        batch = [ex for ex in batch if self.track_by_hash(ex.content_hash) is None]
+        if not batch:
+            return []
+        self._fit_standardizers(batch)
+        if self.fingerprint is not None:
+            have = self.mode_track_ids("fingerprint")
+            todo = [ex for ex in batch if ex.content_hash not in have]
+            if todo:
+                with self.fingerprint.session() as s:
+                    for ex in todo:
+                        s.add_track(ex.path, content_hash=ex.content_hash,
+                                    duration_s=ex.duration_s, landmarks=ex.landmarks)
+        for name, index in self.indexes.items():
+            have = self.mode_track_ids(name)
+            todo = [ex for ex in batch if ex.content_hash not in have]
+            if not todo:
+                continue
+            with index.session() as s:
+                for ex in todo:
+                    data, offsets = self._rows_for(name, ex)
+                    handle = s.add_track(ex.path, content_hash=ex.content_hash,
+                                         duration_s=ex.duration_s)
+                    if len(offsets):
+                        keys = [f"{ex.content_hash[:12]}@{o:.2f}" for o in offsets]
+                        s.add(data, keys, track=handle, offsets_s=offsets)
+        ids = []
+        with self.catalogue.write() as w:
+            for ex in batch:
+                tid = w.add_track(path=ex.path, content_hash=ex.content_hash,
+                                  duration_s=ex.duration_s, kind="audio")
+                w.set_track_items(tid, int(ex.n_windows))
+                ids.append(tid)
+        return ids
+
+    def _rows_for(self, name: str, ex: Any) -> tuple[Any, np.ndarray]:
+        if name == "combined":
+            blocks = [self.prepare(m, ex.vectors[m][0]) for m in COMBINED_PARTS]
+            return combine(blocks), ex.vectors[COMBINED_PARTS[0]][1]
+        if name == "peaks":
+            return ex.peaks
+        if name == "chroma_frames":
+            return ex.chroma_frames
+        X, offsets = ex.vectors[name]
+        return self.prepare(name, X), offsets
+
+    def remove_track(self, track_id: int) -> None:
+        """Remove a track from the catalogue first (it disappears at once), then from every mode."""
+        self._check_writable()
+        track = self.track(track_id)
+        if track is None:
+            raise ParameterError(f"no track with id {track_id}")
+        with self.catalogue.write() as w:
+            w.remove_track(track_id)
+        if self.fingerprint is not None:
+            sub = self.mode_track_ids("fingerprint").get(track.content_hash)
+            if sub is not None:
+                self.fingerprint.remove_track(sub)
+        for name, index in self.indexes.items():
+            sub = self.mode_track_ids(name).get(track.content_hash)
+            if sub is not None:
+                index.remove_track(sub)
+
+    def resolve_tracks(self, name: str, sub_ids: np.ndarray) -> np.ndarray:
+        """Map a mode's track ids to library ids (-1 for rows of no complete track)."""
+        mapping = self.track_map(name)
+        if not mapping:
+            return np.full(len(sub_ids), -1, np.int64)
+        keys = np.fromiter(mapping.keys(), np.int64, len(mapping))
+        vals = np.fromiter(mapping.values(), np.int64, len(mapping))
+        order = np.argsort(keys)
+        keys, vals = keys[order], vals[order]
+        pos = np.clip(np.searchsorted(keys, sub_ids), 0, len(keys) - 1)
+        return np.where(keys[pos] == sub_ids, vals[pos], -1)
+

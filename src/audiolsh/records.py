@@ -1,0 +1,52 @@
+"""The JSON objects of one query, shared by the CLI's json/jsonl output and the REST API.
+
+Both interfaces build their records here so that they cannot drift apart:
+
+- identify: ``{"query", "match": null | {path, track_id, offset_s, score, confidence, speed,
+  tempo}, "elapsed_ms"}``
+- similar: ``{"query", "results": [{track_id, path, score, rank, offset_s, query_offset_s}],
+  "elapsed_ms"}``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from audiolsh.identify import Identification
+from audiolsh.similarity import SimilarTrack
+
+__all__ = ["identify_record", "match_record", "similar_record"]
+
+
+def match_record(match: Identification | None) -> dict[str, Any] | None:
+    """An identification as the records show it (rounded), or None for no match."""
+    if match is None:
+        return None
+    return {
+        "path": match.path,
+        "track_id": int(match.track_id),
+        "offset_s": round(float(match.offset_s) + 0.0, 2),  # + 0.0: no "-0.0"
+        "score": round(float(match.score), 3),
+        "confidence": round(float(match.confidence), 3),
+        "speed": round(float(match.speed), 4),
+        "tempo": round(float(match.tempo), 4),
+    }
+
+
+def identify_record(query: str, match: Identification | None, *,
+                    elapsed_ms: float | None = None) -> dict[str, Any]:
+    """One clip's identification; ``elapsed_ms`` is added when given (the caller times it)."""
+    record: dict[str, Any] = {"query": query, "match": match_record(match)}
+    if elapsed_ms is not None:
+        record["elapsed_ms"] = round(float(elapsed_ms), 1)
+    return record
+
+
+def similar_record(query: str, results: Sequence[SimilarTrack], *,
+                   elapsed_ms: float | None = None) -> dict[str, Any]:
+    """One clip's ranked similar (or least similar) tracks."""
+    record: dict[str, Any] = {"query": query, "results": [r.to_dict() for r in results]}
+    if elapsed_ms is not None:
+        record["elapsed_ms"] = round(float(elapsed_ms), 1)
+    return record

@@ -1,0 +1,243 @@
+"""Landmark lookup and offset voting: the inverted index of hashes and its significance test.
+
+``HashTable`` is a CSR over the high bits of each hash: ``indptr[h >> low_bits]`` opens the
+run of entries whose hashes share those bits; the entries are sorted by hash and keep only the
+``low_bits`` remaining bits (one byte) and a ``uint32`` position on the segment's timeline
+(tracks laid end to end).  About 5 bytes per landmark plus 4 bytes per high-bit bucket.
+
+``vote`` turns lookups into (track, offset) votes: a true match makes many hashes agree on one
+time offset between query and track, chance collisions spread over all offsets.  The best
+(track, offset) is scored against a Poisson model of chance coincidences (see ``chance``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy import special
+
+from audiolsh.errors import IndexFormatError
+
+__all__ = ["HashTable", "Votes", "chance_log10", "vote"]
+
+TARGET_BUCKET = 16
+"""Mean entries per high-bit bucket aimed at when choosing ``high_bits``."""
+OFFSET_BIAS = 1 << 31
+
+
+@dataclass(frozen=True)
+class HashTable:
+    """Sorted hashes in CSR form with a uint32 payload (position) per entry.
+
+    indptr : uint32 (2**high_bits + 1,)
+    low : uint8 or uint16 (n,), the low ``hash_bits - high_bits`` bits of each hash
+    pos : uint32 (n,)
+    """
+
+    indptr: np.ndarray
+    low: np.ndarray
+    pos: np.ndarray
+    hash_bits: int
+    high_bits: int
+
+    @property
+    def low_bits(self) -> int:
+        return self.hash_bits - self.high_bits
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.indptr.nbytes + self.low.nbytes + self.pos.nbytes)
+
+    @classmethod
+    def build(cls, hashes: np.ndarray, pos: np.ndarray, *, hash_bits: int) -> HashTable:
+        """Index ``hashes`` (uint32 < 2**hash_bits) with payload ``pos`` (uint32), same length."""
+        n = len(hashes)
+        want = math.ceil(math.log2(max(n, 1) / TARGET_BUCKET)) if n > TARGET_BUCKET else 4
+        high_bits = int(np.clip(want, min(hash_bits, max(4, hash_bits - 16)), hash_bits))
+        low_bits = hash_bits - high_bits
+        order = np.argsort(hashes, kind="stable")
+        h = hashes[order].astype(np.uint32)
+        counts = np.bincount(h >> low_bits, minlength=1 << high_bits)
+        indptr = np.zeros((1 << high_bits) + 1, np.uint32)
+        np.cumsum(counts, out=indptr[1:])
+        low_dtype = np.uint8 if low_bits <= 8 else np.uint16
+        low = (h & ((1 << low_bits) - 1)).astype(low_dtype)
+        return cls(indptr, low, np.ascontiguousarray(pos[order], dtype=np.uint32), hash_bits, high_bits)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"indptr": self.indptr, "low": self.low, "pos": self.pos}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], *, hash_bits: int) -> HashTable:
+        indptr, low, pos = arrays["indptr"], arrays["low"], arrays["pos"]
+        high_bits = round(math.log2(len(indptr) - 1))
+        if (1 << high_bits) + 1 != len(indptr) or len(low) != len(pos) or int(indptr[-1]) != len(pos):
+            raise IndexFormatError("fingerprint segment: inconsistent hash table arrays")
+        return cls(indptr, low, pos, hash_bits, high_bits)
+
+    def hashes(self) -> np.ndarray:
+        """The full hash of every entry, uint32 (n,) (for compaction)."""
+        high = np.repeat(
+            np.arange(1 << self.high_bits, dtype=np.uint32), np.diff(self.indptr).astype(np.int64)
+        )
+        return (high << np.uint32(self.low_bits)) | self.low.astype(np.uint32)
+
+    def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every entry equal to a query hash: (query index int64 (m,), position uint32 (m,))."""
+        q = np.asarray(hashes, dtype=np.uint32)
+        hi = (q >> np.uint32(self.low_bits)).astype(np.int64)
+        start = self.indptr[hi].astype(np.int64)
+        count = self.indptr[hi + 1].astype(np.int64) - start
+        total = int(count.sum())
+        if total == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.uint32)
+        qidx = np.repeat(np.arange(len(q), dtype=np.int64), count)
+        first = np.cumsum(count) - count
+        idx = np.arange(total, dtype=np.int64) + np.repeat(start - first, count)
+        low = (q & np.uint32((1 << self.low_bits) - 1)).astype(self.low.dtype)
+        hit = self.low[idx] == low[qidx]
+        return qidx[hit], self.pos[idx[hit]]
+
+
+@dataclass(frozen=True)
+class Votes:
+    """The best-supported (group, track, offset) of one query.
+
+    group : index of the query variant (speed/tempo grid point) it came from
+    count : distinct hash values agreeing on the offset (within the tolerance)
+    log10_p : log10 of the chance probability of that count for that track (not yet corrected
+        for the number of offsets and variants searched)
+    q_first, q_last : first and last query frame among the agreeing landmarks
+    drift : slope of the offset along the query (0 when query and track run at one rate)
+    lam : expected chance count at that offset for that track
+    """
+
+    group: int
+    track_id: int
+    offset: int
+    count: int
+    log10_p: float
+    q_first: int
+    q_last: int
+    drift: float = 0.0
+    lam: float = 0.0
+
+
+def chance_log10(count: np.ndarray, lam: np.ndarray, *, dispersion: float = 1.0) -> np.ndarray:
+    """log10 P(X >= count) for X ~ Poisson(lam), made heavier-tailed by ``dispersion`` >= 1.
+
+    The quasi-Poisson scaling (count / d, lam / d) accounts for chance hits that come in clumps
+    (repeated notes, loops), which plain Poisson would call far too unlikely.
+    """
+    k = np.atleast_1d(np.asarray(count, np.float64)) / dispersion
+    m = np.maximum(np.atleast_1d(np.asarray(lam, np.float64)) / dispersion, 1e-12)
+    p = special.gammainc(np.maximum(k, 1e-9), m)  # P(X >= k) for integer k
+    out = np.log10(np.maximum(p, 1e-300))
+    # Far in the tail gammainc underflows: use the log of the leading Poisson term instead.
+    tail = p < 1e-280
+    if tail.any():
+        kt, mt = np.broadcast_to(k, p.shape)[tail], np.broadcast_to(m, p.shape)[tail]
+        out[tail] = (kt * np.log(mt) - mt - special.gammaln(kt + 1)) / np.log(10)
+    return out
+
+
+def vote(
+    qidx: np.ndarray,
+    q_times: np.ndarray,
+    q_group: np.ndarray,
+    q_hashes: np.ndarray,
+    track_ids: np.ndarray,
+    track_times: np.ndarray,
+    *,
+    track_frames: tuple[np.ndarray, np.ndarray],
+    q_frames: int,
+    tolerance: int,
+    dispersion: float,
+    n_top: int = 32,
+    drift_window: int = 24,
+) -> Votes | None:
+    """Offset histogram over all matches; returns the most significant (group, track, offset).
+
+    qidx : int64 (m,) query landmark of each match; q_times / q_group / q_hashes index it
+    track_ids, track_times : int64 (m,) the matched track and its anchor frame
+    track_frames : (sorted track ids, their lengths in frames), for the chance model
+    tolerance : offsets within +- this many frames of each other count together
+    drift_window : matches within +- this many frames of the best offset estimate its drift
+    """
+    if len(qidx) == 0:
+        return None
+    offset = track_times - q_times[qidx].astype(np.int64)
+    group = q_group[qidx].astype(np.int64)
+    key = (group << 58) | (track_ids << 32) | (offset + OFFSET_BIAS)
+    order = np.argsort(key)
+    ks = key[order]
+    edges = np.flatnonzero(np.diff(ks)) + 1
+    first = np.concatenate([[0], edges])
+    uniq = ks[first]
+    counts = np.diff(np.append(first, len(ks)))
+    cum = np.concatenate([[0], np.cumsum(counts)])
+    # Matches within +-tolerance of each distinct key: as keys are distinct and sorted, those
+    # keys sit at most ``tolerance`` places away (keys of one group/track are contiguous).
+    n_u = len(uniq)
+    idx = np.arange(n_u)
+    lo, hi = idx.copy(), idx + 1
+    for d in range(1, tolerance + 1):
+        left = np.maximum(idx - d, 0)
+        lo = np.where((idx >= d) & (uniq - uniq[left] <= tolerance), left, lo)
+        right = np.minimum(idx + d, n_u - 1)
+        hi = np.where((idx + d < n_u) & (uniq[right] - uniq <= tolerance), right + 1, hi)
+    smooth = cum[hi] - cum[lo]
+    # Chance rate per (group, track): its matches spread over every offset it could take.
+    gt = uniq >> 32
+    new_gt = np.concatenate([[True], gt[1:] != gt[:-1]])
+    gt_start = np.flatnonzero(new_gt)
+    gt_index = np.cumsum(new_gt) - 1
+    gt_count = np.diff(np.append(cum[gt_start], len(ks)))
+    n_at = gt_count[gt_index]
+    tids = (uniq >> 32) & ((1 << 26) - 1)
+    ids_sorted, frames_sorted = track_frames
+    length = frames_sorted[np.searchsorted(ids_sorted, tids)].astype(np.float64) + q_frames
+    lam = n_at * (2 * tolerance + 1) / length
+    # Rank by the raw smoothed count's chance, then recount the best few exactly.
+    cand = np.flatnonzero(smooth >= 2)
+    if len(cand) == 0:
+        cand = np.arange(len(uniq))
+    if len(cand) > 4 * n_top:
+        cand = cand[np.argpartition(-smooth[cand], 4 * n_top)[: 4 * n_top]]
+    logp = chance_log10(smooth[cand], lam[cand], dispersion=dispersion)
+    best: Votes | None = None
+    for i in cand[np.argsort(logp)[:n_top]].tolist():
+        a = int(cum[lo[i]])
+        b = int(cum[hi[i]])
+        sel = order[a:b]
+        # Count distinct hash values: a pattern that repeats (a loop, a held note) in both
+        # query and track is one piece of evidence, not one per repetition.
+        n = len(np.unique(q_hashes[qidx[sel]]))
+        lp = float(chance_log10(np.array([n]), np.array([lam[i]]), dispersion=dispersion)[0])
+        if best is None or lp < best.log10_p:
+            best_i, best_sel = i, sel
+            qt = q_times[qidx[sel]]
+            best = Votes(int(uniq[i] >> 58), int(tids[i]), int(np.median(offset[sel])), n, lp,
+                         int(qt.min()), int(qt.max()), lam=float(lam[i]))
+    assert best is not None
+    # Drift of the offset along the query (a residual speed/tempo factor): compare the median
+    # offsets of the early and the late agreeing matches within a wide window.
+    k = int(uniq[best_i])
+    a = int(np.searchsorted(ks, k - drift_window, side="left"))
+    b = int(np.searchsorted(ks, k + drift_window, side="right"))
+    wide = order[a:b]
+    qt = q_times[qidx[wide]].astype(np.float64)
+    mid = np.median(qt)
+    early, late = qt <= mid, qt > mid
+    drift = 0.0
+    if early.sum() >= 3 and late.sum() >= 3:
+        span = float(np.median(qt[late]) - np.median(qt[early]))
+        if span > 0:
+            drift = float(np.median(offset[wide][late]) - np.median(offset[wide][early])) / span
+    del best_sel
+    return replace(best, drift=drift)

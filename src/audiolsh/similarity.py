@@ -1,0 +1,224 @@
+"""What sounds like this: tracks ranked by rhythm, timbre, chroma or all three.
+
+A clip is cut into the library's excerpt windows; every window queries the mode's index; each
+hit is a (track, passage, similarity); a track's score is its best passage's similarity.
+``worst`` asks for the least similar tracks of the whole collection: the nearest neighbours
+of the negated query under cosine, i.e. the passages with the lowest cosine to the clip.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from audiolsh.errors import ParameterError
+from audiolsh.hashing.base import check_int
+from audiolsh.index import Index
+from audiolsh.ingest import Extracted
+from audiolsh.library import COMBINED_PARTS, Library, combine
+from audiolsh.search import Neighbors
+
+log = logging.getLogger(__name__)
+
+BY = ("rhythm", "timbre", "chroma", "combined", "peaks")
+METHODS = {"rhythm": ("vector",), "timbre": ("vector",), "combined": ("vector",),
+           "chroma": ("vector", "vote"), "peaks": ("minhash",)}
+VOTES_PER_FRAME = 10
+
+
+@dataclass(frozen=True)
+class SimilarTrack:
+    track_id: int
+    path: str
+    score: float
+    rank: int
+    offset_s: float | None
+    query_offset_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def needed_modes(by: str, method: str) -> tuple[str, ...]:
+    if by == "combined":
+        return COMBINED_PARTS
+    return (by,)
+
+
+def check_query(library: Library, by: str, method: str | None) -> str:
+    if by not in BY:
+        raise ParameterError(f"--by must be one of {list(BY)}, got {by!r}")
+    method = method or METHODS[by][0]
+    if method not in METHODS[by]:
+        raise ParameterError(f"--method {method!r} does not apply to --by {by}; use {list(METHODS[by])}")
+    missing = [m for m in needed_modes(by, method) if m not in library.modes]
+    if missing:
+        raise ParameterError(
+            f"{library.path}: the library was built without {missing}; re-index with those modes"
+        )
+    return method
+
+
+def _query_rows(library: Library, name: str, clip: Extracted) -> tuple[Any, np.ndarray]:
+    if name == "combined":
+        blocks = [library.prepare(m, clip.vectors[m][0]) for m in COMBINED_PARTS]
+        return combine(blocks), clip.vectors[COMBINED_PARTS[0]][1]
+    if name == "peaks":
+        if clip.peaks is None:
+            raise ParameterError("the clip has no peak sets")
+        return clip.peaks
+    if name == "chroma_frames":
+        if clip.chroma_frames is None:
+            raise ParameterError("the clip has no chroma frames")
+        return clip.chroma_frames
+    X, offsets = clip.vectors[name]
+    return library.prepare(name, X), offsets
+
+
+def hit_arrays(library: Library, name: str, res: Neighbors) -> tuple[np.ndarray, ...]:
+    """Flatten a result into arrays: (query row, library track id, item offset, distance)."""
+    index = library.indexes[name]
+    valid = res.ids >= 0
+    rows = np.nonzero(valid)[0]
+    ids = res.ids[valid]
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    items = index.storage.items(uniq)
+    sub_track = np.array([-1 if it is None or it.track_id is None else it.track_id for it in items],
+                         dtype=np.int64)
+    offsets = np.array([np.nan if it is None or it.offset_s is None else it.offset_s for it in items],
+                       dtype=np.float64)
+    tracks = library.resolve_tracks(name, sub_track)
+    return rows, tracks[inverse], offsets[inverse], res.distances[valid].astype(np.float64)
+
+
+def best_per_track(tracks: np.ndarray, values: np.ndarray, *, higher_is_better: bool = True) -> tuple[
+        np.ndarray, np.ndarray]:
+    """For each distinct track, the position of its best value; ordered best first."""
+    key = -values if higher_is_better else values
+    order = np.lexsort((key, tracks))
+    t_sorted = tracks[order]
+    first = np.ones(len(order), bool)
+    first[1:] = t_sorted[1:] != t_sorted[:-1]
+    best = order[first]
+    rank = np.argsort(-values[best] if higher_is_better else values[best], kind="stable")
+    return tracks[best[rank]], best[rank]
+
+
+def similar(library: Library, clip: Extracted, *, by: str = "combined", k: int = 10,
+            worst: bool = False, method: str | None = None,
+            exclude: Collection[int] = ()) -> list[SimilarTrack]:
+    """The k tracks most (or, with ``worst``, least) similar to a clip."""
+    method = check_query(library, by, method)
+    k = check_int("k", k, 1)
+    if worst and by == "peaks":
+        raise ParameterError("--worst is not defined for peak sets: Jaccard has no opposite direction")
+    if method == "vote":
+        return _vote(library, clip, k=k, worst=worst, exclude=exclude)
+    name = by
+    index = library.indexes[name]
+    data, q_offsets = _query_rows(library, name, clip)
+    if len(q_offsets) == 0:
+        raise ParameterError(f"{clip.path or 'the clip'}: too short to analyse")
+    if worst:
+        data = -np.asarray(data)
+    n_items = len(index)
+    if n_items == 0:
+        return []
+    kk = min(n_items, max(50, 20 * k))
+    exact = False
+    while True:
+        res = index.query(data, kk, exact=exact)
+        rows, tracks, offsets, dist = hit_arrays(library, name, res)
+        keep = (tracks >= 0) & ~np.isin(tracks, np.fromiter(exclude, np.int64, len(exclude)))
+        rows, tracks, offsets, dist = rows[keep], tracks[keep], offsets[keep], dist[keep]
+        if by == "peaks":
+            sim = 1.0 - dist
+        else:
+            # cosine distance of the (maybe negated) query -> the clip's own cosine similarity
+            sim = dist - 1.0 if worst else 1.0 - dist
+        found, pos = best_per_track(tracks, sim, higher_is_better=not worst)
+        if len(found) >= k or exact:
+            break
+        if kk >= n_items:
+            # The buckets held fewer than k tracks: an empty bucket never means an empty answer.
+            exact = True
+        kk = min(n_items, kk * 4)
+    return _results(library, found[:k], sim[pos[:k]], offsets[pos[:k]], q_offsets[rows[pos[:k]]])
+
+
+def _results(library: Library, tracks: np.ndarray, scores: np.ndarray, offsets: np.ndarray,
+             q_offsets: np.ndarray) -> list[SimilarTrack]:
+    out = []
+    for rank, (t, s, o, q) in enumerate(zip(tracks.tolist(), scores.tolist(), offsets.tolist(),
+                                            q_offsets.tolist())):
+        track = library.track(int(t))
+        out.append(SimilarTrack(int(t), track.path if track else "?", round(float(s), 6), rank + 1,
+                                None if np.isnan(o) else round(float(o), 3),
+                                None if np.isnan(q) else round(float(q), 3)))
+    return out
+
+
+def _vote(library: Library, clip: Extracted, *, k: int, worst: bool,
+          exclude: Collection[int]) -> list[SimilarTrack]:
+    """S1: every query chroma frame votes for the tracks of its nearest frames; votes are
+    normalised by each track's frame count."""
+    index: Index = library.indexes["chroma_frames"]
+    frames, _q_times = _query_rows(library, "chroma_frames", clip)
+    if len(frames) == 0 or len(index) == 0:
+        return []
+    data = -np.asarray(frames) if worst else np.asarray(frames)
+    res = index.query(data, min(VOTES_PER_FRAME, len(index)))
+    _rows, tracks, _offsets, _ = hit_arrays(library, "chroma_frames", res)
+    keep = (tracks >= 0) & ~np.isin(tracks, np.fromiter(exclude, np.int64, len(exclude)))
+    tracks = tracks[keep]
+    if len(tracks) == 0:
+        return []
+    uniq, votes = np.unique(tracks, return_counts=True)
+    sub_counts = {t.content_hash: t.n_items for t in index.tracks()}
+    frames_per_track = np.array(
+        [max(1, sub_counts.get(getattr(library.track(int(t)), "content_hash", ""), 1)) for t in uniq],
+        dtype=np.float64,
+    )
+    score = votes / frames_per_track
+    order = np.argsort(-score, kind="stable")[:k]
+    nan = np.full(len(order), np.nan)
+    return _results(library, uniq[order], score[order], nan, nan)
+
+
+def stored_clip(library: Library, track_id: int, *, by: str, method: str | None = None) -> Extracted:
+    """A track already in the library as a query: its stored rows, no decoding."""
+    method = check_query(library, by, method)
+    track = library.track(track_id)
+    if track is None:
+        raise ParameterError(f"no track with id {track_id}")
+    names = ["chroma_frames"] if method == "vote" else (
+        list(COMBINED_PARTS) if by == "combined" else [by])
+    vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    chroma_frames = peaks = None
+    for name in names:
+        index = library.indexes[name]
+        sub = library.mode_track_ids(name).get(track.content_hash)
+        ids = index.storage.ids_for_track(sub) if sub is not None else np.zeros(0, np.int64)
+        data, live_ids = index.live_data()
+        rows = np.flatnonzero(np.isin(live_ids, ids))
+        items = index.storage.items(live_ids[rows])
+        offsets = np.array([it.offset_s if it and it.offset_s is not None else np.nan for it in items])
+        order = np.argsort(offsets, kind="stable")
+        rows, offsets = rows[order], offsets[order]
+        if name == "peaks":
+            peaks = (data.take(rows), offsets)
+        elif name == "chroma_frames":
+            chroma_frames = (np.asarray(data)[rows], offsets)
+        else:
+            # Stored rows are already standardised: undo it so the query path can redo it.
+            X = np.asarray(data)[rows]
+            std = library.standardizer(name)
+            if std is not None:
+                X = X * std.std + std.mean
+            vectors[name] = (X.astype(np.float32), offsets)
+    return Extracted(track.path, track.content_hash, track.duration_s or 0.0, vectors,
+                     chroma_frames, peaks)

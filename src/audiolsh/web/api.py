@@ -1,0 +1,96 @@
+"""REST API routes: HTTP in, one ``QueryService`` call, JSON out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
+from fastapi.responses import FileResponse
+
+from audiolsh.web.schemas import Analysis, ErrorBody, Health, IdentifyRecord, SimilarRecord, TrackPage
+from audiolsh.web.services import MAX_K, QueryService
+
+router = APIRouter()
+
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "A malformed request body (broken multipart data)."},
+    413: {"model": ErrorBody, "description": "The upload is larger than the server's limit."},
+    422: {"model": ErrorBody, "description": "Not usable audio (empty, not audio, corrupt, silent,"
+                                             " too short), or a bad parameter."},
+    503: {"model": ErrorBody, "description": "Every worker stayed busy; try again."},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No such track, or its file is gone."},
+    422: {"model": ErrorBody, "description": "A bad parameter."},
+    503: {"model": ErrorBody, "description": "Every worker stayed busy; try again."},
+}
+PARAM_ERRORS: dict[int | str, dict[str, Any]] = {k: v for k, v in NOT_FOUND.items() if k != 404}
+FileField = Annotated[UploadFile, File(description="An audio file or recording (any format ffmpeg decodes).")]
+MAX_TRACK_ID = 2**31 - 1
+
+
+def get_service(request: Request) -> QueryService:
+    service: QueryService = request.app.state.service
+    return service
+
+
+Service = Annotated[QueryService, Depends(get_service)]
+
+
+@router.post("/api/identify", response_model=IdentifyRecord, responses=UPLOAD_ERRORS, tags=["queries"],
+             summary="Identify a clip")
+def identify(file: FileField, service: Service) -> dict[str, Any]:
+    """Which track the clip comes from, where in it the clip starts, and how sure that is;
+    ``match`` is null when the clip is not in the library."""
+    return service.identify(file.file, file.filename)
+
+
+@router.post("/api/similar", response_model=SimilarRecord, responses=UPLOAD_ERRORS, tags=["queries"],
+             summary="Tracks that sound like a clip")
+def similar(
+    file: FileField,
+    service: Service,
+    by: Annotated[Literal["rhythm", "timbre", "chroma", "combined"], Query(
+        description="The feature compared.")] = "combined",
+    k: Annotated[int, Query(ge=1, le=MAX_K, description="How many tracks.")] = 10,
+    worst: Annotated[bool, Query(description="The least similar tracks of the whole library.")] = False,
+) -> dict[str, Any]:
+    """The k tracks most (or, with ``worst``, least) similar to the clip by one feature."""
+    return service.similar(file.file, file.filename, by=by, k=k, worst=worst)
+
+
+@router.post("/api/analyse", response_model=Analysis, responses=UPLOAD_ERRORS, tags=["queries"],
+             summary="Everything the page shows for a clip")
+def analyse(
+    file: FileField,
+    service: Service,
+    k: Annotated[int | None, Query(ge=1, le=20, description="Tracks per list (default: the server's).")
+                 ] = None,
+) -> dict[str, Any]:
+    """Identification, the most and least similar tracks by rhythm, timbre and chroma, and the
+    clip's spectrogram and beat spectrum, from one decode."""
+    return service.analyse(file.file, file.filename, k=k)
+
+
+@router.get("/api/tracks", response_model=TrackPage, responses=PARAM_ERRORS, tags=["library"],
+            summary="The library's tracks, a page at a time")
+def tracks(
+    service: Service,
+    offset: Annotated[int, Query(ge=0, le=MAX_TRACK_ID)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    q: Annotated[str, Query(max_length=200, description="Part of the file name (case-insensitive).")] = "",
+) -> dict[str, Any]:
+    return service.tracks(offset=offset, limit=limit, q=q)
+
+
+@router.get("/api/tracks/{track_id}/audio", response_class=FileResponse, tags=["library"],
+            summary="A track's audio file (supports range requests)",
+            responses={200: {"content": {"audio/*": {}}, "description": "The audio file."}, **NOT_FOUND})
+def track_audio(track_id: Annotated[int, Path(ge=0, le=MAX_TRACK_ID)], service: Service) -> FileResponse:
+    path, media_type = service.track_audio(track_id)
+    return FileResponse(path, media_type=media_type)
+
+
+@router.get("/health", response_model=Health, tags=["service"], summary="Liveness")
+async def health(service: Service) -> dict[str, Any]:
+    return service.health()

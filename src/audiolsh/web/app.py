@@ -1,0 +1,203 @@
+"""The app factory: ``create_app(settings)`` -> a FastAPI app serving the pages and the API.
+
+No debug mode: an unexpected error is logged with its traceback and answered with a plain
+JSON 500.  Request bodies are capped before they are read (``BodyLimit``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from audiolsh import __version__
+from audiolsh.errors import AudioError, AudiolshError, IndexFormatError, ParameterError
+from audiolsh.web import api, pages
+from audiolsh.web.errors import WebError
+from audiolsh.web.services import QueryService
+from audiolsh.web.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+#: Room for the multipart framing around the file itself.
+MULTIPART_SLACK_BYTES = 64 * 1024
+STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "upload_too_large",
+                415: "unsupported_media_type", 422: "invalid_request", 503: "busy"}
+DESCRIPTION = """\
+Identify music clips and find similar tracks in an audiolsh library.
+
+Uploads go in a multipart field named `file`; their content is decoded (never trusted by name
+or type).  `POST /api/identify` and `POST /api/similar` answer with the same JSON objects as
+`audiolsh identify --format jsonl` and `audiolsh similar --format jsonl`.  Every error is JSON:
+`{"error": code, "detail": message}` with a 4xx status (503 when every worker stays busy).
+"""
+
+
+def _error(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail, **extra}, status_code=status)
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with 413: by Content-Length before reading,
+    and by counting for chunked uploads."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> str:
+        return f"the upload is larger than the limit of {self.max_bytes / 1024 / 1024:g} MB"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes + MULTIPART_SLACK_BYTES
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                n = int(length)
+            except ValueError:
+                await _error(400, "bad_request", "invalid Content-Length")(scope, receive, send)
+                return
+            if n > limit:
+                await _error(413, "upload_too_large", self._too_large())(scope, receive, send)
+                return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # An HTTPException passes FastAPI's body parsing and reaches our handler.
+                    raise HTTPException(413, self._too_large())
+            return message
+
+        await self.app(scope, counted, send)
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
+                            (b"x-frame-options", b"DENY")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(WebError)
+    async def web_error(request: Request, exc: WebError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        parts = [f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in errors]
+        missing_file = any(e["loc"][-1:] == ["file"] and e["type"] == "missing" for e in errors)
+        detail = ("no file was uploaded: send it in a multipart field named 'file'" if missing_file
+                  else "invalid request: " + "; ".join(parts))
+        return _error(422, "invalid_request", detail, errors=jsonable_encoder(errors))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        code = STATUS_CODES.get(exc.status_code, "error")
+        response = _error(exc.status_code, code, str(exc.detail))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(AudiolshError)
+    async def domain_error(request: Request, exc: AudiolshError) -> JSONResponse:
+        if isinstance(exc, AudioError):
+            return _error(422, "bad_audio", exc.problem)
+        if isinstance(exc, ParameterError):
+            return _error(422, "bad_parameter", str(exc))
+        if isinstance(exc, IndexFormatError):
+            log.error("library unavailable: %s", exc)
+            return _error(503, "library_unavailable", "the library cannot be read right now")
+        log.exception("unexpected error", exc_info=exc)
+        return _error(500, "internal_error", "internal error; the details are in the server log")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, "internal_error", "internal error; the details are in the server log")
+
+
+def _swagger_assets() -> Path | None:
+    """Swagger UI's files from the optional swagger-ui-bundle-v2 package (docs work offline)."""
+    try:
+        import swagger_ui_bundle  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    path = Path(swagger_ui_bundle.swagger_ui_path)
+    return path if (path / "swagger-ui-bundle.js").is_file() else None
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The web app on the library at ``settings.index_path`` (opened read-only now)."""
+    service = QueryService(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.warm_up:
+            await anyio.to_thread.run_sync(service.warm_up)
+        yield
+        service.close()
+
+    app = FastAPI(title="audiolsh", version=__version__, description=DESCRIPTION, debug=False,
+                  docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.service = service
+    app.state.settings = settings
+    _add_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(SecurityHeaders)
+
+    assets = _swagger_assets()
+    if assets is not None:
+        app.mount("/static/swagger", StaticFiles(directory=assets), name="swagger")
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        if assets is None:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="audiolsh API")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="audiolsh API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
+
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    return app

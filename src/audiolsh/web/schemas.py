@@ -1,0 +1,113 @@
+"""Response models: the OpenAPI schema of the REST API, and a check on every answer."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    """Every error: a short code, a message for people, and the offending fields if any."""
+
+    error: str = Field(examples=["bad_audio"])
+    detail: str = Field(examples=["clip.mp3: the audio is silent"])
+    errors: list[dict[str, object]] | None = None
+
+
+class Match(BaseModel):
+    path: str
+    track_id: int
+    offset_s: float = Field(description="Where in the track the clip starts (s).")
+    score: float
+    confidence: float = Field(ge=0.0, le=1.0)
+    speed: float = Field(description="Playback speed of the clip relative to the track.")
+    tempo: float
+
+
+class IdentifyRecord(BaseModel):
+    """The same object as one line of ``audiolsh identify --format jsonl``."""
+
+    query: str = Field(description="The upload's name (display only).")
+    match: Match | None = Field(description="null when the clip is not in the library.")
+    elapsed_ms: float
+
+
+class SimilarResult(BaseModel):
+    track_id: int
+    path: str
+    score: float = Field(description="Cosine similarity of the best-matching passages.")
+    rank: int
+    offset_s: float | None = Field(description="Start of the matching passage in the track (s).")
+    query_offset_s: float | None = Field(default=None, description="Start of the passage in the clip (s).")
+
+
+class SimilarRecord(BaseModel):
+    """The same object as one line of ``audiolsh similar --format jsonl``."""
+
+    query: str
+    results: list[SimilarResult]
+    elapsed_ms: float
+
+
+class PageList(BaseModel):
+    by: str
+    worst: bool
+    query: str
+    results: list[SimilarResult]
+    elapsed_ms: float | None = None
+    error: str | None = None
+
+
+class Spectrogram(BaseModel):
+    n_mels: int
+    n_columns: int
+    duration_s: float
+    fmax_hz: float
+    db_range: float
+    data: str = Field(description="uint8 image (n_mels rows, low bands first, n_columns each), base64.")
+
+
+class BeatSpectrum(BaseModel):
+    lag_step_s: float
+    values: list[float]
+    peak_lag_s: float | None
+
+
+class Plots(BaseModel):
+    spectrogram: Spectrogram
+    beat_spectrum: BeatSpectrum
+    elapsed_ms: float
+
+
+class Analysis(BaseModel):
+    """Everything the page shows for one upload."""
+
+    query: str
+    duration_s: float = Field(description="Seconds of the upload analysed.")
+    identify: IdentifyRecord | None
+    similar: list[PageList]
+    plots: Plots
+    elapsed_ms: float
+
+
+class TrackOut(BaseModel):
+    id: int
+    name: str
+    path: str
+    duration_s: float | None
+    n_items: int
+    added_at: float
+    content_hash: str
+
+
+class TrackPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[TrackOut]
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    workers: int
+    busy: int

@@ -1,0 +1,271 @@
+"""The web app's glue: uploads in, domain calls, records out.  Routes call only this.
+
+Every query runs with one library handle borrowed from the pool for its whole length (decoding
+included), so at most ``settings.workers`` queries are analysed at once and none shares a handle.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import mimetypes
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from audiolsh import __version__
+from audiolsh.errors import AudiolshError, ParameterError
+from audiolsh.identify import identify as run_identify
+from audiolsh.ingest import analyse as analyse_clip
+from audiolsh.library import Library
+from audiolsh.records import identify_record, similar_record
+from audiolsh.similarity import check_query, needed_modes
+from audiolsh.similarity import similar as run_similar
+from audiolsh.web import uploads
+from audiolsh.web.errors import BadQuery, NotFound
+from audiolsh.web.plots import query_plots
+from audiolsh.web.pool import LibraryPool
+from audiolsh.web.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PAGE_BY = ("rhythm", "timbre", "chroma")
+MAX_K = 100
+WARM_UP_S = 8.0
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A decoded upload: what was analysed and what to call it."""
+
+    name: str
+    y: np.ndarray
+    sr: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.y) / self.sr
+
+
+def _ms_since(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1e3
+
+
+def track_row(track: Any) -> dict[str, Any]:
+    return {
+        "id": int(track.id), "name": Path(track.path).name, "path": track.path,
+        "duration_s": None if track.duration_s is None else round(float(track.duration_s), 2),
+        "n_items": int(track.n_items), "added_at": float(track.added_at),
+        "content_hash": track.content_hash,
+    }
+
+
+class QueryService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pool = LibraryPool(settings.index_path, size=settings.workers,
+                                timeout_s=settings.queue_timeout_s)
+        self._clusters: tuple[tuple[int, ...], dict[int, int], list[list[int]]] | None = None
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # queries -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _clip(self, stream: BinaryIO, filename: str | None) -> Iterator[tuple[Library, Clip, float]]:
+        """Spool and decode an upload while holding a library handle.
+
+        Also yields the time the handle was obtained: ``elapsed_ms`` counts decoding and
+        analysis, as the CLI's does, not the wait for a free worker.
+        """
+        s = self.settings
+        name = uploads.display_name(filename)
+        with uploads.spooled(stream, max_bytes=s.max_upload_bytes, tmp_dir=s.tmp_dir) as path, \
+                self.pool.borrow() as library:
+            t0 = time.perf_counter()
+            y, sr = uploads.decode(path, name, max_analysis_s=s.max_analysis_s, min_clip_s=s.min_clip_s)
+            yield library, Clip(name, y, sr), t0
+
+    def identify(self, stream: BinaryIO, filename: str | None) -> dict[str, Any]:
+        """The identify record of an upload (the CLI's ``identify --format jsonl`` line)."""
+        with self._clip(stream, filename) as (library, clip, t0):
+            record = self._identify(library, clip)
+            record["elapsed_ms"] = round(_ms_since(t0), 1)
+        return record
+
+    def similar(self, stream: BinaryIO, filename: str | None, *, by: str, k: int,
+                worst: bool) -> dict[str, Any]:
+        """The similar record of an upload (the CLI's ``similar --format jsonl`` line)."""
+        with self._clip(stream, filename) as (library, clip, t0):
+            self._check_by(library, by)
+            features = self._features(library, clip, needed_modes(by, "vector"))
+            record = self._similar(library, clip, features, by=by, k=k, worst=worst)
+            record["elapsed_ms"] = round(_ms_since(t0), 1)
+        return record
+
+    def analyse(self, stream: BinaryIO, filename: str | None, *, k: int | None = None) -> dict[str, Any]:
+        """Everything the page shows for one upload, from one decode."""
+        k = self.settings.page_k if k is None else k
+        with self._clip(stream, filename) as (library, clip, t0):
+            out = self._analyse(library, clip, k=k)
+            out["elapsed_ms"] = round(_ms_since(t0), 1)
+        return out
+
+    def _analyse(self, library: Library, clip: Clip, *, k: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"query": clip.name, "duration_s": round(clip.duration_s, 2)}
+        if "fingerprint" in library.modes:
+            out["identify"] = self._identify(library, clip)
+        else:
+            out["identify"] = None
+        by_list = [b for b in PAGE_BY if b in library.modes]
+        features = self._features(library, clip, by_list) if by_list else None
+        lists = []
+        for by in by_list:
+            for worst in (False, True):
+                try:
+                    record = self._similar(library, clip, features, by=by, k=k, worst=worst)
+                except AudiolshError as exc:
+                    record = {"query": clip.name, "results": [], "error": str(exc)}
+                lists.append({"by": by, "worst": worst, **record})
+        out["similar"] = lists
+        t0 = time.perf_counter()
+        out["plots"] = query_plots(clip.y, clip.sr)
+        out["plots"]["elapsed_ms"] = round(_ms_since(t0), 1)
+        return out
+
+    def _identify(self, library: Library, clip: Clip) -> dict[str, Any]:
+        if "fingerprint" not in library.modes:
+            raise BadQuery("this library was built without the fingerprint mode that identification needs")
+        t0 = time.perf_counter()
+        match = run_identify(library, clip.y, clip.sr)
+        return identify_record(clip.name, match, elapsed_ms=_ms_since(t0))
+
+    @staticmethod
+    def _check_by(library: Library, by: str) -> None:
+        try:
+            check_query(library, by, None)
+        except ParameterError as exc:
+            raise BadQuery(str(exc).replace(f"{library.path}: ", "")) from None
+
+    def _features(self, library: Library, clip: Clip, modes: Any) -> Any:
+        cfg = library.config
+        wanted: set[str] = set()
+        for by in modes:
+            wanted.update(needed_modes(by, "vector"))
+        return analyse_clip(clip.y, clip.sr, modes=tuple(sorted(wanted)), window_s=cfg.window_s,
+                            hop_s=cfg.hop_s, path=clip.name)
+
+    def _similar(self, library: Library, clip: Clip, features: Any, *, by: str, k: int,
+                 worst: bool) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        try:
+            found = run_similar(library, features, by=by, k=k, worst=worst)
+        except ParameterError as exc:
+            raise BadQuery(str(exc)) from None
+        return similar_record(clip.name, found, elapsed_ms=_ms_since(t0))
+
+    # the catalogue -----------------------------------------------------------------------
+
+    def _with_library(self, work: Callable[[Library], Any]) -> Any:
+        with self.pool.borrow() as library:
+            return work(library)
+
+    def tracks(self, *, offset: int = 0, limit: int = 50, q: str = "") -> dict[str, Any]:
+        """A page of the catalogue, optionally filtered by a case-insensitive name substring."""
+        rows = self._with_library(lambda lib: [track_row(t) for t in lib.tracks()])
+        needle = q.strip().casefold()
+        if needle:
+            rows = [r for r in rows if needle in r["name"].casefold()]
+        rows.sort(key=lambda r: r["id"])
+        return {"total": len(rows), "offset": offset, "limit": limit, "items": rows[offset: offset + limit]}
+
+    def track_audio(self, track_id: int) -> tuple[Path, str]:
+        """The audio file of a catalogue track and its media type (only catalogue paths are served)."""
+        track = self._with_library(lambda lib: lib.track(track_id))
+        if track is None:
+            raise NotFound(f"no track with id {track_id}")
+        path = Path(track.path)
+        if not path.is_file():
+            raise NotFound(f"the audio file of track {track_id} is no longer where it was indexed")
+        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return path, media_type
+
+    def overview(self, *, q: str = "") -> dict[str, Any]:
+        """The library page: summary, every track with its group, and the groups."""
+        def work(lib: Library) -> dict[str, Any]:
+            tracks = sorted(lib.tracks(), key=lambda t: t.id)
+            info = lib.info()
+            groups_of, groups = self._cluster(lib, tracks)
+            return {"info": info, "tracks": tracks, "groups_of": groups_of, "groups": groups}
+
+        data = self._with_library(work)
+        rows = []
+        for t in data["tracks"]:
+            row = track_row(t)
+            row["group"] = data["groups_of"].get(t.id)
+            rows.append(row)
+        by_id = {r["id"]: r for r in rows}
+        needle = q.strip().casefold()
+        shown = [r for r in rows if needle in r["name"].casefold()] if needle else rows
+        info = data["info"]
+        return {
+            "location": info["location"], "modes": info["modes"], "n_tracks": info["n_tracks"],
+            "duration_s": info["duration_s"], "window_s": info["window_s"], "hop_s": info["hop_s"],
+            "n_items": {name: i.get("n_items", i.get("n_hashes")) for name, i in info["indexes"].items()},
+            "tracks": shown, "q": q, "cluster_by": self.settings.cluster_by,
+            "groups": [[by_id[t] for t in g if t in by_id] for g in data["groups"]],
+        }
+
+    def _cluster(self, lib: Library, tracks: list[Any]) -> tuple[dict[int, int], list[list[int]]]:
+        """Groups of similar tracks, cached until the catalogue changes."""
+        key = tuple(t.id for t in tracks)
+        if self._clusters is not None and self._clusters[0] == key:
+            return self._clusters[1], self._clusters[2]
+        from audiolsh.clusters import cluster_library
+
+        by = self.settings.cluster_by
+        n = self.settings.n_clusters or int(np.clip(round(math.sqrt(len(tracks) / 2)), 2, 8))
+        groups_of: dict[int, int] = {}
+        groups: list[list[int]] = []
+        if by in lib.indexes and len(tracks) >= max(n, 3):
+            try:
+                c = cluster_library(lib, by=by, n_clusters=n)
+            except AudiolshError as exc:
+                log.warning("no groups for the library page: %s", exc)
+            else:
+                groups = [[int(c.ids[i]) for i in members] for members in c.groups()]
+                groups_of = {int(t): int(g) + 1 for t, g in zip(c.ids.tolist(), c.labels.tolist())}
+        self._clusters = (key, groups_of, groups)
+        return groups_of, groups
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "workers": self.pool.size,
+                "busy": self.pool.busy}
+
+    def n_tracks(self) -> int:
+        return int(self._with_library(len))
+
+    # startup -----------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Open every worker's handle and run one synthetic query on each (JIT, index loading)."""
+        from audiolsh.audio import synth
+        from audiolsh.ingest import SAMPLE_RATE
+
+        t0 = time.perf_counter()
+        y = synth.music(duration_s=WARM_UP_S, sr=SAMPLE_RATE, seed=0)
+        clip = Clip("warm-up", y, SAMPLE_RATE)
+        with ExitStack() as stack:
+            libraries = [stack.enter_context(self.pool.borrow()) for _ in range(self.pool.size)]
+            for library in libraries:
+                try:
+                    self._analyse(library, clip, k=1)
+                except AudiolshError as exc:  # an empty library, a missing mode: fine
+                    log.info("warm-up: %s", exc)
+        log.info("warmed up %d workers in %.1f s", self.pool.size, time.perf_counter() - t0)

@@ -1,0 +1,94 @@
+"""Settings of the web app: data with help text and documented defaults."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from audiolsh.errors import ParameterError
+
+MB = 1024 * 1024
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``create_app`` needs; every field but ``index_path`` has a default."""
+
+    index_path: Path = field(metadata=_doc("The music library directory (built by `audiolsh index`)."))
+    host: str = field(default="127.0.0.1", metadata=_doc(
+        "Address to listen on; loopback by default, so only this machine can connect."))
+    port: int = field(default=8000, metadata=_doc("TCP port."))
+    max_upload_bytes: int = field(default=50 * MB, metadata=_doc(
+        "Largest upload accepted (bytes); a larger request is refused with 413 before it is read."))
+    max_analysis_s: float = field(default=30.0, metadata=_doc(
+        "Seconds of each upload decoded and analysed, from its start; the rest is ignored."))
+    min_clip_s: float = field(default=3.0, metadata=_doc(
+        "Shortest usable clip (s); shorter uploads are refused with 422."))
+    workers: int = field(default=2, metadata=_doc(
+        "Queries analysed at once; each worker owns one read-only handle on the library."))
+    queue_timeout_s: float = field(default=30.0, metadata=_doc(
+        "How long a request waits for a free worker before a 503 'busy'."))
+    page_k: int = field(default=5, metadata=_doc(
+        "Tracks in each most/least similar list of the page's default query."))
+    cluster_by: str = field(default="timbre", metadata=_doc(
+        "Feature the library page groups tracks by (timbre, rhythm, chroma or combined)."))
+    n_clusters: int | None = field(default=None, metadata=_doc(
+        "Groups on the library page; default: about sqrt(tracks / 2), from 2 to 8."))
+    tmp_dir: Path | None = field(default=None, metadata=_doc(
+        "Where uploads are spooled while decoded (private files, deleted after each request);"
+        " default: the system's temporary directory."))
+    warm_up: bool = field(default=True, metadata=_doc(
+        "Run one synthetic query per worker at startup, so the first visitor waits no longer"
+        " than the next."))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index_path", Path(self.index_path))
+        if self.tmp_dir is not None:
+            object.__setattr__(self, "tmp_dir", Path(self.tmp_dir))
+        checks = [
+            ("port", 0 <= self.port <= 65535, "must be within 0..65535"),
+            ("max_upload_bytes", self.max_upload_bytes >= 1, "must be >= 1"),
+            ("max_analysis_s", math.isfinite(self.max_analysis_s) and self.max_analysis_s >= 1.0,
+             "must be >= 1 s"),
+            ("min_clip_s", 0.5 <= self.min_clip_s <= self.max_analysis_s,
+             "must be within 0.5 s..max_analysis_s"),
+            ("workers", 1 <= self.workers <= 64, "must be within 1..64"),
+            ("queue_timeout_s", self.queue_timeout_s > 0, "must be > 0"),
+            ("page_k", 1 <= self.page_k <= 50, "must be within 1..50"),
+            ("cluster_by", self.cluster_by in ("timbre", "rhythm", "chroma", "combined"),
+             "must be timbre, rhythm, chroma or combined"),
+            ("n_clusters", self.n_clusters is None or self.n_clusters >= 1, "must be >= 1"),
+        ]
+        for name, ok, problem in checks:
+            if not ok:
+                raise ParameterError(f"setting {name} {problem}, got {getattr(self, name)!r}")
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    @classmethod
+    def describe(cls) -> list[dict[str, Any]]:
+        """Every setting with its default and help text (for docs and `serve --help`)."""
+        out = []
+        for f in fields(cls):
+            default = None if f.name == "index_path" else f.default
+            out.append({"name": f.name, "default": default, "help": f.metadata["help"]})
+        return out

@@ -1,0 +1,115 @@
+"""Uploads: spooled to a private temporary file with a generated name, decoded from there.
+
+The upload's own name is used for display only, never as a path, and its MIME type and
+extension are ignored: the content is accepted only if it decodes to usable audio.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import soundfile as sf
+
+from audiolsh.audio import load
+from audiolsh.errors import AudioError
+from audiolsh.ingest import SAMPLE_RATE
+from audiolsh.web.errors import BadUpload, UploadTooLarge
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1 << 20
+#: Decoded float32 bytes allowed before downmixing (libsndfile decodes every channel at the
+#: native rate): refuses headers that would inflate a small upload into gigabytes.
+MAX_DECODED_BYTES = 512 * 1024 * 1024
+MAX_NAME_CHARS = 120
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def display_name(filename: str | None) -> str:
+    """The upload's name as shown back to the user: last path part, no control characters."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE.sub("", name).strip()
+    if len(name) > MAX_NAME_CHARS:
+        name = name[: MAX_NAME_CHARS - 3] + "..."
+    return name or "upload"
+
+
+@contextmanager
+def spooled(stream: BinaryIO, *, max_bytes: int, tmp_dir: str | os.PathLike[str] | None = None) -> Iterator[
+        Path]:
+    """Copy ``stream`` into a new private file (mode 0600, random name); delete it afterwards.
+
+    Raises ``UploadTooLarge`` past ``max_bytes``.
+    """
+    fd, name = tempfile.mkstemp(prefix="audiolsh-upload-", suffix=".bin", dir=tmp_dir)
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            written = 0
+            while chunk := stream.read(CHUNK_BYTES):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise UploadTooLarge(
+                        f"the upload is larger than the limit of {max_bytes / 1024 / 1024:g} MB"
+                    )
+                out.write(chunk)
+        yield path
+    finally:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def decode(path: Path, name: str, *, max_analysis_s: float, min_clip_s: float) -> tuple[np.ndarray, int]:
+    """The first ``max_analysis_s`` of an upload as mono float32 at the library's rate.
+
+    Any decoding problem becomes ``BadUpload`` with a message about ``name``, never the path.
+    """
+    _check_header(path, name, max_analysis_s=max_analysis_s)
+    try:
+        y, sr = load(path, sr=SAMPLE_RATE, duration_s=max_analysis_s)
+    except AudioError as exc:
+        log.info("upload %r refused: %s", name, exc.problem)
+        raise BadUpload(f"{name}: {_friendly(exc.problem)}") from None
+    got_s = len(y) / sr
+    if got_s < min_clip_s:
+        raise BadUpload(f"{name}: too short: {got_s:.1f} s of audio, at least {min_clip_s:g} s is needed")
+    return y, sr
+
+
+def _check_header(path: Path, name: str, *, max_analysis_s: float) -> None:
+    try:
+        header = sf.info(str(path))
+    except (RuntimeError, TypeError, ValueError):
+        return  # not a libsndfile format: ffmpeg decodes it straight to mono at the library's rate
+    if header.samplerate * header.channels * max_analysis_s * 4 > MAX_DECODED_BYTES:
+        raise BadUpload(f"{name}: {header.channels} channels at {header.samplerate} Hz is more than"
+                        " this server decodes")
+
+
+def _friendly(problem: str) -> str:
+    """Decoder jargon turned into what a person can act on (the details go to the log)."""
+    if problem.startswith("empty file"):
+        return "the file is empty"
+    if problem.startswith("silent"):
+        return "the audio is silent"
+    if problem.startswith("corrupt") or problem.startswith("no audio samples"):
+        return "the audio data is corrupt or truncated"
+    if "not audio" in problem or problem.startswith("unsupported format"):
+        return "this is not an audio file that can be decoded (or it is corrupt)"
+    return "the audio cannot be used"
+
+
+def has_ffmpeg() -> bool:
+    """Browser recordings (WebM/Opus, MP4/AAC) need ffmpeg to decode."""
+    return shutil.which("ffmpeg") is not None

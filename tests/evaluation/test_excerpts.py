@@ -1,0 +1,87 @@
+"""The excerpt-retrieval protocol on a small synthetic corpus."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from audiolsh.audio import synth
+from audiolsh.cli.evaluate_excerpts import excerpts
+from audiolsh.errors import ParameterError
+from audiolsh.evaluation.excerpts import (
+    METHODS,
+    evaluate_excerpts,
+    extract_corpus,
+    min_track_s,
+    protocol_offsets,
+    to_markdown,
+)
+
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five 62-s songs (a seeded 12-s song looped: one tempo, drums and harmony each) and a short one."""
+    root = tmp_path_factory.mktemp("corpus")
+    for seed in range(5):
+        y = np.tile(synth.music(duration_s=12.0, sr=SR, seed=seed), 6)[: 62 * SR]
+        sf.write(root / f"song{seed}.wav", y, SR)
+    sf.write(root / "short.wav", synth.music(duration_s=20.0, sr=SR, seed=9), SR)
+    return root
+
+
+def test_protocol_offsets() -> None:
+    assert protocol_offsets(2) == [10.0, 30.0, 50.0]
+    assert min_track_s(2) == 60.0
+    assert min_track_s(4) == 100.0
+
+
+def test_every_method_finds_the_query_track(corpus_dir: Path) -> None:
+    corpus = extract_corpus(corpus_dir, k=2, dense_hop_s=5.0)
+    assert len(corpus.paths) == 5 and [Path(p).name for p, _ in corpus.skipped] == ["short.wav"]
+    assert corpus.vectors["rhythm"].shape == (15, 282)
+    result = evaluate_excerpts(corpus, seeds=2, tracks_steps=(3,), draws=2, sizes=(20,))
+    summary = result["summary"]
+    assert set(summary) == set(METHODS)
+    for m in ("rhythm", "timbre", "peaks_minhash", "combined", "chroma_vote"):
+        assert summary[m]["exact"] >= 0.9, (m, summary[m])
+        assert summary[m]["lsh_mean"] >= 0.9 * summary[m]["exact"]
+    for s in summary.values():
+        assert 0.0 <= s["exact"] <= 1.0 and s["exact_ms"] > 0 and s["lsh_ms"] > 0
+    assert [g["n_tracks"] for g in result["growth"]] == [3, 5]
+    assert [row["n_excerpts"] for row in result["timing"]] == [20, len(corpus.dense_owner)]
+    md = to_markdown(result)
+    assert "Foote beat spectrum" in md and "| 5 |" in md
+
+
+def test_cli_writes_json_markdown_and_plots(corpus_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    md = tmp_path / "r.md"
+    plots = tmp_path / "plots"
+    have_matplotlib = importlib.util.find_spec("matplotlib") is not None
+    res = CliRunner().invoke(excerpts, [
+        str(corpus_dir), "--seeds", "1", "--tracks-steps", "3", "--sizes", "10", "--dense-hop", "10",
+        "--methods", "rhythm,peaks_minhash", "-j", "1", "--out", str(out), "--md", str(md),
+        *(["--plots", str(plots)] if have_matplotlib else []),
+    ])
+    assert res.exit_code == 0, res.output
+    assert "rhythm" in md.read_text()
+    assert json.loads(out.read_text())["protocol"]["k"] == 2
+    if have_matplotlib:
+        assert (plots / "excerpts_accuracy_vs_tracks.png").stat().st_size > 1000
+        assert (plots / "excerpts_time_vs_size.png").stat().st_size > 1000
+    bad = CliRunner().invoke(excerpts, [str(corpus_dir), "--methods", "tempo"])
+    assert bad.exit_code != 0 and "unknown method" in bad.output
+
+
+def test_too_few_tracks(tmp_path: Path) -> None:
+    sf.write(tmp_path / "a.wav", synth.music(duration_s=10.0, sr=SR, seed=1), SR)
+    with pytest.raises(ParameterError, match="need 2"):
+        extract_corpus(tmp_path)

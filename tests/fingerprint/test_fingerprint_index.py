@@ -1,0 +1,219 @@
+"""FingerprintIndex: identification under distortions, no-match, speed/tempo, segments, lifecycle."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+import soxr
+
+from audiolsh.audio.synth import chirp, music, pink_noise, tone, white_noise
+from audiolsh.errors import IndexFormatError, ParameterError
+from audiolsh.features.landmarks import FP_SR, landmarks
+from audiolsh.fingerprint import FP_FORMAT_VERSION, FingerprintIndex, Match
+from audiolsh.index import Index
+
+SR = 16000
+SONG_S = 40.0
+SEEDS = (11, 12, 13, 14)
+
+
+def tones_and_chirps(seed: int, duration_s: float) -> np.ndarray:
+    """A seeded 'melody' of 0.125-s tones and chirps, two at a time: unambiguous, never repeats."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for _ in range(int(duration_s / 0.125)):
+        step = np.zeros(int(0.125 * SR), np.float32)
+        for _ in range(2):
+            f0, f1 = rng.uniform(200, 3400, size=2)
+            step += (tone(f0, duration_s=0.125, sr=SR) if rng.random() < 0.5
+                     else chirp(f0, f1, duration_s=0.125, sr=SR))
+        parts.append(step)
+    return np.concatenate(parts)
+
+
+@pytest.fixture(scope="module")
+def songs() -> dict[str, np.ndarray]:
+    out = {f"song{s}.wav": music(duration_s=SONG_S, sr=SR, seed=s) for s in SEEDS}
+    out["pattern.wav"] = tones_and_chirps(5, SONG_S)
+    out["pattern2.wav"] = tones_and_chirps(6, SONG_S)
+    return out
+
+
+@pytest.fixture(scope="module")
+def index(songs: dict[str, np.ndarray]) -> FingerprintIndex:
+    idx = FingerprintIndex.create(None)
+    with idx.session() as s:
+        for i, (path, y) in enumerate(songs.items()):
+            s.add_track(path, content_hash=f"h{i}", duration_s=len(y) / SR, landmarks=landmarks(y, SR))
+    return idx
+
+
+def cut(y: np.ndarray, start_s: float, duration_s: float, sr: int = SR) -> np.ndarray:
+    return y[int(start_s * sr): int((start_s + duration_s) * sr)]
+
+
+def snr_noise(y: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    scale = np.sqrt(np.mean(y**2) / np.mean(noise**2) / 10 ** (snr_db / 10))
+    return (y + scale * noise).astype(np.float32)
+
+
+@pytest.mark.parametrize("path", ["pattern.wav", "song12.wav", "song14.wav"])
+def test_found_at_the_right_offset_after_noise_gain_and_resampling(
+    index: FingerprintIndex, songs: dict[str, np.ndarray], path: str
+) -> None:
+    clip = cut(songs[path], 17.3, 5.0)
+    clip = snr_noise(clip, white_noise(duration_s=5.0, sr=SR, seed=1), 10.0) * 0.2
+    clip = np.asarray(soxr.resample(clip, SR, 44100), np.float32)
+    m = index.identify(clip, 44100, search_speed=False)
+    assert isinstance(m, Match)
+    assert m.path == path
+    assert abs(m.offset_s - 17.3) < 0.1
+    assert 0.99 <= m.confidence <= 1.0 and m.score >= 10 and m.n_query_hashes > 0
+    assert m.speed == 1.0 and m.tempo == 1.0
+    assert set(m.to_dict()) >= {"path", "track_id", "offset_s", "score", "confidence", "speed", "tempo"}
+
+
+def test_pink_noise_at_0_db(index: FingerprintIndex, songs: dict[str, np.ndarray]) -> None:
+    clip = cut(songs["song13.wav"], 8.0, 10.0)
+    clip = snr_noise(clip, pink_noise(duration_s=10.0, sr=SR, seed=2), 0.0)
+    m = index.identify(clip, SR)
+    assert m is not None and m.path == "song13.wav" and abs(m.offset_s - 8.0) < 0.1
+
+
+@pytest.mark.parametrize("seed", [101, 102, 103])
+def test_unindexed_music_gives_no_match(index: FingerprintIndex, seed: int) -> None:
+    y = music(duration_s=10.0, sr=SR, seed=seed)
+    assert index.identify(y, SR) is None
+    # ... while its confidence is still reported when asked for every answer.
+    m = index.identify(y, SR, threshold=0.0)
+    assert m is None or m.confidence < index.params.threshold
+
+
+def test_noise_and_silence_give_no_match(index: FingerprintIndex) -> None:
+    assert index.identify(pink_noise(duration_s=5.0, sr=SR, seed=3), SR) is None
+    assert index.identify(np.zeros(SR * 3, np.float32), SR) is None
+
+
+def test_speed_variant_found_with_its_factor(index: FingerprintIndex, songs: dict[str, np.ndarray]) -> None:
+    clip = cut(songs["song11.wav"], 10.0, 10.5)
+    faster = np.asarray(soxr.resample(clip, SR * 1.03, SR), np.float32)  # plays 3 % faster, pitch up
+    m = index.identify(faster, SR)
+    assert m is not None and m.path == "song11.wav"
+    assert m.speed == pytest.approx(1.03, abs=0.011) and m.tempo == 1.0
+    assert abs(m.offset_s - 10.0) < 0.2
+    plain = index.identify(faster, SR, search_speed=False, threshold=0.0)
+    assert plain is None or plain.score < m.score  # the grid is what finds it
+
+
+def test_tempo_variant_found_with_its_factor(index: FingerprintIndex, songs: dict[str, np.ndarray]) -> None:
+    clip = cut(songs["song12.wav"], 12.0, 10.5)
+    stretched = librosa.effects.time_stretch(clip, rate=1.04)  # 4 % faster, pitch kept
+    m = index.identify(stretched, SR)
+    assert m is not None and m.path == "song12.wav"
+    assert m.tempo == pytest.approx(1.04, abs=0.021) and m.speed == 1.0
+    assert abs(m.offset_s - 12.0) < 0.3
+
+
+def test_identify_segments_of_a_concatenation(index: FingerprintIndex, songs: dict[str, np.ndarray]) -> None:
+    a, b = cut(songs["song11.wav"], 5.0, 20.0), cut(songs["pattern2.wav"], 0.0, 20.0)
+    segs = index.identify_segments(np.concatenate([a, b]), SR, window_s=6.0, hop_s=3.0)
+    assert [s.match.path for s in segs] == ["song11.wav", "pattern2.wav"]
+    first, second = segs
+    assert first.start_s < 1.0 and abs(first.end_s - 20.0) < 1.5
+    assert abs(second.start_s - 20.0) < 1.5 and second.end_s > 38.5
+    assert abs(first.match.offset_s - (5.0 + first.start_s)) < 0.2
+    assert abs(second.match.offset_s - (second.start_s - 20.0)) < 0.2
+
+
+def test_add_remove_compact(songs: dict[str, np.ndarray]) -> None:
+    idx = FingerprintIndex.create(None, max_segments=3)
+    ids = {path: idx.add(path, y, SR) for path, y in songs.items()}  # 5 commits -> compaction
+    assert len(idx) == 6 and idx.info()["n_segments"] <= 3
+    assert idx.info()["n_hashes"] == sum(t.n_items for t in idx.tracks())
+    clip = cut(songs["song13.wav"], 20.0, 5.0)
+    m = idx.identify(clip, SR)
+    assert m is not None and m.track_id == ids["song13.wav"]
+    idx.remove_track(ids["song13.wav"])
+    assert len(idx) == 5 and "h" not in idx
+    gone = idx.identify(clip, SR, threshold=0.0)
+    assert gone is None or gone.track_id != ids["song13.wav"]
+    with pytest.raises(ParameterError):
+        idx.remove_track(ids["song13.wav"])
+    idx.compact(full=True)
+    info = idx.info()
+    assert info["n_dead_hashes"] == 0 and info["n_segments"] == 1 and info["n_tracks"] == 5
+    m = idx.identify(cut(songs["pattern.wav"], 3.0, 5.0), SR)
+    assert m is not None and m.track_id == ids["pattern.wav"] and abs(m.offset_s - 3.0) < 0.1
+    # Re-adding the removed content is allowed; adding it twice is not.
+    new_id = idx.add("again.wav", songs["song13.wav"], SR, content_hash="again")
+    assert new_id not in ids.values()
+    with pytest.raises(ParameterError):
+        idx.add("twice.wav", songs["song13.wav"], SR, content_hash="again")
+    m = idx.identify(clip, SR)
+    assert m is not None and m.track_id == new_id
+
+
+def test_session_is_atomic(songs: dict[str, np.ndarray]) -> None:
+    idx = FingerprintIndex.create(None)
+    lm = landmarks(songs["song11.wav"], SR)
+    with pytest.raises(RuntimeError), idx.session() as s:
+        s.add_track("a.wav", content_hash="a", duration_s=SONG_S, landmarks=lm)
+        raise RuntimeError("interrupted")
+    assert len(idx) == 0 and idx.info()["n_segments"] == 0
+    with pytest.raises(ParameterError), idx.session() as s:
+        s.add_track("a.wav", content_hash="a", duration_s=SONG_S, landmarks=lm)
+        s.add_track("b.wav", content_hash="a", duration_s=SONG_S, landmarks=lm)
+    assert len(idx) == 0
+
+
+def test_persistence_and_format(tmp_path: Path, songs: dict[str, np.ndarray]) -> None:
+    where = tmp_path / "fp"
+    clips = [cut(songs["song12.wav"], 9.0, 5.0), cut(songs["pattern.wav"], 30.0, 3.0)]
+    with FingerprintIndex.create(where) as idx:
+        for path, y in songs.items():
+            idx.add(path, y, SR)
+        before = [idx.identify(c, SR) for c in clips]
+        info = idx.info()
+    assert (where / "manifest.json").exists()
+    with FingerprintIndex.open(where, readonly=True) as idx:
+        assert [idx.identify(c, SR) for c in clips] == before
+        assert idx.info()["index_bytes"] == info["index_bytes"] and "song12" in before[0].path
+        assert len(idx) == 6 and idx.track_by_hash(idx.tracks()[0].content_hash) is not None
+        with pytest.raises(IndexFormatError):
+            idx.add("x.wav", songs["song11.wav"], SR)
+    with FingerprintIndex.open_or_create(where) as idx:
+        assert len(idx) == 6
+    with pytest.raises(IndexFormatError):
+        FingerprintIndex.create(where)
+    # A newer format version is refused with a clear message.
+    db = sqlite3.connect(where / "catalogue.sqlite")
+    config = json.loads(db.execute("SELECT value FROM config WHERE name = 'index'").fetchone()[0])
+    assert config["format_version"] == FP_FORMAT_VERSION and config["fp_sr"] == FP_SR
+    config["format_version"] = FP_FORMAT_VERSION + 1
+    db.execute("UPDATE config SET value = ? WHERE name = 'index'", (json.dumps(config),))
+    db.commit()
+    db.close()
+    with pytest.raises(IndexFormatError, match="newer"):
+        FingerprintIndex.open(where)
+
+
+def test_other_index_kinds_are_refused(tmp_path: Path) -> None:
+    Index.create(tmp_path / "vectors").close()
+    with pytest.raises(IndexFormatError, match="not a fingerprint index"):
+        FingerprintIndex.open(tmp_path / "vectors")
+    with pytest.raises(ParameterError):
+        FingerprintIndex.create(None, fanout=0)
+    with pytest.raises(ParameterError):
+        FingerprintIndex.create(None, no_such_knob=1)
+
+
+def test_empty_index_answers_nothing() -> None:
+    idx = FingerprintIndex.create(None)
+    assert idx.identify(music(duration_s=3.0, sr=SR, seed=1), SR) is None
+    assert idx.identify_segments(music(duration_s=3.0, sr=SR, seed=1), SR) == []
+    assert len(idx) == 0 and idx.info()["n_hashes"] == 0

@@ -1,0 +1,88 @@
+"""Landmark extraction and the hash table: determinism, invariances, exact lookups."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from audiolsh.audio.synth import music, tone
+from audiolsh.errors import ParameterError
+from audiolsh.features.landmarks import FRAME_S, HASH_BITS, Landmarks, landmarks, pair_peaks, spectral_peaks
+from audiolsh.search.fingerprint import HashTable, chance_log10
+
+SR = 16000
+
+
+def test_landmarks_shapes_and_determinism() -> None:
+    y = music(duration_s=8, sr=SR, seed=1)
+    a, b = landmarks(y, SR), landmarks(y, SR)
+    assert isinstance(a, Landmarks) and a.frame_s == FRAME_S
+    assert a.hashes.dtype == np.uint32 and a.times.dtype == np.int32 and len(a) == len(a.times)
+    assert np.all(a.hashes < (1 << HASH_BITS))
+    assert 0 <= a.times.min() and a.times.max() * FRAME_S < 8
+    assert 40 * 8 < len(a) < 200 * 8  # tens of hashes per second
+    np.testing.assert_array_equal(a.hashes, b.hashes)
+    c = pickle.loads(pickle.dumps(a))  # workers send results to the main process
+    np.testing.assert_array_equal(c.times, a.times)
+
+
+def test_gain_and_rate_invariance() -> None:
+    y = music(duration_s=8, sr=SR, seed=2)
+    base = landmarks(y, SR)
+    quiet = landmarks(0.05 * y, SR)
+    np.testing.assert_array_equal(base.hashes, quiet.hashes)
+    # The same signal at another sample rate gives (nearly) the same landmarks.
+    import soxr
+
+    other = landmarks(np.asarray(soxr.resample(y, SR, 44100), np.float32), 44100)
+    same = np.intersect1d(base.hashes.astype(np.int64) << 20 | base.times,
+                          other.hashes.astype(np.int64) << 20 | other.times)
+    assert len(same) > 0.8 * len(base)
+
+
+def test_density_and_fanout_control_the_count() -> None:
+    y = music(duration_s=10, sr=SR, seed=3)
+    sparse, dense = spectral_peaks(y, SR, density=10), spectral_peaks(y, SR, density=30)
+    assert len(sparse) < len(dense)
+    assert len(pair_peaks(dense, fanout=2)) < len(pair_peaks(dense, fanout=6))
+    with pytest.raises(ParameterError):
+        landmarks(y, SR, density=0)
+    with pytest.raises(ParameterError):
+        landmarks(np.stack([y, y]), SR)
+
+
+def test_peaks_sit_on_the_tones() -> None:
+    """A sequence of 0.5-s tones: every peak lies on the tone playing at its time."""
+    freqs = [440.0, 1250.0, 700.0, 2900.0, 1800.0, 350.0, 2300.0, 990.0]
+    y = np.concatenate([tone(f, duration_s=0.5, sr=SR) for f in freqs])
+    p = spectral_peaks(y, SR, density=20)
+    centre_s = (p.times + 1) * FRAME_S  # frame j spans two hops from j * FRAME_S
+    inside = (centre_s % 0.5 > 0.05) & (centre_s % 0.5 < 0.45)  # away from tone changes
+    playing = np.asarray(freqs)[np.minimum((centre_s // 0.5).astype(int), len(freqs) - 1)]
+    assert inside.sum() >= 8
+    err_bins = np.abs(p.freqs[inside] - playing[inside] / (8000 / 512))
+    assert np.max(err_bins) < 0.5
+
+
+def test_hash_table_lookup_matches_brute_force(rng: np.random.Generator) -> None:
+    for n in (0, 10, 5000):
+        hashes = rng.integers(0, 1 << 12, size=n).astype(np.uint32)  # many collisions
+        pos = rng.integers(0, 1 << 31, size=n).astype(np.uint32)
+        table = HashTable.build(hashes, pos, hash_bits=HASH_BITS)
+        np.testing.assert_array_equal(np.sort(table.hashes()), np.sort(hashes))
+        q = np.concatenate([hashes[:50], rng.integers(0, 1 << 12, size=50).astype(np.uint32)])
+        qidx, got = table.lookup(q)
+        want = sorted((i, int(p)) for i, h in enumerate(q.tolist()) for p in pos[hashes == h].tolist())
+        assert sorted(zip(qidx.tolist(), got.tolist())) == want
+        again = HashTable.from_arrays(table.arrays(), hash_bits=HASH_BITS)
+        assert again.high_bits == table.high_bits
+
+
+def test_chance_model_is_monotone_and_finite() -> None:
+    lp = chance_log10(np.array([1, 3, 10, 100, 3000]), np.array([0.5, 0.5, 0.5, 0.5, 0.5]))
+    assert np.all(np.diff(lp) < 0) and np.all(np.isfinite(lp))
+    assert chance_log10(np.array([5]), np.array([0.1]), dispersion=3.0)[0] > chance_log10(
+        np.array([5]), np.array([0.1])
+    )[0]

@@ -1,0 +1,33 @@
+"""clusters: k-means on SVD-reduced per-track features separates two kinds of tracks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audiolsh.clusters import cluster_index, cluster_matrix
+from audiolsh.errors import ParameterError
+from audiolsh.index import Index
+
+
+def test_two_blobs_become_two_clusters() -> None:
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(0, 1, (30, 20)), rng.normal(6, 1, (20, 20))])
+    labels, dist, explained = cluster_matrix(X, 2, seed=0)
+    assert len(set(labels[:30].tolist())) == 1 and len(set(labels[30:].tolist())) == 1
+    assert labels[0] != labels[-1] and 0 < explained <= 1 and np.all(dist >= 0)
+    with pytest.raises(ParameterError, match="groups"):
+        cluster_matrix(X[:3], 5)
+
+
+def test_a_feature_table_index_clusters_its_rows(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    X = np.vstack([rng.normal(0, 1, (40, 8)) + 3, rng.normal(0, 1, (40, 8)) - 3])
+    with Index.create(tmp_path / "v", metric="euclidean") as index:
+        index.add(X, keys=[f"a{i}" for i in range(40)] + [f"b{i}" for i in range(40)])
+        result = cluster_index(index, n_clusters=2)
+    groups = result.groups()
+    names = [{result.names[i][0] for i in g} for g in groups]
+    assert sorted(map(sorted, names)) == [["a"], ["b"]]

@@ -1,0 +1,182 @@
+"""The music library: every mode from one decode, one catalogue, similar / worst / vote / clusters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiolsh.audio import load, synth
+from audiolsh.errors import IndexFormatError, ParameterError
+from audiolsh.ingest import analyse, index_audio
+from audiolsh.library import LIBRARY_FILE, Library, Standardizer, combine
+from audiolsh.similarity import similar, stored_clip
+
+SR = 22050
+MODES = ("embedding", "rhythm", "timbre", "chroma", "peaks")
+
+
+def _tone_track(seed: int, duration_s: float = 40.0) -> np.ndarray:
+    """A steady drone family: few partials, no percussion (unlike synth.music)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(duration_s * SR)) / SR
+    f0 = rng.uniform(110, 220)
+    y = sum(np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6)) / h for h in (1, 2, 3))
+    return (0.3 * y * (1 + 0.2 * np.sin(2 * np.pi * 0.2 * t))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def music_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("music")
+    for seed in range(4):
+        sf.write(root / f"song{seed}.wav", synth.music(duration_s=40.0, sr=SR, seed=seed + 10), SR)
+    for seed in range(3):
+        sf.write(root / f"drone{seed}.flac", _tone_track(seed), SR, format="FLAC")
+    return root
+
+
+@pytest.fixture(scope="module")
+def lib_dir(tmp_path_factory: pytest.TempPathFactory, music_dir: Path) -> Path:
+    where = tmp_path_factory.mktemp("lib") / "lib"
+    with Library.create(where, modes=MODES) as lib:
+        report = index_audio(lib, [music_dir], workers=1, commit_every=3)
+        assert len(report.added) == 7 and not report.failed
+    return where
+
+
+def _clip(music_dir: Path, name: str, offset_s: float, duration_s: float, lib: Library):
+    y, sr = load(music_dir / name, sr=SR, offset_s=offset_s, duration_s=duration_s)
+    cfg = lib.config
+    return analyse(y, sr, modes=lib.modes, window_s=cfg.window_s, hop_s=cfg.hop_s, path=name)
+
+
+def test_library_layout_and_catalogue(lib_dir: Path) -> None:
+    data = json.loads((lib_dir / LIBRARY_FILE).read_text())
+    assert data["format"] == "audiolsh-library" and data["format_version"] == 1
+    # Standardisation statistics are stored in the library, as the engine needs them back.
+    assert set(data["stats"]) == {"rhythm", "timbre", "chroma"}
+    with Library.open(lib_dir, readonly=True) as lib:
+        assert len(lib) == 7
+        names = sorted(Path(t.path).name for t in lib.tracks())
+        assert names[0] == "drone0.flac"
+        for name in ("embedding", "rhythm", "timbre", "chroma", "chroma_frames", "combined", "peaks"):
+            assert len(lib.indexes[name].tracks()) == 7, name
+        info = lib.info()
+        assert info["n_tracks"] == 7 and info["indexes"]["rhythm"]["n_items"] >= 7 * 5
+
+
+@pytest.mark.parametrize("by", ["rhythm", "timbre", "chroma", "combined", "peaks"])
+def test_similar_ranks_the_source_track_first(lib_dir: Path, music_dir: Path, by: str) -> None:
+    with Library.open(lib_dir, readonly=True) as lib:
+        clip = _clip(music_dir, "song2.wav", 12.0, 10.0, lib)
+        found = similar(lib, clip, by=by, k=3)
+    assert Path(found[0].path).name == "song2.wav", [r.path for r in found]
+    assert [r.rank for r in found] == [1, 2, 3]
+    assert found[0].score >= found[1].score >= found[2].score
+    # A passage of the track is named (synthetic songs repeat, so not necessarily the cut one).
+    assert found[0].offset_s is not None and 0.0 <= found[0].offset_s <= 30.0
+
+
+def test_worst_is_the_least_similar_of_the_whole_collection(lib_dir: Path, music_dir: Path) -> None:
+    with Library.open(lib_dir, readonly=True) as lib:
+        clip = _clip(music_dir, "song1.wav", 5.0, 10.0, lib)
+        best = similar(lib, clip, by="timbre", k=7)
+        worst = similar(lib, clip, by="timbre", k=2, worst=True)
+        # Exact check: per track, the lowest cosine between the clip and any stored window.
+        Q = lib.prepare("timbre", clip.vectors["timbre"][0])
+        X, ids = lib.indexes["timbre"].live_data()
+        items = lib.indexes["timbre"].storage.items(ids)
+        sub = np.array([it.track_id for it in items])
+        tracks = lib.resolve_tracks("timbre", sub)
+        Qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+        Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+        cos = (Qn @ Xn.T).min(axis=0)
+        per_track = {int(t): float(cos[tracks == t].min()) for t in np.unique(tracks)}
+    expected = sorted(per_track, key=per_track.get)[:2]
+    assert [r.track_id for r in worst] == expected
+    assert worst[0].score <= worst[1].score
+    assert worst[0].score < best[-1].score or len(best) == 7
+    # The worst of a tone-rich song is not the song itself.
+    assert Path(worst[0].path).name != "song1.wav"
+
+
+def test_chroma_vote_and_query_by_stored_track(lib_dir: Path, music_dir: Path) -> None:
+    with Library.open(lib_dir, readonly=True) as lib:
+        clip = _clip(music_dir, "drone1.flac", 3.0, 10.0, lib)
+        voted = similar(lib, clip, by="chroma", method="vote", k=3)
+        assert Path(voted[0].path).name == "drone1.flac"
+        tid = voted[0].track_id
+        by_track = similar(lib, stored_clip(lib, tid, by="rhythm"), by="rhythm", k=3, exclude={tid})
+        assert tid not in [r.track_id for r in by_track]
+        # Another beatless drone is rhythmically nearer than any song with drums.
+        assert Path(by_track[0].path).name.startswith("drone")
+        with pytest.raises(ParameterError, match="--method"):
+            similar(lib, clip, by="timbre", method="vote")
+        with pytest.raises(ParameterError, match="Jaccard"):
+            similar(lib, clip, by="peaks", worst=True)
+
+
+def test_remove_track_and_resume_after_a_partial_commit(tmp_path: Path, music_dir: Path) -> None:
+    lib = Library.create(tmp_path / "lib", modes=("timbre", "chroma"))
+    files = sorted(music_dir.iterdir())
+    index_audio(lib, files[:2], workers=1)
+    # A crash after the modes committed but before the catalogue did: simulate it.
+    from audiolsh.ingest import extract
+
+    ex = extract(str(files[2]), "hash-of-third", lib.modes, lib.config.window_s, lib.config.hop_s)
+    lib.indexes["timbre"].add(lib.prepare("timbre", ex.vectors["timbre"][0]))  # stray rows, no track
+    with lib.indexes["chroma"].session() as s:
+        h = s.add_track(ex.path, content_hash=ex.content_hash, duration_s=ex.duration_s)
+        s.add(lib.prepare("chroma", ex.vectors["chroma"][0]), track=h, offsets_s=ex.vectors["chroma"][1])
+    assert len(lib) == 2
+    clip = analyse(load(files[2], sr=SR, duration_s=10.0)[0], SR, modes=lib.modes,
+                   window_s=10.0, hop_s=5.0)
+    # Rows of an incomplete track are never returned.
+    assert all(r.path != str(files[2]) for r in similar(lib, clip, by="chroma", k=5))
+    lib.add_batch([ex])
+    assert len(lib) == 3 and len(lib.indexes["chroma"].tracks()) == 3  # not added twice
+    assert similar(lib, clip, by="chroma", k=1)[0].path == str(files[2])
+    gone = lib.tracks()[0]
+    lib.remove_track(gone.id)
+    assert len(lib) == 2 and gone.id not in [t.id for t in lib.tracks()]
+    assert gone.path not in [r.path for r in similar(lib, clip, by="timbre", k=5)]
+    with pytest.raises(ParameterError, match="no track"):
+        lib.remove_track(gone.id)
+    lib.close()
+    with Library.open(tmp_path / "lib") as again:
+        assert len(again) == 2
+
+
+def test_bad_libraries_and_parameters(tmp_path: Path) -> None:
+    with pytest.raises(IndexFormatError, match="no music library"):
+        Library.open(tmp_path)
+    with pytest.raises(ParameterError, match="unknown modes"):
+        Library.create(None, modes=("tempo",))
+    with pytest.raises(ParameterError, match="hop_s"):
+        Library.create(None, window_s=10.0, hop_s=20.0)
+    Library.create(tmp_path / "a", modes=("timbre",)).close()
+    with pytest.raises(ParameterError, match="cannot add"):
+        Library.open_or_create(tmp_path / "a", modes=("timbre", "rhythm"))
+    newer = {"format": "audiolsh-library", "format_version": 99}
+    (tmp_path / "a" / LIBRARY_FILE).write_text(json.dumps(newer))
+    with pytest.raises(IndexFormatError, match="newer"):
+        Library.open(tmp_path / "a")
+
+
+def test_standardizer_and_combine_maths() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(5.0, [1.0, 10.0, 0.0], size=(500, 3))
+    s = Standardizer.fit(X)
+    Z = s(X)
+    assert np.allclose(Z[:, :2].mean(axis=0), 0, atol=1e-5)
+    assert np.allclose(Z[:, :2].std(axis=0), 1, atol=1e-4)
+    assert np.all(np.isfinite(Z))  # the constant column does not divide by zero
+    assert np.allclose(Standardizer.from_dict(s.to_dict())(X), Z)
+    A, B = rng.normal(size=(4, 5)), rng.normal(size=(4, 7))
+    C = combine([A, B])
+    An = A / np.linalg.norm(A, axis=1, keepdims=True)
+    Bn = B / np.linalg.norm(B, axis=1, keepdims=True)
+    assert np.allclose(C @ C.T, (An @ An.T + Bn @ Bn.T) / 2, atol=1e-5)

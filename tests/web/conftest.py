@@ -1,0 +1,74 @@
+"""A small library of synthesised tracks, built once for every web test."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiolsh.audio import synth
+from audiolsh.ingest import index_audio
+from audiolsh.library import Library
+
+SR = 22050
+TRACKS = {"alpha.wav": 501, "bravo.flac": 502, "charlie.ogg": 503, "delta.wav": 504}
+OUTSIDER_SEED = 999
+DURATION_S = 40.0
+
+
+@dataclass(frozen=True)
+class WebCorpus:
+    library: Path
+    music: Path
+    outsider: Path
+    ids: dict[str, int]  # file name -> library track id
+
+    def audio(self, name: str) -> np.ndarray:
+        y, _ = sf.read(self.music / name, dtype="float32")
+        return np.asarray(y)
+
+    def clip(self, name: str, *, offset_s: float = 12.0, duration_s: float = 10.0) -> bytes:
+        """A WAV excerpt of one indexed track."""
+        start = int(offset_s * SR)
+        return self.wav(self.audio(name)[start: start + int(duration_s * SR)])
+
+    @staticmethod
+    def wav(y: np.ndarray, sr: int = SR) -> bytes:
+        buf = io.BytesIO()
+        sf.write(buf, y, sr, format="WAV", subtype="PCM_16")
+        return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def web_corpus(tmp_path_factory: pytest.TempPathFactory) -> WebCorpus:
+    root = tmp_path_factory.mktemp("web-corpus")
+    music = root / "music"
+    music.mkdir()
+    for name, seed in TRACKS.items():
+        sf.write(music / name, synth.music(duration_s=DURATION_S, sr=SR, seed=seed), SR)
+    outsider = root / "outsider.wav"
+    sf.write(outsider, synth.music(duration_s=20.0, sr=SR, seed=OUTSIDER_SEED), SR)
+    with Library.create(root / "library") as library:
+        report = index_audio(library, [music], workers=1)
+        assert not report.failed, report.failed
+        ids = {Path(t.path).name: t.id for t in library.tracks()}
+    assert set(ids) == set(TRACKS)
+    return WebCorpus(root / "library", music, outsider, ids)
+
+
+@pytest.fixture(scope="module")
+def client(web_corpus: WebCorpus) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    from audiolsh.web.app import create_app
+    from audiolsh.web.settings import Settings
+
+    app = create_app(Settings(index_path=web_corpus.library, warm_up=False))
+    with TestClient(app) as c:
+        yield c

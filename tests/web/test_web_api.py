@@ -1,0 +1,320 @@
+"""The REST API through FastAPI's test client: answers, records, bad uploads, errors."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiolsh.identify import identify
+from audiolsh.library import Library
+from audiolsh.records import identify_record
+
+IDENTIFY_KEYS = {"query", "match", "elapsed_ms"}
+MATCH_KEYS = {"path", "track_id", "offset_s", "score", "confidence", "speed", "tempo"}
+RESULT_KEYS = {"track_id", "path", "score", "rank", "offset_s", "query_offset_s"}
+
+
+def post(client: Any, url: str, name: str, data: bytes) -> Any:
+    return client.post(url, files={"file": (name, data, "application/octet-stream")})
+
+
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body["error"] == code
+    assert isinstance(body["detail"], str) and body["detail"]
+    assert "audiolsh-upload-" not in body["detail"]  # never the server's temporary path
+    return body
+
+
+# identification --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["alpha.wav", "charlie.ogg"])
+def test_identify_names_the_track_and_offset(client: Any, web_corpus: Any, name: str) -> None:
+    r = post(client, "/api/identify", "clip.wav", web_corpus.clip(name, offset_s=12.0))
+    assert r.status_code == 200, r.text
+    record = r.json()
+    assert set(record) == IDENTIFY_KEYS
+    assert record["query"] == "clip.wav"
+    match = record["match"]
+    assert set(match) == MATCH_KEYS
+    assert match["track_id"] == web_corpus.ids[name]
+    assert Path(match["path"]).name == name
+    assert abs(match["offset_s"] - 12.0) < 0.5
+    assert 0.0 <= match["confidence"] <= 1.0
+    assert record["elapsed_ms"] > 0
+
+
+def test_identify_record_is_the_shared_record(client: Any, web_corpus: Any) -> None:
+    """The API's answer is exactly what the shared record builder makes of the domain call."""
+    data = web_corpus.clip("bravo.flac", offset_s=20.0)
+    r = post(client, "/api/identify", "b.wav", data)
+    y, sr = sf.read(io.BytesIO(data), dtype="float32")
+    with Library.open(web_corpus.library, readonly=True) as library:
+        expected = identify_record("b.wav", identify(library, y, sr))
+    got = r.json()
+    del got["elapsed_ms"]
+    assert got == expected
+
+
+def test_identify_says_not_in_the_library(client: Any, web_corpus: Any) -> None:
+    r = post(client, "/api/identify", "other.wav", web_corpus.outsider.read_bytes())
+    assert r.status_code == 200, r.text
+    assert r.json()["match"] is None
+
+
+def test_truncated_wav_still_identified(client: Any, web_corpus: Any) -> None:
+    """A WAV cut short (header promises more frames) is read as far as it goes."""
+    data = (web_corpus.music / "delta.wav").read_bytes()
+    r = post(client, "/api/identify", "cut.wav", data[: len(data) // 2])
+    assert r.status_code == 200, r.text
+    assert r.json()["match"]["track_id"] == web_corpus.ids["delta.wav"]
+
+
+# similarity ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("by", ["rhythm", "timbre", "chroma", "combined"])
+def test_similar_ranks_the_source_first(client: Any, web_corpus: Any, by: str) -> None:
+    r = client.post(f"/api/similar?by={by}&k=3", files={"file": ("c.wav", web_corpus.clip("bravo.flac"))})
+    assert r.status_code == 200, r.text
+    record = r.json()
+    assert set(record) == {"query", "results", "elapsed_ms"}
+    results = record["results"]
+    assert [x["rank"] for x in results] == [1, 2, 3]
+    assert all(set(x) == RESULT_KEYS for x in results)
+    scores = [x["score"] for x in results]
+    assert scores == sorted(scores, reverse=True)
+    assert results[0]["track_id"] == web_corpus.ids["bravo.flac"]
+
+
+def test_similar_worst_is_least_similar(client: Any, web_corpus: Any) -> None:
+    clip = web_corpus.clip("alpha.wav")
+    best = client.post("/api/similar?by=timbre&k=4", files={"file": ("c.wav", clip)}).json()["results"]
+    worst = client.post("/api/similar?by=timbre&k=4&worst=true",
+                        files={"file": ("c.wav", clip)}).json()["results"]
+    assert [x["score"] for x in worst] == sorted(x["score"] for x in worst)
+    assert worst[0]["track_id"] != web_corpus.ids["alpha.wav"]
+    # The least similar passage of all scores below the best passage of every track.
+    assert worst[0]["score"] < min(x["score"] for x in best)
+
+
+@pytest.mark.parametrize("query", ["by=loudness", "k=0", "k=1000", "worst=maybe"])
+def test_similar_bad_parameters(client: Any, web_corpus: Any, query: str) -> None:
+    r = client.post(f"/api/similar?{query}", files={"file": ("c.wav", web_corpus.clip("alpha.wav"))})
+    assert_error(r, 422, "invalid_request")
+
+
+def test_analyse_returns_everything_the_page_shows(client: Any, web_corpus: Any) -> None:
+    r = post(client, "/api/analyse?k=2", "c.wav", web_corpus.clip("charlie.ogg", offset_s=5.0))
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["identify"]["match"]["track_id"] == web_corpus.ids["charlie.ogg"]
+    assert {(x["by"], x["worst"]) for x in out["similar"]} == {
+        (b, w) for b in ("rhythm", "timbre", "chroma") for w in (False, True)}
+    assert all(len(x["results"]) == 2 for x in out["similar"])
+    spec = out["plots"]["spectrogram"]
+    image = np.frombuffer(base64.b64decode(spec["data"]), np.uint8)
+    assert image.size == spec["n_mels"] * spec["n_columns"]
+    assert image.max() == 255 and image.min() < 128  # scaled to the clip's own range
+    assert abs(spec["duration_s"] - 10.0) < 0.01
+    beat = out["plots"]["beat_spectrum"]
+    assert len(beat["values"]) == round(4.0 / beat["lag_step_s"]) + 1
+    assert beat["values"][0] == pytest.approx(1.0, abs=1e-3)
+
+
+# bad uploads -----------------------------------------------------------------------------------
+
+
+def test_empty_upload(client: Any) -> None:
+    body = assert_error(post(client, "/api/identify", "empty.mp3", b""), 422, "bad_audio")
+    assert "empty" in body["detail"]
+
+
+def test_text_renamed_mp3(client: Any) -> None:
+    text = b"This is not music, only text pretending to be an MP3 file.\n" * 200
+    body = assert_error(post(client, "/api/identify", "song.mp3", text), 422, "bad_audio")
+    assert body["detail"].startswith("song.mp3: ")
+
+
+def test_truncated_flac(client: Any, web_corpus: Any) -> None:
+    data = (web_corpus.music / "bravo.flac").read_bytes()[:3000]
+    assert_error(post(client, "/api/similar", "bravo.flac", data), 422, "bad_audio")
+
+
+def test_silence(client: Any, web_corpus: Any) -> None:
+    silence = np.zeros(22050 * 5, np.float32)
+    body = assert_error(post(client, "/api/identify", "quiet.wav", web_corpus.wav(silence)), 422, "bad_audio")
+    assert "silent" in body["detail"]
+
+
+def test_too_short(client: Any, web_corpus: Any) -> None:
+    body = assert_error(post(client, "/api/identify", "s.wav", web_corpus.clip("alpha.wav", duration_s=1.0)),
+                        422, "bad_audio")
+    assert "too short" in body["detail"]
+
+
+def test_header_that_would_decode_into_gigabytes(client: Any) -> None:
+    buf = io.BytesIO()
+    sf.write(buf, np.full((4000, 8), 0.1, np.float32), 655350, format="FLAC")
+    body = assert_error(post(client, "/api/identify", "wide.flac", buf.getvalue()), 422, "bad_audio")
+    assert "channels" in body["detail"]
+
+
+def test_60_mb_upload_refused_before_reading(client: Any) -> None:
+    big = b"\0" * (60 * 1024 * 1024)
+    body = assert_error(post(client, "/api/identify", "big.wav", big), 413, "upload_too_large")
+    assert "50 MB" in body["detail"]
+
+
+def test_60_mb_chunked_upload_refused(client: Any) -> None:
+    """Without a Content-Length the body is counted as it arrives."""
+    boundary = "audiolshboundary"
+
+    def body() -> Any:
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n"
+               "Content-Type: audio/wav\r\n\r\n").encode()
+        for _ in range(60):
+            yield b"\0" * (1024 * 1024)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    r = client.post("/api/identify", content=body(),
+                    headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert_error(r, 413, "upload_too_large")
+
+
+def test_missing_file_field(client: Any, web_corpus: Any) -> None:
+    r = client.post("/api/identify", files={"clip": ("c.wav", web_corpus.clip("alpha.wav"))})
+    body = assert_error(r, 422, "invalid_request")
+    assert "'file'" in body["detail"]
+
+
+def test_upload_name_is_never_a_path(web_corpus: Any, tmp_path: Path) -> None:
+    """A hostile name is shown back without its folders and nothing is written under it;
+    the spooled copy lives in the configured folder and is deleted after the request."""
+    from fastapi.testclient import TestClient
+
+    from audiolsh.web.app import create_app
+    from audiolsh.web.settings import Settings
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    target = tmp_path / "evil.wav"
+    app = create_app(Settings(index_path=web_corpus.library, warm_up=False, tmp_dir=spool))
+    with TestClient(app) as c:
+        name = f"../../{tmp_path.name}/evil.wav"
+        r = c.post("/api/identify", files={"file": (str(target), web_corpus.clip("alpha.wav"))})
+        assert r.status_code == 200 and r.json()["query"] == "evil.wav"
+        r = c.post("/api/identify", files={"file": (name, b"not audio")})
+        assert r.status_code == 422 and r.json()["detail"].startswith("evil.wav: ")
+    assert not target.exists()
+    assert list(spool.iterdir()) == []
+
+
+# the catalogue ---------------------------------------------------------------------------------
+
+
+def test_tracks_paged_and_searched(client: Any, web_corpus: Any) -> None:
+    first = client.get("/api/tracks?limit=3").json()
+    assert first["total"] == 4 and len(first["items"]) == 3
+    rest = client.get("/api/tracks?offset=3&limit=3").json()
+    names = [t["name"] for t in first["items"] + rest["items"]]
+    assert sorted(names) == sorted(web_corpus.ids)
+    found = client.get("/api/tracks?q=CHAR").json()
+    assert [t["name"] for t in found["items"]] == ["charlie.ogg"] and found["total"] == 1
+    track = found["items"][0]
+    assert track["duration_s"] == pytest.approx(40.0, abs=0.1) and track["n_items"] > 0
+    assert_error(client.get("/api/tracks?limit=0"), 422, "invalid_request")
+
+
+def test_track_audio_supports_ranges(client: Any, web_corpus: Any) -> None:
+    tid = web_corpus.ids["bravo.flac"]
+    raw = (web_corpus.music / "bravo.flac").read_bytes()
+    whole = client.get(f"/api/tracks/{tid}/audio")
+    assert whole.status_code == 200 and whole.content == raw
+    assert whole.headers["content-type"] == "audio/flac"
+    assert whole.headers["accept-ranges"] == "bytes"
+    part = client.get(f"/api/tracks/{tid}/audio", headers={"Range": "bytes=1000-1999"})
+    assert part.status_code == 206
+    assert part.content == raw[1000:2000]
+    assert part.headers["content-range"] == f"bytes 1000-1999/{len(raw)}"
+    assert_error(client.get("/api/tracks/999999/audio"), 404, "not_found")
+
+
+def test_health(client: Any) -> None:
+    r = client.get("/health")
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+
+
+# pages, docs and errors ------------------------------------------------------------------------
+
+
+def test_query_page(client: Any) -> None:
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "Drop an audio file" in r.text and 'id="record"' in r.text and "4 tracks" in r.text
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    assert r.headers["x-content-type-options"] == "nosniff"
+    for asset in ("/static/app.js", "/static/plots.js", "/static/style.css"):
+        assert client.get(asset).status_code == 200
+
+
+def test_library_page_lists_tracks_groups_and_searches(client: Any, web_corpus: Any) -> None:
+    page = client.get("/library").text
+    for name in web_corpus.ids:
+        assert name in page
+    assert "Groups by timbre" in page and "2:40" in page  # total duration of 4 x 40 s
+    filtered = client.get("/library?q=alp").text
+    assert "alpha.wav" in filtered and "delta.wav</td>" not in filtered
+
+
+def test_openapi_and_docs(client: Any) -> None:
+    schema = client.get("/openapi.json").json()
+    assert {"/api/identify", "/api/similar", "/api/tracks", "/api/tracks/{track_id}/audio", "/health"} <= set(
+        schema["paths"])
+    params = {p["name"] for p in schema["paths"]["/api/similar"]["post"]["parameters"]}
+    assert params == {"by", "k", "worst"}
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_unexpected_errors_are_plain_json(web_corpus: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from audiolsh.web.app import create_app
+    from audiolsh.web.services import QueryService
+    from audiolsh.web.settings import Settings
+
+    def boom(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(QueryService, "identify", boom)
+    app = create_app(Settings(index_path=web_corpus.library, warm_up=False))
+    assert app.debug is False
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.post("/api/identify", files={"file": ("c.wav", b"x")})
+    assert r.status_code == 500
+    assert r.json()["error"] == "internal_error" and "secret" not in r.text and "Traceback" not in r.text
+
+
+def test_unknown_route_and_method(client: Any) -> None:
+    assert_error(client.get("/api/nothing"), 404, "not_found")
+    assert_error(client.get("/api/identify"), 405, "method_not_allowed")
+
+
+def test_missing_library_fails_at_startup(tmp_path: Path) -> None:
+    from audiolsh.errors import IndexFormatError
+    from audiolsh.web.app import create_app
+    from audiolsh.web.settings import Settings
+
+    with pytest.raises(IndexFormatError, match="no music library"):
+        create_app(Settings(index_path=tmp_path))
+

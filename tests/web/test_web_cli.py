@@ -1,0 +1,75 @@
+"""`audiolsh serve`: settings from options, the URL printed, loopback by default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import audiolsh.cli.web_cmds  # noqa: F401  (registers `serve`)
+from audiolsh.cli import cli
+from audiolsh.errors import ParameterError
+from audiolsh.web.settings import Settings
+
+
+def test_serve_builds_the_app_and_runs_uvicorn(web_corpus: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    result = CliRunner().invoke(cli, ["serve", "--index", str(web_corpus.library), "--port", "8765",
+                                      "--max-upload-mb", "5", "--workers", "1", "--no-warm-up"])
+    assert result.exit_code == 0, result.output
+    assert "http://127.0.0.1:8765/" in result.output and "4 tracks" in result.output
+    (call,) = calls
+    assert call["host"] == "127.0.0.1" and call["port"] == 8765
+    settings = call["app"].state.settings
+    assert settings.max_upload_bytes == 5 * 1024 * 1024 and settings.workers == 1
+    assert call["app"].debug is False
+
+
+def test_serve_warns_off_loopback(web_corpus: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    result = CliRunner().invoke(cli, ["serve", "--index", str(web_corpus.library), "--host", "0.0.0.0",
+                                      "--no-warm-up"])
+    assert result.exit_code == 0 and "warning" in result.output
+
+
+def test_serve_without_a_library_is_a_clear_error(tmp_path: Any) -> None:
+    result = CliRunner().invoke(cli, ["serve", "--index", str(tmp_path / "nothing")])
+    assert result.exit_code == 2 and "no music library" in result.output
+
+
+def test_settings_defaults_are_documented() -> None:
+    described = {d["name"]: d for d in Settings.describe()}
+    assert described["host"]["default"] == "127.0.0.1"
+    assert described["max_upload_bytes"]["default"] == 50 * 1024 * 1024
+    assert all(d["help"] for d in described.values())
+    with pytest.raises(ParameterError, match="workers"):
+        Settings(index_path="x", workers=0)
+    assert Settings(index_path="x", host="::1").url == "http://[::1]:8000/"
+    assert not Settings(index_path="x", host="0.0.0.0").is_loopback
+
+
+@pytest.mark.parametrize(("command", "url"), [
+    (["identify"], "/api/identify"),
+    (["similar", "--by", "timbre", "-k", "3"], "/api/similar?by=timbre&k=3"),
+])
+def test_cli_jsonl_and_api_answer_the_same_object(client: Any, web_corpus: Any, tmp_path: Any,
+                                                  command: list[str], url: str) -> None:
+    import json
+
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(web_corpus.clip("delta.wav", offset_s=15.0))
+    result = CliRunner().invoke(cli, [*command, str(clip), "--index", str(web_corpus.library),
+                                      "--format", "jsonl"])
+    assert result.exit_code == 0, result.output
+    from_cli = json.loads(result.output.strip().splitlines()[-1])
+    from_api = client.post(url, files={"file": ("clip.wav", clip.read_bytes())}).json()
+    assert set(from_cli) == set(from_api)
+    for record in (from_cli, from_api):
+        del record["elapsed_ms"], record["query"]
+    assert from_cli == from_api
