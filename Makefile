@@ -57,8 +57,10 @@ run: install
 	$(BIN)/audiolsh index "$$music" --index "$(INDEX)" || [ $$? = 2 ]; \
 	$(BIN)/audiolsh info --index "$(INDEX)"; \
 	clips=$$(find "$$music" -type f \( -name '*.ogg' -o -name '*.opus' -o -name '*.mp3' -o -name '*.wav' -o -name '*.flac' \) | sort | head -n 3); \
-	echo "nearest passages to 10 s of three tracks, taken 30 s in:"; \
-	IFS=$$'\n'; $(BIN)/audiolsh nearest $$clips --offset 30 --duration 10 --index "$(INDEX)" -k 3; \
+	echo "what are 10-s excerpts of three tracks, taken 30 s in:"; \
+	IFS=$$'\n'; $(BIN)/audiolsh identify $$clips --offset 30 --duration 10 --index "$(INDEX)"; \
+	echo "what sounds like them (rhythm, timbre and chroma combined):"; \
+	$(BIN)/audiolsh similar $$clips --offset 30 --duration 10 --index "$(INDEX)" -k 3; \
 	$(BIN)/audiolsh serve --index "$(INDEX)" --host 127.0.0.1 --port 8000
 
 bench: install
