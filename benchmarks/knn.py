@@ -18,6 +18,7 @@ operating point with recall@10 >= 0.95, and the ratios the project targets.
 
     python benchmarks/knn.py --quick                       # smoke run, ~30 s
     python benchmarks/knn.py --data all --out knn.json     # the full run (~15 minutes, 2 cores)
+    python benchmarks/knn.py --data real,clustered,clustered-flat   # several in one run
 """
 
 from __future__ import annotations
@@ -323,7 +324,9 @@ class Truth:
 
 @dataclass
 class VectorGrid:
-    # (L, K, "center" | "no center" | "", [(n_probes, n_rerank), ...]); n_rerank 0 = all
+    # (L, K, variant, [(n_probes, n_rerank), ...]); n_rerank 0 = all.  variant: "" (random
+    # planes through the origin), "no center" (the same, said explicitly), "center" (through
+    # the mean) or "white=A" (partially whitened planes, HyperplaneLSH(whiten=A)).
     ours: list[tuple[int, int, str, list[tuple[int, int]]]]
     pstable: list[tuple[int, int, float, list[int]]]  # (L, K, width x heuristic, n_probes)
     faiss_lsh: list[tuple[int, list[int]]]  # (nbits, k_factor list)
@@ -339,6 +342,7 @@ GRIDS = {
             (8, 10, "center", [(32, 0), (64, 0), (128, 0), (128, 200)]),
             (12, 12, "center", [(96, 0), (192, 0), (192, 200)]),
             (16, 10, "center", [(32, 0), (64, 0), (64, 200)]),
+            (8, 10, "white=0.5", [(64, 0), (128, 0)]),  # whitening does not pay here
         ],
         pstable=[(8, 8, 1.0, [16, 32, 64])],
         faiss_lsh=[(256, [10, 50]), (512, [10, 50])],
@@ -350,15 +354,14 @@ GRIDS = {
     ),
     "clustered": VectorGrid(
         ours=[
-            (8, 16, "", [(16, 0), (32, 0), (16, 1000), (64, 1000)]),
-            (8, 20, "", [(32, 0), (64, 0)]),
-            (12, 18, "", [(24, 0), (48, 0)]),
-            (12, 20, "", [(24, 0), (48, 0), (96, 1000)]),
-            (16, 16, "", [(32, 200), (32, 1000)]),
-            (16, 18, "", [(16, 0), (32, 0)]),
+            (8, 16, "", [(16, 0), (64, 1000)]),  # random planes: the previous best point
+            (12, 20, "", [(96, 1000)]),
+            (8, 16, "white=0.5", [(256, 300), (320, 300), (384, 500)]),
+            (8, 16, "white=0.6", [(256, 300), (288, 300), (320, 300), (384, 300), (512, 500)]),
+            (8, 18, "white=0.7", [(1024, 500)]),  # > 64 B/item, for the record
         ],
         pstable=[(8, 10, 1.0, [8]), (12, 16, 1.0, [12, 48])],
-        faiss_lsh=[(256, [10, 50]), (512, [10, 50])],
+        faiss_lsh=[(256, [10, 20, 30, 50]), (512, [10, 50])],
         faiss_mh=[
             (256, 16, 16, 0, 50), (256, 16, 16, 1, 10), (256, 8, 24, 1, 50), (256, 8, 24, 2, 10),
             (256, 8, 24, 2, 50), (512, 16, 16, 0, 50), (512, 16, 16, 1, 10), (512, 8, 24, 2, 10),
@@ -373,6 +376,7 @@ GRIDS["clustered-flat"] = VectorGrid(
         (12, 16, "", [(12, 0), (48, 0)]),
         (12, 18, "", [(12, 0), (24, 100), (48, 0), (48, 300)]),
         (16, 20, "", [(16, 0), (32, 100), (64, 0)]),
+        (8, 16, "white=0.5", [(32, 0), (64, 0)]),
     ],
     pstable=[(12, 16, 1.0, [12, 48])],
     faiss_lsh=GRIDS["clustered"].faiss_lsh,
@@ -382,7 +386,8 @@ GRIDS["clustered-flat"] = VectorGrid(
 )
 
 QUICK_GRID = VectorGrid(
-    ours=[(8, 12, "center", [(8, 0), (32, 0), (32, 100)]), (12, 14, "center", [(24, 0), (96, 0)])],
+    ours=[(8, 12, "center", [(8, 0), (32, 0), (32, 100)]), (12, 14, "center", [(24, 0), (96, 0)]),
+          (8, 12, "white=0.5", [(64, 0), (128, 100)])],
     pstable=[(8, 8, 1.0, [16, 64])],
     faiss_lsh=[(256, [10, 50])],
     faiss_mh=[(256, 16, 12, 1, 10), (256, 8, 20, 2, 50)],
@@ -434,8 +439,11 @@ class VectorBench:
 
     def ours(self, L: int, n_bits: int, center: str, points: list[tuple[int, int]]) -> None:
         """``points``: (n_probes, n_rerank); n_rerank 0 measures every candidate exactly, R > 0
-        only the R nearest by Hamming distance of their hyperplane codes."""
-        fam = HyperplaneLSH(self.d, n_tables=L, n_bits=n_bits, seed=0, center=center == "center")
+        only the R nearest by Hamming distance of their hyperplane codes.  ``center``: the
+        grid's variant string (see ``VectorGrid``)."""
+        whiten = float(center.split("=")[1]) if center.startswith("white=") else 0.0
+        fam = HyperplaneLSH(self.d, n_tables=L, n_bits=n_bits, seed=0,
+                            center=center == "center", whiten=whiten)
         t0 = time.perf_counter()
         s = VectorLSH(fam, metric="cosine").fit(self.X)
         build = time.perf_counter() - t0
@@ -453,7 +461,7 @@ class VectorBench:
                 f" {center}" if center else "")
             self.point(OURS, label, search, build, s.index_nbytes / self.n)
             self.rows[-1].extra.update(candidates=cand[0] if cand else None, L=L, K=n_bits, P=P,
-                                       n_rerank=R, center=center == "center")
+                                       n_rerank=R, center=fam.center, whiten=whiten)
 
     def pstable(self, L: int, n_hashes: int, width_factor: float, probes: list[int]) -> None:
         from audiolsh.index import estimate_bucket_width
@@ -947,10 +955,30 @@ def load_avg() -> list[float]:
         return []
 
 
+DATASETS = ("real", "clustered", "clustered-flat", "sets")
+
+
+def data_list(text: str) -> list[str]:
+    """``--data``: one name, ``all``, or a comma-separated list, in the order given."""
+    names: list[str] = []
+    for part in text.split(","):
+        part = part.strip()
+        for name in (["real", "clustered", "sets"] if part == "all" else [part]):
+            if name not in DATASETS:
+                raise argparse.ArgumentTypeError(
+                    f"unknown dataset {name!r}: choose from {', '.join(DATASETS)} or all"
+                )
+            if name not in names:
+                names.append(name)
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", choices=["real", "clustered", "sets", "all"], default="all")
+    ap.add_argument("--data", default="all", type=data_list,
+                    help="real, clustered, clustered-flat (the flat preset), sets, all (= real,"
+                         " clustered, sets), or a comma-separated list of them")
     ap.add_argument("--n", type=int, default=1_000_000, help="rows of the clustered data")
     ap.add_argument("--n-sets", type=int, default=100_000, help="rows of the set data")
     ap.add_argument("--queries", type=int, default=1000)
@@ -967,7 +995,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.n, args.n_sets, args.queries = min(args.n, 50_000), min(args.n_sets, 10_000), 200
         budget = Budget(single_s=1.0, single_max=200, batch_repeat_below_s=0.5)
-    datasets = ["real", "clustered", "sets"] if args.data == "all" else [args.data]
+    datasets = args.data
     started = time.time()
     report: dict[str, Any] = {
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
@@ -998,9 +1026,10 @@ def main(argv: list[str] | None = None) -> int:
                 Q, X = E[perm[:nq]], E[perm[nq:]]
                 extra = {"embedding_source": meta}
             else:
-                preset = CLUSTERED_PRESETS[args.clustered_preset]
-                if args.clustered_preset != "calibrated":
-                    name = f"clustered-{args.clustered_preset}"
+                preset_name = "flat" if name == "clustered-flat" else args.clustered_preset
+                preset = CLUSTERED_PRESETS[preset_name]
+                if preset_name != "calibrated":
+                    name = f"clustered-{preset_name}"
                 E = clustered_data(args.n + args.queries, **preset)
                 Q, X = E[: args.queries], E[args.queries :]
                 extra = {"generator": {**CLUSTERED, **preset}}

@@ -29,8 +29,8 @@ import numpy as np
 from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, SetBatch, as_sets
 from audiolsh.hashing import from_config as family_from_config
-from audiolsh.hashing.base import check_int
-from audiolsh.hashing.hyperplane import needs_centering
+from audiolsh.hashing.base import check_int, learned_arrays
+from audiolsh.hashing.hyperplane import check_whiten, key_balance, needs_centering
 from audiolsh.search import BruteForce, BucketTables, Neighbors, SetLSH, VectorLSH, merge, prepare
 from audiolsh.search.brute import check_metric
 from audiolsh.storage import EmbeddedStorage, Item, MemoryStorage, SegmentInfo, Storage, Track
@@ -41,6 +41,14 @@ INDEX_ENV = "AUDIOLSH_INDEX"
 TARGET_BUCKET_SIZE = 16
 WIDTH_SAMPLE = 2000
 DEFAULT_PSTABLE_HASHES = 8
+# Partial whitening of the hyperplanes ("auto"): its strength, the rows a segment needs (per
+# dimension) for a covariance estimate worth adapting to, and how crowded plain planes must
+# leave the tables (key_balance below this) for it to pay.
+AUTO_WHITEN = 0.5
+WHITEN_MIN_ROWS_PER_DIM = 20
+WHITEN_BELOW_BALANCE = 0.6
+WHITENED_PROBES_PER_TABLE = 32
+FAMILY_ARRAY_PREFIX = "family_"
 
 
 @dataclass
@@ -55,7 +63,12 @@ class IndexConfig:
     bucket_width : p-stable width; None estimates it from the data at each segment build.
     center : centre the hyperplanes on the data mean: "auto" does so when the rows share a
         dominant direction (non-negative or dB features), see ``needs_centering``.
-    n_probes : buckets probed per query over all tables; None means 4 per table.
+    whiten : cosine only: partial whitening alpha in [0, 1] of data-adaptive hyperplanes
+        (``HyperplaneLSH(whiten=...)``; implies centring).  "auto" uses 0.5 when plain planes
+        would crowd the rows into few buckets (``key_balance`` < 0.6: the variance sits in a
+        few directions) and the segment has at least 20 rows per dimension; else 0.
+    n_probes : buckets probed per query over all tables; None means 4 per table (32 per
+        table for whitened segments, whose buckets are smaller and more even).
     n_rerank : cosine only: measure exactly just the candidates nearest by Hamming distance of
         their hyperplane codes, this many (0: all candidates).
     num_perm, threshold : MinHash signature length and the Jaccard threshold for banding.
@@ -68,6 +81,7 @@ class IndexConfig:
     n_bits: int | None = None
     bucket_width: float | None = None
     center: str | bool = "auto"
+    whiten: str | float = "auto"
     n_probes: int | None = None
     n_rerank: int = 0
     num_perm: int = 128
@@ -90,6 +104,8 @@ class IndexConfig:
             raise ParameterError(f"bucket_width must be positive, got {self.bucket_width!r}")
         if self.center not in ("auto", True, False):
             raise ParameterError(f"center must be 'auto', true or false, got {self.center!r}")
+        if self.whiten != "auto":
+            check_whiten(self.whiten)
         check_int("num_perm", self.num_perm, 2, 4096)
         if not 0 < self.threshold < 1:
             raise ParameterError(f"threshold must be in (0, 1), got {self.threshold!r}")
@@ -112,6 +128,14 @@ class IndexConfig:
 
 def auto_bits(n_rows: int) -> int:
     return int(np.clip(round(math.log2(max(n_rows, 1) / TARGET_BUCKET_SIZE)), 2, 24))
+
+
+def auto_whiten(X: np.ndarray, *, n_bits: int, seed: int, center: bool) -> float:
+    """The "auto" whitening of a segment's rows (see ``IndexConfig.whiten``)."""
+    if len(X) < WHITEN_MIN_ROWS_PER_DIM * X.shape[1]:
+        return 0.0
+    balance = key_balance(X, n_bits=n_bits, seed=seed, center=center)
+    return AUTO_WHITEN if balance < WHITEN_BELOW_BALANCE else 0.0
 
 
 def estimate_bucket_width(X: np.ndarray, seed: int) -> float:
@@ -323,7 +347,11 @@ class Index:
         self._segments = segments
 
     def _open_segment(self, info: SegmentInfo, arrays: dict[str, np.ndarray]) -> _Segment:
-        family = family_from_config(info.config["family"])
+        learned = {
+            name[len(FAMILY_ARRAY_PREFIX):]: a for name, a in arrays.items()
+            if name.startswith(FAMILY_ARRAY_PREFIX)
+        }
+        family = family_from_config(info.config["family"], arrays=learned)
         tables = BucketTables.from_arrays(arrays)
         searcher: VectorLSH | SetLSH
         if info.config["metric"] == "jaccard":
@@ -418,7 +446,7 @@ class Index:
         )
         if not self._segments:
             return _empty(n_queries, k)
-        probes = n_probes if n_probes is not None else self.config.default_probes
+        probes = n_probes if n_probes is not None else self.config.n_probes
         parts = []
         for seg in self._segments:
             if seg.n_live == 0:
@@ -431,14 +459,21 @@ class Index:
                 res = brute.search(data, k)
             elif isinstance(seg.searcher, VectorLSH):
                 rerank = self.config.n_rerank if n_rerank is None else n_rerank
-                res = seg.searcher.search(data, k, n_probes=probes, n_rerank=rerank)
+                res = seg.searcher.search(
+                    data, k, n_probes=probes or self._default_probes(seg), n_rerank=rerank
+                )
             else:
-                res = seg.searcher.search(data, k, n_probes=probes)
+                res = seg.searcher.search(data, k, n_probes=probes or self._default_probes(seg))
             ids = np.where(res.ids >= 0, seg.ids[np.maximum(res.ids, 0)], -1)
             parts.append(Neighbors(ids, res.distances, res.n_candidates))
         if not parts:
             return _empty(n_queries, k)
         return merge(parts, k)
+
+    def _default_probes(self, seg: _Segment) -> int:
+        if getattr(seg.searcher.family, "whiten", 0.0) > 0:
+            return WHITENED_PROBES_PER_TABLE * seg.searcher.family.n_tables
+        return self.config.default_probes
 
     def hits(self, result: Neighbors) -> list[list[Hit]]:
         """Resolve a query's ids to keys, tracks and offsets."""
@@ -485,9 +520,14 @@ class Index:
         else:
             if cfg.metric == "cosine":
                 center = needs_centering(data) if cfg.center == "auto" else bool(cfg.center)
+                n_bits = cfg.n_bits or auto_bits(n)
+                whiten = (
+                    auto_whiten(data, n_bits=n_bits, seed=cfg.seed, center=center)
+                    if cfg.whiten == "auto" else float(cfg.whiten)
+                )
                 family = HyperplaneLSH(
-                    data.shape[1], n_tables=cfg.n_tables, n_bits=cfg.n_bits or auto_bits(n),
-                    seed=cfg.seed, center=center,
+                    data.shape[1], n_tables=cfg.n_tables, n_bits=n_bits, seed=cfg.seed,
+                    center=center, whiten=whiten,
                 )
             else:
                 width = cfg.bucket_width or estimate_bucket_width(data, cfg.seed)
@@ -499,6 +539,8 @@ class Index:
             arrays = {"vectors": searcher.vectors_}
             if searcher.codes_.shape[1]:
                 arrays["codes"] = searcher.codes_
+            for name, a in learned_arrays(family).items():
+                arrays[FAMILY_ARRAY_PREFIX + name] = a
         arrays.update(searcher.tables_.arrays())
         arrays["ids"] = ids.astype(np.int64)
         info = SegmentInfo(
@@ -649,7 +691,7 @@ class Index:
         new = replace(self.config, **params).validate()
         build_changed = any(
             getattr(new, f) != getattr(self.config, f)
-            for f in ("n_tables", "n_bits", "bucket_width", "center", "num_perm", "threshold")
+            for f in ("n_tables", "n_bits", "bucket_width", "center", "whiten", "num_perm", "threshold")
         )
         with self.storage.write() as w:
             w.set_config(asdict(new))

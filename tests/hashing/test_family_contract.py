@@ -23,6 +23,7 @@ from audiolsh.hashing import (
     from_config,
     optimal_bands,
 )
+from audiolsh.hashing.base import learned_arrays
 
 DIM = 16
 N_ROWS = 120
@@ -48,6 +49,13 @@ def _hyperplane_centred(seed: int) -> HyperplaneLSH:
     )
 
 
+def _hyperplane_whitened(seed: int) -> HyperplaneLSH:
+    # Learned planes: restored from the config plus learned_arrays().
+    rng = np.random.default_rng(98)
+    X = rng.standard_normal((800, DIM)) * np.arange(1, DIM + 1) ** -1.0 + 0.5
+    return HyperplaneLSH(DIM, n_tables=6, n_bits=10, seed=seed, whiten=0.5).fit(X.astype(np.float32))
+
+
 def _pstable(seed: int) -> PStableLSH:
     return PStableLSH(DIM, n_tables=6, n_hashes=5, bucket_width=3.0, seed=seed)
 
@@ -60,6 +68,7 @@ def _minhash(seed: int) -> MinHashLSH:
 FAMILIES: dict[str, tuple[Callable[[int], Any], Callable[[int], Any]]] = {
     "hyperplane": (_hyperplane, _vectors),
     "hyperplane-centred": (_hyperplane_centred, lambda s: _vectors(s, shift=3.0)),
+    "hyperplane-whitened": (_hyperplane_whitened, lambda s: _vectors(s, shift=0.5)),
     "pstable": (_pstable, _vectors),
     "minhash": (_minhash, _sets),
 }
@@ -118,12 +127,13 @@ def test_config_round_trip(case: tuple[str, Callable[[int], Any], Any]) -> None:
     _, make, data = case
     family = make(11)
     config = family.to_config()
-    _assert_same_buckets(family, from_config(config), data)
+    arrays = learned_arrays(family)  # stored beside the config (segment arrays in an index)
+    _assert_same_buckets(family, from_config(config, arrays=arrays), data)
     # Through JSON, as the index stores it.
     text = json.dumps(config)
     restored = json.loads(text)
     assert restored == config
-    rebuilt = from_config(restored)
+    rebuilt = from_config(restored, arrays=arrays)
     assert type(rebuilt) is type(family)
     assert rebuilt.to_config() == config
     _assert_same_buckets(family, rebuilt, data)

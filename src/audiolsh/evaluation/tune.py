@@ -59,9 +59,10 @@ class TuneReport:
 
 
 def _family(metric: str, dim: int, n_tables: int, n_bits: int, seed: int, X: np.ndarray,
-            center: bool, width: float | None):
+            center: bool, width: float | None, whiten: float = 0.0):
     if metric == "cosine":
-        return HyperplaneLSH(dim, n_tables=n_tables, n_bits=n_bits, seed=seed, center=center)
+        return HyperplaneLSH(dim, n_tables=n_tables, n_bits=n_bits, seed=seed, center=center,
+                             whiten=whiten)
     assert width is not None
     return PStableLSH(dim, n_tables=n_tables, n_hashes=n_bits, bucket_width=width, seed=seed)
 
@@ -88,6 +89,7 @@ def tune_vectors(
     rerank_per_k: Iterable[int] = (0, 20, 100),
     seed: int = 0,
     center: bool = False,
+    whiten: float = 0.0,
     bucket_width: float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> TuneReport:
@@ -121,7 +123,7 @@ def tune_vectors(
     rows: list[TuneRow] = []
     for step, (L, K) in enumerate(grid):
         t0 = time.perf_counter()
-        fam = _family(metric, X.shape[1], L, K, seed, B, center, bucket_width)
+        fam = _family(metric, X.shape[1], L, K, seed, B, center, bucket_width, whiten)
         searcher = VectorLSH(fam, metric=metric).fit(B)
         build_s = time.perf_counter() - t0
         # The Hamming pre-filter needs hyperplane codes (cosine only).
@@ -154,11 +156,19 @@ def tune_vectors(
 
 def tune_index(index, *, apply: bool = True, **kwargs) -> TuneReport:  # type: ignore[no-untyped-def]
     """Tune on an index's own vectors and, with ``apply``, store and build the best setting."""
+    from audiolsh.index import auto_bits, auto_whiten
+
     X, _ = index.live_data()
     cfg = index.config
     center = needs_centering(X) if cfg.center == "auto" else bool(cfg.center)
+    whiten = 0.0
+    if cfg.metric == "cosine" and cfg.whiten != "auto":
+        whiten = float(cfg.whiten)
+    elif cfg.metric == "cosine" and len(X):
+        n_bits = cfg.n_bits or auto_bits(len(X))
+        whiten = auto_whiten(np.asarray(X), n_bits=n_bits, seed=cfg.seed, center=center)
     report = tune_vectors(
-        np.asarray(X), metric=cfg.metric, seed=cfg.seed, center=center,
+        np.asarray(X), metric=cfg.metric, seed=cfg.seed, center=center, whiten=whiten,
         bucket_width=cfg.bucket_width, **kwargs,
     )
     if apply and report.best is not None:

@@ -40,12 +40,22 @@ def register(cls: type) -> type:
     return cls
 
 
-def from_config(config: dict[str, Any]) -> HashFamily:
-    """Rebuild a family (same seed, same buckets) from ``to_config()``'s output."""
+def from_config(config: dict[str, Any], *, arrays: dict[str, np.ndarray] | None = None) -> HashFamily:
+    """Rebuild a family (same seed, same buckets) from ``to_config()``'s output, plus the
+    ``learned_arrays()`` of families that learn large state at fit (stored beside the config)."""
     family = config.get("family")
     if family not in _FAMILIES:
         raise ParameterError(f"unknown hash family {family!r}: choose one of {sorted(_FAMILIES)}")
-    return _FAMILIES[family].from_config(config)  # type: ignore[attr-defined, no-any-return]
+    cls = _FAMILIES[family]
+    if config.get("learned"):
+        return cls.from_config(config, arrays=arrays)  # type: ignore[attr-defined, no-any-return]
+    return cls.from_config(config)  # type: ignore[attr-defined, no-any-return]
+
+
+def learned_arrays(family: Any) -> dict[str, np.ndarray]:
+    """What a family learned at fit that its config does not hold (empty for most)."""
+    get = getattr(family, "learned_arrays", None)
+    return dict(get()) if get is not None else {}
 
 
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:

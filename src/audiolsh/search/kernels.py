@@ -1,11 +1,13 @@
 """Compiled inner loops: probe lookup, de-duplication, exact distance and top-k in one pass.
 
-Queries are split into one chunk per thread; each chunk owns a ``seen`` byte map over the
-rows, cleared after every query by walking the same buckets again (no buffer the size of
-the data is allocated per query), so de-duplication costs O(candidates), not O(rows).
+Queries are split into one chunk per thread; each chunk owns a ``seen`` bit map over the
+rows (n / 8 bytes, so it stays in cache), restored after every query from the list of rows
+it gathered, so de-duplication costs O(candidates), not O(rows).
 """
 
 from __future__ import annotations
+
+import types
 
 import numba
 import numpy as np
@@ -62,14 +64,6 @@ def _popcount(x):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
-def _hamming(q_codes, qi, codes, j):  # pragma: no cover - compiled
-    h = 0
-    for t in range(codes.shape[1]):
-        h += _popcount(q_codes[qi, t] ^ np.uint64(codes[j, t]))
-    return h
-
-
-@numba.njit(inline="always")
 def _bucket(probe_keys, probe_tables, qi, p, table_start, bucket_keys):  # pragma: no cover
     """Index of the probed bucket, or -1 when the table has no such key."""
     t = probe_tables[qi, p]
@@ -80,16 +74,28 @@ def _bucket(probe_keys, probe_tables, qi, p, table_start, bucket_keys):  # pragm
     return b
 
 
+@numba.njit(inline="always")
+def _hamming_row(q_codes, qi, codes, j):  # pragma: no cover - compiled
+    h = 0
+    for t in range(codes.shape[1]):
+        h += _popcount(q_codes[qi, t] ^ codes[j, t])
+    return h
+
+
 def _search_vectors(
     Q, probe_keys, probe_tables, table_start, bucket_keys, bucket_start, members,
-    X, alive, k, metric, n_chunks, q_codes, codes, n_rerank,
+    X, dead_bits, k, metric, n_chunks, q_codes, codes, n_rerank,
 ):  # pragma: no cover - compiled
     """Top-k of every query among the live rows of its probed buckets.
 
-    With ``n_rerank > 0`` and per-row hash codes (the concatenated hyperplane bits of every
-    table), a first pass measures the Hamming distance of each candidate's code to the
-    query's and only the ``n_rerank`` nearest by code (ties included) get an exact
-    distance: codes are a few bytes where a vector is hundreds.
+    Per query: walk the probed buckets and gather each live row once (``seen`` is a bit map
+    over the rows that starts as a copy of ``dead_bits``, so removed rows are never
+    gathered); then, with ``n_rerank > 0`` and per-row hash codes (the hyperplane bits of
+    every table, as unsigned words), measure the Hamming distance of every gathered row's
+    code to the query's and give an exact distance only to the ``n_rerank`` nearest by code
+    (ties included): codes are a few bytes where a vector is hundreds.  The gathering and
+    the measuring are separate loops over a flat buffer, so the random reads of codes and
+    vectors are independent and overlap in the memory system.
     """
     nq = Q.shape[0]
     n = X.shape[0]
@@ -99,48 +105,62 @@ def _search_vectors(
     prefilter = n_rerank > 0 and codes.shape[1] > 0
     max_h = 64 * codes.shape[1] + 1
     for c in numba.prange(n_chunks):
-        seen = np.zeros(n, dtype=np.uint8)
+        seen = dead_bits.copy()
+        cand = np.empty(n, dtype=np.int32)
+        ham = np.empty(n if prefilter else 0, dtype=np.uint16)
         hist = np.zeros(max_h, dtype=np.int64)
         for qi in range(c, nq, n_chunks):
             count = 0
-            hist[:] = 0
             for p in range(probe_keys.shape[1]):
                 b = _bucket(probe_keys, probe_tables, qi, p, table_start, bucket_keys)
                 if b < 0:
                     continue
                 for m in range(bucket_start[b], bucket_start[b + 1]):
                     j = members[m]
-                    if seen[j] != 0 or alive[j] == 0:
+                    w = j >> 6
+                    bit = np.uint64(1) << np.uint64(j & 63)
+                    if seen[w] & bit:
                         continue
-                    seen[j] = 1
+                    seen[w] |= bit
+                    cand[count] = j
                     count += 1
-                    if prefilter:
-                        hist[_hamming(q_codes, qi, codes, j)] += 1
-                    else:
-                        _insert(out_d[qi], out_i[qi], _vector_distance(Q[qi], X, j, metric), j)
             n_cand[qi] = count
-            # The Hamming radius that admits n_rerank candidates.
-            radius = max_h
+            # Restore the map for the next query: only the words this query touched.
+            for i in range(count):
+                w = cand[i] >> 6
+                seen[w] = dead_bits[w]
             if prefilter and count > n_rerank:
+                hist[:] = 0
+                for i in range(count):
+                    h = _hamming_row(q_codes, qi, codes, cand[i])
+                    ham[i] = h
+                    hist[h] += 1
+                # The Hamming radius that admits n_rerank candidates.
+                radius = max_h
                 total = 0
                 for h in range(max_h):
                     total += hist[h]
                     if total >= n_rerank:
                         radius = h
                         break
-            # Second walk: clear the marks, and measure the admitted candidates exactly.
-            for p in range(probe_keys.shape[1]):
-                b = _bucket(probe_keys, probe_tables, qi, p, table_start, bucket_keys)
-                if b < 0:
-                    continue
-                for m in range(bucket_start[b], bucket_start[b + 1]):
-                    j = members[m]
-                    if seen[j] == 0:
-                        continue
-                    seen[j] = 0
-                    if prefilter and _hamming(q_codes, qi, codes, j) <= radius:
+                for i in range(count):
+                    if ham[i] <= radius:
+                        j = cand[i]
                         _insert(out_d[qi], out_i[qi], _vector_distance(Q[qi], X, j, metric), j)
+            else:
+                for i in range(count):
+                    j = cand[i]
+                    _insert(out_d[qi], out_i[qi], _vector_distance(Q[qi], X, j, metric), j)
     return out_i, out_d, n_cand
+
+
+def dead_bit_map(alive):  # type: ignore[no-untyped-def]
+    """uint64 words, bit j set when row j is removed (alive[j] == 0); padding bits set."""
+    n = len(alive)
+    n_words = (n + 63) // 64
+    dead = np.ones(n_words * 64, dtype=np.uint8)
+    dead[:n] = np.asarray(alive, dtype=np.uint8) == 0
+    return np.packbits(dead, bitorder="little").view(np.uint64).copy()
 
 
 @numba.njit(inline="always")
@@ -215,11 +235,22 @@ def jaccard_all(q_indptr, q_elems, indptr, elems, alive, k):  # pragma: no cover
     return out_i, out_d
 
 
+def _named(fn, suffix):  # type: ignore[no-untyped-def]
+    """A copy of ``fn`` under another name.  numba's on-disk cache keys a function by its name
+    and bytecode, not by ``parallel=``: two builds of one function would load each other's
+    machine code (a lone query then paid for a thread-pool launch)."""
+    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__)
+    copy.__qualname__ = fn.__qualname__ + suffix
+    return copy
+
+
 # A parallel launch costs more than a lone query; few queries take the serial build.
-search_vectors_parallel = numba.njit(parallel=True, cache=True, fastmath=True)(_search_vectors)
-search_vectors_serial = numba.njit(cache=True, fastmath=True)(_search_vectors)
-search_sets_parallel = numba.njit(parallel=True, cache=True)(_search_sets)
-search_sets_serial = numba.njit(cache=True)(_search_sets)
+search_vectors_parallel = numba.njit(parallel=True, cache=True, fastmath=True)(
+    _named(_search_vectors, "_parallel")
+)
+search_vectors_serial = numba.njit(cache=True, fastmath=True)(_named(_search_vectors, "_serial"))
+search_sets_parallel = numba.njit(parallel=True, cache=True)(_named(_search_sets, "_parallel"))
+search_sets_serial = numba.njit(cache=True)(_named(_search_sets, "_serial"))
 SERIAL_BELOW = 4
 
 

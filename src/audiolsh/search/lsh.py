@@ -47,6 +47,7 @@ class _Searcher:
     def alive_(self, alive: np.ndarray) -> None:
         self._alive = np.ascontiguousarray(alive, dtype=np.uint8)
         self._n_live = int(self._alive.sum())
+        self._dead_bits = kernels.dead_bit_map(self._alive)
 
     def _lookup(
         self, queries: object, probes: tuple[np.ndarray, np.ndarray], k: int, n_rerank: int = 0
@@ -98,6 +99,15 @@ def row_codes(family: HashFamily, keys: np.ndarray) -> np.ndarray | None:
         np.uint32 if family.n_bits <= 32 else np.uint64
     )
     return np.ascontiguousarray(keys.astype(dtype))
+
+
+def packed_codes(codes: np.ndarray, query_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row codes and the queries' codes in the same layout, as 64-bit words when a row's
+    bytes allow it (fewer popcounts); the Hamming distance does not depend on the layout."""
+    q = np.ascontiguousarray(query_keys.astype(codes.dtype))
+    if codes.flags.c_contiguous and (codes.shape[1] * codes.itemsize) % 8 == 0:
+        return codes.view(np.uint64), q.view(np.uint64)
+    return codes, q
 
 
 class VectorLSH(_Searcher):
@@ -168,14 +178,14 @@ class VectorLSH(_Searcher):
         t = self.tables_
         # The pre-filter needs codes, and never keeps fewer candidates than the answer needs.
         rerank = max(n_rerank, k) if n_rerank > 0 and self.codes_.shape[1] else 0
-        q_codes = (
-            self.family.keys(Q) if self.codes_.shape[1] else np.zeros((len(Q), 0), np.uint64)
-        )
+        if rerank:
+            codes, q_codes = packed_codes(self.codes_, self.family.keys(Q))
+        else:
+            codes, q_codes = np.zeros((len(self), 0), np.uint64), np.zeros((len(Q), 0), np.uint64)
         ids, dist, cand = kernels.search_vectors(
             Q, np.ascontiguousarray(keys), np.ascontiguousarray(tables), t.table_start,
-            t.bucket_keys, t.bucket_start, t.members, self.vectors_, self.alive_, k,
-            METRICS[self.metric], _n_chunks(len(Q)), q_codes, self.codes_,
-            rerank,
+            t.bucket_keys, t.bucket_start, t.members, self.vectors_, self._dead_bits, k,
+            METRICS[self.metric], _n_chunks(len(Q)), q_codes, codes, rerank,
         )
         if self.metric == "euclidean":
             dist = np.sqrt(dist)
