@@ -35,10 +35,11 @@ def test_every_documented_command_has_help() -> None:
     commands = set()
     for block in _blocks("bash"):
         for line in block.splitlines():
-            m = re.match(r"audiolsh ((?:vectors )?[a-z]+)", line.strip())
+            m = re.match(r"audiolsh ((?:vectors |evaluate )?[a-z]+)", line.strip())
             if m:
                 commands.add(m.group(1))
-    assert {"index", "nearest", "vectors add", "vectors query", "tune", "info"} <= commands
+    assert {"index", "nearest", "vectors add", "vectors query", "tune", "info", "identify", "similar",
+            "clusters", "serve", "evaluate identify", "evaluate excerpts"} <= commands
     for cmd in commands:
         result = runner.invoke(cli, [*cmd.split(), "--help"])
         assert result.exit_code == 0, (cmd, result.output)
