@@ -44,6 +44,7 @@ from audiolsh.features.landmarks import (
     N_FFT,
     QUERY_DENSITY,
     QUERY_FANOUT,
+    QUERY_MARGIN,
     Landmarks,
     Peaks,
     landmarks,
@@ -58,10 +59,13 @@ log = logging.getLogger(__name__)
 __all__ = ["FP_FORMAT", "FP_FORMAT_VERSION", "FingerprintIndex", "FingerprintParams", "Match", "Segment"]
 
 FP_FORMAT = "audiolsh-fingerprint"
-FP_FORMAT_VERSION = 1
+FP_FORMAT_VERSION = 2
+"""Version of the fingerprint segments and config; bumped when either changes meaning.
+2: peaks picked on a time-smoothed spectrogram (version-1 hashes no longer match queries)."""
+MIN_FORMAT_VERSION = 2
+"""Oldest version this audiolsh reads; older indexes must be rebuilt."""
 MAX_DRIFT = 0.006
 """An unscaled match whose offset drifts more than this (per frame) tries the speed/tempo grid."""
-"""Version of the fingerprint segments and config; bumped when either changes meaning."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,10 @@ class FingerprintParams:
     query_density, query_fanout : the same for queries (denser, so noise costs fewer matches)
     tolerance : offsets (frames of 32 ms) within +- this count as agreeing
     dispersion : quasi-Poisson factor of the chance model (calibrated on unindexed clips)
+    grid_dispersion : the same for speed/tempo variants, larger: a rescaled query can line up
+        with the beat grid of a similar-sounding track, so chance agreement is clumpier there
+    query_margin : queries also hash quantities this close to a rounding boundary both ways
+    max_postings : query hashes stored more often than this are not looked up (0: all)
     threshold : confidence below which ``identify`` answers no match
     speed_grid, tempo_grid : factors tried when the unscaled query is not conclusive
     early_stop : stop trying variants once the corrected chance probability is below this
@@ -131,23 +139,29 @@ class FingerprintParams:
     fanout: int = FANOUT
     query_density: float = QUERY_DENSITY
     query_fanout: int = QUERY_FANOUT
+    query_margin: float = QUERY_MARGIN
     tolerance: int = 2
-    dispersion: float = 4.5
+    dispersion: float = 3.5
+    grid_dispersion: float = 5.0
     threshold: float = 0.99
     speed_grid: list[float] = field(default_factory=lambda: [0.99, 1.01, 0.98, 1.02, 0.97, 1.03])
     tempo_grid: list[float] = field(default_factory=lambda: [0.98, 1.02, 0.96, 1.04])
     early_stop: float = 1e-6
     max_segments: int = 8
+    max_postings: int = 48
 
     def validate(self) -> FingerprintParams:
         checks = [
             ("density", self.density > 0), ("query_density", self.query_density > 0),
             ("fanout", isinstance(self.fanout, int) and 1 <= self.fanout <= 64),
             ("query_fanout", isinstance(self.query_fanout, int) and 1 <= self.query_fanout <= 64),
+            ("query_margin", 0 <= self.query_margin < 0.5),
             ("tolerance", isinstance(self.tolerance, int) and 0 <= self.tolerance <= 16),
-            ("dispersion", self.dispersion >= 1), ("threshold", 0 <= self.threshold <= 1),
+            ("dispersion", self.dispersion >= 1), ("grid_dispersion", self.grid_dispersion >= 1),
+            ("threshold", 0 <= self.threshold <= 1),
             ("early_stop", 0 < self.early_stop < 1),
             ("max_segments", isinstance(self.max_segments, int) and self.max_segments >= 1),
+            ("max_postings", isinstance(self.max_postings, int) and self.max_postings >= 0),
             ("speed_grid", all(0.5 < f < 2 and f != 1 for f in self.speed_grid)),
             ("tempo_grid", all(0.5 < f < 2 and f != 1 for f in self.tempo_grid)),
             ("grid", len(self.speed_grid) + len(self.tempo_grid) < 31),
@@ -271,6 +285,12 @@ class FingerprintIndex:
             raise IndexFormatError(
                 f"{path}: fingerprint format version {version!r} is newer than this audiolsh reads"
                 f" ({FP_FORMAT_VERSION}); upgrade audiolsh"
+            )
+        if version < MIN_FORMAT_VERSION:
+            raise IndexFormatError(
+                f"{path}: fingerprint format version {version} is too old for this audiolsh (reads"
+                f" {MIN_FORMAT_VERSION}..{FP_FORMAT_VERSION}: peaks are now picked differently);"
+                " rebuild the index from the audio"
             )
         analysis = {k: data.get(k) for k in _analysis()}
         if analysis != _analysis():
@@ -519,15 +539,14 @@ class FingerprintIndex:
         """Look ``hashes`` up in every segment: (query index, track id, track frame) per match."""
         qs, ts, fs = [], [], []
         for seg in self._segments:
-            qidx, pos = seg.table.lookup(hashes)
+            qidx, tix, frame = seg.table.lookup_tracks(
+                hashes, seg.starts, seg.alive, max_postings=self.params.max_postings
+            )
             if not len(qidx):
                 continue
-            pos64 = pos.astype(np.int64)
-            tix = np.searchsorted(seg.starts, pos64, side="right") - 1
-            ok = seg.alive[tix]
-            qs.append(qidx[ok])
-            ts.append(seg.track_ids[tix[ok]])
-            fs.append(pos64[ok] - seg.starts[tix[ok]])
+            qs.append(qidx)
+            ts.append(seg.track_ids[tix])
+            fs.append(frame)
         if not qs:
             z = np.zeros(0, np.int64)
             return z, z, z
@@ -552,7 +571,7 @@ class FingerprintIndex:
                 speed, tempo = variants[g]
                 lms.append(pair_peaks(
                     peaks, fanout=self.params.query_fanout, time_scale=speed * tempo,
-                    freq_scale=1.0 / speed,
+                    freq_scale=1.0 / speed, margin=self.params.query_margin if g == 0 else 0.0,
                 ))
             hashes = np.concatenate([lm.hashes for lm in lms])
             q_times = np.concatenate([lm.times for lm in lms])
@@ -563,7 +582,8 @@ class FingerprintIndex:
             v = vote(
                 qidx, q_times, q_group, hashes, tids, tframes,
                 track_frames=(self._live_ids, self._live_frames), q_frames=q_frames,
-                tolerance=self.params.tolerance, dispersion=self.params.dispersion,
+                tolerance=self.params.tolerance,
+                dispersion=self.params.dispersion if batch == [0] else self.params.grid_dispersion,
             )
             if v is not None and (best[0] is None or v.log10_p + log_cells < best[1]):
                 best = (v, v.log10_p + log_cells, variants[v.group], n_hashes)

@@ -217,3 +217,18 @@ def test_empty_index_answers_nothing() -> None:
     assert idx.identify(music(duration_s=3.0, sr=SR, seed=1), SR) is None
     assert idx.identify_segments(music(duration_s=3.0, sr=SR, seed=1), SR) == []
     assert len(idx) == 0 and idx.info()["n_hashes"] == 0
+
+
+def test_format_version_is_pinned_and_old_indexes_are_refused(tmp_path: Path) -> None:
+    """Version 2 (smoothed-spectrogram peaks); a version-1 index must be rebuilt, with a clear error."""
+    assert FP_FORMAT_VERSION == 2
+    where = tmp_path / "old"
+    FingerprintIndex.create(where).close()
+    db = sqlite3.connect(where / "catalogue.sqlite")
+    config = json.loads(db.execute("SELECT value FROM config WHERE name = 'index'").fetchone()[0])
+    config["format_version"] = 1
+    db.execute("UPDATE config SET value = ? WHERE name = 'index'", (json.dumps(config),))
+    db.commit()
+    db.close()
+    with pytest.raises(IndexFormatError, match=r"too old.*rebuild"):
+        FingerprintIndex.open(where)

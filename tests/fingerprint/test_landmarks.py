@@ -86,3 +86,42 @@ def test_chance_model_is_monotone_and_finite() -> None:
     assert chance_log10(np.array([5]), np.array([0.1]), dispersion=3.0)[0] > chance_log10(
         np.array([5]), np.array([0.1])
     )[0]
+
+
+def test_query_margin_adds_the_other_rounding_of_boundary_pairs() -> None:
+    """Two peaks 0.45 bin / 0.45 frame from a rounding boundary: a shift of 0.1 flips the
+    indexed hash, and only the query's boundary variants still contain it."""
+    from audiolsh.features.landmarks import Peaks
+
+    def peaks(t1: float, f2: float) -> Peaks:
+        z = np.zeros(2, np.float32)
+        return Peaks(np.array([10.0, t1], np.float32), np.array([50.0, f2], np.float32), z, 40)
+
+    indexed = pair_peaks(peaks(20.45, 60.45), fanout=1)
+    shifted = peaks(20.55, 60.55)
+    plain = pair_peaks(shifted, fanout=1)
+    varied = pair_peaks(shifted, fanout=1, margin=0.1)
+    assert len(plain) == 1 and plain.hashes[0] != indexed.hashes[0]
+    assert len(varied) == 4 and indexed.hashes[0] in varied.hashes  # (f2, dt) x (main, other)
+    assert set(plain.hashes) <= set(varied.hashes) and np.all(varied.times == 10)
+    assert len(pair_peaks(peaks(20.0, 60.0), fanout=1, margin=0.2)) == 1  # far from boundaries
+    with pytest.raises(ParameterError):
+        pair_peaks(shifted, fanout=1, margin=0.5)
+
+
+def test_lookup_skips_common_hashes_and_dead_tracks(rng: np.random.Generator) -> None:
+    hashes = np.concatenate([np.full(30, 7), rng.integers(100, 1 << 14, size=2000)]).astype(np.uint32)
+    pos = rng.integers(0, 1000, size=len(hashes)).astype(np.uint32)
+    table = HashTable.build(hashes, pos, hash_bits=HASH_BITS)
+    starts, alive = np.array([0, 500], np.int64), np.array([True, False])
+    q = np.concatenate([[7], hashes[30:80]]).astype(np.uint32)
+    for cap in (0, 10):
+        qidx, tix, frame = table.lookup_tracks(q, starts, alive, max_postings=cap)
+        want = sorted(
+            (i, int(p)) for i, h in enumerate(q.tolist()) for p in pos[hashes == h].tolist()
+            if p < 500 and (cap == 0 or (hashes == h).sum() <= cap)
+        )
+        assert sorted(zip(qidx.tolist(), (starts[tix] + frame).tolist())) == want
+        assert np.all(tix == 0)
+        assert (0 in qidx.tolist()) == (cap == 0)  # hash 7 is stored 30 times
+

@@ -205,11 +205,11 @@ def _load_soundfile(
         raise AudioError(path, f"corrupt audio data: {_brief(exc)}") from exc
     if offset_s > 0 and data.shape[0] == 0:
         raise AudioError(path, f"offset {_fmt_s(offset_s)} is at or beyond the end of the audio")
-    if as_int16:
-        mixed = data.sum(axis=1, dtype=np.int32) if data.shape[1] > 1 else data[:, 0]
-        y = mixed.astype(np.float32) * np.float32(1.0 / (32768 * data.shape[1]))
-    else:
-        y = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    # Column by column: numpy reduces a short last axis (2 channels) an order of magnitude slower.
+    y = data[:, 0].astype(np.float32)
+    for ch in range(1, data.shape[1]):
+        y += data[:, ch]
+    y *= np.float32((1.0 / 32768 if as_int16 else 1.0) / data.shape[1])
     return np.ascontiguousarray(y, dtype=np.float32), native_sr
 
 

@@ -1,17 +1,19 @@
 """Landmark fingerprints: spectrogram peaks paired into (anchor freq, freq step, time step) hashes.
 
 The signal is resampled to ``FP_SR`` (8 kHz: telephone band and low-rate codecs keep it) and
-its magnitude spectrogram taken with ``N_FFT``/``HOP_LENGTH``.  Peaks are local maxima of the
-log spectrogram in a (time x frequency) neighbourhood, ranked by their prominence over a local
-mean (so stationary colouring such as EQ, a codec or a telephone band moves few of them) and
-thinned to ``density`` peaks per second.  Peak positions are refined to a fraction of a frame
-and of a bin; that lets the query side rescale them for a clip played faster (``speed``) or
-time-stretched (``tempo``) before they are quantised into hashes.
+its magnitude spectrogram taken with ``N_FFT``/``HOP_LENGTH``. Peaks are local maxima of the
+log spectrogram, averaged over ``SMOOTH_FRAMES`` frames so that sustained partials beat the
+frame-to-frame fluctuations of noise, in a (time x frequency) neighbourhood, ranked by their
+prominence over a local mean (so stationary colouring such as EQ, a codec or a telephone band
+moves few of them) and thinned to ``density`` peaks per second. Peak positions are refined to a
+fraction of a frame and of a bin; that lets the query side rescale them for a clip played
+faster (``speed``) or time-stretched (``tempo``) before they are quantised into hashes.
 
 Each anchor peak is paired with the first ``fanout`` peaks after it (in time) that lie within
 ``DT_MAX`` frames and ``DF_MAX`` bins; the hash packs the anchor frequency, the frequency step
 and the time step into ``HASH_BITS`` bits.  Only peak positions, never magnitudes, go into a
-hash, so gain does not matter.
+hash, so gain does not matter.  Queries may add, for a pair near a rounding boundary, the
+hash of the other rounding (``margin``), so noise that nudges a peak does not lose the pair.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import scipy.fft
 import soxr
@@ -39,6 +42,8 @@ __all__ = [
     "N_FFT",
     "QUERY_DENSITY",
     "QUERY_FANOUT",
+    "QUERY_MARGIN",
+    "SMOOTH_FRAMES",
     "Landmarks",
     "Peaks",
     "landmarks",
@@ -59,6 +64,8 @@ PEAK_DT, PEAK_DF = 3, 8
 """A peak is the maximum of its (2 PEAK_DT + 1) frames x (2 PEAK_DF + 1) bins neighbourhood."""
 MEAN_DT, MEAN_DF = 31, 31
 """Prominence = log magnitude minus its mean over this many frames x bins."""
+SMOOTH_FRAMES = 3
+"""Frames the log spectrogram is averaged over (in time) before peaks are picked."""
 BLOCK = 16
 """Density is enforced per block of this many frames (0.5 s)."""
 
@@ -78,6 +85,9 @@ QUERY_DENSITY = 36.0
 """Default peaks per second for queries: denser than the index so noise costs fewer matches."""
 QUERY_FANOUT = 12
 """Default pairs per anchor for queries (more peaks lie between an indexed pair)."""
+QUERY_MARGIN = 0.2
+"""Queries also emit the hash of a quantity (bin, time step) this close to a rounding boundary
+rounded the other way (in bins or frames)."""
 
 _WINDOW = np.hanning(N_FFT + 2)[1:-1].astype(np.float32)
 
@@ -156,9 +166,11 @@ def spectral_peaks(y: np.ndarray, sr: float, *, density: float = DENSITY) -> Pea
         raise ParameterError(f"density must be positive (peaks per second), got {density!r}")
     L = log_spectrogram(_resample(y, sr))[:, F_LO - 1:F_HI + 1]
     n_frames = L.shape[0]
-    local_max = ndimage.maximum_filter(L, size=(2 * PEAK_DT + 1, 2 * PEAK_DF + 1), mode="nearest")
+    # Persistence: average the log magnitude over a few frames, so peaks of sustained partials
+    # win over the frame-to-frame fluctuations of noise.
+    L = ndimage.uniform_filter1d(L, size=SMOOTH_FRAMES, axis=0, mode="nearest")
     prominence = L - ndimage.uniform_filter(L, size=(MEAN_DT, MEAN_DF), mode="nearest")
-    is_peak = (L == local_max) & (prominence > 0)
+    is_peak = _local_max(L, PEAK_DT, PEAK_DF) & (prominence > 0)
     is_peak[:, [0, -1]] = False  # edge bins only pad the neighbourhood
     t, f = np.nonzero(is_peak)
     s = prominence[t, f]
@@ -184,6 +196,40 @@ def spectral_peaks(y: np.ndarray, sr: float, *, density: float = DENSITY) -> Pea
     )
 
 
+@numba.njit(nogil=True)
+def _local_max(L, dt, df):  # type: ignore[no-untyped-def]
+    """bool (n_frames, n_bins): L[t, f] is the maximum of its (2 dt + 1) x (2 df + 1) window
+    (clipped at the edges); same as ``L == maximum_filter(L, mode="nearest")``, but most
+    cells are rejected after a few comparisons."""
+    n_t, n_f = L.shape
+    out = np.zeros((n_t, n_f), np.bool_)
+    for t in range(n_t):
+        t0, t1 = max(t - dt, 0), min(t + dt + 1, n_t)
+        for f in range(n_f):
+            v = L[t, f]
+            f0, f1 = max(f - df, 0), min(f + df + 1, n_f)
+            ok = True
+            # Nearest neighbours first: they reject most cells.
+            for tt in range(max(t - 1, 0), min(t + 2, n_t)):
+                for ff in range(max(f - 1, 0), min(f + 2, n_f)):
+                    if L[tt, ff] > v:
+                        ok = False
+                        break
+                if not ok:
+                    break
+            if not ok:
+                continue
+            for tt in range(t0, t1):
+                for ff in range(f0, f1):
+                    if L[tt, ff] > v:
+                        ok = False
+                        break
+                if not ok:
+                    break
+            out[t, f] = ok
+    return out
+
+
 def _vertex(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Offset in (-0.5, 0.5) of the vertex of the parabola through (-1, a), (0, b), (1, c)."""
     den = a - 2 * b + c
@@ -194,16 +240,20 @@ def _vertex(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 def pair_peaks(
     peaks: Peaks, *, fanout: int = FANOUT, time_scale: float = 1.0, freq_scale: float = 1.0,
-    max_candidates: int | None = None,
+    max_candidates: int | None = None, margin: float = 0.0,
 ) -> Landmarks:
     """Pair each peak with the first ``fanout`` later peaks inside the target zone.
 
     Positions are mapped first: time x ``time_scale``, frequency x ``freq_scale`` (a clip
     played ``s`` times faster is undone by time_scale=s, freq_scale=1/s; one stretched by
-    ``t`` with pitch kept by time_scale=t).
+    ``t`` with pitch kept by time_scale=t).  With ``margin`` > 0 (queries), a pair whose anchor
+    bin, target bin or time step lies within ``margin`` of a rounding boundary also gives the
+    hashes of the other rounding, so a small shift by noise does not lose the pair.
     """
     if fanout < 1:
         raise ParameterError(f"fanout must be >= 1, got {fanout!r}")
+    if not 0 <= margin < 0.5:
+        raise ParameterError(f"margin must be in [0, 0.5), got {margin!r}")
     n = len(peaks)
     if n < 2:
         return Landmarks(np.zeros(0, np.uint32), np.zeros(0, np.int32))
@@ -226,7 +276,48 @@ def pair_peaks(
         | ((dfq[rows, cols] + (1 << (DF_BITS - 1))) << DT_BITS)
         | dt[rows, cols]
     ).astype(np.uint32)
-    return Landmarks(hashes, ti[rows].astype(np.int32))
+    times = ti[rows].astype(np.int32)
+    if margin > 0 and len(rows):
+        hashes, times = _boundary_variants(hashes, times, t, f, fi, rows, j[rows, cols], margin)
+    return Landmarks(hashes, times)
+
+
+def _boundary_variants(
+    hashes: np.ndarray, times: np.ndarray, t: np.ndarray, f: np.ndarray, fi: np.ndarray,
+    a: np.ndarray, b: np.ndarray, margin: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Add the hashes a pair would have if a quantity within ``margin`` of a rounding boundary
+    (anchor bin, target bin, time step) had rounded the other way."""
+    def alt(x: np.ndarray, xi: np.ndarray) -> np.ndarray:
+        r = x - xi
+        return np.where(np.abs(r) > 0.5 - margin, xi + np.where(r > 0, 1, -1), xi)
+
+    fa = alt(f, fi)
+    d = t[b] - t[a]
+    di = np.rint(d).astype(np.int64)
+    da = alt(d, di)
+    f1s = np.stack([fi[a], fa[a]])
+    f2s = np.stack([fi[b], fa[b]])
+    dts = np.stack([di, da])
+    out_h, out_t = [hashes], [times]
+    for c in range(1, 8):
+        u1, u2, u3 = c & 1, (c >> 1) & 1, (c >> 2) & 1
+        f1, f2, dt = f1s[u1], f2s[u2], dts[u3]
+        ok = np.ones(len(a), bool)
+        if u1:
+            ok &= fa[a] != fi[a]
+        if u2:
+            ok &= fa[b] != fi[b]
+        if u3:
+            ok &= da != di
+        dfq = f2 - f1
+        ok &= (dt >= 1) & (dt <= DT_MAX) & (np.abs(dfq) <= DF_MAX) & (f1 >= 0) & (f1 < (1 << F_BITS))
+        if not ok.any():
+            continue
+        h = (f1[ok] << (DF_BITS + DT_BITS)) | ((dfq[ok] + (1 << (DF_BITS - 1))) << DT_BITS) | dt[ok]
+        out_h.append(h.astype(np.uint32))
+        out_t.append(times[ok])
+    return np.concatenate(out_h), np.concatenate(out_t)
 
 
 def landmarks(

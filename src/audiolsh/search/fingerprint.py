@@ -4,6 +4,8 @@
 run of entries whose hashes share those bits; the entries are sorted by hash and keep only the
 ``low_bits`` remaining bits (one byte) and a ``uint32`` position on the segment's timeline
 (tracks laid end to end).  About 5 bytes per landmark plus 4 bytes per high-bit bucket.
+Lookups run in one compiled pass that also maps positions to tracks, drops removed tracks and
+skips query hashes stored more than ``max_postings`` times (common, low-information hashes).
 
 ``vote`` turns lookups into (track, offset) votes: a true match makes many hashes agree on one
 time offset between query and track, chance collisions spread over all offsets.  The best
@@ -15,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+import numba
 import numpy as np
 from scipy import special
 
@@ -89,19 +92,65 @@ class HashTable:
 
     def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every entry equal to a query hash: (query index int64 (m,), position uint32 (m,))."""
-        q = np.asarray(hashes, dtype=np.uint32)
-        hi = (q >> np.uint32(self.low_bits)).astype(np.int64)
-        start = self.indptr[hi].astype(np.int64)
-        count = self.indptr[hi + 1].astype(np.int64) - start
-        total = int(count.sum())
-        if total == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.uint32)
-        qidx = np.repeat(np.arange(len(q), dtype=np.int64), count)
-        first = np.cumsum(count) - count
-        idx = np.arange(total, dtype=np.int64) + np.repeat(start - first, count)
-        low = (q & np.uint32((1 << self.low_bits) - 1)).astype(self.low.dtype)
-        hit = self.low[idx] == low[qidx]
-        return qidx[hit], self.pos[idx[hit]]
+        one = np.zeros(1, np.int64)
+        qidx, _, pos = self.lookup_tracks(hashes, one, np.ones(1, bool))
+        return qidx, pos.astype(np.uint32)
+
+    def lookup_tracks(
+        self, hashes: np.ndarray, starts: np.ndarray, alive: np.ndarray, *, max_postings: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Entries equal to a query hash that belong to live tracks.
+
+        starts : int64 (n_tracks,) first position of each track (sorted); alive : bool (n_tracks,)
+        max_postings : skip a query hash stored more than this many times (0: no limit); such
+            common hashes bring mostly chance matches and cost most of the voting time
+        Returns (query index, track row, frame within the track), int64 (m,) each.
+        """
+        q = np.ascontiguousarray(hashes, dtype=np.uint32)
+        return _lookup(self.indptr, self.low, self.pos, q, np.uint32(self.low_bits),
+                       np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(alive, np.bool_),
+                       np.int64(max_postings if max_postings > 0 else 1 << 62))
+
+
+@numba.njit(nogil=True)
+def _lookup(indptr, low, pos, q, low_bits, starts, alive, max_postings):  # type: ignore[no-untyped-def]
+    mask = np.uint32((1 << low_bits) - 1)
+    total = 0
+    for i in range(len(q)):
+        hi = q[i] >> low_bits
+        total += indptr[hi + 1] - indptr[hi]
+    qidx = np.empty(total, np.int64)
+    tix = np.empty(total, np.int64)
+    frame = np.empty(total, np.int64)
+    n = 0
+    n_tracks = len(starts)
+    for i in range(len(q)):
+        hi = q[i] >> low_bits
+        lo = q[i] & mask
+        n_same = 0
+        for e in range(indptr[hi], indptr[hi + 1]):
+            n_same += np.uint32(low[e]) == lo
+        if n_same > max_postings:
+            continue
+        for e in range(indptr[hi], indptr[hi + 1]):
+            if np.uint32(low[e]) != lo:
+                continue
+            p = np.int64(pos[e])
+            # Binary search: last track starting at or before p.
+            a, b = 0, n_tracks
+            while b - a > 1:
+                m = (a + b) >> 1
+                if starts[m] <= p:
+                    a = m
+                else:
+                    b = m
+            if not alive[a]:
+                continue
+            qidx[n] = i
+            tix[n] = a
+            frame[n] = p - starts[a]
+            n += 1
+    return qidx[:n], tix[:n], frame[:n]
 
 
 @dataclass(frozen=True)
