@@ -143,7 +143,7 @@ class FingerprintParams:
     tolerance: int = 2
     dispersion: float = 3.5
     grid_dispersion: float = 5.0
-    threshold: float = 0.99
+    threshold: float = 0.999
     speed_grid: list[float] = field(default_factory=lambda: [0.99, 1.01, 0.98, 1.02, 0.97, 1.03])
     tempo_grid: list[float] = field(default_factory=lambda: [0.98, 1.02, 0.96, 1.04])
     early_stop: float = 1e-6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shlex
@@ -83,8 +84,8 @@ def _names(known: Sequence[str]) -> Any:
               help="Also run audfprint ($AUDFPRINT: audfprint.py, $AUDFPRINT_PYTHON: its interpreter).")
 @click.option("--audfprint-configs", default=",".join(AUDFPRINT_CONFIGS), show_default=True,
               callback=_names(list(AUDFPRINT_CONFIGS)), help="audfprint settings to run.")
-@click.option("-j", "--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
-              help="Processes for making clips and building indexes.")
+@click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
+              help="Processes for making clips, building indexes and audfprint queries [default: all cores].")
 @click.option("--wav-ingest", "wav_tracks", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also time audiolsh's ingest from 44.1-kHz stereo WAV copies of this many indexed tracks.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JSON here.")
@@ -93,7 +94,7 @@ def _names(known: Sequence[str]) -> Any:
 def identify_cmd(corpus_dir: Path, index_dir: Path | None, work_dir: Path | None,
                  lengths_s: tuple[float, ...], conditions: tuple[str, ...], clips_per_track: int,
                  positive_tracks: int | None, negative_tracks: int | None, seed: int, use_audfprint: bool,
-                 audfprint_configs: tuple[str, ...], workers: int, wav_tracks: int, out: Path | None,
+                 audfprint_configs: tuple[str, ...], workers: int | None, wav_tracks: int, out: Path | None,
                  md: Path | None) -> None:
     """Identification (protocol 2): clips of 3-10 s, clean and distorted, of indexed and unindexed tracks.
 
@@ -102,6 +103,7 @@ def identify_cmd(corpus_dir: Path, index_dir: Path | None, work_dir: Path | None
     audiolsh is reported at its default threshold and at equal false matches (<= 1 %), audfprint at
     equal false matches.
     """
+    workers = workers or os.cpu_count() or 1
     tracks = [os.fspath(p) for p in find_audio([corpus_dir])]
     if len(tracks) < 3:
         raise AudiolshError(f"{corpus_dir}: needs at least 3 audio files, found {len(tracks)}")
@@ -260,6 +262,10 @@ def report_markdown(report: IdentifyReport) -> str:
         parts.append(f"\naudiolsh ingest from WAV (44.1 kHz stereo): {w['x_realtime_per_core']:.0f} x real "
                      f"time per core ({w['n_tracks']} tracks, {w['audio_s']:.0f} s of audio in "
                      f"{w['wall_s']:.1f} s, {w['workers']} workers).\n")
+    for name, sys_info in report.systems.items():
+        params = sys_info.get("params") or sys_info.get("options")
+        parts.append(f"\n{name}: sources sha1 {str(sys_info.get('source_sha1', '?'))[:12]}, "
+                     f"settings `{json.dumps(params)}`\n")
     for name, why in report.skipped.items():
         parts.append(f"\n{name} skipped: {why}\n")
     return "\n".join(parts)

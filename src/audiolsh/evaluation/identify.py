@@ -19,6 +19,7 @@ through a subprocess; never imported, never copied).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -463,7 +464,7 @@ class AudiolshSystem(ClipByClip):
 
     Queried with ``threshold=0`` so every best candidate comes back; its score is
     ``-log10 p`` (p: the chance probability of its hash count, corrected for everything searched),
-    and the index's own default threshold (confidence 0.99, i.e. score 2) is one of the reported ones.
+    and the index's own default threshold (confidence 0.999, i.e. score 3) is one of the reported ones.
     An existing ``index_dir`` is reused: tracks already in it are not added again (nor timed).
     """
 
@@ -472,10 +473,17 @@ class AudiolshSystem(ClipByClip):
         self.index_dir = index_dir
         self.workers = workers
         self.thresholds: dict[str, float | None] = {"default": 2.0, "equal FM": None}
+        self.info: dict[str, Any] = {}
         self._index: Any = None
 
     def build(self, track_paths: Sequence[str], workdir: Path) -> BuildStats:
+        import audiolsh.features.landmarks
+        import audiolsh.fingerprint
+        import audiolsh.search.fingerprint
         from audiolsh.fingerprint import FingerprintIndex
+
+        modules = (audiolsh.fingerprint, audiolsh.features.landmarks, audiolsh.search.fingerprint)
+        source_sha1 = _sources_sha1([m.__file__ or "" for m in modules])  # the version imported
 
         path = self.index_dir or workdir / "index"
         index = FingerprintIndex.open_or_create(path)
@@ -496,6 +504,8 @@ class AudiolshSystem(ClipByClip):
         wall_s = time.perf_counter() - t0
         if not todo:
             logger.info("%s: every track already indexed; ingest not timed", path)
+        info = index.info()
+        self.info = {"params": info["params"], "n_hashes": info["n_hashes"], "source_sha1": source_sha1}
         return BuildStats(len(todo), audio_s, wall_s if todo else math.nan, self.workers,
                           _dir_bytes(Path(path)))
 
@@ -509,6 +519,14 @@ class AudiolshSystem(ClipByClip):
         if self._index is not None:
             self._index.close()
             self._index = None
+
+
+def _sources_sha1(paths: Sequence[str | os.PathLike[str]]) -> str:
+    """SHA-1 over source files: which version of a system was measured."""
+    h = hashlib.sha1()
+    for p in paths:
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()
 
 
 def _hash(path: str) -> str:
@@ -591,6 +609,9 @@ class AudfprintSystem:
         self.workers = workers
         self.thresholds: dict[str, float | None] = {"equal FM": None}
         self.query_ms: dict[str, Any] = {}
+        self.info: dict[str, Any] = {
+            "options": ["--maxtimebits", "16", *self.options],
+            "source_sha1": _sources_sha1(sorted(Path(script).parent.glob("*.py")))}
         self._db: Path | None = None
         self._names: dict[str, str] = {}
 
@@ -711,13 +732,15 @@ class IdentifyReport:
     results: list[SystemResult]
     machine: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    systems: dict[str, dict[str, Any]] = field(default_factory=dict)
     clips: list[Clip] = field(default_factory=list)
     answers: dict[str, list[Answer]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         fields = ("track", "offset_s", "score", "elapsed_s")
         return {"corpus": self.corpus, "protocol": self.protocol, "machine": self.machine,
-                "skipped": self.skipped, "results": [r.to_dict() for r in self.results],
+                "skipped": self.skipped, "systems": self.systems,
+                "results": [r.to_dict() for r in self.results],
                 "clips": [asdict(c) for c in self.clips],
                 "answers": {"fields": list(fields),
                             **{name: [[getattr(a, f) for f in fields] for a in answers]
@@ -755,6 +778,7 @@ def run_protocol(
     clip_wall_s = time.perf_counter() - t0
     results: list[SystemResult] = []
     all_answers: dict[str, list[Answer]] = {}
+    system_info: dict[str, dict[str, Any]] = {}
     for system in systems:
         stage = f"{system.name}: index"
         on_progress and on_progress(stage, 0, 1)
@@ -765,6 +789,7 @@ def run_protocol(
         advance = _counter(f"{system.name}: query", len(clips), on_progress)
         answers = system.identify_batch(clips, on_done=advance)
         all_answers[system.name] = answers
+        system_info[system.name] = dict(getattr(system, "info", {}))
         times = {**query_times_ms(clips, answers), **getattr(system, "query_ms", {})}
         for label, threshold in system.thresholds.items():
             r = score_system(system.name, clips, answers, threshold=threshold, label=label)
@@ -783,7 +808,7 @@ def run_protocol(
                   "n_pos": sum(c.positive for c in clips), "n_neg": sum(not c.positive for c in clips),
                   "offset_tolerance_s": OFFSET_TOLERANCE_S, "max_false_match_rate": MAX_FALSE_MATCH_RATE,
                   "clip_wall_s": clip_wall_s},
-        results=results, machine=machine, clips=clips, answers=all_answers)
+        results=results, machine=machine, systems=system_info, clips=clips, answers=all_answers)
 
 
 def write_json(report: IdentifyReport, path: Path) -> None:
