@@ -180,3 +180,23 @@ def test_standardizer_and_combine_maths() -> None:
     An = A / np.linalg.norm(A, axis=1, keepdims=True)
     Bn = B / np.linalg.norm(B, axis=1, keepdims=True)
     assert np.allclose(C @ C.T, (An @ An.T + Bn @ Bn.T) / 2, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["chroma-vote", "minhash-peaks"])
+def test_seed_identification_methods_check_the_offset(lib_dir: Path, music_dir: Path, method: str) -> None:
+    from audiolsh.identify import identify
+
+    y, sr = load(music_dir / "song3.wav", sr=SR, offset_s=15.0, duration_s=10.0)
+    with Library.open(lib_dir, readonly=True) as lib:
+        found = identify(lib, y, sr, method=method)
+        assert found is not None and Path(found.path).name == "song3.wav"
+        # chroma frames vote to half a second; peak windows only to their 5-s hop
+        tolerance = 1.0 if method == "chroma-vote" else 5.0
+        assert abs(found.offset_s - 15.0) <= tolerance
+        assert 0.0 < found.confidence <= 1.0 and found.method == method
+        # The offset check: the same frames shuffled in time no longer agree on a start.
+        blocks = y[: len(y) // 10 * 10].reshape(10, -1)[np.random.default_rng(0).permutation(10)]
+        shuffled = identify(lib, blocks.ravel(), sr, method=method, threshold=0.0)
+        assert shuffled is None or shuffled.confidence < found.confidence
+        with pytest.raises(ParameterError, match="fingerprint"):
+            identify(lib, y, sr, method="landmarks")
