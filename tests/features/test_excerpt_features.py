@@ -97,3 +97,10 @@ def test_three_minute_track_is_fast_enough() -> None:
     t0 = time.perf_counter()
     excerpt_features(y, SR)
     assert time.perf_counter() - t0 < 5.0  # well under 1 s on an idle core; generous on a busy CI
+
+
+def test_silence_gives_finite_features() -> None:
+    f = excerpt_features(np.zeros(12 * SR, np.float32), SR, modes=ALL_MODES)
+    for mode in ("rhythm", "timbre", "chroma", "beat_spectrum", "beat_spectrum_bands"):
+        assert np.isfinite(f[mode].X).all(), mode
+    assert len(f["peaks"].X.elements) == 0

@@ -60,7 +60,12 @@ def _steps(value: str) -> tuple[int, ...]:
 def excerpts(corpus_dir: Path, k: int, seeds: int, tracks_steps: str, sizes: str, dense_hop_s: float,
              methods: str, workers: int, out_json: Path | None, out_md: Path | None,
              plots_dir: Path | None) -> None:
-    """Excerpt retrieval on CORPUS_DIR: per track a 10-s query and k targets; accuracy@k, LSH vs exact."""
+    """Excerpt retrieval on CORPUS_DIR: per track a 10-s query and k targets; accuracy@k, LSH vs exact.
+
+    Queries are timed one at a time; for stable figures on a shared machine run with
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 (idle BLAS or numba worker
+    threads otherwise compete with the query thread).
+    """
     steps = _steps(tracks_steps)
     size_steps = _steps(sizes)
     method_list = tuple(m.strip() for m in methods.split(",") if m.strip())

@@ -36,6 +36,7 @@ from audiolsh.audio import find_audio, load
 from audiolsh.errors import AudiolshError, ParameterError
 from audiolsh.features.excerpts import (
     ALL_MODES,
+    NORMALISATION,
     ExcerptFeatures,
     excerpt_features,
     fit_standardizer,
@@ -64,9 +65,7 @@ WINDOW_S = 10.0
 METHODS = ("s2_bands", "beat_spectrum", "rhythm", "timbre", "chroma_vote", "peaks_minhash", "combined")
 VECTOR_MODES = {"s2_bands": "beat_spectrum_bands", "beat_spectrum": "beat_spectrum", "rhythm": "rhythm",
                 "timbre": "timbre"}
-# S2 hashed its raw vectors; every other vector mode is standardised (see features.excerpts).
-VECTOR_NORMALISATION = {"s2_bands": "none", "beat_spectrum": "standardize", "rhythm": "standardize",
-                        "timbre": "standardize"}
+VECTOR_NORMALISATION = {name: NORMALISATION[mode] for name, mode in VECTOR_MODES.items()}
 COMBINED = ("rhythm", "timbre", "peaks_minhash")
 CHROMA_NEIGHBOURS = 5  # nearest frames each query frame votes for
 MINHASH_THRESHOLD = 0.03  # same-track excerpts share few peak pairs (Jaccard 0.02-0.2)

@@ -6,22 +6,22 @@ windows of ``window_s`` seconds every ``hop_s`` seconds, and computes every requ
 descriptor for all windows at once. Outputs are plain numpy arrays (or a :class:`SetBatch`
 of numpy arrays), so they pickle cheaply back to the main process.
 
-Modes, what they hold, and the normalisation the index applies before hashing
-(:data:`NORMALISATION`, with :func:`fit_standardizer` / :func:`standardize`):
+Modes, what X holds, and what the index does before hashing (:data:`NORMALISATION` and
+:data:`METRICS`; the statistics come from :func:`fit_standardizer` over the collection, are
+stored in the index and are applied to queries too; a query clip goes through this function):
 
-=====================  ==========================================  =====================================
-mode                   X                                           index normalisation, metric
-=====================  ==========================================  =====================================
-``rhythm``             (n_windows, 282) :mod:`.rhythm` descriptor  standardise (collection mean/std), cosine
-``timbre``             (n_windows, 40) MFCC stats (:mod:`.mfcc`)   standardise, cosine
-``chroma``             (n_frames, 12) chroma frames of the track   centre (collection mean), cosine
-``peaks``              SetBatch, one peak-pair set per window      none, Jaccard (MinHash)
-``beat_spectrum``      (n_windows, 172) Foote, lags 1 .. 4 s       standardise, cosine (evaluation baseline)
-``beat_spectrum_bands``(n_windows, 128) S2's band variant          standardise, cosine (evaluation baseline)
-=====================  ==========================================  =====================================
-
-The collection statistics (mean, std per dimension) must be stored in the index and applied
-to queries as well; a query clip goes through this same function.
+- ``rhythm``: (n_windows, 282) float32, the :mod:`.rhythm` descriptor. Standardise with the
+  collection mean/std, then cosine (hyperplane LSH).
+- ``timbre``: (n_windows, 40) float32, MFCC means and stds (:mod:`.mfcc`). Standardise, cosine.
+- ``chroma``: (n_frames, 12) float32, the chroma frames of the whole track (hop 4000 samples,
+  ``offsets_s`` = frame centres). Centre with the collection's mean chroma (no scaling), cosine;
+  search frame by frame and let each query frame vote (S1).
+- ``peaks``: SetBatch, one set of peak-pair ids per window. No normalisation; Jaccard through
+  MinHash (same-track excerpts share few pairs: a threshold near 0.03 is needed).
+- ``beat_spectrum`` (evaluation baseline): (n_windows, 172), Foote's beat spectrum at lags of
+  23 ms .. 4 s (lag 0 dropped). Standardise, cosine.
+- ``beat_spectrum_bands`` (evaluation baseline): (n_windows, 128), S2's band variant. Kept raw,
+  as S2 compared it (cosine; centred hyperplanes).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ NORMALISATION = {
     "chroma": "center",
     "peaks": "none",
     "beat_spectrum": "standardize",
-    "beat_spectrum_bands": "standardize",
+    "beat_spectrum_bands": "none",
 }
 """What the index does to each mode's vectors before hashing (with collection statistics)."""
 
