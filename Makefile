@@ -53,6 +53,10 @@ run: install
 	  $(SHARED)/data/fetch-corpus --set $(CORPUS_SET) >/dev/null || exit 1; \
 	  music="$(AUDIOLSH_CORPUS)/$(CORPUS_SET)"; \
 	fi; \
+	if [ -f "$(INDEX)/manifest.json" ] && [ ! -f "$(INDEX)/library.json" ]; then \
+	  echo "$(INDEX) holds a vector index from an older make run; rebuilding it as a music library"; \
+	  rm -rf "$(INDEX)"; \
+	fi; \
 	echo "indexing $$music into $(INDEX)"; \
 	$(BIN)/audiolsh index "$$music" --index "$(INDEX)" || [ $$? = 2 ]; \
 	$(BIN)/audiolsh info --index "$(INDEX)"; \
