@@ -23,8 +23,6 @@ import hashlib
 import logging
 import math
 import os
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -53,6 +51,7 @@ from audiolsh.features.landmarks import (
 )
 from audiolsh.search.fingerprint import HashTable, Votes, vote
 from audiolsh.storage import EmbeddedStorage, MemoryStorage, SegmentInfo, Storage, Track
+from audiolsh.storage.base import load_segments_retrying
 
 log = logging.getLogger(__name__)
 
@@ -323,14 +322,7 @@ class FingerprintIndex:
         version = self.storage.version()
         if version == self._version:
             return
-        for attempt in range(5):
-            try:
-                self._load_segments()
-                break
-            except (FileNotFoundError, KeyError):
-                if attempt == 4:
-                    raise
-                time.sleep(0.05)
+        load_segments_retrying(self._load_segments)
         self._version = version
 
     def _load_segments(self) -> None:
@@ -687,11 +679,9 @@ def _build_segment(
         "track_starts": starts,
         "track_frames": np.asarray(frames, np.int64),
     }
-    info = SegmentInfo(
-        id=f"{int(time.time() * 1000):013d}-{uuid.uuid4().hex[:8]}",
+    info = SegmentInfo.new(
         n_items=len(hashes),
         config={"kind": FP_FORMAT, "format_version": FP_FORMAT_VERSION, "hash_bits": HASH_BITS,
                 "high_bits": table.high_bits, "n_tracks": len(track_ids)},
-        created_at=time.time(),
     )
     return info, arrays

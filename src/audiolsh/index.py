@@ -16,8 +16,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -34,6 +32,7 @@ from audiolsh.hashing.hyperplane import check_whiten, key_balance, needs_centeri
 from audiolsh.search import BruteForce, BucketTables, Neighbors, SetLSH, VectorLSH, merge, prepare
 from audiolsh.search.brute import check_metric
 from audiolsh.storage import EmbeddedStorage, Item, MemoryStorage, SegmentInfo, Storage, Track
+from audiolsh.storage.base import load_segments_retrying
 
 log = logging.getLogger(__name__)
 
@@ -319,15 +318,7 @@ class Index:
         version = self.storage.version()
         if version == self._version:
             return
-        for attempt in range(5):
-            try:
-                self._load_segments()
-                break
-            except (FileNotFoundError, KeyError, ValueError):
-                # A compaction removed a segment between listing and mapping it: list again.
-                if attempt == 4:
-                    raise
-                time.sleep(0.05)
+        load_segments_retrying(self._load_segments)
         data = self.storage.config()
         if data is not None:
             self.config = IndexConfig.from_dict(data)
@@ -543,11 +534,8 @@ class Index:
                 arrays[FAMILY_ARRAY_PREFIX + name] = a
         arrays.update(searcher.tables_.arrays())
         arrays["ids"] = ids.astype(np.int64)
-        info = SegmentInfo(
-            id=f"{int(time.time() * 1000):013d}-{uuid.uuid4().hex[:8]}",
-            n_items=n,
-            config={"metric": cfg.metric, "family": family.to_config()},
-            created_at=time.time(),
+        info = SegmentInfo.new(
+            n_items=n, config={"metric": cfg.metric, "family": family.to_config()},
         )
         return info, arrays
 

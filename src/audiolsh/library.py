@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from audiolsh.errors import IndexFormatError, ParameterError
+from audiolsh.features.excerpts import fit_standardizer, standardize
 from audiolsh.index import Index
 from audiolsh.storage import EmbeddedStorage, MemoryStorage, Storage, Track
 from audiolsh.storage.embedded import write_atomic
@@ -84,20 +85,14 @@ class Standardizer:
 
     @classmethod
     def fit(cls, X: np.ndarray, *, scale: bool = True) -> Standardizer:
-        X = np.asarray(X, dtype=np.float64)
-        if not scale:
-            return cls(X.mean(axis=0).astype(np.float32), np.ones(X.shape[1], np.float32))
-        std = X.std(axis=0)
-        # A dimension constant over the first batch would blow up later ones.
-        std = np.where(std > 1e-6 * max(float(std.max(initial=0.0)), 1e-12), std, 1.0)
-        return cls(X.mean(axis=0).astype(np.float32), std.astype(np.float32))
+        return cls(*fit_standardizer(X, scale=scale))
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if X.shape[1] != len(self.mean):
             raise ParameterError(
                 f"features of dimension {X.shape[1]} do not match the library's {len(self.mean)}"
             )
-        return ((np.asarray(X, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
+        return standardize(X, self.mean, self.std)
 
     def to_dict(self) -> dict[str, list[float]]:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
@@ -193,7 +188,7 @@ class Library:
                        else Index.open(path / name, readonly=readonly))
                 for name in vector_indexes(config.modes)
             }
-        self._map_cache: dict[str, tuple[tuple[int, int], dict[int, int]]] = {}
+        self._map_cache: dict[str, tuple[tuple[int, int], tuple[np.ndarray, np.ndarray]]] = {}
 
     def _new_index(self, where: Path | None, name: str) -> Index:
         metric = "jaccard" if name == "peaks" else "cosine"
@@ -291,17 +286,19 @@ class Library:
     def standardizer(self, mode: str) -> Standardizer | None:
         return self._standardizers.get(mode)
 
-    def track_map(self, name: str) -> dict[int, int]:
-        """Track ids of one mode's index -> library track ids (complete tracks only)."""
+    def track_map(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """One mode's track ids (sorted) and the library track ids they map to (complete
+        tracks only); cached until either side commits."""
         store = self.fingerprint.storage if name == "fingerprint" else self.indexes[name].storage  # type: ignore[union-attr]
         key = (store.version(), self.catalogue.version())
         cached = self._map_cache.get(name)
         if cached is not None and cached[0] == key:
             return cached[1]
         by_hash = {t.content_hash: t.id for t in self.catalogue.tracks()}
-        mapping = {t.id: by_hash[t.content_hash] for t in store.tracks() if t.content_hash in by_hash}
-        self._map_cache[name] = (key, mapping)
-        return mapping
+        pairs = sorted((t.id, by_hash[t.content_hash]) for t in store.tracks() if t.content_hash in by_hash)
+        arrays = (np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64))
+        self._map_cache[name] = (key, arrays)
+        return arrays
 
     def mode_track_ids(self, name: str) -> dict[str, int]:
         """content hash -> track id inside one mode's index."""
@@ -423,13 +420,8 @@ class Library:
 
     def resolve_tracks(self, name: str, sub_ids: np.ndarray) -> np.ndarray:
         """Map a mode's track ids to library ids (-1 for rows of no complete track)."""
-        mapping = self.track_map(name)
-        if not mapping:
+        keys, vals = self.track_map(name)
+        if not len(keys):
             return np.full(len(sub_ids), -1, np.int64)
-        keys = np.fromiter(mapping.keys(), np.int64, len(mapping))
-        vals = np.fromiter(mapping.values(), np.int64, len(mapping))
-        order = np.argsort(keys)
-        keys, vals = keys[order], vals[order]
         pos = np.clip(np.searchsorted(keys, sub_ids), 0, len(keys) - 1)
         return np.where(keys[pos] == sub_ids, vals[pos], -1)
-

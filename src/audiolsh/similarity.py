@@ -178,11 +178,11 @@ def _vote(library: Library, clip: Extracted, *, k: int, worst: bool,
     if len(tracks) == 0:
         return []
     uniq, votes = np.unique(tracks, return_counts=True)
-    sub_counts = {t.content_hash: t.n_items for t in index.tracks()}
-    frames_per_track = np.array(
-        [max(1, sub_counts.get(getattr(library.track(int(t)), "content_hash", ""), 1)) for t in uniq],
-        dtype=np.float64,
-    )
+    # Frames per library track: the chroma index's own track rows, mapped like the hits.
+    sub = index.tracks()
+    lib_ids = library.resolve_tracks("chroma_frames", np.array([t.id for t in sub], np.int64))
+    n_frames = dict(zip(lib_ids.tolist(), (t.n_items for t in sub)))
+    frames_per_track = np.array([max(1, n_frames.get(t, 1)) for t in uniq.tolist()], np.float64)
     score = votes / frames_per_track
     order = np.argsort(-score, kind="stable")[:k]
     nan = np.full(len(order), np.nan)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import numpy as np
@@ -21,6 +21,7 @@ from audiolsh.library import DEFAULT_MODES, HOP_S, MODES, WINDOW_S, Library
 from audiolsh.records import identify_record, similar_record
 
 MAX_CLIP_S = 600.0
+Q = TypeVar("Q")
 
 
 def _modes(text: str) -> tuple[str, ...]:
@@ -80,9 +81,9 @@ def _load_clip(clip: Path, offset_s: float, duration_s: float | None) -> Any:
                 min_duration_s=MIN_DURATION_S, max_duration_s=MAX_CLIP_S)
 
 
-def _each_clip(clips: tuple[Path, ...], work: Callable[[Path], dict[str, Any]]) -> Iterator[
-        tuple[Path, dict[str, Any] | None]]:
-    """Run ``work`` on every clip; a bad clip is reported and the batch goes on."""
+def _each_clip(clips: Sequence[Q], work: Callable[[Q], dict[str, Any]]) -> Iterator[
+        tuple[Q, dict[str, Any] | None]]:
+    """Run ``work`` on every clip (timed); a bad clip is reported and the batch goes on."""
     for clip in clips:
         t0 = time.perf_counter()
         try:
@@ -213,19 +214,14 @@ def similar(index_path: Path, clips: tuple[Path, ...], track_ids: tuple[int, ...
             found = run_similar(library, q, by=by, k=k, worst=worst, method=how, exclude={tid})
             return {**similar_record(q.path, found), "track_id": tid}
 
-        jobs: list[tuple[str, Path | int]] = [(str(c), c) for c in clips]
-        jobs += [(f"track {t}", t) for t in track_ids]
-        for name, job in jobs:
-            t0 = time.perf_counter()
-            try:
-                record = work(job) if isinstance(job, Path) else work_track(job)
-            except AudiolshError as exc:
-                err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        jobs: list[Path | int] = [*clips, *track_ids]
+        for job, record in _each_clip(jobs, lambda j: work(j) if isinstance(j, Path) else work_track(j)):
+            if record is None:
                 failed += 1
                 continue
-            record["elapsed_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
             records.append(record)
-            flat += [{"query": Path(name).name, "rank": r["rank"], "path": r["path"],
+            name = job.name if isinstance(job, Path) else f"track {job}"
+            flat += [{"query": name, "rank": r["rank"], "path": r["path"],
                       "score": r["score"], "offset_s": r["offset_s"]} for r in record["results"]]
     emit_records(records, fmt, flat_rows=flat, title=f"{'least' if worst else 'most'} similar by {by}")
     if failed:
@@ -244,32 +240,30 @@ def similar(index_path: Path, clips: tuple[Path, ...], track_ids: tuple[int, ...
 def nearest(index_path: Path, clips: tuple[Path, ...], k: int, offset_s: float,
             duration_s: float, fmt: str) -> None:
     """The passages of the collection nearest to each clip (per-second embeddings, voting)."""
-    records, flat, failed = [], [], 0
+    records: list[dict[str, Any]] = []
+    flat: list[dict[str, Any]] = []
+    failed = 0
     with Library.open(index_path, readonly=True) as library:
         if "embedding" not in library.modes:
             raise ParameterError(f"{index_path}: the library was built without the embedding mode")
         index = library.indexes["embedding"]
-        for clip in clips:
-            t0 = time.perf_counter()
-            try:
-                passages = nearest_passages(
-                    index, clip, k=k, offset_s=offset_s, duration_s=duration_s,
-                    resolve=lambda ids: library.resolve_tracks("embedding", ids),
-                    track=library.track,
-                )
-            except AudiolshError as exc:
-                failed += 1
-                err_console.print(f"[red]error:[/] {exc}", highlight=False)
-                continue
-            elapsed_ms = (time.perf_counter() - t0) * 1e3
-            results = [
-                {"path": p.path, "offset_s": p.offset_s, "score": round(p.score, 4),
-                 "rank": r + 1}
+
+        def work(clip: Path) -> dict[str, Any]:
+            passages = nearest_passages(
+                index, clip, k=k, offset_s=offset_s, duration_s=duration_s,
+                resolve=lambda ids: library.resolve_tracks("embedding", ids), track=library.track,
+            )
+            return {"query": str(clip), "results": [
+                {"path": p.path, "offset_s": p.offset_s, "score": round(p.score, 4), "rank": r + 1}
                 for r, p in enumerate(passages)
-            ]
-            records.append({"query": str(clip), "results": results,
-                            "elapsed_ms": round(elapsed_ms, 1)})
-            flat += [{"query": clip.name, **res} for res in results]
+            ]}
+
+        for clip, record in _each_clip(clips, work):
+            if record is None:
+                failed += 1
+                continue
+            records.append(record)
+            flat += [{"query": clip.name, **res} for res in record["results"]]
     emit_records(records, fmt, flat_rows=flat, title="nearest passages")
     if failed:
         sys.exit(EXIT_ERROR)

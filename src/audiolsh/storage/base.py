@@ -9,7 +9,9 @@ clean exit everything in it is committed, on an exception or a crash nothing of 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,6 +30,12 @@ class SegmentInfo:
     n_items: int
     config: dict[str, Any]
     created_at: float
+
+    @classmethod
+    def new(cls, *, n_items: int, config: dict[str, Any]) -> SegmentInfo:
+        """A fresh segment: ids sort by creation time and never collide between writers."""
+        now = time.time()
+        return cls(f"{int(now * 1000):013d}-{uuid.uuid4().hex[:8]}", n_items, config, now)
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,18 @@ class Storage(Protocol):
     def write(self) -> AbstractContextManager[Writer]: ...
 
     def close(self) -> None: ...
+
+
+def load_segments_retrying(load: Callable[[], None], *, attempts: int = 5, delay_s: float = 0.05) -> None:
+    """Run ``load``; when a compaction removed a segment between listing and mapping it, list again."""
+    for attempt in range(attempts):
+        try:
+            load()
+            return
+        except (FileNotFoundError, KeyError, ValueError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(delay_s)
 
 
 def duplicate_track(path: str, content_hash: str) -> ParameterError:
