@@ -57,13 +57,17 @@ run: install
 	  echo "$(INDEX) holds a vector index from an older make run; rebuilding it as a music library"; \
 	  rm -rf "$(INDEX)"; \
 	fi; \
+	if [ -f "$(INDEX)/library.json" ] && grep -q '"format_version": 1,' "$(INDEX)/library.json"; then \
+	  echo "$(INDEX) holds a library of an older format; rebuilding it"; \
+	  rm -rf "$(INDEX)"; \
+	fi; \
 	echo "indexing $$music into $(INDEX)"; \
 	$(BIN)/audiolsh index "$$music" --index "$(INDEX)" || [ $$? = 2 ]; \
 	$(BIN)/audiolsh info --index "$(INDEX)"; \
 	clips=$$(find "$$music" -type f \( -name '*.ogg' -o -name '*.opus' -o -name '*.mp3' -o -name '*.wav' -o -name '*.flac' \) | sort | head -n 3); \
 	echo "what are 10-s excerpts of three tracks, taken 30 s in:"; \
 	IFS=$$'\n'; $(BIN)/audiolsh identify $$clips --offset 30 --duration 10 --index "$(INDEX)"; \
-	echo "what sounds like them (rhythm, timbre and chroma combined):"; \
+	echo "what sounds like them (rhythm, timbre and peaks combined):"; \
 	$(BIN)/audiolsh similar $$clips --offset 30 --duration 10 --index "$(INDEX)" -k 3; \
 	$(BIN)/audiolsh serve --index "$(INDEX)" --host 127.0.0.1 --port 8000
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from audiolsh.errors import IndexFormatError, ParameterError
-from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, SetBatch, as_sets
+from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, SetBatch, as_sets, concat_sets
 from audiolsh.hashing import from_config as family_from_config
 from audiolsh.hashing.base import check_int, learned_arrays
 from audiolsh.hashing.hyperplane import check_whiten, key_balance, needs_centering
@@ -164,10 +164,22 @@ class _Segment:
     info: SegmentInfo
     ids: np.ndarray
     searcher: VectorLSH | SetLSH
+    _order: np.ndarray | None = None
 
     @property
     def n_live(self) -> int:
         return self.searcher._n_live
+
+    def positions(self, ids: np.ndarray) -> np.ndarray:
+        """Row of each item id in this segment, -1 where it is not here (merged segments'
+        ids are not sorted, so a sort order is kept)."""
+        if not len(self.ids):
+            return np.full(len(ids), -1, np.int64)
+        if self._order is None:
+            self._order = np.argsort(self.ids, kind="stable")
+        sorted_ids = self.ids[self._order]
+        p = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
+        return np.where(sorted_ids[p] == ids, self._order[p], -1)
 
 
 @dataclass(frozen=True)
@@ -412,16 +424,39 @@ class Index:
                 s.searcher.sets_.take(np.flatnonzero(s.searcher.alive_))  # type: ignore[union-attr]
                 for s in self._segments
             ]
-            lengths = np.concatenate([np.diff(p.indptr) for p in parts]) if parts else np.zeros(0)
-            indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-            elems = np.concatenate([p.elements for p in parts]) if parts else np.zeros(0, np.uint64)
-            return SetBatch(indptr, elems), np.concatenate(ids) if ids else np.zeros(0, np.int64)
+            return concat_sets(parts), np.concatenate(ids) if ids else np.zeros(0, np.int64)
         if not self._segments:
             return np.zeros((0, self.config.dim or 0), np.float32), np.zeros(0, np.int64)
         vecs = np.concatenate(
             [np.asarray(s.searcher.vectors_)[s.searcher.alive_ == 1] for s in self._segments]  # type: ignore[union-attr]
         )
         return vecs, np.concatenate(ids)
+
+    def rows(self, ids: np.ndarray) -> Any:
+        """The stored (prepared) rows of the given item ids, in their order: an (n, dim) array,
+        or a SetBatch for sets. Unknown ids raise."""
+        self._refresh()
+        ids = np.asarray(ids, np.int64).ravel()
+        seg_of = np.full(len(ids), -1, np.int64)
+        pos = np.zeros(len(ids), np.int64)
+        for i, seg in enumerate(self._segments):
+            p = seg.positions(ids)
+            hit = p >= 0
+            seg_of[hit], pos[hit] = i, p[hit]
+        if (seg_of < 0).any():
+            raise ParameterError(f"unknown item ids {ids[seg_of < 0][:5].tolist()}")
+        if self.config.metric == "jaccard":
+            parts = [(np.flatnonzero(seg_of == i), s.searcher.sets_.take(pos[seg_of == i]))  # type: ignore[union-attr]
+                     for i, s in enumerate(self._segments) if (seg_of == i).any()]
+            where = np.concatenate([w for w, _ in parts]) if parts else np.zeros(0, np.int64)
+            batch = concat_sets([b for _, b in parts])
+            return batch.take(np.argsort(where)) if len(where) else batch
+        out = np.zeros((len(ids), self.config.dim or 0), np.float32)
+        for i, seg in enumerate(self._segments):
+            sel = seg_of == i
+            if sel.any():
+                out[sel] = np.asarray(seg.searcher.vectors_)[pos[sel]]  # type: ignore[union-attr]
+        return out
 
     # queries ----------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The music library: one directory, one index per search mode, one track catalogue.
 
-    DIR/library.json        format version, modes, window/hop, standardisation statistics
+    DIR/library.json        format version, modes, window/hop, standardisation and fusion statistics
     DIR/tracks/             the catalogue of complete tracks (its ids are the library's track ids)
     DIR/fingerprint/        landmark hashes (identification)
     DIR/<mode>/             an ``Index`` per vector or set mode (embedding, rhythm, timbre, ...)
@@ -36,11 +36,12 @@ log = logging.getLogger(__name__)
 
 LIBRARY_FILE = "library.json"
 LIBRARY_FORMAT = "audiolsh-library"
-LIBRARY_VERSION = 1
+#: 2: ``combined`` became the fusion of rhythm, timbre and peaks (1: rhythm, timbre, chroma).
+LIBRARY_VERSION = 2
 
 #: What ``audiolsh index`` extracts.  ``chroma`` holds per-window chroma statistics and
-#: ``chroma_frames`` the frames themselves (S1's voting); ``combined`` is built from rhythm,
-#: timbre and chroma.
+#: ``chroma_frames`` the frames themselves (S1's voting); ``combined`` fuses rhythm, timbre
+#: and peaks (see :data:`COMBINED_PARTS`).
 MODES = ("fingerprint", "embedding", "rhythm", "timbre", "chroma", "peaks")
 DEFAULT_MODES = MODES
 STANDARDISED = ("rhythm", "timbre", "chroma")
@@ -50,7 +51,13 @@ SCALED = ("rhythm", "timbre")
 #: Peak-pair sets of two excerpts of one track share little (Jaccard 0.02-0.2 on dev), so the
 #: banding threshold is low; candidates are then ranked by exact Jaccard.
 PEAKS_THRESHOLD = 0.05
-COMBINED_PARTS = ("rhythm", "timbre", "chroma")
+#: The combined mode: each part's similarity (cosine; Jaccard for peaks) z-scored with its
+#: mean and std over random window pairs of the first batch, summed.  The ``combined`` index
+#: holds the rhythm and timbre blocks weighted so that its cosine is their fused score (its LSH
+#: finds the candidates); the peak sets' Jaccard is added when the candidates are re-ranked.
+COMBINED_PARTS = ("rhythm", "timbre", "peaks")
+COMBINED_VECTORS = ("rhythm", "timbre")
+FUSION_PAIRS = 2000
 WINDOW_S = 10.0
 HOP_S = 5.0
 
@@ -60,10 +67,10 @@ def vector_indexes(modes: Sequence[str]) -> list[str]:
     names = [m for m in modes if m in ("embedding", "rhythm", "timbre", "chroma")]
     if "chroma" in modes:
         names.append("chroma_frames")
-    if all(p in modes for p in COMBINED_PARTS):
-        names.append("combined")
     if "peaks" in modes:
         names.append("peaks")
+    if all(p in modes for p in COMBINED_PARTS):
+        names.append("combined")
     return names
 
 
@@ -102,13 +109,61 @@ class Standardizer:
         return cls(np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32))
 
 
-def combine(blocks: Sequence[np.ndarray]) -> np.ndarray:
-    """Concatenate unit-normalised blocks scaled by 1/sqrt(n): its cosine is their mean cosine."""
-    parts = []
-    for B in blocks:
-        norm = np.linalg.norm(B, axis=1, keepdims=True)
-        parts.append(B / np.maximum(norm, 1e-12))
-    return (np.concatenate(parts, axis=1) / np.sqrt(len(blocks))).astype(np.float32)
+def unit_rows(X: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(X, axis=1, keepdims=True)
+    return (X / np.maximum(norm, 1e-12)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """Mean and std of each combined part's similarity over random pairs of windows."""
+
+    stats: dict[str, tuple[float, float]]
+
+    @property
+    def weights(self) -> np.ndarray:
+        """1/std of the vector parts, normalised to sum 1."""
+        w = np.array([1.0 / self.stats[p][1] for p in COMBINED_VECTORS])
+        return w / w.sum()
+
+    def combine(self, blocks: Sequence[np.ndarray]) -> np.ndarray:
+        """Unit blocks scaled by sqrt(weight): the cosine of two such rows is the weighted sum
+        of the blocks' cosines, i.e. (up to a constant) the fused rhythm + timbre score."""
+        parts = [unit_rows(B) * np.float32(np.sqrt(w)) for B, w in zip(blocks, self.weights)]
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def score(self, vector_cosine: np.ndarray, jaccard: np.ndarray) -> np.ndarray:
+        """The fused score from the combined rows' cosine and the peak sets' Jaccard."""
+        w_sum = sum(1.0 / self.stats[p][1] for p in COMBINED_VECTORS)
+        offset = sum(self.stats[p][0] / self.stats[p][1] for p in COMBINED_VECTORS)
+        mu, sd = self.stats["peaks"]
+        return np.asarray(vector_cosine) * w_sum - offset + (np.asarray(jaccard) - mu) / sd
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {p: [float(m), float(s)] for p, (m, s) in self.stats.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fusion:
+        return cls({p: (float(v[0]), float(v[1])) for p, v in data.items()})
+
+    @classmethod
+    def fit(cls, vectors: dict[str, np.ndarray], sets: Any, *, seed: int = 0,
+            n_pairs: int = FUSION_PAIRS) -> Fusion:
+        """Statistics from random pairs of distinct rows (prepared vectors, peak SetBatch)."""
+        from audiolsh.search.brute import jaccard_rows
+
+        n = len(sets)
+        rng = np.random.default_rng(seed)
+        a = rng.integers(0, n, n_pairs)
+        b = (a + rng.integers(1, max(n, 2), n_pairs)) % max(n, 1)
+        stats = {}
+        for p in COMBINED_VECTORS:
+            U = unit_rows(vectors[p])
+            s = np.einsum("ij,ij->i", U[a], U[b])
+            stats[p] = (float(s.mean()), float(s.std()) or 1.0)
+        j = jaccard_rows(sets.take(a), sets, b[:, None])[:, 0]
+        stats["peaks"] = (float(j.mean()), float(j.std()) or 1.0)
+        return cls(stats)
 
 
 @dataclass
@@ -118,6 +173,7 @@ class LibraryConfig:
     hop_s: float = HOP_S
     seed: int = 0
     stats: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    fusion: dict[str, list[float]] = field(default_factory=dict)
 
     def validate(self) -> LibraryConfig:
         self.modes = check_modes(self.modes)
@@ -131,7 +187,7 @@ class LibraryConfig:
         return {
             "format": LIBRARY_FORMAT, "format_version": LIBRARY_VERSION,
             "modes": list(self.modes), "window_s": self.window_s, "hop_s": self.hop_s,
-            "seed": self.seed, "stats": self.stats,
+            "seed": self.seed, "stats": self.stats, "fusion": self.fusion,
         }
 
     @classmethod
@@ -144,8 +200,14 @@ class LibraryConfig:
                 f"{where}: library format version {version!r} is newer than this audiolsh reads"
                 f" ({LIBRARY_VERSION}); upgrade audiolsh"
             )
+        if version < LIBRARY_VERSION:
+            raise IndexFormatError(
+                f"{where}: library format version {version} predates this audiolsh's combined mode"
+                f" (version {LIBRARY_VERSION}); index the music again into a new directory"
+            )
         return cls(tuple(data["modes"]), float(data["window_s"]), float(data["hop_s"]),
-                   int(data.get("seed", 0)), dict(data.get("stats", {}))).validate()
+                   int(data.get("seed", 0)), dict(data.get("stats", {})),
+                   dict(data.get("fusion", {}))).validate()
 
 
 def is_library(path: str | os.PathLike[str]) -> bool:
@@ -164,6 +226,7 @@ class Library:
         self.config = config
         self.readonly = readonly
         self._standardizers = {m: Standardizer.from_dict(s) for m, s in config.stats.items()}
+        self.fusion = Fusion.from_dict(config.fusion) if config.fusion else None
         self.fingerprint: FingerprintIndex | None = None
         if "fingerprint" in config.modes:
             # Imported here so that libraries without identification never load it.
@@ -341,10 +404,23 @@ class Library:
                 rows = [ex.vectors[mode][0] for ex in batch if mode in ex.vectors]
                 if rows:
                     new[mode] = Standardizer.fit(np.concatenate(rows), scale=mode in SCALED)
-        if not new:
+        fuse = all(p in self.modes for p in COMBINED_PARTS) and self.fusion is None
+        if not new and not fuse:
             return
         self._standardizers.update(new)
         self.config.stats = {m: s.to_dict() for m, s in self._standardizers.items()}
+        if fuse:
+            from audiolsh.hashing import concat_sets
+
+            vectors = {p: self.prepare(p, np.concatenate([ex.vectors[p][0] for ex in batch]))
+                       for p in COMBINED_VECTORS}
+            sets = concat_sets([ex.peaks[0] for ex in batch])
+            if len(sets) >= 2:
+                self.fusion = Fusion.fit(vectors, sets, seed=self.config.seed)
+            else:
+                log.warning("one excerpt window in the first batch: combined mode uses unscaled scores")
+                self.fusion = Fusion({p: (0.0, 1.0) for p in COMBINED_PARTS})
+            self.config.fusion = self.fusion.to_dict()
         if self.path is not None:
             write_atomic(self.path / LIBRARY_FILE, json.dumps(self.config.to_dict(), indent=2).encode())
 
@@ -392,14 +468,20 @@ class Library:
 
     def _rows_for(self, name: str, ex: Any) -> tuple[Any, np.ndarray]:
         if name == "combined":
-            blocks = [self.prepare(m, ex.vectors[m][0]) for m in COMBINED_PARTS]
-            return combine(blocks), ex.vectors[COMBINED_PARTS[0]][1]
+            return self.combined_rows(ex)
         if name == "peaks":
             return ex.peaks
         if name == "chroma_frames":
             return ex.chroma_frames
         X, offsets = ex.vectors[name]
         return self.prepare(name, X), offsets
+
+    def combined_rows(self, ex: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The combined index's rows of an extracted track or clip, and their offsets."""
+        if self.fusion is None:
+            raise ParameterError(f"{self.path or 'the library'}: no fusion statistics yet (index some music)")
+        blocks = [self.prepare(m, ex.vectors[m][0]) for m in COMBINED_VECTORS]
+        return self.fusion.combine(blocks), ex.vectors[COMBINED_VECTORS[0]][1]
 
     def remove_track(self, track_id: int) -> None:
         """Remove a track from the catalogue first (it disappears at once), then from every mode."""

@@ -1,9 +1,11 @@
-"""What sounds like this: tracks ranked by rhythm, timbre, chroma or all three.
+"""What sounds like this: tracks ranked by rhythm, timbre, chroma, peaks or combined.
 
 A clip is cut into the library's excerpt windows; every window queries the mode's index; each
 hit is a (track, passage, similarity); a track's score is its best passage's similarity.
 ``worst`` asks for the least similar tracks of the whole collection: the nearest neighbours
 of the negated query under cosine, i.e. the passages with the lowest cosine to the clip.
+``combined`` takes its candidates from the combined index (rhythm and timbre, weighted) and
+re-ranks them by the fused score, which adds the peak sets' Jaccard (``library.Fusion``).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from audiolsh.errors import ParameterError
 from audiolsh.hashing.base import check_int
 from audiolsh.index import Index
 from audiolsh.ingest import Extracted
-from audiolsh.library import COMBINED_PARTS, Library, combine
+from audiolsh.library import COMBINED_PARTS, Library
 from audiolsh.search import Neighbors
+from audiolsh.search.brute import jaccard_rows
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ def needed_modes(by: str, method: str) -> tuple[str, ...]:
 
 
 def check_query(library: Library, by: str, method: str | None) -> str:
+    """The method to use for ``by`` (its default when None); raises when the library lacks it."""
     if by not in BY:
         raise ParameterError(f"--by must be one of {list(BY)}, got {by!r}")
     method = method or METHODS[by][0]
@@ -65,8 +69,7 @@ def check_query(library: Library, by: str, method: str | None) -> str:
 
 def _query_rows(library: Library, name: str, clip: Extracted) -> tuple[Any, np.ndarray]:
     if name == "combined":
-        blocks = [library.prepare(m, clip.vectors[m][0]) for m in COMBINED_PARTS]
-        return combine(blocks), clip.vectors[COMBINED_PARTS[0]][1]
+        return library.combined_rows(clip)
     if name == "peaks":
         if clip.peaks is None:
             raise ParameterError("the clip has no peak sets")
@@ -81,18 +84,50 @@ def _query_rows(library: Library, name: str, clip: Extracted) -> tuple[Any, np.n
 
 def hit_arrays(library: Library, name: str, res: Neighbors) -> tuple[np.ndarray, ...]:
     """Flatten a result into arrays: (query row, library track id, item offset, distance)."""
-    index = library.indexes[name]
     valid = res.ids >= 0
     rows = np.nonzero(valid)[0]
-    ids = res.ids[valid]
-    uniq, inverse = np.unique(ids, return_inverse=True)
-    items = index.storage.items(uniq)
-    sub_track = np.array([-1 if it is None or it.track_id is None else it.track_id for it in items],
-                         dtype=np.int64)
-    offsets = np.array([np.nan if it is None or it.offset_s is None else it.offset_s for it in items],
-                       dtype=np.float64)
+    sub_track, offsets = library.indexes[name].storage.item_arrays(res.ids[valid])
     tracks = library.resolve_tracks(name, sub_track)
-    return rows, tracks[inverse], offsets[inverse], res.distances[valid].astype(np.float64)
+    return rows, tracks, offsets, res.distances[valid].astype(np.float64)
+
+
+def _offset_key(tracks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """One int64 per (track, offset to 10 ms) for joining windows across indexes."""
+    centis = np.round(np.nan_to_num(offsets, nan=-1.0) * 100).astype(np.int64)
+    return tracks.astype(np.int64) * 10_000_000 + centis
+
+
+def peak_rows(library: Library, tracks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Item ids in the peaks index of the windows (library track, offset s); -1 where absent."""
+    keys, vals = library.track_map("peaks")  # peaks track ids (sorted) -> library track ids
+    out = np.full(len(tracks), -1, np.int64)
+    if not len(keys) or not len(tracks):
+        return out
+    by_lib = np.argsort(vals)
+    pos = np.clip(np.searchsorted(vals[by_lib], tracks), 0, len(vals) - 1)
+    sub = np.where(vals[by_lib][pos] == tracks, keys[by_lib][pos], -1)
+    ids, sub_tracks, sub_offsets = library.indexes["peaks"].storage.track_items(np.unique(sub[sub >= 0]))
+    have = _offset_key(sub_tracks, sub_offsets)
+    order = np.argsort(have)
+    want = _offset_key(sub, offsets)
+    p = np.clip(np.searchsorted(have[order], want), 0, max(len(have) - 1, 0))
+    hit = (sub >= 0) & (have[order][p] == want) if len(have) else np.zeros(len(want), bool)
+    out[hit] = ids[order][p[hit]]
+    return out
+
+
+def fused_scores(library: Library, clip_sets: Any, rows: np.ndarray, tracks: np.ndarray,
+                 offsets: np.ndarray, cosine: np.ndarray) -> np.ndarray:
+    """The combined score of hits: the combined rows' cosine plus the Jaccard of the query
+    window's peak set (``clip_sets`` row ``rows``) and the hit window's."""
+    assert library.fusion is not None
+    pid = peak_rows(library, tracks, offsets)
+    jac = np.zeros(len(rows))
+    ok = np.flatnonzero(pid >= 0)
+    if len(ok):
+        cand = library.indexes["peaks"].rows(pid[ok])
+        jac[ok] = jaccard_rows(clip_sets.take(rows[ok]), cand, np.arange(len(ok))[:, None])[:, 0]
+    return library.fusion.score(cosine, jac)
 
 
 def best_per_track(tracks: np.ndarray, values: np.ndarray, *, higher_is_better: bool = True) -> tuple[
@@ -123,6 +158,11 @@ def similar(library: Library, clip: Extracted, *, by: str = "combined", k: int =
     data, q_offsets = _query_rows(library, name, clip)
     if len(q_offsets) == 0:
         raise ParameterError(f"{clip.path or 'the clip'}: too short to analyse")
+    clip_sets = None
+    if by == "combined":
+        if clip.peaks is None or len(clip.peaks[0]) != len(q_offsets):
+            raise ParameterError(f"{clip.path or 'the clip'}: the combined mode needs its peak sets")
+        clip_sets = clip.peaks[0]
     if worst:
         data = -np.asarray(data)
     n_items = len(index)
@@ -140,6 +180,8 @@ def similar(library: Library, clip: Extracted, *, by: str = "combined", k: int =
         else:
             # cosine distance of the (maybe negated) query -> the clip's own cosine similarity
             sim = dist - 1.0 if worst else 1.0 - dist
+        if by == "combined":
+            sim = fused_scores(library, clip_sets, rows, tracks, offsets, sim)
         found, pos = best_per_track(tracks, sim, higher_is_better=not worst)
         if len(found) >= k or exact:
             break

@@ -12,7 +12,7 @@ import soundfile as sf
 from audiolsh.audio import load, synth
 from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.ingest import analyse, index_audio
-from audiolsh.library import LIBRARY_FILE, Library, Standardizer, combine
+from audiolsh.library import COMBINED_PARTS, LIBRARY_FILE, Fusion, Library, Standardizer
 from audiolsh.similarity import similar, stored_clip
 
 SR = 22050
@@ -55,9 +55,11 @@ def _clip(music_dir: Path, name: str, offset_s: float, duration_s: float, lib: L
 
 def test_library_layout_and_catalogue(lib_dir: Path) -> None:
     data = json.loads((lib_dir / LIBRARY_FILE).read_text())
-    assert data["format"] == "audiolsh-library" and data["format_version"] == 1
-    # Standardisation statistics are stored in the library, as the engine needs them back.
+    assert data["format"] == "audiolsh-library" and data["format_version"] == 2
+    # Standardisation and fusion statistics are stored in the library, as the engine needs them back.
     assert set(data["stats"]) == {"rhythm", "timbre", "chroma"}
+    assert set(data["fusion"]) == set(COMBINED_PARTS)
+    assert all(sd > 0 for _mu, sd in data["fusion"].values())
     with Library.open(lib_dir, readonly=True) as lib:
         assert len(lib) == 7
         names = sorted(Path(t.path).name for t in lib.tracks())
@@ -164,9 +166,13 @@ def test_bad_libraries_and_parameters(tmp_path: Path) -> None:
     (tmp_path / "a" / LIBRARY_FILE).write_text(json.dumps(newer))
     with pytest.raises(IndexFormatError, match="newer"):
         Library.open(tmp_path / "a")
+    # A library of the first format has a combined index of another kind: built again.
+    (tmp_path / "a" / LIBRARY_FILE).write_text(json.dumps({**newer, "format_version": 1}))
+    with pytest.raises(IndexFormatError, match="predates"):
+        Library.open(tmp_path / "a")
 
 
-def test_standardizer_and_combine_maths() -> None:
+def test_standardizer_and_fusion_maths() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(5.0, [1.0, 10.0, 0.0], size=(500, 3))
     s = Standardizer.fit(X)
@@ -175,11 +181,52 @@ def test_standardizer_and_combine_maths() -> None:
     assert np.allclose(Z[:, :2].std(axis=0), 1, atol=1e-4)
     assert np.all(np.isfinite(Z))  # the constant column does not divide by zero
     assert np.allclose(Standardizer.from_dict(s.to_dict())(X), Z)
+    # The combined rows' cosine, turned into the fused score, is the sum of the z-scored
+    # rhythm and timbre cosines plus the z-scored Jaccard.
+    fusion = Fusion({"rhythm": (0.1, 0.2), "timbre": (0.3, 0.05), "peaks": (0.02, 0.01)})
     A, B = rng.normal(size=(4, 5)), rng.normal(size=(4, 7))
-    C = combine([A, B])
+    C = fusion.combine([A, B])
     An = A / np.linalg.norm(A, axis=1, keepdims=True)
     Bn = B / np.linalg.norm(B, axis=1, keepdims=True)
-    assert np.allclose(C @ C.T, (An @ An.T + Bn @ Bn.T) / 2, atol=1e-5)
+    J = rng.uniform(0, 0.2, size=(4, 4))
+    expected = (An @ An.T - 0.1) / 0.2 + (Bn @ Bn.T - 0.3) / 0.05 + (J - 0.02) / 0.01
+    assert np.allclose(fusion.score(C @ C.T, J), expected, atol=1e-3)
+    assert Fusion.from_dict(fusion.to_dict()) == fusion
+
+
+def test_combined_is_the_fused_score_of_the_best_passage(lib_dir: Path, music_dir: Path) -> None:
+    """Brute force over every stored window: rhythm and timbre cosines and peak Jaccard joined
+    by (track, offset), z-scored with the library's statistics; a track's score is its best."""
+    from audiolsh.search.brute import jaccard_rows
+
+    with Library.open(lib_dir, readonly=True) as lib:
+        clip = _clip(music_dir, "song2.wav", 12.0, 10.0, lib)
+        found = similar(lib, clip, by="combined", k=4)
+        stats = lib.fusion.stats
+        per_part = {}
+        for part in COMBINED_PARTS:
+            data, ids = lib.indexes[part].live_data()
+            sub, offsets = lib.indexes[part].storage.item_arrays(ids)
+            order = np.lexsort((offsets, lib.resolve_tracks(part, sub)))
+            per_part[part] = (data.take(order) if part == "peaks" else data[order],
+                              lib.resolve_tracks(part, sub)[order], offsets[order])
+        tracks, offsets = per_part["rhythm"][1], per_part["rhythm"][2]
+        for part in COMBINED_PARTS:  # the three indexes hold the same windows
+            assert np.array_equal(per_part[part][1], tracks) and np.allclose(per_part[part][2], offsets)
+        total = 0.0
+        for part in ("rhythm", "timbre"):
+            Q = lib.prepare(part, clip.vectors[part][0])
+            X = per_part[part][0]
+            cos = (Q / np.linalg.norm(Q, axis=1, keepdims=True)) @ (X / np.linalg.norm(X, axis=1, keepdims=True)).T
+            total = total + (cos - stats[part][0]) / stats[part][1]
+        n_q, n_x = total.shape
+        jac = jaccard_rows(clip.peaks[0], per_part["peaks"][0], np.tile(np.arange(n_x), (n_q, 1)))
+        total = total + (jac - stats["peaks"][0]) / stats["peaks"][1]
+    best = {int(t): float(total[:, tracks == t].max()) for t in np.unique(tracks)}
+    expected = sorted(best, key=best.get, reverse=True)[:4]
+    assert [r.track_id for r in found] == expected
+    assert np.allclose([r.score for r in found], [best[t] for t in expected], atol=1e-3)
+    assert Path(found[0].path).name == "song2.wav"
 
 
 @pytest.mark.parametrize("method", ["chroma-vote", "minhash-peaks"])

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numba
 import numpy as np
 
 from audiolsh.audio import find_audio, load
@@ -42,9 +41,11 @@ from audiolsh.features.excerpts import (
     fit_standardizer,
     standardize,
 )
-from audiolsh.hashing import HyperplaneLSH, MinHashLSH, SetBatch
+from audiolsh.hashing import HyperplaneLSH, MinHashLSH, SetBatch, concat_sets
 from audiolsh.hashing.hyperplane import needs_centering
+from audiolsh.library import COMBINED_VECTORS, Fusion
 from audiolsh.search import BruteForce, SetLSH, VectorLSH
+from audiolsh.search.brute import jaccard_rows
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +67,11 @@ METHODS = ("s2_bands", "beat_spectrum", "rhythm", "timbre", "chroma_vote", "peak
 VECTOR_MODES = {"s2_bands": "beat_spectrum_bands", "beat_spectrum": "beat_spectrum", "rhythm": "rhythm",
                 "timbre": "timbre"}
 VECTOR_NORMALISATION = {name: NORMALISATION[mode] for name, mode in VECTOR_MODES.items()}
-COMBINED = ("rhythm", "timbre", "peaks_minhash")
+COMBINED = ("rhythm", "timbre", "peaks_minhash")  # the library's combined mode, COMBINED_PARTS
 CHROMA_NEIGHBOURS = 5  # nearest frames each query frame votes for
 MINHASH_THRESHOLD = 0.03  # same-track excerpts share few peak pairs (Jaccard 0.02-0.2)
 MINHASH_PERM = 128
-COMBINED_CANDIDATES = 40  # per vector LSH (rhythm, timbre), before the fused re-rank
+COMBINED_CANDIDATES = 80  # from the combined vectors' LSH, before the fused re-rank
 TIME_QUERIES = 40  # queries timed per size in the time-vs-size part
 
 
@@ -143,15 +144,6 @@ class Corpus:
     total_s: float = 0.0
 
 
-def _concat_sets(batches: Sequence[SetBatch]) -> SetBatch:
-    if not batches:
-        return SetBatch(np.zeros(1, np.int64), np.zeros(0, np.uint64))
-    sizes = [b.indptr[-1] for b in batches]
-    shifts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    indptr = np.concatenate([[0]] + [b.indptr[1:] + s for b, s in zip(batches, shifts)])
-    return SetBatch(indptr.astype(np.int64), np.concatenate([b.elements for b in batches]))
-
-
 def extract_corpus(
     corpus_dir: str | os.PathLike[str],
     *,
@@ -193,7 +185,7 @@ def extract_corpus(
     corpus = Corpus(
         paths=[r.path for r in good], skipped=skipped, k=k, owner=owner, role=role,
         vectors={m: np.stack([e[m].X[0] for e in excerpts]) for m in VECTOR_MODES.values()},  # type: ignore[index]
-        sets=_concat_sets([e["peaks"].X for e in excerpts]),  # type: ignore[misc]
+        sets=concat_sets([e["peaks"].X for e in excerpts]),  # type: ignore[misc]
         chroma=[np.asarray(e["chroma"].X) for e in excerpts],
         total_s=float(sum(r.duration_s for r in good)),
     )
@@ -207,7 +199,7 @@ def extract_corpus(
         corpus.dense_vectors = {
             m: np.concatenate([np.asarray(d[m].X) for d in dense]) for m in VECTOR_MODES.values()
         }
-        corpus.dense_sets = _concat_sets([d["peaks"].X for d in dense])  # type: ignore[misc]
+        corpus.dense_sets = concat_sets([d["peaks"].X for d in dense])  # type: ignore[misc]
         corpus.dense_chroma = [np.asarray(d["chroma"].X) for d in dense]
     return corpus
 
@@ -276,34 +268,7 @@ class _PeaksMethod:
         with every row for None."""
         if ids is None:
             ids = np.tile(np.arange(len(self.sets)), (len(Q), 1))
-        return _jaccard_rows(  # type: ignore[no-any-return]
-            Q.indptr, Q.elements, self.sets.indptr, self.sets.elements, np.ascontiguousarray(ids, np.int64)
-        )
-
-
-@numba.njit(cache=True)
-def _jaccard_rows(q_indptr, q_elems, indptr, elems, ids):  # type: ignore[no-untyped-def]  # pragma: no cover
-    out = np.full(ids.shape, -np.inf)
-    for qi in range(ids.shape[0]):
-        a0, a1 = q_indptr[qi], q_indptr[qi + 1]
-        for j in range(ids.shape[1]):
-            row = ids[qi, j]
-            if row < 0:
-                continue
-            b0, b1 = indptr[row], indptr[row + 1]
-            i, k, inter = a0, b0, 0
-            while i < a1 and k < b1:  # merge of two sorted sets
-                if q_elems[i] == elems[k]:
-                    inter += 1
-                    i += 1
-                    k += 1
-                elif q_elems[i] < elems[k]:
-                    i += 1
-                else:
-                    k += 1
-            union = (a1 - a0) + (b1 - b0) - inter
-            out[qi, j] = inter / union if union > 0 else 0.0
-    return out
+        return jaccard_rows(Q, self.sets, ids)
 
 
 class _ChromaVote:
@@ -380,36 +345,22 @@ class Methods:
         if "chroma_vote" in self.methods:
             self.chroma = _ChromaVote(chroma_frames, chroma_first, chroma_stop, seed)
         if "combined" in self.methods:
-            self._fit_fusion(vectors, sets)
+            self._fit_fusion(vectors, sets, seed)
 
-    def _fit_fusion(self, vectors: dict[str, np.ndarray], sets: SetBatch, n_pairs: int = 2000) -> None:
-        """Mean and std of each component's similarity over random pairs of the collection."""
-        rng = np.random.default_rng(0)
-        n = len(sets)
-        a = rng.integers(0, n, n_pairs)
-        b = rng.integers(0, n, n_pairs)
-        self.fusion: dict[str, tuple[float, float]] = {}
-        assert self.peaks is not None
-        for name in COMBINED:
-            if name == "peaks_minhash":
-                s = self.peaks.similarity(sets.take(a), b[:, None])[:, 0]
-            else:
-                m = self.vec[name]
-                s = m.similarity(vectors[VECTOR_MODES[name]][a], b[:, None])[:, 0]
-            self.fusion[name] = (float(np.mean(s)), float(np.std(s)) or 1.0)
+    def _fit_fusion(self, vectors: dict[str, np.ndarray], sets: SetBatch, seed: int | None) -> None:
+        """The library's fusion (``audiolsh.library.Fusion``) fitted on this collection, and an
+        index of the combined vectors (rhythm and timbre blocks) for its LSH candidates."""
+        prepared = {p: self.vec[p].prepare(vectors[VECTOR_MODES[p]]) for p in COMBINED_VECTORS}
+        self.fusion = Fusion.fit(prepared, sets)
+        C = self.fusion.combine([prepared[p] for p in COMBINED_VECTORS])
+        self.combined = _VectorMethod(C, "none", seed)
 
     def _fused(self, qv: dict[str, np.ndarray], qs: SetBatch, ids: np.ndarray | None) -> np.ndarray:
-        """Summed z-scored similarities with the given rows, or with every row (None)."""
+        """Fused scores with the given rows, or with every row (None)."""
         assert self.peaks is not None
-        total = np.zeros((len(qs), len(self.peaks.sets)) if ids is None else ids.shape)
-        for name in COMBINED:
-            if name == "peaks_minhash":
-                s = self.peaks.similarity(qs, ids)
-            else:
-                s = self.vec[name].similarity(qv[VECTOR_MODES[name]], ids)
-            mu, sd = self.fusion[name]
-            total += (s - mu) / sd
-        return total if ids is None else np.where(ids >= 0, total, -np.inf)
+        Qc = self.fusion.combine([self.vec[p].prepare(qv[VECTOR_MODES[p]]) for p in COMBINED_VECTORS])
+        score = self.fusion.score(self.combined.similarity(Qc, ids), self.peaks.similarity(qs, ids))
+        return score if ids is None else np.where(ids >= 0, score, -np.inf)
 
     def search(
         self, method: str, qv: dict[str, np.ndarray], qs: SetBatch, qc: Sequence[np.ndarray], k: int,
@@ -432,16 +383,12 @@ class Methods:
         assert self.peaks is not None
         nq = len(qs)
         if lsh:
-            # Candidates from the rhythm and timbre tables only: same-track excerpts share so few
-            # peak pairs (Jaccard 0.02-0.2) that MinHash bands low enough to catch them admit
-            # about half of the collection. The peaks still count in the exact fused re-rank.
-            c = max(COMBINED_CANDIDATES, 10 * k)
-            parts = [self.vec[n].search(qv[VECTOR_MODES[n]], c, lsh=True) for n in COMBINED if n in self.vec]
-            cand = np.concatenate(parts, axis=1)
-            cand = np.sort(cand, axis=1)
-            dup = np.zeros_like(cand, dtype=bool)
-            dup[:, 1:] = cand[:, 1:] == cand[:, :-1]
-            cand[dup] = -1
+            # Candidates from the combined (rhythm + timbre) vectors' LSH, as the library finds
+            # them: same-track excerpts share so few peak pairs (Jaccard 0.02-0.2) that MinHash
+            # bands low enough to catch them admit about half of the collection. The peaks count
+            # in the exact fused re-rank.
+            Qc = self.fusion.combine([self.vec[p].prepare(qv[VECTOR_MODES[p]]) for p in COMBINED_VECTORS])
+            cand = self.combined.search(Qc, max(COMBINED_CANDIDATES, 10 * k), lsh=True)
         else:
             cand = np.tile(np.arange(len(self.peaks.sets)), (nq, 1))
         score = self._fused(qv, qs, None if not lsh else cand)

@@ -2,7 +2,7 @@
 
 from audiolsh.hashing.base import HashFamily, from_config
 from audiolsh.hashing.hyperplane import HyperplaneLSH
-from audiolsh.hashing.minhash import MinHashLSH, SetBatch, as_sets, optimal_bands
+from audiolsh.hashing.minhash import MinHashLSH, SetBatch, as_sets, concat_sets, optimal_bands
 from audiolsh.hashing.multiprobe import perturbation_sets, probe_sequence
 from audiolsh.hashing.pstable import PStableLSH
 
@@ -13,6 +13,7 @@ __all__ = [
     "PStableLSH",
     "SetBatch",
     "as_sets",
+    "concat_sets",
     "from_config",
     "optimal_bands",
     "perturbation_sets",

@@ -207,3 +207,12 @@ class MinHashLSH:
             threshold=config.get("threshold"),
             seed=config["seed"],
         )
+
+
+def concat_sets(batches: Sequence[SetBatch]) -> SetBatch:
+    """One batch holding the sets of several batches, in order."""
+    if not batches:
+        return SetBatch(np.zeros(1, np.int64), np.zeros(0, np.uint64))
+    lengths = np.concatenate([np.diff(b.indptr) for b in batches])
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return SetBatch(indptr, np.concatenate([b.elements for b in batches]).astype(np.uint64))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from audiolsh.errors import ParameterError
@@ -130,3 +131,37 @@ class BruteForce:
         d = np.take_along_axis(d, order, axis=1)
         ids[~np.isfinite(d)] = -1
         return ids, d
+
+
+def jaccard_rows(queries: SetBatch, sets: SetBatch, ids: np.ndarray) -> np.ndarray:
+    """Exact Jaccard similarity of each query with chosen rows of ``sets``: ``ids`` (nq, m)
+    row numbers, -1 for none; returns (nq, m) float64, -inf where ids < 0."""
+    return _jaccard_rows_kernel(  # type: ignore[no-any-return]
+        queries.indptr, queries.elements, sets.indptr, sets.elements,
+        np.ascontiguousarray(np.atleast_2d(ids), np.int64),
+    )
+
+
+@numba.njit(cache=True)
+def _jaccard_rows_kernel(q_indptr, q_elems, indptr, elems, ids):  # type: ignore[no-untyped-def]  # pragma: no cover
+    out = np.full(ids.shape, -np.inf)
+    for qi in range(ids.shape[0]):
+        a0, a1 = q_indptr[qi], q_indptr[qi + 1]
+        for j in range(ids.shape[1]):
+            row = ids[qi, j]
+            if row < 0:
+                continue
+            b0, b1 = indptr[row], indptr[row + 1]
+            i, k, inter = a0, b0, 0
+            while i < a1 and k < b1:  # merge of two sorted sets
+                if q_elems[i] == elems[k]:
+                    inter += 1
+                    i += 1
+                    k += 1
+                elif q_elems[i] < elems[k]:
+                    i += 1
+                else:
+                    k += 1
+            union = (a1 - a0) + (b1 - b0) - inter
+            out[qi, j] = inter / union if union > 0 else 0.0
+    return out

@@ -134,6 +134,14 @@ class Storage(Protocol):
 
     def ids_for_track(self, track_id: int) -> np.ndarray: ...
 
+    def item_arrays(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Track id (-1: none or unknown item) and offset (s, NaN: none) of each item id."""
+        ...
+
+    def track_items(self, track_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every item of the given tracks as arrays: item ids, their track ids and offsets (s)."""
+        ...
+
     def n_items(self) -> int: ...
 
     def write(self) -> AbstractContextManager[Writer]: ...
@@ -159,6 +167,19 @@ def duplicate_track(path: str, content_hash: str) -> ParameterError:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def align_items(ids: np.ndarray, found_ids: np.ndarray, found_tracks: np.ndarray,
+                found_offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Arrange looked-up item rows in the order of ``ids``: -1 / NaN where an id was not found."""
+    ids = np.asarray(ids, np.int64).ravel()
+    order = np.argsort(found_ids)
+    found_ids = found_ids[order]
+    pos = np.clip(np.searchsorted(found_ids, ids), 0, max(len(found_ids) - 1, 0))
+    hit = (found_ids[pos] == ids) if len(found_ids) else np.zeros(len(ids), bool)
+    tracks = np.where(hit, found_tracks[order][pos] if len(found_ids) else -1, -1).astype(np.int64)
+    offsets = np.where(hit, found_offsets[order][pos] if len(found_ids) else np.nan, np.nan)
+    return tracks, offsets.astype(np.float64)
 
 
 def iter_chunks(n: int, size: int) -> Iterator[slice]:

@@ -34,6 +34,7 @@ from audiolsh.storage.base import (
     Item,
     SegmentInfo,
     Track,
+    align_items,
     dumps,
     duplicate_track,
     iter_chunks,
@@ -315,6 +316,30 @@ class EmbeddedStorage:
         ).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64)
 
+    def item_arrays(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        unique = np.unique(np.asarray(ids, np.int64))
+        rows: list[tuple[int, int, float]] = []
+        for chunk in iter_chunks(len(unique), 900):
+            part = unique[chunk].tolist()
+            marks = ",".join("?" * len(part))
+            rows += self._db.execute(
+                "SELECT id, coalesce(track_id, -1), coalesce(offset_s, 'nan') FROM items"
+                f" WHERE id IN ({marks})", part
+            ).fetchall()
+        return align_items(ids, *_columns(rows))
+
+    def track_items(self, track_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        unique = np.unique(np.asarray(track_ids, np.int64))
+        rows: list[tuple[int, int, float]] = []
+        for chunk in iter_chunks(len(unique), 900):
+            part = unique[chunk].tolist()
+            marks = ",".join("?" * len(part))
+            rows += self._db.execute(
+                "SELECT id, track_id, coalesce(offset_s, 'nan') FROM items"
+                f" WHERE track_id IN ({marks}) ORDER BY id", part
+            ).fetchall()
+        return _columns(rows)
+
     def n_items(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM items").fetchone()[0])
 
@@ -346,3 +371,11 @@ class EmbeddedStorage:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _columns(rows: list[tuple[int, int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(id, track id, offset) rows as three arrays."""
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+    A = np.array(rows, dtype=np.float64)
+    return A[:, 0].astype(np.int64), A[:, 1].astype(np.int64), A[:, 2]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from audiolsh.storage.base import Item, SegmentInfo, Track, duplicate_track
+from audiolsh.storage.base import Item, SegmentInfo, Track, align_items, duplicate_track
 
 
 class _State:
@@ -138,6 +138,17 @@ class MemoryStorage:
             dtype=np.int64,
         )
 
+    def item_arrays(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        items = self._state.items
+        found = [items[i] for i in np.unique(np.asarray(ids, np.int64)).tolist() if i in items]
+        return align_items(ids, *_item_columns(found))
+
+    def track_items(self, track_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        wanted = set(np.asarray(track_ids, np.int64).tolist())
+        found = sorted((it for it in self._state.items.values() if it.track_id in wanted),
+                       key=lambda it: it.id)
+        return _item_columns(found)
+
     def n_items(self) -> int:
         return len(self._state.items)
 
@@ -155,3 +166,9 @@ class MemoryStorage:
 
     def close(self) -> None:
         pass
+
+
+def _item_columns(items: list[Item]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (np.array([it.id for it in items], np.int64),
+            np.array([-1 if it.track_id is None else it.track_id for it in items], np.int64),
+            np.array([np.nan if it.offset_s is None else it.offset_s for it in items], np.float64))
