@@ -245,19 +245,17 @@ def stored_clip(library: Library, track_id: int, *, by: str, method: str | None 
         index = library.indexes[name]
         sub = library.mode_track_ids(name).get(track.content_hash)
         ids = index.storage.ids_for_track(sub) if sub is not None else np.zeros(0, np.int64)
-        data, live_ids = index.live_data()
-        rows = np.flatnonzero(np.isin(live_ids, ids))
-        items = index.storage.items(live_ids[rows])
-        offsets = np.array([it.offset_s if it and it.offset_s is not None else np.nan for it in items])
+        _, offsets = index.storage.item_arrays(ids)
         order = np.argsort(offsets, kind="stable")
-        rows, offsets = rows[order], offsets[order]
+        ids, offsets = ids[order], offsets[order]
+        data = index.rows(ids)  # only this track's rows
         if name == "peaks":
-            peaks = (data.take(rows), offsets)
+            peaks = (data, offsets)
         elif name == "chroma_frames":
-            chroma_frames = (np.asarray(data)[rows], offsets)
+            chroma_frames = (np.asarray(data), offsets)
         else:
             # Stored rows are already standardised: undo it so the query path can redo it.
-            X = np.asarray(data)[rows]
+            X = np.asarray(data)
             std = library.standardizer(name)
             if std is not None:
                 X = X * std.std + std.mean

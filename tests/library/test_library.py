@@ -115,6 +115,13 @@ def test_chroma_vote_and_query_by_stored_track(lib_dir: Path, music_dir: Path) -
         assert tid not in [r.track_id for r in by_track]
         # Another beatless drone is rhythmically nearer than any song with drums.
         assert Path(by_track[0].path).name.startswith("drone")
+        # A stored track as the query holds exactly its own windows, in time order, in every part.
+        own = stored_clip(lib, tid, by="combined")
+        X, offsets = own.vectors["rhythm"]
+        assert np.all(np.diff(offsets) > 0) and len(own.peaks[0]) == len(offsets) == len(X)
+        assert np.allclose(own.vectors["timbre"][1], offsets)
+        itself = similar(lib, own, by="combined", k=2)
+        assert itself[0].track_id == tid and itself[0].score > itself[1].score
         with pytest.raises(ParameterError, match="--method"):
             similar(lib, clip, by="timbre", method="vote")
         with pytest.raises(ParameterError, match="Jaccard"):
@@ -217,7 +224,8 @@ def test_combined_is_the_fused_score_of_the_best_passage(lib_dir: Path, music_di
         for part in ("rhythm", "timbre"):
             Q = lib.prepare(part, clip.vectors[part][0])
             X = per_part[part][0]
-            cos = (Q / np.linalg.norm(Q, axis=1, keepdims=True)) @ (X / np.linalg.norm(X, axis=1, keepdims=True)).T
+            Qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+            cos = Qn @ (X / np.linalg.norm(X, axis=1, keepdims=True)).T
             total = total + (cos - stats[part][0]) / stats[part][1]
         n_q, n_x = total.shape
         jac = jaccard_rows(clip.peaks[0], per_part["peaks"][0], np.tile(np.arange(n_x), (n_q, 1)))
