@@ -189,7 +189,8 @@ def identify(index_path: Path, clips: tuple[Path, ...], method: str, threshold: 
 def similar(index_path: Path, clips: tuple[Path, ...], track_ids: tuple[int, ...], by: str,
             method: str | None, k: int, worst: bool, offset_s: float, duration_s: float | None,
             fmt: str) -> None:
-    """Tracks that sound like each clip (or --track), by rhythm, timbre, chroma or all three."""
+    """Tracks that sound like each clip (or --track), by rhythm, timbre, chroma, peaks or combined
+    (rhythm + timbre + peaks)."""
     from audiolsh.similarity import check_query, needed_modes, stored_clip
     from audiolsh.similarity import similar as run_similar
 

@@ -67,7 +67,7 @@ def analyse(
     k: Annotated[int | None, Query(ge=1, le=20, description="Tracks per list (default: the server's).")
                  ] = None,
 ) -> dict[str, Any]:
-    """Identification, the most and least similar tracks by rhythm, timbre and chroma, and the
+    """Identification, the most and least similar tracks by rhythm, timbre, chroma or combined, and the
     clip's spectrogram and beat spectrum, from one decode."""
     return service.analyse(file.file, file.filename, k=k)
 
