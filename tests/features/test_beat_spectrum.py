@@ -7,14 +7,8 @@ import pytest
 
 from audiolsh.audio import synth
 from audiolsh.errors import ParameterError
-from audiolsh.features.beat_spectrum import (
-    HOP_LENGTH,
-    beat_spectra,
-    beat_spectrum,
-    beat_spectrum_bands,
-    log_power,
-    mel_power,
-)
+from audiolsh.features.beat_spectrum import beat_spectra, beat_spectrum, beat_spectrum_bands
+from audiolsh.features.spectral import HOP_LENGTH, log_power, mel_power
 
 SR = 22050
 FRAME_S = HOP_LENGTH / SR

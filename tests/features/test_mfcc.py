@@ -9,8 +9,8 @@ import numpy as np
 import soundfile as sf
 
 from audiolsh.audio import synth
-from audiolsh.features.beat_spectrum import log_power, mel_power
 from audiolsh.features.mfcc import mfcc_frames, mfcc_stats, window_stats
+from audiolsh.features.spectral import log_power, mel_power
 
 SR = 22050
 

@@ -16,7 +16,7 @@ import librosa
 import numpy as np
 
 from audiolsh.errors import ParameterError
-from audiolsh.features.beat_spectrum import FEATURE_SR, check_signal
+from audiolsh.features.spectral import FEATURE_SR, check_signal
 
 logger = logging.getLogger(__name__)
 

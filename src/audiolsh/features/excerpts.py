@@ -39,7 +39,7 @@ import soxr
 from audiolsh.errors import ParameterError
 from audiolsh.features import beat_spectrum as bs
 from audiolsh.features import chroma as ch
-from audiolsh.features import mfcc, peaks, rhythm
+from audiolsh.features import mfcc, peaks, rhythm, spectral
 from audiolsh.hashing.minhash import SetBatch
 
 logger = logging.getLogger(__name__)
@@ -209,10 +209,10 @@ def excerpt_features(
         raise ParameterError(f"window_s must be >= {MIN_CLIP_S} s, got {window_s}")
     if not (math.isfinite(hop_s) and hop_s > 0):
         raise ParameterError(f"hop_s must be > 0 seconds, got {hop_s}")
-    y = bs.check_signal(y, sr, min_duration_s=MIN_CLIP_S)
-    if sr != bs.FEATURE_SR:
-        y = np.asarray(soxr.resample(y, sr, bs.FEATURE_SR, quality="HQ"), dtype=np.float32)
-        sr = bs.FEATURE_SR
+    y = spectral.check_signal(y, sr, min_duration_s=MIN_CLIP_S)
+    if sr != spectral.FEATURE_SR:
+        y = np.asarray(soxr.resample(y, sr, spectral.FEATURE_SR, quality="HQ"), dtype=np.float32)
+        sr = spectral.FEATURE_SR
     duration_s = y.size / sr
     out: dict[str, ExcerptFeatures] = {}
 
@@ -223,22 +223,22 @@ def excerpt_features(
 
     if not set(modes) - {"chroma"}:
         return out
-    fps = sr / bs.HOP_LENGTH
-    P = _power_stft(y, bs.N_FFT, bs.HOP_LENGTH)
+    fps = sr / spectral.HOP_LENGTH
+    P = _power_stft(y, spectral.N_FFT, spectral.HOP_LENGTH)
     n_frames = P.shape[1]
     offsets, first, stop, win = _window_layout(duration_s, window_s, hop_s, fps, n_frames)
     n_w = int(stop[0] - first[0])
     if "peaks" in modes:
         frame_s = 1.0 / fps
-        max_bin = int(peaks.FMAX_HZ * bs.N_FFT / sr) + 1
+        max_bin = int(peaks.FMAX_HZ * spectral.N_FFT / sr) + 1
         pk = peaks.find_peaks(P, frame_s=frame_s, max_bin=max_bin)
         elements, at = peaks.peak_elements(pk, frame_s=frame_s)
         out["peaks"] = ExcerptFeatures(peaks.window_sets(elements, at, first, stop), offsets, win)
     if not set(modes) & {"rhythm", "timbre", *BASELINE_MODES}:
         return out
 
-    M = _mel_basis(sr, bs.N_FFT, bs.N_MELS) @ P
-    L = bs.log_power(M)
+    M = _mel_basis(sr, spectral.N_FFT, spectral.N_MELS) @ P
+    L = spectral.log_power(M)
     del P
     if "timbre" in modes:
         X = mfcc.window_stats(mfcc.mfcc_frames(L), first, stop)
@@ -248,7 +248,7 @@ def excerpt_features(
         X = rhythm.rhythm_descriptors(np.ascontiguousarray(_windows(onsets, first, n_w)), frame_s=1.0 / fps)
         out["rhythm"] = ExcerptFeatures(X, offsets, win)
     if "beat_spectrum" in modes:
-        n_lags = bs.n_lags_for(4.0, sr=sr, hop_length=bs.HOP_LENGTH)
+        n_lags = bs.n_lags_for(4.0, sr=sr, hop_length=spectral.HOP_LENGTH)
         X = _chunked(lambda W: bs.beat_spectra(W, n_lags=n_lags)[:, 1:], L, first, n_w)
         out["beat_spectrum"] = ExcerptFeatures(X, offsets, win)
     if "beat_spectrum_bands" in modes:

@@ -16,14 +16,7 @@ import librosa
 import numpy as np
 
 from audiolsh.errors import ParameterError
-from audiolsh.features.beat_spectrum import (
-    FEATURE_SR,
-    HOP_LENGTH,
-    N_FFT,
-    N_MELS,
-    log_power,
-    mel_power,
-)
+from audiolsh.features.spectral import FEATURE_SR, HOP_LENGTH, N_FFT, N_MELS, log_power, mel_power
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ import numpy as np
 import scipy.ndimage
 
 from audiolsh.errors import ParameterError
-from audiolsh.features.beat_spectrum import FEATURE_SR, HOP_LENGTH, N_FFT, check_signal, log_power
+from audiolsh.features.spectral import FEATURE_SR, HOP_LENGTH, N_FFT, check_signal, log_power
 from audiolsh.hashing.minhash import SetBatch
 
 logger = logging.getLogger(__name__)

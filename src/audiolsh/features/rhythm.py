@@ -35,14 +35,7 @@ import numpy as np
 import scipy.fft
 
 from audiolsh.errors import ParameterError
-from audiolsh.features.beat_spectrum import (
-    FEATURE_SR,
-    HOP_LENGTH,
-    N_FFT,
-    N_MELS,
-    log_power,
-    mel_power,
-)
+from audiolsh.features.spectral import FEATURE_SR, HOP_LENGTH, N_FFT, N_MELS, log_power, mel_power
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from audiolsh.features.beat_spectrum import HOP_LENGTH, beat_spectrum, mel_power
+from audiolsh.features.beat_spectrum import beat_spectrum
+from audiolsh.features.spectral import HOP_LENGTH, mel_power
 
 DISPLAY_MELS = 64
 MAX_COLUMNS = 480
