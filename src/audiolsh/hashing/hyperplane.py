@@ -23,7 +23,13 @@ import numpy as np
 
 from audiolsh.errors import ParameterError
 from audiolsh.hashing.base import as_matrix, check_int, register
-from audiolsh.hashing.multiprobe import MAX_PERTURBED, probe_sequence
+from audiolsh.hashing.multiprobe import (
+    MAX_PERTURBED,
+    MAX_SET_SIZE,
+    perturbation_sets,
+    probe_heap,
+    probe_sequence,
+)
 
 FIT_SAMPLE = 100_000  # rows used to estimate the covariance for whitening
 # Directions with less variance than this share of the largest are not stretched further.
@@ -47,12 +53,15 @@ def needs_centering(X: np.ndarray) -> bool:
 def _cheapest_flips(proj, weights, m):  # type: ignore[no-untyped-def]  # pragma: no cover
     """Home keys (n, L), and per table the m bits nearest their plane: squared margins
     ascending (n, L, m) and what flipping each adds to the key (n, L, m): +2^j for a 0 bit,
-    -2^j (mod 2^64) for a 1 bit.  One compiled pass: a lone query costs microseconds."""
+    -2^j (mod 2^64) for a 1 bit.  One compiled pass: a lone query costs microseconds.
+    Bits are ordered by a stable insertion sort of the margins (equal margins: lower bit
+    first), with no allocation per table."""
     n, n_tables, n_bits = proj.shape
     home = np.zeros((n, n_tables), dtype=np.uint64)
     scores = np.empty((n, n_tables, m), dtype=np.float64)
     deltas = np.empty((n, n_tables, m), dtype=np.uint64)
     margin = np.empty(n_bits, dtype=np.float32)
+    order = np.empty(n_bits, dtype=np.int64)
     for i in range(n):
         for t in range(n_tables):
             key = np.uint64(0)
@@ -60,9 +69,14 @@ def _cheapest_flips(proj, weights, m):  # type: ignore[no-untyped-def]  # pragma
                 v = proj[i, t, b]
                 if v > 0:
                     key |= weights[b]
-                margin[b] = abs(v)
+                mb = abs(v)
+                margin[b] = mb
+                pos = b
+                while pos > 0 and margin[order[pos - 1]] > mb:
+                    order[pos] = order[pos - 1]
+                    pos -= 1
+                order[pos] = b
             home[i, t] = key
-            order = np.argsort(margin)
             for j in range(m):
                 b = order[j]
                 scores[i, t, j] = np.float64(margin[b]) ** 2
@@ -71,6 +85,32 @@ def _cheapest_flips(proj, weights, m):  # type: ignore[no-untyped-def]  # pragma
                 else:
                     deltas[i, t, j] = weights[b]
     return home, scores, deltas
+
+
+@numba.njit(cache=True, fastmath=False)
+def query_probes(q, mean, planes, weights, n_tables, n_probes):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """One query's home keys (1, L) and its multi-probe sequence (keys (1, P) uint64, tables
+    (1, P) int32), as ``HyperplaneLSH.probes`` gives them, without leaving compiled code:
+    the projection of q - mean on the (dim, L*K) planes, ``_cheapest_flips`` and the probe
+    heap.  ``n_probes`` must already be clamped to what the tables can give (``probe_cap``).
+    The projection sums in another order than BLAS does, so a query within rounding of a
+    plane may land on the other side of it (as it may between two BLAS builds).  No
+    fastmath, here or (inherited) in the heap: the scores add in the order they do there."""
+    n_bits = len(weights)
+    proj = np.zeros((1, n_tables, n_bits), dtype=np.float32)
+    flat = proj.reshape(n_tables * n_bits)
+    for i in range(len(q)):
+        z = q[i] - mean[i]
+        for c in range(n_tables * n_bits):
+            flat[c] += z * planes[i, c]
+    home, scores, deltas = _cheapest_flips(proj, weights, min(n_bits, MAX_PERTURBED))
+    keys, tables = probe_heap(home, scores, deltas, n_probes, MAX_SET_SIZE)
+    return home, keys, tables
+
+
+def probe_cap(n_tables: int, n_bits: int) -> int:
+    """Most probes the tables can give: every perturbation set of every table."""
+    return n_tables * len(perturbation_sets(min(n_bits, MAX_PERTURBED)))
 
 
 def key_balance(

@@ -151,3 +151,7 @@ def probe_sequence(
         np.ascontiguousarray(deltas, dtype=np.uint64),
         n_probes, MAX_SET_SIZE,
     )
+
+
+# Public name for compiled callers (the fused single-query search kernel).
+probe_heap = _probe_heap

@@ -7,10 +7,16 @@ it gathered, so de-duplication costs O(candidates), not O(rows).
 
 from __future__ import annotations
 
+import hashlib
 import types
+from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
+
+from audiolsh.hashing import hyperplane, multiprobe
+from audiolsh.hashing.hyperplane import query_probes
 
 COSINE = 0
 EUCLIDEAN = 1
@@ -75,11 +81,64 @@ def _bucket(probe_keys, probe_tables, qi, p, table_start, bucket_keys):  # pragm
 
 
 @numba.njit(inline="always")
-def _hamming_row(q_codes, qi, codes, j):  # pragma: no cover - compiled
+def _gather(b, bucket_start, members, seen, cand, count):  # pragma: no cover - compiled
+    """Append bucket b's rows not yet seen (nor removed) to cand; returns the new count."""
+    for m in range(bucket_start[b], bucket_start[b + 1]):
+        j = members[m]
+        w = j >> 6
+        bit = np.uint64(1) << np.uint64(j & 63)
+        if seen[w] & bit:
+            continue
+        seen[w] |= bit
+        cand[count] = j
+        count += 1
+    return count
+
+
+@numba.njit(inline="always")
+def _restore(seen, dead_bits, cand, count):  # pragma: no cover - compiled
+    """Reset the seen map for the next query: only the words this query touched."""
+    for i in range(count):
+        w = cand[i] >> 6
+        seen[w] = dead_bits[w]
+
+
+@numba.njit(inline="always")
+def _hamming(q_words, codes, j):  # pragma: no cover - compiled
     h = 0
     for t in range(codes.shape[1]):
-        h += _popcount(q_codes[qi, t] ^ codes[j, t])
+        h += _popcount(q_words[t] ^ codes[j, t])
     return h
+
+
+@numba.njit(inline="always")
+def _rerank(q, cand, count, X, metric, q_words, codes, n_rerank, ham, hist, top_d, top_i):  # pragma: no cover
+    """Exact distances of the gathered rows ``cand[:count]`` into the sorted top-k
+    (``top_d``, ``top_i``); with ``n_rerank > 0`` and row codes, only of the ``n_rerank``
+    nearest by Hamming distance of their codes to ``q_words`` (ties included)."""
+    if n_rerank > 0 and codes.shape[1] > 0 and count > n_rerank:
+        max_h = hist.shape[0]
+        hist[:] = 0
+        for i in range(count):
+            h = _hamming(q_words, codes, cand[i])
+            ham[i] = h
+            hist[h] += 1
+        # The Hamming radius that admits n_rerank candidates.
+        radius = max_h
+        total = 0
+        for h in range(max_h):
+            total += hist[h]
+            if total >= n_rerank:
+                radius = h
+                break
+        for i in range(count):
+            if ham[i] <= radius:
+                j = cand[i]
+                _insert(top_d, top_i, _vector_distance(q, X, j, metric), j)
+    else:
+        for i in range(count):
+            j = cand[i]
+            _insert(top_d, top_i, _vector_distance(q, X, j, metric), j)
 
 
 def _search_vectors(
@@ -115,43 +174,166 @@ def _search_vectors(
                 b = _bucket(probe_keys, probe_tables, qi, p, table_start, bucket_keys)
                 if b < 0:
                     continue
-                for m in range(bucket_start[b], bucket_start[b + 1]):
-                    j = members[m]
-                    w = j >> 6
-                    bit = np.uint64(1) << np.uint64(j & 63)
-                    if seen[w] & bit:
-                        continue
-                    seen[w] |= bit
-                    cand[count] = j
-                    count += 1
+                count = _gather(b, bucket_start, members, seen, cand, count)
             n_cand[qi] = count
-            # Restore the map for the next query: only the words this query touched.
-            for i in range(count):
-                w = cand[i] >> 6
-                seen[w] = dead_bits[w]
-            if prefilter and count > n_rerank:
-                hist[:] = 0
-                for i in range(count):
-                    h = _hamming_row(q_codes, qi, codes, cand[i])
-                    ham[i] = h
-                    hist[h] += 1
-                # The Hamming radius that admits n_rerank candidates.
-                radius = max_h
-                total = 0
-                for h in range(max_h):
-                    total += hist[h]
-                    if total >= n_rerank:
-                        radius = h
-                        break
-                for i in range(count):
-                    if ham[i] <= radius:
-                        j = cand[i]
-                        _insert(out_d[qi], out_i[qi], _vector_distance(Q[qi], X, j, metric), j)
-            else:
-                for i in range(count):
-                    j = cand[i]
-                    _insert(out_d[qi], out_i[qi], _vector_distance(Q[qi], X, j, metric), j)
+            _restore(seen, dead_bits, cand, count)
+            _rerank(Q[qi], cand, count, X, metric, q_codes[qi], codes, n_rerank, ham, hist,
+                    out_d[qi], out_i[qi])
     return out_i, out_d, n_cand
+
+
+@numba.njit(cache=True, fastmath=False)
+def unit_rows(Q, normalise):  # pragma: no cover - compiled
+    """float32 copy of the rows, unit length when ``normalise`` (zero rows stay zero), and
+    whether every value is finite.  Bit for bit what ``brute.prepare`` gives: the norm sums
+    the squares pairwise in float32 as numpy does.  ``fastmath=False`` is explicit: numba
+    otherwise compiles a callee with its fastmath caller's flags (a division became a
+    multiplication by the reciprocal, one ulp off)."""
+    nq, d = Q.shape
+    out = np.empty((nq, d), dtype=np.float32)
+    sq = np.empty(d, dtype=np.float32)
+    for i in range(nq):
+        for t in range(d):
+            v = np.float32(Q[i, t])
+            if not np.isfinite(v):
+                return out, False
+            out[i, t] = v
+            sq[t] = v * v
+        if normalise:
+            norm = np.float32(np.sqrt(_pairwise_sum(sq)))
+            if norm > 0:
+                for t in range(d):
+                    out[i, t] = np.float32(out[i, t] / norm)
+    return out, True
+
+
+@numba.njit(cache=True, fastmath=False)
+def _pairwise_block(a, lo, n):  # pragma: no cover - compiled
+    """numpy's float32 pairwise sum of a[lo:lo+n] for n <= 128: 8 accumulators."""
+    if n < 8:
+        res = np.float32(0.0)
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    while i < n - (n % 8):
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@numba.njit(cache=True, fastmath=False)
+def _pairwise_sum(a):  # pragma: no cover - compiled
+    """numpy's float32 pairwise summation, same rounding: blocks of <= 128 summed by
+    ``_pairwise_block``, larger runs split in two (the first half a multiple of 8) and the
+    halves added.  An explicit stack stands in for numpy's recursion (numba cannot cache a
+    recursive function)."""
+    n = len(a)
+    if n <= 128:
+        return _pairwise_block(a, 0, n)
+    depth = 64
+    f_lo = np.empty(depth, dtype=np.int64)
+    f_n = np.empty(depth, dtype=np.int64)
+    f_stage = np.empty(depth, dtype=np.int64)
+    vals = np.empty(depth, dtype=np.float32)
+    sp, vp = 1, 0
+    f_lo[0], f_n[0], f_stage[0] = 0, n, 0
+    while sp > 0:
+        top = sp - 1
+        lo, m = f_lo[top], f_n[top]
+        if m <= 128:
+            vals[vp] = _pairwise_block(a, lo, m)
+            vp += 1
+            sp -= 1
+            continue
+        half = m // 2
+        half -= half % 8
+        if f_stage[top] == 0:
+            f_stage[top] = 1
+            f_lo[sp], f_n[sp], f_stage[sp] = lo, half, 0
+            sp += 1
+        elif f_stage[top] == 1:
+            f_stage[top] = 2
+            f_lo[sp], f_n[sp], f_stage[sp] = lo + half, m - half, 0
+            sp += 1
+        else:
+            vals[vp - 2] = vals[vp - 2] + vals[vp - 1]
+            vp -= 1
+            sp -= 1
+    return vals[0]
+
+
+def _search_hyperplane(
+    Q, normalise, mean, planes, weights, n_probes, table_start, bucket_keys, bucket_start,
+    members, X, dead_bits, k, metric, codes, code_bits, n_rerank,
+):  # pragma: no cover - compiled
+    """A few queries end to end in one call: float32 rows (unit length for cosine), random
+    hyperplane keys and the multi-probe sequence (``hyperplane.query_probes``), bucket
+    lookup, de-duplication and the exact re-rank (``_rerank``, as ``_search_vectors``).
+
+    The probed buckets are resolved first, so the candidate buffer is sized by what they
+    hold rather than by the rows.  ``codes`` are the row codes as ``_search_vectors`` reads
+    them: ``code_bits`` > 0 when each 64-bit word packs 64 / code_bits tables' codes (low
+    table first), 0 when there is one table per column.  Returns ids, distances, candidate
+    counts and False (nothing else) when a query holds NaN or infinite values.
+    """
+    nq = Q.shape[0]
+    n = X.shape[0]
+    out_i = np.full((nq, k), -1, dtype=np.int64)
+    out_d = np.full((nq, k), np.inf, dtype=np.float32)
+    n_cand = np.zeros(nq, dtype=np.int64)
+    A, finite = unit_rows(Q, normalise)
+    if not finite:
+        return out_i, out_d, n_cand, False
+    n_tables = len(table_start) - 1
+    n_words = codes.shape[1]
+    q_words = np.zeros(n_words, dtype=np.uint64)
+    hist = np.zeros(64 * n_words + 1, dtype=np.int64)
+    seen = dead_bits.copy()
+    for qi in range(nq):
+        home, keys, tables = query_probes(A[qi], mean, planes, weights, n_tables, n_probes)
+        buckets = np.empty(keys.shape[1], dtype=np.int64)
+        total = 0
+        for p in range(keys.shape[1]):
+            b = _bucket(keys, tables, 0, p, table_start, bucket_keys)
+            buckets[p] = b
+            if b >= 0:
+                total += bucket_start[b + 1] - bucket_start[b]
+        cand = np.empty(min(total, n), dtype=np.int32)
+        count = 0
+        for p in range(len(buckets)):
+            b = buckets[p]
+            if b < 0:
+                continue
+            count = _gather(b, bucket_start, members, seen, cand, count)
+        n_cand[qi] = count
+        _restore(seen, dead_bits, cand, count)
+        prefilter = n_rerank > 0 and n_words > 0 and count > n_rerank
+        if prefilter:
+            q_words[:] = 0
+            if code_bits > 0:
+                per = 64 // code_bits
+                for t in range(n_tables):
+                    q_words[t // per] |= home[0, t] << np.uint64(code_bits * (t % per))
+            else:
+                for t in range(n_tables):
+                    q_words[t] = home[0, t]
+        ham = np.empty(count if prefilter else 0, dtype=np.uint16)
+        _rerank(A[qi], cand, count, X, metric, q_words, codes, n_rerank, ham, hist, out_d[qi], out_i[qi])
+    return out_i, out_d, n_cand, True
 
 
 def dead_bit_map(alive):  # type: ignore[no-untyped-def]
@@ -220,6 +402,75 @@ def _search_sets(
     return out_i, out_d, n_cand
 
 
+def _search_sets_counted(
+    q_indptr, q_elems, probe_keys, probe_tables, table_start, bucket_keys, bucket_start,
+    members, indptr, elems, alive, k, n_chunks, n_top,
+):  # pragma: no cover - compiled
+    """Collision counting (C2LSH, Gan et al. 2012): per query, count the probed bands each
+    live row shares with it (with one row per band, a MinHash estimate of the Jaccard
+    similarity), and give an exact Jaccard distance only to the ``n_top`` rows with the most
+    collisions (equal counts: first gathered first).  With ``n_top`` >= the candidates this
+    is ``_search_sets``, in the same order.  One pass over the buckets; ``counts`` is reset
+    from the gathered list, so a query costs O(bucket members), not O(rows)."""
+    nq = len(q_indptr) - 1
+    n = len(indptr) - 1
+    n_probes = probe_keys.shape[1]
+    out_i = np.full((nq, k), -1, dtype=np.int64)
+    out_d = np.full((nq, k), np.inf, dtype=np.float32)
+    n_cand = np.zeros(nq, dtype=np.int64)
+    for c in numba.prange(n_chunks):
+        counts = np.zeros(n, dtype=np.int32)
+        cand = np.empty(n, dtype=np.int32)
+        hist = np.zeros(n_probes + 2, dtype=np.int64)
+        for qi in range(c, nq, n_chunks):
+            qa = q_elems[q_indptr[qi] : q_indptr[qi + 1]]
+            count = 0
+            for p in range(n_probes):
+                b = _bucket(probe_keys, probe_tables, qi, p, table_start, bucket_keys)
+                if b < 0:
+                    continue
+                for m in range(bucket_start[b], bucket_start[b + 1]):
+                    j = members[m]
+                    if alive[j] == 0:
+                        continue
+                    if counts[j] == 0:
+                        cand[count] = j
+                        count += 1
+                    counts[j] += 1
+            if count <= n_top:
+                for i in range(count):
+                    j = cand[i]
+                    _insert(out_d[qi], out_i[qi], _jaccard(qa, indptr, elems, j), j)
+                n_cand[qi] = count
+            else:
+                # The count that admits n_top rows: all above it, and the first of those at it.
+                hist[:] = 0
+                for i in range(count):
+                    hist[min(counts[cand[i]], n_probes + 1)] += 1
+                level = 0
+                above = 0
+                for h in range(n_probes + 1, 0, -1):
+                    if above + hist[h] >= n_top:
+                        level = h
+                        break
+                    above += hist[h]
+                at_level = n_top - above
+                for i in range(count):
+                    j = cand[i]
+                    cj = counts[j]
+                    if cj < level:
+                        continue
+                    if cj == level:
+                        if at_level == 0:
+                            continue
+                        at_level -= 1
+                    _insert(out_d[qi], out_i[qi], _jaccard(qa, indptr, elems, j), j)
+                n_cand[qi] = n_top
+            for i in range(count):
+                counts[cand[i]] = 0
+    return out_i, out_d, n_cand
+
+
 @numba.njit(parallel=True, cache=True)
 def jaccard_all(q_indptr, q_elems, indptr, elems, alive, k):  # pragma: no cover - compiled
     """Exact top-k by Jaccard distance against every stored set (the brute-force baseline)."""
@@ -251,6 +502,30 @@ search_vectors_parallel = numba.njit(parallel=True, cache=True, fastmath=True)(
 search_vectors_serial = numba.njit(cache=True, fastmath=True)(_named(_search_vectors, "_serial"))
 search_sets_parallel = numba.njit(parallel=True, cache=True)(_named(_search_sets, "_parallel"))
 search_sets_serial = numba.njit(cache=True)(_named(_search_sets, "_serial"))
+search_sets_counted_parallel = numba.njit(parallel=True, cache=True)(
+    _named(_search_sets_counted, "_parallel")
+)
+search_sets_counted_serial = numba.njit(cache=True)(_named(_search_sets_counted, "_serial"))
+
+
+def _source_tag(*modules: types.ModuleType) -> str:
+    """Short hash of the modules' source.  numba's disk cache notices edits to the file that
+    defines a function, not to the files of the compiled functions it calls: naming the
+    kernel after its callees' source makes an edit there compile a fresh kernel instead of
+    loading one with the old callees inside."""
+    digest = hashlib.blake2b(digest_size=6)
+    for module in modules:
+        try:
+            digest.update(Path(str(module.__file__)).read_bytes())
+        except OSError:  # no readable source (e.g. a zipped install): fall back to the name
+            digest.update(module.__name__.encode())
+    return digest.hexdigest()
+
+
+# Serial only: it answers the few queries a parallel launch would cost more than.
+search_hyperplane: Any = numba.njit(cache=True, fastmath=True)(
+    _named(_search_hyperplane, "_" + _source_tag(hyperplane, multiprobe))
+)
 SERIAL_BELOW = 4
 
 
@@ -261,4 +536,10 @@ def search_vectors(Q, *args):  # type: ignore[no-untyped-def]
 
 def search_sets(q_indptr, *args):  # type: ignore[no-untyped-def]
     kernel = search_sets_serial if len(q_indptr) - 1 < SERIAL_BELOW else search_sets_parallel
+    return kernel(q_indptr, *args)
+
+
+def search_sets_counted(q_indptr, *args):  # type: ignore[no-untyped-def]
+    serial = len(q_indptr) - 1 < SERIAL_BELOW
+    kernel = search_sets_counted_serial if serial else search_sets_counted_parallel
     return kernel(q_indptr, *args)

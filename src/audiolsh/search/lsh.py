@@ -6,12 +6,14 @@ many threads and processes can share it; the arrays can be memory-mapped.
 
 from __future__ import annotations
 
+import sys
+
 import numba
 import numpy as np
 
 from audiolsh.errors import ParameterError
 from audiolsh.hashing.base import HashFamily, check_int
-from audiolsh.hashing.hyperplane import HyperplaneLSH
+from audiolsh.hashing.hyperplane import HyperplaneLSH, probe_cap
 from audiolsh.hashing.minhash import MinHashLSH, SetBatch, as_sets
 from audiolsh.search import kernels
 from audiolsh.search.brute import METRICS, BruteForce, check_metric, prepare
@@ -72,8 +74,15 @@ class _Searcher:
         result = self._lookup(queries, self.family.probes(queries, probes), k, n_rerank)
         if not self.widen_short_answers:
             return result
+        return self._widen(queries, result, k, probes, n_rerank)
+
+    def _widen(self, queries: object, result: Neighbors, k: int, probes: int, n_rerank: int) -> Neighbors:
+        """Probe the queries short of min(k, live rows) answers again with 4x the buckets, up to
+        MAX_PROBE_ROUNDS times, then answer the rest exactly."""
         want = min(k, self._n_live)
-        short = np.flatnonzero((result.ids >= 0).sum(axis=1) < want)
+        if want == 0:
+            return result
+        short = np.flatnonzero(result.ids[:, want - 1] < 0)
         for _ in range(MAX_PROBE_ROUNDS):
             if len(short) == 0:
                 return result
@@ -81,7 +90,7 @@ class _Searcher:
             sub = self._take(queries, short)
             more = self._lookup(sub, self.family.probes(sub, probes), k, n_rerank)
             result = replace_rows(result, short, more)
-            short = short[(result.ids[short] >= 0).sum(axis=1) < want]
+            short = short[result.ids[short, want - 1] < 0]
         if len(short):
             result = replace_rows(result, short, self._exact(self._take(queries, short), k))
         return result
@@ -127,6 +136,7 @@ class VectorLSH(_Searcher):
             raise ParameterError("use SetLSH for the jaccard metric")
         self.default_probes = family.n_tables if n_probes is None else check_int("n_probes", n_probes, 1)
         self.default_rerank = check_int("n_rerank", n_rerank, 0)
+        self._fast: tuple | None = None
 
     def fit(self, X: np.ndarray, *, alive: np.ndarray | None = None) -> VectorLSH:
         self.vectors_ = prepare(X, self.metric)
@@ -145,7 +155,31 @@ class VectorLSH(_Searcher):
         self.tables_ = tables
         self.codes_ = codes if codes is not None else np.zeros((len(vectors), 0), np.uint16)
         self.alive_ = np.ones(len(vectors), np.uint8) if alive is None else alive.astype(np.uint8)
+        self._fast = self._fast_state()
         return self
+
+    def _fast_state(self) -> tuple | None:
+        """What the one-call path for a few queries reads, prepared once: None unless the
+        family is random hyperplanes and the vectors are C-contiguous float32."""
+        fam, X = self.family, self.vectors_
+        if not isinstance(fam, HyperplaneLSH) or not isinstance(X, np.ndarray):
+            return None
+        if X.dtype != np.float32 or X.ndim != 2 or not X.flags.c_contiguous:
+            return None
+        t = self.tables_
+        tables = tuple(
+            np.ascontiguousarray(a) for a in (t.table_start, t.bucket_keys, t.bucket_start, t.members)
+        )
+        codes, code_bits = self.codes_, 0
+        if (
+            sys.byteorder == "little" and codes.shape[1] and codes.flags.c_contiguous
+            and (codes.shape[1] * codes.itemsize) % 8 == 0
+        ):
+            codes, code_bits = codes.view(np.uint64), 8 * self.codes_.itemsize
+        return (
+            tables, codes, code_bits, probe_cap(fam.n_tables, fam.n_bits),
+            np.zeros(fam.dim, np.float32), fam._weights,
+        )
 
     def __len__(self) -> int:
         return len(self.vectors_)
@@ -168,7 +202,47 @@ class VectorLSH(_Searcher):
         exactly only that many candidates, the nearest by Hamming distance of their hyperplane
         codes (0: every candidate)."""
         rerank = self.default_rerank if n_rerank is None else check_int("n_rerank", n_rerank, 0)
+        fast = self._fast
+        if fast is not None:
+            k = check_int("k", k, 1)
+            A = Q if isinstance(Q, np.ndarray) else np.asarray(Q)
+            if A.ndim == 1:
+                A = A[None]
+            if A.ndim == 2 and 0 < len(A) < kernels.SERIAL_BELOW and A.shape[1] == self.vectors_.shape[1]:
+                result = self._search_few(fast, A, k, n_probes, rerank)
+                if result is not None:
+                    return result
         return self._search(Q, k, n_probes, rerank)
+
+    def _search_few(
+        self, fast: tuple, A: np.ndarray, k: int, n_probes: int | None, n_rerank: int
+    ) -> Neighbors | None:
+        """A few queries in one compiled call (``kernels.search_hyperplane``): the same answers
+        as the general path for the same probes, without its per-step array round trips.
+        None when the family's state is not ready (the general path then says why)."""
+        fam = self.family
+        assert isinstance(fam, HyperplaneLSH)
+        tables, codes, code_bits, cap, zero_mean, weights = fast
+        mean = fam.mean_ if fam.center else zero_mean
+        if mean is None or not fam.fitted_:
+            return None
+        probes = self.default_probes if n_probes is None else check_int("n_probes", n_probes, 1)
+        rerank = max(n_rerank, k) if n_rerank > 0 and codes.shape[1] else 0
+        if (A.dtype != np.float32 and A.dtype != np.float64) or not A.flags.c_contiguous:
+            A = np.ascontiguousarray(A, dtype=np.float32)
+        ids, dist, cand, finite = kernels.search_hyperplane(
+            A, self.metric == "cosine", mean, fam.planes_, weights, min(probes, cap), *tables,
+            self.vectors_, self._dead_bits, k, METRICS[self.metric], codes, code_bits, rerank,
+        )
+        if not finite:
+            raise ParameterError("vectors contain NaN or infinite values")
+        if self.metric == "euclidean":
+            dist = np.sqrt(dist)
+        result = Neighbors(ids, dist, cand)
+        want = min(k, self._n_live)
+        if want and min(ids[:, want - 1].tolist()) < 0:
+            result = self._widen(self._queries(A), result, k, probes, n_rerank)
+        return result
 
     def _lookup(
         self, queries: object, probes: tuple[np.ndarray, np.ndarray], k: int, n_rerank: int = 0
@@ -205,14 +279,18 @@ class SetLSH(_Searcher):
     """MinHash LSH over sets, candidates re-ranked by exact Jaccard distance.
 
     Answers hold the sets that share a band with the query (up to k): fewer than k, or
-    none, when few sets are near the family's threshold."""
+    none, when few sets are near the family's threshold.  ``n_candidates`` (None: all)
+    re-ranks only that many candidates, those sharing the most bands with the query
+    (collision counting, as in C2LSH: the count estimates the Jaccard similarity), for a
+    low threshold that makes much of the collection a candidate."""
 
     metric = "jaccard"
     widen_short_answers = False
 
-    def __init__(self, family: MinHashLSH) -> None:
+    def __init__(self, family: MinHashLSH, *, n_candidates: int | None = None) -> None:
         self.family = family
         self.default_probes = family.n_tables
+        self.default_candidates = 0 if n_candidates is None else check_int("n_candidates", n_candidates, 1)
 
     def fit(self, sets: SetBatch | list, *, alive: np.ndarray | None = None) -> SetLSH:
         self.sets_ = as_sets(sets)
@@ -235,22 +313,32 @@ class SetLSH(_Searcher):
         assert isinstance(queries, SetBatch)
         return queries.take(rows)
 
-    def search(self, Q: object, k: int = 10, *, n_probes: int | None = None) -> Neighbors:
-        """Up to k sets sharing a band with each query, nearest by exact Jaccard first."""
-        return self._search(Q, k, n_probes, 0)
+    def search(
+        self, Q: object, k: int = 10, *, n_probes: int | None = None, n_candidates: int | None = None
+    ) -> Neighbors:
+        """Up to k sets sharing a band with each query, nearest by exact Jaccard first;
+        ``n_candidates`` overrides the searcher's (see the class docstring)."""
+        top = self.default_candidates if n_candidates is None else check_int("n_candidates", n_candidates, 1)
+        return self._search(Q, k, n_probes, top)
 
     def _lookup(
         self, queries: object, probes: tuple[np.ndarray, np.ndarray], k: int, n_rerank: int = 0
     ) -> Neighbors:
+        """``n_rerank`` > 0: exact Jaccard for only that many candidates, those with the most
+        band collisions."""
         assert isinstance(queries, SetBatch)
         keys, tables = probes
         t = self.tables_
-        ids, dist, cand = kernels.search_sets(
+        args = (
             queries.indptr, queries.elements, np.ascontiguousarray(keys),
             np.ascontiguousarray(tables), t.table_start, t.bucket_keys, t.bucket_start,
             t.members, self.sets_.indptr, self.sets_.elements, self.alive_, k,
             _n_chunks(len(queries)),
         )
+        if n_rerank > 0:
+            ids, dist, cand = kernels.search_sets_counted(*args, max(n_rerank, k))
+        else:
+            ids, dist, cand = kernels.search_sets(*args)
         return Neighbors(ids, dist, cand)
 
     def _exact(self, queries: object, k: int) -> Neighbors:
