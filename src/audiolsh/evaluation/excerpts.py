@@ -43,6 +43,7 @@ from audiolsh.features.excerpts import (
 )
 from audiolsh.hashing import HyperplaneLSH, MinHashLSH, SetBatch, concat_sets
 from audiolsh.hashing.hyperplane import needs_centering
+from audiolsh.index import auto_whiten
 from audiolsh.library import COMBINED_VECTORS, Fusion
 from audiolsh.search import BruteForce, SetLSH, VectorLSH
 from audiolsh.search.brute import jaccard_rows
@@ -69,8 +70,13 @@ VECTOR_MODES = {"s2_bands": "beat_spectrum_bands", "beat_spectrum": "beat_spectr
 VECTOR_NORMALISATION = {name: NORMALISATION[mode] for name, mode in VECTOR_MODES.items()}
 COMBINED = ("rhythm", "timbre", "peaks_minhash")  # the library's combined mode, COMBINED_PARTS
 CHROMA_NEIGHBOURS = 5  # nearest frames each query frame votes for
-MINHASH_THRESHOLD = 0.03  # same-track excerpts share few peak pairs (Jaccard 0.02-0.2)
 MINHASH_PERM = 128
+# Same-track excerpts share few peak pairs (Jaccard 0.02-0.2), so every band is one row (a
+# candidate shares one of 128 min-hashes), and candidates are ranked by how many they share
+# (collision counting) before the best MINHASH_CANDIDATES are re-ranked by exact Jaccard.
+MINHASH_BANDS = 128
+MINHASH_CANDIDATES = 100
+VECTOR_RERANK = 200  # candidates measured exactly, nearest by Hamming distance of their codes
 COMBINED_CANDIDATES = 80  # from the combined vectors' LSH, before the fused re-rank
 TIME_QUERIES = 40  # queries timed per size in the time-vs-size part
 
@@ -224,9 +230,12 @@ class _VectorMethod:
         self.exact = BruteForce("cosine").fit(Z)
         self.lsh: VectorLSH | None = None
         if seed is not None:
-            family = HyperplaneLSH(Z.shape[1], n_tables=n_tables, n_bits=_lsh_bits(len(Z)), seed=seed,
-                                   center=needs_centering(Z))
-            self.lsh = VectorLSH(family, metric="cosine", n_probes=4 * n_tables).fit(Z)
+            # The index's own "auto" rule: partially whitened planes when plain ones crowd the rows.
+            n_bits, center = _lsh_bits(len(Z)), needs_centering(Z)
+            whiten = auto_whiten(Z, n_bits=n_bits, seed=seed, center=center)
+            family = HyperplaneLSH(Z.shape[1], n_tables=n_tables, n_bits=n_bits, seed=seed,
+                                   center=center or whiten > 0, whiten=whiten)
+            self.lsh = VectorLSH(family, metric="cosine", n_probes=4 * n_tables, n_rerank=VECTOR_RERANK).fit(Z)
 
     def prepare(self, Q: np.ndarray) -> np.ndarray:
         return standardize(Q, self.mean, self.std)
@@ -257,8 +266,8 @@ class _PeaksMethod:
         self.exact = BruteForce("jaccard").fit(sets)
         self.lsh: SetLSH | None = None
         if seed is not None:
-            family = MinHashLSH(num_perm=MINHASH_PERM, threshold=MINHASH_THRESHOLD, seed=seed)
-            self.lsh = SetLSH(family).fit(sets)
+            family = MinHashLSH(num_perm=MINHASH_PERM, n_bands=MINHASH_BANDS, n_rows=1, seed=seed)
+            self.lsh = SetLSH(family, n_candidates=MINHASH_CANDIDATES).fit(sets)
 
     def search(self, Q: SetBatch, k: int, *, lsh: bool) -> np.ndarray:
         return (self.lsh.search(Q, k) if lsh and self.lsh else self.exact.search(Q, k)).ids
