@@ -71,6 +71,8 @@ class IndexConfig:
     n_rerank : cosine only: measure exactly just the candidates nearest by Hamming distance of
         their hyperplane codes, this many (0: all candidates).
     num_perm, threshold : MinHash signature length and the Jaccard threshold for banding.
+    n_candidates : jaccard only: rank the candidates by the bands they share with the query
+        (collision counting) and measure the exact Jaccard of only this many (None: all).
     max_segments : merge segments beyond this many.
     """
 
@@ -85,6 +87,7 @@ class IndexConfig:
     n_rerank: int = 0
     num_perm: int = 128
     threshold: float = 0.5
+    n_candidates: int | None = None
     seed: int = 0
     max_segments: int = 8
     tuned: dict[str, Any] | None = field(default=None)
@@ -108,6 +111,8 @@ class IndexConfig:
         check_int("num_perm", self.num_perm, 2, 4096)
         if not 0 < self.threshold < 1:
             raise ParameterError(f"threshold must be in (0, 1), got {self.threshold!r}")
+        if self.n_candidates is not None:
+            check_int("n_candidates", self.n_candidates, 1)
         check_int("seed", self.seed, 0)
         check_int("max_segments", self.max_segments, 1)
         return self
@@ -359,7 +364,8 @@ class Index:
         searcher: VectorLSH | SetLSH
         if info.config["metric"] == "jaccard":
             assert isinstance(family, MinHashLSH)
-            searcher = SetLSH(family).load(SetBatch(arrays["indptr"], arrays["elements"]), tables)
+            sets = SetBatch(arrays["indptr"], arrays["elements"])
+            searcher = SetLSH(family, n_candidates=self.config.n_candidates).load(sets, tables)
         else:
             searcher = VectorLSH(family, metric=info.config["metric"]).load(
                 arrays["vectors"], tables, codes=arrays.get("codes")
@@ -541,7 +547,7 @@ class Index:
         family: Any
         if cfg.metric == "jaccard":
             family = MinHashLSH(num_perm=cfg.num_perm, threshold=cfg.threshold, seed=cfg.seed)
-            searcher: VectorLSH | SetLSH = SetLSH(family).fit(data)
+            searcher: VectorLSH | SetLSH = SetLSH(family, n_candidates=self.config.n_candidates).fit(data)
             arrays = {"indptr": data.indptr, "elements": data.elements}
         else:
             if cfg.metric == "cosine":

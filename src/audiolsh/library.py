@@ -48,9 +48,11 @@ STANDARDISED = ("rhythm", "timbre", "chroma")
 #: Chroma statistics are only centred: scaling each pitch class up to unit variance
 #: amplifies the weak ones into noise.
 SCALED = ("rhythm", "timbre")
-#: Peak-pair sets of two excerpts of one track share little (Jaccard 0.02-0.2 on dev), so the
-#: banding threshold is low; candidates are then ranked by exact Jaccard.
-PEAKS_THRESHOLD = 0.05
+#: Peak-pair sets of two excerpts of one track share little (Jaccard 0.02-0.2 on dev), so
+#: every band is one min-hash (128 bands: a threshold of 0.01); candidates are ranked by how
+#: many they share and the best PEAKS_CANDIDATES re-ranked by exact Jaccard.
+PEAKS_THRESHOLD = 0.01
+PEAKS_CANDIDATES = 100
 #: The combined mode: each part's similarity (cosine; Jaccard for peaks) z-scored with its
 #: mean and std over random window pairs of the first batch, summed.  The ``combined`` index
 #: holds the rhythm and timbre blocks weighted so that its cosine is their fused score (its LSH
@@ -257,8 +259,8 @@ class Library:
         metric = "jaccard" if name == "peaks" else "cosine"
         # Standardised features are already centred; raw log-mel and chroma frames are not.
         center: str | bool = False if name in (*STANDARDISED, "combined") else "auto"
-        return Index.create(where, metric=metric, center=center, seed=self.config.seed,
-                            threshold=PEAKS_THRESHOLD)
+        sets = {"threshold": PEAKS_THRESHOLD, "n_candidates": PEAKS_CANDIDATES} if name == "peaks" else {}
+        return Index.create(where, metric=metric, center=center, seed=self.config.seed, **sets)
 
     # creation ----------------------------------------------------------------------------
 

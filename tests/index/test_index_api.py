@@ -306,3 +306,26 @@ def test_info_and_live_data(metric: str, where: Path | None) -> None:
                 expected = expected / np.linalg.norm(expected)
             np.testing.assert_allclose(rows[j], expected, rtol=1e-5, atol=1e-6)
     index.close()
+
+
+def test_set_index_measures_only_the_most_colliding_candidates(tmp_path: Path) -> None:
+    """n_candidates is persisted, and a query computes the Jaccard of at most that many sets,
+    the ones sharing the most min-hashes: near copies of the query are still the answer."""
+    rng = np.random.default_rng(5)
+    # Sets drawn from one pool of 1,500 elements overlap a little (Jaccard about 0.02): with
+    # 128 one-row bands most of them share a min-hash with any query.
+    base = [rng.choice(1500, size=60, replace=False) for _ in range(400)]
+    rows = [3, 150, 399]
+    queries = [np.concatenate([base[r][:50], rng.choice(1500, size=10)]).tolist() for r in rows]
+    answers = {}
+    for cap in (None, 10):
+        index = Index.create(tmp_path / f"sets{cap}", metric="jaccard", threshold=0.01, n_candidates=cap)
+        ids = index.add([b.tolist() for b in base])
+        index.close()
+        index = Index.open(tmp_path / f"sets{cap}")
+        assert index.config.n_candidates == cap
+        answers[cap] = index.query(queries, k=3)
+        np.testing.assert_array_equal(answers[cap].ids[:, 0], ids[rows])
+        index.close()
+    assert np.all(answers[None].n_candidates > 100)
+    assert np.all(answers[10].n_candidates == 10)

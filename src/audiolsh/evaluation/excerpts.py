@@ -235,7 +235,8 @@ class _VectorMethod:
             whiten = auto_whiten(Z, n_bits=n_bits, seed=seed, center=center)
             family = HyperplaneLSH(Z.shape[1], n_tables=n_tables, n_bits=n_bits, seed=seed,
                                    center=center or whiten > 0, whiten=whiten)
-            self.lsh = VectorLSH(family, metric="cosine", n_probes=4 * n_tables, n_rerank=VECTOR_RERANK).fit(Z)
+            self.lsh = VectorLSH(family, metric="cosine", n_probes=4 * n_tables,
+                                 n_rerank=VECTOR_RERANK).fit(Z)
 
     def prepare(self, Q: np.ndarray) -> np.ndarray:
         return standardize(Q, self.mean, self.std)
