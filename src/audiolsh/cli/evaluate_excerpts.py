@@ -97,7 +97,7 @@ def excerpts(corpus_dir: Path, k: int, seeds: int, tracks_steps: str, sizes: str
         result = evaluate_excerpts(corpus, seeds=seeds, tracks_steps=steps, sizes=size_steps,
                                    methods=method_list, on_step=on_step)
     result["run"] = {
-        "command": " ".join(["audiolsh evaluate excerpts", *sys.argv[1:]]),
+        "command": " ".join(["audiolsh", *sys.argv[1:]]),
         "started": started, "extract_s": extract_s, "total_s": time.perf_counter() - t0,
         "load_avg_start": load0, "load_avg_end": os.getloadavg()[0], "cpus": os.cpu_count(),
         "python": platform.python_version(), "corpus_dir": str(corpus_dir),
