@@ -259,7 +259,9 @@ class Library:
         metric = "jaccard" if name == "peaks" else "cosine"
         # Standardised features are already centred; raw log-mel and chroma frames are not.
         center: str | bool = False if name in (*STANDARDISED, "combined") else "auto"
-        sets = {"threshold": PEAKS_THRESHOLD, "n_candidates": PEAKS_CANDIDATES} if name == "peaks" else {}
+        sets: dict[str, Any] = (
+            {"threshold": PEAKS_THRESHOLD, "n_candidates": PEAKS_CANDIDATES} if name == "peaks" else {}
+        )
         return Index.create(where, metric=metric, center=center, seed=self.config.seed, **sets)
 
     # creation ----------------------------------------------------------------------------

@@ -19,15 +19,14 @@ from audiolsh.audio import load, synth
 from audiolsh.cli import cli
 from audiolsh.errors import AudiolshError
 from audiolsh.evaluation import distortions
+from audiolsh.evaluation.audfprint import AudfprintSystem, audfprint_from_env
 from audiolsh.evaluation.identify import (
     CLIP_SR,
     Answer,
-    AudfprintSystem,
     AudiolshSystem,
     BuildStats,
     Clip,
     ClipByClip,
-    audfprint_from_env,
     equal_fm_threshold,
     make_clips,
     run_protocol,

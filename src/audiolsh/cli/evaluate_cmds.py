@@ -21,14 +21,12 @@ from audiolsh.audio import find_audio
 from audiolsh.cli import cli
 from audiolsh.cli.output import err_console
 from audiolsh.errors import AudiolshError
+from audiolsh.evaluation.audfprint import AUDFPRINT_CONFIGS, AudfprintSystem, audfprint_from_env
 from audiolsh.evaluation.distortions import CONDITIONS, DEFAULT_CONDITIONS
 from audiolsh.evaluation.identify import (
-    AUDFPRINT_CONFIGS,
-    AudfprintSystem,
     AudiolshSystem,
     IdentifyReport,
     SystemResult,
-    audfprint_from_env,
     run_protocol,
     wav_ingest,
     write_json,

@@ -26,31 +26,25 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from audiolsh.audio import find_audio, load
 from audiolsh.errors import AudiolshError, ParameterError
+from audiolsh.evaluation.excerpt_methods import METHODS, VECTOR_MODES, Methods, window_ranges
+from audiolsh.evaluation.excerpt_report import LABELS, targets_markdown, to_markdown, write_plots
 from audiolsh.features.excerpts import (
     ALL_MODES,
-    NORMALISATION,
     ExcerptFeatures,
     excerpt_features,
-    fit_standardizer,
-    standardize,
 )
-from audiolsh.hashing import HyperplaneLSH, MinHashLSH, SetBatch, concat_sets
-from audiolsh.hashing.hyperplane import needs_centering
-from audiolsh.index import auto_whiten
-from audiolsh.library import COMBINED_VECTORS, Fusion
-from audiolsh.search import BruteForce, SetLSH, VectorLSH
-from audiolsh.search.brute import jaccard_rows
+from audiolsh.hashing import SetBatch, concat_sets
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "LABELS",
     "METHODS",
     "Corpus",
     "Methods",
@@ -65,20 +59,6 @@ __all__ = [
 
 SR = 22050
 WINDOW_S = 10.0
-METHODS = ("s2_bands", "beat_spectrum", "rhythm", "timbre", "chroma_vote", "peaks_minhash", "combined")
-VECTOR_MODES = {"s2_bands": "beat_spectrum_bands", "beat_spectrum": "beat_spectrum", "rhythm": "rhythm",
-                "timbre": "timbre"}
-VECTOR_NORMALISATION = {name: NORMALISATION[mode] for name, mode in VECTOR_MODES.items()}
-COMBINED = ("rhythm", "timbre", "peaks_minhash")  # the library's combined mode, COMBINED_PARTS
-CHROMA_NEIGHBOURS = 5  # nearest frames each query frame votes for
-MINHASH_PERM = 128
-# Same-track excerpts share few peak pairs (Jaccard 0.02-0.2), so every band is one row (a
-# candidate shares one of 128 min-hashes), and candidates are ranked by how many they share
-# (collision counting) before the best MINHASH_CANDIDATES are re-ranked by exact Jaccard.
-MINHASH_BANDS = 128
-MINHASH_CANDIDATES = 100
-VECTOR_RERANK = 200  # candidates measured exactly, nearest by Hamming distance of their codes
-COMBINED_CANDIDATES = 80  # from the combined vectors' LSH, before the fused re-rank
 TIME_QUERIES = 40  # queries timed per size in the time-vs-size part
 
 
@@ -211,204 +191,6 @@ def extract_corpus(
     return corpus
 
 
-# --------------------------------------------------------------------------- methods
-
-
-def _lsh_bits(n: int, *, per_bucket: int = 8) -> int:
-    """Bits per table so that a bucket holds about ``per_bucket`` rows."""
-    return int(np.clip(round(math.log2(max(n, 2) / per_bucket)), 3, 16))
-
-
-class _VectorMethod:
-    """Standardised vectors, cosine; exact brute force or hyperplane LSH."""
-
-    def __init__(self, X: np.ndarray, normalisation: str, seed: int | None, *, n_tables: int = 8) -> None:
-        if normalisation == "standardize":
-            self.mean, self.std = fit_standardizer(X)
-        else:
-            self.mean, self.std = np.zeros(X.shape[1], np.float32), np.ones(X.shape[1], np.float32)
-        Z = standardize(X, self.mean, self.std)
-        self.exact = BruteForce("cosine").fit(Z)
-        self.lsh: VectorLSH | None = None
-        if seed is not None:
-            # The index's own "auto" rule: partially whitened planes when plain ones crowd the rows.
-            n_bits, center = _lsh_bits(len(Z)), needs_centering(Z)
-            whiten = auto_whiten(Z, n_bits=n_bits, seed=seed, center=center)
-            family = HyperplaneLSH(Z.shape[1], n_tables=n_tables, n_bits=n_bits, seed=seed,
-                                   center=center or whiten > 0, whiten=whiten)
-            self.lsh = VectorLSH(family, metric="cosine", n_probes=4 * n_tables,
-                                 n_rerank=VECTOR_RERANK).fit(Z)
-
-    def prepare(self, Q: np.ndarray) -> np.ndarray:
-        return standardize(Q, self.mean, self.std)
-
-    def search(self, Q: np.ndarray, k: int, *, lsh: bool) -> np.ndarray:
-        Qz = self.prepare(Q)
-        return (self.lsh.search(Qz, k) if lsh and self.lsh else self.exact.search(Qz, k)).ids
-
-    def similarity(self, Q: np.ndarray, ids: np.ndarray | None) -> np.ndarray:
-        """Cosine similarity of each query with the given rows (nq, m), or with every row (None)."""
-        Qz = _unit(self.prepare(Q))
-        if ids is None:
-            return (Qz @ self.exact.vectors_.T).astype(np.float64)
-        rows = self.exact.vectors_[np.maximum(ids, 0)]
-        return np.where(ids >= 0, np.einsum("qmd,qd->qm", rows, Qz), -np.inf)
-
-
-def _unit(A: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(A, axis=1, keepdims=True)
-    return (A / np.where(n > 0, n, 1.0)).astype(np.float32)
-
-
-class _PeaksMethod:
-    """MinHash over peak-pair sets; exact Jaccard brute force or :class:`SetLSH`."""
-
-    def __init__(self, sets: SetBatch, seed: int | None) -> None:
-        self.sets = sets
-        self.exact = BruteForce("jaccard").fit(sets)
-        self.lsh: SetLSH | None = None
-        if seed is not None:
-            family = MinHashLSH(num_perm=MINHASH_PERM, n_bands=MINHASH_BANDS, n_rows=1, seed=seed)
-            self.lsh = SetLSH(family, n_candidates=MINHASH_CANDIDATES).fit(sets)
-
-    def search(self, Q: SetBatch, k: int, *, lsh: bool) -> np.ndarray:
-        return (self.lsh.search(Q, k) if lsh and self.lsh else self.exact.search(Q, k)).ids
-
-    def similarity(self, Q: SetBatch, ids: np.ndarray | None) -> np.ndarray:
-        """Jaccard similarity of each query with the given rows (nq, m), -inf where ids < 0;
-        with every row for None."""
-        if ids is None:
-            ids = np.tile(np.arange(len(self.sets)), (len(Q), 1))
-        return jaccard_rows(Q, self.sets, ids)
-
-
-class _ChromaVote:
-    """S1's vote: each query frame's nearest frames vote for their window; divided by frame count.
-
-    Windows are ``[first, stop)`` frame ranges of the stacked frames (they may overlap).
-    """
-
-    def __init__(self, frames: np.ndarray, first: np.ndarray, stop: np.ndarray, seed: int | None) -> None:
-        self.mean, self.std = fit_standardizer(frames, scale=False)
-        Z = standardize(frames, self.mean, self.std)
-        self.first, self.stop = first, stop
-        self.n_frames = len(Z)
-        self.exact = BruteForce("cosine").fit(Z)
-        self.lsh: VectorLSH | None = None
-        if seed is not None:
-            family = HyperplaneLSH(12, n_tables=8, n_bits=_lsh_bits(len(Z), per_bucket=32), seed=seed,
-                                   center=False)
-            self.lsh = VectorLSH(family, metric="cosine", n_probes=16).fit(Z)
-
-    def scores(self, Q: np.ndarray, *, lsh: bool) -> np.ndarray:
-        """Vote share of every window for one query excerpt's frames (n_windows,)."""
-        Qz = standardize(Q, self.mean, self.std)
-        searcher = self.lsh if lsh and self.lsh else self.exact
-        nb = searcher.search(Qz, CHROMA_NEIGHBOURS)
-        ids = nb.ids[nb.ids >= 0]
-        votes = np.bincount(ids, minlength=self.n_frames).astype(np.float64)
-        sims = np.bincount(ids, weights=1.0 - nb.distances[nb.ids >= 0], minlength=self.n_frames)
-        cv = np.concatenate([[0.0], np.cumsum(votes)])
-        cs = np.concatenate([[0.0], np.cumsum(sims)])
-        count = (self.stop - self.first).astype(np.float64)
-        share = (cv[self.stop] - cv[self.first]) / count
-        tie = (cs[self.stop] - cs[self.first]) / count  # ties of the vote broken by similarity
-        return share + 1e-6 * tie / max(1.0, float(tie.max(initial=0.0)))
-
-    def search(self, Qs: Sequence[np.ndarray], k: int, *, lsh: bool) -> np.ndarray:
-        out = np.full((len(Qs), k), -1, np.int64)
-        for i, Q in enumerate(Qs):
-            s = self.scores(Q, lsh=lsh)
-            top = np.argsort(-s, kind="stable")[:k]
-            out[i, : len(top)] = top
-        return out
-
-
-def _window_ranges(chroma: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    sizes = np.array([len(c) for c in chroma])
-    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    return np.concatenate(list(chroma)), first, first + sizes
-
-
-class Methods:
-    """Every method built over one collection (with one LSH seed, or exact only)."""
-
-    def __init__(
-        self,
-        vectors: dict[str, np.ndarray],
-        sets: SetBatch,
-        chroma_frames: np.ndarray,
-        chroma_first: np.ndarray,
-        chroma_stop: np.ndarray,
-        *,
-        seed: int | None,
-        methods: Sequence[str] = METHODS,
-    ) -> None:
-        self.methods = tuple(methods)
-        self.vec = {
-            name: _VectorMethod(vectors[mode], VECTOR_NORMALISATION[name], seed)
-            for name, mode in VECTOR_MODES.items()
-            if name in self.methods or (name in COMBINED and "combined" in self.methods)
-        }
-        need_peaks = "peaks_minhash" in self.methods or "combined" in self.methods
-        self.peaks = _PeaksMethod(sets, seed) if need_peaks else None
-        self.chroma = None
-        if "chroma_vote" in self.methods:
-            self.chroma = _ChromaVote(chroma_frames, chroma_first, chroma_stop, seed)
-        if "combined" in self.methods:
-            self._fit_fusion(vectors, sets, seed)
-
-    def _fit_fusion(self, vectors: dict[str, np.ndarray], sets: SetBatch, seed: int | None) -> None:
-        """The library's fusion (``audiolsh.library.Fusion``) fitted on this collection, and an
-        index of the combined vectors (rhythm and timbre blocks) for its LSH candidates."""
-        prepared = {p: self.vec[p].prepare(vectors[VECTOR_MODES[p]]) for p in COMBINED_VECTORS}
-        self.fusion = Fusion.fit(prepared, sets)
-        C = self.fusion.combine([prepared[p] for p in COMBINED_VECTORS])
-        self.combined = _VectorMethod(C, "none", seed)
-
-    def _fused(self, qv: dict[str, np.ndarray], qs: SetBatch, ids: np.ndarray | None) -> np.ndarray:
-        """Fused scores with the given rows, or with every row (None)."""
-        assert self.peaks is not None
-        Qc = self.fusion.combine([self.vec[p].prepare(qv[VECTOR_MODES[p]]) for p in COMBINED_VECTORS])
-        score = self.fusion.score(self.combined.similarity(Qc, ids), self.peaks.similarity(qs, ids))
-        return score if ids is None else np.where(ids >= 0, score, -np.inf)
-
-    def search(
-        self, method: str, qv: dict[str, np.ndarray], qs: SetBatch, qc: Sequence[np.ndarray], k: int,
-        *, lsh: bool,
-    ) -> np.ndarray:
-        """(nq, k) ids of the collection rows retrieved for the queries (-1 padded)."""
-        if method in VECTOR_MODES:
-            return self.vec[method].search(qv[VECTOR_MODES[method]], k, lsh=lsh)
-        if method == "peaks_minhash":
-            assert self.peaks is not None
-            return self.peaks.search(qs, k, lsh=lsh)
-        if method == "chroma_vote":
-            assert self.chroma is not None
-            return self.chroma.search(qc, k, lsh=lsh)
-        if method == "combined":
-            return self._search_combined(qv, qs, k, lsh=lsh)
-        raise ParameterError(f"unknown method {method!r}: choose from {list(METHODS)}")
-
-    def _search_combined(self, qv: dict[str, np.ndarray], qs: SetBatch, k: int, *, lsh: bool) -> np.ndarray:
-        assert self.peaks is not None
-        nq = len(qs)
-        if lsh:
-            # Candidates from the combined (rhythm + timbre) vectors' LSH, as the library finds
-            # them: same-track excerpts share so few peak pairs (Jaccard 0.02-0.2) that MinHash
-            # bands low enough to catch them admit about half of the collection. The peaks count
-            # in the exact fused re-rank.
-            Qc = self.fusion.combine([self.vec[p].prepare(qv[VECTOR_MODES[p]]) for p in COMBINED_VECTORS])
-            cand = self.combined.search(Qc, max(COMBINED_CANDIDATES, 10 * k), lsh=True)
-        else:
-            cand = np.tile(np.arange(len(self.peaks.sets)), (nq, 1))
-        score = self._fused(qv, qs, None if not lsh else cand)
-        order = np.argsort(-score, axis=1, kind="stable")[:, :k]
-        ids = np.take_along_axis(cand, order, axis=1)
-        ids[np.take_along_axis(score, order, axis=1) == -np.inf] = -1
-        return ids
-
-
 # --------------------------------------------------------------------------- protocol
 
 
@@ -435,7 +217,7 @@ def _subset(
     keep = np.isin(corpus.owner, tracks)
     t_idx = np.flatnonzero(keep & (corpus.role > 0))
     q_idx = np.flatnonzero(keep & (corpus.role == 0))
-    frames, first, stop = _window_ranges([corpus.chroma[i] for i in t_idx])
+    frames, first, stop = window_ranges([corpus.chroma[i] for i in t_idx])
     coll = {
         "vectors": {m: X[t_idx] for m, X in corpus.vectors.items()},
         "sets": corpus.sets.take(t_idx),
@@ -600,143 +382,3 @@ def evaluate_excerpts(
         "timing": timing,
         "skipped": [{"path": p, "reason": r} for p, r in corpus.skipped],
     }
-
-
-# --------------------------------------------------------------------------- reports
-
-LABELS = {
-    "s2_bands": "S2 band \"beat spectrum\"",
-    "beat_spectrum": "Foote beat spectrum",
-    "rhythm": "rhythm (log-lag onset ACF)",
-    "timbre": "timbre (MFCC stats)",
-    "chroma_vote": "chroma vote (S1)",
-    "peaks_minhash": "MinHash peak pairs (S4)",
-    "combined": "combined (rhythm+timbre+peaks)",
-}
-
-
-def to_markdown(result: dict[str, Any]) -> str:
-    """The result tables as Markdown."""
-    p = result["protocol"]
-    k = p["k"]
-    lines = [
-        f"{p['n_tracks']} tracks of at least {p['min_track_s']:g} s ({p['n_skipped']} skipped), "
-        f"{p['n_targets']} targets; excerpts of {p['window_s']:g} s at {p['offsets_s']} s; "
-        f"LSH over {p['seeds']} seeds.",
-        "",
-        f"| method | exact acc@{k} | LSH acc@{k} mean ± std (min-max) | LSH / exact | exact ms/query "
-        "| LSH ms/query |",
-        "|---|---|---|---|---|---|",
-    ]
-    for m, s in result["summary"].items():
-        lines.append(
-            f"| {LABELS.get(m, m)} | {s['exact']:.3f} | {s['lsh_mean']:.3f} ± {s['lsh_std']:.3f} "
-            f"({s['lsh_min']:.3f}-{s['lsh_max']:.3f}) | {s['lsh_over_exact']:.3f} | {s['exact_ms']:.3f} | "
-            f"{s['lsh_ms']:.3f} |"
-        )
-    methods = list(result["summary"])
-    lines += ["", f"Accuracy@{k} as the number of tracks grows (exact / LSH; mean over random subsets):", "",
-              "| tracks | " + " | ".join(LABELS.get(m, m) for m in methods) + " |",
-              "|---" * (len(methods) + 1) + "|"]
-    for g in result["growth"]:
-        cells = [f"{g['exact'][m]:.3f} / {g['lsh'][m]:.3f}" for m in methods]
-        lines.append(f"| {g['n_tracks']} | " + " | ".join(cells) + " |")
-    if result["timing"]:
-        lines += ["", f"Time per query (ms, one query at a time) over every {p['window_s']:g}-s window "
-                      f"with a {p['dense_hop_s']:g}-s hop of the tracks; exact / LSH (speed-up, LSH top-{k} "
-                      "recall against exact):", "",
-                  "| windows | tracks | " + " | ".join(LABELS.get(m, m) for m in methods) + " |",
-                  "|---" * (len(methods) + 2) + "|"]
-        for row in result["timing"]:
-            cells = [
-                f"{t['exact_ms']:.2f} / {t['lsh_ms']:.2f} ({t['speedup']:.1f}x, {t['recall_vs_exact']:.2f})"
-                for t in (row["methods"][m] for m in methods)
-            ]
-            lines.append(f"| {row['n_excerpts']} | {row['n_tracks']} | " + " | ".join(cells) + " |")
-    lines += ["", "Targets of issue #3:", "", *targets_markdown(result)]
-    return "\n".join(lines) + "\n"
-
-
-def targets_markdown(result: dict[str, Any], *, big: int = 10_000) -> list[str]:
-    """The issue's targets, measured: rhythm >= 1.5 x Foote, best mode >= 0.85, LSH >= 0.97 x
-    exact, and LSH >= 5x faster than exact from ``big`` excerpts on (table rows)."""
-    S, k = result["summary"], result["protocol"]["k"]
-
-    def met(ok: bool) -> str:
-        return "yes" if ok else "**no**"
-
-    rows = ["| target | measured | met |", "|---|---|---|"]
-    if "rhythm" in S and "beat_spectrum" in S:
-        rh, fo = S["rhythm"]["exact"], S["beat_spectrum"]["exact"]
-        ratio = rh / fo if fo else math.inf
-        rows.append(f"| rhythm >= 1.5 x Foote (exact acc@{k}) | {rh:.3f} / {fo:.3f} = {ratio:.2f}x | "
-                    f"{met(ratio >= 1.5)} |")
-    best = max(S, key=lambda m: S[m]["exact"])
-    rows.append(f"| best mode >= 0.85 (exact acc@{k}) | {LABELS.get(best, best)}: {S[best]['exact']:.3f} | "
-                f"{met(S[best]['exact'] >= 0.85)} |")
-    for m, s in S.items():
-        rows.append(f"| LSH >= 0.97 x exact: {LABELS.get(m, m)} | {s['lsh_mean']:.3f} / {s['exact']:.3f} = "
-                    f"{s['lsh_over_exact']:.3f} | {met(s['lsh_over_exact'] >= 0.97)} |")
-    timed = [row for row in result["timing"] if row["n_excerpts"] >= big]
-    for m in S if timed else ():
-        speedups = [row["methods"][m]["speedup"] for row in timed]
-        sizes = ", ".join(str(row["n_excerpts"]) for row in timed)
-        rows.append(f"| LSH >= 5x faster than exact at >= {big // 1000}k excerpts: {LABELS.get(m, m)} | "
-                    + ", ".join(f"{x:.1f}x" for x in speedups) + f" ({sizes} excerpts) | "
-                    f"{met(min(speedups) >= 5)} |")
-    return rows
-
-
-def write_plots(result: dict[str, Any], out_dir: str | os.PathLike[str]) -> list[Path]:
-    """Accuracy vs tracks and LSH vs exact time per query as PNGs; returns the files written."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ParameterError("plots need matplotlib: pip install matplotlib") from exc
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    methods = list(result["summary"])
-    k = result["protocol"]["k"]
-    files = []
-    fig, ax = plt.subplots(figsize=(9.5, 4.8))
-    for i, m in enumerate(methods):
-        n = [g["n_tracks"] for g in result["growth"]]
-        color = f"C{i}"
-        ax.plot(n, [g["exact"][m] for g in result["growth"]], "o-", color=color, label=LABELS.get(m, m))
-        ax.plot(n, [g["lsh"][m] for g in result["growth"]], "x--", color=color, alpha=0.7)
-    ax.set_xlabel("tracks in the collection")
-    ax.set_ylabel(f"accuracy@{k}")
-    ax.set_title("Excerpt retrieval: exact (solid) and LSH (dashed)")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    path = out / "excerpts_accuracy_vs_tracks.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    files.append(path)
-    if result["timing"]:
-        fig, ax = plt.subplots(figsize=(9.5, 4.8))
-        sizes = [r["n_excerpts"] for r in result["timing"]]
-        for i, m in enumerate(methods):
-            color = f"C{i}"
-            ax.plot(sizes, [r["methods"][m]["exact_ms"] for r in result["timing"]], "o-", color=color,
-                    label=LABELS.get(m, m))
-            lsh_ms = [r["methods"][m]["lsh_ms"] for r in result["timing"]]
-            ax.plot(sizes, lsh_ms, "x--", color=color, alpha=0.7)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("excerpts in the collection (10-s windows)")
-        ax.set_ylabel("ms per query")
-        ax.set_title("Time per query: exact (solid) vs LSH (dashed)")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-        fig.tight_layout()
-        path = out / "excerpts_time_vs_size.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        files.append(path)
-    return files
