@@ -230,11 +230,16 @@ def test_combined_is_the_fused_score_of_the_best_passage(lib_dir: Path, music_di
         n_q, n_x = total.shape
         jac = jaccard_rows(clip.peaks[0], per_part["peaks"][0], np.tile(np.arange(n_x), (n_q, 1)))
         total = total + (jac - stats["peaks"][0]) / stats["peaks"][1]
+        worst = similar(lib, clip, by="combined", k=2, worst=True)
     best = {int(t): float(total[:, tracks == t].max()) for t in np.unique(tracks)}
     expected = sorted(best, key=best.get, reverse=True)[:4]
     assert [r.track_id for r in found] == expected
     assert np.allclose([r.score for r in found], [best[t] for t in expected], atol=1e-3)
     assert Path(found[0].path).name == "song2.wav"
+    # --worst: the tracks holding the least similar passages of the whole collection.
+    low = {int(t): float(total[:, tracks == t].min()) for t in np.unique(tracks)}
+    assert [r.track_id for r in worst] == sorted(low, key=low.get)[:2]
+    assert np.allclose([r.score for r in worst], sorted(low.values())[:2], atol=1e-3)
 
 
 @pytest.mark.parametrize("method", ["chroma-vote", "minhash-peaks"])
