@@ -335,10 +335,10 @@ class Index:
         version = self.storage.version()
         if version == self._version:
             return
-        load_segments_retrying(self._load_segments)
-        data = self.storage.config()
+        data = self.storage.config()  # first: the segments take query settings from it
         if data is not None:
             self.config = IndexConfig.from_dict(data)
+        load_segments_retrying(self._load_segments)
         self._version = version
 
     def _load_segments(self) -> None:
@@ -351,6 +351,8 @@ class Index:
                 seg = self._open_segment(info, self.storage.load_arrays(info.id))
             alive = (~np.isin(seg.ids, deleted)).astype(np.uint8)
             seg.searcher.alive_ = alive
+            if isinstance(seg.searcher, SetLSH):  # a query-time setting: follows set_params
+                seg.searcher.default_candidates = self.config.n_candidates or 0
             segments.append(seg)
         self._segments = segments
 
@@ -439,8 +441,16 @@ class Index:
         return vecs, np.concatenate(ids)
 
     def rows(self, ids: np.ndarray) -> Any:
-        """The stored (prepared) rows of the given item ids, in their order: an (n, dim) array,
-        or a SetBatch for sets. Unknown ids raise."""
+        """The stored (prepared) live rows of the given item ids, in their order: an (n, dim)
+        array, or a SetBatch for sets. Unknown or removed ids raise."""
+        data, found = self.rows_found(ids)
+        if not found.all():
+            raise ParameterError(f"unknown or removed item ids {np.asarray(ids)[~found][:5].tolist()}")
+        return data
+
+    def rows_found(self, ids: np.ndarray) -> tuple[Any, np.ndarray]:
+        """Like ``rows`` but never raises: rows of unknown or removed ids are zero vectors or
+        empty sets, and ``found`` (bool per id) says which ids were live."""
         self._refresh()
         ids = np.asarray(ids, np.int64).ravel()
         seg_of = np.full(len(ids), -1, np.int64)
@@ -448,21 +458,31 @@ class Index:
         for i, seg in enumerate(self._segments):
             p = seg.positions(ids)
             hit = p >= 0
+            hit[hit] = seg.searcher.alive_[p[hit]] == 1
             seg_of[hit], pos[hit] = i, p[hit]
-        if (seg_of < 0).any():
-            raise ParameterError(f"unknown item ids {ids[seg_of < 0][:5].tolist()}")
+        found = seg_of >= 0
         if self.config.metric == "jaccard":
-            parts = [(np.flatnonzero(seg_of == i), s.searcher.sets_.take(pos[seg_of == i]))  # type: ignore[union-attr]
-                     for i, s in enumerate(self._segments) if (seg_of == i).any()]
-            where = np.concatenate([w for w, _ in parts]) if parts else np.zeros(0, np.int64)
-            batch = concat_sets([b for _, b in parts])
-            return batch.take(np.argsort(where)) if len(where) else batch
+            lengths = np.zeros(len(ids), np.int64)
+            parts = []
+            for i, seg in enumerate(self._segments):
+                sel = np.flatnonzero(seg_of == i)
+                if len(sel):
+                    batch = seg.searcher.sets_.take(pos[sel])  # type: ignore[union-attr]
+                    lengths[sel] = np.diff(batch.indptr)
+                    parts.append((sel, batch))
+            indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+            elements = np.zeros(int(indptr[-1]), np.uint64)
+            for sel, batch in parts:
+                starts = indptr[sel]
+                within = np.arange(len(batch.elements)) - np.repeat(batch.indptr[:-1], np.diff(batch.indptr))
+                elements[np.repeat(starts, np.diff(batch.indptr)) + within] = batch.elements
+            return SetBatch(indptr, elements), found
         out = np.zeros((len(ids), self.config.dim or 0), np.float32)
         for i, seg in enumerate(self._segments):
             sel = seg_of == i
             if sel.any():
                 out[sel] = np.asarray(seg.searcher.vectors_)[pos[sel]]  # type: ignore[union-attr]
-        return out
+        return out, found
 
     # queries ----------------------------------------------------------------------------
 

@@ -149,15 +149,28 @@ class Fusion:
         return cls({p: (float(v[0]), float(v[1])) for p, v in data.items()})
 
     @classmethod
-    def fit(cls, vectors: dict[str, np.ndarray], sets: Any, *, seed: int = 0,
+    def fit(cls, vectors: dict[str, np.ndarray], sets: Any, labels: np.ndarray, *, seed: int = 0,
             n_pairs: int = FUSION_PAIRS) -> Fusion:
-        """Statistics from random pairs of distinct rows (prepared vectors, peak SetBatch)."""
+        """Statistics from random pairs of rows (prepared vectors, peak SetBatch) of different
+        tracks (``labels``: track per row), as a query meets most of a collection; rows of one
+        track only give pairs of distinct rows, with a warning."""
         from audiolsh.search.brute import jaccard_rows
 
+        labels = np.asarray(labels)
         n = len(sets)
         rng = np.random.default_rng(seed)
         a = rng.integers(0, n, n_pairs)
         b = (a + rng.integers(1, max(n, 2), n_pairs)) % max(n, 1)
+        if len(np.unique(labels)) > 1:
+            for _ in range(64):  # redraw the partners from the same track
+                same = np.flatnonzero(labels[a] == labels[b])
+                if not len(same):
+                    break
+                b[same] = rng.integers(0, n, len(same))
+            keep = labels[a] != labels[b]
+            a, b = a[keep], b[keep]
+        else:
+            log.warning("fusion statistics from one track only: index more tracks in the first batch")
         stats = {}
         for p in COMBINED_VECTORS:
             U = unit_rows(vectors[p])
@@ -204,8 +217,9 @@ class LibraryConfig:
             )
         if version < LIBRARY_VERSION:
             raise IndexFormatError(
-                f"{where}: library format version {version} predates this audiolsh's combined mode"
-                f" (version {LIBRARY_VERSION}); index the music again into a new directory"
+                f"{where}: library format version {version} is older than this audiolsh reads"
+                f" ({LIBRARY_VERSION}: the combined mode changed); index the music again into a new"
+                " directory"
             )
         return cls(tuple(data["modes"]), float(data["window_s"]), float(data["hop_s"]),
                    int(data.get("seed", 0)), dict(data.get("stats", {})),
@@ -419,8 +433,9 @@ class Library:
             vectors = {p: self.prepare(p, np.concatenate([ex.vectors[p][0] for ex in batch]))
                        for p in COMBINED_VECTORS}
             sets = concat_sets([ex.peaks[0] for ex in batch])
+            labels = np.repeat(np.arange(len(batch)), [len(ex.peaks[0]) for ex in batch])
             if len(sets) >= 2:
-                self.fusion = Fusion.fit(vectors, sets, seed=self.config.seed)
+                self.fusion = Fusion.fit(vectors, sets, labels, seed=self.config.seed)
             else:
                 log.warning("one excerpt window in the first batch: combined mode uses unscaled scores")
                 self.fusion = Fusion({p: (0.0, 1.0) for p in COMBINED_PARTS})
@@ -430,6 +445,8 @@ class Library:
 
     def prepare(self, mode: str, X: np.ndarray) -> np.ndarray:
         """Raw features of a mode as they are stored and queried."""
+        if mode in STANDARDISED and mode in self.modes and mode not in self._standardizers:
+            self._reload_stats()
         std = self._standardizers.get(mode)
         return std(X) if std is not None else np.asarray(X, np.float32)
 
@@ -480,8 +497,24 @@ class Library:
         X, offsets = ex.vectors[name]
         return self.prepare(name, X), offsets
 
+    def _reload_stats(self) -> None:
+        """Pick up statistics another process wrote after this handle was opened (the first
+        batch fits them)."""
+        if self.path is None:
+            return
+        try:
+            data = json.loads((self.path / LIBRARY_FILE).read_text())
+        except (OSError, ValueError):
+            return
+        fresh = LibraryConfig.from_dict(data, str(self.path / LIBRARY_FILE))
+        self.config.stats, self.config.fusion = fresh.stats, fresh.fusion
+        self._standardizers = {m: Standardizer.from_dict(s) for m, s in fresh.stats.items()}
+        self.fusion = Fusion.from_dict(fresh.fusion) if fresh.fusion else None
+
     def combined_rows(self, ex: Any) -> tuple[np.ndarray, np.ndarray]:
         """The combined index's rows of an extracted track or clip, and their offsets."""
+        if self.fusion is None:
+            self._reload_stats()
         if self.fusion is None:
             raise ParameterError(f"{self.path or 'the library'}: no fusion statistics yet (index some music)")
         blocks = [self.prepare(m, ex.vectors[m][0]) for m in COMBINED_VECTORS]

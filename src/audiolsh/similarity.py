@@ -5,7 +5,9 @@ hit is a (track, passage, similarity); a track's score is its best passage's sim
 ``worst`` asks for the least similar tracks of the whole collection: the nearest neighbours
 of the negated query under cosine, i.e. the passages with the lowest cosine to the clip.
 ``combined`` takes its candidates from the combined index (rhythm and timbre, weighted) and
-re-ranks them by the fused score, which adds the peak sets' Jaccard (``library.Fusion``).
+re-ranks them by the fused score, which adds the peak sets' Jaccard (``library.Fusion``); its
+``worst`` re-ranks the passages of lowest rhythm + timbre cosine, so a passage that is least
+similar only through its peak sets can be missed.
 """
 
 from __future__ import annotations
@@ -125,7 +127,8 @@ def fused_scores(library: Library, clip_sets: Any, rows: np.ndarray, tracks: np.
     jac = np.zeros(len(rows))
     ok = np.flatnonzero(pid >= 0)
     if len(ok):
-        cand = library.indexes["peaks"].rows(pid[ok])
+        # A window removed meanwhile comes back as an empty set: Jaccard 0, like a missing one.
+        cand, _found = library.indexes["peaks"].rows_found(pid[ok])
         jac[ok] = jaccard_rows(clip_sets.take(rows[ok]), cand, np.arange(len(ok))[:, None])[:, 0]
     return library.fusion.score(cosine, jac)
 
@@ -155,6 +158,8 @@ def similar(library: Library, clip: Extracted, *, by: str = "combined", k: int =
         return _vote(library, clip, k=k, worst=worst, exclude=exclude)
     name = by
     index = library.indexes[name]
+    if len(index) == 0:
+        return []
     data, q_offsets = _query_rows(library, name, clip)
     if len(q_offsets) == 0:
         raise ParameterError(f"{clip.path or 'the clip'}: too short to analyse")

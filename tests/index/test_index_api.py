@@ -329,3 +329,22 @@ def test_set_index_measures_only_the_most_colliding_candidates(tmp_path: Path) -
         index.close()
     assert np.all(answers[None].n_candidates > 100)
     assert np.all(answers[10].n_candidates == 10)
+
+
+def test_rows_and_query_settings_follow_the_index(tmp_path: Path) -> None:
+    """rows() returns live rows only; n_candidates set later reaches the segments already open."""
+    rng = np.random.default_rng(9)
+    base = [rng.choice(1500, size=60, replace=False).tolist() for _ in range(300)]
+    index = Index.create(tmp_path / "sets", metric="jaccard", threshold=0.01, n_candidates=5)
+    ids = index.add(base)
+    got = index.rows(ids[[7, 2]])
+    assert sorted(got[0].tolist()) == sorted(base[7]) and sorted(got[1].tolist()) == sorted(base[2])
+    assert index.query([base[0]], k=3).n_candidates[0] == 5
+    index.set_params(n_candidates=50)
+    assert index.query([base[0]], k=3).n_candidates[0] == 50
+    index.remove([index.items(ids[[7]])[0].key])
+    data, found = index.rows_found(ids[[7, 2]])
+    assert found.tolist() == [False, True] and len(data[0]) == 0
+    with pytest.raises(ParameterError, match="removed"):
+        index.rows(ids[[7]])
+    index.close()

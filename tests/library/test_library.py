@@ -175,7 +175,7 @@ def test_bad_libraries_and_parameters(tmp_path: Path) -> None:
         Library.open(tmp_path / "a")
     # A library of the first format has a combined index of another kind: built again.
     (tmp_path / "a" / LIBRARY_FILE).write_text(json.dumps({**newer, "format_version": 1}))
-    with pytest.raises(IndexFormatError, match="predates"):
+    with pytest.raises(IndexFormatError, match="older than this audiolsh reads"):
         Library.open(tmp_path / "a")
 
 
@@ -260,3 +260,37 @@ def test_seed_identification_methods_check_the_offset(lib_dir: Path, music_dir: 
         assert shuffled is None or shuffled.confidence < found.confidence
         with pytest.raises(ParameterError, match="fingerprint"):
             identify(lib, y, sr, method="landmarks")
+
+
+def test_fusion_statistics_come_from_pairs_of_different_tracks() -> None:
+    """Within a track the rows are alike; the statistics describe what a query meets in the
+    rest of the collection, so pairs of one track are left out."""
+    from audiolsh.hashing import as_sets
+
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1, 2], 20)
+    directions = np.eye(8, dtype=np.float32)[:3]  # each track one direction: across tracks cos 0
+    vectors = {p: directions[labels] + 1e-3 * rng.standard_normal((60, 8)).astype(np.float32)
+               for p in ("rhythm", "timbre")}
+    sets = as_sets([[int(t) * 100 + j for j in range(5)] for t in labels])  # disjoint across tracks
+    fusion = Fusion.fit(vectors, sets, labels)
+    for part in ("rhythm", "timbre"):
+        assert abs(fusion.stats[part][0]) < 0.01
+    assert fusion.stats["peaks"][0] == 0.0
+    # Pairs of distinct rows only (one track): the within-track similarity, with a warning.
+    alone = Fusion.fit({p: v[:20] for p, v in vectors.items()}, sets.take(np.arange(20)), labels[:20])
+    assert alone.stats["rhythm"][0] > 0.99
+
+
+def test_a_reader_opened_before_the_first_batch_and_an_empty_library(tmp_path: Path, music_dir: Path) -> None:
+    where = tmp_path / "lib"
+    Library.create(where, modes=("rhythm", "timbre", "peaks")).close()
+    reader = Library.open(where, readonly=True)
+    clip = _clip(music_dir, "song2.wav", 12.0, 10.0, reader)
+    assert similar(reader, clip, by="combined", k=3) == []  # nothing indexed yet: no answer, no error
+    with Library.open(where) as writer:
+        index_audio(writer, [music_dir / "song2.wav", music_dir / "song1.wav"], workers=1)
+    # The reader learns the statistics the first batch stored.
+    found = similar(reader, clip, by="combined", k=2)
+    assert Path(found[0].path).name == "song2.wav" and reader.fusion is not None
+    reader.close()

@@ -169,6 +169,7 @@ class Methods:
         chroma_stop: np.ndarray,
         *,
         seed: int | None,
+        labels: np.ndarray,
         methods: Sequence[str] = METHODS,
     ) -> None:
         self.methods = tuple(methods)
@@ -183,13 +184,14 @@ class Methods:
         if "chroma_vote" in self.methods:
             self.chroma = _ChromaVote(chroma_frames, chroma_first, chroma_stop, seed)
         if "combined" in self.methods:
-            self._fit_fusion(vectors, sets, seed)
+            self._fit_fusion(vectors, sets, labels, seed)
 
-    def _fit_fusion(self, vectors: dict[str, np.ndarray], sets: SetBatch, seed: int | None) -> None:
+    def _fit_fusion(self, vectors: dict[str, np.ndarray], sets: SetBatch, labels: np.ndarray,
+                    seed: int | None) -> None:
         """The library's fusion (``audiolsh.library.Fusion``) fitted on this collection, and an
         index of the combined vectors (rhythm and timbre blocks) for its LSH candidates."""
         prepared = {p: self.vec[p].prepare(vectors[VECTOR_MODES[p]]) for p in COMBINED_VECTORS}
-        self.fusion = Fusion.fit(prepared, sets)
+        self.fusion = Fusion.fit(prepared, sets, labels)
         C = self.fusion.combine([prepared[p] for p in COMBINED_VECTORS])
         self.combined = _VectorMethod(C, "none", seed)
 

@@ -73,6 +73,8 @@ def targets_markdown(result: dict[str, Any], *, big: int = 10_000) -> list[str]:
         return "yes" if ok else "**no**"
 
     rows = ["| target | measured | met |", "|---|---|---|"]
+    if not S:
+        return rows
     if "rhythm" in S and "beat_spectrum" in S:
         rh, fo = S["rhythm"]["exact"], S["beat_spectrum"]["exact"]
         ratio = rh / fo if fo else math.inf

@@ -237,14 +237,16 @@ def _run(corpus: Corpus, tracks: np.ndarray, methods: Sequence[str], seeds: Sequ
     k = corpus.k
     qv, qs, qc = queries["vectors"], queries["sets"], queries["chroma"]
     out: dict[str, dict[str, Any]] = {}
-    exact = Methods(coll["vectors"], coll["sets"], *coll["chroma"], seed=None, methods=methods)
+    exact = Methods(coll["vectors"], coll["sets"], *coll["chroma"], seed=None, labels=row_owner,
+                    methods=methods)
     for m in methods:
         ids = exact.search(m, qv, qs, qc, k, lsh=False)
         out[m] = {"exact": _accuracy(ids, row_owner, q_owner), "lsh": []}
         if timed:
             out[m]["exact_ms"] = _ms_per_query(exact, m, qv, qs, qc, k, lsh=False)
     for s_i, seed in enumerate(seeds):
-        built = Methods(coll["vectors"], coll["sets"], *coll["chroma"], seed=seed, methods=methods)
+        built = Methods(coll["vectors"], coll["sets"], *coll["chroma"], seed=seed, labels=row_owner,
+                        methods=methods)
         for m in methods:
             ids = built.search(m, qv, qs, qc, k, lsh=True)
             out[m]["lsh"].append(_accuracy(ids, row_owner, q_owner))
@@ -290,8 +292,9 @@ def _dense_timing(
         qv = {m: X[q_idx] for m, X in corpus.vectors.items()}
         qs = corpus.sets.take(q_idx)
         qc = [corpus.chroma[i] for i in q_idx]
-        exact = Methods(vectors, sets, frames, first, stop, seed=None, methods=methods)
-        lsh = Methods(vectors, sets, frames, first, stop, seed=seed, methods=methods)
+        labels = corpus.dense_owner[sel]
+        exact = Methods(vectors, sets, frames, first, stop, seed=None, labels=labels, methods=methods)
+        lsh = Methods(vectors, sets, frames, first, stop, seed=seed, labels=labels, methods=methods)
         per_method: dict[str, dict[str, float]] = {}
         row = {"n_excerpts": int(size), "n_tracks": len(tracks_in), "n_chroma_frames": len(frames),
                "n_queries": len(q_idx), "methods": per_method}
