@@ -65,8 +65,7 @@ def cluster_library(library: Library, *, by: str, n_clusters: int, seed: int = 0
         raise ParameterError(f"{library.path}: the library was built without the {by} mode")
     index = library.indexes[by]
     X, ids = index.live_data()
-    items = index.storage.items(ids)
-    sub = np.array([it.track_id if it and it.track_id is not None else -1 for it in items], np.int64)
+    sub, _offsets = index.storage.item_arrays(ids)
     tracks = library.resolve_tracks(by, sub)
     keep = tracks >= 0
     uniq, inverse = np.unique(tracks[keep], return_inverse=True)
