@@ -495,17 +495,18 @@ def _named(fn, suffix):  # type: ignore[no-untyped-def]
     return copy
 
 
-# A parallel launch costs more than a lone query; few queries take the serial build.
+# A parallel launch costs more than a lone query; few queries take the serial build, which
+# releases the GIL so that a server's threads can search at once.
 search_vectors_parallel = numba.njit(parallel=True, cache=True, fastmath=True)(
     _named(_search_vectors, "_parallel")
 )
-search_vectors_serial = numba.njit(cache=True, fastmath=True)(_named(_search_vectors, "_serial"))
+search_vectors_serial = numba.njit(cache=True, fastmath=True, nogil=True)(_named(_search_vectors, "_serial"))
 search_sets_parallel = numba.njit(parallel=True, cache=True)(_named(_search_sets, "_parallel"))
-search_sets_serial = numba.njit(cache=True)(_named(_search_sets, "_serial"))
+search_sets_serial = numba.njit(cache=True, nogil=True)(_named(_search_sets, "_serial"))
 search_sets_counted_parallel = numba.njit(parallel=True, cache=True)(
     _named(_search_sets_counted, "_parallel")
 )
-search_sets_counted_serial = numba.njit(cache=True)(_named(_search_sets_counted, "_serial"))
+search_sets_counted_serial = numba.njit(cache=True, nogil=True)(_named(_search_sets_counted, "_serial"))
 
 
 def _source_tag(*modules: types.ModuleType) -> str:
@@ -523,7 +524,7 @@ def _source_tag(*modules: types.ModuleType) -> str:
 
 
 # Serial only: it answers the few queries a parallel launch would cost more than.
-search_hyperplane: Any = numba.njit(cache=True, fastmath=True)(
+search_hyperplane: Any = numba.njit(cache=True, fastmath=True, nogil=True)(
     _named(_search_hyperplane, "_" + _source_tag(hyperplane, multiprobe))
 )
 SERIAL_BELOW = 4
