@@ -30,7 +30,7 @@ from audiolsh.features.spectral import (
     N_FFT,
     N_MELS,
     log_power,
-    mel_power,
+    mel_input,
 )
 
 logger = logging.getLogger(__name__)
@@ -138,13 +138,7 @@ def beat_spectrum(
     """
     if form not in ("diagonal", "autocorrelation"):
         raise ParameterError(f"form must be 'diagonal' or 'autocorrelation', got {form!r}")
-    if S is None:
-        if y is None:
-            raise ParameterError("give a signal y or a mel spectrogram S")
-        S = mel_power(y, sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
-    S = np.asarray(S)
-    if S.ndim != 2 or S.shape[1] < 2:
-        raise ParameterError(f"S must be a (n_mels, n_frames >= 2) spectrogram, got shape {S.shape}")
+    S = mel_input(y, sr, S, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, min_frames=2)
     n_lags = n_lags_for(max_lag_s, sr=sr, hop_length=hop_length)
     L = log_power(S)
     if form == "autocorrelation":
@@ -207,13 +201,7 @@ def beat_spectrum_bands(
     np.ndarray
         (n_mels,) float32.
     """
-    if S is None:
-        if y is None:
-            raise ParameterError("give a signal y or a mel spectrogram S")
-        S = mel_power(y, sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
-    S = np.asarray(S)
-    if S.ndim != 2:
-        raise ParameterError(f"S must be a (n_mels, n_frames) spectrogram, got shape {S.shape}")
+    S = mel_input(y, sr, S, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
     return beat_spectra_bands(s2_db(S)[None])[0]
 
 

@@ -16,7 +16,7 @@ import librosa
 import numpy as np
 
 from audiolsh.errors import ParameterError
-from audiolsh.features.spectral import FEATURE_SR, check_signal
+from audiolsh.features.spectral import FEATURE_SR, power_input
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +60,8 @@ def chroma_frames(
         (n_frames, 12) float32, C first; each frame's maximum is 1 (silent frames are 0).
         Tuning is fixed at A440 so that every excerpt of a collection uses the same bins.
     """
-    if S is None:
-        if y is None:
-            raise ParameterError("give a signal y or a power spectrogram S")
-        y = check_signal(y, sr)
-        D = librosa.stft(y, n_fft=n_fft, hop_length=hop_length, pad_mode="constant")
-        S = (D.real**2 + D.imag**2).astype(np.float32)
-    S = np.asarray(S)
-    if S.ndim != 2 or S.shape[0] != 1 + n_fft // 2:
+    S = power_input(y, sr, S, n_fft=n_fft, hop_length=hop_length)
+    if S.shape[0] != 1 + n_fft // 2:
         raise ParameterError(
             f"S must be a ({1 + n_fft // 2}, n_frames) power spectrogram for n_fft={n_fft}, "
             f"got shape {S.shape}"

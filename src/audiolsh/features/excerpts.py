@@ -131,12 +131,6 @@ def _mel_basis(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
     return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels).astype(np.float32)  # type: ignore[no-any-return]
 
 
-def _power_stft(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
-    """|STFT|^2, (1 + n_fft // 2, 1 + len(y) // hop_length) float32; centred frames, zero padding."""
-    D = librosa.stft(y, n_fft=n_fft, hop_length=hop_length, pad_mode="constant")
-    return (D.real**2 + D.imag**2).astype(np.float32)  # type: ignore[no-any-return]
-
-
 def _window_layout(
     duration_s: float, window_s: float, hop_s: float, fps: float, n_frames: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -217,14 +211,14 @@ def excerpt_features(
     out: dict[str, ExcerptFeatures] = {}
 
     if "chroma" in modes:
-        C = ch.chroma_from_power(_power_stft(y, ch.CHROMA_N_FFT, ch.CHROMA_HOP), sr)
+        C = ch.chroma_from_power(spectral.power_stft(y, n_fft=ch.CHROMA_N_FFT, hop_length=ch.CHROMA_HOP), sr)
         frame_s = ch.CHROMA_HOP / sr
         out["chroma"] = ExcerptFeatures(C, np.arange(len(C)) * frame_s, frame_s)
 
     if not set(modes) - {"chroma"}:
         return out
     fps = sr / spectral.HOP_LENGTH
-    P = _power_stft(y, spectral.N_FFT, spectral.HOP_LENGTH)
+    P = spectral.power_stft(y, n_fft=spectral.N_FFT, hop_length=spectral.HOP_LENGTH)
     n_frames = P.shape[1]
     offsets, first, stop, win = _window_layout(duration_s, window_s, hop_s, fps, n_frames)
     n_w = int(stop[0] - first[0])

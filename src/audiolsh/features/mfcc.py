@@ -15,8 +15,7 @@ import logging
 import librosa
 import numpy as np
 
-from audiolsh.errors import ParameterError
-from audiolsh.features.spectral import FEATURE_SR, HOP_LENGTH, N_FFT, N_MELS, log_power, mel_power
+from audiolsh.features.spectral import FEATURE_SR, HOP_LENGTH, N_FFT, N_MELS, log_power, mel_input
 
 logger = logging.getLogger(__name__)
 
@@ -90,12 +89,6 @@ def mfcc_stats(
     np.ndarray
         (2 * n_mfcc,) float32 (40 values with the defaults), see :func:`window_stats`.
     """
-    if S is None:
-        if y is None:
-            raise ParameterError("give a signal y or a mel spectrogram S")
-        S = mel_power(y, sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
-    S = np.asarray(S)
-    if S.ndim != 2 or S.shape[1] < 1:
-        raise ParameterError(f"S must be a (n_mels, n_frames) spectrogram, got shape {S.shape}")
+    S = mel_input(y, sr, S, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, min_frames=1)
     C = mfcc_frames(log_power(S), n_mfcc=n_mfcc)
     return window_stats(C, np.array([0]), np.array([C.shape[1]]))[0]

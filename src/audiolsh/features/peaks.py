@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import logging
 
-import librosa
 import numpy as np
 import scipy.ndimage
 
 from audiolsh.errors import ParameterError
-from audiolsh.features.spectral import FEATURE_SR, HOP_LENGTH, N_FFT, check_signal, log_power
+from audiolsh.features.spectral import FEATURE_SR, HOP_LENGTH, N_FFT, log_power, power_input
 from audiolsh.hashing.minhash import SetBatch
 
 logger = logging.getLogger(__name__)
@@ -195,15 +194,7 @@ def peak_set(
     np.ndarray
         (n_elements,) uint64, sorted and unique.
     """
-    if S is None:
-        if y is None:
-            raise ParameterError("give a signal y or a power spectrogram S")
-        y = check_signal(y, sr)
-        D = librosa.stft(y, n_fft=n_fft, hop_length=hop_length, pad_mode="constant")
-        S = (D.real**2 + D.imag**2).astype(np.float32)
-    S = np.asarray(S)
-    if S.ndim != 2:
-        raise ParameterError(f"S must be a (n_bins, n_frames) spectrogram, got shape {S.shape}")
+    S = power_input(y, sr, S, n_fft=n_fft, hop_length=hop_length)
     frame_s = hop_length / sr
     max_bin = int(fmax_hz * n_fft / sr) + 1
     peaks = find_peaks(S, frame_s=frame_s, max_bin=max_bin)

@@ -35,7 +35,7 @@ import numpy as np
 import scipy.fft
 
 from audiolsh.errors import ParameterError
-from audiolsh.features.spectral import FEATURE_SR, HOP_LENGTH, N_FFT, N_MELS, log_power, mel_power
+from audiolsh.features.spectral import FEATURE_SR, HOP_LENGTH, N_FFT, N_MELS, log_power, mel_input
 
 logger = logging.getLogger(__name__)
 
@@ -178,13 +178,7 @@ def rhythm_descriptor(
     np.ndarray
         (n_bands * (n_log_lags + 1),) float32; 282 values with the defaults (46 log lags).
     """
-    if S is None:
-        if y is None:
-            raise ParameterError("give a signal y or a mel spectrogram S")
-        S = mel_power(y, sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
-    S = np.asarray(S)
-    if S.ndim != 2 or S.shape[1] < 2:
-        raise ParameterError(f"S must be a (n_mels, n_frames >= 2) spectrogram, got shape {S.shape}")
+    S = mel_input(y, sr, S, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, min_frames=2)
     E = onset_bands(log_power(S), n_bands=n_bands)
     return rhythm_descriptors(
         E[None], frame_s=hop_length / sr, max_lag_s=max_lag_s, min_lag_s=min_lag_s,

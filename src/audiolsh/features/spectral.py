@@ -11,7 +11,10 @@ import numpy as np
 
 from audiolsh.errors import ParameterError
 
-__all__ = ["AMIN", "FEATURE_SR", "HOP_LENGTH", "N_FFT", "N_MELS", "check_signal", "log_power", "mel_power"]
+__all__ = [
+    "AMIN", "FEATURE_SR", "HOP_LENGTH", "N_FFT", "N_MELS", "check_signal", "log_power", "mel_input",
+    "mel_power", "power_input", "power_stft",
+]
 
 FEATURE_SR = 22050
 """Sample rate (Hz) the similarity features are defined at; other rates are resampled."""
@@ -56,3 +59,40 @@ def mel_power(
 def log_power(S: np.ndarray) -> np.ndarray:
     """Power to dB (no reference, no clipping): 10 log10(max(S, 1e-10)), float32."""
     return (10.0 * np.log10(np.maximum(S, AMIN))).astype(np.float32)
+
+
+def power_stft(y: np.ndarray, *, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH) -> np.ndarray:
+    """|STFT|^2, (1 + n_fft // 2, 1 + len(y) // hop_length) float32; centred frames, zero padding."""
+    D = librosa.stft(y, n_fft=n_fft, hop_length=hop_length, pad_mode="constant")
+    return (D.real**2 + D.imag**2).astype(np.float32)  # type: ignore[no-any-return]
+
+
+def mel_input(
+    y: np.ndarray | None, sr: int, S: np.ndarray | None, *, n_fft: int, hop_length: int, n_mels: int,
+    min_frames: int = 0,
+) -> np.ndarray:
+    """The mel power spectrogram an extractor works on: ``S`` as given, else computed from ``y``;
+    raises unless it is 2-D with at least ``min_frames`` frames."""
+    if S is None:
+        if y is None:
+            raise ParameterError("give a signal y or a mel spectrogram S")
+        S = mel_power(y, sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
+    S = np.asarray(S)
+    if S.ndim != 2 or S.shape[1] < min_frames:
+        need = f"n_frames >= {min_frames}" if min_frames > 1 else "n_frames"
+        raise ParameterError(f"S must be a (n_mels, {need}) spectrogram, got shape {S.shape}")
+    return S
+
+
+def power_input(
+    y: np.ndarray | None, sr: int, S: np.ndarray | None, *, n_fft: int, hop_length: int
+) -> np.ndarray:
+    """The linear power spectrogram an extractor works on: ``S`` as given, else the STFT of ``y``."""
+    if S is None:
+        if y is None:
+            raise ParameterError("give a signal y or a power spectrogram S")
+        S = power_stft(check_signal(y, sr), n_fft=n_fft, hop_length=hop_length)
+    S = np.asarray(S)
+    if S.ndim != 2:
+        raise ParameterError(f"S must be a (n_bins, n_frames) spectrogram, got shape {S.shape}")
+    return S
