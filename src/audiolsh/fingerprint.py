@@ -51,7 +51,7 @@ from audiolsh.features.landmarks import (
 )
 from audiolsh.search.fingerprint import HashTable, Votes, vote
 from audiolsh.storage import EmbeddedStorage, MemoryStorage, SegmentInfo, Storage, Track
-from audiolsh.storage.base import load_segments_retrying
+from audiolsh.storage.base import StoredIndex, load_segments_retrying
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ class FingerprintSession:
         return len(self._tracks)
 
 
-class FingerprintIndex:
+class FingerprintIndex(StoredIndex):
     """Open with ``FingerprintIndex.open(path)`` or make one with ``create(path, **params)``."""
 
     def __init__(
@@ -300,21 +300,6 @@ class FingerprintIndex:
             return FingerprintParams.from_dict(data.get("params", {}))
         except ParameterError as exc:
             raise IndexFormatError(f"{path}: bad fingerprint parameters ({exc})") from exc
-
-    @classmethod
-    def open_or_create(cls, path: str | os.PathLike[str], **params: Any) -> FingerprintIndex:
-        if (Path(path) / "manifest.json").exists():
-            return cls.open(path)
-        return cls.create(path, **params)
-
-    def close(self) -> None:
-        self.storage.close()
-
-    def __enter__(self) -> FingerprintIndex:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # state ------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from audiolsh.hashing.hyperplane import check_whiten, key_balance, needs_centeri
 from audiolsh.search import BruteForce, BucketTables, Neighbors, SetLSH, VectorLSH, merge, prepare
 from audiolsh.search.brute import check_metric
 from audiolsh.storage import EmbeddedStorage, Item, MemoryStorage, SegmentInfo, Storage, Track
-from audiolsh.storage.base import load_segments_retrying
+from audiolsh.storage.base import StoredIndex, load_segments_retrying
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +272,7 @@ class Session:
         return ids
 
 
-class Index:
+class Index(StoredIndex):
     """Open with ``Index.open(path)`` or make one with ``Index.create(path, ...)``.
 
     ``path=None`` (create only) keeps everything in memory.
@@ -312,21 +312,6 @@ class Index:
         if data is None:
             raise IndexFormatError(f"{path}: the index has no config (was its creation interrupted?)")
         return cls(storage, IndexConfig.from_dict(data), readonly=readonly)
-
-    @classmethod
-    def open_or_create(cls, path: str | os.PathLike[str], **params: Any) -> Index:
-        if (Path(path) / "manifest.json").exists():
-            return cls.open(path)
-        return cls.create(path, **params)
-
-    def close(self) -> None:
-        self.storage.close()
-
-    def __enter__(self) -> Index:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # reading state ----------------------------------------------------------------------
 

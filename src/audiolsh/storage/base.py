@@ -9,12 +9,14 @@ clean exit everything in it is committed, on an exception or a crash nothing of 
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -185,3 +187,30 @@ def align_items(ids: np.ndarray, found_ids: np.ndarray, found_tracks: np.ndarray
 def iter_chunks(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
+
+
+_H = TypeVar("_H", bound="StoredIndex")
+
+
+class StoredIndex:
+    """What the index kinds kept in a storage directory share: open-or-create, close, ``with``.
+
+    Subclasses give ``open(path)`` and ``create(path, **params)`` classmethods and a ``storage``.
+    """
+
+    storage: Storage
+
+    @classmethod
+    def open_or_create(cls: type[_H], path: str | os.PathLike[str], **params: Any) -> _H:
+        if (Path(path) / "manifest.json").exists():
+            return cls.open(path)  # type: ignore[attr-defined, no-any-return]
+        return cls.create(path, **params)  # type: ignore[attr-defined, no-any-return]
+
+    def close(self) -> None:
+        self.storage.close()
+
+    def __enter__(self: _H) -> _H:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
