@@ -51,7 +51,7 @@ from audiolsh.features.landmarks import (
 )
 from audiolsh.search.fingerprint import HashTable, Votes, vote
 from audiolsh.storage import EmbeddedStorage, MemoryStorage, SegmentInfo, Storage, Track
-from audiolsh.storage.base import StoredIndex, load_segments_retrying
+from audiolsh.storage.base import StoredIndex, check_format_version, load_segments_retrying
 
 log = logging.getLogger(__name__)
 
@@ -279,18 +279,9 @@ class FingerprintIndex(StoredIndex):
             raise IndexFormatError(f"{path}: the index has no config (was its creation interrupted?)")
         if data.get("kind") != FP_FORMAT:
             raise IndexFormatError(f"{path}: not a fingerprint index")
-        version = data.get("format_version")
-        if not isinstance(version, int) or version > FP_FORMAT_VERSION:
-            raise IndexFormatError(
-                f"{path}: fingerprint format version {version!r} is newer than this audiolsh reads"
-                f" ({FP_FORMAT_VERSION}); upgrade audiolsh"
-            )
-        if version < MIN_FORMAT_VERSION:
-            raise IndexFormatError(
-                f"{path}: fingerprint format version {version} is too old for this audiolsh (reads"
-                f" {MIN_FORMAT_VERSION}..{FP_FORMAT_VERSION}: peaks are now picked differently);"
-                " rebuild the index from the audio"
-            )
+        check_format_version(path, "fingerprint", data.get("format_version"), newest=FP_FORMAT_VERSION,
+                             oldest=MIN_FORMAT_VERSION,
+                             too_old="peaks are now picked differently; rebuild the index from the audio")
         analysis = {k: data.get(k) for k in _analysis()}
         if analysis != _analysis():
             raise IndexFormatError(

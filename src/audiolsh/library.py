@@ -27,6 +27,7 @@ from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.features.excerpts import fit_standardizer, standardize
 from audiolsh.index import Index
 from audiolsh.storage import EmbeddedStorage, MemoryStorage, Storage, Track
+from audiolsh.storage.base import check_format_version
 from audiolsh.storage.embedded import write_atomic
 
 if TYPE_CHECKING:
@@ -209,18 +210,9 @@ class LibraryConfig:
     def from_dict(cls, data: dict[str, Any], where: str) -> LibraryConfig:
         if data.get("format") != LIBRARY_FORMAT:
             raise IndexFormatError(f"{where}: not an audiolsh library")
-        version = data.get("format_version")
-        if not isinstance(version, int) or version > LIBRARY_VERSION:
-            raise IndexFormatError(
-                f"{where}: library format version {version!r} is newer than this audiolsh reads"
-                f" ({LIBRARY_VERSION}); upgrade audiolsh"
-            )
-        if version < LIBRARY_VERSION:
-            raise IndexFormatError(
-                f"{where}: library format version {version} is older than this audiolsh reads"
-                f" ({LIBRARY_VERSION}: the combined mode changed); index the music again into a new"
-                " directory"
-            )
+        check_format_version(where, "library", data.get("format_version"), newest=LIBRARY_VERSION,
+                             oldest=LIBRARY_VERSION,
+                             too_old="the combined mode changed; index the music again into a new directory")
         return cls(tuple(data["modes"]), float(data["window_s"]), float(data["hop_s"]),
                    int(data.get("seed", 0)), dict(data.get("stats", {})),
                    dict(data.get("fusion", {}))).validate()

@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from audiolsh.errors import ParameterError
+from audiolsh.errors import IndexFormatError, ParameterError
 
 FORMAT = "audiolsh-index"
 FORMAT_VERSION = 1
@@ -214,3 +214,20 @@ class StoredIndex:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_format_version(where: object, what: str, version: object, *, newest: int, oldest: int = 1,
+                         too_old: str = "") -> int:
+    """The format version of a persisted file, or IndexFormatError: newer than this audiolsh
+    reads (upgrade), or older than it still reads (``too_old`` says why and what to do)."""
+    if not isinstance(version, int) or version > newest:
+        raise IndexFormatError(
+            f"{where}: {what} format version {version!r} is newer than this audiolsh reads"
+            f" ({newest}); upgrade audiolsh"
+        )
+    if version < oldest:
+        raise IndexFormatError(
+            f"{where}: {what} format version {version} is too old, older than this audiolsh reads"
+            f" ({oldest}..{newest}){': ' + too_old if too_old else ''}"
+        )
+    return version

@@ -35,6 +35,7 @@ from audiolsh.storage.base import (
     SegmentInfo,
     Track,
     align_items,
+    check_format_version,
     dumps,
     duplicate_track,
     iter_chunks,
@@ -214,12 +215,7 @@ class EmbeddedStorage:
             raise IndexFormatError(f"{manifest}: unreadable manifest ({exc})") from exc
         if data.get("format") != FORMAT:
             raise IndexFormatError(f"{manifest}: not an audiolsh index")
-        version = data.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise IndexFormatError(
-                f"{manifest}: index format version {version!r} is newer than this audiolsh"
-                f" reads ({FORMAT_VERSION}); upgrade audiolsh"
-            )
+        check_format_version(manifest, "index", data.get("format_version"), newest=FORMAT_VERSION)
 
     def _connect(self) -> sqlite3.Connection:
         path = self.root / CATALOGUE
