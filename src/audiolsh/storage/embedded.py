@@ -284,27 +284,14 @@ class EmbeddedStorage:
 
     def items(self, ids: np.ndarray) -> list[Item | None]:
         wanted = [int(i) for i in np.asarray(ids).ravel()]
-        found: dict[int, Item] = {}
-        unique = sorted(set(wanted))
-        for chunk in iter_chunks(len(unique), 900):
-            part = unique[chunk]
-            marks = ",".join("?" * len(part))
-            for r in self._db.execute(
-                f"SELECT id, key, track_id, offset_s, meta FROM items WHERE id IN ({marks})", part
-            ):
-                found[r[0]] = Item(r[0], r[1], r[2], r[3], None if r[4] is None else json.loads(r[4]))
+        rows = self._select_in("SELECT id, key, track_id, offset_s, meta FROM items WHERE id IN ({})",
+                               sorted(set(wanted)))
+        found = {r[0]: Item(r[0], r[1], r[2], r[3], None if r[4] is None else json.loads(r[4])) for r in rows}
         return [found.get(i) for i in wanted]
 
     def ids_for_keys(self, keys: Sequence[str]) -> np.ndarray:
-        out: list[int] = []
-        keys = list(keys)
-        for chunk in iter_chunks(len(keys), 900):
-            part = keys[chunk]
-            marks = ",".join("?" * len(part))
-            out += [r[0] for r in self._db.execute(
-                f"SELECT id FROM items WHERE key IN ({marks})", part
-            )]
-        return np.array(sorted(out), dtype=np.int64)
+        rows = self._select_in("SELECT id FROM items WHERE key IN ({})", list(keys))
+        return np.array(sorted(r[0] for r in rows), dtype=np.int64)
 
     def ids_for_track(self, track_id: int) -> np.ndarray:
         rows = self._db.execute(
@@ -312,28 +299,28 @@ class EmbeddedStorage:
         ).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64)
 
+    def _select_in(self, sql: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` (its ``IN ({})`` filled with placeholders) for all ``values``, in
+        chunks below SQLite's parameter limit."""
+        rows: list[tuple[Any, ...]] = []
+        for chunk in iter_chunks(len(values), 900):
+            part = list(values[chunk])
+            rows += self._db.execute(sql.format(",".join("?" * len(part))), part).fetchall()
+        return rows
+
     def item_arrays(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        unique = np.unique(np.asarray(ids, np.int64))
-        rows: list[tuple[int, int, float]] = []
-        for chunk in iter_chunks(len(unique), 900):
-            part = unique[chunk].tolist()
-            marks = ",".join("?" * len(part))
-            rows += self._db.execute(
-                "SELECT id, coalesce(track_id, -1), coalesce(offset_s, 'nan') FROM items"
-                f" WHERE id IN ({marks})", part
-            ).fetchall()
+        rows = self._select_in(
+            "SELECT id, coalesce(track_id, -1), coalesce(offset_s, 'nan') FROM items WHERE id IN ({})",
+            np.unique(np.asarray(ids, np.int64)).tolist(),
+        )
         return align_items(ids, *_columns(rows))
 
     def track_items(self, track_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        unique = np.unique(np.asarray(track_ids, np.int64))
-        rows: list[tuple[int, int, float]] = []
-        for chunk in iter_chunks(len(unique), 900):
-            part = unique[chunk].tolist()
-            marks = ",".join("?" * len(part))
-            rows += self._db.execute(
-                "SELECT id, track_id, coalesce(offset_s, 'nan') FROM items"
-                f" WHERE track_id IN ({marks}) ORDER BY id", part
-            ).fetchall()
+        rows = self._select_in(
+            "SELECT id, track_id, coalesce(offset_s, 'nan') FROM items WHERE track_id IN ({})",
+            np.unique(np.asarray(track_ids, np.int64)).tolist(),
+        )
+        rows.sort(key=lambda r: r[0])
         return _columns(rows)
 
     def n_items(self) -> int:
