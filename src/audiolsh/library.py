@@ -26,6 +26,7 @@ import numpy as np
 from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.features.excerpts import fit_standardizer, standardize
 from audiolsh.index import Index
+from audiolsh.search.brute import prepare
 from audiolsh.storage import EmbeddedStorage, MemoryStorage, Storage, Track
 from audiolsh.storage.base import check_format_version
 from audiolsh.storage.embedded import write_atomic
@@ -112,11 +113,6 @@ class Standardizer:
         return cls(np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32))
 
 
-def unit_rows(X: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(X, axis=1, keepdims=True)
-    return (X / np.maximum(norm, 1e-12)).astype(np.float32)
-
-
 @dataclass(frozen=True)
 class Fusion:
     """Mean and std of each combined part's similarity over random pairs of windows."""
@@ -132,7 +128,7 @@ class Fusion:
     def combine(self, blocks: Sequence[np.ndarray]) -> np.ndarray:
         """Unit blocks scaled by sqrt(weight): the cosine of two such rows is the weighted sum
         of the blocks' cosines, i.e. (up to a constant) the fused rhythm + timbre score."""
-        parts = [unit_rows(B) * np.float32(np.sqrt(w)) for B, w in zip(blocks, self.weights)]
+        parts = [prepare(B, "cosine") * np.float32(np.sqrt(w)) for B, w in zip(blocks, self.weights)]
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def score(self, vector_cosine: np.ndarray, jaccard: np.ndarray) -> np.ndarray:
@@ -174,7 +170,7 @@ class Fusion:
             log.warning("fusion statistics from one track only: index more tracks in the first batch")
         stats = {}
         for p in COMBINED_VECTORS:
-            U = unit_rows(vectors[p])
+            U = prepare(vectors[p], "cosine")
             s = np.einsum("ij,ij->i", U[a], U[b])
             stats[p] = (float(s.mean()), float(s.std()) or 1.0)
         j = jaccard_rows(sets.take(a), sets, b[:, None])[:, 0]

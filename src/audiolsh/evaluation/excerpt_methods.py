@@ -21,7 +21,7 @@ from audiolsh.hashing.hyperplane import needs_centering
 from audiolsh.index import auto_whiten
 from audiolsh.library import COMBINED_VECTORS, Fusion
 from audiolsh.search import BruteForce, SetLSH, VectorLSH
-from audiolsh.search.brute import jaccard_rows
+from audiolsh.search.brute import jaccard_rows, prepare
 
 __all__ = ["METHODS", "VECTOR_MODES", "Methods", "window_ranges"]
 
@@ -75,16 +75,11 @@ class _VectorMethod:
 
     def similarity(self, Q: np.ndarray, ids: np.ndarray | None) -> np.ndarray:
         """Cosine similarity of each query with the given rows (nq, m), or with every row (None)."""
-        Qz = _unit(self.prepare(Q))
+        Qz = prepare(self.prepare(Q), "cosine")
         if ids is None:
             return (Qz @ self.exact.vectors_.T).astype(np.float64)
         rows = self.exact.vectors_[np.maximum(ids, 0)]
         return np.where(ids >= 0, np.einsum("qmd,qd->qm", rows, Qz), -np.inf)
-
-
-def _unit(A: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(A, axis=1, keepdims=True)
-    return (A / np.where(n > 0, n, 1.0)).astype(np.float32)
 
 
 class _PeaksMethod:
