@@ -26,7 +26,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,7 +49,7 @@ from audiolsh.features.landmarks import (
     spectral_peaks,
 )
 from audiolsh.search.fingerprint import HashTable, Votes, vote
-from audiolsh.storage import EmbeddedStorage, MemoryStorage, SegmentInfo, Storage, Track
+from audiolsh.storage import EmbeddedStorage, SegmentInfo, Storage, Track
 from audiolsh.storage.base import StoredIndex, check_format_version, load_segments_retrying
 
 log = logging.getLogger(__name__)
@@ -249,18 +248,10 @@ class FingerprintIndex(StoredIndex):
         cls, path: str | os.PathLike[str] | None = None, *, exist_ok: bool = False, **params: Any
     ) -> FingerprintIndex:
         p = FingerprintParams.from_dict(params)
-        if path is None:
-            storage: Storage = MemoryStorage()
-        else:
-            if (Path(path) / "manifest.json").exists():
-                if not exist_ok:
-                    raise IndexFormatError(f"{path}: an index already exists here")
-                return cls.open(path)
-            storage = EmbeddedStorage(path, create=True)
-        with storage.write() as w:
-            w.set_config(
-                {"kind": FP_FORMAT, "format_version": FP_FORMAT_VERSION, **_analysis(), "params": asdict(p)}
-            )
+        config = {"kind": FP_FORMAT, "format_version": FP_FORMAT_VERSION, **_analysis(), "params": asdict(p)}
+        storage = cls.new_storage(path, config, exist_ok=exist_ok)
+        if storage is None:
+            return cls.open(path)  # type: ignore[arg-type]
         return cls(storage, p)
 
     @classmethod

@@ -19,7 +19,6 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,7 @@ from audiolsh.hashing.base import check_int, learned_arrays
 from audiolsh.hashing.hyperplane import check_whiten, key_balance, needs_centering
 from audiolsh.search import BruteForce, BucketTables, Neighbors, SetLSH, VectorLSH, merge, prepare
 from audiolsh.search.brute import check_metric
-from audiolsh.storage import EmbeddedStorage, Item, MemoryStorage, SegmentInfo, Storage, Track
+from audiolsh.storage import EmbeddedStorage, Item, SegmentInfo, Storage, Track
 from audiolsh.storage.base import StoredIndex, load_segments_retrying
 
 log = logging.getLogger(__name__)
@@ -293,16 +292,9 @@ class Index(StoredIndex):
         cls, path: str | os.PathLike[str] | None = None, *, exist_ok: bool = False, **params: Any
     ) -> Index:
         config = IndexConfig(**params).validate()
-        if path is None:
-            storage: Storage = MemoryStorage()
-        else:
-            if (Path(path) / "manifest.json").exists():
-                if not exist_ok:
-                    raise IndexFormatError(f"{path}: an index already exists here")
-                return cls.open(path)
-            storage = EmbeddedStorage(path, create=True)
-        with storage.write() as w:
-            w.set_config(asdict(config))
+        storage = cls.new_storage(path, asdict(config), exist_ok=exist_ok)
+        if storage is None:
+            return cls.open(path)  # type: ignore[arg-type]
         return cls(storage, config)
 
     @classmethod

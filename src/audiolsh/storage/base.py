@@ -200,6 +200,27 @@ class StoredIndex:
 
     storage: Storage
 
+    @staticmethod
+    def new_storage(path: str | os.PathLike[str] | None, config: dict[str, Any], *,
+                    exist_ok: bool) -> Storage | None:
+        """A new storage (in memory for ``path=None``) holding ``config``; None when an index
+        already exists at ``path`` and ``exist_ok`` (the caller opens it), else an error."""
+        from audiolsh.storage.embedded import EmbeddedStorage
+        from audiolsh.storage.memory import MemoryStorage
+
+        storage: Storage
+        if path is None:
+            storage = MemoryStorage()
+        else:
+            if (Path(path) / "manifest.json").exists():
+                if not exist_ok:
+                    raise IndexFormatError(f"{path}: an index already exists here")
+                return None
+            storage = EmbeddedStorage(path, create=True)
+        with storage.write() as w:
+            w.set_config(config)
+        return storage
+
     @classmethod
     def open_or_create(cls: type[_H], path: str | os.PathLike[str], **params: Any) -> _H:
         if (Path(path) / "manifest.json").exists():
