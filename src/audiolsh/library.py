@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from audiolsh.errors import IndexFormatError, ParameterError
-from audiolsh.features.excerpts import fit_standardizer, standardize
+from audiolsh.features.excerpts import BLOCKS, fit_standardizer, standardize
 from audiolsh.index import Index
 from audiolsh.search.brute import prepare
 from audiolsh.storage import EmbeddedStorage, MemoryStorage, Storage, Track
@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 
 LIBRARY_FILE = "library.json"
 LIBRARY_FORMAT = "audiolsh-library"
-#: 2: ``combined`` became the fusion of rhythm, timbre and peaks (1: rhythm, timbre, chroma).
-LIBRARY_VERSION = 2
+#: 3: timbre gained the delta spectral pattern (320-d, two balanced blocks); 2: ``combined``
+#: became the fusion of rhythm, timbre and peaks (1: rhythm, timbre, chroma).
+LIBRARY_VERSION = 3
 
 #: What ``audiolsh index`` extracts.  ``chroma`` holds per-window chroma statistics and
 #: ``chroma_frames`` the frames themselves (S1's voting); ``combined`` fuses rhythm, timbre
@@ -89,28 +90,34 @@ def check_modes(modes: Sequence[str]) -> tuple[str, ...]:
 
 @dataclass
 class Standardizer:
-    """Per-dimension centre and scale learned from the first committed batch, then frozen."""
+    """Per-dimension centre and scale learned from the first committed batch, then frozen;
+    ``blocks``: the sizes of the parts each scaled to unit length after (``excerpts.BLOCKS``)."""
 
     mean: np.ndarray
     std: np.ndarray
+    blocks: tuple[int, ...] = ()
 
     @classmethod
-    def fit(cls, X: np.ndarray, *, scale: bool = True) -> Standardizer:
-        return cls(*fit_standardizer(X, scale=scale))
+    def fit(cls, X: np.ndarray, *, scale: bool = True, blocks: tuple[int, ...] = ()) -> Standardizer:
+        return cls(*fit_standardizer(X, scale=scale), blocks=tuple(blocks))
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if X.shape[1] != len(self.mean):
             raise ParameterError(
                 f"features of dimension {X.shape[1]} do not match the library's {len(self.mean)}"
             )
-        return standardize(X, self.mean, self.std)
+        return standardize(X, self.mean, self.std, self.blocks)
 
-    def to_dict(self) -> dict[str, list[float]]:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+    def to_dict(self) -> dict[str, list[float] | list[int]]:
+        out: dict[str, list[float] | list[int]] = {"mean": self.mean.tolist(), "std": self.std.tolist()}
+        if self.blocks:
+            out["blocks"] = list(self.blocks)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Standardizer:
-        return cls(np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32))
+        return cls(np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32),
+                   tuple(int(b) for b in data.get("blocks", ())))
 
 
 @dataclass(frozen=True)
@@ -184,7 +191,7 @@ class LibraryConfig:
     window_s: float = WINDOW_S
     hop_s: float = HOP_S
     seed: int = 0
-    stats: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    stats: dict[str, dict[str, list[float] | list[int]]] = field(default_factory=dict)
     fusion: dict[str, list[float]] = field(default_factory=dict)
 
     def validate(self) -> LibraryConfig:
@@ -208,7 +215,8 @@ class LibraryConfig:
             raise IndexFormatError(f"{where}: not an audiolsh library")
         check_format_version(where, "library", data.get("format_version"), newest=LIBRARY_VERSION,
                              oldest=LIBRARY_VERSION,
-                             too_old="the combined mode changed; index the music again into a new directory")
+                             too_old="its timbre and combined modes changed;"
+                                     " index the music again into a new directory")
         return cls(tuple(data["modes"]), float(data["window_s"]), float(data["hop_s"]),
                    int(data.get("seed", 0)), dict(data.get("stats", {})),
                    dict(data.get("fusion", {}))).validate()
@@ -409,7 +417,8 @@ class Library:
             if mode in self.modes and mode not in self._standardizers:
                 rows = [ex.vectors[mode][0] for ex in batch if mode in ex.vectors]
                 if rows:
-                    new[mode] = Standardizer.fit(np.concatenate(rows), scale=mode in SCALED)
+                    new[mode] = Standardizer.fit(np.concatenate(rows), scale=mode in SCALED,
+                                                 blocks=BLOCKS.get(mode, ()))
         fuse = all(p in self.modes for p in COMBINED_PARTS) and self.fusion is None
         if not new and not fuse:
             return

@@ -8,8 +8,10 @@ import soxr
 
 from audiolsh.audio import synth
 from audiolsh.errors import ParameterError
+from audiolsh.features import spectral_pattern as sp
 from audiolsh.features.excerpts import (
     ALL_MODES,
+    BLOCKS,
     MODES,
     NORMALISATION,
     excerpt_features,
@@ -35,7 +37,7 @@ def test_shapes_and_offsets(song: np.ndarray) -> None:
         np.testing.assert_allclose(f[mode].offsets_s, [0, 5, 10, 15, 20])
         assert len(f[mode]) == 5 and f[mode].window_s == 10.0
     assert f["rhythm"].X.shape == (5, 282)
-    assert f["timbre"].X.shape == (5, 40)
+    assert f["timbre"].X.shape == (5, 40 + sp.DIM)
     assert f["beat_spectrum"].X.shape == (5, 172)
     assert f["beat_spectrum_bands"].X.shape == (5, 128)
     assert isinstance(f["peaks"].X, SetBatch) and len(f["peaks"].X) == 5
@@ -54,7 +56,9 @@ def test_windows_match_the_excerpt_on_its_own(song: np.ndarray) -> None:
     t = mfcc_stats(clip, SR)
     cos = lambda a, b: a @ b / np.linalg.norm(a) / np.linalg.norm(b)  # noqa: E731
     assert cos(f["rhythm"].X[2], r) > 0.98
-    np.testing.assert_allclose(f["timbre"].X[2], t, rtol=0.05, atol=0.5)
+    np.testing.assert_allclose(f["timbre"].X[2, :40], t, rtol=0.05, atol=0.5)
+    # the spectral pattern: blocks on the track's 5-frame grid and a floor from the track's peak
+    assert cos(f["timbre"].X[2, 40:], sp.delta_spectral_pattern(clip, SR)) > 0.98
     q = excerpt_features(clip, SR)
     assert len(q["rhythm"]) == 1
     inter = np.intersect1d(q["peaks"].X[0], f["peaks"].X[2]).size
@@ -87,6 +91,23 @@ def test_standardizer(rng: np.random.Generator) -> None:
     np.testing.assert_allclose(Z.std(axis=0), [1, 1, 1, 0, 1], atol=1e-4)
     _, std_c = fit_standardizer(X, scale=False)
     np.testing.assert_array_equal(std_c, 1.0)
+
+
+def test_blocks_are_balanced_after_standardising(rng: np.random.Generator) -> None:
+    """The timbre mode's 280 pattern values must not outweigh its 40 MFCC statistics."""
+    blocks = BLOCKS["timbre"]
+    X = rng.normal(size=(50, sum(blocks))).astype(np.float32) * 3 + 1
+    mean, std = fit_standardizer(X)
+    Z = standardize(X, mean, std, blocks)
+    np.testing.assert_allclose(np.linalg.norm(Z[:, :40], axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(Z[:, 40:], axis=1), 1, rtol=1e-5)
+    plain = standardize(X, mean, std)
+    np.testing.assert_allclose(Z[:, :40] * np.linalg.norm(plain[:, :40], axis=1, keepdims=True),
+                               plain[:, :40], rtol=1e-4, atol=1e-5)
+    # stored rows, un-standardised, come back unchanged (a --track query re-prepares them)
+    np.testing.assert_allclose(standardize(Z * std + mean, mean, std, blocks), Z, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ParameterError, match="blocks"):
+        standardize(X, mean, std, (40, 10))
 
 
 def test_three_minute_track_is_fast_enough() -> None:

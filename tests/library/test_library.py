@@ -55,9 +55,10 @@ def _clip(music_dir: Path, name: str, offset_s: float, duration_s: float, lib: L
 
 def test_library_layout_and_catalogue(lib_dir: Path) -> None:
     data = json.loads((lib_dir / LIBRARY_FILE).read_text())
-    assert data["format"] == "audiolsh-library" and data["format_version"] == 2
+    assert data["format"] == "audiolsh-library" and data["format_version"] == 3
     # Standardisation and fusion statistics are stored in the library, as the engine needs them back.
     assert set(data["stats"]) == {"rhythm", "timbre", "chroma"}
+    assert data["stats"]["timbre"]["blocks"] == [40, 280] and "blocks" not in data["stats"]["rhythm"]
     assert set(data["fusion"]) == set(COMBINED_PARTS)
     assert all(sd > 0 for _mu, sd in data["fusion"].values())
     with Library.open(lib_dir, readonly=True) as lib:
@@ -173,10 +174,11 @@ def test_bad_libraries_and_parameters(tmp_path: Path) -> None:
     (tmp_path / "a" / LIBRARY_FILE).write_text(json.dumps(newer))
     with pytest.raises(IndexFormatError, match="newer"):
         Library.open(tmp_path / "a")
-    # A library of the first format has a combined index of another kind: built again.
-    (tmp_path / "a" / LIBRARY_FILE).write_text(json.dumps({**newer, "format_version": 1}))
-    with pytest.raises(IndexFormatError, match="older than this audiolsh reads"):
-        Library.open(tmp_path / "a")
+    # Libraries of formats 1 and 2 hold combined and timbre vectors of other kinds: built again.
+    for old in (1, 2):
+        (tmp_path / "a" / LIBRARY_FILE).write_text(json.dumps({**newer, "format_version": old}))
+        with pytest.raises(IndexFormatError, match="older than this audiolsh reads"):
+            Library.open(tmp_path / "a")
 
 
 def test_standardizer_and_fusion_maths() -> None:
@@ -188,6 +190,10 @@ def test_standardizer_and_fusion_maths() -> None:
     assert np.allclose(Z[:, :2].std(axis=0), 1, atol=1e-4)
     assert np.all(np.isfinite(Z))  # the constant column does not divide by zero
     assert np.allclose(Standardizer.from_dict(s.to_dict())(X), Z)
+    b = Standardizer.fit(X, blocks=(1, 2))
+    back = Standardizer.from_dict(json.loads(json.dumps(b.to_dict())))
+    assert back.blocks == (1, 2) and np.allclose(back(X), b(X))
+    assert np.allclose(np.linalg.norm(b(X)[:, 1:], axis=1), 1, atol=1e-5)
     # The combined rows' cosine, turned into the fused score, is the sum of the z-scored
     # rhythm and timbre cosines plus the z-scored Jaccard.
     fusion = Fusion({"rhythm": (0.1, 0.2), "timbre": (0.3, 0.05), "peaks": (0.02, 0.01)})

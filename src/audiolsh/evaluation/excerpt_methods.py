@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from audiolsh.errors import ParameterError
-from audiolsh.features.excerpts import NORMALISATION, fit_standardizer, standardize
+from audiolsh.features.excerpts import BLOCKS, NORMALISATION, fit_standardizer, standardize
 from audiolsh.hashing import HyperplaneLSH, MinHashLSH, SetBatch
 from audiolsh.hashing.hyperplane import needs_centering
 from audiolsh.index import auto_whiten
@@ -49,12 +49,14 @@ def _lsh_bits(n: int, *, per_bucket: int = 8) -> int:
 class _VectorMethod:
     """Standardised vectors, cosine; exact brute force or hyperplane LSH."""
 
-    def __init__(self, X: np.ndarray, normalisation: str, seed: int | None, *, n_tables: int = 8) -> None:
+    def __init__(self, X: np.ndarray, normalisation: str, seed: int | None, *, n_tables: int = 8,
+                 blocks: tuple[int, ...] = ()) -> None:
         if normalisation == "standardize":
             self.mean, self.std = fit_standardizer(X)
         else:
             self.mean, self.std = np.zeros(X.shape[1], np.float32), np.ones(X.shape[1], np.float32)
-        Z = standardize(X, self.mean, self.std)
+        self.blocks = blocks
+        Z = standardize(X, self.mean, self.std, blocks)
         self.exact = BruteForce("cosine").fit(Z)
         self.lsh: VectorLSH | None = None
         if seed is not None:
@@ -67,7 +69,7 @@ class _VectorMethod:
                                  n_rerank=VECTOR_RERANK).fit(Z)
 
     def prepare(self, Q: np.ndarray) -> np.ndarray:
-        return standardize(Q, self.mean, self.std)
+        return standardize(Q, self.mean, self.std, self.blocks)
 
     def search(self, Q: np.ndarray, k: int, *, lsh: bool) -> np.ndarray:
         Qz = self.prepare(Q)
@@ -169,7 +171,7 @@ class Methods:
     ) -> None:
         self.methods = tuple(methods)
         self.vec = {
-            name: _VectorMethod(vectors[mode], VECTOR_NORMALISATION[name], seed)
+            name: _VectorMethod(vectors[mode], VECTOR_NORMALISATION[name], seed, blocks=BLOCKS.get(mode, ()))
             for name, mode in VECTOR_MODES.items()
             if name in self.methods or (name in COMBINED and "combined" in self.methods)
         }

@@ -15,7 +15,7 @@ LABELS = {
     "s2_bands": "S2 band \"beat spectrum\"",
     "beat_spectrum": "Foote beat spectrum",
     "rhythm": "rhythm (log-lag onset ACF)",
-    "timbre": "timbre (MFCC stats)",
+    "timbre": "timbre (MFCC stats + spectral pattern)",
     "chroma_vote": "chroma vote (S1)",
     "peaks_minhash": "MinHash peak pairs (S4)",
     "combined": "combined (rhythm+timbre+peaks)",

@@ -12,6 +12,7 @@ from audiolsh.features.logmel import EMBEDDING_DIM, logmel_embeddings
 from audiolsh.features.mfcc import mfcc_stats
 from audiolsh.features.peaks import peak_set
 from audiolsh.features.rhythm import rhythm_descriptor
+from audiolsh.features.spectral_pattern import delta_spectral_pattern
 
 __all__ = [
     "EMBEDDING_DIM",
@@ -20,6 +21,7 @@ __all__ = [
     "Landmarks",
     "beat_spectrum_bands",
     "chroma_frames",
+    "delta_spectral_pattern",
     "excerpt_features",
     "logmel_embeddings",
     "mfcc_stats",

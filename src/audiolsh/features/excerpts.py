@@ -12,7 +12,9 @@ stored in the index and are applied to queries too; a query clip goes through th
 
 - ``rhythm``: (n_windows, 282) float32, the :mod:`.rhythm` descriptor. Standardise with the
   collection mean/std, then cosine (hyperplane LSH).
-- ``timbre``: (n_windows, 40) float32, MFCC means and stds (:mod:`.mfcc`). Standardise, cosine.
+- ``timbre``: (n_windows, 320) float32, MFCC means and stds (:mod:`.mfcc`, 40) followed by the
+  delta spectral pattern (:mod:`.spectral_pattern`, 280). Standardise, then scale each of the
+  two blocks to unit length (:data:`BLOCKS`), cosine: the mean of the two blocks' cosines.
 - ``chroma``: (n_frames, 12) float32, the chroma frames of the whole track (hop 4000 samples,
   ``offsets_s`` = frame centres). Centre with the collection's mean chroma (no scaling), cosine;
   search frame by frame and let each query frame vote (S1).
@@ -26,6 +28,7 @@ stored in the index and are applied to queries too; a query clip goes through th
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Iterable
@@ -40,6 +43,7 @@ from audiolsh.errors import ParameterError
 from audiolsh.features import beat_spectrum as bs
 from audiolsh.features import chroma as ch
 from audiolsh.features import mfcc, peaks, rhythm, spectral
+from audiolsh.features import spectral_pattern as sp
 from audiolsh.hashing.minhash import SetBatch
 
 logger = logging.getLogger(__name__)
@@ -47,6 +51,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ALL_MODES",
     "BASELINE_MODES",
+    "BLOCKS",
     "METRICS",
     "MIN_CLIP_S",
     "MODES",
@@ -81,6 +86,11 @@ METRICS = {
     "beat_spectrum": "cosine",
     "beat_spectrum_bands": "cosine",
 }
+
+BLOCKS = {"timbre": (2 * mfcc.N_MFCC, sp.DIM)}
+"""Modes whose vector joins blocks of different sizes: after standardising, each block is scaled
+to unit length, so that the 280 values of the spectral pattern do not outweigh the 40 MFCC
+statistics (the cosine becomes the mean of the blocks' cosines)."""
 
 _CHUNK_WINDOWS = 48  # windows per batch for the (windows, mels, frames) descriptors
 
@@ -121,9 +131,22 @@ def fit_standardizer(X: np.ndarray, *, scale: bool = True) -> tuple[np.ndarray, 
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def standardize(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """(X - mean) / std as float32, the vectors the index hashes and searches."""
-    return ((np.asarray(X, dtype=np.float32) - mean) / std).astype(np.float32)
+def standardize(
+    X: np.ndarray, mean: np.ndarray, std: np.ndarray, blocks: tuple[int, ...] = ()
+) -> np.ndarray:
+    """(X - mean) / std as float32, the vectors the index hashes and searches; with ``blocks``
+    (sizes summing to the dimension) each block of a row is then scaled to unit length.
+    Standardising rows that are already standardised this way (``Z * std + mean``) gives them back.
+    """
+    Z = ((np.asarray(X, dtype=np.float32) - mean) / std).astype(np.float32)
+    if blocks:
+        if sum(blocks) != Z.shape[-1]:
+            raise ParameterError(f"blocks {blocks} do not add up to the dimension {Z.shape[-1]}")
+        edges = np.cumsum((0, *blocks))
+        for a, b in itertools.pairwise(edges):
+            norm = np.linalg.norm(Z[..., a:b], axis=-1, keepdims=True)
+            Z[..., a:b] /= np.maximum(norm, 1e-12)
+    return Z
 
 
 @lru_cache(maxsize=4)
@@ -233,9 +256,11 @@ def excerpt_features(
 
     M = _mel_basis(sr, spectral.N_FFT, spectral.N_MELS) @ P
     L = spectral.log_power(M)
+    profiles = sp.block_profiles(sp.band_power(P, sr)) if "timbre" in modes else None
     del P
-    if "timbre" in modes:
-        X = mfcc.window_stats(mfcc.mfcc_frames(L), first, stop)
+    if profiles is not None:
+        X = np.concatenate([mfcc.window_stats(mfcc.mfcc_frames(L), first, stop),
+                            sp.window_patterns(profiles, first, stop)], axis=1)
         out["timbre"] = ExcerptFeatures(X, offsets, win)
     if "rhythm" in modes:
         onsets = rhythm.onset_bands(L)
