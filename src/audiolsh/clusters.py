@@ -1,7 +1,9 @@
 """Groups of similar tracks (S4's feature table): SVD-reduced features, then k-means.
 
-For a library, each track is the mean of its standardised excerpt vectors of one mode; for a
-vector index (e.g. a feature table imported with ``vectors add file.csv``) each row is itself.
+For a library, each track is the mean of its excerpt vectors of one mode as the index stores
+them (standardised, timbre's two blocks balanced, combined's blocks weighted), only centred
+before the SVD so that those weights hold; for a vector index (e.g. a feature table imported
+with ``vectors add file.csv``) each row is itself, and its columns are standardised first.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ class Clustering:
         return out
 
 
-def cluster_matrix(X: np.ndarray, n_clusters: int, *, n_components: int = 16,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
-    """k-means on the standardised, SVD-reduced rows: (labels, distances, explained variance)."""
+def cluster_matrix(X: np.ndarray, n_clusters: int, *, n_components: int = 16, seed: int = 0,
+                   standardise: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
+    """k-means on the centred (and, with ``standardise``, scaled) SVD-reduced rows:
+    (labels, distances, explained variance)."""
     from sklearn.cluster import KMeans
     from sklearn.decomposition import TruncatedSVD
 
@@ -45,7 +48,9 @@ def cluster_matrix(X: np.ndarray, n_clusters: int, *, n_components: int = 16,
     if len(X) < n_clusters:
         raise ParameterError(f"cannot make {n_clusters} groups of {len(X)} items")
     X = np.asarray(X, np.float64)
-    X = (X - X.mean(axis=0)) / np.maximum(X.std(axis=0), 1e-9)
+    X = X - X.mean(axis=0)
+    if standardise:
+        X /= np.maximum(X.std(axis=0), 1e-9)
     n_comp = max(1, min(n_components, X.shape[1] - 1, len(X) - 1))
     if X.shape[1] > 1 and len(X) > 2:
         svd = TruncatedSVD(n_components=n_comp, random_state=seed)
@@ -73,7 +78,7 @@ def cluster_library(library: Library, *, by: str, n_clusters: int, seed: int = 0
     sums = np.zeros((len(uniq), X.shape[1]))
     np.add.at(sums, inverse, X)
     means = sums / np.bincount(inverse, minlength=len(uniq))[:, None]
-    labels, dist, explained = cluster_matrix(means, n_clusters, seed=seed)
+    labels, dist, explained = cluster_matrix(means, n_clusters, seed=seed, standardise=False)
     paths = {t.id: t.path for t in library.tracks()}
     return Clustering(labels, [paths.get(int(t), "?") for t in uniq], uniq, dist, explained)
 

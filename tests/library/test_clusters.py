@@ -31,3 +31,19 @@ def test_a_feature_table_index_clusters_its_rows(tmp_path: Path) -> None:
     groups = result.groups()
     names = [{result.names[i][0] for i in g} for g in groups]
     assert sorted(map(sorted, names)) == [["a"], ["b"]]
+
+
+def test_prepared_rows_keep_their_weights() -> None:
+    """Library rows are already standardised and weighted (timbre's blocks, combined's parts):
+    scaling every column up to unit variance again would let 200 faint columns of noise outvote
+    the two that carry the groups."""
+    rng = np.random.default_rng(3)
+    signal = np.repeat([[2.0, 2.0], [-2.0, -2.0]], 30, axis=0) + rng.normal(0, 0.3, (60, 2))
+    X = np.hstack([signal, rng.normal(0, 0.05, (60, 200))])
+    truth = np.repeat([0, 1], 30)
+
+    def agreement(labels: np.ndarray) -> float:
+        return max(np.mean(labels == truth), np.mean(labels != truth))
+
+    assert agreement(cluster_matrix(X, 2, seed=0, standardise=False)[0]) == 1.0
+    assert agreement(cluster_matrix(X, 2, seed=0)[0]) < 0.9
