@@ -80,7 +80,7 @@ def identify(library: Library, y: np.ndarray, sr: int, *, method: str = "landmar
         data: Any = frames
     else:
         assert clip.peaks is not None
-        data, q_times = clip.peaks
+        data, q_times = library.peak_sets(clip.peaks[0]), clip.peaks[1]
         name, n_votes = "peaks", 10
     index = library.indexes[name]
     if len(q_times) == 0 or len(index) == 0:

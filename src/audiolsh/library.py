@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from audiolsh.errors import IndexFormatError, ParameterError
+from audiolsh.features import peaks
 from audiolsh.features.excerpts import BLOCKS, fit_standardizer, standardize
 from audiolsh.index import Index
 from audiolsh.search.brute import prepare
@@ -193,6 +194,9 @@ class LibraryConfig:
     seed: int = 0
     stats: dict[str, dict[str, list[float] | list[int]]] = field(default_factory=dict)
     fusion: dict[str, list[float]] = field(default_factory=dict)
+    #: peak pairs left out of every peak set (``features.peaks.common_elements`` of the first
+    #: batch); None until that batch is committed
+    peaks_common: list[int] | None = None
 
     def validate(self) -> LibraryConfig:
         self.modes = check_modes(self.modes)
@@ -207,6 +211,7 @@ class LibraryConfig:
             "format": LIBRARY_FORMAT, "format_version": LIBRARY_VERSION,
             "modes": list(self.modes), "window_s": self.window_s, "hop_s": self.hop_s,
             "seed": self.seed, "stats": self.stats, "fusion": self.fusion,
+            "peaks_common": self.peaks_common,
         }
 
     @classmethod
@@ -217,9 +222,12 @@ class LibraryConfig:
                              oldest=LIBRARY_VERSION,
                              too_old="its timbre and combined modes changed;"
                                      " index the music again into a new directory")
+        # absent: written before common pairs were left out, so its stored sets keep them all
+        common = data["peaks_common"] if "peaks_common" in data else []
         return cls(tuple(data["modes"]), float(data["window_s"]), float(data["hop_s"]),
                    int(data.get("seed", 0)), dict(data.get("stats", {})),
-                   dict(data.get("fusion", {}))).validate()
+                   dict(data.get("fusion", {})),
+                   None if common is None else [int(e) for e in common]).validate()
 
 
 def is_library(path: str | os.PathLike[str]) -> bool:
@@ -420,17 +428,26 @@ class Library:
                     new[mode] = Standardizer.fit(np.concatenate(rows), scale=mode in SCALED,
                                                  blocks=BLOCKS.get(mode, ()))
         fuse = all(p in self.modes for p in COMBINED_PARTS) and self.fusion is None
-        if not new and not fuse:
+        common = "peaks" in self.modes and self.config.peaks_common is None
+        if not new and not fuse and not common:
             return
         self._standardizers.update(new)
         self.config.stats = {m: s.to_dict() for m, s in self._standardizers.items()}
-        if fuse:
+        if common or fuse:
             from audiolsh.hashing import concat_sets
 
-            vectors = {p: self.prepare(p, np.concatenate([ex.vectors[p][0] for ex in batch]))
-                       for p in COMBINED_VECTORS}
             sets = concat_sets([ex.peaks[0] for ex in batch])
             labels = np.repeat(np.arange(len(batch)), [len(ex.peaks[0]) for ex in batch])
+        if common:
+            drop = peaks.common_elements(sets, labels)
+            if not len(drop):
+                log.info("first batch of %d tracks: every peak pair is kept (common pairs are found"
+                         " from %d tracks on)", len(batch), peaks.COMMON_MIN_TRACKS)
+            self.config.peaks_common = [int(e) for e in drop]
+        if fuse:
+            sets = self.peak_sets(sets)
+            vectors = {p: self.prepare(p, np.concatenate([ex.vectors[p][0] for ex in batch]))
+                       for p in COMBINED_VECTORS}
             if len(sets) >= 2:
                 self.fusion = Fusion.fit(vectors, sets, labels, seed=self.config.seed)
             else:
@@ -439,6 +456,14 @@ class Library:
             self.config.fusion = self.fusion.to_dict()
         if self.path is not None:
             write_atomic(self.path / LIBRARY_FILE, json.dumps(self.config.to_dict(), indent=2).encode())
+
+    def peak_sets(self, sets: Any) -> Any:
+        """Peak sets (a SetBatch) as they are stored and queried: the common pairs left out."""
+        if self.config.peaks_common is None:
+            self._reload_stats()
+        if not self.config.peaks_common:
+            return sets
+        return peaks.drop_elements(sets, np.asarray(self.config.peaks_common, np.uint64))
 
     def prepare(self, mode: str, X: np.ndarray) -> np.ndarray:
         """Raw features of a mode as they are stored and queried."""
@@ -488,7 +513,7 @@ class Library:
         if name == "combined":
             return self.combined_rows(ex)
         if name == "peaks":
-            return ex.peaks
+            return self.peak_sets(ex.peaks[0]), ex.peaks[1]
         if name == "chroma_frames":
             return ex.chroma_frames
         X, offsets = ex.vectors[name]
@@ -505,6 +530,7 @@ class Library:
             return
         fresh = LibraryConfig.from_dict(data, str(self.path / LIBRARY_FILE))
         self.config.stats, self.config.fusion = fresh.stats, fresh.fusion
+        self.config.peaks_common = fresh.peaks_common
         self._standardizers = {m: Standardizer.from_dict(s) for m, s in fresh.stats.items()}
         self.fusion = Fusion.from_dict(fresh.fusion) if fresh.fusion else None
 

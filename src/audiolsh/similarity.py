@@ -75,7 +75,7 @@ def _query_rows(library: Library, name: str, clip: Extracted) -> tuple[Any, np.n
     if name == "peaks":
         if clip.peaks is None:
             raise ParameterError("the clip has no peak sets")
-        return clip.peaks
+        return library.peak_sets(clip.peaks[0]), clip.peaks[1]
     if name == "chroma_frames":
         if clip.chroma_frames is None:
             raise ParameterError("the clip has no chroma frames")
@@ -167,7 +167,7 @@ def similar(library: Library, clip: Extracted, *, by: str = "combined", k: int =
     if by == "combined":
         if clip.peaks is None or len(clip.peaks[0]) != len(q_offsets):
             raise ParameterError(f"{clip.path or 'the clip'}: the combined mode needs its peak sets")
-        clip_sets = clip.peaks[0]
+        clip_sets = library.peak_sets(clip.peaks[0])
     if worst:
         data = -np.asarray(data)
     n_items = len(index)

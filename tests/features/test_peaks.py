@@ -64,3 +64,24 @@ def test_window_sets_match_a_direct_grouping(rng: np.random.Generator) -> None:
 def test_pairs_need_two_peaks() -> None:
     empty = Peaks(np.array([5]), np.array([10]), np.array([0.0], np.float32))
     assert peak_elements(empty, frame_s=0.02)[0].size == 0
+
+
+def test_common_elements_are_those_of_many_windows_of_enough_tracks() -> None:
+    from audiolsh.features.peaks import common_elements, drop_elements
+    from audiolsh.hashing import SetBatch
+
+    rng = np.random.default_rng(0)
+    rows = [np.union1d(rng.choice(np.arange(100, 10_000), 40, replace=False), [7] if i % 2 else [])
+            for i in range(40)]
+    rows = [np.union1d(r, [5]) if i < 3 else r for i, r in enumerate(rows)]  # 5: in 3 of 40 windows
+    sets = SetBatch(np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64),
+                    np.concatenate(rows).astype(np.uint64))
+    labels = np.arange(40) // 2  # 20 tracks
+    common = common_elements(sets, labels)
+    assert 7 in common and 5 not in common  # 7 is in half the windows, 5 in 7.5 %
+    assert len(common_elements(sets, np.arange(40) // 8)) == 0  # 5 tracks: one track's motif could pass
+    kept = drop_elements(sets, common)
+    assert len(kept) == len(sets)
+    for i in range(len(sets)):
+        np.testing.assert_array_equal(kept[i], np.setdiff1d(sets[i], common))
+    assert drop_elements(sets, np.zeros(0, np.uint64)) is sets

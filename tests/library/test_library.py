@@ -300,3 +300,37 @@ def test_a_reader_opened_before_the_first_batch_and_an_empty_library(tmp_path: P
     found = similar(reader, clip, by="combined", k=2)
     assert Path(found[0].path).name == "song2.wav" and reader.fusion is not None
     reader.close()
+
+
+def test_common_peak_pairs_are_left_out_of_stored_and_query_sets(tmp_path: Path) -> None:
+    songs = [synth.music(duration_s=20.0, sr=SR, seed=40 + s) for s in range(12)]
+    with Library.create(tmp_path / "lib", modes=("peaks",)) as lib:
+        batch = [analyse(y, SR, modes=lib.modes, window_s=10.0, hop_s=5.0, path=f"s{i}.wav",
+                         content_hash=f"{i:040x}") for i, y in enumerate(songs)]
+        lib.add_batch(batch)
+        common = np.asarray(lib.config.peaks_common, np.uint64)
+        assert len(common)
+        assert np.isin(common, np.concatenate([ex.peaks[0].elements for ex in batch])).all()
+        stored, _ids = lib.indexes["peaks"].live_data()
+        assert not np.isin(stored.elements, common).any()
+        clip = analyse(songs[5][3 * SR : 13 * SR], SR, modes=lib.modes, window_s=10.0, hop_s=5.0)
+        found = similar(lib, clip, by="peaks", k=2)
+        assert found[0].path == "s5.wav"
+        # The query's sets lose the same pairs: its Jaccard with its own window is what is stored.
+        assert np.isin(clip.peaks[0].elements, common).any()
+        assert not np.isin(lib.peak_sets(clip.peaks[0]).elements, common).any()
+    data = json.loads((tmp_path / "lib" / LIBRARY_FILE).read_text())
+    assert data["peaks_common"] == [int(e) for e in common]
+    with Library.open(tmp_path / "lib", readonly=True) as again:
+        assert again.config.peaks_common == data["peaks_common"]
+    # A library written before the key existed keeps every pair (its stored sets have them all).
+    del data["peaks_common"]
+    (tmp_path / "lib" / LIBRARY_FILE).write_text(json.dumps(data))
+    with Library.open(tmp_path / "lib", readonly=True) as old:
+        assert old.config.peaks_common == []
+
+
+def test_a_first_batch_of_three_tracks_keeps_every_pair(lib_dir: Path) -> None:
+    """Too few tracks to tell the collection's common pairs from one track's motifs."""
+    with Library.open(lib_dir, readonly=True) as lib:
+        assert lib.config.peaks_common == []

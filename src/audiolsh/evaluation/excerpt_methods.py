@@ -16,6 +16,7 @@ import numpy as np
 
 from audiolsh.errors import ParameterError
 from audiolsh.features.excerpts import BLOCKS, NORMALISATION, fit_standardizer, standardize
+from audiolsh.features.peaks import common_elements, drop_elements
 from audiolsh.hashing import HyperplaneLSH, MinHashLSH, SetBatch
 from audiolsh.hashing.hyperplane import needs_centering
 from audiolsh.index import auto_whiten
@@ -170,6 +171,9 @@ class Methods:
         methods: Sequence[str] = METHODS,
     ) -> None:
         self.methods = tuple(methods)
+        # The library's rule: pairs common to the collection's windows are left out of every set.
+        self.common = common_elements(sets, labels)
+        sets = drop_elements(sets, self.common)
         self.vec = {
             name: _VectorMethod(vectors[mode], VECTOR_NORMALISATION[name], seed, blocks=BLOCKS.get(mode, ()))
             for name, mode in VECTOR_MODES.items()
@@ -204,6 +208,7 @@ class Methods:
         *, lsh: bool,
     ) -> np.ndarray:
         """(nq, k) ids of the collection rows retrieved for the queries (-1 padded)."""
+        qs = drop_elements(qs, self.common)
         if method in VECTOR_MODES:
             return self.vec[method].search(qv[VECTOR_MODES[method]], k, lsh=lsh)
         if method == "peaks_minhash":

