@@ -208,7 +208,8 @@ class Methods:
         *, lsh: bool,
     ) -> np.ndarray:
         """(nq, k) ids of the collection rows retrieved for the queries (-1 padded)."""
-        qs = drop_elements(qs, self.common)
+        if method in ("peaks_minhash", "combined"):
+            qs = drop_elements(qs, self.common)
         if method in VECTOR_MODES:
             return self.vec[method].search(qv[VECTOR_MODES[method]], k, lsh=lsh)
         if method == "peaks_minhash":

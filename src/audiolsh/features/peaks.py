@@ -223,9 +223,10 @@ def common_elements(
 
 
 def drop_elements(sets: SetBatch, drop: np.ndarray) -> SetBatch:
-    """The sets without the elements of ``drop`` (sorted)."""
+    """The sets without the elements of ``drop`` (sorted uint64)."""
     if len(drop) == 0 or len(sets.elements) == 0:
         return sets
-    keep = ~np.isin(sets.elements, drop, assume_unique=False)
+    at = np.minimum(np.searchsorted(drop, sets.elements), len(drop) - 1)
+    keep = drop[at] != sets.elements
     kept = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
     return SetBatch(kept[sets.indptr], sets.elements[keep])
