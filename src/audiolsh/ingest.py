@@ -2,7 +2,9 @@
 
 Workers decode and extract in parallel processes; only the parent writes to the index, in
 commits of ``commit_every`` files, so an interrupted run keeps every committed file and the
-next run skips them (their content hash is in the catalogue) and goes on with the rest.
+next run skips them (their content hash is in the catalogue) and goes on with the rest. The
+first commit into an empty library waits for :data:`FIRST_BATCH` files (or all there are):
+the library learns its standardisation, fusion statistics and common peak pairs from it.
 """
 
 from __future__ import annotations
@@ -119,6 +121,9 @@ def _extract_safe(path: str, digest: str, modes: Sequence[str], window_s: float,
         return (path, f"{path}: {type(exc).__name__}: {exc}")
 
 
+FIRST_BATCH = 32
+
+
 def index_audio(
     library: Library,
     paths: Iterable[str | os.PathLike[str]],
@@ -164,12 +169,16 @@ def index_audio(
         report.added.extend(ex.path for ex in pending)
         pending.clear()
 
+    first = len(library) == 0
+
     def handle(result: Extracted | tuple[str, str]) -> None:
+        nonlocal first
         if isinstance(result, Extracted):
             pending.append(result)
             on_file and on_file(result.path, "indexed")
-            if len(pending) >= commit_every:
+            if len(pending) >= (max(commit_every, FIRST_BATCH) if first else commit_every):
                 flush()
+                first = False
         else:
             report.failed.append(result)
             on_file and on_file(result[0], f"failed: {result[1]}")

@@ -330,7 +330,30 @@ def test_common_peak_pairs_are_left_out_of_stored_and_query_sets(tmp_path: Path)
         assert old.config.peaks_common == []
 
 
-def test_a_first_batch_of_three_tracks_keeps_every_pair(lib_dir: Path) -> None:
+def test_a_first_batch_of_seven_tracks_keeps_every_pair(lib_dir: Path) -> None:
     """Too few tracks to tell the collection's common pairs from one track's motifs."""
     with Library.open(lib_dir, readonly=True) as lib:
         assert lib.config.peaks_common == []
+
+
+def test_the_first_commit_waits_for_enough_tracks_to_learn_from(
+    tmp_path: Path, music_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import audiolsh.ingest as ingest
+
+    sizes: list[int] = []
+    real = Library.add_batch
+
+    def spy(self: Library, batch: list) -> list[int]:  # type: ignore[type-arg]
+        sizes.append(len(batch))
+        return real(self, batch)
+
+    monkeypatch.setattr(Library, "add_batch", spy)
+    monkeypatch.setattr(ingest, "FIRST_BATCH", 3)
+    songs = [music_dir / f"song{i}.wav" for i in range(4)]
+    drones = [music_dir / f"drone{i}.flac" for i in range(3)]
+    with Library.create(tmp_path / "lib", modes=("timbre",)) as lib:
+        index_audio(lib, songs[:3], workers=1, commit_every=2)
+        assert sizes == [3]  # the statistics come from 3 tracks, not from the first 2
+        index_audio(lib, [songs[3], *drones], workers=1, commit_every=2)
+        assert sizes == [3, 2, 2]  # a library that has tracks commits every 2 files

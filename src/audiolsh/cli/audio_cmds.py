@@ -34,7 +34,8 @@ def _modes(text: str) -> tuple[str, ...]:
 @click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
               help="Parallel decoding processes (default: all cores).")
 @click.option("--commit-every", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Files per commit; an interrupted run keeps every committed file.")
+              help="Files per commit; an interrupted run keeps every committed file. The first"
+                   " commit into an empty library waits for 32 files: its statistics come from them.")
 @click.option("--modes", default=",".join(DEFAULT_MODES), show_default=True,
               help=f"What to extract, comma-separated, from {', '.join(MODES)} (new library only).")
 @click.option("--window", "window_s", type=float, default=WINDOW_S, show_default=True,
