@@ -1,6 +1,7 @@
 """The music library: one directory, one index per search mode, one track catalogue.
 
-    DIR/library.json        format version, modes, window/hop, standardisation and fusion statistics
+    DIR/library.json        format version, modes, window/hop, standardisation and fusion statistics,
+                            the peak pairs common to the collection
     DIR/tracks/             the catalogue of complete tracks (its ids are the library's track ids)
     DIR/fingerprint/        landmark hashes (identification)
     DIR/<mode>/             an ``Index`` per vector or set mode (embedding, rhythm, timbre, ...)
@@ -118,7 +119,7 @@ class Standardizer:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Standardizer:
         return cls(np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32),
-                   tuple(int(b) for b in data.get("blocks", ())))
+                   tuple(int(b) for b in data.get("blocks") or ()))
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,7 @@ class Library:
                 for name in vector_indexes(config.modes)
             }
         self._map_cache: dict[str, tuple[tuple[int, int], tuple[np.ndarray, np.ndarray]]] = {}
+        self._common: tuple[list[int], np.ndarray] | None = None  # peaks_common, sorted array
 
     def _new_index(self, where: Path | None, name: str) -> Index:
         metric = "jaccard" if name == "peaks" else "cosine"
@@ -440,9 +442,11 @@ class Library:
             labels = np.repeat(np.arange(len(batch)), [len(ex.peaks[0]) for ex in batch])
         if common:
             drop = peaks.common_elements(sets, labels)
-            if not len(drop):
-                log.info("first batch of %d tracks: every peak pair is kept (common pairs are found"
-                         " from %d tracks on)", len(batch), peaks.COMMON_MIN_TRACKS)
+            if len(batch) < peaks.COMMON_MIN_TRACKS:
+                log.warning("the first batch has %d tracks, fewer than the %d needed to find the peak"
+                            " pairs common to the collection: this library keeps every pair for good"
+                            " (index at least %d files in its first run to have them left out)",
+                            len(batch), peaks.COMMON_MIN_TRACKS, peaks.COMMON_MIN_TRACKS)
             self.config.peaks_common = [int(e) for e in drop]
         if fuse:
             sets = self.peak_sets(sets)
@@ -461,9 +465,12 @@ class Library:
         """Peak sets (a SetBatch) as they are stored and queried: the common pairs left out."""
         if self.config.peaks_common is None:
             self._reload_stats()
-        if not self.config.peaks_common:
+        common = self.config.peaks_common
+        if not common:
             return sets
-        return peaks.drop_elements(sets, np.asarray(self.config.peaks_common, np.uint64))
+        if self._common is None or self._common[0] is not common:
+            self._common = (common, np.unique(np.asarray(common, np.uint64)))
+        return peaks.drop_elements(sets, self._common[1])
 
     def prepare(self, mode: str, X: np.ndarray) -> np.ndarray:
         """Raw features of a mode as they are stored and queried."""

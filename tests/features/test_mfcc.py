@@ -53,3 +53,15 @@ def test_brighter_sound_raises_the_first_coefficients_spread() -> None:
     # c1 (spectral tilt) is large for a low tone and small for flat noise.
     assert mfcc_stats(dark, SR)[1] > mfcc_stats(bright, SR)[1]
     assert librosa.feature.mfcc(y=dark, sr=SR).shape[0] == 20
+
+
+def test_a_quiet_passage_has_the_same_stats_in_its_track_and_alone() -> None:
+    """The floor is per frame: a window sliced from a loud track matches the clip analysed alone."""
+    song = synth.music(duration_s=20.0, sr=SR, seed=4)
+    track = np.concatenate([song[: 10 * SR] * 0.003, song[10 * SR :]]).astype(np.float32)  # -50 dB
+    C = mfcc_frames(log_power(mel_power(track, SR)))
+    alone = mfcc_frames(log_power(mel_power(track[: 10 * SR], SR)))
+    # frames away from the clip's edges, where the STFT sees the track's next notes or padding
+    first, stop = np.array([4]), np.array([alone.shape[1] - 4])
+    np.testing.assert_allclose(window_stats(C, first, stop), window_stats(alone, first, stop),
+                               rtol=1e-3, atol=0.05)

@@ -85,3 +85,19 @@ def test_common_elements_are_those_of_many_windows_of_enough_tracks() -> None:
     for i in range(len(sets)):
         np.testing.assert_array_equal(kept[i], np.setdiff1d(sets[i], common))
     assert drop_elements(sets, np.zeros(0, np.uint64)) is sets
+
+
+def test_one_long_tracks_motif_is_not_common() -> None:
+    from audiolsh.features.peaks import common_elements
+    from audiolsh.hashing import SetBatch
+
+    rng = np.random.default_rng(1)
+    labels = np.concatenate([np.repeat(np.arange(31), 4), np.full(60, 31)])  # track 31: 60 windows
+    rows = [rng.choice(np.arange(100, 100_000), 30, replace=False) for _ in labels]
+    rows = [np.union1d(r, [42]) if lab == 31 and i % 2 else np.sort(r)
+            for i, (r, lab) in enumerate(zip(rows, labels))]
+    rows = [np.union1d(r, [7]) if i % 5 == 0 else r for i, r in enumerate(rows)]  # 7: across tracks
+    sets = SetBatch(np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64),
+                    np.concatenate(rows).astype(np.uint64))
+    common = common_elements(sets, labels)
+    assert 7 in common and 42 not in common  # 42: in 16 % of the windows, all of one track

@@ -47,3 +47,25 @@ def test_prepared_rows_keep_their_weights() -> None:
 
     assert agreement(cluster_matrix(X, 2, seed=0, standardise=False)[0]) == 1.0
     assert agreement(cluster_matrix(X, 2, seed=0)[0]) < 0.9
+
+
+def test_library_clusters_do_not_rescale_the_stored_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    import audiolsh.clusters as clusters
+    from audiolsh.audio import synth
+    from audiolsh.ingest import analyse
+    from audiolsh.library import Library
+
+    seen: dict[str, object] = {}
+    real = clusters.cluster_matrix
+
+    def spy(X: np.ndarray, n_clusters: int, **kw: object):  # type: ignore[no-untyped-def]
+        seen.update(kw)
+        return real(X, n_clusters, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(clusters, "cluster_matrix", spy)
+    lib = Library.create(None, modes=("timbre",))
+    lib.add_batch([analyse(synth.music(duration_s=12.0, sr=22050, seed=s), 22050, modes=lib.modes,
+                           window_s=10.0, hop_s=5.0, path=f"t{s}.wav", content_hash=f"{s:040x}")
+                   for s in range(4)])
+    result = clusters.cluster_library(lib, by="timbre", n_clusters=2)
+    assert seen.get("standardise") is False and len(result.names) == 4

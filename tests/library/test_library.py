@@ -207,43 +207,49 @@ def test_standardizer_and_fusion_maths() -> None:
     assert Fusion.from_dict(fusion.to_dict()) == fusion
 
 
-def test_combined_is_the_fused_score_of_the_best_passage(lib_dir: Path, music_dir: Path) -> None:
+def _fused_per_track(lib: Library, clip, sets=None):  # type: ignore[no-untyped-def]
     """Brute force over every stored window: rhythm and timbre cosines and peak Jaccard joined
-    by (track, offset), z-scored with the library's statistics; a track's score is its best."""
+    by (track, offset), z-scored with the library's statistics; each track's best and worst."""
     from audiolsh.search.brute import jaccard_rows
 
+    stats = lib.fusion.stats
+    per_part = {}
+    for part in COMBINED_PARTS:
+        data, ids = lib.indexes[part].live_data()
+        sub, offsets = lib.indexes[part].storage.item_arrays(ids)
+        order = np.lexsort((offsets, lib.resolve_tracks(part, sub)))
+        per_part[part] = (data.take(order) if part == "peaks" else data[order],
+                          lib.resolve_tracks(part, sub)[order], offsets[order])
+    tracks, offsets = per_part["rhythm"][1], per_part["rhythm"][2]
+    for part in COMBINED_PARTS:  # the three indexes hold the same windows
+        assert np.array_equal(per_part[part][1], tracks) and np.allclose(per_part[part][2], offsets)
+    total = 0.0
+    for part in ("rhythm", "timbre"):
+        Q = lib.prepare(part, clip.vectors[part][0])
+        X = per_part[part][0]
+        Qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+        cos = Qn @ (X / np.linalg.norm(X, axis=1, keepdims=True)).T
+        total = total + (cos - stats[part][0]) / stats[part][1]
+    n_q, n_x = total.shape
+    q_sets = lib.peak_sets(clip.peaks[0]) if sets is None else sets
+    jac = jaccard_rows(q_sets, per_part["peaks"][0], np.tile(np.arange(n_x), (n_q, 1)))
+    total = total + (jac - stats["peaks"][0]) / stats["peaks"][1]
+    best = {int(t): float(total[:, tracks == t].max()) for t in np.unique(tracks)}
+    low = {int(t): float(total[:, tracks == t].min()) for t in np.unique(tracks)}
+    return best, low
+
+
+def test_combined_is_the_fused_score_of_the_best_passage(lib_dir: Path, music_dir: Path) -> None:
     with Library.open(lib_dir, readonly=True) as lib:
         clip = _clip(music_dir, "song2.wav", 12.0, 10.0, lib)
         found = similar(lib, clip, by="combined", k=4)
-        stats = lib.fusion.stats
-        per_part = {}
-        for part in COMBINED_PARTS:
-            data, ids = lib.indexes[part].live_data()
-            sub, offsets = lib.indexes[part].storage.item_arrays(ids)
-            order = np.lexsort((offsets, lib.resolve_tracks(part, sub)))
-            per_part[part] = (data.take(order) if part == "peaks" else data[order],
-                              lib.resolve_tracks(part, sub)[order], offsets[order])
-        tracks, offsets = per_part["rhythm"][1], per_part["rhythm"][2]
-        for part in COMBINED_PARTS:  # the three indexes hold the same windows
-            assert np.array_equal(per_part[part][1], tracks) and np.allclose(per_part[part][2], offsets)
-        total = 0.0
-        for part in ("rhythm", "timbre"):
-            Q = lib.prepare(part, clip.vectors[part][0])
-            X = per_part[part][0]
-            Qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)
-            cos = Qn @ (X / np.linalg.norm(X, axis=1, keepdims=True)).T
-            total = total + (cos - stats[part][0]) / stats[part][1]
-        n_q, n_x = total.shape
-        jac = jaccard_rows(clip.peaks[0], per_part["peaks"][0], np.tile(np.arange(n_x), (n_q, 1)))
-        total = total + (jac - stats["peaks"][0]) / stats["peaks"][1]
+        best, low = _fused_per_track(lib, clip)
         worst = similar(lib, clip, by="combined", k=2, worst=True)
-    best = {int(t): float(total[:, tracks == t].max()) for t in np.unique(tracks)}
     expected = sorted(best, key=best.get, reverse=True)[:4]
     assert [r.track_id for r in found] == expected
     assert np.allclose([r.score for r in found], [best[t] for t in expected], atol=1e-3)
     assert Path(found[0].path).name == "song2.wav"
     # --worst: the tracks holding the least similar passages of the whole collection.
-    low = {int(t): float(total[:, tracks == t].min()) for t in np.unique(tracks)}
     assert [r.track_id for r in worst] == sorted(low, key=low.get)[:2]
     assert np.allclose([r.score for r in worst], sorted(low.values())[:2], atol=1e-3)
 
@@ -303,8 +309,10 @@ def test_a_reader_opened_before_the_first_batch_and_an_empty_library(tmp_path: P
 
 
 def test_common_peak_pairs_are_left_out_of_stored_and_query_sets(tmp_path: Path) -> None:
+    from audiolsh.identify import identify
+
     songs = [synth.music(duration_s=20.0, sr=SR, seed=40 + s) for s in range(12)]
-    with Library.create(tmp_path / "lib", modes=("peaks",)) as lib:
+    with Library.create(tmp_path / "lib", modes=("rhythm", "timbre", "peaks")) as lib:
         batch = [analyse(y, SR, modes=lib.modes, window_s=10.0, hop_s=5.0, path=f"s{i}.wav",
                          content_hash=f"{i:040x}") for i, y in enumerate(songs)]
         lib.add_batch(batch)
@@ -313,12 +321,28 @@ def test_common_peak_pairs_are_left_out_of_stored_and_query_sets(tmp_path: Path)
         assert np.isin(common, np.concatenate([ex.peaks[0].elements for ex in batch])).all()
         stored, _ids = lib.indexes["peaks"].live_data()
         assert not np.isin(stored.elements, common).any()
-        clip = analyse(songs[5][3 * SR : 13 * SR], SR, modes=lib.modes, window_s=10.0, hop_s=5.0)
+        clip_y = songs[5][3 * SR : 13 * SR]
+        clip = analyse(clip_y, SR, modes=lib.modes, window_s=10.0, hop_s=5.0)
+        assert np.isin(clip.peaks[0].elements, common).any()
+        # every query path leaves the same pairs out: by peaks, combined, and S4's identification
+        kept = lib.peak_sets(clip.peaks[0])
+        assert not np.isin(kept.elements, common).any()
         found = similar(lib, clip, by="peaks", k=2)
         assert found[0].path == "s5.wav"
-        # The query's sets lose the same pairs: its Jaccard with its own window is what is stored.
-        assert np.isin(clip.peaks[0].elements, common).any()
-        assert not np.isin(lib.peak_sets(clip.peaks[0]).elements, common).any()
+        from audiolsh.search.brute import jaccard_rows
+
+        own = np.flatnonzero(lib.resolve_tracks("peaks", lib.indexes["peaks"].storage.item_arrays(_ids)[0])
+                             == found[0].track_id)
+        best = jaccard_rows(kept, stored, np.tile(own, (len(kept), 1))).max()
+        assert found[0].score == pytest.approx(best, abs=1e-6)
+        fused, _low = _fused_per_track(lib, clip)
+        unfiltered, _ = _fused_per_track(lib, clip, clip.peaks[0])
+        combined = similar(lib, clip, by="combined", k=3)
+        top = sorted(fused.values(), reverse=True)[:3]
+        assert [r.score for r in combined] == pytest.approx(top, abs=1e-3)
+        assert max(unfiltered.values()) < max(fused.values()) - 0.1  # the test can tell them apart
+        match = identify(lib, clip_y, SR, method="minhash-peaks")
+        assert match is not None and match.path == "s5.wav"
     data = json.loads((tmp_path / "lib" / LIBRARY_FILE).read_text())
     assert data["peaks_common"] == [int(e) for e in common]
     with Library.open(tmp_path / "lib", readonly=True) as again:

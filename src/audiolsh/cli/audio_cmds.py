@@ -16,7 +16,7 @@ from audiolsh.cli import EXIT_ERROR, cli
 from audiolsh.cli.options import index_option
 from audiolsh.cli.output import emit_records, err_console, format_option
 from audiolsh.errors import AudiolshError, ParameterError
-from audiolsh.ingest import MIN_DURATION_S, SAMPLE_RATE, analyse, index_audio, nearest_passages
+from audiolsh.ingest import FIRST_BATCH, MIN_DURATION_S, SAMPLE_RATE, analyse, index_audio, nearest_passages
 from audiolsh.library import DEFAULT_MODES, HOP_S, MODES, WINDOW_S, Library
 from audiolsh.records import identify_record, similar_record
 
@@ -35,7 +35,8 @@ def _modes(text: str) -> tuple[str, ...]:
               help="Parallel decoding processes (default: all cores).")
 @click.option("--commit-every", type=click.IntRange(min=1), default=8, show_default=True,
               help="Files per commit; an interrupted run keeps every committed file. The first"
-                   " commit into an empty library waits for 32 files: its statistics come from them.")
+                   f" commit into an empty library waits for {FIRST_BATCH} files: its statistics"
+                   " come from them.")
 @click.option("--modes", default=",".join(DEFAULT_MODES), show_default=True,
               help=f"What to extract, comma-separated, from {', '.join(MODES)} (new library only).")
 @click.option("--window", "window_s", type=float, default=WINDOW_S, show_default=True,

@@ -23,14 +23,15 @@ __all__ = ["N_MFCC", "mfcc_frames", "mfcc_stats", "window_stats"]
 
 N_MFCC = 20
 TOP_DB = 60.0
-"""Bands more than this far below the loudest are floored: a codec's low-pass (MP3 cuts the top
-octave) then changes the coefficients little, where the raw -100 dB floor would swing them."""
+"""Bands more than this far below the frame's loudest are floored: a codec's low-pass (MP3 cuts
+the top octave) then changes the coefficients little, where the raw -100 dB floor would swing
+them. Per frame, so that a window gives the same coefficients within its track and alone."""
 
 
 def mfcc_frames(L: np.ndarray, *, n_mfcc: int = N_MFCC, top_db: float = TOP_DB) -> np.ndarray:
     """MFCCs of a log-mel (dB) spectrogram (n_mels, n_frames) -> (n_mfcc, n_frames) float32."""
     L = np.asarray(L)
-    L = np.maximum(L, L.max(initial=-np.inf) - top_db)
+    L = np.maximum(L, L.max(axis=0, keepdims=True, initial=-np.inf) - top_db)
     return librosa.feature.mfcc(S=L, n_mfcc=n_mfcc).astype(np.float32)  # type: ignore[no-any-return]
 
 

@@ -27,6 +27,7 @@ every stored and query set (on dev, peaks alone 0.66 -> 0.71 accuracy@2; held ou
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import scipy.ndimage
@@ -214,12 +215,21 @@ def common_elements(
     sets: SetBatch, labels: np.ndarray, *, max_share: float = COMMON_SHARE,
     min_tracks: int = COMMON_MIN_TRACKS,
 ) -> np.ndarray:
-    """Elements found in more than ``max_share`` of the sets, sorted uint64; none when the sets
-    (``labels``: the track of each) come from fewer than ``min_tracks`` tracks."""
-    if len(np.unique(labels)) < min_tracks or len(sets) == 0:
+    """Elements found in more than ``max_share`` of the sets and in at least that share of the
+    tracks (``labels``: the track of each set; 2 at least), sorted uint64: one long track's
+    motif is not common. None when the sets come from fewer than ``min_tracks`` tracks."""
+    labels = np.asarray(labels)
+    n_tracks = len(np.unique(labels))
+    if n_tracks < min_tracks or len(sets) == 0:
         return np.zeros(0, np.uint64)
     elements, count = np.unique(sets.elements, return_counts=True)  # each set holds an element once
-    return elements[count > max_share * len(sets)].astype(np.uint64)
+    frequent = elements[count > max_share * len(sets)]
+    # distinct tracks per frequent element
+    owner = np.repeat(labels, np.diff(sets.indptr))
+    hit = np.isin(sets.elements, frequent)
+    pairs = np.unique(np.stack([sets.elements[hit], owner[hit].astype(np.uint64)]), axis=1)
+    el, n_owners = np.unique(pairs[0], return_counts=True)
+    return el[n_owners >= max(2, math.ceil(max_share * n_tracks))].astype(np.uint64)
 
 
 def drop_elements(sets: SetBatch, drop: np.ndarray) -> SetBatch:

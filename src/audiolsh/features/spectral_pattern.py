@@ -3,14 +3,14 @@
 MFCC means and stds say which colour a passage has on average; they do not say how the sound
 moves: whether a band swells slowly (pads, strings) or jumps at every note (plucks, drums), and
 how often. The delta spectral pattern keeps that. On a 40-band log-mel spectrogram up to 8 kHz
-(above it a low-bitrate codec removes the sound; bands more than 60 dB below the signal's peak
-are floored, as for the MFCCs), the positive change of each band
-over 3 frames (70 ms) is taken; the changes are cut into blocks of 25 frames (0.58 s) every 5
-frames, each band's 25 values in a block are sorted, and the window's pattern is the mean over
-its blocks of 7 order statistics per band (the median, every second one above it, the
-largest): 280 values.
-Sorting drops when in the block a change happened, so the pattern describes the distribution
-of the changes per register, which stays put across the sections of a piece.
+(above it a low-bitrate codec removes the sound; values more than 60 dB below the loudest of
+each block are floored, so a passage is described alike within its track and alone), the
+positive change of each band over 3 frames (70 ms) is taken; the changes are cut into blocks
+of 25 frames (0.58 s) every 5 frames, each band's 25 values in a block are sorted, and the
+window's pattern is the mean over its blocks of 7 order statistics per band (the median,
+every second one above it, the largest): 280 values. Sorting drops when in the block a change
+happened, so the pattern describes the distribution of the changes per register, which stays
+put across the sections of a piece.
 
 The :mod:`.excerpts` timbre mode is the MFCC statistics followed by this pattern, the two
 blocks standardised and balanced (see ``excerpts.BLOCKS``).
@@ -42,6 +42,7 @@ DIM = N_BANDS * len(ORDER)
 TOP_DB = 60.0
 FMAX_HZ = 8000.0
 MIN_FRAMES = DELTA + BLOCK
+_CHUNK_BLOCKS = 2048  # blocks per step: about 10 MB of temporaries at a time
 
 
 @lru_cache(maxsize=4)
@@ -67,17 +68,23 @@ def block_profiles(B: np.ndarray) -> np.ndarray:
     -------
     np.ndarray
         (n_blocks, DIM) float32; block ``b`` covers the changes at frames ``[b * BLOCK_HOP,
-        b * BLOCK_HOP + BLOCK)`` (the change at frame ``j`` is ``L[j + DELTA] - L[j]``).
+        b * BLOCK_HOP + BLOCK)`` (the change at frame ``j`` is ``L[j + DELTA] - L[j]``, with
+        ``L`` in dB floored at TOP_DB below the block's own loudest value, so that a passage
+        gives the same profile whether it is analysed within its track or on its own).
     """
     if B.ndim != 2 or B.shape[1] < MIN_FRAMES:
         raise ParameterError(f"need a (bands, >= {MIN_FRAMES} frames) spectrogram, got shape {B.shape}")
     L = log_power(B)
-    L = np.maximum(L, L.max() - TOP_DB)
-    D = np.maximum(L[:, DELTA:] - L[:, :-DELTA], 0.0)
-    # (bands, n_blocks, BLOCK)
-    view = np.lib.stride_tricks.sliding_window_view(D, BLOCK, axis=1)[:, ::BLOCK_HOP]
-    S = np.sort(view, axis=2)[:, :, list(ORDER)]
-    return np.ascontiguousarray(S.transpose(1, 0, 2).reshape(S.shape[1], -1), dtype=np.float32)
+    # (bands, n_blocks, DELTA + BLOCK) frames of each block
+    view = np.lib.stride_tricks.sliding_window_view(L, MIN_FRAMES, axis=1)[:, ::BLOCK_HOP]
+    n_blocks = view.shape[1]
+    out = np.empty((n_blocks, DIM), np.float32)
+    for a in range(0, n_blocks, _CHUNK_BLOCKS):  # bounded memory for long files
+        V = view[:, a : a + _CHUNK_BLOCKS]
+        V = np.maximum(V, V.max(axis=(0, 2), keepdims=True) - TOP_DB)
+        D = np.sort(np.maximum(V[:, :, DELTA:] - V[:, :, :-DELTA], 0.0), axis=2)[:, :, list(ORDER)]
+        out[a : a + _CHUNK_BLOCKS] = D.transpose(1, 0, 2).reshape(D.shape[1], -1)
+    return out
 
 
 def window_patterns(profiles: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
