@@ -101,3 +101,11 @@ def test_one_long_tracks_motif_is_not_common() -> None:
                     np.concatenate(rows).astype(np.uint64))
     common = common_elements(sets, labels)
     assert 7 in common and 42 not in common  # 42: in 16 % of the windows, all of one track
+
+
+def test_no_common_elements_when_nothing_is_shared() -> None:
+    from audiolsh.features.peaks import common_elements
+    from audiolsh.hashing import SetBatch
+
+    sets = SetBatch(np.arange(0, 41, 2, dtype=np.int64), np.arange(40, dtype=np.uint64))
+    assert len(common_elements(sets, np.arange(20))) == 0

@@ -10,13 +10,13 @@ from audiolsh.errors import ParameterError
 from audiolsh.evaluation.distortions import mp3
 from audiolsh.features import spectral_pattern as sp
 from audiolsh.features.excerpts import fit_standardizer
-from audiolsh.features.spectral import log_power, power_stft
+from audiolsh.features.spectral import log_power, mel_basis, power_stft
 
 SR = 22050
 
 
 def band_of(freq_hz: float) -> int:
-    basis = sp._basis(SR, 2048)
+    basis = mel_basis(SR, 2048, sp.N_BANDS, sp.FMAX_HZ)
     return int(np.argmax(basis[:, round(freq_hz * 2048 / SR)]))
 
 

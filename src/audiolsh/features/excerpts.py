@@ -33,9 +33,7 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 
-import librosa
 import numpy as np
 import soxr
 
@@ -149,11 +147,6 @@ def standardize(
     return Z
 
 
-@lru_cache(maxsize=4)
-def _mel_basis(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
-    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels).astype(np.float32)  # type: ignore[no-any-return]
-
-
 def _window_layout(
     duration_s: float, window_s: float, hop_s: float, fps: float, n_frames: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -254,7 +247,7 @@ def excerpt_features(
     if not set(modes) & {"rhythm", "timbre", *BASELINE_MODES}:
         return out
 
-    M = _mel_basis(sr, spectral.N_FFT, spectral.N_MELS) @ P
+    M = spectral.mel_basis(sr, spectral.N_FFT, spectral.N_MELS) @ P
     L = spectral.log_power(M)
     profiles = sp.block_profiles(sp.band_power(P, sr)) if "timbre" in modes else None
     del P

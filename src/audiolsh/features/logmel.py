@@ -14,6 +14,7 @@ import librosa
 import numpy as np
 
 from audiolsh.errors import ParameterError
+from audiolsh.features.spectral import check_signal
 
 logger = logging.getLogger(__name__)
 
@@ -88,18 +89,12 @@ def logmel_embeddings(
         )
     if not (math.isfinite(hop_s) and hop_s > 0):
         raise ParameterError(f"hop_s must be > 0 seconds, got {hop_s}")
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ParameterError(f"y must be a mono 1-D signal, got shape {y.shape}")
-    if not np.issubdtype(y.dtype, np.floating):
-        raise ParameterError(f"y must be a floating-point signal, got dtype {y.dtype}")
+    y = check_signal(y, sr)
     duration = y.size / sr
     if duration + _EPS < window_s:
         raise ParameterError(
             f"signal of {duration:.3f} s is shorter than one embedding window ({window_s} s)"
         )
-    if not np.all(np.isfinite(y)):
-        raise ParameterError("y contains NaN or infinite samples")
 
     S = librosa.feature.melspectrogram(
         y=y.astype(np.float32, copy=False),

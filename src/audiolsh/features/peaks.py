@@ -217,26 +217,32 @@ def common_elements(
 ) -> np.ndarray:
     """Elements found in more than ``max_share`` of the sets and in at least that share of the
     tracks (``labels``: the track of each set; 2 at least), sorted uint64: one long track's
-    motif is not common. None when the sets come from fewer than ``min_tracks`` tracks."""
+    motif is not common. Empty when the sets come from fewer than ``min_tracks`` tracks."""
     labels = np.asarray(labels)
     n_tracks = len(np.unique(labels))
     if n_tracks < min_tracks or len(sets) == 0:
         return np.zeros(0, np.uint64)
     elements, count = np.unique(sets.elements, return_counts=True)  # each set holds an element once
     frequent = elements[count > max_share * len(sets)]
+    if not len(frequent):
+        return np.zeros(0, np.uint64)
     # distinct tracks per frequent element
     owner = np.repeat(labels, np.diff(sets.indptr))
-    hit = np.isin(sets.elements, frequent)
+    hit = _in_sorted(sets.elements, frequent)
     pairs = np.unique(np.stack([sets.elements[hit], owner[hit].astype(np.uint64)]), axis=1)
     el, n_owners = np.unique(pairs[0], return_counts=True)
     return el[n_owners >= max(2, math.ceil(max_share * n_tracks))].astype(np.uint64)
+
+
+def _in_sorted(values: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Membership of each value in the sorted, non-empty array ``ref`` (binary search)."""
+    return ref[np.minimum(np.searchsorted(ref, values), len(ref) - 1)] == values
 
 
 def drop_elements(sets: SetBatch, drop: np.ndarray) -> SetBatch:
     """The sets without the elements of ``drop`` (sorted uint64)."""
     if len(drop) == 0 or len(sets.elements) == 0:
         return sets
-    at = np.minimum(np.searchsorted(drop, sets.elements), len(drop) - 1)
-    keep = drop[at] != sets.elements
+    keep = ~_in_sorted(sets.elements, drop)
     kept = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
     return SetBatch(kept[sets.indptr], sets.elements[keep])

@@ -6,14 +6,16 @@ the MFCCs, so an excerpt is transformed once.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import librosa
 import numpy as np
 
 from audiolsh.errors import ParameterError
 
 __all__ = [
-    "AMIN", "FEATURE_SR", "HOP_LENGTH", "N_FFT", "N_MELS", "check_signal", "log_power", "mel_input",
-    "mel_power", "power_input", "power_stft",
+    "AMIN", "FEATURE_SR", "HOP_LENGTH", "N_FFT", "N_MELS", "check_signal", "log_power", "mel_basis",
+    "mel_input", "mel_power", "power_input", "power_stft",
 ]
 
 FEATURE_SR = 22050
@@ -54,6 +56,13 @@ def mel_power(
         y=y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=2.0,
         pad_mode="constant",
     ).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def mel_basis(sr: int, n_fft: int, n_mels: int, fmax: float | None = None) -> np.ndarray:
+    """librosa's mel filter bank (n_mels, 1 + n_fft // 2), float32, built once per setting:
+    the indexer applies it to the power spectrogram of every track."""
+    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmax=fmax).astype(np.float32)  # type: ignore[no-any-return]
 
 
 def log_power(S: np.ndarray) -> np.ndarray:

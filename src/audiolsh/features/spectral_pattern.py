@@ -18,13 +18,10 @@ blocks standardised and balanced (see ``excerpts.BLOCKS``).
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-import librosa
 import numpy as np
 
 from audiolsh.errors import ParameterError
-from audiolsh.features.spectral import FEATURE_SR, HOP_LENGTH, N_FFT, log_power, power_input
+from audiolsh.features.spectral import FEATURE_SR, HOP_LENGTH, N_FFT, log_power, mel_basis, power_input
 
 __all__ = [
     "BLOCK", "BLOCK_HOP", "DELTA", "DIM", "FMAX_HZ", "N_BANDS", "ORDER", "TOP_DB", "band_power",
@@ -45,15 +42,10 @@ MIN_FRAMES = DELTA + BLOCK
 _CHUNK_BLOCKS = 2048  # blocks per step: about 10 MB of temporaries at a time
 
 
-@lru_cache(maxsize=4)
-def _basis(sr: int, n_fft: int) -> np.ndarray:
-    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=N_BANDS, fmax=FMAX_HZ).astype(np.float32)  # type: ignore[no-any-return]
-
-
 def band_power(P: np.ndarray, sr: int = FEATURE_SR) -> np.ndarray:
     """Mel power (N_BANDS, n_frames) up to FMAX_HZ of a power spectrogram (1 + n_fft // 2, n_frames)."""
     n_fft = 2 * (P.shape[0] - 1)
-    return np.asarray(_basis(sr, n_fft) @ P, np.float32)
+    return np.asarray(mel_basis(sr, n_fft, N_BANDS, FMAX_HZ) @ P, np.float32)
 
 
 def block_profiles(B: np.ndarray) -> np.ndarray:

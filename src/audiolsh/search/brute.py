@@ -146,22 +146,12 @@ def jaccard_rows(queries: SetBatch, sets: SetBatch, ids: np.ndarray) -> np.ndarr
 def _jaccard_rows_kernel(q_indptr, q_elems, indptr, elems, ids):  # type: ignore[no-untyped-def]  # pragma: no cover
     out = np.full(ids.shape, -np.inf)
     for qi in range(ids.shape[0]):
-        a0, a1 = q_indptr[qi], q_indptr[qi + 1]
+        qa = q_elems[q_indptr[qi] : q_indptr[qi + 1]]
         for j in range(ids.shape[1]):
             row = ids[qi, j]
             if row < 0:
                 continue
-            b0, b1 = indptr[row], indptr[row + 1]
-            i, k, inter = a0, b0, 0
-            while i < a1 and k < b1:  # merge of two sorted sets
-                if q_elems[i] == elems[k]:
-                    inter += 1
-                    i += 1
-                    k += 1
-                elif q_elems[i] < elems[k]:
-                    i += 1
-                else:
-                    k += 1
-            union = (a1 - a0) + (b1 - b0) - inter
+            inter = kernels.intersection(qa, indptr, elems, row)
+            union = len(qa) + (indptr[row + 1] - indptr[row]) - inter
             out[qi, j] = inter / union if union > 0 else 0.0
     return out

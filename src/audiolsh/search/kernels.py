@@ -346,11 +346,12 @@ def dead_bit_map(alive):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(inline="always")
-def _jaccard(qa, indptr, elems, j):  # pragma: no cover - compiled
+def intersection(qa, indptr, elems, j):  # pragma: no cover - compiled
+    """Size of the intersection of sorted set ``qa`` with row ``j`` of (indptr, elems)."""
     i, i1 = 0, len(qa)
     b, b1 = indptr[j], indptr[j + 1]
     inter = 0
-    while i < i1 and b < b1:
+    while i < i1 and b < b1:  # merge of two sorted sets
         if qa[i] == elems[b]:
             inter += 1
             i += 1
@@ -359,6 +360,12 @@ def _jaccard(qa, indptr, elems, j):  # pragma: no cover - compiled
             i += 1
         else:
             b += 1
+    return inter
+
+
+@numba.njit(inline="always")
+def _jaccard(qa, indptr, elems, j):  # pragma: no cover - compiled
+    inter = intersection(qa, indptr, elems, j)
     union = len(qa) + (indptr[j + 1] - indptr[j]) - inter
     if union == 0:
         return np.float32(0.0)
