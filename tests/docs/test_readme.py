@@ -43,3 +43,20 @@ def test_every_documented_command_has_help() -> None:
     for cmd in commands:
         result = runner.invoke(cli, [*cmd.split(), "--help"])
         assert result.exit_code == 0, (cmd, result.output)
+
+
+def test_every_documented_option_exists() -> None:
+    runner = CliRunner()
+    checked = 0
+    for block in _blocks("bash"):
+        for line in block.splitlines():
+            line = line.split("#")[0].strip()
+            m = re.match(r"audiolsh ((?:vectors |evaluate )?[a-z]+)", line)
+            if not m:
+                continue
+            cmd = m.group(1).split()
+            help_text = runner.invoke(cli, [*cmd, "--help"]).output
+            for option in re.findall(r"(?<!\S)(--[a-z][a-z-]*)", line):
+                assert option in help_text, (line, option)
+                checked += 1
+    assert checked >= 20
