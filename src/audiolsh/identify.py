@@ -86,7 +86,7 @@ def identify(library: Library, y: np.ndarray, sr: int, *, method: str = "landmar
     if len(q_times) == 0 or len(index) == 0:
         return None
     res = index.query(data, min(n_votes, len(index)))
-    rows, tracks, offsets, dist, _items = hit_arrays(library, name, res)
+    rows, tracks, offsets, dist = hit_arrays(library, name, res)
     keep = (tracks >= 0) & np.isfinite(offsets)
     if not keep.any():
         return None

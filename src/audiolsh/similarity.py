@@ -8,11 +8,6 @@ of the negated query under cosine, i.e. the passages with the lowest cosine to t
 re-ranks them by the fused score, which adds the peak sets' Jaccard (``library.Fusion``); its
 ``worst`` re-ranks the passages of lowest rhythm + timbre cosine, so a passage that is least
 similar only through its peak sets can be missed.
-
-``expand`` is query expansion with the best match (average query expansion): each query
-window's candidates are scored by the mean of their similarity to the window and to the
-window's best match, so passages close to both rise. It does not apply to ``worst`` or to the
-chroma vote.
 """
 
 from __future__ import annotations
@@ -90,12 +85,12 @@ def _query_rows(library: Library, name: str, clip: Extracted) -> tuple[Any, np.n
 
 
 def hit_arrays(library: Library, name: str, res: Neighbors) -> tuple[np.ndarray, ...]:
-    """Flatten a result into arrays: (query row, library track id, item offset, distance, item id)."""
+    """Flatten a result into arrays: (query row, library track id, item offset, distance)."""
     valid = res.ids >= 0
     rows = np.nonzero(valid)[0]
     sub_track, offsets = library.indexes[name].storage.item_arrays(res.ids[valid])
     tracks = library.resolve_tracks(name, sub_track)
-    return rows, tracks, offsets, res.distances[valid].astype(np.float64), res.ids[valid]
+    return rows, tracks, offsets, res.distances[valid].astype(np.float64)
 
 
 def _offset_key(tracks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -138,41 +133,6 @@ def fused_scores(library: Library, clip_sets: Any, rows: np.ndarray, tracks: np.
     return library.fusion.score(cosine, jac)
 
 
-def _peak_sets_of(library: Library, tracks: np.ndarray, offsets: np.ndarray) -> Any:
-    """The stored peak sets of windows (library track, offset s); empty where absent."""
-    return library.indexes["peaks"].rows_found(peak_rows(library, tracks, offsets))[0]
-
-
-def expanded(library: Library, name: str, rows: np.ndarray, items: np.ndarray, tracks: np.ndarray,
-             offsets: np.ndarray, sim: np.ndarray) -> np.ndarray:
-    """Query expansion: each hit's similarity averaged with its similarity to the best hit of the
-    same query window (cosine of stored rows; Jaccard for peaks; the fused score for combined)."""
-    if not len(rows):
-        return sim
-    order = np.lexsort((-sim, rows))
-    first = np.ones(len(order), bool)
-    first[1:] = rows[order][1:] != rows[order][:-1]
-    best = np.full(int(rows.max()) + 1, -1, np.int64)
-    best[rows[order][first]] = order[first]  # hit position of each window's best match
-    top = best[rows]
-    index = library.indexes[name]
-    uniq, inv = np.unique(items, return_inverse=True)
-    if name == "peaks":
-        sets = index.rows(uniq)
-        sim_top = jaccard_rows(sets.take(inv[top]), sets, inv[:, None])[:, 0]
-    else:
-        U = np.asarray(index.rows(uniq), np.float64)
-        U /= np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-12)
-        sim_top = np.einsum("ij,ij->i", U[inv[top]], U[inv])
-        if name == "combined":
-            win = np.unique(rows)
-            top_sets = _peak_sets_of(library, tracks[best[win]], offsets[best[win]])
-            slot = np.full(int(rows.max()) + 1, 0, np.int64)
-            slot[win] = np.arange(len(win))
-            sim_top = fused_scores(library, top_sets, slot[rows], tracks, offsets, sim_top)
-    return (sim + sim_top) / 2
-
-
 def best_per_track(tracks: np.ndarray, values: np.ndarray, *, higher_is_better: bool = True) -> tuple[
         np.ndarray, np.ndarray]:
     """For each distinct track, the position of its best value; ordered best first."""
@@ -188,15 +148,12 @@ def best_per_track(tracks: np.ndarray, values: np.ndarray, *, higher_is_better: 
 
 def similar(library: Library, clip: Extracted, *, by: str = "combined", k: int = 10,
             worst: bool = False, method: str | None = None,
-            exclude: Collection[int] = (), expand: bool = False) -> list[SimilarTrack]:
-    """The k tracks most (or, with ``worst``, least) similar to a clip; ``expand``: query
-    expansion with each window's best match."""
+            exclude: Collection[int] = ()) -> list[SimilarTrack]:
+    """The k tracks most (or, with ``worst``, least) similar to a clip."""
     method = check_query(library, by, method)
     k = check_int("k", k, 1)
     if worst and by == "peaks":
         raise ParameterError("--worst is not defined for peak sets: Jaccard has no opposite direction")
-    if expand and (worst or method == "vote"):
-        raise ParameterError("--expand applies to the nearest passages, not to --worst or the chroma vote")
     if method == "vote":
         return _vote(library, clip, k=k, worst=worst, exclude=exclude)
     name = by
@@ -220,9 +177,9 @@ def similar(library: Library, clip: Extracted, *, by: str = "combined", k: int =
     exact = False
     while True:
         res = index.query(data, kk, exact=exact)
-        rows, tracks, offsets, dist, items = hit_arrays(library, name, res)
+        rows, tracks, offsets, dist = hit_arrays(library, name, res)
         keep = (tracks >= 0) & ~np.isin(tracks, np.fromiter(exclude, np.int64, len(exclude)))
-        rows, tracks, offsets, dist, items = rows[keep], tracks[keep], offsets[keep], dist[keep], items[keep]
+        rows, tracks, offsets, dist = rows[keep], tracks[keep], offsets[keep], dist[keep]
         if by == "peaks":
             sim = 1.0 - dist
         else:
@@ -230,8 +187,6 @@ def similar(library: Library, clip: Extracted, *, by: str = "combined", k: int =
             sim = dist - 1.0 if worst else 1.0 - dist
         if by == "combined":
             sim = fused_scores(library, clip_sets, rows, tracks, offsets, sim)
-        if expand:
-            sim = expanded(library, name, rows, items, tracks, offsets, sim)
         found, pos = best_per_track(tracks, sim, higher_is_better=not worst)
         if len(found) >= k or exact:
             break
@@ -264,7 +219,7 @@ def _vote(library: Library, clip: Extracted, *, k: int, worst: bool,
         return []
     data = -np.asarray(frames) if worst else np.asarray(frames)
     res = index.query(data, min(VOTES_PER_FRAME, len(index)))
-    _rows, tracks, _offsets, _, _ = hit_arrays(library, "chroma_frames", res)
+    _rows, tracks, _offsets, _ = hit_arrays(library, "chroma_frames", res)
     keep = (tracks >= 0) & ~np.isin(tracks, np.fromiter(exclude, np.int64, len(exclude)))
     tracks = tracks[keep]
     if len(tracks) == 0:

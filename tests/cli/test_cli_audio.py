@@ -139,12 +139,6 @@ def test_similar_and_worst_and_by_track(tmp_path: Path, library: Path, indexed: 
     assert code == 0 and all(r["track_id"] != tid for r in json.loads(out)["results"])
     code, _, err = run("similar", str(clip), "--by", "timbre", "--method", "vote", "--index", str(indexed))
     assert code == 2 and "--method" in err
-    code, out, err = run("similar", str(clip), "--by", "combined", "--expand", "-k", "2",
-                         "--index", str(indexed), "--format", "jsonl")
-    assert code == 0, err
-    assert json.loads(out)["results"][0]["path"].endswith("c.ogg")
-    code, _, err = run("similar", str(clip), "--expand", "--worst", "--index", str(indexed))
-    assert code == 2 and "--expand" in err
 
 
 def test_info_clusters_and_remove_on_a_library(tmp_path: Path, library: Path) -> None:

@@ -106,58 +106,6 @@ def test_worst_is_the_least_similar_of_the_whole_collection(lib_dir: Path, music
     assert Path(worst[0].path).name != "song1.wav"
 
 
-def _unit(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, np.float64)
-    return X / np.linalg.norm(X, axis=1, keepdims=True)
-
-
-@pytest.mark.parametrize("by", ["rhythm", "timbre"])
-def test_expansion_averages_the_similarity_to_the_clip_and_to_its_best_match(
-        lib_dir: Path, music_dir: Path, by: str) -> None:
-    with Library.open(lib_dir, readonly=True) as lib:
-        clip = _clip(music_dir, "song2.wav", 12.0, 10.0, lib)
-        found = similar(lib, clip, by=by, k=4, expand=True)
-        plain = similar(lib, clip, by=by, k=4)
-        # Brute force: every stored window, its track and offset.
-        X, ids = lib.indexes[by].live_data()
-        sub, offsets = lib.indexes[by].storage.item_arrays(ids)
-        tracks = lib.resolve_tracks(by, sub)
-        Q = _unit(lib.prepare(by, clip.vectors[by][0]))
-        q_off = clip.vectors[by][1]
-        Xn = _unit(X)
-        S = Q @ Xn.T
-        best = np.argmax(S, axis=1)  # each window's best match
-        E = (S + (Xn[best] @ Xn.T)) / 2
-    assert Path(found[0].path).name == "song2.wav"
-    for r in found:
-        row = int(np.flatnonzero(np.isclose(q_off, r.query_offset_s, atol=1e-3))[0])
-        col = int(np.flatnonzero((tracks == r.track_id) & np.isclose(offsets, r.offset_s, atol=1e-3))[0])
-        assert r.score == pytest.approx(E[row, col], abs=1e-4)
-        # ... and it is the track's best pair of the expanded scores
-        assert r.score == pytest.approx(E[:, tracks == r.track_id].max(), abs=1e-4)
-    # The expanded score is a different ranking function from the plain one.
-    assert [r.score for r in found] != [r.score for r in plain]
-
-
-def test_expansion_of_combined_and_peaks_and_its_refusals(lib_dir: Path, music_dir: Path) -> None:
-    with Library.open(lib_dir, readonly=True) as lib:
-        clip = _clip(music_dir, "drone1.flac", 3.0, 10.0, lib)
-        for by in ("combined", "peaks"):
-            found = similar(lib, clip, by=by, k=3, expand=True)
-            plain = similar(lib, clip, by=by, k=3)
-            assert Path(found[0].path).name == "drone1.flac", by
-            # The best match is its own best match: the top score is the mean of the plain
-            # score and the best match's self-similarity (1 for Jaccard; the fused maximum).
-            if by == "peaks":
-                assert found[0].score == pytest.approx((plain[0].score + 1.0) / 2, abs=1e-6)
-            else:
-                assert found[0].score > plain[0].score
-        with pytest.raises(ParameterError, match="--expand"):
-            similar(lib, clip, by="timbre", worst=True, expand=True)
-        with pytest.raises(ParameterError, match="--expand"):
-            similar(lib, clip, by="chroma", method="vote", expand=True)
-
-
 def test_chroma_vote_and_query_by_stored_track(lib_dir: Path, music_dir: Path) -> None:
     with Library.open(lib_dir, readonly=True) as lib:
         clip = _clip(music_dir, "drone1.flac", 3.0, 10.0, lib)

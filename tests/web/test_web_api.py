@@ -107,19 +107,6 @@ def test_similar_worst_is_least_similar(client: Any, web_corpus: Any) -> None:
     assert worst[0]["score"] < min(x["score"] for x in best)
 
 
-def test_similar_with_query_expansion(client: Any, web_corpus: Any) -> None:
-    clip = web_corpus.clip("alpha.wav")
-    plain = client.post("/api/similar?by=timbre&k=3", files={"file": ("c.wav", clip)}).json()["results"]
-    r = client.post("/api/similar?by=timbre&k=3&expand=true", files={"file": ("c.wav", clip)})
-    assert r.status_code == 200, r.text
-    expanded = r.json()["results"]
-    assert expanded[0]["track_id"] == web_corpus.ids["alpha.wav"]
-    # The best match is its own best match: its score is the mean of the plain score and 1.
-    assert expanded[0]["score"] == pytest.approx((plain[0]["score"] + 1.0) / 2, abs=1e-5)
-    both = client.post("/api/similar?by=timbre&expand=true&worst=true", files={"file": ("c.wav", clip)})
-    assert_error(both, 422, "bad_parameter")
-
-
 @pytest.mark.parametrize("query", ["by=loudness", "k=0", "k=1000", "worst=maybe"])
 def test_similar_bad_parameters(client: Any, web_corpus: Any, query: str) -> None:
     r = client.post(f"/api/similar?{query}", files={"file": ("c.wav", web_corpus.clip("alpha.wav"))})
@@ -294,7 +281,7 @@ def test_openapi_and_docs(client: Any) -> None:
     assert {"/api/identify", "/api/similar", "/api/tracks", "/api/tracks/{track_id}/audio", "/health"} <= set(
         schema["paths"])
     params = {p["name"] for p in schema["paths"]["/api/similar"]["post"]["parameters"]}
-    assert params == {"by", "k", "worst", "expand"}
+    assert params == {"by", "k", "worst"}
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 

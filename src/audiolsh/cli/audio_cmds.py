@@ -186,14 +186,11 @@ def identify(index_path: Path, clips: tuple[Path, ...], method: str, threshold: 
               help="chroma: vector (default) or vote (S1); peaks: minhash.")
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--worst", is_flag=True, help="The least similar tracks of the whole collection.")
-@click.option("--expand", is_flag=True,
-              help="Query expansion: score passages by their similarity to the clip and to its best "
-                   "match (mean).")
 @with_clip_options
 @format_option
 def similar(index_path: Path, clips: tuple[Path, ...], track_ids: tuple[int, ...], by: str,
-            method: str | None, k: int, worst: bool, expand: bool, offset_s: float,
-            duration_s: float | None, fmt: str) -> None:
+            method: str | None, k: int, worst: bool, offset_s: float, duration_s: float | None,
+            fmt: str) -> None:
     """Tracks that sound like each clip (or --track), by rhythm, timbre, chroma, peaks or combined
     (rhythm + timbre + peaks)."""
     from audiolsh.similarity import check_query, needed_modes, stored_clip
@@ -206,21 +203,18 @@ def similar(index_path: Path, clips: tuple[Path, ...], track_ids: tuple[int, ...
     failed = 0
     with Library.open(index_path, readonly=True) as library:
         how = check_query(library, by, method)
-        if expand and (worst or how == "vote"):
-            raise click.UsageError("--expand applies to the nearest passages, not to --worst or the vote")
         cfg = library.config
         modes = ("chroma",) if how == "vote" else needed_modes(by, how)
 
         def work(clip: Path) -> dict[str, Any]:
             y, sr = _load_clip(clip, offset_s, duration_s)
             q = analyse(y, sr, modes=modes, window_s=cfg.window_s, hop_s=cfg.hop_s, path=str(clip))
-            found = run_similar(library, q, by=by, k=k, worst=worst, method=how, expand=expand)
+            found = run_similar(library, q, by=by, k=k, worst=worst, method=how)
             return similar_record(str(clip), found)
 
         def work_track(tid: int) -> dict[str, Any]:
             q = stored_clip(library, tid, by=by, method=how)
-            found = run_similar(library, q, by=by, k=k, worst=worst, method=how, exclude={tid},
-                                expand=expand)
+            found = run_similar(library, q, by=by, k=k, worst=worst, method=how, exclude={tid})
             return {**similar_record(q.path, found), "track_id": tid}
 
         jobs: list[Path | int] = [*clips, *track_ids]

@@ -4,9 +4,7 @@ Vector methods (S2's band variant, Foote's beat spectrum, the rhythm descriptor,
 standardised vectors, cosine, :class:`VectorLSH` with hyperplanes.  The chroma vote (S1):
 each query frame's nearest frames vote for their excerpt, votes divided by the excerpt's frame
 count.  MinHash over peak sets (S4, :class:`SetLSH`, ranked by exact Jaccard).  Combined: the
-library's fusion (``audiolsh.library.Fusion``) of rhythm, timbre and peaks; with query
-expansion, each candidate's fused score with the query plus its fused score with the query's
-best match (average query expansion with the top hit, as ``similar --expand`` does).
+library's fusion (``audiolsh.library.Fusion``) of rhythm, timbre and peaks.
 """
 
 from __future__ import annotations
@@ -28,9 +26,7 @@ from audiolsh.search.brute import jaccard_rows, prepare
 
 __all__ = ["METHODS", "VECTOR_MODES", "Methods", "window_ranges"]
 
-METHODS = ("s2_bands", "beat_spectrum", "rhythm", "timbre", "chroma_vote", "peaks_minhash", "combined",
-           "combined_qe")
-FUSED = ("combined", "combined_qe")
+METHODS = ("s2_bands", "beat_spectrum", "rhythm", "timbre", "chroma_vote", "peaks_minhash", "combined")
 VECTOR_MODES = {"s2_bands": "beat_spectrum_bands", "beat_spectrum": "beat_spectrum", "rhythm": "rhythm",
                 "timbre": "timbre"}
 VECTOR_NORMALISATION = {name: NORMALISATION[mode] for name, mode in VECTOR_MODES.items()}
@@ -175,24 +171,21 @@ class Methods:
         methods: Sequence[str] = METHODS,
     ) -> None:
         self.methods = tuple(methods)
-        fused = any(m in FUSED for m in self.methods)
         # The library's rule: pairs common to the collection's windows are left out of every set.
         self.common = common_elements(sets, labels)
         sets = drop_elements(sets, self.common)
         self.vec = {
             name: _VectorMethod(vectors[mode], VECTOR_NORMALISATION[name], seed, blocks=BLOCKS.get(mode, ()))
             for name, mode in VECTOR_MODES.items()
-            if name in self.methods or (name in COMBINED and fused)
+            if name in self.methods or (name in COMBINED and "combined" in self.methods)
         }
-        need_peaks = "peaks_minhash" in self.methods or fused
+        need_peaks = "peaks_minhash" in self.methods or "combined" in self.methods
         self.peaks = _PeaksMethod(sets, seed) if need_peaks else None
         self.chroma = None
         if "chroma_vote" in self.methods:
             self.chroma = _ChromaVote(chroma_frames, chroma_first, chroma_stop, seed)
-        if fused:
+        if "combined" in self.methods:
             self._fit_fusion(vectors, sets, labels, seed)
-            # the rows' own features, to score candidates against a query's best match
-            self.rows = {VECTOR_MODES[p]: vectors[VECTOR_MODES[p]] for p in COMBINED_VECTORS}
 
     def _fit_fusion(self, vectors: dict[str, np.ndarray], sets: SetBatch, labels: np.ndarray,
                     seed: int | None) -> None:
@@ -215,7 +208,7 @@ class Methods:
         *, lsh: bool,
     ) -> np.ndarray:
         """(nq, k) ids of the collection rows retrieved for the queries (-1 padded)."""
-        if method == "peaks_minhash" or method in FUSED:
+        if method in ("peaks_minhash", "combined"):
             qs = drop_elements(qs, self.common)
         if method in VECTOR_MODES:
             return self.vec[method].search(qv[VECTOR_MODES[method]], k, lsh=lsh)
@@ -225,12 +218,11 @@ class Methods:
         if method == "chroma_vote":
             assert self.chroma is not None
             return self.chroma.search(qc, k, lsh=lsh)
-        if method in FUSED:
-            return self._search_combined(qv, qs, k, lsh=lsh, expand=method == "combined_qe")
+        if method == "combined":
+            return self._search_combined(qv, qs, k, lsh=lsh)
         raise ParameterError(f"unknown method {method!r}: choose from {list(METHODS)}")
 
-    def _search_combined(self, qv: dict[str, np.ndarray], qs: SetBatch, k: int, *, lsh: bool,
-                         expand: bool = False) -> np.ndarray:
+    def _search_combined(self, qv: dict[str, np.ndarray], qs: SetBatch, k: int, *, lsh: bool) -> np.ndarray:
         assert self.peaks is not None
         nq = len(qs)
         if lsh:
@@ -242,15 +234,7 @@ class Methods:
             cand = self.combined.search(Qc, max(COMBINED_CANDIDATES, 10 * k), lsh=True)
         else:
             cand = np.tile(np.arange(len(self.peaks.sets)), (nq, 1))
-        ids_or_all = cand if lsh else None
-        score = self._fused(qv, qs, ids_or_all)
-        if expand:
-            # The best match's own fused scores with the same candidates: rows near both the
-            # query and its best match rise (the best match keeps its place, its self-score is
-            # the highest there is).
-            top = cand[np.arange(nq), np.argmax(score, axis=1)]
-            hv = {m: X[top] for m, X in self.rows.items()}
-            score = score + self._fused(hv, self.peaks.sets.take(top), ids_or_all)
+        score = self._fused(qv, qs, None if not lsh else cand)
         order = np.argsort(-score, axis=1, kind="stable")[:, :k]
         ids = np.take_along_axis(cand, order, axis=1)
         ids[np.take_along_axis(score, order, axis=1) == -np.inf] = -1

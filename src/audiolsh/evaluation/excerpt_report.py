@@ -19,7 +19,6 @@ LABELS = {
     "chroma_vote": "chroma vote (S1)",
     "peaks_minhash": "MinHash peak pairs (S4)",
     "combined": "combined (rhythm+timbre+peaks)",
-    "combined_qe": "combined + query expansion",
 }
 
 

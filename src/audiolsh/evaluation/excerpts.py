@@ -14,9 +14,7 @@ Methods: S2's mel-band "beat spectrum", Foote's beat spectrum, the rhythm descri
 frame count); MinHash over peak sets (S4, :class:`SetLSH`, ranked by exact Jaccard); and
 combined (rhythm + timbre + peaks, each similarity z-scored with collection statistics and
 summed; LSH: the candidates of the combined vectors' LSH, re-ranked by the summed score, exact
-Jaccard of the peak sets included); and combined with query expansion (each
-excerpt's combined score with the query plus its score with the query's best match, as
-``similar --expand`` does).
+Jaccard of the peak sets included).
 """
 
 from __future__ import annotations

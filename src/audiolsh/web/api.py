@@ -54,12 +54,9 @@ def similar(
         description="The feature compared.")] = "combined",
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many tracks.")] = 10,
     worst: Annotated[bool, Query(description="The least similar tracks of the whole library.")] = False,
-    expand: Annotated[bool, Query(description=(
-        "Query expansion: passages scored by their similarity to the clip and to its best match "
-        "(not with worst)."))] = False,
 ) -> dict[str, Any]:
     """The k tracks most (or, with ``worst``, least) similar to the clip by one feature."""
-    return service.similar(file.file, file.filename, by=by, k=k, worst=worst, expand=expand)
+    return service.similar(file.file, file.filename, by=by, k=k, worst=worst)
 
 
 @router.post("/api/analyse", response_model=Analysis, responses=UPLOAD_ERRORS, tags=["queries"],

@@ -100,12 +100,12 @@ class QueryService:
         return record
 
     def similar(self, stream: BinaryIO, filename: str | None, *, by: str, k: int,
-                worst: bool, expand: bool = False) -> dict[str, Any]:
+                worst: bool) -> dict[str, Any]:
         """The similar record of an upload (the CLI's ``similar --format jsonl`` line)."""
         with self._clip(stream, filename) as (library, clip, t0):
             self._check_by(library, by)
             features = self._features(library, clip, needed_modes(by, "vector"))
-            record = self._similar(library, clip, features, by=by, k=k, worst=worst, expand=expand)
+            record = self._similar(library, clip, features, by=by, k=k, worst=worst)
             record["elapsed_ms"] = round(_ms_since(t0), 1)
         return record
 
@@ -162,10 +162,10 @@ class QueryService:
                             hop_s=cfg.hop_s, path=clip.name)
 
     def _similar(self, library: Library, clip: Clip, features: Any, *, by: str, k: int,
-                 worst: bool, expand: bool = False) -> dict[str, Any]:
+                 worst: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
         try:
-            found = run_similar(library, features, by=by, k=k, worst=worst, expand=expand)
+            found = run_similar(library, features, by=by, k=k, worst=worst)
         except ParameterError as exc:
             raise BadQuery(str(exc)) from None
         return similar_record(clip.name, found, elapsed_ms=_ms_since(t0))
