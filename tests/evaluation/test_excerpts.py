@@ -16,6 +16,7 @@ from audiolsh.cli.evaluate_excerpts import excerpts
 from audiolsh.errors import ParameterError
 from audiolsh.evaluation.excerpts import (
     METHODS,
+    bootstrap_ci,
     evaluate_excerpts,
     extract_corpus,
     min_track_s,
@@ -56,6 +57,7 @@ def test_every_method_finds_the_query_track(corpus_dir: Path) -> None:
         assert summary[m]["lsh_mean"] >= 0.9 * summary[m]["exact"]
     for s in summary.values():
         assert 0.0 <= s["exact"] <= 1.0 and s["exact_ms"] > 0 and s["lsh_ms"] > 0
+        assert s["exact_ci"][0] <= s["exact"] <= s["exact_ci"][1]
     assert [g["n_tracks"] for g in result["growth"]] == [3, 5]
     assert [row["n_excerpts"] for row in result["timing"]] == [20, len(corpus.dense_owner)]
     md = to_markdown(result)
@@ -69,6 +71,21 @@ def test_every_method_finds_the_query_track(corpus_dir: Path) -> None:
         m: {"speedup": 6.0 if m != "timbre" else 4.0} for m in summary}}]}
     rows = [r for r in targets_markdown(timed) if "5x faster" in r]
     assert len(rows) == len(METHODS) and sum(r.endswith("| **no** |") for r in rows) == 1
+
+
+def test_bootstrap_interval_over_queries() -> None:
+    assert bootstrap_ci(np.ones(30)) == (1.0, 1.0)
+    rng = np.random.default_rng(3)
+    small = rng.integers(0, 2, 80) / 1.0
+    lo, hi = bootstrap_ci(small)
+    assert lo < small.mean() < hi and bootstrap_ci(small) == (lo, hi)  # seeded
+    # about 1.96 standard errors each side for a mean of 0/1 values
+    se = small.std() / np.sqrt(small.size)
+    assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)
+    big = np.tile(small, 4)
+    lo4, hi4 = bootstrap_ci(big)
+    assert hi4 - lo4 == pytest.approx((hi - lo) / 2, rel=0.15)  # four times the queries: half as wide
+    assert all(np.isnan(bootstrap_ci(np.zeros(0))))
 
 
 def test_cli_writes_json_markdown_and_plots(corpus_dir: Path, tmp_path: Path) -> None:

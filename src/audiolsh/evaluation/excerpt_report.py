@@ -31,13 +31,15 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"{p['n_targets']} targets; excerpts of {p['window_s']:g} s at {p['offsets_s']} s; "
         f"LSH over {p['seeds']} seeds.",
         "",
-        f"| method | exact acc@{k} | LSH acc@{k} mean ± std (min-max) | LSH / exact | exact ms/query "
-        "| LSH ms/query |",
+        f"| method | exact acc@{k} (95 % CI over tracks) | LSH acc@{k} mean ± std (min-max) | LSH / exact "
+        "| exact ms/query | LSH ms/query |",
         "|---|---|---|---|---|---|",
     ]
     for m, s in result["summary"].items():
+        ci = s.get("exact_ci") or [math.nan, math.nan]
         lines.append(
-            f"| {LABELS.get(m, m)} | {s['exact']:.3f} | {s['lsh_mean']:.3f} ± {s['lsh_std']:.3f} "
+            f"| {LABELS.get(m, m)} | {s['exact']:.3f} ({ci[0]:.3f}-{ci[1]:.3f}) | "
+            f"{s['lsh_mean']:.3f} ± {s['lsh_std']:.3f} "
             f"({s['lsh_min']:.3f}-{s['lsh_max']:.3f}) | {s['lsh_over_exact']:.3f} | {s['exact_ms']:.3f} | "
             f"{s['lsh_ms']:.3f} |"
         )
@@ -81,8 +83,10 @@ def targets_markdown(result: dict[str, Any], *, big: int = 10_000) -> list[str]:
         rows.append(f"| rhythm >= 1.5 x Foote (exact acc@{k}) | {rh:.3f} / {fo:.3f} = {ratio:.2f}x | "
                     f"{met(ratio >= 1.5)} |")
     best = max(S, key=lambda m: S[m]["exact"])
-    rows.append(f"| best mode >= 0.85 (exact acc@{k}) | {LABELS.get(best, best)}: {S[best]['exact']:.3f} | "
-                f"{met(S[best]['exact'] >= 0.85)} |")
+    ci = S[best].get("exact_ci")
+    interval = f" (95 % CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+    rows.append(f"| best mode >= 0.85 (exact acc@{k}) | {LABELS.get(best, best)}: {S[best]['exact']:.3f}"
+                f"{interval} | {met(S[best]['exact'] >= 0.85)} |")
     for m, s in S.items():
         rows.append(f"| LSH >= 0.97 x exact: {LABELS.get(m, m)} | {s['lsh_mean']:.3f} / {s['exact']:.3f} = "
                     f"{s['lsh_over_exact']:.3f} | {met(s['lsh_over_exact'] >= 0.97)} |")

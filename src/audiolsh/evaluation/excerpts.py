@@ -48,6 +48,7 @@ __all__ = [
     "METHODS",
     "Corpus",
     "Methods",
+    "bootstrap_ci",
     "evaluate_excerpts",
     "extract_corpus",
     "min_track_s",
@@ -194,9 +195,27 @@ def extract_corpus(
 # --------------------------------------------------------------------------- protocol
 
 
-def _accuracy(ids: np.ndarray, row_owner: np.ndarray, query_owner: np.ndarray) -> float:
+def _hits(ids: np.ndarray, row_owner: np.ndarray, query_owner: np.ndarray) -> np.ndarray:
+    """Per query, the share of its retrieved excerpts that come from its own track."""
     got = np.where(ids >= 0, row_owner[np.maximum(ids, 0)], -1)
-    return float(np.mean(got == query_owner[:, None]))
+    return np.mean(got == query_owner[:, None], axis=1)
+
+
+def _accuracy(ids: np.ndarray, row_owner: np.ndarray, query_owner: np.ndarray) -> float:
+    return float(np.mean(_hits(ids, row_owner, query_owner)))
+
+
+def bootstrap_ci(per_query: np.ndarray, *, level: float = 0.95, n_resamples: int = 10_000,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean over queries (one query per track, so this
+    resamples tracks): how far the accuracy could move on another draw of as many tracks."""
+    x = np.asarray(per_query, np.float64)
+    if x.size == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, (n_resamples, x.size))].mean(axis=1)
+    lo, hi = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)
 
 
 def _time_per_query(fn: Callable[[int], Any], n: int) -> float:
@@ -241,7 +260,8 @@ def _run(corpus: Corpus, tracks: np.ndarray, methods: Sequence[str], seeds: Sequ
                     methods=methods)
     for m in methods:
         ids = exact.search(m, qv, qs, qc, k, lsh=False)
-        out[m] = {"exact": _accuracy(ids, row_owner, q_owner), "lsh": []}
+        hits = _hits(ids, row_owner, q_owner)
+        out[m] = {"exact": float(np.mean(hits)), "exact_ci": bootstrap_ci(hits), "lsh": []}
         if timed:
             out[m]["exact_ms"] = _ms_per_query(exact, m, qv, qs, qc, k, lsh=False)
     for s_i, seed in enumerate(seeds):
@@ -351,7 +371,8 @@ def evaluate_excerpts(
     for m in methods:
         lsh = np.array(main[m]["lsh"])
         summary[m] = {
-            "exact": main[m]["exact"], "lsh_mean": float(lsh.mean()), "lsh_std": float(lsh.std()),
+            "exact": main[m]["exact"], "exact_ci": list(main[m]["exact_ci"]),
+            "lsh_mean": float(lsh.mean()), "lsh_std": float(lsh.std()),
             "lsh_min": float(lsh.min()), "lsh_max": float(lsh.max()),
             "lsh_over_exact": float(lsh.mean() / main[m]["exact"]) if main[m]["exact"] else math.nan,
             "exact_ms": main[m]["exact_ms"], "lsh_ms": main[m]["lsh_ms"],
