@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from audiolsh.audio import synth
 from audiolsh.cli.evaluate_excerpts import excerpts
 from audiolsh.errors import ParameterError
+from audiolsh.evaluation import bootstrap_ci
 from audiolsh.evaluation.excerpts import (
     METHODS,
-    bootstrap_ci,
     evaluate_excerpts,
     extract_corpus,
     min_track_s,
@@ -58,6 +58,8 @@ def test_every_method_finds_the_query_track(corpus_dir: Path) -> None:
     for s in summary.values():
         assert 0.0 <= s["exact"] <= 1.0 and s["exact_ms"] > 0 and s["lsh_ms"] > 0
         assert s["exact_ci"][0] <= s["exact"] <= s["exact_ci"][1]
+        assert np.mean(s["exact_per_query"]) == pytest.approx(s["exact"], abs=1e-3)
+        assert len(s["exact_per_query"]) == 5
     assert [g["n_tracks"] for g in result["growth"]] == [3, 5]
     assert [row["n_excerpts"] for row in result["timing"]] == [20, len(corpus.dense_owner)]
     md = to_markdown(result)
@@ -86,6 +88,16 @@ def test_bootstrap_interval_over_queries() -> None:
     lo4, hi4 = bootstrap_ci(big)
     assert hi4 - lo4 == pytest.approx((hi - lo) / 2, rel=0.15)  # four times the queries: half as wide
     assert all(np.isnan(bootstrap_ci(np.zeros(0))))
+    # the ratio of two methods on the same queries: paired resamples
+    other = np.clip(small + rng.integers(0, 2, 80), 0, 1) / 1.0
+    lo_r, hi_r = bootstrap_ci(other, over=small)
+    assert lo_r < other.mean() / small.mean() < hi_r
+    # paired: a method against itself is exactly 1 in every resample
+    assert bootstrap_ci(small, over=small) == (1.0, 1.0)
+    md = targets_markdown({"protocol": {"k": 2}, "timing": [], "summary": {
+        m: {"exact": float(np.mean(v)), "exact_per_query": list(v), "lsh_mean": 0.5, "lsh_over_exact": 1.0}
+        for m, v in (("rhythm", other), ("beat_spectrum", small))}})
+    assert f"(95 % CI {lo_r:.2f}-{hi_r:.2f}x)" in "\n".join(md)
 
 
 def test_cli_writes_json_markdown_and_plots(corpus_dir: Path, tmp_path: Path) -> None:

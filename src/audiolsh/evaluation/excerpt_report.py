@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from audiolsh.errors import ParameterError
+from audiolsh.evaluation.metrics import bootstrap_ci
 
 __all__ = ["LABELS", "targets_markdown", "to_markdown", "write_plots"]
 
@@ -80,8 +81,12 @@ def targets_markdown(result: dict[str, Any], *, big: int = 10_000) -> list[str]:
     if "rhythm" in S and "beat_spectrum" in S:
         rh, fo = S["rhythm"]["exact"], S["beat_spectrum"]["exact"]
         ratio = rh / fo if fo else math.inf
-        rows.append(f"| rhythm >= 1.5 x Foote (exact acc@{k}) | {rh:.3f} / {fo:.3f} = {ratio:.2f}x | "
-                    f"{met(ratio >= 1.5)} |")
+        interval = ""
+        if "exact_per_query" in S["rhythm"] and "exact_per_query" in S["beat_spectrum"]:
+            lo, hi = bootstrap_ci(S["rhythm"]["exact_per_query"], over=S["beat_spectrum"]["exact_per_query"])
+            interval = f" (95 % CI {lo:.2f}-{hi:.2f}x)"
+        rows.append(f"| rhythm >= 1.5 x Foote (exact acc@{k}) | {rh:.3f} / {fo:.3f} = {ratio:.2f}x"
+                    f"{interval} | {met(ratio >= 1.5)} |")
     best = max(S, key=lambda m: S[m]["exact"])
     ci = S[best].get("exact_ci")
     interval = f" (95 % CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""

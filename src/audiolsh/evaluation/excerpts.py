@@ -34,6 +34,7 @@ from audiolsh.audio import find_audio, load
 from audiolsh.errors import AudiolshError, ParameterError
 from audiolsh.evaluation.excerpt_methods import METHODS, VECTOR_MODES, Methods, window_ranges
 from audiolsh.evaluation.excerpt_report import LABELS, targets_markdown, to_markdown, write_plots
+from audiolsh.evaluation.metrics import bootstrap_ci
 from audiolsh.features.excerpts import (
     ALL_MODES,
     ExcerptFeatures,
@@ -205,19 +206,6 @@ def _accuracy(ids: np.ndarray, row_owner: np.ndarray, query_owner: np.ndarray) -
     return float(np.mean(_hits(ids, row_owner, query_owner)))
 
 
-def bootstrap_ci(per_query: np.ndarray, *, level: float = 0.95, n_resamples: int = 10_000,
-                 seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean over queries (one query per track, so this
-    resamples tracks): how far the accuracy could move on another draw of as many tracks."""
-    x = np.asarray(per_query, np.float64)
-    if x.size == 0:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, (n_resamples, x.size))].mean(axis=1)
-    lo, hi = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
-    return float(lo), float(hi)
-
-
 def _time_per_query(fn: Callable[[int], Any], n: int) -> float:
     """Mean seconds per query, queries one at a time (best of two passes)."""
     best = math.inf
@@ -261,7 +249,7 @@ def _run(corpus: Corpus, tracks: np.ndarray, methods: Sequence[str], seeds: Sequ
     for m in methods:
         ids = exact.search(m, qv, qs, qc, k, lsh=False)
         hits = _hits(ids, row_owner, q_owner)
-        out[m] = {"exact": float(np.mean(hits)), "exact_ci": bootstrap_ci(hits), "lsh": []}
+        out[m] = {"exact": float(np.mean(hits)), "exact_ci": bootstrap_ci(hits), "hits": hits, "lsh": []}
         if timed:
             out[m]["exact_ms"] = _ms_per_query(exact, m, qv, qs, qc, k, lsh=False)
     for s_i, seed in enumerate(seeds):
@@ -372,6 +360,7 @@ def evaluate_excerpts(
         lsh = np.array(main[m]["lsh"])
         summary[m] = {
             "exact": main[m]["exact"], "exact_ci": list(main[m]["exact_ci"]),
+            "exact_per_query": [round(float(h), 4) for h in main[m]["hits"]],
             "lsh_mean": float(lsh.mean()), "lsh_std": float(lsh.std()),
             "lsh_min": float(lsh.min()), "lsh_max": float(lsh.max()),
             "lsh_over_exact": float(lsh.mean() / main[m]["exact"]) if main[m]["exact"] else math.nan,
