@@ -23,6 +23,7 @@ from audiolsh.evaluation.excerpts import (
     protocol_offsets,
     targets_markdown,
     to_markdown,
+    track_ranks,
 )
 
 SR = 22050
@@ -54,12 +55,14 @@ def test_every_method_finds_the_query_track(corpus_dir: Path) -> None:
     assert set(summary) == set(METHODS)
     for m in ("rhythm", "timbre", "peaks_minhash", "combined", "chroma_vote"):
         assert summary[m]["exact"] >= 0.9, (m, summary[m])
+        assert summary[m]["track_first"] >= 0.8, (m, summary[m])
         assert summary[m]["lsh_mean"] >= 0.9 * summary[m]["exact"]
     for s in summary.values():
         assert 0.0 <= s["exact"] <= 1.0 and s["exact_ms"] > 0 and s["lsh_ms"] > 0
         assert s["exact_ci"][0] <= s["exact"] <= s["exact_ci"][1]
         assert np.mean(s["exact_per_query"]) == pytest.approx(s["exact"], abs=1e-3)
         assert len(s["exact_per_query"]) == 5
+        assert 0.0 <= s["track_first"] <= s["track_mrr"] <= 1.0
     assert [g["n_tracks"] for g in result["growth"]] == [3, 5]
     assert [row["n_excerpts"] for row in result["timing"]] == [20, len(corpus.dense_owner)]
     md = to_markdown(result)
@@ -73,6 +76,19 @@ def test_every_method_finds_the_query_track(corpus_dir: Path) -> None:
         m: {"speedup": 6.0 if m != "timbre" else 4.0} for m in summary}}]}
     rows = [r for r in targets_markdown(timed) if "5x faster" in r]
     assert len(rows) == len(METHODS) and sum(r.endswith("| **no** |") for r in rows) == 1
+
+
+def test_track_ranks_place_each_track_by_its_best_excerpt() -> None:
+    row_owner = np.array([0, 0, 1, 1, 2, 2])
+    ids = np.array([
+        [2, 3, 0, 1, 4, 5],     # tracks 1, 1, 0, 0, 2, 2: own track 0 is second
+        [0, 2, 1, 4, -1, -1],   # own track 0 first
+        [2, 4, 3, -1, -1, -1],  # own track 0 never retrieved
+        [4, 2, 5, 3, 1, 0],     # tracks 2, 1, 2, 1, 0, 0: third, not fifth
+    ])
+    ranks = track_ranks(ids, row_owner, np.array([0, 0, 0, 0]))
+    assert ranks.tolist() == [2, 1, 0, 3]
+    assert track_ranks(ids[:, :2], row_owner, np.array([1, 1, 1, 2])).tolist() == [1, 2, 1, 1]
 
 
 def test_bootstrap_interval_over_queries() -> None:

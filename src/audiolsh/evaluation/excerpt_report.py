@@ -33,8 +33,8 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"LSH over {p['seeds']} seeds.",
         "",
         f"| method | exact acc@{k} (95 % CI over tracks) | LSH acc@{k} mean ± std (min-max) | LSH / exact "
-        "| exact ms/query | LSH ms/query |",
-        "|---|---|---|---|---|---|",
+        "| exact ms/query | LSH ms/query | own track first / MRR (exact, tracks) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for m, s in result["summary"].items():
         ci = s.get("exact_ci") or [math.nan, math.nan]
@@ -42,7 +42,7 @@ def to_markdown(result: dict[str, Any]) -> str:
             f"| {LABELS.get(m, m)} | {s['exact']:.3f} ({ci[0]:.3f}-{ci[1]:.3f}) | "
             f"{s['lsh_mean']:.3f} ± {s['lsh_std']:.3f} "
             f"({s['lsh_min']:.3f}-{s['lsh_max']:.3f}) | {s['lsh_over_exact']:.3f} | {s['exact_ms']:.3f} | "
-            f"{s['lsh_ms']:.3f} |"
+            f"{s['lsh_ms']:.3f} | {s.get('track_first', math.nan):.3f} / {s.get('track_mrr', math.nan):.3f} |"
         )
     methods = list(result["summary"])
     lines += ["", f"Accuracy@{k} as the number of tracks grows (exact / LSH; mean over random subsets):", "",

@@ -56,6 +56,7 @@ __all__ = [
     "protocol_offsets",
     "targets_markdown",
     "to_markdown",
+    "track_ranks",
     "write_plots",
 ]
 
@@ -202,6 +203,25 @@ def _hits(ids: np.ndarray, row_owner: np.ndarray, query_owner: np.ndarray) -> np
     return np.mean(got == query_owner[:, None], axis=1)
 
 
+def track_ranks(ids: np.ndarray, row_owner: np.ndarray, query_owner: np.ndarray) -> np.ndarray:
+    """Per query, the rank (1 = first) of its own track among the distinct tracks of its ranked
+    excerpts, each track placed by its best excerpt, as ``similar`` ranks tracks; 0 where the
+    own track is not retrieved at all."""
+    nq, n = ids.shape
+    tracks = np.where(ids >= 0, row_owner[np.maximum(ids, 0)], -1)
+    # A track's first appearance in each row: sort by (track, position), keep each track's first.
+    order = np.argsort(tracks * (n + 1) + np.arange(n)[None, :], axis=1, kind="stable")
+    t_sorted = np.take_along_axis(tracks, order, axis=1)
+    first = np.ones((nq, n), bool)
+    first[:, 1:] = t_sorted[:, 1:] != t_sorted[:, :-1]
+    first &= t_sorted >= 0
+    is_first = np.zeros((nq, n), bool)
+    np.put_along_axis(is_first, order, first, axis=1)
+    rank = np.cumsum(is_first, axis=1)
+    own = is_first & (tracks == query_owner[:, None])
+    return np.where(own.any(axis=1), rank[np.arange(nq), own.argmax(axis=1)], 0)
+
+
 def _accuracy(ids: np.ndarray, row_owner: np.ndarray, query_owner: np.ndarray) -> float:
     return float(np.mean(_hits(ids, row_owner, query_owner)))
 
@@ -250,6 +270,11 @@ def _run(corpus: Corpus, tracks: np.ndarray, methods: Sequence[str], seeds: Sequ
         ids = exact.search(m, qv, qs, qc, k, lsh=False)
         hits = _hits(ids, row_owner, q_owner)
         out[m] = {"exact": float(np.mean(hits)), "exact_ci": bootstrap_ci(hits), "hits": hits, "lsh": []}
+        if timed:
+            # Track level, as `similar` answers: where the query's own track comes among tracks.
+            ranks = track_ranks(exact.search(m, qv, qs, qc, len(row_owner), lsh=False), row_owner, q_owner)
+            out[m]["track_first"] = float(np.mean(ranks == 1))
+            out[m]["track_mrr"] = float(np.mean(np.where(ranks > 0, 1.0 / np.maximum(ranks, 1), 0.0)))
         if timed:
             out[m]["exact_ms"] = _ms_per_query(exact, m, qv, qs, qc, k, lsh=False)
     for s_i, seed in enumerate(seeds):
@@ -365,6 +390,7 @@ def evaluate_excerpts(
             "lsh_min": float(lsh.min()), "lsh_max": float(lsh.max()),
             "lsh_over_exact": float(lsh.mean() / main[m]["exact"]) if main[m]["exact"] else math.nan,
             "exact_ms": main[m]["exact_ms"], "lsh_ms": main[m]["lsh_ms"],
+            "track_first": main[m]["track_first"], "track_mrr": main[m]["track_mrr"],
         }
     growth = []
     rng = np.random.default_rng(1234)
