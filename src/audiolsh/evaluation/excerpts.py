@@ -4,7 +4,9 @@ Per track of at least :func:`min_track_s` seconds, one 10-s query excerpt starts
 ``query_offset_s`` (10 s) and ``k`` target excerpts follow every ``spacing_s`` (20 s): with
 k = 2 the excerpts are [10, 20), [30, 40) and [50, 60) s. The targets of every track form the
 collection; each query retrieves ``k`` excerpts and accuracy@k is the share of them that come
-from the query's own track. Each method is run exactly (brute force) and through LSH over
+from the query's own track (with a 95 % bootstrap interval over the tracks, and, at track
+level as ``similar`` answers, how often the query's own track comes first when each track is
+placed by its best excerpt). Each method is run exactly (brute force) and through LSH over
 several seeds (mean and spread), timed per query, on growing subsets of the tracks, and, for
 the time-vs-size part, over every ``window_s`` window (hop ``dense_hop_s``) of every track.
 
