@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from audiolsh.errors import IndexFormatError, ParameterError
+from audiolsh.features import normalisation as wccn
 from audiolsh.features import peaks
 from audiolsh.features.excerpts import BLOCKS, fit_standardizer, standardize
 from audiolsh.index import Index
@@ -40,9 +41,11 @@ log = logging.getLogger(__name__)
 
 LIBRARY_FILE = "library.json"
 LIBRARY_FORMAT = "audiolsh-library"
-#: 3: timbre gained the delta spectral pattern (320-d, two balanced blocks); 2: ``combined``
-#: became the fusion of rhythm, timbre and peaks (1: rhythm, timbre, chroma).
-LIBRARY_VERSION = 3
+#: 4: rhythm and timbre rows pass through a learned within-track normalisation (its name in
+#: ``normalisation``; version-3 libraries open with none); 3: timbre gained the delta spectral
+#: pattern (320-d, two balanced blocks); 2: ``combined`` became the fusion of rhythm, timbre
+#: and peaks (1: rhythm, timbre, chroma).
+LIBRARY_VERSION = 4
 
 #: What ``audiolsh index`` extracts.  ``chroma`` holds per-window chroma statistics and
 #: ``chroma_frames`` the frames themselves (S1's voting); ``combined`` fuses rhythm, timbre
@@ -53,6 +56,9 @@ STANDARDISED = ("rhythm", "timbre", "chroma")
 #: Chroma statistics are only centred: scaling each pitch class up to unit variance
 #: amplifies the weak ones into noise.
 SCALED = ("rhythm", "timbre")
+#: Modes whose standardised rows go through the library's learned normalisation
+#: (``features.normalisation``).
+NORMALISED = ("rhythm", "timbre")
 #: Peak-pair sets of two excerpts of one track share little (Jaccard 0.02-0.2 on dev), so
 #: every band is one min-hash (128 bands: a threshold of 0.01); candidates are ranked by how
 #: many they share and the best PEAKS_CANDIDATES re-ranked by exact Jaccard.
@@ -93,33 +99,58 @@ def check_modes(modes: Sequence[str]) -> tuple[str, ...]:
 @dataclass
 class Standardizer:
     """Per-dimension centre and scale learned from the first committed batch, then frozen;
-    ``blocks``: the sizes of the parts each scaled to unit length after (``excerpts.BLOCKS``)."""
+    ``blocks``: the sizes of the parts each scaled to unit length after (``excerpts.BLOCKS``);
+    ``matrix``: the learned normalisation (``normalisation``, by name) applied last."""
 
     mean: np.ndarray
     std: np.ndarray
     blocks: tuple[int, ...] = ()
+    matrix: np.ndarray | None = None
+    normalisation: str | None = None
 
     @classmethod
-    def fit(cls, X: np.ndarray, *, scale: bool = True, blocks: tuple[int, ...] = ()) -> Standardizer:
-        return cls(*fit_standardizer(X, scale=scale), blocks=tuple(blocks))
+    def fit(cls, X: np.ndarray, *, scale: bool = True, blocks: tuple[int, ...] = (),
+            mode: str = "", normalisation: str = "none") -> Standardizer:
+        mean, std = fit_standardizer(X, scale=scale)
+        return cls(mean, std, tuple(blocks), *_learned(normalisation, mode, len(mean)))
 
-    def __call__(self, X: np.ndarray) -> np.ndarray:
+    def __call__(self, X: np.ndarray, *, learned: bool = True) -> np.ndarray:
+        """Standardised rows; with ``learned`` (and a matrix) normalised too."""
         if X.shape[1] != len(self.mean):
             raise ParameterError(
                 f"features of dimension {X.shape[1]} do not match the library's {len(self.mean)}"
             )
-        return standardize(X, self.mean, self.std, self.blocks)
+        Z = standardize(X, self.mean, self.std, self.blocks)
+        return Z if self.matrix is None or not learned else (Z @ self.matrix).astype(np.float32)
 
-    def to_dict(self) -> dict[str, list[float] | list[int]]:
-        out: dict[str, list[float] | list[int]] = {"mean": self.mean.tolist(), "std": self.std.tolist()}
+    def invert(self, Z: np.ndarray) -> np.ndarray:
+        """Raw-scale rows that this standardiser maps back to the stored rows ``Z``."""
+        Z = np.asarray(Z, np.float64)
+        if self.matrix is not None:
+            Z = np.linalg.solve(self.matrix.astype(np.float64), Z.T).T  # the matrix is symmetric
+        return (Z * self.std + self.mean).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mean": self.mean.tolist(), "std": self.std.tolist()}
         if self.blocks:
             out["blocks"] = list(self.blocks)
+        if self.normalisation:
+            out["normalisation"] = self.normalisation
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Standardizer:
-        return cls(np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32),
-                   tuple(int(b) for b in data.get("blocks") or ()))
+    def from_dict(cls, data: dict[str, Any], mode: str = "") -> Standardizer:
+        mean = np.asarray(data["mean"], np.float32)
+        return cls(mean, np.asarray(data["std"], np.float32),
+                   tuple(int(b) for b in data.get("blocks") or ()),
+                   *_learned(data.get("normalisation") or "none", mode, len(mean)))
+
+
+def _learned(name: str, mode: str, dim: int) -> tuple[np.ndarray | None, str | None]:
+    """The named normalisation's matrix for ``mode`` (and the name), or (None, None)."""
+    learned = wccn.load(name)
+    matrix = learned.matrix(mode, dim) if learned is not None and mode in NORMALISED else None
+    return matrix, (name if matrix is not None else None)
 
 
 @dataclass(frozen=True)
@@ -198,6 +229,8 @@ class LibraryConfig:
     #: peak pairs left out of every peak set (``features.peaks.common_elements`` of the first
     #: batch); None until that batch is committed
     peaks_common: list[int] | None = None
+    #: the learned within-track normalisation of rhythm and timbre (``features.normalisation``)
+    normalisation: str = wccn.DEFAULT
 
     def validate(self) -> LibraryConfig:
         self.modes = check_modes(self.modes)
@@ -205,6 +238,9 @@ class LibraryConfig:
             raise ParameterError(f"window_s must be within 3..120 s, got {self.window_s!r}")
         if not 0.5 <= self.hop_s <= self.window_s:
             raise ParameterError(f"hop_s must be within 0.5 s..window_s, got {self.hop_s!r}")
+        if self.normalisation not in wccn.NAMES:
+            raise ParameterError(
+                f"normalisation must be one of {list(wccn.NAMES)}, got {self.normalisation!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,7 +248,7 @@ class LibraryConfig:
             "format": LIBRARY_FORMAT, "format_version": LIBRARY_VERSION,
             "modes": list(self.modes), "window_s": self.window_s, "hop_s": self.hop_s,
             "seed": self.seed, "stats": self.stats, "fusion": self.fusion,
-            "peaks_common": self.peaks_common,
+            "peaks_common": self.peaks_common, "normalisation": self.normalisation,
         }
 
     @classmethod
@@ -220,7 +256,7 @@ class LibraryConfig:
         if data.get("format") != LIBRARY_FORMAT:
             raise IndexFormatError(f"{where}: not an audiolsh library")
         check_format_version(where, "library", data.get("format_version"), newest=LIBRARY_VERSION,
-                             oldest=LIBRARY_VERSION,
+                             oldest=3,
                              too_old="its timbre and combined modes changed;"
                                      " index the music again into a new directory")
         # absent: written before common pairs were left out, so its stored sets keep them all
@@ -228,7 +264,9 @@ class LibraryConfig:
         return cls(tuple(data["modes"]), float(data["window_s"]), float(data["hop_s"]),
                    int(data.get("seed", 0)), dict(data.get("stats", {})),
                    dict(data.get("fusion", {})),
-                   None if common is None else [int(e) for e in common]).validate()
+                   None if common is None else [int(e) for e in common],
+                   # absent: written before the normalisation existed (version 3)
+                   str(data.get("normalisation", "none"))).validate()
 
 
 def is_library(path: str | os.PathLike[str]) -> bool:
@@ -246,7 +284,7 @@ class Library:
         self.path = path
         self.config = config
         self.readonly = readonly
-        self._standardizers = {m: Standardizer.from_dict(s) for m, s in config.stats.items()}
+        self._standardizers = {m: Standardizer.from_dict(s, m) for m, s in config.stats.items()}
         self.fusion = Fusion.from_dict(config.fusion) if config.fusion else None
         self.fingerprint: FingerprintIndex | None = None
         if "fingerprint" in config.modes:
@@ -289,8 +327,9 @@ class Library:
     @classmethod
     def create(cls, path: str | os.PathLike[str] | None = None, *,
                modes: Sequence[str] = DEFAULT_MODES, window_s: float = WINDOW_S,
-               hop_s: float = HOP_S, seed: int = 0) -> Library:
-        config = LibraryConfig(tuple(modes), window_s, hop_s, seed).validate()
+               hop_s: float = HOP_S, seed: int = 0, normalisation: str = wccn.DEFAULT) -> Library:
+        config = LibraryConfig(tuple(modes), window_s, hop_s, seed,
+                               normalisation=normalisation).validate()
         if path is None:
             return cls(None, config)
         root = Path(path)
@@ -399,6 +438,7 @@ class Library:
             "modes": list(self.modes),
             "window_s": self.config.window_s,
             "hop_s": self.config.hop_s,
+            "normalisation": self.config.normalisation,
             "n_tracks": len(tracks),
             "duration_s": float(sum(t.duration_s or 0.0 for t in tracks)),
             "indexes": {},
@@ -428,7 +468,8 @@ class Library:
                 rows = [ex.vectors[mode][0] for ex in batch if mode in ex.vectors]
                 if rows:
                     new[mode] = Standardizer.fit(np.concatenate(rows), scale=mode in SCALED,
-                                                 blocks=BLOCKS.get(mode, ()))
+                                                 blocks=BLOCKS.get(mode, ()), mode=mode,
+                                                 normalisation=self.config.normalisation)
         fuse = all(p in self.modes for p in COMBINED_PARTS) and self.fusion is None
         common = "peaks" in self.modes and self.config.peaks_common is None
         if not new and not fuse and not common:
@@ -450,7 +491,7 @@ class Library:
             self.config.peaks_common = [int(e) for e in drop]
         if fuse:
             sets = self.peak_sets(sets)
-            vectors = {p: self.prepare(p, np.concatenate([ex.vectors[p][0] for ex in batch]))
+            vectors = {p: self.prepare(p, np.concatenate([ex.vectors[p][0] for ex in batch]), learned=False)
                        for p in COMBINED_VECTORS}
             if len(sets) >= 2:
                 self.fusion = Fusion.fit(vectors, sets, labels, seed=self.config.seed)
@@ -472,12 +513,13 @@ class Library:
             self._common = (common, np.unique(np.asarray(common, np.uint64)))
         return peaks.drop_elements(sets, self._common[1])
 
-    def prepare(self, mode: str, X: np.ndarray) -> np.ndarray:
-        """Raw features of a mode as they are stored and queried."""
+    def prepare(self, mode: str, X: np.ndarray, *, learned: bool = True) -> np.ndarray:
+        """Raw features of a mode as they are stored and queried; ``learned=False`` leaves the
+        learned normalisation out, as the combined mode's parts do."""
         if mode in STANDARDISED and mode in self.modes and mode not in self._standardizers:
             self._reload_stats()
         std = self._standardizers.get(mode)
-        return std(X) if std is not None else np.asarray(X, np.float32)
+        return std(X, learned=learned) if std is not None else np.asarray(X, np.float32)
 
     def add_batch(self, batch: Sequence[Any]) -> list[int]:
         """Commit extracted tracks (see ``audiolsh.ingest.Extracted``); returns library track ids."""
@@ -538,7 +580,7 @@ class Library:
         fresh = LibraryConfig.from_dict(data, str(self.path / LIBRARY_FILE))
         self.config.stats, self.config.fusion = fresh.stats, fresh.fusion
         self.config.peaks_common = fresh.peaks_common
-        self._standardizers = {m: Standardizer.from_dict(s) for m, s in fresh.stats.items()}
+        self._standardizers = {m: Standardizer.from_dict(s, m) for m, s in fresh.stats.items()}
         self.fusion = Fusion.from_dict(fresh.fusion) if fresh.fusion else None
 
     def combined_rows(self, ex: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -547,7 +589,7 @@ class Library:
             self._reload_stats()
         if self.fusion is None:
             raise ParameterError(f"{self.path or 'the library'}: no fusion statistics yet (index some music)")
-        blocks = [self.prepare(m, ex.vectors[m][0]) for m in COMBINED_VECTORS]
+        blocks = [self.prepare(m, ex.vectors[m][0], learned=False) for m in COMBINED_VECTORS]
         return self.fusion.combine(blocks), ex.vectors[COMBINED_VECTORS[0]][1]
 
     def remove_track(self, track_id: int) -> None:

@@ -259,11 +259,12 @@ def stored_clip(library: Library, track_id: int, *, by: str, method: str | None 
         elif name == "chroma_frames":
             chroma_frames = (np.asarray(data), offsets)
         else:
-            # Stored rows are already standardised: undo it so the query path can redo it.
+            # Stored rows are already standardised (and normalised): undo it so the query path
+            # can redo it.
             X = np.asarray(data)
             std = library.standardizer(name)
             if std is not None:
-                X = X * std.std + std.mean
+                X = std.invert(X)
             vectors[name] = (X.astype(np.float32), offsets)
     return Extracted(track.path, track.content_hash, track.duration_s or 0.0, vectors,
                      chroma_frames, peaks)

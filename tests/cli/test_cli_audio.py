@@ -148,6 +148,13 @@ def test_info_clusters_and_remove_on_a_library(tmp_path: Path, library: Path) ->
     code, out, _ = run("info", "--index", str(idx), "--json")
     data = json.loads(out)
     assert data["n_tracks"] == 3 and data["modes"] == ["rhythm", "timbre"]
+    assert data["normalisation"] == "wccn-v1"
+    plain = tmp_path / "plain"
+    code, _, err = run("index", str(library), "--index", str(plain), "-j", "1", "--modes", "timbre",
+                       "--normalisation", "none")
+    assert code == 0, err
+    code, out, _ = run("info", "--index", str(plain))
+    assert code == 0 and "normalisation" in out and "none" in out
     code, out, _ = run("clusters", "--by", "timbre", "-n", "2", "--index", str(idx), "--format", "json")
     groups = json.loads(out)
     assert code == 0 and sorted(g["size"] for g in groups) in ([1, 2], [0, 3]) and len(groups) == 2

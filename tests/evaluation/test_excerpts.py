@@ -140,3 +140,29 @@ def test_too_few_tracks(tmp_path: Path) -> None:
     sf.write(tmp_path / "a.wav", synth.music(duration_s=10.0, sr=SR, seed=1), SR)
     with pytest.raises(ParameterError, match="need 2"):
         extract_corpus(tmp_path)
+
+
+def test_the_learned_normalisation_moves_rhythm_and_timbre_only(corpus_dir: Path) -> None:
+    from audiolsh.evaluation.excerpt_methods import Methods, window_ranges
+
+    corpus = extract_corpus(corpus_dir, k=2, dense_hop_s=None)
+    t, q = np.flatnonzero(corpus.role > 0), np.flatnonzero(corpus.role == 0)
+    vt = {m: X[t] for m, X in corpus.vectors.items()}
+    qv = {m: X[q] for m, X in corpus.vectors.items()}
+    frames, first, stop = window_ranges([corpus.chroma[i] for i in t])
+    built = {norm: Methods(vt, corpus.sets.take(t), frames, first, stop, seed=None, labels=corpus.owner[t],
+                           normalisation=norm) for norm in ("none", "wccn-v1")}
+    for name in ("rhythm", "timbre"):
+        a, b = (built[n].vec[name].similarity(qv[name], None) for n in ("none", "wccn-v1"))
+        assert not np.allclose(a, b, atol=1e-3), name
+    for name, mode in (("beat_spectrum", "beat_spectrum"), ("s2_bands", "beat_spectrum_bands")):
+        a, b = (built[n].vec[name].similarity(qv[mode], None) for n in ("none", "wccn-v1"))
+        assert np.allclose(a, b), name
+    qs = corpus.sets.take(q)
+    a, b = (built[n]._fused(qv, qs, None) for n in ("none", "wccn-v1"))
+    assert np.allclose(a, b)  # the combined mode joins the plain parts
+    result = evaluate_excerpts(corpus, seeds=1, tracks_steps=(), sizes=(), methods=("timbre",),
+                               normalisation="none")
+    assert result["protocol"]["normalisation"] == "none"
+    with pytest.raises(ParameterError, match="normalisation"):
+        evaluate_excerpts(corpus, seeds=1, methods=("timbre",), normalisation="pca")

@@ -55,10 +55,14 @@ def _clip(music_dir: Path, name: str, offset_s: float, duration_s: float, lib: L
 
 def test_library_layout_and_catalogue(lib_dir: Path) -> None:
     data = json.loads((lib_dir / LIBRARY_FILE).read_text())
-    assert data["format"] == "audiolsh-library" and data["format_version"] == 3
+    assert data["format"] == "audiolsh-library" and data["format_version"] == 4
+    assert data["normalisation"] == "wccn-v1"
     # Standardisation and fusion statistics are stored in the library, as the engine needs them back.
     assert set(data["stats"]) == {"rhythm", "timbre", "chroma"}
     assert data["stats"]["timbre"]["blocks"] == [40, 280] and "blocks" not in data["stats"]["rhythm"]
+    # The learned normalisation is named per mode (its matrix ships with the package); chroma has none.
+    assert data["stats"]["rhythm"]["normalisation"] == data["stats"]["timbre"]["normalisation"] == "wccn-v1"
+    assert "normalisation" not in data["stats"]["chroma"]
     assert set(data["fusion"]) == set(COMBINED_PARTS)
     assert all(sd > 0 for _mu, sd in data["fusion"].values())
     with Library.open(lib_dir, readonly=True) as lib:
@@ -174,6 +178,8 @@ def test_bad_libraries_and_parameters(tmp_path: Path) -> None:
     (tmp_path / "a" / LIBRARY_FILE).write_text(json.dumps(newer))
     with pytest.raises(IndexFormatError, match="newer"):
         Library.open(tmp_path / "a")
+    with pytest.raises(ParameterError, match="normalisation"):
+        Library.create(None, normalisation="lda")
     # Libraries of formats 1 and 2 hold combined and timbre vectors of other kinds: built again.
     for old in (1, 2):
         (tmp_path / "a" / LIBRARY_FILE).write_text(json.dumps({**newer, "format_version": old}))
@@ -225,8 +231,10 @@ def _fused_per_track(lib: Library, clip, sets=None):  # type: ignore[no-untyped-
         assert np.array_equal(per_part[part][1], tracks) and np.allclose(per_part[part][2], offsets)
     total = 0.0
     for part in ("rhythm", "timbre"):
-        Q = lib.prepare(part, clip.vectors[part][0])
-        X = per_part[part][0]
+        # The combined mode joins the plain standardised parts: the stored rows without the
+        # learned normalisation.
+        Q = lib.prepare(part, clip.vectors[part][0], learned=False)
+        X = lib.prepare(part, lib.standardizer(part).invert(per_part[part][0]), learned=False)  # type: ignore[union-attr]
         Qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)
         cos = Qn @ (X / np.linalg.norm(X, axis=1, keepdims=True)).T
         total = total + (cos - stats[part][0]) / stats[part][1]
@@ -381,3 +389,52 @@ def test_the_first_commit_waits_for_enough_tracks_to_learn_from(
         assert sizes == [3]  # the statistics come from 3 tracks, not from the first 2
         index_audio(lib, [songs[3], *drones], workers=1, commit_every=2)
         assert sizes == [3, 2, 2]  # a library that has tracks commits every 2 files
+
+
+def test_the_learned_normalisation_applies_to_single_modes_not_to_combined(
+        lib_dir: Path, music_dir: Path) -> None:
+    from audiolsh.features import normalisation as wccn
+    from audiolsh.features.excerpts import standardize
+
+    with Library.open(lib_dir, readonly=True) as lib:
+        clip = _clip(music_dir, "song2.wav", 4.0, 12.0, lib)
+        X = clip.vectors["timbre"][0]
+        std = lib.standardizer("timbre")
+        assert std is not None and std.normalisation == "wccn-v1"
+        A = wccn.load("wccn-v1").matrix("timbre", X.shape[1])  # type: ignore[union-attr]
+        plain = standardize(X, std.mean, std.std, std.blocks)
+        assert np.allclose(lib.prepare("timbre", X), plain @ A, atol=1e-4)
+        assert not np.allclose(lib.prepare("timbre", X), plain, atol=1e-2)
+        # The combined rows join the plain standardised parts (see docs/results/excerpts.md).
+        rows, _ = lib.combined_rows(clip)
+        assert np.allclose(rows[:, -X.shape[1]:] / np.sqrt(lib.fusion.weights[1]),  # type: ignore[union-attr]
+                           plain / np.linalg.norm(plain, axis=1, keepdims=True), atol=1e-4)
+        # A stored track comes back as raw features that prepare to its stored rows again.
+        tid = next(t.id for t in lib.tracks() if t.path.endswith("song2.wav"))
+        own = stored_clip(lib, tid, by="timbre")
+        stored = lib.indexes["timbre"].rows(lib.indexes["timbre"].storage.ids_for_track(
+            lib.mode_track_ids("timbre")[lib.track(tid).content_hash]))  # type: ignore[union-attr]
+        def unit(Z: np.ndarray) -> np.ndarray:
+            return Z / np.linalg.norm(Z, axis=1, keepdims=True)
+
+        again = unit(lib.prepare("timbre", own.vectors["timbre"][0])) @ unit(np.asarray(stored)).T
+        assert len(again) == len(stored) and np.allclose(again.max(axis=1), 1.0, atol=1e-4)
+
+
+def test_without_normalisation_and_libraries_of_format_3(tmp_path: Path, music_dir: Path) -> None:
+    where = tmp_path / "plain"
+    with Library.create(where, modes=("rhythm", "timbre"), normalisation="none") as lib:
+        index_audio(lib, [music_dir], workers=1, commit_every=8)
+        clip = _clip(music_dir, "song1.wav", 2.0, 12.0, lib)
+        std = lib.standardizer("timbre")
+        assert std is not None and std.matrix is None
+        assert lib.info()["normalisation"] == "none"
+        before = similar(lib, clip, by="timbre", k=3)
+    # A library written by the previous format has no normalisation: it opens and answers as before.
+    data = json.loads((where / LIBRARY_FILE).read_text())
+    del data["normalisation"]
+    data["format_version"] = 3
+    (where / LIBRARY_FILE).write_text(json.dumps(data))
+    with Library.open(where, readonly=True) as lib:
+        assert lib.config.normalisation == "none" and lib.standardizer("rhythm").matrix is None  # type: ignore[union-attr]
+        assert [r.track_id for r in similar(lib, clip, by="timbre", k=3)] == [r.track_id for r in before]

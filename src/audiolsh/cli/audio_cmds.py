@@ -16,6 +16,7 @@ from audiolsh.cli import EXIT_ERROR, cli
 from audiolsh.cli.options import index_option
 from audiolsh.cli.output import emit_records, err_console, format_option
 from audiolsh.errors import AudiolshError, ParameterError
+from audiolsh.features import normalisation as wccn
 from audiolsh.ingest import FIRST_BATCH, MIN_DURATION_S, SAMPLE_RATE, analyse, index_audio, nearest_passages
 from audiolsh.library import DEFAULT_MODES, HOP_S, MODES, WINDOW_S, Library
 from audiolsh.records import identify_record, similar_record
@@ -43,15 +44,18 @@ def _modes(text: str) -> tuple[str, ...]:
               help="Excerpt window for rhythm, timbre, chroma and peaks (s; new library only).")
 @click.option("--hop", "hop_s", type=float, default=HOP_S, show_default=True,
               help="Hop between excerpt windows (s; new library only).")
+@click.option("--normalisation", type=click.Choice(wccn.NAMES), default=wccn.DEFAULT, show_default=True,
+              help="Learned within-track normalisation of the rhythm and timbre vectors, or none"
+                   " for plain standardised cosine (new library only).")
 def index_cmd(index_path: Path, paths: tuple[Path, ...], workers: int | None,
-              commit_every: int, modes: str, window_s: float, hop_s: float) -> None:
+              commit_every: int, modes: str, window_s: float, hop_s: float, normalisation: str) -> None:
     """Index audio files and folders (recursively), every mode from one decode per file.
 
     Files already in the library (same content) are skipped, so re-running resumes.
     """
     t0 = time.perf_counter()
     with Library.open_or_create(index_path, modes=_modes(modes), window_s=window_s,
-                                hop_s=hop_s) as library:
+                                hop_s=hop_s, normalisation=normalisation) as library:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=err_console) as bar:
             task = bar.add_task("indexing", total=None)

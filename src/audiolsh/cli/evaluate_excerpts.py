@@ -24,6 +24,7 @@ from audiolsh.evaluation.excerpts import (
     to_markdown,
     write_plots,
 )
+from audiolsh.features import normalisation as wccn
 
 
 def _steps(value: str) -> tuple[int, ...]:
@@ -49,6 +50,9 @@ def _steps(value: str) -> tuple[int, ...]:
 @click.option("--dense-hop", "dense_hop_s", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
               help="Hop (s) of the windows of every track searched in the time-vs-size part; 0 skips it.")
 @click.option("--methods", default=",".join(METHODS), show_default=True, help="Methods to run.")
+@click.option("--normalisation", type=click.Choice(wccn.NAMES), default=wccn.DEFAULT, show_default=True,
+              help="Learned within-track normalisation of rhythm and timbre (as `index` applies it),"
+                   " or none.")
 @click.option("-j", "--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Decoding and extraction processes.")
 @click.option("--out", "out_json", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -58,7 +62,7 @@ def _steps(value: str) -> tuple[int, ...]:
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write the PNG plots into this folder.")
 def excerpts(corpus_dir: Path, k: int, seeds: int, tracks_steps: str, sizes: str, dense_hop_s: float,
-             methods: str, workers: int, out_json: Path | None, out_md: Path | None,
+             methods: str, normalisation: str, workers: int, out_json: Path | None, out_md: Path | None,
              plots_dir: Path | None) -> None:
     """Excerpt retrieval on CORPUS_DIR: per track a 10-s query and k targets; accuracy@k, LSH vs exact.
 
@@ -95,7 +99,7 @@ def excerpts(corpus_dir: Path, k: int, seeds: int, tracks_steps: str, sizes: str
             bar.update(eval_task, advance=1, description=f"evaluating: {what}")
 
         result = evaluate_excerpts(corpus, seeds=seeds, tracks_steps=steps, sizes=size_steps,
-                                   methods=method_list, on_step=on_step)
+                                   methods=method_list, on_step=on_step, normalisation=normalisation)
     result["run"] = {
         "command": " ".join(["audiolsh", *sys.argv[1:]]),
         "started": started, "extract_s": extract_s, "total_s": time.perf_counter() - t0,

@@ -75,6 +75,7 @@ def _library_info(index_path: Path, tracks: bool, as_json: bool) -> None:
         {"field": "audio", "value": f"{hours:.2f} h"},
         {"field": "modes", "value": ", ".join(data["modes"])},
         {"field": "excerpt window / hop", "value": f"{data['window_s']:g} s / {data['hop_s']:g} s"},
+        {"field": "normalisation", "value": data.get("normalisation", "none")},
     ]
     for name, sub in data["indexes"].items():
         if name == "fingerprint":

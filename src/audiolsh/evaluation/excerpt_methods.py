@@ -15,12 +15,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from audiolsh.errors import ParameterError
+from audiolsh.features import normalisation as wccn
 from audiolsh.features.excerpts import BLOCKS, NORMALISATION, fit_standardizer, standardize
 from audiolsh.features.peaks import common_elements, drop_elements
 from audiolsh.hashing import HyperplaneLSH, MinHashLSH, SetBatch
 from audiolsh.hashing.hyperplane import needs_centering
 from audiolsh.index import auto_whiten
-from audiolsh.library import COMBINED_VECTORS, Fusion
+from audiolsh.library import COMBINED_VECTORS, NORMALISED, Fusion
 from audiolsh.search import BruteForce, SetLSH, VectorLSH
 from audiolsh.search.brute import jaccard_rows, prepare
 
@@ -51,13 +52,14 @@ class _VectorMethod:
     """Standardised vectors, cosine; exact brute force or hyperplane LSH."""
 
     def __init__(self, X: np.ndarray, normalisation: str, seed: int | None, *, n_tables: int = 8,
-                 blocks: tuple[int, ...] = ()) -> None:
+                 blocks: tuple[int, ...] = (), matrix: np.ndarray | None = None) -> None:
         if normalisation == "standardize":
             self.mean, self.std = fit_standardizer(X)
         else:
             self.mean, self.std = np.zeros(X.shape[1], np.float32), np.ones(X.shape[1], np.float32)
         self.blocks = blocks
-        Z = standardize(X, self.mean, self.std, blocks)
+        self.matrix = matrix  # the learned within-track normalisation, as the library applies it
+        Z = self.prepare(X)
         self.exact = BruteForce("cosine").fit(Z)
         self.lsh: VectorLSH | None = None
         if seed is not None:
@@ -69,8 +71,10 @@ class _VectorMethod:
             self.lsh = VectorLSH(family, metric="cosine", n_probes=4 * n_tables,
                                  n_rerank=VECTOR_RERANK).fit(Z)
 
-    def prepare(self, Q: np.ndarray) -> np.ndarray:
-        return standardize(Q, self.mean, self.std, self.blocks)
+    def prepare(self, Q: np.ndarray, *, learned: bool = True) -> np.ndarray:
+        """Standardised rows; with ``learned`` (and a matrix) normalised too."""
+        Z = standardize(Q, self.mean, self.std, self.blocks)
+        return Z if self.matrix is None or not learned else (Z @ self.matrix).astype(np.float32)
 
     def search(self, Q: np.ndarray, k: int, *, lsh: bool) -> np.ndarray:
         Qz = self.prepare(Q)
@@ -169,13 +173,17 @@ class Methods:
         seed: int | None,
         labels: np.ndarray,
         methods: Sequence[str] = METHODS,
+        normalisation: str = wccn.DEFAULT,
     ) -> None:
         self.methods = tuple(methods)
+        learned = wccn.load(normalisation)
         # The library's rule: pairs common to the collection's windows are left out of every set.
         self.common = common_elements(sets, labels)
         sets = drop_elements(sets, self.common)
         self.vec = {
-            name: _VectorMethod(vectors[mode], VECTOR_NORMALISATION[name], seed, blocks=BLOCKS.get(mode, ()))
+            name: _VectorMethod(vectors[mode], VECTOR_NORMALISATION[name], seed, blocks=BLOCKS.get(mode, ()),
+                                matrix=learned.matrix(mode, vectors[mode].shape[1])
+                                if learned is not None and mode in NORMALISED else None)
             for name, mode in VECTOR_MODES.items()
             if name in self.methods or (name in COMBINED and "combined" in self.methods)
         }
@@ -191,15 +199,20 @@ class Methods:
                     seed: int | None) -> None:
         """The library's fusion (``audiolsh.library.Fusion``) fitted on this collection, and an
         index of the combined vectors (rhythm and timbre blocks) for its LSH candidates."""
-        prepared = {p: self.vec[p].prepare(vectors[VECTOR_MODES[p]]) for p in COMBINED_VECTORS}
+        prepared = {p: self.vec[p].prepare(vectors[VECTOR_MODES[p]], learned=False) for p in COMBINED_VECTORS}
         self.fusion = Fusion.fit(prepared, sets, labels)
         C = self.fusion.combine([prepared[p] for p in COMBINED_VECTORS])
         self.combined = _VectorMethod(C, "none", seed)
 
+    def _combined_rows(self, qv: dict[str, np.ndarray]) -> np.ndarray:
+        """The combined rows of queries: the plain standardised parts (no learned normalisation)."""
+        return self.fusion.combine([self.vec[p].prepare(qv[VECTOR_MODES[p]], learned=False)
+                                    for p in COMBINED_VECTORS])
+
     def _fused(self, qv: dict[str, np.ndarray], qs: SetBatch, ids: np.ndarray | None) -> np.ndarray:
         """Fused scores with the given rows, or with every row (None)."""
         assert self.peaks is not None
-        Qc = self.fusion.combine([self.vec[p].prepare(qv[VECTOR_MODES[p]]) for p in COMBINED_VECTORS])
+        Qc = self._combined_rows(qv)
         score = self.fusion.score(self.combined.similarity(Qc, ids), self.peaks.similarity(qs, ids))
         return score if ids is None else np.where(ids >= 0, score, -np.inf)
 
@@ -230,7 +243,7 @@ class Methods:
             # them: same-track excerpts share so few peak pairs (Jaccard 0.02-0.2) that MinHash
             # bands low enough to catch them admit about half of the collection. The peaks count
             # in the exact fused re-rank.
-            Qc = self.fusion.combine([self.vec[p].prepare(qv[VECTOR_MODES[p]]) for p in COMBINED_VECTORS])
+            Qc = self._combined_rows(qv)
             cand = self.combined.search(Qc, max(COMBINED_CANDIDATES, 10 * k), lsh=True)
         else:
             cand = np.tile(np.arange(len(self.peaks.sets)), (nq, 1))

@@ -37,6 +37,7 @@ from audiolsh.errors import AudiolshError, ParameterError
 from audiolsh.evaluation.excerpt_methods import METHODS, VECTOR_MODES, Methods, window_ranges
 from audiolsh.evaluation.excerpt_report import LABELS, targets_markdown, to_markdown, write_plots
 from audiolsh.evaluation.metrics import bootstrap_ci
+from audiolsh.features import normalisation as wccn
 from audiolsh.features.excerpts import (
     ALL_MODES,
     ExcerptFeatures,
@@ -260,13 +261,13 @@ def _subset(
 
 
 def _run(corpus: Corpus, tracks: np.ndarray, methods: Sequence[str], seeds: Sequence[int], *,
-         timed: bool) -> dict[str, dict[str, Any]]:
+         timed: bool, normalisation: str = wccn.DEFAULT) -> dict[str, dict[str, Any]]:
     coll, queries, row_owner, q_owner = _subset(corpus, tracks)
     k = corpus.k
     qv, qs, qc = queries["vectors"], queries["sets"], queries["chroma"]
     out: dict[str, dict[str, Any]] = {}
     exact = Methods(coll["vectors"], coll["sets"], *coll["chroma"], seed=None, labels=row_owner,
-                    methods=methods)
+                    methods=methods, normalisation=normalisation)
     for m in methods:
         ids = exact.search(m, qv, qs, qc, k, lsh=False)
         hits = _hits(ids, row_owner, q_owner)
@@ -279,7 +280,7 @@ def _run(corpus: Corpus, tracks: np.ndarray, methods: Sequence[str], seeds: Sequ
             out[m]["track_mrr"] = float(np.mean(np.where(ranks > 0, 1.0 / np.maximum(ranks, 1), 0.0)))
     for s_i, seed in enumerate(seeds):
         built = Methods(coll["vectors"], coll["sets"], *coll["chroma"], seed=seed, labels=row_owner,
-                        methods=methods)
+                        methods=methods, normalisation=normalisation)
         for m in methods:
             ids = built.search(m, qv, qs, qc, k, lsh=True)
             out[m]["lsh"].append(_accuracy(ids, row_owner, q_owner))
@@ -304,7 +305,7 @@ def _ms_per_query(
 
 def _dense_timing(
     corpus: Corpus, sizes: Sequence[int], methods: Sequence[str], seed: int,
-    on_step: Callable[[str], None] | None,
+    on_step: Callable[[str], None] | None, normalisation: str = wccn.DEFAULT,
 ) -> list[dict[str, Any]]:
     """Time per query, exact vs LSH, over the first n dense windows of a seeded track order."""
     assert corpus.dense_owner is not None and corpus.dense_sets is not None
@@ -326,8 +327,10 @@ def _dense_timing(
         qs = corpus.sets.take(q_idx)
         qc = [corpus.chroma[i] for i in q_idx]
         labels = corpus.dense_owner[sel]
-        exact = Methods(vectors, sets, frames, first, stop, seed=None, labels=labels, methods=methods)
-        lsh = Methods(vectors, sets, frames, first, stop, seed=seed, labels=labels, methods=methods)
+        exact = Methods(vectors, sets, frames, first, stop, seed=None, labels=labels, methods=methods,
+                        normalisation=normalisation)
+        lsh = Methods(vectors, sets, frames, first, stop, seed=seed, labels=labels, methods=methods,
+                      normalisation=normalisation)
         per_method: dict[str, dict[str, float]] = {}
         row = {"n_excerpts": int(size), "n_tracks": len(tracks_in), "n_chroma_frames": len(frames),
                "n_queries": len(q_idx), "methods": per_method}
@@ -369,15 +372,23 @@ def evaluate_excerpts(
     sizes: Sequence[int] = (1000, 3000, 10000),
     methods: Sequence[str] = METHODS,
     on_step: Callable[[str], None] | None = None,
+    normalisation: str = wccn.DEFAULT,
 ) -> dict[str, Any]:
-    """Run the protocol; return a JSON-ready dict (see :func:`to_markdown` for the layout)."""
+    """Run the protocol; return a JSON-ready dict (see :func:`to_markdown` for the layout).
+
+    ``normalisation``: the learned within-track normalisation of the rhythm and timbre vectors
+    (and so of the combined mode), as a library built with it applies; "none" for plain
+    standardised cosine. The beat-spectrum baselines never use it.
+    """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ParameterError(f"unknown method(s) {unknown}: choose from {list(METHODS)}")
     seed_list = list(range(seeds))
     n_tracks = len(corpus.paths)
     all_tracks = np.arange(n_tracks)
-    main = _run(corpus, all_tracks, methods, seed_list, timed=True)
+    if normalisation not in wccn.NAMES:
+        raise ParameterError(f"unknown normalisation {normalisation!r}: choose from {list(wccn.NAMES)}")
+    main = _run(corpus, all_tracks, methods, seed_list, timed=True, normalisation=normalisation)
     if on_step:
         on_step("all tracks")
     summary = {}
@@ -399,7 +410,8 @@ def evaluate_excerpts(
         acc_l: dict[str, list[float]] = {m: [] for m in methods}
         for d in range(draws if n < n_tracks else 1):
             tracks = np.sort(rng.choice(n_tracks, n, replace=False)) if n < n_tracks else all_tracks
-            res = main if n == n_tracks else _run(corpus, tracks, methods, [d], timed=False)
+            res = main if n == n_tracks else _run(corpus, tracks, methods, [d], timed=False,
+                                                         normalisation=normalisation)
             for m in methods:
                 acc_e[m].append(res[m]["exact"])
                 acc_l[m].append(float(np.mean(res[m]["lsh"])))
@@ -408,13 +420,14 @@ def evaluate_excerpts(
                        "lsh": {m: float(np.mean(v)) for m, v in acc_l.items()}})
         if on_step:
             on_step(f"accuracy vs tracks: {n}")
-    timing = _dense_timing(corpus, sizes, methods, 0, on_step) if corpus.dense_owner is not None else []
+    timing = (_dense_timing(corpus, sizes, methods, 0, on_step, normalisation)
+              if corpus.dense_owner is not None else [])
     return {
         "protocol": {"k": corpus.k, "window_s": WINDOW_S, "offsets_s": protocol_offsets(corpus.k),
                      "min_track_s": min_track_s(corpus.k), "n_tracks": n_tracks,
                      "n_targets": int(np.sum(corpus.role > 0)), "n_skipped": len(corpus.skipped),
                      "corpus_hours": corpus.total_s / 3600, "seeds": seeds,
-                     "dense_hop_s": corpus.dense_hop_s,
+                     "dense_hop_s": corpus.dense_hop_s, "normalisation": normalisation,
                      "n_dense_windows": None if corpus.dense_owner is None else len(corpus.dense_owner)},
         "summary": summary,
         "growth": growth,

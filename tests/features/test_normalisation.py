@@ -1,0 +1,92 @@
+"""Within-track normalisation (WCCN): the maths, and the matrices that ship with the package."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audiolsh.audio import synth
+from audiolsh.errors import ParameterError
+from audiolsh.features import normalisation as wccn
+from audiolsh.features.excerpts import excerpt_features
+
+# Packages of the corpora the evaluation reports on (dev) or chose the shrinkage on (hold).
+EVALUATION_PACKAGES = {"asc-music", "singularity-music", "wesnoth-1.16-music", "warzone2100-music",
+                       "extremetuxracer-data", "flare-game", "lincity-ng-data", "megaglest-data",
+                       "xmoto-data"}
+
+
+def _tracks(seed: int, *, n_tracks: int = 40, per_track: int = 12,
+            d: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Windows whose track shows in dims 0..3 (small spread) and whose section varies widely in
+    dims 4..d (large within-track spread): plain cosine is dominated by the section."""
+    rng = np.random.default_rng(seed)
+    centres = np.zeros((n_tracks, d))
+    centres[:, :4] = rng.normal(0, 1.0, (n_tracks, 4))
+    labels = np.repeat(np.arange(n_tracks), per_track)
+    X = centres[labels] + rng.normal(0, 0.3, (len(labels), d))
+    X[:, 4:] += rng.normal(0, 3.0, (len(labels), d - 4))
+    return X, labels
+
+
+def _nn_same_track(X: np.ndarray, labels: np.ndarray) -> float:
+    U = X / np.linalg.norm(X, axis=1, keepdims=True)
+    S = U @ U.T
+    np.fill_diagonal(S, -np.inf)
+    return float(np.mean(labels[S.argmax(axis=1)] == labels))
+
+
+def test_wccn_whitens_the_within_track_scatter_and_finds_the_track() -> None:
+    X, labels = _tracks(0)
+    A = wccn.fit_within_track(X, labels, shrinkage=0.0)
+    assert A.shape == (16, 16) and A.dtype == np.float32 and np.allclose(A, A.T, atol=1e-5)
+    # Within-track covariance of the transformed rows is the identity.
+    means = np.stack([X[labels == t].mean(axis=0) for t in np.unique(labels)])
+    D = (X - means[labels]) @ A
+    W = D.T @ D / (len(X) - len(means))
+    assert np.allclose(W, np.eye(16), atol=1e-3)
+    # Learned on some tracks, it helps on others it never saw.
+    Y, other = _tracks(1)
+    assert _nn_same_track(Y, other) < 0.5
+    assert _nn_same_track(Y @ A, other) > _nn_same_track(Y, other) + 0.3
+
+
+def test_full_shrinkage_is_plain_cosine_and_bad_input_is_refused() -> None:
+    X, labels = _tracks(2)
+    A = wccn.fit_within_track(X, labels, shrinkage=1.0)
+    assert np.allclose(A, A[0, 0] * np.eye(16), atol=1e-6 * abs(A[0, 0]))
+    with pytest.raises(ParameterError, match="shrinkage"):
+        wccn.fit_within_track(X, labels, shrinkage=1.5)
+    with pytest.raises(ParameterError, match="two tracks"):
+        wccn.fit_within_track(X[:12], labels[:12])
+    with pytest.raises(ParameterError, match="labels"):
+        wccn.fit_within_track(X, labels[:-1])
+
+
+def test_the_shipped_normalisation_fits_the_descriptors_and_saw_no_evaluation_track() -> None:
+    learned = wccn.load(wccn.DEFAULT)
+    assert learned is not None and wccn.load("none") is None
+    y = synth.music(duration_s=12.0, sr=22050, seed=0)
+    feats = excerpt_features(y, 22050, modes=("rhythm", "timbre"))
+    for mode in ("rhythm", "timbre"):
+        dim = np.asarray(feats[mode].X).shape[1]
+        A = learned.matrix(mode, dim)
+        assert A is not None and A.shape == (dim, dim)
+        assert np.allclose(A, A.T, atol=1e-4) and np.linalg.eigvalsh(A.astype(np.float64)).min() > 0
+    assert learned.matrix("chroma", 12) is None
+    meta = learned.meta
+    assert meta["n_tracks"] >= 100 and meta["shrinkage"] == wccn.SHRINKAGE
+    trained_on = {p for corpus in meta["corpora"] for p in corpus["packages"]}
+    assert trained_on and not trained_on & EVALUATION_PACKAGES
+    with pytest.raises(ParameterError, match="dimension"):
+        learned.matrix("timbre", 7)
+    with pytest.raises(ParameterError, match="unknown normalisation"):
+        wccn.load("wccn-v0")
+
+
+def test_save_writes_plain_arrays_with_a_header(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "n.npz"
+    wccn.save(str(path), "n", {"timbre": np.eye(3)}, {"n_tracks": 2})
+    with np.load(path, allow_pickle=False) as data:
+        assert set(data.files) == {"header", "mode_timbre"}
+        assert np.array_equal(data["mode_timbre"], np.eye(3, dtype=np.float32))
