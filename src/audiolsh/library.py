@@ -1,7 +1,7 @@
 """The music library: one directory, one index per search mode, one track catalogue.
 
     DIR/library.json        format version, modes, window/hop, standardisation and fusion statistics,
-                            the peak pairs common to the collection
+                            the peak pairs common to the collection, the learned normalisation's name
     DIR/tracks/             the catalogue of complete tracks (its ids are the library's track ids)
     DIR/fingerprint/        landmark hashes (identification)
     DIR/<mode>/             an ``Index`` per vector or set mode (embedding, rhythm, timbre, ...)

@@ -1,10 +1,12 @@
 """The excerpt protocol's methods, each exact (brute force) or through LSH.
 
 Vector methods (S2's band variant, Foote's beat spectrum, the rhythm descriptor, timbre):
-standardised vectors, cosine, :class:`VectorLSH` with hyperplanes.  The chroma vote (S1):
+standardised vectors (rhythm and timbre then through the library's learned within-track
+normalisation, unless "none"), cosine, :class:`VectorLSH` with hyperplanes.  The chroma vote (S1):
 each query frame's nearest frames vote for their excerpt, votes divided by the excerpt's frame
 count.  MinHash over peak sets (S4, :class:`SetLSH`, ranked by exact Jaccard).  Combined: the
-library's fusion (``audiolsh.library.Fusion``) of rhythm, timbre and peaks.
+library's fusion (``audiolsh.library.Fusion``) of the plain standardised rhythm and timbre and
+the peaks.
 """
 
 from __future__ import annotations

@@ -11,10 +11,12 @@ Modes, what X holds, and what the index does before hashing (:data:`NORMALISATIO
 stored in the index and are applied to queries too; a query clip goes through this function):
 
 - ``rhythm``: (n_windows, 282) float32, the :mod:`.rhythm` descriptor. Standardise with the
-  collection mean/std, then cosine (hyperplane LSH).
+  collection mean/std, then the learned within-track normalisation (:mod:`.normalisation`),
+  then cosine (hyperplane LSH).
 - ``timbre``: (n_windows, 320) float32, MFCC means and stds (:mod:`.mfcc`, 40) followed by the
   delta spectral pattern (:mod:`.spectral_pattern`, 280). Standardise, then scale each of the
-  two blocks to unit length (:data:`BLOCKS`), cosine: the mean of the two blocks' cosines.
+  two blocks to unit length (:data:`BLOCKS`), then the learned within-track normalisation;
+  cosine.
 - ``chroma``: (n_frames, 12) float32, the chroma frames of the whole track (hop 4000 samples,
   ``offsets_s`` = frame centres). Centre with the collection's mean chroma (no scaling), cosine;
   search frame by frame and let each query frame vote (S1).
