@@ -4,8 +4,9 @@
 Every 10-s window (hop 5 s) of every track of each corpus folder gives rhythm and timbre
 vectors; each folder is standardised with its own statistics, as a library standardises its
 collection; :func:`audiolsh.features.normalisation.fit_within_track` then learns one matrix per
-mode from all windows, a track being a class. The corpora must share no track with the sets the
-evaluation reports on (dev, and the held-out set used to choose the shrinkage):
+mode from all windows, a track being a class, and one ("combined") for the rhythm and timbre rows
+side by side (:func:`audiolsh.features.normalisation.joint_rows`). The corpora must share no
+track with the sets the evaluation reports on (dev, and the held-out set used to choose the shrinkage):
 
     ../shared/data/fetch-corpus --set train --packages hedgewars-data,supertux-data,\
 freedroidrpg-data,neverball-data,frozen-bubble-data,pingus-data,openclonk-data
@@ -32,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from audiolsh.audio import find_audio, load
 from audiolsh.errors import AudiolshError
 from audiolsh.features.excerpts import BLOCKS, excerpt_features, fit_standardizer, standardize
-from audiolsh.features.normalisation import SHRINKAGE, fit_within_track, save
+from audiolsh.features.normalisation import SHRINKAGE, fit_within_track, joint_rows, save
 
 SR = 22050
 MODES = ("rhythm", "timbre")
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-j", "--workers", type=int, default=os.cpu_count() or 1)
     a = ap.parse_args(argv)
 
-    blocks: dict[str, list[np.ndarray]] = {m: [] for m in MODES}
+    blocks: dict[str, list[np.ndarray]] = {m: [] for m in (*MODES, "combined")}
     labels: list[np.ndarray] = []
     n_tracks = 0
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -94,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             X = np.concatenate(per[m])
             mean, std = fit_standardizer(X)
             blocks[m].append(standardize(X, mean, std, BLOCKS.get(m, ())))
+        # The combined mode's rows: rhythm and timbre side by side, every block at unit length.
+        blocks["combined"].append(
+            joint_rows([blocks[m][-1] for m in MODES], [BLOCKS.get(m, ()) for m in MODES]))
     lab = np.concatenate(labels)
-    matrices = {m: fit_within_track(np.concatenate(blocks[m]), lab, shrinkage=a.shrinkage) for m in MODES}
+    matrices = {m: fit_within_track(np.concatenate(blocks[m]), lab, shrinkage=a.shrinkage) for m in blocks}
     meta = {
         "corpora": [{"folder": f.name, "packages": packages(f)} for f in a.corpora],
         "n_tracks": n_tracks, "n_windows": len(lab), "shrinkage": a.shrinkage,
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     save(str(a.out), a.name or a.out.stem, matrices, meta)
-    print(f"{a.out}: {n_tracks} tracks, {len(lab)} windows, modes {list(MODES)}")
+    print(f"{a.out}: {n_tracks} tracks, {len(lab)} windows, matrices {list(matrices)}")
     return 0
 
 

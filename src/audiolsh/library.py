@@ -70,6 +70,8 @@ PEAKS_CANDIDATES = 100
 #: finds the candidates); the peak sets' Jaccard is added when the candidates are re-ranked.
 COMBINED_PARTS = ("rhythm", "timbre", "peaks")
 COMBINED_VECTORS = ("rhythm", "timbre")
+#: The joint form's key for the combined vectors' statistics (``Fusion``).
+JOINT = "vectors"
 FUSION_PAIRS = 2000
 WINDOW_S = 10.0
 HOP_S = 5.0
@@ -155,42 +157,69 @@ def _learned(name: str, mode: str, dim: int) -> tuple[np.ndarray | None, str | N
 
 @dataclass(frozen=True)
 class Fusion:
-    """Mean and std of each combined part's similarity over random pairs of windows."""
+    """Mean and std of each combined part's similarity over random pairs of windows.
+
+    Two forms. Joint (``stats`` has "vectors" and "peaks"; ``matrix`` is the learned
+    normalisation's "combined" matrix): the rhythm and timbre blocks, each at unit length, are
+    concatenated and normalised jointly (:func:`features.normalisation.joint_rows`), and the
+    score is the z-scored cosine of those rows plus the z-scored Jaccard. Sum (``stats`` has
+    "rhythm", "timbre" and "peaks"; libraries without a learned normalisation, and those of
+    formats 3 and 4): the z-scored rhythm cosine plus timbre cosine plus Jaccard.
+    """
 
     stats: dict[str, tuple[float, float]]
+    matrix: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def joint(self) -> bool:
+        return JOINT in self.stats
 
     @property
     def weights(self) -> np.ndarray:
-        """1/std of the vector parts, normalised to sum 1."""
+        """Sum form: 1/std of the vector parts, normalised to sum 1."""
         w = np.array([1.0 / self.stats[p][1] for p in COMBINED_VECTORS])
         return w / w.sum()
 
     def combine(self, blocks: Sequence[np.ndarray]) -> np.ndarray:
-        """Unit blocks scaled by sqrt(weight): the cosine of two such rows is the weighted sum
-        of the blocks' cosines, i.e. (up to a constant) the fused rhythm + timbre score."""
+        """The combined index's rows from the parts' standardised rows (rhythm, timbre).
+
+        Joint: the jointly normalised unit-block rows. Sum: unit blocks scaled by
+        sqrt(weight), so that the cosine of two rows is the weighted sum of the blocks' cosines,
+        i.e. (up to a constant) the fused rhythm + timbre score."""
+        if self.joint:
+            X = wccn.joint_rows(blocks, [BLOCKS.get(p, ()) for p in COMBINED_VECTORS])
+            if self.matrix is not None:
+                X = X @ self.matrix
+            return prepare(X, "cosine").astype(np.float32)
         parts = [prepare(B, "cosine") * np.float32(np.sqrt(w)) for B, w in zip(blocks, self.weights)]
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def score(self, vector_cosine: np.ndarray, jaccard: np.ndarray) -> np.ndarray:
         """The fused score from the combined rows' cosine and the peak sets' Jaccard."""
+        mu, sd = self.stats["peaks"]
+        peaks_z = (np.asarray(jaccard) - mu) / sd
+        if self.joint:
+            v_mu, v_sd = self.stats[JOINT]
+            return (np.asarray(vector_cosine) - v_mu) / v_sd + peaks_z
         w_sum = sum(1.0 / self.stats[p][1] for p in COMBINED_VECTORS)
         offset = sum(self.stats[p][0] / self.stats[p][1] for p in COMBINED_VECTORS)
-        mu, sd = self.stats["peaks"]
-        return np.asarray(vector_cosine) * w_sum - offset + (np.asarray(jaccard) - mu) / sd
+        return np.asarray(vector_cosine) * w_sum - offset + peaks_z
 
     def to_dict(self) -> dict[str, list[float]]:
         return {p: [float(m), float(s)] for p, (m, s) in self.stats.items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Fusion:
-        return cls({p: (float(v[0]), float(v[1])) for p, v in data.items()})
+    def from_dict(cls, data: dict[str, Any], matrix: np.ndarray | None = None) -> Fusion:
+        stats = {p: (float(v[0]), float(v[1])) for p, v in data.items()}
+        return cls(stats, matrix if JOINT in stats else None)
 
     @classmethod
     def fit(cls, vectors: dict[str, np.ndarray], sets: Any, labels: np.ndarray, *, seed: int = 0,
-            n_pairs: int = FUSION_PAIRS) -> Fusion:
+            n_pairs: int = FUSION_PAIRS, matrix: np.ndarray | None = None) -> Fusion:
         """Statistics from random pairs of rows (prepared vectors, peak SetBatch) of different
         tracks (``labels``: track per row), as a query meets most of a collection; rows of one
-        track only give pairs of distinct rows, with a warning."""
+        track only give pairs of distinct rows, with a warning. With ``matrix`` (the learned
+        "combined" normalisation) the joint form, else the sum form."""
         from audiolsh.search.brute import jaccard_rows
 
         labels = np.asarray(labels)
@@ -209,13 +238,19 @@ class Fusion:
         else:
             log.warning("fusion statistics from one track only: index more tracks in the first batch")
         stats = {}
-        for p in COMBINED_VECTORS:
-            U = prepare(vectors[p], "cosine")
+        if matrix is not None:
+            U = cls({JOINT: (0.0, 1.0), "peaks": (0.0, 1.0)}, matrix).combine(
+                [vectors[p] for p in COMBINED_VECTORS])
             s = np.einsum("ij,ij->i", U[a], U[b])
-            stats[p] = (float(s.mean()), float(s.std()) or 1.0)
+            stats[JOINT] = (float(s.mean()), float(s.std()) or 1.0)
+        else:
+            for p in COMBINED_VECTORS:
+                U = prepare(vectors[p], "cosine")
+                s = np.einsum("ij,ij->i", U[a], U[b])
+                stats[p] = (float(s.mean()), float(s.std()) or 1.0)
         j = jaccard_rows(sets.take(a), sets, b[:, None])[:, 0]
         stats["peaks"] = (float(j.mean()), float(j.std()) or 1.0)
-        return cls(stats)
+        return cls(stats, matrix)
 
 
 @dataclass
@@ -259,14 +294,17 @@ class LibraryConfig:
                              oldest=3,
                              too_old="its timbre and combined modes changed;"
                                      " index the music again into a new directory")
+        normalisation = str(data.get("normalisation", "none"))  # absent: format 3, before it existed
+        if normalisation not in wccn.NAMES:
+            raise IndexFormatError(f"{where}: normalisation {normalisation!r} is unknown to this audiolsh;"
+                                   " upgrade audiolsh")
         # absent: written before common pairs were left out, so its stored sets keep them all
         common = data["peaks_common"] if "peaks_common" in data else []
         return cls(tuple(data["modes"]), float(data["window_s"]), float(data["hop_s"]),
                    int(data.get("seed", 0)), dict(data.get("stats", {})),
                    dict(data.get("fusion", {})),
                    None if common is None else [int(e) for e in common],
-                   # absent: written before the normalisation existed (version 3)
-                   str(data.get("normalisation", "none"))).validate()
+                   normalisation).validate()
 
 
 def is_library(path: str | os.PathLike[str]) -> bool:
@@ -285,7 +323,7 @@ class Library:
         self.config = config
         self.readonly = readonly
         self._standardizers = {m: Standardizer.from_dict(s, m) for m, s in config.stats.items()}
-        self.fusion = Fusion.from_dict(config.fusion) if config.fusion else None
+        self.fusion = self._load_fusion(config.fusion)
         self.fingerprint: FingerprintIndex | None = None
         if "fingerprint" in config.modes:
             # Imported here so that libraries without identification never load it.
@@ -494,13 +532,35 @@ class Library:
             vectors = {p: self.prepare(p, np.concatenate([ex.vectors[p][0] for ex in batch]), learned=False)
                        for p in COMBINED_VECTORS}
             if len(sets) >= 2:
-                self.fusion = Fusion.fit(vectors, sets, labels, seed=self.config.seed)
+                self.fusion = Fusion.fit(vectors, sets, labels, seed=self.config.seed,
+                                         matrix=self._joint_matrix())
             else:
                 log.warning("one excerpt window in the first batch: combined mode uses unscaled scores")
-                self.fusion = Fusion({p: (0.0, 1.0) for p in COMBINED_PARTS})
+                matrix = self._joint_matrix()
+                parts = (JOINT, "peaks") if matrix is not None else COMBINED_PARTS
+                self.fusion = Fusion({p: (0.0, 1.0) for p in parts}, matrix)
             self.config.fusion = self.fusion.to_dict()
         if self.path is not None:
             write_atomic(self.path / LIBRARY_FILE, json.dumps(self.config.to_dict(), indent=2).encode())
+
+    def _joint_matrix(self) -> np.ndarray | None:
+        """The library's normalisation's "combined" matrix (None: the sum form)."""
+        learned = wccn.load(self.config.normalisation)
+        if learned is None or any(p not in self._standardizers for p in COMBINED_VECTORS):
+            return None
+        dim = sum(len(self._standardizers[p].mean) for p in COMBINED_VECTORS)
+        return learned.matrix("combined", dim)
+
+    def _load_fusion(self, data: dict[str, Any]) -> Fusion | None:
+        if not data:
+            return None
+        matrix = self._joint_matrix() if JOINT in data else None
+        if JOINT in data and matrix is None:
+            raise IndexFormatError(
+                f"{self.path}: the combined mode needs the {self.config.normalisation!r} normalisation's"
+                " combined matrix, which this audiolsh lacks"
+            )
+        return Fusion.from_dict(data, matrix)
 
     def peak_sets(self, sets: Any) -> Any:
         """Peak sets (a SetBatch) as they are stored and queried: the common pairs left out."""
@@ -581,7 +641,7 @@ class Library:
         self.config.stats, self.config.fusion = fresh.stats, fresh.fusion
         self.config.peaks_common = fresh.peaks_common
         self._standardizers = {m: Standardizer.from_dict(s, m) for m, s in fresh.stats.items()}
-        self.fusion = Fusion.from_dict(fresh.fusion) if fresh.fusion else None
+        self.fusion = self._load_fusion(fresh.fusion)
 
     def combined_rows(self, ex: Any) -> tuple[np.ndarray, np.ndarray]:
         """The combined index's rows of an extracted track or clip, and their offsets."""

@@ -4,10 +4,11 @@ A clip is cut into the library's excerpt windows; every window queries the mode'
 hit is a (track, passage, similarity); a track's score is its best passage's similarity.
 ``worst`` asks for the least similar tracks of the whole collection: the nearest neighbours
 of the negated query under cosine, i.e. the passages with the lowest cosine to the clip.
-``combined`` takes its candidates from the combined index (rhythm and timbre, weighted) and
-re-ranks them by the fused score, which adds the peak sets' Jaccard (``library.Fusion``); its
-``worst`` re-ranks the passages of lowest rhythm + timbre cosine, so a passage that is least
-similar only through its peak sets can be missed.
+``combined`` takes its candidates from the combined index (rhythm and timbre, normalised
+jointly or weighted, ``library.Fusion``) and from the peaks index, and re-ranks them by the
+fused score, which adds the peak sets' Jaccard; its ``worst`` re-ranks the passages of lowest
+rhythm + timbre cosine, so a passage that is least similar only through its peak sets can be
+missed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from audiolsh.index import Index
 from audiolsh.ingest import Extracted
 from audiolsh.library import COMBINED_PARTS, Library
 from audiolsh.search import Neighbors
-from audiolsh.search.brute import jaccard_rows
+from audiolsh.search.brute import jaccard_rows, prepare
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +100,16 @@ def _offset_key(tracks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return tracks.astype(np.int64) * 10_000_000 + centis
 
 
-def peak_rows(library: Library, tracks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Item ids in the peaks index of the windows (library track, offset s); -1 where absent."""
-    keys, vals = library.track_map("peaks")  # peaks track ids (sorted) -> library track ids
+def window_rows(library: Library, name: str, tracks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Item ids in the ``name`` index of the windows (library track, offset s); -1 where absent."""
+    keys, vals = library.track_map(name)  # the mode's track ids (sorted) -> library track ids
     out = np.full(len(tracks), -1, np.int64)
     if not len(keys) or not len(tracks):
         return out
     by_lib = np.argsort(vals)
     pos = np.clip(np.searchsorted(vals[by_lib], tracks), 0, len(vals) - 1)
     sub = np.where(vals[by_lib][pos] == tracks, keys[by_lib][pos], -1)
-    ids, sub_tracks, sub_offsets = library.indexes["peaks"].storage.track_items(np.unique(sub[sub >= 0]))
+    ids, sub_tracks, sub_offsets = library.indexes[name].storage.track_items(np.unique(sub[sub >= 0]))
     have = _offset_key(sub_tracks, sub_offsets)
     order = np.argsort(have)
     want = _offset_key(sub, offsets)
@@ -123,7 +124,7 @@ def fused_scores(library: Library, clip_sets: Any, rows: np.ndarray, tracks: np.
     """The combined score of hits: the combined rows' cosine plus the Jaccard of the query
     window's peak set (``clip_sets`` row ``rows``) and the hit window's."""
     assert library.fusion is not None
-    pid = peak_rows(library, tracks, offsets)
+    pid = window_rows(library, "peaks", tracks, offsets)
     jac = np.zeros(len(rows))
     ok = np.flatnonzero(pid >= 0)
     if len(ok):
@@ -131,6 +132,35 @@ def fused_scores(library: Library, clip_sets: Any, rows: np.ndarray, tracks: np.
         cand, _found = library.indexes["peaks"].rows_found(pid[ok])
         jac[ok] = jaccard_rows(clip_sets.take(rows[ok]), cand, np.arange(len(ok))[:, None])[:, 0]
     return library.fusion.score(cosine, jac)
+
+
+def peak_candidates(library: Library, clip_sets: Any, clip_rows: np.ndarray,
+                    k: int) -> tuple[np.ndarray, ...]:
+    """Hits of the clip's peak sets in the peaks index, as (query row, track, offset, combined
+    cosine): the combined mode's second source of candidates, for passages that only their peak
+    pairs place near (the combined vectors' LSH would pass them over)."""
+    res = library.indexes["peaks"].query(clip_sets, min(k, len(library.indexes["peaks"])))
+    rows, tracks, offsets, _ = hit_arrays(library, "peaks", res)
+    cid = window_rows(library, "combined", tracks, offsets)
+    ok = cid >= 0
+    rows, tracks, offsets, cid = rows[ok], tracks[ok], offsets[ok], cid[ok]
+    stored, found = library.indexes["combined"].rows_found(cid)
+    Q = prepare(np.asarray(clip_rows, np.float32)[rows], "cosine")
+    cosine = np.einsum("ij,ij->i", Q, prepare(np.asarray(stored, np.float32), "cosine")).astype(np.float64)
+    return rows[found], tracks[found], offsets[found], cosine[found]
+
+
+def _union(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...], *, exclude: Collection[int],
+           n_rows: int) -> tuple[np.ndarray, ...]:
+    """Hits (query row, track, offset, value) of two sources, each (row, window) once, without
+    the excluded tracks."""
+    rows, tracks, offsets, values = (np.concatenate(pair) for pair in zip(a, b))
+    keep = (tracks >= 0) & ~np.isin(tracks, np.fromiter(exclude, np.int64, len(exclude)))
+    _, first = np.unique(_offset_key(tracks, offsets) * n_rows + rows, return_index=True)
+    once = np.zeros(len(rows), bool)
+    once[first] = True
+    keep &= once
+    return rows[keep], tracks[keep], offsets[keep], values[keep]
 
 
 def best_per_track(tracks: np.ndarray, values: np.ndarray, *, higher_is_better: bool = True) -> tuple[
@@ -186,6 +216,10 @@ def similar(library: Library, clip: Extracted, *, by: str = "combined", k: int =
             # cosine distance of the (maybe negated) query -> the clip's own cosine similarity
             sim = dist - 1.0 if worst else 1.0 - dist
         if by == "combined":
+            if not worst:
+                rows, tracks, offsets, sim = _union(
+                    (rows, tracks, offsets, sim), peak_candidates(library, clip_sets, data, kk),
+                    exclude=exclude, n_rows=len(q_offsets))
             sim = fused_scores(library, clip_sets, rows, tracks, offsets, sim)
         found, pos = best_per_track(tracks, sim, higher_is_better=not worst)
         if len(found) >= k or exact:

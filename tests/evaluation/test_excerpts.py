@@ -142,7 +142,7 @@ def test_too_few_tracks(tmp_path: Path) -> None:
         extract_corpus(tmp_path)
 
 
-def test_the_learned_normalisation_moves_rhythm_and_timbre_only(corpus_dir: Path) -> None:
+def test_the_learned_normalisation_moves_rhythm_timbre_and_combined_only(corpus_dir: Path) -> None:
     from audiolsh.evaluation.excerpt_methods import Methods, window_ranges
 
     corpus = extract_corpus(corpus_dir, k=2, dense_hop_s=None)
@@ -158,11 +158,23 @@ def test_the_learned_normalisation_moves_rhythm_and_timbre_only(corpus_dir: Path
     for name, mode in (("beat_spectrum", "beat_spectrum"), ("s2_bands", "beat_spectrum_bands")):
         a, b = (built[n].vec[name].similarity(qv[mode], None) for n in ("none", "wccn-v1"))
         assert np.allclose(a, b), name
+    # Combined: the sum of z-scored cosines without it, the joint form (its own matrix) with it,
+    # as the library does; both from the plain standardised parts.
+    assert not built["none"].fusion.joint and built["wccn-v1"].fusion.joint
+    assert built["wccn-v1"].fusion.matrix is not None and built["wccn-v1"].fusion.matrix.shape == (602, 602)
     qs = corpus.sets.take(q)
     a, b = (built[n]._fused(qv, qs, None) for n in ("none", "wccn-v1"))
-    assert np.allclose(a, b)  # the combined mode joins the plain parts
+    assert not np.allclose(a, b)
     result = evaluate_excerpts(corpus, seeds=1, tracks_steps=(), sizes=(), methods=("timbre",),
                                normalisation="none")
     assert result["protocol"]["normalisation"] == "none"
     with pytest.raises(ParameterError, match="normalisation"):
         evaluate_excerpts(corpus, seeds=1, methods=("timbre",), normalisation="pca")
+
+
+def test_merge_candidates_keeps_each_id_once() -> None:
+    from audiolsh.evaluation.excerpt_methods import merge_candidates
+
+    out = merge_candidates(np.array([[3, 1, -1], [0, 2, 5]]), np.array([[1, 4], [5, 5]]))
+    assert [sorted(set(r[r >= 0].tolist())) for r in out] == [[1, 3, 4], [0, 2, 5]]
+    assert [int((r >= 0).sum()) for r in out] == [3, 3]

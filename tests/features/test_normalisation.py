@@ -74,6 +74,10 @@ def test_the_shipped_normalisation_fits_the_descriptors_and_saw_no_evaluation_tr
         assert A is not None and A.shape == (dim, dim)
         assert np.allclose(A, A.T, atol=1e-4) and np.linalg.eigvalsh(A.astype(np.float64)).min() > 0
     assert learned.matrix("chroma", 12) is None
+    # The combined mode's matrix takes rhythm and timbre side by side.
+    dims = [np.asarray(feats[m].X).shape[1] for m in ("rhythm", "timbre")]
+    assert learned.matrix("combined", sum(dims)) is not None
+    assert not learned.matrices["timbre"].flags.writeable  # shared by every library of the process
     meta = learned.meta
     assert meta["n_tracks"] >= 100 and meta["shrinkage"] == wccn.SHRINKAGE
     trained_on = {p for corpus in meta["corpora"] for p in corpus["packages"]}
@@ -90,3 +94,15 @@ def test_save_writes_plain_arrays_with_a_header(tmp_path) -> None:  # type: igno
     with np.load(path, allow_pickle=False) as data:
         assert set(data.files) == {"header", "mode_timbre"}
         assert np.array_equal(data["mode_timbre"], np.eye(3, dtype=np.float32))
+
+
+def test_joint_rows_put_every_block_at_unit_length() -> None:
+    rng = np.random.default_rng(3)
+    R, T = rng.normal(size=(5, 4)), rng.normal(size=(5, 6))
+    J = wccn.joint_rows([R, T], [(), (2, 4)])
+    assert J.shape == (5, 10) and J.dtype == np.float32
+    for a, b in ((0, 4), (4, 6), (6, 10)):
+        assert np.allclose(np.linalg.norm(J[:, a:b], axis=1), 1.0, atol=1e-6)
+    assert np.allclose(J[:, :4], R / np.linalg.norm(R, axis=1, keepdims=True), atol=1e-6)
+    with pytest.raises(ParameterError, match="add up"):
+        wccn.joint_rows([R], [(3,)])

@@ -63,7 +63,8 @@ def test_library_layout_and_catalogue(lib_dir: Path) -> None:
     # The learned normalisation is named per mode (its matrix ships with the package); chroma has none.
     assert data["stats"]["rhythm"]["normalisation"] == data["stats"]["timbre"]["normalisation"] == "wccn-v1"
     assert "normalisation" not in data["stats"]["chroma"]
-    assert set(data["fusion"]) == set(COMBINED_PARTS)
+    # The joint form: the jointly normalised rhythm + timbre rows, and the peaks.
+    assert set(data["fusion"]) == {"vectors", "peaks"}
     assert all(sd > 0 for _mu, sd in data["fusion"].values())
     with Library.open(lib_dir, readonly=True) as lib:
         assert len(lib) == 7
@@ -210,7 +211,22 @@ def test_standardizer_and_fusion_maths() -> None:
     J = rng.uniform(0, 0.2, size=(4, 4))
     expected = (An @ An.T - 0.1) / 0.2 + (Bn @ Bn.T - 0.3) / 0.05 + (J - 0.02) / 0.01
     assert np.allclose(fusion.score(C @ C.T, J), expected, atol=1e-3)
-    assert Fusion.from_dict(fusion.to_dict()) == fusion
+    assert Fusion.from_dict(fusion.to_dict()) == fusion and not fusion.joint
+    # Joint form: rhythm and the two timbre blocks, each at unit length, side by side, through
+    # the matrix, then a z-scored cosine plus the z-scored Jaccard.
+    R, T = rng.normal(size=(4, 6)), rng.normal(size=(4, 320))
+    M = rng.normal(size=(326, 326))
+    M = M @ M.T / 326 + np.eye(326)
+    joint = Fusion({"vectors": (0.2, 0.1), "peaks": (0.02, 0.01)}, M)
+    C = joint.combine([R, T])
+
+    def unit(Z: np.ndarray) -> np.ndarray:
+        return Z / np.linalg.norm(Z, axis=1, keepdims=True)
+
+    U = unit(np.hstack([unit(R), unit(T[:, :40]), unit(T[:, 40:])]) @ M)
+    assert joint.joint and np.allclose(C, U, atol=1e-4)
+    assert np.allclose(joint.score(C @ C.T, J), (U @ U.T - 0.2) / 0.1 + (J - 0.02) / 0.01, atol=1e-3)
+    assert Fusion.from_dict(joint.to_dict(), M).matrix is M
 
 
 def _fused_per_track(lib: Library, clip, sets=None):  # type: ignore[no-untyped-def]
@@ -229,15 +245,19 @@ def _fused_per_track(lib: Library, clip, sets=None):  # type: ignore[no-untyped-
     tracks, offsets = per_part["rhythm"][1], per_part["rhythm"][2]
     for part in COMBINED_PARTS:  # the three indexes hold the same windows
         assert np.array_equal(per_part[part][1], tracks) and np.allclose(per_part[part][2], offsets)
-    total = 0.0
-    for part in ("rhythm", "timbre"):
-        # The combined mode joins the plain standardised parts: the stored rows without the
-        # learned normalisation.
-        Q = lib.prepare(part, clip.vectors[part][0], learned=False)
-        X = lib.prepare(part, lib.standardizer(part).invert(per_part[part][0]), learned=False)  # type: ignore[union-attr]
-        Qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)
-        cos = Qn @ (X / np.linalg.norm(X, axis=1, keepdims=True)).T
-        total = total + (cos - stats[part][0]) / stats[part][1]
+    def unit(Z: np.ndarray) -> np.ndarray:
+        return Z / np.linalg.norm(Z, axis=1, keepdims=True)
+
+    def joint(R: np.ndarray, T: np.ndarray) -> np.ndarray:
+        return unit(np.hstack([unit(R), unit(T[:, :40]), unit(T[:, 40:])]) @ lib.fusion.matrix)
+
+    # The combined mode starts from the plain standardised parts (the stored rows without the
+    # single modes' learned normalisation), side by side, through the joint matrix.
+    plain = {part: (lib.prepare(part, clip.vectors[part][0], learned=False),
+                    lib.prepare(part, lib.standardizer(part).invert(per_part[part][0]), learned=False))
+             for part in ("rhythm", "timbre")}
+    cos = joint(plain["rhythm"][0], plain["timbre"][0]) @ joint(plain["rhythm"][1], plain["timbre"][1]).T
+    total = (cos - stats["vectors"][0]) / stats["vectors"][1]
     n_q, n_x = total.shape
     q_sets = lib.peak_sets(clip.peaks[0]) if sets is None else sets
     jac = jaccard_rows(q_sets, per_part["peaks"][0], np.tile(np.arange(n_x), (n_q, 1)))
@@ -391,7 +411,7 @@ def test_the_first_commit_waits_for_enough_tracks_to_learn_from(
         assert sizes == [3, 2, 2]  # a library that has tracks commits every 2 files
 
 
-def test_the_learned_normalisation_applies_to_single_modes_not_to_combined(
+def test_the_learned_normalisation_of_single_modes_and_of_combined(
         lib_dir: Path, music_dir: Path) -> None:
     from audiolsh.features import normalisation as wccn
     from audiolsh.features.excerpts import standardize
@@ -405,10 +425,11 @@ def test_the_learned_normalisation_applies_to_single_modes_not_to_combined(
         plain = standardize(X, std.mean, std.std, std.blocks)
         assert np.allclose(lib.prepare("timbre", X), plain @ A, atol=1e-4)
         assert not np.allclose(lib.prepare("timbre", X), plain, atol=1e-2)
-        # The combined rows join the plain standardised parts (see docs/results/excerpts.md).
+        # The combined rows start from the plain standardised parts, through the joint matrix.
         rows, _ = lib.combined_rows(clip)
-        assert np.allclose(rows[:, -X.shape[1]:] / np.sqrt(lib.fusion.weights[1]),  # type: ignore[union-attr]
-                           plain / np.linalg.norm(plain, axis=1, keepdims=True), atol=1e-4)
+        R = lib.prepare("rhythm", clip.vectors["rhythm"][0], learned=False)
+        J = wccn.joint_rows([R, plain], [(), (40, 280)]) @ lib.fusion.matrix  # type: ignore[union-attr]
+        assert np.allclose(rows, J / np.linalg.norm(J, axis=1, keepdims=True), atol=1e-4)
         # A stored track comes back as raw features that prepare to its stored rows again.
         tid = next(t.id for t in lib.tracks() if t.path.endswith("song2.wav"))
         own = stored_clip(lib, tid, by="timbre")
@@ -423,13 +444,17 @@ def test_the_learned_normalisation_applies_to_single_modes_not_to_combined(
 
 def test_without_normalisation_and_libraries_of_format_3(tmp_path: Path, music_dir: Path) -> None:
     where = tmp_path / "plain"
-    with Library.create(where, modes=("rhythm", "timbre"), normalisation="none") as lib:
+    with Library.create(where, modes=("rhythm", "timbre", "peaks"), normalisation="none") as lib:
         index_audio(lib, [music_dir], workers=1, commit_every=8)
         clip = _clip(music_dir, "song1.wav", 2.0, 12.0, lib)
         std = lib.standardizer("timbre")
         assert std is not None and std.matrix is None
         assert lib.info()["normalisation"] == "none"
+        # Without a learned normalisation the combined mode keeps the sum of z-scored cosines.
+        assert lib.fusion is not None and not lib.fusion.joint
+        assert set(lib.fusion.stats) == set(COMBINED_PARTS)
         before = similar(lib, clip, by="timbre", k=3)
+        assert Path(similar(lib, clip, by="combined", k=1)[0].path).name == "song1.wav"
     # A library written by the previous format has no normalisation: it opens and answers as before.
     data = json.loads((where / LIBRARY_FILE).read_text())
     del data["normalisation"]
@@ -438,3 +463,24 @@ def test_without_normalisation_and_libraries_of_format_3(tmp_path: Path, music_d
     with Library.open(where, readonly=True) as lib:
         assert lib.config.normalisation == "none" and lib.standardizer("rhythm").matrix is None  # type: ignore[union-attr]
         assert [r.track_id for r in similar(lib, clip, by="timbre", k=3)] == [r.track_id for r in before]
+
+
+def test_combined_also_takes_candidates_from_the_peak_sets(lib_dir: Path, music_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from audiolsh.search import Neighbors
+
+    with Library.open(lib_dir, readonly=True) as lib:
+        clip = _clip(music_dir, "song3.wav", 6.0, 10.0, lib)
+        expected = similar(lib, clip, by="combined", k=2)
+
+        def nothing(data, k=10, **_kw):  # type: ignore[no-untyped-def]
+            n = len(data)
+            return Neighbors(np.full((n, k), -1, np.int64), np.full((n, k), np.inf, np.float32),
+                             np.zeros(n, np.int64))
+
+        # The combined vectors' index finds nothing at all: the peak sets still bring the passage.
+        monkeypatch.setattr(lib.indexes["combined"], "query", nothing)
+        found = similar(lib, clip, by="combined", k=2)
+        assert found and found[0].track_id == expected[0].track_id
+        assert Path(found[0].path).name == "song3.wav"
+        assert found[0].score == pytest.approx(expected[0].score, abs=1e-4)

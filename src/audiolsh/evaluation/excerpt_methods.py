@@ -43,6 +43,14 @@ MINHASH_BANDS = 128
 MINHASH_CANDIDATES = 100
 VECTOR_RERANK = 200  # candidates measured exactly, nearest by Hamming distance of their codes
 COMBINED_CANDIDATES = 80  # from the combined vectors' LSH, before the fused re-rank
+COMBINED_PEAK_CANDIDATES = 20  # and from the peak sets' MinHash LSH
+
+
+def merge_candidates(*ids: np.ndarray) -> np.ndarray:
+    """Row-wise union of candidate id arrays (nq, m_i), each id once, -1 padded."""
+    out = np.sort(np.concatenate(ids, axis=1), axis=1)
+    out[:, 1:][out[:, 1:] == out[:, :-1]] = -1
+    return out
 
 
 def _lsh_bits(n: int, *, per_bucket: int = 8) -> int:
@@ -178,7 +186,7 @@ class Methods:
         normalisation: str = wccn.DEFAULT,
     ) -> None:
         self.methods = tuple(methods)
-        learned = wccn.load(normalisation)
+        self.learned = learned = wccn.load(normalisation)
         # The library's rule: pairs common to the collection's windows are left out of every set.
         self.common = common_elements(sets, labels)
         sets = drop_elements(sets, self.common)
@@ -202,7 +210,10 @@ class Methods:
         """The library's fusion (``audiolsh.library.Fusion``) fitted on this collection, and an
         index of the combined vectors (rhythm and timbre blocks) for its LSH candidates."""
         prepared = {p: self.vec[p].prepare(vectors[VECTOR_MODES[p]], learned=False) for p in COMBINED_VECTORS}
-        self.fusion = Fusion.fit(prepared, sets, labels)
+        matrix = None
+        if self.learned is not None:  # the library's rule: the joint form when the matrix exists
+            matrix = self.learned.matrix("combined", sum(prepared[p].shape[1] for p in COMBINED_VECTORS))
+        self.fusion = Fusion.fit(prepared, sets, labels, matrix=matrix)
         C = self.fusion.combine([prepared[p] for p in COMBINED_VECTORS])
         self.combined = _VectorMethod(C, "none", seed)
 
@@ -241,12 +252,13 @@ class Methods:
         assert self.peaks is not None
         nq = len(qs)
         if lsh:
-            # Candidates from the combined (rhythm + timbre) vectors' LSH, as the library finds
-            # them: same-track excerpts share so few peak pairs (Jaccard 0.02-0.2) that MinHash
-            # bands low enough to catch them admit about half of the collection. The peaks count
-            # in the exact fused re-rank.
+            # Candidates as the library finds them: from the combined (rhythm + timbre) vectors'
+            # LSH and from the peak sets' MinHash LSH (an excerpt that only its peak pairs place
+            # near would otherwise be missed), re-ranked by the exact fused score.
             Qc = self._combined_rows(qv)
-            cand = self.combined.search(Qc, max(COMBINED_CANDIDATES, 10 * k), lsh=True)
+            cand = merge_candidates(
+                self.combined.search(Qc, max(COMBINED_CANDIDATES, 10 * k), lsh=True),
+                self.peaks.search(qs, max(COMBINED_PEAK_CANDIDATES, k), lsh=True))
         else:
             cand = np.tile(np.arange(len(self.peaks.sets)), (nq, 1))
         score = self._fused(qv, qs, None if not lsh else cand)

@@ -30,7 +30,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     lines = [
         f"{p['n_tracks']} tracks of at least {p['min_track_s']:g} s ({p['n_skipped']} skipped), "
         f"{p['n_targets']} targets; excerpts of {p['window_s']:g} s at {p['offsets_s']} s; "
-        f"LSH over {p['seeds']} seeds.",
+        f"LSH over {p['seeds']} seeds; learned normalisation: {p.get('normalisation', 'none')}.",
         "",
         f"| method | exact acc@{k} (95 % CI over tracks) | LSH acc@{k} mean ± std (min-max) | LSH / exact "
         "| exact ms/query | LSH ms/query | own track first / MRR (exact, tracks) |",

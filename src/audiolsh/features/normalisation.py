@@ -8,6 +8,9 @@ standardised vectors: directions along which one track's windows spread widely a
 directions that stay put inside a track (and so tell tracks apart) are stretched. The cosine
 of the transformed vectors is a Mahalanobis-like similarity for "same piece".
 
+A third matrix, "combined", normalises rhythm and timbre jointly (:func:`joint_rows`) for the
+combined mode, so that it also weighs how the two descriptors co-vary inside a track.
+
 The matrices are learned once, by ``benchmarks/train_normalisation.py``, from corpora that
 share no track with the evaluation sets, and ship with the package as ``data/<name>.npz``
 (plain arrays, no pickle). A library records the name it was built with and applies the
@@ -20,8 +23,10 @@ same matrix to its rows and to every query.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -33,7 +38,7 @@ from audiolsh.errors import ParameterError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT", "FORMAT", "NAMES", "Normalisation", "fit_within_track", "load", "save"]
+__all__ = ["DEFAULT", "FORMAT", "NAMES", "Normalisation", "fit_within_track", "joint_rows", "load", "save"]
 
 DEFAULT = "wccn-v1"
 """The normalisation new libraries use."""
@@ -71,6 +76,25 @@ def fit_within_track(Z: np.ndarray, labels: np.ndarray, *, shrinkage: float = SH
     return ((V * ev**-0.5) @ V.T).astype(np.float32)
 
 
+def joint_rows(parts: Sequence[np.ndarray], blocks: Sequence[tuple[int, ...]]) -> np.ndarray:
+    """Rows of several descriptors side by side, every block at unit length (float32).
+
+    ``parts``: (n, d_i) standardised rows; ``blocks``: each part's block sizes (``()``: one
+    block). This is what the "combined" matrix normalises: rhythm (one block) and timbre (its
+    MFCC and spectral-pattern blocks) weigh the same before the learned normalisation.
+    """
+    out = []
+    for X, sizes in zip(parts, blocks):
+        X = np.asarray(X, np.float32)
+        edges = np.cumsum((0, *(sizes or (X.shape[1],))))
+        if edges[-1] != X.shape[1]:
+            raise ParameterError(f"blocks {sizes} do not add up to the dimension {X.shape[1]}")
+        for a, b in itertools.pairwise(edges):
+            B = X[:, a:b]
+            out.append(B / np.maximum(np.linalg.norm(B, axis=1, keepdims=True), 1e-12))
+    return np.concatenate(out, axis=1).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Normalisation:
     """Learned matrices by mode, and where they came from (``meta``: corpora, sizes, shrinkage)."""
@@ -101,14 +125,18 @@ def save(path: str, name: str, matrices: dict[str, np.ndarray], meta: dict[str, 
 
 
 def _read(name: str) -> Normalisation:
+    if name not in NAMES:
+        raise ParameterError(f"unknown normalisation {name!r}: choose from {list(NAMES)}")
     res = resources.files("audiolsh.features").joinpath("data").joinpath(f"{name}.npz")
     if not res.is_file():
-        raise ParameterError(f"unknown normalisation {name!r}: choose from {list(NAMES)}")
+        raise ParameterError(f"normalisation {name!r}: its file is missing from the installed package data")
     with resources.as_file(res) as path, np.load(path, allow_pickle=False) as data:
         header = json.loads(bytes(data["header"]).decode())
         if header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION:
             raise ParameterError(f"{path}: not a normalisation of format version {FORMAT_VERSION}")
         matrices = {k[len("mode_"):]: np.array(data[k]) for k in data.files if k.startswith("mode_")}
+    for A in matrices.values():
+        A.setflags(write=False)  # shared by every library of the process
     return Normalisation(name, matrices, header)
 
 
