@@ -57,7 +57,7 @@ run: install
 	  echo "$(INDEX) holds a vector index from an older make run; rebuilding it as a music library"; \
 	  rm -rf "$(INDEX)"; \
 	fi; \
-	if [ -f "$(INDEX)/library.json" ] && grep -qE '"format_version": [12],' "$(INDEX)/library.json"; then \
+	if [ -f "$(INDEX)/library.json" ] && grep -qE '"format_version": [1-4],' "$(INDEX)/library.json"; then \
 	  echo "$(INDEX) holds a library of an older format; rebuilding it"; \
 	  rm -rf "$(INDEX)"; \
 	fi; \

@@ -1,8 +1,9 @@
 """Groups of similar tracks (S4's feature table): SVD-reduced features, then k-means.
 
 For a library, each track is the mean of its excerpt vectors of one mode as the index stores
-them (standardised, timbre's two blocks balanced, combined's blocks weighted), only centred
-before the SVD so that those weights hold; for a vector index (e.g. a feature table imported
+them (standardised, timbre's two blocks balanced, then the library's learned within-track
+normalisation, which the combined rows have jointly), only centred before the SVD so that
+those weights hold; for a vector index (e.g. a feature table imported
 with ``vectors add file.csv``) each row is itself, and its columns are standardised first.
 """
 

@@ -41,11 +41,13 @@ log = logging.getLogger(__name__)
 
 LIBRARY_FILE = "library.json"
 LIBRARY_FORMAT = "audiolsh-library"
+#: 5: the combined rows are rhythm and timbre normalised jointly (``Fusion`` joint form; 3
+#: and 4 keep the sum form, which their ``fusion`` statistics name);
 #: 4: rhythm and timbre rows pass through a learned within-track normalisation (its name in
 #: ``normalisation``; version-3 libraries open with none); 3: timbre gained the delta spectral
 #: pattern (320-d, two balanced blocks); 2: ``combined`` became the fusion of rhythm, timbre
 #: and peaks (1: rhythm, timbre, chroma).
-LIBRARY_VERSION = 4
+LIBRARY_VERSION = 5
 
 #: What ``audiolsh index`` extracts.  ``chroma`` holds per-window chroma statistics and
 #: ``chroma_frames`` the frames themselves (S1's voting); ``combined`` fuses rhythm, timbre

@@ -55,7 +55,7 @@ def _clip(music_dir: Path, name: str, offset_s: float, duration_s: float, lib: L
 
 def test_library_layout_and_catalogue(lib_dir: Path) -> None:
     data = json.loads((lib_dir / LIBRARY_FILE).read_text())
-    assert data["format"] == "audiolsh-library" and data["format_version"] == 4
+    assert data["format"] == "audiolsh-library" and data["format_version"] == 5
     assert data["normalisation"] == "wccn-v1"
     # Standardisation and fusion statistics are stored in the library, as the engine needs them back.
     assert set(data["stats"]) == {"rhythm", "timbre", "chroma"}
