@@ -155,6 +155,10 @@ def test_info_clusters_and_remove_on_a_library(tmp_path: Path, library: Path) ->
     assert code == 0, err
     code, out, _ = run("info", "--index", str(plain))
     assert code == 0 and "normalisation" in out and "none" in out
+    # An existing library keeps what it was built with, and says so.
+    code, _, err = run("index", str(library), "--index", str(plain), "-j", "1", "--modes", "timbre",
+                       "--normalisation", "wccn-v1")
+    assert code == 0 and "keeps --normalisation none" in err
     code, out, _ = run("clusters", "--by", "timbre", "-n", "2", "--index", str(idx), "--format", "json")
     groups = json.loads(out)
     assert code == 0 and sorted(g["size"] for g in groups) in ([1, 2], [0, 3]) and len(groups) == 2

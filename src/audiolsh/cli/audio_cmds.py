@@ -29,6 +29,19 @@ def _modes(text: str) -> tuple[str, ...]:
     return tuple(m.strip() for m in text.split(",") if m.strip())
 
 
+def _warn_kept_settings(library: Library, **given: object) -> None:
+    """An existing library keeps the settings it was built with: say so when the command line
+    asked for others."""
+    ctx = click.get_current_context()
+    for name, value in given.items():
+        key = {"window": "window_s", "hop": "hop_s"}.get(name, name)
+        kept = getattr(library.config, key)
+        if ctx.get_parameter_source(key) == click.core.ParameterSource.COMMANDLINE and kept != value:
+            err_console.print(f"[yellow]{library.path}: the library keeps --{name} {kept}"
+                              f" (it was built with it); {value} applies to new libraries only[/]",
+                              highlight=False)
+
+
 @cli.command("index")
 @index_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
@@ -56,6 +69,7 @@ def index_cmd(index_path: Path, paths: tuple[Path, ...], workers: int | None,
     t0 = time.perf_counter()
     with Library.open_or_create(index_path, modes=_modes(modes), window_s=window_s,
                                 hop_s=hop_s, normalisation=normalisation) as library:
+        _warn_kept_settings(library, window=window_s, hop=hop_s, normalisation=normalisation)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=err_console) as bar:
             task = bar.add_task("indexing", total=None)
