@@ -14,7 +14,9 @@ combined mode, so that it also weighs how the two descriptors co-vary inside a t
 The matrices are learned once, by ``benchmarks/train_normalisation.py``, from corpora that
 share no track with the evaluation sets, and ship with the package as ``data/<name>.npz``
 (plain arrays, no pickle). A library records the name it was built with and applies the
-same matrix to its rows and to every query.
+same matrix to its rows and to every query. They were learned on 10-s windows of game music
+(the header says which corpora); a library with other windows, or other music, gets the same
+matrices, which may then help less (``--normalisation none`` leaves them out).
 
     W = within-track covariance of the standardised windows (each minus its track's mean)
     W' = (1 - shrinkage) W + shrinkage * trace(W) / d * I
