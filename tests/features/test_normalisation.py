@@ -106,3 +106,23 @@ def test_joint_rows_put_every_block_at_unit_length() -> None:
     assert np.allclose(J[:, :4], R / np.linalg.norm(R, axis=1, keepdims=True), atol=1e-6)
     with pytest.raises(ParameterError, match="add up"):
         wccn.joint_rows([R], [(3,)])
+
+
+def test_a_tempo_scaled_copy_stays_nearest_under_the_normalised_rhythm() -> None:
+    import librosa
+
+    from audiolsh.features.excerpts import fit_standardizer, standardize
+
+    sr = 22050
+    clips = [synth.music(duration_s=12.0, sr=sr, seed=s) for s in range(8)]
+    X = np.stack([excerpt_features(c, sr, modes=("rhythm",))["rhythm"].X[0] for c in clips])
+    faster = [librosa.effects.time_stretch(c, rate=1.05)[: int(10.5 * sr)] for c in clips]
+    Xs = np.stack([excerpt_features(c, sr, modes=("rhythm",))["rhythm"].X[0] for c in faster])
+    mean, std = fit_standardizer(np.vstack([X, Xs]))
+    A = wccn.load(wccn.DEFAULT).matrix("rhythm", X.shape[1])  # type: ignore[union-attr]
+
+    def unit(Z: np.ndarray) -> np.ndarray:
+        return Z / np.linalg.norm(Z, axis=1, keepdims=True)
+
+    S = unit(standardize(Xs, mean, std) @ A) @ unit(standardize(X, mean, std) @ A).T
+    assert np.array_equal(S.argmax(axis=1), np.arange(len(clips)))
