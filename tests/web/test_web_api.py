@@ -272,6 +272,7 @@ def test_library_page_lists_tracks_groups_and_searches(client: Any, web_corpus: 
     for name in web_corpus.ids:
         assert name in page
     assert "Groups by timbre" in page and "2:40" in page  # total duration of 4 x 40 s
+    assert "learned normalisation: wccn-v1" in page
     filtered = client.get("/library?q=alp").text
     assert "alpha.wav" in filtered and "delta.wav</td>" not in filtered
 

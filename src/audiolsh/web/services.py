@@ -217,6 +217,7 @@ class QueryService:
         return {
             "location": info["location"], "modes": info["modes"], "n_tracks": info["n_tracks"],
             "duration_s": info["duration_s"], "window_s": info["window_s"], "hop_s": info["hop_s"],
+            "normalisation": info.get("normalisation", "none"),
             "n_items": {name: i.get("n_items", i.get("n_hashes")) for name, i in info["indexes"].items()},
             "tracks": shown, "q": q, "cluster_by": self.settings.cluster_by,
             "groups": [[by_id[t] for t in g if t in by_id] for g in data["groups"]],
