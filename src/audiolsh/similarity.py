@@ -139,7 +139,11 @@ def peak_candidates(library: Library, clip_sets: Any, clip_rows: np.ndarray,
     """Hits of the clip's peak sets in the peaks index, as (query row, track, offset, combined
     cosine): the combined mode's second source of candidates, for passages that only their peak
     pairs place near (the combined vectors' LSH would pass them over)."""
-    res = library.indexes["peaks"].query(clip_sets, min(k, len(library.indexes["peaks"])))
+    peaks_index = library.indexes["peaks"]
+    if len(peaks_index) == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0), np.zeros(0)
+    res = peaks_index.query(clip_sets, min(k, len(peaks_index)))
     rows, tracks, offsets, _ = hit_arrays(library, "peaks", res)
     cid = window_rows(library, "combined", tracks, offsets)
     ok = cid >= 0
