@@ -66,10 +66,12 @@ NORMALISED = ("rhythm", "timbre")
 #: many they share and the best PEAKS_CANDIDATES re-ranked by exact Jaccard.
 PEAKS_THRESHOLD = 0.01
 PEAKS_CANDIDATES = 100
-#: The combined mode: each part's similarity (cosine; Jaccard for peaks) z-scored with its
-#: mean and std over random window pairs of the first batch, summed.  The ``combined`` index
-#: holds the rhythm and timbre blocks weighted so that its cosine is their fused score (its LSH
-#: finds the candidates); the peak sets' Jaccard is added when the candidates are re-ranked.
+#: The combined mode (``Fusion``): the rhythm and timbre rows normalised jointly by the learned
+#: "combined" matrix (or, without one, the two blocks weighted so that their cosine is the sum
+#: of their z-scored cosines), whose cosine is z-scored with its mean and std over random
+#: window pairs of the first batch, plus the z-scored Jaccard of the peak sets.  The
+#: ``combined`` index holds those rows; candidates come from its LSH and from the peaks index,
+#: and are re-ranked by the whole score.
 COMBINED_PARTS = ("rhythm", "timbre", "peaks")
 COMBINED_VECTORS = ("rhythm", "timbre")
 #: The joint form's key for the combined vectors' statistics (``Fusion``).
@@ -157,6 +159,13 @@ def _learned(name: str, mode: str, dim: int) -> tuple[np.ndarray | None, str | N
     return matrix, (name if matrix is not None else None)
 
 
+def _spread(values: np.ndarray) -> float:
+    """The std of a part's similarities, 1 when they hardly vary (one track, copies): a
+    z-score by a vanishing std would blow that part up."""
+    sd = float(np.std(values))
+    return sd if sd > 1e-6 else 1.0
+
+
 @dataclass(frozen=True)
 class Fusion:
     """Mean and std of each combined part's similarity over random pairs of windows.
@@ -189,9 +198,9 @@ class Fusion:
         sqrt(weight), so that the cosine of two rows is the weighted sum of the blocks' cosines,
         i.e. (up to a constant) the fused rhythm + timbre score."""
         if self.joint:
-            X = wccn.joint_rows(blocks, [BLOCKS.get(p, ()) for p in COMBINED_VECTORS])
-            if self.matrix is not None:
-                X = X @ self.matrix
+            if self.matrix is None:
+                raise ParameterError("the joint combined form needs its learned matrix")
+            X = wccn.joint_rows(blocks, [BLOCKS.get(p, ()) for p in COMBINED_VECTORS]) @ self.matrix
             return prepare(X, "cosine").astype(np.float32)
         parts = [prepare(B, "cosine") * np.float32(np.sqrt(w)) for B, w in zip(blocks, self.weights)]
         return np.concatenate(parts, axis=1).astype(np.float32)
@@ -244,14 +253,14 @@ class Fusion:
             U = cls({JOINT: (0.0, 1.0), "peaks": (0.0, 1.0)}, matrix).combine(
                 [vectors[p] for p in COMBINED_VECTORS])
             s = np.einsum("ij,ij->i", U[a], U[b])
-            stats[JOINT] = (float(s.mean()), float(s.std()) or 1.0)
+            stats[JOINT] = (float(s.mean()), _spread(s))
         else:
             for p in COMBINED_VECTORS:
                 U = prepare(vectors[p], "cosine")
                 s = np.einsum("ij,ij->i", U[a], U[b])
-                stats[p] = (float(s.mean()), float(s.std()) or 1.0)
+                stats[p] = (float(s.mean()), _spread(s))
         j = jaccard_rows(sets.take(a), sets, b[:, None])[:, 0]
-        stats["peaks"] = (float(j.mean()), float(j.std()) or 1.0)
+        stats["peaks"] = (float(j.mean()), _spread(j))
         return cls(stats, matrix)
 
 

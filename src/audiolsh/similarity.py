@@ -7,8 +7,8 @@ of the negated query under cosine, i.e. the passages with the lowest cosine to t
 ``combined`` takes its candidates from the combined index (rhythm and timbre, normalised
 jointly or weighted, ``library.Fusion``) and from the peaks index, and re-ranks them by the
 fused score, which adds the peak sets' Jaccard; its ``worst`` re-ranks the passages of lowest
-rhythm + timbre cosine, so a passage that is least similar only through its peak sets can be
-missed.
+combined-row cosine (rhythm and timbre), so a passage that is least similar only through its
+peak sets can be missed.
 """
 
 from __future__ import annotations

@@ -252,9 +252,10 @@ class Methods:
         assert self.peaks is not None
         nq = len(qs)
         if lsh:
-            # Candidates as the library finds them: from the combined (rhythm + timbre) vectors'
-            # LSH and from the peak sets' MinHash LSH (an excerpt that only its peak pairs place
-            # near would otherwise be missed), re-ranked by the exact fused score.
+            # Candidates from both sources, as the library takes them (it takes max(50, 20 k)
+            # from each; 80 and 20 here): the combined (rhythm + timbre) vectors' LSH and the
+            # peak sets' MinHash LSH (an excerpt that only its peak pairs place near would
+            # otherwise be missed), re-ranked by the exact fused score.
             Qc = self._combined_rows(qv)
             cand = merge_candidates(
                 self.combined.search(Qc, max(COMBINED_CANDIDATES, 10 * k), lsh=True),

@@ -14,9 +14,10 @@ Methods: S2's mel-band "beat spectrum", Foote's beat spectrum, the rhythm descri
 (all four: standardised vectors, cosine, :class:`VectorLSH` with hyperplanes); the chroma vote
 (S1: each query frame's nearest frames vote for their excerpt, votes divided by the excerpt's
 frame count); MinHash over peak sets (S4, :class:`SetLSH`, ranked by exact Jaccard); and
-combined (rhythm + timbre + peaks, each similarity z-scored with collection statistics and
-summed; LSH: the candidates of the combined vectors' LSH, re-ranked by the summed score, exact
-Jaccard of the peak sets included).
+combined (the library's ``Fusion``: rhythm and timbre normalised jointly, or without a learned
+normalisation their two cosines, plus the peak sets' Jaccard, each z-scored with collection
+statistics; LSH: the candidates of the combined vectors' LSH and of the peak sets' MinHash LSH,
+re-ranked by the whole score, exact Jaccard included).
 """
 
 from __future__ import annotations
