@@ -484,3 +484,18 @@ def test_combined_also_takes_candidates_from_the_peak_sets(lib_dir: Path, music_
         assert found and found[0].track_id == expected[0].track_id
         assert Path(found[0].path).name == "song3.wav"
         assert found[0].score == pytest.approx(expected[0].score, abs=1e-4)
+
+
+def test_a_vanishing_spread_is_not_a_z_score_divisor() -> None:
+    from audiolsh.hashing import SetBatch
+
+    # Two tracks of near-identical windows: every cosine is 1 up to rounding (a spread near
+    # 1e-7); dividing by that would blow the part up, so it counts as 1.
+    rng = np.random.default_rng(5)
+    R = np.tile(rng.normal(size=(1, 6)), (8, 1)) + 1e-4 * rng.normal(size=(8, 6))
+    T = np.tile(rng.normal(size=(1, 320)), (8, 1)) + 1e-4 * rng.normal(size=(8, 320))
+    sets = SetBatch(np.arange(0, 9 * 3, 3, dtype=np.int64), np.tile(np.arange(3, dtype=np.uint64), 8))
+    labels = np.repeat([0, 1], 4)
+    for matrix in (None, np.eye(326)):
+        fusion = Fusion.fit({"rhythm": R, "timbre": T}, sets, labels, matrix=matrix)
+        assert all(sd == 1.0 for _mu, sd in fusion.stats.values()), fusion.stats

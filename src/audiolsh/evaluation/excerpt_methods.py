@@ -23,7 +23,7 @@ from audiolsh.features.peaks import common_elements, drop_elements
 from audiolsh.hashing import HyperplaneLSH, MinHashLSH, SetBatch
 from audiolsh.hashing.hyperplane import needs_centering
 from audiolsh.index import auto_whiten
-from audiolsh.library import COMBINED_VECTORS, NORMALISED, Fusion
+from audiolsh.library import COMBINED_VECTORS, NORMALISED, Fusion, Standardizer
 from audiolsh.search import BruteForce, SetLSH, VectorLSH
 from audiolsh.search.brute import jaccard_rows, prepare
 
@@ -64,11 +64,11 @@ class _VectorMethod:
     def __init__(self, X: np.ndarray, normalisation: str, seed: int | None, *, n_tables: int = 8,
                  blocks: tuple[int, ...] = (), matrix: np.ndarray | None = None) -> None:
         if normalisation == "standardize":
-            self.mean, self.std = fit_standardizer(X)
+            mean, std = fit_standardizer(X)
         else:
-            self.mean, self.std = np.zeros(X.shape[1], np.float32), np.ones(X.shape[1], np.float32)
-        self.blocks = blocks
-        self.matrix = matrix  # the learned within-track normalisation, as the library applies it
+            mean, std = np.zeros(X.shape[1], np.float32), np.ones(X.shape[1], np.float32)
+        # The library's own standardiser, with its learned normalisation when one is given.
+        self.standardizer = Standardizer(mean, std, blocks, matrix)
         Z = self.prepare(X)
         self.exact = BruteForce("cosine").fit(Z)
         self.lsh: VectorLSH | None = None
@@ -83,8 +83,7 @@ class _VectorMethod:
 
     def prepare(self, Q: np.ndarray, *, learned: bool = True) -> np.ndarray:
         """Standardised rows; with ``learned`` (and a matrix) normalised too."""
-        Z = standardize(Q, self.mean, self.std, self.blocks)
-        return Z if self.matrix is None or not learned else (Z @ self.matrix).astype(np.float32)
+        return self.standardizer(Q, learned=learned)
 
     def search(self, Q: np.ndarray, k: int, *, lsh: bool) -> np.ndarray:
         Qz = self.prepare(Q)

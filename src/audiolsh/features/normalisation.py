@@ -25,7 +25,6 @@ matrices, which may then help less (``--normalisation none`` leaves them out).
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from audiolsh.errors import ParameterError
+from audiolsh.features.excerpts import standardize
 
 logger = logging.getLogger(__name__)
 
@@ -85,16 +85,9 @@ def joint_rows(parts: Sequence[np.ndarray], blocks: Sequence[tuple[int, ...]]) -
     block). This is what the "combined" matrix normalises: rhythm (one block) and timbre (its
     MFCC and spectral-pattern blocks) weigh the same before the learned normalisation.
     """
-    out = []
-    for X, sizes in zip(parts, blocks):
-        X = np.asarray(X, np.float32)
-        edges = np.cumsum((0, *(sizes or (X.shape[1],))))
-        if edges[-1] != X.shape[1]:
-            raise ParameterError(f"blocks {sizes} do not add up to the dimension {X.shape[1]}")
-        for a, b in itertools.pairwise(edges):
-            B = X[:, a:b]
-            out.append(B / np.maximum(np.linalg.norm(B, axis=1, keepdims=True), 1e-12))
-    return np.concatenate(out, axis=1).astype(np.float32)
+    # standardize() with no centre or scale is the blocks' unit scaling alone.
+    return np.concatenate([standardize(X, np.float32(0.0), np.float32(1.0), tuple(sizes) or (X.shape[1],))
+                           for X, sizes in zip(parts, blocks)], axis=1)
 
 
 @dataclass(frozen=True)
