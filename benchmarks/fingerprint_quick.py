@@ -26,7 +26,7 @@ import soxr
 
 from audiolsh.audio import decode
 from audiolsh.features.landmarks import FP_SR, landmarks
-from audiolsh.fingerprint import FingerprintIndex
+from audiolsh.index.fingerprint import FingerprintIndex
 
 CORPUS = Path(os.path.expanduser("~/.cache/audiolsh-corpus/dev"))
 SR = 22050

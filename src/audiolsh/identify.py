@@ -1,6 +1,6 @@
 """What is this: a clip identified against a library, with the method chosen.
 
-``landmarks`` is the fingerprint engine (``audiolsh.fingerprint``).  The two seed methods are
+``landmarks`` is the fingerprint engine (``audiolsh.index.fingerprint``).  The two seed methods are
 kept for comparison, each with the offset check its original lacked: hits only count when
 they agree on where in the track the clip starts.
 """

@@ -35,7 +35,7 @@ from audiolsh.storage.base import check_format_version
 from audiolsh.storage.embedded import write_atomic
 
 if TYPE_CHECKING:
-    from audiolsh.fingerprint import FingerprintIndex
+    from audiolsh.index.fingerprint import FingerprintIndex
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +338,7 @@ class Library:
         self.fingerprint: FingerprintIndex | None = None
         if "fingerprint" in config.modes:
             # Imported here so that libraries without identification never load it.
-            from audiolsh.fingerprint import FingerprintIndex
+            from audiolsh.index.fingerprint import FingerprintIndex
 
             if path is None:
                 self.fingerprint = FingerprintIndex.create(None)

@@ -14,8 +14,8 @@ import soxr
 from audiolsh.audio.synth import chirp, music, pink_noise, tone, white_noise
 from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.features.landmarks import FP_SR, landmarks
-from audiolsh.fingerprint import FP_FORMAT_VERSION, FingerprintIndex, Match
 from audiolsh.index import Index
+from audiolsh.index.fingerprint import FP_FORMAT_VERSION, FingerprintIndex, Match
 
 SR = 16000
 SONG_S = 40.0

@@ -113,11 +113,11 @@ def test_two_writers_compacting_at_once_do_not_duplicate_rows(tmp_path: Path) ->
     def write_after_the_other_writer():  # type: ignore[no-untyped-def]
         if not raced:
             raced.append(True)
-            first.compact(rebuild=True)
+            first.compact(full=True)
         return write()
 
     second.storage.write = write_after_the_other_writer  # type: ignore[method-assign]
-    second.compact(rebuild=True)
+    second.compact(full=True)
     assert raced
     assert len(second) == 3 * BATCH
     assert len(first) == 3 * BATCH

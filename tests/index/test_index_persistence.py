@@ -116,7 +116,7 @@ def test_compaction_keeps_every_answer(metric: str, tmp_path: Path) -> None:
     assert_same_neighbours(exact, ids_all[truth.ids], truth.distances)
 
     # A forced full compaction changes none of that either.
-    index.compact(rebuild=True)
+    index.compact(full=True)
     assert len(index.segments) == 1
     assert len(index) == 360
     np.testing.assert_array_equal(index.query(data, k=3).ids[:, 0], ids_all)
@@ -179,7 +179,7 @@ def test_readonly_refuses_writes(tmp_path: Path) -> None:
     for attempt in (
         lambda: ro.add(data[:2]),
         lambda: ro.remove(["1"]),
-        lambda: ro.compact(rebuild=True),
+        lambda: ro.compact(full=True),
         lambda: ro.set_params(n_tables=2),
         lambda: ro.remove_track(1),
     ):
@@ -274,7 +274,7 @@ def test_reader_survives_segment_collected_between_listing_and_loading(tmp_path:
         out = listing()
         if not raced:
             raced.append(True)
-            writer.compact(rebuild=True)
+            writer.compact(full=True)
             with writer.storage.write():
                 pass
         return out
@@ -300,7 +300,7 @@ def test_reader_survives_segment_half_collected(tmp_path: Path) -> None:
         if not raced:
             raced.append(True)
             dropped = {s.id for s in writer.segments}
-            writer.compact(rebuild=True)
+            writer.compact(full=True)
             # The next writer's garbage collection is half-way through these folders.
             for seg in dropped:
                 (path / "segments" / seg / "table_start.npy").unlink()

@@ -458,7 +458,7 @@ def _fingerprint_file(path: str, density: float, fanout: int) -> tuple[str, str,
 
 
 class AudiolshSystem(ClipByClip):
-    """audiolsh's :class:`~audiolsh.fingerprint.FingerprintIndex`, built with ``workers`` processes.
+    """audiolsh's :class:`~audiolsh.index.fingerprint.FingerprintIndex`, built with ``workers`` processes.
 
     Queried with ``threshold=0`` so every best candidate comes back; its score is
     ``-log10 p`` (p: the chance probability of its hash count, corrected for everything searched),
@@ -476,11 +476,11 @@ class AudiolshSystem(ClipByClip):
 
     def build(self, track_paths: Sequence[str], workdir: Path) -> BuildStats:
         import audiolsh.features.landmarks
-        import audiolsh.fingerprint
+        import audiolsh.index.fingerprint
         import audiolsh.search.fingerprint
-        from audiolsh.fingerprint import FingerprintIndex
+        from audiolsh.index.fingerprint import FingerprintIndex
 
-        modules = (audiolsh.fingerprint, audiolsh.features.landmarks, audiolsh.search.fingerprint)
+        modules = (audiolsh.index.fingerprint, audiolsh.features.landmarks, audiolsh.search.fingerprint)
         source_sha1 = sources_sha1([m.__file__ or "" for m in modules])  # the version imported
 
         path = self.index_dir or workdir / "index"

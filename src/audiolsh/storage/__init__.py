@@ -1,16 +1,35 @@
-"""Storage backends behind one protocol: embedded (default, on disk) and memory."""
+"""Storage backends behind one protocol: embedded (default, on disk) and memory; a location
+string picks one (``open_storage``)."""
 
-from audiolsh.storage.base import FORMAT, FORMAT_VERSION, Item, SegmentInfo, Storage, Track
+from audiolsh.storage.base import (
+    FORMAT,
+    FORMAT_VERSION,
+    INDEX_CONFIG,
+    Item,
+    SegmentInfo,
+    SegmentMissing,
+    Storage,
+    Track,
+)
 from audiolsh.storage.embedded import EmbeddedStorage
+from audiolsh.storage.factory import Location, describe, join, open_storage, split, storage_exists
 from audiolsh.storage.memory import MemoryStorage
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "INDEX_CONFIG",
     "EmbeddedStorage",
     "Item",
+    "Location",
     "MemoryStorage",
     "SegmentInfo",
+    "SegmentMissing",
     "Storage",
     "Track",
+    "describe",
+    "join",
+    "open_storage",
+    "split",
+    "storage_exists",
 ]

@@ -9,14 +9,12 @@ clean exit everything in it is committed, on an exception or a crash nothing of 
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -24,6 +22,14 @@ from audiolsh.errors import IndexFormatError, ParameterError
 
 FORMAT = "audiolsh-index"
 FORMAT_VERSION = 1
+#: The config every index keeps; other names hold what the object above it keeps (a library's
+#: statistics live under "library" in its catalogue), so all of it is in one backend.
+INDEX_CONFIG = "index"
+
+
+class SegmentMissing(IndexFormatError, LookupError):
+    """A listed segment is gone: a compaction dropped it after the reader listed the segments.
+    Readers list again; it is an error only when it persists."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ class Item:
 
 
 class Writer(Protocol):
-    def set_config(self, config: dict[str, Any]) -> None: ...
+    def set_config(self, config: dict[str, Any], name: str = INDEX_CONFIG) -> None: ...
 
     def allocate_ids(self, n: int) -> int:
         """Reserve n consecutive item ids and return the first."""
@@ -112,7 +118,7 @@ class Writer(Protocol):
 class Storage(Protocol):
     location: str
 
-    def config(self) -> dict[str, Any] | None: ...
+    def config(self, name: str = INDEX_CONFIG) -> dict[str, Any] | None: ...
 
     def version(self) -> int:
         """Changes whenever anyone commits; cheap to call before every query."""
@@ -120,7 +126,9 @@ class Storage(Protocol):
 
     def segments(self) -> list[SegmentInfo]: ...
 
-    def load_arrays(self, segment_id: str) -> dict[str, np.ndarray]: ...
+    def load_arrays(self, segment_id: str) -> dict[str, np.ndarray]:
+        """A segment's arrays; ``SegmentMissing`` when it is no longer there."""
+        ...
 
     def deleted(self) -> np.ndarray: ...
 
@@ -151,18 +159,6 @@ class Storage(Protocol):
     def close(self) -> None: ...
 
 
-def load_segments_retrying(load: Callable[[], None], *, attempts: int = 5, delay_s: float = 0.05) -> None:
-    """Run ``load``; when a compaction removed a segment between listing and mapping it, list again."""
-    for attempt in range(attempts):
-        try:
-            load()
-            return
-        except (FileNotFoundError, KeyError, ValueError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(delay_s)
-
-
 def duplicate_track(path: str, content_hash: str) -> ParameterError:
     return ParameterError(f"{path}: already indexed (a track with content {content_hash} exists)")
 
@@ -187,54 +183,6 @@ def align_items(ids: np.ndarray, found_ids: np.ndarray, found_tracks: np.ndarray
 def iter_chunks(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
-
-
-_H = TypeVar("_H", bound="StoredIndex")
-
-
-class StoredIndex:
-    """What the index kinds kept in a storage directory share: open-or-create, close, ``with``.
-
-    Subclasses give ``open(path)`` and ``create(path, **params)`` classmethods and a ``storage``.
-    """
-
-    storage: Storage
-
-    @staticmethod
-    def new_storage(path: str | os.PathLike[str] | None, config: dict[str, Any], *,
-                    exist_ok: bool) -> Storage | None:
-        """A new storage (in memory for ``path=None``) holding ``config``; None when an index
-        already exists at ``path`` and ``exist_ok`` (the caller opens it), else an error."""
-        from audiolsh.storage.embedded import EmbeddedStorage
-        from audiolsh.storage.memory import MemoryStorage
-
-        storage: Storage
-        if path is None:
-            storage = MemoryStorage()
-        else:
-            if (Path(path) / "manifest.json").exists():
-                if not exist_ok:
-                    raise IndexFormatError(f"{path}: an index already exists here")
-                return None
-            storage = EmbeddedStorage(path, create=True)
-        with storage.write() as w:
-            w.set_config(config)
-        return storage
-
-    @classmethod
-    def open_or_create(cls: type[_H], path: str | os.PathLike[str], **params: Any) -> _H:
-        if (Path(path) / "manifest.json").exists():
-            return cls.open(path)  # type: ignore[attr-defined, no-any-return]
-        return cls.create(path, **params)  # type: ignore[attr-defined, no-any-return]
-
-    def close(self) -> None:
-        self.storage.close()
-
-    def __enter__(self: _H) -> _H:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def check_format_version(where: object, what: str, version: object, *, newest: int, oldest: int = 1,

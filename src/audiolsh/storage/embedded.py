@@ -31,8 +31,10 @@ from audiolsh.errors import IndexFormatError
 from audiolsh.storage.base import (
     FORMAT,
     FORMAT_VERSION,
+    INDEX_CONFIG,
     Item,
     SegmentInfo,
+    SegmentMissing,
     Track,
     align_items,
     check_format_version,
@@ -99,9 +101,9 @@ class EmbeddedWriter:
         self.db = db
         self.written: list[Path] = []
 
-    def set_config(self, config: dict[str, Any]) -> None:
+    def set_config(self, config: dict[str, Any], name: str = INDEX_CONFIG) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO config (name, value) VALUES ('index', ?)", (dumps(config),)
+            "INSERT OR REPLACE INTO config (name, value) VALUES (?, ?)", (name, dumps(config))
         )
 
     def allocate_ids(self, n: int) -> int:
@@ -231,8 +233,8 @@ class EmbeddedStorage:
 
     # reads -------------------------------------------------------------------------------
 
-    def config(self) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT value FROM config WHERE name = 'index'").fetchone()
+    def config(self, name: str = INDEX_CONFIG) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT value FROM config WHERE name = ?", (name,)).fetchone()
         return None if row is None else json.loads(row[0])  # type: ignore[no-any-return]
 
     def version(self) -> int:
@@ -248,13 +250,19 @@ class EmbeddedStorage:
 
     def load_arrays(self, segment_id: str) -> dict[str, np.ndarray]:
         folder = self.root / SEGMENTS / segment_id
-        if not folder.is_dir():
-            # Collected after a compaction that this reader has not seen yet.
-            raise FileNotFoundError(folder)
-        return {
-            p.stem: np.load(p, mmap_mode="r", allow_pickle=False)
-            for p in sorted(folder.glob("*.npy"))
-        }
+        try:
+            arrays = {
+                p.stem: np.load(p, mmap_mode="r", allow_pickle=False)
+                for p in sorted(folder.glob("*.npy"))
+            }
+        except (OSError, ValueError):
+            arrays = {}
+        # A compaction commits the segment's removal before any writer deletes its folder: when
+        # it is still listed after the read, the read saw every file.
+        listed = self._db.execute("SELECT 1 FROM segments WHERE id = ?", (segment_id,)).fetchone()
+        if listed is None or not arrays:
+            raise SegmentMissing(f"{self.root}: segment {segment_id} is gone")
+        return arrays
 
     def deleted(self) -> np.ndarray:
         rows = self._db.execute("SELECT id FROM deleted ORDER BY id").fetchall()

@@ -11,12 +11,20 @@ from typing import Any
 
 import numpy as np
 
-from audiolsh.storage.base import Item, SegmentInfo, Track, align_items, duplicate_track
+from audiolsh.storage.base import (
+    INDEX_CONFIG,
+    Item,
+    SegmentInfo,
+    SegmentMissing,
+    Track,
+    align_items,
+    duplicate_track,
+)
 
 
 class _State:
     def __init__(self) -> None:
-        self.config: dict[str, Any] | None = None
+        self.config: dict[str, dict[str, Any]] = {}
         self.segments: dict[str, tuple[SegmentInfo, dict[str, np.ndarray]]] = {}
         self.tracks: dict[int, Track] = {}
         self.items: dict[int, Item] = {}
@@ -29,8 +37,8 @@ class MemoryWriter:
     def __init__(self, state: _State) -> None:
         self.s = state
 
-    def set_config(self, config: dict[str, Any]) -> None:
-        self.s.config = copy.deepcopy(config)
+    def set_config(self, config: dict[str, Any], name: str = INDEX_CONFIG) -> None:
+        self.s.config[name] = copy.deepcopy(config)
 
     def allocate_ids(self, n: int) -> int:
         start = self.s.next_id
@@ -90,26 +98,64 @@ class MemoryWriter:
         self.s.deleted.difference_update(ids.tolist())
 
 
-class MemoryStorage:
-    """Everything in dicts; a write is applied to a copy and swapped in on success."""
+class _Shared:
+    """What every handle of one memory location sees: the state, its version, the write lock."""
 
     def __init__(self) -> None:
-        self.location = ":memory:"
-        self._state = _State()
-        self._version = 0
-        self._lock = threading.Lock()
+        self.state = _State()
+        self.version = 0
+        self.lock = threading.Lock()
 
-    def config(self) -> dict[str, Any] | None:
-        return copy.deepcopy(self._state.config)
+
+#: Named memory locations (``memory://name``) of this process: handles opened with one name
+#: share their data, as handles of one directory do.
+_NAMED: dict[str, _Shared] = {}
+_NAMED_LOCK = threading.Lock()
+
+
+class MemoryStorage:
+    """Everything in dicts; a write is applied to a copy and swapped in on success.
+
+    ``name``: handles of one name share their data for the life of the process (None: private).
+    """
+
+    def __init__(self, name: str | None = None) -> None:
+        self.location = f"memory://{name}" if name else ":memory:"
+        if name is None:
+            self._shared = _Shared()
+        else:
+            with _NAMED_LOCK:
+                self._shared = _NAMED.setdefault(name, _Shared())
+
+    @staticmethod
+    def exists(name: str) -> bool:
+        shared = _NAMED.get(name)
+        return shared is not None and INDEX_CONFIG in shared.state.config
+
+    @staticmethod
+    def forget(name: str) -> None:
+        """Drop a named location's data (its open handles keep what they had)."""
+        with _NAMED_LOCK:
+            _NAMED.pop(name, None)
+
+    @property
+    def _state(self) -> _State:
+        return self._shared.state
+
+    def config(self, name: str = INDEX_CONFIG) -> dict[str, Any] | None:
+        return copy.deepcopy(self._state.config.get(name))
 
     def version(self) -> int:
-        return self._version
+        return self._shared.version
 
     def segments(self) -> list[SegmentInfo]:
         return [info for info, _ in self._state.segments.values()]
 
     def load_arrays(self, segment_id: str) -> dict[str, np.ndarray]:
-        return dict(self._state.segments[segment_id][1])
+        found = self._state.segments.get(segment_id)
+        if found is None:
+            raise SegmentMissing(f"{self.location}: segment {segment_id} is gone")
+        return dict(found[1])
 
     def deleted(self) -> np.ndarray:
         return np.fromiter(sorted(self._state.deleted), dtype=np.int64)
@@ -154,15 +200,17 @@ class MemoryStorage:
 
     @contextmanager
     def write(self) -> Iterator[MemoryWriter]:
-        with self._lock:
-            staged = copy.copy(self._state)
-            staged.segments = dict(self._state.segments)
-            staged.tracks = dict(self._state.tracks)
-            staged.items = dict(self._state.items)
-            staged.deleted = set(self._state.deleted)
+        shared = self._shared
+        with shared.lock:
+            staged = copy.copy(shared.state)
+            staged.config = dict(shared.state.config)
+            staged.segments = dict(shared.state.segments)
+            staged.tracks = dict(shared.state.tracks)
+            staged.items = dict(shared.state.items)
+            staged.deleted = set(shared.state.deleted)
             yield MemoryWriter(staged)
-            self._state = staged
-            self._version += 1
+            shared.state = staged
+            shared.version += 1
 
     def close(self) -> None:
         pass

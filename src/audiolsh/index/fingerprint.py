@@ -23,7 +23,7 @@ import hashlib
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -48,13 +48,15 @@ from audiolsh.features.landmarks import (
     pair_peaks,
     spectral_peaks,
 )
+from audiolsh.index.segments import SegmentBuild, SegmentedIndex
 from audiolsh.search.fingerprint import HashTable, Votes, vote
-from audiolsh.storage import EmbeddedStorage, SegmentInfo, Storage, Track
-from audiolsh.storage.base import StoredIndex, check_format_version, load_segments_retrying
+from audiolsh.storage import SegmentInfo, Storage, Track
+from audiolsh.storage.base import Writer, check_format_version
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FP_FORMAT", "FP_FORMAT_VERSION", "FingerprintIndex", "FingerprintParams", "Match", "Segment"]
+__all__ = ["FP_FORMAT", "FP_FORMAT_VERSION", "FingerprintIndex", "FingerprintParams", "Match", "Segment",
+           "build_segment"]
 
 FP_FORMAT = "audiolsh-fingerprint"
 FP_FORMAT_VERSION = 2
@@ -193,6 +195,14 @@ class _Segment:
     alive: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # per track
     live_hashes: int = 0
 
+    @property
+    def n_live(self) -> int:
+        return self.live_hashes
+
+    @property
+    def n_stored(self) -> int:
+        return len(self.table)
+
 
 class FingerprintSession:
     """Collects tracks and commits them as one segment in one transaction at exit."""
@@ -226,43 +236,28 @@ class FingerprintSession:
         return len(self._tracks)
 
 
-class FingerprintIndex(StoredIndex):
-    """Open with ``FingerprintIndex.open(path)`` or make one with ``create(path, **params)``."""
+class FingerprintIndex(SegmentedIndex[_Segment]):
+    """Open with ``FingerprintIndex.open(location)`` or make one with ``create(location, **params)``."""
+
+    kind = "fingerprint"
 
     def __init__(
         self, storage: Storage, params: FingerprintParams, *, readonly: bool = False
     ) -> None:
-        self.storage = storage
         self.params = params
-        self.readonly = readonly
-        self._segments: list[_Segment] = []
-        self._version = -1
         self._live_ids = np.zeros(0, np.int64)
         self._live_frames = np.zeros(0, np.int64)
-        self._refresh()
-
-    # creation ---------------------------------------------------------------------------
+        super().__init__(storage, readonly=readonly)
 
     @classmethod
-    def create(
-        cls, path: str | os.PathLike[str] | None = None, *, exist_ok: bool = False, **params: Any
-    ) -> FingerprintIndex:
+    def _new_config(cls, **params: Any) -> dict[str, Any]:
         p = FingerprintParams.from_dict(params)
-        config = {"kind": FP_FORMAT, "format_version": FP_FORMAT_VERSION, **_analysis(), "params": asdict(p)}
-        storage = cls.new_storage(path, config, exist_ok=exist_ok)
-        if storage is None:
-            return cls.open(path)  # type: ignore[arg-type]
-        return cls(storage, p)
+        return {"kind": FP_FORMAT, "format_version": FP_FORMAT_VERSION, **_analysis(), "params": asdict(p)}
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> FingerprintIndex:
-        storage = EmbeddedStorage(path, readonly=readonly)
-        try:
-            params = cls._check_config(storage.config(), path)
-        except BaseException:
-            storage.close()
-            raise
-        return cls(storage, params, readonly=readonly)
+    def _from_config(cls, storage: Storage, data: dict[str, Any] | None, *,
+                     readonly: bool) -> FingerprintIndex:
+        return cls(storage, cls._check_config(data, storage.location), readonly=readonly)
 
     @staticmethod
     def _check_config(data: dict[str, Any] | None, path: str | os.PathLike[str]) -> FingerprintParams:
@@ -285,36 +280,23 @@ class FingerprintIndex(StoredIndex):
 
     # state ------------------------------------------------------------------------------
 
-    def _refresh(self) -> None:
-        version = self.storage.version()
-        if version == self._version:
-            return
-        load_segments_retrying(self._load_segments)
-        self._version = version
+    def _max_segments(self) -> int:
+        return self.params.max_segments
 
-    def _load_segments(self) -> None:
-        tracks = self.storage.tracks()
-        live = np.array(sorted(t.id for t in tracks), dtype=np.int64)
-        loaded = {s.info.id: s for s in self._segments}
-        segments = []
+    def _mark_live(self) -> None:
+        live = np.array(sorted(t.id for t in self.storage.tracks()), dtype=np.int64)
         ids, frames = [], []
-        for info in self.storage.segments():
-            seg = loaded.get(info.id)
-            if seg is None:
-                seg = self._open_segment(info, self.storage.load_arrays(info.id))
+        for seg in self._segments:
             seg.alive = np.isin(seg.track_ids, live)
             seg.live_hashes = int(seg.per_track[seg.alive].sum())
-            segments.append(seg)
             ids.append(seg.track_ids[seg.alive])
             frames.append(seg.frames[seg.alive])
-        self._segments = segments
         all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
         all_frames = np.concatenate(frames) if frames else np.zeros(0, np.int64)
         order = np.argsort(all_ids)
         self._live_ids, self._live_frames = all_ids[order], all_frames[order]
 
-    @staticmethod
-    def _open_segment(info: SegmentInfo, arrays: dict[str, np.ndarray]) -> _Segment:
+    def _open_segment(self, info: SegmentInfo, arrays: dict[str, np.ndarray]) -> _Segment:
         if info.config.get("kind") != FP_FORMAT or info.config.get("hash_bits") != HASH_BITS:
             raise IndexFormatError(f"segment {info.id}: not a fingerprint segment of this format")
         table = HashTable.from_arrays(arrays, hash_bits=HASH_BITS)
@@ -364,10 +346,6 @@ class FingerprintIndex(StoredIndex):
 
     # writing ----------------------------------------------------------------------------
 
-    def _check_writable(self) -> None:
-        if self.readonly:
-            raise IndexFormatError(f"{self.storage.location}: opened read-only")
-
     @contextmanager
     def session(self) -> Iterator[FingerprintSession]:
         """``with index.session() as s: s.add_track(...)``: one segment, one commit at exit."""
@@ -392,30 +370,12 @@ class FingerprintIndex(StoredIndex):
         return s.track_ids[0]
 
     def _commit(self, s: FingerprintSession) -> list[int]:
-        self._check_writable()
-        with self.storage.write() as w:
-            tids = []
-            for t, lm in zip(s._tracks, s._landmarks):
-                tid = w.add_track(
-                    path=t["path"], content_hash=t["content_hash"], duration_s=t["duration_s"],
-                    kind="audio", meta=t["meta"],
-                )
-                w.set_track_items(tid, len(lm))
-                tids.append(tid)
-            frames = [
-                max(math.ceil(t["duration_s"] / FRAME_S), int(lm.times.max()) + 1 if len(lm) else 0)
-                for t, lm in zip(s._tracks, s._landmarks)
-            ]
-            info, arrays = _build_segment(
-                np.asarray(tids, np.int64), np.asarray(frames, np.int64),
-                np.concatenate([lm.hashes for lm in s._landmarks]),
-                np.concatenate([lm.times for lm in s._landmarks]).astype(np.int64),
-                np.repeat(np.arange(len(tids)), [len(lm) for lm in s._landmarks]),
-            )
-            w.put_segment(info, arrays)
-        self._refresh()
-        self._maybe_compact()
-        return tids
+        return self.attach([build_segment(s._tracks, s._landmarks)])[0]
+
+    def _bind(self, w: Writer, build: SegmentBuild, track_ids: list[int]) -> dict[str, np.ndarray]:
+        # Built elsewhere with the tracks' local numbers 0..n-1; the ids exist only now.
+        local = np.asarray(build.arrays["track_ids"], np.int64)
+        return {**build.arrays, "track_ids": np.asarray(track_ids, np.int64)[local]}
 
     def remove_track(self, track_id: int) -> None:
         """Remove a track now; its hashes are skipped at query time until compaction drops them."""
@@ -424,63 +384,31 @@ class FingerprintIndex(StoredIndex):
             raise ParameterError(f"no track with id {track_id}")
         with self.storage.write() as w:
             w.remove_track(track_id)
-        self._refresh()
-        self._maybe_compact()
+        self._after_write()
 
-    def _maybe_compact(self) -> None:
-        dead = [1 - s.live_hashes / max(1, len(s.table)) for s in self._segments]
-        if len(self._segments) > self.params.max_segments or any(d > 0.3 for d in dead):
-            self.compact()
-
-    def compact(self, *, full: bool = False) -> None:
-        """Merge small segments (all of them with ``full``) and drop removed tracks' hashes.
-
-        The largest segment is rewritten only when it holds dead hashes or less than half of
-        all live hashes, so adding tracks one at a time costs amortised O(n log n).
-        """
-        self._check_writable()
-        self._refresh()
-        segs = sorted(self._segments, key=lambda s: s.live_hashes)
-        if not segs:
-            return
-        total = sum(s.live_hashes for s in segs)
-        chosen = segs
-        if not full and len(segs) > 1 and segs[-1].live_hashes > total / 2:
-            if segs[-1].live_hashes == len(segs[-1].table) and segs[-1].alive.all():
-                chosen = segs[:-1]
-        if len(chosen) < 2 and all(s.alive.all() for s in chosen) and not full:
-            return
+    def _merge(self, chosen: Sequence[_Segment]) -> SegmentBuild | None:
+        # Tracks in id order: a merge of many segments gives what one build of them would.
         tids, frames, hashes, times, owner = [], [], [], [], []
         base = 0
-        for s in chosen:
-            tix = np.searchsorted(s.starts, s.table.pos.astype(np.int64), side="right") - 1
-            keep = s.alive[tix]
-            remap = np.cumsum(s.alive) - 1 + base
-            hashes.append(s.table.hashes()[keep])
-            times.append(s.table.pos[keep].astype(np.int64) - s.starts[tix[keep]])
+        for seg in chosen:
+            tix = np.searchsorted(seg.starts, seg.table.pos.astype(np.int64), side="right") - 1
+            keep = seg.alive[tix]
+            remap = np.cumsum(seg.alive) - 1 + base
+            hashes.append(seg.table.hashes()[keep])
+            times.append(seg.table.pos[keep].astype(np.int64) - seg.starts[tix[keep]])
             owner.append(remap[tix[keep]])
-            tids.append(s.track_ids[s.alive])
-            frames.append(s.frames[s.alive])
-            base += int(s.alive.sum())
-        try:
-            with self.storage.write() as w:
-                live = {info.id for info in self.storage.segments()}
-                if any(s.info.id not in live for s in chosen):
-                    raise _StaleSegments
-                if base:
-                    info, arrays = _build_segment(
-                        np.concatenate(tids), np.concatenate(frames), np.concatenate(hashes),
-                        np.concatenate(times), np.concatenate(owner),
-                    )
-                    w.put_segment(info, arrays)
-                for s in chosen:
-                    w.drop_segment(s.info.id)
-        except _StaleSegments:
-            log.info("compaction skipped: segments changed under us")
-            self._refresh()
-            return
-        log.info("compacted %d fingerprint segments (%d live tracks)", len(chosen), base)
-        self._refresh()
+            tids.append(seg.track_ids[seg.alive])
+            frames.append(seg.frames[seg.alive])
+            base += int(seg.alive.sum())
+        if not base:
+            return None
+        track_ids = np.concatenate(tids)
+        order = np.argsort(track_ids, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        info, arrays = _lay_out(track_ids[order], np.concatenate(frames)[order], np.concatenate(hashes),
+                                np.concatenate(times), rank[np.concatenate(owner)])
+        return SegmentBuild(info, arrays)
 
     # queries ----------------------------------------------------------------------------
 
@@ -626,11 +554,26 @@ class FingerprintIndex(StoredIndex):
         ]
 
 
-class _StaleSegments(Exception):
-    """Raised inside a write to roll it back: the segments it would merge are gone."""
+def build_segment(tracks: Sequence[dict[str, Any]], marks: Sequence[Landmarks]) -> SegmentBuild:
+    """One segment of tracks (``add_track`` fields: path, content_hash, duration_s, meta) and
+    their landmarks: pure, so it can be built in any process and ``attach``-ed to an index,
+    which numbers the tracks then."""
+    frames = [
+        max(math.ceil(t["duration_s"] / FRAME_S), int(lm.times.max()) + 1 if len(lm) else 0)
+        for t, lm in zip(tracks, marks)
+    ]
+    info, arrays = _lay_out(
+        np.arange(len(tracks), dtype=np.int64), np.asarray(frames, np.int64),
+        np.concatenate([lm.hashes for lm in marks]) if marks else np.zeros(0, np.uint32),
+        np.concatenate([lm.times for lm in marks]).astype(np.int64) if marks else np.zeros(0, np.int64),
+        np.repeat(np.arange(len(tracks)), [len(lm) for lm in marks]),
+    )
+    rows = [{"path": t["path"], "content_hash": t["content_hash"], "duration_s": t["duration_s"],
+             "kind": "audio", "meta": t.get("meta"), "n_items": len(lm)} for t, lm in zip(tracks, marks)]
+    return SegmentBuild(info, arrays, rows)
 
 
-def _build_segment(
+def _lay_out(
     track_ids: np.ndarray, frames: np.ndarray, hashes: np.ndarray, times: np.ndarray, owner: np.ndarray,
 ) -> tuple[SegmentInfo, dict[str, np.ndarray]]:
     """Lay tracks end to end and index their hashes; ``owner`` is each hash's row in track_ids."""

@@ -28,10 +28,11 @@ from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, SetBatch, as
 from audiolsh.hashing import from_config as family_from_config
 from audiolsh.hashing.base import check_int, learned_arrays
 from audiolsh.hashing.hyperplane import check_whiten, key_balance, needs_centering
+from audiolsh.index.segments import ItemRows, SegmentBuild, SegmentedIndex
 from audiolsh.search import BruteForce, BucketTables, Neighbors, SetLSH, VectorLSH, merge, prepare
 from audiolsh.search.brute import check_metric
-from audiolsh.storage import EmbeddedStorage, Item, SegmentInfo, Storage, Track
-from audiolsh.storage.base import StoredIndex, load_segments_retrying
+from audiolsh.storage import Item, SegmentInfo, Storage, Track
+from audiolsh.storage.base import Writer
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +152,59 @@ def estimate_bucket_width(X: np.ndarray, seed: int) -> float:
     return float(4.0 * np.median(d)) if len(d) else 1.0
 
 
-class _StaleSegments(Exception):
-    """Raised inside a write to roll it back: the segments it would merge are gone."""
+def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: bool = False) -> SegmentBuild:
+    """One segment of rows (vectors, or sets for jaccard) with their item ids: a pure function
+    of its inputs, so a segment built in any process or machine is the one this index would
+    build (``Index.reserve_ids``, then ``Index.attach``).  ``prepared``: the rows already went
+    through ``prepare`` (unit length for cosine)."""
+    cfg = config
+    if not prepared:
+        data = as_sets(data) if cfg.metric == "jaccard" else prepare(np.asarray(data), cfg.metric)
+    if len(data) != len(ids):
+        raise ParameterError(f"{len(ids)} ids for {len(data)} rows")
+    n = len(ids)
+    family: Any
+    if cfg.metric == "jaccard":
+        family = MinHashLSH(num_perm=cfg.num_perm, threshold=cfg.threshold, seed=cfg.seed)
+        searcher: VectorLSH | SetLSH = SetLSH(family, n_candidates=cfg.n_candidates).fit(data)
+        arrays = {"indptr": data.indptr, "elements": data.elements}
+    else:
+        if cfg.metric == "cosine":
+            center = needs_centering(data) if cfg.center == "auto" else bool(cfg.center)
+            n_bits = cfg.n_bits or auto_bits(n)
+            whiten = (
+                auto_whiten(data, n_bits=n_bits, seed=cfg.seed, center=center)
+                if cfg.whiten == "auto" else float(cfg.whiten)
+            )
+            family = HyperplaneLSH(
+                data.shape[1], n_tables=cfg.n_tables, n_bits=n_bits, seed=cfg.seed,
+                center=center, whiten=whiten,
+            )
+        else:
+            width = cfg.bucket_width or estimate_bucket_width(data, cfg.seed)
+            family = PStableLSH(
+                data.shape[1], n_tables=cfg.n_tables, n_hashes=cfg.n_bits or DEFAULT_PSTABLE_HASHES,
+                bucket_width=width, seed=cfg.seed,
+            )
+        searcher = VectorLSH(family, metric=cfg.metric).fit(data)
+        arrays = {"vectors": searcher.vectors_}
+        if searcher.codes_.shape[1]:
+            arrays["codes"] = searcher.codes_
+        for name, a in learned_arrays(family).items():
+            arrays[FAMILY_ARRAY_PREFIX + name] = a
+    arrays.update(searcher.tables_.arrays())
+    arrays["ids"] = ids.astype(np.int64)
+    info = SegmentInfo.new(
+        n_items=n, config={"metric": cfg.metric, "family": family.to_config()},
+    )
+    return SegmentBuild(info, arrays)
+
+
+def _concat(parts: list[Any], metric: str) -> Any:
+    """Staged batches as one array (or SetBatch)."""
+    if metric == "jaccard":
+        return concat_sets(parts)
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 def _empty(n_queries: int, k: int) -> Neighbors:
@@ -173,6 +225,10 @@ class _Segment:
     @property
     def n_live(self) -> int:
         return self.searcher._n_live
+
+    @property
+    def n_stored(self) -> int:
+        return len(self.ids)
 
     def positions(self, ids: np.ndarray) -> np.ndarray:
         """Row of each item id in this segment, -1 where it is not here (merged segments'
@@ -271,67 +327,43 @@ class Session:
         return ids
 
 
-class Index(StoredIndex):
-    """Open with ``Index.open(path)`` or make one with ``Index.create(path, ...)``.
+class Index(SegmentedIndex[_Segment]):
+    """Open with ``Index.open(location)`` or make one with ``Index.create(location, ...)``;
+    a location is a directory or ``memory://name`` (None, create only: private memory)."""
 
-    ``path=None`` (create only) keeps everything in memory.
-    """
+    kind = "vector"
 
     def __init__(self, storage: Storage, config: IndexConfig, *, readonly: bool = False) -> None:
-        self.storage = storage
         self.config = config
-        self.readonly = readonly
-        self._segments: list[_Segment] = []
-        self._version = -1
-        self._refresh()
-
-    # creation ---------------------------------------------------------------------------
+        super().__init__(storage, readonly=readonly)
 
     @classmethod
-    def create(
-        cls, path: str | os.PathLike[str] | None = None, *, exist_ok: bool = False, **params: Any
-    ) -> Index:
-        config = IndexConfig(**params).validate()
-        storage = cls.new_storage(path, asdict(config), exist_ok=exist_ok)
-        if storage is None:
-            return cls.open(path)  # type: ignore[arg-type]
-        return cls(storage, config)
+    def _new_config(cls, **params: Any) -> dict[str, Any]:
+        return asdict(IndexConfig(**params).validate())
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> Index:
-        storage = EmbeddedStorage(path, readonly=readonly)
-        data = storage.config()
+    def _from_config(cls, storage: Storage, data: dict[str, Any] | None, *, readonly: bool) -> Index:
         if data is None:
-            raise IndexFormatError(f"{path}: the index has no config (was its creation interrupted?)")
+            raise IndexFormatError(
+                f"{storage.location}: the index has no config (was its creation interrupted?)")
         return cls(storage, IndexConfig.from_dict(data), readonly=readonly)
 
     # reading state ----------------------------------------------------------------------
 
-    def _refresh(self) -> None:
-        """Reload the segment list when someone committed since we last looked."""
-        version = self.storage.version()
-        if version == self._version:
-            return
+    def _max_segments(self) -> int:
+        return self.config.max_segments
+
+    def _reload_config(self) -> None:
         data = self.storage.config()  # first: the segments take query settings from it
         if data is not None:
             self.config = IndexConfig.from_dict(data)
-        load_segments_retrying(self._load_segments)
-        self._version = version
 
-    def _load_segments(self) -> None:
+    def _mark_live(self) -> None:
         deleted = self.storage.deleted()
-        loaded = {s.info.id: s for s in self._segments}
-        segments = []
-        for info in self.storage.segments():
-            seg = loaded.get(info.id)
-            if seg is None:
-                seg = self._open_segment(info, self.storage.load_arrays(info.id))
-            alive = (~np.isin(seg.ids, deleted)).astype(np.uint8)
-            seg.searcher.alive_ = alive
+        for seg in self._segments:
+            seg.searcher.alive_ = (~np.isin(seg.ids, deleted)).astype(np.uint8)
             if isinstance(seg.searcher, SetLSH):  # a query-time setting: follows set_params
                 seg.searcher.default_candidates = self.config.n_candidates or 0
-            segments.append(seg)
-        self._segments = segments
 
     def _open_segment(self, info: SegmentInfo, arrays: dict[str, np.ndarray]) -> _Segment:
         learned = {
@@ -538,92 +570,53 @@ class Index(StoredIndex):
         s.add(data, keys, offsets_s=offsets_s, meta=meta)
         return s.commit()
 
-    def _build_segment(self, data: Any, ids: np.ndarray) -> tuple[SegmentInfo, dict[str, np.ndarray]]:
-        cfg = self.config
-        n = len(ids)
-        family: Any
-        if cfg.metric == "jaccard":
-            family = MinHashLSH(num_perm=cfg.num_perm, threshold=cfg.threshold, seed=cfg.seed)
-            searcher: VectorLSH | SetLSH = SetLSH(family, n_candidates=self.config.n_candidates).fit(data)
-            arrays = {"indptr": data.indptr, "elements": data.elements}
-        else:
-            if cfg.metric == "cosine":
-                center = needs_centering(data) if cfg.center == "auto" else bool(cfg.center)
-                n_bits = cfg.n_bits or auto_bits(n)
-                whiten = (
-                    auto_whiten(data, n_bits=n_bits, seed=cfg.seed, center=center)
-                    if cfg.whiten == "auto" else float(cfg.whiten)
-                )
-                family = HyperplaneLSH(
-                    data.shape[1], n_tables=cfg.n_tables, n_bits=n_bits, seed=cfg.seed,
-                    center=center, whiten=whiten,
-                )
-            else:
-                width = cfg.bucket_width or estimate_bucket_width(data, cfg.seed)
-                family = PStableLSH(
-                    data.shape[1], n_tables=cfg.n_tables, n_hashes=cfg.n_bits or DEFAULT_PSTABLE_HASHES,
-                    bucket_width=width, seed=cfg.seed,
-                )
-            searcher = VectorLSH(family, metric=cfg.metric).fit(data)
-            arrays = {"vectors": searcher.vectors_}
-            if searcher.codes_.shape[1]:
-                arrays["codes"] = searcher.codes_
-            for name, a in learned_arrays(family).items():
-                arrays[FAMILY_ARRAY_PREFIX + name] = a
-        arrays.update(searcher.tables_.arrays())
-        arrays["ids"] = ids.astype(np.int64)
-        info = SegmentInfo.new(
-            n_items=n, config={"metric": cfg.metric, "family": family.to_config()},
-        )
-        return info, arrays
-
-    def _check_writable(self) -> None:
-        if self.readonly:
-            raise IndexFormatError(f"{self.storage.location}: opened read-only")
-
     def _commit(self, s: Session) -> np.ndarray:
         self._check_writable()
         n = len(s)
-        data: Any = None
-        if n:
-            if self.config.metric == "jaccard":
-                parts = s._data
-                lengths = np.concatenate([np.diff(p.indptr) for p in parts])
-                indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-                data = SetBatch(indptr, np.concatenate([p.elements for p in parts]))
-            else:
-                data = np.concatenate(s._data) if len(s._data) > 1 else s._data[0]
         with self.storage.write() as w:
-            track_ids = []
-            for t in s._tracks:
-                track_ids.append(w.add_track(**t))
-            rows = np.concatenate(s._track_rows) if s._track_rows else np.zeros(0, np.int64)
-            # Session handles are -2, -3, ...: map them to the new track ids.
-            handles = rows <= -2
-            if handles.any():
-                rows = rows.copy()
-                rows[handles] = np.asarray(track_ids, dtype=np.int64)[-rows[handles] - 2]
             for tid in s._removed_tracks:
                 dead = self.storage.ids_for_track(tid)
                 if len(dead):
                     w.delete_items(dead)
                 w.remove_track(tid)
             ids = np.zeros(0, np.int64)
+            data: Any = _concat(s._data, self.config.metric) if n else None
+            if n and self.config.dim is None and self.config.metric != "jaccard":
+                self.config = replace(self.config, dim=int(data.shape[1]))
+                w.set_config(asdict(self.config))
             if n:
-                if self.config.dim is None and self.config.metric != "jaccard":
-                    self.config = replace(self.config, dim=int(data.shape[1]))
-                    w.set_config(asdict(self.config))
                 start = w.allocate_ids(n)
                 ids = np.arange(start, start + n, dtype=np.int64)
-                info, arrays = self._build_segment(data, ids)
-                w.put_segment(info, arrays)
-                keys = [str(i) if k is None else k for i, k in zip(ids.tolist(), s._keys)]
-                w.add_items(ids, keys, rows, np.concatenate(s._offsets), s._metas)
-            for tid in track_ids:
-                w.set_track_items(tid, int(np.sum(rows == tid)))
-        self._refresh()
-        self._maybe_compact()
+                build = build_segment(self.config, data, ids, prepared=True)
+            else:
+                build = SegmentBuild(SegmentInfo.new(n_items=0, config={}), {})
+            build.tracks = [{**t, "n_items": None} for t in s._tracks]
+            build.items = ItemRows(
+                ids, [str(i) if k is None else k for i, k in zip(ids.tolist(), s._keys)],
+                np.concatenate(s._track_rows) if s._track_rows else np.zeros(0, np.int64),
+                np.concatenate(s._offsets) if s._offsets else np.zeros(0), s._metas)
+            self._attach_in(w, build)
+        self._after_write()
         return ids
+
+    def attach(self, builds: Sequence[SegmentBuild]) -> list[list[int]]:
+        for b in builds:
+            self._check_build(b)
+        return super().attach(builds)
+
+    def _check_build(self, build: SegmentBuild) -> None:
+        """A build made elsewhere fits this index: its metric and dimension."""
+        cfg = build.info.config
+        if build.info.n_items and cfg.get("metric") != self.config.metric:
+            raise ParameterError(
+                f"a {cfg.get('metric')} segment cannot join a {self.config.metric} index")
+        vectors = build.arrays.get("vectors")
+        if vectors is not None and self.config.dim is not None and vectors.shape[1] != self.config.dim:
+            raise ParameterError(
+                f"vectors of dimension {vectors.shape[1]} cannot go into an index of"
+                f" dimension {self.config.dim}")
+        if vectors is not None and self.config.dim is None:
+            self.set_params(dim=int(vectors.shape[1]))
 
     def remove(self, keys: Sequence[str]) -> int:
         """Remove every item with one of these keys; returns how many were removed."""
@@ -632,8 +625,7 @@ class Index(StoredIndex):
         if len(ids):
             with self.storage.write() as w:
                 w.delete_items(ids)
-            self._refresh()
-            self._maybe_compact()
+            self._after_write()
         return len(ids)
 
     def remove_track(self, track_id: int) -> int:
@@ -647,63 +639,26 @@ class Index(StoredIndex):
         s.commit()
         return n
 
-    def _maybe_compact(self) -> None:
-        segs = self._segments
-        dead_share = [1 - s.n_live / max(1, len(s.ids)) for s in segs]
-        if len(segs) > self.config.max_segments or any(d > 0.3 for d in dead_share):
-            self.compact()
-
-    def compact(self, *, rebuild: bool = False) -> None:
-        """Merge segments and drop removed rows.
-
-        Segments are merged from the smallest up so that the largest one is only rewritten
-        when it holds less than half of the rows (or ``rebuild`` is asked for, e.g. after
-        ``tune`` changed the build parameters).
-        """
-        self._check_writable()
-        self._refresh()
-        segs = sorted(self._segments, key=lambda s: s.n_live)
-        if not segs:
-            return
-        total = sum(s.n_live for s in segs)
-        chosen = segs
-        if not rebuild and segs[-1].n_live > total / 2 and len(segs) > 1:
-            dirty = 1 - segs[-1].n_live / max(1, len(segs[-1].ids)) > 0.3
-            chosen = segs if dirty else segs[:-1]
-        if len(chosen) < 2 and not rebuild and all(s.n_live == len(s.ids) for s in chosen):
-            return
+    def _merge(self, chosen: Sequence[_Segment]) -> SegmentBuild | None:
+        # Rows in id order: a merge of many segments gives what one build of them would.
         ids = np.concatenate([s.ids[s.searcher.alive_ == 1] for s in chosen])
-        removed = np.concatenate([s.ids[s.searcher.alive_ == 0] for s in chosen])
+        if not len(ids):
+            return None
+        order = np.argsort(ids, kind="stable")
         if self.config.metric == "jaccard":
-            parts = [s.searcher.sets_.take(np.flatnonzero(s.searcher.alive_)) for s in chosen]  # type: ignore[union-attr]
-            lengths = np.concatenate([np.diff(p.indptr) for p in parts])
-            data: Any = SetBatch(
-                np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                np.concatenate([p.elements for p in parts]),
-            )
+            data: Any = concat_sets(
+                [s.searcher.sets_.take(np.flatnonzero(s.searcher.alive_)) for s in chosen]  # type: ignore[union-attr]
+            ).take(order)
         else:
             data = np.concatenate(
                 [np.asarray(s.searcher.vectors_)[s.searcher.alive_ == 1] for s in chosen]  # type: ignore[union-attr]
-            )
-        try:
-            with self.storage.write() as w:
-                live = {info.id for info in self.storage.segments()}
-                if any(s.info.id not in live for s in chosen):
-                    raise _StaleSegments
-                if len(ids):
-                    info, arrays = self._build_segment(data, ids)
-                    w.put_segment(info, arrays)
-                for s in chosen:
-                    w.drop_segment(s.info.id)
-                if len(removed):
-                    w.forget_deleted(removed)
-        except _StaleSegments:
-            # Another writer compacted these segments first; its result stands.
-            log.info("compaction skipped: segments changed under us")
-            self._refresh()
-            return
-        log.info("compacted %d segments into one of %d rows", len(chosen), len(ids))
-        self._refresh()
+            )[order]
+        return build_segment(self.config, data, ids[order], prepared=True)
+
+    def _after_merge(self, w: Writer, chosen: Sequence[_Segment]) -> None:
+        removed = np.concatenate([s.ids[s.searcher.alive_ == 0] for s in chosen])
+        if len(removed):
+            w.forget_deleted(removed)
 
     def set_params(self, **params: Any) -> None:
         """Store new parameters (e.g. from ``tune``); build-time ones rebuild the segments."""
@@ -724,5 +679,5 @@ class Index(StoredIndex):
         self.config = new
         self._refresh()
         if build_changed:
-            self.compact(rebuild=True)
+            self.compact(full=True)
 
