@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiolsh.clusters import cluster_index, cluster_matrix
 from audiolsh.errors import ParameterError
 from audiolsh.index import Index
+from audiolsh.query.clusters import cluster_index, cluster_matrix
 
 
 def test_two_blobs_become_two_clusters() -> None:
@@ -50,10 +50,9 @@ def test_prepared_rows_keep_their_weights() -> None:
 
 
 def test_library_clusters_do_not_rescale_the_stored_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    import audiolsh.clusters as clusters
+    import audiolsh.query.clusters as clusters
     from audiolsh.audio import synth
-    from audiolsh.ingest import analyse
-    from audiolsh.library import Library
+    from audiolsh.library import Library, analyse
 
     seen: dict[str, object] = {}
     real = clusters.cluster_matrix

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,11 @@ import soundfile as sf
 
 from audiolsh.audio import load, synth
 from audiolsh.errors import IndexFormatError, ParameterError
-from audiolsh.ingest import analyse, index_audio
-from audiolsh.library import COMBINED_PARTS, LIBRARY_FILE, Fusion, Library, Standardizer
-from audiolsh.similarity import similar, stored_clip
+from audiolsh.features.scaling import Fusion, Standardizer
+from audiolsh.library import COMBINED_PARTS, Library, analyse, index_audio
+from audiolsh.query.hits import live_windows, track_windows
+from audiolsh.query.similar import similar, stored_clip
+from audiolsh.storage import join, open_storage
 
 SR = 22050
 MODES = ("embedding", "rhythm", "timbre", "chroma", "peaks")
@@ -53,9 +56,35 @@ def _clip(music_dir: Path, name: str, offset_s: float, duration_s: float, lib: L
     return analyse(y, sr, modes=lib.modes, window_s=cfg.window_s, hop_s=cfg.hop_s, path=name)
 
 
+def _stored_config(where: Path) -> dict:
+    """The library's config as its catalogue storage keeps it."""
+    storage = open_storage(join(where, "tracks"), readonly=True)
+    try:
+        return storage.config("library")
+    finally:
+        storage.close()
+
+
+def _store_config(where: Path, data: dict) -> None:
+    storage = open_storage(join(where, "tracks"))
+    with storage.write() as w:
+        w.set_config(data, "library")
+    storage.close()
+
+
+def _make_legacy(where: Path, data: dict) -> None:
+    """Lay a library out as formats 3 to 5 did: its config in library.json, none in the storage."""
+    (where / "library.json").write_text(json.dumps(data))
+    db = sqlite3.connect(where / "tracks" / "catalogue.sqlite")
+    with db:
+        db.execute("DELETE FROM config WHERE name = 'library'")
+    db.close()
+
+
 def test_library_layout_and_catalogue(lib_dir: Path) -> None:
-    data = json.loads((lib_dir / LIBRARY_FILE).read_text())
-    assert data["format"] == "audiolsh-library" and data["format_version"] == 5
+    data = _stored_config(lib_dir)
+    assert data["format"] == "audiolsh-library" and data["format_version"] == 6
+    assert not (lib_dir / "library.json").exists()  # everything is in the storage
     assert data["normalisation"] == "wccn-v1"
     # Standardisation and fusion statistics are stored in the library, as the engine needs them back.
     assert set(data["stats"]) == {"rhythm", "timbre", "chroma"}
@@ -96,7 +125,7 @@ def test_worst_is_the_least_similar_of_the_whole_collection(lib_dir: Path, music
         # Exact check: per track, the lowest cosine between the clip and any stored window.
         Q = lib.prepare("timbre", clip.vectors["timbre"][0])
         X, ids = lib.indexes["timbre"].live_data()
-        items = lib.indexes["timbre"].storage.items(ids)
+        items = lib.indexes["timbre"].items(ids)
         sub = np.array([it.track_id for it in items])
         tracks = lib.resolve_tracks("timbre", sub)
         Qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)
@@ -139,7 +168,7 @@ def test_remove_track_and_resume_after_a_partial_commit(tmp_path: Path, music_di
     files = sorted(music_dir.iterdir())
     index_audio(lib, files[:2], workers=1)
     # A crash after the modes committed but before the catalogue did: simulate it.
-    from audiolsh.ingest import extract
+    from audiolsh.library import extract
 
     ex = extract(str(files[2]), "hash-of-third", lib.modes, lib.config.window_s, lib.config.hop_s)
     lib.indexes["timbre"].add(lib.prepare("timbre", ex.vectors["timbre"][0]))  # stray rows, no track
@@ -176,14 +205,14 @@ def test_bad_libraries_and_parameters(tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match="cannot add"):
         Library.open_or_create(tmp_path / "a", modes=("timbre", "rhythm"))
     newer = {"format": "audiolsh-library", "format_version": 99}
-    (tmp_path / "a" / LIBRARY_FILE).write_text(json.dumps(newer))
+    _store_config(tmp_path / "a", newer)
     with pytest.raises(IndexFormatError, match="newer"):
         Library.open(tmp_path / "a")
     with pytest.raises(ParameterError, match="normalisation"):
         Library.create(None, normalisation="lda")
     # Libraries of formats 1 and 2 hold combined and timbre vectors of other kinds: built again.
     for old in (1, 2):
-        (tmp_path / "a" / LIBRARY_FILE).write_text(json.dumps({**newer, "format_version": old}))
+        _store_config(tmp_path / "a", {**newer, "format_version": old})
         with pytest.raises(IndexFormatError, match="older than this audiolsh reads"):
             Library.open(tmp_path / "a")
 
@@ -238,7 +267,7 @@ def _fused_per_track(lib: Library, clip, sets=None):  # type: ignore[no-untyped-
     per_part = {}
     for part in COMBINED_PARTS:
         data, ids = lib.indexes[part].live_data()
-        sub, offsets = lib.indexes[part].storage.item_arrays(ids)
+        sub, offsets = lib.indexes[part].item_arrays(ids)
         order = np.lexsort((offsets, lib.resolve_tracks(part, sub)))
         per_part[part] = (data.take(order) if part == "peaks" else data[order],
                           lib.resolve_tracks(part, sub)[order], offsets[order])
@@ -284,7 +313,7 @@ def test_combined_is_the_fused_score_of_the_best_passage(lib_dir: Path, music_di
 
 @pytest.mark.parametrize("method", ["chroma-vote", "minhash-peaks"])
 def test_seed_identification_methods_check_the_offset(lib_dir: Path, music_dir: Path, method: str) -> None:
-    from audiolsh.identify import identify
+    from audiolsh.query.identify import identify
 
     y, sr = load(music_dir / "song3.wav", sr=SR, offset_s=15.0, duration_s=10.0)
     with Library.open(lib_dir, readonly=True) as lib:
@@ -337,7 +366,7 @@ def test_a_reader_opened_before_the_first_batch_and_an_empty_library(tmp_path: P
 
 
 def test_common_peak_pairs_are_left_out_of_stored_and_query_sets(tmp_path: Path) -> None:
-    from audiolsh.identify import identify
+    from audiolsh.query.identify import identify
 
     songs = [synth.music(duration_s=20.0, sr=SR, seed=40 + s) for s in range(12)]
     with Library.create(tmp_path / "lib", modes=("rhythm", "timbre", "peaks")) as lib:
@@ -359,8 +388,7 @@ def test_common_peak_pairs_are_left_out_of_stored_and_query_sets(tmp_path: Path)
         assert found[0].path == "s5.wav"
         from audiolsh.search.brute import jaccard_rows
 
-        own = np.flatnonzero(lib.resolve_tracks("peaks", lib.indexes["peaks"].storage.item_arrays(_ids)[0])
-                             == found[0].track_id)
+        own = np.flatnonzero(live_windows(lib, "peaks")[1] == found[0].track_id)
         best = jaccard_rows(kept, stored, np.tile(own, (len(kept), 1))).max()
         assert found[0].score == pytest.approx(best, abs=1e-6)
         fused, _low = _fused_per_track(lib, clip)
@@ -371,13 +399,13 @@ def test_common_peak_pairs_are_left_out_of_stored_and_query_sets(tmp_path: Path)
         assert max(unfiltered.values()) < max(fused.values()) - 0.1  # the test can tell them apart
         match = identify(lib, clip_y, SR, method="minhash-peaks")
         assert match is not None and match.path == "s5.wav"
-    data = json.loads((tmp_path / "lib" / LIBRARY_FILE).read_text())
+    data = _stored_config(tmp_path / "lib")
     assert data["peaks_common"] == [int(e) for e in common]
     with Library.open(tmp_path / "lib", readonly=True) as again:
         assert again.config.peaks_common == data["peaks_common"]
     # A library written before the key existed keeps every pair (its stored sets have them all).
     del data["peaks_common"]
-    (tmp_path / "lib" / LIBRARY_FILE).write_text(json.dumps(data))
+    _store_config(tmp_path / "lib", data)
     with Library.open(tmp_path / "lib", readonly=True) as old:
         assert old.config.peaks_common == []
 
@@ -391,7 +419,7 @@ def test_a_first_batch_of_seven_tracks_keeps_every_pair(lib_dir: Path) -> None:
 def test_the_first_commit_waits_for_enough_tracks_to_learn_from(
     tmp_path: Path, music_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import audiolsh.ingest as ingest
+    import audiolsh.library as ingest
 
     sizes: list[int] = []
     real = Library.add_batch
@@ -433,8 +461,7 @@ def test_the_learned_normalisation_of_single_modes_and_of_combined(
         # A stored track comes back as raw features that prepare to its stored rows again.
         tid = next(t.id for t in lib.tracks() if t.path.endswith("song2.wav"))
         own = stored_clip(lib, tid, by="timbre")
-        stored = lib.indexes["timbre"].rows(lib.indexes["timbre"].storage.ids_for_track(
-            lib.mode_track_ids("timbre")[lib.track(tid).content_hash]))  # type: ignore[union-attr]
+        stored = lib.indexes["timbre"].rows(track_windows(lib, "timbre", tid)[0])
         def unit(Z: np.ndarray) -> np.ndarray:
             return Z / np.linalg.norm(Z, axis=1, keepdims=True)
 
@@ -455,13 +482,24 @@ def test_without_normalisation_and_libraries_of_format_3(tmp_path: Path, music_d
         assert set(lib.fusion.stats) == set(COMBINED_PARTS)
         before = similar(lib, clip, by="timbre", k=3)
         assert Path(similar(lib, clip, by="combined", k=1)[0].path).name == "song1.wav"
-    # A library written by the previous format has no normalisation: it opens and answers as before.
-    data = json.loads((where / LIBRARY_FILE).read_text())
+    # A library of format 3 (no normalisation; its config in library.json beside the indexes, as
+    # formats 3 to 5 kept it): it opens read-only and answers as before, and a writable open
+    # moves its config into the catalogue storage.
+    data = _stored_config(where)
     del data["normalisation"]
     data["format_version"] = 3
-    (where / LIBRARY_FILE).write_text(json.dumps(data))
+    _make_legacy(where, data)
     with Library.open(where, readonly=True) as lib:
         assert lib.config.normalisation == "none" and lib.standardizer("rhythm").matrix is None  # type: ignore[union-attr]
+        assert [r.track_id for r in similar(lib, clip, by="timbre", k=3)] == [r.track_id for r in before]
+    assert (where / "library.json").exists() and _stored_config(where) is None  # read-only: untouched
+    with Library.open(where) as lib:
+        assert [r.track_id for r in similar(lib, clip, by="timbre", k=3)] == [r.track_id for r in before]
+    assert not (where / "library.json").exists()
+    migrated = _stored_config(where)
+    assert migrated["format_version"] == 6 and migrated["normalisation"] == "none"
+    assert migrated["stats"] == data["stats"] and migrated["fusion"] == data["fusion"]
+    with Library.open(where, readonly=True) as lib:
         assert [r.track_id for r in similar(lib, clip, by="timbre", k=3)] == [r.track_id for r in before]
 
 

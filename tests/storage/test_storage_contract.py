@@ -388,3 +388,72 @@ def test_embedded_refuses_what_is_not_an_index(tmp_path: Path) -> None:
         EmbeddedStorage(tmp_path / "idx")
     manifest.write_text(json.dumps(data))
     EmbeddedStorage(tmp_path / "idx").close()
+
+
+# ---------------------------------------------------------------- locations
+
+
+def test_a_location_names_its_backend(tmp_path: Path) -> None:
+    from audiolsh.storage import join, open_storage, split, storage_exists
+
+    assert split(tmp_path / "idx") == ("file", str(tmp_path / "idx"))
+    assert split(f"file://{tmp_path}/idx") == ("file", f"{tmp_path}/idx")
+    assert split("memory://shelf") == ("memory", "shelf") and split(None) == ("memory", "")
+    assert join("memory://shelf", "rhythm") == "memory://shelf/rhythm"
+    assert join(tmp_path / "lib", "rhythm") == str(tmp_path / "lib" / "rhythm") and join(None, "x") is None
+    with pytest.raises(ParameterError, match=r"unknown storage scheme 'redis'.*audiolsh\[redis\]"):
+        open_storage("redis://localhost/lib")
+    with pytest.raises(ParameterError, match="needs a name"):
+        open_storage("memory://")
+    with pytest.raises(IndexFormatError, match="no index here"):
+        open_storage("memory://nothing-here")
+    assert not storage_exists(tmp_path / "idx")
+    st = open_storage(tmp_path / "idx", create=True)
+    assert isinstance(st, EmbeddedStorage) and storage_exists(tmp_path / "idx")
+    st.close()
+
+
+def test_handles_of_one_memory_location_share_it() -> None:
+    from audiolsh.storage import open_storage, storage_exists
+
+    name = "memory://shared-test"
+    try:
+        first = open_storage(name, create=True)
+        with first.write() as w:
+            w.set_config({"a": 1})
+            w.set_config({"b": 2}, "library")
+        second = open_storage(name)
+        assert second.config() == {"a": 1} and second.config("library") == {"b": 2}
+        before = second.version()
+        with second.write() as w:
+            w.add_track(path="x.wav", content_hash="h", duration_s=1.0, kind="audio")
+        assert first.version() != before and [t.path for t in first.tracks()] == ["x.wav"]
+        assert storage_exists(name)
+    finally:
+        MemoryStorage.forget("shared-test")
+    assert not storage_exists(name)
+
+
+def test_configs_are_named(storage: Any) -> None:
+    with storage.write() as w:
+        w.set_config({"metric": "cosine"})
+        w.set_config({"modes": ["rhythm"]}, "library")
+    assert storage.config() == {"metric": "cosine"}
+    assert storage.config("library") == {"modes": ["rhythm"]} and storage.config("other") is None
+
+
+def test_a_vanished_segment_is_one_named_error(storage: Any) -> None:
+    from audiolsh.storage import SegmentMissing
+
+    rng = np.random.default_rng(0)
+    info = _info()
+    with storage.write() as w:
+        w.put_segment(info, _arrays(rng))
+    assert set(storage.load_arrays(info.id)) >= {"vectors", "ids"}
+    with storage.write() as w:
+        w.drop_segment(info.id)
+    with storage.write():
+        pass  # the next writer collects the dropped segment's files
+    with pytest.raises(SegmentMissing, match=info.id):
+        storage.load_arrays(info.id)
+    assert issubclass(SegmentMissing, IndexFormatError)

@@ -13,8 +13,7 @@ import pytest
 import soundfile as sf
 
 from audiolsh.audio import synth
-from audiolsh.ingest import index_audio
-from audiolsh.library import Library
+from audiolsh.library import Library, index_audio
 
 SR = 22050
 TRACKS = {"alpha.wav": 501, "bravo.flac": 502, "charlie.ogg": 503, "delta.wav": 504}

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiolsh.identify import identify
 from audiolsh.library import Library
-from audiolsh.records import identify_record
+from audiolsh.query.identify import identify
+from audiolsh.query.records import identify_record
 
 IDENTIFY_KEYS = {"query", "match", "elapsed_ms"}
 MATCH_KEYS = {"path", "track_id", "offset_s", "score", "confidence", "speed", "tempo"}

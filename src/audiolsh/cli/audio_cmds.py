@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from audiolsh.cli import EXIT_ERROR, cli
@@ -17,9 +16,20 @@ from audiolsh.cli.options import index_option
 from audiolsh.cli.output import emit_records, err_console, format_option
 from audiolsh.errors import AudiolshError, ParameterError
 from audiolsh.features import normalisation as wccn
-from audiolsh.ingest import FIRST_BATCH, MIN_DURATION_S, SAMPLE_RATE, analyse, index_audio, nearest_passages
-from audiolsh.library import DEFAULT_MODES, HOP_S, MODES, WINDOW_S, Library
-from audiolsh.records import identify_record, similar_record
+from audiolsh.library import (
+    DEFAULT_MODES,
+    FIRST_BATCH,
+    HOP_S,
+    MIN_DURATION_S,
+    MODES,
+    SAMPLE_RATE,
+    WINDOW_S,
+    Library,
+    analyse,
+    index_audio,
+)
+from audiolsh.query.nearest import nearest_passages
+from audiolsh.query.records import identify_record, similar_record
 
 MAX_CLIP_S = 600.0
 Q = TypeVar("Q")
@@ -60,7 +70,7 @@ def _warn_kept_settings(library: Library, **given: object) -> None:
 @click.option("--normalisation", type=click.Choice(wccn.NAMES), default=wccn.DEFAULT, show_default=True,
               help="Learned within-track normalisation of the rhythm and timbre vectors, or none"
                    " for plain standardised cosine (new library only).")
-def index_cmd(index_path: Path, paths: tuple[Path, ...], workers: int | None,
+def index_cmd(index_path: str, paths: tuple[Path, ...], workers: int | None,
               commit_every: int, modes: str, window_s: float, hop_s: float, normalisation: str) -> None:
     """Index audio files and folders (recursively), every mode from one decode per file.
 
@@ -141,11 +151,11 @@ def with_clip_options(f: Callable[..., Any]) -> Callable[..., Any]:
               help="Long recordings: report which track plays when (landmarks only).")
 @with_clip_options
 @format_option
-def identify(index_path: Path, clips: tuple[Path, ...], method: str, threshold: float | None,
+def identify(index_path: str, clips: tuple[Path, ...], method: str, threshold: float | None,
              segments: bool, offset_s: float, duration_s: float | None, fmt: str) -> None:
     """Which track each clip comes from, where in it the clip starts, and how sure we are."""
-    from audiolsh.identify import check_method
-    from audiolsh.identify import identify as run_identify
+    from audiolsh.query.identify import check_method, identify_segments
+    from audiolsh.query.identify import identify as run_identify
 
     records: list[dict[str, Any]] = []
     flat: list[dict[str, Any]] = []
@@ -158,20 +168,10 @@ def identify(index_path: Path, clips: tuple[Path, ...], method: str, threshold: 
         def work(clip: Path) -> dict[str, Any]:
             y, sr = _load_clip(clip, offset_s, None if segments else duration_s)
             if segments:
-                assert library.fingerprint is not None
-                found = library.fingerprint.identify_segments(y, sr)
-                rows = []
-                for seg in found:
-                    lib_id = int(library.resolve_tracks(
-                        "fingerprint", np.array([seg.match.track_id]))[0])
-                    if lib_id < 0:
-                        continue
-                    track = library.track(lib_id)
-                    rows.append({"start_s": round(seg.start_s + offset_s, 2),
-                                 "end_s": round(seg.end_s + offset_s, 2),
-                                 "path": track.path if track else seg.match.path,
-                                 "track_id": lib_id, "offset_s": round(seg.match.offset_s, 2),
-                                 "confidence": round(seg.match.confidence, 3)})
+                rows = [{"start_s": round(start_s + offset_s, 2), "end_s": round(end_s + offset_s, 2),
+                         "path": m.path, "track_id": m.track_id, "offset_s": round(m.offset_s, 2),
+                         "confidence": round(m.confidence, 3)}
+                        for start_s, end_s, m in identify_segments(library, y, sr)]
                 return {"query": str(clip), "segments": rows}
             m = run_identify(library, y, sr, method=method, threshold=threshold)
             return identify_record(str(clip), m)
@@ -206,13 +206,13 @@ def identify(index_path: Path, clips: tuple[Path, ...], method: str, threshold: 
 @click.option("--worst", is_flag=True, help="The least similar tracks of the whole collection.")
 @with_clip_options
 @format_option
-def similar(index_path: Path, clips: tuple[Path, ...], track_ids: tuple[int, ...], by: str,
+def similar(index_path: str, clips: tuple[Path, ...], track_ids: tuple[int, ...], by: str,
             method: str | None, k: int, worst: bool, offset_s: float, duration_s: float | None,
             fmt: str) -> None:
     """Tracks that sound like each clip (or --track), by rhythm, timbre, chroma, peaks or combined
     (rhythm + timbre + peaks)."""
-    from audiolsh.similarity import check_query, needed_modes, stored_clip
-    from audiolsh.similarity import similar as run_similar
+    from audiolsh.query.similar import check_query, stored_clip
+    from audiolsh.query.similar import similar as run_similar
 
     if not clips and not track_ids:
         raise click.UsageError("give CLIP files or --track ID")
@@ -220,9 +220,10 @@ def similar(index_path: Path, clips: tuple[Path, ...], track_ids: tuple[int, ...
     flat: list[dict[str, Any]] = []
     failed = 0
     with Library.open(index_path, readonly=True) as library:
-        how = check_query(library, by, method)
+        mode = check_query(library, by, method)
+        how = method
         cfg = library.config
-        modes = ("chroma",) if how == "vote" else needed_modes(by, how)
+        modes = mode.needs
 
         def work(clip: Path) -> dict[str, Any]:
             y, sr = _load_clip(clip, offset_s, duration_s)
@@ -258,22 +259,17 @@ def similar(index_path: Path, clips: tuple[Path, ...], track_ids: tuple[int, ...
 @click.option("--duration", "duration_s", type=click.FloatRange(min=1.0), default=30.0,
               show_default=True, help="Seconds of each clip analysed.")
 @format_option
-def nearest(index_path: Path, clips: tuple[Path, ...], k: int, offset_s: float,
+def nearest(index_path: str, clips: tuple[Path, ...], k: int, offset_s: float,
             duration_s: float, fmt: str) -> None:
     """The passages of the collection nearest to each clip (per-second embeddings, voting)."""
     records: list[dict[str, Any]] = []
     flat: list[dict[str, Any]] = []
     failed = 0
     with Library.open(index_path, readonly=True) as library:
-        if "embedding" not in library.modes:
-            raise ParameterError(f"{index_path}: the library was built without the embedding mode")
-        index = library.indexes["embedding"]
+        library.mode("embedding")
 
         def work(clip: Path) -> dict[str, Any]:
-            passages = nearest_passages(
-                index, clip, k=k, offset_s=offset_s, duration_s=duration_s,
-                resolve=lambda ids: library.resolve_tracks("embedding", ids), track=library.track,
-            )
+            passages = nearest_passages(library, clip, k=k, offset_s=offset_s, duration_s=duration_s)
             return {"query": str(clip), "results": [
                 {"path": p.path, "offset_s": p.offset_s, "score": round(p.score, 4), "rank": r + 1}
                 for r, p in enumerate(passages)

@@ -24,7 +24,7 @@ from audiolsh.storage import Track
 @index_option
 @click.option("--tracks", is_flag=True, help="List the tracks too.")
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
-def info(index_path: Path, tracks: bool, as_json: bool) -> None:
+def info(index_path: str, tracks: bool, as_json: bool) -> None:
     """Show what a music library or a vector index holds and how it is built."""
     if is_library(index_path):
         _library_info(index_path, tracks, as_json)
@@ -60,7 +60,7 @@ def info(index_path: Path, tracks: bool, as_json: bool) -> None:
         )
 
 
-def _library_info(index_path: Path, tracks: bool, as_json: bool) -> None:
+def _library_info(index_path: str, tracks: bool, as_json: bool) -> None:
     with Library.open(index_path, readonly=True) as library:
         data = library.info()
         if tracks:
@@ -101,7 +101,7 @@ def _find_tracks(tracks: list[Track], target: str) -> list[Track]:
 @index_option
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--keys", "by_key", is_flag=True, help="TARGETS are item keys, not track paths.")
-def remove(index_path: Path, targets: tuple[str, ...], by_key: bool) -> None:
+def remove(index_path: str, targets: tuple[str, ...], by_key: bool) -> None:
     """Remove tracks (by path or track id) or items (--keys) from the index."""
     if is_library(index_path):
         if by_key:
@@ -152,7 +152,7 @@ def remove(index_path: Path, targets: tuple[str, ...], by_key: bool) -> None:
 @click.option("--bits", default=None, help="K values to try (default: around log2(n/16)).")
 @click.option("--dry-run", is_flag=True, help="Print the sweep, store nothing.")
 @format_option
-def tune(index_path: Path, target_recall: float, k: int, validation: int, tables: str,
+def tune(index_path: str, target_recall: float, k: int, validation: int, tables: str,
          bits: str | None, dry_run: bool, fmt: str) -> None:
     """Sweep tables, bits and probes on a validation split; store the cheapest good setting."""
 
@@ -208,9 +208,9 @@ def tune(index_path: Path, target_recall: float, k: int, validation: int, tables
               show_default=True, help="Number of groups.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @format_option
-def clusters(index_path: Path, by: str, n_clusters: int, seed: int, fmt: str) -> None:
+def clusters(index_path: str, by: str, n_clusters: int, seed: int, fmt: str) -> None:
     """Group the collection (SVD-reduced features, k-means); a vector index groups its rows."""
-    from audiolsh.clusters import cluster_index, cluster_library
+    from audiolsh.query.clusters import cluster_index, cluster_library
 
     if is_library(index_path):
         with Library.open(index_path, readonly=True) as library:

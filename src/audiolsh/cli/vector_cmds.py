@@ -35,7 +35,7 @@ def vectors() -> None:
 @click.option("--tables", "n_tables", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Hash tables, when the index is created.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-def vectors_add(index_path: Path, files: tuple[Path, ...], metric: str, per_second: bool,
+def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_second: bool,
                 id_column: str | None, n_tables: int, seed: int) -> None:
     """Add the vectors of FILES (.npy, .csv/.tsv, .tfrecord) to the index.
 
@@ -79,7 +79,7 @@ def vectors_add(index_path: Path, files: tuple[Path, ...], metric: str, per_seco
 @click.option("--per-second/--clip-mean", default=True, show_default=True)
 @click.option("--id-column", default=None)
 @format_option
-def vectors_query(index_path: Path, file: Path, k: int, n_probes: int | None, exact: bool,
+def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, exact: bool,
                   per_second: bool, id_column: str | None, fmt: str) -> None:
     """For every row of FILE, the k nearest indexed vectors with their distances."""
     batch = read_vectors(file, per_second=per_second, id_column=id_column)

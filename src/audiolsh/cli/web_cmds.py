@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from audiolsh.cli import cli
@@ -23,7 +21,7 @@ from audiolsh.cli.output import err_console
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Queries analysed at once (one read-only library handle each).")
 @click.option("--no-warm-up", is_flag=True, help="Skip the synthetic query per worker at startup.")
-def serve(index_path: Path, host: str, port: int, max_upload_mb: float, max_analysis_s: float,
+def serve(index_path: str, host: str, port: int, max_upload_mb: float, max_analysis_s: float,
           workers: int, no_warm_up: bool) -> None:
     """Serve the web page and the REST API (OpenAPI docs at /docs) on a music library."""
     try:

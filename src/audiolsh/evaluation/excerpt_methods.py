@@ -20,10 +20,10 @@ from audiolsh.errors import ParameterError
 from audiolsh.features import normalisation as wccn
 from audiolsh.features.excerpts import BLOCKS, NORMALISATION, fit_standardizer, standardize
 from audiolsh.features.peaks import common_elements, drop_elements
+from audiolsh.features.scaling import COMBINED_VECTORS, NORMALISED, Fusion, Standardizer
 from audiolsh.hashing import HyperplaneLSH, MinHashLSH, SetBatch
 from audiolsh.hashing.hyperplane import needs_centering
 from audiolsh.index.vector import auto_whiten
-from audiolsh.library import COMBINED_VECTORS, NORMALISED, Fusion, Standardizer
 from audiolsh.search import BruteForce, SetLSH, VectorLSH
 from audiolsh.search.brute import jaccard_rows, prepare
 

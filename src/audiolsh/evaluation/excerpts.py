@@ -27,7 +27,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +44,7 @@ from audiolsh.features.excerpts import (
     excerpt_features,
 )
 from audiolsh.hashing import SetBatch, concat_sets
+from audiolsh.parallel import Executor, LocalExecutor
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ def extract_corpus(
     window_s: float = WINDOW_S,
     dense_hop_s: float | None = 1.0,
     workers: int = 1,
+    executor: Executor | None = None,
     on_track: Callable[[str, int], None] | None = None,
 ) -> Corpus:
     """Decode every audio file under ``corpus_dir`` once and extract the protocol's features.
@@ -155,17 +156,10 @@ def extract_corpus(
         raise ParameterError(f"no audio files under {os.fspath(corpus_dir)!r}")
     jobs = [(p, k, window_s, dense_hop_s) for p in paths]
     results: list[TrackFeatures] = []
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for r in pool.map(_extract_track, jobs):
-                results.append(r)
-                if on_track:
-                    on_track(r.path, len(paths))
-    else:
-        for job in jobs:
-            results.append(_extract_track(job))
-            if on_track:
-                on_track(job[0], len(paths))
+    for r in (executor or LocalExecutor(workers)).map(_extract_track, jobs):
+        results.append(r)
+        if on_track:
+            on_track(r.path, len(paths))
     good = [r for r in results if r.error is None]
     skipped = [(r.path, r.error or "") for r in results if r.error is not None]
     if len(good) < 2:

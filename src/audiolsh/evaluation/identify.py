@@ -32,7 +32,6 @@ import sys
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +42,7 @@ import soundfile as sf
 from audiolsh.audio import info, load
 from audiolsh.errors import AudiolshError, ParameterError
 from audiolsh.evaluation.distortions import CONDITIONS, DEFAULT_CONDITIONS, fit_length
+from audiolsh.parallel import Executor, LocalExecutor
 
 logger = logging.getLogger(__name__)
 
@@ -288,6 +288,7 @@ def make_clips(
     clips_per_track: int = 1,
     seed: int = 0,
     workers: int = 1,
+    executor: Executor | None = None,
     on_progress: ProgressFn | None = None,
 ) -> list[Clip]:
     """Write the clips of indexed (positive) and unindexed (negative) tracks as WAV under ``outdir``;
@@ -312,17 +313,10 @@ def make_clips(
                       os.fspath(outdir)) for i, (p, pos) in enumerate(tracks)]
     clips: list[Clip] = []
     done = 0
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for part in pool.map(_make_track_clips, jobs):
-                clips.extend(part)
-                done += 1
-                on_progress and on_progress("clips", done, len(jobs))
-    else:
-        for job in jobs:
-            clips.extend(_make_track_clips(job))
-            done += 1
-            on_progress and on_progress("clips", done, len(jobs))
+    for part in (executor or LocalExecutor(workers)).map(_make_track_clips, jobs):
+        clips.extend(part)
+        done += 1
+        on_progress and on_progress("clips", done, len(jobs))
     manifest.write_text(json.dumps({"plan": plan, "clips": [asdict(c) for c in clips]}))
     return clips
 
@@ -447,8 +441,9 @@ def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _fingerprint_file(path: str, density: float, fanout: int) -> tuple[str, str, float, Any]:
+def _fingerprint_job(job: tuple[str, float, int]) -> tuple[str, str, float, Any]:
     """Worker: content hash, decode at the fingerprint rate, landmarks (all part of ingest)."""
+    path, density, fanout = job
     from audiolsh.audio import content_hash
     from audiolsh.features.landmarks import FP_SR, landmarks
 
@@ -493,12 +488,10 @@ class AudiolshSystem(ClipByClip):
         with index.session() as s:
             if todo:
                 args = (index.params.density, index.params.fanout)
-                with ProcessPoolExecutor(max_workers=self.workers) as pool:
-                    futures = [pool.submit(_fingerprint_file, p, *args) for p in todo]
-                    for fut in futures:
-                        p, digest, dur_s, lm = fut.result()
-                        s.add_track(p, content_hash=digest, duration_s=dur_s, landmarks=lm)
-                        audio_s += dur_s
+                jobs = [(p, *args) for p in todo]
+                for p, digest, dur_s, lm in LocalExecutor(self.workers).map(_fingerprint_job, jobs):
+                    s.add_track(p, content_hash=digest, duration_s=dur_s, landmarks=lm)
+                    audio_s += dur_s
         wall_s = time.perf_counter() - t0
         if not todo:
             logger.info("%s: every track already indexed; ingest not timed", path)

@@ -186,7 +186,7 @@ def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: 
                 data.shape[1], n_tables=cfg.n_tables, n_hashes=cfg.n_bits or DEFAULT_PSTABLE_HASHES,
                 bucket_width=width, seed=cfg.seed,
             )
-        searcher = VectorLSH(family, metric=cfg.metric).fit(data)
+        searcher = VectorLSH(family, metric=cfg.metric).fit(data, prepared=True)
         arrays = {"vectors": searcher.vectors_}
         if searcher.codes_.shape[1]:
             arrays["codes"] = searcher.codes_
@@ -389,6 +389,14 @@ class Index(SegmentedIndex[_Segment]):
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and len(self.storage.ids_for_keys([key])) > 0
+
+    def item_arrays(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Track id (-1: none or unknown item) and offset (s, NaN: none) of each item id."""
+        return self.storage.item_arrays(ids)
+
+    def track_items(self, track_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every item of the given tracks: item ids, their track ids and offsets (s), by id."""
+        return self.storage.track_items(track_ids)
 
     @property
     def segments(self) -> list[SegmentInfo]:

@@ -138,8 +138,10 @@ class VectorLSH(_Searcher):
         self.default_rerank = check_int("n_rerank", n_rerank, 0)
         self._fast: tuple | None = None
 
-    def fit(self, X: np.ndarray, *, alive: np.ndarray | None = None) -> VectorLSH:
-        self.vectors_ = prepare(X, self.metric)
+    def fit(self, X: np.ndarray, *, alive: np.ndarray | None = None, prepared: bool = False) -> VectorLSH:
+        """Hash the rows; ``prepared``: they already went through ``prepare`` (once is exact:
+        normalising a unit row again moves its last bits)."""
+        self.vectors_ = np.ascontiguousarray(X, np.float32) if prepared else prepare(X, self.metric)
         fit = getattr(self.family, "fit", None)
         if fit is not None:
             fit(self.vectors_)

@@ -57,7 +57,7 @@ def describe(location: Location | None) -> str:
 
 
 def storage_exists(location: Location | None) -> bool:
-    """True when an index (its manifest, or a config) is at ``location``."""
+    """True when a storage was created at ``location`` (a directory's manifest, a memory name)."""
     scheme, rest = split(location)
     if scheme == "file":
         return (Path(rest) / MANIFEST).exists()

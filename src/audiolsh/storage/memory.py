@@ -129,8 +129,7 @@ class MemoryStorage:
 
     @staticmethod
     def exists(name: str) -> bool:
-        shared = _NAMED.get(name)
-        return shared is not None and INDEX_CONFIG in shared.state.config
+        return name in _NAMED
 
     @staticmethod
     def forget(name: str) -> None:

@@ -1,7 +1,7 @@
 """The web app and REST API (``audiolsh serve``): FastAPI app factory, routes, templates.
 
 Routes only translate HTTP to calls of :class:`audiolsh.web.services.QueryService`, which
-holds the domain glue; the JSON records it returns are built by :mod:`audiolsh.records`, as
+holds the domain glue; the JSON records it returns are built by :mod:`audiolsh.query.records`, as
 the CLI's are.  ``settings``, ``pool``, ``uploads`` and ``plots`` import no web framework.
 """
 

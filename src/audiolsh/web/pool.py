@@ -13,7 +13,6 @@ import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from audiolsh.library import Library
 from audiolsh.web.errors import Busy
@@ -22,10 +21,10 @@ log = logging.getLogger(__name__)
 
 
 class LibraryPool:
-    """At most ``size`` read-only handles on the library at ``path``, each used by one thread."""
+    """At most ``size`` read-only handles on the library at ``path`` (a location), each used by one thread."""
 
     def __init__(self, path: str | os.PathLike[str], *, size: int = 2, timeout_s: float = 30.0) -> None:
-        self.path = Path(path)
+        self.path = os.fspath(path)
         self.size = size
         self.timeout_s = timeout_s
         self._slots = threading.BoundedSemaphore(size)

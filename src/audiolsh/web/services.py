@@ -20,12 +20,12 @@ import numpy as np
 
 from audiolsh import __version__
 from audiolsh.errors import AudiolshError, ParameterError
-from audiolsh.identify import identify as run_identify
-from audiolsh.ingest import analyse as analyse_clip
 from audiolsh.library import Library
-from audiolsh.records import identify_record, similar_record
-from audiolsh.similarity import check_query, needed_modes
-from audiolsh.similarity import similar as run_similar
+from audiolsh.library import analyse as analyse_clip
+from audiolsh.query.identify import identify as run_identify
+from audiolsh.query.records import identify_record, similar_record
+from audiolsh.query.similar import check_query
+from audiolsh.query.similar import similar as run_similar
 from audiolsh.web import uploads
 from audiolsh.web.errors import BadQuery, NotFound
 from audiolsh.web.plots import query_plots
@@ -104,7 +104,7 @@ class QueryService:
         """The similar record of an upload (the CLI's ``similar --format jsonl`` line)."""
         with self._clip(stream, filename) as (library, clip, t0):
             self._check_by(library, by)
-            features = self._features(library, clip, needed_modes(by, "vector"))
+            features = self._features(library, clip, [by])
             record = self._similar(library, clip, features, by=by, k=k, worst=worst)
             record["elapsed_ms"] = round(_ms_since(t0), 1)
         return record
@@ -157,7 +157,7 @@ class QueryService:
         cfg = library.config
         wanted: set[str] = set()
         for by in modes:
-            wanted.update(needed_modes(by, "vector"))
+            wanted.update(check_query(library, by, None).needs)
         return analyse_clip(clip.y, clip.sr, modes=tuple(sorted(wanted)), window_s=cfg.window_s,
                             hop_s=cfg.hop_s, path=clip.name)
 
@@ -228,7 +228,7 @@ class QueryService:
         key = tuple(t.id for t in tracks)
         if self._clusters is not None and self._clusters[0] == key:
             return self._clusters[1], self._clusters[2]
-        from audiolsh.clusters import cluster_library
+        from audiolsh.query.clusters import cluster_library
 
         by = self.settings.cluster_by
         n = self.settings.n_clusters or int(np.clip(round(math.sqrt(len(tracks) / 2)), 2, 8))
@@ -257,7 +257,7 @@ class QueryService:
     def warm_up(self) -> None:
         """Open every worker's handle and run one synthetic query on each (JIT, index loading)."""
         from audiolsh.audio import synth
-        from audiolsh.ingest import SAMPLE_RATE
+        from audiolsh.library import SAMPLE_RATE
 
         t0 = time.perf_counter()
         y = synth.music(duration_s=WARM_UP_S, sr=SAMPLE_RATE, seed=0)

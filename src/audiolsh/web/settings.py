@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ def _doc(text: str) -> dict[str, str]:
 class Settings:
     """Everything ``create_app`` needs; every field but ``index_path`` has a default."""
 
-    index_path: Path = field(metadata=_doc("The music library directory (built by `audiolsh index`)."))
+    index_path: str = field(metadata=_doc(
+        "Where the music library is (built by `audiolsh index`): a directory, or memory://name."))
     host: str = field(default="127.0.0.1", metadata=_doc(
         "Address to listen on; loopback by default, so only this machine can connect."))
     port: int = field(default=8000, metadata=_doc("TCP port."))
@@ -49,7 +51,7 @@ class Settings:
         " than the next."))
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "index_path", Path(self.index_path))
+        object.__setattr__(self, "index_path", os.fspath(self.index_path))
         if self.tmp_dir is not None:
             object.__setattr__(self, "tmp_dir", Path(self.tmp_dir))
         checks = [

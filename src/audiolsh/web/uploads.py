@@ -21,7 +21,7 @@ import soundfile as sf
 
 from audiolsh.audio import load
 from audiolsh.errors import AudioError
-from audiolsh.ingest import SAMPLE_RATE
+from audiolsh.library import SAMPLE_RATE
 from audiolsh.web.errors import BadUpload, UploadTooLarge
 
 log = logging.getLogger(__name__)

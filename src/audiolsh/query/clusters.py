@@ -17,6 +17,7 @@ from audiolsh.errors import ParameterError
 from audiolsh.hashing.base import check_int
 from audiolsh.index import Index
 from audiolsh.library import Library
+from audiolsh.query.hits import live_windows
 
 CLUSTER_BY = ("timbre", "rhythm", "chroma", "combined")
 
@@ -67,12 +68,8 @@ def cluster_matrix(X: np.ndarray, n_clusters: int, *, n_components: int = 16, se
 def cluster_library(library: Library, *, by: str, n_clusters: int, seed: int = 0) -> Clustering:
     if by not in CLUSTER_BY:
         raise ParameterError(f"--by must be one of {list(CLUSTER_BY)}, got {by!r}")
-    if by not in library.indexes:
-        raise ParameterError(f"{library.path}: the library was built without the {by} mode")
-    index = library.indexes[by]
-    X, ids = index.live_data()
-    sub, _offsets = index.storage.item_arrays(ids)
-    tracks = library.resolve_tracks(by, sub)
+    library.mode(by)
+    X, tracks, _offsets = live_windows(library, by)
     keep = tracks >= 0
     uniq, inverse = np.unique(tracks[keep], return_inverse=True)
     X = np.asarray(X)[keep]
@@ -88,7 +85,7 @@ def cluster_index(index: Index, *, n_clusters: int, seed: int = 0) -> Clustering
     if index.config.metric == "jaccard":
         raise ParameterError("clusters need vectors, not sets")
     X, ids = index.live_data()
-    items = index.storage.items(ids)
+    items = index.items(ids)
     names = [it.key if it else str(i) for it, i in zip(items, ids.tolist())]
     labels, dist, explained = cluster_matrix(np.asarray(X), n_clusters, seed=seed)
     return Clustering(labels, names, ids, dist, explained)

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from audiolsh.errors import ParameterError
-from audiolsh.ingest import analyse
-from audiolsh.library import Library
-from audiolsh.similarity import hit_arrays
+from audiolsh.index.fingerprint import Match
+from audiolsh.library import Library, analyse
+from audiolsh.query.hits import search
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,9 @@ VOTE_BIN_S = 0.5
 VOTES_PER_FRAME = 5
 #: Share of query frames (chroma) or best Jaccard (peaks) needed to call it a match.
 DEFAULT_THRESHOLDS = {"chroma-vote": 0.2, "minhash-peaks": 0.15}
-METHOD_MODES = {"landmarks": "fingerprint", "chroma-vote": "chroma", "minhash-peaks": "peaks"}
+#: The library mode each method searches.
+METHOD_MODES = {"landmarks": "fingerprint", "chroma-vote": "chroma_frames", "minhash-peaks": "peaks"}
+VOTES = {"chroma-vote": VOTES_PER_FRAME, "minhash-peaks": 10}
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,7 @@ class Identification:
 def check_method(library: Library, method: str) -> None:
     if method not in METHODS:
         raise ParameterError(f"--method must be one of {list(METHODS)}, got {method!r}")
-    mode = METHOD_MODES[method]
-    if mode not in library.modes:
-        raise ParameterError(
-            f"{library.path}: the library was built without the {mode} mode that {method} needs"
-        )
+    library.mode(METHOD_MODES[method])
 
 
 def identify(library: Library, y: np.ndarray, sr: int, *, method: str = "landmarks",
@@ -60,37 +58,20 @@ def identify(library: Library, y: np.ndarray, sr: int, *, method: str = "landmar
     if method == "landmarks":
         assert library.fingerprint is not None
         m = library.fingerprint.identify(y, sr, threshold=threshold)
-        if m is None:
-            return None
-        lib_id = int(library.resolve_tracks("fingerprint", np.array([m.track_id]))[0])
-        if lib_id < 0:
-            return None  # a track removed, or not yet complete in every mode
-        track = library.track(lib_id)
-        return Identification(lib_id, track.path if track else m.path, float(m.offset_s),
-                              float(m.score), float(m.confidence), float(m.speed),
-                              float(m.tempo), method)
+        return None if m is None else _in_library(library, m, method)
     cfg = library.config
-    mode = METHOD_MODES[method]
-    clip = analyse(y, sr, modes=(mode,), window_s=cfg.window_s, hop_s=cfg.hop_s)
+    mode = library.mode(METHOD_MODES[method])
+    clip = analyse(y, sr, modes=mode.needs, window_s=cfg.window_s, hop_s=cfg.hop_s)
     limit = DEFAULT_THRESHOLDS[method] if threshold is None else threshold
-    if method == "chroma-vote":
-        assert clip.chroma_frames is not None
-        frames, q_times = clip.chroma_frames
-        name, n_votes = "chroma_frames", VOTES_PER_FRAME
-        data: Any = frames
-    else:
-        assert clip.peaks is not None
-        data, q_times = library.peak_sets(clip.peaks[0]), clip.peaks[1]
-        name, n_votes = "peaks", 10
-    index = library.indexes[name]
-    if len(q_times) == 0 or len(index) == 0:
+    data, q_times = mode.rows_of(library.state(), clip)
+    n_items = len(library.index(mode.name))
+    if len(q_times) == 0 or n_items == 0:
         return None
-    res = index.query(data, min(n_votes, len(index)))
-    rows, tracks, offsets, dist = hit_arrays(library, name, res)
-    keep = (tracks >= 0) & np.isfinite(offsets)
-    if not keep.any():
+    hits = search(library, mode.name, data, min(VOTES[method], n_items))
+    hits = hits.take((hits.tracks >= 0) & np.isfinite(hits.offsets))
+    if not len(hits):
         return None
-    rows, tracks, offsets, dist = rows[keep], tracks[keep], offsets[keep], dist[keep]
+    rows, tracks, offsets, dist = hits.rows, hits.tracks, hits.offsets, hits.distances
     starts = offsets - np.asarray(q_times, np.float64)[rows]
     bin_s = VOTE_BIN_S if method == "chroma-vote" else cfg.hop_s
     bins = np.round(starts / bin_s).astype(np.int64)
@@ -114,3 +95,27 @@ def identify(library: Library, y: np.ndarray, sr: int, *, method: str = "landmar
     return Identification(track_id, track.path if track else "?",
                           round(float(np.median(starts[in_best])), 3), round(score, 4),
                           round(float(min(confidence, 1.0)), 4), method=method)
+
+
+def _in_library(library: Library, m: Match, method: str = "landmarks") -> Identification | None:
+    """A fingerprint match as the library names it (None: a track removed, or not yet complete
+    in every mode)."""
+    lib_id = int(library.resolve_tracks("fingerprint", np.array([m.track_id]))[0])
+    if lib_id < 0:
+        return None
+    track = library.track(lib_id)
+    return Identification(lib_id, track.path if track else m.path, float(m.offset_s),
+                          float(m.score), float(m.confidence), float(m.speed),
+                          float(m.tempo), method)
+
+
+def identify_segments(library: Library, y: np.ndarray, sr: int) -> list[tuple[float, float, Identification]]:
+    """Which library track plays when in a long recording: (start_s, end_s, identification)."""
+    check_method(library, "landmarks")
+    assert library.fingerprint is not None
+    out = []
+    for seg in library.fingerprint.identify_segments(y, sr):
+        found = _in_library(library, seg.match)
+        if found is not None:
+            out.append((seg.start_s, seg.end_s, found))
+    return out

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from audiolsh.identify import Identification
-from audiolsh.similarity import SimilarTrack
+from audiolsh.query.identify import Identification
+from audiolsh.query.similar import SimilarTrack
 
 __all__ = ["identify_record", "match_record", "similar_record"]
 

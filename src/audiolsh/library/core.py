@@ -1,0 +1,419 @@
+"""The music library: one storage location, one index per mode, one track catalogue.
+
+    LOCATION/tracks         the catalogue of complete tracks (its ids are the library's track
+                            ids); its config "library" holds the library's config and learned state
+    LOCATION/fingerprint    landmark hashes (identification)
+    LOCATION/<mode>         an ``Index`` per vector or set mode (embedding, rhythm, timbre, ...)
+
+``LOCATION`` is a directory or ``memory://name`` (``storage.join`` names the parts), so a
+library is wholly inside one backend.  A batch of files is committed to every mode first and
+to the catalogue last, each commit atomic, so a track is listed only once every mode holds it.
+A crash between the two leaves rows that no catalogue track points at: they are never
+returned, and the next run adds the file to the modes that lack it and then to the catalogue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from audiolsh.errors import IndexFormatError, ParameterError
+from audiolsh.features import normalisation as wccn
+from audiolsh.features.scaling import Fusion, Standardizer
+from audiolsh.index import Index
+from audiolsh.library import learned as learning
+from audiolsh.library.config import (
+    CONFIG_NAME,
+    DEFAULT_MODES,
+    HOP_S,
+    LIBRARY_FILE,
+    WINDOW_S,
+    LibraryConfig,
+    check_modes,
+)
+from audiolsh.library.learned import Learned
+from audiolsh.library.modes import REGISTRY, Mode, modes_for
+from audiolsh.storage import Location, Storage, Track, describe, join, open_storage, split, storage_exists
+
+if TYPE_CHECKING:
+    from audiolsh.index.fingerprint import FingerprintIndex
+    from audiolsh.library.build import LibraryPart
+    from audiolsh.library.extract import Extracted
+
+log = logging.getLogger(__name__)
+
+CATALOGUE = "tracks"
+
+
+def _legacy_file(location: Location | None) -> Path | None:
+    """``library.json`` of a format 3-5 library at a directory location, if there is one."""
+    if location is None:
+        return None
+    scheme, rest = split(location)
+    file = Path(rest) / LIBRARY_FILE
+    return file if scheme == "file" and file.exists() else None
+
+
+def is_library(location: Location | None) -> bool:
+    if location is None:
+        return False
+    if _legacy_file(location) is not None:
+        return True
+    where = join(location, CATALOGUE)
+    if not storage_exists(where):
+        return False
+    storage = open_storage(where, readonly=True)
+    try:
+        return storage.config(CONFIG_NAME) is not None
+    finally:
+        storage.close()
+
+
+class Library:
+    """Open with ``Library.open(location)``; make one with ``Library.create(location, modes=...)``.
+
+    ``location=None`` keeps everything in memory, private to this handle (tests, scratch).
+    """
+
+    def __init__(self, location: Location | None, config: LibraryConfig, *, readonly: bool = False,
+                 create: bool = False) -> None:
+        self.location = None if location is None else os.fspath(location)
+        self.config = config
+        self.readonly = readonly
+        self.learned = Learned(config)
+        self.fingerprint: FingerprintIndex | None = None
+        self.indexes: dict[str, Index] = {}
+        self.catalogue: Storage = open_storage(join(location, CATALOGUE), create=create, readonly=readonly)
+        for mode in modes_for(config.modes):
+            where = join(location, mode.name)
+            if mode.name == "fingerprint":
+                # Imported here so that libraries without identification never load it.
+                from audiolsh.index.fingerprint import FingerprintIndex
+
+                self.fingerprint = (FingerprintIndex.create(where, exist_ok=True) if create
+                                    else FingerprintIndex.open(where, readonly=readonly))  # type: ignore[arg-type]
+            else:
+                self.indexes[mode.name] = (
+                    Index.create(where, exist_ok=True, **mode.index_config(config.seed)) if create
+                    else Index.open(where, readonly=readonly))  # type: ignore[arg-type]
+        self._map_cache: dict[str, tuple[tuple[int, int], tuple[np.ndarray, np.ndarray]]] = {}
+
+    @property
+    def path(self) -> str:
+        """Where the library is, for messages."""
+        return describe(self.location)
+
+    # creation ----------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, location: Location | None = None, *,
+               modes: Sequence[str] = DEFAULT_MODES, window_s: float = WINDOW_S,
+               hop_s: float = HOP_S, seed: int = 0, normalisation: str = wccn.DEFAULT) -> Library:
+        config = LibraryConfig(tuple(modes), window_s, hop_s, seed,
+                               normalisation=normalisation).validate()
+        if location is not None:
+            if is_library(location):
+                raise IndexFormatError(f"{location}: a library already exists here")
+            if storage_exists(location):
+                raise IndexFormatError(
+                    f"{location}: this is a vector index, not a music library; choose another --index")
+        lib = cls(location, config, create=True)
+        # Written last: a catalogue without it is an interrupted creation, redone.
+        with lib.catalogue.write() as w:
+            w.set_config({"kind": "library-catalogue"})
+            w.set_config(config.to_dict(), CONFIG_NAME)
+        return lib
+
+    @classmethod
+    def open(cls, location: Location, *, readonly: bool = False) -> Library:
+        data, where = _read_config(location)
+        lib = cls(location, LibraryConfig.from_dict(data, where), readonly=readonly)
+        if not readonly and lib.catalogue.config(CONFIG_NAME) is None:
+            lib._migrate()
+        return lib
+
+    def _migrate(self) -> None:
+        """A format 3-5 library: its config moves into the catalogue storage (then the file goes;
+        a crash in between leaves both, and the storage wins)."""
+        with self.catalogue.write() as w:
+            w.set_config(self.config.to_dict(), CONFIG_NAME)
+        legacy = _legacy_file(self.location)
+        if legacy is not None:
+            legacy.unlink()
+        log.info("%s: library config moved into its catalogue storage", self.path)
+
+    @classmethod
+    def open_or_create(cls, location: Location, **params: Any) -> Library:
+        if is_library(location):
+            lib = cls.open(location)
+            wanted = params.get("modes")
+            if wanted is not None and set(check_modes(wanted)) - set(lib.config.modes):
+                raise ParameterError(
+                    f"{location}: the library was built with modes {list(lib.config.modes)};"
+                    f" it cannot add {sorted(set(wanted) - set(lib.config.modes))}"
+                    " (index into a new library)"
+                )
+            return lib
+        return cls.create(location, **params)
+
+    def close(self) -> None:
+        self.catalogue.close()
+        if self.fingerprint is not None:
+            self.fingerprint.close()
+        for index in self.indexes.values():
+            index.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # the catalogue -----------------------------------------------------------------------
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return self.config.modes
+
+    def mode(self, name: str) -> Mode:
+        """A mode this library holds."""
+        if name not in self.indexes and not (name == "fingerprint" and self.fingerprint is not None):
+            mode = REGISTRY.get(name)
+            needs = [n for n in (mode.needs if mode else (name,)) if n not in self.modes] or [name]
+            plural = "s" if len(needs) > 1 else ""
+            raise ParameterError(
+                f"{self.path}: the library was built without the {' and '.join(needs)} mode{plural};"
+                f" index the music again into a new library with --modes including {' and '.join(needs)}")
+        return REGISTRY[name]
+
+    def index(self, name: str) -> Index:
+        self.mode(name)
+        return self.indexes[name]
+
+    def tracks(self) -> list[Track]:
+        return self.catalogue.tracks()
+
+    def track(self, track_id: int) -> Track | None:
+        return self.catalogue.track(track_id)
+
+    def track_by_hash(self, content_hash: str) -> Track | None:
+        return self.catalogue.track_by_hash(content_hash)
+
+    def __len__(self) -> int:
+        return len(self.catalogue.tracks())
+
+    def __contains__(self, content_hash: object) -> bool:
+        return isinstance(content_hash, str) and self.track_by_hash(content_hash) is not None
+
+    def _mode_storage(self, name: str) -> Any:
+        return self.fingerprint if name == "fingerprint" else self.indexes[name]
+
+    def track_map(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """One mode's track ids (sorted) and the library track ids they map to (complete
+        tracks only); cached until either side commits."""
+        store = self._mode_storage(name).storage
+        key = (store.version(), self.catalogue.version())
+        cached = self._map_cache.get(name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        by_hash = {t.content_hash: t.id for t in self.catalogue.tracks()}
+        pairs = sorted((t.id, by_hash[t.content_hash]) for t in store.tracks() if t.content_hash in by_hash)
+        arrays = (np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64))
+        self._map_cache[name] = (key, arrays)
+        return arrays
+
+    def mode_track_ids(self, name: str) -> dict[str, int]:
+        """content hash -> track id inside one mode's index."""
+        return {t.content_hash: t.id for t in self._mode_storage(name).tracks()}
+
+    def resolve_tracks(self, name: str, sub_ids: np.ndarray) -> np.ndarray:
+        """Map a mode's track ids to library ids (-1 for rows of no complete track)."""
+        keys, vals = self.track_map(name)
+        if not len(keys):
+            return np.full(len(sub_ids), -1, np.int64)
+        pos = np.clip(np.searchsorted(keys, sub_ids), 0, len(keys) - 1)
+        return np.where(keys[pos] == sub_ids, vals[pos], -1)
+
+    def mode_tracks(self, name: str, track_ids: np.ndarray) -> np.ndarray:
+        """Map library track ids to a mode's track ids (-1 where the mode lacks the track)."""
+        keys, vals = self.track_map(name)
+        out = np.full(len(track_ids), -1, np.int64)
+        if not len(keys) or not len(track_ids):
+            return out
+        by_lib = np.argsort(vals)
+        pos = np.clip(np.searchsorted(vals[by_lib], track_ids), 0, len(vals) - 1)
+        return np.where(vals[by_lib][pos] == track_ids, keys[by_lib][pos], -1)
+
+    def mode_items(self, name: str) -> dict[int, int]:
+        """Library track id -> rows the mode holds of it."""
+        sub = self._mode_storage(name).tracks()
+        lib_ids = self.resolve_tracks(name, np.array([t.id for t in sub], np.int64))
+        return dict(zip(lib_ids.tolist(), (t.n_items for t in sub)))
+
+    def info(self) -> dict[str, Any]:
+        tracks = self.tracks()
+        out: dict[str, Any] = {
+            "location": self.path,
+            "modes": list(self.modes),
+            "window_s": self.config.window_s,
+            "hop_s": self.config.hop_s,
+            "normalisation": self.config.normalisation,
+            "n_tracks": len(tracks),
+            "duration_s": float(sum(t.duration_s or 0.0 for t in tracks)),
+            "indexes": {},
+        }
+        if self.fingerprint is not None:
+            out["indexes"]["fingerprint"] = self.fingerprint.info()
+        for name, index in self.indexes.items():
+            i = index.info()
+            out["indexes"][name] = {
+                "n_items": i["n_items"], "n_tracks": i["n_tracks"], "dim": i["config"]["dim"],
+                "metric": i["config"]["metric"], "data_bytes": i["data_bytes"],
+                "table_bytes": i["table_bytes"],
+            }
+        return out
+
+    # the learned state ---------------------------------------------------------------------
+
+    def state(self) -> Learned:
+        """The learned state, re-read when another handle fitted it after this one opened."""
+        if self.learned.missing():
+            self._reload_config()
+        return self.learned
+
+    def _reload_config(self) -> None:
+        data = self.catalogue.config(CONFIG_NAME)
+        if data is None:
+            return
+        self.config = LibraryConfig.from_dict(data, self.path)
+        self.learned = Learned(self.config)
+
+    def standardizer(self, mode: str) -> Standardizer | None:
+        return self.state().standardizers.get(mode)
+
+    @property
+    def fusion(self) -> Fusion | None:
+        return self.state().fusion
+
+    def prepare(self, mode: str, X: np.ndarray, *, learned: bool = True) -> np.ndarray:
+        return self.state().prepare(mode, X, learned=learned)
+
+    def peak_sets(self, sets: Any) -> Any:
+        return self.state().peak_sets(sets)
+
+    def combined_rows(self, ex: Extracted) -> tuple[np.ndarray, np.ndarray]:
+        return self.state().combined_rows(ex)
+
+    def fit(self, batch: Sequence[Extracted]) -> bool:
+        """The explicit learning stage: learn from ``batch`` what the library still lacks
+        (nothing already learned changes) and store it; True when something was learned."""
+        self._check_writable()
+        new = learning.fit(self.state().config, batch)
+        if new is None:
+            return False
+        with self.catalogue.write() as w:
+            w.set_config(new.to_dict(), CONFIG_NAME)
+        self.config = new
+        self.learned = Learned(new)
+        return True
+
+    # writing -----------------------------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise IndexFormatError(f"{self.path}: opened read-only")
+
+    def set_auto_compact(self, on: bool) -> None:
+        """Off for a bulk build: every attach keeps its segments until ``compact``."""
+        for index in self._all_indexes():
+            index.auto_compact = on
+
+    def _all_indexes(self) -> list[Any]:
+        return [self._mode_storage(m.name) for m in modes_for(self.modes)]
+
+    def compact(self, *, full: bool = False) -> None:
+        """Merge every mode's segments (``full``: into one each, as one build would make them)."""
+        self._check_writable()
+        for index in self._all_indexes():
+            index.compact(full=full)
+
+    def build(self, batch: Sequence[Extracted]) -> LibraryPart:
+        """Segments of every mode for ``batch``, with item ids reserved here: a part to ``attach``
+        here or after a trip through ``LibraryPart.save``/``load``."""
+        from audiolsh.library.build import build_part
+
+        return build_part(self, batch)
+
+    def attach(self, parts: Sequence[LibraryPart]) -> list[int]:
+        """Commit built parts: every mode first, the catalogue last (see the module docstring);
+        returns the library track ids of the parts' tracks."""
+        self._check_writable()
+        tracks = [t for part in parts for t in part.tracks]
+        have = {t["content_hash"] for t in tracks if self.track_by_hash(t["content_hash"]) is not None}
+        for name in [m.name for m in modes_for(self.modes)]:
+            builds = [b for part in parts for b in part.builds.get(name, [])]
+            if builds:
+                self._mode_storage(name).attach(builds)
+        ids = []
+        with self.catalogue.write() as w:
+            for t in tracks:
+                if t["content_hash"] in have:
+                    continue
+                tid = w.add_track(path=t["path"], content_hash=t["content_hash"],
+                                  duration_s=t["duration_s"], kind="audio")
+                w.set_track_items(tid, int(t["n_windows"]))
+                have.add(t["content_hash"])
+                ids.append(tid)
+        return ids
+
+    def add_batch(self, batch: Sequence[Extracted]) -> list[int]:
+        """Commit extracted tracks (``library.extract.Extracted``); returns library track ids.
+        The first batch also teaches the library its learned state (``fit``)."""
+        self._check_writable()
+        batch = [ex for ex in batch if self.track_by_hash(ex.content_hash) is None]
+        if not batch:
+            return []
+        self.fit(batch)
+        return self.attach([self.build(batch)])
+
+    def remove_track(self, track_id: int) -> None:
+        """Remove a track from the catalogue first (it disappears at once), then from every mode."""
+        self._check_writable()
+        track = self.track(track_id)
+        if track is None:
+            raise ParameterError(f"no track with id {track_id}")
+        with self.catalogue.write() as w:
+            w.remove_track(track_id)
+        for mode in modes_for(self.modes):
+            sub = self.mode_track_ids(mode.name).get(track.content_hash)
+            if sub is not None:
+                self._mode_storage(mode.name).remove_track(sub)
+
+
+def _read_config(location: Location) -> tuple[dict[str, Any], str]:
+    """The library config at ``location`` and where it was read, or a clear error."""
+    legacy = _legacy_file(location)
+    where = join(location, CATALOGUE)
+    if storage_exists(where):
+        storage = open_storage(where, readonly=True)
+        try:
+            data = storage.config(CONFIG_NAME)
+        finally:
+            storage.close()
+        if data is not None:
+            return data, os.fspath(location)
+    if legacy is not None:
+        try:
+            return json.loads(legacy.read_text()), str(legacy)
+        except (OSError, ValueError) as exc:
+            raise IndexFormatError(f"{legacy}: unreadable ({exc})") from exc
+    if storage_exists(location):
+        raise IndexFormatError(
+            f"{location}: this is a vector index (from `vectors add`), not a music library")
+    raise IndexFormatError(f"{location}: no music library here; create one with `audiolsh index`")

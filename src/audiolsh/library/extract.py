@@ -1,0 +1,101 @@
+"""Everything one decode of a file yields, for every mode of a library (or a query clip)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from audiolsh.audio import load
+from audiolsh.errors import AudiolshError
+from audiolsh.features import logmel_embeddings
+from audiolsh.features.windows import window_starts, window_stats
+from audiolsh.hashing import as_sets
+
+SAMPLE_RATE = 22050
+MIN_DURATION_S = 3.0
+MAX_DURATION_S = 3 * 3600.0
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """Everything one decode of a file yields, for every mode of a library."""
+
+    path: str
+    content_hash: str
+    duration_s: float
+    vectors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    chroma_frames: tuple[np.ndarray, np.ndarray] | None = None
+    peaks: tuple[Any, np.ndarray] | None = None
+    landmarks: Any = None
+
+    @property
+    def n_windows(self) -> int:
+        for X, _ in self.vectors.values():
+            return len(X)
+        return 0
+
+
+def embed_clip(
+    path: str | os.PathLike[str], *, offset_s: float = 0.0, duration_s: float | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-second embeddings of a file (or an excerpt): (E, offsets_s, duration_s)."""
+    y, sr = load(
+        path, sr=SAMPLE_RATE, offset_s=offset_s, duration_s=duration_s,
+        min_duration_s=1.0, max_duration_s=MAX_DURATION_S,
+    )
+    E, offsets = logmel_embeddings(y, sr=sr)
+    return E, offsets + offset_s, len(y) / sr
+
+
+def analyse(y: np.ndarray, sr: int, *, modes: Sequence[str], window_s: float, hop_s: float,
+            path: str = "", content_hash: str = "") -> Extracted:
+    """Extract every enabled mode from one decoded signal (a track, or a query clip)."""
+    from audiolsh.features.excerpts import excerpt_features
+
+    duration_s = len(y) / sr
+    vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    chroma_frames = peaks = landmarks = None
+    if "embedding" in modes:
+        E, offsets = logmel_embeddings(y, sr=sr)
+        vectors["embedding"] = (E, offsets)
+    if "fingerprint" in modes:
+        from audiolsh.features.landmarks import landmarks as extract_landmarks
+
+        landmarks = extract_landmarks(y, sr)
+    wanted = [m for m in ("rhythm", "timbre", "chroma", "peaks") if m in modes]
+    if wanted:
+        feats = excerpt_features(y, sr, window_s=window_s, hop_s=hop_s, modes=tuple(wanted))
+        starts = window_starts(duration_s, window_s=window_s, hop_s=hop_s)
+        for m in ("rhythm", "timbre"):
+            if m in feats:
+                vectors[m] = (np.asarray(feats[m].X, np.float32), np.asarray(feats[m].offsets_s))
+                starts = vectors[m][1]
+        if "chroma" in feats:
+            frames = np.asarray(feats["chroma"].X, np.float32)
+            times = np.asarray(feats["chroma"].offsets_s, np.float64)
+            chroma_frames = (frames, times)
+            vectors["chroma"] = (window_stats(frames, times, starts, window_s=window_s), starts)
+        if "peaks" in feats:
+            peaks = (as_sets(feats["peaks"].X),  # type: ignore[arg-type]
+                     np.asarray(feats["peaks"].offsets_s))
+    return Extracted(path, content_hash, duration_s, vectors, chroma_frames, peaks, landmarks)
+
+
+def extract(path: str, digest: str, modes: Sequence[str], window_s: float, hop_s: float) -> Extracted:
+    y, sr = load(path, sr=SAMPLE_RATE, min_duration_s=MIN_DURATION_S, max_duration_s=MAX_DURATION_S)
+    return analyse(y, sr, modes=modes, window_s=window_s, hop_s=hop_s, path=path, content_hash=digest)
+
+
+def extract_safe(job: tuple[str, str, Sequence[str], float, float]) -> Extracted | tuple[str, str]:
+    """``extract`` of (path, digest, modes, window_s, hop_s), or (path, message) for a bad file."""
+    path = job[0]
+    try:
+        return extract(*job)
+    except AudiolshError as exc:
+        return (path, str(exc))
+    except Exception as exc:  # a decoder crash must not stop the batch
+        return (path, f"{path}: {type(exc).__name__}: {exc}")

@@ -1,0 +1,47 @@
+"""The seam for parallel work: ingest and the evaluations hand their jobs to an ``Executor``.
+
+``LocalExecutor`` runs them in this machine's processes (or inline with one worker); a
+distributed engine is another class with the same ``map``.  Jobs and their results cross
+process boundaries, so both must be plain data (numpy arrays, dataclasses of them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Executor(Protocol):
+    workers: int
+
+    def map(self, fn: Callable[[T], R], jobs: Iterable[T]) -> Iterator[R]:
+        """``fn`` of every job; results in the jobs' order, each as soon as it and those
+        before it are done."""
+        ...
+
+
+class LocalExecutor:
+    """Processes of this machine: ``workers`` of them (None: one per core), inline for one."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = max(1, workers or os.cpu_count() or 1)
+
+    def map(self, fn: Callable[[T], R], jobs: Iterable[T]) -> Iterator[R]:
+        todo = list(jobs)
+        n = min(self.workers, len(todo))
+        if n <= 1:
+            yield from (fn(job) for job in todo)
+            return
+        with ProcessPoolExecutor(max_workers=n) as pool:
+            futures = [pool.submit(fn, job) for job in todo]
+            for fut in futures:
+                yield fut.result()
+
+
+def local(workers: int | None = None) -> Executor:
+    return LocalExecutor(workers)

@@ -1,0 +1,94 @@
+"""Library-level hits: a mode's search answers resolved to (library track, offset, distance).
+
+Query code asks these functions and never reaches into a mode's storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from audiolsh.library import Library
+from audiolsh.search import Neighbors
+
+
+@dataclass(frozen=True)
+class Hits:
+    """Flat arrays, one entry per hit: the query row, the library track id (-1: a row of no
+    complete track), the hit window's offset in its track (s) and the distance."""
+
+    rows: np.ndarray
+    tracks: np.ndarray
+    offsets: np.ndarray
+    distances: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, keep: np.ndarray) -> Hits:
+        return Hits(self.rows[keep], self.tracks[keep], self.offsets[keep], self.distances[keep])
+
+    def known(self, exclude: Collection[int] = ()) -> Hits:
+        """Hits of complete tracks, without the excluded ones."""
+        return self.take((self.tracks >= 0) & ~np.isin(self.tracks, as_ids(exclude)))
+
+
+def as_ids(tracks: Collection[int]) -> np.ndarray:
+    return np.fromiter(tracks, np.int64, len(tracks))
+
+
+def search(library: Library, name: str, data: Any, k: int, *, exact: bool = False) -> Hits:
+    """The k nearest rows of mode ``name`` for every query row, resolved."""
+    index = library.index(name)
+    return resolve(library, name, index.query(data, k, exact=exact))
+
+
+def resolve(library: Library, name: str, res: Neighbors) -> Hits:
+    valid = res.ids >= 0
+    rows = np.nonzero(valid)[0]
+    sub_track, offsets = library.index(name).item_arrays(res.ids[valid])
+    tracks = library.resolve_tracks(name, sub_track)
+    return Hits(rows, tracks, offsets, res.distances[valid].astype(np.float64))
+
+
+def offset_key(tracks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """One int64 per (track, offset to 10 ms) for joining windows across indexes."""
+    centis = np.round(np.nan_to_num(offsets, nan=-1.0) * 100).astype(np.int64)
+    return tracks.astype(np.int64) * 10_000_000 + centis
+
+
+def window_items(library: Library, name: str, tracks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Item ids in the ``name`` index of the windows (library track, offset s); -1 where absent."""
+    out = np.full(len(tracks), -1, np.int64)
+    sub = library.mode_tracks(name, tracks)
+    if not (sub >= 0).any():
+        return out
+    ids, sub_tracks, sub_offsets = library.index(name).track_items(np.unique(sub[sub >= 0]))
+    have = offset_key(sub_tracks, sub_offsets)
+    order = np.argsort(have)
+    want = offset_key(sub, offsets)
+    p = np.clip(np.searchsorted(have[order], want), 0, max(len(have) - 1, 0))
+    hit = (sub >= 0) & (have[order][p] == want) if len(have) else np.zeros(len(want), bool)
+    out[hit] = ids[order][p[hit]]
+    return out
+
+
+def track_windows(library: Library, name: str, track_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Item ids and offsets (s) of one library track's windows in mode ``name``, by offset."""
+    sub = library.mode_tracks(name, np.array([track_id], np.int64))
+    if sub[0] < 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    ids, _tracks, offsets = library.index(name).track_items(sub)
+    order = np.argsort(offsets, kind="stable")
+    return ids[order], offsets[order]
+
+
+def live_windows(library: Library, name: str) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Every live row of mode ``name`` with its library track id (-1: incomplete) and offset."""
+    index = library.index(name)
+    data, ids = index.live_data()
+    sub, offsets = index.item_arrays(ids)
+    return data, library.resolve_tracks(name, sub), offsets
