@@ -30,6 +30,7 @@ from audiolsh.hashing.multiprobe import (
     probe_heap,
     probe_sequence,
 )
+from audiolsh.hashing.projection import project, sign_keys
 
 FIT_SAMPLE = 100_000  # rows used to estimate the covariance for whitening
 # Directions with less variance than this share of the largest are not stretched further.
@@ -93,9 +94,9 @@ def query_probes(q, mean, planes, weights, n_tables, n_probes):  # type: ignore[
     (1, P) int32), as ``HyperplaneLSH.probes`` gives them, without leaving compiled code:
     the projection of q - mean on the (dim, L*K) planes, ``_cheapest_flips`` and the probe
     heap.  ``n_probes`` must already be clamped to what the tables can give (``probe_cap``).
-    The projection sums in another order than BLAS does, so a query within rounding of a
-    plane may land on the other side of it (as it may between two BLAS builds).  No
-    fastmath, here or (inherited) in the heap: the scores add in the order they do there."""
+    The projection sums in the order ``projection.project`` does, so a query gets the
+    bits ``HyperplaneLSH.keys`` gives it in any batch.  No fastmath, here or (inherited) in
+    the heap: the scores add in the order they do there, and no multiply-add is fused."""
     n_bits = len(weights)
     proj = np.zeros((1, n_tables, n_bits), dtype=np.float32)
     flat = proj.reshape(n_tables * n_bits)
@@ -237,21 +238,31 @@ class HyperplaneLSH:
         W /= np.linalg.norm(W, axis=0, keepdims=True)
         return np.ascontiguousarray(W, dtype=np.float32)
 
-    def project(self, X: Any) -> np.ndarray:
-        """Signed distances to every plane, shape (n, L, K)."""
+    def _rows(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The rows as float32 and the centre they are hashed around (zeros uncentred)."""
         A = as_matrix(X, self.dim)
-        if self.center:
-            if self.mean_ is None or not self.fitted_:
-                raise ParameterError("a centred hyperplane family must be fit() before use")
-            A = A - self.mean_
-        return (A @ self.planes_).reshape(len(A), self.n_tables, self.n_bits)
+        if not self.center:
+            return A, np.zeros(self.dim, dtype=np.float32)
+        if self.mean_ is None or not self.fitted_:
+            raise ParameterError("a centred hyperplane family must be fit() before use")
+        return A, np.ascontiguousarray(self.mean_, dtype=np.float32)
+
+    def project(self, X: Any) -> np.ndarray:
+        """Signed distances to every plane, shape (n, L, K) float32: the same bits for a row
+        whatever the batch it comes in (``projection.project``), and as ``query_probes``
+        sums a lone query."""
+        A, mean = self._rows(X)
+        return project(A, mean, self.planes_).reshape(len(A), self.n_tables, self.n_bits)
 
     def _keys(self, proj: np.ndarray) -> np.ndarray:
         bits = (proj > 0).astype(np.uint64)
         return (bits * self._weights).sum(axis=2, dtype=np.uint64)
 
     def keys(self, X: Any) -> np.ndarray:
-        return self._keys(self.project(X))
+        """Home bucket of every row in every table, (n, L) uint64: ``_keys(project(X))``
+        without holding the projections."""
+        A, mean = self._rows(X)
+        return sign_keys(A, mean, self.planes_, self._weights)
 
     def codes(self, X: Any) -> np.ndarray:
         """The raw bits, (n, L*K) bool, e.g. to measure collision rates."""

@@ -15,6 +15,7 @@ from scipy.stats import norm
 from audiolsh.errors import ParameterError
 from audiolsh.hashing.base import as_matrix, check_int, random_multipliers, register
 from audiolsh.hashing.multiprobe import MAX_PERTURBED, probe_sequence
+from audiolsh.hashing.projection import floor_keys, project
 
 
 @register
@@ -51,9 +52,11 @@ class PStableLSH:
         return self
 
     def project(self, X: Any) -> np.ndarray:
-        """(a.x + b) / w for every projection, shape (n, L, K)."""
+        """(a.x + b) / w for every projection, shape (n, L, K) float32: the same bits for a
+        row whatever the batch it comes in (``projection.project``)."""
         A = as_matrix(X, self.dim)
-        P = (A @ self.projections_ + self.offsets_) / self.bucket_width
+        zero = np.zeros(self.dim, dtype=np.float32)
+        P = project(A, zero, self.projections_, self.offsets_, self.bucket_width)
         return P.reshape(len(A), self.n_tables, self.n_hashes)
 
     def _keys(self, h: np.ndarray) -> np.ndarray:
@@ -62,7 +65,10 @@ class PStableLSH:
         )
 
     def keys(self, X: Any) -> np.ndarray:
-        return self._keys(np.floor(self.project(X)))
+        """Home cell of every row in every table, (n, L) uint64: ``_keys(floor(project(X)))``
+        without holding the projections."""
+        A = as_matrix(X, self.dim)
+        return floor_keys(A, self.projections_, self.offsets_, self.bucket_width, self.multipliers_)
 
     def probes(self, X: Any, n_probes: int) -> tuple[np.ndarray, np.ndarray]:
         P = self.project(X)
