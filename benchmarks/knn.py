@@ -464,7 +464,7 @@ class VectorBench:
                                        n_rerank=R, center=fam.center, whiten=whiten)
 
     def pstable(self, L: int, n_hashes: int, width_factor: float, probes: list[int]) -> None:
-        from audiolsh.index.vector import estimate_bucket_width
+        from audiolsh.index.build import estimate_bucket_width
 
         w = estimate_bucket_width(self.X, 0) * width_factor
         fam = PStableLSH(self.d, n_tables=L, n_hashes=n_hashes, bucket_width=w, seed=0)

@@ -23,7 +23,7 @@ from audiolsh.features.peaks import common_elements, drop_elements
 from audiolsh.features.scaling import COMBINED_VECTORS, NORMALISED, Fusion, Standardizer
 from audiolsh.hashing import HyperplaneLSH, MinHashLSH, SetBatch
 from audiolsh.hashing.hyperplane import needs_centering
-from audiolsh.index.vector import auto_whiten
+from audiolsh.index.build import auto_whiten
 from audiolsh.search import BruteForce, SetLSH, VectorLSH
 from audiolsh.search.brute import jaccard_rows, prepare
 

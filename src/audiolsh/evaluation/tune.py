@@ -116,7 +116,7 @@ def tune_vectors(
         base = int(np.clip(round(np.log2(len(B) / 16)), 4, 24))
         bits = sorted({max(2, base - 2), base, min(30, base + 2)})
     if metric == "euclidean" and bucket_width is None:
-        from audiolsh.index.vector import estimate_bucket_width
+        from audiolsh.index.build import estimate_bucket_width
 
         bucket_width = estimate_bucket_width(B, seed)
     grid = [(L, K) for L in tables for K in bits]
@@ -156,7 +156,7 @@ def tune_vectors(
 
 def tune_index(index, *, apply: bool = True, **kwargs) -> TuneReport:  # type: ignore[no-untyped-def]
     """Tune on an index's own vectors and, with ``apply``, store and build the best setting."""
-    from audiolsh.index.vector import auto_bits, auto_whiten
+    from audiolsh.index.build import auto_bits, auto_whiten
 
     X, _ = index.live_data()
     cfg = index.config

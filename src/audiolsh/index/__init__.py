@@ -1,16 +1,9 @@
 """Indexes kept in a storage location: the vector/set ``Index`` and (``audiolsh.index.fingerprint``)
 the landmark ``FingerprintIndex``, both on one segment lifecycle (``segments``)."""
 
+from audiolsh.index.build import WHITEN_MIN_ROWS_PER_DIM, IndexConfig, build_segment
 from audiolsh.index.segments import ItemRows, SegmentBuild, SegmentedIndex
-from audiolsh.index.vector import (
-    INDEX_ENV,
-    WHITEN_MIN_ROWS_PER_DIM,
-    Hit,
-    Index,
-    IndexConfig,
-    Session,
-    build_segment,
-)
+from audiolsh.index.vector import INDEX_ENV, Hit, Index, Session
 
 __all__ = [
     "INDEX_ENV",

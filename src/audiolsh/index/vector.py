@@ -14,197 +14,28 @@ rebuilt anywhere and gives the same buckets.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from audiolsh.errors import IndexFormatError, ParameterError
-from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, SetBatch, as_sets, concat_sets
+from audiolsh.hashing import MinHashLSH, SetBatch, as_sets, concat_sets
 from audiolsh.hashing import from_config as family_from_config
-from audiolsh.hashing.base import check_int, learned_arrays
-from audiolsh.hashing.hyperplane import check_whiten, key_balance, needs_centering
+from audiolsh.hashing.base import check_int
+from audiolsh.index.build import FAMILY_ARRAY_PREFIX, IndexConfig, build_segment, concat_rows
 from audiolsh.index.segments import ItemRows, SegmentBuild, SegmentedIndex
 from audiolsh.search import BruteForce, BucketTables, Neighbors, SetLSH, VectorLSH, merge, prepare
-from audiolsh.search.brute import check_metric
 from audiolsh.storage import Item, SegmentInfo, Storage, Track
 from audiolsh.storage.base import Writer
 
 log = logging.getLogger(__name__)
 
 INDEX_ENV = "AUDIOLSH_INDEX"
-TARGET_BUCKET_SIZE = 16
-WIDTH_SAMPLE = 2000
-DEFAULT_PSTABLE_HASHES = 8
-# Partial whitening of the hyperplanes ("auto"): its strength, the rows a segment needs (per
-# dimension) for a covariance estimate worth adapting to, and how crowded plain planes must
-# leave the tables (key_balance below this) for it to pay.
-AUTO_WHITEN = 0.5
-WHITEN_MIN_ROWS_PER_DIM = 20
-WHITEN_BELOW_BALANCE = 0.6
 WHITENED_PROBES_PER_TABLE = 32
-FAMILY_ARRAY_PREFIX = "family_"
-
-
-@dataclass
-class IndexConfig:
-    """What an index is built with.  Build-time knobs apart from the query-time ``n_probes``.
-
-    metric : cosine (random hyperplanes), euclidean (p-stable) or jaccard (MinHash, sets).
-    dim : vector dimension; learned from the first add when None.
-    n_tables : L hash tables (for jaccard: chosen by the threshold).
-    n_bits : K hashes per table; None chooses log2(rows / 16) per segment (cosine) or 8
-        (euclidean).
-    bucket_width : p-stable width; None estimates it from the data at each segment build.
-    center : centre the hyperplanes on the data mean: "auto" does so when the rows share a
-        dominant direction (non-negative or dB features), see ``needs_centering``.
-    whiten : cosine only: partial whitening alpha in [0, 1] of data-adaptive hyperplanes
-        (``HyperplaneLSH(whiten=...)``; implies centring).  "auto" uses 0.5 when plain planes
-        would crowd the rows into few buckets (``key_balance`` < 0.6: the variance sits in a
-        few directions) and the segment has at least 20 rows per dimension; else 0.
-    n_probes : buckets probed per query over all tables; None means 4 per table (32 per
-        table for whitened segments, whose buckets are smaller and more even).
-    n_rerank : cosine only: measure exactly just the candidates nearest by Hamming distance of
-        their hyperplane codes, this many (0: all candidates).
-    num_perm, threshold : MinHash signature length and the Jaccard threshold for banding.
-    n_candidates : jaccard only: rank the candidates by the bands they share with the query
-        (collision counting) and measure the exact Jaccard of only this many (None: all).
-    max_segments : merge segments beyond this many.
-    """
-
-    metric: str = "cosine"
-    dim: int | None = None
-    n_tables: int = 8
-    n_bits: int | None = None
-    bucket_width: float | None = None
-    center: str | bool = "auto"
-    whiten: str | float = "auto"
-    n_probes: int | None = None
-    n_rerank: int = 0
-    num_perm: int = 128
-    threshold: float = 0.5
-    n_candidates: int | None = None
-    seed: int = 0
-    max_segments: int = 8
-    tuned: dict[str, Any] | None = field(default=None)
-
-    def validate(self) -> IndexConfig:
-        check_metric(self.metric)
-        if self.dim is not None:
-            check_int("dim", self.dim, 1)
-        check_int("n_tables", self.n_tables, 1, 256)
-        if self.n_bits is not None:
-            check_int("n_bits", self.n_bits, 1, 64)
-        if self.n_probes is not None:
-            check_int("n_probes", self.n_probes, 1)
-        check_int("n_rerank", self.n_rerank, 0)
-        if self.bucket_width is not None and not self.bucket_width > 0:
-            raise ParameterError(f"bucket_width must be positive, got {self.bucket_width!r}")
-        if self.center not in ("auto", True, False):
-            raise ParameterError(f"center must be 'auto', true or false, got {self.center!r}")
-        if self.whiten != "auto":
-            check_whiten(self.whiten)
-        check_int("num_perm", self.num_perm, 2, 4096)
-        if not 0 < self.threshold < 1:
-            raise ParameterError(f"threshold must be in (0, 1), got {self.threshold!r}")
-        if self.n_candidates is not None:
-            check_int("n_candidates", self.n_candidates, 1)
-        check_int("seed", self.seed, 0)
-        check_int("max_segments", self.max_segments, 1)
-        return self
-
-    @property
-    def default_probes(self) -> int:
-        return self.n_probes if self.n_probes is not None else 4 * self.n_tables
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> IndexConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
-        if unknown:
-            raise IndexFormatError(f"index config has unknown fields {sorted(unknown)}")
-        return cls(**data).validate()
-
-
-def auto_bits(n_rows: int) -> int:
-    return int(np.clip(round(math.log2(max(n_rows, 1) / TARGET_BUCKET_SIZE)), 2, 24))
-
-
-def auto_whiten(X: np.ndarray, *, n_bits: int, seed: int, center: bool) -> float:
-    """The "auto" whitening of a segment's rows (see ``IndexConfig.whiten``)."""
-    if len(X) < WHITEN_MIN_ROWS_PER_DIM * X.shape[1]:
-        return 0.0
-    balance = key_balance(X, n_bits=n_bits, seed=seed, center=center)
-    return AUTO_WHITEN if balance < WHITEN_BELOW_BALANCE else 0.0
-
-
-def estimate_bucket_width(X: np.ndarray, seed: int) -> float:
-    """4 x the median distance from a sample of rows to their 10th nearest sampled row."""
-    rng = np.random.default_rng(seed)
-    sample = X[rng.choice(len(X), size=min(len(X), WIDTH_SAMPLE), replace=False)]
-    nn = BruteForce("euclidean").fit(sample).search(sample[:500], min(11, len(sample)))
-    d = nn.distances[:, -1]
-    d = d[np.isfinite(d) & (d > 0)]
-    return float(4.0 * np.median(d)) if len(d) else 1.0
-
-
-def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: bool = False) -> SegmentBuild:
-    """One segment of rows (vectors, or sets for jaccard) with their item ids: a pure function
-    of its inputs, so a segment built in any process or machine is the one this index would
-    build (``Index.reserve_ids``, then ``Index.attach``).  ``prepared``: the rows already went
-    through ``prepare`` (unit length for cosine)."""
-    cfg = config
-    if not prepared:
-        data = as_sets(data) if cfg.metric == "jaccard" else prepare(np.asarray(data), cfg.metric)
-    if len(data) != len(ids):
-        raise ParameterError(f"{len(ids)} ids for {len(data)} rows")
-    n = len(ids)
-    family: Any
-    if cfg.metric == "jaccard":
-        family = MinHashLSH(num_perm=cfg.num_perm, threshold=cfg.threshold, seed=cfg.seed)
-        searcher: VectorLSH | SetLSH = SetLSH(family, n_candidates=cfg.n_candidates).fit(data)
-        arrays = {"indptr": data.indptr, "elements": data.elements}
-    else:
-        if cfg.metric == "cosine":
-            center = needs_centering(data) if cfg.center == "auto" else bool(cfg.center)
-            n_bits = cfg.n_bits or auto_bits(n)
-            whiten = (
-                auto_whiten(data, n_bits=n_bits, seed=cfg.seed, center=center)
-                if cfg.whiten == "auto" else float(cfg.whiten)
-            )
-            family = HyperplaneLSH(
-                data.shape[1], n_tables=cfg.n_tables, n_bits=n_bits, seed=cfg.seed,
-                center=center, whiten=whiten,
-            )
-        else:
-            width = cfg.bucket_width or estimate_bucket_width(data, cfg.seed)
-            family = PStableLSH(
-                data.shape[1], n_tables=cfg.n_tables, n_hashes=cfg.n_bits or DEFAULT_PSTABLE_HASHES,
-                bucket_width=width, seed=cfg.seed,
-            )
-        searcher = VectorLSH(family, metric=cfg.metric).fit(data, prepared=True)
-        arrays = {"vectors": searcher.vectors_}
-        if searcher.codes_.shape[1]:
-            arrays["codes"] = searcher.codes_
-        for name, a in learned_arrays(family).items():
-            arrays[FAMILY_ARRAY_PREFIX + name] = a
-    arrays.update(searcher.tables_.arrays())
-    arrays["ids"] = ids.astype(np.int64)
-    info = SegmentInfo.new(
-        n_items=n, config={"metric": cfg.metric, "family": family.to_config()},
-    )
-    return SegmentBuild(info, arrays)
-
-
-def _concat(parts: list[Any], metric: str) -> Any:
-    """Staged batches as one array (or SetBatch)."""
-    if metric == "jaccard":
-        return concat_sets(parts)
-    return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 def _empty(n_queries: int, k: int) -> Neighbors:
@@ -588,7 +419,7 @@ class Index(SegmentedIndex[_Segment]):
                     w.delete_items(dead)
                 w.remove_track(tid)
             ids = np.zeros(0, np.int64)
-            data: Any = _concat(s._data, self.config.metric) if n else None
+            data: Any = concat_rows(s._data, self.config.metric) if n else None
             if n and self.config.dim is None and self.config.metric != "jaccard":
                 self.config = replace(self.config, dim=int(data.shape[1]))
                 w.set_config(asdict(self.config))

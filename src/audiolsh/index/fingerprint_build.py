@@ -1,0 +1,150 @@
+"""Fingerprint index parameters and the build of one segment: tracks laid end to end on one
+frame timeline, their landmark hashes in a ``HashTable``.
+
+``build_segment`` is pure, so a segment can be built in any process and attached to an index,
+which numbers its tracks then.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from audiolsh.errors import ParameterError
+from audiolsh.features.landmarks import (
+    DENSITY,
+    FANOUT,
+    FP_SR,
+    FRAME_S,
+    HASH_BITS,
+    HOP_LENGTH,
+    N_FFT,
+    QUERY_DENSITY,
+    QUERY_FANOUT,
+    QUERY_MARGIN,
+    Landmarks,
+)
+from audiolsh.index.segments import SegmentBuild
+from audiolsh.search.fingerprint import HashTable
+from audiolsh.storage import SegmentInfo
+
+FP_FORMAT = "audiolsh-fingerprint"
+FP_FORMAT_VERSION = 2
+"""Version of the fingerprint segments and config; bumped when either changes meaning.
+2: peaks picked on a time-smoothed spectrogram (version-1 hashes no longer match queries)."""
+MIN_FORMAT_VERSION = 2
+"""Oldest version this audiolsh reads; older indexes must be rebuilt."""
+
+@dataclass
+class FingerprintParams:
+    """Build-time (density, fanout) and query-time knobs of a fingerprint index.
+
+    density, fanout : peaks per second and pairs per peak stored for each track
+    query_density, query_fanout : the same for queries (denser, so noise costs fewer matches)
+    tolerance : offsets (frames of 32 ms) within +- this count as agreeing
+    dispersion : quasi-Poisson factor of the chance model (calibrated on unindexed clips)
+    grid_dispersion : the same for speed/tempo variants, larger: a rescaled query can line up
+        with the beat grid of a similar-sounding track, so chance agreement is clumpier there
+    query_margin : queries also hash quantities this close to a rounding boundary both ways
+    max_postings : query hashes stored more often than this are not looked up (0: all)
+    threshold : confidence below which ``identify`` answers no match
+    speed_grid, tempo_grid : factors tried when the unscaled query is not conclusive
+    early_stop : stop trying variants once the corrected chance probability is below this
+    max_segments : merge segments beyond this many
+    """
+
+    density: float = DENSITY
+    fanout: int = FANOUT
+    query_density: float = QUERY_DENSITY
+    query_fanout: int = QUERY_FANOUT
+    query_margin: float = QUERY_MARGIN
+    tolerance: int = 2
+    dispersion: float = 3.5
+    grid_dispersion: float = 5.0
+    threshold: float = 0.999
+    speed_grid: list[float] = field(default_factory=lambda: [0.99, 1.01, 0.98, 1.02, 0.97, 1.03])
+    tempo_grid: list[float] = field(default_factory=lambda: [0.98, 1.02, 0.96, 1.04])
+    early_stop: float = 1e-6
+    max_segments: int = 8
+    max_postings: int = 48
+
+    def validate(self) -> FingerprintParams:
+        checks = [
+            ("density", self.density > 0), ("query_density", self.query_density > 0),
+            ("fanout", isinstance(self.fanout, int) and 1 <= self.fanout <= 64),
+            ("query_fanout", isinstance(self.query_fanout, int) and 1 <= self.query_fanout <= 64),
+            ("query_margin", 0 <= self.query_margin < 0.5),
+            ("tolerance", isinstance(self.tolerance, int) and 0 <= self.tolerance <= 16),
+            ("dispersion", self.dispersion >= 1), ("grid_dispersion", self.grid_dispersion >= 1),
+            ("threshold", 0 <= self.threshold <= 1),
+            ("early_stop", 0 < self.early_stop < 1),
+            ("max_segments", isinstance(self.max_segments, int) and self.max_segments >= 1),
+            ("max_postings", isinstance(self.max_postings, int) and self.max_postings >= 0),
+            ("speed_grid", all(0.5 < f < 2 and f != 1 for f in self.speed_grid)),
+            ("tempo_grid", all(0.5 < f < 2 and f != 1 for f in self.tempo_grid)),
+            ("grid", len(self.speed_grid) + len(self.tempo_grid) < 31),
+        ]
+        for name, ok in checks:
+            if not ok:
+                value = getattr(self, name, None)
+                raise ParameterError(f"fingerprint parameter {name} is out of range: {value!r}")
+        return self
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FingerprintParams:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ParameterError(f"unknown fingerprint parameters {sorted(unknown)}")
+        return cls(**data).validate()
+
+
+def analysis() -> dict[str, Any]:
+    return {"fp_sr": FP_SR, "n_fft": N_FFT, "hop_length": HOP_LENGTH, "hash_bits": HASH_BITS}
+
+
+
+def build_segment(tracks: Sequence[dict[str, Any]], marks: Sequence[Landmarks]) -> SegmentBuild:
+    """One segment of tracks (``add_track`` fields: path, content_hash, duration_s, meta) and
+    their landmarks: pure, so it can be built in any process and ``attach``-ed to an index,
+    which numbers the tracks then."""
+    frames = [
+        max(math.ceil(t["duration_s"] / FRAME_S), int(lm.times.max()) + 1 if len(lm) else 0)
+        for t, lm in zip(tracks, marks)
+    ]
+    info, arrays = lay_out(
+        np.arange(len(tracks), dtype=np.int64), np.asarray(frames, np.int64),
+        np.concatenate([lm.hashes for lm in marks]) if marks else np.zeros(0, np.uint32),
+        np.concatenate([lm.times for lm in marks]).astype(np.int64) if marks else np.zeros(0, np.int64),
+        np.repeat(np.arange(len(tracks)), [len(lm) for lm in marks]),
+    )
+    rows = [{"path": t["path"], "content_hash": t["content_hash"], "duration_s": t["duration_s"],
+             "kind": "audio", "meta": t.get("meta"), "n_items": len(lm)} for t, lm in zip(tracks, marks)]
+    return SegmentBuild(info, arrays, rows)
+
+
+def lay_out(
+    track_ids: np.ndarray, frames: np.ndarray, hashes: np.ndarray, times: np.ndarray, owner: np.ndarray,
+) -> tuple[SegmentInfo, dict[str, np.ndarray]]:
+    """Lay tracks end to end and index their hashes; ``owner`` is each hash's row in track_ids."""
+    starts = np.concatenate([[0], np.cumsum(frames)[:-1]]).astype(np.int64)
+    end = int(frames.sum())
+    if end >= 1 << 32:
+        raise ParameterError(f"a fingerprint segment holds at most {1 << 32} frames, got {end}")
+    pos = (starts[owner] + times).astype(np.uint32)
+    table = HashTable.build(np.asarray(hashes, np.uint32), pos, hash_bits=HASH_BITS)
+    arrays = {
+        **table.arrays(),
+        "track_ids": np.asarray(track_ids, np.int64),
+        "track_starts": starts,
+        "track_frames": np.asarray(frames, np.int64),
+    }
+    info = SegmentInfo.new(
+        n_items=len(hashes),
+        config={"kind": FP_FORMAT, "format_version": FP_FORMAT_VERSION, "hash_bits": HASH_BITS,
+                "high_bits": table.high_bits, "n_tracks": len(track_ids)},
+    )
+    return info, arrays
