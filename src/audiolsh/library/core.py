@@ -27,7 +27,6 @@ from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.features import normalisation as wccn
 from audiolsh.features.scaling import Fusion, Standardizer
 from audiolsh.index import Index
-from audiolsh.library import learned as learning
 from audiolsh.library.config import (
     CONFIG_NAME,
     DEFAULT_MODES,
@@ -38,6 +37,7 @@ from audiolsh.library.config import (
     check_modes,
 )
 from audiolsh.library.learned import Learned
+from audiolsh.library.learned import fit as fit_learned
 from audiolsh.library.modes import REGISTRY, Mode, modes_for
 from audiolsh.storage import Location, Storage, Track, describe, join, open_storage, split, storage_exists
 
@@ -314,7 +314,7 @@ class Library:
         """The explicit learning stage: learn from ``batch`` what the library still lacks
         (nothing already learned changes) and store it; True when something was learned."""
         self._check_writable()
-        new = learning.fit(self.state().config, batch)
+        new = fit_learned(self.state().config, batch)
         if new is None:
             return False
         with self.catalogue.write() as w:
