@@ -35,7 +35,8 @@ def _imports(path: Path) -> set[str]:
     out = set()
     tree = ast.parse(path.read_text())
     for block in ast.walk(tree):  # imports for the type checker only are no runtime edge
-        if isinstance(block, ast.If) and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING":
+        test = getattr(block, "test", None)
+        if isinstance(block, ast.If) and isinstance(test, ast.Name) and test.id == "TYPE_CHECKING":
             block.body = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("audiolsh"):
@@ -83,7 +84,7 @@ def test_the_middle_has_no_import_cycle() -> None:
             if n not in graph:
                 continue
             if state.get(n) == 1:
-                cycle = stack[stack.index(n):] + [n] if n in stack else [m, n]
+                cycle = [*stack[stack.index(n):], n] if n in stack else [m, n]
                 pytest.fail(f"import cycle: {' -> '.join(cycle)}")
             elif n not in state:
                 visit(n, [*stack, n])
