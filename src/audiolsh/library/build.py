@@ -122,7 +122,7 @@ def build_part(library: Library, batch: Sequence[Extracted]) -> LibraryPart:
             continue
         tracks = [{"path": ex.path, "content_hash": ex.content_hash, "duration_s": ex.duration_s}
                   for ex in todo]
-        if mode.name == "fingerprint":
+        if mode.metric == "landmarks":
             from audiolsh.index.fingerprint import build_segment as build_fingerprints
 
             part.builds[mode.name] = [build_fingerprints(tracks, [ex.landmarks for ex in todo])]

@@ -92,7 +92,7 @@ class Library:
         self.catalogue: Storage = open_storage(join(location, CATALOGUE), create=create, readonly=readonly)
         for mode in modes_for(config.modes):
             where = join(location, mode.name)
-            if mode.name == "fingerprint":
+            if mode.metric == "landmarks":
                 # Imported here so that libraries without identification never load it.
                 from audiolsh.index.fingerprint import FingerprintIndex
 
@@ -102,6 +102,10 @@ class Library:
                 self.indexes[mode.name] = (
                     Index.create(where, exist_ok=True, **mode.index_config(config.seed)) if create
                     else Index.open(where, readonly=readonly))  # type: ignore[arg-type]
+        #: every mode's index by name, the fingerprint index included
+        self._by_mode: dict[str, Any] = {**self.indexes}
+        if self.fingerprint is not None:
+            self._by_mode["fingerprint"] = self.fingerprint
         self._map_cache: dict[str, tuple[tuple[int, int], tuple[np.ndarray, np.ndarray]]] = {}
 
     @property
@@ -183,7 +187,7 @@ class Library:
 
     def mode(self, name: str) -> Mode:
         """A mode this library holds."""
-        if name not in self.indexes and not (name == "fingerprint" and self.fingerprint is not None):
+        if name not in self._by_mode:
             mode = REGISTRY.get(name)
             needs = [n for n in (mode.needs if mode else (name,)) if n not in self.modes] or [name]
             plural = "s" if len(needs) > 1 else ""
@@ -193,7 +197,10 @@ class Library:
         return REGISTRY[name]
 
     def index(self, name: str) -> Index:
+        """The vector or set index of a mode this library holds."""
         self.mode(name)
+        if name not in self.indexes:
+            raise ParameterError(f"the {name} mode has no vector index")
         return self.indexes[name]
 
     def tracks(self) -> list[Track]:
@@ -212,7 +219,7 @@ class Library:
         return isinstance(content_hash, str) and self.track_by_hash(content_hash) is not None
 
     def _mode_storage(self, name: str) -> Any:
-        return self.fingerprint if name == "fingerprint" else self.indexes[name]
+        return self._by_mode[name]
 
     def track_map(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """One mode's track ids (sorted) and the library track ids they map to (complete
@@ -357,7 +364,17 @@ class Library:
         tracks = [t for part in parts for t in part.tracks]
         have = {t["content_hash"] for t in tracks if self.track_by_hash(t["content_hash"]) is not None}
         for name in [m.name for m in modes_for(self.modes)]:
-            builds = [b for part in parts for b in part.builds.get(name, [])]
+            have_here = self.mode_track_ids(name)
+            builds = []
+            for b in (b for part in parts for b in part.builds.get(name, [])):
+                present = [t["content_hash"] in have_here for t in b.tracks]
+                if all(present):
+                    continue  # committed by an earlier attach that stopped before the catalogue
+                if any(present):
+                    raise ParameterError(
+                        f"{self.path}: the {name} mode already holds some of this part's tracks;"
+                        " build the part again")
+                builds.append(b)
             if builds:
                 self._mode_storage(name).attach(builds)
         ids = []
