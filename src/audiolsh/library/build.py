@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from audiolsh.audio import content_hash, find_audio
-from audiolsh.errors import AudiolshError, IndexFormatError, ParameterError
+from audiolsh.errors import AudiolshError, IndexFormatError
 from audiolsh.hashing import concat_sets
 from audiolsh.index import ItemRows, SegmentBuild, build_segment
 from audiolsh.library.extract import Extracted, extract_safe
@@ -110,9 +110,6 @@ class LibraryPart:
 def build_part(library: Library, batch: Sequence[Extracted]) -> LibraryPart:
     """Every mode's segment for ``batch`` (modes that already hold a file leave it out)."""
     state = library.state()
-    missing = state.missing()
-    if missing:
-        raise ParameterError(f"{library.path}: fit the library first (it lacks {missing})")
     part = LibraryPart([{"path": ex.path, "content_hash": ex.content_hash, "duration_s": ex.duration_s,
                          "n_windows": int(ex.n_windows)} for ex in batch])
     for mode in modes_for(library.modes):

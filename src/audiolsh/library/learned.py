@@ -33,6 +33,7 @@ STANDARDISED = ("rhythm", "timbre", "chroma")
 #: Chroma statistics are only centred: scaling each pitch class up to unit variance
 #: amplifies the weak ones into noise.
 SCALED = ("rhythm", "timbre")
+NOT_FITTED = "the library learns them from its first batch (index some music, or Library.fit)"
 #: The modes the combined mode fuses.
 COMBINED_PARTS = ("rhythm", "timbre", "peaks")
 
@@ -61,20 +62,20 @@ class Learned:
         """Raw features of a mode as they are stored and queried; ``learned=False`` leaves the
         learned normalisation out, as the combined mode's parts do."""
         std = self.standardizers.get(mode)
-        if std is None and mode in STANDARDISED and mode in self.config.modes:
-            raise ParameterError(f"no {mode} statistics yet (index some music first)")
+        if std is None and mode in STANDARDISED and mode in self.config.modes and len(X):
+            raise ParameterError(f"no {mode} statistics yet: {NOT_FITTED}")
         return std(X, learned=learned) if std is not None else np.asarray(X, np.float32)
 
     def peak_sets(self, sets: Any) -> Any:
         """Peak sets (a SetBatch) as they are stored and queried: the common pairs left out."""
-        if self.config.peaks_common is None and "peaks" in self.config.modes:
-            raise ParameterError("no common peak pairs yet (index some music first)")
+        if self.config.peaks_common is None and "peaks" in self.config.modes and len(sets):
+            raise ParameterError(f"no common peak pairs yet: {NOT_FITTED}")
         return peaks.drop_elements(sets, self._common) if len(self._common) else sets
 
     def combined_rows(self, ex: Extracted) -> tuple[np.ndarray, np.ndarray]:
         """The combined index's rows of an extracted track or clip, and their offsets."""
         if self.fusion is None:
-            raise ParameterError("no fusion statistics yet (index some music first)")
+            raise ParameterError(f"no fusion statistics yet: {NOT_FITTED}")
         blocks = [self.prepare(m, ex.vectors[m][0], learned=False) for m in COMBINED_VECTORS]
         return self.fusion.combine(blocks), ex.vectors[COMBINED_VECTORS[0]][1]
 
