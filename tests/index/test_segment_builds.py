@@ -107,6 +107,8 @@ def test_a_segment_built_in_another_process_attaches_with_its_track(tmp_path: Pa
     with pytest.raises(ParameterError, match="already indexed"):
         index.attach([again])
     assert len(index) == 300 and len(index.info()["segments"]) == 1
+    with pytest.raises(ParameterError, match="already attached"):
+        index.attach([local])
 
 
 def test_builds_that_do_not_fit_are_refused(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from audiolsh.errors import IndexFormatError
+from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.storage import Location, SegmentInfo, SegmentMissing, Storage, open_storage, storage_exists
 from audiolsh.storage.base import Writer
 
@@ -216,6 +216,11 @@ class SegmentedIndex(Generic[S]):
         """Commit segments built elsewhere, with their tracks and items, in one atomic write;
         returns each build's new track ids."""
         self._check_writable()
+        listed = {info.id for info in self.storage.segments()}
+        again = [b.info.id for b in builds if b.arrays and b.info.id in listed]
+        if again or len({b.info.id for b in builds}) < len(builds):
+            raise ParameterError(f"{self.location}: segment {again[0] if again else 'given twice'} is"
+                                 " already attached")
         with self.storage.write() as w:
             out = [self._attach_in(w, b) for b in builds]
         self._after_write()
