@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import click
+from rich.markup import escape
 
 from audiolsh import __version__
 from audiolsh.cli.output import err_console
@@ -18,11 +19,11 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except AudiolshError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             ctx.exit(EXIT_ERROR)
         except OSError as exc:
             # Permission denied, disk full, a folder where a file should be: say which.
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             ctx.exit(EXIT_ERROR)
         except KeyboardInterrupt:
             err_console.print("interrupted: everything committed so far is kept")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from audiolsh.cli import EXIT_ERROR, cli
@@ -119,7 +120,7 @@ def _each_clip(clips: Sequence[Q], work: Callable[[Q], dict[str, Any]]) -> Itera
         try:
             record = work(clip)
         except AudiolshError as exc:
-            err_console.print(f"[red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             yield clip, None
             continue
         record["elapsed_ms"] = round((time.perf_counter() - t0) * 1e3, 1)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from rich.markup import escape
 from rich.progress import Progress
 
 from audiolsh.audio import content_hash
@@ -62,7 +63,7 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
                     err_console.print(f"{path}: added {len(batch)} vectors of dimension {batch.dim}")
                 except AudiolshError as exc:
                     failed += 1
-                    err_console.print(f"[red]error:[/] {exc}", highlight=False)
+                    err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
                 bar.advance(task)
         err_console.print(f"index {index_path}: {len(index)} vectors")
     if failed:

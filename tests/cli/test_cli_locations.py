@@ -1,0 +1,35 @@
+"""Every --index takes a storage location: a directory, memory://name, or a clear refusal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from audiolsh.cli import cli
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_unknown_and_empty_locations_are_refused_in_one_line(tmp_path: Path) -> None:
+    code, _, err = _run("info", "--index", "redis://127.0.0.1:6379/music")
+    assert code == 2 and "unknown storage scheme 'redis'" in err and "audiolsh[redis]" in err
+    code, _, err = _run("similar", "--track", "1", "--index", "memory://nothing")
+    assert code == 2 and "memory://nothing" in err and "no" in err
+    code, _, err = _run("info", "--index", str(tmp_path / "absent"))
+    assert code == 2 and "absent" in err
+
+
+def test_vectors_at_a_file_url_and_a_directory_are_one_index(tmp_path: Path) -> None:
+    X = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", X)
+    code, _, err = _run("vectors", "add", str(tmp_path / "x.npy"), "--index", f"file://{tmp_path}/vec")
+    assert code == 0, err
+    code, out, err = _run("vectors", "query", str(tmp_path / "x.npy"), "--index", str(tmp_path / "vec"),
+                          "-k", "1", "--format", "jsonl")
+    assert code == 0, err
+    assert out.count("\n") == 300
