@@ -41,7 +41,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import numpy as np
 
@@ -113,8 +113,12 @@ def parse(location: str) -> tuple[str, str, str]:
     if not db.isdigit():
         raise ParameterError(f"{describe(location)}: the Redis database must be a number"
                              f" (redis://host:port/DB?prefix=NAME), not {db!r}")
-    url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), ""))
-    return url, prefix, describe(location)
+    return _unsplit(parts.scheme, parts.netloc, parts.path, urlencode(rest)), prefix, describe(location)
+
+
+def _unsplit(scheme: str, netloc: str, path: str, query: str) -> str:
+    """A URL again; unlike urlunsplit, ``unix:///path`` keeps its empty host."""
+    return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
 
 
 def describe(location: str) -> str:
@@ -127,7 +131,7 @@ def describe(location: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return _unsplit(parts.scheme, netloc, parts.path, parts.query)
 
 
 def join(location: str, name: str) -> str:
@@ -137,8 +141,7 @@ def join(location: str, name: str) -> str:
     prefix = next((v for k, v in query if k == "prefix"), DEFAULT_PREFIX)
     query = [(k, v) for k, v in query if k != "prefix"]
     query.append(("prefix", f"{prefix.rstrip('/')}/{name}"))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, safe="/"),
-                       parts.fragment))
+    return _unsplit(parts.scheme, parts.netloc, parts.path, urlencode(query, safe="/"))
 
 
 def _client(url: str) -> Any:
