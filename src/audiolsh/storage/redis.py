@@ -18,14 +18,16 @@ Keys (``P`` is the prefix):
     P:keyids          hash  key -> packed int64 item ids;  P:trackids  hash  track id -> same
     P:deleted         set of removed item ids
     P:lock            the writers' lease lock
+    P:pending         set of the segment keys the lock's holder has written but not committed
 
 Commit protocol: a writer takes the lease lock (``SET NX PX``, renewed while it is held), writes
 its segments' arrays under keys nothing references yet, stages every catalogue change in
 memory, and applies them at the end in one MULTI/EXEC together with the version INCR and the
 lock's release, WATCHing the lock so that a writer whose lease expired commits nothing.  A
 writer killed before EXEC leaves the previous version whole and at most unreferenced segment
-keys, which the next writer deletes (SCAN, never KEYS).  Reads, inside a write too, see the
-last committed state.
+keys, listed in P:pending, which the next writer deletes (and then sweeps the prefix's segment
+keys with SCAN, never KEYS, for any a writer that lost its lease wrote after that).  Reads,
+inside a write too, see the last committed state.
 """
 
 from __future__ import annotations
@@ -324,6 +326,7 @@ class RedisWriter:
             for i, part in enumerate(chunks):
                 key = f"{base}:{j}:{i}"
                 self.written.append(key)
+                pipe.sadd(self.k("pending"), key)  # before the value: no stray key goes unlisted
                 pipe.set(key, bytes(data[part]))
                 queued += part.stop - part.start
                 if queued >= self.st.chunk_bytes:
@@ -688,9 +691,19 @@ class RedisStorage:
             renew.join()
             if not committed:
                 with contextlib.suppress(*_redis_errors()):
-                    for part in iter_chunks(len(writer.written), BATCH):
-                        self._r.unlink(*writer.written[part])
+                    self._discard(writer)
                     self._r.eval(_RELEASE, 1, self._key("lock"), token)
+
+    def _discard(self, writer: RedisWriter) -> None:
+        """Delete the segment keys of a write that did not commit.  An interruption during EXEC
+        may have committed it after all: then its segments are listed, and stay."""
+        ids = list(writer.new_segments)
+        listed = self._r.hmget(self._key("segments"), ids) if ids else []
+        if any(d is not None and json.loads(d)["base"].endswith(writer.token) for d in listed):
+            return
+        for part in iter_chunks(len(writer.written), BATCH):
+            self._r.unlink(*writer.written[part])
+            self._r.srem(self._key("pending"), *writer.written[part])
 
     @_guard
     def _lock(self, token: str) -> None:
@@ -728,7 +741,7 @@ class RedisStorage:
             pipe.multi()
             pipe.incr(self._key("version"))
             writer.queue(pipe)
-            pipe.delete(lock)
+            pipe.delete(self._key("pending"), lock)
             try:
                 results = pipe.execute()
             except _redis.exceptions.WatchError:
@@ -736,7 +749,16 @@ class RedisStorage:
         self._version = (int(results[0]), time.monotonic())
 
     def _collect_garbage(self) -> None:
-        """Delete segment keys no committed segment names (a writer killed before its commit)."""
+        """Delete segment keys no committed segment names: a writer died before its commit (or
+        lost its lease).  Its keys are listed in P:pending; a sweep of the prefix's segment keys
+        (SCAN) then finds any it wrote after the list was taken."""
+        pending = self._key("pending")
+        stray = list(self._r.smembers(pending))
+        if not stray:
+            return
+        for part in iter_chunks(len(stray), BATCH):
+            self._r.unlink(*stray[part])
+        self._r.delete(pending)
         live = {json.loads(d)["base"] for d in self._r.hvals(self._key("segments"))}
         pattern = _glob_escape(self._key("seg:")) + "*"
         stale = []
