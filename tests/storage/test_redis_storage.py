@@ -251,3 +251,25 @@ def test_a_big_catalogue_reads_in_few_round_trips(redis_url: str) -> None:
     assert (got_tracks == tid).all() and st.ids_for_track(tid).tolist() == ids[::2].tolist()
     np.testing.assert_array_equal(got_offsets, ids[::2] * 0.5)
     st.close()
+
+
+def test_without_redis_py_the_message_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import audiolsh.storage.redis as backend
+
+    monkeypatch.setattr(backend, "_redis", None)
+    with pytest.raises(ParameterError, match=r"pip install 'audiolsh\[redis\]'"):
+        open_storage("redis://127.0.0.1:6379/0?prefix=a")
+    with pytest.raises(ParameterError, match=r"audiolsh\[redis\]"):
+        storage_exists("unix:///tmp/none.sock?prefix=a")
+
+
+def test_audiolsh_imports_without_redis_py() -> None:
+    out = _run("import sys\n"
+               "sys.modules['redis'] = None\n"
+               "import audiolsh.cli, audiolsh.library, audiolsh.storage\n"
+               "from audiolsh.storage import open_storage\n"
+               "try:\n"
+               "    open_storage('redis://h:1/0?prefix=a')\n"
+               "except Exception as exc:\n"
+               "    print(type(exc).__name__, exc)\n")
+    assert out.startswith("ParameterError") and "audiolsh[redis]" in out
