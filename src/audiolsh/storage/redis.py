@@ -504,7 +504,7 @@ class RedisStorage:
     chunk_bytes = CHUNK_BYTES
 
     def __init__(self, url: str, *, create: bool = False, readonly: bool = False,
-                 lease_s: float = 30.0, lock_timeout_s: float = 30.0,
+                 lease_s: float = 30.0, lock_timeout_s: float = 60.0,
                  version_ttl_s: float = 0.5) -> None:
         redis_url, self.prefix, self.location = parse(url)
         self.readonly = readonly
