@@ -17,13 +17,15 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # System packages: ffmpeg (decoding fallback, test fixtures), libsndfile, chromium and its driver
-# (the web app's browser tests); apt needs root.
+# (the web app's browser tests), redis-server (the tests of redis:// locations start their own);
+# apt needs root.
 system-deps:
 	@missing=""; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
 	ldconfig -p 2>/dev/null | grep -q libsndfile || missing="$$missing libsndfile1"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
@@ -31,7 +33,7 @@ system-deps:
 	fi
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,bench,redis]'
 	touch $@
 
 install: system-deps $(VENV)/.installed

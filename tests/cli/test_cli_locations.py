@@ -16,8 +16,8 @@ def _run(*args: str) -> tuple[int, str, str]:
 
 
 def test_unknown_and_empty_locations_are_refused_in_one_line(tmp_path: Path) -> None:
-    code, _, err = _run("info", "--index", "redis://127.0.0.1:6379/music")
-    assert code == 2 and "unknown storage scheme 'redis'" in err and "audiolsh[redis]" in err
+    code, _, err = _run("info", "--index", "http://127.0.0.1/music")
+    assert code == 2 and "unknown storage scheme 'http'" in err and "redis://" in err
     code, _, err = _run("similar", "--track", "1", "--index", "memory://nothing")
     assert code == 2 and "memory://nothing" in err and "no" in err
     code, _, err = _run("info", "--index", str(tmp_path / "absent"))
@@ -33,3 +33,26 @@ def test_vectors_at_a_file_url_and_a_directory_are_one_index(tmp_path: Path) -> 
                           "-k", "1", "--format", "jsonl")
     assert code == 0, err
     assert out.count("\n") == 300
+
+
+def test_an_unreachable_redis_is_one_line_and_exit_2() -> None:
+    for where in ("redis://127.0.0.1:1/x?prefix=a", "redis://127.0.0.1:1/0?prefix=a"):
+        code, out, err = _run("info", "--index", where)
+        assert code == 2 and out == ""
+        assert err.count("\n") == 1 and where in err and "Traceback" not in err
+    assert "cannot reach Redis at redis://127.0.0.1:1/0?prefix=a" in err and "connection refused" in err
+    code, _, err = _run("similar", "--track", "1", "--index", "redis://:s3cret@127.0.0.1:1/0?prefix=a")
+    assert code == 2 and "s3cret" not in err and "cannot reach Redis" in err
+
+
+def test_a_library_in_redis_from_the_command_line(tmp_path: Path, redis_url: str) -> None:
+    X = np.random.default_rng(1).standard_normal((200, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", X)
+    code, _, err = _run("vectors", "add", str(tmp_path / "x.npy"), "--index", redis_url)
+    assert code == 0, err
+    code, out, err = _run("vectors", "query", str(tmp_path / "x.npy"), "--index", redis_url, "-k", "1",
+                          "--format", "jsonl")
+    assert code == 0, err
+    assert out.count("\n") == 200
+    code, out, err = _run("info", "--index", redis_url)
+    assert code == 0, err

@@ -3,6 +3,9 @@
     /music/lib, file:///music/lib   the embedded backend (a directory)
     memory://name                   in memory, shared by the handles of this process that name it
     :memory:, None                  in memory, private to one handle (create only)
+    redis://host:port/db?prefix=NAME, rediss://..., unix:///path/redis.sock?db=N&prefix=NAME
+                                    in Redis under a key prefix, shared by every process that
+                                    names it (needs redis-py: audiolsh[redis])
 
 A library is several indexes under one location (``join(location, "rhythm")``), so a backend
 that can hold one index can hold a whole library.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.storage.base import Storage
@@ -19,7 +23,15 @@ from audiolsh.storage.embedded import MANIFEST, EmbeddedStorage
 from audiolsh.storage.memory import MemoryStorage
 
 Location = str | os.PathLike[str]
-SCHEMES = ("file", "memory")
+SCHEMES = ("file", "memory", "redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _redis() -> Any:
+    """The Redis backend's module, imported only when a location names it."""
+    from audiolsh.storage import redis
+
+    return redis
 
 
 def split(location: Location | None) -> tuple[str, str]:
@@ -33,10 +45,9 @@ def split(location: Location | None) -> tuple[str, str]:
     if not sep:
         return "file", text
     if scheme not in SCHEMES:
-        hint = " (install audiolsh[redis])" if scheme in ("redis", "rediss", "unix") else ""
         raise ParameterError(
             f"{text!r}: unknown storage scheme {scheme!r}; use a directory or one of"
-            f" {[s + '://' for s in SCHEMES]}{hint}")
+            f" {[s + '://' for s in SCHEMES]}")
     if scheme == "memory" and not rest:
         raise ParameterError(f"{text!r}: a memory location needs a name (memory://name)")
     return scheme, rest
@@ -49,11 +60,19 @@ def join(location: Location | None, name: str) -> str | None:
     scheme, rest = split(location)
     if scheme == "file":
         return os.fspath(Path(rest) / name)
+    if scheme in REDIS_SCHEMES:
+        return _redis().join(os.fspath(location), name)
     return f"{scheme}://{rest.rstrip('/')}/{name}"
 
 
 def describe(location: Location | None) -> str:
-    return ":memory:" if location is None else os.fspath(location)
+    """The location for messages (without a password)."""
+    if location is None:
+        return ":memory:"
+    text = os.fspath(location)
+    if text.partition("://")[0] in REDIS_SCHEMES:
+        return _redis().describe(text)
+    return text
 
 
 def storage_exists(location: Location | None) -> bool:
@@ -61,6 +80,8 @@ def storage_exists(location: Location | None) -> bool:
     scheme, rest = split(location)
     if scheme == "file":
         return (Path(rest) / MANIFEST).exists()
+    if scheme in REDIS_SCHEMES:
+        return bool(_redis().storage_exists(os.fspath(location or "")))
     return bool(rest) and MemoryStorage.exists(rest)
 
 
@@ -69,6 +90,9 @@ def open_storage(location: Location | None, *, create: bool = False, readonly: b
     scheme, rest = split(location)
     if scheme == "file":
         return EmbeddedStorage(rest, create=create, readonly=readonly)
+    if scheme in REDIS_SCHEMES:
+        return _redis().RedisStorage(
+            os.fspath(location or ""), create=create, readonly=readonly)
     if not rest:
         if not create:
             raise ParameterError("a private memory storage can only be created, not opened")

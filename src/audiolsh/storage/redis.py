@@ -1,0 +1,786 @@
+"""The shared-store backend: a whole index in Redis, under one key prefix (redis-py).
+
+    redis://[:password@]host:port/db?prefix=NAME     rediss:// for TLS
+    unix:///path/redis.sock?db=N&prefix=NAME
+
+Keys (``P`` is the prefix):
+
+    P:format          the manifest (JSON): format name and version, written at creation
+    P:version         an integer, INCR'd by every commit
+    P:config          hash  config name -> JSON
+    P:counters        hash  next_id, next_track
+    P:segments        hash  segment id -> JSON (n_items, config, created_at, where its arrays are)
+    P:seg:ID:TOKEN:J:I  chunk I of array J of a segment: binary .npy bytes (never pickle), in
+                      chunks below Redis's 512 MB value limit
+    P:tracks          hash  track id -> JSON;  P:hashes  hash  content hash -> track id
+    P:items           hash  item id -> 16 bytes (int64 track id, -1: none; float64 offset, NaN:
+                      none) + JSON [key, meta], so ``item_arrays`` and ``items`` are one HMGET
+    P:keyids          hash  key -> packed int64 item ids;  P:trackids  hash  track id -> same
+    P:deleted         set of removed item ids
+    P:lock            the writers' lease lock
+    P:pending         set of the segment keys the lock's holder has written but not committed
+
+Commit protocol: a writer takes the lease lock (``SET NX PX``, renewed while it is held), writes
+its segments' arrays under keys nothing references yet, stages every catalogue change in
+memory, and applies them at the end in one MULTI/EXEC together with the version INCR and the
+lock's release, WATCHing the lock so that a writer whose lease expired commits nothing.  A
+writer killed before EXEC leaves the previous version whole and at most unreferenced segment
+keys, listed in P:pending, which the next writer deletes (and then sweeps the prefix's segment
+keys with SCAN, never KEYS, for any a writer that lost its lease wrote after that).  Reads,
+inside a write too, see the last committed state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+import math
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import numpy as np
+
+from audiolsh.errors import IndexFormatError, ParameterError
+from audiolsh.storage.base import (
+    FORMAT,
+    FORMAT_VERSION,
+    INDEX_CONFIG,
+    Item,
+    SegmentInfo,
+    SegmentMissing,
+    Track,
+    align_items,
+    check_format_version,
+    dumps,
+    duplicate_track,
+    iter_chunks,
+)
+
+try:
+    import redis as _redis
+except ImportError:  # pragma: no cover - exercised without the extra
+    _redis = None  # type: ignore[assignment]
+
+SCHEMES = ("redis", "rediss", "unix")
+DEFAULT_PREFIX = "audiolsh"
+#: Segment arrays are stored in values of at most this many bytes (Redis allows 512 MB).
+CHUNK_BYTES = 64 * 2**20
+#: Commands with more fields than this are split (still inside the one MULTI/EXEC).
+BATCH = 10_000
+_LOC = struct.Struct("<qd")
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
+"""
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2])
+else return 0 end
+"""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# ------------------------------------------------------------------------------ locations
+
+
+def parse(location: str) -> tuple[str, str, str]:
+    """(url for redis-py without our parameters, key prefix, location for messages)."""
+    parts = urlsplit(location)
+    if parts.scheme not in SCHEMES:
+        raise ParameterError(f"{location!r}: not a Redis location (redis://, rediss://, unix://)")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = DEFAULT_PREFIX
+    rest = []
+    for name, value in query:
+        if name == "prefix":
+            prefix = value
+        else:
+            rest.append((name, value))
+    if not prefix:
+        raise ParameterError(f"{describe(location)}: an empty prefix (?prefix=NAME)")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ParameterError(f"{describe(location)}: a unix location needs a socket path"
+                                 " (unix:///path/redis.sock)")
+        db = dict(rest).get("db", "0")
+    else:
+        db = parts.path.strip("/") or "0"
+    if not db.isdigit():
+        raise ParameterError(f"{describe(location)}: the Redis database must be a number"
+                             f" (redis://host:port/DB?prefix=NAME), not {db!r}")
+    return _unsplit(parts.scheme, parts.netloc, parts.path, urlencode(rest)), prefix, describe(location)
+
+
+def _unsplit(scheme: str, netloc: str, path: str, query: str) -> str:
+    """A URL again; unlike urlunsplit, ``unix:///path`` keeps its empty host."""
+    return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
+
+
+def describe(location: str) -> str:
+    """The location without its password."""
+    parts = urlsplit(location)
+    if parts.password is None:
+        return location
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return _unsplit(parts.scheme, netloc, parts.path, parts.query)
+
+
+def join(location: str, name: str) -> str:
+    """``name`` inside ``location``: appended to its prefix (other parameters kept)."""
+    parts = urlsplit(location)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((v for k, v in query if k == "prefix"), DEFAULT_PREFIX)
+    query = [(k, v) for k, v in query if k != "prefix"]
+    query.append(("prefix", f"{prefix.rstrip('/')}/{name}"))
+    return _unsplit(parts.scheme, parts.netloc, parts.path, urlencode(query, safe="/"))
+
+
+def _client(url: str) -> Any:
+    if _redis is None:
+        raise ParameterError("a redis:// or unix:// location needs redis-py:"
+                             " pip install 'audiolsh[redis]'")
+    params = dict(parse_qsl(urlsplit(url).query))
+    kwargs: dict[str, Any] = {}
+    if "socket_timeout" not in params:
+        kwargs["socket_timeout"] = 120.0  # big segments take a while on a slow link
+    if "socket_connect_timeout" not in params:
+        kwargs["socket_connect_timeout"] = 5.0
+    return _redis.Redis.from_url(url, **kwargs)
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    low = text.lower()
+    if "refused" in low:
+        return "connection refused"
+    if "no such file" in low:
+        return "no socket there"
+    if "timeout" in low or "timed out" in low:
+        return "timed out"
+    return text or type(exc).__name__
+
+
+def _unreachable(where: str, exc: BaseException) -> IndexFormatError:
+    if _redis is not None and isinstance(exc, _redis.exceptions.AuthenticationError):
+        return IndexFormatError(f"cannot use Redis at {where}: authentication failed")
+    if _redis is not None and isinstance(exc, (_redis.exceptions.ConnectionError,
+                                               _redis.exceptions.TimeoutError)):
+        return IndexFormatError(f"cannot reach Redis at {where}: {_reason(exc)}")
+    return IndexFormatError(f"Redis at {where}: {' '.join(str(exc).split())}")
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    return () if _redis is None else (_redis.exceptions.RedisError,)
+
+
+def _guard(fn: F) -> F:
+    """Redis errors of a method as one IndexFormatError naming the location."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except _redis_errors() as exc:
+            raise _unreachable(self.location, exc) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def storage_exists(location: str) -> bool:
+    url, prefix, where = parse(location)
+    client = _client(url)
+    try:
+        return bool(client.exists(f"{prefix}:version"))
+    except _redis_errors() as exc:
+        raise _unreachable(where, exc) from None
+    finally:
+        client.close()
+
+
+# ------------------------------------------------------------------------------ arrays
+
+
+def _npy_bytes(array: np.ndarray) -> memoryview:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    return buf.getbuffer()
+
+
+def _from_npy(data: bytes, where: str) -> np.ndarray:
+    """A read-only array over ``data`` (no copy for the common header versions)."""
+    bio = io.BytesIO(data)
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(bio)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(bio)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(bio)
+        else:
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+            array.flags.writeable = False
+            return array  # type: ignore[no-any-return]
+    except ValueError as exc:
+        raise IndexFormatError(f"{where}: unreadable segment array ({exc})") from exc
+    if dtype.hasobject:
+        raise IndexFormatError(f"{where}: a segment array of Python objects")
+    count = math.prod(shape)
+    if count == 0:
+        array = np.empty(shape, dtype)
+        array.flags.writeable = False
+        return array
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=bio.tell())
+    return flat.reshape(shape, order="F" if fortran else "C")
+
+
+def _pack_ids(ids: set[int] | Sequence[int]) -> bytes:
+    return np.array(sorted(ids), dtype="<i8").tobytes()
+
+
+def _unpack_ids(value: bytes | None) -> np.ndarray:
+    if not value:
+        return np.zeros(0, np.int64)
+    return np.frombuffer(value, dtype="<i8").astype(np.int64)
+
+
+def _item_value(key: str, track_id: int, offset: float, meta: dict[str, Any] | None) -> bytes:
+    return _LOC.pack(track_id, offset) + dumps([key, meta]).encode()
+
+
+def _item(item_id: int, value: bytes) -> Item:
+    tid, off = _LOC.unpack_from(value)
+    key, meta = json.loads(value[_LOC.size:])
+    return Item(item_id, key, None if tid < 0 else tid, None if off != off else off, meta)
+
+
+def _track(data: bytes) -> Track:
+    d = json.loads(data)
+    return Track(d["id"], d["path"], d["content_hash"], d["duration_s"], d["added_at"],
+                 d["n_items"], d.get("kind", "audio"), d.get("meta") or {})
+
+
+# ------------------------------------------------------------------------------ writer
+
+
+class RedisWriter:
+    """Stages a write's changes; ``RedisStorage.write`` applies them in one MULTI/EXEC."""
+
+    def __init__(self, storage: RedisStorage, token: str) -> None:
+        self.st = storage
+        self.location = storage.location
+        self.token = token
+        self.r = storage._r
+        self.k = storage._key
+        self.config: dict[str, str] = {}
+        self.counters: dict[str, int] = {}
+        self.new_segments: dict[str, str] = {}
+        self.dropped: set[str] = set()
+        self.written: list[str] = []  # segment chunk keys of this write
+        self.tracks: dict[int, dict[str, Any] | None] = {}
+        self.hashes: dict[str, int | None] = {}
+        self.items: dict[int, bytes | None] = {}
+        self.keyids: dict[str, set[int]] = {}
+        self.trackids: dict[int, set[int]] = {}
+        self.deleted: dict[int, bool] = {}
+
+    # counters and config
+
+    def _counter(self, name: str, first: int) -> int:
+        if name not in self.counters:
+            value = self.r.hget(self.k("counters"), name)
+            self.counters[name] = first if value is None else int(value)
+        return self.counters[name]
+
+    @_guard
+    def set_config(self, config: dict[str, Any], name: str = INDEX_CONFIG) -> None:
+        self.config[name] = dumps(config)
+
+    @_guard
+    def allocate_ids(self, n: int) -> int:
+        start = self._counter("next_id", 0)
+        self.counters["next_id"] = start + int(n)
+        return start
+
+    # segments
+
+    @_guard
+    def put_segment(self, info: SegmentInfo, arrays: dict[str, np.ndarray]) -> None:
+        base = self.k(f"seg:{info.id}:{self.token}")
+        layout = []
+        pipe = self.r.pipeline(transaction=False)
+        queued = 0
+        for j, (name, array) in enumerate(arrays.items()):
+            data = _npy_bytes(array)
+            chunks = list(iter_chunks(len(data), self.st.chunk_bytes)) or [slice(0, 0)]
+            for i, part in enumerate(chunks):
+                key = f"{base}:{j}:{i}"
+                self.written.append(key)
+                pipe.sadd(self.k("pending"), key)  # before the value: no stray key goes unlisted
+                pipe.set(key, bytes(data[part]))
+                queued += part.stop - part.start
+                if queued >= self.st.chunk_bytes:
+                    pipe.execute()
+                    queued = 0
+            layout.append([name, len(chunks)])
+        pipe.execute()
+        self.new_segments[info.id] = dumps({
+            "n_items": info.n_items, "config": info.config, "created_at": info.created_at,
+            "base": base, "arrays": layout,
+        })
+        self.dropped.discard(info.id)
+
+    @_guard
+    def drop_segment(self, segment_id: str) -> None:
+        self.new_segments.pop(segment_id, None)
+        self.dropped.add(segment_id)
+
+    # tracks
+
+    def _get_track(self, track_id: int) -> dict[str, Any] | None:
+        if track_id in self.tracks:
+            return self.tracks[track_id]
+        data = self.r.hget(self.k("tracks"), str(track_id))
+        return None if data is None else json.loads(data)  # type: ignore[no-any-return]
+
+    @_guard
+    def add_track(
+        self, *, path: str, content_hash: str, duration_s: float | None, kind: str,
+        meta: dict[str, Any] | None = None,
+    ) -> int:
+        staged = self.hashes.get(content_hash, -1)
+        if staged is not None and (staged != -1 or self.r.hexists(self.k("hashes"), content_hash)):
+            raise duplicate_track(path, content_hash)
+        tid = self._counter("next_track", 1)
+        self.counters["next_track"] = tid + 1
+        self.tracks[tid] = Track(tid, path, content_hash, duration_s, time.time(), 0, kind,
+                                 meta or {}).to_dict()
+        self.hashes[content_hash] = tid
+        return tid
+
+    @_guard
+    def set_track_items(self, track_id: int, n_items: int) -> None:
+        track = self._get_track(track_id)
+        if track is not None:
+            self.tracks[track_id] = {**track, "n_items": int(n_items)}
+
+    @_guard
+    def remove_track(self, track_id: int) -> None:
+        track = self._get_track(track_id)
+        if track is not None:
+            self.tracks[track_id] = None
+            self.hashes[track["content_hash"]] = None
+
+    # items
+
+    def _load_sets(self, staged: dict[Any, set[int]], hash_name: str, wanted: Sequence[Any]) -> None:
+        missing = list(dict.fromkeys(w for w in wanted if w not in staged))
+        for part in iter_chunks(len(missing), BATCH):
+            names = missing[part]
+            values = self.r.hmget(self.k(hash_name), [str(n) for n in names])
+            for name, value in zip(names, values):
+                staged[name] = set(_unpack_ids(value).tolist())
+
+    def _get_items(self, ids: list[int]) -> dict[int, bytes]:
+        out: dict[int, bytes] = {}
+        rest = []
+        for i in ids:
+            if i not in self.items:
+                rest.append(i)
+            elif (staged := self.items[i]) is not None:
+                out[i] = staged
+        for part in iter_chunks(len(rest), BATCH):
+            chunk = rest[part]
+            for i, v in zip(chunk, self.r.hmget(self.k("items"), [str(i) for i in chunk])):
+                if v is not None:
+                    out[i] = v
+        return out
+
+    @_guard
+    def add_items(
+        self, ids: np.ndarray, keys: Sequence[str], track_ids: np.ndarray,
+        offsets_s: np.ndarray, metas: Sequence[dict[str, Any] | None] | None,
+    ) -> None:
+        ids_l = np.asarray(ids, np.int64).tolist()
+        tids = np.asarray(track_ids, np.int64).tolist()
+        offs = np.asarray(offsets_s, np.float64).tolist()
+        meta_l: Sequence[dict[str, Any] | None] = [None] * len(ids_l) if metas is None else metas
+        self._load_sets(self.keyids, "keyids", keys)
+        self._load_sets(self.trackids, "trackids", [t for t in set(tids) if t >= 0])
+        for i, key, tid, off, meta in zip(ids_l, keys, tids, offs, meta_l):
+            self.items[i] = _item_value(key, tid if tid >= 0 else -1, off, meta)
+            self.keyids[key].add(i)
+            if tid >= 0:
+                self.trackids[tid].add(i)
+
+    @_guard
+    def delete_items(self, ids: np.ndarray) -> None:
+        ids_l = np.asarray(ids, np.int64).tolist()
+        found = {i: _item(i, v) for i, v in self._get_items(ids_l).items()}
+        self._load_sets(self.keyids, "keyids", [it.key for it in found.values()])
+        self._load_sets(self.trackids, "trackids",
+                        [it.track_id for it in found.values() if it.track_id is not None])
+        for i in ids_l:
+            it = found.get(i)
+            if it is not None:
+                self.items[i] = None
+                self.keyids[it.key].discard(i)
+                if it.track_id is not None:
+                    self.trackids[it.track_id].discard(i)
+            self.deleted[i] = True
+
+    @_guard
+    def forget_deleted(self, ids: np.ndarray) -> None:
+        for i in np.asarray(ids, np.int64).tolist():
+            self.deleted[i] = False
+
+    # commit
+
+    def queue(self, pipe: Any) -> None:
+        """Every staged change as commands of the commit's MULTI."""
+        k = self.k
+        if self.config:
+            pipe.hset(k("config"), mapping=self.config)
+        if self.counters:
+            pipe.hset(k("counters"), mapping=self.counters)
+        if self.dropped:
+            infos = self.r.hmget(k("segments"), sorted(self.dropped))
+            chunk_keys = [key for data in infos if data is not None for key in _chunk_keys(data)]
+            pipe.hdel(k("segments"), *sorted(self.dropped))
+            for part in iter_chunks(len(chunk_keys), BATCH):
+                pipe.unlink(*chunk_keys[part])
+        if self.new_segments:
+            pipe.hset(k("segments"), mapping=self.new_segments)
+        _apply(pipe, k("tracks"), {str(t): None if d is None else dumps(d) for t, d in self.tracks.items()})
+        _apply(pipe, k("hashes"), {h: None if t is None else str(t) for h, t in self.hashes.items()})
+        _apply(pipe, k("items"), {str(i): v for i, v in self.items.items()})
+        _apply(pipe, k("keyids"), {key: _pack_ids(s) if s else None for key, s in self.keyids.items()})
+        _apply(pipe, k("trackids"), {str(t): _pack_ids(s) if s else None
+                                     for t, s in self.trackids.items()})
+        add = [i for i, on in self.deleted.items() if on]
+        gone = [i for i, on in self.deleted.items() if not on]
+        for part in iter_chunks(len(add), BATCH):
+            pipe.sadd(k("deleted"), *add[part])
+        for part in iter_chunks(len(gone), BATCH):
+            pipe.srem(k("deleted"), *gone[part])
+
+
+def _apply(pipe: Any, key: str, changes: dict[str, Any]) -> None:
+    """HSET the values, HDEL the Nones, in batches."""
+    sets = [(f, v) for f, v in changes.items() if v is not None]
+    dels = [f for f, v in changes.items() if v is None]
+    for part in iter_chunks(len(sets), BATCH):
+        pipe.hset(key, mapping=dict(sets[part]))
+    for part in iter_chunks(len(dels), BATCH):
+        pipe.hdel(key, *dels[part])
+
+
+def _chunk_keys(data: bytes | str) -> list[str]:
+    seg = json.loads(data)
+    return [f"{seg['base']}:{j}:{i}" for j, (_, n) in enumerate(seg["arrays"]) for i in range(n)]
+
+
+# ------------------------------------------------------------------------------ storage
+
+
+class RedisStorage:
+    """Open (or create) the index under ``?prefix=`` of a Redis database.
+
+    ``lease_s``: how long the write lock outlives a writer that died (renewed while held);
+    ``lock_timeout_s``: how long a writer waits for another one; ``version_ttl_s``: how long
+    ``version()`` may answer from its cache (a handle sees its own commits at once).
+    """
+
+    chunk_bytes = CHUNK_BYTES
+
+    def __init__(self, url: str, *, create: bool = False, readonly: bool = False,
+                 lease_s: float = 30.0, lock_timeout_s: float = 60.0,
+                 version_ttl_s: float = 0.5) -> None:
+        redis_url, self.prefix, self.location = parse(url)
+        self.readonly = readonly
+        self.lease_s = lease_s
+        self.lock_timeout_s = lock_timeout_s
+        self.version_ttl_s = version_ttl_s
+        self._version: tuple[int, float] | None = None
+        self._r = _client(redis_url)
+        try:
+            self._open(create)
+        except BaseException:
+            self._r.close()
+            raise
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}:{name}"
+
+    @_guard
+    def _open(self, create: bool) -> None:
+        manifest = self._r.get(self._key("format"))
+        if manifest is None:
+            if not create or self.readonly:
+                raise IndexFormatError(
+                    f"{self.location}: no index here; create one with `audiolsh index`"
+                    " or `audiolsh vectors add`")
+            data = {"format": FORMAT, "format_version": FORMAT_VERSION, "storage": "redis",
+                    "created_at": time.time()}
+            pipe = self._r.pipeline(transaction=True)
+            pipe.set(self._key("format"), json.dumps(data), nx=True)
+            pipe.setnx(self._key("version"), 0)
+            pipe.execute()
+            manifest = self._r.get(self._key("format"))
+        try:
+            data = json.loads(manifest)
+        except ValueError as exc:
+            raise IndexFormatError(f"{self.location}: unreadable manifest ({exc})") from exc
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise IndexFormatError(f"{self.location}: not an audiolsh index")
+        check_format_version(self.location, "index", data.get("format_version"), newest=FORMAT_VERSION)
+
+    # reads -------------------------------------------------------------------------------
+
+    @_guard
+    def config(self, name: str = INDEX_CONFIG) -> dict[str, Any] | None:
+        data = self._r.hget(self._key("config"), name)
+        return None if data is None else json.loads(data)  # type: ignore[no-any-return]
+
+    @_guard
+    def version(self) -> int:
+        now = time.monotonic()
+        if self._version is not None and now - self._version[1] < self.version_ttl_s:
+            return self._version[0]
+        value = int(self._r.get(self._key("version")) or 0)
+        self._version = (value, now)
+        return value
+
+    @_guard
+    def segments(self) -> list[SegmentInfo]:
+        out = []
+        for sid, data in self._r.hgetall(self._key("segments")).items():
+            seg = json.loads(data)
+            out.append(SegmentInfo(sid.decode(), seg["n_items"], seg["config"], seg["created_at"]))
+        return sorted(out, key=lambda s: (s.created_at, s.id))
+
+    @_guard
+    def load_arrays(self, segment_id: str) -> dict[str, np.ndarray]:
+        gone = SegmentMissing(f"{self.location}: segment {segment_id} is gone")
+        data = self._r.hget(self._key("segments"), segment_id)
+        if data is None:
+            raise gone
+        seg = json.loads(data)
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hexists(self._key("segments"), segment_id)
+        for key in _chunk_keys(data):
+            pipe.get(key)
+        listed, *chunks = pipe.execute()
+        if not listed or any(c is None for c in chunks):
+            raise gone
+        arrays = {}
+        at = 0
+        for name, n in seg["arrays"]:
+            parts = chunks[at:at + n]
+            at += n
+            arrays[name] = _from_npy(parts[0] if n == 1 else b"".join(parts),
+                                     f"{self.location}: segment {segment_id}")
+        return arrays
+
+    @_guard
+    def deleted(self) -> np.ndarray:
+        return np.array(sorted(int(i) for i in self._r.smembers(self._key("deleted"))), dtype=np.int64)
+
+    @_guard
+    def tracks(self) -> list[Track]:
+        return sorted((_track(d) for d in self._r.hgetall(self._key("tracks")).values()),
+                      key=lambda t: t.id)
+
+    @_guard
+    def track(self, track_id: int) -> Track | None:
+        data = self._r.hget(self._key("tracks"), str(int(track_id)))
+        return None if data is None else _track(data)
+
+    @_guard
+    def track_by_hash(self, content_hash: str) -> Track | None:
+        tid = self._r.hget(self._key("hashes"), content_hash)
+        return None if tid is None else self.track(int(tid))
+
+    def _hmget(self, key: str, fields: Sequence[Any]) -> list[Any]:
+        """HMGET of many fields in one round trip (a pipeline of batches)."""
+        if not len(fields):
+            return []
+        pipe = self._r.pipeline(transaction=False)
+        for part in iter_chunks(len(fields), BATCH):
+            pipe.hmget(self._key(key), [str(f) for f in fields[part]])
+        return [v for values in pipe.execute() for v in values]
+
+    @_guard
+    def items(self, ids: np.ndarray) -> list[Item | None]:
+        wanted = [int(i) for i in np.asarray(ids).ravel()]
+        unique = sorted(set(wanted))
+        found = {i: _item(i, v) for i, v in zip(unique, self._hmget("items", unique)) if v is not None}
+        return [found.get(i) for i in wanted]
+
+    @_guard
+    def ids_for_keys(self, keys: Sequence[str]) -> np.ndarray:
+        unique = list(dict.fromkeys(keys))
+        found = [_unpack_ids(v) for v in self._hmget("keyids", unique) if v]
+        return np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+
+    @_guard
+    def ids_for_track(self, track_id: int) -> np.ndarray:
+        return np.sort(_unpack_ids(self._r.hget(self._key("trackids"), str(int(track_id)))))
+
+    def _locations(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(found ids, their track ids, their offsets) of the items among ``ids``."""
+        pairs = [(i, v[:_LOC.size]) for i, v in zip(ids, self._hmget("items", ids)) if v is not None]
+        if not pairs:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+        loc = np.frombuffer(b"".join(p[1] for p in pairs), dtype=[("t", "<i8"), ("o", "<f8")])
+        return (np.array([p[0] for p in pairs], np.int64), loc["t"].astype(np.int64),
+                loc["o"].astype(np.float64))
+
+    @_guard
+    def item_arrays(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        unique = np.unique(np.asarray(ids, np.int64)).tolist()
+        return align_items(ids, *self._locations(unique))
+
+    @_guard
+    def track_items(self, track_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        tids = np.unique(np.asarray(track_ids, np.int64)).tolist()
+        found = [_unpack_ids(v) for v in self._hmget("trackids", tids) if v]
+        ids = np.unique(np.concatenate(found)).tolist() if found else []
+        return self._locations(ids)
+
+    @_guard
+    def n_items(self) -> int:
+        return int(self._r.hlen(self._key("items")))
+
+    # writes ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[RedisWriter]:
+        if self.readonly:
+            raise IndexFormatError(f"{self.location}: opened read-only")
+        token = uuid.uuid4().hex
+        self._lock(token)
+        stop = threading.Event()
+        lost = threading.Event()
+        renew = threading.Thread(target=self._renew, args=(token, stop, lost), daemon=True,
+                                 name="audiolsh-redis-lease")
+        renew.start()
+        writer = RedisWriter(self, token)
+        committed = False
+        try:
+            self._collect_garbage()
+            yield writer
+            stop.set()
+            renew.join()
+            self._commit(writer, lost)
+            committed = True
+        except _redis_errors() as exc:
+            raise _unreachable(self.location, exc) from None
+        finally:
+            stop.set()
+            renew.join()
+            if not committed:
+                with contextlib.suppress(*_redis_errors()):
+                    self._discard(writer)
+                    self._r.eval(_RELEASE, 1, self._key("lock"), token)
+
+    def _discard(self, writer: RedisWriter) -> None:
+        """Delete the segment keys of a write that did not commit.  An interruption during EXEC
+        may have committed it after all: then its segments are listed, and stay."""
+        ids = list(writer.new_segments)
+        listed = self._r.hmget(self._key("segments"), ids) if ids else []
+        if any(d is not None and json.loads(d)["base"].endswith(writer.token) for d in listed):
+            return
+        for part in iter_chunks(len(writer.written), BATCH):
+            self._r.unlink(*writer.written[part])
+            self._r.srem(self._key("pending"), *writer.written[part])
+
+    @_guard
+    def _lock(self, token: str) -> None:
+        deadline = time.monotonic() + self.lock_timeout_s
+        lease_ms = max(1, int(self.lease_s * 1000))
+        while not self._r.set(self._key("lock"), token, nx=True, px=lease_ms):
+            if time.monotonic() > deadline:
+                raise IndexFormatError(
+                    f"{self.location}: another writer holds the write lock (waited"
+                    f" {self.lock_timeout_s:g} s); try again when it is done")
+            time.sleep(0.05)
+
+    def _renew(self, token: str, stop: threading.Event, lost: threading.Event) -> None:
+        lease_ms = max(1, int(self.lease_s * 1000))
+        while not stop.wait(self.lease_s / 3):
+            try:
+                if not self._r.eval(_RENEW, 1, self._key("lock"), token, lease_ms):
+                    lost.set()
+                    return
+            except _redis_errors():
+                pass  # the commit reports it
+
+    def _commit(self, writer: RedisWriter, lost: threading.Event) -> None:
+        lock = self._key("lock")
+        lost_lock = IndexFormatError(
+            f"{self.location}: the write lock expired before the commit (another writer took"
+            " it); nothing was committed")
+        lease_ms = max(1, int(self.lease_s * 1000))
+        if lost.is_set() or not self._r.eval(_RENEW, 1, lock, writer.token, lease_ms):
+            raise lost_lock
+        with self._r.pipeline(transaction=True) as pipe:
+            pipe.watch(lock)
+            if pipe.get(lock) != writer.token.encode():
+                raise lost_lock
+            pipe.multi()
+            pipe.incr(self._key("version"))
+            writer.queue(pipe)
+            pipe.delete(self._key("pending"), lock)
+            try:
+                results = pipe.execute()
+            except _redis.exceptions.WatchError:
+                raise lost_lock from None
+        self._version = (int(results[0]), time.monotonic())
+
+    def _collect_garbage(self) -> None:
+        """Delete segment keys no committed segment names: a writer died before its commit (or
+        lost its lease).  Its keys are listed in P:pending; a sweep of the prefix's segment keys
+        (SCAN) then finds any it wrote after the list was taken."""
+        pending = self._key("pending")
+        stray = list(self._r.smembers(pending))
+        if not stray:
+            return
+        for part in iter_chunks(len(stray), BATCH):
+            self._r.unlink(*stray[part])
+        self._r.delete(pending)
+        live = {json.loads(d)["base"] for d in self._r.hvals(self._key("segments"))}
+        pattern = _glob_escape(self._key("seg:")) + "*"
+        stale = []
+        for key in self._r.scan_iter(match=pattern, count=1000):
+            if key.decode().rsplit(":", 2)[0] not in live:
+                stale.append(key)
+        for part in iter_chunks(len(stale), BATCH):
+            self._r.unlink(*stale[part])
+
+    def segment_keys(self) -> set[str]:
+        """Ids of the segments that have arrays stored (committed or not): for tests."""
+        pattern = _glob_escape(self._key("seg:")) + "*"
+        start = len(self._key("seg:"))
+        return {k.decode()[start:].split(":", 1)[0] for k in self._r.scan_iter(match=pattern)}
+
+    def close(self) -> None:
+        with contextlib.suppress(*_redis_errors()):
+            self._r.close()
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+__all__ = ["RedisStorage", "describe", "join", "parse", "storage_exists"]
