@@ -254,7 +254,7 @@ def test_a_big_catalogue_reads_in_few_round_trips(redis_url: str) -> None:
 
 
 def test_without_redis_py_the_message_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    import audiolsh.storage.redis as backend
+    import audiolsh.storage.redis_codec as backend
 
     monkeypatch.setattr(backend, "_redis", None)
     with pytest.raises(ParameterError, match=r"pip install 'audiolsh\[redis\]'"):
