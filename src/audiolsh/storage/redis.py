@@ -77,8 +77,6 @@ from audiolsh.storage.redis_codec import (
     storage_exists,
 )
 
-__all__ = ["CHUNK_BYTES", "RedisStorage", "RedisWriter", "describe", "join", "parse", "storage_exists"]
-
 #: Segment arrays are stored in values of at most this many bytes (Redis allows 512 MB).
 CHUNK_BYTES = 64 * 2**20
 #: Commands with more fields than this are split (still inside the one MULTI/EXEC).
