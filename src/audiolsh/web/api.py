@@ -29,6 +29,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 PARAM_ERRORS: dict[int | str, dict[str, Any]] = {k: v for k, v in NOT_FOUND.items() if k != 404}
 FileField = Annotated[UploadFile, File(description="An audio file or recording (any format ffmpeg decodes).")]
 MAX_TRACK_ID = 2**31 - 1
+UNAVAILABLE = "The library's storage (a Redis server) cannot be reached; it recovers by itself."
 
 
 def get_service(request: Request) -> QueryService:
@@ -94,8 +95,7 @@ def track_audio(track_id: Annotated[int, Path(ge=0, le=MAX_TRACK_ID)], service: 
 
 
 @router.get("/health", response_model=Health, tags=["service"], summary="Liveness",
-            responses={503: {"model": Health, "description": "The library's storage cannot be reached"
-                                                             " (a Redis server down); it recovers by itself."}})
+            responses={503: {"model": Health, "description": UNAVAILABLE}})
 def health(service: Service) -> Any:
     """Whether the server can answer queries; asks the library's storage (in a worker thread)."""
     body = service.health()
