@@ -219,3 +219,37 @@ def test_two_apps_share_one_library_and_see_a_new_track(redis_server: RedisServe
             assert r.status_code == 200, r.text
             assert Path(r.json()["results"][0]["path"]).name == NEW_TRACK
         assert _answers(first, web_corpus) == _answers(second, web_corpus)
+
+
+def test_the_pool_drops_a_handle_whose_storage_failed(web_corpus: Any) -> None:
+    from audiolsh.errors import ParameterError, StorageUnavailable
+    from audiolsh.web.pool import LibraryPool
+
+    pool = LibraryPool(web_corpus.library, size=1)
+    try:
+        with pytest.raises(StorageUnavailable), pool.borrow() as first:
+            raise StorageUnavailable("down")
+        with pool.borrow() as second:
+            assert second is not first and len(second) == len(web_corpus.ids)
+        with pytest.raises(ParameterError), pool.borrow() as third:
+            raise ParameterError("a bad query keeps its handle")
+        with pool.borrow() as fourth:
+            assert fourth is second and third is second
+    finally:
+        pool.close()
+
+
+def test_app_from_env_for_uvicorn_workers(redis_library: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from audiolsh.errors import ParameterError
+    from audiolsh.web.app import app_from_env
+
+    monkeypatch.delenv("AUDIOLSH_INDEX", raising=False)
+    with pytest.raises(ParameterError, match="AUDIOLSH_INDEX"):
+        app_from_env()
+    monkeypatch.setenv("AUDIOLSH_INDEX", redis_library)
+    app = app_from_env()
+    assert app.state.settings.index_path == redis_library
+    with TestClient(app) as client:
+        assert client.get("/api/tracks").status_code == 200

@@ -215,3 +215,20 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """``create_app`` on the library named by ``$AUDIOLSH_INDEX``, for uvicorn's own worker
+    processes, each with its own handles (a Redis library is shared by all of them)::
+
+        AUDIOLSH_INDEX='redis://127.0.0.1:6379/0?prefix=music' \\
+            uvicorn --factory audiolsh.web.app:app_from_env --workers 4
+    """
+    import os
+
+    from audiolsh.index import INDEX_ENV
+
+    location = os.environ.get(INDEX_ENV)
+    if not location:
+        raise ParameterError(f"set {INDEX_ENV} to the library's location (a directory or redis://...)")
+    return create_app(Settings(index_path=location))
