@@ -6,6 +6,7 @@ from audiolsh.errors import (
     IndexFormatError,
     InputFormatError,
     ParameterError,
+    StorageUnavailable,
 )
 
 __version__ = "0.1.0"
@@ -16,5 +17,6 @@ __all__ = [
     "IndexFormatError",
     "InputFormatError",
     "ParameterError",
+    "StorageUnavailable",
     "__version__",
 ]

@@ -36,3 +36,8 @@ class InputFormatError(AudiolshError, ValueError):
 
 class IndexFormatError(AudiolshError, RuntimeError):
     """The index directory is missing, of another format version, or inconsistent."""
+
+
+class StorageUnavailable(IndexFormatError):
+    """The storage cannot be reached right now (a Redis server down, refusing, timing out);
+    the same call may work once it is back.  The message names the location, never a password."""

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from audiolsh.errors import IndexFormatError, ParameterError
+from audiolsh.errors import IndexFormatError, ParameterError, StorageUnavailable
 from audiolsh.storage import SegmentInfo, describe, join, open_storage, split, storage_exists
 from audiolsh.storage.redis import RedisStorage, parse
 
@@ -54,10 +54,10 @@ def test_redis_locations() -> None:
 
 def test_unreachable_redis_is_one_clear_error(tmp_path: Any) -> None:
     for where in ("redis://127.0.0.1:1/0?prefix=a", f"unix://{tmp_path}/none.sock?prefix=a"):
-        with pytest.raises(IndexFormatError, match=r"cannot reach Redis at .*(refused|no socket)") as err:
+        with pytest.raises(StorageUnavailable, match=r"cannot reach Redis at .*(refused|no socket)") as err:
             open_storage(where)
-        assert where in str(err.value)
-        with pytest.raises(IndexFormatError, match="cannot reach Redis"):
+        assert where in str(err.value) and isinstance(err.value, IndexFormatError)
+        with pytest.raises(StorageUnavailable, match="cannot reach Redis"):
             storage_exists(where)
     with pytest.raises(IndexFormatError) as err:
         open_storage("redis://:pw@127.0.0.1:1/0?prefix=a")

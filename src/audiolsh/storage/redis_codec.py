@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import numpy as np
 
-from audiolsh.errors import IndexFormatError, ParameterError
+from audiolsh.errors import IndexFormatError, ParameterError, StorageUnavailable
 from audiolsh.storage.base import Item, Track, dumps
 
 try:
@@ -121,7 +121,8 @@ def _unreachable(where: str, exc: BaseException) -> IndexFormatError:
         return IndexFormatError(f"cannot use Redis at {where}: authentication failed")
     if _redis is not None and isinstance(exc, (_redis.exceptions.ConnectionError,
                                                _redis.exceptions.TimeoutError)):
-        return IndexFormatError(f"cannot reach Redis at {where}: {_reason(exc)}")
+        # BusyLoadingError (a restarted server still loading its data) is one of these too.
+        return StorageUnavailable(f"cannot reach Redis at {where}: {_reason(exc)}")
     return IndexFormatError(f"Redis at {where}: {' '.join(str(exc).split())}")
 
 

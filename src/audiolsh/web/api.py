@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 
 from audiolsh.web.schemas import Analysis, ErrorBody, Health, IdentifyRecord, SimilarRecord, TrackPage
 from audiolsh.web.services import MAX_K, QueryService
@@ -17,16 +17,19 @@ UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "The upload is larger than the server's limit."},
     422: {"model": ErrorBody, "description": "Not usable audio (empty, not audio, corrupt, silent,"
                                              " too short), or a bad parameter."},
-    503: {"model": ErrorBody, "description": "Every worker stayed busy; try again."},
+    503: {"model": ErrorBody, "description": "Every worker stayed busy, or the library's storage cannot"
+                                             " be reached right now; try again."},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such track, or its file is gone."},
     422: {"model": ErrorBody, "description": "A bad parameter."},
-    503: {"model": ErrorBody, "description": "Every worker stayed busy; try again."},
+    503: {"model": ErrorBody, "description": "Every worker stayed busy, or the library's storage cannot"
+                                             " be reached right now; try again."},
 }
 PARAM_ERRORS: dict[int | str, dict[str, Any]] = {k: v for k, v in NOT_FOUND.items() if k != 404}
 FileField = Annotated[UploadFile, File(description="An audio file or recording (any format ffmpeg decodes).")]
 MAX_TRACK_ID = 2**31 - 1
+UNAVAILABLE = "The library's storage (a Redis server) cannot be reached; it recovers by itself."
 
 
 def get_service(request: Request) -> QueryService:
@@ -91,6 +94,11 @@ def track_audio(track_id: Annotated[int, Path(ge=0, le=MAX_TRACK_ID)], service: 
     return FileResponse(path, media_type=media_type)
 
 
-@router.get("/health", response_model=Health, tags=["service"], summary="Liveness")
-async def health(service: Service) -> dict[str, Any]:
-    return service.health()
+@router.get("/health", response_model=Health, tags=["service"], summary="Liveness",
+            responses={503: {"model": Health, "description": UNAVAILABLE}})
+def health(service: Service) -> Any:
+    """Whether the server can answer queries; asks the library's storage (in a worker thread)."""
+    body = service.health()
+    if body["status"] != "ok":
+        return JSONResponse(body, status_code=503)
+    return body

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from audiolsh import __version__
-from audiolsh.errors import AudioError, AudiolshError, IndexFormatError, ParameterError
+from audiolsh.errors import AudioError, AudiolshError, IndexFormatError, ParameterError, StorageUnavailable
 from audiolsh.web import api, pages
 from audiolsh.web.errors import WebError
 from audiolsh.web.services import QueryService
@@ -36,13 +36,16 @@ HERE = Path(__file__).parent
 MULTIPART_SLACK_BYTES = 64 * 1024
 STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "upload_too_large",
                 415: "unsupported_media_type", 422: "invalid_request", 503: "busy"}
+UNAVAILABLE = "the library's storage cannot be reached right now; try again shortly"
+RETRY_AFTER_S = 5
 DESCRIPTION = """\
 Identify music clips and find similar tracks in an audiolsh library.
 
 Uploads go in a multipart field named `file`; their content is decoded (never trusted by name
 or type).  `POST /api/identify` and `POST /api/similar` answer with the same JSON objects as
 `audiolsh identify --format jsonl` and `audiolsh similar --format jsonl`.  Every error is JSON:
-`{"error": code, "detail": message}` with a 4xx status (503 when every worker stays busy).
+`{"error": code, "detail": message}` with a 4xx status (503 when every worker stays busy, or
+while the library's storage, a Redis server, cannot be reached; the app recovers by itself).
 """
 
 
@@ -141,6 +144,13 @@ def _add_error_handlers(app: FastAPI) -> None:
             return _error(422, "bad_audio", exc.problem)
         if isinstance(exc, ParameterError):
             return _error(422, "bad_parameter", str(exc))
+        if isinstance(exc, StorageUnavailable):
+            # One line in the log, no traceback: the pool has dropped the handle and the next
+            # request tries again, so this heals itself once the storage is back.
+            log.warning("storage unavailable: %s", exc)
+            response = _error(503, "storage_unavailable", UNAVAILABLE)
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return response
         if isinstance(exc, IndexFormatError):
             log.error("library unavailable: %s", exc)
             return _error(503, "library_unavailable", "the library cannot be read right now")
@@ -164,13 +174,17 @@ def _swagger_assets() -> Path | None:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The web app on the library at ``settings.index_path`` (opened read-only now)."""
+    """The web app on the library at ``settings.index_path`` (opened read-only now: a library
+    that is missing, or whose storage cannot be reached, raises here)."""
     service = QueryService(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.warm_up:
-            await anyio.to_thread.run_sync(service.warm_up)
+            try:
+                await anyio.to_thread.run_sync(service.warm_up)
+            except StorageUnavailable as exc:  # it went away since the pool opened: serve 503s
+                log.warning("warm-up skipped: %s", exc)
         yield
         service.close()
 
@@ -201,3 +215,20 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """``create_app`` on the library named by ``$AUDIOLSH_INDEX``, for uvicorn's own worker
+    processes, each with its own handles (a Redis library is shared by all of them)::
+
+        AUDIOLSH_INDEX='redis://127.0.0.1:6379/0?prefix=music' \\
+            uvicorn --factory audiolsh.web.app:app_from_env --workers 4
+    """
+    import os
+
+    from audiolsh.index import INDEX_ENV
+
+    location = os.environ.get(INDEX_ENV)
+    if not location:
+        raise ParameterError(f"set {INDEX_ENV} to the library's location (a directory or redis://...)")
+    return create_app(Settings(index_path=location))

@@ -2,7 +2,10 @@
 
 The storage's SQLite connections and the indexes' lazily loaded segments are not safe to use
 from two threads at once.  Each worker borrows a whole ``Library`` for the length of one query;
-with ``size=1`` this is one lock around the library.  Handles are opened on first use and kept.
+with ``size=1`` this is one lock around the library.  Handles are opened on first use and kept,
+except one whose storage could not be reached (``StorageUnavailable``, a Redis server down): it
+is closed and dropped, half-refreshed state and all, and the next borrow opens a fresh one, so
+the pool recovers by itself once the storage is back.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from audiolsh.errors import StorageUnavailable
 from audiolsh.library import Library
 from audiolsh.web.errors import Busy
 
@@ -60,14 +64,33 @@ class LibraryPool:
                 library = self._open()
             with self._lock:
                 self._busy += 1
+            keep = True
             try:
                 yield library
+            except StorageUnavailable:
+                keep = False
+                raise
             finally:
                 with self._lock:
                     self._busy -= 1
-                self._idle.put(library)
+                if keep:
+                    self._idle.put(library)
+                else:
+                    self._drop(library)
         finally:
             self._slots.release()
+
+    def _drop(self, library: Library) -> None:
+        """Forget a handle whose storage failed; closing it must not fail the request again."""
+        with self._lock:
+            if library in self._opened:
+                self._opened.remove(library)
+        try:
+            library.close()
+        except Exception as exc:  # the storage is already known to be unwell
+            log.debug("closing a dropped handle on %s: %s", self.path, exc)
+        log.warning("dropped a handle on %s: its storage cannot be reached (%d handles left)",
+                    self.path, len(self._opened))
 
     def close(self) -> None:
         """Close every idle handle (shutdown); a later ``borrow`` opens new ones."""

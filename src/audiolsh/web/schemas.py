@@ -107,7 +107,9 @@ class TrackPage(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description='"ok", or "unavailable" (with 503) while the library\'s storage'
+                                    " cannot be reached")
     version: str
     workers: int
     busy: int
+    detail: str | None = None

@@ -19,8 +19,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from audiolsh import __version__
-from audiolsh.errors import AudiolshError, ParameterError
-from audiolsh.library import Library
+from audiolsh.errors import AudiolshError, ParameterError, StorageUnavailable
+from audiolsh.library import Library, is_library
 from audiolsh.library import analyse as analyse_clip
 from audiolsh.query.identify import identify as run_identify
 from audiolsh.query.records import identify_record, similar_record
@@ -130,6 +130,8 @@ class QueryService:
             for worst in (False, True):
                 try:
                     record = self._similar(library, clip, features, by=by, k=k, worst=worst)
+                except StorageUnavailable:
+                    raise  # a 503 for the whole request, and the pool drops the handle
                 except AudiolshError as exc:
                     record = {"query": clip.name, "results": [], "error": str(exc)}
                 lists.append({"by": by, "worst": worst, **record})
@@ -237,6 +239,8 @@ class QueryService:
         if by in lib.indexes and len(tracks) >= max(n, 3):
             try:
                 c = cluster_library(lib, by=by, n_clusters=n)
+            except StorageUnavailable:
+                raise
             except AudiolshError as exc:
                 log.warning("no groups for the library page: %s", exc)
             else:
@@ -246,8 +250,23 @@ class QueryService:
         return groups_of, groups
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "workers": self.pool.size,
-                "busy": self.pool.busy}
+        """``status`` "ok", or "unavailable" (with a ``detail``) when the library's storage
+        cannot be reached or the library is gone.  Asks the storage directly, on a connection
+        of its own, so it neither waits for a free worker nor disturbs one."""
+        out: dict[str, Any] = {"status": "ok", "version": __version__, "workers": self.pool.size,
+                               "busy": self.pool.busy}
+        try:
+            present = is_library(self.settings.index_path)
+        except StorageUnavailable:
+            present = None
+        except AudiolshError as exc:
+            log.warning("health: %s", exc)
+            present = None
+        if not present:
+            out["status"] = "unavailable"
+            out["detail"] = ("the library's storage cannot be reached right now" if present is None
+                             else "the library is no longer there")
+        return out
 
     def n_tracks(self) -> int:
         return int(self._with_library(len))
@@ -267,6 +286,8 @@ class QueryService:
             for library in libraries:
                 try:
                     self._analyse(library, clip, k=1)
+                except StorageUnavailable:
+                    raise  # the pool drops the handles; requests answer 503 until it is back
                 except AudiolshError as exc:  # an empty library, a missing mode: fine
                     log.info("warm-up: %s", exc)
         log.info("warmed up %d workers in %.1f s", self.pool.size, time.perf_counter() - t0)

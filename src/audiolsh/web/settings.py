@@ -23,7 +23,8 @@ class Settings:
     """Everything ``create_app`` needs; every field but ``index_path`` has a default."""
 
     index_path: str = field(metadata=_doc(
-        "Where the music library is (built by `audiolsh index`): a directory, or memory://name."))
+        "Where the music library is (built by `audiolsh index`): a directory, memory://name, or"
+        " redis://host:port/db?prefix=NAME (several servers may share one Redis library)."))
     host: str = field(default="127.0.0.1", metadata=_doc(
         "Address to listen on; loopback by default, so only this machine can connect."))
     port: int = field(default=8000, metadata=_doc("TCP port."))

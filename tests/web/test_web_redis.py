@@ -1,0 +1,255 @@
+"""The web app on a library in Redis: the same answers as from a directory, 503 while the server
+is down and recovery once it is back, and several apps sharing one library.
+
+Each test module owns a private redis-server on a unix socket in a temporary folder (not the
+session one: the tests stop and restart it by its process id).  It persists with an AOF fsynced
+on every write, so a ``kill -9`` and a restart keep the library.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import soundfile as sf
+
+from audiolsh.audio import synth
+from audiolsh.library import Library, index_audio
+
+SR = 22050  # as the web corpus (tests/web/conftest.py)
+DURATION_S = 40.0
+PREFIX = "web"
+NEW_TRACK = "echo.wav"
+NEW_SEED = 505
+VOLATILE = {"elapsed_ms", "added_at"}
+QUERIES = [
+    ("/api/identify", "charlie.ogg"),
+    ("/api/similar?by=timbre&k=4", "bravo.flac"),
+    ("/api/similar?by=combined&k=3", "alpha.wav"),
+]
+
+
+class RedisServer:
+    """One redis-server on ``folder/redis.sock``; ``kill`` and ``start`` by process id."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.socket = folder / "redis.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, prefix: str) -> str:
+        return f"unix://{self.socket}?prefix={prefix}"
+
+    def start(self) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            pytest.fail("redis-server is not installed: `make system-deps` (or apt-get install redis-server)")
+        import redis
+
+        self.proc = subprocess.Popen(
+            [server, "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+             "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no",
+             "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(unix_socket_path=str(self.socket))
+        deadline = time.monotonic() + 15
+        try:
+            while True:
+                try:  # a restarted server answers LOADING (a ConnectionError) until its AOF is read
+                    if client.ping():
+                        return
+                except redis.exceptions.ConnectionError:
+                    pass
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"redis-server did not start (exit code {self.proc.poll()})")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown save, the socket file left behind."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis-web"))
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.proc is not None and server.proc.poll() is None:
+            server.proc.terminate()
+            try:
+                server.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+@pytest.fixture(scope="module")
+def redis_library(redis_server: RedisServer, web_corpus: Any) -> str:
+    """The web corpus indexed into Redis, as ``web_corpus.library`` is into a directory."""
+    url = redis_server.url(PREFIX)
+    with Library.create(url) as library:
+        report = index_audio(library, [web_corpus.music], workers=1)
+        assert not report.failed, report.failed
+        assert {Path(t.path).name: t.id for t in library.tracks()} == web_corpus.ids
+    return url
+
+
+def _client(location: str | Path) -> Any:
+    from fastapi.testclient import TestClient
+
+    from audiolsh.web.app import create_app
+    from audiolsh.web.settings import Settings
+
+    return TestClient(create_app(Settings(index_path=location, warm_up=False, workers=1)))
+
+
+def _stable(value: Any) -> Any:
+    """An answer without its timings and indexing times."""
+    if isinstance(value, dict):
+        return {k: _stable(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [_stable(v) for v in value]
+    return value
+
+
+def _answers(client: Any, corpus: Any) -> list[Any]:
+    out = []
+    r = client.get("/api/tracks")
+    assert r.status_code == 200, r.text
+    out.append(_stable(r.json()))
+    for url, name in QUERIES:
+        r = client.post(url, files={"file": ("clip.wav", corpus.clip(name))})
+        assert r.status_code == 200, r.text
+        out.append(_stable(r.json()))
+    return out
+
+
+def _until(what: str, check: Callable[[], bool], *, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout_s:g} s: {what}")
+        time.sleep(0.05)
+
+
+def _unavailable(r: Any) -> bool:
+    return bool(r.status_code == 503 and r.json().get("error") == "storage_unavailable")
+
+
+def test_redis_down_is_503_and_the_app_recovers(redis_server: RedisServer, redis_library: str,
+                                                web_corpus: Any) -> None:
+    with _client(web_corpus.library) as on_disk:
+        expected = _answers(on_disk, web_corpus)
+    assert expected[0]["total"] == len(web_corpus.ids)
+
+    with _client(redis_library) as client:
+        assert _answers(client, web_corpus) == expected
+        r = client.get("/health")
+        assert r.status_code == 200 and r.json()["status"] == "ok"
+
+        redis_server.kill()
+        clip = web_corpus.clip("charlie.ogg")
+        # A handle may answer from its cache for the half second it trusts its version.
+        for url, _ in QUERIES:
+            _until(f"{url} answers 503", lambda url=url: _unavailable(
+                client.post(url, files={"file": ("clip.wav", clip)})))
+        _until("/api/tracks answers 503", lambda: _unavailable(client.get("/api/tracks")))
+        r = client.get("/api/tracks")
+        assert r.status_code == 503 and r.headers["content-type"] == "application/json"
+        body = r.json()
+        assert set(body) == {"error", "detail"} and "storage" in body["detail"]
+        assert "retry-after" in r.headers
+        r = client.get("/health")
+        assert r.status_code == 503
+        assert r.json()["status"] == "unavailable" and r.json()["detail"]
+
+        redis_server.start()  # the same socket; the AOF brings the library back
+        _until("/api/tracks answers 200 again", lambda: client.get("/api/tracks").status_code == 200)
+        assert _answers(client, web_corpus) == expected
+        r = client.get("/health")
+        assert r.status_code == 200 and r.json()["status"] == "ok"
+
+
+def test_serve_with_redis_down_is_one_clear_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    import audiolsh.cli.web_cmds  # noqa: F401  (registers `serve`)
+    from audiolsh.cli import cli
+
+    url = f"unix://{tmp_path / 'absent.sock'}?prefix=x"
+    result = CliRunner().invoke(cli, ["serve", "--index", url, "--no-warm-up"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach Redis" in lines[0] and "absent.sock" in lines[0], result.output
+
+
+def test_two_apps_share_one_library_and_see_a_new_track(redis_server: RedisServer, redis_library: str,
+                                                        web_corpus: Any, tmp_path: Path) -> None:
+    with _client(redis_library) as first, _client(redis_library) as second:
+        answers = _answers(first, web_corpus)
+        assert _answers(second, web_corpus) == answers
+        n = answers[0]["total"]
+
+        new = tmp_path / NEW_TRACK
+        sf.write(new, synth.music(duration_s=DURATION_S, sr=SR, seed=NEW_SEED), SR)
+        done = subprocess.run([sys.executable, "-m", "audiolsh", "index", str(new), "--index", redis_library,
+                               "--workers", "1"], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+
+        y, _ = sf.read(new, dtype="float32")
+        clip = web_corpus.wav(y[12 * SR: 22 * SR])
+        for client in (first, second):
+            _until("the new track is listed", lambda c=client: c.get("/api/tracks").json()["total"] == n + 1)
+            names = [t["name"] for t in client.get("/api/tracks").json()["items"]]
+            assert NEW_TRACK in names
+            r = client.post("/api/similar?by=timbre&k=2", files={"file": ("clip.wav", clip)})
+            assert r.status_code == 200, r.text
+            assert Path(r.json()["results"][0]["path"]).name == NEW_TRACK
+        assert _answers(first, web_corpus) == _answers(second, web_corpus)
+
+
+def test_the_pool_drops_a_handle_whose_storage_failed(web_corpus: Any) -> None:
+    from audiolsh.errors import ParameterError, StorageUnavailable
+    from audiolsh.web.pool import LibraryPool
+
+    pool = LibraryPool(web_corpus.library, size=1)
+    try:
+        with pytest.raises(StorageUnavailable), pool.borrow() as first:
+            raise StorageUnavailable("down")
+        with pool.borrow() as second:
+            assert second is not first and len(second) == len(web_corpus.ids)
+        with pytest.raises(ParameterError), pool.borrow() as third:
+            raise ParameterError("a bad query keeps its handle")
+        with pool.borrow() as fourth:
+            assert fourth is second and third is second
+    finally:
+        pool.close()
+
+
+def test_app_from_env_for_uvicorn_workers(redis_library: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from audiolsh.errors import ParameterError
+    from audiolsh.web.app import app_from_env
+
+    monkeypatch.delenv("AUDIOLSH_INDEX", raising=False)
+    with pytest.raises(ParameterError, match="AUDIOLSH_INDEX"):
+        app_from_env()
+    monkeypatch.setenv("AUDIOLSH_INDEX", redis_library)
+    app = app_from_env()
+    assert app.state.settings.index_path == redis_library
+    with TestClient(app) as client:
+        assert client.get("/api/tracks").status_code == 200
