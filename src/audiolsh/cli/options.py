@@ -10,5 +10,7 @@ DEFAULT_INDEX = "audiolsh-index"
 
 index_option = click.option(
     "--index", "index_path", type=str, envvar=INDEX_ENV, default=DEFAULT_INDEX, show_default=True,
-    show_envvar=True, help="Where the index is: a directory, or memory://name (this process only).",
+    show_envvar=True,
+    help="Where the index is: a directory, redis://host:port/db?prefix=NAME (audiolsh[redis]), or"
+    " memory://name (this process only).",
 )
