@@ -382,6 +382,81 @@ def bench_dataset(ds: Dataset, server: RedisServer, tmp: str, with_datasketch: b
     return out
 
 
+# --------------------------------------------------------------------------- library
+
+
+def bench_library(corpus: Path, server: RedisServer, tmp: str, n_clips: int, workers: int) -> list[dict]:
+    """``audiolsh index CORPUS`` into a directory and into ``redis://`` (wall time of the command),
+    then ``similar --by combined`` for ``n_clips`` clips (10 s from 20 s in, analysed once): the
+    library's part of the latency, in-process, the backends interleaved clip by clip."""
+    from audiolsh.audio import find_audio, load
+    from audiolsh.library import MIN_DURATION_S, SAMPLE_RATE, Library, analyse
+    from audiolsh.query.similar import check_query
+    from audiolsh.query.similar import similar as run_similar
+
+    tag = uuid.uuid4().hex[:8]
+    locations = {"embedded": os.path.join(tmp, f"lib-{tag}"),
+                 "redis tcp": f"redis://127.0.0.1:{server.port}/0?prefix=lib-{tag}"}
+    rows: dict[str, dict] = {}
+    for backend, loc in locations.items():
+        gc.collect()
+        mem0 = server.used_memory()
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "audiolsh", "index", str(corpus), "--index", loc,
+                               "-j", str(workers)], capture_output=True, text=True)
+        index_s = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"audiolsh index into {loc} failed:\n{proc.stderr[-2000:]}")
+        nbytes = dir_bytes(loc) if backend == "embedded" else server.used_memory() - mem0
+        rows[backend] = {"backend": backend, "index_s": index_s, "bytes": nbytes}
+        log(f"library {backend}: indexed in {index_s:.0f} s, {nbytes / 2**20:.1f} MiB")
+    libs = {b: Library.open(loc, readonly=True) for b, loc in locations.items()}
+    first = next(iter(libs.values()))
+    mode = check_query(first, "combined", None)
+    cfg = first.config
+    files = [str(p) for p in find_audio([corpus])]
+    picked = files[:: max(1, len(files) // n_clips)][:n_clips]
+    clips = []
+    t0 = time.perf_counter()
+    for f in picked:
+        y, sr = load(f, sr=SAMPLE_RATE, offset_s=20.0, duration_s=10.0, min_duration_s=MIN_DURATION_S)
+        clips.append(analyse(y, sr, modes=mode.needs, window_s=cfg.window_s, hop_s=cfg.hop_s, path=f))
+    analyse_s = (time.perf_counter() - t0) / len(clips)
+    for lib in libs.values():
+        run_similar(lib, clips[0], by="combined", k=10)  # warm-up
+    names = list(libs)
+    lat = {b: np.empty(len(clips)) for b in names}
+    answers: dict[str, list[list[int]]] = {b: [] for b in names}
+    for i, clip in enumerate(clips):
+        for j in range(len(names)):
+            b = names[(i + j) % len(names)]
+            t0 = time.perf_counter()
+            found = run_similar(libs[b], clip, by="combined", k=10)
+            lat[b][i] = time.perf_counter() - t0
+            answers[b].append([int(getattr(r, "track_id", -1)) for r in found])
+    same = answers[names[0]] == answers[names[1]]
+    n_tracks = len(first.tracks()) if hasattr(first, "tracks") else None
+    for b in names:
+        rows[b].update(lat_stats(lat[b]), analyse_ms=analyse_s * 1e3, clips=len(clips),
+                       same_answers=same, n_tracks=n_tracks)
+        libs[b].close()
+        log(f"library {b}: similar p50 {rows[b]['p50_ms']:.2f} ms p95 {rows[b]['p95_ms']:.2f} ms")
+    server.drop(f"lib-{tag}")
+    shutil.rmtree(locations["embedded"], ignore_errors=True)
+    return list(rows.values())
+
+
+def library_table(rows: list[dict]) -> list[str]:
+    head = ["backend", "audiolsh index (s)", "size (MiB)", "similar p50 (ms)", "similar p95 (ms)",
+            "clip analysis (ms, both)", "same answers"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join([r["backend"], fmt(r["index_s"], 0), fmt(r["bytes"] / 2**20, 1),
+                                          fmt(r["p50_ms"], 2), fmt(r["p95_ms"], 2), fmt(r["analyse_ms"], 0),
+                                          str(r["same_answers"])]) + " |")
+    return lines
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -472,6 +547,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-perm", type=int, default=128, help="MinHash length (ours and datasketch)")
     ap.add_argument("--threshold", type=float, default=0.5, help="Jaccard threshold (both)")
     ap.add_argument("--no-datasketch", action="store_true")
+    ap.add_argument("--library", type=Path, metavar="CORPUS",
+                    help="also index this music folder with `audiolsh index` into a directory and into"
+                         " redis:// and time `similar --by combined` on 20 clips (minutes)")
+    ap.add_argument("--clips", type=int, default=20, help="clips for --library")
+    ap.add_argument("--workers", type=int, default=2, help="`audiolsh index -j` for --library")
     ap.add_argument("--quick", action="store_true", help="smoke run: 20k vectors, 10k sets, 200 queries")
     ap.add_argument("--out", type=Path, help="write the rows and ratios as JSON")
     ap.add_argument("--md", type=Path, help="write the tables and ratios as markdown")
@@ -497,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     report["redis_server"] = server.version
     tmp = tempfile.mkdtemp(prefix="audiolsh-rbench-data-", dir=os.environ.get("AUDIOLSH_BENCH_TMP"))
     results: dict[str, list[dict]] = {}
+    lib_rows: list[dict] = []
     try:
         for name in wanted:
             t0 = time.time()
@@ -516,6 +597,11 @@ def main(argv: list[str] | None = None) -> int:
                                            "batch": len(ds.batch), "seconds": round(time.time() - t0, 1)}
             del ds
             gc.collect()
+        if args.library:
+            t0 = time.time()
+            lib_rows = bench_library(args.library.expanduser(), server, tmp, args.clips, args.workers)
+            report["library"] = {"corpus": str(args.library), "rows": lib_rows,
+                                 "seconds": round(time.time() - t0, 1)}
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -528,6 +614,15 @@ def main(argv: list[str] | None = None) -> int:
         table = markdown_table(name, rows)
         print_tables(name, table)
         markdown += [f"### {name}", "", *table, ""]
+    if lib_rows:
+        by = {r["backend"]: r for r in lib_rows}
+        v = by["redis tcp"]["p50_ms"] / by["embedded"]["p50_ms"]
+        values["library_similar_redis_tcp_vs_embedded_p50"] = v
+        ratio_lines.append(f"- library ({args.library}): similar --by combined, redis tcp / embedded, p50 = "
+                           f"**{v:.2f}** (target <= 1.2)")
+        table = library_table(lib_rows)
+        print_tables(f"library of {args.library}", table)
+        markdown += [f"### Library of {args.library}", "", *table, ""]
     print_tables("target ratios", ratio_lines)
     markdown += ["### Target ratios", "", *ratio_lines, ""]
     log(f"total wall time {report['wall_s']} s")
