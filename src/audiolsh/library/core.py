@@ -107,6 +107,7 @@ class Library:
         if self.fingerprint is not None:
             self._by_mode["fingerprint"] = self.fingerprint
         self._map_cache: dict[str, tuple[tuple[int, int], tuple[np.ndarray, np.ndarray]]] = {}
+        self._tracks_cache: tuple[int, dict[int, Track]] | None = None
 
     @property
     def path(self) -> str:
@@ -203,17 +204,25 @@ class Library:
             raise ParameterError(f"the {name} mode has no vector index")
         return self.indexes[name]
 
+    def _catalogue(self) -> dict[int, Track]:
+        """The complete tracks by id, read once per catalogue version: a query names its
+        results' tracks without a round trip each (a remote backend)."""
+        version = self.catalogue.version()
+        if self._tracks_cache is None or self._tracks_cache[0] != version:
+            self._tracks_cache = (version, {t.id: t for t in self.catalogue.tracks()})
+        return self._tracks_cache[1]
+
     def tracks(self) -> list[Track]:
-        return self.catalogue.tracks()
+        return list(self._catalogue().values())
 
     def track(self, track_id: int) -> Track | None:
-        return self.catalogue.track(track_id)
+        return self._catalogue().get(int(track_id))
 
     def track_by_hash(self, content_hash: str) -> Track | None:
         return self.catalogue.track_by_hash(content_hash)
 
     def __len__(self) -> int:
-        return len(self.catalogue.tracks())
+        return len(self._catalogue())
 
     def __contains__(self, content_hash: object) -> bool:
         return isinstance(content_hash, str) and self.track_by_hash(content_hash) is not None
@@ -229,7 +238,7 @@ class Library:
         cached = self._map_cache.get(name)
         if cached is not None and cached[0] == key:
             return cached[1]
-        by_hash = {t.content_hash: t.id for t in self.catalogue.tracks()}
+        by_hash = {t.content_hash: t.id for t in self._catalogue().values()}
         pairs = sorted((t.id, by_hash[t.content_hash]) for t in store.tracks() if t.content_hash in by_hash)
         arrays = (np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64))
         self._map_cache[name] = (key, arrays)
