@@ -135,3 +135,30 @@ def test_an_index_at_a_memory_location_is_shared_by_its_handles() -> None:
             Index.create("memory://index-test")
     finally:
         MemoryStorage.forget("index-test")
+
+
+def test_item_look_ups_come_from_the_segments_and_follow_removals(tmp_path: Path) -> None:
+    X = _data("cosine", 4, 200)
+    index = Index.create(tmp_path / "idx", metric="cosine")
+    with index.session() as s:
+        a = s.add_track("a.wav", content_hash="a")
+        s.add(X[:120], [f"a{i}" for i in range(120)], track=a, offsets_s=np.arange(120) * 0.5)
+        b = s.add_track("b.wav", content_hash="b")
+        s.add(X[120:], [f"b{i}" for i in range(80)], track=b, offsets_s=np.arange(80) * 0.5)
+    ids = np.arange(200)
+    expected = index.storage.item_arrays(ids)
+    calls: list[int] = []
+    real = index.storage.item_arrays
+    index.storage.item_arrays = lambda q: (calls.append(len(q)), real(q))[1]  # type: ignore[method-assign]
+    got = index.item_arrays(ids[::-1])
+    assert np.array_equal(got[0], expected[0][::-1]) and np.array_equal(got[1], expected[1][::-1])
+    index.item_arrays(ids)
+    index.track_items(np.array([1, 2]))
+    assert calls == [200]  # one catalogue read per segment, then none per query
+    index.remove(["a3", "b5"])
+    tracks, offsets = index.item_arrays(np.array([3, 125, 4]))
+    assert tracks.tolist() == [-1, -1, 1] and np.isnan(offsets[:2]).all() and offsets[2] == 2.0
+    got_ids, got_tracks, _ = index.track_items(np.array([2]))
+    assert 125 not in got_ids and len(got_ids) == 79 and (got_tracks == 2).all()
+    both = np.array([1, 2])
+    assert np.array_equal(index.track_items(both)[0], index.storage.track_items(both)[0])

@@ -52,6 +52,9 @@ class _Segment:
     ids: np.ndarray
     searcher: VectorLSH | SetLSH
     _order: np.ndarray | None = None
+    #: track id and offset of every row, read from the catalogue on first use: an item's track
+    #: and offset never change, so this holds for the segment's life (removals: ``alive_``)
+    _items: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def n_live(self) -> int:
@@ -221,13 +224,42 @@ class Index(SegmentedIndex[_Segment]):
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and len(self.storage.ids_for_keys([key])) > 0
 
+    def _row_items(self, seg: _Segment) -> tuple[np.ndarray, np.ndarray]:
+        if seg._items is None:
+            seg._items = self.storage.item_arrays(seg.ids)
+        return seg._items
+
     def item_arrays(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Track id (-1: none or unknown item) and offset (s, NaN: none) of each item id."""
-        return self.storage.item_arrays(ids)
+        """Track id (-1: none, unknown or removed item) and offset (s, NaN: none) of each item
+        id; from the segments' cached rows, so a query makes no catalogue round trip."""
+        self._refresh()
+        ids = np.asarray(ids, np.int64).ravel()
+        tracks = np.full(len(ids), -1, np.int64)
+        offsets = np.full(len(ids), np.nan)
+        for seg in self._segments:
+            p = seg.positions(ids)
+            hit = p >= 0
+            if not hit.any():
+                continue
+            hit[hit] = seg.searcher.alive_[p[hit]] == 1
+            row_tracks, row_offsets = self._row_items(seg)
+            tracks[hit], offsets[hit] = row_tracks[p[hit]], row_offsets[p[hit]]
+        return tracks, offsets
 
     def track_items(self, track_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every item of the given tracks: item ids, their track ids and offsets (s), by id."""
-        return self.storage.track_items(track_ids)
+        """Every live item of the given tracks: item ids, their track ids and offsets (s), by id."""
+        self._refresh()
+        wanted = np.unique(np.asarray(track_ids, np.int64))
+        ids, tracks, offsets = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+        for seg in self._segments:
+            row_tracks, row_offsets = self._row_items(seg)
+            sel = np.isin(row_tracks, wanted) & (seg.searcher.alive_ == 1)
+            ids.append(seg.ids[sel])
+            tracks.append(row_tracks[sel])
+            offsets.append(row_offsets[sel])
+        all_ids = np.concatenate(ids)
+        order = np.argsort(all_ids, kind="stable")
+        return all_ids[order], np.concatenate(tracks)[order], np.concatenate(offsets)[order]
 
     @property
     def segments(self) -> list[SegmentInfo]:
