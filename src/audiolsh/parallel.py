@@ -42,6 +42,3 @@ class LocalExecutor:
             for fut in futures:
                 yield fut.result()
 
-
-def local(workers: int | None = None) -> Executor:
-    return LocalExecutor(workers)

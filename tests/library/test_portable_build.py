@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
-from audiolsh.audio import content_hash, load, synth
-from audiolsh.library import Library, LibraryPart, analyse, extract
-from audiolsh.query.identify import identify
-from audiolsh.query.nearest import nearest_passages
-from audiolsh.query.similar import similar
+from audiolsh.audio import content_hash
+from audiolsh.library import Library, LibraryPart, extract
 
 SR = 22050
 
@@ -33,14 +30,8 @@ with Library.open(location) as lib:
 
 
 @pytest.fixture(scope="module")
-def music(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    root = tmp_path_factory.mktemp("music")
-    files = []
-    for seed in range(6):
-        path = root / f"track{seed}.wav"
-        sf.write(path, synth.music(duration_s=30.0, sr=SR, seed=70 + seed), SR)
-        files.append(path)
-    return files
+def music(synth_tracks: Callable[..., list[Path]]) -> list[Path]:
+    return synth_tracks(6, 30.0, 70)
 
 
 def _cli_index(files: list[Path], where: Path) -> None:
@@ -49,25 +40,8 @@ def _cli_index(files: list[Path], where: Path) -> None:
     assert run.returncode == 0, run.stderr
 
 
-def _answers(lib: Library, files: list[Path]) -> list[object]:
-    out: list[object] = []
-    for i, f in enumerate(files):
-        y, sr = load(f, sr=SR, offset_s=4.0 + i, duration_s=10.0)
-        clip = analyse(y, sr, modes=lib.modes, window_s=lib.config.window_s, hop_s=lib.config.hop_s)
-        for by in ("rhythm", "timbre", "chroma", "peaks", "combined"):
-            out.append([(r.track_id, Path(r.path).name, round(r.score, 5), r.offset_s)
-                        for r in similar(lib, clip, by=by, k=4)])
-        vote = similar(lib, clip, by="chroma", method="vote", k=3)
-        worst = similar(lib, clip, by="timbre", k=2, worst=True)
-        out.append([(r.track_id, round(r.score, 5)) for r in vote + worst])
-        m = identify(lib, y, sr)
-        out.append(None if m is None else (m.track_id, round(m.offset_s, 2)))
-        out.append([(p.track_id, p.offset_s, round(p.score, 5))
-                    for p in nearest_passages(lib, f, k=3, offset_s=6.0, duration_s=8.0)])
-    return out
-
-
-def test_parts_built_in_two_processes_answer_as_one_index_run(tmp_path: Path, music: list[Path]) -> None:
+def test_parts_built_in_two_processes_answer_as_one_index_run(tmp_path: Path, music: list[Path],
+                                                              answers: Callable[..., list[object]]) -> None:
     reference = tmp_path / "reference"
     _cli_index(music, reference)
 
@@ -106,7 +80,7 @@ def test_parts_built_in_two_processes_answer_as_one_index_run(tmp_path: Path, mu
             assert np.array_equal(a.ids, b.ids)
             for key, table in a.searcher.tables_.arrays().items():
                 assert np.array_equal(table, b.searcher.tables_.arrays()[key]), (name, key)
-        assert _answers(ref, music) == _answers(built, music)
+        assert answers(ref, music) == answers(built, music)
 
 
 def test_a_part_is_refused_before_the_library_has_learned(tmp_path: Path, music: list[Path]) -> None:

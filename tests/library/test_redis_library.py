@@ -2,60 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
-from audiolsh.audio import load, synth
 from audiolsh.index import Index
-from audiolsh.library import Library, analyse, index_audio
-from audiolsh.query.identify import identify
-from audiolsh.query.similar import similar
+from audiolsh.library import Library, index_audio
 
 SR = 22050
 
 
 @pytest.fixture(scope="module")
-def music(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    root = tmp_path_factory.mktemp("music")
-    files = []
-    for seed in range(4):
-        path = root / f"track{seed}.wav"
-        sf.write(path, synth.music(duration_s=20.0, sr=SR, seed=90 + seed), SR)
-        files.append(path)
-    return files
-
-
-def _answers(lib: Library, files: list[Path]) -> list[object]:
-    out: list[object] = []
-    for i, f in enumerate(files):
-        y, sr = load(f, sr=SR, offset_s=3.0 + i, duration_s=8.0)
-        clip = analyse(y, sr, modes=lib.modes, window_s=lib.config.window_s, hop_s=lib.config.hop_s)
-        for by in ("rhythm", "timbre", "chroma", "peaks", "combined"):
-            out.append([(r.track_id, Path(r.path).name, round(r.score, 5), r.offset_s)
-                        for r in similar(lib, clip, by=by, k=3)])
-        m = identify(lib, y, sr)
-        out.append(None if m is None else (m.track_id, round(m.offset_s, 2)))
-    return out
+def music(synth_tracks: Callable[..., list[Path]]) -> list[Path]:
+    return synth_tracks(4, 20.0, 90)
 
 
 @pytest.mark.slow
 def test_a_library_in_redis_answers_as_one_in_a_directory(
-    tmp_path: Path, music: list[Path], redis_url: str
+    tmp_path: Path, music: list[Path], redis_url: str, answers: Callable[..., list[object]]
 ) -> None:
     with Library.create(tmp_path / "lib") as lib:
         index_audio(lib, music[:3], workers=1)
         index_audio(lib, music[3:], workers=1)
-        expected = _answers(lib, music)
+        expected = answers(lib, music)
     with Library.create(redis_url) as lib:
         index_audio(lib, music[:3], workers=1)
         index_audio(lib, music[3:], workers=1)
-        assert _answers(lib, music) == expected
+        assert answers(lib, music) == expected
     with Library.open(redis_url, readonly=True) as again:
         assert len(again.tracks()) == len(music)
-        assert _answers(again, music) == expected
+        assert answers(again, music) == expected
     with pytest.raises(Exception, match="already exists"):
         Library.create(redis_url)
 

@@ -87,8 +87,8 @@ class Library:
         self.config = config
         self.readonly = readonly
         self.learned = Learned(config)
-        self.fingerprint: FingerprintIndex | None = None
-        self.indexes: dict[str, Index] = {}
+        #: every mode's index by name, the fingerprint index included
+        self._by_mode: dict[str, Any] = {}
         self.catalogue: Storage = open_storage(join(location, CATALOGUE), create=create, readonly=readonly)
         for mode in modes_for(config.modes):
             where = join(location, mode.name)
@@ -96,18 +96,24 @@ class Library:
                 # Imported here so that libraries without identification never load it.
                 from audiolsh.index.fingerprint import FingerprintIndex
 
-                self.fingerprint = (FingerprintIndex.create(where, exist_ok=True) if create
-                                    else FingerprintIndex.open(where, readonly=readonly))  # type: ignore[arg-type]
+                self._by_mode[mode.name] = (
+                    FingerprintIndex.create(where, exist_ok=True) if create
+                    else FingerprintIndex.open(where, readonly=readonly))  # type: ignore[arg-type]
             else:
-                self.indexes[mode.name] = (
+                self._by_mode[mode.name] = (
                     Index.create(where, exist_ok=True, **mode.index_config(config.seed)) if create
                     else Index.open(where, readonly=readonly))  # type: ignore[arg-type]
-        #: every mode's index by name, the fingerprint index included
-        self._by_mode: dict[str, Any] = {**self.indexes}
-        if self.fingerprint is not None:
-            self._by_mode["fingerprint"] = self.fingerprint
         self._map_cache: dict[str, tuple[tuple[int, int], tuple[np.ndarray, np.ndarray]]] = {}
         self._tracks_cache: tuple[int, dict[int, Track]] | None = None
+
+    @property
+    def indexes(self) -> dict[str, Index]:
+        """The vector and set indexes by mode."""
+        return {n: i for n, i in self._by_mode.items() if isinstance(i, Index)}
+
+    @property
+    def fingerprint(self) -> FingerprintIndex | None:
+        return self._by_mode.get("fingerprint")
 
     @property
     def path(self) -> str:
@@ -169,9 +175,7 @@ class Library:
 
     def close(self) -> None:
         self.catalogue.close()
-        if self.fingerprint is not None:
-            self.fingerprint.close()
-        for index in self.indexes.values():
+        for index in self._by_mode.values():
             index.close()
 
     def __enter__(self) -> Library:
@@ -200,9 +204,10 @@ class Library:
     def index(self, name: str) -> Index:
         """The vector or set index of a mode this library holds."""
         self.mode(name)
-        if name not in self.indexes:
+        index = self._by_mode[name]
+        if not isinstance(index, Index):
             raise ParameterError(f"the {name} mode has no vector index")
-        return self.indexes[name]
+        return index
 
     def _catalogue(self) -> dict[int, Track]:
         """The complete tracks by id, read once per catalogue version: a query names its
@@ -227,13 +232,10 @@ class Library:
     def __contains__(self, content_hash: object) -> bool:
         return isinstance(content_hash, str) and self.track_by_hash(content_hash) is not None
 
-    def _mode_storage(self, name: str) -> Any:
-        return self._by_mode[name]
-
     def track_map(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """One mode's track ids (sorted) and the library track ids they map to (complete
         tracks only); cached until either side commits."""
-        store = self._mode_storage(name).storage
+        store = self._by_mode[name].storage
         key = (store.version(), self.catalogue.version())
         cached = self._map_cache.get(name)
         if cached is not None and cached[0] == key:
@@ -246,7 +248,7 @@ class Library:
 
     def mode_track_ids(self, name: str) -> dict[str, int]:
         """content hash -> track id inside one mode's index."""
-        return {t.content_hash: t.id for t in self._mode_storage(name).tracks()}
+        return {t.content_hash: t.id for t in self._by_mode[name].tracks()}
 
     def resolve_tracks(self, name: str, sub_ids: np.ndarray) -> np.ndarray:
         """Map a mode's track ids to library ids (-1 for rows of no complete track)."""
@@ -268,7 +270,7 @@ class Library:
 
     def mode_items(self, name: str) -> dict[int, int]:
         """Library track id -> rows the mode holds of it."""
-        sub = self._mode_storage(name).tracks()
+        sub = self._by_mode[name].tracks()
         lib_ids = self.resolve_tracks(name, np.array([t.id for t in sub], np.int64))
         return dict(zip(lib_ids.tolist(), (t.n_items for t in sub)))
 
@@ -347,16 +349,13 @@ class Library:
 
     def set_auto_compact(self, on: bool) -> None:
         """Off for a bulk build: every attach keeps its segments until ``compact``."""
-        for index in self._all_indexes():
+        for index in self._by_mode.values():
             index.auto_compact = on
-
-    def _all_indexes(self) -> list[Any]:
-        return [self._mode_storage(m.name) for m in modes_for(self.modes)]
 
     def compact(self, *, full: bool = False) -> None:
         """Merge every mode's segments (``full``: into one each, as one build would make them)."""
         self._check_writable()
-        for index in self._all_indexes():
+        for index in self._by_mode.values():
             index.compact(full=full)
 
     def build(self, batch: Sequence[Extracted]) -> LibraryPart:
@@ -372,7 +371,7 @@ class Library:
         self._check_writable()
         tracks = [t for part in parts for t in part.tracks]
         have = {t["content_hash"] for t in tracks if self.track_by_hash(t["content_hash"]) is not None}
-        for name in [m.name for m in modes_for(self.modes)]:
+        for name, index in self._by_mode.items():
             have_here = self.mode_track_ids(name)
             builds = []
             for b in (b for part in parts for b in part.builds.get(name, [])):
@@ -385,7 +384,7 @@ class Library:
                         " build the part again")
                 builds.append(b)
             if builds:
-                self._mode_storage(name).attach(builds)
+                index.attach(builds)
         ids = []
         with self.catalogue.write() as w:
             for t in tracks:
@@ -416,10 +415,10 @@ class Library:
             raise ParameterError(f"no track with id {track_id}")
         with self.catalogue.write() as w:
             w.remove_track(track_id)
-        for mode in modes_for(self.modes):
-            sub = self.mode_track_ids(mode.name).get(track.content_hash)
+        for name, index in self._by_mode.items():
+            sub = self.mode_track_ids(name).get(track.content_hash)
             if sub is not None:
-                self._mode_storage(mode.name).remove_track(sub)
+                index.remove_track(sub)
 
 
 def _read_config(location: Location) -> tuple[dict[str, Any], str]:

@@ -48,10 +48,6 @@ class Mode:
     query: str | None = None
     index_params: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
-    def is_vector(self) -> bool:
-        return self.metric == "cosine"
-
     def rows_of(self, learned: Learned, ex: Extracted, *, what: str = "the clip") -> tuple[Any, np.ndarray]:
         """Prepared rows and their offsets (s); a clip without this mode's data is refused."""
         if self.source != "vectors" and getattr(ex, self.source) is None:
@@ -114,9 +110,3 @@ def modes_for(extracted: Sequence[str]) -> list[Mode]:
     """The indexes a library of these extracted modes holds, in commit order."""
     return [m for m in REGISTRY.values() if all(n in extracted for n in m.needs)]
 
-
-def get(name: str) -> Mode:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ParameterError(f"unknown mode {name!r}; choose from {list(REGISTRY)}") from None

@@ -21,10 +21,10 @@ from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.storage.base import Storage
 from audiolsh.storage.embedded import MANIFEST, EmbeddedStorage
 from audiolsh.storage.memory import MemoryStorage
+from audiolsh.storage.redis_codec import SCHEMES as REDIS_SCHEMES
 
 Location = str | os.PathLike[str]
-SCHEMES = ("file", "memory", "redis", "rediss", "unix")
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+SCHEMES = ("file", "memory", *REDIS_SCHEMES)
 
 
 def _redis() -> Any:
