@@ -1,4 +1,5 @@
-"""An index and a music library in Redis answer as the same ones in a directory do."""
+"""An index and a music library in Redis, in either mode, answer as the same ones in a
+directory do."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ def music(synth_tracks: Callable[..., list[Path]]) -> list[Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["shared", "remote"])
 def test_a_library_in_redis_answers_as_one_in_a_directory(
-    tmp_path: Path, music: list[Path], redis_url: str, answers: Callable[..., list[object]]
+    tmp_path: Path, music: list[Path], redis_url: str, answers: Callable[..., list[object]], mode: str,
 ) -> None:
+    redis_url += f"&mode={mode}"
     with Library.create(tmp_path / "lib") as lib:
         index_audio(lib, music[:3], workers=1)
         index_audio(lib, music[3:], workers=1)
@@ -38,7 +41,10 @@ def test_a_library_in_redis_answers_as_one_in_a_directory(
         Library.create(redis_url)
 
 
-def test_a_vector_index_in_redis_answers_as_one_in_a_directory(tmp_path: Path, redis_url: str) -> None:
+@pytest.mark.parametrize("mode", ["shared", "remote"])
+def test_a_vector_index_in_redis_answers_as_one_in_a_directory(tmp_path: Path, redis_url: str,
+                                                                mode: str) -> None:
+    redis_url += f"&mode={mode}"
     rng = np.random.default_rng(5)
     X = rng.standard_normal((900, 16)).astype(np.float32)
     Q = X[:20] + 0.05 * rng.standard_normal((20, 16)).astype(np.float32)

@@ -1,4 +1,6 @@
-"""The storage contract, run against both backends: MemoryStorage and EmbeddedStorage."""
+"""The storage contract, run against every backend: MemoryStorage, EmbeddedStorage and
+RedisStorage in its two modes (the shared store, and remote-probe whose segments keep their
+bucket tables and rows in Redis hashes)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.storage import EmbeddedStorage, MemoryStorage, SegmentInfo
 from audiolsh.storage.redis import RedisStorage
 
-BACKENDS = ["memory", "embedded", "redis"]
+BACKENDS = ["memory", "embedded", "redis", "redis remote"]
 
 
 class Boom(Exception):
@@ -26,6 +28,8 @@ def _open(kind: str, root: Path, request: pytest.FixtureRequest) -> Any:
         return MemoryStorage()
     if kind == "redis":
         return RedisStorage(request.getfixturevalue("redis_url"), create=True)
+    if kind == "redis remote":
+        return RedisStorage(request.getfixturevalue("redis_url") + "&mode=remote", create=True)
     return EmbeddedStorage(root / "idx", create=True)
 
 
@@ -37,11 +41,15 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path):
 
 
 def _arrays(rng: np.random.Generator, n: int = 12) -> dict[str, np.ndarray]:
+    """A segment's arrays as an index writes them: three bucket tables (sorted distinct keys
+    per table, two rows a bucket) over n rows."""
+    keys = [np.unique(rng.integers(0, 2**64 - 1, size=n // 2, dtype=np.uint64)) for _ in range(3)]
     return {
         "vectors": rng.standard_normal((n, 5)).astype(np.float32),
-        "bucket_keys": rng.integers(0, 2**64 - 1, size=3 * n, dtype=np.uint64),
-        "bucket_start": np.arange(3 * n + 1, dtype=np.int64),
-        "members": rng.permutation(3 * n).astype(np.int32),
+        "table_start": np.arange(0, 3 * (n // 2) + 1, n // 2, dtype=np.int64),
+        "bucket_keys": np.concatenate(keys),
+        "bucket_start": np.arange(0, 3 * n + 1, 2, dtype=np.int64),
+        "members": np.concatenate([rng.permutation(n) for _ in range(3)]).astype(np.int32),
         "flags": (rng.random(n) > 0.5).astype(np.uint8),
         "ids": np.arange(100, 100 + n, dtype=np.int64),
     }

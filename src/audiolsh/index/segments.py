@@ -108,6 +108,10 @@ class SegmentedIndex(Generic[S]):
     def _open_segment(self, info: SegmentInfo, arrays: dict[str, np.ndarray]) -> S:
         raise NotImplementedError
 
+    def _load_stored(self, info: SegmentInfo) -> S:
+        """A listed segment, from its stored arrays."""
+        return self._open_segment(info, self.storage.load_arrays(info.id))
+
     def _mark_live(self) -> None:
         """Set each loaded segment's live rows after the list changed."""
 
@@ -189,7 +193,7 @@ class SegmentedIndex(Generic[S]):
         for info in self.storage.segments():
             seg = loaded.get(info.id)
             if seg is None:
-                seg = self._open_segment(info, self.storage.load_arrays(info.id))
+                seg = self._load_stored(info)
             segments.append(seg)
         self._segments = segments
         self._mark_live()

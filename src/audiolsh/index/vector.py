@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,17 +25,28 @@ import numpy as np
 from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.hashing import MinHashLSH, SetBatch, as_sets, concat_sets
 from audiolsh.hashing import from_config as family_from_config
-from audiolsh.hashing.base import check_int
+from audiolsh.hashing.base import HashFamily, check_int
 from audiolsh.index.build import FAMILY_ARRAY_PREFIX, IndexConfig, build_segment, concat_rows
+from audiolsh.index.remote import Stale
+from audiolsh.index.remote import search as remote_search
 from audiolsh.index.segments import ItemRows, SegmentBuild, SegmentedIndex
 from audiolsh.search import BruteForce, BucketTables, Neighbors, SetLSH, VectorLSH, merge, prepare
 from audiolsh.storage import Item, SegmentInfo, Storage, Track
 from audiolsh.storage.base import Writer
+from audiolsh.storage.redis_remote import RemoteLayout
 
 log = logging.getLogger(__name__)
 
 INDEX_ENV = "AUDIOLSH_INDEX"
 WHITENED_PROBES_PER_TABLE = 32
+
+
+def _family(info: SegmentInfo, arrays: dict[str, np.ndarray]) -> HashFamily:
+    learned = {
+        name[len(FAMILY_ARRAY_PREFIX):]: a for name, a in arrays.items()
+        if name.startswith(FAMILY_ARRAY_PREFIX)
+    }
+    return family_from_config(info.config["family"], arrays=learned)
 
 
 def _empty(n_queries: int, k: int) -> Neighbors:
@@ -48,17 +59,47 @@ def _empty(n_queries: int, k: int) -> Neighbors:
 
 @dataclass
 class _Segment:
+    """A segment as a query sees it.  A remote one (``remote``: its buckets and rows stay in
+    Redis) holds only its ids and hash family; its searcher loads on first use (a merge, an
+    exact scan), which fetches the whole segment."""
+
     info: SegmentInfo
     ids: np.ndarray
-    searcher: VectorLSH | SetLSH
+    family: HashFamily
+    _searcher: VectorLSH | SetLSH | None = None
+    remote: RemoteLayout | None = None
+    _load: Callable[[], VectorLSH | SetLSH] | None = None
     _order: np.ndarray | None = None
     #: track id and offset of every row, read from the catalogue on first use: an item's track
-    #: and offset never change, so this holds for the segment's life (removals: ``alive_``)
+    #: and offset never change, so this holds for the segment's life (removals: ``alive``)
     _items: tuple[np.ndarray, np.ndarray] | None = None
+    #: uint8 per row, 0: removed
+    alive: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+    _n_live: int = 0
+    n_candidates: int = 0
+
+    def __post_init__(self) -> None:
+        self.set_alive(np.ones(len(self.ids), np.uint8))
+
+    @property
+    def searcher(self) -> VectorLSH | SetLSH:
+        if self._searcher is None:
+            assert self._load is not None
+            self._searcher = self._load()
+            self.set_alive(self.alive)
+        return self._searcher
+
+    def set_alive(self, alive: np.ndarray) -> None:
+        self.alive = np.ascontiguousarray(alive, dtype=np.uint8)
+        self._n_live = int(self.alive.sum())
+        if self._searcher is not None:
+            self._searcher.alive_ = self.alive
+            if isinstance(self._searcher, SetLSH):  # a query-time setting: follows set_params
+                self._searcher.default_candidates = self.n_candidates
 
     @property
     def n_live(self) -> int:
-        return self.searcher._n_live
+        return self._n_live
 
     @property
     def n_stored(self) -> int:
@@ -195,27 +236,32 @@ class Index(SegmentedIndex[_Segment]):
     def _mark_live(self) -> None:
         deleted = self.storage.deleted()
         for seg in self._segments:
-            seg.searcher.alive_ = (~np.isin(seg.ids, deleted)).astype(np.uint8)
-            if isinstance(seg.searcher, SetLSH):  # a query-time setting: follows set_params
-                seg.searcher.default_candidates = self.config.n_candidates or 0
+            seg.n_candidates = self.config.n_candidates or 0
+            seg.set_alive(~np.isin(seg.ids, deleted))
+
+    def _load_stored(self, info: SegmentInfo) -> _Segment:
+        local = getattr(self.storage, "load_local_arrays", None)
+        if local is None:
+            return self._open_segment(info, self.storage.load_arrays(info.id))
+        arrays, layout = local(info.id, skip=("codes",))  # the Hamming pre-filter is local only
+        if layout is None:
+            return self._open_segment(info, arrays)
+        return _Segment(info, arrays["ids"], _family(info, arrays), remote=layout,
+                        _load=lambda: self._searcher(info, self.storage.load_arrays(info.id)))
 
     def _open_segment(self, info: SegmentInfo, arrays: dict[str, np.ndarray]) -> _Segment:
-        learned = {
-            name[len(FAMILY_ARRAY_PREFIX):]: a for name, a in arrays.items()
-            if name.startswith(FAMILY_ARRAY_PREFIX)
-        }
-        family = family_from_config(info.config["family"], arrays=learned)
+        searcher = self._searcher(info, arrays)
+        return _Segment(info, arrays["ids"], searcher.family, searcher)
+
+    def _searcher(self, info: SegmentInfo, arrays: dict[str, np.ndarray]) -> VectorLSH | SetLSH:
+        family = _family(info, arrays)
         tables = BucketTables.from_arrays(arrays)
-        searcher: VectorLSH | SetLSH
         if info.config["metric"] == "jaccard":
             assert isinstance(family, MinHashLSH)
             sets = SetBatch(arrays["indptr"], arrays["elements"])
-            searcher = SetLSH(family, n_candidates=self.config.n_candidates).load(sets, tables)
-        else:
-            searcher = VectorLSH(family, metric=info.config["metric"]).load(
-                arrays["vectors"], tables, codes=arrays.get("codes")
-            )
-        return _Segment(info, arrays["ids"], searcher)
+            return SetLSH(family, n_candidates=self.config.n_candidates).load(sets, tables)
+        return VectorLSH(family, metric=info.config["metric"]).load(
+            arrays["vectors"], tables, codes=arrays.get("codes"))
 
     def __len__(self) -> int:
         self._refresh()
@@ -241,7 +287,7 @@ class Index(SegmentedIndex[_Segment]):
             hit = p >= 0
             if not hit.any():
                 continue
-            hit[hit] = seg.searcher.alive_[p[hit]] == 1
+            hit[hit] = seg.alive[p[hit]] == 1
             row_tracks, row_offsets = self._row_items(seg)
             tracks[hit], offsets[hit] = row_tracks[p[hit]], row_offsets[p[hit]]
         return tracks, offsets
@@ -253,7 +299,7 @@ class Index(SegmentedIndex[_Segment]):
         ids, tracks, offsets = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
         for seg in self._segments:
             row_tracks, row_offsets = self._row_items(seg)
-            sel = np.isin(row_tracks, wanted) & (seg.searcher.alive_ == 1)
+            sel = np.isin(row_tracks, wanted) & (seg.alive == 1)
             ids.append(seg.ids[sel])
             tracks.append(row_tracks[sel])
             offsets.append(row_offsets[sel])
@@ -278,14 +324,16 @@ class Index(SegmentedIndex[_Segment]):
     def info(self) -> dict[str, Any]:
         self._refresh()
         n = sum(s.n_live for s in self._segments)
+        # A remote segment's tables and rows are in Redis: counted there, not fetched for this.
+        local = [s for s in self._segments if s.remote is None or s._searcher is not None]
         table_bytes = sum(
             s.searcher.index_nbytes if isinstance(s.searcher, VectorLSH) else s.searcher.tables_.nbytes
-            for s in self._segments
+            for s in local
         )
         data_bytes = sum(
             s.searcher.vectors_.nbytes if isinstance(s.searcher, VectorLSH)
             else s.searcher.sets_.elements.nbytes + s.searcher.sets_.indptr.nbytes
-            for s in self._segments
+            for s in local
         )
         return {
             "location": self.storage.location,
@@ -295,7 +343,7 @@ class Index(SegmentedIndex[_Segment]):
             "n_deleted": int(sum(len(s.ids) - s.n_live for s in self._segments)),
             "segments": [
                 {"id": s.info.id, "n_items": s.info.n_items, "n_live": s.n_live,
-                 "family": s.info.config["family"]}
+                 "family": s.info.config["family"], "remote": s.remote is not None}
                 for s in self._segments
             ],
             "data_bytes": int(data_bytes),
@@ -306,17 +354,17 @@ class Index(SegmentedIndex[_Segment]):
     def live_data(self) -> tuple[Any, np.ndarray]:
         """All live rows (prepared) and their ids, across segments."""
         self._refresh()
-        ids = [s.ids[s.searcher.alive_ == 1] for s in self._segments]
+        ids = [s.ids[s.alive == 1] for s in self._segments]
         if self.config.metric == "jaccard":
             parts = [
-                s.searcher.sets_.take(np.flatnonzero(s.searcher.alive_))  # type: ignore[union-attr]
+                s.searcher.sets_.take(np.flatnonzero(s.alive))  # type: ignore[union-attr]
                 for s in self._segments
             ]
             return concat_sets(parts), np.concatenate(ids) if ids else np.zeros(0, np.int64)
         if not self._segments:
             return np.zeros((0, self.config.dim or 0), np.float32), np.zeros(0, np.int64)
         vecs = np.concatenate(
-            [np.asarray(s.searcher.vectors_)[s.searcher.alive_ == 1] for s in self._segments]  # type: ignore[union-attr]
+            [np.asarray(s.searcher.vectors_)[s.alive == 1] for s in self._segments]  # type: ignore[union-attr]
         )
         return vecs, np.concatenate(ids)
 
@@ -338,7 +386,7 @@ class Index(SegmentedIndex[_Segment]):
         for i, seg in enumerate(self._segments):
             p = seg.positions(ids)
             hit = p >= 0
-            hit[hit] = seg.searcher.alive_[p[hit]] == 1
+            hit[hit] = seg.alive[p[hit]] == 1
             seg_of[hit], pos[hit] = i, p[hit]
         found = seg_of >= 0
         if self.config.metric == "jaccard":
@@ -347,7 +395,7 @@ class Index(SegmentedIndex[_Segment]):
             for i, seg in enumerate(self._segments):
                 sel = np.flatnonzero(seg_of == i)
                 if len(sel):
-                    batch = seg.searcher.sets_.take(pos[sel])  # type: ignore[union-attr]
+                    batch = self._segment_rows(seg, pos[sel])
                     lengths[sel] = np.diff(batch.indptr)
                     parts.append((sel, batch))
             indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -361,8 +409,17 @@ class Index(SegmentedIndex[_Segment]):
         for i, seg in enumerate(self._segments):
             sel = seg_of == i
             if sel.any():
-                out[sel] = np.asarray(seg.searcher.vectors_)[pos[sel]]  # type: ignore[union-attr]
+                out[sel] = self._segment_rows(seg, pos[sel])
         return out, found
+
+    def _segment_rows(self, seg: _Segment, rows: np.ndarray) -> Any:
+        """Stored rows of a segment (a SetBatch for sets): from Redis for a remote one."""
+        if seg.remote is not None and seg._searcher is None:
+            got = self.storage.fetch_rows(seg.remote, rows)  # type: ignore[attr-defined]
+            return got.vectors if got.vectors is not None else SetBatch(got.indptr, got.elements)
+        if isinstance(seg.searcher, SetLSH):
+            return seg.searcher.sets_.take(rows)
+        return np.asarray(seg.searcher.vectors_)[rows]
 
     # queries ----------------------------------------------------------------------------
 
@@ -372,39 +429,63 @@ class Index(SegmentedIndex[_Segment]):
     ) -> Neighbors:
         """k nearest items per query row; ids are the index's item ids (see ``hits``)."""
         k = check_int("k", k, 1)
+        if getattr(self.storage, "remote", False) and not exact:
+            return self._query_remote(data, k, n_probes, n_rerank)
         self._refresh()
         n_queries = len(as_sets(data)) if self.config.metric == "jaccard" else len(
             prepare(np.asarray(data), self.config.metric)
         )
-        if not self._segments:
-            return _empty(n_queries, k)
+        parts = [self._search_segment(seg, data, k, n_probes, n_rerank, exact)
+                 for seg in self._segments if seg.n_live]
+        return merge(parts, k) if parts else _empty(n_queries, k)
+
+    def _search_segment(self, seg: _Segment, data: Any, k: int, n_probes: int | None,
+                        n_rerank: int | None, exact: bool) -> Neighbors:
         probes = n_probes if n_probes is not None else self.config.n_probes
-        parts = []
-        for seg in self._segments:
-            if seg.n_live == 0:
+        if exact:
+            brute = BruteForce(self.config.metric).fit(
+                seg.searcher.sets_ if isinstance(seg.searcher, SetLSH) else seg.searcher.vectors_,
+                alive=seg.alive,
+            )
+            res = brute.search(data, k)
+        elif isinstance(seg.searcher, VectorLSH):
+            rerank = self.config.n_rerank if n_rerank is None else n_rerank
+            res = seg.searcher.search(
+                data, k, n_probes=probes or self._default_probes(seg), n_rerank=rerank
+            )
+        else:
+            res = seg.searcher.search(data, k, n_probes=probes or self._default_probes(seg))
+        ids = np.where(res.ids >= 0, seg.ids[np.maximum(res.ids, 0)], -1)
+        return Neighbors(ids, res.distances, res.n_candidates)
+
+    def _query_remote(self, data: Any, k: int, n_probes: int | None, n_rerank: int | None) -> Neighbors:
+        """A query of a remote-probe index: one round trip for every query and segment, which
+        also tells whether anyone committed since (then the segment list is read again)."""
+        metric = self.config.metric
+        queries: Any = as_sets(data) if metric == "jaccard" else prepare(np.asarray(data), metric)
+        if metric != "jaccard" and self.config.dim is not None and queries.shape[1] != self.config.dim:
+            raise ParameterError(
+                f"query dimension {queries.shape[1]} does not match the index's {self.config.dim}")
+
+        def probes_of(seg: Any) -> int:
+            return n_probes or self.config.n_probes or self._default_probes(seg)
+
+        for _ in range(5):
+            remote = [s for s in self._segments if s.n_live and s.remote is not None]
+            try:  # with no segment to search, the round trip still checks the version
+                parts = remote_search(self.storage, remote, queries, metric, k,  # type: ignore[arg-type]
+                                      probes_of, self._version)
+            except Stale:
+                self._refresh()
                 continue
-            if exact:
-                brute = BruteForce(self.config.metric).fit(
-                    seg.searcher.sets_ if isinstance(seg.searcher, SetLSH) else seg.searcher.vectors_,
-                    alive=seg.searcher.alive_,
-                )
-                res = brute.search(data, k)
-            elif isinstance(seg.searcher, VectorLSH):
-                rerank = self.config.n_rerank if n_rerank is None else n_rerank
-                res = seg.searcher.search(
-                    data, k, n_probes=probes or self._default_probes(seg), n_rerank=rerank
-                )
-            else:
-                res = seg.searcher.search(data, k, n_probes=probes or self._default_probes(seg))
-            ids = np.where(res.ids >= 0, seg.ids[np.maximum(res.ids, 0)], -1)
-            parts.append(Neighbors(ids, res.distances, res.n_candidates))
-        if not parts:
-            return _empty(n_queries, k)
-        return merge(parts, k)
+            parts += [self._search_segment(s, queries, k, n_probes, n_rerank, False)
+                      for s in self._segments if s.n_live and s.remote is None]
+            return merge(parts, k) if parts else _empty(len(queries), k)
+        raise IndexFormatError(f"{self.location}: the index kept changing during the query; try again")
 
     def _default_probes(self, seg: _Segment) -> int:
-        if getattr(seg.searcher.family, "whiten", 0.0) > 0:
-            return WHITENED_PROBES_PER_TABLE * seg.searcher.family.n_tables
+        if getattr(seg.family, "whiten", 0.0) > 0:
+            return WHITENED_PROBES_PER_TABLE * seg.family.n_tables
         return self.config.default_probes
 
     def hits(self, result: Neighbors) -> list[list[Hit]]:
@@ -512,22 +593,22 @@ class Index(SegmentedIndex[_Segment]):
 
     def _merge(self, chosen: Sequence[_Segment]) -> SegmentBuild | None:
         # Rows in id order: a merge of many segments gives what one build of them would.
-        ids = np.concatenate([s.ids[s.searcher.alive_ == 1] for s in chosen])
+        ids = np.concatenate([s.ids[s.alive == 1] for s in chosen])
         if not len(ids):
             return None
         order = np.argsort(ids, kind="stable")
         if self.config.metric == "jaccard":
             data: Any = concat_sets(
-                [s.searcher.sets_.take(np.flatnonzero(s.searcher.alive_)) for s in chosen]  # type: ignore[union-attr]
+                [s.searcher.sets_.take(np.flatnonzero(s.alive)) for s in chosen]  # type: ignore[union-attr]
             ).take(order)
         else:
             data = np.concatenate(
-                [np.asarray(s.searcher.vectors_)[s.searcher.alive_ == 1] for s in chosen]  # type: ignore[union-attr]
+                [np.asarray(s.searcher.vectors_)[s.alive == 1] for s in chosen]  # type: ignore[union-attr]
             )[order]
         return build_segment(self.config, data, ids[order], prepared=True)
 
     def _after_merge(self, w: Writer, chosen: Sequence[_Segment]) -> None:
-        removed = np.concatenate([s.ids[s.searcher.alive_ == 0] for s in chosen])
+        removed = np.concatenate([s.ids[s.alive == 0] for s in chosen])
         if len(removed):
             w.forget_deleted(removed)
 

@@ -7,6 +7,7 @@ many threads and processes can share it; the arrays can be memory-mapped.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -25,6 +26,25 @@ MAX_PROBE_ROUNDS = 4
 
 def _n_chunks(n_queries: int) -> int:
     return max(1, min(n_queries, numba.get_num_threads()))
+
+
+def widen(result: Neighbors, want: int, probes: int,
+          lookup: Callable[[np.ndarray, int], Neighbors],
+          exact: Callable[[np.ndarray], Neighbors]) -> Neighbors:
+    """Probe the queries short of ``want`` answers again with 4x the buckets (``lookup(rows,
+    n_probes)``), up to MAX_PROBE_ROUNDS times, then answer the rest exactly (``exact(rows)``)."""
+    if want == 0:
+        return result
+    short = np.flatnonzero(result.ids[:, want - 1] < 0)
+    for _ in range(MAX_PROBE_ROUNDS):
+        if len(short) == 0:
+            return result
+        probes *= 4
+        result = replace_rows(result, short, lookup(short, probes))
+        short = short[result.ids[short, want - 1] < 0]
+    if len(short):
+        result = replace_rows(result, short, exact(short))
+    return result
 
 
 class _Searcher:
@@ -77,23 +97,12 @@ class _Searcher:
         return self._widen(queries, result, k, probes, n_rerank)
 
     def _widen(self, queries: object, result: Neighbors, k: int, probes: int, n_rerank: int) -> Neighbors:
-        """Probe the queries short of min(k, live rows) answers again with 4x the buckets, up to
-        MAX_PROBE_ROUNDS times, then answer the rest exactly."""
-        want = min(k, self._n_live)
-        if want == 0:
-            return result
-        short = np.flatnonzero(result.ids[:, want - 1] < 0)
-        for _ in range(MAX_PROBE_ROUNDS):
-            if len(short) == 0:
-                return result
-            probes *= 4
-            sub = self._take(queries, short)
-            more = self._lookup(sub, self.family.probes(sub, probes), k, n_rerank)
-            result = replace_rows(result, short, more)
-            short = short[result.ids[short, want - 1] < 0]
-        if len(short):
-            result = replace_rows(result, short, self._exact(self._take(queries, short), k))
-        return result
+        def lookup(rows: np.ndarray, n_probes: int) -> Neighbors:
+            sub = self._take(queries, rows)
+            return self._lookup(sub, self.family.probes(sub, n_probes), k, n_rerank)
+
+        return widen(result, min(k, self._n_live), probes, lookup,
+                     lambda rows: self._exact(self._take(queries, rows), k))
 
     def _queries(self, Q: object) -> object:
         raise NotImplementedError

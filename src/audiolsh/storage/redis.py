@@ -37,7 +37,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -73,12 +73,28 @@ from audiolsh.storage.redis_codec import (
     _unreachable,
     describe,
     join,
+    location_mode,
     parse,
     storage_exists,
+)
+from audiolsh.storage.redis_remote import (
+    PROBE,
+    PROBE_ARRAYS,
+    VECTORS,
+    Probed,
+    RemoteLayout,
+    decode,
+    probe_args,
+    probed_rows,
+    read_arrays,
+    remote_ready,
+    write_probe_hashes,
 )
 
 #: Segment arrays are stored in values of at most this many bytes (Redis allows 512 MB).
 CHUNK_BYTES = 64 * 2**20
+#: The manifest's format version of an index in remote-probe mode.
+REMOTE_FORMAT_VERSION = 2
 #: Commands with more fields than this are split (still inside the one MULTI/EXEC).
 BATCH = 10_000
 
@@ -136,6 +152,12 @@ class RedisWriter:
     @_guard
     def put_segment(self, info: SegmentInfo, arrays: dict[str, np.ndarray]) -> None:
         base = self.k(f"seg:{info.id}:{self.token}")
+        remote, full = None, arrays
+        if self.st.remote and remote_ready(arrays):
+            n_tables = len(arrays["table_start"]) - 1
+            width = int(arrays[VECTORS].shape[1]) if VECTORS in arrays else 0
+            remote = RemoteLayout(base, n_tables, len(arrays["ids"]), width)
+            arrays = {n: a for n, a in arrays.items() if n not in PROBE_ARRAYS}
         layout = []
         pipe = self.r.pipeline(transaction=False)
         queued = 0
@@ -153,10 +175,16 @@ class RedisWriter:
                     queued = 0
             layout.append([name, len(chunks)])
         pipe.execute()
-        self.new_segments[info.id] = dumps({
+        record: dict[str, Any] = {
             "n_items": info.n_items, "config": info.config, "created_at": info.created_at,
             "base": base, "arrays": layout,
-        })
+        }
+        if remote is not None:
+            self.written += remote.keys()
+            self.r.sadd(self.k("pending"), *remote.keys())
+            write_probe_hashes(self.r.pipeline(transaction=False), remote, full, self.st.chunk_bytes)
+            record["remote"] = remote.to_dict()
+        self.new_segments[info.id] = dumps(record)
         self.dropped.discard(info.id)
 
     @_guard
@@ -305,8 +333,15 @@ def _apply(pipe: Any, key: str, changes: dict[str, Any]) -> None:
 
 
 def _chunk_keys(data: bytes | str) -> list[str]:
+    """Every key of a segment: its array chunks and, for a remote one, its probe hashes."""
     seg = json.loads(data)
-    return [f"{seg['base']}:{j}:{i}" for j, (_, n) in enumerate(seg["arrays"]) for i in range(n)]
+    keys = [f"{seg['base']}:{j}:{i}" for j, (_, n) in enumerate(seg["arrays"]) for i in range(n)]
+    if "remote" in seg:
+        keys += RemoteLayout.from_dict(seg["base"], seg["remote"]).keys()
+    return keys
+
+
+
 
 
 # ------------------------------------------------------------------------------ storage
@@ -326,6 +361,10 @@ class RedisStorage:
                  lease_s: float = 30.0, lock_timeout_s: float = 60.0,
                  version_ttl_s: float = 0.5) -> None:
         redis_url, self.prefix, self.location = parse(url)
+        self._asked_mode = location_mode(url)
+        #: remote-probe mode: new segments keep buckets and rows in Redis (see redis_remote)
+        self.remote = False
+        self._probe_sha: str | None = None
         self.readonly = readonly
         self.lease_s = lease_s
         self.lock_timeout_s = lock_timeout_s
@@ -349,8 +388,10 @@ class RedisStorage:
                 raise IndexFormatError(
                     f"{self.location}: no index here; create one with `audiolsh index`"
                     " or `audiolsh vectors add`")
-            data = {"format": FORMAT, "format_version": FORMAT_VERSION, "storage": "redis",
-                    "created_at": time.time()}
+            made = self._asked_mode or "shared"
+            data = {"format": FORMAT, "storage": "redis", "mode": made, "created_at": time.time(),
+                    # a reader that knows no remote segments must refuse such an index
+                    "format_version": REMOTE_FORMAT_VERSION if made == "remote" else FORMAT_VERSION}
             pipe = self._r.pipeline(transaction=True)
             pipe.set(self._key("format"), json.dumps(data), nx=True)
             pipe.setnx(self._key("version"), 0)
@@ -362,7 +403,14 @@ class RedisStorage:
             raise IndexFormatError(f"{self.location}: unreadable manifest ({exc})") from exc
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise IndexFormatError(f"{self.location}: not an audiolsh index")
-        check_format_version(self.location, "index", data.get("format_version"), newest=FORMAT_VERSION)
+        check_format_version(self.location, "index", data.get("format_version"),
+                             newest=REMOTE_FORMAT_VERSION)
+        mode = data.get("mode", "shared")
+        if self._asked_mode is not None and self._asked_mode != mode:
+            raise IndexFormatError(
+                f"{self.location}: this index was made in {mode} mode, not {self._asked_mode};"
+                f" open it with ?mode={mode} or without a mode")
+        self.remote = mode == "remote"
 
     # reads -------------------------------------------------------------------------------
 
@@ -388,28 +436,98 @@ class RedisStorage:
             out.append(SegmentInfo(sid.decode(), seg["n_items"], seg["config"], seg["created_at"]))
         return sorted(out, key=lambda s: (s.created_at, s.id))
 
-    @_guard
-    def load_arrays(self, segment_id: str) -> dict[str, np.ndarray]:
-        gone = SegmentMissing(f"{self.location}: segment {segment_id} is gone")
+    def _record(self, segment_id: str) -> dict[str, Any]:
         data = self._r.hget(self._key("segments"), segment_id)
         if data is None:
-            raise gone
-        seg = json.loads(data)
+            raise SegmentMissing(f"{self.location}: segment {segment_id} is gone")
+        return json.loads(data)  # type: ignore[no-any-return]
+
+    def _chunked(self, segment_id: str, seg: dict[str, Any],
+                 skip: Collection[str] = ()) -> dict[str, np.ndarray]:
+        """The segment's chunked arrays, but those named in ``skip``."""
+        wanted = [(j, name, n) for j, (name, n) in enumerate(seg["arrays"]) if name not in skip]
         pipe = self._r.pipeline(transaction=True)
         pipe.hexists(self._key("segments"), segment_id)
-        for key in _chunk_keys(data):
-            pipe.get(key)
+        for j, _, n in wanted:
+            for i in range(n):
+                pipe.get(f"{seg['base']}:{j}:{i}")
         listed, *chunks = pipe.execute()
         if not listed or any(c is None for c in chunks):
-            raise gone
+            raise SegmentMissing(f"{self.location}: segment {segment_id} is gone")
         arrays = {}
         at = 0
-        for name, n in seg["arrays"]:
+        for _, name, n in wanted:
             parts = chunks[at:at + n]
             at += n
             arrays[name] = _from_npy(parts[0] if n == 1 else b"".join(parts),
                                      f"{self.location}: segment {segment_id}")
         return arrays
+
+    @_guard
+    def load_arrays(self, segment_id: str) -> dict[str, np.ndarray]:
+        seg = self._record(segment_id)
+        arrays = self._chunked(segment_id, seg)
+        if "remote" in seg:
+            try:
+                arrays.update(read_arrays(self._r, RemoteLayout.from_dict(seg["base"], seg["remote"])))
+            except LookupError:
+                raise SegmentMissing(f"{self.location}: segment {segment_id} is gone") from None
+        return arrays
+
+    @_guard
+    def load_local_arrays(self, segment_id: str, skip: Collection[str] = (),
+                          ) -> tuple[dict[str, np.ndarray], RemoteLayout | None]:
+        """For a remote segment: its chunked arrays but ``skip`` (what a remote query does not
+        need), and where its probe hashes are.  For another segment: all of its arrays."""
+        seg = self._record(segment_id)
+        if "remote" not in seg:
+            return self._chunked(segment_id, seg), None
+        layout = RemoteLayout.from_dict(seg["base"], seg["remote"])
+        return self._chunked(segment_id, seg, skip), layout
+
+    @_guard
+    def probe(self, queries: Sequence[tuple[Sequence[RemoteLayout], Sequence[Sequence[bytes]]]],
+              ) -> list[tuple[int, list[Probed | None]]]:
+        """Run ``PROBE`` for each query (the remote segments it searches and the packed probe
+        keys of each table of each): all queries in one round trip, one command per query.
+        Each answer carries the index version it saw."""
+        if not queries:
+            return []
+        if self._probe_sha is None:
+            self._probe_sha = self._r.script_load(PROBE)
+        version_key = self._key("version")
+        for attempt in range(2):
+            pipe = self._r.pipeline(transaction=False)
+            for layouts, probes in queries:
+                keys, args = probe_args(layouts, probes, version_key)
+                pipe.evalsha(self._probe_sha, len(keys), *keys, *args)
+            try:
+                replies = pipe.execute()
+                break
+            except _redis.exceptions.NoScriptError:  # a restarted or flushed server
+                if attempt:
+                    raise
+                self._probe_sha = self._r.script_load(PROBE)
+        out = [decode(reply, layouts) for reply, (layouts, _) in zip(replies, queries)]
+        newest = max(v for v, _ in out)
+        self._version = (newest, time.monotonic())
+        return out
+
+    @_guard
+    def fetch_rows(self, layout: RemoteLayout, rows: np.ndarray) -> Probed:
+        """The data of some rows of a remote segment (one round trip)."""
+        names = np.asarray(rows, "<u4").tobytes()
+        fields = [names[4 * i:4 * i + 4] for i in range(len(rows))]
+        values = self._hmget_raw(layout.rows_key, fields)
+        if any(v is None for v in values):
+            raise SegmentMissing(f"{self.location}: rows of a segment are gone")
+        return probed_rows(np.asarray(rows, np.int64), values, layout.width)
+
+    def _hmget_raw(self, key: str, fields: Sequence[Any]) -> list[Any]:
+        pipe = self._r.pipeline(transaction=False)
+        for part in iter_chunks(len(fields), BATCH):
+            pipe.hmget(key, fields[part])
+        return [v for values in pipe.execute() for v in values]
 
     @_guard
     def deleted(self) -> np.ndarray:

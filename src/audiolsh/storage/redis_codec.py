@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - exercised without the extra
 
 SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_PREFIX = "audiolsh"
+MODES = ("shared", "remote")
 _LOC = struct.Struct("<qd")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,7 +47,7 @@ def parse(location: str) -> tuple[str, str, str]:
     for name, value in query:
         if name == "prefix":
             prefix = value
-        else:
+        elif name != "mode":
             rest.append((name, value))
     if not prefix:
         raise ParameterError(f"{describe(location)}: an empty prefix (?prefix=NAME)")
@@ -61,6 +62,18 @@ def parse(location: str) -> tuple[str, str, str]:
         raise ParameterError(f"{describe(location)}: the Redis database must be a number"
                              f" (redis://host:port/DB?prefix=NAME), not {db!r}")
     return _unsplit(parts.scheme, parts.netloc, parts.path, urlencode(rest)), prefix, describe(location)
+
+
+def location_mode(location: str) -> str | None:
+    """The ``?mode=`` a location asks for: "shared" (segments copied into every reader),
+    "remote" (buckets and rows stay in Redis, queries probe them there), or None (as stored)."""
+    values = [v for k, v in parse_qsl(urlsplit(location).query, keep_blank_values=True) if k == "mode"]
+    if not values:
+        return None
+    if len(values) > 1 or values[0] not in MODES:
+        raise ParameterError(f"{describe(location)}: mode must be one of {list(MODES)},"
+                             f" not {values[-1]!r}")
+    return values[0]
 
 
 def _unsplit(scheme: str, netloc: str, path: str, query: str) -> str:
