@@ -50,7 +50,8 @@ from audiolsh.index import Index
 
 K = 10
 RECALL_J = 0.5
-BACKENDS = ("embedded", "memory", "redis tcp", "redis unix")
+BACKENDS = ("embedded", "memory", "redis tcp", "redis unix", "remote tcp", "remote unix")
+REMOTE = ("remote tcp", "remote unix")
 DS_REDIS = "datasketch redis"
 DS_MEMORY = "datasketch memory"
 
@@ -191,7 +192,7 @@ class Dataset:
 
 def build(ds: Dataset, backend: str, location: str, server: RedisServer) -> tuple[Index, dict]:
     """Create the index with one ``add`` of every row; its memory (Redis) or bytes on disk."""
-    redis_backend = backend.startswith("redis")
+    redis_backend = backend.startswith(("redis", "remote"))
     gc.collect()
     mem0 = server.used_memory() if redis_backend else 0
     t0 = time.perf_counter()
@@ -248,6 +249,42 @@ def query_all(ds: Dataset, readers: dict[str, Index], rows: dict[str, dict]) -> 
             row["recall_close"] = recall_close(ids, ds.exact_ids, ds.close)
         log(f"{ds.name} {b}: p50 {row['p50_ms']:.3f} ms p95 {row['p95_ms']:.3f} ms "
             f"QPS {row['qps']:.0f} recall {row['recall']:.3f}")
+
+
+def count_round_trips(ds: Dataset, reader: Index, row: dict, server: RedisServer) -> None:
+    """Round trips (packed sends of redis-py: a command or a whole pipeline) and commands the
+    server ran for the client (EVALSHA; not the look-ups inside the script) per query, over
+    every query once more."""
+    import redis
+
+    sends = [0]
+    real = redis.connection.AbstractConnection.send_packed_command
+
+    def send(self: Any, command: Any, check_health: bool = True) -> None:
+        sends[0] += 1
+        real(self, command, check_health)
+
+    def calls() -> dict[str, int]:
+        stats = server.client.info("commandstats")
+        return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+    reader.query(ds.query_row(0), K)
+    before = calls()
+    redis.connection.AbstractConnection.send_packed_command = send  # type: ignore[method-assign]
+    try:
+        for i in range(ds.nq):
+            reader.query(ds.query_row(i), K)
+    finally:
+        redis.connection.AbstractConnection.send_packed_command = real  # type: ignore[method-assign]
+    after = calls()
+    sent = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    sent.pop("info", None)
+    row["round_trips_per_query"] = sends[0] / ds.nq
+    row["commands_per_query"] = sent.get("evalsha", 0) / ds.nq
+    row["script_lookups_per_query"] = {k: v / ds.nq for k, v in sent.items() if k != "evalsha"}
+    log(f"{ds.name} {row['backend']}: {row['round_trips_per_query']:.3f} round trips and "
+        f"{row['commands_per_query']:.3f} commands per query; inside the script "
+        f"{row['script_lookups_per_query']}")
 
 
 def commit_batch(ds: Dataset, writer: Index, reader: Index, row: dict) -> None:
@@ -355,6 +392,8 @@ def bench_dataset(ds: Dataset, server: RedisServer, tmp: str, with_datasketch: b
         "memory": f"memory://{ds.name.split()[0]}-{tag}",
         "redis tcp": f"redis://127.0.0.1:{server.port}/0?prefix={ds.name.split()[0]}-tcp-{tag}",
         "redis unix": f"unix://{server.sock}?prefix={ds.name.split()[0]}-unix-{tag}",
+        "remote tcp": f"redis://127.0.0.1:{server.port}/0?prefix={ds.name.split()[0]}-rtcp-{tag}&mode=remote",
+        "remote unix": f"unix://{server.sock}?prefix={ds.name.split()[0]}-runix-{tag}&mode=remote",
     }
     warm_up(ds)
     writers, rows, readers = {}, {}, {}
@@ -364,13 +403,15 @@ def bench_dataset(ds: Dataset, server: RedisServer, tmp: str, with_datasketch: b
         readers[backend] = open_reader(ds, locations[backend], rows[backend])
     ds.set_exact(readers["memory"])
     query_all(ds, readers, rows)
+    for backend in REMOTE:
+        count_round_trips(ds, readers[backend], rows[backend], server)
     for backend in BACKENDS:
         commit_batch(ds, writers[backend], readers[backend], rows[backend])
         readers[backend].close()
         writers[backend].close()
         loc = locations[backend]
-        if backend.startswith("redis"):
-            server.drop(loc.split("prefix=")[1])
+        if backend.startswith(("redis", "remote")):
+            server.drop(loc.split("prefix=")[1].split("&")[0])
         elif backend == "embedded":
             shutil.rmtree(loc, ignore_errors=True)
     del writers, readers
@@ -396,7 +437,8 @@ def bench_library(corpus: Path, server: RedisServer, tmp: str, n_clips: int, wor
 
     tag = uuid.uuid4().hex[:8]
     locations = {"embedded": os.path.join(tmp, f"lib-{tag}"),
-                 "redis tcp": f"redis://127.0.0.1:{server.port}/0?prefix=lib-{tag}"}
+                 "redis tcp": f"redis://127.0.0.1:{server.port}/0?prefix=lib-{tag}",
+                 "remote tcp": f"redis://127.0.0.1:{server.port}/0?prefix=rlib-{tag}&mode=remote"}
     rows: dict[str, dict] = {}
     for backend, loc in locations.items():
         gc.collect()
@@ -434,7 +476,7 @@ def bench_library(corpus: Path, server: RedisServer, tmp: str, n_clips: int, wor
             found = run_similar(libs[b], clip, by="combined", k=10)
             lat[b][i] = time.perf_counter() - t0
             answers[b].append([int(getattr(r, "track_id", -1)) for r in found])
-    same = answers[names[0]] == answers[names[1]]
+    same = all(answers[b] == answers[names[0]] for b in names)
     n_tracks = len(first.tracks()) if hasattr(first, "tracks") else None
     for b in names:
         rows[b].update(lat_stats(lat[b]), analyse_ms=analyse_s * 1e3, clips=len(clips),
@@ -442,6 +484,7 @@ def bench_library(corpus: Path, server: RedisServer, tmp: str, n_clips: int, wor
         libs[b].close()
         log(f"library {b}: similar p50 {rows[b]['p50_ms']:.2f} ms p95 {rows[b]['p95_ms']:.2f} ms")
     server.drop(f"lib-{tag}")
+    server.drop(f"rlib-{tag}")
     shutil.rmtree(locations["embedded"], ignore_errors=True)
     return list(rows.values())
 
@@ -473,7 +516,7 @@ def markdown_table(name: str, rows: list[dict]) -> list[str]:
     head = ["backend", "build (s)", "open+load (s)", "p50 (ms)", "p95 (ms)", "QPS", "recall@10"]
     if sets:
         head.append(f"recall J>={RECALL_J}")
-    head += ["bytes/item", "commit 10k (s)", "reader sees it (s)"]
+    head += ["bytes/item", "commit 10k (s)", "reader sees it (s)", "round trips/query"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         label = r["backend"] + (f" ({r['params']})" if "params" in r else "")
@@ -482,7 +525,7 @@ def markdown_table(name: str, rows: list[dict]) -> list[str]:
         if sets:
             cells.append(fmt(r.get("recall_close"), 3))
         cells += [fmt(r["bytes_per_item"], 0), fmt(r.get("commit_batch_s"), 2),
-                  fmt(r.get("reader_sees_commit_s"), 2)]
+                  fmt(r.get("reader_sees_commit_s"), 2), fmt(r.get("round_trips_per_query"), 3)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -509,9 +552,19 @@ def ratios(results: dict[str, list[dict]]) -> tuple[dict[str, float], list[str]]
                 f"{name}: Redis memory per item / embedded bytes on disk per item "
                 f"({by['redis tcp']['bytes_per_item']:.0f} / {emb['bytes_per_item']:.0f} B)",
                 by["redis tcp"]["bytes_per_item"] / emb["bytes_per_item"], "<= 2")
+        for b in REMOTE:
+            if b in by:
+                say(f"{name}_{b.replace(' ', '_')}_round_trips_per_query",
+                    f"{name}: {b} remote-probe, round trips per query", by[b]["round_trips_per_query"],
+                    "== 1")
+                if emb["bytes_per_item"]:
+                    say(f"{name}_{b.replace(' ', '_')}_memory_vs_embedded_disk",
+                        f"{name}: {b} Redis memory per item / embedded bytes on disk per item "
+                        f"({by[b]['bytes_per_item']:.0f} / {emb['bytes_per_item']:.0f} B)",
+                        by[b]["bytes_per_item"] / emb["bytes_per_item"], "<= 2")
         if DS_REDIS in by:
             ds = by[DS_REDIS]
-            for b in ("redis tcp", "redis unix"):
+            for b in ("redis tcp", "redis unix", *REMOTE):
                 rec = "recall_close" if "recall_close" in ds else "recall"
                 label = f"recall J>={RECALL_J}" if rec == "recall_close" else "recall@10"
                 say(f"{name}_datasketch_redis_vs_ours_{b.replace(' ', '_')}_p50",
@@ -616,10 +669,11 @@ def main(argv: list[str] | None = None) -> int:
         markdown += [f"### {name}", "", *table, ""]
     if lib_rows:
         by = {r["backend"]: r for r in lib_rows}
-        v = by["redis tcp"]["p50_ms"] / by["embedded"]["p50_ms"]
-        values["library_similar_redis_tcp_vs_embedded_p50"] = v
-        ratio_lines.append(f"- library ({args.library}): similar --by combined, redis tcp / embedded, p50 = "
-                           f"**{v:.2f}** (target <= 1.2)")
+        for b, target in (("redis tcp", "<= 1.2"), ("remote tcp", "(for reference)")):
+            v = by[b]["p50_ms"] / by["embedded"]["p50_ms"]
+            values[f"library_similar_{b.replace(' ', '_')}_vs_embedded_p50"] = v
+            ratio_lines.append(f"- library ({args.library}): similar --by combined, {b} / embedded, p50 = "
+                               f"**{v:.2f}** (target {target})")
         table = library_table(lib_rows)
         print_tables(f"library of {args.library}", table)
         markdown += [f"### Library of {args.library}", "", *table, ""]

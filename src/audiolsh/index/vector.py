@@ -467,6 +467,8 @@ class Index(SegmentedIndex[_Segment]):
             raise ParameterError(
                 f"query dimension {queries.shape[1]} does not match the index's {self.config.dim}")
 
+        budget = self.config.n_rerank if n_rerank is None else check_int("n_rerank", n_rerank, 0)
+
         def probes_of(seg: Any) -> int:
             return n_probes or self.config.n_probes or self._default_probes(seg)
 
@@ -474,7 +476,7 @@ class Index(SegmentedIndex[_Segment]):
             remote = [s for s in self._segments if s.n_live and s.remote is not None]
             try:  # with no segment to search, the round trip still checks the version
                 parts = remote_search(self.storage, remote, queries, metric, k,  # type: ignore[arg-type]
-                                      probes_of, self._version)
+                                      probes_of, self._version, budget)
             except Stale:
                 self._refresh()
                 continue

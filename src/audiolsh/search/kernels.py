@@ -554,26 +554,33 @@ def search_sets_counted(q_indptr, *args):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def rerank_vectors(Q, starts, X, metric, k):  # pragma: no cover - compiled
+def rerank_vectors(Q, starts, X, live, metric, k):  # pragma: no cover - compiled
     """Exact top k of each query over its own candidate rows ``X[starts[q]:starts[q + 1]]``
-    (rows fetched from elsewhere, e.g. a remote probe): positions into X, and distances."""
+    (rows fetched from elsewhere, e.g. a remote probe), skipping those with ``live`` 0:
+    positions into X, distances, and the live candidates of each query."""
     nq = len(Q)
     out_i = np.full((nq, k), -1, dtype=np.int64)
     out_d = np.full((nq, k), np.inf, dtype=np.float32)
+    n_cand = np.zeros(nq, dtype=np.int64)
     for qi in range(nq):
         for j in range(starts[qi], starts[qi + 1]):
-            _insert(out_d[qi], out_i[qi], _vector_distance(Q[qi], X, j, metric), j)
-    return out_i, out_d
+            if live[j]:
+                n_cand[qi] += 1
+                _insert(out_d[qi], out_i[qi], _vector_distance(Q[qi], X, j, metric), j)
+    return out_i, out_d, n_cand
 
 
 @numba.njit(cache=True, nogil=True)
-def rerank_sets(q_indptr, q_elems, starts, indptr, elems, k):  # pragma: no cover - compiled
+def rerank_sets(q_indptr, q_elems, starts, indptr, elems, live, k):  # pragma: no cover - compiled
     """``rerank_vectors`` for sets: exact Jaccard distance over each query's candidate sets."""
     nq = len(q_indptr) - 1
     out_i = np.full((nq, k), -1, dtype=np.int64)
     out_d = np.full((nq, k), np.inf, dtype=np.float32)
+    n_cand = np.zeros(nq, dtype=np.int64)
     for qi in range(nq):
         qa = q_elems[q_indptr[qi] : q_indptr[qi + 1]]
         for j in range(starts[qi], starts[qi + 1]):
-            _insert(out_d[qi], out_i[qi], _jaccard(qa, indptr, elems, j), j)
-    return out_i, out_d
+            if live[j]:
+                n_cand[qi] += 1
+                _insert(out_d[qi], out_i[qi], _jaccard(qa, indptr, elems, j), j)
+    return out_i, out_d, n_cand

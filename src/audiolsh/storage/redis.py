@@ -486,31 +486,36 @@ class RedisStorage:
         return self._chunked(segment_id, seg, skip), layout
 
     @_guard
-    def probe(self, queries: Sequence[tuple[Sequence[RemoteLayout], Sequence[Sequence[bytes]]]],
-              ) -> list[tuple[int, list[Probed | None]]]:
-        """Run ``PROBE`` for each query (the remote segments it searches and the packed probe
-        keys of each table of each): all queries in one round trip, one command per query.
-        Each answer carries the index version it saw."""
+    def probe(self, queries: Sequence[tuple[Sequence[RemoteLayout], Sequence[bytes]]],
+              budget: int = 0) -> list[tuple[int, list[Probed | None]]]:
+        """Run ``PROBE`` for each query (the remote segments it searches, and its packed probes
+        of each): all queries in one round trip, one command per query.  Each answer carries
+        the index version it saw.  ``budget`` > 0: at most that many rows of a segment come
+        back, those in the most probed buckets."""
         if not queries:
             return []
-        if self._probe_sha is None:
-            self._probe_sha = self._r.script_load(PROBE)
         version_key = self._key("version")
         for attempt in range(2):
-            pipe = self._r.pipeline(transaction=False)
-            for layouts, probes in queries:
-                keys, args = probe_args(layouts, probes, version_key)
-                pipe.evalsha(self._probe_sha, len(keys), *keys, *args)
+            if self._probe_sha is None:
+                self._probe_sha = self._r.script_load(PROBE)
             try:
-                replies = pipe.execute()
+                if len(queries) == 1:  # the common case, without a pipeline's bookkeeping
+                    layouts, probes = queries[0]
+                    replies = [self._r.execute_command(
+                        "EVALSHA", self._probe_sha, 1, version_key, *probe_args(layouts, probes, budget))]
+                else:
+                    pipe = self._r.pipeline(transaction=False)
+                    for layouts, probes in queries:
+                        pipe.execute_command(
+                            "EVALSHA", self._probe_sha, 1, version_key, *probe_args(layouts, probes, budget))
+                    replies = pipe.execute()
                 break
             except _redis.exceptions.NoScriptError:  # a restarted or flushed server
                 if attempt:
                     raise
-                self._probe_sha = self._r.script_load(PROBE)
+                self._probe_sha = None
         out = [decode(reply, layouts) for reply, (layouts, _) in zip(replies, queries)]
-        newest = max(v for v, _ in out)
-        self._version = (newest, time.monotonic())
+        self._version = (max(v for v, _ in out), time.monotonic())
         return out
 
     @_guard

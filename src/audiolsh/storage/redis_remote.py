@@ -1,17 +1,24 @@
 """Remote-probe layout of the Redis backend (``?mode=remote``): a segment's buckets and rows stay
 in Redis, and a query fetches the rows of the buckets it probes in one round trip.
 
-Per segment (``B`` is the segment's key base, as for its chunked arrays):
+Per segment (``B`` is the segment's key base, as for its chunked arrays), two hashes:
 
-    B:t:T      hash  bucket key (8 bytes, uint64 LE) -> its rows (uint32 LE each), table T
-    B:rows:0   hash  row (4 bytes, uint32 LE) -> the row's data: a float32 vector, or the
-               sorted uint64 elements of a set
+    B:b:0      bucket (the table, uint16 LE; its key, uint64 LE) -> its rows (uint32 LE
+               each), every table of the segment
+    B:rows:0   row (4 bytes, uint32 LE) -> the row's data: a float32 vector, or the sorted
+               uint64 elements of a set
 
-The segment's other arrays (item ids, learned hash state, row codes) stay chunked as in the
-shared store: a reader loads only those.  ``PROBE`` runs one query against every segment in
-the server: it reads the probed buckets of each table, de-duplicates their rows and returns
-them with their data, and the index version, so a reader notices a commit without another
-command.  No command here scans the key space.
+One bucket hash for all tables rather than one per table: a query then reads all its probed
+buckets with one HMGET (a command called from a script costs a few microseconds, and MinHash
+has 25 tables).  A bucket is one field, never one key (a key per bucket costs Redis ~50 bytes
+more each).  The segment's other arrays (item ids, learned hash state, row codes) stay chunked
+as in the shared store: a reader loads only those.
+
+``PROBE`` runs one query against every segment in the server: it reads the probed buckets,
+de-duplicates their rows and returns them with their data, and the index version, so a
+reader notices a commit without another command.  No command here scans the key space.  The
+script names a segment's hashes from its key base, so it runs on a standalone server (or a
+replica), not on Redis Cluster.
 """
 
 from __future__ import annotations
@@ -39,7 +46,6 @@ FIELDS = 4000
 PROBE = """
 local nseg = tonumber(ARGV[1])
 local out = {redis.call('GET', KEYS[1]) or '0'}
-local k, a = 2, 2 + 2 * nseg
 local function hmget(key, fields)
   local got = {}
   for i = 1, #fields, 4000 do
@@ -48,42 +54,51 @@ local function hmget(key, fields)
   end
   return got
 end
-for s = 1, nseg do
-  local ntab, var = tonumber(ARGV[1 + s]), ARGV[1 + nseg + s] == '1'
-  local rows_key = KEYS[k]
+for s = 0, nseg - 1 do
+  local base, ntab = ARGV[2 + 4 * s], tonumber(ARGV[3 + 4 * s])
+  local budget, probe = tonumber(ARGV[4 + 4 * s]), ARGV[5 + 4 * s]
+  local rows_key = base .. ':rows:0'
   if redis.call('EXISTS', rows_key) == 0 then
-    out[#out + 1] = '!'; out[#out + 1] = ''; out[#out + 1] = ''
+    out[#out + 1] = '!'; out[#out + 1] = {}
   else
-    local seen, rows = {}, {}
-    for t = 1, ntab do
-      local probe = ARGV[a]
-      local fields = {}
-      for i = 1, #probe, 8 do fields[#fields + 1] = string.sub(probe, i, i + 7) end
-      if #fields > 0 then
-        local got = hmget(KEYS[k + t], fields)
-        for j = 1, #got do
-          local v = got[j]
-          if v then
-            for i = 1, #v, 4 do
-              local r = string.sub(v, i, i + 3)
-              if not seen[r] then seen[r] = true; rows[#rows + 1] = r end
-            end
-          end
+    local fields = {}
+    for i = 1, #probe, 10 do fields[#fields + 1] = string.sub(probe, i, i + 9) end
+    local got = hmget(base .. ':b:0', fields)
+    local hits, found = {}, {}
+    for j = 1, #got do
+      local v = got[j]
+      if v then
+        for i = 1, #v, 4 do
+          local r = string.sub(v, i, i + 3)
+          local c = hits[r]
+          if c then hits[r] = c + 1 else hits[r] = 1; found[#found + 1] = r end
         end
       end
-      a = a + 1
     end
+    local rows = found
+    if budget > 0 and #found > budget then
+      -- the rows found in the most probed buckets (a row is in one bucket per table), first
+      -- found first among equals
+      local by = {}
+      for t = 1, ntab do by[t] = {} end
+      for j = 1, #found do local b = by[hits[found[j]]]; b[#b + 1] = found[j] end
+      rows = {}
+      for t = ntab, 1, -1 do
+        local b = by[t]
+        for j = 1, #b do
+          if #rows >= budget then break end
+          rows[#rows + 1] = b[j]
+        end
+      end
+    end
+    -- the values go back as an array: joining them here would cost more than the transfer
     local data = hmget(rows_key, rows)
-    local lengths = {}
     for j = 1, #data do
       if not data[j] then return redis.error_reply('audiolsh: a bucket names a missing row') end
-      if var then lengths[j] = struct.pack('<I4', #data[j]) end
     end
     out[#out + 1] = table.concat(rows)
-    out[#out + 1] = table.concat(data)
-    out[#out + 1] = table.concat(lengths)
+    out[#out + 1] = data
   end
-  k = k + ntab + 1
 end
 return out
 """
@@ -103,11 +118,12 @@ class RemoteLayout:
     def rows_key(self) -> str:
         return f"{self.base}:rows:0"
 
-    def table_key(self, t: int) -> str:
-        return f"{self.base}:t:{t}"
+    @property
+    def buckets_key(self) -> str:
+        return f"{self.base}:b:0"
 
     def keys(self) -> list[str]:
-        return [self.rows_key] + [self.table_key(t) for t in range(self.n_tables)]
+        return [self.rows_key, self.buckets_key]
 
     def to_dict(self) -> dict[str, Any]:
         return {"n_tables": self.n_tables, "n_rows": self.n_rows, "width": self.width}
@@ -146,20 +162,30 @@ def row_values(arrays: dict[str, np.ndarray]) -> tuple[list[bytes], int]:
     return [buf[a:b] for a, b in zip(indptr[:-1].tolist(), indptr[1:].tolist())], 0
 
 
-def table_fields(arrays: dict[str, np.ndarray], t: int) -> list[tuple[bytes, bytes]]:
-    """Table t as (bucket key, its rows) pairs."""
+#: A bucket's field: its table, then its key.
+FIELD = np.dtype([("table", "<u2"), ("key", "<u8")])
+
+
+def _fields(tables: np.ndarray, keys: np.ndarray) -> bytes:
+    f = np.empty(len(keys), FIELD)
+    f["table"], f["key"] = tables, keys
+    return f.tobytes()
+
+
+def bucket_fields(arrays: dict[str, np.ndarray]) -> list[tuple[bytes, bytes]]:
+    """Every bucket of every table as (field, its rows)."""
     ts, keys, starts = arrays["table_start"], arrays["bucket_keys"], arrays["bucket_start"]
-    lo, hi = int(ts[t]), int(ts[t + 1])
-    kb = np.ascontiguousarray(keys[lo:hi], dtype="<u8").tobytes()
-    first, last = int(starts[lo]), int(starts[hi])
-    mb = np.ascontiguousarray(arrays["members"][first:last], dtype="<u4").tobytes()
-    bounds = ((np.asarray(starts[lo:hi + 1], np.int64) - first) * 4).tolist()
-    return [(kb[8 * i:8 * i + 8], mb[bounds[i]:bounds[i + 1]]) for i in range(hi - lo)]
+    tables = np.repeat(np.arange(len(ts) - 1), np.diff(ts))
+    fb = _fields(tables, keys)
+    mb = np.ascontiguousarray(arrays["members"], dtype="<u4").tobytes()
+    bounds = (np.asarray(starts, np.int64) * 4).tolist()
+    w = FIELD.itemsize
+    return [(fb[w * i:w * i + w], mb[bounds[i]:bounds[i + 1]]) for i in range(len(keys))]
 
 
 def write_probe_hashes(pipe: Any, layout: RemoteLayout, arrays: dict[str, np.ndarray],
                        flush_bytes: int) -> None:
-    """HSET the segment's tables and rows, sending the pipeline every ``flush_bytes``."""
+    """HSET the segment's buckets and rows, sending the pipeline every ``flush_bytes``."""
     queued = 0
 
     def put(key: str, pairs: Sequence[tuple[bytes, bytes]]) -> None:
@@ -172,8 +198,7 @@ def write_probe_hashes(pipe: Any, layout: RemoteLayout, arrays: dict[str, np.nda
                 pipe.execute()
                 queued = 0
 
-    for t in range(layout.n_tables):
-        put(layout.table_key(t), table_fields(arrays, t))
+    put(layout.buckets_key, bucket_fields(arrays))
     values, _ = row_values(arrays)
     names = np.arange(len(values), dtype="<u4").tobytes()
     put(layout.rows_key, [(names[4 * i:4 * i + 4], v) for i, v in enumerate(values)])
@@ -182,20 +207,18 @@ def write_probe_hashes(pipe: Any, layout: RemoteLayout, arrays: dict[str, np.nda
 
 def read_arrays(r: Any, layout: RemoteLayout) -> dict[str, np.ndarray]:
     """The probe hashes back as the segment's arrays (for a merge, an exact scan or a full load):
-    the same arrays the segment was written from."""
-    pipe = r.pipeline(transaction=False)
-    for t in range(layout.n_tables):
-        pipe.hgetall(layout.table_key(t))
+    the same arrays the segment was written from.  The buckets are read with HSCAN, so a big
+    segment does not hold the server up."""
+    buckets = dict(r.hscan_iter(layout.buckets_key, count=FIELDS))
     names = np.arange(layout.n_rows, dtype="<u4").tobytes()
     fields = [names[4 * i:4 * i + 4] for i in range(layout.n_rows)]
+    pipe = r.pipeline(transaction=False)
     for part in iter_chunks(len(fields), FIELDS):
         pipe.hmget(layout.rows_key, fields[part])
-    replies = pipe.execute()
-    tables, row_parts = replies[:layout.n_tables], replies[layout.n_tables:]
-    values = [v for part in row_parts for v in part]
-    if any(v is None for v in values):
+    values = [v for part in pipe.execute() for v in part]
+    if any(v is None for v in values) or (layout.n_rows and not buckets):
         raise LookupError("a row of the segment is missing")
-    out = _tables_from_hashes(tables)
+    out = _tables(buckets, layout.n_tables)
     rows = probed_rows(np.arange(layout.n_rows), values, layout.width)
     if rows.vectors is not None:
         out[VECTORS] = rows.vectors
@@ -217,63 +240,47 @@ def probed_rows(rows: np.ndarray, values: Sequence[bytes], width: int) -> Probed
     return Probed(rows, indptr=indptr, elements=np.frombuffer(data, "<u8"))
 
 
-def _tables_from_hashes(tables: list[dict[bytes, bytes]]) -> dict[str, np.ndarray]:
-    keys: list[np.ndarray] = []
-    members: list[bytes] = []
-    sizes: list[np.ndarray] = []
-    per_table: list[int] = []
-    for h in tables:
-        k = np.frombuffer(b"".join(h.keys()), "<u8")
-        order = np.argsort(k, kind="stable")
-        values = list(h.values())
-        keys.append(k[order])
-        members.extend(values[i] for i in order.tolist())
-        sizes.append(np.array([len(values[i]) // 4 for i in order.tolist()], np.int64))
-        per_table.append(len(h))
-    size = np.concatenate(sizes) if sizes else np.zeros(0, np.int64)
+def _tables(buckets: dict[bytes, bytes], n_tables: int) -> dict[str, np.ndarray]:
+    """Bucket tables (CSR, keys sorted within each table) from the bucket hash."""
+    f = np.frombuffer(b"".join(buckets.keys()), FIELD)
+    values = list(buckets.values())
+    order = np.lexsort((f["key"], f["table"]))
+    sizes = np.array([len(values[i]) // 4 for i in order.tolist()], np.int64)
     return {
-        "table_start": np.concatenate([[0], np.cumsum(per_table)]).astype(np.int64),
-        "bucket_keys": (np.concatenate(keys) if keys else np.zeros(0, "<u8")).astype(np.uint64),
-        "bucket_start": np.concatenate([[0], np.cumsum(size)]).astype(np.int64),
-        "members": np.frombuffer(b"".join(members), "<u4").astype(np.int32),
+        "table_start": np.concatenate([[0], np.cumsum(np.bincount(f["table"], minlength=n_tables))]
+                                      ).astype(np.int64),
+        "bucket_keys": f["key"][order].astype(np.uint64),
+        "bucket_start": np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        "members": np.frombuffer(b"".join(values[i] for i in order.tolist()), "<u4").astype(np.int32),
     }
 
 
-def probe_args(layouts: Sequence[RemoteLayout], probes: Sequence[Sequence[bytes]],
-               version_key: str) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of ``PROBE`` for one query: per segment, its probed keys of each table."""
-    keys = [version_key]
+def probe_args(layouts: Sequence[RemoteLayout], probes: Sequence[bytes], budget: int = 0) -> list[Any]:
+    """ARGV of ``PROBE`` for one query: per segment, its key base, tables, how many rows to
+    fetch at most (0: all; else those in the most probed buckets) and its probes
+    (``packed_probes``).  The script names the segment's hashes from its base: one round trip
+    whatever the number of segments (a standalone server; Redis Cluster would want every key
+    declared)."""
     args: list[Any] = [len(layouts)]
-    args += [lay.n_tables for lay in layouts]
-    args += ["0" if lay.width else "1" for lay in layouts]
-    for lay, per_table in zip(layouts, probes):
-        keys += lay.keys()
-        args += list(per_table)
-    return keys, args
+    for lay, packed in zip(layouts, probes):
+        args += [lay.base, lay.n_tables, budget, packed]
+    return args
 
 
-def decode(reply: list[bytes], layouts: Sequence[RemoteLayout]) -> tuple[int, list[Probed | None]]:
+def decode(reply: list[Any], layouts: Sequence[RemoteLayout]) -> tuple[int, list[Probed | None]]:
     """``PROBE``'s reply: the index version and, per segment, what it found (None: gone)."""
     version = int(reply[0])
     out: list[Probed | None] = []
     for s, lay in enumerate(layouts):
-        rows_b, data, lengths = reply[1 + 3 * s:4 + 3 * s]
+        rows_b, values = reply[1 + 2 * s:3 + 2 * s]
         if rows_b == GONE:
             out.append(None)
             continue
-        rows = np.frombuffer(rows_b, "<u4").astype(np.int64)
-        if lay.width:
-            out.append(Probed(rows, vectors=np.frombuffer(data, "<f4").reshape(len(rows), lay.width)))
-        else:
-            n = np.frombuffer(lengths, "<u4").astype(np.int64) // 8
-            indptr = np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
-            out.append(Probed(rows, indptr=indptr, elements=np.frombuffer(data, "<u8")))
+        out.append(probed_rows(np.frombuffer(rows_b, "<u4").astype(np.int64), values, lay.width))
     return version, out
 
 
-def packed_probes(keys: np.ndarray, tables: np.ndarray, n_tables: int) -> list[bytes]:
-    """One query's probes (keys and their tables, best first) as one packed string per table."""
-    order = np.argsort(tables, kind="stable")
-    packed = np.ascontiguousarray(keys[order], dtype="<u8").tobytes()
-    bounds = (np.searchsorted(tables[order], np.arange(n_tables + 1)) * 8).tolist()
-    return [packed[bounds[t]:bounds[t + 1]] for t in range(n_tables)]
+def packed_probes(keys: np.ndarray, tables: np.ndarray) -> bytes:
+    """One query's probes (keys and their tables, best first) as the bucket fields ``PROBE``
+    reads."""
+    return _fields(tables, keys)
