@@ -52,6 +52,8 @@ K = 10
 RECALL_J = 0.5
 BACKENDS = ("embedded", "memory", "redis tcp", "redis unix", "remote tcp", "remote unix")
 REMOTE = ("remote tcp", "remote unix")
+#: Query arguments of the extra readers (a remote fetch budget).
+QUERY_KW: dict[str, dict[str, Any]] = {}
 DS_REDIS = "datasketch redis"
 DS_MEMORY = "datasketch memory"
 
@@ -227,7 +229,7 @@ def query_all(ds: Dataset, readers: dict[str, Index], rows: dict[str, dict]) -> 
     rotating order) so that the load of the shared machine falls on all of them alike."""
     names = list(readers)
     for b in names:
-        readers[b].query(ds.query_row(0), K)  # warm-up
+        readers[b].query(ds.query_row(0), K, **QUERY_KW.get(b, {}))  # warm-up
     lat = {b: np.empty(ds.nq) for b in names}
     out: dict[str, list[Any]] = {b: [] for b in names}
     gc.collect()
@@ -236,7 +238,7 @@ def query_all(ds: Dataset, readers: dict[str, Index], rows: dict[str, dict]) -> 
         for j in range(len(names)):
             b = names[(i + j) % len(names)]
             t0 = time.perf_counter()
-            res = readers[b].query(q, K)
+            res = readers[b].query(q, K, **QUERY_KW.get(b, {}))
             lat[b][i] = time.perf_counter() - t0
             out[b].append(res)
     for b in names:
@@ -385,7 +387,10 @@ def warm_up(ds: Dataset) -> None:
         index.query(ds.query_row(0), K, exact=True)
 
 
-def bench_dataset(ds: Dataset, server: RedisServer, tmp: str, with_datasketch: bool) -> list[dict]:
+def bench_dataset(ds: Dataset, server: RedisServer, tmp: str, with_datasketch: bool,
+                  budget: int = 0) -> list[dict]:
+    """Every backend on one dataset; ``budget`` > 0 adds a reader of the remote index that
+    queries with ``n_rerank=budget`` (the rows in the most probed buckets only)."""
     tag = uuid.uuid4().hex[:8]
     locations = {
         "embedded": os.path.join(tmp, f"{ds.name.split()[0]}-{tag}.idx"),
@@ -402,9 +407,17 @@ def bench_dataset(ds: Dataset, server: RedisServer, tmp: str, with_datasketch: b
     for backend in BACKENDS:
         readers[backend] = open_reader(ds, locations[backend], rows[backend])
     ds.set_exact(readers["memory"])
+    if budget:
+        name = f"remote tcp n_rerank={budget}"
+        readers[name] = Index.open(locations["remote tcp"], readonly=True)
+        rows[name] = {"backend": name, "build_s": None, "bytes_per_item": None, "n_rerank": budget}
+        QUERY_KW[name] = {"n_rerank": budget}
     query_all(ds, readers, rows)
     for backend in REMOTE:
         count_round_trips(ds, readers[backend], rows[backend], server)
+    extra = [b for b in readers if b not in BACKENDS]
+    for b in extra:
+        readers.pop(b).close()
     for backend in BACKENDS:
         commit_batch(ds, writers[backend], readers[backend], rows[backend])
         readers[backend].close()
@@ -416,7 +429,7 @@ def bench_dataset(ds: Dataset, server: RedisServer, tmp: str, with_datasketch: b
             shutil.rmtree(loc, ignore_errors=True)
     del writers, readers
     gc.collect()
-    out = [rows[b] for b in BACKENDS]
+    out = [rows[b] for b in BACKENDS] + [rows[b] for b in extra]
     if ds.metric == "jaccard" and with_datasketch:
         out.append(bench_datasketch(ds, server, "memory"))
         out.append(bench_datasketch(ds, server, "redis"))
@@ -600,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-perm", type=int, default=128, help="MinHash length (ours and datasketch)")
     ap.add_argument("--threshold", type=float, default=0.5, help="Jaccard threshold (both)")
     ap.add_argument("--no-datasketch", action="store_true")
+    ap.add_argument("--remote-budget", type=int, default=2000, metavar="N",
+                    help="vectors: also query the remote index with n_rerank=N (0: not)")
     ap.add_argument("--library", type=Path, metavar="CORPUS",
                     help="also index this music folder with `audiolsh index` into a directory and into"
                          " redis:// and time `similar --by combined` on 20 clips (minutes)")
@@ -645,7 +660,8 @@ def main(argv: list[str] | None = None) -> int:
                 ds = Dataset(f"sets {args.n_sets // 1000}k jaccard", "jaccard", data, queries, batch,
                              {"num_perm": args.num_perm, "threshold": args.threshold})
             log(f"=== {ds.name}: {ds.n} rows, {ds.nq} queries, batch {len(ds.batch)}")
-            results[ds.name] = bench_dataset(ds, server, tmp, not args.no_datasketch)
+            results[ds.name] = bench_dataset(ds, server, tmp, not args.no_datasketch,
+                                             args.remote_budget if name == "vectors" else 0)
             report["datasets"][ds.name] = {"rows": results[ds.name], "n": ds.n, "queries": ds.nq,
                                            "batch": len(ds.batch), "seconds": round(time.time() - t0, 1)}
             del ds

@@ -184,3 +184,20 @@ def test_dropped_segments_leave_no_hash_behind(redis_url: str, rng: np.random.Ge
         hashes = [k for k in server.scan_iter(match=f"{prefix}:seg:*") if server.type(k) == b"hash"]
         # a bucket hash and a rows hash for every live segment
         assert len(hashes) == 2 * len(live)
+
+
+def test_a_fetch_budget_measures_the_rows_in_most_probed_buckets(redis_url: str,
+                                                                rng: np.random.Generator) -> None:
+    X, Q = _data(rng, n=4000)
+    with Index.create(_remote(redis_url), metric="cosine", n_tables=8) as idx:
+        idx.add(X)
+        full = idx.query(Q, 10)
+        assert (full.n_candidates > 100).all()
+        small = idx.query(Q, 10, n_rerank=100)
+        assert (small.n_candidates == 100).all()
+        # the rows found in most tables are the likeliest neighbours: most answers stay
+        kept = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(full.ids.tolist(), small.ids.tolist())])
+        assert kept > 0.6
+        # a budget no query reaches changes nothing
+        big = idx.query(Q, 10, n_rerank=int(full.n_candidates.max()))
+        assert big.ids.tolist() == full.ids.tolist()

@@ -499,10 +499,10 @@ class RedisStorage:
             if self._probe_sha is None:
                 self._probe_sha = self._r.script_load(PROBE)
             try:
-                if len(queries) == 1:  # the common case, without a pipeline's bookkeeping
+                if len(queries) == 1:  # the common case: one command on a pooled connection
                     layouts, probes = queries[0]
-                    replies = [self._r.execute_command(
-                        "EVALSHA", self._probe_sha, 1, version_key, *probe_args(layouts, probes, budget))]
+                    replies = [self._call("EVALSHA", self._probe_sha, 1, version_key,
+                                          *probe_args(layouts, probes, budget))]
                 else:
                     pipe = self._r.pipeline(transaction=False)
                     for layouts, probes in queries:
@@ -517,6 +517,20 @@ class RedisStorage:
         out = [decode(reply, layouts) for reply, (layouts, _) in zip(replies, queries)]
         self._version = (max(v for v, _ in out), time.monotonic())
         return out
+
+    def _call(self, *args: Any) -> Any:
+        """One command and its reply, without redis-py's per-call retry and bookkeeping (a
+        query's latency is mostly its one round trip); a broken connection is dropped."""
+        pool = self._r.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_command(*args)
+            return conn.read_response()
+        except (_redis.exceptions.ConnectionError, _redis.exceptions.TimeoutError):
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
 
     @_guard
     def fetch_rows(self, layout: RemoteLayout, rows: np.ndarray) -> Probed:
