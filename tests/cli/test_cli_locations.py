@@ -56,3 +56,23 @@ def test_a_library_in_redis_from_the_command_line(tmp_path: Path, redis_url: str
     assert out.count("\n") == 200
     code, out, err = _run("info", "--index", redis_url)
     assert code == 0, err
+
+
+def test_a_remote_probe_index_from_the_command_line(tmp_path: Path, redis_url: str) -> None:
+    import json
+
+    X = np.random.default_rng(2).standard_normal((3000, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "q.npy", X[:5])
+    remote = redis_url + "&mode=remote"
+    code, _, err = _run("vectors", "add", str(tmp_path / "x.npy"), "--index", remote)
+    assert code == 0, err
+    answers = []
+    for extra in ([], ["--rerank", "50"]):  # the mode is kept with the index
+        code, out, err = _run("vectors", "query", str(tmp_path / "q.npy"), "--index", redis_url,
+                              "-k", "1", "--format", "jsonl", *extra)
+        assert code == 0, err
+        answers.append([json.loads(line)["results"][0]["distance"] for line in out.splitlines()])
+    assert answers[0] == answers[1] == [0.0] * 5
+    code, _, err = _run("info", "--index", redis_url + "&mode=shared")
+    assert code == 2 and "made in remote mode" in err and err.count("\n") == 1

@@ -76,17 +76,21 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--probes", "n_probes", type=click.IntRange(min=1), default=None,
               help="Buckets probed per query (default: the index's tuned value).")
+@click.option("--rerank", "n_rerank", type=click.IntRange(min=0), default=None,
+              help="Measure at most this many candidates per segment (cosine: nearest by hash"
+                   " code; a Redis ?mode=remote index: found in the most probed buckets;"
+                   " 0: all; default: the index's value).")
 @click.option("--exact", is_flag=True, help="Brute force instead of LSH (the baseline).")
 @click.option("--per-second/--clip-mean", default=True, show_default=True)
 @click.option("--id-column", default=None)
 @format_option
-def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, exact: bool,
-                  per_second: bool, id_column: str | None, fmt: str) -> None:
+def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_rerank: int | None,
+                  exact: bool, per_second: bool, id_column: str | None, fmt: str) -> None:
     """For every row of FILE, the k nearest indexed vectors with their distances."""
     batch = read_vectors(file, per_second=per_second, id_column=id_column)
     with Index.open(index_path, readonly=True) as index:
         t0 = time.perf_counter()
-        result = index.query(batch.vectors, k, n_probes=n_probes, exact=exact)
+        result = index.query(batch.vectors, k, n_probes=n_probes, n_rerank=n_rerank, exact=exact)
         elapsed_ms = (time.perf_counter() - t0) * 1e3
         hits = index.hits(result)
     records, flat = [], []
