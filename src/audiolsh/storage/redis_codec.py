@@ -2,6 +2,9 @@
 
     redis://[:password@]host:port/db?prefix=NAME     rediss:// for TLS
     unix:///path/redis.sock?db=N&prefix=NAME
+
+Besides redis-py's own parameters (``socket_timeout=``, ...) a location may say ``lease=SECONDS``:
+how long the write lock of a writer opened on it outlives the writer if it dies (default 30 s).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ except ImportError:  # pragma: no cover - exercised without the extra
 
 SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_PREFIX = "audiolsh"
+#: Seconds the write lock outlives a writer that died, unless the location says ``lease=``.
+DEFAULT_LEASE_S = 30.0
 _LOC = struct.Struct("<qd")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,6 +51,8 @@ def parse(location: str) -> tuple[str, str, str]:
     for name, value in query:
         if name == "prefix":
             prefix = value
+        elif name == "lease":
+            _lease(location, value)  # ours, not redis-py's
         else:
             rest.append((name, value))
     if not prefix:
@@ -61,6 +68,23 @@ def parse(location: str) -> tuple[str, str, str]:
         raise ParameterError(f"{describe(location)}: the Redis database must be a number"
                              f" (redis://host:port/DB?prefix=NAME), not {db!r}")
     return _unsplit(parts.scheme, parts.netloc, parts.path, urlencode(rest)), prefix, describe(location)
+
+
+def lease_of(location: str) -> float:
+    """The write lock's lease of a location: its ``lease=SECONDS``, or :data:`DEFAULT_LEASE_S`."""
+    given = [v for k, v in parse_qsl(urlsplit(location).query, keep_blank_values=True) if k == "lease"]
+    return _lease(location, given[-1]) if given else DEFAULT_LEASE_S
+
+
+def _lease(location: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ParameterError(f"{describe(location)}: lease must be a number of seconds > 0"
+                             f" (?lease=30), not {value!r}")
+    return seconds
 
 
 def _unsplit(scheme: str, netloc: str, path: str, query: str) -> str:
