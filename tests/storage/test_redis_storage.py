@@ -50,6 +50,12 @@ def test_redis_locations() -> None:
         open_storage("redis://h/music?prefix=a")
     with pytest.raises(ParameterError, match="empty prefix"):
         open_storage("redis://h/0?prefix=")
+    # lease= is ours: kept by join (every part of a library), not passed on to redis-py.
+    assert parse("redis://h/0?lease=2.5&prefix=a&socket_timeout=3")[0] == "redis://h/0?socket_timeout=3"
+    assert join("unix:///r.sock?lease=2&prefix=lib", "rhythm") == "unix:///r.sock?lease=2&prefix=lib/rhythm"
+    for bad in ("0", "-1", "soon", "nan", ""):
+        with pytest.raises(ParameterError, match="lease must be a number of seconds"):
+            open_storage(f"redis://h/0?prefix=a&lease={bad}")
 
 
 def test_unreachable_redis_is_one_clear_error(tmp_path: Any) -> None:
@@ -168,6 +174,16 @@ def test_a_writer_killed_mid_commit_leaves_the_previous_version_whole(redis_url:
     assert st.segment_keys() == {info.id}
     assert [t.path for t in st.tracks()] == ["kept.wav", "lost.wav"]
     np.testing.assert_array_equal(st.load_arrays(info.id)["x"], np.arange(4.0))
+    st.close()
+
+
+def test_the_location_sets_the_lease(redis_url: str) -> None:
+    st = RedisStorage(f"{redis_url}&lease=2.5", create=True)
+    assert st.lease_s == 2.5
+    assert RedisStorage(redis_url).lease_s == 30.0 and RedisStorage(redis_url, lease_s=0.4).lease_s == 0.4
+    assert RedisStorage(join(f"{redis_url}&lease=2.5", "part"), create=True).lease_s == 2.5
+    with st.write():
+        assert 0 < st._r.pttl(st._key("lock")) <= 2500
     st.close()
 
 

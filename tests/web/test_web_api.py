@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +253,7 @@ def test_track_audio_supports_ranges(client: Any, web_corpus: Any) -> None:
 def test_health(client: Any) -> None:
     r = client.get("/health")
     assert r.status_code == 200 and r.json()["status"] == "ok"
+    assert r.json()["pid"] == os.getpid()  # the process that answered (TestClient: this one)
 
 
 # pages, docs and errors ------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The web app on a library in Redis: the same answers as from a directory, 503 while the server
-is down and recovery once it is back, and several apps sharing one library.
+is down and recovery once it is back, several apps sharing one library, and uvicorn's worker
+processes serving one.
 
 Each test module owns a private redis-server on a unix socket in a temporary folder (not the
 session one: the tests stop and restart it by its process id).  It persists with an AOF fsynced
@@ -253,3 +254,121 @@ def test_app_from_env_for_uvicorn_workers(redis_library: str, monkeypatch: pytes
     assert app.state.settings.index_path == redis_library
     with TestClient(app) as client:
         assert client.get("/api/tracks").status_code == 200
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """The environment of a child process that imports this tree's audiolsh."""
+    import os
+
+    import audiolsh
+
+    src = str(Path(audiolsh.__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), **extra}
+
+
+def _one_connection(base: str, work: Callable[[Any], Any]) -> tuple[int, Any]:
+    """``work(client)`` on one new keep-alive connection, so one uvicorn worker process answers
+    it all; (that worker's pid from /health, before and after, and what ``work`` returned)."""
+    import httpx
+
+    with httpx.Client(base_url=base, timeout=120, limits=httpx.Limits(max_connections=1)) as c:
+        pid = c.get("/health").json()["pid"]
+        out = work(c)
+        assert c.get("/health").json()["pid"] == pid, "the connection moved to another worker"
+    return int(pid), out
+
+
+@pytest.mark.slow
+def test_uvicorn_workers_share_one_library_and_see_a_new_track(
+        redis_server: RedisServer, web_corpus: Any, tmp_path: Path) -> None:
+    import httpx
+
+    url = redis_server.url("uvicorn")
+    with Library.create(url) as library:
+        report = index_audio(library, [web_corpus.music], workers=1)
+        assert not report.failed, report.failed
+        assert {Path(t.path).name: t.id for t in library.tracks()} == web_corpus.ids
+    with _client(web_corpus.library) as on_disk:
+        expected = _answers(on_disk, web_corpus)
+    n = expected[0]["total"]
+    assert n == len(web_corpus.ids)
+    match = expected[1]["match"]
+    assert Path(match["path"]).name == "charlie.ogg" and abs(match["offset_s"] - 12.0) < 0.1
+    assert Path(expected[2]["results"][0]["path"]).name == "bravo.flac"
+    assert Path(expected[3]["results"][0]["path"]).name == "alpha.wav"
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "uvicorn.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "audiolsh.web.app:app_from_env", "--factory",
+             "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
+            env=_env(AUDIOLSH_INDEX=url), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def up() -> bool:
+            assert proc.poll() is None, (tmp_path / "uvicorn.log").read_text()
+            try:
+                return httpx.get(f"{base}/health", timeout=10).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _until("uvicorn answers", up, timeout_s=120)
+
+        # Rounds of every query, each round on a new connection (one worker), until both
+        # workers answered and 18 queries were asked: every answer is the directory library's.
+        answered: dict[int, int] = {}
+        while len(answered) < 2 or sum(answered.values()) < 6:
+            pid, got = _one_connection(base, lambda c: _answers(c, web_corpus))
+            assert got == expected, f"worker {pid}"
+            answered[pid] = answered.get(pid, 0) + 1
+            assert len(answered) <= 2
+            assert sum(answered.values()) < 200, f"one worker answers every connection: {answered}"
+
+        # `audiolsh index` adds a track; both workers list it and find it, without a restart.
+        new = tmp_path / "foxtrot.wav"
+        sf.write(new, synth.music(duration_s=DURATION_S, sr=SR, seed=NEW_SEED + 1), SR)
+        done = subprocess.run([sys.executable, "-m", "audiolsh", "index", str(new), "--index", url,
+                               "--workers", "1"], capture_output=True, text=True, timeout=600, env=_env())
+        assert done.returncode == 0, done.stderr
+        y, _ = sf.read(new, dtype="float32")
+        clip = web_corpus.wav(y[12 * SR: 22 * SR])
+
+        def sees_it(c: Any) -> Any:
+            if c.get("/api/tracks").json()["total"] != n + 1:
+                return None
+            found = c.post("/api/identify", files={"file": ("clip.wav", clip)}).json()["match"]
+            like = c.post("/api/similar?by=timbre&k=2", files={"file": ("clip.wav", clip)}).json()
+            return _stable([found, like, _answers(c, web_corpus)])
+
+        seen: dict[int, Any] = {}
+        deadline = time.monotonic() + 120
+        while len(seen) < 2:
+            assert time.monotonic() < deadline, f"not every worker lists the new track: {sorted(seen)}"
+            pid, got = _one_connection(base, sees_it)
+            if got is not None:
+                seen[pid] = got
+            assert set(seen) <= set(answered)  # the same two workers: no restart
+        for found, like, _ in seen.values():
+            assert Path(found["path"]).name == new.name and abs(found["offset_s"] - 12.0) < 0.1
+            assert Path(like["results"][0]["path"]).name == new.name
+        first, second = seen.values()
+        assert first == second
+        assert first[2][0]["total"] == n + 1
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            import os
+            import signal
+
+            os.killpg(proc.pid, signal.SIGKILL)  # the session started for uvicorn and its workers
+            proc.wait(10)

@@ -17,7 +17,7 @@ Keys (``P`` is the prefix):
                       none) + JSON [key, meta], so ``item_arrays`` and ``items`` are one HMGET
     P:keyids          hash  key -> packed int64 item ids;  P:trackids  hash  track id -> same
     P:deleted         set of removed item ids
-    P:lock            the writers' lease lock
+    P:lock            the writers' lease lock (its lease: the location's ``lease=SECONDS``)
     P:pending         set of the segment keys the lock's holder has written but not committed
 
 Commit protocol: a writer takes the lease lock (``SET NX PX``, renewed while it is held), writes
@@ -73,6 +73,7 @@ from audiolsh.storage.redis_codec import (
     _unreachable,
     describe,
     join,
+    lease_of,
     location_mode,
     parse,
     storage_exists,
@@ -350,7 +351,8 @@ def _chunk_keys(data: bytes | str) -> list[str]:
 class RedisStorage:
     """Open (or create) the index under ``?prefix=`` of a Redis database.
 
-    ``lease_s``: how long the write lock outlives a writer that died (renewed while held);
+    ``lease_s``: how long the write lock outlives a writer that died (renewed while held;
+    default: the location's ``lease=SECONDS``, else 30 s);
     ``lock_timeout_s``: how long a writer waits for another one; ``version_ttl_s``: how long
     ``version()`` may answer from its cache (a handle sees its own commits at once).
     """
@@ -358,7 +360,7 @@ class RedisStorage:
     chunk_bytes = CHUNK_BYTES
 
     def __init__(self, url: str, *, create: bool = False, readonly: bool = False,
-                 lease_s: float = 30.0, lock_timeout_s: float = 60.0,
+                 lease_s: float | None = None, lock_timeout_s: float = 60.0,
                  version_ttl_s: float = 0.5) -> None:
         redis_url, self.prefix, self.location = parse(url)
         self._asked_mode = location_mode(url)
@@ -366,7 +368,7 @@ class RedisStorage:
         self.remote = False
         self._probe_sha: str | None = None
         self.readonly = readonly
-        self.lease_s = lease_s
+        self.lease_s = lease_of(url) if lease_s is None else lease_s
         self.lock_timeout_s = lock_timeout_s
         self.version_ttl_s = version_ttl_s
         self._version: tuple[int, float] | None = None

@@ -2,6 +2,9 @@
 
     redis://[:password@]host:port/db?prefix=NAME     rediss:// for TLS
     unix:///path/redis.sock?db=N&prefix=NAME
+
+Besides redis-py's own parameters (``socket_timeout=``, ...) a location may say ``lease=SECONDS``:
+how long the write lock of a writer opened on it outlives the writer if it dies (default 30 s).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ except ImportError:  # pragma: no cover - exercised without the extra
 SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_PREFIX = "audiolsh"
 MODES = ("shared", "remote")
+#: Seconds the write lock outlives a writer that died, unless the location says ``lease=``.
+DEFAULT_LEASE_S = 30.0
 _LOC = struct.Struct("<qd")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,7 +52,9 @@ def parse(location: str) -> tuple[str, str, str]:
     for name, value in query:
         if name == "prefix":
             prefix = value
-        elif name != "mode":
+        elif name == "lease":
+            _lease(location, value)  # ours, not redis-py's
+        elif name != "mode":  # ours too
             rest.append((name, value))
     if not prefix:
         raise ParameterError(f"{describe(location)}: an empty prefix (?prefix=NAME)")
@@ -67,13 +74,34 @@ def parse(location: str) -> tuple[str, str, str]:
 def location_mode(location: str) -> str | None:
     """The ``?mode=`` a location asks for: "shared" (segments copied into every reader),
     "remote" (buckets and rows stay in Redis, queries probe them there), or None (as stored)."""
-    values = [v for k, v in parse_qsl(urlsplit(location).query, keep_blank_values=True) if k == "mode"]
+    values = _param(location, "mode")
     if not values:
         return None
     if len(values) > 1 or values[0] not in MODES:
         raise ParameterError(f"{describe(location)}: mode must be one of {list(MODES)},"
                              f" not {values[-1]!r}")
     return values[0]
+
+
+def lease_of(location: str) -> float:
+    """The write lock's lease of a location: its ``lease=SECONDS``, or :data:`DEFAULT_LEASE_S`."""
+    given = _param(location, "lease")
+    return _lease(location, given[-1]) if given else DEFAULT_LEASE_S
+
+
+def _param(location: str, name: str) -> list[str]:
+    return [v for k, v in parse_qsl(urlsplit(location).query, keep_blank_values=True) if k == name]
+
+
+def _lease(location: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ParameterError(f"{describe(location)}: lease must be a number of seconds > 0"
+                             f" (?lease=30), not {value!r}")
+    return seconds
 
 
 def _unsplit(scheme: str, netloc: str, path: str, query: str) -> str:

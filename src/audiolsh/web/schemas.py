@@ -112,4 +112,6 @@ class Health(BaseModel):
     version: str
     workers: int
     busy: int
+    pid: int = Field(description="The id of the server process that answered: which one, when"
+                                 " several serve the library (uvicorn --workers N)")
     detail: str | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import mimetypes
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -254,7 +255,7 @@ class QueryService:
         cannot be reached or the library is gone.  Asks the storage directly, on a connection
         of its own, so it neither waits for a free worker nor disturbs one."""
         out: dict[str, Any] = {"status": "ok", "version": __version__, "workers": self.pool.size,
-                               "busy": self.pool.busy}
+                               "busy": self.pool.busy, "pid": os.getpid()}
         try:
             present = is_library(self.settings.index_path)
         except StorageUnavailable:
