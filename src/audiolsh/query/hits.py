@@ -41,9 +41,30 @@ def as_ids(tracks: Collection[int]) -> np.ndarray:
 
 
 def search(library: Library, name: str, data: Any, k: int, *, exact: bool = False) -> Hits:
-    """The k nearest rows of mode ``name`` for every query row, resolved."""
+    """The k nearest rows of complete tracks in mode ``name`` for every query row, resolved.
+
+    Rows of a track no catalogue lists yet (an index run commits every mode before the
+    catalogue, and one interrupted in between leaves them until it runs again) are passed
+    over: a query short of k such rows asks the index for twice as many, so they never take
+    the place of real answers."""
     index = library.index(name)
-    return resolve(library, name, index.query(data, k, exact=exact))
+    ask = k
+    while True:
+        res = index.query(data, ask, exact=exact)
+        hits = resolve(library, name, res)
+        unlisted = hits.tracks < 0
+        if not unlisted.any():
+            return hits
+        hits = hits.take(~unlisted)
+        n_rows = len(res.ids)
+        found = np.bincount(hits.rows, minlength=n_rows)
+        # a row is done when it has k answers, or when the index had no more to give it
+        exhausted = (res.ids >= 0).sum(axis=1) < ask
+        if ((found >= k) | exhausted).all() or ask >= len(index):
+            first = np.searchsorted(hits.rows, np.arange(n_rows))
+            rank = np.arange(len(hits)) - first[hits.rows]
+            return hits.take(rank < k)
+        ask *= 2
 
 
 def resolve(library: Library, name: str, res: Neighbors) -> Hits:
