@@ -17,8 +17,8 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # System packages: ffmpeg (decoding fallback, test fixtures), libsndfile, chromium and its driver
-# (the web app's browser tests), redis-server (the tests of redis:// locations start their own);
-# apt needs root.
+# (the web app's browser tests), redis-server (the tests of redis:// locations start their own),
+# Java 17 for Spark (audiolsh[spark]); apt needs root.
 system-deps:
 	@missing=""; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
@@ -26,6 +26,7 @@ system-deps:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
@@ -33,7 +34,7 @@ system-deps:
 	fi
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,bench,redis]'
+	$(BIN)/pip install --quiet -e '.[dev,bench,redis,spark]'
 	touch $@
 
 install: system-deps $(VENV)/.installed

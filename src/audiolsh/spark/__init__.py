@@ -1,0 +1,7 @@
+"""audiolsh on Spark (``audiolsh[spark]``): Spark only orchestrates; the project's own readers,
+extraction, hashing and search kernels run inside the tasks, so a distributed build gives the
+index a local one gives."""
+
+from audiolsh.spark.session import spark_session, stop_session
+
+__all__ = ["spark_session", "stop_session"]
