@@ -232,3 +232,31 @@ def test_format_version_is_pinned_and_old_indexes_are_refused(tmp_path: Path) ->
     db.close()
     with pytest.raises(IndexFormatError, match=r"too old.*rebuild"):
         FingerprintIndex.open(where)
+
+
+def test_landmark_chunks_hold_every_live_landmark_once(songs: dict[str, np.ndarray]) -> None:
+    """Across segments and in any number of hash ranges (each hash value in one range only),
+    the chunks hold each live track's landmarks exactly, and none of a removed track."""
+    idx = FingerprintIndex.create(None)
+    marks = {}
+    for i, (path, y) in enumerate(songs.items()):
+        marks[path] = landmarks(y, SR)
+        with idx.session() as s:  # one segment per track
+            s.add_track(path, content_hash=f"h{i}", duration_s=len(y) / SR, landmarks=marks[path])
+    gone = next(t for t in idx.tracks() if t.path == "pattern.wav")
+    idx.remove_track(gone.id)
+    by_id = {t.id: t.path for t in idx.tracks()}
+    want = sorted((by_id[tid], int(t), int(h)) for tid in by_id
+                  for t, h in zip(marks[by_id[tid]].times, marks[by_id[tid]].hashes))
+    for n_chunks in (1, 3, 7):
+        chunks = list(idx.landmark_chunks(n_chunks))
+        assert len(chunks) == n_chunks
+        got = sorted((by_id[int(tid)], int(t), int(h))
+                     for tids, times, hashes in chunks for tid, t, h in zip(tids, times, hashes))
+        assert got == want
+        ranges = [set(hashes.tolist()) for _, _, hashes in chunks]
+        assert sum(len(r) for r in ranges) == len(set().union(*ranges))
+    ids, frames = idx.track_frames()
+    assert sorted(ids.tolist()) == sorted(by_id) and (frames > 0).all()
+    with pytest.raises(ParameterError, match="n_chunks"):
+        next(idx.landmark_chunks(0))

@@ -1,9 +1,12 @@
-"""info, remove, tune: commands about the index itself."""
+"""info, remove, tune, clusters, overlaps: commands about the index itself."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +15,13 @@ from rich.progress import Progress
 
 from audiolsh.cli import EXIT_ERROR, cli
 from audiolsh.cli.options import index_option
-from audiolsh.cli.output import emit_table, err_console, format_option
+from audiolsh.cli.output import emit_records, emit_table, err_console, format_option
 from audiolsh.errors import ParameterError
 from audiolsh.evaluation import tune_index
 from audiolsh.index import Index
 from audiolsh.library import Library, is_library
+from audiolsh.query.overlaps import MIN_SECONDS, library_overlaps
+from audiolsh.query.records import overlap_record
 from audiolsh.storage import Track
 
 
@@ -233,6 +238,49 @@ def clusters(index_path: str, by: str, n_clusters: int, seed: int, fmt: str) -> 
                  + (" ..." if r["size"] > 4 else "")} for r in records]
         emit_table(rows, title=f"{n_clusters} groups ({result.explained_variance:.0%} of variance kept)")
         return
-    from audiolsh.cli.output import emit_records
-
     emit_records(records, fmt, flat_rows=flat)
+
+
+@cli.command()
+@index_option
+@click.option("--min-seconds", type=click.FloatRange(min=0.0), default=MIN_SECONDS,
+              show_default=True, help="Shortest shared stretch reported (s).")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Confidence an overlap needs (default: calibrated, as for identify).")
+@format_option
+def overlaps(index_path: str, min_seconds: float, threshold: float | None, fmt: str) -> None:
+    """Pairs of tracks that share material (a duplicate, a re-release, a reused loop, a medley):
+    where the shared stretch starts in each track and how long it is."""
+    t0 = time.perf_counter()
+    with Library.open(index_path, readonly=True) as library:
+        library.mode("fingerprint")
+        with Progress(console=err_console, transient=True) as bar:
+            task = bar.add_task("joining hashes", total=None)
+            found = library_overlaps(
+                library, min_seconds=min_seconds, threshold=threshold,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        n_tracks = len(library)
+    records = [overlap_record(o) for o in found]
+    name = _shortener([r[side]["path"] for r in records for side in "ab"]) if fmt == "table" else str
+    flat = [{"path_a": name(r["a"]["path"]), "offset_a_s": r["a"]["offset_s"],
+             "path_b": name(r["b"]["path"]), "offset_b_s": r["b"]["offset_s"],
+             "length_s": r["length_s"], "kind": r["kind"], "confidence": r["confidence"]}
+            for r in records]
+    emit_records(records, fmt, flat_rows=flat, title="shared material")
+    plural = "" if len(records) == 1 else "es"
+    err_console.print(f"{len(records)} shared stretch{plural} among {n_tracks} tracks"
+                      f" in {time.perf_counter() - t0:.1f} s", highlight=False)
+
+
+def _shortener(paths: list[str]) -> Callable[[str], str]:
+    """Paths relative to the folder they all share (a table's columns stay narrow)."""
+    if not paths:
+        return str
+    try:
+        root = os.path.commonpath(paths)
+    except ValueError:  # relative and absolute mixed
+        return str
+    if root in paths:
+        root = os.path.dirname(root)
+    return lambda p: os.path.relpath(p, root) if root else p

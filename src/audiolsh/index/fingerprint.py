@@ -20,6 +20,7 @@ track and variant searched, so the default threshold bounds the false-match rate
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -272,6 +273,41 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             "params": asdict(self.params),
         }
 
+    def track_frames(self) -> tuple[np.ndarray, np.ndarray]:
+        """The live tracks' ids (sorted) and their lengths in frames of ``FRAME_S``, int64 each."""
+        self._refresh()
+        return self._live_ids.copy(), self._live_frames.copy()
+
+    def landmark_chunks(self, n_chunks: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every live landmark as (track ids int64, anchor frames int64, hashes uint32), in
+        ``n_chunks`` consecutive ranges of hash value: all entries of one hash value come in one
+        chunk, so a join by hash can run chunk by chunk (or partition by partition)."""
+        if not (isinstance(n_chunks, int) and n_chunks >= 1):
+            raise ParameterError(f"n_chunks must be a positive integer, got {n_chunks!r}")
+        self._refresh()
+        segments = list(self._segments)
+        bounds = [(c << HASH_BITS) // n_chunks for c in range(n_chunks + 1)]
+        for h0, h1 in itertools.pairwise(bounds):
+            tids, frames, hashes = [], [], []
+            for seg in segments:
+                table = seg.table
+                e0, e1 = _first_entry(table, h0), _first_entry(table, h1)
+                if e0 == e1:
+                    continue
+                pos = table.pos[e0:e1].astype(np.int64)
+                tix = np.searchsorted(seg.starts, pos, side="right") - 1
+                keep = seg.alive[tix]
+                bucket = np.searchsorted(table.indptr, np.arange(e0, e1), side="right") - 1
+                high = bucket.astype(np.uint32) << np.uint32(table.low_bits)
+                h = high | table.low[e0:e1].astype(np.uint32)
+                tids.append(seg.track_ids[tix[keep]])
+                frames.append(pos[keep] - seg.starts[tix[keep]])
+                hashes.append(h[keep])
+            if tids:
+                yield np.concatenate(tids), np.concatenate(frames), np.concatenate(hashes)
+            else:
+                yield np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint32)
+
     # writing ----------------------------------------------------------------------------
 
     @contextmanager
@@ -480,3 +516,13 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         return [
             Segment(b, e, replace(m, offset_s=o + b * m.speed * m.tempo)) for b, e, o, m in runs
         ]
+
+
+def _first_entry(table: HashTable, h: int) -> int:
+    """Index of the first entry of ``table`` whose hash is >= ``h`` (len(table) past the end)."""
+    if h >= 1 << table.hash_bits:
+        return len(table)
+    bucket = h >> table.low_bits
+    a, b = int(table.indptr[bucket]), int(table.indptr[bucket + 1])
+    low = h & ((1 << table.low_bits) - 1)
+    return a + int(np.searchsorted(table.low[a:b], low, side="left"))

@@ -1,1 +1,2 @@
-"""The questions a library answers: identify, similar, nearest, clusters, and their JSON records."""
+"""The questions a library answers: identify, similar, nearest, clusters, overlaps, and their JSON
+records."""

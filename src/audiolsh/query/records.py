@@ -6,6 +6,8 @@ Both interfaces build their records here so that they cannot drift apart:
   tempo}, "elapsed_ms"}``
 - similar: ``{"query", "results": [{track_id, path, score, rank, offset_s, query_offset_s}],
   "elapsed_ms"}``
+- overlaps: ``{"a": {path, track_id, offset_s, duration_s}, "b": {...}, "length_s", "kind",
+  "score", "confidence"}``, one per shared stretch
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from audiolsh.query.identify import Identification
+from audiolsh.query.overlaps import Overlap
 from audiolsh.query.similar import SimilarTrack
 
-__all__ = ["identify_record", "match_record", "similar_record"]
+__all__ = ["identify_record", "match_record", "overlap_record", "similar_record"]
 
 
 def match_record(match: Identification | None) -> dict[str, Any] | None:
@@ -50,3 +53,21 @@ def similar_record(query: str, results: Sequence[SimilarTrack], *,
     if elapsed_ms is not None:
         record["elapsed_ms"] = round(float(elapsed_ms), 1)
     return record
+
+
+def overlap_record(overlap: Overlap) -> dict[str, Any]:
+    """One shared stretch: where it starts in each track (a has the lower track id), how long."""
+    o = overlap
+
+    def side(track_id: int, path: str, offset_s: float, duration_s: float) -> dict[str, Any]:
+        return {"path": path, "track_id": int(track_id), "offset_s": round(float(offset_s) + 0.0, 2),
+                "duration_s": round(float(duration_s), 2)}
+
+    return {
+        "a": side(o.track_a, o.path_a, o.offset_a_s, o.duration_a_s),
+        "b": side(o.track_b, o.path_b, o.offset_b_s, o.duration_b_s),
+        "length_s": round(float(o.length_s), 2),
+        "kind": o.kind,
+        "score": int(o.score),
+        "confidence": round(float(o.confidence), 3),
+    }
