@@ -35,21 +35,27 @@ def _answers(index: Index, Q: Any, k: int = 10, **kw: Any) -> tuple[list[list[in
     return res.ids.tolist(), np.round(res.distances, 5).tolist()
 
 
-@pytest.mark.parametrize("metric", ["cosine", "euclidean", "jaccard"])
+@pytest.mark.parametrize(("metric", "params"), [
+    ("cosine", {}), ("euclidean", {}), ("jaccard", {}),
+    # collision counting: the rows sharing most bands, fetched as the local search measures them
+    ("jaccard", {"n_candidates": 12, "threshold": 0.15}),
+])
 def test_remote_answers_as_the_same_index_in_memory(redis_url: str, rng: np.random.Generator,
-                                                    metric: str) -> None:
+                                                    metric: str, params: dict[str, Any]) -> None:
     if metric == "jaccard":
         X: Any = [rng.choice(400, size=int(rng.integers(5, 40)), replace=False) for _ in range(2400)]
         Q: Any = [np.concatenate([x[:-2], [401, 402]]) for x in X[:40]]
     else:
         X, Q = _data(rng, n=2400)
-    here = Index.create(None, metric=metric, seed=7)
-    there = Index.create(_remote(redis_url), metric=metric, seed=7)
+    here = Index.create(None, metric=metric, seed=7, **params)
+    there = Index.create(_remote(redis_url), metric=metric, seed=7, **params)
     for idx in (here, there):
         for part in range(0, len(X), 800):  # three segments
             idx.add(X[part:part + 800])
     assert [s["remote"] for s in there.info()["segments"]] == [True] * 3
     assert _answers(there, Q) == _answers(here, Q)
+    if "n_candidates" in params:
+        assert there.query(Q, 10).n_candidates.max() == 3 * 12  # 12 per segment
     # One probe cannot fill k=200: both widen their probes, then scan exactly, alike.
     assert _answers(there, Q, 200, n_probes=1) == _answers(here, Q, 200, n_probes=1)
     # A fresh reader holds the ids and hash families, not the rows.

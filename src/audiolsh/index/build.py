@@ -53,12 +53,13 @@ class IndexConfig:
     n_probes : buckets probed per query over all tables; None means 4 per table (32 per
         table for whitened segments, whose buckets are smaller and more even).
     n_rerank : cosine only: measure exactly just the candidates nearest by Hamming distance of
-        their hyperplane codes, this many (0: all candidates).  In Redis remote-probe mode, any
-        metric: fetch and measure at most this many rows per segment, those found in the most
-        probed buckets (0: all, the answers of the same index elsewhere).
+        their hyperplane codes, this many (0: all candidates).  In Redis remote-probe mode
+        (cosine, euclidean): fetch and measure at most this many rows per segment, those found
+        in the most probed buckets (0: all, the answers of the same index elsewhere).
     num_perm, threshold : MinHash signature length and the Jaccard threshold for banding.
     n_candidates : jaccard only: rank the candidates by the bands they share with the query
-        (collision counting) and measure the exact Jaccard of only this many (None: all).
+        (collision counting) and measure the exact Jaccard of only this many (None: all); in
+        Redis remote-probe mode only these rows are fetched.
     max_segments : merge segments beyond this many.
     """
 

@@ -467,7 +467,10 @@ class Index(SegmentedIndex[_Segment]):
             raise ParameterError(
                 f"query dimension {queries.shape[1]} does not match the index's {self.config.dim}")
 
-        budget = self.config.n_rerank if n_rerank is None else check_int("n_rerank", n_rerank, 0)
+        if metric == "jaccard":  # what the local collision counting measures
+            budget = self.config.n_candidates or 0
+        else:
+            budget = self.config.n_rerank if n_rerank is None else check_int("n_rerank", n_rerank, 0)
 
         def probes_of(seg: Any) -> int:
             return n_probes or self.config.n_probes or self._default_probes(seg)

@@ -77,18 +77,24 @@ for s = 0, nseg - 1 do
     end
     local rows = found
     if budget > 0 and #found > budget then
-      -- the rows found in the most probed buckets (a row is in one bucket per table), first
-      -- found first among equals
-      local by = {}
-      for t = 1, ntab do by[t] = {} end
-      for j = 1, #found do local b = by[hits[found[j]]]; b[#b + 1] = found[j] end
-      rows = {}
+      -- the rows found in the most probed buckets, in the order found: all above the count
+      -- that admits budget rows, and the first of those at it (as the local counted search)
+      local hist = {}
+      for t = 1, ntab do hist[t] = 0 end
+      for j = 1, #found do
+        local c = math.min(hits[found[j]], ntab); hits[found[j]] = c; hist[c] = hist[c] + 1
+      end
+      local level, above = 1, 0
       for t = ntab, 1, -1 do
-        local b = by[t]
-        for j = 1, #b do
-          if #rows >= budget then break end
-          rows[#rows + 1] = b[j]
-        end
+        if above + hist[t] >= budget then level = t; break end
+        above = above + hist[t]
+      end
+      local at_level = budget - above
+      rows = {}
+      for j = 1, #found do
+        local c = hits[found[j]]
+        if c > level then rows[#rows + 1] = found[j]
+        elseif c == level and at_level > 0 then rows[#rows + 1] = found[j]; at_level = at_level - 1 end
       end
     end
     -- the values go back as an array: joining them here would cost more than the transfer
