@@ -6,6 +6,7 @@ Both interfaces build their records here so that they cannot drift apart:
   tempo}, "elapsed_ms"}``
 - similar: ``{"query", "results": [{track_id, path, score, rank, offset_s, query_offset_s}],
   "elapsed_ms"}``
+- vectors query (and ``spark query``): ``{"query", "results": [{id, distance}]}``
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from audiolsh.index import Hit
 from audiolsh.query.identify import Identification
 from audiolsh.query.similar import SimilarTrack
 
-__all__ = ["identify_record", "match_record", "similar_record"]
+__all__ = ["identify_record", "match_record", "similar_record", "vector_record"]
 
 
 def match_record(match: Identification | None) -> dict[str, Any] | None:
@@ -50,3 +52,8 @@ def similar_record(query: str, results: Sequence[SimilarTrack], *,
     if elapsed_ms is not None:
         record["elapsed_ms"] = round(float(elapsed_ms), 1)
     return record
+
+
+def vector_record(query: str, hits: Sequence[Hit]) -> dict[str, Any]:
+    """One query row's nearest items: their keys and distances (rounded to 6 places)."""
+    return {"query": query, "results": [{"id": h.key, "distance": round(h.distance, 6)} for h in hits]}
