@@ -263,7 +263,7 @@ def test_dispatch_by_extension(tmp_path: Path) -> None:
     assert read_vectors(tfr, per_second=False).keys == ["v"]
 
 
-@pytest.mark.parametrize("name", ["vectors.txt", "vectors", "vectors.npz", "x.parquet"])
+@pytest.mark.parametrize("name", ["vectors.txt", "vectors", "vectors.npz", "x.feather"])
 def test_unsupported_extension(tmp_path: Path, name: str) -> None:
     path = _write(tmp_path / name, "1,2\n")
     with pytest.raises(InputFormatError, match="unsupported file extension") as info:

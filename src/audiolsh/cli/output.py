@@ -64,3 +64,8 @@ def emit_table(rows: Sequence[dict[str, Any]], *, title: str | None = None) -> N
     for r in rows:
         table.add_row(*(_cell(v) for v in r.values()))
     console.print(table)
+
+
+def emit_text(text: str) -> None:
+    """Text already formatted (jsonl lines), as it is."""
+    sys.stdout.write(text)

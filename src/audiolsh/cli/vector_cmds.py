@@ -17,6 +17,7 @@ from audiolsh.cli.options import index_option
 from audiolsh.cli.output import emit_records, err_console, format_option
 from audiolsh.errors import AudiolshError
 from audiolsh.index import Index
+from audiolsh.query.records import vector_record
 from audiolsh.vectors import read_vectors
 
 
@@ -32,13 +33,15 @@ def vectors() -> None:
               show_default=True, help="Distance, fixed when the index is created.")
 @click.option("--per-second/--clip-mean", default=True, show_default=True,
               help="TFRecords: one vector per second, or the mean of each clip.")
-@click.option("--id-column", default=None, help="CSV: the column holding the ids (default: first).")
+@click.option("--id-column", default=None,
+              help="CSV, Parquet: the column holding the ids (default: first; Parquet: when it holds"
+                   " strings or integers).")
 @click.option("--tables", "n_tables", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Hash tables, when the index is created.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_second: bool,
                 id_column: str | None, n_tables: int, seed: int) -> None:
-    """Add the vectors of FILES (.npy, .csv/.tsv, .tfrecord) to the index.
+    """Add the vectors of FILES (.npy, .csv/.tsv, .tfrecord, .parquet) to the index.
 
     A file already added (same content) is skipped; a bad file is reported and the others
     go on (exit status 2 at the end).
@@ -95,8 +98,7 @@ def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_r
         hits = index.hits(result)
     records, flat = [], []
     for key, row in zip(batch.keys, hits):
-        results = [{"id": h.key, "distance": round(h.distance, 6)} for h in row]
-        records.append({"query": key, "results": results})
+        records.append(vector_record(key, row))
         flat += [{"query": key, "rank": r + 1, "id": h.key, "distance": h.distance}
                  for r, h in enumerate(row)]
     emit_records(records, fmt, flat_rows=flat, title=f"{k} nearest")

@@ -8,6 +8,7 @@ Both interfaces build their records here so that they cannot drift apart:
   "elapsed_ms"}``
 - overlaps: ``{"a": {path, track_id, offset_s, duration_s}, "b": {...}, "length_s", "kind",
   "score", "confidence"}``, one per shared stretch
+- vectors query (and ``spark query``): ``{"query", "results": [{id, distance}]}``
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from audiolsh.index import Hit
 from audiolsh.query.identify import Identification
 from audiolsh.query.overlaps import Overlap
 from audiolsh.query.similar import SimilarTrack
 
-__all__ = ["identify_record", "match_record", "overlap_record", "similar_record"]
+__all__ = ["identify_record", "match_record", "overlap_record", "similar_record", "vector_record"]
 
 
 def match_record(match: Identification | None) -> dict[str, Any] | None:
@@ -71,3 +73,8 @@ def overlap_record(overlap: Overlap) -> dict[str, Any]:
         "score": int(o.score),
         "confidence": round(float(o.confidence), 3),
     }
+
+
+def vector_record(query: str, hits: Sequence[Hit]) -> dict[str, Any]:
+    """One query row's nearest items: their keys and distances (rounded to 6 places)."""
+    return {"query": query, "results": [{"id": h.key, "distance": round(h.distance, 6)} for h in hits]}

@@ -85,6 +85,24 @@ def stop_session(session: Any) -> None:
     session.stop()
 
 
+@contextmanager
+def command_session(master: str | None = None, *, app: str = "audiolsh") -> Iterator[Any]:
+    """The session one command runs on: a session already active in this process (a notebook's,
+    a test's) is used as it is and left running; one started here is stopped at the end."""
+    _pyspark()
+    from pyspark.sql import SparkSession
+
+    running = SparkSession.getActiveSession()
+    if running is not None:
+        yield running
+        return
+    session = spark_session(master, app=app)
+    try:
+        yield session
+    finally:
+        stop_session(session)
+
+
 class StageProgress:
     """Polls Spark's status tracker and reports each stage once it completes."""
 
@@ -92,10 +110,16 @@ class StageProgress:
         self._tracker = session.sparkContext.statusTracker()
         self._say = say
         self._every = every_s
-        self._seen: set[int] = set()
+        self._seen: set[int] = set(self._known_stages())  # a shared session's earlier jobs
         self._started: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="audiolsh-spark-progress")
+
+    def _known_stages(self) -> Iterator[int]:
+        for jid in self._tracker.getJobIdsForGroup(None) or []:
+            job = self._tracker.getJobInfo(jid)
+            if job is not None:
+                yield from job.stageIds
 
     def _poll(self) -> None:
         tracker = self._tracker

@@ -1,4 +1,4 @@
-"""Read vectors from ``.npy``, CSV/TSV feature tables and AudioSet TFRecord files.
+"""Read vectors from ``.npy``, CSV/TSV feature tables, AudioSet TFRecord and Parquet files.
 
 Every reader returns a :class:`VectorBatch`; :func:`read_vectors` picks the reader from the file
 extension.
@@ -7,6 +7,7 @@ extension.
 from audiolsh.vectors.batch import SUPPORTED_EXTENSIONS, VectorBatch, read_vectors
 from audiolsh.vectors.csv import read_csv
 from audiolsh.vectors.npy import read_npy
+from audiolsh.vectors.parquet import read_parquet
 from audiolsh.vectors.tfrecord import (
     Feature,
     ProtobufDecodeError,
@@ -48,6 +49,7 @@ __all__ = [
     "read_audioset",
     "read_csv",
     "read_npy",
+    "read_parquet",
     "read_vectors",
     "to_int64",
     "write_records",

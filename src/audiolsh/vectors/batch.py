@@ -22,6 +22,7 @@ SUPPORTED_EXTENSIONS: dict[str, str] = {
     ".tfrecord": "tfrecord",
     ".tfrecords": "tfrecord",
     ".tfr": "tfrecord",
+    ".parquet": "parquet",
 }
 
 
@@ -102,7 +103,8 @@ def read_vectors(
     """Read a vector file, choosing the reader from the file extension.
 
     ``.npy`` -> :func:`read_npy`, ``.csv``/``.tsv`` -> :func:`read_csv`,
-    ``.tfrecord``/``.tfrecords``/``.tfr`` -> :func:`read_audioset` (AudioSet layout).
+    ``.tfrecord``/``.tfrecords``/``.tfr`` -> :func:`read_audioset` (AudioSet layout),
+    ``.parquet`` -> :func:`read_parquet` (a file or a folder of them; needs pyarrow).
 
     Parameters
     ----------
@@ -113,7 +115,8 @@ def read_vectors(
     dequantize
         TFRecord only: map AudioSet's uint8 values back to [-2, 2].
     id_column
-        CSV/TSV only: the header name of the id column (default: the first column).
+        CSV/TSV and Parquet only: the name of the id column (default: the first column; for
+        Parquet only when it holds strings or integers).
 
     Returns
     -------
@@ -139,6 +142,10 @@ def read_vectors(
         from audiolsh.vectors.tfrecord import read_audioset
 
         return read_audioset(path, per_second=per_second, dequantize=dequantize)
+    if kind == "parquet":
+        from audiolsh.vectors.parquet import read_parquet
+
+        return read_parquet(path, id_column=id_column)
     supported = ", ".join(SUPPORTED_EXTENSIONS)
     shown = suffix or "(none)"
     raise InputFormatError(path, f"unsupported file extension {shown}; supported: {supported}")
