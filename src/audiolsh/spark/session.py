@@ -143,3 +143,19 @@ class StageProgress:
 def progress(session: Any, say: Callable[[str], None]) -> Iterator[StageProgress]:
     with StageProgress(session, say) as p:
         yield p
+
+
+@contextmanager
+def session_for(master: str | None = None) -> Iterator[Any]:
+    """A session for one command: started on ``master`` and stopped at the end, unless one was
+    already running in this process (a test's, a notebook's), which is used and left running."""
+    _pyspark()
+    from pyspark.sql import SparkSession
+
+    running = SparkSession.getActiveSession()
+    session = running or spark_session(master)
+    try:
+        yield session
+    finally:
+        if running is None:
+            stop_session(session)
