@@ -1,9 +1,20 @@
-"""Shared fixtures."""
+"""Shared fixtures: seeded randomness, a Redis server, synthesised track files and every answer a
+library gives (the library and Spark tests build libraries of the same files and compare)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
+import soundfile as sf
+
+from audiolsh.audio import load, synth
+from audiolsh.library import Library, analyse
+from audiolsh.query.identify import identify
+from audiolsh.query.nearest import nearest_passages
+from audiolsh.query.similar import similar
 
 
 @pytest.fixture
@@ -61,3 +72,48 @@ def redis_url(redis_socket: str) -> str:
     import uuid
 
     return f"unix://{redis_socket}?prefix=test-{uuid.uuid4().hex[:12]}"
+
+
+SR = 22050
+
+
+@pytest.fixture(scope="session")
+def synth_tracks(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., list[Path]]:
+    """``make(n, duration_s, seed)``: n seeded synthetic tracks as WAV files in a fresh folder."""
+
+    def make(n: int, duration_s: float, seed: int) -> list[Path]:
+        root = tmp_path_factory.mktemp("music")
+        files = []
+        for i in range(n):
+            path = root / f"track{i}.wav"
+            sf.write(path, synth.music(duration_s=duration_s, sr=SR, seed=seed + i), SR)
+            files.append(path)
+        return files
+
+    return make
+
+
+def library_answers(lib: Library, files: list[Path], *, first_s: float = 4.0, clip_s: float = 10.0,
+                    k: int = 4) -> list[object]:
+    """For a clip of each file: similar by every mode (and the vote, and the worst), identify,
+    nearest; comparable across libraries of the same files."""
+    out: list[object] = []
+    for i, f in enumerate(files):
+        y, sr = load(f, sr=SR, offset_s=first_s + i, duration_s=clip_s)
+        clip = analyse(y, sr, modes=lib.modes, window_s=lib.config.window_s, hop_s=lib.config.hop_s)
+        for by in ("rhythm", "timbre", "chroma", "peaks", "combined"):
+            out.append([(r.track_id, Path(r.path).name, round(r.score, 5), r.offset_s)
+                        for r in similar(lib, clip, by=by, k=k)])
+        vote = similar(lib, clip, by="chroma", method="vote", k=3)
+        worst = similar(lib, clip, by="timbre", k=2, worst=True)
+        out.append([(r.track_id, round(r.score, 5)) for r in vote + worst])
+        m = identify(lib, y, sr)
+        out.append(None if m is None else (m.track_id, round(m.offset_s, 2)))
+        out.append([(p.track_id, p.offset_s, round(p.score, 5))
+                    for p in nearest_passages(lib, f, k=3, offset_s=first_s + 2.0, duration_s=clip_s - 2.0)])
+    return out
+
+
+@pytest.fixture(scope="session")
+def answers() -> Callable[..., list[object]]:
+    return library_answers

@@ -3,6 +3,7 @@ same files does: fit once, build parts elsewhere with reserved ids, attach, merg
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,7 +13,8 @@ import numpy as np
 import pytest
 
 from audiolsh.audio import content_hash
-from audiolsh.library import Library, LibraryPart, extract
+from audiolsh.library import Extracted, Library, LibraryPart, extract
+from audiolsh.library.build import BuildSpec, build_from_spec
 
 SR = 22050
 
@@ -94,3 +96,37 @@ def test_a_part_is_refused_before_the_library_has_learned(tmp_path: Path, music:
         (tmp_path / "part" / "part.json").write_text("{}")
         with pytest.raises(RuntimeError, match="not a saved library part"):
             LibraryPart.load(tmp_path / "part")
+
+
+def test_parts_from_a_spec_number_their_rows_when_attached(tmp_path: Path,
+                                                           synth_tracks: Callable[..., list[Path]]) -> None:
+    """A part built from a BuildSpec (JSON, no library handle) and sent as bytes, its rows
+    numbered at attach, is the part a writable library builds with reserved ids."""
+    files = synth_tracks(3, 14.0, 40)
+    modes = ("fingerprint", "rhythm", "timbre", "chroma", "peaks")
+    batch = [extract(str(f), content_hash(f), modes, 10.0, 5.0) for f in files]
+    sent = [Extracted.from_bytes(ex.to_bytes()) for ex in batch]
+    for ex, back in zip(batch, sent):
+        assert (back.path, back.content_hash, back.duration_s) == (ex.path, ex.content_hash, ex.duration_s)
+        assert all(np.array_equal(ex.vectors[m][0], back.vectors[m][0]) for m in ex.vectors)
+        assert np.array_equal(ex.landmarks.hashes, back.landmarks.hashes)
+        assert np.array_equal(ex.peaks[0].elements, back.peaks[0].elements)
+    chunks = (slice(0, 2), slice(2, 3))
+    with Library.create(None, modes=modes) as a, Library.create(None, modes=modes) as b:
+        a.fit(batch)
+        b.fit(sent)
+        a.attach([a.build(batch[c]) for c in chunks])
+        spec = BuildSpec.from_dict(json.loads(json.dumps(BuildSpec.of(b).to_dict())))
+        parts = [LibraryPart.from_bytes(build_from_spec(spec, sent[c]).to_bytes(), tmp_path / f"part-{i}")
+                 for i, c in enumerate(chunks)]
+        assert all(p.local_ids for p in parts)
+        b.set_auto_compact(False)
+        assert b.attach(parts) == [1, 2, 3]
+        for name, index in a.indexes.items():
+            segs_a, segs_b = index._segments, b.indexes[name]._segments
+            assert len(segs_a) == len(segs_b) == 2
+            for sa, sb in zip(segs_a, segs_b):
+                assert np.array_equal(sa.ids, sb.ids)
+                assert index.items(sa.ids) == b.indexes[name].items(sb.ids)
+                tables = sb.searcher.tables_.arrays()
+                assert all(np.array_equal(t, tables[k]) for k, t in sa.searcher.tables_.arrays().items())

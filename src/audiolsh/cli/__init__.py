@@ -50,6 +50,7 @@ def _register() -> None:
         evaluate_cmds,
         index_cmds,
         spark_cmds,
+        spark_index,
         spark_vectors,
         vector_cmds,
         web_cmds,

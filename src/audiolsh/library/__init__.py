@@ -1,6 +1,14 @@
 """A music library: extraction, the mode registry, the learned state, the build, the library."""
 
-from audiolsh.library.build import FIRST_BATCH, IngestReport, LibraryPart, build_part, index_audio
+from audiolsh.library.build import (
+    FIRST_BATCH,
+    BuildSpec,
+    IngestReport,
+    LibraryPart,
+    build_from_spec,
+    build_part,
+    index_audio,
+)
 from audiolsh.library.config import (
     DEFAULT_MODES,
     HOP_S,
@@ -37,6 +45,7 @@ __all__ = [
     "REGISTRY",
     "SAMPLE_RATE",
     "WINDOW_S",
+    "BuildSpec",
     "Extracted",
     "IngestReport",
     "Learned",
@@ -45,6 +54,7 @@ __all__ = [
     "LibraryPart",
     "Mode",
     "analyse",
+    "build_from_spec",
     "build_part",
     "check_modes",
     "embed_clip",

@@ -7,8 +7,10 @@ The stages, each usable on its own so that they can run in other processes or ma
 2. fit (``Library.fit``): the learned state, once, from the first batch of files in path order
    (:data:`FIRST_BATCH` of them, or all there are), stored in the library's config;
 3. build (``build_part``): a ``LibraryPart``, every mode's segment for a batch of files, with
-   item ids reserved in the library up front; ``save`` / ``load`` carry it between processes
-   as arrays and JSON;
+   item ids reserved in the library up front; or (``build_from_spec``) from a ``BuildSpec``,
+   the library's config and index configs as JSON, with no handle on the library: its rows are
+   numbered locally and get their ids at attach.  ``save`` / ``load`` (a folder) and
+   ``to_bytes`` / ``from_bytes`` (one zip) carry a part between processes as arrays and JSON;
 4. attach (``Library.attach``): parts committed, every mode first and the catalogue last.
 
 ``index_audio`` runs them all here.  Only the parent writes, in commits of ``commit_every``
@@ -18,11 +20,13 @@ content hash is in the catalogue) and goes on with the rest.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +35,10 @@ import numpy as np
 from audiolsh.audio import content_hash, find_audio
 from audiolsh.errors import AudiolshError, IndexFormatError
 from audiolsh.hashing import concat_sets
-from audiolsh.index import ItemRows, SegmentBuild, build_segment
+from audiolsh.index import IndexConfig, ItemRows, SegmentBuild, build_segment
+from audiolsh.library.config import LibraryConfig
 from audiolsh.library.extract import Extracted, extract_safe
+from audiolsh.library.learned import Learned
 from audiolsh.library.modes import modes_for
 from audiolsh.parallel import Executor, LocalExecutor
 from audiolsh.storage import SegmentInfo
@@ -46,44 +52,87 @@ log = logging.getLogger(__name__)
 
 FIRST_BATCH = 32
 PART_FORMAT = "audiolsh-library-part"
-PART_VERSION = 1
+#: 2: ``local_ids`` (a part built without a writable library numbers its rows from 0 in each
+#: mode; ``Library.attach`` gives them ids)
+PART_VERSION = 2
+SPEC_FORMAT = "audiolsh-build-spec"
+SPEC_VERSION = 1
 
 
 @dataclass
 class LibraryPart:
-    """Every mode's segments for a batch of files, and the tracks for the catalogue."""
+    """Every mode's segments for a batch of files, and the tracks for the catalogue.
+
+    ``local_ids``: the rows of each mode are numbered 0..n-1 (built from a ``BuildSpec``
+    without reserving); ``Library.attach`` reserves their ids, in the order of the parts.
+    """
 
     tracks: list[dict[str, Any]] = field(default_factory=list)
     builds: dict[str, list[SegmentBuild]] = field(default_factory=dict)
+    local_ids: bool = False
 
-    def save(self, folder: str | os.PathLike[str]) -> None:
-        """Arrays as .npy, the rest as JSON (never pickled); ``part.json`` is written last."""
-        root = Path(folder)
-        root.mkdir(parents=True, exist_ok=True)
+    def _layout(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``part.json``'s document and every array by its file name in the folder."""
+        files: dict[str, np.ndarray] = {}
         modes: dict[str, list[dict[str, Any]]] = {}
         for name, builds in self.builds.items():
             modes[name] = []
             for i, b in enumerate(builds):
-                sub = root / f"{name}-{i}"
-                sub.mkdir(exist_ok=True)
+                sub = f"{name}-{i}"
                 arrays = dict(b.arrays)
                 if b.items is not None:
                     arrays.update({"_item_ids": b.items.ids, "_item_tracks": b.items.track_rows,
                                    "_item_offsets": b.items.offsets_s})
-                for key, a in arrays.items():
-                    save_array(sub / f"{key}.npy", a)
+                files.update({f"{sub}/{key}.npy": a for key, a in arrays.items()})
                 modes[name].append({
-                    "folder": sub.name, "arrays": sorted(arrays),
+                    "folder": sub, "arrays": sorted(arrays),
                     "info": {"id": b.info.id, "n_items": b.info.n_items, "config": b.info.config,
                              "created_at": b.info.created_at},
                     "tracks": b.tracks,
                     "items": None if b.items is None else {"keys": b.items.keys, "metas": b.items.metas},
                 })
-        doc = {"format": PART_FORMAT, "format_version": PART_VERSION, "tracks": self.tracks, "modes": modes}
+        doc = {"format": PART_FORMAT, "format_version": PART_VERSION, "tracks": self.tracks,
+               "local_ids": self.local_ids, "modes": modes}
+        return doc, files
+
+    def save(self, folder: str | os.PathLike[str]) -> None:
+        """Arrays as .npy, the rest as JSON (never pickled); ``part.json`` is written last."""
+        root = Path(folder)
+        root.mkdir(parents=True, exist_ok=True)
+        doc, files = self._layout()
+        for rel, a in files.items():
+            (root / rel).parent.mkdir(exist_ok=True)
+            save_array(root / rel, a)
         write_atomic(root / "part.json", dumps(doc).encode())
 
+    def to_bytes(self) -> bytes:
+        """What ``save`` writes, as one uncompressed zip archive: a part sent between machines."""
+        doc, files = self._layout()
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
+            for rel, a in files.items():
+                with zf.open(rel, "w", force_zip64=True) as f:
+                    np.save(f, np.ascontiguousarray(a), allow_pickle=False)
+            zf.writestr("part.json", dumps(doc))
+        return out.getvalue()
+
     @classmethod
-    def load(cls, folder: str | os.PathLike[str]) -> LibraryPart:
+    def from_bytes(cls, data: bytes, folder: str | os.PathLike[str]) -> LibraryPart:
+        """A part from ``to_bytes``, unpacked into ``folder`` and loaded memory-mapped."""
+        root = Path(folder)
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                names = zf.namelist()
+                if any(n.startswith("/") or ".." in Path(n).parts for n in names):
+                    raise ValueError("member outside the folder")
+                zf.extractall(root)
+        except (zipfile.BadZipFile, ValueError) as exc:
+            raise IndexFormatError(f"{root}: not a saved library part ({exc})") from None
+        return cls.load(root, mmap=True)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str], *, mmap: bool = False) -> LibraryPart:
+        """A saved part; ``mmap``: its arrays memory-mapped (read-only) instead of read."""
         root = Path(folder)
         try:
             doc = json.loads((root / "part.json").read_text())
@@ -92,12 +141,13 @@ class LibraryPart:
         if doc.get("format") != PART_FORMAT:
             raise IndexFormatError(f"{root}: not a saved library part")
         check_format_version(root, "library part", doc.get("format_version"), newest=PART_VERSION)
-        part = cls(doc["tracks"])
+        part = cls(doc["tracks"], local_ids=bool(doc.get("local_ids", False)))
         for name, builds in doc["modes"].items():
             part.builds[name] = []
             for b in builds:
                 sub = root / b["folder"]
-                arrays = {k: np.load(sub / f"{k}.npy", allow_pickle=False) for k in b["arrays"]}
+                arrays = {k: np.load(sub / f"{k}.npy", allow_pickle=False, mmap_mode="r" if mmap else None)
+                          for k in b["arrays"]}
                 items = None
                 if b["items"] is not None:
                     items = ItemRows(arrays.pop("_item_ids"), b["items"]["keys"], arrays.pop("_item_tracks"),
@@ -107,13 +157,56 @@ class LibraryPart:
         return part
 
 
+@dataclass(frozen=True)
+class BuildSpec:
+    """What building a part needs from a library, as plain data: its config (the learned state
+    with it), every vector mode's index config and, per mode, which of the files to build it
+    already holds (a run stopped between the modes and the catalogue).  A builder in another
+    process or machine gets it as JSON and needs no handle on the library."""
+
+    config: LibraryConfig
+    index_configs: dict[str, IndexConfig]
+    held: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, library: Library, content_hashes: Iterable[str] = ()) -> BuildSpec:
+        wanted = set(content_hashes)
+        held = {m.name: frozenset(wanted & set(library.mode_track_ids(m.name)))
+                for m in modes_for(library.modes)}
+        return cls(library.state().config, {n: i.config for n, i in library.indexes.items()},
+                   {n: h for n, h in held.items() if h})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": SPEC_FORMAT, "format_version": SPEC_VERSION, "library": self.config.to_dict(),
+                "indexes": {n: asdict(c) for n, c in self.index_configs.items()},
+                "held": {n: sorted(h) for n, h in self.held.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BuildSpec:
+        if data.get("format") != SPEC_FORMAT:
+            raise IndexFormatError("not a library build spec")
+        check_format_version("build spec", "build spec", data.get("format_version"), newest=SPEC_VERSION)
+        return cls(LibraryConfig.from_dict(data["library"], "build spec"),
+                   {n: IndexConfig.from_dict(c) for n, c in data["indexes"].items()},
+                   {n: frozenset(h) for n, h in data["held"].items()})
+
+
 def build_part(library: Library, batch: Sequence[Extracted]) -> LibraryPart:
-    """Every mode's segment for ``batch`` (modes that already hold a file leave it out)."""
-    state = library.state()
+    """Every mode's segment for ``batch`` (modes that already hold a file leave it out), with
+    item ids reserved in ``library``."""
+    spec = BuildSpec.of(library, (ex.content_hash for ex in batch))
+    return build_from_spec(spec, batch, reserve=lambda name, n: library.indexes[name].reserve_ids(n))
+
+
+def build_from_spec(spec: BuildSpec, batch: Sequence[Extracted], *,
+                    reserve: Callable[[str, int], np.ndarray] | None = None) -> LibraryPart:
+    """``build_part`` from a spec: ``reserve(mode, n)`` gives item ids, or None numbers each
+    mode's rows from 0 (a ``local_ids`` part: ``Library.attach`` gives the ids)."""
+    state = Learned(spec.config)
     part = LibraryPart([{"path": ex.path, "content_hash": ex.content_hash, "duration_s": ex.duration_s,
-                         "n_windows": int(ex.n_windows)} for ex in batch])
-    for mode in modes_for(library.modes):
-        have = library.mode_track_ids(mode.name)
+                         "n_windows": int(ex.n_windows)} for ex in batch], local_ids=reserve is None)
+    for mode in modes_for(spec.config.modes):
+        have = spec.held.get(mode.name, frozenset())
         todo = [ex for ex in batch if ex.content_hash not in have]
         if not todo:
             continue
@@ -124,7 +217,6 @@ def build_part(library: Library, batch: Sequence[Extracted]) -> LibraryPart:
 
             part.builds[mode.name] = [build_fingerprints(tracks, [ex.landmarks for ex in todo])]
             continue
-        index = library.indexes[mode.name]
         rows = [mode.rows_of(state, ex) for ex in todo]
         n = sum(len(offsets) for _, offsets in rows)
         owner = np.repeat(-2 - np.arange(len(todo)), [len(offsets) for _, offsets in rows])
@@ -134,7 +226,8 @@ def build_part(library: Library, batch: Sequence[Extracted]) -> LibraryPart:
             parts = [data for data, offs in rows if len(offs)]
             data = concat_sets(parts) if mode.metric == "jaccard" else np.concatenate(
                 [np.asarray(d) for d in parts])
-            build = build_segment(index.config, data, index.reserve_ids(n))
+            ids = np.arange(n, dtype=np.int64) if reserve is None else reserve(mode.name, n)
+            build = build_segment(spec.index_configs[mode.name], data, ids)
         else:
             build = SegmentBuild(SegmentInfo.new(n_items=0, config={}), {})
         build.tracks = [{**t, "kind": "audio", "meta": None} for t in tracks]
@@ -142,6 +235,25 @@ def build_part(library: Library, batch: Sequence[Extracted]) -> LibraryPart:
                                [None] * n)
         part.builds[mode.name] = [build]
     return part
+
+
+def number_items(builds: Sequence[SegmentBuild], reserve: Callable[[int], np.ndarray]) -> list[SegmentBuild]:
+    """Builds whose rows are numbered locally (0..n-1 each), with item ids reserved now: one
+    reservation for all of them, given in the builds' order."""
+    sizes = [0 if b.items is None else len(b.items.ids) for b in builds]
+    if not sum(sizes):
+        return list(builds)
+    ids = reserve(sum(sizes))
+    out = []
+    for b, start, n in zip(builds, np.cumsum([0, *sizes[:-1]]).tolist(), sizes):
+        if b.items is None or not n:
+            out.append(b)
+            continue
+        mine = ids[start:start + n]
+        arrays = {**b.arrays, "ids": mine[np.asarray(b.arrays["ids"], np.int64)]}
+        items = replace(b.items, ids=mine[np.asarray(b.items.ids, np.int64)])
+        out.append(SegmentBuild(b.info, arrays, b.tracks, items))
+    return out
 
 
 @dataclass

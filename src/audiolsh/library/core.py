@@ -367,22 +367,30 @@ class Library:
 
     def attach(self, parts: Sequence[LibraryPart]) -> list[int]:
         """Commit built parts: every mode first, the catalogue last (see the module docstring);
-        returns the library track ids of the parts' tracks."""
+        returns the library track ids of the parts' tracks.  Rows of ``local_ids`` parts get
+        their item ids here, in the order of the parts."""
         self._check_writable()
         tracks = [t for part in parts for t in part.tracks]
         have = {t["content_hash"] for t in tracks if self.track_by_hash(t["content_hash"]) is not None}
         for name, index in self._by_mode.items():
             have_here = self.mode_track_ids(name)
-            builds = []
-            for b in (b for part in parts for b in part.builds.get(name, [])):
-                present = [t["content_hash"] in have_here for t in b.tracks]
-                if all(present):
-                    continue  # committed by an earlier attach that stopped before the catalogue
-                if any(present):
-                    raise ParameterError(
-                        f"{self.path}: the {name} mode already holds some of this part's tracks;"
-                        " build the part again")
-                builds.append(b)
+            builds, local = [], []
+            for part in parts:
+                for b in part.builds.get(name, []):
+                    present = [t["content_hash"] in have_here for t in b.tracks]
+                    if all(present):
+                        continue  # committed by an earlier attach that stopped before the catalogue
+                    if any(present):
+                        raise ParameterError(
+                            f"{self.path}: the {name} mode already holds some of this part's tracks;"
+                            " build the part again")
+                    builds.append(b)
+                    local.append(part.local_ids)
+            if any(local) and isinstance(index, Index):
+                from audiolsh.library.build import number_items
+
+                numbered = iter(number_items([b for b, loc in zip(builds, local) if loc], index.reserve_ids))
+                builds = [next(numbered) if loc else b for b, loc in zip(builds, local)]
             if builds:
                 index.attach(builds)
         ids = []

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from audiolsh.audio import load
-from audiolsh.errors import AudiolshError
+from audiolsh.errors import AudiolshError, IndexFormatError
 from audiolsh.features import logmel_embeddings
 from audiolsh.features.windows import window_starts, window_stats
-from audiolsh.hashing import as_sets
+from audiolsh.hashing import SetBatch, as_sets
+from audiolsh.storage.base import check_format_version
 
 SAMPLE_RATE = 22050
 MIN_DURATION_S = 3.0
 MAX_DURATION_S = 3 * 3600.0
+EXTRACTED_FORMAT = "audiolsh-extracted"
+EXTRACTED_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,55 @@ class Extracted:
         for X, _ in self.vectors.values():
             return len(X)
         return 0
+
+    def to_bytes(self) -> bytes:
+        """An uncompressed .npz of the arrays, with a JSON header (never pickled): an extraction
+        carried between processes (a Spark task and its driver) loads bit for bit the same."""
+        arrays: dict[str, np.ndarray] = {}
+        for name, (X, offsets) in self.vectors.items():
+            arrays[f"vectors_{name}_X"], arrays[f"vectors_{name}_offsets"] = X, offsets
+        if self.chroma_frames is not None:
+            arrays["chroma_frames"], arrays["chroma_times"] = self.chroma_frames
+        if self.peaks is not None:
+            sets, offsets = self.peaks
+            arrays |= {"peaks_indptr": sets.indptr, "peaks_elements": sets.elements, "peaks_offsets": offsets}
+        if self.landmarks is not None:
+            arrays["landmarks_hashes"] = self.landmarks.hashes
+            arrays["landmarks_times"] = self.landmarks.times
+        header = {"format": EXTRACTED_FORMAT, "format_version": EXTRACTED_VERSION, "path": self.path,
+                  "content_hash": self.content_hash, "duration_s": self.duration_s,
+                  "vectors": list(self.vectors),
+                  "landmarks_frame_s": None if self.landmarks is None else self.landmarks.frame_s}
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+        out = io.BytesIO()
+        np.savez(out, allow_pickle=False, **{k: np.asarray(a) for k, a in arrays.items()})
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Extracted:
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            header = json.loads(arrays.pop("header").tobytes())
+        except (OSError, ValueError, KeyError) as exc:
+            raise IndexFormatError(f"not a saved extraction ({exc})") from None
+        if header.get("format") != EXTRACTED_FORMAT:
+            raise IndexFormatError("not a saved extraction")
+        check_format_version(header.get("path"), "extraction", header.get("format_version"),
+                             newest=EXTRACTED_VERSION)
+        vectors = {n: (arrays[f"vectors_{n}_X"], arrays[f"vectors_{n}_offsets"]) for n in header["vectors"]}
+        chroma = (arrays["chroma_frames"], arrays["chroma_times"]) if "chroma_frames" in arrays else None
+        peaks = None
+        if "peaks_indptr" in arrays:
+            peaks = (SetBatch(arrays["peaks_indptr"], arrays["peaks_elements"]), arrays["peaks_offsets"])
+        landmarks = None
+        if header["landmarks_frame_s"] is not None:
+            from audiolsh.features.landmarks import Landmarks
+
+            landmarks = Landmarks(arrays["landmarks_hashes"], arrays["landmarks_times"],
+                                  header["landmarks_frame_s"])
+        return cls(header["path"], header["content_hash"], header["duration_s"], vectors, chroma, peaks,
+                   landmarks)
 
 
 def embed_clip(
@@ -86,8 +141,13 @@ def analyse(y: np.ndarray, sr: int, *, modes: Sequence[str], window_s: float, ho
 
 
 def extract(path: str, digest: str, modes: Sequence[str], window_s: float, hop_s: float) -> Extracted:
-    y, sr = load(path, sr=SAMPLE_RATE, min_duration_s=MIN_DURATION_S, max_duration_s=MAX_DURATION_S)
-    return analyse(y, sr, modes=modes, window_s=window_s, hop_s=hop_s, path=path, content_hash=digest)
+    """A file's features for a library.  BLAS runs on one thread here: a matrix product's last
+    bits depend on how it is split between threads, and a builder's thread count does not
+    (`audiolsh index` has one per core, a Spark executor one), so every builder extracts the
+    same numbers and builds the same index."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        y, sr = load(path, sr=SAMPLE_RATE, min_duration_s=MIN_DURATION_S, max_duration_s=MAX_DURATION_S)
+        return analyse(y, sr, modes=modes, window_s=window_s, hop_s=hop_s, path=path, content_hash=digest)
 
 
 def extract_safe(job: tuple[str, str, Sequence[str], float, float]) -> Extracted | tuple[str, str]:

@@ -167,3 +167,4 @@ class StageProgress:
 def progress(session: Any, say: Callable[[str], None]) -> Iterator[StageProgress]:
     with StageProgress(session, say) as p:
         yield p
+

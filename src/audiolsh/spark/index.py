@@ -1,0 +1,236 @@
+"""A library built on Spark: ``spark_index`` answers as ``index_audio`` of the same files.
+
+The stages (Spark's stage lines and a count of files extracted show how far it is):
+
+1. list (driver): ``find_audio``, the discovery of ``audiolsh index``;
+2. hash (tasks): each file's content hash; the driver skips files the catalogue holds and
+   later copies within the run, as ``index_audio`` does, so a run resumes where one stopped;
+3. extract (tasks): every mode from one decode per file, kept by Spark (memory, then local
+   disk) as portable bytes (``Extracted.to_bytes``: npy arrays and a JSON header);
+4. fit (driver): when the library has still to learn, from its first ``FIRST_BATCH`` files in
+   path order that extract, the sample ``audiolsh index`` learns from;
+5. build (tasks): one ``LibraryPart`` per partition from a ``BuildSpec`` (JSON: the config with
+   the learned state, every mode's index config), its rows numbered locally;
+6. attach (driver): the parts come back as bytes (``LibraryPart.to_bytes``: npy arrays and
+   JSON in a zip, never pickled), one partition at a time, unpacked into a local spool folder
+   and memory-mapped; one ``Library.attach`` commits them all, giving item ids in path order
+   as ``audiolsh index`` gives them; then the segments merge: into one per mode in a new
+   library (what one build of all the rows makes), by the usual policy in one that grows.
+
+The executors need only the audio files: the driver alone reads and writes the library, so a
+directory (shared or not) and a ``redis://`` location work alike, with no staging folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from audiolsh.audio import content_hash, find_audio
+from audiolsh.errors import AudiolshError
+from audiolsh.library import FIRST_BATCH, Extracted, IngestReport, Library, LibraryPart
+from audiolsh.library.build import BuildSpec, build_from_spec
+from audiolsh.library.extract import extract_safe
+from audiolsh.spark.session import progress
+
+log = logging.getLogger(__name__)
+
+#: Partitions per core Spark has, when not given: some balance between slow and fast files.
+PARTITIONS_PER_CORE = 2
+
+
+# In the tasks ------------------------------------------------------------------------------
+
+def _opened(path: str, cwd: str) -> str:
+    """Where a task opens a file: a relative path is the driver's."""
+    return path if os.path.isabs(path) else os.path.join(cwd, path)
+
+
+def _hash_task(cwd: str, path: str) -> tuple[str | None, str]:
+    """(content hash, "") or (None, what is wrong with the file)."""
+    try:
+        return content_hash(_opened(path, cwd)), ""
+    except AudiolshError as exc:
+        return None, str(exc)
+    except OSError as exc:
+        return None, f"{path}: {exc}"
+
+
+def _extract_task(job: tuple[str, tuple[str, ...], float, float], done: Any,
+                  rows: Iterable[tuple[int, str, str]]) -> Iterator[tuple[int, bytes | None, str]]:
+    """(file number, its extraction as bytes, "") or (file number, None, the error)."""
+    cwd, modes, window_s, hop_s = job
+    for i, path, digest in rows:
+        result = extract_safe((_opened(path, cwd), digest, modes, window_s, hop_s))
+        if isinstance(result, Extracted):
+            yield i, replace(result, path=path).to_bytes(), ""
+        else:
+            yield i, None, result[1]
+        done.add(1)
+
+
+def _status(row: tuple[int, bytes | None, str]) -> tuple[int, bool, str]:
+    return row[0], row[1] is not None, row[2]
+
+
+def _among(wanted: frozenset[int], row: tuple[int, bytes | None, str]) -> bool:
+    return row[0] in wanted
+
+
+def _blob(row: tuple[int, bytes | None, str]) -> tuple[int, bytes | None]:
+    return row[0], row[1]
+
+
+def _build_task(spec_json: str, partition: int,
+                rows: Iterable[tuple[int, bytes | None, str]]) -> Iterator[tuple[int, bytes]]:
+    """The partition's ``LibraryPart`` as bytes (nothing for a partition without a good file)."""
+    batch = [Extracted.from_bytes(blob) for _, blob, _ in rows if blob is not None]
+    if batch:
+        spec = BuildSpec.from_dict(json.loads(spec_json))
+        yield partition, build_from_spec(spec, batch).to_bytes()
+
+
+# On the driver -----------------------------------------------------------------------------
+
+def _files(n: int) -> str:
+    return f"{n} file{'' if n == 1 else 's'}"
+
+
+@contextmanager
+def _files_done(done: Any, total: int, say: Callable[[str], None], *,
+                every_s: float = 1.0) -> Iterator[None]:
+    """Say how many files the tasks have extracted whenever it changes."""
+    stop = threading.Event()
+    said = [0]
+
+    def run() -> None:
+        while not stop.wait(every_s):
+            n = int(done.value)
+            if n != said[0]:
+                said[0] = n
+                say(f"{n}/{_files(total)} extracted")
+
+    thread = threading.Thread(target=run, daemon=True, name="audiolsh-spark-files")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    if int(done.value) != said[0]:
+        say(f"{int(done.value)}/{_files(total)} extracted")
+
+
+def spark_index(
+    session: Any,
+    library: Library,
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    partitions: int | None = None,
+    on_file: Callable[[str, str], None] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> IngestReport:
+    """Index every audio file under ``paths`` into ``library`` on Spark (see the module
+    docstring); ``on_file(path, status)`` as ``index_audio`` calls it, ``say(line)`` for each
+    stage.  ``partitions``: one library part each (default: twice the cores Spark has, at most
+    one per file)."""
+    from pyspark import StorageLevel
+
+    say = say or log.info
+    sc = session.sparkContext
+    cwd = os.getcwd()
+    files = [str(p) for p in find_audio(paths)]
+    report = IngestReport([], [], [])
+    if not files:
+        return report
+
+    def n_partitions(n_files: int) -> int:
+        return max(1, min(n_files, partitions or PARTITIONS_PER_CORE * sc.defaultParallelism))
+
+    with progress(session, say):
+        say(f"{_files(len(files))}: hashing")
+        hashes = sc.parallelize(files, n_partitions(len(files))).map(partial(_hash_task, cwd)).collect()
+        known = {t.content_hash for t in library.tracks()}
+        todo: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for f, (digest, error) in zip(files, hashes):
+            if digest is None:
+                report.failed.append((f, error))
+            elif digest in known or digest in seen:
+                report.skipped.append(f)
+            else:
+                seen.add(digest)
+                todo.append((f, digest))
+        for f in report.skipped:
+            on_file and on_file(f, "skipped")
+        for f, msg in report.failed:
+            on_file and on_file(f, f"failed: {msg}")
+        if not todo:
+            return report
+
+        n = n_partitions(len(todo))
+        say(f"{_files(len(todo))} to index ({len(report.skipped)} already indexed):"
+            f" extracting in {n} partition{'s' if n > 1 else ''}")
+        cfg = library.config
+        done = sc.accumulator(0)
+        extracted = sc.parallelize([(i, f, d) for i, (f, d) in enumerate(todo)], n).mapPartitions(
+            partial(_extract_task, (cwd, cfg.modes, cfg.window_s, cfg.hop_s), done)
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        built = None
+        spool = None
+        try:
+            with _files_done(done, len(todo), say):
+                summary = extracted.map(_status).collect()
+            good = [i for i, ok, _ in summary if ok]
+            for i, ok, msg in summary:
+                if not ok:
+                    report.failed.append((todo[i][0], msg))
+                    on_file and on_file(todo[i][0], f"failed: {msg}")
+            if not good:
+                return report
+
+            new_library = len(library) == 0
+            if library.state().missing():
+                sample = good[:FIRST_BATCH]
+                say(f"learning the library's statistics from its first {_files(len(sample))}")
+                blobs = dict(extracted.filter(partial(_among, frozenset(sample))).map(_blob).collect())
+                library.fit([Extracted.from_bytes(blobs[i]) for i in sample])
+
+            spec = BuildSpec.of(library, (todo[i][1] for i in good))
+            say(f"building one library part per partition ({n})")
+            built = extracted.mapPartitionsWithIndex(partial(_build_task, json.dumps(spec.to_dict()))) \
+                .persist(StorageLevel.MEMORY_AND_DISK)
+            built.count()  # every build at once; the parts then come back one at a time
+            spool = Path(tempfile.mkdtemp(prefix="audiolsh-parts-"))
+            parts = [LibraryPart.from_bytes(blob, spool / f"part-{pid:05d}")
+                     for pid, blob in built.toLocalIterator()]
+
+            say(f"attaching {len(parts)} parts to {library.path} in one commit")
+            library.set_auto_compact(False)
+            try:
+                library.attach(parts)
+                del parts
+                say("merging segments" + (" into one per mode" if new_library else ""))
+                library.compact(full=new_library)
+            finally:
+                library.set_auto_compact(True)
+        finally:
+            extracted.unpersist()
+            if built is not None:
+                built.unpersist()
+            if spool is not None:
+                shutil.rmtree(spool, ignore_errors=True)
+    for i in good:
+        report.added.append(todo[i][0])
+        on_file and on_file(todo[i][0], "indexed")
+    return report
