@@ -35,7 +35,7 @@ def test_every_documented_command_has_help() -> None:
     commands = set()
     for block in _blocks("bash"):
         for line in block.splitlines():
-            m = re.match(r"audiolsh ((?:vectors |evaluate )?[a-z]+)", line.strip())
+            m = re.match(r"audiolsh ((?:vectors |evaluate |spark )?[a-z]+)", line.strip())
             if m:
                 commands.add(m.group(1))
     assert {"index", "nearest", "vectors add", "vectors query", "tune", "info", "identify", "similar",
@@ -51,7 +51,7 @@ def test_every_documented_option_exists() -> None:
     for block in _blocks("bash"):
         for line in block.splitlines():
             line = line.split("#")[0].strip()
-            m = re.match(r"audiolsh ((?:vectors |evaluate )?[a-z]+)", line)
+            m = re.match(r"audiolsh ((?:vectors |evaluate |spark )?[a-z]+)", line)
             if not m:
                 continue
             cmd = m.group(1).split()

@@ -45,7 +45,15 @@ def main() -> None:
 
 def _register() -> None:
     # Importing the command modules attaches their commands to the group.
-    from audiolsh.cli import audio_cmds, evaluate_cmds, index_cmds, spark_cmds, vector_cmds, web_cmds  # noqa: F401
+    from audiolsh.cli import (  # noqa: F401
+        audio_cmds,
+        evaluate_cmds,
+        index_cmds,
+        spark_cmds,
+        spark_join,
+        vector_cmds,
+        web_cmds,
+    )
     from audiolsh.cli.evaluate_excerpts import excerpts
 
     evaluate_cmds.evaluate.add_command(excerpts)
