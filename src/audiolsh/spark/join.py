@@ -1,9 +1,11 @@
 """The similarity self-join of an index on Spark: ``index.join.self_join``'s work, partitioned.
 
 Every task opens the index read-only (a directory index is memory-mapped, so the tasks of one
-machine share its pages) and answers a contiguous range of live item ids with the same
-``JoinPlan`` a local join uses, so the result is the local one, bit for bit, in the same
-order.  Two ways to meet the probe keys with the item keys:
+machine share its pages) and answers a stretch of the items in bucket order
+(``JoinPlan.locality_order``: neighbouring items share candidates, which stay in the cache)
+with the same ``JoinPlan`` a local join uses, so the result is the local one, bit for bit;
+it is collected, or written, in item id order.  Two ways to meet the probe keys with the
+item keys:
 
 * ``broadcast`` (the default): the item keys are the index's own bucket tables, read in every
   task (a broadcast join whose build side is on the shared filesystem); each task explodes
@@ -118,8 +120,8 @@ def _task_threads() -> None:
 
 
 def _ids_in(plan: JoinPlan, bounds: tuple[int, int]) -> np.ndarray:
-    ids = plan.live_ids()
-    return ids[np.searchsorted(ids, bounds[0]): np.searchsorted(ids, bounds[1])]
+    """The items of a partition: a stretch of the plan's locality order."""
+    return plan.locality_order()[bounds[0]: bounds[1]]
 
 
 def _keys(plan: JoinPlan, ids: np.ndarray) -> np.ndarray:
@@ -181,23 +183,24 @@ def _broadcast_task(spec: JoinSpec, bounds: list[tuple[int, int]], batches: Iter
 
 
 def _probe_task(spec: JoinSpec, bounds: list[tuple[int, int]], batches: Iterator[Any]) -> Iterator[Any]:
-    """Explode the probe keys of the partitions' items: (seg, tab, key, qid) rows."""
+    """Explode the probe keys of the partitions' items: (seg, tab, key, pos) rows, ``pos`` an
+    item's place in the locality order (the finishing tasks take items in that order)."""
     import pyarrow as pa
 
     _task_threads()
     plan = _plan(spec)
     for batch in batches:
         for part in batch.column(0).to_numpy().tolist():
-            ids = _ids_in(plan, bounds[part])
-            for start in range(0, len(ids), TASK_BLOCK):
-                block = ids[start: start + TASK_BLOCK]
-                rows = plan.rows(block)
+            lo, hi = bounds[part]
+            for start in range(lo, hi, TASK_BLOCK):
+                pos = np.arange(start, min(hi, start + TASK_BLOCK), dtype=np.int64)
+                rows = plan.rows(plan.locality_order()[pos])
                 for s, side in enumerate(plan.sides):
                     keys, tables = plan.probe(side, rows)
                     yield pa.RecordBatch.from_arrays(
                         [pa.array(np.full(keys.size, s, np.int32)), pa.array(tables.ravel().astype(np.int32)),
-                         pa.array(keys.ravel().view(np.int64)), pa.array(np.repeat(block, keys.shape[1]))],
-                        names=["seg", "tab", "key", "qid"])
+                         pa.array(keys.ravel().view(np.int64)), pa.array(np.repeat(pos, keys.shape[1]))],
+                        names=["seg", "tab", "key", "pos"])
 
 
 def _bucket_task(spec: JoinSpec, n_parts: int, batches: Iterator[Any]) -> Iterator[Any]:
@@ -219,15 +222,16 @@ def _bucket_task(spec: JoinSpec, n_parts: int, batches: Iterator[Any]) -> Iterat
 
 
 def _finish_task(spec: JoinSpec, batches: Iterator[Any]) -> Iterator[Any]:
-    """Items' hit buckets (qid, seg, bucket), sorted by item (an item's rows may span
+    """Items' hit buckets (pos, seg, bucket), sorted by item (an item's rows may span
     batches): expand, measure, keep; one answer batch per ``FINISH_ROWS`` rows or so."""
     _task_threads()
     plan = _plan(spec)
 
     def answer(rows: np.ndarray) -> Any:
-        qid, seg, bucket = rows
-        ids = np.unique(qid)
-        owner = np.searchsorted(ids, qid)
+        pos, seg, bucket = rows
+        unique = np.unique(pos)
+        owner = np.searchsorted(unique, pos)
+        ids = plan.locality_order()[unique]
         resolved = []
         for s in range(len(plan.sides)):
             mine = seg == s
@@ -264,11 +268,9 @@ def _spark_location(location: str) -> str:
     return os.path.abspath(location)
 
 
-def _bounds(ids: np.ndarray, n_parts: int) -> list[tuple[int, int]]:
-    """[lo, hi) id ranges holding about the same number of live items, covering them all."""
-    cuts = [int(ids[len(ids) * p // n_parts]) for p in range(1, n_parts)] if len(ids) else []
-    edges = [int(ids[0]) if len(ids) else 0, *cuts, int(ids[-1]) + 1 if len(ids) else 0]
-    return [(edges[p], edges[p + 1]) for p in range(n_parts)]
+def _bounds(n_items: int, n_parts: int) -> list[tuple[int, int]]:
+    """[lo, hi) stretches of the locality order of about the same length, covering it."""
+    return [(n_items * p // n_parts, n_items * (p + 1) // n_parts) for p in range(n_parts)]
 
 
 def spark_self_join(session: Any, location: str, *, k: int | None = 10, min_similarity: float | None = None,
@@ -304,7 +306,7 @@ def spark_self_join(session: Any, location: str, *, k: int | None = 10, min_simi
     sc = session.sparkContext
     n_parts = n_partitions or max(2 * sc.defaultParallelism, -(-len(ids) // ITEMS_PER_PARTITION))
     n_parts = max(1, min(int(n_parts), max(1, len(ids))))
-    bounds = _bounds(ids, n_parts)
+    bounds = _bounds(len(ids), n_parts)
     parts = session.range(0, n_parts, 1, n_parts)
     schema = spark_schema(spec.with_keys)
     if strategy == "broadcast":
@@ -323,12 +325,12 @@ def spark_self_join(session: Any, location: str, *, k: int | None = 10, min_simi
 
 def _shuffled(session: Any, spec: JoinSpec, bounds: list[tuple[int, int]], n_parts: int, schema: str) -> Any:
     parts = session.range(0, n_parts, 1, n_parts)
-    probe_schema = "seg int, tab int, key long, qid long"
+    probe_schema = "seg int, tab int, key long, pos long"
     bucket_schema = "seg int, tab int, key long, bucket long"
     probes = parts.mapInArrow(functools.partial(_probe_task, spec, bounds), probe_schema)
     buckets = parts.mapInArrow(functools.partial(_bucket_task, spec, n_parts), bucket_schema)
-    hits = probes.join(buckets.hint("merge"), ["seg", "tab", "key"]).select("qid", "seg", "bucket")
-    hits = hits.repartitionByRange(n_parts, "qid").sortWithinPartitions("qid", "seg", "bucket")
+    hits = probes.join(buckets.hint("merge"), ["seg", "tab", "key"]).select("pos", "seg", "bucket")
+    hits = hits.repartitionByRange(n_parts, "pos").sortWithinPartitions("pos", "seg", "bucket")
     return hits.mapInArrow(functools.partial(_finish_task, spec), schema)
 
 
@@ -360,33 +362,27 @@ def _to_result(stats: JoinStats, table: Any) -> JoinResult:
 
 
 def _write(session: Any, answers: Any, out: str, fmt: str) -> dict[str, int]:
-    """Write the records with Spark into a folder beside ``out``, then join the part files
-    (in partition order: item ids ascending) into ``out``; returns the counts the tasks
-    reported."""
+    """Write the records with Spark, sorted by item id, into a folder beside ``out``, then
+    join the part files (in partition order: ids ascending) into ``out``; returns the counts
+    the answers hold.  The answers are kept (memory, then disk) between the count and the
+    sort, which would otherwise compute them again to sample its ranges."""
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     target = Path(out).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     parts_dir = target.parent / f".{target.name}.parts-{uuid.uuid4().hex[:8]}"
-    acc = {name: session.sparkContext.accumulator(0)
-           for name in ("n_candidates", "n_pairs", "n_pairs_dropped")}
-
-    def count(batches: Iterator[Any]) -> Iterator[Any]:
-        for b in batches:
-            acc["n_candidates"].add(int(np.asarray(b.column("n_candidates")).sum()))
-            acc["n_pairs_dropped"].add(int(np.asarray(b.column("n_dropped")).sum()))
-            acc["n_pairs"].add(int(b.column("neighbours").value_lengths().to_numpy(zero_copy_only=False).sum()))
-            yield b
-
-    counted = answers.mapInArrow(count, answers.schema)
-    records = counted.select("id", "key", F.col("neighbours"))
+    kept = answers.persist(StorageLevel.MEMORY_AND_DISK)
     try:
+        sums = kept.agg(F.sum("n_candidates"), F.sum(F.size("neighbours")), F.sum("n_dropped")).first()
+        records = kept.select("id", "key", "neighbours").orderBy("id")
         writer = records.write.mode("overwrite")
         (writer.json if fmt == "json" else writer.parquet)(parts_dir.as_uri())
         _concat_parts(parts_dir, target, fmt)
     finally:
+        kept.unpersist()
         shutil.rmtree(parts_dir, ignore_errors=True)
-    return {name: int(a.value) for name, a in acc.items()}
+    return {name: int(v or 0) for name, v in zip(("n_candidates", "n_pairs", "n_pairs_dropped"), sums)}
 
 
 def _concat_parts(parts_dir: Path, target: Path, fmt: str) -> None:
