@@ -51,6 +51,7 @@ def _register() -> None:
         index_cmds,
         spark_cmds,
         spark_index,
+        spark_join,
         spark_vectors,
         vector_cmds,
         web_cmds,
