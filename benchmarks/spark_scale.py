@@ -5,10 +5,16 @@ local build and against Spark MLlib's LSH joins on the same data.
 Vectors: ``--n`` seeded 128-d rows of ``knn.clustered_data`` (cosine), per size:
 
 * *local build*: ``Index.create`` + ``add`` of all rows in this process (one segment).
-* *Spark build*: this benchmark's own distributed build (``audiolsh spark vectors add`` is
-  not there yet): the driver reserves the ids, every task memory-maps the rows (a ``.npy``
-  file), runs ``build_segment`` on its share and saves the arrays (``.npy``), the driver
-  attaches all segments in one commit (one segment per task).
+* *Spark build*: the build's floor on Spark: the driver reserves the ids, every task
+  memory-maps the rows (a ``.npy`` file), runs ``build_segment`` on its share and saves the
+  arrays (``.npy``) where the driver reads them, the driver attaches all segments in one commit
+  (one segment per task).
+* *spark vectors add*: the product's command on the same rows as ``--build-parts`` ``.npy``
+  shards, ``--no-merge``: tasks read and hash the shards, build a segment each and ship it to
+  the driver as bytes, one attach.  With it: the index's bytes per row and the Python workers'
+  peak resident memory (the scale plan's inputs).
+* *spark query*: batch k-NN of ``--queries`` rows of the data in ``--query-files`` files against
+  the local build, beside one ``Index.query`` batch here.
 * *our self-join*: ``spark_self_join`` (broadcast strategy; ``--shuffle-max-n``: also the
   shuffled one) and the local ``self_join`` at the ``--points`` (probes, rerank), k = 10,
   on the local build's index.
@@ -215,6 +221,76 @@ def spark_build(session: Any, X: np.ndarray, folder: Path, n_parts: int) -> tupl
     return m.seconds, m.shuffle_mb(), n_segments
 
 
+def _rss_task(batches: Iterator[Any]) -> Iterator[Any]:
+    import resource
+
+    import pyarrow as pa
+
+    for _ in batches:
+        pass
+    yield pa.RecordBatch.from_pylist([{"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}])
+
+
+def worker_peak_mb(session: Any) -> float:
+    """The largest peak resident size of the Python workers (each reports its own, over its life)."""
+    parts = int(session.sparkContext.defaultParallelism)
+    got = session.range(0, parts, 1, parts).mapInArrow(_rss_task, "rss_mb double").collect()
+    return max(r["rss_mb"] for r in got)
+
+
+def folder_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def product_rows(session: Any, X: np.ndarray, folder: Path, args: argparse.Namespace, index: Index,
+                 local_build_s: float) -> list[Row]:
+    """The product's own commands on the same rows: ``spark vectors add`` of ``--build-parts``
+    .npy shards (one segment per shard, ``--no-merge``, every segment shipped to the driver and
+    attached in one commit) and ``spark query`` of the sample's rows as ``--query-files`` files,
+    against ``vectors add`` / ``Index.query`` here; index bytes per row; the workers' peak
+    resident memory."""
+    from audiolsh.spark.vectors import add_shards, query_files
+
+    n = len(X)
+    out: list[Row] = []
+    shard_dir = folder / "shards"
+    shard_dir.mkdir()
+    shards = []
+    for p, part in enumerate(np.array_split(X, args.build_parts)):
+        shards.append(str(shard_dir / f"part-{p:03d}.npy"))
+        np.save(shards[-1], part)
+    with Measured(session, "spark-vectors-add") as m:
+        report = add_shards(session, str(folder / "product.idx"), shards, partitions=args.build_parts,
+                            merge=False, say=lambda _msg: None)
+    assert not report.failed, report.failed
+    idx_mb = folder_mb(folder / "local.idx")
+    out.append(Row("build", n, "audiolsh spark vectors add (--no-merge)",
+                   f"{args.build_parts} .npy shards, {report.n_segments} segments", None, m.seconds,
+                   m.shuffle_mb(), extra={"local_build_s": local_build_s, "index_mb": idx_mb,
+                                          "index_bytes_per_row": idx_mb * 2**20 / n,
+                                          "worker_peak_mb": worker_peak_mb(session)}))
+    log(f"build n={n}: spark vectors add {m.seconds:.1f} s; index {idx_mb:.0f} MB")
+    shutil.rmtree(folder / "product.idx", ignore_errors=True)
+    queries = X[np.random.default_rng(2).choice(n, min(args.queries, n), replace=False)]
+    files = []
+    for p, part in enumerate(np.array_split(queries, args.query_files)):
+        files.append(str(shard_dir / f"q-{p:03d}.npy"))
+        np.save(files[-1], part)
+    t0 = time.perf_counter()
+    index.query(queries, K)
+    local_s = time.perf_counter() - t0
+    out.append(Row("query", n, "Index.query (local, one batch)", f"{len(queries):,} queries, k={K}", None,
+                   local_s, extra={"queries_per_s": len(queries) / local_s}))
+    with Measured(session, "spark-query") as m:
+        got = list(query_files(session, str(folder / "local.idx"), files, K))
+    assert not any(err for _f, _p, err in got), [err for _f, _p, err in got if err]
+    out.append(Row("query", n, "audiolsh spark query", f"{len(queries):,} queries in {len(files)} files,"
+                   f" k={K}", None, m.seconds, m.shuffle_mb(),
+                   extra={"queries_per_s": len(queries) / m.seconds}))
+    log(f"query n={n}: local {local_s:.1f} s, spark query {m.seconds:.1f} s")
+    return out
+
+
 def brp_pairs(X: np.ndarray, L: int, width: float) -> int:
     """Candidate pairs MLlib's BucketedRandomProjectionLSH join of X with itself explodes into:
     per table (one random unit direction v, bucket floor(x.v / width)) the sum of the squared
@@ -360,8 +436,10 @@ def vector_section(session: Any, n: int, args: argparse.Namespace, work: Path, *
             rows.append(Row("build", n, "Spark build (tasks run build_segment, one attach)",
                             f"{args.build_parts} tasks, {n_seg} segments", None, seconds, shuffle))
             log(f"build n={n}: Spark {seconds:.1f} s")
-        rows += ours_vectors(session, location, index, n, truth, args.points, section,
-                             local=n <= args.local_max_n, shuffle=n <= args.shuffle_max_n)
+            rows += product_rows(session, X, folder, args, index, build_s)
+        if args.points:
+            rows += ours_vectors(session, location, index, n, truth, args.points, section,
+                                 local=n <= args.local_max_n, shuffle=n <= args.shuffle_max_n)
         index.close()
         if mllib_grid:
             parquet = str(folder / "rows.parquet")
@@ -473,11 +551,22 @@ def set_section(session: Any, n: int, args: argparse.Namespace, work: Path) -> l
 
 
 def warm_up(session: Any, work: Path) -> None:
-    """One small join first: the workers start and load the compiled kernels, untimed."""
+    """One small join, add and query first: the workers start and load the compiled kernels and
+    the readers, untimed (a new session pays it once: its first job runs ~10 s longer)."""
     X = clustered_data(3000, seed=5)
     with Index.create(str(work / "warm.idx"), metric="cosine") as index:
         index.add(X)
     spark_self_join(session, str(work / "warm.idx"), k=K, n_probes=64, n_rerank=300)
+    from audiolsh.spark.vectors import add_shards, query_files
+
+    parts = int(session.sparkContext.defaultParallelism)
+    shards = []
+    for p, part in enumerate(np.array_split(X, parts)):
+        shards.append(str(work / f"warm-{p}.npy"))
+        np.save(shards[-1], part)
+    add_shards(session, str(work / "warm-add.idx"), shards, partitions=parts, merge=False,
+               say=lambda _m: None)
+    list(query_files(session, str(work / "warm.idx"), shards, K))
     with Index.create(str(work / "warm-sets.idx"), metric="jaccard") as index:
         index.add(set_data(2000, 1, seed=5)[0])
     spark_self_join(session, str(work / "warm-sets.idx"), k=None, min_similarity=SET_SIMILARITY)
@@ -502,6 +591,26 @@ def table(rows: list[Row]) -> list[str]:
                    f" {fmt(r.time_s)} | {fmt(r.s_per_million)} | {fmt(r.shuffle_mb)} |"
                    f" {fmt(r.candidates_per_item, 0)} | {r.note} |")
     return out
+
+
+def costs(rows: list[Row]) -> list[str]:
+    """The scale plan's inputs: per size, build and query cost per row, index bytes, memory."""
+    out = ["| rows | local build (s/1M) | Spark build floor (s/1M) | spark vectors add (s/1M) |"
+           " add / local | index bytes/row | worker peak (MB) | local query (q/s) | spark query (q/s) |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for n in sorted({r.n for r in rows if r.section == "build"}):
+        at = {r.method: r for r in rows if r.n == n and r.section in ("build", "query")}
+        local = at.get("local build (Index.create + add)")
+        floor = at.get("Spark build (tasks run build_segment, one attach)")
+        add = at.get("audiolsh spark vectors add (--no-merge)")
+        lq, sq = at.get("Index.query (local, one batch)"), at.get("audiolsh spark query")
+        if not (local and floor and add and lq and sq):
+            continue
+        out.append(f"| {n:,} | {fmt(local.s_per_million)} | {fmt(floor.s_per_million)} |"
+                   f" {fmt(add.s_per_million)} | {fmt((add.time_s or 0) / (local.time_s or 1), 2)} |"
+                   f" {fmt(add.extra['index_bytes_per_row'], 0)} | {fmt(add.extra['worker_peak_mb'], 0)} |"
+                   f" {fmt(lq.extra['queries_per_s'], 0)} | {fmt(sq.extra['queries_per_s'], 0)} |")
+    return out if len(out) > 2 else []
 
 
 def comparisons(rows: list[Row]) -> list[str]:
@@ -556,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", default="100000", help="vector rows, comma-separated sizes")
     ap.add_argument("--mllib-n", type=int, default=3000, help="rows where MLlib's grid runs beside ours")
     ap.add_argument("--n-sets", type=int, default=100_000, help="sets (0: skip the sets)")
-    ap.add_argument("--points", default="64,0;256,300;256,0", help="ours: probes,rerank;...")
+    ap.add_argument("--points", default="64,0;256,300;256,0",
+                    help="ours: probes,rerank;... ('': builds and queries only)")
     ap.add_argument("--mllib-grid", default="2,0.02;4,0.05;8,0.05;8,0.1",
                     help="MLlib: numHashTables,bucketLength;...")
     ap.add_argument("--mllib-at-n", default="4,0.05", help="MLlib at the --n sizes (capped); '' to skip")
@@ -568,6 +678,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set-thresholds", default="0.35,0.25", help="our MinHash banding thresholds")
     ap.add_argument("--sample", type=int, default=500, help="items whose recall is measured")
     ap.add_argument("--build-parts", type=int, default=2, help="tasks of the Spark build")
+    ap.add_argument("--queries", type=int, default=20_000, help="rows of the batch k-NN query set")
+    ap.add_argument("--query-files", type=int, default=8, help="files the query set is split into")
     ap.add_argument("--local-max-n", type=int, default=1_000_000, help="run the local join up to this size")
     ap.add_argument("--shuffle-max-n", type=int, default=100_000, help="run the shuffle strategy up to here")
     ap.add_argument("--master", default="local[2]")
@@ -577,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.mllib_n, args.n_sets, args.sample = "20000", 2000, 3000, 200
+        args.queries = 2000
         args.mllib_grid, args.mllib_at_n, args.minhash_tables = "4,0.05", "2,0.01", "5"
         args.mllib_cap_s, args.set_thresholds, args.points = 120.0, "0.35", "128,300"
     args.points = [tuple(int(x) for x in p.split(",")) for p in args.points.split(";") if p]
@@ -610,6 +723,9 @@ def main(argv: list[str] | None = None) -> int:
     report.update(load_avg_end=load_avg(), wall_s=round(time.perf_counter() - t_start, 1),
                   rows=[r.to_dict() for r in rows])
     lines = table(rows)
+    cost_lines = costs(rows)
+    if cost_lines:
+        lines += ["", *cost_lines]
     ratios = comparisons(rows)
     report["comparisons"] = ratios
     print("\n".join([*lines, "", *ratios]))

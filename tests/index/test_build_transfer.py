@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from audiolsh.errors import IndexFormatError
 from audiolsh.index import Index, IndexConfig, ItemRows, build_segment
-from audiolsh.index.transfer import build_from_bytes, build_to_bytes
+from audiolsh.index.transfer import build_from_bytes, build_from_file, build_to_bytes, build_to_file
 
 
 def _build(metric: str, rng: np.random.Generator):
@@ -26,10 +27,23 @@ def _build(metric: str, rng: np.random.Generator):
     return build
 
 
+def _through(how: str, build, folder: Path):  # type: ignore[no-untyped-def]
+    if how == "bytes":
+        return build_from_bytes(build_to_bytes(build))
+    path = folder / "seg.build"
+    assert build_to_file(build, path) == len(build_to_bytes(build))
+    back = build_from_file(path)
+    path.unlink()  # the views stay readable, as the driver deletes the staged file
+    assert all(not a.flags.writeable for a in back.arrays.values())  # views of the file, not copies
+    return back
+
+
+@pytest.mark.parametrize("how", ["bytes", "file"])
 @pytest.mark.parametrize("metric", ["cosine", "euclidean", "jaccard"])
-def test_round_trip_gives_the_same_build(metric: str, rng: np.random.Generator) -> None:
+def test_round_trip_gives_the_same_build(metric: str, how: str, rng: np.random.Generator,
+                                         tmp_path: Path) -> None:
     build = _build(metric, rng)
-    back = build_from_bytes(build_to_bytes(build))
+    back = _through(how, build, tmp_path)
     assert back.info == build.info and back.tracks == build.tracks
     assert sorted(back.arrays) == sorted(build.arrays)
     for name, a in build.arrays.items():
@@ -69,3 +83,21 @@ def test_object_arrays_are_never_pickled(rng: np.random.Generator) -> None:
     build.arrays["odd"] = np.array([{"a": 1}], dtype=object)
     with pytest.raises(ValueError, match="pickle"):
         build_to_bytes(build)
+
+
+def test_bad_files_are_refused(tmp_path: Path, rng: np.random.Generator) -> None:
+    bad = tmp_path / "bad.build"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(IndexFormatError, match=r"bad\.build: unreadable segment build"):
+        build_from_file(bad)
+    data = build_to_bytes(_build("cosine", rng))
+    cut = tmp_path / "cut.build"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(IndexFormatError, match="unreadable segment build"):
+        build_from_file(cut)
+    deflated = tmp_path / "deflated.build"  # a member that is not stored cannot be a view
+    with zipfile.ZipFile(io.BytesIO(data)) as z, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as w:
+        for name in z.namelist():
+            w.writestr(name, z.read(name))
+    with pytest.raises(IndexFormatError, match="not a stored zip member"):
+        build_from_file(deflated)

@@ -143,6 +143,26 @@ def test_unmerged_partitions_keep_their_segments(spark: Any, files: dict[str, Pa
         assert [s.n_items for s in index.segments] == [700 + 500, 600 + 200]
 
 
+def test_segments_travel_as_staged_files_or_as_bytes_alike(spark: Any, files: dict[str, Path], local: Path,
+                                                           tmp_path: Path) -> None:
+    from audiolsh.spark.vectors import add_shards
+
+    shards = [files[s] for s in SHARDS]
+    staged, shipped = tmp_path / "staged", tmp_path / "shipped"
+    own = tmp_path / "own-staging"
+    own.mkdir()
+    add_shards(spark, str(staged), shards, merge=False, staging=own)
+    add_shards(spark, str(shipped), shards, merge=False, staging=None)
+    add_shards(spark, str(tmp_path / "auto"), shards, merge=False)
+    assert list(own.iterdir()) == []  # the staged segments are removed once attached
+    assert sorted(p.name for p in tmp_path.iterdir() if ".staging-" in p.name) == []
+    with Index.open(staged) as a, Index.open(shipped) as b, Index.open(tmp_path / "auto") as c, \
+            Index.open(local) as want:
+        for got in (a, b, c):
+            assert _catalogue(got) == _catalogue(want)
+            _same_segments(got, want)
+
+
 def test_a_second_add_adds_nothing(added: tuple[Path, str], files: dict[str, Path]) -> None:
     idx, _ = added
     with Index.open(idx) as index:

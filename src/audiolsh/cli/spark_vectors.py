@@ -58,9 +58,12 @@ def spark_vectors() -> None:
                    " makes it. --no-merge keeps one segment per partition as built: for an index too"
                    " big to merge on one machine (queries search every segment; a later `vectors"
                    " add` may merge small ones).")
+@click.option("--staging", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="A folder every task can write and the driver read, where tasks leave their"
+                   " segments (default: beside a directory index; through Spark for redis://).")
 def spark_vectors_add(index_path: str, shards: tuple[Path, ...], master: str | None, metric: str,
                       per_second: bool, id_column: str | None, n_tables: int, seed: int,
-                      partitions: int | None, merge: bool) -> None:
+                      partitions: int | None, merge: bool, staging: Path | None) -> None:
     """Add the vectors of SHARDS (.npy, .csv/.tsv, .parquet, .tfrecord files; a folder: its
     .parquet files, a Parquet table) to the index, read and built in Spark tasks.
 
@@ -80,7 +83,7 @@ def spark_vectors_add(index_path: str, shards: tuple[Path, ...], master: str | N
     with command_session(master) as session, progress(session, _say):
         report = add_shards(session, index_path, shards, metric=metric, n_tables=n_tables, seed=seed,
                             per_second=per_second, id_column=id_column, partitions=partitions,
-                            merge=merge, say=_say)
+                            merge=merge, say=_say, staging="auto" if staging is None else staging)
     for outcome in report.shards:
         if outcome.status == "added":
             _say(f"{outcome.path}: added {outcome.n_rows} vectors of dimension {outcome.dim}")

@@ -6,10 +6,11 @@ own readers) and returns its content hash, rows and dimension.  The driver then 
 already indexed or seen earlier in the list, reserves one contiguous range of item ids and
 gives each shard its part of it in shard order, as ``vectors add`` of the same files would
 allocate them.  In the second stage each partition reads its shards again and builds their
-segment with ``build_segment``, returned as bytes (``index.transfer``: ``.npy`` arrays and JSON,
-never pickled).  The driver attaches every segment in one commit, with the tracks and items
-``vectors add`` writes, and by default merges them into one segment: the segment one build of
-the same rows gives.
+segment with ``build_segment``, written as a file to a staging folder beside a directory index
+that the driver memory-maps (or returned through Spark as bytes for other locations;
+``index.transfer``: ``.npy`` arrays and JSON, never pickled).  The driver attaches every segment
+in one commit, with the tracks and items ``vectors add`` writes, and by default merges them into
+one segment: the segment one build of the same rows gives.
 
 A query task opens the index read-only (memory-mapped for a directory), reads its share of the
 query files and searches them with the local search; records come back in file and row order,
@@ -18,11 +19,14 @@ those of ``vectors query --format jsonl``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
 import re
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,7 +41,7 @@ from audiolsh.audio import content_hash
 from audiolsh.errors import AudiolshError, InputFormatError, ParameterError
 from audiolsh.index import Index, IndexConfig, ItemRows, SegmentBuild, build_segment
 from audiolsh.index.build import concat_rows
-from audiolsh.index.transfer import build_from_bytes, build_to_bytes
+from audiolsh.index.transfer import build_from_bytes, build_from_file, build_to_bytes, build_to_file
 from audiolsh.query.records import vector_record
 from audiolsh.search import prepare
 from audiolsh.storage import SegmentInfo
@@ -146,15 +150,22 @@ def build_shards(config: IndexConfig, shards: Sequence[PlannedShard], options: R
     return build
 
 
-def _build(config: dict[str, Any], options: ReadOptions,
-           groups: Iterable[list[PlannedShard]]) -> Iterator[tuple[bytes, str]]:
-    """Stage 2: each group's segment as bytes, or the error that stopped it."""
+def _build(config: dict[str, Any], options: ReadOptions, staging: str | None,
+           groups: Iterable[list[PlannedShard]]) -> Iterator[tuple[bytes, str, str]]:
+    """Stage 2: each group's segment (as bytes, or the file in ``staging`` it was written to),
+    or the error that stopped it."""
     cfg = IndexConfig.from_dict(config)
     for group in groups:
         try:
-            yield build_to_bytes(build_shards(cfg, group, options)), ""
+            build = build_shards(cfg, group, options)
+            if staging is None:
+                yield build_to_bytes(build), "", ""
+            else:
+                path = os.path.join(staging, f"{uuid.uuid4().hex}.build")
+                build_to_file(build, path)
+                yield b"", path, ""
         except (AudiolshError, OSError) as exc:
-            yield b"", str(exc)
+            yield b"", "", str(exc)
 
 
 def _records(records: list[dict[str, Any]], fmt: str) -> bytes:
@@ -267,6 +278,7 @@ def add_shards(
     session: Any, location: str, shards: Sequence[str | os.PathLike[str]], *, metric: str = "cosine",
     n_tables: int = 8, seed: int = 0, per_second: bool = True, id_column: str | None = None,
     partitions: int | None = None, merge: bool = True, say: Callable[[str], None] | None = None,
+    staging: str | os.PathLike[str] | None = "auto",
 ) -> AddReport:
     """Add the vectors of ``shards`` (.npy, .csv/.tsv, .parquet, .tfrecord files; a folder: its
     .parquet files, see ``expand_sources``) to the index at
@@ -277,6 +289,11 @@ def add_shards(
     ``merge``: merge the index into one segment at the end (``compact(full=True)``); without it
     every partition's segment is kept as built.  A shard already indexed (same content) is
     skipped, so an interrupted add runs again from the start and adds what is missing.
+
+    ``staging``: a folder every task can write and the driver read (a shared filesystem) where
+    tasks leave their segments for the driver to memory-map, instead of sending them through
+    Spark; "auto": a new folder beside a directory index (removed at the end), none for other
+    locations; None: segments travel through Spark as bytes.
     """
     say = say or log.info
     options = ReadOptions(per_second, id_column)
@@ -324,29 +341,58 @@ def add_shards(
         groups = _groups(len(plan), partitions)
         say(f"building {len(groups)} segments of {next_id} vectors in {len(plan)} shards")
         config = asdict(index.config)
-        rdd = sc.parallelize([[plan[i] for i in g] for g in groups], len(groups)).mapPartitions(
-            partial(_build, config, options))
-        builds: list[SegmentBuild] = []
-        for g, (blob, error) in zip(groups, _run(session, rdd, "build segments", wave=_wave(session))):
-            for i in g:
-                outcome = report.shards[positions[i]]
-                if error:
-                    outcome.status, outcome.error = "failed", error
-                else:
-                    outcome.status, outcome.n_rows, outcome.dim = "added", plan[i].n_rows, plan[i].dim
-            if not error:
-                builds.append(build_from_bytes(blob, where=f"the segment of {plan[g[0]].path}"))
-        if not builds:
-            return report
-        _in_shard_order(builds)
-        index.auto_compact = False  # one merge at the end, or none
-        index.attach(builds)
+        with _staging_folder(location, staging) as folder:
+            rdd = sc.parallelize([[plan[i] for i in g] for g in groups], len(groups)).mapPartitions(
+                partial(_build, config, options, folder))
+            builds: list[SegmentBuild] = []
+            for g, (blob, path, error) in zip(groups, _run(session, rdd, "build segments",
+                                                           wave=_wave(session))):
+                for i in g:
+                    outcome = report.shards[positions[i]]
+                    if error:
+                        outcome.status, outcome.error = "failed", error
+                    else:
+                        outcome.status, outcome.n_rows, outcome.dim = "added", plan[i].n_rows, plan[i].dim
+                if not error:
+                    where = f"the segment of {plan[g[0]].path}"
+                    builds.append(build_from_file(path, where=where) if path
+                                  else build_from_bytes(blob, where=where))
+            if not builds:
+                return report
+            _in_shard_order(builds)
+            index.auto_compact = False  # one merge at the end, or none
+            index.attach(builds)
         report.n_segments = len(builds)
         say(f"attached {len(builds)} segments to {index.location} in one commit")
         if merge and len(index.segments) > 1:
             index.compact(full=True)
             say(f"merged into one segment of {len(index)} vectors")
     return report
+
+
+@contextlib.contextmanager
+def _staging_folder(location: str, staging: str | os.PathLike[str] | None) -> Iterator[str | None]:
+    """Where the build tasks leave their segments (see ``add_shards``), removed afterwards."""
+    if staging == "auto":
+        scheme, rest = split(location)
+        if scheme != "file":
+            yield None
+            return
+        target = Path(rest).resolve()
+        parent = target.parent
+        prefix = f".{target.name}.staging-"
+    elif staging is None:
+        yield None
+        return
+    else:
+        parent, prefix = Path(staging).resolve(), "audiolsh-build-"
+        if not parent.is_dir():
+            raise ParameterError(f"{staging}: staging folder not found")
+    folder = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def expand_sources(sources: Sequence[str | os.PathLike[str]]) -> list[tuple[str, str]]:
