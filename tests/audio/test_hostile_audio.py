@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import soundfile as sf
 
@@ -20,31 +19,6 @@ from audiolsh.errors import AudioError
 
 SR = 44100
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="FIFOs and /dev are POSIX")
-XING_81_DAYS = 81 * 86400 * SR // 1152  # MPEG-1 Layer III: 1152 samples per frame
-
-
-def fake_mp3(n_frames: int = 200, seed: int = 0) -> bytes:
-    """MPEG-1 Layer III frame headers (128 kbit/s, 44.1 kHz, 417 bytes a frame) around garbage:
-    libmpg123 finds every frame and can decode none of them."""
-    rng = np.random.default_rng(seed)
-    return b"".join(b"\xff\xfb\x90\x64" + rng.integers(0, 256, 413, dtype=np.uint8).tobytes()
-                    for _ in range(n_frames))
-
-
-def real_mp3(path: Path, duration_s: float = 6.0, seed: int = 2) -> Path:
-    sf.write(path, music(duration_s=duration_s, sr=SR, seed=seed), SR, format="MP3",
-             subtype="MPEG_LAYER_III")
-    return path
-
-
-def lying_mp3(path: Path) -> Path:
-    """A real 6-s MP3 whose Xing header says it holds 81 days of frames."""
-    data = bytearray(real_mp3(path).read_bytes())
-    at = data.find(b"Xing")
-    assert at > 0 and int.from_bytes(data[at + 4: at + 8], "big") & 1, "no Xing frame count"
-    data[at + 8: at + 12] = XING_81_DAYS.to_bytes(4, "big")
-    path.write_bytes(bytes(data))
-    return path
 
 
 def finishes(work: Callable[[], Any], timeout_s: float = 20.0) -> BaseException | None:
@@ -140,10 +114,9 @@ def test_a_name_that_is_not_utf8_loads_and_is_shown_escaped(tmp_path: Path) -> N
 
 
 def test_garbage_mp3_frames_are_refused_in_one_line_and_silently(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], hostile: Any
 ) -> None:
-    path = tmp_path / "fake.mp3"
-    path.write_bytes(fake_mp3())
+    path = hostile.fake_mp3(tmp_path / "fake.mp3")
     with pytest.raises(AudioError) as err:
         load(path)
     message = str(err.value)
@@ -154,7 +127,7 @@ def test_garbage_mp3_frames_are_refused_in_one_line_and_silently(
     _, stderr = capfd.readouterr()
     assert "mpg123" not in stderr and "bad frame" not in stderr and "error" not in stderr
     # a real MP3 is not touched by the count
-    y, sr = load(real_mp3(tmp_path / "song.mp3"), sr=None)
+    y, sr = load(hostile.real_mp3(tmp_path / "song.mp3"), sr=None)
     assert sr == SR and y.size / sr == pytest.approx(6.0, abs=0.05)
 
 
@@ -170,8 +143,8 @@ def test_other_lines_written_to_stderr_during_a_decode_still_arrive(
     assert capfd.readouterr().err == "a log line of another thread\n"
 
 
-def test_a_lying_xing_header_is_decoded_for_what_it_holds(tmp_path: Path) -> None:
-    path = lying_mp3(tmp_path / "liar.mp3")
+def test_a_lying_xing_header_is_decoded_for_what_it_holds(tmp_path: Path, hostile: Any) -> None:
+    path = hostile.lying_mp3(tmp_path / "liar.mp3")
     assert info(path).duration_s > 80 * 86400  # the header's claim
     y, sr = load(path, sr=None, max_duration_s=3 * 3600.0)
     assert y.size / sr == pytest.approx(6.0, abs=0.05)
