@@ -117,3 +117,42 @@ def library_answers(lib: Library, files: list[Path], *, first_s: float = 4.0, cl
 @pytest.fixture(scope="session")
 def answers() -> Callable[..., list[object]]:
     return library_answers
+
+
+class HostileFiles:
+    """Real-format inputs a careless or hostile user gives: garbage MP3 frames, an MP3 whose
+    header lies about its length."""
+
+    SR = 44100
+    #: MPEG-1 Layer III holds 1152 samples a frame: 81 days of them
+    XING_81_DAYS = 81 * 86400 * SR // 1152
+
+    @staticmethod
+    def fake_mp3(path: Path, n_frames: int = 200, seed: int = 0) -> Path:
+        """MPEG-1 Layer III frame headers (128 kbit/s, 44.1 kHz, 417 bytes a frame) around
+        garbage: libmpg123 finds every frame and can decode none of them."""
+        rng = np.random.default_rng(seed)
+        path.write_bytes(b"".join(b"\xff\xfb\x90\x64" + rng.integers(0, 256, 413, dtype=np.uint8).tobytes()
+                                  for _ in range(n_frames)))
+        return path
+
+    @classmethod
+    def real_mp3(cls, path: Path, duration_s: float = 6.0, seed: int = 2) -> Path:
+        sf.write(path, synth.music(duration_s=duration_s, sr=cls.SR, seed=seed), cls.SR, format="MP3",
+                 subtype="MPEG_LAYER_III")
+        return path
+
+    @classmethod
+    def lying_mp3(cls, path: Path, duration_s: float = 6.0, seed: int = 2) -> Path:
+        """A real MP3 whose Xing header says it holds 81 days of frames."""
+        data = bytearray(cls.real_mp3(path, duration_s, seed).read_bytes())
+        at = data.find(b"Xing")
+        assert at > 0 and int.from_bytes(data[at + 4: at + 8], "big") & 1, "no Xing frame count"
+        data[at + 8: at + 12] = cls.XING_81_DAYS.to_bytes(4, "big")
+        path.write_bytes(bytes(data))
+        return path
+
+
+@pytest.fixture(scope="session")
+def hostile() -> HostileFiles:
+    return HostileFiles()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from audiolsh.files import shown
+
 
 class AudiolshError(Exception):
     """Root of every error audiolsh raises on purpose."""
@@ -22,7 +24,7 @@ class AudioError(AudiolshError, RuntimeError):
     def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
         self.path = os.fspath(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        super().__init__(f"{shown(self.path)}: {problem}")
 
 
 class InputFormatError(AudiolshError, ValueError):
@@ -31,7 +33,7 @@ class InputFormatError(AudiolshError, ValueError):
     def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
         self.path = os.fspath(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        super().__init__(f"{shown(self.path)}: {problem}")
 
 
 class IndexFormatError(AudiolshError, RuntimeError):

@@ -165,17 +165,21 @@ def test_excerpt_matches_full_decode(files: dict[str, Path], fmt: str) -> None:
     assert _corr(part, ref, max_lag=0 if fmt == "flac" else 64) > 0.9
 
 
-def test_excerpt_does_not_decode_whole_file(
-    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    requested: list[int] = []
+@pytest.fixture
+def requested(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The frame count of every ``SoundFile.read`` call the test makes."""
+    frames_asked: list[int] = []
     real_read: Callable[..., Any] = sf.SoundFile.read
 
     def spy(self: sf.SoundFile, frames: int = -1, **kwargs: Any) -> Any:
-        requested.append(frames)
+        frames_asked.append(frames)
         return real_read(self, frames, **kwargs)
 
     monkeypatch.setattr(sf.SoundFile, "read", spy)
+    return frames_asked
+
+
+def test_excerpt_does_not_decode_whole_file(files: dict[str, Path], requested: list[int]) -> None:
     y, sr = load(files["flac"], sr=None, offset_s=3.0, duration_s=0.5)
     assert y.size == round(0.5 * sr)
     assert requested == [round(0.5 * SRC_SR)]  # one read of just the excerpt, after a seek
@@ -213,34 +217,35 @@ def test_stereo_downmix_through_ffmpeg_keeps_level(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- header checks
 
 
-def test_max_duration_refused_from_header_before_decoding(
-    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+def test_max_duration_stops_decoding_one_frame_past_the_limit(
+    files: dict[str, Path], requested: list[int]
 ) -> None:
-    def no_read(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the file was decoded although its header says it is too long")
-
-    monkeypatch.setattr(sf.SoundFile, "read", no_read)
+    """The header's length is a hint: what is decoded is measured, and decoding stops one frame
+    past the limit (memory stays bounded by the limit, not by the file)."""
     with pytest.raises(AudioError, match="too long") as err:
         load(files["flac"], max_duration_s=1.0)
     assert "song.flac" in str(err.value)
+    assert 0 < sum(requested) <= SRC_SR + 1
 
 
 @needs_ffmpeg
-def test_max_duration_refused_by_ffprobe_before_ffmpeg(
+def test_ffmpeg_decodes_no_more_than_the_limit(
     files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    commands: list[str] = []
+    commands: list[list[str]] = []
     real_run = subprocess.run
 
     def spy(cmd: list[str], *args: Any, **kwargs: Any) -> Any:
-        commands.append(Path(cmd[0]).name)
+        commands.append(cmd)
         return real_run(cmd, *args, **kwargs)
 
     monkeypatch.setattr(decode_mod.subprocess, "run", spy)
     with pytest.raises(AudioError, match="too long") as err:
         load(files["m4a"], max_duration_s=1.0)
     assert "song.m4a" in str(err.value)
-    assert commands == ["ffprobe"]
+    assert [Path(c[0]).name for c in commands] == ["ffprobe", "ffmpeg"]
+    ffmpeg = commands[1]
+    assert float(ffmpeg[ffmpeg.index("-t") + 1]) < 1.01
 
 
 def test_max_duration_applies_to_the_excerpt(files: dict[str, Path]) -> None:

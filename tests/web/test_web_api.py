@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiolsh.library import Library
+from audiolsh.audio import synth
+from audiolsh.library import Library, index_audio
 from audiolsh.query.identify import identify
 from audiolsh.query.records import identify_record
 
@@ -321,3 +322,38 @@ def test_missing_library_fails_at_startup(tmp_path: Path) -> None:
     with pytest.raises(IndexFormatError, match="no music library"):
         create_app(Settings(index_path=tmp_path))
 
+
+
+def test_track_audio_is_the_catalogues_own_file_never_a_decoy(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A library indexed by a relative path, served from another folder holding a text file of
+    the same relative name: the indexed file is served, never the decoy; once the indexed file
+    changes, or the catalogue holds a relative path, the answer is a 404."""
+    from fastapi.testclient import TestClient
+
+    from audiolsh.web.app import create_app
+    from audiolsh.web.settings import Settings
+
+    indexer, server = tmp_path / "indexer", tmp_path / "server"
+    (indexer / "music").mkdir(parents=True)
+    (server / "music").mkdir(parents=True)
+    song = indexer / "music" / "song.ogg"
+    sf.write(song, synth.music(duration_s=12.0, sr=22050, seed=77), 22050, format="OGG", subtype="VORBIS")
+    (server / "music" / "song.ogg").write_text("a planted text file, not the indexed audio\n")
+    monkeypatch.chdir(indexer)
+    with Library.create(tmp_path / "lib") as library:
+        assert not index_audio(library, ["music/song.ogg"], workers=1).failed
+        tid = library.tracks()[0].id
+        # a catalogue row of an older library: a path relative to wherever it was indexed
+        with library.catalogue.write() as w:
+            old = w.add_track(path="music/old.ogg", content_hash="0" * 40, duration_s=1.0, kind="audio")
+    monkeypatch.chdir(server)
+    app = create_app(Settings(index_path=tmp_path / "lib", warm_up=False))
+    with TestClient(app) as client:
+        served = client.get(f"/api/tracks/{tid}/audio")
+        assert served.status_code == 200 and served.content == song.read_bytes()
+        assert_error(client.get(f"/api/tracks/{old}/audio"), 404, "not_found")
+        song.write_bytes((server / "music" / "song.ogg").read_bytes())  # replaced in place
+        assert_error(client.get(f"/api/tracks/{tid}/audio"), 404, "not_found")
+        song.unlink()
+        assert_error(client.get(f"/api/tracks/{tid}/audio"), 404, "not_found")

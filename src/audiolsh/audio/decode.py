@@ -3,6 +3,11 @@
 libsndfile (through :mod:`soundfile`) is tried first; it seeks, so an excerpt does not decode
 the whole file. Formats it cannot open (AAC/M4A, WMA, MP3 on an old libsndfile, ...) are
 decoded by the ``ffmpeg`` command-line tool, with ``ffprobe`` for the header.
+
+Only regular files are opened (a FIFO or a device is refused at once).  A header's length is a
+hint: a file is decoded in blocks for what it holds, up to ``max_duration_s``.  Decoding errors
+are counted (libmpg123's lines on stderr are captured, ffmpeg's read from its stderr) and a
+stream that is mostly undecodable is refused with the decoder's reason.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import math
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +28,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from audiolsh.audio.decoder_noise import captured, check_errors, tool_errors
 from audiolsh.errors import AudioError, ParameterError
+from audiolsh.files import open_regular, regular_problem
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,8 @@ SILENCE_PEAK = 1e-4
 """A decoded signal whose absolute peak is below this (-80 dBFS) is refused as silent."""
 
 _HASH_CHUNK = 1 << 20
+#: Frames per libsndfile read: memory is the mono output plus one block, whatever the header says.
+_BLOCK_FRAMES = 1 << 18
 _FFMPEG_TIMEOUT_S = 600.0
 _MAX_REASON_CHARS = 200
 
@@ -89,7 +99,7 @@ def _brief(reason: object) -> str:
 def _sndfile_reason(exc: Exception, path: Path) -> str:
     """libsndfile's message without the ``Error opening '<path>':`` prefix (it repeats the path)."""
     text = str(exc)
-    prefix = f"Error opening {os.fspath(path)!r}:"
+    prefix = f"Error opening {os.fsencode(path)!r}:"
     if text.startswith(prefix):
         text = text[len(prefix) :]
     return _brief(text)
@@ -102,18 +112,19 @@ def _tool_reason(stderr: bytes, path: Path) -> str:
     return _brief(text)
 
 
-def _check_file(path: Path) -> None:
-    """Raise :class:`AudioError` if ``path`` is not an existing, non-empty regular file."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise AudioError(path, "file not found") from None
-    except OSError as exc:
-        raise AudioError(path, f"cannot access file: {_brief(exc.strerror or exc)}") from None
-    if path.is_dir():
-        raise AudioError(path, "is a directory, not an audio file")
-    if st.st_size == 0:
+def _check_file(path: Path) -> bytes:
+    """Raise :class:`AudioError` unless ``path`` is an existing, non-empty regular file (never a
+    FIFO, device or socket, which would block or never end); returns its first bytes."""
+    with open_regular(path, AudioError, what="an audio file") as fh:
+        head = fh.read(4)
+    if not head:
         raise AudioError(path, "empty file (0 bytes)")
+    return head
+
+
+def _maybe_mpeg(head: bytes) -> bool:
+    """An ID3 tag or an MPEG frame sync: libsndfile would decode it with libmpg123."""
+    return head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
 
 
 def _fmt_s(seconds: float) -> str:
@@ -145,29 +156,9 @@ def _check_params(
         )
 
 
-def _check_span(
-    path: Path,
-    total_s: float,
-    offset_s: float,
-    duration_s: float | None,
-    max_duration_s: float | None,
-) -> None:
-    """Refuse from the header alone: offset past the end, span longer than ``max_duration_s``."""
-    if not math.isfinite(total_s) or total_s <= 0:
-        return  # unknown length: checked after decoding
-    if offset_s > 0 and offset_s >= total_s:
-        raise AudioError(
-            path,
-            f"offset {_fmt_s(offset_s)} is at or beyond the end of the audio "
-            f"(duration {_fmt_s(total_s)})",
-        )
-    span_s = total_s - offset_s if duration_s is None else min(duration_s, total_s - offset_s)
-    if max_duration_s is not None and span_s > max_duration_s:
-        what = "audio" if offset_s == 0 and duration_s is None else "requested excerpt"
-        raise AudioError(
-            path,
-            f"{what} is too long: {_fmt_s(span_s)} > max_duration_s {_fmt_s(max_duration_s)}",
-        )
+def _too_long(path: Path, max_duration_s: float, offset_s: float, duration_s: float | None) -> AudioError:
+    what = "audio" if offset_s == 0 and duration_s is None else "requested excerpt"
+    return AudioError(path, f"{what} is too long: more than max_duration_s {_fmt_s(max_duration_s)} decoded")
 
 
 # --------------------------------------------------------------------------- soundfile
@@ -181,36 +172,72 @@ def _load_soundfile(
     duration_s: float | None,
     max_duration_s: float | None,
 ) -> tuple[np.ndarray, int]:
-    """Read the requested excerpt from an open :class:`soundfile.SoundFile`, downmixed."""
-    native_sr = int(f.samplerate)
-    total_frames = int(f.frames)
-    _check_span(path, total_frames / native_sr, offset_s, duration_s, max_duration_s)
+    """Read the requested excerpt from an open :class:`soundfile.SoundFile` in blocks, downmixed.
 
+    The header's frame count is not trusted: blocks are read until the stream ends, the excerpt
+    is complete or one frame more than ``max_duration_s`` is decoded (then it is too long).
+    """
+    native_sr = int(f.samplerate)
     start = round(offset_s * native_sr)
-    n_frames = -1 if duration_s is None else max(1, round(duration_s * native_sr))
-    if max_duration_s is not None and n_frames < 0 and total_frames <= 0:
-        # Unknown length: never read more than one frame past the limit.
-        n_frames = math.floor(max_duration_s * native_sr) + 1
+    wanted = None if duration_s is None else max(1, round(duration_s * native_sr))
+    cap = None if max_duration_s is None else math.floor(max_duration_s * native_sr) + 1
+    todo = cap if wanted is None else (wanted if cap is None else min(wanted, cap))
+    # 16-bit PCM read as int16 and downmixed in integers is several times faster than
+    # letting libsndfile convert every sample to float first.
+    as_int16 = f.subtype == "PCM_16"
+    dtype = "int16" if as_int16 else "float32"
+    scale = np.float32((1.0 / 32768 if as_int16 else 1.0) / f.channels)
+    blocks: list[np.ndarray] = []
+    got = 0
     try:
         if start > 0:
-            if f.seekable():
-                f.seek(start)
-            else:
-                f.read(frames=start, dtype="float32", always_2d=True)
-        # 16-bit PCM read as int16 and downmixed in integers is several times faster than
-        # letting libsndfile convert every sample to float first.
-        as_int16 = f.subtype == "PCM_16"
-        data = f.read(frames=n_frames, dtype="int16" if as_int16 else "float32", always_2d=True)
+            _skip(path, f, start, offset_s)
+        while todo is None or got < todo:
+            n = _BLOCK_FRAMES if todo is None else min(_BLOCK_FRAMES, todo - got)
+            data = f.read(frames=n, dtype=dtype, always_2d=True)
+            if len(data):
+                blocks.append(_downmix(data, scale))
+                got += len(data)
+            if len(data) < n:
+                break
+    except AudioError:
+        raise
     except RuntimeError as exc:  # soundfile.LibsndfileError is a RuntimeError
         raise AudioError(path, f"corrupt audio data: {_brief(exc)}") from exc
-    if offset_s > 0 and data.shape[0] == 0:
+    if offset_s > 0 and got == 0:
         raise AudioError(path, f"offset {_fmt_s(offset_s)} is at or beyond the end of the audio")
+    if cap is not None and got >= cap and (wanted is None or cap < wanted):
+        assert max_duration_s is not None
+        raise _too_long(path, max_duration_s, offset_s, duration_s)
+    y = blocks[0] if len(blocks) == 1 else np.concatenate([np.zeros(0, np.float32), *blocks])
+    return np.ascontiguousarray(y, dtype=np.float32), native_sr
+
+
+def _skip(path: Path, f: sf.SoundFile, start: int, offset_s: float) -> None:
+    """Move to frame ``start``: a seek, or reading and dropping blocks where it cannot seek."""
+    if f.seekable():
+        try:
+            f.seek(start)
+        except (RuntimeError, ValueError):
+            raise AudioError(
+                path, f"offset {_fmt_s(offset_s)} is at or beyond the end of the audio") from None
+        return
+    left = start
+    while left > 0:
+        n = len(f.read(frames=min(_BLOCK_FRAMES, left), dtype="float32", always_2d=True))
+        if n == 0:
+            break
+        left -= n
+
+
+def _downmix(data: np.ndarray, scale: np.float32) -> np.ndarray:
+    """Mono float32 of a (frames, channels) block, by averaging the channels."""
     # Column by column: numpy reduces a short last axis (2 channels) an order of magnitude slower.
     y = data[:, 0].astype(np.float32)
     for ch in range(1, data.shape[1]):
         y += data[:, ch]
-    y *= np.float32((1.0 / 32768 if as_int16 else 1.0) / data.shape[1])
-    return np.ascontiguousarray(y, dtype=np.float32), native_sr
+    y *= scale
+    return y
 
 
 # --------------------------------------------------------------------------- ffmpeg
@@ -296,9 +323,7 @@ def _load_ffmpeg(
             f"unsupported format (libsndfile: {sndfile_reason}); ffmpeg is not on PATH, "
             "install it to decode this format",
         )
-    probe = _ffprobe(path, sndfile_reason)
-    if probe is not None:
-        _check_span(path, probe.duration_s, offset_s, duration_s, max_duration_s)
+    probe = _ffprobe(path, sndfile_reason)  # its duration is a hint: not checked here
     out_sr = sr if sr is not None else (probe.sr if probe is not None else None)
     if out_sr is None:
         raise AudioError(
@@ -312,11 +337,10 @@ def _load_ffmpeg(
     if offset_s > 0:
         cmd += ["-ss", f"{offset_s:.6f}"]
     cmd += ["-i", os.fspath(path)]
-    if duration_s is not None:
-        cmd += ["-t", f"{duration_s:.6f}"]
-    elif max_duration_s is not None:
-        # Never decode much more than the limit if the header did not tell the length.
-        cmd += ["-t", f"{max_duration_s + 1.0 / out_sr:.6f}"]
+    # Never decode much more than the limit, whatever the header says the length is.
+    limit_s = None if max_duration_s is None else max_duration_s + 1.0 / out_sr
+    if duration_s is not None or limit_s is not None:
+        cmd += ["-t", f"{min(s for s in (duration_s, limit_s) if s is not None):.6f}"]
     cmd += ["-map", "0:a:0", "-vn", "-ac", str(channels), "-ar", str(out_sr)]
     cmd += ["-f", "f32le", "-acodec", "pcm_f32le", "-"]
     logger.debug("decoding %s with ffmpeg: %s", path, " ".join(cmd))
@@ -336,8 +360,12 @@ def _load_ffmpeg(
     raw = proc.stdout
     usable = len(raw) - len(raw) % (4 * channels)
     data = np.frombuffer(raw[:usable], dtype="<f4").reshape(-1, channels)
+    native_sr = probe.sr if probe is not None else out_sr
+    check_errors(path, tool_errors(proc.stderr), round(data.shape[0] * native_sr / out_sr), decoder="ffmpeg")
     if offset_s > 0 and data.shape[0] == 0:
         raise AudioError(path, f"offset {_fmt_s(offset_s)} is at or beyond the end of the audio")
+    if max_duration_s is not None and data.shape[0] > round(max_duration_s * out_sr):
+        raise _too_long(path, max_duration_s, offset_s, duration_s)
     # frombuffer is read-only: copy so that callers (and the clipping in load) may write.
     y = data.mean(axis=1, dtype=np.float32) if channels > 1 else data[:, 0].copy()
     return y, int(out_sr)
@@ -371,8 +399,8 @@ def load(
     min_duration_s : float
         Refuse a decoded signal shorter than this many seconds.
     max_duration_s : float or None
-        Refuse a signal longer than this many seconds. The span to decode (the excerpt, or the
-        rest of the file from ``offset_s``) is checked against the header before decoding.
+        Refuse a signal longer than this many seconds. What is decoded is measured, not what
+        the header claims (a header's length is a hint): decoding stops one frame past it.
 
     Returns
     -------
@@ -384,33 +412,32 @@ def load(
     Raises
     ------
     AudioError
-        Missing, empty, corrupt, unsupported or non-audio file; no samples decoded; silent
-        (peak below -80 dBFS); too short or too long; offset past the end.
+        Missing, empty, corrupt, unsupported or non-audio file; not a regular file (a FIFO, a
+        device, a socket, a symbolic link loop); mostly undecodable (more decoding errors than
+        half its frames); no samples decoded; silent (peak below -80 dBFS); too short or too
+        long; offset past the end.
     ParameterError
         ``sr <= 0``, negative ``offset_s``, ``duration_s <= 0`` and the like.
     """
     _check_params(sr, offset_s, duration_s, min_duration_s, max_duration_s)
     p = Path(path)
-    _check_file(p)
+    head = _check_file(p)
 
     try:
-        snd = sf.SoundFile(os.fspath(p))
-    except RuntimeError as exc:  # soundfile.LibsndfileError is a RuntimeError
-        reason = _sndfile_reason(exc, p)
-        logger.debug("libsndfile cannot open %s (%s); trying ffmpeg", p, reason)
+        y, file_sr = _load_libsndfile(
+            p, mpeg=_maybe_mpeg(head), offset_s=offset_s, duration_s=duration_s,
+            max_duration_s=max_duration_s,
+        )
+    except _NotLibsndfile as exc:
+        logger.debug("libsndfile cannot open %s (%s); trying ffmpeg", p, exc.reason)
         y, file_sr = _load_ffmpeg(
             p,
             sr=sr,
             offset_s=offset_s,
             duration_s=duration_s,
             max_duration_s=max_duration_s,
-            sndfile_reason=reason,
+            sndfile_reason=exc.reason,
         )
-    else:
-        with snd:
-            y, file_sr = _load_soundfile(
-                p, snd, offset_s=offset_s, duration_s=duration_s, max_duration_s=max_duration_s
-            )
 
     if y.size == 0:
         raise AudioError(p, "no audio samples could be decoded")
@@ -431,9 +458,34 @@ def load(
         raise AudioError(
             p, f"too short: {_fmt_s(got_s)} decoded < min_duration_s {_fmt_s(min_duration_s)}"
         )
-    if max_duration_s is not None and got_s > max_duration_s + 1.0 / file_sr:
-        raise AudioError(p, f"too long: more than max_duration_s {_fmt_s(max_duration_s)} of audio")
     return y, int(file_sr)
+
+
+class _NotLibsndfile(Exception):
+    """libsndfile cannot open the file (``reason``): ffmpeg may."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _load_libsndfile(
+    p: Path, *, mpeg: bool, offset_s: float, duration_s: float | None, max_duration_s: float | None
+) -> tuple[np.ndarray, int]:
+    """Decode with libsndfile at the native rate.  An MPEG stream is decoded with descriptor 2
+    captured: libmpg123's error lines are counted, never shown."""
+    with captured() if mpeg else nullcontext() as noise:
+        try:
+            snd = sf.SoundFile(os.fsencode(p))
+        except RuntimeError as exc:  # soundfile.LibsndfileError is a RuntimeError
+            raise _NotLibsndfile(_sndfile_reason(exc, p)) from None
+        with snd:
+            y, file_sr = _load_soundfile(
+                p, snd, offset_s=offset_s, duration_s=duration_s, max_duration_s=max_duration_s
+            )
+    if noise is not None:
+        check_errors(p, noise.errors(), y.size, decoder="libmpg123")
+    return y, file_sr
 
 
 def info(path: str | os.PathLike[str]) -> AudioInfo:
@@ -456,9 +508,9 @@ def info(path: str | os.PathLike[str]) -> AudioInfo:
         absent or failing).
     """
     p = Path(path)
-    _check_file(p)
+    head = _check_file(p)
     try:
-        with sf.SoundFile(os.fspath(p)) as f:
+        with captured() if _maybe_mpeg(head) else nullcontext(), sf.SoundFile(os.fsencode(p)) as f:
             return AudioInfo(
                 path=p,
                 sr=int(f.samplerate),
@@ -488,30 +540,37 @@ def content_hash(path: str | os.PathLike[str]) -> str:
     Raises
     ------
     AudioError
-        The file is missing or cannot be read.
+        The file is missing, cannot be read or is not a regular file (a FIFO or a device would
+        never end: refused before anything is read).
     """
     p = Path(path)
     h = hashlib.sha1()
-    try:
-        with p.open("rb") as fh:
+    with open_regular(p, AudioError) as fh:
+        try:
             while chunk := fh.read(_HASH_CHUNK):
                 h.update(chunk)
-    except FileNotFoundError:
-        raise AudioError(p, "file not found") from None
-    except OSError as exc:
-        raise AudioError(p, f"cannot read file: {_brief(exc.strerror or exc)}") from None
+        except OSError as exc:
+            raise AudioError(p, f"cannot read file: {_brief(exc.strerror or exc)}") from None
     return h.hexdigest()
 
 
-def find_audio(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+def find_audio(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    on_skip: Callable[[Path, str], None] | None = None,
+) -> list[Path]:
     """Expand files and folders into a sorted, deduplicated list of audio files.
 
     Parameters
     ----------
     paths : iterable of str or PathLike
-        Files are kept as given, whatever their extension. Folders are walked recursively,
-        keeping files whose lower-cased extension is in :data:`AUDIO_EXTENSIONS`; hidden
-        files and folders (name starting with ``.``, e.g. macOS ``._song.mp3``) are skipped.
+        Files are kept as given, whatever their extension (and whatever they are: reading
+        them refuses what is not a regular file). Folders are walked recursively, keeping
+        files whose lower-cased extension is in :data:`AUDIO_EXTENSIONS`; hidden files and
+        folders (name starting with ``.``, e.g. macOS ``._song.mp3``) are skipped.
+    on_skip : callable, optional
+        ``on_skip(path, problem)`` for an entry of a walked folder with an audio extension that
+        is not a regular file (a FIFO, a device, a socket, a broken link, a link loop).
 
     Returns
     -------
@@ -533,10 +592,22 @@ def find_audio(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
                     if name.startswith(".") or Path(name).suffix.lower() not in AUDIO_EXTENSIONS:
                         continue
                     fp = Path(root) / name
-                    if fp.is_file():
-                        found.setdefault(fp.resolve(), fp)
-        elif p.exists():
-            found.setdefault(p.resolve(), p)
+                    problem = regular_problem(fp)
+                    if problem is None:
+                        found.setdefault(_identity(fp), fp)
+                    elif on_skip is not None:
+                        on_skip(fp, problem)
+        elif os.path.lexists(p):
+            found.setdefault(_identity(p), p)
         else:
             raise AudioError(p, "no such file or directory")
     return sorted(found.values(), key=str)
+
+
+def _identity(path: Path) -> Path:
+    """The resolved path (two names of one file are one), or the absolute one if it cannot be
+    resolved (a link loop: refused when it is read)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))

@@ -17,6 +17,7 @@ from audiolsh.cli.options import index_option
 from audiolsh.cli.output import emit_records, err_console, format_option
 from audiolsh.errors import AudiolshError, ParameterError
 from audiolsh.features import normalisation as wccn
+from audiolsh.files import shown
 from audiolsh.library import (
     DEFAULT_MODES,
     FIRST_BATCH,
@@ -29,6 +30,7 @@ from audiolsh.library import (
     analyse,
     index_audio,
 )
+from audiolsh.library.locations import check_library_location
 from audiolsh.query.nearest import nearest_passages
 from audiolsh.query.records import identify_record, similar_record
 
@@ -78,6 +80,7 @@ def index_cmd(index_path: str, paths: tuple[Path, ...], workers: int | None,
     Files already in the library (same content) are skipped, so re-running resumes.
     """
     t0 = time.perf_counter()
+    check_library_location(index_path)
     with Library.open_or_create(index_path, modes=_modes(modes), window_s=window_s,
                                 hop_s=hop_s, normalisation=normalisation) as library:
         _warn_kept_settings(library, window=window_s, hop=hop_s, normalisation=normalisation)
@@ -86,10 +89,10 @@ def index_cmd(index_path: str, paths: tuple[Path, ...], workers: int | None,
             task = bar.add_task("indexing", total=None)
 
             def on_file(path: str, status: str) -> None:
-                if status.startswith("failed"):
-                    err_console.print(f"[red]{status}[/]", highlight=False)
-                elif status == "indexed":
+                if status == "indexed":
                     bar.advance(task)
+                else:
+                    report_file(path, status)
 
             report = index_audio(
                 library, [str(p) for p in paths], workers=workers, commit_every=commit_every,
@@ -103,6 +106,16 @@ def index_cmd(index_path: str, paths: tuple[Path, ...], workers: int | None,
     )
     if report.failed:
         sys.exit(EXIT_ERROR)
+
+
+def report_file(path: str, status: str) -> None:
+    """One line on stderr for a file ``index`` could not take (``failed: <message>``) or left out
+    of a walked folder (``ignored: <problem>``: a FIFO, a device, a link loop)."""
+    if status.startswith("failed"):
+        err_console.print(f"[red]{escape(status)}[/]", highlight=False)
+    elif status.startswith("ignored"):
+        problem = status.partition(": ")[2]
+        err_console.print(f"[yellow]{escape(shown(path))}: skipped, {escape(problem)}[/]", highlight=False)
 
 
 def _load_clip(clip: Path, offset_s: float, duration_s: float | None) -> Any:
@@ -173,9 +186,9 @@ def identify(index_path: str, clips: tuple[Path, ...], method: str, threshold: f
                          "path": m.path, "track_id": m.track_id, "offset_s": round(m.offset_s, 2),
                          "confidence": round(m.confidence, 3)}
                         for start_s, end_s, m in identify_segments(library, y, sr)]
-                return {"query": str(clip), "segments": rows}
+                return {"query": shown(clip), "segments": rows}
             m = run_identify(library, y, sr, method=method, threshold=threshold)
-            return identify_record(str(clip), m)
+            return identify_record(shown(clip), m)
 
         for clip, record in _each_clip(clips, work):
             if record is None:
@@ -183,10 +196,10 @@ def identify(index_path: str, clips: tuple[Path, ...], method: str, threshold: f
                 continue
             records.append(record)
             if segments:
-                flat += [{"query": clip.name, **row} for row in record["segments"]]
+                flat += [{"query": shown(clip.name), **row} for row in record["segments"]]
             else:
                 m = record["match"] or {}
-                flat.append({"query": clip.name, "match": m.get("path", "no match"),
+                flat.append({"query": shown(clip.name), "match": m.get("path", "no match"),
                              "offset_s": m.get("offset_s"), "confidence": m.get("confidence"),
                              "speed": m.get("speed"), "elapsed_ms": record["elapsed_ms"]})
     emit_records(records, fmt, flat_rows=flat, title="identification")
@@ -228,9 +241,9 @@ def similar(index_path: str, clips: tuple[Path, ...], track_ids: tuple[int, ...]
 
         def work(clip: Path) -> dict[str, Any]:
             y, sr = _load_clip(clip, offset_s, duration_s)
-            q = analyse(y, sr, modes=modes, window_s=cfg.window_s, hop_s=cfg.hop_s, path=str(clip))
+            q = analyse(y, sr, modes=modes, window_s=cfg.window_s, hop_s=cfg.hop_s, path=shown(clip))
             found = run_similar(library, q, by=by, k=k, worst=worst, method=how)
-            return similar_record(str(clip), found)
+            return similar_record(shown(clip), found)
 
         def work_track(tid: int) -> dict[str, Any]:
             q = stored_clip(library, tid, by=by, method=how)
@@ -243,7 +256,7 @@ def similar(index_path: str, clips: tuple[Path, ...], track_ids: tuple[int, ...]
                 failed += 1
                 continue
             records.append(record)
-            name = job.name if isinstance(job, Path) else f"track {job}"
+            name = shown(job.name) if isinstance(job, Path) else f"track {job}"
             flat += [{"query": name, "rank": r["rank"], "path": r["path"],
                       "score": r["score"], "offset_s": r["offset_s"]} for r in record["results"]]
     emit_records(records, fmt, flat_rows=flat, title=f"{'least' if worst else 'most'} similar by {by}")
@@ -271,7 +284,7 @@ def nearest(index_path: str, clips: tuple[Path, ...], k: int, offset_s: float,
 
         def work(clip: Path) -> dict[str, Any]:
             passages = nearest_passages(library, clip, k=k, offset_s=offset_s, duration_s=duration_s)
-            return {"query": str(clip), "results": [
+            return {"query": shown(clip), "results": [
                 {"path": p.path, "offset_s": p.offset_s, "score": round(p.score, 4), "rank": r + 1}
                 for r, p in enumerate(passages)
             ]}
@@ -281,7 +294,7 @@ def nearest(index_path: str, clips: tuple[Path, ...], k: int, offset_s: float,
                 failed += 1
                 continue
             records.append(record)
-            flat += [{"query": clip.name, **res} for res in record["results"]]
+            flat += [{"query": shown(clip.name), **res} for res in record["results"]]
     emit_records(records, fmt, flat_rows=flat, title="nearest passages")
     if failed:
         sys.exit(EXIT_ERROR)

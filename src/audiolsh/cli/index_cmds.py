@@ -18,8 +18,10 @@ from audiolsh.cli.options import index_option
 from audiolsh.cli.output import emit_records, emit_table, err_console, format_option
 from audiolsh.errors import ParameterError
 from audiolsh.evaluation import tune_index
+from audiolsh.files import shown
 from audiolsh.index import Index
 from audiolsh.library import Library, is_library
+from audiolsh.library.locations import check_vectors_location
 from audiolsh.query.overlaps import MIN_SECONDS, library_overlaps
 from audiolsh.query.records import overlap_record
 from audiolsh.storage import Track
@@ -98,8 +100,12 @@ def _library_info(index_path: str, tracks: bool, as_json: bool) -> None:
 
 
 def _find_tracks(tracks: list[Track], target: str) -> list[Track]:
-    return [t for t in tracks if t.path == target or str(t.id) == target
-            or t.path == str(Path(target).resolve())]
+    names = {target, shown(target), shown(os.path.abspath(target))}
+    try:
+        names.add(shown(Path(target).resolve()))
+    except (OSError, RuntimeError):  # a link loop: not a name any track has
+        pass
+    return [t for t in tracks if t.path in names or str(t.id) == target]
 
 
 @cli.command()
@@ -124,6 +130,7 @@ def remove(index_path: str, targets: tuple[str, ...], by_key: bool) -> None:
             err_console.print(f"[red]not in the library:[/] {', '.join(missing)}")
             sys.exit(EXIT_ERROR)
         return
+    check_vectors_location(index_path, writes=True)
     with Index.open(index_path) as index:
         if by_key:
             n = index.remove(list(targets))
@@ -170,6 +177,7 @@ def tune(index_path: str, target_recall: float, k: int, validation: int, tables:
             raise ParameterError(f"--{name} needs positive integers, got {text!r}")
         return values
 
+    check_vectors_location(index_path, writes=True)
     with Index.open(index_path) as index, Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("tuning", total=None)
         report = tune_index(

@@ -10,12 +10,13 @@ import click
 from rich.markup import escape
 
 from audiolsh.cli import EXIT_ERROR
-from audiolsh.cli.audio_cmds import _modes, _warn_kept_settings
+from audiolsh.cli.audio_cmds import _modes, _warn_kept_settings, report_file
 from audiolsh.cli.options import index_option
 from audiolsh.cli.output import err_console
 from audiolsh.cli.spark_cmds import master_option, spark
 from audiolsh.features import normalisation as wccn
 from audiolsh.library import DEFAULT_MODES, HOP_S, MODES, WINDOW_S, Library
+from audiolsh.library.locations import check_library_location
 
 
 @spark.command("index")
@@ -52,16 +53,13 @@ def spark_index_cmd(index_path: str, sources: tuple[Path, ...], master: str | No
     def say(line: str) -> None:
         err_console.print(escape(line), highlight=False)
 
-    def on_file(path: str, status: str) -> None:
-        if status.startswith("failed"):
-            err_console.print(f"[red]{escape(status)}[/]", highlight=False)
-
+    check_library_location(index_path)
     with command_session(master) as session, Library.open_or_create(
             index_path, modes=_modes(modes), window_s=window_s, hop_s=hop_s,
             normalisation=normalisation) as library:
         _warn_kept_settings(library, window=window_s, hop=hop_s, normalisation=normalisation)
         report = spark_index(session, library, [str(p) for p in sources], partitions=partitions,
-                             on_file=on_file, say=say)
+                             on_file=report_file, say=say)
         n_tracks = len(library)
     err_console.print(
         f"{len(report.added)} added, {len(report.skipped)} already indexed,"

@@ -75,9 +75,11 @@ def spark_vectors_add(index_path: str, shards: tuple[Path, ...], master: str | N
     end). Progress: a line per Spark stage on stderr.
     """
     from audiolsh.index import Index
+    from audiolsh.library.locations import check_vectors_location
     from audiolsh.spark.session import command_session, progress
     from audiolsh.spark.vectors import add_shards
 
+    check_vectors_location(index_path, writes=True)
     with Index.open_or_create(index_path, metric=metric, n_tables=n_tables, seed=seed):
         pass  # as `vectors add` does, and a bad location is one line before Spark starts
     with command_session(master) as session, progress(session, _say):

@@ -15,8 +15,10 @@ from audiolsh.audio import content_hash
 from audiolsh.cli import EXIT_ERROR, cli
 from audiolsh.cli.options import index_option
 from audiolsh.cli.output import emit_records, err_console, format_option
-from audiolsh.errors import AudiolshError
+from audiolsh.errors import AudiolshError, InputFormatError
+from audiolsh.files import shown
 from audiolsh.index import Index
+from audiolsh.library.locations import check_vectors_location
 from audiolsh.query.records import vector_record
 from audiolsh.vectors import read_vectors
 
@@ -47,6 +49,7 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
     go on (exit status 2 at the end).
     """
     failed = 0
+    check_vectors_location(index_path, writes=True)
     with Index.open_or_create(index_path, metric=metric, n_tables=n_tables, seed=seed) as index:
         if index.config.metric != metric and index.config.metric in ("cosine", "euclidean"):
             err_console.print(f"note: the index uses the {index.config.metric} metric")
@@ -56,14 +59,16 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
                 try:
                     digest = content_hash(path)
                     if index.track_by_hash(digest) is not None:
-                        err_console.print(f"{path}: already indexed, skipped")
+                        err_console.print(f"{escape(shown(path))}: already indexed, skipped", highlight=False)
                         continue
                     batch = read_vectors(path, per_second=per_second, id_column=id_column)
+                    check_dim(path, batch.dim, index)
                     with index.session() as s:
-                        handle = s.add_track(path.resolve(), content_hash=digest, kind="vectors",
+                        handle = s.add_track(shown(path.resolve()), content_hash=digest, kind="vectors",
                                              meta={"dim": batch.dim})
                         s.add(batch.vectors, batch.keys, track=handle, meta=batch.meta)
-                    err_console.print(f"{path}: added {len(batch)} vectors of dimension {batch.dim}")
+                    err_console.print(f"{escape(shown(path))}: added {len(batch)} vectors of dimension"
+                                      f" {batch.dim}", highlight=False)
                 except AudiolshError as exc:
                     failed += 1
                     err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
@@ -71,6 +76,14 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
         err_console.print(f"index {index_path}: {len(index)} vectors")
     if failed:
         sys.exit(EXIT_ERROR)
+
+
+def check_dim(path: Path, dim: int, index: Index) -> None:
+    """Vectors of another dimension than the index's are refused, naming their file."""
+    want = index.config.dim
+    if want is not None and index.config.metric != "jaccard" and dim != want:
+        raise InputFormatError(path, f"vectors of dimension {dim}, but the index {index.location}"
+                                     f" holds vectors of dimension {want}")
 
 
 @vectors.command("query")
@@ -90,8 +103,10 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
 def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_rerank: int | None,
                   exact: bool, per_second: bool, id_column: str | None, fmt: str) -> None:
     """For every row of FILE, the k nearest indexed vectors with their distances."""
+    check_vectors_location(index_path, writes=False)
     batch = read_vectors(file, per_second=per_second, id_column=id_column)
     with Index.open(index_path, readonly=True) as index:
+        check_dim(file, batch.dim, index)
         t0 = time.perf_counter()
         result = index.query(batch.vectors, k, n_probes=n_probes, n_rerank=n_rerank, exact=exact)
         elapsed_ms = (time.perf_counter() - t0) * 1e3

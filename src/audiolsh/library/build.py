@@ -34,6 +34,7 @@ import numpy as np
 
 from audiolsh.audio import content_hash, find_audio
 from audiolsh.errors import AudiolshError, IndexFormatError
+from audiolsh.files import shown
 from audiolsh.hashing import concat_sets
 from audiolsh.index import IndexConfig, ItemRows, SegmentBuild, build_segment
 from audiolsh.library.config import LibraryConfig
@@ -203,14 +204,14 @@ def build_from_spec(spec: BuildSpec, batch: Sequence[Extracted], *,
     """``build_part`` from a spec: ``reserve(mode, n)`` gives item ids, or None numbers each
     mode's rows from 0 (a ``local_ids`` part: ``Library.attach`` gives the ids)."""
     state = Learned(spec.config)
-    part = LibraryPart([{"path": ex.path, "content_hash": ex.content_hash, "duration_s": ex.duration_s,
+    part = LibraryPart([{"path": shown(ex.path), "content_hash": ex.content_hash, "duration_s": ex.duration_s,
                          "n_windows": int(ex.n_windows)} for ex in batch], local_ids=reserve is None)
     for mode in modes_for(spec.config.modes):
         have = spec.held.get(mode.name, frozenset())
         todo = [ex for ex in batch if ex.content_hash not in have]
         if not todo:
             continue
-        tracks = [{"path": ex.path, "content_hash": ex.content_hash, "duration_s": ex.duration_s}
+        tracks = [{"path": shown(ex.path), "content_hash": ex.content_hash, "duration_s": ex.duration_s}
                   for ex in todo]
         if mode.metric == "landmarks":
             from audiolsh.index.fingerprint import build_segment as build_fingerprints
@@ -261,6 +262,23 @@ class IngestReport:
     added: list[str]
     skipped: list[str]
     failed: list[tuple[str, str]]
+    #: entries of walked folders that are not regular files (a FIFO, a device, a link loop)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+
+
+def audio_files(paths: Iterable[str | os.PathLike[str]], report: IngestReport,
+                on_file: Callable[[str, str], None] | None = None) -> list[str]:
+    """The audio files under ``paths`` (``find_audio``), absolute: the catalogue names a file
+    wherever the library is read from later (a server's working folder is not the indexer's).
+    Walked entries that are not regular files go to ``report.ignored`` and
+    ``on_file(path, "ignored: <problem>")``."""
+
+    def skip(path: Path, problem: str) -> None:
+        report.ignored.append((str(path), problem))
+        if on_file:
+            on_file(str(path), f"ignored: {problem}")
+
+    return [os.path.abspath(p) for p in find_audio(paths, on_skip=skip)]
 
 
 def index_audio(
@@ -275,8 +293,8 @@ def index_audio(
 ) -> IngestReport:
     """Index every audio file under ``paths``; ``on_file(path, status)`` reports progress.
     Extraction runs on ``executor`` (default: ``workers`` local processes)."""
-    files = [str(p) for p in find_audio(paths)]
     report = IngestReport([], [], [])
+    files = audio_files(paths, report, on_file)
     todo: list[tuple[str, str]] = []
     seen: set[str] = set()
     for f in files:

@@ -448,5 +448,6 @@ def _read_config(location: Location) -> tuple[dict[str, Any], str]:
             raise IndexFormatError(f"{legacy}: unreadable ({exc})") from exc
     if storage_exists(location):
         raise IndexFormatError(
-            f"{location}: this is a vector index (from `vectors add`), not a music library")
+            f"{location}: this is a vector index (from `vectors add`), not a music library;"
+            " `audiolsh vectors query` searches it")
     raise IndexFormatError(f"{location}: no music library here; create one with `audiolsh index`")

@@ -16,6 +16,7 @@ from audiolsh.audio import load
 from audiolsh.errors import AudiolshError, IndexFormatError
 from audiolsh.features import logmel_embeddings
 from audiolsh.features.windows import window_starts, window_stats
+from audiolsh.files import shown
 from audiolsh.hashing import SetBatch, as_sets
 from audiolsh.storage.base import check_format_version
 
@@ -158,4 +159,4 @@ def extract_safe(job: tuple[str, str, Sequence[str], float, float]) -> Extracted
     except AudiolshError as exc:
         return (path, str(exc))
     except Exception as exc:  # a decoder crash must not stop the batch
-        return (path, f"{path}: {type(exc).__name__}: {exc}")
+        return (path, f"{shown(path)}: {type(exc).__name__}: {exc}")

@@ -2,7 +2,7 @@
 
 The stages (Spark's stage lines and a count of files extracted show how far it is):
 
-1. list (driver): ``find_audio``, the discovery of ``audiolsh index``;
+1. list (driver): ``audio_files``, the discovery of ``audiolsh index``;
 2. hash (tasks): each file's content hash; the driver skips files the catalogue holds and
    later copies within the run, as ``index_audio`` does, so a run resumes where one stopped;
 3. extract (tasks): every mode from one decode per file, kept by Spark (memory, then local
@@ -36,10 +36,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from audiolsh.audio import content_hash, find_audio
+from audiolsh.audio import content_hash
 from audiolsh.errors import AudiolshError
 from audiolsh.library import FIRST_BATCH, Extracted, IngestReport, Library, LibraryPart
-from audiolsh.library.build import BuildSpec, build_from_spec
+from audiolsh.library.build import BuildSpec, audio_files, build_from_spec
 from audiolsh.library.extract import extract_safe
 from audiolsh.spark.session import progress
 
@@ -149,8 +149,8 @@ def spark_index(
     say = say or log.info
     sc = session.sparkContext
     cwd = os.getcwd()
-    files = [str(p) for p in find_audio(paths)]
     report = IngestReport([], [], [])
+    files = audio_files(paths, report, on_file)
     if not files:
         return report
 

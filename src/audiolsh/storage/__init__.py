@@ -12,7 +12,7 @@ from audiolsh.storage.base import (
     Track,
 )
 from audiolsh.storage.embedded import EmbeddedStorage
-from audiolsh.storage.factory import Location, describe, join, open_storage, split, storage_exists
+from audiolsh.storage.factory import Location, describe, join, open_storage, parent, split, storage_exists
 from audiolsh.storage.memory import MemoryStorage
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "describe",
     "join",
     "open_storage",
+    "parent",
     "split",
     "storage_exists",
 ]

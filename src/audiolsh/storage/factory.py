@@ -65,6 +65,21 @@ def join(location: Location | None, name: str) -> str | None:
     return f"{scheme}://{rest.rstrip('/')}/{name}"
 
 
+def parent(location: Location | None) -> tuple[str, str] | None:
+    """The inverse of :func:`join`: (the location holding ``location``, its name there), or None
+    at the top (``/``, ``memory://name``, a Redis prefix of one name, private memory)."""
+    if location is None or os.fspath(location) == ":memory:":
+        return None
+    scheme, rest = split(location)
+    if scheme == "file":
+        path = Path(os.path.abspath(rest))
+        return (os.fspath(path.parent), path.name) if path.name else None
+    if scheme in REDIS_SCHEMES:
+        return _redis().parent(os.fspath(location))  # type: ignore[no-any-return]
+    head, sep, name = rest.rstrip("/").rpartition("/")
+    return (f"{scheme}://{head}", name) if sep and head and name else None
+
+
 def describe(location: Location | None) -> str:
     """The location for messages (without a password)."""
     if location is None:

@@ -75,6 +75,7 @@ from audiolsh.storage.redis_codec import (
     join,
     lease_of,
     location_mode,
+    parent,
     parse,
     storage_exists,
 )
@@ -741,4 +742,4 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-__all__ = ["RedisStorage", "describe", "join", "parse", "storage_exists"]
+__all__ = ["RedisStorage", "describe", "join", "parent", "parse", "storage_exists"]

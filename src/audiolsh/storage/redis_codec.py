@@ -132,6 +132,19 @@ def join(location: str, name: str) -> str:
     return _unsplit(parts.scheme, parts.netloc, parts.path, urlencode(query, safe="/"))
 
 
+def parent(location: str) -> tuple[str, str] | None:
+    """The inverse of :func:`join`: (the location whose prefix holds this one, the last name),
+    or None for a prefix of one name."""
+    parts = urlsplit(location)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((v for k, v in query if k == "prefix"), DEFAULT_PREFIX).rstrip("/")
+    head, sep, name = prefix.rpartition("/")
+    if not sep or not head or not name:
+        return None
+    query = [(k, v) for k, v in query if k != "prefix"] + [("prefix", head)]
+    return _unsplit(parts.scheme, parts.netloc, parts.path, urlencode(query, safe="/")), name
+
+
 def _client(url: str) -> Any:
     if _redis is None:
         raise ParameterError("a redis:// or unix:// location needs redis-py:"

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from audiolsh.errors import InputFormatError
+from audiolsh.files import check_regular
 
 logger = logging.getLogger(__name__)
 
@@ -125,11 +126,15 @@ def read_vectors(
     Raises
     ------
     InputFormatError
-        If the extension is not supported or the file cannot be read.
+        If the extension is not supported, the file cannot be read or is not a regular file
+        (a FIFO, a device, a socket, a symbolic link loop).
     """
     suffix = Path(path).suffix.lower()
     kind = SUPPORTED_EXTENSIONS.get(suffix)
     logger.debug("reading %s as %s", os.fspath(path), kind)
+    if kind is not None and not (kind == "parquet" and os.path.isdir(path)):
+        # A FIFO or a device would block the reader or never end: refused before it opens.
+        check_regular(path, InputFormatError)
     if kind == "npy":
         from audiolsh.vectors.npy import read_npy
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from audiolsh.errors import InputFormatError
+from audiolsh.files import shown
 from audiolsh.vectors.batch import VectorBatch
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def read_npy(path: str | os.PathLike[str]) -> VectorBatch:
         raise InputFormatError(source, f"empty array of shape {array.shape}")
     vectors = np.array(array, dtype=np.float32, order="C", copy=True)
     del array
-    stem = Path(source).stem
+    stem = shown(Path(source).stem)
     keys = [f"{stem}:{row}" for row in range(n)]
     logger.debug("read %d x %d vectors from %s", n, d, source)
     return VectorBatch(keys=keys, vectors=vectors, meta=None, source=source)

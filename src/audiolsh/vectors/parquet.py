@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from audiolsh.errors import InputFormatError, ParameterError
+from audiolsh.files import shown
 from audiolsh.vectors.batch import VectorBatch
 
 logger = logging.getLogger(__name__)
@@ -118,8 +119,8 @@ def batch_from_arrow(table: Any, source: str, *, id_column: str | None = None) -
     if id_column is not None:
         id_name: str | None = id_column.strip()
         if id_name not in names:
-            shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-            raise InputFormatError(source, f"no column named {id_column!r} ({shown})")
+            listed = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+            raise InputFormatError(source, f"no column named {id_column!r} ({listed})")
     else:
         id_name = names[0] if names and _is_id(schema.field(0).type) else None
     rest = [f for f in schema if f.name != id_name]
@@ -168,7 +169,7 @@ def batch_from_arrow(table: Any, source: str, *, id_column: str | None = None) -
     if vectors.shape[1] == 0:
         raise InputFormatError(source, "vectors of dimension 0")
     if id_name is None:
-        stem = Path(source).stem
+        stem = shown(Path(source).stem)
         keys = [f"{stem}:{row}" for row in range(n)]
     else:
         ids = table.column(id_name).combine_chunks()

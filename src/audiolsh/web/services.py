@@ -31,6 +31,7 @@ from audiolsh.web import uploads
 from audiolsh.web.errors import BadQuery, NotFound
 from audiolsh.web.plots import query_plots
 from audiolsh.web.pool import LibraryPool
+from audiolsh.web.served import ServedFiles
 from audiolsh.web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class QueryService:
         self.pool = LibraryPool(settings.index_path, size=settings.workers,
                                 timeout_s=settings.queue_timeout_s)
         self._clusters: tuple[tuple[int, ...], dict[int, int], list[list[int]]] | None = None
+        self.served = ServedFiles()
 
     def close(self) -> None:
         self.pool.close()
@@ -189,13 +191,12 @@ class QueryService:
         return {"total": len(rows), "offset": offset, "limit": limit, "items": rows[offset: offset + limit]}
 
     def track_audio(self, track_id: int) -> tuple[Path, str]:
-        """The audio file of a catalogue track and its media type (only catalogue paths are served)."""
+        """The audio file of a catalogue track and its media type: only the catalogue's own file
+        (an absolute path, the content hash it was indexed with) is served."""
         track = self._with_library(lambda lib: lib.track(track_id))
         if track is None:
             raise NotFound(f"no track with id {track_id}")
-        path = Path(track.path)
-        if not path.is_file():
-            raise NotFound(f"the audio file of track {track_id} is no longer where it was indexed")
+        path = self.served.path_of(track)
         media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return path, media_type
 
