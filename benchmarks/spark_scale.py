@@ -259,17 +259,22 @@ def product_rows(session: Any, X: np.ndarray, folder: Path, args: argparse.Names
     for p, part in enumerate(np.array_split(X, args.build_parts)):
         shards.append(str(shard_dir / f"part-{p:03d}.npy"))
         np.save(shards[-1], part)
+    said: list[tuple[float, str]] = []
     with Measured(session, "spark-vectors-add") as m:
+        t0 = time.perf_counter()
         report = add_shards(session, str(folder / "product.idx"), shards, partitions=args.build_parts,
-                            merge=False, say=lambda _msg: None)
+                            merge=False, say=lambda msg: said.append((time.perf_counter() - t0, msg)))
     assert not report.failed, report.failed
+    at = {msg.split()[0]: t for t, msg in said}  # reading, building, attaching, attached
+    stages = {"scan_s": at["building"] - at["reading"], "build_stage_s": at["attaching"] - at["building"],
+              "driver_attach_s": at["attached"] - at["attaching"]}
     idx_mb = folder_mb(folder / "local.idx")
     out.append(Row("build", n, "audiolsh spark vectors add (--no-merge)",
                    f"{args.build_parts} .npy shards, {report.n_segments} segments", None, m.seconds,
-                   m.shuffle_mb(), extra={"local_build_s": local_build_s, "index_mb": idx_mb,
+                   m.shuffle_mb(), extra={**stages, "local_build_s": local_build_s, "index_mb": idx_mb,
                                           "index_bytes_per_row": idx_mb * 2**20 / n,
                                           "worker_peak_mb": worker_peak_mb(session)}))
-    log(f"build n={n}: spark vectors add {m.seconds:.1f} s; index {idx_mb:.0f} MB")
+    log(f"build n={n}: spark vectors add {m.seconds:.1f} s ({stages}); index {idx_mb:.0f} MB")
     shutil.rmtree(folder / "product.idx", ignore_errors=True)
     queries = X[np.random.default_rng(2).choice(n, min(args.queries, n), replace=False)]
     files = []

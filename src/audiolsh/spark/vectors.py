@@ -360,6 +360,7 @@ def add_shards(
             if not builds:
                 return report
             _in_shard_order(builds)
+            say(f"attaching {len(builds)} segments of {sum(b.info.n_items for b in builds)} vectors")
             index.auto_compact = False  # one merge at the end, or none
             index.attach(builds)
         report.n_segments = len(builds)
