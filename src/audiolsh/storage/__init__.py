@@ -12,7 +12,16 @@ from audiolsh.storage.base import (
     Track,
 )
 from audiolsh.storage.embedded import EmbeddedStorage
-from audiolsh.storage.factory import Location, describe, join, open_storage, split, storage_exists
+from audiolsh.storage.factory import (
+    Location,
+    describe,
+    join,
+    location_lock,
+    open_storage,
+    split,
+    storage_exists,
+    storage_started,
+)
 from audiolsh.storage.memory import MemoryStorage
 
 __all__ = [
@@ -29,7 +38,9 @@ __all__ = [
     "Track",
     "describe",
     "join",
+    "location_lock",
     "open_storage",
     "split",
     "storage_exists",
+    "storage_started",
 ]
