@@ -109,6 +109,11 @@ def _library_info(index_path: str, tracks: bool, as_json: bool) -> None:
         )
 
 
+def _library_here(index_path: str) -> bool:
+    """A library, or one whose creation was interrupted (``Library.open`` says so)."""
+    return is_library(index_path) or creation_interrupted(index_path)
+
+
 def _find_tracks(tracks: list[Track], target: str) -> list[Track]:
     return [t for t in tracks if t.path == target or str(t.id) == target
             or t.path == str(Path(target).resolve())]
@@ -120,7 +125,7 @@ def _find_tracks(tracks: list[Track], target: str) -> list[Track]:
 @click.option("--keys", "by_key", is_flag=True, help="TARGETS are item keys, not track paths.")
 def remove(index_path: str, targets: tuple[str, ...], by_key: bool) -> None:
     """Remove tracks (by path or track id) or items (--keys) from the index."""
-    if is_library(index_path) or creation_interrupted(index_path):
+    if _library_here(index_path):
         if by_key:
             raise ParameterError("--keys applies to vector indexes; a library removes whole tracks")
         with Library.open(index_path) as library:
@@ -232,7 +237,7 @@ def clusters(index_path: str, by: str, n_clusters: int, seed: int, fmt: str) -> 
     """Group the collection (SVD-reduced features, k-means); a vector index groups its rows."""
     from audiolsh.query.clusters import cluster_index, cluster_library
 
-    if is_library(index_path):
+    if _library_here(index_path):
         with Library.open(index_path, readonly=True) as library:
             result = cluster_library(library, by=by, n_clusters=n_clusters, seed=seed)
     else:

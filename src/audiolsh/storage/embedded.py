@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -381,7 +382,7 @@ def location_lock(root: str | os.PathLike[str], *, timeout_s: float = LOCK_TIMEO
     fd = os.open(root / WRITER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + timeout_s
-        while True:
+        for attempt in itertools.count():
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
@@ -390,7 +391,8 @@ def location_lock(root: str | os.PathLike[str], *, timeout_s: float = LOCK_TIMEO
                     raise IndexFormatError(
                         f"{root}: another writer holds the lock (waited {timeout_s:g} s);"
                         " try again when it is done") from None
-                log.debug("%s: waiting for another writer", root)
+                if not attempt:
+                    log.info("%s: waiting for another writer", root)
                 time.sleep(0.05)
         yield
     finally:

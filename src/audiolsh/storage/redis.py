@@ -33,7 +33,9 @@ inside a write too, see the last committed state.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import logging
 import threading
 import time
 import uuid
@@ -92,6 +94,8 @@ from audiolsh.storage.redis_remote import (
     remote_ready,
     write_probe_hashes,
 )
+
+log = logging.getLogger(__name__)
 
 #: Segment arrays are stored in values of at most this many bytes (Redis allows 512 MB).
 CHUNK_BYTES = 64 * 2**20
@@ -728,11 +732,15 @@ def _take_lease(r: Any, key: str, token: str, lease_s: float, timeout_s: float, 
     """Take the lease lock ``key`` (``SET NX PX``), waiting up to ``timeout_s`` for its holder."""
     deadline = time.monotonic() + timeout_s
     lease_ms = max(1, int(lease_s * 1000))
-    while not r.set(key, token, nx=True, px=lease_ms):
+    for attempt in itertools.count():
+        if r.set(key, token, nx=True, px=lease_ms):
+            return
         if time.monotonic() > deadline:
             raise IndexFormatError(
                 f"{where}: another writer holds the write lock (waited {timeout_s:g} s);"
                 " try again when it is done")
+        if not attempt:
+            log.info("%s: waiting for another writer", where)
         time.sleep(0.05)
 
 
