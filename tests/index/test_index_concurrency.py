@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +18,10 @@ from audiolsh.index import Index
 DIM = 12
 BATCH = 20
 N_BATCHES = 25
+#: Batches after which the writer stops until the reader has seen them: proof that the reader
+#: answered while the writer was at work, whatever the machine's load.
+CHECKPOINTS = (N_BATCHES // 3, 2 * N_BATCHES // 3)
+DEADLINE_S = 300.0  # generous: a guard against a hang, never a duration asserted
 
 WRITER = textwrap.dedent(
     """
@@ -24,12 +30,14 @@ WRITER = textwrap.dedent(
     from audiolsh.index import Index
 
     path, n_batches, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    checkpoints = {{int(b) for b in sys.argv[4].split(",")}}
     index = Index.open(path)
-    print("ready", flush=True)
     for b in range(n_batches):
         X = np.random.default_rng(1000 + b).standard_normal((batch, {dim})).astype(np.float32)
         index.add(X, keys=[f"w{{b}}-{{i}}" for i in range(batch)])
-        print(b, flush=True)
+        if b in checkpoints:
+            print("committed", b, flush=True)
+            sys.stdin.readline()  # until the reader has seen it
     index.close()
     print("done", flush=True)
     """
@@ -38,6 +46,20 @@ WRITER = textwrap.dedent(
 
 def _batch(b: int) -> np.ndarray:
     return np.random.default_rng(1000 + b).standard_normal((BATCH, DIM)).astype(np.float32)
+
+
+def _check_answers(reader: Index, n: int, probe: np.ndarray, probe_ids: np.ndarray) -> None:
+    """What must hold of every answer, whenever it is asked: whole batches only, the old rows
+    under their ids whatever compaction did meanwhile, every batch seen complete and searchable."""
+    assert (n - 200) % BATCH == 0
+    res = reader.query(probe, k=3)
+    np.testing.assert_array_equal(res.ids[:, 0], probe_ids)
+    assert np.all(res.distances[:, 0] < 1e-5)
+    seen = (n - 200) // BATCH
+    if seen:
+        last = reader.query(_batch(seen - 1), k=1)
+        assert np.all(last.ids[:, 0] >= 0)
+        assert np.all(last.distances[:, 0] < 1e-5)
 
 
 @pytest.mark.slow
@@ -55,39 +77,55 @@ def test_reader_keeps_answering_while_another_process_commits(
     reader = Index.open(path, readonly=readonly)
     assert len(reader) == 200
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(path), str(N_BATCHES), str(BATCH)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, str(script), str(path), str(N_BATCHES), str(BATCH),
+         ",".join(map(str, CHECKPOINTS))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None and proc.stdin is not None
+    reading = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True)  # type: ignore[union-attr]
+    reading.start()
     sizes = []
-    probe = base[::10]
+    seen_paused = []
+    said: list[str] = []
+    probe, probe_ids = base[::10], base_ids[::10]
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + DEADLINE_S
         while proc.poll() is None:
             assert time.monotonic() < deadline, "writer did not finish"
             n = len(reader)
             sizes.append(n)
-            assert (n - 200) % BATCH == 0
-            res = reader.query(probe, k=3)
-            # Old rows are always found under their ids, whatever compaction did meanwhile.
-            np.testing.assert_array_equal(res.ids[:, 0], base_ids[::10])
-            assert np.all(res.distances[:, 0] < 1e-5)
-            # Whatever batches the reader sees are complete and searchable.
-            seen = (n - 200) // BATCH
-            if seen:
-                last = reader.query(_batch(seen - 1), k=1)
-                assert np.all(last.ids[:, 0] >= 0)
-                assert np.all(last.distances[:, 0] < 1e-5)
+            _check_answers(reader, n, probe, probe_ids)
+            try:
+                said.append(lines.get_nowait().strip())
+            except queue.Empty:
+                continue
+            line = said[-1].split()
+            if line[0] == "committed":
+                # The writer has committed batch b and waits: the reader sees exactly it.
+                b = int(line[1])
+                n = len(reader)
+                assert n == 200 + (b + 1) * BATCH
+                sizes.append(n)
+                _check_answers(reader, n, probe, probe_ids)
+                seen_paused.append(b)
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
     finally:
         if proc.poll() is None:
             proc.kill()
-        out, err = proc.communicate(timeout=30)
+        proc.wait(30)
+        reading.join(30)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            stream.close()  # type: ignore[union-attr]
     assert proc.returncode == 0, err
-    assert out.split()[-1] == "done"
+    said += [x.strip() for x in lines.queue]
+    assert said[-1:] == ["done"]
     assert sizes == sorted(sizes)
-    # The reader was there while the writer worked, not only before and after.
-    assert len({s for s in sizes if 200 < s < 200 + N_BATCHES * BATCH}) >= 3
+    # The reader answered while the writer was at work, at the points the writer waited for it.
+    assert seen_paused == list(CHECKPOINTS)
     assert len(reader) == 200 + N_BATCHES * BATCH
     for b in (0, N_BATCHES // 2, N_BATCHES - 1):
         assert f"w{b}-3" in reader

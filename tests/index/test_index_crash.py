@@ -104,6 +104,9 @@ def test_sigkilled_writer_loses_nothing_it_reported(tmp_path: Path) -> None:
         lines = _Lines(proc)
         try:
             lines.wait_for("ready", timeout=60)
+            # Each run commits a batch before the kill, however slow the machine: the kills
+            # land while batches are being written, not only before the first.
+            lines.wait_for(str(next_batch), timeout=60)
             time.sleep(float(delay))
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         finally:

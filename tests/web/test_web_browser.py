@@ -132,8 +132,9 @@ def test_upload_names_the_track(server: str, browser: Any, web_corpus: Any, tmp_
     browser.save_screenshot(str(artifacts / "web-query-desktop.png"))
     # Phone width: nothing wider than the screen.
     browser.set_window_size(390, 1800)
-    time.sleep(0.3)
-    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+    wait_for(browser, lambda d: d.execute_script("return window.innerWidth <= 400"))
+    wait_for(browser, lambda d: d.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth + 1"))
     browser.save_screenshot(str(artifacts / "web-query-phone.png"))
     assert (artifacts / "web-query-desktop.png").stat().st_size > 10_000
 
@@ -152,8 +153,7 @@ def test_results_download_as_json_and_csv(server: str, browser: Any, web_corpus:
     browser.find_element("id", "download-json").click()
     browser.find_element("id", "download-csv").click()
     json_file, csv_file = downloads / "query-audiolsh.json", downloads / "query-audiolsh.csv"
-    wait_for(browser, lambda d: json_file.is_file() and csv_file.is_file())
-    time.sleep(0.2)
+    wait_for(browser, lambda d: json_file.is_file() and csv_file.is_file())  # renamed when complete
     data = json.loads(json_file.read_text())
     assert data["identify"]["match"]["track_id"] == web_corpus.ids["alpha.wav"] and "plots" not in data
     rows = list(csv.DictReader(csv_file.open(newline="")))

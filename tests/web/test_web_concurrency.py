@@ -20,6 +20,7 @@ def test_pool_never_lends_one_handle_to_two_threads(web_corpus: Any) -> None:
     seen: set[int] = set()
     clashes = []
     lock = threading.Lock()
+    both = threading.Barrier(2, timeout=60)  # the first two hold their handles at once
 
     def work(i: int) -> int:
         with pool.borrow() as library:
@@ -28,6 +29,8 @@ def test_pool_never_lends_one_handle_to_two_threads(web_corpus: Any) -> None:
                 seen.add(id(library))
                 if holders[id(library)] > 1 or sum(holders.values()) > 2:
                     clashes.append(i)
+            if i < 2:
+                both.wait()
             time.sleep(0.002)
             n = len(library.tracks())
             with lock:

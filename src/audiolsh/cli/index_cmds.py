@@ -20,7 +20,8 @@ from audiolsh.errors import ParameterError
 from audiolsh.evaluation import tune_index
 from audiolsh.files import shown
 from audiolsh.index import Index
-from audiolsh.library import Library, is_library
+from audiolsh.library import Library, creation_interrupted, is_library
+from audiolsh.library.core import INTERRUPTED
 from audiolsh.library.locations import check_vectors_location
 from audiolsh.query.overlaps import MIN_SECONDS, library_overlaps
 from audiolsh.query.records import overlap_record
@@ -35,6 +36,13 @@ def info(index_path: str, tracks: bool, as_json: bool) -> None:
     """Show what a music library or a vector index holds and how it is built."""
     if is_library(index_path):
         _library_info(index_path, tracks, as_json)
+        return
+    if creation_interrupted(index_path):
+        state = {"location": index_path, "state": "creation interrupted", "note": INTERRUPTED}
+        if as_json:
+            sys.stdout.write(json.dumps(state, indent=2) + "\n")
+        else:
+            emit_table([{"field": k, "value": v} for k, v in state.items()], title="audiolsh library")
         return
     with Index.open(index_path, readonly=True) as index:
         data = index.info()
@@ -84,6 +92,10 @@ def _library_info(index_path: str, tracks: bool, as_json: bool) -> None:
         {"field": "excerpt window / hop", "value": f"{data['window_s']:g} s / {data['hop_s']:g} s"},
         {"field": "normalisation", "value": data.get("normalisation", "none")},
     ]
+    if data.get("removals_unfinished"):
+        rows.append({"field": "interrupted remove",
+                     "value": f"{len(data['removals_unfinished'])} tracks gone from the catalogue"
+                              " with rows left in some modes; the next writer removes them"})
     for name, sub in data["indexes"].items():
         if name == "fingerprint":
             value = f"{sub.get('n_hashes', '?')} hashes, {sub.get('index_bytes', 0) / 1e6:.1f} MB"
@@ -97,6 +109,11 @@ def _library_info(index_path: str, tracks: bool, as_json: bool) -> None:
               "windows": t["n_items"]} for t in data["tracks"]],
             title="tracks",
         )
+
+
+def _library_here(index_path: str) -> bool:
+    """A library, or one whose creation was interrupted (``Library.open`` says so)."""
+    return is_library(index_path) or creation_interrupted(index_path)
 
 
 def _find_tracks(tracks: list[Track], target: str) -> list[Track]:
@@ -114,14 +131,17 @@ def _find_tracks(tracks: list[Track], target: str) -> list[Track]:
 @click.option("--keys", "by_key", is_flag=True, help="TARGETS are item keys, not track paths.")
 def remove(index_path: str, targets: tuple[str, ...], by_key: bool) -> None:
     """Remove tracks (by path or track id) or items (--keys) from the index."""
-    if is_library(index_path):
+    if _library_here(index_path):
         if by_key:
             raise ParameterError("--keys applies to vector indexes; a library removes whole tracks")
         with Library.open(index_path) as library:
+            # Opening it finished what an interrupted remove left (it says so).
+            for t in library.finished_removals:
+                err_console.print(f"removed {t.path} (finishing an interrupted remove)", highlight=False)
             missing = []
             for target in targets:
                 found = _find_tracks(library.tracks(), target)
-                if not found:
+                if not found and not _find_tracks(library.finished_removals, target):
                     missing.append(target)
                 for t in found:
                     library.remove_track(t.id)
@@ -225,7 +245,7 @@ def clusters(index_path: str, by: str, n_clusters: int, seed: int, fmt: str) -> 
     """Group the collection (SVD-reduced features, k-means); a vector index groups its rows."""
     from audiolsh.query.clusters import cluster_index, cluster_library
 
-    if is_library(index_path):
+    if _library_here(index_path):
         with Library.open(index_path, readonly=True) as library:
             result = cluster_library(library, by=by, n_clusters=n_clusters, seed=seed)
     else:

@@ -137,16 +137,24 @@ class SegmentedIndex(Generic[S]):
     @classmethod
     def create(cls: type[_I], location: Location | None = None, *, exist_ok: bool = False,
                **params: Any) -> _I:
-        """A new index at ``location`` (a directory, ``memory://name``; None: private memory)."""
+        """A new index at ``location`` (a directory, ``memory://name``; None: private memory).
+
+        Its config is written last, so a storage without one is an interrupted creation: it is
+        finished here.  ``exist_ok``: an existing index is opened instead."""
         config = cls._new_config(**params)
-        if location is not None and storage_exists(location):
-            if not exist_ok:
-                raise IndexFormatError(f"{location}: an index already exists here")
-            return cls.open(location)
-        storage = open_storage(location, create=True)
-        with storage.write() as w:
-            w.set_config(config)
-        return cls._from_config(storage, config, readonly=False)
+        storage = open_storage(location, create=True)  # an existing one is opened
+        try:
+            stored = storage.config()
+            if stored is not None:
+                if not exist_ok:
+                    raise IndexFormatError(f"{location}: an index already exists here")
+                return cls._from_config(storage, stored, readonly=False)
+            with storage.write() as w:
+                w.set_config(config)
+            return cls._from_config(storage, config, readonly=False)
+        except BaseException:
+            storage.close()
+            raise
 
     @classmethod
     def open(cls: type[_I], location: Location, *, readonly: bool = False) -> _I:
@@ -160,8 +168,12 @@ class SegmentedIndex(Generic[S]):
     @classmethod
     def open_or_create(cls: type[_I], location: Location, **params: Any) -> _I:
         if storage_exists(location):
-            return cls.open(location)
-        return cls.create(location, **params)
+            storage = open_storage(location)
+            stored = storage.config()
+            storage.close()
+            if stored is not None:
+                return cls.open(location)
+        return cls.create(location, exist_ok=True, **params)
 
     def close(self) -> None:
         self.storage.close()

@@ -19,7 +19,7 @@ from audiolsh.library.config import (
     LibraryConfig,
     check_modes,
 )
-from audiolsh.library.core import Library, is_library
+from audiolsh.library.core import Library, creation_interrupted, is_library
 from audiolsh.library.extract import (
     MAX_DURATION_S,
     MIN_DURATION_S,
@@ -57,6 +57,7 @@ __all__ = [
     "build_from_spec",
     "build_part",
     "check_modes",
+    "creation_interrupted",
     "embed_clip",
     "extract",
     "index_audio",

@@ -322,8 +322,9 @@ def index_audio(
     def flush() -> None:
         if not pending:
             return
-        library.add_batch(pending)
-        report.added.extend(ex.path for ex in pending)
+        added = {library.track(tid).content_hash for tid in library.add_batch(pending)}  # type: ignore[union-attr]
+        for ex in pending:  # another writer may have added some meanwhile
+            (report.added if ex.content_hash in added else report.skipped).append(ex.path)
         pending.clear()
 
     first = len(library) == 0

@@ -5,19 +5,33 @@
     LOCATION/fingerprint    landmark hashes (identification)
     LOCATION/<mode>         an ``Index`` per vector or set mode (embedding, rhythm, timbre, ...)
 
-``LOCATION`` is a directory or ``memory://name`` (``storage.join`` names the parts), so a
-library is wholly inside one backend.  A batch of files is committed to every mode first and
-to the catalogue last, each commit atomic, so a track is listed only once every mode holds it.
-A crash between the two leaves rows that no catalogue track points at: they are never
-returned, and the next run adds the file to the modes that lack it and then to the catalogue.
+``LOCATION`` is a directory, ``memory://name`` or a Redis location (``storage.join`` names the
+parts), so a library is wholly inside one backend.  Writers hold the location's lock
+(``storage.location_lock``) for every change of the library, one writer at a time; a killed
+writer's lock is released (a directory's) or expires (Redis's lease).  Every commit of one
+storage is atomic, and a change of several is ordered so that a crash between them leaves
+nothing a reader returns and the next writer finishes it:
+
+- creation: the modes' storages first, the library's config in the catalogue last: the library
+  exists from that commit on.  Before it, the location holds an interrupted creation, which the
+  next ``create`` (``audiolsh index``) finishes; nothing else opens it.
+- a batch of files: committed to every mode first and to the catalogue last, so a track is
+  listed only once every mode holds it.  A crash between the two leaves rows that no catalogue
+  track points at: they are never returned, and the next run adds the file to the modes that
+  lack it and then to the catalogue.
+- removing a track: one catalogue commit drops it and records the removal (config "removing"),
+  then every mode drops its rows, then the record goes.  The track is gone at once; rows a crash
+  leaves behind are never returned, and the next writer (any ``write``) removes them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +53,18 @@ from audiolsh.library.config import (
 from audiolsh.library.learned import Learned
 from audiolsh.library.learned import fit as fit_learned
 from audiolsh.library.modes import REGISTRY, Mode, modes_for
-from audiolsh.storage import Location, Storage, Track, describe, join, open_storage, split, storage_exists
+from audiolsh.storage import (
+    Location,
+    Storage,
+    Track,
+    describe,
+    join,
+    location_lock,
+    open_storage,
+    split,
+    storage_exists,
+    storage_started,
+)
 
 if TYPE_CHECKING:
     from audiolsh.index.fingerprint import FingerprintIndex
@@ -49,6 +74,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CATALOGUE = "tracks"
+#: The catalogue's config of removals under way: {"tracks": [{"id", "path", "content_hash"}]}.
+REMOVING = "removing"
+INTERRUPTED = ("a library whose creation was interrupted; the next `audiolsh index` finishes it")
 
 
 def _legacy_file(location: Location | None) -> Path | None:
@@ -73,6 +101,26 @@ def is_library(location: Location | None) -> bool:
         return storage.config(CONFIG_NAME) is not None
     finally:
         storage.close()
+
+
+def new_config(*, modes: Sequence[str] = DEFAULT_MODES, window_s: float = WINDOW_S,
+               hop_s: float = HOP_S, seed: int = 0, normalisation: str = wccn.DEFAULT) -> LibraryConfig:
+    """The config of a new library, validated."""
+    return LibraryConfig(tuple(modes), window_s, hop_s, seed, normalisation=normalisation).validate()
+
+
+def _refuse_vector_index(location: Location | None) -> None:
+    if location is not None and storage_exists(location):
+        raise IndexFormatError(
+            f"{location}: this is a vector index, not a music library; choose another --index")
+
+
+def creation_interrupted(location: Location | None) -> bool:
+    """True when ``location`` holds a library's storages but not its config: a creation that
+    stopped before its last commit (``Library.create`` finishes it)."""
+    if location is None or is_library(location):
+        return False
+    return any(storage_started(join(location, name)) for name in (CATALOGUE, *REGISTRY))
 
 
 class Library:
@@ -105,6 +153,9 @@ class Library:
                     else Index.open(where, readonly=readonly))  # type: ignore[arg-type]
         self._map_cache: dict[str, tuple[tuple[int, int], tuple[np.ndarray, np.ndarray]]] = {}
         self._tracks_cache: tuple[int, dict[int, Track]] | None = None
+        self._write_depth = 0
+        #: removals a killed writer left, which this handle finished (``_finish_removals``)
+        self.finished_removals: list[Track] = []
 
     @property
     def indexes(self) -> dict[str, Index]:
@@ -126,16 +177,21 @@ class Library:
     def create(cls, location: Location | None = None, *,
                modes: Sequence[str] = DEFAULT_MODES, window_s: float = WINDOW_S,
                hop_s: float = HOP_S, seed: int = 0, normalisation: str = wccn.DEFAULT) -> Library:
-        config = LibraryConfig(tuple(modes), window_s, hop_s, seed,
-                               normalisation=normalisation).validate()
-        if location is not None:
-            if is_library(location):
-                raise IndexFormatError(f"{location}: a library already exists here")
-            if storage_exists(location):
-                raise IndexFormatError(
-                    f"{location}: this is a vector index, not a music library; choose another --index")
+        """A new library at ``location``; an interrupted creation there is finished."""
+        config = new_config(modes=modes, window_s=window_s, hop_s=hop_s, seed=seed,
+                            normalisation=normalisation)
+        _refuse_vector_index(location)
+        with location_lock(location):
+            return cls._create_locked(location, config)
+
+    @classmethod
+    def _create_locked(cls, location: Location | None, config: LibraryConfig) -> Library:
+        if location is not None and is_library(location):
+            raise IndexFormatError(f"{location}: a library already exists here")
+        # Every storage is made (or, after an interrupted creation, opened and its config
+        # written) first ...
         lib = cls(location, config, create=True)
-        # Written last: a catalogue without it is an interrupted creation, redone.
+        # ... and the library's config last: its commit is the library's creation.
         with lib.catalogue.write() as w:
             w.set_config({"kind": "library-catalogue"})
             w.set_config(config.to_dict(), CONFIG_NAME)
@@ -147,12 +203,15 @@ class Library:
         lib = cls(location, LibraryConfig.from_dict(data, where), readonly=readonly)
         if not readonly and lib.catalogue.config(CONFIG_NAME) is None:
             lib._migrate()
+        if not readonly and lib._removing():
+            with lib._writing():  # finishes them
+                pass
         return lib
 
     def _migrate(self) -> None:
         """A format 3-5 library: its config moves into the catalogue storage (then the file goes;
         a crash in between leaves both, and the storage wins)."""
-        with self.catalogue.write() as w:
+        with self._writing(), self.catalogue.write() as w:
             w.set_config(self.config.to_dict(), CONFIG_NAME)
         legacy = _legacy_file(self.location)
         if legacy is not None:
@@ -161,17 +220,24 @@ class Library:
 
     @classmethod
     def open_or_create(cls, location: Location, **params: Any) -> Library:
-        if is_library(location):
-            lib = cls.open(location)
-            wanted = params.get("modes")
-            if wanted is not None and set(check_modes(wanted)) - set(lib.config.modes):
-                raise ParameterError(
-                    f"{location}: the library was built with modes {list(lib.config.modes)};"
-                    f" it cannot add {sorted(set(wanted) - set(lib.config.modes))}"
-                    " (index into a new library)"
-                )
-            return lib
-        return cls.create(location, **params)
+        """Open the library at ``location``, or create it; of two first runs at once, one
+        creates it and the other waits for the location's lock, then opens it."""
+        if not is_library(location):
+            config = new_config(**params)
+            _refuse_vector_index(location)
+            with location_lock(location):
+                if not is_library(location):
+                    return cls._create_locked(location, config)
+        lib = cls.open(location)
+        wanted = params.get("modes")
+        if wanted is not None and set(check_modes(wanted)) - set(lib.config.modes):
+            lib.close()
+            raise ParameterError(
+                f"{location}: the library was built with modes {list(lib.config.modes)};"
+                f" it cannot add {sorted(set(wanted) - set(lib.config.modes))}"
+                " (index into a new library)"
+            )
+        return lib
 
     def close(self) -> None:
         self.catalogue.close()
@@ -286,6 +352,9 @@ class Library:
             "duration_s": float(sum(t.duration_s or 0.0 for t in tracks)),
             "indexes": {},
         }
+        removing = self._removing()
+        if removing:  # a killed remove: gone from the catalogue, rows left in some modes
+            out["removals_unfinished"] = [t.path for t in removing]
         if self.fingerprint is not None:
             out["indexes"]["fingerprint"] = self.fingerprint.info()
         for name, index in self.indexes.items():
@@ -331,12 +400,12 @@ class Library:
     def fit(self, batch: Sequence[Extracted]) -> bool:
         """The explicit learning stage: learn from ``batch`` what the library still lacks
         (nothing already learned changes) and store it; True when something was learned."""
-        self._check_writable()
-        new = fit_learned(self.state().config, batch)
-        if new is None:
-            return False
-        with self.catalogue.write() as w:
-            w.set_config(new.to_dict(), CONFIG_NAME)
+        with self._writing():
+            new = fit_learned(self.state().config, batch)
+            if new is None:
+                return False
+            with self.catalogue.write() as w:
+                w.set_config(new.to_dict(), CONFIG_NAME)
         self.config = new
         self.learned = Learned(new)
         return True
@@ -347,6 +416,47 @@ class Library:
         if self.readonly:
             raise IndexFormatError(f"{self.path}: opened read-only")
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the location's lock while changing the library (re-entrant in one handle); the
+        first thing done under it is to finish the removals a killed writer left."""
+        self._check_writable()
+        with contextlib.ExitStack() as stack:
+            if not self._write_depth:
+                stack.enter_context(location_lock(self.location))
+            self._write_depth += 1
+            try:
+                if self._write_depth == 1:
+                    self._finish_removals()
+                yield
+            finally:
+                self._write_depth -= 1
+
+    def _removing(self) -> list[Track]:
+        """The tracks whose removal a writer began and did not finish."""
+        data = self.catalogue.config(REMOVING) or {}
+        return [Track(**t) for t in data.get("tracks", [])]
+
+    def _finish_removals(self) -> None:
+        removing = self._removing()
+        if removing:
+            self._drop_rows(removing)
+            self.finished_removals += removing
+            log.info("%s: finished removing %d tracks (a remove was interrupted)", self.path,
+                     len(removing))
+
+    def _drop_rows(self, tracks: Sequence[Track]) -> None:
+        """Remove the rows of tracks the catalogue no longer lists from every mode, then the
+        record of their removal: a crash in between leaves the record for the next writer."""
+        for name, index in self._by_mode.items():
+            held = self.mode_track_ids(name)
+            for track in tracks:
+                sub = held.get(track.content_hash)
+                if sub is not None:
+                    index.remove_track(sub)
+        with self.catalogue.write() as w:
+            w.set_config({"tracks": []}, REMOVING)
+
     def set_auto_compact(self, on: bool) -> None:
         """Off for a bulk build: every attach keeps its segments until ``compact``."""
         for index in self._by_mode.values():
@@ -354,9 +464,9 @@ class Library:
 
     def compact(self, *, full: bool = False) -> None:
         """Merge every mode's segments (``full``: into one each, as one build would make them)."""
-        self._check_writable()
-        for index in self._by_mode.values():
-            index.compact(full=full)
+        with self._writing():
+            for index in self._by_mode.values():
+                index.compact(full=full)
 
     def build(self, batch: Sequence[Extracted]) -> LibraryPart:
         """Segments of every mode for ``batch``, with item ids reserved here: a part to ``attach``
@@ -369,64 +479,64 @@ class Library:
         """Commit built parts: every mode first, the catalogue last (see the module docstring);
         returns the library track ids of the parts' tracks.  Rows of ``local_ids`` parts get
         their item ids here, in the order of the parts."""
-        self._check_writable()
-        tracks = [t for part in parts for t in part.tracks]
-        have = {t["content_hash"] for t in tracks if self.track_by_hash(t["content_hash"]) is not None}
-        for name, index in self._by_mode.items():
-            have_here = self.mode_track_ids(name)
-            builds, local = [], []
-            for part in parts:
-                for b in part.builds.get(name, []):
-                    present = [t["content_hash"] in have_here for t in b.tracks]
-                    if all(present):
-                        continue  # committed by an earlier attach that stopped before the catalogue
-                    if any(present):
-                        raise ParameterError(
-                            f"{self.path}: the {name} mode already holds some of this part's tracks;"
-                            " build the part again")
-                    builds.append(b)
-                    local.append(part.local_ids)
-            if any(local) and isinstance(index, Index):
-                from audiolsh.library.build import number_items
+        with self._writing():
+            tracks = [t for part in parts for t in part.tracks]
+            have = {t["content_hash"] for t in tracks if self.track_by_hash(t["content_hash"]) is not None}
+            for name, index in self._by_mode.items():
+                have_here = self.mode_track_ids(name)
+                builds, local = [], []
+                for part in parts:
+                    for b in part.builds.get(name, []):
+                        present = [t["content_hash"] in have_here for t in b.tracks]
+                        if all(present):
+                            continue  # committed by an earlier attach that stopped before the catalogue
+                        if any(present):
+                            raise ParameterError(
+                                f"{self.path}: the {name} mode already holds some of this part's tracks;"
+                                " build the part again")
+                        builds.append(b)
+                        local.append(part.local_ids)
+                if any(local) and isinstance(index, Index):
+                    from audiolsh.library.build import number_items
 
-                numbered = iter(number_items([b for b, loc in zip(builds, local) if loc], index.reserve_ids))
-                builds = [next(numbered) if loc else b for b, loc in zip(builds, local)]
-            if builds:
-                index.attach(builds)
-        ids = []
-        with self.catalogue.write() as w:
-            for t in tracks:
-                if t["content_hash"] in have:
-                    continue
-                tid = w.add_track(path=t["path"], content_hash=t["content_hash"],
-                                  duration_s=t["duration_s"], kind="audio")
-                w.set_track_items(tid, int(t["n_windows"]))
-                have.add(t["content_hash"])
-                ids.append(tid)
-        return ids
+                    numbered = iter(number_items([b for b, loc in zip(builds, local) if loc],
+                                                 index.reserve_ids))
+                    builds = [next(numbered) if loc else b for b, loc in zip(builds, local)]
+                if builds:
+                    index.attach(builds)
+            ids = []
+            with self.catalogue.write() as w:
+                for t in tracks:
+                    if t["content_hash"] in have:
+                        continue
+                    tid = w.add_track(path=t["path"], content_hash=t["content_hash"],
+                                      duration_s=t["duration_s"], kind="audio")
+                    w.set_track_items(tid, int(t["n_windows"]))
+                    have.add(t["content_hash"])
+                    ids.append(tid)
+            return ids
 
     def add_batch(self, batch: Sequence[Extracted]) -> list[int]:
         """Commit extracted tracks (``library.extract.Extracted``); returns library track ids.
         The first batch also teaches the library its learned state (``fit``)."""
-        self._check_writable()
-        batch = [ex for ex in batch if self.track_by_hash(ex.content_hash) is None]
-        if not batch:
-            return []
-        self.fit(batch)
-        return self.attach([self.build(batch)])
+        with self._writing():  # another writer may have added some: they are skipped
+            batch = [ex for ex in batch if self.track_by_hash(ex.content_hash) is None]
+            if not batch:
+                return []
+            self.fit(batch)
+            return self.attach([self.build(batch)])
 
     def remove_track(self, track_id: int) -> None:
-        """Remove a track from the catalogue first (it disappears at once), then from every mode."""
-        self._check_writable()
-        track = self.track(track_id)
-        if track is None:
-            raise ParameterError(f"no track with id {track_id}")
-        with self.catalogue.write() as w:
-            w.remove_track(track_id)
-        for name, index in self._by_mode.items():
-            sub = self.mode_track_ids(name).get(track.content_hash)
-            if sub is not None:
-                index.remove_track(sub)
+        """Remove a track: from the catalogue, with a record of the removal (it disappears at
+        once), then from every mode, then the record (see the module docstring)."""
+        with self._writing():
+            track = self.catalogue.track(int(track_id))
+            if track is None:
+                raise ParameterError(f"no track with id {track_id}")
+            with self.catalogue.write() as w:
+                w.remove_track(track.id)
+                w.set_config({"tracks": [track.to_dict()]}, REMOVING)
+            self._drop_rows([track])
 
 
 def _read_config(location: Location) -> tuple[dict[str, Any], str]:
@@ -450,4 +560,6 @@ def _read_config(location: Location) -> tuple[dict[str, Any], str]:
         raise IndexFormatError(
             f"{location}: this is a vector index (from `vectors add`), not a music library;"
             " `audiolsh vectors query` searches it")
+    if creation_interrupted(location):
+        raise IndexFormatError(f"{location}: {INTERRUPTED}")
     raise IndexFormatError(f"{location}: no music library here; create one with `audiolsh index`")

@@ -12,7 +12,17 @@ from audiolsh.storage.base import (
     Track,
 )
 from audiolsh.storage.embedded import EmbeddedStorage
-from audiolsh.storage.factory import Location, describe, join, open_storage, parent, split, storage_exists
+from audiolsh.storage.factory import (
+    Location,
+    describe,
+    join,
+    location_lock,
+    open_storage,
+    parent,
+    split,
+    storage_exists,
+    storage_started,
+)
 from audiolsh.storage.memory import MemoryStorage
 
 __all__ = [
@@ -29,8 +39,10 @@ __all__ = [
     "Track",
     "describe",
     "join",
+    "location_lock",
     "open_storage",
     "parent",
     "split",
     "storage_exists",
+    "storage_started",
 ]

@@ -25,6 +25,8 @@ FORMAT_VERSION = 1
 #: The config every index keeps; other names hold what the object above it keeps (a library's
 #: statistics live under "library" in its catalogue), so all of it is in one backend.
 INDEX_CONFIG = "index"
+#: Seconds a writer waits for another one's lock on a location (``factory.location_lock``).
+LOCK_TIMEOUT_S = 600.0
 
 
 class SegmentMissing(IndexFormatError, LookupError):

@@ -16,7 +16,10 @@ which the next writer deletes; a crash after it loses nothing.  Readers see the 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import itertools
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -32,6 +35,7 @@ from audiolsh.storage.base import (
     FORMAT,
     FORMAT_VERSION,
     INDEX_CONFIG,
+    LOCK_TIMEOUT_S,
     Item,
     SegmentInfo,
     SegmentMissing,
@@ -43,9 +47,13 @@ from audiolsh.storage.base import (
     iter_chunks,
 )
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
 CATALOGUE = "catalogue.sqlite"
 SEGMENTS = "segments"
+#: The file a location's writers lock (``location_lock``).
+WRITER_LOCK = "writer.lock"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS config (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -362,6 +370,33 @@ class EmbeddedStorage:
 
     def close(self) -> None:
         self._db.close()
+
+
+@contextlib.contextmanager
+def location_lock(root: str | os.PathLike[str], *, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the writers' lock of a directory location (``flock`` on ``root/writer.lock``, the
+    folder made if need be): one writer of a library at a time.  The kernel releases it when its
+    holder dies, so a killed writer never leaves it held."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / WRITER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout_s
+        for attempt in itertools.count():
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise IndexFormatError(
+                        f"{root}: another writer holds the lock (waited {timeout_s:g} s);"
+                        " try again when it is done") from None
+                if not attempt:
+                    log.info("%s: waiting for another writer", root)
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _columns(rows: list[tuple[int, int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

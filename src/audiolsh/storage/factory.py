@@ -13,11 +13,14 @@ that can hold one index can hold a whole library.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from audiolsh.errors import IndexFormatError, ParameterError
+from audiolsh.storage import embedded, memory
 from audiolsh.storage.base import Storage
 from audiolsh.storage.embedded import MANIFEST, EmbeddedStorage
 from audiolsh.storage.memory import MemoryStorage
@@ -98,6 +101,33 @@ def storage_exists(location: Location | None) -> bool:
     if scheme in REDIS_SCHEMES:
         return bool(_redis().storage_exists(os.fspath(location or "")))
     return bool(rest) and MemoryStorage.exists(rest)
+
+
+def storage_started(location: Location | None) -> bool:
+    """True when a storage exists at ``location`` or its creation began (a directory's folder
+    without its manifest yet)."""
+    scheme, rest = split(location)
+    return storage_exists(location) or (scheme == "file" and Path(rest).is_dir())
+
+
+@contextlib.contextmanager
+def location_lock(location: Location | None) -> Iterator[None]:
+    """Hold the writers' lock of ``location`` (waiting for another holder): what writes several
+    storages under one location (a library) changes them one writer at a time.  A holder that
+    dies never leaves it held: a directory's lock is the kernel's (``flock``), a Redis
+    location's a lease that expires."""
+    scheme, rest = split(location)
+    lock: contextlib.AbstractContextManager[None]
+    if scheme == "file":
+        lock = embedded.location_lock(rest)
+    elif scheme in REDIS_SCHEMES:
+        lock = _redis().location_lock(os.fspath(location or ""))
+    elif rest:
+        lock = memory.location_lock(rest)
+    else:  # private memory: one handle, nobody to wait for
+        lock = contextlib.nullcontext()
+    with lock:
+        yield
 
 
 def open_storage(location: Location | None, *, create: bool = False, readonly: bool = False) -> Storage:

@@ -113,6 +113,19 @@ _NAMED: dict[str, _Shared] = {}
 _NAMED_LOCK = threading.Lock()
 
 
+#: The writers' lock of each named location (``location_lock``).
+_WRITER_LOCKS: dict[str, threading.Lock] = {}
+
+
+@contextmanager
+def location_lock(name: str) -> Iterator[None]:
+    """Hold the writers' lock of ``memory://name`` (a library's writers in this process)."""
+    with _NAMED_LOCK:
+        lock = _WRITER_LOCKS.setdefault(name, threading.Lock())
+    with lock:
+        yield
+
+
 class MemoryStorage:
     """Everything in dicts; a write is applied to a copy and swapped in on success.
 

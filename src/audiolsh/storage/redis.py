@@ -33,7 +33,9 @@ inside a write too, see the last committed state.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import logging
 import threading
 import time
 import uuid
@@ -47,6 +49,7 @@ from audiolsh.storage.base import (
     FORMAT,
     FORMAT_VERSION,
     INDEX_CONFIG,
+    LOCK_TIMEOUT_S,
     Item,
     SegmentInfo,
     SegmentMissing,
@@ -92,6 +95,8 @@ from audiolsh.storage.redis_remote import (
     remote_ready,
     write_probe_hashes,
 )
+
+log = logging.getLogger(__name__)
 
 #: Segment arrays are stored in values of at most this many bytes (Redis allows 512 MB).
 CHUNK_BYTES = 64 * 2**20
@@ -666,24 +671,10 @@ class RedisStorage:
 
     @_guard
     def _lock(self, token: str) -> None:
-        deadline = time.monotonic() + self.lock_timeout_s
-        lease_ms = max(1, int(self.lease_s * 1000))
-        while not self._r.set(self._key("lock"), token, nx=True, px=lease_ms):
-            if time.monotonic() > deadline:
-                raise IndexFormatError(
-                    f"{self.location}: another writer holds the write lock (waited"
-                    f" {self.lock_timeout_s:g} s); try again when it is done")
-            time.sleep(0.05)
+        _take_lease(self._r, self._key("lock"), token, self.lease_s, self.lock_timeout_s, self.location)
 
     def _renew(self, token: str, stop: threading.Event, lost: threading.Event) -> None:
-        lease_ms = max(1, int(self.lease_s * 1000))
-        while not stop.wait(self.lease_s / 3):
-            try:
-                if not self._r.eval(_RENEW, 1, self._key("lock"), token, lease_ms):
-                    lost.set()
-                    return
-            except _redis_errors():
-                pass  # the commit reports it
+        _keep_lease(self._r, self._key("lock"), token, self.lease_s, stop, lost)
 
     def _commit(self, writer: RedisWriter, lost: threading.Event) -> None:
         lock = self._key("lock")
@@ -738,8 +729,65 @@ class RedisStorage:
             self._r.close()
 
 
+def _take_lease(r: Any, key: str, token: str, lease_s: float, timeout_s: float, where: str) -> None:
+    """Take the lease lock ``key`` (``SET NX PX``), waiting up to ``timeout_s`` for its holder."""
+    deadline = time.monotonic() + timeout_s
+    lease_ms = max(1, int(lease_s * 1000))
+    for attempt in itertools.count():
+        if r.set(key, token, nx=True, px=lease_ms):
+            return
+        if time.monotonic() > deadline:
+            raise IndexFormatError(
+                f"{where}: another writer holds the write lock (waited {timeout_s:g} s);"
+                " try again when it is done")
+        if not attempt:
+            log.info("%s: waiting for another writer", where)
+        time.sleep(0.05)
+
+
+def _keep_lease(r: Any, key: str, token: str, lease_s: float, stop: threading.Event,
+                lost: threading.Event) -> None:
+    """Renew a held lease every third of it until ``stop``; ``lost`` when another took it."""
+    lease_ms = max(1, int(lease_s * 1000))
+    while not stop.wait(lease_s / 3):
+        try:
+            if not r.eval(_RENEW, 1, key, token, lease_ms):
+                lost.set()
+                return
+        except _redis_errors():
+            pass  # the holder's next commit reports it
+
+
+@contextlib.contextmanager
+def location_lock(location: str, *, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the writers' lock of a location (a library: every index under its prefix), a lease
+    as the write lock's (``?lease=``), renewed while held: a killed holder's lock expires."""
+    url, prefix, where = parse(location)
+    lease_s = lease_of(location)
+    key = f"{prefix}:writer-lock"
+    token = uuid.uuid4().hex
+    r = _client(url)
+    stop, lost = threading.Event(), threading.Event()
+    renew = threading.Thread(target=_keep_lease, args=(r, key, token, lease_s, stop, lost),
+                             daemon=True, name="audiolsh-redis-location-lease")
+    try:
+        try:
+            _take_lease(r, key, token, lease_s, timeout_s, where)
+        except _redis_errors() as exc:
+            raise _unreachable(where, exc) from None
+        renew.start()
+        yield
+    finally:
+        stop.set()
+        if renew.is_alive():
+            renew.join()
+        with contextlib.suppress(*_redis_errors()):
+            r.eval(_RELEASE, 1, key, token)
+        r.close()
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-__all__ = ["RedisStorage", "describe", "join", "parent", "parse", "storage_exists"]
+__all__ = ["RedisStorage", "describe", "join", "location_lock", "parent", "parse", "storage_exists"]
