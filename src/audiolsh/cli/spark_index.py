@@ -56,7 +56,7 @@ def spark_index_cmd(index_path: str, sources: tuple[Path, ...], master: str | No
         if status.startswith("failed"):
             err_console.print(f"[red]{escape(status)}[/]", highlight=False)
 
-    with command_session(master) as session, Library.open_or_create(
+    with command_session(master, command="spark index") as session, Library.open_or_create(
             index_path, modes=_modes(modes), window_s=window_s, hop_s=hop_s,
             normalisation=normalisation) as library:
         _warn_kept_settings(library, window=window_s, hop=hop_s, normalisation=normalisation)
