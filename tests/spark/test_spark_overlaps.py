@@ -9,47 +9,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import soundfile as sf
 from click.testing import CliRunner
 
-from audiolsh.audio import synth
 from audiolsh.errors import ParameterError
-from audiolsh.library import Library, index_audio
+from audiolsh.library import Library
 from audiolsh.query.overlaps import OverlapSearch, library_overlaps
 
 pytestmark = pytest.mark.spark
 
-SR = 22050
-FROM_S, LENGTH_S, INTO_S = 4.0, 10.0, 15.0
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Five 30-s songs: b plays 10 s of a (from 4 s) at 15 s; c_copy is c as FLAC at 70 % gain;
-    d shares nothing."""
-    root = tmp_path_factory.mktemp("songs")
-    songs = {name: synth.music(duration_s=30.0, sr=SR, seed=seed)
-             for name, seed in zip("abcd", (616, 617, 700, 701))}
-    songs["b"][round(INTO_S * SR):round((INTO_S + LENGTH_S) * SR)] = \
-        songs["a"][round(FROM_S * SR):round((FROM_S + LENGTH_S) * SR)]
-    for name, y in songs.items():
-        sf.write(root / f"{name}.wav", y, SR)
-    sf.write(root / "c_copy.flac", 0.7 * songs["c"], SR, format="FLAC", subtype="PCM_16")
-    where = tmp_path_factory.mktemp("lib") / "lib"
-    with Library.create(where, modes=("fingerprint",)) as lib:
-        report = index_audio(lib, [root], workers=1)
-    assert len(report.added) == 5 and not report.failed
-    return where
 
 
 def _names(o: Any) -> frozenset[str]:
     return frozenset({Path(o.path_a).stem, Path(o.path_b).stem})
 
 
-def test_the_planted_passage_and_exactly_the_local_overlaps(spark: Any, library: Path) -> None:
+def test_the_planted_passage_and_exactly_the_local_overlaps(spark: Any, planted_library: Any) -> None:
     from audiolsh.spark.overlaps import spark_overlaps
 
-    with Library.open(library, readonly=True) as lib:
+    with Library.open(planted_library.path, readonly=True) as lib:
         local = library_overlaps(lib)
         lines: list[str] = []
         found = spark_overlaps(spark, lib, say=lines.append)
@@ -59,27 +36,29 @@ def test_the_planted_passage_and_exactly_the_local_overlaps(spark: Any, library:
     passage = found[1]
     in_a, in_b = ((passage.offset_a_s, passage.offset_b_s) if Path(passage.path_a).stem == "a"
                   else (passage.offset_b_s, passage.offset_a_s))
-    assert in_a == pytest.approx(FROM_S, abs=0.2) and in_b == pytest.approx(INTO_S, abs=0.2)
-    assert passage.length_s == pytest.approx(LENGTH_S, abs=1.0) and passage.kind == "passage"
+    planted = planted_library
+    assert in_a == pytest.approx(planted.from_s, abs=0.2) and in_b == pytest.approx(planted.into_s, abs=0.2)
+    assert passage.length_s == pytest.approx(planted.length_s, abs=1.0) and passage.kind == "passage"
     assert found[0].kind == "duplicate"
     assert len(lines) == 1 and "votes between tracks" in lines[0]
 
 
-def test_min_seconds_and_threshold_as_the_local_search(spark: Any, library: Path) -> None:
+def test_min_seconds_and_threshold_as_the_local_search(spark: Any, planted_library: Any) -> None:
     from audiolsh.spark.overlaps import spark_overlaps
 
-    with Library.open(library, readonly=True) as lib:
+    with Library.open(planted_library.path, readonly=True) as lib:
         found = spark_overlaps(spark, lib, min_seconds=12.0, threshold=0.99, partitions=2)
         assert found == library_overlaps(lib, min_seconds=12.0, threshold=0.99)
     assert [_names(o) for o in found] == [{"c", "c_copy"}]
 
 
-def test_cli_prints_what_overlaps_prints(spark: Any, library: Path) -> None:
+def test_cli_prints_what_overlaps_prints(spark: Any, planted_library: Any) -> None:
     from audiolsh.cli import cli
 
+    where = str(planted_library.path)
     for fmt in ("jsonl", "csv"):
-        local = CliRunner().invoke(cli, ["overlaps", "--index", str(library), "--format", fmt])
-        on_spark = CliRunner().invoke(cli, ["spark", "overlaps", "--index", str(library), "--format", fmt,
+        local = CliRunner().invoke(cli, ["overlaps", "--index", where, "--format", fmt])
+        on_spark = CliRunner().invoke(cli, ["spark", "overlaps", "--index", where, "--format", fmt,
                                             "--partitions", "3"])
         assert local.exit_code == 0 and on_spark.exit_code == 0, on_spark.output
         assert on_spark.stdout == local.stdout and on_spark.stdout.count("\n") == 2 + (fmt == "csv")
@@ -87,7 +66,7 @@ def test_cli_prints_what_overlaps_prints(spark: Any, library: Path) -> None:
     assert any(line.startswith("stage ") for line in on_spark.stderr.splitlines())
 
 
-def test_a_task_that_fails_is_one_line_and_exit_2(spark: Any, library: Path,
+def test_a_task_that_fails_is_one_line_and_exit_2(spark: Any, planted_library: Any,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The driver plans a search its tasks refuse: the task's exception, in one line."""
     from audiolsh.cli import cli
@@ -95,7 +74,7 @@ def test_a_task_that_fails_is_one_line_and_exit_2(spark: Any, library: Path,
     plan = OverlapSearch.of
     monkeypatch.setattr(OverlapSearch, "of", classmethod(
         lambda cls, lib, **kw: dataclasses.replace(plan(lib, **kw), max_per_hash=1)))
-    result = CliRunner().invoke(cli, ["spark", "overlaps", "--index", str(library)])
+    result = CliRunner().invoke(cli, ["spark", "overlaps", "--index", str(planted_library.path)])
     assert result.exit_code == 2 and not result.stdout
     errors = [line for line in result.stderr.splitlines() if not line.startswith("stage ")]
     assert len(errors) == 1, result.stderr

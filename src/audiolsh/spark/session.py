@@ -129,7 +129,8 @@ def spark_session(master: str | None = None, *, app: str = "audiolsh",
         sc = _spark_context(spark_conf)
         session = SparkSession.builder.getOrCreate()
     except Exception as exc:  # the JVM's own words, on one line
-        raise SparkJobError(f"cannot start Spark on {master}: {failure(exc)}{_log_note()}") from None
+        reason = (_log_error() if "JAVA_GATEWAY_EXITED" in str(exc) else None) or failure(exc)
+        raise SparkJobError(f"cannot start Spark on {master}: {reason}{_log_note()}") from None
     sc.setLogLevel("ERROR")
     del pyspark
     return session
@@ -188,6 +189,19 @@ def _failed_stage(session: Any) -> int | None:
     except Exception:  # best effort: the session may be gone
         return None
     return None
+
+
+_LOGGED_ERROR = re.compile(r'(?:Exception in thread "[^"]*" )?((?:[\w$]+\.)*[\w$]*(?:Exception|Error)\b.*)')
+
+
+def _log_error() -> str | None:
+    """The last exception Spark's log names (why spark-submit exited), on one line."""
+    path = spark_log()
+    if path is None or not os.path.exists(path):
+        return None
+    with open(path, errors="replace") as log:
+        found = [m.group(1) for line in log if (m := _LOGGED_ERROR.match(line.rstrip()))]
+    return _short_class(found[-1]) if found else None
 
 
 def _log_note() -> str:
