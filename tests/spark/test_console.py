@@ -45,6 +45,7 @@ def spark_log_of(err: str) -> Path:
     return Path(found.group(1))
 
 
+@pytest.mark.slow  # a Spark session of its own
 def test_a_spark_command_prints_only_its_own_lines(planted_library: Any) -> None:
     from audiolsh.cli import cli
 
@@ -57,6 +58,7 @@ def test_a_spark_command_prints_only_its_own_lines(planted_library: Any) -> None
     assert "WARN" not in done.stderr and "log4j" not in done.stderr and "at org.apache" not in done.stderr
 
 
+@pytest.mark.slow  # a Spark session of its own
 def test_a_failed_task_is_one_line_and_exit_2(planted_library: Any) -> None:
     done = audiolsh("spark", "overlaps", "--index", str(planted_library.path), code=FAILING)
     assert done.returncode == 2 and not done.stdout

@@ -70,7 +70,9 @@ def test_a_task_that_fails_is_one_line_and_exit_2(spark: Any, planted_library: A
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The driver plans a search its tasks refuse: the task's exception, in one line."""
     from audiolsh.cli import cli
+    from audiolsh.spark import session
 
+    monkeypatch.setitem(session._jvm_log, "keep", False)  # the message keeps Spark's log: not after the test
     plan = OverlapSearch.of
     monkeypatch.setattr(OverlapSearch, "of", classmethod(
         lambda cls, lib, **kw: dataclasses.replace(plan(lib, **kw), max_per_hash=1)))
