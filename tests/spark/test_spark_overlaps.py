@@ -89,3 +89,17 @@ def test_a_library_in_memory_is_refused(spark: Any) -> None:
 
     with Library.create(None, modes=("fingerprint",)) as lib, pytest.raises(ParameterError, match="memory"):
         spark_overlaps(spark, lib)
+
+
+def test_a_library_that_changes_under_the_tasks_is_refused(spark: Any, planted_library: Any,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tasks read the fingerprints of the version the driver planned from, or stop."""
+    from audiolsh.spark.overlaps import spark_overlaps
+
+    with Library.open(planted_library.path, readonly=True) as lib:
+        fp = lib.fingerprint
+        assert fp is not None
+        planned = fp.storage.version() + 1  # a commit the driver saw and the tasks do not
+        monkeypatch.setattr(fp.storage, "version", lambda: planned)
+        with pytest.raises(Exception, match="the library changed while overlaps ran"):
+            spark_overlaps(spark, lib, partitions=2)

@@ -78,7 +78,10 @@ _OPEN: dict[str, FingerprintIndex] = {}
 def _votes(job: OverlapJob, chunks: Iterator[Any]) -> Iterator[tuple[int, HashPairs]]:
     """(chunk, its votes) for the chunk numbers in ``chunks`` (batches of ``session.range``)."""
     fp = _OPEN.get(job.location)
-    if fp is None:
+    if fp is None:  # kept per Python worker (Spark reuses workers between tasks), one at a time
+        for old in _OPEN.values():
+            old.close()
+        _OPEN.clear()
         fp = _OPEN[job.location] = FingerprintIndex.open(job.location, readonly=True)
     if fp.storage.version() != job.version:
         raise ParameterError(f"{job.location}: the library changed while overlaps ran; run it again")
@@ -176,15 +179,17 @@ def spark_overlaps(
     if library.location is None:
         raise ParameterError("a library in this process's memory cannot be read by Spark tasks; give a"
                              " directory on a shared filesystem or a redis:// location")
-    search = OverlapSearch.of(library, min_seconds=min_seconds, threshold=threshold,
-                              max_per_hash=max_per_hash, seed=seed)
+    library.mode("fingerprint")
     fp = library.fingerprint
     assert fp is not None
+    version = fp.storage.version()  # before the plan: a commit after it is one the tasks notice
+    search = OverlapSearch.of(library, min_seconds=min_seconds, threshold=threshold,
+                              max_per_hash=max_per_hash, seed=seed)
     sc = session.sparkContext
     n_parts = partitions or max(2 * sc.defaultParallelism, math.ceil(search.n_landmarks / CHUNK_LANDMARKS))
     location = join(task_location(library.location, what="spark overlaps"), "fingerprint")
     assert location is not None
-    job = OverlapJob(location, fp.storage.version(), n_parts, search)
+    job = OverlapJob(location, version, n_parts, search)
     chunks = session.range(0, n_parts, 1, n_parts)
 
     from pyspark.sql import functions as F
