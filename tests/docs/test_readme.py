@@ -41,7 +41,7 @@ def test_every_documented_command_has_help() -> None:
                 commands.add(m.group(1))
     assert {"index", "nearest", "vectors add", "vectors query", "tune", "info", "identify", "similar",
             "clusters", "serve", "evaluate identify", "evaluate excerpts", "spark vectors add",
-            "spark query", "spark index", "spark join"} <= commands
+            "spark query", "spark index", "spark join", "overlaps", "spark overlaps"} <= commands
     for cmd in commands:
         result = runner.invoke(cli, [*cmd.split(), "--help"])
         assert result.exit_code == 0, (cmd, result.output)

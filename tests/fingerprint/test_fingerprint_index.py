@@ -256,7 +256,11 @@ def test_landmark_chunks_hold_every_live_landmark_once(songs: dict[str, np.ndarr
         assert got == want
         ranges = [set(hashes.tolist()) for _, _, hashes in chunks]
         assert sum(len(r) for r in ranges) == len(set().union(*ranges))
+        for c, chunk in enumerate(chunks):  # a task reads its chunk alone
+            assert all(np.array_equal(x, y) for x, y in zip(idx.landmark_chunk(c, n_chunks), chunk))
     ids, frames = idx.track_frames()
     assert sorted(ids.tolist()) == sorted(by_id) and (frames > 0).all()
     with pytest.raises(ParameterError, match="n_chunks"):
         next(idx.landmark_chunks(0))
+    with pytest.raises(ParameterError, match="chunk"):
+        idx.landmark_chunk(3, 3)

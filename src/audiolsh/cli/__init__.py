@@ -52,6 +52,7 @@ def _register() -> None:
         spark_cmds,
         spark_index,
         spark_join,
+        spark_overlaps,
         spark_vectors,
         vector_cmds,
         web_cmds,

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.progress import Progress
@@ -23,9 +23,11 @@ from audiolsh.index import Index
 from audiolsh.library import Library, creation_interrupted, is_library
 from audiolsh.library.core import INTERRUPTED
 from audiolsh.library.locations import check_vectors_location
-from audiolsh.query.overlaps import MIN_SECONDS, library_overlaps
+from audiolsh.query.overlaps import MIN_SECONDS, Overlap, library_overlaps
 from audiolsh.query.records import overlap_record
 from audiolsh.storage import Track
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @cli.command()
@@ -269,13 +271,18 @@ def clusters(index_path: str, by: str, n_clusters: int, seed: int, fmt: str) -> 
     emit_records(records, fmt, flat_rows=flat)
 
 
+def overlap_options(fn: F) -> F:
+    """The options of `overlaps` and `spark overlaps`: what an overlap needs, and the format."""
+    fn = format_option(fn)
+    fn = click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+                      help="Confidence an overlap needs (default: calibrated, as for identify).")(fn)
+    return click.option("--min-seconds", type=click.FloatRange(min=0.0), default=MIN_SECONDS,
+                        show_default=True, help="Shortest shared stretch reported (s).")(fn)
+
+
 @cli.command()
 @index_option
-@click.option("--min-seconds", type=click.FloatRange(min=0.0), default=MIN_SECONDS,
-              show_default=True, help="Shortest shared stretch reported (s).")
-@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
-              help="Confidence an overlap needs (default: calibrated, as for identify).")
-@format_option
+@overlap_options
 def overlaps(index_path: str, min_seconds: float, threshold: float | None, fmt: str) -> None:
     """Pairs of tracks that share material (a duplicate, a re-release, a reused loop, a medley):
     where the shared stretch starts in each track and how long it is."""
@@ -289,6 +296,11 @@ def overlaps(index_path: str, min_seconds: float, threshold: float | None, fmt: 
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         n_tracks = len(library)
+    emit_overlaps(found, fmt, n_tracks=n_tracks, elapsed_s=time.perf_counter() - t0)
+
+
+def emit_overlaps(found: list[Overlap], fmt: str, *, n_tracks: int, elapsed_s: float) -> None:
+    """The overlaps in ``fmt`` on stdout, and a summary line on stderr."""
     records = [overlap_record(o) for o in found]
     name = _shortener([r[side]["path"] for r in records for side in "ab"]) if fmt == "table" else str
     flat = [{"path_a": name(r["a"]["path"]), "offset_a_s": r["a"]["offset_s"],
@@ -298,7 +310,7 @@ def overlaps(index_path: str, min_seconds: float, threshold: float | None, fmt: 
     emit_records(records, fmt, flat_rows=flat, title="shared material")
     plural = "" if len(records) == 1 else "es"
     err_console.print(f"{len(records)} shared stretch{plural} among {n_tracks} tracks"
-                      f" in {time.perf_counter() - t0:.1f} s", highlight=False)
+                      f" in {elapsed_s:.1f} s", highlight=False)
 
 
 def _shortener(paths: list[str]) -> Callable[[str], str]:

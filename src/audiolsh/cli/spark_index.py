@@ -54,7 +54,7 @@ def spark_index_cmd(index_path: str, sources: tuple[Path, ...], master: str | No
         err_console.print(escape(line), highlight=False)
 
     check_library_location(index_path)
-    with command_session(master) as session, Library.open_or_create(
+    with command_session(master, command="spark index") as session, Library.open_or_create(
             index_path, modes=_modes(modes), window_s=window_s, hop_s=hop_s,
             normalisation=normalisation) as library:
         _warn_kept_settings(library, window=window_s, hop=hop_s, normalisation=normalisation)

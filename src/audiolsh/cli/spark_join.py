@@ -63,13 +63,11 @@ def spark_join(index_path: str, k: int | None, min_similarity: float | None, max
     {"id", "key", "neighbours": [{"id", "key", "distance"}]}, items by id, neighbours
     nearest first (ties: lower id); the same for the same index, options and seed.
     """
-    from audiolsh.spark import spark_session, stop_session
     from audiolsh.spark.join import spark_self_join
-    from audiolsh.spark.session import progress
+    from audiolsh.spark.session import command_session, progress
 
     if k is None and min_similarity is None and max_distance is None:
         k = 10
-    session = spark_session(master, app="audiolsh spark join")
     tmp = None
     try:
         target = out
@@ -77,7 +75,8 @@ def spark_join(index_path: str, k: int | None, min_similarity: float | None, max
             tmp = tempfile.mkdtemp(prefix="audiolsh-join-")
             target = Path(tmp) / "join.jsonl"
         t0 = time.perf_counter()
-        with progress(session, lambda line: err_console.print(line, highlight=False)):
+        with command_session(master, command="spark join") as session, \
+                progress(session, lambda line: err_console.print(line, highlight=False)):
             done = spark_self_join(session, index_path, k=k, min_similarity=min_similarity,
                                    max_distance=max_distance, n_probes=n_probes, n_rerank=n_rerank,
                                    max_bucket=max_bucket, seed=seed, strategy=strategy,
@@ -88,7 +87,6 @@ def spark_join(index_path: str, k: int | None, min_similarity: float | None, max
                 shutil.copyfileobj(src, sys.stdout.buffer)
             sys.stdout.flush()
     finally:
-        stop_session(session)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     st = done.stats

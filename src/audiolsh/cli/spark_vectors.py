@@ -82,7 +82,7 @@ def spark_vectors_add(index_path: str, shards: tuple[Path, ...], master: str | N
     check_vectors_location(index_path, writes=True)
     with Index.open_or_create(index_path, metric=metric, n_tables=n_tables, seed=seed):
         pass  # as `vectors add` does, and a bad location is one line before Spark starts
-    with command_session(master) as session, progress(session, _say):
+    with command_session(master, command="spark vectors add") as session, progress(session, _say):
         report = add_shards(session, index_path, shards, metric=metric, n_tables=n_tables, seed=seed,
                             per_second=per_second, id_column=id_column, partitions=partitions,
                             merge=merge, say=_say, staging="auto" if staging is None else staging)
@@ -152,7 +152,7 @@ def spark_query(index_path: str, queries: tuple[Path, ...], master: str | None, 
             else:
                 yield payload
 
-    with command_session(master) as session, progress(session, _say):
+    with command_session(master, command="spark query") as session, progress(session, _say):
         results = query_files(session, location, files, k, n_probes=n_probes, n_rerank=n_rerank,
                               exact=exact, per_second=per_second, id_column=id_column,
                               partitions=partitions, fmt=fmt)

@@ -20,7 +20,6 @@ track and variant searched, so the default threshold bounds the false-match rate
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import math
 import os
@@ -282,31 +281,17 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         """Every live landmark as (track ids int64, anchor frames int64, hashes uint32), in
         ``n_chunks`` consecutive ranges of hash value: all entries of one hash value come in one
         chunk, so a join by hash can run chunk by chunk (or partition by partition)."""
-        if not (isinstance(n_chunks, int) and n_chunks >= 1):
-            raise ParameterError(f"n_chunks must be a positive integer, got {n_chunks!r}")
         self._refresh()
-        segments = list(self._segments)
-        bounds = [(c << HASH_BITS) // n_chunks for c in range(n_chunks + 1)]
-        for h0, h1 in itertools.pairwise(bounds):
-            tids, frames, hashes = [], [], []
-            for seg in segments:
-                table = seg.table
-                e0, e1 = _first_entry(table, h0), _first_entry(table, h1)
-                if e0 == e1:
-                    continue
-                pos = table.pos[e0:e1].astype(np.int64)
-                tix = np.searchsorted(seg.starts, pos, side="right") - 1
-                keep = seg.alive[tix]
-                bucket = np.searchsorted(table.indptr, np.arange(e0, e1), side="right") - 1
-                high = bucket.astype(np.uint32) << np.uint32(table.low_bits)
-                h = high | table.low[e0:e1].astype(np.uint32)
-                tids.append(seg.track_ids[tix[keep]])
-                frames.append(pos[keep] - seg.starts[tix[keep]])
-                hashes.append(h[keep])
-            if tids:
-                yield np.concatenate(tids), np.concatenate(frames), np.concatenate(hashes)
-            else:
-                yield np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint32)
+        segments = list(self._segments)  # one state for every chunk
+        for chunk in range(_check_chunks(n_chunks)):
+            yield _landmarks(segments, *_hash_range(chunk, n_chunks))
+
+    def landmark_chunk(self, chunk: int, n_chunks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Chunk ``chunk`` of ``landmark_chunks(n_chunks)`` alone (a task reads its own)."""
+        if not (isinstance(chunk, int) and 0 <= chunk < _check_chunks(n_chunks)):
+            raise ParameterError(f"chunk must be an integer in [0, {n_chunks}), got {chunk!r}")
+        self._refresh()
+        return _landmarks(list(self._segments), *_hash_range(chunk, n_chunks))
 
     # writing ----------------------------------------------------------------------------
 
@@ -526,3 +511,37 @@ def _first_entry(table: HashTable, h: int) -> int:
     a, b = int(table.indptr[bucket]), int(table.indptr[bucket + 1])
     low = h & ((1 << table.low_bits) - 1)
     return a + int(np.searchsorted(table.low[a:b], low, side="left"))
+
+
+def _check_chunks(n_chunks: int) -> int:
+    if not (isinstance(n_chunks, int) and n_chunks >= 1):
+        raise ParameterError(f"n_chunks must be a positive integer, got {n_chunks!r}")
+    return n_chunks
+
+
+def _hash_range(chunk: int, n_chunks: int) -> tuple[int, int]:
+    """[h0, h1): the hash values of chunk ``chunk`` of ``n_chunks``."""
+    return (chunk << HASH_BITS) // n_chunks, ((chunk + 1) << HASH_BITS) // n_chunks
+
+
+def _landmarks(segments: list[_Segment], h0: int, h1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The live landmarks of ``segments`` with hash values in [h0, h1): (track ids int64,
+    anchor frames int64, hashes uint32)."""
+    tids, frames, hashes = [], [], []
+    for seg in segments:
+        table = seg.table
+        e0, e1 = _first_entry(table, h0), _first_entry(table, h1)
+        if e0 == e1:
+            continue
+        pos = table.pos[e0:e1].astype(np.int64)
+        tix = np.searchsorted(seg.starts, pos, side="right") - 1
+        keep = seg.alive[tix]
+        bucket = np.searchsorted(table.indptr, np.arange(e0, e1), side="right") - 1
+        high = bucket.astype(np.uint32) << np.uint32(table.low_bits)
+        h = high | table.low[e0:e1].astype(np.uint32)
+        tids.append(seg.track_ids[tix[keep]])
+        frames.append(pos[keep] - seg.starts[tix[keep]])
+        hashes.append(h[keep])
+    if tids:
+        return np.concatenate(tids), np.concatenate(frames), np.concatenate(hashes)
+    return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint32)

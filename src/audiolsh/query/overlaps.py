@@ -35,10 +35,15 @@ to hold the same chord just before it.
 Both steps are pure functions of arrays: ``join_hashes`` needs only the entries of its own hash
 values (a partition by hash), ``find_overlaps`` the votes of its own pairs of tracks (a
 partition by pair), their totals over every partition (``PairTotals`` add up with ``merge``)
-and the length of every track.  ``library_overlaps`` runs them over a library's hash values in
-chunks, twice: the first pass counts the votes per pair and per (pair, difference bin) in a
-fixed table of counters, the second keeps only the votes of cells that can reach
-``min_hashes``, so the chance votes are never all held at once.
+and the length of every track.  ``OverlapSearch`` holds what every partition of a library's
+search needs and runs the steps on a partition's landmarks: ``join`` (hash values to votes),
+``count`` (the first pass: votes per pair and per (pair, difference bin) in a fixed table of
+counters, which add up over partitions), ``dense`` (the second pass: only the votes of cells
+that can reach ``min_hashes``, so the chance votes are never all held at once) and ``find``
+(one partition of pairs; ``OverlapArrays.concat`` puts the partitions' overlaps in the order
+one call over every pair gives).  ``library_overlaps`` runs them over a library's hash values
+in chunks; ``audiolsh.spark.overlaps`` in Spark tasks, partitioned by hash value and then by
+pair of tracks, with the same answer.
 """
 
 from __future__ import annotations
@@ -58,8 +63,8 @@ from audiolsh.search.fingerprint import chance_log10
 
 log = logging.getLogger(__name__)
 
-__all__ = ["HashPairs", "Overlap", "OverlapArrays", "PairTotals", "find_overlaps", "join_hashes",
-           "library_overlaps", "overlaps_of"]
+__all__ = ["HashPairs", "Overlap", "OverlapArrays", "OverlapSearch", "PairTotals", "find_overlaps",
+           "join_hashes", "library_overlaps", "overlaps_of"]
 
 MAX_PER_HASH = 32
 """Entries of one hash value joined at most (a seeded sample beyond)."""
@@ -155,12 +160,21 @@ class PairTotals:
                              minlength=len(codes))
         return PairTotals(self.tracks, codes, counts.astype(np.int64))
 
+    @classmethod
+    def empty(cls, tracks: np.ndarray) -> PairTotals:
+        return cls(tracks, np.zeros(0, np.int64), np.zeros(0, np.int64))
+
     def lookup(self, codes: np.ndarray) -> np.ndarray:
         """Votes of each pair code (0 for a pair without any)."""
-        if not len(self.codes):
-            return np.zeros(len(codes), np.int64)
-        pos = np.clip(np.searchsorted(self.codes, codes), 0, len(self.codes) - 1)
-        return np.where(self.codes[pos] == codes, self.counts[pos], 0)
+        return _lookup(self.codes, self.counts, codes, 0)
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, queries: np.ndarray, missing: int) -> np.ndarray:
+    """The value of each query in sorted ``keys`` (``missing`` where it is not one)."""
+    if not len(keys):
+        return np.full(len(queries), missing, np.int64)
+    pos = np.clip(np.searchsorted(keys, queries), 0, len(keys) - 1)
+    return np.where(keys[pos] == queries, values[pos], missing)
 
 
 @dataclass(frozen=True)
@@ -185,6 +199,29 @@ class OverlapArrays:
     def __len__(self) -> int:
         return len(self.track_a)
 
+    @classmethod
+    def concat(cls, parts: Iterable[OverlapArrays]) -> OverlapArrays:
+        """The overlaps of several ``find_overlaps`` calls over disjoint sets of pairs of tracks,
+        in the order one call over all of them gives: by significance, then pair, then each
+        part's own order (its runs of one pair)."""
+        parts = [p for p in parts if len(p)]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return _no_overlaps()
+        cols = {f: np.concatenate([getattr(p, f) for p in parts]) for f in _OVERLAP_FIELDS}
+        place = np.concatenate([np.arange(len(p)) for p in parts])
+        order = np.lexsort((place, cols["track_b"], cols["track_a"], cols["log10_p"]))
+        return cls(**{f: v[order] for f, v in cols.items()})
+
+
+_OVERLAP_FIELDS = ("track_a", "track_b", "start_a", "start_b", "length", "score", "log10_p")
+
+
+def _no_overlaps() -> OverlapArrays:
+    return OverlapArrays(*(np.zeros(0, np.int64),) * 3, np.zeros(0), np.zeros(0, np.int64),
+                         np.zeros(0, np.int64), np.zeros(0))
+
 
 def _mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser: uint64 -> well-spread uint64."""
@@ -204,8 +241,7 @@ def join_hashes(track_ids: np.ndarray, times: np.ndarray, hashes: np.ndarray, *,
         library's to join partitions separately
     max_per_hash : entries of one hash value kept at most (>= 2), a seeded sample beyond
     """
-    if not (isinstance(max_per_hash, int) and max_per_hash >= 2):
-        raise ParameterError(f"max_per_hash must be an integer >= 2, got {max_per_hash!r}")
+    _check_max_per_hash(max_per_hash)
     track_ids = np.asarray(track_ids, np.int64)
     times = np.asarray(times, np.int64)
     hashes = np.asarray(hashes, np.uint32)
@@ -233,6 +269,11 @@ def join_hashes(track_ids: np.ndarray, times: np.ndarray, hashes: np.ndarray, *,
     bounds = np.append(np.flatnonzero(new), len(h)).astype(np.int64)
     a, b, ta, tb, hv = _join(bounds, tix[order].astype(np.int32), times[order].astype(np.int32), h)
     return HashPairs(tracks, a, b, ta, tb, hv)
+
+
+def _check_max_per_hash(max_per_hash: int) -> None:
+    if not (isinstance(max_per_hash, int) and max_per_hash >= 2):
+        raise ParameterError(f"max_per_hash must be an integer >= 2, got {max_per_hash!r}")
 
 
 @numba.njit(nogil=True)
@@ -292,8 +333,7 @@ def find_overlaps(
     if len(pairs.tracks) and not np.isin(pairs.tracks, ids).all():
         raise ParameterError("track_frames lacks tracks the votes name")
     width = 2 * tolerance + 1
-    empty = OverlapArrays(*(np.zeros(0, np.int64),) * 3, np.zeros(0), np.zeros(0, np.int64),
-                          np.zeros(0, np.int64), np.zeros(0))
+    empty = _no_overlaps()
     if not len(pairs):
         return empty
     length = frames[np.searchsorted(ids, pairs.tracks)]  # per index of pairs.tracks
@@ -471,6 +511,119 @@ class Overlap:
         return "a-in-b" if whole_a else "b-in-a" if whole_b else "passage"
 
 
+@dataclass(frozen=True, eq=False)
+class OverlapSearch:
+    """One overlaps search of a library, as each partition of it needs it (small and picklable:
+    Spark tasks get it), and the steps a partition runs (see the module docstring).
+
+    tracks, frames : int64 (n,), the complete tracks' library ids (sorted), lengths in frames
+    mode_ids, lib_ids : int64 (m,), the fingerprint index's track ids (sorted) and the library
+        ids they are, when the search began
+    n_landmarks : live landmarks then (the size of the table of vote counters)
+    tolerance, dispersion : the fingerprint index's; threshold, min_frames : what an overlap needs
+    """
+
+    tracks: np.ndarray
+    frames: np.ndarray
+    mode_ids: np.ndarray
+    lib_ids: np.ndarray
+    n_landmarks: int
+    tolerance: int
+    dispersion: float
+    threshold: float
+    min_frames: int
+    max_per_hash: int = MAX_PER_HASH
+    seed: int = 0
+
+    @classmethod
+    def of(cls, library: Library, *, min_seconds: float = MIN_SECONDS, threshold: float | None = None,
+           max_per_hash: int = MAX_PER_HASH, seed: int = 0) -> OverlapSearch:
+        """The search of ``library``'s fingerprints (parameters as ``library_overlaps``)."""
+        if not (math.isfinite(min_seconds) and min_seconds >= 0):
+            raise ParameterError(f"min_seconds must be a number >= 0, got {min_seconds!r}")
+        if threshold is not None and not 0 <= threshold <= 1:
+            raise ParameterError(f"threshold must be in [0, 1], got {threshold!r}")
+        _check_max_per_hash(max_per_hash)
+        library.mode("fingerprint")
+        fp = library.fingerprint
+        assert fp is not None
+        p = fp.params
+        fp_ids, fp_frames = fp.track_frames()
+        mode_ids, lib_ids = library.track_map("fingerprint")
+        resolved = _lookup(mode_ids, lib_ids, fp_ids, -1)
+        complete = resolved >= 0
+        by_lib = np.argsort(resolved[complete])
+        return cls(
+            resolved[complete][by_lib], fp_frames[complete][by_lib], mode_ids, lib_ids,
+            int(sum(t.n_items for t in fp.tracks())), p.tolerance, p.dispersion,
+            p.threshold if threshold is None else threshold, math.ceil(min_seconds / FRAME_S),
+            max_per_hash, seed,
+        )
+
+    @property
+    def width(self) -> int:
+        """Time differences per counted cell: those that agree."""
+        return 2 * self.tolerance + 1
+
+    def counters(self) -> np.ndarray:
+        """A table of vote counters (uint16, zero), as big as the search's landmarks need."""
+        return np.zeros(int(np.clip(1 << (4 * self.n_landmarks).bit_length(), 1 << 16, 1 << 26)), np.uint16)
+
+    def join(self, mode_track_ids: np.ndarray, times: np.ndarray, hashes: np.ndarray) -> HashPairs:
+        """The votes of a partition of landmarks (as ``landmark_chunks`` gives them: the
+        fingerprint index's track ids), among the search's tracks."""
+        lib = _lookup(self.mode_ids, self.lib_ids, np.asarray(mode_track_ids, np.int64), -1)
+        live = np.isin(lib, self.tracks)  # complete tracks, as they were when the search began
+        return join_hashes(lib[live], np.asarray(times)[live], np.asarray(hashes)[live], tracks=self.tracks,
+                           max_per_hash=self.max_per_hash, seed=self.seed)
+
+    def count(self, part: HashPairs, counters: np.ndarray) -> PairTotals:
+        """The first pass: add the votes to their (pair, difference bin) counters; their totals."""
+        _count_cells(counters, part.a, part.b, part.time_a, part.time_b, len(self.tracks), self.width,
+                     _shift(counters))
+        return PairTotals.of(part)
+
+    @staticmethod
+    def add_counts(counters: np.ndarray, slots: np.ndarray, counts: np.ndarray) -> None:
+        """Add another table's counters, given as its nonzero ``slots`` (distinct) and their
+        ``counts``, saturating as counting does: tables of partitions add up to one table."""
+        counters[slots] = np.minimum(counters[slots].astype(np.int64) + counts, np.iinfo(counters.dtype).max)
+
+    def dense(self, part: HashPairs, counters: np.ndarray) -> HashPairs:
+        """The second pass: the votes that may lie in a window of ``MIN_HASHES`` agreeing ones
+        (``counters`` holding every partition's counts)."""
+        return part.take(_dense(counters, part.a, part.b, part.time_a, part.time_b, len(self.tracks),
+                                self.width, _shift(counters), MIN_HASHES))
+
+    def find(self, pairs: HashPairs, totals: PairTotals) -> OverlapArrays:
+        """The overlaps among the votes of a set of pairs of tracks (all their dense votes)."""
+        return find_overlaps(pairs, totals, track_frames=(self.tracks, self.frames), tolerance=self.tolerance,
+                             dispersion=self.dispersion, threshold=self.threshold,
+                             min_frames=self.min_frames, min_hashes=MIN_HASHES)
+
+    @staticmethod
+    def overlaps(found: OverlapArrays, library: Library) -> list[Overlap]:
+        """The overlaps found, with the tracks' paths and durations (tracks removed since go)."""
+        by_id = {t.id: t for t in library.tracks()}
+        out = []
+        for i in range(len(found)):
+            ta, tb = by_id.get(int(found.track_a[i])), by_id.get(int(found.track_b[i]))
+            if ta is None or tb is None:  # removed meanwhile
+                continue
+            out.append(Overlap(
+                ta.id, ta.path, float(ta.duration_s or 0.0), float(found.start_a[i]) * FRAME_S,
+                tb.id, tb.path, float(tb.duration_s or 0.0), float(found.start_b[i]) * FRAME_S,
+                float(found.length[i]) * FRAME_S, int(found.score[i]),
+                float(np.clip(1.0 - 10.0 ** min(float(found.log10_p[i]), 0.0), 0.0, 1.0)),
+            ))
+        return out
+
+
+def _shift(counters: np.ndarray) -> int:
+    """Bits a cell's hash drops to name its counter."""
+    return 64 - (len(counters).bit_length() - 1)
+
+
 def library_overlaps(
     library: Library, *, min_seconds: float = MIN_SECONDS, threshold: float | None = None,
     max_per_hash: int = MAX_PER_HASH, seed: int = 0, chunk_landmarks: int = CHUNK_LANDMARKS,
@@ -483,35 +636,19 @@ def library_overlaps(
     chunk_landmarks : landmarks joined at a time (memory, not the answer)
     progress : called with (steps done, steps) after each chunk of each pass
     """
-    if not (math.isfinite(min_seconds) and min_seconds >= 0):
-        raise ParameterError(f"min_seconds must be a number >= 0, got {min_seconds!r}")
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise ParameterError(f"threshold must be in [0, 1], got {threshold!r}")
     if not (isinstance(chunk_landmarks, int) and chunk_landmarks >= 1):
         raise ParameterError(f"chunk_landmarks must be a positive integer, got {chunk_landmarks!r}")
-    library.mode("fingerprint")
+    search = OverlapSearch.of(library, min_seconds=min_seconds, threshold=threshold,
+                              max_per_hash=max_per_hash, seed=seed)
     fp = library.fingerprint
     assert fp is not None
-    p = fp.params
-    fp_ids, fp_frames = fp.track_frames()
-    lib_ids = library.resolve_tracks("fingerprint", fp_ids)
-    complete = lib_ids >= 0
-    by_lib = np.argsort(lib_ids[complete])
-    tracks = lib_ids[complete][by_lib]
-    frames = fp_frames[complete][by_lib]
-    n_landmarks = int(sum(t.n_items for t in fp.tracks()))
-    n_chunks = max(1, math.ceil(n_landmarks / chunk_landmarks))
-    width = 2 * p.tolerance + 1
-    counters = np.zeros(int(np.clip(1 << (4 * n_landmarks).bit_length(), 1 << 16, 1 << 26)), np.uint16)
-    shift = 64 - (len(counters).bit_length() - 1)
-    totals = PairTotals(tracks, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    n_chunks = max(1, math.ceil(search.n_landmarks / chunk_landmarks))
+    counters = search.counters()
+    totals = PairTotals.empty(search.tracks)
 
     def chunks(first_step: int) -> Iterable[HashPairs]:
-        for step, (tids, times, hashes) in enumerate(fp.landmark_chunks(n_chunks), first_step):
-            lib = library.resolve_tracks("fingerprint", tids)
-            live = np.isin(lib, tracks)  # complete tracks, as they were when the join began
-            yield join_hashes(lib[live], times[live], hashes[live], tracks=tracks,
-                              max_per_hash=max_per_hash, seed=seed)
+        for step, landmarks in enumerate(fp.landmark_chunks(n_chunks), first_step):
+            yield search.join(*landmarks)
             if progress:
                 progress(step, 2 * n_chunks)
 
@@ -520,34 +657,14 @@ def library_overlaps(
     # of dense cells.
     n_votes = 0
     for part in chunks(1):
-        totals = totals.merge(PairTotals.of(part))
-        _count_cells(counters, part.a, part.b, part.time_a, part.time_b, len(tracks), width, shift)
+        totals = totals.merge(search.count(part, counters))
         n_votes += len(part)
-    kept = [part.take(_dense(counters, part.a, part.b, part.time_a, part.time_b, len(tracks), width,
-                             shift, MIN_HASHES))
-            for part in chunks(n_chunks + 1)]
+    kept = [search.dense(part, counters) for part in chunks(n_chunks + 1)]
     log.info("%s: %d landmarks, %d votes between tracks, %d in dense cells", library.path,
-             n_landmarks, n_votes, sum(len(k) for k in kept))
-    pairs = HashPairs.concat(kept, tracks)
+             search.n_landmarks, n_votes, sum(len(k) for k in kept))
+    pairs = HashPairs.concat(kept, search.tracks)
     del kept
-    found = find_overlaps(
-        pairs, totals, track_frames=(tracks, frames), tolerance=p.tolerance, dispersion=p.dispersion,
-        threshold=p.threshold if threshold is None else threshold,
-        min_frames=math.ceil(min_seconds / FRAME_S), min_hashes=MIN_HASHES,
-    )
-    by_id = {t.id: t for t in library.tracks()}
-    out = []
-    for i in range(len(found)):
-        ta, tb = by_id.get(int(found.track_a[i])), by_id.get(int(found.track_b[i]))
-        if ta is None or tb is None:  # removed meanwhile
-            continue
-        out.append(Overlap(
-            ta.id, ta.path, float(ta.duration_s or 0.0), float(found.start_a[i]) * FRAME_S,
-            tb.id, tb.path, float(tb.duration_s or 0.0), float(found.start_b[i]) * FRAME_S,
-            float(found.length[i]) * FRAME_S, int(found.score[i]),
-            float(np.clip(1.0 - 10.0 ** min(float(found.log10_p[i]), 0.0), 0.0, 1.0)),
-        ))
-    return out
+    return search.overlaps(search.find(pairs, totals), library)
 
 
 @numba.njit(nogil=True)
