@@ -19,13 +19,15 @@ def test_serve_builds_the_app_and_runs_uvicorn(web_corpus: Any, monkeypatch: pyt
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
     result = CliRunner().invoke(cli, ["serve", "--index", str(web_corpus.library), "--port", "8765",
-                                      "--max-upload-mb", "5", "--workers", "1", "--no-warm-up"])
+                                      "--max-upload-mb", "5", "--workers", "1", "--max-queue", "3",
+                                      "--no-warm-up"])
     assert result.exit_code == 0, result.output
     assert "http://127.0.0.1:8765/" in result.output and "4 tracks" in result.output
     (call,) = calls
     assert call["host"] == "127.0.0.1" and call["port"] == 8765
     settings = call["app"].state.settings
     assert settings.max_upload_bytes == 5 * 1024 * 1024 and settings.workers == 1
+    assert settings.max_queue == 3
     assert call["app"].debug is False
 
 
@@ -48,6 +50,7 @@ def test_settings_defaults_are_documented() -> None:
     assert described["host"]["default"] == "127.0.0.1"
     assert described["max_upload_bytes"]["default"] == 50 * 1024 * 1024
     assert all(d["help"] for d in described.values())
+    assert described["max_queue"]["default"] >= 2  # twice the cores
     with pytest.raises(ParameterError, match="workers"):
         Settings(index_path="x", workers=0)
     assert Settings(index_path="x", host="::1").url == "http://[::1]:8000/"

@@ -74,7 +74,8 @@ def test_concurrent_requests_all_answered_correctly(web_corpus: Any, workers: in
 
     names = sorted(web_corpus.ids)
     clips = {name: web_corpus.clip(name, offset_s=8.0, duration_s=6.0) for name in names}
-    app = create_app(Settings(index_path=web_corpus.library, warm_up=False, workers=workers))
+    # Room in the queue for every request at once: this test is about correctness, not refusal.
+    app = create_app(Settings(index_path=web_corpus.library, warm_up=False, workers=workers, max_queue=8))
 
     def request(i: int) -> tuple[str, int, Any]:
         name = names[i % len(names)]

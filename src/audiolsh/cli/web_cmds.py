@@ -20,13 +20,23 @@ from audiolsh.cli.output import err_console
               show_default=True, help="Seconds of each upload analysed, from its start.")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Queries analysed at once (one read-only library handle each).")
+@click.option("--max-queue", type=click.IntRange(0, 1024), default=None,
+              help="Uploads that may wait for a worker; one more is refused at once with 503 and a"
+                   " Retry-After header, so latency stays bounded under load.  [default: twice the"
+                   " cores]")
 @click.option("--no-warm-up", is_flag=True, help="Skip the synthetic query per worker at startup.")
 def serve(index_path: str, host: str, port: int, max_upload_mb: float, max_analysis_s: float,
-          workers: int, no_warm_up: bool) -> None:
-    """Serve the web page and the REST API (OpenAPI docs at /docs) on a music library."""
+          workers: int, max_queue: int | None, no_warm_up: bool) -> None:
+    """Serve the web page and the REST API (OpenAPI docs at /docs) on a music library.
+
+    Back-pressure: at most --workers uploads are analysed at once and --max-queue more wait;
+    beyond that a request gets 503 with a Retry-After header (seconds) and a JSON error at
+    once.  Health, the track list and the audio files are never queued.
+    """
     try:
         import uvicorn
 
+        from audiolsh.web.admission import default_max_queue
         from audiolsh.web.app import create_app
         from audiolsh.web.settings import Settings
     except ImportError as exc:  # pragma: no cover - depends on the installation
@@ -34,7 +44,8 @@ def serve(index_path: str, host: str, port: int, max_upload_mb: float, max_analy
 
     settings = Settings(index_path=index_path, host=host, port=port,
                         max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_analysis_s=max_analysis_s,
-                        workers=workers, warm_up=not no_warm_up)
+                        workers=workers, warm_up=not no_warm_up,
+                        max_queue=default_max_queue() if max_queue is None else max_queue)
     app = create_app(settings)
     n_tracks = app.state.service.n_tracks()
     if not settings.is_loopback:

@@ -38,14 +38,18 @@ STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
                 415: "unsupported_media_type", 422: "invalid_request", 503: "busy"}
 UNAVAILABLE = "the library's storage cannot be reached right now; try again shortly"
 RETRY_AFTER_S = 5
+#: Threads kept for requests that are never queued (health, the catalogue, pages).
+CHEAP_THREADS = 16
 DESCRIPTION = """\
 Identify music clips and find similar tracks in an audiolsh library.
 
 Uploads go in a multipart field named `file`; their content is decoded (never trusted by name
 or type).  `POST /api/identify` and `POST /api/similar` answer with the same JSON objects as
 `audiolsh identify --format jsonl` and `audiolsh similar --format jsonl`.  Every error is JSON:
-`{"error": code, "detail": message}` with a 4xx status (503 when every worker stays busy, or
-while the library's storage, a Redis server, cannot be reached; the app recovers by itself).
+`{"error": code, "detail": message}` with a 4xx status, or 503 with a `Retry-After` header: when
+the analysis queue is full (`busy`; at most `workers` uploads are analysed at once and
+`max_queue` more wait, the rest are refused at once), or while the library's storage, a Redis
+server, cannot be reached (the app recovers by itself).  Health and the catalogue are never queued.
 """
 
 
@@ -118,7 +122,11 @@ class SecurityHeaders:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(WebError)
     async def web_error(request: Request, exc: WebError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
+        if exc.retry_after_s is None:
+            return _error(exc.status, exc.code, exc.message)
+        response = _error(exc.status, exc.code, exc.message, retry_after_s=exc.retry_after_s)
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -180,6 +188,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Every admitted analysis holds a thread while it runs or waits: leave threads for the
+        # cheap requests beyond them.
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        analyses = settings.workers + settings.max_queue
+        limiter.total_tokens = max(limiter.total_tokens, analyses + CHEAP_THREADS)
         if settings.warm_up:
             try:
                 await anyio.to_thread.run_sync(service.warm_up)

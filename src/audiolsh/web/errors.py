@@ -15,8 +15,9 @@ class WebError(AudiolshError):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
         self.message = message
+        self.retry_after_s = retry_after_s  # sent as a Retry-After header (503)
         super().__init__(message)
 
 
@@ -45,7 +46,7 @@ class NotFound(WebError):
 
 
 class Busy(WebError):
-    """Every worker stayed busy for ``queue_timeout_s``."""
+    """The analysis queue is full, or every worker stayed busy for ``queue_timeout_s``."""
 
     status = 503
     code = "busy"

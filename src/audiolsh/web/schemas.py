@@ -110,8 +110,10 @@ class Health(BaseModel):
     status: str = Field(description='"ok", or "unavailable" (with 503) while the library\'s storage'
                                     " cannot be reached")
     version: str
-    workers: int
-    busy: int
+    workers: int = Field(description="Uploads analysed at once")
+    busy: int = Field(description="Uploads being analysed now")
+    queued: int = Field(0, description="Uploads waiting for a worker now")
+    max_queue: int | None = Field(None, description="Uploads that may wait; one more is refused with 503")
     pid: int = Field(description="The id of the server process that answered: which one, when"
                                  " several serve the library (uvicorn --workers N)")
     detail: str | None = None

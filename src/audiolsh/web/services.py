@@ -1,7 +1,10 @@
 """The web app's glue: uploads in, domain calls, records out.  Routes call only this.
 
-Every query runs with one library handle borrowed from the pool for its whole length (decoding
-included), so at most ``settings.workers`` queries are analysed at once and none shares a handle.
+Every query of an upload passes the admission queue (``admission``: at most ``settings.workers``
+analysed at once, ``settings.max_queue`` waiting, the rest refused with 503) and runs with one
+library handle borrowed from the pool for its whole length (decoding included), so none shares
+a handle.  The pool holds one handle more than the workers, for the catalogue's cheap requests,
+which never wait behind an analysis.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from audiolsh.query.records import identify_record, similar_record
 from audiolsh.query.similar import check_query
 from audiolsh.query.similar import similar as run_similar
 from audiolsh.web import uploads
+from audiolsh.web.admission import Admission
 from audiolsh.web.errors import BadQuery, NotFound
 from audiolsh.web.plots import query_plots
 from audiolsh.web.pool import LibraryPool
@@ -70,7 +74,9 @@ def track_row(track: Any) -> dict[str, Any]:
 class QueryService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.pool = LibraryPool(settings.index_path, size=settings.workers,
+        self.admission = Admission(workers=settings.workers, max_queue=settings.max_queue,
+                                   timeout_s=settings.queue_timeout_s)
+        self.pool = LibraryPool(settings.index_path, size=settings.workers + 1,
                                 timeout_s=settings.queue_timeout_s)
         self._clusters: tuple[tuple[int, ...], dict[int, int], list[list[int]]] | None = None
         self.served = ServedFiles()
@@ -82,14 +88,15 @@ class QueryService:
 
     @contextmanager
     def _clip(self, stream: BinaryIO, filename: str | None) -> Iterator[tuple[Library, Clip, float]]:
-        """Spool and decode an upload while holding a library handle.
+        """Spool and decode an upload while holding a worker and a library handle.
 
         Also yields the time the handle was obtained: ``elapsed_ms`` counts decoding and
         analysis, as the CLI's does, not the wait for a free worker.
         """
         s = self.settings
         name = uploads.display_name(filename)
-        with uploads.spooled(stream, max_bytes=s.max_upload_bytes, tmp_dir=s.tmp_dir) as path, \
+        with self.admission.slot(), \
+                uploads.spooled(stream, max_bytes=s.max_upload_bytes, tmp_dir=s.tmp_dir) as path, \
                 self.pool.borrow() as library:
             t0 = time.perf_counter()
             y, sr = uploads.decode(path, name, max_analysis_s=s.max_analysis_s, min_clip_s=s.min_clip_s)
@@ -255,8 +262,9 @@ class QueryService:
         """``status`` "ok", or "unavailable" (with a ``detail``) when the library's storage
         cannot be reached or the library is gone.  Asks the storage directly, on a connection
         of its own, so it neither waits for a free worker nor disturbs one."""
-        out: dict[str, Any] = {"status": "ok", "version": __version__, "workers": self.pool.size,
-                               "busy": self.pool.busy, "pid": os.getpid()}
+        out: dict[str, Any] = {"status": "ok", "version": __version__, "workers": self.settings.workers,
+                               "busy": self.admission.running, "queued": self.admission.waiting,
+                               "max_queue": self.settings.max_queue, "pid": os.getpid()}
         try:
             present = is_library(self.settings.index_path)
         except StorageUnavailable:
@@ -284,7 +292,7 @@ class QueryService:
         y = synth.music(duration_s=WARM_UP_S, sr=SAMPLE_RATE, seed=0)
         clip = Clip("warm-up", y, SAMPLE_RATE)
         with ExitStack() as stack:
-            libraries = [stack.enter_context(self.pool.borrow()) for _ in range(self.pool.size)]
+            libraries = [stack.enter_context(self.pool.borrow()) for _ in range(self.settings.workers)]
             for library in libraries:
                 try:
                     self._analyse(library, clip, k=1)
@@ -292,4 +300,4 @@ class QueryService:
                     raise  # the pool drops the handles; requests answer 503 until it is back
                 except AudiolshError as exc:  # an empty library, a missing mode: fine
                     log.info("warm-up: %s", exc)
-        log.info("warmed up %d workers in %.1f s", self.pool.size, time.perf_counter() - t0)
+        log.info("warmed up %d workers in %.1f s", self.settings.workers, time.perf_counter() - t0)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from audiolsh.errors import ParameterError
+from audiolsh.web.admission import default_max_queue
 
 MB = 1024 * 1024
 
@@ -36,8 +37,11 @@ class Settings:
         "Shortest usable clip (s); shorter uploads are refused with 422."))
     workers: int = field(default=2, metadata=_doc(
         "Queries analysed at once; each worker owns one read-only handle on the library."))
+    max_queue: int = field(default_factory=default_max_queue, metadata=_doc(
+        "Uploads that may wait for a worker; one more is refused at once with 503 'busy' and a"
+        " Retry-After header, so latency stays bounded under load (default: twice the cores)."))
     queue_timeout_s: float = field(default=30.0, metadata=_doc(
-        "How long a request waits for a free worker before a 503 'busy'."))
+        "How long a queued upload waits for a free worker before a 503 'busy'."))
     page_k: int = field(default=5, metadata=_doc(
         "Tracks in each most/least similar list of the page's default query."))
     cluster_by: str = field(default="timbre", metadata=_doc(
@@ -63,6 +67,7 @@ class Settings:
             ("min_clip_s", 0.5 <= self.min_clip_s <= self.max_analysis_s,
              "must be within 0.5 s..max_analysis_s"),
             ("workers", 1 <= self.workers <= 64, "must be within 1..64"),
+            ("max_queue", 0 <= self.max_queue <= 1024, "must be within 0..1024"),
             ("queue_timeout_s", self.queue_timeout_s > 0, "must be > 0"),
             ("page_k", 1 <= self.page_k <= 50, "must be within 1..50"),
             ("cluster_by", self.cluster_by in ("timbre", "rhythm", "chroma", "combined"),
@@ -92,6 +97,8 @@ class Settings:
         """Every setting with its default and help text (for docs and `serve --help`)."""
         out = []
         for f in fields(cls):
-            default = None if f.name == "index_path" else f.default
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            if f.name == "index_path":
+                default = None
             out.append({"name": f.name, "default": default, "help": f.metadata["help"]})
         return out
