@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -150,3 +151,21 @@ def test_a_lying_xing_header_is_decoded_for_what_it_holds(tmp_path: Path, hostil
     assert y.size / sr == pytest.approx(6.0, abs=0.05)
     with pytest.raises(AudioError, match="too long"):
         load(path, sr=None, max_duration_s=2.0)  # the limit still holds, on what is decoded
+
+
+@pytest.mark.parametrize("name", ["noise.mp3", "NOISE.MP3"])
+def test_random_bytes_named_mp3_are_refused_in_one_line_and_silently(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], name: str
+) -> None:
+    """libsndfile hands a ".mp3" it cannot identify to libmpg123, whose resync notes go to
+    descriptor 2, and then says the file "does not exist or is not a regular file"."""
+    path = tmp_path / name
+    path.write_bytes(np.random.default_rng(7).bytes(50_000))
+    for call in (lambda: load(path), lambda: info(path)):
+        with pytest.raises(AudioError) as err:
+            call()
+        message = str(err.value)
+        assert message.startswith(f"{path}: not audio or unreadable: ") and "\n" not in message
+        assert "regular file" not in message and "pipe" not in message and "0x" not in message
+    stderr = capfd.readouterr().err
+    assert "MPEG-Header" not in stderr and "resync" not in stderr and "Note:" not in stderr, stderr

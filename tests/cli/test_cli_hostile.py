@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -176,3 +177,49 @@ def test_each_kind_of_index_refuses_the_other(library: tuple[Path, str, str], tm
     assert code == 2 and "vectors add" in err and "vector index" in err, err
     code, _, err = run("index", str(song), "--index", str(lib / "embedding"))
     assert code == 2 and f"--index {lib}" in err, err
+
+
+# --------------------------------------------------------------------------- random bytes, empty files
+
+
+def test_random_bytes_named_mp3_are_refused_in_one_line_with_no_decoder_noise(
+    library: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    """libsndfile gives a ".mp3" it cannot identify to libmpg123, which writes its resync notes
+    on descriptor 2 (the process's, captured here by the subprocess), then says "does not exist
+    or is not a regular file (possibly a pipe?)" of a regular file."""
+    lib = tmp_path / "lib"
+    shutil.copytree(library[0], lib)
+    noise = tmp_path / "noise-bytes.mp3"
+    noise.write_bytes(np.random.default_rng(19).bytes(50_000))
+    for args in (("identify", str(noise), "--format", "jsonl"),
+                 ("similar", str(noise), "-k", "2", "--format", "jsonl"),
+                 ("index", str(noise), "-j", "1")):
+        code, _, err = run(*args, "--index", str(lib))
+        assert code == 2, err
+        for noise_text in ("MPEG-Header", "resync", "Note:", "possibly a pipe", "regular file"):
+            assert noise_text not in err, (args[0], err)
+        one_line_each(err, "noise-bytes.mp3")
+        line = next(line for line in err.splitlines() if "noise-bytes.mp3" in line)
+        assert "noise-bytes.mp3: not audio or unreadable: " in line, line
+
+
+def test_index_names_each_empty_file_and_counts_no_copy_of_a_failed_file_as_indexed(
+    library: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    lib = tmp_path / "lib"
+    shutil.copytree(library[0], lib)
+    empties = [f"empty.{ext}" for ext in ("wav", "ogg", "mp3", "flac")]
+    for name in empties:
+        (tmp_path / name).write_bytes(b"")
+    garbage = np.random.default_rng(5).bytes(20_000)
+    copies = ["garbage-a.wav", "garbage-b.wav", "garbage-c.wav"]
+    for name in copies:
+        (tmp_path / name).write_bytes(garbage)
+    files = [str(tmp_path / name) for name in empties + copies]
+    code, _, err = run("index", *files, "-j", "1", "--index", str(lib))
+    assert code == 2, err
+    one_line_each(err, *empties, *copies)
+    for name in empties:
+        assert f"{name}: empty file" in next(line for line in err.splitlines() if name in line), err
+    assert "0 added, 0 already indexed, 7 failed" in err, err

@@ -52,6 +52,15 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 SILENCE_PEAK = 1e-4
 """A decoded signal whose absolute peak is below this (-80 dBFS) is refused as silent."""
 
+#: Why a file of 0 bytes is refused.
+EMPTY_FILE = "empty file (0 bytes)"
+
+#: Names libsndfile hands to libmpg123 whatever they hold (1.2 does so for ".mp3" it cannot
+#: otherwise identify: random bytes make libmpg123 print its resync notes on stderr).
+_MPEG_SUFFIXES = frozenset({".mp3", ".mp2", ".mp1", ".mpga"})
+#: libsndfile's message when libmpg123 finds no stream in a file it was given: about pipes, wrong.
+_SNDFILE_MISLEADING = "File does not exist or is not a regular file"
+
 _HASH_CHUNK = 1 << 20
 #: Frames per libsndfile read: memory is the mono output plus one block, whatever the header says.
 _BLOCK_FRAMES = 1 << 18
@@ -96,20 +105,24 @@ def _brief(reason: object) -> str:
     return text or "no reason given"
 
 
-def _sndfile_reason(exc: Exception, path: Path) -> str:
-    """libsndfile's message without the ``Error opening '<path>':`` prefix (it repeats the path)."""
+def _sndfile_reason(exc: Exception, path: Path, *, mpeg: bool = False) -> str:
+    """libsndfile's message without the ``Error opening '<path>':`` prefix (it repeats the path)
+    or its closing period.  Its "does not exist or is not a regular file (possibly a pipe?)",
+    said of a regular file (checked before), means that no decoder found a stream in it."""
     text = str(exc)
-    prefix = f"Error opening {os.fsencode(path)!r}:"
-    if text.startswith(prefix):
-        text = text[len(prefix) :]
-    return _brief(text)
+    for prefix in (f"Error opening {os.fsencode(path)!r}:", f"Error opening {os.fspath(path)!r}:"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    if _SNDFILE_MISLEADING in text:
+        text = "no MPEG audio frame found" if mpeg else "no audio stream found"
+    return _brief(text).rstrip(".")
 
 
 def _tool_reason(stderr: bytes, path: Path) -> str:
-    """First lines of ffmpeg/ffprobe's stderr, without the ``<path>: `` prefix they repeat."""
-    text = stderr.decode("utf-8", "replace").strip()
-    text = text.replace(f"{os.fspath(path)}: ", "")
-    return _brief(text)
+    """First lines of ffmpeg/ffprobe's stderr, without the ``[codec @ 0x...]`` and ``<path>: ``
+    prefixes they repeat."""
+    lines = [line.replace(f"{os.fspath(path)}: ", "") for line in tool_errors(stderr)]
+    return _brief(" ".join(lines)).rstrip(".")
 
 
 def _check_file(path: Path) -> bytes:
@@ -118,13 +131,15 @@ def _check_file(path: Path) -> bytes:
     with open_regular(path, AudioError, what="an audio file") as fh:
         head = fh.read(4)
     if not head:
-        raise AudioError(path, "empty file (0 bytes)")
+        raise AudioError(path, EMPTY_FILE)
     return head
 
 
-def _maybe_mpeg(head: bytes) -> bool:
-    """An ID3 tag or an MPEG frame sync: libsndfile would decode it with libmpg123."""
-    return head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+def _maybe_mpeg(head: bytes, path: Path) -> bool:
+    """An MP3's name, an ID3 tag or an MPEG frame sync: libsndfile may hand it to libmpg123,
+    which writes its notes and errors on descriptor 2 (captured around it)."""
+    return (path.suffix.lower() in _MPEG_SUFFIXES or head[:3] == b"ID3"
+            or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0))
 
 
 def _fmt_s(seconds: float) -> str:
@@ -265,8 +280,8 @@ def _ffprobe(path: Path, sndfile_reason: str) -> AudioInfo | None:
     if proc.returncode != 0:
         raise AudioError(
             path,
-            f"not audio, corrupt or unsupported format (libsndfile: {sndfile_reason}; "
-            f"ffprobe: {_tool_reason(proc.stderr, path)})",
+            f"not audio or unreadable: libsndfile: {sndfile_reason}; "
+            f"ffprobe: {_tool_reason(proc.stderr, path)}",
         )
     try:
         meta = json.loads(proc.stdout.decode("utf-8", "replace") or "{}")
@@ -276,7 +291,7 @@ def _ffprobe(path: Path, sndfile_reason: str) -> AudioInfo | None:
     streams = meta.get("streams") or []
     if not streams:
         raise AudioError(
-            path, f"not audio: no audio stream (libsndfile: {sndfile_reason}; ffprobe found none)"
+            path, f"not audio or unreadable: libsndfile: {sndfile_reason}; ffprobe: no audio stream"
         )
     stream, fmt = streams[0], meta.get("format") or {}
 
@@ -294,8 +309,8 @@ def _ffprobe(path: Path, sndfile_reason: str) -> AudioInfo | None:
     if not (math.isfinite(sr) and sr > 0 and math.isfinite(channels) and channels > 0):
         raise AudioError(
             path,
-            f"not audio or corrupt (libsndfile: {sndfile_reason}; ffprobe: no valid audio stream, "
-            f"sample rate {stream.get('sample_rate')}, channels {stream.get('channels')})",
+            f"not audio or unreadable: libsndfile: {sndfile_reason}; ffprobe: no valid audio stream"
+            f" (sample rate {stream.get('sample_rate')}, channels {stream.get('channels')})",
         )
     return AudioInfo(
         path=path,
@@ -354,8 +369,7 @@ def _load_ffmpeg(
         reason = _tool_reason(proc.stderr, path)
         raise AudioError(
             path,
-            f"not audio, corrupt or unsupported format (libsndfile: {sndfile_reason}; "
-            f"ffmpeg: {reason})",
+            f"not audio or unreadable: libsndfile: {sndfile_reason}; ffmpeg: {reason}",
         )
     raw = proc.stdout
     usable = len(raw) - len(raw) % (4 * channels)
@@ -425,7 +439,7 @@ def load(
 
     try:
         y, file_sr = _load_libsndfile(
-            p, mpeg=_maybe_mpeg(head), offset_s=offset_s, duration_s=duration_s,
+            p, mpeg=_maybe_mpeg(head, p), offset_s=offset_s, duration_s=duration_s,
             max_duration_s=max_duration_s,
         )
     except _NotLibsndfile as exc:
@@ -478,11 +492,17 @@ def _load_libsndfile(
         try:
             snd = sf.SoundFile(os.fsencode(p))
         except RuntimeError as exc:  # soundfile.LibsndfileError is a RuntimeError
-            raise _NotLibsndfile(_sndfile_reason(exc, p)) from None
-        with snd:
-            y, file_sr = _load_soundfile(
-                p, snd, offset_s=offset_s, duration_s=duration_s, max_duration_s=max_duration_s
-            )
+            refused: RuntimeError | None = exc
+        else:
+            refused = None
+            with snd:
+                y, file_sr = _load_soundfile(
+                    p, snd, offset_s=offset_s, duration_s=duration_s, max_duration_s=max_duration_s
+                )
+    if refused is not None:  # raised once descriptor 2 is back: the decoder's notes stay unseen
+        if noise is not None and noise.lines:
+            logger.debug("%s: libmpg123 said: %s", p, " | ".join(noise.lines[:5]))
+        raise _NotLibsndfile(_sndfile_reason(refused, p, mpeg=mpeg))
     if noise is not None:
         check_errors(p, noise.errors(), y.size, decoder="libmpg123")
     return y, file_sr
@@ -509,8 +529,9 @@ def info(path: str | os.PathLike[str]) -> AudioInfo:
     """
     p = Path(path)
     head = _check_file(p)
+    mpeg = _maybe_mpeg(head, p)
     try:
-        with captured() if _maybe_mpeg(head) else nullcontext(), sf.SoundFile(os.fsencode(p)) as f:
+        with captured() if mpeg else nullcontext(), sf.SoundFile(os.fsencode(p)) as f:
             return AudioInfo(
                 path=p,
                 sr=int(f.samplerate),
@@ -519,7 +540,7 @@ def info(path: str | os.PathLike[str]) -> AudioInfo:
                 format=str(f.format),
             )
     except RuntimeError as exc:  # soundfile.LibsndfileError is a RuntimeError
-        reason = _sndfile_reason(exc, p)
+        reason = _sndfile_reason(exc, p, mpeg=mpeg)
     probe = _ffprobe(p, reason)
     if probe is None:
         raise AudioError(

@@ -20,6 +20,7 @@ content hash is in the catalogue) and goes on with the rest.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -33,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from audiolsh.audio import content_hash, find_audio
-from audiolsh.errors import AudiolshError, IndexFormatError
+from audiolsh.audio.decode import EMPTY_FILE
+from audiolsh.errors import AudioError, AudiolshError, IndexFormatError
 from audiolsh.files import shown
 from audiolsh.hashing import concat_sets
 from audiolsh.index import IndexConfig, ItemRows, SegmentBuild, build_segment
@@ -52,6 +54,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FIRST_BATCH = 32
+#: The content hash of an empty file (refused as ``EMPTY_FILE``, each by name).
+EMPTY_HASH = hashlib.sha1(b"").hexdigest()
 PART_FORMAT = "audiolsh-library-part"
 #: 2: ``local_ids`` (a part built without a writable library numbers its rows from 0 in each
 #: mode; ``Library.attach`` gives them ids)
@@ -281,6 +285,39 @@ def audio_files(paths: Iterable[str | os.PathLike[str]], report: IngestReport,
     return [os.path.abspath(p) for p in find_audio(paths, on_skip=skip)]
 
 
+def _hash_or_error(path: str) -> tuple[str | None, str]:
+    try:
+        return content_hash(path), ""
+    except AudiolshError as exc:
+        return None, str(exc)
+
+
+def plan_files(files: Iterable[str], hashes: Iterable[tuple[str | None, str]],
+               indexed: Callable[[str], object], report: IngestReport
+               ) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    """What to extract of ``files`` given their (content hash, "") or (None, error):
+    (path, digest) to extract, and the later files of the same content as one of them, by
+    digest.  A file whose hash failed or that is empty goes to ``report.failed``, each by name
+    (empty files are never deduplicated); one whose content the library holds
+    (``indexed(digest)`` is truthy) to ``report.skipped``.  A later file of the same content is
+    "already indexed" only once the first is indexed: if that one fails, the next is tried."""
+    todo: list[tuple[str, str]] = []
+    later: dict[str, list[str]] = {}
+    for f, (digest, error) in zip(files, hashes):
+        if digest is None:
+            report.failed.append((f, error))
+        elif digest == EMPTY_HASH:
+            report.failed.append((f, str(AudioError(f, EMPTY_FILE))))
+        elif indexed(digest):
+            report.skipped.append(f)
+        elif digest in later:
+            later[digest].append(f)
+        else:
+            later[digest] = []
+            todo.append((f, digest))
+    return todo, later
+
+
 def index_audio(
     library: Library,
     paths: Iterable[str | os.PathLike[str]],
@@ -295,19 +332,7 @@ def index_audio(
     Extraction runs on ``executor`` (default: ``workers`` local processes)."""
     report = IngestReport([], [], [])
     files = audio_files(paths, report, on_file)
-    todo: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for f in files:
-        try:
-            digest = content_hash(f)
-        except AudiolshError as exc:
-            report.failed.append((f, str(exc)))
-            continue
-        if library.track_by_hash(digest) is not None or digest in seen:
-            report.skipped.append(f)
-            continue
-        seen.add(digest)
-        todo.append((f, digest))
+    todo, later = plan_files(files, map(_hash_or_error, files), library.track_by_hash, report)
     if on_plan:
         on_plan(len(todo))
     for f in report.skipped:
@@ -318,6 +343,7 @@ def index_audio(
         return report
     pending: list[Extracted] = []
     cfg = library.config
+    planned = len(todo)
 
     def flush() -> None:
         if not pending:
@@ -328,16 +354,32 @@ def index_audio(
         pending.clear()
 
     first = len(library) == 0
-    jobs = [(f, digest, cfg.modes, cfg.window_s, cfg.hop_s) for f, digest in todo]
-    for result in (executor or LocalExecutor(workers)).map(extract_safe, jobs):
-        if isinstance(result, Extracted):
-            pending.append(result)
-            on_file and on_file(result.path, "indexed")
-            if len(pending) >= (max(commit_every, FIRST_BATCH) if first else commit_every):
-                flush()
-                first = False
-        else:
-            report.failed.append(result)
-            on_file and on_file(result[0], f"failed: {result[1]}")
+    run = executor or LocalExecutor(workers)
+    while todo:
+        digests = dict(todo)
+        jobs = [(f, digest, cfg.modes, cfg.window_s, cfg.hop_s) for f, digest in todo]
+        todo = []
+        for result in run.map(extract_safe, jobs):
+            if isinstance(result, Extracted):
+                pending.append(result)
+                on_file and on_file(result.path, "indexed")
+                for f in later.pop(result.content_hash, []):
+                    report.skipped.append(f)
+                    on_file and on_file(f, "skipped")
+                if len(pending) >= (max(commit_every, FIRST_BATCH) if first else commit_every):
+                    flush()
+                    first = False
+            else:
+                report.failed.append(result)
+                on_file and on_file(result[0], f"failed: {result[1]}")
+                digest = digests[result[0]]
+                same = later.get(digest)
+                if same:  # the next file of this content is tried itself (its name may decode it)
+                    todo.append((same.pop(0), digest))
+                else:
+                    later.pop(digest, None)
+        if todo and on_plan:
+            planned += len(todo)
+            on_plan(planned)
     flush()
     return report

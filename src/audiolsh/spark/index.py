@@ -38,8 +38,9 @@ from typing import Any
 
 from audiolsh.audio import content_hash
 from audiolsh.errors import AudiolshError
+from audiolsh.files import shown
 from audiolsh.library import FIRST_BATCH, Extracted, IngestReport, Library, LibraryPart
-from audiolsh.library.build import BuildSpec, audio_files, build_from_spec
+from audiolsh.library.build import BuildSpec, audio_files, build_from_spec, plan_files
 from audiolsh.library.extract import extract_safe
 from audiolsh.spark.session import progress
 
@@ -161,16 +162,7 @@ def spark_index(
         say(f"{_files(len(files))}: hashing")
         hashes = sc.parallelize(files, n_partitions(len(files))).map(partial(_hash_task, cwd)).collect()
         known = {t.content_hash for t in library.tracks()}
-        todo: list[tuple[str, str]] = []
-        seen: set[str] = set()
-        for f, (digest, error) in zip(files, hashes):
-            if digest is None:
-                report.failed.append((f, error))
-            elif digest in known or digest in seen:
-                report.skipped.append(f)
-            else:
-                seen.add(digest)
-                todo.append((f, digest))
+        todo, later = plan_files(files, hashes, known.__contains__, report)
         for f in report.skipped:
             on_file and on_file(f, "skipped")
         for f, msg in report.failed:
@@ -193,9 +185,19 @@ def spark_index(
                 summary = extracted.map(_status).collect()
             good = [i for i, ok, _ in summary if ok]
             for i, ok, msg in summary:
-                if not ok:
-                    report.failed.append((todo[i][0], msg))
-                    on_file and on_file(todo[i][0], f"failed: {msg}")
+                if ok:
+                    continue
+                report.failed.append((todo[i][0], msg))
+                on_file and on_file(todo[i][0], f"failed: {msg}")
+                # Not "already indexed": the file of the same content failed (one round only here).
+                for f in later.pop(todo[i][1], []):
+                    why = f"{shown(f)}: same content as {shown(todo[i][0])}, which failed"
+                    report.failed.append((f, why))
+                    on_file and on_file(f, f"failed: {why}")
+            for i in good:
+                for f in later.pop(todo[i][1], []):
+                    report.skipped.append(f)
+                    on_file and on_file(f, "skipped")
             if not good:
                 return report
 

@@ -20,6 +20,7 @@ import numpy as np
 import soundfile as sf
 
 from audiolsh.audio import load
+from audiolsh.audio.decoder_noise import captured
 from audiolsh.errors import AudioError
 from audiolsh.library import SAMPLE_RATE
 from audiolsh.web.errors import BadUpload, UploadTooLarge
@@ -89,7 +90,8 @@ def decode(path: Path, name: str, *, max_analysis_s: float, min_clip_s: float) -
 
 def _check_header(path: Path, name: str, *, max_analysis_s: float) -> None:
     try:
-        header = sf.info(str(path))
+        with captured():  # an MPEG upload's header is read by libmpg123, which talks on stderr
+            header = sf.info(str(path))
     except (RuntimeError, TypeError, ValueError):
         return  # not a libsndfile format: ffmpeg decodes it straight to mono at the library's rate
     if header.samplerate * header.channels * max_analysis_s * 4 > MAX_DECODED_BYTES:
