@@ -23,9 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-
 CASES = {
     "10min": (600.0, 44100, 2),
     "1h": (3600.0, 44100, 2),
@@ -35,18 +32,10 @@ CASES = {
 
 
 def write_flac(path: Path, duration_s: float, sr: int, channels: int) -> None:
-    """Seeded synthesised music, a minute at a time, each minute at another level."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from audiolsh.audio import synth
 
-    minute = synth.music(duration_s=60.0, sr=sr, seed=5)
-    with sf.SoundFile(path, "w", sr, channels, subtype="PCM_16", format="FLAC") as f:
-        left, k = round(duration_s * sr), 0
-        while left > 0:
-            x = minute[: min(left, len(minute))] * (0.6 + 0.3 * np.sin(k))
-            f.write(np.repeat(x[:, None], channels, axis=1))
-            left -= len(x)
-            k += 1
+    synth.write_long_flac(path, duration_s=duration_s, sr=sr, channels=channels)
 
 
 def index_peak(src: str, audio: Path, work: Path, timeout_s: float) -> dict[str, object]:

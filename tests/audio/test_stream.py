@@ -19,15 +19,7 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def _write_long(path: Path, *, duration_s: float, sr: int, channels: int, silent: bool = False) -> Path:
-    """A long FLAC written a minute at a time (never held whole)."""
-    minute = np.zeros(60 * sr) if silent else synth.music(duration_s=60.0, sr=sr, seed=5)
-    with sf.SoundFile(path, "w", sr, channels, subtype="PCM_16", format="FLAC") as f:
-        left, k = round(duration_s * sr), 0
-        while left > 0:
-            x = minute[: min(left, len(minute))] * (0.6 + 0.3 * np.sin(k))
-            f.write(np.repeat(x[:, None], channels, axis=1))
-            left -= len(x)
-            k += 1
+    synth.write_long_flac(path, duration_s=duration_s, sr=sr, channels=channels, silent=silent)
     return path
 
 
