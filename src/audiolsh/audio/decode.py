@@ -19,7 +19,7 @@ import math
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,7 +187,22 @@ def _load_soundfile(
     duration_s: float | None,
     max_duration_s: float | None,
 ) -> tuple[np.ndarray, int]:
-    """Read the requested excerpt from an open :class:`soundfile.SoundFile` in blocks, downmixed.
+    """Read the requested excerpt from an open :class:`soundfile.SoundFile` in blocks, downmixed."""
+    blocks = list(_soundfile_blocks(path, f, offset_s=offset_s, duration_s=duration_s,
+                                    max_duration_s=max_duration_s))
+    y = blocks[0] if len(blocks) == 1 else np.concatenate([np.zeros(0, np.float32), *blocks])
+    return np.ascontiguousarray(y, dtype=np.float32), int(f.samplerate)
+
+
+def _soundfile_blocks(
+    path: Path,
+    f: sf.SoundFile,
+    *,
+    offset_s: float,
+    duration_s: float | None,
+    max_duration_s: float | None,
+) -> Iterator[np.ndarray]:
+    """The requested excerpt of an open :class:`soundfile.SoundFile`, as mono float32 blocks.
 
     The header's frame count is not trusted: blocks are read until the stream ends, the excerpt
     is complete or one frame more than ``max_duration_s`` is decoded (then it is too long).
@@ -202,7 +217,6 @@ def _load_soundfile(
     as_int16 = f.subtype == "PCM_16"
     dtype = "int16" if as_int16 else "float32"
     scale = np.float32((1.0 / 32768 if as_int16 else 1.0) / f.channels)
-    blocks: list[np.ndarray] = []
     got = 0
     try:
         if start > 0:
@@ -211,8 +225,8 @@ def _load_soundfile(
             n = _BLOCK_FRAMES if todo is None else min(_BLOCK_FRAMES, todo - got)
             data = f.read(frames=n, dtype=dtype, always_2d=True)
             if len(data):
-                blocks.append(_downmix(data, scale))
                 got += len(data)
+                yield _downmix(data, scale)
             if len(data) < n:
                 break
     except AudioError:
@@ -224,8 +238,6 @@ def _load_soundfile(
     if cap is not None and got >= cap and (wanted is None or cap < wanted):
         assert max_duration_s is not None
         raise _too_long(path, max_duration_s, offset_s, duration_s)
-    y = blocks[0] if len(blocks) == 1 else np.concatenate([np.zeros(0, np.float32), *blocks])
-    return np.ascontiguousarray(y, dtype=np.float32), native_sr
 
 
 def _skip(path: Path, f: sf.SoundFile, start: int, offset_s: float) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from functools import partial
 
 import numpy as np
@@ -16,7 +17,7 @@ from audiolsh.errors import ParameterError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["chirp", "clicks", "music", "pink_noise", "tone", "white_noise"]
+__all__ = ["chirp", "clicks", "music", "pink_noise", "tone", "white_noise", "write_long_flac"]
 
 
 def _n_samples(duration_s: float, sr: int) -> int:
@@ -361,3 +362,19 @@ def music(*, duration_s: float, sr: int, seed: int, amplitude: float = 0.8) -> n
 
     y = mix[0] * unit(pad) + mix[1] * unit(bass) + mix[2] * unit(melody) + mix[3] * unit(drum)
     return _normalise(y, amplitude)
+
+
+def write_long_flac(path: str | os.PathLike[str], *, duration_s: float, sr: int, channels: int,
+                    seed: int = 5, silent: bool = False) -> None:
+    """A long 16-bit FLAC, written a minute at a time (never held whole): :func:`music` of one
+    minute repeated at a level that changes every minute, the same in every channel, or silence."""
+    import soundfile as sf
+
+    minute = np.zeros(60 * sr) if silent else music(duration_s=60.0, sr=sr, seed=seed)
+    with sf.SoundFile(path, "w", sr, channels, subtype="PCM_16", format="FLAC") as f:
+        left, k = round(duration_s * sr), 0
+        while left > 0:
+            x = minute[: min(left, len(minute))] * (0.6 + 0.3 * np.sin(k))
+            f.write(np.repeat(x[:, None], channels, axis=1))
+            left -= len(x)
+            k += 1

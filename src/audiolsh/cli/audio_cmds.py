@@ -22,6 +22,7 @@ from audiolsh.library import (
     DEFAULT_MODES,
     FIRST_BATCH,
     HOP_S,
+    MAX_DURATION_S,
     MIN_DURATION_S,
     MODES,
     SAMPLE_RATE,
@@ -73,8 +74,12 @@ def _warn_kept_settings(library: Library, **given: object) -> None:
 @click.option("--normalisation", type=click.Choice(wccn.NAMES), default=wccn.DEFAULT, show_default=True,
               help="Learned within-track normalisation of the rhythm and timbre vectors, or none"
                    " for plain standardised cosine (new library only).")
-def index_cmd(index_path: str, paths: tuple[Path, ...], workers: int | None,
-              commit_every: int, modes: str, window_s: float, hop_s: float, normalisation: str) -> None:
+@click.option("--max-duration", "max_duration_s", type=click.FloatRange(min=0, min_open=True),
+              default=MAX_DURATION_S, show_default=True,
+              help="Refuse a file longer than this (s); files are analysed in blocks, so memory"
+                   " does not grow with the length.")
+def index_cmd(index_path: str, paths: tuple[Path, ...], workers: int | None, commit_every: int,
+              modes: str, window_s: float, hop_s: float, normalisation: str, max_duration_s: float) -> None:
     """Index audio files and folders (recursively), every mode from one decode per file.
 
     Files already in the library (same content) are skipped, so re-running resumes.
@@ -96,7 +101,7 @@ def index_cmd(index_path: str, paths: tuple[Path, ...], workers: int | None,
 
             report = index_audio(
                 library, [str(p) for p in paths], workers=workers, commit_every=commit_every,
-                on_file=on_file, on_plan=lambda n: bar.update(task, total=n),
+                on_file=on_file, on_plan=lambda n: bar.update(task, total=n), max_duration_s=max_duration_s,
             )
         n_tracks = len(library)
     err_console.print(

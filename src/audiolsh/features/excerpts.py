@@ -149,7 +149,7 @@ def standardize(
     return Z
 
 
-def _window_layout(
+def window_layout(
     duration_s: float, window_s: float, hop_s: float, fps: float, n_frames: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Window offsets (s) and frame ranges [first, stop) of equal length; the window length."""
@@ -238,7 +238,7 @@ def excerpt_features(
     fps = sr / spectral.HOP_LENGTH
     P = spectral.power_stft(y, n_fft=spectral.N_FFT, hop_length=spectral.HOP_LENGTH)
     n_frames = P.shape[1]
-    offsets, first, stop, win = _window_layout(duration_s, window_s, hop_s, fps, n_frames)
+    offsets, first, stop, win = window_layout(duration_s, window_s, hop_s, fps, n_frames)
     n_w = int(stop[0] - first[0])
     if "peaks" in modes:
         frame_s = 1.0 / fps

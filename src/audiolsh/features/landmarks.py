@@ -147,14 +147,24 @@ def _resample(y: np.ndarray, sr: float) -> np.ndarray:
     return y
 
 
-def log_spectrogram(y: np.ndarray) -> np.ndarray:
-    """Natural-log magnitude, shape (n_frames, N_FFT // 2 + 1), of ``y`` at ``FP_SR``."""
+def magnitude_frames(y: np.ndarray) -> np.ndarray:
+    """|rfft| of the Hann-windowed frames of ``y`` at ``FP_SR``, (n_frames, N_FFT // 2 + 1) float32
+    (frames are not centred; a signal shorter than a frame is zero-padded to one)."""
     if len(y) < N_FFT:
         y = np.pad(y, (0, N_FFT - len(y)))
     frames = sliding_window_view(y, N_FFT)[::HOP_LENGTH]
-    S = np.abs(scipy.fft.rfft(frames * _WINDOW, axis=1))
-    floor = max(float(S.max()) * 1e-5, 1e-9)
-    return np.log(S + floor).astype(np.float32)
+    return np.abs(scipy.fft.rfft(frames * _WINDOW, axis=1))  # type: ignore[no-any-return]
+
+
+def level_floor(peak: float) -> float:
+    """What is added to the magnitude before the log: -100 dB below the signal's largest ``peak``."""
+    return max(float(peak) * 1e-5, 1e-9)
+
+
+def log_spectrogram(y: np.ndarray) -> np.ndarray:
+    """Natural-log magnitude, shape (n_frames, N_FFT // 2 + 1), of ``y`` at ``FP_SR``."""
+    S = magnitude_frames(y)
+    return np.log(S + level_floor(S.max())).astype(np.float32)
 
 
 def spectral_peaks(y: np.ndarray, sr: float, *, density: float = DENSITY) -> Peaks:
@@ -165,6 +175,25 @@ def spectral_peaks(y: np.ndarray, sr: float, *, density: float = DENSITY) -> Pea
     if not density > 0:
         raise ParameterError(f"density must be positive (peaks per second), got {density!r}")
     L = log_spectrogram(_resample(y, sr))[:, F_LO - 1:F_HI + 1]
+    times, freqs, strength = band_peaks(L, density=density, core=(0, L.shape[0]))
+    return Peaks(times, freqs, strength, L.shape[0])
+
+
+BAND = slice(F_LO - 1, F_HI + 1)
+"""The bins :func:`band_peaks` takes: those searched and one on each side."""
+CONTEXT_FRAMES = SMOOTH_FRAMES // 2 + MEAN_DT // 2
+"""Frames on each side of a run of frames that :func:`band_peaks` needs to pick its peaks as it
+would in the whole signal (the smoothing, then the prominence's mean, the widest filter)."""
+
+
+def band_peaks(
+    L: np.ndarray, *, density: float, core: tuple[int, int], t0: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Peaks (times, freqs, strength) of the frames ``core = (lo, hi)`` of a log-magnitude band
+    ``L`` (n_frames, bins ``BAND``): frame times are indices into ``L``.  A run of frames of a
+    longer signal, whose frame ``t0`` is ``L``'s first, gives the same peaks as the whole when
+    ``L`` holds ``CONTEXT_FRAMES`` more on each side (or the signal's edge) and ``t0 + lo`` is a
+    multiple of ``BLOCK``."""
     n_frames = L.shape[0]
     # Persistence: average the log magnitude over a few frames, so peaks of sustained partials
     # win over the frame-to-frame fluctuations of noise.
@@ -172,11 +201,13 @@ def spectral_peaks(y: np.ndarray, sr: float, *, density: float = DENSITY) -> Pea
     prominence = L - ndimage.uniform_filter(L, size=(MEAN_DT, MEAN_DF), mode="nearest")
     is_peak = _local_max(L, PEAK_DT, PEAK_DF) & (prominence > 0)
     is_peak[:, [0, -1]] = False  # edge bins only pad the neighbourhood
-    t, f = np.nonzero(is_peak)
+    lo, hi = core
+    t, f = np.nonzero(is_peak[lo:hi])
+    t += lo
     s = prominence[t, f]
     # Keep the k most prominent of each block of frames.
     k = max(1, round(density * BLOCK * FRAME_S))
-    block = t // BLOCK
+    block = (t - lo) // BLOCK
     order = np.lexsort((-s, block))
     block_sorted = block[order]
     first = np.searchsorted(block_sorted, block_sorted, side="left")
@@ -188,12 +219,7 @@ def spectral_peaks(y: np.ndarray, sr: float, *, density: float = DENSITY) -> Pea
     df = _vertex(L[t, f - 1], c, L[t, f + 1])
     tm, tp = np.maximum(t - 1, 0), np.minimum(t + 1, n_frames - 1)
     dt = _vertex(L[tm, f], c, L[tp, f])
-    return Peaks(
-        (t + dt).astype(np.float32),
-        (f + F_LO - 1 + df).astype(np.float32),
-        s.astype(np.float32),
-        n_frames,
-    )
+    return (t + t0 + dt).astype(np.float32), (f + F_LO - 1 + df).astype(np.float32), s.astype(np.float32)
 
 
 @numba.njit(nogil=True)
@@ -262,24 +288,33 @@ def pair_peaks(
     ti = np.rint(t).astype(np.int64)
     fi = np.rint(f).astype(np.int64)
     m = max_candidates or 6 * fanout
-    j = np.arange(n)[:, None] + np.arange(1, m + 1)[None, :]
+    parts = [_pairs(t, fi, a, min(a + _ANCHOR_CHUNK, n), m, fanout) for a in range(0, n, _ANCHOR_CHUNK)]
+    rows, targets, dt, dfq = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    f1 = np.clip(fi[rows], 0, (1 << F_BITS) - 1)
+    hashes = ((f1 << (DF_BITS + DT_BITS)) | ((dfq + (1 << (DF_BITS - 1))) << DT_BITS) | dt).astype(np.uint32)
+    times = ti[rows].astype(np.int32)
+    if margin > 0 and len(rows):
+        hashes, times = _boundary_variants(hashes, times, t, f, fi, rows, targets, margin)
+    return Landmarks(hashes, times)
+
+
+_ANCHOR_CHUNK = 1 << 15  # anchors paired at a time: bounded temporaries for a long track
+
+
+def _pairs(
+    t: np.ndarray, fi: np.ndarray, a: int, b: int, m: int, fanout: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of the anchors ``a .. b - 1``: (anchor, target, time step, bin step), by anchor."""
+    n = len(t)
+    j = np.arange(a, b)[:, None] + np.arange(1, m + 1)[None, :]
     inside = j < n
     j = np.minimum(j, n - 1)
-    dt = np.rint(t[j] - t[:, None]).astype(np.int64)
-    dfq = fi[j] - fi[:, None]
+    dt = np.rint(t[j] - t[a:b, None]).astype(np.int64)
+    dfq = fi[j] - fi[a:b, None]
     ok = inside & (dt >= 1) & (dt <= DT_MAX) & (np.abs(dfq) <= DF_MAX)
     ok &= np.cumsum(ok, axis=1) <= fanout
     rows, cols = np.nonzero(ok)
-    f1 = np.clip(fi[rows], 0, (1 << F_BITS) - 1)
-    hashes = (
-        (f1 << (DF_BITS + DT_BITS))
-        | ((dfq[rows, cols] + (1 << (DF_BITS - 1))) << DT_BITS)
-        | dt[rows, cols]
-    ).astype(np.uint32)
-    times = ti[rows].astype(np.int32)
-    if margin > 0 and len(rows):
-        hashes, times = _boundary_variants(hashes, times, t, f, fi, rows, j[rows, cols], margin)
-    return Landmarks(hashes, times)
+    return rows + a, j[rows, cols], dt[rows, cols], dfq[rows, cols]
 
 
 def _boundary_variants(

@@ -89,12 +89,28 @@ def find_peaks(
     L = log_power(np.asarray(P)[:max_bin])
     if L.size == 0:
         return Peaks(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    floor = float(np.median(L)) + min_db
+    bins, frames = local_peaks(L, floor, freq_radius=freq_radius, time_radius=time_radius)
+    return strongest(bins, frames, L[bins, frames], frame_s=frame_s, peaks_per_s=peaks_per_s)
+
+
+def local_peaks(
+    L: np.ndarray, floor: float, *, freq_radius: int = FREQ_RADIUS, time_radius: int = TIME_RADIUS
+) -> tuple[np.ndarray, np.ndarray]:
+    """(bins, frames) of the cells of a dB spectrogram (n_bins, n_frames) that are the maximum
+    of their neighbourhood and above ``floor``, bin-major (as ``np.nonzero`` orders them)."""
     local = scipy.ndimage.maximum_filter(
         L, size=(2 * freq_radius + 1, 2 * time_radius + 1), mode="constant", cval=-np.inf
     )
-    floor = float(np.median(L)) + min_db
     bins, frames = np.nonzero((L == local) & (L > floor))
-    db = L[bins, frames]
+    return bins, frames
+
+
+def strongest(
+    bins: np.ndarray, frames: np.ndarray, db: np.ndarray, *, frame_s: float, peaks_per_s: float = PEAKS_PER_S
+) -> Peaks:
+    """The ``peaks_per_s`` strongest peaks of each second (ties kept in the given order, which
+    is bin-major), sorted by frame then bin."""
     # Keep the strongest peaks_per_s of each second: rank within each one-second block.
     block = (frames * frame_s).astype(np.int64)
     order = np.lexsort((-db, block))

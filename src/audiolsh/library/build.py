@@ -40,7 +40,7 @@ from audiolsh.files import shown
 from audiolsh.hashing import concat_sets
 from audiolsh.index import IndexConfig, ItemRows, SegmentBuild, build_segment
 from audiolsh.library.config import LibraryConfig
-from audiolsh.library.extract import Extracted, extract_safe
+from audiolsh.library.extract import MAX_DURATION_S, Extracted, extract_safe
 from audiolsh.library.learned import Learned
 from audiolsh.library.modes import modes_for
 from audiolsh.parallel import Executor, LocalExecutor
@@ -327,9 +327,11 @@ def index_audio(
     commit_every: int = 8,
     on_file: Callable[[str, str], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
+    max_duration_s: float | None = MAX_DURATION_S,
 ) -> IngestReport:
     """Index every audio file under ``paths``; ``on_file(path, status)`` reports progress.
-    Extraction runs on ``executor`` (default: ``workers`` local processes)."""
+    Extraction runs on ``executor`` (default: ``workers`` local processes); a file longer than
+    ``max_duration_s`` (``None``: no limit) is refused, after decoding one frame past it."""
     report = IngestReport([], [], [])
     files = audio_files(paths, report, on_file)
     todo, later = plan_files(files, map(_hash_or_error, files), library.track_by_hash, report)
@@ -357,7 +359,7 @@ def index_audio(
     run = executor or LocalExecutor(workers)
     while todo:
         digests = dict(todo)
-        jobs = [(f, digest, cfg.modes, cfg.window_s, cfg.hop_s) for f, digest in todo]
+        jobs = [(f, digest, cfg.modes, cfg.window_s, cfg.hop_s, max_duration_s) for f, digest in todo]
         todo = []
         for result in run.map(extract_safe, jobs):
             if isinstance(result, Extracted):

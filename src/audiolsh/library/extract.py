@@ -141,18 +141,52 @@ def analyse(y: np.ndarray, sr: int, *, modes: Sequence[str], window_s: float, ho
     return Extracted(path, content_hash, duration_s, vectors, chroma_frames, peaks, landmarks)
 
 
-def extract(path: str, digest: str, modes: Sequence[str], window_s: float, hop_s: float) -> Extracted:
-    """A file's features for a library.  BLAS runs on one thread here: a matrix product's last
-    bits depend on how it is split between threads, and a builder's thread count does not
-    (`audiolsh index` has one per core, a Spark executor one), so every builder extracts the
-    same numbers and builds the same index."""
+def extract(path: str, digest: str, modes: Sequence[str], window_s: float, hop_s: float,
+            max_duration_s: float | None = MAX_DURATION_S) -> Extracted:
+    """A file's features for a library, streamed: the file is decoded and analysed block by
+    block (:class:`~audiolsh.features.streaming.TrackAnalyser`), so memory does not grow with its
+    length, channels or sample rate; the result equals :func:`analyse` of the whole signal within
+    float tolerance.  BLAS runs on one thread here: a matrix product's last bits depend on how it
+    is split between threads, and a builder's thread count does not (`audiolsh index` has one per
+    core, a Spark executor one), so every builder extracts the same numbers and builds the same
+    index."""
+    from audiolsh.audio.stream import SignalStats, stream_blocks
+    from audiolsh.features.streaming import TrackAnalyser
+
     with threadpool_limits(limits=1, user_api="blas"):
-        y, sr = load(path, sr=SAMPLE_RATE, min_duration_s=MIN_DURATION_S, max_duration_s=MAX_DURATION_S)
-        return analyse(y, sr, modes=modes, window_s=window_s, hop_s=hop_s, path=path, content_hash=digest)
+        analyser = TrackAnalyser(SAMPLE_RATE, modes=modes, window_s=window_s, hop_s=hop_s)
+        stats = SignalStats(SAMPLE_RATE)
+        for y in stream_blocks(path, sr=SAMPLE_RATE, min_duration_s=MIN_DURATION_S,
+                               max_duration_s=max_duration_s, stats=stats):
+            analyser.push(y)
+        return _assemble(analyser.finish(), path=path, content_hash=digest, duration_s=stats.duration_s,
+                         window_s=window_s, hop_s=hop_s)
 
 
-def extract_safe(job: tuple[str, str, Sequence[str], float, float]) -> Extracted | tuple[str, str]:
-    """``extract`` of (path, digest, modes, window_s, hop_s), or (path, message) for a bad file."""
+def _assemble(parts: dict[str, Any], *, path: str, content_hash: str, duration_s: float,
+              window_s: float, hop_s: float) -> Extracted:
+    """An :class:`Extracted` from :meth:`TrackAnalyser.finish`'s parts, as :func:`analyse` builds it."""
+    vectors = {m: (np.asarray(X, np.float32), np.asarray(o)) for m, (X, o) in parts["vectors"].items()}
+    starts = window_starts(duration_s, window_s=window_s, hop_s=hop_s)
+    for m in ("rhythm", "timbre"):
+        if m in vectors:
+            starts = vectors[m][1]
+    chroma_frames = parts["chroma_frames"]
+    if chroma_frames is not None:
+        frames, times = np.asarray(chroma_frames[0], np.float32), np.asarray(chroma_frames[1], np.float64)
+        chroma_frames = (frames, times)
+        vectors["chroma"] = (window_stats(frames, times, starts, window_s=window_s), starts)
+    peaks = None
+    if parts["peaks"] is not None:
+        sets, offsets = parts["peaks"]
+        peaks = (as_sets(sets), np.asarray(offsets))
+    ordered = {m: vectors[m] for m in ("embedding", "rhythm", "timbre", "chroma") if m in vectors}
+    return Extracted(path, content_hash, duration_s, ordered, chroma_frames, peaks, parts["landmarks"])
+
+
+def extract_safe(job: tuple[Any, ...]) -> Extracted | tuple[str, str]:
+    """``extract`` of (path, digest, modes, window_s, hop_s[, max_duration_s]), or (path, message)
+    for a bad file."""
     path = job[0]
     try:
         return extract(*job)
