@@ -378,6 +378,59 @@ def mllib_vectors(session: Any, parquet: str, n: int, truth: VectorTruth, L: int
         df.unpersist()
 
 
+def knn_rows(session: Any, parquet: str, X: np.ndarray, index: Index, sample: np.ndarray, grid: list,
+             points: list, section: str) -> list[Row]:
+    """Single-query k-NN: MLlib's ``approxNearestNeighbors`` (one Spark job per query, every row
+    hashed and filtered) against ``Index.query`` one query at a time, on the same items (each
+    its own query, itself left out), recall@10 against exact."""
+    from pyspark import StorageLevel
+    from pyspark.ml.feature import BucketedRandomProjectionLSH
+    from pyspark.ml.functions import array_to_vector
+    from pyspark.ml.linalg import Vectors
+
+    n = len(X)
+    truth = VectorTruth(X, sample)
+    out = []
+    for P, R in points:
+        search = {"n_probes": P, "n_rerank": R} if P else {}
+        t0 = time.perf_counter()
+        found = {}
+        for item in sample.tolist():
+            res = index.query(X[item][None, :], K + 1, **search)
+            found[item] = np.asarray([i for i in res.ids[0].tolist() if i != item and i >= 0][:K])
+        ours_s = time.perf_counter() - t0
+        params = f"probes={P} rerank={R}" if P else "the index's defaults"
+        out.append(Row(section, n, "audiolsh Index.query (one query at a time)",
+                       f"{params}, {len(sample)} queries, k={K}", truth.recall(lambda item, f=found: f[item]),
+                       ours_s / len(sample), note="time: seconds per query"))
+    df = session.read.parquet(parquet).select("id", array_to_vector("v").alias("features"))
+    df = df.persist(StorageLevel.MEMORY_AND_DISK)
+    df.count()
+    try:
+        for L, width in grid:
+            model = BucketedRandomProjectionLSH(inputCol="features", outputCol="hashes", bucketLength=width,
+                                                numHashTables=L, seed=1).fit(df)
+            hashed = model.transform(df).persist(StorageLevel.MEMORY_AND_DISK)
+            hashed.count()
+            got = {}
+            with Measured(session, "mllib-ann") as m:
+                for item in sample.tolist():
+                    rows = model.approxNearestNeighbors(hashed, Vectors.dense(X[item].astype(np.float64)),
+                                                        K + 1).select("id").collect()
+                    got[item] = np.asarray([r["id"] for r in rows if r["id"] != item][:K], np.int64)
+            hashed.unpersist()
+            out.append(Row(section, n, "MLlib BucketedRandomProjectionLSH.approxNearestNeighbors",
+                           f"numHashTables={L} bucketLength={width}, {len(sample)} queries, k={K}",
+                           truth.recall(lambda item, got=got: got[item]), m.seconds / len(sample),
+                           note="time: seconds per query (dataset hashed beforehand)"))
+            ml = out[-1]
+            log(f"{section} n={n}: MLlib approxNearestNeighbors [{L}, {width}] {ml.time_s:.2f} s per query,"
+                f" recall {ml.recall:.3f}")
+    finally:
+        df.unpersist()
+    return out
+
+
 def ours_vectors(session: Any, location: str, index: Index, n: int, truth: VectorTruth, points: list,
                  section: str, *, local: bool, shuffle: bool) -> list[Row]:
     rows = []
@@ -445,11 +498,15 @@ def vector_section(session: Any, n: int, args: argparse.Namespace, work: Path, *
         if args.points:
             rows += ours_vectors(session, location, index, n, truth, args.points, section,
                                  local=n <= args.local_max_n, shuffle=n <= args.shuffle_max_n)
-        index.close()
-        if mllib_grid:
-            parquet = str(folder / "rows.parquet")
+        parquet = str(folder / "rows.parquet")
+        if mllib_grid or (builds and args.knn_queries and args.knn_grid):
             pq.write_table(pa.table({"id": np.arange(n), "v": pa.FixedSizeListArray.from_arrays(
                 pa.array(X.ravel()), X.shape[1])}), parquet)
+        if builds and args.knn_queries and args.knn_grid:
+            sample = truth.sample[:args.knn_queries]
+            rows += knn_rows(session, parquet, X, index, sample, args.knn_grid, args.knn_points, "knn")
+        index.close()
+        if mllib_grid:
             for L, width in mllib_grid:
                 pairs = brp_pairs(X, L, width)
                 if pairs > args.mllib_max_pairs:
@@ -622,6 +679,19 @@ def comparisons(rows: list[Row]) -> list[str]:
     """Per section and size: MLlib's time over ours at the fastest point of ours with at least
     MLlib's recall (and the other way round)."""
     out = []
+    for n in sorted({r.n for r in rows if r.section == "knn"}):
+        at = [r for r in rows if r.section == "knn" and r.n == n]
+        for ml in (r for r in at if r.method.startswith("MLlib")):
+            fit = [r for r in at if r.method.startswith("audiolsh") and r.time_s and r.recall is not None
+                   and ml.recall is not None and r.recall >= ml.recall - 1e-9]
+            ours = min(fit, key=lambda r: r.time_s or np.inf, default=None)
+            if ours is None:
+                out.append(f"- knn {n:,}: MLlib approxNearestNeighbors [{ml.params}] recall {ml.recall} beats"
+                           " every point of ours")
+            elif ours.time_s and ml.time_s and ours.recall is not None and ml.recall is not None:
+                out.append(f"- knn {n:,}: MLlib approxNearestNeighbors [{ml.params}] recall {ml.recall:.3f},"
+                           f" {ml.time_s:.2f} s per query; ours [{ours.params}] recall {ours.recall:.3f},"
+                           f" {ours.time_s * 1000:.2f} ms per query: {ml.time_s / ours.time_s:,.0f}x faster")
     for section in ("vectors", "vectors-small", "sets"):
         for n in sorted({r.n for r in rows if r.section == section}):
             ours = [r for r in rows if r.section == section and r.n == n
@@ -679,6 +749,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mllib-max-pairs", type=int, default=20_000_000,
                     help="skip an MLlib run whose join would explode into more candidate pairs (each row"
                          " carries both vectors: a 10k-row run at ~100M filled 70 GB of disk)")
+    ap.add_argument("--knn-queries", type=int, default=20,
+                    help="single queries of MLlib approxNearestNeighbors and ours (0: skip)")
+    ap.add_argument("--knn-grid", default="4,0.05;8,0.1", help="MLlib approxNearestNeighbors: numHashTables,"
+                    "bucketLength;...")
+    ap.add_argument("--knn-points", default="0,0;1024,3000;2048,10000;4096,30000",
+                    help="ours, single queries: probes,rerank;... (0,0: the index's defaults)")
     ap.add_argument("--minhash-tables", default="5,10", help="MLlib MinHashLSH numHashTables, comma list")
     ap.add_argument("--set-thresholds", default="0.35,0.25", help="our MinHash banding thresholds")
     ap.add_argument("--sample", type=int, default=500, help="items whose recall is measured")
@@ -694,12 +770,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.mllib_n, args.n_sets, args.sample = "20000", 2000, 3000, 200
-        args.queries = 2000
+        args.queries, args.knn_queries, args.knn_grid, args.knn_points = 2000, 5, "4,0.05", "0,0"
         args.mllib_grid, args.mllib_at_n, args.minhash_tables = "4,0.05", "2,0.01", "5"
         args.mllib_cap_s, args.set_thresholds, args.points = 120.0, "0.35", "128,300"
     args.points = [tuple(int(x) for x in p.split(",")) for p in args.points.split(";") if p]
     grid = [(int(p.split(",")[0]), float(p.split(",")[1])) for p in args.mllib_grid.split(";") if p]
     at_n = [(int(p.split(",")[0]), float(p.split(",")[1])) for p in args.mllib_at_n.split(";") if p]
+    args.knn_grid = [(int(p.split(",")[0]), float(p.split(",")[1])) for p in args.knn_grid.split(";") if p]
+    args.knn_points = [tuple(int(x) for x in p.split(",")) for p in args.knn_points.split(";") if p]
     args.minhash_tables = [int(x) for x in args.minhash_tables.split(",") if x]
     args.set_thresholds = [float(x) for x in args.set_thresholds.split(",") if x]
     sizes = [int(x) for x in args.n.split(",") if x]

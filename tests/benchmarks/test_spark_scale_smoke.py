@@ -30,7 +30,9 @@ def test_tiny_run_measures_every_method(tmp_path: Path) -> None:
     assert {"local build (Index.create + add)", "audiolsh spark join (broadcast)",
             "audiolsh spark join (shuffle)", "audiolsh self_join (local, 2 threads)",
             "MLlib BucketedRandomProjectionLSH", "MLlib MinHashLSH",
-            "audiolsh spark vectors add (--no-merge)", "audiolsh spark query"} <= methods
+            "audiolsh spark vectors add (--no-merge)", "audiolsh spark query",
+            "MLlib BucketedRandomProjectionLSH.approxNearestNeighbors",
+            "audiolsh Index.query (one query at a time)"} <= methods
     assert all(r["note"] != "DIFFERS from Spark" for r in rows)
     ours = [r for r in rows if r["method"] == "audiolsh spark join (broadcast)"]
     assert all(r["recall"] > 0.5 for r in ours)
