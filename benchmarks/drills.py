@@ -251,10 +251,14 @@ def write_vectors(folder: Path, n_files: int, rows: int, dim: int, seed: int) ->
 
 def state_of(location: str) -> dict[str, Any]:
     """What a location holds, comparable across runs: a library's catalogue (name, content hash)
-    and every mode's tracks, or a vector index's tracks and item count.  Opened read-only."""
+    and every mode's tracks, or a vector index's tracks and item count.  Opened read-only.  A
+    library whose creation was interrupted (what ``info`` reports; the next ``index`` finishes
+    it) holds nothing committed yet."""
     from audiolsh.index import Index
-    from audiolsh.library import Library, is_library
+    from audiolsh.library import Library, creation_interrupted, is_library
 
+    if creation_interrupted(location):
+        return {"tracks": [], "state": "creation interrupted"}
     if is_library(location):
         with Library.open(location, readonly=True) as lib:
             names = {t.content_hash: Path(t.path).name for t in lib.tracks()}
