@@ -1,7 +1,7 @@
 """Reliability drills (issue #19): SIGKILLs during writes, a hostile-input corpus, a loopback load.
 
-    python benchmarks/drills.py --quick --out drills.json   # ~10 kills, every hostile case, 10 clients
-    python benchmarks/drills.py --out drills.json           # 100 kills, one run per file, 50 clients, 60 s
+    python benchmarks/drills.py --quick --out drills.json   # 10 kills + 5 on Redis, every hostile case
+    python benchmarks/drills.py --out drills.json           # 100 kills + 20 on Redis, 50 clients, 60 s
 
 Everything runs on a seeded synthesised corpus in a temporary folder (``--keep`` keeps it).
 
@@ -11,6 +11,11 @@ Everything runs on a seeded synthesised corpus in a temporary folder (``--keep``
   ``info`` works, the location opens, what was committed before is still there, a re-run of
   the command completes, and the result equals a clean run's (catalogue and every mode's
   tracks: no row outlives its track, nothing is left that cannot be removed).
+- **kills@redis**: the same cases and checks against ``redis://127.0.0.1:PORT/0?prefix=NAME``
+  on a redis-server the drill starts itself (loopback, persistence off, in a temporary folder,
+  stopped by its process id at the end; skipped with a message when ``redis-server`` is not on
+  the PATH).  The locations say ``lease=2`` so that a killed writer's lock expires in 2 s, not
+  the default 30; segment keys a killed writer left for the next writer are counted.
 - **hostile**: truncated files of every format, zero-length files, lying headers, huge
   dimensions, NaN/inf vectors, an object-dtype ``.npy`` whose unpickling would leave a marker
   file, ragged CSV, TFRecords with bad CRCs, FIFOs, a symbolic-link loop, names with newlines,
@@ -84,6 +89,7 @@ NOISY: set[str] = set()
 class Mode:
     name: str
     kill_tries: int
+    redis_kills: int
     n_tracks: int
     track_s: float
     fresh: bool
@@ -93,10 +99,10 @@ class Mode:
     timeout_s: float
 
 
-QUICK = Mode("quick", kill_tries=2, n_tracks=6, track_s=6.0, fresh=False, per_file=False, clients=10,
-             load_s=12.0, timeout_s=120.0)
-FULL = Mode("full", kill_tries=20, n_tracks=10, track_s=12.0, fresh=True, per_file=True, clients=50,
-            load_s=60.0, timeout_s=300.0)
+QUICK = Mode("quick", kill_tries=2, redis_kills=1, n_tracks=6, track_s=6.0, fresh=False, per_file=False,
+             clients=10, load_s=12.0, timeout_s=120.0)
+FULL = Mode("full", kill_tries=20, redis_kills=4, n_tracks=10, track_s=12.0, fresh=True, per_file=True,
+            clients=50, load_s=60.0, timeout_s=300.0)
 
 
 # ------------------------------------------------------------------------------------- runs
@@ -243,28 +249,130 @@ def write_vectors(folder: Path, n_files: int, rows: int, dim: int, seed: int) ->
 # ------------------------------------------------------------------------------------ state
 
 
-def state_of(location: Path) -> dict[str, Any]:
+def state_of(location: str) -> dict[str, Any]:
     """What a location holds, comparable across runs: a library's catalogue (name, content hash)
-    and every mode's tracks, or a vector index's tracks and item count.  Opened read-only."""
+    and every mode's tracks, or a vector index's tracks and item count.  Opened read-only.  A
+    library whose creation was interrupted (what ``info`` reports; the next ``index`` finishes
+    it) holds nothing committed yet."""
     from audiolsh.index import Index
-    from audiolsh.library import Library, is_library
+    from audiolsh.library import Library, creation_interrupted, is_library
 
-    if is_library(str(location)):
-        with Library.open(str(location), readonly=True) as lib:
+    if creation_interrupted(location):
+        return {"tracks": [], "state": "creation interrupted"}
+    if is_library(location):
+        with Library.open(location, readonly=True) as lib:
             names = {t.content_hash: Path(t.path).name for t in lib.tracks()}
             modes = {m: sorted(names.get(h, f"<no track: {h[:12]}>") for h in lib.mode_track_ids(m))
                      for m in lib.modes}
             return {"tracks": sorted(names.values()), "modes": modes}
-    with Index.open(str(location), readonly=True) as index:
+    with Index.open(location, readonly=True) as index:
         return {"tracks": sorted(f"{Path(t.path).name}:{t.n_items}" for t in index.tracks()),
                 "items": len(index)}
+
+
+class Places:
+    """Where the kill drills' locations live: directories in a folder.  A case's location is
+    made anew for every run from a template (or from nothing)."""
+
+    label = ""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def template(self, name: str) -> str:
+        return str(self.folder / "templates" / name)
+
+    def place(self, case: str, template: str | None) -> str:
+        """Where the runs of ``case`` (made from ``template``) happen."""
+        return str(self.folder / case)
+
+    def keep(self, template: str) -> None:
+        """Remember a template just built (its runs may overwrite it)."""
+
+    def prepare(self, where: str, template: str | None) -> None:
+        self.drop(where)
+        if template is not None:
+            shutil.copytree(template, where)
+
+    def exists(self, where: str) -> bool:
+        return Path(where).exists()
+
+    def drop(self, where: str) -> None:
+        shutil.rmtree(where, ignore_errors=True)
+
+    def stray(self, where: str) -> int:
+        """Segment keys no committed segment names (Redis only; a later writer deletes them)."""
+        return 0
+
+
+class RedisPlaces(Places):
+    """Key prefixes on a private redis-server (loopback TCP), with a 2-s write lease so that a
+    killed writer's lock does not hold up the re-run for the default 30 s.  A Redis segment names
+    its keys under the prefix, so a template is kept as a DUMP of its keys and a case runs at its
+    template's own prefix, RESTOREd before each run."""
+
+    label = "@redis"
+    LEASE_S = 2
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.r = server.client
+        self.saved: dict[str, list[tuple[bytes, bytes]]] = {}
+
+    def url(self, prefix: str) -> str:
+        return f"redis://127.0.0.1:{self.server.port}/0?prefix={prefix}&lease={self.LEASE_S}"
+
+    def template(self, name: str) -> str:
+        return self.url(f"drills-{name}")
+
+    def place(self, case: str, template: str | None) -> str:
+        return template or self.url(f"drills-{case}")
+
+    def _keys(self, where: str) -> list[bytes]:
+        prefix = _prefix(where)
+        return [k for pattern in (f"{prefix}:*", f"{prefix}/*")
+                for k in self.r.scan_iter(match=pattern, count=1000)]
+
+    def keep(self, template: str) -> None:
+        self.saved[template] = [(k, self.r.dump(k)) for k in self._keys(template)]
+
+    def prepare(self, where: str, template: str | None) -> None:
+        self.drop(where)
+        if template is not None:
+            assert where == template, "a Redis case runs at its template's prefix"
+            pipe = self.r.pipeline(transaction=False)
+            for key, value in self.saved[template]:
+                pipe.restore(key, 0, value, replace=True)
+            pipe.execute()
+
+    def exists(self, where: str) -> bool:
+        return bool(self._keys(where))
+
+    def drop(self, where: str) -> None:
+        keys = self._keys(where)
+        for i in range(0, len(keys), 1000):
+            self.r.delete(*keys[i: i + 1000])
+
+    def stray(self, where: str) -> int:
+        keys = [k.decode() for k in self._keys(where)]
+        live = set()
+        for key in keys:
+            if key.endswith(":segments"):
+                live |= {json.loads(d)["base"] for d in self.r.hvals(key)}
+        return sum(":seg:" in k and k.rsplit(":", 2)[0] not in live for k in keys)
+
+
+def _prefix(url: str) -> str:
+    from urllib.parse import parse_qsl, urlsplit
+
+    return dict(parse_qsl(urlsplit(url).query))["prefix"]
 
 
 @dataclass
 class KillCase:
     name: str
-    prepare: Callable[[Path], None]  # makes the location's state before the command
-    argv: Callable[[Path], list[str]]
+    template: str | None  # the location a run starts from (None: nothing)
+    argv: Callable[[str], list[str]]
     kept: Callable[[dict[str, Any], dict[str, Any]], bool]  # (before, after the kill) -> nothing lost
     rerun_codes: tuple[int, ...] = (0,)
     clean: dict[str, Any] = field(default_factory=dict)
@@ -280,79 +388,105 @@ def _same(before: dict[str, Any], after: dict[str, Any]) -> bool:
     return before == after
 
 
-def kill_cases(root: Path, runner: Runner, mode: Mode, seed: int) -> list[KillCase]:
+def kill_cases(root: Path, runner: Runner, mode: Mode, seed: int, places: Places) -> list[KillCase]:
     music = write_music(root / "music", mode.n_tracks, mode.track_s, seed)
     parts = write_vectors(root / "vectors", 12, 3000, 32, seed)
-    templates = root / "templates"
     index_args = ["-j", "1", "--commit-every", "2"]
     half = len(music) // 2
 
-    def template(name: str, argv: list[str]) -> Path:
-        where = templates / name
-        run = runner.run([*argv, "--index", str(where)])
+    def template(name: str, argv: list[str]) -> str:
+        where = places.template(name)
+        places.drop(where)
+        run = runner.run([*argv, "--index", where])
         if run.code != 0:
-            raise SystemExit(f"drills: building the {name} template failed: {last_line(run.err)}")
+            raise SystemExit(f"drills: building the {name}{places.label} template failed:"
+                             f" {last_line(run.err)}")
+        places.keep(where)
         return where
 
     full_lib = template("library", ["index", str(root / "music"), *index_args])
     half_lib = template("half", ["index", *map(str, music[:half]), *index_args])
     seven = template("vectors", ["vectors", "add", *map(str, parts[:7])])
 
-    def copy_of(src: Path) -> Callable[[Path], None]:
-        return lambda dst: shutil.copytree(src, dst) and None
-
     removed = [str(p) for p in music[1: 1 + max(2, half)]]
     return [
-        KillCase("kill:index-new", lambda dst: None,
-                 lambda L: ["index", str(root / "music"), *index_args, "--index", str(L)], _grows),
-        KillCase("kill:index-resume", copy_of(half_lib),
-                 lambda L: ["index", str(root / "music"), *index_args, "--index", str(L)], _grows),
-        KillCase("kill:vectors-add", copy_of(seven),
-                 lambda L: ["vectors", "add", *map(str, parts), "--index", str(L)], _grows),
-        KillCase("kill:remove", copy_of(full_lib),
-                 lambda L: ["remove", *removed, "--index", str(L)],
+        KillCase("kill:index-new", None,
+                 lambda L: ["index", str(root / "music"), *index_args, "--index", L], _grows),
+        KillCase("kill:index-resume", half_lib,
+                 lambda L: ["index", str(root / "music"), *index_args, "--index", L], _grows),
+        KillCase("kill:vectors-add", seven,
+                 lambda L: ["vectors", "add", *map(str, parts), "--index", L], _grows),
+        KillCase("kill:remove", full_lib,
+                 lambda L: ["remove", *removed, "--index", L],
                  lambda before, after: (set(after["tracks"]) <= set(before["tracks"])
                                         and {Path(p).name for p in removed} | set(after["tracks"])
                                         >= set(before["tracks"])),
                  rerun_codes=(0, 2)),  # a re-run finds nothing left to remove: "not in the library"
-        KillCase("kill:compact", copy_of(seven), lambda L: [COMPACT, str(L)], _same),
+        KillCase("kill:compact", seven, lambda L: [COMPACT, L], _same),
     ]
 
 
-def kill_drill(root: Path, runner: Runner, mode: Mode, seed: int, log: Callable[[str], None]) -> list[dict]:
-    cases = kill_cases(root / "kills", runner, mode, seed)
+def kill_drill(root: Path, runner: Runner, places: Places, tries_per_case: int, seed: int,
+               mode: Mode, log: Callable[[str], None]) -> list[dict]:
+    cases = kill_cases(root, runner, mode, seed, places)
     rng = np.random.default_rng(seed)
     rows = []
     for case in cases:
-        clean_at = root / "kills" / f"{case.name[5:]}-clean"
-        case.prepare(clean_at)
-        run = runner.run(case.argv(clean_at))
+        name = case.name + places.label
+        where = places.place(case.name[5:], case.template)
+        places.prepare(where, case.template)
+        run = runner.run(case.argv(where))
         if run.code != 0:
-            raise SystemExit(f"drills: a clean {case.name} failed: {last_line(run.err)}")
-        case.clean, case.clean_s, case.peak_mb = state_of(clean_at), run.wall_s, run.peak_mb
+            raise SystemExit(f"drills: a clean {name} failed: {last_line(run.err)}")
+        case.clean, case.clean_s, case.peak_mb = state_of(where), run.wall_s, run.peak_mb
         tries = []
-        for i in range(mode.kill_tries):
-            where = root / "kills" / f"{case.name[5:]}-{i}"
-            case.prepare(where)
-            before = state_of(where) if where.exists() else {"tracks": []}
+        stray = 0
+        for i in range(tries_per_case):
+            places.prepare(where, case.template)
+            before = state_of(where) if places.exists(where) else {"tracks": []}
+            if case.template is not None and not before["tracks"]:
+                raise SystemExit(f"drills: {name}: the template was not restored at {where}")
             at_s = float(rng.uniform(0.02, 0.98)) * case.clean_s
             killed = runner.run(case.argv(where), kill_after_s=at_s)
             case.peak_mb = max(case.peak_mb, killed.peak_mb)
-            problem = after_kill(runner, case, where, before)
+            problem = after_kill(runner, case, places, where, before)
+            left = places.stray(where)
+            stray += left
             tries.append({"try": i, "kill_at_s": round(at_s, 3), "killed": killed.killed_at_s is not None,
-                          "exit": killed.code, "problem": problem})
-            log(f"{case.name} #{i}: kill at {at_s:.2f} s of {case.clean_s:.2f} s"
-                f"{'' if killed.killed_at_s is not None else ' (finished first)'}: {problem or 'ok'}")
-            shutil.rmtree(where, ignore_errors=True)
-        rows.append(summary_row(case.name, tries, peak_mb=case.peak_mb,
-                                note=f"clean run {case.clean_s:.1f} s"))
+                          "exit": killed.code, "problem": problem, "stray_keys": left})
+            log(f"{name} #{i}: kill at {at_s:.2f} s of {case.clean_s:.2f} s"
+                f"{'' if killed.killed_at_s is not None else ' (finished first)'}: {problem or 'ok'}"
+                + (f" ({left} stray segment keys left for the next writer)" if left else ""))
+        places.drop(where)
+        note = f"clean run {case.clean_s:.1f} s"
+        if places.label:
+            note += f", {sum(t['killed'] for t in tries)} killed, lease {RedisPlaces.LEASE_S} s"
+            note += f", {stray} stray segment keys after re-runs" if stray else ""
+        rows.append(summary_row(name, tries, peak_mb=case.peak_mb, note=note))
     return rows
 
 
-def after_kill(runner: Runner, case: KillCase, where: Path, before: dict[str, Any]) -> str | None:
+def redis_kill_drill(root: Path, runner: Runner, tries_per_case: int, seed: int, mode: Mode,
+                     log: Callable[[str], None]) -> list[dict]:
+    """The kill drills against ``redis://`` locations on a redis-server of our own (stopped by
+    its process id at the end); skipped, with a message, without ``redis-server`` on the PATH."""
+    if shutil.which("redis-server") is None:
+        log("kills@redis: SKIPPED: redis-server is not on the PATH (apt-get install redis-server)")
+        return []
+    from redis_server import RedisServer
+
+    server = RedisServer(log)
+    try:
+        return kill_drill(root, runner, RedisPlaces(server), tries_per_case, seed, mode, log)
+    finally:
+        server.stop()
+
+
+def after_kill(runner: Runner, case: KillCase, places: Places, where: str,
+               before: dict[str, Any]) -> str | None:
     """The first problem a kill left, or None."""
-    if where.exists():
-        info = runner.run(["info", "--index", str(where)])
+    if places.exists(where):
+        info = runner.run(["info", "--index", where])
         if info.code != 0:
             return f"info exits {info.code}: {last_line(info.err)}"
         try:
@@ -772,8 +906,11 @@ def table(rows: list[dict]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="The mode `make test` runs (under two minutes).")
-    ap.add_argument("--only", default="kills,hostile,load", help="Which drills, comma-separated.")
+    ap.add_argument("--only", default="kills,redis,hostile,load",
+                    help="Which drills, comma-separated (redis: the kills against a redis:// location).")
     ap.add_argument("--kills", type=int, default=None, help="Kills per case (quick: 2, full: 20).")
+    ap.add_argument("--redis-kills", type=int, default=None,
+                    help="Kills per case against Redis (quick: 1, full: 4).")
     ap.add_argument("--clients", type=int, default=None, help="Load clients (quick: 10, full: 50).")
     ap.add_argument("--seconds", type=float, default=None, help="Load duration (quick: 12, full: 60).")
     ap.add_argument("--fresh", action=argparse.BooleanOptionalAction, default=None,
@@ -787,7 +924,8 @@ def main() -> int:
         compact(args.compact_child)
         return 0
     mode = QUICK if args.quick else FULL
-    overrides = {k: v for k, v in (("kill_tries", args.kills), ("clients", args.clients),
+    overrides = {k: v for k, v in (("kill_tries", args.kills), ("redis_kills", args.redis_kills),
+                                   ("clients", args.clients),
                                    ("load_s", args.seconds), ("fresh", args.fresh)) if v is not None}
     mode = Mode(**{**asdict(mode), **overrides})
     if not (1 <= mode.clients <= 200 and 0 < mode.load_s <= 3600):
@@ -802,7 +940,11 @@ def main() -> int:
     runner = Runner(root, fresh=mode.fresh, timeout_s=mode.timeout_s)
     rows: list[dict] = []
     try:
-        rows += kill_drill(root, runner, mode, args.seed, log) if "kills" in only else []
+        if "kills" in only:
+            rows += kill_drill(root / "kills", runner, Places(root / "kills"), mode.kill_tries, args.seed,
+                               mode, log)
+        if "redis" in only and mode.redis_kills:
+            rows += redis_kill_drill(root / "kills", runner, mode.redis_kills, args.seed, mode, log)
         library = root / "kills" / "templates" / "library"
         if not library.exists():
             write_music(root / "kills" / "music", mode.n_tracks, mode.track_s, args.seed)

@@ -32,7 +32,6 @@ import gc
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from knn import clustered_data, load_avg, machine, set_data, versions  # noqa: I001
+from redis_server import RedisServer
 
 from audiolsh.index import Index
 
@@ -60,73 +60,6 @@ DS_MEMORY = "datasketch memory"
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------- redis-server
-
-
-class RedisServer:
-    """A private redis-server: TCP on a free loopback port and a unix socket, persistence off."""
-
-    def __init__(self) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-        import redis
-
-        self.folder = tempfile.mkdtemp(prefix="audiolsh-rbench-")
-        self.sock = os.path.join(self.folder, "redis.sock")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.proc = subprocess.Popen(
-            [exe, "--bind", "127.0.0.1", "--port", str(self.port), "--unixsocket", self.sock,
-             "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--daemonize", "no",
-             "--dir", self.folder],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        self.client = redis.Redis(unix_socket_path=self.sock)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if self.client.ping():
-                    break
-            except redis.exceptions.ConnectionError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"redis-server did not start (exit code {self.proc.poll()})")
-            time.sleep(0.05)
-        self.version = self.client.info("server")["redis_version"]
-        log(f"redis-server {self.version} pid {self.proc.pid} port {self.port} socket {self.sock}")
-
-    def used_memory(self) -> int:
-        return int(self.client.info("memory")["used_memory"])
-
-    def drop(self, prefix: str) -> None:
-        """Delete a prefix's keys (SCAN, not KEYS)."""
-        batch = []
-        for key in self.client.scan_iter(match=f"{prefix}*", count=10_000):
-            batch.append(key)
-            if len(batch) >= 10_000:
-                self.client.delete(*batch)
-                batch = []
-        if batch:
-            self.client.delete(*batch)
-
-    def stop(self) -> None:
-        try:
-            self.client.close()
-        except Exception:  # best effort
-            pass
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- measuring
@@ -642,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_start": load_avg(),
         "datasets": {},
     }
-    server = RedisServer()
+    server = RedisServer(log)
     report["redis_server"] = server.version
     tmp = tempfile.mkdtemp(prefix="audiolsh-rbench-data-", dir=os.environ.get("AUDIOLSH_BENCH_TMP"))
     results: dict[str, list[dict]] = {}
