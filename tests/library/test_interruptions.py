@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from children import child_env
 
 from audiolsh.library import Library, creation_interrupted, index_audio
 
@@ -111,21 +112,13 @@ cli.main(args=sys.argv[3:], prog_name="audiolsh")
 """
 
 
-def _env() -> dict[str, str]:
-    """The child processes import this tree's audiolsh, as the test does."""
-    import audiolsh
-
-    src = str(Path(audiolsh.__file__).resolve().parents[1])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-
-
 class Writer:
     """The WRITER script as a process; its stdout lines arrive on a queue."""
 
     def __init__(self, point: str, go: Path | None, *args: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", WRITER, point, str(go) if go else "-", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
         self.lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -166,7 +159,7 @@ class Writer:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "audiolsh", *args], capture_output=True, text=True,
-                          timeout=DEADLINE_S, env=_env())
+                          timeout=DEADLINE_S, env=child_env())
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import soundfile as sf
+from children import child_env
 
 from audiolsh.storage import join
 from audiolsh.storage.redis import RedisStorage
@@ -114,14 +115,6 @@ cli.main(args=sys.argv[2:], prog_name="audiolsh")
 """
 
 
-def _env() -> dict[str, str]:
-    """The child processes import this tree's audiolsh, as the test does."""
-    import audiolsh
-
-    src = str(Path(audiolsh.__file__).resolve().parents[1])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-
-
 class Reader:
     """A reader process: JSON requests on its stdin, answers on its stdout."""
 
@@ -129,7 +122,7 @@ class Reader:
         self.log = log
         self._err = open(log, "w")  # closed in close()
         self.proc = subprocess.Popen([sys.executable, "-c", READER, url], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self._err, text=True, env=_env())
+                                     stdout=subprocess.PIPE, stderr=self._err, text=True, env=child_env())
 
     def send(self, request: dict[str, Any]) -> None:
         assert self.proc.stdin is not None
@@ -174,14 +167,14 @@ def ask_all(readers: list[Reader], request: dict[str, Any]) -> list[Any]:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([sys.executable, "-m", "audiolsh", *args], capture_output=True, text=True,
-                          timeout=300, env=_env())
+                          timeout=300, env=child_env())
     assert done.returncode == 0, done.stderr
     return done
 
 
 def _cli_started(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "audiolsh", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env())
+                            stderr=subprocess.PIPE, text=True, env=child_env())
 
 
 def _cut(track: Path, offset_s: float, out: Path) -> Path:
@@ -219,7 +212,7 @@ def _writer_stopped_at(point: str, url: str, files: list[Path], log: Path) -> It
         proc = subprocess.Popen(
             [sys.executable, "-c", WRITER, point, "index", *map(str, files), "--index", url,
              "--workers", "1"],
-            stdout=subprocess.PIPE, stderr=err, text=True, env=_env())
+            stdout=subprocess.PIPE, stderr=err, text=True, env=child_env())
         try:
             assert proc.stdout is not None
             line = proc.stdout.readline()
