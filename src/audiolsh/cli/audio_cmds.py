@@ -33,7 +33,7 @@ from audiolsh.library import (
 )
 from audiolsh.library.locations import check_library_location
 from audiolsh.query.nearest import nearest_passages
-from audiolsh.query.records import identify_record, similar_record
+from audiolsh.query.records import identify_record, segment_record, similar_record
 
 MAX_CLIP_S = 600.0
 Q = TypeVar("Q")
@@ -187,9 +187,7 @@ def identify(index_path: str, clips: tuple[Path, ...], method: str, threshold: f
         def work(clip: Path) -> dict[str, Any]:
             y, sr = _load_clip(clip, offset_s, None if segments else duration_s)
             if segments:
-                rows = [{"start_s": round(start_s + offset_s, 2), "end_s": round(end_s + offset_s, 2),
-                         "path": m.path, "track_id": m.track_id, "offset_s": round(m.offset_s, 2),
-                         "confidence": round(m.confidence, 3)}
+                rows = [segment_record(start_s, end_s, m, offset_s=offset_s)
                         for start_s, end_s, m in identify_segments(library, y, sr)]
                 return {"query": shown(clip), "segments": rows}
             m = run_identify(library, y, sr, method=method, threshold=threshold)

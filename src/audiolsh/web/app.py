@@ -16,7 +16,7 @@ import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
@@ -171,14 +171,12 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal_error", "internal error; the details are in the server log")
 
 
-def _swagger_assets() -> Path | None:
-    """Swagger UI's files from the optional swagger-ui-bundle-v2 package (docs work offline)."""
-    try:
-        import swagger_ui_bundle  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    path = Path(swagger_ui_bundle.swagger_ui_path)
-    return path if (path / "swagger-ui-bundle.js").is_file() else None
+def _docs_assets() -> Path:
+    """Swagger UI's and ReDoc's files, shipped by the fastapi-offline package: the API docs work
+    without internet (FastAPI's own pages load them from a CDN)."""
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).parent / "static"
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -209,21 +207,23 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(SecurityHeaders)
 
-    assets = _swagger_assets()
-    if assets is not None:
-        app.mount("/static/swagger", StaticFiles(directory=assets), name="swagger")
+    app.mount("/static/apidocs", StaticFiles(directory=_docs_assets()), name="apidocs")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        if assets is None:
-            return get_swagger_ui_html(openapi_url="/openapi.json", title="audiolsh API")
         return get_swagger_ui_html(
             openapi_url="/openapi.json", title="audiolsh API",
-            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
-            swagger_css_url="/static/swagger/swagger-ui.css",
-            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+            swagger_js_url="/static/apidocs/swagger-ui-bundle.js",
+            swagger_css_url="/static/apidocs/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
         )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="audiolsh API",
+                              redoc_js_url="/static/apidocs/redoc.standalone.js",
+                              redoc_favicon_url="/static/favicon.svg", with_google_fonts=False)
 
     app.include_router(api.router)
     app.include_router(pages.router)
