@@ -339,8 +339,10 @@ def test_library_page_lists_tracks_groups_and_searches(client: Any, web_corpus: 
         assert name in page
     assert "Groups by timbre" in page and "2:40" in page  # total duration of 4 x 40 s
     assert "learned normalisation: wccn-v1" in page
+    # "Find similar" from every row; names may wrap after their dots and underscores only.
+    assert f'href="/?track={web_corpus.ids["alpha.wav"]}"' in page and "alpha.<wbr>wav" in page
     filtered = client.get("/library?q=alp").text
-    assert "alpha.wav" in filtered and "delta.wav</td>" not in filtered
+    assert 'aria-label="Play alpha.wav"' in filtered and 'aria-label="Play delta.wav"' not in filtered
 
 
 def test_openapi_and_docs(client: Any) -> None:

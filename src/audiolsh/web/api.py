@@ -38,6 +38,7 @@ PARAM_ERRORS: dict[int | str, dict[str, Any]] = {k: v for k, v in NOT_FOUND.item
 FileField = Annotated[UploadFile, File(description="An audio file or recording (any format ffmpeg decodes).")]
 MAX_TRACK_ID = 2**31 - 1
 MAX_PLAYLIST = 500
+MAX_PAGE_K = 50  # as Settings.page_k
 By = Annotated[Literal["combined", "rhythm", "timbre", "chroma", "peaks"], Query(
     description="The feature compared: combined (rhythm, timbre and peak pairs; the CLI's default),"
                 " rhythm, timbre, chroma or peaks.")]
@@ -96,7 +97,8 @@ def track_similar(track_id: TrackId, service: Service, by: By = "combined", k: K
 def analyse(
     file: FileField,
     service: Service,
-    k: Annotated[int | None, Query(ge=1, le=20, description="Tracks per list (default: the server's).")
+    k: Annotated[int | None, Query(ge=1, le=MAX_PAGE_K,
+                                   description="Tracks per list (default: the server's).")
                  ] = None,
 ) -> dict[str, Any]:
     """Identification, which track plays when (uploads of 20 s or more), the most and least similar
