@@ -297,3 +297,23 @@ def test_library_page_search_and_find_similar(server: str, browser: Any, web_cor
     wait_for(browser, lambda d: "by%20timbre" in d.find_element("id", "m3u-most").get_attribute("href"))
     assert len(browser.find_elements("css selector", "#most li .name")) == 3
     assert "delta.wav" not in browser.find_element("id", "most").text
+
+
+@pytest.mark.parametrize(("url", "rendered"), [("/docs", ".opblock"), ("/redoc", "[data-section-id]")])
+def test_api_docs_render_from_local_files(server: str, browser: Any, url: str, rendered: str) -> None:
+    """Swagger UI and ReDoc draw the API's operations from this server's files; the one other
+    host the page names (ReDoc's logo on its maker's CDN) is blocked by the page's policy."""
+    script = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": (
+        "window.blocked = []; document.addEventListener('securitypolicyviolation',"
+        " (e) => window.blocked.push(e.blockedURI));")})
+    try:
+        browser.set_window_size(1280, 1200)
+        browser.get(server + url)
+        wait_for(browser, lambda d: len(d.find_elements("css selector", rendered)) >= 5)
+        assert "Identify a clip" in browser.find_element("tag name", "body").text
+        loaded = browser.execute_script("return performance.getEntriesByType('resource').map((e) => e.name);")
+        blocked = browser.execute_script("return window.blocked;")
+        assert [u for u in loaded if not u.startswith(server)] == blocked
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument",
+                                {"identifier": script["identifier"]})

@@ -37,8 +37,8 @@ def _duration(seconds: float | None) -> str:
 
 
 def _wbr(name: str) -> markupsafe.Markup:
-    """A name that may wrap after _ . - as well as at spaces (file names have no spaces)."""
-    parts = re.split(r"(?<=[_.\-])", str(name))
+    """A name that may wrap after _ and - as well as at spaces (file names may have no spaces)."""
+    parts = re.split(r"(?<=[_\-])", str(name))
     return markupsafe.Markup("<wbr>").join(markupsafe.escape(p) for p in parts)
 
 

@@ -32,10 +32,10 @@
     return node;
   }
 
-  // A name that wraps at its word boundaries: spaces, and after _ . - in file names.
+  // A name that wraps at its word boundaries: spaces, and after _ and - in file names.
   function nameNode(text, className) {
     const node = el("span", { className: className || "name", title: text });
-    String(text).split(/(?<=[_.\-])/).forEach((part, i) => {
+    String(text).split(/(?<=[_\-])/).forEach((part, i) => {
       if (i) node.append(el("wbr"));
       node.append(part);
     });
