@@ -297,6 +297,7 @@ def test_library_page_search_and_find_similar(server: str, browser: Any, web_cor
     wait_for(browser, lambda d: "by%20timbre" in d.find_element("id", "m3u-most").get_attribute("href"))
     assert len(browser.find_elements("css selector", "#most li .name")) == 3
     assert "delta.wav" not in browser.find_element("id", "most").text
+    browser.save_screenshot(str(artifacts / "web-similar-to-a-track.png"))
 
 
 @pytest.mark.parametrize(("url", "rendered"), [("/docs", ".opblock"), ("/redoc", "[data-section-id]")])

@@ -46,8 +46,9 @@ DESCRIPTION = """\
 Identify music clips and find similar tracks in an audiolsh library.
 
 Uploads go in a multipart field named `file`; their content is decoded (never trusted by name
-or type).  `POST /api/identify` and `POST /api/similar` answer with the same JSON objects as
-`audiolsh identify --format jsonl` and `audiolsh similar --format jsonl`.  Every error is JSON:
+or type).  `POST /api/identify`, `POST /api/segments`, `POST /api/similar` and
+`GET /api/tracks/{id}/similar` answer with the same JSON objects as `audiolsh identify`,
+`identify --segments`, `similar` and `similar --track` with `--format jsonl`.  Every error is JSON:
 `{"error": code, "detail": message}` with a 4xx status, or 503 with a `Retry-After` header: when
 the analysis queue is full (`busy`; at most `workers` uploads are analysed at once and
 `max_queue` more wait, the rest are refused at once), or while the library's storage, a Redis

@@ -90,6 +90,7 @@
     if (file.size === 0) { showError(file.name + ": the file is empty."); return; }
     lastFile = file;
     trackId = null;
+    if (window.location.search) history.replaceState(null, "", "/"); // no longer the ?track= page
     showStatus("Analysing " + (file.name || "the recording") + "…");
     $("results").hidden = true;
     if (queryUrl) URL.revokeObjectURL(queryUrl);
@@ -312,8 +313,8 @@
     rows.push([result.query, "match", "fingerprint", m ? 1 : "", m ? m.track_id : "", m ? m.path : "no match",
                m ? m.score : "", m ? m.confidence : "", m ? m.offset_s : "", ""]);
     for (const s of result.segments || []) {
-      rows.push([result.query, "segment " + clock(s.start_s) + "-" + clock(s.end_s), "fingerprint", "", s.track_id,
-                 s.path, "", s.confidence, s.offset_s, s.start_s]);
+      rows.push([result.query, "segment", "fingerprint", "", s.track_id, s.path, "", s.confidence, s.offset_s,
+                 s.start_s]);
     }
     for (const l of result.similar) {
       for (const r of l.results) {
