@@ -345,6 +345,18 @@ def test_library_page_lists_tracks_groups_and_searches(client: Any, web_corpus: 
     assert 'aria-label="Play alpha.wav"' in filtered and 'aria-label="Play delta.wav"' not in filtered
 
 
+def test_tagged_tracks_are_named_artist_title() -> None:
+    """Tracks with tags show "Artist - Title" (the playlist, the library page); others their file name."""
+    from types import SimpleNamespace
+
+    from audiolsh.web.services import display_name
+
+    tagged = SimpleNamespace(path="/m/01_x.flac", title="Blue", artist="Ann Lee")
+    assert display_name(tagged) == "Ann Lee - Blue"
+    assert display_name(SimpleNamespace(path="/m/01_x.flac", title="Blue", artist=None)) == "Blue"
+    assert display_name(SimpleNamespace(path="/m/01_x.flac")) == "01_x.flac"
+
+
 def test_names_wrap_at_word_boundaries_only() -> None:
     """File names have few spaces: they may also wrap after _ and -, and nowhere else."""
     from audiolsh.web.pages import _wbr

@@ -86,6 +86,11 @@ def display_name(track: Any) -> str:
     return Path(track.path).name
 
 
+def _matches(row: dict[str, Any], needle: str) -> bool:
+    """A search hits the shown name or the file name (they differ for tagged tracks)."""
+    return needle in row["name"].casefold() or needle in Path(row["path"]).name.casefold()
+
+
 def track_row(track: Any) -> dict[str, Any]:
     return {
         "id": int(track.id), "name": display_name(track), "path": track.path,
@@ -281,7 +286,7 @@ class QueryService:
         rows = self._with_library(lambda lib: [track_row(t) for t in lib.tracks()])
         needle = q.strip().casefold()
         if needle:
-            rows = [r for r in rows if needle in r["name"].casefold()]
+            rows = [r for r in rows if _matches(r, needle)]
         rows.sort(key=lambda r: r["id"])
         return {"total": len(rows), "offset": offset, "limit": limit, "items": rows[offset: offset + limit]}
 
@@ -311,7 +316,7 @@ class QueryService:
             rows.append(row)
         by_id = {r["id"]: r for r in rows}
         needle = q.strip().casefold()
-        shown = [r for r in rows if needle in r["name"].casefold()] if needle else rows
+        shown = [r for r in rows if _matches(r, needle)] if needle else rows
         info = data["info"]
         return {
             "location": info["location"], "modes": info["modes"], "n_tracks": info["n_tracks"],
