@@ -149,7 +149,7 @@ clip_options = [
     click.option("--offset", "offset_s", type=click.FloatRange(min=0.0), default=0.0,
                  show_default=True, help="Where in each clip the analysed part starts (s)."),
     click.option("--duration", "duration_s", type=click.FloatRange(min=1.0), default=None,
-                 help="Seconds of each clip analysed (default: all, up to 600)."),
+                 help="Seconds of each clip analysed (default: all, up to 600; --segments: 3 h)."),
 ]
 
 
@@ -173,7 +173,7 @@ def with_clip_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def identify(index_path: str, clips: tuple[Path, ...], method: str, threshold: float | None,
              segments: bool, offset_s: float, duration_s: float | None, fmt: str) -> None:
     """Which track each clip comes from, where in it the clip starts, and how sure we are."""
-    from audiolsh.query.identify import check_method, identify_segments
+    from audiolsh.query.identify import check_method, identify_segments_file
     from audiolsh.query.identify import identify as run_identify
 
     records: list[dict[str, Any]] = []
@@ -185,11 +185,12 @@ def identify(index_path: str, clips: tuple[Path, ...], method: str, threshold: f
             raise ParameterError("--segments works with --method landmarks only")
 
         def work(clip: Path) -> dict[str, Any]:
-            y, sr = _load_clip(clip, offset_s, None if segments else duration_s)
-            if segments:
-                rows = [segment_record(start_s, end_s, m, offset_s=offset_s)
-                        for start_s, end_s, m in identify_segments(library, y, sr)]
+            if segments:  # streamed: a recording of hours is never held whole
+                found = identify_segments_file(library, clip, offset_s=offset_s, duration_s=duration_s,
+                                               min_duration_s=MIN_DURATION_S, max_duration_s=MAX_DURATION_S)
+                rows = [segment_record(start_s, end_s, m, offset_s=offset_s) for start_s, end_s, m in found]
                 return {"query": shown(clip), "segments": rows}
+            y, sr = _load_clip(clip, offset_s, duration_s)
             m = run_identify(library, y, sr, method=method, threshold=threshold)
             return identify_record(shown(clip), m)
 
