@@ -33,8 +33,8 @@
   }
 
   // A name that wraps at its word boundaries: spaces, and after _ and - in file names.
-  function nameNode(text, className) {
-    const node = el("span", { className: className || "name", title: text });
+  function nameNode(text, className, hover) {
+    const node = el("span", { className: className || "name", title: hover || text });
     String(text).split(/(?<=[_\-])/).forEach((part, i) => {
       if (i) node.append(el("wbr"));
       node.append(part);
@@ -117,7 +117,7 @@
     card.classList.toggle("found", !!match);
     card.classList.toggle("missing", !match);
     if (match) {
-      $("match-title").replaceChildren(nameNode(displayName(match), "title"));
+      $("match-title").replaceChildren(nameNode(displayName(match), "title", match.path));
       const speed = Math.abs(match.speed - 1) > 0.005 ? " · speed " + match.speed.toFixed(2) + "×" : "";
       $("match-detail").textContent = "The clip starts at " + clock(match.offset_s) + " in this track · confidence "
         + Math.round(match.confidence * 100) + " %" + speed;
@@ -129,6 +129,7 @@
       seekOnLoad(player, match.offset_s);
     } else {
       $("match-title").textContent = data.identify ? "Not in the library" : "Identification is not available";
+      $("match-detail").title = "";
       $("match-detail").textContent = data.identify
         ? "No track of the library matches this clip well enough. The lists below show what sounds closest."
         : "This library was built without fingerprints.";
@@ -189,7 +190,7 @@
       list.append(el("li", {},
         el("span", { className: "swatch " + colour }),
         el("button", { type: "button", className: "linklike", textContent: when, onclick: hear }),
-        nameNode(name),
+        nameNode(name, "name", s.path),
         el("span", { className: "muted small", textContent: "from " + clock(s.offset_s) + " of the track · "
                                                              + Math.round(s.confidence * 100) + " %" })));
     });
@@ -239,7 +240,7 @@
     if (r.offset_s) seekOnLoad(audio, r.offset_s);
     return el("li", {},
       el("div", { className: "row" }, el("span", { className: "rank", textContent: r.rank + "." }),
-         nameNode(displayName(r)), score),
+         nameNode(displayName(r), "name", r.path), score),
       bar, meta, audio);
   }
 
@@ -276,8 +277,9 @@
     const name = basename(result.query);
     $("match-eyebrow").textContent = "Library track";
     $("match-card").classList.remove("found", "missing");
-    $("match-title").replaceChildren(nameNode(name, "title"));
+    $("match-title").replaceChildren(nameNode(name, "title", result.query));
     $("match-detail").textContent = "Tracks of the library that sound like it; the track itself is left out.";
+    $("match-detail").title = "";
     $("confidence").hidden = true;
     $("match-player").hidden = false;
     $("match-player").src = audioSrc(id, 0);
