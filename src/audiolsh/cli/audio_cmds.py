@@ -33,7 +33,7 @@ from audiolsh.library import (
 )
 from audiolsh.library.locations import check_library_location
 from audiolsh.query.nearest import nearest_passages
-from audiolsh.query.records import identify_record, similar_record
+from audiolsh.query.records import identify_record, segment_record, similar_record
 
 MAX_CLIP_S = 600.0
 Q = TypeVar("Q")
@@ -188,10 +188,7 @@ def identify(index_path: str, clips: tuple[Path, ...], method: str, threshold: f
             if segments:  # streamed: a recording of hours is never held whole
                 found = identify_segments_file(library, clip, offset_s=offset_s, duration_s=duration_s,
                                                min_duration_s=MIN_DURATION_S, max_duration_s=MAX_DURATION_S)
-                rows = [{"start_s": round(start_s + offset_s, 2), "end_s": round(end_s + offset_s, 2),
-                         "path": m.path, "track_id": m.track_id, "offset_s": round(m.offset_s, 2),
-                         "confidence": round(m.confidence, 3)}
-                        for start_s, end_s, m in found]
+                rows = [segment_record(start_s, end_s, m, offset_s=offset_s) for start_s, end_s, m in found]
                 return {"query": shown(clip), "segments": rows}
             y, sr = _load_clip(clip, offset_s, duration_s)
             m = run_identify(library, y, sr, method=method, threshold=threshold)
