@@ -328,8 +328,10 @@ def index_audio(
     on_file: Callable[[str, str], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
     max_duration_s: float | None = MAX_DURATION_S,
+    on_indexed: Callable[[str, float], None] | None = None,
 ) -> IngestReport:
-    """Index every audio file under ``paths``; ``on_file(path, status)`` reports progress.
+    """Index every audio file under ``paths``; ``on_file(path, status)`` reports progress,
+    ``on_indexed(path, duration_s)`` each file extracted (the audio it held, for a rate).
     Extraction runs on ``executor`` (default: ``workers`` local processes); a file longer than
     ``max_duration_s`` (``None``: no limit) is refused, after decoding one frame past it."""
     report = IngestReport([], [], [])
@@ -365,6 +367,7 @@ def index_audio(
             if isinstance(result, Extracted):
                 pending.append(result)
                 on_file and on_file(result.path, "indexed")
+                on_indexed and on_indexed(result.path, result.duration_s)
                 for f in later.pop(result.content_hash, []):
                     report.skipped.append(f)
                     on_file and on_file(f, "skipped")
