@@ -155,6 +155,16 @@ def _each_clip(clips: Sequence[Q], work: Callable[[Q], dict[str, Any]]) -> Itera
         yield clip, record
 
 
+def emit_answers(records: list[dict[str, Any]], fmt: str, flat: list[dict[str, Any]], *, title: str,
+                 failed: int) -> None:
+    """The clips' answers, then exit status 2 if a clip failed; when every clip failed only
+    the errors are said (no empty table beside them)."""
+    if records or not failed:
+        emit_records(records, fmt, flat_rows=flat, title=title)
+    if failed:
+        sys.exit(EXIT_ERROR)
+
+
 clip_options = [
     click.option("--offset", "offset_s", type=click.FloatRange(min=0.0), default=0.0,
                  show_default=True, help="Where in each clip the analysed part starts (s)."),
@@ -217,9 +227,7 @@ def identify(index_path: str, clips: tuple[Path, ...], method: str, threshold: f
                 flat.append({"query": shown(clip.name), "match": m.get("path", "no match"),
                              "offset_s": m.get("offset_s"), "confidence": m.get("confidence"),
                              "speed": m.get("speed"), "elapsed_ms": record["elapsed_ms"]})
-    emit_records(records, fmt, flat_rows=flat, title="identification")
-    if failed:
-        sys.exit(EXIT_ERROR)
+    emit_answers(records, fmt, flat, title="identification", failed=failed)
 
 
 @cli.command()
@@ -274,9 +282,7 @@ def similar(index_path: str, clips: tuple[Path, ...], track_ids: tuple[int, ...]
             name = shown(job.name) if isinstance(job, Path) else f"track {job}"
             flat += [{"query": name, "rank": r["rank"], "path": r["path"],
                       "score": r["score"], "offset_s": r["offset_s"]} for r in record["results"]]
-    emit_records(records, fmt, flat_rows=flat, title=f"{'least' if worst else 'most'} similar by {by}")
-    if failed:
-        sys.exit(EXIT_ERROR)
+    emit_answers(records, fmt, flat, title=f"{'least' if worst else 'most'} similar by {by}", failed=failed)
 
 
 @cli.command()
@@ -310,6 +316,4 @@ def nearest(index_path: str, clips: tuple[Path, ...], k: int, offset_s: float,
                 continue
             records.append(record)
             flat += [{"query": shown(clip.name), **res} for res in record["results"]]
-    emit_records(records, fmt, flat_rows=flat, title="nearest passages")
-    if failed:
-        sys.exit(EXIT_ERROR)
+    emit_answers(records, fmt, flat, title="nearest passages", failed=failed)
