@@ -159,7 +159,8 @@ def test_tune_marks_the_setting_it_chose(tmp_path: Path, rng: np.random.Generato
     assert code == 0, err
     report = json.loads(out)
     chosen = [r for r in report["rows"] if r["chosen"]]
-    assert len(report["rows"]) > 1 and len(chosen) == 1 and {k: v for k, v in chosen[0].items() if k != "chosen"} == report["best"]
+    assert len(report["rows"]) > 1 and len(chosen) == 1
+    assert {k: v for k, v in chosen[0].items() if k != "chosen"} == report["best"]
     assert sum(r["chosen"] for r in map(json.loads, run(*args, "--format", "jsonl")[1].splitlines())) == 1
     code, out, _ = run(*args)
     assert code == 0 and "marks the chosen" in out

@@ -344,8 +344,8 @@ class Library:
         """How big the library is, cheap to ask (counts the indexes keep; the catalogue is
         cached between commits): ``n_tracks``, and ``rows`` per mode (excerpt windows or
         seconds; hashes for the fingerprint)."""
-        rows = {name: (index.n_hashes() if name == "fingerprint" else len(index))
-                for name, index in self._by_mode.items()}
+        rows = {name: (self._by_mode[name].n_hashes() if name == "fingerprint" else len(self._by_mode[name]))
+                for name in self.modes}
         return {"n_tracks": len(self), "rows": rows}
 
     def info(self) -> dict[str, Any]:
