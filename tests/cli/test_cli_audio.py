@@ -53,6 +53,8 @@ def test_index_then_nearest_finds_the_track_and_offset(tmp_path: Path, library: 
     best = record["results"][0]
     assert best["path"].endswith("album/b.flac")
     assert abs(best["offset_s"] - start_s) <= 1.0
+    with Library.open(idx, readonly=True) as lib:  # the records' vocabulary: track_id too
+        assert best["track_id"] == next(t.id for t in lib.tracks() if t.path.endswith("b.flac"))
     assert record["query"] == str(clip) and record["elapsed_ms"] > 0
     # --offset analyses a later part of the query file: the passage found moves with it.
     track = str(library / "album" / "b.flac")

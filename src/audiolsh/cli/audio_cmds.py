@@ -306,7 +306,8 @@ def nearest(index_path: str, clips: tuple[Path, ...], k: int, offset_s: float,
         def work(clip: Path) -> dict[str, Any]:
             passages = nearest_passages(library, clip, k=k, offset_s=offset_s, duration_s=duration_s)
             return {"query": shown(clip), "results": [
-                {"path": p.path, "offset_s": p.offset_s, "score": round(p.score, 4), "rank": r + 1}
+                {"track_id": p.track_id, "path": p.path, "offset_s": p.offset_s, "score": round(p.score, 4),
+                 "rank": r + 1}
                 for r, p in enumerate(passages)
             ]}
 
