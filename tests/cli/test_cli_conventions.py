@@ -80,6 +80,19 @@ def test_progress_lines_follow_the_interval_and_end_with_the_total() -> None:
                      "indexed 5/5 files, 0.2 files/s, 25x real time, now: /music/f4.wav"]
 
 
+def test_progress_in_a_terminal_is_a_bar_with_the_rates_and_the_current_file() -> None:
+    buf = io.StringIO()
+    now = [0.0]
+    console = Console(file=buf, force_terminal=True, width=150)
+    with FileProgress("indexed", total=3, every_s=0.0, console=console, clock=lambda: now[0]) as p:
+        for i in range(3):
+            now[0] += 2.0
+            p.advance(f"/music/song{i}.flac", duration_s=60.0)
+    shown = buf.getvalue()  # the bar's last frame, drawn when it stops
+    assert "3/3" in shown and "0.5 files/s, 30x real time" in shown and "song2.flac" in shown
+    assert "indexed 3/3 files," not in shown  # no plain lines in a terminal
+
+
 def test_progress_interval_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(EVERY_ENV, "2.5")
     assert every_s_from_env() == 2.5
