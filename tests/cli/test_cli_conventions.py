@@ -71,13 +71,14 @@ def test_progress_lines_follow_the_interval_and_end_with_the_total() -> None:
     buf = io.StringIO()
     now = [100.0]
     console = Console(file=buf, force_terminal=False, width=200)
-    with FileProgress("indexed", total=5, every_s=10.0, console=console, clock=lambda: now[0]) as p:
-        for i in range(5):
-            now[0] += 4.0  # a file every 4 s: a line at the 3rd file (12 s), then at the end
-            p.advance(f"/music/f{i}.wav", duration_s=100.0)
+    with FileProgress("indexed", total=7, every_s=10.0, console=console, clock=lambda: now[0]) as p:
+        for i in range(7):
+            now[0] += 4.0  # a file every 4 s: a line at the 3rd file (12 s) and the 6th (24 s)
+            p.advance(f"/music/f{i}.wav", duration_s=None if i == 5 else 100.0, failed=i == 5)
     lines = buf.getvalue().splitlines()
-    assert lines == ["indexed 3/5 files, 0.2 files/s, 25x real time, now: /music/f2.wav",
-                     "indexed 5/5 files, 0.2 files/s, 25x real time, now: /music/f4.wav"]
+    # The failed 6th file is counted and not named (its error line names it); no line at the end.
+    assert lines == ["indexed 3/7 files, 0.2 files/s, 25x real time, now: /music/f2.wav",
+                     "indexed 6/7 files (1 failed), 0.2 files/s, 21x real time, now: /music/f4.wav"]
 
 
 def test_progress_in_a_terminal_is_a_bar_with_the_rates_and_the_current_file() -> None:
@@ -190,7 +191,8 @@ def test_vectors_add_progress_and_outcomes(tmp_path: Path, rng: np.random.Genera
                          env=EVERY_FILE)
     assert code == 2
     lines = [line for line in err.splitlines() if line.startswith("added ")]
-    assert [line.split(" files,")[0] for line in lines] == ["added 1/3", "added 2/3", "added 3/3"]
+    assert [line.split(", ")[0] for line in lines] == ["added 1/3 files", "added 2/3 files (1 failed)",
+                                                       "added 3/3 files (1 failed)"]
     assert all("files/s" in line and "real time" not in line for line in lines)  # no audio here
     data = json.loads(out)
     assert [(Path(f["path"]).name, f["status"], f["n_vectors"]) for f in data["files"]] == \

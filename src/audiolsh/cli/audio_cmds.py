@@ -96,7 +96,7 @@ def index_cmd(index_path: str, paths: tuple[Path, ...], workers: int | None, com
         with FileProgress("indexed") as progress:
             report = index_audio(
                 library, [str(p) for p in paths], workers=workers, commit_every=commit_every,
-                on_file=report_file, on_plan=progress.set_total, on_indexed=progress.advance,
+                on_file=report_file, on_plan=progress.set_total, on_extracted=progress.extracted,
                 max_duration_s=max_duration_s,
             )
         n_tracks = len(library)

@@ -1,6 +1,9 @@
 """Progress of long work over files on stderr: in a terminal a rich bar with files/s, x real
 time and the current file; otherwise (a log, a pipe, CI) a plain line every so often, e.g.
-``indexed 120/830 files, 4.1 files/s, 230x real time, now: album/song.flac``."""
+``indexed 120/830 files, 4.1 files/s, 230x real time, now: album/song.flac``.
+
+The current file is the last one done well: a file that failed has its own error line, and
+no other line names it.  No line is added at the end (the command's summary follows)."""
 
 from __future__ import annotations
 
@@ -52,10 +55,10 @@ class FileProgress:
         self.console = console or err_console
         self.clock = clock
         self.done = 0
+        self.failed = 0
         self.audio_s = 0.0
         self.current = ""
         self._t0 = self._last = 0.0
-        self._said = -1
         self._bar: Progress | None = None
         self._task: TaskID | None = None
 
@@ -73,19 +76,19 @@ class FileProgress:
                  tb: TracebackType | None) -> None:
         if self._bar is not None:
             self._bar.stop()
-        elif exc_type is None and self.done and self._said != self.done:
-            self._say()
 
     def set_total(self, total: int) -> None:
         self.total = total
         if self._bar is not None and self._task is not None:
             self._bar.update(self._task, total=total)
 
-    def advance(self, path: str, duration_s: float | None = None) -> None:
-        """One more file done (``path`` the one just finished)."""
+    def advance(self, path: str, duration_s: float | None = None, *, failed: bool = False) -> None:
+        """One more file done (``path`` the one just finished; ``failed``: it could not be used)."""
         self.done += 1
+        self.failed += failed
         self.audio_s += duration_s or 0.0
-        self.current = shown(path)
+        if not failed:
+            self.current = shown(path)
         now = self.clock()
         if self._bar is not None and self._task is not None:
             self._bar.update(self._task, advance=1, rate=escape(self.rate(now)),
@@ -93,6 +96,10 @@ class FileProgress:
         elif now - self._last >= self.every_s:
             self._last = now
             self._say()
+
+    def extracted(self, path: str, duration_s: float | None) -> None:
+        """``index_audio``'s ``on_extracted``: a file analysed (``None``: it failed)."""
+        self.advance(path, duration_s, failed=duration_s is None)
 
     def rate(self, now: float | None = None) -> str:
         """``4.1 files/s, 230x real time`` (the second part only when audio was counted)."""
@@ -104,8 +111,9 @@ class FileProgress:
 
     def line(self) -> str:
         of = f"/{self.total}" if self.total is not None else ""
-        return f"{self.verb} {self.done}{of} files, {self.rate()}, now: {self.current}"
+        failed = f" ({self.failed} failed)" if self.failed else ""
+        now = f", now: {self.current}" if self.current else ""
+        return f"{self.verb} {self.done}{of} files{failed}, {self.rate()}{now}"
 
     def _say(self) -> None:
-        self._said = self.done
         self.console.print(self.line(), markup=False, highlight=False)

@@ -58,7 +58,7 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
         with FileProgress("added", total=len(files)) as progress:
             for path in files:
                 outcomes.append(_add_file(index, path, per_second=per_second, id_column=id_column))
-                progress.advance(str(path))
+                progress.advance(str(path), failed=outcomes[-1]["status"] == "failed")
         n_vectors = len(index)
     err_console.print(f"index {index_path}: {n_vectors} vectors", highlight=False, markup=False)
     failed = sum(o["status"] == "failed" for o in outcomes)
