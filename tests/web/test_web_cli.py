@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -102,8 +103,6 @@ def test_settings_defaults_are_documented() -> None:
 ])
 def test_cli_jsonl_and_api_answer_the_same_object(client: Any, web_corpus: Any, tmp_path: Any,
                                                   command: list[str], url: str) -> None:
-    import json
-
     clip = tmp_path / "clip.wav"
     clip.write_bytes(web_corpus.clip("delta.wav", offset_s=15.0))
     result = CliRunner().invoke(cli, [*command, str(clip), "--index", str(web_corpus.library),
@@ -115,3 +114,14 @@ def test_cli_jsonl_and_api_answer_the_same_object(client: Any, web_corpus: Any, 
     for record in (from_cli, from_api):
         del record["elapsed_ms"], record["query"]
     assert from_cli == from_api
+
+
+def test_cli_clusters_and_the_library_page_number_groups_alike(client: Any, web_corpus: Any) -> None:
+    page = client.app.state.service.overview()
+    assert page["cluster_by"] == "timbre" and page["groups"]
+    on_page = {row["id"]: row["group"] for row in page["tracks"]}
+    result = CliRunner().invoke(cli, ["clusters", "--by", "timbre", "-n", str(len(page["groups"])),
+                                      "--index", str(web_corpus.library), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    from_cli = {m["track_id"]: g["cluster"] for g in json.loads(result.stdout) for m in g["members"]}
+    assert from_cli == on_page and min(from_cli.values()) == 1
