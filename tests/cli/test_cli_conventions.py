@@ -198,6 +198,9 @@ def test_vectors_add_progress_and_outcomes(tmp_path: Path, rng: np.random.Genera
     assert [(Path(f["path"]).name, f["status"], f["n_vectors"]) for f in data["files"]] == \
         [("a.npy", "added", 30), ("bad.npy", "failed", 0), ("b.npy", "added", 20)]
     assert data["n_vectors"] == 50 and "bad.npy" in data["files"][1]["error"]
+    code, out, err = run("remove", "--keys", "nope", "--index", str(tmp_path / "vec"), "--format", "json")
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == ["error: no item has any of the keys ['nope']"]  # no "removed 0"
 
 
 def test_evaluate_identify_takes_index_like_every_command(tmp_path: Path) -> None:

@@ -168,9 +168,9 @@ def remove(index_path: str, targets: tuple[str, ...], by_key: bool, fmt: str) ->
         with Index.open(index_path) as index:
             if by_key:
                 n = index.remove(list(targets))
-                err_console.print(f"removed {n} items")
                 if n == 0:
                     raise ParameterError(f"no item has any of the keys {list(targets)!r}")
+                err_console.print(f"removed {n} items")
                 if fmt != "table":
                     row = {"removed_items": n}
                     emit_object(row, fmt, flat_rows=[row], table=lambda: None)
