@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from audiolsh.cli import EXIT_ERROR
 from audiolsh.cli.options import index_option
-from audiolsh.cli.output import emit_text, err_console
+from audiolsh.cli.output import emit_text, err_console, format_option
 from audiolsh.cli.spark_cmds import master_option, spark
 
 
@@ -61,9 +61,10 @@ def spark_vectors() -> None:
 @click.option("--staging", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="A folder every task can write and the driver read, where tasks leave their"
                    " segments (default: beside a directory index; through Spark for redis://).")
+@format_option
 def spark_vectors_add(index_path: str, shards: tuple[Path, ...], master: str | None, metric: str,
                       per_second: bool, id_column: str | None, n_tables: int, seed: int,
-                      partitions: int | None, merge: bool, staging: Path | None) -> None:
+                      partitions: int | None, merge: bool, staging: Path | None, fmt: str) -> None:
     """Add the vectors of SHARDS (.npy, .csv/.tsv, .parquet, .tfrecord files; a folder: its
     .parquet files, a Parquet table) to the index, read and built in Spark tasks.
 
@@ -72,8 +73,10 @@ def spark_vectors_add(index_path: str, shards: tuple[Path, ...], master: str | N
     the driver can write (a directory, redis://); the shards must be readable by every task
     (a shared filesystem). A shard already added (same content) is skipped, so an interrupted
     add simply runs again; a bad shard is reported and the others go on (exit status 2 at the
-    end). Progress: a line per Spark stage on stderr.
+    end). Progress: a line per Spark stage on stderr. --format json|jsonl|csv prints every
+    shard's outcome on stdout, as `vectors add` does.
     """
+    from audiolsh.cli.vector_cmds import emit_added
     from audiolsh.index import Index
     from audiolsh.library.locations import check_vectors_location
     from audiolsh.spark.session import command_session, progress
@@ -96,9 +99,10 @@ def spark_vectors_add(index_path: str, shards: tuple[Path, ...], master: str | N
     with Index.open(index_path, readonly=True) as index:
         if index.config.metric != metric:
             _say(f"note: the index uses the {index.config.metric} metric")
-        _say(f"index {index_path}: {len(index)} vectors in {len(index.segments)} segments")
-    if report.failed:
-        sys.exit(EXIT_ERROR)
+        n_vectors = len(index)
+        _say(f"index {index_path}: {n_vectors} vectors in {len(index.segments)} segments")
+    emit_added([{"path": o.path, "status": o.status, "n_vectors": o.n_rows, "error": o.error}
+                for o in report.shards], fmt, index_path=index_path, n_vectors=n_vectors)
 
 
 @spark.command("query")

@@ -61,6 +61,12 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
                 progress.advance(str(path), failed=outcomes[-1]["status"] == "failed")
         n_vectors = len(index)
     err_console.print(f"index {index_path}: {n_vectors} vectors", highlight=False, markup=False)
+    emit_added(outcomes, fmt, index_path=index_path, n_vectors=n_vectors)
+
+
+def emit_added(outcomes: list[dict[str, Any]], fmt: str, *, index_path: str, n_vectors: int) -> None:
+    """With json, jsonl or csv each file's outcome (``{path, status, n_vectors, error}``) on
+    stdout; exit status 2 when a file failed."""
     failed = sum(o["status"] == "failed" for o in outcomes)
     if fmt != "table":
         summary = {"index": index_path, "n_vectors": n_vectors, "failed": failed, "files": outcomes}
