@@ -193,6 +193,9 @@ def test_spark_query_prints_the_records_of_vectors_query(added: tuple[Path, str]
     assert code == 0, err
     assert out == want
     assert json.loads(out.splitlines()[60])["query"] == "q0"
+    code, out, err = run("spark", "query", *queries, "--index", str(idx), "-k", "7", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out) == [json.loads(line) for line in want.splitlines()]
     table = tmp_path / "answers.parquet"
     code, _, err = run("spark", "query", *queries, "--index", str(idx), "-k", "7", "--out", str(table),
                        "--partitions", "1")

@@ -20,6 +20,12 @@ format_option = click.option(
     help="Output format.",
 )
 
+#: For commands whose records stream (spark query, spark join): JSON lines unless asked.
+stream_format_option = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True,
+    help="Output format on stdout (table, json and csv gather every record first).",
+)
+
 err_console = Console(stderr=True, soft_wrap=True)
 
 

@@ -3,6 +3,7 @@ the same index and the same records (``audiolsh.spark.vectors``)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from rich.markup import escape
 
 from audiolsh.cli import EXIT_ERROR
 from audiolsh.cli.options import index_option
-from audiolsh.cli.output import emit_text, err_console, format_option
+from audiolsh.cli.output import emit_text, err_console, format_option, stream_format_option
 from audiolsh.cli.spark_cmds import master_option, spark
 
 
@@ -120,9 +121,10 @@ def spark_vectors_add(index_path: str, shards: tuple[Path, ...], master: str | N
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the records to FILE.jsonl or FILE.parquet (default: jsonl on stdout).")
 @partitions_option
+@stream_format_option
 def spark_query(index_path: str, queries: tuple[Path, ...], master: str | None, k: int,
                 n_probes: int | None, n_rerank: int | None, exact: bool, per_second: bool,
-                id_column: str | None, out: Path | None, partitions: int | None) -> None:
+                id_column: str | None, out: Path | None, partitions: int | None, fmt: str) -> None:
     """For every row of QUERIES (files, or folders of .parquet files: a Parquet table), the k
     nearest indexed vectors, searched in Spark tasks.
 
@@ -132,9 +134,11 @@ def spark_query(index_path: str, queries: tuple[Path, ...], master: str | None, 
     order; in Parquet the same columns. A bad query file is reported and the others go on (exit
     status 2 at the end).
     """
+    from audiolsh.cli.vector_cmds import emit_vector_records
     from audiolsh.spark.session import command_session, progress
     from audiolsh.spark.vectors import expand_sources, out_format, query_files, query_location, write_records
 
+    shown_as = fmt
     fmt = out_format(out) if out is not None else "jsonl"
     if out is not None and not out.resolve().parent.is_dir():
         raise click.BadParameter(f"{out}: no folder {out.parent}", param_hint="--out")
@@ -160,7 +164,12 @@ def spark_query(index_path: str, queries: tuple[Path, ...], master: str | None, 
         results = query_files(session, location, files, k, n_probes=n_probes, n_rerank=n_rerank,
                               exact=exact, per_second=per_second, id_column=id_column,
                               partitions=partitions, fmt=fmt)
-        if out is None:
+        if out is None and shown_as != "jsonl":
+            records = [json.loads(line) for payload in payloads(results)
+                       for line in payload.decode().splitlines()]
+            emit_vector_records(records, shown_as, k=k)
+            n = len(records)
+        elif out is None:
             n = 0
             for payload in payloads(results):
                 text = payload.decode()

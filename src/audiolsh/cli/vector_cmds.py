@@ -64,6 +64,13 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
     emit_added(outcomes, fmt, index_path=index_path, n_vectors=n_vectors)
 
 
+def emit_vector_records(records: list[dict[str, Any]], fmt: str, *, k: int) -> None:
+    """vectors query's records; a table or csv has one row per neighbour."""
+    flat = [{"query": r["query"], "rank": i + 1, "id": h["id"], "distance": h["distance"]}
+            for r in records for i, h in enumerate(r["results"])]
+    emit_records(records, fmt, flat_rows=flat, title=f"{k} nearest")
+
+
 def emit_added(outcomes: list[dict[str, Any]], fmt: str, *, index_path: str, n_vectors: int) -> None:
     """With json, jsonl or csv each file's outcome (``{path, status, n_vectors, error}``) on
     stdout; exit status 2 when a file failed."""
@@ -130,12 +137,8 @@ def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_r
         result = index.query(batch.vectors, k, n_probes=n_probes, n_rerank=n_rerank, exact=exact)
         elapsed_ms = (time.perf_counter() - t0) * 1e3
         hits = index.hits(result)
-    records, flat = [], []
-    for key, row in zip(batch.keys, hits):
-        records.append(vector_record(key, row))
-        flat += [{"query": key, "rank": r + 1, "id": h.key, "distance": h.distance}
-                 for r, h in enumerate(row)]
-    emit_records(records, fmt, flat_rows=flat, title=f"{k} nearest")
+    records = [vector_record(key, row) for key, row in zip(batch.keys, hits)]
+    emit_vector_records(records, fmt, k=k)
     err_console.print(
         f"{len(batch)} queries in {elapsed_ms:.1f} ms"
         f" ({elapsed_ms / max(1, len(batch)):.3f} ms each, {'exact' if exact else 'LSH'});"
