@@ -67,30 +67,30 @@ def test_index_prints_plain_progress_off_a_terminal_and_a_json_summary(
     assert [r["status"] for r in rows] == ["skipped"] * 4
 
 
-def test_progress_lines_follow_the_interval_and_end_with_the_total() -> None:
+def drawn(n_files: int, *, every_s: float, terminal: bool, step_s: float, failed_at: int = -1) -> str:
+    """What FileProgress writes for ``n_files`` files of 100 s of audio done ``step_s`` apart
+    (a test clock, not the machine's)."""
     buf = io.StringIO()
     now = [100.0]
-    console = Console(file=buf, force_terminal=False, width=200)
-    with FileProgress("indexed", total=7, every_s=10.0, console=console, clock=lambda: now[0]) as p:
-        for i in range(7):
-            now[0] += 4.0  # a file every 4 s: a line at the 3rd file (12 s) and the 6th (24 s)
-            p.advance(f"/music/f{i}.wav", duration_s=None if i == 5 else 100.0, failed=i == 5)
-    lines = buf.getvalue().splitlines()
+    console = Console(file=buf, force_terminal=terminal, width=200)
+    with FileProgress("indexed", total=n_files, every_s=every_s, console=console, clock=lambda: now[0]) as p:
+        for i in range(n_files):
+            now[0] += step_s
+            p.advance(f"/music/f{i}.wav", duration_s=None if i == failed_at else 100.0, failed=i == failed_at)
+    return buf.getvalue()
+
+
+def test_progress_lines_follow_the_interval() -> None:
+    # A file every 4 s, a line every 10 s: at the 3rd file (12 s) and the 6th (24 s).
+    lines = drawn(7, every_s=10.0, terminal=False, step_s=4.0, failed_at=5).splitlines()
     # The failed 6th file is counted and not named (its error line names it); no line at the end.
     assert lines == ["indexed 3/7 files, 0.2 files/s, 25x real time, now: /music/f2.wav",
                      "indexed 6/7 files (1 failed), 0.2 files/s, 21x real time, now: /music/f4.wav"]
 
 
 def test_progress_in_a_terminal_is_a_bar_with_the_rates_and_the_current_file() -> None:
-    buf = io.StringIO()
-    now = [0.0]
-    console = Console(file=buf, force_terminal=True, width=150)
-    with FileProgress("indexed", total=3, every_s=0.0, console=console, clock=lambda: now[0]) as p:
-        for i in range(3):
-            now[0] += 2.0
-            p.advance(f"/music/song{i}.flac", duration_s=60.0)
-    shown = buf.getvalue()  # the bar's last frame, drawn when it stops
-    assert "3/3" in shown and "0.5 files/s, 30x real time" in shown and "song2.flac" in shown
+    shown = drawn(3, every_s=0.0, terminal=True, step_s=2.0)  # the bar's last frame, drawn as it stops
+    assert "3/3" in shown and "0.5 files/s, 50x real time" in shown and "f2.wav" in shown
     assert "indexed 3/3 files," not in shown  # no plain lines in a terminal
 
 
