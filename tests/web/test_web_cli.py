@@ -80,8 +80,9 @@ def test_serve_on_an_address_not_of_this_machine(web_corpus: Any, free_port: int
     assert result.exit_code == 2 and "192.0.2.1 is not an address of this machine" in result.output
 
 
-def test_serve_without_a_library_is_a_clear_error(tmp_path: Any) -> None:
-    result = CliRunner().invoke(cli, ["serve", "--index", str(tmp_path / "nothing")])
+def test_serve_without_a_library_is_a_clear_error(tmp_path: Any, free_port: int) -> None:
+    result = CliRunner().invoke(cli, ["serve", "--index", str(tmp_path / "nothing"),
+                                      "--port", str(free_port)])
     assert result.exit_code == 2 and "no music library" in result.output
 
 

@@ -37,6 +37,7 @@ def serve(index_path: str, host: str, port: int, max_upload_mb: float, max_analy
     beyond that a request gets 503 with a Retry-After header (seconds) and a JSON error at
     once.  Health, the track list and the audio files are never queued.
     """
+    check_port(host, port)  # first: a taken port is said at once, not after the app is built
     try:
         import uvicorn
 
@@ -52,7 +53,6 @@ def serve(index_path: str, host: str, port: int, max_upload_mb: float, max_analy
                         max_queue=default_max_queue() if max_queue is None else max_queue)
     app = create_app(settings)
     n_tracks = app.state.service.n_tracks()
-    check_port(host, port)
     if not settings.is_loopback:
         err_console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this address"
                           " can upload files and play the library", highlight=False)
