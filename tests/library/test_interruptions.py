@@ -199,7 +199,7 @@ def test_a_creation_killed_midway_is_named_and_finished_by_the_next_run(
     writer.kill()
 
     assert creation_interrupted(location)
-    info = _cli("info", "--index", location, "--json")
+    info = _cli("info", "--index", location, "--format", "json")
     assert info.returncode == 0, info.stderr
     assert json.loads(info.stdout)["state"] == "creation interrupted"
     other = _cli("clusters", "--index", location)
@@ -209,7 +209,7 @@ def test_a_creation_killed_midway_is_named_and_finished_by_the_next_run(
     assert again.returncode == 0, again.stderr
     assert "3 added" in again.stderr
     assert not creation_interrupted(location)
-    info = _cli("info", "--index", location, "--json")
+    info = _cli("info", "--index", location, "--format", "json")
     assert info.returncode == 0, info.stderr
     data = json.loads(info.stdout)
     assert data["n_tracks"] == 3 and data["modes"] == MODES.split(",")

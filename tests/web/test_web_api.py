@@ -320,6 +320,19 @@ def test_health(client: Any) -> None:
     assert r.json()["pid"] == os.getpid()  # the process that answered (TestClient: this one)
 
 
+def test_health_says_how_big_the_library_is(client: Any, web_corpus: Any) -> None:
+    from audiolsh.library import Library
+
+    with Library.open(web_corpus.library, readonly=True) as library:
+        info = library.info()
+    body = client.get("/health").json()
+    assert body["n_tracks"] == len(web_corpus.ids) == info["n_tracks"]
+    assert set(body["rows"]) == set(info["modes"])
+    assert body["rows"]["fingerprint"] == info["indexes"]["fingerprint"]["n_hashes"] > 0
+    for mode in set(info["modes"]) - {"fingerprint"}:
+        assert body["rows"][mode] == info["indexes"][mode]["n_items"] > 0
+
+
 # pages, docs and errors ------------------------------------------------------------------------
 
 

@@ -158,22 +158,31 @@ def _check_params(
     if sr is not None and sr <= 0:
         raise ParameterError(f"sr must be > 0 Hz, got {sr}")
     if not math.isfinite(offset_s) or offset_s < 0:
-        raise ParameterError(f"offset_s must be a finite number >= 0, got {offset_s}")
+        raise ParameterError(f"the offset (--offset) must be a finite number of seconds >= 0,"
+                             f" got {offset_s}")
     if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
-        raise ParameterError(f"duration_s must be > 0 seconds or None, got {duration_s}")
+        raise ParameterError(f"the duration (--duration) must be a finite number of seconds > 0,"
+                             f" got {duration_s}")
     if not math.isfinite(min_duration_s) or min_duration_s < 0:
-        raise ParameterError(f"min_duration_s must be a finite number >= 0, got {min_duration_s}")
+        raise ParameterError(f"the shortest length accepted must be a finite number of seconds >= 0,"
+                             f" got {min_duration_s}")
     if max_duration_s is not None and not (max_duration_s > 0):
-        raise ParameterError(f"max_duration_s must be > 0 seconds or None, got {max_duration_s}")
+        raise ParameterError(f"the longest length accepted (--max-duration) must be > 0 seconds,"
+                             f" got {max_duration_s}")
     if max_duration_s is not None and min_duration_s > max_duration_s:
         raise ParameterError(
-            f"min_duration_s ({min_duration_s}) is greater than max_duration_s ({max_duration_s})"
+            f"the shortest length accepted ({min_duration_s} s) is greater than the longest"
+            f" ({max_duration_s} s)"
         )
 
 
 def _too_long(path: Path, max_duration_s: float, offset_s: float, duration_s: float | None) -> AudioError:
     what = "audio" if offset_s == 0 and duration_s is None else "requested excerpt"
-    return AudioError(path, f"{what} is too long: more than max_duration_s {_fmt_s(max_duration_s)} decoded")
+    return AudioError(path, f"{what} is too long: more than {_fmt_s(max_duration_s)}, the longest accepted")
+
+
+def too_short(path: Path, got_s: float, min_duration_s: float) -> AudioError:
+    return AudioError(path, f"too short: {_fmt_s(got_s)} of audio, at least {_fmt_s(min_duration_s)} needed")
 
 
 # --------------------------------------------------------------------------- soundfile
@@ -501,9 +510,7 @@ def load(
         level = "-inf" if peak == 0 else f"{20 * math.log10(peak):.1f}"
         raise AudioError(p, f"silent: peak level {level} dBFS is below -80 dBFS")
     if got_s < min_duration_s:
-        raise AudioError(
-            p, f"too short: {_fmt_s(got_s)} decoded < min_duration_s {_fmt_s(min_duration_s)}"
-        )
+        raise too_short(p, got_s, min_duration_s)
     return y, int(file_sr)
 
 

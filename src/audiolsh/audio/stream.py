@@ -93,8 +93,7 @@ def stream_blocks(
         level = "-inf" if seen.peak == 0 else f"{20 * math.log10(seen.peak):.1f}"
         raise AudioError(p, f"silent: peak level {level} dBFS is below -80 dBFS")
     if seen.duration_s < min_duration_s:
-        raise AudioError(p, f"too short: {decode._fmt_s(seen.duration_s)} decoded < min_duration_s "
-                            f"{decode._fmt_s(min_duration_s)}")
+        raise decode.too_short(p, seen.duration_s, min_duration_s)
 
 
 def excerpt_blocks(blocks: Iterator[np.ndarray], *, sr: int, offset_s: float = 0.0,

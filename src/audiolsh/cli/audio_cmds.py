@@ -10,11 +10,11 @@ from typing import Any, TypeVar
 
 import click
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from audiolsh.cli import EXIT_ERROR, cli
 from audiolsh.cli.options import index_option
-from audiolsh.cli.output import emit_records, err_console, format_option
+from audiolsh.cli.output import emit_object, emit_records, err_console, format_option
+from audiolsh.cli.progress import FileProgress
 from audiolsh.errors import AudiolshError, ParameterError
 from audiolsh.features import normalisation as wccn
 from audiolsh.files import shown
@@ -27,6 +27,7 @@ from audiolsh.library import (
     MODES,
     SAMPLE_RATE,
     WINDOW_S,
+    IngestReport,
     Library,
     analyse,
     index_audio,
@@ -78,37 +79,46 @@ def _warn_kept_settings(library: Library, **given: object) -> None:
               default=MAX_DURATION_S, show_default=True,
               help="Refuse a file longer than this (s); files are analysed in blocks, so memory"
                    " does not grow with the length.")
+@format_option
 def index_cmd(index_path: str, paths: tuple[Path, ...], workers: int | None, commit_every: int,
-              modes: str, window_s: float, hop_s: float, normalisation: str, max_duration_s: float) -> None:
+              modes: str, window_s: float, hop_s: float, normalisation: str, max_duration_s: float,
+              fmt: str) -> None:
     """Index audio files and folders (recursively), every mode from one decode per file.
 
-    Files already in the library (same content) are skipped, so re-running resumes.
+    Files already in the library (same content) are skipped, so re-running resumes. The
+    summary goes to stderr; --format json|jsonl|csv also prints every file's outcome on stdout.
     """
     t0 = time.perf_counter()
     check_library_location(index_path)
     with Library.open_or_create(index_path, modes=_modes(modes), window_s=window_s,
                                 hop_s=hop_s, normalisation=normalisation) as library:
         _warn_kept_settings(library, window=window_s, hop=hop_s, normalisation=normalisation)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), console=err_console) as bar:
-            task = bar.add_task("indexing", total=None)
-
-            def on_file(path: str, status: str) -> None:
-                if status == "indexed":
-                    bar.advance(task)
-                else:
-                    report_file(path, status)
-
+        with FileProgress("indexed") as progress:
             report = index_audio(
                 library, [str(p) for p in paths], workers=workers, commit_every=commit_every,
-                on_file=on_file, on_plan=lambda n: bar.update(task, total=n), max_duration_s=max_duration_s,
+                on_file=report_file, on_plan=progress.set_total, on_extracted=progress.extracted,
+                max_duration_s=max_duration_s,
             )
         n_tracks = len(library)
+    emit_ingest(report, fmt, index_path=index_path, n_tracks=n_tracks, elapsed_s=time.perf_counter() - t0)
+
+
+def emit_ingest(report: IngestReport, fmt: str, *, index_path: str, n_tracks: int, elapsed_s: float) -> None:
+    """What an ingest did: one summary line on stderr; with json, jsonl or csv every file's
+    outcome on stdout; exit status 2 when a file failed."""
     err_console.print(
         f"{len(report.added)} added, {len(report.skipped)} already indexed,"
-        f" {len(report.failed)} failed in {time.perf_counter() - t0:.1f} s;"
-        f" library {index_path}: {n_tracks} tracks"
+        f" {len(report.failed)} failed in {elapsed_s:.1f} s; library {index_path}: {n_tracks} tracks",
+        highlight=False, markup=False,
     )
+    if fmt != "table":
+        files = ([{"path": p, "status": "added", "error": None} for p in report.added]
+                 + [{"path": p, "status": "skipped", "error": None} for p in report.skipped]
+                 + [{"path": p, "status": "failed", "error": e} for p, e in report.failed])
+        summary = {"index": index_path, "n_tracks": n_tracks, "added": len(report.added),
+                   "skipped": len(report.skipped), "failed": len(report.failed),
+                   "elapsed_s": round(elapsed_s, 2), "files": files}
+        emit_object(summary, fmt, flat_rows=files, table=lambda: None)
     if report.failed:
         sys.exit(EXIT_ERROR)
 
@@ -143,6 +153,16 @@ def _each_clip(clips: Sequence[Q], work: Callable[[Q], dict[str, Any]]) -> Itera
             continue
         record["elapsed_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
         yield clip, record
+
+
+def emit_answers(records: list[dict[str, Any]], fmt: str, flat: list[dict[str, Any]], *, title: str,
+                 failed: int) -> None:
+    """The clips' answers, then exit status 2 if a clip failed; when every clip failed only
+    the errors are said (no empty table beside them)."""
+    if records or not failed:
+        emit_records(records, fmt, flat_rows=flat, title=title)
+    if failed:
+        sys.exit(EXIT_ERROR)
 
 
 clip_options = [
@@ -206,9 +226,7 @@ def identify(index_path: str, clips: tuple[Path, ...], method: str, threshold: f
                 flat.append({"query": shown(clip.name), "match": m.get("path", "no match"),
                              "offset_s": m.get("offset_s"), "confidence": m.get("confidence"),
                              "speed": m.get("speed"), "elapsed_ms": record["elapsed_ms"]})
-    emit_records(records, fmt, flat_rows=flat, title="identification")
-    if failed:
-        sys.exit(EXIT_ERROR)
+    emit_answers(records, fmt, flat, title="identification", failed=failed)
 
 
 @cli.command()
@@ -263,9 +281,7 @@ def similar(index_path: str, clips: tuple[Path, ...], track_ids: tuple[int, ...]
             name = shown(job.name) if isinstance(job, Path) else f"track {job}"
             flat += [{"query": name, "rank": r["rank"], "path": r["path"],
                       "score": r["score"], "offset_s": r["offset_s"]} for r in record["results"]]
-    emit_records(records, fmt, flat_rows=flat, title=f"{'least' if worst else 'most'} similar by {by}")
-    if failed:
-        sys.exit(EXIT_ERROR)
+    emit_answers(records, fmt, flat, title=f"{'least' if worst else 'most'} similar by {by}", failed=failed)
 
 
 @cli.command()
@@ -289,7 +305,8 @@ def nearest(index_path: str, clips: tuple[Path, ...], k: int, offset_s: float,
         def work(clip: Path) -> dict[str, Any]:
             passages = nearest_passages(library, clip, k=k, offset_s=offset_s, duration_s=duration_s)
             return {"query": shown(clip), "results": [
-                {"path": p.path, "offset_s": p.offset_s, "score": round(p.score, 4), "rank": r + 1}
+                {"track_id": p.track_id, "path": p.path, "offset_s": p.offset_s, "score": round(p.score, 4),
+                 "rank": r + 1}
                 for r, p in enumerate(passages)
             ]}
 
@@ -299,6 +316,4 @@ def nearest(index_path: str, clips: tuple[Path, ...], k: int, offset_s: float,
                 continue
             records.append(record)
             flat += [{"query": shown(clip.name), **res} for res in record["results"]]
-    emit_records(records, fmt, flat_rows=flat, title="nearest passages")
-    if failed:
-        sys.exit(EXIT_ERROR)
+    emit_answers(records, fmt, flat, title="nearest passages", failed=failed)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import click
 from rich.markup import escape
 
-from audiolsh.cli import EXIT_ERROR
-from audiolsh.cli.audio_cmds import _modes, _warn_kept_settings, report_file
+from audiolsh.cli.audio_cmds import _modes, _warn_kept_settings, emit_ingest, report_file
 from audiolsh.cli.options import index_option
-from audiolsh.cli.output import err_console
+from audiolsh.cli.output import err_console, format_option
 from audiolsh.cli.spark_cmds import master_option, spark
 from audiolsh.features import normalisation as wccn
 from audiolsh.library import DEFAULT_MODES, HOP_S, MODES, WINDOW_S, Library
@@ -35,8 +33,9 @@ from audiolsh.library.locations import check_library_location
 @click.option("--normalisation", type=click.Choice(wccn.NAMES), default=wccn.DEFAULT, show_default=True,
               help="Learned within-track normalisation of the rhythm and timbre vectors, or none"
                    " (new library only).")
+@format_option
 def spark_index_cmd(index_path: str, sources: tuple[Path, ...], master: str | None, partitions: int | None,
-                    modes: str, window_s: float, hop_s: float, normalisation: str) -> None:
+                    modes: str, window_s: float, hop_s: float, normalisation: str, fmt: str) -> None:
     """Index audio files and folders on Spark: the library `audiolsh index` makes of them.
 
     Every mode is extracted in Spark tasks from one decode per file; a new library learns its
@@ -61,10 +60,4 @@ def spark_index_cmd(index_path: str, sources: tuple[Path, ...], master: str | No
         report = spark_index(session, library, [str(p) for p in sources], partitions=partitions,
                              on_file=report_file, say=say)
         n_tracks = len(library)
-    err_console.print(
-        f"{len(report.added)} added, {len(report.skipped)} already indexed,"
-        f" {len(report.failed)} failed in {time.perf_counter() - t0:.1f} s;"
-        f" library {index_path}: {n_tracks} tracks", highlight=False
-    )
-    if report.failed:
-        sys.exit(EXIT_ERROR)
+    emit_ingest(report, fmt, index_path=index_path, n_tracks=n_tracks, elapsed_s=time.perf_counter() - t0)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+
 import click
 
 from audiolsh.cli import cli
 from audiolsh.cli.options import index_option
 from audiolsh.cli.output import err_console
+from audiolsh.errors import ParameterError
 
 
 @cli.command()
@@ -33,6 +37,7 @@ def serve(index_path: str, host: str, port: int, max_upload_mb: float, max_analy
     beyond that a request gets 503 with a Retry-After header (seconds) and a JSON error at
     once.  Health, the track list and the audio files are never queued.
     """
+    check_port(host, port)  # first: a taken port is said at once, not after the app is built
     try:
         import uvicorn
 
@@ -54,3 +59,27 @@ def serve(index_path: str, host: str, port: int, max_upload_mb: float, max_analy
     err_console.print(f"serving {n_tracks} tracks of {index_path} at [bold]{settings.url}[/]"
                       f" (API docs: {settings.url}docs); Ctrl-C stops", highlight=False)
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, access_log=False)
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse at once, in one line, an address serve cannot listen on (uvicorn would log it and
+    stop with status 1): bind it as uvicorn does and let it go again."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror:
+        raise ParameterError(f"{host} is not a known host name or address; choose another with --host"
+                             ) from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ParameterError(f"port {port} on {host} is in use; choose another with --port") from None
+            if exc.errno == errno.EACCES:
+                raise ParameterError(f"port {port} on {host} needs privileges this user lacks;"
+                                     " choose another with --port") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise ParameterError(f"{host} is not an address of this machine; choose another with --host"
+                                     ) from None
+            raise ParameterError(f"cannot listen on port {port} on {host}: {exc.strerror}") from None

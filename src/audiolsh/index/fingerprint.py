@@ -248,15 +248,19 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
     def track_by_hash(self, content_hash: str) -> Track | None:
         return self.storage.track_by_hash(content_hash)
 
-    def info(self) -> dict[str, Any]:
+    def n_hashes(self) -> int:
+        """Hashes of the live tracks (counted per segment as it loads: cheap)."""
         self._refresh()
+        return sum(s.live_hashes for s in self._segments)
+
+    def info(self) -> dict[str, Any]:
+        n_live = self.n_hashes()
         tracks = self.storage.tracks()
         duration = float(sum(t.duration_s or 0.0 for t in tracks))
         index_bytes = sum(
             s.table.nbytes + s.track_ids.nbytes + s.starts.nbytes + s.frames.nbytes for s in self._segments
         )
         n_stored = sum(len(s.table) for s in self._segments)
-        n_live = sum(s.live_hashes for s in self._segments)
         return {
             "location": self.storage.location,
             "format_version": FP_FORMAT_VERSION,

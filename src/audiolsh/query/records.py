@@ -11,6 +11,9 @@ Both interfaces build their records here so that they cannot drift apart:
 - overlaps: ``{"a": {path, track_id, offset_s, duration_s}, "b": {...}, "length_s", "kind",
   "score", "confidence"}``, one per shared stretch
 - vectors query (and ``spark query``): ``{"query", "results": [{id, distance}]}``
+- clusters: ``{"cluster", "size", "members": [{track_id, path, distance}]}``, clusters numbered
+  from 1 as the library page numbers its groups (a vector index's members: ``{id, item_id,
+  distance}``, ``id`` being the item's key as in vectors query)
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from audiolsh.index import Hit
+from audiolsh.query.clusters import Clustering
 from audiolsh.query.identify import Identification
 from audiolsh.query.overlaps import Overlap
 from audiolsh.query.similar import SimilarTrack
 
-__all__ = ["identify_record", "match_record", "overlap_record", "segment_record", "similar_record",
-           "vector_record"]
+__all__ = ["cluster_records", "identify_record", "match_record", "overlap_record", "segment_record",
+           "similar_record", "vector_record"]
 
 
 def match_record(match: Identification | None) -> dict[str, Any] | None:
@@ -91,3 +95,15 @@ def overlap_record(overlap: Overlap) -> dict[str, Any]:
 def vector_record(query: str, hits: Sequence[Hit]) -> dict[str, Any]:
     """One query row's nearest items: their keys and distances (rounded to 6 places)."""
     return {"query": query, "results": [{"id": h.key, "distance": round(h.distance, 6)} for h in hits]}
+
+
+def cluster_records(result: Clustering, *, library: bool) -> list[dict[str, Any]]:
+    """The groups, numbered from 1, members nearest the centre first; a library's members are
+    tracks, a vector index's are items."""
+    def member(i: int) -> dict[str, Any]:
+        ident = ({"track_id": int(result.ids[i]), "path": result.names[i]} if library
+                 else {"id": result.names[i], "item_id": int(result.ids[i])})
+        return {**ident, "distance": round(float(result.distances[i]), 4)}
+
+    return [{"cluster": c + 1, "size": len(members), "members": [member(i) for i in members]}
+            for c, members in enumerate(result.groups())]

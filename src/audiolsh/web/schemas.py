@@ -146,4 +146,9 @@ class Health(BaseModel):
     max_queue: int | None = Field(None, description="Uploads that may wait; one more is refused with 503")
     pid: int = Field(description="The id of the server process that answered: which one, when"
                                  " several serve the library (uvicorn --workers N)")
+    n_tracks: int | None = Field(None, description="Tracks in the library (absent while it cannot be"
+                                                   " read, or every handle is busy)")
+    rows: dict[str, int] | None = Field(None, description="Rows per mode: excerpt windows (rhythm, timbre,"
+                                                          " chroma, peaks), seconds (embedding), hashes"
+                                                          " (fingerprint)")
     detail: str | None = None

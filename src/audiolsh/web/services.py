@@ -33,7 +33,7 @@ from audiolsh.query.similar import check_query, stored_clip
 from audiolsh.query.similar import similar as run_similar
 from audiolsh.web import uploads
 from audiolsh.web.admission import Admission
-from audiolsh.web.errors import BadQuery, NotFound
+from audiolsh.web.errors import BadQuery, Busy, NotFound
 from audiolsh.web.plots import query_plots
 from audiolsh.web.pool import LibraryPool
 from audiolsh.web.served import ServedFiles
@@ -369,6 +369,16 @@ class QueryService:
             out["status"] = "unavailable"
             out["detail"] = ("the library's storage cannot be reached right now" if present is None
                              else "the library is no longer there")
+            return out
+        # The size from the spare handle if one is free at once; never waits behind an analysis.
+        try:
+            with self.pool.borrow(timeout_s=0) as library:
+                out.update(library.sizes())
+        except StorageUnavailable:
+            out["status"] = "unavailable"
+            out["detail"] = "the library's storage cannot be reached right now"
+        except (AudiolshError, Busy) as exc:
+            log.warning("health: no library size: %s", exc)
         return out
 
     def n_tracks(self) -> int:
