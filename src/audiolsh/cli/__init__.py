@@ -54,6 +54,7 @@ def _register() -> None:
         spark_join,
         spark_overlaps,
         spark_vectors,
+        update_cmd,
         vector_cmds,
         web_cmds,
     )

@@ -14,6 +14,7 @@ import click
 from rich.progress import Progress
 
 from audiolsh.cli import EXIT_ERROR, cli
+from audiolsh.cli.inputs import expand_lists
 from audiolsh.cli.options import index_option
 from audiolsh.cli.output import emit_records, emit_table, err_console, format_option
 from audiolsh.errors import ParameterError
@@ -132,7 +133,11 @@ def _find_tracks(tracks: list[Track], target: str) -> list[Track]:
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--keys", "by_key", is_flag=True, help="TARGETS are item keys, not track paths.")
 def remove(index_path: str, targets: tuple[str, ...], by_key: bool) -> None:
-    """Remove tracks (by path or track id) or items (--keys) from the index."""
+    """Remove tracks (by path or track id, or @lists of them, one a line) or items (--keys) from
+    the index."""
+    # The files of tracks to remove may be gone already: list entries are not checked.
+    given = expand_lists(targets, check_entries=False)
+    targets = tuple(given.items)
     if _library_here(index_path):
         if by_key:
             raise ParameterError("--keys applies to vector indexes; a library removes whole tracks")
@@ -150,6 +155,7 @@ def remove(index_path: str, targets: tuple[str, ...], by_key: bool) -> None:
                     err_console.print(f"removed {t.path}")
         if missing:
             err_console.print(f"[red]not in the library:[/] {', '.join(missing)}")
+        if missing or given.problems:
             sys.exit(EXIT_ERROR)
         return
     check_vectors_location(index_path, writes=True)
@@ -172,6 +178,7 @@ def remove(index_path: str, targets: tuple[str, ...], by_key: bool) -> None:
                 err_console.print(f"removed {t.path} ({n} items)")
     if missing:
         err_console.print(f"[red]not in the index:[/] {', '.join(missing)}")
+    if missing or given.problems:
         sys.exit(EXIT_ERROR)
 
 
