@@ -155,3 +155,7 @@ def test_index_and_remove_take_lists(tmp_path: Path, music: Path) -> None:
     assert code == 0, err
     with Library.open(idx, readonly=True) as lib:
         assert [Path(t.path).name for t in lib.tracks()] == ["b.wav"]
+    code, _, err = run("remove", str(music / "album"), "--index", str(idx))  # a folder: its tracks
+    assert code == 0 and f"removed {music / 'album' / 'b.wav'}" in err
+    with Library.open(idx, readonly=True) as lib:
+        assert len(lib) == 0

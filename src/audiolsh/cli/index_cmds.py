@@ -120,6 +120,9 @@ def _library_here(index_path: str) -> bool:
 
 
 def _find_tracks(tracks: list[Track], target: str) -> list[Track]:
+    if os.path.isdir(target):  # a folder: the tracks under it
+        prefix = shown(os.path.abspath(target)).rstrip(os.sep) + os.sep
+        return [t for t in tracks if t.path.startswith(prefix)]
     names = {target, shown(target), shown(os.path.abspath(target))}
     try:
         names.add(shown(Path(target).resolve()))
@@ -133,8 +136,8 @@ def _find_tracks(tracks: list[Track], target: str) -> list[Track]:
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--keys", "by_key", is_flag=True, help="TARGETS are item keys, not track paths.")
 def remove(index_path: str, targets: tuple[str, ...], by_key: bool) -> None:
-    """Remove tracks (by path or track id, or @lists of them, one a line) or items (--keys) from
-    the index."""
+    """Remove tracks (by path, folder or track id, or @lists of them, one a line) or items
+    (--keys) from the index."""
     # The files of tracks to remove may be gone already: list entries are not checked.
     given = expand_lists(targets, check_entries=False)
     targets = tuple(given.items)
