@@ -38,7 +38,8 @@ def music(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory: pytest.TempPathFactory, music: Path) -> Path:
     idx = tmp_path_factory.mktemp("lib") / "idx"
-    code, _, err = run("index", str(music), "--index", str(idx), "-j", "1")
+    code, _, err = run("index", str(music), "--index", str(idx), "-j", "1",
+                       "--modes", "fingerprint,embedding,timbre")  # what identify, nearest, similar use here
     assert code == 0, err
     return idx
 

@@ -35,6 +35,8 @@ def catalogue(idx: Path) -> dict[str, str]:
 
 
 def test_update_adds_drops_and_reindexes_only_under_its_folder(tmp_path: Path) -> None:
+    """Every kind of change at once, in one library of one cheap mode (an index and two updates
+    extract features: a few seconds)."""
     music, other, idx = tmp_path / "music", tmp_path / "other", tmp_path / "idx"
     keep, change, delete = song(music / "keep.wav", 1), song(music / "sub" / "change.wav", 2), \
         song(music / "delete.wav", 3)
