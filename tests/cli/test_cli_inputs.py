@@ -107,7 +107,8 @@ def test_stdin_that_is_not_audio_empty_or_too_large_is_one_line(
 
 def test_a_folder_without_audio_is_said(tmp_path: Path, indexed: Path) -> None:
     (tmp_path / "notes.txt").write_text("no audio here")
-    code, out, err = run("similar", str(tmp_path), "--index", str(indexed), "--format", "json")
+    code, out, err = run("similar", str(tmp_path), "--by", "timbre", "--index", str(indexed),
+                         "--format", "json")
     assert code == 2 and json.loads(out) == []
     assert err.strip() == f"error: {tmp_path}: no audio files in this folder"
 
