@@ -114,14 +114,14 @@ def test_a_folder_without_audio_is_said(tmp_path: Path, indexed: Path) -> None:
 
 
 def test_mic_without_sounddevice_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path) -> None:
+                                                      indexed: Path) -> None:
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # what Python does for a missing package
-    code, out, err = run("identify", "--mic", "5", "--index", str(tmp_path / "none"))
+    code, out, err = run("identify", "--mic", "5", "--index", str(indexed))
     assert code == 2 and out == ""
     assert err.strip() == f"error: {inputs.MIC_INSTALL}"
 
 
-def test_mic_without_an_input_device_says_so(tmp_path: Path) -> None:
+def test_mic_without_an_input_device_says_so(indexed: Path) -> None:
     """``make install`` installs audiolsh[mic] and PortAudio; CI and this machine have no
     microphone, so this runs the real sounddevice against the real (empty) device list."""
     import sounddevice as sd
@@ -132,14 +132,18 @@ def test_mic_without_an_input_device_says_so(tmp_path: Path) -> None:
         pass
     else:
         pytest.skip("this machine has an audio input device")
-    code, out, err = run("identify", "--mic", "5", "--index", str(tmp_path / "none"))
+    code, out, err = run("identify", "--mic", "5", "--index", str(indexed))
     assert code == 2 and out == ""
     assert err.strip() == f"error: {inputs.NO_INPUT_DEVICE}"
 
 
-def test_identify_needs_a_clip_or_the_mic(indexed: Path) -> None:
+def test_identify_needs_a_clip_or_the_mic(indexed: Path, tmp_path: Path) -> None:
     code, _, err = run("identify", "--index", str(indexed))
     assert code == 2 and "or --mic SECONDS" in err
+    # A library that is not there is said before anything is recorded.
+    code, _, err = run("identify", "--mic", "5", "--index", str(tmp_path / "none"))
+    assert code == 2 and err.strip() == f"error: {tmp_path / 'none'}: no music library here;" \
+        " create one with `audiolsh index`"
 
 
 def test_index_and_remove_take_lists(tmp_path: Path, music: Path) -> None:

@@ -196,7 +196,8 @@ def identify(index_path: str, clips: tuple[str, ...], mic_s: float | None, metho
     failed = 0
     if not clips and mic_s is None:
         raise click.UsageError("give CLIPS (files, folders, @lists, - for stdin) or --mic SECONDS")
-    with clip_inputs(clips, mic_s=mic_s) as inputs, Library.open(index_path, readonly=True) as library:
+    # The library first: nobody records a clip for a library that is not there.
+    with Library.open(index_path, readonly=True) as library, clip_inputs(clips, mic_s=mic_s) as inputs:
         check_method(library, method)
         if segments and method != "landmarks":
             raise ParameterError("--segments works with --method landmarks only")
@@ -257,7 +258,7 @@ def similar(index_path: str, clips: tuple[str, ...], track_ids: tuple[int, ...],
     records: list[dict[str, Any]] = []
     flat: list[dict[str, Any]] = []
     failed = 0
-    with clip_inputs(clips) as inputs, Library.open(index_path, readonly=True) as library:
+    with Library.open(index_path, readonly=True) as library, clip_inputs(clips) as inputs:
         mode = check_query(library, by, method)
         how = method
         cfg = library.config
@@ -306,7 +307,7 @@ def nearest(index_path: str, clips: tuple[str, ...], k: int, offset_s: float,
     records: list[dict[str, Any]] = []
     flat: list[dict[str, Any]] = []
     failed = 0
-    with clip_inputs(clips) as inputs, Library.open(index_path, readonly=True) as library:
+    with Library.open(index_path, readonly=True) as library, clip_inputs(clips) as inputs:
         library.mode("embedding")
 
         def work(clip: Path) -> dict[str, Any]:
