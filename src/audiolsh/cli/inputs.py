@@ -125,14 +125,17 @@ def _read_stdin(folder: Path, limit: int) -> Path:
     if stream.isatty():
         raise ParameterError("-: standard input is a terminal; pipe a clip in"
                              " (audiolsh identify - < clip.mp3)")
-    data = stream.read(limit + 1)
-    if len(data) > limit:
-        raise ParameterError(f"-: more than {limit / 2**20:g} MB on standard input;"
-                             " give a shorter clip, or the file itself")
-    if not data:
-        raise ParameterError("-: nothing on standard input")
     path = folder / "stdin"
-    path.write_bytes(data)
+    size = 0
+    with open(path, "wb") as out:  # in chunks: no buffer of the limit's size
+        while chunk := stream.read(2**20):
+            size += len(chunk)
+            if size > limit:
+                raise ParameterError(f"-: more than {limit / 2**20:g} MB on standard input;"
+                                     " give a shorter clip, or the file itself")
+            out.write(chunk)
+    if not size:
+        raise ParameterError("-: nothing on standard input")
     return path
 
 
