@@ -328,7 +328,7 @@ def test_an_update_killed_between_its_removals_and_additions_is_finished_by_the_
     folder.mkdir()
     deleted, changed, kept = (Path(shutil.copy(f, folder / f.name)) for f in music)
     location = str(tmp_path / "lib")
-    with Library.create(location, modes=MODES.split(",")) as lib:
+    with Library.create(location, modes=["fingerprint", "timbre"]) as lib:  # a vector and a hash index
         index_audio(lib, [folder], workers=1)
         before = {t.path: t.content_hash for t in lib.tracks()}
     deleted.unlink()
