@@ -155,6 +155,9 @@ def test_index_and_remove_take_lists(tmp_path: Path, music: Path) -> None:
     assert code == 2  # the missing entry, said at once; the rest is indexed
     assert f"{tmp_path / 'missing.flac'}: no such file or folder (listed in {listed})" in err
     assert "3 added" in err
+    code, _, err = run("index", str(tmp_path / "typo"), "--index", str(tmp_path / "new"))
+    assert code == 2 and err.strip() == f"error: {tmp_path / 'typo'}: no such file or folder"
+    assert not (tmp_path / "new").exists()  # nothing to index: no library made
     gone = tmp_path / "gone.txt"
     gone.write_text(f"{music / 'a.wav'}\n{music / 'album' / 'c.flac'}\n")
     code, _, err = run("remove", f"@{gone}", "--index", str(idx))

@@ -89,6 +89,8 @@ def index_cmd(index_path: str, paths: tuple[str, ...], workers: int | None, comm
     """
     t0 = time.perf_counter()
     given = expand_lists(paths, check_args=True)
+    if not given.items:  # each missing path is said; no library is created for none
+        sys.exit(EXIT_ERROR)
     check_library_location(index_path)
     with Library.open_or_create(index_path, modes=_modes(modes), window_s=window_s,
                                 hop_s=hop_s, normalisation=normalisation) as library:
