@@ -158,6 +158,10 @@ def test_index_and_remove_take_lists(tmp_path: Path, music: Path) -> None:
     code, _, err = run("index", str(tmp_path / "typo"), "--index", str(tmp_path / "new"))
     assert code == 2 and err.strip() == f"error: {tmp_path / 'typo'}: no such file or folder"
     assert not (tmp_path / "new").exists()  # nothing to index: no library made
+    (tmp_path / "none.txt").write_text("# only a missing file\nmissing.flac\n")
+    code, _, err = run("spark", "index", f"@{tmp_path / 'none.txt'}", "--index", str(tmp_path / "new"))
+    assert code == 2 and "missing.flac: no such file or folder (listed in" in err  # before any Spark
+    assert not (tmp_path / "new").exists()
     gone = tmp_path / "gone.txt"
     gone.write_text(f"{music / 'a.wav'}\n{music / 'album' / 'c.flac'}\n")
     code, _, err = run("remove", f"@{gone}", "--index", str(idx))
