@@ -99,3 +99,15 @@ def test_a_named_config_file_must_exist_and_a_bad_variable_is_named(tmp_path: Pa
         " (named by $AUDIOLSH_CONFIG)"
     code, _, err = run("config", AUDIOLSH_PORT="http", XDG_CONFIG_HOME=str(tmp_path))
     assert code == 2 and err.strip() == "error: $AUDIOLSH_PORT: must be a port number, 1 to 65535, not 'http'"
+
+
+def test_the_readme_config_example_loads(tmp_path: Path) -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (example,) = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
+    path = tmp_path / "config.toml"
+    path.write_text(example)
+    got = settings(AUDIOLSH_CONFIG=str(path))
+    assert all(source == f"config file {path}" for _, source in got.values())
+    assert got["index"][0] == str(Path("~/music.idx").expanduser()) and got["server.port"][0] == 8000
