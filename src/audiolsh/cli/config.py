@@ -57,6 +57,8 @@ class Setting:
     expected: str
     commands: tuple[str, ...] | None = None
     excluded: tuple[str, ...] = ()
+    #: the type of the value (an environment variable's text is converted to it)
+    kind: type = str
     #: what the built-in default None means
     none_means: str | None = None
 
@@ -70,15 +72,16 @@ SETTINGS = (
     Setting("index", "index_path", "AUDIOLSH_INDEX", "the library (--index)",
             lambda v: isinstance(v, str) and bool(v), "a location (text)"),
     Setting("workers", "workers", "AUDIOLSH_WORKERS", "decoding processes (-j)", _positive,
-            "a positive integer", excluded=("serve",), none_means="all cores"),
+            "a positive integer", excluded=("serve",), none_means="all cores", kind=int),
     Setting("format", "fmt", "AUDIOLSH_FORMAT", "output format (--format)",
             lambda v: v in FORMATS, f"one of {', '.join(FORMATS)}"),
     Setting("server.host", "host", "AUDIOLSH_HOST", "address serve listens on",
             lambda v: isinstance(v, str) and bool(v), "an address (text)", commands=("serve",)),
     Setting("server.port", "port", "AUDIOLSH_PORT", "port serve listens on",
-            lambda v: _positive(v) and v <= 65535, "a port number, 1 to 65535", commands=("serve",)),
+            lambda v: _positive(v) and v <= 65535, "a port number, 1 to 65535", commands=("serve",),
+            kind=int),
     Setting("server.workers", "workers", "AUDIOLSH_SERVER_WORKERS", "queries serve analyses at once",
-            lambda v: _positive(v) and v <= 64, "an integer, 1 to 64", commands=("serve",)),
+            lambda v: _positive(v) and v <= 64, "an integer, 1 to 64", commands=("serve",), kind=int),
 )
 BY_KEY = {s.key: s for s in SETTINGS}
 
@@ -137,11 +140,11 @@ def _env_value(setting: Setting) -> Any:
     if not text:
         return None
     value: Any = text
-    if setting.expected.startswith(("a positive integer", "a port", "an integer")):
+    if setting.kind is int:
         try:
             value = int(text)
         except ValueError:
-            value = text
+            pass  # refused below, as the text it is
     if not setting.valid(value):
         raise ParameterError(f"${setting.env}: must be {setting.expected}, not {text!r}")
     return value
