@@ -91,6 +91,20 @@ def test_similar_and_nearest_read_stdin(music: Path, indexed: Path) -> None:
     assert row.startswith("│ -  ") and "stdin" not in out
 
 
+def test_stdin_in_a_format_only_ffmpeg_reads(music: Path, indexed: Path) -> None:
+    """AAC in ADTS frames, as ``ffmpeg ... -f adts -`` pipes it: libsndfile cannot read it, the
+    decoder's ffmpeg fallback reads the buffered file."""
+    import subprocess
+
+    aac = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(music / "album" / "c.flac"),
+                          "-ss", "5", "-t", "8", "-c:a", "aac", "-f", "adts", "-"],
+                         capture_output=True, check=True).stdout
+    code, out, err = run("identify", "-", "--index", str(indexed), "--format", "jsonl", stdin=aac)
+    assert code == 0, err
+    match = json.loads(out)["match"]
+    assert match["path"].endswith("c.flac") and abs(match["offset_s"] - 5.0) <= 0.5
+
+
 def test_stdin_that_is_not_audio_empty_or_too_large_is_one_line(
         monkeypatch: pytest.MonkeyPatch, music: Path, indexed: Path) -> None:
     code, out, err = run("identify", "-", str(music / "a.wav"), "--index", str(indexed),
