@@ -33,10 +33,17 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="audiolsh")
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
-def cli(verbose: int) -> None:
-    """Index a music collection and search it with locality-sensitive hashing."""
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
+    """Index a music collection and search it with locality-sensitive hashing.
+
+    Defaults for --index, --workers, --format and serve's address come from
+    ~/.config/audiolsh/config.toml (or $AUDIOLSH_CONFIG) if there is one: `audiolsh config`."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from audiolsh.cli.config import Defaults, Resolved
+
+    ctx.default_map = Defaults(Resolved.load())  # a command line flag still wins (click's order)
 
 
 def main() -> None:
@@ -47,6 +54,7 @@ def _register() -> None:
     # Importing the command modules attaches their commands to the group.
     from audiolsh.cli import (  # noqa: F401
         audio_cmds,
+        config_cmd,
         evaluate_cmds,
         index_cmds,
         spark_cmds,
@@ -54,6 +62,7 @@ def _register() -> None:
         spark_join,
         spark_overlaps,
         spark_vectors,
+        update_cmd,
         vector_cmds,
         web_cmds,
     )

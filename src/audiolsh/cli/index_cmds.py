@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from audiolsh.cli import EXIT_ERROR, cli
+from audiolsh.cli.inputs import expand_lists
 from audiolsh.cli.options import index_option
 from audiolsh.cli.output import emit_object, emit_records, emit_table, err_console, format_option
 from audiolsh.errors import ParameterError
@@ -123,6 +124,9 @@ def _library_here(index_path: str) -> bool:
 
 
 def _find_tracks(tracks: list[Track], target: str) -> list[Track]:
+    if os.path.isdir(target):  # a folder: the tracks under it
+        prefix = shown(os.path.abspath(target)).rstrip(os.sep) + os.sep
+        return [t for t in tracks if t.path.startswith(prefix)]
     names = {target, shown(target), shown(os.path.abspath(target))}
     try:
         names.add(shown(Path(target).resolve()))
@@ -137,9 +141,13 @@ def _find_tracks(tracks: list[Track], target: str) -> list[Track]:
 @click.option("--keys", "by_key", is_flag=True, help="TARGETS are item keys, not track paths.")
 @format_option
 def remove(index_path: str, targets: tuple[str, ...], by_key: bool, fmt: str) -> None:
-    """Remove tracks (by path or track id) or items (--keys) from the index.
+    """Remove tracks (by path, folder or track id, or @lists of them, one a line) or items
+    (--keys) from the index.
 
     Each removal is said on stderr; --format json|jsonl|csv also prints them on stdout."""
+    # The files of tracks to remove may be gone already: list entries are not checked.
+    given = expand_lists(targets, check_entries=False)
+    targets = tuple(given.items)
     removed: list[dict[str, Any]] = []
     missing: list[str] = []
 
@@ -187,6 +195,7 @@ def remove(index_path: str, targets: tuple[str, ...], by_key: bool, fmt: str) ->
         emit_object({"removed": removed, "missing": missing}, fmt, flat_rows=removed, table=lambda: None)
     if missing:
         err_console.print(f"[red]not in the {where}:[/] {escape(', '.join(missing))}", highlight=False)
+    if missing or given.problems:
         sys.exit(EXIT_ERROR)
 
 

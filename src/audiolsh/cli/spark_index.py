@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import time
-from pathlib import Path
 
 import click
 from rich.markup import escape
 
+from audiolsh.cli import EXIT_ERROR
 from audiolsh.cli.audio_cmds import _modes, _warn_kept_settings, emit_ingest, report_file
+from audiolsh.cli.inputs import expand_lists
 from audiolsh.cli.options import index_option
 from audiolsh.cli.output import err_console, format_option
 from audiolsh.cli.spark_cmds import master_option, spark
@@ -19,7 +21,7 @@ from audiolsh.library.locations import check_library_location
 
 @spark.command("index")
 @index_option
-@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("sources", nargs=-1, required=True)
 @master_option
 @click.option("--partitions", type=click.IntRange(min=1), default=None,
               help="Spark partitions for extraction and build, one library part each (default: two"
@@ -34,9 +36,10 @@ from audiolsh.library.locations import check_library_location
               help="Learned within-track normalisation of the rhythm and timbre vectors, or none"
                    " (new library only).")
 @format_option
-def spark_index_cmd(index_path: str, sources: tuple[Path, ...], master: str | None, partitions: int | None,
+def spark_index_cmd(index_path: str, sources: tuple[str, ...], master: str | None, partitions: int | None,
                     modes: str, window_s: float, hop_s: float, normalisation: str, fmt: str) -> None:
-    """Index audio files and folders on Spark: the library `audiolsh index` makes of them.
+    """Index audio files, folders and @lists of them on Spark: the library `audiolsh index`
+    makes of them.
 
     Every mode is extracted in Spark tasks from one decode per file; a new library learns its
     statistics from the files `audiolsh index` learns from (its first batch, in path order);
@@ -52,12 +55,16 @@ def spark_index_cmd(index_path: str, sources: tuple[Path, ...], master: str | No
     def say(line: str) -> None:
         err_console.print(escape(line), highlight=False)
 
+    given = expand_lists(sources, check_args=True)
+    if not given.items:  # each missing path is said; no Spark session and no library for none
+        sys.exit(EXIT_ERROR)
     check_library_location(index_path)
     with command_session(master, command="spark index") as session, Library.open_or_create(
             index_path, modes=_modes(modes), window_s=window_s, hop_s=hop_s,
             normalisation=normalisation) as library:
         _warn_kept_settings(library, window=window_s, hop=hop_s, normalisation=normalisation)
-        report = spark_index(session, library, [str(p) for p in sources], partitions=partitions,
+        report = spark_index(session, library, given.items, partitions=partitions,
                              on_file=report_file, say=say)
         n_tracks = len(library)
-    emit_ingest(report, fmt, index_path=index_path, n_tracks=n_tracks, elapsed_s=time.perf_counter() - t0)
+    emit_ingest(report, fmt, index_path=index_path, n_tracks=n_tracks, elapsed_s=time.perf_counter() - t0,
+                problems=given.problems)
