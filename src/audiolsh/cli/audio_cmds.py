@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from audiolsh.cli import EXIT_ERROR, cli
 from audiolsh.cli.options import index_option
-from audiolsh.cli.output import emit_records, err_console, format_option
+from audiolsh.cli.output import emit_records, err_console, format_option, track_columns
 from audiolsh.errors import AudiolshError, ParameterError
 from audiolsh.features import normalisation as wccn
 from audiolsh.files import shown
@@ -32,8 +32,9 @@ from audiolsh.library import (
     index_audio,
 )
 from audiolsh.library.locations import check_library_location
+from audiolsh.library.tags import find_track
 from audiolsh.query.nearest import nearest_passages
-from audiolsh.query.records import identify_record, similar_record
+from audiolsh.query.records import identify_record, named, similar_record
 
 MAX_CLIP_S = 600.0
 Q = TypeVar("Q")
@@ -104,8 +105,9 @@ def index_cmd(index_path: str, paths: tuple[Path, ...], workers: int | None, com
                 on_file=on_file, on_plan=lambda n: bar.update(task, total=n), max_duration_s=max_duration_s,
             )
         n_tracks = len(library)
+    tagged = f", tags read for {len(report.tagged)} indexed before" if report.tagged else ""
     err_console.print(
-        f"{len(report.added)} added, {len(report.skipped)} already indexed,"
+        f"{len(report.added)} added, {len(report.skipped)} already indexed{tagged},"
         f" {len(report.failed)} failed in {time.perf_counter() - t0:.1f} s;"
         f" library {index_path}: {n_tracks} tracks"
     )
@@ -187,24 +189,31 @@ def identify(index_path: str, clips: tuple[Path, ...], method: str, threshold: f
         def work(clip: Path) -> dict[str, Any]:
             y, sr = _load_clip(clip, offset_s, None if segments else duration_s)
             if segments:
-                rows = [{"start_s": round(start_s + offset_s, 2), "end_s": round(end_s + offset_s, 2),
-                         "path": m.path, "track_id": m.track_id, "offset_s": round(m.offset_s, 2),
-                         "confidence": round(m.confidence, 3)}
+                rows = [named({"start_s": round(start_s + offset_s, 2), "end_s": round(end_s + offset_s, 2),
+                               "path": m.path, "track_id": m.track_id, "offset_s": round(m.offset_s, 2),
+                               "confidence": round(m.confidence, 3)}, library)
                         for start_s, end_s, m in identify_segments(library, y, sr)]
                 return {"query": shown(clip), "segments": rows}
             m = run_identify(library, y, sr, method=method, threshold=threshold)
-            return identify_record(shown(clip), m)
+            return identify_record(shown(clip), m, library=library)
 
+        names = library.names()
         for clip, record in _each_clip(clips, work):
             if record is None:
                 failed += 1
                 continue
             records.append(record)
             if segments:
-                flat += [{"query": shown(clip.name), **row} for row in record["segments"]]
+                flat += [{"query": shown(clip.name), "start_s": row["start_s"], "end_s": row["end_s"],
+                          **track_columns(row, names, fmt), "track_id": row["track_id"],
+                          "offset_s": row["offset_s"], "confidence": row["confidence"]}
+                         for row in record["segments"]]
             else:
-                m = record["match"] or {}
-                flat.append({"query": shown(clip.name), "match": m.get("path", "no match"),
+                m = record["match"]
+                found = track_columns(m, names, fmt, name_key="match", path_key="match") if m else {
+                    "match": "no match"}
+                m = m or {}
+                flat.append({"query": shown(clip.name), **found,
                              "offset_s": m.get("offset_s"), "confidence": m.get("confidence"),
                              "speed": m.get("speed"), "elapsed_ms": record["elapsed_ms"]})
     emit_records(records, fmt, flat_rows=flat, title="identification")
@@ -215,8 +224,9 @@ def identify(index_path: str, clips: tuple[Path, ...], method: str, threshold: f
 @cli.command()
 @index_option
 @click.argument("clips", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--track", "track_ids", type=int, multiple=True,
-              help="Query with a track already in the library (by id; repeatable).")
+@click.option("--track", "tracks", multiple=True, metavar="TRACK",
+              help="Query with a track already in the library: its id, its path, or part of its"
+                   " artist, title or file name (repeatable).")
 @click.option("--by", type=click.Choice(["rhythm", "timbre", "chroma", "combined", "peaks"]),
               default="combined", show_default=True)
 @click.option("--method", type=click.Choice(["vector", "vote", "minhash"]), default=None,
@@ -225,7 +235,7 @@ def identify(index_path: str, clips: tuple[Path, ...], method: str, threshold: f
 @click.option("--worst", is_flag=True, help="The least similar tracks of the whole collection.")
 @with_clip_options
 @format_option
-def similar(index_path: str, clips: tuple[Path, ...], track_ids: tuple[int, ...], by: str,
+def similar(index_path: str, clips: tuple[Path, ...], tracks: tuple[str, ...], by: str,
             method: str | None, k: int, worst: bool, offset_s: float, duration_s: float | None,
             fmt: str) -> None:
     """Tracks that sound like each clip (or --track), by rhythm, timbre, chroma, peaks or combined
@@ -233,13 +243,15 @@ def similar(index_path: str, clips: tuple[Path, ...], track_ids: tuple[int, ...]
     from audiolsh.query.similar import check_query, stored_clip
     from audiolsh.query.similar import similar as run_similar
 
-    if not clips and not track_ids:
-        raise click.UsageError("give CLIP files or --track ID")
+    if not clips and not tracks:
+        raise click.UsageError("give CLIP files or --track TRACK")
     records: list[dict[str, Any]] = []
     flat: list[dict[str, Any]] = []
     failed = 0
     with Library.open(index_path, readonly=True) as library:
         mode = check_query(library, by, method)
+        names = library.names()
+        track_ids = [find_track(library.tracks(), names, t).id for t in tracks]
         how = method
         cfg = library.config
         modes = mode.needs
@@ -248,12 +260,12 @@ def similar(index_path: str, clips: tuple[Path, ...], track_ids: tuple[int, ...]
             y, sr = _load_clip(clip, offset_s, duration_s)
             q = analyse(y, sr, modes=modes, window_s=cfg.window_s, hop_s=cfg.hop_s, path=shown(clip))
             found = run_similar(library, q, by=by, k=k, worst=worst, method=how)
-            return similar_record(shown(clip), found)
+            return similar_record(shown(clip), found, library=library)
 
         def work_track(tid: int) -> dict[str, Any]:
             q = stored_clip(library, tid, by=by, method=how)
             found = run_similar(library, q, by=by, k=k, worst=worst, method=how, exclude={tid})
-            return {**similar_record(q.path, found), "track_id": tid}
+            return {**similar_record(q.path, found, library=library), "track_id": tid}
 
         jobs: list[Path | int] = [*clips, *track_ids]
         for job, record in _each_clip(jobs, lambda j: work(j) if isinstance(j, Path) else work_track(j)):
@@ -262,7 +274,7 @@ def similar(index_path: str, clips: tuple[Path, ...], track_ids: tuple[int, ...]
                 continue
             records.append(record)
             name = shown(job.name) if isinstance(job, Path) else f"track {job}"
-            flat += [{"query": name, "rank": r["rank"], "path": r["path"],
+            flat += [{"query": name, "rank": r["rank"], **track_columns(r, names, fmt),
                       "score": r["score"], "offset_s": r["offset_s"]} for r in record["results"]]
     emit_records(records, fmt, flat_rows=flat, title=f"{'least' if worst else 'most'} similar by {by}")
     if failed:
@@ -290,16 +302,20 @@ def nearest(index_path: str, clips: tuple[Path, ...], k: int, offset_s: float,
         def work(clip: Path) -> dict[str, Any]:
             passages = nearest_passages(library, clip, k=k, offset_s=offset_s, duration_s=duration_s)
             return {"query": shown(clip), "results": [
-                {"path": p.path, "offset_s": p.offset_s, "score": round(p.score, 4), "rank": r + 1}
+                named({"track_id": p.track_id, "path": p.path, "offset_s": p.offset_s,
+                       "score": round(p.score, 4), "rank": r + 1}, library)
                 for r, p in enumerate(passages)
             ]}
 
+        names = library.names()
         for clip, record in _each_clip(clips, work):
             if record is None:
                 failed += 1
                 continue
             records.append(record)
-            flat += [{"query": shown(clip.name), **res} for res in record["results"]]
+            flat += [{"query": shown(clip.name), **track_columns(res, names, fmt),
+                      "offset_s": res["offset_s"], "score": res["score"], "rank": res["rank"]}
+                     for res in record["results"]]
     emit_records(records, fmt, flat_rows=flat, title="nearest passages")
     if failed:
         sys.exit(EXIT_ERROR)

@@ -15,7 +15,7 @@ from rich.progress import Progress
 
 from audiolsh.cli import EXIT_ERROR, cli
 from audiolsh.cli.options import index_option
-from audiolsh.cli.output import emit_records, emit_table, err_console, format_option
+from audiolsh.cli.output import emit_records, emit_table, err_console, format_option, track_columns
 from audiolsh.errors import ParameterError
 from audiolsh.evaluation import tune_index
 from audiolsh.files import shown
@@ -23,8 +23,9 @@ from audiolsh.index import Index
 from audiolsh.library import Library, creation_interrupted, is_library
 from audiolsh.library.core import INTERRUPTED
 from audiolsh.library.locations import check_vectors_location
+from audiolsh.library.tags import ambiguous, match_tracks
 from audiolsh.query.overlaps import MIN_SECONDS, Overlap, library_overlaps
-from audiolsh.query.records import overlap_record
+from audiolsh.query.records import overlap_record, track_record
 from audiolsh.storage import Track
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,7 +82,8 @@ def _library_info(index_path: str, tracks: bool, as_json: bool) -> None:
     with Library.open(index_path, readonly=True) as library:
         data = library.info()
         if tracks:
-            data["tracks"] = [t.to_dict() for t in library.tracks()]
+            data["tracks"] = [track_record(t) for t in library.tracks()]
+        names = library.names()
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
@@ -107,8 +109,8 @@ def _library_info(index_path: str, tracks: bool, as_json: bool) -> None:
     emit_table(rows, title="audiolsh library")
     if tracks:
         emit_table(
-            [{"id": t["id"], "path": t["path"], "duration_s": t["duration_s"],
-              "windows": t["n_items"]} for t in data["tracks"]],
+            [{"id": t["id"], **track_columns(t, names, "table"), "album": t["album"], "year": t["year"],
+              "duration_s": t["duration_s"], "windows": t["n_items"]} for t in data["tracks"]],
             title="tracks",
         )
 
@@ -132,7 +134,8 @@ def _find_tracks(tracks: list[Track], target: str) -> list[Track]:
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--keys", "by_key", is_flag=True, help="TARGETS are item keys, not track paths.")
 def remove(index_path: str, targets: tuple[str, ...], by_key: bool) -> None:
-    """Remove tracks (by path or track id) or items (--keys) from the index."""
+    """Remove tracks (by track id, path, or a part of the artist, title or file name that names
+    one track) or items (--keys) from the index."""
     if _library_here(index_path):
         if by_key:
             raise ParameterError("--keys applies to vector indexes; a library removes whole tracks")
@@ -141,13 +144,20 @@ def remove(index_path: str, targets: tuple[str, ...], by_key: bool) -> None:
             for t in library.finished_removals:
                 err_console.print(f"removed {t.path} (finishing an interrupted remove)", highlight=False)
             missing = []
-            for target in targets:
+            chosen: list[list[Track]] = []
+            names = library.names()
+            for target in targets:  # every target resolved before anything is removed
                 found = _find_tracks(library.tracks(), target)
                 if not found and not _find_tracks(library.finished_removals, target):
-                    missing.append(target)
-                for t in found:
-                    library.remove_track(t.id)
-                    err_console.print(f"removed {t.path}")
+                    found = match_tracks(library.tracks(), names, target)
+                    if len(found) > 1:
+                        raise ambiguous("remove", target, found, names)
+                    if not found:
+                        missing.append(target)
+                chosen.append(found)
+            for t in (t for found in chosen for t in found):
+                library.remove_track(t.id)
+                err_console.print(f"removed {t.path}")
         if missing:
             err_console.print(f"[red]not in the library:[/] {', '.join(missing)}")
             sys.exit(EXIT_ERROR)
@@ -247,9 +257,12 @@ def clusters(index_path: str, by: str, n_clusters: int, seed: int, fmt: str) -> 
     """Group the collection (SVD-reduced features, k-means); a vector index groups its rows."""
     from audiolsh.query.clusters import cluster_index, cluster_library
 
+    labels: dict[int, str] = {}  # a library's tracks by name (a vector index's rows by key)
     if _library_here(index_path):
         with Library.open(index_path, readonly=True) as library:
             result = cluster_library(library, by=by, n_clusters=n_clusters, seed=seed)
+            names = library.names()
+            labels = {t.id: names.label(t) for t in library.tracks()}
     else:
         with Index.open(index_path, readonly=True) as index:
             result = cluster_index(index, n_clusters=n_clusters, seed=seed)
@@ -264,7 +277,8 @@ def clusters(index_path: str, by: str, n_clusters: int, seed: int, fmt: str) -> 
             for r in records for m in r["members"]]
     if fmt == "table":
         rows = [{"cluster": r["cluster"], "size": r["size"],
-                 "nearest the centre": ", ".join(Path(m["name"]).name for m in r["members"][:4])
+                 "nearest the centre": ", ".join(labels.get(m["id"], Path(m["name"]).name)
+                                                 for m in r["members"][:4])
                  + (" ..." if r["size"] > 4 else "")} for r in records]
         emit_table(rows, title=f"{n_clusters} groups ({result.explained_variance:.0%} of variance kept)")
         return
@@ -295,32 +309,26 @@ def overlaps(index_path: str, min_seconds: float, threshold: float | None, fmt: 
                 library, min_seconds=min_seconds, threshold=threshold,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-        n_tracks = len(library)
-    emit_overlaps(found, fmt, n_tracks=n_tracks, elapsed_s=time.perf_counter() - t0)
+        emit_overlaps(found, fmt, library=library, elapsed_s=time.perf_counter() - t0)
 
 
-def emit_overlaps(found: list[Overlap], fmt: str, *, n_tracks: int, elapsed_s: float) -> None:
+def emit_overlaps(found: list[Overlap], fmt: str, *, library: Library, elapsed_s: float) -> None:
     """The overlaps in ``fmt`` on stdout, and a summary line on stderr."""
-    records = [overlap_record(o) for o in found]
-    name = _shortener([r[side]["path"] for r in records for side in "ab"]) if fmt == "table" else str
-    flat = [{"path_a": name(r["a"]["path"]), "offset_a_s": r["a"]["offset_s"],
-             "path_b": name(r["b"]["path"]), "offset_b_s": r["b"]["offset_s"],
+    records = [overlap_record(o, library) for o in found]
+    names, n_tracks = library.names(), len(library)
+
+    def side(r: dict[str, Any], s: str) -> dict[str, Any]:
+        if fmt == "table":  # the name over the relative path: one column per track stays narrow
+            cells = track_columns(r[s], names, fmt)
+            both = cells["track"] if cells["path"] == cells["track"] else f"{cells['track']}\n{cells['path']}"
+            return {s: both}
+        return {f"{k}_{s}": v for k, v in track_columns(r[s], names, fmt).items()}
+
+    flat = [{**side(r, "a"), "offset_a_s": r["a"]["offset_s"],
+             **side(r, "b"), "offset_b_s": r["b"]["offset_s"],
              "length_s": r["length_s"], "kind": r["kind"], "confidence": r["confidence"]}
             for r in records]
     emit_records(records, fmt, flat_rows=flat, title="shared material")
     plural = "" if len(records) == 1 else "es"
     err_console.print(f"{len(records)} shared stretch{plural} among {n_tracks} tracks"
                       f" in {elapsed_s:.1f} s", highlight=False)
-
-
-def _shortener(paths: list[str]) -> Callable[[str], str]:
-    """Paths relative to the folder they all share (a table's columns stay narrow)."""
-    if not paths:
-        return str
-    try:
-        root = os.path.commonpath(paths)
-    except ValueError:  # relative and absolute mixed
-        return str
-    if root in paths:
-        root = os.path.dirname(root)
-    return lambda p: os.path.relpath(p, root) if root else p

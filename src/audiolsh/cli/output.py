@@ -13,6 +13,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from audiolsh.library.tags import Names, display_name
+
 FORMATS = ("table", "json", "jsonl", "csv")
 
 format_option = click.option(
@@ -35,6 +37,17 @@ def emit_records(records: Sequence[dict[str, Any]], fmt: str, *, flat_rows: list
         emit_csv(flat_rows)
     else:
         emit_table(flat_rows, title=title)
+
+
+def track_columns(record: dict[str, Any], names: Names, fmt: str, *, name_key: str = "track",
+                  path_key: str = "path") -> dict[str, Any]:
+    """The columns naming a record's track: a table shows its name ("Artist - Title", else the
+    file name) and its path relative to the folder indexed; CSV keeps the absolute path and the
+    tags as the JSON records do."""
+    if fmt == "table":
+        return {name_key: display_name(record["title"], record["artist"]),
+                "path": names.relative(record["path"])}
+    return {path_key: record["path"], "title": record["title"], "artist": record["artist"]}
 
 
 def emit_csv(rows: Sequence[dict[str, Any]]) -> None:

@@ -16,6 +16,8 @@ class ErrorBody(BaseModel):
 class Match(BaseModel):
     path: str
     track_id: int
+    title: str = Field(description="The track's title tag, else its file name.")
+    artist: str | None = Field(description="The track's artist tag; null when untagged.")
     offset_s: float = Field(description="Where in the track the clip starts (s).")
     score: float
     confidence: float = Field(ge=0.0, le=1.0)
@@ -34,6 +36,8 @@ class IdentifyRecord(BaseModel):
 class SimilarResult(BaseModel):
     track_id: int
     path: str
+    title: str = Field(description="The track's title tag, else its file name.")
+    artist: str | None = Field(description="The track's artist tag; null when untagged.")
     score: float = Field(description="Cosine similarity of the best-matching passages.")
     rank: int
     offset_s: float | None = Field(description="Start of the matching passage in the track (s).")
@@ -91,8 +95,12 @@ class Analysis(BaseModel):
 
 class TrackOut(BaseModel):
     id: int
-    name: str
+    name: str = Field(description='"Artist - Title", else the path relative to the folder indexed.')
     path: str
+    title: str = Field(description="The title tag, else the file name.")
+    artist: str | None = Field(description="null when untagged, as album and year.")
+    album: str | None
+    year: int | None
     duration_s: float | None
     n_items: int
     added_at: float

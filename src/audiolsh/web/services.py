@@ -26,8 +26,9 @@ from audiolsh import __version__
 from audiolsh.errors import AudiolshError, ParameterError, StorageUnavailable
 from audiolsh.library import Library, is_library
 from audiolsh.library import analyse as analyse_clip
+from audiolsh.library.tags import TAG_FIELDS, Names
 from audiolsh.query.identify import identify as run_identify
-from audiolsh.query.records import identify_record, similar_record
+from audiolsh.query.records import identify_record, similar_record, track_record
 from audiolsh.query.similar import check_query
 from audiolsh.query.similar import similar as run_similar
 from audiolsh.web import uploads
@@ -62,13 +63,22 @@ def _ms_since(t0: float) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
-def track_row(track: Any) -> dict[str, Any]:
+def track_row(track: Any, names: Names) -> dict[str, Any]:
+    """A catalogue track for the page and the API: ``name`` as the CLI's tables show it
+    ("Artist - Title", else the path relative to the folder indexed), the tags, the absolute path."""
     return {
-        "id": int(track.id), "name": Path(track.path).name, "path": track.path,
+        "id": int(track.id), "name": names.of_track(track), "path": track.path,
+        **{k: v for k, v in track_record(track).items() if k in TAG_FIELDS},
         "duration_s": None if track.duration_s is None else round(float(track.duration_s), 2),
         "n_items": int(track.n_items), "added_at": float(track.added_at),
         "content_hash": track.content_hash,
     }
+
+
+def _matches(row: dict[str, Any], needle: str) -> bool:
+    """A case-insensitive search of a track's name, tags and file name."""
+    return any(needle in str(row.get(k) or "").casefold() for k in ("name", "artist", "title", "album")) \
+        or needle in Path(row["path"]).name.casefold()
 
 
 class QueryService:
@@ -156,7 +166,7 @@ class QueryService:
             raise BadQuery("this library was built without the fingerprint mode that identification needs")
         t0 = time.perf_counter()
         match = run_identify(library, clip.y, clip.sr)
-        return identify_record(clip.name, match, elapsed_ms=_ms_since(t0))
+        return identify_record(clip.name, match, library=library, elapsed_ms=_ms_since(t0))
 
     @staticmethod
     def _check_by(library: Library, by: str) -> None:
@@ -180,7 +190,7 @@ class QueryService:
             found = run_similar(library, features, by=by, k=k, worst=worst)
         except ParameterError as exc:
             raise BadQuery(str(exc)) from None
-        return similar_record(clip.name, found, elapsed_ms=_ms_since(t0))
+        return similar_record(clip.name, found, library=library, elapsed_ms=_ms_since(t0))
 
     # the catalogue -----------------------------------------------------------------------
 
@@ -190,10 +200,10 @@ class QueryService:
 
     def tracks(self, *, offset: int = 0, limit: int = 50, q: str = "") -> dict[str, Any]:
         """A page of the catalogue, optionally filtered by a case-insensitive name substring."""
-        rows = self._with_library(lambda lib: [track_row(t) for t in lib.tracks()])
+        rows = self._with_library(lambda lib: [track_row(t, lib.names()) for t in lib.tracks()])
         needle = q.strip().casefold()
         if needle:
-            rows = [r for r in rows if needle in r["name"].casefold()]
+            rows = [r for r in rows if _matches(r, needle)]
         rows.sort(key=lambda r: r["id"])
         return {"total": len(rows), "offset": offset, "limit": limit, "items": rows[offset: offset + limit]}
 
@@ -213,17 +223,18 @@ class QueryService:
             tracks = sorted(lib.tracks(), key=lambda t: t.id)
             info = lib.info()
             groups_of, groups = self._cluster(lib, tracks)
-            return {"info": info, "tracks": tracks, "groups_of": groups_of, "groups": groups}
+            return {"info": info, "tracks": tracks, "groups_of": groups_of, "groups": groups,
+                    "names": lib.names()}
 
         data = self._with_library(work)
         rows = []
         for t in data["tracks"]:
-            row = track_row(t)
+            row = track_row(t, data["names"])
             row["group"] = data["groups_of"].get(t.id)
             rows.append(row)
         by_id = {r["id"]: r for r in rows}
         needle = q.strip().casefold()
-        shown = [r for r in rows if needle in r["name"].casefold()] if needle else rows
+        shown = [r for r in rows if _matches(r, needle)] if needle else rows
         info = data["info"]
         return {
             "location": info["location"], "modes": info["modes"], "n_tracks": info["n_tracks"],
