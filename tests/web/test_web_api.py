@@ -18,8 +18,8 @@ from audiolsh.query.identify import identify
 from audiolsh.query.records import identify_record
 
 IDENTIFY_KEYS = {"query", "match", "elapsed_ms"}
-MATCH_KEYS = {"path", "track_id", "offset_s", "score", "confidence", "speed", "tempo"}
-RESULT_KEYS = {"track_id", "path", "score", "rank", "offset_s", "query_offset_s"}
+MATCH_KEYS = {"path", "track_id", "title", "artist", "offset_s", "score", "confidence", "speed", "tempo"}
+RESULT_KEYS = {"track_id", "path", "title", "artist", "score", "rank", "offset_s", "query_offset_s"}
 
 
 def post(client: Any, url: str, name: str, data: bytes) -> Any:

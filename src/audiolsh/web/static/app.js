@@ -8,6 +8,8 @@
   let result = null, activeBy = "rhythm", queryUrl = null, recorder = null;
 
   const basename = (p) => String(p).split(/[\\/]/).pop();
+  // A record's track as the CLI's tables name it: "Artist - Title", else its title (the file name).
+  const trackName = (r) => (r.artist ? r.artist + " - " : "") + (r.title || basename(r.path));
   const clock = (s) => {
     if (s == null || !isFinite(s)) return "?";
     const m = Math.floor(s / 60), sec = Math.floor(s % 60);
@@ -75,7 +77,7 @@
     card.classList.toggle("found", !!match);
     card.classList.toggle("missing", !match);
     if (match) {
-      $("match-title").textContent = basename(match.path);
+      $("match-title").textContent = trackName(match);
       $("match-title").title = match.path;
       const speed = Math.abs(match.speed - 1) > 0.005 ? " · speed " + match.speed.toFixed(2) + "×" : "";
       $("match-detail").textContent = "The clip starts at " + clock(match.offset_s) + " in this track · confidence "
@@ -134,7 +136,7 @@
         if (r.offset_s) seekOnLoad(audio, r.offset_s);
         list.append(el("li", {},
           el("div", { className: "row" }, el("span", { className: "rank", textContent: r.rank + "." }),
-             el("span", { className: "name", textContent: basename(r.path), title: r.path }), score),
+             el("span", { className: "name", textContent: trackName(r), title: r.path }), score),
           bar, where, audio));
       }
     }
