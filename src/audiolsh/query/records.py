@@ -38,23 +38,22 @@ class Catalogue(Protocol):
 
 
 def named(record: dict[str, Any], library: Catalogue | None) -> dict[str, Any]:
-    """``record`` (with ``track_id`` and ``path``) with ``title`` and ``artist`` after ``path``."""
+    """``record`` (with ``track_id`` and ``path``) with ``title`` and ``artist`` after both."""
     track = None if library is None else library.track(int(record["track_id"]))
-    return _after_path(record, record_fields(track, str(record["path"])))
+    return _after(record, ("path", "track_id"), record_fields(track, str(record["path"])))
 
 
 def track_record(track: Any) -> dict[str, Any]:
     """A catalogue track described: its row with every tag field after ``path``."""
-    return _after_path(track.to_dict(), record_fields(track, track.path, described=True))
+    return _after(track.to_dict(), ("path",), record_fields(track, track.path, described=True))
 
 
-def _after_path(record: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in record.items():
-        out[key] = value
-        if key == "path":
-            out.update(fields)
-    return out
+def _after(record: dict[str, Any], keys: tuple[str, ...], fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` inserted after the last of ``keys`` in ``record``."""
+    order = list(record)
+    at = max(order.index(k) for k in keys if k in record) + 1
+    return {**{k: record[k] for k in order[:at]}, **fields,
+            **{k: record[k] for k in order[at:]}}
 
 
 def match_record(match: Identification | None, library: Catalogue | None = None) -> dict[str, Any] | None:
