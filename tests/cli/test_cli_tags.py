@@ -250,3 +250,21 @@ def test_tags_never_fail_indexing(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_an_extraction_carries_its_tags_between_processes() -> None:
     ex = Extracted("a.flac", "abc", 3.0, tags={"title": "Blue", "year": 1999})
     assert Extracted.from_bytes(ex.to_bytes()).tags == {"title": "Blue", "year": 1999}
+
+
+def test_a_narrow_table_wraps_names_between_words_and_keeps_paths_whole(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from audiolsh.cli.output import emit_table
+
+    monkeypatch.setenv("COLUMNS", "80")  # not a terminal: tables are 100 wide
+    rows = [{"query": "clip.wav", "rank": 1, "track": "The Quiet Ones - Rehearsal Take 3",
+             "path": "inbox/rehearsal_take_3.flac", "score": 0.2384, "offset_s": 30.0,
+             "query_offset_s": 5.0, "elapsed_ms": 1234.5}]
+    emit_table(rows)
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= 100 and len(lines) > 4
+    cells = [c.strip() for line in lines for c in line.split("│")]
+    assert "inbox/rehearsal_take_3.flac" in cells  # whole, on one line
+    track = [line.split("│")[3].strip() for line in lines if line.startswith("│")]
+    assert len(track) > 1 and " ".join(track) == "The Quiet Ones - Rehearsal Take 3"  # wrapped at spaces
+    assert {"0.2384", "30", "5", "1234"} <= set(cells)  # numbers whole
