@@ -268,3 +268,14 @@ def test_a_narrow_table_wraps_names_between_words_and_keeps_paths_whole(
     track = [line.split("│")[3].strip() for line in lines if line.startswith("│")]
     assert len(track) > 1 and " ".join(track) == "The Quiet Ones - Rehearsal Take 3"  # wrapped at spaces
     assert {"0.2384", "30", "5", "1234"} <= set(cells)  # numbers whole
+
+
+def test_m4a_tags_are_read(tmp_path: Path) -> None:
+    """MP4 atoms (an AAC file as ffmpeg, a system package of the project, writes it)."""
+    import subprocess
+
+    m4a = tmp_path / "tone.m4a"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=2",
+                    "-c:a", "aac", "-metadata", "artist=Ana", "-metadata", "title=Tone",
+                    "-metadata", "date=2011-02-03", "-metadata", "album=Tests", str(m4a)], check=True)
+    assert read_tags(m4a) == {"artist": "Ana", "title": "Tone", "album": "Tests", "year": 2011}

@@ -273,7 +273,7 @@ def similar(index_path: str, clips: tuple[Path, ...], tracks: tuple[str, ...], b
                 failed += 1
                 continue
             records.append(record)
-            name = shown(job.name) if isinstance(job, Path) else f"track {job}"
+            name = shown(job.name) if isinstance(job, Path) else names.label(library.track(job))
             flat += [{"query": name, "rank": r["rank"], **track_columns(r, names, fmt),
                       "score": r["score"], "offset_s": r["offset_s"]} for r in record["results"]]
     emit_records(records, fmt, flat_rows=flat, title=f"{'least' if worst else 'most'} similar by {by}")
