@@ -7,13 +7,14 @@ import io
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from audiolsh.library.tags import Names, display_name
+if TYPE_CHECKING:
+    from audiolsh.library.tags import Names
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -44,6 +45,8 @@ def track_columns(record: dict[str, Any], names: Names, fmt: str, *, name_key: s
     """The columns naming a record's track: a table shows its name ("Artist - Title", else the
     file name) and its path relative to the folder indexed; CSV keeps the absolute path and the
     tags as the JSON records do."""
+    from audiolsh.library.tags import display_name  # here: importing the library is slow (--help)
+
     if fmt == "table":
         return {name_key: display_name(record["title"], record["artist"]),
                 "path": names.relative(record["path"])}
