@@ -9,11 +9,11 @@ Both interfaces build their records here so that they cannot drift apart:
 - overlaps: ``{"a": {path, track_id, title, artist, offset_s, duration_s}, "b": {...},
   "length_s", "kind", "score", "confidence"}``, one per shared stretch
 - a track described (``info --tracks``, the library page): ``track_record``
+- vectors query (and ``spark query``): ``{"query", "results": [{id, distance}]}``
 
 Every track is named by ``title`` (its tag, else the file name) and ``artist`` (its tag, else
 null) beside its absolute ``path`` (``library.tags.record_fields``); the caller passes the
 library whose catalogue holds the tags.
-- vectors query (and ``spark query``): ``{"query", "results": [{id, distance}]}``
 """
 
 from __future__ import annotations
