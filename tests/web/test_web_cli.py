@@ -60,6 +60,7 @@ def test_settings_defaults_are_documented() -> None:
 @pytest.mark.parametrize(("command", "url"), [
     (["identify"], "/api/identify"),
     (["similar", "--by", "timbre", "-k", "3"], "/api/similar?by=timbre&k=3"),
+    (["identify", "--segments"], "/api/segments"),
 ])
 def test_cli_jsonl_and_api_answer_the_same_object(client: Any, web_corpus: Any, tmp_path: Any,
                                                   command: list[str], url: str) -> None:

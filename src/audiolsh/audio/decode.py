@@ -186,12 +186,32 @@ def _load_soundfile(
     offset_s: float,
     duration_s: float | None,
     max_duration_s: float | None,
+    sr: int | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Read the requested excerpt from an open :class:`soundfile.SoundFile` in blocks, downmixed."""
-    blocks = list(_soundfile_blocks(path, f, offset_s=offset_s, duration_s=duration_s,
-                                    max_duration_s=max_duration_s))
-    y = blocks[0] if len(blocks) == 1 else np.concatenate([np.zeros(0, np.float32), *blocks])
-    return np.ascontiguousarray(y, dtype=np.float32), int(f.samplerate)
+    """Read the requested excerpt from an open :class:`soundfile.SoundFile` in blocks, downmixed,
+    and resampled to ``sr`` block by block (None: the native rate): memory holds the excerpt at
+    the output rate, not at a 192-kHz native one."""
+    blocks: Iterator[np.ndarray] = _soundfile_blocks(path, f, offset_s=offset_s, duration_s=duration_s,
+                                                     max_duration_s=max_duration_s)
+    out_sr = int(f.samplerate)
+    if sr is not None and sr != out_sr:
+        blocks = _resampled(blocks, out_sr, sr)
+        out_sr = int(sr)
+    parts = [b for b in blocks if b.size]
+    y = parts[0] if len(parts) == 1 else np.concatenate([np.zeros(0, np.float32), *parts])
+    return np.ascontiguousarray(y, dtype=np.float32), out_sr
+
+
+def _resampled(blocks: Iterator[np.ndarray], from_sr: int, to_sr: int) -> Iterator[np.ndarray]:
+    """``blocks`` resampled with a streaming soxr resampler (the samples of resampling the
+    whole signal at once)."""
+    rs = soxr.ResampleStream(from_sr, to_sr, 1, dtype="float32", quality="HQ")
+    seen = False
+    for b in blocks:
+        seen = seen or b.size > 0
+        yield rs.resample_chunk(np.ascontiguousarray(b, np.float32))
+    if seen:
+        yield rs.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 def _soundfile_blocks(
@@ -452,7 +472,7 @@ def load(
     try:
         y, file_sr = _load_libsndfile(
             p, mpeg=_maybe_mpeg(head, p), offset_s=offset_s, duration_s=duration_s,
-            max_duration_s=max_duration_s,
+            max_duration_s=max_duration_s, sr=sr,
         )
     except _NotLibsndfile as exc:
         logger.debug("libsndfile cannot open %s (%s); trying ffmpeg", p, exc.reason)
@@ -496,10 +516,12 @@ class _NotLibsndfile(Exception):
 
 
 def _load_libsndfile(
-    p: Path, *, mpeg: bool, offset_s: float, duration_s: float | None, max_duration_s: float | None
+    p: Path, *, mpeg: bool, offset_s: float, duration_s: float | None, max_duration_s: float | None,
+    sr: int | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Decode with libsndfile at the native rate.  An MPEG stream is decoded with descriptor 2
-    captured: libmpg123's error lines are counted, never shown."""
+    """Decode with libsndfile, resampled to ``sr`` as it streams (None: the native rate).  An
+    MPEG stream is decoded with descriptor 2 captured: libmpg123's error lines are counted,
+    never shown."""
     with captured() if mpeg else nullcontext() as noise:
         try:
             snd = sf.SoundFile(os.fsencode(p))
@@ -508,15 +530,16 @@ def _load_libsndfile(
         else:
             refused = None
             with snd:
+                native_sr = int(snd.samplerate)
                 y, file_sr = _load_soundfile(
-                    p, snd, offset_s=offset_s, duration_s=duration_s, max_duration_s=max_duration_s
+                    p, snd, offset_s=offset_s, duration_s=duration_s, max_duration_s=max_duration_s, sr=sr
                 )
     if refused is not None:  # raised once descriptor 2 is back: the decoder's notes stay unseen
         if noise is not None and noise.lines:
             logger.debug("%s: libmpg123 said: %s", p, " | ".join(noise.lines[:5]))
         raise _NotLibsndfile(_sndfile_reason(refused, p, mpeg=mpeg))
     if noise is not None:
-        check_errors(p, noise.errors(), y.size, decoder="libmpg123")
+        check_errors(p, noise.errors(), round(y.size * native_sr / file_sr), decoder="libmpg123")
     return y, file_sr
 
 

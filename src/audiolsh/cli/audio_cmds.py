@@ -34,7 +34,7 @@ from audiolsh.library import (
 from audiolsh.library.locations import check_library_location
 from audiolsh.library.tags import find_track
 from audiolsh.query.nearest import nearest_passages
-from audiolsh.query.records import identify_record, named, similar_record
+from audiolsh.query.records import identify_record, named, segment_record, similar_record
 
 MAX_CLIP_S = 600.0
 Q = TypeVar("Q")
@@ -151,7 +151,7 @@ clip_options = [
     click.option("--offset", "offset_s", type=click.FloatRange(min=0.0), default=0.0,
                  show_default=True, help="Where in each clip the analysed part starts (s)."),
     click.option("--duration", "duration_s", type=click.FloatRange(min=1.0), default=None,
-                 help="Seconds of each clip analysed (default: all, up to 600)."),
+                 help="Seconds of each clip analysed (default: all, up to 600; --segments: 3 h)."),
 ]
 
 
@@ -175,7 +175,7 @@ def with_clip_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def identify(index_path: str, clips: tuple[Path, ...], method: str, threshold: float | None,
              segments: bool, offset_s: float, duration_s: float | None, fmt: str) -> None:
     """Which track each clip comes from, where in it the clip starts, and how sure we are."""
-    from audiolsh.query.identify import check_method, identify_segments
+    from audiolsh.query.identify import check_method, identify_segments_file
     from audiolsh.query.identify import identify as run_identify
 
     records: list[dict[str, Any]] = []
@@ -187,13 +187,13 @@ def identify(index_path: str, clips: tuple[Path, ...], method: str, threshold: f
             raise ParameterError("--segments works with --method landmarks only")
 
         def work(clip: Path) -> dict[str, Any]:
-            y, sr = _load_clip(clip, offset_s, None if segments else duration_s)
-            if segments:
-                rows = [named({"start_s": round(start_s + offset_s, 2), "end_s": round(end_s + offset_s, 2),
-                               "path": m.path, "track_id": m.track_id, "offset_s": round(m.offset_s, 2),
-                               "confidence": round(m.confidence, 3)}, library)
-                        for start_s, end_s, m in identify_segments(library, y, sr)]
+            if segments:  # streamed: a recording of hours is never held whole
+                found = identify_segments_file(library, clip, offset_s=offset_s, duration_s=duration_s,
+                                               min_duration_s=MIN_DURATION_S, max_duration_s=MAX_DURATION_S)
+                rows = [segment_record(start_s, end_s, m, offset_s=offset_s, library=library)
+                        for start_s, end_s, m in found]
                 return {"query": shown(clip), "segments": rows}
+            y, sr = _load_clip(clip, offset_s, duration_s)
             m = run_identify(library, y, sr, method=method, threshold=threshold)
             return identify_record(shown(clip), m, library=library)
 

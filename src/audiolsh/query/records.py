@@ -4,6 +4,8 @@ Both interfaces build their records here so that they cannot drift apart:
 
 - identify: ``{"query", "match": null | {path, track_id, title, artist, offset_s, score,
   confidence, speed, tempo}, "elapsed_ms"}``
+- identify --segments: ``{"query", "segments": [{start_s, end_s, path, track_id, title, artist,
+  offset_s, confidence}]}``, one per stretch of the recording that one track plays
 - similar: ``{"query", "results": [{track_id, path, title, artist, score, rank, offset_s,
   query_offset_s}], "elapsed_ms"}``
 - overlaps: ``{"a": {path, track_id, title, artist, offset_s, duration_s}, "b": {...},
@@ -27,7 +29,8 @@ from audiolsh.query.identify import Identification
 from audiolsh.query.overlaps import Overlap
 from audiolsh.query.similar import SimilarTrack
 
-__all__ = ["identify_record", "match_record", "named", "overlap_record", "similar_record", "track_record",
+__all__ = ["identify_record", "match_record", "named", "overlap_record", "segment_record", "similar_record",
+           "track_record",
            "vector_record"]
 
 
@@ -78,6 +81,16 @@ def identify_record(query: str, match: Identification | None, *, library: Catalo
     if elapsed_ms is not None:
         record["elapsed_ms"] = round(float(elapsed_ms), 1)
     return record
+
+
+def segment_record(start_s: float, end_s: float, match: Identification, *,
+                   offset_s: float = 0.0, library: Catalogue | None = None) -> dict[str, Any]:
+    """One stretch of a long recording and the track playing in it (``offset_s``: where the
+    analysed part starts in the recording, added to the stretch's times)."""
+    m = match_record(match, library)
+    assert m is not None
+    return {"start_s": round(float(start_s) + offset_s, 2), "end_s": round(float(end_s) + offset_s, 2),
+            **{key: v for key, v in m.items() if key not in ("score", "speed", "tempo")}}
 
 
 def similar_record(query: str, results: Sequence[SimilarTrack], *, library: Catalogue | None = None,

@@ -39,6 +39,7 @@ class SimilarResult(BaseModel):
     title: str = Field(description="The track's title tag, else its file name.")
     artist: str | None = Field(description="The track's artist tag; null when untagged.")
     score: float = Field(description="Cosine similarity of the best-matching passages.")
+    raw_score: float | None = None
     rank: int
     offset_s: float | None = Field(description="Start of the matching passage in the track (s).")
     query_offset_s: float | None = Field(default=None, description="Start of the passage in the clip (s).")
@@ -48,7 +49,27 @@ class SimilarRecord(BaseModel):
     """The same object as one line of ``audiolsh similar --format jsonl``."""
 
     query: str
+    track_id: int | None = Field(default=None, description="The query track (a query by track id).")
     results: list[SimilarResult]
+    elapsed_ms: float
+
+
+class Segment(BaseModel):
+    start_s: float = Field(description="Where the stretch starts in the upload (s).")
+    end_s: float
+    path: str
+    track_id: int
+    title: str = Field(description="The track's title tag, else its file name.")
+    artist: str | None = Field(description="The track's artist tag; null when untagged.")
+    offset_s: float = Field(description="Where in the track the stretch starts (s).")
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
+class SegmentsRecord(BaseModel):
+    """The same object as one line of ``audiolsh identify --segments --format jsonl``."""
+
+    query: str
+    segments: list[Segment]
     elapsed_ms: float
 
 
@@ -74,6 +95,8 @@ class BeatSpectrum(BaseModel):
     lag_step_s: float
     values: list[float]
     peak_lag_s: float | None
+    tempo_bpm: float | None = Field(default=None, description="60 / peak_lag_s: the strongest period as beats"
+                                                              " per minute.")
 
 
 class Plots(BaseModel):
@@ -87,7 +110,10 @@ class Analysis(BaseModel):
 
     query: str
     duration_s: float = Field(description="Seconds of the upload analysed.")
+    scanned_s: float = Field(description="Seconds of the upload scanned for segments.")
     identify: IdentifyRecord | None
+    segments: list[Segment] | None = Field(description="Which track plays when; null for uploads under"
+                                                       " 20 s or without fingerprints.")
     similar: list[PageList]
     plots: Plots
     elapsed_ms: float
