@@ -45,9 +45,10 @@ def test_the_catalogue_api_gives_names_and_tags(client: Any, tagged_music: Path)
 
 
 def test_the_library_page_and_a_match_show_the_names(client: Any, tagged_music: Path) -> None:
-    page = client.get("/library").text
-    assert "Bö Trio - Night Song" in page and "Colours" in page and "(1999)" in page
-    searched = client.get("/library?q=dawn.mp3").text  # a file name finds its tagged track
+    page = client.get("/library").text.replace("<wbr>", "")  # the page's break opportunities
+    assert "Bö Trio - Night Song" in page and "Ana - Blue" in page and ">plain.wav<" in page
+    # a file name finds its tagged track
+    searched = client.get("/library?q=dawn.mp3").text.replace("<wbr>", "")
     assert "Ana - Dawn" in searched and "Ana - Blue" not in searched
     y, sr = sf.read(tagged_music / "bo.ogg", dtype="float32")
     buf = io.BytesIO()
