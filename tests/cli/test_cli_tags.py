@@ -279,3 +279,13 @@ def test_m4a_tags_are_read(tmp_path: Path) -> None:
                     "-c:a", "aac", "-metadata", "artist=Ana", "-metadata", "title=Tone",
                     "-metadata", "date=2011-02-03", "-metadata", "album=Tests", str(m4a)], check=True)
     assert read_tags(m4a) == {"artist": "Ana", "title": "Tone", "album": "Tests", "year": 2011}
+
+
+def test_paths_are_relative_to_the_deepest_root_or_the_folder_outside_tracks_share() -> None:
+    from audiolsh.library.tags import Names
+
+    names = Names.of(["/m/Music/", "/m/Music/Live"], ["/m/Music/Ana/a.flac", "/old/x/b.wav", "/old/y/c.wav"])
+    assert [names.relative(p) for p in ("/m/Music/Ana/a.flac", "/m/Music/Live/b.ogg", "/old/x/b.wav")] == [
+        "Ana/a.flac", "b.ogg", "x/b.wav"]
+    assert Names.of([], ["/m/Music/Ana/a.flac"]).relative("/m/Music/Ana/a.flac") == "a.flac"
+    assert Names.of(["/m/Music"], ["/m/Music/Ana/a.flac"]).roots == ("/m/Music",)  # not the deeper shared one

@@ -136,14 +136,15 @@ class Names:
 
     @classmethod
     def of(cls, roots: Iterable[str], paths: Sequence[str] = ()) -> Names:
-        """From the recorded roots; a library that recorded none (format 6 and older) uses the
-        folder its tracks share."""
-        kept = [r.rstrip(os.sep) or os.sep for r in roots]
-        if not kept:
-            kept = [shared_folder(paths)] if paths else []
-        return cls(tuple(sorted({r for r in kept if r}, key=len, reverse=True)))
+        """From the recorded roots; tracks under none of them (a format-6 library recorded
+        none) are shown relative to the folder they share."""
+        names = cls(tuple(sorted({r.rstrip(os.sep) or os.sep for r in roots}, key=len, reverse=True)))
+        outside = [p for p in paths if names.relative(p) == p]
+        shared = shared_folder(outside) if outside else ""
+        return cls((*names.roots, shared)) if shared else names
 
     def relative(self, path: str) -> str:
+        """``path`` relative to the deepest root holding it (as it is when none does)."""
         for root in self.roots:
             prefix = root if root.endswith(os.sep) else root + os.sep
             if path.startswith(prefix) and len(path) > len(prefix):
