@@ -16,6 +16,7 @@ from audiolsh.library import Library, index_audio
 
 @pytest.fixture(scope="module")
 def client(tagged_music: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An app over a fingerprint-only library of the tagged files (a few seconds, once)."""
     from fastapi.testclient import TestClient
 
     from audiolsh.web.app import create_app
