@@ -116,7 +116,7 @@ def test_identify_names_the_track_and_offset_and_says_no_match(
     assert 0.0 < m["confidence"] <= 1.0 and abs(m["speed"] - 1.0) < 0.02
     assert unknown["match"] is None
     code, out, _ = run("identify", str(clip), "--index", str(indexed), "--format", "csv")
-    assert code == 0 and out.splitlines()[0].startswith("query,match,offset_s")
+    assert code == 0 and out.splitlines()[0].startswith("query,match,title,artist,offset_s")
 
 
 def test_similar_and_worst_and_by_track(tmp_path: Path, library: Path, indexed: Path) -> None:

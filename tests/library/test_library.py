@@ -13,7 +13,7 @@ import soundfile as sf
 from audiolsh.audio import load, synth
 from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.features.scaling import Fusion, Standardizer
-from audiolsh.library import COMBINED_PARTS, Library, analyse, index_audio
+from audiolsh.library import COMBINED_PARTS, LIBRARY_VERSION, Library, analyse, index_audio
 from audiolsh.query.hits import live_windows, track_windows
 from audiolsh.query.similar import similar, stored_clip
 from audiolsh.storage import join, open_storage
@@ -83,7 +83,7 @@ def _make_legacy(where: Path, data: dict) -> None:
 
 def test_library_layout_and_catalogue(lib_dir: Path) -> None:
     data = _stored_config(lib_dir)
-    assert data["format"] == "audiolsh-library" and data["format_version"] == 6
+    assert data["format"] == "audiolsh-library" and data["format_version"] == LIBRARY_VERSION
     assert not (lib_dir / "library.json").exists()  # everything is in the storage
     assert data["normalisation"] == "wccn-v1"
     # Standardisation and fusion statistics are stored in the library, as the engine needs them back.
@@ -497,7 +497,7 @@ def test_without_normalisation_and_libraries_of_format_3(tmp_path: Path, music_d
         assert [r.track_id for r in similar(lib, clip, by="timbre", k=3)] == [r.track_id for r in before]
     assert not (where / "library.json").exists()
     migrated = _stored_config(where)
-    assert migrated["format_version"] == 6 and migrated["normalisation"] == "none"
+    assert migrated["format_version"] == LIBRARY_VERSION and migrated["normalisation"] == "none"
     assert migrated["stats"] == data["stats"] and migrated["fusion"] == data["fusion"]
     with Library.open(where, readonly=True) as lib:
         assert [r.track_id for r in similar(lib, clip, by="timbre", k=3)] == [r.track_id for r in before]

@@ -19,8 +19,8 @@ from audiolsh.query.identify import identify
 from audiolsh.query.records import identify_record
 
 IDENTIFY_KEYS = {"query", "match", "elapsed_ms"}
-MATCH_KEYS = {"path", "track_id", "offset_s", "score", "confidence", "speed", "tempo"}
-RESULT_KEYS = {"track_id", "path", "score", "rank", "offset_s", "query_offset_s"}
+MATCH_KEYS = {"path", "track_id", "title", "artist", "offset_s", "score", "confidence", "speed", "tempo"}
+RESULT_KEYS = {"track_id", "path", "title", "artist", "score", "rank", "offset_s", "query_offset_s"}
 
 
 def post(client: Any, url: str, name: str, data: bytes) -> Any:
@@ -364,10 +364,13 @@ def test_tagged_tracks_are_named_artist_title() -> None:
 
     from audiolsh.web.services import display_name
 
-    tagged = SimpleNamespace(path="/m/01_x.flac", title="Blue", artist="Ann Lee")
-    assert display_name(tagged) == "Ann Lee - Blue"
-    assert display_name(SimpleNamespace(path="/m/01_x.flac", title="Blue", artist=None)) == "Blue"
-    assert display_name(SimpleNamespace(path="/m/01_x.flac")) == "01_x.flac"
+    def track(**tags: str) -> SimpleNamespace:  # the catalogue keeps tags in meta["tags"]
+        return SimpleNamespace(path="/m/01_x.flac", meta={"tags": tags})
+
+    assert display_name(track(title="Blue", artist="Ann Lee")) == "Ann Lee - Blue"
+    assert display_name(track(title="Blue")) == "Blue"
+    assert display_name(track(artist="Ann Lee")) == "Ann Lee - 01_x.flac"
+    assert display_name(track()) == display_name(SimpleNamespace(path="/m/01_x.flac", meta={})) == "01_x.flac"
 
 
 def test_names_wrap_at_word_boundaries_only() -> None:

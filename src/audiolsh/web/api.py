@@ -113,7 +113,8 @@ def tracks(
     service: Service,
     offset: Annotated[int, Query(ge=0, le=MAX_TRACK_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    q: Annotated[str, Query(max_length=200, description="Part of the file name (case-insensitive).")] = "",
+    q: Annotated[str, Query(max_length=200, description="Part of the artist, title, album or file name"
+                                                        " (case-insensitive).")] = "",
 ) -> dict[str, Any]:
     return service.tracks(offset=offset, limit=limit, q=q)
 

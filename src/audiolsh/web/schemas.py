@@ -16,8 +16,8 @@ class ErrorBody(BaseModel):
 class Match(BaseModel):
     path: str
     track_id: int
-    title: str | None = None
-    artist: str | None = None
+    title: str = Field(description="The track's title tag, else its file name.")
+    artist: str | None = Field(description="The track's artist tag; null when untagged.")
     offset_s: float = Field(description="Where in the track the clip starts (s).")
     score: float
     confidence: float = Field(ge=0.0, le=1.0)
@@ -36,8 +36,8 @@ class IdentifyRecord(BaseModel):
 class SimilarResult(BaseModel):
     track_id: int
     path: str
-    title: str | None = None
-    artist: str | None = None
+    title: str = Field(description="The track's title tag, else its file name.")
+    artist: str | None = Field(description="The track's artist tag; null when untagged.")
     score: float = Field(description="Cosine similarity of the best-matching passages.")
     raw_score: float | None = None
     rank: int
@@ -59,8 +59,8 @@ class Segment(BaseModel):
     end_s: float
     path: str
     track_id: int
-    title: str | None = None
-    artist: str | None = None
+    title: str = Field(description="The track's title tag, else its file name.")
+    artist: str | None = Field(description="The track's artist tag; null when untagged.")
     offset_s: float = Field(description="Where in the track the stretch starts (s).")
     confidence: float = Field(ge=0.0, le=1.0)
 
@@ -121,8 +121,12 @@ class Analysis(BaseModel):
 
 class TrackOut(BaseModel):
     id: int
-    name: str
+    name: str = Field(description='"Artist - Title", else the path relative to the folder indexed.')
     path: str
+    title: str = Field(description="The title tag, else the file name.")
+    artist: str | None = Field(description="null when untagged, as album and year.")
+    album: str | None
+    year: int | None
     duration_s: float | None
     n_items: int
     added_at: float

@@ -26,9 +26,11 @@ from audiolsh import __version__
 from audiolsh.errors import AudiolshError, ParameterError, StorageUnavailable
 from audiolsh.library import Library, is_library
 from audiolsh.library import analyse as analyse_clip
+from audiolsh.library.tags import TAG_FIELDS, record_fields
+from audiolsh.library.tags import display_name as tag_name
 from audiolsh.query.identify import identify as run_identify
 from audiolsh.query.identify import identify_segments
-from audiolsh.query.records import identify_record, segment_record, similar_record
+from audiolsh.query.records import identify_record, segment_record, similar_record, track_record
 from audiolsh.query.similar import check_query, stored_clip
 from audiolsh.query.similar import similar as run_similar
 from audiolsh.web import uploads
@@ -79,25 +81,26 @@ def _ms_since(t0: float) -> float:
 
 
 def display_name(track: Any) -> str:
-    """"Artist - Title" from a track's tags when it has them, else its file name."""
-    title, artist = getattr(track, "title", None), getattr(track, "artist", None)
-    if title:
-        return f"{artist} - {title}" if artist else str(title)
-    return Path(track.path).name
-
-
-def _matches(row: dict[str, Any], needle: str) -> bool:
-    """A search hits the shown name or the file name (they differ for tagged tracks)."""
-    return needle in row["name"].casefold() or needle in Path(row["path"]).name.casefold()
+    """"Artist - Title" from a track's tags (``library.tags``), else its file name."""
+    return tag_name(**record_fields(track, track.path))
 
 
 def track_row(track: Any) -> dict[str, Any]:
+    """A catalogue track for the page and the API: ``name`` as the CLI's tables name it, the
+    tags (``title`` the file name, the others null when untagged), the absolute path."""
     return {
         "id": int(track.id), "name": display_name(track), "path": track.path,
+        **{k: v for k, v in track_record(track).items() if k in TAG_FIELDS},
         "duration_s": None if track.duration_s is None else round(float(track.duration_s), 2),
         "n_items": int(track.n_items), "added_at": float(track.added_at),
         "content_hash": track.content_hash,
     }
+
+
+def _matches(row: dict[str, Any], needle: str) -> bool:
+    """A case-insensitive search of a track's name, tags and file name."""
+    return any(needle in str(row.get(k) or "").casefold() for k in ("name", "artist", "title", "album")) \
+        or needle in Path(row["path"]).name.casefold()
 
 
 class QueryService:
@@ -199,11 +202,11 @@ class QueryService:
             raise BadQuery(NO_FINGERPRINT)
         t0 = time.perf_counter()
         match = run_identify(library, clip.y, clip.sr)
-        return identify_record(clip.name, match, elapsed_ms=_ms_since(t0))
+        return identify_record(clip.name, match, library=library, elapsed_ms=_ms_since(t0))
 
     @staticmethod
     def _segments(library: Library, clip: Clip) -> list[dict[str, Any]]:
-        return [segment_record(start_s, end_s, m) for start_s, end_s, m in
+        return [segment_record(start_s, end_s, m, library=library) for start_s, end_s, m in
                 identify_segments(library, clip.scan, clip.sr)]
 
     @staticmethod
@@ -239,7 +242,7 @@ class QueryService:
             found = run_similar(library, features, by=by, k=k, worst=worst)
         except ParameterError as exc:
             raise BadQuery(str(exc)) from None
-        return similar_record(clip.name, found, elapsed_ms=_ms_since(t0))
+        return similar_record(clip.name, found, library=library, elapsed_ms=_ms_since(t0))
 
     def track_similar(self, track_id: int, *, by: str, k: int, worst: bool) -> dict[str, Any]:
         """The tracks that sound like a library track (the CLI's ``similar --track`` line):
@@ -254,7 +257,7 @@ class QueryService:
                 found = run_similar(library, query, by=by, k=k, worst=worst, exclude={track_id})
             except ParameterError as exc:
                 raise BadQuery(str(exc)) from None
-            record = {**similar_record(query.path, found), "track_id": track_id}
+            record = {**similar_record(query.path, found, library=library), "track_id": track_id}
             record["elapsed_ms"] = round(_ms_since(t0), 1)
         return record
 
