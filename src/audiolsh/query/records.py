@@ -4,8 +4,9 @@ Both interfaces build their records here so that they cannot drift apart:
 
 - identify: ``{"query", "match": null | {path, track_id, offset_s, score, confidence, speed,
   tempo}, "elapsed_ms"}``
-- similar: ``{"query", "results": [{track_id, path, score, rank, offset_s, query_offset_s}],
-  "elapsed_ms"}``
+- similar: ``{"query", "match": null | {path, track_id, ...}, "results": [{track_id, path,
+  score, rank, offset_s, query_offset_s, raw_score}], "elapsed_ms"}``; ``score`` in [0, 1]
+  (``library.scale``), ``raw_score`` the mode's own value
 - overlaps: ``{"a": {path, track_id, offset_s, duration_s}, "b": {...}, "length_s", "kind",
   "score", "confidence"}``, one per shared stretch
 - vectors query (and ``spark query``): ``{"query", "results": [{id, distance}]}``
@@ -48,10 +49,12 @@ def identify_record(query: str, match: Identification | None, *,
     return record
 
 
-def similar_record(query: str, results: Sequence[SimilarTrack], *,
+def similar_record(query: str, results: Sequence[SimilarTrack], *, match: dict[str, Any] | None = None,
                    elapsed_ms: float | None = None) -> dict[str, Any]:
-    """One clip's ranked similar (or least similar) tracks."""
-    record: dict[str, Any] = {"query": query, "results": [r.to_dict() for r in results]}
+    """One clip's ranked similar (or least similar) tracks; ``match`` is the track the clip is
+    cut from (``match_record``; for a stored track as the query, that track), which the results
+    leave out unless asked to include it."""
+    record: dict[str, Any] = {"query": query, "match": match, "results": [r.to_dict() for r in results]}
     if elapsed_ms is not None:
         record["elapsed_ms"] = round(float(elapsed_ms), 1)
     return record

@@ -41,6 +41,7 @@ from audiolsh.library.scale import (
     vote_shares,
 )
 from audiolsh.query.hits import Hits, as_ids, offset_key, search, track_windows, window_items
+from audiolsh.query.identify import Identification, identify
 from audiolsh.search.brute import jaccard_rows, prepare
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,15 @@ def check_query(library: Library, by: str, method: str | None) -> Mode:
     if method not in METHODS[by]:
         raise ParameterError(f"--method {method!r} does not apply to --by {by}; use {list(METHODS[by])}")
     return library.mode(mode_name(by, method))
+
+
+def own_track(library: Library, y: np.ndarray, sr: int) -> Identification | None:
+    """The library track a clip is cut from, as the fingerprint identifies it (None: the library
+    has no fingerprint mode, or the clip is not in it).  ``similar`` reports it as the clip's
+    match and leaves it out of the lists unless asked to include it."""
+    if "fingerprint" not in library.modes:
+        return None
+    return identify(library, y, sr)
 
 
 def fused_scores(library: Library, clip_sets: Any, hits: Hits, cosine: np.ndarray) -> np.ndarray:

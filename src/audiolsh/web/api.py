@@ -56,10 +56,16 @@ def similar(
     by: Annotated[Literal["rhythm", "timbre", "chroma", "combined"], Query(
         description="The feature compared.")] = "combined",
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many tracks.")] = 10,
-    worst: Annotated[bool, Query(description="The least similar tracks of the whole library.")] = False,
+    worst: Annotated[bool, Query(description="The least similar tracks of the whole library (leaving out"
+                                             " the k most similar).")] = False,
+    include_self: Annotated[bool, Query(description="List the clip's own track too (the track"
+                                                    " identification finds it in).")] = False,
 ) -> dict[str, Any]:
-    """The k tracks most (or, with ``worst``, least) similar to the clip by one feature."""
-    return service.similar(file.file, file.filename, by=by, k=k, worst=worst)
+    """The k tracks most (or, with ``worst``, least) similar to the clip by one feature.  A track's
+    ``score`` is its best (least similar: worst) passage pair with the clip as a percentile in
+    [0, 1] among passage pairs of different tracks of the library; ``raw_score`` is the mode's own
+    value.  The clip's own track is ``match`` and is left out unless ``include_self``."""
+    return service.similar(file.file, file.filename, by=by, k=k, worst=worst, include_self=include_self)
 
 
 @router.post("/api/analyse", response_model=Analysis, responses=UPLOAD_ERRORS, tags=["queries"],
@@ -69,10 +75,11 @@ def analyse(
     service: Service,
     k: Annotated[int | None, Query(ge=1, le=20, description="Tracks per list (default: the server's).")
                  ] = None,
+    include_self: Annotated[bool, Query(description="List the clip's own track in the lists too.")] = False,
 ) -> dict[str, Any]:
     """Identification, the most and least similar tracks by rhythm, timbre, chroma or combined, and the
     clip's spectrogram and beat spectrum, from one decode."""
-    return service.analyse(file.file, file.filename, k=k)
+    return service.analyse(file.file, file.filename, k=k, include_self=include_self)
 
 
 @router.get("/api/tracks", response_model=TrackPage, responses=PARAM_ERRORS, tags=["library"],

@@ -34,16 +34,23 @@ class IdentifyRecord(BaseModel):
 class SimilarResult(BaseModel):
     track_id: int
     path: str
-    score: float = Field(description="Cosine similarity of the best-matching passages.")
+    score: float = Field(ge=0.0, le=1.0, description=(
+        "The best (least similar: worst) passage pair's similarity as a percentile among passage"
+        " pairs of different tracks of the library: 0.5 typical, 1 more alike than any sampled pair."))
     rank: int
     offset_s: float | None = Field(description="Start of the matching passage in the track (s).")
     query_offset_s: float | None = Field(default=None, description="Start of the passage in the clip (s).")
+    raw_score: float | None = Field(default=None, description=(
+        "The mode's own value of that pair: cosine (rhythm, timbre, chroma), Jaccard (peaks), sum of"
+        " z-scores (combined), votes per frame (chroma vote)."))
 
 
 class SimilarRecord(BaseModel):
     """The same object as one line of ``audiolsh similar --format jsonl``."""
 
     query: str
+    match: Match | None = Field(default=None, description=(
+        "The track the clip is cut from (identification), left out of the results unless include_self."))
     results: list[SimilarResult]
     elapsed_ms: float
 
@@ -52,6 +59,7 @@ class PageList(BaseModel):
     by: str
     worst: bool
     query: str
+    match: Match | None = None
     results: list[SimilarResult]
     elapsed_ms: float | None = None
     error: str | None = None

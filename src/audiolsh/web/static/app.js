@@ -128,7 +128,9 @@
       for (const r of entry.results) {
         const score = el("span", { className: "score", textContent: r.score.toFixed(3) });
         const bar = el("div", { className: "bar" }, el("span"));
-        bar.firstElementChild.style.width = Math.max(0, Math.min(1, (r.score + 1) / 2)) * 100 + "%";
+        // score is a percentile in [0, 1] in every mode (raw_score is the mode's own value)
+        bar.firstElementChild.style.width = Math.max(0, Math.min(1, r.score)) * 100 + "%";
+        bar.title = "raw " + r.raw_score;
         const where = r.offset_s != null ? el("div", { className: "muted small", textContent: "passage at " + clock(r.offset_s) }) : null;
         const audio = el("audio", { controls: true, preload: "none", src: audioSrc(r.track_id, r.offset_s) });
         if (r.offset_s) seekOnLoad(audio, r.offset_s);
