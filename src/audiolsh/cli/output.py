@@ -36,7 +36,7 @@ def emit_records(records: Sequence[dict[str, Any]], fmt: str, *, flat_rows: list
         emit_csv(flat_rows)
     else:
         for note in notes:
-            Console(width=max(100, Console().width)).print(note, highlight=False, markup=False)
+            sys.stdout.write(note + "\n")
         emit_table(flat_rows, title=title)
 
 

@@ -41,7 +41,7 @@ from audiolsh.library.scale import (
     vote_shares,
 )
 from audiolsh.query.hits import Hits, as_ids, offset_key, search, track_windows, window_items
-from audiolsh.query.identify import Identification, identify
+from audiolsh.query.identify import VOTE_BIN_S, Identification, identify
 from audiolsh.search.brute import jaccard_rows, prepare
 
 log = logging.getLogger(__name__)
@@ -306,7 +306,8 @@ def _vote(library: Library, clip: Extracted, *, k: int, worst: bool,
     score is its votes per frame it holds, its score the percentile of that over chance (lift)
     among unrelated tracks (``library.scale``).  The least similar count the votes of the
     negated frames (a higher raw score is less similar: the score is one minus the percentile).
-    Its passages are the pair of frames nearest each other."""
+    Its passages are the alignment most votes agree on (the clip's first frame voting for it and
+    where that falls in the track, to ``VOTE_BIN_S``)."""
     mode = library.mode("chroma_frames")
     frames, q_times = mode.rows_of(library.state(), clip)
     known, n_frames, n_total = vote_frames(library)
@@ -321,10 +322,22 @@ def _vote(library: Library, clip: Extracted, *, k: int, worst: bool,
     score = 1.0 - scale.score(VOTE_WORST, lift) if worst else scale.score(VOTE, lift)
     voted = np.flatnonzero(shares > 0)
     order = voted[np.argsort(-shares[voted], kind="stable")][:k]
-    found, pos = best_per_track(hits.tracks, -hits.distances)  # each track's nearest frame pair
-    at = pos[np.argsort(found)][np.searchsorted(np.sort(found), known[order])]
-    return _results(library, known[order], score[order], shares[order], hits.offsets[at],
-                    np.asarray(q_times, np.float64)[hits.rows[at]])
+    q_at, at = _vote_alignment(hits, np.asarray(q_times, np.float64), known[order])
+    return _results(library, known[order], score[order], shares[order], at, q_at)
+
+
+def _vote_alignment(hits: Hits, q_times: np.ndarray, tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per track (each with hits): the alignment of clip and track most votes agree on, as the
+    clip's first frame voting for it and that frame's place in the track (s)."""
+    q = q_times[hits.rows]
+    bins = np.round((hits.offsets - q) / VOTE_BIN_S).astype(np.int64)
+    pairs, inverse, votes = np.unique(np.stack([hits.tracks, bins], axis=1), axis=0, return_inverse=True,
+                                      return_counts=True)
+    first = np.full(len(pairs), np.inf)
+    np.minimum.at(first, inverse.ravel(), q)
+    found, pos = best_per_track(pairs[:, 0], votes.astype(np.float64))
+    pos = pos[np.argsort(found)][np.searchsorted(np.sort(found), tracks)]
+    return first[pos], first[pos] + pairs[pos, 1] * VOTE_BIN_S
 
 
 def stored_clip(library: Library, track_id: int, *, by: str, method: str | None = None) -> Extracted:
