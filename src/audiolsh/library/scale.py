@@ -149,33 +149,42 @@ def vote_frames(library: Library) -> tuple[np.ndarray, np.ndarray, int]:
     return known, n_frames, len(library.index("chroma_frames"))
 
 
-def vote_lift(shares: np.ndarray, n_query_frames: int, n_frames_total: int) -> np.ndarray:
+def vote_lift(shares: np.ndarray, n_query_frames: Any, n_frames_total: int) -> np.ndarray:
     """Votes per frame over chance (``VOTES_PER_FRAME`` votes of each query frame spread over
     every frame of the collection): 1 is what an unrelated track gets on average."""
-    return np.asarray(shares) * n_frames_total / (VOTES_PER_FRAME * max(n_query_frames, 1))
+    return np.asarray(shares) * n_frames_total / (VOTES_PER_FRAME * np.maximum(n_query_frames, 1))
 
 
 def _fit_vote(library: Library, rng: np.random.Generator) -> dict[str, Table]:
     """Vote lifts of every other track for pseudo-queries: one window of frames of a random
-    track each, voted with as they are and negated (the least-similar vote)."""
+    track each, voted with as they are and negated (the least-similar vote), all in one search
+    per direction."""
     name = "chroma_frames"
     index = library.index(name)
     ids, tracks, offsets = track_passages(library, name)
     known, n_frames, n_total = vote_frames(library)
     if len(known) < 2:
         return {}
-    lifts: dict[str, list[np.ndarray]] = {VOTE: [], VOTE_WORST: []}
+    sources = rng.choice(known, min(VOTE_QUERIES, len(known)), replace=False)
     window_s = library.config.window_s
-    k = min(VOTES_PER_FRAME, n_total)
-    for source in rng.choice(known, min(VOTE_QUERIES, len(known)), replace=False).tolist():
-        own = tracks == source  # one pseudo-query per pass: a bounded loop, vectorised inside
+    chosen = []
+    for source in sources.tolist():  # a few pseudo-queries: their frames are picked one by one
+        own = tracks == source
         start = rng.uniform(offsets[own].min(), max(offsets[own].min(), offsets[own].max() - window_s))
-        chosen = ids[own & (offsets >= start) & (offsets < start + window_s)]
-        frames = np.asarray(index.rows(chosen))
-        others = known != source
-        for kind, sign in ((VOTE, 1.0), (VOTE_WORST, -1.0)):
-            res = index.query(sign * frames, k)
-            hit_tracks = library.resolve_tracks(name, index.item_arrays(res.ids[res.ids >= 0])[0])
-            shares = vote_shares(hit_tracks[hit_tracks >= 0], known, n_frames)
-            lifts[kind].append(vote_lift(shares[others], len(chosen), n_total))
-    return {kind: Table.fit(np.concatenate(v)) for kind, v in lifts.items()}
+        chosen.append(np.flatnonzero(own & (offsets >= start) & (offsets < start + window_s)))
+    query_of = np.repeat(np.arange(len(sources)), [len(c) for c in chosen])
+    frames = np.asarray(index.rows(ids[np.concatenate(chosen)]))
+    n_query = np.bincount(query_of, minlength=len(sources))
+    others = np.ones((len(sources), len(known)), bool)
+    others[np.arange(len(sources)), np.searchsorted(known, sources)] = False
+    out = {}
+    for kind, sign in ((VOTE, 1.0), (VOTE_WORST, -1.0)):
+        res = index.query(sign * frames, min(VOTES_PER_FRAME, n_total))
+        rows, cols = np.nonzero(res.ids >= 0)
+        hit = library.resolve_tracks(name, index.item_arrays(res.ids[rows, cols])[0])
+        at = np.clip(np.searchsorted(known, hit), 0, len(known) - 1)
+        ok = known[at] == hit
+        votes = np.bincount(query_of[rows[ok]] * len(known) + at[ok], minlength=others.size)
+        shares = votes.reshape(others.shape) / np.maximum(n_frames, 1)
+        out[kind] = Table.fit(vote_lift(shares, n_query[:, None], n_total)[others])
+    return out
