@@ -39,6 +39,7 @@ SCALE_FORMAT = "audiolsh-score-scale"
 #: 1: quantiles at ``LEVELS`` of raw passage-pair similarity per mode, vote lifts
 SCALE_VERSION = 1
 N_PAIRS = 10_000
+MIN_PAIRS = 2_000
 #: Quantile levels, denser towards 0 and 1 where the answers of ``similar`` fall.
 LEVELS = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, 257))
 #: A writer samples the scale again when the track count moved by more than this share.
@@ -120,7 +121,9 @@ def fit_scale(library: Library, *, n_pairs: int = N_PAIRS) -> ScoreScale:
         if mode.query not in PASSAGE_QUERIES or (mode.query == "fused" and library.fusion is None):
             continue
         ids, tracks, offsets = track_passages(library, mode.name)
-        a, b = pairs_of_different_tracks(tracks, n_pairs, rng) if len(ids) >= 2 else ((), ())
+        # a small library has few distinct pairs: twenty draws a passage describe them
+        n = min(n_pairs, max(MIN_PAIRS, 20 * len(ids)))
+        a, b = pairs_of_different_tracks(tracks, n, rng) if len(ids) >= 2 else ((), ())
         if not len(a):
             continue
         used, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
