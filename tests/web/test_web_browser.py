@@ -121,6 +121,11 @@ def test_upload_names_the_track(server: str, browser: Any, web_corpus: Any, tmp_
     # two of the other three are the most similar, and the third the least.
     assert (len(most), len(least)) == (2, 1)
     assert sorted(e.text for e in most + least) == ["alpha.wav", "bravo.flac", "delta.wav"]
+    # The bars draw the [0, 1] score: the least similar track's is the shortest, under half.
+    widths = [float(e.value_of_css_property("width").removesuffix("px")) / float(
+        e.find_element("xpath", "..").value_of_css_property("width").removesuffix("px"))
+        for e in browser.find_elements("css selector", "#most li .bar span, #least li .bar span")]
+    assert len(widths) == 3 and widths[2] < min(widths[:2]) and widths[2] < 0.5
     assert len(browser.find_elements("css selector", "#most audio")) == len(most)
     wait_for(browser, lambda d: canvas_ink(d, "spectrogram") > 1000 and canvas_ink(d, "beat") > 100)
     # The match player seeks to where the clip starts (range requests make that possible).
