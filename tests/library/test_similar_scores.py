@@ -114,6 +114,11 @@ def test_the_scale_is_stored_and_older_libraries_sample_it(lib_dir: Path, music_
         # sampled on first use, the same (seeded) scale; a reader writes nothing
         assert similar(old, clip, by="combined", k=3) == before
         assert old.catalogue.config(SCALE_CONFIG) == {}
+    with Library.open(where) as lib:  # a scale of another version is sampled again too
+        with lib.catalogue.write() as w:
+            flat = {k: {**t, "values": [0.0] * len(t["values"])} for k, t in stored["kinds"].items()}
+            w.set_config({**stored, "format_version": SCALE_VERSION + 1, "kinds": flat}, SCALE_CONFIG)
+        assert similar(lib, clip, by="combined", k=3) == before
     with Library.open(where) as lib:
         lib.remove_track(before[-1].track_id)  # the next write stores it
         again = lib.catalogue.config(SCALE_CONFIG)
