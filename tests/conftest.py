@@ -111,11 +111,11 @@ def library_answers(lib: Library, files: list[Path], *, first_s: float = 4.0, cl
         y, sr = load(f, sr=SR, offset_s=first_s + i, duration_s=clip_s)
         clip = analyse(y, sr, modes=lib.modes, window_s=lib.config.window_s, hop_s=lib.config.hop_s)
         for by in ("rhythm", "timbre", "chroma", "peaks", "combined"):
-            out.append([(r.track_id, Path(r.path).name, round(r.score, 5), r.offset_s)
+            out.append([(r.track_id, Path(r.path).name, round(r.raw_score, 5), r.offset_s)
                         for r in similar(lib, clip, by=by, k=k)])
         vote = similar(lib, clip, by="chroma", method="vote", k=3)
         worst = similar(lib, clip, by="timbre", k=2, worst=True)
-        out.append([(r.track_id, round(r.score, 5)) for r in vote + worst])
+        out.append([(r.track_id, round(r.raw_score, 5)) for r in vote + worst])
         m = identify(lib, y, sr)
         out.append(None if m is None else (m.track_id, round(m.offset_s, 2)))
         out.append([(p.track_id, p.offset_s, round(p.score, 5))

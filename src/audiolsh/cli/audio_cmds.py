@@ -172,11 +172,11 @@ def _each_clip(clips: Sequence[Q], work: Callable[[Q], dict[str, Any]],
 
 
 def emit_answers(records: list[dict[str, Any]], fmt: str, flat: list[dict[str, Any]], *, title: str,
-                 failed: int) -> None:
-    """The clips' answers, then exit status 2 if a clip failed; when every clip failed only
-    the errors are said (no empty table beside them)."""
+                 failed: int, notes: Sequence[str] = ()) -> None:
+    """The clips' answers (``notes``: lines above a table), then exit status 2 if a clip failed;
+    when every clip failed only the errors are said (no empty table beside them)."""
     if records or not failed:
-        emit_records(records, fmt, flat_rows=flat, title=title)
+        emit_records(records, fmt, flat_rows=flat, title=title, notes=notes)
     if failed:
         sys.exit(EXIT_ERROR)
 
@@ -272,23 +272,32 @@ def identify(index_path: str, clips: tuple[str, ...], mic_s: float | None, metho
 @click.option("--method", type=click.Choice(["vector", "vote", "minhash"]), default=None,
               help="chroma: vector (default) or vote (S1); peaks: minhash.")
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--worst", is_flag=True, help="The least similar tracks of the whole collection.")
+@click.option("--worst", is_flag=True, help="The least similar tracks of the whole collection (leaving"
+                                             " out the k most similar).")
+@click.option("--include-self", is_flag=True,
+              help="List the clip's own track too (the track identification finds it in, or --track).")
 @with_clip_options
 @format_option
 def similar(index_path: str, clips: tuple[str, ...], tracks: tuple[str, ...], by: str,
-            method: str | None, k: int, worst: bool, offset_s: float, duration_s: float | None,
-            fmt: str) -> None:
+            method: str | None, k: int, worst: bool, include_self: bool, offset_s: float,
+            duration_s: float | None, fmt: str) -> None:
     """Tracks that sound like each clip (or --track), by rhythm, timbre, chroma, peaks or combined
     (rhythm + timbre + peaks).
 
+    A track's score is its best passage pair with the clip (least similar: its worst), as a
+    percentile in [0, 1] among passage pairs of different tracks of the library; raw_score is
+    the mode's own value.  The clip's own track is reported as its match and left out.
+
     CLIPS: audio files, folders, @lists of paths (one a line), or - for standard input."""
-    from audiolsh.query.similar import check_query, stored_clip
+    from audiolsh.query.records import match_record
+    from audiolsh.query.similar import check_query, own_track, stored_clip
     from audiolsh.query.similar import similar as run_similar
 
     if not clips and not tracks:
         raise click.UsageError("give CLIP files or --track TRACK")
     records: list[dict[str, Any]] = []
     flat: list[dict[str, Any]] = []
+    notes: list[str] = []
     failed = 0
     with Library.open(index_path, readonly=True) as library, clip_inputs(clips) as inputs:
         mode = check_query(library, by, method)
@@ -301,13 +310,18 @@ def similar(index_path: str, clips: tuple[str, ...], tracks: tuple[str, ...], by
         def work(clip: Path) -> dict[str, Any]:
             y, sr = _load_clip(clip, offset_s, duration_s)
             q = analyse(y, sr, modes=modes, window_s=cfg.window_s, hop_s=cfg.hop_s, path=inputs.name(clip))
-            found = run_similar(library, q, by=by, k=k, worst=worst, method=how)
-            return similar_record(inputs.name(clip), found, library=library)
+            match = own_track(library, y, sr)
+            own = () if match is None or include_self else (match.track_id,)
+            found = run_similar(library, q, by=by, k=k, worst=worst, method=how, exclude=own)
+            return similar_record(inputs.name(clip), found, match=match_record(match, library),
+                                  library=library)
 
         def work_track(tid: int) -> dict[str, Any]:
             q = stored_clip(library, tid, by=by, method=how)
-            found = run_similar(library, q, by=by, k=k, worst=worst, method=how, exclude={tid})
-            return {**similar_record(q.path, found, library=library), "track_id": tid}
+            own = () if include_self else (tid,)
+            found = run_similar(library, q, by=by, k=k, worst=worst, method=how, exclude=own)
+            match = named({"path": q.path, "track_id": tid}, library)
+            return {**similar_record(q.path, found, match=match, library=library), "track_id": tid}
 
         jobs: list[Path | int] = [*inputs.paths, *track_ids]
         for job, record in _each_clip(jobs, lambda j: work(j) if isinstance(j, Path) else work_track(j),
@@ -317,10 +331,20 @@ def similar(index_path: str, clips: tuple[str, ...], tracks: tuple[str, ...], by
                 continue
             records.append(record)
             name = inputs.short(job) if isinstance(job, Path) else names.label(library.track(job))
-            flat += [{"query": name, "rank": r["rank"], **track_columns(r, names, fmt),
-                      "score": r["score"], "offset_s": r["offset_s"]} for r in record["results"]]
+            if record["match"] is not None:
+                notes.append(_own_track_note(name, record["match"], include_self))
+            flat += [{"query": name, "rank": r["rank"], **track_columns(r, names, fmt), "score": r["score"],
+                      "raw_score": r["raw_score"], "offset_s": r["offset_s"],
+                      "query_offset_s": r["query_offset_s"]} for r in record["results"]]
     emit_answers(records, fmt, flat, title=f"{'least' if worst else 'most'} similar by {by}",
-                 failed=failed + inputs.problems)
+                 failed=failed + inputs.problems, notes=notes)
+
+
+def _own_track_note(query: str, match: dict[str, Any], included: bool) -> str:
+    """The line above the table naming the clip's own track."""
+    at = f" at {match['offset_s']:.2f} s" if match.get("offset_s") is not None else ""
+    kept = "listed too (--include-self)" if included else "left out (--include-self lists it)"
+    return f"{query}: the match is {match['path']}{at}; {kept}"
 
 
 @cli.command()

@@ -33,8 +33,9 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def emit_records(records: Sequence[dict[str, Any]], fmt: str, *, flat_rows: list[dict[str, Any]],
-                 title: str | None = None) -> None:
-    """``records`` are the per-query objects (json/jsonl); ``flat_rows`` one line per result."""
+                 title: str | None = None, notes: Sequence[str] = ()) -> None:
+    """``records`` are the per-query objects (json/jsonl); ``flat_rows`` one line per result;
+    ``notes`` lines above the table (the records hold the same facts)."""
     if fmt == "jsonl":
         for r in records:
             sys.stdout.write(json.dumps(r) + "\n")
@@ -43,6 +44,8 @@ def emit_records(records: Sequence[dict[str, Any]], fmt: str, *, flat_rows: list
     elif fmt == "csv":
         emit_csv(flat_rows)
     else:
+        for note in notes:
+            sys.stdout.write(note + "\n")
         emit_table(flat_rows, title=title)
 
 

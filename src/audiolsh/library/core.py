@@ -55,6 +55,7 @@ from audiolsh.library.config import (
 from audiolsh.library.learned import Learned
 from audiolsh.library.learned import fit as fit_learned
 from audiolsh.library.modes import REGISTRY, Mode, modes_for
+from audiolsh.library.scale import SCALE_CONFIG, ScoreScale, fit_scale
 from audiolsh.library.tags import Names, has_tags_read, root_of
 from audiolsh.storage import (
     Location,
@@ -159,6 +160,7 @@ class Library:
         self._map_cache: dict[str, tuple[tuple[int, int], tuple[np.ndarray, np.ndarray]]] = {}
         self._tracks_cache: tuple[int, dict[int, Track]] | None = None
         self._names_cache: tuple[int, Names] | None = None
+        self._scale_cache: tuple[int, ScoreScale] | None = None
         self._write_depth = 0
         #: removals a killed writer left, which this handle finished (``_finish_removals``)
         self.finished_removals: list[Track] = []
@@ -420,6 +422,25 @@ class Library:
     def combined_rows(self, ex: Extracted) -> tuple[np.ndarray, np.ndarray]:
         return self.state().combined_rows(ex)
 
+    def score_scale(self) -> ScoreScale:
+        """The scale of ``similar``'s scores (``library.scale``): the stored one, or for a library
+        written before it existed one sampled now (its next write stores it)."""
+        version = self.catalogue.version()
+        if self._scale_cache is None or self._scale_cache[0] != version:
+            scale = ScoreScale.from_dict(self.catalogue.config(SCALE_CONFIG))
+            self._scale_cache = (version, scale if scale is not None else fit_scale(self))
+        return self._scale_cache[1]
+
+    def _refresh_scale(self) -> None:
+        """After a change of the catalogue (under the write lock): sample the score scale again
+        when none is stored or the collection grew or shrank by more than its ``STALE_SHARE``."""
+        stored = ScoreScale.from_dict(self.catalogue.config(SCALE_CONFIG))
+        if stored is not None and not stored.stale(len(self)):
+            return
+        scale = fit_scale(self)
+        with self.catalogue.write() as w:
+            w.set_config(scale.to_dict(), SCALE_CONFIG)
+
     def fit(self, batch: Sequence[Extracted]) -> bool:
         """The explicit learning stage: learn from ``batch`` what the library still lacks
         (nothing already learned changes) and store it; True when something was learned."""
@@ -564,6 +585,7 @@ class Library:
                     w.set_track_items(tid, int(t["n_windows"]))
                     have.add(t["content_hash"])
                     ids.append(tid)
+            self._refresh_scale()
             return ids
 
     def add_batch(self, batch: Sequence[Extracted]) -> list[int]:
@@ -587,6 +609,7 @@ class Library:
                 w.remove_track(track.id)
                 w.set_config({"tracks": [track.to_dict()]}, REMOVING)
             self._drop_rows([track])
+            self._refresh_scale()
 
 
 def _read_config(location: Location) -> tuple[dict[str, Any], str]:

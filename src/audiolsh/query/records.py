@@ -6,8 +6,9 @@ Both interfaces build their records here so that they cannot drift apart:
   confidence, speed, tempo}, "elapsed_ms"}``
 - identify --segments: ``{"query", "segments": [{start_s, end_s, path, track_id, title, artist,
   offset_s, confidence}]}``, one per stretch of the recording that one track plays
-- similar: ``{"query", "results": [{track_id, path, title, artist, score, rank, offset_s,
-  query_offset_s}], "elapsed_ms"}``
+- similar: ``{"query", "match": null | {path, track_id, title, artist, ...}, "results":
+  [{track_id, path, title, artist, score, rank, offset_s, query_offset_s, raw_score}],
+  "elapsed_ms"}``; ``score`` in [0, 1] (``library.scale``), ``raw_score`` the mode's own value
 - overlaps: ``{"a": {path, track_id, title, artist, offset_s, duration_s}, "b": {...},
   "length_s", "kind", "score", "confidence"}``, one per shared stretch
 - a track described (``info --tracks``, the library page): ``track_record``
@@ -97,10 +98,13 @@ def segment_record(start_s: float, end_s: float, match: Identification, *,
             **{key: v for key, v in m.items() if key not in ("score", "speed", "tempo")}}
 
 
-def similar_record(query: str, results: Sequence[SimilarTrack], *, library: Catalogue | None = None,
-                   elapsed_ms: float | None = None) -> dict[str, Any]:
-    """One clip's ranked similar (or least similar) tracks."""
-    record: dict[str, Any] = {"query": query, "results": [named(r.to_dict(), library) for r in results]}
+def similar_record(query: str, results: Sequence[SimilarTrack], *, match: dict[str, Any] | None = None,
+                   library: Catalogue | None = None, elapsed_ms: float | None = None) -> dict[str, Any]:
+    """One clip's ranked similar (or least similar) tracks; ``match`` is the track the clip is
+    cut from (``match_record``; for a stored track as the query, that track), which the results
+    leave out unless asked to include it."""
+    record: dict[str, Any] = {"query": query, "match": match,
+                              "results": [named(r.to_dict(), library) for r in results]}
     if elapsed_ms is not None:
         record["elapsed_ms"] = round(float(elapsed_ms), 1)
     return record

@@ -38,11 +38,15 @@ class SimilarResult(BaseModel):
     path: str
     title: str = Field(description="The track's title tag, else its file name.")
     artist: str | None = Field(description="The track's artist tag; null when untagged.")
-    score: float = Field(description="Cosine similarity of the best-matching passages.")
-    raw_score: float | None = None
+    score: float = Field(ge=0.0, le=1.0, description=(
+        "The best (least similar: worst) passage pair's similarity as a percentile among passage"
+        " pairs of different tracks of the library: 0.5 typical, 1 more alike than any sampled pair."))
     rank: int
     offset_s: float | None = Field(description="Start of the matching passage in the track (s).")
     query_offset_s: float | None = Field(default=None, description="Start of the passage in the clip (s).")
+    raw_score: float | None = Field(default=None, description=(
+        "The mode's own value of that pair: cosine (rhythm, timbre, chroma), Jaccard (peaks), sum of"
+        " z-scores (combined), votes per frame (chroma vote)."))
 
 
 class SimilarRecord(BaseModel):
@@ -50,6 +54,8 @@ class SimilarRecord(BaseModel):
 
     query: str
     track_id: int | None = Field(default=None, description="The query track (a query by track id).")
+    match: Match | None = Field(default=None, description=(
+        "The track the clip is cut from (identification), left out of the results unless include_self."))
     results: list[SimilarResult]
     elapsed_ms: float
 
@@ -77,6 +83,7 @@ class PageList(BaseModel):
     by: str
     worst: bool
     query: str
+    match: Match | None = None
     results: list[SimilarResult]
     elapsed_ms: float | None = None
     error: str | None = None
