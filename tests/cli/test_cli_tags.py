@@ -117,9 +117,10 @@ def test_records_name_tracks_by_title_and_artist_and_keep_absolute_paths(
     m = json.loads(out)[0]["match"]
     assert (m["path"], m["title"], m["artist"]) == (blue, "Blue", "Ana")
     assert list(m)[:4] == ["path", "track_id", "title", "artist"]
-    code, out, err = run("similar", str(clip), "--by", "timbre", "-k", "6", "--index", str(indexed),
-                         "--format", "json")
+    code, out, err = run("similar", str(clip), "--by", "timbre", "-k", "6", "--include-self",
+                         "--index", str(indexed), "--format", "json")
     assert code == 0, err
+    assert (json.loads(out)[0]["match"]["title"], json.loads(out)[0]["match"]["artist"]) == ("Blue", "Ana")
     by_path = {r["path"]: (r["title"], r["artist"]) for r in json.loads(out)[0]["results"]}
     assert by_path[blue] == ("Blue", "Ana")
     assert by_path[str(tagged_music / "plain.wav")] == ("plain.wav", None)
@@ -132,8 +133,8 @@ def test_records_name_tracks_by_title_and_artist_and_keep_absolute_paths(
     assert code == 0 and {(s["title"], s["artist"]) for s in (shared["a"], shared["b"])} == {
         ("Blue", "Ana"), ("blue-copy.wav", None)}
     # CSV: the absolute path and the tags, as the records have them.
-    code, out, err = run("similar", str(clip), "--by", "timbre", "-k", "2", "--index", str(indexed),
-                         "--format", "csv")
+    code, out, err = run("similar", str(clip), "--by", "timbre", "-k", "2", "--include-self",
+                         "--index", str(indexed), "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and list(rows[0])[:6] == ["query", "rank", "path", "title", "artist", "score"], err
     assert rows[0]["path"] == blue and rows[0]["artist"] == "Ana"

@@ -332,7 +332,9 @@ def similar(index_path: str, clips: tuple[str, ...], tracks: tuple[str, ...], by
             records.append(record)
             name = inputs.short(job) if isinstance(job, Path) else names.label(library.track(job))
             if record["match"] is not None:
-                notes.append(_own_track_note(name, record["match"], include_self))
+                own = library.track(int(record["match"]["track_id"]))
+                shown_as = names.label(own) if own else names.relative(record["match"]["path"])
+                notes.append(_own_track_note(name, record["match"], include_self, shown_as))
             flat += [{"query": name, "rank": r["rank"], **track_columns(r, names, fmt), "score": r["score"],
                       "raw_score": r["raw_score"], "offset_s": r["offset_s"],
                       "query_offset_s": r["query_offset_s"]} for r in record["results"]]
@@ -340,11 +342,11 @@ def similar(index_path: str, clips: tuple[str, ...], tracks: tuple[str, ...], by
                  failed=failed + inputs.problems, notes=notes)
 
 
-def _own_track_note(query: str, match: dict[str, Any], included: bool) -> str:
-    """The line above the table naming the clip's own track."""
+def _own_track_note(query: str, match: dict[str, Any], included: bool, name: str) -> str:
+    """The line above the table naming the clip's own track (``name``: as the tables name it)."""
     at = f" at {match['offset_s']:.2f} s" if match.get("offset_s") is not None else ""
     kept = "listed too (--include-self)" if included else "left out (--include-self lists it)"
-    return f"{query}: the match is {match['path']}{at}; {kept}"
+    return f"{query}: the match is {name}{at}; {kept}"
 
 
 @cli.command()

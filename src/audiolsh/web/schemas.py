@@ -25,6 +25,15 @@ class Match(BaseModel):
     tempo: float
 
 
+class TrackRef(BaseModel):
+    """A library track as the query of ``similar --track`` (no identification behind it)."""
+
+    path: str
+    track_id: int
+    title: str
+    artist: str | None
+
+
 class IdentifyRecord(BaseModel):
     """The same object as one line of ``audiolsh identify --format jsonl``."""
 
@@ -54,7 +63,7 @@ class SimilarRecord(BaseModel):
 
     query: str
     track_id: int | None = Field(default=None, description="The query track (a query by track id).")
-    match: Match | None = Field(default=None, description=(
+    match: Match | TrackRef | None = Field(default=None, description=(
         "The track the clip is cut from (identification), left out of the results unless include_self."))
     results: list[SimilarResult]
     elapsed_ms: float
