@@ -1,0 +1,124 @@
+"""A fast CLI: ``--help`` and ``--version`` import none of the heavy stacks, the lazy command
+map stays in step with the commands, and every numba kernel is cached on disk."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import audiolsh
+import audiolsh.cli
+from audiolsh import jit_cache
+from audiolsh.cli import COMMANDS, LazyGroup, cli
+
+SRC = Path(audiolsh.__file__).resolve().parents[1]
+#: Imported by a command that needs them, never by the group itself.
+HEAVY = ("numpy", "numba", "scipy", "librosa", "soundfile", "soxr", "sklearn", "matplotlib", "fastapi",
+         "uvicorn", "starlette", "pyspark", "pyarrow", "redis", "audiolsh.library", "audiolsh.index")
+LISTING = """
+import json, sys
+from audiolsh.cli import main
+sys.argv = ["audiolsh", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+sys.stderr.write(json.dumps(sorted(sys.modules)))
+"""
+
+
+def _import_every_command_module() -> None:
+    for info in pkgutil.iter_modules(audiolsh.cli.__path__, "audiolsh.cli."):
+        importlib.import_module(info.name)
+
+
+def _groups() -> list[tuple[str, LazyGroup]]:
+    from audiolsh.cli.spark_cmds import spark
+
+    return [("audiolsh", cli), ("audiolsh spark", spark)]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["spark", "--help"]])
+def test_help_and_version_import_no_heavy_module(argv: list[str]) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", LISTING, *argv], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+    modules = json.loads(done.stderr)
+    heavy = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
+    assert heavy == [], f"audiolsh {' '.join(argv)} imported {heavy}"
+    assert "audiolsh.cli.audio_cmds" not in modules and done.stdout.strip()
+
+
+def test_the_lazy_map_names_every_command_with_its_own_help() -> None:
+    _import_every_command_module()
+    for prog, group in _groups():
+        ctx = click.Context(group)
+        for name, lazy in group.lazy.items():
+            command = group.get_command(ctx, name)
+            assert command is not None, f"{prog} {name}: {lazy.target} is not a command"
+            assert command.name == name, f"{prog} {name}: {lazy.target} is the command {command.name!r}"
+            assert command.get_short_help_str(limit=10_000) == lazy.short_help, (
+                f"{prog} {name}: the one-line help in the lazy map differs from the command's docstring")
+        # A command attached by a decorator but missing from the map would not be listed.
+        assert set(group.commands) == set(group.lazy), f"{prog}: commands missing from its lazy map"
+
+
+def test_help_lists_every_command_without_importing_it() -> None:
+    fresh = LazyGroup("demo", lazy={"late": audiolsh.cli.Lazy("no.such.module:cmd", "Would fail to import.")})
+    result = CliRunner().invoke(fresh, ["--help"])
+    assert result.exit_code == 0 and "late  Would fail to import." in result.output
+    listed = CliRunner().invoke(cli, ["--help"]).output
+    for name, lazy in COMMANDS.items():
+        assert f"  {name} " in listed and lazy.short_help.split()[0] in listed
+
+
+def test_a_lazy_command_runs_when_named(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["info", "--index", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "error" in result.output
+
+
+def test_every_numba_kernel_is_cached_on_disk() -> None:
+    """A kernel without ``cache=True`` is compiled again by every process (seconds on the first
+    query); ``inline="always"`` helpers are compiled into their cached callers."""
+    from numba.core.caching import NullCache
+    from numba.core.registry import CPUDispatcher
+
+    uncached = []
+    for info in pkgutil.walk_packages(audiolsh.__path__, "audiolsh."):
+        if info.name.endswith("__main__"):
+            continue  # runs the CLI
+        if ".spark" in info.name or info.name.startswith("audiolsh.cli.spark"):
+            continue  # needs the spark extra; its kernels live in search/ and are checked there
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if isinstance(obj, CPUDispatcher) and obj.__module__ == module.__name__:
+                if obj.targetoptions.get("inline") != "always" and isinstance(obj._cache, NullCache):
+                    uncached.append(f"{module.__name__}.{name}")
+    assert uncached == []
+
+
+def test_numba_cache_falls_back_to_a_writable_folder(tmp_path: Path) -> None:
+    package = tmp_path / "site-packages" / "audiolsh"
+    home_cache = tmp_path / "xdg"
+    read_only = {package / "__pycache__", home_cache / "audiolsh" / "numba"}
+
+    def writable(path: Path) -> bool:
+        return path not in read_only
+
+    env = {"XDG_CACHE_HOME": str(tmp_path / "elsewhere")}
+    assert jit_cache.cache_dir(env, package_dir=package, writable=writable) == str(
+        tmp_path / "elsewhere" / "audiolsh" / "numba")
+    env = {"XDG_CACHE_HOME": str(home_cache)}  # the user's cache cannot be written either
+    chosen = jit_cache.cache_dir(env, package_dir=package, writable=writable)
+    assert chosen is not None and Path(chosen).name.startswith("audiolsh-numba-")
+    assert jit_cache.cache_dir(env, package_dir=tmp_path / "writable", writable=writable) is None
+    assert jit_cache.cache_dir({"NUMBA_CACHE_DIR": "/x"}, package_dir=package, writable=writable) is None
