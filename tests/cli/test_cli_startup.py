@@ -19,6 +19,7 @@ import audiolsh
 import audiolsh.cli
 from audiolsh import jit_cache
 from audiolsh.cli import COMMANDS, LazyGroup, cli
+from audiolsh.errors import ParameterError
 
 SRC = Path(audiolsh.__file__).resolve().parents[1]
 #: Imported by a command that needs them, never by the group itself.
@@ -122,3 +123,41 @@ def test_numba_cache_falls_back_to_a_writable_folder(tmp_path: Path) -> None:
     assert chosen is not None and Path(chosen).name.startswith("audiolsh-numba-")
     assert jit_cache.cache_dir(env, package_dir=tmp_path / "writable", writable=writable) is None
     assert jit_cache.cache_dir({"NUMBA_CACHE_DIR": "/x"}, package_dir=package, writable=writable) is None
+
+
+def test_queries_are_timed_after_a_warm_up_on_a_synthetic_clip(tmp_path: Path) -> None:
+    """The first clip of a process is timed as a warm one: a synthetic clip goes first, unreported."""
+    import soundfile as sf
+
+    from audiolsh.cli.audio_cmds import WARM_UP_SR, _each_clip
+
+    seen: list[tuple[str, int | None]] = []
+
+    def work(clip: Path) -> dict[str, object]:
+        seen.append((clip.name, sf.info(str(clip)).samplerate if clip.name == "warm-up.wav" else None))
+        if clip.name == "bad.wav":
+            raise ParameterError("bad.wav: no audio")
+        return {"query": clip.name}
+
+    done = list(_each_clip([tmp_path / "a.wav", tmp_path / "bad.wav", tmp_path / "b.wav"], work))
+    assert seen == [("warm-up.wav", WARM_UP_SR), ("a.wav", None), ("bad.wav", None), ("b.wav", None)]
+    assert [(clip.name, record and record["query"]) for clip, record in done] == [
+        ("a.wav", "a.wav"), ("bad.wav", None), ("b.wav", "b.wav")]
+    assert all(record is None or record["elapsed_ms"] >= 0 for _, record in done)
+
+
+def test_a_failed_warm_up_is_not_reported_and_track_ids_warm_up_on_themselves() -> None:
+    from audiolsh.cli.audio_cmds import _each_clip
+
+    calls: list[int] = []
+
+    def work(track_id: int) -> dict[str, object]:
+        calls.append(track_id)
+        if len(calls) == 1:
+            raise ParameterError("only the warm-up fails")
+        return {"track_id": track_id}
+
+    done = list(_each_clip([7, 8], work))
+    assert calls == [7, 7, 8]
+    assert [record and record["track_id"] for _, record in done] == [7, 8]
+    assert list(_each_clip([], work)) == [] and calls == [7, 7, 8]

@@ -13,36 +13,58 @@ from audiolsh.errors import ParameterError
 from audiolsh.web.settings import Settings
 
 
-def test_serve_builds_the_app_and_runs_uvicorn(web_corpus: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
+def _free_port() -> int:
+    import socket
 
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_accepts_at_once_and_builds_the_app_behind(web_corpus: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    from audiolsh.web.startup import Startup
+
+    runs: list[Any] = []
+
+    def run(server: Any) -> None:  # uvicorn's lifespan, then one request, without a socket
+        runs.append(server.config)
+        with TestClient(server.config.app) as client:
+            assert server.config.app.settled.wait(60)
+            assert client.get("/health").json()["status"] == "ok"
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     result = CliRunner().invoke(cli, ["serve", "--index", str(web_corpus.library), "--port", "8765",
                                       "--max-upload-mb", "5", "--workers", "1", "--max-queue", "3",
                                       "--no-warm-up"])
     assert result.exit_code == 0, result.output
-    assert "http://127.0.0.1:8765/" in result.output and "4 tracks" in result.output
-    (call,) = calls
-    assert call["host"] == "127.0.0.1" and call["port"] == 8765
-    settings = call["app"].state.settings
+    assert "http://127.0.0.1:8765/" in result.output and "ready: 4 tracks" in result.output
+    (config,) = runs
+    assert config.host == "127.0.0.1" and config.port == 8765 and isinstance(config.app, Startup)
+    settings = config.app.settings
     assert settings.max_upload_bytes == 5 * 1024 * 1024 and settings.workers == 1
-    assert settings.max_queue == 3
-    assert call["app"].debug is False
+    assert settings.max_queue == 3 and not settings.warm_up
+    assert config.app.app.debug is False
 
 
 def test_serve_warns_off_loopback(web_corpus: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
 
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server: None)
     result = CliRunner().invoke(cli, ["serve", "--index", str(web_corpus.library), "--host", "0.0.0.0",
                                       "--no-warm-up"])
     assert result.exit_code == 0 and "warning" in result.output
 
 
 def test_serve_without_a_library_is_a_clear_error(tmp_path: Any) -> None:
-    result = CliRunner().invoke(cli, ["serve", "--index", str(tmp_path / "nothing")])
+    """The server starts, finds no library behind it, stops and says so: exit 2, one line."""
+    result = CliRunner().invoke(cli, ["serve", "--index", str(tmp_path / "nothing"),
+                                      "--port", str(_free_port())])
     assert result.exit_code == 2 and "no music library" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_settings_defaults_are_documented() -> None:
