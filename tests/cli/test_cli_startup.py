@@ -10,6 +10,7 @@ import pkgutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -161,3 +162,32 @@ def test_a_failed_warm_up_is_not_reported_and_track_ids_warm_up_on_themselves() 
     assert calls == [7, 7, 8]
     assert [record and record["track_id"] for _, record in done] == [7, 8]
     assert list(_each_clip([], work)) == [] and calls == [7, 7, 8]
+
+
+def test_vectors_query_times_the_queries_apart_from_the_loading(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from audiolsh.index import Index
+
+    rng = np.random.default_rng(5)
+    data, queries = tmp_path / "data.npy", tmp_path / "queries.npy"
+    np.save(data, rng.standard_normal((200, 8)).astype(np.float32))
+    np.save(queries, rng.standard_normal((10, 8)).astype(np.float32))
+    idx = str(tmp_path / "vec")
+    assert CliRunner().invoke(cli, ["vectors", "add", str(data), "--index", idx]).exit_code == 0
+    batches: list[int] = []
+    query = Index.query
+
+    def counted(self: Index, q: Any, *args: Any, **kwargs: Any) -> Any:
+        batches.append(len(q))
+        return query(self, q, *args, **kwargs)
+
+    monkeypatch.setattr(Index, "query", counted)
+    result = CliRunner().invoke(cli, ["vectors", "query", str(queries), "--index", idx, "-k", "3",
+                                      "--format", "jsonl"])
+    assert result.exit_code == 0, result.output
+    assert batches == [4, 10]  # the warm-up search (loading), then the timed one
+    summary = result.stderr.strip().splitlines()[-1]
+    assert summary.startswith("loaded in ") and "queries.npy" in summary and "; 10 queries in " in summary
+    assert len(result.stdout.strip().splitlines()) == 10

@@ -48,12 +48,11 @@ def serve(index_path: str, host: str, port: int, max_upload_mb: float, max_analy
     if not settings.is_loopback:
         err_console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this address"
                           " can upload files and play the library", highlight=False)
-    err_console.print(f"serving {index_path} at [bold]{settings.url}[/] (API docs: {settings.url}docs);"
-                      " Ctrl-C stops", highlight=False)
 
     def ready(app: Any, seconds: float) -> None:
-        err_console.print(f"ready: {app.state.service.n_tracks()} tracks, started in {seconds:.1f} s",
-                          highlight=False)
+        url = settings.url
+        err_console.print(f"serving {app.state.service.n_tracks()} tracks of {index_path} at [bold]{url}[/]"
+                          f" (API docs: {url}docs), ready in {seconds:.1f} s; Ctrl-C stops", highlight=False)
 
     try:
         run(settings, on_ready=ready)

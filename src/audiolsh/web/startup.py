@@ -154,7 +154,8 @@ def run(settings: Settings, *, on_ready: Callable[[Any, float], None] | None = N
     import uvicorn
 
     startup = Startup(settings, on_ready=on_ready)
-    config = uvicorn.Config(startup, host=settings.host, port=settings.port, log_level="info",
+    # Warnings only: the command says when the app is ready, and a failed start is one line.
+    config = uvicorn.Config(startup, host=settings.host, port=settings.port, log_level="warning",
                             server_header=False, access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     startup.on_failure = lambda exc: setattr(server, "should_exit", True)
