@@ -39,7 +39,7 @@ from audiolsh.query.nearest import nearest_passages
 from audiolsh.query.records import identify_record, similar_record
 
 MAX_CLIP_S = 600.0
-WARM_UP_S = 8.0
+WARM_UP_S = 6.0
 WARM_UP_SR = 44100
 Q = TypeVar("Q")
 log = logging.getLogger(__name__)
@@ -138,14 +138,18 @@ def _load_clip(clip: Path, offset_s: float, duration_s: float | None) -> Any:
 
 @contextmanager
 def _warm_up_clip() -> Iterator[Path]:
-    """A seeded synthetic song as a 44.1 kHz WAV: decoded, resampled and analysed as a real clip is."""
+    """Clicks, a sweep and noise as a 44.1 kHz WAV, decoded, resampled and analysed as a real clip
+    is (cheaper to make than ``synth.music``, and as good for loading everything a query uses)."""
     import soundfile as sf
 
     from audiolsh.audio import synth
 
+    d, sr = WARM_UP_S, WARM_UP_SR
+    y = (synth.clicks(bpm=120.0, duration_s=d, sr=sr) + synth.chirp(220.0, 1760.0, duration_s=d, sr=sr)
+         + synth.white_noise(duration_s=d, sr=sr, seed=0, amplitude=0.1))
     with tempfile.TemporaryDirectory(prefix="audiolsh-warm-up-") as tmp:
         path = Path(tmp) / "warm-up.wav"
-        sf.write(path, synth.music(duration_s=WARM_UP_S, sr=WARM_UP_SR, seed=0), WARM_UP_SR)
+        sf.write(path, y / max(1.0, float(abs(y).max())), sr)
         yield path
 
 
