@@ -66,8 +66,8 @@ class Startup:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        if self.app is None and scope["type"] == "http":
-            if scope.get("path") == "/health":
+        if self.app is None:
+            if scope["type"] == "http" and scope.get("path") == "/health":
                 await self._starting(send)
                 return
             self.waiting += 1
@@ -77,7 +77,10 @@ class Startup:
             finally:
                 self.waiting -= 1
             if self.app is None:
-                await self._unavailable(send)
+                if scope["type"] == "http":
+                    await self._unavailable(send)
+                else:  # a websocket: "try again later"
+                    await send({"type": "websocket.close", "code": 1013})
                 return
         await self.app(scope, receive, send)
 
