@@ -11,7 +11,6 @@ folder in the temporary directory.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 
@@ -33,6 +32,8 @@ def cache_dir(env: MutableMapping[str, str], *, package_dir: Path = PACKAGE_DIR,
     already set, or a package whose ``__pycache__`` folders can be written)."""
     if env.get(ENV) or writable(package_dir / "__pycache__"):
         return None
+    import tempfile  # only here: every command imports this module
+
     base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     for candidate in (Path(base) / "audiolsh" / "numba",
                       Path(tempfile.gettempdir()) / f"audiolsh-numba-{_user()}"):
