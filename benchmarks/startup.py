@@ -156,6 +156,7 @@ def main() -> None:
             for src in args.src:  # interleaved: a change of the machine's load hits both alike
                 rows += [{"src": src, "run": run, "case": case, "value": value}
                          for case, value in _one_run(src, caches[src], work).items()]
+                print(f"run {run + 1}/{args.runs} of {src} done", file=sys.stderr, flush=True)
     cases = list(dict.fromkeys(str(r["case"]) for r in rows))
     print(f"load average at start {load:.2f}, at end {os.getloadavg()[0]:.2f}; {args.runs} runs")
     print(f"| case | {' | '.join(f'{s}: median | min' for s in args.src)} |")
