@@ -164,6 +164,17 @@ def test_a_failed_warm_up_is_not_reported_and_track_ids_warm_up_on_themselves() 
     assert list(_each_clip([], work)) == [] and calls == [7, 7, 8]
 
 
+def test_no_temporary_folder_for_the_warm_up_is_no_error(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from audiolsh.cli.audio_cmds import _each_clip
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    done = list(_each_clip([tmp_path / "a.wav"], lambda clip: {"query": clip.name}))
+    assert [record and record["query"] for _, record in done] == ["a.wav"]
+
+
 def test_vectors_query_times_the_queries_apart_from_the_loading(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np

@@ -164,7 +164,7 @@ def _warm_up(first: Q, work: Callable[[Q], object]) -> None:
                 work(clip)  # type: ignore[arg-type]
         else:
             work(first)
-    except AudiolshError as exc:  # the real clips report it
+    except (AudiolshError, OSError) as exc:  # the real clips report theirs; no temporary folder
         log.info("warm-up: %s", exc)
     log.info("warmed up in %.2f s", time.perf_counter() - t0)
 
