@@ -202,3 +202,14 @@ def test_vectors_query_times_the_queries_apart_from_the_loading(tmp_path: Path,
     summary = result.stderr.strip().splitlines()[-1]
     assert summary.startswith("loaded in ") and "queries.npy" in summary and "; 10 queries in " in summary
     assert len(result.stdout.strip().splitlines()) == 10
+
+
+def test_the_index_and_identification_import_no_statistics_or_spectrum_stack() -> None:
+    """scipy.stats (for one normal CDF) cost every command about half a second to import."""
+    code = ("import json, sys, audiolsh.index, audiolsh.library, audiolsh.query.identify\n"
+            "sys.stdout.write(json.dumps(sorted(sys.modules)))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120, check=True)
+    modules = set(json.loads(done.stdout))
+    assert not modules & {"scipy.stats", "scipy.signal", "librosa.core.spectrum", "sklearn"}
