@@ -18,7 +18,7 @@ $(BIN)/python:
 
 # System packages: ffmpeg (decoding fallback, test fixtures), libsndfile, chromium and its driver
 # (the web app's browser tests), redis-server (the tests of redis:// locations start their own),
-# Java 17 for Spark (audiolsh[spark]); apt needs root.
+# Java 17 for Spark (audiolsh[spark]), PortAudio for identify --mic (audiolsh[mic]); apt needs root.
 system-deps:
 	@missing=""; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
@@ -27,6 +27,7 @@ system-deps:
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	ldconfig -p 2>/dev/null | grep -q libportaudio || missing="$$missing libportaudio2"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
@@ -34,7 +35,7 @@ system-deps:
 	fi
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,bench,redis,spark]'
+	$(BIN)/pip install --quiet -e '.[dev,bench,redis,spark,mic]'
 	touch $@
 
 install: system-deps $(VENV)/.installed

@@ -156,7 +156,10 @@ def record(args: argparse.Namespace) -> int:
     # (a) index, then what the library holds
     print(f"indexing {music} into {lib} (-j {args.jobs})", file=sys.stderr)
     run("index", "index", music, "--index", lib, "-j", str(args.jobs), step="index")
+    # --json: the spelling every version takes; a track's id is "track_id" since the records'
+    # vocabulary reached info ("id" before), named one way so recordings of both compare.
     info = rel(json.loads(run("info", "info", "--index", lib, "--json", "--tracks", step="info")))
+    info["tracks"] = [{"track_id": t.pop("id"), **t} if "id" in t else t for t in info["tracks"]]
     answers["info"]["library"] = info
     clips = choose_clips(info["tracks"], args.clips, args.seed)
     groups: dict[tuple[float, float], list[Clip]] = defaultdict(list)
@@ -188,7 +191,7 @@ def record(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed + 1)
     picked = [tracks[i] for i in sorted(rng.choice(len(tracks), min(N_TRACK_QUERIES, len(tracks)),
                                                    replace=False))]
-    ids = [x for t in picked for x in ("--track", str(t["id"]))]
+    ids = [x for t in picked for x in ("--track", str(t["track_id"]))]
     for name, extra in SIMILAR.items():
         records = run.jsonl(f"{name} --track", "similar", *ids, *extra, "-k", str(K), "--index", lib,
                             "--format", "jsonl", step="similar")

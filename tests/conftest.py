@@ -17,6 +17,15 @@ from audiolsh.query.nearest import nearest_passages
 from audiolsh.query.similar import similar
 
 
+@pytest.fixture(autouse=True)
+def _no_user_config(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A developer's ~/.config/audiolsh/config.toml or AUDIOLSH_* variables change no test."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "no-config"))
+    for name in ("AUDIOLSH_CONFIG", "AUDIOLSH_WORKERS", "AUDIOLSH_FORMAT", "AUDIOLSH_HOST", "AUDIOLSH_PORT",
+                 "AUDIOLSH_SERVER_WORKERS"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     """A freshly seeded generator: every test sees the same random stream."""

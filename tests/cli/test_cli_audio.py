@@ -53,6 +53,8 @@ def test_index_then_nearest_finds_the_track_and_offset(tmp_path: Path, library: 
     best = record["results"][0]
     assert best["path"].endswith("album/b.flac")
     assert abs(best["offset_s"] - start_s) <= 1.0
+    with Library.open(idx, readonly=True) as lib:  # the records' vocabulary: track_id too
+        assert best["track_id"] == next(t.id for t in lib.tracks() if t.path.endswith("b.flac"))
     assert record["query"] == str(clip) and record["elapsed_ms"] > 0
     # --offset analyses a later part of the query file: the passage found moves with it.
     track = str(library / "album" / "b.flac")
@@ -145,7 +147,7 @@ def test_info_clusters_and_remove_on_a_library(tmp_path: Path, library: Path) ->
     idx = tmp_path / "idx"
     code, _, err = run("index", str(library), "--index", str(idx), "-j", "1", "--modes", "timbre,rhythm")
     assert code == 0, err
-    code, out, _ = run("info", "--index", str(idx), "--json")
+    code, out, _ = run("info", "--index", str(idx), "--format", "json")
     data = json.loads(out)
     assert data["n_tracks"] == 3 and data["modes"] == ["rhythm", "timbre"]
     assert data["normalisation"] == "wccn-v1"
@@ -164,7 +166,7 @@ def test_info_clusters_and_remove_on_a_library(tmp_path: Path, library: Path) ->
     assert code == 0 and sorted(g["size"] for g in groups) in ([1, 2], [0, 3]) and len(groups) == 2
     code, _, err = run("remove", str(library / "a.wav"), "--index", str(idx))
     assert code == 0 and "removed" in err
-    code, out, _ = run("info", "--index", str(idx), "--json")
+    code, out, _ = run("info", "--index", str(idx), "--format", "json")
     assert json.loads(out)["n_tracks"] == 2
     code, _, err = run("identify", str(library / "a.wav"), "--index", str(idx))
     assert code == 2 and "without the fingerprint mode" in err

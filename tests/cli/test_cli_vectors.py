@@ -119,7 +119,7 @@ def test_tune_stores_a_setting_that_reaches_the_target(tmp_path: Path, data) -> 
         # The rebuilt tables answer with the stored setting.
         assert {s["family"]["n_tables"] for s in index.info()["segments"]} == {best["n_tables"]}
         assert len(index) == len(X)
-    code, out, _ = run("info", "--index", str(idx), "--json")
+    code, out, _ = run("info", "--index", str(idx), "--format", "json")
     assert json.loads(out)["config"]["n_probes"] == best["n_probes"]
 
 

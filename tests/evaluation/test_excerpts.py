@@ -124,11 +124,12 @@ def test_cli_writes_json_markdown_and_plots(corpus_dir: Path, tmp_path: Path) ->
     res = CliRunner().invoke(excerpts, [
         str(corpus_dir), "--seeds", "1", "--tracks-steps", "3", "--sizes", "10", "--dense-hop", "10",
         "--methods", "rhythm,peaks_minhash", "-j", "1", "--out", str(out), "--md", str(md),
-        *(["--plots", str(plots)] if have_matplotlib else []),
+        *(["--plots", str(plots)] if have_matplotlib else []), "--format", "json",
     ])
     assert res.exit_code == 0, res.output
     assert "rhythm" in md.read_text()
     assert json.loads(out.read_text())["protocol"]["k"] == 2
+    assert json.loads(res.stdout)["protocol"] == json.loads(out.read_text())["protocol"]
     if have_matplotlib:
         assert (plots / "excerpts_accuracy_vs_tracks.png").stat().st_size > 1000
         assert (plots / "excerpts_time_vs_size.png").stat().st_size > 1000

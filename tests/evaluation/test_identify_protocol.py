@@ -337,11 +337,16 @@ def test_cli_evaluate_identify_writes_json_and_markdown(corpus: list[str], tmp_p
     assert len(data["clips"]) == N_TRACKS * 2 and len(data["answers"]["audfprint"]) == N_TRACKS * 2
     assert "| audiolsh (default) |" in md.read_text() and "summary" in result.output
     # Without $AUDFPRINT, audfprint is skipped with a warning; audiolsh still runs.
+    # --index names audiolsh's library as every command does; --format json prints the report.
     monkeypatch.delenv("AUDFPRINT")
-    result = CliRunner().invoke(cli, [*args[:-4], "--out", str(out)])
+    library = tmp_path / "lib"
+    result = CliRunner().invoke(cli, [*args[:-4], "--out", str(out), "--index", str(library),
+                                      "--format", "json"])
     assert result.exit_code == 0, result.output
-    assert "AUDFPRINT is not set" in result.output
+    assert "AUDFPRINT is not set" in result.stderr
     assert len(json.loads(out.read_text())["results"]) == 2
+    assert json.loads(result.stdout)["results"] == json.loads(out.read_text())["results"]
+    assert library.is_dir()
 
 
 def test_cli_refuses_unknown_conditions(corpus: list[str]) -> None:

@@ -86,7 +86,7 @@ def test_euclidean_index(tmp_path: Path, rng) -> None:
                       bucket_width=50.0) as index:
         index.add(X)  # one hash of a wide cell per table: one bucket holds everything
         result = self_join(index, k=4, n_probes=2)
-        with pytest.raises(ParameterError, match="max_distance"):
+        with pytest.raises(ParameterError, match="--max-distance"):
             self_join(index, min_similarity=0.5)
     D = np.sqrt(((X[:, None, :].astype(np.float64) - X[None, :, :]) ** 2).sum(-1))
     assert_same(result, *brute_join(D, np.arange(600), k=4), atol=1e-4)

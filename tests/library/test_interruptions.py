@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import soundfile as sf
 from children import child_env
 
+from audiolsh.audio import content_hash, synth
 from audiolsh.library import Library, creation_interrupted, index_audio
 
 DEADLINE_S = 120.0  # generous: a condition waited for, never a duration asserted
@@ -35,6 +37,7 @@ N_MODES = 5
 #   create-mode:NAME  creating a library, NAME's storage made but its config not yet written
 #   create-config     creating a library, every storage made, the library's config not written
 #   remove:K          removing a track, after its catalogue commit and K modes' removals
+#   add-batch         adding files, before the first batch is committed
 #   waiting           (no stop) print a marker when it finds another writer holding the lock
 # At the stop it prints {"at": POINT} and waits for GO_FILE to appear ("-": until killed).
 WRITER = r"""
@@ -93,6 +96,14 @@ elif point.startswith("remove:"):
                 stop()  # every mode done, the catalogue's record of the removal not yet cleared
             return _write(self)
         cls.write = write_unless_k
+elif point == "add-batch":
+    add = core.Library.add_batch
+
+    def stop_then_add(self, batch):
+        stop()
+        return add(self, batch)
+
+    core.Library.add_batch = stop_then_add
 elif point == "waiting":
     class Marker(logging.Handler):
         def emit(self, record):
@@ -199,7 +210,7 @@ def test_a_creation_killed_midway_is_named_and_finished_by_the_next_run(
     writer.kill()
 
     assert creation_interrupted(location)
-    info = _cli("info", "--index", location, "--json")
+    info = _cli("info", "--index", location, "--format", "json")
     assert info.returncode == 0, info.stderr
     assert json.loads(info.stdout)["state"] == "creation interrupted"
     other = _cli("clusters", "--index", location)
@@ -209,7 +220,7 @@ def test_a_creation_killed_midway_is_named_and_finished_by_the_next_run(
     assert again.returncode == 0, again.stderr
     assert "3 added" in again.stderr
     assert not creation_interrupted(location)
-    info = _cli("info", "--index", location, "--json")
+    info = _cli("info", "--index", location, "--format", "json")
     assert info.returncode == 0, info.stderr
     data = json.loads(info.stdout)
     assert data["n_tracks"] == 3 and data["modes"] == MODES.split(",")
@@ -305,3 +316,39 @@ def test_two_first_runs_at_once_both_succeed(location: str, music: list[Path], t
         assert not lib.learned.missing()
         for name in (*lib.indexes, "fingerprint"):
             assert len(lib.mode_track_ids(name)) == 3, name
+
+
+@pytest.mark.slow
+def test_an_update_killed_between_its_removals_and_additions_is_finished_by_the_next(
+        tmp_path: Path, music: list[Path]) -> None:
+    """``update`` removes first (each removal durable on its own, as the remove tests above
+    show), then adds in commits: killed before its first addition, it leaves a whole library,
+    and the next ``update`` plans from what is there and finishes."""
+    folder = tmp_path / "music"
+    folder.mkdir()
+    deleted, changed, kept = (Path(shutil.copy(f, folder / f.name)) for f in music)
+    location = str(tmp_path / "lib")
+    with Library.create(location, modes=["fingerprint", "timbre"]) as lib:  # a vector and a hash index
+        index_audio(lib, [folder], workers=1)
+        before = {t.path: t.content_hash for t in lib.tracks()}
+    deleted.unlink()
+    sf.write(changed, synth.music(duration_s=12.0, sr=22050, seed=800), 22050)
+    new = folder / "new.wav"
+    sf.write(new, synth.music(duration_s=12.0, sr=22050, seed=801), 22050)
+
+    writer = Writer("add-batch", None, "update", str(folder), "--index", location, "-j", "1")
+    assert writer.marker() == {"at": "add-batch"}
+    writer.kill()
+    with Library.open(location, readonly=True) as lib:
+        # The deleted file's track and the changed file's old one are gone, nothing added yet.
+        assert {t.path: t.content_hash for t in lib.tracks()} == {str(kept): before[str(kept)]}
+
+    again = _cli("update", str(folder), "--index", location, "-j", "1")
+    assert again.returncode == 0, again.stderr
+    assert "2 added, 0 removed, 0 re-indexed, 1 unchanged, 0 failed" in again.stderr
+    with Library.open(location, readonly=True) as lib:
+        assert {t.path: t.content_hash for t in lib.tracks()} == {
+            str(f): content_hash(f) for f in (changed, kept, new)}
+        assert "removals_unfinished" not in lib.info()
+        for name in (*lib.indexes, "fingerprint"):  # no rows of a removed track are left
+            assert sorted(lib.mode_track_ids(name)) == sorted(content_hash(f) for f in (changed, kept, new))

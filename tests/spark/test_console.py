@@ -31,12 +31,31 @@ main()
 """
 
 
-def audiolsh(*args: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
+def start(*args: str, code: str | None = None) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "AUDIOLSH_SPARK_MASTER"}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2] / "src"),
                                          env.get("PYTHONPATH", "")])
     command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "audiolsh"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.Popen([*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def finish(proc: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    out, err = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def audiolsh(*args: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
+    return finish(start(*args, code=code))
+
+
+@pytest.fixture(scope="module")
+def runs(planted_library: Any) -> dict[str, subprocess.CompletedProcess[str]]:
+    """The two Spark commands, started together (each starts its own JVM: the start-ups overlap)."""
+    where = str(planted_library.path)
+    started = {"ok": start("spark", "overlaps", "--index", where, "--format", "jsonl"),
+               "failing": start("spark", "overlaps", "--index", where, code=FAILING)}
+    return {name: finish(proc) for name, proc in started.items()}
 
 
 def spark_log_of(err: str) -> Path:
@@ -45,11 +64,11 @@ def spark_log_of(err: str) -> Path:
     return Path(found.group(1))
 
 
-@pytest.mark.slow  # a Spark session of its own
-def test_a_spark_command_prints_only_its_own_lines(planted_library: Any) -> None:
+@pytest.mark.slow  # Spark sessions of their own
+def test_a_spark_command_prints_only_its_own_lines(planted_library: Any, runs: dict[str, Any]) -> None:
     from audiolsh.cli import cli
 
-    done = audiolsh("spark", "overlaps", "--index", str(planted_library.path), "--format", "jsonl")
+    done = runs["ok"]
     assert done.returncode == 0, done.stderr
     local = CliRunner().invoke(cli, ["overlaps", "--index", str(planted_library.path), "--format", "jsonl"])
     assert done.stdout == local.stdout
@@ -58,9 +77,9 @@ def test_a_spark_command_prints_only_its_own_lines(planted_library: Any) -> None
     assert "WARN" not in done.stderr and "log4j" not in done.stderr and "at org.apache" not in done.stderr
 
 
-@pytest.mark.slow  # a Spark session of its own
-def test_a_failed_task_is_one_line_and_exit_2(planted_library: Any) -> None:
-    done = audiolsh("spark", "overlaps", "--index", str(planted_library.path), code=FAILING)
+@pytest.mark.slow  # Spark sessions of their own
+def test_a_failed_task_is_one_line_and_exit_2(runs: dict[str, Any]) -> None:
+    done = runs["failing"]
     assert done.returncode == 2 and not done.stdout
     errors = [line for line in done.stderr.splitlines() if not OWN_LINE.match(line)]
     assert len(errors) == 1, done.stderr

@@ -169,11 +169,13 @@ def test_cli_writes_records_and_says_what_the_cap_dropped(spark: Any, crowded_in
     first = table.slice(0, 1).to_pylist()[0]
     assert first["key"] == "0"
     assert [nb["id"] for nb in first["neighbours"]] == local.neighbours_of(0)[0].tolist()
+    # On stdout (--format json: the records, jsonl's by default, gathered in one array)
     stdout = CliRunner().invoke(cli, ["spark", "join", "--index", crowded_index, "--min-similarity", "0.999",
-                                      "--probes", "16"])
+                                      "--probes", "16", "--format", "json"])
     assert stdout.exit_code == 0, stdout.output
-    lines = [json.loads(line) for line in stdout.output.splitlines() if line.startswith("{")]
+    lines = json.loads(stdout.stdout)
     assert len(lines) == 2000 and len(lines[1]["neighbours"]) > 100  # a near-copy of the crowd
+    assert set(lines[1]) == {"id", "key", "neighbours"}
 
 
 def test_help_states_the_recall_cost_of_the_cap() -> None:

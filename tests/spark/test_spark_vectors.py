@@ -167,9 +167,14 @@ def test_a_second_add_adds_nothing(added: tuple[Path, str], files: dict[str, Pat
     idx, _ = added
     with Index.open(idx) as index:
         segments, n = [s.id for s in index.segments], len(index)
-    code, _, err = run("spark", "vectors", "add", *(str(files[s]) for s in SHARDS), "--index", str(idx))
+    code, out, err = run("spark", "vectors", "add", *(str(files[s]) for s in SHARDS), "--index", str(idx),
+                         "--format", "json")
     assert code == 0, err
     assert err.count("already indexed, skipped") == len(SHARDS) and "build segments" not in err
+    summary = json.loads(out)  # each shard's outcome, in the words of `vectors add --format json`
+    assert [(Path(f["path"]).name, f["status"], f["n_vectors"]) for f in summary["files"]] == \
+        [(s, "skipped", 0) for s in SHARDS]
+    assert summary["n_vectors"] == n and summary["failed"] == 0
     with Index.open(idx) as index:
         assert [s.id for s in index.segments] == segments and len(index) == n
         assert len(index.tracks()) == len(SHARDS)
@@ -188,6 +193,9 @@ def test_spark_query_prints_the_records_of_vectors_query(added: tuple[Path, str]
     assert code == 0, err
     assert out == want
     assert json.loads(out.splitlines()[60])["query"] == "q0"
+    code, out, err = run("spark", "query", *queries, "--index", str(idx), "-k", "7", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out) == [json.loads(line) for line in want.splitlines()]
     table = tmp_path / "answers.parquet"
     code, _, err = run("spark", "query", *queries, "--index", str(idx), "-k", "7", "--out", str(table),
                        "--partitions", "1")

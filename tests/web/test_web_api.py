@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ def test_truncated_wav_still_identified(client: Any, web_corpus: Any) -> None:
 # similarity ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("by", ["rhythm", "timbre", "chroma", "combined"])
+@pytest.mark.parametrize("by", ["rhythm", "timbre", "chroma", "combined", "peaks"])
 def test_similar_ranks_the_source_first(client: Any, web_corpus: Any, by: str) -> None:
     r = client.post(f"/api/similar?by={by}&k=3", files={"file": ("c.wav", web_corpus.clip("bravo.flac"))})
     assert r.status_code == 200, r.text
@@ -115,14 +116,53 @@ def test_similar_bad_parameters(client: Any, web_corpus: Any, query: str) -> Non
     assert_error(r, 422, "invalid_request")
 
 
+def test_least_similar_by_peaks_is_refused_in_words(client: Any, web_corpus: Any) -> None:
+    r = post(client, "/api/similar?by=peaks&worst=true", "c.wav", web_corpus.clip("alpha.wav"))
+    body = assert_error(r, 422, "bad_parameter")
+    assert body["detail"].startswith("least similar is not defined for peak sets")
+
+
+def test_similar_to_a_library_track(client: Any, web_corpus: Any) -> None:
+    """The library page's "find similar": the CLI's similar --track, the track left out."""
+    from click.testing import CliRunner
+
+    from audiolsh.cli import cli
+
+    tid = web_corpus.ids["bravo.flac"]
+    r = client.get(f"/api/tracks/{tid}/similar?by=timbre&k=3")
+    assert r.status_code == 200, r.text
+    record = r.json()
+    assert record["track_id"] == tid and Path(record["query"]).name == "bravo.flac"
+    assert [x["rank"] for x in record["results"]] == [1, 2, 3]
+    assert tid not in {x["track_id"] for x in record["results"]}
+    result = CliRunner().invoke(cli, ["similar", "--track", str(tid), "--by", "timbre", "-k", "3",
+                                      "--index", str(web_corpus.library), "--format", "jsonl"])
+    assert result.exit_code == 0, result.output
+    from_cli = json.loads(result.output.strip().splitlines()[-1])
+    for rec in (from_cli, record):
+        del rec["elapsed_ms"]
+    assert record == from_cli
+    worst = client.get(f"/api/tracks/{tid}/similar?by=combined&k=2&worst=true").json()["results"]
+    assert len(worst) == 2 and tid not in {x["track_id"] for x in worst}
+    assert_error(client.get("/api/tracks/4242/similar"), 404, "not_found")
+    assert_error(client.get(f"/api/tracks/{tid}/similar?by=peaks&worst=true"), 422, "bad_parameter")
+
+
 def test_analyse_returns_everything_the_page_shows(client: Any, web_corpus: Any) -> None:
     r = post(client, "/api/analyse?k=2", "c.wav", web_corpus.clip("charlie.ogg", offset_s=5.0))
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["identify"]["match"]["track_id"] == web_corpus.ids["charlie.ogg"]
-    assert {(x["by"], x["worst"]) for x in out["similar"]} == {
-        (b, w) for b in ("rhythm", "timbre", "chroma") for w in (False, True)}
-    assert all(len(x["results"]) == 2 for x in out["similar"])
+    lists = {(x["by"], x["worst"]): x for x in out["similar"]}
+    # Every mode of the CLI, the default (combined) first.
+    assert out["similar"][0]["by"] == "combined"
+    modes = ("combined", "rhythm", "timbre", "chroma", "peaks")
+    assert set(lists) == {(b, w) for b in modes for w in (False, True)}
+    assert lists["peaks", True]["results"] == [] and "not defined" in lists["peaks", True]["error"]
+    del lists["peaks", True]
+    assert all(len(x["results"]) == 2 and "error" not in x for x in lists.values())
+    assert lists["combined", False]["results"][0]["track_id"] == web_corpus.ids["charlie.ogg"]
+    assert out["segments"] is None and out["scanned_s"] == out["duration_s"]  # a 10-s clip: no timeline
     spec = out["plots"]["spectrogram"]
     image = np.frombuffer(base64.b64decode(spec["data"]), np.uint8)
     assert image.size == spec["n_mels"] * spec["n_columns"]
@@ -131,6 +171,29 @@ def test_analyse_returns_everything_the_page_shows(client: Any, web_corpus: Any)
     beat = out["plots"]["beat_spectrum"]
     assert len(beat["values"]) == round(4.0 / beat["lag_step_s"]) + 1
     assert beat["values"][0] == pytest.approx(1.0, abs=1e-3)
+    assert beat["tempo_bpm"] == pytest.approx(60.0 / beat["peak_lag_s"], abs=0.1)
+
+
+def medley(web_corpus: Any) -> bytes:
+    """40 s: 20 s of alpha from 5 s, then 20 s of delta from 10 s."""
+    a, d = web_corpus.audio("alpha.wav"), web_corpus.audio("delta.wav")
+    sr = 22050
+    return web_corpus.wav(np.concatenate([a[5 * sr: 25 * sr], d[10 * sr: 30 * sr]]))
+
+
+def test_segments_of_a_long_upload(client: Any, web_corpus: Any) -> None:
+    """Which track plays when, past the analysed 30 s (the CLI's identify --segments)."""
+    record = post(client, "/api/segments", "medley.wav", medley(web_corpus)).json()
+    assert set(record) == {"query", "segments", "elapsed_ms"} and record["query"] == "medley.wav"
+    segs = record["segments"]
+    assert [s["track_id"] for s in segs] == [web_corpus.ids["alpha.wav"], web_corpus.ids["delta.wav"]]
+    alpha, delta = segs
+    assert alpha["start_s"] < 2.0 and abs(alpha["end_s"] - 20.0) < 2.5 and abs(delta["end_s"] - 40.0) < 2.5
+    # Where each stretch starts in its track: 5 s into alpha, 10 s into delta (plus the stretch's own start).
+    assert abs(alpha["offset_s"] - (5.0 + alpha["start_s"])) < 0.2
+    assert abs(delta["offset_s"] - (10.0 + delta["start_s"] - 20.0)) < 0.2
+    out = post(client, "/api/analyse?k=1", "medley.wav", medley(web_corpus)).json()
+    assert out["segments"] == segs and out["duration_s"] == 30.0 and out["scanned_s"] == 40.0
 
 
 # bad uploads -----------------------------------------------------------------------------------
@@ -257,6 +320,19 @@ def test_health(client: Any) -> None:
     assert r.json()["pid"] == os.getpid()  # the process that answered (TestClient: this one)
 
 
+def test_health_says_how_big_the_library_is(client: Any, web_corpus: Any) -> None:
+    from audiolsh.library import Library
+
+    with Library.open(web_corpus.library, readonly=True) as library:
+        info = library.info()
+    body = client.get("/health").json()
+    assert body["n_tracks"] == len(web_corpus.ids) == info["n_tracks"]
+    assert set(body["rows"]) == set(info["modes"])
+    assert body["rows"]["fingerprint"] == info["indexes"]["fingerprint"]["n_hashes"] > 0
+    for mode in set(info["modes"]) - {"fingerprint"}:
+        assert body["rows"][mode] == info["indexes"][mode]["n_items"] > 0
+
+
 # pages, docs and errors ------------------------------------------------------------------------
 
 
@@ -276,18 +352,70 @@ def test_library_page_lists_tracks_groups_and_searches(client: Any, web_corpus: 
         assert name in page
     assert "Groups by timbre" in page and "2:40" in page  # total duration of 4 x 40 s
     assert "learned normalisation: wccn-v1" in page
+    # "Find similar" from every row.
+    assert f'href="/?track={web_corpus.ids["alpha.wav"]}"' in page
     filtered = client.get("/library?q=alp").text
-    assert "alpha.wav" in filtered and "delta.wav</td>" not in filtered
+    assert 'aria-label="Play alpha.wav"' in filtered and 'aria-label="Play delta.wav"' not in filtered
+
+
+def test_tagged_tracks_are_named_artist_title() -> None:
+    """Tracks with tags show "Artist - Title" (the playlist, the library page); others their file name."""
+    from types import SimpleNamespace
+
+    from audiolsh.web.services import display_name
+
+    tagged = SimpleNamespace(path="/m/01_x.flac", title="Blue", artist="Ann Lee")
+    assert display_name(tagged) == "Ann Lee - Blue"
+    assert display_name(SimpleNamespace(path="/m/01_x.flac", title="Blue", artist=None)) == "Blue"
+    assert display_name(SimpleNamespace(path="/m/01_x.flac")) == "01_x.flac"
+
+
+def test_names_wrap_at_word_boundaries_only() -> None:
+    """File names have few spaces: they may also wrap after _ and -, and nowhere else."""
+    from audiolsh.web.pages import _wbr
+
+    assert str(_wbr("my_song-v2 <live>.wav")) == "my_<wbr>song-<wbr>v2 &lt;live&gt;.wav"
 
 
 def test_openapi_and_docs(client: Any) -> None:
     schema = client.get("/openapi.json").json()
-    assert {"/api/identify", "/api/similar", "/api/tracks", "/api/tracks/{track_id}/audio", "/health"} <= set(
-        schema["paths"])
-    params = {p["name"] for p in schema["paths"]["/api/similar"]["post"]["parameters"]}
-    assert params == {"by", "k", "worst"}
-    docs = client.get("/docs")
-    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert {"/api/identify", "/api/similar", "/api/segments", "/api/tracks", "/api/tracks/{track_id}/audio",
+            "/api/tracks/{track_id}/similar", "/api/playlist.m3u", "/health"} <= set(schema["paths"])
+    params = {p["name"]: p for p in schema["paths"]["/api/similar"]["post"]["parameters"]}
+    assert set(params) == {"by", "k", "worst"}
+    assert set(params["by"]["schema"]["enum"]) == {"combined", "rhythm", "timbre", "chroma", "peaks"}
+
+
+@pytest.mark.parametrize(("url", "marker"), [("/docs", "swagger-ui"), ("/redoc", "<redoc")])
+def test_api_docs_are_served_offline(client: Any, url: str, marker: str) -> None:
+    """Swagger UI and ReDoc come from the installed package: no other host is named, and every
+    file the page loads is served here."""
+    import re
+
+    page = client.get(url)
+    assert page.status_code == 200 and marker in page.text
+    assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", page.text, re.I), page.text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert len(assets) >= 2
+    for asset in assets:
+        r = client.get(asset)
+        assert r.status_code == 200 and len(r.content) > (100 if asset.endswith(".svg") else 10_000), asset
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_playlist_of_a_result_list(client: Any, web_corpus: Any) -> None:
+    ids = [web_corpus.ids[n] for n in ("delta.wav", "alpha.wav")]
+    r = client.get("/api/playlist.m3u", params={"ids": ids, "name": "like alpha"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("audio/x-mpegurl")
+    assert r.headers["content-disposition"] == 'attachment; filename="like alpha.m3u"'
+    lines = r.text.splitlines()
+    assert lines == ["#EXTM3U", "#EXTINF:40,delta.wav", str(web_corpus.music.resolve() / "delta.wav"),
+                     "#EXTINF:40,alpha.wav", str(web_corpus.music.resolve() / "alpha.wav")]
+    assert_error(client.get("/api/playlist.m3u", params={"ids": [ids[0], 4242]}), 404, "not_found")
+    assert_error(client.get("/api/playlist.m3u"), 422, "invalid_request")
+    bad_name = client.get("/api/playlist.m3u", params={"ids": ids, "name": "../x\r\n"})
+    assert_error(bad_name, 422, "invalid_request")
 
 
 def test_unexpected_errors_are_plain_json(web_corpus: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ SR = 22050
 def test_strongest_period_of_a_click_track(bpm: float) -> None:
     beat = query_plots(synth.clicks(bpm=bpm, duration_s=10.0, sr=SR), SR)["beat_spectrum"]
     assert beat["peak_lag_s"] == pytest.approx(60.0 / bpm, abs=0.03)
+    assert beat["tempo_bpm"] == pytest.approx(bpm, rel=0.05)  # what the page shows
 
 
 def test_spectrogram_image_is_pooled_and_scaled() -> None:

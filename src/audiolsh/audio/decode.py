@@ -158,22 +158,31 @@ def _check_params(
     if sr is not None and sr <= 0:
         raise ParameterError(f"sr must be > 0 Hz, got {sr}")
     if not math.isfinite(offset_s) or offset_s < 0:
-        raise ParameterError(f"offset_s must be a finite number >= 0, got {offset_s}")
+        raise ParameterError(f"the offset (--offset) must be a finite number of seconds >= 0,"
+                             f" got {offset_s}")
     if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
-        raise ParameterError(f"duration_s must be > 0 seconds or None, got {duration_s}")
+        raise ParameterError(f"the duration (--duration) must be a finite number of seconds > 0,"
+                             f" got {duration_s}")
     if not math.isfinite(min_duration_s) or min_duration_s < 0:
-        raise ParameterError(f"min_duration_s must be a finite number >= 0, got {min_duration_s}")
+        raise ParameterError(f"the shortest length accepted must be a finite number of seconds >= 0,"
+                             f" got {min_duration_s}")
     if max_duration_s is not None and not (max_duration_s > 0):
-        raise ParameterError(f"max_duration_s must be > 0 seconds or None, got {max_duration_s}")
+        raise ParameterError(f"the longest length accepted (--max-duration) must be > 0 seconds,"
+                             f" got {max_duration_s}")
     if max_duration_s is not None and min_duration_s > max_duration_s:
         raise ParameterError(
-            f"min_duration_s ({min_duration_s}) is greater than max_duration_s ({max_duration_s})"
+            f"the shortest length accepted ({min_duration_s} s) is greater than the longest"
+            f" ({max_duration_s} s)"
         )
 
 
 def _too_long(path: Path, max_duration_s: float, offset_s: float, duration_s: float | None) -> AudioError:
     what = "audio" if offset_s == 0 and duration_s is None else "requested excerpt"
-    return AudioError(path, f"{what} is too long: more than max_duration_s {_fmt_s(max_duration_s)} decoded")
+    return AudioError(path, f"{what} is too long: more than {_fmt_s(max_duration_s)}, the longest accepted")
+
+
+def too_short(path: Path, got_s: float, min_duration_s: float) -> AudioError:
+    return AudioError(path, f"too short: {_fmt_s(got_s)} of audio, at least {_fmt_s(min_duration_s)} needed")
 
 
 # --------------------------------------------------------------------------- soundfile
@@ -186,12 +195,32 @@ def _load_soundfile(
     offset_s: float,
     duration_s: float | None,
     max_duration_s: float | None,
+    sr: int | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Read the requested excerpt from an open :class:`soundfile.SoundFile` in blocks, downmixed."""
-    blocks = list(_soundfile_blocks(path, f, offset_s=offset_s, duration_s=duration_s,
-                                    max_duration_s=max_duration_s))
-    y = blocks[0] if len(blocks) == 1 else np.concatenate([np.zeros(0, np.float32), *blocks])
-    return np.ascontiguousarray(y, dtype=np.float32), int(f.samplerate)
+    """Read the requested excerpt from an open :class:`soundfile.SoundFile` in blocks, downmixed,
+    and resampled to ``sr`` block by block (None: the native rate): memory holds the excerpt at
+    the output rate, not at a 192-kHz native one."""
+    blocks: Iterator[np.ndarray] = _soundfile_blocks(path, f, offset_s=offset_s, duration_s=duration_s,
+                                                     max_duration_s=max_duration_s)
+    out_sr = int(f.samplerate)
+    if sr is not None and sr != out_sr:
+        blocks = _resampled(blocks, out_sr, sr)
+        out_sr = int(sr)
+    parts = [b for b in blocks if b.size]
+    y = parts[0] if len(parts) == 1 else np.concatenate([np.zeros(0, np.float32), *parts])
+    return np.ascontiguousarray(y, dtype=np.float32), out_sr
+
+
+def _resampled(blocks: Iterator[np.ndarray], from_sr: int, to_sr: int) -> Iterator[np.ndarray]:
+    """``blocks`` resampled with a streaming soxr resampler (the samples of resampling the
+    whole signal at once)."""
+    rs = soxr.ResampleStream(from_sr, to_sr, 1, dtype="float32", quality="HQ")
+    seen = False
+    for b in blocks:
+        seen = seen or b.size > 0
+        yield rs.resample_chunk(np.ascontiguousarray(b, np.float32))
+    if seen:
+        yield rs.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 def _soundfile_blocks(
@@ -452,7 +481,7 @@ def load(
     try:
         y, file_sr = _load_libsndfile(
             p, mpeg=_maybe_mpeg(head, p), offset_s=offset_s, duration_s=duration_s,
-            max_duration_s=max_duration_s,
+            max_duration_s=max_duration_s, sr=sr,
         )
     except _NotLibsndfile as exc:
         logger.debug("libsndfile cannot open %s (%s); trying ffmpeg", p, exc.reason)
@@ -481,9 +510,7 @@ def load(
         level = "-inf" if peak == 0 else f"{20 * math.log10(peak):.1f}"
         raise AudioError(p, f"silent: peak level {level} dBFS is below -80 dBFS")
     if got_s < min_duration_s:
-        raise AudioError(
-            p, f"too short: {_fmt_s(got_s)} decoded < min_duration_s {_fmt_s(min_duration_s)}"
-        )
+        raise too_short(p, got_s, min_duration_s)
     return y, int(file_sr)
 
 
@@ -496,10 +523,12 @@ class _NotLibsndfile(Exception):
 
 
 def _load_libsndfile(
-    p: Path, *, mpeg: bool, offset_s: float, duration_s: float | None, max_duration_s: float | None
+    p: Path, *, mpeg: bool, offset_s: float, duration_s: float | None, max_duration_s: float | None,
+    sr: int | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Decode with libsndfile at the native rate.  An MPEG stream is decoded with descriptor 2
-    captured: libmpg123's error lines are counted, never shown."""
+    """Decode with libsndfile, resampled to ``sr`` as it streams (None: the native rate).  An
+    MPEG stream is decoded with descriptor 2 captured: libmpg123's error lines are counted,
+    never shown."""
     with captured() if mpeg else nullcontext() as noise:
         try:
             snd = sf.SoundFile(os.fsencode(p))
@@ -508,15 +537,16 @@ def _load_libsndfile(
         else:
             refused = None
             with snd:
+                native_sr = int(snd.samplerate)
                 y, file_sr = _load_soundfile(
-                    p, snd, offset_s=offset_s, duration_s=duration_s, max_duration_s=max_duration_s
+                    p, snd, offset_s=offset_s, duration_s=duration_s, max_duration_s=max_duration_s, sr=sr
                 )
     if refused is not None:  # raised once descriptor 2 is back: the decoder's notes stay unseen
         if noise is not None and noise.lines:
             logger.debug("%s: libmpg123 said: %s", p, " | ".join(noise.lines[:5]))
         raise _NotLibsndfile(_sndfile_reason(refused, p, mpeg=mpeg))
     if noise is not None:
-        check_errors(p, noise.errors(), y.size, decoder="libmpg123")
+        check_errors(p, noise.errors(), round(y.size * native_sr / file_sr), decoder="libmpg123")
     return y, file_sr
 
 

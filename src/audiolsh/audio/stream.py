@@ -30,7 +30,7 @@ from audiolsh.audio import decode
 from audiolsh.audio.decoder_noise import captured, check_errors, tool_errors
 from audiolsh.errors import AudioError
 
-__all__ = ["SignalStats", "stream_blocks"]
+__all__ = ["SignalStats", "excerpt_blocks", "stream_blocks"]
 
 _FFMPEG_READ_FRAMES = 1 << 18
 
@@ -93,8 +93,21 @@ def stream_blocks(
         level = "-inf" if seen.peak == 0 else f"{20 * math.log10(seen.peak):.1f}"
         raise AudioError(p, f"silent: peak level {level} dBFS is below -80 dBFS")
     if seen.duration_s < min_duration_s:
-        raise AudioError(p, f"too short: {decode._fmt_s(seen.duration_s)} decoded < min_duration_s "
-                            f"{decode._fmt_s(min_duration_s)}")
+        raise decode.too_short(p, seen.duration_s, min_duration_s)
+
+
+def excerpt_blocks(blocks: Iterator[np.ndarray], *, sr: int, offset_s: float = 0.0,
+                   duration_s: float | None = None) -> Iterator[np.ndarray]:
+    """The samples of ``blocks`` (at ``sr`` Hz) from ``offset_s`` for ``duration_s`` seconds
+    (to the end for None).  The rest of the stream is still drained, so that its checks run."""
+    start = round(offset_s * sr)
+    stop = None if duration_s is None else start + round(duration_s * sr)
+    at = 0
+    for y in blocks:
+        a, b = max(start - at, 0), len(y) if stop is None else min(max(stop - at, 0), len(y))
+        at += len(y)
+        if a < b:
+            yield y[a:b]
 
 
 def _checked(y: np.ndarray, seen: SignalStats) -> np.ndarray:

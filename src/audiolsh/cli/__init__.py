@@ -32,12 +32,17 @@ class Lazy(NamedTuple):
 COMMANDS: dict[str, Lazy] = {
     "clusters": Lazy("audiolsh.cli.index_cmds:clusters",
                      "Group the collection (SVD-reduced features, k-means); a vector index groups its rows."),
+    "config": Lazy("audiolsh.cli.config_cmd:config_cmd",
+                   "Show each setting's value and where it comes from: the environment, the config file"
+                   " ($AUDIOLSH_CONFIG, else $XDG_CONFIG_HOME/audiolsh/config.toml, else"
+                   " ~/.config/audiolsh/config.toml) or the built-in default."),
     "evaluate": Lazy("audiolsh.cli.evaluate_cmds:evaluate",
                      "Run an evaluation protocol on a corpus folder and print its tables."),
     "identify": Lazy("audiolsh.cli.audio_cmds:identify",
                      "Which track each clip comes from, where in it the clip starts, and how sure we are."),
     "index": Lazy("audiolsh.cli.audio_cmds:index_cmd",
-                  "Index audio files and folders (recursively), every mode from one decode per file."),
+                  "Index audio files, folders (recursively) and @lists of them (one path a line), every"
+                  " mode from one decode per file."),
     "info": Lazy("audiolsh.cli.index_cmds:info",
                  "Show what a music library or a vector index holds and how it is built."),
     "nearest": Lazy("audiolsh.cli.audio_cmds:nearest",
@@ -46,7 +51,8 @@ COMMANDS: dict[str, Lazy] = {
                      "Pairs of tracks that share material (a duplicate, a re-release, a reused loop, a"
                      " medley): where the shared stretch starts in each track and how long it is."),
     "remove": Lazy("audiolsh.cli.index_cmds:remove",
-                   "Remove tracks (by path or track id) or items (--keys) from the index."),
+                   "Remove tracks (by path, folder or track id, or @lists of them, one a line) or items"
+                   " (--keys) from the index."),
     "serve": Lazy("audiolsh.cli.web_cmds:serve",
                   "Serve the web page and the REST API (OpenAPI docs at /docs) on a music library."),
     "similar": Lazy("audiolsh.cli.audio_cmds:similar",
@@ -56,6 +62,9 @@ COMMANDS: dict[str, Lazy] = {
                   "Build, query and join indexes on Spark (local[N], yarn, k8s://..., spark://...)."),
     "tune": Lazy("audiolsh.cli.index_cmds:tune",
                  "Sweep tables, bits and probes on a validation split; store the cheapest good setting."),
+    "update": Lazy("audiolsh.cli.update_cmd:update",
+                   "Bring the library up to date with FOLDER: index new files, drop the tracks whose files"
+                   " under FOLDER were deleted, index again the files whose content changed."),
     "vectors": Lazy("audiolsh.cli.vector_cmds:vectors",
                     "k-NN over vectors: audio embeddings, feature tables."),
 }
@@ -133,10 +142,17 @@ class _Group(LazyGroup):
 @click.group(cls=_Group, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="audiolsh")
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
-def cli(verbose: int) -> None:
-    """Index a music collection and search it with locality-sensitive hashing."""
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
+    """Index a music collection and search it with locality-sensitive hashing.
+
+    Defaults for --index, --workers, --format and serve's address come from
+    ~/.config/audiolsh/config.toml (or $AUDIOLSH_CONFIG) if there is one: `audiolsh config`."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from audiolsh.cli.config import Defaults, Resolved
+
+    ctx.default_map = Defaults(Resolved.load())  # a command line flag still wins (click's order)
 
 
 def main() -> None:

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from audiolsh.cli import EXIT_ERROR, cli
+from audiolsh.cli.inputs import ClipInputs, clip_inputs, expand_lists
 from audiolsh.cli.options import index_option
-from audiolsh.cli.output import emit_records, err_console, format_option
+from audiolsh.cli.output import emit_object, emit_records, err_console, format_option
+from audiolsh.cli.progress import FileProgress
 from audiolsh.errors import AudiolshError, ParameterError
 from audiolsh.features import normalisation as wccn
 from audiolsh.files import shown
@@ -30,13 +31,14 @@ from audiolsh.library import (
     MODES,
     SAMPLE_RATE,
     WINDOW_S,
+    IngestReport,
     Library,
     analyse,
     index_audio,
 )
 from audiolsh.library.locations import check_library_location
 from audiolsh.query.nearest import nearest_passages
-from audiolsh.query.records import identify_record, similar_record
+from audiolsh.query.records import identify_record, segment_record, similar_record
 
 MAX_CLIP_S = 600.0
 WARM_UP_S = 6.0
@@ -64,7 +66,7 @@ def _warn_kept_settings(library: Library, **given: object) -> None:
 
 @cli.command("index")
 @index_option
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, required=True)
 @click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
               help="Parallel decoding processes (default: all cores).")
 @click.option("--commit-every", type=click.IntRange(min=1), default=8, show_default=True,
@@ -84,39 +86,59 @@ def _warn_kept_settings(library: Library, **given: object) -> None:
               default=MAX_DURATION_S, show_default=True,
               help="Refuse a file longer than this (s); files are analysed in blocks, so memory"
                    " does not grow with the length.")
-def index_cmd(index_path: str, paths: tuple[Path, ...], workers: int | None, commit_every: int,
-              modes: str, window_s: float, hop_s: float, normalisation: str, max_duration_s: float) -> None:
-    """Index audio files and folders (recursively), every mode from one decode per file.
+@format_option
+def index_cmd(index_path: str, paths: tuple[str, ...], workers: int | None, commit_every: int,
+              modes: str, window_s: float, hop_s: float, normalisation: str, max_duration_s: float,
+              fmt: str) -> None:
+    """Index audio files, folders (recursively) and @lists of them (one path a line), every mode
+    from one decode per file.
 
-    Files already in the library (same content) are skipped, so re-running resumes.
+    Files already in the library (same content) are skipped, so re-running resumes. The
+    summary goes to stderr; --format json|jsonl|csv also prints every file's outcome on stdout.
     """
     t0 = time.perf_counter()
+    given = expand_lists(paths, check_args=True)
+    if not given.items:  # each missing path is said; no library is created for none
+        sys.exit(EXIT_ERROR)
     check_library_location(index_path)
     with Library.open_or_create(index_path, modes=_modes(modes), window_s=window_s,
                                 hop_s=hop_s, normalisation=normalisation) as library:
         _warn_kept_settings(library, window=window_s, hop=hop_s, normalisation=normalisation)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), console=err_console) as bar:
-            task = bar.add_task("indexing", total=None)
-
-            def on_file(path: str, status: str) -> None:
-                if status == "indexed":
-                    bar.advance(task)
-                else:
-                    report_file(path, status)
-
-            report = index_audio(
-                library, [str(p) for p in paths], workers=workers, commit_every=commit_every,
-                on_file=on_file, on_plan=lambda n: bar.update(task, total=n), max_duration_s=max_duration_s,
-            )
+        with indexing_progress() as progress:
+            report = index_audio(library, given.items, workers=workers, commit_every=commit_every,
+                                 max_duration_s=max_duration_s, **progress)
         n_tracks = len(library)
+    emit_ingest(report, fmt, index_path=index_path, n_tracks=n_tracks, elapsed_s=time.perf_counter() - t0,
+                problems=given.problems)
+
+
+def emit_ingest(report: IngestReport, fmt: str, *, index_path: str, n_tracks: int, elapsed_s: float,
+                problems: int = 0) -> None:
+    """What an ingest did: one summary line on stderr; with json, jsonl or csv every file's
+    outcome on stdout; exit status 2 when a file failed."""
     err_console.print(
         f"{len(report.added)} added, {len(report.skipped)} already indexed,"
-        f" {len(report.failed)} failed in {time.perf_counter() - t0:.1f} s;"
-        f" library {index_path}: {n_tracks} tracks"
+        f" {len(report.failed)} failed in {elapsed_s:.1f} s; library {index_path}: {n_tracks} tracks",
+        highlight=False, markup=False,
     )
-    if report.failed:
+    if fmt != "table":
+        files = ([{"path": p, "status": "added", "error": None} for p in report.added]
+                 + [{"path": p, "status": "skipped", "error": None} for p in report.skipped]
+                 + [{"path": p, "status": "failed", "error": e} for p, e in report.failed])
+        summary = {"index": index_path, "n_tracks": n_tracks, "added": len(report.added),
+                   "skipped": len(report.skipped), "failed": len(report.failed),
+                   "elapsed_s": round(elapsed_s, 2), "files": files}
+        emit_object(summary, fmt, flat_rows=files, table=lambda: None)
+    if report.failed or problems:
         sys.exit(EXIT_ERROR)
+
+
+@contextlib.contextmanager
+def indexing_progress(verb: str = "indexed") -> Iterator[dict[str, Any]]:
+    """Progress on stderr (a bar in a terminal, plain lines otherwise), as the ``on_file``,
+    ``on_plan`` and ``on_extracted`` of ``index_audio``."""
+    with FileProgress(verb) as progress:
+        yield {"on_file": report_file, "on_plan": progress.set_total, "on_extracted": progress.extracted}
 
 
 def report_file(path: str, status: str) -> None:
@@ -136,7 +158,7 @@ def _load_clip(clip: Path, offset_s: float, duration_s: float | None) -> Any:
                 min_duration_s=MIN_DURATION_S, max_duration_s=MAX_CLIP_S)
 
 
-@contextmanager
+@contextlib.contextmanager
 def _warm_up_clip() -> Iterator[Path]:
     """Clicks, a sweep and noise as a 44.1 kHz WAV, decoded, resampled and analysed as a real clip
     is (cheaper to make than ``synth.music``, and as good for loading everything a query uses)."""
@@ -169,8 +191,8 @@ def _warm_up(first: Q, work: Callable[[Q], object]) -> None:
     log.info("warmed up in %.2f s", time.perf_counter() - t0)
 
 
-def _each_clip(clips: Sequence[Q], work: Callable[[Q], dict[str, Any]]) -> Iterator[
-        tuple[Q, dict[str, Any] | None]]:
+def _each_clip(clips: Sequence[Q], work: Callable[[Q], dict[str, Any]],
+               inputs: ClipInputs | None = None) -> Iterator[tuple[Q, dict[str, Any] | None]]:
     """Run ``work`` on every clip (timed, after a warm-up); a bad clip is reported and the batch
     goes on."""
     if clips:
@@ -180,18 +202,29 @@ def _each_clip(clips: Sequence[Q], work: Callable[[Q], dict[str, Any]]) -> Itera
         try:
             record = work(clip)
         except AudiolshError as exc:
-            err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+            message = inputs.message(exc) if inputs else str(exc)
+            err_console.print(f"[red]error:[/] {escape(message)}", highlight=False)
             yield clip, None
             continue
         record["elapsed_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
         yield clip, record
 
 
+def emit_answers(records: list[dict[str, Any]], fmt: str, flat: list[dict[str, Any]], *, title: str,
+                 failed: int) -> None:
+    """The clips' answers, then exit status 2 if a clip failed; when every clip failed only
+    the errors are said (no empty table beside them)."""
+    if records or not failed:
+        emit_records(records, fmt, flat_rows=flat, title=title)
+    if failed:
+        sys.exit(EXIT_ERROR)
+
+
 clip_options = [
     click.option("--offset", "offset_s", type=click.FloatRange(min=0.0), default=0.0,
                  show_default=True, help="Where in each clip the analysed part starts (s)."),
     click.option("--duration", "duration_s", type=click.FloatRange(min=1.0), default=None,
-                 help="Seconds of each clip analysed (default: all, up to 600)."),
+                 help="Seconds of each clip analysed (default: all, up to 600; --segments: 3 h)."),
 ]
 
 
@@ -203,7 +236,9 @@ def with_clip_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 @cli.command()
 @index_option
-@click.argument("clips", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("clips", nargs=-1)
+@click.option("--mic", "mic_s", type=click.FloatRange(MIN_DURATION_S, MAX_CLIP_S), default=None,
+              metavar="SECONDS", help="Record a clip from the default input device (audiolsh[mic]).")
 @click.option("--method", type=click.Choice(["landmarks", "chroma-vote", "minhash-peaks"]),
               default="landmarks", show_default=True, help="Landmark fingerprints, or a seed method.")
 @click.option("--threshold", type=float, default=None,
@@ -212,51 +247,54 @@ def with_clip_options(f: Callable[..., Any]) -> Callable[..., Any]:
               help="Long recordings: report which track plays when (landmarks only).")
 @with_clip_options
 @format_option
-def identify(index_path: str, clips: tuple[Path, ...], method: str, threshold: float | None,
-             segments: bool, offset_s: float, duration_s: float | None, fmt: str) -> None:
-    """Which track each clip comes from, where in it the clip starts, and how sure we are."""
-    from audiolsh.query.identify import check_method, identify_segments
+def identify(index_path: str, clips: tuple[str, ...], mic_s: float | None, method: str,
+             threshold: float | None, segments: bool, offset_s: float, duration_s: float | None,
+             fmt: str) -> None:
+    """Which track each clip comes from, where in it the clip starts, and how sure we are.
+
+    CLIPS: audio files, folders, @lists of paths (one a line), or - for standard input."""
+    from audiolsh.query.identify import check_method, identify_segments_file
     from audiolsh.query.identify import identify as run_identify
 
     records: list[dict[str, Any]] = []
     flat: list[dict[str, Any]] = []
     failed = 0
-    with Library.open(index_path, readonly=True) as library:
+    if not clips and mic_s is None:
+        raise click.UsageError("give CLIPS (files, folders, @lists, - for stdin) or --mic SECONDS")
+    # The library first: nobody records a clip for a library that is not there.
+    with Library.open(index_path, readonly=True) as library, clip_inputs(clips, mic_s=mic_s) as inputs:
         check_method(library, method)
         if segments and method != "landmarks":
             raise ParameterError("--segments works with --method landmarks only")
 
         def work(clip: Path) -> dict[str, Any]:
-            y, sr = _load_clip(clip, offset_s, None if segments else duration_s)
-            if segments:
-                rows = [{"start_s": round(start_s + offset_s, 2), "end_s": round(end_s + offset_s, 2),
-                         "path": m.path, "track_id": m.track_id, "offset_s": round(m.offset_s, 2),
-                         "confidence": round(m.confidence, 3)}
-                        for start_s, end_s, m in identify_segments(library, y, sr)]
-                return {"query": shown(clip), "segments": rows}
+            if segments:  # streamed: a recording of hours is never held whole
+                found = identify_segments_file(library, clip, offset_s=offset_s, duration_s=duration_s,
+                                               min_duration_s=MIN_DURATION_S, max_duration_s=MAX_DURATION_S)
+                rows = [segment_record(start_s, end_s, m, offset_s=offset_s) for start_s, end_s, m in found]
+                return {"query": inputs.name(clip), "segments": rows}
+            y, sr = _load_clip(clip, offset_s, duration_s)
             m = run_identify(library, y, sr, method=method, threshold=threshold)
-            return identify_record(shown(clip), m)
+            return identify_record(inputs.name(clip), m)
 
-        for clip, record in _each_clip(clips, work):
+        for clip, record in _each_clip(inputs.paths, work, inputs):
             if record is None:
                 failed += 1
                 continue
             records.append(record)
             if segments:
-                flat += [{"query": shown(clip.name), **row} for row in record["segments"]]
+                flat += [{"query": inputs.short(clip), **row} for row in record["segments"]]
             else:
                 m = record["match"] or {}
-                flat.append({"query": shown(clip.name), "match": m.get("path", "no match"),
+                flat.append({"query": inputs.short(clip), "match": m.get("path", "no match"),
                              "offset_s": m.get("offset_s"), "confidence": m.get("confidence"),
                              "speed": m.get("speed"), "elapsed_ms": record["elapsed_ms"]})
-    emit_records(records, fmt, flat_rows=flat, title="identification")
-    if failed:
-        sys.exit(EXIT_ERROR)
+    emit_answers(records, fmt, flat, title="identification", failed=failed + inputs.problems)
 
 
 @cli.command()
 @index_option
-@click.argument("clips", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("clips", nargs=-1)
 @click.option("--track", "track_ids", type=int, multiple=True,
               help="Query with a track already in the library (by id; repeatable).")
 @click.option("--by", type=click.Choice(["rhythm", "timbre", "chroma", "combined", "peaks"]),
@@ -267,11 +305,13 @@ def identify(index_path: str, clips: tuple[Path, ...], method: str, threshold: f
 @click.option("--worst", is_flag=True, help="The least similar tracks of the whole collection.")
 @with_clip_options
 @format_option
-def similar(index_path: str, clips: tuple[Path, ...], track_ids: tuple[int, ...], by: str,
+def similar(index_path: str, clips: tuple[str, ...], track_ids: tuple[int, ...], by: str,
             method: str | None, k: int, worst: bool, offset_s: float, duration_s: float | None,
             fmt: str) -> None:
     """Tracks that sound like each clip (or --track), by rhythm, timbre, chroma, peaks or combined
-    (rhythm + timbre + peaks)."""
+    (rhythm + timbre + peaks).
+
+    CLIPS: audio files, folders, @lists of paths (one a line), or - for standard input."""
     from audiolsh.query.similar import check_query, stored_clip
     from audiolsh.query.similar import similar as run_similar
 
@@ -280,7 +320,7 @@ def similar(index_path: str, clips: tuple[Path, ...], track_ids: tuple[int, ...]
     records: list[dict[str, Any]] = []
     flat: list[dict[str, Any]] = []
     failed = 0
-    with Library.open(index_path, readonly=True) as library:
+    with Library.open(index_path, readonly=True) as library, clip_inputs(clips) as inputs:
         mode = check_query(library, by, method)
         how = method
         cfg = library.config
@@ -288,60 +328,61 @@ def similar(index_path: str, clips: tuple[Path, ...], track_ids: tuple[int, ...]
 
         def work(clip: Path) -> dict[str, Any]:
             y, sr = _load_clip(clip, offset_s, duration_s)
-            q = analyse(y, sr, modes=modes, window_s=cfg.window_s, hop_s=cfg.hop_s, path=shown(clip))
+            q = analyse(y, sr, modes=modes, window_s=cfg.window_s, hop_s=cfg.hop_s, path=inputs.name(clip))
             found = run_similar(library, q, by=by, k=k, worst=worst, method=how)
-            return similar_record(shown(clip), found)
+            return similar_record(inputs.name(clip), found)
 
         def work_track(tid: int) -> dict[str, Any]:
             q = stored_clip(library, tid, by=by, method=how)
             found = run_similar(library, q, by=by, k=k, worst=worst, method=how, exclude={tid})
             return {**similar_record(q.path, found), "track_id": tid}
 
-        jobs: list[Path | int] = [*clips, *track_ids]
-        for job, record in _each_clip(jobs, lambda j: work(j) if isinstance(j, Path) else work_track(j)):
+        jobs: list[Path | int] = [*inputs.paths, *track_ids]
+        for job, record in _each_clip(jobs, lambda j: work(j) if isinstance(j, Path) else work_track(j),
+                                      inputs):
             if record is None:
                 failed += 1
                 continue
             records.append(record)
-            name = shown(job.name) if isinstance(job, Path) else f"track {job}"
+            name = inputs.short(job) if isinstance(job, Path) else f"track {job}"
             flat += [{"query": name, "rank": r["rank"], "path": r["path"],
                       "score": r["score"], "offset_s": r["offset_s"]} for r in record["results"]]
-    emit_records(records, fmt, flat_rows=flat, title=f"{'least' if worst else 'most'} similar by {by}")
-    if failed:
-        sys.exit(EXIT_ERROR)
+    emit_answers(records, fmt, flat, title=f"{'least' if worst else 'most'} similar by {by}",
+                 failed=failed + inputs.problems)
 
 
 @cli.command()
 @index_option
-@click.argument("clips", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("clips", nargs=-1, required=True)
 @click.option("-k", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--offset", "offset_s", type=click.FloatRange(min=0.0), default=0.0,
               show_default=True, help="Where in each clip the analysed part starts (s).")
 @click.option("--duration", "duration_s", type=click.FloatRange(min=1.0), default=30.0,
               show_default=True, help="Seconds of each clip analysed.")
 @format_option
-def nearest(index_path: str, clips: tuple[Path, ...], k: int, offset_s: float,
+def nearest(index_path: str, clips: tuple[str, ...], k: int, offset_s: float,
             duration_s: float, fmt: str) -> None:
-    """The passages of the collection nearest to each clip (per-second embeddings, voting)."""
+    """The passages of the collection nearest to each clip (per-second embeddings, voting).
+
+    CLIPS: audio files, folders, @lists of paths (one a line), or - for standard input."""
     records: list[dict[str, Any]] = []
     flat: list[dict[str, Any]] = []
     failed = 0
-    with Library.open(index_path, readonly=True) as library:
+    with Library.open(index_path, readonly=True) as library, clip_inputs(clips) as inputs:
         library.mode("embedding")
 
         def work(clip: Path) -> dict[str, Any]:
             passages = nearest_passages(library, clip, k=k, offset_s=offset_s, duration_s=duration_s)
-            return {"query": shown(clip), "results": [
-                {"path": p.path, "offset_s": p.offset_s, "score": round(p.score, 4), "rank": r + 1}
+            return {"query": inputs.name(clip), "results": [
+                {"track_id": p.track_id, "path": p.path, "offset_s": p.offset_s, "score": round(p.score, 4),
+                 "rank": r + 1}
                 for r, p in enumerate(passages)
             ]}
 
-        for clip, record in _each_clip(clips, work):
+        for clip, record in _each_clip(inputs.paths, work, inputs):
             if record is None:
                 failed += 1
                 continue
             records.append(record)
-            flat += [{"query": shown(clip.name), **res} for res in record["results"]]
-    emit_records(records, fmt, flat_rows=flat, title="nearest passages")
-    if failed:
-        sys.exit(EXIT_ERROR)
+            flat += [{"query": inputs.short(clip), **res} for res in record["results"]]
+    emit_answers(records, fmt, flat, title="nearest passages", failed=failed + inputs.problems)

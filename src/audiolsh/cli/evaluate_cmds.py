@@ -19,7 +19,7 @@ from rich.table import Table
 
 from audiolsh.audio import find_audio
 from audiolsh.cli import cli
-from audiolsh.cli.output import err_console
+from audiolsh.cli.output import emit_object, err_console, format_option
 from audiolsh.errors import AudiolshError
 from audiolsh.evaluation.audfprint import AUDFPRINT_CONFIGS, AudfprintSystem, audfprint_from_env
 from audiolsh.evaluation.distortions import CONDITIONS, DEFAULT_CONDITIONS
@@ -27,6 +27,7 @@ from audiolsh.evaluation.identify import (
     AudiolshSystem,
     IdentifyReport,
     SystemResult,
+    jsonable,
     run_protocol,
     wav_ingest,
     write_json,
@@ -62,8 +63,10 @@ def _names(known: Sequence[str]) -> Any:
 
 @evaluate.command("identify")
 @click.argument("corpus_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="audiolsh's fingerprint index (reused if it exists) [default: inside the work dir].")
+@click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="audiolsh's fingerprint library (reused if it exists) [default: inside the work dir].")
+@click.option("--index-dir", "old_index_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              hidden=True, help="Deprecated: --index.")
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Clips and audfprint databases, kept; clips are reused when the plan is the same "
                    "[default: a temporary folder, deleted].")
@@ -89,11 +92,12 @@ def _names(known: Sequence[str]) -> Any:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JSON here.")
 @click.option("--md", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the markdown tables here.")
-def identify_cmd(corpus_dir: Path, index_dir: Path | None, work_dir: Path | None,
+@format_option
+def identify_cmd(corpus_dir: Path, index_dir: Path | None, old_index_dir: Path | None, work_dir: Path | None,
                  lengths_s: tuple[float, ...], conditions: tuple[str, ...], clips_per_track: int,
                  positive_tracks: int | None, negative_tracks: int | None, seed: int, use_audfprint: bool,
                  audfprint_configs: tuple[str, ...], workers: int | None, wav_tracks: int, out: Path | None,
-                 md: Path | None) -> None:
+                 md: Path | None, fmt: str) -> None:
     """Identification (protocol 2): clips of 3-10 s, clean and distorted, of indexed and unindexed tracks.
 
     Reports per condition x length the top-1 accuracy, the offset accuracy (within 0.5 s) and the
@@ -101,6 +105,7 @@ def identify_cmd(corpus_dir: Path, index_dir: Path | None, work_dir: Path | None
     audiolsh is reported at its default threshold and at equal false matches (<= 1 %), audfprint at
     equal false matches.
     """
+    index_dir = index_dir or old_index_dir
     workers = workers or os.cpu_count() or 1
     tracks = [os.fspath(p) for p in find_audio([corpus_dir])]
     if len(tracks) < 3:
@@ -138,7 +143,8 @@ def identify_cmd(corpus_dir: Path, index_dir: Path | None, work_dir: Path | None
                 on_progress("audiolsh: WAV ingest", 1, 1)
     report.skipped = skipped
     report.machine["command"] = shlex.join(["audiolsh", *sys.argv[1:]]) if sys.argv else "audiolsh"
-    print_report(report)
+    emit_object(jsonable(report.to_dict()), fmt, flat_rows=summary_rows(report),
+                table=lambda: print_report(report))
     if out:
         write_json(report, out)
     if md:

@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from audiolsh.cli.output import err_console
+from audiolsh.cli.output import emit_object, err_console, format_option
 from audiolsh.evaluation.excerpts import (
     METHODS,
     evaluate_excerpts,
@@ -24,6 +24,7 @@ from audiolsh.evaluation.excerpts import (
     to_markdown,
     write_plots,
 )
+from audiolsh.evaluation.identify import jsonable
 from audiolsh.features import normalisation as wccn
 
 
@@ -61,9 +62,10 @@ def _steps(value: str) -> tuple[int, ...]:
               help="Write the Markdown tables here.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write the PNG plots into this folder.")
+@format_option
 def excerpts(corpus_dir: Path, k: int, seeds: int, tracks_steps: str, sizes: str, dense_hop_s: float,
              methods: str, normalisation: str, workers: int, out_json: Path | None, out_md: Path | None,
-             plots_dir: Path | None) -> None:
+             plots_dir: Path | None, fmt: str) -> None:
     """Excerpt retrieval on CORPUS_DIR: per track a 10-s query and k targets; accuracy@k, LSH vs exact.
 
     Queries are timed one at a time; for stable figures on a shared machine run with
@@ -107,7 +109,11 @@ def excerpts(corpus_dir: Path, k: int, seeds: int, tracks_steps: str, sizes: str
         "python": platform.python_version(), "corpus_dir": str(corpus_dir),
     }
     md = to_markdown(result)
-    Console(width=200).print(md, markup=False, highlight=False)
+    # csv: one row per method, its scalar summary figures
+    flat = [{"method": m, **{k: v for k, v in row.items() if not isinstance(v, (list, dict))}}
+            for m, row in result["summary"].items()]
+    emit_object(jsonable(result), fmt, flat_rows=flat,
+                table=lambda: Console(width=200).print(md, markup=False, highlight=False))
     if out_json:
         out_json.write_text(json.dumps(result, indent=2) + "\n")
     if out_md:

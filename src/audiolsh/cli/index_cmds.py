@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.markup import escape
 from rich.progress import Progress
 
 from audiolsh.cli import EXIT_ERROR, cli
+from audiolsh.cli.inputs import expand_lists
 from audiolsh.cli.options import index_option
-from audiolsh.cli.output import emit_records, emit_table, err_console, format_option
+from audiolsh.cli.output import emit_object, emit_records, emit_table, err_console, format_option
 from audiolsh.errors import ParameterError
 from audiolsh.evaluation import tune_index
 from audiolsh.files import shown
@@ -24,7 +26,7 @@ from audiolsh.library import Library, creation_interrupted, is_library
 from audiolsh.library.core import INTERRUPTED
 from audiolsh.library.locations import check_vectors_location
 from audiolsh.query.overlaps import MIN_SECONDS, Overlap, library_overlaps
-from audiolsh.query.records import overlap_record
+from audiolsh.query.records import cluster_records, overlap_record
 from audiolsh.storage import Track
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,26 +35,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 @cli.command()
 @index_option
 @click.option("--tracks", is_flag=True, help="List the tracks too.")
-@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
-def info(index_path: str, tracks: bool, as_json: bool) -> None:
+@format_option
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Deprecated: --format json.")
+def info(index_path: str, tracks: bool, fmt: str, as_json: bool) -> None:
     """Show what a music library or a vector index holds and how it is built."""
+    if as_json:
+        fmt = "json"
     if is_library(index_path):
-        _library_info(index_path, tracks, as_json)
+        _library_info(index_path, tracks, fmt)
         return
     if creation_interrupted(index_path):
         state = {"location": index_path, "state": "creation interrupted", "note": INTERRUPTED}
-        if as_json:
-            sys.stdout.write(json.dumps(state, indent=2) + "\n")
-        else:
-            emit_table([{"field": k, "value": v} for k, v in state.items()], title="audiolsh library")
+        _emit_info(state, [{"field": k, "value": v} for k, v in state.items()], fmt, "audiolsh library")
         return
     with Index.open(index_path, readonly=True) as index:
         data = index.info()
         if tracks:
-            data["tracks"] = [t.to_dict() for t in index.tracks()]
-    if as_json:
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
-        return
+            data["tracks"] = [_track_dict(t) for t in index.tracks()]
     cfg = data["config"]
     rows = [
         {"field": "location", "value": data["location"]},
@@ -68,23 +67,33 @@ def info(index_path: str, tracks: bool, as_json: bool) -> None:
         {"field": "table bytes per item", "value": round(data["table_bytes_per_item"], 1)},
         {"field": "tuned", "value": json.dumps(cfg["tuned"]) if cfg["tuned"] else "no"},
     ]
-    emit_table(rows, title="audiolsh index")
-    if tracks:
-        emit_table(
-            [{"id": t["id"], "path": t["path"], "duration_s": t["duration_s"],
-              "items": t["n_items"], "kind": t["kind"]} for t in data["tracks"]],
-            title="tracks",
-        )
+    track_rows = [{"track_id": t["track_id"], "path": t["path"], "duration_s": t["duration_s"],
+                   "items": t["n_items"], "kind": t["kind"]} for t in data.get("tracks", [])]
+    _emit_info(data, rows, fmt, "audiolsh index", track_rows if tracks else None)
 
 
-def _library_info(index_path: str, tracks: bool, as_json: bool) -> None:
+def _track_dict(track: Track) -> dict[str, Any]:
+    """A catalogue entry in the records' vocabulary (``track_id``, not the storage's ``id``)."""
+    d = track.to_dict()
+    return {"track_id": d.pop("id"), **d}
+
+
+def _emit_info(data: dict[str, Any], rows: list[dict[str, Any]], fmt: str, title: str,
+               track_rows: list[dict[str, Any]] | None = None) -> None:
+    """csv: the tracks with --tracks, else the field/value rows; table: both."""
+    def table() -> None:
+        emit_table(rows, title=title)
+        if track_rows is not None:
+            emit_table(track_rows, title="tracks")
+
+    emit_object(data, fmt, flat_rows=track_rows if track_rows is not None else rows, table=table)
+
+
+def _library_info(index_path: str, tracks: bool, fmt: str) -> None:
     with Library.open(index_path, readonly=True) as library:
         data = library.info()
         if tracks:
-            data["tracks"] = [t.to_dict() for t in library.tracks()]
-    if as_json:
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
-        return
+            data["tracks"] = [_track_dict(t) for t in library.tracks()]
     hours = data["duration_s"] / 3600
     rows = [
         {"field": "location", "value": data["location"]},
@@ -104,13 +113,9 @@ def _library_info(index_path: str, tracks: bool, as_json: bool) -> None:
         else:
             value = f"{sub['n_items']} items ({sub['metric']}, dim {sub['dim']})"
         rows.append({"field": name, "value": value})
-    emit_table(rows, title="audiolsh library")
-    if tracks:
-        emit_table(
-            [{"id": t["id"], "path": t["path"], "duration_s": t["duration_s"],
-              "windows": t["n_items"]} for t in data["tracks"]],
-            title="tracks",
-        )
+    track_rows = [{"track_id": t["track_id"], "path": t["path"], "duration_s": t["duration_s"],
+                   "windows": t["n_items"]} for t in data.get("tracks", [])]
+    _emit_info(data, rows, fmt, "audiolsh library", track_rows if tracks else None)
 
 
 def _library_here(index_path: str) -> bool:
@@ -119,6 +124,9 @@ def _library_here(index_path: str) -> bool:
 
 
 def _find_tracks(tracks: list[Track], target: str) -> list[Track]:
+    if os.path.isdir(target):  # a folder: the tracks under it
+        prefix = shown(os.path.abspath(target)).rstrip(os.sep) + os.sep
+        return [t for t in tracks if t.path.startswith(prefix)]
     names = {target, shown(target), shown(os.path.abspath(target))}
     try:
         names.add(shown(Path(target).resolve()))
@@ -131,47 +139,63 @@ def _find_tracks(tracks: list[Track], target: str) -> list[Track]:
 @index_option
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--keys", "by_key", is_flag=True, help="TARGETS are item keys, not track paths.")
-def remove(index_path: str, targets: tuple[str, ...], by_key: bool) -> None:
-    """Remove tracks (by path or track id) or items (--keys) from the index."""
+@format_option
+def remove(index_path: str, targets: tuple[str, ...], by_key: bool, fmt: str) -> None:
+    """Remove tracks (by path, folder or track id, or @lists of them, one a line) or items
+    (--keys) from the index.
+
+    Each removal is said on stderr; --format json|jsonl|csv also prints them on stdout."""
+    # The files of tracks to remove may be gone already: list entries are not checked.
+    given = expand_lists(targets, check_entries=False)
+    targets = tuple(given.items)
+    removed: list[dict[str, Any]] = []
+    missing: list[str] = []
+
+    def said(track: Track, n_items: int | None = None, note: str = "") -> None:
+        removed.append({"track_id": track.id, "path": track.path, "n_items": n_items})
+        items = "" if n_items is None else f" ({n_items} items)"
+        err_console.print(f"removed {track.path}{items}{note}", highlight=False, markup=False)
+
     if _library_here(index_path):
         if by_key:
             raise ParameterError("--keys applies to vector indexes; a library removes whole tracks")
         with Library.open(index_path) as library:
             # Opening it finished what an interrupted remove left (it says so).
             for t in library.finished_removals:
-                err_console.print(f"removed {t.path} (finishing an interrupted remove)", highlight=False)
-            missing = []
+                said(t, note=" (finishing an interrupted remove)")
             for target in targets:
                 found = _find_tracks(library.tracks(), target)
                 if not found and not _find_tracks(library.finished_removals, target):
                     missing.append(target)
                 for t in found:
                     library.remove_track(t.id)
-                    err_console.print(f"removed {t.path}")
-        if missing:
-            err_console.print(f"[red]not in the library:[/] {', '.join(missing)}")
-            sys.exit(EXIT_ERROR)
-        return
-    check_vectors_location(index_path, writes=True)
-    with Index.open(index_path) as index:
-        if by_key:
-            n = index.remove(list(targets))
-            err_console.print(f"removed {n} items")
-            if n == 0:
-                raise ParameterError(f"no item has any of the keys {list(targets)!r}")
-            return
-        tracks = index.tracks()
-        missing = []
-        for target in targets:
-            match = _find_tracks(tracks, target)
-            if not match:
-                missing.append(target)
-                continue
-            for t in match:
-                n = index.remove_track(t.id)
-                err_console.print(f"removed {t.path} ({n} items)")
+                    said(t)
+        where = "library"
+    else:
+        check_vectors_location(index_path, writes=True)
+        with Index.open(index_path) as index:
+            if by_key:
+                n = index.remove(list(targets))
+                if n == 0:
+                    raise ParameterError(f"no item has any of the keys {list(targets)!r}")
+                err_console.print(f"removed {n} items")
+                if fmt != "table":
+                    row = {"removed_items": n}
+                    emit_object(row, fmt, flat_rows=[row], table=lambda: None)
+                return
+            tracks = index.tracks()
+            for target in targets:
+                match = _find_tracks(tracks, target)
+                if not match:
+                    missing.append(target)
+                for t in match:
+                    said(t, index.remove_track(t.id))
+        where = "index"
+    if fmt != "table":
+        emit_object({"removed": removed, "missing": missing}, fmt, flat_rows=removed, table=lambda: None)
     if missing:
-        err_console.print(f"[red]not in the index:[/] {', '.join(missing)}")
+        err_console.print(f"[red]not in the {where}:[/] {escape(', '.join(missing))}", highlight=False)
+    if missing or given.problems:
         sys.exit(EXIT_ERROR)
 
 
@@ -207,17 +231,16 @@ def tune(index_path: str, target_recall: float, k: int, validation: int, tables:
             tables=ints(tables, "tables"), bits=None if bits is None else ints(bits, "bits"),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    rows = [r.to_dict() for r in report.rows]
-    if fmt == "jsonl":
-        for r in rows:
-            sys.stdout.write(json.dumps(r) + "\n")
-    elif fmt == "json":
+    # The stored (or, --dry-run, the would-be stored) setting is marked in every format.
+    rows = [{"chosen": r is report.best, **r.to_dict()} for r in report.rows]
+    if fmt == "json":
         sys.stdout.write(json.dumps({"rows": rows, "best": report.best and report.best.to_dict(),
                                      "exact_single_ms": report.exact_single_ms}, indent=2) + "\n")
+    elif fmt == "table":
+        emit_table([{"chosen": "*" if r.pop("chosen") else "", **r} for r in rows],
+                   title="tune: * marks the chosen setting")
     else:
-        from audiolsh.cli.output import emit_csv
-
-        (emit_csv if fmt == "csv" else emit_table)(rows)  # type: ignore[operator]
+        emit_records(rows, fmt, flat_rows=rows)
     err_console.print(
         f"exact search: {report.exact_single_ms:.3f} ms per single query on {report.n_build}"
         f" vectors; {report.n_validation} validation queries, recall@{report.k}"
@@ -253,18 +276,12 @@ def clusters(index_path: str, by: str, n_clusters: int, seed: int, fmt: str) -> 
     else:
         with Index.open(index_path, readonly=True) as index:
             result = cluster_index(index, n_clusters=n_clusters, seed=seed)
-    groups = result.groups()
-    records: list[dict[str, Any]] = [
-        {"cluster": c, "size": len(members),
-         "members": [{"name": result.names[i], "id": int(result.ids[i]),
-                      "distance": round(float(result.distances[i]), 4)} for i in members]}
-        for c, members in enumerate(groups)
-    ]
-    flat = [{"cluster": r["cluster"], "member": m["name"], "id": m["id"], "distance": m["distance"]}
-            for r in records for m in r["members"]]
+    records = cluster_records(result, library=_library_here(index_path))
+    flat = [{"cluster": r["cluster"], **m} for r in records for m in r["members"]]
     if fmt == "table":
+        key = "path" if records and records[0]["members"] and "path" in records[0]["members"][0] else "id"
         rows = [{"cluster": r["cluster"], "size": r["size"],
-                 "nearest the centre": ", ".join(Path(m["name"]).name for m in r["members"][:4])
+                 "nearest the centre": ", ".join(Path(m[key]).name for m in r["members"][:4])
                  + (" ..." if r["size"] > 4 else "")} for r in records]
         emit_table(rows, title=f"{n_clusters} groups ({result.explained_variance:.0%} of variance kept)")
         return

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -18,6 +18,12 @@ FORMATS = ("table", "json", "jsonl", "csv")
 format_option = click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
     help="Output format.",
+)
+
+#: For commands whose records stream (spark query, spark join): JSON lines unless asked.
+stream_format_option = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True,
+    help="Output format on stdout (table, json and csv gather every record first).",
 )
 
 err_console = Console(stderr=True, soft_wrap=True)
@@ -35,6 +41,18 @@ def emit_records(records: Sequence[dict[str, Any]], fmt: str, *, flat_rows: list
         emit_csv(flat_rows)
     else:
         emit_table(flat_rows, title=title)
+
+
+def emit_object(data: Any, fmt: str, *, flat_rows: Sequence[dict[str, Any]],
+                table: Callable[[], None]) -> None:
+    """A command's one answer (a report, a summary): json indented, jsonl on one line, csv its
+    ``flat_rows``, table whatever ``table()`` prints."""
+    if fmt in ("json", "jsonl"):
+        sys.stdout.write(json.dumps(data, indent=2 if fmt == "json" else None) + "\n")
+    elif fmt == "csv":
+        emit_csv(flat_rows)
+    else:
+        table()
 
 
 def emit_csv(rows: Sequence[dict[str, Any]]) -> None:

@@ -16,7 +16,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 SPARK_COMMANDS = {
     "index": Lazy("audiolsh.cli.spark_index:spark_index_cmd",
-                  "Index audio files and folders on Spark: the library `audiolsh index` makes of them."),
+                  "Index audio files, folders and @lists of them on Spark: the library `audiolsh index`"
+                  " makes of them."),
     "join": Lazy("audiolsh.cli.spark_join:spark_join",
                  "Every item's nearest other items in the index (a similarity self-join), on Spark."),
     "overlaps": Lazy("audiolsh.cli.spark_overlaps:spark_overlaps_cmd",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import tempfile
@@ -11,7 +12,7 @@ from pathlib import Path
 import click
 
 from audiolsh.cli.options import index_option
-from audiolsh.cli.output import err_console
+from audiolsh.cli.output import emit_records, err_console, stream_format_option
 from audiolsh.cli.spark_cmds import master_option, spark
 
 
@@ -51,9 +52,11 @@ from audiolsh.cli.spark_cmds import master_option, spark
               help="Tasks (ranges of item ids; default about one per 50,000 items, at least two per"
                    " core).")
 @master_option
+@stream_format_option
 def spark_join(index_path: str, k: int | None, min_similarity: float | None, max_distance: float | None,
                n_probes: int | None, n_rerank: int | None, max_bucket: int | None, seed: int,
-               out: Path | None, strategy: str, n_partitions: int | None, master: str | None) -> None:
+               out: Path | None, strategy: str, n_partitions: int | None, master: str | None,
+               fmt: str) -> None:
     """Every item's nearest other items in the index (a similarity self-join), on Spark.
 
     Joins each item's probe keys with every segment's bucket keys on (segment, table, key),
@@ -82,7 +85,13 @@ def spark_join(index_path: str, k: int | None, min_similarity: float | None, max
                                    max_bucket=max_bucket, seed=seed, strategy=strategy,
                                    n_partitions=n_partitions, out=str(target))
         elapsed = time.perf_counter() - t0
-        if out is None:
+        if out is None and fmt != "jsonl":
+            with open(target, encoding="utf-8") as src:
+                records = [json.loads(line) for line in src]
+            emit_records(records, fmt, title="nearest items", flat_rows=[
+                {"id": r["id"], "key": r["key"], "neighbour_id": nb["id"], "neighbour_key": nb["key"],
+                 "distance": nb["distance"]} for r in records for nb in r["neighbours"]])
+        elif out is None:
             with open(target, "rb") as src:
                 shutil.copyfileobj(src, sys.stdout.buffer)
             sys.stdout.flush()

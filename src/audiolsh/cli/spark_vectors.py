@@ -3,6 +3,7 @@ the same index and the same records (``audiolsh.spark.vectors``)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from rich.markup import escape
 
 from audiolsh.cli import EXIT_ERROR
 from audiolsh.cli.options import index_option
-from audiolsh.cli.output import emit_text, err_console
+from audiolsh.cli.output import emit_text, err_console, format_option, stream_format_option
 from audiolsh.cli.spark_cmds import master_option, spark
 
 
@@ -61,9 +62,10 @@ def spark_vectors() -> None:
 @click.option("--staging", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="A folder every task can write and the driver read, where tasks leave their"
                    " segments (default: beside a directory index; through Spark for redis://).")
+@format_option
 def spark_vectors_add(index_path: str, shards: tuple[Path, ...], master: str | None, metric: str,
                       per_second: bool, id_column: str | None, n_tables: int, seed: int,
-                      partitions: int | None, merge: bool, staging: Path | None) -> None:
+                      partitions: int | None, merge: bool, staging: Path | None, fmt: str) -> None:
     """Add the vectors of SHARDS (.npy, .csv/.tsv, .parquet, .tfrecord files; a folder: its
     .parquet files, a Parquet table) to the index, read and built in Spark tasks.
 
@@ -72,8 +74,10 @@ def spark_vectors_add(index_path: str, shards: tuple[Path, ...], master: str | N
     the driver can write (a directory, redis://); the shards must be readable by every task
     (a shared filesystem). A shard already added (same content) is skipped, so an interrupted
     add simply runs again; a bad shard is reported and the others go on (exit status 2 at the
-    end). Progress: a line per Spark stage on stderr.
+    end). Progress: a line per Spark stage on stderr. --format json|jsonl|csv prints every
+    shard's outcome on stdout, as `vectors add` does.
     """
+    from audiolsh.cli.vector_cmds import emit_added
     from audiolsh.index import Index
     from audiolsh.library.locations import check_vectors_location
     from audiolsh.spark.session import command_session, progress
@@ -96,9 +100,10 @@ def spark_vectors_add(index_path: str, shards: tuple[Path, ...], master: str | N
     with Index.open(index_path, readonly=True) as index:
         if index.config.metric != metric:
             _say(f"note: the index uses the {index.config.metric} metric")
-        _say(f"index {index_path}: {len(index)} vectors in {len(index.segments)} segments")
-    if report.failed:
-        sys.exit(EXIT_ERROR)
+        n_vectors = len(index)
+        _say(f"index {index_path}: {n_vectors} vectors in {len(index.segments)} segments")
+    emit_added([{"path": o.path, "status": o.status, "n_vectors": o.n_rows, "error": o.error}
+                for o in report.shards], fmt, index_path=index_path, n_vectors=n_vectors)
 
 
 @spark.command("query")
@@ -116,9 +121,10 @@ def spark_vectors_add(index_path: str, shards: tuple[Path, ...], master: str | N
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the records to FILE.jsonl or FILE.parquet (default: jsonl on stdout).")
 @partitions_option
+@stream_format_option
 def spark_query(index_path: str, queries: tuple[Path, ...], master: str | None, k: int,
                 n_probes: int | None, n_rerank: int | None, exact: bool, per_second: bool,
-                id_column: str | None, out: Path | None, partitions: int | None) -> None:
+                id_column: str | None, out: Path | None, partitions: int | None, fmt: str) -> None:
     """For every row of QUERIES (files, or folders of .parquet files: a Parquet table), the k
     nearest indexed vectors, searched in Spark tasks.
 
@@ -128,9 +134,11 @@ def spark_query(index_path: str, queries: tuple[Path, ...], master: str | None, 
     order; in Parquet the same columns. A bad query file is reported and the others go on (exit
     status 2 at the end).
     """
+    from audiolsh.cli.vector_cmds import emit_vector_records
     from audiolsh.spark.session import command_session, progress
     from audiolsh.spark.vectors import expand_sources, out_format, query_files, query_location, write_records
 
+    shown_as = fmt
     fmt = out_format(out) if out is not None else "jsonl"
     if out is not None and not out.resolve().parent.is_dir():
         raise click.BadParameter(f"{out}: no folder {out.parent}", param_hint="--out")
@@ -156,7 +164,12 @@ def spark_query(index_path: str, queries: tuple[Path, ...], master: str | None, 
         results = query_files(session, location, files, k, n_probes=n_probes, n_rerank=n_rerank,
                               exact=exact, per_second=per_second, id_column=id_column,
                               partitions=partitions, fmt=fmt)
-        if out is None:
+        if out is None and shown_as != "jsonl":
+            records = [json.loads(line) for payload in payloads(results)
+                       for line in payload.decode().splitlines()]
+            emit_vector_records(records, shown_as, k=k)
+            n = len(records)
+        elif out is None:
             n = 0
             for payload in payloads(results):
                 text = payload.decode()

@@ -5,16 +5,17 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
 from rich.markup import escape
-from rich.progress import Progress
 
 from audiolsh.audio import content_hash
 from audiolsh.cli import EXIT_ERROR, cli
 from audiolsh.cli.options import index_option
-from audiolsh.cli.output import emit_records, err_console, format_option
+from audiolsh.cli.output import emit_object, emit_records, err_console, format_option
+from audiolsh.cli.progress import FileProgress
 from audiolsh.errors import AudiolshError, InputFormatError
 from audiolsh.files import shown
 from audiolsh.index import Index
@@ -42,41 +43,66 @@ def vectors() -> None:
 @click.option("--tables", "n_tables", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Hash tables, when the index is created.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@format_option
 def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_second: bool,
-                id_column: str | None, n_tables: int, seed: int) -> None:
+                id_column: str | None, n_tables: int, seed: int, fmt: str) -> None:
     """Add the vectors of FILES (.npy, .csv/.tsv, .tfrecord, .parquet) to the index.
 
     A file already added (same content) is skipped; a bad file is reported and the others
-    go on (exit status 2 at the end).
+    go on (exit status 2 at the end). --format json|jsonl|csv prints every file's outcome.
     """
-    failed = 0
+    outcomes: list[dict[str, Any]] = []
     check_vectors_location(index_path, writes=True)
     with Index.open_or_create(index_path, metric=metric, n_tables=n_tables, seed=seed) as index:
         if index.config.metric != metric and index.config.metric in ("cosine", "euclidean"):
             err_console.print(f"note: the index uses the {index.config.metric} metric")
-        with Progress(console=err_console, transient=True) as bar:
-            task = bar.add_task("adding", total=len(files))
+        with FileProgress("added", total=len(files)) as progress:
             for path in files:
-                try:
-                    digest = content_hash(path)
-                    if index.track_by_hash(digest) is not None:
-                        err_console.print(f"{escape(shown(path))}: already indexed, skipped", highlight=False)
-                        continue
-                    batch = read_vectors(path, per_second=per_second, id_column=id_column)
-                    check_dim(path, batch.dim, index)
-                    with index.session() as s:
-                        handle = s.add_track(shown(path.resolve()), content_hash=digest, kind="vectors",
-                                             meta={"dim": batch.dim})
-                        s.add(batch.vectors, batch.keys, track=handle, meta=batch.meta)
-                    err_console.print(f"{escape(shown(path))}: added {len(batch)} vectors of dimension"
-                                      f" {batch.dim}", highlight=False)
-                except AudiolshError as exc:
-                    failed += 1
-                    err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-                bar.advance(task)
-        err_console.print(f"index {index_path}: {len(index)} vectors")
+                outcomes.append(_add_file(index, path, per_second=per_second, id_column=id_column))
+                progress.advance(str(path), failed=outcomes[-1]["status"] == "failed")
+        n_vectors = len(index)
+    err_console.print(f"index {index_path}: {n_vectors} vectors", highlight=False, markup=False)
+    emit_added(outcomes, fmt, index_path=index_path, n_vectors=n_vectors)
+
+
+def emit_vector_records(records: list[dict[str, Any]], fmt: str, *, k: int) -> None:
+    """vectors query's records; a table or csv has one row per neighbour."""
+    flat = [{"query": r["query"], "rank": i + 1, "id": h["id"], "distance": h["distance"]}
+            for r in records for i, h in enumerate(r["results"])]
+    emit_records(records, fmt, flat_rows=flat, title=f"{k} nearest")
+
+
+def emit_added(outcomes: list[dict[str, Any]], fmt: str, *, index_path: str, n_vectors: int) -> None:
+    """With json, jsonl or csv each file's outcome (``{path, status, n_vectors, error}``) on
+    stdout; exit status 2 when a file failed."""
+    failed = sum(o["status"] == "failed" for o in outcomes)
+    if fmt != "table":
+        summary = {"index": index_path, "n_vectors": n_vectors, "failed": failed, "files": outcomes}
+        emit_object(summary, fmt, flat_rows=outcomes, table=lambda: None)
     if failed:
         sys.exit(EXIT_ERROR)
+
+
+def _add_file(index: Index, path: Path, *, per_second: bool, id_column: str | None) -> dict[str, Any]:
+    """Add one file's vectors; its outcome (said on stderr too): added, skipped or failed."""
+    out: dict[str, Any] = {"path": shown(path), "status": "failed", "n_vectors": 0, "error": None}
+    try:
+        digest = content_hash(path)
+        if index.track_by_hash(digest) is not None:
+            err_console.print(f"{escape(shown(path))}: already indexed, skipped", highlight=False)
+            return {**out, "status": "skipped"}
+        batch = read_vectors(path, per_second=per_second, id_column=id_column)
+        check_dim(path, batch.dim, index)
+        with index.session() as s:
+            handle = s.add_track(shown(path.resolve()), content_hash=digest, kind="vectors",
+                                 meta={"dim": batch.dim})
+            s.add(batch.vectors, batch.keys, track=handle, meta=batch.meta)
+    except AudiolshError as exc:
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        return {**out, "error": str(exc)}
+    err_console.print(f"{escape(shown(path))}: added {len(batch)} vectors of dimension {batch.dim}",
+                      highlight=False)
+    return {**out, "status": "added", "n_vectors": len(batch)}
 
 
 def check_dim(path: Path, dim: int, index: Index) -> None:
@@ -117,12 +143,8 @@ def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_r
         result = index.query(batch.vectors, k, n_probes=n_probes, n_rerank=n_rerank, exact=exact)
         elapsed_ms = (time.perf_counter() - t0) * 1e3
         hits = index.hits(result)
-    records, flat = [], []
-    for key, row in zip(batch.keys, hits):
-        records.append(vector_record(key, row))
-        flat += [{"query": key, "rank": r + 1, "id": h.key, "distance": h.distance}
-                 for r, h in enumerate(row)]
-    emit_records(records, fmt, flat_rows=flat, title=f"{k} nearest")
+    records = [vector_record(key, row) for key, row in zip(batch.keys, hits)]
+    emit_vector_records(records, fmt, k=k)
     err_console.print(
         f"loaded in {load_ms:.0f} ms (the index, {shown(file.name)}, the search kernels);"
         f" {len(batch)} queries in {elapsed_ms:.1f} ms"

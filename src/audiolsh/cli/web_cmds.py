@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from typing import Any
 
 import click
@@ -9,6 +11,7 @@ import click
 from audiolsh.cli import cli
 from audiolsh.cli.options import index_option
 from audiolsh.cli.output import err_console
+from audiolsh.errors import ParameterError
 
 
 @cli.command()
@@ -37,6 +40,7 @@ def serve(index_path: str, host: str, port: int, max_upload_mb: float, max_analy
     503 with a Retry-After header (seconds) and a JSON error at once.  Health, the track list
     and the audio files are never queued.
     """
+    check_port(host, port)  # first: a taken port is said at once, not after the app is built
     from audiolsh.web.admission import default_max_queue
     from audiolsh.web.settings import Settings
     from audiolsh.web.startup import run
@@ -58,3 +62,27 @@ def serve(index_path: str, host: str, port: int, max_upload_mb: float, max_analy
         run(settings, on_ready=ready)
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise click.ClickException(f"the web app needs FastAPI and uvicorn ({exc.name} is missing)") from None
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse at once, in one line, an address serve cannot listen on (uvicorn would log it and
+    stop with status 1): bind it as uvicorn does and let it go again."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror:
+        raise ParameterError(f"{host} is not a known host name or address; choose another with --host"
+                             ) from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ParameterError(f"port {port} on {host} is in use; choose another with --port") from None
+            if exc.errno == errno.EACCES:
+                raise ParameterError(f"port {port} on {host} needs privileges this user lacks;"
+                                     " choose another with --port") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise ParameterError(f"{host} is not an address of this machine; choose another with --host"
+                                     ) from None
+            raise ParameterError(f"cannot listen on port {port} on {host}: {exc.strerror}") from None

@@ -61,6 +61,7 @@ __all__ = [
     "System",
     "SystemResult",
     "equal_fm_threshold",
+    "jsonable",
     "make_clips",
     "query_times_ms",
     "run_protocol",
@@ -670,14 +671,15 @@ def run_protocol(
 
 def write_json(report: IdentifyReport, path: Path) -> None:
     """The report as indented JSON (NaN and infinities as null)."""
-    path.write_text(json.dumps(_jsonable(report.to_dict()), indent=1) + "\n")
+    path.write_text(json.dumps(jsonable(report.to_dict()), indent=1) + "\n")
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
+    """``x`` with numpy scalars as Python numbers and NaN and infinities as None."""
     if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
+        return {k: jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, (np.floating, np.integer)):
         x = x.item()
     if isinstance(x, float) and not math.isfinite(x):

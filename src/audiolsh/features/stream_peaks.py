@@ -65,12 +65,13 @@ class _Spill:
 class Fingerprint:
     """Landmark hashes (:func:`audiolsh.features.landmarks.landmarks`) of a stream at ``sr`` Hz."""
 
-    def __init__(self, sr: int) -> None:
+    def __init__(self, sr: int, *, density: float = lm.DENSITY) -> None:
         self.resampler = (None if sr == lm.FP_SR
                           else soxr.ResampleStream(sr, lm.FP_SR, 1, dtype="float32", quality="HQ"))
         self.framer = Framer(lm.N_FFT, lm.HOP_LENGTH, center=False)
         self.spill = _Spill(lm.BAND.stop - lm.BAND.start)
         self.peak = 0.0
+        self.density = density
 
     def push(self, y: np.ndarray, *, last: bool = False) -> None:
         if self.resampler is not None:
@@ -84,7 +85,9 @@ class Fingerprint:
         self.peak = max(self.peak, float(S.max()))
         self.spill.write(S[:, lm.BAND])
 
-    def finish(self) -> lm.Landmarks:
+    def peaks(self) -> lm.Peaks:
+        """The stream's spectral peaks, as :func:`~audiolsh.features.landmarks.spectral_peaks`
+        picks them from the whole signal."""
         self.push(np.zeros(0, np.float32), last=True)
         self._feed(self.framer.finish())
         floor = lm.level_floor(self.peak)
@@ -92,12 +95,14 @@ class Fingerprint:
         try:
             for a, S, lo, hi in self.spill.runs(lm.CONTEXT_FRAMES):
                 L = np.log(S + floor).astype(np.float32)
-                parts.append(lm.band_peaks(L, density=lm.DENSITY, core=(lo, hi), t0=a))
+                parts.append(lm.band_peaks(L, density=self.density, core=(lo, hi), t0=a))
         finally:
             self.spill.close()
         times, freqs, strength = (np.concatenate([p[i] for p in parts]) for i in range(3))
-        peaks = lm.Peaks(times, freqs, strength, self.spill.n_rows)
-        return lm.pair_peaks(peaks, fanout=lm.FANOUT)
+        return lm.Peaks(times, freqs, strength, self.spill.n_rows)
+
+    def finish(self) -> lm.Landmarks:
+        return lm.pair_peaks(self.peaks(), fanout=lm.FANOUT)
 
 
 def _keys(L: np.ndarray) -> np.ndarray:

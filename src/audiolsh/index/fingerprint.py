@@ -248,15 +248,19 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
     def track_by_hash(self, content_hash: str) -> Track | None:
         return self.storage.track_by_hash(content_hash)
 
-    def info(self) -> dict[str, Any]:
+    def n_hashes(self) -> int:
+        """Hashes of the live tracks (counted per segment as it loads: cheap)."""
         self._refresh()
+        return sum(s.live_hashes for s in self._segments)
+
+    def info(self) -> dict[str, Any]:
+        n_live = self.n_hashes()
         tracks = self.storage.tracks()
         duration = float(sum(t.duration_s or 0.0 for t in tracks))
         index_bytes = sum(
             s.table.nbytes + s.track_ids.nbytes + s.starts.nbytes + s.frames.nbytes for s in self._segments
         )
         n_stored = sum(len(s.table) for s in self._segments)
-        n_live = sum(s.live_hashes for s in self._segments)
         return {
             "location": self.storage.location,
             "format_version": FP_FORMAT_VERSION,
@@ -469,12 +473,21 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         Consecutive windows matching the same track at a consistent alignment (within
         ``max_gap_s``) merge into one Segment, spanning the hashes that agreed.
         """
+        return self.segments_of_peaks(spectral_peaks(y, sr, density=self.params.query_density),
+                                      window_s=window_s, hop_s=hop_s, threshold=threshold,
+                                      search_speed=search_speed, max_gap_s=max_gap_s)
+
+    def segments_of_peaks(
+        self, peaks: Peaks, *, window_s: float = 10.0, hop_s: float = 5.0,
+        threshold: float | None = None, search_speed: bool = True, max_gap_s: float = 1.0,
+    ) -> list[Segment]:
+        """:meth:`identify_segments` of a recording's spectral peaks at ``params.query_density``
+        (picked while it streams, so a recording of hours is never held whole)."""
         if not (window_s > 0 and hop_s > 0):
             raise ParameterError(f"window_s and hop_s must be positive, got {window_s!r}, {hop_s!r}")
         self._refresh()
         if not len(self._live_ids):
             return []
-        peaks = spectral_peaks(y, sr, density=self.params.query_density)
         win = max(1, round(window_s / FRAME_S))
         hop = max(1, round(hop_s / FRAME_S))
         starts = range(0, max(peaks.n_frames - win, 0) + 1, hop)

@@ -133,16 +133,16 @@ class _Side:
 
 def _max_distance(metric: str, min_similarity: float | None, max_distance: float | None) -> float:
     if min_similarity is not None and max_distance is not None:
-        raise ParameterError("give min_similarity or max_distance, not both")
+        raise ParameterError("give --min-similarity or --max-distance, not both")
     if min_similarity is not None:
         if metric == "euclidean":
-            raise ParameterError("a Euclidean index has no similarity in [0, 1]: give max_distance")
+            raise ParameterError("a Euclidean index has no similarity in [0, 1]: give --max-distance")
         if not 0.0 <= min_similarity <= 1.0:
-            raise ParameterError(f"min_similarity must be in [0, 1], got {min_similarity!r}")
+            raise ParameterError(f"--min-similarity must be in [0, 1], got {min_similarity!r}")
         return 1.0 - float(min_similarity)
     if max_distance is not None:
         if not max_distance >= 0:
-            raise ParameterError(f"max_distance must be >= 0, got {max_distance!r}")
+            raise ParameterError(f"--max-distance must be >= 0, got {max_distance!r}")
         return float(max_distance)
     return float("inf")
 

@@ -328,8 +328,11 @@ def index_audio(
     on_file: Callable[[str, str], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
     max_duration_s: float | None = MAX_DURATION_S,
+    on_extracted: Callable[[str, float | None], None] | None = None,
 ) -> IngestReport:
-    """Index every audio file under ``paths``; ``on_file(path, status)`` reports progress.
+    """Index every audio file under ``paths``; ``on_file(path, status)`` reports progress,
+    ``on_extracted(path, duration_s)`` each planned file as its extraction ends (the audio it
+    held, for a rate; ``None`` when it failed).
     Extraction runs on ``executor`` (default: ``workers`` local processes); a file longer than
     ``max_duration_s`` (``None``: no limit) is refused, after decoding one frame past it."""
     report = IngestReport([], [], [])
@@ -365,6 +368,7 @@ def index_audio(
             if isinstance(result, Extracted):
                 pending.append(result)
                 on_file and on_file(result.path, "indexed")
+                on_extracted and on_extracted(result.path, result.duration_s)
                 for f in later.pop(result.content_hash, []):
                     report.skipped.append(f)
                     on_file and on_file(f, "skipped")
@@ -374,6 +378,7 @@ def index_audio(
             else:
                 report.failed.append(result)
                 on_file and on_file(result[0], f"failed: {result[1]}")
+                on_extracted and on_extracted(result[0], None)
                 digest = digests[result[0]]
                 same = later.get(digest)
                 if same:  # the next file of this content is tried itself (its name may decode it)

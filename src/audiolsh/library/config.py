@@ -62,12 +62,14 @@ class LibraryConfig:
     def validate(self) -> LibraryConfig:
         self.modes = check_modes(self.modes)
         if not 3.0 <= self.window_s <= 120.0:
-            raise ParameterError(f"window_s must be within 3..120 s, got {self.window_s!r}")
+            raise ParameterError(f"the excerpt window (--window) must be within 3..120 s,"
+                                 f" got {self.window_s!r}")
         if not 0.5 <= self.hop_s <= self.window_s:
-            raise ParameterError(f"hop_s must be within 0.5 s..window_s, got {self.hop_s!r}")
+            raise ParameterError(f"the hop (--hop) must be within 0.5 s and the window ({self.window_s!r} s),"
+                                 f" got {self.hop_s!r}")
         if self.normalisation not in wccn.NAMES:
             raise ParameterError(
-                f"normalisation must be one of {list(wccn.NAMES)}, got {self.normalisation!r}")
+                f"--normalisation must be one of {list(wccn.NAMES)}, got {self.normalisation!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

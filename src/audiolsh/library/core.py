@@ -340,6 +340,14 @@ class Library:
         lib_ids = self.resolve_tracks(name, np.array([t.id for t in sub], np.int64))
         return dict(zip(lib_ids.tolist(), (t.n_items for t in sub)))
 
+    def sizes(self) -> dict[str, Any]:
+        """How big the library is, cheap to ask (counts the indexes keep; the catalogue is
+        cached between commits): ``n_tracks``, and ``rows`` per mode (excerpt windows or
+        seconds; hashes for the fingerprint)."""
+        rows = {name: (self._by_mode[name].n_hashes() if name == "fingerprint" else len(self._by_mode[name]))
+                for name in self.modes}
+        return {"n_tracks": len(self), "rows": rows}
+
     def info(self) -> dict[str, Any]:
         tracks = self.tracks()
         out: dict[str, Any] = {

@@ -8,6 +8,7 @@ they agree on where in the track the clip starts.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -113,8 +114,39 @@ def identify_segments(library: Library, y: np.ndarray, sr: int) -> list[tuple[fl
     """Which library track plays when in a long recording: (start_s, end_s, identification)."""
     check_method(library, "landmarks")
     assert library.fingerprint is not None
+    return _named_segments(library, library.fingerprint.identify_segments(y, sr))
+
+
+def identify_segments_file(library: Library, path: str | os.PathLike[str], *, offset_s: float = 0.0,
+                           duration_s: float | None = None, min_duration_s: float = 0.0,
+                           max_duration_s: float | None = None) -> list[tuple[float, float, Identification]]:
+    """:func:`identify_segments` of a file, decoded and analysed as it streams: memory holds a
+    block of audio and the recording's spectral peaks, not the recording (a radio hour, a DJ
+    mix); times are from ``offset_s``."""
+    from audiolsh.audio.stream import SignalStats, excerpt_blocks, stream_blocks
+    from audiolsh.errors import AudioError
+    from audiolsh.features.stream_peaks import Fingerprint
+    from audiolsh.library.extract import SAMPLE_RATE
+
+    check_method(library, "landmarks")
+    fp = library.fingerprint
+    assert fp is not None
+    stream = Fingerprint(SAMPLE_RATE, density=fp.params.query_density)
+    stats = SignalStats(SAMPLE_RATE)
+    blocks = stream_blocks(path, sr=SAMPLE_RATE, min_duration_s=min_duration_s,
+                           max_duration_s=max_duration_s, stats=stats)
+    pushed = 0
+    for y in excerpt_blocks(blocks, sr=SAMPLE_RATE, offset_s=offset_s, duration_s=duration_s):
+        stream.push(y)
+        pushed += len(y)
+    if not pushed:
+        raise AudioError(path, f"the offset {offset_s:g} s is past the end ({stats.duration_s:.1f} s)")
+    return _named_segments(library, fp.segments_of_peaks(stream.peaks()))
+
+
+def _named_segments(library: Library, segments: Any) -> list[tuple[float, float, Identification]]:
     out = []
-    for seg in library.fingerprint.identify_segments(y, sr):
+    for seg in segments:
         found = _in_library(library, seg.match)
         if found is not None:
             out.append((seg.start_s, seg.end_s, found))

@@ -540,7 +540,7 @@ class OverlapSearch:
            max_per_hash: int = MAX_PER_HASH, seed: int = 0) -> OverlapSearch:
         """The search of ``library``'s fingerprints (parameters as ``library_overlaps``)."""
         if not (math.isfinite(min_seconds) and min_seconds >= 0):
-            raise ParameterError(f"min_seconds must be a number >= 0, got {min_seconds!r}")
+            raise ParameterError(f"--min-seconds must be a number >= 0, got {min_seconds!r}")
         if threshold is not None and not 0 <= threshold <= 1:
             raise ParameterError(f"threshold must be in [0, 1], got {threshold!r}")
         _check_max_per_hash(max_per_hash)

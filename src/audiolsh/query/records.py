@@ -4,11 +4,16 @@ Both interfaces build their records here so that they cannot drift apart:
 
 - identify: ``{"query", "match": null | {path, track_id, offset_s, score, confidence, speed,
   tempo}, "elapsed_ms"}``
+- identify --segments: ``{"query", "segments": [{start_s, end_s, path, track_id, offset_s,
+  confidence}]}``, one per stretch of the recording that one track plays
 - similar: ``{"query", "results": [{track_id, path, score, rank, offset_s, query_offset_s}],
   "elapsed_ms"}``
 - overlaps: ``{"a": {path, track_id, offset_s, duration_s}, "b": {...}, "length_s", "kind",
   "score", "confidence"}``, one per shared stretch
 - vectors query (and ``spark query``): ``{"query", "results": [{id, distance}]}``
+- clusters: ``{"cluster", "size", "members": [{track_id, path, distance}]}``, clusters numbered
+  from 1 as the library page numbers its groups (a vector index's members: ``{id, item_id,
+  distance}``, ``id`` being the item's key as in vectors query)
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from audiolsh.index import Hit
+from audiolsh.query.clusters import Clustering
 from audiolsh.query.identify import Identification
 from audiolsh.query.overlaps import Overlap
 from audiolsh.query.similar import SimilarTrack
 
-__all__ = ["identify_record", "match_record", "overlap_record", "similar_record", "vector_record"]
+__all__ = ["cluster_records", "identify_record", "match_record", "overlap_record", "segment_record",
+           "similar_record", "vector_record"]
 
 
 def match_record(match: Identification | None) -> dict[str, Any] | None:
@@ -46,6 +53,16 @@ def identify_record(query: str, match: Identification | None, *,
     if elapsed_ms is not None:
         record["elapsed_ms"] = round(float(elapsed_ms), 1)
     return record
+
+
+def segment_record(start_s: float, end_s: float, match: Identification, *,
+                   offset_s: float = 0.0) -> dict[str, Any]:
+    """One stretch of a long recording and the track playing in it (``offset_s``: where the
+    analysed part starts in the recording, added to the stretch's times)."""
+    m = match_record(match)
+    assert m is not None
+    return {"start_s": round(float(start_s) + offset_s, 2), "end_s": round(float(end_s) + offset_s, 2),
+            **{key: v for key, v in m.items() if key not in ("score", "speed", "tempo")}}
 
 
 def similar_record(query: str, results: Sequence[SimilarTrack], *,
@@ -78,3 +95,15 @@ def overlap_record(overlap: Overlap) -> dict[str, Any]:
 def vector_record(query: str, hits: Sequence[Hit]) -> dict[str, Any]:
     """One query row's nearest items: their keys and distances (rounded to 6 places)."""
     return {"query": query, "results": [{"id": h.key, "distance": round(h.distance, 6)} for h in hits]}
+
+
+def cluster_records(result: Clustering, *, library: bool) -> list[dict[str, Any]]:
+    """The groups, numbered from 1, members nearest the centre first; a library's members are
+    tracks, a vector index's are items."""
+    def member(i: int) -> dict[str, Any]:
+        ident = ({"track_id": int(result.ids[i]), "path": result.names[i]} if library
+                 else {"id": result.names[i], "item_id": int(result.ids[i])})
+        return {**ident, "distance": round(float(result.distances[i]), 4)}
+
+    return [{"cluster": c + 1, "size": len(members), "members": [member(i) for i in members]}
+            for c, members in enumerate(result.groups())]

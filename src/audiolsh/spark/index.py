@@ -29,6 +29,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -67,13 +68,15 @@ def _hash_task(cwd: str, path: str) -> tuple[str | None, str]:
         return None, f"{path}: {exc}"
 
 
-def _extract_task(job: tuple[str, tuple[str, ...], float, float], done: Any,
+def _extract_task(job: tuple[str, tuple[str, ...], float, float], done: Any, audio_s: Any,
                   rows: Iterable[tuple[int, str, str]]) -> Iterator[tuple[int, bytes | None, str]]:
-    """(file number, its extraction as bytes, "") or (file number, None, the error)."""
+    """(file number, its extraction as bytes, "") or (file number, None, the error); counts the
+    files done and the seconds of audio extracted in the accumulators ``done`` and ``audio_s``."""
     cwd, modes, window_s, hop_s = job
     for i, path, digest in rows:
         result = extract_safe((_opened(path, cwd), digest, modes, window_s, hop_s))
         if isinstance(result, Extracted):
+            audio_s.add(float(result.duration_s))
             yield i, replace(result, path=path).to_bytes(), ""
         else:
             yield i, None, result[1]
@@ -108,18 +111,24 @@ def _files(n: int) -> str:
 
 
 @contextmanager
-def _files_done(done: Any, total: int, say: Callable[[str], None], *,
+def _files_done(done: Any, audio_s: Any, total: int, say: Callable[[str], None], *,
                 every_s: float = 1.0) -> Iterator[None]:
-    """Say how many files the tasks have extracted whenever it changes."""
+    """Say how many files the tasks have extracted, and how fast, whenever it changes."""
     stop = threading.Event()
     said = [0]
+    t0 = time.monotonic()
+
+    def line(n: int) -> str:
+        elapsed = max(time.monotonic() - t0, 1e-9)
+        return (f"{n}/{_files(total)} extracted, {n / elapsed:.1f} files/s,"
+                f" {float(audio_s.value) / elapsed:.0f}x real time")
 
     def run() -> None:
         while not stop.wait(every_s):
             n = int(done.value)
             if n != said[0]:
                 said[0] = n
-                say(f"{n}/{_files(total)} extracted")
+                say(line(n))
 
     thread = threading.Thread(target=run, daemon=True, name="audiolsh-spark-files")
     thread.start()
@@ -129,7 +138,7 @@ def _files_done(done: Any, total: int, say: Callable[[str], None], *,
         stop.set()
         thread.join()
     if int(done.value) != said[0]:
-        say(f"{int(done.value)}/{_files(total)} extracted")
+        say(line(int(done.value)))
 
 
 def spark_index(
@@ -175,13 +184,14 @@ def spark_index(
             f" extracting in {n} partition{'s' if n > 1 else ''}")
         cfg = library.config
         done = sc.accumulator(0)
+        audio_s = sc.accumulator(0.0)
         extracted = sc.parallelize([(i, f, d) for i, (f, d) in enumerate(todo)], n).mapPartitions(
-            partial(_extract_task, (cwd, cfg.modes, cfg.window_s, cfg.hop_s), done)
+            partial(_extract_task, (cwd, cfg.modes, cfg.window_s, cfg.hop_s), done, audio_s)
         ).persist(StorageLevel.MEMORY_AND_DISK)
         built = None
         spool = None
         try:
-            with _files_done(done, len(todo), say):
+            with _files_done(done, audio_s, len(todo), say):
                 summary = extracted.map(_status).collect()
             good = [i for i, ok, _ in summary if ok]
             for i, ok, msg in summary:

@@ -252,7 +252,7 @@ def read_csv(path: str | os.PathLike[str], *, id_column: str | None = None) -> V
     """
     source = os.fspath(path)
     if id_column is not None and not id_column.strip():
-        raise ParameterError("id_column must be a non-empty column name")
+        raise ParameterError("--id-column must be a non-empty column name")
     delim = "\t" if Path(source).suffix.lower() == ".tsv" else ","
     try:
         data = Path(source).read_bytes()

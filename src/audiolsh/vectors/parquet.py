@@ -63,7 +63,7 @@ def read_parquet(path: str | os.PathLike[str], *, id_column: str | None = None) 
     pa, pq = _pyarrow()
     source = os.fspath(path)
     if id_column is not None and not id_column.strip():
-        raise ParameterError("id_column must be a non-empty column name")
+        raise ParameterError("--id-column must be a non-empty column name")
     try:
         if Path(source).is_file() and Path(source).stat().st_size == 0:
             raise InputFormatError(source, "empty file")

@@ -5,9 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 
-from audiolsh.web.schemas import Analysis, ErrorBody, Health, IdentifyRecord, SimilarRecord, TrackPage
+from audiolsh.web.schemas import (
+    Analysis,
+    ErrorBody,
+    Health,
+    IdentifyRecord,
+    SegmentsRecord,
+    SimilarRecord,
+    TrackPage,
+)
 from audiolsh.web.services import MAX_K, QueryService
 
 router = APIRouter()
@@ -29,6 +37,14 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 PARAM_ERRORS: dict[int | str, dict[str, Any]] = {k: v for k, v in NOT_FOUND.items() if k != 404}
 FileField = Annotated[UploadFile, File(description="An audio file or recording (any format ffmpeg decodes).")]
 MAX_TRACK_ID = 2**31 - 1
+MAX_PLAYLIST = 500
+MAX_PAGE_K = 50  # as Settings.page_k
+By = Annotated[Literal["combined", "rhythm", "timbre", "chroma", "peaks"], Query(
+    description="The feature compared: combined (rhythm, timbre and peak pairs; the CLI's default),"
+                " rhythm, timbre, chroma or peaks.")]
+K = Annotated[int, Query(ge=1, le=MAX_K, description="How many tracks.")]
+Worst = Annotated[bool, Query(description="The least similar tracks of the whole library (not for peaks).")]
+TrackId = Annotated[int, Path(ge=0, le=MAX_TRACK_ID)]
 UNAVAILABLE = "The library's storage (a Redis server) cannot be reached; it recovers by itself."
 
 
@@ -40,38 +56,54 @@ def get_service(request: Request) -> QueryService:
 Service = Annotated[QueryService, Depends(get_service)]
 
 
+# exclude_unset: a record's optional fields (title, artist, ...) appear only when it has them,
+# exactly as in the CLI's records.
 @router.post("/api/identify", response_model=IdentifyRecord, responses=UPLOAD_ERRORS, tags=["queries"],
-             summary="Identify a clip")
+             summary="Identify a clip", response_model_exclude_unset=True)
 def identify(file: FileField, service: Service) -> dict[str, Any]:
     """Which track the clip comes from, where in it the clip starts, and how sure that is;
     ``match`` is null when the clip is not in the library."""
     return service.identify(file.file, file.filename)
 
 
+@router.post("/api/segments", response_model=SegmentsRecord, responses=UPLOAD_ERRORS, tags=["queries"],
+             summary="Which track plays when in a long upload", response_model_exclude_unset=True)
+def segments(file: FileField, service: Service) -> dict[str, Any]:
+    """The stretches of the upload (up to the server's ``max_scan_s``) that library tracks play,
+    each with where in its track it starts: ``audiolsh identify --segments``."""
+    return service.segments(file.file, file.filename)
+
+
 @router.post("/api/similar", response_model=SimilarRecord, responses=UPLOAD_ERRORS, tags=["queries"],
-             summary="Tracks that sound like a clip")
-def similar(
-    file: FileField,
-    service: Service,
-    by: Annotated[Literal["rhythm", "timbre", "chroma", "combined"], Query(
-        description="The feature compared.")] = "combined",
-    k: Annotated[int, Query(ge=1, le=MAX_K, description="How many tracks.")] = 10,
-    worst: Annotated[bool, Query(description="The least similar tracks of the whole library.")] = False,
-) -> dict[str, Any]:
+             summary="Tracks that sound like a clip", response_model_exclude_unset=True)
+def similar(file: FileField, service: Service, by: By = "combined", k: K = 10,
+            worst: Worst = False) -> dict[str, Any]:
     """The k tracks most (or, with ``worst``, least) similar to the clip by one feature."""
     return service.similar(file.file, file.filename, by=by, k=k, worst=worst)
 
 
+@router.get("/api/tracks/{track_id}/similar", response_model=SimilarRecord, responses=NOT_FOUND,
+            tags=["library"], summary="Tracks that sound like a library track",
+            response_model_exclude_unset=True)
+def track_similar(track_id: TrackId, service: Service, by: By = "combined", k: K = 10,
+                  worst: Worst = False) -> dict[str, Any]:
+    """``audiolsh similar --track ID``: the track's stored passages are the query, and the track
+    itself is left out of the answer."""
+    return service.track_similar(track_id, by=by, k=k, worst=worst)
+
+
 @router.post("/api/analyse", response_model=Analysis, responses=UPLOAD_ERRORS, tags=["queries"],
-             summary="Everything the page shows for a clip")
+             summary="Everything the page shows for a clip", response_model_exclude_unset=True)
 def analyse(
     file: FileField,
     service: Service,
-    k: Annotated[int | None, Query(ge=1, le=20, description="Tracks per list (default: the server's).")
+    k: Annotated[int | None, Query(ge=1, le=MAX_PAGE_K,
+                                   description="Tracks per list (default: the server's).")
                  ] = None,
 ) -> dict[str, Any]:
-    """Identification, the most and least similar tracks by rhythm, timbre, chroma or combined, and the
-    clip's spectrogram and beat spectrum, from one decode."""
+    """Identification, which track plays when (uploads of 20 s or more), the most and least similar
+    tracks by combined, rhythm, timbre, chroma and peaks, and the clip's spectrogram and beat
+    spectrum, from one decode."""
     return service.analyse(file.file, file.filename, k=k)
 
 
@@ -89,9 +121,28 @@ def tracks(
 @router.get("/api/tracks/{track_id}/audio", response_class=FileResponse, tags=["library"],
             summary="A track's audio file (supports range requests)",
             responses={200: {"content": {"audio/*": {}}, "description": "The audio file."}, **NOT_FOUND})
-def track_audio(track_id: Annotated[int, Path(ge=0, le=MAX_TRACK_ID)], service: Service) -> FileResponse:
+def track_audio(track_id: TrackId, service: Service) -> FileResponse:
     path, media_type = service.track_audio(track_id)
     return FileResponse(path, media_type=media_type)
+
+
+@router.get("/api/playlist.m3u", response_class=Response, tags=["library"],
+            summary="A playlist (extended M3U) of library tracks",
+            responses={200: {"content": {"audio/x-mpegurl": {}}, "description": "The playlist."},
+                       **NOT_FOUND})
+def playlist(
+    service: Service,
+    ids: Annotated[list[int], Query(min_length=1, max_length=MAX_PLAYLIST,
+                                    description="Track ids, in playlist order (repeat: ids=3&ids=1).")],
+    name: Annotated[str, Query(max_length=100, pattern=r"^[A-Za-z0-9 ._-]*$",
+                               description="The downloaded file's name, without .m3u.")] = "audiolsh",
+) -> Response:
+    """The tracks as a playlist a music player opens: ``#EXTINF`` with each track's length and
+    name ("Artist - Title" or the file name), then its path on the server's machine."""
+    text = service.playlist(ids)
+    filename = (name.strip() or "audiolsh") + ".m3u"
+    return Response(text, media_type="audio/x-mpegurl; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 @router.get("/health", response_model=Health, tags=["service"], summary="Liveness",

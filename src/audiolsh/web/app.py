@@ -16,7 +16,7 @@ import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
@@ -38,14 +38,17 @@ STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
                 415: "unsupported_media_type", 422: "invalid_request", 503: "busy"}
 UNAVAILABLE = "the library's storage cannot be reached right now; try again shortly"
 RETRY_AFTER_S = 5
+REDOC_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self';"
+             " worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'")
 #: Threads kept for requests that are never queued (health, the catalogue, pages).
 CHEAP_THREADS = 16
 DESCRIPTION = """\
 Identify music clips and find similar tracks in an audiolsh library.
 
 Uploads go in a multipart field named `file`; their content is decoded (never trusted by name
-or type).  `POST /api/identify` and `POST /api/similar` answer with the same JSON objects as
-`audiolsh identify --format jsonl` and `audiolsh similar --format jsonl`.  Every error is JSON:
+or type).  `POST /api/identify`, `POST /api/segments`, `POST /api/similar` and
+`GET /api/tracks/{id}/similar` answer with the same JSON objects as `audiolsh identify`,
+`identify --segments`, `similar` and `similar --track` with `--format jsonl`.  Every error is JSON:
 `{"error": code, "detail": message}` with a 4xx status, or 503 with a `Retry-After` header: when
 the analysis queue is full (`busy`; at most `workers` uploads are analysed at once and
 `max_queue` more wait, the rest are refused at once), or while the library's storage, a Redis
@@ -171,14 +174,12 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal_error", "internal error; the details are in the server log")
 
 
-def _swagger_assets() -> Path | None:
-    """Swagger UI's files from the optional swagger-ui-bundle-v2 package (docs work offline)."""
-    try:
-        import swagger_ui_bundle  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    path = Path(swagger_ui_bundle.swagger_ui_path)
-    return path if (path / "swagger-ui-bundle.js").is_file() else None
+def _docs_assets() -> Path:
+    """Swagger UI's and ReDoc's files, shipped by the fastapi-offline package: the API docs work
+    without internet (FastAPI's own pages load them from a CDN)."""
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).parent / "static"
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -209,21 +210,26 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(SecurityHeaders)
 
-    assets = _swagger_assets()
-    if assets is not None:
-        app.mount("/static/swagger", StaticFiles(directory=assets), name="swagger")
+    app.mount("/static/apidocs", StaticFiles(directory=_docs_assets()), name="apidocs")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        if assets is None:
-            return get_swagger_ui_html(openapi_url="/openapi.json", title="audiolsh API")
         return get_swagger_ui_html(
             openapi_url="/openapi.json", title="audiolsh API",
-            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
-            swagger_css_url="/static/swagger/swagger-ui.css",
-            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+            swagger_js_url="/static/apidocs/swagger-ui-bundle.js",
+            swagger_css_url="/static/apidocs/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
         )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        page = get_redoc_html(openapi_url="/openapi.json", title="audiolsh API",
+                              redoc_js_url="/static/apidocs/redoc.standalone.js",
+                              redoc_favicon_url="/static/favicon.svg", with_google_fonts=False)
+        # ReDoc's sidebar loads its maker's logo from a CDN: keep the page on this server.
+        page.headers["Content-Security-Policy"] = REDOC_CSP
+        return page
 
     app.include_router(api.router)
     app.include_router(pages.router)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import jinja2
+import markupsafe
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from starlette.templating import Jinja2Templates
@@ -34,7 +36,14 @@ def _duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def _wbr(name: str) -> markupsafe.Markup:
+    """A name that may wrap after _ and - as well as at spaces (file names may have no spaces)."""
+    parts = re.split(r"(?<=[_\-])", str(name))
+    return markupsafe.Markup("<wbr>").join(markupsafe.escape(p) for p in parts)
+
+
 templates.env.filters["duration"] = _duration
+templates.env.filters["wbr"] = _wbr
 
 
 def _page(request: Request, name: str, context: dict[str, Any]) -> HTMLResponse:
@@ -49,6 +58,8 @@ def query_page(request: Request, service: Service) -> HTMLResponse:
     return _page(request, "index.html", {
         "page": "query", "n_tracks": service.n_tracks(), "max_upload_mb": s.max_upload_bytes / 1024 / 1024,
         "max_analysis_s": s.max_analysis_s, "min_clip_s": s.min_clip_s, "can_record": has_ffmpeg(),
+        "max_scan_s": max(s.max_scan_s, s.max_analysis_s), "page_k": s.page_k,
+        "k_choices": sorted({3, 5, 10, 20, s.page_k}),
     })
 
 

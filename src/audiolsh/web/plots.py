@@ -78,5 +78,7 @@ def query_plots(y: np.ndarray, sr: int) -> dict[str, Any]:
             "lag_step_s": round(lag_step_s, 6),
             "values": np.round(B.astype(np.float64), 4).tolist(),
             "peak_lag_s": None if peak_lag_s is None else round(peak_lag_s, 3),
+            # The strongest period read as a beat: what a musician calls the tempo.
+            "tempo_bpm": None if peak_lag_s is None else round(60.0 / peak_lag_s, 1),
         },
     }

@@ -16,6 +16,8 @@ class ErrorBody(BaseModel):
 class Match(BaseModel):
     path: str
     track_id: int
+    title: str | None = None
+    artist: str | None = None
     offset_s: float = Field(description="Where in the track the clip starts (s).")
     score: float
     confidence: float = Field(ge=0.0, le=1.0)
@@ -34,7 +36,10 @@ class IdentifyRecord(BaseModel):
 class SimilarResult(BaseModel):
     track_id: int
     path: str
+    title: str | None = None
+    artist: str | None = None
     score: float = Field(description="Cosine similarity of the best-matching passages.")
+    raw_score: float | None = None
     rank: int
     offset_s: float | None = Field(description="Start of the matching passage in the track (s).")
     query_offset_s: float | None = Field(default=None, description="Start of the passage in the clip (s).")
@@ -44,7 +49,27 @@ class SimilarRecord(BaseModel):
     """The same object as one line of ``audiolsh similar --format jsonl``."""
 
     query: str
+    track_id: int | None = Field(default=None, description="The query track (a query by track id).")
     results: list[SimilarResult]
+    elapsed_ms: float
+
+
+class Segment(BaseModel):
+    start_s: float = Field(description="Where the stretch starts in the upload (s).")
+    end_s: float
+    path: str
+    track_id: int
+    title: str | None = None
+    artist: str | None = None
+    offset_s: float = Field(description="Where in the track the stretch starts (s).")
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
+class SegmentsRecord(BaseModel):
+    """The same object as one line of ``audiolsh identify --segments --format jsonl``."""
+
+    query: str
+    segments: list[Segment]
     elapsed_ms: float
 
 
@@ -70,6 +95,8 @@ class BeatSpectrum(BaseModel):
     lag_step_s: float
     values: list[float]
     peak_lag_s: float | None
+    tempo_bpm: float | None = Field(default=None, description="60 / peak_lag_s: the strongest period as beats"
+                                                              " per minute.")
 
 
 class Plots(BaseModel):
@@ -83,7 +110,10 @@ class Analysis(BaseModel):
 
     query: str
     duration_s: float = Field(description="Seconds of the upload analysed.")
+    scanned_s: float = Field(description="Seconds of the upload scanned for segments.")
     identify: IdentifyRecord | None
+    segments: list[Segment] | None = Field(description="Which track plays when; null for uploads under"
+                                                       " 20 s or without fingerprints.")
     similar: list[PageList]
     plots: Plots
     elapsed_ms: float
@@ -117,4 +147,9 @@ class Health(BaseModel):
     max_queue: int | None = Field(None, description="Uploads that may wait; one more is refused with 503")
     pid: int = Field(description="The id of the server process that answered: which one, when"
                                  " several serve the library (uvicorn --workers N)")
+    n_tracks: int | None = Field(None, description="Tracks in the library (absent while it cannot be"
+                                                   " read, or every handle is busy)")
+    rows: dict[str, int] | None = Field(None, description="Rows per mode: excerpt windows (rhythm, timbre,"
+                                                          " chroma, peaks), seconds (embedding), hashes"
+                                                          " (fingerprint)")
     detail: str | None = None

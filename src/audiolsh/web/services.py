@@ -27,12 +27,13 @@ from audiolsh.errors import AudiolshError, ParameterError, StorageUnavailable
 from audiolsh.library import Library, is_library
 from audiolsh.library import analyse as analyse_clip
 from audiolsh.query.identify import identify as run_identify
-from audiolsh.query.records import identify_record, similar_record
-from audiolsh.query.similar import check_query
+from audiolsh.query.identify import identify_segments
+from audiolsh.query.records import identify_record, segment_record, similar_record
+from audiolsh.query.similar import check_query, stored_clip
 from audiolsh.query.similar import similar as run_similar
 from audiolsh.web import uploads
 from audiolsh.web.admission import Admission
-from audiolsh.web.errors import BadQuery, NotFound
+from audiolsh.web.errors import BadQuery, Busy, NotFound
 from audiolsh.web.plots import query_plots
 from audiolsh.web.pool import LibraryPool
 from audiolsh.web.served import ServedFiles
@@ -40,9 +41,14 @@ from audiolsh.web.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PAGE_BY = ("rhythm", "timbre", "chroma")
+#: The page's tabs, the CLI's default (combined) first.
+PAGE_BY = ("combined", "rhythm", "timbre", "chroma", "peaks")
 MAX_K = 100
 WARM_UP_S = 8.0
+#: Uploads at least this long get the segments timeline (two of identify_segments' 10-s windows).
+SEGMENTS_MIN_S = 20.0
+NO_FINGERPRINT = "this library was built without the fingerprint mode that identification needs"
+NO_WORST = "least similar is not defined for peak sets: their Jaccard similarity has no opposite"
 
 
 @dataclass(frozen=True)
@@ -50,21 +56,44 @@ class Clip:
     """A decoded upload: what was analysed and what to call it."""
 
     name: str
-    y: np.ndarray
+    scan: np.ndarray  # up to max_scan_s, for the segments
     sr: int
+    analysed_s: float
+
+    @property
+    def y(self) -> np.ndarray:
+        """The part analysed for similarity and plots: the first ``analysed_s``."""
+        return self.scan[: round(self.analysed_s * self.sr)]
 
     @property
     def duration_s(self) -> float:
         return len(self.y) / self.sr
+
+    @property
+    def scanned_s(self) -> float:
+        return len(self.scan) / self.sr
 
 
 def _ms_since(t0: float) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
+def display_name(track: Any) -> str:
+    """"Artist - Title" from a track's tags when it has them, else its file name."""
+    title, artist = getattr(track, "title", None), getattr(track, "artist", None)
+    if title:
+        return f"{artist} - {title}" if artist else str(title)
+    return Path(track.path).name
+
+
+def _matches(row: dict[str, Any], needle: str) -> bool:
+    """A search hits the shown name or the file name (they differ for tagged tracks)."""
+    return needle in row["name"].casefold() or needle in Path(row["path"]).name.casefold()
+
+
 def track_row(track: Any) -> dict[str, Any]:
     return {
-        "id": int(track.id), "name": Path(track.path).name, "path": track.path,
+        "id": int(track.id), "name": display_name(track), "path": track.path,
         "duration_s": None if track.duration_s is None else round(float(track.duration_s), 2),
         "n_items": int(track.n_items), "added_at": float(track.added_at),
         "content_hash": track.content_hash,
@@ -99,8 +128,9 @@ class QueryService:
                 uploads.spooled(stream, max_bytes=s.max_upload_bytes, tmp_dir=s.tmp_dir) as path, \
                 self.pool.borrow() as library:
             t0 = time.perf_counter()
-            y, sr = uploads.decode(path, name, max_analysis_s=s.max_analysis_s, min_clip_s=s.min_clip_s)
-            yield library, Clip(name, y, sr), t0
+            y, sr = uploads.decode(path, name, max_analysis_s=s.max_analysis_s, min_clip_s=s.min_clip_s,
+                                   max_scan_s=s.max_scan_s)
+            yield library, Clip(name, y, sr, s.max_analysis_s), t0
 
     def identify(self, stream: BinaryIO, filename: str | None) -> dict[str, Any]:
         """The identify record of an upload (the CLI's ``identify --format jsonl`` line)."""
@@ -109,11 +139,20 @@ class QueryService:
             record["elapsed_ms"] = round(_ms_since(t0), 1)
         return record
 
+    def segments(self, stream: BinaryIO, filename: str | None) -> dict[str, Any]:
+        """Which track plays when in an upload (the CLI's ``identify --segments`` line)."""
+        with self._clip(stream, filename) as (library, clip, t0):
+            if "fingerprint" not in library.modes:
+                raise BadQuery(NO_FINGERPRINT)
+            record: dict[str, Any] = {"query": clip.name, "segments": self._segments(library, clip)}
+            record["elapsed_ms"] = round(_ms_since(t0), 1)
+        return record
+
     def similar(self, stream: BinaryIO, filename: str | None, *, by: str, k: int,
                 worst: bool) -> dict[str, Any]:
         """The similar record of an upload (the CLI's ``similar --format jsonl`` line)."""
         with self._clip(stream, filename) as (library, clip, t0):
-            self._check_by(library, by)
+            self._check_by(library, by, worst=worst)
             features = self._features(library, clip, [by])
             record = self._similar(library, clip, features, by=by, k=k, worst=worst)
             record["elapsed_ms"] = round(_ms_since(t0), 1)
@@ -128,17 +167,21 @@ class QueryService:
         return out
 
     def _analyse(self, library: Library, clip: Clip, *, k: int) -> dict[str, Any]:
-        out: dict[str, Any] = {"query": clip.name, "duration_s": round(clip.duration_s, 2)}
+        out: dict[str, Any] = {"query": clip.name, "duration_s": round(clip.duration_s, 2),
+                               "scanned_s": round(clip.scanned_s, 2)}
         if "fingerprint" in library.modes:
             out["identify"] = self._identify(library, clip)
         else:
             out["identify"] = None
-        by_list = [b for b in PAGE_BY if b in library.modes]
+        long = "fingerprint" in library.modes and clip.scanned_s >= SEGMENTS_MIN_S
+        out["segments"] = self._segments(library, clip) if long else None
+        by_list = [b for b in PAGE_BY if self._answers(library, b)]
         features = self._features(library, clip, by_list) if by_list else None
         lists = []
         for by in by_list:
             for worst in (False, True):
                 try:
+                    self._check_by(library, by, worst=worst)
                     record = self._similar(library, clip, features, by=by, k=k, worst=worst)
                 except StorageUnavailable:
                     raise  # a 503 for the whole request, and the pool drops the handle
@@ -153,17 +196,33 @@ class QueryService:
 
     def _identify(self, library: Library, clip: Clip) -> dict[str, Any]:
         if "fingerprint" not in library.modes:
-            raise BadQuery("this library was built without the fingerprint mode that identification needs")
+            raise BadQuery(NO_FINGERPRINT)
         t0 = time.perf_counter()
         match = run_identify(library, clip.y, clip.sr)
         return identify_record(clip.name, match, elapsed_ms=_ms_since(t0))
 
     @staticmethod
-    def _check_by(library: Library, by: str) -> None:
+    def _segments(library: Library, clip: Clip) -> list[dict[str, Any]]:
+        return [segment_record(start_s, end_s, m) for start_s, end_s, m in
+                identify_segments(library, clip.scan, clip.sr)]
+
+    @staticmethod
+    def _answers(library: Library, by: str) -> bool:
+        """Whether the library holds what ``by`` needs (combined: rhythm, timbre and peaks)."""
         try:
             check_query(library, by, None)
+        except ParameterError:
+            return False
+        return True
+
+    @staticmethod
+    def _check_by(library: Library, by: str, *, worst: bool = False) -> None:
+        try:
+            mode = check_query(library, by, None)
         except ParameterError as exc:
             raise BadQuery(str(exc).replace(f"{library.path}: ", "")) from None
+        if worst and mode.query == "sets":
+            raise BadQuery(NO_WORST)
 
     def _features(self, library: Library, clip: Clip, modes: Any) -> Any:
         cfg = library.config
@@ -182,7 +241,41 @@ class QueryService:
             raise BadQuery(str(exc)) from None
         return similar_record(clip.name, found, elapsed_ms=_ms_since(t0))
 
+    def track_similar(self, track_id: int, *, by: str, k: int, worst: bool) -> dict[str, Any]:
+        """The tracks that sound like a library track (the CLI's ``similar --track`` line):
+        its stored rows are the query, nothing is decoded, and it is left out of its own list."""
+        with self.admission.slot(), self.pool.borrow() as library:
+            t0 = time.perf_counter()
+            if library.track(track_id) is None:
+                raise NotFound(f"no track with id {track_id}")
+            self._check_by(library, by, worst=worst)
+            query = stored_clip(library, track_id, by=by)
+            try:
+                found = run_similar(library, query, by=by, k=k, worst=worst, exclude={track_id})
+            except ParameterError as exc:
+                raise BadQuery(str(exc)) from None
+            record = {**similar_record(query.path, found), "track_id": track_id}
+            record["elapsed_ms"] = round(_ms_since(t0), 1)
+        return record
+
     # the catalogue -----------------------------------------------------------------------
+
+    def playlist(self, track_ids: list[int]) -> str:
+        """An extended M3U playlist of library tracks, in the order given: each track's
+        ``#EXTINF`` (seconds, "Artist - Title" or the file name) and its path."""
+        def work(lib: Library) -> list[Any]:
+            return [lib.track(t) for t in track_ids]
+
+        lines = ["#EXTM3U"]
+        for tid, track in zip(track_ids, self._with_library(work)):
+            if track is None:
+                raise NotFound(f"no track with id {tid}")
+            seconds = -1 if track.duration_s is None else round(float(track.duration_s))
+            # One line each: a name or path with a line break would split the entry.
+            name = " ".join(display_name(track).split())
+            lines += [f"#EXTINF:{seconds},{name}", track.path.replace("\n", " ").replace("\r", " ")]
+        return "\n".join(lines) + "\n"
+
 
     def _with_library(self, work: Callable[[Library], Any]) -> Any:
         with self.pool.borrow() as library:
@@ -193,7 +286,7 @@ class QueryService:
         rows = self._with_library(lambda lib: [track_row(t) for t in lib.tracks()])
         needle = q.strip().casefold()
         if needle:
-            rows = [r for r in rows if needle in r["name"].casefold()]
+            rows = [r for r in rows if _matches(r, needle)]
         rows.sort(key=lambda r: r["id"])
         return {"total": len(rows), "offset": offset, "limit": limit, "items": rows[offset: offset + limit]}
 
@@ -223,7 +316,7 @@ class QueryService:
             rows.append(row)
         by_id = {r["id"]: r for r in rows}
         needle = q.strip().casefold()
-        shown = [r for r in rows if needle in r["name"].casefold()] if needle else rows
+        shown = [r for r in rows if _matches(r, needle)] if needle else rows
         info = data["info"]
         return {
             "location": info["location"], "modes": info["modes"], "n_tracks": info["n_tracks"],
@@ -276,6 +369,16 @@ class QueryService:
             out["status"] = "unavailable"
             out["detail"] = ("the library's storage cannot be reached right now" if present is None
                              else "the library is no longer there")
+            return out
+        # The size from the spare handle if one is free at once; never waits behind an analysis.
+        try:
+            with self.pool.borrow(timeout_s=0) as library:
+                out.update(library.sizes())
+        except StorageUnavailable:
+            out["status"] = "unavailable"
+            out["detail"] = "the library's storage cannot be reached right now"
+        except (AudiolshError, Busy) as exc:
+            log.warning("health: no library size: %s", exc)
         return out
 
     def n_tracks(self) -> int:
@@ -290,7 +393,7 @@ class QueryService:
 
         t0 = time.perf_counter()
         y = synth.music(duration_s=WARM_UP_S, sr=SAMPLE_RATE, seed=0)
-        clip = Clip("warm-up", y, SAMPLE_RATE)
+        clip = Clip("warm-up", y, SAMPLE_RATE, WARM_UP_S)
         with ExitStack() as stack:
             libraries = [stack.enter_context(self.pool.borrow()) for _ in range(self.settings.workers)]
             for library in libraries:

@@ -33,6 +33,9 @@ class Settings:
         "Largest upload accepted (bytes); a larger request is refused with 413 before it is read."))
     max_analysis_s: float = field(default=30.0, metadata=_doc(
         "Seconds of each upload decoded and analysed, from its start; the rest is ignored."))
+    max_scan_s: float = field(default=600.0, metadata=_doc(
+        "Seconds of each upload scanned for which track plays when (the segments timeline);"
+        " similarity and the plots use the first max_analysis_s of them."))
     min_clip_s: float = field(default=3.0, metadata=_doc(
         "Shortest usable clip (s); shorter uploads are refused with 422."))
     workers: int = field(default=2, metadata=_doc(
@@ -64,6 +67,7 @@ class Settings:
             ("max_upload_bytes", self.max_upload_bytes >= 1, "must be >= 1"),
             ("max_analysis_s", math.isfinite(self.max_analysis_s) and self.max_analysis_s >= 1.0,
              "must be >= 1 s"),
+            ("max_scan_s", math.isfinite(self.max_scan_s) and self.max_scan_s >= 1.0, "must be >= 1 s"),
             ("min_clip_s", 0.5 <= self.min_clip_s <= self.max_analysis_s,
              "must be within 0.5 s..max_analysis_s"),
             ("workers", 1 <= self.workers <= 64, "must be within 1..64"),

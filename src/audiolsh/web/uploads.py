@@ -71,14 +71,17 @@ def spooled(stream: BinaryIO, *, max_bytes: int, tmp_dir: str | os.PathLike[str]
             pass
 
 
-def decode(path: Path, name: str, *, max_analysis_s: float, min_clip_s: float) -> tuple[np.ndarray, int]:
-    """The first ``max_analysis_s`` of an upload as mono float32 at the library's rate.
+def decode(path: Path, name: str, *, max_analysis_s: float, min_clip_s: float,
+           max_scan_s: float | None = None) -> tuple[np.ndarray, int]:
+    """The first ``max_analysis_s`` of an upload as mono float32 at the library's rate, or up to
+    ``max_scan_s`` (longer) where its channels and rate fit the decoding budget.
 
     Any decoding problem becomes ``BadUpload`` with a message about ``name``, never the path.
     """
-    _check_header(path, name, max_analysis_s=max_analysis_s)
+    duration_s = _check_header(path, name, max_analysis_s=max_analysis_s,
+                               max_scan_s=max(max_scan_s or 0.0, max_analysis_s))
     try:
-        y, sr = load(path, sr=SAMPLE_RATE, duration_s=max_analysis_s)
+        y, sr = load(path, sr=SAMPLE_RATE, duration_s=duration_s)
     except AudioError as exc:
         log.info("upload %r refused: %s", name, exc.problem)
         raise BadUpload(f"{name}: {_friendly(exc.problem)}") from None
@@ -88,15 +91,19 @@ def decode(path: Path, name: str, *, max_analysis_s: float, min_clip_s: float) -
     return y, sr
 
 
-def _check_header(path: Path, name: str, *, max_analysis_s: float) -> None:
+def _check_header(path: Path, name: str, *, max_analysis_s: float, max_scan_s: float) -> float:
+    """The seconds to decode: ``max_scan_s``, or less where the channels and rate would not fit
+    ``MAX_DECODED_BYTES``; refused when not even ``max_analysis_s`` fits."""
     try:
         with captured():  # an MPEG upload's header is read by libmpg123, which talks on stderr
             header = sf.info(str(path))
     except (RuntimeError, TypeError, ValueError):
-        return  # not a libsndfile format: ffmpeg decodes it straight to mono at the library's rate
-    if header.samplerate * header.channels * max_analysis_s * 4 > MAX_DECODED_BYTES:
+        return max_scan_s  # not a libsndfile format: ffmpeg decodes it straight to mono at the library's rate
+    fits_s = MAX_DECODED_BYTES / (header.samplerate * header.channels * 4)
+    if fits_s < max_analysis_s:
         raise BadUpload(f"{name}: {header.channels} channels at {header.samplerate} Hz is more than"
                         " this server decodes")
+    return min(max_scan_s, fits_s)
 
 
 def _friendly(problem: str) -> str:

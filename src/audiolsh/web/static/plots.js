@@ -107,7 +107,8 @@ const Plots = (() => {
       ctx.beginPath(); ctx.moveTo(x(beat.peak_lag_s), top); ctx.lineTo(x(beat.peak_lag_s), top + ph); ctx.stroke();
       ctx.setLineDash([]);
       ctx.textAlign = "left"; ctx.textBaseline = "top"; ctx.fillStyle = fg;
-      const label = "strongest period " + beat.peak_lag_s.toFixed(2) + " s";
+      const label = (beat.tempo_bpm ? "≈ " + Math.round(beat.tempo_bpm) + " BPM · " : "") + "period "
+        + beat.peak_lag_s.toFixed(2) + " s";
       const lx = Math.min(x(beat.peak_lag_s) + 5, w - right - ctx.measureText(label).width);
       ctx.fillText(label, lx, top);
     }
