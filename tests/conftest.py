@@ -111,11 +111,11 @@ def library_answers(lib: Library, files: list[Path], *, first_s: float = 4.0, cl
         y, sr = load(f, sr=SR, offset_s=first_s + i, duration_s=clip_s)
         clip = analyse(y, sr, modes=lib.modes, window_s=lib.config.window_s, hop_s=lib.config.hop_s)
         for by in ("rhythm", "timbre", "chroma", "peaks", "combined"):
-            out.append([(r.track_id, Path(r.path).name, round(r.score, 5), r.offset_s)
+            out.append([(r.track_id, Path(r.path).name, round(r.raw_score, 5), r.offset_s)
                         for r in similar(lib, clip, by=by, k=k)])
         vote = similar(lib, clip, by="chroma", method="vote", k=3)
         worst = similar(lib, clip, by="timbre", k=2, worst=True)
-        out.append([(r.track_id, round(r.score, 5)) for r in vote + worst])
+        out.append([(r.track_id, round(r.raw_score, 5)) for r in vote + worst])
         m = identify(lib, y, sr)
         out.append(None if m is None else (m.track_id, round(m.offset_s, 2)))
         out.append([(p.track_id, p.offset_s, round(p.score, 5))
@@ -165,3 +165,66 @@ class HostileFiles:
 @pytest.fixture(scope="session")
 def hostile() -> HostileFiles:
     return HostileFiles()
+
+
+#: soundfile's format and subtype by file extension, for tagged test files.
+_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS"),
+            ".mp3": ("MP3", "MPEG_LAYER_III")}
+
+
+def write_tagged(path: Path, y: np.ndarray, sr: int = SR, **tags: str) -> Path:
+    """Audio in the format its extension names, tagged with mutagen as a tagger would: Vorbis
+    comments (Ogg, FLAC), ID3 (MP3 through EasyID3, WAV as raw frames, whose text encoding
+    ``latin1_<field>=...`` chooses Latin-1, as old taggers wrote it)."""
+    import mutagen
+    from mutagen.id3 import TALB, TDRC, TIT2, TPE1
+    from mutagen.wave import WAVE
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt, subtype = _FORMATS[path.suffix]
+    sf.write(path, y, sr, format=fmt, subtype=subtype)
+    if not tags:
+        return path
+    if path.suffix == ".wav":
+        wav = WAVE(path)
+        wav.add_tags()
+        frames = {"artist": TPE1, "title": TIT2, "album": TALB, "date": TDRC}
+        for key, value in tags.items():
+            latin1 = key.startswith("latin1_")
+            wav.tags.add(frames[key.removeprefix("latin1_")](encoding=0 if latin1 else 3, text=[value]))
+        wav.save()
+        return path
+    audio = mutagen.File(path, easy=True)
+    if audio.tags is None:
+        audio.add_tags()
+    for key, value in tags.items():
+        audio[key] = value
+    audio.save()
+    return path
+
+
+@pytest.fixture(scope="session")
+def tagged_music(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Short synthesised tracks in four formats, tagged as a collection is (and not): a folder
+    per artist, tags with a year and an album, Latin-1 mojibake, a control character for a
+    title, an untagged file, and an untagged copy of the second half of one track."""
+    root = tmp_path_factory.mktemp("tagged")
+    song = {name: synth.music(duration_s=14.0, sr=SR, seed=700 + i)
+            for i, name in enumerate(("blue", "dawn", "night", "odd", "plain"))}
+    write_tagged(root / "Ana" / "blue.flac", song["blue"], artist="Ana", title="Blue", album="Colours",
+                 date="1999-05-01")
+    write_tagged(root / "Ana" / "dawn.mp3", song["dawn"], artist="Ana", title="Dawn", date="2004")
+    write_tagged(root / "bo.ogg", song["night"], artist="Bö Trio", title="Night Song")
+    # UTF-8 bytes stored as Latin-1 text ("Björk" read back as "BjÃ¶rk"), and a title of
+    # control characters only: the artist is repaired, the title falls back to the file name.
+    write_tagged(root / "odd.wav", song["odd"], latin1_artist="Björk".encode().decode("latin-1"),
+                 title="\x00\x01\x1f")
+    write_tagged(root / "plain.wav", song["plain"])
+    write_tagged(root / "copies" / "blue-copy.wav", song["blue"][7 * SR:])
+    return root
+
+
+@pytest.fixture(scope="session")
+def tag_writer() -> Callable[..., Path]:
+    """``write_tagged(path, y, sr=SR, **tags)``, for tests that make tagged files of their own."""
+    return write_tagged

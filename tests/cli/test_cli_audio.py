@@ -116,24 +116,36 @@ def test_identify_names_the_track_and_offset_and_says_no_match(
     assert 0.0 < m["confidence"] <= 1.0 and abs(m["speed"] - 1.0) < 0.02
     assert unknown["match"] is None
     code, out, _ = run("identify", str(clip), "--index", str(indexed), "--format", "csv")
-    assert code == 0 and out.splitlines()[0].startswith("query,match,offset_s")
+    assert code == 0 and out.splitlines()[0].startswith("query,match,title,artist,offset_s")
 
 
 def test_similar_and_worst_and_by_track(tmp_path: Path, library: Path, indexed: Path) -> None:
     y, _ = sf.read(library / "album" / "c.ogg", dtype="float32")
     clip = tmp_path / "c-part.wav"
     sf.write(clip, y[5 * SR : 17 * SR], SR)
-    for by in ("rhythm", "timbre", "chroma", "combined"):
+    for by in ("rhythm", "timbre", "chroma", "combined", "peaks"):
         code, out, err = run("similar", str(clip), "--by", by, "-k", "2", "--index", str(indexed),
                              "--format", "jsonl")
         assert code == 0, err
         record = json.loads(out)
+        # Identification finds the clip's own track: it is the match, not a similar track.
+        assert record["match"]["path"].endswith("c.ogg") and abs(record["match"]["offset_s"] - 5.0) < 0.1
         assert [r["rank"] for r in record["results"]] == [1, 2]
-        assert record["results"][0]["path"].endswith("c.ogg"), (by, record)
-    code, out, _ = run("similar", str(clip), "--worst", "-k", "3", "--by", "timbre",
+        assert not any(r["path"].endswith("c.ogg") for r in record["results"]), (by, record)
+        code, out, err = run("similar", str(clip), "--by", by, "-k", "2", "--include-self",
+                             "--index", str(indexed), "--format", "jsonl")
+        assert json.loads(out)["results"][0]["path"].endswith("c.ogg"), (by, out)
+    # The least similar leave out the k most similar (here the clip's own track, included).
+    code, out, _ = run("similar", str(clip), "--worst", "-k", "1", "--by", "timbre", "--include-self",
                        "--index", str(indexed), "--format", "json")
     worst = json.loads(out)[0]["results"]
-    assert worst[-1]["path"].endswith("c.ogg") and worst[0]["score"] <= worst[-1]["score"]
+    assert len(worst) == 1 and not worst[0]["path"].endswith("c.ogg") and worst[0]["score"] < 0.5
+    # The table says which track is the clip's, on a line above it.
+    code, out, _ = run("similar", str(clip), "-k", "1", "--by", "timbre", "--index", str(indexed))
+    assert code == 0
+    note, rest = out.split("\n", 1)
+    assert note.startswith("c-part.wav: the match is ") and "c.ogg at " in note and "; left out" in note
+    assert "raw_score" in rest and "query_offset_s" in rest
     with Library.open(indexed) as lib:
         tid = next(t.id for t in lib.tracks() if t.path.endswith("c.ogg"))
     code, out, _ = run("similar", "--track", str(tid), "--by", "chroma", "--method", "vote",

@@ -113,7 +113,7 @@ def test_info_formats_and_the_deprecated_json_flag(indexed: tuple[Path, str, str
     code, out, _ = run("info", "--index", idx, "--format", "jsonl")
     assert code == 0 and len(out.splitlines()) == 1 and json.loads(out)["n_tracks"] == 4
     code, out, _ = run("info", "--index", idx, "--tracks", "--format", "csv")
-    assert code == 0 and out.splitlines()[0] == "track_id,path,duration_s,windows"
+    assert code == 0 and out.splitlines()[0] == "track_id,path,title,artist,album,year,duration_s,windows"
     assert "--json" not in run("info", "--help")[1]
 
 

@@ -52,7 +52,8 @@ def test_overlaps_prints_the_shared_passage(library: Path, music: Path) -> None:
     assert len(records) == 1, records
     r = records[0]
     assert set(r) == {"a", "b", "length_s", "kind", "score", "confidence"}
-    assert set(r["a"]) == {"path", "track_id", "offset_s", "duration_s"}
+    assert set(r["a"]) == {"path", "track_id", "title", "artist", "offset_s", "duration_s"}
+    assert r["a"]["artist"] is None and r["a"]["title"] == Path(r["a"]["path"]).name  # untagged
     by_name = {Path(r[side]["path"]).name: r[side] for side in "ab"}
     assert set(by_name) == {"song0.wav", "song1.wav"}
     assert by_name["song0.wav"]["offset_s"] == pytest.approx(4.0, abs=0.2)

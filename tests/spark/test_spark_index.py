@@ -27,8 +27,16 @@ def run(*args: str) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def folder(synth_tracks: Callable[..., list[Path]]) -> Path:
-    """Five synthesised tracks and, in the middle of them in path order, a corrupt file."""
+    """Five synthesised tracks (one tagged) and, in the middle of them in path order, a corrupt file."""
+    from mutagen.id3 import TIT2, TPE1
+    from mutagen.wave import WAVE
+
     files = synth_tracks(N_TRACKS, 24.0, 110)
+    tagged = WAVE(files[1])
+    tagged.add_tags()
+    tagged.tags.add(TPE1(encoding=3, text=["Ana"]))
+    tagged.tags.add(TIT2(encoding=3, text=["Blue"]))
+    tagged.save()
     bad = files[0].parent / "track2-corrupt.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + np.random.default_rng(5).bytes(4000))
     return files[0].parent
@@ -55,8 +63,9 @@ def _spark_index(folder: Path, where: str) -> tuple[int, str]:
 
 
 def _same_library(ref: Library, built: Library) -> None:
-    assert [(t.id, t.path, t.content_hash) for t in ref.tracks()] == \
-        [(t.id, t.path, t.content_hash) for t in built.tracks()]
+    assert [(t.id, t.path, t.content_hash, t.meta) for t in ref.tracks()] == \
+        [(t.id, t.path, t.content_hash, t.meta) for t in built.tracks()]  # tags read in the tasks
+    assert ref.catalogue.config("roots") == built.catalogue.config("roots")
     assert ref.config.to_dict() == built.config.to_dict()  # learned from the same sample
     for name, index in ref.indexes.items():
         a, b = index._segments, built.indexes[name]._segments
@@ -86,6 +95,8 @@ def test_spark_index_into_a_directory_answers_as_audiolsh_index(
     ref_path, ref_answers = reference
     with Library.open(ref_path, readonly=True) as ref, Library.open(where, readonly=True) as built:
         _same_library(ref, built)
+        tags = [t.meta["tags"] for t in built.tracks() if t.meta["tags"]]
+        assert tags == [{"artist": "Ana", "title": "Blue"}]  # read in the tasks
         assert answers(built, music) == ref_answers
 
     # Resumable: a second run finds every file in the library and adds nothing.

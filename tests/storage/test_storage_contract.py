@@ -246,6 +246,25 @@ def test_tracks(storage: Any) -> None:
     assert [t.id for t in storage.tracks()] == [t1]
 
 
+def test_track_meta_is_replaced_in_one_commit(storage: Any) -> None:
+    """Tags read after a track was indexed replace its meta; a failed write leaves the old."""
+    with storage.write() as w:
+        tid = w.add_track(path="one.wav", content_hash="h1", duration_s=1.0, kind="audio")
+        w.set_track_items(tid, 4)
+    with storage.write() as w:
+        w.set_track_meta(tid, {"tags": {"artist": "Ana", "year": 1999}})
+        w.set_track_meta(987654, {"tags": {}})  # a track removed meanwhile: nothing to change
+    t = storage.track(tid)
+    assert t.meta == {"tags": {"artist": "Ana", "year": 1999}}
+    assert (t.n_items, t.path, t.content_hash) == (4, "one.wav", "h1")
+    assert storage.track_by_hash("h1").meta == t.meta
+    with pytest.raises(RuntimeError), storage.write() as w:
+        w.set_track_meta(tid, {"tags": {"title": "lost"}})
+        raise RuntimeError("crash")
+    assert storage.track(tid).meta == {"tags": {"artist": "Ana", "year": 1999}}
+    assert [x.id for x in storage.tracks()] == [tid]
+
+
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_track_content_hash_is_unique(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     st = _open(kind, tmp_path, request)

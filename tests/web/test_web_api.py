@@ -19,8 +19,9 @@ from audiolsh.query.identify import identify
 from audiolsh.query.records import identify_record
 
 IDENTIFY_KEYS = {"query", "match", "elapsed_ms"}
-MATCH_KEYS = {"path", "track_id", "offset_s", "score", "confidence", "speed", "tempo"}
-RESULT_KEYS = {"track_id", "path", "score", "rank", "offset_s", "query_offset_s"}
+MATCH_KEYS = {"path", "track_id", "title", "artist", "offset_s", "score", "confidence", "speed", "tempo"}
+RESULT_KEYS = {"track_id", "path", "title", "artist", "score", "rank", "offset_s", "query_offset_s",
+               "raw_score"}
 
 
 def post(client: Any, url: str, name: str, data: bytes) -> Any:
@@ -86,26 +87,33 @@ def test_truncated_wav_still_identified(client: Any, web_corpus: Any) -> None:
 
 
 @pytest.mark.parametrize("by", ["rhythm", "timbre", "chroma", "combined", "peaks"])
-def test_similar_ranks_the_source_first(client: Any, web_corpus: Any, by: str) -> None:
-    r = client.post(f"/api/similar?by={by}&k=3", files={"file": ("c.wav", web_corpus.clip("bravo.flac"))})
+def test_similar_names_the_clips_own_track_and_leaves_it_out(client: Any, web_corpus: Any, by: str) -> None:
+    own = web_corpus.ids["bravo.flac"]
+    clip = {"file": ("c.wav", web_corpus.clip("bravo.flac"))}
+    r = client.post(f"/api/similar?by={by}&k=3", files=clip)
     assert r.status_code == 200, r.text
     record = r.json()
-    assert set(record) == {"query", "results", "elapsed_ms"}
+    assert set(record) == {"query", "match", "results", "elapsed_ms"}
+    assert record["match"]["track_id"] == own and abs(record["match"]["offset_s"] - 12.0) < 0.1
     results = record["results"]
     assert [x["rank"] for x in results] == [1, 2, 3]
     assert all(set(x) == RESULT_KEYS for x in results)
+    assert own not in [x["track_id"] for x in results]
     scores = [x["score"] for x in results]
-    assert scores == sorted(scores, reverse=True)
-    assert results[0]["track_id"] == web_corpus.ids["bravo.flac"]
+    assert scores == sorted(scores, reverse=True) and all(0.0 <= x <= 1.0 for x in scores)
+    # include_self: the own track is listed, first.
+    kept = client.post(f"/api/similar?by={by}&k=3&include_self=true", files=clip).json()
+    assert kept["match"] == record["match"] and kept["results"][0]["track_id"] == own
 
 
 def test_similar_worst_is_least_similar(client: Any, web_corpus: Any) -> None:
     clip = web_corpus.clip("alpha.wav")
-    best = client.post("/api/similar?by=timbre&k=4", files={"file": ("c.wav", clip)}).json()["results"]
-    worst = client.post("/api/similar?by=timbre&k=4&worst=true",
+    best = client.post("/api/similar?by=timbre&k=2", files={"file": ("c.wav", clip)}).json()["results"]
+    worst = client.post("/api/similar?by=timbre&k=2&worst=true",
                         files={"file": ("c.wav", clip)}).json()["results"]
-    assert [x["score"] for x in worst] == sorted(x["score"] for x in worst)
-    assert worst[0]["track_id"] != web_corpus.ids["alpha.wav"]
+    # Four tracks: the clip's own and the two most similar are left out; one remains.
+    left = set(web_corpus.ids.values()) - {web_corpus.ids["alpha.wav"]} - {x["track_id"] for x in best}
+    assert [x["track_id"] for x in worst] == sorted(left)
     # The least similar passage of all scores below the best passage of every track.
     assert worst[0]["score"] < min(x["score"] for x in best)
 
@@ -159,9 +167,14 @@ def test_analyse_returns_everything_the_page_shows(client: Any, web_corpus: Any)
     modes = ("combined", "rhythm", "timbre", "chroma", "peaks")
     assert set(lists) == {(b, w) for b in modes for w in (False, True)}
     assert lists["peaks", True]["results"] == [] and "not defined" in lists["peaks", True]["error"]
-    del lists["peaks", True]
-    assert all(len(x["results"]) == 2 and "error" not in x for x in lists.values())
-    assert lists["combined", False]["results"][0]["track_id"] == web_corpus.ids["charlie.ogg"]
+    # Four tracks: the clip's own is left out, the two most similar fill the most similar list
+    # and the least similar list has the one left: no track is in both.
+    own = web_corpus.ids["charlie.ogg"]
+    for by in modes:
+        most = [r["track_id"] for r in lists[by, False]["results"]]
+        least = [] if by == "peaks" else [r["track_id"] for r in lists[by, True]["results"]]
+        assert len(most) == 2 and len(least) == (by != "peaks") and not set(most) & set(least), by
+        assert own not in most + least
     assert out["segments"] is None and out["scanned_s"] == out["duration_s"]  # a 10-s clip: no timeline
     spec = out["plots"]["spectrogram"]
     image = np.frombuffer(base64.b64decode(spec["data"]), np.uint8)
@@ -364,10 +377,13 @@ def test_tagged_tracks_are_named_artist_title() -> None:
 
     from audiolsh.web.services import display_name
 
-    tagged = SimpleNamespace(path="/m/01_x.flac", title="Blue", artist="Ann Lee")
-    assert display_name(tagged) == "Ann Lee - Blue"
-    assert display_name(SimpleNamespace(path="/m/01_x.flac", title="Blue", artist=None)) == "Blue"
-    assert display_name(SimpleNamespace(path="/m/01_x.flac")) == "01_x.flac"
+    def track(**tags: str) -> SimpleNamespace:  # the catalogue keeps tags in meta["tags"]
+        return SimpleNamespace(path="/m/01_x.flac", meta={"tags": tags})
+
+    assert display_name(track(title="Blue", artist="Ann Lee")) == "Ann Lee - Blue"
+    assert display_name(track(title="Blue")) == "Blue"
+    assert display_name(track(artist="Ann Lee")) == "Ann Lee - 01_x.flac"
+    assert display_name(track()) == display_name(SimpleNamespace(path="/m/01_x.flac", meta={})) == "01_x.flac"
 
 
 def test_names_wrap_at_word_boundaries_only() -> None:
@@ -382,7 +398,7 @@ def test_openapi_and_docs(client: Any) -> None:
     assert {"/api/identify", "/api/similar", "/api/segments", "/api/tracks", "/api/tracks/{track_id}/audio",
             "/api/tracks/{track_id}/similar", "/api/playlist.m3u", "/health"} <= set(schema["paths"])
     params = {p["name"]: p for p in schema["paths"]["/api/similar"]["post"]["parameters"]}
-    assert set(params) == {"by", "k", "worst"}
+    assert set(params) == {"by", "k", "worst", "include_self"}
     assert set(params["by"]["schema"]["enum"]) == {"combined", "rhythm", "timbre", "chroma", "peaks"}
 
 

@@ -36,7 +36,8 @@ def server(web_corpus: Any) -> Iterator[str]:
     from audiolsh.web.app import create_app
     from audiolsh.web.settings import Settings
 
-    app = create_app(Settings(index_path=web_corpus.library, warm_up=True))
+    # two tracks a list: of the corpus's four, the clip's own is the match and three are left
+    app = create_app(Settings(index_path=web_corpus.library, warm_up=True, page_k=2))
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -156,14 +157,18 @@ def test_upload_names_the_track(server: str, browser: Any, web_corpus: Any, tmp_
     assert tabs[0].get_attribute("aria-selected") == "true"
     most = browser.find_elements("css selector", "#most li .name")
     least = browser.find_elements("css selector", "#least li .name")
-    assert most and least and most[0].text == "charlie.ogg"
-    assert len(browser.find_elements("css selector", "#most audio")) == len(most) == 4  # the whole library
-    # Bars are the score clamped to [0, 1]: the best passage's bar is the longest.
-    widths = browser.execute_script(
-        "return [...document.querySelectorAll('#most .bar span')].map((s) => parseFloat(s.style.width));")
-    assert all(0 <= w <= 100 for w in widths) and widths[0] == max(widths)
+    # The clip's own track is the match, in neither list; no track is in both: of four tracks
+    # two of the other three are the most similar, and the third the least.
+    assert (len(most), len(least)) == (2, 1)
+    assert sorted(e.text for e in most + least) == ["alpha.wav", "bravo.flac", "delta.wav"]
+    # The bars draw the [0, 1] score: the least similar track's is the shortest, under half.
+    widths = [float(e.value_of_css_property("width").removesuffix("px")) / float(
+        e.find_element("xpath", "..").value_of_css_property("width").removesuffix("px"))
+        for e in browser.find_elements("css selector", "#most li .bar span, #least li .bar span")]
+    assert len(widths) == 3 and widths[2] < min(widths[:2]) and widths[2] < 0.5
+    assert len(browser.find_elements("css selector", "#most audio")) == len(most)
     m3u = browser.find_element("id", "m3u-most").get_attribute("href")
-    assert "/api/playlist.m3u?ids=" + str(web_corpus.ids["charlie.ogg"]) in m3u
+    assert "/api/playlist.m3u?ids=" in m3u
     wait_for(browser, lambda d: canvas_ink(d, "spectrogram") > 1000 and canvas_ink(d, "beat") > 100)
     screenshots(browser, artifacts, "web-combined", "similar-card")
     # The match player seeks to where the clip starts (range requests make that possible).

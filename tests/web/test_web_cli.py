@@ -106,6 +106,8 @@ def test_settings_defaults_are_documented() -> None:
     (["identify"], "/api/identify"),
     (["similar", "--by", "timbre", "-k", "3"], "/api/similar?by=timbre&k=3"),
     (["identify", "--segments"], "/api/segments"),
+    (["similar", "-k", "1", "--worst"], "/api/similar?k=1&worst=true"),  # combined, least similar
+    (["similar", "-k", "1", "--include-self"], "/api/similar?k=1&include_self=true"),
 ])
 def test_cli_jsonl_and_api_answer_the_same_object(client: Any, web_corpus: Any, tmp_path: Any,
                                                   command: list[str], url: str) -> None:

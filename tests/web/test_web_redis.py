@@ -218,7 +218,8 @@ def test_two_apps_share_one_library_and_see_a_new_track(redis_server: RedisServe
             assert NEW_TRACK in names
             r = client.post("/api/similar?by=timbre&k=2", files={"file": ("clip.wav", clip)})
             assert r.status_code == 200, r.text
-            assert Path(r.json()["results"][0]["path"]).name == NEW_TRACK
+            assert Path(r.json()["match"]["path"]).name == NEW_TRACK  # the clip's own, left out
+            assert NEW_TRACK not in [Path(x["path"]).name for x in r.json()["results"]]
         assert _answers(first, web_corpus) == _answers(second, web_corpus)
 
 
@@ -302,8 +303,9 @@ def test_uvicorn_workers_share_one_library_and_see_a_new_track(
     assert n == len(web_corpus.ids)
     match = expected[1]["match"]
     assert Path(match["path"]).name == "charlie.ogg" and abs(match["offset_s"] - 12.0) < 0.1
-    assert Path(expected[2]["results"][0]["path"]).name == "bravo.flac"
-    assert Path(expected[3]["results"][0]["path"]).name == "alpha.wav"
+    # similar names each clip's own track as its match (and leaves it out of the results)
+    assert Path(expected[2]["match"]["path"]).name == "bravo.flac"
+    assert Path(expected[3]["match"]["path"]).name == "alpha.wav"
 
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
@@ -358,7 +360,7 @@ def test_uvicorn_workers_share_one_library_and_see_a_new_track(
             assert set(seen) <= set(answered)  # the same two workers: no restart
         for found, like, _ in seen.values():
             assert Path(found["path"]).name == new.name and abs(found["offset_s"] - 12.0) < 0.1
-            assert Path(like["results"][0]["path"]).name == new.name
+            assert Path(like["match"]["path"]).name == new.name  # similar's match: the clip's own
         first, second = seen.values()
         assert first == second
         assert first[2][0]["total"] == n + 1

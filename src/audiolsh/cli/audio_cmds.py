@@ -17,7 +17,7 @@ from rich.markup import escape
 from audiolsh.cli import EXIT_ERROR, cli
 from audiolsh.cli.inputs import ClipInputs, clip_inputs, expand_lists
 from audiolsh.cli.options import index_option
-from audiolsh.cli.output import emit_object, emit_records, err_console, format_option
+from audiolsh.cli.output import emit_object, emit_records, err_console, format_option, track_columns
 from audiolsh.cli.progress import FileProgress
 from audiolsh.errors import AudiolshError, ParameterError
 from audiolsh.features import normalisation as wccn
@@ -37,8 +37,9 @@ from audiolsh.library import (
     index_audio,
 )
 from audiolsh.library.locations import check_library_location
+from audiolsh.library.tags import find_track
 from audiolsh.query.nearest import nearest_passages
-from audiolsh.query.records import identify_record, segment_record, similar_record
+from audiolsh.query.records import identify_record, named, segment_record, similar_record
 
 MAX_CLIP_S = 600.0
 WARM_UP_S = 6.0
@@ -116,8 +117,9 @@ def emit_ingest(report: IngestReport, fmt: str, *, index_path: str, n_tracks: in
                 problems: int = 0) -> None:
     """What an ingest did: one summary line on stderr; with json, jsonl or csv every file's
     outcome on stdout; exit status 2 when a file failed."""
+    tagged = f", tags read for {len(report.tagged)} indexed before" if report.tagged else ""
     err_console.print(
-        f"{len(report.added)} added, {len(report.skipped)} already indexed,"
+        f"{len(report.added)} added, {len(report.skipped)} already indexed{tagged},"
         f" {len(report.failed)} failed in {elapsed_s:.1f} s; library {index_path}: {n_tracks} tracks",
         highlight=False, markup=False,
     )
@@ -211,11 +213,11 @@ def _each_clip(clips: Sequence[Q], work: Callable[[Q], dict[str, Any]],
 
 
 def emit_answers(records: list[dict[str, Any]], fmt: str, flat: list[dict[str, Any]], *, title: str,
-                 failed: int) -> None:
-    """The clips' answers, then exit status 2 if a clip failed; when every clip failed only
-    the errors are said (no empty table beside them)."""
+                 failed: int, notes: Sequence[str] = ()) -> None:
+    """The clips' answers (``notes``: lines above a table), then exit status 2 if a clip failed;
+    when every clip failed only the errors are said (no empty table beside them)."""
     if records or not failed:
-        emit_records(records, fmt, flat_rows=flat, title=title)
+        emit_records(records, fmt, flat_rows=flat, title=title, notes=notes)
     if failed:
         sys.exit(EXIT_ERROR)
 
@@ -271,22 +273,30 @@ def identify(index_path: str, clips: tuple[str, ...], mic_s: float | None, metho
             if segments:  # streamed: a recording of hours is never held whole
                 found = identify_segments_file(library, clip, offset_s=offset_s, duration_s=duration_s,
                                                min_duration_s=MIN_DURATION_S, max_duration_s=MAX_DURATION_S)
-                rows = [segment_record(start_s, end_s, m, offset_s=offset_s) for start_s, end_s, m in found]
+                rows = [segment_record(start_s, end_s, m, offset_s=offset_s, library=library)
+                        for start_s, end_s, m in found]
                 return {"query": inputs.name(clip), "segments": rows}
             y, sr = _load_clip(clip, offset_s, duration_s)
             m = run_identify(library, y, sr, method=method, threshold=threshold)
-            return identify_record(inputs.name(clip), m)
+            return identify_record(inputs.name(clip), m, library=library)
 
+        names = library.names()
         for clip, record in _each_clip(inputs.paths, work, inputs):
             if record is None:
                 failed += 1
                 continue
             records.append(record)
             if segments:
-                flat += [{"query": inputs.short(clip), **row} for row in record["segments"]]
+                flat += [{"query": inputs.short(clip), "start_s": row["start_s"], "end_s": row["end_s"],
+                          **track_columns(row, names, fmt), "track_id": row["track_id"],
+                          "offset_s": row["offset_s"], "confidence": row["confidence"]}
+                         for row in record["segments"]]
             else:
-                m = record["match"] or {}
-                flat.append({"query": inputs.short(clip), "match": m.get("path", "no match"),
+                m = record["match"]
+                found = track_columns(m, names, fmt, name_key="match", path_key="match") if m else {
+                    "match": "no match"}
+                m = m or {}
+                flat.append({"query": inputs.short(clip), **found,
                              "offset_s": m.get("offset_s"), "confidence": m.get("confidence"),
                              "speed": m.get("speed"), "elapsed_ms": record["elapsed_ms"]})
     emit_answers(records, fmt, flat, title="identification", failed=failed + inputs.problems)
@@ -295,33 +305,45 @@ def identify(index_path: str, clips: tuple[str, ...], mic_s: float | None, metho
 @cli.command()
 @index_option
 @click.argument("clips", nargs=-1)
-@click.option("--track", "track_ids", type=int, multiple=True,
-              help="Query with a track already in the library (by id; repeatable).")
+@click.option("--track", "tracks", multiple=True, metavar="TRACK",
+              help="Query with a track already in the library: its id, its path, or part of its"
+                   " artist, title or file name (repeatable).")
 @click.option("--by", type=click.Choice(["rhythm", "timbre", "chroma", "combined", "peaks"]),
               default="combined", show_default=True)
 @click.option("--method", type=click.Choice(["vector", "vote", "minhash"]), default=None,
               help="chroma: vector (default) or vote (S1); peaks: minhash.")
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--worst", is_flag=True, help="The least similar tracks of the whole collection.")
+@click.option("--worst", is_flag=True, help="The least similar tracks of the whole collection (leaving"
+                                             " out the k most similar).")
+@click.option("--include-self", is_flag=True,
+              help="List the clip's own track too (the track identification finds it in, or --track).")
 @with_clip_options
 @format_option
-def similar(index_path: str, clips: tuple[str, ...], track_ids: tuple[int, ...], by: str,
-            method: str | None, k: int, worst: bool, offset_s: float, duration_s: float | None,
-            fmt: str) -> None:
+def similar(index_path: str, clips: tuple[str, ...], tracks: tuple[str, ...], by: str,
+            method: str | None, k: int, worst: bool, include_self: bool, offset_s: float,
+            duration_s: float | None, fmt: str) -> None:
     """Tracks that sound like each clip (or --track), by rhythm, timbre, chroma, peaks or combined
     (rhythm + timbre + peaks).
 
+    A track's score is its best passage pair with the clip (least similar: its worst), as a
+    percentile in [0, 1] among passage pairs of different tracks of the library; raw_score is
+    the mode's own value.  The clip's own track is reported as its match and left out.
+
     CLIPS: audio files, folders, @lists of paths (one a line), or - for standard input."""
-    from audiolsh.query.similar import check_query, stored_clip
+    from audiolsh.query.records import match_record
+    from audiolsh.query.similar import check_query, own_track, stored_clip
     from audiolsh.query.similar import similar as run_similar
 
-    if not clips and not track_ids:
-        raise click.UsageError("give CLIP files or --track ID")
+    if not clips and not tracks:
+        raise click.UsageError("give CLIP files or --track TRACK")
     records: list[dict[str, Any]] = []
     flat: list[dict[str, Any]] = []
+    notes: list[str] = []
     failed = 0
     with Library.open(index_path, readonly=True) as library, clip_inputs(clips) as inputs:
         mode = check_query(library, by, method)
+        names = library.names()
+        track_ids = [find_track(library.tracks(), names, t).id for t in tracks]
         how = method
         cfg = library.config
         modes = mode.needs
@@ -329,13 +351,18 @@ def similar(index_path: str, clips: tuple[str, ...], track_ids: tuple[int, ...],
         def work(clip: Path) -> dict[str, Any]:
             y, sr = _load_clip(clip, offset_s, duration_s)
             q = analyse(y, sr, modes=modes, window_s=cfg.window_s, hop_s=cfg.hop_s, path=inputs.name(clip))
-            found = run_similar(library, q, by=by, k=k, worst=worst, method=how)
-            return similar_record(inputs.name(clip), found)
+            match = own_track(library, y, sr)
+            own = () if match is None or include_self else (match.track_id,)
+            found = run_similar(library, q, by=by, k=k, worst=worst, method=how, exclude=own)
+            return similar_record(inputs.name(clip), found, match=match_record(match, library),
+                                  library=library)
 
         def work_track(tid: int) -> dict[str, Any]:
             q = stored_clip(library, tid, by=by, method=how)
-            found = run_similar(library, q, by=by, k=k, worst=worst, method=how, exclude={tid})
-            return {**similar_record(q.path, found), "track_id": tid}
+            own = () if include_self else (tid,)
+            found = run_similar(library, q, by=by, k=k, worst=worst, method=how, exclude=own)
+            match = named({"path": q.path, "track_id": tid}, library)
+            return {**similar_record(q.path, found, match=match, library=library), "track_id": tid}
 
         jobs: list[Path | int] = [*inputs.paths, *track_ids]
         for job, record in _each_clip(jobs, lambda j: work(j) if isinstance(j, Path) else work_track(j),
@@ -344,11 +371,21 @@ def similar(index_path: str, clips: tuple[str, ...], track_ids: tuple[int, ...],
                 failed += 1
                 continue
             records.append(record)
-            name = inputs.short(job) if isinstance(job, Path) else f"track {job}"
-            flat += [{"query": name, "rank": r["rank"], "path": r["path"],
-                      "score": r["score"], "offset_s": r["offset_s"]} for r in record["results"]]
+            name = inputs.short(job) if isinstance(job, Path) else names.label(library.track(job))
+            if record["match"] is not None:
+                notes.append(_own_track_note(name, record["match"], include_self))
+            flat += [{"query": name, "rank": r["rank"], **track_columns(r, names, fmt), "score": r["score"],
+                      "raw_score": r["raw_score"], "offset_s": r["offset_s"],
+                      "query_offset_s": r["query_offset_s"]} for r in record["results"]]
     emit_answers(records, fmt, flat, title=f"{'least' if worst else 'most'} similar by {by}",
-                 failed=failed + inputs.problems)
+                 failed=failed + inputs.problems, notes=notes)
+
+
+def _own_track_note(query: str, match: dict[str, Any], included: bool) -> str:
+    """The line above the table naming the clip's own track."""
+    at = f" at {match['offset_s']:.2f} s" if match.get("offset_s") is not None else ""
+    kept = "listed too (--include-self)" if included else "left out (--include-self lists it)"
+    return f"{query}: the match is {match['path']}{at}; {kept}"
 
 
 @cli.command()
@@ -374,15 +411,18 @@ def nearest(index_path: str, clips: tuple[str, ...], k: int, offset_s: float,
         def work(clip: Path) -> dict[str, Any]:
             passages = nearest_passages(library, clip, k=k, offset_s=offset_s, duration_s=duration_s)
             return {"query": inputs.name(clip), "results": [
-                {"track_id": p.track_id, "path": p.path, "offset_s": p.offset_s, "score": round(p.score, 4),
-                 "rank": r + 1}
+                named({"track_id": p.track_id, "path": p.path, "offset_s": p.offset_s,
+                       "score": round(p.score, 4), "rank": r + 1}, library)
                 for r, p in enumerate(passages)
             ]}
 
+        names = library.names()
         for clip, record in _each_clip(inputs.paths, work, inputs):
             if record is None:
                 failed += 1
                 continue
             records.append(record)
-            flat += [{"query": inputs.short(clip), **res} for res in record["results"]]
+            flat += [{"query": inputs.short(clip), **track_columns(res, names, fmt),
+                      "offset_s": res["offset_s"], "score": res["score"], "rank": res["rank"]}
+                     for res in record["results"]]
     emit_answers(records, fmt, flat, title="nearest passages", failed=failed + inputs.problems)

@@ -17,7 +17,14 @@ from rich.progress import Progress
 from audiolsh.cli import EXIT_ERROR, cli
 from audiolsh.cli.inputs import expand_lists
 from audiolsh.cli.options import index_option
-from audiolsh.cli.output import emit_object, emit_records, emit_table, err_console, format_option
+from audiolsh.cli.output import (
+    emit_object,
+    emit_records,
+    emit_table,
+    err_console,
+    format_option,
+    track_columns,
+)
 from audiolsh.errors import ParameterError
 from audiolsh.evaluation import tune_index
 from audiolsh.files import shown
@@ -25,8 +32,9 @@ from audiolsh.index import Index
 from audiolsh.library import Library, creation_interrupted, is_library
 from audiolsh.library.core import INTERRUPTED
 from audiolsh.library.locations import check_vectors_location
+from audiolsh.library.tags import ambiguous, match_tracks
 from audiolsh.query.overlaps import MIN_SECONDS, Overlap, library_overlaps
-from audiolsh.query.records import cluster_records, overlap_record
+from audiolsh.query.records import cluster_records, overlap_record, track_record
 from audiolsh.storage import Track
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -93,7 +101,8 @@ def _library_info(index_path: str, tracks: bool, fmt: str) -> None:
     with Library.open(index_path, readonly=True) as library:
         data = library.info()
         if tracks:
-            data["tracks"] = [_track_dict(t) for t in library.tracks()]
+            data["tracks"] = [track_record(t) for t in library.tracks()]
+        names = library.names()
     hours = data["duration_s"] / 3600
     rows = [
         {"field": "location", "value": data["location"]},
@@ -113,8 +122,9 @@ def _library_info(index_path: str, tracks: bool, fmt: str) -> None:
         else:
             value = f"{sub['n_items']} items ({sub['metric']}, dim {sub['dim']})"
         rows.append({"field": name, "value": value})
-    track_rows = [{"track_id": t["track_id"], "path": t["path"], "duration_s": t["duration_s"],
-                   "windows": t["n_items"]} for t in data.get("tracks", [])]
+    track_rows = [{"track_id": t["track_id"], **track_columns(t, names, fmt), "album": t["album"],
+                   "year": t["year"], "duration_s": t["duration_s"], "windows": t["n_items"]}
+                  for t in data.get("tracks", [])]
     _emit_info(data, rows, fmt, "audiolsh library", track_rows if tracks else None)
 
 
@@ -141,8 +151,8 @@ def _find_tracks(tracks: list[Track], target: str) -> list[Track]:
 @click.option("--keys", "by_key", is_flag=True, help="TARGETS are item keys, not track paths.")
 @format_option
 def remove(index_path: str, targets: tuple[str, ...], by_key: bool, fmt: str) -> None:
-    """Remove tracks (by path, folder or track id, or @lists of them, one a line) or items
-    (--keys) from the index.
+    """Remove tracks (by track id, path, folder, a part of the artist, title or file name that
+    names one track, or @lists of them, one a line) or items (--keys) from the index.
 
     Each removal is said on stderr; --format json|jsonl|csv also prints them on stdout."""
     # The files of tracks to remove may be gone already: list entries are not checked.
@@ -163,13 +173,20 @@ def remove(index_path: str, targets: tuple[str, ...], by_key: bool, fmt: str) ->
             # Opening it finished what an interrupted remove left (it says so).
             for t in library.finished_removals:
                 said(t, note=" (finishing an interrupted remove)")
-            for target in targets:
+            chosen: list[list[Track]] = []
+            names = library.names()
+            for target in targets:  # every target resolved before anything is removed
                 found = _find_tracks(library.tracks(), target)
                 if not found and not _find_tracks(library.finished_removals, target):
-                    missing.append(target)
-                for t in found:
-                    library.remove_track(t.id)
-                    said(t)
+                    found = match_tracks(library.tracks(), names, target)
+                    if len(found) > 1:
+                        raise ambiguous("remove", target, found, names)
+                    if not found:
+                        missing.append(target)
+                chosen.append(found)
+            for t in (t for found in chosen for t in found):
+                library.remove_track(t.id)
+                said(t)
         where = "library"
     else:
         check_vectors_location(index_path, writes=True)
@@ -270,9 +287,12 @@ def clusters(index_path: str, by: str, n_clusters: int, seed: int, fmt: str) -> 
     """Group the collection (SVD-reduced features, k-means); a vector index groups its rows."""
     from audiolsh.query.clusters import cluster_index, cluster_library
 
+    labels: dict[int, str] = {}  # a library's tracks by name (a vector index's rows by key)
     if _library_here(index_path):
         with Library.open(index_path, readonly=True) as library:
             result = cluster_library(library, by=by, n_clusters=n_clusters, seed=seed)
+            names = library.names()
+            labels = {t.id: names.label(t) for t in library.tracks()}
     else:
         with Index.open(index_path, readonly=True) as index:
             result = cluster_index(index, n_clusters=n_clusters, seed=seed)
@@ -281,7 +301,8 @@ def clusters(index_path: str, by: str, n_clusters: int, seed: int, fmt: str) -> 
     if fmt == "table":
         key = "path" if records and records[0]["members"] and "path" in records[0]["members"][0] else "id"
         rows = [{"cluster": r["cluster"], "size": r["size"],
-                 "nearest the centre": ", ".join(Path(m[key]).name for m in r["members"][:4])
+                 "nearest the centre": ", ".join(labels.get(m.get("track_id", -1), Path(m[key]).name)
+                                                 for m in r["members"][:4])
                  + (" ..." if r["size"] > 4 else "")} for r in records]
         emit_table(rows, title=f"{n_clusters} groups ({result.explained_variance:.0%} of variance kept)")
         return
@@ -312,32 +333,26 @@ def overlaps(index_path: str, min_seconds: float, threshold: float | None, fmt: 
                 library, min_seconds=min_seconds, threshold=threshold,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-        n_tracks = len(library)
-    emit_overlaps(found, fmt, n_tracks=n_tracks, elapsed_s=time.perf_counter() - t0)
+        emit_overlaps(found, fmt, library=library, elapsed_s=time.perf_counter() - t0)
 
 
-def emit_overlaps(found: list[Overlap], fmt: str, *, n_tracks: int, elapsed_s: float) -> None:
+def emit_overlaps(found: list[Overlap], fmt: str, *, library: Library, elapsed_s: float) -> None:
     """The overlaps in ``fmt`` on stdout, and a summary line on stderr."""
-    records = [overlap_record(o) for o in found]
-    name = _shortener([r[side]["path"] for r in records for side in "ab"]) if fmt == "table" else str
-    flat = [{"path_a": name(r["a"]["path"]), "offset_a_s": r["a"]["offset_s"],
-             "path_b": name(r["b"]["path"]), "offset_b_s": r["b"]["offset_s"],
+    records = [overlap_record(o, library) for o in found]
+    names, n_tracks = library.names(), len(library)
+
+    def side(r: dict[str, Any], s: str) -> dict[str, Any]:
+        if fmt == "table":  # the name over the relative path: one column per track stays narrow
+            cells = track_columns(r[s], names, fmt)
+            both = cells["track"] if cells["path"] == cells["track"] else f"{cells['track']}\n{cells['path']}"
+            return {s: both}
+        return {f"{k}_{s}": v for k, v in track_columns(r[s], names, fmt).items()}
+
+    flat = [{**side(r, "a"), "offset_a_s": r["a"]["offset_s"],
+             **side(r, "b"), "offset_b_s": r["b"]["offset_s"],
              "length_s": r["length_s"], "kind": r["kind"], "confidence": r["confidence"]}
             for r in records]
     emit_records(records, fmt, flat_rows=flat, title="shared material")
     plural = "" if len(records) == 1 else "es"
     err_console.print(f"{len(records)} shared stretch{plural} among {n_tracks} tracks"
                       f" in {elapsed_s:.1f} s", highlight=False)
-
-
-def _shortener(paths: list[str]) -> Callable[[str], str]:
-    """Paths relative to the folder they all share (a table's columns stay narrow)."""
-    if not paths:
-        return str
-    try:
-        root = os.path.commonpath(paths)
-    except ValueError:  # relative and absolute mixed
-        return str
-    if root in paths:
-        root = os.path.dirname(root)
-    return lambda p: os.path.relpath(p, root) if root else p

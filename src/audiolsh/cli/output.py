@@ -7,11 +7,14 @@ import io
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from audiolsh.library.tags import Names
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -30,8 +33,9 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def emit_records(records: Sequence[dict[str, Any]], fmt: str, *, flat_rows: list[dict[str, Any]],
-                 title: str | None = None) -> None:
-    """``records`` are the per-query objects (json/jsonl); ``flat_rows`` one line per result."""
+                 title: str | None = None, notes: Sequence[str] = ()) -> None:
+    """``records`` are the per-query objects (json/jsonl); ``flat_rows`` one line per result;
+    ``notes`` lines above the table (the records hold the same facts)."""
     if fmt == "jsonl":
         for r in records:
             sys.stdout.write(json.dumps(r) + "\n")
@@ -40,6 +44,8 @@ def emit_records(records: Sequence[dict[str, Any]], fmt: str, *, flat_rows: list
     elif fmt == "csv":
         emit_csv(flat_rows)
     else:
+        for note in notes:
+            sys.stdout.write(note + "\n")
         emit_table(flat_rows, title=title)
 
 
@@ -53,6 +59,19 @@ def emit_object(data: Any, fmt: str, *, flat_rows: Sequence[dict[str, Any]],
         emit_csv(flat_rows)
     else:
         table()
+
+
+def track_columns(record: dict[str, Any], names: Names, fmt: str, *, name_key: str = "track",
+                  path_key: str = "path") -> dict[str, Any]:
+    """The columns naming a record's track: a table shows its name ("Artist - Title", else the
+    file name) and its path relative to the folder indexed; CSV keeps the absolute path and the
+    tags as the JSON records do."""
+    from audiolsh.library.tags import display_name  # here: importing the library is slow (--help)
+
+    if fmt == "table":
+        return {name_key: display_name(record["title"], record["artist"]),
+                "path": names.relative(record["path"])}
+    return {path_key: record["path"], "title": record["title"], "artist": record["artist"]}
 
 
 def emit_csv(rows: Sequence[dict[str, Any]]) -> None:
@@ -77,11 +96,42 @@ def emit_table(rows: Sequence[dict[str, Any]], *, title: str | None = None) -> N
         console.print("(no results)")
         return
     table = Table(title=title)
-    for col in rows[0]:
-        table.add_column(str(col), overflow="fold")
+    widths: Sequence[int | None] = _widths(rows, console.width) or [None] * len(rows[0])
+    for col, width in zip(rows[0], widths):
+        table.add_column(str(col), overflow="fold", min_width=width, max_width=width)
     for r in rows:
         table.add_row(*(_cell(v) for v in r.values()))
     console.print(table)
+
+
+def _widths(rows: Sequence[dict[str, Any]], width: int) -> list[int] | None:
+    """Column widths that fit ``width`` folding as few words as may be: the widest columns give
+    way first, down to their longest word (a header's longest part between underscores; a
+    path's whole length, as it has few spaces to wrap at), so cells wrap between words; then
+    paths down to their longest word; only then are words folded.  None: the table fits."""
+    cols = list(rows[0])
+    cells = [[_cell(r.get(c)) for r in rows] for c in cols]
+
+    def longest(texts: list[str], split: bool) -> int:
+        return max((len(p) for t in texts for line in t.splitlines()
+                    for p in (line.split() if split else [line])), default=0)
+
+    def is_path(col: str) -> bool:
+        return "path" in col or col in ("a", "b")
+
+    room = width - (3 * len(cols) + 1)  # rich's borders and padding
+    widths = [max(len(str(c)), longest(texts, False)) for c, texts in zip(cols, cells)]
+    if sum(widths) <= room:
+        return None
+    for split_paths in (False, True):
+        floor = [max(max(map(len, str(c).split("_"))), longest(texts, split_paths or not is_path(str(c))))
+                 for c, texts in zip(cols, cells)]
+        if sum(floor) <= room:
+            break
+    while sum(widths) > room:
+        give = [i for i, (w, f) in enumerate(zip(widths, floor)) if w > f] or list(range(len(cols)))
+        widths[max(give, key=lambda i: widths[i])] -= 1
+    return widths
 
 
 def emit_text(text: str) -> None:

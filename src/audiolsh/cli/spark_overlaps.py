@@ -43,5 +43,4 @@ def spark_overlaps_cmd(index_path: str, min_seconds: float, threshold: float | N
         with command_session(master, command="spark overlaps") as session, progress(session, say):
             found = spark_overlaps(session, library, min_seconds=min_seconds, threshold=threshold,
                                    partitions=partitions, say=say)
-        n_tracks = len(library)
-    emit_overlaps(found, fmt, n_tracks=n_tracks, elapsed_s=time.perf_counter() - t0)
+        emit_overlaps(found, fmt, library=library, elapsed_s=time.perf_counter() - t0)

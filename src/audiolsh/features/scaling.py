@@ -86,6 +86,25 @@ def _learned(name: str, mode: str, dim: int) -> tuple[np.ndarray | None, str | N
     return matrix, (name if matrix is not None else None)
 
 
+def pairs_of_different_tracks(labels: np.ndarray, n_pairs: int,
+                              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers (a, b) of up to ``n_pairs`` random pairs of distinct rows of different tracks
+    (``labels``: track per row); of one track only, pairs of distinct rows."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    a = rng.integers(0, n, n_pairs)
+    b = (a + rng.integers(1, max(n, 2), n_pairs)) % max(n, 1)
+    if len(np.unique(labels)) > 1:
+        for _ in range(64):  # redraw the partners from the same track
+            same = np.flatnonzero(labels[a] == labels[b])
+            if not len(same):
+                break
+            b[same] = rng.integers(0, n, len(same))
+        keep = labels[a] != labels[b]
+        a, b = a[keep], b[keep]
+    return a, b
+
+
 def _spread(values: np.ndarray) -> float:
     """The std of a part's similarities, 1 when they hardly vary (one track, copies): a
     z-score by a vanishing std would blow that part up."""
@@ -160,20 +179,8 @@ class Fusion:
         "combined" normalisation) the joint form, else the sum form."""
         from audiolsh.search.brute import jaccard_rows
 
-        labels = np.asarray(labels)
-        n = len(sets)
-        rng = np.random.default_rng(seed)
-        a = rng.integers(0, n, n_pairs)
-        b = (a + rng.integers(1, max(n, 2), n_pairs)) % max(n, 1)
-        if len(np.unique(labels)) > 1:
-            for _ in range(64):  # redraw the partners from the same track
-                same = np.flatnonzero(labels[a] == labels[b])
-                if not len(same):
-                    break
-                b[same] = rng.integers(0, n, len(same))
-            keep = labels[a] != labels[b]
-            a, b = a[keep], b[keep]
-        else:
+        a, b = pairs_of_different_tracks(labels, n_pairs, np.random.default_rng(seed))
+        if len(np.unique(labels)) < 2:
             log.warning("fusion statistics from one track only: index more tracks in the first batch")
         stats = {}
         if matrix is not None:

@@ -43,6 +43,7 @@ from audiolsh.library.config import LibraryConfig
 from audiolsh.library.extract import MAX_DURATION_S, Extracted, extract_safe
 from audiolsh.library.learned import Learned
 from audiolsh.library.modes import modes_for
+from audiolsh.library.tags import has_tags_read, read_tags
 from audiolsh.parallel import Executor, LocalExecutor
 from audiolsh.storage import SegmentInfo
 from audiolsh.storage.base import check_format_version, dumps
@@ -209,7 +210,8 @@ def build_from_spec(spec: BuildSpec, batch: Sequence[Extracted], *,
     mode's rows from 0 (a ``local_ids`` part: ``Library.attach`` gives the ids)."""
     state = Learned(spec.config)
     part = LibraryPart([{"path": shown(ex.path), "content_hash": ex.content_hash, "duration_s": ex.duration_s,
-                         "n_windows": int(ex.n_windows)} for ex in batch], local_ids=reserve is None)
+                         "n_windows": int(ex.n_windows), "tags": ex.tags} for ex in batch],
+                       local_ids=reserve is None)
     for mode in modes_for(spec.config.modes):
         have = spec.held.get(mode.name, frozenset())
         todo = [ex for ex in batch if ex.content_hash not in have]
@@ -268,6 +270,8 @@ class IngestReport:
     failed: list[tuple[str, str]]
     #: entries of walked folders that are not regular files (a FIFO, a device, a link loop)
     ignored: list[tuple[str, str]] = field(default_factory=list)
+    #: files indexed before tags were read (library format 6) whose tags this run read
+    tagged: list[str] = field(default_factory=list)
 
 
 def audio_files(paths: Iterable[str | os.PathLike[str]], report: IngestReport,
@@ -318,6 +322,20 @@ def plan_files(files: Iterable[str], hashes: Iterable[tuple[str | None, str]],
     return todo, later
 
 
+def read_missing_tags(library: Library, files: Sequence[str], hashes: Sequence[tuple[str | None, str]],
+                      report: IngestReport) -> None:
+    """Tags of the tracks among ``files`` indexed before tags were read (a format-6 library),
+    read now (mutagen reads only the tag blocks) and stored in one commit."""
+    by_hash = {t.content_hash: t for t in library.tracks()}
+    found: dict[int, dict[str, Any]] = {}
+    for f, (digest, _) in zip(files, hashes):
+        track = by_hash.get(digest or "")
+        if track is not None and not has_tags_read(track) and track.id not in found:
+            found[track.id] = read_tags(f)
+            report.tagged.append(f)
+    library.set_tags(found)
+
+
 def index_audio(
     library: Library,
     paths: Iterable[str | os.PathLike[str]],
@@ -336,8 +354,12 @@ def index_audio(
     Extraction runs on ``executor`` (default: ``workers`` local processes); a file longer than
     ``max_duration_s`` (``None``: no limit) is refused, after decoding one frame past it."""
     report = IngestReport([], [], [])
+    paths = list(paths)
     files = audio_files(paths, report, on_file)
-    todo, later = plan_files(files, map(_hash_or_error, files), library.track_by_hash, report)
+    hashes = [_hash_or_error(f) for f in files]
+    todo, later = plan_files(files, hashes, library.track_by_hash, report)
+    library.add_roots(paths)
+    read_missing_tags(library, files, hashes, report)
     if on_plan:
         on_plan(len(todo))
     for f in report.skipped:

@@ -16,6 +16,9 @@ from audiolsh.features import normalisation as wccn
 from audiolsh.storage.base import check_format_version
 
 LIBRARY_FORMAT = "audiolsh-library"
+#: 7: tracks carry their tags (``meta["tags"]``, ``library.tags``) and the catalogue's config
+#: "roots" the folders indexed; a format-6 library opens with file names for names, and its
+#: next ``index`` run reads the tags of the files it meets again and rewrites the config as 7;
 #: 6: the config lives in the catalogue storage (not ``library.json``), nothing else changed;
 #: 5: the combined rows are rhythm and timbre normalised jointly (``Fusion`` joint form; 3
 #: and 4 keep the sum form, which their ``fusion`` statistics name);
@@ -23,7 +26,7 @@ LIBRARY_FORMAT = "audiolsh-library"
 #: ``normalisation``; version-3 libraries open with none); 3: timbre gained the delta spectral
 #: pattern (320-d, two balanced blocks); 2: ``combined`` became the fusion of rhythm, timbre
 #: and peaks (1: rhythm, timbre, chroma).
-LIBRARY_VERSION = 6
+LIBRARY_VERSION = 7
 #: The name of the library's config in its catalogue storage.
 CONFIG_NAME = "library"
 #: The file formats 3 to 5 kept it in.

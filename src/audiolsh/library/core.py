@@ -1,7 +1,8 @@
 """The music library: one storage location, one index per mode, one track catalogue.
 
     LOCATION/tracks         the catalogue of complete tracks (its ids are the library's track
-                            ids); its config "library" holds the library's config and learned state
+                            ids, each track's tags in its meta); its config "library" holds the
+                            library's config and learned state, "roots" the folders indexed
     LOCATION/fingerprint    landmark hashes (identification)
     LOCATION/<mode>         an ``Index`` per vector or set mode (embedding, rhythm, timbre, ...)
 
@@ -46,6 +47,7 @@ from audiolsh.library.config import (
     DEFAULT_MODES,
     HOP_S,
     LIBRARY_FILE,
+    LIBRARY_VERSION,
     WINDOW_S,
     LibraryConfig,
     check_modes,
@@ -53,6 +55,8 @@ from audiolsh.library.config import (
 from audiolsh.library.learned import Learned
 from audiolsh.library.learned import fit as fit_learned
 from audiolsh.library.modes import REGISTRY, Mode, modes_for
+from audiolsh.library.scale import SCALE_CONFIG, ScoreScale, fit_scale
+from audiolsh.library.tags import Names, has_tags_read, root_of
 from audiolsh.storage import (
     Location,
     Storage,
@@ -76,6 +80,8 @@ log = logging.getLogger(__name__)
 CATALOGUE = "tracks"
 #: The catalogue's config of removals under way: {"tracks": [{"id", "path", "content_hash"}]}.
 REMOVING = "removing"
+#: The catalogue's config of the folders ``index`` was given: {"roots": [absolute folders]}.
+ROOTS = "roots"
 INTERRUPTED = ("a library whose creation was interrupted; the next `audiolsh index` finishes it")
 
 
@@ -153,6 +159,8 @@ class Library:
                     else Index.open(where, readonly=readonly))  # type: ignore[arg-type]
         self._map_cache: dict[str, tuple[tuple[int, int], tuple[np.ndarray, np.ndarray]]] = {}
         self._tracks_cache: tuple[int, dict[int, Track]] | None = None
+        self._names_cache: tuple[int, Names] | None = None
+        self._scale_cache: tuple[int, ScoreScale] | None = None
         self._write_depth = 0
         #: removals a killed writer left, which this handle finished (``_finish_removals``)
         self.finished_removals: list[Track] = []
@@ -295,6 +303,15 @@ class Library:
     def __len__(self) -> int:
         return len(self._catalogue())
 
+    def names(self) -> Names:
+        """Tracks' names and paths relative to the folders indexed (``library.tags``), read
+        once per catalogue version."""
+        version = self.catalogue.version()
+        if self._names_cache is None or self._names_cache[0] != version:
+            roots = (self.catalogue.config(ROOTS) or {}).get("roots", [])
+            self._names_cache = (version, Names.of(roots, [t.path for t in self.tracks()]))
+        return self._names_cache[1]
+
     def __contains__(self, content_hash: object) -> bool:
         return isinstance(content_hash, str) and self.track_by_hash(content_hash) is not None
 
@@ -405,6 +422,25 @@ class Library:
     def combined_rows(self, ex: Extracted) -> tuple[np.ndarray, np.ndarray]:
         return self.state().combined_rows(ex)
 
+    def score_scale(self) -> ScoreScale:
+        """The scale of ``similar``'s scores (``library.scale``): the stored one, or for a library
+        written before it existed one sampled now (its next write stores it)."""
+        version = self.catalogue.version()
+        if self._scale_cache is None or self._scale_cache[0] != version:
+            scale = ScoreScale.from_dict(self.catalogue.config(SCALE_CONFIG))
+            self._scale_cache = (version, scale if scale is not None else fit_scale(self))
+        return self._scale_cache[1]
+
+    def _refresh_scale(self) -> None:
+        """After a change of the catalogue (under the write lock): sample the score scale again
+        when none is stored or the collection grew or shrank by more than its ``STALE_SHARE``."""
+        stored = ScoreScale.from_dict(self.catalogue.config(SCALE_CONFIG))
+        if stored is not None and not stored.stale(len(self)):
+            return
+        scale = fit_scale(self)
+        with self.catalogue.write() as w:
+            w.set_config(scale.to_dict(), SCALE_CONFIG)
+
     def fit(self, batch: Sequence[Extracted]) -> bool:
         """The explicit learning stage: learn from ``batch`` what the library still lacks
         (nothing already learned changes) and store it; True when something was learned."""
@@ -465,6 +501,31 @@ class Library:
         with self.catalogue.write() as w:
             w.set_config({"tracks": []}, REMOVING)
 
+    def add_roots(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        """Record the folders ``index`` was given (a file's folder for a file): tables show
+        paths relative to them."""
+        with self._writing():
+            have = list((self.catalogue.config(ROOTS) or {}).get("roots", []))
+            new = [r for r in dict.fromkeys(root_of(p) for p in paths) if r not in have]
+            if new:
+                with self.catalogue.write() as w:
+                    w.set_config({"roots": have + new}, ROOTS)
+
+    def set_tags(self, tags: dict[int, dict[str, Any]]) -> int:
+        """Store tags read after their tracks were indexed (by track id), in one commit that
+        also marks the library format 7 (``LIBRARY_VERSION``); returns how many tracks took them."""
+        with self._writing():
+            stored = self.catalogue.config(CONFIG_NAME)
+            todo = [(t, tags[t.id]) for t in self.catalogue.tracks() if t.id in tags and not has_tags_read(t)]
+            if not todo and (stored or {}).get("format_version") == LIBRARY_VERSION:
+                return 0
+            with self.catalogue.write() as w:
+                for track, found in todo:
+                    w.set_track_meta(track.id, {**track.meta, "tags": found})
+                if stored is not None and stored.get("format_version") != LIBRARY_VERSION:
+                    w.set_config(LibraryConfig.from_dict(stored, self.path).to_dict(), CONFIG_NAME)
+            return len(todo)
+
     def set_auto_compact(self, on: bool) -> None:
         """Off for a bulk build: every attach keeps its segments until ``compact``."""
         for index in self._by_mode.values():
@@ -517,11 +578,14 @@ class Library:
                 for t in tracks:
                     if t["content_hash"] in have:
                         continue
+                    # a part built before tags were read has none: the next index run reads them
                     tid = w.add_track(path=t["path"], content_hash=t["content_hash"],
-                                      duration_s=t["duration_s"], kind="audio")
+                                      duration_s=t["duration_s"], kind="audio",
+                                      meta={"tags": t["tags"]} if "tags" in t else None)
                     w.set_track_items(tid, int(t["n_windows"]))
                     have.add(t["content_hash"])
                     ids.append(tid)
+            self._refresh_scale()
             return ids
 
     def add_batch(self, batch: Sequence[Extracted]) -> list[int]:
@@ -545,6 +609,7 @@ class Library:
                 w.remove_track(track.id)
                 w.set_config({"tracks": [track.to_dict()]}, REMOVING)
             self._drop_rows([track])
+            self._refresh_scale()
 
 
 def _read_config(location: Location) -> tuple[dict[str, Any], str]:

@@ -6,7 +6,7 @@ import io
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,8 @@ class Extracted:
     chroma_frames: tuple[np.ndarray, np.ndarray] | None = None
     peaks: tuple[Any, np.ndarray] | None = None
     landmarks: Any = None
+    #: the file's tags (``library.tags.read_tags``); a query clip has none
+    tags: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_windows(self) -> int:
@@ -61,7 +63,7 @@ class Extracted:
             arrays["landmarks_times"] = self.landmarks.times
         header = {"format": EXTRACTED_FORMAT, "format_version": EXTRACTED_VERSION, "path": self.path,
                   "content_hash": self.content_hash, "duration_s": self.duration_s,
-                  "vectors": list(self.vectors),
+                  "vectors": list(self.vectors), "tags": self.tags,
                   "landmarks_frame_s": None if self.landmarks is None else self.landmarks.frame_s}
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
         out = io.BytesIO()
@@ -92,7 +94,7 @@ class Extracted:
             landmarks = Landmarks(arrays["landmarks_hashes"], arrays["landmarks_times"],
                                   header["landmarks_frame_s"])
         return cls(header["path"], header["content_hash"], header["duration_s"], vectors, chroma, peaks,
-                   landmarks)
+                   landmarks, dict(header.get("tags") or {}))
 
 
 def embed_clip(
@@ -152,6 +154,7 @@ def extract(path: str, digest: str, modes: Sequence[str], window_s: float, hop_s
     index."""
     from audiolsh.audio.stream import SignalStats, stream_blocks
     from audiolsh.features.streaming import TrackAnalyser
+    from audiolsh.library.tags import read_tags
 
     with threadpool_limits(limits=1, user_api="blas"):
         analyser = TrackAnalyser(SAMPLE_RATE, modes=modes, window_s=window_s, hop_s=hop_s)
@@ -159,8 +162,10 @@ def extract(path: str, digest: str, modes: Sequence[str], window_s: float, hop_s
         for y in stream_blocks(path, sr=SAMPLE_RATE, min_duration_s=MIN_DURATION_S,
                                max_duration_s=max_duration_s, stats=stats):
             analyser.push(y)
-        return _assemble(analyser.finish(), path=path, content_hash=digest, duration_s=stats.duration_s,
-                         window_s=window_s, hop_s=hop_s)
+        ex = _assemble(analyser.finish(), path=path, content_hash=digest, duration_s=stats.duration_s,
+                       window_s=window_s, hop_s=hop_s)
+    # Here, in the worker that decoded the file: mutagen reads only the file's tag blocks.
+    return replace(ex, tags=read_tags(path))
 
 
 def _assemble(parts: dict[str, Any], *, path: str, content_hash: str, duration_s: float,

@@ -12,7 +12,11 @@ from typing import Any
 import numpy as np
 
 from audiolsh.library import Library
+from audiolsh.library.passages import offset_key, window_items
 from audiolsh.search import Neighbors
+
+__all__ = ["Hits", "as_ids", "live_windows", "offset_key", "resolve", "search", "track_windows",
+           "window_items"]
 
 
 @dataclass(frozen=True)
@@ -73,28 +77,6 @@ def resolve(library: Library, name: str, res: Neighbors) -> Hits:
     sub_track, offsets = library.index(name).item_arrays(res.ids[valid])
     tracks = library.resolve_tracks(name, sub_track)
     return Hits(rows, tracks, offsets, res.distances[valid].astype(np.float64))
-
-
-def offset_key(tracks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """One int64 per (track, offset to 10 ms) for joining windows across indexes."""
-    centis = np.round(np.nan_to_num(offsets, nan=-1.0) * 100).astype(np.int64)
-    return tracks.astype(np.int64) * 10_000_000 + centis
-
-
-def window_items(library: Library, name: str, tracks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Item ids in the ``name`` index of the windows (library track, offset s); -1 where absent."""
-    out = np.full(len(tracks), -1, np.int64)
-    sub = library.mode_tracks(name, tracks)
-    if not (sub >= 0).any():
-        return out
-    ids, sub_tracks, sub_offsets = library.index(name).track_items(np.unique(sub[sub >= 0]))
-    have = offset_key(sub_tracks, sub_offsets)
-    order = np.argsort(have)
-    want = offset_key(sub, offsets)
-    p = np.clip(np.searchsorted(have[order], want), 0, max(len(have) - 1, 0))
-    hit = (sub >= 0) & (have[order][p] == want) if len(have) else np.zeros(len(want), bool)
-    out[hit] = ids[order][p[hit]]
-    return out
 
 
 def track_windows(library: Library, name: str, track_id: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,40 +2,73 @@
 
 Both interfaces build their records here so that they cannot drift apart:
 
-- identify: ``{"query", "match": null | {path, track_id, offset_s, score, confidence, speed,
-  tempo}, "elapsed_ms"}``
-- identify --segments: ``{"query", "segments": [{start_s, end_s, path, track_id, offset_s,
-  confidence}]}``, one per stretch of the recording that one track plays
-- similar: ``{"query", "results": [{track_id, path, score, rank, offset_s, query_offset_s}],
-  "elapsed_ms"}``
-- overlaps: ``{"a": {path, track_id, offset_s, duration_s}, "b": {...}, "length_s", "kind",
-  "score", "confidence"}``, one per shared stretch
+- identify: ``{"query", "match": null | {path, track_id, title, artist, offset_s, score,
+  confidence, speed, tempo}, "elapsed_ms"}``
+- identify --segments: ``{"query", "segments": [{start_s, end_s, path, track_id, title, artist,
+  offset_s, confidence}]}``, one per stretch of the recording that one track plays
+- similar: ``{"query", "match": null | {path, track_id, title, artist, ...}, "results":
+  [{track_id, path, title, artist, score, rank, offset_s, query_offset_s, raw_score}],
+  "elapsed_ms"}``; ``score`` in [0, 1] (``library.scale``), ``raw_score`` the mode's own value
+- overlaps: ``{"a": {path, track_id, title, artist, offset_s, duration_s}, "b": {...},
+  "length_s", "kind", "score", "confidence"}``, one per shared stretch
+- a track described (``info --tracks``, the library page): ``track_record``
 - vectors query (and ``spark query``): ``{"query", "results": [{id, distance}]}``
 - clusters: ``{"cluster", "size", "members": [{track_id, path, distance}]}``, clusters numbered
   from 1 as the library page numbers its groups (a vector index's members: ``{id, item_id,
   distance}``, ``id`` being the item's key as in vectors query)
+
+Every track is named by ``title`` (its tag, else the file name) and ``artist`` (its tag, else
+null) beside its absolute ``path`` (``library.tags.record_fields``); the caller passes the
+library whose catalogue holds the tags.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from audiolsh.index import Hit
+from audiolsh.library.tags import record_fields
 from audiolsh.query.clusters import Clustering
 from audiolsh.query.identify import Identification
 from audiolsh.query.overlaps import Overlap
 from audiolsh.query.similar import SimilarTrack
 
-__all__ = ["cluster_records", "identify_record", "match_record", "overlap_record", "segment_record",
-           "similar_record", "vector_record"]
+__all__ = ["cluster_records", "identify_record", "match_record", "named", "overlap_record", "segment_record",
+           "similar_record", "track_record", "vector_record"]
 
 
-def match_record(match: Identification | None) -> dict[str, Any] | None:
+class Catalogue(Protocol):
+    """What records need of a library: its tracks by id (for their tags)."""
+
+    def track(self, track_id: int) -> Any: ...
+
+
+def named(record: dict[str, Any], library: Catalogue | None) -> dict[str, Any]:
+    """``record`` (with ``track_id`` and ``path``) with ``title`` and ``artist`` after both."""
+    track = None if library is None else library.track(int(record["track_id"]))
+    return _after(record, ("path", "track_id"), record_fields(track, str(record["path"])))
+
+
+def track_record(track: Any) -> dict[str, Any]:
+    """A catalogue track described: its row with every tag field after ``path``."""
+    d = track.to_dict()
+    return _after({"track_id": d.pop("id"), **d}, ("path",), record_fields(track, track.path, described=True))
+
+
+def _after(record: dict[str, Any], keys: tuple[str, ...], fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` inserted after the last of ``keys`` in ``record``."""
+    order = list(record)
+    at = max(order.index(k) for k in keys if k in record) + 1
+    return {**{k: record[k] for k in order[:at]}, **fields,
+            **{k: record[k] for k in order[at:]}}
+
+
+def match_record(match: Identification | None, library: Catalogue | None = None) -> dict[str, Any] | None:
     """An identification as the records show it (rounded), or None for no match."""
     if match is None:
         return None
-    return {
+    return named({
         "path": match.path,
         "track_id": int(match.track_id),
         "offset_s": round(float(match.offset_s) + 0.0, 2),  # + 0.0: no "-0.0"
@@ -43,44 +76,47 @@ def match_record(match: Identification | None) -> dict[str, Any] | None:
         "confidence": round(float(match.confidence), 3),
         "speed": round(float(match.speed), 4),
         "tempo": round(float(match.tempo), 4),
-    }
+    }, library)
 
 
-def identify_record(query: str, match: Identification | None, *,
+def identify_record(query: str, match: Identification | None, *, library: Catalogue | None = None,
                     elapsed_ms: float | None = None) -> dict[str, Any]:
     """One clip's identification; ``elapsed_ms`` is added when given (the caller times it)."""
-    record: dict[str, Any] = {"query": query, "match": match_record(match)}
+    record: dict[str, Any] = {"query": query, "match": match_record(match, library)}
     if elapsed_ms is not None:
         record["elapsed_ms"] = round(float(elapsed_ms), 1)
     return record
 
 
 def segment_record(start_s: float, end_s: float, match: Identification, *,
-                   offset_s: float = 0.0) -> dict[str, Any]:
+                   offset_s: float = 0.0, library: Catalogue | None = None) -> dict[str, Any]:
     """One stretch of a long recording and the track playing in it (``offset_s``: where the
     analysed part starts in the recording, added to the stretch's times)."""
-    m = match_record(match)
+    m = match_record(match, library)
     assert m is not None
     return {"start_s": round(float(start_s) + offset_s, 2), "end_s": round(float(end_s) + offset_s, 2),
             **{key: v for key, v in m.items() if key not in ("score", "speed", "tempo")}}
 
 
-def similar_record(query: str, results: Sequence[SimilarTrack], *,
-                   elapsed_ms: float | None = None) -> dict[str, Any]:
-    """One clip's ranked similar (or least similar) tracks."""
-    record: dict[str, Any] = {"query": query, "results": [r.to_dict() for r in results]}
+def similar_record(query: str, results: Sequence[SimilarTrack], *, match: dict[str, Any] | None = None,
+                   library: Catalogue | None = None, elapsed_ms: float | None = None) -> dict[str, Any]:
+    """One clip's ranked similar (or least similar) tracks; ``match`` is the track the clip is
+    cut from (``match_record``; for a stored track as the query, that track), which the results
+    leave out unless asked to include it."""
+    record: dict[str, Any] = {"query": query, "match": match,
+                              "results": [named(r.to_dict(), library) for r in results]}
     if elapsed_ms is not None:
         record["elapsed_ms"] = round(float(elapsed_ms), 1)
     return record
 
 
-def overlap_record(overlap: Overlap) -> dict[str, Any]:
+def overlap_record(overlap: Overlap, library: Catalogue | None = None) -> dict[str, Any]:
     """One shared stretch: where it starts in each track (a has the lower track id), how long."""
     o = overlap
 
     def side(track_id: int, path: str, offset_s: float, duration_s: float) -> dict[str, Any]:
-        return {"path": path, "track_id": int(track_id), "offset_s": round(float(offset_s) + 0.0, 2),
-                "duration_s": round(float(duration_s), 2)}
+        return named({"path": path, "track_id": int(track_id), "offset_s": round(float(offset_s) + 0.0, 2),
+                      "duration_s": round(float(duration_s), 2)}, library)
 
     return {
         "a": side(o.track_a, o.path_a, o.offset_a_s, o.duration_a_s),

@@ -160,7 +160,9 @@ def spark_index(
     sc = session.sparkContext
     cwd = os.getcwd()
     report = IngestReport([], [], [])
+    paths = list(paths)
     files = audio_files(paths, report, on_file)
+    library.add_roots(paths)
     if not files:
         return report
 

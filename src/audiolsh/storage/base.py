@@ -101,6 +101,10 @@ class Writer(Protocol):
 
     def set_track_items(self, track_id: int, n_items: int) -> None: ...
 
+    def set_track_meta(self, track_id: int, meta: dict[str, Any]) -> None:
+        """Replace a track's meta (its tags, read after it was indexed)."""
+        ...
+
     def remove_track(self, track_id: int) -> None: ...
 
     def add_items(

@@ -155,6 +155,9 @@ class EmbeddedWriter:
     def set_track_items(self, track_id: int, n_items: int) -> None:
         self.db.execute("UPDATE tracks SET n_items = ? WHERE id = ?", (n_items, track_id))
 
+    def set_track_meta(self, track_id: int, meta: dict[str, Any]) -> None:
+        self.db.execute("UPDATE tracks SET meta = ? WHERE id = ?", (dumps(meta), track_id))
+
     def remove_track(self, track_id: int) -> None:
         self.db.execute("DELETE FROM tracks WHERE id = ?", (track_id,))
 

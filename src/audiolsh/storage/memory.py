@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import threading
 from collections.abc import Iterator, Sequence
@@ -74,6 +75,11 @@ class MemoryWriter:
         self.s.tracks[track_id] = Track(
             t.id, t.path, t.content_hash, t.duration_s, t.added_at, n_items, t.kind, t.meta
         )
+
+    def set_track_meta(self, track_id: int, meta: dict[str, Any]) -> None:
+        t = self.s.tracks.get(track_id)
+        if t is not None:
+            self.s.tracks[track_id] = dataclasses.replace(t, meta=copy.deepcopy(meta))
 
     def remove_track(self, track_id: int) -> None:
         self.s.tracks.pop(track_id, None)

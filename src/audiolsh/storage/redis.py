@@ -229,6 +229,12 @@ class RedisWriter:
             self.tracks[track_id] = {**track, "n_items": int(n_items)}
 
     @_guard
+    def set_track_meta(self, track_id: int, meta: dict[str, Any]) -> None:
+        track = self._get_track(track_id)
+        if track is not None:
+            self.tracks[track_id] = {**track, "meta": dict(meta)}
+
+    @_guard
     def remove_track(self, track_id: int) -> None:
         track = self._get_track(track_id)
         if track is not None:

@@ -76,10 +76,20 @@ def segments(file: FileField, service: Service) -> dict[str, Any]:
 
 @router.post("/api/similar", response_model=SimilarRecord, responses=UPLOAD_ERRORS, tags=["queries"],
              summary="Tracks that sound like a clip", response_model_exclude_unset=True)
-def similar(file: FileField, service: Service, by: By = "combined", k: K = 10,
-            worst: Worst = False) -> dict[str, Any]:
-    """The k tracks most (or, with ``worst``, least) similar to the clip by one feature."""
-    return service.similar(file.file, file.filename, by=by, k=k, worst=worst)
+def similar(
+    file: FileField,
+    service: Service,
+    by: By = "combined",
+    k: K = 10,
+    worst: Worst = False,
+    include_self: Annotated[bool, Query(description="List the clip's own track too (the track"
+                                                    " identification finds it in).")] = False,
+) -> dict[str, Any]:
+    """The k tracks most (or, with ``worst``, least) similar to the clip by one feature.  A track's
+    ``score`` is its best (least similar: worst) passage pair with the clip as a percentile in
+    [0, 1] among passage pairs of different tracks of the library; ``raw_score`` is the mode's own
+    value.  The clip's own track is ``match`` and is left out unless ``include_self``."""
+    return service.similar(file.file, file.filename, by=by, k=k, worst=worst, include_self=include_self)
 
 
 @router.get("/api/tracks/{track_id}/similar", response_model=SimilarRecord, responses=NOT_FOUND,
@@ -100,11 +110,12 @@ def analyse(
     k: Annotated[int | None, Query(ge=1, le=MAX_PAGE_K,
                                    description="Tracks per list (default: the server's).")
                  ] = None,
+    include_self: Annotated[bool, Query(description="List the clip's own track in the lists too.")] = False,
 ) -> dict[str, Any]:
     """Identification, which track plays when (uploads of 20 s or more), the most and least similar
-    tracks by combined, rhythm, timbre, chroma and peaks, and the clip's spectrogram and beat
-    spectrum, from one decode."""
-    return service.analyse(file.file, file.filename, k=k)
+    tracks by combined, rhythm, timbre, chroma and peaks (the clip's own track left out unless
+    ``include_self``), and the clip's spectrogram and beat spectrum, from one decode."""
+    return service.analyse(file.file, file.filename, k=k, include_self=include_self)
 
 
 @router.get("/api/tracks", response_model=TrackPage, responses=PARAM_ERRORS, tags=["library"],
@@ -113,7 +124,8 @@ def tracks(
     service: Service,
     offset: Annotated[int, Query(ge=0, le=MAX_TRACK_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    q: Annotated[str, Query(max_length=200, description="Part of the file name (case-insensitive).")] = "",
+    q: Annotated[str, Query(max_length=200, description="Part of the artist, title, album or file name"
+                                                        " (case-insensitive).")] = "",
 ) -> dict[str, Any]:
     return service.tracks(offset=offset, limit=limit, q=q)
 

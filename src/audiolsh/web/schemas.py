@@ -16,8 +16,8 @@ class ErrorBody(BaseModel):
 class Match(BaseModel):
     path: str
     track_id: int
-    title: str | None = None
-    artist: str | None = None
+    title: str = Field(description="The track's title tag, else its file name.")
+    artist: str | None = Field(description="The track's artist tag; null when untagged.")
     offset_s: float = Field(description="Where in the track the clip starts (s).")
     score: float
     confidence: float = Field(ge=0.0, le=1.0)
@@ -36,13 +36,17 @@ class IdentifyRecord(BaseModel):
 class SimilarResult(BaseModel):
     track_id: int
     path: str
-    title: str | None = None
-    artist: str | None = None
-    score: float = Field(description="Cosine similarity of the best-matching passages.")
-    raw_score: float | None = None
+    title: str = Field(description="The track's title tag, else its file name.")
+    artist: str | None = Field(description="The track's artist tag; null when untagged.")
+    score: float = Field(ge=0.0, le=1.0, description=(
+        "The best (least similar: worst) passage pair's similarity as a percentile among passage"
+        " pairs of different tracks of the library: 0.5 typical, 1 more alike than any sampled pair."))
     rank: int
     offset_s: float | None = Field(description="Start of the matching passage in the track (s).")
     query_offset_s: float | None = Field(default=None, description="Start of the passage in the clip (s).")
+    raw_score: float | None = Field(default=None, description=(
+        "The mode's own value of that pair: cosine (rhythm, timbre, chroma), Jaccard (peaks), sum of"
+        " z-scores (combined), votes per frame (chroma vote)."))
 
 
 class SimilarRecord(BaseModel):
@@ -50,6 +54,8 @@ class SimilarRecord(BaseModel):
 
     query: str
     track_id: int | None = Field(default=None, description="The query track (a query by track id).")
+    match: Match | None = Field(default=None, description=(
+        "The track the clip is cut from (identification), left out of the results unless include_self."))
     results: list[SimilarResult]
     elapsed_ms: float
 
@@ -59,8 +65,8 @@ class Segment(BaseModel):
     end_s: float
     path: str
     track_id: int
-    title: str | None = None
-    artist: str | None = None
+    title: str = Field(description="The track's title tag, else its file name.")
+    artist: str | None = Field(description="The track's artist tag; null when untagged.")
     offset_s: float = Field(description="Where in the track the stretch starts (s).")
     confidence: float = Field(ge=0.0, le=1.0)
 
@@ -77,6 +83,7 @@ class PageList(BaseModel):
     by: str
     worst: bool
     query: str
+    match: Match | None = None
     results: list[SimilarResult]
     elapsed_ms: float | None = None
     error: str | None = None
@@ -121,8 +128,12 @@ class Analysis(BaseModel):
 
 class TrackOut(BaseModel):
     id: int
-    name: str
+    name: str = Field(description='"Artist - Title", else the path relative to the folder indexed.')
     path: str
+    title: str = Field(description="The title tag, else the file name.")
+    artist: str | None = Field(description="null when untagged, as album and year.")
+    album: str | None
+    year: int | None
     duration_s: float | None
     n_items: int
     added_at: float

@@ -26,10 +26,19 @@ from audiolsh import __version__
 from audiolsh.errors import AudiolshError, ParameterError, StorageUnavailable
 from audiolsh.library import Library, is_library
 from audiolsh.library import analyse as analyse_clip
+from audiolsh.library.tags import TAG_FIELDS, record_fields
+from audiolsh.library.tags import display_name as tag_name
 from audiolsh.query.identify import identify as run_identify
 from audiolsh.query.identify import identify_segments
-from audiolsh.query.records import identify_record, segment_record, similar_record
-from audiolsh.query.similar import check_query, stored_clip
+from audiolsh.query.records import (
+    identify_record,
+    match_record,
+    named,
+    segment_record,
+    similar_record,
+    track_record,
+)
+from audiolsh.query.similar import check_query, own_track, stored_clip
 from audiolsh.query.similar import similar as run_similar
 from audiolsh.web import uploads
 from audiolsh.web.admission import Admission
@@ -79,25 +88,26 @@ def _ms_since(t0: float) -> float:
 
 
 def display_name(track: Any) -> str:
-    """"Artist - Title" from a track's tags when it has them, else its file name."""
-    title, artist = getattr(track, "title", None), getattr(track, "artist", None)
-    if title:
-        return f"{artist} - {title}" if artist else str(title)
-    return Path(track.path).name
-
-
-def _matches(row: dict[str, Any], needle: str) -> bool:
-    """A search hits the shown name or the file name (they differ for tagged tracks)."""
-    return needle in row["name"].casefold() or needle in Path(row["path"]).name.casefold()
+    """"Artist - Title" from a track's tags (``library.tags``), else its file name."""
+    return tag_name(**record_fields(track, track.path))
 
 
 def track_row(track: Any) -> dict[str, Any]:
+    """A catalogue track for the page and the API: ``name`` as the CLI's tables name it, the
+    tags (``title`` the file name, the others null when untagged), the absolute path."""
     return {
         "id": int(track.id), "name": display_name(track), "path": track.path,
+        **{k: v for k, v in track_record(track).items() if k in TAG_FIELDS},
         "duration_s": None if track.duration_s is None else round(float(track.duration_s), 2),
         "n_items": int(track.n_items), "added_at": float(track.added_at),
         "content_hash": track.content_hash,
     }
+
+
+def _matches(row: dict[str, Any], needle: str) -> bool:
+    """A case-insensitive search of a track's name, tags and file name."""
+    return any(needle in str(row.get(k) or "").casefold() for k in ("name", "artist", "title", "album")) \
+        or needle in Path(row["path"]).name.casefold()
 
 
 class QueryService:
@@ -149,24 +159,27 @@ class QueryService:
         return record
 
     def similar(self, stream: BinaryIO, filename: str | None, *, by: str, k: int,
-                worst: bool) -> dict[str, Any]:
+                worst: bool, include_self: bool = False) -> dict[str, Any]:
         """The similar record of an upload (the CLI's ``similar --format jsonl`` line)."""
         with self._clip(stream, filename) as (library, clip, t0):
             self._check_by(library, by, worst=worst)
             features = self._features(library, clip, [by])
-            record = self._similar(library, clip, features, by=by, k=k, worst=worst)
+            match = match_record(own_track(library, clip.y, clip.sr), library)
+            record = self._similar(library, clip, features, by=by, k=k, worst=worst, match=match,
+                                   include_self=include_self)
             record["elapsed_ms"] = round(_ms_since(t0), 1)
         return record
 
-    def analyse(self, stream: BinaryIO, filename: str | None, *, k: int | None = None) -> dict[str, Any]:
+    def analyse(self, stream: BinaryIO, filename: str | None, *, k: int | None = None,
+                include_self: bool = False) -> dict[str, Any]:
         """Everything the page shows for one upload, from one decode."""
         k = self.settings.page_k if k is None else k
         with self._clip(stream, filename) as (library, clip, t0):
-            out = self._analyse(library, clip, k=k)
+            out = self._analyse(library, clip, k=k, include_self=include_self)
             out["elapsed_ms"] = round(_ms_since(t0), 1)
         return out
 
-    def _analyse(self, library: Library, clip: Clip, *, k: int) -> dict[str, Any]:
+    def _analyse(self, library: Library, clip: Clip, *, k: int, include_self: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"query": clip.name, "duration_s": round(clip.duration_s, 2),
                                "scanned_s": round(clip.scanned_s, 2)}
         if "fingerprint" in library.modes:
@@ -175,18 +188,22 @@ class QueryService:
             out["identify"] = None
         long = "fingerprint" in library.modes and clip.scanned_s >= SEGMENTS_MIN_S
         out["segments"] = self._segments(library, clip) if long else None
+        match = out["identify"] and out["identify"]["match"]
         by_list = [b for b in PAGE_BY if self._answers(library, b)]
         features = self._features(library, clip, by_list) if by_list else None
         lists = []
         for by in by_list:
+            most: list[int] = []  # the least similar leave out the tracks of the most similar list
             for worst in (False, True):
                 try:
                     self._check_by(library, by, worst=worst)
-                    record = self._similar(library, clip, features, by=by, k=k, worst=worst)
+                    record = self._similar(library, clip, features, by=by, k=k, worst=worst, match=match,
+                                           include_self=include_self, most=most)
                 except StorageUnavailable:
                     raise  # a 503 for the whole request, and the pool drops the handle
                 except AudiolshError as exc:
-                    record = {"query": clip.name, "results": [], "error": str(exc)}
+                    record = {"query": clip.name, "match": match, "results": [], "error": str(exc)}
+                most = [r["track_id"] for r in record["results"]]
                 lists.append({"by": by, "worst": worst, **record})
         out["similar"] = lists
         t0 = time.perf_counter()
@@ -199,11 +216,11 @@ class QueryService:
             raise BadQuery(NO_FINGERPRINT)
         t0 = time.perf_counter()
         match = run_identify(library, clip.y, clip.sr)
-        return identify_record(clip.name, match, elapsed_ms=_ms_since(t0))
+        return identify_record(clip.name, match, library=library, elapsed_ms=_ms_since(t0))
 
     @staticmethod
     def _segments(library: Library, clip: Clip) -> list[dict[str, Any]]:
-        return [segment_record(start_s, end_s, m) for start_s, end_s, m in
+        return [segment_record(start_s, end_s, m, library=library) for start_s, end_s, m in
                 identify_segments(library, clip.scan, clip.sr)]
 
     @staticmethod
@@ -232,14 +249,19 @@ class QueryService:
         return analyse_clip(clip.y, clip.sr, modes=tuple(sorted(wanted)), window_s=cfg.window_s,
                             hop_s=cfg.hop_s, path=clip.name)
 
-    def _similar(self, library: Library, clip: Clip, features: Any, *, by: str, k: int,
-                 worst: bool) -> dict[str, Any]:
+    def _similar(self, library: Library, clip: Clip, features: Any, *, by: str, k: int, worst: bool,
+                 match: dict[str, Any] | None, include_self: bool,
+                 most: list[int] | None = None) -> dict[str, Any]:
+        """``match``: the clip's own track, left out unless ``include_self``; ``most``: the
+        tracks of the most similar list when it was just made (``worst`` leaves them out)."""
         t0 = time.perf_counter()
+        own = () if match is None or include_self else (match["track_id"],)
         try:
-            found = run_similar(library, features, by=by, k=k, worst=worst)
+            found = run_similar(library, features, by=by, k=k, worst=worst, exclude=own,
+                                most=most if worst else None)
         except ParameterError as exc:
             raise BadQuery(str(exc)) from None
-        return similar_record(clip.name, found, elapsed_ms=_ms_since(t0))
+        return similar_record(clip.name, found, match=match, library=library, elapsed_ms=_ms_since(t0))
 
     def track_similar(self, track_id: int, *, by: str, k: int, worst: bool) -> dict[str, Any]:
         """The tracks that sound like a library track (the CLI's ``similar --track`` line):
@@ -254,7 +276,8 @@ class QueryService:
                 found = run_similar(library, query, by=by, k=k, worst=worst, exclude={track_id})
             except ParameterError as exc:
                 raise BadQuery(str(exc)) from None
-            record = {**similar_record(query.path, found), "track_id": track_id}
+            match = named({"path": query.path, "track_id": track_id}, library)
+            record = {**similar_record(query.path, found, match=match, library=library), "track_id": track_id}
             record["elapsed_ms"] = round(_ms_since(t0), 1)
         return record
 
