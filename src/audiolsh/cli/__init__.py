@@ -51,8 +51,8 @@ COMMANDS: dict[str, Lazy] = {
                      "Pairs of tracks that share material (a duplicate, a re-release, a reused loop, a"
                      " medley): where the shared stretch starts in each track and how long it is."),
     "remove": Lazy("audiolsh.cli.index_cmds:remove",
-                   "Remove tracks (by path, folder or track id, or @lists of them, one a line) or items"
-                   " (--keys) from the index."),
+                   "Remove tracks (by track id, path, folder, a part of the artist, title or file name that"
+                   " names one track, or @lists of them, one a line) or items (--keys) from the index."),
     "serve": Lazy("audiolsh.cli.web_cmds:serve",
                   "Serve the web page and the REST API (OpenAPI docs at /docs) on a music library."),
     "similar": Lazy("audiolsh.cli.audio_cmds:similar",
