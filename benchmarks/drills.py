@@ -165,7 +165,9 @@ class Runner:
         self.timeout_s = timeout_s
         self._n = 0
         if not fresh:
-            import audiolsh.cli  # noqa: F401  (imported once, before any fork)
+            from audiolsh.cli import cli
+
+            cli.load_all()  # every command imported once, before any fork
 
     def start(self, argv: list[str]) -> tuple[int, str, str, float]:
         self._n += 1

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "src" / "audiolsh"
 #: Lowest first; a module may import its own layer and those below.
 LAYERS = [
-    ("errors", "files"),
+    ("errors", "files", "jit_cache"),
     ("audio", "hashing", "vectors", "parallel"),
     ("features", "search"),
     ("storage",),

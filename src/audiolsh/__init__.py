@@ -1,5 +1,6 @@
 """audiolsh: locality-sensitive hashing for music collections."""
 
+from audiolsh import jit_cache
 from audiolsh.errors import (
     AudioError,
     AudiolshError,
@@ -10,6 +11,8 @@ from audiolsh.errors import (
 )
 
 __version__ = "0.1.0"
+
+jit_cache.configure()  # before any module imports numba
 
 __all__ = [
     "AudioError",

@@ -71,3 +71,13 @@ def client(web_corpus: WebCorpus) -> Iterator[Any]:
     app = create_app(Settings(index_path=web_corpus.library, warm_up=False))
     with TestClient(app) as c:
         yield c
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A loopback port no one listens on now (for a real `serve`)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -19,14 +19,6 @@ from audiolsh.web.settings import Settings
 
 
 @pytest.fixture
-def free_port() -> int:
-    """A port nothing listens on now (serve checks that its port is free)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
 def busy_port() -> Iterator[int]:
     """A port this test listens on."""
     with socket.socket() as sock:
@@ -35,29 +27,39 @@ def busy_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-def test_serve_builds_the_app_and_runs_uvicorn(web_corpus: Any, monkeypatch: pytest.MonkeyPatch,
-                                               free_port: int) -> None:
+def test_serve_accepts_at_once_and_builds_the_app_behind(web_corpus: Any, monkeypatch: pytest.MonkeyPatch,
+                                                         free_port: int) -> None:
     import uvicorn
+    from fastapi.testclient import TestClient
 
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    from audiolsh.web.startup import Startup
+
+    runs: list[Any] = []
+
+    def run(server: Any) -> None:  # uvicorn's lifespan, then one request, without a socket
+        runs.append(server.config)
+        with TestClient(server.config.app) as client:
+            assert server.config.app.settled.wait(60)
+            assert client.get("/health").json()["status"] == "ok"
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     result = CliRunner().invoke(cli, ["serve", "--index", str(web_corpus.library), "--port", str(free_port),
                                       "--max-upload-mb", "5", "--workers", "1", "--max-queue", "3",
                                       "--no-warm-up"])
     assert result.exit_code == 0, result.output
-    assert f"http://127.0.0.1:{free_port}/" in result.output and "4 tracks" in result.output
-    (call,) = calls
-    assert call["host"] == "127.0.0.1" and call["port"] == free_port
-    settings = call["app"].state.settings
+    assert f"http://127.0.0.1:{free_port}/" in result.output and "serving 4 tracks" in result.output
+    (config,) = runs
+    assert config.host == "127.0.0.1" and config.port == free_port and isinstance(config.app, Startup)
+    settings = config.app.settings
     assert settings.max_upload_bytes == 5 * 1024 * 1024 and settings.workers == 1
-    assert settings.max_queue == 3
-    assert call["app"].debug is False
+    assert settings.max_queue == 3 and not settings.warm_up
+    assert config.app.app.debug is False
 
 
 def test_serve_warns_off_loopback(web_corpus: Any, monkeypatch: pytest.MonkeyPatch, free_port: int) -> None:
     import uvicorn
 
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server: None)
     result = CliRunner().invoke(cli, ["serve", "--index", str(web_corpus.library), "--host", "0.0.0.0",
                                       "--port", str(free_port), "--no-warm-up"])
     assert result.exit_code == 0 and "warning" in result.output
@@ -81,9 +83,11 @@ def test_serve_on_an_address_not_of_this_machine(web_corpus: Any, free_port: int
 
 
 def test_serve_without_a_library_is_a_clear_error(tmp_path: Any, free_port: int) -> None:
+    """The server starts, finds no library behind it, stops and says so: exit 2, one line."""
     result = CliRunner().invoke(cli, ["serve", "--index", str(tmp_path / "nothing"),
                                       "--port", str(free_port)])
     assert result.exit_code == 2 and "no music library" in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
 
 
 def test_settings_defaults_are_documented() -> None:

@@ -184,14 +184,14 @@ def test_redis_down_is_503_and_the_app_recovers(redis_server: RedisServer, redis
         assert r.status_code == 200 and r.json()["status"] == "ok"
 
 
-def test_serve_with_redis_down_is_one_clear_line(tmp_path: Path) -> None:
+def test_serve_with_redis_down_is_one_clear_line(tmp_path: Path, free_port: int) -> None:
     from click.testing import CliRunner
 
     import audiolsh.cli.web_cmds  # noqa: F401  (registers `serve`)
     from audiolsh.cli import cli
 
     url = f"unix://{tmp_path / 'absent.sock'}?prefix=x"
-    result = CliRunner().invoke(cli, ["serve", "--index", url, "--no-warm-up"])
+    result = CliRunner().invoke(cli, ["serve", "--index", url, "--no-warm-up", "--port", str(free_port)])
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "cannot reach Redis" in lines[0] and "absent.sock" in lines[0], result.output

@@ -273,3 +273,12 @@ def report_markdown(report: IdentifyReport) -> str:
     for name, why in report.skipped.items():
         parts.append(f"\n{name} skipped: {why}\n")
     return "\n".join(parts)
+
+
+def _attach_excerpts() -> None:
+    from audiolsh.cli.evaluate_excerpts import excerpts
+
+    evaluate.add_command(excerpts)
+
+
+_attach_excerpts()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from audiolsh.index import INDEX_ENV
-
+#: Names the index for every command, and for ``web.app.app_from_env``.
+INDEX_ENV = "AUDIOLSH_INDEX"
 DEFAULT_INDEX = "audiolsh-index"
 
 index_option = click.option(

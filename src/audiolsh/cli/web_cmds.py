@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from typing import Any
 
 import click
 
@@ -33,32 +34,34 @@ def serve(index_path: str, host: str, port: int, max_upload_mb: float, max_analy
           workers: int, max_queue: int | None, no_warm_up: bool) -> None:
     """Serve the web page and the REST API (OpenAPI docs at /docs) on a music library.
 
-    Back-pressure: at most --workers uploads are analysed at once and --max-queue more wait;
-    beyond that a request gets 503 with a Retry-After header (seconds) and a JSON error at
-    once.  Health, the track list and the audio files are never queued.
+    Connections are accepted at once; the library is opened and warmed up behind them (/health
+    answers 503 "starting" meanwhile, other requests wait for it).  Back-pressure: at most
+    --workers uploads are analysed at once and --max-queue more wait; beyond that a request gets
+    503 with a Retry-After header (seconds) and a JSON error at once.  Health, the track list
+    and the audio files are never queued.
     """
     check_port(host, port)  # first: a taken port is said at once, not after the app is built
-    try:
-        import uvicorn
-
-        from audiolsh.web.admission import default_max_queue
-        from audiolsh.web.app import create_app
-        from audiolsh.web.settings import Settings
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise click.ClickException(f"the web app needs FastAPI and uvicorn ({exc.name} is missing)") from None
+    from audiolsh.web.admission import default_max_queue
+    from audiolsh.web.settings import Settings
+    from audiolsh.web.startup import run
 
     settings = Settings(index_path=index_path, host=host, port=port,
                         max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_analysis_s=max_analysis_s,
                         workers=workers, warm_up=not no_warm_up,
                         max_queue=default_max_queue() if max_queue is None else max_queue)
-    app = create_app(settings)
-    n_tracks = app.state.service.n_tracks()
     if not settings.is_loopback:
         err_console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this address"
                           " can upload files and play the library", highlight=False)
-    err_console.print(f"serving {n_tracks} tracks of {index_path} at [bold]{settings.url}[/]"
-                      f" (API docs: {settings.url}docs); Ctrl-C stops", highlight=False)
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, access_log=False)
+
+    def ready(app: Any, seconds: float) -> None:
+        url = settings.url
+        err_console.print(f"serving {app.state.service.n_tracks()} tracks of {index_path} at [bold]{url}[/]"
+                          f" (API docs: {url}docs), ready in {seconds:.1f} s; Ctrl-C stops", highlight=False)
+
+    try:
+        run(settings, on_ready=ready)
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise click.ClickException(f"the web app needs FastAPI and uvicorn ({exc.name} is missing)") from None
 
 
 def check_port(host: str, port: int) -> None:

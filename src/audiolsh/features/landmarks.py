@@ -222,7 +222,7 @@ def band_peaks(
     return (t + t0 + dt).astype(np.float32), (f + F_LO - 1 + df).astype(np.float32), s.astype(np.float32)
 
 
-@numba.njit(nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _local_max(L, dt, df):  # type: ignore[no-untyped-def]
     """bool (n_frames, n_bins): L[t, f] is the maximum of its (2 dt + 1) x (2 df + 1) window
     (clipped at the edges); same as ``L == maximum_filter(L, mode="nearest")``, but most

@@ -3,10 +3,9 @@ the landmark ``FingerprintIndex``, both on one segment lifecycle (``segments``).
 
 from audiolsh.index.build import WHITEN_MIN_ROWS_PER_DIM, IndexConfig, build_segment
 from audiolsh.index.segments import ItemRows, SegmentBuild, SegmentedIndex
-from audiolsh.index.vector import INDEX_ENV, Hit, Index, Session
+from audiolsh.index.vector import Hit, Index, Session
 
 __all__ = [
-    "INDEX_ENV",
     "WHITEN_MIN_ROWS_PER_DIM",
     "Hit",
     "Index",

@@ -37,7 +37,6 @@ from audiolsh.storage.redis_remote import RemoteLayout
 
 log = logging.getLogger(__name__)
 
-INDEX_ENV = "AUDIOLSH_INDEX"
 WHITENED_PROBES_PER_TABLE = 32
 
 

@@ -276,7 +276,7 @@ def _check_max_per_hash(max_per_hash: int) -> None:
         raise ParameterError(f"max_per_hash must be an integer >= 2, got {max_per_hash!r}")
 
 
-@numba.njit(nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _join(bounds, tix, times, hashes):  # type: ignore[no-untyped-def]
     total = 0
     for g in range(len(bounds) - 1):
@@ -667,7 +667,7 @@ def library_overlaps(
     return search.overlaps(search.find(pairs, totals), library)
 
 
-@numba.njit(nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _slot(cell, shift):  # type: ignore[no-untyped-def]
     """splitmix64 of a cell number, its top bits: the cell's counter."""
     z = np.uint64(cell) + np.uint64(0x9E3779B97F4A7C15)
@@ -676,14 +676,14 @@ def _slot(cell, shift):  # type: ignore[no-untyped-def]
     return np.int64((z ^ (z >> np.uint64(31))) >> np.uint64(shift))
 
 
-@numba.njit(nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _cell(a, b, ta, tb, n_tracks, width):  # type: ignore[no-untyped-def]
     """A vote's (pair, time difference bin of ``width`` frames) cell number."""
     pair = np.int64(a) * np.int64(n_tracks) + np.int64(b)
     return (pair << DIFF_BITS) | ((np.int64(tb) - np.int64(ta) + DIFF_BIAS) // width)
 
 
-@numba.njit(nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _count_cells(counters, a, b, ta, tb, n_tracks, width, shift):  # type: ignore[no-untyped-def]
     """Add the votes to their cells' counters (uint16, saturating; collisions only add)."""
     for i in range(len(a)):
@@ -692,7 +692,7 @@ def _count_cells(counters, a, b, ta, tb, n_tracks, width, shift):  # type: ignor
             counters[s] += 1
 
 
-@numba.njit(nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _dense(counters, a, b, ta, tb, n_tracks, width, shift, min_votes):  # type: ignore[no-untyped-def]
     """Votes that may lie in a window of ``width`` differences holding ``min_votes`` votes: such
     a window lies in two neighbouring bins, whose counters hold at least as many."""

@@ -112,7 +112,7 @@ class HashTable:
                        np.int64(max_postings if max_postings > 0 else 1 << 62))
 
 
-@numba.njit(nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _lookup(indptr, low, pos, q, low_bits, starts, alive, max_postings):  # type: ignore[no-untyped-def]
     mask = np.uint32((1 << low_bits) - 1)
     total = 0

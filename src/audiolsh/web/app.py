@@ -245,7 +245,7 @@ def app_from_env() -> FastAPI:
     """
     import os
 
-    from audiolsh.index import INDEX_ENV
+    from audiolsh.cli.options import INDEX_ENV
 
     location = os.environ.get(INDEX_ENV)
     if not location:

@@ -157,8 +157,9 @@ class TrackPage(BaseModel):
 
 
 class Health(BaseModel):
-    status: str = Field(description='"ok", or "unavailable" (with 503) while the library\'s storage'
-                                    " cannot be reached")
+    status: str = Field(description='"ok"; "starting" (with 503 and Retry-After) while the server'
+                                    ' opens the library and warms up; "unavailable" (with 503) while'
+                                    " the library's storage cannot be reached")
     version: str
     workers: int = Field(description="Uploads analysed at once")
     busy: int = Field(description="Uploads being analysed now")
