@@ -127,7 +127,7 @@ def test_cli_jsonl_and_api_answer_the_same_object(client: Any, web_corpus: Any, 
 def test_cli_clusters_and_the_library_page_number_groups_alike(client: Any, web_corpus: Any) -> None:
     page = client.app.state.service.overview()
     assert page["cluster_by"] == "timbre" and page["groups"]
-    on_page = {row["id"]: row["group"] for row in page["tracks"]}
+    on_page = {row["track_id"]: row["group"] for row in page["tracks"]}
     result = CliRunner().invoke(cli, ["clusters", "--by", "timbre", "-n", str(len(page["groups"])),
                                       "--index", str(web_corpus.library), "--format", "json"])
     assert result.exit_code == 0, result.output

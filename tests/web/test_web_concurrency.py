@@ -82,7 +82,7 @@ def test_concurrent_requests_all_answered_correctly(web_corpus: Any, workers: in
         kind = ("identify", "similar", "tracks")[i % 3]
         if kind == "tracks":
             r = c.get("/api/tracks", params={"q": name[:3]})
-            return name, r.status_code, r.json()["items"][0]["id"] if r.status_code == 200 else None
+            return name, r.status_code, r.json()["items"][0]["track_id"] if r.status_code == 200 else None
         similar = {"by": "combined", "k": 1, "include_self": True}
         r = c.post(f"/api/{kind}", params=similar if kind == "similar" else None,
                    files={"file": (name, clips[name])})

@@ -98,7 +98,8 @@ def emit_table(rows: Sequence[dict[str, Any]], *, title: str | None = None) -> N
     table = Table(title=title)
     widths: Sequence[int | None] = _widths(rows, console.width) or [None] * len(rows[0])
     for col, width in zip(rows[0], widths):
-        table.add_column(str(col), overflow="fold", min_width=width, max_width=width)
+        # "raw score", not "raw_score": a narrow header wraps between its words, as _widths plans
+        table.add_column(str(col).replace("_", " "), overflow="fold", min_width=width, max_width=width)
     for r in rows:
         table.add_row(*(_cell(v) for v in r.values()))
     console.print(table)

@@ -136,7 +136,7 @@ class Analysis(BaseModel):
 
 
 class TrackOut(BaseModel):
-    id: int
+    track_id: int
     name: str = Field(description='"Artist - Title", else the path relative to the folder indexed.')
     path: str
     title: str = Field(description="The title tag, else the file name.")

@@ -96,7 +96,7 @@ def track_row(track: Any) -> dict[str, Any]:
     """A catalogue track for the page and the API: ``name`` as the CLI's tables name it, the
     tags (``title`` the file name, the others null when untagged), the absolute path."""
     return {
-        "id": int(track.id), "name": display_name(track), "path": track.path,
+        "track_id": int(track.id), "name": display_name(track), "path": track.path,
         **{k: v for k, v in track_record(track).items() if k in TAG_FIELDS},
         "duration_s": None if track.duration_s is None else round(float(track.duration_s), 2),
         "n_items": int(track.n_items), "added_at": float(track.added_at),
@@ -310,7 +310,7 @@ class QueryService:
         needle = q.strip().casefold()
         if needle:
             rows = [r for r in rows if _matches(r, needle)]
-        rows.sort(key=lambda r: r["id"])
+        rows.sort(key=lambda r: r["track_id"])
         return {"total": len(rows), "offset": offset, "limit": limit, "items": rows[offset: offset + limit]}
 
     def track_audio(self, track_id: int) -> tuple[Path, str]:
@@ -337,7 +337,7 @@ class QueryService:
             row = track_row(t)
             row["group"] = data["groups_of"].get(t.id)
             rows.append(row)
-        by_id = {r["id"]: r for r in rows}
+        by_id = {r["track_id"]: r for r in rows}
         needle = q.strip().casefold()
         shown = [r for r in rows if _matches(r, needle)] if needle else rows
         info = data["info"]
