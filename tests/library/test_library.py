@@ -173,7 +173,7 @@ def test_bad_libraries_and_parameters(tmp_path: Path) -> None:
         Library.open(tmp_path)
     with pytest.raises(ParameterError, match="unknown modes"):
         Library.create(None, modes=("tempo",))
-    with pytest.raises(ParameterError, match="hop_s"):
+    with pytest.raises(ParameterError, match="--hop"):
         Library.create(None, window_s=10.0, hop_s=20.0)
     Library.create(tmp_path / "a", modes=("timbre",)).close()
     with pytest.raises(ParameterError, match="cannot add"):

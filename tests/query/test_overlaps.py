@@ -82,7 +82,7 @@ def test_min_seconds_drops_the_shorter_stretch(library: Path) -> None:
     with Library.open(library, readonly=True) as lib:
         found = library_overlaps(lib, min_seconds=12.0)
         assert [set(_names(o)) for o in found] == [{"c", "c_copy"}]
-        with pytest.raises(ParameterError, match="min_seconds"):
+        with pytest.raises(ParameterError, match="--min-seconds"):
             library_overlaps(lib, min_seconds=-1.0)
 
 
