@@ -145,7 +145,7 @@ def test_similar_and_worst_and_by_track(tmp_path: Path, library: Path, indexed: 
     assert code == 0
     note, rest = out.split("\n", 1)
     assert note.startswith("c-part.wav: the match is ") and "c.ogg at " in note and "; left out" in note
-    assert "raw_score" in rest and "query_offset_s" in rest
+    assert "raw score" in rest and "query offset s" in rest
     with Library.open(indexed) as lib:
         tid = next(t.id for t in lib.tracks() if t.path.endswith("c.ogg"))
     code, out, _ = run("similar", "--track", str(tid), "--by", "chroma", "--method", "vote",
