@@ -71,6 +71,14 @@ def test_update_adds_drops_and_reindexes_only_under_its_folder(tmp_path: Path) -
 
     code, out, err = run("update", str(music), "--index", str(idx), "-j", "1")
     assert code == 0 and out == "" and "0 added, 0 removed, 0 re-indexed, 4 unchanged" in err
+    with Library.open(idx, readonly=True) as lib:  # named relative to the folder updated
+        assert lib.names().relative(str(new)) == "sub/new.wav"
+        keep_id = next(t.id for t in lib.tracks() if t.path == str(keep))
+
+    # two targets naming one track remove it once
+    code, out, err = run("remove", str(keep), str(keep_id), "--index", str(idx), "--format", "json")
+    assert code == 0, err
+    assert [r["path"] for r in json.loads(out)["removed"]] == [str(keep)] and str(keep) not in catalogue(idx)
 
 
 def test_update_names_an_unreadable_file_and_goes_on(tmp_path: Path) -> None:

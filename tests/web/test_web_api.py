@@ -376,7 +376,7 @@ def test_tagged_tracks_are_named_artist_title() -> None:
     """Tracks with tags show "Artist - Title" (the playlist, the library page); others their file name."""
     from types import SimpleNamespace
 
-    from audiolsh.web.services import display_name
+    from audiolsh.library.tags import track_name as display_name
 
     def track(**tags: str) -> SimpleNamespace:  # the catalogue keeps tags in meta["tags"]
         return SimpleNamespace(path="/m/01_x.flac", meta={"tags": tags})

@@ -7,6 +7,7 @@ import click
 from audiolsh.cli import cli
 from audiolsh.cli.config import Resolved, effective
 from audiolsh.cli.output import emit_records, err_console, format_option
+from audiolsh.files import shown
 
 
 @cli.command("config")
@@ -21,4 +22,4 @@ def config_cmd(ctx: click.Context, fmt: str) -> None:
     rows = effective(resolved, ctx)
     emit_records(rows, fmt, flat_rows=rows, title="audiolsh settings")
     state = "" if resolved.path.is_file() else " (no such file: built-in defaults)"
-    err_console.print(f"config file: {resolved.path}{state}", highlight=False)
+    err_console.print(f"config file: {shown(resolved.path)}{state}", highlight=False, markup=False)

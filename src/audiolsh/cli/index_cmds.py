@@ -184,7 +184,8 @@ def remove(index_path: str, targets: tuple[str, ...], by_key: bool, fmt: str) ->
                     if not found:
                         missing.append(target)
                 chosen.append(found)
-            for t in (t for found in chosen for t in found):
+            # a track two targets name (an id and its path, a folder and a file in it) goes once
+            for t in {t.id: t for found in chosen for t in found}.values():
                 library.remove_track(t.id)
                 said(t)
         where = "library"
@@ -201,12 +202,15 @@ def remove(index_path: str, targets: tuple[str, ...], by_key: bool, fmt: str) ->
                     emit_object(row, fmt, flat_rows=[row], table=lambda: None)
                 return
             tracks = index.tracks()
+            done: set[int] = set()
             for target in targets:
                 match = _find_tracks(tracks, target)
                 if not match:
                     missing.append(target)
                 for t in match:
-                    said(t, index.remove_track(t.id))
+                    if t.id not in done:
+                        done.add(t.id)
+                        said(t, index.remove_track(t.id))
         where = "index"
     if fmt != "table":
         emit_object({"removed": removed, "missing": missing}, fmt, flat_rows=removed, table=lambda: None)

@@ -43,7 +43,8 @@ def update(index_path: str, folder: Path, workers: int | None, commit_every: int
     opened = Library.open(index_path, readonly=True) if dry_run else Library.open_or_create(index_path)
     with opened as library:
         for t in library.finished_removals:
-            err_console.print(f"removed {t.path} (finishing an interrupted remove)", highlight=False)
+            err_console.print(f"removed {t.path} (finishing an interrupted remove)", highlight=False,
+                              markup=False)
         plan = plan_update(library, folder, on_file=report_file)
         for path, problem in plan.failed:
             report_file(path, f"failed: {problem}")
@@ -65,7 +66,7 @@ def update(index_path: str, folder: Path, workers: int | None, commit_every: int
     _emit(rows, fmt, f"changes made by an update of {plan.folder}")
     counts = ", ".join(f"{n} {what}" for what, n in report.counts().items())
     err_console.print(f"{counts} in {time.perf_counter() - t0:.1f} s;"
-                      f" library {index_path}: {n_tracks} tracks", highlight=False)
+                      f" library {index_path}: {n_tracks} tracks", highlight=False, markup=False)
     if report.failed:
         sys.exit(EXIT_ERROR)
 

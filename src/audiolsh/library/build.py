@@ -347,8 +347,10 @@ def index_audio(
     on_plan: Callable[[int], None] | None = None,
     max_duration_s: float | None = MAX_DURATION_S,
     on_extracted: Callable[[str, float | None], None] | None = None,
+    roots: Sequence[str | os.PathLike[str]] | None = None,
 ) -> IngestReport:
-    """Index every audio file under ``paths``; ``on_file(path, status)`` reports progress,
+    """Index every audio file under ``paths`` (``roots``: the folders names are relative to,
+    default ``paths``); ``on_file(path, status)`` reports progress,
     ``on_extracted(path, duration_s)`` each planned file as its extraction ends (the audio it
     held, for a rate; ``None`` when it failed).
     Extraction runs on ``executor`` (default: ``workers`` local processes); a file longer than
@@ -358,7 +360,7 @@ def index_audio(
     files = audio_files(paths, report, on_file)
     hashes = [_hash_or_error(f) for f in files]
     todo, later = plan_files(files, hashes, library.track_by_hash, report)
-    library.add_roots(paths)
+    library.add_roots(paths if roots is None else list(roots))
     read_missing_tags(library, files, hashes, report)
     if on_plan:
         on_plan(len(todo))

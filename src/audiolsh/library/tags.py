@@ -127,6 +127,11 @@ def record_fields(track: Any, path: str, *, described: bool = False) -> dict[str
     return out
 
 
+def track_name(track: Any) -> str:
+    """"Artist - Title" from a catalogue track's tags, else its file name."""
+    return display_name(**record_fields(track, track.path))
+
+
 @dataclass(frozen=True)
 class Names:
     """Tracks' names and short paths: paths relative to the folder each was indexed from
@@ -152,8 +157,8 @@ class Names:
         return path
 
     def of_track(self, track: Any) -> str:
-        """The track's name (``display_name``)."""
-        return display_name(**record_fields(track, track.path))
+        """The track's name (``track_name``)."""
+        return track_name(track)
 
     def label(self, track: Any) -> str:
         """The name, or for a track without a title tag its relative path (which tells files of

@@ -118,17 +118,16 @@ def plan_update(library: Library, folder: str | os.PathLike[str],
     return plan
 
 
-def apply_update(library: Library, plan: UpdatePlan, *,
-                 on_removed: Callable[[Track], None] | None = None, **index_options: Any) -> UpdateReport:
+def apply_update(library: Library, plan: UpdatePlan, **index_options: Any) -> UpdateReport:
     """Carry out ``plan``: removals first, then ``index_audio`` of the files to add and re-index
     (``index_options``: ``workers``, ``commit_every``, ``on_file``, ``on_plan``, ...)."""
     for t in [*plan.remove, *(t for t, _ in plan.reindex)]:
         if library.track(t.id) is not None:  # another writer may have removed it meanwhile
             library.remove_track(t.id)
-        if on_removed:
-            on_removed(t)
     files = [*(f for _, f in plan.reindex), *plan.add]
-    report = index_audio(library, files, **index_options) if files else IngestReport([], [], [])
+    # names are relative to the folder updated, not to each file's own folder
+    report = (index_audio(library, files, roots=[plan.folder], **index_options) if files
+              else IngestReport([], [], []))
     added = set(report.added)
     again = {f for _, f in plan.reindex}
     return UpdateReport(

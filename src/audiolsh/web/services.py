@@ -26,8 +26,7 @@ from audiolsh import __version__
 from audiolsh.errors import AudiolshError, ParameterError, StorageUnavailable
 from audiolsh.library import Library, is_library
 from audiolsh.library import analyse as analyse_clip
-from audiolsh.library.tags import TAG_FIELDS, record_fields
-from audiolsh.library.tags import display_name as tag_name
+from audiolsh.library.tags import TAG_FIELDS, track_name
 from audiolsh.query.identify import identify as run_identify
 from audiolsh.query.identify import identify_segments
 from audiolsh.query.records import (
@@ -87,16 +86,11 @@ def _ms_since(t0: float) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
-def display_name(track: Any) -> str:
-    """"Artist - Title" from a track's tags (``library.tags``), else its file name."""
-    return tag_name(**record_fields(track, track.path))
-
-
 def track_row(track: Any) -> dict[str, Any]:
     """A catalogue track for the page and the API: ``name`` as the CLI's tables name it, the
     tags (``title`` the file name, the others null when untagged), the absolute path."""
     return {
-        "track_id": int(track.id), "name": display_name(track), "path": track.path,
+        "track_id": int(track.id), "name": track_name(track), "path": track.path,
         **{k: v for k, v in track_record(track).items() if k in TAG_FIELDS},
         "duration_s": None if track.duration_s is None else round(float(track.duration_s), 2),
         "n_items": int(track.n_items), "added_at": float(track.added_at),
@@ -295,7 +289,7 @@ class QueryService:
                 raise NotFound(f"no track with id {tid}")
             seconds = -1 if track.duration_s is None else round(float(track.duration_s))
             # One line each: a name or path with a line break would split the entry.
-            name = " ".join(display_name(track).split())
+            name = " ".join(track_name(track).split())
             lines += [f"#EXTINF:{seconds},{name}", track.path.replace("\n", " ").replace("\r", " ")]
         return "\n".join(lines) + "\n"
 

@@ -112,7 +112,10 @@ class Startup:
                 self.app = app
                 self._settle()
                 if self.on_ready is not None:
-                    await anyio.to_thread.run_sync(self.on_ready, app, time.perf_counter() - t0)
+                    try:  # only a message: a server that started keeps serving
+                        await anyio.to_thread.run_sync(self.on_ready, app, time.perf_counter() - t0)
+                    except Exception as exc:
+                        log.warning("serving, but could not say so: %s", exc)
                 await self._stop.wait()
         except anyio.get_cancelled_exc_class():
             raise
