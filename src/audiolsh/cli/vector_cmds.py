@@ -68,7 +68,7 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
 def emit_vector_records(records: list[dict[str, Any]], fmt: str, *, k: int) -> None:
     """vectors query's records; a table or csv has one row per neighbour."""
     flat = [{"query": r["query"], "rank": i + 1, "id": h["id"], "distance": h["distance"]}
-            for r in records for i, h in enumerate(r["results"])]
+            for r in records for i, h in enumerate(r["results"])] if fmt in ("table", "csv") else []
     emit_records(records, fmt, flat_rows=flat, title=f"{k} nearest")
 
 

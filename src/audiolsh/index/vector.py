@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -76,9 +76,27 @@ class _Segment:
     alive: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
     _n_live: int = 0
     n_candidates: int = 0
+    _first_id: int | None = -1  # -1: not looked at yet; None: the ids are not a range
 
     def __post_init__(self) -> None:
+        self.ids = np.asarray(self.ids)  # a memory map's indexing costs more than its rows
         self.set_alive(np.ones(len(self.ids), np.uint8))
+
+    def item_ids(self, rows: np.ndarray) -> np.ndarray:
+        """Item ids of a search's row numbers (int64, fresh from the search), -1 staying -1."""
+        if self._first_id == -1:
+            # Rows of one add have consecutive ids: a row's id is its number plus the first.
+            ids = self.ids
+            self._first_id = int(ids[0]) if ids[-1] - ids[0] == len(ids) - 1 and bool(
+                np.all(ids[1:] > ids[:-1])) else None
+        if self._first_id == 0:
+            return rows
+        if self._first_id is not None:
+            np.add(rows, self._first_id, out=rows, where=rows >= 0)
+            return rows
+        ids = self.ids.take(rows, mode="clip")
+        ids[rows < 0] = -1
+        return ids
 
     @property
     def searcher(self) -> VectorLSH | SetLSH:
@@ -116,9 +134,9 @@ class _Segment:
         return np.where(sorted_ids[p] == ids, self._order[p], -1)
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One search answer, resolved against the catalogue."""
+class Hit(NamedTuple):
+    """One search answer, resolved against the catalogue (a tuple, like ``Item``: ``hits``
+    makes k of them per query)."""
 
     id: int
     key: str
@@ -431,12 +449,14 @@ class Index(SegmentedIndex[_Segment]):
         if getattr(self.storage, "remote", False) and not exact:
             return self._query_remote(data, k, n_probes, n_rerank)
         self._refresh()
-        n_queries = len(as_sets(data)) if self.config.metric == "jaccard" else len(
-            prepare(np.asarray(data), self.config.metric)
-        )
+        # Each segment's searcher checks and prepares the rows itself (prepared once more
+        # here, a unit row's last bits would move): the index adds only the id mapping.
         parts = [self._search_segment(seg, data, k, n_probes, n_rerank, exact)
                  for seg in self._segments if seg.n_live]
-        return merge(parts, k) if parts else _empty(n_queries, k)
+        if parts:
+            return merge(parts, k)
+        metric = self.config.metric
+        return _empty(len(as_sets(data) if metric == "jaccard" else prepare(np.asarray(data), metric)), k)
 
     def _search_segment(self, seg: _Segment, data: Any, k: int, n_probes: int | None,
                         n_rerank: int | None, exact: bool) -> Neighbors:
@@ -454,8 +474,7 @@ class Index(SegmentedIndex[_Segment]):
             )
         else:
             res = seg.searcher.search(data, k, n_probes=probes or self._default_probes(seg))
-        ids = np.where(res.ids >= 0, seg.ids[np.maximum(res.ids, 0)], -1)
-        return Neighbors(ids, res.distances, res.n_candidates)
+        return Neighbors(seg.item_ids(res.ids), res.distances, res.n_candidates)
 
     def _query_remote(self, data: Any, k: int, n_probes: int | None, n_rerank: int | None) -> Neighbors:
         """A query of a remote-probe index: one round trip for every query and segment, which
@@ -493,17 +512,16 @@ class Index(SegmentedIndex[_Segment]):
         return self.config.default_probes
 
     def hits(self, result: Neighbors) -> list[list[Hit]]:
-        """Resolve a query's ids to keys, tracks and offsets."""
-        found = self.storage.items(result.ids[result.ids >= 0])
-        by_id = {it.id: it for it in found if it is not None}
+        """Resolve a query's ids to keys, tracks and offsets (one catalogue read)."""
+        wanted = np.unique(result.ids[result.ids >= 0])
+        by_id = dict(zip(wanted.tolist(), self.storage.items(wanted)))
         out = []
-        for ids, dists in zip(result.ids, result.distances):
+        for ids, dists in zip(result.ids.tolist(), result.distances.tolist()):
             row = []
-            for i, d in zip(ids.tolist(), dists.tolist()):
-                it = by_id.get(i)
-                if i < 0 or it is None:
-                    continue
-                row.append(Hit(i, it.key, float(d), it.track_id, it.offset_s, it.meta))
+            for i, d in zip(ids, dists):
+                it = by_id.get(i)  # None for -1 and for an item removed since the search
+                if it is not None:
+                    row.append(Hit(i, it.key, d, it.track_id, it.offset_s, it.meta))
             out.append(row)
         return out
 

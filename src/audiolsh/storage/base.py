@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -74,8 +74,10 @@ class Track:
         }
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(NamedTuple):
+    """A catalogue row (a tuple: a query resolves thousands, a frozen dataclass makes them 4x
+    slower)."""
+
     id: int
     key: str
     track_id: int | None

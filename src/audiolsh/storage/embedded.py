@@ -54,6 +54,9 @@ CATALOGUE = "catalogue.sqlite"
 SEGMENTS = "segments"
 #: The file a location's writers lock (``location_lock``).
 WRITER_LOCK = "writer.lock"
+#: The first copy of the WAL-index header in the catalogue's ``-shm`` file: a change counter,
+#: the last valid frame and the salts, rewritten by every commit (sqlite.org/walformat.html).
+WAL_INDEX_HEADER = 48
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS config (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -193,6 +196,9 @@ class EmbeddedStorage:
         self.location = str(self.root)
         self.readonly = readonly
         self._own_commits = 0
+        self._shm: int | None = None  # descriptor of the catalogue's -shm file; -1: unusable
+        self._seen_header = b""
+        self._data_version = 0
         manifest = self.root / MANIFEST
         if not manifest.exists():
             if not create:
@@ -249,9 +255,29 @@ class EmbeddedStorage:
         return None if row is None else json.loads(row[0])  # type: ignore[no-any-return]
 
     def version(self) -> int:
-        # data_version moves on other connections' commits only; count our own as well.
-        other = int(self._db.execute("PRAGMA data_version").fetchone()[0])
-        return (other << 32) + self._own_commits
+        # Every commit rewrites the WAL-index header: while its bytes stay the same, no one
+        # committed, and one read of 48 bytes replaces a SQLite statement before each query.
+        # Read before data_version, so a commit in between is seen now or on the next call.
+        header = self._wal_index_header()
+        if not header or header != self._seen_header:
+            # data_version moves on other connections' commits only; count our own as well.
+            self._data_version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+            self._seen_header = header
+        return (self._data_version << 32) + self._own_commits
+
+    def _wal_index_header(self) -> bytes:
+        """The catalogue's WAL-index header, b"" when it cannot be read (then every
+        ``version`` asks SQLite).  The -shm file lives while our connection is open."""
+        if self._shm is None:
+            self._db.execute("PRAGMA data_version").fetchone()  # maps the -shm file
+            try:
+                self._shm = os.open(self.root / f"{CATALOGUE}-shm", os.O_RDONLY)
+            except OSError:
+                self._shm = -1
+        if self._shm < 0:
+            return b""
+        header = os.pread(self._shm, WAL_INDEX_HEADER, 0)
+        return header if len(header) == WAL_INDEX_HEADER else b""
 
     def segments(self) -> list[SegmentInfo]:
         rows = self._db.execute(
@@ -302,7 +328,7 @@ class EmbeddedStorage:
         return None if r is None else self._track(r)
 
     def items(self, ids: np.ndarray) -> list[Item | None]:
-        wanted = [int(i) for i in np.asarray(ids).ravel()]
+        wanted = np.asarray(ids, np.int64).ravel().tolist()
         rows = self._select_in("SELECT id, key, track_id, offset_s, meta FROM items WHERE id IN ({})",
                                sorted(set(wanted)))
         found = {r[0]: Item(r[0], r[1], r[2], r[3], None if r[4] is None else json.loads(r[4])) for r in rows}
@@ -372,6 +398,9 @@ class EmbeddedStorage:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def close(self) -> None:
+        if self._shm is not None and self._shm >= 0:
+            os.close(self._shm)
+            self._shm = -1
         self._db.close()
 
 

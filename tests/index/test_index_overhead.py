@@ -1,0 +1,111 @@
+"""An Index query adds nothing to the kernel's answer, and reads the catalogue only when
+someone committed (issue #18)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audiolsh.index import Index
+from audiolsh.search import Neighbors, VectorLSH, merge
+
+DIM = 24
+K = 5
+
+
+def _data(seed: int, n: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+
+
+def _kernels(index: Index, Q: np.ndarray, **params: int) -> Neighbors:
+    """What the segments' own searchers answer, mapped to item ids and merged by hand."""
+    parts = []
+    for seg in index._segments:
+        assert isinstance(seg.searcher, VectorLSH)
+        r = seg.searcher.search(Q, K, **params)
+        ids = np.where(r.ids >= 0, np.asarray(seg.ids)[np.maximum(r.ids, 0)], -1)
+        parts.append(Neighbors(ids, r.distances, r.n_candidates))
+    return merge(parts, K)
+
+
+def _same(a: Neighbors, b: Neighbors) -> None:
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_array_equal(a.distances, b.distances)
+    np.testing.assert_array_equal(a.n_candidates, b.n_candidates)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_query_answers_what_the_kernel_answers(tmp_path: Path, metric: str) -> None:
+    X, Q = _data(0, 600), _data(1, 12)
+    with Index.create(tmp_path / "idx", metric=metric) as index:
+        index.add(X[:200])  # a first segment, so the second's ids do not start at 0
+        index.add(X[200:])
+        assert len(index.segments) == 2
+        for params in ({"n_probes": 8, "n_rerank": 40}, {"n_probes": 30, "n_rerank": 0}):
+            want = _kernels(index, Q, **params)
+            _same(index.query(Q, K, **params), want)  # a batch
+            for i in range(3):  # one row per call, as a 1-d vector too
+                _same(index.query(Q[i], K, **params), want.take(np.array([i])))
+        index.remove([str(i) for i in range(0, 600, 3)])  # the merged segment's ids skip
+        index.compact(full=True)
+        [seg] = index._segments
+        assert len(seg.ids) == 400 and seg.ids[0] == 1
+        params = {"n_probes": 8, "n_rerank": 40}
+        got = index.query(Q, K, **params)
+        _same(got, _kernels(index, Q, **params))
+        assert not np.isin(got.ids, np.arange(0, 600, 3)).any()
+
+
+def test_query_of_a_raw_row_equals_the_kernel_on_it(tmp_path: Path) -> None:
+    """Rows go to the searcher as given: preparing them once more (normalising a unit row
+    again) would move the distances' last bits."""
+    X = _data(2, 300) * 7.0
+    with Index.create(tmp_path / "idx", metric="cosine") as index:
+        index.add(X)
+        q = X[:4] + 0.01
+        _same(index.query(q, K, n_probes=16), _kernels(index, q, n_probes=16))
+
+
+def test_hits_resolve_each_id_once_and_skip_missing(tmp_path: Path) -> None:
+    X = _data(3, 6)
+    with Index.create(tmp_path / "idx", metric="euclidean") as index:
+        ids = index.add(X, keys=[f"k{i}" for i in range(6)], meta=[{"row": i} for i in range(6)])
+        res = index.query(np.repeat(X[:2], 3, axis=0), k=8)  # k > rows: -1 ids at the end
+        assert (res.ids[:, 6:] == -1).all()
+        hits = index.hits(res)
+        assert [len(row) for row in hits] == [6] * 6
+        first = hits[0][0]
+        assert (first.id, first.key, first.meta, first.track_id) == (ids[0], "k0", {"row": 0}, None)
+        assert first.distance == float(res.distances[0, 0])
+        assert [h.key for h in hits[3]] == [f"k{i}" for i in res.ids[3, :6]]
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_a_commit_by_another_handle_is_seen_by_the_next_query(tmp_path: Path, readonly: bool) -> None:
+    path = tmp_path / "idx"
+    X, extra = _data(4, 300), _data(5, 40)
+    with Index.create(path, metric="cosine") as writer:
+        writer.add(X)
+    with Index.open(path, readonly=readonly) as reader, Index.open(path) as writer:
+        statements: list[str] = []
+        reader.storage._db.set_trace_callback(statements.append)
+        reader.query(X[:1], K)
+        reader.query(X[1:3], K)
+        assert statements == []  # nothing committed: no catalogue read at all
+
+        new_ids = writer.add(extra)
+        got = reader.query(extra[:5], 1)
+        np.testing.assert_array_equal(got.ids[:, 0], new_ids[:5])
+        assert any("data_version" in s for s in statements)  # the cheap signal moved
+        assert any("FROM segments" in s for s in statements)  # and the list was read again
+
+        statements.clear()
+        reader.query(extra[:5], 1)
+        assert statements == []
+
+        writer.remove([str(i) for i in new_ids[:5]])
+        got = reader.query(extra[:5], 1)
+        assert not np.isin(got.ids, new_ids[:5]).any()
+        assert len(reader) == 300 + 35
