@@ -6,8 +6,8 @@ indexed twice: in one ``add`` (one segment) and in ``--segments`` adds.  Then, a
 operating point (``--probes``, ``--rerank``):
 
 * kernel: the segment's own ``VectorLSH.search`` (the same rows, family, tables, probes and
-  re-rank), one row per call and all rows in one call;
-* ``Index.query`` through the Python API, one row per call and all rows in one call;
+  re-rank), one row per call and ``--batch`` rows per call;
+* ``Index.query`` through the Python API, one row per call and ``--batch`` rows per call;
 * ``audiolsh vectors query`` in process (click's CliRunner, so no interpreter start-up): the
   query time it reports for the file's rows, and the whole command per query (``--format
   jsonl``: keys resolved, records written) from the difference of two runs (all rows, 1 row);
@@ -18,7 +18,7 @@ The machine is shared: every pair is timed interleaved, query by query (the orde
 and each call's time is its best of ``--repeats``, so the load falls on both sides alike.
 The ratio is Index time / kernel time (1.2 is the issue's bound).
 
-    python benchmarks/index_overhead.py --n 200000 --segments 4
+    python benchmarks/index_overhead.py --n 200000 --segments 4 --dir /tmp/overhead  # keeps them
     python benchmarks/index_overhead.py --quick          # a smoke run, ~20 s
 """
 
@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -100,39 +101,67 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--segments", type=int, default=4, help="adds of the several-segment index")
     ap.add_argument("--probes", type=int, default=256, help="buckets probed per query")
     ap.add_argument("--rerank", type=int, default=300, help="candidates measured exactly")
+    ap.add_argument("--batch", type=int, default=100, help="rows per call of the batch rows")
     ap.add_argument("--repeats", type=int, default=3, help="timings per call; the best counts")
-    ap.add_argument("--dir", type=Path, help="where the indexes go (default: a temporary folder)")
+    ap.add_argument("--dir", type=Path,
+                    help="keep the indexes here and use them again (default: a temporary folder)")
     ap.add_argument("--quick", action="store_true", help="50k rows, 200 queries")
     ap.add_argument("--out", type=Path, help="write the figures as JSON")
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.queries = min(args.n, 50_000), min(args.queries, 200)
 
-    E = clustered_data(args.n + args.queries)
-    Q, X = E[: args.queries], E[args.queries:]
-    del E
-    truth = BruteForce("cosine").fit(X).search(Q, K).ids
-    with tempfile.TemporaryDirectory(prefix="index-overhead-", dir=args.dir) as tmp:
-        report = run(args, Path(tmp), X, Q, truth)
+    X, Q, truth = dataset(args.n, args.queries, args.dir)
+    if args.dir is None:
+        with tempfile.TemporaryDirectory(prefix="index-overhead-") as tmp:
+            report = run(args, Path(tmp), X, Q, truth)
+    else:
+        report = run(args, args.dir, X, Q, truth)
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))
     return 0
 
 
+def dataset(n: int, n_queries: int, keep: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, queries and the queries' exact neighbours (kept in ``keep`` when given)."""
+    cached = None if keep is None else keep / f"data-{n}-{n_queries}.npz"
+    if cached is not None and cached.exists():
+        with np.load(cached) as f:
+            return f["X"], f["Q"], f["truth"]
+    E = clustered_data(n + n_queries)
+    Q, X = E[:n_queries], E[n_queries:]
+    truth = BruteForce("cosine").fit(X).search(Q, K).ids
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cached, X=X, Q=Q, truth=truth)
+    return X, Q, truth
+
+
+def build(path: Path, X: np.ndarray, n_adds: int) -> None:
+    """The index of X in ``n_adds`` adds, unless ``path`` already holds it (a kept one)."""
+    if path.exists():
+        with Index.open(path, readonly=True) as index:
+            if len(index) == len(X) and len(index.segments) == n_adds:
+                log(f"{path}: kept from an earlier run")
+                return
+        shutil.rmtree(path)
+    t0 = time.perf_counter()
+    with Index.create(path, metric="cosine") as index:
+        for part in np.array_split(X, n_adds):
+            index.add(part)
+    log(f"{path}: {len(X)} rows in {n_adds} segments built in {time.perf_counter() - t0:.1f} s")
+
+
 def run(args: argparse.Namespace, root: Path, X: np.ndarray, Q: np.ndarray, truth: np.ndarray
         ) -> dict[str, Any]:
     nq, P, R = len(Q), args.probes, args.rerank
-    one_path, many_path = root / "one", root / "many"
-    t0 = time.perf_counter()
-    with Index.create(one_path, metric="cosine") as index:
-        index.add(X)
-    log(f"one segment of {len(X)} rows built in {time.perf_counter() - t0:.1f} s")
-    with Index.create(many_path, metric="cosine") as index:
-        for part in np.array_split(X, args.segments):
-            index.add(part)
+    one_path, many_path = root / f"one-{len(X)}", root / f"many-{len(X)}-{args.segments}"
+    build(one_path, X, 1)
+    build(many_path, X, args.segments)
     qfile, qfile1 = root / "queries.npy", root / "query1.npy"
     np.save(qfile, Q)
     np.save(qfile1, Q[:1])
+    chunks = [slice(i, i + args.batch) for i in range(0, nq, args.batch)]
 
     report: dict[str, Any] = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -165,14 +194,15 @@ def run(args: argparse.Namespace, root: Path, X: np.ndarray, Q: np.ndarray, trut
         log(f"recall@10 {report['one_segment']['recall']:.3f}, identical answers: {same}")
         ks, ix = interleaved(lambda i: kern(Q[i: i + 1]), lambda i: api(Q[i: i + 1]), nq, args.repeats)
         row("API, one row per call", ks, ix, nq)
-        ks, ix = interleaved(lambda _: kern(Q), lambda _: api(Q), 1, max(5, args.repeats))
-        row(f"API, {nq} rows in one call", ks, ix, nq)
+        ks, ix = interleaved(lambda i: kern(Q[chunks[i]]), lambda i: api(Q[chunks[i]]), len(chunks),
+                             args.repeats)
+        row(f"API, {args.batch} rows per call", ks, ix, nq)
 
         cli = ["vectors", "query", "--index", str(one_path), "--probes", str(P), "--rerank", str(R),
                "--format", "jsonl"]
         cli_seconds([*cli, str(qfile1)])  # imports the commands
         timings = {"kernel": np.inf, "reported": np.inf, "all": np.inf, "one": np.inf}
-        for _ in range(max(3, args.repeats)):
+        for _ in range(max(5, args.repeats)):
             t0 = time.perf_counter()
             kern(np.load(qfile))
             timings["kernel"] = min(timings["kernel"], time.perf_counter() - t0)
@@ -206,8 +236,9 @@ def run(args: argparse.Namespace, root: Path, X: np.ndarray, Q: np.ndarray, trut
         ks, ix = interleaved(lambda i: kerns(Q[i: i + 1]), lambda i: api_many(Q[i: i + 1]), nq,
                              args.repeats)
         row(f"{len(kernels)} segments, API, one row per call", ks, ix, nq)
-        ks, ix = interleaved(lambda _: kerns(Q), lambda _: api_many(Q), 1, max(5, args.repeats))
-        row(f"{len(kernels)} segments, API, {nq} rows in one call", ks, ix, nq)
+        ks, ix = interleaved(lambda i: kerns(Q[chunks[i]]), lambda i: api_many(Q[chunks[i]]),
+                             len(chunks), args.repeats)
+        row(f"{len(kernels)} segments, API, {args.batch} rows per call", ks, ix, nq)
 
     report["load_avg_end"] = list(os.getloadavg())
     print(f"\n{len(X)} x {X.shape[1]} clustered rows, {nq} queries, k={K}, probes {P}, rerank {R};"

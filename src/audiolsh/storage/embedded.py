@@ -10,7 +10,9 @@ time) the segment's arrays are written to temporary files, fsynced, renamed and 
 fsynced; then the catalogue rows are inserted and the transaction commits.  The SQLite commit
 is the only commit point: a crash before it leaves at most an unreferenced segment folder,
 which the next writer deletes; a crash after it loses nothing.  Readers see the last commit
-(WAL snapshot) and keep their memory maps of segments that a later compaction drops.
+(WAL snapshot) and keep their memory maps of segments that a later compaction drops.  Before
+each query a reader compares 48 bytes of the WAL-index header (``catalogue.sqlite-shm``),
+which every commit rewrites, and asks SQLite for the catalogue's version only when they moved.
 """
 
 from __future__ import annotations
