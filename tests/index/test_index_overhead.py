@@ -3,6 +3,7 @@ someone committed (issue #18)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from audiolsh.index import Index
 from audiolsh.search import Neighbors, VectorLSH, merge
+from audiolsh.storage.embedded import EmbeddedStorage
 
 DIM = 24
 K = 5
@@ -109,3 +111,22 @@ def test_a_commit_by_another_handle_is_seen_by_the_next_query(tmp_path: Path, re
         got = reader.query(extra[:5], 1)
         assert not np.isin(got.ids, new_ids[:5]).any()
         assert len(reader) == 300 + 35
+
+
+def test_version_without_the_wal_index_header_asks_sqlite(tmp_path: Path) -> None:
+    """Where the -shm file cannot be read, every version check asks SQLite, as before."""
+    a = EmbeddedStorage(tmp_path / "st", create=True)
+    b = EmbeddedStorage(tmp_path / "st")
+    try:
+        a.version()
+        os.close(a._shm)  # type: ignore[arg-type]
+        a._shm = -1
+        v0 = a.version()
+        assert a.version() == v0
+        with b.write() as w:
+            w.set_config({"metric": "cosine"})
+        assert a.version() != v0
+        assert a.config() == {"metric": "cosine"}
+    finally:
+        a.close()
+        b.close()
