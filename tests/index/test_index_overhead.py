@@ -130,3 +130,23 @@ def test_version_without_the_wal_index_header_asks_sqlite(tmp_path: Path) -> Non
     finally:
         a.close()
         b.close()
+
+
+def test_vectors_query_leaves_the_collector_as_it_found_it(tmp_path: Path) -> None:
+    """The command freezes what it loaded while it answers, and gives it back at the end."""
+    import gc
+
+    from click.testing import CliRunner
+
+    from audiolsh.cli import cli
+
+    X = _data(6, 50)
+    with Index.create(tmp_path / "idx", metric="cosine") as index:
+        index.add(X)
+    np.save(tmp_path / "q.npy", X[:3])
+    before = gc.get_freeze_count()
+    res = CliRunner().invoke(cli, ["vectors", "query", "--index", str(tmp_path / "idx"),
+                                   str(tmp_path / "q.npy"), "-k", "2", "--format", "jsonl"])
+    assert res.exit_code == 0, res.output
+    assert [line.count('"id"') for line in res.stdout.splitlines()] == [2, 2, 2]
+    assert gc.get_freeze_count() == before

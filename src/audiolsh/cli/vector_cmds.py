@@ -142,6 +142,7 @@ def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_r
         # What is loaded now lives until the end: kept out of the collections that the
         # answers' objects (k per query) trigger, each of which would walk it all again.
         gc.freeze()
+        click.get_current_context().call_on_close(gc.unfreeze)  # a caller in process goes on
         load_ms = (time.perf_counter() - t_load) * 1e3
         t0 = time.perf_counter()
         result = index.query(batch.vectors, k, n_probes=n_probes, n_rerank=n_rerank, exact=exact)
