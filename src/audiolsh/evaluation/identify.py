@@ -82,8 +82,12 @@ MAX_FALSE_MATCH_RATE = 0.01
 MIN_CLIP_RMS = 1e-3
 """An excerpt quieter than this (-60 dBFS RMS) is redrawn: silence identifies nothing."""
 _REDRAWS = 8
-_CLIPS_VERSION = 1
-"""Bumped when the same plan would make different clips (clip manifests of other versions are remade)."""
+_CLIPS_VERSION = 2
+"""Bumped when the same plan would make different clips (clip manifests of other versions are remade).
+2: excerpts long enough for the widest speed change of any condition, whichever conditions are run."""
+_SPAN_FACTOR = max(c.time_factor for c in CONDITIONS.values())
+"""Excerpts hold ``length * _SPAN_FACTOR`` s of the original, so an excerpt (and its offset) does not
+depend on the conditions run and clips of one condition can be reused by a run of others."""
 _PEAK = 0.95
 
 ProgressFn = Callable[[str, int, int], None]
@@ -229,6 +233,7 @@ class _TrackJob:
     clips_per_track: int
     seed: int
     outdir: str
+    made: frozenset[str] = frozenset()  # conditions whose files a compatible earlier run wrote
 
 
 def track_duration_s(path: str) -> float:
@@ -242,10 +247,9 @@ def track_duration_s(path: str) -> float:
 def _make_track_clips(job: _TrackJob) -> list[Clip]:
     """Every clip of one track: per length, ``clips_per_track`` excerpts, each under every condition."""
     duration_s = track_duration_s(job.path)
-    max_factor = max(CONDITIONS[c].time_factor for c in job.conditions)
     clips: list[Clip] = []
     for li, length_s in enumerate(job.lengths_s):
-        span_s = length_s * max_factor + 0.05
+        span_s = length_s * _SPAN_FACTOR + 0.05
         if duration_s < span_s + 0.1:
             logger.warning("%s: %.1f s is too short for %g-s clips; skipped", job.path, duration_s, length_s)
             continue
@@ -264,17 +268,18 @@ def _make_track_clips(job: _TrackJob) -> list[Clip]:
                 continue
             n_out = round(length_s * CLIP_SR)
             for name in job.conditions:
-                cond = CONDITIONS[name]
-                n_in = min(src.size, round(length_s * cond.time_factor * CLIP_SR))
-                seed = _clip_seed(job.seed, job.track_index, li, k, zlib.crc32(name.encode()))
-                y = fit_length(cond(src[:n_in], CLIP_SR, seed=seed), n_out)
-                peak = float(np.max(np.abs(y)))
-                if peak > _PEAK:
-                    y = y * (_PEAK / peak)
                 safe = name.replace("+", "p").replace("-", "m")
                 clip_id = f"{safe}_{length_s:g}s_{'pos' if job.positive else 'neg'}_{job.track_index:04d}_{k}"
                 wav = Path(job.outdir) / f"{clip_id}.wav"
-                sf.write(wav, y, CLIP_SR, subtype="PCM_16")
+                if name not in job.made or not wav.exists():
+                    cond = CONDITIONS[name]
+                    n_in = min(src.size, round(length_s * cond.time_factor * CLIP_SR))
+                    seed = _clip_seed(job.seed, job.track_index, li, k, zlib.crc32(name.encode()))
+                    y = fit_length(cond(src[:n_in], CLIP_SR, seed=seed), n_out)
+                    peak = float(np.max(np.abs(y)))
+                    if peak > _PEAK:
+                        y = y * (_PEAK / peak)
+                    sf.write(wav, y, CLIP_SR, subtype="PCM_16")
                 clips.append(Clip(clip_id, os.fspath(wav), job.path, job.positive, name, length_s, offset_s))
     return clips
 
@@ -293,7 +298,8 @@ def make_clips(
     on_progress: ProgressFn | None = None,
 ) -> list[Clip]:
     """Write the clips of indexed (positive) and unindexed (negative) tracks as WAV under ``outdir``;
-    reused if ``outdir/clips.json`` holds the same plan."""
+    reused if ``outdir/clips.json`` holds the same plan. A plan that differs only in its conditions
+    reuses the clip files of the conditions already made and writes the others."""
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
         raise ParameterError(f"unknown condition(s) {unknown}; known: {', '.join(CONDITIONS)}")
@@ -304,21 +310,26 @@ def make_clips(
             "lengths_s": [float(x) for x in lengths_s], "conditions": list(conditions),
             "clips_per_track": clips_per_track, "seed": seed, "clip_sr": CLIP_SR, "version": _CLIPS_VERSION}
     manifest = outdir / "clips.json"
+    made: frozenset[str] = frozenset()
     if manifest.exists():
         saved = json.loads(manifest.read_text())
         if saved.get("plan") == plan and all(Path(c["path"]).exists() for c in saved["clips"]):
             logger.info("reusing %d clips in %s", len(saved["clips"]), outdir)
             return [Clip(**c) for c in saved["clips"]]
+        if {**saved.get("plan", {}), "conditions": None} == {**plan, "conditions": None}:
+            made = frozenset(saved.get("made_conditions", saved["plan"]["conditions"]))
+            logger.info("reusing the clips of %s in %s", ", ".join(sorted(made & set(conditions))), outdir)
     tracks = [(p, True) for p in positive_tracks] + [(p, False) for p in negative_tracks]
     jobs = [_TrackJob(i, p, pos, tuple(float(x) for x in lengths_s), tuple(conditions), clips_per_track, seed,
-                      os.fspath(outdir)) for i, (p, pos) in enumerate(tracks)]
+                      os.fspath(outdir), made) for i, (p, pos) in enumerate(tracks)]
     clips: list[Clip] = []
     done = 0
     for part in (executor or LocalExecutor(workers)).map(_make_track_clips, jobs):
         clips.extend(part)
         done += 1
         on_progress and on_progress("clips", done, len(jobs))
-    manifest.write_text(json.dumps({"plan": plan, "clips": [asdict(c) for c in clips]}))
+    manifest.write_text(json.dumps({"plan": plan, "made_conditions": sorted(made | set(conditions)),
+                                    "clips": [asdict(c) for c in clips]}))
     return clips
 
 
