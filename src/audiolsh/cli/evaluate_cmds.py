@@ -32,6 +32,7 @@ from audiolsh.evaluation.identify import (
     wav_ingest,
     write_json,
 )
+from audiolsh.evaluation.olaf import OLAF_CONFIGS, OlafSystem, olaf_from_env
 
 
 @cli.group()
@@ -85,6 +86,8 @@ def _names(known: Sequence[str]) -> Any:
               help="Also run audfprint ($AUDFPRINT: audfprint.py, $AUDFPRINT_PYTHON: its interpreter).")
 @click.option("--audfprint-configs", default=",".join(AUDFPRINT_CONFIGS), show_default=True,
               callback=_names(list(AUDFPRINT_CONFIGS)), help="audfprint settings to run.")
+@click.option("--olaf/--no-olaf", "use_olaf", default=True, show_default=True,
+              help="Also run Olaf ($OLAF: the olaf executable).")
 @click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
               help="Processes for making clips, building indexes and audfprint queries [default: all cores].")
 @click.option("--wav-ingest", "wav_tracks", type=click.IntRange(min=0), default=0, show_default=True,
@@ -96,14 +99,14 @@ def _names(known: Sequence[str]) -> Any:
 def identify_cmd(corpus_dir: Path, index_dir: Path | None, old_index_dir: Path | None, work_dir: Path | None,
                  lengths_s: tuple[float, ...], conditions: tuple[str, ...], clips_per_track: int,
                  positive_tracks: int | None, negative_tracks: int | None, seed: int, use_audfprint: bool,
-                 audfprint_configs: tuple[str, ...], workers: int | None, wav_tracks: int, out: Path | None,
-                 md: Path | None, fmt: str) -> None:
+                 audfprint_configs: tuple[str, ...], use_olaf: bool, workers: int | None, wav_tracks: int,
+                 out: Path | None, md: Path | None, fmt: str) -> None:
     """Identification (protocol 2): clips of 3-10 s, clean and distorted, of indexed and unindexed tracks.
 
     Reports per condition x length the top-1 accuracy, the offset accuracy (within 0.5 s) and the
     false-match rate on clips of unindexed tracks; ingest speed, index size and query time.
-    audiolsh is reported at its default threshold and at equal false matches (<= 1 %), audfprint at
-    equal false matches.
+    audiolsh is reported at its default threshold and at equal false matches (<= 1 %), audfprint and
+    Olaf at equal false matches.
     """
     index_dir = index_dir or old_index_dir
     workers = workers or os.cpu_count() or 1
@@ -121,6 +124,15 @@ def identify_cmd(corpus_dir: Path, index_dir: Path | None, old_index_dir: Path |
         else:
             systems += [AudfprintSystem(name=n, python=python, script=script, options=AUDFPRINT_CONFIGS[n],
                                         workers=workers) for n in audfprint_configs]
+    if use_olaf:
+        try:
+            olaf = olaf_from_env()
+        except AudiolshError as exc:
+            err_console.print(f"[yellow]warning:[/] {exc}", highlight=False)
+            skipped["olaf"] = str(exc)
+        else:
+            systems += [OlafSystem(name=n, exe=olaf, settings=cfg, workers=workers)
+                        for n, cfg in OLAF_CONFIGS.items()]
     with tempfile.TemporaryDirectory(prefix="audiolsh-identify-") as tmp:
         wd = work_dir or Path(tmp)
         with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
