@@ -27,6 +27,7 @@ from audiolsh.evaluation.identify import (
     AudiolshSystem,
     IdentifyReport,
     SystemResult,
+    corpus_packages,
     jsonable,
     run_protocol,
     wav_ingest,
@@ -81,6 +82,10 @@ def _names(known: Sequence[str]) -> Any:
               help="Cut positive clips from this many of the indexed tracks (seeded subset) [default: all].")
 @click.option("--negative-tracks", type=click.IntRange(min=1), default=None,
               help="Cut negative clips from this many of the unindexed tracks [default: all].")
+@click.option("--holdout-package", "holdout_packages", multiple=True,
+              help="Hold out every track of this package (repeatable) [default: packages in seeded order "
+                   "while they fit in 60 % of the unindexed share]. Packages: manifest.csv in the corpus "
+                   "folder, else each track's first folder.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, offsets and noises.")
 @click.option("--audfprint/--no-audfprint", "use_audfprint", default=True, show_default=True,
               help="Also run audfprint ($AUDFPRINT: audfprint.py, $AUDFPRINT_PYTHON: its interpreter).")
@@ -98,13 +103,15 @@ def _names(known: Sequence[str]) -> Any:
 @format_option
 def identify_cmd(corpus_dir: Path, index_dir: Path | None, old_index_dir: Path | None, work_dir: Path | None,
                  lengths_s: tuple[float, ...], conditions: tuple[str, ...], clips_per_track: int,
-                 positive_tracks: int | None, negative_tracks: int | None, seed: int, use_audfprint: bool,
+                 positive_tracks: int | None, negative_tracks: int | None, holdout_packages: tuple[str, ...],
+                 seed: int, use_audfprint: bool,
                  audfprint_configs: tuple[str, ...], use_olaf: bool, workers: int | None, wav_tracks: int,
                  out: Path | None, md: Path | None, fmt: str) -> None:
     """Identification (protocol 2): clips of 3-10 s, clean and distorted, of indexed and unindexed tracks.
 
     Reports per condition x length the top-1 accuracy, the offset accuracy (within 0.5 s) and the
-    false-match rate on clips of unindexed tracks; ingest speed, index size and query time.
+    false-match rate on clips of unindexed tracks, with matches verified to be reused passages of the
+    reported track counted apart; ingest speed, index size and query time.
     audiolsh is reported at its default threshold and at equal false matches (<= 1 %), audfprint and
     Olaf at equal false matches.
     """
@@ -147,6 +154,8 @@ def identify_cmd(corpus_dir: Path, index_dir: Path | None, old_index_dir: Path |
             report = run_protocol(tracks, systems, wd, lengths_s=lengths_s, conditions=conditions,
                                   clips_per_track=clips_per_track, positive_tracks=positive_tracks,
                                   negative_tracks=negative_tracks, seed=seed, workers=workers,
+                                  packages=corpus_packages(corpus_dir, tracks),
+                                  holdout_packages=holdout_packages or None,
                                   on_progress=on_progress)
             if wav_tracks:
                 on_progress("audiolsh: WAV ingest", 0, 1)
@@ -188,6 +197,8 @@ def summary_rows(report: IdentifyReport) -> list[dict[str, str]]:
             "system": r.title, "threshold": _num(r.threshold, ".3g"), "top-1 %": _pct(o["top1"]),
             "offset %": _pct(o["offset_acc"]),
             "false matches": f"{o['n_false']}/{o['n_neg']} ({_pct(o['fm_rate'])} %)",
+            "verified overlaps": str(o.get("n_overlap", 0)),
+            "FM outside": (f"{o['n_false_outside']}/{o['n_neg_outside']}" if "n_neg_outside" in o else "-"),
             "ingest x RT/core": _num(b.x_realtime_per_core if b else None, ".0f"),
             "MB/hour": _num(b.bytes_per_hour / 1e6 if b else None, ".2f"),
             f"{qlen:g}-s query ms p50 / p95": query,
@@ -196,15 +207,17 @@ def summary_rows(report: IdentifyReport) -> list[dict[str, str]]:
 
 
 def cell_rows(result: SystemResult) -> list[dict[str, str]]:
-    """One row per condition; per length ``top-1 / offset / false-match`` in %."""
+    """One row per condition; per length ``top-1 / offset / false-match`` in %, then ``+n ov`` when
+    n matches on negatives were verified overlaps."""
     lengths = sorted({c.length_s for c in result.cells})
     rows = []
     for cond in dict.fromkeys(c.condition for c in result.cells):
         row = {"condition": cond}
         for ls in lengths:
             c = result.cell(cond, ls)
+            ov = f" +{c.n_overlap} ov" if c is not None and c.n_overlap else ""
             row[f"{ls:g} s"] = ("-" if c is None
-                                else f"{_pct(c.top1)} / {_pct(c.offset_acc)} / {_pct(c.fm_rate)}")
+                                else f"{_pct(c.top1)} / {_pct(c.offset_acc)} / {_pct(c.fm_rate)}{ov}")
         rows.append(row)
     return rows
 
@@ -226,9 +239,14 @@ def side_by_side_rows(report: IdentifyReport) -> list[dict[str, str]]:
 def _header(report: IdentifyReport) -> str:
     p, c = report.protocol, report.corpus
     lengths = ", ".join(f"{x:g}" for x in p["lengths_s"])
+    held = c.get("held_out_packages") or []
+    outside = (f"; {c.get('n_negative_tracks_outside', 0)} negative tracks from packages with no indexed "
+               f"track ({', '.join(held)})" if held else "")
     return (f"{c['n_tracks']} tracks ({c['n_indexed']} indexed, {c['n_unindexed']} not); "
             f"{p['n_clips']} clips ({p['n_pos']} positive, {p['n_neg']} negative), lengths {lengths} s, "
-            f"{p['clips_per_track']} excerpt(s) per track and length, seed {p['seed']}")
+            f"{p['clips_per_track']} excerpt(s) per track and length, seed {p['seed']}{outside}; "
+            f"a match on a negative whose audio correlates >= {p.get('min_overlap_ncc', '?')} with the "
+            f"reported track at the reported offset is a verified overlap, not a false match")
 
 
 def print_report(report: IdentifyReport) -> None:
@@ -244,7 +262,7 @@ def print_report(report: IdentifyReport) -> None:
         console.print(t)
 
     for r in report.results:
-        table(cell_rows(r), f"{r.title}: top-1 / offset / false-match %")
+        table(cell_rows(r), f"{r.title}: top-1 / offset / false-match % (+ verified overlaps)")
     table(side_by_side_rows(report), "top-1 % side by side")
     table(summary_rows(report), "summary")
     if "wav_ingest" in report.machine:
@@ -272,7 +290,8 @@ def report_markdown(report: IdentifyReport) -> str:
              "### Summary\n", _md_table(summary_rows(report)),
              "\n### Top-1 % per condition and length\n", _md_table(side_by_side_rows(report))]
     for r in report.results:
-        parts += [f"\n### {r.title}: top-1 / offset / false-match %\n", _md_table(cell_rows(r))]
+        parts += [f"\n### {r.title}: top-1 / offset / false-match % (+ verified overlaps)\n",
+                  _md_table(cell_rows(r))]
     if "wav_ingest" in m:
         w = m["wav_ingest"]
         parts.append(f"\naudiolsh ingest from WAV (44.1 kHz stereo): {w['x_realtime_per_core']:.0f} x real "
