@@ -236,6 +236,20 @@ def side_by_side_rows(report: IdentifyReport) -> list[dict[str, str]]:
     return rows
 
 
+def overlap_rows(report: IdentifyReport, result: SystemResult) -> list[dict[str, str]]:
+    """The matches on negatives that ``result`` counts as verified overlaps: what was played, what
+    was reported and how well they correlate."""
+    answers, ncc = report.answers.get(result.name, []), report.overlap_ncc.get(result.name, [])
+    min_ncc = report.protocol.get("min_overlap_ncc", math.inf)
+    rows = []
+    for c, a, x in zip(report.clips, answers, ncc):
+        if not c.positive and a.track is not None and a.score >= result.threshold and x >= min_ncc:
+            rows.append({"clip": c.clip_id, "played": f"{Path(c.source).name} at {c.offset_s:.1f} s",
+                         "reported": f"{Path(a.track).name} at {_num(a.offset_s, '.1f')} s",
+                         "correlation": f"{x:.2f}"})
+    return rows
+
+
 def _header(report: IdentifyReport) -> str:
     p, c = report.protocol, report.corpus
     lengths = ", ".join(f"{x:g}" for x in p["lengths_s"])
@@ -292,6 +306,8 @@ def report_markdown(report: IdentifyReport) -> str:
     for r in report.results:
         parts += [f"\n### {r.title}: top-1 / offset / false-match % (+ verified overlaps)\n",
                   _md_table(cell_rows(r))]
+        if overlaps := overlap_rows(report, r):
+            parts += [f"\n{r.title}: the verified overlaps\n", _md_table(overlaps)]
     if "wav_ingest" in m:
         w = m["wav_ingest"]
         parts.append(f"\naudiolsh ingest from WAV (44.1 kHz stereo): {w['x_realtime_per_core']:.0f} x real "
