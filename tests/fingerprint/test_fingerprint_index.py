@@ -119,6 +119,59 @@ def test_tempo_variant_found_with_its_factor(index: FingerprintIndex, songs: dic
     assert abs(m.offset_s - 12.0) < 0.3
 
 
+@pytest.mark.parametrize("percent", [5.0, -5.0])
+def test_five_percent_speed_change_of_a_5_s_clip(
+    index: FingerprintIndex, songs: dict[str, np.ndarray], percent: float
+) -> None:
+    clip = cut(songs["song13.wav"], 20.0, 5.0)
+    factor = 1 + percent / 100
+    changed = np.asarray(soxr.resample(clip, SR * factor, SR), np.float32)  # pitch and tempo together
+    m = index.identify(changed, SR)
+    assert m is not None and m.path == "song13.wav"
+    assert m.speed == pytest.approx(factor, abs=0.011) and m.tempo == 1.0 and m.pitch == 1.0
+    assert abs(m.offset_s - 20.0) < 0.2
+    # Only the far stage of the grid (beyond near_change) finds it.
+    near = FingerprintIndex.create(None, speed_grid=[0.99, 1.01, 0.98, 1.02, 0.97, 1.03],
+                                   tempo_grid=[], pitch_grid=[])
+    assert near.params.near_change < abs(percent) / 100
+    near_song = landmarks(songs["song13.wav"], SR)
+    with near.session() as s:
+        s.add_track("song13.wav", content_hash="h", duration_s=SONG_S, landmarks=near_song)
+    assert near.identify(changed, SR) is None
+
+
+@pytest.mark.parametrize("steps", [1, -1])
+def test_pitch_shift_by_a_semitone_tempo_kept(
+    index: FingerprintIndex, songs: dict[str, np.ndarray], steps: int
+) -> None:
+    clip = cut(songs["song14.wav"], 9.0, 5.0)
+    shifted = librosa.effects.pitch_shift(clip, sr=SR, n_steps=steps)
+    m = index.identify(shifted, SR)
+    assert m is not None and m.path == "song14.wav"
+    assert m.pitch == pytest.approx(2 ** (steps / 12), abs=0.011) and m.speed == 1.0 and m.tempo == 1.0
+    assert abs(m.offset_s - 9.0) < 0.2
+    assert m.to_dict()["pitch"] == m.pitch
+
+
+def test_far_variants_pay_for_their_tries(index: FingerprintIndex) -> None:
+    # A union bound over the stages: shares of the false-match budget sum to one, the
+    # unscaled query keeps the share it had with the near grid alone.
+    stages = index._stages(index._variants(True))
+    assert sorted(g for s, _ in stages for g in s) == list(range(len(index._variants(True))))
+    assert sum(len(s) / f for s, f in stages) == pytest.approx(1.0)
+    n_near = len(stages[1][0])
+    assert stages[0] == ([0], n_near + 1)
+    assert max(abs(x - 1) for g in stages[1][0] for x in index._variants(True)[g]) <= 0.04 + 1e-9
+    assert index._stages(index._variants(False)) == [([0], 1.0)]
+
+
+def test_ingest_postings_per_second_not_raised(songs: dict[str, np.ndarray]) -> None:
+    # Counts of the default index landmarks of two seeded tracks before the robustness work
+    # (3413 and 3405 for 40 s): query-side changes must not add to what ingest stores.
+    assert len(landmarks(songs["song11.wav"], SR)) <= 3413
+    assert len(landmarks(songs["song12.wav"], SR)) <= 3405
+
+
 def test_identify_segments_of_a_concatenation(index: FingerprintIndex, songs: dict[str, np.ndarray]) -> None:
     a, b = cut(songs["song11.wav"], 5.0, 20.0), cut(songs["pattern2.wav"], 0.0, 20.0)
     segs = index.identify_segments(np.concatenate([a, b]), SR, window_s=6.0, hop_s=3.0)
