@@ -85,7 +85,7 @@ def test_phone_line_noise_is_added_at_the_snr() -> None:
     assert 10.0 < snr_db(quiet, noisy) < 13.0
 
 
-@pytest.mark.parametrize("percent", [3.0, -3.0, 10.0])
+@pytest.mark.parametrize("percent", [3.0, -3.0, 5.0, -5.0, 8.0, -8.0, 10.0])
 def test_speed_changes_duration_and_pitch_by_the_factor(percent: float) -> None:
     y = synth.tone(440.0, duration_s=4.0, sr=SR)
     out = d.speed(y, SR, percent=percent)
@@ -94,13 +94,85 @@ def test_speed_changes_duration_and_pitch_by_the_factor(percent: float) -> None:
     assert abs(dominant_hz(out, SR) - 440.0 * factor) < 2.0
 
 
-@pytest.mark.parametrize("percent", [4.0, -4.0])
-def test_tempo_changes_duration_but_keeps_the_pitch(percent: float) -> None:
+@pytest.mark.parametrize(("name", "percent"), [("tempo+4", 4.0), ("tempo-4", -4.0), ("stretch+8", 8.0),
+                                               ("stretch-8", -8.0)])
+def test_tempo_changes_duration_but_keeps_the_pitch(name: str, percent: float) -> None:
     y = synth.tone(440.0, duration_s=4.0, sr=SR)
-    out = d.tempo(y, SR, percent=percent)
+    out = d.CONDITIONS[name](y, SR, seed=0)
     factor = 1 + percent / 100
     assert abs(out.size - y.size / factor) <= 0.01 * y.size
     assert abs(dominant_hz(out, SR) - 440.0) < 2.0
+
+
+@pytest.mark.parametrize(("name", "semitones"), [("pitch+1", 1.0), ("pitch-1", -1.0)])
+def test_pitch_shift_moves_the_tone_by_a_semitone_and_keeps_the_duration(name: str, semitones: float) -> None:
+    y = synth.tone(440.0, duration_s=4.0, sr=SR)
+    out = d.CONDITIONS[name](y, SR, seed=0)
+    assert out.size == y.size
+    # A semitone is 26 Hz here; the FFT bin is 0.25 Hz.
+    assert abs(dominant_hz(out, SR) - 440.0 * 2 ** (semitones / 12)) < 1.0
+    # Tempo kept: a tone starting at 1 s still starts at 1 s.
+    gated = np.concatenate([np.zeros(SR, dtype=np.float32), y[: 3 * SR]])
+    onset = np.flatnonzero(np.abs(d.pitch_shift(gated, SR, semitones=semitones)) > 0.1)[0] / SR
+    assert abs(onset - 1.0) < 0.05
+
+
+@pytest.mark.parametrize(("name", "head"), [("silence-head", True), ("silence-tail", False)])
+def test_silence_conditions_silence_the_stated_share_and_keep_the_rest(song: np.ndarray, name: str,
+                                                                       head: bool) -> None:
+    out = d.CONDITIONS[name](song, SR, seed=0)
+    assert out.shape == song.shape
+    n_silent = round(d.SILENT_SHARE * song.size)
+    silent = out[:n_silent] if head else out[song.size - n_silent :]
+    assert not silent.any()
+    kept = slice(n_silent + SR // 50, None) if head else slice(None, song.size - n_silent - SR // 50)
+    np.testing.assert_array_equal(out[kept], song[kept])  # past the 10-ms fade, untouched
+    assert np.count_nonzero(out == 0) / song.size == pytest.approx(d.SILENT_SHARE, abs=0.01)
+
+
+def test_codec16k_is_an_aligned_opus_round_trip_at_16_kbps(song: np.ndarray) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("codec16k needs the ffmpeg executable, which is not on PATH")
+    encoders = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True).stdout
+    if "libopus" not in encoders:
+        pytest.skip("codec16k needs ffmpeg built with libopus (ffmpeg -encoders lists no libopus)")
+    out = d.CONDITIONS["codec16k"](song, SR, seed=0)
+    assert out.shape == song.shape and out.dtype == np.float32
+    xc = scipy.signal.correlate(out, song, mode="full", method="fft")
+    assert abs(int(np.argmax(xc)) - (song.size - 1)) <= 2
+    assert 3.0 < snr_db(song, out) < 30.0
+    # The bit rate is the one asked for: 16 kb/s loses much more than 64 kb/s.
+    assert snr_db(song, out) < snr_db(song, d.codec(song, SR, name="opus", bitrate_kbps=64)) - 6
+    with pytest.raises(ParameterError, match="codec"):
+        d.codec(song, SR, name="vorbis")
+
+
+def test_babble_is_several_talkers_with_syllables_at_speech_rate() -> None:
+    talk = d.babble(8 * SR, SR, seed=3, n_voices=1)
+    assert talk.shape == (8 * SR,) and np.mean(talk**2) == pytest.approx(1.0)
+    np.testing.assert_array_equal(talk, d.babble(8 * SR, SR, seed=3, n_voices=1))
+    # Syllables: the 20-ms energy envelope is modulated mostly at 1-10 Hz, like speech, hardly above.
+    env = np.sqrt(np.mean(talk[: talk.size // 441 * 441].reshape(-1, 441) ** 2, axis=1))
+    mod = np.abs(np.fft.rfft(env - env.mean())) ** 2
+    f = np.fft.rfftfreq(env.size, 441 / SR)
+    assert mod[(f >= 1) & (f < 10)].sum() > 0.6 * mod.sum()
+    assert mod[f >= 16].sum() < 0.05 * mod.sum()
+    # Voices: most energy in the speech band; more talkers fill the pauses.
+    assert band_db(talk, SR, 100, 4000) - band_db(talk, SR, 4000, 11025) > 10
+    crowd = d.babble(8 * SR, SR, seed=3, n_voices=6)
+    quiet = lambda y: np.mean(np.abs(y) < 0.05)  # noqa: E731
+    assert quiet(crowd) < quiet(talk)
+
+
+def test_loud_room_adds_babble_at_the_snr_to_the_reverberated_music(song: np.ndarray) -> None:
+    out = d.loud_room(song, SR, seed=5, rt60_s=0.6, snr_db=5.0)
+    seeds = np.random.SeedSequence(5).generate_state(3)
+    wet = d.reverb(song, SR, seed=int(seeds[0]), rt60_s=0.6)
+    assert out.shape == song.shape
+    assert abs(snr_db(wet, out) - 5.0) < 0.1
 
 
 def test_impulse_response_decays_60_db_in_rt60() -> None:

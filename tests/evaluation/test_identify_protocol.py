@@ -6,7 +6,7 @@ import json
 import math
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from audiolsh.evaluation.identify import (
     split_tracks,
     track_family,
 )
+from audiolsh.evaluation.olaf import OlafSystem, olaf_from_env
 
 SR = 22050
 N_TRACKS = 6
@@ -97,7 +98,8 @@ def test_clip_plan_covers_every_track_length_condition(corpus: list[str], clips:
     for c in cs:
         info = sf.info(c.path)
         assert info.samplerate == CLIP_SR and info.frames == round(c.length_s * CLIP_SR)
-        assert 0.0 <= c.offset_s <= TRACK_S - c.length_s * 1.03
+        widest = max(x.time_factor for x in distortions.CONDITIONS.values())
+        assert 0.0 <= c.offset_s <= TRACK_S - c.length_s * widest
     # One excerpt per (track, length, k), the same under every condition.
     by_excerpt: dict[tuple[str, float, str], set[float]] = {}
     for c in cs:
@@ -138,6 +140,25 @@ def test_clips_are_deterministic_and_reused(corpus: list[str], clips: tuple[list
     stamp = Path(noisy.path).stat().st_mtime_ns
     assert make_clips(indexed, unindexed, out, seed=5, **kw) == cs  # type: ignore[arg-type]
     assert Path(noisy.path).stat().st_mtime_ns == stamp
+
+
+def test_a_run_of_other_conditions_reuses_the_clips_already_made(corpus: list[str],
+                                                                 clips: tuple[list[Clip], Path]) -> None:
+    cs, out = clips
+    indexed, unindexed = split_tracks(corpus, seed=0)
+    kw = {"lengths_s": (3.0, 5.0), "clips_per_track": 2, "seed": 5}
+    noisy = next(c for c in cs if c.condition == "white10")
+    stamp = Path(noisy.path).stat().st_mtime_ns
+    more = make_clips(indexed, unindexed, out, conditions=("white10", "silence-tail"), **kw)  # type: ignore[arg-type]
+    assert Path(noisy.path).stat().st_mtime_ns == stamp  # reused, not rewritten
+    assert [c for c in more if c.condition == "white10"] == [c for c in cs if c.condition == "white10"]
+    tail = [c for c in more if c.condition == "silence-tail"]
+    assert len(tail) == len(cs) // 3 and all(Path(c.path).exists() for c in tail)
+    # The excerpt does not depend on the conditions run: the offsets are those of the first run.
+    excerpt = lambda c: (c.source, c.length_s, c.offset_s)  # noqa: E731
+    assert {excerpt(c) for c in tail} == {excerpt(c) for c in cs}
+    again = make_clips(indexed, unindexed, out, conditions=("clean", "white10", "speed+3"), **kw)  # type: ignore[arg-type]
+    assert again == cs and Path(noisy.path).stat().st_mtime_ns == stamp
 
 
 # --------------------------------------------------------------------------- scoring
@@ -310,18 +331,73 @@ def test_audfprint_adapter_runs_batches_and_parses_answers(corpus: list[str], tm
     assert max(seen) == 6  # progress counted from the log lines of both processes
 
 
-def test_audfprint_missing_is_reported_not_a_crash(corpus: list[str], tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AUDFPRINT", raising=False)
-    with pytest.raises(AudiolshError, match="AUDFPRINT is not set"):
-        audfprint_from_env()
-    monkeypatch.setenv("AUDFPRINT", str(tmp_path / "nowhere.py"))
-    with pytest.raises(AudiolshError, match="no such file"):
-        audfprint_from_env()
+@pytest.mark.parametrize(("env", "from_env", "missing"), [("AUDFPRINT", audfprint_from_env, "no such file"),
+                                                         ("OLAF", olaf_from_env, "no such executable")])
+def test_a_missing_peer_is_reported_not_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: str,
+                                                from_env: Callable[[], object], missing: str) -> None:
+    monkeypatch.delenv(env, raising=False)
+    with pytest.raises(AudiolshError, match=f"{env} is not set"):
+        from_env()
+    monkeypatch.setenv(env, str(tmp_path / "nowhere"))
+    with pytest.raises(AudiolshError, match=missing):
+        from_env()
+
+
+FAKE_OLAF = textwrap.dedent('''\
+    #!PYTHON
+    """A stand-in for olaf: same command line, config file and output format; answers from the names."""
+    import json, os, sys
+
+    config = json.load(open(os.path.join(os.environ["HOME"], ".olaf", "olaf_config.json")))
+    cmd, listfile = sys.argv[1], sys.argv[-1]
+    files = [ln.strip() for ln in open(listfile) if ln.strip()]
+    if cmd == "store":
+        os.makedirs(config["db_folder"], exist_ok=True)
+        open(os.path.join(config["db_folder"], "data.mdb"), "w").write("\\n".join(files))
+        for i, f in enumerate(files):
+            print(f"{i + 1}/{len(files)} Stored 10 fp's from 16.0s", file=sys.stderr)
+    else:
+        refs = open(os.path.join(config["db_folder"], "data.mdb")).read().split("\\n")
+        print("query_index, total_queries, query_path, query_offset, match_count, query_start, query_stop, "
+              "path, match_identifier, reference_start, reference_stop")
+        for i, q in enumerate(files):
+            print(f"Matched 100 fp's from 3.0s", file=sys.stderr)
+            if "_pos_" in q:
+                print(f"{i + 1} ,{len(files)} ,{q}, 0.000, 17 ,0.250 ,2.900, {refs[0]}, 123, 12.750, 15.400")
+            else:
+                print(f"{i + 1} ,{len(files)} ,{q}, 0.000, 0 ,0.000 ,0.000, , 0, 0.000, 0.000")
+''')
+
+
+@pytest.fixture
+def fake_olaf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    exe = tmp_path / "olaf"
+    exe.write_text(FAKE_OLAF.replace("PYTHON", sys.executable))
+    exe.chmod(0o755)
+    monkeypatch.setenv("OLAF", str(exe))
+    return exe
+
+
+def test_olaf_adapter_stores_queries_and_parses_answers(corpus: list[str], tmp_path: Path,
+                                                       fake_olaf: Path) -> None:
+    system = OlafSystem(exe=olaf_from_env(), workers=2)
+    report = run_protocol(corpus, [system], tmp_path / "w", lengths_s=(3.0,), conditions=("clean",), seed=1)
+    (r,) = report.results
+    (first,) = r.cells
+    # Positives are all answered with the first indexed track, mapped back from its link name, at
+    # reference start - query start; a count of 0 is no match.
+    assert first.n_pos == 4 and first.top1 == pytest.approx(1 / 4) and first.fm_rate == 0.0
+    answers = report.answers["olaf"]
+    assert {a.track for a, c in zip(answers, report.clips) if c.positive} == {report.corpus["indexed"][0]}
+    assert {(a.offset_s, a.score) for a in answers if a.track} == {(12.5, 17.0)}
+    assert all(a.track is None for a, c in zip(answers, report.clips) if not c.positive)
+    config = json.loads((tmp_path / "w" / "olaf" / "home" / ".olaf" / "olaf_config.json").read_text())
+    assert config["min_match_count"] == 1 and config["db_folder"].startswith(str(tmp_path / "w"))
+    assert r.build is not None and r.build.index_bytes > 0 and r.query_ms["3s_mean_per_core"] > 0
 
 
 def test_cli_evaluate_identify_writes_json_and_markdown(corpus: list[str], tmp_path: Path,
-                                                        fake_audfprint: Path,
+                                                        fake_audfprint: Path, fake_olaf: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     out, md = tmp_path / "r.json", tmp_path / "r.md"
     corpus_dir = str(Path(corpus[0]).parent)
@@ -332,18 +408,19 @@ def test_cli_evaluate_identify_writes_json_and_markdown(corpus: list[str], tmp_p
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     titles = [f"{r['name']} ({r['label']})" for r in data["results"]]
-    assert titles == ["audiolsh (default)", "audiolsh (equal FM)", "audfprint (equal FM)"]
+    assert titles == ["audiolsh (default)", "audiolsh (equal FM)", "audfprint (equal FM)", "olaf (equal FM)"]
     assert data["protocol"]["n_clips"] == N_TRACKS * 2 and data["machine"]["cpus"] >= 1
     assert len(data["clips"]) == N_TRACKS * 2 and len(data["answers"]["audfprint"]) == N_TRACKS * 2
     assert "| audiolsh (default) |" in md.read_text() and "summary" in result.output
     # Without $AUDFPRINT, audfprint is skipped with a warning; audiolsh still runs.
     # --index names audiolsh's library as every command does; --format json prints the report.
     monkeypatch.delenv("AUDFPRINT")
+    monkeypatch.delenv("OLAF")
     library = tmp_path / "lib"
     result = CliRunner().invoke(cli, [*args[:-4], "--out", str(out), "--index", str(library),
                                       "--format", "json"])
     assert result.exit_code == 0, result.output
-    assert "AUDFPRINT is not set" in result.stderr
+    assert "AUDFPRINT is not set" in result.stderr and "OLAF is not set" in result.stderr
     assert len(json.loads(out.read_text())["results"]) == 2
     assert json.loads(result.stdout)["results"] == json.loads(out.read_text())["results"]
     assert library.is_dir()

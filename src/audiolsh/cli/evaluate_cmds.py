@@ -27,11 +27,13 @@ from audiolsh.evaluation.identify import (
     AudiolshSystem,
     IdentifyReport,
     SystemResult,
+    corpus_packages,
     jsonable,
     run_protocol,
     wav_ingest,
     write_json,
 )
+from audiolsh.evaluation.olaf import OLAF_CONFIGS, OlafSystem, olaf_from_env
 
 
 @cli.group()
@@ -80,11 +82,17 @@ def _names(known: Sequence[str]) -> Any:
               help="Cut positive clips from this many of the indexed tracks (seeded subset) [default: all].")
 @click.option("--negative-tracks", type=click.IntRange(min=1), default=None,
               help="Cut negative clips from this many of the unindexed tracks [default: all].")
+@click.option("--holdout-package", "holdout_packages", multiple=True,
+              help="Hold out every track of this package (repeatable) [default: packages in seeded order "
+                   "while they fit in 60 % of the unindexed share]. Packages: manifest.csv in the corpus "
+                   "folder, else each track's first folder.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, offsets and noises.")
 @click.option("--audfprint/--no-audfprint", "use_audfprint", default=True, show_default=True,
               help="Also run audfprint ($AUDFPRINT: audfprint.py, $AUDFPRINT_PYTHON: its interpreter).")
 @click.option("--audfprint-configs", default=",".join(AUDFPRINT_CONFIGS), show_default=True,
               callback=_names(list(AUDFPRINT_CONFIGS)), help="audfprint settings to run.")
+@click.option("--olaf/--no-olaf", "use_olaf", default=True, show_default=True,
+              help="Also run Olaf ($OLAF: the olaf executable).")
 @click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
               help="Processes for making clips, building indexes and audfprint queries [default: all cores].")
 @click.option("--wav-ingest", "wav_tracks", type=click.IntRange(min=0), default=0, show_default=True,
@@ -95,15 +103,17 @@ def _names(known: Sequence[str]) -> Any:
 @format_option
 def identify_cmd(corpus_dir: Path, index_dir: Path | None, old_index_dir: Path | None, work_dir: Path | None,
                  lengths_s: tuple[float, ...], conditions: tuple[str, ...], clips_per_track: int,
-                 positive_tracks: int | None, negative_tracks: int | None, seed: int, use_audfprint: bool,
-                 audfprint_configs: tuple[str, ...], workers: int | None, wav_tracks: int, out: Path | None,
-                 md: Path | None, fmt: str) -> None:
+                 positive_tracks: int | None, negative_tracks: int | None, holdout_packages: tuple[str, ...],
+                 seed: int, use_audfprint: bool,
+                 audfprint_configs: tuple[str, ...], use_olaf: bool, workers: int | None, wav_tracks: int,
+                 out: Path | None, md: Path | None, fmt: str) -> None:
     """Identification (protocol 2): clips of 3-10 s, clean and distorted, of indexed and unindexed tracks.
 
     Reports per condition x length the top-1 accuracy, the offset accuracy (within 0.5 s) and the
-    false-match rate on clips of unindexed tracks; ingest speed, index size and query time.
-    audiolsh is reported at its default threshold and at equal false matches (<= 1 %), audfprint at
-    equal false matches.
+    false-match rate on clips of unindexed tracks, with matches verified to be reused passages of the
+    reported track counted apart; ingest speed, index size and query time.
+    audiolsh is reported at its default threshold and at equal false matches (<= 1 %), audfprint and
+    Olaf at equal false matches.
     """
     index_dir = index_dir or old_index_dir
     workers = workers or os.cpu_count() or 1
@@ -121,6 +131,15 @@ def identify_cmd(corpus_dir: Path, index_dir: Path | None, old_index_dir: Path |
         else:
             systems += [AudfprintSystem(name=n, python=python, script=script, options=AUDFPRINT_CONFIGS[n],
                                         workers=workers) for n in audfprint_configs]
+    if use_olaf:
+        try:
+            olaf = olaf_from_env()
+        except AudiolshError as exc:
+            err_console.print(f"[yellow]warning:[/] {exc}", highlight=False)
+            skipped["olaf"] = str(exc)
+        else:
+            systems += [OlafSystem(name=n, exe=olaf, settings=cfg, workers=workers)
+                        for n, cfg in OLAF_CONFIGS.items()]
     with tempfile.TemporaryDirectory(prefix="audiolsh-identify-") as tmp:
         wd = work_dir or Path(tmp)
         with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
@@ -135,6 +154,8 @@ def identify_cmd(corpus_dir: Path, index_dir: Path | None, old_index_dir: Path |
             report = run_protocol(tracks, systems, wd, lengths_s=lengths_s, conditions=conditions,
                                   clips_per_track=clips_per_track, positive_tracks=positive_tracks,
                                   negative_tracks=negative_tracks, seed=seed, workers=workers,
+                                  packages=corpus_packages(corpus_dir, tracks),
+                                  holdout_packages=holdout_packages or None,
                                   on_progress=on_progress)
             if wav_tracks:
                 on_progress("audiolsh: WAV ingest", 0, 1)
@@ -176,6 +197,8 @@ def summary_rows(report: IdentifyReport) -> list[dict[str, str]]:
             "system": r.title, "threshold": _num(r.threshold, ".3g"), "top-1 %": _pct(o["top1"]),
             "offset %": _pct(o["offset_acc"]),
             "false matches": f"{o['n_false']}/{o['n_neg']} ({_pct(o['fm_rate'])} %)",
+            "verified overlaps": str(o.get("n_overlap", 0)),
+            "FM outside": (f"{o['n_false_outside']}/{o['n_neg_outside']}" if "n_neg_outside" in o else "-"),
             "ingest x RT/core": _num(b.x_realtime_per_core if b else None, ".0f"),
             "MB/hour": _num(b.bytes_per_hour / 1e6 if b else None, ".2f"),
             f"{qlen:g}-s query ms p50 / p95": query,
@@ -184,15 +207,17 @@ def summary_rows(report: IdentifyReport) -> list[dict[str, str]]:
 
 
 def cell_rows(result: SystemResult) -> list[dict[str, str]]:
-    """One row per condition; per length ``top-1 / offset / false-match`` in %."""
+    """One row per condition; per length ``top-1 / offset / false-match`` in %, then ``+n ov`` when
+    n matches on negatives were verified overlaps."""
     lengths = sorted({c.length_s for c in result.cells})
     rows = []
     for cond in dict.fromkeys(c.condition for c in result.cells):
         row = {"condition": cond}
         for ls in lengths:
             c = result.cell(cond, ls)
+            ov = f" +{c.n_overlap} ov" if c is not None and c.n_overlap else ""
             row[f"{ls:g} s"] = ("-" if c is None
-                                else f"{_pct(c.top1)} / {_pct(c.offset_acc)} / {_pct(c.fm_rate)}")
+                                else f"{_pct(c.top1)} / {_pct(c.offset_acc)} / {_pct(c.fm_rate)}{ov}")
         rows.append(row)
     return rows
 
@@ -211,12 +236,31 @@ def side_by_side_rows(report: IdentifyReport) -> list[dict[str, str]]:
     return rows
 
 
+def overlap_rows(report: IdentifyReport, result: SystemResult) -> list[dict[str, str]]:
+    """The matches on negatives that ``result`` counts as verified overlaps: what was played, what
+    was reported and how well they correlate."""
+    answers, ncc = report.answers.get(result.name, []), report.overlap_ncc.get(result.name, [])
+    min_ncc = report.protocol.get("min_overlap_ncc", math.inf)
+    rows = []
+    for c, a, x in zip(report.clips, answers, ncc):
+        if not c.positive and a.track is not None and a.score >= result.threshold and x >= min_ncc:
+            rows.append({"clip": c.clip_id, "played": f"{Path(c.source).name} at {c.offset_s:.1f} s",
+                         "reported": f"{Path(a.track).name} at {_num(a.offset_s, '.1f')} s",
+                         "correlation": f"{x:.2f}"})
+    return rows
+
+
 def _header(report: IdentifyReport) -> str:
     p, c = report.protocol, report.corpus
     lengths = ", ".join(f"{x:g}" for x in p["lengths_s"])
+    held = c.get("held_out_packages") or []
+    outside = (f"; {c.get('n_negative_tracks_outside', 0)} negative tracks from packages with no indexed "
+               f"track ({', '.join(held)})" if held else "")
     return (f"{c['n_tracks']} tracks ({c['n_indexed']} indexed, {c['n_unindexed']} not); "
             f"{p['n_clips']} clips ({p['n_pos']} positive, {p['n_neg']} negative), lengths {lengths} s, "
-            f"{p['clips_per_track']} excerpt(s) per track and length, seed {p['seed']}")
+            f"{p['clips_per_track']} excerpt(s) per track and length, seed {p['seed']}{outside}; "
+            f"a match on a negative whose audio correlates >= {p.get('min_overlap_ncc', '?')} with the "
+            f"reported track at the reported offset is a verified overlap, not a false match")
 
 
 def print_report(report: IdentifyReport) -> None:
@@ -232,7 +276,7 @@ def print_report(report: IdentifyReport) -> None:
         console.print(t)
 
     for r in report.results:
-        table(cell_rows(r), f"{r.title}: top-1 / offset / false-match %")
+        table(cell_rows(r), f"{r.title}: top-1 / offset / false-match % (+ verified overlaps)")
     table(side_by_side_rows(report), "top-1 % side by side")
     table(summary_rows(report), "summary")
     if "wav_ingest" in report.machine:
@@ -260,7 +304,10 @@ def report_markdown(report: IdentifyReport) -> str:
              "### Summary\n", _md_table(summary_rows(report)),
              "\n### Top-1 % per condition and length\n", _md_table(side_by_side_rows(report))]
     for r in report.results:
-        parts += [f"\n### {r.title}: top-1 / offset / false-match %\n", _md_table(cell_rows(r))]
+        parts += [f"\n### {r.title}: top-1 / offset / false-match % (+ verified overlaps)\n",
+                  _md_table(cell_rows(r))]
+        if overlaps := overlap_rows(report, r):
+            parts += [f"\n{r.title}: the verified overlaps\n", _md_table(overlaps)]
     if "wav_ingest" in m:
         w = m["wav_ingest"]
         parts.append(f"\naudiolsh ingest from WAV (44.1 kHz stereo): {w['x_realtime_per_core']:.0f} x real "

@@ -10,17 +10,15 @@ import logging
 import math
 import os
 import re
-import shlex
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from audiolsh.errors import AudiolshError
 from audiolsh.evaluation.identify import Answer, BuildStats, Clip, sources_sha1, track_duration_s
+from audiolsh.evaluation.peers import PeerJob, link_references, run_concurrently
 
 logger = logging.getLogger(__name__)
 
@@ -78,46 +76,13 @@ class AudfprintSystem:
 
     def _run(self, arg_lists: Sequence[Sequence[str]], logdir: Path, *,
              on_done: Callable[[int], None] | None = None) -> float:
-        """Run audfprint once per argument list, concurrently; wall seconds until all have ended.
-
-        Their output goes to log files, polled for ``Analyzed`` lines to report progress.
-        """
-        logs = [logdir / f"audfprint_{i}.log" for i in range(len(arg_lists))]
-        t0 = time.perf_counter()
-        procs = []
-        for args, log in zip(arg_lists, logs):
-            cmd = [self.python, self.script, *args]
-            logger.info("running %s", shlex.join(cmd))
-            with open(log, "w") as fh:
-                procs.append(subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT))
-        reported = 0
-        while True:
-            running = any(p.poll() is None for p in procs)
-            if on_done:
-                n = sum(log.read_text(errors="replace").count(" Analyzed ") for log in logs)
-                if n > reported:
-                    on_done(n - reported)
-                    reported = n
-            if not running:
-                break
-            time.sleep(0.2)
-        wall_s = time.perf_counter() - t0
-        for p, log in zip(procs, logs):
-            if p.returncode != 0:
-                tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-4:])
-                raise AudiolshError(f"audfprint failed (exit {p.returncode}, log {log}): {tail}")
-        return wall_s
+        """Run audfprint once per argument list, concurrently; wall seconds until all have ended."""
+        jobs = [PeerJob([self.python, self.script, *args], logdir / f"audfprint_{i}.log")
+                for i, args in enumerate(arg_lists)]
+        return run_concurrently(jobs, what="audfprint", marker=" Analyzed ", on_done=on_done)
 
     def build(self, track_paths: Sequence[str], workdir: Path) -> BuildStats:
-        refs = workdir / "refs"
-        refs.mkdir(parents=True, exist_ok=True)
-        self._names = {}
-        for i, p in enumerate(track_paths):  # audfprint prints names: keep them free of spaces
-            link = refs / f"t{i:04d}{Path(p).suffix.lower()}"
-            if link.is_symlink() or link.exists():
-                link.unlink()
-            link.symlink_to(Path(p).resolve())
-            self._names[os.fspath(link)] = p
+        self._names = link_references(track_paths, workdir / "refs")
         listfile = workdir / "refs.txt"
         listfile.write_text("".join(f"{link}\n" for link in self._names))
         self._db = workdir / "db.pklz"

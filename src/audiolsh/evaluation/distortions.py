@@ -1,14 +1,16 @@
 """Seeded distortions of a signal ``(y, sr)`` for the identification protocol.
 
-Noise at a signal-to-noise ratio, an MP3 round trip, a telephone line, speed and tempo changes
-and room reverb: what a clip goes through between a loudspeaker and a phone. Each function
-takes mono float32 ``y`` at ``sr`` Hz and returns float32 at the same ``sr``; only :func:`speed`
-and :func:`tempo` change the length (by the factor ``1 + percent / 100``). Random ones take a
-``seed`` and give the same samples for the same seed. Outputs are not peak-normalised (a noisy
-clip may exceed 1.0); the caller scales before writing 16-bit files.
+Noise at a signal-to-noise ratio, lossy codecs (MP3, Opus), a telephone line, speed, tempo and
+pitch changes, room reverb, a loud room's babble, and silence at either end: what a clip goes
+through between a loudspeaker and a phone. Each function takes mono float32 ``y`` at ``sr`` Hz and
+returns float32 at the same ``sr``; only :func:`speed` and :func:`tempo` change the length (by the
+factor ``1 + percent / 100``). Random ones take a ``seed`` and give the same samples for the same
+seed. Outputs are not peak-normalised (a noisy clip may exceed 1.0); the caller scales before
+writing 16-bit files.
 
 :data:`CONDITIONS` names the settings the protocol runs (``clean``, ``white10``, ``pink0``,
-``mp3_32k``, ``phone``, ``speed+3``, ``tempo+4``, ``reverb``, ...).
+``mp3_32k``, ``phone``, ``speed+3``, ``speed-8``, ``stretch+8``, ``pitch-1``, ``room``,
+``codec16k``, ``silence-head``, ...).
 """
 
 from __future__ import annotations
@@ -38,16 +40,23 @@ __all__ = [
     "Condition",
     "add_pink_noise",
     "add_white_noise",
+    "babble",
+    "codec",
     "fit_length",
     "impulse_response",
+    "loud_room",
     "mp3",
+    "pitch_shift",
     "reverb",
+    "silence",
     "speed",
     "telephone",
     "tempo",
 ]
 
 PHONE_SR = 8000
+SILENT_SHARE = 0.4
+"""Share of a ``silence-head`` or ``silence-tail`` clip's length that is silence."""
 _FFMPEG_TIMEOUT_S = 120.0
 
 
@@ -113,29 +122,44 @@ def _run_ffmpeg(cmd: list[str], *, what: str, stdin: bytes | None = None) -> byt
     return proc.stdout
 
 
-def mp3(y: np.ndarray, sr: int, *, bitrate_kbps: int = 32) -> np.ndarray:
-    """MP3 encode (LAME, constant ``bitrate_kbps``) and decode through ffmpeg and temp files.
+_CODECS: dict[str, tuple[str, str]] = {"mp3": ("libmp3lame", "mp3"), "opus": ("libopus", "ogg")}
+"""Codec name -> (ffmpeg encoder, container suffix)."""
 
-    ffmpeg writes the encoder delay into the LAME header and trims it on decoding, so the
-    result is aligned with ``y``; its length is then fitted to ``len(y)`` (the last frame's padding).
+
+def codec(y: np.ndarray, sr: int, *, name: str = "mp3", bitrate_kbps: int = 32) -> np.ndarray:
+    """Encode at a constant ``bitrate_kbps`` with ``name`` (``mp3``: LAME, ``opus``: libopus) and
+    decode, through ffmpeg and temp files.
+
+    Both containers record the encoder delay (the LAME header, Ogg Opus pre-skip) and ffmpeg trims
+    it on decoding, so the result is aligned with ``y``; its length is then fitted to ``len(y)``.
     """
     y = _check_signal(y, sr)
-    if not (isinstance(bitrate_kbps, (int, np.integer)) and 8 <= bitrate_kbps <= 320):
-        raise ParameterError(f"bitrate_kbps must be an integer in [8, 320], got {bitrate_kbps!r}")
+    if name not in _CODECS:
+        raise ParameterError(f"codec must be one of {', '.join(_CODECS)}, got {name!r}")
+    if not (isinstance(bitrate_kbps, (int, np.integer)) and 6 <= bitrate_kbps <= 320):
+        raise ParameterError(f"bitrate_kbps must be an integer in [6, 320], got {bitrate_kbps!r}")
     exe = shutil.which("ffmpeg")
     if exe is None:
-        raise AudiolshError("the mp3 distortion needs the ffmpeg executable, which is not on PATH")
-    with tempfile.TemporaryDirectory(prefix="audiolsh-mp3-") as tmp:
-        wav, enc = Path(tmp) / "in.wav", Path(tmp) / "out.mp3"
+        raise AudiolshError(f"the {name} distortion needs the ffmpeg executable, which is not on PATH")
+    encoder, suffix = _CODECS[name]
+    with tempfile.TemporaryDirectory(prefix=f"audiolsh-{name}-") as tmp:
+        wav, enc = Path(tmp) / "in.wav", Path(tmp) / f"out.{suffix}"
         sf.write(wav, y, sr, subtype="FLOAT")
         base = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
-        _run_ffmpeg([*base, "-i", os.fspath(wav), "-codec:a", "libmp3lame", "-b:a", f"{bitrate_kbps}k",
-                     os.fspath(enc)], what="encode MP3")
+        _run_ffmpeg([*base, "-i", os.fspath(wav), "-codec:a", encoder, "-b:a", f"{bitrate_kbps}k",
+                     os.fspath(enc)], what=f"encode {name}")
         raw = _run_ffmpeg([*base, "-i", os.fspath(enc), "-ac", "1", "-ar", str(sr), "-f", "f32le", "-"],
-                          what="decode MP3")
+                          what=f"decode {name}")
     out = np.frombuffer(raw[: len(raw) - len(raw) % 4], dtype="<f4")
-    logger.debug("mp3 %d kb/s: %d samples in, %d out", bitrate_kbps, y.size, out.size)
+    logger.debug("%s %d kb/s: %d samples in, %d out", name, bitrate_kbps, y.size, out.size)
     return fit_length(out, y.size).astype(np.float32)
+
+
+def mp3(y: np.ndarray, sr: int, *, bitrate_kbps: int = 32) -> np.ndarray:
+    """MP3 (LAME, constant ``bitrate_kbps``) round trip: :func:`codec` with ``name="mp3"``."""
+    if not (isinstance(bitrate_kbps, (int, np.integer)) and 8 <= bitrate_kbps <= 320):
+        raise ParameterError(f"bitrate_kbps must be an integer in [8, 320], got {bitrate_kbps!r}")
+    return codec(y, sr, name="mp3", bitrate_kbps=bitrate_kbps)
 
 
 def telephone(
@@ -193,6 +217,18 @@ def tempo(y: np.ndarray, sr: int, *, percent: float) -> np.ndarray:
     return np.asarray(librosa.effects.time_stretch(y, rate=_factor(percent)), dtype=np.float32)
 
 
+def pitch_shift(y: np.ndarray, sr: int, *, semitones: float) -> np.ndarray:
+    """Move every frequency by ``2 ** (semitones / 12)`` and keep the tempo and the length
+    (librosa: phase-vocoder stretch, then soxr resampling)."""
+    import librosa  # slow to import: only when a pitch shift is asked for
+
+    y = _check_signal(y, sr)
+    if not (math.isfinite(semitones) and abs(semitones) <= 12):
+        raise ParameterError(f"semitones must be in [-12, 12], got {semitones}")
+    out = librosa.effects.pitch_shift(y, sr=sr, n_steps=float(semitones), res_type="soxr_hq")
+    return fit_length(np.asarray(out, dtype=np.float32), y.size)
+
+
 def impulse_response(sr: int, *, rt60_s: float, seed: int, drr_db: float = 0.0) -> np.ndarray:
     """A synthetic room impulse response: a direct path then exponentially decaying noise.
 
@@ -224,6 +260,84 @@ def reverb(y: np.ndarray, sr: int, *, seed: int, rt60_s: float = 0.4, drr_db: fl
     return wet.astype(np.float32)
 
 
+_VOWELS_HZ = np.array([[730, 1090], [270, 2290], [530, 1840], [570, 840], [300, 870]], dtype=np.float64)
+"""(F1, F2) of five vowels (a, i, e, o, u) of an adult voice, Hz."""
+
+
+def _voice(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """A speech-like voice: a sawtooth at a wandering pitch through two formants that change vowel
+    every syllable, syllables of 0.1-0.35 s with pauses (zero mean, unit-free)."""
+    smooth = max(1, round(0.25 * sr))
+    drift = scipy.signal.fftconvolve(rng.standard_normal(n + smooth), np.hanning(smooth), mode="valid")[:n]
+    drift /= float(np.max(np.abs(drift))) or 1.0
+    f0 = rng.uniform(95.0, 240.0) * 2.0 ** (0.25 * drift)  # intonation within +-3 semitones
+    source = scipy.signal.sawtooth(2 * np.pi * np.cumsum(f0) / sr)
+    lengths = np.maximum(1, (rng.uniform(0.1, 0.35, size=n // round(0.1 * sr) + 2) * sr).astype(np.int64))
+    syllable = np.repeat(np.arange(lengths.size), lengths)[:n]
+    start = np.concatenate([[0], np.cumsum(lengths)[:-1]])[syllable]
+    phase = (np.arange(n) - start) / lengths[syllable]
+    voiced = rng.random(lengths.size) < 0.8  # one syllable in five is a pause
+    envelope = np.sin(np.pi * phase) ** 0.5 * voiced[syllable]
+    vowel = rng.integers(0, len(_VOWELS_HZ), size=lengths.size)[syllable]
+    out = np.zeros(n)
+    for v, (f1, f2) in enumerate(_VOWELS_HZ):  # five filters per voice, each sample takes one
+        sel = vowel == v
+        if not sel.any():
+            continue
+        shaped = sum(scipy.signal.sosfilt(scipy.signal.butter(2, [f * 0.8, min(f * 1.25, sr / 2.1)],
+                                                               btype="bandpass", fs=sr, output="sos"), source)
+                     for f in (f1, f2))
+        out[sel] = np.asarray(shaped)[sel]
+    return out * envelope
+
+
+def babble(n: int, sr: int, *, seed: int, n_voices: int = 6) -> np.ndarray:
+    """``n`` samples of ``n_voices`` seeded speech-like voices talking at once (float64, unit RMS)."""
+    if not (isinstance(n_voices, (int, np.integer)) and 1 <= n_voices <= 64):
+        raise ParameterError(f"n_voices must be an integer in [1, 64], got {n_voices!r}")
+    rng = np.random.default_rng(seed)
+    mix = np.zeros(n)
+    for _ in range(n_voices):
+        v = _voice(n, sr, rng)
+        mix += v / (math.sqrt(float(np.mean(v**2))) or 1.0) * rng.uniform(0.5, 1.0)
+    return mix / (math.sqrt(float(np.mean(mix**2))) or 1.0)
+
+
+def loud_room(y: np.ndarray, sr: int, *, seed: int, rt60_s: float = 0.6, snr_db: float = 5.0,
+              n_voices: int = 6) -> np.ndarray:
+    """A loud room: ``y`` with :func:`reverb`, plus :func:`babble` of ``n_voices`` reverberated in the
+    same room, at ``snr_db`` dB (music to babble, both after the room)."""
+    y = _check_signal(y, sr)
+    seeds = np.random.SeedSequence(seed).generate_state(3)
+    wet = reverb(y, sr, seed=int(seeds[0]), rt60_s=rt60_s)
+    talk = babble(y.size, sr, seed=int(seeds[1]), n_voices=n_voices).astype(np.float32)
+    talk = reverb(talk, sr, seed=int(seeds[2]), rt60_s=rt60_s, drr_db=-3.0)  # talkers are further away
+    return _mix_at_snr(wet, talk, snr_db)
+
+
+def silence(y: np.ndarray, sr: int, *, head_share: float = 0.0, tail_share: float = 0.0,
+            ramp_s: float = 0.01) -> np.ndarray:
+    """``y`` with its first ``head_share`` and last ``tail_share`` of samples silenced (a recording
+    started before the music or left running after it); ``ramp_s`` fades at each edge so that the
+    cut makes no click. The length, and the time of every kept sample, are unchanged."""
+    y = _check_signal(y, sr)
+    if not (0.0 <= head_share < 1.0 and 0.0 <= tail_share < 1.0 and head_share + tail_share < 1.0):
+        raise ParameterError(f"need shares in [0, 1) summing below 1, got {head_share}, {tail_share}")
+    n = y.size
+    gain = np.ones(n)
+    n_head, n_tail = round(head_share * n), round(tail_share * n)
+    ramp = np.sin(0.5 * np.pi * np.linspace(0.0, 1.0, max(1, round(ramp_s * sr)), endpoint=False)) ** 2
+    if n_head:
+        gain[:n_head] = 0.0
+        r = ramp[: n - n_head]
+        gain[n_head : n_head + r.size] = r
+    if n_tail:
+        gain[n - n_tail :] = 0.0
+        r = ramp[: n - n_tail][::-1]
+        gain[n - n_tail - r.size : n - n_tail] = np.minimum(gain[n - n_tail - r.size : n - n_tail], r)
+    return (y * gain).astype(np.float32)
+
+
 # --------------------------------------------------------------------------- conditions
 
 
@@ -238,7 +352,7 @@ class Condition:
     name: str
     description: str
     fn: Callable[..., np.ndarray] | None = None
-    params: tuple[tuple[str, float], ...] = ()
+    params: tuple[tuple[str, float | str], ...] = ()
     seeded: bool = False
     time_factor: float = 1.0
 
@@ -246,7 +360,7 @@ class Condition:
         """The distorted signal (``y`` itself for ``clean``)."""
         if self.fn is None:
             return _check_signal(y, sr)
-        kwargs: dict[str, float] = dict(self.params)
+        kwargs: dict[str, float | str] = dict(self.params)
         if self.seeded:
             kwargs["seed"] = seed
         return self.fn(y, sr, **kwargs)
@@ -265,12 +379,28 @@ def _registry() -> dict[str, Condition]:
         Condition("reverb", "room reverb, RT60 0.4 s, direct-to-reverberant 0 dB", reverb,
                   (("rt60_s", 0.4), ("drr_db", 0.0)), True),
     ]
-    for pct in (3.0, -3.0):
+    for pct in (3.0, -3.0, 5.0, -5.0, 8.0, -8.0):
         c.append(Condition(f"speed{pct:+.0f}", f"speed {pct:+.0f} % (pitch and tempo, resampling)", speed,
                            (("percent", pct),), time_factor=1.0 + pct / 100.0))
     for pct in (4.0, -4.0):
         c.append(Condition(f"tempo{pct:+.0f}", f"tempo {pct:+.0f} % with pitch kept (phase vocoder)", tempo,
                            (("percent", pct),), time_factor=1.0 + pct / 100.0))
+    for pct in (8.0, -8.0):  # the same function as tempo: the issue's name for the wider setting
+        c.append(Condition(f"stretch{pct:+.0f}", f"time-stretch {pct:+.0f} % with pitch kept (phase vocoder)",
+                           tempo, (("percent", pct),), time_factor=1.0 + pct / 100.0))
+    for st in (1.0, -1.0):
+        c.append(Condition(f"pitch{st:+.0f}", f"pitch {st:+.0f} semitone with tempo kept (phase vocoder + "
+                           "resampling)", pitch_shift, (("semitones", st),)))
+    c += [
+        Condition("room", "a loud room: reverb RT60 0.6 s and 6 talkers' babble at 5 dB SNR", loud_room,
+                  (("rt60_s", 0.6), ("snr_db", 5.0)), True),
+        Condition("codec16k", "Opus at 16 kb/s (libopus via ffmpeg)", codec,
+                  (("name", "opus"), ("bitrate_kbps", 16))),
+        Condition("silence-head", f"the first {SILENT_SHARE:.0%} of the clip is silence", silence,
+                  (("head_share", SILENT_SHARE),)),
+        Condition("silence-tail", f"the last {SILENT_SHARE:.0%} of the clip is silence", silence,
+                  (("tail_share", SILENT_SHARE),)),
+    ]
     return {x.name: x for x in c}
 
 
@@ -279,4 +409,7 @@ CONDITIONS: dict[str, Condition] = _registry()
 
 DEFAULT_CONDITIONS: tuple[str, ...] = (
     "clean", "white10", "pink0", "mp3_32k", "phone", "speed+3", "tempo+4", "reverb",
+    "speed+5", "speed-5", "speed+8", "speed-8", "stretch+8", "stretch-8", "pitch+1", "pitch-1",
+    "room", "codec16k", "silence-head", "silence-tail",
 )
+"""Protocol 2's eight original conditions and issue #17's wider ones."""

@@ -5,8 +5,11 @@ side) into indexed tracks and unindexed ones; clips of each length are cut at se
 offsets (the same excerpt under every condition), distorted (:mod:`.distortions`) and written
 once as 16-bit WAV, so every system answers the very same files. A positive clip (of an indexed
 track) is right when the top-1 track is its source; its offset is right when also within
-``OFFSET_TOLERANCE_S`` of where the clip starts in the original track. Any match returned for a
-negative clip (of an unindexed track) is a false match.
+``OFFSET_TOLERANCE_S`` of where the clip starts in the original track. A match returned for a
+negative clip (of an unindexed track) is checked against the audio it reports
+(:mod:`.overlaps`): a verified overlap (the passage is reused in the reported track) is counted
+apart; any other is a false match. Negatives come from packages with no indexed track as well as
+from within the indexed tracks' packages.
 
 Systems are adapters behind :class:`System`: ``build(track_paths, workdir)`` then
 ``identify_batch(clips)``. Each system names the thresholds on its answers' scores to report
@@ -19,6 +22,7 @@ threshold that keeps false matches at or below ``MAX_FALSE_MATCH_RATE`` over all
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -42,6 +46,7 @@ import soundfile as sf
 from audiolsh.audio import info, load
 from audiolsh.errors import AudiolshError, ParameterError
 from audiolsh.evaluation.distortions import CONDITIONS, DEFAULT_CONDITIONS, fit_length
+from audiolsh.evaluation.overlaps import MIN_OVERLAP_NCC, OverlapCheck, hits_to_check, verify_hits
 from audiolsh.parallel import Executor, LocalExecutor
 
 logger = logging.getLogger(__name__)
@@ -60,6 +65,7 @@ __all__ = [
     "IdentifyReport",
     "System",
     "SystemResult",
+    "corpus_packages",
     "equal_fm_threshold",
     "jsonable",
     "make_clips",
@@ -82,8 +88,12 @@ MAX_FALSE_MATCH_RATE = 0.01
 MIN_CLIP_RMS = 1e-3
 """An excerpt quieter than this (-60 dBFS RMS) is redrawn: silence identifies nothing."""
 _REDRAWS = 8
-_CLIPS_VERSION = 1
-"""Bumped when the same plan would make different clips (clip manifests of other versions are remade)."""
+_CLIPS_VERSION = 2
+"""Bumped when the same plan would make different clips (clip manifests of other versions are remade).
+2: excerpts long enough for the widest speed change of any condition, whichever conditions are run."""
+_SPAN_FACTOR = max(c.time_factor for c in CONDITIONS.values())
+"""Excerpts hold ``length * _SPAN_FACTOR`` s of the original, so an excerpt (and its offset) does not
+depend on the conditions run and clips of one condition can be reused by a run of others."""
 _PEAK = 0.95
 
 ProgressFn = Callable[[str, int, int], None]
@@ -194,19 +204,69 @@ def track_family(path: str | os.PathLike[str]) -> str:
     return f"{p.parent.name.lower()}/{stem}"
 
 
-def split_tracks(paths: Sequence[str], *, seed: int, indexed_fraction: float = 2 / 3
+def corpus_packages(corpus_dir: str | os.PathLike[str], tracks: Sequence[str]) -> dict[str, str]:
+    """Track -> the package it came from: ``corpus_dir/manifest.csv`` (columns ``path``, relative to
+    ``corpus_dir``, and ``package``) where it names the track, else the track's first folder below
+    ``corpus_dir`` (the corpus fetch script puts each package in its own folder)."""
+    root = Path(corpus_dir)
+    listed: dict[str, str] = {}
+    manifest = root / "manifest.csv"
+    if manifest.is_file():
+        with open(manifest, newline="") as fh:
+            listed = {row["path"]: row["package"] for row in csv.DictReader(fh)
+                      if row.get("path") and row.get("package")}
+    out = {}
+    for t in tracks:
+        rel = Path(os.path.relpath(t, root))
+        out[t] = listed.get(rel.as_posix()) or (rel.parts[0] if len(rel.parts) > 1 else "")
+    return out
+
+
+def _held_out(paths: Sequence[str], packages: Mapping[str, str], *, seed: int, budget: int) -> set[str]:
+    """Whole packages, in seeded order, while their tracks fit in ``budget``; never every package."""
+    sizes: dict[str, int] = {}
+    for p in paths:
+        sizes[packages.get(p, "")] = sizes.get(packages.get(p, ""), 0) + 1
+    names = sorted(sizes)
+    chosen: set[str] = set()
+    for i in np.random.default_rng([seed, 17]).permutation(len(names)):
+        if sizes[names[i]] <= budget and len(chosen) + 1 < len(names):
+            chosen.add(names[i])
+            budget -= sizes[names[i]]
+    return chosen
+
+
+def split_tracks(paths: Sequence[str], *, seed: int, indexed_fraction: float = 2 / 3,
+                 packages: Mapping[str, str] | None = None, holdout_packages: Sequence[str] | None = None,
                  ) -> tuple[list[str], list[str]]:
-    """Deterministic split into (indexed, unindexed), whole families at a time, sorted."""
+    """Deterministic split into (indexed, unindexed), whole families at a time, sorted.
+
+    With ``packages`` (track -> package), whole packages are held out first, so that negatives also
+    come from packages with no indexed track: ``holdout_packages``, or by default packages in
+    seeded order while they fit in 60 % of the unindexed share. The other tracks are split by family
+    so that ``indexed_fraction`` of all tracks stay indexed.
+    """
     if not 0 < indexed_fraction < 1:
         raise ParameterError(f"indexed_fraction must be in (0, 1), got {indexed_fraction}")
+    held: set[str] = set()
+    if packages is not None:
+        if holdout_packages is None:
+            budget = round(0.6 * (1 - indexed_fraction) * len(paths))
+            held = _held_out(paths, packages, seed=seed, budget=budget)
+        else:
+            held = set(holdout_packages)
+            unknown = held - {packages.get(p, "") for p in paths}
+            if unknown:
+                raise ParameterError(f"no track of package(s) {', '.join(sorted(unknown))} in the corpus")
+    outside = [p for p in paths if packages is not None and packages.get(p, "") in held]
     families: dict[str, list[str]] = {}
-    for p in sorted(paths):
+    for p in sorted(set(paths) - set(outside)):
         families.setdefault(track_family(p), []).append(p)
     keys = sorted(families)
     order = np.random.default_rng(seed).permutation(len(keys))
     target = round(indexed_fraction * len(paths))
     indexed: list[str] = []
-    unindexed: list[str] = []
+    unindexed: list[str] = list(outside)
     for i in order:
         members = families[keys[i]]
         (indexed if len(indexed) < target else unindexed).extend(members)
@@ -229,6 +289,7 @@ class _TrackJob:
     clips_per_track: int
     seed: int
     outdir: str
+    made: frozenset[str] = frozenset()  # conditions whose files a compatible earlier run wrote
 
 
 def track_duration_s(path: str) -> float:
@@ -242,10 +303,9 @@ def track_duration_s(path: str) -> float:
 def _make_track_clips(job: _TrackJob) -> list[Clip]:
     """Every clip of one track: per length, ``clips_per_track`` excerpts, each under every condition."""
     duration_s = track_duration_s(job.path)
-    max_factor = max(CONDITIONS[c].time_factor for c in job.conditions)
     clips: list[Clip] = []
     for li, length_s in enumerate(job.lengths_s):
-        span_s = length_s * max_factor + 0.05
+        span_s = length_s * _SPAN_FACTOR + 0.05
         if duration_s < span_s + 0.1:
             logger.warning("%s: %.1f s is too short for %g-s clips; skipped", job.path, duration_s, length_s)
             continue
@@ -264,17 +324,18 @@ def _make_track_clips(job: _TrackJob) -> list[Clip]:
                 continue
             n_out = round(length_s * CLIP_SR)
             for name in job.conditions:
-                cond = CONDITIONS[name]
-                n_in = min(src.size, round(length_s * cond.time_factor * CLIP_SR))
-                seed = _clip_seed(job.seed, job.track_index, li, k, zlib.crc32(name.encode()))
-                y = fit_length(cond(src[:n_in], CLIP_SR, seed=seed), n_out)
-                peak = float(np.max(np.abs(y)))
-                if peak > _PEAK:
-                    y = y * (_PEAK / peak)
                 safe = name.replace("+", "p").replace("-", "m")
                 clip_id = f"{safe}_{length_s:g}s_{'pos' if job.positive else 'neg'}_{job.track_index:04d}_{k}"
                 wav = Path(job.outdir) / f"{clip_id}.wav"
-                sf.write(wav, y, CLIP_SR, subtype="PCM_16")
+                if name not in job.made or not wav.exists():
+                    cond = CONDITIONS[name]
+                    n_in = min(src.size, round(length_s * cond.time_factor * CLIP_SR))
+                    seed = _clip_seed(job.seed, job.track_index, li, k, zlib.crc32(name.encode()))
+                    y = fit_length(cond(src[:n_in], CLIP_SR, seed=seed), n_out)
+                    peak = float(np.max(np.abs(y)))
+                    if peak > _PEAK:
+                        y = y * (_PEAK / peak)
+                    sf.write(wav, y, CLIP_SR, subtype="PCM_16")
                 clips.append(Clip(clip_id, os.fspath(wav), job.path, job.positive, name, length_s, offset_s))
     return clips
 
@@ -293,7 +354,8 @@ def make_clips(
     on_progress: ProgressFn | None = None,
 ) -> list[Clip]:
     """Write the clips of indexed (positive) and unindexed (negative) tracks as WAV under ``outdir``;
-    reused if ``outdir/clips.json`` holds the same plan."""
+    reused if ``outdir/clips.json`` holds the same plan. A plan that differs only in its conditions
+    reuses the clip files of the conditions already made and writes the others."""
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
         raise ParameterError(f"unknown condition(s) {unknown}; known: {', '.join(CONDITIONS)}")
@@ -304,21 +366,26 @@ def make_clips(
             "lengths_s": [float(x) for x in lengths_s], "conditions": list(conditions),
             "clips_per_track": clips_per_track, "seed": seed, "clip_sr": CLIP_SR, "version": _CLIPS_VERSION}
     manifest = outdir / "clips.json"
+    made: frozenset[str] = frozenset()
     if manifest.exists():
         saved = json.loads(manifest.read_text())
         if saved.get("plan") == plan and all(Path(c["path"]).exists() for c in saved["clips"]):
             logger.info("reusing %d clips in %s", len(saved["clips"]), outdir)
             return [Clip(**c) for c in saved["clips"]]
+        if {**saved.get("plan", {}), "conditions": None} == {**plan, "conditions": None}:
+            made = frozenset(saved.get("made_conditions", saved["plan"]["conditions"]))
+            logger.info("reusing the clips of %s in %s", ", ".join(sorted(made & set(conditions))), outdir)
     tracks = [(p, True) for p in positive_tracks] + [(p, False) for p in negative_tracks]
     jobs = [_TrackJob(i, p, pos, tuple(float(x) for x in lengths_s), tuple(conditions), clips_per_track, seed,
-                      os.fspath(outdir)) for i, (p, pos) in enumerate(tracks)]
+                      os.fspath(outdir), made) for i, (p, pos) in enumerate(tracks)]
     clips: list[Clip] = []
     done = 0
     for part in (executor or LocalExecutor(workers)).map(_make_track_clips, jobs):
         clips.extend(part)
         done += 1
         on_progress and on_progress("clips", done, len(jobs))
-    manifest.write_text(json.dumps({"plan": plan, "clips": [asdict(c) for c in clips]}))
+    manifest.write_text(json.dumps({"plan": plan, "made_conditions": sorted(made | set(conditions)),
+                                    "clips": [asdict(c) for c in clips]}))
     return clips
 
 
@@ -349,6 +416,7 @@ class Cell:
     n_neg: int
     n_false: int
     fm_rate: float
+    n_overlap: int = 0  # matches on negatives verified to be in the reported track: not false
 
 
 @dataclass
@@ -385,33 +453,40 @@ def _rate(num: int, den: int) -> float:
 
 
 def score_system(name: str, clips: Sequence[Clip], answers: Sequence[Answer], *, threshold: float | None,
-                 label: str = "", max_false_match_rate: float = MAX_FALSE_MATCH_RATE) -> SystemResult:
+                 label: str = "", max_false_match_rate: float = MAX_FALSE_MATCH_RATE,
+                 overlap: np.ndarray | None = None, outside: np.ndarray | None = None) -> SystemResult:
     """Per condition x length: top-1, offset accuracy, false-match rate (see the module docstring).
 
     An answer counts as a match when it names a track and its score is ``>= threshold``;
     ``threshold=None`` picks the equal-false-match threshold (:func:`equal_fm_threshold`).
+    ``overlap`` (per clip) marks the negatives' answers verified to be in the reported track: such
+    matches are counted as overlaps, not false matches (nor in the threshold's false matches).
+    ``outside`` (per clip) marks negatives from packages with no indexed track, counted apart in
+    ``overall``.
     """
     if len(clips) != len(answers):
         raise ParameterError(f"{len(clips)} clips but {len(answers)} answers")
     pos = np.array([c.positive for c in clips], dtype=bool)
     answered = np.array([a.track is not None for a in answers], dtype=bool)
     scores = np.array([a.score for a in answers], dtype=np.float64)
+    ov = np.zeros(len(clips), dtype=bool) if overlap is None else np.asarray(overlap, dtype=bool) & ~pos
     if threshold is None:
-        threshold = equal_fm_threshold(scores[~pos & answered], int((~pos).sum()), scores[answered],
+        threshold = equal_fm_threshold(scores[~pos & answered & ~ov], int((~pos).sum()), scores[answered],
                                        max_rate=max_false_match_rate)
     answered &= scores >= threshold
     right = answered & pos & np.array([a.track == c.source for a, c in zip(answers, clips)], dtype=bool)
     on_time = right & np.array([a.offset_s is not None and abs(a.offset_s - c.offset_s) <= OFFSET_TOLERANCE_S
                                 for a, c in zip(answers, clips)], dtype=bool)
-    false = answered & ~pos
+    false = answered & ~pos & ~ov
+    overlaps = answered & ov
     cond = np.array([c.condition for c in clips])
     length = np.array([c.length_s for c in clips])
 
-    def counts(sel: np.ndarray) -> tuple[int, float, float, int, int, float]:
+    def counts(sel: np.ndarray) -> tuple[int, float, float, int, int, float, int]:
         n_pos, n_neg = int((sel & pos).sum()), int((sel & ~pos).sum())
         n_false = int((sel & false).sum())
         return (n_pos, _rate(int((sel & right).sum()), n_pos), _rate(int((sel & on_time).sum()), n_pos),
-                n_neg, n_false, _rate(n_false, n_neg))
+                n_neg, n_false, _rate(n_false, n_neg), int((sel & overlaps).sum()))
 
     cells = []
     for cname in dict.fromkeys(c.condition for c in clips):
@@ -419,9 +494,48 @@ def score_system(name: str, clips: Sequence[Clip], answers: Sequence[Answer], *,
             sel = (cond == cname) & (length == ls)
             if sel.any():
                 cells.append(Cell(str(cname), float(ls), *counts(sel)))
-    keys = ("n_pos", "top1", "offset_acc", "n_neg", "n_false", "fm_rate")
-    overall = dict(zip(keys, counts(np.ones(len(clips), dtype=bool))))
+    keys = ("n_pos", "top1", "offset_acc", "n_neg", "n_false", "fm_rate", "n_overlap")
+    overall: dict[str, float] = dict(zip(keys, counts(np.ones(len(clips), dtype=bool))))
+    if outside is not None:
+        out = np.asarray(outside, dtype=bool) & ~pos
+        overall |= {"n_neg_outside": int(out.sum()), "n_false_outside": int((out & false).sum()),
+                    "n_overlap_outside": int((out & overlaps).sum())}
     return SystemResult(name, label, float(threshold), cells, overall)
+
+
+def check_overlaps(system: System, clips: Sequence[Clip], answers: Sequence[Answer], *,
+                   cache: dict[tuple[Any, ...], float] | None = None,
+                   max_false_match_rate: float = MAX_FALSE_MATCH_RATE) -> np.ndarray:
+    """Per clip, the correlation of a negative's answer with the audio it reports
+    (:func:`audiolsh.evaluation.overlaps.verify_hits`), NaN where not checked: positives, no
+    answer, and hits below every threshold that ``system`` is scored at (see
+    :func:`~audiolsh.evaluation.overlaps.hits_to_check`). ``cache`` shares checks between systems."""
+    cache = {} if cache is None else cache
+    hits = np.array([i for i, (c, a) in enumerate(zip(clips, answers))
+                     if not c.positive and a.track is not None and a.offset_s is not None], dtype=np.int64)
+    out = np.full(len(clips), np.nan)
+    if hits.size == 0:
+        return out
+
+    def verify(idx: np.ndarray) -> np.ndarray:
+        keys = []
+        for i in idx:
+            c, a = clips[i], answers[i]
+            keys.append((c.source, c.offset_s, round(c.length_s * CONDITIONS[c.condition].time_factor, 3),
+                         a.track, round(float(a.offset_s or 0.0), 2)))
+        todo = list(dict.fromkeys(k for k in keys if k not in cache))
+        if todo:
+            ncc = verify_hits([OverlapCheck(*k) for k in todo])
+            cache.update(zip(todo, ncc.tolist()))
+        return np.array([cache[k] for k in keys])
+
+    thresholds = list(system.thresholds.values())
+    fixed = [t for t in thresholds if t is not None]
+    scores = np.array([answers[i].score for i in hits], dtype=np.float64)
+    out[hits] = hits_to_check(scores, hits, fixed=fixed, equal_fm=None in thresholds,
+                              n_neg=sum(not c.positive for c in clips), max_rate=max_false_match_rate,
+                              verify=verify)
+    return out
 
 
 def query_times_ms(clips: Sequence[Clip], answers: Sequence[Answer]) -> dict[str, Any]:
@@ -593,6 +707,7 @@ class IdentifyReport:
     systems: dict[str, dict[str, Any]] = field(default_factory=dict)
     clips: list[Clip] = field(default_factory=list)
     answers: dict[str, list[Answer]] = field(default_factory=dict)
+    overlap_ncc: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         fields = ("track", "offset_s", "score", "elapsed_s")
@@ -602,7 +717,8 @@ class IdentifyReport:
                 "clips": [asdict(c) for c in self.clips],
                 "answers": {"fields": list(fields),
                             **{name: [[getattr(a, f) for f in fields] for a in answers]
-                               for name, answers in self.answers.items()}}}
+                               for name, answers in self.answers.items()}},
+                "overlap_ncc": {"min_ncc": MIN_OVERLAP_NCC, **self.overlap_ncc}}
 
 
 def run_protocol(
@@ -617,15 +733,23 @@ def run_protocol(
     indexed_fraction: float = 2 / 3,
     positive_tracks: int | None = None,
     negative_tracks: int | None = None,
+    packages: Mapping[str, str] | None = None,
+    holdout_packages: Sequence[str] | None = None,
     workers: int = 1,
     on_progress: ProgressFn | None = None,
 ) -> IdentifyReport:
-    """Split, write the clips, build and query every system, score each at each of its thresholds.
+    """Split, write the clips, build and query every system, check its hits on negatives for
+    overlaps, score each at each of its thresholds.
 
     Every indexed track is indexed; clips are cut from ``positive_tracks`` of them and from
-    ``negative_tracks`` of the unindexed ones (seeded subsets; ``None``: all).
+    ``negative_tracks`` of the unindexed ones (seeded subsets; ``None``: all). ``packages`` and
+    ``holdout_packages``: see :func:`split_tracks`.
     """
-    indexed, unindexed = split_tracks(corpus, seed=seed, indexed_fraction=indexed_fraction)
+    indexed, unindexed = split_tracks(corpus, seed=seed, indexed_fraction=indexed_fraction, packages=packages,
+                                      holdout_packages=holdout_packages)
+    pkg = packages or {}
+    indexed_packages = {pkg.get(p, "") for p in indexed}
+    held_out = sorted({pkg.get(p, "") for p in unindexed} - indexed_packages) if packages else []
     logger.info("%d indexed, %d unindexed tracks", len(indexed), len(unindexed))
     pos_tracks = _subset(indexed, positive_tracks, seed=seed + 1)
     neg_tracks = _subset(unindexed, negative_tracks, seed=seed + 2)
@@ -636,6 +760,9 @@ def run_protocol(
     clip_wall_s = time.perf_counter() - t0
     results: list[SystemResult] = []
     all_answers: dict[str, list[Answer]] = {}
+    all_ncc: dict[str, list[float]] = {}
+    checked: dict[tuple[Any, ...], float] = {}
+    outside = np.array([not c.positive and pkg.get(c.source, "") in held_out for c in clips], dtype=bool)
     system_info: dict[str, dict[str, Any]] = {}
     for system in systems:
         stage = f"{system.name}: index"
@@ -649,8 +776,13 @@ def run_protocol(
         all_answers[system.name] = answers
         system_info[system.name] = dict(getattr(system, "info", {}))
         times = {**query_times_ms(clips, answers), **getattr(system, "query_ms", {})}
+        on_progress and on_progress(f"{system.name}: overlaps", 0, 1)
+        ncc = check_overlaps(system, clips, answers, cache=checked)
+        on_progress and on_progress(f"{system.name}: overlaps", 1, 1)
+        all_ncc[system.name] = ncc.tolist()
         for label, threshold in system.thresholds.items():
-            r = score_system(system.name, clips, answers, threshold=threshold, label=label)
+            r = score_system(system.name, clips, answers, threshold=threshold, label=label,
+                             overlap=ncc >= MIN_OVERLAP_NCC, outside=outside)
             r.build, r.query_ms = build, times
             results.append(r)
         getattr(system, "close", lambda: None)()
@@ -659,14 +791,17 @@ def run_protocol(
     return IdentifyReport(
         corpus={"n_tracks": len(corpus), "n_indexed": len(indexed), "n_unindexed": len(unindexed),
                 "n_positive_tracks": len(pos_tracks), "n_negative_tracks": len(neg_tracks),
+                "held_out_packages": held_out, "n_negative_tracks_outside": sum(
+                    pkg.get(p, "") in held_out for p in neg_tracks),
                 "indexed": list(indexed), "unindexed": list(unindexed),
                 "positive_tracks": pos_tracks, "negative_tracks": neg_tracks},
         protocol={"lengths_s": [float(x) for x in lengths_s], "conditions": list(conditions),
                   "clips_per_track": clips_per_track, "seed": seed, "n_clips": len(clips),
                   "n_pos": sum(c.positive for c in clips), "n_neg": sum(not c.positive for c in clips),
                   "offset_tolerance_s": OFFSET_TOLERANCE_S, "max_false_match_rate": MAX_FALSE_MATCH_RATE,
-                  "clip_wall_s": clip_wall_s},
-        results=results, machine=machine, systems=system_info, clips=clips, answers=all_answers)
+                  "min_overlap_ncc": MIN_OVERLAP_NCC, "clip_wall_s": clip_wall_s},
+        results=results, machine=machine, systems=system_info, clips=clips, answers=all_answers,
+        overlap_ncc=all_ncc)
 
 
 def write_json(report: IdentifyReport, path: Path) -> None:

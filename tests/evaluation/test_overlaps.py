@@ -1,0 +1,182 @@
+"""Overlap-aware scoring: a match on an unindexed clip whose audio is really in the reported track
+is a verified overlap, counted apart from false matches; negatives from held-out packages."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiolsh.audio import synth
+from audiolsh.evaluation.identify import (
+    Answer,
+    BuildStats,
+    Clip,
+    ClipByClip,
+    corpus_packages,
+    run_protocol,
+    score_system,
+    split_tracks,
+)
+from audiolsh.evaluation.overlaps import (
+    MIN_OVERLAP_NCC,
+    VERIFY_SR,
+    OverlapCheck,
+    aligned_ncc,
+    hits_to_check,
+    verify_hits,
+)
+
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def reuse(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """``theme``; ``battle``: its own music with 6 s of theme (from 4 s) reused at 8 s, under
+    other parts at -6 dB; ``other``: unrelated."""
+    root = tmp_path_factory.mktemp("reuse")
+    theme = synth.music(duration_s=16.0, sr=SR, seed=1)
+    battle = 0.5 * synth.music(duration_s=20.0, sr=SR, seed=2)
+    battle[8 * SR : 14 * SR] += theme[4 * SR : 10 * SR]
+    paths = {}
+    other = synth.music(duration_s=16.0, sr=SR, seed=3)
+    for name, y in (("theme", theme), ("battle", battle), ("other", other)):
+        paths[name] = str(root / f"{name}.wav")
+        sf.write(paths[name], y / np.max(np.abs(y)) * 0.9, SR, subtype="PCM_16")
+    return paths
+
+
+def test_aligned_ncc_finds_the_passage_within_the_lag_window() -> None:
+    ref = np.random.default_rng(0).standard_normal(5000)
+    x = ref[2000:2400]
+    assert aligned_ncc(x, ref, start=2030, max_lag=50) == pytest.approx(1.0)
+    assert aligned_ncc(x, ref, start=2100, max_lag=50) < 0.3  # the true lag is outside the window
+    assert aligned_ncc(x, ref, start=4900, max_lag=10) == 0.0  # no full window fits
+    assert aligned_ncc(x, np.zeros(5000), start=2000, max_lag=50) == 0.0
+
+
+def test_verifier_accepts_a_reused_passage_and_rejects_unrelated_audio(reuse: dict[str, str]) -> None:
+    checks = [OverlapCheck(reuse["theme"], 5.0, 3.0, reuse["battle"], 9.0),  # the reused passage
+              OverlapCheck(reuse["theme"], 5.0, 3.0, reuse["battle"], 9.3),  # its offset a little off
+              OverlapCheck(reuse["theme"], 5.0, 1.0, reuse["battle"], 9.0),  # a 1-s clip of it
+              OverlapCheck(reuse["theme"], 5.0, 3.0, reuse["battle"], 2.0),  # battle's own music
+              OverlapCheck(reuse["theme"], 5.0, 3.0, reuse["other"], 9.0),  # an unrelated track
+              OverlapCheck(reuse["theme"], 12.0, 3.0, reuse["battle"], 16.0)]  # theme past the reused part
+    ncc = verify_hits(checks)
+    assert ncc[0] > 0.7 and ncc[1] > 0.7 and ncc[2] > 0.7
+    assert np.all(ncc[3:] < MIN_OVERLAP_NCC)
+    missing = verify_hits([OverlapCheck(reuse["theme"] + ".gone", 1.0, 1.0, reuse["battle"], 1.0)])
+    assert np.isnan(missing[0])
+    assert VERIFY_SR == 8000
+
+
+def test_only_hits_that_can_count_are_checked() -> None:
+    scores = np.array([9.0, 1.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 0.5])
+    asked: list[list[int]] = []
+
+    def verify(idx: np.ndarray) -> np.ndarray:
+        asked.append(sorted(idx.tolist()))
+        return np.where(np.isin(idx, [100, 102]), 0.9, 0.1)  # the two best hits are overlaps
+
+    cand = np.arange(100, 110)
+    # 100 negatives, at most 1 % false: from the top down until 2 checked hits are not overlaps.
+    out = hits_to_check(scores, cand, fixed=[], equal_fm=True, n_neg=100, max_rate=0.01, verify=verify)
+    assert np.flatnonzero(~np.isnan(out)).tolist() == [0, 2, 3, 4]
+    assert out[0] == out[2] == 0.9 and out[3] == out[4] == 0.1
+    # A fixed threshold of 5: every hit scored 5 or more, and nothing below.
+    asked.clear()
+    out = hits_to_check(scores, cand, fixed=[5.0], equal_fm=False, n_neg=100, max_rate=0.01, verify=verify)
+    assert asked == [[100, 102, 103, 104, 105]] and np.isnan(out[[1, 6, 7, 8, 9]]).all()
+
+
+def clip(source: str, *, positive: bool, condition: str = "clean") -> Clip:
+    return Clip(f"{source}-{condition}", f"/c/{source}.wav", source, positive, condition, 5.0, 10.0)
+
+
+def test_verified_overlaps_are_counted_apart_from_false_matches() -> None:
+    cs = [clip("a", positive=True)] + [clip(s, positive=False) for s in "xyz"]
+    answers = [Answer("a", 10.0, 9.0), Answer("a", 3.0, 7.0), Answer("a", 12.0, 8.0), Answer(None, None, 0.0)]
+    overlap = np.array([False, False, True, False])
+    outside = np.array([False, True, True, False])
+    r = score_system("s", cs, answers, threshold=-math.inf, overlap=overlap, outside=outside)
+    (cell,) = r.cells
+    assert (cell.n_neg, cell.n_false, cell.n_overlap, cell.fm_rate) == (3, 1, 1, pytest.approx(1 / 3))
+    assert r.overall["n_overlap"] == 1 and r.overall["n_false"] == 1
+    o = r.overall
+    assert (o["n_neg_outside"], o["n_false_outside"], o["n_overlap_outside"]) == (2, 1, 1)
+    # Without the check, both are false; the equal-FM threshold ignores a verified overlap.
+    assert score_system("s", cs, answers, threshold=-math.inf).overall["n_false"] == 2
+    assert score_system("s", cs, answers, threshold=None, max_false_match_rate=0.0).threshold == 9.0
+    r = score_system("s", cs, answers, threshold=None, max_false_match_rate=0.0, overlap=overlap)
+    assert r.threshold == 8.0 and (r.overall["n_false"], r.overall["n_overlap"]) == (0, 1)
+
+
+def test_split_holds_out_whole_packages_and_keeps_the_indexed_share() -> None:
+    paths = [f"/m/{pkg}/t{i}.ogg" for pkg, n in (("big", 30), ("mid", 12), ("small", 4), ("tiny", 2))
+             for i in range(n)]
+    packages = {p: p.split("/")[2] for p in paths}
+    for seed in range(6):
+        indexed, unindexed = split_tracks(paths, seed=seed, packages=packages)
+        assert len(indexed) == 32 and sorted(indexed + unindexed) == sorted(paths)
+        held = {packages[p] for p in unindexed} - {packages[p] for p in indexed}
+        assert held and sum(packages[p] in held for p in paths) <= round(0.6 * len(paths) / 3)
+    indexed, unindexed = split_tracks(paths, seed=0, packages=packages, holdout_packages=["mid"])
+    assert not any(packages[p] == "mid" for p in indexed) and len(indexed) == 32
+    with pytest.raises(Exception, match="nowhere"):
+        split_tracks(paths, seed=0, packages=packages, holdout_packages=["nowhere"])
+    assert split_tracks(paths, seed=0) != split_tracks(paths, seed=0, packages=packages)
+
+
+def test_corpus_packages_come_from_the_manifest_else_the_first_folder(tmp_path: Path) -> None:
+    (tmp_path / "manifest.csv").write_text("path,package,bytes,sha1\npkg-a/x.ogg,game-a-music,1,0\n")
+    tracks = [str(tmp_path / "pkg-a" / "x.ogg"), str(tmp_path / "pkg-b" / "sub" / "y.ogg"),
+              str(tmp_path / "z.ogg")]
+    assert corpus_packages(tmp_path, tracks) == {tracks[0]: "game-a-music", tracks[1]: "pkg-b", tracks[2]: ""}
+
+
+class AnswersTheme(ClipByClip):
+    """Answers every clip with the track holding ``theme``'s audio at the clip's own offset: right for
+    positives, a true overlap for clips of the reused track, false for the others."""
+
+    name = "theme"
+
+    def __init__(self, theme: str) -> None:
+        self.theme = theme
+        self.thresholds = {"any": 0.0}
+        self.truth: dict[str, Clip] = {}
+
+    def build(self, track_paths: Sequence[str], workdir: Path) -> BuildStats:
+        manifest = json.loads((workdir.parent / "clips" / "clips.json").read_text())
+        self.truth = {c["path"]: Clip(**c) for c in manifest["clips"]}
+        return BuildStats(len(track_paths), 16.0, 1.0, 1, 1000)
+
+    def identify(self, clip_wav_path: str, y: np.ndarray, sr: int) -> tuple[str | None, float | None, float]:
+        return self.theme, self.truth[clip_wav_path].offset_s, 5.0
+
+
+def test_protocol_reports_a_reused_track_as_overlaps_and_others_as_false(tmp_path: Path) -> None:
+    theme = synth.music(duration_s=16.0, sr=SR, seed=1)
+    paths = {}
+    for pkg, name, y in (("a", "theme", theme), ("b", "theme-cover", 0.7 * theme + 0.3 * synth.music(
+            duration_s=16.0, sr=SR, seed=4)), ("c", "filler", synth.music(duration_s=16.0, sr=SR, seed=5))):
+        (tmp_path / pkg).mkdir(exist_ok=True)
+        paths[name] = str(tmp_path / pkg / f"{name}.wav")
+        sf.write(paths[name], y / np.max(np.abs(y)) * 0.9, SR, subtype="PCM_16")
+    corpus = list(paths.values())
+    packages = corpus_packages(tmp_path, corpus)
+    report = run_protocol(corpus, [AnswersTheme(paths["theme"])], tmp_path / "w", lengths_s=(3.0,),
+                          conditions=("clean", "white10"), seed=0, indexed_fraction=0.34, packages=packages,
+                          holdout_packages=["b", "c"])
+    assert report.corpus["indexed"] == [paths["theme"]] and report.corpus["held_out_packages"] == ["b", "c"]
+    (r,) = report.results
+    # 2 clips of the cover: overlaps; 2 of the filler: false matches.
+    assert (r.overall["n_neg"], r.overall["n_overlap"], r.overall["n_false"]) == (4, 2, 2)
+    assert (r.overall["n_neg_outside"], r.overall["n_overlap_outside"]) == (4, 2)
+    ncc = report.overlap_ncc["theme"]
+    for c, x in zip(report.clips, ncc):
+        assert math.isnan(x) if c.positive else (x >= MIN_OVERLAP_NCC) == (c.source == paths["theme-cover"])
