@@ -287,6 +287,26 @@ def test_format_version_is_pinned_and_old_indexes_are_refused(tmp_path: Path) ->
         FingerprintIndex.open(where)
 
 
+@pytest.mark.parametrize("custom", [False, True])
+def test_an_index_made_before_the_pitch_grid_searches_the_wide_grids(tmp_path: Path, custom: bool) -> None:
+    where = tmp_path / "old"
+    FingerprintIndex.create(where).close()
+    db = sqlite3.connect(where / "catalogue.sqlite")
+    config = json.loads(db.execute("SELECT value FROM config WHERE name = 'index'").fetchone()[0])
+    for name in ("pitch_grid", "near_change", "noise_margin"):
+        del config["params"][name]
+    config["params"]["speed_grid"] = [0.99, 1.01] if custom else [0.99, 1.01, 0.98, 1.02, 0.97, 1.03]
+    config["params"]["tempo_grid"] = [0.98, 1.02, 0.96, 1.04]
+    db.execute("UPDATE config SET value = ? WHERE name = 'index'", (json.dumps(config),))
+    db.commit()
+    db.close()
+    with FingerprintIndex.open(where) as idx:
+        new = FingerprintIndex.create(None).params
+        assert idx.params.pitch_grid == new.pitch_grid and idx.params.tempo_grid == new.tempo_grid
+        # A grid chosen by hand is kept.
+        assert idx.params.speed_grid == ([0.99, 1.01] if custom else new.speed_grid)
+
+
 def test_landmark_chunks_hold_every_live_landmark_once(songs: dict[str, np.ndarray]) -> None:
     """Across segments and in any number of hash ranges (each hash value in one range only),
     the chunks hold each live track's landmarks exactly, and none of a removed track."""

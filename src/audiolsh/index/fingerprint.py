@@ -206,7 +206,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
                 f"{path}: fingerprints were made with {made}, this audiolsh makes {analysis()}"
             )
         try:
-            return FingerprintParams.from_dict(data.get("params", {}))
+            return FingerprintParams.from_dict(_upgrade_grids(dict(data.get("params", {}))))
         except ParameterError as exc:
             raise IndexFormatError(f"{path}: bad fingerprint parameters ({exc})") from exc
 
@@ -539,6 +539,20 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         return [
             Segment(b, e, replace(m, offset_s=o + b * m.speed * m.tempo)) for b, e, o, m in runs
         ]
+
+
+_OLD_GRIDS = {"speed_grid": [0.99, 1.01, 0.98, 1.02, 0.97, 1.03], "tempo_grid": [0.98, 1.02, 0.96, 1.04]}
+"""The default grids stored by indexes made before the pitch grid existed."""
+
+
+def _upgrade_grids(params: dict[str, Any]) -> dict[str, Any]:
+    """Migrate on open: an index made before the pitch grid that kept the default grids of its
+    day searches today's wider defaults (the grids are query-time only; the hashes are alike)."""
+    if "pitch_grid" not in params:
+        for name, old in _OLD_GRIDS.items():
+            if params.get(name) == old:
+                del params[name]
+    return params
 
 
 def _first_entry(table: HashTable, h: int) -> int:
