@@ -293,7 +293,7 @@ def test_an_index_made_before_the_pitch_grid_searches_the_wide_grids(tmp_path: P
     FingerprintIndex.create(where).close()
     db = sqlite3.connect(where / "catalogue.sqlite")
     config = json.loads(db.execute("SELECT value FROM config WHERE name = 'index'").fetchone()[0])
-    for name in ("pitch_grid", "near_change", "noise_margin"):
+    for name in ("pitch_grid", "near_change"):
         del config["params"][name]
     config["params"]["speed_grid"] = [0.99, 1.01] if custom else [0.99, 1.01, 0.98, 1.02, 0.97, 1.03]
     config["params"]["tempo_grid"] = [0.98, 1.02, 0.96, 1.04]

@@ -167,24 +167,16 @@ def log_spectrogram(y: np.ndarray) -> np.ndarray:
     return np.log(S + level_floor(S.max())).astype(np.float32)
 
 
-def spectral_peaks(
-    y: np.ndarray, sr: float, *, density: float = DENSITY, noise_margin: float | None = None
-) -> Peaks:
+def spectral_peaks(y: np.ndarray, sr: float, *, density: float = DENSITY) -> Peaks:
     """The most prominent spectral peaks of ``y`` (mono, any ``sr``), ``density`` per second.
 
     ``sr`` may be fractional: passing ``sr / speed`` undoes a clip played ``speed`` times faster.
-    With ``noise_margin`` (queries), a peak must also stand this far (natural log) above its
-    bin's noise floor, the ``NOISE_QUANTILE`` of the bin's level over the clip.
     """
     if not density > 0:
         raise ParameterError(f"density must be positive (peaks per second), got {density!r}")
     L = log_spectrogram(_resample(y, sr))[:, F_LO - 1:F_HI + 1]
-    times, freqs, strength = band_peaks(L, density=density, core=(0, L.shape[0]), noise_margin=noise_margin)
+    times, freqs, strength = band_peaks(L, density=density, core=(0, L.shape[0]))
     return Peaks(times, freqs, strength, L.shape[0])
-
-
-NOISE_QUANTILE = 0.3
-"""Quantile over time of a bin's (smoothed) log magnitude taken as its stationary noise floor."""
 
 
 BAND = slice(F_LO - 1, F_HI + 1)
@@ -195,8 +187,7 @@ would in the whole signal (the smoothing, then the prominence's mean, the widest
 
 
 def band_peaks(
-    L: np.ndarray, *, density: float, core: tuple[int, int], t0: int = 0,
-    noise_margin: float | None = None,
+    L: np.ndarray, *, density: float, core: tuple[int, int], t0: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Peaks (times, freqs, strength) of the frames ``core = (lo, hi)`` of a log-magnitude band
     ``L`` (n_frames, bins ``BAND``): frame times are indices into ``L``.  A run of frames of a
@@ -207,13 +198,7 @@ def band_peaks(
     # Persistence: average the log magnitude over a few frames, so peaks of sustained partials
     # win over the frame-to-frame fluctuations of noise.
     L = ndimage.uniform_filter1d(L, size=SMOOTH_FRAMES, axis=0, mode="nearest")
-    reference = ndimage.uniform_filter(L, size=(MEAN_DT, MEAN_DF), mode="nearest")
-    if noise_margin is not None:
-        # Stationary noise (a crowd, a fan) raises a bin's level all clip long; its own
-        # fluctuations then make peaks that no indexed track has.
-        floor = np.quantile(L, NOISE_QUANTILE, axis=0) + noise_margin
-        reference = np.maximum(reference, floor[None, :])
-    prominence = L - reference
+    prominence = L - ndimage.uniform_filter(L, size=(MEAN_DT, MEAN_DF), mode="nearest")
     is_peak = _local_max(L, PEAK_DT, PEAK_DF) & (prominence > 0)
     is_peak[:, [0, -1]] = False  # edge bins only pad the neighbourhood
     lo, hi = core

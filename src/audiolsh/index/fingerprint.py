@@ -485,8 +485,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         self._refresh()
         if not len(self._live_ids):
             return None
-        p = self.params
-        peaks = spectral_peaks(y, sr, density=p.query_density, noise_margin=p.noise_margin)
+        peaks = spectral_peaks(y, sr, density=self.params.query_density)
         return self._to_match(self._search(peaks, search_speed=search_speed), threshold)
 
     def identify_segments(

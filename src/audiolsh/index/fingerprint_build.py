@@ -49,8 +49,6 @@ class FingerprintParams:
     dispersion : quasi-Poisson factor of the chance model (calibrated on unindexed clips)
     grid_dispersion : the same for speed/tempo variants, larger: a rescaled query can line up
         with the beat grid of a similar-sounding track, so chance agreement is clumpier there
-    noise_margin : a query's peaks stand this far (natural log) above their bin's noise floor
-        (None: no floor)
     query_margin : queries also hash quantities this close to a rounding boundary both ways
     max_postings : query hashes stored more often than this are not looked up (0: all)
     threshold : confidence below which ``identify`` answers no match
@@ -76,7 +74,6 @@ class FingerprintParams:
     # A semitone each way (2 ** (1 / 12), 5.9 %): a grid step off by 0.4 % moves the top bins by one.
     pitch_grid: list[float] = field(default_factory=lambda: [0.98, 1.02, 0.96, 1.04, 0.9439, 1.0595])
     near_change: float = 0.04
-    noise_margin: float | None = None
     early_stop: float = 1e-6
     max_segments: int = 8
     max_postings: int = 48
@@ -99,7 +96,6 @@ class FingerprintParams:
             ("tempo_grid", all(0.5 < f < 2 and f != 1 for f in self.tempo_grid)),
             ("pitch_grid", all(0.5 < f < 2 and f != 1 for f in self.pitch_grid)),
             ("near_change", 0 <= self.near_change < 1),
-            ("noise_margin", self.noise_margin is None or 0 <= self.noise_margin < 10),
             ("grid", max(near, len(grid) - near) < 31),  # variants per stage: vote packs 5 bits
         ]
         for name, ok in checks:
