@@ -78,9 +78,10 @@ def test_found_at_the_right_offset_after_noise_gain_and_resampling(
     assert set(m.to_dict()) >= {"path", "track_id", "offset_s", "score", "confidence", "speed", "tempo"}
 
 
-def test_pink_noise_at_0_db(index: FingerprintIndex, songs: dict[str, np.ndarray]) -> None:
-    clip = cut(songs["song13.wav"], 8.0, 10.0)
-    clip = snr_noise(clip, pink_noise(duration_s=10.0, sr=SR, seed=2), 0.0)
+@pytest.mark.parametrize("length_s", [10.0, 5.0])
+def test_pink_noise_at_0_db(index: FingerprintIndex, songs: dict[str, np.ndarray], length_s: float) -> None:
+    clip = cut(songs["song13.wav"], 8.0, length_s)
+    clip = snr_noise(clip, pink_noise(duration_s=length_s, sr=SR, seed=2), 0.0)
     m = index.identify(clip, SR)
     assert m is not None and m.path == "song13.wav" and abs(m.offset_s - 8.0) < 0.1
 
@@ -92,6 +93,14 @@ def test_unindexed_music_gives_no_match(index: FingerprintIndex, seed: int) -> N
     # ... while its confidence is still reported when asked for every answer.
     m = index.identify(y, SR, threshold=0.0)
     assert m is None or m.confidence < index.params.threshold
+
+
+@pytest.mark.parametrize("seed", [104, 105])
+def test_unindexed_music_sped_up_or_shifted_gives_no_match(index: FingerprintIndex, seed: int) -> None:
+    # What the wide grids try most: a clip that could be any of them.
+    y = music(duration_s=5.0, sr=SR, seed=seed)
+    assert index.identify(np.asarray(soxr.resample(y, SR * 1.06, SR), np.float32), SR) is None
+    assert index.identify(librosa.effects.pitch_shift(y, sr=SR, n_steps=-1), SR) is None
 
 
 def test_noise_and_silence_give_no_match(index: FingerprintIndex) -> None:
