@@ -53,6 +53,13 @@ def index(songs: dict[str, np.ndarray]) -> FingerprintIndex:
     return idx
 
 
+def one_track_index(songs: dict[str, np.ndarray], path: str, **params: object) -> FingerprintIndex:
+    idx = FingerprintIndex.create(None, **params)
+    with idx.session() as s:
+        s.add_track(path, content_hash="h", duration_s=SONG_S, landmarks=landmarks(songs[path], SR))
+    return idx
+
+
 def cut(y: np.ndarray, start_s: float, duration_s: float, sr: int = SR) -> np.ndarray:
     return y[int(start_s * sr): int((start_s + duration_s) * sr)]
 
@@ -140,13 +147,23 @@ def test_five_percent_speed_change_of_a_5_s_clip(
     assert m.speed == pytest.approx(factor, abs=0.011) and m.tempo == 1.0 and m.pitch == 1.0
     assert abs(m.offset_s - 20.0) < 0.2
     # Only the far stage of the grid (beyond near_change) finds it.
-    near = FingerprintIndex.create(None, speed_grid=[0.99, 1.01, 0.98, 1.02, 0.97, 1.03],
-                                   tempo_grid=[], pitch_grid=[])
+    near = one_track_index(songs, "song13.wav", speed_grid=[0.99, 1.01, 0.98, 1.02, 0.97, 1.03],
+                           tempo_grid=[], pitch_grid=[])
     assert near.params.near_change < abs(percent) / 100
-    near_song = landmarks(songs["song13.wav"], SR)
-    with near.session() as s:
-        s.add_track("song13.wav", content_hash="h", duration_s=SONG_S, landmarks=near_song)
     assert near.identify(changed, SR) is None
+
+
+def test_a_speed_between_grid_points_keeps_its_hashes(
+    index: FingerprintIndex, songs: dict[str, np.ndarray]
+) -> None:
+    # -7.5 % lies half a step between 0.92 and 0.93: peaks land near rounding boundaries, and
+    # the grid's boundary hashes (grid_margin) keep pairs that one rounding would lose.
+    clip = cut(songs["song11.wav"], 14.0, 4.0)
+    slower = np.asarray(soxr.resample(clip, SR * 0.925, SR), np.float32)[: 3 * SR]
+    plain = one_track_index(songs, "song11.wav", grid_margin=0.0)
+    m, m0 = index.identify(slower, SR), plain.identify(slower, SR, threshold=0.0)
+    assert m is not None and m.path == "song11.wav" and abs(m.offset_s - 14.0) < 0.2
+    assert m0 is not None and m.score > m0.score
 
 
 @pytest.mark.parametrize("steps", [1, -1])

@@ -430,9 +430,10 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             lms = []
             for g in batch:
                 speed, tempo, pitch = variants[g]
+                margin = self.params.query_margin if g == 0 else self.params.grid_margin
                 lms.append(pair_peaks(
                     peaks, fanout=self.params.query_fanout, time_scale=speed * tempo,
-                    freq_scale=1.0 / (speed * pitch), margin=self.params.query_margin if g == 0 else 0.0,
+                    freq_scale=1.0 / (speed * pitch), margin=margin,
                 ))
             hashes = np.concatenate([lm.hashes for lm in lms])
             q_times = np.concatenate([lm.times for lm in lms])

@@ -55,6 +55,8 @@ class FingerprintParams:
     speed_grid, tempo_grid, pitch_grid : factors tried when the unscaled query is not
         conclusive (pitch: frequencies scaled, tempo kept)
     near_change : variants changing nothing by more than this are tried before the others
+    grid_margin : ``query_margin`` of the grid's variants (a factor between two grid points
+        moves peaks by up to half a step)
     early_stop : stop trying variants once the corrected chance probability is below this
     max_segments : merge segments beyond this many
     """
@@ -74,6 +76,7 @@ class FingerprintParams:
     # A semitone each way (2 ** (1 / 12), 5.9 %): a grid step off by 0.4 % moves the top bins by one.
     pitch_grid: list[float] = field(default_factory=lambda: [0.98, 1.02, 0.96, 1.04, 0.9439, 1.0595])
     near_change: float = 0.04
+    grid_margin: float = 0.1
     early_stop: float = 1e-6
     max_segments: int = 8
     max_postings: int = 48
@@ -85,7 +88,7 @@ class FingerprintParams:
             ("density", self.density > 0), ("query_density", self.query_density > 0),
             ("fanout", isinstance(self.fanout, int) and 1 <= self.fanout <= 64),
             ("query_fanout", isinstance(self.query_fanout, int) and 1 <= self.query_fanout <= 64),
-            ("query_margin", 0 <= self.query_margin < 0.5),
+            ("query_margin", 0 <= self.query_margin < 0.5), ("grid_margin", 0 <= self.grid_margin < 0.5),
             ("tolerance", isinstance(self.tolerance, int) and 0 <= self.tolerance <= 16),
             ("dispersion", self.dispersion >= 1), ("grid_dispersion", self.grid_dispersion >= 1),
             ("threshold", 0 <= self.threshold <= 1),
