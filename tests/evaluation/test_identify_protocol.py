@@ -412,6 +412,7 @@ def test_cli_evaluate_identify_writes_json_and_markdown(corpus: list[str], tmp_p
     assert data["protocol"]["n_clips"] == N_TRACKS * 2 and data["machine"]["cpus"] >= 1
     assert len(data["clips"]) == N_TRACKS * 2 and len(data["answers"]["audfprint"]) == N_TRACKS * 2
     assert "| audiolsh (default) |" in md.read_text() and "summary" in result.output
+    assert "| false matches | verified overlaps | FM outside |" in md.read_text()
     # Without $AUDFPRINT, audfprint is skipped with a warning; audiolsh still runs.
     # --index names audiolsh's library as every command does; --format json prints the report.
     monkeypatch.delenv("AUDFPRINT")

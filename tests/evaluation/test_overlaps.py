@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 
 from audiolsh.audio import synth
+from audiolsh.cli.evaluate_cmds import report_markdown
 from audiolsh.evaluation.identify import (
     Answer,
     BuildStats,
@@ -177,6 +178,9 @@ def test_protocol_reports_a_reused_track_as_overlaps_and_others_as_false(tmp_pat
     # 2 clips of the cover: overlaps; 2 of the filler: false matches.
     assert (r.overall["n_neg"], r.overall["n_overlap"], r.overall["n_false"]) == (4, 2, 2)
     assert (r.overall["n_neg_outside"], r.overall["n_overlap_outside"]) == (4, 2)
+    md = report_markdown(report)
+    assert "theme (any): the verified overlaps" in md and md.count("| theme-cover.wav at ") == 2
+    assert "| filler.wav at " not in md
     ncc = report.overlap_ncc["theme"]
     for c, x in zip(report.clips, ncc):
         assert math.isnan(x) if c.positive else (x >= MIN_OVERLAP_NCC) == (c.source == paths["theme-cover"])
