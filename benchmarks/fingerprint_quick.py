@@ -88,13 +88,19 @@ def distort(name: str, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndar
         sos = signal.butter(6, [300, 3400], btype="bandpass", fs=8000, output="sos")
         z = signal.sosfilt(sos, z).astype(np.float32)
         return add_noise(z, rng.standard_normal(len(z)).astype(np.float32), 15), 8000
-    if name == "speed+3":
-        # Played 3 % faster: the same samples at a 3 % higher rate, resampled back.
-        return np.asarray(soxr.resample(y, SR * 1.03, SR), np.float32), SR
-    if name == "tempo+4":
+    kind, _, amount = name.partition("+") if "+" in name else name.partition("-")
+    sign = 1.0 if "+" in name else -1.0
+    if kind in ("speed", "tempo", "pitch") and amount:
+        # speedP: played P % faster (pitch and tempo together); tempoP: stretched, pitch kept;
+        # pitchN: N semitones up, tempo kept.
+        x = sign * float(amount)
+        if kind == "speed":
+            return np.asarray(soxr.resample(y, SR * (1 + x / 100), SR), np.float32), SR
         import librosa
 
-        return librosa.effects.time_stretch(y, rate=1.04).astype(np.float32), SR
+        if kind == "tempo":
+            return librosa.effects.time_stretch(y, rate=1 + x / 100).astype(np.float32), SR
+        return librosa.effects.pitch_shift(y, sr=SR, n_steps=x).astype(np.float32), SR
     if name == "reverb":
         t = np.arange(int(0.6 * SR)) / SR
         ir = rng.standard_normal(len(t)) * np.exp(-t / (0.5 / 6.9))

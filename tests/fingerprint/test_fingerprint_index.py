@@ -53,6 +53,13 @@ def index(songs: dict[str, np.ndarray]) -> FingerprintIndex:
     return idx
 
 
+def one_track_index(songs: dict[str, np.ndarray], path: str, **params: object) -> FingerprintIndex:
+    idx = FingerprintIndex.create(None, **params)
+    with idx.session() as s:
+        s.add_track(path, content_hash="h", duration_s=SONG_S, landmarks=landmarks(songs[path], SR))
+    return idx
+
+
 def cut(y: np.ndarray, start_s: float, duration_s: float, sr: int = SR) -> np.ndarray:
     return y[int(start_s * sr): int((start_s + duration_s) * sr)]
 
@@ -78,9 +85,10 @@ def test_found_at_the_right_offset_after_noise_gain_and_resampling(
     assert set(m.to_dict()) >= {"path", "track_id", "offset_s", "score", "confidence", "speed", "tempo"}
 
 
-def test_pink_noise_at_0_db(index: FingerprintIndex, songs: dict[str, np.ndarray]) -> None:
-    clip = cut(songs["song13.wav"], 8.0, 10.0)
-    clip = snr_noise(clip, pink_noise(duration_s=10.0, sr=SR, seed=2), 0.0)
+@pytest.mark.parametrize("length_s", [10.0, 5.0])
+def test_pink_noise_at_0_db(index: FingerprintIndex, songs: dict[str, np.ndarray], length_s: float) -> None:
+    clip = cut(songs["song13.wav"], 8.0, length_s)
+    clip = snr_noise(clip, pink_noise(duration_s=length_s, sr=SR, seed=2), 0.0)
     m = index.identify(clip, SR)
     assert m is not None and m.path == "song13.wav" and abs(m.offset_s - 8.0) < 0.1
 
@@ -92,6 +100,14 @@ def test_unindexed_music_gives_no_match(index: FingerprintIndex, seed: int) -> N
     # ... while its confidence is still reported when asked for every answer.
     m = index.identify(y, SR, threshold=0.0)
     assert m is None or m.confidence < index.params.threshold
+
+
+@pytest.mark.parametrize("seed", [104, 105])
+def test_unindexed_music_sped_up_or_shifted_gives_no_match(index: FingerprintIndex, seed: int) -> None:
+    # What the wide grids try most: a clip that could be any of them.
+    y = music(duration_s=5.0, sr=SR, seed=seed)
+    assert index.identify(np.asarray(soxr.resample(y, SR * 1.06, SR), np.float32), SR) is None
+    assert index.identify(librosa.effects.pitch_shift(y, sr=SR, n_steps=-1), SR) is None
 
 
 def test_noise_and_silence_give_no_match(index: FingerprintIndex) -> None:
@@ -117,6 +133,69 @@ def test_tempo_variant_found_with_its_factor(index: FingerprintIndex, songs: dic
     assert m is not None and m.path == "song12.wav"
     assert m.tempo == pytest.approx(1.04, abs=0.021) and m.speed == 1.0
     assert abs(m.offset_s - 12.0) < 0.3
+
+
+@pytest.mark.parametrize("percent", [5.0, -5.0])
+def test_five_percent_speed_change_of_a_5_s_clip(
+    index: FingerprintIndex, songs: dict[str, np.ndarray], percent: float
+) -> None:
+    clip = cut(songs["song13.wav"], 20.0, 5.0)
+    factor = 1 + percent / 100
+    changed = np.asarray(soxr.resample(clip, SR * factor, SR), np.float32)  # pitch and tempo together
+    m = index.identify(changed, SR)
+    assert m is not None and m.path == "song13.wav"
+    assert m.speed == pytest.approx(factor, abs=0.011) and m.tempo == 1.0 and m.pitch == 1.0
+    assert abs(m.offset_s - 20.0) < 0.2
+    # Only the far stage of the grid (beyond near_change) finds it.
+    near = one_track_index(songs, "song13.wav", speed_grid=[0.99, 1.01, 0.98, 1.02, 0.97, 1.03],
+                           tempo_grid=[], pitch_grid=[])
+    assert near.params.near_change < abs(percent) / 100
+    assert near.identify(changed, SR) is None
+
+
+def test_a_speed_between_grid_points_keeps_its_hashes(
+    index: FingerprintIndex, songs: dict[str, np.ndarray]
+) -> None:
+    # -7.5 % lies half a step between 0.92 and 0.93: peaks land near rounding boundaries, and
+    # the grid's boundary hashes (grid_margin) keep pairs that one rounding would lose.
+    clip = cut(songs["song11.wav"], 14.0, 4.0)
+    slower = np.asarray(soxr.resample(clip, SR * 0.925, SR), np.float32)[: 3 * SR]
+    plain = one_track_index(songs, "song11.wav", grid_margin=0.0)
+    m, m0 = index.identify(slower, SR), plain.identify(slower, SR, threshold=0.0)
+    assert m is not None and m.path == "song11.wav" and abs(m.offset_s - 14.0) < 0.2
+    assert m0 is not None and m.score > m0.score
+
+
+@pytest.mark.parametrize("steps", [1, -1])
+def test_pitch_shift_by_a_semitone_tempo_kept(
+    index: FingerprintIndex, songs: dict[str, np.ndarray], steps: int
+) -> None:
+    clip = cut(songs["song14.wav"], 9.0, 5.0)
+    shifted = librosa.effects.pitch_shift(clip, sr=SR, n_steps=steps)
+    m = index.identify(shifted, SR)
+    assert m is not None and m.path == "song14.wav"
+    assert m.pitch == pytest.approx(2 ** (steps / 12), abs=0.011) and m.speed == 1.0 and m.tempo == 1.0
+    assert abs(m.offset_s - 9.0) < 0.2
+    assert m.to_dict()["pitch"] == m.pitch
+
+
+def test_far_variants_pay_for_their_tries(index: FingerprintIndex) -> None:
+    # A union bound over the stages: shares of the false-match budget sum to one, the
+    # unscaled query keeps the share it had with the near grid alone.
+    stages = index._stages(index._variants(True))
+    assert sorted(g for s, _ in stages for g in s) == list(range(len(index._variants(True))))
+    assert sum(len(s) / f for s, f in stages) == pytest.approx(1.0)
+    n_near = len(stages[1][0])
+    assert stages[0] == ([0], n_near + 1)
+    assert max(abs(x - 1) for g in stages[1][0] for x in index._variants(True)[g]) <= 0.04 + 1e-9
+    assert index._stages(index._variants(False)) == [([0], 1.0)]
+
+
+def test_ingest_postings_per_second_not_raised(songs: dict[str, np.ndarray]) -> None:
+    # Counts of the default index landmarks of two seeded tracks before the robustness work
+    # (3413 and 3405 for 40 s): query-side changes must not add to what ingest stores.
+    assert len(landmarks(songs["song11.wav"], SR)) <= 3413
+    assert len(landmarks(songs["song12.wav"], SR)) <= 3405
 
 
 def test_identify_segments_of_a_concatenation(index: FingerprintIndex, songs: dict[str, np.ndarray]) -> None:
@@ -232,6 +311,26 @@ def test_format_version_is_pinned_and_old_indexes_are_refused(tmp_path: Path) ->
     db.close()
     with pytest.raises(IndexFormatError, match=r"too old.*rebuild"):
         FingerprintIndex.open(where)
+
+
+@pytest.mark.parametrize("custom", [False, True])
+def test_an_index_made_before_the_pitch_grid_searches_the_wide_grids(tmp_path: Path, custom: bool) -> None:
+    where = tmp_path / "old"
+    FingerprintIndex.create(where).close()
+    db = sqlite3.connect(where / "catalogue.sqlite")
+    config = json.loads(db.execute("SELECT value FROM config WHERE name = 'index'").fetchone()[0])
+    for name in ("pitch_grid", "near_change"):
+        del config["params"][name]
+    config["params"]["speed_grid"] = [0.99, 1.01] if custom else [0.99, 1.01, 0.98, 1.02, 0.97, 1.03]
+    config["params"]["tempo_grid"] = [0.98, 1.02, 0.96, 1.04]
+    db.execute("UPDATE config SET value = ? WHERE name = 'index'", (json.dumps(config),))
+    db.commit()
+    db.close()
+    with FingerprintIndex.open(where) as idx:
+        new = FingerprintIndex.create(None).params
+        assert idx.params.pitch_grid == new.pitch_grid and idx.params.tempo_grid == new.tempo_grid
+        # A grid chosen by hand is kept.
+        assert idx.params.speed_grid == ([0.99, 1.01] if custom else new.speed_grid)
 
 
 def test_landmark_chunks_hold_every_live_landmark_once(songs: dict[str, np.ndarray]) -> None:

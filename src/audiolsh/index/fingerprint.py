@@ -10,8 +10,9 @@ segment.  Removing a track deletes its catalogue row only: its hashes are filter
 time and dropped when segments are compacted (too many segments, or too many dead hashes).
 
 A query's peaks are found once; for clips played faster or slower (speed: pitch and tempo
-together) or time-stretched (tempo: pitch kept) the peak positions are rescaled over a small
-grid of factors before hashing, only when the unscaled attempt is not already conclusive.
+together), time-stretched (tempo: pitch kept) or pitch-shifted (pitch: tempo kept) the peak
+positions are rescaled over grids of factors before hashing, only when the unscaled attempt is
+not already conclusive: first the changes up to ``near_change``, then the wider ones.
 The answer is the (variant, track, offset) whose number of agreeing hashes is least likely to
 happen by chance; its confidence is one minus that probability corrected for every offset,
 track and variant searched, so the default threshold bounds the false-match rate.
@@ -73,6 +74,7 @@ class Match:
         tracks, offsets and speed/tempo variants searched
     speed : > 1 when the clip plays faster than the track (pitch and tempo together)
     tempo : > 1 when the clip is time-stretched faster with pitch kept
+    pitch : > 1 when the clip is pitch-shifted up with tempo kept
     query_start_s, query_end_s : span of the clip (its own time) covered by agreeing hashes
     """
 
@@ -87,6 +89,7 @@ class Match:
     query_start_s: float = 0.0
     query_end_s: float = 0.0
     log10_p: float = 0.0
+    pitch: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +100,7 @@ class Match:
             "confidence": self.confidence,
             "speed": self.speed,
             "tempo": self.tempo,
+            "pitch": self.pitch,
         }
 
 
@@ -202,7 +206,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
                 f"{path}: fingerprints were made with {made}, this audiolsh makes {analysis()}"
             )
         try:
-            return FingerprintParams.from_dict(data.get("params", {}))
+            return FingerprintParams.from_dict(_upgrade_grids(dict(data.get("params", {}))))
         except ParameterError as exc:
             raise IndexFormatError(f"{path}: bad fingerprint parameters ({exc})") from exc
 
@@ -365,12 +369,32 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
 
     # queries ----------------------------------------------------------------------------
 
-    def _variants(self, search_speed: bool) -> list[tuple[float, float]]:
-        """(speed, tempo) pairs: the unscaled query first, then the grid."""
-        out = [(1.0, 1.0)]
+    def _variants(self, search_speed: bool) -> list[tuple[float, float, float]]:
+        """(speed, tempo, pitch) triples: the unscaled query first, then the grids."""
+        out = [(1.0, 1.0, 1.0)]
         if search_speed:
-            out += [(float(s), 1.0) for s in self.params.speed_grid]
-            out += [(1.0, float(t)) for t in self.params.tempo_grid]
+            p = self.params
+            out += [(float(s), 1.0, 1.0) for s in p.speed_grid]
+            out += [(1.0, float(t), 1.0) for t in p.tempo_grid]
+            out += [(1.0, 1.0, float(f)) for f in p.pitch_grid]
+        return out
+
+    def _stages(self, variants: list[tuple[float, float, float]]) -> list[tuple[list[int], float]]:
+        """The variants tried in turn (the unscaled query, changes up to ``near_change``, the
+        rest), each stage with the factor its chance probability is multiplied by.
+
+        A union bound over stages: stage k gets a share w_k of the false-match budget
+        (sum 1) and tests n_k variants, so its factor is n_k / w_k.  The unscaled query keeps
+        the share it had before the far stage existed (1 / (1 + n_near)); near and far split
+        the rest, so adding far variants costs the common cases nothing.
+        """
+        near = self.params.near_change
+        stage1 = [g for g in range(1, len(variants)) if max(abs(x - 1) for x in variants[g]) <= near + 1e-9]
+        stage2 = [g for g in range(1, len(variants)) if g not in stage1]
+        w0 = 1.0 / (1 + len(stage1))
+        rest = [s for s in (stage1, stage2) if s]
+        out = [([0], 1.0 / w0 if rest else 1.0)]
+        out += [(s, len(s) * len(rest) / (1.0 - w0)) for s in rest]
         return out
 
     def _match_hashes(
@@ -394,28 +418,27 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
 
     def _search(
         self, peaks: Peaks, *, search_speed: bool
-    ) -> tuple[Votes | None, float, tuple[float, float], int]:
-        """Best votes over the variants: (votes, corrected log10 p, (speed, tempo), n hashes)."""
+    ) -> tuple[Votes | None, float, tuple[float, float, float], int]:
+        """Best votes over the variants: (votes, corrected log10 p, (speed, tempo, pitch), n hashes)."""
         variants = self._variants(search_speed)
         q_frames = peaks.n_frames
         width = 2 * self.params.tolerance + 1
-        n_cells = float(np.sum(self._live_frames + q_frames)) / width * len(variants)
-        log_cells = math.log10(max(n_cells, 1.0))
-        best: tuple[Votes | None, float, tuple[float, float], int] = (None, 0.0, (1.0, 1.0), 0)
+        log_cells = math.log10(max(float(np.sum(self._live_frames + q_frames)) / width, 1.0))
+        best: tuple[Votes | None, float, tuple[float, float, float], int] = (None, 0.0, (1.0, 1.0, 1.0), 0)
         n_hashes = 0
-        for batch in ([0], list(range(1, len(variants)))):
-            if not batch:
-                break
+        for batch, factor in self._stages(variants):
             lms = []
             for g in batch:
-                speed, tempo = variants[g]
+                speed, tempo, pitch = variants[g]
+                margin = self.params.query_margin if g == 0 else self.params.grid_margin
                 lms.append(pair_peaks(
                     peaks, fanout=self.params.query_fanout, time_scale=speed * tempo,
-                    freq_scale=1.0 / speed, margin=self.params.query_margin if g == 0 else 0.0,
+                    freq_scale=1.0 / (speed * pitch), margin=margin,
                 ))
             hashes = np.concatenate([lm.hashes for lm in lms])
             q_times = np.concatenate([lm.times for lm in lms])
-            q_group = np.repeat(np.asarray(batch, np.int64), [len(lm) for lm in lms])
+            # Groups numbered within the stage (vote packs them in a few bits).
+            q_group = np.repeat(np.arange(len(batch), dtype=np.int64), [len(lm) for lm in lms])
             if batch == [0]:
                 n_hashes = len(hashes)
             qidx, tids, tframes = self._match_hashes(hashes)
@@ -425,8 +448,10 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
                 tolerance=self.params.tolerance,
                 dispersion=self.params.dispersion if batch == [0] else self.params.grid_dispersion,
             )
-            if v is not None and (best[0] is None or v.log10_p + log_cells < best[1]):
-                best = (v, v.log10_p + log_cells, variants[v.group], n_hashes)
+            log_p = None if v is None else v.log10_p + log_cells + math.log10(factor)
+            if v is not None and log_p is not None and (best[0] is None or log_p < best[1]):
+                v = replace(v, group=batch[v.group])
+                best = (v, log_p, variants[v.group], n_hashes)
             v0 = best[0]
             if v0 is not None and best[1] < math.log10(self.params.early_stop) and (
                 v0.group > 0 or abs(v0.drift) < MAX_DRIFT
@@ -435,9 +460,9 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         return best
 
     def _to_match(
-        self, found: tuple[Votes | None, float, tuple[float, float], int], threshold: float | None
+        self, found: tuple[Votes | None, float, tuple[float, float, float], int], threshold: float | None
     ) -> Match | None:
-        v, log_p, (speed, tempo), n_hashes = found
+        v, log_p, (speed, tempo, pitch), n_hashes = found
         if v is None:
             return None
         confidence = float(np.clip(1.0 - 10.0 ** min(log_p, 0.0), 0.0, 1.0))
@@ -449,7 +474,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         scale = speed * tempo
         return Match(
             track_id=v.track_id, path=track.path, offset_s=v.offset * FRAME_S, score=float(v.count),
-            confidence=confidence, speed=speed, tempo=tempo, n_query_hashes=n_hashes,
+            confidence=confidence, speed=speed, tempo=tempo, pitch=pitch, n_query_hashes=n_hashes,
             query_start_s=v.q_first / scale * FRAME_S, query_end_s=(v.q_last + 1) / scale * FRAME_S,
             log10_p=log_p,
         )
@@ -514,6 +539,20 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         return [
             Segment(b, e, replace(m, offset_s=o + b * m.speed * m.tempo)) for b, e, o, m in runs
         ]
+
+
+_OLD_GRIDS = {"speed_grid": [0.99, 1.01, 0.98, 1.02, 0.97, 1.03], "tempo_grid": [0.98, 1.02, 0.96, 1.04]}
+"""The default grids stored by indexes made before the pitch grid existed."""
+
+
+def _upgrade_grids(params: dict[str, Any]) -> dict[str, Any]:
+    """Migrate on open: an index made before the pitch grid that kept the default grids of its
+    day searches today's wider defaults (the grids are query-time only; the hashes are alike)."""
+    if "pitch_grid" not in params:
+        for name, old in _OLD_GRIDS.items():
+            if params.get(name) == old:
+                del params[name]
+    return params
 
 
 def _first_entry(table: HashTable, h: int) -> int:

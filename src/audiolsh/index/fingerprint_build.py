@@ -52,7 +52,11 @@ class FingerprintParams:
     query_margin : queries also hash quantities this close to a rounding boundary both ways
     max_postings : query hashes stored more often than this are not looked up (0: all)
     threshold : confidence below which ``identify`` answers no match
-    speed_grid, tempo_grid : factors tried when the unscaled query is not conclusive
+    speed_grid, tempo_grid, pitch_grid : factors tried when the unscaled query is not
+        conclusive (pitch: frequencies scaled, tempo kept)
+    near_change : variants changing nothing by more than this are tried before the others
+    grid_margin : ``query_margin`` of the grid's variants (a factor between two grid points
+        moves peaks by up to half a step)
     early_stop : stop trying variants once the corrected chance probability is below this
     max_segments : merge segments beyond this many
     """
@@ -66,18 +70,25 @@ class FingerprintParams:
     dispersion: float = 3.5
     grid_dispersion: float = 5.0
     threshold: float = 0.999
-    speed_grid: list[float] = field(default_factory=lambda: [0.99, 1.01, 0.98, 1.02, 0.97, 1.03])
-    tempo_grid: list[float] = field(default_factory=lambda: [0.98, 1.02, 0.96, 1.04])
+    speed_grid: list[float] = field(default_factory=lambda: [
+        0.99, 1.01, 0.98, 1.02, 0.97, 1.03, 0.96, 1.04, 0.95, 1.05, 0.94, 1.06, 0.93, 1.07, 0.92, 1.08])
+    tempo_grid: list[float] = field(default_factory=lambda: [0.98, 1.02, 0.96, 1.04, 0.94, 1.06, 0.92, 1.08])
+    # A semitone each way (2 ** (1 / 12), 5.9 %): a grid step off by 0.4 % moves the top bins by one.
+    pitch_grid: list[float] = field(default_factory=lambda: [0.98, 1.02, 0.96, 1.04, 0.9439, 1.0595])
+    near_change: float = 0.04
+    grid_margin: float = 0.1
     early_stop: float = 1e-6
     max_segments: int = 8
     max_postings: int = 48
 
     def validate(self) -> FingerprintParams:
+        grid = [*self.speed_grid, *self.tempo_grid, *self.pitch_grid]
+        near = sum(abs(f - 1) <= self.near_change + 1e-9 for f in grid)
         checks = [
             ("density", self.density > 0), ("query_density", self.query_density > 0),
             ("fanout", isinstance(self.fanout, int) and 1 <= self.fanout <= 64),
             ("query_fanout", isinstance(self.query_fanout, int) and 1 <= self.query_fanout <= 64),
-            ("query_margin", 0 <= self.query_margin < 0.5),
+            ("query_margin", 0 <= self.query_margin < 0.5), ("grid_margin", 0 <= self.grid_margin < 0.5),
             ("tolerance", isinstance(self.tolerance, int) and 0 <= self.tolerance <= 16),
             ("dispersion", self.dispersion >= 1), ("grid_dispersion", self.grid_dispersion >= 1),
             ("threshold", 0 <= self.threshold <= 1),
@@ -86,7 +97,9 @@ class FingerprintParams:
             ("max_postings", isinstance(self.max_postings, int) and self.max_postings >= 0),
             ("speed_grid", all(0.5 < f < 2 and f != 1 for f in self.speed_grid)),
             ("tempo_grid", all(0.5 < f < 2 and f != 1 for f in self.tempo_grid)),
-            ("grid", len(self.speed_grid) + len(self.tempo_grid) < 31),
+            ("pitch_grid", all(0.5 < f < 2 and f != 1 for f in self.pitch_grid)),
+            ("near_change", 0 <= self.near_change < 1),
+            ("grid", max(near, len(grid) - near) < 31),  # variants per stage: vote packs 5 bits
         ]
         for name, ok in checks:
             if not ok:
