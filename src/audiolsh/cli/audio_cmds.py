@@ -300,7 +300,7 @@ def identify(index_path: str, clips: tuple[str, ...], mic_s: float | None, metho
                 flat += [{"query": inputs.short(clip), "start_s": row["start_s"], "end_s": row["end_s"],
                           **track_columns(row, names, fmt), "track_id": row["track_id"],
                           "offset_s": row["offset_s"], "confidence": row["confidence"],
-                          "matched": row["matched"]}
+                          "matched": _matched(row["matched"], fmt)}
                          for row in record["segments"]]
             else:
                 m = record["match"]
@@ -309,9 +309,16 @@ def identify(index_path: str, clips: tuple[str, ...], mic_s: float | None, metho
                 m = m or {}
                 flat.append({"query": inputs.short(clip), **found,
                              "offset_s": m.get("offset_s"), "confidence": m.get("confidence"),
-                             "matched": m.get("matched"), "speed": m.get("speed"),
+                             "matched": _matched(m.get("matched"), fmt), "speed": m.get("speed"),
                              "reason": record.get("reason"), "elapsed_ms": record["elapsed_ms"]})
     emit_answers(records, fmt, flat, title="identification", failed=failed + inputs.problems)
+
+
+def _matched(flag: bool | None, fmt: str) -> Any:
+    """The matched flag: as is in csv, words in the table (a weak candidate stands out)."""
+    if fmt != "table" or flag is None:
+        return flag
+    return "yes" if flag else "below threshold"
 
 
 @cli.command()
