@@ -13,13 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import json
+import math
+
 import numpy as np
 
 from audiolsh.errors import ParameterError
 from audiolsh.evaluation.identify import Answer, Clip, IdentifyReport
 from audiolsh.index import confidence as calibrated
 
-__all__ = ["calibration_summary", "fit_from_report", "reliability_markdown", "reliability_png"]
+__all__ = ["calibration_summary", "fit_from_report", "load_report", "reliability_markdown", "reliability_png"]
 
 
 def _right(clips: Sequence[Clip], answers: Sequence[Answer]) -> tuple[np.ndarray, np.ndarray]:
@@ -38,6 +41,20 @@ def calibration_summary(clips: Sequence[Clip], answers: Sequence[Answer], n_bins
     return {"n": int(answered.sum()), "n_unanswered": int((~answered).sum()),
             "ece": calibrated.expected_calibration_error(conf, right[answered], n_bins),
             "bins": calibrated.reliability(conf, right[answered], n_bins)}
+
+
+def load_report(path: str | Path) -> IdentifyReport:
+    """A report written by ``evaluate identify --out``, read back for refitting or checking
+    (JSON nulls of the candidates' NaN turned back; the per-system results are not)."""
+    data = json.loads(Path(path).read_text())
+    fields = data["answers"]["fields"]
+    answers = {name: [Answer(**dict(zip(fields, row))) for row in rows]
+               for name, rows in data["answers"].items() if name != "fields"}
+    for info in data["systems"].values():
+        if "candidates" in info:
+            info["candidates"] = [[math.nan if v is None else v for v in row] for row in info["candidates"]]
+    return IdentifyReport(data["corpus"], data["protocol"], [], data["machine"], data["skipped"],
+                          data["systems"], [Clip(**c) for c in data["clips"]], answers)
 
 
 def fit_from_report(report: IdentifyReport, system: str = "audiolsh") -> calibrated.Calibration:

@@ -147,7 +147,8 @@ def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
     coef = w[1:] / sd
     intercept = float(w[0] - coef @ mu)
     p_all = np.where(has, _sigmoid(X_all @ coef + intercept), 0.0)
-    default = _operating_point(p_all[has], X[:, 0] >= OLD_OPERATING_CHANCE)
+    chance = -np.asarray(log10_p, np.float64)[has]
+    default = _operating_point(p_all[has], chance >= OLD_OPERATING_CHANCE)
     sel = np.asarray(correct, bool) if clean is None else np.asarray(clean, bool)
     needed = _hashes_needed(np.asarray(query_hashes, np.float64), has & (p_all >= default), sel)
     return Calibration(tuple(float(c) for c in coef), intercept, default, needed, dict(meta or {}))
