@@ -155,6 +155,8 @@ def test_identify_searches_any_clip_of_1_s_and_shows_weak_candidates(
     code, out, err = run("identify", str(noise), "--index", idx, "--format", "csv")
     assert code == 0, err
     assert "matched" in out.splitlines()[0] and ",False," in out.splitlines()[1]
+    code, out, err = run("identify", str(noise), "--index", idx)
+    assert code == 0 and "below threshold" in out and "matched" in out, err
     code, _, err = run("identify", str(noise), "--index", idx, "--min-confidence", "1.5")
     assert code == 2 and "--min-confidence" in err
     code, out, err = run("identify", "--segments", str(short), "--index", idx, "--format", "jsonl")
