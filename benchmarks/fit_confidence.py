@@ -63,15 +63,16 @@ def main() -> None:
         at = np.array([a.track is not None and s >= cal.default_min_confidence
                        for a, s in zip(answers, conf)])
         right = np.array([a.track == c.source and c.positive for a, c in zip(answers, rep.clips)])
-        print(f"at the default {cal.default_min_confidence:g}: {int((at & right).sum())}/{int(pos.sum())} right,"
-              f" {int((at & ~pos).sum())}/{int((~pos).sum())} false matches")
+        print(f"at the default {cal.default_min_confidence:g}: {int((at & right).sum())}/{int(pos.sum())}"
+              f" right, {int((at & ~pos).sum())}/{int((~pos).sum())} false matches")
         lengths = sorted({c.length_s for c in rep.clips})
         for length in lengths:
             sel = [i for i, c in enumerate(rep.clips) if c.length_s == length]
             part = calibration_summary([rep.clips[i] for i in sel], [answers[i] for i in sel])
             print(f"  {length:g}-s clips: ECE {part['ece']:.4f} over {part['n']}")
         if name == "check" and args.png:
-            reliability_png(summary, args.png, title=f"held-out seed {rep.protocol['seed']}: ECE {summary['ece']:.3f}")
+            title = f"held-out seed {rep.protocol['seed']}: ECE {summary['ece']:.3f}"
+            reliability_png(summary, args.png, title=title)
             print(f"reliability diagram: {args.png}")
 
 

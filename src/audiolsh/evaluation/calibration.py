@@ -9,12 +9,11 @@ engine's quantities recorded per clip (``AudiolshSystem.info["candidates"]``).
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import json
-import math
 
 import numpy as np
 
