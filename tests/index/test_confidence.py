@@ -20,9 +20,8 @@ def test_shipped_calibration_loads_once_and_is_monotone() -> None:
     for agreeing, hashes, seconds in [(5, 300, 1.0), (20, 2000, 5.0), (200, 4000, 10.0)]:
         p = cal.probability(-chance, agreeing, hashes, seconds)
         assert np.all((p >= 0) & (p <= 1)) and np.all(np.diff(p) >= 0)
-        assert p[-1] > p[0]
     more = cal.probability(np.full(50, -4.0), np.arange(1, 51), 1500, 5.0)
-    assert np.all(np.diff(more) >= 0)  # more agreeing hashes never lower it
+    assert np.all(np.diff(more) > 0)  # more agreeing hashes raise it
 
 
 def test_file_format_is_versioned_and_checked(tmp_path) -> None:

@@ -116,7 +116,7 @@ def load(name: str = DEFAULT) -> Calibration:
 
 def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
         seconds: ArrayLike, correct: ArrayLike, *, clean: ArrayLike | None = None,
-        l2: float = 1e-3, meta: dict[str, Any] | None = None) -> Calibration:
+        l2: float = 1e-6, meta: dict[str, Any] | None = None) -> Calibration:
     """Logistic regression of ``correct`` (the candidate is the clip's track) on the features,
     the chance score's and the agreeing hashes' weights bounded at >= 0; deterministic.  A clip
     with no candidate at all (``log10_p`` NaN) is left out of the fit but counts as unmatched
@@ -143,7 +143,8 @@ def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
         return float(nll.mean() + l2 * w[1:] @ w[1:]), grad
 
     bounds = [(None, None), (0.0, None), (0.0, None), (None, None), (None, None)]
-    w = minimize(loss, np.zeros(1 + Z.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds).x
+    w = minimize(loss, np.zeros(1 + Z.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds,
+                 options={"maxiter": 10000, "ftol": 1e-14, "gtol": 1e-10}).x
     coef = w[1:] / sd
     intercept = float(w[0] - coef @ mu)
     p_all = np.where(has, _sigmoid(X_all @ coef + intercept), 0.0)
