@@ -514,7 +514,7 @@ class AudiolshSystem(ClipByClip):
         m = verdict.best
         self.info["candidates"].append([math.nan if m is None else float(m.log10_p),
                                         0.0 if m is None else float(m.score), verdict.n_query_hashes,
-                                        len(y) / sr])
+                                        len(y) / sr if m is None else m.clip_s])
         if m is None:
             return None, None, -math.inf
         return m.path, m.offset_s, float(m.confidence)

@@ -91,6 +91,7 @@ class Match:
     query_end_s: float = 0.0
     log10_p: float = 0.0
     matched: bool = True
+    clip_s: float = 0.0  # the seconds searched, as the confidence model sees them
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -483,7 +484,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             track_id=v.track_id, path=track.path, offset_s=v.offset * FRAME_S, score=float(v.count),
             confidence=confidence, speed=speed, tempo=tempo, n_query_hashes=n_hashes,
             query_start_s=v.q_first / scale * FRAME_S, query_end_s=(v.q_last + 1) / scale * FRAME_S,
-            log10_p=log_p, matched=confidence >= cal.default_min_confidence,
+            log10_p=log_p, matched=confidence >= cal.default_min_confidence, clip_s=q_frames * FRAME_S,
         )
 
     def _verdict(self, best: Match | None, n_hashes: int, min_confidence: float | None) -> Verdict:
