@@ -22,7 +22,7 @@ def _no_user_config(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Te
     """A developer's ~/.config/audiolsh/config.toml or AUDIOLSH_* variables change no test."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "no-config"))
     for name in ("AUDIOLSH_CONFIG", "AUDIOLSH_WORKERS", "AUDIOLSH_FORMAT", "AUDIOLSH_HOST", "AUDIOLSH_PORT",
-                 "AUDIOLSH_SERVER_WORKERS"):
+                 "AUDIOLSH_SERVER_WORKERS", "AUDIOLSH_MIN_CONFIDENCE"):
         monkeypatch.delenv(name, raising=False)
 
 

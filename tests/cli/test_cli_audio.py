@@ -119,6 +119,50 @@ def test_identify_names_the_track_and_offset_and_says_no_match(
     assert code == 0 and out.splitlines()[0].startswith("query,match,title,artist,offset_s")
 
 
+def test_identify_searches_any_clip_of_1_s_and_shows_weak_candidates(
+    tmp_path: Path, library: Path, indexed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audiolsh.index.confidence import load
+
+    y, _ = sf.read(library / "a.wav", dtype="float32")
+    short, tiny, noise = tmp_path / "short.wav", tmp_path / "tiny.wav", tmp_path / "noise.wav"
+    sf.write(short, y[10 * SR : int(11.5 * SR)], SR)
+    sf.write(tiny, y[10 * SR : int(10.5 * SR)], SR)
+    sf.write(noise, synth.pink_noise(duration_s=4.0, sr=SR, seed=8, amplitude=0.3), SR)
+    idx = str(indexed)
+    code, out, err = run("identify", str(tiny), str(short), str(noise), "--index", idx, "--format", "jsonl")
+    # Only the 0.5-s clip is an error, named; the batch goes on.
+    (line,) = err.strip().splitlines()
+    assert code == 2 and "tiny.wav" in line and "too short" in line and "at least 1.000 s" in line
+    found, unknown = (json.loads(r) for r in out.splitlines())
+    if found["match"] is not None:
+        assert found["match"]["path"].endswith("a.wav") and abs(found["match"]["offset_s"] - 10.0) <= 0.5
+    else:
+        assert found["reason"]
+    assert unknown["match"] is None and unknown["reason"]
+    # --min-confidence 0: the best candidate whatever its confidence, flagged as weak.
+    code, out, err = run("identify", str(noise), "--index", idx, "--format", "jsonl", "--min-confidence", "0")
+    assert code == 0, err
+    record = json.loads(out)
+    weak = record["match"]
+    assert weak is not None and weak["matched"] is False
+    assert weak["confidence"] < load().default_min_confidence
+    assert record["reason"].startswith("below threshold")
+    # ... the same from the config file's key, and in the table.
+    config = tmp_path / "config.toml"
+    config.write_text("min_confidence = 0.0\n")
+    monkeypatch.setenv("AUDIOLSH_CONFIG", str(config))
+    code, out, err = run("identify", str(noise), "--index", idx, "--format", "csv")
+    assert code == 0, err
+    assert "matched" in out.splitlines()[0] and ",False," in out.splitlines()[1]
+    code, out, err = run("identify", str(noise), "--index", idx)
+    assert code == 0 and "below threshold" in out and "matched" in out, err
+    code, _, err = run("identify", str(noise), "--index", idx, "--min-confidence", "1.5")
+    assert code == 2 and "--min-confidence" in err
+    code, out, err = run("identify", "--segments", str(short), "--index", idx, "--format", "jsonl")
+    assert code == 0 and "segments" in json.loads(out), err
+
+
 def test_similar_and_worst_and_by_track(tmp_path: Path, library: Path, indexed: Path) -> None:
     y, _ = sf.read(library / "album" / "c.ogg", dtype="float32")
     clip = tmp_path / "c-part.wav"

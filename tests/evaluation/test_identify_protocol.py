@@ -35,6 +35,7 @@ from audiolsh.evaluation.identify import (
     track_family,
 )
 from audiolsh.evaluation.olaf import OlafSystem, olaf_from_env
+from audiolsh.index.confidence import Calibration
 
 SR = 22050
 N_TRACKS = 6
@@ -271,10 +272,24 @@ def test_subsets_of_query_tracks(corpus: list[str], tmp_path: Path) -> None:
 
 
 def test_audiolsh_adapter_identifies_clean_clips(corpus: list[str], tmp_path: Path) -> None:
-    system = AudiolshSystem(workers=1)
+    from audiolsh.evaluation.calibration import calibration_summary, fit_from_report
+    from audiolsh.index.confidence import load
+
+    system = AudiolshSystem(workers=1, min_confidence=0.0)
     report = run(corpus, tmp_path, system, lengths_s=(5.0,), conditions=("clean",), clips_per_track=2)
-    default, equal = report.results  # type: ignore[attr-defined]
-    assert default.label == "default" and equal.label == "equal FM"
+    default, zero, _ = report.results  # type: ignore[attr-defined]
+    assert [r.label for r in report.results] == ["default", "min confidence 0", "equal FM"]  # type: ignore
+    # The threshold axis is the calibrated probability: the default is the shipped operating point.
+    assert default.threshold == load().default_min_confidence and zero.threshold == 0.0
+    answers, clips = report.answers["audiolsh"], report.clips  # type: ignore[attr-defined]
+    answered = [a for a in answers if a.track is not None]
+    assert all(0.0 <= a.score <= 1.0 for a in answered)
+    assert zero.overall["n_false"] == sum(not c.positive for a, c in zip(answers, clips) if a.track)
+    rows = report.systems["audiolsh"]["candidates"]  # type: ignore[attr-defined]
+    assert len(rows) == len(clips) and all(r[3] == pytest.approx(5.0, abs=0.1) for r in rows)
+    summary = calibration_summary(clips, answers)
+    assert summary["n"] == len(answered) and 0.0 <= summary["ece"] <= 1.0
+    assert fit_from_report(report).meta["fitted_on"]["n_clips"] == len(answered)  # type: ignore[arg-type]
     assert default.overall["top1"] >= 0.75 and default.overall["offset_acc"] >= 0.75
     assert default.build.n_tracks == 4 and default.build.audio_s == pytest.approx(4 * TRACK_S, abs=0.1)
     assert default.build.index_bytes > 0 and default.build.x_realtime_per_core > 0
@@ -403,9 +418,14 @@ def test_cli_evaluate_identify_writes_json_and_markdown(corpus: list[str], tmp_p
     corpus_dir = str(Path(corpus[0]).parent)
     args = ["evaluate", "identify", corpus_dir, "--lengths", "5", "--conditions", "clean,white10",
             "--work-dir", str(tmp_path / "w"), "-j", "1", "--audfprint-configs", "audfprint",
-            "--out", str(out), "--md", str(md)]
+            "--out", str(out), "--md", str(md), "--fit-confidence", str(tmp_path / "fit.json"),
+            "--reliability-png", str(tmp_path / "rel.png")]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
+    fit = Calibration.from_json(json.loads((tmp_path / "fit.json").read_text()))
+    assert fit.meta["fitted_on"]["seed"] == 0 and fit.meta["command"].startswith("audiolsh")
+    assert (tmp_path / "rel.png").read_bytes()[:4] == b"\x89PNG"
+    assert "reliability of its confidence" in md.read_text()
     data = json.loads(out.read_text())
     titles = [f"{r['name']} ({r['label']})" for r in data["results"]]
     assert titles == ["audiolsh (default)", "audiolsh (equal FM)", "audfprint (equal FM)", "olaf (equal FM)"]

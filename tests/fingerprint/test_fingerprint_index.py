@@ -98,8 +98,36 @@ def test_unindexed_music_gives_no_match(index: FingerprintIndex, seed: int) -> N
     y = music(duration_s=10.0, sr=SR, seed=seed)
     assert index.identify(y, SR) is None
     # ... while its confidence is still reported when asked for every answer.
-    m = index.identify(y, SR, threshold=0.0)
-    assert m is None or m.confidence < index.params.threshold
+    m = index.identify(y, SR, min_confidence=0.0)
+    assert m is None or (m.confidence < index.default_min_confidence and not m.matched)
+
+
+def test_short_clip_is_searched_and_weak_evidence_is_an_honest_no_match(
+    index: FingerprintIndex, songs: dict[str, np.ndarray]
+) -> None:
+    verdict = index.assess(cut(songs["pattern.wav"], 11.0, 1.5), SR)
+    assert verdict.n_query_hashes > 0
+    if verdict.match is not None:  # named: the right track, where the clip starts
+        assert verdict.match.path == "pattern.wav" and abs(verdict.match.offset_s - 11.0) < 0.1
+        assert verdict.reason is None and verdict.match.matched
+    else:
+        assert verdict.reason and ("too few landmarks" in verdict.reason or "below" in verdict.reason)
+    # Too few hashes for a confident match: the reason counts them against what is needed.
+    sparse = index.assess(tone(440.0, duration_s=1.0, sr=SR), SR)
+    assert sparse.match is None
+    needed = index.calibration.hashes_needed
+    assert sparse.reason == (f"too few landmarks: {sparse.n_query_hashes} hashes, about {needed} needed"
+                             " for a confident match")
+
+
+def test_min_confidence_zero_shows_the_weak_best_candidate(index: FingerprintIndex) -> None:
+    noise = pink_noise(duration_s=5.0, sr=SR, seed=7)
+    verdict = index.assess(noise, SR, min_confidence=0.0)
+    assert verdict.best is not None and verdict.match is verdict.best and verdict.reason is None
+    assert 0.0 <= verdict.best.confidence < index.default_min_confidence and not verdict.best.matched
+    strict = index.assess(noise, SR)  # the default threshold: no match, and why
+    assert strict.match is None and strict.best == verdict.best
+    assert strict.reason is not None and f"{verdict.best.confidence:.3f}" in strict.reason
 
 
 @pytest.mark.parametrize("seed", [104, 105])

@@ -19,7 +19,8 @@ from audiolsh.query.identify import identify
 from audiolsh.query.records import identify_record
 
 IDENTIFY_KEYS = {"query", "match", "elapsed_ms"}
-MATCH_KEYS = {"path", "track_id", "title", "artist", "offset_s", "score", "confidence", "speed", "tempo"}
+MATCH_KEYS = {"path", "track_id", "title", "artist", "offset_s", "score", "confidence", "matched", "speed",
+              "tempo"}
 RESULT_KEYS = {"track_id", "path", "title", "artist", "score", "rank", "offset_s", "query_offset_s",
                "raw_score"}
 
@@ -72,7 +73,41 @@ def test_identify_record_is_the_shared_record(client: Any, web_corpus: Any) -> N
 def test_identify_says_not_in_the_library(client: Any, web_corpus: Any) -> None:
     r = post(client, "/api/identify", "other.wav", web_corpus.outsider.read_bytes())
     assert r.status_code == 200, r.text
-    assert r.json()["match"] is None
+    assert r.json()["match"] is None and r.json()["reason"]
+
+
+def test_min_confidence_shows_the_weak_candidate_and_is_checked(client: Any, web_corpus: Any) -> None:
+    from audiolsh.index.confidence import load
+
+    data = web_corpus.outsider.read_bytes()
+    r = client.post("/api/identify?min_confidence=0", files={"file": ("other.wav", data)})
+    assert r.status_code == 200, r.text
+    m = r.json()["match"]
+    assert set(m) == MATCH_KEYS and m["matched"] is False
+    assert m["confidence"] < load().default_min_confidence
+    assert "below threshold" in r.json()["reason"]
+    for bad in ("2", "-0.5", "high"):
+        r = client.post(f"/api/identify?min_confidence={bad}", files={"file": ("o.wav", data)})
+        body = assert_error(r, 422, "invalid_request")
+        assert "min_confidence" in body["detail"]
+
+
+def test_short_clip_is_identified_or_honestly_not(client: Any, web_corpus: Any) -> None:
+    clip = web_corpus.clip("alpha.wav", offset_s=12.0, duration_s=1.5)
+    r = post(client, "/api/identify", "short.wav", clip)
+    assert r.status_code == 200, r.text
+    record = r.json()
+    if record["match"] is None:
+        assert record["reason"]
+    else:
+        assert record["match"]["track_id"] == web_corpus.ids["alpha.wav"] and "reason" not in record
+    r = post(client, "/api/segments", "short.wav", clip)
+    assert r.status_code == 200, r.text
+    # The page identifies it too; similarity says it needs the server's min_clip_s.
+    out = post(client, "/api/analyse?min_confidence=0", "short.wav", clip).json()
+    assert out["identify"]["match"] is not None
+    (only,) = out["similar"]
+    assert only["results"] == [] and only["error"].startswith("too short for similarity: 1.5 s")
 
 
 def test_truncated_wav_still_identified(client: Any, web_corpus: Any) -> None:
@@ -236,9 +271,12 @@ def test_silence(client: Any, web_corpus: Any) -> None:
 
 
 def test_too_short(client: Any, web_corpus: Any) -> None:
-    body = assert_error(post(client, "/api/identify", "s.wav", web_corpus.clip("alpha.wav", duration_s=1.0)),
+    body = assert_error(post(client, "/api/identify", "s.wav", web_corpus.clip("alpha.wav", duration_s=0.5)),
                         422, "bad_audio")
-    assert "too short" in body["detail"]
+    assert "too short" in body["detail"] and "at least 1 s" in body["detail"]
+    body = assert_error(post(client, "/api/similar", "s.wav", web_corpus.clip("alpha.wav", duration_s=1.5)),
+                        422, "bad_audio")
+    assert "at least 3 s" in body["detail"]  # similarity keeps the server's min_clip_s
 
 
 def test_header_that_would_decode_into_gigabytes(client: Any) -> None:

@@ -38,6 +38,7 @@ from audiolsh.library import (
 )
 from audiolsh.library.locations import check_library_location
 from audiolsh.library.tags import find_track
+from audiolsh.query.identify import MIN_CLIP_S
 from audiolsh.query.nearest import nearest_passages
 from audiolsh.query.records import identify_record, named, segment_record, similar_record
 
@@ -153,11 +154,12 @@ def report_file(path: str, status: str) -> None:
         err_console.print(f"[yellow]{escape(shown(path))}: skipped, {escape(problem)}[/]", highlight=False)
 
 
-def _load_clip(clip: Path, offset_s: float, duration_s: float | None) -> Any:
+def _load_clip(clip: Path, offset_s: float, duration_s: float | None,
+               min_duration_s: float = MIN_DURATION_S) -> Any:
     from audiolsh.audio import load
 
     return load(clip, sr=SAMPLE_RATE, offset_s=offset_s, duration_s=duration_s,
-                min_duration_s=MIN_DURATION_S, max_duration_s=MAX_CLIP_S)
+                min_duration_s=min_duration_s, max_duration_s=MAX_CLIP_S)
 
 
 @contextlib.contextmanager
@@ -239,24 +241,30 @@ def with_clip_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @cli.command()
 @index_option
 @click.argument("clips", nargs=-1)
-@click.option("--mic", "mic_s", type=click.FloatRange(MIN_DURATION_S, MAX_CLIP_S), default=None,
+@click.option("--mic", "mic_s", type=click.FloatRange(MIN_CLIP_S, MAX_CLIP_S), default=None,
               metavar="SECONDS", help="Record a clip from the default input device (audiolsh[mic]).")
 @click.option("--method", type=click.Choice(["landmarks", "chroma-vote", "minhash-peaks"]),
               default="landmarks", show_default=True, help="Landmark fingerprints, or a seed method.")
+@click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Probability that the track is right below which a clip is 'no match' (landmarks;"
+                   " default: the calibrated operating point; 0: always show the best candidate).")
 @click.option("--threshold", type=float, default=None,
-              help="Confidence below which a clip is 'no match' (default: calibrated).")
+              help="Score below which a seed method's answer is 'no match' (landmarks: --min-confidence).")
 @click.option("--segments", is_flag=True,
               help="Long recordings: report which track plays when (landmarks only).")
 @with_clip_options
 @format_option
 def identify(index_path: str, clips: tuple[str, ...], mic_s: float | None, method: str,
-             threshold: float | None, segments: bool, offset_s: float, duration_s: float | None,
-             fmt: str) -> None:
+             min_confidence: float | None, threshold: float | None, segments: bool, offset_s: float,
+             duration_s: float | None, fmt: str) -> None:
     """Which track each clip comes from, where in it the clip starts, and how sure we are.
 
+    Any clip of 1 s or more is searched; confidence is the probability that the track is right.
+    A clip without a confident match reads 'no match' with the reason; with --min-confidence 0
+    the best candidate is always shown, flagged 'below threshold' when it is weak.
+
     CLIPS: audio files, folders, @lists of paths (one a line), or - for standard input."""
-    from audiolsh.query.identify import check_method, identify_segments_file
-    from audiolsh.query.identify import identify as run_identify
+    from audiolsh.query.identify import check_method, identify_clip, identify_segments_file
 
     records: list[dict[str, Any]] = []
     flat: list[dict[str, Any]] = []
@@ -272,13 +280,15 @@ def identify(index_path: str, clips: tuple[str, ...], mic_s: float | None, metho
         def work(clip: Path) -> dict[str, Any]:
             if segments:  # streamed: a recording of hours is never held whole
                 found = identify_segments_file(library, clip, offset_s=offset_s, duration_s=duration_s,
-                                               min_duration_s=MIN_DURATION_S, max_duration_s=MAX_DURATION_S)
+                                               min_duration_s=MIN_CLIP_S, max_duration_s=MAX_DURATION_S,
+                                               min_confidence=min_confidence)
                 rows = [segment_record(start_s, end_s, m, offset_s=offset_s, library=library)
                         for start_s, end_s, m in found]
                 return {"query": inputs.name(clip), "segments": rows}
-            y, sr = _load_clip(clip, offset_s, duration_s)
-            m = run_identify(library, y, sr, method=method, threshold=threshold)
-            return identify_record(inputs.name(clip), m, library=library)
+            y, sr = _load_clip(clip, offset_s, duration_s, MIN_CLIP_S)
+            m, reason = identify_clip(library, y, sr, method=method, threshold=threshold,
+                                      min_confidence=min_confidence, name=clip)
+            return identify_record(inputs.name(clip), m, library=library, reason=reason)
 
         names = library.names()
         for clip, record in _each_clip(inputs.paths, work, inputs):
@@ -289,7 +299,8 @@ def identify(index_path: str, clips: tuple[str, ...], mic_s: float | None, metho
             if segments:
                 flat += [{"query": inputs.short(clip), "start_s": row["start_s"], "end_s": row["end_s"],
                           **track_columns(row, names, fmt), "track_id": row["track_id"],
-                          "offset_s": row["offset_s"], "confidence": row["confidence"]}
+                          "offset_s": row["offset_s"], "confidence": row["confidence"],
+                          "matched": _matched(row["matched"], fmt)}
                          for row in record["segments"]]
             else:
                 m = record["match"]
@@ -298,8 +309,21 @@ def identify(index_path: str, clips: tuple[str, ...], mic_s: float | None, metho
                 m = m or {}
                 flat.append({"query": inputs.short(clip), **found,
                              "offset_s": m.get("offset_s"), "confidence": m.get("confidence"),
-                             "speed": m.get("speed"), "elapsed_ms": record["elapsed_ms"]})
+                             "matched": _matched(m.get("matched"), fmt), "speed": m.get("speed"),
+                             "reason": record.get("reason"), "elapsed_ms": record["elapsed_ms"]})
+    if fmt == "table":  # the flag and the reason only when some clip has one: a plain answer stays narrow
+        for key, plain in (("matched", {"yes", None}), ("reason", {None})):
+            if all(row.get(key) in plain for row in flat):
+                for row in flat:
+                    row.pop(key, None)
     emit_answers(records, fmt, flat, title="identification", failed=failed + inputs.problems)
+
+
+def _matched(flag: bool | None, fmt: str) -> Any:
+    """The matched flag: as is in csv, words in the table (a weak candidate stands out)."""
+    if fmt != "table" or flag is None:
+        return flag
+    return "yes" if flag else "below threshold"
 
 
 @cli.command()

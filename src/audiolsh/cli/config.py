@@ -5,6 +5,7 @@ unset), in TOML::
 
     index = "~/music/audiolsh-index"   # --index of every command
     workers = 4                        # -j/--workers of index, update, evaluate
+    min_confidence = 0.9               # --min-confidence of identify
     format = "jsonl"                   # --format of every command that has it
 
     [server]                           # audiolsh serve
@@ -75,6 +76,11 @@ SETTINGS = (
             "a positive integer", excluded=("serve",), none_means="all cores", kind=int),
     Setting("format", "fmt", "AUDIOLSH_FORMAT", "output format (--format)",
             lambda v: v in FORMATS, f"one of {', '.join(FORMATS)}"),
+    Setting("min_confidence", "min_confidence", "AUDIOLSH_MIN_CONFIDENCE",
+            "no-match threshold of identify, a calibrated probability (--min-confidence)",
+            lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1,
+            "a probability, 0 to 1", commands=("identify",), kind=float,
+            none_means="the calibration's operating point"),
     Setting("server.host", "host", "AUDIOLSH_HOST", "address serve listens on",
             lambda v: isinstance(v, str) and bool(v), "an address (text)", commands=("serve",)),
     Setting("server.port", "port", "AUDIOLSH_PORT", "port serve listens on",
@@ -140,9 +146,9 @@ def _env_value(setting: Setting) -> Any:
     if not text:
         return None
     value: Any = text
-    if setting.kind is int:
+    if setting.kind in (int, float):
         try:
-            value = int(text)
+            value = setting.kind(text)
         except ValueError:
             pass  # refused below, as the text it is
     if not setting.valid(value):

@@ -97,6 +97,13 @@ def _names(known: Sequence[str]) -> Any:
               help="Processes for making clips, building indexes and audfprint queries [default: all cores].")
 @click.option("--wav-ingest", "wav_tracks", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also time audiolsh's ingest from 44.1-kHz stereo WAV copies of this many indexed tracks.")
+@click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=None,
+              help="audiolsh's no-match threshold, a calibrated probability [default: the calibration's"
+                   " operating point].")
+@click.option("--fit-confidence", "fit_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Fit audiolsh's confidence calibration on this run's clips and write it here (JSON).")
+@click.option("--reliability-png", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Draw audiolsh's reliability diagram (its confidence against the share right) here.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JSON here.")
 @click.option("--md", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the markdown tables here.")
@@ -106,6 +113,7 @@ def identify_cmd(corpus_dir: Path, index_dir: Path | None, old_index_dir: Path |
                  positive_tracks: int | None, negative_tracks: int | None, holdout_packages: tuple[str, ...],
                  seed: int, use_audfprint: bool,
                  audfprint_configs: tuple[str, ...], use_olaf: bool, workers: int | None, wav_tracks: int,
+                 min_confidence: float | None, fit_out: Path | None, reliability_png: Path | None,
                  out: Path | None, md: Path | None, fmt: str) -> None:
     """Identification (protocol 2): clips of 3-10 s, clean and distorted, of indexed and unindexed tracks.
 
@@ -120,7 +128,7 @@ def identify_cmd(corpus_dir: Path, index_dir: Path | None, old_index_dir: Path |
     tracks = [os.fspath(p) for p in find_audio([corpus_dir])]
     if len(tracks) < 3:
         raise AudiolshError(f"{corpus_dir}: needs at least 3 audio files, found {len(tracks)}")
-    systems: list[Any] = [AudiolshSystem(index_dir=index_dir, workers=workers)]
+    systems: list[Any] = [AudiolshSystem(index_dir=index_dir, workers=workers, min_confidence=min_confidence)]
     skipped: dict[str, str] = {}
     if use_audfprint:
         try:
@@ -164,12 +172,33 @@ def identify_cmd(corpus_dir: Path, index_dir: Path | None, old_index_dir: Path |
                 on_progress("audiolsh: WAV ingest", 1, 1)
     report.skipped = skipped
     report.machine["command"] = shlex.join(["audiolsh", *sys.argv[1:]]) if sys.argv else "audiolsh"
+    _calibration(report, fit_out, reliability_png)
     emit_object(jsonable(report.to_dict()), fmt, flat_rows=summary_rows(report),
                 table=lambda: print_report(report))
     if out:
         write_json(report, out)
     if md:
         md.write_text(report_markdown(report))
+
+
+def _calibration(report: IdentifyReport, fit_out: Path | None, png: Path | None) -> None:
+    """audiolsh's reliability into the report; the refit and the diagram when asked for."""
+    from audiolsh.evaluation.calibration import calibration_summary, fit_from_report, reliability_png
+
+    for name, info in report.systems.items():
+        if "calibration" in info:
+            info["reliability"] = calibration_summary(report.clips, report.answers[name])
+    if fit_out:
+        cal = fit_from_report(report)
+        cal.save(fit_out)
+        err_console.print(f"confidence calibration fitted on {cal.meta['fitted_on']['n_clips']} candidates"
+                          f" written to {fit_out}: default --min-confidence {cal.default_min_confidence:g},"
+                          f" about {cal.hashes_needed} hashes needed", highlight=False, markup=False)
+    if png:
+        info = report.systems.get("audiolsh", {})
+        if "reliability" in info:
+            reliability_png(info["reliability"], png, title=f"audiolsh, seed {report.protocol['seed']}:"
+                            f" ECE {info['reliability']['ece']:.3f}")
 
 
 # --------------------------------------------------------------------------- tables
@@ -314,6 +343,11 @@ def report_markdown(report: IdentifyReport) -> str:
                      f"time per core ({w['n_tracks']} tracks, {w['audio_s']:.0f} s of audio in "
                      f"{w['wall_s']:.1f} s, {w['workers']} workers).\n")
     for name, sys_info in report.systems.items():
+        if "reliability" in sys_info:
+            from audiolsh.evaluation.calibration import reliability_markdown
+
+            parts.append(f"\n### {name}: reliability of its confidence (every candidate)\n")
+            parts.append(reliability_markdown(sys_info["reliability"]))
         params = sys_info.get("params") or sys_info.get("options")
         parts.append(f"\n{name}: sources sha1 {str(sys_info.get('source_sha1', '?'))[:12]}, "
                      f"settings `{json.dumps(params)}`\n")

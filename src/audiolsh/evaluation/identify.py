@@ -570,17 +570,21 @@ def _fingerprint_job(job: tuple[str, float, int]) -> tuple[str, str, float, Any]
 class AudiolshSystem(ClipByClip):
     """audiolsh's :class:`~audiolsh.index.fingerprint.FingerprintIndex`, built with ``workers`` processes.
 
-    Queried with ``threshold=0`` so every best candidate comes back; its score is
-    ``-log10 p`` (p: the chance probability of its hash count, corrected for everything searched),
-    and the index's own default threshold (confidence 0.999, i.e. score 3) is one of the reported ones.
+    Queried with ``min_confidence=0`` so every best candidate comes back; its score is its
+    calibrated confidence (the probability that it is right), reported at ``min_confidence``
+    (default: the calibration's operating point) and at equal false matches.  The engine's
+    quantities behind each confidence are kept in ``info["candidates"]`` (one row per clip:
+    log10 p (NaN: no candidate), agreeing hashes, query hashes, seconds) for refitting it.
     An existing ``index_dir`` is reused: tracks already in it are not added again (nor timed).
     """
 
-    def __init__(self, *, name: str = "audiolsh", index_dir: Path | None = None, workers: int = 1) -> None:
+    def __init__(self, *, name: str = "audiolsh", index_dir: Path | None = None, workers: int = 1,
+                 min_confidence: float | None = None) -> None:
         self.name = name
         self.index_dir = index_dir
         self.workers = workers
-        self.thresholds: dict[str, float | None] = {"default": 2.0, "equal FM": None}
+        self.min_confidence = min_confidence
+        self.thresholds: dict[str, float | None] = {"default": min_confidence, "equal FM": None}
         self.info: dict[str, Any] = {}
         self._index: Any = None
 
@@ -596,7 +600,10 @@ class AudiolshSystem(ClipByClip):
         path = self.index_dir or workdir / "index"
         index = FingerprintIndex.open_or_create(path)
         self._index = index
-        self.thresholds["default"] = -math.log10(max(1e-300, 1.0 - index.params.threshold))
+        self.thresholds = {"default": index.default_min_confidence}
+        if self.min_confidence is not None and self.min_confidence != index.default_min_confidence:
+            self.thresholds[f"min confidence {self.min_confidence:g}"] = self.min_confidence
+        self.thresholds["equal FM"] = None
         t0 = time.perf_counter()
         todo = [p for p in track_paths if index.track_by_hash(_hash(p)) is None]
         audio_s = 0.0
@@ -611,15 +618,20 @@ class AudiolshSystem(ClipByClip):
         if not todo:
             logger.info("%s: every track already indexed; ingest not timed", path)
         info = index.info()
-        self.info = {"params": info["params"], "n_hashes": info["n_hashes"], "source_sha1": source_sha1}
+        self.info = {"params": info["params"], "n_hashes": info["n_hashes"], "source_sha1": source_sha1,
+                     "calibration": index.calibration.to_json(), "candidates": []}
         return BuildStats(len(todo), audio_s, wall_s if todo else math.nan, self.workers,
                           _dir_bytes(Path(path)))
 
     def identify(self, clip_wav_path: str, y: np.ndarray, sr: int) -> tuple[str | None, float | None, float]:
-        m = self._index.identify(y, sr, threshold=0.0)
+        verdict = self._index.assess(y, sr, min_confidence=0.0)
+        m = verdict.best
+        self.info["candidates"].append([math.nan if m is None else float(m.log10_p),
+                                        0.0 if m is None else float(m.score), verdict.n_query_hashes,
+                                        len(y) / sr if m is None else m.clip_s])
         if m is None:
             return None, None, -math.inf
-        return m.path, m.offset_s, -float(m.log10_p)
+        return m.path, m.offset_s, float(m.confidence)
 
     def close(self) -> None:
         if self._index is not None:

@@ -14,8 +14,8 @@ together), time-stretched (tempo: pitch kept) or pitch-shifted (pitch: tempo kep
 positions are rescaled over grids of factors before hashing, only when the unscaled attempt is
 not already conclusive: first the changes up to ``near_change``, then the wider ones.
 The answer is the (variant, track, offset) whose number of agreeing hashes is least likely to
-happen by chance; its confidence is one minus that probability corrected for every offset,
-track and variant searched, so the default threshold bounds the false-match rate.
+happen by chance (corrected for every offset, track and variant searched); its confidence is
+the calibrated probability that it names the right track (``audiolsh.index.confidence``).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from audiolsh.features.landmarks import (
     pair_peaks,
     spectral_peaks,
 )
+from audiolsh.index import confidence as calibrated
 from audiolsh.index.fingerprint_build import (
     FP_FORMAT,
     FP_FORMAT_VERSION,
@@ -58,8 +59,9 @@ from audiolsh.storage.base import Writer, check_format_version
 log = logging.getLogger(__name__)
 
 __all__ = ["FP_FORMAT", "FP_FORMAT_VERSION", "FingerprintIndex", "FingerprintParams", "Match", "Segment",
-           "build_segment"]
+           "Verdict", "build_segment"]
 
+EMPTY_INDEX = "the index holds no track"
 MAX_DRIFT = 0.006
 """An unscaled match whose offset drifts more than this (per frame) tries the speed/tempo grid."""
 
@@ -70,8 +72,9 @@ class Match:
 
     offset_s : position in the track (its own time) of the clip's first sample
     score : distinct hashes agreeing on the offset
-    confidence : 1 - probability of so many agreeing hashes by chance, corrected for all
-        tracks, offsets and speed/tempo variants searched
+    confidence : calibrated probability that the track is right (``audiolsh.index.confidence``)
+    matched : the confidence reaches the default threshold (False: a weak candidate, shown
+        only when asked for with a lower ``min_confidence``)
     speed : > 1 when the clip plays faster than the track (pitch and tempo together)
     tempo : > 1 when the clip is time-stretched faster with pitch kept
     pitch : > 1 when the clip is pitch-shifted up with tempo kept
@@ -90,6 +93,8 @@ class Match:
     query_end_s: float = 0.0
     log10_p: float = 0.0
     pitch: float = 1.0
+    matched: bool = True
+    clip_s: float = 0.0  # the seconds searched, as the confidence model sees them
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,10 +103,29 @@ class Match:
             "offset_s": self.offset_s,
             "score": self.score,
             "confidence": self.confidence,
+            "matched": self.matched,
             "speed": self.speed,
             "tempo": self.tempo,
             "pitch": self.pitch,
         }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One clip's answer: its best candidate whatever its confidence, the threshold it was held
+    to, and (when it is no match) why, in the user's words."""
+
+    best: Match | None
+    min_confidence: float
+    n_query_hashes: int
+    reason: str | None = None
+
+    @property
+    def match(self) -> Match | None:
+        """The best candidate when its confidence reaches ``min_confidence``, else None."""
+        if self.best is None or self.best.confidence < self.min_confidence:
+            return None
+        return self.best
 
 
 @dataclass(frozen=True)
@@ -459,39 +483,73 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
                 break
         return best
 
-    def _to_match(
-        self, found: tuple[Votes | None, float, tuple[float, float, float], int], threshold: float | None
+    @property
+    def calibration(self) -> calibrated.Calibration:
+        return calibrated.load()
+
+    @property
+    def default_min_confidence(self) -> float:
+        """The no-match threshold when none is given: the calibrated former operating point."""
+        return self.calibration.default_min_confidence
+
+    def _candidate(
+        self, found: tuple[Votes | None, float, tuple[float, float, float], int], q_frames: int
     ) -> Match | None:
+        """The best candidate of a search, with its calibrated confidence (None: no vote at all)."""
         v, log_p, (speed, tempo, pitch), n_hashes = found
         if v is None:
-            return None
-        confidence = float(np.clip(1.0 - 10.0 ** min(log_p, 0.0), 0.0, 1.0))
-        if confidence < (self.params.threshold if threshold is None else threshold):
             return None
         track = self.storage.track(v.track_id)
         if track is None:  # removed since the refresh
             return None
+        cal = self.calibration
+        confidence = cal.confidence(log_p, v.count, n_hashes, q_frames * FRAME_S)
         scale = speed * tempo
         return Match(
             track_id=v.track_id, path=track.path, offset_s=v.offset * FRAME_S, score=float(v.count),
             confidence=confidence, speed=speed, tempo=tempo, pitch=pitch, n_query_hashes=n_hashes,
             query_start_s=v.q_first / scale * FRAME_S, query_end_s=(v.q_last + 1) / scale * FRAME_S,
-            log10_p=log_p,
+            log10_p=log_p, matched=confidence >= cal.default_min_confidence, clip_s=q_frames * FRAME_S,
         )
 
-    def identify(
-        self, y: np.ndarray, sr: float, *, threshold: float | None = None, search_speed: bool = True,
-    ) -> Match | None:
-        """The track a clip (mono ``y`` at ``sr``) comes from, or None when the evidence is weak."""
+    def _verdict(self, best: Match | None, n_hashes: int, min_confidence: float | None) -> Verdict:
+        cal = self.calibration
+        floor = cal.default_min_confidence if min_confidence is None else min_confidence
+        reason = None
+        if best is None or best.confidence < floor:
+            if n_hashes < cal.hashes_needed:
+                reason = (f"too few landmarks: {n_hashes} hashes, about {cal.hashes_needed} needed"
+                          " for a confident match")
+            elif best is None:
+                reason = "no hash of the clip agrees with an indexed track"
+            else:
+                reason = f"best candidate below --min-confidence ({best.confidence:.3f} < {floor:g})"
+        return Verdict(best, floor, n_hashes, reason)
+
+    def assess(
+        self, y: np.ndarray, sr: float, *, min_confidence: float | None = None, search_speed: bool = True,
+    ) -> Verdict:
+        """A clip's best candidate, whether it is a match at ``min_confidence`` (default: the
+        calibration's), and the reason when it is not."""
         self._refresh()
         if not len(self._live_ids):
-            return None
+            return Verdict(None, 1.0, 0, EMPTY_INDEX)
         peaks = spectral_peaks(y, sr, density=self.params.query_density)
-        return self._to_match(self._search(peaks, search_speed=search_speed), threshold)
+        found = self._search(peaks, search_speed=search_speed)
+        return self._verdict(self._candidate(found, peaks.n_frames), found[3], min_confidence)
+
+    def identify(
+        self, y: np.ndarray, sr: float, *, min_confidence: float | None = None, search_speed: bool = True,
+        threshold: float | None = None,
+    ) -> Match | None:
+        """The track a clip (mono ``y`` at ``sr``) comes from, or None when the evidence is weak
+        (``threshold``: the earlier name of ``min_confidence``)."""
+        floor = threshold if min_confidence is None else min_confidence
+        return self.assess(y, sr, min_confidence=floor, search_speed=search_speed).match
 
     def identify_segments(
         self, y: np.ndarray, sr: float, *, window_s: float = 10.0, hop_s: float = 5.0,
-        threshold: float | None = None, search_speed: bool = True, max_gap_s: float = 1.0,
+        min_confidence: float | None = None, search_speed: bool = True, max_gap_s: float = 1.0,
     ) -> list[Segment]:
         """Which track plays when in a long recording, from overlapping windows of it.
 
@@ -499,12 +557,12 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         ``max_gap_s``) merge into one Segment, spanning the hashes that agreed.
         """
         return self.segments_of_peaks(spectral_peaks(y, sr, density=self.params.query_density),
-                                      window_s=window_s, hop_s=hop_s, threshold=threshold,
+                                      window_s=window_s, hop_s=hop_s, min_confidence=min_confidence,
                                       search_speed=search_speed, max_gap_s=max_gap_s)
 
     def segments_of_peaks(
         self, peaks: Peaks, *, window_s: float = 10.0, hop_s: float = 5.0,
-        threshold: float | None = None, search_speed: bool = True, max_gap_s: float = 1.0,
+        min_confidence: float | None = None, search_speed: bool = True, max_gap_s: float = 1.0,
     ) -> list[Segment]:
         """:meth:`identify_segments` of a recording's spectral peaks at ``params.query_density``
         (picked while it streams, so a recording of hours is never held whole)."""
@@ -521,7 +579,8 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             sel = (peaks.times >= start) & (peaks.times < start + win)
             sub = peaks.select(sel)
             sub = Peaks(sub.times - start, sub.freqs, sub.strength, min(win, peaks.n_frames - start))
-            m = self._to_match(self._search(sub, search_speed=search_speed), threshold)
+            found = self._search(sub, search_speed=search_speed)
+            m = self._verdict(self._candidate(found, sub.n_frames), found[3], min_confidence).match
             if m is None:
                 continue
             w0 = start * FRAME_S

@@ -51,7 +51,9 @@ class FingerprintParams:
         with the beat grid of a similar-sounding track, so chance agreement is clumpier there
     query_margin : queries also hash quantities this close to a rounding boundary both ways
     max_postings : query hashes stored more often than this are not looked up (0: all)
-    threshold : confidence below which ``identify`` answers no match
+    threshold : the former no-match threshold (1 - corrected chance probability), kept so that
+        indexes made before calibrated confidence open; the default threshold is now the
+        calibration's (``audiolsh.index.confidence``)
     speed_grid, tempo_grid, pitch_grid : factors tried when the unscaled query is not
         conclusive (pitch: frequencies scaled, tempo kept)
     near_change : variants changing nothing by more than this are tried before the others

@@ -14,14 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from audiolsh.errors import ParameterError
-from audiolsh.index.fingerprint import Match
+from audiolsh.errors import AudioError, ParameterError
+from audiolsh.index.fingerprint import EMPTY_INDEX, Match
 from audiolsh.library import Library, analyse
 from audiolsh.query.hits import search
 
 log = logging.getLogger(__name__)
 
 METHODS = ("landmarks", "chroma-vote", "minhash-peaks")
+MIN_CLIP_S = 1.0
+"""The shortest clip identification searches: shorter is an error, anything longer gets an
+answer (an honest no match, with its reason, when the evidence is too thin)."""
 VOTE_BIN_S = 0.5
 VOTES_PER_FRAME = 5
 #: Share of query frames (chroma) or best Jaccard (peaks) needed to call it a match.
@@ -41,6 +44,8 @@ class Identification:
     speed: float = 1.0
     tempo: float = 1.0
     method: str = "landmarks"
+    #: the confidence reaches the default threshold (False: a weak candidate asked for)
+    matched: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,13 +58,39 @@ def check_method(library: Library, method: str) -> None:
 
 
 def identify(library: Library, y: np.ndarray, sr: int, *, method: str = "landmarks",
-             threshold: float | None = None) -> Identification | None:
+             threshold: float | None = None, min_confidence: float | None = None) -> Identification | None:
     """The track a clip comes from and where it starts in it, or None for no match."""
+    return identify_clip(library, y, sr, method=method, threshold=threshold, min_confidence=min_confidence)[0]
+
+
+def identify_clip(library: Library, y: np.ndarray, sr: int, *, method: str = "landmarks",
+                  threshold: float | None = None, min_confidence: float | None = None,
+                  name: str | os.PathLike[str] = "the clip") -> tuple[Identification | None, str | None]:
+    """:func:`identify` and, when it is no match (or a weak candidate), why.
+
+    landmarks: ``min_confidence`` (or ``threshold``) is the calibrated probability below which a
+    candidate is no match (default: the calibration's operating point; 0: always the best
+    candidate).  A clip in which no landmark is found raises AudioError naming ``name``.
+    """
     check_method(library, method)
     if method == "landmarks":
         assert library.fingerprint is not None
-        m = library.fingerprint.identify(y, sr, threshold=threshold)
-        return None if m is None else _in_library(library, m, method)
+        floor = threshold if min_confidence is None else min_confidence
+        verdict = library.fingerprint.assess(y, sr, min_confidence=floor)
+        if verdict.n_query_hashes == 0 and verdict.reason != EMPTY_INDEX:
+            raise AudioError(name, "no landmarks found (silence, or no distinct sound): nothing to identify")
+        m = verdict.match
+        found = None if m is None else _in_library(library, m, method)
+        reason = verdict.reason
+        if found is not None and not found.matched:
+            reason = (f"below threshold: confidence {found.confidence:.3f} <"
+                      f" {library.fingerprint.default_min_confidence:g} (the default --min-confidence)")
+        return found, reason
+    return _seed_identify(library, y, sr, method, threshold), None
+
+
+def _seed_identify(library: Library, y: np.ndarray, sr: int, method: str,
+                   threshold: float | None) -> Identification | None:
     cfg = library.config
     mode = library.mode(METHOD_MODES[method])
     clip = analyse(y, sr, modes=mode.needs, window_s=cfg.window_s, hop_s=cfg.hop_s)
@@ -107,19 +138,22 @@ def _in_library(library: Library, m: Match, method: str = "landmarks") -> Identi
     track = library.track(lib_id)
     return Identification(lib_id, track.path if track else m.path, float(m.offset_s),
                           float(m.score), float(m.confidence), float(m.speed),
-                          float(m.tempo), method)
+                          float(m.tempo), method, bool(m.matched))
 
 
-def identify_segments(library: Library, y: np.ndarray, sr: int) -> list[tuple[float, float, Identification]]:
+def identify_segments(library: Library, y: np.ndarray, sr: int, *, min_confidence: float | None = None
+                      ) -> list[tuple[float, float, Identification]]:
     """Which library track plays when in a long recording: (start_s, end_s, identification)."""
     check_method(library, "landmarks")
     assert library.fingerprint is not None
-    return _named_segments(library, library.fingerprint.identify_segments(y, sr))
+    found = library.fingerprint.identify_segments(y, sr, min_confidence=min_confidence)
+    return _named_segments(library, found)
 
 
 def identify_segments_file(library: Library, path: str | os.PathLike[str], *, offset_s: float = 0.0,
                            duration_s: float | None = None, min_duration_s: float = 0.0,
-                           max_duration_s: float | None = None) -> list[tuple[float, float, Identification]]:
+                           max_duration_s: float | None = None, min_confidence: float | None = None,
+                           ) -> list[tuple[float, float, Identification]]:
     """:func:`identify_segments` of a file, decoded and analysed as it streams: memory holds a
     block of audio and the recording's spectral peaks, not the recording (a radio hour, a DJ
     mix); times are from ``offset_s``."""
@@ -141,7 +175,7 @@ def identify_segments_file(library: Library, path: str | os.PathLike[str], *, of
         pushed += len(y)
     if not pushed:
         raise AudioError(path, f"the offset {offset_s:g} s is past the end ({stats.duration_s:.1f} s)")
-    return _named_segments(library, fp.segments_of_peaks(stream.peaks()))
+    return _named_segments(library, fp.segments_of_peaks(stream.peaks(), min_confidence=min_confidence))
 
 
 def _named_segments(library: Library, segments: Any) -> list[tuple[float, float, Identification]]:

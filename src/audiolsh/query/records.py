@@ -3,9 +3,11 @@
 Both interfaces build their records here so that they cannot drift apart:
 
 - identify: ``{"query", "match": null | {path, track_id, title, artist, offset_s, score,
-  confidence, speed, tempo}, "elapsed_ms"}``
+  confidence, matched, speed, tempo}, "reason"?, "elapsed_ms"}``; ``confidence`` is the
+  probability that the track is right, ``matched`` false for a candidate below the default
+  threshold (shown at a lower ``--min-confidence``), ``reason`` why there is no (confident) match
 - identify --segments: ``{"query", "segments": [{start_s, end_s, path, track_id, title, artist,
-  offset_s, confidence}]}``, one per stretch of the recording that one track plays
+  offset_s, confidence, matched}]}``, one per stretch of the recording that one track plays
 - similar: ``{"query", "match": null | {path, track_id, title, artist, ...}, "results":
   [{track_id, path, title, artist, score, rank, offset_s, query_offset_s, raw_score}],
   "elapsed_ms"}``; ``score`` in [0, 1] (``library.scale``), ``raw_score`` the mode's own value
@@ -74,15 +76,19 @@ def match_record(match: Identification | None, library: Catalogue | None = None)
         "offset_s": round(float(match.offset_s) + 0.0, 2),  # + 0.0: no "-0.0"
         "score": round(float(match.score), 3),
         "confidence": round(float(match.confidence), 3),
+        "matched": bool(match.matched),
         "speed": round(float(match.speed), 4),
         "tempo": round(float(match.tempo), 4),
     }, library)
 
 
 def identify_record(query: str, match: Identification | None, *, library: Catalogue | None = None,
-                    elapsed_ms: float | None = None) -> dict[str, Any]:
-    """One clip's identification; ``elapsed_ms`` is added when given (the caller times it)."""
+                    elapsed_ms: float | None = None, reason: str | None = None) -> dict[str, Any]:
+    """One clip's identification; ``reason`` (why no confident match) and ``elapsed_ms`` are
+    added when given (the caller times it)."""
     record: dict[str, Any] = {"query": query, "match": match_record(match, library)}
+    if reason is not None:
+        record["reason"] = reason
     if elapsed_ms is not None:
         record["elapsed_ms"] = round(float(elapsed_ms), 1)
     return record

@@ -45,6 +45,9 @@ By = Annotated[Literal["combined", "rhythm", "timbre", "chroma", "peaks"], Query
 K = Annotated[int, Query(ge=1, le=MAX_K, description="How many tracks.")]
 Worst = Annotated[bool, Query(description="The least similar tracks of the whole library (not for peaks).")]
 TrackId = Annotated[int, Path(ge=0, le=MAX_TRACK_ID)]
+MinConfidence = Annotated[float | None, Query(ge=0.0, le=1.0, description=(
+    "Probability that the track is right below which the answer is no match (default: the"
+    " calibrated operating point; 0: always the best candidate, with matched false when weak)."))]
 UNAVAILABLE = "The library's storage (a Redis server) cannot be reached; it recovers by itself."
 
 
@@ -60,18 +63,19 @@ Service = Annotated[QueryService, Depends(get_service)]
 # exactly as in the CLI's records.
 @router.post("/api/identify", response_model=IdentifyRecord, responses=UPLOAD_ERRORS, tags=["queries"],
              summary="Identify a clip", response_model_exclude_unset=True)
-def identify(file: FileField, service: Service) -> dict[str, Any]:
-    """Which track the clip comes from, where in it the clip starts, and how sure that is;
-    ``match`` is null when the clip is not in the library."""
-    return service.identify(file.file, file.filename)
+def identify(file: FileField, service: Service, min_confidence: MinConfidence = None) -> dict[str, Any]:
+    """Which track the clip (1 s or more) comes from, where in it the clip starts, and the
+    probability that this is right; ``match`` is null when the clip is not in the library, and
+    ``reason`` says why."""
+    return service.identify(file.file, file.filename, min_confidence=min_confidence)
 
 
 @router.post("/api/segments", response_model=SegmentsRecord, responses=UPLOAD_ERRORS, tags=["queries"],
              summary="Which track plays when in a long upload", response_model_exclude_unset=True)
-def segments(file: FileField, service: Service) -> dict[str, Any]:
+def segments(file: FileField, service: Service, min_confidence: MinConfidence = None) -> dict[str, Any]:
     """The stretches of the upload (up to the server's ``max_scan_s``) that library tracks play,
     each with where in its track it starts: ``audiolsh identify --segments``."""
-    return service.segments(file.file, file.filename)
+    return service.segments(file.file, file.filename, min_confidence=min_confidence)
 
 
 @router.post("/api/similar", response_model=SimilarRecord, responses=UPLOAD_ERRORS, tags=["queries"],
@@ -111,11 +115,13 @@ def analyse(
                                    description="Tracks per list (default: the server's).")
                  ] = None,
     include_self: Annotated[bool, Query(description="List the clip's own track in the lists too.")] = False,
+    min_confidence: MinConfidence = None,
 ) -> dict[str, Any]:
     """Identification, which track plays when (uploads of 20 s or more), the most and least similar
     tracks by combined, rhythm, timbre, chroma and peaks (the clip's own track left out unless
     ``include_self``), and the clip's spectrogram and beat spectrum, from one decode."""
-    return service.analyse(file.file, file.filename, k=k, include_self=include_self)
+    return service.analyse(file.file, file.filename, k=k, include_self=include_self,
+                           min_confidence=min_confidence)
 
 
 @router.get("/api/tracks", response_model=TrackPage, responses=PARAM_ERRORS, tags=["library"],

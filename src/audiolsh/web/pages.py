@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from starlette.templating import Jinja2Templates
 
 from audiolsh import __version__
+from audiolsh.query.identify import MIN_CLIP_S
 from audiolsh.web.api import get_service
 from audiolsh.web.services import QueryService
 from audiolsh.web.uploads import has_ffmpeg
@@ -57,7 +58,8 @@ def query_page(request: Request, service: Service) -> HTMLResponse:
     s = service.settings
     return _page(request, "index.html", {
         "page": "query", "n_tracks": service.n_tracks(), "max_upload_mb": s.max_upload_bytes / 1024 / 1024,
-        "max_analysis_s": s.max_analysis_s, "min_clip_s": s.min_clip_s, "can_record": has_ffmpeg(),
+        "max_analysis_s": s.max_analysis_s, "min_clip_s": s.min_clip_s, "min_id_clip_s": MIN_CLIP_S,
+        "can_record": has_ffmpeg(),
         "max_scan_s": max(s.max_scan_s, s.max_analysis_s), "page_k": s.page_k,
         "k_choices": sorted({3, 5, 10, 20, s.page_k}),
     })

@@ -20,7 +20,9 @@ class Match(BaseModel):
     artist: str | None = Field(description="The track's artist tag; null when untagged.")
     offset_s: float = Field(description="Where in the track the clip starts (s).")
     score: float
-    confidence: float = Field(ge=0.0, le=1.0)
+    confidence: float = Field(ge=0.0, le=1.0, description="Probability that the track is right.")
+    matched: bool = Field(description="The confidence reaches the default threshold; false: a weak"
+                                      " candidate, shown because min_confidence was lowered.")
     speed: float = Field(description="Playback speed of the clip relative to the track.")
     tempo: float
 
@@ -39,6 +41,8 @@ class IdentifyRecord(BaseModel):
 
     query: str = Field(description="The upload's name (display only).")
     match: Match | None = Field(description="null when the clip is not in the library.")
+    reason: str | None = Field(default=None, description=(
+        "Why there is no (confident) match: too few landmarks, best candidate below min_confidence."))
     elapsed_ms: float
 
 
@@ -78,6 +82,7 @@ class Segment(BaseModel):
     artist: str | None = Field(description="The track's artist tag; null when untagged.")
     offset_s: float = Field(description="Where in the track the stretch starts (s).")
     confidence: float = Field(ge=0.0, le=1.0)
+    matched: bool
 
 
 class SegmentsRecord(BaseModel):

@@ -27,8 +27,7 @@ from audiolsh.errors import AudiolshError, ParameterError, StorageUnavailable
 from audiolsh.library import Library, is_library
 from audiolsh.library import analyse as analyse_clip
 from audiolsh.library.tags import TAG_FIELDS, track_name
-from audiolsh.query.identify import identify as run_identify
-from audiolsh.query.identify import identify_segments
+from audiolsh.query.identify import MIN_CLIP_S, identify_clip, identify_segments
 from audiolsh.query.records import (
     identify_record,
     match_record,
@@ -120,8 +119,10 @@ class QueryService:
     # queries -----------------------------------------------------------------------------
 
     @contextmanager
-    def _clip(self, stream: BinaryIO, filename: str | None) -> Iterator[tuple[Library, Clip, float]]:
-        """Spool and decode an upload while holding a worker and a library handle.
+    def _clip(self, stream: BinaryIO, filename: str | None, *, min_clip_s: float | None = None
+              ) -> Iterator[tuple[Library, Clip, float]]:
+        """Spool and decode an upload while holding a worker and a library handle (``min_clip_s``:
+        the shortest accepted, default the server's; identification takes any clip of 1 s).
 
         Also yields the time the handle was obtained: ``elapsed_ms`` counts decoding and
         analysis, as the CLI's does, not the wait for a free worker.
@@ -132,23 +133,27 @@ class QueryService:
                 uploads.spooled(stream, max_bytes=s.max_upload_bytes, tmp_dir=s.tmp_dir) as path, \
                 self.pool.borrow() as library:
             t0 = time.perf_counter()
-            y, sr = uploads.decode(path, name, max_analysis_s=s.max_analysis_s, min_clip_s=s.min_clip_s,
+            y, sr = uploads.decode(path, name, max_analysis_s=s.max_analysis_s,
+                                   min_clip_s=s.min_clip_s if min_clip_s is None else min_clip_s,
                                    max_scan_s=s.max_scan_s)
             yield library, Clip(name, y, sr, s.max_analysis_s), t0
 
-    def identify(self, stream: BinaryIO, filename: str | None) -> dict[str, Any]:
+    def identify(self, stream: BinaryIO, filename: str | None, *,
+                 min_confidence: float | None = None) -> dict[str, Any]:
         """The identify record of an upload (the CLI's ``identify --format jsonl`` line)."""
-        with self._clip(stream, filename) as (library, clip, t0):
-            record = self._identify(library, clip)
+        with self._clip(stream, filename, min_clip_s=MIN_CLIP_S) as (library, clip, t0):
+            record = self._identify(library, clip, min_confidence)
             record["elapsed_ms"] = round(_ms_since(t0), 1)
         return record
 
-    def segments(self, stream: BinaryIO, filename: str | None) -> dict[str, Any]:
+    def segments(self, stream: BinaryIO, filename: str | None, *,
+                 min_confidence: float | None = None) -> dict[str, Any]:
         """Which track plays when in an upload (the CLI's ``identify --segments`` line)."""
-        with self._clip(stream, filename) as (library, clip, t0):
+        with self._clip(stream, filename, min_clip_s=MIN_CLIP_S) as (library, clip, t0):
             if "fingerprint" not in library.modes:
                 raise BadQuery(NO_FINGERPRINT)
-            record: dict[str, Any] = {"query": clip.name, "segments": self._segments(library, clip)}
+            record: dict[str, Any] = {"query": clip.name,
+                                      "segments": self._segments(library, clip, min_confidence)}
             record["elapsed_ms"] = round(_ms_since(t0), 1)
         return record
 
@@ -165,25 +170,29 @@ class QueryService:
         return record
 
     def analyse(self, stream: BinaryIO, filename: str | None, *, k: int | None = None,
-                include_self: bool = False) -> dict[str, Any]:
-        """Everything the page shows for one upload, from one decode."""
+                include_self: bool = False, min_confidence: float | None = None) -> dict[str, Any]:
+        """Everything the page shows for one upload, from one decode (similarity only for
+        uploads of the server's ``min_clip_s`` or more)."""
         k = self.settings.page_k if k is None else k
-        with self._clip(stream, filename) as (library, clip, t0):
-            out = self._analyse(library, clip, k=k, include_self=include_self)
+        with self._clip(stream, filename, min_clip_s=MIN_CLIP_S) as (library, clip, t0):
+            out = self._analyse(library, clip, k=k, include_self=include_self, min_confidence=min_confidence)
             out["elapsed_ms"] = round(_ms_since(t0), 1)
         return out
 
-    def _analyse(self, library: Library, clip: Clip, *, k: int, include_self: bool = False) -> dict[str, Any]:
+    def _analyse(self, library: Library, clip: Clip, *, k: int, include_self: bool = False,
+                 min_confidence: float | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"query": clip.name, "duration_s": round(clip.duration_s, 2),
                                "scanned_s": round(clip.scanned_s, 2)}
         if "fingerprint" in library.modes:
-            out["identify"] = self._identify(library, clip)
+            out["identify"] = self._identify(library, clip, min_confidence)
         else:
             out["identify"] = None
         long = "fingerprint" in library.modes and clip.scanned_s >= SEGMENTS_MIN_S
-        out["segments"] = self._segments(library, clip) if long else None
+        out["segments"] = self._segments(library, clip, min_confidence) if long else None
         match = out["identify"] and out["identify"]["match"]
-        by_list = [b for b in PAGE_BY if self._answers(library, b)]
+        match = match if match and match["matched"] else None  # a weak candidate is not the clip's track
+        short = clip.duration_s < self.settings.min_clip_s
+        by_list = [b for b in PAGE_BY if not short and self._answers(library, b)]
         features = self._features(library, clip, by_list) if by_list else None
         lists = []
         for by in by_list:
@@ -199,23 +208,27 @@ class QueryService:
                     record = {"query": clip.name, "match": match, "results": [], "error": str(exc)}
                 most = [r["track_id"] for r in record["results"]]
                 lists.append({"by": by, "worst": worst, **record})
+        if short:
+            lists = [{"by": "combined", "worst": False, "query": clip.name, "match": match, "results": [],
+                      "error": f"too short for similarity: {clip.duration_s:.1f} s of audio,"
+                               f" at least {self.settings.min_clip_s:g} s is needed"}]
         out["similar"] = lists
         t0 = time.perf_counter()
         out["plots"] = query_plots(clip.y, clip.sr)
         out["plots"]["elapsed_ms"] = round(_ms_since(t0), 1)
         return out
 
-    def _identify(self, library: Library, clip: Clip) -> dict[str, Any]:
+    def _identify(self, library: Library, clip: Clip, min_confidence: float | None = None) -> dict[str, Any]:
         if "fingerprint" not in library.modes:
             raise BadQuery(NO_FINGERPRINT)
         t0 = time.perf_counter()
-        match = run_identify(library, clip.y, clip.sr)
-        return identify_record(clip.name, match, library=library, elapsed_ms=_ms_since(t0))
+        match, reason = identify_clip(library, clip.y, clip.sr, min_confidence=min_confidence, name=clip.name)
+        return identify_record(clip.name, match, library=library, elapsed_ms=_ms_since(t0), reason=reason)
 
     @staticmethod
-    def _segments(library: Library, clip: Clip) -> list[dict[str, Any]]:
+    def _segments(library: Library, clip: Clip, min_confidence: float | None = None) -> list[dict[str, Any]]:
         return [segment_record(start_s, end_s, m, library=library) for start_s, end_s, m in
-                identify_segments(library, clip.scan, clip.sr)]
+                identify_segments(library, clip.scan, clip.sr, min_confidence=min_confidence)]
 
     @staticmethod
     def _answers(library: Library, by: str) -> bool:

@@ -37,7 +37,8 @@ class Settings:
         "Seconds of each upload scanned for which track plays when (the segments timeline);"
         " similarity and the plots use the first max_analysis_s of them."))
     min_clip_s: float = field(default=3.0, metadata=_doc(
-        "Shortest usable clip (s); shorter uploads are refused with 422."))
+        "Shortest clip for similarity (s); shorter uploads are refused with 422 (identification"
+        " takes any clip of 1 s or more)."))
     workers: int = field(default=2, metadata=_doc(
         "Queries analysed at once; each worker owns one read-only handle on the library."))
     max_queue: int = field(default_factory=default_max_queue, metadata=_doc(

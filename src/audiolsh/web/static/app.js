@@ -99,7 +99,8 @@
     body.append("file", file, file.name || "recording");
     const t0 = performance.now();
     try {
-      const data = await getJson("/api/analyse?k=" + kValue(), { method: "POST", body });
+      // min_confidence=0: a weak best candidate comes back too, flagged (matched false) and shown as such.
+      const data = await getJson("/api/analyse?min_confidence=0&k=" + kValue(), { method: "POST", body });
       result = data;
       lists = new Map(data.similar.map((l) => [l.by + "|" + l.worst, l]));
       render(data, performance.now() - t0);
@@ -112,7 +113,8 @@
 
   function render(data, roundTripMs) {
     const card = $("match-card"), player = $("match-player"), meter = $("confidence");
-    const match = data.identify ? data.identify.match : null;
+    const best = data.identify ? data.identify.match : null;
+    const match = best && best.matched ? best : null;
     $("match-eyebrow").textContent = "Identification";
     card.classList.toggle("found", !!match);
     card.classList.toggle("missing", !match);
@@ -130,8 +132,12 @@
     } else {
       $("match-title").textContent = data.identify ? "Not in the library" : "Identification is not available";
       $("match-detail").title = "";
+      const reason = data.identify && data.identify.reason ? " (" + data.identify.reason + ")" : "";
+      const weak = best ? " Closest candidate, below the threshold: " + displayName(best) + " at "
+        + clock(best.offset_s) + ", confidence " + Math.round(best.confidence * 100) + " %." : "";
       $("match-detail").textContent = data.identify
-        ? "No track of the library matches this clip well enough. The lists below show what sounds closest."
+        ? "No track of the library matches this clip well enough" + reason + "." + weak
+          + " The lists below show what sounds closest."
         : "This library was built without fingerprints.";
       meter.hidden = true;
       player.hidden = true;
@@ -164,7 +170,8 @@
 
   // The timeline of a long upload: which track plays when (the CLI's identify --segments).
   function renderSegments(data) {
-    const segs = data.segments, card = $("segments-card");
+    // Only confident stretches on the timeline (the page asks for weak candidates for the match card).
+    const segs = data.segments && data.segments.filter((s) => s.matched), card = $("segments-card");
     card.hidden = !segs;
     if (!segs) return;
     const total = Math.max(data.scanned_s, ...segs.map((s) => s.end_s));

@@ -1,0 +1,206 @@
+"""Calibrated confidence: the probability that a fingerprint match names the right track.
+
+A logistic model over four quantities the engine computes for its best candidate: the chance
+score ``-log10 p`` (capped: beyond the cap every answer of the fit was right), the agreeing
+hashes, the query's hashes and the clip's seconds, each as a log (a log also keeps the fit
+steady when an engine change stretches the scores).  It is fitted on
+the clips of the identification protocol (``audiolsh evaluate identify --fit-confidence``):
+positives and negatives of every condition and length, label 1 when the candidate is the clip's
+source track.  The chance score's and the agreeing hashes' weights are kept >= 0, so more
+evidence never lowers the confidence.
+
+The fit is shipped as ``features/data/confidence-v1.json`` (plain JSON, versioned) with the
+default threshold it implies: the calibrated probability that best reproduces the engine's
+former operating point (chance score >= 3, i.e. a corrected p <= 0.001) on the fit's clips.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from audiolsh.errors import ParameterError
+
+FORMAT = "audiolsh-confidence"
+FORMAT_VERSION = 1
+DEFAULT = "confidence-v1"
+FEATURES = ("log_chance", "log_agreeing", "log_query_hashes", "log_seconds")
+CHANCE_CAP = 30.0
+"""Chance scores above this are all one (an engine change that rescales the top does not move
+the fit)."""
+OLD_OPERATING_CHANCE = 3.0
+"""The operating point before calibration: corrected chance probability <= 1e-3."""
+N_BINS = 10
+
+
+def features(log10_p: Any, agreeing: Any, query_hashes: Any, seconds: Any) -> np.ndarray:
+    """(n, 4) float64 model inputs from the engine's quantities (scalars or arrays)."""
+    chance = np.log1p(np.clip(-np.asarray(log10_p, np.float64), 0.0, CHANCE_CAP))
+    cols = [chance, np.log1p(np.maximum(np.asarray(agreeing, np.float64), 0.0)),
+            np.log1p(np.maximum(np.asarray(query_hashes, np.float64), 0.0)),
+            np.log(np.maximum(np.asarray(seconds, np.float64), 0.1))]
+    return np.stack(np.broadcast_arrays(*cols), axis=-1).reshape(-1, len(FEATURES))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted model: ``probability(...)`` of the engine's quantities, and the defaults it implies.
+
+    default_min_confidence : the calibrated probability of the former operating point
+    hashes_needed : query hashes from which at least half the fit's clean positive clips were
+        matched at the default (a no match with fewer says so)
+    """
+
+    coef: tuple[float, ...]
+    intercept: float
+    default_min_confidence: float
+    hashes_needed: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def probability(self, log10_p: Any, agreeing: Any, query_hashes: Any, seconds: Any) -> np.ndarray:
+        z = features(log10_p, agreeing, query_hashes, seconds) @ np.asarray(self.coef) + self.intercept
+        return _sigmoid(z)
+
+    def confidence(self, log10_p: float, agreeing: float, query_hashes: float, seconds: float) -> float:
+        return float(self.probability(log10_p, agreeing, query_hashes, seconds)[0])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "features": list(FEATURES),
+                "chance_cap": CHANCE_CAP, "coef": [float(c) for c in self.coef],
+                "intercept": float(self.intercept),
+                "default_min_confidence": float(self.default_min_confidence),
+                "hashes_needed": int(self.hashes_needed), "meta": self.meta}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], where: str = "calibration") -> Calibration:
+        if data.get("format") != FORMAT or data.get("format_version") != FORMAT_VERSION:
+            raise ParameterError(f"{where}: not a confidence calibration of format version {FORMAT_VERSION}")
+        if data.get("features") != list(FEATURES) or data.get("chance_cap") != CHANCE_CAP:
+            raise ParameterError(f"{where}: made for features {data.get('features')}, this audiolsh"
+                                 f" uses {list(FEATURES)} (refit it)")
+        coef = tuple(float(c) for c in data["coef"])
+        if len(coef) != len(FEATURES) or not all(map(math.isfinite, (*coef, data["intercept"]))):
+            raise ParameterError(f"{where}: bad coefficients {data['coef']}")
+        return cls(coef, float(data["intercept"]), float(data["default_min_confidence"]),
+                   int(data["hashes_needed"]), dict(data.get("meta", {})))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        with open(path, "w") as f:
+            json.dump(self.to_json(), f, indent=1)
+            f.write("\n")
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, np.float64))))
+
+
+@lru_cache(maxsize=2)
+def load(name: str = DEFAULT) -> Calibration:
+    """The shipped calibration ``name`` (read once per process)."""
+    res = resources.files("audiolsh.features").joinpath("data").joinpath(f"{name}.json")
+    if not res.is_file():
+        raise ParameterError(f"confidence calibration {name!r}: its file is missing from the package data")
+    return Calibration.from_json(json.loads(res.read_text()), name)
+
+
+# --------------------------------------------------------------------------- fitting and checking
+
+
+def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
+        seconds: ArrayLike, correct: ArrayLike, *, clean: ArrayLike | None = None,
+        l2: float = 1e-6, meta: dict[str, Any] | None = None) -> Calibration:
+    """Logistic regression of ``correct`` (the candidate is the clip's track) on the features,
+    the chance score's and the agreeing hashes' weights bounded at >= 0; deterministic.  A clip
+    with no candidate at all (``log10_p`` NaN) is left out of the fit but counts as unmatched
+    for ``hashes_needed``.
+
+    ``clean`` marks the undistorted positive clips, on which ``hashes_needed`` is read (noise
+    adds hashes that agree with nothing, so only clean clips tell how many a match needs)."""
+    from scipy.optimize import minimize
+
+    X_all = features(np.nan_to_num(np.asarray(log10_p, np.float64)), agreeing, query_hashes, seconds)
+    has = np.isfinite(np.asarray(log10_p, np.float64))  # NaN: the clip had no candidate at all
+    X, y = X_all[has], np.asarray(correct, np.float64)[has]
+    if len(y) < 10 or y.min() == y.max():
+        raise ParameterError(f"fitting needs >= 10 candidates, right and wrong ones; got {len(y)}")
+    mu, sd = X.mean(0), np.maximum(X.std(0), 1e-9)
+    Z = (X - mu) / sd
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = Z @ w[1:] + w[0]
+        # log(1 + e^z) - y z, stably; mean over clips plus a small ridge
+        nll = np.logaddexp(0.0, z) - y * z
+        g = _sigmoid(z) - y
+        grad = np.concatenate([[g.mean()], Z.T @ g / len(y) + 2 * l2 * w[1:]])
+        return float(nll.mean() + l2 * w[1:] @ w[1:]), grad
+
+    bounds = [(None, None), (0.0, None), (0.0, None), (None, None), (None, None)]
+    w = minimize(loss, np.zeros(1 + Z.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds,
+                 options={"maxiter": 10000, "ftol": 1e-14, "gtol": 1e-10}).x
+    coef = w[1:] / sd
+    intercept = float(w[0] - coef @ mu)
+    p_all = np.where(has, _sigmoid(X_all @ coef + intercept), 0.0)
+    chance = -np.asarray(log10_p, np.float64)[has]
+    default = _operating_point(p_all[has], chance >= OLD_OPERATING_CHANCE)
+    sel = np.asarray(correct, bool) if clean is None else np.asarray(clean, bool)
+    needed = _hashes_needed(np.asarray(query_hashes, np.float64), has & (p_all >= default), sel)
+    return Calibration(tuple(float(c) for c in coef), intercept, default, needed, dict(meta or {}))
+
+
+def _operating_point(p: np.ndarray, old: np.ndarray) -> float:
+    """The probability threshold whose match / no-match decisions agree most with ``old``."""
+    cand = np.unique(p)
+    order = np.sort(p)
+    # decisions at threshold t: p >= t; disagreements = old below t + not-old at or above t
+    old_sorted = old[np.argsort(p, kind="stable")]
+    below_old = np.concatenate([[0], np.cumsum(old_sorted)])  # old among the i lowest
+    at = np.searchsorted(order, cand, side="left")
+    not_old_above = (len(p) - at) - (old.sum() - below_old[at])
+    wrong = below_old[at] + not_old_above
+    return float(round(cand[int(np.argmin(wrong))], 4))
+
+
+def _hashes_needed(query_hashes: np.ndarray, matched: np.ndarray, positive: np.ndarray,
+                   window: int = 20) -> int:
+    """Fewest query hashes from which a sliding window of ``positive`` clips is at least half matched."""
+    q, m = query_hashes[positive], matched[positive]
+    if len(q) < window:
+        return int(np.median(q)) if len(q) else 0
+    order = np.argsort(q, kind="stable")
+    q, m = q[order], m[order].astype(np.float64)
+    rate = np.convolve(m, np.ones(window) / window, mode="valid")  # window starting at i
+    ok = np.flatnonzero(rate >= 0.5)
+    return int(q[ok[0]]) if len(ok) else int(q[-1])
+
+
+def reliability(confidence: ArrayLike, correct: ArrayLike, n_bins: int = N_BINS
+                ) -> list[dict[str, float]]:
+    """Equal-width bins of confidence: each bin's count, mean confidence and share right."""
+    c = np.asarray(confidence, np.float64)
+    y = np.asarray(correct, np.float64)
+    b = np.minimum((c * n_bins).astype(np.int64), n_bins - 1)
+    n = np.bincount(b, minlength=n_bins)
+    conf = np.bincount(b, weights=c, minlength=n_bins)
+    right = np.bincount(b, weights=y, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return [{"lo": i / n_bins, "hi": (i + 1) / n_bins, "n": int(n[i]),
+                 "confidence": float(conf[i] / n[i]) if n[i] else math.nan,
+                 "accuracy": float(right[i] / n[i]) if n[i] else math.nan} for i in range(n_bins)]
+
+
+def expected_calibration_error(confidence: ArrayLike, correct: ArrayLike,
+                               n_bins: int = N_BINS) -> float:
+    """Sum over equal-width bins of (share of answers in the bin) x |accuracy - mean confidence|."""
+    bins = reliability(confidence, correct, n_bins)
+    total = sum(b["n"] for b in bins)
+    if not total:
+        return math.nan
+    return float(sum(b["n"] / total * abs(b["accuracy"] - b["confidence"]) for b in bins if b["n"]))

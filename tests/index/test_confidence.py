@@ -1,0 +1,74 @@
+"""Calibrated confidence: the shipped fit, its file format, the fit and the calibration error."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from audiolsh.errors import ParameterError
+from audiolsh.index import confidence as calibrated
+
+
+def test_shipped_calibration_loads_once_and_is_monotone() -> None:
+    cal = calibrated.load()
+    assert calibrated.load() is cal  # read once per process
+    assert 0.0 < cal.default_min_confidence < 1.0 and cal.hashes_needed > 0
+    assert cal.meta["fitted_on"]["n_clips"] >= 1000  # fitted on the dev protocol, not by hand
+    chance = np.linspace(-5.0, 60.0, 300)
+    for agreeing, hashes, seconds in [(5, 300, 1.0), (20, 2000, 5.0), (200, 4000, 10.0)]:
+        p = cal.probability(-chance, agreeing, hashes, seconds)
+        assert np.all((p >= 0) & (p <= 1)) and np.all(np.diff(p) >= 0)
+    more = cal.probability(np.full(50, -4.0), np.arange(1, 51), 1500, 5.0)
+    assert np.all(np.diff(more) > 0)  # more agreeing hashes raise it
+
+
+def test_file_format_is_versioned_and_checked(tmp_path) -> None:
+    cal = calibrated.load()
+    data = cal.to_json()
+    assert calibrated.Calibration.from_json(json.loads(json.dumps(data))) == cal
+    for bad in ({**data, "format_version": 99}, {**data, "features": ["chance"]},
+                {**data, "coef": [1.0, float("nan"), 0.0, 0.0]}):
+        with pytest.raises(ParameterError):
+            calibrated.Calibration.from_json(bad)
+    path = tmp_path / "c.json"
+    cal.save(path)
+    assert calibrated.Calibration.from_json(json.loads(path.read_text())) == cal
+
+
+def test_expected_calibration_error_of_a_constructed_example() -> None:
+    # 10 answers at 0.05 of which 1 is right, 10 at 0.95 of which 9: each bin is off by 0.05.
+    conf = [0.05] * 10 + [0.95] * 10
+    right = [1] + [0] * 9 + [1] * 9 + [0]
+    assert calibrated.expected_calibration_error(conf, right) == pytest.approx(0.05)
+    # All at 0.8, half right: off by 0.3; a perfect 1.0 bin adds nothing but weight.
+    assert calibrated.expected_calibration_error([0.8] * 4, [1, 0, 1, 0]) == pytest.approx(0.3)
+    assert calibrated.expected_calibration_error([0.8] * 4 + [1.0] * 4, [1, 0, 1, 0] + [1] * 4) == \
+        pytest.approx(0.15)
+    bins = calibrated.reliability([0.05, 0.95, 1.0], [0, 1, 1])
+    assert [b["n"] for b in bins] == [1] + [0] * 8 + [2]  # 1.0 falls in the last bin
+    assert bins[9]["confidence"] == pytest.approx(0.975) and bins[9]["accuracy"] == 1.0
+
+
+def test_fit_recovers_a_known_probability_and_the_old_operating_point(rng: np.random.Generator) -> None:
+    n = 4000
+    chance = rng.uniform(-1.0, 12.0, n)
+    agreeing = rng.integers(2, 60, n)
+    hashes = rng.integers(200, 3000, n)
+    seconds = rng.choice([1.0, 3.0, 10.0], n)
+    # 0.5 at the old operating point (chance 3), in the model's own form
+    truth = 1 / (1 + np.exp(-3.0 * (np.log1p(np.maximum(chance, 0.0)) - np.log(4.0))))
+    right = rng.random(n) < truth
+    clean = rng.random(n) < 0.3
+    log10_p = -chance
+    log10_p[:50] = np.nan  # clips without any candidate are left out of the fit
+    cal = calibrated.fit(log10_p, agreeing, hashes, seconds, right, clean=clean)
+    p = cal.probability(-chance[50:], agreeing[50:], hashes[50:], seconds[50:])
+    assert np.mean(np.abs(p - truth[50:])) < 0.03 and np.max(np.abs(p - truth[50:])) < 0.15
+    assert calibrated.expected_calibration_error(p, right[50:]) < 0.03
+    assert cal.default_min_confidence == pytest.approx(0.5, abs=0.08)
+    assert cal.coef[0] > 0 and cal.coef[1] >= 0
+    with pytest.raises(ParameterError):
+        calibrated.fit(log10_p, agreeing, hashes, seconds, np.zeros(n, bool))  # nothing right
+
