@@ -19,6 +19,7 @@ from audiolsh.cli.progress import FileProgress
 from audiolsh.errors import AudiolshError, InputFormatError
 from audiolsh.files import shown
 from audiolsh.index import Index
+from audiolsh.index.families import FAMILIES
 from audiolsh.library.locations import check_vectors_location
 from audiolsh.query.records import vector_record
 from audiolsh.search.kernels import SERIAL_BELOW
@@ -42,7 +43,7 @@ def vectors() -> None:
                    " strings or integers).")
 @click.option("--tables", "n_tables", type=click.IntRange(1, 256), default=None,
               help="Hash tables, when the index is created [default: 8; kmeans: 1].")
-@click.option("--family", type=click.Choice(["hyperplane", "cross-polytope", "kmeans"]),
+@click.option("--family", type=click.Choice(FAMILIES),
               default="hyperplane", show_default=True,
               help="Hash family, when the index is created: random hyperplanes (p-stable for"
                    " euclidean), cross-polytope (cosine) or kmeans (learned cells, as IVF).")
