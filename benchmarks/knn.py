@@ -509,34 +509,36 @@ class VectorBench:
             self.point(OURS_PSTABLE, f"L={L} K={n_hashes} w={w:.2f} P={P}", search, build,
                        s.index_nbytes / self.n)
 
-    def _ours_points(self, method: str, label: str, s: VectorLSH, build: float,
-                     probes: list[int], **extra: Any) -> None:
-        for P in probes:
-            def search(q: np.ndarray, P: int = P) -> np.ndarray:
-                return s.search(q if len(q) > 1 else q[0], K, n_probes=P).ids
-
-            self.point(method, f"{label} P={P}", search, build, s.index_nbytes / self.n)
-            self.rows[-1].extra.update(P=P, **extra)
-
     def cross_polytope(self, L: int, n_bits: int, probes: list[int]) -> None:
         """FALCONN's family: ``n_bits`` key bits per table, its multi-probe sequence."""
         fam = CrossPolytopeLSH(self.d, n_tables=L, n_bits=n_bits, seed=0)
         t0 = time.perf_counter()
         s = VectorLSH(fam, metric="cosine").fit(self.X)
         build = time.perf_counter() - t0
-        self._ours_points(OURS_CP, f"L={L} bits={n_bits}", s, build, probes, L=L, n_bits=n_bits)
+        for P in probes:
+            def search(q: np.ndarray, P: int = P) -> np.ndarray:
+                return s.search(q if len(q) > 1 else q[0], K, n_probes=P).ids
+
+            self.point(OURS_CP, f"L={L} bits={n_bits} P={P}", search, build, s.index_nbytes / self.n)
+            self.rows[-1].extra.update(P=P, L=L, n_bits=n_bits)
 
     def kmeans(self, L: int, n_cells: int, probes: list[int]) -> None:
-        """Learned spherical k-means cells (IVF as a hash family); the build includes the fit."""
+        """Learned spherical k-means cells (IVF as a hash family), rows stored cell by cell as
+        an index segment keeps them (``index.families.by_cell``); the build includes the fit."""
+        from audiolsh.index.families import by_cell
+
         fam = KMeansLSH(self.d, n_tables=L, n_cells=n_cells, seed=0)
         t0 = time.perf_counter()
-        s = VectorLSH(fam, metric="cosine").fit(self.X)
+        s, order = by_cell(VectorLSH(fam, metric="cosine").fit(self.X))
         build = time.perf_counter() - t0
-        nbytes = s.index_nbytes + fam.learned_arrays()["centroids"].nbytes
-        self._ours_points(OURS_KMEANS, f"L={L} cells={n_cells}", s, build, probes,
-                          L=L, n_cells=n_cells)
-        for row in self.rows[-len(probes):]:
-            row.bytes_per_item = nbytes / self.n
+        nbytes = s.index_nbytes + fam.learned_arrays()["centroids"].nbytes + order.nbytes
+        for P in probes:
+            def search(q: np.ndarray, P: int = P) -> np.ndarray:
+                ids = s.search(q if len(q) > 1 else q[0], K, n_probes=P).ids
+                return np.where(ids >= 0, order[np.maximum(ids, 0)], -1)
+
+            self.point(OURS_KMEANS, f"L={L} cells={n_cells} P={P}", search, build, nbytes / self.n)
+            self.rows[-1].extra.update(P=P, L=L, n_cells=n_cells)
 
     def faiss_ivf(self, nlist: int, nprobes: list[int]) -> None:
         """faiss IndexIVFFlat, inner product on the unit rows (= cosine), trained on all rows."""

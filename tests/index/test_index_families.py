@@ -162,3 +162,20 @@ def test_kmeans_lone_queries_answer_as_the_batch(metric: str) -> None:
         np.testing.assert_array_equal(one.n_candidates[0], batch.n_candidates[i])
     with pytest.raises(ParameterError):
         s.search(np.full(DIM, np.nan, np.float32), 3)
+
+
+def test_a_kmeans_segment_stores_its_rows_cell_by_cell(tmp_path: Path) -> None:
+    """Rows of one cell are contiguous (a probed cell is one read); ids follow their rows."""
+    X = _clustered(10, 900)
+    ids = np.arange(100, 1000, dtype=np.int64)
+    build = build_segment(IndexConfig(family="kmeans", n_bits=4).validate(), X, ids)
+    stored = build.arrays["ids"]
+    assert sorted(stored.tolist()) == ids.tolist() and not np.array_equal(stored, ids)
+    np.testing.assert_array_equal(build.arrays["vectors"], prepare(X, "cosine")[stored - 100])
+    np.testing.assert_array_equal(build.arrays["members"][: len(X)], np.arange(len(X)))  # table 0
+    with Index.create(tmp_path / "idx", family="kmeans", n_bits=4) as index:
+        got = index.add(X)
+        found = index.query(X[:50], k=1).ids[:, 0]
+        np.testing.assert_array_equal(found, got[:50])
+        assert index.remove([str(got[0])]) == 1
+        assert got[0] not in index.query(X[:1], k=5).ids

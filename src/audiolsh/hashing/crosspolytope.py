@@ -141,7 +141,7 @@ def _probe_rows(A, mean, signs, widths, shifts, bases, n_probes):  # pragma: no 
                 _rotate(A[i], mean, signs, t, c, buf)
                 w = widths[c]
                 home, top = _vertex(buf, w)
-                m = bases[c]
+                m = min(bases[c], n_probes)  # a probe at rank r follows r of its table
                 verts[t, c, 0] = home
                 scores[t, c, 0] = 0.0
                 kept = 1

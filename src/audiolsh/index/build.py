@@ -17,7 +17,7 @@ from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, as_sets, concat_sets
 from audiolsh.hashing.base import check_int, learned_arrays
 from audiolsh.hashing.hyperplane import check_whiten, key_balance, needs_centering
-from audiolsh.index.families import check_family, learned_family
+from audiolsh.index.families import by_cell, check_family, learned_family
 from audiolsh.index.segments import SegmentBuild
 from audiolsh.search import BruteForce, SetLSH, VectorLSH, prepare
 from audiolsh.search.brute import check_metric
@@ -182,6 +182,9 @@ def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: 
                 bucket_width=width, seed=cfg.seed,
             )
         searcher = VectorLSH(family, metric=cfg.metric).fit(data, prepared=True)
+        if cfg.family == "kmeans":  # rows stored cell by cell (ids follow them)
+            searcher, order = by_cell(searcher)
+            ids = ids[order]
         arrays = {"vectors": searcher.vectors_}
         if searcher.codes_.shape[1]:
             arrays["codes"] = searcher.codes_

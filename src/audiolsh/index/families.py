@@ -20,6 +20,7 @@ from audiolsh.hashing.base import HashFamily
 from audiolsh.hashing.crosspolytope import CrossPolytopeLSH
 from audiolsh.hashing.hyperplane import needs_centering
 from audiolsh.hashing.kmeans import KMeansLSH
+from audiolsh.search import BucketTables, VectorLSH
 
 FAMILIES = ("hyperplane", "cross-polytope", "kmeans")
 # Cells per sqrt(rows) of an auto-sized k-means partition: a query scores every centroid
@@ -55,3 +56,25 @@ def learned_family(config: Any, data: np.ndarray, n_bits: int) -> HashFamily:
     cells = 2**config.n_bits if config.n_bits else auto_cells(len(data))
     return KMeansLSH(dim, n_tables=config.n_tables, n_cells=min(cells, 1 << 20), seed=config.seed,
                      spherical=config.metric == "cosine")
+
+
+def table_keys(tables: BucketTables, n_rows: int) -> np.ndarray:
+    """Every row's key in every table (n, L) uint64, read back from the tables."""
+    keys = np.empty((n_rows, tables.n_tables), np.uint64)
+    slot_keys = np.repeat(tables.bucket_keys, tables.bucket_sizes())  # one per member slot
+    for t in range(tables.n_tables):
+        part = slice(t * n_rows, (t + 1) * n_rows)
+        keys[tables.members[part], t] = slot_keys[part]
+    return keys
+
+
+def by_cell(searcher: VectorLSH) -> tuple[VectorLSH, np.ndarray]:
+    """The searcher's rows reordered by their cell in the first table, and the order (new
+    row i is old row order[i]): a probed cell is then one contiguous read, as an IVF list,
+    instead of a gather from all over the rows (2-3x the single-query speed measured at
+    150k rows).  The keys are the same; only the row numbers change."""
+    n = len(searcher.vectors_)
+    order = searcher.tables_.members[:n].astype(np.int64)  # table 0's rows, cell by cell
+    keys = table_keys(searcher.tables_, n)[order]
+    moved = VectorLSH(searcher.family, metric=searcher.metric)
+    return moved.load(np.ascontiguousarray(searcher.vectors_[order]), BucketTables.build(keys)), order
