@@ -411,12 +411,12 @@ class FamilyGrid:
 
 FAMILY_GRIDS = {
     "real": FamilyGrid(
-        cross_polytope=[(8, 12, [32, 128])],
+        cross_polytope=[(8, 12, [16, 64])],
         kmeans=[(1, 256, [4, 8, 12, 16]), (1, 512, [8, 12, 16, 24])],
         ivf=[(256, [4, 8, 12, 16]), (512, [8, 12, 16, 24])],
     ),
     "clustered": FamilyGrid(
-        cross_polytope=[(8, 16, [16, 64])],
+        cross_polytope=[(8, 20, [16, 64])],
         kmeans=[(1, 1024, [1, 2, 3]), (1, 2048, [1, 2, 3, 4])],
         ivf=[(1024, [1, 2, 3]), (2048, [1, 2, 3, 4])],
     ),
@@ -510,17 +510,28 @@ class VectorBench:
                        s.index_nbytes / self.n)
 
     def cross_polytope(self, L: int, n_bits: int, probes: list[int]) -> None:
-        """FALCONN's family: ``n_bits`` key bits per table, its multi-probe sequence."""
-        fam = CrossPolytopeLSH(self.d, n_tables=L, n_bits=n_bits, seed=0)
+        """FALCONN's family: ``n_bits`` key bits per table, its multi-probe sequence; centred
+        as an index centres it ("auto": when the rows share a dominant direction)."""
+        from audiolsh.hashing.hyperplane import needs_centering
+
+        center = needs_centering(self.X)
+        fam = CrossPolytopeLSH(self.d, n_tables=L, n_bits=n_bits, seed=0, center=center)
         t0 = time.perf_counter()
         s = VectorLSH(fam, metric="cosine").fit(self.X)
         build = time.perf_counter() - t0
         for P in probes:
-            def search(q: np.ndarray, P: int = P) -> np.ndarray:
-                return s.search(q if len(q) > 1 else q[0], K, n_probes=P).ids
+            cand: list[float] = []
 
-            self.point(OURS_CP, f"L={L} bits={n_bits} P={P}", search, build, s.index_nbytes / self.n)
-            self.rows[-1].extra.update(P=P, L=L, n_bits=n_bits)
+            def search(q: np.ndarray, P: int = P, cand: list[float] = cand) -> np.ndarray:
+                res = s.search(q if len(q) > 1 else q[0], K, n_probes=P)
+                if len(q) == self.nq:
+                    cand.append(float(res.n_candidates.mean()))
+                return res.ids
+
+            self.point(OURS_CP, f"L={L} bits={n_bits} P={P}" + (" center" if center else ""),
+                       search, build, s.index_nbytes / self.n)
+            self.rows[-1].extra.update(P=P, L=L, n_bits=n_bits, center=center,
+                                       candidates=cand[0] if cand else None)
 
     def kmeans(self, L: int, n_cells: int, probes: list[int]) -> None:
         """Learned spherical k-means cells (IVF as a hash family), rows stored cell by cell as
