@@ -17,7 +17,6 @@ from typing import Any
 import numba
 import numpy as np
 
-from audiolsh.errors import ParameterError
 from audiolsh.hashing import kmeans
 from audiolsh.hashing.kmeans import KMeansLSH
 from audiolsh.search import kernels
@@ -172,16 +171,8 @@ def search_few(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric: int)
     t = searcher.tables_
     if (A.dtype != np.float32 and A.dtype != np.float64) or not A.flags.c_contiguous:
         A = np.ascontiguousarray(A, dtype=np.float32)
-    ids, dist, cand, finite = search_cells(
+    found = search_cells(
         A, searcher.metric == "cosine", cent_t, bias, scale, cmax, n_probes, t.table_start,
         t.bucket_keys, t.bucket_start, t.members, searcher.vectors_, searcher._dead_bits, k, metric,
     )
-    if not finite:
-        raise ParameterError("vectors contain NaN or infinite values")
-    if searcher.metric == "euclidean":
-        dist = np.sqrt(dist)
-    result = Neighbors(ids, dist, cand)
-    want = min(k, searcher._n_live)
-    if want and min(ids[:, want - 1].tolist()) < 0:
-        result = searcher._widen(searcher._queries(A), result, k, n_probes, 0)
-    return result
+    return searcher._answer(A, found, k, n_probes, 0)  # type: ignore[no-any-return]

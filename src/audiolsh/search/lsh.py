@@ -257,10 +257,16 @@ class VectorLSH(_Searcher):
         rerank = max(n_rerank, k) if n_rerank > 0 and codes.shape[1] else 0
         if (A.dtype != np.float32 and A.dtype != np.float64) or not A.flags.c_contiguous:
             A = np.ascontiguousarray(A, dtype=np.float32)
-        ids, dist, cand, finite = kernels.search_hyperplane(
+        found = kernels.search_hyperplane(
             A, self.metric == "cosine", mean, fam.planes_, weights, min(probes, cap), *tables,
             self.vectors_, self._dead_bits, k, METRICS[self.metric], codes, code_bits, rerank,
         )
+        return self._answer(A, found, k, probes, n_rerank)
+
+    def _answer(self, A: np.ndarray, found: tuple, k: int, probes: int, n_rerank: int) -> Neighbors:
+        """A one-call kernel's (ids, squared or cosine distances, candidates, finite) as the
+        answer; queries short of k answers widen as the general path does."""
+        ids, dist, cand, finite = found
         if not finite:
             raise ParameterError("vectors contain NaN or infinite values")
         if self.metric == "euclidean":
