@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, SetBatch
+from audiolsh.hashing import CrossPolytopeLSH, HyperplaneLSH, KMeansLSH, MinHashLSH, PStableLSH, SetBatch
 from audiolsh.search import BruteForce, SetLSH, VectorLSH, prepare
 
 K = 10
@@ -61,6 +61,10 @@ ANNOY = "annoy"
 HNSW = "hnswlib"
 DATASKETCH = "datasketch MinHashLSH"
 FAISS_GROUPS = (FAISS_LSH, FAISS_MH)
+# Issue #18's families, and the peer the learned one answers to.
+OURS_CP = "audiolsh cross-polytope"
+OURS_KMEANS = "audiolsh kmeans"
+FAISS_IVF = "faiss IVFFlat"
 
 
 @dataclass
@@ -396,6 +400,33 @@ QUICK_GRID = VectorGrid(
 )
 
 
+@dataclass
+class FamilyGrid:
+    """Issue #18's families and faiss IVFFlat, beside ``VectorGrid`` (one per dataset)."""
+
+    cross_polytope: list[tuple[int, int, list[int]]]  # (L, n_bits, n_probes list)
+    kmeans: list[tuple[int, int, list[int]]]  # (L, n_cells, n_probes list)
+    ivf: list[tuple[int, list[int]]]  # (nlist, nprobe list)
+
+
+FAMILY_GRIDS = {
+    "real": FamilyGrid(
+        cross_polytope=[(8, 12, [16, 64])],
+        kmeans=[(1, 256, [4, 8, 12, 16]), (1, 512, [8, 12, 16, 24])],
+        ivf=[(256, [4, 8, 12, 16]), (512, [8, 12, 16, 24])],
+    ),
+    "clustered": FamilyGrid(
+        cross_polytope=[(8, 20, [16, 64])],
+        kmeans=[(1, 1024, [1, 2, 3]), (1, 2048, [1, 2, 3, 4])],
+        ivf=[(1024, [1, 2, 3]), (2048, [1, 2, 3, 4])],
+    ),
+}
+FAMILY_GRIDS["clustered-flat"] = FAMILY_GRIDS["clustered"]
+QUICK_FAMILY_GRID = FamilyGrid(
+    cross_polytope=[(8, 12, [16, 64])], kmeans=[(1, 128, [2, 8])], ivf=[(128, [2, 8])],
+)
+
+
 class VectorBench:
     """One vector dataset: exact answers, then every method's operating points."""
 
@@ -477,6 +508,68 @@ class VectorBench:
 
             self.point(OURS_PSTABLE, f"L={L} K={n_hashes} w={w:.2f} P={P}", search, build,
                        s.index_nbytes / self.n)
+
+    def cross_polytope(self, L: int, n_bits: int, probes: list[int]) -> None:
+        """FALCONN's family: ``n_bits`` key bits per table, its multi-probe sequence; centred
+        as an index centres it ("auto": when the rows share a dominant direction)."""
+        from audiolsh.hashing.hyperplane import needs_centering
+
+        center = needs_centering(self.X)
+        fam = CrossPolytopeLSH(self.d, n_tables=L, n_bits=n_bits, seed=0, center=center)
+        t0 = time.perf_counter()
+        s = VectorLSH(fam, metric="cosine").fit(self.X)
+        build = time.perf_counter() - t0
+        for P in probes:
+            cand: list[float] = []
+
+            def search(q: np.ndarray, P: int = P, cand: list[float] = cand) -> np.ndarray:
+                res = s.search(q if len(q) > 1 else q[0], K, n_probes=P)
+                if len(q) == self.nq:
+                    cand.append(float(res.n_candidates.mean()))
+                return res.ids
+
+            self.point(OURS_CP, f"L={L} bits={n_bits} P={P}" + (" center" if center else ""),
+                       search, build, s.index_nbytes / self.n)
+            self.rows[-1].extra.update(P=P, L=L, n_bits=n_bits, center=center,
+                                       candidates=cand[0] if cand else None)
+
+    def kmeans(self, L: int, n_cells: int, probes: list[int]) -> None:
+        """Learned spherical k-means cells (IVF as a hash family), rows stored cell by cell as
+        an index segment keeps them (``index.families.by_cell``); the build includes the fit."""
+        from audiolsh.index.families import by_cell
+
+        fam = KMeansLSH(self.d, n_tables=L, n_cells=n_cells, seed=0)
+        t0 = time.perf_counter()
+        s, order = by_cell(VectorLSH(fam, metric="cosine").fit(self.X))
+        build = time.perf_counter() - t0
+        nbytes = s.index_nbytes + fam.learned_arrays()["centroids"].nbytes + order.nbytes
+        for P in probes:
+            def search(q: np.ndarray, P: int = P) -> np.ndarray:
+                ids = s.search(q if len(q) > 1 else q[0], K, n_probes=P).ids
+                return np.where(ids >= 0, order[np.maximum(ids, 0)], -1)
+
+            self.point(OURS_KMEANS, f"L={L} cells={n_cells} P={P}", search, build, nbytes / self.n)
+            self.rows[-1].extra.update(P=P, L=L, n_cells=n_cells)
+
+    def faiss_ivf(self, nlist: int, nprobes: list[int]) -> None:
+        """faiss IndexIVFFlat, inner product on the unit rows (= cosine), trained on all rows."""
+        import faiss
+
+        t0 = time.perf_counter()
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.d), self.d, nlist,
+                                   faiss.METRIC_INNER_PRODUCT)
+        index.train(self.X)
+        index.add(self.X)
+        build = time.perf_counter() - t0
+        # the lists hold the raw rows (as our re-rank does): count the ids and centroids
+        nbytes = 8 * self.n + 4 * nlist * self.d
+        for p in nprobes:
+            def search(q: np.ndarray, p: int = p) -> np.ndarray:
+                faiss.omp_set_num_threads(1 if len(q) == 1 else N_THREADS)
+                index.nprobe = p
+                return index.search(q, K)[1]
+
+            self.point(FAISS_IVF, f"nlist={nlist} nprobe={p}", search, build, nbytes / self.n)
 
     def faiss_lsh(self, nbits: int, k_factors: list[int],
                   multihash: list[tuple[int, int, int, int, int]]) -> None:
@@ -571,8 +664,11 @@ class VectorBench:
 
 
 def bench_vectors(
-    name: str, X: np.ndarray, Q: np.ndarray, grid: VectorGrid, budget: Budget
+    name: str, X: np.ndarray, Q: np.ndarray, grid: VectorGrid, budget: Budget,
+    families_only: bool = False,
 ) -> tuple[list[Row], dict]:
+    """Every method's grid on one dataset; ``families_only``: brute force, issue #18's
+    families, faiss IVFFlat and hnswlib."""
     import faiss
 
     faiss.omp_set_num_threads(N_THREADS)
@@ -581,12 +677,18 @@ def bench_vectors(
     assert b.truth is not None
     stats = data_stats(b.X, b.Q, b.truth)
     log(f"{name}: n={b.n} d={b.d} queries={b.nq} {stats}")
+    if families_only:
+        bench_families(b, QUICK_FAMILY_GRID if grid is QUICK_GRID else FAMILY_GRIDS.get(name))
+        M, efc, efs = grid.hnsw[0]
+        b.hnsw(M, efc, efs)
+        return b.rows, stats
     for L, n_bits, center, points in grid.ours:
         b.ours(L, n_bits, center, points)
         gc.collect()
     for L, n_hashes, wf, probes in grid.pstable:
         b.pstable(L, n_hashes, wf, probes)
         gc.collect()
+    bench_families(b, QUICK_FAMILY_GRID if grid is QUICK_GRID else FAMILY_GRIDS.get(name))
     for nbits, kfs in grid.faiss_lsh:
         b.faiss_lsh(nbits, kfs, grid.faiss_mh)
         gc.collect()
@@ -597,6 +699,21 @@ def bench_vectors(
         b.hnsw(M, efc, efs)
         gc.collect()
     return b.rows, stats
+
+
+def bench_families(b: VectorBench, grid: FamilyGrid | None) -> None:
+    """Issue #18's families and faiss IVFFlat on one dataset."""
+    if grid is None:
+        return
+    for L, n_bits, probes in grid.cross_polytope:
+        b.cross_polytope(L, n_bits, probes)
+        gc.collect()
+    for L, n_cells, probes in grid.kmeans:
+        b.kmeans(L, n_cells, probes)
+        gc.collect()
+    for nlist, nprobes in grid.ivf:
+        b.faiss_ivf(nlist, nprobes)
+        gc.collect()
 
 
 def rerank(X: np.ndarray, Q: np.ndarray, cand: np.ndarray) -> np.ndarray:
@@ -862,6 +979,15 @@ def summarise(name: str, rows: list[Row]) -> dict:
         + (f" ({top.method} [{top.params}])" if top else ""), ours, top)
     for other in (ANNOY, HNSW):
         say(f"ours_vs_{other}_single", f"ours single-QPS / {other}", ours, best.get(other))
+    for fam in (OURS_CP, OURS_KMEANS):  # issue #18's families
+        for other in (FAISS_IVF, HNSW):
+            if fam in best and other in best:
+                say(f"{fam}_vs_{other}_single", f"{fam} single-QPS / {other}", best[fam],
+                    best[other])
+        mine, graph = best.get(fam), best.get(HNSW)
+        if mine is not None and graph is not None and graph.build_s > 0:
+            out[f"{fam}_build_vs_hnswlib"] = mine.build_s / graph.build_s
+            lines.append(f"{fam} build / hnswlib build = {mine.build_s / graph.build_s:.2f}")
     in_budget = [r for r in rows if r.method == OURS and r.recall >= TARGET_RECALL
                  and r.build_s <= 60 and (r.bytes_per_item or 0) <= 64]
     if in_budget:
@@ -987,11 +1113,13 @@ def main(argv: list[str] | None = None) -> int:
     default_corpus = Path(os.environ.get("AUDIOLSH_CORPUS", "~/.cache/audiolsh-corpus")) / "dev"
     ap.add_argument("--corpus", type=Path, default=default_corpus.expanduser())
     ap.add_argument("--quick", action="store_true", help="small smoke run")
+    ap.add_argument("--families-only", action="store_true",
+                    help="vectors: only brute force, issue #18's families, faiss IVFFlat, hnswlib")
     ap.add_argument("--out", type=Path, help="write every row and the summaries as JSON")
     ap.add_argument("--md", type=Path, help="write the tables as markdown")
     args = ap.parse_args(argv)
 
-    budget = Budget()
+    budget = Budget(single_s=2.0) if args.families_only else Budget()
     if args.quick:
         args.n, args.n_sets, args.queries = min(args.n, 50_000), min(args.n_sets, 10_000), 200
         budget = Budget(single_s=1.0, single_max=200, batch_repeat_below_s=0.5)
@@ -1035,7 +1163,7 @@ def main(argv: list[str] | None = None) -> int:
                 extra = {"generator": {**CLUSTERED, **preset}}
             del E
             grid = QUICK_GRID if args.quick else GRIDS[name]
-            rows, stats = bench_vectors(name, X, Q, grid, budget)
+            rows, stats = bench_vectors(name, X, Q, grid, budget, args.families_only)
             stats = {"n": len(X), "queries": len(Q), **stats, **extra}
             del X, Q
             gc.collect()

@@ -135,3 +135,24 @@ def test_remove_by_key_and_by_path(tmp_path: Path, data) -> None:
         assert len(index) == 0 and index.tracks() == []
     code, _, err = run("remove", "no-such-track", "--index", str(idx))
     assert code == 2 and "not in the index" in err
+
+
+def test_add_with_the_kmeans_family_builds_learned_cells(tmp_path: Path, data) -> None:
+    path, X = data
+    idx = tmp_path / "idx"
+    code, _, err = run("vectors", "add", str(path), "--index", str(idx), "--family", "kmeans")
+    assert code == 0, err
+    with Index.open(idx) as index:
+        assert (index.config.family, index.config.n_tables) == ("kmeans", 1)
+        assert {s["family"]["family"] for s in index.info()["segments"]} == {"kmeans"}
+        assert index.query(X[:5], k=1).ids[:, 0].tolist() == list(range(5))
+
+
+def test_cross_polytope_for_euclidean_is_refused_in_one_line(tmp_path: Path, data) -> None:
+    path, _ = data
+    code, out, err = run("vectors", "add", str(path), "--index", str(tmp_path / "idx"),
+                         "--metric", "euclidean", "--family", "cross-polytope")
+    assert code == 2
+    assert "cross-polytope family is for the cosine metric" in err
+    assert "Traceback" not in err + out
+    assert len(err.strip().splitlines()) == 1

@@ -1,7 +1,10 @@
 """Empirical collision rates against the theory each family is built on.
 
 hyperplane: P[bit equal] = 1 - theta / pi.  p-stable: P[hash equal] = p(c) (Datar et al.).
-MinHash: P[signature value equal] = J.  Plus the banding maths of ``optimal_bands``.
+MinHash: P[signature value equal] = J.  Cross-polytope: P[vertex equal] = the Gaussian-rotation
+curve (``CrossPolytopeLSH.collision_probability``).  Plus the banding maths of ``optimal_bands``.
+(Learned k-means cells have no data-independent collision law: their tests are the contract's
+and the index's.)
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, optimal_bands
+from audiolsh.hashing import CrossPolytopeLSH, HyperplaneLSH, MinHashLSH, PStableLSH, optimal_bands
 
 DIM = 24
 # 64 tables x 64 bits = 4096 planes (or projections): per-pair standard error <= 0.008.
@@ -241,3 +244,37 @@ def test_band_collisions_follow_candidate_probability(jaccard: float, seed: int)
     assert abs(hit - expected) < 0.19
     # And per band, the share of equal band keys is J^r.
     assert abs(np.mean(ka == kb) - jaccard**4) < 0.08
+
+
+# 64 tables x 8 cross-polytopes of 32 coordinates (24 dims padded): 512 hashes per pair.
+CROSS_POLYTOPES = CrossPolytopeLSH(DIM, n_tables=64, n_bits=48, seed=17)
+
+
+@pytest.mark.parametrize("theta", [0.1, 0.3, 0.5, 0.8, 1.2, np.pi / 2, 2.2])
+def test_cross_polytope_collision_rate_follows_the_curve(theta: float) -> None:
+    """The pseudo-random rotations (sign flips + Hadamard transforms) collide as a true
+    random rotation does, measured on seeded pairs."""
+    fam = CROSS_POLYTOPES
+    assert (fam.rotation_dim, fam.n_hashes, fam.last_dim) == (32, 8, 32)
+    pairs = [_orthonormal_pair(300 + i) for i in range(N_PAIRS)]
+    x = np.stack([u for u, _ in pairs]).astype(np.float32)
+    y = np.stack([_at_angle(u, v, theta, scale=2.5) for u, v in pairs])
+    rate = (fam.hashes(x) == fam.hashes(y)).reshape(N_PAIRS, -1).mean(axis=1)
+    expected = float(CrossPolytopeLSH.collision_probability(np.cos(theta), 32)[0])
+    assert abs(rate.mean() - expected) < 0.03
+    assert np.all(np.abs(rate - expected) < 0.07)
+
+
+def test_cross_polytope_curve() -> None:
+    c = np.cos(np.linspace(0.0, np.pi, 13))
+    p = CrossPolytopeLSH.collision_probability(c, 64)
+    assert p[0] == 1.0
+    assert np.all(np.diff(p) <= 1e-9)  # falls with the angle
+    # Orthogonal vectors are independent: sum over the 2w vertices of (1 / 2w)^2.
+    assert CrossPolytopeLSH.collision_probability(0.0, 64)[0] == pytest.approx(1 / 128, rel=1e-3)
+    # One coordinate is the sign of a projection: a hyperplane bit.
+    np.testing.assert_allclose(CrossPolytopeLSH.collision_probability(c, 1),
+                               HyperplaneLSH.collision_probability(c))
+    # More vertices separate more sharply than a hyperplane at every angle in (0, pi/2).
+    mid = np.cos(np.linspace(0.2, 1.3, 5))
+    assert np.all(CrossPolytopeLSH.collision_probability(mid, 32) < HyperplaneLSH.collision_probability(mid))

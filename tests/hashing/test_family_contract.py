@@ -15,8 +15,10 @@ import pytest
 
 from audiolsh.errors import ParameterError
 from audiolsh.hashing import (
+    CrossPolytopeLSH,
     HashFamily,
     HyperplaneLSH,
+    KMeansLSH,
     MinHashLSH,
     PStableLSH,
     as_sets,
@@ -64,6 +66,27 @@ def _minhash(seed: int) -> MinHashLSH:
     return MinHashLSH(num_perm=64, n_bands=16, n_rows=4, seed=seed)
 
 
+def _cross_polytope(seed: int) -> CrossPolytopeLSH:
+    return CrossPolytopeLSH(DIM, n_tables=6, n_bits=8, seed=seed)
+
+
+def _cross_polytope_centred(seed: int) -> CrossPolytopeLSH:
+    return CrossPolytopeLSH(DIM, n_tables=6, n_bits=8, seed=seed, center=True).fit(
+        _vectors(99, 500, shift=3.0)
+    )
+
+
+def _kmeans(seed: int) -> KMeansLSH:
+    # Learned cells: restored from the config plus learned_arrays().
+    return KMeansLSH(DIM, n_tables=2, n_cells=32, seed=seed).fit(_vectors(97, 600))
+
+
+def _kmeans_euclidean(seed: int) -> KMeansLSH:
+    return KMeansLSH(DIM, n_tables=3, n_cells=24, seed=seed, spherical=False).fit(
+        _vectors(96, 600, shift=1.0)
+    )
+
+
 # (family factory, data factory)
 FAMILIES: dict[str, tuple[Callable[[int], Any], Callable[[int], Any]]] = {
     "hyperplane": (_hyperplane, _vectors),
@@ -71,6 +94,10 @@ FAMILIES: dict[str, tuple[Callable[[int], Any], Callable[[int], Any]]] = {
     "hyperplane-whitened": (_hyperplane_whitened, lambda s: _vectors(s, shift=0.5)),
     "pstable": (_pstable, _vectors),
     "minhash": (_minhash, _sets),
+    "cross-polytope": (_cross_polytope, _vectors),
+    "cross-polytope-centred": (_cross_polytope_centred, lambda s: _vectors(s, shift=3.0)),
+    "kmeans": (_kmeans, _vectors),
+    "kmeans-euclidean": (_kmeans_euclidean, lambda s: _vectors(s, shift=1.0)),
 }
 
 
@@ -225,6 +252,15 @@ def test_unknown_family_in_config() -> None:
         pytest.param(lambda: MinHashLSH(n_bands=4, n_rows=0), id="minhash-n_rows=0"),
         pytest.param(lambda: MinHashLSH(num_perm=64, n_bands=9, n_rows=8), id="minhash-b*r>perm"),
         pytest.param(lambda: MinHashLSH(n_bands=4), id="minhash-bands-without-rows"),
+        pytest.param(lambda: CrossPolytopeLSH(DIM, n_bits=0), id="cross-polytope-n_bits=0"),
+        pytest.param(lambda: CrossPolytopeLSH(DIM, n_bits=65), id="cross-polytope-n_bits=65"),
+        pytest.param(lambda: CrossPolytopeLSH(1, n_bits=64), id="cross-polytope-64-signs"),
+        pytest.param(lambda: CrossPolytopeLSH(DIM, n_tables=0), id="cross-polytope-n_tables=0"),
+        pytest.param(lambda: KMeansLSH(DIM, n_cells=0), id="kmeans-n_cells=0"),
+        pytest.param(lambda: KMeansLSH(DIM, n_tables=0), id="kmeans-n_tables=0"),
+        pytest.param(lambda: KMeansLSH(DIM, n_cells=4, centroids=np.zeros((1, 3, DIM))),
+                     id="kmeans-centroids-shape"),
+        pytest.param(lambda: KMeansLSH(DIM).fit(np.zeros((0, DIM), np.float32)), id="kmeans-fit-empty"),
         pytest.param(lambda: optimal_bands(1.5, 128), id="optimal_bands-threshold=1.5"),
         pytest.param(lambda: optimal_bands(0.5, 1), id="optimal_bands-num_perm=1"),
     ],
@@ -241,8 +277,9 @@ def test_threshold_checked_even_with_explicit_bands() -> None:
 
 @pytest.mark.parametrize(
     "family",
-    [HyperplaneLSH(DIM, n_tables=2, n_bits=4), PStableLSH(DIM, n_tables=2, n_hashes=4)],
-    ids=["hyperplane", "pstable"],
+    [HyperplaneLSH(DIM, n_tables=2, n_bits=4), PStableLSH(DIM, n_tables=2, n_hashes=4),
+     CrossPolytopeLSH(DIM, n_tables=2, n_bits=6), KMeansLSH(DIM, n_cells=4).fit(_vectors(1, 40))],
+    ids=["hyperplane", "pstable", "cross-polytope", "kmeans"],
 )
 def test_wrong_dimension_and_non_finite_rows_raise(family: Any) -> None:
     good = _vectors(1, 4)
@@ -268,10 +305,22 @@ def test_single_vector_is_one_row() -> None:
     assert family.keys(X[3]).shape == (1, family.n_tables)
 
 
-def test_centred_family_must_be_fit() -> None:
-    family = HyperplaneLSH(DIM, center=True)
+@pytest.mark.parametrize(
+    "family",
+    [HyperplaneLSH(DIM, center=True), CrossPolytopeLSH(DIM, center=True), KMeansLSH(DIM)],
+    ids=["hyperplane", "cross-polytope", "kmeans"],
+)
+def test_learned_state_must_be_fit(family: Any) -> None:
     with pytest.raises(ParameterError, match="fit"):
         family.keys(_vectors(0, 3))
+    with pytest.raises(ParameterError, match="fit"):
+        family.probes(_vectors(0, 3), 4)
+
+
+def test_learned_cells_need_their_arrays() -> None:
+    config = _kmeans(0).to_config()
+    with pytest.raises(ParameterError, match="centroids"):
+        from_config(config)
 
 
 def test_centring_changes_buckets_of_one_orthant_data() -> None:

@@ -20,6 +20,7 @@ from audiolsh.cli.progress import FileProgress
 from audiolsh.errors import AudiolshError, InputFormatError
 from audiolsh.files import shown
 from audiolsh.index import Index
+from audiolsh.index.families import FAMILIES
 from audiolsh.library.locations import check_vectors_location
 from audiolsh.query.records import vector_record
 from audiolsh.search.kernels import SERIAL_BELOW
@@ -41,12 +42,17 @@ def vectors() -> None:
 @click.option("--id-column", default=None,
               help="CSV, Parquet: the column holding the ids (default: first; Parquet: when it holds"
                    " strings or integers).")
-@click.option("--tables", "n_tables", type=click.IntRange(1, 256), default=8, show_default=True,
-              help="Hash tables, when the index is created.")
+@click.option("--tables", "n_tables", type=click.IntRange(1, 256), default=None,
+              help="Hash tables, when the index is created [default: 8; kmeans: 1].")
+@click.option("--family", type=click.Choice(FAMILIES),
+              default="hyperplane", show_default=True,
+              help="Hash family, when the index is created: random hyperplanes (p-stable for"
+                   " euclidean), cross-polytope (cosine) or kmeans (learned cells, as IVF).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @format_option
 def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_second: bool,
-                id_column: str | None, n_tables: int, seed: int, fmt: str) -> None:
+                id_column: str | None, n_tables: int | None, family: str, seed: int,
+                fmt: str) -> None:
     """Add the vectors of FILES (.npy, .csv/.tsv, .tfrecord, .parquet) to the index.
 
     A file already added (same content) is skipped; a bad file is reported and the others
@@ -54,9 +60,12 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
     """
     outcomes: list[dict[str, Any]] = []
     check_vectors_location(index_path, writes=True)
-    with Index.open_or_create(index_path, metric=metric, n_tables=n_tables, seed=seed) as index:
+    tables = {} if n_tables is None else {"n_tables": n_tables}
+    with Index.open_or_create(index_path, metric=metric, family=family, seed=seed, **tables) as index:
         if index.config.metric != metric and index.config.metric in ("cosine", "euclidean"):
             err_console.print(f"note: the index uses the {index.config.metric} metric")
+        if index.config.family != family:
+            err_console.print(f"note: the index hashes with the {index.config.family} family")
         with FileProgress("added", total=len(files)) as progress:
             for path in files:
                 outcomes.append(_add_file(index, path, per_second=per_second, id_column=id_column))

@@ -153,5 +153,8 @@ def probe_sequence(
     )
 
 
-# Public name for compiled callers (the fused single-query search kernel).
+# Public names for compiled callers (the fused single-query search kernel, cross-polytope
+# probing: a heap of (score, table, int64 payload, int32 payload)).
 probe_heap = _probe_heap
+heap_push = _heap_push
+heap_pop = _heap_pop

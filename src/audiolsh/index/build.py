@@ -17,6 +17,7 @@ from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, as_sets, concat_sets
 from audiolsh.hashing.base import check_int, learned_arrays
 from audiolsh.hashing.hyperplane import check_whiten, key_balance, needs_centering
+from audiolsh.index.families import by_cell, check_family, learned_family
 from audiolsh.index.segments import SegmentBuild
 from audiolsh.search import BruteForce, SetLSH, VectorLSH, prepare
 from audiolsh.search.brute import check_metric
@@ -61,6 +62,8 @@ class IndexConfig:
         (collision counting) and measure the exact Jaccard of only this many (None: all); in
         Redis remote-probe mode only these rows are fetched.
     max_segments : merge segments beyond this many.
+    family : "hyperplane" (default; p-stable for euclidean), "cross-polytope" (cosine) or
+        "kmeans" (learned cells, as IVF): see ``index.families``.
     """
 
     metric: str = "cosine"
@@ -78,6 +81,8 @@ class IndexConfig:
     seed: int = 0
     max_segments: int = 8
     tuned: dict[str, Any] | None = field(default=None)
+    # The hash family (issue #18); configs written before it have none: hyperplane.
+    family: str = "hyperplane"
 
     def validate(self) -> IndexConfig:
         check_metric(self.metric)
@@ -102,6 +107,7 @@ class IndexConfig:
             check_int("n_candidates", self.n_candidates, 1)
         check_int("seed", self.seed, 0)
         check_int("max_segments", self.max_segments, 1)
+        check_family(self.family, self.metric)
         return self
 
     @property
@@ -156,7 +162,9 @@ def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: 
         searcher: VectorLSH | SetLSH = SetLSH(family, n_candidates=cfg.n_candidates).fit(data)
         arrays = {"indptr": data.indptr, "elements": data.elements}
     else:
-        if cfg.metric == "cosine":
+        if cfg.family != "hyperplane":
+            family = learned_family(cfg, data, cfg.n_bits or auto_bits(n))
+        elif cfg.metric == "cosine":
             center = needs_centering(data) if cfg.center == "auto" else bool(cfg.center)
             n_bits = cfg.n_bits or auto_bits(n)
             whiten = (
@@ -174,6 +182,9 @@ def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: 
                 bucket_width=width, seed=cfg.seed,
             )
         searcher = VectorLSH(family, metric=cfg.metric).fit(data, prepared=True)
+        if cfg.family == "kmeans":  # rows stored cell by cell (ids follow them)
+            searcher, order = by_cell(searcher)
+            ids = ids[order]
         arrays = {"vectors": searcher.vectors_}
         if searcher.codes_.shape[1]:
             arrays["codes"] = searcher.codes_

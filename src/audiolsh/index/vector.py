@@ -231,6 +231,8 @@ class Index(SegmentedIndex[_Segment]):
 
     @classmethod
     def _new_config(cls, **params: Any) -> dict[str, Any]:
+        if params.get("family") == "kmeans":  # one partition is IVF; more are rarely worth it
+            params.setdefault("n_tables", 1)
         return asdict(IndexConfig(**params).validate())
 
     @classmethod
@@ -507,6 +509,8 @@ class Index(SegmentedIndex[_Segment]):
         raise IndexFormatError(f"{self.location}: the index kept changing during the query; try again")
 
     def _default_probes(self, seg: _Segment) -> int:
+        if self.config.n_probes is None and hasattr(seg.family, "default_probes"):
+            return int(seg.family.default_probes)  # a learned partition's, by its cells
         if getattr(seg.family, "whiten", 0.0) > 0:
             return WHITENED_PROBES_PER_TABLE * seg.family.n_tables
         return self.config.default_probes
@@ -646,7 +650,8 @@ class Index(SegmentedIndex[_Segment]):
         new = replace(self.config, **params).validate()
         build_changed = any(
             getattr(new, f) != getattr(self.config, f)
-            for f in ("n_tables", "n_bits", "bucket_width", "center", "whiten", "num_perm", "threshold")
+            for f in ("n_tables", "n_bits", "bucket_width", "center", "whiten", "num_perm", "threshold",
+                      "family")
         )
         with self.storage.write() as w:
             w.set_config(asdict(new))

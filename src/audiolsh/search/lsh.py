@@ -15,8 +15,9 @@ import numpy as np
 from audiolsh.errors import ParameterError
 from audiolsh.hashing.base import HashFamily, check_int
 from audiolsh.hashing.hyperplane import HyperplaneLSH, probe_cap
+from audiolsh.hashing.kmeans import KMeansLSH
 from audiolsh.hashing.minhash import MinHashLSH, SetBatch, as_sets
-from audiolsh.search import kernels
+from audiolsh.search import cells, kernels
 from audiolsh.search.brute import METRICS, BruteForce, check_metric, prepare
 from audiolsh.search.results import Neighbors, replace_rows
 from audiolsh.search.tables import BucketTables
@@ -167,6 +168,7 @@ class VectorLSH(_Searcher):
         self.codes_ = codes if codes is not None else np.zeros((len(vectors), 0), np.uint16)
         self.alive_ = np.ones(len(vectors), np.uint8) if alive is None else alive.astype(np.uint8)
         self._fast = self._fast_state()
+        self._cells = cells.fast_state(self.family) if isinstance(self.family, KMeansLSH) else None
         return self
 
     def _fast_state(self) -> tuple | None:
@@ -213,6 +215,11 @@ class VectorLSH(_Searcher):
         exactly only that many candidates, the nearest by Hamming distance of their hyperplane
         codes (0: every candidate)."""
         rerank = self.default_rerank if n_rerank is None else check_int("n_rerank", n_rerank, 0)
+        if self._cells is not None:  # k-means cells: a few queries in one compiled call
+            few = self._few_rows(Q)
+            if few is not None:
+                probes = self.default_probes if n_probes is None else check_int("n_probes", n_probes, 1)
+                return cells.search_few(self, few, check_int("k", k, 1), probes, METRICS[self.metric])
         fast = self._fast
         if fast is not None:
             k = check_int("k", k, 1)
@@ -224,6 +231,15 @@ class VectorLSH(_Searcher):
                 if result is not None:
                     return result
         return self._search(Q, k, n_probes, rerank)
+
+    def _few_rows(self, Q: object) -> np.ndarray | None:
+        """Q as a 2-D array when it is a few rows of the right dimension, else None."""
+        A = Q if isinstance(Q, np.ndarray) else np.asarray(Q)
+        if A.ndim == 1:
+            A = A[None]
+        if A.ndim == 2 and 0 < len(A) < kernels.SERIAL_BELOW and A.shape[1] == self.vectors_.shape[1]:
+            return A
+        return None
 
     def _search_few(
         self, fast: tuple, A: np.ndarray, k: int, n_probes: int | None, n_rerank: int
@@ -241,10 +257,16 @@ class VectorLSH(_Searcher):
         rerank = max(n_rerank, k) if n_rerank > 0 and codes.shape[1] else 0
         if (A.dtype != np.float32 and A.dtype != np.float64) or not A.flags.c_contiguous:
             A = np.ascontiguousarray(A, dtype=np.float32)
-        ids, dist, cand, finite = kernels.search_hyperplane(
+        found = kernels.search_hyperplane(
             A, self.metric == "cosine", mean, fam.planes_, weights, min(probes, cap), *tables,
             self.vectors_, self._dead_bits, k, METRICS[self.metric], codes, code_bits, rerank,
         )
+        return self._answer(A, found, k, probes, n_rerank)
+
+    def _answer(self, A: np.ndarray, found: tuple, k: int, probes: int, n_rerank: int) -> Neighbors:
+        """A one-call kernel's (ids, squared or cosine distances, candidates, finite) as the
+        answer; queries short of k answers widen as the general path does."""
+        ids, dist, cand, finite = found
         if not finite:
             raise ParameterError("vectors contain NaN or infinite values")
         if self.metric == "euclidean":
