@@ -150,7 +150,8 @@ def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_r
         check_dim(file, batch.dim, index)
         # The first search loads the segments and the compiled kernels (the serial one for a
         # few rows, the parallel one for more): timed with the loading, not with the queries.
-        options: dict[str, Any] = {"n_probes": n_probes, "n_rerank": n_rerank, "exact": exact, "recall": recall}
+        options: dict[str, Any] = {
+            "n_probes": n_probes, "n_rerank": n_rerank, "exact": exact, "recall": recall}
         index.query(batch.vectors[:SERIAL_BELOW], k, **options)
         load_ms = (time.perf_counter() - t_load) * 1e3
         t0 = time.perf_counter()
