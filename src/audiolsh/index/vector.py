@@ -466,8 +466,9 @@ class Index(SegmentedIndex[_Segment]):
             point = _operating_point(seg)
             stop = 0.0
             if probes is None and point is not None:
-                # Adaptive probing needs every candidate measured (no Hamming pre-filter).
-                if rerank == 0:
+                # Adaptive probing needs every candidate measured: no Hamming pre-filter (a
+                # segment without row codes has none to apply).
+                if rerank == 0 or not seg.searcher.codes_.shape[1]:
                     probes, stop = autotune.pick(point, recall)
                 else:
                     probes = autotune.fixed_probes(point, recall)
