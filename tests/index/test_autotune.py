@@ -123,6 +123,10 @@ def test_the_operating_point_survives_a_reopen(tmp_path: Path) -> None:
         after = again.query(Q, 10)
     np.testing.assert_array_equal(after.ids, before.ids)
     np.testing.assert_array_equal(after.n_probes, before.n_probes)
+    # Another target rebuilds the segments for it.
+    with Index.open(tmp_path / "idx") as index:
+        index.set_params(target_recall=0.99)
+        assert index._segments[0].info.config["operating_point"]["target_recall"] == 0.99
 
 
 def test_an_index_from_before_tuned_builds_opens_and_keeps_its_fixed_builds(tmp_path: Path) -> None:

@@ -655,7 +655,8 @@ class Index(SegmentedIndex[_Segment]):
         new = replace(self.config, **params).validate()
         build_changed = any(
             getattr(new, f) != getattr(self.config, f)
-            for f in ("n_tables", "n_bits", "bucket_width", "center", "whiten", "num_perm", "threshold")
+            for f in ("n_tables", "n_bits", "bucket_width", "center", "whiten", "num_perm", "threshold",
+                      "target_recall")
         )
         with self.storage.write() as w:
             w.set_config(asdict(new))
