@@ -40,7 +40,7 @@ def split(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def recall(index: Index, X: np.ndarray, Q: np.ndarray, **options: object) -> tuple[float, np.ndarray]:
-    truth = BruteForce("cosine").fit(X).search(Q, 10).ids
+    truth = BruteForce(index.config.metric).fit(X).search(Q, 10).ids
     res = index.query(Q, 10, **options)  # type: ignore[arg-type]
     return float(recall_at_k(res.ids, truth).mean()), res.n_probes
 
@@ -62,10 +62,11 @@ def iso_index() -> tuple[Index, np.ndarray, np.ndarray]:
     return index, X, Q
 
 
-@pytest.mark.parametrize("make", [isotropic, anisotropic])
-def test_a_default_build_reaches_the_target_recall_on_fresh_queries(make) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("make", "metric"), [(isotropic, "cosine"), (anisotropic, "cosine"),
+                                             (isotropic, "euclidean")])
+def test_a_default_build_reaches_the_target_recall_on_fresh_queries(make, metric) -> None:  # type: ignore[no-untyped-def]
     X, Q = split(make(N + N_QUERIES))
-    with Index.create(None, metric="cosine") as index:
+    with Index.create(None, metric=metric) as index:
         index.add(X)
         (seg,) = index._segments
         point = seg.info.config["operating_point"]

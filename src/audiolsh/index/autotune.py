@@ -74,8 +74,8 @@ def check_recall(value: Any, name: str = "target recall") -> float:
 
 @dataclass(frozen=True)
 class Choice:
-    """A fitted family for the segment and its operating point (``to_config``), or None
-    (too few rows: the caller's defaults)."""
+    """The family a segment is built with, already fit on its rows, and the operating point
+    stored in its config."""
 
     family: Any
     point: dict[str, Any]
