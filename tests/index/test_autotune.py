@@ -14,7 +14,7 @@ from audiolsh.evaluation.metrics import recall_at_k
 from audiolsh.index import Index, autotune
 from audiolsh.search import BruteForce
 
-N, DIM, N_QUERIES = 6000, 32, 200
+N, DIM, N_QUERIES = 4000, 32, 200
 
 
 def isotropic(n: int, seed: int = 1) -> np.ndarray:
@@ -136,7 +136,7 @@ def test_an_index_from_before_tuned_builds_opens_and_keeps_its_fixed_builds(tmp_
     index are built as before."""
     X, Q = split(isotropic(N + N_QUERIES))
     with Index.create(tmp_path / "idx", metric="cosine", target_recall=None) as index:
-        index.add(X[:3000])
+        index.add(X[:2000])
         config = index.storage.config()
         assert config is not None
         old = {k: v for k, v in config.items() if k != "target_recall"}
@@ -147,7 +147,7 @@ def test_an_index_from_before_tuned_builds_opens_and_keeps_its_fixed_builds(tmp_
         assert index.config.target_recall is None
         fixed = index.query(Q, 10)
         assert (fixed.n_probes == 4 * 8).all()  # the old default: 4 probes per table
-        index.add(X[3000:])
+        index.add(X[2000:])
         assert all("operating_point" not in s.config for s in index.segments)
 
 
