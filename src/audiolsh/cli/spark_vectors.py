@@ -50,8 +50,9 @@ def spark_vectors() -> None:
               show_default=True, help="Distance, fixed when the index is created.")
 @per_second_option
 @id_column_option
-@click.option("--tables", "n_tables", type=click.IntRange(1, 256), default=8, show_default=True,
-              help="Hash tables, when the index is created.")
+@click.option("--tables", "n_tables", type=click.IntRange(1, 256), default=None,
+              help="Hash tables, when the index is created (default: chosen per segment for the"
+                   " target recall, as vectors add).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @partitions_option
 @click.option("--merge/--no-merge", default=True, show_default=True,
@@ -64,7 +65,7 @@ def spark_vectors() -> None:
                    " segments (default: beside a directory index; through Spark for redis://).")
 @format_option
 def spark_vectors_add(index_path: str, shards: tuple[Path, ...], master: str | None, metric: str,
-                      per_second: bool, id_column: str | None, n_tables: int, seed: int,
+                      per_second: bool, id_column: str | None, n_tables: int | None, seed: int,
                       partitions: int | None, merge: bool, staging: Path | None, fmt: str) -> None:
     """Add the vectors of SHARDS (.npy, .csv/.tsv, .parquet, .tfrecord files; a folder: its
     .parquet files, a Parquet table) to the index, read and built in Spark tasks.

@@ -20,6 +20,7 @@ from audiolsh.cli.progress import FileProgress
 from audiolsh.errors import AudiolshError, InputFormatError
 from audiolsh.files import shown
 from audiolsh.index import Index
+from audiolsh.index.build import DEFAULT_TARGET_RECALL
 from audiolsh.index.families import FAMILIES
 from audiolsh.library.locations import check_vectors_location
 from audiolsh.query.records import vector_record
@@ -43,16 +44,20 @@ def vectors() -> None:
               help="CSV, Parquet: the column holding the ids (default: first; Parquet: when it holds"
                    " strings or integers).")
 @click.option("--tables", "n_tables", type=click.IntRange(1, 256), default=None,
-              help="Hash tables, when the index is created [default: 8; kmeans: 1].")
+              help="Hash tables, when the index is created [default: chosen per segment for the"
+                   " target recall; kmeans: 1].")
 @click.option("--family", type=click.Choice(FAMILIES),
               default="hyperplane", show_default=True,
               help="Hash family, when the index is created: random hyperplanes (p-stable for"
                    " euclidean), cross-polytope (cosine) or kmeans (learned cells, as IVF).")
+@click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=None, help="Recall@10 every segment is built for, when the index is created"
+                                 f" (hyperplane family) [default: {DEFAULT_TARGET_RECALL}].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @format_option
 def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_second: bool,
-                id_column: str | None, n_tables: int | None, family: str, seed: int,
-                fmt: str) -> None:
+                id_column: str | None, n_tables: int | None, family: str, target_recall: float | None,
+                seed: int, fmt: str) -> None:
     """Add the vectors of FILES (.npy, .csv/.tsv, .tfrecord, .parquet) to the index.
 
     A file already added (same content) is skipped; a bad file is reported and the others
@@ -60,8 +65,12 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
     """
     outcomes: list[dict[str, Any]] = []
     check_vectors_location(index_path, writes=True)
-    tables = {} if n_tables is None else {"n_tables": n_tables}
-    with Index.open_or_create(index_path, metric=metric, family=family, seed=seed, **tables) as index:
+    params: dict[str, Any] = {"metric": metric, "family": family, "seed": seed}
+    if n_tables is not None:
+        params["n_tables"] = n_tables
+    if target_recall is not None:
+        params["target_recall"] = target_recall
+    with Index.open_or_create(index_path, **params) as index:
         if index.config.metric != metric and index.config.metric in ("cosine", "euclidean"):
             err_console.print(f"note: the index uses the {index.config.metric} metric")
         if index.config.family != family:
@@ -133,12 +142,16 @@ def check_dim(path: Path, dim: int, index: Index) -> None:
               help="Measure at most this many candidates per segment (cosine: nearest by hash"
                    " code; a Redis ?mode=remote index: found in the most probed buckets;"
                    " 0: all; default: the index's value).")
+@click.option("--recall", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Recall@10 to probe for, instead of the one the index was built for (segments"
+                   " built for a target recall; --probes overrides it).")
 @click.option("--exact", is_flag=True, help="Brute force instead of LSH (the baseline).")
 @click.option("--per-second/--clip-mean", default=True, show_default=True)
 @click.option("--id-column", default=None)
 @format_option
 def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_rerank: int | None,
-                  exact: bool, per_second: bool, id_column: str | None, fmt: str) -> None:
+                  recall: float | None, exact: bool, per_second: bool, id_column: str | None,
+                  fmt: str) -> None:
     """For every row of FILE, the k nearest indexed vectors with their distances."""
     t_load = time.perf_counter()
     check_vectors_location(index_path, writes=False)
@@ -147,14 +160,16 @@ def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_r
         check_dim(file, batch.dim, index)
         # The first search loads the segments and the compiled kernels (the serial one for a
         # few rows, the parallel one for more): timed with the loading, not with the queries.
-        index.query(batch.vectors[:SERIAL_BELOW], k, n_probes=n_probes, n_rerank=n_rerank, exact=exact)
+        options: dict[str, Any] = {
+            "n_probes": n_probes, "n_rerank": n_rerank, "exact": exact, "recall": recall}
+        index.query(batch.vectors[:SERIAL_BELOW], k, **options)
         # What is loaded now lives until the end: kept out of the collections that the
         # answers' objects (k per query) trigger, each of which would walk it all again.
         gc.freeze()
         click.get_current_context().call_on_close(gc.unfreeze)  # a caller in process goes on
         load_ms = (time.perf_counter() - t_load) * 1e3
         t0 = time.perf_counter()
-        result = index.query(batch.vectors, k, n_probes=n_probes, n_rerank=n_rerank, exact=exact)
+        result = index.query(batch.vectors, k, **options)
         elapsed_ms = (time.perf_counter() - t0) * 1e3
         hits = index.hits(result)
     records = [vector_record(key, row) for key, row in zip(batch.keys, hits)]

@@ -4,7 +4,9 @@ The indexed vectors are split once, by seed, into a build set and a held-out val
 of queries.  For every (L, K) the tables are built over the build set and every probe count
 is tried (for cosine also with the Hamming pre-filter at 20k and 100k exactly measured
 candidates); recall@k is measured against exact search on the same build set.  The
-cheapest setting (lowest single-query time) that reaches the target recall wins.
+cheapest setting (lowest single-query time) whose recall, less two standard errors over the
+validation queries and ``autotune.MARGIN``, reaches the target wins: the mean alone reached
+0.951 on validation and 0.946 on fresh queries.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from audiolsh.errors import ParameterError
 from audiolsh.evaluation.metrics import recall_at_k
 from audiolsh.hashing import HyperplaneLSH, PStableLSH
 from audiolsh.hashing.hyperplane import needs_centering
+from audiolsh.index import autotune
 from audiolsh.search import BruteForce, VectorLSH
 
 log = logging.getLogger(__name__)
@@ -121,6 +124,7 @@ def tune_vectors(
         bucket_width = estimate_bucket_width(B, seed)
     grid = [(L, K) for L in tables for K in bits]
     rows: list[TuneRow] = []
+    bound: list[float] = []
     for step, (L, K) in enumerate(grid):
         t0 = time.perf_counter()
         fam = _family(metric, X.shape[1], L, K, seed, B, center, bucket_width, whiten)
@@ -135,7 +139,11 @@ def tune_vectors(
                 t0 = time.perf_counter()
                 res = searcher.search(Q, k, n_probes=P, n_rerank=R)
                 batch_ms = (time.perf_counter() - t0) / n_val * 1e3
-                recall = float(recall_at_k(res.ids, truth).mean())
+                per_query = recall_at_k(res.ids, truth)
+                recall = float(per_query.mean())
+                # What fresh queries can count on: the mean less the tuner's margin.
+                bound.append(recall - autotune.Z * float(per_query.std()) / np.sqrt(n_val)
+                             - autotune.MARGIN)
                 cand = float(res.n_candidates.mean())
                 exact = min(cand, R) if R else cand
                 rows.append(TuneRow(
@@ -149,7 +157,7 @@ def tune_vectors(
                 break  # more probes only cost time
         if progress is not None:
             progress(step + 1, len(grid))
-    ok = [r for r in rows if r.recall >= target_recall]
+    ok = [r for r, b in zip(rows, bound) if b >= target_recall]
     best = min(ok, key=lambda r: (r.single_ms, r.table_bytes_per_item)) if ok else None
     return TuneReport(rows, best, target_recall, k, len(B), n_val, exact_single_ms, exact_batch_ms)
 

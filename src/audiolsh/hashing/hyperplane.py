@@ -27,8 +27,8 @@ from audiolsh.hashing.multiprobe import (
     MAX_PERTURBED,
     MAX_SET_SIZE,
     perturbation_sets,
-    probe_heap,
-    probe_sequence,
+    probe_heap_scored,
+    scored_probe_sequence,
 )
 from audiolsh.hashing.projection import project, sign_keys
 
@@ -90,8 +90,16 @@ def _cheapest_flips(proj, weights, m):  # type: ignore[no-untyped-def]  # pragma
 
 @numba.njit(cache=True, fastmath=False)
 def query_probes(q, mean, planes, weights, n_tables, n_probes):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """``query_probes_scored`` without the scores."""
+    home, keys, tables, _ = query_probes_scored(q, mean, planes, weights, n_tables, n_probes)
+    return home, keys, tables
+
+
+@numba.njit(cache=True, fastmath=False)
+def query_probes_scored(q, mean, planes, weights, n_tables, n_probes):  # type: ignore[no-untyped-def]  # pragma: no cover
     """One query's home keys (1, L) and its multi-probe sequence (keys (1, P) uint64, tables
-    (1, P) int32), as ``HyperplaneLSH.probes`` gives them, without leaving compiled code:
+    (1, P) int32, scores (1, P) float64), as ``HyperplaneLSH.probes`` gives them, without
+    leaving compiled code:
     the projection of q - mean on the (dim, L*K) planes, ``_cheapest_flips`` and the probe
     heap.  ``n_probes`` must already be clamped to what the tables can give (``probe_cap``).
     The projection sums in the order ``projection.project`` does, so a query gets the
@@ -105,8 +113,8 @@ def query_probes(q, mean, planes, weights, n_tables, n_probes):  # type: ignore[
         for c in range(n_tables * n_bits):
             flat[c] += z * planes[i, c]
     home, scores, deltas = _cheapest_flips(proj, weights, min(n_bits, MAX_PERTURBED))
-    keys, tables = probe_heap(home, scores, deltas, n_probes, MAX_SET_SIZE)
-    return home, keys, tables
+    keys, tables, probe_scores = probe_heap_scored(home, scores, deltas, n_probes, MAX_SET_SIZE)
+    return home, keys, tables, probe_scores
 
 
 def probe_cap(n_tables: int, n_bits: int) -> int:
@@ -208,32 +216,44 @@ class HyperplaneLSH:
             self.mean_ = np.asarray(mean, dtype=np.float32).reshape(self.dim)
         self._weights = np.left_shift(np.uint64(1), np.arange(self.n_bits, dtype=np.uint64))
 
-    def fit(self, X: Any) -> HyperplaneLSH:
-        """Learn the centre (when ``center`` is set) and, with ``whiten``, the planes."""
+    def fit(
+        self, X: Any, *, learned: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    ) -> HyperplaneLSH:
+        """Learn the centre (when ``center`` is set) and, with ``whiten``, the planes;
+        ``learned``: ``self.learn(X)`` already computed (a tuner trying several shapes on one
+        segment's rows computes it once)."""
         if not self.center:
             return self
-        A = as_matrix(X, self.dim)
-        self.mean_ = A.mean(axis=0, dtype=np.float64).astype(np.float32)
+        mean, U, lam = learned if learned is not None else self.learn(X)
+        self.mean_ = mean
         if self.whiten > 0:
-            self.planes_ = self._whitened_planes(A, self.mean_)
+            self.planes_ = self._whitened_planes(U, lam)
             self.fitted_ = True
         return self
 
-    def _whitened_planes(self, A: np.ndarray, mean: np.ndarray) -> np.ndarray:
-        """U diag(lambda^(-alpha/2)) U^T G, columns scaled to unit length (signs unchanged)."""
+    def learn(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows' mean and, with ``whiten``, the eigenvectors and (floored) eigenvalues of
+        the covariance of a seeded sample of them (empty when they do not vary)."""
+        A = as_matrix(X, self.dim)
+        mean = A.mean(axis=0, dtype=np.float64).astype(np.float32)
+        if self.whiten == 0:
+            return mean, np.zeros((self.dim, 0)), np.zeros(0)
         if len(A) > FIT_SAMPLE:
             rows = np.random.default_rng([self.seed, 0x57_48]).choice(len(A), FIT_SAMPLE, replace=False)
             A = A[np.sort(rows)]
-        B = A.astype(np.float64) - mean
-        cov = B.T @ B / max(len(B) - 1, 1)
+        B = A - mean  # float32 products: half the time of float64 for the same whitening
+        cov = (B.T @ B).astype(np.float64) / max(len(B) - 1, 1)
         lam, U = np.linalg.eigh(cov)
         top = float(lam.max()) if len(lam) else 0.0
         if top <= 0:
-            return np.random.default_rng([self.seed, 0x48_59_50]).standard_normal(
-                self.planes_.shape
-            ).astype(np.float32)
-        lam = np.maximum(lam, top * EIGEN_FLOOR)
+            return mean, np.zeros((self.dim, 0)), np.zeros(0)
+        return mean, U, np.maximum(lam, top * EIGEN_FLOOR)
+
+    def _whitened_planes(self, U: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        """U diag(lambda^(-alpha/2)) U^T G, columns scaled to unit length (signs unchanged)."""
         G = np.random.default_rng([self.seed, 0x48_59_50]).standard_normal(self.planes_.shape)
+        if not len(lam):
+            return G.astype(np.float32)
         W = U @ (lam[:, None] ** (-self.whiten / 2) * (U.T @ G))
         W /= np.linalg.norm(W, axis=0, keepdims=True)
         return np.ascontiguousarray(W, dtype=np.float32)
@@ -269,11 +289,17 @@ class HyperplaneLSH:
         return (self.project(X) > 0).reshape(-1, self.n_tables * self.n_bits)
 
     def probes(self, X: Any, n_probes: int) -> tuple[np.ndarray, np.ndarray]:
+        keys, tables, _ = self.scored_probes(X, n_probes)
+        return keys, tables
+
+    def scored_probes(self, X: Any, n_probes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``probes`` and each probe's score: the sum of the squared margins of the bits it
+        flips (0 for the home buckets), non-decreasing along a query's sequence."""
         proj = self.project(X)
         home, scores, deltas = _cheapest_flips(
             np.ascontiguousarray(proj), self._weights, min(self.n_bits, MAX_PERTURBED)
         )
-        return probe_sequence(home, scores, deltas, n_probes)
+        return scored_probe_sequence(home, scores, deltas, n_probes)
 
     def to_config(self) -> dict[str, Any]:
         return {

@@ -77,17 +77,19 @@ def _heap_pop(h_score, h_table, h_mask, h_last, size):  # pragma: no cover - com
 
 
 @numba.njit(cache=True)
-def _probe_heap(home, scores, deltas, n_probes, max_size):  # pragma: no cover - compiled
+def _probe_heap_scored(home, scores, deltas, n_probes, max_size):  # pragma: no cover - compiled
     """Lv et al.'s shift/expand heap over the perturbation sets of every table at once.
 
     A set is a bit mask over the M cheapest perturbations of its table; from {0}, ``shift``
     moves its largest member one up and ``expand`` adds the next one, so every set of size
     <= max_size is reached exactly once, each after its parent, in ascending score.
+    Returns keys, tables and each probe's score (0 for the home buckets), non-decreasing.
     """
     n, n_tables = home.shape
     m = scores.shape[2]
     keys = np.empty((n, n_probes), dtype=np.uint64)
     tables = np.empty((n, n_probes), dtype=np.int32)
+    probe_scores = np.zeros((n, n_probes), dtype=np.float64)
     cap = n_tables + 2 * n_probes + 2
     h_score = np.empty(cap, dtype=np.float64)
     h_table = np.empty(cap, dtype=np.int32)
@@ -113,6 +115,7 @@ def _probe_heap(home, scores, deltas, n_probes, max_size):  # pragma: no cover -
                     count += 1
             keys[q, out] = key
             tables[q, out] = t
+            probe_scores[q, out] = score
             out += 1
             if last + 1 < m:
                 nxt = np.float64(scores[q, t, last + 1])
@@ -123,19 +126,32 @@ def _probe_heap(home, scores, deltas, n_probes, max_size):  # pragma: no cover -
                 if count < max_size:  # expand: add the next member
                     size = _heap_push(h_score, h_table, h_mask, h_last, size, score + nxt, t,
                                       mask | (1 << (last + 1)), last + 1)
+    return keys, tables, probe_scores
+
+
+@numba.njit(cache=True)
+def _probe_heap(home, scores, deltas, n_probes, max_size):  # pragma: no cover - compiled
+    keys, tables, _ = _probe_heap_scored(home, scores, deltas, n_probes, max_size)
     return keys, tables
 
 
 def probe_sequence(
     home: np.ndarray, scores: np.ndarray, deltas: np.ndarray, n_probes: int
 ) -> tuple[np.ndarray, np.ndarray]:
+    keys, tables, _ = scored_probe_sequence(home, scores, deltas, n_probes)
+    return keys, tables
+
+
+def scored_probe_sequence(
+    home: np.ndarray, scores: np.ndarray, deltas: np.ndarray, n_probes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best ``n_probes`` buckets per query across all tables: the home buckets, then the
     perturbation sets (subsets of size <= 3 of the M cheapest single perturbations of a
     table) in ascending score.
 
     home: (n, L) uint64 home keys.  scores: (n, L, M) float, ascending along M.
     deltas: (n, L, M) uint64, what each perturbation adds to the key (mod 2^64).
-    Returns keys (n, P) uint64 and tables (n, P) int32, best first.
+    Returns keys (n, P) uint64, tables (n, P) int32 and scores (n, P) float64, best first.
     """
     n, n_tables = home.shape
     m = scores.shape[2]
@@ -144,8 +160,9 @@ def probe_sequence(
         # Home buckets only; the table order does not matter.
         p = min(n_probes, n_tables)
         tables = np.broadcast_to(np.arange(p, dtype=np.int32), (n, p))
-        return np.ascontiguousarray(home[:, :p]), np.ascontiguousarray(tables)
-    return _probe_heap(
+        return (np.ascontiguousarray(home[:, :p]), np.ascontiguousarray(tables),
+                np.zeros((n, p), np.float64))
+    return _probe_heap_scored(
         np.ascontiguousarray(home, dtype=np.uint64),
         np.ascontiguousarray(scores, dtype=np.float64),
         np.ascontiguousarray(deltas, dtype=np.uint64),
@@ -156,5 +173,6 @@ def probe_sequence(
 # Public names for compiled callers (the fused single-query search kernel, cross-polytope
 # probing: a heap of (score, table, int64 payload, int32 payload)).
 probe_heap = _probe_heap
+probe_heap_scored = _probe_heap_scored
 heap_push = _heap_push
 heap_pop = _heap_pop

@@ -14,7 +14,7 @@ from scipy.special import ndtr  # the normal CDF; scipy.stats costs every comman
 
 from audiolsh.errors import ParameterError
 from audiolsh.hashing.base import as_matrix, check_int, random_multipliers, register
-from audiolsh.hashing.multiprobe import MAX_PERTURBED, probe_sequence
+from audiolsh.hashing.multiprobe import MAX_PERTURBED, scored_probe_sequence
 from audiolsh.hashing.projection import floor_keys, project
 
 
@@ -71,6 +71,12 @@ class PStableLSH:
         return floor_keys(A, self.projections_, self.offsets_, self.bucket_width, self.multipliers_)
 
     def probes(self, X: Any, n_probes: int) -> tuple[np.ndarray, np.ndarray]:
+        keys, tables, _ = self.scored_probes(X, n_probes)
+        return keys, tables
+
+    def scored_probes(self, X: Any, n_probes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``probes`` and each probe's score: the sum of the squared distances (in bucket
+        widths) to the cell edges it crosses, 0 for the home cells; non-decreasing."""
         P = self.project(X)
         h = np.floor(P)
         home = self._keys(h)
@@ -85,7 +91,7 @@ class PStableLSH:
         mult = np.take_along_axis(mult, order, axis=2)
         down = np.take_along_axis(step_down, order, axis=2)
         deltas = np.where(down, (~mult) + np.uint64(1), mult)
-        return probe_sequence(home, scores, deltas, n_probes)
+        return scored_probe_sequence(home, scores, deltas, n_probes)
 
     def to_config(self) -> dict[str, Any]:
         return {

@@ -17,6 +17,7 @@ from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, as_sets, concat_sets
 from audiolsh.hashing.base import check_int, learned_arrays
 from audiolsh.hashing.hyperplane import check_whiten, key_balance, needs_centering
+from audiolsh.index.autotune import check_recall, tune_segment
 from audiolsh.index.families import by_cell, check_family, learned_family
 from audiolsh.index.segments import SegmentBuild
 from audiolsh.search import BruteForce, SetLSH, VectorLSH, prepare
@@ -24,6 +25,8 @@ from audiolsh.search.brute import check_metric
 from audiolsh.storage import SegmentInfo
 
 TARGET_BUCKET_SIZE = 16
+DEFAULT_TABLES = 8
+DEFAULT_TARGET_RECALL = 0.95
 WIDTH_SAMPLE = 2000
 DEFAULT_PSTABLE_HASHES = 8
 # Partial whitening of the hyperplanes ("auto"): its strength, the rows a segment needs (per
@@ -41,9 +44,10 @@ class IndexConfig:
 
     metric : cosine (random hyperplanes), euclidean (p-stable) or jaccard (MinHash, sets).
     dim : vector dimension; learned from the first add when None.
-    n_tables : L hash tables (for jaccard: chosen by the threshold).
-    n_bits : K hashes per table; None chooses log2(rows / 16) per segment (cosine) or 8
-        (euclidean).
+    n_tables : L hash tables (for jaccard: chosen by the threshold); None: chosen per segment
+        for ``target_recall`` (see below), else 8.
+    n_bits : K hashes per table; None: chosen per segment for ``target_recall``, else
+        log2(rows / 16) (cosine) or 8 (euclidean).
     bucket_width : p-stable width; None estimates it from the data at each segment build.
     center : centre the hyperplanes on the data mean: "auto" does so when the rows share a
         dominant direction (non-negative or dB features), see ``needs_centering``.
@@ -64,11 +68,17 @@ class IndexConfig:
     max_segments : merge segments beyond this many.
     family : "hyperplane" (default; p-stable for euclidean), "cross-polytope" (cosine) or
         "kmeans" (learned cells, as IVF): see ``index.families``.
+    target_recall : cosine, euclidean: every segment of at least ``autotune.MIN_ROWS`` rows
+        is built for this recall@10 (``autotune.tune_segment``): L, K and whitening (those
+        not set here) and its adaptive probing are chosen from held-out rows and stored with
+        the segment; ``query(recall=...)`` asks for another.  None: the fixed defaults
+        (indexes made before this field existed open with None).  Hyperplane and p-stable
+        families only.
     """
 
     metric: str = "cosine"
     dim: int | None = None
-    n_tables: int = 8
+    n_tables: int | None = None
     n_bits: int | None = None
     bucket_width: float | None = None
     center: str | bool = "auto"
@@ -83,12 +93,17 @@ class IndexConfig:
     tuned: dict[str, Any] | None = field(default=None)
     # The hash family (issue #18); configs written before it have none: hyperplane.
     family: str = "hyperplane"
+    # Right by default (issue #18): the build-time recall target.
+    target_recall: float | None = DEFAULT_TARGET_RECALL
 
     def validate(self) -> IndexConfig:
         check_metric(self.metric)
         if self.dim is not None:
             check_int("dim", self.dim, 1)
-        check_int("n_tables", self.n_tables, 1, 256)
+        if self.n_tables is not None:
+            check_int("n_tables", self.n_tables, 1, 256)
+        if self.target_recall is not None:
+            check_recall(self.target_recall)
         if self.n_bits is not None:
             check_int("n_bits", self.n_bits, 1, 64)
         if self.n_probes is not None:
@@ -111,8 +126,13 @@ class IndexConfig:
         return self
 
     @property
+    def tables(self) -> int:
+        """L where no segment chose it: the set value, else 8."""
+        return self.n_tables if self.n_tables is not None else DEFAULT_TABLES
+
+    @property
     def default_probes(self) -> int:
-        return self.n_probes if self.n_probes is not None else 4 * self.n_tables
+        return self.n_probes if self.n_probes is not None else 4 * self.tables
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IndexConfig:
@@ -120,6 +140,8 @@ class IndexConfig:
         unknown = set(data) - known
         if unknown:
             raise IndexFormatError(f"index config has unknown fields {sorted(unknown)}")
+        if "target_recall" not in data:  # written before builds were tuned: keep its builds
+            data = {**data, "target_recall": None}
         return cls(**data).validate()
 
 
@@ -157,31 +179,46 @@ def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: 
         raise ParameterError(f"{len(ids)} ids for {len(data)} rows")
     n = len(ids)
     family: Any
+    point: dict[str, Any] | None = None
     if cfg.metric == "jaccard":
         family = MinHashLSH(num_perm=cfg.num_perm, threshold=cfg.threshold, seed=cfg.seed)
         searcher: VectorLSH | SetLSH = SetLSH(family, n_candidates=cfg.n_candidates).fit(data)
         arrays = {"indptr": data.indptr, "elements": data.elements}
     else:
+        choice = None
         if cfg.family != "hyperplane":
             family = learned_family(cfg, data, cfg.n_bits or auto_bits(n))
-        elif cfg.metric == "cosine":
-            center = needs_centering(data) if cfg.center == "auto" else bool(cfg.center)
-            n_bits = cfg.n_bits or auto_bits(n)
-            whiten = (
-                auto_whiten(data, n_bits=n_bits, seed=cfg.seed, center=center)
-                if cfg.whiten == "auto" else float(cfg.whiten)
-            )
-            family = HyperplaneLSH(
-                data.shape[1], n_tables=cfg.n_tables, n_bits=n_bits, seed=cfg.seed,
-                center=center, whiten=whiten,
-            )
         else:
-            width = cfg.bucket_width or estimate_bucket_width(data, cfg.seed)
-            family = PStableLSH(
-                data.shape[1], n_tables=cfg.n_tables, n_hashes=cfg.n_bits or DEFAULT_PSTABLE_HASHES,
-                bucket_width=width, seed=cfg.seed,
-            )
-        searcher = VectorLSH(family, metric=cfg.metric).fit(data, prepared=True)
+            center = cfg.metric == "cosine" and (
+                needs_centering(data) if cfg.center == "auto" else bool(cfg.center))
+            width = 0.0
+            if cfg.metric == "euclidean":
+                width = cfg.bucket_width or estimate_bucket_width(data, cfg.seed)
+            if cfg.target_recall is not None:
+                choice = tune_segment(
+                    data, metric=cfg.metric, target=cfg.target_recall, seed=cfg.seed, center=center,
+                    n_tables=cfg.n_tables, n_bits=cfg.n_bits, whiten=cfg.whiten, bucket_width=width,
+                    auto_bits=auto_bits(n),
+                )
+            if choice is not None:
+                family, point = choice.family, choice.point
+            elif cfg.metric == "cosine":
+                n_bits = cfg.n_bits or auto_bits(n)
+                whiten = (
+                    auto_whiten(data, n_bits=n_bits, seed=cfg.seed, center=center)
+                    if cfg.whiten == "auto" else float(cfg.whiten)
+                )
+                family = HyperplaneLSH(
+                    data.shape[1], n_tables=cfg.tables, n_bits=n_bits, seed=cfg.seed,
+                    center=center, whiten=whiten,
+                )
+            else:
+                family = PStableLSH(
+                    data.shape[1], n_tables=cfg.tables, n_hashes=cfg.n_bits or DEFAULT_PSTABLE_HASHES,
+                    bucket_width=width, seed=cfg.seed,
+                )
+        searcher = VectorLSH(family, metric=cfg.metric).fit(
+            data, prepared=True, fit_family=choice is None)
         if cfg.family == "kmeans":  # rows stored cell by cell (ids follow them)
             searcher, order = by_cell(searcher)
             ids = ids[order]
@@ -192,9 +229,10 @@ def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: 
             arrays[FAMILY_ARRAY_PREFIX + name] = a
     arrays.update(searcher.tables_.arrays())
     arrays["ids"] = ids.astype(np.int64)
-    info = SegmentInfo.new(
-        n_items=n, config={"metric": cfg.metric, "family": family.to_config()},
-    )
+    seg_config: dict[str, Any] = {"metric": cfg.metric, "family": family.to_config()}
+    if point is not None:
+        seg_config["operating_point"] = point
+    info = SegmentInfo.new(n_items=n, config=seg_config)
     return SegmentBuild(info, arrays)
 
 

@@ -51,10 +51,10 @@ def learned_family(config: Any, data: np.ndarray, n_bits: int) -> HashFamily:
     dim = data.shape[1]
     if config.family == "cross-polytope":
         center = needs_centering(data) if config.center == "auto" else bool(config.center)
-        return CrossPolytopeLSH(dim, n_tables=config.n_tables, n_bits=n_bits, seed=config.seed,
+        return CrossPolytopeLSH(dim, n_tables=config.tables, n_bits=n_bits, seed=config.seed,
                                 center=center)
     cells = 2**config.n_bits if config.n_bits else auto_cells(len(data))
-    return KMeansLSH(dim, n_tables=config.n_tables, n_cells=min(cells, 1 << 20), seed=config.seed,
+    return KMeansLSH(dim, n_tables=config.tables, n_cells=min(cells, 1 << 20), seed=config.seed,
                      spherical=config.metric == "cosine")
 
 

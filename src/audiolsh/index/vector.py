@@ -26,6 +26,7 @@ from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.hashing import MinHashLSH, SetBatch, as_sets, concat_sets
 from audiolsh.hashing import from_config as family_from_config
 from audiolsh.hashing.base import HashFamily, check_int
+from audiolsh.index import autotune
 from audiolsh.index.build import FAMILY_ARRAY_PREFIX, IndexConfig, build_segment, concat_rows
 from audiolsh.index.remote import Stale
 from audiolsh.index.remote import search as remote_search
@@ -46,6 +47,15 @@ def _family(info: SegmentInfo, arrays: dict[str, np.ndarray]) -> HashFamily:
         if name.startswith(FAMILY_ARRAY_PREFIX)
     }
     return family_from_config(info.config["family"], arrays=learned)
+
+
+def _operating_point(seg: _Segment) -> dict[str, Any] | None:
+    """The segment's stored operating point (``autotune``), None when it was built without
+    one or by a newer version than this one reads."""
+    point = seg.info.config.get("operating_point")
+    if point is None or point.get("version", 0) > autotune.VERSION:
+        return None
+    return point  # type: ignore[no-any-return]
 
 
 def _empty(n_queries: int, k: int) -> Neighbors:
@@ -444,16 +454,20 @@ class Index(SegmentedIndex[_Segment]):
 
     def query(
         self, data: Any, k: int = 10, *, n_probes: int | None = None,
-        n_rerank: int | None = None, exact: bool = False,
+        n_rerank: int | None = None, exact: bool = False, recall: float | None = None,
     ) -> Neighbors:
-        """k nearest items per query row; ids are the index's item ids (see ``hits``)."""
+        """k nearest items per query row; ids are the index's item ids (see ``hits``).
+        ``recall``: the recall@10 to probe for in segments built for a target (see
+        ``IndexConfig.target_recall``), instead of their own; ``n_probes`` overrides it."""
         k = check_int("k", k, 1)
+        if recall is not None:
+            recall = autotune.check_recall(recall, "recall")
         if getattr(self.storage, "remote", False) and not exact:
-            return self._query_remote(data, k, n_probes, n_rerank)
+            return self._query_remote(data, k, n_probes, n_rerank, recall)
         self._refresh()
         # Each segment's searcher checks and prepares the rows itself (prepared once more
         # here, a unit row's last bits would move): the index adds only the id mapping.
-        parts = [self._search_segment(seg, data, k, n_probes, n_rerank, exact)
+        parts = [self._search_segment(seg, data, k, n_probes, n_rerank, exact, recall)
                  for seg in self._segments if seg.n_live]
         if parts:
             return merge(parts, k)
@@ -461,7 +475,7 @@ class Index(SegmentedIndex[_Segment]):
         return _empty(len(as_sets(data) if metric == "jaccard" else prepare(np.asarray(data), metric)), k)
 
     def _search_segment(self, seg: _Segment, data: Any, k: int, n_probes: int | None,
-                        n_rerank: int | None, exact: bool) -> Neighbors:
+                        n_rerank: int | None, exact: bool, recall: float | None = None) -> Neighbors:
         probes = n_probes if n_probes is not None else self.config.n_probes
         if exact:
             brute = BruteForce(self.config.metric).fit(
@@ -471,14 +485,24 @@ class Index(SegmentedIndex[_Segment]):
             res = brute.search(data, k)
         elif isinstance(seg.searcher, VectorLSH):
             rerank = self.config.n_rerank if n_rerank is None else n_rerank
+            point = _operating_point(seg)
+            stop = 0.0
+            if probes is None and point is not None:
+                # Adaptive probing needs every candidate measured: no Hamming pre-filter (a
+                # segment without row codes has none to apply).
+                if rerank == 0 or not seg.searcher.codes_.shape[1]:
+                    probes, stop = autotune.pick(point, recall)
+                else:
+                    probes = autotune.fixed_probes(point, recall)
             res = seg.searcher.search(
-                data, k, n_probes=probes or self._default_probes(seg), n_rerank=rerank
+                data, k, n_probes=probes or self._default_probes(seg), n_rerank=rerank, stop=stop
             )
         else:
             res = seg.searcher.search(data, k, n_probes=probes or self._default_probes(seg))
-        return Neighbors(seg.item_ids(res.ids), res.distances, res.n_candidates)
+        return Neighbors(seg.item_ids(res.ids), res.distances, res.n_candidates, res.n_probes)
 
-    def _query_remote(self, data: Any, k: int, n_probes: int | None, n_rerank: int | None) -> Neighbors:
+    def _query_remote(self, data: Any, k: int, n_probes: int | None, n_rerank: int | None,
+                      recall: float | None = None) -> Neighbors:
         """A query of a remote-probe index: one round trip for every query and segment, which
         also tells whether anyone committed since (then the segment list is read again)."""
         metric = self.config.metric
@@ -493,7 +517,7 @@ class Index(SegmentedIndex[_Segment]):
             budget = self.config.n_rerank if n_rerank is None else check_int("n_rerank", n_rerank, 0)
 
         def probes_of(seg: Any) -> int:
-            return n_probes or self.config.n_probes or self._default_probes(seg)
+            return n_probes or self.config.n_probes or self._default_probes(seg, recall)
 
         for _ in range(5):
             remote = [s for s in self._segments if s.n_live and s.remote is not None]
@@ -503,12 +527,15 @@ class Index(SegmentedIndex[_Segment]):
             except Stale:
                 self._refresh()
                 continue
-            parts += [self._search_segment(s, queries, k, n_probes, n_rerank, False)
+            parts += [self._search_segment(s, queries, k, n_probes, n_rerank, False, recall)
                       for s in self._segments if s.n_live and s.remote is None]
             return merge(parts, k) if parts else _empty(len(queries), k)
         raise IndexFormatError(f"{self.location}: the index kept changing during the query; try again")
 
-    def _default_probes(self, seg: _Segment) -> int:
+    def _default_probes(self, seg: _Segment, recall: float | None = None) -> int:
+        point = _operating_point(seg)
+        if point is not None:
+            return autotune.fixed_probes(point, recall)
         if self.config.n_probes is None and hasattr(seg.family, "default_probes"):
             return int(seg.family.default_probes)  # a learned partition's, by its cells
         if getattr(seg.family, "whiten", 0.0) > 0:
@@ -651,7 +678,7 @@ class Index(SegmentedIndex[_Segment]):
         build_changed = any(
             getattr(new, f) != getattr(self.config, f)
             for f in ("n_tables", "n_bits", "bucket_width", "center", "whiten", "num_perm", "threshold",
-                      "family")
+                      "family", "target_recall")
         )
         with self.storage.write() as w:
             w.set_config(asdict(new))

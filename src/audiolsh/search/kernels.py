@@ -16,7 +16,7 @@ import numba
 import numpy as np
 
 from audiolsh.hashing import hyperplane, multiprobe
-from audiolsh.hashing.hyperplane import query_probes
+from audiolsh.hashing.hyperplane import query_probes_scored
 
 COSINE = 0
 EUCLIDEAN = 1
@@ -141,9 +141,37 @@ def _rerank(q, cand, count, X, metric, q_words, codes, n_rerank, ham, hist, top_
             _insert(top_d, top_i, _vector_distance(q, X, j, metric), j)
 
 
+@numba.njit(inline="always")
+def _probe_until(q, keys, tables, scores, row, stop, table_start, bucket_keys, bucket_start,
+                 members, seen, cand, X, metric, top_d, top_i):  # pragma: no cover - compiled
+    """Adaptive probing: walk the probe sequence in order, measuring each bucket's new rows
+    at once, and stop before the first probe past the home buckets whose score exceeds
+    ``stop`` x the k-th distance found so far: its rows would have to lie that far beyond the
+    flipped planes, which rows nearer than the k-th rarely do (the ratio is learned at build,
+    ``index.autotune``).  Near neighbours found early end the walk early.  Returns the rows
+    gathered and the probes used."""
+    n_home = len(table_start) - 1
+    k = len(top_d)
+    count = 0
+    used = 0
+    for p in range(keys.shape[1]):
+        if p >= n_home and scores[row, p] > stop * top_d[k - 1]:
+            break
+        used = p + 1
+        b = _bucket(keys, tables, row, p, table_start, bucket_keys)
+        if b < 0:
+            continue
+        start = count
+        count = _gather(b, bucket_start, members, seen, cand, count)
+        for i in range(start, count):
+            j = cand[i]
+            _insert(top_d, top_i, _vector_distance(q, X, j, metric), j)
+    return count, used
+
+
 def _search_vectors(
     Q, probe_keys, probe_tables, table_start, bucket_keys, bucket_start, members,
-    X, dead_bits, k, metric, n_chunks, q_codes, codes, n_rerank,
+    X, dead_bits, k, metric, n_chunks, q_codes, codes, n_rerank, probe_scores, stop,
 ):  # pragma: no cover - compiled
     """Top-k of every query among the live rows of its probed buckets.
 
@@ -155,13 +183,18 @@ def _search_vectors(
     (ties included): codes are a few bytes where a vector is hundreds.  The gathering and
     the measuring are separate loops over a flat buffer, so the random reads of codes and
     vectors are independent and overlap in the memory system.
+
+    With ``stop`` > 0 and no pre-filter, each query probes adaptively (``_probe_until``,
+    ``probe_scores`` the probes' scores).  Also returns the probes each query used.
     """
     nq = Q.shape[0]
     n = X.shape[0]
     out_i = np.full((nq, k), -1, dtype=np.int64)
     out_d = np.full((nq, k), np.inf, dtype=np.float32)
     n_cand = np.zeros(nq, dtype=np.int64)
+    n_probed = np.full(nq, probe_keys.shape[1], dtype=np.int64)
     prefilter = n_rerank > 0 and codes.shape[1] > 0
+    adaptive = stop > 0 and not prefilter and probe_scores.shape[1] == probe_keys.shape[1]
     max_h = 64 * codes.shape[1] + 1
     for c in numba.prange(n_chunks):
         seen = dead_bits.copy()
@@ -169,6 +202,13 @@ def _search_vectors(
         ham = np.empty(n if prefilter else 0, dtype=np.uint16)
         hist = np.zeros(max_h, dtype=np.int64)
         for qi in range(c, nq, n_chunks):
+            if adaptive:
+                count, n_probed[qi] = _probe_until(
+                    Q[qi], probe_keys, probe_tables, probe_scores, qi, stop, table_start,
+                    bucket_keys, bucket_start, members, seen, cand, X, metric, out_d[qi], out_i[qi])
+                n_cand[qi] = count
+                _restore(seen, dead_bits, cand, count)
+                continue
             count = 0
             for p in range(probe_keys.shape[1]):
                 b = _bucket(probe_keys, probe_tables, qi, p, table_start, bucket_keys)
@@ -179,7 +219,7 @@ def _search_vectors(
             _restore(seen, dead_bits, cand, count)
             _rerank(Q[qi], cand, count, X, metric, q_codes[qi], codes, n_rerank, ham, hist,
                     out_d[qi], out_i[qi])
-    return out_i, out_d, n_cand
+    return out_i, out_d, n_cand, n_probed
 
 
 @numba.njit(cache=True, fastmath=False)
@@ -278,7 +318,7 @@ def _pairwise_sum(a):  # pragma: no cover - compiled
 
 def _search_hyperplane(
     Q, normalise, mean, planes, weights, n_probes, table_start, bucket_keys, bucket_start,
-    members, X, dead_bits, k, metric, codes, code_bits, n_rerank,
+    members, X, dead_bits, k, metric, codes, code_bits, n_rerank, stop,
 ):  # pragma: no cover - compiled
     """A few queries end to end in one call: float32 rows (unit length for cosine), random
     hyperplane keys and the multi-probe sequence (``hyperplane.query_probes``), bucket
@@ -288,23 +328,37 @@ def _search_hyperplane(
     hold rather than by the rows.  ``codes`` are the row codes as ``_search_vectors`` reads
     them: ``code_bits`` > 0 when each 64-bit word packs 64 / code_bits tables' codes (low
     table first), 0 when there is one table per column.  Returns ids, distances, candidate
-    counts and False (nothing else) when a query holds NaN or infinite values.
+    counts, probes used, and False (nothing else) when a query holds NaN or infinite
+    values.  With ``stop`` > 0 and no pre-filter each query probes adaptively
+    (``_probe_until``).
     """
     nq = Q.shape[0]
     n = X.shape[0]
     out_i = np.full((nq, k), -1, dtype=np.int64)
     out_d = np.full((nq, k), np.inf, dtype=np.float32)
     n_cand = np.zeros(nq, dtype=np.int64)
+    n_probed = np.zeros(nq, dtype=np.int64)
     A, finite = unit_rows(Q, normalise)
     if not finite:
-        return out_i, out_d, n_cand, False
+        return out_i, out_d, n_cand, n_probed, False
     n_tables = len(table_start) - 1
     n_words = codes.shape[1]
     q_words = np.zeros(n_words, dtype=np.uint64)
     hist = np.zeros(64 * n_words + 1, dtype=np.int64)
     seen = dead_bits.copy()
+    adaptive = stop > 0 and not (n_rerank > 0 and n_words > 0)
+    # Adaptive walks do not know their buckets ahead: one buffer for the call.
+    shared = np.empty(n if adaptive else 0, dtype=np.int32)
     for qi in range(nq):
-        home, keys, tables = query_probes(A[qi], mean, planes, weights, n_tables, n_probes)
+        home, keys, tables, scores = query_probes_scored(A[qi], mean, planes, weights, n_tables, n_probes)
+        if adaptive:
+            count, n_probed[qi] = _probe_until(
+                A[qi], keys, tables, scores, 0, stop, table_start, bucket_keys, bucket_start,
+                members, seen, shared, X, metric, out_d[qi], out_i[qi])
+            n_cand[qi] = count
+            _restore(seen, dead_bits, shared, count)
+            continue
+        n_probed[qi] = keys.shape[1]
         buckets = np.empty(keys.shape[1], dtype=np.int64)
         total = 0
         for p in range(keys.shape[1]):
@@ -333,7 +387,7 @@ def _search_hyperplane(
                     q_words[t] = home[0, t]
         ham = np.empty(count if prefilter else 0, dtype=np.uint16)
         _rerank(A[qi], cand, count, X, metric, q_words, codes, n_rerank, ham, hist, out_d[qi], out_i[qi])
-    return out_i, out_d, n_cand, True
+    return out_i, out_d, n_cand, n_probed, True
 
 
 def dead_bit_map(alive):  # type: ignore[no-untyped-def]

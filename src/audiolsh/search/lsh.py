@@ -73,9 +73,18 @@ class _Searcher:
         self._dead_bits = kernels.dead_bit_map(self._alive)
 
     def _lookup(
-        self, queries: object, probes: tuple[np.ndarray, np.ndarray], k: int, n_rerank: int = 0
+        self, queries: object, probes: tuple[np.ndarray, ...], k: int, n_rerank: int = 0,
+        stop: float = 0.0,
     ) -> Neighbors:
         raise NotImplementedError
+
+    def _probes(self, queries: object, n_probes: int, stop: float) -> tuple[np.ndarray, ...]:
+        """The probe sequence; with ``stop`` > 0 also the probes' scores where the family
+        gives them (adaptive probing)."""
+        scored = getattr(self.family, "scored_probes", None)
+        if stop > 0 and scored is not None:
+            return scored(queries, n_probes)  # type: ignore[no-any-return]
+        return self.family.probes(queries, n_probes)  # type: ignore[no-any-return]
 
     def _take(self, queries: object, rows: np.ndarray) -> object:
         raise NotImplementedError
@@ -83,8 +92,9 @@ class _Searcher:
     def _exact(self, queries: object, k: int) -> Neighbors:
         raise NotImplementedError
 
-    def _search(self, Q: object, k: int, n_probes: int | None, n_rerank: int) -> Neighbors:
-        """k nearest rows of every query; ``n_probes`` buckets per query over all tables.
+    def _search(self, Q: object, k: int, n_probes: int | None, n_rerank: int, stop: float = 0.0) -> Neighbors:
+        """k nearest rows of every query; ``n_probes`` buckets per query over all tables
+        (with ``stop`` > 0 at most that many: see ``kernels._probe_until``).
 
         A query whose buckets hold fewer than k live rows is probed again with more buckets,
         and in the end answered exactly: an empty bucket never means an empty answer.
@@ -92,7 +102,7 @@ class _Searcher:
         k = check_int("k", k, 1)
         probes = self.default_probes if n_probes is None else check_int("n_probes", n_probes, 1)
         queries = self._queries(Q)
-        result = self._lookup(queries, self.family.probes(queries, probes), k, n_rerank)
+        result = self._lookup(queries, self._probes(queries, probes, stop), k, n_rerank, stop)
         if not self.widen_short_answers:
             return result
         return self._widen(queries, result, k, probes, n_rerank)
@@ -148,12 +158,16 @@ class VectorLSH(_Searcher):
         self.default_rerank = check_int("n_rerank", n_rerank, 0)
         self._fast: tuple | None = None
 
-    def fit(self, X: np.ndarray, *, alive: np.ndarray | None = None, prepared: bool = False) -> VectorLSH:
+    def fit(
+        self, X: np.ndarray, *, alive: np.ndarray | None = None, prepared: bool = False,
+        fit_family: bool = True,
+    ) -> VectorLSH:
         """Hash the rows; ``prepared``: they already went through ``prepare`` (once is exact:
-        normalising a unit row again moves its last bits)."""
+        normalising a unit row again moves its last bits); ``fit_family`` False: the family
+        was already fit on these rows."""
         self.vectors_ = np.ascontiguousarray(X, np.float32) if prepared else prepare(X, self.metric)
         fit = getattr(self.family, "fit", None)
-        if fit is not None:
+        if fit is not None and fit_family:
             fit(self.vectors_)
         keys = self.family.keys(self.vectors_)
         return self.load(self.vectors_, BucketTables.build(keys), alive, codes=row_codes(self.family, keys))
@@ -209,12 +223,16 @@ class VectorLSH(_Searcher):
         return np.ascontiguousarray(np.asarray(queries)[rows])
 
     def search(
-        self, Q: object, k: int = 10, *, n_probes: int | None = None, n_rerank: int | None = None
+        self, Q: object, k: int = 10, *, n_probes: int | None = None, n_rerank: int | None = None,
+        stop: float = 0.0,
     ) -> Neighbors:
         """k nearest rows of every query (see ``_Searcher._search``); ``n_rerank`` > 0 measures
         exactly only that many candidates, the nearest by Hamming distance of their hyperplane
-        codes (0: every candidate)."""
+        codes (0: every candidate).  ``stop`` > 0 (with ``n_rerank`` 0) probes adaptively: at
+        most ``n_probes``, fewer when the k found are near (``kernels._probe_until``)."""
         rerank = self.default_rerank if n_rerank is None else check_int("n_rerank", n_rerank, 0)
+        if not stop >= 0:
+            raise ParameterError(f"stop must be a number >= 0, got {stop!r}")
         if self._cells is not None:  # k-means cells: a few queries in one compiled call
             few = self._few_rows(Q)
             if few is not None:
@@ -227,10 +245,10 @@ class VectorLSH(_Searcher):
             if A.ndim == 1:
                 A = A[None]
             if A.ndim == 2 and 0 < len(A) < kernels.SERIAL_BELOW and A.shape[1] == self.vectors_.shape[1]:
-                result = self._search_few(fast, A, k, n_probes, rerank)
+                result = self._search_few(fast, A, k, n_probes, rerank, stop)
                 if result is not None:
                     return result
-        return self._search(Q, k, n_probes, rerank)
+        return self._search(Q, k, n_probes, rerank, stop)
 
     def _few_rows(self, Q: object) -> np.ndarray | None:
         """Q as a 2-D array when it is a few rows of the right dimension, else None."""
@@ -242,7 +260,8 @@ class VectorLSH(_Searcher):
         return None
 
     def _search_few(
-        self, fast: tuple, A: np.ndarray, k: int, n_probes: int | None, n_rerank: int
+        self, fast: tuple, A: np.ndarray, k: int, n_probes: int | None, n_rerank: int,
+        stop: float = 0.0,
     ) -> Neighbors | None:
         """A few queries in one compiled call (``kernels.search_hyperplane``): the same answers
         as the general path for the same probes, without its per-step array round trips.
@@ -260,28 +279,32 @@ class VectorLSH(_Searcher):
         found = kernels.search_hyperplane(
             A, self.metric == "cosine", mean, fam.planes_, weights, min(probes, cap), *tables,
             self.vectors_, self._dead_bits, k, METRICS[self.metric], codes, code_bits, rerank,
+            float(stop),
         )
         return self._answer(A, found, k, probes, n_rerank)
 
     def _answer(self, A: np.ndarray, found: tuple, k: int, probes: int, n_rerank: int) -> Neighbors:
-        """A one-call kernel's (ids, squared or cosine distances, candidates, finite) as the
-        answer; queries short of k answers widen as the general path does."""
-        ids, dist, cand, finite = found
+        """A one-call kernel's (ids, squared or cosine distances, candidates[, probes used],
+        finite) as the answer; queries short of k answers widen as the general path does."""
+        ids, dist, cand, *rest = found
+        finite, probed = rest[-1], (rest[0] if len(rest) > 1 else None)
         if not finite:
             raise ParameterError("vectors contain NaN or infinite values")
         if self.metric == "euclidean":
             dist = np.sqrt(dist)
-        result = Neighbors(ids, dist, cand)
+        result = Neighbors(ids, dist, cand, probed)
         want = min(k, self._n_live)
         if want and min(ids[:, want - 1].tolist()) < 0:
             result = self._widen(self._queries(A), result, k, probes, n_rerank)
         return result
 
     def _lookup(
-        self, queries: object, probes: tuple[np.ndarray, np.ndarray], k: int, n_rerank: int = 0
+        self, queries: object, probes: tuple[np.ndarray, ...], k: int, n_rerank: int = 0,
+        stop: float = 0.0,
     ) -> Neighbors:
         Q = np.asarray(queries)
-        keys, tables = probes
+        keys, tables = probes[0], probes[1]
+        scores = probes[2] if len(probes) > 2 and stop > 0 else np.zeros((len(Q), 0))
         t = self.tables_
         # The pre-filter needs codes, and never keeps fewer candidates than the answer needs.
         rerank = max(n_rerank, k) if n_rerank > 0 and self.codes_.shape[1] else 0
@@ -289,14 +312,15 @@ class VectorLSH(_Searcher):
             codes, q_codes = packed_codes(self.codes_, self.family.keys(Q))
         else:
             codes, q_codes = np.zeros((len(self), 0), np.uint64), np.zeros((len(Q), 0), np.uint64)
-        ids, dist, cand = kernels.search_vectors(
+        ids, dist, cand, probed = kernels.search_vectors(
             Q, np.ascontiguousarray(keys), np.ascontiguousarray(tables), t.table_start,
             t.bucket_keys, t.bucket_start, t.members, self.vectors_, self._dead_bits, k,
             METRICS[self.metric], _n_chunks(len(Q)), q_codes, codes, rerank,
+            np.ascontiguousarray(scores, dtype=np.float64), float(stop),
         )
         if self.metric == "euclidean":
             dist = np.sqrt(dist)
-        return Neighbors(ids, dist, cand)
+        return Neighbors(ids, dist, cand, probed)
 
     def _exact(self, queries: object, k: int) -> Neighbors:
         brute = BruteForce(self.metric).fit(self.vectors_, alive=self.alive_)
@@ -355,7 +379,8 @@ class SetLSH(_Searcher):
         return self._search(Q, k, n_probes, top)
 
     def _lookup(
-        self, queries: object, probes: tuple[np.ndarray, np.ndarray], k: int, n_rerank: int = 0
+        self, queries: object, probes: tuple[np.ndarray, ...], k: int, n_rerank: int = 0,
+        stop: float = 0.0,
     ) -> Neighbors:
         """``n_rerank`` > 0: exact Jaccard for only that many candidates, those with the most
         band collisions."""

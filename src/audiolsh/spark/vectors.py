@@ -276,7 +276,7 @@ def query_location(location: str) -> str:
 
 def add_shards(
     session: Any, location: str, shards: Sequence[str | os.PathLike[str]], *, metric: str = "cosine",
-    n_tables: int = 8, seed: int = 0, per_second: bool = True, id_column: str | None = None,
+    n_tables: int | None = None, seed: int = 0, per_second: bool = True, id_column: str | None = None,
     partitions: int | None = None, merge: bool = True, say: Callable[[str], None] | None = None,
     staging: str | os.PathLike[str] | None = "auto",
 ) -> AddReport:

@@ -1,0 +1,388 @@
+"""Right by default: a segment's shape (L tables, K bits, whitening) and its probing chosen at
+build time for a target recall, from held-out rows of the segment itself.
+
+The model builds no table.  A true neighbour of a query is a candidate exactly when one of
+the query's probed buckets is the neighbour's bucket in the same table, and with every
+candidate measured exactly (no Hamming pre-filter) a true top-k neighbour that is a
+candidate is in the answer.  So for a few hundred held-out rows (their own row left out of
+their exact top k) the hash keys of their true neighbours and their scored probe sequences
+give, for every probe budget, which neighbours would be found: the recall of any operating
+point, without a sweep.  The cost of a point comes from the same sequences: the planes a
+query is projected on, the probes, and the rows the probed buckets hold (their sizes
+estimated from a hashed sample of the rows).
+
+Adaptive probing (``kernels._probe_until``) stops before a probe whose score exceeds
+``stop`` x the k-th distance found.  The found k-th distance is never below the true one, so
+a query probes at least what the model gives it with the true k-th distance: the recall on
+the held-out rows is at least the modelled one.  The choice needs the modelled recall minus
+two standard errors (over queries) minus a margin to reach the target, so fresh queries
+reach it too.  The recall-vs-budget curve is stored with the segment: a query asks for
+another recall without a rebuild (``pick``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+
+from audiolsh.errors import ParameterError
+from audiolsh.hashing import HyperplaneLSH, PStableLSH
+from audiolsh.hashing.hyperplane import key_balance, probe_cap
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+#: segments smaller than this keep the fixed defaults: too few rows to hold out and model
+MIN_ROWS = 2000
+K = 10
+#: true neighbours kept per held-out query: the k-th distance found while probing is the
+#: k-th among those found of these, exactly while k of them are (see ``_walk``)
+NEAREST = 2 * K
+TABLES = (4, 8, 12)
+FIRST_TABLES = 8
+BITS_STEP = 2
+PROBES_PER_TABLE = 64
+#: held-out queries: as many as a brute-force pass of about this many multiply-adds allows
+QUERY_FLOPS = 4e9
+MIN_QUERIES, MAX_QUERIES = 64, 200
+SIZE_SAMPLE = 4000
+Z = 2.0
+MARGIN = 0.005
+# Query cost in units of one candidate row measured: a plane the query is projected on (a
+# sequential dot product) and a probe (heap step and bucket look-up).
+PLANE_COST = 0.1
+PROBE_COST = 1.5
+STOP_GRID = 48
+# Whitening is tried (and the covariance paid for) when plain planes leave the keys less
+# balanced than this (``key_balance``: about 0.95 on isotropic clusters, 0.4-0.8 on
+# embeddings whose variance sits in a few directions).
+WHITEN_TRY_BELOW = 0.9
+RECALL_GRID = (0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
+
+
+def check_recall(value: Any, name: str = "target recall") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < float(value) < 1:
+        raise ParameterError(f"{name} must be a number between 0 and 1 (exclusive), got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The family a segment is built with, already fit on its rows, and the operating point
+    stored in its config."""
+
+    family: Any
+    point: dict[str, Any]
+
+
+@dataclass
+class _Held:
+    """Held-out queries, the rows of their NEAREST true neighbours (own row left out; query
+    by query) and their distances in the kernels' units (cosine: 1 - cos; euclidean:
+    squared), ascending."""
+
+    queries: np.ndarray
+    neighbour_rows: np.ndarray
+    distances: np.ndarray
+    sample: np.ndarray
+    n: int
+
+
+@numba.njit(cache=True, nogil=True)
+def _select(dots, sq, lo, euclid, best_d, best_i):  # pragma: no cover - compiled
+    """Fold a block of dot products (queries x rows ``lo``..) into each query's running best
+    (ascending ``best_d``): by -dot (cosine on unit rows) or |x|^2 - 2 dot (euclidean, less
+    the query's own |q|^2)."""
+    kk = best_d.shape[1]
+    for q in range(dots.shape[0]):
+        worst = best_d[q, kk - 1]
+        for j in range(dots.shape[1]):
+            d = sq[j] - 2 * dots[q, j] if euclid else -dots[q, j]
+            if d >= worst:
+                continue
+            pos = kk - 1
+            while pos > 0 and best_d[q, pos - 1] > d:
+                best_d[q, pos] = best_d[q, pos - 1]
+                best_i[q, pos] = best_i[q, pos - 1]
+                pos -= 1
+            best_d[q, pos] = d
+            best_i[q, pos] = lo + j
+            worst = best_d[q, kk - 1]
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_probe(nb_keys, keys, tables):  # pragma: no cover - compiled
+    """(m, M): the first probe of each query that holds each of its neighbours (their keys
+    ``nb_keys`` (m, M, L)), P when none does."""
+    m, M, _ = nb_keys.shape
+    P = keys.shape[1]
+    out = np.full((m, M), P, dtype=np.int64)
+    for q in range(m):
+        left = M
+        for p in range(P):
+            t = tables[q, p]
+            for j in range(M):
+                if out[q, j] == P and nb_keys[q, j, t] == keys[q, p]:
+                    out[q, j] = p
+                    left -= 1
+            if left == 0:
+                break
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk(found, dist, scores, stops, k, n_home):  # pragma: no cover - compiled
+    """Adaptive probing replayed on the held-out queries: per query and stop (ascending), the
+    probes used.  ``found`` (m, M): the first probe holding each of the query's M nearest
+    rows (P: none); ``dist`` their distances, ascending; ``scores`` (m, P) the probes'.
+    After p probes the k-th distance found is the k-th among the M found so far, or, while
+    fewer than k are, at least the M-th (rows beyond them are no nearer): the walk stops no
+    later than the kernel's."""
+    m, M = found.shape
+    P = scores.shape[1]
+    used = np.empty((m, len(stops)), dtype=np.int64)
+    kth = np.empty(P + 1)
+    top = np.empty(k)
+    for q in range(m):
+        order = np.argsort(found[q])
+        top[:] = np.inf
+        ptr = 0
+        for p in range(P + 1):
+            while ptr < M and found[q, order[ptr]] < p:
+                d = dist[q, order[ptr]]
+                pos = k - 1
+                if d < top[pos]:
+                    while pos > 0 and top[pos - 1] > d:
+                        top[pos] = top[pos - 1]
+                        pos -= 1
+                    top[pos] = d
+                ptr += 1
+            kth[p] = top[k - 1] if top[k - 1] < np.inf else dist[q, M - 1]
+        u = min(n_home, P)
+        for g in range(len(stops)):
+            c = stops[g]
+            while u < P and (c == np.inf or not scores[q, u] > c * kth[u]):
+                u += 1
+            used[q, g] = u
+    return used
+
+
+def _held_out(X: np.ndarray, metric: str, rng: np.random.Generator) -> _Held:
+    n, d = X.shape
+    m = int(np.clip(QUERY_FLOPS / (n * d), MIN_QUERIES, MAX_QUERIES))
+    m = min(m, n // 10)
+    rows = np.sort(rng.choice(n, m, replace=False))
+    Q = np.ascontiguousarray(X[rows], dtype=np.float32)
+    kk = NEAREST + 1
+    euclid = metric == "euclidean"
+    best_d = np.full((m, kk), np.inf, np.float32)
+    best_i = np.full((m, kk), -1, np.int64)
+    step = 1 << 15
+    for lo in range(0, n, step):
+        B = X[lo:lo + step]
+        sq = np.einsum("ij,ij->i", B, B) if euclid else np.zeros(0, np.float32)
+        _select(Q @ B.T, sq, lo, euclid, best_d, best_i)
+    best_d = best_d.astype(np.float64)
+    best_d = best_d + np.einsum("ij,ij->i", Q, Q)[:, None] if euclid else 1.0 + best_d
+    # Leave the query's own row out (the last when a duplicate pushed it beyond k + 1).
+    own = best_i == rows[:, None]
+    own[~own.any(axis=1), -1] = True
+    keep = np.argsort(own, axis=1, kind="stable")[:, :NEAREST]
+    nbrs = np.take_along_axis(best_i, keep, axis=1)
+    dist = np.maximum(np.take_along_axis(best_d, keep, axis=1), 0.0)
+    sample = X[np.sort(rng.choice(n, min(n, SIZE_SAMPLE), replace=False))]
+    return _Held(Q, X[nbrs.ravel()], dist, sample, n)
+
+
+def _evaluate(family: Any, held: _Held) -> dict[str, Any]:
+    """Every operating point of one fitted family: the recall (lower bound), mean probes and
+    cost of each (probe cap, stop) on the held-out queries."""
+    L = family.n_tables
+    bits = getattr(family, "n_bits", getattr(family, "n_hashes", 1))
+    m = len(held.queries)
+    if isinstance(family, HyperplaneLSH):
+        p_max = min(probe_cap(L, bits), L * PROBES_PER_TABLE)
+    else:
+        p_max = L * PROBES_PER_TABLE
+    keys, tables, scores = family.scored_probes(held.queries, p_max)
+    P = keys.shape[1]
+    nb_keys = family.keys(held.neighbour_rows).reshape(m, NEAREST, L)
+    found = _first_probe(np.ascontiguousarray(nb_keys), keys, tables)
+    # Rows the probed buckets hold, from the hashed sample scaled to the segment.
+    sample_keys = family.keys(held.sample)
+    sizes = np.zeros((m, P))
+    scale = held.n / len(held.sample)
+    for t in range(L):
+        sel = tables == t
+        col = np.sort(sample_keys[:, t])
+        want = keys[sel]
+        sizes[sel] = (np.searchsorted(col, want, "right") - np.searchsorted(col, want, "left")) * scale
+    members = np.cumsum(sizes, axis=1)
+    pos = scores[:, min(L, P):]
+    ratio = pos[pos > 0] / np.repeat(np.maximum(held.distances[:, K - 1], 1e-12), P - min(L, P))[
+        (pos > 0).ravel()]
+    grid = np.zeros(0)
+    if len(ratio) > 1:
+        lo, hi = np.quantile(ratio, [0.005, 0.995])
+        grid = np.geomspace(max(float(lo), 1e-12), max(float(hi), 2e-12), STOP_GRID)
+    stops = np.concatenate([[0.0], grid, [np.inf]])
+    used = _walk(found, held.distances, np.ascontiguousarray(scores), stops, K, L)
+    used = np.maximum(used, 1)
+    caps = sorted({min(P, L * 2 ** i) for i in range(int(math.log2(PROBES_PER_TABLE)) + 1)} | {P})
+    plane_cost = PLANE_COST * L * bits
+    points = []
+    for cap in caps:
+        u = np.minimum(used, cap)
+        per_q = (found[:, :K, None] < u[:, None, :]).mean(axis=1)
+        lcb = per_q.mean(axis=0) - Z * per_q.std(axis=0) / math.sqrt(m) - MARGIN
+        cost = plane_cost + PROBE_COST * u + np.take_along_axis(members, u - 1, axis=1)
+        for g, stop in enumerate(stops):
+            # A stop of 0 probes the home buckets only, whatever the cap.
+            points.append((float(lcb[g]), float(cost[:, g].mean()), int(cap if stop > 0 else L), float(stop),
+                           float(u[:, g].mean()), float(per_q[:, g].mean())))
+    return {"family": family, "points": points, "p_max": P}
+
+
+def _best(points: list[tuple], target: float) -> tuple | None:
+    """The cheapest point whose recall bound reaches the target."""
+    ok = [p for p in points if p[0] >= target]
+    return min(ok, key=lambda p: (p[1], -p[0])) if ok else None
+
+
+def _fallback(points: list[tuple]) -> tuple:
+    return max(points, key=lambda p: (round(p[0], 3), -p[1]))
+
+
+def tune_segment(
+    X: np.ndarray, *, metric: str, target: float, seed: int, center: bool,
+    n_tables: int | None, n_bits: int | None, whiten: str | float, bucket_width: float,
+    auto_bits: int,
+) -> Choice | None:
+    """The family and operating point for a segment of prepared rows ``X``; None below
+    MIN_ROWS.  ``n_tables`` / ``n_bits`` / a numeric ``whiten`` fix those; the others are
+    chosen: first K and whitening at 8 tables, then L at the best of those."""
+    n, d = X.shape
+    if n < MIN_ROWS:
+        return None
+    t0 = time.perf_counter()
+    rng = np.random.default_rng([seed, 0x54_55_4E_45])
+    held = _held_out(X, metric, rng)
+    learned: dict[float, Any] = {}
+
+    def family(L: int, bits: int, w: float) -> Any:
+        if metric == "euclidean":
+            return PStableLSH(d, n_tables=L, n_hashes=bits, bucket_width=bucket_width, seed=seed)
+        fam = HyperplaneLSH(d, n_tables=L, n_bits=bits, seed=seed, center=center, whiten=w)
+        if fam.center:
+            if w not in learned:
+                learned[w] = fam.learn(X)
+            fam.fit(X, learned=learned[w])
+        return fam
+
+    if metric == "euclidean":
+        whitens = [0.0]
+        bit_grid = [n_bits] if n_bits else [4, 6, 8, 10, 12]
+    else:
+        from audiolsh.index.build import AUTO_WHITEN, WHITEN_MIN_ROWS_PER_DIM
+
+        if whiten != "auto":
+            whitens = [float(whiten)]
+        elif n >= WHITEN_MIN_ROWS_PER_DIM * d and key_balance(
+                X, n_bits=auto_bits, seed=seed, center=center) < WHITEN_TRY_BELOW:
+            whitens = [0.0, AUTO_WHITEN]
+        else:
+            whitens = [0.0]
+        bit_grid = [n_bits] if n_bits else sorted(
+            {int(np.clip(auto_bits + s, 2, 24)) for s in range(-2 * BITS_STEP, 2 * BITS_STEP + 1, BITS_STEP)})
+    tried: dict[tuple[int, int, float], dict[str, Any]] = {}
+
+    def trial(L: int, bits: int, w: float) -> dict[str, Any]:
+        if (L, bits, w) not in tried:
+            tried[(L, bits, w)] = _evaluate(family(L, bits, w), held)
+        return tried[(L, bits, w)]
+
+    def score(shape: tuple[int, int, float]) -> tuple[float, float]:
+        pts = trial(*shape)["points"]
+        best = _best(pts, target)
+        return (0.0, best[1]) if best else (1.0, -_fallback(pts)[0])
+
+    def descend(shape: tuple[int, int, float], axis: int, grid: list[Any]) -> tuple[int, int, float]:
+        """Walk one coordinate of the shape along its grid while the cost falls."""
+        i = grid.index(shape[axis])
+        for step in (1, -1):
+            j = i
+            while 0 <= j + step < len(grid):
+                nxt = list(shape)
+                nxt[axis] = grid[j + step]
+                if score(tuple(nxt)) >= score(shape):  # type: ignore[arg-type]
+                    break
+                shape, j = tuple(nxt), j + step  # type: ignore[assignment]
+            if j != i:
+                break  # it moved one way: the other way is uphill
+        return shape
+
+    first_L = n_tables or FIRST_TABLES
+    shape = min([(first_L, bit_grid[len(bit_grid) // 2], w) for w in whitens], key=score)
+    shape = descend(shape, 1, bit_grid)
+    if n_tables is None:
+        shape = descend(shape, 0, list(TABLES))
+    result = tried[shape]
+    points = result["points"]
+    chosen = _best(points, target) or _fallback(points)
+    curve = []
+    for r in RECALL_GRID:
+        p = _best(points, r)
+        if p is not None:
+            curve.append([r, p[2], _stop(p[3]), round(p[4], 1)])
+    fixed = sorted({(p[2], round(p[0], 4)) for p in points if math.isinf(p[3])})
+    point = {
+        "version": VERSION,
+        "k": K,
+        "target_recall": target,
+        "n_probes": chosen[2],
+        "stop": _stop(chosen[3]),
+        "recall_estimate": round(chosen[0], 4),
+        "probes_estimate": round(chosen[4], 1),
+        "max_probes": result["p_max"],
+        "curve": curve,
+        "fixed": [list(f) for f in fixed],
+        "n_queries": len(held.queries),
+        "shapes_tried": len(tried),
+    }
+    # Not stored: a segment is a pure function of its rows (the same in any process).
+    log.debug("tuned %d rows in %.3f s: %s", n, time.perf_counter() - t0, point)
+    return Choice(result["family"], point)
+
+
+def _stop(value: float) -> float:
+    """A stop for the kernels: 0 means probe every probe (the model's infinity)."""
+    return 0.0 if math.isinf(value) else float(value)
+
+
+def pick(point: dict[str, Any], recall: float | None) -> tuple[int, float]:
+    """(probe cap, stop) for a recall target from a segment's stored operating point: its
+    own target's when ``recall`` is None, else the cheapest stored point that reaches
+    ``recall``; beyond the curve every probe the model tried, without stopping."""
+    if recall is None:
+        return int(point["n_probes"]), float(point["stop"])
+    for r, cap, stop, _ in point["curve"]:
+        if r >= recall:
+            return int(cap), float(stop)
+    return int(point["max_probes"]), 0.0
+
+
+def fixed_probes(point: dict[str, Any], recall: float | None) -> int:
+    """Probes without adaptive stopping (remote probing, the Hamming pre-filter) that reach
+    the recall (the segment's target when None) by the stored curve; the most tried when
+    none does."""
+    want = point["target_recall"] if recall is None else recall
+    for probes, r in point["fixed"]:
+        if r >= want:
+            return int(probes)
+    return int(point["max_probes"])
