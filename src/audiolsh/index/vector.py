@@ -27,7 +27,7 @@ from audiolsh.hashing import MinHashLSH, SetBatch, as_sets, concat_sets
 from audiolsh.hashing import from_config as family_from_config
 from audiolsh.hashing.base import HashFamily, check_int
 from audiolsh.index import autotune
-from audiolsh.index.build import FAMILY_ARRAY_PREFIX, IndexConfig, build_segment, concat_rows
+from audiolsh.index.build import DEFAULT_TABLES, FAMILY_ARRAY_PREFIX, IndexConfig, build_segment, concat_rows
 from audiolsh.index.remote import Stale
 from audiolsh.index.remote import search as remote_search
 from audiolsh.index.segments import ItemRows, SegmentBuild, SegmentedIndex
@@ -243,6 +243,8 @@ class Index(SegmentedIndex[_Segment]):
     def _new_config(cls, **params: Any) -> dict[str, Any]:
         if params.get("family") == "kmeans":  # one partition is IVF; more are rarely worth it
             params.setdefault("n_tables", 1)
+        elif params.get("family", "hyperplane") != "hyperplane":  # not tuned: the fixed default
+            params.setdefault("n_tables", DEFAULT_TABLES)
         return asdict(IndexConfig(**params).validate())
 
     @classmethod
