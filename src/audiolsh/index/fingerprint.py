@@ -41,16 +41,18 @@ from audiolsh.features.landmarks import (
     spectral_peaks,
 )
 from audiolsh.index.fingerprint_build import (
+    CANDIDATE_TRACKS,
     FP_FORMAT,
     FP_FORMAT_VERSION,
     MIN_FORMAT_VERSION,
+    POSTINGS_REF_HOURS,
     FingerprintParams,
     analysis,
     build_segment,
     lay_out,
 )
 from audiolsh.index.segments import SegmentBuild, SegmentedIndex
-from audiolsh.search.fingerprint import HashTable, Votes, vote
+from audiolsh.search.fingerprint import HashTable, Votes, best_tracks, vote
 from audiolsh.storage import SegmentInfo, Storage, Track
 from audiolsh.storage.base import Writer, check_format_version
 
@@ -120,6 +122,7 @@ class _Segment:
     starts: np.ndarray  # int64 (n_tracks,), first frame of each track on the segment timeline
     frames: np.ndarray  # int64 (n_tracks,)
     per_track: np.ndarray  # int64 (n_tracks,), hashes stored for each track
+    sorted_postings: bool = False
     alive: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # per track
     live_hashes: int = 0
 
@@ -229,10 +232,17 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             raise IndexFormatError(f"segment {info.id}: not a fingerprint segment of this format")
         table = HashTable.from_arrays(arrays, hash_bits=HASH_BITS)
         starts = np.asarray(arrays["track_starts"], np.int64)
-        tix = np.searchsorted(starts, table.pos.astype(np.int64), side="right") - 1
+        if "track_hashes" in arrays:
+            per_track = np.asarray(arrays["track_hashes"], np.int64)
+        else:  # segments of older versions: count once, reading every position
+            tix = np.searchsorted(starts, table.pos.astype(np.int64), side="right") - 1
+            per_track = np.bincount(tix, minlength=len(starts))
+        if len(per_track) != len(starts):
+            raise IndexFormatError(f"segment {info.id}: track arrays of different lengths")
         return _Segment(
             info, table, np.asarray(arrays["track_ids"], np.int64), starts,
-            np.asarray(arrays["track_frames"], np.int64), np.bincount(tix, minlength=len(starts)),
+            np.asarray(arrays["track_frames"], np.int64), per_track,
+            sorted_postings=bool(info.config.get("sorted_postings", False)),
         )
 
     def __len__(self) -> int:
@@ -373,24 +383,67 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             out += [(1.0, float(t)) for t in self.params.tempo_grid]
         return out
 
+    def _posting_cap(self, seg: _Segment) -> int:
+        """``max_postings`` for a segment: grows with its length past ``POSTINGS_REF_HOURS``."""
+        cap = self.params.max_postings
+        if cap <= 0:
+            return 0
+        ref_frames = POSTINGS_REF_HOURS * 3600 / FRAME_S
+        return max(cap, int(cap * float(seg.frames.sum()) / ref_frames))
+
     def _match_hashes(
-        self, hashes: np.ndarray
+        self, hashes: np.ndarray, q_times: np.ndarray, q_group: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Look ``hashes`` up in every segment: (query index, track id, track frame) per match."""
-        qs, ts, fs = [], [], []
-        for seg in self._segments:
-            qidx, tix, frame = seg.table.lookup_tracks(
-                hashes, seg.starts, seg.alive, max_postings=self.params.max_postings
-            )
-            if not len(qidx):
-                continue
-            qs.append(qidx)
-            ts.append(seg.track_ids[tix])
-            fs.append(frame)
-        if not qs:
+        """Look ``hashes`` up in every segment: (query index, track id, track frame) per match;
+        narrowed to a few candidate tracks when they would gather over ``max_matches``."""
+        caps = [self._posting_cap(seg) for seg in self._segments]
+        if self.params.max_matches > 0:
+            counts = [seg.table.posting_counts(hashes) for seg in self._segments]
+            capped = [np.where((c <= cap) | (cap <= 0), c, 0) for c, cap in zip(counts, caps)]
+            if sum(int(c.sum()) for c in capped) > self.params.max_matches:
+                return self._match_narrowed(hashes, q_times, q_group, capped, caps)
+        found = [seg.table.lookup_tracks(hashes, seg.starts, seg.alive, max_postings=cap)
+                 for seg, cap in zip(self._segments, caps)]
+        return self._gathered(found)
+
+    def _match_narrowed(
+        self, hashes: np.ndarray, q_times: np.ndarray, q_group: np.ndarray,
+        counts: list[np.ndarray], caps: list[int],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Two stages, each bounded by ``max_matches`` whatever the collection's size: the
+        rarest hashes (the most informative, the cheapest) vote for candidate tracks; every
+        hash is then looked up in those tracks alone, so each candidate gets exactly the
+        matches (and chance model) a full lookup would give it."""
+        seg_of = np.concatenate([np.full(len(c), i) for i, c in enumerate(counts)])
+        flat = np.concatenate(counts)
+        order = np.flatnonzero(flat)[np.argsort(flat[flat > 0], kind="stable")]
+        take = order[: max(1, int(np.searchsorted(np.cumsum(flat[order]), self.params.max_matches,
+                                                  side="right")))]
+        found = []
+        for i, (seg, cap) in enumerate(zip(self._segments, caps)):
+            rows = np.sort(take[seg_of[take] == i]) - i * len(hashes)
+            qidx, tix, frame = seg.table.lookup_tracks(hashes[rows], seg.starts, seg.alive, max_postings=cap)
+            found.append((rows[qidx], tix, frame))
+        qidx, tids, tframes = self._gathered(found)
+        cand = np.sort(best_tracks(qidx, q_times, q_group, tids, tframes, tolerance=self.params.tolerance,
+                                   n=CANDIDATE_TRACKS))
+        found = []
+        for seg, cap in zip(self._segments, caps):
+            rows = np.flatnonzero(np.isin(seg.track_ids, cand) & seg.alive)
+            found.append(seg.table.lookup_rows(hashes, seg.starts, seg.frames, rows, max_postings=cap,
+                                               sorted_postings=seg.sorted_postings) if len(rows)
+                         else (np.zeros(0, np.int64),) * 3)
+        return self._gathered(found)
+
+    def _gathered(
+        self, found: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-segment (query index, track row, frame) as one (query index, track id, frame)."""
+        parts = [(q, seg.track_ids[t], f) for seg, (q, t, f) in zip(self._segments, found) if len(q)]
+        if not parts:
             z = np.zeros(0, np.int64)
             return z, z, z
-        return np.concatenate(qs), np.concatenate(ts), np.concatenate(fs)
+        return tuple(np.concatenate(x) for x in zip(*parts))  # type: ignore[return-value]
 
     def _search(
         self, peaks: Peaks, *, search_speed: bool
@@ -418,7 +471,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             q_group = np.repeat(np.asarray(batch, np.int64), [len(lm) for lm in lms])
             if batch == [0]:
                 n_hashes = len(hashes)
-            qidx, tids, tframes = self._match_hashes(hashes)
+            qidx, tids, tframes = self._match_hashes(hashes, q_times, q_group)
             v = vote(
                 qidx, q_times, q_group, hashes, tids, tframes,
                 track_frames=(self._live_ids, self._live_frames), q_frames=q_frames,

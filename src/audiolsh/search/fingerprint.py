@@ -23,7 +23,7 @@ from scipy import special
 
 from audiolsh.errors import IndexFormatError
 
-__all__ = ["HashTable", "Votes", "chance_log10", "vote"]
+__all__ = ["HashTable", "Votes", "best_tracks", "chance_log10", "vote"]
 
 TARGET_BUCKET = 16
 """Mean entries per high-bit bucket aimed at when choosing ``high_bits``."""
@@ -111,6 +111,97 @@ class HashTable:
                        np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(alive, np.bool_),
                        np.int64(max_postings if max_postings > 0 else 1 << 62))
 
+    def posting_counts(self, hashes: np.ndarray) -> np.ndarray:
+        """How many entries each query hash has, int64 (n,) (reads the CSR, not the postings)."""
+        q = np.ascontiguousarray(hashes, dtype=np.uint32)
+        return _counts(self.indptr, self.low, q, np.uint32(self.low_bits))
+
+    def lookup_rows(
+        self, hashes: np.ndarray, starts: np.ndarray, frames: np.ndarray, rows: np.ndarray, *,
+        max_postings: int = 0, sorted_postings: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Like :meth:`lookup_tracks`, for the tracks ``rows`` (int64, sorted) alone: entries at
+        positions ``[starts[r], starts[r] + frames[r])``.  With ``sorted_postings`` (each hash's
+        entries in position order) every (hash, track) is a binary search, so the cost does
+        not grow with how common a hash is in the rest of the collection."""
+        q = np.ascontiguousarray(hashes, dtype=np.uint32)
+        return _lookup_rows(self.indptr, self.low, self.pos, q, np.uint32(self.low_bits),
+                            np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(frames, np.int64),
+                            np.ascontiguousarray(rows, np.int64),
+                            np.int64(max_postings if max_postings > 0 else 1 << 62), sorted_postings)
+
+
+@numba.njit(cache=True, nogil=True)
+def _run(indptr, low, h, low_bits):  # type: ignore[no-untyped-def]
+    """[e0, e1): the entries equal to hash ``h`` (sorted by hash, so one contiguous run)."""
+    hi = h >> low_bits
+    a, b = np.int64(indptr[hi]), np.int64(indptr[hi + 1])
+    if low_bits == 0:
+        return a, b
+    lo = h & np.uint32((1 << low_bits) - 1)
+    e0 = a
+    while e0 < b and np.uint32(low[e0]) < lo:
+        e0 += 1
+    e1 = e0
+    while e1 < b and np.uint32(low[e1]) == lo:
+        e1 += 1
+    return e0, e1
+
+
+@numba.njit(cache=True, nogil=True)
+def _counts(indptr, low, q, low_bits):  # type: ignore[no-untyped-def]
+    out = np.empty(len(q), np.int64)
+    for i in range(len(q)):
+        e0, e1 = _run(indptr, low, q[i], low_bits)
+        out[i] = e1 - e0
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _lookup_rows(indptr, low, pos, q, low_bits, starts, frames, rows, max_postings,
+                 sorted_postings):  # type: ignore[no-untyped-def]
+    cap = 1024
+    qidx = np.empty(cap, np.int64)
+    tix = np.empty(cap, np.int64)
+    frame = np.empty(cap, np.int64)
+    n = 0
+    for i in range(len(q)):
+        e0, e1 = _run(indptr, low, q[i], low_bits)
+        if e1 - e0 > max_postings or e1 == e0:
+            continue
+        for r in rows:
+            p0 = starts[r]
+            p1 = p0 + frames[r]
+            e = e0
+            if sorted_postings:  # first entry at or after p0
+                a, b = e0, e1
+                while a < b:
+                    m = (a + b) >> 1
+                    if np.int64(pos[m]) < p0:
+                        a = m + 1
+                    else:
+                        b = m
+                e = a
+            while e < e1:
+                p = np.int64(pos[e])
+                e += 1
+                if p >= p1:
+                    if sorted_postings:
+                        break
+                    continue
+                if p < p0:
+                    continue
+                if n == cap:
+                    cap *= 2
+                    qidx = np.resize(qidx, cap)
+                    tix = np.resize(tix, cap)
+                    frame = np.resize(frame, cap)
+                qidx[n] = i
+                tix[n] = r
+                frame[n] = p - p0
+                n += 1
+    return qidx[:n], tix[:n], frame[:n]
+
 
 @numba.njit(cache=True, nogil=True)
 def _lookup(indptr, low, pos, q, low_bits, starts, alive, max_postings):  # type: ignore[no-untyped-def]
@@ -193,6 +284,24 @@ def chance_log10(count: np.ndarray, lam: np.ndarray, *, dispersion: float = 1.0)
         kt, mt = np.broadcast_to(k, p.shape)[tail], np.broadcast_to(m, p.shape)[tail]
         out[tail] = (kt * np.log(mt) - mt - special.gammaln(kt + 1)) / np.log(10)
     return out
+
+
+def best_tracks(
+    qidx: np.ndarray, q_times: np.ndarray, q_group: np.ndarray, track_ids: np.ndarray,
+    track_times: np.ndarray, *, tolerance: int, n: int,
+) -> np.ndarray:
+    """The ``n`` tracks (int64 ids) whose best (variant, offset) gathers the most matches within
+    +- ``tolerance`` frames, best first: the candidates a narrowed search verifies in full."""
+    if len(qidx) == 0:
+        return np.zeros(0, np.int64)
+    offset = track_times - q_times[qidx].astype(np.int64)
+    key = (q_group[qidx].astype(np.int64) << 58) | (track_ids << 32) | (offset + OFFSET_BIAS)
+    ks = np.sort(key)
+    count = np.searchsorted(ks, ks + tolerance, side="right") - np.searchsorted(ks, ks - tolerance)
+    tracks, inverse = np.unique((ks >> 32) & ((1 << 26) - 1), return_inverse=True)
+    best = np.zeros(len(tracks), np.int64)
+    np.maximum.at(best, inverse, count)
+    return tracks[np.argsort(-best, kind="stable")[:n]].astype(np.int64)
 
 
 def vote(
