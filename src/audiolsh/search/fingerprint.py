@@ -23,11 +23,17 @@ from scipy import special
 
 from audiolsh.errors import IndexFormatError
 
-__all__ = ["HashTable", "Votes", "best_tracks", "chance_log10", "vote"]
+__all__ = ["HashTable", "Votes", "best_tracks", "chance_log10", "high_bits_for", "vote"]
 
 TARGET_BUCKET = 16
 """Mean entries per high-bit bucket aimed at when choosing ``high_bits``."""
 OFFSET_BIAS = 1 << 31
+
+
+def high_bits_for(n: int, hash_bits: int) -> int:
+    """Bits of the CSR index of a table of ``n`` entries: about ``TARGET_BUCKET`` per bucket."""
+    want = math.ceil(math.log2(max(n, 1) / TARGET_BUCKET)) if n > TARGET_BUCKET else 4
+    return int(np.clip(want, min(hash_bits, max(4, hash_bits - 16)), hash_bits))
 
 
 @dataclass(frozen=True)
@@ -59,9 +65,7 @@ class HashTable:
     @classmethod
     def build(cls, hashes: np.ndarray, pos: np.ndarray, *, hash_bits: int) -> HashTable:
         """Index ``hashes`` (uint32 < 2**hash_bits) with payload ``pos`` (uint32), same length."""
-        n = len(hashes)
-        want = math.ceil(math.log2(max(n, 1) / TARGET_BUCKET)) if n > TARGET_BUCKET else 4
-        high_bits = int(np.clip(want, min(hash_bits, max(4, hash_bits - 16)), hash_bits))
+        high_bits = high_bits_for(len(hashes), hash_bits)
         low_bits = hash_bits - high_bits
         order = np.argsort(hashes, kind="stable")
         h = hashes[order].astype(np.uint32)
