@@ -59,7 +59,7 @@ def test_narrowed_search_gives_the_full_answer(songs: dict[str, np.ndarray],
         return narrowed(self, *args)
 
     monkeypatch.setattr(FingerprintIndex, "_match_narrowed", spy)
-    idx.params.max_matches = 40  # far fewer than any clip's lookups gather
+    idx.params.max_matches = 800  # fewer than any clip's lookups gather
     again = [idx.identify(c, SR, threshold=0.0) for c in positives + negatives]
     assert len(narrowed_calls) >= len(positives) + len(negatives)
     # Every indexed track is among its clip's candidates: the very same answer.
@@ -111,5 +111,5 @@ def test_segments_without_stored_hash_counts_still_open(tmp_path: Path, songs: d
         assert idx.n_hashes() == n_hashes
         assert not any(s.sorted_postings for s in idx._segments)
         assert [idx.identify(c, SR) for c in clips] == before
-        idx.params.max_matches = 40
+        idx.params.max_matches = 800
         assert [idx.identify(c, SR) for c in clips] == before

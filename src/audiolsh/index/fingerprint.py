@@ -46,13 +46,14 @@ from audiolsh.index.fingerprint_build import (
     FP_FORMAT_VERSION,
     MIN_FORMAT_VERSION,
     POSTINGS_REF_HOURS,
+    STAGE_ONE_SHARE,
     FingerprintParams,
     analysis,
     build_segment,
     lay_out,
 )
 from audiolsh.index.segments import SegmentBuild, SegmentedIndex
-from audiolsh.search.fingerprint import HashTable, Votes, best_tracks, vote
+from audiolsh.search.fingerprint import HashTable, Votes, dense_diagonals, vote
 from audiolsh.storage import SegmentInfo, Storage, Track
 from audiolsh.storage.base import Writer, check_format_version
 
@@ -410,30 +411,50 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         self, hashes: np.ndarray, q_times: np.ndarray, q_group: np.ndarray,
         counts: list[np.ndarray], caps: list[int],
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Two stages, each bounded by ``max_matches`` whatever the collection's size: the
-        rarest hashes (the most informative, the cheapest) vote for candidate tracks; every
-        hash is then looked up in those tracks alone, so each candidate gets exactly the
-        matches (and chance model) a full lookup would give it."""
-        seg_of = np.concatenate([np.full(len(c), i) for i, c in enumerate(counts)])
-        flat = np.concatenate(counts)
-        order = np.flatnonzero(flat)[np.argsort(flat[flat > 0], kind="stable")]
-        take = order[: max(1, int(np.searchsorted(np.cumsum(flat[order]), self.params.max_matches,
-                                                  side="right")))]
-        found = []
+        """Two stages whose cost does not grow with the collection: each variant's rarest
+        hashes (the most informative, the cheapest) find the densest diagonals (clip starts),
+        whose tracks are the candidates; every hash of the variant is then looked up in its
+        candidate tracks alone, so each candidate gets exactly the matches (and the chance
+        model) a full lookup would give it."""
+        total = np.sum(counts, axis=0)
+        groups = np.unique(q_group)
+        per_group = CANDIDATE_TRACKS if len(groups) == 1 else max(2, CANDIDATE_TRACKS // len(groups))
+        budget = max(1, self.params.max_matches // STAGE_ONE_SHARE)
+        rare = []
+        for g in groups.tolist():
+            mine = np.flatnonzero((q_group == g) & (total > 0))
+            mine = mine[np.argsort(total[mine], kind="stable")]
+            rare.append(mine[: max(1, int(np.searchsorted(np.cumsum(total[mine]), budget, side="right")))])
+        sel = np.sort(np.concatenate(rare))
+        found: list[tuple[int, int, int, int]] = []  # (-count, segment, group, track row)
+        middle = int(q_times.max()) // 2 if len(q_times) else 0
         for i, (seg, cap) in enumerate(zip(self._segments, caps)):
-            rows = np.sort(take[seg_of[take] == i]) - i * len(hashes)
-            qidx, tix, frame = seg.table.lookup_tracks(hashes[rows], seg.starts, seg.alive, max_postings=cap)
-            found.append((rows[qidx], tix, frame))
-        qidx, tids, tframes = self._gathered(found)
-        cand = np.sort(best_tracks(qidx, q_times, q_group, tids, tframes, tolerance=self.params.tolerance,
-                                   n=CANDIDATE_TRACKS))
-        found = []
-        for seg, cap in zip(self._segments, caps):
-            rows = np.flatnonzero(np.isin(seg.track_ids, cand) & seg.alive)
-            found.append(seg.table.lookup_rows(hashes, seg.starts, seg.frames, rows, max_postings=cap,
-                                               sorted_postings=seg.sorted_postings) if len(rows)
-                         else (np.zeros(0, np.int64),) * 3)
-        return self._gathered(found)
+            g, diag, count = dense_diagonals(seg.table, hashes[sel], q_times[sel], q_group[sel],
+                                             tolerance=self.params.tolerance, max_postings=cap)
+            rows = np.searchsorted(seg.starts, diag + middle, side="right") - 1
+            rows = np.clip(rows, 0, len(seg.starts) - 1)
+            ok = seg.alive[rows]
+            found += zip((-count[ok]).tolist(), [i] * int(ok.sum()), g[ok].tolist(), rows[ok].tolist())
+        chosen: dict[int, list[tuple[int, int]]] = {}
+        for _, i, g, row in sorted(found):
+            picks = chosen.setdefault(g, [])
+            if len(picks) < per_group and (i, row) not in picks:
+                picks.append((i, row))
+        out = []
+        for i, (seg, cap) in enumerate(zip(self._segments, caps)):
+            for g, picks in chosen.items():
+                rows = np.array(sorted(r for s, r in picks if s == i), np.int64)
+                if not len(rows):
+                    continue
+                mine = np.flatnonzero(q_group == g)
+                qidx, tix, frame = seg.table.lookup_rows(
+                    hashes[mine], seg.starts, seg.frames, rows, max_postings=cap,
+                    sorted_postings=seg.sorted_postings)
+                out.append((mine[qidx], seg.track_ids[tix], frame))
+        if not out:
+            z = np.zeros(0, np.int64)
+            return z, z, z
+        return tuple(np.concatenate(x) for x in zip(*out))  # type: ignore[return-value]
 
     def _gathered(
         self, found: list[tuple[np.ndarray, np.ndarray, np.ndarray]]

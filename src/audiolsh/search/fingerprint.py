@@ -23,7 +23,7 @@ from scipy import special
 
 from audiolsh.errors import IndexFormatError
 
-__all__ = ["HashTable", "Votes", "best_tracks", "chance_log10", "high_bits_for", "vote"]
+__all__ = ["HashTable", "Votes", "chance_log10", "dense_diagonals", "high_bits_for", "vote"]
 
 TARGET_BUCKET = 16
 """Mean entries per high-bit bucket aimed at when choosing ``high_bits``."""
@@ -290,22 +290,67 @@ def chance_log10(count: np.ndarray, lam: np.ndarray, *, dispersion: float = 1.0)
     return out
 
 
-def best_tracks(
-    qidx: np.ndarray, q_times: np.ndarray, q_group: np.ndarray, track_ids: np.ndarray,
-    track_times: np.ndarray, *, tolerance: int, n: int,
-) -> np.ndarray:
-    """The ``n`` tracks (int64 ids) whose best (variant, offset) gathers the most matches within
-    +- ``tolerance`` frames, best first: the candidates a narrowed search verifies in full."""
-    if len(qidx) == 0:
-        return np.zeros(0, np.int64)
-    offset = track_times - q_times[qidx].astype(np.int64)
-    key = (q_group[qidx].astype(np.int64) << 58) | (track_ids << 32) | (offset + OFFSET_BIAS)
-    ks = np.sort(key)
-    count = np.searchsorted(ks, ks + tolerance, side="right") - np.searchsorted(ks, ks - tolerance)
-    tracks, inverse = np.unique((ks >> 32) & ((1 << 26) - 1), return_inverse=True)
-    best = np.zeros(len(tracks), np.int64)
-    np.maximum.at(best, inverse, count)
-    return tracks[np.argsort(-best, kind="stable")[:n]].astype(np.int64)
+DIAGONAL_BIAS = 1 << 32
+GROUP_SHIFT = 34
+
+
+def dense_diagonals(
+    table: HashTable, hashes: np.ndarray, q_times: np.ndarray, q_group: np.ndarray, *,
+    tolerance: int, max_postings: int = 0, n: int = 256,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``n`` densest (group, diagonal) of every entry of ``hashes``: (group, diagonal,
+    entries within +- ``tolerance`` of it), int64 each, densest first.  A diagonal is a
+    position on the segment's timeline minus the query time, so a clip's true start gathers
+    its matches on one diagonal; no entry is mapped to its track (only the densest are)."""
+    keys = _diagonals(table.indptr, table.low, table.pos, np.ascontiguousarray(hashes, np.uint32),
+                      np.uint32(table.low_bits), np.ascontiguousarray(q_times, np.int64),
+                      np.ascontiguousarray(q_group, np.int64),
+                      np.int64(max_postings if max_postings > 0 else 1 << 62))
+    if not len(keys):
+        z = np.zeros(0, np.int64)
+        return z, z, z
+    keys.sort()
+    counts = _window_counts(keys, np.int64(tolerance))
+    top = np.argsort(-counts, kind="stable")[:n] if len(counts) <= n else \
+        np.argpartition(-counts, n)[:n]
+    top = top[np.argsort(-counts[top], kind="stable")]
+    k = keys[top]
+    return k >> GROUP_SHIFT, (k & ((1 << GROUP_SHIFT) - 1)) - DIAGONAL_BIAS, counts[top]
+
+
+@numba.njit(cache=True, nogil=True)
+def _diagonals(indptr, low, pos, q, low_bits, q_times, q_group, max_postings):  # type: ignore[no-untyped-def]
+    total = 0
+    for i in range(len(q)):
+        e0, e1 = _run(indptr, low, q[i], low_bits)
+        if e1 - e0 <= max_postings:
+            total += e1 - e0
+    keys = np.empty(total, np.int64)
+    n = 0
+    for i in range(len(q)):
+        e0, e1 = _run(indptr, low, q[i], low_bits)
+        if e1 - e0 > max_postings:
+            continue
+        base = (q_group[i] << GROUP_SHIFT) + DIAGONAL_BIAS - q_times[i]
+        for e in range(e0, e1):
+            keys[n] = base + np.int64(pos[e])
+            n += 1
+    return keys
+
+
+@numba.njit(cache=True, nogil=True)
+def _window_counts(keys, tolerance):  # type: ignore[no-untyped-def]
+    """For sorted ``keys``: how many keys lie within +- tolerance of each."""
+    out = np.empty(len(keys), np.int64)
+    a = 0
+    b = 0
+    for i in range(len(keys)):
+        while keys[a] < keys[i] - tolerance:
+            a += 1
+        while b < len(keys) and keys[b] <= keys[i] + tolerance:
+            b += 1
+        out[i] = b - a
+    return out
 
 
 def vote(
