@@ -32,6 +32,7 @@ import numpy as np
 
 from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.features.landmarks import (
+    FP_SR,
     FRAME_S,
     HASH_BITS,
     Landmarks,
@@ -180,6 +181,25 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         self._live_ids = np.zeros(0, np.int64)
         self._live_frames = np.zeros(0, np.int64)
         super().__init__(storage, readonly=readonly)
+        if len(self._live_ids):
+            self._load_kernels()
+
+    def _load_kernels(self) -> None:
+        """Run every compiled kernel of a query once on a tiny input, with this index's array
+        types: numba's first dispatch in a process sets numba up and loads the kernel from its
+        cache (about a second in all), which would otherwise land on the first query."""
+        y = np.random.default_rng(0).standard_normal(FP_SR // 2).astype(np.float32)
+        lm = pair_peaks(spectral_peaks(y, FP_SR, density=self.params.query_density),
+                        fanout=self.params.query_fanout, margin=self.params.query_margin)
+        q, t = lm.hashes[:8], lm.times[:8].astype(np.int64)
+        for seg in self._segments[:1] + [s for s in self._segments[1:] if s.table.low.dtype !=
+                                         self._segments[0].table.low.dtype]:
+            seg.table.lookup_tracks(q, seg.starts, seg.alive, max_postings=1)
+            seg.table.posting_counts(q)
+            seg.table.lookup_rows(q, seg.starts, seg.frames, np.zeros(1, np.int64), max_postings=1,
+                                  sorted_postings=True)
+            dense_diagonals(seg.table, q, t, np.zeros(len(q), np.int64), tolerance=self.params.tolerance,
+                            max_postings=1)
 
     @classmethod
     def _new_config(cls, **params: Any) -> dict[str, Any]:
