@@ -113,3 +113,19 @@ def test_segments_without_stored_hash_counts_still_open(tmp_path: Path, songs: d
         assert [idx.identify(c, SR) for c in clips] == before
         idx.params.max_matches = 800
         assert [idx.identify(c, SR) for c in clips] == before
+
+
+@pytest.mark.parametrize(("hours", "found"), [(1.0, 0), (16.0, 60)])
+def test_posting_cap_grows_with_the_segment(hours: float, found: int) -> None:
+    """A hash stored 60 times is common in an hour of music (over ``max_postings`` = 48, not
+    looked up) and ordinary in 16 hours (the cap doubles past ``POSTINGS_REF_HOURS`` = 8)."""
+    from audiolsh.features.landmarks import Landmarks
+
+    h = np.uint32(12345)
+    lm = Landmarks(np.full(60, h, np.uint32), (np.arange(60) * 100).astype(np.int32))
+    idx = FingerprintIndex.create(None, max_matches=0)
+    with idx.session() as s:
+        s.add_track("long.wav", content_hash="h", duration_s=hours * 3600, landmarks=lm)
+    q = np.array([h], np.uint32)
+    qidx, _, frames = idx._match_hashes(q, np.zeros(1, np.int64), np.zeros(1, np.int64))
+    assert len(qidx) == found and (found == 0 or sorted(frames.tolist()) == lm.times.tolist())
