@@ -438,7 +438,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         model) a full lookup would give it."""
         total = np.sum(counts, axis=0)
         groups = np.unique(q_group)
-        per_group = CANDIDATE_TRACKS if len(groups) == 1 else max(2, CANDIDATE_TRACKS // len(groups))
+        per_group = max(1, CANDIDATE_TRACKS // len(groups))
         budget = max(1, self.params.max_matches // STAGE_ONE_SHARE)
         rare = []
         for g in groups.tolist():

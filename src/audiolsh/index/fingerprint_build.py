@@ -40,9 +40,9 @@ MIN_FORMAT_VERSION = 2
 """Oldest version this audiolsh reads; older indexes must be rebuilt."""
 POSTINGS_REF_HOURS = 8.0
 """Segment length up to which ``max_postings`` applies as it is (the length it was tuned at)."""
-CANDIDATE_TRACKS = 8
+CANDIDATE_TRACKS = 4
 """Tracks a narrowed search (see ``FingerprintParams.max_matches``) verifies with every hash
-(for a batch of speed/tempo variants: this many in all, at least 2 per variant)."""
+(for a batch of speed/tempo variants: this many in all, at least 1 per variant)."""
 STAGE_ONE_SHARE = 8
 """A narrowed search's first stage gathers ``max_matches / STAGE_ONE_SHARE`` matches per variant."""
 
