@@ -10,6 +10,9 @@ source tree): what a user's second call of the day sees.  Cases:
 - ``--version``, ``--help``, ``index --help``: the whole process (s).
 - ``identify``, ``similar``, ``nearest`` of three 10-s clips in one process: the first clip's and
   the second's ``elapsed_ms`` as the command reports it, and the whole process (s).
+- ``api``: a fresh Python process imports audiolsh, opens the library (``Library.open``) and
+  calls ``identify`` on each clip: the time of the import and open (s), of the first and of the
+  second ``identify`` (ms).
 - ``serve``: from the start of the process until it accepts a TCP connection, and until
   ``/health`` answers "ok" (s).
 - ``vectors query``: five queries against 20,000 vectors of dimension 64, the time per query the
@@ -91,6 +94,36 @@ def _serve(src: str, cache: Path, library: Path) -> dict[str, float]:
     return out
 
 
+_API = """
+import json, sys, time
+t0 = time.perf_counter()
+import soundfile as sf
+from audiolsh.library import Library
+from audiolsh.query.identify import identify
+lib = Library.open(sys.argv[1], readonly=True)
+t1 = time.perf_counter()
+ms = []
+for clip in sys.argv[2:]:
+    y, sr = sf.read(clip, dtype="float32")
+    t = time.perf_counter()
+    identify(lib, y, sr)
+    ms.append((time.perf_counter() - t) * 1e3)
+print(json.dumps({"open_s": t1 - t0, "ms": ms}))
+"""
+
+
+def _api_identify(src: str, cache: Path, library: Path, clips: list[str]) -> dict[str, float]:
+    """The Python API in a fresh process: import and ``Library.open``, then ``identify`` of each
+    clip (no warm-up of its own: what a script sees)."""
+    done = subprocess.run([sys.executable, "-c", _API, str(library), *clips], capture_output=True, text=True,
+                          env=_env(src, cache), timeout=900, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the API identify ({src}) failed: {done.stderr[-2000:]}")
+    got = json.loads(done.stdout)
+    return {"api: import + Library.open (s)": got["open_s"], "api identify: first clip (ms)": got["ms"][0],
+            "api identify: second clip (ms)": got["ms"][1]}
+
+
 def _one_run(src: str, cache: Path, work: Path) -> dict[str, float]:
     library, clips = work / "library", [str(work / f"clip{i}.wav") for i in range(3)]
     out: dict[str, float] = {}
@@ -103,6 +136,7 @@ def _one_run(src: str, cache: Path, work: Path) -> dict[str, float]:
         out[f"{command}: first clip (ms)"] = elapsed[0]
         out[f"{command}: second clip (ms)"] = elapsed[1]
         out[f"{command}: 3 clips, whole process (s)"] = seconds
+    out.update(_api_identify(src, cache, library, clips))
     out.update(_serve(src, cache, library))
     done, _ = _audiolsh(src, cache, "vectors", "query", str(work / "queries.npy"), "--index",
                         str(work / "vectors"), "-k", "10", "--format", "jsonl")

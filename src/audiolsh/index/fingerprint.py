@@ -33,6 +33,7 @@ import numpy as np
 
 from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.features.landmarks import (
+    FP_SR,
     FRAME_S,
     HASH_BITS,
     Landmarks,
@@ -43,16 +44,19 @@ from audiolsh.features.landmarks import (
 )
 from audiolsh.index import confidence as calibrated
 from audiolsh.index.fingerprint_build import (
+    CANDIDATE_TRACKS,
     FP_FORMAT,
     FP_FORMAT_VERSION,
     MIN_FORMAT_VERSION,
+    POSTINGS_REF_HOURS,
+    STAGE_ONE_SHARE,
     FingerprintParams,
     analysis,
     build_segment,
     lay_out,
 )
 from audiolsh.index.segments import SegmentBuild, SegmentedIndex
-from audiolsh.search.fingerprint import HashTable, Votes, vote
+from audiolsh.search.fingerprint import HashTable, Votes, dense_diagonals, vote
 from audiolsh.storage import SegmentInfo, Storage, Track
 from audiolsh.storage.base import Writer, check_format_version
 
@@ -148,6 +152,7 @@ class _Segment:
     starts: np.ndarray  # int64 (n_tracks,), first frame of each track on the segment timeline
     frames: np.ndarray  # int64 (n_tracks,)
     per_track: np.ndarray  # int64 (n_tracks,), hashes stored for each track
+    sorted_postings: bool = False
     alive: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # per track
     live_hashes: int = 0
 
@@ -204,6 +209,25 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         self._live_ids = np.zeros(0, np.int64)
         self._live_frames = np.zeros(0, np.int64)
         super().__init__(storage, readonly=readonly)
+        if len(self._live_ids):
+            self._load_kernels()
+
+    def _load_kernels(self) -> None:
+        """Run every compiled kernel of a query once on a tiny input, with this index's array
+        types: numba's first dispatch in a process sets numba up and loads the kernel from its
+        cache (about a second in all), which would otherwise land on the first query."""
+        y = np.random.default_rng(0).standard_normal(FP_SR // 2).astype(np.float32)
+        lm = pair_peaks(spectral_peaks(y, FP_SR, density=self.params.query_density),
+                        fanout=self.params.query_fanout, margin=self.params.query_margin)
+        q, t = lm.hashes[:8], lm.times[:8].astype(np.int64)
+        for seg in self._segments[:1] + [s for s in self._segments[1:] if s.table.low.dtype !=
+                                         self._segments[0].table.low.dtype]:
+            seg.table.lookup_tracks(q, seg.starts, seg.alive, max_postings=1)
+            seg.table.posting_counts(q)
+            seg.table.lookup_rows(q, seg.starts, seg.frames, np.zeros(1, np.int64), max_postings=1,
+                                  sorted_postings=True)
+            dense_diagonals(seg.table, q, t, np.zeros(len(q), np.int64), tolerance=self.params.tolerance,
+                            max_postings=1)
 
     @classmethod
     def _new_config(cls, **params: Any) -> dict[str, Any]:
@@ -257,10 +281,17 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             raise IndexFormatError(f"segment {info.id}: not a fingerprint segment of this format")
         table = HashTable.from_arrays(arrays, hash_bits=HASH_BITS)
         starts = np.asarray(arrays["track_starts"], np.int64)
-        tix = np.searchsorted(starts, table.pos.astype(np.int64), side="right") - 1
+        if "track_hashes" in arrays:
+            per_track = np.asarray(arrays["track_hashes"], np.int64)
+        else:  # segments of older versions: count once, reading every position
+            tix = np.searchsorted(starts, table.pos.astype(np.int64), side="right") - 1
+            per_track = np.bincount(tix, minlength=len(starts))
+        if len(per_track) != len(starts):
+            raise IndexFormatError(f"segment {info.id}: track arrays of different lengths")
         return _Segment(
             info, table, np.asarray(arrays["track_ids"], np.int64), starts,
-            np.asarray(arrays["track_frames"], np.int64), np.bincount(tix, minlength=len(starts)),
+            np.asarray(arrays["track_frames"], np.int64), per_track,
+            sorted_postings=bool(info.config.get("sorted_postings", False)),
         )
 
     def __len__(self) -> int:
@@ -421,24 +452,87 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         out += [(s, len(s) * len(rest) / (1.0 - w0)) for s in rest]
         return out
 
+    def _posting_cap(self, seg: _Segment) -> int:
+        """``max_postings`` for a segment: grows with its length past ``POSTINGS_REF_HOURS``."""
+        cap = self.params.max_postings
+        if cap <= 0:
+            return 0
+        ref_frames = POSTINGS_REF_HOURS * 3600 / FRAME_S
+        return max(cap, int(cap * float(seg.frames.sum()) / ref_frames))
+
     def _match_hashes(
-        self, hashes: np.ndarray
+        self, hashes: np.ndarray, q_times: np.ndarray, q_group: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Look ``hashes`` up in every segment: (query index, track id, track frame) per match."""
-        qs, ts, fs = [], [], []
-        for seg in self._segments:
-            qidx, tix, frame = seg.table.lookup_tracks(
-                hashes, seg.starts, seg.alive, max_postings=self.params.max_postings
-            )
-            if not len(qidx):
-                continue
-            qs.append(qidx)
-            ts.append(seg.track_ids[tix])
-            fs.append(frame)
-        if not qs:
+        """Look ``hashes`` up in every segment: (query index, track id, track frame) per match;
+        narrowed to a few candidate tracks when they would gather over ``max_matches``."""
+        caps = [self._posting_cap(seg) for seg in self._segments]
+        if self.params.max_matches > 0:
+            counts = [seg.table.posting_counts(hashes) for seg in self._segments]
+            capped = [np.where((c <= cap) | (cap <= 0), c, 0) for c, cap in zip(counts, caps)]
+            if sum(int(c.sum()) for c in capped) > self.params.max_matches:
+                return self._match_narrowed(hashes, q_times, q_group, capped, caps)
+        found = [seg.table.lookup_tracks(hashes, seg.starts, seg.alive, max_postings=cap)
+                 for seg, cap in zip(self._segments, caps)]
+        return self._gathered(found)
+
+    def _match_narrowed(
+        self, hashes: np.ndarray, q_times: np.ndarray, q_group: np.ndarray,
+        counts: list[np.ndarray], caps: list[int],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Two stages whose cost does not grow with the collection: each variant's rarest
+        hashes (the most informative, the cheapest) find the densest diagonals (clip starts),
+        whose tracks are the candidates; every hash of the variant is then looked up in its
+        candidate tracks alone, so each candidate gets exactly the matches (and the chance
+        model) a full lookup would give it."""
+        total = np.sum(counts, axis=0)
+        groups = np.unique(q_group)
+        per_group = max(1, CANDIDATE_TRACKS // len(groups))
+        budget = max(1, self.params.max_matches // STAGE_ONE_SHARE)
+        rare = []
+        for g in groups.tolist():
+            mine = np.flatnonzero((q_group == g) & (total > 0))
+            mine = mine[np.argsort(total[mine], kind="stable")]
+            rare.append(mine[: max(1, int(np.searchsorted(np.cumsum(total[mine]), budget, side="right")))])
+        sel = np.sort(np.concatenate(rare))
+        found: list[tuple[int, int, int, int]] = []  # (-count, segment, group, track row)
+        middle = int(q_times.max()) // 2 if len(q_times) else 0
+        for i, (seg, cap) in enumerate(zip(self._segments, caps)):
+            g, diag, count = dense_diagonals(seg.table, hashes[sel], q_times[sel], q_group[sel],
+                                             tolerance=self.params.tolerance, max_postings=cap)
+            rows = np.searchsorted(seg.starts, diag + middle, side="right") - 1
+            rows = np.clip(rows, 0, len(seg.starts) - 1)
+            ok = seg.alive[rows]
+            found += zip((-count[ok]).tolist(), [i] * int(ok.sum()), g[ok].tolist(), rows[ok].tolist())
+        chosen: dict[int, list[tuple[int, int]]] = {}
+        for _, i, g, row in sorted(found):
+            picks = chosen.setdefault(g, [])
+            if len(picks) < per_group and (i, row) not in picks:
+                picks.append((i, row))
+        out = []
+        for i, (seg, cap) in enumerate(zip(self._segments, caps)):
+            for g, picks in chosen.items():
+                rows = np.array(sorted(r for s, r in picks if s == i), np.int64)
+                if not len(rows):
+                    continue
+                mine = np.flatnonzero(q_group == g)
+                qidx, tix, frame = seg.table.lookup_rows(
+                    hashes[mine], seg.starts, seg.frames, rows, max_postings=cap,
+                    sorted_postings=seg.sorted_postings)
+                out.append((mine[qidx], seg.track_ids[tix], frame))
+        if not out:
             z = np.zeros(0, np.int64)
             return z, z, z
-        return np.concatenate(qs), np.concatenate(ts), np.concatenate(fs)
+        return tuple(np.concatenate(x) for x in zip(*out))  # type: ignore[return-value]
+
+    def _gathered(
+        self, found: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-segment (query index, track row, frame) as one (query index, track id, frame)."""
+        parts = [(q, seg.track_ids[t], f) for seg, (q, t, f) in zip(self._segments, found) if len(q)]
+        if not parts:
+            z = np.zeros(0, np.int64)
+            return z, z, z
+        return tuple(np.concatenate(x) for x in zip(*parts))  # type: ignore[return-value]
 
     def _search(
         self, peaks: Peaks, *, search_speed: bool
@@ -465,7 +559,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             q_group = np.repeat(np.arange(len(batch), dtype=np.int64), [len(lm) for lm in lms])
             if batch == [0]:
                 n_hashes = len(hashes)
-            qidx, tids, tframes = self._match_hashes(hashes)
+            qidx, tids, tframes = self._match_hashes(hashes, q_times, q_group)
             v = vote(
                 qidx, q_times, q_group, hashes, tids, tframes,
                 track_frames=(self._live_ids, self._live_frames), q_frames=q_frames,

@@ -38,6 +38,13 @@ FP_FORMAT_VERSION = 2
 2: peaks picked on a time-smoothed spectrogram (version-1 hashes no longer match queries)."""
 MIN_FORMAT_VERSION = 2
 """Oldest version this audiolsh reads; older indexes must be rebuilt."""
+POSTINGS_REF_HOURS = 8.0
+"""Segment length up to which ``max_postings`` applies as it is (the length it was tuned at)."""
+CANDIDATE_TRACKS = 4
+"""Tracks a narrowed search (see ``FingerprintParams.max_matches``) verifies with every hash
+(for a batch of speed/tempo variants: this many in all, at least 1 per variant)."""
+STAGE_ONE_SHARE = 8
+"""A narrowed search's first stage gathers ``max_matches / STAGE_ONE_SHARE`` matches per variant."""
 
 @dataclass
 class FingerprintParams:
@@ -50,7 +57,12 @@ class FingerprintParams:
     grid_dispersion : the same for speed/tempo variants, larger: a rescaled query can line up
         with the beat grid of a similar-sounding track, so chance agreement is clumpier there
     query_margin : queries also hash quantities this close to a rounding boundary both ways
-    max_postings : query hashes stored more often than this are not looked up (0: all)
+    max_postings : query hashes stored more often than this are not looked up (0: all); in a
+        segment longer than ``POSTINGS_REF_HOURS`` the cap grows with its length, so it keeps
+        skipping the same share of common hashes rather than nearly all of them
+    max_matches : a query variant batch whose lookups would gather more matches than this
+        (a large collection) is narrowed: its rarest hashes pick ``CANDIDATE_TRACKS`` tracks,
+        which are then searched with every hash (0: never narrow)
     threshold : the former no-match threshold (1 - corrected chance probability), kept so that
         indexes made before calibrated confidence open; the default threshold is now the
         calibration's (``audiolsh.index.confidence``)
@@ -82,6 +94,7 @@ class FingerprintParams:
     early_stop: float = 1e-6
     max_segments: int = 8
     max_postings: int = 48
+    max_matches: int = 400_000
 
     def validate(self) -> FingerprintParams:
         grid = [*self.speed_grid, *self.tempo_grid, *self.pitch_grid]
@@ -97,6 +110,7 @@ class FingerprintParams:
             ("early_stop", 0 < self.early_stop < 1),
             ("max_segments", isinstance(self.max_segments, int) and self.max_segments >= 1),
             ("max_postings", isinstance(self.max_postings, int) and self.max_postings >= 0),
+            ("max_matches", isinstance(self.max_matches, int) and self.max_matches >= 0),
             ("speed_grid", all(0.5 < f < 2 and f != 1 for f in self.speed_grid)),
             ("tempo_grid", all(0.5 < f < 2 and f != 1 for f in self.tempo_grid)),
             ("pitch_grid", all(0.5 < f < 2 and f != 1 for f in self.pitch_grid)),
@@ -150,16 +164,26 @@ def lay_out(
     if end >= 1 << 32:
         raise ParameterError(f"a fingerprint segment holds at most {1 << 32} frames, got {end}")
     pos = (starts[owner] + times).astype(np.uint32)
-    table = HashTable.build(np.asarray(hashes, np.uint32), pos, hash_bits=HASH_BITS)
+    hashes = np.asarray(hashes, np.uint32)
+    if len(pos) > 1 and bool(np.any(pos[1:] < pos[:-1])):  # a merge: put each hash's entries in order
+        order = np.argsort(pos, kind="stable")
+        hashes, pos = hashes[order], pos[order]
+    table = HashTable.build(hashes, pos, hash_bits=HASH_BITS)
     arrays = {
         **table.arrays(),
         "track_ids": np.asarray(track_ids, np.int64),
         "track_starts": starts,
         "track_frames": np.asarray(frames, np.int64),
+        "track_hashes": np.bincount(owner, minlength=len(track_ids)).astype(np.int64),
     }
-    info = SegmentInfo.new(
-        n_items=len(hashes),
+    return segment_info(len(hashes), table.high_bits, len(track_ids)), arrays
+
+
+def segment_info(n_hashes: int, high_bits: int, n_tracks: int) -> SegmentInfo:
+    """A new segment's info.  ``sorted_postings``: each hash's entries are in position order
+    (segments of older versions may not be; their lookups then scan instead of bisecting)."""
+    return SegmentInfo.new(
+        n_items=n_hashes,
         config={"kind": FP_FORMAT, "format_version": FP_FORMAT_VERSION, "hash_bits": HASH_BITS,
-                "high_bits": table.high_bits, "n_tracks": len(track_ids)},
+                "high_bits": high_bits, "n_tracks": n_tracks, "sorted_postings": True},
     )
-    return info, arrays

@@ -23,11 +23,17 @@ from scipy import special
 
 from audiolsh.errors import IndexFormatError
 
-__all__ = ["HashTable", "Votes", "chance_log10", "vote"]
+__all__ = ["HashTable", "Votes", "chance_log10", "dense_diagonals", "high_bits_for", "vote"]
 
 TARGET_BUCKET = 16
 """Mean entries per high-bit bucket aimed at when choosing ``high_bits``."""
 OFFSET_BIAS = 1 << 31
+
+
+def high_bits_for(n: int, hash_bits: int) -> int:
+    """Bits of the CSR index of a table of ``n`` entries: about ``TARGET_BUCKET`` per bucket."""
+    want = math.ceil(math.log2(max(n, 1) / TARGET_BUCKET)) if n > TARGET_BUCKET else 4
+    return int(np.clip(want, min(hash_bits, max(4, hash_bits - 16)), hash_bits))
 
 
 @dataclass(frozen=True)
@@ -59,9 +65,7 @@ class HashTable:
     @classmethod
     def build(cls, hashes: np.ndarray, pos: np.ndarray, *, hash_bits: int) -> HashTable:
         """Index ``hashes`` (uint32 < 2**hash_bits) with payload ``pos`` (uint32), same length."""
-        n = len(hashes)
-        want = math.ceil(math.log2(max(n, 1) / TARGET_BUCKET)) if n > TARGET_BUCKET else 4
-        high_bits = int(np.clip(want, min(hash_bits, max(4, hash_bits - 16)), hash_bits))
+        high_bits = high_bits_for(len(hashes), hash_bits)
         low_bits = hash_bits - high_bits
         order = np.argsort(hashes, kind="stable")
         h = hashes[order].astype(np.uint32)
@@ -110,6 +114,97 @@ class HashTable:
         return _lookup(self.indptr, self.low, self.pos, q, np.uint32(self.low_bits),
                        np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(alive, np.bool_),
                        np.int64(max_postings if max_postings > 0 else 1 << 62))
+
+    def posting_counts(self, hashes: np.ndarray) -> np.ndarray:
+        """How many entries each query hash has, int64 (n,) (reads the CSR, not the postings)."""
+        q = np.ascontiguousarray(hashes, dtype=np.uint32)
+        return _counts(self.indptr, self.low, q, np.uint32(self.low_bits))
+
+    def lookup_rows(
+        self, hashes: np.ndarray, starts: np.ndarray, frames: np.ndarray, rows: np.ndarray, *,
+        max_postings: int = 0, sorted_postings: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Like :meth:`lookup_tracks`, for the tracks ``rows`` (int64, sorted) alone: entries at
+        positions ``[starts[r], starts[r] + frames[r])``.  With ``sorted_postings`` (each hash's
+        entries in position order) every (hash, track) is a binary search, so the cost does
+        not grow with how common a hash is in the rest of the collection."""
+        q = np.ascontiguousarray(hashes, dtype=np.uint32)
+        return _lookup_rows(self.indptr, self.low, self.pos, q, np.uint32(self.low_bits),
+                            np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(frames, np.int64),
+                            np.ascontiguousarray(rows, np.int64),
+                            np.int64(max_postings if max_postings > 0 else 1 << 62), sorted_postings)
+
+
+@numba.njit(cache=True, nogil=True)
+def _run(indptr, low, h, low_bits):  # type: ignore[no-untyped-def]
+    """[e0, e1): the entries equal to hash ``h`` (sorted by hash, so one contiguous run)."""
+    hi = h >> low_bits
+    a, b = np.int64(indptr[hi]), np.int64(indptr[hi + 1])
+    if low_bits == 0:
+        return a, b
+    lo = h & np.uint32((1 << low_bits) - 1)
+    e0 = a
+    while e0 < b and np.uint32(low[e0]) < lo:
+        e0 += 1
+    e1 = e0
+    while e1 < b and np.uint32(low[e1]) == lo:
+        e1 += 1
+    return e0, e1
+
+
+@numba.njit(cache=True, nogil=True)
+def _counts(indptr, low, q, low_bits):  # type: ignore[no-untyped-def]
+    out = np.empty(len(q), np.int64)
+    for i in range(len(q)):
+        e0, e1 = _run(indptr, low, q[i], low_bits)
+        out[i] = e1 - e0
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _lookup_rows(indptr, low, pos, q, low_bits, starts, frames, rows, max_postings,
+                 sorted_postings):  # type: ignore[no-untyped-def]
+    cap = 1024
+    qidx = np.empty(cap, np.int64)
+    tix = np.empty(cap, np.int64)
+    frame = np.empty(cap, np.int64)
+    n = 0
+    for i in range(len(q)):
+        e0, e1 = _run(indptr, low, q[i], low_bits)
+        if e1 - e0 > max_postings or e1 == e0:
+            continue
+        for r in rows:
+            p0 = starts[r]
+            p1 = p0 + frames[r]
+            e = e0
+            if sorted_postings:  # first entry at or after p0
+                a, b = e0, e1
+                while a < b:
+                    m = (a + b) >> 1
+                    if np.int64(pos[m]) < p0:
+                        a = m + 1
+                    else:
+                        b = m
+                e = a
+            while e < e1:
+                p = np.int64(pos[e])
+                e += 1
+                if p >= p1:
+                    if sorted_postings:
+                        break
+                    continue
+                if p < p0:
+                    continue
+                if n == cap:
+                    cap *= 2
+                    qidx = np.resize(qidx, cap)
+                    tix = np.resize(tix, cap)
+                    frame = np.resize(frame, cap)
+                qidx[n] = i
+                tix[n] = r
+                frame[n] = p - p0
+                n += 1
+    return qidx[:n], tix[:n], frame[:n]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -192,6 +287,69 @@ def chance_log10(count: np.ndarray, lam: np.ndarray, *, dispersion: float = 1.0)
     if tail.any():
         kt, mt = np.broadcast_to(k, p.shape)[tail], np.broadcast_to(m, p.shape)[tail]
         out[tail] = (kt * np.log(mt) - mt - special.gammaln(kt + 1)) / np.log(10)
+    return out
+
+
+DIAGONAL_BIAS = 1 << 32
+GROUP_SHIFT = 34
+
+
+def dense_diagonals(
+    table: HashTable, hashes: np.ndarray, q_times: np.ndarray, q_group: np.ndarray, *,
+    tolerance: int, max_postings: int = 0, n: int = 256,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``n`` densest (group, diagonal) of every entry of ``hashes``: (group, diagonal,
+    entries within +- ``tolerance`` of it), int64 each, densest first.  A diagonal is a
+    position on the segment's timeline minus the query time, so a clip's true start gathers
+    its matches on one diagonal; no entry is mapped to its track (only the densest are)."""
+    keys = _diagonals(table.indptr, table.low, table.pos, np.ascontiguousarray(hashes, np.uint32),
+                      np.uint32(table.low_bits), np.ascontiguousarray(q_times, np.int64),
+                      np.ascontiguousarray(q_group, np.int64),
+                      np.int64(max_postings if max_postings > 0 else 1 << 62))
+    if not len(keys):
+        z = np.zeros(0, np.int64)
+        return z, z, z
+    keys.sort()
+    counts = _window_counts(keys, np.int64(tolerance))
+    top = np.argsort(-counts, kind="stable")[:n] if len(counts) <= n else \
+        np.argpartition(-counts, n)[:n]
+    top = top[np.argsort(-counts[top], kind="stable")]
+    k = keys[top]
+    return k >> GROUP_SHIFT, (k & ((1 << GROUP_SHIFT) - 1)) - DIAGONAL_BIAS, counts[top]
+
+
+@numba.njit(cache=True, nogil=True)
+def _diagonals(indptr, low, pos, q, low_bits, q_times, q_group, max_postings):  # type: ignore[no-untyped-def]
+    total = 0
+    for i in range(len(q)):
+        e0, e1 = _run(indptr, low, q[i], low_bits)
+        if e1 - e0 <= max_postings:
+            total += e1 - e0
+    keys = np.empty(total, np.int64)
+    n = 0
+    for i in range(len(q)):
+        e0, e1 = _run(indptr, low, q[i], low_bits)
+        if e1 - e0 > max_postings:
+            continue
+        base = (q_group[i] << GROUP_SHIFT) + DIAGONAL_BIAS - q_times[i]
+        for e in range(e0, e1):
+            keys[n] = base + np.int64(pos[e])
+            n += 1
+    return keys
+
+
+@numba.njit(cache=True, nogil=True)
+def _window_counts(keys, tolerance):  # type: ignore[no-untyped-def]
+    """For sorted ``keys``: how many keys lie within +- tolerance of each."""
+    out = np.empty(len(keys), np.int64)
+    a = 0
+    b = 0
+    for i in range(len(keys)):
+        while keys[a] < keys[i] - tolerance:
+            a += 1
+        while b < len(keys) and keys[b] <= keys[i] + tolerance:
+            b += 1
+        out[i] = b - a
     return out
 
 
