@@ -20,6 +20,7 @@ from audiolsh.hashing.hyperplane import check_whiten, key_balance, needs_centeri
 from audiolsh.index.segments import SegmentBuild
 from audiolsh.search import BruteForce, SetLSH, VectorLSH, prepare
 from audiolsh.search.brute import check_metric
+from audiolsh.search.compact import RERANK_FORMAT, check_rerank_dtype
 from audiolsh.storage import SegmentInfo
 
 TARGET_BUCKET_SIZE = 16
@@ -61,6 +62,9 @@ class IndexConfig:
         (collision counting) and measure the exact Jaccard of only this many (None: all); in
         Redis remote-probe mode only these rows are fetched.
     max_segments : merge segments beyond this many.
+    rerank_dtype : cosine, euclidean: float16 or int8 keeps a compact copy of the rows that
+        the exact pass reads (for when the float32 rows do not fit in memory; they stay on
+        disk for exact scans and merges); float32 (default) re-ranks the rows themselves.
     """
 
     metric: str = "cosine"
@@ -78,6 +82,7 @@ class IndexConfig:
     seed: int = 0
     max_segments: int = 8
     tuned: dict[str, Any] | None = field(default=None)
+    rerank_dtype: str = "float32"  # older indexes have none: float32
 
     def validate(self) -> IndexConfig:
         check_metric(self.metric)
@@ -102,6 +107,7 @@ class IndexConfig:
             check_int("n_candidates", self.n_candidates, 1)
         check_int("seed", self.seed, 0)
         check_int("max_segments", self.max_segments, 1)
+        check_rerank_dtype(self.rerank_dtype)
         return self
 
     @property
@@ -173,17 +179,19 @@ def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: 
                 data.shape[1], n_tables=cfg.n_tables, n_hashes=cfg.n_bits or DEFAULT_PSTABLE_HASHES,
                 bucket_width=width, seed=cfg.seed,
             )
-        searcher = VectorLSH(family, metric=cfg.metric).fit(data, prepared=True)
-        arrays = {"vectors": searcher.vectors_}
+        searcher = VectorLSH(family, metric=cfg.metric).fit(
+            data, prepared=True, rerank_dtype=cfg.rerank_dtype)
+        arrays = {"vectors": searcher.vectors_, **searcher.rerank_arrays()}
         if searcher.codes_.shape[1]:
             arrays["codes"] = searcher.codes_
         for name, a in learned_arrays(family).items():
             arrays[FAMILY_ARRAY_PREFIX + name] = a
     arrays.update(searcher.tables_.arrays())
     arrays["ids"] = ids.astype(np.int64)
-    info = SegmentInfo.new(
-        n_items=n, config={"metric": cfg.metric, "family": family.to_config()},
-    )
+    seg_config: dict[str, Any] = {"metric": cfg.metric, "family": family.to_config()}
+    if "rerank" in arrays:
+        seg_config["rerank"] = {"dtype": cfg.rerank_dtype, "format_version": RERANK_FORMAT}
+    info = SegmentInfo.new(n_items=n, config=seg_config)
     return SegmentBuild(info, arrays)
 
 

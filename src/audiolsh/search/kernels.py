@@ -14,6 +14,8 @@ from typing import Any
 
 import numba
 import numpy as np
+from numba import types as nb_types
+from numba.extending import overload
 
 from audiolsh.hashing import hyperplane, multiprobe
 from audiolsh.hashing.hyperplane import query_probes
@@ -57,6 +59,35 @@ def _vector_distance(q, X, j, metric):  # pragma: no cover - compiled
         return np.float32(1.0) - acc
     for t in range(X.shape[1]):
         diff = q[t] - X[j, t]
+        acc += diff * diff
+    return acc
+
+
+def _value(X, aux, j, t):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """Entry (j, t) of a re-rank array as float32 (see ``search.compact``)."""
+
+
+@overload(_value, inline="always")
+def _value_impl(X, aux, j, t):  # type: ignore[no-untyped-def]
+    # Chosen at compile time by the stored dtype: float16 arrives as its bits (numba has no
+    # float16) decoded by a 65536-entry table; int8 is scaled per dimension.
+    if X.dtype == nb_types.uint16:
+        return lambda X, aux, j, t: aux[X[j, t]]
+    if X.dtype == nb_types.int8:
+        return lambda X, aux, j, t: aux[t] * np.float32(X[j, t])
+    return lambda X, aux, j, t: X[j, t]
+
+
+@numba.njit(inline="always")
+def _row_distance(q, X, aux, j, metric):  # pragma: no cover - compiled
+    """``_vector_distance`` against a re-rank array that may be compact (``_value``)."""
+    acc = np.float32(0.0)
+    if metric == COSINE:
+        for t in range(X.shape[1]):
+            acc += q[t] * _value(X, aux, j, t)
+        return np.float32(1.0) - acc
+    for t in range(X.shape[1]):
+        diff = q[t] - _value(X, aux, j, t)
         acc += diff * diff
     return acc
 
@@ -112,9 +143,11 @@ def _hamming(q_words, codes, j):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
-def _rerank(q, cand, count, X, metric, q_words, codes, n_rerank, ham, hist, top_d, top_i):  # pragma: no cover
+def _rerank(q, cand, count, X, aux, metric, q_words, codes, n_rerank, ham, hist, top_d,
+            top_i):  # pragma: no cover - compiled
     """Exact distances of the gathered rows ``cand[:count]`` into the sorted top-k
-    (``top_d``, ``top_i``); with ``n_rerank > 0`` and row codes, only of the ``n_rerank``
+    (``top_d``, ``top_i``), read from ``X`` (float32, or a compact copy decoded with
+    ``aux``, see ``_value``); with ``n_rerank > 0`` and row codes, only of the ``n_rerank``
     nearest by Hamming distance of their codes to ``q_words`` (ties included)."""
     if n_rerank > 0 and codes.shape[1] > 0 and count > n_rerank:
         max_h = hist.shape[0]
@@ -134,16 +167,16 @@ def _rerank(q, cand, count, X, metric, q_words, codes, n_rerank, ham, hist, top_
         for i in range(count):
             if ham[i] <= radius:
                 j = cand[i]
-                _insert(top_d, top_i, _vector_distance(q, X, j, metric), j)
+                _insert(top_d, top_i, _row_distance(q, X, aux, j, metric), j)
     else:
         for i in range(count):
             j = cand[i]
-            _insert(top_d, top_i, _vector_distance(q, X, j, metric), j)
+            _insert(top_d, top_i, _row_distance(q, X, aux, j, metric), j)
 
 
 def _search_vectors(
     Q, probe_keys, probe_tables, table_start, bucket_keys, bucket_start, members,
-    X, dead_bits, k, metric, n_chunks, q_codes, codes, n_rerank,
+    X, dead_bits, k, metric, n_chunks, q_codes, codes, n_rerank, aux,
 ):  # pragma: no cover - compiled
     """Top-k of every query among the live rows of its probed buckets.
 
@@ -154,7 +187,8 @@ def _search_vectors(
     code to the query's and give an exact distance only to the ``n_rerank`` nearest by code
     (ties included): codes are a few bytes where a vector is hundreds.  The gathering and
     the measuring are separate loops over a flat buffer, so the random reads of codes and
-    vectors are independent and overlap in the memory system.
+    vectors are independent and overlap in the memory system.  ``X`` is the re-rank copy
+    (float32 rows, or float16 bits / int8 decoded with ``aux``, see ``_value``).
     """
     nq = Q.shape[0]
     n = X.shape[0]
@@ -177,7 +211,7 @@ def _search_vectors(
                 count = _gather(b, bucket_start, members, seen, cand, count)
             n_cand[qi] = count
             _restore(seen, dead_bits, cand, count)
-            _rerank(Q[qi], cand, count, X, metric, q_codes[qi], codes, n_rerank, ham, hist,
+            _rerank(Q[qi], cand, count, X, aux, metric, q_codes[qi], codes, n_rerank, ham, hist,
                     out_d[qi], out_i[qi])
     return out_i, out_d, n_cand
 
@@ -278,7 +312,7 @@ def _pairwise_sum(a):  # pragma: no cover - compiled
 
 def _search_hyperplane(
     Q, normalise, mean, planes, weights, n_probes, table_start, bucket_keys, bucket_start,
-    members, X, dead_bits, k, metric, codes, code_bits, n_rerank,
+    members, X, dead_bits, k, metric, codes, code_bits, n_rerank, aux,
 ):  # pragma: no cover - compiled
     """A few queries end to end in one call: float32 rows (unit length for cosine), random
     hyperplane keys and the multi-probe sequence (``hyperplane.query_probes``), bucket
@@ -332,7 +366,7 @@ def _search_hyperplane(
                 for t in range(n_tables):
                     q_words[t] = home[0, t]
         ham = np.empty(count if prefilter else 0, dtype=np.uint16)
-        _rerank(A[qi], cand, count, X, metric, q_words, codes, n_rerank, ham, hist, out_d[qi], out_i[qi])
+        _rerank(A[qi], cand, count, X, aux, metric, q_words, codes, n_rerank, ham, hist, out_d[qi], out_i[qi])
     return out_i, out_d, n_cand, True
 
 

@@ -18,6 +18,7 @@ from audiolsh.hashing.hyperplane import HyperplaneLSH, probe_cap
 from audiolsh.hashing.minhash import MinHashLSH, SetBatch, as_sets
 from audiolsh.search import kernels
 from audiolsh.search.brute import METRICS, BruteForce, check_metric, prepare
+from audiolsh.search.compact import compact_rows, kernel_rows
 from audiolsh.search.results import Neighbors, replace_rows
 from audiolsh.search.tables import BucketTables
 
@@ -147,24 +148,32 @@ class VectorLSH(_Searcher):
         self.default_rerank = check_int("n_rerank", n_rerank, 0)
         self._fast: tuple | None = None
 
-    def fit(self, X: np.ndarray, *, alive: np.ndarray | None = None, prepared: bool = False) -> VectorLSH:
+    def fit(self, X: np.ndarray, *, alive: np.ndarray | None = None, prepared: bool = False,
+            rerank_dtype: str = "float32") -> VectorLSH:
         """Hash the rows; ``prepared``: they already went through ``prepare`` (once is exact:
-        normalising a unit row again moves its last bits)."""
+        normalising a unit row again moves its last bits).  ``rerank_dtype`` float16 or int8:
+        the exact pass reads a compact copy of the rows (``search.compact``)."""
         self.vectors_ = np.ascontiguousarray(X, np.float32) if prepared else prepare(X, self.metric)
         fit = getattr(self.family, "fit", None)
         if fit is not None:
             fit(self.vectors_)
         keys = self.family.keys(self.vectors_)
-        return self.load(self.vectors_, BucketTables.build(keys), alive, codes=row_codes(self.family, keys))
+        compact = compact_rows(self.vectors_, rerank_dtype)
+        return self.load(self.vectors_, BucketTables.build(keys), alive, codes=row_codes(self.family, keys),
+                         rerank=compact.get("rerank"), rerank_scale=compact.get("rerank_scale"))
 
     def load(
         self, vectors: np.ndarray, tables: BucketTables, alive: np.ndarray | None = None,
-        *, codes: np.ndarray | None = None,
+        *, codes: np.ndarray | None = None, rerank: np.ndarray | None = None,
+        rerank_scale: np.ndarray | None = None,
     ) -> VectorLSH:
-        """Attach already-built (e.g. memory-mapped) vectors, tables and row codes."""
+        """Attach already-built (e.g. memory-mapped) vectors, tables, row codes and the
+        compact re-rank copy (``search.compact``), if any."""
         self.vectors_ = vectors
         self.tables_ = tables
         self.codes_ = codes if codes is not None else np.zeros((len(vectors), 0), np.uint16)
+        self.rerank_, self.rerank_scale_ = rerank, rerank_scale
+        self._exact_rows = kernel_rows(vectors, rerank, rerank_scale)
         self.alive_ = np.ones(len(vectors), np.uint8) if alive is None else alive.astype(np.uint8)
         self._fast = self._fast_state()
         return self
@@ -243,7 +252,8 @@ class VectorLSH(_Searcher):
             A = np.ascontiguousarray(A, dtype=np.float32)
         ids, dist, cand, finite = kernels.search_hyperplane(
             A, self.metric == "cosine", mean, fam.planes_, weights, min(probes, cap), *tables,
-            self.vectors_, self._dead_bits, k, METRICS[self.metric], codes, code_bits, rerank,
+            self._exact_rows[0], self._dead_bits, k, METRICS[self.metric], codes, code_bits, rerank,
+            self._exact_rows[1],
         )
         if not finite:
             raise ParameterError("vectors contain NaN or infinite values")
@@ -269,8 +279,8 @@ class VectorLSH(_Searcher):
             codes, q_codes = np.zeros((len(self), 0), np.uint64), np.zeros((len(Q), 0), np.uint64)
         ids, dist, cand = kernels.search_vectors(
             Q, np.ascontiguousarray(keys), np.ascontiguousarray(tables), t.table_start,
-            t.bucket_keys, t.bucket_start, t.members, self.vectors_, self._dead_bits, k,
-            METRICS[self.metric], _n_chunks(len(Q)), q_codes, codes, rerank,
+            t.bucket_keys, t.bucket_start, t.members, self._exact_rows[0], self._dead_bits, k,
+            METRICS[self.metric], _n_chunks(len(Q)), q_codes, codes, rerank, self._exact_rows[1],
         )
         if self.metric == "euclidean":
             dist = np.sqrt(dist)
@@ -284,6 +294,16 @@ class VectorLSH(_Searcher):
     def index_nbytes(self) -> int:
         """Bytes of the hash tables and row codes, beyond the stored vectors."""
         return self.tables_.nbytes + self.codes_.nbytes
+
+    @property
+    def rerank_nbytes(self) -> int:
+        """Bytes the exact pass reads from: the compact copy, else the float32 rows."""
+        return sum(a.nbytes for a in self.rerank_arrays().values()) or self.vectors_.nbytes
+
+    def rerank_arrays(self) -> dict[str, np.ndarray]:
+        """The compact re-rank copy as a segment stores it (empty for float32)."""
+        out = {"rerank": self.rerank_, "rerank_scale": self.rerank_scale_}
+        return {name: a for name, a in out.items() if a is not None}
 
 
 class SetLSH(_Searcher):
