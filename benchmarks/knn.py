@@ -262,33 +262,35 @@ def clustered_data(n: int, d: int = 128, seed: int = 0, **overrides: float) -> n
 
 
 ISO = {"n_clusters": 1000, "spread": 0.35}
+ISO_BLOCK = 65_536
 
 
 def iso_data(n: int, d: int = 128, seed: int = 0, **overrides: float) -> np.ndarray:
     """Seeded isotropic Gaussian clusters (dataset A of issue #18): ``n_clusters`` centres
     ~ N(0, I/d) (unit length on average), equal weights; a point is its centre plus
-    N(0, spread^2 I/d) noise, L2-normalised.  Generated in blocks: rows ``[a, b)`` do not
-    depend on the block size, so a file of any size can be written in chunks."""
+    N(0, spread^2 I/d) noise, L2-normalised.  Made in blocks of ISO_BLOCK rows (``iso_block``),
+    so that a file of any size can be written block by block (``knn_scale.py``)."""
     p = {**ISO, **overrides}
-    nc = int(p["n_clusters"])
-    centres = np.random.default_rng([seed, 0x150]).standard_normal((nc, d)).astype(np.float32)
-    centres /= np.float32(np.sqrt(d))
+    centres = iso_centres(d, seed, int(p["n_clusters"]))
     X = np.empty((n, d), np.float32)
     for lo in range(0, n, ISO_BLOCK):
-        X[lo : lo + ISO_BLOCK] = iso_block(centres, lo, min(n, lo + ISO_BLOCK), seed, p["spread"])
+        X[lo : lo + ISO_BLOCK] = iso_block(centres, lo // ISO_BLOCK, min(ISO_BLOCK, n - lo), seed,
+                                           p["spread"])
     return X
 
 
-ISO_BLOCK = 65_536
+def iso_centres(d: int, seed: int, n_clusters: int) -> np.ndarray:
+    centres = np.random.default_rng([seed, 0x150]).standard_normal((n_clusters, d))
+    return (centres / np.sqrt(d)).astype(np.float32)
 
 
-def iso_block(centres: np.ndarray, lo: int, hi: int, seed: int, spread: float) -> np.ndarray:
-    """Rows [lo, hi) of ``iso_data`` (lo a multiple of ISO_BLOCK, hi - lo <= ISO_BLOCK)."""
-    rng = np.random.default_rng([seed, 0x151, lo // ISO_BLOCK])
+def iso_block(centres: np.ndarray, block: int, m: int, seed: int, spread: float,
+              stream: int = 0x151) -> np.ndarray:
+    """``m`` rows of ``iso_data``'s block ``block``; another ``stream``: fresh draws (queries)."""
+    rng = np.random.default_rng([seed, stream, block])
     nc, d = centres.shape
-    m = hi - lo
-    labels = rng.integers(0, nc, m)
-    B = centres[labels] + rng.standard_normal((m, d), dtype=np.float32) * np.float32(spread / np.sqrt(d))
+    B = centres[rng.integers(0, nc, m)]
+    B += rng.standard_normal((m, d), dtype=np.float32) * np.float32(spread / np.sqrt(d))
     B /= np.linalg.norm(B, axis=1, keepdims=True)
     return B
 
