@@ -30,6 +30,7 @@ operating point with recall@10 >= 0.95, and the ratios the project targets.
     python benchmarks/knn.py --data all --out knn.json     # the full run (~15 minutes, 2 cores)
     python benchmarks/knn.py --data real,clustered,clustered-flat   # several in one run
     python benchmarks/knn.py --data iso,aniso,real --md issue18.md # issue #18's table
+    python benchmarks/knn.py --combine iso.json aniso.json real.json # ... of separate runs
 """
 
 from __future__ import annotations
@@ -1182,7 +1183,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small smoke run")
     ap.add_argument("--out", type=Path, help="write every row and the summaries as JSON")
     ap.add_argument("--md", type=Path, help="write the tables as markdown")
+    ap.add_argument("--combine", type=Path, nargs="+", metavar="JSON",
+                    help="print issue #18's summary table of earlier runs' --out files, and stop")
     args = ap.parse_args(argv)
+    if args.combine:
+        merged = {name: d for path in args.combine
+                  for name, d in json.loads(path.read_text())["datasets"].items()}
+        print(issue_table(merged)[1])
+        return 0
 
     budget = Budget()
     if args.quick:

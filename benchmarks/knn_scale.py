@@ -15,7 +15,7 @@ prefix of it.  Per size and re-rank type (float32, float16, int8):
   multiples of them.
 
     flock /tmp/audiolsh-bigmem.lock flock /tmp/audiolsh-bench.lock \\
-        python benchmarks/knn_scale.py --sizes 1M,2M,10M --dir /work/bench-out/knn-scale/scale
+        python benchmarks/knn_scale.py --sizes 1M,2M,10M --dir DIR --out scale.json
     python benchmarks/knn_scale.py --sizes 50k --queries 50   # smoke run
 """
 
@@ -202,15 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1M,2M,10M", help="comma-separated row counts (k, M)")
-    ap.add_argument("--rerank", default="float32,int8,float16",
+    ap.add_argument("--rerank", default="float32,int8",
                     help="re-rank types to build at each size (comma-separated)")
-    ap.add_argument("--rerank-at-largest", default="int8",
-                    help="re-rank types at the largest size (its builds are the long ones)")
+    ap.add_argument("--rerank-smallest", default="float16",
+                    help="more re-rank types, built at the smallest size only")
     ap.add_argument("--dir", type=Path, default=Path("knn-scale"),
                     help="folder of the data file, the truth and the indexes")
     ap.add_argument("--queries", type=int, default=300)
-    ap.add_argument("--multiples", default="1,2,4,8", help="probes: multiples of the default")
-    ap.add_argument("--time-cap", type=float, default=4.0, help="seconds of single queries per point")
+    ap.add_argument("--multiples", default="1,2,4", help="probes: multiples of the default")
+    ap.add_argument("--time-cap", type=float, default=2.0, help="seconds of single queries per point")
     ap.add_argument("--out", type=Path, help="write the results as JSON")
     args = ap.parse_args(argv)
 
@@ -238,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             np.save(tfile, truth)
             log(f"exact answers in {time.perf_counter() - t0:.0f} s")
         entry: dict[str, Any] = {}
-        types = (args.rerank_at_largest if n == sizes[-1] and len(sizes) > 1 else args.rerank).split(",")
+        types = args.rerank.split(",") + (
+            args.rerank_smallest.split(",") if n == sizes[0] and args.rerank_smallest else [])
         for dtype in types:
             log(f"build {n:,} rows, re-rank {dtype}")
             b = build(args.dir, X, n, dtype)
