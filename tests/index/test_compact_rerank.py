@@ -73,10 +73,14 @@ def test_compact_rows_are_smaller_and_close(rng: np.random.Generator) -> None:
     for dtype, size in (("float16", 2), ("int8", 1)):
         arrays = compact_rows(X, dtype)
         assert arrays["rerank"].nbytes == X.size * size
-        rows, aux = kernel_rows(X, arrays["rerank"], arrays.get("rerank_scale"))
-        decoded = aux[rows] if dtype == "float16" else rows * aux
-        step = np.abs(X).max(axis=0) / 127 if dtype == "int8" else np.abs(X) * 2.0**-10
-        assert np.all(np.abs(decoded - X) <= step / 2 + 1e-7)
+        rows, aux = kernel_rows(X, arrays["rerank"], arrays.get("rerank_scale"),
+                                arrays.get("rerank_offset"))
+        decoded = aux[rows] if dtype == "float16" else rows * aux[:DIM] + aux[DIM:]
+        step = np.ptp(X, axis=0) / 254 if dtype == "int8" else np.abs(X) * 2.0**-10
+        assert np.all(np.abs(decoded - X) <= step / 2 + 1e-6)
+    # One-signed features use all 255 steps (a symmetric scale would waste half of them).
+    codes = compact_rows(np.abs(X), "int8")["rerank"]
+    assert codes.min() == -127 and codes.max() == 127
     with pytest.raises(ParameterError, match="rerank_dtype"):
         compact_rows(X, "int4")
 
@@ -88,7 +92,7 @@ def test_searcher_fit_with_compact_rows_matches(rng: np.random.Generator) -> Non
     fam = HyperplaneLSH(DIM, n_tables=8, n_bits=8, seed=0)
     full = VectorLSH(fam).fit(X).search(Q, K, n_probes=64)
     small = VectorLSH(fam).fit(X, rerank_dtype="int8")
-    assert small.rerank_nbytes == X.size + 4 * DIM  # int8 rows and a float32 scale a dimension
+    assert small.rerank_nbytes == X.size + 8 * DIM  # int8 rows, a scale and offset a dimension
     assert np.array_equal(small.search(Q, K, n_probes=64).ids, full.ids)
 
 

@@ -265,7 +265,7 @@ class Index(SegmentedIndex[_Segment]):
                                  info.config["rerank"].get("format_version"), newest=RERANK_FORMAT)
         return VectorLSH(family, metric=info.config["metric"]).load(
             arrays["vectors"], tables, codes=arrays.get("codes"), rerank=arrays.get("rerank"),
-            rerank_scale=arrays.get("rerank_scale"))
+            rerank_scale=arrays.get("rerank_scale"), rerank_offset=arrays.get("rerank_offset"))
 
     def __len__(self) -> int:
         self._refresh()

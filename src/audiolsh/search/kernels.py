@@ -70,11 +70,11 @@ def _value(X, aux, j, t):  # type: ignore[no-untyped-def]  # pragma: no cover - 
 @overload(_value, inline="always")
 def _value_impl(X, aux, j, t):  # type: ignore[no-untyped-def]
     # Chosen at compile time by the stored dtype: float16 arrives as its bits (numba has no
-    # float16) decoded by a 65536-entry table; int8 is scaled per dimension.
+    # float16) decoded by a 65536-entry table; int8 is scaled and offset per dimension.
     if X.dtype == nb_types.uint16:
         return lambda X, aux, j, t: aux[X[j, t]]
     if X.dtype == nb_types.int8:
-        return lambda X, aux, j, t: aux[t] * np.float32(X[j, t])
+        return lambda X, aux, j, t: aux[t] * np.float32(X[j, t]) + aux[X.shape[1] + t]
     return lambda X, aux, j, t: X[j, t]
 
 

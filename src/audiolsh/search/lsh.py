@@ -160,20 +160,20 @@ class VectorLSH(_Searcher):
         keys = self.family.keys(self.vectors_)
         compact = compact_rows(self.vectors_, rerank_dtype)
         return self.load(self.vectors_, BucketTables.build(keys), alive, codes=row_codes(self.family, keys),
-                         rerank=compact.get("rerank"), rerank_scale=compact.get("rerank_scale"))
+                         **compact)
 
     def load(
         self, vectors: np.ndarray, tables: BucketTables, alive: np.ndarray | None = None,
         *, codes: np.ndarray | None = None, rerank: np.ndarray | None = None,
-        rerank_scale: np.ndarray | None = None,
+        rerank_scale: np.ndarray | None = None, rerank_offset: np.ndarray | None = None,
     ) -> VectorLSH:
         """Attach already-built (e.g. memory-mapped) vectors, tables, row codes and the
         compact re-rank copy (``search.compact``), if any."""
         self.vectors_ = vectors
         self.tables_ = tables
         self.codes_ = codes if codes is not None else np.zeros((len(vectors), 0), np.uint16)
-        self.rerank_, self.rerank_scale_ = rerank, rerank_scale
-        self._exact_rows = kernel_rows(vectors, rerank, rerank_scale)
+        self.rerank_, self.rerank_scale_, self.rerank_offset_ = rerank, rerank_scale, rerank_offset
+        self._exact_rows = kernel_rows(vectors, rerank, rerank_scale, rerank_offset)
         self.alive_ = np.ones(len(vectors), np.uint8) if alive is None else alive.astype(np.uint8)
         self._fast = self._fast_state()
         return self
@@ -302,7 +302,8 @@ class VectorLSH(_Searcher):
 
     def rerank_arrays(self) -> dict[str, np.ndarray]:
         """The compact re-rank copy as a segment stores it (empty for float32)."""
-        out = {"rerank": self.rerank_, "rerank_scale": self.rerank_scale_}
+        out = {"rerank": self.rerank_, "rerank_scale": self.rerank_scale_,
+               "rerank_offset": self.rerank_offset_}
         return {name: a for name, a in out.items() if a is not None}
 
 
