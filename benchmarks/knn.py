@@ -383,9 +383,9 @@ class VectorGrid:
     hnsw: list[tuple[int, int, list[int]]]  # (M, ef_construction, ef list)
     # (nlist, nprobe list); nlist 0 = 4 sqrt(n), faiss's usual choice
     ivf: list[tuple[int, list[int]]] = field(
-        default_factory=lambda: [(0, [1, 2, 4, 8, 16, 32, 64, 128])])
+        default_factory=lambda: [(0, [2, 4, 8, 16, 32, 64])])
     # The Index as built by default, queried at these multiples of its default probes.
-    index_probes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    index_probes: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
 
 
 GRIDS = {
@@ -442,15 +442,15 @@ GRIDS["clustered-flat"] = VectorGrid(
 # the table: the kernel, hnswlib, IVFFlat, IndexLSH+refine (and brute force, the Index).
 GRIDS["iso"] = VectorGrid(
     ours=[
-        (8, 16, "", [(16, 0), (32, 0), (64, 0), (64, 500), (128, 500)]),
-        (12, 18, "", [(24, 0), (48, 0), (96, 0), (96, 500), (192, 500)]),
-        (16, 20, "", [(32, 0), (64, 0), (128, 0), (256, 1000)]),
+        (8, 16, "", [(16, 0), (64, 0), (128, 500)]),
+        (12, 18, "", [(24, 0), (96, 0), (192, 500)]),
+        (16, 20, "", [(32, 0), (128, 0), (256, 1000)]),
     ],
     pstable=[],
-    faiss_lsh=[(256, [10, 20, 50]), (512, [10, 50])],
+    faiss_lsh=[(256, [10, 50]), (512, [10, 50])],
     faiss_mh=[],
     annoy=[],
-    hnsw=[(16, 100, [10, 20, 40, 80, 160])],
+    hnsw=[(16, 100, [10, 20, 40, 80])],
 )
 GRIDS["aniso"] = replace(GRIDS["clustered"], pstable=[], faiss_mh=[], annoy=[])
 
