@@ -54,6 +54,7 @@ import numpy as np
 
 from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, SetBatch
 from audiolsh.search import BruteForce, SetLSH, VectorLSH, prepare
+from audiolsh.search.compact import compact_rows
 
 K = 10
 TARGET_RECALL = 0.95
@@ -477,6 +478,7 @@ class VectorBench:
         self.budget = budget
         self.rows: list[Row] = []
         self.truth: Truth | None = None
+        self.compact: list[str] = []  # re-rank types measured beside float32 (--compact)
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
@@ -516,6 +518,17 @@ class VectorBench:
         t0 = time.perf_counter()
         s = VectorLSH(fam, metric="cosine").fit(self.X)
         build = time.perf_counter() - t0
+        self._ours_points(s, L, n_bits, center, points, build, OURS)
+        for dtype in self.compact:  # the same tables, the exact pass on a compact copy
+            t0 = time.perf_counter()
+            c = VectorLSH(fam, metric="cosine").load(self.X, s.tables_, codes=s.codes_,
+                                                     **compact_rows(self.X, dtype))
+            extra = time.perf_counter() - t0
+            self._ours_points(c, L, n_bits, center, points, build + extra, f"{OURS}, {dtype} re-rank")
+
+    def _ours_points(self, s: VectorLSH, L: int, n_bits: int, center: str,
+                     points: list[tuple[int, int]], build: float, method: str) -> None:
+        fam = s.family
         for P, R in points:
             cand: list[float] = []
 
@@ -528,9 +541,10 @@ class VectorBench:
 
             label = f"L={L} K={n_bits} P={P}" + (f" R={R}" if R else "") + (
                 f" {center}" if center else "")
-            self.point(OURS, label, search, build, s.index_nbytes / self.n)
+            self.point(method, label, search, build, s.index_nbytes / self.n)
             self.rows[-1].extra.update(candidates=cand[0] if cand else None, L=L, K=n_bits, P=P,
-                                       n_rerank=R, center=fam.center, whiten=whiten)
+                                       n_rerank=R, center=fam.center, whiten=fam.whiten,
+                                       rerank_bytes_per_item=s.rerank_nbytes / self.n)
 
     def pstable(self, L: int, n_hashes: int, width_factor: float, probes: list[int]) -> None:
         from audiolsh.index.build import estimate_bucket_width
@@ -693,12 +707,14 @@ class VectorBench:
 
 
 def bench_vectors(
-    name: str, X: np.ndarray, Q: np.ndarray, grid: VectorGrid, budget: Budget
+    name: str, X: np.ndarray, Q: np.ndarray, grid: VectorGrid, budget: Budget,
+    compact: Sequence[str] = (),
 ) -> tuple[list[Row], dict]:
     import faiss
 
     faiss.omp_set_num_threads(N_THREADS)
     b = VectorBench(name, X, Q, budget)
+    b.compact = list(compact)
     b.brute()
     assert b.truth is not None
     stats = data_stats(b.X, b.Q, b.truth)
@@ -1183,6 +1199,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small smoke run")
     ap.add_argument("--out", type=Path, help="write every row and the summaries as JSON")
     ap.add_argument("--md", type=Path, help="write the tables as markdown")
+    ap.add_argument("--compact", type=lambda t: [x for x in t.split(",") if x], default=[],
+                    help="also measure the kernel's points with these re-rank types over the same"
+                         " tables (e.g. int8,float16): recall cost and speed of compact rows")
     ap.add_argument("--combine", type=Path, nargs="+", metavar="JSON",
                     help="print issue #18's summary table of earlier runs' --out files, and stop")
     args = ap.parse_args(argv)
@@ -1217,7 +1236,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             name, X, Q, extra = load_vectors(name, args)
             grid = QUICK_GRID if args.quick else GRIDS[name]
-            rows, stats = bench_vectors(name, X, Q, grid, budget)
+            rows, stats = bench_vectors(name, X, Q, grid, budget, args.compact)
             stats = {"n": len(X), "queries": len(Q), **stats, **extra}
             del X, Q
             gc.collect()
