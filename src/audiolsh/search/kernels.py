@@ -360,8 +360,10 @@ def _search_hyperplane(
             q_words[:] = 0
             if code_bits > 0:
                 per = 64 // code_bits
+                # The codes keep a table's low code_bits bits: the query's key is cut to match.
+                low = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - code_bits)
                 for t in range(n_tables):
-                    q_words[t // per] |= home[0, t] << np.uint64(code_bits * (t % per))
+                    q_words[t // per] |= (home[0, t] & low) << np.uint64(code_bits * (t % per))
             else:
                 for t in range(n_tables):
                     q_words[t] = home[0, t]

@@ -110,13 +110,14 @@ class _Searcher:
 
 
 def row_codes(family: HashFamily, keys: np.ndarray) -> np.ndarray | None:
-    """Per-row hyperplane bits of every table, in the narrowest unsigned type, for the
-    Hamming pre-filter; None for families whose keys are not bit strings."""
+    """Per-row hyperplane bits of every table, the first 16 at most (uint8 or uint16), for
+    the Hamming pre-filter; None for families whose keys are not bit strings.  16 bits of a
+    table estimate the angle about as well as 24, and keep the codes at 2 bytes a table
+    (16 at L=8), inside 64 bytes an item with the tables at 10M rows (K=19).  Queries cut
+    their keys to the codes' width (``packed_codes``); older segments' wider codes still read."""
     if not isinstance(family, HyperplaneLSH):
         return None
-    dtype = np.uint8 if family.n_bits <= 8 else np.uint16 if family.n_bits <= 16 else (
-        np.uint32 if family.n_bits <= 32 else np.uint64
-    )
+    dtype = np.uint8 if family.n_bits <= 8 else np.uint16
     return np.ascontiguousarray(keys.astype(dtype))
 
 
