@@ -182,6 +182,10 @@ def test_cli_rerank_dtype(tmp_path: Path, rng: np.random.Generator) -> None:
     with Index.open(loc, readonly=True) as index:
         assert index.config.rerank_dtype == "float16"
         assert index.segments[0].config["rerank"]["dtype"] == "float16"
+    info = runner.invoke(cli, ["info", "--index", str(loc), "--format", "json"])
+    assert info.exit_code == 0 and '"rerank_dtype": "float16"' in info.output
+    shown = runner.invoke(cli, ["info", "--index", str(loc)])
+    assert "re-rank rows" in shown.output and "float16" in shown.output
     bad = runner.invoke(cli, ["vectors", "add", "--index", str(loc), "--rerank-dtype", "int4",
                               str(tmp_path / "x.npy")])
     assert bad.exit_code == 2 and "int4" in bad.output and "Traceback" not in bad.output

@@ -71,6 +71,7 @@ def info(index_path: str, tracks: bool, fmt: str, as_json: bool) -> None:
         {"field": "tables x bits", "value": f"{cfg['n_tables']} x {cfg['n_bits'] or 'auto'}"},
         {"field": "probes per query", "value": cfg["n_probes"] or f"auto ({4 * cfg['n_tables']})"},
         {"field": "exactly re-ranked", "value": cfg["n_rerank"] or "all candidates"},
+        {"field": "re-rank rows", "value": cfg.get("rerank_dtype", "float32")},
         {"field": "vector bytes", "value": data["data_bytes"]},
         {"field": "table bytes per item", "value": round(data["table_bytes_per_item"], 1)},
         {"field": "tuned", "value": json.dumps(cfg["tuned"]) if cfg["tuned"] else "no"},
