@@ -189,3 +189,22 @@ def test_cli_rerank_dtype(tmp_path: Path, rng: np.random.Generator) -> None:
     bad = runner.invoke(cli, ["vectors", "add", "--index", str(loc), "--rerank-dtype", "int4",
                               str(tmp_path / "x.npy")])
     assert bad.exit_code == 2 and "int4" in bad.output and "Traceback" not in bad.output
+
+
+def test_redis_stores_keep_the_compact_copy(redis_url: str, rng: np.random.Generator) -> None:
+    """A shared Redis store keeps the int8 copy beside the rows (a reader re-ranks on it); in
+    remote-probe mode the copy stays in Redis, unread: the rows the probe fetches are float32."""
+    X, Q = planted(rng, n=1500, n_queries=6)
+    want = truth(X, Q)
+    shared = Index.create(redis_url, metric="cosine", rerank_dtype="int8", n_probes=64)
+    shared.add(X)
+    with Index.open(redis_url, readonly=True) as reader:
+        searcher = reader._segments[0].searcher
+        assert searcher.rerank_.dtype == np.int8
+        assert np.array_equal(reader.query(Q, K).ids, want)
+    shared.close()
+    remote_url = redis_url.replace("prefix=", "prefix=remote-") + "&mode=remote"
+    with Index.create(remote_url, metric="cosine", rerank_dtype="int8", n_probes=64) as remote:
+        remote.add(X)
+        assert remote.info()["segments"][0]["remote"] is True
+        assert np.array_equal(remote.query(Q, K).ids, want)

@@ -243,7 +243,8 @@ class Index(SegmentedIndex[_Segment]):
         local = getattr(self.storage, "load_local_arrays", None)
         if local is None:
             return self._open_segment(info, self.storage.load_arrays(info.id))
-        arrays, layout = local(info.id, skip=("codes",))  # the Hamming pre-filter is local only
+        # The Hamming pre-filter and the compact re-rank copy are local only.
+        arrays, layout = local(info.id, skip=("codes", "rerank", "rerank_scale", "rerank_offset"))
         if layout is None:
             return self._open_segment(info, arrays)
         return _Segment(info, arrays["ids"], _family(info, arrays), remote=layout,
