@@ -1197,6 +1197,8 @@ def main(argv: list[str] | None = None) -> int:
     default_corpus = Path(os.environ.get("AUDIOLSH_CORPUS", "~/.cache/audiolsh-corpus")) / "dev"
     ap.add_argument("--corpus", type=Path, default=default_corpus.expanduser())
     ap.add_argument("--quick", action="store_true", help="small smoke run")
+    ap.add_argument("--single-s", type=float, default=Budget.single_s,
+                    help="seconds a pass of single queries may take (two passes per point)")
     ap.add_argument("--out", type=Path, help="write every row and the summaries as JSON")
     ap.add_argument("--md", type=Path, help="write the tables as markdown")
     ap.add_argument("--compact", type=lambda t: [x for x in t.split(",") if x], default=[],
@@ -1211,7 +1213,7 @@ def main(argv: list[str] | None = None) -> int:
         print(issue_table(merged)[1])
         return 0
 
-    budget = Budget()
+    budget = Budget(single_s=args.single_s)
     if args.quick:
         args.n_sets, args.queries = min(args.n_sets, 10_000), 200
         budget = Budget(single_s=1.0, single_max=200, batch_repeat_below_s=0.5)
