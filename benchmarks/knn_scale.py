@@ -141,9 +141,9 @@ t0 = time.perf_counter()
 import numpy as np
 from audiolsh.index import Index
 t1 = time.perf_counter()
-def rss():
+def rss(field="VmRSS:"):
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
 q = np.load(sys.argv[2])[:1]
 r0 = rss()
@@ -155,7 +155,7 @@ index.query(q, 10)
 t4 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "open_s": t3 - t2, "first_query_s": t4 - t3,
                   "open_plus_first_query_s": t4 - t2, "rss_before_open_mb": r0,
-                  "rss_after_open_mb": rss(), "n": n}))
+                  "rss_after_open_mb": rss(), "anon_rss_after_open_mb": rss("RssAnon:"), "n": n}))
 """
 
 
@@ -172,12 +172,16 @@ def open_time(loc: str, qfile: Path) -> dict[str, Any]:
 
 
 def serve(loc: str, X: np.ndarray, Q: np.ndarray, truth: np.ndarray, multiples: list[int],
-          time_cap_s: float) -> list[dict[str, Any]]:
+          time_cap_s: float, warm: bool = False) -> list[dict[str, Any]]:
     """Single-query QPS (one ``Index.query`` per query, up to ``time_cap_s``) and recall@10 of
-    all queries, at the default probes and multiples of them."""
+    all queries, at the default probes and multiples of them.  ``warm``: one untimed batch of
+    every query at the most probes first, so that the timing sees the pages of the rows the
+    queries read already mapped into this process (as in a server that has run a while)."""
     out = []
     with Index.open(loc, readonly=True) as index:
         default = index._default_probes(index._segments[0])
+        if warm:
+            index.query(Q, K, n_probes=default * max(multiples))
         for m in multiples:
             probes = default * m
             index.query(Q[:1], K, n_probes=probes)
@@ -211,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--multiples", default="1,2,4", help="probes: multiples of the default")
     ap.add_argument("--time-cap", type=float, default=2.0, help="seconds of single queries per point")
+    ap.add_argument("--warm", action="store_true",
+                    help="map the queries' rows into the process before timing (see serve)")
     ap.add_argument("--out", type=Path, help="write the results as JSON")
     args = ap.parse_args(argv)
 
@@ -246,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  {b}")
             b["open"] = open_time(b["location"], qfile)
             log(f"  open {b['open']}")
-            b["points"] = serve(b["location"], X, Q, truth, multiples, args.time_cap)
+            b["points"] = serve(b["location"], X, Q, truth, multiples, args.time_cap, args.warm)
             entry[dtype] = b
         report["sizes"][str(n)] = entry
         if args.out:
