@@ -78,14 +78,47 @@ def _value_impl(X, aux, j, t):  # type: ignore[no-untyped-def]
     return lambda X, aux, j, t: X[j, t]
 
 
+def _fold(q, X, aux):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """The query as the cosine loop of ``_row_distance`` reads it, and a constant to add."""
+
+
+@overload(_fold, inline="always")
+def _fold_impl(q, X, aux):  # type: ignore[no-untyped-def]
+    # int8: q . (scale * c + offset) = (q * scale) . c + q . offset, so the loop over a row is
+    # a plain dot product with the codes (vectorised; decoding each value was 13x slower).
+    if X.dtype == nb_types.int8:
+        def fold(q, X, aux):  # type: ignore[no-untyped-def]
+            d = X.shape[1]
+            qf = np.empty(d, dtype=np.float32)
+            qc = np.float32(0.0)
+            for t in range(d):
+                qf[t] = q[t] * aux[t]
+                qc += q[t] * aux[d + t]
+            return qf, qc
+        return fold
+    return lambda q, X, aux: (q, np.float32(0.0))
+
+
+def _folded(X, aux, j, t):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """Entry (j, t) as ``_fold``'s query multiplies it: ``_value`` without int8's scale and offset."""
+
+
+@overload(_folded, inline="always")
+def _folded_impl(X, aux, j, t):  # type: ignore[no-untyped-def]
+    if X.dtype == nb_types.int8:
+        return lambda X, aux, j, t: np.float32(X[j, t])
+    return lambda X, aux, j, t: _value(X, aux, j, t)
+
+
 @numba.njit(inline="always")
-def _row_distance(q, X, aux, j, metric):  # pragma: no cover - compiled
-    """``_vector_distance`` against a re-rank array that may be compact (``_value``)."""
+def _row_distance(q, qf, qc, X, aux, j, metric):  # pragma: no cover - compiled
+    """``_vector_distance`` against a re-rank array that may be compact (``_value``); cosine
+    reads the folded query ``qf``, ``qc`` (``_fold``)."""
     acc = np.float32(0.0)
     if metric == COSINE:
         for t in range(X.shape[1]):
-            acc += q[t] * _value(X, aux, j, t)
-        return np.float32(1.0) - acc
+            acc += qf[t] * _folded(X, aux, j, t)
+        return np.float32(1.0) - (acc + qc)
     for t in range(X.shape[1]):
         diff = q[t] - _value(X, aux, j, t)
         acc += diff * diff
@@ -149,6 +182,7 @@ def _rerank(q, cand, count, X, aux, metric, q_words, codes, n_rerank, ham, hist,
     (``top_d``, ``top_i``), read from ``X`` (float32, or a compact copy decoded with
     ``aux``, see ``_value``); with ``n_rerank > 0`` and row codes, only of the ``n_rerank``
     nearest by Hamming distance of their codes to ``q_words`` (ties included)."""
+    qf, qc = _fold(q, X, aux)
     if n_rerank > 0 and codes.shape[1] > 0 and count > n_rerank:
         max_h = hist.shape[0]
         hist[:] = 0
@@ -167,11 +201,11 @@ def _rerank(q, cand, count, X, aux, metric, q_words, codes, n_rerank, ham, hist,
         for i in range(count):
             if ham[i] <= radius:
                 j = cand[i]
-                _insert(top_d, top_i, _row_distance(q, X, aux, j, metric), j)
+                _insert(top_d, top_i, _row_distance(q, qf, qc, X, aux, j, metric), j)
     else:
         for i in range(count):
             j = cand[i]
-            _insert(top_d, top_i, _row_distance(q, X, aux, j, metric), j)
+            _insert(top_d, top_i, _row_distance(q, qf, qc, X, aux, j, metric), j)
 
 
 def _search_vectors(
