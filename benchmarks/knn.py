@@ -1,7 +1,17 @@
 #!/usr/bin/env python
-"""k-NN benchmark (issue #2): audiolsh against brute force, faiss, Annoy, hnswlib, datasketch.
+"""k-NN benchmark (issues #2, #18): audiolsh against brute force, faiss, Annoy, hnswlib, datasketch.
 
-Three datasets:
+Issue #18's three datasets, every method in one run each (``--data iso,aniso,real``):
+
+* ``iso`` (A): 1M x 128 isotropic Gaussian clusters (``iso_data``), cosine.
+* ``aniso`` (B): 300k x 128 from a mixture with a decaying spectrum and random rotations, like
+  real embeddings (``clustered_data`` with its calibrated settings), cosine.
+* ``real`` (C): the per-second log-mel embeddings of the dev corpus (below), at most 32k rows.
+
+Beside the kernel (``VectorLSH`` at hand-picked L, K, probes, re-rank), hnswlib, faiss IVFFlat,
+faiss IndexLSH+refine and brute force, the ``Index`` as built by default (no ``tune``), queried
+through the Python API one query at a time; then the issue's summary table of ratios (see
+``issue_table``).  Earlier datasets:
 
 * ``real``: per-second 128-d log-mel embeddings of the dev corpus (cached as
   ``~/.cache/audiolsh-bench/real_embeddings.npy``), cosine; 1000 held-out rows are the queries.
@@ -19,6 +29,8 @@ operating point with recall@10 >= 0.95, and the ratios the project targets.
     python benchmarks/knn.py --quick                       # smoke run, ~30 s
     python benchmarks/knn.py --data all --out knn.json     # the full run (~15 minutes, 2 cores)
     python benchmarks/knn.py --data real,clustered,clustered-flat   # several in one run
+    python benchmarks/knn.py --data iso,aniso,real --md issue18.md # issue #18's table
+    python benchmarks/knn.py --combine iso.json aniso.json real.json # ... of separate runs
 """
 
 from __future__ import annotations
@@ -34,7 +46,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +54,7 @@ import numpy as np
 
 from audiolsh.hashing import CrossPolytopeLSH, HyperplaneLSH, KMeansLSH, MinHashLSH, PStableLSH, SetBatch
 from audiolsh.search import BruteForce, SetLSH, VectorLSH, prepare
+from audiolsh.search.compact import compact_rows
 
 K = 10
 TARGET_RECALL = 0.95
@@ -59,12 +72,13 @@ FAISS_LSH = "faiss IndexLSH+refine"
 FAISS_MH = "faiss BinaryMultiHash+rerank"
 ANNOY = "annoy"
 HNSW = "hnswlib"
+IVF = "faiss IVFFlat"
+INDEX = "audiolsh Index (default build)"
 DATASKETCH = "datasketch MinHashLSH"
 FAISS_GROUPS = (FAISS_LSH, FAISS_MH)
 # Issue #18's families, and the peer the learned one answers to.
 OURS_CP = "audiolsh cross-polytope"
 OURS_KMEANS = "audiolsh kmeans"
-FAISS_IVF = "faiss IVFFlat"
 
 
 @dataclass
@@ -252,6 +266,40 @@ def clustered_data(n: int, d: int = 128, seed: int = 0, **overrides: float) -> n
     return X
 
 
+ISO = {"n_clusters": 1000, "spread": 0.35}
+ISO_BLOCK = 65_536
+
+
+def iso_data(n: int, d: int = 128, seed: int = 0, **overrides: float) -> np.ndarray:
+    """Seeded isotropic Gaussian clusters (dataset A of issue #18): ``n_clusters`` centres
+    ~ N(0, I/d) (unit length on average), equal weights; a point is its centre plus
+    N(0, spread^2 I/d) noise, L2-normalised.  Made in blocks of ISO_BLOCK rows (``iso_block``),
+    so that a file of any size can be written block by block (``knn_scale.py``)."""
+    p = {**ISO, **overrides}
+    centres = iso_centres(d, seed, int(p["n_clusters"]))
+    X = np.empty((n, d), np.float32)
+    for lo in range(0, n, ISO_BLOCK):
+        X[lo : lo + ISO_BLOCK] = iso_block(centres, lo // ISO_BLOCK, min(ISO_BLOCK, n - lo), seed,
+                                           p["spread"])
+    return X
+
+
+def iso_centres(d: int, seed: int, n_clusters: int) -> np.ndarray:
+    centres = np.random.default_rng([seed, 0x150]).standard_normal((n_clusters, d))
+    return (centres / np.sqrt(d)).astype(np.float32)
+
+
+def iso_block(centres: np.ndarray, block: int, m: int, seed: int, spread: float,
+              stream: int = 0x151) -> np.ndarray:
+    """``m`` rows of ``iso_data``'s block ``block``; another ``stream``: fresh draws (queries)."""
+    rng = np.random.default_rng([seed, stream, block])
+    nc, d = centres.shape
+    B = centres[rng.integers(0, nc, m)]
+    B += rng.standard_normal((m, d), dtype=np.float32) * np.float32(spread / np.sqrt(d))
+    B /= np.linalg.norm(B, axis=1, keepdims=True)
+    return B
+
+
 def set_data(n: int, n_queries: int, seed: int = 0) -> tuple[SetBatch, SetBatch, dict]:
     """Sets of 50-200 random ints; groups of near-duplicates (Jaccard 0.5-0.9 to a base set).
 
@@ -337,6 +385,11 @@ class VectorGrid:
     faiss_mh: list[tuple[int, int, int, int, int]]  # (nbits, nhash, b, nflip, k_factor)
     annoy: list[tuple[int, list[int]]]  # (n_trees, search_k list)
     hnsw: list[tuple[int, int, list[int]]]  # (M, ef_construction, ef list)
+    # (nlist, nprobe list); nlist 0 = 4 sqrt(n), faiss's usual choice
+    ivf: list[tuple[int, list[int]]] = field(
+        default_factory=lambda: [(0, [2, 4, 8, 16, 32, 64])])
+    # The Index as built by default, queried at these multiples of its default probes.
+    index_probes: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
 
 
 GRIDS = {
@@ -389,6 +442,22 @@ GRIDS["clustered-flat"] = VectorGrid(
     hnsw=GRIDS["clustered"].hnsw,
 )
 
+# Issue #18: A (isotropic clusters) and B (the calibrated mixture at 300k).  Only the methods of
+# the issue's table: the kernel, hnswlib, IVFFlat, IndexLSH+refine (and brute force, the Index).
+GRIDS["iso"] = VectorGrid(
+    ours=[
+        (8, 16, "", [(16, 0), (64, 0), (128, 500)]),
+        (12, 18, "", [(24, 0), (96, 0), (192, 500)]),
+        (16, 20, "", [(32, 0), (128, 0), (256, 1000)]),
+    ],
+    pstable=[],
+    faiss_lsh=[(256, [10, 50]), (512, [10, 50])],
+    faiss_mh=[],
+    annoy=[],
+    hnsw=[(16, 100, [10, 20, 40, 80])],
+)
+GRIDS["aniso"] = replace(GRIDS["clustered"], pstable=[], faiss_mh=[], annoy=[])
+
 QUICK_GRID = VectorGrid(
     ours=[(8, 12, "center", [(8, 0), (32, 0), (32, 100)]), (12, 14, "center", [(24, 0), (96, 0)]),
           (8, 12, "white=0.5", [(64, 0), (128, 100)])],
@@ -439,6 +508,7 @@ class VectorBench:
         self.budget = budget
         self.rows: list[Row] = []
         self.truth: Truth | None = None
+        self.compact: list[str] = []  # re-rank types measured beside float32 (--compact)
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
@@ -478,6 +548,17 @@ class VectorBench:
         t0 = time.perf_counter()
         s = VectorLSH(fam, metric="cosine").fit(self.X)
         build = time.perf_counter() - t0
+        self._ours_points(s, L, n_bits, center, points, build, OURS)
+        for dtype in self.compact:  # the same tables, the exact pass on a compact copy
+            t0 = time.perf_counter()
+            c = VectorLSH(fam, metric="cosine").load(self.X, s.tables_, codes=s.codes_,
+                                                     **compact_rows(self.X, dtype))
+            extra = time.perf_counter() - t0
+            self._ours_points(c, L, n_bits, center, points, build + extra, f"{OURS}, {dtype} re-rank")
+
+    def _ours_points(self, s: VectorLSH, L: int, n_bits: int, center: str,
+                     points: list[tuple[int, int]], build: float, method: str) -> None:
+        fam = s.family
         for P, R in points:
             cand: list[float] = []
 
@@ -490,9 +571,10 @@ class VectorBench:
 
             label = f"L={L} K={n_bits} P={P}" + (f" R={R}" if R else "") + (
                 f" {center}" if center else "")
-            self.point(OURS, label, search, build, s.index_nbytes / self.n)
+            self.point(method, label, search, build, s.index_nbytes / self.n)
             self.rows[-1].extra.update(candidates=cand[0] if cand else None, L=L, K=n_bits, P=P,
-                                       n_rerank=R, center=fam.center, whiten=whiten)
+                                       n_rerank=R, center=fam.center, whiten=fam.whiten,
+                                       rerank_bytes_per_item=s.rerank_nbytes / self.n)
 
     def pstable(self, L: int, n_hashes: int, width_factor: float, probes: list[int]) -> None:
         from audiolsh.index.build import estimate_bucket_width
@@ -550,26 +632,6 @@ class VectorBench:
 
             self.point(OURS_KMEANS, f"L={L} cells={n_cells} P={P}", search, build, nbytes / self.n)
             self.rows[-1].extra.update(P=P, L=L, n_cells=n_cells)
-
-    def faiss_ivf(self, nlist: int, nprobes: list[int]) -> None:
-        """faiss IndexIVFFlat, inner product on the unit rows (= cosine), trained on all rows."""
-        import faiss
-
-        t0 = time.perf_counter()
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.d), self.d, nlist,
-                                   faiss.METRIC_INNER_PRODUCT)
-        index.train(self.X)
-        index.add(self.X)
-        build = time.perf_counter() - t0
-        # the lists hold the raw rows (as our re-rank does): count the ids and centroids
-        nbytes = 8 * self.n + 4 * nlist * self.d
-        for p in nprobes:
-            def search(q: np.ndarray, p: int = p) -> np.ndarray:
-                faiss.omp_set_num_threads(1 if len(q) == 1 else N_THREADS)
-                index.nprobe = p
-                return index.search(q, K)[1]
-
-            self.point(FAISS_IVF, f"nlist={nlist} nprobe={p}", search, build, nbytes / self.n)
 
     def faiss_lsh(self, nbits: int, k_factors: list[int],
                   multihash: list[tuple[int, int, int, int, int]]) -> None:
@@ -663,9 +725,63 @@ class VectorBench:
                        nbytes / self.n)
 
 
+    def ivf(self, nlist: int, nprobes: list[int]) -> None:
+        """faiss IndexIVFFlat, inner product on unit rows (= cosine), k-means on up to 64
+        rows per list."""
+        import faiss
+
+        nlist = nlist or max(16, int(4 * np.sqrt(self.n)))
+        t0 = time.perf_counter()
+        quantizer = faiss.IndexFlatIP(self.d)
+        index = faiss.IndexIVFFlat(quantizer, self.d, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        train = self.X[np.sort(rng.choice(self.n, min(self.n, 64 * nlist), replace=False))]
+        index.train(train)
+        index.add(self.X)
+        build = time.perf_counter() - t0
+        nbytes = len(faiss.serialize_index(index)) - self.n * self.d * 4
+        for nprobe in nprobes:
+            if nprobe > nlist:
+                continue
+
+            def search(q: np.ndarray, nprobe: int = nprobe) -> np.ndarray:
+                faiss.omp_set_num_threads(1 if len(q) == 1 else N_THREADS)
+                index.nprobe = nprobe
+                return index.search(q, K)[1]
+
+            self.point(IVF, f"nlist={nlist} nprobe={nprobe}", search, build, nbytes / self.n)
+
+    def index(self, multiples: list[int]) -> None:
+        """``Index.create`` + ``add`` with every setting at its default (no ``tune``), queried
+        through the Python API (``Index.query``); at its default probes and multiples of them."""
+        from audiolsh.index import Index
+
+        t0 = time.perf_counter()
+        index = Index.create(None, metric="cosine")
+        ids = index.add(self.X)
+        build = time.perf_counter() - t0
+        seg = index._segments[0]
+        default = index._default_probes(seg)
+        row_of = np.full(int(ids.max()) + 2, -1, np.int64)  # item id -> row; -1 stays -1
+        row_of[ids] = np.arange(self.n)
+        fam = seg.family.to_config()
+        info = index.info()
+        for m in multiples:
+            probes = default * m
+
+            def search(q: np.ndarray, probes: int = probes) -> np.ndarray:
+                return row_of[index.query(q, K, n_probes=probes).ids]
+
+            self.point(INDEX, f"defaults, probes={probes}" + (" (default)" if m == 1 else ""),
+                       search, build, info["table_bytes_per_item"],
+                       L=fam["n_tables"], K=fam["n_bits"], whiten=fam.get("whiten"), P=probes)
+        index.close()
+
+
 def bench_vectors(
     name: str, X: np.ndarray, Q: np.ndarray, grid: VectorGrid, budget: Budget,
     families_only: bool = False,
+    compact: Sequence[str] = (),
 ) -> tuple[list[Row], dict]:
     """Every method's grid on one dataset; ``families_only``: brute force, issue #18's
     families, faiss IVFFlat and hnswlib."""
@@ -673,6 +789,7 @@ def bench_vectors(
 
     faiss.omp_set_num_threads(N_THREADS)
     b = VectorBench(name, X, Q, budget)
+    b.compact = list(compact)
     b.brute()
     assert b.truth is not None
     stats = data_stats(b.X, b.Q, b.truth)
@@ -698,6 +815,12 @@ def bench_vectors(
     for M, efc, efs in grid.hnsw:
         b.hnsw(M, efc, efs)
         gc.collect()
+    for nlist, nprobes in grid.ivf:
+        b.ivf(nlist, nprobes)
+        gc.collect()
+    if grid.index_probes:
+        b.index(grid.index_probes)
+        gc.collect()
     return b.rows, stats
 
 
@@ -712,7 +835,7 @@ def bench_families(b: VectorBench, grid: FamilyGrid | None) -> None:
         b.kmeans(L, n_cells, probes)
         gc.collect()
     for nlist, nprobes in grid.ivf:
-        b.faiss_ivf(nlist, nprobes)
+        b.ivf(nlist, nprobes)
         gc.collect()
 
 
@@ -980,7 +1103,7 @@ def summarise(name: str, rows: list[Row]) -> dict:
     for other in (ANNOY, HNSW):
         say(f"ours_vs_{other}_single", f"ours single-QPS / {other}", ours, best.get(other))
     for fam in (OURS_CP, OURS_KMEANS):  # issue #18's families
-        for other in (FAISS_IVF, HNSW):
+        for other in (IVF, HNSW):
             if fam in best and other in best:
                 say(f"{fam}_vs_{other}_single", f"{fam} single-QPS / {other}", best[fam],
                     best[other])
@@ -1081,7 +1204,72 @@ def load_avg() -> list[float]:
         return []
 
 
-DATASETS = ("real", "clustered", "clustered-flat", "sets")
+DATASETS = ("real", "clustered", "clustered-flat", "sets", "iso", "aniso")
+DEFAULT_N = {"clustered": 1_000_000, "iso": 1_000_000, "aniso": 300_000}
+REAL_MAX_ROWS = 32_000  # dataset C: the dev corpus's per-second rows, at most this many
+
+
+def load_vectors(name: str, args: argparse.Namespace) -> tuple[str, np.ndarray, np.ndarray, dict]:
+    """(the dataset's name in the report, rows, queries, what describes the data)."""
+    if name == "real":
+        if args.quick and not REAL_CACHE.exists():
+            E, meta = real_embeddings(args.corpus, max_files=6)
+        else:
+            E, meta = real_embeddings(args.corpus)
+            E = E[:8000] if args.quick else E[:REAL_MAX_ROWS]
+        rng = np.random.default_rng([0, 0x4EA1])
+        perm = rng.permutation(len(E))
+        nq = min(args.queries, len(E) // 10)
+        return name, E[perm[nq:]], E[perm[:nq]], {"embedding_source": meta}
+    n = args.n or DEFAULT_N[name.split("-")[0]]
+    n = min(n, 20_000) if args.quick else n
+    if name == "iso":
+        E = iso_data(n + args.queries)
+        extra: dict[str, Any] = {"generator": {"iso_data": ISO}}
+    else:
+        preset_name = "flat" if name == "clustered-flat" else args.clustered_preset
+        preset = CLUSTERED_PRESETS[preset_name]
+        if name == "clustered" and preset_name != "calibrated":
+            name = f"clustered-{preset_name}"
+        E = clustered_data(n + args.queries, **preset)
+        extra = {"generator": {**CLUSTERED, **preset}}
+    return name, E[args.queries :], E[: args.queries], extra
+
+
+def issue_table(datasets: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], str]:
+    """Issue #18's summary: per dataset, the fastest single-query point with recall@10 >= 0.95
+    of the kernel against each peer, the default-built Index, builds and bytes per item."""
+    cols: dict[str, dict[str, Any]] = {}
+    for name, d in datasets.items():
+        if name == "sets":
+            continue
+        rows = [Row(**r) for r in d["rows"]]
+        best = best_points(rows, sets=False)
+        ours, hnsw = best.get(OURS), best.get(HNSW)
+        default = next((r for r in rows if r.method == INDEX and r.params.endswith("(default)")), None)
+        c: dict[str, Any] = {f"kernel / {m}": ratio(ours, best.get(m))
+                             for m in (HNSW, IVF, FAISS_LSH, BRUTE)}
+        c["Index default: recall@10"] = default.recall if default else None
+        c["Index default: single QPS"] = default.single_qps if default else None
+        c["Index best >= 0.95 / kernel"] = ratio(best.get(INDEX), ours)
+        c["kernel build / hnswlib's"] = (ours.build_s / hnsw.build_s) if ours and hnsw else None
+        c["kernel best: bytes/item (tables + codes)"] = ours.bytes_per_item if ours else None
+        c["Index default: bytes/item (tables + codes)"] = default.bytes_per_item if default else None
+        c["kernel best point"] = ours.params if ours else "no point reached 0.95"
+        cols[f"{name} (n={d['stats']['n']:,})"] = c
+    if not cols:
+        return cols, ""
+    names = list(cols)
+    lines = ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for key in next(iter(cols.values())):
+        cells = []
+        for n in names:
+            v = cols[n][key]
+            cells.append("-" if v is None else v if isinstance(v, str) else
+                         f"{v:.3f}" if "recall" in key else f"{v:,.0f}" if "QPS" in key else
+                         f"{v:.1f}" if "bytes" in key else f"{v:.2f}x" if "/" in key else f"{v:.2f}")
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return cols, "\n".join(lines)
 
 
 def data_list(text: str) -> list[str]:
@@ -1105,7 +1293,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="all", type=data_list,
                     help="real, clustered, clustered-flat (the flat preset), sets, all (= real,"
                          " clustered, sets), or a comma-separated list of them")
-    ap.add_argument("--n", type=int, default=1_000_000, help="rows of the clustered data")
+    ap.add_argument("--n", type=int, default=None,
+                    help="rows of the generated data (default: clustered and iso 1M, aniso 300k)")
     ap.add_argument("--n-sets", type=int, default=100_000, help="rows of the set data")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--clustered-preset", choices=sorted(CLUSTERED_PRESETS), default="calibrated",
@@ -1115,13 +1304,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small smoke run")
     ap.add_argument("--families-only", action="store_true",
                     help="vectors: only brute force, issue #18's families, faiss IVFFlat, hnswlib")
+    ap.add_argument("--single-s", type=float, default=None,
+                    help="seconds a pass of single queries may take (two passes per point)"
+                         f" [default: {Budget.single_s}; 2 with --families-only]")
     ap.add_argument("--out", type=Path, help="write every row and the summaries as JSON")
     ap.add_argument("--md", type=Path, help="write the tables as markdown")
+    ap.add_argument("--compact", type=lambda t: [x for x in t.split(",") if x], default=[],
+                    help="also measure the kernel's points with these re-rank types over the same"
+                         " tables (e.g. int8,float16): recall cost and speed of compact rows")
+    ap.add_argument("--combine", type=Path, nargs="+", metavar="JSON",
+                    help="print issue #18's summary table of earlier runs' --out files, and stop")
     args = ap.parse_args(argv)
+    if args.combine:
+        merged = {name: d for path in args.combine
+                  for name, d in json.loads(path.read_text())["datasets"].items()}
+        print(issue_table(merged)[1])
+        return 0
 
-    budget = Budget(single_s=2.0) if args.families_only else Budget()
+    single_s = args.single_s
+    if single_s is None:
+        single_s = 2.0 if args.families_only else Budget.single_s
+    budget = Budget(single_s=single_s)
     if args.quick:
-        args.n, args.n_sets, args.queries = min(args.n, 50_000), min(args.n_sets, 10_000), 200
+        args.n_sets, args.queries = min(args.n_sets, 10_000), 200
         budget = Budget(single_s=1.0, single_max=200, batch_repeat_below_s=0.5)
     datasets = args.data
     started = time.time()
@@ -1142,28 +1347,9 @@ def main(argv: list[str] | None = None) -> int:
         if name == "sets":
             rows, stats = bench_sets(args.n_sets, args.queries, budget)
         else:
-            if name == "real":
-                if args.quick and not REAL_CACHE.exists():
-                    E, meta = real_embeddings(args.corpus, max_files=6)
-                else:
-                    E, meta = real_embeddings(args.corpus)
-                    E = E[:8000] if args.quick else E
-                rng = np.random.default_rng([0, 0x4EA1])
-                perm = rng.permutation(len(E))
-                nq = min(args.queries, len(E) // 10)
-                Q, X = E[perm[:nq]], E[perm[nq:]]
-                extra = {"embedding_source": meta}
-            else:
-                preset_name = "flat" if name == "clustered-flat" else args.clustered_preset
-                preset = CLUSTERED_PRESETS[preset_name]
-                if preset_name != "calibrated":
-                    name = f"clustered-{preset_name}"
-                E = clustered_data(args.n + args.queries, **preset)
-                Q, X = E[: args.queries], E[args.queries :]
-                extra = {"generator": {**CLUSTERED, **preset}}
-            del E
+            name, X, Q, extra = load_vectors(name, args)
             grid = QUICK_GRID if args.quick else GRIDS[name]
-            rows, stats = bench_vectors(name, X, Q, grid, budget, args.families_only)
+            rows, stats = bench_vectors(name, X, Q, grid, budget, args.families_only, args.compact)
             stats = {"n": len(X), "queries": len(Q), **stats, **extra}
             del X, Q
             gc.collect()
@@ -1176,6 +1362,11 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(time.time() - t0, 1),
         }
         log(f"=== {name} done in {time.time() - t0:.0f} s")
+    report["issue18"], table = issue_table(report["datasets"])
+    if table:
+        print(f"\nIssue #18 summary (single-query QPS ratios at recall@10 >= {TARGET_RECALL}):\n"
+              + table, flush=True)
+        markdown.append("### issue #18 summary\n\n" + table + "\n")
     report["load_avg_end"] = load_avg()
     report["wall_s"] = round(time.time() - started, 1)
     log(f"total wall time {report['wall_s']} s")

@@ -13,7 +13,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "knn.py"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("data", ["clustered", "sets"])
+@pytest.mark.parametrize("data", ["iso,aniso", "sets"])
 def test_quick_run_measures_every_method(tmp_path: Path, data: str) -> None:
     out = tmp_path / "knn.json"
     proc = subprocess.run(
@@ -21,12 +21,23 @@ def test_quick_run_measures_every_method(tmp_path: Path, data: str) -> None:
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = json.loads(out.read_text())["datasets"][data]["rows"]
+    report = json.loads(out.read_text())
+    if data != "sets":  # issue #18's datasets: both in one run, and its summary table
+        assert list(report["datasets"]) == ["iso", "aniso"]
+        assert set(report["issue18"]) == {"iso (n=20,000)", "aniso (n=20,000)"}
+        assert "Issue #18 summary" in proc.stdout
+        data = "iso"
+    rows = report["datasets"][data]["rows"]
     methods = {r["method"].split(" ")[0] for r in rows}
     expected = {"brute", "audiolsh", "datasketch"} if data == "sets" else {
         "brute", "audiolsh", "faiss", "annoy", "hnswlib"
     }
     assert expected <= methods
+    if data == "iso":  # the issue's peers and the Index as built by default
+        names = {r["method"] for r in rows}
+        assert {"faiss IVFFlat", "faiss IndexLSH+refine", "audiolsh Index (default build)"} <= names
+        default = [r for r in rows if r["params"].endswith("(default)")]
+        assert len(default) == 1 and 0 < default[0]["recall"] <= 1
     ours = [r for r in rows if r["method"].startswith("audiolsh")]
     assert all(0.0 <= r["recall"] <= 1.0 and r["single_qps"] > 0 for r in ours)
     # Exact search is the reference: it must find the exact answer.

@@ -80,3 +80,18 @@ def test_index_persists_codes_and_reads_segments_without_them(tmp_path: Path, cl
         res = index.query(Q[:20], 5)
         exact = index.query(Q[:20], 5, n_rerank=0)
         np.testing.assert_array_equal(res.ids, exact.ids)
+
+
+def test_codes_keep_16_bits_a_table_and_the_prefilter_agrees_on_both_paths(clustered) -> None:
+    """K > 16: the codes keep each table's first 16 bits (2 bytes a table, not 4), and the
+    one-call path (a lone query, keys cut in the kernel) and the batch path (keys cut by
+    the cast) rank the candidates alike."""
+    X, Q = clustered
+    fam = HyperplaneLSH(32, n_tables=8, n_bits=20, seed=1)
+    s = VectorLSH(fam).fit(X)
+    assert s.codes_.dtype == np.uint16 and s.codes_.shape == (len(X), 8)
+    np.testing.assert_array_equal(s.codes_, (fam.keys(s.vectors_) & 0xFFFF).astype(np.uint16))
+    batch = s.search(Q[:20], 10, n_probes=256, n_rerank=30)
+    lone = np.concatenate([s.search(Q[i], 10, n_probes=256, n_rerank=30).ids for i in range(20)])
+    np.testing.assert_array_equal(lone, batch.ids)
+    assert (batch.n_candidates > 30).all()  # the budget applied

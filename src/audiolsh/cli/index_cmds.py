@@ -72,6 +72,7 @@ def info(index_path: str, tracks: bool, fmt: str, as_json: bool) -> None:
         {"field": "probes per query", "value": cfg["n_probes"] or "auto"},
         {"field": "target recall", "value": cfg.get("target_recall") or "none (fixed defaults)"},
         {"field": "exactly re-ranked", "value": cfg["n_rerank"] or "all candidates"},
+        {"field": "re-rank rows", "value": cfg.get("rerank_dtype", "float32")},
         {"field": "vector bytes", "value": data["data_bytes"]},
         {"field": "table bytes per item", "value": round(data["table_bytes_per_item"], 1)},
         {"field": "tuned", "value": json.dumps(cfg["tuned"]) if cfg["tuned"] else "no"},

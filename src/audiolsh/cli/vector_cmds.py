@@ -24,6 +24,7 @@ from audiolsh.index.build import DEFAULT_TARGET_RECALL
 from audiolsh.index.families import FAMILIES
 from audiolsh.library.locations import check_vectors_location
 from audiolsh.query.records import vector_record
+from audiolsh.search.compact import RERANK_DTYPES
 from audiolsh.search.kernels import SERIAL_BELOW
 from audiolsh.vectors import read_vectors
 
@@ -54,10 +55,14 @@ def vectors() -> None:
               default=None, help="Recall@10 every segment is built for, when the index is created"
                                  f" (hyperplane family) [default: {DEFAULT_TARGET_RECALL}].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--rerank-dtype", type=click.Choice(RERANK_DTYPES), default=None,
+              help="Type of the rows the exact re-rank reads: float16 or int8 keep a compact copy"
+                   " in memory (2x, 4x smaller) beside the float32 rows [default: float32;"
+                   " given for an existing index, its segments are rebuilt].")
 @format_option
 def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_second: bool,
                 id_column: str | None, n_tables: int | None, family: str, target_recall: float | None,
-                seed: int, fmt: str) -> None:
+                seed: int, rerank_dtype: str | None, fmt: str) -> None:
     """Add the vectors of FILES (.npy, .csv/.tsv, .tfrecord, .parquet) to the index.
 
     A file already added (same content) is skipped; a bad file is reported and the others
@@ -65,7 +70,8 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
     """
     outcomes: list[dict[str, Any]] = []
     check_vectors_location(index_path, writes=True)
-    params: dict[str, Any] = {"metric": metric, "family": family, "seed": seed}
+    params: dict[str, Any] = {"metric": metric, "family": family, "seed": seed,
+                              "rerank_dtype": rerank_dtype or "float32"}
     if n_tables is not None:
         params["n_tables"] = n_tables
     if target_recall is not None:
@@ -75,6 +81,9 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
             err_console.print(f"note: the index uses the {index.config.metric} metric")
         if index.config.family != family:
             err_console.print(f"note: the index hashes with the {index.config.family} family")
+        if rerank_dtype is not None and rerank_dtype != index.config.rerank_dtype:
+            err_console.print(f"note: re-rank rows {index.config.rerank_dtype} -> {rerank_dtype}")
+            index.set_params(rerank_dtype=rerank_dtype)
         with FileProgress("added", total=len(files)) as progress:
             for path in files:
                 outcomes.append(_add_file(index, path, per_second=per_second, id_column=id_column))

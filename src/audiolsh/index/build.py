@@ -22,6 +22,7 @@ from audiolsh.index.families import by_cell, check_family, learned_family
 from audiolsh.index.segments import SegmentBuild
 from audiolsh.search import BruteForce, SetLSH, VectorLSH, prepare
 from audiolsh.search.brute import check_metric
+from audiolsh.search.compact import RERANK_FORMAT, check_rerank_dtype
 from audiolsh.storage import SegmentInfo
 
 TARGET_BUCKET_SIZE = 16
@@ -74,6 +75,9 @@ class IndexConfig:
         the segment; ``query(recall=...)`` asks for another.  None: the fixed defaults
         (indexes made before this field existed open with None).  Hyperplane and p-stable
         families only.
+    rerank_dtype : cosine, euclidean: float16 or int8 keeps a compact copy of the rows that
+        the exact pass reads (for when the float32 rows do not fit in memory; they stay on
+        disk for exact scans and merges); float32 (default) re-ranks the rows themselves.
     """
 
     metric: str = "cosine"
@@ -95,6 +99,7 @@ class IndexConfig:
     family: str = "hyperplane"
     # Right by default (issue #18): the build-time recall target.
     target_recall: float | None = DEFAULT_TARGET_RECALL
+    rerank_dtype: str = "float32"  # older indexes have none: float32
 
     def validate(self) -> IndexConfig:
         check_metric(self.metric)
@@ -123,6 +128,7 @@ class IndexConfig:
         check_int("seed", self.seed, 0)
         check_int("max_segments", self.max_segments, 1)
         check_family(self.family, self.metric)
+        check_rerank_dtype(self.rerank_dtype)
         return self
 
     @property
@@ -218,11 +224,11 @@ def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: 
                     bucket_width=width, seed=cfg.seed,
                 )
         searcher = VectorLSH(family, metric=cfg.metric).fit(
-            data, prepared=True, fit_family=choice is None)
+            data, prepared=True, fit_family=choice is None, rerank_dtype=cfg.rerank_dtype)
         if cfg.family == "kmeans":  # rows stored cell by cell (ids follow them)
             searcher, order = by_cell(searcher)
             ids = ids[order]
-        arrays = {"vectors": searcher.vectors_}
+        arrays = {"vectors": searcher.vectors_, **searcher.rerank_arrays()}
         if searcher.codes_.shape[1]:
             arrays["codes"] = searcher.codes_
         for name, a in learned_arrays(family).items():
@@ -232,6 +238,8 @@ def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: 
     seg_config: dict[str, Any] = {"metric": cfg.metric, "family": family.to_config()}
     if point is not None:
         seg_config["operating_point"] = point
+    if "rerank" in arrays:
+        seg_config["rerank"] = {"dtype": cfg.rerank_dtype, "format_version": RERANK_FORMAT}
     info = SegmentInfo.new(n_items=n, config=seg_config)
     return SegmentBuild(info, arrays)
 

@@ -77,4 +77,8 @@ def by_cell(searcher: VectorLSH) -> tuple[VectorLSH, np.ndarray]:
     order = searcher.tables_.members[:n].astype(np.int64)  # table 0's rows, cell by cell
     keys = table_keys(searcher.tables_, n)[order]
     moved = VectorLSH(searcher.family, metric=searcher.metric)
-    return moved.load(np.ascontiguousarray(searcher.vectors_[order]), BucketTables.build(keys)), order
+    compact = searcher.rerank_arrays()  # a compact copy's rows move too (scale, offset: per column)
+    if "rerank" in compact:
+        compact["rerank"] = np.ascontiguousarray(compact["rerank"][order])
+    return moved.load(np.ascontiguousarray(searcher.vectors_[order]), BucketTables.build(keys),
+                      **compact), order

@@ -32,8 +32,9 @@ from audiolsh.index.remote import Stale
 from audiolsh.index.remote import search as remote_search
 from audiolsh.index.segments import ItemRows, SegmentBuild, SegmentedIndex
 from audiolsh.search import BruteForce, BucketTables, Neighbors, SetLSH, VectorLSH, merge, prepare
+from audiolsh.search.compact import RERANK_FORMAT
 from audiolsh.storage import Item, SegmentInfo, Storage, Track
-from audiolsh.storage.base import Writer
+from audiolsh.storage.base import Writer, check_format_version
 from audiolsh.storage.redis_remote import RemoteLayout
 
 log = logging.getLogger(__name__)
@@ -274,7 +275,8 @@ class Index(SegmentedIndex[_Segment]):
         local = getattr(self.storage, "load_local_arrays", None)
         if local is None:
             return self._open_segment(info, self.storage.load_arrays(info.id))
-        arrays, layout = local(info.id, skip=("codes",))  # the Hamming pre-filter is local only
+        # The Hamming pre-filter and the compact re-rank copy are local only.
+        arrays, layout = local(info.id, skip=("codes", "rerank", "rerank_scale", "rerank_offset"))
         if layout is None:
             return self._open_segment(info, arrays)
         return _Segment(info, arrays["ids"], _family(info, arrays), remote=layout,
@@ -291,8 +293,12 @@ class Index(SegmentedIndex[_Segment]):
             assert isinstance(family, MinHashLSH)
             sets = SetBatch(arrays["indptr"], arrays["elements"])
             return SetLSH(family, n_candidates=self.config.n_candidates).load(sets, tables)
+        if "rerank" in info.config:  # a compact re-rank copy (issue #18): a layout we read?
+            check_format_version(f"{self.location}: segment {info.id}", "re-rank copy",
+                                 info.config["rerank"].get("format_version"), newest=RERANK_FORMAT)
         return VectorLSH(family, metric=info.config["metric"]).load(
-            arrays["vectors"], tables, codes=arrays.get("codes"))
+            arrays["vectors"], tables, codes=arrays.get("codes"), rerank=arrays.get("rerank"),
+            rerank_scale=arrays.get("rerank_scale"), rerank_offset=arrays.get("rerank_offset"))
 
     def __len__(self) -> int:
         self._refresh()
@@ -362,7 +368,8 @@ class Index(SegmentedIndex[_Segment]):
             for s in local
         )
         data_bytes = sum(
-            s.searcher.vectors_.nbytes if isinstance(s.searcher, VectorLSH)
+            s.searcher.vectors_.nbytes + sum(a.nbytes for a in s.searcher.rerank_arrays().values())
+            if isinstance(s.searcher, VectorLSH)
             else s.searcher.sets_.elements.nbytes + s.searcher.sets_.indptr.nbytes
             for s in local
         )
@@ -680,7 +687,7 @@ class Index(SegmentedIndex[_Segment]):
         build_changed = any(
             getattr(new, f) != getattr(self.config, f)
             for f in ("n_tables", "n_bits", "bucket_width", "center", "whiten", "num_perm", "threshold",
-                      "family", "target_recall")
+                      "family", "target_recall", "rerank_dtype")
         )
         with self.storage.write() as w:
             w.set_config(asdict(new))

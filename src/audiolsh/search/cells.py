@@ -99,7 +99,7 @@ def query_cells(a, cent_t, bias, tol_scale, cmax, S, gaps, home, best_gap, best_
 
 def _search_cells(
     Q, normalise, cent_t, bias, tol_scale, cmax, n_probes, table_start, bucket_keys,
-    bucket_start, members, X, dead_bits, k, metric,
+    bucket_start, members, X, dead_bits, k, metric, aux,
 ):  # pragma: no cover - compiled
     """ids, distances, candidate counts, and False (nothing else) on a non-finite query.
     cent_t: centroids (L, d, C); bias: (L, C) subtracted from the dot products.  The
@@ -144,7 +144,7 @@ def _search_cells(
                 count = _gather(buckets[p], bucket_start, members, seen, cand, count)
         n_cand[qi] = count
         _restore(seen, dead_bits, cand, count)
-        _rerank(A[qi], cand, count, X, metric, no_words, no_codes, 0, ham, hist, out_d[qi], out_i[qi])
+        _rerank(A[qi], cand, count, X, aux, metric, no_words, no_codes, 0, ham, hist, out_d[qi], out_i[qi])
     return out_i, out_d, n_cand, True
 
 
@@ -173,6 +173,7 @@ def search_few(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric: int)
         A = np.ascontiguousarray(A, dtype=np.float32)
     found = search_cells(
         A, searcher.metric == "cosine", cent_t, bias, scale, cmax, n_probes, t.table_start,
-        t.bucket_keys, t.bucket_start, t.members, searcher.vectors_, searcher._dead_bits, k, metric,
+        t.bucket_keys, t.bucket_start, t.members, searcher._exact_rows[0], searcher._dead_bits, k,
+        metric, searcher._exact_rows[1],
     )
     return searcher._answer(A, found, k, n_probes, 0)  # type: ignore[no-any-return]

@@ -14,6 +14,8 @@ from typing import Any
 
 import numba
 import numpy as np
+from numba import types as nb_types
+from numba.extending import overload
 
 from audiolsh.hashing import hyperplane, multiprobe
 from audiolsh.hashing.hyperplane import query_probes_scored
@@ -57,6 +59,68 @@ def _vector_distance(q, X, j, metric):  # pragma: no cover - compiled
         return np.float32(1.0) - acc
     for t in range(X.shape[1]):
         diff = q[t] - X[j, t]
+        acc += diff * diff
+    return acc
+
+
+def _value(X, aux, j, t):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """Entry (j, t) of a re-rank array as float32 (see ``search.compact``)."""
+
+
+@overload(_value, inline="always")
+def _value_impl(X, aux, j, t):  # type: ignore[no-untyped-def]
+    # Chosen at compile time by the stored dtype: float16 arrives as its bits (numba has no
+    # float16) decoded by a 65536-entry table; int8 is scaled and offset per dimension.
+    if X.dtype == nb_types.uint16:
+        return lambda X, aux, j, t: aux[X[j, t]]
+    if X.dtype == nb_types.int8:
+        return lambda X, aux, j, t: aux[t] * np.float32(X[j, t]) + aux[X.shape[1] + t]
+    return lambda X, aux, j, t: X[j, t]
+
+
+def _fold(q, X, aux):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """The query as the cosine loop of ``_row_distance`` reads it, and a constant to add."""
+
+
+@overload(_fold, inline="always")
+def _fold_impl(q, X, aux):  # type: ignore[no-untyped-def]
+    # int8: q . (scale * c + offset) = (q * scale) . c + q . offset, so the loop over a row is
+    # a plain dot product with the codes (vectorised; decoding each value was 13x slower).
+    if X.dtype == nb_types.int8:
+        def fold(q, X, aux):  # type: ignore[no-untyped-def]
+            d = X.shape[1]
+            qf = np.empty(d, dtype=np.float32)
+            qc = np.float32(0.0)
+            for t in range(d):
+                qf[t] = q[t] * aux[t]
+                qc += q[t] * aux[d + t]
+            return qf, qc
+        return fold
+    return lambda q, X, aux: (q, np.float32(0.0))
+
+
+def _folded(X, aux, j, t):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """Entry (j, t) as ``_fold``'s query multiplies it: ``_value`` without int8's scale and offset."""
+
+
+@overload(_folded, inline="always")
+def _folded_impl(X, aux, j, t):  # type: ignore[no-untyped-def]
+    if X.dtype == nb_types.int8:
+        return lambda X, aux, j, t: np.float32(X[j, t])
+    return lambda X, aux, j, t: _value(X, aux, j, t)
+
+
+@numba.njit(inline="always")
+def _row_distance(q, qf, qc, X, aux, j, metric):  # pragma: no cover - compiled
+    """``_vector_distance`` against a re-rank array that may be compact (``_value``); cosine
+    reads the folded query ``qf``, ``qc`` (``_fold``)."""
+    acc = np.float32(0.0)
+    if metric == COSINE:
+        for t in range(X.shape[1]):
+            acc += qf[t] * _folded(X, aux, j, t)
+        return np.float32(1.0) - (acc + qc)
+    for t in range(X.shape[1]):
+        diff = q[t] - _value(X, aux, j, t)
         acc += diff * diff
     return acc
 
@@ -112,10 +176,13 @@ def _hamming(q_words, codes, j):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
-def _rerank(q, cand, count, X, metric, q_words, codes, n_rerank, ham, hist, top_d, top_i):  # pragma: no cover
+def _rerank(q, cand, count, X, aux, metric, q_words, codes, n_rerank, ham, hist, top_d,
+            top_i):  # pragma: no cover - compiled
     """Exact distances of the gathered rows ``cand[:count]`` into the sorted top-k
-    (``top_d``, ``top_i``); with ``n_rerank > 0`` and row codes, only of the ``n_rerank``
+    (``top_d``, ``top_i``), read from ``X`` (float32, or a compact copy decoded with
+    ``aux``, see ``_value``); with ``n_rerank > 0`` and row codes, only of the ``n_rerank``
     nearest by Hamming distance of their codes to ``q_words`` (ties included)."""
+    qf, qc = _fold(q, X, aux)
     if n_rerank > 0 and codes.shape[1] > 0 and count > n_rerank:
         max_h = hist.shape[0]
         hist[:] = 0
@@ -134,16 +201,16 @@ def _rerank(q, cand, count, X, metric, q_words, codes, n_rerank, ham, hist, top_
         for i in range(count):
             if ham[i] <= radius:
                 j = cand[i]
-                _insert(top_d, top_i, _vector_distance(q, X, j, metric), j)
+                _insert(top_d, top_i, _row_distance(q, qf, qc, X, aux, j, metric), j)
     else:
         for i in range(count):
             j = cand[i]
-            _insert(top_d, top_i, _vector_distance(q, X, j, metric), j)
+            _insert(top_d, top_i, _row_distance(q, qf, qc, X, aux, j, metric), j)
 
 
 @numba.njit(inline="always")
 def _probe_until(q, keys, tables, scores, row, stop, table_start, bucket_keys, bucket_start,
-                 members, seen, cand, X, metric, top_d, top_i):  # pragma: no cover - compiled
+                 members, seen, cand, X, aux, metric, top_d, top_i):  # pragma: no cover - compiled
     """Adaptive probing: walk the probe sequence in order, measuring each bucket's new rows
     at once, and stop before the first probe past the home buckets whose score exceeds
     ``stop`` x the k-th distance found so far: its rows would have to lie that far beyond the
@@ -154,6 +221,7 @@ def _probe_until(q, keys, tables, scores, row, stop, table_start, bucket_keys, b
     k = len(top_d)
     count = 0
     used = 0
+    qf, qc = _fold(q, X, aux)
     for p in range(keys.shape[1]):
         if p >= n_home and scores[row, p] > stop * top_d[k - 1]:
             break
@@ -165,13 +233,13 @@ def _probe_until(q, keys, tables, scores, row, stop, table_start, bucket_keys, b
         count = _gather(b, bucket_start, members, seen, cand, count)
         for i in range(start, count):
             j = cand[i]
-            _insert(top_d, top_i, _vector_distance(q, X, j, metric), j)
+            _insert(top_d, top_i, _row_distance(q, qf, qc, X, aux, j, metric), j)
     return count, used
 
 
 def _search_vectors(
     Q, probe_keys, probe_tables, table_start, bucket_keys, bucket_start, members,
-    X, dead_bits, k, metric, n_chunks, q_codes, codes, n_rerank, probe_scores, stop,
+    X, dead_bits, k, metric, n_chunks, q_codes, codes, n_rerank, aux, probe_scores, stop,
 ):  # pragma: no cover - compiled
     """Top-k of every query among the live rows of its probed buckets.
 
@@ -182,7 +250,8 @@ def _search_vectors(
     code to the query's and give an exact distance only to the ``n_rerank`` nearest by code
     (ties included): codes are a few bytes where a vector is hundreds.  The gathering and
     the measuring are separate loops over a flat buffer, so the random reads of codes and
-    vectors are independent and overlap in the memory system.
+    vectors are independent and overlap in the memory system.  ``X`` is the re-rank copy
+    (float32 rows, or float16 bits / int8 decoded with ``aux``, see ``_value``).
 
     With ``stop`` > 0 and no pre-filter, each query probes adaptively (``_probe_until``,
     ``probe_scores`` the probes' scores).  Also returns the probes each query used.
@@ -205,7 +274,7 @@ def _search_vectors(
             if adaptive:
                 count, n_probed[qi] = _probe_until(
                     Q[qi], probe_keys, probe_tables, probe_scores, qi, stop, table_start,
-                    bucket_keys, bucket_start, members, seen, cand, X, metric, out_d[qi], out_i[qi])
+                    bucket_keys, bucket_start, members, seen, cand, X, aux, metric, out_d[qi], out_i[qi])
                 n_cand[qi] = count
                 _restore(seen, dead_bits, cand, count)
                 continue
@@ -217,7 +286,7 @@ def _search_vectors(
                 count = _gather(b, bucket_start, members, seen, cand, count)
             n_cand[qi] = count
             _restore(seen, dead_bits, cand, count)
-            _rerank(Q[qi], cand, count, X, metric, q_codes[qi], codes, n_rerank, ham, hist,
+            _rerank(Q[qi], cand, count, X, aux, metric, q_codes[qi], codes, n_rerank, ham, hist,
                     out_d[qi], out_i[qi])
     return out_i, out_d, n_cand, n_probed
 
@@ -318,7 +387,7 @@ def _pairwise_sum(a):  # pragma: no cover - compiled
 
 def _search_hyperplane(
     Q, normalise, mean, planes, weights, n_probes, table_start, bucket_keys, bucket_start,
-    members, X, dead_bits, k, metric, codes, code_bits, n_rerank, stop,
+    members, X, dead_bits, k, metric, codes, code_bits, n_rerank, aux, stop,
 ):  # pragma: no cover - compiled
     """A few queries end to end in one call: float32 rows (unit length for cosine), random
     hyperplane keys and the multi-probe sequence (``hyperplane.query_probes``), bucket
@@ -354,7 +423,7 @@ def _search_hyperplane(
         if adaptive:
             count, n_probed[qi] = _probe_until(
                 A[qi], keys, tables, scores, 0, stop, table_start, bucket_keys, bucket_start,
-                members, seen, shared, X, metric, out_d[qi], out_i[qi])
+                members, seen, shared, X, aux, metric, out_d[qi], out_i[qi])
             n_cand[qi] = count
             _restore(seen, dead_bits, shared, count)
             continue
@@ -380,13 +449,15 @@ def _search_hyperplane(
             q_words[:] = 0
             if code_bits > 0:
                 per = 64 // code_bits
+                # The codes keep a table's low code_bits bits: the query's key is cut to match.
+                low = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - code_bits)
                 for t in range(n_tables):
-                    q_words[t // per] |= home[0, t] << np.uint64(code_bits * (t % per))
+                    q_words[t // per] |= (home[0, t] & low) << np.uint64(code_bits * (t % per))
             else:
                 for t in range(n_tables):
                     q_words[t] = home[0, t]
         ham = np.empty(count if prefilter else 0, dtype=np.uint16)
-        _rerank(A[qi], cand, count, X, metric, q_words, codes, n_rerank, ham, hist, out_d[qi], out_i[qi])
+        _rerank(A[qi], cand, count, X, aux, metric, q_words, codes, n_rerank, ham, hist, out_d[qi], out_i[qi])
     return out_i, out_d, n_cand, n_probed, True
 
 

@@ -19,6 +19,7 @@ from audiolsh.hashing.kmeans import KMeansLSH
 from audiolsh.hashing.minhash import MinHashLSH, SetBatch, as_sets
 from audiolsh.search import cells, kernels
 from audiolsh.search.brute import METRICS, BruteForce, check_metric, prepare
+from audiolsh.search.compact import compact_rows, kernel_rows
 from audiolsh.search.results import Neighbors, replace_rows
 from audiolsh.search.tables import BucketTables
 
@@ -120,13 +121,14 @@ class _Searcher:
 
 
 def row_codes(family: HashFamily, keys: np.ndarray) -> np.ndarray | None:
-    """Per-row hyperplane bits of every table, in the narrowest unsigned type, for the
-    Hamming pre-filter; None for families whose keys are not bit strings."""
+    """Per-row hyperplane bits of every table, the first 16 at most (uint8 or uint16), for
+    the Hamming pre-filter; None for families whose keys are not bit strings.  16 bits of a
+    table estimate the angle about as well as 24, and keep the codes at 2 bytes a table
+    (16 at L=8), inside 64 bytes an item with the tables at 10M rows (K=19).  Queries cut
+    their keys to the codes' width (``packed_codes``); older segments' wider codes still read."""
     if not isinstance(family, HyperplaneLSH):
         return None
-    dtype = np.uint8 if family.n_bits <= 8 else np.uint16 if family.n_bits <= 16 else (
-        np.uint32 if family.n_bits <= 32 else np.uint64
-    )
+    dtype = np.uint8 if family.n_bits <= 8 else np.uint16
     return np.ascontiguousarray(keys.astype(dtype))
 
 
@@ -160,26 +162,33 @@ class VectorLSH(_Searcher):
 
     def fit(
         self, X: np.ndarray, *, alive: np.ndarray | None = None, prepared: bool = False,
-        fit_family: bool = True,
+        fit_family: bool = True, rerank_dtype: str = "float32",
     ) -> VectorLSH:
         """Hash the rows; ``prepared``: they already went through ``prepare`` (once is exact:
         normalising a unit row again moves its last bits); ``fit_family`` False: the family
-        was already fit on these rows."""
+        was already fit on these rows.  ``rerank_dtype`` float16 or int8: the exact pass
+        reads a compact copy of the rows (``search.compact``)."""
         self.vectors_ = np.ascontiguousarray(X, np.float32) if prepared else prepare(X, self.metric)
         fit = getattr(self.family, "fit", None)
         if fit is not None and fit_family:
             fit(self.vectors_)
         keys = self.family.keys(self.vectors_)
-        return self.load(self.vectors_, BucketTables.build(keys), alive, codes=row_codes(self.family, keys))
+        compact = compact_rows(self.vectors_, rerank_dtype)
+        return self.load(self.vectors_, BucketTables.build(keys), alive, codes=row_codes(self.family, keys),
+                         **compact)
 
     def load(
         self, vectors: np.ndarray, tables: BucketTables, alive: np.ndarray | None = None,
-        *, codes: np.ndarray | None = None,
+        *, codes: np.ndarray | None = None, rerank: np.ndarray | None = None,
+        rerank_scale: np.ndarray | None = None, rerank_offset: np.ndarray | None = None,
     ) -> VectorLSH:
-        """Attach already-built (e.g. memory-mapped) vectors, tables and row codes."""
+        """Attach already-built (e.g. memory-mapped) vectors, tables, row codes and the
+        compact re-rank copy (``search.compact``), if any."""
         self.vectors_ = vectors
         self.tables_ = tables
         self.codes_ = codes if codes is not None else np.zeros((len(vectors), 0), np.uint16)
+        self.rerank_, self.rerank_scale_, self.rerank_offset_ = rerank, rerank_scale, rerank_offset
+        self._exact_rows = kernel_rows(vectors, rerank, rerank_scale, rerank_offset)
         self.alive_ = np.ones(len(vectors), np.uint8) if alive is None else alive.astype(np.uint8)
         self._fast = self._fast_state()
         self._cells = cells.fast_state(self.family) if isinstance(self.family, KMeansLSH) else None
@@ -278,8 +287,8 @@ class VectorLSH(_Searcher):
             A = np.ascontiguousarray(A, dtype=np.float32)
         found = kernels.search_hyperplane(
             A, self.metric == "cosine", mean, fam.planes_, weights, min(probes, cap), *tables,
-            self.vectors_, self._dead_bits, k, METRICS[self.metric], codes, code_bits, rerank,
-            float(stop),
+            self._exact_rows[0], self._dead_bits, k, METRICS[self.metric], codes, code_bits, rerank,
+            self._exact_rows[1], float(stop),
         )
         return self._answer(A, found, k, probes, n_rerank)
 
@@ -314,8 +323,8 @@ class VectorLSH(_Searcher):
             codes, q_codes = np.zeros((len(self), 0), np.uint64), np.zeros((len(Q), 0), np.uint64)
         ids, dist, cand, probed = kernels.search_vectors(
             Q, np.ascontiguousarray(keys), np.ascontiguousarray(tables), t.table_start,
-            t.bucket_keys, t.bucket_start, t.members, self.vectors_, self._dead_bits, k,
-            METRICS[self.metric], _n_chunks(len(Q)), q_codes, codes, rerank,
+            t.bucket_keys, t.bucket_start, t.members, self._exact_rows[0], self._dead_bits, k,
+            METRICS[self.metric], _n_chunks(len(Q)), q_codes, codes, rerank, self._exact_rows[1],
             np.ascontiguousarray(scores, dtype=np.float64), float(stop),
         )
         if self.metric == "euclidean":
@@ -330,6 +339,17 @@ class VectorLSH(_Searcher):
     def index_nbytes(self) -> int:
         """Bytes of the hash tables and row codes, beyond the stored vectors."""
         return self.tables_.nbytes + self.codes_.nbytes
+
+    @property
+    def rerank_nbytes(self) -> int:
+        """Bytes the exact pass reads from: the compact copy, else the float32 rows."""
+        return sum(a.nbytes for a in self.rerank_arrays().values()) or self.vectors_.nbytes
+
+    def rerank_arrays(self) -> dict[str, np.ndarray]:
+        """The compact re-rank copy as a segment stores it (empty for float32)."""
+        out = {"rerank": self.rerank_, "rerank_scale": self.rerank_scale_,
+               "rerank_offset": self.rerank_offset_}
+        return {name: a for name, a in out.items() if a is not None}
 
 
 class SetLSH(_Searcher):

@@ -1,0 +1,288 @@
+#!/usr/bin/env python
+"""k-NN at scale (issue #18): 1M, 2M (AudioSet's size) and 10M x 128, memory-mapped.
+
+The rows are ``knn.py``'s dataset A (isotropic Gaussian clusters, ``iso_data``), written block
+by block to one ``.npy`` file (10M x 128 float32 = 5.1 GB) and memory-mapped; each size is a
+prefix of it.  Per size and re-rank type (float32, float16, int8):
+
+* build: ``Index.reserve_ids`` + ``build_segment`` over the memory map (the rows go to the
+  segment as they are, without a float32 copy in memory) + ``Index.attach``; seconds, peak RSS;
+* bytes per item of the hash tables (and row codes), and of the rows the re-rank reads;
+* open: in a fresh process, ``Index.open`` and then the first query (numba's cached kernel
+  loads then), seconds and the RSS after them (the rows stay on disk until a query reads them);
+* single-query QPS (``Index.query``, one query at a time) and recall@10 against brute force
+  (computed in chunks of the memory map, cached beside the data), at the default probes and
+  multiples of them.
+
+    flock /tmp/audiolsh-bigmem.lock flock /tmp/audiolsh-bench.lock \\
+        python benchmarks/knn_scale.py --sizes 1M,2M,10M --dir DIR --out scale.json
+    python benchmarks/knn_scale.py --sizes 50k --queries 50   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from audiolsh.index import Index
+from audiolsh.index.build import build_segment
+from knn import ISO, ISO_BLOCK, iso_block, iso_centres, load_avg, log, machine, versions
+
+K = 10
+TRUTH_CHUNK = 262_144
+
+
+def size(text: str) -> int:
+    text = text.strip().lower()
+    mult = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+    return int(float(text.rstrip("km")) * mult)
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_data(path: Path, n: int, d: int = 128, seed: int = 0) -> np.ndarray:
+    """The first ``n`` rows of dataset A in ``path`` (made block by block), memory-mapped."""
+    if path.exists():
+        X = np.load(path, mmap_mode="r")
+        if len(X) >= n:
+            return X
+    log(f"writing {n:,} x {d} rows to {path}")
+    out = np.lib.format.open_memmap(path.with_suffix(".part.npy"), mode="w+", dtype=np.float32,
+                                    shape=(n, d))
+    centres = iso_centres(d, seed, int(ISO["n_clusters"]))
+    for lo in range(0, n, ISO_BLOCK):
+        m = min(ISO_BLOCK, n - lo)
+        out[lo : lo + m] = iso_block(centres, lo // ISO_BLOCK, m, seed, ISO["spread"])
+    out.flush()
+    del out
+    path.with_suffix(".part.npy").rename(path)
+    return np.load(path, mmap_mode="r")
+
+
+def queries(n: int, d: int = 128, seed: int = 0) -> np.ndarray:
+    centres = iso_centres(d, seed, int(ISO["n_clusters"]))
+    return iso_block(centres, 0, n, seed, ISO["spread"], stream=0x152)
+
+
+def exact_top(X: np.ndarray, Q: np.ndarray, n: int) -> np.ndarray:
+    """Exact top-10 rows (cosine, unit rows) of every query among X[:n], in chunks."""
+    best_s = np.full((len(Q), K), -np.inf, np.float32)
+    best_i = np.full((len(Q), K), -1, np.int64)
+    for lo in range(0, n, TRUTH_CHUNK):
+        S = Q @ np.asarray(X[lo : min(n, lo + TRUTH_CHUNK)]).T
+        part = np.argpartition(-S, K - 1, axis=1)[:, :K]
+        s = np.concatenate([best_s, np.take_along_axis(S, part, 1)], axis=1)
+        i = np.concatenate([best_i, part + lo], axis=1)
+        top = np.argsort(-s, axis=1, kind="stable")[:, :K]
+        best_s, best_i = np.take_along_axis(s, top, 1), np.take_along_axis(i, top, 1)
+    return best_i
+
+
+def recall(X: np.ndarray, Q: np.ndarray, truth: np.ndarray, got: np.ndarray) -> float:
+    """A returned row counts when it is no farther than the exact 10th (ties count)."""
+    kth = np.einsum("qd,qd->q", np.asarray(X[truth[:, -1]]), Q)
+    safe = np.where(got >= 0, got, 0)
+    sims = np.einsum("qkd,qd->qk", np.asarray(X[safe.ravel()]).reshape(*got.shape, -1), Q)
+    hits = (sims >= kth[:, None] - 1e-6) & (got >= 0)
+    return float(np.minimum(hits.sum(1), K).mean() / K)
+
+
+def build(folder: Path, X: np.ndarray, n: int, rerank_dtype: str) -> dict[str, Any]:
+    """One segment over the memory-mapped rows X[:n], attached to a new index."""
+    loc = folder / f"idx-{n}-{rerank_dtype}"
+    if (loc / "manifest.json").exists():
+        with Index.open(loc, readonly=True) as index:
+            if len(index) == n:
+                return {"location": str(loc), "reused": True}
+        raise SystemExit(f"{loc}: an index of another size is in the way")
+    t0 = time.perf_counter()
+    index = Index.create(loc, metric="cosine", rerank_dtype=rerank_dtype)
+    ids = index.reserve_ids(n)
+    seg = build_segment(index.config, X[:n], ids, prepared=True)
+    hashed = time.perf_counter() - t0
+    index.attach([seg])
+    total = time.perf_counter() - t0
+    info = index.info()
+    index.close()
+    fam = seg.info.config["family"]
+    del seg
+    return {
+        "location": str(loc), "build_s": round(total, 1), "hash_s": round(hashed, 1),
+        "write_s": round(total - hashed, 1), "peak_rss_mb": round(peak_rss_mb()),
+        "L": fam["n_tables"], "K": fam["n_bits"], "whiten": fam["whiten"], "center": fam["center"],
+        "table_bytes_per_item": round(info["table_bytes_per_item"], 1),
+        "rerank_bytes_per_item": round(
+            (info["data_bytes"] - (n * X.shape[1] * 4 if rerank_dtype != "float32" else 0)) / n, 1),
+    }
+
+
+OPEN_PROBE = """
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+from audiolsh.index import Index
+t1 = time.perf_counter()
+def rss(field="VmRSS:"):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+q = np.load(sys.argv[2])[:1]
+r0 = rss()
+t2 = time.perf_counter()
+index = Index.open(sys.argv[1], readonly=True)
+n = len(index)
+t3 = time.perf_counter()
+index.query(q, 10)
+t4 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "open_s": t3 - t2, "first_query_s": t4 - t3,
+                  "open_plus_first_query_s": t4 - t2, "rss_before_open_mb": r0,
+                  "rss_after_open_mb": rss(), "anon_rss_after_open_mb": rss("RssAnon:"), "n": n}))
+"""
+
+
+def open_time(loc: str, qfile: Path) -> dict[str, Any]:
+    """``Index.open`` + the first query in a fresh process (best of 3: the page cache is warm,
+    the machine shared)."""
+    runs = []
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", OPEN_PROBE, loc, str(qfile)], check=True,
+                             capture_output=True, text=True, env=os.environ)
+        runs.append(json.loads(out.stdout))
+    best = min(runs, key=lambda r: r["open_plus_first_query_s"])
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in best.items()}
+
+
+def serve(loc: str, X: np.ndarray, Q: np.ndarray, truth: np.ndarray, multiples: list[int],
+          time_cap_s: float, warm: bool = False) -> list[dict[str, Any]]:
+    """Single-query QPS (one ``Index.query`` per query, up to ``time_cap_s``) and recall@10 of
+    all queries, at the default probes and multiples of them.  ``warm``: one untimed batch of
+    every query at the most probes first, so that the timing sees the pages of the rows the
+    queries read already mapped into this process (as in a server that has run a while)."""
+    out = []
+    with Index.open(loc, readonly=True) as index:
+        default = index._default_probes(index._segments[0])
+        if warm:
+            index.query(Q, K, n_probes=default * max(multiples))
+        for m in multiples:
+            probes = default * m
+            index.query(Q[:1], K, n_probes=probes)
+            got = np.full((len(Q), K), -1, np.int64)
+            t0 = time.perf_counter()
+            done = 0
+            for i in range(len(Q)):
+                got[i] = index.query(Q[i : i + 1], K, n_probes=probes).ids[0]
+                done += 1
+                if time.perf_counter() - t0 > time_cap_s:
+                    break
+            qps = done / (time.perf_counter() - t0)
+            if done < len(Q):
+                got[done:] = index.query(Q[done:], K, n_probes=probes).ids
+            out.append({"probes": probes, "default": m == 1, "single_qps": round(qps),
+                        "recall": round(recall(X, Q, truth, got), 4)})
+            log(f"  probes={probes}: recall {out[-1]['recall']:.3f} single QPS {qps:,.0f}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1M,2M,10M", help="comma-separated row counts (k, M)")
+    ap.add_argument("--rerank", default="float32,int8",
+                    help="re-rank types to build at each size (comma-separated)")
+    ap.add_argument("--rerank-smallest", default="float16",
+                    help="more re-rank types, built at the smallest size only")
+    ap.add_argument("--dir", type=Path, default=Path("knn-scale"),
+                    help="folder of the data file, the truth and the indexes")
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--multiples", default="1,2,4", help="probes: multiples of the default")
+    ap.add_argument("--time-cap", type=float, default=2.0, help="seconds of single queries per point")
+    ap.add_argument("--warm", action="store_true",
+                    help="map the queries' rows into the process before timing (see serve)")
+    ap.add_argument("--out", type=Path, help="write the results as JSON")
+    args = ap.parse_args(argv)
+
+    sizes = sorted(size(s) for s in args.sizes.split(","))
+    multiples = [int(m) for m in args.multiples.split(",")]
+    args.dir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "versions": versions(),
+        "load_avg_start": load_avg(), "data": {"iso_data": ISO}, "sizes": {},
+    }
+    have = [p for p in args.dir.glob("iso-*.npy") if int(p.stem.split("-")[1]) >= sizes[-1]]
+    X = write_data(min(have) if have else args.dir / f"iso-{sizes[-1]}.npy", sizes[-1])
+    Q = queries(args.queries)
+    qfile = args.dir / f"queries-{args.queries}.npy"
+    np.save(qfile, Q)
+    for n in sizes:
+        log(f"=== {n:,} rows")
+        tfile = args.dir / f"truth-{n}-{args.queries}.npy"
+        if tfile.exists():
+            truth = np.load(tfile)
+        else:
+            t0 = time.perf_counter()
+            truth = exact_top(X, Q, n)
+            np.save(tfile, truth)
+            log(f"exact answers in {time.perf_counter() - t0:.0f} s")
+        entry: dict[str, Any] = {}
+        types = args.rerank.split(",") + (
+            args.rerank_smallest.split(",") if n == sizes[0] and args.rerank_smallest else [])
+        for dtype in types:
+            log(f"build {n:,} rows, re-rank {dtype}")
+            b = build(args.dir, X, n, dtype)
+            log(f"  {b}")
+            b["open"] = open_time(b["location"], qfile)
+            log(f"  open {b['open']}")
+            b["points"] = serve(b["location"], X, Q, truth, multiples, args.time_cap, args.warm)
+            entry[dtype] = b
+        report["sizes"][str(n)] = entry
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=1))
+    report["load_avg_end"] = load_avg()
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1))
+    print(table(report))
+    return 0
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = ["| rows | re-rank | L x K | build (s) | peak RSS (MB) | table B/item | re-rank B/item |"
+             " open + 1st query (s) | RSS after open (MB) | default: recall, QPS |"
+             " best >= 0.95: probes, recall, QPS |",
+             "|---" * 11 + "|"]
+    for n, entry in report["sizes"].items():
+        for dtype, b in entry.items():
+            pts = b["points"]
+            d = next(p for p in pts if p["default"])
+            ok = [p for p in pts if p["recall"] >= 0.95]
+            best = max(ok, key=lambda p: p["single_qps"]) if ok else None
+            lines.append(
+                f"| {int(n):,} | {dtype} | {b.get('L', '-')} x {b.get('K', '-')} | {b.get('build_s', '-')} |"
+                f" {b.get('peak_rss_mb', '-')} | {b.get('table_bytes_per_item', '-')} |"
+                f" {b.get('rerank_bytes_per_item', '-')} | {b['open']['open_plus_first_query_s']} |"
+                f" {b['open']['rss_after_open_mb']:.0f} | {d['recall']:.3f}, {d['single_qps']:,} |"
+                + (f" {best['probes']}, {best['recall']:.3f}, {best['single_qps']:,} |" if best else " - |"))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""Compact re-rank copies of the rows: float16 or int8 beside the float32 rows.
+
+The exact pass of a query reads a few hundred random rows; when the float32 rows do not fit
+in memory those reads go to disk.  A compact copy (2 or 1 bytes a value instead of 4) keeps
+the re-rank in memory while the float32 rows stay on disk (memory-mapped) for exact scans,
+merges and ``Index.rows``.  int8 rows map each dimension's range [min, max] onto -127..127
+(a scale and an offset per dimension, so one-signed features use every step): a value's
+error is at most half a step, 1/508 of its dimension's range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from audiolsh.errors import ParameterError
+
+RERANK_DTYPES = ("float32", "float16", "int8")
+#: Version of the compact copy's layout, kept in each segment's config.
+RERANK_FORMAT = 1
+CHUNK_ROWS = 65_536  # rows converted at a time: no float32 temporary of the whole matrix
+
+# float16 values by their bits: the kernels read float16 rows as uint16 (numba has no
+# float16) and decode them with this table (256 KB, stays in cache).
+_FLOAT16_TABLE = np.arange(2**16, dtype=np.uint16).view(np.float16).astype(np.float32)
+_NO_AUX = np.zeros(0, np.float32)
+
+
+def check_rerank_dtype(value: object) -> str:
+    if value not in RERANK_DTYPES:
+        raise ParameterError(f"rerank_dtype must be one of {', '.join(RERANK_DTYPES)}, got {value!r}")
+    return str(value)
+
+
+def compact_rows(X: np.ndarray, dtype: str) -> dict[str, np.ndarray]:
+    """The arrays a segment stores for ``dtype``: ``rerank`` (n, d) and, for int8,
+    ``rerank_scale`` and ``rerank_offset`` (d,) float32 (x ~ offset + scale * code); nothing
+    for float32.  Converted in chunks, so ``X`` may be
+    a memory map larger than memory."""
+    dtype = check_rerank_dtype(dtype)
+    if dtype == "float32":
+        return {}
+    n, d = X.shape
+    if dtype == "float16":
+        out16 = np.empty((n, d), np.float16)
+        for lo in range(0, n, CHUNK_ROWS):
+            out16[lo : lo + CHUNK_ROWS] = X[lo : lo + CHUNK_ROWS]
+        return {"rerank": out16}
+    top = np.full(d, -np.inf, np.float32)
+    bottom = np.full(d, np.inf, np.float32)
+    for lo in range(0, n, CHUNK_ROWS):
+        block = X[lo : lo + CHUNK_ROWS]
+        np.maximum(top, block.max(axis=0, initial=-np.inf), out=top)
+        np.minimum(bottom, block.min(axis=0, initial=np.inf), out=bottom)
+    if n == 0:
+        top[:], bottom[:] = 0.0, 0.0
+    offset = ((top + bottom) / 2).astype(np.float32)
+    scale = np.where(top > bottom, (top - bottom) / 254.0, 1.0).astype(np.float32)
+    out8 = np.empty((n, d), np.int8)
+    for lo in range(0, n, CHUNK_ROWS):
+        q = np.rint((X[lo : lo + CHUNK_ROWS] - offset) / scale)
+        out8[lo : lo + CHUNK_ROWS] = np.clip(q, -127, 127)
+    return {"rerank": out8, "rerank_scale": scale, "rerank_offset": offset}
+
+
+def kernel_rows(vectors: np.ndarray, rerank: np.ndarray | None, scale: np.ndarray | None = None,
+                offset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """What the search kernels read for the exact pass: the rows and their decoding table
+    (``kernels._value``): float32 rows as they are, float16 as bits and the float16 table,
+    int8 and its per-dimension scales then offsets."""
+    if rerank is None:
+        return vectors, _NO_AUX
+    if rerank.shape != vectors.shape:
+        raise ParameterError(f"re-rank rows of shape {rerank.shape} for rows of shape {vectors.shape}")
+    if rerank.dtype == np.float16:
+        return rerank.view(np.uint16), _FLOAT16_TABLE
+    d = vectors.shape[1]
+    if rerank.dtype == np.int8 and scale is not None and offset is not None and (
+            scale.shape == offset.shape == (d,)):
+        return rerank, np.concatenate([scale, offset]).astype(np.float32)
+    raise ParameterError(f"re-rank rows of type {rerank.dtype} without a valid scale and offset")
+
+
+def rerank_dtype_of(rerank: np.ndarray | None) -> str:
+    return "float32" if rerank is None else {np.dtype(np.float16): "float16"}.get(rerank.dtype, "int8")
