@@ -46,8 +46,10 @@ def truth(X: np.ndarray, Q: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("dtype", ["float16", "int8"])
 def test_compact_rerank_gives_the_float32_top_k(rng: np.random.Generator, dtype: str) -> None:
     X, Q = planted(rng)
-    with Index.create(None, metric="cosine", rerank_dtype=dtype, n_probes=64) as compact, \
-            Index.create(None, metric="cosine", n_probes=64) as full:
+    with Index.create(None, metric="cosine", rerank_dtype=dtype, n_probes=64,
+                      target_recall=None) as compact, \
+            Index.create(None, metric="cosine", n_probes=64,
+                      target_recall=None) as full:
         ids = compact.add(X)
         full.add(X)
         seg = compact.segments[0]
