@@ -66,14 +66,14 @@ def test_a_full_queue_answers_503_with_retry_after_and_the_queued_complete(
     from audiolsh.web.settings import Settings
 
     entered, release = threading.Event(), threading.Event()
-    identify = services.run_identify
+    identify = services.identify_clip
 
-    def held_identify(library: Any, y: Any, sr: int) -> Any:
+    def held_identify(library: Any, y: Any, sr: int, **options: Any) -> Any:
         entered.set()
         assert release.wait(120), "the test never released the workers"
-        return identify(library, y, sr)
+        return identify(library, y, sr, **options)
 
-    monkeypatch.setattr(services, "run_identify", held_identify)
+    monkeypatch.setattr(services, "identify_clip", held_identify)
     app = create_app(Settings(index_path=web_corpus.library, warm_up=False, workers=1, max_queue=2))
     gate = app.state.service.admission
     clip = web_corpus.clip("bravo.flac", offset_s=8.0, duration_s=6.0)

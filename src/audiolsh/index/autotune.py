@@ -35,6 +35,11 @@ from audiolsh.errors import ParameterError
 from audiolsh.hashing import HyperplaneLSH, PStableLSH
 from audiolsh.hashing.hyperplane import key_balance, probe_cap
 
+# Partial whitening of the hyperplanes ("auto"): its strength, and the rows a segment needs
+# (per dimension) for a covariance estimate worth adapting to.
+AUTO_WHITEN = 0.5
+WHITEN_MIN_ROWS_PER_DIM = 20
+
 log = logging.getLogger(__name__)
 
 VERSION = 1
@@ -289,8 +294,6 @@ def tune_segment(
         whitens = [0.0]
         bit_grid = [n_bits] if n_bits else [4, 6, 8, 10, 12]
     else:
-        from audiolsh.index.build import AUTO_WHITEN, WHITEN_MIN_ROWS_PER_DIM
-
         if whiten != "auto":
             whitens = [float(whiten)]
         elif n >= WHITEN_MIN_ROWS_PER_DIM * d and key_balance(

@@ -17,7 +17,7 @@ from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, as_sets, concat_sets
 from audiolsh.hashing.base import check_int, learned_arrays
 from audiolsh.hashing.hyperplane import check_whiten, key_balance, needs_centering
-from audiolsh.index.autotune import check_recall, tune_segment
+from audiolsh.index.autotune import AUTO_WHITEN, WHITEN_MIN_ROWS_PER_DIM, check_recall, tune_segment
 from audiolsh.index.families import by_cell, check_family, learned_family
 from audiolsh.index.segments import SegmentBuild
 from audiolsh.search import BruteForce, SetLSH, VectorLSH, prepare
@@ -30,11 +30,8 @@ DEFAULT_TABLES = 8
 DEFAULT_TARGET_RECALL = 0.95
 WIDTH_SAMPLE = 2000
 DEFAULT_PSTABLE_HASHES = 8
-# Partial whitening of the hyperplanes ("auto"): its strength, the rows a segment needs (per
-# dimension) for a covariance estimate worth adapting to, and how crowded plain planes must
-# leave the tables (key_balance below this) for it to pay.
-AUTO_WHITEN = 0.5
-WHITEN_MIN_ROWS_PER_DIM = 20
+# How crowded plain planes must leave the tables (key_balance below this) for the "auto"
+# whitening (AUTO_WHITEN, with WHITEN_MIN_ROWS_PER_DIM rows per dimension) to pay.
 WHITEN_BELOW_BALANCE = 0.6
 FAMILY_ARRAY_PREFIX = "family_"
 
