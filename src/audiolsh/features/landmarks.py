@@ -276,83 +276,11 @@ def pair_peaks(
     bin, target bin or time step lies within ``margin`` of a rounding boundary also gives the
     hashes of the other rounding, so a small shift by noise does not lose the pair.
     """
-    if fanout < 1:
-        raise ParameterError(f"fanout must be >= 1, got {fanout!r}")
     if not 0 <= margin < 0.5:
         raise ParameterError(f"margin must be in [0, 0.5), got {margin!r}")
-    n = len(peaks)
-    if n < 2:
-        return Landmarks(np.zeros(0, np.uint32), np.zeros(0, np.int32))
-    t = peaks.times.astype(np.float64) * time_scale
-    f = peaks.freqs.astype(np.float64) * freq_scale
-    ti = np.rint(t).astype(np.int64)
-    fi = np.rint(f).astype(np.int64)
-    m = max_candidates or 6 * fanout
-    parts = [_pairs(t, fi, a, min(a + _ANCHOR_CHUNK, n), m, fanout) for a in range(0, n, _ANCHOR_CHUNK)]
-    rows, targets, dt, dfq = (np.concatenate([p[i] for p in parts]) for i in range(4))
-    f1 = np.clip(fi[rows], 0, (1 << F_BITS) - 1)
-    hashes = ((f1 << (DF_BITS + DT_BITS)) | ((dfq + (1 << (DF_BITS - 1))) << DT_BITS) | dt).astype(np.uint32)
-    times = ti[rows].astype(np.int32)
-    if margin > 0 and len(rows):
-        hashes, times = _boundary_variants(hashes, times, t, f, fi, rows, targets, margin)
+    hashes, times, _ = pair_variants(peaks, np.array([[time_scale, freq_scale]]), fanout=fanout,
+                                     margins=np.array([margin]), max_candidates=max_candidates)
     return Landmarks(hashes, times)
-
-
-_ANCHOR_CHUNK = 1 << 15  # anchors paired at a time: bounded temporaries for a long track
-
-
-def _pairs(
-    t: np.ndarray, fi: np.ndarray, a: int, b: int, m: int, fanout: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs of the anchors ``a .. b - 1``: (anchor, target, time step, bin step), by anchor."""
-    n = len(t)
-    j = np.arange(a, b)[:, None] + np.arange(1, m + 1)[None, :]
-    inside = j < n
-    j = np.minimum(j, n - 1)
-    dt = np.rint(t[j] - t[a:b, None]).astype(np.int64)
-    dfq = fi[j] - fi[a:b, None]
-    ok = inside & (dt >= 1) & (dt <= DT_MAX) & (np.abs(dfq) <= DF_MAX)
-    ok &= np.cumsum(ok, axis=1) <= fanout
-    rows, cols = np.nonzero(ok)
-    return rows + a, j[rows, cols], dt[rows, cols], dfq[rows, cols]
-
-
-def _boundary_variants(
-    hashes: np.ndarray, times: np.ndarray, t: np.ndarray, f: np.ndarray, fi: np.ndarray,
-    a: np.ndarray, b: np.ndarray, margin: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Add the hashes a pair would have if a quantity within ``margin`` of a rounding boundary
-    (anchor bin, target bin, time step) had rounded the other way."""
-    def alt(x: np.ndarray, xi: np.ndarray) -> np.ndarray:
-        r = x - xi
-        return np.where(np.abs(r) > 0.5 - margin, xi + np.where(r > 0, 1, -1), xi)
-
-    fa = alt(f, fi)
-    d = t[b] - t[a]
-    di = np.rint(d).astype(np.int64)
-    da = alt(d, di)
-    f1s = np.stack([fi[a], fa[a]])
-    f2s = np.stack([fi[b], fa[b]])
-    dts = np.stack([di, da])
-    out_h, out_t = [hashes], [times]
-    for c in range(1, 8):
-        u1, u2, u3 = c & 1, (c >> 1) & 1, (c >> 2) & 1
-        f1, f2, dt = f1s[u1], f2s[u2], dts[u3]
-        ok = np.ones(len(a), bool)
-        if u1:
-            ok &= fa[a] != fi[a]
-        if u2:
-            ok &= fa[b] != fi[b]
-        if u3:
-            ok &= da != di
-        dfq = f2 - f1
-        ok &= (dt >= 1) & (dt <= DT_MAX) & (np.abs(dfq) <= DF_MAX) & (f1 >= 0) & (f1 < (1 << F_BITS))
-        if not ok.any():
-            continue
-        h = (f1[ok] << (DF_BITS + DT_BITS)) | ((dfq[ok] + (1 << (DF_BITS - 1))) << DT_BITS) | dt[ok]
-        out_h.append(h.astype(np.uint32))
-        out_t.append(times[ok])
-    return np.concatenate(out_h), np.concatenate(out_t)
 
 
 def landmarks(
@@ -365,3 +293,92 @@ def landmarks(
     keeping frequency.  Pure function of its inputs: safe to run in worker processes.
     """
     return pair_peaks(spectral_peaks(y, sr, density=density), fanout=fanout, time_scale=hop_scale)
+
+
+def pair_variants(
+    peaks: Peaks, scales: np.ndarray, *, fanout: int = FANOUT, margins: np.ndarray | None = None,
+    max_candidates: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`pair_peaks` of many mappings of the same peaks in one compiled pass.
+
+    scales : float64 (v, 2), (time_scale, freq_scale) of each variant; margins : (v,) (0: none)
+    Returns (hashes uint32, anchor frames int32, variant int64), variant by variant, each in
+    the order :func:`pair_peaks` gives.
+    """
+    if fanout < 1:
+        raise ParameterError(f"fanout must be >= 1, got {fanout!r}")
+    scales = np.ascontiguousarray(scales, np.float64).reshape(-1, 2)
+    margins = np.zeros(len(scales)) if margins is None else np.ascontiguousarray(margins, np.float64)
+    if len(margins) != len(scales) or not np.all((margins >= 0) & (margins < 0.5)):
+        raise ParameterError(f"margin must be in [0, 0.5), got {margins!r}")
+    return _pair_kernel(peaks.times.astype(np.float64), peaks.freqs.astype(np.float64), scales, margins,
+                        np.int64(fanout), np.int64(max_candidates or 6 * fanout))
+
+
+@numba.njit(cache=True, nogil=True)
+def _alt(x, xi, margin):  # type: ignore[no-untyped-def]
+    """``xi`` rounded the other way when ``x`` lies within ``margin`` of a rounding boundary."""
+    r = x - xi
+    if abs(r) > 0.5 - margin:
+        return xi + 1 if r > 0 else xi - 1
+    return xi
+
+
+@numba.njit(cache=True, nogil=True)
+def _pair_kernel(times, freqs, scales, margins, fanout, m):  # type: ignore[no-untyped-def]
+    n, n_var = len(times), len(scales)
+    cap = n * fanout * (8 if margins.max() > 0 else 1) * n_var if n >= 2 else 0
+    out_h = np.empty(cap, np.uint32)
+    out_t = np.empty(cap, np.int32)
+    out_g = np.empty(cap, np.int64)
+    pa = np.empty(n * fanout, np.int64)  # a variant's pairs: anchor, target
+    pb = np.empty(n * fanout, np.int64)
+    t = np.empty(n)
+    f = np.empty(n)
+    fi = np.empty(n, np.int64)
+    fa = np.empty(n, np.int64)
+    top = (1 << F_BITS) - 1
+    k = 0
+    for v in range(n_var if n >= 2 else 0):
+        margin = margins[v]
+        for i in range(n):
+            t[i] = times[i] * scales[v, 0]
+            f[i] = freqs[i] * scales[v, 1]
+            fi[i] = np.int64(np.rint(f[i]))
+            fa[i] = _alt(f[i], fi[i], margin)
+        n_pairs = 0
+        for a in range(n):
+            found = 0
+            for j in range(a + 1, min(a + m, n - 1) + 1):
+                dt = np.int64(np.rint(t[j] - t[a]))
+                dfq = fi[j] - fi[a]
+                if 1 <= dt <= DT_MAX and abs(dfq) <= DF_MAX:
+                    pa[n_pairs] = a
+                    pb[n_pairs] = j
+                    n_pairs += 1
+                    found += 1
+                    if found == fanout:
+                        break
+        for c in range(8 if margin > 0 else 1):
+            u1, u2, u3 = c & 1, (c >> 1) & 1, (c >> 2) & 1
+            for p in range(n_pairs):
+                a, b = pa[p], pb[p]
+                d = t[b] - t[a]
+                di = np.int64(np.rint(d))
+                f1 = fa[a] if u1 else fi[a]
+                f2 = fa[b] if u2 else fi[b]
+                dt = _alt(d, di, margin) if u3 else di
+                dfq = f2 - fi[a] if c == 0 else f2 - f1
+                if c == 0:
+                    f1 = min(max(f1, 0), top)
+                else:
+                    if (u1 and fa[a] == fi[a]) or (u2 and fa[b] == fi[b]) or (u3 and dt == di):
+                        continue
+                    if not (1 <= dt <= DT_MAX and abs(dfq) <= DF_MAX and 0 <= f1 <= top):
+                        continue
+                out_h[k] = np.uint32(
+                    (f1 << (DF_BITS + DT_BITS)) | ((dfq + (1 << (DF_BITS - 1))) << DT_BITS) | dt)
+                out_t[k] = np.int32(np.rint(t[a]))
+                out_g[k] = v
+                k += 1
+    return out_h[:k], out_t[:k], out_g[:k]

@@ -40,6 +40,7 @@ from audiolsh.features.landmarks import (
     Peaks,
     landmarks,
     pair_peaks,
+    pair_variants,
     spectral_peaks,
 )
 from audiolsh.index import confidence as calibrated
@@ -488,33 +489,39 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         groups = np.unique(q_group)
         per_group = max(1, CANDIDATE_TRACKS // len(groups))
         budget = max(1, self.params.max_matches // STAGE_ONE_SHARE)
-        rare = []
-        for g in groups.tolist():
-            mine = np.flatnonzero((q_group == g) & (total > 0))
-            mine = mine[np.argsort(total[mine], kind="stable")]
-            rare.append(mine[: max(1, int(np.searchsorted(np.cumsum(total[mine]), budget, side="right")))])
-        sel = np.sort(np.concatenate(rare))
+        # Each group's hashes, rarest first, while their postings fit the budget (at least one).
+        live = np.flatnonzero(total > 0)
+        order = live[np.lexsort((total[live], q_group[live]))]
+        g_sorted = q_group[order]
+        head = np.flatnonzero(np.concatenate([[True], g_sorted[1:] != g_sorted[:-1]])) if len(order) else \
+            np.zeros(0, np.int64)
+        cum = np.cumsum(total[order])
+        before = np.repeat(cum[head] - total[order[head]], np.diff(np.append(head, len(order))))
+        keep = cum - before <= budget
+        keep[head] = True
+        sel = np.sort(order[keep])
         found: list[tuple[int, int, int, int]] = []  # (-count, segment, group, track row)
         middle = int(q_times.max()) // 2 if len(q_times) else 0
         for i, (seg, cap) in enumerate(zip(self._segments, caps)):
-            g, diag, count = dense_diagonals(seg.table, hashes[sel], q_times[sel], q_group[sel],
+            grp, diag, count = dense_diagonals(seg.table, hashes[sel], q_times[sel], q_group[sel],
                                              tolerance=self.params.tolerance, max_postings=cap)
             rows = np.searchsorted(seg.starts, diag + middle, side="right") - 1
             rows = np.clip(rows, 0, len(seg.starts) - 1)
             ok = seg.alive[rows]
-            found += zip((-count[ok]).tolist(), [i] * int(ok.sum()), g[ok].tolist(), rows[ok].tolist())
+            found += zip((-count[ok]).tolist(), [i] * int(ok.sum()), grp[ok].tolist(), rows[ok].tolist())
         chosen: dict[int, list[tuple[int, int]]] = {}
         for _, i, g, row in sorted(found):
             picks = chosen.setdefault(g, [])
             if len(picks) < per_group and (i, row) not in picks:
                 picks.append((i, row))
         out = []
+        members = {g: np.flatnonzero(q_group == g) for g in chosen}
         for i, (seg, cap) in enumerate(zip(self._segments, caps)):
             for g, picks in chosen.items():
                 rows = np.array(sorted(r for s, r in picks if s == i), np.int64)
                 if not len(rows):
                     continue
-                mine = np.flatnonzero(q_group == g)
+                mine = members[g]
                 qidx, tix, frame = seg.table.lookup_rows(
                     hashes[mine], seg.starts, seg.frames, rows, max_postings=cap,
                     sorted_postings=seg.sorted_postings)
@@ -545,18 +552,12 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         best: tuple[Votes | None, float, tuple[float, float, float], int] = (None, 0.0, (1.0, 1.0, 1.0), 0)
         n_hashes = 0
         for batch, factor in self._stages(variants):
-            lms = []
-            for g in batch:
-                speed, tempo, pitch = variants[g]
-                margin = self.params.query_margin if g == 0 else self.params.grid_margin
-                lms.append(pair_peaks(
-                    peaks, fanout=self.params.query_fanout, time_scale=speed * tempo,
-                    freq_scale=1.0 / (speed * pitch), margin=margin,
-                ))
-            hashes = np.concatenate([lm.hashes for lm in lms])
-            q_times = np.concatenate([lm.times for lm in lms])
-            # Groups numbered within the stage (vote packs them in a few bits).
-            q_group = np.repeat(np.arange(len(batch), dtype=np.int64), [len(lm) for lm in lms])
+            # Every variant of the stage hashed in one pass; groups numbered within the stage
+            # (vote packs them in a few bits).
+            scales = [(s * t, 1.0 / (s * f)) for s, t, f in (variants[g] for g in batch)]
+            margins = [self.params.query_margin if g == 0 else self.params.grid_margin for g in batch]
+            hashes, q_times, q_group = pair_variants(peaks, np.array(scales), fanout=self.params.query_fanout,
+                                                     margins=np.array(margins))
             if batch == [0]:
                 n_hashes = len(hashes)
             qidx, tids, tframes = self._match_hashes(hashes, q_times, q_group)
