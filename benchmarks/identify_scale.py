@@ -183,6 +183,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out[f"{length:g}s"] = {
             "p50_ms": statistics.median(ms), "p95_ms": float(np.percentile(ms, 95)),
             "neg_p50_ms": statistics.median(r["ms"] for r in neg),
+            "neg_p95_ms": float(np.percentile([r["ms"] for r in neg], 95)),
             "right": sum(r["right"] for r in pos), "n_pos": len(pos),
             "track_right": sum(r["match"] == r["source"] for r in pos),
             "false_matches": sum(r["match"] is not None for r in neg), "n_neg": len(neg),
@@ -229,11 +230,14 @@ def validate(args: argparse.Namespace) -> None:
 def table(args: argparse.Namespace) -> None:
     reports = sorted((json.loads(Path(p).read_text()) for p in args.reports), key=lambda r: r["hours"])
     print("| hours | tracks | bytes/hour | open (s) | RSS (MiB) | 3-s p50/p95 (ms) | 5-s p50/p95 "
-          "| 10-s p50/p95 | right track (and offset) 3/5/10 s | no match on negatives 3/5/10 s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| 10-s p50/p95 | negatives 10-s p50/p95 | right track (and offset) 3/5/10 s "
+          "| no match on negatives 3/5/10 s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in reports:
         s = r["summary"]
         times = [f"{s[k]['p50_ms']:.0f} / {s[k]['p95_ms']:.0f}" for k in ("3s", "5s", "10s")]
+        neg_ms = s["10s"].get("neg_p95_ms")  # reports written before it have none
+        times.append("-" if neg_ms is None else f"{s['10s']['neg_p50_ms']:.0f} / {neg_ms:.0f}")
         right = " / ".join(f"{s[k]['track_right']} ({s[k]['right']})/{s[k]['n_pos']}"
                            for k in ("3s", "5s", "10s"))
         neg = " / ".join(f"{s[k]['n_neg'] - s[k]['false_matches']}/{s[k]['n_neg']}"
