@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from audiolsh.audio.synth import music, pink_noise
-from audiolsh.features.landmarks import HASH_BITS, landmarks
-from audiolsh.index.fingerprint import FingerprintIndex
-from audiolsh.search.fingerprint import HashTable
+from audiolsh.evaluation.distortions import pitch_shift, speed, tempo
+from audiolsh.features.landmarks import HASH_BITS, landmarks, pair_peaks
+from audiolsh.index.fingerprint import FingerprintIndex, _rarest
+from audiolsh.search.fingerprint import DIAGONAL_BIAS, GROUP_SHIFT, HashTable, dense_diagonals
 
 SR = 16000
 SONG_S = 30.0
@@ -129,3 +130,106 @@ def test_posting_cap_grows_with_the_segment(hours: float, found: int) -> None:
     q = np.array([h], np.uint32)
     qidx, _, frames = idx._match_hashes(q, np.zeros(1, np.int64), np.zeros(1, np.int64))
     assert len(qidx) == found and (found == 0 or sorted(frames.tolist()) == lm.times.tolist())
+
+
+def _diagonals_by_sorting(table: HashTable, hashes: np.ndarray, q_times: np.ndarray, q_group: np.ndarray, *,
+                          tolerance: int, max_postings: int = 0, n: int = 256) -> tuple[np.ndarray, ...]:
+    """``dense_diagonals`` with every key found by a plain lookup and a comparison sort."""
+    qidx, pos = table.lookup(hashes)
+    if max_postings:
+        qidx, pos = (x[table.posting_counts(hashes)[qidx] <= max_postings] for x in (qidx, pos))
+    keys = np.sort((q_group[qidx].astype(np.int64) << GROUP_SHIFT) + DIAGONAL_BIAS
+                   - q_times[qidx].astype(np.int64) + pos.astype(np.int64))
+    counts = np.searchsorted(keys, keys + tolerance, side="right") - np.searchsorted(keys, keys - tolerance)
+    top = np.argsort(-counts, kind="stable")[:n] if len(counts) <= n else np.argpartition(-counts, n)[:n]
+    top = top[np.argsort(-counts[top], kind="stable")]
+    return keys[top] >> GROUP_SHIFT, (keys[top] & ((1 << GROUP_SHIFT) - 1)) - DIAGONAL_BIAS, counts[top]
+
+
+@pytest.mark.parametrize("span", [5_000, 3_000_000_000])  # one radix pass, and several
+def test_dense_diagonals_are_those_of_a_plain_sort(rng: np.random.Generator, span: int) -> None:
+    hashes = rng.integers(0, 400, size=30_000).astype(np.uint32)
+    pos = rng.integers(0, span, size=len(hashes)).astype(np.uint32)
+    table = HashTable.build(hashes, pos, hash_bits=HASH_BITS)
+    q = rng.integers(0, 420, size=900).astype(np.uint32)
+    q_times = rng.integers(0, 800, size=len(q)).astype(np.int32)
+    q_group = np.sort(rng.integers(0, 20, size=len(q)))
+    for n, cap in ((100_000, 0), (256, 90)):  # every diagonal (no ties cut), and the usual top
+        got = dense_diagonals(table, q, q_times, q_group, tolerance=2, max_postings=cap, n=n)
+        want = _diagonals_by_sorting(table, q, q_times, q_group, tolerance=2, max_postings=cap, n=n)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want)) and len(got[0]) > 200
+
+
+@pytest.mark.parametrize("skew", [0.0, 0.9])
+def test_lookup_rows_from_a_guess_on_long_skewed_postings(rng: np.random.Generator, skew: float) -> None:
+    """Long runs whose positions crowd into one stretch (the proportional guess lands far off)."""
+    n = 60_000
+    hashes = rng.integers(0, 12, size=n).astype(np.uint32)
+    crowded = rng.random(n) < skew
+    pos = np.where(crowded, rng.integers(0, 2_000, n), rng.integers(0, 1_000_000, n)).astype(np.uint32)
+    order = np.argsort(pos, kind="stable")
+    table = HashTable.build(hashes[order], pos[order], hash_bits=HASH_BITS)
+    starts = np.arange(0, 1_000_000, 1_000, dtype=np.int64)
+    frames = np.full(len(starts), 1_000, np.int64)
+    q = np.arange(14, dtype=np.uint32)
+    rows = np.array([0, 1, 2, 500, 998, 999], np.int64)
+    got = table.lookup_rows(q, starts, frames, rows, sorted_postings=True)
+    want = table.lookup_tracks(q, starts, np.isin(np.arange(len(starts)), rows))
+    assert all(np.array_equal(a, b) for a, b in zip(got, want)) and len(got[0]) > 100
+
+
+def test_rarest_hashes_of_each_group(rng: np.random.Generator) -> None:
+    total = rng.integers(0, 40, size=3000)
+    q_group = np.repeat(np.arange(6), [0, 900, 600, 1, 999, 500])[rng.permutation(3000)]
+    want = []
+    for g in range(7):  # group by group: rarest first, while they fit the budget, at least one
+        mine = np.flatnonzero((q_group == g) & (total > 0))
+        mine = mine[np.argsort(total[mine], kind="stable")]
+        want.append(mine[: max(1, int(np.searchsorted(np.cumsum(total[mine]), 2000, side="right")))])
+    assert np.array_equal(_rarest(total, q_group, 2000), np.sort(np.concatenate(want)))
+
+
+def test_the_grids_answer_as_the_plain_lookups_would(songs: dict[str, np.ndarray],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A narrowed search through the speed, tempo and pitch stages gives the very same best
+    candidate (track, offset, score, factors, confidence) with the compiled lookups as with
+    plain ones: a comparison sort of the diagonals, bisection-free track lookups, one
+    ``pair_peaks`` per variant and a group-by-group choice of rare hashes."""
+    import audiolsh.index.fingerprint as fp
+
+    idx = _add_all(FingerprintIndex.create(None, max_matches=800), songs)
+    names = list(songs)
+    clip = {name: songs[name][int(7.3 * SR): int(12.3 * SR)] for name in names[:3]}
+    clips = [speed(clip[names[0]], SR, percent=5), tempo(clip[names[1]], SR, percent=-6),
+             pitch_shift(clip[names[2]], SR, semitones=1)]
+    clips += [music(duration_s=5.0, sr=SR, seed=s) for s in (91, 92)]
+    fast = [idx.assess(c, SR, min_confidence=0).best for c in clips]
+    assert [m.path if m else None for m in fast[:3]] == names[:3]
+    assert [(m.speed, m.tempo) for m in fast[:2]] == [(1.05, 1.0), (1.0, 0.96)]  # the grids answered
+    assert fast[2].speed * fast[2].pitch > 1.05
+
+    def pair_each(peaks: Any, scales: np.ndarray, *, fanout: int,
+                  margins: np.ndarray) -> tuple[np.ndarray, ...]:
+        lms = [pair_peaks(peaks, fanout=fanout, time_scale=s[0], freq_scale=s[1], margin=m)
+               for s, m in zip(scales, margins)]
+        return (np.concatenate([lm.hashes for lm in lms]), np.concatenate([lm.times for lm in lms]),
+                np.repeat(np.arange(len(lms)), [len(lm) for lm in lms]))
+
+    def rows_by_track(self: HashTable, hashes: np.ndarray, starts: np.ndarray, frames: np.ndarray,
+                      rows: np.ndarray, **kw: Any) -> tuple[np.ndarray, ...]:
+        return self.lookup_tracks(hashes, starts, np.isin(np.arange(len(starts)), rows),
+                                  max_postings=kw["max_postings"])
+
+    def rarest_by_group(total: np.ndarray, q_group: np.ndarray, budget: int) -> np.ndarray:
+        out = []
+        for g in np.unique(q_group).tolist():
+            mine = np.flatnonzero((q_group == g) & (total > 0))
+            mine = mine[np.argsort(total[mine], kind="stable")]
+            out.append(mine[: max(1, int(np.searchsorted(np.cumsum(total[mine]), budget, side="right")))])
+        return np.sort(np.concatenate(out))
+
+    monkeypatch.setattr(fp, "pair_variants", pair_each)
+    monkeypatch.setattr(fp, "dense_diagonals", _diagonals_by_sorting)
+    monkeypatch.setattr(fp, "_rarest", rarest_by_group)
+    monkeypatch.setattr(HashTable, "lookup_rows", rows_by_track)
+    assert [idx.assess(c, SR, min_confidence=0).best for c in clips] == fast

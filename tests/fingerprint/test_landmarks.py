@@ -9,6 +9,7 @@ import pytest
 
 from audiolsh.audio.synth import music, tone
 from audiolsh.errors import ParameterError
+from audiolsh.features import landmarks as fl
 from audiolsh.features.landmarks import FRAME_S, HASH_BITS, Landmarks, landmarks, pair_peaks, spectral_peaks
 from audiolsh.search.fingerprint import HashTable, chance_log10
 
@@ -125,3 +126,56 @@ def test_lookup_skips_common_hashes_and_dead_tracks(rng: np.random.Generator) ->
         assert np.all(tix == 0)
         assert (0 in qidx.tolist()) == (cap == 0)  # hash 7 is stored 30 times
 
+
+
+def _pairs_spelt_out(peaks: fl.Peaks, fanout: int, time_scale: float, freq_scale: float,
+                     margin: float) -> list[tuple[int, int]]:
+    """The pairing rule pair by pair, in the order ``pair_peaks`` gives: (hash, anchor frame)."""
+    t = peaks.times.astype(np.float64) * time_scale
+    f = peaks.freqs.astype(np.float64) * freq_scale
+    fi = np.rint(f).astype(np.int64)
+
+    def alt(x: float, xi: int) -> int:
+        r = x - xi
+        return xi + (1 if r > 0 else -1) if abs(r) > 0.5 - margin else xi
+
+    def key(f1: int, dfq: int, dt: int) -> int:
+        return (f1 << (fl.DF_BITS + fl.DT_BITS)) | ((dfq + (1 << (fl.DF_BITS - 1))) << fl.DT_BITS) | dt
+
+    pairs = []
+    for a in range(len(t)):
+        later = [j for j in range(a + 1, min(a + 6 * fanout, len(t) - 1) + 1)
+                 if 1 <= np.rint(t[j] - t[a]) <= fl.DT_MAX and abs(fi[j] - fi[a]) <= fl.DF_MAX]
+        pairs += [(a, j) for j in later[:fanout]]
+    out = [(key(min(max(int(fi[a]), 0), (1 << fl.F_BITS) - 1), int(fi[b] - fi[a]), int(np.rint(t[b] - t[a]))),
+            int(np.rint(t[a]))) for a, b in pairs]
+    for c in range(1, 8 if margin > 0 else 1):
+        for a, b in pairs:
+            d = t[b] - t[a]
+            di = int(np.rint(d))
+            f1 = alt(f[a], int(fi[a])) if c & 1 else int(fi[a])
+            f2 = alt(f[b], int(fi[b])) if c & 2 else int(fi[b])
+            dt = alt(d, di) if c & 4 else di
+            moved = all(x != y for x, y, bit in ((f1, fi[a], 1), (f2, fi[b], 2), (dt, di, 4)) if c & bit)
+            if moved and 1 <= dt <= fl.DT_MAX and abs(f2 - f1) <= fl.DF_MAX and 0 <= f1 < 1 << fl.F_BITS:
+                out.append((key(f1, f2 - f1, dt), int(np.rint(t[a]))))
+    return out
+
+
+def test_pair_variants_is_the_pairing_rule_of_each_variant() -> None:
+    """Every variant of a stage hashed in one compiled pass gives, variant by variant, the
+    pairs (and their order) the rule spells out: plain, with boundary roundings, rescaled."""
+    y = music(duration_s=4.0, sr=8000, seed=5)
+    y = y + 0.2 * np.random.default_rng(5).standard_normal(len(y))
+    peaks = spectral_peaks(y, 8000, density=36.0)
+    scales = np.array([[1.0, 1.0], [1.05, 1 / 1.05], [0.92, 1.0], [1.0, 1 / 1.0595], [0.97, 1.03]])
+    margins = np.array([0.2, 0.1, 0.1, 0.0, 0.3])
+    hashes, times, group = fl.pair_variants(peaks, scales, fanout=12, margins=margins)
+    want = [(v, *p) for v, (s, m) in enumerate(zip(scales, margins))
+            for p in _pairs_spelt_out(peaks, 12, s[0], s[1], m)]
+    assert list(zip(group.tolist(), hashes.tolist(), times.tolist())) == want
+    assert np.bincount(group).min() > 100 and hashes.dtype == np.uint32 and times.dtype == np.int32
+    one = pair_peaks(peaks, fanout=5, time_scale=1.02)  # ingest's call: one variant, no margin
+    assert list(zip(one.hashes.tolist(), one.times.tolist())) == _pairs_spelt_out(peaks, 5, 1.02, 1.0, 0.0)
+    with pytest.raises(ParameterError, match="margin"):
+        fl.pair_variants(peaks, scales, margins=np.full(len(scales), 0.5))

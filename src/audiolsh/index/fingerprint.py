@@ -489,17 +489,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         groups = np.unique(q_group)
         per_group = max(1, CANDIDATE_TRACKS // len(groups))
         budget = max(1, self.params.max_matches // STAGE_ONE_SHARE)
-        # Each group's hashes, rarest first, while their postings fit the budget (at least one).
-        live = np.flatnonzero(total > 0)
-        order = live[np.lexsort((total[live], q_group[live]))]
-        g_sorted = q_group[order]
-        head = np.flatnonzero(np.concatenate([[True], g_sorted[1:] != g_sorted[:-1]])) if len(order) else \
-            np.zeros(0, np.int64)
-        cum = np.cumsum(total[order])
-        before = np.repeat(cum[head] - total[order[head]], np.diff(np.append(head, len(order))))
-        keep = cum - before <= budget
-        keep[head] = True
-        sel = np.sort(order[keep])
+        sel = _rarest(total, q_group, budget)
         found: list[tuple[int, int, int, int]] = []  # (-count, segment, group, track row)
         middle = int(q_times.max()) // 2 if len(q_times) else 0
         for i, (seg, cap) in enumerate(zip(self._segments, caps)):
@@ -707,6 +697,20 @@ def _upgrade_grids(params: dict[str, Any]) -> dict[str, Any]:
             if params.get(name) == old:
                 del params[name]
     return params
+
+
+def _rarest(total: np.ndarray, q_group: np.ndarray, budget: int) -> np.ndarray:
+    """Each group's hashes with postings, rarest first (ties in query order), while their
+    postings add up to ``budget`` (at least one a group): their indices, sorted."""
+    live = np.flatnonzero(total > 0)
+    order = live[np.lexsort((total[live], q_group[live]))]
+    g = q_group[order]
+    head = np.flatnonzero(np.concatenate([[True], g[1:] != g[:-1]])) if len(order) else np.zeros(0, np.int64)
+    cum = np.cumsum(total[order])
+    before = np.repeat(cum[head] - total[order[head]], np.diff(np.append(head, len(order))))
+    keep = cum - before <= budget
+    keep[head] = True
+    return np.sort(order[keep])
 
 
 def _first_entry(table: HashTable, h: int) -> int:
