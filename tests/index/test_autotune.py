@@ -57,7 +57,8 @@ def iso_index() -> tuple[Index, np.ndarray, np.ndarray]:
     centres = 2 * rng.standard_normal((EASY_GROUPS, DIM))
     X[:EASY_GROUPS * GROUP] = (np.repeat(centres, GROUP, axis=0)
                                + 0.01 * rng.standard_normal((EASY_GROUPS * GROUP, DIM)))
-    index = Index.create(None, metric="cosine")
+    # 12 bits: buckets small enough that the target needs probing beyond the home buckets.
+    index = Index.create(None, metric="cosine", n_bits=12)
     index.add(X)
     return index, X, Q
 
@@ -73,8 +74,14 @@ def test_a_default_build_reaches_the_target_recall_on_fresh_queries(make, metric
         assert point["version"] == autotune.VERSION and point["target_recall"] == 0.95
         got, probes = recall(index, X, Q)
     assert got >= 0.95
-    # Adaptive: not every query probes the same number of buckets.
-    assert probes.min() < probes.max() <= point["n_probes"]
+    assert probes.max() <= point["n_probes"]
+    if point["stop"] > 0:  # adaptive: not every query probes the same number of buckets
+        assert probes.min() < probes.max()
+    else:  # the home buckets alone reach the target
+        assert (probes == seg.info.config["family"]["n_tables"]).all()
+    # Inside the default byte budget, as the estimate said.
+    assert index.info()["table_bytes_per_item"] <= point["max_table_bytes"] == 64
+    assert index.info()["table_bytes_per_item"] == pytest.approx(point["table_bytes_estimate"], rel=0.05)
 
 
 def test_a_lower_recall_probes_fewer_buckets_and_each_reaches_its_target(iso_index) -> None:  # type: ignore[no-untyped-def]
@@ -182,3 +189,40 @@ def test_the_tune_command_keeps_a_margin_above_its_target() -> None:
     assert report.best.recall >= 0.9 + autotune.MARGIN
     # A row just above the target in the mean is there, and was not good enough.
     assert any(0.9 <= r.recall < 0.9 + autotune.MARGIN for r in report.rows)
+
+
+@pytest.mark.parametrize("make", [isotropic, anisotropic])
+def test_a_tighter_byte_budget_gives_smaller_tables_that_still_reach_the_target(make) -> None:  # type: ignore[no-untyped-def]
+    X, Q = split(make(N + N_QUERIES))
+    with Index.create(None, metric="cosine", max_table_bytes=20) as index:
+        index.add(X)
+        point = index._segments[0].info.config["operating_point"]
+        assert point["max_table_bytes"] == 20
+        assert index.info()["table_bytes_per_item"] <= 20
+        # Shapes over the budget are sized, never scored.
+        assert point["shapes_scored"] < point["shapes_tried"]
+        got, _ = recall(index, X, Q)
+    assert got >= 0.95
+
+
+def test_a_budget_no_point_fits_builds_the_best_recall_inside_it_and_says_so(caplog) -> None:  # type: ignore[no-untyped-def]
+    X, _ = split(isotropic(N + N_QUERIES))
+    with caplog.at_level("WARNING", logger="audiolsh.index.autotune"):
+        with Index.create(None, metric="cosine", max_table_bytes=12, target_recall=0.999) as index:
+            index.add(X)
+            point = index._segments[0].info.config["operating_point"]
+            assert index.info()["table_bytes_per_item"] <= 12
+    assert point["recall_estimate"] < 0.999
+    assert any("no operating point within 12 table bytes per item reaches recall 0.999" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_the_byte_budget_is_validated_and_older_configs_get_the_default() -> None:
+    from audiolsh.errors import ParameterError
+    from audiolsh.index.build import IndexConfig
+
+    for bad in (0, -5, "64", True):
+        with pytest.raises(ParameterError, match="max_table_bytes"):
+            IndexConfig(max_table_bytes=bad).validate()  # type: ignore[arg-type]
+    old = {k: v for k, v in IndexConfig().__dict__.items() if k != "max_table_bytes"}
+    assert IndexConfig.from_dict(old).max_table_bytes == autotune.DEFAULT_MAX_TABLE_BYTES

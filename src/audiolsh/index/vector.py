@@ -687,7 +687,7 @@ class Index(SegmentedIndex[_Segment]):
         build_changed = any(
             getattr(new, f) != getattr(self.config, f)
             for f in ("n_tables", "n_bits", "bucket_width", "center", "whiten", "num_perm", "threshold",
-                      "family", "target_recall", "rerank_dtype")
+                      "family", "target_recall", "rerank_dtype", "max_table_bytes")
         )
         with self.storage.write() as w:
             w.set_config(asdict(new))
