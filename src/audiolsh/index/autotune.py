@@ -59,9 +59,11 @@ MEMBER_BYTES, BUCKET_BYTES = 4, 16
 BITS_STEP = 2
 PROBES_PER_TABLE = 64
 #: held-out queries: as many as a brute-force pass of about this many multiply-adds allows
-QUERY_FLOPS = 4e9
+QUERY_FLOPS = 2e9
 MIN_QUERIES, MAX_QUERIES = 64, 200
 SIZE_SAMPLE = 4000
+#: bucket counts of the sample are looked up in one array of at most this many cells
+COUNT_TABLE = 1 << 22
 Z = 2.0
 MARGIN = 0.005
 # Query cost in units of one candidate row measured: a plane the query is projected on (a
@@ -73,6 +75,8 @@ STOP_GRID = 48
 # balanced than this (``key_balance``: about 0.95 on isotropic clusters, 0.4-0.8 on
 # embeddings whose variance sits in a few directions).
 WHITEN_TRY_BELOW = 0.9
+#: rows the balance is measured on: at 2^K / 16 buckets still thousands of colliding pairs
+BALANCE_SAMPLE = 8000
 RECALL_GRID = (0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
 
 
@@ -241,13 +245,8 @@ def _evaluate(family: Any, held: _Held, sample_keys: np.ndarray) -> dict[str, An
     nb_keys = family.keys(held.neighbour_rows).reshape(m, NEAREST, L)
     found = _first_probe(np.ascontiguousarray(nb_keys), keys, tables)
     # Rows the probed buckets hold, from the hashed sample scaled to the segment.
-    sizes = np.zeros((m, P))
-    scale = held.n / len(sample_keys)
-    for t in range(L):
-        sel = tables == t
-        col = np.sort(sample_keys[:, t])
-        want = keys[sel]
-        sizes[sel] = (np.searchsorted(col, want, "right") - np.searchsorted(col, want, "left")) * scale
+    sizes = _sample_counts(sample_keys, keys, tables, bits if isinstance(family, HyperplaneLSH) else None)
+    sizes = sizes * (held.n / len(sample_keys))
     members = np.cumsum(sizes, axis=1)
     home = min(L, P)
     pos = scores[:, home:]
@@ -271,6 +270,27 @@ def _evaluate(family: Any, held: _Held, sample_keys: np.ndarray) -> dict[str, An
                        u.mean(axis=1), per_q.mean(axis=1)], axis=-1).reshape(-1, 6)
     return {"family": family, "points": points, "p_max": P,
             "table_bytes": table_bytes(family, sample_keys, held.n)}
+
+
+def _sample_counts(
+    sample_keys: np.ndarray, keys: np.ndarray, tables: np.ndarray, bits: int | None,
+) -> np.ndarray:
+    """How many sampled rows each probed bucket (``keys`` in ``tables``) holds.  Keys of
+    ``bits`` bits (hyperplanes) are counted in one table of every (table, key); others (hashed
+    keys) are looked up table by table."""
+    L = sample_keys.shape[1]
+    if bits is not None and L << bits <= COUNT_TABLE:
+        b = np.uint64(bits)
+        cells = (np.arange(L, dtype=np.uint64) << b) | sample_keys
+        counts = np.bincount(cells.ravel().astype(np.int64), minlength=L << bits)
+        return counts[((tables.astype(np.uint64) << b) | keys).astype(np.int64)]
+    sizes = np.zeros(keys.shape, np.int64)
+    for t in range(L):
+        sel = tables == t
+        col = np.sort(sample_keys[:, t])
+        want = keys[sel]
+        sizes[sel] = np.searchsorted(col, want, "right") - np.searchsorted(col, want, "left")
+    return sizes
 
 
 LCB, COST, CAP, STOP, PROBES, RECALL = range(6)
@@ -313,6 +333,8 @@ def tune_segment(
         if fam.center:
             if w not in learned:
                 learned[w] = fam.learn(X)
+                if w > 0:  # the same mean: plain planes need nothing else
+                    learned.setdefault(0.0, (learned[w][0], np.zeros((d, 0)), np.zeros(0)))
             fam.fit(X, learned=learned[w])
         return fam
 
@@ -323,8 +345,8 @@ def tune_segment(
         if whiten != "auto":
             whitens = [float(whiten)]
         elif n >= WHITEN_MIN_ROWS_PER_DIM * d and key_balance(
-                X, n_bits=auto_bits, seed=seed, center=center) < WHITEN_TRY_BELOW:
-            whitens = [0.0, AUTO_WHITEN]
+                X, n_bits=auto_bits, seed=seed, center=center, sample=BALANCE_SAMPLE) < WHITEN_TRY_BELOW:
+            whitens = [AUTO_WHITEN, 0.0]  # whitened first: its mean serves both
         else:
             whitens = [0.0]
         bit_grid = [n_bits] if n_bits else sorted(
