@@ -226,3 +226,17 @@ def test_the_byte_budget_is_validated_and_older_configs_get_the_default() -> Non
             IndexConfig(max_table_bytes=bad).validate()  # type: ignore[arg-type]
     old = {k: v for k, v in IndexConfig().__dict__.items() if k != "max_table_bytes"}
     assert IndexConfig.from_dict(old).max_table_bytes == autotune.DEFAULT_MAX_TABLE_BYTES
+
+
+def test_the_tuner_scores_few_shapes_and_measures_a_bounded_exact_pass(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Its cost in counts: the held-out queries' exact pass is held to QUERY_FLOPS
+    multiply-adds (MIN_QUERIES at least), and only a handful of shapes are scored."""
+    monkeypatch.setattr(autotune, "QUERY_FLOPS", 80 * N * DIM)
+    X, Q = split(anisotropic(N + N_QUERIES))
+    with Index.create(None, metric="cosine") as index:
+        index.add(X)
+        point = index._segments[0].info.config["operating_point"]
+        got, _ = recall(index, X, Q)
+    assert point["n_queries"] == 80
+    assert point["shapes_scored"] <= 6 and point["shapes_tried"] <= 9
+    assert got >= 0.95
