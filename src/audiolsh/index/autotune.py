@@ -60,7 +60,7 @@ BITS_STEP = 2
 PROBES_PER_TABLE = 64
 #: held-out queries: as many as a brute-force pass of about this many multiply-adds allows
 QUERY_FLOPS = 2e9
-MIN_QUERIES, MAX_QUERIES = 64, 200
+MIN_QUERIES, MAX_QUERIES = 64, 128
 SIZE_SAMPLE = 4000
 #: bucket counts of the sample are looked up in one array of at most this many cells
 COUNT_TABLE = 1 << 22
@@ -220,7 +220,8 @@ def table_bytes(family: Any, sample_keys: np.ndarray, n: int) -> float:
     buckets estimated from the hashed sample: the share of distinct keys in a sample is at
     least the segment's (it only falls as rows are added), and K bits make at most 2^K."""
     L = family.n_tables
-    share = np.array([len(np.unique(sample_keys[:, t])) for t in range(L)]) / max(len(sample_keys), 1)
+    ordered = np.sort(sample_keys, axis=0)
+    share = (1 + (ordered[1:] != ordered[:-1]).sum(axis=0)) / max(len(sample_keys), 1)
     if isinstance(family, HyperplaneLSH):
         share = np.minimum(share, 2.0 ** family.n_bits / n)
         code = 1 if family.n_bits <= 8 else 2  # ``search.lsh.row_codes``
