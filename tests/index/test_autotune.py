@@ -79,9 +79,9 @@ def test_a_default_build_reaches_the_target_recall_on_fresh_queries(make, metric
         assert probes.min() < probes.max()
     else:  # the home buckets alone reach the target
         assert (probes == seg.info.config["family"]["n_tables"]).all()
-    # Inside the default byte budget, as the estimate said.
+    # Inside the default byte budget; the estimate (from a sample's distinct keys) errs high.
     assert index.info()["table_bytes_per_item"] <= point["max_table_bytes"] == 64
-    assert index.info()["table_bytes_per_item"] == pytest.approx(point["table_bytes_estimate"], rel=0.05)
+    assert index.info()["table_bytes_per_item"] <= 1.02 * point["table_bytes_estimate"]
 
 
 def test_a_lower_recall_probes_fewer_buckets_and_each_reaches_its_target(iso_index) -> None:  # type: ignore[no-untyped-def]

@@ -61,7 +61,7 @@ PROBES_PER_TABLE = 64
 #: held-out queries: as many as a brute-force pass of about this many multiply-adds allows
 QUERY_FLOPS = 2e9
 MIN_QUERIES, MAX_QUERIES = 64, 128
-SIZE_SAMPLE = 4000
+SIZE_SAMPLE = 2000
 #: bucket counts of the sample are looked up in one array of at most this many cells
 COUNT_TABLE = 1 << 22
 Z = 2.0
@@ -230,7 +230,7 @@ def table_bytes(family: Any, sample_keys: np.ndarray, n: int) -> float:
     return float(L * (MEMBER_BYTES + code) + BUCKET_BYTES * share.sum())
 
 
-def _evaluate(family: Any, held: _Held, sample_keys: np.ndarray) -> dict[str, Any]:
+def _evaluate(family: Any, held: _Held, sample_keys: np.ndarray, size: float) -> dict[str, Any]:
     """Every operating point of one fitted family: the recall (lower bound), mean probes and
     cost of each (probe cap, stop) on the held-out queries, as the rows of ``points``
     (columns LCB, COST, CAP, STOP, PROBES, RECALL)."""
@@ -270,7 +270,7 @@ def _evaluate(family: Any, held: _Held, sample_keys: np.ndarray) -> dict[str, An
     points = np.stack([lcb, cost, np.broadcast_to(cap_col, shape), np.broadcast_to(stops[None], shape),
                        u.mean(axis=1), per_q.mean(axis=1)], axis=-1).reshape(-1, 6)
     return {"family": family, "points": points, "p_max": P,
-            "table_bytes": table_bytes(family, sample_keys, held.n)}
+            "table_bytes": size}
 
 
 def _sample_counts(
@@ -368,7 +368,7 @@ def tune_segment(
         """A shape's points, scored only when its tables fit."""
         if (L, bits, w) not in tried:
             fam, sample_keys, size = sized(L, bits, w)
-            tried[(L, bits, w)] = (_evaluate(fam, held, sample_keys) if size <= budget
+            tried[(L, bits, w)] = (_evaluate(fam, held, sample_keys, size) if size <= budget
                                    else {"family": fam, "points": None, "table_bytes": size})
         return tried[(L, bits, w)]
 
@@ -398,17 +398,15 @@ def tune_segment(
 
     mid_bits = bit_grid[len(bit_grid) // 2]
     # The first L: the most (up to FIRST_TABLES) whose tables fit.
-    first_L = table_grid[0]
-    for L in table_grid:
-        if L <= (n_tables or FIRST_TABLES) and sized(L, mid_bits, whitens[0])[2] <= budget:
-            first_L = L
+    fits = [L for L in table_grid if L <= (n_tables or FIRST_TABLES)]
+    first_L = next((L for L in reversed(fits) if sized(L, mid_bits, whitens[0])[2] <= budget), fits[0])
     shape = min([(first_L, mid_bits, w) for w in whitens], key=score)
     shape = descend(shape, 1, bit_grid)
     shape = descend(shape, 0, table_grid)
     if tried[shape]["points"] is None:  # nothing fits: the smallest tables tried
         shape = min(tried, key=lambda s: tried[s]["table_bytes"])
-        fam, sample_keys, _ = sized(*shape)
-        tried[shape] = _evaluate(fam, held, sample_keys)
+        fam, sample_keys, size = sized(*shape)
+        tried[shape] = _evaluate(fam, held, sample_keys, size)
     result = tried[shape]
     points = result["points"]
     chosen = _best(points, target)
