@@ -240,3 +240,15 @@ def test_the_tuner_scores_few_shapes_and_measures_a_bounded_exact_pass(monkeypat
     assert point["n_queries"] == 80
     assert point["shapes_scored"] <= 6 and point["shapes_tried"] <= 9
     assert got >= 0.95
+
+
+def test_sample_bucket_counts_by_one_bincount_match_the_lookup_per_table() -> None:
+    rng = np.random.default_rng(5)
+    bits, L = 10, 6
+    sample = rng.integers(0, 2**bits, (2000, L)).astype(np.uint64)
+    keys = rng.integers(0, 2**bits, (50, 40)).astype(np.uint64)
+    tables = rng.integers(0, L, (50, 40))
+    by_bincount = autotune._sample_counts(sample, keys, tables, bits)
+    by_lookup = autotune._sample_counts(sample, keys, tables, None)
+    np.testing.assert_array_equal(by_bincount, by_lookup)
+    assert by_lookup.sum() > 0
