@@ -252,3 +252,19 @@ def test_sample_bucket_counts_by_one_bincount_match_the_lookup_per_table() -> No
     by_lookup = autotune._sample_counts(sample, keys, tables, None)
     np.testing.assert_array_equal(by_bincount, by_lookup)
     assert by_lookup.sum() > 0
+
+
+def test_vectors_add_max_table_bytes_option(tmp_path: Path) -> None:
+    X, _ = split(isotropic(N + N_QUERIES))
+    np.save(tmp_path / "rows.npy", X)
+    runner = CliRunner()
+    location = str(tmp_path / "idx")
+    added = runner.invoke(cli, ["vectors", "add", "--index", location, "--max-table-bytes", "20",
+                                str(tmp_path / "rows.npy")])
+    assert added.exit_code == 0, added.output
+    with Index.open(location, readonly=True) as index:
+        assert index.config.max_table_bytes == 20
+        assert index.info()["table_bytes_per_item"] <= 20
+    bad = runner.invoke(cli, ["vectors", "add", "--index", str(tmp_path / "other"), "--max-table-bytes", "0",
+                              str(tmp_path / "rows.npy")])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output

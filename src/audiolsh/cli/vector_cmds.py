@@ -20,6 +20,7 @@ from audiolsh.cli.progress import FileProgress
 from audiolsh.errors import AudiolshError, InputFormatError
 from audiolsh.files import shown
 from audiolsh.index import Index
+from audiolsh.index.autotune import DEFAULT_MAX_TABLE_BYTES
 from audiolsh.index.build import DEFAULT_TARGET_RECALL
 from audiolsh.index.families import FAMILIES
 from audiolsh.library.locations import check_vectors_location
@@ -54,6 +55,9 @@ def vectors() -> None:
 @click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=None, help="Recall@10 every segment is built for, when the index is created"
                                  f" (hyperplane family) [default: {DEFAULT_TARGET_RECALL}].")
+@click.option("--max-table-bytes", type=click.FloatRange(0, min_open=True), default=None,
+              help="Hash-table bytes per item a tuned segment may hold, when the index is created"
+                   f" [default: {DEFAULT_MAX_TABLE_BYTES:g}].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--rerank-dtype", type=click.Choice(RERANK_DTYPES), default=None,
               help="Type of the rows the exact re-rank reads: float16 or int8 keep a compact copy"
@@ -62,7 +66,7 @@ def vectors() -> None:
 @format_option
 def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_second: bool,
                 id_column: str | None, n_tables: int | None, family: str, target_recall: float | None,
-                seed: int, rerank_dtype: str | None, fmt: str) -> None:
+                max_table_bytes: float | None, seed: int, rerank_dtype: str | None, fmt: str) -> None:
     """Add the vectors of FILES (.npy, .csv/.tsv, .tfrecord, .parquet) to the index.
 
     A file already added (same content) is skipped; a bad file is reported and the others
@@ -76,6 +80,8 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
         params["n_tables"] = n_tables
     if target_recall is not None:
         params["target_recall"] = target_recall
+    if max_table_bytes is not None:
+        params["max_table_bytes"] = max_table_bytes
     with Index.open_or_create(index_path, **params) as index:
         if index.config.metric != metric and index.config.metric in ("cosine", "euclidean"):
             err_console.print(f"note: the index uses the {index.config.metric} metric")
