@@ -45,6 +45,12 @@ def recall(index: Index, X: np.ndarray, Q: np.ndarray, **options: object) -> tup
     return float(recall_at_k(res.ids, truth).mean()), res.n_probes
 
 
+def vectors_add(runner: CliRunner, tmp_path: Path, X: np.ndarray, location: str, *options: str):  # type: ignore[no-untyped-def]
+    """``vectors add`` of the rows X (saved under tmp_path) with the options."""
+    np.save(tmp_path / "rows.npy", X)
+    return runner.invoke(cli, ["vectors", "add", "--index", location, *options, str(tmp_path / "rows.npy")])
+
+
 EASY_GROUPS, GROUP = 40, 12
 
 
@@ -94,12 +100,10 @@ def test_a_lower_recall_probes_fewer_buckets_and_each_reaches_its_target(iso_ind
 
 def test_vectors_query_recall_option(tmp_path: Path, iso_index) -> None:  # type: ignore[no-untyped-def]
     _, X, Q = iso_index
-    np.save(tmp_path / "rows.npy", X)
     np.save(tmp_path / "queries.npy", Q)
     runner = CliRunner()
     location = str(tmp_path / "idx")
-    added = runner.invoke(cli, ["vectors", "add", "--index", location, "--target-recall", "0.9",
-                                str(tmp_path / "rows.npy")])
+    added = vectors_add(runner, tmp_path, X, location, "--target-recall", "0.9")
     assert added.exit_code == 0, added.output
     truth = BruteForce("cosine").fit(X).search(Q, 10).ids
     candidates = {}
@@ -256,15 +260,12 @@ def test_sample_bucket_counts_by_one_bincount_match_the_lookup_per_table() -> No
 
 def test_vectors_add_max_table_bytes_option(tmp_path: Path) -> None:
     X, _ = split(isotropic(N + N_QUERIES))
-    np.save(tmp_path / "rows.npy", X)
     runner = CliRunner()
     location = str(tmp_path / "idx")
-    added = runner.invoke(cli, ["vectors", "add", "--index", location, "--max-table-bytes", "20",
-                                str(tmp_path / "rows.npy")])
+    added = vectors_add(runner, tmp_path, X, location, "--max-table-bytes", "20")
     assert added.exit_code == 0, added.output
     with Index.open(location, readonly=True) as index:
         assert index.config.max_table_bytes == 20
         assert index.info()["table_bytes_per_item"] <= 20
-    bad = runner.invoke(cli, ["vectors", "add", "--index", str(tmp_path / "other"), "--max-table-bytes", "0",
-                              str(tmp_path / "rows.npy")])
+    bad = vectors_add(runner, tmp_path, X, str(tmp_path / "other"), "--max-table-bytes", "0")
     assert bad.exit_code == 2 and "Traceback" not in bad.output
