@@ -6,7 +6,8 @@ Per dataset: build an on-disk Index with its defaults (every segment tuned for r
 distribution, never indexed): recall@10 against brute force, single-query QPS through
 ``Index.query`` (one query a call), the probes and candidates per query, the build time and
 the tuning's share of it.  ``--recall`` adds query-time targets; ``--baseline`` also builds
-with the fixed defaults of before (``target_recall=None``) in the same run.
+with the fixed defaults of before (``target_recall=None``) in the same run, ``--unbounded``
+with no byte budget for the tables (``max_table_bytes=None``).
 
 Datasets (seeded, generated here or in knn.py so anyone can rerun them):
 
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="datasets with optional sizes, NAME[:N],... (default: the issue's)")
     ap.add_argument("--recall", default="0.9,0.99", help="query-time recall targets to try too")
     ap.add_argument("--baseline", action="store_true", help="also build with the fixed defaults")
+    ap.add_argument("--unbounded", action="store_true",
+                    help="also build with no table byte budget (max_table_bytes=None)")
     default_corpus = Path(os.environ.get("AUDIOLSH_CORPUS", "~/.cache/audiolsh-corpus")) / "dev"
     ap.add_argument("--corpus", type=Path, default=default_corpus.expanduser())
     ap.add_argument("--out", type=Path)
@@ -161,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = {"default": measure(X, Q, truth, recalls)}
         if args.baseline:
             runs["fixed (before)"] = measure(X, Q, truth, [], target_recall=None)
+        if args.unbounded:
+            runs["no byte budget"] = measure(X, Q, truth, [], max_table_bytes=None)
         results["datasets"][name] = {"n": len(X), "dim": X.shape[1], **runs}
         print(json.dumps({name: results["datasets"][name]}, indent=1), flush=True)
     results["load_after"] = os.getloadavg()
