@@ -269,8 +269,7 @@ def _evaluate(family: Any, held: _Held, sample_keys: np.ndarray, size: float) ->
     cap_col = np.where(stops[None, :] > 0, caps[:, None], L)
     points = np.stack([lcb, cost, np.broadcast_to(cap_col, shape), np.broadcast_to(stops[None], shape),
                        u.mean(axis=1), per_q.mean(axis=1)], axis=-1).reshape(-1, 6)
-    return {"family": family, "points": points, "p_max": P,
-            "table_bytes": size}
+    return {"family": family, "points": points, "p_max": P, "table_bytes": size}
 
 
 def _sample_counts(
