@@ -75,9 +75,8 @@ class FingerprintParams:
     verify_margin, verify_fanout : an inconclusive best candidate is recounted against its own
         track alone, the query re-hashed at the candidate's refined transform (its offset drift
         folded into the time scale) with this margin and fanout (margin 0: no recount; fanout 0:
-        ``query_fanout``); its corrected chance probability keeps the search's corrections.
-        Off by default: the shipped calibration was fitted without it (turning it on needs a
-        refit, see docs/results/identify.md)
+        ``query_fanout``); its corrected chance probability keeps the search's corrections
+        (the shipped calibration is fitted with the default; another setting needs a refit)
     max_segments : merge segments beyond this many
     """
 
@@ -98,7 +97,7 @@ class FingerprintParams:
     near_change: float = 0.04
     grid_margin: float = 0.1
     early_stop: float = 1e-6
-    verify_margin: float = 0.0
+    verify_margin: float = 0.3
     verify_fanout: int = 0
     max_segments: int = 8
     max_postings: int = 48
