@@ -14,8 +14,10 @@ together), time-stretched (tempo: pitch kept) or pitch-shifted (pitch: tempo kep
 positions are rescaled over grids of factors before hashing, only when the unscaled attempt is
 not already conclusive: first the changes up to ``near_change``, then the wider ones.
 The answer is the (variant, track, offset) whose number of agreeing hashes is least likely to
-happen by chance (corrected for every offset, track and variant searched); its confidence is
-the calibrated probability that it names the right track (``audiolsh.index.confidence``).
+happen by chance (corrected for every offset, track and variant searched); when that is not
+conclusive it is recounted against its own track at its refined transform (``verify_margin``).
+Its confidence is the calibrated probability that it names the right track
+(``audiolsh.index.confidence``).
 """
 
 from __future__ import annotations
