@@ -30,6 +30,7 @@ from audiolsh.evaluation.calibration import (
     reliability_png,
 )
 from audiolsh.evaluation.identify import Answer
+from audiolsh.evaluation.overlaps import MIN_OVERLAP_NCC
 
 
 def main() -> None:
@@ -63,8 +64,11 @@ def main() -> None:
         at = np.array([a.track is not None and s >= cal.default_min_confidence
                        for a, s in zip(answers, conf)])
         right = np.array([a.track == c.source and c.positive for a, c in zip(answers, rep.clips)])
+        ncc = rep.overlap_ncc.get("audiolsh") or [np.nan] * len(rep.clips)
+        overlap = np.array([v is not None and v >= MIN_OVERLAP_NCC for v in ncc]) & ~pos
         print(f"at the default {cal.default_min_confidence:g}: {int((at & right).sum())}/{int(pos.sum())}"
-              f" right, {int((at & ~pos).sum())}/{int((~pos).sum())} false matches")
+              f" right, {int((at & ~pos & ~overlap).sum())}/{int((~pos).sum())} false matches"
+              f" (and {int((at & overlap).sum())} verified overlaps)")
         lengths = sorted({c.length_s for c in rep.clips})
         for length in lengths:
             sel = [i for i, c in enumerate(rep.clips) if c.length_s == length]

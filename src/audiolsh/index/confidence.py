@@ -10,8 +10,10 @@ source track.  The chance score's and the agreeing hashes' weights are kept >= 0
 evidence never lowers the confidence.
 
 The fit is shipped as ``features/data/confidence-v1.json`` (plain JSON, versioned) with the
-default threshold it implies: the calibrated probability that best reproduces the engine's
-former operating point (chance score >= 3, i.e. a corrected p <= 0.001) on the fit's clips.
+default threshold it implies: the lowest calibrated probability at which the fit's negative
+clips (verified overlaps left out) give at most ``FALSE_MATCH_BUDGET`` false matches; fitted
+without negatives, the probability that best reproduces the engine's former operating point
+(chance score >= 3, i.e. a corrected p <= 0.001).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ the fit)."""
 OLD_OPERATING_CHANCE = 3.0
 """The operating point before calibration: corrected chance probability <= 1e-3."""
 N_BINS = 10
+FALSE_MATCH_BUDGET = 0.0025
+"""Share of negative clips the default threshold may match (half the issue's 0.5 %, so that the
+rate on clips not used to fit stays inside it)."""
 
 
 def features(log10_p: Any, agreeing: Any, query_hashes: Any, seconds: Any) -> np.ndarray:
@@ -54,7 +59,7 @@ def features(log10_p: Any, agreeing: Any, query_hashes: Any, seconds: Any) -> np
 class Calibration:
     """A fitted model: ``probability(...)`` of the engine's quantities, and the defaults it implies.
 
-    default_min_confidence : the calibrated probability of the former operating point
+    default_min_confidence : the lowest probability within the false-match budget (see the module)
     hashes_needed : query hashes from which at least half the fit's clean positive clips were
         matched at the default (a no match with fewer says so)
     """
@@ -116,14 +121,17 @@ def load(name: str = DEFAULT) -> Calibration:
 
 def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
         seconds: ArrayLike, correct: ArrayLike, *, clean: ArrayLike | None = None,
-        l2: float = 1e-6, meta: dict[str, Any] | None = None) -> Calibration:
+        negative: ArrayLike | None = None, l2: float = 1e-6,
+        meta: dict[str, Any] | None = None) -> Calibration:
     """Logistic regression of ``correct`` (the candidate is the clip's track) on the features,
     the chance score's and the agreeing hashes' weights bounded at >= 0; deterministic.  A clip
     with no candidate at all (``log10_p`` NaN) is left out of the fit but counts as unmatched
     for ``hashes_needed``.
 
     ``clean`` marks the undistorted positive clips, on which ``hashes_needed`` is read (noise
-    adds hashes that agree with nothing, so only clean clips tell how many a match needs)."""
+    adds hashes that agree with nothing, so only clean clips tell how many a match needs).
+    ``negative`` marks the clips of unindexed audio (verified overlaps left out): the default
+    threshold is then the lowest that matches at most ``FALSE_MATCH_BUDGET`` of them."""
     from scipy.optimize import minimize
 
     X_all = features(np.nan_to_num(np.asarray(log10_p, np.float64)), agreeing, query_hashes, seconds)
@@ -148,11 +156,31 @@ def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
     coef = w[1:] / sd
     intercept = float(w[0] - coef @ mu)
     p_all = np.where(has, _sigmoid(X_all @ coef + intercept), 0.0)
-    chance = -np.asarray(log10_p, np.float64)[has]
-    default = _operating_point(p_all[has], chance >= OLD_OPERATING_CHANCE)
+    meta = dict(meta or {})
+    if negative is not None and np.any(negative):
+        neg = np.asarray(negative, bool)
+        default = _budget_point(p_all[neg & has], int(neg.sum()), FALSE_MATCH_BUDGET)
+        meta["operating_point"] = {"rule": "false-match budget", "budget": FALSE_MATCH_BUDGET,
+                                   "n_negative": int(neg.sum()),
+                                   "n_false": int(np.sum(p_all[neg & has] >= default))}
+    else:
+        chance = -np.asarray(log10_p, np.float64)[has]
+        default = _operating_point(p_all[has], chance >= OLD_OPERATING_CHANCE)
     sel = np.asarray(correct, bool) if clean is None else np.asarray(clean, bool)
     needed = _hashes_needed(np.asarray(query_hashes, np.float64), has & (p_all >= default), sel)
-    return Calibration(tuple(float(c) for c in coef), intercept, default, needed, dict(meta or {}))
+    return Calibration(tuple(float(c) for c in coef), intercept, default, needed, meta)
+
+
+def _budget_point(p_neg: np.ndarray, n_negative: int, budget: float) -> float:
+    """The lowest threshold (4 decimals) that at most ``budget`` of ``n_negative`` clips reach,
+    ``p_neg`` being the probabilities of those with a candidate; never below 0.5 (a match is
+    at least as likely right as wrong)."""
+    allowed = math.floor(budget * n_negative + 1e-9)
+    top = np.sort(p_neg)[::-1]
+    if len(top) <= allowed:
+        return 0.5
+    # just above the first negative past the allowance
+    return float(max(0.5, math.floor(float(top[allowed]) * 1e4 + 1) / 1e4))
 
 
 def _operating_point(p: np.ndarray, old: np.ndarray) -> float:

@@ -3,7 +3,7 @@
 Both interfaces build their records here so that they cannot drift apart:
 
 - identify: ``{"query", "match": null | {path, track_id, title, artist, offset_s, score,
-  confidence, matched, speed, tempo}, "reason"?, "elapsed_ms"}``; ``confidence`` is the
+  confidence, matched, speed, tempo, pitch}, "reason"?, "elapsed_ms"}``; ``confidence`` is the
   probability that the track is right, ``matched`` false for a candidate below the default
   threshold (shown at a lower ``--min-confidence``), ``reason`` why there is no (confident) match
 - identify --segments: ``{"query", "segments": [{start_s, end_s, path, track_id, title, artist,
@@ -79,6 +79,7 @@ def match_record(match: Identification | None, library: Catalogue | None = None)
         "matched": bool(match.matched),
         "speed": round(float(match.speed), 4),
         "tempo": round(float(match.tempo), 4),
+        "pitch": round(float(match.pitch), 4),
     }, library)
 
 
@@ -101,7 +102,7 @@ def segment_record(start_s: float, end_s: float, match: Identification, *,
     m = match_record(match, library)
     assert m is not None
     return {"start_s": round(float(start_s) + offset_s, 2), "end_s": round(float(end_s) + offset_s, 2),
-            **{key: v for key, v in m.items() if key not in ("score", "speed", "tempo")}}
+            **{key: v for key, v in m.items() if key not in ("score", "speed", "tempo", "pitch")}}
 
 
 def similar_record(query: str, results: Sequence[SimilarTrack], *, match: dict[str, Any] | None = None,
