@@ -31,6 +31,7 @@ from audiolsh.evaluation.calibration import (
 )
 from audiolsh.evaluation.identify import Answer
 from audiolsh.evaluation.overlaps import MIN_OVERLAP_NCC
+from audiolsh.index import confidence as calibrated
 
 
 def main() -> None:
@@ -38,11 +39,15 @@ def main() -> None:
     ap.add_argument("fit_report", type=Path, help="evaluate identify --out JSON to fit on")
     ap.add_argument("--out", type=Path, default=None, help="calibration JSON [default: the package's own]")
     ap.add_argument("--check", type=Path, default=None, help="another run's JSON to report on")
+    ap.add_argument("--false-match-budget", type=float, default=None, metavar="SHARE",
+                    help="default threshold: the lowest whose false matches on the fit's negatives stay"
+                         f" within SHARE (e.g. {calibrated.FALSE_MATCH_BUDGET})"
+                         " [default: the former operating point]")
     ap.add_argument("--png", type=Path, default=None, help="reliability diagram of the check")
     args = ap.parse_args()
     out = args.out or Path(str(resources.files("audiolsh.features").joinpath("data", "confidence-v1.json")))
     report = load_report(args.fit_report)
-    cal = fit_from_report(report)
+    cal = fit_from_report(report, budget=args.false_match_budget)
     cal.save(out)
     print(f"fitted on {cal.meta['fitted_on']['n_clips']} candidates (seed {cal.meta['fitted_on']['seed']}),"
           f" written to {out}: default min confidence {cal.default_min_confidence:g},"

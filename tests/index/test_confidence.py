@@ -86,16 +86,22 @@ def _labelled(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
     return -chance, agreeing, hashes, seconds, right, negative
 
 
-def test_default_threshold_spends_the_false_match_budget_on_negatives(rng: np.random.Generator) -> None:
+def test_a_fit_by_false_match_budget_spends_it_on_negatives(rng: np.random.Generator) -> None:
     log10_p, agreeing, hashes, seconds, right, negative = _labelled(rng, 6000)
-    cal = calibrated.fit(log10_p, agreeing, hashes, seconds, right, negative=negative)
+    cal = calibrated.fit(log10_p, agreeing, hashes, seconds, right, negative=negative,
+                         budget=calibrated.FALSE_MATCH_BUDGET)
     p_neg = cal.probability(log10_p[negative], agreeing[negative], hashes[negative], seconds[negative])
     allowed = int(calibrated.FALSE_MATCH_BUDGET * negative.sum())
     # At most the budget of negatives reach the default, and the next negative below it would not fit.
     assert 0 < np.sum(p_neg >= cal.default_min_confidence) <= allowed
     assert np.sum(p_neg >= np.sort(p_neg[p_neg < cal.default_min_confidence])[-1]) > allowed
     assert cal.meta["operating_point"]["n_false"] == np.sum(p_neg >= cal.default_min_confidence)
-    # Without negatives it is the former rule's point, which sits elsewhere.
-    old = calibrated.fit(log10_p, agreeing, hashes, seconds, right)
+    # Without a budget it is the former rule's point (the default keeps the operating point), which
+    # sits elsewhere; negatives given are only counted.
+    old = calibrated.fit(log10_p, agreeing, hashes, seconds, right, negative=negative)
     assert old.coef == pytest.approx(cal.coef) and old.default_min_confidence != cal.default_min_confidence
-    assert "operating_point" not in old.meta
+    assert old.meta["operating_point"]["rule"] == "former operating point"
+    plain = calibrated.fit(log10_p, agreeing, hashes, seconds, right)
+    assert old.default_min_confidence == plain.default_min_confidence
+    with pytest.raises(ParameterError, match="negative clips"):
+        calibrated.fit(log10_p, agreeing, hashes, seconds, right, budget=0.01)

@@ -58,8 +58,10 @@ def load_report(path: str | Path) -> IdentifyReport:
                           overlap_ncc=data.get("overlap_ncc", {}))
 
 
-def fit_from_report(report: IdentifyReport, system: str = "audiolsh") -> calibrated.Calibration:
-    """A calibration fitted on ``system``'s candidates of every clip of ``report``."""
+def fit_from_report(report: IdentifyReport, system: str = "audiolsh", *,
+                    budget: float | None = None) -> calibrated.Calibration:
+    """A calibration fitted on ``system``'s candidates of every clip of ``report``; ``budget``:
+    the default threshold from a false-match budget instead of the former operating point."""
     info = report.systems.get(system, {})
     rows = info.get("candidates")  # log10 p (NaN: no candidate), agreeing, query hashes, seconds
     answers = report.answers.get(system)
@@ -78,7 +80,7 @@ def fit_from_report(report: IdentifyReport, system: str = "audiolsh") -> calibra
     overlap = np.array([v is not None and v >= MIN_OVERLAP_NCC for v in ncc], bool)
     negative = np.array([not c.positive for c in report.clips], bool) & ~overlap
     return calibrated.fit(X[:, 0], X[:, 1], X[:, 2], X[:, 3], right, clean=clean if clean.any() else None,
-                          negative=negative, meta=meta)
+                          negative=negative, budget=budget, meta=meta)
 
 
 def reliability_markdown(summary: dict[str, Any]) -> str:

@@ -638,7 +638,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
 
     @property
     def default_min_confidence(self) -> float:
-        """The no-match threshold when none is given: the calibration's (within its false-match budget)."""
+        """The no-match threshold when none is given: the calibration's default."""
         return self.calibration.default_min_confidence
 
     def _candidate(
