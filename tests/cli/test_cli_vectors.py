@@ -148,6 +148,38 @@ def test_add_with_the_kmeans_family_builds_learned_cells(tmp_path: Path, data) -
         assert index.query(X[:5], k=1).ids[:, 0].tolist() == list(range(5))
 
 
+@pytest.mark.parametrize("family", ["kmeans", "cross-polytope"])
+def test_tune_picks_the_probes_of_a_learned_or_cross_polytope_index(tmp_path: Path, family: str) -> None:
+    # tune swept hyperplane tables and bits whatever the family, and stored them: the
+    # family's own settings stay now, and the probes it needs for the target are stored.
+    # Unclustered rows: the home buckets alone do not reach the target.
+    path = tmp_path / "iso.npy"
+    np.save(path, np.random.default_rng(7).standard_normal((2000, 16)).astype(np.float32))
+    idx = tmp_path / "idx"
+    assert run("vectors", "add", str(path), "--index", str(idx), "--family", family)[0] == 0
+    with Index.open(idx) as index:
+        before = (index.config.n_tables, [s["id"] for s in index.info()["segments"]])
+    code, out, err = run("tune", "--index", str(idx), "--target-recall", "0.9", "--validation", "100",
+                         "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    best = report["best"]
+    assert report["family"] == family and f"({family})" in err
+    probes = [r["n_probes"] for r in report["rows"]]
+    assert len(probes) > 1 and probes == sorted(set(probes)) and best["recall"] >= 0.9
+    assert {r["n_rerank"] for r in report["rows"]} == {0}
+    if family == "kmeans":
+        assert max(probes) <= report["n_cells"] and "cells probed per query" in err
+    with Index.open(idx) as index:
+        assert index.config.n_probes == best["n_probes"] and index.config.tuned["family"] == family
+        # a query setting: the segments are not rebuilt
+        assert (index.config.n_tables, [s["id"] for s in index.info()["segments"]]) == before
+    code, out, err = run("tune", "--index", str(idx), "--tables", "2,4")
+    assert code == 2 and "Traceback" not in out + err
+    (line,) = err.strip().splitlines()
+    assert family in line and "--tables does not apply" in line
+
+
 def test_cross_polytope_for_euclidean_is_refused_in_one_line(tmp_path: Path, data) -> None:
     path, _ = data
     code, out, err = run("vectors", "add", str(path), "--index", str(tmp_path / "idx"),
