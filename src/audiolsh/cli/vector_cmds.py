@@ -23,7 +23,7 @@ from audiolsh.index import Index
 from audiolsh.index.build import DEFAULT_TARGET_RECALL
 from audiolsh.index.families import FAMILIES
 from audiolsh.library.locations import check_vectors_location
-from audiolsh.query.records import vector_record
+from audiolsh.query.records import vector_records
 from audiolsh.search.compact import RERANK_DTYPES
 from audiolsh.search.kernels import SERIAL_BELOW
 from audiolsh.vectors import read_vectors
@@ -180,8 +180,8 @@ def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_r
         t0 = time.perf_counter()
         result = index.query(batch.vectors, k, **options)
         elapsed_ms = (time.perf_counter() - t0) * 1e3
-        hits = index.hits(result)
-    records = [vector_record(key, row) for key, row in zip(batch.keys, hits)]
+        # Keys by array indexing: no catalogue read, no Hit objects (only keys are printed).
+        records = vector_records(batch.keys, index.keys(result.ids), result.distances.tolist())
     emit_vector_records(records, fmt, k=k)
     err_console.print(
         f"loaded in {load_ms:.0f} ms (the index, {shown(file.name)}, the search kernels);"

@@ -37,7 +37,7 @@ from audiolsh.query.overlaps import Overlap
 from audiolsh.query.similar import SimilarTrack
 
 __all__ = ["cluster_records", "identify_record", "match_record", "named", "overlap_record", "segment_record",
-           "similar_record", "track_record", "vector_record"]
+           "similar_record", "track_record", "vector_record", "vector_records"]
 
 
 class Catalogue(Protocol):
@@ -137,6 +137,18 @@ def overlap_record(overlap: Overlap, library: Catalogue | None = None) -> dict[s
 def vector_record(query: str, hits: Sequence[Hit]) -> dict[str, Any]:
     """One query row's nearest items: their keys and distances (rounded to 6 places)."""
     return {"query": query, "results": [{"id": h.key, "distance": round(h.distance, 6)} for h in hits]}
+
+
+def vector_records(queries: Sequence[str], keys: Sequence[str | None],
+                   distances: Sequence[Sequence[float]]) -> list[dict[str, Any]]:
+    """``vector_record`` of every query row from the keys of its answers (row-major, k a row;
+    None: no answer, skipped) and their distances (``Index.keys`` of a query's ids)."""
+    out = []
+    for row, (query, dists) in enumerate(zip(queries, distances)):
+        row_keys = keys[row * len(dists): (row + 1) * len(dists)]
+        out.append({"query": query, "results": [
+            {"id": key, "distance": round(d, 6)} for key, d in zip(row_keys, dists) if key is not None]})
+    return out
 
 
 def cluster_records(result: Clustering, *, library: bool) -> list[dict[str, Any]]:
