@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from audiolsh.cli import cli
+from audiolsh.cli.vector_cmds import vector_jsonl
 from audiolsh.index import Index
+from audiolsh.query.records import vector_records
 
 
 @pytest.fixture()
@@ -188,3 +190,14 @@ def test_cross_polytope_for_euclidean_is_refused_in_one_line(tmp_path: Path, dat
     assert "cross-polytope family is for the cosine metric" in err
     assert "Traceback" not in err + out
     assert len(err.strip().splitlines()) == 1
+
+
+def test_jsonl_lines_are_what_json_dumps_writes() -> None:
+    # vectors query writes jsonl from strings encoded once each: the same text, byte for byte.
+    keys = ['a"b', "c\\", None, "clé", 'x", "y', "tab\t", "ok", None, None]
+    D = np.array([[0.1234567, 0.5, np.inf], [1 / 3, 2.0000004, 1e-9], [0.25, np.inf, np.inf]],
+                 np.float32)
+    queries = ["q0", 'q"1', "ünï"]
+    want = "".join(json.dumps(r) + "\n" for r in vector_records(queries, keys, D))
+    assert vector_jsonl(queries, keys, D) == want
+    assert json.loads(want.splitlines()[1])["results"][0] == {"id": "clé", "distance": 0.333333}
