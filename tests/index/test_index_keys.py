@@ -96,3 +96,16 @@ def test_a_newer_key_layout_is_read_from_the_catalogue(
         assert seg.key_arrays is None
         seen = _statements(index)
         assert index.keys(ids) == names and seen
+
+
+@pytest.mark.parametrize("mode", ["", "&mode=remote"])
+def test_keys_of_a_redis_index(redis_url: str, mode: str) -> None:
+    # A remote segment's keys stay in Redis (read with the catalogue), a local one's are loaded.
+    names = _names(80)
+    with Index.create(redis_url + mode) as index:
+        ids = index.add(_rows(80), names)
+        index.remove(["k3"])
+    with Index.open(redis_url + mode, readonly=True) as reader:
+        [seg] = reader._segments
+        assert (seg.key_arrays is None) == bool(mode)
+        assert reader.keys(ids[::-1]) == [None if n == "k3" else n for n in names[::-1]]

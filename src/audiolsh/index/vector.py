@@ -283,8 +283,10 @@ class Index(SegmentedIndex[_Segment]):
         local = getattr(self.storage, "load_local_arrays", None)
         if local is None:
             return self._open_segment(info, self.storage.load_arrays(info.id))
-        # The Hamming pre-filter and the compact re-rank copy are local only.
-        arrays, layout = local(info.id, skip=("codes", "rerank", "rerank_scale", "rerank_offset"))
+        # The Hamming pre-filter and the compact re-rank copy are local only; a remote
+        # segment's keys come with the catalogue's round trip.
+        arrays, layout = local(info.id, skip=("codes", "rerank", "rerank_scale", "rerank_offset",
+                                              *keyfile.ARRAYS))
         if layout is None:
             return self._open_segment(info, arrays)
         return _Segment(info, arrays["ids"], _family(info, arrays), remote=layout,
