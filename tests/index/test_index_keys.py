@@ -43,6 +43,9 @@ def test_keys_come_from_the_segments_without_a_catalogue_read(tmp_path: Path, fa
         assert got == [names[i] for i in shuffled] + [None, None] + [names[i] for i in shuffled[:4]]
         res = index.query(_rows(4, 3), 5)
         assert index.keys(res.ids) == [h.key for row in index.hits(res) for h in row]
+        index.remove(["k1"])
+        index.compact(full=True)  # the merged rows' keys copied in the new row order
+        assert index.keys(shuffled) == [None if i == 1 else names[i] for i in shuffled]
 
 
 def test_a_removed_key_never_comes_back(tmp_path: Path) -> None:
@@ -78,10 +81,13 @@ def test_segments_without_key_arrays_read_the_catalogue_until_rewritten(
         seen = _statements(index)
         assert index.keys(ids[::-1]) == names[::-1]
         assert any("FROM items" in s for s in seen)
+        ids = np.concatenate([ids, index.add(_rows(30, 2), _names(30, 150))])  # one with them
+        names += _names(30, 150)
+        index.remove(["k2"])
         index.compact(full=True)  # the next rewrite stores them
         assert all("keys" in s.config for s in index.segments)
         del seen[:]
-        assert index.keys(ids) == names and seen == []
+        assert index.keys(ids) == [None if n == "k2" else n for n in names] and seen == []
 
 
 def test_a_newer_key_layout_is_read_from_the_catalogue(

@@ -46,16 +46,29 @@ def readable(seg_config: dict[str, Any], arrays: dict[str, np.ndarray]
     return np.asarray(arrays[OFFSETS]), arrays[BYTES]
 
 
-def decode(offsets: np.ndarray, blob: np.ndarray, rows: np.ndarray) -> list[str]:
-    """Keys of the given rows: their bytes gathered in one numpy pass, decoded at once."""
-    starts, ends = offsets[rows], offsets[rows + 1]
-    lengths = ends - starts
+def take(offsets: np.ndarray, blob: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The key arrays of the given rows, in their order: bytes gathered in one numpy pass."""
+    starts = np.asarray(offsets[rows])
+    lengths = offsets[rows + 1] - starts
     bounds = np.zeros(len(rows) + 1, np.int64)
     np.cumsum(lengths, out=bounds[1:])
     gather = np.repeat(starts - bounds[:-1], lengths) + np.arange(bounds[-1])
-    raw = np.asarray(blob[gather]).tobytes()
+    return {OFFSETS: bounds, BYTES: np.asarray(blob[gather])}
+
+
+def concat(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Key arrays one after the other."""
+    shift = np.cumsum([0] + [len(p[BYTES]) for p in parts[:-1]])
+    offsets = np.concatenate([[0]] + [p[OFFSETS][1:] + s for p, s in zip(parts, shift)])
+    return {OFFSETS: offsets.astype(np.int64), BYTES: np.concatenate([p[BYTES] for p in parts])}
+
+
+def decode(offsets: np.ndarray, blob: np.ndarray, rows: np.ndarray) -> list[str]:
+    """Keys of the given rows, decoded at once."""
+    picked = take(offsets, blob, rows)
+    raw = picked[BYTES].tobytes()
     text = raw.decode("utf-8")
-    edges = bounds.tolist()
+    edges = picked[OFFSETS].tolist()
     if len(text) == len(raw):  # ASCII: byte offsets are character offsets
         return [text[a:b] for a, b in pairwise(edges)]
     return [raw[a:b].decode("utf-8") for a, b in pairwise(edges)]

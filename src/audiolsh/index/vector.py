@@ -59,10 +59,10 @@ def _operating_point(seg: _Segment) -> dict[str, Any] | None:
     return point  # type: ignore[no-any-return]
 
 
-def _with_keys(build: SegmentBuild, row_keys: list[str]) -> SegmentBuild:
-    """The build with its rows' keys stored beside its arrays (``keyfile``)."""
+def _with_keys(build: SegmentBuild, key_arrays: dict[str, np.ndarray]) -> SegmentBuild:
+    """The build with its rows' key arrays stored beside its others (``keyfile``)."""
     info = replace(build.info, config={**build.info.config, "keys": keyfile.config()})
-    return replace(build, info=info, arrays={**build.arrays, **keyfile.encode(row_keys)})
+    return replace(build, info=info, arrays={**build.arrays, **key_arrays})
 
 
 def _empty(n_queries: int, k: int) -> Neighbors:
@@ -665,7 +665,7 @@ class Index(SegmentedIndex[_Segment]):
             rows = sorter[np.searchsorted(item_ids, build.arrays["ids"], sorter=sorter).clip(
                 0, len(sorter) - 1)]
             if np.array_equal(item_ids[rows], build.arrays["ids"]):
-                build = _with_keys(build, [items.keys[i] for i in rows.tolist()])
+                build = _with_keys(build, keyfile.encode([items.keys[i] for i in rows.tolist()]))
         return super()._attach_in(w, build)
 
     def _check_build(self, build: SegmentBuild) -> None:
@@ -718,8 +718,22 @@ class Index(SegmentedIndex[_Segment]):
                 [np.asarray(s.searcher.vectors_)[s.alive == 1] for s in chosen]  # type: ignore[union-attr]
             )[order]
         build = build_segment(self.config, data, ids[order], prepared=True)
-        merged = self.keys(build.arrays["ids"])
-        return build if None in merged else _with_keys(build, merged)  # type: ignore[arg-type]
+        # The live rows' keys, copied byte for byte (a segment without them: the catalogue's).
+        parts = []
+        for s in chosen:
+            rows = np.flatnonzero(s.alive)
+            if s.key_arrays is not None:
+                parts.append(keyfile.take(*s.key_arrays, rows))
+                continue
+            found = [None if it is None else it.key for it in self.storage.items(s.ids[rows])]
+            if None in found:  # removed meanwhile: the catalogue keeps the keys
+                return build
+            parts.append(keyfile.encode(found))  # type: ignore[arg-type]
+        # build rows -> their place in ``ids`` (the chosen segments' live rows in turn)
+        built = np.asarray(build.arrays["ids"])
+        place = order[np.searchsorted(ids[order], built)]
+        merged = keyfile.concat(parts)
+        return _with_keys(build, keyfile.take(merged[keyfile.OFFSETS], merged[keyfile.BYTES], place))
 
     def _after_merge(self, w: Writer, chosen: Sequence[_Segment]) -> None:
         removed = np.concatenate([s.ids[s.alive == 0] for s in chosen])
