@@ -18,7 +18,7 @@ from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, as_sets, con
 from audiolsh.hashing.base import check_int, learned_arrays
 from audiolsh.hashing.hyperplane import check_whiten, key_balance, needs_centering
 from audiolsh.index.autotune import AUTO_WHITEN, WHITEN_MIN_ROWS_PER_DIM, check_recall, tune_segment
-from audiolsh.index.families import by_cell, check_family, learned_family
+from audiolsh.index.families import by_cell, check_family, learned_family, tune_cells
 from audiolsh.index.segments import SegmentBuild
 from audiolsh.search import BruteForce, SetLSH, VectorLSH, prepare
 from audiolsh.search.brute import check_metric
@@ -70,8 +70,9 @@ class IndexConfig:
         is built for this recall@10 (``autotune.tune_segment``): L, K and whitening (those
         not set here) and its adaptive probing are chosen from held-out rows and stored with
         the segment; ``query(recall=...)`` asks for another.  None: the fixed defaults
-        (indexes made before this field existed open with None).  Hyperplane and p-stable
-        families only.
+        (indexes made before this field existed open with None).  The kmeans family keeps
+        its cells and tunes its probes (``families.tune_cells``); cross-polytope is not
+        tuned.
     rerank_dtype : cosine, euclidean: float16 or int8 keeps a compact copy of the rows that
         the exact pass reads (for when the float32 rows do not fit in memory; they stay on
         disk for exact scans and merges); float32 (default) re-ranks the rows themselves.
@@ -225,6 +226,8 @@ def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: 
         if cfg.family == "kmeans":  # rows stored cell by cell (ids follow them)
             searcher, order = by_cell(searcher)
             ids = ids[order]
+            if cfg.target_recall is not None:
+                point = tune_cells(searcher, cfg.target_recall, cfg.seed)
         arrays = {"vectors": searcher.vectors_, **searcher.rerank_arrays()}
         if searcher.codes_.shape[1]:
             arrays["codes"] = searcher.codes_
