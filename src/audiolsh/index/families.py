@@ -23,6 +23,7 @@ from audiolsh.hashing.hyperplane import needs_centering
 from audiolsh.hashing.kmeans import KMeansLSH
 from audiolsh.index import autotune
 from audiolsh.search import BucketTables, VectorLSH
+from audiolsh.search.cells import keep_nearest
 
 FAMILIES = ("hyperplane", "cross-polytope", "kmeans")
 # Cells per sqrt(rows) of an auto-sized k-means partition: a query scores every centroid
@@ -90,7 +91,7 @@ def by_cell(searcher: VectorLSH) -> tuple[VectorLSH, np.ndarray]:
 # multiply-adds allows, within these bounds.
 TUNE_FLOPS = 2e10
 TUNE_QUERIES = (100, 400)
-TRUTH_BLOCK = 1 << 15  # rows of the exact pass at a time
+TRUTH_SCORES = 1 << 22  # distances of the exact pass at a time (16 MB)
 
 
 def tune_cells(searcher: VectorLSH, target: float, seed: int) -> dict[str, Any] | None:
@@ -145,23 +146,25 @@ def tune_cells(searcher: VectorLSH, target: float, seed: int) -> dict[str, Any] 
 
 
 def _nearest_others(X: np.ndarray, rows: np.ndarray, k: int, metric: str) -> np.ndarray:
-    """Row numbers of the k nearest other rows of each of ``rows`` (exact, blockwise)."""
+    """Row numbers of the k nearest other rows of each of ``rows`` (exact), a block of rows
+    at a time into one reused buffer (fresh pages for a whole product cost more than it)."""
     Q = np.asarray(X[rows], np.float32)
-    best_d = np.full((len(Q), 0), np.inf, np.float32)
-    best_i = np.zeros((len(Q), 0), np.int64)
+    top_d = np.full((len(Q), k), np.inf, np.float32)
+    top_i = np.full((len(Q), k), -1, np.int64)
     q_sq = np.einsum("ij,ij->i", Q, Q)
-    for lo in range(0, len(X), TRUTH_BLOCK):
-        B = np.asarray(X[lo : lo + TRUTH_BLOCK], np.float32)
-        D = Q @ B.T
+    block = max(256, TRUTH_SCORES // len(Q))
+    buf = np.empty((len(Q), min(block, len(X))), np.float32)
+    for lo in range(0, len(X), block):
+        B = np.asarray(X[lo : lo + block], np.float32)
+        D = buf[:, : len(B)]
+        np.matmul(Q, B.T, out=D)
         if metric == "cosine":
-            D = 1.0 - D
+            np.subtract(1.0, D, out=D)
         else:
-            D = q_sq[:, None] - 2.0 * D + np.einsum("ij,ij->i", B, B)[None, :]
+            D *= -2.0
+            D += q_sq[:, None]
+            D += np.einsum("ij,ij->i", B, B)[None, :]
         own = (rows >= lo) & (rows < lo + len(B))
         D[np.flatnonzero(own), rows[own] - lo] = np.inf
-        D = np.concatenate([best_d, D], axis=1)
-        ids = np.concatenate([best_i, np.broadcast_to(np.arange(lo, lo + len(B)), (len(Q), len(B)))], axis=1)
-        keep = np.argpartition(D, min(k, D.shape[1] - 1), axis=1)[:, :k]
-        best_d = np.take_along_axis(D, keep, axis=1)
-        best_i = np.take_along_axis(ids, keep, axis=1)
-    return best_i
+        keep_nearest(D, lo, top_d, top_i)
+    return top_i
