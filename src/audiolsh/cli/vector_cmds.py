@@ -53,7 +53,8 @@ def vectors() -> None:
                    " euclidean), cross-polytope (cosine) or kmeans (learned cells, as IVF).")
 @click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=None, help="Recall@10 every segment is built for, when the index is created"
-                                 f" (hyperplane family) [default: {DEFAULT_TARGET_RECALL}].")
+                                 f" (hyperplane: its shape and probes; kmeans: its probes)"
+                                 f" [default: {DEFAULT_TARGET_RECALL}].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--rerank-dtype", type=click.Choice(RERANK_DTYPES), default=None,
               help="Type of the rows the exact re-rank reads: float16 or int8 keep a compact copy"
