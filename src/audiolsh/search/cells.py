@@ -36,11 +36,32 @@ from audiolsh.search.kernels import (
 from audiolsh.search.results import Neighbors
 
 
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _score_cells(a, cent, S):  # pragma: no cover - compiled
+    """S[c] = a . centroid c, with cent (d, C): four dimensions a pass over S (a quarter of
+    its loads and stores), fused multiply-adds.  Any order and rounding of the sum stays
+    within tol of the exact score, which is all the home cell relies on (``query_cells``)."""
+    d, n_cells = cent.shape
+    S[:] = np.float32(0.0)
+    j = 0
+    while j + 4 <= d:
+        a0, a1, a2, a3 = a[j], a[j + 1], a[j + 2], a[j + 3]
+        r0, r1, r2, r3 = cent[j], cent[j + 1], cent[j + 2], cent[j + 3]
+        for c in range(n_cells):
+            S[c] += a0 * r0[c] + a1 * r1[c] + a2 * r2[c] + a3 * r3[c]
+        j += 4
+    for jj in range(j, d):
+        aj = a[jj]
+        row = cent[jj]
+        for c in range(n_cells):
+            S[c] += aj * row[c]
+
+
 @numba.njit(cache=True, fastmath=False, nogil=True)
 def query_cells(a, cent_t, bias, tol_scale, cmax, S, gaps, home, best_gap, best_slot, keys,
                 tables):  # pragma: no cover - compiled
     """One unit query's probed cells into keys[0], tables[0] (their count is returned): the
-    home cell of every table, then the other cells by ascending gap.  No fastmath: the
+    home cell of every table, then the other cells by ascending gap.  No fastmath here: the
     float64 decision of near ties must sum as ``kmeans._refine_rows`` does."""
     n_tables, d, n_cells = cent_t.shape
     n_probes = keys.shape[1]
@@ -50,21 +71,7 @@ def query_cells(a, cent_t, bias, tol_scale, cmax, S, gaps, home, best_gap, best_
         sq += np.float64(a[j]) * np.float64(a[j])
     tol = np.float32(tol_scale * (np.sqrt(sq) * cmax + 0.5 * cmax * cmax + 1e-30))
     for t in range(n_tables):
-        S[:] = np.float32(0.0)
-        # Four dimensions a pass over S: a quarter of its loads and stores.  Any order of the
-        # sum stays within tol of the exact score, which is all the home cell relies on.
-        j = 0
-        while j + 4 <= d:
-            a0, a1, a2, a3 = a[j], a[j + 1], a[j + 2], a[j + 3]
-            r0, r1, r2, r3 = cent_t[t, j], cent_t[t, j + 1], cent_t[t, j + 2], cent_t[t, j + 3]
-            for c in range(n_cells):
-                S[c] += a0 * r0[c] + a1 * r1[c] + a2 * r2[c] + a3 * r3[c]
-            j += 4
-        for jj in range(j, d):
-            aj = a[jj]
-            row = cent_t[t, jj]
-            for c in range(n_cells):
-                S[c] += aj * row[c]
+        _score_cells(a, cent_t[t], S)
         best = 0
         for c in range(n_cells):
             S[c] -= bias[t, c]
