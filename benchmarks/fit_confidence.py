@@ -30,6 +30,8 @@ from audiolsh.evaluation.calibration import (
     reliability_png,
 )
 from audiolsh.evaluation.identify import Answer
+from audiolsh.evaluation.overlaps import MIN_OVERLAP_NCC
+from audiolsh.index import confidence as calibrated
 
 
 def main() -> None:
@@ -37,11 +39,15 @@ def main() -> None:
     ap.add_argument("fit_report", type=Path, help="evaluate identify --out JSON to fit on")
     ap.add_argument("--out", type=Path, default=None, help="calibration JSON [default: the package's own]")
     ap.add_argument("--check", type=Path, default=None, help="another run's JSON to report on")
+    ap.add_argument("--false-match-budget", type=float, default=None, metavar="SHARE",
+                    help="default threshold: the lowest whose false matches on the fit's negatives stay"
+                         f" within SHARE (e.g. {calibrated.FALSE_MATCH_BUDGET})"
+                         " [default: the former operating point]")
     ap.add_argument("--png", type=Path, default=None, help="reliability diagram of the check")
     args = ap.parse_args()
     out = args.out or Path(str(resources.files("audiolsh.features").joinpath("data", "confidence-v1.json")))
     report = load_report(args.fit_report)
-    cal = fit_from_report(report)
+    cal = fit_from_report(report, budget=args.false_match_budget)
     cal.save(out)
     print(f"fitted on {cal.meta['fitted_on']['n_clips']} candidates (seed {cal.meta['fitted_on']['seed']}),"
           f" written to {out}: default min confidence {cal.default_min_confidence:g},"
@@ -63,8 +69,11 @@ def main() -> None:
         at = np.array([a.track is not None and s >= cal.default_min_confidence
                        for a, s in zip(answers, conf)])
         right = np.array([a.track == c.source and c.positive for a, c in zip(answers, rep.clips)])
+        ncc = rep.overlap_ncc.get("audiolsh") or [np.nan] * len(rep.clips)
+        overlap = np.array([v is not None and v >= MIN_OVERLAP_NCC for v in ncc]) & ~pos
         print(f"at the default {cal.default_min_confidence:g}: {int((at & right).sum())}/{int(pos.sum())}"
-              f" right, {int((at & ~pos).sum())}/{int((~pos).sum())} false matches")
+              f" right, {int((at & ~pos & ~overlap).sum())}/{int((~pos).sum())} false matches"
+              f" (and {int((at & overlap).sum())} verified overlaps)")
         lengths = sorted({c.length_s for c in rep.clips})
         for length in lengths:
             sel = [i for i, c in enumerate(rep.clips) if c.length_s == length]

@@ -10,7 +10,8 @@ operating point (``--probes``, ``--rerank``):
 * ``Index.query`` through the Python API, one row per call and ``--batch`` rows per call;
 * ``audiolsh vectors query`` in process (click's CliRunner, so no interpreter start-up): the
   query time it reports for the file's rows, and the whole command per query (``--format
-  jsonl``: keys resolved, records written) from the difference of two runs (all rows, 1 row);
+  jsonl``: keys resolved, records written) from the difference of two runs (all rows, 1 row),
+  each against the kernel on all rows in the same round (the median round);
 * the several-segment index against its segments' kernels searched one after the other and
   merged by hand.
 
@@ -201,18 +202,23 @@ def run(args: argparse.Namespace, root: Path, X: np.ndarray, Q: np.ndarray, trut
         cli = ["vectors", "query", "--index", str(one_path), "--probes", str(P), "--rerank", str(R),
                "--format", "jsonl"]
         cli_seconds([*cli, str(qfile1)])  # imports the commands
-        timings = {"kernel": np.inf, "reported": np.inf, "all": np.inf, "one": np.inf}
-        for _ in range(max(5, args.repeats)):
+        # One round: the kernel, the command on all rows, on one row, back to back.  A busy
+        # machine moves whole rounds (the parallel kernel on two shared cores most), so each
+        # ratio is taken within a round and the median round counts.
+        rounds = []
+        for _ in range(max(7, args.repeats)):
             t0 = time.perf_counter()
             kern(np.load(qfile))
-            timings["kernel"] = min(timings["kernel"], time.perf_counter() - t0)
+            kernel_s = time.perf_counter() - t0
             wall, reported = cli_seconds([*cli, str(qfile)])
-            timings["all"] = min(timings["all"], wall)
-            timings["reported"] = min(timings["reported"], reported)
-            timings["one"] = min(timings["one"], cli_seconds([*cli, str(qfile1)])[0])
-        row("`vectors query`, the query time it reports", timings["kernel"], timings["reported"], nq)
-        per_query = (timings["all"] - timings["one"]) / (nq - 1) * nq
-        row("`vectors query`, the whole command per query (jsonl)", timings["kernel"], per_query, nq)
+            one = cli_seconds([*cli, str(qfile1)])[0]
+            rounds.append((kernel_s, reported, (wall - one) / (nq - 1) * nq))
+        by_whole = sorted(rounds, key=lambda r: r[2] / r[0])
+        kernel_s, reported, whole = by_whole[len(rounds) // 2]
+        report["cli_rounds"] = rounds
+        row("`vectors query`, the query time it reports", kernel_s, reported, nq)
+        row("`vectors query`, the whole command per query (jsonl)", kernel_s, whole, nq,
+            over_reported=whole / reported)
 
     with Index.open(many_path, readonly=True) as index:
         kernels = segment_kernels(index)
@@ -248,6 +254,9 @@ def run(args: argparse.Namespace, root: Path, X: np.ndarray, Q: np.ndarray, trut
     print("|---|---|---|---|")
     for r in rows:
         print(f"| {r['what']} | {r['kernel_qps']:.0f} | {r['index_qps']:.0f} | {r['ratio']:.3f} |")
+    whole = next(r for r in rows if "over_reported" in r)
+    print(f"\n`vectors query`: the whole command's time per query / its reported query time"
+          f" {whole['over_reported']:.3f} (median round of {len(report['cli_rounds'])})")
     print(f"\nload average {report['load_avg_start']} at the start, {report['load_avg_end']} at the end")
     return report
 

@@ -119,6 +119,25 @@ def test_identify_names_the_track_and_offset_and_says_no_match(
     assert code == 0 and out.splitlines()[0].startswith("query,match,title,artist,offset_s")
 
 
+def test_identify_reports_the_pitch_shift_of_a_clip(tmp_path: Path, library: Path, indexed: Path) -> None:
+    import librosa
+
+    y, _ = sf.read(library / "a.wav", dtype="float32")
+    shifted, plain = tmp_path / "up.wav", tmp_path / "plain.wav"
+    sf.write(shifted, librosa.effects.pitch_shift(y[12 * SR : 18 * SR], sr=SR, n_steps=1), SR)
+    sf.write(plain, y[12 * SR : 18 * SR], SR)
+    code, out, err = run("identify", str(shifted), str(plain), "--index", str(indexed), "--format", "jsonl")
+    assert code == 0, err
+    up, same = (json.loads(line)["match"] for line in out.splitlines())
+    assert up["path"].endswith("a.wav") and up["pitch"] == pytest.approx(2 ** (1 / 12), abs=0.011)
+    assert up["speed"] == 1.0 and up["tempo"] == 1.0 and same["pitch"] == 1.0
+    code, out, err = run("identify", str(shifted), "--index", str(indexed), "--format", "csv")
+    assert code == 0 and "pitch" in out.splitlines()[0].split(","), err
+    # The table shows the column only when a clip is pitch-shifted.
+    code, out, err = run("identify", str(plain), "--index", str(indexed))
+    assert code == 0 and "pitch" not in out, err
+
+
 def test_identify_searches_any_clip_of_1_s_and_shows_weak_candidates(
     tmp_path: Path, library: Path, indexed: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from audiolsh.cli import cli
+from audiolsh.cli.vector_cmds import vector_jsonl
 from audiolsh.index import Index
+from audiolsh.query.records import vector_records
 
 
 @pytest.fixture()
@@ -148,6 +150,38 @@ def test_add_with_the_kmeans_family_builds_learned_cells(tmp_path: Path, data) -
         assert index.query(X[:5], k=1).ids[:, 0].tolist() == list(range(5))
 
 
+@pytest.mark.parametrize("family", ["kmeans", "cross-polytope"])
+def test_tune_picks_the_probes_of_a_learned_or_cross_polytope_index(tmp_path: Path, family: str) -> None:
+    # tune swept hyperplane tables and bits whatever the family, and stored them: the
+    # family's own settings stay now, and the probes it needs for the target are stored.
+    # Unclustered rows: the home buckets alone do not reach the target.
+    path = tmp_path / "iso.npy"
+    np.save(path, np.random.default_rng(7).standard_normal((2000, 16)).astype(np.float32))
+    idx = tmp_path / "idx"
+    assert run("vectors", "add", str(path), "--index", str(idx), "--family", family)[0] == 0
+    with Index.open(idx) as index:
+        before = (index.config.n_tables, [s["id"] for s in index.info()["segments"]])
+    code, out, err = run("tune", "--index", str(idx), "--target-recall", "0.9", "--validation", "100",
+                         "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    best = report["best"]
+    assert report["family"] == family and f"({family})" in err
+    probes = [r["n_probes"] for r in report["rows"]]
+    assert len(probes) > 1 and probes == sorted(set(probes)) and best["recall"] >= 0.9
+    assert {r["n_rerank"] for r in report["rows"]} == {0}
+    if family == "kmeans":
+        assert max(probes) <= report["n_cells"] and "cells probed per query" in err
+    with Index.open(idx) as index:
+        assert index.config.n_probes == best["n_probes"] and index.config.tuned["family"] == family
+        # a query setting: the segments are not rebuilt
+        assert (index.config.n_tables, [s["id"] for s in index.info()["segments"]]) == before
+    code, out, err = run("tune", "--index", str(idx), "--tables", "2,4")
+    assert code == 2 and "Traceback" not in out + err
+    (line,) = err.strip().splitlines()
+    assert family in line and "--tables does not apply" in line
+
+
 def test_cross_polytope_for_euclidean_is_refused_in_one_line(tmp_path: Path, data) -> None:
     path, _ = data
     code, out, err = run("vectors", "add", str(path), "--index", str(tmp_path / "idx"),
@@ -156,3 +190,14 @@ def test_cross_polytope_for_euclidean_is_refused_in_one_line(tmp_path: Path, dat
     assert "cross-polytope family is for the cosine metric" in err
     assert "Traceback" not in err + out
     assert len(err.strip().splitlines()) == 1
+
+
+def test_jsonl_lines_are_what_json_dumps_writes() -> None:
+    # vectors query writes jsonl from strings encoded once each: the same text, byte for byte.
+    keys = ['a"b', "c\\", None, "clé", 'x", "y', "tab\t", "ok", None, None]
+    D = np.array([[0.1234567, 0.5, np.inf], [1 / 3, 2.0000004, 1e-9], [0.25, np.inf, np.inf]],
+                 np.float32)
+    queries = ["q0", 'q"1', "ünï"]
+    want = "".join(json.dumps(r) + "\n" for r in vector_records(queries, keys, D))
+    assert vector_jsonl(queries, keys, D) == want
+    assert json.loads(want.splitlines()[1])["results"][0] == {"id": "clé", "distance": 0.333333}

@@ -184,3 +184,39 @@ def test_protocol_reports_a_reused_track_as_overlaps_and_others_as_false(tmp_pat
     ncc = report.overlap_ncc["theme"]
     for c, x in zip(report.clips, ncc):
         assert math.isnan(x) if c.positive else (x >= MIN_OVERLAP_NCC) == (c.source == paths["theme-cover"])
+
+
+def test_the_calibration_fit_spends_its_false_match_budget_on_real_false_matches_only(tmp_path: Path) -> None:
+    """Refitting from a saved report: negatives whose hit is a verified overlap do not count against
+    the default threshold's false-match budget (they would raise it)."""
+    from audiolsh.evaluation.calibration import fit_from_report, load_report
+    from audiolsh.evaluation.identify import IdentifyReport
+
+    rng = np.random.default_rng(4)
+    n = 2400
+    positive = rng.random(n) < 2 / 3
+    chance = np.where(positive, rng.uniform(0.0, 12.0, n), rng.uniform(-1.0, 2.0, n))
+    right = positive & (rng.random(n) < 1 / (1 + np.exp(-2.0 * (chance - 2.0))))
+    overlap = ~positive & (rng.random(n) < 0.02)
+    chance[overlap] = rng.uniform(8.0, 12.0, int(overlap.sum()))  # strong hits on shared passages
+    clips = [Clip(f"c{i}", f"c{i}.wav", f"t{i % 40}.ogg", bool(positive[i]), "clean", 3.0, 0.0)
+             for i in range(n)]
+    answers = [Answer(c.source if right[i] else f"t{(i + 1) % 40}.ogg", 0.0, 0.5)
+               for i, c in enumerate(clips)]
+    rows = [[-float(c), 20.0 + 4.0 * max(float(c), 0.0), 2000.0, 3.0] for c in chance]
+    ncc = [0.8 if o else math.nan for o in overlap]
+
+    def report(ncc: list[float]) -> IdentifyReport:
+        return IdentifyReport({}, {"seed": 1}, [], {}, {}, {"audiolsh": {"candidates": rows}}, clips,
+                              {"audiolsh": answers}, overlap_ncc={"audiolsh": ncc})
+
+    budget = 0.0025
+    aware = fit_from_report(report(ncc), budget=budget)
+    blind = fit_from_report(report([math.nan] * n), budget=budget)
+    assert aware.meta["operating_point"]["n_negative"] == int((~positive).sum() - overlap.sum())
+    assert aware.default_min_confidence < blind.default_min_confidence
+    # The same read back from the report's JSON.
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report(ncc).to_dict()).replace("NaN", "null"))
+    again = fit_from_report(load_report(path), budget=budget)
+    assert again.default_min_confidence == aware.default_min_confidence

@@ -174,11 +174,15 @@ def test_five_percent_speed_change_of_a_5_s_clip(
     assert m is not None and m.path == "song13.wav"
     assert m.speed == pytest.approx(factor, abs=0.011) and m.tempo == 1.0 and m.pitch == 1.0
     assert abs(m.offset_s - 20.0) < 0.2
-    # Only the far stage of the grid (beyond near_change) finds it.
-    near = one_track_index(songs, "song13.wav", speed_grid=[0.99, 1.01, 0.98, 1.02, 0.97, 1.03],
-                           tempo_grid=[], pitch_grid=[])
+    # Only the far stage of the grid (beyond near_change) finds it by itself...
+    grid = {"speed_grid": [0.99, 1.01, 0.98, 1.02, 0.97, 1.03], "tempo_grid": [], "pitch_grid": []}
+    near = one_track_index(songs, "song13.wav", verify_margin=0.0, **grid)
     assert near.params.near_change < abs(percent) / 100
     assert near.identify(changed, SR) is None
+    # ... or the recount of the near stage's weak candidate at its speed refined by its drift.
+    refined = one_track_index(songs, "song13.wav", **grid).identify(changed, SR)
+    assert refined is not None and abs(refined.offset_s - 20.0) < 0.2
+    assert abs(refined.speed - factor) < abs(1.03 ** np.sign(percent) - factor)
 
 
 def test_a_speed_between_grid_points_keeps_its_hashes(
@@ -188,7 +192,7 @@ def test_a_speed_between_grid_points_keeps_its_hashes(
     # the grid's boundary hashes (grid_margin) keep pairs that one rounding would lose.
     clip = cut(songs["song11.wav"], 14.0, 4.0)
     slower = np.asarray(soxr.resample(clip, SR * 0.925, SR), np.float32)[: 3 * SR]
-    plain = one_track_index(songs, "song11.wav", grid_margin=0.0)
+    plain = one_track_index(songs, "song11.wav", grid_margin=0.0, verify_margin=0.0)
     m, m0 = index.identify(slower, SR), plain.identify(slower, SR, threshold=0.0)
     assert m is not None and m.path == "song11.wav" and abs(m.offset_s - 14.0) < 0.2
     assert m0 is not None and m.score > m0.score
@@ -205,6 +209,23 @@ def test_pitch_shift_by_a_semitone_tempo_kept(
     assert m.pitch == pytest.approx(2 ** (steps / 12), abs=0.011) and m.speed == 1.0 and m.tempo == 1.0
     assert abs(m.offset_s - 9.0) < 0.2
     assert m.to_dict()["pitch"] == m.pitch
+
+
+def test_an_inconclusive_candidate_is_recounted_at_its_own_transform(songs: dict[str, np.ndarray]) -> None:
+    # A semitone down in pink noise: the pitch grid's variant finds the track with few hashes;
+    # re-hashed with the wider verify_margin and counted against that track alone, the clip
+    # keeps pairs the grid's rounding lost, and its corrected chance probability drops.
+    clip = librosa.effects.pitch_shift(cut(songs["song14.wav"], 9.0, 3.0), sr=SR, n_steps=-1)
+    clip = snr_noise(clip, pink_noise(duration_s=3.0, sr=SR, seed=3), 5.0)
+    checked, plain = (one_track_index(songs, "song14.wav", verify_margin=m) for m in (0.3, 0.0))
+    m, m0 = (ix.assess(clip, SR, min_confidence=0.0).best for ix in (checked, plain))
+    assert m is not None and m0 is not None and m.pitch == m0.pitch == pytest.approx(2 ** (-1 / 12), abs=1e-4)
+    assert m.score >= m0.score + 8 and m.log10_p < m0.log10_p - 1.0
+    assert abs(m.offset_s - 9.0) < 0.1 and m.confidence > m0.confidence
+    # A clip of another track gains nothing it would be matched by.
+    other = cut(songs["song13.wav"], 10.0, 3.0)
+    n, n0 = (ix.assess(other, SR, min_confidence=0.0).best for ix in (checked, plain))
+    assert n is not None and n0 is not None and n.score == n0.score and not n.matched
 
 
 def test_far_variants_pay_for_their_tries(index: FingerprintIndex) -> None:

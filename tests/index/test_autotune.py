@@ -45,6 +45,12 @@ def recall(index: Index, X: np.ndarray, Q: np.ndarray, **options: object) -> tup
     return float(recall_at_k(res.ids, truth).mean()), res.n_probes
 
 
+def vectors_add(runner: CliRunner, tmp_path: Path, X: np.ndarray, location: str, *options: str):  # type: ignore[no-untyped-def]
+    """``vectors add`` of the rows X (saved under tmp_path) with the options."""
+    np.save(tmp_path / "rows.npy", X)
+    return runner.invoke(cli, ["vectors", "add", "--index", location, *options, str(tmp_path / "rows.npy")])
+
+
 EASY_GROUPS, GROUP = 40, 12
 
 
@@ -57,7 +63,8 @@ def iso_index() -> tuple[Index, np.ndarray, np.ndarray]:
     centres = 2 * rng.standard_normal((EASY_GROUPS, DIM))
     X[:EASY_GROUPS * GROUP] = (np.repeat(centres, GROUP, axis=0)
                                + 0.01 * rng.standard_normal((EASY_GROUPS * GROUP, DIM)))
-    index = Index.create(None, metric="cosine")
+    # 12 bits: buckets small enough that the target needs probing beyond the home buckets.
+    index = Index.create(None, metric="cosine", n_bits=12)
     index.add(X)
     return index, X, Q
 
@@ -73,8 +80,14 @@ def test_a_default_build_reaches_the_target_recall_on_fresh_queries(make, metric
         assert point["version"] == autotune.VERSION and point["target_recall"] == 0.95
         got, probes = recall(index, X, Q)
     assert got >= 0.95
-    # Adaptive: not every query probes the same number of buckets.
-    assert probes.min() < probes.max() <= point["n_probes"]
+    assert probes.max() <= point["n_probes"]
+    if point["stop"] > 0:  # adaptive: not every query probes the same number of buckets
+        assert probes.min() < probes.max()
+    else:  # the home buckets alone reach the target
+        assert (probes == seg.info.config["family"]["n_tables"]).all()
+    # Inside the default byte budget; the estimate (from a sample's distinct keys) errs high.
+    assert index.info()["table_bytes_per_item"] <= point["max_table_bytes"] == 64
+    assert index.info()["table_bytes_per_item"] <= 1.02 * point["table_bytes_estimate"]
 
 
 def test_a_lower_recall_probes_fewer_buckets_and_each_reaches_its_target(iso_index) -> None:  # type: ignore[no-untyped-def]
@@ -87,12 +100,10 @@ def test_a_lower_recall_probes_fewer_buckets_and_each_reaches_its_target(iso_ind
 
 def test_vectors_query_recall_option(tmp_path: Path, iso_index) -> None:  # type: ignore[no-untyped-def]
     _, X, Q = iso_index
-    np.save(tmp_path / "rows.npy", X)
     np.save(tmp_path / "queries.npy", Q)
     runner = CliRunner()
     location = str(tmp_path / "idx")
-    added = runner.invoke(cli, ["vectors", "add", "--index", location, "--target-recall", "0.9",
-                                str(tmp_path / "rows.npy")])
+    added = vectors_add(runner, tmp_path, X, location, "--target-recall", "0.9")
     assert added.exit_code == 0, added.output
     truth = BruteForce("cosine").fit(X).search(Q, 10).ids
     candidates = {}
@@ -182,3 +193,79 @@ def test_the_tune_command_keeps_a_margin_above_its_target() -> None:
     assert report.best.recall >= 0.9 + autotune.MARGIN
     # A row just above the target in the mean is there, and was not good enough.
     assert any(0.9 <= r.recall < 0.9 + autotune.MARGIN for r in report.rows)
+
+
+@pytest.mark.parametrize("make", [isotropic, anisotropic])
+def test_a_tighter_byte_budget_gives_smaller_tables_that_still_reach_the_target(make) -> None:  # type: ignore[no-untyped-def]
+    X, Q = split(make(N + N_QUERIES))
+    with Index.create(None, metric="cosine", max_table_bytes=20) as index:
+        index.add(X)
+        point = index._segments[0].info.config["operating_point"]
+        assert point["max_table_bytes"] == 20
+        assert index.info()["table_bytes_per_item"] <= 20
+        # Shapes over the budget are sized, never scored.
+        assert point["shapes_scored"] < point["shapes_tried"]
+        got, _ = recall(index, X, Q)
+    assert got >= 0.95
+
+
+def test_a_budget_no_point_fits_builds_the_best_recall_inside_it_and_says_so(caplog) -> None:  # type: ignore[no-untyped-def]
+    X, _ = split(isotropic(N + N_QUERIES))
+    with caplog.at_level("WARNING", logger="audiolsh.index.autotune"):
+        with Index.create(None, metric="cosine", max_table_bytes=12, target_recall=0.999) as index:
+            index.add(X)
+            point = index._segments[0].info.config["operating_point"]
+            assert index.info()["table_bytes_per_item"] <= 12
+    assert point["recall_estimate"] < 0.999
+    assert any("no operating point within 12 table bytes per item reaches recall 0.999" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_the_byte_budget_is_validated_and_older_configs_get_the_default() -> None:
+    from audiolsh.errors import ParameterError
+    from audiolsh.index.build import IndexConfig
+
+    for bad in (0, -5, "64", True):
+        with pytest.raises(ParameterError, match="max_table_bytes"):
+            IndexConfig(max_table_bytes=bad).validate()  # type: ignore[arg-type]
+    old = {k: v for k, v in IndexConfig().__dict__.items() if k != "max_table_bytes"}
+    assert IndexConfig.from_dict(old).max_table_bytes == autotune.DEFAULT_MAX_TABLE_BYTES
+
+
+def test_the_tuner_scores_few_shapes_and_measures_a_bounded_exact_pass(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Its cost in counts: the held-out queries' exact pass is held to QUERY_FLOPS
+    multiply-adds (MIN_QUERIES at least), and only a handful of shapes are scored."""
+    monkeypatch.setattr(autotune, "QUERY_FLOPS", 80 * N * DIM)
+    X, Q = split(anisotropic(N + N_QUERIES))
+    with Index.create(None, metric="cosine") as index:
+        index.add(X)
+        point = index._segments[0].info.config["operating_point"]
+        got, _ = recall(index, X, Q)
+    assert point["n_queries"] == 80
+    assert point["shapes_scored"] <= 6 and point["shapes_tried"] <= 9
+    assert got >= 0.95
+
+
+def test_sample_bucket_counts_by_one_bincount_match_the_lookup_per_table() -> None:
+    rng = np.random.default_rng(5)
+    bits, L = 10, 6
+    sample = rng.integers(0, 2**bits, (2000, L)).astype(np.uint64)
+    keys = rng.integers(0, 2**bits, (50, 40)).astype(np.uint64)
+    tables = rng.integers(0, L, (50, 40))
+    by_bincount = autotune._sample_counts(sample, keys, tables, bits)
+    by_lookup = autotune._sample_counts(sample, keys, tables, None)
+    np.testing.assert_array_equal(by_bincount, by_lookup)
+    assert by_lookup.sum() > 0
+
+
+def test_vectors_add_max_table_bytes_option(tmp_path: Path) -> None:
+    X, _ = split(isotropic(N + N_QUERIES))
+    runner = CliRunner()
+    location = str(tmp_path / "idx")
+    added = vectors_add(runner, tmp_path, X, location, "--max-table-bytes", "20")
+    assert added.exit_code == 0, added.output
+    with Index.open(location, readonly=True) as index:
+        assert index.config.max_table_bytes == 20
+        assert index.info()["table_bytes_per_item"] <= 20
+    bad = vectors_add(runner, tmp_path, X, str(tmp_path / "other"), "--max-table-bytes", "0")
+    assert bad.exit_code == 2 and "Traceback" not in bad.output

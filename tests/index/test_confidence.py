@@ -72,3 +72,36 @@ def test_fit_recovers_a_known_probability_and_the_old_operating_point(rng: np.ra
     with pytest.raises(ParameterError):
         calibrated.fit(log10_p, agreeing, hashes, seconds, np.zeros(n, bool))  # nothing right
 
+
+
+def _labelled(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
+    """Clips whose right answers rise with the chance score, a third of them negatives."""
+    chance = rng.uniform(-1.0, 12.0, n)
+    agreeing = rng.integers(2, 60, n)
+    hashes = rng.integers(200, 3000, n)
+    seconds = rng.choice([1.0, 3.0, 10.0], n)
+    negative = rng.random(n) < 1 / 3
+    truth = 1 / (1 + np.exp(-3.0 * (np.log1p(np.maximum(chance, 0.0)) - np.log(4.0))))
+    right = (rng.random(n) < truth) & ~negative
+    return -chance, agreeing, hashes, seconds, right, negative
+
+
+def test_a_fit_by_false_match_budget_spends_it_on_negatives(rng: np.random.Generator) -> None:
+    log10_p, agreeing, hashes, seconds, right, negative = _labelled(rng, 6000)
+    cal = calibrated.fit(log10_p, agreeing, hashes, seconds, right, negative=negative,
+                         budget=calibrated.FALSE_MATCH_BUDGET)
+    p_neg = cal.probability(log10_p[negative], agreeing[negative], hashes[negative], seconds[negative])
+    allowed = int(calibrated.FALSE_MATCH_BUDGET * negative.sum())
+    # At most the budget of negatives reach the default, and the next negative below it would not fit.
+    assert 0 < np.sum(p_neg >= cal.default_min_confidence) <= allowed
+    assert np.sum(p_neg >= np.sort(p_neg[p_neg < cal.default_min_confidence])[-1]) > allowed
+    assert cal.meta["operating_point"]["n_false"] == np.sum(p_neg >= cal.default_min_confidence)
+    # Without a budget it is the former rule's point (the default keeps the operating point), which
+    # sits elsewhere; negatives given are only counted.
+    old = calibrated.fit(log10_p, agreeing, hashes, seconds, right, negative=negative)
+    assert old.coef == pytest.approx(cal.coef) and old.default_min_confidence != cal.default_min_confidence
+    assert old.meta["operating_point"]["rule"] == "former operating point"
+    plain = calibrated.fit(log10_p, agreeing, hashes, seconds, right)
+    assert old.default_min_confidence == plain.default_min_confidence
+    with pytest.raises(ParameterError, match="negative clips"):
+        calibrated.fit(log10_p, agreeing, hashes, seconds, right, budget=0.01)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from audiolsh.hashing import HyperplaneLSH
@@ -50,3 +51,34 @@ def test_candidates_are_the_distinct_live_rows_of_the_probed_buckets() -> None:
     one = s._lookup(s._queries(Q[:1]), (keys[:1], tables[:1]), 5)
     np.testing.assert_array_equal(one.ids, res.ids[:1])
     np.testing.assert_array_equal(one.n_candidates, res.n_candidates[:1])
+
+
+@numba.njit(cache=False)
+def _top3(values, counted):  # pragma: no cover - compiled
+    top_d = np.full(3, np.inf)
+    top_i = np.full(3, -1, np.int64)
+    n = 0
+    for j in range(len(values)):
+        if counted:
+            n = kernels.insert_counted(top_d, top_i, n, values[j], j)
+        else:
+            kernels._insert(top_d, top_i, values[j], j)
+    return top_d, top_i, n
+
+
+def test_counted_insertion_takes_inf_until_full_and_the_top_k_never_does() -> None:
+    # k-means multi-probe collects its m smallest gaps from a count (the home cells' gaps are
+    # inf and may be held while fewer than m are); the re-rank's top-k starts full of inf.
+    values = np.array([np.inf, 2.0, np.inf, np.inf, 1.0, 1.0])
+    d, i, n = _top3(values, True)
+    assert n == 3
+    np.testing.assert_array_equal(d, [1.0, 1.0, 2.0])
+    np.testing.assert_array_equal(i, [4, 5, 1])  # equal values in insertion order
+    d, i, n = _top3(values[:3], True)
+    np.testing.assert_array_equal(d, [2.0, np.inf, np.inf])
+    np.testing.assert_array_equal(i, [1, 0, 2])  # the infs were taken
+    d, i, _ = _top3(values[:3], False)
+    np.testing.assert_array_equal(d, [2.0, np.inf, np.inf])
+    np.testing.assert_array_equal(i, [1, -1, -1])  # ... and here rejected
+    d, i, _ = _top3(values, False)
+    np.testing.assert_array_equal(i, [4, 5, 1])

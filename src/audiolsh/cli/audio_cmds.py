@@ -310,9 +310,10 @@ def identify(index_path: str, clips: tuple[str, ...], mic_s: float | None, metho
                 flat.append({"query": inputs.short(clip), **found,
                              "offset_s": m.get("offset_s"), "confidence": m.get("confidence"),
                              "matched": _matched(m.get("matched"), fmt), "speed": m.get("speed"),
-                             "reason": record.get("reason"), "elapsed_ms": record["elapsed_ms"]})
-    if fmt == "table":  # the flag and the reason only when some clip has one: a plain answer stays narrow
-        for key, plain in (("matched", {"yes", None}), ("reason", {None})):
+                             "pitch": m.get("pitch"), "reason": record.get("reason"),
+                             "elapsed_ms": record["elapsed_ms"]})
+    if fmt == "table":  # the flag, pitch and reason only when some clip has one: a plain answer stays narrow
+        for key, plain in (("matched", {"yes", None}), ("pitch", {1.0, None}), ("reason", {None})):
             if all(row.get(key) in plain for row in flat):
                 for row in flat:
                     row.pop(key, None)

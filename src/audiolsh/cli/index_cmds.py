@@ -229,13 +229,18 @@ def remove(index_path: str, targets: tuple[str, ...], by_key: bool, fmt: str) ->
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--validation", type=click.IntRange(min=10), default=500, show_default=True,
               help="Held-out vectors used as queries.")
-@click.option("--tables", default="4,8,12,16", show_default=True, help="L values to try.")
-@click.option("--bits", default=None, help="K values to try (default: around log2(n/16)).")
+@click.option("--tables", default=None, help="L values to try [default: 4,8,12,16; hyperplane only].")
+@click.option("--bits", default=None,
+              help="K values to try [default: around log2(n/16); hyperplane only].")
 @click.option("--dry-run", is_flag=True, help="Print the sweep, store nothing.")
 @format_option
-def tune(index_path: str, target_recall: float, k: int, validation: int, tables: str,
+def tune(index_path: str, target_recall: float, k: int, validation: int, tables: str | None,
          bits: str | None, dry_run: bool, fmt: str) -> None:
-    """Sweep tables, bits and probes on a validation split; store the cheapest good setting."""
+    """Sweep tables, bits and probes on a validation split; store the cheapest good setting.
+
+    A kmeans or cross-polytope index keeps its tables (and cells): only the probes are swept
+    (cells probed, buckets probed) and stored, without a rebuild.
+    """
 
     def ints(text: str, name: str) -> list[int]:
         try:
@@ -251,13 +256,15 @@ def tune(index_path: str, target_recall: float, k: int, validation: int, tables:
         task = bar.add_task("tuning", total=None)
         report = tune_index(
             index, apply=not dry_run, target_recall=target_recall, k=k, n_validation=validation,
-            tables=ints(tables, "tables"), bits=None if bits is None else ints(bits, "bits"),
+            tables=None if tables is None else ints(tables, "tables"),
+            bits=None if bits is None else ints(bits, "bits"),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     # The stored (or, --dry-run, the would-be stored) setting is marked in every format.
     rows = [{"chosen": r is report.best, **r.to_dict()} for r in report.rows]
     if fmt == "json":
-        sys.stdout.write(json.dumps({"rows": rows, "best": report.best and report.best.to_dict(),
+        sys.stdout.write(json.dumps({"family": report.family, "n_cells": report.n_cells, "rows": rows,
+                                     "best": report.best and report.best.to_dict(),
                                      "exact_single_ms": report.exact_single_ms}, indent=2) + "\n")
     elif fmt == "table":
         emit_table([{"chosen": "*" if r.pop("chosen") else "", **r} for r in rows],
@@ -273,8 +280,10 @@ def tune(index_path: str, target_recall: float, k: int, validation: int, tables:
         sys.exit(EXIT_ERROR)
     b = report.best
     verb = "would store" if dry_run else "stored"
+    setting = (f"{b.n_probes} cells probed per query ({report.n_cells} per table)" if report.n_cells else
+               f"L={b.n_tables} K={b.n_bits} probes={b.n_probes} rerank={b.n_rerank or 'all'}")
     err_console.print(
-        f"{verb}: L={b.n_tables} K={b.n_bits} probes={b.n_probes} rerank={b.n_rerank or 'all'}:"
+        f"{verb} ({report.family}): {setting}:"
         f" recall {b.recall:.3f},"
         f" {b.single_ms:.3f} ms per query ({report.exact_single_ms / b.single_ms:.1f}x exact),"
         f" {b.table_bytes_per_item:.1f} table bytes per item"

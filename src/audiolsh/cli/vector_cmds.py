@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import sys
 import time
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,11 @@ from audiolsh.cli.progress import FileProgress
 from audiolsh.errors import AudiolshError, InputFormatError
 from audiolsh.files import shown
 from audiolsh.index import Index
+from audiolsh.index.autotune import DEFAULT_MAX_TABLE_BYTES
 from audiolsh.index.build import DEFAULT_TARGET_RECALL
 from audiolsh.index.families import FAMILIES
 from audiolsh.library.locations import check_vectors_location
-from audiolsh.query.records import vector_record
+from audiolsh.query.records import rounded, vector_records
 from audiolsh.search.compact import RERANK_DTYPES
 from audiolsh.search.kernels import SERIAL_BELOW
 from audiolsh.vectors import read_vectors
@@ -55,6 +58,9 @@ def vectors() -> None:
               default=None, help="Recall@10 every segment is built for, when the index is created"
                                  f" (hyperplane: its shape and probes; kmeans: its probes)"
                                  f" [default: {DEFAULT_TARGET_RECALL}].")
+@click.option("--max-table-bytes", type=click.FloatRange(0, min_open=True), default=None,
+              help="Hash-table bytes per item a tuned segment may hold, when the index is created"
+                   f" [default: {DEFAULT_MAX_TABLE_BYTES:g}].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--rerank-dtype", type=click.Choice(RERANK_DTYPES), default=None,
               help="Type of the rows the exact re-rank reads: float16 or int8 keep a compact copy"
@@ -63,7 +69,7 @@ def vectors() -> None:
 @format_option
 def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_second: bool,
                 id_column: str | None, n_tables: int | None, family: str, target_recall: float | None,
-                seed: int, rerank_dtype: str | None, fmt: str) -> None:
+                max_table_bytes: float | None, seed: int, rerank_dtype: str | None, fmt: str) -> None:
     """Add the vectors of FILES (.npy, .csv/.tsv, .tfrecord, .parquet) to the index.
 
     A file already added (same content) is skipped; a bad file is reported and the others
@@ -77,6 +83,8 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
         params["n_tables"] = n_tables
     if target_recall is not None:
         params["target_recall"] = target_recall
+    if max_table_bytes is not None:
+        params["max_table_bytes"] = max_table_bytes
     with Index.open_or_create(index_path, **params) as index:
         if index.config.metric != metric and index.config.metric in ("cosine", "euclidean"):
             err_console.print(f"note: the index uses the {index.config.metric} metric")
@@ -99,6 +107,19 @@ def emit_vector_records(records: list[dict[str, Any]], fmt: str, *, k: int) -> N
     flat = [{"query": r["query"], "rank": i + 1, "id": h["id"], "distance": h["distance"]}
             for r in records for i, h in enumerate(r["results"])] if fmt in ("table", "csv") else []
     emit_records(records, fmt, flat_rows=flat, title=f"{k} nearest")
+
+
+def vector_jsonl(queries: list[str], keys: list[str | None], distances: np.ndarray) -> str:
+    """The jsonl lines of ``vector_records`` (finite distances), as ``json.dumps`` writes them,
+    from strings encoded once each by its C encoder: no dict per answer, no encoder per line."""
+    present = [key for key in keys if key is not None]
+    quoted = dict(zip(present, map(encode_basestring_ascii, present)))
+    hits = [f'{{"id": {quoted[key]}, "distance": {d!r}}}' if key is not None else ""
+            for key, d in zip(keys, itertools.chain.from_iterable(rounded(distances)))]
+    k = distances.shape[1]
+    return "".join(
+        f'{{"query": {query}, "results": [{", ".join(h for h in hits[i * k: (i + 1) * k] if h)}]}}\n'
+        for i, query in enumerate(map(encode_basestring_ascii, queries)))
 
 
 def emit_added(outcomes: list[dict[str, Any]], fmt: str, *, index_path: str, n_vectors: int) -> None:
@@ -181,9 +202,12 @@ def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_r
         t0 = time.perf_counter()
         result = index.query(batch.vectors, k, **options)
         elapsed_ms = (time.perf_counter() - t0) * 1e3
-        hits = index.hits(result)
-    records = [vector_record(key, row) for key, row in zip(batch.keys, hits)]
-    emit_vector_records(records, fmt, k=k)
+        # Keys by array indexing: no catalogue read, no Hit objects (only keys are printed).
+        keys = index.keys(result.ids)
+    if fmt == "jsonl" and np.isfinite(result.distances[result.ids >= 0]).all():
+        sys.stdout.write(vector_jsonl(batch.keys, keys, result.distances))
+    else:
+        emit_vector_records(vector_records(batch.keys, keys, result.distances), fmt, k=k)
     err_console.print(
         f"loaded in {load_ms:.0f} ms (the index, {shown(file.name)}, the search kernels);"
         f" {len(batch)} queries in {elapsed_ms:.1f} ms"

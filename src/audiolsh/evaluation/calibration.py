@@ -19,6 +19,7 @@ import numpy as np
 
 from audiolsh.errors import ParameterError
 from audiolsh.evaluation.identify import Answer, Clip, IdentifyReport
+from audiolsh.evaluation.overlaps import MIN_OVERLAP_NCC
 from audiolsh.index import confidence as calibrated
 
 __all__ = ["calibration_summary", "fit_from_report", "load_report", "reliability_markdown", "reliability_png"]
@@ -53,11 +54,14 @@ def load_report(path: str | Path) -> IdentifyReport:
         if "candidates" in info:
             info["candidates"] = [[math.nan if v is None else v for v in row] for row in info["candidates"]]
     return IdentifyReport(data["corpus"], data["protocol"], [], data["machine"], data["skipped"],
-                          data["systems"], [Clip(**c) for c in data["clips"]], answers)
+                          data["systems"], [Clip(**c) for c in data["clips"]], answers,
+                          overlap_ncc=data.get("overlap_ncc", {}))
 
 
-def fit_from_report(report: IdentifyReport, system: str = "audiolsh") -> calibrated.Calibration:
-    """A calibration fitted on ``system``'s candidates of every clip of ``report``."""
+def fit_from_report(report: IdentifyReport, system: str = "audiolsh", *,
+                    budget: float | None = None) -> calibrated.Calibration:
+    """A calibration fitted on ``system``'s candidates of every clip of ``report``; ``budget``:
+    the default threshold from a false-match budget instead of the former operating point."""
     info = report.systems.get(system, {})
     rows = info.get("candidates")  # log10 p (NaN: no candidate), agreeing, query hashes, seconds
     answers = report.answers.get(system)
@@ -71,8 +75,12 @@ def fit_from_report(report: IdentifyReport, system: str = "audiolsh") -> calibra
                           "lengths_s": p.get("lengths_s"), "n_tracks": report.corpus.get("n_tracks")},
             "source_sha1": info.get("source_sha1"), "command": report.machine.get("command")}
     clean = np.array([c.positive and c.condition == "clean" for c in report.clips], bool)
+    # A hit on a verified overlap (the reported track holds that audio) is no false match.
+    ncc = report.overlap_ncc.get(system) or [math.nan] * len(report.clips)  # NaN or None: not checked
+    overlap = np.array([v is not None and v >= MIN_OVERLAP_NCC for v in ncc], bool)
+    negative = np.array([not c.positive for c in report.clips], bool) & ~overlap
     return calibrated.fit(X[:, 0], X[:, 1], X[:, 2], X[:, 3], right, clean=clean if clean.any() else None,
-                          meta=meta)
+                          negative=negative, budget=budget, meta=meta)
 
 
 def reliability_markdown(summary: dict[str, Any]) -> str:

@@ -49,14 +49,21 @@ K = 10
 #: true neighbours kept per held-out query: the k-th distance found while probing is the
 #: k-th among those found of these, exactly while k of them are (see ``_walk``)
 NEAREST = 2 * K
-TABLES = (4, 8, 12)
+TABLES = (2, 4, 6, 8, 10, 12, 16)
 FIRST_TABLES = 8
+#: hash-table bytes per item a default build may use (``IndexConfig.max_table_bytes``)
+DEFAULT_MAX_TABLE_BYTES = 64.0
+# What a table costs per item (``search.tables.BucketTables``): an int32 member per row, a
+# uint64 key and an int64 offset per bucket.
+MEMBER_BYTES, BUCKET_BYTES = 4, 16
 BITS_STEP = 2
 PROBES_PER_TABLE = 64
 #: held-out queries: as many as a brute-force pass of about this many multiply-adds allows
-QUERY_FLOPS = 4e9
-MIN_QUERIES, MAX_QUERIES = 64, 200
-SIZE_SAMPLE = 4000
+QUERY_FLOPS = 2e9
+MIN_QUERIES, MAX_QUERIES = 64, 128
+SIZE_SAMPLE = 2000
+#: bucket counts of the sample are looked up in one array of at most this many cells
+COUNT_TABLE = 1 << 22
 Z = 2.0
 MARGIN = 0.005
 # Query cost in units of one candidate row measured: a plane the query is projected on (a
@@ -68,6 +75,8 @@ STOP_GRID = 48
 # balanced than this (``key_balance``: about 0.95 on isotropic clusters, 0.4-0.8 on
 # embeddings whose variance sits in a few directions).
 WHITEN_TRY_BELOW = 0.9
+#: rows the balance is measured on: at 2^K / 16 buckets still thousands of colliding pairs
+BALANCE_SAMPLE = 8000
 RECALL_GRID = (0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
 
 
@@ -205,9 +214,26 @@ def _held_out(X: np.ndarray, metric: str, rng: np.random.Generator) -> _Held:
     return _Held(Q, X[nbrs.ravel()], dist, sample, n)
 
 
-def _evaluate(family: Any, held: _Held) -> dict[str, Any]:
+def table_bytes(family: Any, sample_keys: np.ndarray, n: int) -> float:
+    """Hash-table bytes per item a segment of ``n`` rows built with ``family`` holds (the
+    member lists, the hyperplane row codes and the sorted bucket keys and offsets), its
+    buckets estimated from the hashed sample: the share of distinct keys in a sample is at
+    least the segment's (it only falls as rows are added), and K bits make at most 2^K."""
+    L = family.n_tables
+    ordered = np.sort(sample_keys, axis=0)
+    share = (1 + (ordered[1:] != ordered[:-1]).sum(axis=0)) / max(len(sample_keys), 1)
+    if isinstance(family, HyperplaneLSH):
+        share = np.minimum(share, 2.0 ** family.n_bits / n)
+        code = 1 if family.n_bits <= 8 else 2  # ``search.lsh.row_codes``
+    else:
+        code = 0
+    return float(L * (MEMBER_BYTES + code) + BUCKET_BYTES * share.sum())
+
+
+def _evaluate(family: Any, held: _Held, sample_keys: np.ndarray, size: float) -> dict[str, Any]:
     """Every operating point of one fitted family: the recall (lower bound), mean probes and
-    cost of each (probe cap, stop) on the held-out queries."""
+    cost of each (probe cap, stop) on the held-out queries, as the rows of ``points``
+    (columns LCB, COST, CAP, STOP, PROBES, RECALL)."""
     L = family.n_tables
     bits = getattr(family, "n_bits", getattr(family, "n_hashes", 1))
     m = len(held.queries)
@@ -220,64 +246,84 @@ def _evaluate(family: Any, held: _Held) -> dict[str, Any]:
     nb_keys = family.keys(held.neighbour_rows).reshape(m, NEAREST, L)
     found = _first_probe(np.ascontiguousarray(nb_keys), keys, tables)
     # Rows the probed buckets hold, from the hashed sample scaled to the segment.
-    sample_keys = family.keys(held.sample)
-    sizes = np.zeros((m, P))
-    scale = held.n / len(held.sample)
-    for t in range(L):
-        sel = tables == t
-        col = np.sort(sample_keys[:, t])
-        want = keys[sel]
-        sizes[sel] = (np.searchsorted(col, want, "right") - np.searchsorted(col, want, "left")) * scale
+    sizes = _sample_counts(sample_keys, keys, tables, bits if isinstance(family, HyperplaneLSH) else None)
+    sizes = sizes * (held.n / len(sample_keys))
     members = np.cumsum(sizes, axis=1)
-    pos = scores[:, min(L, P):]
-    ratio = pos[pos > 0] / np.repeat(np.maximum(held.distances[:, K - 1], 1e-12), P - min(L, P))[
-        (pos > 0).ravel()]
+    home = min(L, P)
+    pos = scores[:, home:]
+    ratio = (pos / np.maximum(held.distances[:, K - 1], 1e-12)[:, None])[pos > 0]
     grid = np.zeros(0)
     if len(ratio) > 1:
         lo, hi = np.quantile(ratio, [0.005, 0.995])
         grid = np.geomspace(max(float(lo), 1e-12), max(float(hi), 2e-12), STOP_GRID)
     stops = np.concatenate([[0.0], grid, [np.inf]])
-    used = _walk(found, held.distances, np.ascontiguousarray(scores), stops, K, L)
-    used = np.maximum(used, 1)
-    caps = sorted({min(P, L * 2 ** i) for i in range(int(math.log2(PROBES_PER_TABLE)) + 1)} | {P})
-    plane_cost = PLANE_COST * L * bits
-    points = []
-    for cap in caps:
-        u = np.minimum(used, cap)
-        per_q = (found[:, :K, None] < u[:, None, :]).mean(axis=1)
-        lcb = per_q.mean(axis=0) - Z * per_q.std(axis=0) / math.sqrt(m) - MARGIN
-        cost = plane_cost + PROBE_COST * u + np.take_along_axis(members, u - 1, axis=1)
-        for g, stop in enumerate(stops):
-            # A stop of 0 probes the home buckets only, whatever the cap.
-            points.append((float(lcb[g]), float(cost[:, g].mean()), int(cap if stop > 0 else L), float(stop),
-                           float(u[:, g].mean()), float(per_q[:, g].mean())))
-    return {"family": family, "points": points, "p_max": P}
+    used = np.maximum(_walk(found, held.distances, np.ascontiguousarray(scores), stops, K, L), 1)
+    caps = np.array(sorted({min(P, L * 2 ** i) for i in range(int(math.log2(PROBES_PER_TABLE)) + 1)} | {P}))
+    # Every (cap, stop) at once: u (caps, queries, stops) probes, then recall and cost.
+    u = np.minimum(used[None], caps[:, None, None])
+    per_q = (found[None, :, :K, None] < u[:, :, None, :]).mean(axis=2)
+    lcb = per_q.mean(axis=1) - Z * per_q.std(axis=1) / math.sqrt(m) - MARGIN
+    cost = (PLANE_COST * L * bits + PROBE_COST * u + members[np.arange(m)[None, :, None], u - 1]).mean(axis=1)
+    shape = lcb.shape
+    # A stop of 0 probes the home buckets only, whatever the cap.
+    cap_col = np.where(stops[None, :] > 0, caps[:, None], L)
+    points = np.stack([lcb, cost, np.broadcast_to(cap_col, shape), np.broadcast_to(stops[None], shape),
+                       u.mean(axis=1), per_q.mean(axis=1)], axis=-1).reshape(-1, 6)
+    return {"family": family, "points": points, "p_max": P, "table_bytes": size}
 
 
-def _best(points: list[tuple], target: float) -> tuple | None:
+def _sample_counts(
+    sample_keys: np.ndarray, keys: np.ndarray, tables: np.ndarray, bits: int | None,
+) -> np.ndarray:
+    """How many sampled rows each probed bucket (``keys`` in ``tables``) holds.  Keys of
+    ``bits`` bits (hyperplanes) are counted in one table of every (table, key); others (hashed
+    keys) are looked up table by table."""
+    L = sample_keys.shape[1]
+    if bits is not None and L << bits <= COUNT_TABLE:
+        b = np.uint64(bits)
+        cells = (np.arange(L, dtype=np.uint64) << b) | sample_keys
+        counts = np.bincount(cells.ravel().astype(np.int64), minlength=L << bits)
+        return counts[((tables.astype(np.uint64) << b) | keys).astype(np.int64)]
+    sizes = np.zeros(keys.shape, np.int64)
+    for t in range(L):
+        sel = tables == t
+        col = np.sort(sample_keys[:, t])
+        want = keys[sel]
+        sizes[sel] = np.searchsorted(col, want, "right") - np.searchsorted(col, want, "left")
+    return sizes
+
+
+LCB, COST, CAP, STOP, PROBES, RECALL = range(6)
+
+
+def _best(points: np.ndarray, target: float) -> np.ndarray | None:
     """The cheapest point whose recall bound reaches the target."""
-    ok = [p for p in points if p[0] >= target]
-    return min(ok, key=lambda p: (p[1], -p[0])) if ok else None
+    ok = points[points[:, LCB] >= target]
+    return ok[np.lexsort((-ok[:, LCB], ok[:, COST]))[0]] if len(ok) else None
 
 
-def _fallback(points: list[tuple]) -> tuple:
-    return max(points, key=lambda p: (round(p[0], 3), -p[1]))
+def _fallback(points: np.ndarray) -> np.ndarray:
+    """The best recall bound (to 0.001), the cheapest of those."""
+    return points[np.lexsort((points[:, COST], -np.round(points[:, LCB], 3)))[0]]
 
 
 def tune_segment(
     X: np.ndarray, *, metric: str, target: float, seed: int, center: bool,
     n_tables: int | None, n_bits: int | None, whiten: str | float, bucket_width: float,
-    auto_bits: int,
+    auto_bits: int, max_table_bytes: float | None = DEFAULT_MAX_TABLE_BYTES,
 ) -> Choice | None:
     """The family and operating point for a segment of prepared rows ``X``; None below
     MIN_ROWS.  ``n_tables`` / ``n_bits`` / a numeric ``whiten`` fix those; the others are
-    chosen: first K and whitening at 8 tables, then L at the best of those."""
+    chosen: first K and whitening, then L, the fastest point whose tables fit in
+    ``max_table_bytes`` per item (None: no limit).  When no point inside it reaches the
+    target, the best recall inside it (a warning says so)."""
     n, d = X.shape
     if n < MIN_ROWS:
         return None
     t0 = time.perf_counter()
     rng = np.random.default_rng([seed, 0x54_55_4E_45])
     held = _held_out(X, metric, rng)
+    budget = math.inf if max_table_bytes is None else float(max_table_bytes)
     learned: dict[float, Any] = {}
 
     def family(L: int, bits: int, w: float) -> Any:
@@ -287,6 +333,8 @@ def tune_segment(
         if fam.center:
             if w not in learned:
                 learned[w] = fam.learn(X)
+                if w > 0:  # the same mean: plain planes need nothing else
+                    learned.setdefault(0.0, (learned[w][0], np.zeros((d, 0)), np.zeros(0)))
             fam.fit(X, learned=learned[w])
         return fam
 
@@ -297,26 +345,43 @@ def tune_segment(
         if whiten != "auto":
             whitens = [float(whiten)]
         elif n >= WHITEN_MIN_ROWS_PER_DIM * d and key_balance(
-                X, n_bits=auto_bits, seed=seed, center=center) < WHITEN_TRY_BELOW:
-            whitens = [0.0, AUTO_WHITEN]
+                X, n_bits=auto_bits, seed=seed, center=center, sample=BALANCE_SAMPLE) < WHITEN_TRY_BELOW:
+            whitens = [AUTO_WHITEN, 0.0]  # whitened first: its mean serves both
         else:
             whitens = [0.0]
         bit_grid = [n_bits] if n_bits else sorted(
             {int(np.clip(auto_bits + s, 2, 24)) for s in range(-2 * BITS_STEP, 2 * BITS_STEP + 1, BITS_STEP)})
+    table_grid = [n_tables] if n_tables else list(TABLES)
     tried: dict[tuple[int, int, float], dict[str, Any]] = {}
+    hashed: dict[tuple[int, int, float], tuple[Any, np.ndarray, float]] = {}
+
+    def sized(L: int, bits: int, w: float) -> tuple[Any, np.ndarray, float]:
+        """A shape's family, the sample's keys and its table bytes per item (cheap)."""
+        if (L, bits, w) not in hashed:
+            fam = family(L, bits, w)
+            sample_keys = fam.keys(held.sample)
+            hashed[(L, bits, w)] = (fam, sample_keys, table_bytes(fam, sample_keys, n))
+        return hashed[(L, bits, w)]
 
     def trial(L: int, bits: int, w: float) -> dict[str, Any]:
+        """A shape's points, scored only when its tables fit."""
         if (L, bits, w) not in tried:
-            tried[(L, bits, w)] = _evaluate(family(L, bits, w), held)
+            fam, sample_keys, size = sized(L, bits, w)
+            tried[(L, bits, w)] = (_evaluate(fam, held, sample_keys, size) if size <= budget
+                                   else {"family": fam, "points": None, "table_bytes": size})
         return tried[(L, bits, w)]
 
     def score(shape: tuple[int, int, float]) -> tuple[float, float]:
-        pts = trial(*shape)["points"]
+        """Ordered: reaching the target (by cost), else the recall bound, else oversized."""
+        result = trial(*shape)
+        pts = result["points"]
+        if pts is None:
+            return (2.0, result["table_bytes"])
         best = _best(pts, target)
-        return (0.0, best[1]) if best else (1.0, -_fallback(pts)[0])
+        return (0.0, float(best[COST])) if best is not None else (1.0, -float(_fallback(pts)[LCB]))
 
     def descend(shape: tuple[int, int, float], axis: int, grid: list[Any]) -> tuple[int, int, float]:
-        """Walk one coordinate of the shape along its grid while the cost falls."""
+        """Walk one coordinate of the shape along its grid while the score falls."""
         i = grid.index(shape[axis])
         for step in (1, -1):
             j = i
@@ -330,33 +395,48 @@ def tune_segment(
                 break  # it moved one way: the other way is uphill
         return shape
 
-    first_L = n_tables or FIRST_TABLES
-    shape = min([(first_L, bit_grid[len(bit_grid) // 2], w) for w in whitens], key=score)
+    mid_bits = bit_grid[len(bit_grid) // 2]
+    # The first L: the most (up to FIRST_TABLES) whose tables fit.
+    fits = [L for L in table_grid if L <= (n_tables or FIRST_TABLES)]
+    first_L = next((L for L in reversed(fits) if sized(L, mid_bits, whitens[0])[2] <= budget), fits[0])
+    shape = min([(first_L, mid_bits, w) for w in whitens], key=score)
     shape = descend(shape, 1, bit_grid)
-    if n_tables is None:
-        shape = descend(shape, 0, list(TABLES))
+    shape = descend(shape, 0, table_grid)
+    if tried[shape]["points"] is None:  # nothing fits: the smallest tables tried
+        shape = min(tried, key=lambda s: tried[s]["table_bytes"])
+        fam, sample_keys, size = sized(*shape)
+        tried[shape] = _evaluate(fam, held, sample_keys, size)
     result = tried[shape]
     points = result["points"]
-    chosen = _best(points, target) or _fallback(points)
+    chosen = _best(points, target)
+    if chosen is None:
+        chosen = _fallback(points)
+        log.warning("no operating point within %s table bytes per item reaches recall %.3g on %d rows;"
+                    " built for the best inside it, recall %.3f (held-out bound)",
+                    max_table_bytes, target, n, chosen[LCB])
     curve = []
     for r in RECALL_GRID:
         p = _best(points, r)
         if p is not None:
-            curve.append([r, p[2], _stop(p[3]), round(p[4], 1)])
-    fixed = sorted({(p[2], round(p[0], 4)) for p in points if math.isinf(p[3])})
+            curve.append([r, int(p[CAP]), _stop(p[STOP]), round(float(p[PROBES]), 1)])
+    full = points[np.isinf(points[:, STOP])]
+    fixed = sorted({(int(c), round(float(r), 4)) for c, r in full[:, [CAP, LCB]]})
     point = {
         "version": VERSION,
         "k": K,
         "target_recall": target,
-        "n_probes": chosen[2],
-        "stop": _stop(chosen[3]),
-        "recall_estimate": round(chosen[0], 4),
-        "probes_estimate": round(chosen[4], 1),
+        "n_probes": int(chosen[CAP]),
+        "stop": _stop(chosen[STOP]),
+        "recall_estimate": round(float(chosen[LCB]), 4),
+        "probes_estimate": round(float(chosen[PROBES]), 1),
         "max_probes": result["p_max"],
         "curve": curve,
         "fixed": [list(f) for f in fixed],
         "n_queries": len(held.queries),
         "shapes_tried": len(tried),
+        "shapes_scored": sum(r["points"] is not None for r in tried.values()),
+        "max_table_bytes": max_table_bytes,
+        "table_bytes_estimate": round(result["table_bytes"], 1),
     }
     # Not stored: a segment is a pure function of its rows (the same in any process).
     log.debug("tuned %d rows in %.3f s: %s", n, time.perf_counter() - t0, point)

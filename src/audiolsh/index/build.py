@@ -17,7 +17,13 @@ from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, as_sets, concat_sets
 from audiolsh.hashing.base import check_int, learned_arrays
 from audiolsh.hashing.hyperplane import check_whiten, key_balance, needs_centering
-from audiolsh.index.autotune import AUTO_WHITEN, WHITEN_MIN_ROWS_PER_DIM, check_recall, tune_segment
+from audiolsh.index.autotune import (
+    AUTO_WHITEN,
+    DEFAULT_MAX_TABLE_BYTES,
+    WHITEN_MIN_ROWS_PER_DIM,
+    check_recall,
+    tune_segment,
+)
 from audiolsh.index.families import by_cell, check_family, learned_family, tune_cells
 from audiolsh.index.segments import SegmentBuild
 from audiolsh.search import BruteForce, SetLSH, VectorLSH, prepare
@@ -73,6 +79,9 @@ class IndexConfig:
         (indexes made before this field existed open with None).  The kmeans family keeps
         its cells and tunes its probes (``families.tune_cells``); cross-polytope is not
         tuned.
+    max_table_bytes : with ``target_recall``: the hash tables (and row codes) a tuned segment
+        may hold, bytes per item; the tuner picks the fastest point inside it, and warns when
+        none inside reaches the target (then the best recall inside it).  None: no limit.
     rerank_dtype : cosine, euclidean: float16 or int8 keeps a compact copy of the rows that
         the exact pass reads (for when the float32 rows do not fit in memory; they stay on
         disk for exact scans and merges); float32 (default) re-ranks the rows themselves.
@@ -98,6 +107,8 @@ class IndexConfig:
     # Right by default (issue #18): the build-time recall target.
     target_recall: float | None = DEFAULT_TARGET_RECALL
     rerank_dtype: str = "float32"  # older indexes have none: float32
+    # Older configs have none: the default applies to the segments they build from now on.
+    max_table_bytes: float | None = DEFAULT_MAX_TABLE_BYTES
 
     def validate(self) -> IndexConfig:
         check_metric(self.metric)
@@ -127,6 +138,10 @@ class IndexConfig:
         check_int("max_segments", self.max_segments, 1)
         check_family(self.family, self.metric)
         check_rerank_dtype(self.rerank_dtype)
+        if self.max_table_bytes is not None and (
+                isinstance(self.max_table_bytes, bool) or not isinstance(self.max_table_bytes, (int, float))
+                or not self.max_table_bytes > 0):
+            raise ParameterError(f"max_table_bytes must be a positive number, got {self.max_table_bytes!r}")
         return self
 
     @property
@@ -202,7 +217,7 @@ def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: 
                 choice = tune_segment(
                     data, metric=cfg.metric, target=cfg.target_recall, seed=cfg.seed, center=center,
                     n_tables=cfg.n_tables, n_bits=cfg.n_bits, whiten=cfg.whiten, bucket_width=width,
-                    auto_bits=auto_bits(n),
+                    auto_bits=auto_bits(n), max_table_bytes=cfg.max_table_bytes,
                 )
             if choice is not None:
                 family, point = choice.family, choice.point

@@ -11,7 +11,10 @@ evidence never lowers the confidence.
 
 The fit is shipped as ``features/data/confidence-v1.json`` (plain JSON, versioned) with the
 default threshold it implies: the calibrated probability that best reproduces the engine's
-former operating point (chance score >= 3, i.e. a corrected p <= 0.001) on the fit's clips.
+former operating point (chance score >= 3, i.e. a corrected p <= 0.001), the operating point
+the default keeps.  Fitted with a false-match ``budget`` instead (``fit_confidence.py
+--false-match-budget``), it is the lowest probability at which the fit's negative clips
+(verified overlaps left out) give at most that share of false matches.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ the fit)."""
 OLD_OPERATING_CHANCE = 3.0
 """The operating point before calibration: corrected chance probability <= 1e-3."""
 N_BINS = 10
+FALSE_MATCH_BUDGET = 0.0025
+"""A suggested budget for a fit by false matches: half of 0.5 %, so that the rate on clips not
+used to fit stays inside 0.5 %."""
 
 
 def features(log10_p: Any, agreeing: Any, query_hashes: Any, seconds: Any) -> np.ndarray:
@@ -54,7 +60,8 @@ def features(log10_p: Any, agreeing: Any, query_hashes: Any, seconds: Any) -> np
 class Calibration:
     """A fitted model: ``probability(...)`` of the engine's quantities, and the defaults it implies.
 
-    default_min_confidence : the calibrated probability of the former operating point
+    default_min_confidence : the probability of the former operating point, or the lowest
+        within a false-match budget when fitted with one (see the module)
     hashes_needed : query hashes from which at least half the fit's clean positive clips were
         matched at the default (a no match with fewer says so)
     """
@@ -116,14 +123,17 @@ def load(name: str = DEFAULT) -> Calibration:
 
 def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
         seconds: ArrayLike, correct: ArrayLike, *, clean: ArrayLike | None = None,
-        l2: float = 1e-6, meta: dict[str, Any] | None = None) -> Calibration:
+        negative: ArrayLike | None = None, budget: float | None = None, l2: float = 1e-6,
+        meta: dict[str, Any] | None = None) -> Calibration:
     """Logistic regression of ``correct`` (the candidate is the clip's track) on the features,
     the chance score's and the agreeing hashes' weights bounded at >= 0; deterministic.  A clip
     with no candidate at all (``log10_p`` NaN) is left out of the fit but counts as unmatched
     for ``hashes_needed``.
 
     ``clean`` marks the undistorted positive clips, on which ``hashes_needed`` is read (noise
-    adds hashes that agree with nothing, so only clean clips tell how many a match needs)."""
+    adds hashes that agree with nothing, so only clean clips tell how many a match needs).
+    ``negative`` marks the clips of unindexed audio (verified overlaps left out); with a
+    ``budget`` the default threshold is the lowest that matches at most that share of them."""
     from scipy.optimize import minimize
 
     X_all = features(np.nan_to_num(np.asarray(log10_p, np.float64)), agreeing, query_hashes, seconds)
@@ -148,11 +158,36 @@ def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
     coef = w[1:] / sd
     intercept = float(w[0] - coef @ mu)
     p_all = np.where(has, _sigmoid(X_all @ coef + intercept), 0.0)
-    chance = -np.asarray(log10_p, np.float64)[has]
-    default = _operating_point(p_all[has], chance >= OLD_OPERATING_CHANCE)
+    meta = dict(meta or {})
+    if budget is not None:
+        if negative is None or not np.any(negative):
+            raise ParameterError("a false-match budget needs negative clips (of unindexed audio) to fit on")
+        neg = np.asarray(negative, bool)
+        default = _budget_point(p_all[neg & has], int(neg.sum()), budget)
+        meta["operating_point"] = {"rule": "false-match budget", "budget": budget}
+    else:
+        chance = -np.asarray(log10_p, np.float64)[has]
+        default = _operating_point(p_all[has], chance >= OLD_OPERATING_CHANCE)
+        meta["operating_point"] = {"rule": "former operating point", "chance": OLD_OPERATING_CHANCE}
+    if negative is not None and np.any(negative):
+        neg = np.asarray(negative, bool)
+        meta["operating_point"].update(n_negative=int(neg.sum()),
+                                       n_false=int(np.sum(p_all[neg & has] >= default)))
     sel = np.asarray(correct, bool) if clean is None else np.asarray(clean, bool)
     needed = _hashes_needed(np.asarray(query_hashes, np.float64), has & (p_all >= default), sel)
-    return Calibration(tuple(float(c) for c in coef), intercept, default, needed, dict(meta or {}))
+    return Calibration(tuple(float(c) for c in coef), intercept, default, needed, meta)
+
+
+def _budget_point(p_neg: np.ndarray, n_negative: int, budget: float) -> float:
+    """The lowest threshold (4 decimals) that at most ``budget`` of ``n_negative`` clips reach,
+    ``p_neg`` being the probabilities of those with a candidate; never below 0.5 (a match is
+    at least as likely right as wrong)."""
+    allowed = math.floor(budget * n_negative + 1e-9)
+    top = np.sort(p_neg)[::-1]
+    if len(top) <= allowed:
+        return 0.5
+    # just above the first negative past the allowance
+    return float(max(0.5, math.floor(float(top[allowed]) * 1e4 + 1) / 1e4))
 
 
 def _operating_point(p: np.ndarray, old: np.ndarray) -> float:

@@ -14,8 +14,10 @@ together), time-stretched (tempo: pitch kept) or pitch-shifted (pitch: tempo kep
 positions are rescaled over grids of factors before hashing, only when the unscaled attempt is
 not already conclusive: first the changes up to ``near_change``, then the wider ones.
 The answer is the (variant, track, offset) whose number of agreeing hashes is least likely to
-happen by chance (corrected for every offset, track and variant searched); its confidence is
-the calibrated probability that it names the right track (``audiolsh.index.confidence``).
+happen by chance (corrected for every offset, track and variant searched); when that is not
+conclusive it is recounted against its own track at its refined transform (``verify_margin``).
+Its confidence is the calibrated probability that it names the right track
+(``audiolsh.index.confidence``).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from audiolsh.index.fingerprint_build import (
     lay_out,
 )
 from audiolsh.index.segments import SegmentBuild, SegmentedIndex
-from audiolsh.search.fingerprint import HashTable, Votes, dense_diagonals, vote
+from audiolsh.search.fingerprint import HashTable, Votes, chance_log10, dense_diagonals, vote
 from audiolsh.storage import SegmentInfo, Storage, Track
 from audiolsh.storage.base import Writer, check_format_version
 
@@ -67,6 +69,8 @@ __all__ = ["FP_FORMAT", "FP_FORMAT_VERSION", "FingerprintIndex", "FingerprintPar
 
 EMPTY_INDEX = "the index holds no track"
 MAX_DRIFT = 0.006
+VERIFY_SLACK = 2
+"""A recount at a refined transform looks for its alignment within +- this many frames."""
 """An unscaled match whose offset drifts more than this (per frame) tries the speed/tempo grid."""
 
 
@@ -544,6 +548,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         log_cells = math.log10(max(float(np.sum(self._live_frames + q_frames)) / width, 1.0))
         best: tuple[Votes | None, float, tuple[float, float, float], int] = (None, 0.0, (1.0, 1.0, 1.0), 0)
         n_hashes = 0
+        best_factor = 1.0
         for batch, factor in self._stages(variants):
             lms = []
             for g in batch:
@@ -570,12 +575,62 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             if v is not None and log_p is not None and (best[0] is None or log_p < best[1]):
                 v = replace(v, group=batch[v.group])
                 best = (v, log_p, variants[v.group], n_hashes)
+                best_factor = factor
             v0 = best[0]
             if v0 is not None and best[1] < math.log10(self.params.early_stop) and (
                 v0.group > 0 or abs(v0.drift) < MAX_DRIFT
             ):
                 break
+        if self.params.verify_margin > 0 and best[1] >= math.log10(self.params.early_stop):
+            best = self._verified(peaks, best, log_cells + math.log10(best_factor))
         return best
+
+    def _verified(
+        self, peaks: Peaks, found: tuple[Votes | None, float, tuple[float, float, float], int],
+        corrections: float,
+    ) -> tuple[Votes | None, float, tuple[float, float, float], int]:
+        """``found`` recounted against its own track: the query re-hashed at the candidate's
+        transform refined by its offset drift (a clip between two grid points), with the wider
+        ``verify_margin``; kept when it is the more significant.  ``corrections``: the search's
+        log10 corrections for the offsets, tracks and variants it tried, paid again here."""
+        v, log_p, (speed, tempo, pitch), n_hashes = found
+        if v is None:
+            return found
+        p = self.params
+        # Speed moves time and frequency together, tempo time alone; a pitch shift or an
+        # unscaled match keeps its grid point (their drift is noise at these lengths).
+        rate = 1.0 + float(np.clip(v.drift, -0.01, 0.01))
+        if speed != 1.0:
+            speed *= rate
+        elif tempo != 1.0:
+            tempo *= rate
+        lm = pair_peaks(peaks, fanout=p.verify_fanout or p.query_fanout, time_scale=speed * tempo,
+                        freq_scale=1.0 / (speed * pitch), margin=p.verify_margin)
+        q_times = lm.times.astype(np.int64)
+        offsets, hashes, lam = [], [], 0.0
+        for seg, cap in zip(self._segments, (self._posting_cap(seg) for seg in self._segments)):
+            rows = np.flatnonzero((seg.track_ids == v.track_id) & seg.alive)
+            if not len(rows):
+                continue
+            qidx, _, frame = seg.table.lookup_rows(lm.hashes, seg.starts, seg.frames, rows, max_postings=cap,
+                                                   sorted_postings=seg.sorted_postings)
+            offsets.append(frame - q_times[qidx])
+            hashes.append(lm.hashes[qidx])
+            lam += len(qidx) * (2 * p.tolerance + 1) / float(seg.frames[rows[0]] + peaks.n_frames)
+        if not offsets:
+            return found
+        off, h = np.concatenate(offsets), np.concatenate(hashes)
+        # The refined scale may move the alignment by a frame or two: the best nearby window.
+        centres = v.offset + np.arange(-VERIFY_SLACK, VERIFY_SLACK + 1)
+        counts = [len(np.unique(h[np.abs(off - c) <= p.tolerance])) for c in centres.tolist()]
+        k = int(np.argmax(counts))
+        dispersion = p.dispersion if (speed, tempo, pitch) == (1.0, 1.0, 1.0) else p.grid_dispersion
+        lp = float(chance_log10(np.array([counts[k]]), np.array([lam]), dispersion=dispersion)[0])
+        lp += corrections + math.log10(len(centres))
+        if lp >= log_p:
+            return found
+        return (replace(v, count=counts[k], offset=int(centres[k]), log10_p=lp - corrections, lam=lam),
+                lp, (speed, tempo, pitch), n_hashes)
 
     @property
     def calibration(self) -> calibrated.Calibration:
@@ -583,7 +638,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
 
     @property
     def default_min_confidence(self) -> float:
-        """The no-match threshold when none is given: the calibrated former operating point."""
+        """The no-match threshold when none is given: the calibration's default."""
         return self.calibration.default_min_confidence
 
     def _candidate(

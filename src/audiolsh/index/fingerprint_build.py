@@ -72,6 +72,11 @@ class FingerprintParams:
     grid_margin : ``query_margin`` of the grid's variants (a factor between two grid points
         moves peaks by up to half a step)
     early_stop : stop trying variants once the corrected chance probability is below this
+    verify_margin, verify_fanout : an inconclusive best candidate is recounted against its own
+        track alone, the query re-hashed at the candidate's refined transform (its offset drift
+        folded into the time scale) with this margin and fanout (margin 0: no recount; fanout 0:
+        ``query_fanout``); its corrected chance probability keeps the search's corrections
+        (the shipped calibration is fitted with the default; another setting needs a refit)
     max_segments : merge segments beyond this many
     """
 
@@ -92,6 +97,8 @@ class FingerprintParams:
     near_change: float = 0.04
     grid_margin: float = 0.1
     early_stop: float = 1e-6
+    verify_margin: float = 0.3
+    verify_fanout: int = 0
     max_segments: int = 8
     max_postings: int = 48
     max_matches: int = 400_000
@@ -108,6 +115,8 @@ class FingerprintParams:
             ("dispersion", self.dispersion >= 1), ("grid_dispersion", self.grid_dispersion >= 1),
             ("threshold", 0 <= self.threshold <= 1),
             ("early_stop", 0 < self.early_stop < 1),
+            ("verify_margin", 0 <= self.verify_margin < 0.5),
+            ("verify_fanout", isinstance(self.verify_fanout, int) and 0 <= self.verify_fanout <= 64),
             ("max_segments", isinstance(self.max_segments, int) and self.max_segments >= 1),
             ("max_postings", isinstance(self.max_postings, int) and self.max_postings >= 0),
             ("max_matches", isinstance(self.max_matches, int) and self.max_matches >= 0),

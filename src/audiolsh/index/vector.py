@@ -26,7 +26,7 @@ from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.hashing import MinHashLSH, SetBatch, as_sets, concat_sets
 from audiolsh.hashing import from_config as family_from_config
 from audiolsh.hashing.base import HashFamily, check_int
-from audiolsh.index import autotune
+from audiolsh.index import autotune, keyfile
 from audiolsh.index.build import DEFAULT_TABLES, FAMILY_ARRAY_PREFIX, IndexConfig, build_segment, concat_rows
 from audiolsh.index.remote import Stale
 from audiolsh.index.remote import search as remote_search
@@ -59,6 +59,12 @@ def _operating_point(seg: _Segment) -> dict[str, Any] | None:
     return point  # type: ignore[no-any-return]
 
 
+def _with_keys(build: SegmentBuild, key_arrays: dict[str, np.ndarray]) -> SegmentBuild:
+    """The build with its rows' key arrays stored beside its others (``keyfile``)."""
+    info = replace(build.info, config={**build.info.config, "keys": keyfile.config()})
+    return replace(build, info=info, arrays={**build.arrays, **key_arrays})
+
+
 def _empty(n_queries: int, k: int) -> Neighbors:
     return Neighbors(
         np.full((n_queries, k), -1, np.int64),
@@ -88,6 +94,8 @@ class _Segment:
     _n_live: int = 0
     n_candidates: int = 0
     _first_id: int | None = -1  # -1: not looked at yet; None: the ids are not a range
+    #: the key arrays (``keyfile``), None: the keys are in the catalogue only
+    key_arrays: tuple[np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids)  # a memory map's indexing costs more than its rows
@@ -275,16 +283,20 @@ class Index(SegmentedIndex[_Segment]):
         local = getattr(self.storage, "load_local_arrays", None)
         if local is None:
             return self._open_segment(info, self.storage.load_arrays(info.id))
-        # The Hamming pre-filter and the compact re-rank copy are local only.
-        arrays, layout = local(info.id, skip=("codes", "rerank", "rerank_scale", "rerank_offset"))
+        # The Hamming pre-filter and the compact re-rank copy are local only; a remote
+        # segment's keys come with the catalogue's round trip.
+        arrays, layout = local(info.id, skip=("codes", "rerank", "rerank_scale", "rerank_offset",
+                                              *keyfile.ARRAYS))
         if layout is None:
             return self._open_segment(info, arrays)
         return _Segment(info, arrays["ids"], _family(info, arrays), remote=layout,
-                        _load=lambda: self._searcher(info, self.storage.load_arrays(info.id)))
+                        _load=lambda: self._searcher(info, self.storage.load_arrays(info.id)),
+                        key_arrays=keyfile.readable(info.config, arrays))
 
     def _open_segment(self, info: SegmentInfo, arrays: dict[str, np.ndarray]) -> _Segment:
         searcher = self._searcher(info, arrays)
-        return _Segment(info, arrays["ids"], searcher.family, searcher)
+        return _Segment(info, arrays["ids"], searcher.family, searcher,
+                        key_arrays=keyfile.readable(info.config, arrays))
 
     def _searcher(self, info: SegmentInfo, arrays: dict[str, np.ndarray]) -> VectorLSH | SetLSH:
         family = _family(info, arrays)
@@ -551,6 +563,32 @@ class Index(SegmentedIndex[_Segment]):
             return WHITENED_PROBES_PER_TABLE * seg.family.n_tables
         return self.config.default_probes
 
+    def keys(self, ids: np.ndarray) -> list[str | None]:
+        """The key of each item id (any shape, read flat), None for -1 and for an unknown or
+        removed id.  From the segments' key arrays by indexing; segments written before them
+        are read from the catalogue (one read)."""
+        self._refresh()
+        wanted, inverse = np.unique(np.asarray(ids, np.int64).ravel(), return_inverse=True)
+        found: list[str | None] = [None] * len(wanted)
+        elsewhere = []
+        for seg in self._segments:
+            p = seg.positions(wanted)
+            hit = p >= 0
+            hit[hit] = seg.alive[p[hit]] == 1
+            if not hit.any():
+                continue
+            at = np.flatnonzero(hit)
+            if seg.key_arrays is None:
+                elsewhere.append(at)
+                continue
+            for j, key in zip(at.tolist(), keyfile.decode(*seg.key_arrays, p[at])):
+                found[j] = key
+        if elsewhere:
+            at = np.concatenate(elsewhere)
+            for j, it in zip(at.tolist(), self.storage.items(wanted[at])):
+                found[j] = None if it is None else it.key
+        return [found[j] for j in inverse.ravel().tolist()]
+
     def hits(self, result: Neighbors) -> list[list[Hit]]:
         """Resolve a query's ids to keys, tracks and offsets (one catalogue read)."""
         wanted = np.unique(result.ids[result.ids >= 0])
@@ -618,6 +656,18 @@ class Index(SegmentedIndex[_Segment]):
             self._check_build(b)
         return super().attach(builds)
 
+    def _attach_in(self, w: Writer, build: SegmentBuild) -> list[int]:
+        items = build.items
+        if build.arrays and items is not None and len(items.ids):
+            # The keys in the segment's row order (a k-means build reorders its rows).
+            item_ids = np.asarray(items.ids)
+            sorter = np.argsort(item_ids, kind="stable")
+            rows = sorter[np.searchsorted(item_ids, build.arrays["ids"], sorter=sorter).clip(
+                0, len(sorter) - 1)]
+            if np.array_equal(item_ids[rows], build.arrays["ids"]):
+                build = _with_keys(build, keyfile.encode([items.keys[i] for i in rows.tolist()]))
+        return super()._attach_in(w, build)
+
     def _check_build(self, build: SegmentBuild) -> None:
         """A build made elsewhere fits this index: its metric and dimension."""
         cfg = build.info.config
@@ -667,7 +717,23 @@ class Index(SegmentedIndex[_Segment]):
             data = np.concatenate(
                 [np.asarray(s.searcher.vectors_)[s.alive == 1] for s in chosen]  # type: ignore[union-attr]
             )[order]
-        return build_segment(self.config, data, ids[order], prepared=True)
+        build = build_segment(self.config, data, ids[order], prepared=True)
+        # The live rows' keys, copied byte for byte (a segment without them: the catalogue's).
+        parts = []
+        for s in chosen:
+            rows = np.flatnonzero(s.alive)
+            if s.key_arrays is not None:
+                parts.append(keyfile.take(*s.key_arrays, rows))
+                continue
+            found = [None if it is None else it.key for it in self.storage.items(s.ids[rows])]
+            if None in found:  # removed meanwhile: the catalogue keeps the keys
+                return build
+            parts.append(keyfile.encode(found))  # type: ignore[arg-type]
+        # build rows -> their place in ``ids`` (the chosen segments' live rows in turn)
+        built = np.asarray(build.arrays["ids"])
+        place = order[np.searchsorted(ids[order], built)]
+        merged = keyfile.concat(parts)
+        return _with_keys(build, keyfile.take(merged[keyfile.OFFSETS], merged[keyfile.BYTES], place))
 
     def _after_merge(self, w: Writer, chosen: Sequence[_Segment]) -> None:
         removed = np.concatenate([s.ids[s.alive == 0] for s in chosen])
@@ -687,7 +753,7 @@ class Index(SegmentedIndex[_Segment]):
         build_changed = any(
             getattr(new, f) != getattr(self.config, f)
             for f in ("n_tables", "n_bits", "bucket_width", "center", "whiten", "num_perm", "threshold",
-                      "family", "target_recall", "rerank_dtype")
+                      "family", "target_recall", "rerank_dtype", "max_table_bytes")
         )
         with self.storage.write() as w:
             w.set_config(asdict(new))

@@ -46,6 +46,8 @@ class Identification:
     method: str = "landmarks"
     #: the confidence reaches the default threshold (False: a weak candidate asked for)
     matched: bool = True
+    #: > 1 when the clip is pitch-shifted up with tempo kept
+    pitch: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,7 +140,7 @@ def _in_library(library: Library, m: Match, method: str = "landmarks") -> Identi
     track = library.track(lib_id)
     return Identification(lib_id, track.path if track else m.path, float(m.offset_s),
                           float(m.score), float(m.confidence), float(m.speed),
-                          float(m.tempo), method, bool(m.matched))
+                          float(m.tempo), method, bool(m.matched), float(m.pitch))
 
 
 def identify_segments(library: Library, y: np.ndarray, sr: int, *, min_confidence: float | None = None

@@ -3,7 +3,7 @@
 Both interfaces build their records here so that they cannot drift apart:
 
 - identify: ``{"query", "match": null | {path, track_id, title, artist, offset_s, score,
-  confidence, matched, speed, tempo}, "reason"?, "elapsed_ms"}``; ``confidence`` is the
+  confidence, matched, speed, tempo, pitch}, "reason"?, "elapsed_ms"}``; ``confidence`` is the
   probability that the track is right, ``matched`` false for a candidate below the default
   threshold (shown at a lower ``--min-confidence``), ``reason`` why there is no (confident) match
 - identify --segments: ``{"query", "segments": [{start_s, end_s, path, track_id, title, artist,
@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import numpy as np
+
 from audiolsh.index import Hit
 from audiolsh.library.tags import record_fields
 from audiolsh.query.clusters import Clustering
@@ -37,7 +39,7 @@ from audiolsh.query.overlaps import Overlap
 from audiolsh.query.similar import SimilarTrack
 
 __all__ = ["cluster_records", "identify_record", "match_record", "named", "overlap_record", "segment_record",
-           "similar_record", "track_record", "vector_record"]
+           "similar_record", "track_record", "vector_record", "vector_records"]
 
 
 class Catalogue(Protocol):
@@ -79,6 +81,7 @@ def match_record(match: Identification | None, library: Catalogue | None = None)
         "matched": bool(match.matched),
         "speed": round(float(match.speed), 4),
         "tempo": round(float(match.tempo), 4),
+        "pitch": round(float(match.pitch), 4),
     }, library)
 
 
@@ -101,7 +104,7 @@ def segment_record(start_s: float, end_s: float, match: Identification, *,
     m = match_record(match, library)
     assert m is not None
     return {"start_s": round(float(start_s) + offset_s, 2), "end_s": round(float(end_s) + offset_s, 2),
-            **{key: v for key, v in m.items() if key not in ("score", "speed", "tempo")}}
+            **{key: v for key, v in m.items() if key not in ("score", "speed", "tempo", "pitch")}}
 
 
 def similar_record(query: str, results: Sequence[SimilarTrack], *, match: dict[str, Any] | None = None,
@@ -137,6 +140,25 @@ def overlap_record(overlap: Overlap, library: Catalogue | None = None) -> dict[s
 def vector_record(query: str, hits: Sequence[Hit]) -> dict[str, Any]:
     """One query row's nearest items: their keys and distances (rounded to 6 places)."""
     return {"query": query, "results": [{"id": h.key, "distance": round(h.distance, 6)} for h in hits]}
+
+
+def vector_records(queries: Sequence[str], keys: Sequence[str | None],
+                   distances: np.ndarray) -> list[dict[str, Any]]:
+    """``vector_record`` of every query row from the keys of its answers (row-major, k a row;
+    None: no answer, skipped; ``Index.keys`` of a query's ids) and their (queries, k) distances."""
+    out = []
+    for row, (query, dists) in enumerate(zip(queries, rounded(distances))):
+        row_keys = keys[row * len(dists): (row + 1) * len(dists)]
+        out.append({"query": query, "results": [
+            {"id": key, "distance": d} for key, d in zip(row_keys, dists) if key is not None]})
+    return out
+
+
+def rounded(distances: np.ndarray) -> list[list[float]]:
+    """Distances rounded to 6 places, all at once: ``round``'s values but at exact half-way
+    products (none in 10^6 random float32 or float64 distances), since the quotient of two
+    exact doubles is the double nearest the decimal, as ``round`` returns."""
+    return np.round(np.asarray(distances, np.float64), 6).tolist()  # type: ignore[no-any-return]
 
 
 def cluster_records(result: Clustering, *, library: bool) -> list[dict[str, Any]]:

@@ -100,19 +100,9 @@ def query_cells(a, cent_t, bias, tol_scale, cmax, S, gaps, home, best_gap, best_
         gaps[t * n_cells + best] = np.inf
     # the m smallest gaps, ascending; equal gaps in slot order (kmeans._select's order)
     found = 0
+    top_gap, top_slot = best_gap[:m], best_slot[:m]
     for s in range(n_tables * n_cells if m > 0 else 0):
-        g = gaps[s]
-        if found == m and not g < best_gap[m - 1]:
-            continue
-        pos = found if found < m else m - 1
-        while pos > 0 and best_gap[pos - 1] > g:
-            best_gap[pos] = best_gap[pos - 1]
-            best_slot[pos] = best_slot[pos - 1]
-            pos -= 1
-        best_gap[pos] = g
-        best_slot[pos] = s
-        if found < m:
-            found += 1
+        found = kernels.insert_counted(top_gap, top_slot, found, gaps[s], s)
     out = 0
     for t in range(min(n_tables, n_probes)):
         keys[0, out] = np.uint64(home[t])

@@ -26,17 +26,27 @@ JACCARD = 2
 
 
 @numba.njit(inline="always")
-def _insert(top_d, top_i, d, j):  # pragma: no cover - compiled
+def insert_counted(top_d, top_i, n, d, j):  # pragma: no cover - compiled
+    """Insert (d, j) into the ascending top_d[:n], top_i[:n]; returns the new count.  While
+    fewer than len(top_d) are held any d is taken (an ``inf`` too); then only a smaller one.
+    Equal values keep their insertion order."""
     k = len(top_d)
-    if d >= top_d[k - 1]:
-        return
-    pos = k - 1
+    if n >= k and d >= top_d[k - 1]:
+        return n
+    pos = n if n < k else k - 1
     while pos > 0 and top_d[pos - 1] > d:
         top_d[pos] = top_d[pos - 1]
         top_i[pos] = top_i[pos - 1]
         pos -= 1
     top_d[pos] = d
     top_i[pos] = j
+    return n + 1 if n < k else n
+
+
+@numba.njit(inline="always")
+def _insert(top_d, top_i, d, j):  # pragma: no cover - compiled
+    """A full top-k (filled with ``inf`` at the start): an ``inf`` never enters."""
+    insert_counted(top_d, top_i, len(top_d), d, j)
 
 
 @numba.njit(inline="always")

@@ -25,6 +25,7 @@ class Match(BaseModel):
                                       " candidate, shown because min_confidence was lowered.")
     speed: float = Field(description="Playback speed of the clip relative to the track.")
     tempo: float
+    pitch: float = Field(description="Pitch shift of the clip relative to the track, tempo kept.")
 
 
 class TrackRef(BaseModel):
