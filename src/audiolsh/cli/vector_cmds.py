@@ -56,7 +56,8 @@ def vectors() -> None:
                    " euclidean), cross-polytope (cosine) or kmeans (learned cells, as IVF).")
 @click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=None, help="Recall@10 every segment is built for, when the index is created"
-                                 f" (hyperplane family) [default: {DEFAULT_TARGET_RECALL}].")
+                                 f" (hyperplane: its shape and probes; kmeans: its probes)"
+                                 f" [default: {DEFAULT_TARGET_RECALL}].")
 @click.option("--max-table-bytes", type=click.FloatRange(0, min_open=True), default=None,
               help="Hash-table bytes per item a tuned segment may hold, when the index is created"
                    f" [default: {DEFAULT_MAX_TABLE_BYTES:g}].")

@@ -24,7 +24,7 @@ from audiolsh.index.autotune import (
     check_recall,
     tune_segment,
 )
-from audiolsh.index.families import by_cell, check_family, learned_family
+from audiolsh.index.families import by_cell, check_family, learned_family, tune_cells
 from audiolsh.index.segments import SegmentBuild
 from audiolsh.search import BruteForce, SetLSH, VectorLSH, prepare
 from audiolsh.search.brute import check_metric
@@ -76,8 +76,9 @@ class IndexConfig:
         is built for this recall@10 (``autotune.tune_segment``): L, K and whitening (those
         not set here) and its adaptive probing are chosen from held-out rows and stored with
         the segment; ``query(recall=...)`` asks for another.  None: the fixed defaults
-        (indexes made before this field existed open with None).  Hyperplane and p-stable
-        families only.
+        (indexes made before this field existed open with None).  The kmeans family keeps
+        its cells and tunes its probes (``families.tune_cells``); cross-polytope is not
+        tuned.
     max_table_bytes : with ``target_recall``: the hash tables (and row codes) a tuned segment
         may hold, bytes per item; the tuner picks the fastest point inside it, and warns when
         none inside reaches the target (then the best recall inside it).  None: no limit.
@@ -240,6 +241,8 @@ def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: 
         if cfg.family == "kmeans":  # rows stored cell by cell (ids follow them)
             searcher, order = by_cell(searcher)
             ids = ids[order]
+            if cfg.target_recall is not None:
+                point = tune_cells(searcher, cfg.target_recall, cfg.seed)
         arrays = {"vectors": searcher.vectors_, **searcher.rerank_arrays()}
         if searcher.codes_.shape[1]:
             arrays["codes"] = searcher.codes_

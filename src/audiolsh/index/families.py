@@ -5,7 +5,8 @@ hyperplane : random hyperplanes for cosine (p-stable projections for Euclidean):
 cross-polytope : cosine only; FALCONN's family, ``n_bits`` key bits per table.
 kmeans : a learned partition (spherical k-means for cosine, k-means for Euclidean), as an
     IVF index; ``n_bits`` gives 2^n_bits cells per table, None about 2 sqrt(rows); one
-    table unless ``n_tables`` is given when the index is created.
+    table unless ``n_tables`` is given when the index is created.  Its probes for a target
+    recall come from ``tune_cells``, stored as the segment's operating point.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from audiolsh.hashing.base import HashFamily
 from audiolsh.hashing.crosspolytope import CrossPolytopeLSH
 from audiolsh.hashing.hyperplane import needs_centering
 from audiolsh.hashing.kmeans import KMeansLSH
+from audiolsh.index import autotune
 from audiolsh.search import BucketTables, VectorLSH
+from audiolsh.search.cells import keep_nearest
 
 FAMILIES = ("hyperplane", "cross-polytope", "kmeans")
 # Cells per sqrt(rows) of an auto-sized k-means partition: a query scores every centroid
@@ -82,3 +85,86 @@ def by_cell(searcher: VectorLSH) -> tuple[VectorLSH, np.ndarray]:
         compact["rerank"] = np.ascontiguousarray(compact["rerank"][order])
     return moved.load(np.ascontiguousarray(searcher.vectors_[order]), BucketTables.build(keys),
                       **compact), order
+
+
+# Held-out rows of a k-means segment's tuning: as many as an exact pass of about this many
+# multiply-adds allows, within these bounds.
+TUNE_FLOPS = 2e10
+TUNE_QUERIES = (100, 400)
+TRUTH_SCORES = 1 << 22  # distances of the exact pass at a time (16 MB)
+
+
+def tune_cells(searcher: VectorLSH, target: float, seed: int) -> dict[str, Any] | None:
+    """The probes of a k-means segment for a target recall@10, as ``autotune``'s operating
+    point (``autotune.pick`` and ``fixed_probes`` read it; no adaptive stop).
+
+    With every candidate measured exactly, a true neighbour is in the answer exactly when
+    its cell in some table is among the query's probes.  So for held-out rows of the
+    segment (their own row left out of their exact top 10), their probe sequences and their
+    neighbours' cells give the recall of every probe budget at once, with no search.  The
+    chosen budget is the least whose recall less 2 standard errors (over queries) and a
+    margin reaches the target.  None for segments too small to hold rows out."""
+    X, fam = searcher.vectors_, searcher.family
+    n, d = X.shape
+    if n < autotune.MIN_ROWS or not isinstance(fam, KMeansLSH):
+        return None
+    k = autotune.K
+    nq = int(np.clip(TUNE_FLOPS / (n * d), *TUNE_QUERIES))
+    rng = np.random.default_rng([seed, 0x7C31])
+    rows = np.sort(rng.choice(n, nq, replace=False))
+    truth = _nearest_others(X, rows, k, searcher.metric)
+    n_all = fam.n_tables * fam.n_cells
+    p_max = int(min(n_all, max(8 * fam.n_tables, n_all // 8, 64)))
+    keys, tables = fam.probes(X[rows], p_max)
+    cells = table_keys(searcher.tables_, n)[truth]  # (q, k, L): the neighbours' cells
+    seen = np.take_along_axis(cells, np.broadcast_to(tables[:, None, :].astype(np.int64),
+                                                     (nq, k, p_max)), axis=2) == keys[:, None, :]
+    first = np.where(seen.any(axis=2), seen.argmax(axis=2), p_max)  # (q, k) probe finding it
+    found = np.stack([(first < p).mean(axis=1) for p in range(1, p_max + 1)], axis=1)
+    lcb = found.mean(axis=0) - autotune.Z * found.std(axis=0) / math.sqrt(nq) - autotune.MARGIN
+
+    def least(r: float) -> int | None:
+        ok = np.flatnonzero(lcb >= r)
+        return int(ok[0]) + 1 if len(ok) else None
+
+    chosen = least(target) or p_max
+    steps = np.flatnonzero(np.diff(lcb, prepend=-1.0) > 0)  # where the bound rises
+    return {
+        "version": autotune.VERSION,
+        "k": k,
+        "target_recall": target,
+        "n_probes": chosen,
+        "stop": 0.0,
+        "recall_estimate": round(float(lcb[chosen - 1]), 4),
+        "probes_estimate": float(chosen),
+        "max_probes": p_max,
+        "curve": [[r, p, 0.0, float(p)] for r in autotune.RECALL_GRID if (p := least(r)) is not None],
+        "fixed": [[int(i) + 1, round(float(lcb[i]), 4)] for i in steps],
+        "n_queries": nq,
+        "shapes_tried": 1,
+    }
+
+
+def _nearest_others(X: np.ndarray, rows: np.ndarray, k: int, metric: str) -> np.ndarray:
+    """Row numbers of the k nearest other rows of each of ``rows`` (exact), a block of rows
+    at a time into one reused buffer (fresh pages for a whole product cost more than it)."""
+    Q = np.asarray(X[rows], np.float32)
+    top_d = np.full((len(Q), k), np.inf, np.float32)
+    top_i = np.full((len(Q), k), -1, np.int64)
+    q_sq = np.einsum("ij,ij->i", Q, Q)
+    block = max(256, TRUTH_SCORES // len(Q))
+    buf = np.empty((len(Q), min(block, len(X))), np.float32)
+    for lo in range(0, len(X), block):
+        B = np.asarray(X[lo : lo + block], np.float32)
+        D = buf[:, : len(B)]
+        np.matmul(Q, B.T, out=D)
+        if metric == "cosine":
+            np.subtract(1.0, D, out=D)
+        else:
+            D *= -2.0
+            D += q_sq[:, None]
+            D += np.einsum("ij,ij->i", B, B)[None, :]
+        own = (rows >= lo) & (rows < lo + len(B))
+        D[np.flatnonzero(own), rows[own] - lo] = np.inf
+        keep_nearest(D, lo, top_d, top_i)
+    return top_i

@@ -1,13 +1,14 @@
-"""A few queries of a k-means (IVF) searcher in one compiled call.
+"""The queries of a k-means (IVF) searcher in one compiled call, serial for a few and
+parallel for a batch.
 
 The general path (``VectorLSH._search``) scores the centroids with BLAS, picks the probed
-cells, then gathers and re-ranks in ``kernels.search_vectors``: right for a batch, but a
-lone query then spends most of its time between the steps.  Here a query's centroid scores
-(summed per centroid over the dimensions in order, vectorised across centroids), its home
-cells (the near ties decided again in float64 exactly as ``KMeansLSH.keys`` does, so the
-home cells are the batch path's), the other probed cells by gap (``KMeansLSH.probes``'s
-order, up to rounding of near-equal gaps), the gathering and the exact re-rank run in one
-call.
+cells, then gathers and re-ranks in ``kernels.search_vectors``; a lone query then spends most
+of its time between the steps.  Here a query's centroid scores (summed per centroid four
+dimensions a pass, vectorised across centroids), its home cells (the near ties decided again
+in float64 exactly as ``KMeansLSH.keys`` does, so the home cells are the batch path's), the
+other probed cells by gap (``KMeansLSH.probes``'s order, up to rounding of near-equal gaps),
+the gathering and the exact re-rank run in one call.  When one table holds its rows cell by
+cell (``index.families.by_cell``), a probed cell is measured where it lies.
 """
 
 from __future__ import annotations
@@ -20,15 +21,47 @@ import numpy as np
 from audiolsh.hashing import kmeans
 from audiolsh.hashing.kmeans import KMeansLSH
 from audiolsh.search import kernels
-from audiolsh.search.kernels import _bucket, _gather, _named, _rerank, _restore, _source_tag, unit_rows
+from audiolsh.search.kernels import (
+    _bucket,
+    _fold,
+    _gather,
+    _insert,
+    _named,
+    _rerank,
+    _restore,
+    _row_distance,
+    _source_tag,
+    unit_rows,
+)
 from audiolsh.search.results import Neighbors
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _score_cells(a, cent, S):  # pragma: no cover - compiled
+    """S[c] = a . centroid c, with cent (d, C): four dimensions a pass over S (a quarter of
+    its loads and stores), fused multiply-adds.  Any order and rounding of the sum stays
+    within tol of the exact score, which is all the home cell relies on (``query_cells``)."""
+    d, n_cells = cent.shape
+    S[:] = np.float32(0.0)
+    j = 0
+    while j + 4 <= d:
+        a0, a1, a2, a3 = a[j], a[j + 1], a[j + 2], a[j + 3]
+        r0, r1, r2, r3 = cent[j], cent[j + 1], cent[j + 2], cent[j + 3]
+        for c in range(n_cells):
+            S[c] += a0 * r0[c] + a1 * r1[c] + a2 * r2[c] + a3 * r3[c]
+        j += 4
+    for jj in range(j, d):
+        aj = a[jj]
+        row = cent[jj]
+        for c in range(n_cells):
+            S[c] += aj * row[c]
 
 
 @numba.njit(cache=True, fastmath=False, nogil=True)
 def query_cells(a, cent_t, bias, tol_scale, cmax, S, gaps, home, best_gap, best_slot, keys,
                 tables):  # pragma: no cover - compiled
     """One unit query's probed cells into keys[0], tables[0] (their count is returned): the
-    home cell of every table, then the other cells by ascending gap.  No fastmath: the
+    home cell of every table, then the other cells by ascending gap.  No fastmath here: the
     float64 decision of near ties must sum as ``kmeans._refine_rows`` does."""
     n_tables, d, n_cells = cent_t.shape
     n_probes = keys.shape[1]
@@ -38,12 +71,7 @@ def query_cells(a, cent_t, bias, tol_scale, cmax, S, gaps, home, best_gap, best_
         sq += np.float64(a[j]) * np.float64(a[j])
     tol = np.float32(tol_scale * (np.sqrt(sq) * cmax + 0.5 * cmax * cmax + 1e-30))
     for t in range(n_tables):
-        S[:] = np.float32(0.0)
-        for j in range(d):
-            aj = a[j]
-            row = cent_t[t, j]
-            for c in range(n_cells):
-                S[c] += aj * row[c]
+        _score_cells(a, cent_t[t], S)
         best = 0
         for c in range(n_cells):
             S[c] -= bias[t, c]
@@ -89,11 +117,15 @@ def query_cells(a, cent_t, bias, tol_scale, cmax, S, gaps, home, best_gap, best_
 
 def _search_cells(
     Q, normalise, cent_t, bias, tol_scale, cmax, n_probes, table_start, bucket_keys,
-    bucket_start, members, X, dead_bits, k, metric, aux,
+    bucket_start, members, X, dead_bits, k, metric, aux, cell_rows, n_chunks,
 ):  # pragma: no cover - compiled
     """ids, distances, candidate counts, and False (nothing else) on a non-finite query.
     cent_t: centroids (L, d, C); bias: (L, C) subtracted from the dot products.  The
-    gathering and re-rank are ``kernels.search_vectors``'s, compiled alike."""
+    gathering and re-rank are ``kernels.search_vectors``'s, compiled alike.  ``cell_rows``
+    (C + 1 offsets, else empty): one table whose cell c holds rows cell_rows[c] to
+    cell_rows[c + 1] (``index.families.by_cell``): a probed cell is then measured where it
+    lies, with no bucket look-up, gathering or seen map (no row is in two probed cells).
+    Queries are dealt to ``n_chunks`` workers (one in the serial build)."""
     nq = Q.shape[0]
     n = X.shape[0]
     n_tables, n_cells = cent_t.shape[0], cent_t.shape[2]
@@ -105,65 +137,116 @@ def _search_cells(
         return out_i, out_d, n_cand, False
     n_probes = min(n_probes, n_tables * n_cells)
     m = max(n_probes - n_tables, 1)
-    S = np.empty(n_cells, dtype=np.float32)
-    gaps = np.empty(n_tables * n_cells, dtype=np.float64)
-    home = np.empty(n_tables, dtype=np.int64)
-    best_gap = np.empty(m, dtype=np.float64)
-    best_slot = np.empty(m, dtype=np.int64)
-    keys = np.empty((1, n_probes), dtype=np.uint64)
-    tables = np.empty((1, n_probes), dtype=np.int32)
-    seen = dead_bits.copy()
-    no_words = np.zeros(0, dtype=np.uint64)
-    no_codes = np.zeros((0, 0), dtype=np.uint64)
-    hist = np.zeros(1, dtype=np.int64)
-    ham = np.empty(0, dtype=np.uint16)
-    for qi in range(nq):
-        out = query_cells(A[qi], cent_t, bias, tol_scale, cmax, S, gaps, home, best_gap,
-                          best_slot, keys, tables)
-        total = 0
-        buckets = np.empty(out, dtype=np.int64)
-        for p in range(out):
-            b = _bucket(keys, tables, 0, p, table_start, bucket_keys)
-            buckets[p] = b
-            if b >= 0:
-                total += bucket_start[b + 1] - bucket_start[b]
-        cand = np.empty(min(total, n), dtype=np.int32)
-        count = 0
-        for p in range(out):
-            if buckets[p] >= 0:
-                count = _gather(buckets[p], bucket_start, members, seen, cand, count)
-        n_cand[qi] = count
-        _restore(seen, dead_bits, cand, count)
-        _rerank(A[qi], cand, count, X, aux, metric, no_words, no_codes, 0, ham, hist, out_d[qi], out_i[qi])
+    contiguous = cell_rows.shape[0] == n_cells + 1
+    for c in numba.prange(n_chunks):
+        S = np.empty(n_cells, dtype=np.float32)
+        gaps = np.empty(n_tables * n_cells, dtype=np.float64)
+        home = np.empty(n_tables, dtype=np.int64)
+        best_gap = np.empty(m, dtype=np.float64)
+        best_slot = np.empty(m, dtype=np.int64)
+        keys = np.empty((1, n_probes), dtype=np.uint64)
+        tables = np.empty((1, n_probes), dtype=np.int32)
+        seen = dead_bits.copy() if not contiguous else dead_bits[:0].copy()
+        cand = np.empty(0 if contiguous else n, dtype=np.int32)
+        no_words = np.zeros(0, dtype=np.uint64)
+        no_codes = np.zeros((0, 0), dtype=np.uint64)
+        hist = np.zeros(1, dtype=np.int64)
+        ham = np.empty(0, dtype=np.uint16)
+        for qi in range(c, nq, n_chunks):
+            out = query_cells(A[qi], cent_t, bias, tol_scale, cmax, S, gaps, home, best_gap,
+                              best_slot, keys, tables)
+            if contiguous:
+                q = A[qi]
+                qf, qc = _fold(q, X, aux)
+                top_d, top_i = out_d[qi], out_i[qi]
+                count = 0
+                for p in range(out):
+                    cell = keys[0, p]
+                    for j in range(cell_rows[cell], cell_rows[cell + 1]):
+                        if dead_bits[j >> 6] & (np.uint64(1) << np.uint64(j & 63)):
+                            continue
+                        _insert(top_d, top_i, _row_distance(q, qf, qc, X, aux, j, metric), j)
+                        count += 1
+                n_cand[qi] = count
+                continue
+            count = 0
+            for p in range(out):
+                b = _bucket(keys, tables, 0, p, table_start, bucket_keys)
+                if b >= 0:
+                    count = _gather(b, bucket_start, members, seen, cand, count)
+            n_cand[qi] = count
+            _restore(seen, dead_bits, cand, count)
+            _rerank(A[qi], cand, count, X, aux, metric, no_words, no_codes, 0, ham, hist,
+                    out_d[qi], out_i[qi])
     return out_i, out_d, n_cand, True
 
 
-# Serial (a few queries); fastmath as kernels.search_vectors, so distances are its own.
-search_cells: Any = numba.njit(cache=True, fastmath=True, nogil=True)(
-    _named(_search_cells, "_" + _source_tag(kernels, kmeans))
+# fastmath as kernels.search_vectors, so distances are its own.  Serial for a few queries (a
+# thread-pool launch costs more than they do, and it releases the GIL); parallel for batches.
+_TAG = "_" + _source_tag(kernels, kmeans)
+search_cells: Any = numba.njit(cache=True, fastmath=True, nogil=True)(_named(_search_cells, _TAG))
+search_cells_parallel: Any = numba.njit(cache=True, fastmath=True, parallel=True)(
+    _named(_search_cells, _TAG + "_parallel")
 )
 
 
-def fast_state(family: KMeansLSH) -> tuple[np.ndarray, np.ndarray, float, float] | None:
-    """What ``search_cells`` reads of a fitted family, prepared once: centroids as (L, d, C),
-    the bias, the tolerance scale and the largest centroid norm."""
+@numba.njit(cache=True, nogil=True)
+def keep_nearest(D, lo, top_d, top_i):  # pragma: no cover - compiled
+    """Fold a block of distances D (queries, rows lo...) into each query's sorted top-k: one
+    comparison per entry once the k-th is known, where a partition re-sorts the block."""
+    k = top_d.shape[1]
+    for i in range(D.shape[0]):
+        td, ti, row = top_d[i], top_i[i], D[i]
+        kth = td[k - 1]
+        for j in range(D.shape[1]):
+            if row[j] < kth:
+                _insert(td, ti, row[j], lo + j)
+                kth = td[k - 1]
+
+
+def cell_rows(tables: Any, n_rows: int, n_cells: int) -> np.ndarray:
+    """Offsets of every cell's rows (C + 1) when there is one table and its cells hold
+    consecutive rows in cell order (as ``index.families.by_cell`` stores them), else empty."""
+    none = np.zeros(0, np.int64)
+    if tables.n_tables != 1 or len(tables.members) != n_rows:
+        return none
+    if n_rows and not np.array_equal(tables.members, np.arange(n_rows, dtype=tables.members.dtype)):
+        return none
+    keys = np.asarray(tables.bucket_keys, np.int64)
+    sizes = np.zeros(n_cells, np.int64)
+    if len(keys) and (keys.min() < 0 or keys.max() >= n_cells or (np.diff(keys) <= 0).any()):
+        return none
+    sizes[keys] = np.diff(np.asarray(tables.bucket_start, np.int64))
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+def fast_state(family: KMeansLSH, tables: Any, n_rows: int) -> tuple | None:
+    """What ``search_cells`` reads of a fitted family and its tables, prepared once:
+    centroids as (L, d, C), the bias, the tolerance scale, the largest centroid norm and
+    the cells' row offsets (``cell_rows``)."""
     if family.centroids_ is None:
         return None
     cent_t = np.ascontiguousarray(family.centroids_.transpose(0, 2, 1))
     scale = kmeans.TOL_ULPS * (family.dim + 2) * 2.0**-24
-    return cent_t, np.ascontiguousarray(family._bias), scale, family._cmax
+    return (cent_t, np.ascontiguousarray(family._bias), scale, family._cmax,
+            cell_rows(tables, n_rows, family.n_cells))
 
 
-def search_few(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric: int) -> Neighbors:
-    """k nearest rows of a few queries ``A`` (2-D, the searcher's dimension) of a k-means
-    ``VectorLSH`` whose ``_cells`` state is set; short answers widen as the general path."""
-    cent_t, bias, scale, cmax = searcher._cells
+def search_cells_of(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric: int) -> Neighbors:
+    """k nearest rows of the queries ``A`` (2-D, the searcher's dimension) of a k-means
+    ``VectorLSH`` whose ``_cells`` state is set, in one compiled call (serial for a few
+    queries, parallel for more); short answers widen as the general path."""
+    cent_t, bias, scale, cmax, offsets = searcher._cells
     t = searcher.tables_
     if (A.dtype != np.float32 and A.dtype != np.float64) or not A.flags.c_contiguous:
         A = np.ascontiguousarray(A, dtype=np.float32)
-    found = search_cells(
+    if len(A) < kernels.SERIAL_BELOW:
+        kernel, chunks = search_cells, 1
+    else:
+        kernel, chunks = search_cells_parallel, min(len(A), 4 * numba.get_num_threads())
+    found = kernel(
         A, searcher.metric == "cosine", cent_t, bias, scale, cmax, n_probes, t.table_start,
         t.bucket_keys, t.bucket_start, t.members, searcher._exact_rows[0], searcher._dead_bits, k,
-        metric, searcher._exact_rows[1],
+        metric, searcher._exact_rows[1], offsets, chunks,
     )
     return searcher._answer(A, found, k, n_probes, 0)  # type: ignore[no-any-return]

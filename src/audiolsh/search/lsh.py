@@ -191,7 +191,8 @@ class VectorLSH(_Searcher):
         self._exact_rows = kernel_rows(vectors, rerank, rerank_scale, rerank_offset)
         self.alive_ = np.ones(len(vectors), np.uint8) if alive is None else alive.astype(np.uint8)
         self._fast = self._fast_state()
-        self._cells = cells.fast_state(self.family) if isinstance(self.family, KMeansLSH) else None
+        self._cells = (cells.fast_state(self.family, tables, len(vectors))
+                       if isinstance(self.family, KMeansLSH) else None)
         return self
 
     def _fast_state(self) -> tuple | None:
@@ -242,11 +243,11 @@ class VectorLSH(_Searcher):
         rerank = self.default_rerank if n_rerank is None else check_int("n_rerank", n_rerank, 0)
         if not stop >= 0:
             raise ParameterError(f"stop must be a number >= 0, got {stop!r}")
-        if self._cells is not None:  # k-means cells: a few queries in one compiled call
-            few = self._few_rows(Q)
-            if few is not None:
+        if self._cells is not None:  # k-means cells: the queries in one compiled call
+            rows = self._rows(Q)
+            if rows is not None:
                 probes = self.default_probes if n_probes is None else check_int("n_probes", n_probes, 1)
-                return cells.search_few(self, few, check_int("k", k, 1), probes, METRICS[self.metric])
+                return cells.search_cells_of(self, rows, check_int("k", k, 1), probes, METRICS[self.metric])
         fast = self._fast
         if fast is not None:
             k = check_int("k", k, 1)
@@ -259,12 +260,12 @@ class VectorLSH(_Searcher):
                     return result
         return self._search(Q, k, n_probes, rerank, stop)
 
-    def _few_rows(self, Q: object) -> np.ndarray | None:
-        """Q as a 2-D array when it is a few rows of the right dimension, else None."""
+    def _rows(self, Q: object) -> np.ndarray | None:
+        """Q as a 2-D array when it is rows of the right dimension, else None."""
         A = Q if isinstance(Q, np.ndarray) else np.asarray(Q)
         if A.ndim == 1:
             A = A[None]
-        if A.ndim == 2 and 0 < len(A) < kernels.SERIAL_BELOW and A.shape[1] == self.vectors_.shape[1]:
+        if A.ndim == 2 and len(A) and A.shape[1] == self.vectors_.shape[1]:
             return A
         return None
 

@@ -1,0 +1,87 @@
+"""The k-means family at IVF speed: cells fitted the same whatever the assignment blocks, a
+probed cell measured where it lies (lone queries, batches and the general path agree), and a
+default-built k-means index probing for its target recall (``families.tune_cells``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audiolsh.hashing import KMeansLSH, kmeans
+from audiolsh.index import Index
+from audiolsh.index.families import by_cell
+from audiolsh.search import BruteForce, VectorLSH, prepare
+
+DIM = 32
+
+
+def _mixture(seed: int, n: int, centres_seed: int = 0) -> np.ndarray:
+    """Overlapping Gaussian clusters: the same centres for every ``seed`` (fresh draws)."""
+    centres = np.random.default_rng(centres_seed).standard_normal((60, DIM)) * 1.2
+    rng = np.random.default_rng(seed)
+    return (centres[rng.integers(0, 60, n)] + rng.standard_normal((n, DIM))).astype(np.float32)
+
+
+def test_cells_do_not_depend_on_the_assignment_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same seed gives the same cells; rows assigned in blocks of 64 land where they
+    land in one block (near ties are decided exactly)."""
+    X = prepare(_mixture(1, 3000), "cosine")
+    whole = KMeansLSH(DIM, n_tables=2, n_cells=48, seed=3).fit(X)
+    again = KMeansLSH(DIM, n_tables=2, n_cells=48, seed=3).fit(X)
+    monkeypatch.setattr(kmeans, "ASSIGN_BLOCK", 64 * 48)
+    blocked = KMeansLSH(DIM, n_tables=2, n_cells=48, seed=3).fit(X)
+    assert whole.centroids_ is not None
+    np.testing.assert_array_equal(whole.centroids_, again.centroids_)
+    np.testing.assert_array_equal(whole.centroids_, blocked.centroids_)
+    np.testing.assert_array_equal(blocked.keys(X), whole.keys(X))
+    other = KMeansLSH(DIM, n_tables=2, n_cells=48, seed=4).fit(X)
+    assert not np.array_equal(other.centroids_, whole.centroids_)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_contiguous_cells_answer_as_the_general_path(metric: str) -> None:
+    """One table stored cell by cell: lone queries (serial kernel), a batch (parallel
+    kernel) and the general path (probes, gather, re-rank) give the same ids, distances and
+    candidate counts, removed rows never among them."""
+    fam = KMeansLSH(DIM, n_cells=40, seed=0, spherical=metric == "cosine")
+    s, _ = by_cell(VectorLSH(fam, metric=metric).fit(_mixture(2, 4000)))
+    assert len(s._cells[4]) == 41  # the cells' row offsets: the contiguous scan is taken
+    alive = np.ones(len(s), np.uint8)
+    alive[::7] = 0
+    s.alive_ = alive
+    Q = _mixture(3, 40)
+    general = s._search(Q, 10, 5, 0)
+    batch = s.search(Q, 10, n_probes=5)
+    answers = [(batch, slice(None))] + [
+        (s.search(Q[i], 10, n_probes=5), slice(i, i + 1)) for i in range(len(Q))]
+    for got, rows in answers:
+        np.testing.assert_array_equal(got.ids, general.ids[rows])
+        np.testing.assert_array_equal(got.distances, general.distances[rows])
+        np.testing.assert_array_equal(got.n_candidates, general.n_candidates[rows])
+    assert not np.isin(batch.ids, np.flatnonzero(alive == 0)).any()
+    assert (batch.n_candidates > 0).all()
+
+
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / truth.shape[1] for a, b in zip(found, truth)]))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_a_default_kmeans_index_reaches_its_target_on_fresh_queries(metric: str) -> None:
+    """No probes given: the segment's tuned probes reach recall@10 0.95 on queries it never
+    saw, and ``recall=`` asks for more or fewer at query time."""
+    X = _mixture(4, 20_000)
+    Q = _mixture(5, 300)
+    truth = BruteForce(metric).fit(prepare(X, metric)).search(prepare(Q, metric), 10).ids
+    with Index.create(None, family="kmeans", metric=metric) as index:
+        ids = index.add(X)
+        row_of = np.full(int(ids.max()) + 1, -1)
+        row_of[ids] = np.arange(len(X))
+        point = index._segments[0].info.config["operating_point"]
+        assert point["target_recall"] == 0.95 and point["stop"] == 0.0
+        assert 1 <= point["n_probes"] < point["max_probes"]
+        default = index.query(Q, 10)
+        assert _recall(row_of[default.ids], truth) >= 0.95
+        low, high = index.query(Q, 10, recall=0.8), index.query(Q, 10, recall=0.99)
+        assert low.n_candidates.sum() < default.n_candidates.sum() < high.n_candidates.sum()
+        assert _recall(row_of[high.ids], truth) >= _recall(row_of[default.ids], truth)
