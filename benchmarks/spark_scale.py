@@ -485,7 +485,8 @@ def vector_section(session: Any, n: int, args: argparse.Namespace, work: Path, *
         index.add(X)
         build_s = time.perf_counter() - t0
         fam = index.info()["segments"][0]["family"]
-        desc = f"L={fam['n_tables']} K={fam['n_bits']} whiten={fam['whiten']}"
+        desc = (f"kmeans L={fam['n_tables']} cells={fam['n_cells']}" if fam["family"] == "kmeans"
+                else f"L={fam['n_tables']} K={fam['n_bits']} whiten={fam['whiten']}")
         if builds:
             rows.append(Row("build", n, "local build (Index.create + add)", desc + ", 1 segment", None,
                             build_s))

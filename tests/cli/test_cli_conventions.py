@@ -165,7 +165,7 @@ def test_tune_marks_the_setting_it_chose(tmp_path: Path, rng: np.random.Generato
     X = (centres[rng.integers(0, 20, 400)] + 0.2 * rng.standard_normal((400, 8))).astype(np.float32)
     np.save(tmp_path / "x.npy", X)
     idx = str(tmp_path / "vec")
-    code, _, err = run("vectors", "add", str(tmp_path / "x.npy"), "--index", idx)
+    code, _, err = run("vectors", "add", str(tmp_path / "x.npy"), "--index", idx, "--family", "hyperplane")
     assert code == 0, err
     args = ["tune", "--index", idx, "--dry-run", "--tables", "2", "--bits", "4", "--validation", "50",
             "--target-recall", "0.5", "-k", "5"]

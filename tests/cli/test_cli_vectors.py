@@ -105,7 +105,7 @@ def test_bad_parameters_exit_2_without_traceback(tmp_path: Path, data) -> None:
 def test_tune_stores_a_setting_that_reaches_the_target(tmp_path: Path, data) -> None:
     path, X = data
     idx = tmp_path / "idx"
-    run("vectors", "add", str(path), "--index", str(idx))
+    run("vectors", "add", str(path), "--index", str(idx), "--family", "hyperplane")  # tables, bits
     code, out, err = run("tune", "--index", str(idx), "--target-recall", "0.9", "--tables", "2,4",
                          "--validation", "100", "--format", "json")
     assert code == 0, err
@@ -139,15 +139,39 @@ def test_remove_by_key_and_by_path(tmp_path: Path, data) -> None:
     assert code == 2 and "not in the index" in err
 
 
-def test_add_with_the_kmeans_family_builds_learned_cells(tmp_path: Path, data) -> None:
+@pytest.mark.parametrize(("options", "family", "tables"), [
+    ((), "kmeans", 1),  # the default for dense vectors
+    (("--metric", "euclidean"), "kmeans", 1),
+    (("--family", "kmeans"), "kmeans", 1),
+    (("--tables", "4"), "hyperplane", 4),  # hyperplane tables asked for without a family
+    (("--family", "kmeans", "--tables", "2"), "kmeans", 2),
+    (("--family", "hyperplane"), "hyperplane", None),
+])
+def test_add_builds_the_family_asked_for_and_kmeans_by_default(
+    tmp_path: Path, data, options: tuple[str, ...], family: str, tables: int | None
+) -> None:
     path, X = data
     idx = tmp_path / "idx"
-    code, _, err = run("vectors", "add", str(path), "--index", str(idx), "--family", "kmeans")
+    code, _, err = run("vectors", "add", str(path), "--index", str(idx), *options)
     assert code == 0, err
+    assert "note:" not in err
     with Index.open(idx) as index:
-        assert (index.config.family, index.config.n_tables) == ("kmeans", 1)
-        assert {s["family"]["family"] for s in index.info()["segments"]} == {"kmeans"}
+        assert (index.config.family, index.config.n_tables) == (family, tables)
+        assert {s["family"]["family"] for s in index.info()["segments"]} == {family}
         assert index.query(X[:5], k=1).ids[:, 0].tolist() == list(range(5))
+    metric = options[: 2] if "--metric" in options else ()
+    # Adding to it later without a family keeps its family, silently.
+    code, _, err = run("vectors", "add", str(path), "--index", str(idx), *metric)
+    assert code == 0 and "note:" not in err
+    # Another family asked for on an existing index is a note, not a rebuild.
+    code, _, err = run("vectors", "add", str(path), "--index", str(idx), *metric, "--family",
+                       "kmeans" if family == "hyperplane" else "hyperplane")
+    assert code == 0 and f"the index hashes with the {family} family" in err
+
+
+def test_add_help_says_what_the_default_family_is() -> None:
+    code, out, _ = run("vectors", "add", "--help")
+    assert code == 0 and "[default: auto]" in out and "auto: kmeans" in " ".join(out.split())
 
 
 @pytest.mark.parametrize("family", ["kmeans", "cross-polytope"])

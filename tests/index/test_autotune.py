@@ -73,7 +73,7 @@ def iso_index() -> tuple[Index, np.ndarray, np.ndarray]:
                                              (isotropic, "euclidean")])
 def test_a_default_build_reaches_the_target_recall_on_fresh_queries(make, metric) -> None:  # type: ignore[no-untyped-def]
     X, Q = split(make(N + N_QUERIES))
-    with Index.create(None, metric=metric) as index:
+    with Index.create(None, metric=metric, family="hyperplane") as index:  # the hyperplane tuner
         index.add(X)
         (seg,) = index._segments
         point = seg.info.config["operating_point"]
@@ -146,7 +146,7 @@ def test_an_index_from_before_tuned_builds_opens_and_keeps_its_fixed_builds(tmp_
     by earlier versions: they open, answer with the fixed probes, and new segments of such an
     index are built as before."""
     X, Q = split(isotropic(N + N_QUERIES))
-    with Index.create(tmp_path / "idx", metric="cosine", target_recall=None) as index:
+    with Index.create(tmp_path / "idx", metric="cosine", family="hyperplane", target_recall=None) as index:
         index.add(X[:2000])
         config = index.storage.config()
         assert config is not None
@@ -198,7 +198,7 @@ def test_the_tune_command_keeps_a_margin_above_its_target() -> None:
 @pytest.mark.parametrize("make", [isotropic, anisotropic])
 def test_a_tighter_byte_budget_gives_smaller_tables_that_still_reach_the_target(make) -> None:  # type: ignore[no-untyped-def]
     X, Q = split(make(N + N_QUERIES))
-    with Index.create(None, metric="cosine", max_table_bytes=20) as index:
+    with Index.create(None, metric="cosine", family="hyperplane", max_table_bytes=20) as index:
         index.add(X)
         point = index._segments[0].info.config["operating_point"]
         assert point["max_table_bytes"] == 20
@@ -212,7 +212,8 @@ def test_a_tighter_byte_budget_gives_smaller_tables_that_still_reach_the_target(
 def test_a_budget_no_point_fits_builds_the_best_recall_inside_it_and_says_so(caplog) -> None:  # type: ignore[no-untyped-def]
     X, _ = split(isotropic(N + N_QUERIES))
     with caplog.at_level("WARNING", logger="audiolsh.index.autotune"):
-        with Index.create(None, metric="cosine", max_table_bytes=12, target_recall=0.999) as index:
+        with Index.create(None, metric="cosine", family="hyperplane", max_table_bytes=12,
+                          target_recall=0.999) as index:
             index.add(X)
             point = index._segments[0].info.config["operating_point"]
             assert index.info()["table_bytes_per_item"] <= 12
@@ -237,7 +238,7 @@ def test_the_tuner_scores_few_shapes_and_measures_a_bounded_exact_pass(monkeypat
     multiply-adds (MIN_QUERIES at least), and only a handful of shapes are scored."""
     monkeypatch.setattr(autotune, "QUERY_FLOPS", 80 * N * DIM)
     X, Q = split(anisotropic(N + N_QUERIES))
-    with Index.create(None, metric="cosine") as index:
+    with Index.create(None, metric="cosine", family="hyperplane") as index:
         index.add(X)
         point = index._segments[0].info.config["operating_point"]
         got, _ = recall(index, X, Q)

@@ -67,7 +67,7 @@ def test_a_small_budget_keeps_most_of_the_recall_with_exact_distances(clustered)
 def test_index_persists_codes_and_reads_segments_without_them(tmp_path: Path, clustered) -> None:
     X, Q = clustered
     path = tmp_path / "idx"
-    with Index.create(path, metric="cosine", n_rerank=500) as index:
+    with Index.create(path, metric="cosine", family="hyperplane", n_rerank=500) as index:
         index.add(X[:5000])
         before = index.query(Q[:20], 5)
     seg = next((path / "segments").iterdir())

@@ -89,16 +89,20 @@ def test_sets_above_a_similarity_are_the_brute_force_pairs(spark: Any, tmp_path:
     assert done.result.same_pairs(local) and done.stats.n_pairs > 100
 
 
-def test_realistic_buckets_with_many_probes_find_nearly_every_neighbour(spark: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("family", ["hyperplane", "kmeans"])  # kmeans: the default
+def test_realistic_buckets_with_many_probes_find_nearly_every_neighbour(spark: Any, tmp_path: Path,
+                                                                       family: str) -> None:
     from audiolsh.spark.join import spark_self_join
 
     rng = np.random.default_rng(3)
     centres = rng.standard_normal((30, 24))
     X = (centres[rng.integers(0, 30, 2500)] + 0.4 * rng.standard_normal((2500, 24))).astype(np.float32)
     path = str(tmp_path / "real.idx")
-    with Index.create(path, metric="cosine") as index:  # bits chosen by the index (7 here)
+    # Buckets as the index chooses them (hyperplanes: 7 bits here), probed 400 deep.
+    with Index.create(path, metric="cosine", family=family) as index:
         index.add(X)
-        data, _ = index.live_data()
+        data, ids = index.live_data()
+        data = data[np.argsort(ids)]  # rows by item id (a k-means segment keeps them by cell)
         local = self_join(index, k=10, n_probes=400)
     done = spark_self_join(spark, path, k=10, n_probes=400, strategy="shuffle", n_partitions=3)
     assert done.result.same_pairs(local)

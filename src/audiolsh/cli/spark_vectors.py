@@ -51,8 +51,8 @@ def spark_vectors() -> None:
 @per_second_option
 @id_column_option
 @click.option("--tables", "n_tables", type=click.IntRange(1, 256), default=None,
-              help="Hash tables, when the index is created (default: chosen per segment for the"
-                   " target recall, as vectors add).")
+              help="Hash tables of hyperplanes, when the index is created (default: the k-means"
+                   " family, as vectors add).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @partitions_option
 @click.option("--merge/--no-merge", default=True, show_default=True,

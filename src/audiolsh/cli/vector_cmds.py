@@ -24,7 +24,7 @@ from audiolsh.files import shown
 from audiolsh.index import Index
 from audiolsh.index.autotune import DEFAULT_MAX_TABLE_BYTES
 from audiolsh.index.build import DEFAULT_TARGET_RECALL
-from audiolsh.index.families import FAMILIES
+from audiolsh.index.families import AUTO, FAMILIES
 from audiolsh.library.locations import check_vectors_location
 from audiolsh.query.records import rounded, vector_records
 from audiolsh.search.compact import RERANK_DTYPES
@@ -48,12 +48,14 @@ def vectors() -> None:
               help="CSV, Parquet: the column holding the ids (default: first; Parquet: when it holds"
                    " strings or integers).")
 @click.option("--tables", "n_tables", type=click.IntRange(1, 256), default=None,
-              help="Hash tables, when the index is created [default: chosen per segment for the"
-                   " target recall; kmeans: 1].")
-@click.option("--family", type=click.Choice(FAMILIES),
-              default="hyperplane", show_default=True,
-              help="Hash family, when the index is created: random hyperplanes (p-stable for"
-                   " euclidean), cross-polytope (cosine) or kmeans (learned cells, as IVF).")
+              help="Hash tables, when the index is created; without --family it asks for"
+                   " hyperplanes [default: kmeans: 1; hyperplane: chosen per segment for the"
+                   " target recall].")
+@click.option("--family", type=click.Choice((AUTO, *FAMILIES)),
+              default=AUTO, show_default=True,
+              help="Hash family, when the index is created: kmeans (learned cells, as IVF),"
+                   " random hyperplanes (p-stable for euclidean) or cross-polytope (cosine);"
+                   " auto: kmeans, or hyperplane when --tables is given.")
 @click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=None, help="Recall@10 every segment is built for, when the index is created"
                                  f" (hyperplane: its shape and probes; kmeans: its probes)"
@@ -88,7 +90,7 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
     with Index.open_or_create(index_path, **params) as index:
         if index.config.metric != metric and index.config.metric in ("cosine", "euclidean"):
             err_console.print(f"note: the index uses the {index.config.metric} metric")
-        if index.config.family != family:
+        if family != AUTO and index.config.family != family:
             err_console.print(f"note: the index hashes with the {index.config.family} family")
         if rerank_dtype is not None and rerank_dtype != index.config.rerank_dtype:
             err_console.print(f"note: re-rank rows {index.config.rerank_dtype} -> {rerank_dtype}")

@@ -24,7 +24,7 @@ from audiolsh.index.autotune import (
     check_recall,
     tune_segment,
 )
-from audiolsh.index.families import by_cell, check_family, learned_family, tune_cells
+from audiolsh.index.families import AUTO, by_cell, check_family, learned_family, resolve_family, tune_cells
 from audiolsh.index.segments import SegmentBuild
 from audiolsh.search import BruteForce, SetLSH, VectorLSH, prepare
 from audiolsh.search.brute import check_metric
@@ -70,8 +70,10 @@ class IndexConfig:
         (collision counting) and measure the exact Jaccard of only this many (None: all); in
         Redis remote-probe mode only these rows are fetched.
     max_segments : merge segments beyond this many.
-    family : "hyperplane" (default; p-stable for euclidean), "cross-polytope" (cosine) or
-        "kmeans" (learned cells, as IVF): see ``index.families``.
+    family : "auto" (default: "kmeans" for cosine and euclidean unless ``n_tables``,
+        ``n_bits``, ``bucket_width`` or a numeric ``whiten`` ask for hyperplanes, resolved
+        when the config is made), "hyperplane" (p-stable for euclidean), "cross-polytope"
+        (cosine) or "kmeans" (learned cells, as IVF): see ``index.families``.
     target_recall : cosine, euclidean: every segment of at least ``autotune.MIN_ROWS`` rows
         is built for this recall@10 (``autotune.tune_segment``): L, K and whitening (those
         not set here) and its adaptive probing are chosen from held-out rows and stored with
@@ -103,12 +105,17 @@ class IndexConfig:
     max_segments: int = 8
     tuned: dict[str, Any] | None = field(default=None)
     # The hash family (issue #18); configs written before it have none: hyperplane.
-    family: str = "hyperplane"
+    family: str = AUTO
     # Right by default (issue #18): the build-time recall target.
     target_recall: float | None = DEFAULT_TARGET_RECALL
     rerank_dtype: str = "float32"  # older indexes have none: float32
     # Older configs have none: the default applies to the segments they build from now on.
     max_table_bytes: float | None = DEFAULT_MAX_TABLE_BYTES
+
+    def __post_init__(self) -> None:
+        self.family = resolve_family(self.family, self.metric, hyperplane_shape=(
+            self.n_tables is not None or self.n_bits is not None or self.bucket_width is not None
+            or self.whiten != "auto"))
 
     def validate(self) -> IndexConfig:
         check_metric(self.metric)
@@ -161,6 +168,8 @@ class IndexConfig:
             raise IndexFormatError(f"index config has unknown fields {sorted(unknown)}")
         if "target_recall" not in data:  # written before builds were tuned: keep its builds
             data = {**data, "target_recall": None}
+        if "family" not in data:  # written before families: hyperplanes, whatever "auto" says now
+            data = {**data, "family": "hyperplane"}
         return cls(**data).validate()
 
 

@@ -250,11 +250,12 @@ class Index(SegmentedIndex[_Segment]):
 
     @classmethod
     def _new_config(cls, **params: Any) -> dict[str, Any]:
-        if params.get("family") == "kmeans":  # one partition is IVF; more are rarely worth it
-            params.setdefault("n_tables", 1)
-        elif params.get("family", "hyperplane") != "hyperplane":  # not tuned: the fixed default
-            params.setdefault("n_tables", DEFAULT_TABLES)
-        return asdict(IndexConfig(**params).validate())
+        config = IndexConfig(**params)  # "auto" resolves to its family here
+        if config.n_tables is None and config.family == "kmeans":  # one partition is IVF
+            config.n_tables = 1
+        elif config.n_tables is None and config.family != "hyperplane":  # not tuned: the fixed default
+            config.n_tables = DEFAULT_TABLES
+        return asdict(config.validate())
 
     @classmethod
     def _from_config(cls, storage: Storage, data: dict[str, Any] | None, *, readonly: bool) -> Index:
