@@ -49,6 +49,7 @@ K = 10
 #: true neighbours kept per held-out query: the k-th distance found while probing is the
 #: k-th among those found of these, exactly while k of them are (see ``_walk``)
 NEAREST = 2 * K
+TRUTH_SCORES = 1 << 22  # dot products of the exact pass at a time (16 MB)
 TABLES = (2, 4, 6, 8, 10, 12, 16)
 FIRST_TABLES = 8
 #: hash-table bytes per item a default build may use (``IndexConfig.max_table_bytes``)
@@ -187,31 +188,41 @@ def _walk(found, dist, scores, stops, k, n_home):  # pragma: no cover - compiled
     return used
 
 
+def nearest_others(X: np.ndarray, rows: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers (m, k) and distances (ascending) of the exact k nearest other rows of each
+    of ``rows`` (its own row left out; the last when a duplicate pushed it beyond k + 1), by
+    blocks of rows into one reused buffer (fresh pages for each block cost more than the
+    product)."""
+    Q = np.ascontiguousarray(X[rows], dtype=np.float32)
+    m, kk = len(rows), k + 1
+    euclid = metric == "euclidean"
+    best_d = np.full((m, kk), np.inf, np.float32)
+    best_i = np.full((m, kk), -1, np.int64)
+    step = max(256, TRUTH_SCORES // max(m, 1))
+    buf = np.empty((m, min(step, len(X))), np.float32)
+    for lo in range(0, len(X), step):
+        B = np.asarray(X[lo:lo + step], np.float32)
+        dots = buf[:, : len(B)]
+        np.matmul(Q, B.T, out=dots)
+        sq = np.einsum("ij,ij->i", B, B) if euclid else np.zeros(0, np.float32)
+        _select(dots, sq, lo, euclid, best_d, best_i)
+    best_d = best_d.astype(np.float64)
+    best_d = best_d + np.einsum("ij,ij->i", Q, Q)[:, None] if euclid else 1.0 + best_d
+    own = best_i == rows[:, None]
+    own[~own.any(axis=1), -1] = True
+    keep = np.argsort(own, axis=1, kind="stable")[:, :k]
+    nbrs = np.take_along_axis(best_i, keep, axis=1)
+    return nbrs, np.maximum(np.take_along_axis(best_d, keep, axis=1), 0.0)
+
+
 def _held_out(X: np.ndarray, metric: str, rng: np.random.Generator) -> _Held:
     n, d = X.shape
     m = int(np.clip(QUERY_FLOPS / (n * d), MIN_QUERIES, MAX_QUERIES))
     m = min(m, n // 10)
     rows = np.sort(rng.choice(n, m, replace=False))
-    Q = np.ascontiguousarray(X[rows], dtype=np.float32)
-    kk = NEAREST + 1
-    euclid = metric == "euclidean"
-    best_d = np.full((m, kk), np.inf, np.float32)
-    best_i = np.full((m, kk), -1, np.int64)
-    step = 1 << 15
-    for lo in range(0, n, step):
-        B = X[lo:lo + step]
-        sq = np.einsum("ij,ij->i", B, B) if euclid else np.zeros(0, np.float32)
-        _select(Q @ B.T, sq, lo, euclid, best_d, best_i)
-    best_d = best_d.astype(np.float64)
-    best_d = best_d + np.einsum("ij,ij->i", Q, Q)[:, None] if euclid else 1.0 + best_d
-    # Leave the query's own row out (the last when a duplicate pushed it beyond k + 1).
-    own = best_i == rows[:, None]
-    own[~own.any(axis=1), -1] = True
-    keep = np.argsort(own, axis=1, kind="stable")[:, :NEAREST]
-    nbrs = np.take_along_axis(best_i, keep, axis=1)
-    dist = np.maximum(np.take_along_axis(best_d, keep, axis=1), 0.0)
+    nbrs, dist = nearest_others(X, rows, NEAREST, metric)
     sample = X[np.sort(rng.choice(n, min(n, SIZE_SAMPLE), replace=False))]
-    return _Held(Q, X[nbrs.ravel()], dist, sample, n)
+    return _Held(np.ascontiguousarray(X[rows], dtype=np.float32), X[nbrs.ravel()], dist, sample, n)
 
 
 def table_bytes(family: Any, sample_keys: np.ndarray, n: int) -> float:

@@ -30,7 +30,6 @@ from audiolsh.hashing.hyperplane import needs_centering
 from audiolsh.hashing.kmeans import KMeansLSH
 from audiolsh.index import autotune
 from audiolsh.search import BucketTables, VectorLSH
-from audiolsh.search.cells import keep_nearest
 
 FAMILIES = ("hyperplane", "cross-polytope", "kmeans")
 AUTO = "auto"
@@ -110,7 +109,6 @@ def by_cell(searcher: VectorLSH) -> tuple[VectorLSH, np.ndarray]:
 # multiply-adds allows, within these bounds.
 TUNE_FLOPS = 2e10
 TUNE_QUERIES = (100, 400)
-TRUTH_SCORES = 1 << 22  # distances of the exact pass at a time (16 MB)
 
 
 def tune_cells(searcher: VectorLSH, target: float, seed: int) -> dict[str, Any] | None:
@@ -131,7 +129,7 @@ def tune_cells(searcher: VectorLSH, target: float, seed: int) -> dict[str, Any] 
     nq = int(np.clip(TUNE_FLOPS / (n * d), *TUNE_QUERIES))
     rng = np.random.default_rng([seed, 0x7C31])
     rows = np.sort(rng.choice(n, nq, replace=False))
-    truth = _nearest_others(X, rows, k, searcher.metric)
+    truth, _ = autotune.nearest_others(X, rows, k, searcher.metric)
     n_all = fam.n_tables * fam.n_cells
     p_max = int(min(n_all, max(8 * fam.n_tables, n_all // 8, 64)))
     keys, tables = fam.probes(X[rows], p_max)
@@ -162,28 +160,3 @@ def tune_cells(searcher: VectorLSH, target: float, seed: int) -> dict[str, Any] 
         "n_queries": nq,
         "shapes_tried": 1,
     }
-
-
-def _nearest_others(X: np.ndarray, rows: np.ndarray, k: int, metric: str) -> np.ndarray:
-    """Row numbers of the k nearest other rows of each of ``rows`` (exact), a block of rows
-    at a time into one reused buffer (fresh pages for a whole product cost more than it)."""
-    Q = np.asarray(X[rows], np.float32)
-    top_d = np.full((len(Q), k), np.inf, np.float32)
-    top_i = np.full((len(Q), k), -1, np.int64)
-    q_sq = np.einsum("ij,ij->i", Q, Q)
-    block = max(256, TRUTH_SCORES // len(Q))
-    buf = np.empty((len(Q), min(block, len(X))), np.float32)
-    for lo in range(0, len(X), block):
-        B = np.asarray(X[lo : lo + block], np.float32)
-        D = buf[:, : len(B)]
-        np.matmul(Q, B.T, out=D)
-        if metric == "cosine":
-            np.subtract(1.0, D, out=D)
-        else:
-            D *= -2.0
-            D += q_sq[:, None]
-            D += np.einsum("ij,ij->i", B, B)[None, :]
-        own = (rows >= lo) & (rows < lo + len(B))
-        D[np.flatnonzero(own), rows[own] - lo] = np.inf
-        keep_nearest(D, lo, top_d, top_i)
-    return top_i

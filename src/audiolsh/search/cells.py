@@ -190,20 +190,6 @@ search_cells_parallel: Any = numba.njit(cache=True, fastmath=True, parallel=True
 )
 
 
-@numba.njit(cache=True, nogil=True)
-def keep_nearest(D, lo, top_d, top_i):  # pragma: no cover - compiled
-    """Fold a block of distances D (queries, rows lo...) into each query's sorted top-k: one
-    comparison per entry once the k-th is known, where a partition re-sorts the block."""
-    k = top_d.shape[1]
-    for i in range(D.shape[0]):
-        td, ti, row = top_d[i], top_i[i], D[i]
-        kth = td[k - 1]
-        for j in range(D.shape[1]):
-            if row[j] < kth:
-                _insert(td, ti, row[j], lo + j)
-                kth = td[k - 1]
-
-
 def cell_rows(tables: Any, n_rows: int, n_cells: int) -> np.ndarray:
     """Offsets of every cell's rows (C + 1) when there is one table and its cells hold
     consecutive rows in cell order (as ``index.families.by_cell`` stores them), else empty."""
