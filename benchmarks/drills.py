@@ -100,7 +100,7 @@ class Mode:
 
 
 QUICK = Mode("quick", kill_tries=2, redis_kills=1, n_tracks=6, track_s=6.0, fresh=False, per_file=False,
-             clients=10, load_s=12.0, timeout_s=120.0)
+             clients=10, load_s=6.0, timeout_s=120.0)
 FULL = Mode("full", kill_tries=20, redis_kills=4, n_tracks=10, track_s=12.0, fresh=True, per_file=True,
             clients=50, load_s=60.0, timeout_s=300.0)
 
@@ -924,7 +924,7 @@ def main() -> int:
     ap.add_argument("--redis-kills", type=int, default=None,
                     help="Kills per case against Redis (quick: 1, full: 4).")
     ap.add_argument("--clients", type=int, default=None, help="Load clients (quick: 10, full: 50).")
-    ap.add_argument("--seconds", type=float, default=None, help="Load duration (quick: 12, full: 60).")
+    ap.add_argument("--seconds", type=float, default=None, help="Load duration (quick: 6, full: 60).")
     ap.add_argument("--fresh", action=argparse.BooleanOptionalAction, default=None,
                     help="A new interpreter per command (default: full mode only).")
     ap.add_argument("--seed", type=int, default=19)
