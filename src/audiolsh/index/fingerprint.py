@@ -71,9 +71,11 @@ __all__ = ["FP_FORMAT", "FP_FORMAT_VERSION", "FingerprintIndex", "FingerprintPar
 
 EMPTY_INDEX = "the index holds no track"
 MAX_DRIFT = 0.006
+"""An unscaled match whose offset drifts more than this (per frame) tries the speed/tempo grid."""
 VERIFY_SLACK = 2
 """A recount at a refined transform looks for its alignment within +- this many frames."""
-"""An unscaled match whose offset drifts more than this (per frame) tries the speed/tempo grid."""
+RUNNER_UP_SHARE = 0.1
+"""Share of a recount's false-match budget the runners-up split (``verify_tracks`` > 1)."""
 
 
 @dataclass(frozen=True)
@@ -591,21 +593,24 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         candidates: list[tuple[Votes, float, tuple[float, float, float], float]],
     ) -> tuple[Votes | None, float, tuple[float, float, float], int]:
         """The best few ``candidates`` of an inconclusive search recounted, each against its own
-        track at its own transform (see :meth:`_recount`); the most significant recount is kept
+        track at its own transforms (see :meth:`_recount`); the most significant recount is kept
         when it beats ``found``.  Each recount pays again the corrections its search paid (the
-        offsets of every track, its stage's factor) and a union bound over every recount tried:
-        transforms of every candidate times the alignments of each."""
+        offsets of every track, its stage's factor) and a weighted union bound over the recounts
+        tried (transforms times alignments): the best candidate keeps most of the budget, the
+        runners-up split ``RUNNER_UP_SHARE``, so they win only on much stronger evidence."""
         plans = [(v, corrections, self._transforms(v, transform))
                  for v, _, transform, corrections in candidates]
-        n_tries = sum(len(t) for _, _, t in plans) * (2 * VERIFY_SLACK + 1)
+        tries = [len(t) * (2 * VERIFY_SLACK + 1) for _, _, t in plans]
+        share = RUNNER_UP_SHARE if len(plans) > 1 else 0.0
+        factors = [tries[0] / (1.0 - share)] + [sum(tries[1:]) / max(share, 1e-12)] * (len(plans) - 1)
         out = found
-        for v, corrections, transforms in plans:
+        for (v, corrections, transforms), factor in zip(plans, factors):
             for transform in transforms:
                 recount = self._recount(peaks, v, transform)
                 if recount is None:
                     continue
                 count, offset, lam, raw = recount
-                lp = raw + (corrections + math.log10(n_tries))
+                lp = raw + (corrections + math.log10(factor))
                 if lp < out[1]:
                     out = (replace(v, count=count, offset=offset, log10_p=lp - corrections, lam=lam),
                            lp, transform, found[3])
