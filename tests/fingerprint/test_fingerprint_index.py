@@ -417,6 +417,9 @@ def test_other_index_kinds_are_refused(tmp_path: Path) -> None:
         FingerprintIndex.create(None, fanout=0)
     with pytest.raises(ParameterError):
         FingerprintIndex.create(None, no_such_knob=1)
+    for bad in (dict(verify_tracks=0), dict(verify_pitch=[1.0]), dict(verify_pitch=[1.2])):
+        with pytest.raises(ParameterError, match="verify_"):
+            FingerprintIndex.create(None, **bad)
 
 
 def test_empty_index_answers_nothing() -> None:
