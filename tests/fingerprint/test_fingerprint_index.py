@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import librosa
@@ -15,7 +18,7 @@ from audiolsh.audio.synth import chirp, music, pink_noise, tone, white_noise
 from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.features.landmarks import FP_SR, landmarks
 from audiolsh.index import Index
-from audiolsh.index.fingerprint import FP_FORMAT_VERSION, FingerprintIndex, Match
+from audiolsh.index.fingerprint import FP_FORMAT_VERSION, RUNNER_UP_SHARE, FingerprintIndex, Match
 
 SR = 16000
 SONG_S = 40.0
@@ -228,6 +231,82 @@ def test_an_inconclusive_candidate_is_recounted_at_its_own_transform(songs: dict
     assert n is not None and n0 is not None and n.score == n0.score and not n.matched
 
 
+@contextmanager
+def params_set(index: FingerprintIndex, **params: object) -> Iterator[FingerprintIndex]:
+    """``index`` with some query-time parameters changed for the block (a shared fixture)."""
+    saved = {k: getattr(index.params, k) for k in params}
+    for k, v in params.items():
+        setattr(index.params, k, v)
+    try:
+        yield index
+    finally:
+        for k, v in saved.items():
+            setattr(index.params, k, v)
+
+
+def test_the_runner_up_recounted_at_its_transform_can_win(
+    index: FingerprintIndex, songs: dict[str, np.ndarray]
+) -> None:
+    # A second of one track in noise, then three of another a semitone up in 0 dB pink noise:
+    # the search ranks the first best (its unscaled hashes), whose recount stays weak; the
+    # runner-up recounted at its pitch grid point with the wider margin is far more significant.
+    clip = np.concatenate([
+        snr_noise(cut(songs["song11.wav"], 20.0, 1.0), pink_noise(duration_s=1.0, sr=SR, seed=4), 5.0),
+        snr_noise(librosa.effects.pitch_shift(cut(songs["pattern.wav"], 9.0, 3.0), sr=SR, n_steps=1.0),
+                  pink_noise(duration_s=3.0, sr=SR, seed=3), 0.0),
+    ])
+    with params_set(index, verify_tracks=1):
+        one = index.assess(clip, SR, min_confidence=0.0).best
+    with params_set(index, verify_tracks=3):
+        few = index.assess(clip, SR, min_confidence=0.0).best
+    assert one is not None and one.path == "song11.wav"
+    assert few is not None and few.path == "pattern.wav"
+    assert few.pitch == pytest.approx(2 ** (1 / 12), abs=1e-4)
+    assert abs(few.offset_s - 8.0) < 0.1 and few.log10_p < one.log10_p - 1.0
+
+
+@pytest.mark.parametrize("seed", [104, 105, 106])
+def test_recounting_the_best_few_names_no_unindexed_clip(index: FingerprintIndex, seed: int) -> None:
+    # Unindexed music a semitone down in noise: every search is inconclusive, so the best three
+    # tracks are recounted; none gains enough to pay for the tries.
+    y = librosa.effects.pitch_shift(music(duration_s=3.0, sr=SR, seed=seed), sr=SR, n_steps=-1)
+    y = snr_noise(y, pink_noise(duration_s=3.0, sr=SR, seed=seed), 5.0)
+    with params_set(index, verify_tracks=3):
+        few = index.assess(y, SR, min_confidence=0.0).best
+    assert few is not None and not few.matched and few.confidence < index.default_min_confidence
+
+
+def test_recounting_the_best_few_pays_for_them(index: FingerprintIndex, songs: dict[str, np.ndarray]) -> None:
+    # A semitone down in pink noise: the search is inconclusive, the right track's recount wins
+    # either way; recounting the best three, it keeps all but the runners-up's share of the
+    # budget (a weighted union bound), the runners-up pay the rest.
+    clip = librosa.effects.pitch_shift(cut(songs["song14.wav"], 9.0, 3.0), sr=SR, n_steps=-1)
+    clip = snr_noise(clip, pink_noise(duration_s=3.0, sr=SR, seed=3), 5.0)
+    with params_set(index, verify_tracks=1):
+        one = index.assess(clip, SR, min_confidence=0.0).best
+    with params_set(index, verify_tracks=3):
+        few = index.assess(clip, SR, min_confidence=0.0).best
+    assert one is not None and few is not None and one.path == few.path == "song14.wav"
+    assert (few.score, few.offset_s, few.pitch) == (one.score, one.offset_s, one.pitch)
+    assert few.log10_p == pytest.approx(one.log10_p - math.log10(1 - RUNNER_UP_SHARE), abs=1e-9)
+    assert few.confidence < one.confidence
+
+
+def test_a_pitch_shift_between_grid_points_is_recounted_at_its_neighbours(
+    songs: dict[str, np.ndarray],
+) -> None:
+    # 4.7 % up lies between the grid's 4 % and a semitone (5.95 %): at 4 % the candidate keeps
+    # few hashes; recounted at 4 % x 1.01 too it keeps most, and pays for the extra tries.
+    steps = 12 * math.log2(1.047)
+    clip = librosa.effects.pitch_shift(cut(songs["song14.wav"], 9.0, 3.0), sr=SR, n_steps=steps)
+    clip = snr_noise(clip, pink_noise(duration_s=3.0, sr=SR, seed=3), 5.0)
+    plain, sub = (one_track_index(songs, "song14.wav", verify_pitch=f) for f in ([], [0.99, 1.01]))
+    m0, m = (ix.assess(clip, SR, min_confidence=0.0).best for ix in (plain, sub))
+    assert m0 is not None and m is not None and m0.pitch == pytest.approx(1.04)
+    assert m.pitch == pytest.approx(1.04 * 1.01) and m.score >= m0.score + 15
+    assert m.log10_p < m0.log10_p - 3.0 and abs(m.offset_s - 9.0) < 0.1
+
+
 def test_far_variants_pay_for_their_tries(index: FingerprintIndex) -> None:
     # A union bound over the stages: shares of the false-match budget sum to one, the
     # unscaled query keeps the share it had with the near grid alone.
@@ -338,6 +417,9 @@ def test_other_index_kinds_are_refused(tmp_path: Path) -> None:
         FingerprintIndex.create(None, fanout=0)
     with pytest.raises(ParameterError):
         FingerprintIndex.create(None, no_such_knob=1)
+    for bad in (dict(verify_tracks=0), dict(verify_pitch=[1.0]), dict(verify_pitch=[1.2])):
+        with pytest.raises(ParameterError, match="verify_"):
+            FingerprintIndex.create(None, **bad)
 
 
 def test_empty_index_answers_nothing() -> None:

@@ -15,7 +15,8 @@ positions are rescaled over grids of factors before hashing, only when the unsca
 not already conclusive: first the changes up to ``near_change``, then the wider ones.
 The answer is the (variant, track, offset) whose number of agreeing hashes is least likely to
 happen by chance (corrected for every offset, track and variant searched); when that is not
-conclusive it is recounted against its own track at its refined transform (``verify_margin``).
+conclusive it and the runners-up (``verify_tracks``) are recounted, each against its own track
+at its refined transform (``verify_margin``, ``verify_pitch``).
 Its confidence is the calibrated probability that it names the right track
 (``audiolsh.index.confidence``).
 """
@@ -70,9 +71,11 @@ __all__ = ["FP_FORMAT", "FP_FORMAT_VERSION", "FingerprintIndex", "FingerprintPar
 
 EMPTY_INDEX = "the index holds no track"
 MAX_DRIFT = 0.006
+"""An unscaled match whose offset drifts more than this (per frame) tries the speed/tempo grid."""
 VERIFY_SLACK = 2
 """A recount at a refined transform looks for its alignment within +- this many frames."""
-"""An unscaled match whose offset drifts more than this (per frame) tries the speed/tempo grid."""
+RUNNER_UP_SHARE = 0.1
+"""Share of a recount's false-match budget the runners-up split (``verify_tracks`` > 1)."""
 
 
 @dataclass(frozen=True)
@@ -545,7 +548,9 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         log_cells = math.log10(max(float(np.sum(self._live_frames + q_frames)) / width, 1.0))
         best: tuple[Votes | None, float, tuple[float, float, float], int] = (None, 0.0, (1.0, 1.0, 1.0), 0)
         n_hashes = 0
-        best_factor = 1.0
+        # The best few tracks over every stage, for the recount: track -> (votes, corrected
+        # log10 p, transform, the corrections it paid).
+        pool: dict[int, tuple[Votes, float, tuple[float, float, float], float]] = {}
         for batch, factor in self._stages(variants):
             # Every variant of the stage hashed in one pass; groups numbered within the stage
             # (vote packs them in a few bits).
@@ -556,38 +561,68 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             if batch == [0]:
                 n_hashes = len(hashes)
             qidx, tids, tframes = self._match_hashes(hashes, q_times, q_group)
-            v = vote(
+            top = vote(
                 qidx, q_times, q_group, hashes, tids, tframes,
                 track_frames=(self._live_ids, self._live_frames), q_frames=q_frames,
                 tolerance=self.params.tolerance,
                 dispersion=self.params.dispersion if batch == [0] else self.params.grid_dispersion,
+                n_tracks=self.params.verify_tracks,
             )
-            log_p = None if v is None else v.log10_p + log_cells + math.log10(factor)
-            if v is not None and log_p is not None and (best[0] is None or log_p < best[1]):
+            corrections = log_cells + math.log10(factor)
+            for rank, v in enumerate(top):
                 v = replace(v, group=batch[v.group])
-                best = (v, log_p, variants[v.group], n_hashes)
-                best_factor = factor
+                log_p = v.log10_p + log_cells + math.log10(factor)
+                if v.track_id not in pool or log_p < pool[v.track_id][1]:
+                    pool[v.track_id] = (v, log_p, variants[v.group], corrections)
+                if rank == 0 and (best[0] is None or log_p < best[1]):
+                    best = (v, log_p, variants[v.group], n_hashes)
             v0 = best[0]
             if v0 is not None and best[1] < math.log10(self.params.early_stop) and (
                 v0.group > 0 or abs(v0.drift) < MAX_DRIFT
             ):
                 break
-        if self.params.verify_margin > 0 and best[1] >= math.log10(self.params.early_stop):
-            best = self._verified(peaks, best, log_cells + math.log10(best_factor))
+        inconclusive = best[1] >= math.log10(self.params.early_stop)
+        if self.params.verify_margin > 0 and best[0] is not None and inconclusive:
+            first = best[0].track_id
+            tried = sorted(pool.values(), key=lambda c: (c[1], c[0].track_id != first))
+            best = self._verified(peaks, best, tried[: self.params.verify_tracks])
         return best
 
     def _verified(
         self, peaks: Peaks, found: tuple[Votes | None, float, tuple[float, float, float], int],
-        corrections: float,
+        candidates: list[tuple[Votes, float, tuple[float, float, float], float]],
     ) -> tuple[Votes | None, float, tuple[float, float, float], int]:
-        """``found`` recounted against its own track: the query re-hashed at the candidate's
-        transform refined by its offset drift (a clip between two grid points), with the wider
-        ``verify_margin``; kept when it is the more significant.  ``corrections``: the search's
-        log10 corrections for the offsets, tracks and variants it tried, paid again here."""
-        v, log_p, (speed, tempo, pitch), n_hashes = found
-        if v is None:
-            return found
-        p = self.params
+        """The best few ``candidates`` of an inconclusive search recounted, each against its own
+        track at its own transforms (see :meth:`_recount`); the most significant recount is kept
+        when it beats ``found``.  Each recount pays again the corrections its search paid (the
+        offsets of every track, its stage's factor) and a weighted union bound over the recounts
+        tried (transforms times alignments): the best candidate keeps most of the budget, the
+        runners-up split ``RUNNER_UP_SHARE``, so they win only on much stronger evidence."""
+        plans = [(v, corrections, self._transforms(v, transform))
+                 for v, _, transform, corrections in candidates]
+        tries = [len(t) * (2 * VERIFY_SLACK + 1) for _, _, t in plans]
+        share = RUNNER_UP_SHARE if len(plans) > 1 else 0.0
+        factors = [tries[0] / (1.0 - share)] + [sum(tries[1:]) / max(share, 1e-12)] * (len(plans) - 1)
+        out = found
+        for (v, corrections, transforms), factor in zip(plans, factors):
+            for transform in transforms:
+                recount = self._recount(peaks, v, transform)
+                if recount is None:
+                    continue
+                count, offset, lam, raw = recount
+                lp = raw + (corrections + math.log10(factor))
+                if lp < out[1]:
+                    out = (replace(v, count=count, offset=offset, log10_p=lp - corrections, lam=lam),
+                           lp, transform, found[3])
+        return out
+
+    def _transforms(
+        self, v: Votes, transform: tuple[float, float, float]
+    ) -> list[tuple[float, float, float]]:
+        """Where a candidate is recounted: its transform, the speed or tempo refined by the
+        offset drift (a clip between two grid points, 1 % at most); a pitch shift's neighbours
+        ``verify_pitch`` too (its drift says nothing of frequency)."""
+        speed, tempo, pitch = transform
         # Speed moves time and frequency together, tempo time alone; a pitch shift or an
         # unscaled match keeps its grid point (their drift is noise at these lengths).
         rate = 1.0 + float(np.clip(v.drift, -0.01, 0.01))
@@ -595,6 +630,20 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             speed *= rate
         elif tempo != 1.0:
             tempo *= rate
+        out = [(speed, tempo, pitch)]
+        if pitch != 1.0:
+            out += [(speed, tempo, pitch * f) for f in self.params.verify_pitch]
+        return out
+
+    def _recount(
+        self, peaks: Peaks, v: Votes, transform: tuple[float, float, float]
+    ) -> tuple[int, int, float, float] | None:
+        """``v`` recounted against its own track alone: the query re-hashed at ``transform``
+        with the wider ``verify_margin``, looked up in that one track, and the distinct hashes
+        agreeing within a few frames of its offset counted.  (count, offset, chance rate,
+        uncorrected log10 p); None when the track is gone."""
+        p = self.params
+        speed, tempo, pitch = transform
         lm = pair_peaks(peaks, fanout=p.verify_fanout or p.query_fanout, time_scale=speed * tempo,
                         freq_scale=1.0 / (speed * pitch), margin=p.verify_margin)
         q_times = lm.times.astype(np.int64)
@@ -609,19 +658,15 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             hashes.append(lm.hashes[qidx])
             lam += len(qidx) * (2 * p.tolerance + 1) / float(seg.frames[rows[0]] + peaks.n_frames)
         if not offsets:
-            return found
+            return None
         off, h = np.concatenate(offsets), np.concatenate(hashes)
         # The refined scale may move the alignment by a frame or two: the best nearby window.
         centres = v.offset + np.arange(-VERIFY_SLACK, VERIFY_SLACK + 1)
         counts = [len(np.unique(h[np.abs(off - c) <= p.tolerance])) for c in centres.tolist()]
         k = int(np.argmax(counts))
-        dispersion = p.dispersion if (speed, tempo, pitch) == (1.0, 1.0, 1.0) else p.grid_dispersion
+        dispersion = p.dispersion if transform == (1.0, 1.0, 1.0) else p.grid_dispersion
         lp = float(chance_log10(np.array([counts[k]]), np.array([lam]), dispersion=dispersion)[0])
-        lp += corrections + math.log10(len(centres))
-        if lp >= log_p:
-            return found
-        return (replace(v, count=counts[k], offset=int(centres[k]), log10_p=lp - corrections, lam=lam),
-                lp, (speed, tempo, pitch), n_hashes)
+        return counts[k], int(centres[k]), lam, lp
 
     @property
     def calibration(self) -> calibrated.Calibration:

@@ -77,6 +77,10 @@ class FingerprintParams:
         folded into the time scale) with this margin and fanout (margin 0: no recount; fanout 0:
         ``query_fanout``); its corrected chance probability keeps the search's corrections
         (the shipped calibration is fitted with the default; another setting needs a refit)
+    verify_tracks : how many distinct tracks, best first, an inconclusive search recounts so;
+        the most significant recount wins, each paying for the recounts tried
+    verify_pitch : factors around a pitch-shift candidate's (a clip between grid points) also
+        recounted, the best kept, paid for the same way (empty: its grid point alone)
     max_segments : merge segments beyond this many
     """
 
@@ -99,6 +103,8 @@ class FingerprintParams:
     early_stop: float = 1e-6
     verify_margin: float = 0.3
     verify_fanout: int = 0
+    verify_tracks: int = 1
+    verify_pitch: list[float] = field(default_factory=list)
     max_segments: int = 8
     max_postings: int = 48
     max_matches: int = 400_000
@@ -117,6 +123,9 @@ class FingerprintParams:
             ("early_stop", 0 < self.early_stop < 1),
             ("verify_margin", 0 <= self.verify_margin < 0.5),
             ("verify_fanout", isinstance(self.verify_fanout, int) and 0 <= self.verify_fanout <= 64),
+            ("verify_tracks", isinstance(self.verify_tracks, int) and 1 <= self.verify_tracks <= 16),
+            ("verify_pitch", len(self.verify_pitch) <= 8
+             and all(0.9 < f < 1.1 and f != 1 for f in self.verify_pitch)),
             ("max_segments", isinstance(self.max_segments, int) and self.max_segments >= 1),
             ("max_postings", isinstance(self.max_postings, int) and self.max_postings >= 0),
             ("max_matches", isinstance(self.max_matches, int) and self.max_matches >= 0),

@@ -9,7 +9,8 @@ skips query hashes stored more than ``max_postings`` times (common, low-informat
 
 ``vote`` turns lookups into (track, offset) votes: a true match makes many hashes agree on one
 time offset between query and track, chance collisions spread over all offsets.  The best
-(track, offset) is scored against a Poisson model of chance coincidences (see ``chance``).
+(track, offset) of each of the best few tracks is scored against a Poisson model of chance
+coincidences (see ``chance``).
 """
 
 from __future__ import annotations
@@ -449,8 +450,10 @@ def vote(
     dispersion: float,
     n_top: int = 32,
     drift_window: int = 24,
-) -> Votes | None:
-    """Offset histogram over all matches; returns the most significant (group, track, offset).
+    n_tracks: int = 1,
+) -> list[Votes]:
+    """Offset histogram over all matches: the most significant (group, track, offset) of each of
+    the best ``n_tracks`` distinct tracks, most significant first (empty: no match at all).
 
     qidx : int64 (m,) query landmark of each match; q_times / q_group / q_hashes index it
     track_ids, track_times : int64 (m,) the matched track and its anchor frame
@@ -459,7 +462,7 @@ def vote(
     drift_window : matches within +- this many frames of the best offset estimate its drift
     """
     if len(qidx) == 0:
-        return None
+        return []
     offset = track_times - q_times[qidx].astype(np.int64)
     group = q_group[qidx].astype(np.int64)
     key = (group << 58) | (track_ids << 32) | (offset + OFFSET_BIAS)
@@ -499,8 +502,8 @@ def vote(
     if len(cand) > 4 * n_top:
         cand = cand[np.argpartition(-smooth[cand], 4 * n_top)[: 4 * n_top]]
     logp = chance_log10(smooth[cand], lam[cand], dispersion=dispersion)
-    best: Votes | None = None
-    for i in cand[np.argsort(logp)[:n_top]].tolist():
+    best: dict[int, tuple[Votes, int, int]] = {}  # track -> its best votes, their key, their rank
+    for r, i in enumerate(cand[np.argsort(logp)[:n_top]].tolist()):
         a = int(cum[lo[i]])
         b = int(cum[hi[i]])
         sel = order[a:b]
@@ -508,19 +511,25 @@ def vote(
         # query and track is one piece of evidence, not one per repetition.
         n = len(np.unique(q_hashes[qidx[sel]]))
         lp = float(chance_log10(np.array([n]), np.array([lam[i]]), dispersion=dispersion)[0])
-        if best is None or lp < best.log10_p:
-            best_i, best_sel = i, sel
+        t = int(tids[i])
+        if t not in best or lp < best[t][0].log10_p:
             qt = q_times[qidx[sel]]
-            best = Votes(int(uniq[i] >> 58), int(tids[i]), int(np.median(offset[sel])), n, lp,
-                         int(qt.min()), int(qt.max()), lam=float(lam[i]))
-    assert best is not None
-    # Drift of the offset along the query (a residual speed/tempo factor): compare the median
-    # offsets of the early and the late agreeing matches within a wide window.
-    k = int(uniq[best_i])
+            best[t] = (Votes(int(uniq[i] >> 58), t, int(np.median(offset[sel])), n, lp,
+                             int(qt.min()), int(qt.max()), lam=float(lam[i])), i, r)
+    # Ties go to the earlier rank, as when only the best was kept.
+    top = sorted(best.values(), key=lambda vir: (vir[0].log10_p, vir[2]))[:n_tracks]
+    return [replace(v, drift=_drift(int(uniq[i]), ks, order, offset, q_times[qidx], drift_window))
+            for v, i, _ in top]
+
+
+def _drift(k: int, ks: np.ndarray, order: np.ndarray, offset: np.ndarray, qt_all: np.ndarray,
+           drift_window: int) -> float:
+    """Drift of the offset along the query (a residual speed/tempo factor) around key ``k``:
+    the median offsets of the early and the late matches within a wide window compared."""
     a = int(np.searchsorted(ks, k - drift_window, side="left"))
     b = int(np.searchsorted(ks, k + drift_window, side="right"))
     wide = order[a:b]
-    qt = q_times[qidx[wide]].astype(np.float64)
+    qt = qt_all[wide].astype(np.float64)
     mid = np.median(qt)
     early, late = qt <= mid, qt > mid
     drift = 0.0
@@ -528,5 +537,4 @@ def vote(
         span = float(np.median(qt[late]) - np.median(qt[early]))
         if span > 0:
             drift = float(np.median(offset[wide][late]) - np.median(offset[wide][early])) / span
-    del best_sel
-    return replace(best, drift=drift)
+    return drift
