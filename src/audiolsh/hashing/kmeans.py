@@ -43,25 +43,18 @@ TOL_ULPS = 4.0  # score error bound, in units of d * 2^-24 * |x| |c|
 
 
 def _refine_rows(S, A, C, bias, tol, labels, score):  # pragma: no cover - compiled
-    """Nearest cell of every row and its score from the BLAS scores S (n, C), into labels and
-    score: the best score, decided again exactly (float64, fixed order; the lowest cell on a
-    tie) among the cells within 2 tol.  One pass keeps the best two; only a row whose second
-    is that close is read again (few)."""
+    """Nearest cell of every row and its score, from the BLAS scores S (n, C) and labels, the
+    first best score's cell of every row (``np.argmax``, vectorised): the best is decided
+    again exactly (float64, fixed order; the lowest cell on a tie) among the cells within
+    2 tol, for the rows that have more than one (few)."""
     n, n_cells = S.shape
     for i in numba.prange(n):
-        best = 0
-        top = S[i, 0]
-        second = -np.inf
-        for c in range(1, n_cells):
-            s = S[i, c]
-            if s > top:
-                second = top
-                top = s
-                best = c
-            elif s > second:
-                second = s
-        limit = top - 2 * tol[i]
-        if second >= limit:
+        best = labels[i]
+        limit = S[i, best] - 2 * tol[i]
+        close = 0
+        for c in range(n_cells):
+            close += np.int64(S[i, c] >= limit)
+        if close > 1:
             exact_best = -np.inf
             for c in range(n_cells):
                 if S[i, c] >= limit:
@@ -72,7 +65,7 @@ def _refine_rows(S, A, C, bias, tol, labels, score):  # pragma: no cover - compi
                     if acc > exact_best:
                         exact_best = acc
                         best = c
-        labels[i] = best
+            labels[i] = best
         score[i] = S[i, best]
 
 
@@ -261,6 +254,7 @@ class KMeansLSH:
                 np.matmul(part, CT, out=S)
                 S -= bias
                 hi = lo + len(part)
+                np.argmax(S, axis=1, out=labels[lo:hi])
                 refine(S, part, C, bias, self._tol(part, cmax), labels[lo:hi], score[lo:hi])
 
         workers = min(numba.get_num_threads(), len(starts) // ASSIGN_BLOCKS_PER_WORKER)
