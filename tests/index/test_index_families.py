@@ -13,7 +13,7 @@ import pytest
 
 from audiolsh.errors import ParameterError
 from audiolsh.hashing import CrossPolytopeLSH, KMeansLSH, kmeans
-from audiolsh.index import Index
+from audiolsh.index import Index, families
 from audiolsh.index.build import IndexConfig, build_segment
 from audiolsh.search import VectorLSH, prepare
 
@@ -136,6 +136,25 @@ def test_kmeans_cells_and_keys_are_the_same_with_worker_threads(
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
     alone = np.concatenate([fam.keys(r) for r in rows[:40]] + [fam.keys(rows[40:])])
     np.testing.assert_array_equal(runs[1][1], alone)
+
+
+def test_a_kmeans_build_of_mapped_rows_reorders_them_on_disk(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Memory-mapped rows too big to copy into memory are stored cell by cell through a
+    temporary file: the segment is the one an in-memory build makes."""
+    X = prepare(_clustered(7, 900), "cosine")
+    np.save(tmp_path / "rows.npy", X)
+    ids = np.arange(900, dtype=np.int64)
+    config = IndexConfig(family="kmeans", n_bits=4).validate()
+    in_memory = build_segment(config, X, ids, prepared=True)
+    monkeypatch.setattr(families, "SPILL_BYTES", 0)
+    monkeypatch.setattr(families, "GATHER_ROWS", 100)
+    mapped = build_segment(config, np.load(tmp_path / "rows.npy", mmap_mode="r"), ids, prepared=True)
+    assert isinstance(mapped.arrays["vectors"], np.memmap)
+    assert not isinstance(in_memory.arrays["vectors"], np.memmap)
+    assert in_memory.arrays.keys() == mapped.arrays.keys()
+    for name, a in in_memory.arrays.items():
+        np.testing.assert_array_equal(mapped.arrays[name], a, err_msg=name)
 
 
 def _gaps(fam: KMeansLSH, X: np.ndarray, n_probes: int) -> np.ndarray:
