@@ -3,10 +3,13 @@
 
 The rows are ``knn.py``'s dataset A (isotropic Gaussian clusters, ``iso_data``), written block
 by block to one ``.npy`` file (10M x 128 float32 = 5.1 GB) and memory-mapped; each size is a
-prefix of it.  Per size and re-rank type (float32, float16, int8):
+prefix of it.  Per size and re-rank type (float32, float16, int8), for one hash family
+(``--family``: kmeans, the default an index builds with, or hyperplane):
 
-* build: ``Index.reserve_ids`` + ``build_segment`` over the memory map (the rows go to the
-  segment as they are, without a float32 copy in memory) + ``Index.attach``; seconds, peak RSS;
+* build: ``Index.reserve_ids`` + ``build_segment`` over the memory map + ``Index.attach``;
+  seconds, peak RSS and peak anonymous memory (sampled; the mapped rows are file pages).
+  Hyperplane segments hash the rows where they are; a k-means segment assigns them to cells a
+  block at a time, then stores them cell by cell (a copy in memory: 5.1 GB at 10M);
 * bytes per item of the hash tables (and row codes), and of the rows the re-rank reads;
 * open: in a fresh process, ``Index.open`` and then the first query (numba's cached kernel
   loads then), seconds and the RSS after them (the rows stay on disk until a query reads them);
@@ -16,6 +19,7 @@ prefix of it.  Per size and re-rank type (float32, float16, int8):
 
     flock /tmp/audiolsh-bigmem.lock flock /tmp/audiolsh-bench.lock \\
         python benchmarks/knn_scale.py --sizes 1M,2M,10M --dir DIR --out scale.json
+    ... --family hyperplane --rerank float32,int8 --rerank-smallest float16 --index-dir DIR2
     python benchmarks/knn_scale.py --sizes 50k --queries 50   # smoke run
 """
 
@@ -27,6 +31,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -57,6 +62,31 @@ def rss_mb() -> float:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class AnonPeak:
+    """The most anonymous memory (RssAnon) seen while inside, sampled every 0.2 s."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while True:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("RssAnon:"):
+                    self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
+            if self._stop.wait(0.2):
+                return
+
+    def __enter__(self) -> AnonPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def write_data(path: Path, n: int, d: int = 128, seed: int = 0) -> np.ndarray:
@@ -106,29 +136,34 @@ def recall(X: np.ndarray, Q: np.ndarray, truth: np.ndarray, got: np.ndarray) -> 
     return float(np.minimum(hits.sum(1), K).mean() / K)
 
 
-def build(folder: Path, X: np.ndarray, n: int, rerank_dtype: str) -> dict[str, Any]:
+def build(folder: Path, X: np.ndarray, n: int, rerank_dtype: str, family: str) -> dict[str, Any]:
     """One segment over the memory-mapped rows X[:n], attached to a new index."""
-    loc = folder / f"idx-{n}-{rerank_dtype}"
+    loc = folder / f"idx-{family}-{n}-{rerank_dtype}"
     if (loc / "manifest.json").exists():
         with Index.open(loc, readonly=True) as index:
             if len(index) == n:
                 return {"location": str(loc), "reused": True}
         raise SystemExit(f"{loc}: an index of another size is in the way")
-    t0 = time.perf_counter()
-    index = Index.create(loc, metric="cosine", rerank_dtype=rerank_dtype)
-    ids = index.reserve_ids(n)
-    seg = build_segment(index.config, X[:n], ids, prepared=True)
-    hashed = time.perf_counter() - t0
-    index.attach([seg])
-    total = time.perf_counter() - t0
+    with AnonPeak() as anon:
+        t0 = time.perf_counter()
+        index = Index.create(loc, metric="cosine", rerank_dtype=rerank_dtype, family=family)
+        ids = index.reserve_ids(n)
+        seg = build_segment(index.config, X[:n], ids, prepared=True)
+        hashed = time.perf_counter() - t0
+        index.attach([seg])
+        total = time.perf_counter() - t0
     info = index.info()
     index.close()
     fam = seg.info.config["family"]
+    point = seg.info.config.get("operating_point") or {}
     del seg
+    shape = ({"L": fam["n_tables"], "cells": fam["n_cells"], "tuned_probes": point.get("n_probes")}
+             if family == "kmeans" else
+             {"L": fam["n_tables"], "K": fam["n_bits"], "whiten": fam["whiten"], "center": fam["center"]})
     return {
         "location": str(loc), "build_s": round(total, 1), "hash_s": round(hashed, 1),
         "write_s": round(total - hashed, 1), "peak_rss_mb": round(peak_rss_mb()),
-        "L": fam["n_tables"], "K": fam["n_bits"], "whiten": fam["whiten"], "center": fam["center"],
+        "peak_anon_mb": round(anon.peak_mb), **shape,
         "table_bytes_per_item": round(info["table_bytes_per_item"], 1),
         "rerank_bytes_per_item": round(
             (info["data_bytes"] - (n * X.shape[1] * 4 if rerank_dtype != "float32" else 0)) / n, 1),
@@ -206,12 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1M,2M,10M", help="comma-separated row counts (k, M)")
-    ap.add_argument("--rerank", default="float32,int8",
+    ap.add_argument("--family", choices=("kmeans", "hyperplane"), default="kmeans",
+                    help="hash family of the indexes [default: kmeans, an index's default]")
+    ap.add_argument("--rerank", default="float32",
                     help="re-rank types to build at each size (comma-separated)")
-    ap.add_argument("--rerank-smallest", default="float16",
+    ap.add_argument("--rerank-smallest", default="",
                     help="more re-rank types, built at the smallest size only")
     ap.add_argument("--dir", type=Path, default=Path("knn-scale"),
-                    help="folder of the data file, the truth and the indexes")
+                    help="folder of the data file, the truth and the queries")
+    ap.add_argument("--index-dir", type=Path, help="folder of the indexes [default: --dir]")
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--multiples", default="1,2,4", help="probes: multiples of the default")
     ap.add_argument("--time-cap", type=float, default=2.0, help="seconds of single queries per point")
@@ -223,10 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sorted(size(s) for s in args.sizes.split(","))
     multiples = [int(m) for m in args.multiples.split(",")]
     args.dir.mkdir(parents=True, exist_ok=True)
+    index_dir = args.index_dir or args.dir
+    index_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "versions": versions(),
-        "load_avg_start": load_avg(), "data": {"iso_data": ISO}, "sizes": {},
+        "load_avg_start": load_avg(), "data": {"iso_data": ISO}, "family": args.family, "sizes": {},
     }
     have = [p for p in args.dir.glob("iso-*.npy") if int(p.stem.split("-")[1]) >= sizes[-1]]
     X = write_data(min(have) if have else args.dir / f"iso-{sizes[-1]}.npy", sizes[-1])
@@ -247,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         types = args.rerank.split(",") + (
             args.rerank_smallest.split(",") if n == sizes[0] and args.rerank_smallest else [])
         for dtype in types:
-            log(f"build {n:,} rows, re-rank {dtype}")
-            b = build(args.dir, X, n, dtype)
+            log(f"build {n:,} rows, {args.family}, re-rank {dtype}")
+            b = build(index_dir, X, n, dtype, args.family)
             log(f"  {b}")
             b["open"] = open_time(b["location"], qfile)
             log(f"  open {b['open']}")
@@ -265,9 +305,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def table(report: dict[str, Any]) -> str:
-    lines = ["| rows | re-rank | L x K | build (s) | peak RSS (MB) | table B/item | re-rank B/item |"
-             " open + 1st query (s) | RSS after open (MB) | default: recall, QPS |"
-             " best >= 0.95: probes, recall, QPS |",
+    """Markdown: one line per size and re-rank type; "default" is the segment's own probes
+    (a k-means segment's tuned operating point)."""
+    lines = ["| rows | re-rank | L x K (cells) | build (s) | peak RSS / anon (MB) | table B/item |"
+             " re-rank B/item | open, open + 1st query (s) | RSS after open (MB) |"
+             " default: probes, recall, QPS | best >= 0.95: probes, recall, QPS |",
              "|---" * 11 + "|"]
     for n, entry in report["sizes"].items():
         for dtype, b in entry.items():
@@ -275,11 +317,14 @@ def table(report: dict[str, Any]) -> str:
             d = next(p for p in pts if p["default"])
             ok = [p for p in pts if p["recall"] >= 0.95]
             best = max(ok, key=lambda p: p["single_qps"]) if ok else None
+            shape = f"{b.get('L', '-')} x " + (f"({b['cells']})" if "cells" in b else str(b.get("K", "-")))
             lines.append(
-                f"| {int(n):,} | {dtype} | {b.get('L', '-')} x {b.get('K', '-')} | {b.get('build_s', '-')} |"
-                f" {b.get('peak_rss_mb', '-')} | {b.get('table_bytes_per_item', '-')} |"
-                f" {b.get('rerank_bytes_per_item', '-')} | {b['open']['open_plus_first_query_s']} |"
-                f" {b['open']['rss_after_open_mb']:.0f} | {d['recall']:.3f}, {d['single_qps']:,} |"
+                f"| {int(n):,} | {dtype} | {shape} | {b.get('build_s', '-')} |"
+                f" {b.get('peak_rss_mb', '-')} / {b.get('peak_anon_mb', '-')} |"
+                f" {b.get('table_bytes_per_item', '-')} | {b.get('rerank_bytes_per_item', '-')} |"
+                f" {b['open']['open_s']}, {b['open']['open_plus_first_query_s']} |"
+                f" {b['open']['rss_after_open_mb']:.0f} |"
+                f" {d['probes']}, {d['recall']:.3f}, {d['single_qps']:,} |"
                 + (f" {best['probes']}, {best['recall']:.3f}, {best['single_qps']:,} |" if best else " - |"))
     return "\n".join(lines)
 

@@ -7,12 +7,13 @@ from dataclasses import asdict
 from itertools import pairwise
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
 from audiolsh.errors import ParameterError
-from audiolsh.hashing import CrossPolytopeLSH, KMeansLSH
-from audiolsh.index import Index
+from audiolsh.hashing import CrossPolytopeLSH, KMeansLSH, kmeans
+from audiolsh.index import Index, families
 from audiolsh.index.build import IndexConfig, build_segment
 from audiolsh.search import VectorLSH, prepare
 
@@ -107,6 +108,53 @@ def test_kmeans_keys_do_not_depend_on_the_batch_at_ties() -> None:
     for size in (2, 7, 255, 256, 600):
         pick = rng.integers(0, len(rows), size)
         np.testing.assert_array_equal(fam.keys(rows[pick]), keys[pick])
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="one numba thread: no workers")
+def test_kmeans_cells_and_keys_are_the_same_with_worker_threads(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Blocks assigned by several worker threads (from a memory map) give the cells and keys
+    of one thread, tie rows included."""
+    X = prepare(_clustered(6, 2000), "cosine")
+    C0 = KMeansLSH(DIM, n_cells=16, seed=4).fit(X).centroids_
+    assert C0 is not None
+    T = prepare(C0[0, np.arange(16)] + C0[0, np.arange(16) - 1], "cosine")  # between two cells
+    rows = np.concatenate([T, X])
+    np.save(tmp_path / "rows.npy", rows)
+    mapped = np.load(tmp_path / "rows.npy", mmap_mode="r")
+    monkeypatch.setattr(kmeans, "ASSIGN_BLOCK", 64 * 16)  # 64 rows a block: 32 blocks
+    runs = []
+    for threads in (1, 2):
+        before = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            fam = KMeansLSH(DIM, n_tables=2, n_cells=16, seed=4).fit(mapped)
+            runs.append((fam.centroids_, fam.keys(mapped)))
+        finally:
+            numba.set_num_threads(before)
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    alone = np.concatenate([fam.keys(r) for r in rows[:40]] + [fam.keys(rows[40:])])
+    np.testing.assert_array_equal(runs[1][1], alone)
+
+
+def test_a_kmeans_build_of_mapped_rows_reorders_them_on_disk(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Memory-mapped rows too big to copy into memory are stored cell by cell through a
+    temporary file: the segment is the one an in-memory build makes."""
+    X = prepare(_clustered(7, 900), "cosine")
+    np.save(tmp_path / "rows.npy", X)
+    ids = np.arange(900, dtype=np.int64)
+    config = IndexConfig(family="kmeans", n_bits=4).validate()
+    in_memory = build_segment(config, X, ids, prepared=True)
+    monkeypatch.setattr(families, "SPILL_BYTES", 0)
+    monkeypatch.setattr(families, "GATHER_ROWS", 100)
+    mapped = build_segment(config, np.load(tmp_path / "rows.npy", mmap_mode="r"), ids, prepared=True)
+    assert isinstance(mapped.arrays["vectors"], np.memmap)
+    assert not isinstance(in_memory.arrays["vectors"], np.memmap)
+    assert in_memory.arrays.keys() == mapped.arrays.keys()
+    for name, a in in_memory.arrays.items():
+        np.testing.assert_array_equal(mapped.arrays[name], a, err_msg=name)
 
 
 def _gaps(fam: KMeansLSH, X: np.ndarray, n_probes: int) -> np.ndarray:

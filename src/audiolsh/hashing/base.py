@@ -74,9 +74,18 @@ def as_matrix(X: Any, dim: int) -> np.ndarray:
         A = A[None, :]
     if A.ndim != 2 or A.shape[1] != dim:
         raise ParameterError(f"expected vectors of dimension {dim}, got shape {np.shape(X)!r}")
-    if not np.isfinite(A).all():
+    if not all_finite(A):
         raise ParameterError("vectors contain NaN or infinite values")
     return np.ascontiguousarray(A)
+
+
+FINITE_BLOCK = 1 << 16  # rows checked at a time
+
+
+def all_finite(A: np.ndarray) -> bool:
+    """Every value finite, checked a block of rows at a time: a memory-mapped 10M x 128
+    matrix would otherwise take a 1.3 GB mask (and read the whole file at once)."""
+    return all(bool(np.isfinite(A[lo : lo + FINITE_BLOCK]).all()) for lo in range(0, len(A), FINITE_BLOCK))
 
 
 def random_multipliers(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:

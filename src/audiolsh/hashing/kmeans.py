@@ -21,10 +21,12 @@ The centroids (L, C, dim) are what the family learned: persisted beside the conf
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import numba
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from audiolsh.errors import ParameterError
 from audiolsh.hashing.base import as_matrix, check_int, register
@@ -35,25 +37,23 @@ from audiolsh.hashing.projection import PARALLEL_FROM, _compile
 N_ITER = 6
 FIT_PER_CELL = 40  # sample rows per cell (faiss warns below 39)
 FIT_MAX = 200_000  # ... and at most this many
-ASSIGN_BLOCK = 1 << 22  # scores per block of rows assigned to cells (16 MB)
+ASSIGN_BLOCK = 1 << 19  # scores per block of rows assigned to cells (2 MB)
+ASSIGN_BLOCKS_PER_WORKER = 4  # blocks a worker thread must have before a second one starts
 TOL_ULPS = 4.0  # score error bound, in units of d * 2^-24 * |x| |c|
 
 
-def _refine_rows(S, A, C, bias, tol):  # pragma: no cover - compiled
-    """Nearest cell of every row from the BLAS scores S (n, C): the best score, decided again
-    exactly (float64, fixed order; the lowest cell on a tie) among the cells within 2 tol."""
+def _refine_rows(S, A, C, bias, tol, labels, score):  # pragma: no cover - compiled
+    """Nearest cell of every row and its score, from the BLAS scores S (n, C) and labels, the
+    first best score's cell of every row (``np.argmax``, vectorised): the best is decided
+    again exactly (float64, fixed order; the lowest cell on a tie) among the cells within
+    2 tol, for the rows that have more than one (few)."""
     n, n_cells = S.shape
-    out = np.empty(n, dtype=np.int64)
     for i in numba.prange(n):
-        best = 0
-        for c in range(1, n_cells):
-            if S[i, c] > S[i, best]:
-                best = c
+        best = labels[i]
         limit = S[i, best] - 2 * tol[i]
         close = 0
         for c in range(n_cells):
-            if S[i, c] >= limit:
-                close += 1
+            close += np.int64(S[i, c] >= limit)
         if close > 1:
             exact_best = -np.inf
             for c in range(n_cells):
@@ -65,8 +65,8 @@ def _refine_rows(S, A, C, bias, tol):  # pragma: no cover - compiled
                     if acc > exact_best:
                         exact_best = acc
                         best = c
-        out[i] = best
-    return out
+            labels[i] = best
+        score[i] = S[i, best]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -231,25 +231,38 @@ class KMeansLSH:
 
     def _assign(self, A: np.ndarray, C: np.ndarray, bias: np.ndarray,
                 cmax: float) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest cell and its score of every row, ASSIGN_BLOCK scores at a time into one
-        reused buffer: a whole (n, C) product spends longer writing fresh pages than
-        multiplying (5x at 80k x 2048).  Near ties are decided exactly, so the blocking does
-        not change a key."""
+        """Nearest cell and its score of every row, ASSIGN_BLOCK scores at a time: a whole
+        (n, C) product spends longer writing fresh pages than multiplying (5x at 80k x 2048),
+        and a small block is still in cache when the refine pass reads it.  Near ties are
+        decided exactly, so the blocking does not change a key.  Many rows: one worker per
+        numba thread, each a share of the blocks with single-threaded BLAS (multithreaded
+        BLAS on blocks this size spins waiting on a shared machine: 1.8x the wall time of one
+        thread at load 6); the rows may be a memory map, read a block at a time."""
         n = len(A)
         labels = np.empty(n, np.int64)
         score = np.empty(n, np.float32)
         rows = max(64, ASSIGN_BLOCK // max(len(C), 1))
-        buf = np.empty((min(rows, n), len(C)), np.float32)
+        starts = range(0, n, rows)
         CT = C.T
-        for lo in range(0, n, rows):
-            part = A[lo : lo + rows]
-            S = buf[: len(part)]
-            np.matmul(part, CT, out=S)
-            S -= bias
-            # serial: a block is in cache, and a thread-pool launch per block costs more
-            lab = _KERNELS["refine"][0](S, part, C, bias, self._tol(part, cmax))
-            labels[lo : lo + len(part)] = lab
-            score[lo : lo + len(part)] = S[np.arange(len(part)), lab]
+        refine = _KERNELS["refine"][0]  # serial: a block is in cache; a thread-pool launch costs more
+
+        def work(share: range) -> None:
+            buf = np.empty((min(rows, n), len(C)), np.float32)
+            for lo in share:
+                part = np.asarray(A[lo : lo + rows], dtype=np.float32)
+                S = buf[: len(part)]
+                np.matmul(part, CT, out=S)
+                S -= bias
+                hi = lo + len(part)
+                np.argmax(S, axis=1, out=labels[lo:hi])
+                refine(S, part, C, bias, self._tol(part, cmax), labels[lo:hi], score[lo:hi])
+
+        workers = min(numba.get_num_threads(), len(starts) // ASSIGN_BLOCKS_PER_WORKER)
+        if workers <= 1:
+            work(starts)
+        else:
+            with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+                list(pool.map(work, [starts[w::workers] for w in range(workers)]))
         return labels, score
 
     def _tol(self, A: np.ndarray, cmax: float) -> np.ndarray:

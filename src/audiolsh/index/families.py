@@ -19,6 +19,9 @@ kmeans : a learned partition (spherical k-means for cosine, k-means for Euclidea
 from __future__ import annotations
 
 import math
+import mmap
+import os
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -101,8 +104,42 @@ def by_cell(searcher: VectorLSH) -> tuple[VectorLSH, np.ndarray]:
     compact = searcher.rerank_arrays()  # a compact copy's rows move too (scale, offset: per column)
     if "rerank" in compact:
         compact["rerank"] = np.ascontiguousarray(compact["rerank"][order])
-    return moved.load(np.ascontiguousarray(searcher.vectors_[order]), BucketTables.build(keys),
+    return moved.load(permuted_rows(searcher.vectors_, order), BucketTables.build(keys),
                       **compact), order
+
+
+# Memory-mapped rows of more than this many bytes are reordered into a temporary file.
+SPILL_BYTES = 1 << 30
+GATHER_ROWS = 1 << 16
+
+
+def _mapped(X: np.ndarray) -> bool:
+    """The rows are pages of a file (a memory map, or a view of one)."""
+    a: Any = X
+    while a is not None:
+        if isinstance(a, (np.memmap, mmap.mmap)):
+            return True
+        a = getattr(a, "base", None)
+    return False
+
+
+def permuted_rows(X: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """X[order], C-contiguous.  Memory-mapped rows of more than SPILL_BYTES go into an
+    unlinked temporary file (its space reserved first, so a full disk is an error, not a
+    fault), a block at a time: rows that did not fit in memory are not copied into memory
+    (5.1 GB at 10M x 128), and the file goes when the segment is written and dropped."""
+    if X.nbytes <= SPILL_BYTES or not _mapped(X):
+        return np.ascontiguousarray(X[order])
+    with tempfile.TemporaryFile() as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, X.nbytes)
+        except OSError as e:
+            raise ParameterError(f"no room for a {X.nbytes / 1e9:.1f} GB temporary copy of the rows"
+                                 f" in {tempfile.gettempdir()} (set TMPDIR): {e.strerror}") from None
+        out = np.memmap(f, dtype=X.dtype, mode="r+", shape=X.shape)  # the map outlives the file
+    for lo in range(0, len(order), GATHER_ROWS):
+        np.take(X, order[lo : lo + GATHER_ROWS], axis=0, out=out[lo : lo + GATHER_ROWS])
+    return out
 
 
 # Held-out rows of a k-means segment's tuning: as many as an exact pass of about this many
