@@ -86,6 +86,7 @@ class _Segment:
     remote: RemoteLayout | None = None
     _load: Callable[[], VectorLSH | SetLSH] | None = None
     _order: np.ndarray | None = None
+    _sorted_ids: np.ndarray | None = None
     #: track id and offset of every row, read from the catalogue on first use: an item's track
     #: and offset never change, so this holds for the segment's life (removals: ``alive``)
     _items: tuple[np.ndarray, np.ndarray] | None = None
@@ -94,6 +95,10 @@ class _Segment:
     _n_live: int = 0
     n_candidates: int = 0
     _first_id: int | None = -1  # -1: not looked at yet; None: the ids are not a range
+    #: ids then -1, when they are not a range: row -1 wraps onto the -1 (``item_ids``)
+    _row_ids: np.ndarray | None = None
+    #: (lowest id, row of each id from it then -1) or (0, None): see ``positions``
+    _rows_by_id: tuple[int, np.ndarray | None] | None = None
     #: the key arrays (``keyfile``), None: the keys are in the catalogue only
     key_arrays: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -102,20 +107,25 @@ class _Segment:
         self.set_alive(np.ones(len(self.ids), np.uint8))
 
     def item_ids(self, rows: np.ndarray) -> np.ndarray:
-        """Item ids of a search's row numbers (int64, fresh from the search), -1 staying -1."""
+        """Item ids of a search's row numbers (int64, fresh from the search, overwritten in
+        place and returned), -1 staying -1."""
         if self._first_id == -1:
             # Rows of one add have consecutive ids: a row's id is its number plus the first.
+            # A k-means segment stores its rows cell by cell, so there a copy of the ids with
+            # a -1 after them maps every row in one take (row -1 wraps onto the -1).
             ids = self.ids
             self._first_id = int(ids[0]) if ids[-1] - ids[0] == len(ids) - 1 and bool(
                 np.all(ids[1:] > ids[:-1])) else None
+            if self._first_id is None:
+                self._row_ids = np.append(ids, np.int64(-1)).astype(np.int64, copy=False)
+                self.ids = self._row_ids[:-1]
         if self._first_id == 0:
             return rows
         if self._first_id is not None:
             np.add(rows, self._first_id, out=rows, where=rows >= 0)
             return rows
-        ids = self.ids.take(rows, mode="clip")
-        ids[rows < 0] = -1
-        return ids
+        assert self._row_ids is not None
+        return self._row_ids.take(rows, out=rows, mode="wrap")  # unbuffered: each in place
 
     @property
     def searcher(self) -> VectorLSH | SetLSH:
@@ -142,15 +152,43 @@ class _Segment:
         return len(self.ids)
 
     def positions(self, ids: np.ndarray) -> np.ndarray:
-        """Row of each item id in this segment, -1 where it is not here (merged segments'
-        ids are not sorted, so a sort order is kept)."""
+        """Row of each item id in this segment, -1 where it is not here.  A merged or k-means
+        segment's ids are in no order, but they span little more than their count: a table
+        from id to row is one take (an argsort of millions of ids is a query's time); ids
+        spread wider than ROW_TABLE_SPAN times their count are looked up in a sort order."""
+        ids = np.asarray(ids, np.int64)
         if not len(self.ids):
             return np.full(len(ids), -1, np.int64)
+        if self._rows_by_id is None:
+            self._rows_by_id = _rows_by_id(self.ids)
+        low, table = self._rows_by_id
+        if table is not None:
+            at = ids - low
+            at[(at < 0) | (at >= len(table) - 1)] = -1  # onto the table's closing -1
+            return table.take(at).astype(np.int64, copy=False)
         if self._order is None:
             self._order = np.argsort(self.ids, kind="stable")
-        sorted_ids = self.ids[self._order]
-        p = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
-        return np.where(sorted_ids[p] == ids, self._order[p], -1)
+            self._sorted_ids = self.ids[self._order]
+        assert self._sorted_ids is not None
+        p = np.clip(np.searchsorted(self._sorted_ids, ids), 0, len(self.ids) - 1)
+        return np.where(self._sorted_ids[p] == ids, self._order[p], -1)
+
+
+#: ``_Segment.positions`` keeps a table from id to row while the ids span at most this many
+#: times their count (4 bytes a slot: at most 8 bytes a row, as the sort order took).
+ROW_TABLE_SPAN = 2
+
+
+def _rows_by_id(ids: np.ndarray) -> tuple[int, np.ndarray | None]:
+    """(lowest id, the row of each id from it up to the highest, -1 for none, then one
+    more -1), or (0, None) when the ids spread too wide for a table."""
+    low, high = int(ids.min()), int(ids.max())
+    span = high - low + 1
+    if span > ROW_TABLE_SPAN * len(ids):
+        return 0, None
+    table = np.full(span + 1, -1, np.int32 if len(ids) < 2**31 else np.int64)
+    table[ids - low] = np.arange(len(ids), dtype=table.dtype)
+    return low, table
 
 
 class Hit(NamedTuple):
@@ -521,7 +559,8 @@ class Index(SegmentedIndex[_Segment]):
             )
         else:
             res = seg.searcher.search(data, k, n_probes=probes or self._default_probes(seg))
-        return Neighbors(seg.item_ids(res.ids), res.distances, res.n_candidates, res.n_probes)
+        seg.item_ids(res.ids)  # in place: no second answer object
+        return res
 
     def _query_remote(self, data: Any, k: int, n_probes: int | None, n_rerank: int | None,
                       recall: float | None = None) -> Neighbors:
