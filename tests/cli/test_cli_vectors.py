@@ -216,6 +216,12 @@ def test_cross_polytope_for_euclidean_is_refused_in_one_line(tmp_path: Path, dat
     assert len(err.strip().splitlines()) == 1
 
 
+def _table(keys: list[str | None]) -> tuple[list[str | None], np.ndarray]:
+    """``Index.key_table``'s form of a key per answer: the distinct keys and each one's place."""
+    table = list(dict.fromkeys(keys))
+    return table, np.array([table.index(key) for key in keys])
+
+
 def test_jsonl_lines_are_what_json_dumps_writes() -> None:
     # vectors query writes jsonl from strings encoded once each: the same text, byte for byte.
     keys = ['a"b', "c\\", None, "clé", 'x", "y', "tab\t", "ok", None, None]
@@ -223,5 +229,20 @@ def test_jsonl_lines_are_what_json_dumps_writes() -> None:
                  np.float32)
     queries = ["q0", 'q"1', "ünï"]
     want = "".join(json.dumps(r) + "\n" for r in vector_records(queries, keys, D))
-    assert vector_jsonl(queries, keys, D) == want
+    assert vector_jsonl(queries, *_table(keys[:D.size]), D) == want
     assert json.loads(want.splitlines()[1])["results"][0] == {"id": "clé", "distance": 0.333333}
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-4, 1e9])
+def test_compiled_jsonl_writes_each_distance_as_repr(scale: float) -> None:
+    """The compiled lines write a rounded distance as repr does: trailing zeros dropped, an
+    exponent below 1e-4, -0.0; from 1e9 on Python writes them (``query.jsonl.fits``)."""
+    rng = np.random.default_rng(3)
+    D = np.concatenate([rng.random((60, 4)) * scale, rng.integers(0, 3000, (60, 4)) / 1e6 * scale])
+    D[0] = [0.0, -1e-9, 1e-4, 5e-6]
+    D[1] = [1.2e-5, 9.95e-5, 2.0, 1234.5]
+    keys = [f"k{i % 37}" for i in range(D.size)]
+    queries = [f"q{i}" for i in range(len(D))]
+    want = "".join(json.dumps(r) + "\n" for r in vector_records(queries, keys, D))
+    assert vector_jsonl(queries, *_table(keys), D) == want
+    assert '"distance": -0.0}' in want and '"distance": 1.2e-05}' in want

@@ -26,6 +26,7 @@ from audiolsh.index.autotune import DEFAULT_MAX_TABLE_BYTES
 from audiolsh.index.build import DEFAULT_TARGET_RECALL
 from audiolsh.index.families import AUTO, FAMILIES
 from audiolsh.library.locations import check_vectors_location
+from audiolsh.query import jsonl
 from audiolsh.query.records import rounded, vector_records
 from audiolsh.search.compact import RERANK_DTYPES
 from audiolsh.search.kernels import SERIAL_BELOW
@@ -111,12 +112,22 @@ def emit_vector_records(records: list[dict[str, Any]], fmt: str, *, k: int) -> N
     emit_records(records, fmt, flat_rows=flat, title=f"{k} nearest")
 
 
-def vector_jsonl(queries: list[str], keys: list[str | None], distances: np.ndarray) -> str:
-    """The jsonl lines of ``vector_records`` (finite distances), as ``json.dumps`` writes them,
-    from strings encoded once each by its C encoder: no dict per answer, no encoder per line."""
+def vector_jsonl(queries: list[str], table: list[str | None], slots: np.ndarray,
+                 distances: np.ndarray) -> str:
+    """The jsonl lines of ``vector_records`` (finite distances) of the answers' keys
+    ``table[slots]`` (``Index.key_table``), as ``json.dumps`` writes them: each key and query
+    encoded once by its C encoder, the lines in one compiled pass (``query.jsonl``)."""
+    rounded_d = np.round(np.asarray(distances, np.float64), 6)  # records.rounded's values
+    missing = np.array([key is None for key in table] + [True])
+    slots = np.asarray(slots).reshape(distances.shape)
+    slots = np.where(missing[slots], -1, slots)
+    if jsonl.fits(rounded_d[slots >= 0]):
+        quoted = [encode_basestring_ascii(key) if key is not None else "" for key in table]
+        return jsonl.lines(list(map(encode_basestring_ascii, queries)), quoted, slots, rounded_d)
+    keys = [table[j] if j >= 0 else None for j in slots.ravel().tolist()]
     present = [key for key in keys if key is not None]
-    quoted = dict(zip(present, map(encode_basestring_ascii, present)))
-    hits = [f'{{"id": {quoted[key]}, "distance": {d!r}}}' if key is not None else ""
+    quoted_of = dict(zip(present, map(encode_basestring_ascii, present)))
+    hits = [f'{{"id": {quoted_of[key]}, "distance": {d!r}}}' if key is not None else ""
             for key, d in zip(keys, itertools.chain.from_iterable(rounded(distances)))]
     k = distances.shape[1]
     return "".join(
@@ -205,10 +216,11 @@ def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_r
         result = index.query(batch.vectors, k, **options)
         elapsed_ms = (time.perf_counter() - t0) * 1e3
         # Keys by array indexing: no catalogue read, no Hit objects (only keys are printed).
-        keys = index.keys(result.ids)
+        table, slots = index.key_table(result.ids)
     if fmt == "jsonl" and np.isfinite(result.distances[result.ids >= 0]).all():
-        sys.stdout.write(vector_jsonl(batch.keys, keys, result.distances))
+        sys.stdout.write(vector_jsonl(batch.keys, table, slots, result.distances))
     else:
+        keys = [table[j] for j in slots.ravel().tolist()]
         emit_vector_records(vector_records(batch.keys, keys, result.distances), fmt, k=k)
     err_console.print(
         f"loaded in {load_ms:.0f} ms (the index, {shown(file.name)}, the search kernels);"

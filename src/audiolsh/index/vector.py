@@ -607,8 +607,15 @@ class Index(SegmentedIndex[_Segment]):
         """The key of each item id (any shape, read flat), None for -1 and for an unknown or
         removed id.  From the segments' key arrays by indexing; segments written before them
         are read from the catalogue (one read)."""
+        table, slots = self.key_table(ids)
+        return [table[j] for j in slots.ravel().tolist()]
+
+    def key_table(self, ids: np.ndarray) -> tuple[list[str | None], np.ndarray]:
+        """``keys`` without a string per id: the keys of the distinct ids (None as in
+        ``keys``), and for each id (shaped as ``ids``) the place of its key among them."""
         self._refresh()
-        wanted, inverse = np.unique(np.asarray(ids, np.int64).ravel(), return_inverse=True)
+        ids = np.asarray(ids, np.int64)
+        wanted, inverse = np.unique(ids.ravel(), return_inverse=True)
         found: list[str | None] = [None] * len(wanted)
         elsewhere = []
         for seg in self._segments:
@@ -621,13 +628,17 @@ class Index(SegmentedIndex[_Segment]):
             if seg.key_arrays is None:
                 elsewhere.append(at)
                 continue
-            for j, key in zip(at.tolist(), keyfile.decode(*seg.key_arrays, p[at])):
+            decoded = keyfile.decode(*seg.key_arrays, p[at])
+            if len(at) == len(wanted):  # all here (one segment): the list as it comes
+                found = list(decoded)
+                continue
+            for j, key in zip(at.tolist(), decoded):
                 found[j] = key
         if elsewhere:
             at = np.concatenate(elsewhere)
             for j, it in zip(at.tolist(), self.storage.items(wanted[at])):
                 found[j] = None if it is None else it.key
-        return [found[j] for j in inverse.ravel().tolist()]
+        return found, inverse.reshape(ids.shape)
 
     def hits(self, result: Neighbors) -> list[list[Hit]]:
         """Resolve a query's ids to keys, tracks and offsets (one catalogue read)."""
