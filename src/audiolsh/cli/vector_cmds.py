@@ -8,7 +8,7 @@ import sys
 import time
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 import numpy as np
@@ -118,11 +118,14 @@ def vector_jsonl(queries: list[str], table: list[str | None], slots: np.ndarray,
     ``table[slots]`` (``Index.key_table``), as ``json.dumps`` writes them: each key and query
     encoded once by its C encoder, the lines in one compiled pass (``query.jsonl``)."""
     rounded_d = np.round(np.asarray(distances, np.float64), 6)  # records.rounded's values
-    missing = np.array([key is None for key in table] + [True])
     slots = np.asarray(slots).reshape(distances.shape)
-    slots = np.where(missing[slots], -1, slots)
+    named = cast("list[str]", table)
+    if None in table:  # -1 or removed: no answer
+        missing = np.array([key is None for key in table] + [True])
+        slots = np.where(missing[slots], -1, slots)
+        named = [key if key is not None else "" for key in table]
     if jsonl.fits(rounded_d[slots >= 0]):
-        quoted = [encode_basestring_ascii(key) if key is not None else "" for key in table]
+        quoted = list(map(encode_basestring_ascii, named))
         return jsonl.lines(list(map(encode_basestring_ascii, queries)), quoted, slots, rounded_d)
     keys = [table[j] if j >= 0 else None for j in slots.ravel().tolist()]
     present = [key for key in keys if key is not None]

@@ -117,7 +117,7 @@ def _lines(q_bytes, q_offsets, k_bytes, k_offsets, slots, distances, out):  # pr
 def _joined(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """ASCII texts end to end, and their offsets."""
     offsets = np.zeros(len(texts) + 1, np.int64)
-    np.cumsum([len(t) for t in texts], out=offsets[1:])
+    np.cumsum(list(map(len, texts)), out=offsets[1:])
     return np.frombuffer("".join(texts).encode("ascii"), np.uint8), offsets
 
 
