@@ -48,6 +48,30 @@ def test_add_query_jsonl_finds_each_row_itself(tmp_path: Path, data) -> None:
         assert d == sorted(d)
 
 
+@pytest.mark.parametrize("plain", [True, False])
+def test_jsonl_is_the_json_records_line_by_line(tmp_path: Path, data, plain: bool) -> None:
+    """Plain keys go from their stored bytes into the lines in one compiled pass; keys to
+    escape are encoded by Python: either way each line is json.dumps of json's record."""
+    _, X = data
+    names = [f"row-{i}" if plain else f'r"\u00f6{i}\\' for i in range(300)]
+    with Index.create(tmp_path / "idx", metric="cosine") as index:
+        index.add(X[:150], names[:150])
+        index.add(X[150:300], names[150:])
+        index.remove([names[3]])
+        assert (index.key_bytes(np.arange(4)) is None) is False
+    q = tmp_path / "q.npy"
+    np.save(q, X[:6])
+    args = ("vectors", "query", str(q), "--index", str(tmp_path / "idx"), "-k", "4")
+    code, out, err = run(*args, "--format", "jsonl")
+    assert code == 0, err
+    code, as_json, err = run(*args, "--format", "json")
+    assert code == 0, err
+    records = json.loads(as_json)
+    assert out == "".join(json.dumps(r) + "\n" for r in records)
+    assert [len(r["results"]) for r in records] == [4] * 6
+    assert json.dumps(names[3]) not in out and json.dumps(names[5]) in out
+
+
 def test_adding_the_same_file_twice_indexes_it_once(tmp_path: Path, data) -> None:
     path, X = data
     idx = tmp_path / "idx"

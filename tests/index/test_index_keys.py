@@ -136,3 +136,24 @@ def test_ids_find_their_rows_by_table_or_by_sort(tmp_path: Path, monkeypatch: py
         np.testing.assert_array_equal(rows, want)
         assert (seg._rows_by_id[1] is None) == (span == 0)
         assert index.keys(probe) == [None if i < 0 or i > 399 or i % 3 == 0 else names[i] for i in probe]
+
+
+def test_key_bytes_are_the_key_table_in_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each id's slot names its key's bytes (-1 where ``keys`` says None), over segments and
+    removals; a segment with its keys in the catalogue only gives None (strings then)."""
+    names = _names(300)
+    with Index.create(tmp_path / "idx", family="kmeans") as index:
+        ids = np.concatenate([index.add(_rows(200), names[:200]), index.add(_rows(100, 1), names[200:])])
+        index.remove(["k1", "k250"])
+        probe = np.concatenate([ids[::-3], [-1, 10_000], ids[:6], ids[249:252]]).reshape(-1, 3)
+        offsets, blob, slots = index.key_bytes(probe)  # type: ignore[misc]
+        assert slots.shape == probe.shape
+        got = [bytes(blob[offsets[s]: offsets[s + 1]]).decode() if s >= 0 else None for s in slots.ravel()]
+        assert got == index.keys(probe)
+        assert len(offsets) - 1 == len({k for k in got if k is not None})  # each key once
+    with monkeypatch.context() as m:
+        m.setattr(vector_module, "_with_keys", lambda build, row_keys: build)
+        with Index.create(tmp_path / "old") as index:
+            ids = index.add(_rows(10), names[:10])
+    with Index.open(tmp_path / "old") as index:
+        assert index.key_bytes(ids) is None

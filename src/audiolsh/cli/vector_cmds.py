@@ -117,7 +117,7 @@ def vector_jsonl(queries: list[str], table: list[str | None], slots: np.ndarray,
     """The jsonl lines of ``vector_records`` (finite distances) of the answers' keys
     ``table[slots]`` (``Index.key_table``), as ``json.dumps`` writes them: each key and query
     encoded once by its C encoder, the lines in one compiled pass (``query.jsonl``)."""
-    rounded_d = np.round(np.asarray(distances, np.float64), 6)  # records.rounded's values
+    rounded_d = jsonl.rounded_distances(distances)
     slots = np.asarray(slots).reshape(distances.shape)
     named = cast("list[str]", table)
     if None in table:  # -1 or removed: no answer
@@ -125,8 +125,9 @@ def vector_jsonl(queries: list[str], table: list[str | None], slots: np.ndarray,
         slots = np.where(missing[slots], -1, slots)
         named = [key if key is not None else "" for key in table]
     if jsonl.fits(rounded_d[slots >= 0]):
-        quoted = list(map(encode_basestring_ascii, named))
-        return jsonl.lines(list(map(encode_basestring_ascii, queries)), quoted, slots, rounded_d)
+        k_bytes, k_offsets = jsonl.joined(list(map(encode_basestring_ascii, named)))
+        return jsonl.lines(list(map(encode_basestring_ascii, queries)), k_bytes, k_offsets, slots,
+                           rounded_d, quote=False)
     keys = [table[j] if j >= 0 else None for j in slots.ravel().tolist()]
     present = [key for key in keys if key is not None]
     quoted_of = dict(zip(present, map(encode_basestring_ascii, present)))
@@ -219,12 +220,19 @@ def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_r
         result = index.query(batch.vectors, k, **options)
         elapsed_ms = (time.perf_counter() - t0) * 1e3
         # Keys by array indexing: no catalogue read, no Hit objects (only keys are printed).
-        table, slots = index.key_table(result.ids)
-    if fmt == "jsonl" and np.isfinite(result.distances[result.ids >= 0]).all():
-        sys.stdout.write(vector_jsonl(batch.keys, table, slots, result.distances))
-    else:
-        keys = [table[j] for j in slots.ravel().tolist()]
-        emit_vector_records(vector_records(batch.keys, keys, result.distances), fmt, k=k)
+        if fmt == "jsonl" and np.isfinite(result.distances[result.ids >= 0]).all():
+            raw = index.key_bytes(result.ids)  # plain keys go from their bytes to the lines
+            text = None if raw is None else jsonl.plain_lines(batch.keys, *raw, result.distances)
+            if text is None:
+                text = vector_jsonl(batch.keys, *index.key_table(result.ids), result.distances)
+            sys.stdout.write(text)
+            records = None
+        else:
+            table, slots = index.key_table(result.ids)
+            keys = [table[j] for j in slots.ravel().tolist()]
+            records = vector_records(batch.keys, keys, result.distances)
+    if records is not None:
+        emit_vector_records(records, fmt, k=k)
     err_console.print(
         f"loaded in {load_ms:.0f} ms (the index, {shown(file.name)}, the search kernels);"
         f" {len(batch)} queries in {elapsed_ms:.1f} ms"

@@ -613,22 +613,15 @@ class Index(SegmentedIndex[_Segment]):
     def key_table(self, ids: np.ndarray) -> tuple[list[str | None], np.ndarray]:
         """``keys`` without a string per id: the keys of the distinct ids (None as in
         ``keys``), and for each id (shaped as ``ids``) the place of its key among them."""
-        self._refresh()
         ids = np.asarray(ids, np.int64)
         wanted, inverse = np.unique(ids.ravel(), return_inverse=True)
         found: list[str | None] = [None] * len(wanted)
         elsewhere = []
-        for seg in self._segments:
-            p = seg.positions(wanted)
-            hit = p >= 0
-            hit[hit] = seg.alive[p[hit]] == 1
-            if not hit.any():
-                continue
-            at = np.flatnonzero(hit)
+        for seg, at, rows in self._live_rows(wanted):
             if seg.key_arrays is None:
                 elsewhere.append(at)
                 continue
-            decoded = keyfile.decode(*seg.key_arrays, p[at])
+            decoded = keyfile.decode(*seg.key_arrays, rows)
             if len(at) == len(wanted):  # all here (one segment): the list as it comes
                 found = list(decoded)
                 continue
@@ -639,6 +632,36 @@ class Index(SegmentedIndex[_Segment]):
             for j, it in zip(at.tolist(), self.storage.items(wanted[at])):
                 found[j] = None if it is None else it.key
         return found, inverse.reshape(ids.shape)
+
+    def key_bytes(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``key_table`` as UTF-8 bytes, with no string at all: the distinct live ids' keys end
+        to end (offsets, bytes) and each id's slot among them (-1: none, as ``keys``' None),
+        shaped as ``ids``.  None when a segment keeps its keys in the catalogue only."""
+        ids = np.asarray(ids, np.int64)
+        wanted, inverse = np.unique(ids.ravel(), return_inverse=True)
+        slot = np.full(len(wanted) + 1, -1, np.int64)
+        parts: list[dict[str, np.ndarray]] = []
+        n = 0
+        for seg, at, rows in self._live_rows(wanted):
+            if seg.key_arrays is None:
+                return None
+            slot[at] = np.arange(n, n + len(at))
+            n += len(at)
+            parts.append(keyfile.take(*seg.key_arrays, rows))
+        joined = parts[0] if len(parts) == 1 else keyfile.concat(parts) if parts else keyfile.encode([])
+        return joined[keyfile.OFFSETS], joined[keyfile.BYTES], slot[inverse].reshape(ids.shape)
+
+    def _live_rows(self, wanted: np.ndarray) -> Iterator[tuple[_Segment, np.ndarray, np.ndarray]]:
+        """For each segment holding some of the distinct ids ``wanted`` live: the segment,
+        their places in ``wanted`` and their rows."""
+        self._refresh()
+        for seg in self._segments:
+            p = seg.positions(wanted)
+            hit = p >= 0
+            hit[hit] = seg.alive[p[hit]] == 1
+            if hit.any():
+                at = np.flatnonzero(hit)
+                yield seg, at, p[at]
 
     def hits(self, result: Neighbors) -> list[list[Hit]]:
         """Resolve a query's ids to keys, tracks and offsets (one catalogue read)."""

@@ -11,6 +11,8 @@ Larger distances, and any value not finite, are left to Python (``fits``).
 
 from __future__ import annotations
 
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+
 import numba
 import numpy as np
 
@@ -89,7 +91,8 @@ def _float(out, at, v):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _lines(q_bytes, q_offsets, k_bytes, k_offsets, slots, distances, out):  # pragma: no cover
+def _lines(q_bytes, q_offsets, k_bytes, k_offsets, slots, distances, quote, out):  # pragma: no cover
+    """The lines into out; ``quote``: the keys' bytes are plain (``plain``), quoted here."""
     at = 0
     n, k = slots.shape
     for i in range(n):
@@ -105,7 +108,13 @@ def _lines(q_bytes, q_offsets, k_bytes, k_offsets, slots, distances, out):  # pr
                 at = _put(out, at, _SEP)
             first = False
             at = _put(out, at, _ID)
+            if quote:
+                out[at] = 34
+                at += 1
             at = _put(out, at, k_bytes[k_offsets[s]: k_offsets[s + 1]])
+            if quote:
+                out[at] = 34
+                at += 1
             at = _put(out, at, _DISTANCE)
             at = _float(out, at, distances[i, j])
             out[at] = 125  # "}"
@@ -114,25 +123,52 @@ def _lines(q_bytes, q_offsets, k_bytes, k_offsets, slots, distances, out):  # pr
     return at
 
 
-def _joined(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def joined(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """ASCII texts end to end, and their offsets."""
     offsets = np.zeros(len(texts) + 1, np.int64)
     np.cumsum(list(map(len, texts)), out=offsets[1:])
     return np.frombuffer("".join(texts).encode("ascii"), np.uint8), offsets
 
 
-def lines(queries: list[str], quoted_keys: list[str], slots: np.ndarray, rounded: np.ndarray) -> str:
-    """The lines of queries (JSON-quoted, ASCII) whose answers are ``quoted_keys[slots[i, j]]``
-    (JSON-quoted, ASCII; slot -1: no answer, left out) at the distances ``rounded`` (float64,
+def plain(blob: np.ndarray) -> bool:
+    """Whether UTF-8 bytes are JSON string content as they are: printable ASCII, no quote
+    and no backslash (json.dumps then writes them between quotes unchanged)."""
+    return bool(np.all((blob >= 0x20) & (blob < 0x7F) & (blob != 0x22) & (blob != 0x5C)))
+
+
+def lines(queries: list[str], k_bytes: np.ndarray, k_offsets: np.ndarray, slots: np.ndarray,
+          rounded: np.ndarray, *, quote: bool) -> str:
+    """The lines of queries (JSON-quoted, ASCII) whose answers are keys ``slots[i, j]`` of
+    ``k_bytes`` (ends at ``k_offsets``; JSON-quoted ASCII, or ``quote``: ``plain`` bytes to
+    put between quotes; slot -1: no answer, left out) at the distances ``rounded`` (float64,
     rounded to 6 places, ``fits``)."""
-    q_bytes, q_offsets = _joined(queries)
-    k_bytes, k_offsets = _joined(quoted_keys)
+    q_bytes, q_offsets = joined(queries)
     slots = np.ascontiguousarray(slots, np.int64)
     used = slots[slots >= 0]
-    per_answer = len(_ID) + len(_DISTANCE) + _FLOAT + 1 + len(_SEP)
+    per_answer = len(_ID) + len(_DISTANCE) + _FLOAT + 3 + len(_SEP)
     size = (len(q_bytes) + len(queries) * (len(_QUERY) + len(_RESULTS) + len(_END))
             + int(np.diff(k_offsets)[used].sum()) + len(used) * per_answer)
     out = np.empty(size, np.uint8)
-    end = _lines(q_bytes, q_offsets, k_bytes, k_offsets, slots,
-                 np.ascontiguousarray(rounded, np.float64), out)
+    end = _lines(q_bytes, q_offsets, np.ascontiguousarray(k_bytes, np.uint8),
+                 np.ascontiguousarray(k_offsets, np.int64), slots,
+                 np.ascontiguousarray(rounded, np.float64), quote, out)
     return out[:end].tobytes().decode("ascii")
+
+
+def rounded_distances(distances: np.ndarray) -> np.ndarray:
+    """``records.rounded``'s values as an array."""
+    return np.round(np.asarray(distances, np.float64), 6)
+
+
+def plain_lines(queries: list[str], k_offsets: np.ndarray, k_bytes: np.ndarray, slots: np.ndarray,
+                distances: np.ndarray) -> str | None:
+    """The lines straight from the answers' key bytes (``Index.key_bytes``), None when a key
+    needs escaping (then its text is Python's to encode) or a distance does not ``fit``."""
+    if not plain(k_bytes):
+        return None
+    rounded = rounded_distances(distances)
+    slots = np.asarray(slots).reshape(distances.shape)
+    if not fits(rounded[slots >= 0]):
+        return None
+    return lines(list(map(encode_basestring_ascii, queries)), k_bytes, k_offsets, slots, rounded,
+                 quote=True)
