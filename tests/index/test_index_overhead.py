@@ -177,3 +177,24 @@ def test_kmeans_rows_map_to_the_ids_the_kernel_names(tmp_path: Path, metric: str
         got = index.query(Q[:2], 50, n_probes=4)  # more than the rows: -1 after the 40th
         assert (got.ids[:, 40:] == -1).all() and np.isinf(got.distances[:, 40:]).all()
         assert sorted(got.ids[0, :40].tolist()) == ids.tolist()
+
+
+def test_load_kernels_runs_no_batch_kernel_and_leaves_none_to_compile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``vectors query`` loads its kernels before it times the queries: a k-means batch kernel
+    is loaded, not run (a parallel call costs a thread-pool round trip), for the very types
+    the query then passes (nothing compiles in the timed query)."""
+    from audiolsh.search import cells
+
+    X, Q = _data(9, 900), _data(10, 40)
+    searched: list[int] = []
+    real = cells.search_cells_of
+    monkeypatch.setattr(cells, "search_cells_of", lambda s, A, *a: searched.append(len(A)) or real(s, A, *a))
+    with Index.create(tmp_path / "idx", metric="cosine", family="kmeans", n_bits=4) as index:
+        index.add(X)
+        index.load_kernels(Q, K, n_probes=3)
+        assert searched == [1]  # the one-row query; the batch's kernel only loaded
+        loaded = set(cells.search_cells_parallel.signatures)
+        got = index.query(Q, K, n_probes=3)
+        assert set(cells.search_cells_parallel.signatures) == loaded and searched == [1, 40]
+        _same(got, _kernels(index, Q, n_probes=3))

@@ -33,6 +33,7 @@ from audiolsh.index.remote import search as remote_search
 from audiolsh.index.segments import ItemRows, SegmentBuild, SegmentedIndex
 from audiolsh.search import BruteForce, BucketTables, Neighbors, SetLSH, VectorLSH, merge, prepare
 from audiolsh.search.compact import RERANK_FORMAT
+from audiolsh.search.kernels import SERIAL_BELOW
 from audiolsh.storage import Item, SegmentInfo, Storage, Track
 from audiolsh.storage.base import Writer, check_format_version
 from audiolsh.storage.redis_remote import RemoteLayout
@@ -533,6 +534,21 @@ class Index(SegmentedIndex[_Segment]):
             return merge(parts, k)
         metric = self.config.metric
         return _empty(len(as_sets(data) if metric == "jaccard" else prepare(np.asarray(data), metric)), k)
+
+    def load_kernels(self, data: Any, k: int = 10, **options: Any) -> None:
+        """Load what a query of the rows ``data`` runs (segments, compiled kernels), running
+        no batch kernel where a family allows (k-means cells): a command that times its
+        queries calls this first, and a parallel kernel's call costs a thread-pool round trip
+        even for a few rows.  ``options`` as ``query``'s."""
+        rows = np.asarray(data)
+        self.query(rows[:1], k, **options)  # the segments and the one-row kernels
+        if rows.ndim != 2 or len(rows) < SERIAL_BELOW:
+            return
+        if options.get("exact") or not all(
+            seg.remote is None and isinstance(seg.searcher, VectorLSH)
+            and seg.searcher.load_kernels(rows, k) for seg in self._segments if seg.n_live
+        ):
+            self.query(rows[:SERIAL_BELOW], k, **options)
 
     def _search_segment(self, seg: _Segment, data: Any, k: int, n_probes: int | None,
                         n_rerank: int | None, exact: bool, recall: float | None = None) -> Neighbors:
