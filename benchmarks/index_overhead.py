@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import audiolsh.cli  # noqa: F401  # first: its OpenMP setting holds for the kernel and the command alike
 from audiolsh.index import Index
 from audiolsh.search import BruteForce, Neighbors, VectorLSH, merge
 from knn import clustered_data
