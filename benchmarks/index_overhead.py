@@ -21,6 +21,7 @@ The ratio is Index time / kernel time (1.2 is the issue's bound).
 
     python benchmarks/index_overhead.py --n 200000 --segments 4 --dir /tmp/overhead  # keeps them
     python benchmarks/index_overhead.py --quick          # a smoke run, ~20 s
+    python benchmarks/index_overhead.py --family kmeans --probes 4   # the default family's fast point
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import audiolsh.cli  # noqa: F401  # first: its OpenMP setting holds for the kernel and the command alike
 from audiolsh.index import Index
 from audiolsh.search import BruteForce, Neighbors, VectorLSH, merge
 from knn import clustered_data
@@ -100,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=200_000, help="indexed rows")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--segments", type=int, default=4, help="adds of the several-segment index")
+    ap.add_argument("--family", choices=("hyperplane", "kmeans"), default="hyperplane",
+                    help="the indexes' hash family (256 probes suit hyperplanes; k-means: 4)")
     ap.add_argument("--probes", type=int, default=256, help="buckets probed per query")
     ap.add_argument("--rerank", type=int, default=300, help="candidates measured exactly")
     ap.add_argument("--batch", type=int, default=100, help="rows per call of the batch rows")
@@ -138,16 +142,16 @@ def dataset(n: int, n_queries: int, keep: Path | None) -> tuple[np.ndarray, np.n
     return X, Q, truth
 
 
-def build(path: Path, X: np.ndarray, n_adds: int) -> None:
+def build(path: Path, X: np.ndarray, n_adds: int, family: str) -> None:
     """The index of X in ``n_adds`` adds, unless ``path`` already holds it (a kept one)."""
     if path.exists():
         with Index.open(path, readonly=True) as index:
-            if len(index) == len(X) and len(index.segments) == n_adds:
+            if len(index) == len(X) and len(index.segments) == n_adds and index.config.family == family:
                 log(f"{path}: kept from an earlier run")
                 return
         shutil.rmtree(path)
     t0 = time.perf_counter()
-    with Index.create(path, metric="cosine") as index:
+    with Index.create(path, metric="cosine", family=family) as index:
         for part in np.array_split(X, n_adds):
             index.add(part)
     log(f"{path}: {len(X)} rows in {n_adds} segments built in {time.perf_counter() - t0:.1f} s")
@@ -156,9 +160,10 @@ def build(path: Path, X: np.ndarray, n_adds: int) -> None:
 def run(args: argparse.Namespace, root: Path, X: np.ndarray, Q: np.ndarray, truth: np.ndarray
         ) -> dict[str, Any]:
     nq, P, R = len(Q), args.probes, args.rerank
-    one_path, many_path = root / f"one-{len(X)}", root / f"many-{len(X)}-{args.segments}"
-    build(one_path, X, 1)
-    build(many_path, X, args.segments)
+    one_path = root / f"one-{args.family}-{len(X)}"
+    many_path = root / f"many-{args.family}-{len(X)}-{args.segments}"
+    build(one_path, X, 1, args.family)
+    build(many_path, X, args.segments, args.family)
     qfile, qfile1 = root / "queries.npy", root / "query1.npy"
     np.save(qfile, Q)
     np.save(qfile1, Q[:1])
@@ -168,7 +173,7 @@ def run(args: argparse.Namespace, root: Path, X: np.ndarray, Q: np.ndarray, trut
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "load_avg_start": list(os.getloadavg()),
-        "n": len(X), "queries": nq, "probes": P, "rerank": R, "rows": [],
+        "n": len(X), "queries": nq, "family": args.family, "probes": P, "rerank": R, "rows": [],
     }
     rows: list[dict[str, Any]] = report["rows"]
 
@@ -247,7 +252,8 @@ def run(args: argparse.Namespace, root: Path, X: np.ndarray, Q: np.ndarray, trut
         row(f"{len(kernels)} segments, API, {args.batch} rows per call", ks, ix, nq)
 
     report["load_avg_end"] = list(os.getloadavg())
-    print(f"\n{len(X)} x {X.shape[1]} clustered rows, {nq} queries, k={K}, probes {P}, rerank {R};"
+    print(f"\n{len(X)} x {X.shape[1]} clustered rows, {nq} queries, {args.family}, k={K}, probes {P},"
+          f" rerank {R};"
           f" recall@10 {report['one_segment']['recall']:.3f} (one segment),"
           f" {report['several_segments']['recall']:.3f} ({len(kernels)} segments)\n")
     print("| | kernel QPS | Index QPS | Index time / kernel time |")

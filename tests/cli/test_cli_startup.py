@@ -203,7 +203,9 @@ def test_vectors_query_times_the_queries_apart_from_the_loading(tmp_path: Path,
     result = CliRunner().invoke(cli, ["vectors", "query", str(queries), "--index", idx, "-k", "3",
                                       "--format", "jsonl"])
     assert result.exit_code == 0, result.output
-    assert batches == [4, 10]  # the warm-up search (loading), then the timed one
+    # loading: a one-row search, and the (default k-means) batch kernel loaded without a run;
+    # then the timed search
+    assert batches == [1, 10]
     summary = result.stderr.strip().splitlines()[-1]
     assert summary.startswith("loaded in ") and "queries.npy" in summary and "; 10 queries in " in summary
     assert len(result.stdout.strip().splitlines()) == 10
@@ -218,3 +220,16 @@ def test_the_index_and_identification_import_no_statistics_or_spectrum_stack() -
                           timeout=120, check=True)
     modules = set(json.loads(done.stdout))
     assert not modules & {"scipy.stats", "scipy.signal", "librosa.core.spectrum", "sklearn"}
+
+
+@pytest.mark.parametrize(("given", "want"), [(None, "PASSIVE"), ("active", "active")])
+def test_the_command_lets_openmp_workers_sleep_unless_told(given: str | None, want: str) -> None:
+    """OpenMP's workers spin after each parallel call by default and take a core from the
+    answers' writing; the command has them sleep, unless its environment sets the policy."""
+    env = {k: v for k, v in _child_env().items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import os, audiolsh.cli; print(os.environ['OMP_WAIT_POLICY'])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == want

@@ -48,6 +48,30 @@ def test_add_query_jsonl_finds_each_row_itself(tmp_path: Path, data) -> None:
         assert d == sorted(d)
 
 
+@pytest.mark.parametrize("plain", [True, False])
+def test_jsonl_is_the_json_records_line_by_line(tmp_path: Path, data, plain: bool) -> None:
+    """Plain keys go from their stored bytes into the lines in one compiled pass; keys to
+    escape are encoded by Python: either way each line is json.dumps of json's record."""
+    _, X = data
+    names = [f"row-{i}" if plain else f'r"\u00f6{i}\\' for i in range(300)]
+    with Index.create(tmp_path / "idx", metric="cosine") as index:
+        index.add(X[:150], names[:150])
+        index.add(X[150:300], names[150:])
+        index.remove([names[3]])
+        assert (index.key_bytes(np.arange(4)) is None) is False
+    q = tmp_path / "q.npy"
+    np.save(q, X[:6])
+    args = ("vectors", "query", str(q), "--index", str(tmp_path / "idx"), "-k", "4")
+    code, out, err = run(*args, "--format", "jsonl")
+    assert code == 0, err
+    code, as_json, err = run(*args, "--format", "json")
+    assert code == 0, err
+    records = json.loads(as_json)
+    assert out == "".join(json.dumps(r) + "\n" for r in records)
+    assert [len(r["results"]) for r in records] == [4] * 6
+    assert json.dumps(names[3]) not in out and json.dumps(names[5]) in out
+
+
 def test_adding_the_same_file_twice_indexes_it_once(tmp_path: Path, data) -> None:
     path, X = data
     idx = tmp_path / "idx"
@@ -216,6 +240,12 @@ def test_cross_polytope_for_euclidean_is_refused_in_one_line(tmp_path: Path, dat
     assert len(err.strip().splitlines()) == 1
 
 
+def _table(keys: list[str | None]) -> tuple[list[str | None], np.ndarray]:
+    """``Index.key_table``'s form of a key per answer: the distinct keys and each one's place."""
+    table = list(dict.fromkeys(keys))
+    return table, np.array([table.index(key) for key in keys])
+
+
 def test_jsonl_lines_are_what_json_dumps_writes() -> None:
     # vectors query writes jsonl from strings encoded once each: the same text, byte for byte.
     keys = ['a"b', "c\\", None, "clé", 'x", "y', "tab\t", "ok", None, None]
@@ -223,5 +253,20 @@ def test_jsonl_lines_are_what_json_dumps_writes() -> None:
                  np.float32)
     queries = ["q0", 'q"1', "ünï"]
     want = "".join(json.dumps(r) + "\n" for r in vector_records(queries, keys, D))
-    assert vector_jsonl(queries, keys, D) == want
+    assert vector_jsonl(queries, *_table(keys[:D.size]), D) == want
     assert json.loads(want.splitlines()[1])["results"][0] == {"id": "clé", "distance": 0.333333}
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-4, 1e9])
+def test_compiled_jsonl_writes_each_distance_as_repr(scale: float) -> None:
+    """The compiled lines write a rounded distance as repr does: trailing zeros dropped, an
+    exponent below 1e-4, -0.0; from 1e9 on Python writes them (``query.jsonl.fits``)."""
+    rng = np.random.default_rng(3)
+    D = np.concatenate([rng.random((60, 4)) * scale, rng.integers(0, 3000, (60, 4)) / 1e6 * scale])
+    D[0] = [0.0, -1e-9, 1e-4, 5e-6]
+    D[1] = [1.2e-5, 9.95e-5, 2.0, 1234.5]
+    keys = [f"k{i % 37}" for i in range(D.size)]
+    queries = [f"q{i}" for i in range(len(D))]
+    want = "".join(json.dumps(r) + "\n" for r in vector_records(queries, keys, D))
+    assert vector_jsonl(queries, *_table(keys), D) == want
+    assert '"distance": -0.0}' in want and '"distance": 1.2e-05}' in want

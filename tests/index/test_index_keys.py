@@ -115,3 +115,45 @@ def test_keys_of_a_redis_index(redis_url: str, mode: str) -> None:
         [seg] = reader._segments
         assert (seg.key_arrays is None) == bool(mode)
         assert reader.keys(ids[::-1]) == [None if n == "k3" else n for n in names[::-1]]
+
+
+@pytest.mark.parametrize("span", [vector_module.ROW_TABLE_SPAN, 0])
+def test_ids_find_their_rows_by_table_or_by_sort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 span: int) -> None:
+    """A segment finds an id's row in a table over the ids' span, or (ids spread wider than
+    ROW_TABLE_SPAN times their count) in a sort order: the same rows, -1 for any other id."""
+    monkeypatch.setattr(vector_module, "ROW_TABLE_SPAN", span)
+    names = _names(400)
+    with Index.create(tmp_path / "idx", family="kmeans", n_bits=3) as index:
+        ids = index.add(_rows(400), names)
+        index.remove([names[i] for i in range(0, 400, 3)])
+        index.compact(full=True)  # live ids with gaps, in cell order
+        [seg] = index._segments
+        assert (np.diff(seg.ids) < 0).any()
+        probe = np.concatenate([ids, [-5, -1, ids.max() + 1, 10**12], ids[::-7]])
+        rows = seg.positions(probe)
+        want = np.array([np.flatnonzero(seg.ids == i)[0] if i in seg.ids else -1 for i in probe])
+        np.testing.assert_array_equal(rows, want)
+        assert (seg._rows_by_id[1] is None) == (span == 0)
+        assert index.keys(probe) == [None if i < 0 or i > 399 or i % 3 == 0 else names[i] for i in probe]
+
+
+def test_key_bytes_are_the_key_table_in_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each id's slot names its key's bytes (-1 where ``keys`` says None), over segments and
+    removals; a segment with its keys in the catalogue only gives None (strings then)."""
+    names = _names(300)
+    with Index.create(tmp_path / "idx", family="kmeans") as index:
+        ids = np.concatenate([index.add(_rows(200), names[:200]), index.add(_rows(100, 1), names[200:])])
+        index.remove(["k1", "k250"])
+        probe = np.concatenate([ids[::-3], [-1, 10_000], ids[:6], ids[249:252]]).reshape(-1, 3)
+        offsets, blob, slots = index.key_bytes(probe)  # type: ignore[misc]
+        assert slots.shape == probe.shape
+        got = [bytes(blob[offsets[s]: offsets[s + 1]]).decode() if s >= 0 else None for s in slots.ravel()]
+        assert got == index.keys(probe)
+        assert len(offsets) - 1 == len({k for k in got if k is not None})  # each key once
+    with monkeypatch.context() as m:
+        m.setattr(vector_module, "_with_keys", lambda build, row_keys: build)
+        with Index.create(tmp_path / "old") as index:
+            ids = index.add(_rows(10), names[:10])
+    with Index.open(tmp_path / "old") as index:
+        assert index.key_bytes(ids) is None

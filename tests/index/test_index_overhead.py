@@ -150,3 +150,51 @@ def test_vectors_query_leaves_the_collector_as_it_found_it(tmp_path: Path) -> No
     assert res.exit_code == 0, res.output
     assert [line.count('"id"') for line in res.stdout.splitlines()] == [2, 2, 2]
     assert gc.get_freeze_count() == before
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_kmeans_rows_map_to_the_ids_the_kernel_names(tmp_path: Path, metric: str) -> None:
+    """A k-means segment stores its rows cell by cell, so its ids are no range: the index maps
+    rows through the ids (and -1 to -1) in place, and answers what the kernels answer, single
+    and batch, over segments, past the last row, and with removed rows."""
+    X, Q = _data(7, 900), _data(8, 12)
+    with Index.create(tmp_path / "idx", metric=metric, family="kmeans", n_bits=4) as index:
+        index.add(X[:300])
+        index.add(X[300:])
+        assert all((np.diff(seg.ids) < 0).any() for seg in index._segments)  # not in id order
+        for params in ({"n_probes": 2}, {"n_probes": 9}):
+            want = _kernels(index, Q, **params)
+            _same(index.query(Q, K, **params), want)
+            for i in range(3):
+                _same(index.query(Q[i], K, **params), want.take(np.array([i])))
+        index.remove([str(i) for i in range(0, 900, 4)])
+        want = _kernels(index, Q, n_probes=3)
+        _same(index.query(Q, K, n_probes=3), want)
+        _same(index.query(Q[5], K, n_probes=3), want.take(np.array([5])))
+        assert not np.isin(want.ids, np.arange(0, 900, 4)).any()
+    with Index.create(tmp_path / "small", metric=metric, family="kmeans", n_bits=2) as index:
+        ids = index.add(X[:40])
+        got = index.query(Q[:2], 50, n_probes=4)  # more than the rows: -1 after the 40th
+        assert (got.ids[:, 40:] == -1).all() and np.isinf(got.distances[:, 40:]).all()
+        assert sorted(got.ids[0, :40].tolist()) == ids.tolist()
+
+
+def test_load_kernels_runs_no_batch_kernel_and_leaves_none_to_compile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``vectors query`` loads its kernels before it times the queries: a k-means batch kernel
+    is loaded, not run (a parallel call costs a thread-pool round trip), for the very types
+    the query then passes (nothing compiles in the timed query)."""
+    from audiolsh.search import cells
+
+    X, Q = _data(9, 900), _data(10, 40)
+    searched: list[int] = []
+    real = cells.search_cells_of
+    monkeypatch.setattr(cells, "search_cells_of", lambda s, A, *a: searched.append(len(A)) or real(s, A, *a))
+    with Index.create(tmp_path / "idx", metric="cosine", family="kmeans", n_bits=4) as index:
+        index.add(X)
+        index.load_kernels(Q, K, n_probes=3)
+        assert searched == [1]  # the one-row query; the batch's kernel only loaded
+        loaded = set(cells.search_cells_parallel.signatures)
+        got = index.query(Q, K, n_probes=3)
+        assert set(cells.search_cells_parallel.signatures) == loaded and searched == [1, 40]
+        _same(got, _kernels(index, Q, n_probes=3))

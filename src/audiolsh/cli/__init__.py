@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -20,6 +21,12 @@ from audiolsh import __version__
 from audiolsh.errors import AudiolshError
 
 EXIT_ERROR = 2
+
+# numba's parallel kernels run on OpenMP, whose workers spin for milliseconds after each call
+# (GNU's default): a command's one batch query leaves a core busy, and writing its answers ran
+# at half speed on 2 cores.  Asleep at once unless the environment says otherwise (read when
+# OpenMP loads: at the first parallel call, after this).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 class Lazy(NamedTuple):

@@ -8,7 +8,7 @@ import sys
 import time
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 import numpy as np
@@ -26,9 +26,9 @@ from audiolsh.index.autotune import DEFAULT_MAX_TABLE_BYTES
 from audiolsh.index.build import DEFAULT_TARGET_RECALL
 from audiolsh.index.families import AUTO, FAMILIES
 from audiolsh.library.locations import check_vectors_location
+from audiolsh.query import jsonl
 from audiolsh.query.records import rounded, vector_records
 from audiolsh.search.compact import RERANK_DTYPES
-from audiolsh.search.kernels import SERIAL_BELOW
 from audiolsh.vectors import read_vectors
 
 
@@ -111,12 +111,26 @@ def emit_vector_records(records: list[dict[str, Any]], fmt: str, *, k: int) -> N
     emit_records(records, fmt, flat_rows=flat, title=f"{k} nearest")
 
 
-def vector_jsonl(queries: list[str], keys: list[str | None], distances: np.ndarray) -> str:
-    """The jsonl lines of ``vector_records`` (finite distances), as ``json.dumps`` writes them,
-    from strings encoded once each by its C encoder: no dict per answer, no encoder per line."""
+def vector_jsonl(queries: list[str], table: list[str | None], slots: np.ndarray,
+                 distances: np.ndarray) -> str:
+    """The jsonl lines of ``vector_records`` (finite distances) of the answers' keys
+    ``table[slots]`` (``Index.key_table``), as ``json.dumps`` writes them: each key and query
+    encoded once by its C encoder, the lines in one compiled pass (``query.jsonl``)."""
+    rounded_d = jsonl.rounded_distances(distances)
+    slots = np.asarray(slots).reshape(distances.shape)
+    named = cast("list[str]", table)
+    if None in table:  # -1 or removed: no answer
+        missing = np.array([key is None for key in table] + [True])
+        slots = np.where(missing[slots], -1, slots)
+        named = [key if key is not None else "" for key in table]
+    if jsonl.fits(rounded_d[slots >= 0]):
+        k_bytes, k_offsets = jsonl.joined(list(map(encode_basestring_ascii, named)))
+        return jsonl.lines(list(map(encode_basestring_ascii, queries)), k_bytes, k_offsets, slots,
+                           rounded_d, quote=False)
+    keys = [table[j] if j >= 0 else None for j in slots.ravel().tolist()]
     present = [key for key in keys if key is not None]
-    quoted = dict(zip(present, map(encode_basestring_ascii, present)))
-    hits = [f'{{"id": {quoted[key]}, "distance": {d!r}}}' if key is not None else ""
+    quoted_of = dict(zip(present, map(encode_basestring_ascii, present)))
+    hits = [f'{{"id": {quoted_of[key]}, "distance": {d!r}}}' if key is not None else ""
             for key, d in zip(keys, itertools.chain.from_iterable(rounded(distances)))]
     k = distances.shape[1]
     return "".join(
@@ -191,11 +205,11 @@ def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_r
     batch = read_vectors(file, per_second=per_second, id_column=id_column)
     with Index.open(index_path, readonly=True) as index:
         check_dim(file, batch.dim, index)
-        # The first search loads the segments and the compiled kernels (the serial one for a
-        # few rows, the parallel one for more): timed with the loading, not with the queries.
+        # The segments and the compiled kernels (the serial one for a few rows, the parallel
+        # one for more) load here: timed with the loading, not with the queries.
         options: dict[str, Any] = {
             "n_probes": n_probes, "n_rerank": n_rerank, "exact": exact, "recall": recall}
-        index.query(batch.vectors[:SERIAL_BELOW], k, **options)
+        index.load_kernels(batch.vectors, k, **options)
         # What is loaded now lives until the end: kept out of the collections that the
         # answers' objects (k per query) trigger, each of which would walk it all again.
         gc.freeze()
@@ -205,11 +219,19 @@ def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_r
         result = index.query(batch.vectors, k, **options)
         elapsed_ms = (time.perf_counter() - t0) * 1e3
         # Keys by array indexing: no catalogue read, no Hit objects (only keys are printed).
-        keys = index.keys(result.ids)
-    if fmt == "jsonl" and np.isfinite(result.distances[result.ids >= 0]).all():
-        sys.stdout.write(vector_jsonl(batch.keys, keys, result.distances))
-    else:
-        emit_vector_records(vector_records(batch.keys, keys, result.distances), fmt, k=k)
+        if fmt == "jsonl" and np.isfinite(result.distances[result.ids >= 0]).all():
+            raw = index.key_bytes(result.ids)  # plain keys go from their bytes to the lines
+            text = None if raw is None else jsonl.plain_lines(batch.keys, *raw, result.distances)
+            if text is None:
+                text = vector_jsonl(batch.keys, *index.key_table(result.ids), result.distances)
+            sys.stdout.write(text)
+            records = None
+        else:
+            table, slots = index.key_table(result.ids)
+            keys = [table[j] for j in slots.ravel().tolist()]
+            records = vector_records(batch.keys, keys, result.distances)
+    if records is not None:
+        emit_vector_records(records, fmt, k=k)
     err_console.print(
         f"loaded in {load_ms:.0f} ms (the index, {shown(file.name)}, the search kernels);"
         f" {len(batch)} queries in {elapsed_ms:.1f} ms"

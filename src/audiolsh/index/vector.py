@@ -33,6 +33,7 @@ from audiolsh.index.remote import search as remote_search
 from audiolsh.index.segments import ItemRows, SegmentBuild, SegmentedIndex
 from audiolsh.search import BruteForce, BucketTables, Neighbors, SetLSH, VectorLSH, merge, prepare
 from audiolsh.search.compact import RERANK_FORMAT
+from audiolsh.search.kernels import SERIAL_BELOW
 from audiolsh.storage import Item, SegmentInfo, Storage, Track
 from audiolsh.storage.base import Writer, check_format_version
 from audiolsh.storage.redis_remote import RemoteLayout
@@ -86,6 +87,7 @@ class _Segment:
     remote: RemoteLayout | None = None
     _load: Callable[[], VectorLSH | SetLSH] | None = None
     _order: np.ndarray | None = None
+    _sorted_ids: np.ndarray | None = None
     #: track id and offset of every row, read from the catalogue on first use: an item's track
     #: and offset never change, so this holds for the segment's life (removals: ``alive``)
     _items: tuple[np.ndarray, np.ndarray] | None = None
@@ -94,6 +96,10 @@ class _Segment:
     _n_live: int = 0
     n_candidates: int = 0
     _first_id: int | None = -1  # -1: not looked at yet; None: the ids are not a range
+    #: ids then -1, when they are not a range: row -1 wraps onto the -1 (``item_ids``)
+    _row_ids: np.ndarray | None = None
+    #: (lowest id, row of each id from it then -1) or (0, None): see ``positions``
+    _rows_by_id: tuple[int, np.ndarray | None] | None = None
     #: the key arrays (``keyfile``), None: the keys are in the catalogue only
     key_arrays: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -102,20 +108,25 @@ class _Segment:
         self.set_alive(np.ones(len(self.ids), np.uint8))
 
     def item_ids(self, rows: np.ndarray) -> np.ndarray:
-        """Item ids of a search's row numbers (int64, fresh from the search), -1 staying -1."""
+        """Item ids of a search's row numbers (int64, fresh from the search, overwritten in
+        place and returned), -1 staying -1."""
         if self._first_id == -1:
             # Rows of one add have consecutive ids: a row's id is its number plus the first.
+            # A k-means segment stores its rows cell by cell, so there a copy of the ids with
+            # a -1 after them maps every row in one take (row -1 wraps onto the -1).
             ids = self.ids
             self._first_id = int(ids[0]) if ids[-1] - ids[0] == len(ids) - 1 and bool(
                 np.all(ids[1:] > ids[:-1])) else None
+            if self._first_id is None:
+                self._row_ids = np.append(ids, np.int64(-1)).astype(np.int64, copy=False)
+                self.ids = self._row_ids[:-1]
         if self._first_id == 0:
             return rows
         if self._first_id is not None:
             np.add(rows, self._first_id, out=rows, where=rows >= 0)
             return rows
-        ids = self.ids.take(rows, mode="clip")
-        ids[rows < 0] = -1
-        return ids
+        assert self._row_ids is not None
+        return self._row_ids.take(rows, out=rows, mode="wrap")  # unbuffered: each in place
 
     @property
     def searcher(self) -> VectorLSH | SetLSH:
@@ -142,15 +153,43 @@ class _Segment:
         return len(self.ids)
 
     def positions(self, ids: np.ndarray) -> np.ndarray:
-        """Row of each item id in this segment, -1 where it is not here (merged segments'
-        ids are not sorted, so a sort order is kept)."""
+        """Row of each item id in this segment, -1 where it is not here.  A merged or k-means
+        segment's ids are in no order, but they span little more than their count: a table
+        from id to row is one take (an argsort of millions of ids is a query's time); ids
+        spread wider than ROW_TABLE_SPAN times their count are looked up in a sort order."""
+        ids = np.asarray(ids, np.int64)
         if not len(self.ids):
             return np.full(len(ids), -1, np.int64)
+        if self._rows_by_id is None:
+            self._rows_by_id = _rows_by_id(self.ids)
+        low, table = self._rows_by_id
+        if table is not None:
+            at = ids - low
+            at[(at < 0) | (at >= len(table) - 1)] = -1  # onto the table's closing -1
+            return table.take(at).astype(np.int64, copy=False)
         if self._order is None:
             self._order = np.argsort(self.ids, kind="stable")
-        sorted_ids = self.ids[self._order]
-        p = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
-        return np.where(sorted_ids[p] == ids, self._order[p], -1)
+            self._sorted_ids = self.ids[self._order]
+        assert self._sorted_ids is not None
+        p = np.clip(np.searchsorted(self._sorted_ids, ids), 0, len(self.ids) - 1)
+        return np.where(self._sorted_ids[p] == ids, self._order[p], -1)
+
+
+#: ``_Segment.positions`` keeps a table from id to row while the ids span at most this many
+#: times their count (4 bytes a slot: at most 8 bytes a row, as the sort order took).
+ROW_TABLE_SPAN = 2
+
+
+def _rows_by_id(ids: np.ndarray) -> tuple[int, np.ndarray | None]:
+    """(lowest id, the row of each id from it up to the highest, -1 for none, then one
+    more -1), or (0, None) when the ids spread too wide for a table."""
+    low, high = int(ids.min()), int(ids.max())
+    span = high - low + 1
+    if span > ROW_TABLE_SPAN * len(ids):
+        return 0, None
+    table = np.full(span + 1, -1, np.int32 if len(ids) < 2**31 else np.int64)
+    table[ids - low] = np.arange(len(ids), dtype=table.dtype)
+    return low, table
 
 
 class Hit(NamedTuple):
@@ -496,6 +535,21 @@ class Index(SegmentedIndex[_Segment]):
         metric = self.config.metric
         return _empty(len(as_sets(data) if metric == "jaccard" else prepare(np.asarray(data), metric)), k)
 
+    def load_kernels(self, data: Any, k: int = 10, **options: Any) -> None:
+        """Load what a query of the rows ``data`` runs (segments, compiled kernels), running
+        no batch kernel where a family allows (k-means cells): a command that times its
+        queries calls this first, and a parallel kernel's call costs a thread-pool round trip
+        even for a few rows.  ``options`` as ``query``'s."""
+        rows = np.asarray(data)
+        self.query(rows[:1], k, **options)  # the segments and the one-row kernels
+        if rows.ndim != 2 or len(rows) < SERIAL_BELOW:
+            return
+        if options.get("exact") or not all(
+            seg.remote is None and isinstance(seg.searcher, VectorLSH)
+            and seg.searcher.load_kernels(rows, k) for seg in self._segments if seg.n_live
+        ):
+            self.query(rows[:SERIAL_BELOW], k, **options)
+
     def _search_segment(self, seg: _Segment, data: Any, k: int, n_probes: int | None,
                         n_rerank: int | None, exact: bool, recall: float | None = None) -> Neighbors:
         probes = n_probes if n_probes is not None else self.config.n_probes
@@ -521,7 +575,8 @@ class Index(SegmentedIndex[_Segment]):
             )
         else:
             res = seg.searcher.search(data, k, n_probes=probes or self._default_probes(seg))
-        return Neighbors(seg.item_ids(res.ids), res.distances, res.n_candidates, res.n_probes)
+        seg.item_ids(res.ids)  # in place: no second answer object
+        return res
 
     def _query_remote(self, data: Any, k: int, n_probes: int | None, n_rerank: int | None,
                       recall: float | None = None) -> Neighbors:
@@ -568,27 +623,61 @@ class Index(SegmentedIndex[_Segment]):
         """The key of each item id (any shape, read flat), None for -1 and for an unknown or
         removed id.  From the segments' key arrays by indexing; segments written before them
         are read from the catalogue (one read)."""
-        self._refresh()
-        wanted, inverse = np.unique(np.asarray(ids, np.int64).ravel(), return_inverse=True)
+        table, slots = self.key_table(ids)
+        return [table[j] for j in slots.ravel().tolist()]
+
+    def key_table(self, ids: np.ndarray) -> tuple[list[str | None], np.ndarray]:
+        """``keys`` without a string per id: the keys of the distinct ids (None as in
+        ``keys``), and for each id (shaped as ``ids``) the place of its key among them."""
+        ids = np.asarray(ids, np.int64)
+        wanted, inverse = np.unique(ids.ravel(), return_inverse=True)
         found: list[str | None] = [None] * len(wanted)
         elsewhere = []
-        for seg in self._segments:
-            p = seg.positions(wanted)
-            hit = p >= 0
-            hit[hit] = seg.alive[p[hit]] == 1
-            if not hit.any():
-                continue
-            at = np.flatnonzero(hit)
+        for seg, at, rows in self._live_rows(wanted):
             if seg.key_arrays is None:
                 elsewhere.append(at)
                 continue
-            for j, key in zip(at.tolist(), keyfile.decode(*seg.key_arrays, p[at])):
+            decoded = keyfile.decode(*seg.key_arrays, rows)
+            if len(at) == len(wanted):  # all here (one segment): the list as it comes
+                found = list(decoded)
+                continue
+            for j, key in zip(at.tolist(), decoded):
                 found[j] = key
         if elsewhere:
             at = np.concatenate(elsewhere)
             for j, it in zip(at.tolist(), self.storage.items(wanted[at])):
                 found[j] = None if it is None else it.key
-        return [found[j] for j in inverse.ravel().tolist()]
+        return found, inverse.reshape(ids.shape)
+
+    def key_bytes(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``key_table`` as UTF-8 bytes, with no string at all: the distinct live ids' keys end
+        to end (offsets, bytes) and each id's slot among them (-1: none, as ``keys``' None),
+        shaped as ``ids``.  None when a segment keeps its keys in the catalogue only."""
+        ids = np.asarray(ids, np.int64)
+        wanted, inverse = np.unique(ids.ravel(), return_inverse=True)
+        slot = np.full(len(wanted) + 1, -1, np.int64)
+        parts: list[dict[str, np.ndarray]] = []
+        n = 0
+        for seg, at, rows in self._live_rows(wanted):
+            if seg.key_arrays is None:
+                return None
+            slot[at] = np.arange(n, n + len(at))
+            n += len(at)
+            parts.append(keyfile.take(*seg.key_arrays, rows))
+        joined = parts[0] if len(parts) == 1 else keyfile.concat(parts) if parts else keyfile.encode([])
+        return joined[keyfile.OFFSETS], joined[keyfile.BYTES], slot[inverse].reshape(ids.shape)
+
+    def _live_rows(self, wanted: np.ndarray) -> Iterator[tuple[_Segment, np.ndarray, np.ndarray]]:
+        """For each segment holding some of the distinct ids ``wanted`` live: the segment,
+        their places in ``wanted`` and their rows."""
+        self._refresh()
+        for seg in self._segments:
+            p = seg.positions(wanted)
+            hit = p >= 0
+            hit[hit] = seg.alive[p[hit]] == 1
+            if hit.any():
+                at = np.flatnonzero(hit)
+                yield seg, at, p[at]
 
     def hits(self, result: Neighbors) -> list[list[Hit]]:
         """Resolve a query's ids to keys, tracks and offsets (one catalogue read)."""

@@ -222,6 +222,18 @@ def search_cells_of(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric:
     """k nearest rows of the queries ``A`` (2-D, the searcher's dimension) of a k-means
     ``VectorLSH`` whose ``_cells`` state is set, in one compiled call (serial for a few
     queries, parallel for more); short answers widen as the general path."""
+    kernel, args = _call(searcher, A, k, n_probes, metric)
+    return searcher._answer(args[0], kernel(*args), k, n_probes, 0)  # type: ignore[no-any-return]
+
+
+def load_cells_kernel(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric: int) -> None:
+    """Load the kernel ``search_cells_of`` would run for these queries (from numba's cache),
+    without running it: a parallel call costs a thread-pool round trip even for one row."""
+    kernel, args = _call(searcher, A, k, n_probes, metric)
+    kernel.compile(tuple(numba.typeof(a) for a in args))
+
+
+def _call(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric: int) -> tuple[Any, tuple]:
     cent_t, bias, scale, cmax, offsets = searcher._cells
     t = searcher.tables_
     if (A.dtype != np.float32 and A.dtype != np.float64) or not A.flags.c_contiguous:
@@ -230,9 +242,8 @@ def search_cells_of(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric:
         kernel, chunks = search_cells, 1
     else:
         kernel, chunks = search_cells_parallel, min(len(A), 4 * numba.get_num_threads())
-    found = kernel(
+    return kernel, (
         A, searcher.metric == "cosine", cent_t, bias, scale, cmax, n_probes, t.table_start,
         t.bucket_keys, t.bucket_start, t.members, searcher._exact_rows[0], searcher._dead_bits, k,
         metric, searcher._exact_rows[1], offsets, chunks,
     )
-    return searcher._answer(A, found, k, n_probes, 0)  # type: ignore[no-any-return]

@@ -260,6 +260,15 @@ class VectorLSH(_Searcher):
                     return result
         return self._search(Q, k, n_probes, rerank, stop)
 
+    def load_kernels(self, Q: object, k: int = 10) -> bool:
+        """Load the compiled kernel a search of the rows Q runs, without running it, where
+        the family's one-call path allows (k-means cells: True); else False (run a few rows)."""
+        rows = self._rows(Q) if self._cells is not None else None
+        if rows is None:
+            return False
+        cells.load_cells_kernel(self, rows, k, self.default_probes, METRICS[self.metric])
+        return True
+
     def _rows(self, Q: object) -> np.ndarray | None:
         """Q as a 2-D array when it is rows of the right dimension, else None."""
         A = Q if isinstance(Q, np.ndarray) else np.asarray(Q)
