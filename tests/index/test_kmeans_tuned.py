@@ -110,3 +110,20 @@ def test_the_build_reports_its_tuning_time_and_tunes_the_same_for_a_seed(
     assert "tune_s" not in point  # a segment stays a pure function of its rows
     np.testing.assert_array_equal(first.arrays["ids"], again.arrays["ids"])
     assert other.info.config["family"] != first.info.config["family"]
+
+
+def test_the_held_out_queries_follow_the_build_work() -> None:
+    """tune_cells' exact pass (queries x rows x dim) stays within TUNE_SHARE of the k-means
+    work of the build (Lloyd passes over the fit sample, then every row, cells x dim each)
+    once above the floor, and never passes TUNE_FLOPS."""
+    from audiolsh.index import families
+
+    lo, hi = families.TUNE_QUERIES
+    for n in (2_000, 26_000, 300_000, 1_000_000, 4_000_000):
+        fam = KMeansLSH(128, n_cells=families.auto_cells(n))
+        nq = families.tune_queries(fam, n)
+        fit_rows = min(n, kmeans.FIT_PER_CELL * fam.n_cells)
+        build = (kmeans.N_ITER * fit_rows + n) * fam.n_cells * 128
+        assert lo <= nq <= hi
+        assert nq == lo or nq * n * 128 <= min(families.TUNE_SHARE * build, families.TUNE_FLOPS)
+    assert families.tune_queries(KMeansLSH(128, n_cells=families.auto_cells(26_000)), 26_000) == lo
