@@ -5,10 +5,11 @@ Per dataset: build an on-disk Index with its defaults (every segment tuned for r
 0.95 at build, ``index.autotune``), then 1000 fresh queries (drawn from the same
 distribution, never indexed): recall@10 against brute force, single-query QPS through
 ``Index.query`` (one query a call), the probes and candidates per query, the build time and
-the tuning's share of it.  ``--recall`` adds query-time targets; ``--baseline`` also builds
-with the fixed defaults of before (``target_recall=None``) in the same run, ``--hyperplane``
-with the hyperplane family (the default is k-means), ``--unbounded``
-with no byte budget for the tables (``max_table_bytes=None``).
+the tuning's share of it (``build_segment``'s timings: the hyperplane tuner, or k-means'
+``tune_cells``, against the whole ``Index.add``).  ``--recall`` adds query-time targets;
+``--baseline`` also builds with the fixed defaults of before (``target_recall=None``) in the
+same run, ``--hyperplane`` with the hyperplane family (the default is k-means),
+``--unbounded`` with no byte budget for the tables (``max_table_bytes=None``).
 
 Datasets (seeded, generated here or in knn.py so anyone can rerun them):
 
