@@ -5,9 +5,11 @@ Per dataset: build an on-disk Index with its defaults (every segment tuned for r
 0.95 at build, ``index.autotune``), then 1000 fresh queries (drawn from the same
 distribution, never indexed): recall@10 against brute force, single-query QPS through
 ``Index.query`` (one query a call), the probes and candidates per query, the build time and
-the tuning's share of it.  ``--recall`` adds query-time targets; ``--baseline`` also builds
-with the fixed defaults of before (``target_recall=None``) in the same run, ``--unbounded``
-with no byte budget for the tables (``max_table_bytes=None``).
+the tuning's share of it (``build_segment``'s timings: the hyperplane tuner, or k-means'
+``tune_cells``, against the whole ``Index.add``).  ``--recall`` adds query-time targets;
+``--baseline`` also builds with the fixed defaults of before (``target_recall=None``) in the
+same run, ``--hyperplane`` with the hyperplane family (the default is k-means),
+``--unbounded`` with no byte budget for the tables (``max_table_bytes=None``).
 
 Datasets (seeded, generated here or in knn.py so anyone can rerun them):
 
@@ -76,21 +78,26 @@ def single_qps(index: Index, Q: np.ndarray, **options: object) -> float:
 
 
 class TuneTimes(logging.Handler):
-    """The seconds each segment's tuning took inside the build (``autotune``'s debug line)."""
+    """The seconds each segment's build and tuning took (``build_segment``'s debug line, for
+    either family: the hyperplane tuner and k-means' ``tune_cells``)."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.seconds: list[float] = []
+        self.builds: list[float] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.seconds.append(float(record.args[1]))  # type: ignore[index]
+        timings = getattr(record, "timings", None)
+        if timings is not None:
+            self.seconds.append(float(timings["tune_s"]))
+            self.builds.append(float(timings["build_s"]))
 
 
 def measure(X: np.ndarray, Q: np.ndarray, truth: np.ndarray, recalls: list[float],
             **params: object) -> dict:
     with tempfile.TemporaryDirectory(dir=os.environ.get("AUDIOLSH_BENCH_TMP")) as d:
         times = TuneTimes()
-        tuner = logging.getLogger("audiolsh.index.autotune")
+        tuner = logging.getLogger("audiolsh.index.build")
         tuner.addHandler(times)
         tuner.setLevel(logging.DEBUG)
         t0 = time.perf_counter()
@@ -106,9 +113,11 @@ def measure(X: np.ndarray, Q: np.ndarray, truth: np.ndarray, recalls: list[float
                 "params": {k: v for k, v in params.items()},
                 "build_s": round(build_s, 2),
                 "tune_s": round(tune_s, 2),
+                "segment_build_s": round(sum(times.builds), 2),
                 "tune_share": round(tune_s / build_s, 3),
-                "segments": [{"n_items": s["n_items"], "n_tables": s["family"]["n_tables"],
-                              "n_bits": s["family"].get("n_bits"), "whiten": s["family"].get("whiten")}
+                "segments": [{"n_items": s["n_items"], "family": s["family"].get("family"),
+                              "n_tables": s["family"]["n_tables"], "n_bits": s["family"].get("n_bits"),
+                              "n_cells": s["family"].get("n_cells"), "whiten": s["family"].get("whiten")}
                              for s in segs],
                 "operating_points": [
                     {k: v for k, v in p.items() if k not in ("curve", "fixed")} if p else None
@@ -130,13 +139,14 @@ def measure(X: np.ndarray, Q: np.ndarray, truth: np.ndarray, recalls: list[float
 
 
 def warm_up() -> None:
-    """A small tuned build and a query first: the compiled kernels load from numba's cache
+    """A small tuned build of each family and a query first: the compiled kernels load from numba's cache
     once per process, and that is not the first dataset's tuning or build."""
     X = isotropic(3000, seed=1)
-    with Index.create(None, metric="cosine") as index:
-        index.add(X[:2500])
-        index.query(X[2500:], 10)
-        index.query(X[2500:2501], 10)
+    for family in ("auto", "hyperplane"):
+        with Index.create(None, metric="cosine", family=family) as index:
+            index.add(X[:2500])
+            index.query(X[2500:], 10)
+            index.query(X[2500:2501], 10)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="datasets with optional sizes, NAME[:N],... (default: the issue's)")
     ap.add_argument("--recall", default="0.9,0.99", help="query-time recall targets to try too")
     ap.add_argument("--baseline", action="store_true", help="also build with the fixed defaults")
+    ap.add_argument("--hyperplane", action="store_true",
+                    help="also build with the hyperplane family (its own tuner, autotune.tune_segment)")
     ap.add_argument("--unbounded", action="store_true",
                     help="also build with no table byte budget (max_table_bytes=None)")
     default_corpus = Path(os.environ.get("AUDIOLSH_CORPUS", "~/.cache/audiolsh-corpus")) / "dev"
@@ -164,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = {"default": measure(X, Q, truth, recalls)}
         if args.baseline:
             runs["fixed (before)"] = measure(X, Q, truth, [], target_recall=None)
+        if args.hyperplane:
+            runs["hyperplane"] = measure(X, Q, truth, [], family="hyperplane")
         if args.unbounded:
             runs["no byte budget"] = measure(X, Q, truth, [], max_table_bytes=None)
         results["datasets"][name] = {"n": len(X), "dim": X.shape[1], **runs}

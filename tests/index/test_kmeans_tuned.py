@@ -85,3 +85,45 @@ def test_a_default_kmeans_index_reaches_its_target_on_fresh_queries(metric: str)
         low, high = index.query(Q, 10, recall=0.8), index.query(Q, 10, recall=0.99)
         assert low.n_candidates.sum() < default.n_candidates.sum() < high.n_candidates.sum()
         assert _recall(row_of[high.ids], truth) >= _recall(row_of[default.ids], truth)
+
+
+@pytest.mark.parametrize("family", ["kmeans", "hyperplane"])
+def test_the_build_reports_its_tuning_time_and_tunes_the_same_for_a_seed(
+        family: str, caplog: pytest.LogCaptureFixture) -> None:
+    """``build_segment`` returns (and logs) the seconds of the build and of its tuning, the
+    tuning a part of the build; the tuned point is a function of the rows and the seed."""
+    from audiolsh.index.build import IndexConfig, build_segment
+
+    X = prepare(_mixture(6, 4000), "cosine")
+    ids = np.arange(len(X))
+    config = IndexConfig(metric="cosine", family=family)
+    with caplog.at_level("DEBUG", logger="audiolsh.index.build"):
+        first = build_segment(config, X, ids, prepared=True)
+    again = build_segment(config, X, ids, prepared=True)
+    other = build_segment(IndexConfig(metric="cosine", family=family, seed=1), X, ids, prepared=True)
+    for build in (first, again, other):
+        assert 0 < build.timings["tune_s"] < build.timings["build_s"]
+    (logged,) = [r.timings for r in caplog.records if hasattr(r, "timings")]  # type: ignore[attr-defined]
+    assert logged == first.timings
+    point = first.info.config["operating_point"]
+    assert point == again.info.config["operating_point"]
+    assert "tune_s" not in point  # a segment stays a pure function of its rows
+    np.testing.assert_array_equal(first.arrays["ids"], again.arrays["ids"])
+    assert other.info.config["family"] != first.info.config["family"]
+
+
+def test_the_held_out_queries_follow_the_build_work() -> None:
+    """tune_cells' exact pass (queries x rows x dim) stays within TUNE_SHARE of the k-means
+    work of the build (Lloyd passes over the fit sample, then every row, cells x dim each)
+    once above the floor, and never passes TUNE_FLOPS."""
+    from audiolsh.index import families
+
+    lo, hi = families.TUNE_QUERIES
+    for n in (2_000, 26_000, 300_000, 1_000_000, 4_000_000):
+        fam = KMeansLSH(128, n_cells=families.auto_cells(n))
+        nq = families.tune_queries(fam, n)
+        fit_rows = min(n, kmeans.FIT_PER_CELL * fam.n_cells)
+        build = (kmeans.N_ITER * fit_rows + n) * fam.n_cells * 128
+        assert lo <= nq <= hi
+        assert nq == lo or nq * n * 128 <= min(families.TUNE_SHARE * build, families.TUNE_FLOPS)
+    assert families.tune_queries(KMeansLSH(128, n_cells=families.auto_cells(26_000)), 26_000) == lo

@@ -7,7 +7,9 @@ so segments can be built where the data is and attached to the index later.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,8 @@ from audiolsh.search import BruteForce, SetLSH, VectorLSH, prepare
 from audiolsh.search.brute import check_metric
 from audiolsh.search.compact import RERANK_FORMAT, check_rerank_dtype
 from audiolsh.storage import SegmentInfo
+
+log = logging.getLogger(__name__)
 
 TARGET_BUCKET_SIZE = 16
 DEFAULT_TABLES = 8
@@ -201,6 +205,8 @@ def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: 
     build (``Index.reserve_ids``, then ``Index.attach``).  ``prepared``: the rows already went
     through ``prepare`` (unit length for cosine)."""
     cfg = config
+    t0 = time.perf_counter()
+    tune_s = 0.0
     if not prepared:
         data = as_sets(data) if cfg.metric == "jaccard" else prepare(np.asarray(data), cfg.metric)
     if len(data) != len(ids):
@@ -223,11 +229,13 @@ def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: 
             if cfg.metric == "euclidean":
                 width = cfg.bucket_width or estimate_bucket_width(data, cfg.seed)
             if cfg.target_recall is not None:
+                t1 = time.perf_counter()
                 choice = tune_segment(
                     data, metric=cfg.metric, target=cfg.target_recall, seed=cfg.seed, center=center,
                     n_tables=cfg.n_tables, n_bits=cfg.n_bits, whiten=cfg.whiten, bucket_width=width,
                     auto_bits=auto_bits(n), max_table_bytes=cfg.max_table_bytes,
                 )
+                tune_s += time.perf_counter() - t1
             if choice is not None:
                 family, point = choice.family, choice.point
             elif cfg.metric == "cosine":
@@ -251,7 +259,9 @@ def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: 
             searcher, order = by_cell(searcher)
             ids = ids[order]
             if cfg.target_recall is not None:
+                t1 = time.perf_counter()
                 point = tune_cells(searcher, cfg.target_recall, cfg.seed)
+                tune_s += time.perf_counter() - t1
         arrays = {"vectors": searcher.vectors_, **searcher.rerank_arrays()}
         if searcher.codes_.shape[1]:
             arrays["codes"] = searcher.codes_
@@ -265,7 +275,11 @@ def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: 
     if "rerank" in arrays:
         seg_config["rerank"] = {"dtype": cfg.rerank_dtype, "format_version": RERANK_FORMAT}
     info = SegmentInfo.new(n_items=n, config=seg_config)
-    return SegmentBuild(info, arrays)
+    timings = {"build_s": time.perf_counter() - t0, "tune_s": tune_s}
+    # Timings stay out of the segment (a pure function of its rows): logged and returned.
+    log.debug("built a segment of %d rows in %.3f s, %.3f s of it tuning", n, timings["build_s"], tune_s,
+              extra={"timings": timings})
+    return SegmentBuild(info, arrays, timings=timings)
 
 
 def concat_rows(parts: list[Any], metric: str) -> Any:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from audiolsh.errors import ParameterError
+from audiolsh.hashing import kmeans
 from audiolsh.hashing.base import HashFamily
 from audiolsh.hashing.crosspolytope import CrossPolytopeLSH
 from audiolsh.hashing.hyperplane import needs_centering
@@ -142,10 +143,21 @@ def permuted_rows(X: np.ndarray, order: np.ndarray) -> np.ndarray:
     return out
 
 
-# Held-out rows of a k-means segment's tuning: as many as an exact pass of about this many
-# multiply-adds allows, within these bounds.
+# Held-out rows of a k-means segment's tuning: their exact pass (queries x rows x dim) costs
+# at most TUNE_SHARE of the build's k-means (its Lloyd passes over the fit sample and the
+# assignment of every row, cells x rows x dim each), and at most TUNE_FLOPS multiply-adds,
+# within TUNE_QUERIES; fewer queries only widen the standard-error margin (more probes).
+TUNE_SHARE = 0.1
 TUNE_FLOPS = 2e10
-TUNE_QUERIES = (100, 400)
+TUNE_QUERIES = (200, 400)
+
+
+def tune_queries(fam: KMeansLSH, n: int) -> int:
+    """Held-out queries for a k-means segment of ``n`` rows (see TUNE_SHARE)."""
+    fit_rows = min(n, max(fam.n_cells, min(kmeans.FIT_MAX, kmeans.FIT_PER_CELL * fam.n_cells)))
+    passes = fam.n_tables * (kmeans.N_ITER * fit_rows / max(n, 1) + 1)  # over the rows, per cell
+    by_build = TUNE_SHARE * passes * fam.n_cells
+    return int(np.clip(min(by_build, TUNE_FLOPS / (max(n, 1) * fam.dim)), *TUNE_QUERIES))
 
 
 def tune_cells(searcher: VectorLSH, target: float, seed: int) -> dict[str, Any] | None:
@@ -159,11 +171,11 @@ def tune_cells(searcher: VectorLSH, target: float, seed: int) -> dict[str, Any] 
     chosen budget is the least whose recall less 2 standard errors (over queries) and a
     margin reaches the target.  None for segments too small to hold rows out."""
     X, fam = searcher.vectors_, searcher.family
-    n, d = X.shape
+    n = len(X)
     if n < autotune.MIN_ROWS or not isinstance(fam, KMeansLSH):
         return None
     k = autotune.K
-    nq = int(np.clip(TUNE_FLOPS / (n * d), *TUNE_QUERIES))
+    nq = tune_queries(fam, n)
     rng = np.random.default_rng([seed, 0x7C31])
     rows = np.sort(rng.choice(n, nq, replace=False))
     truth, _ = autotune.nearest_others(X, rows, k, searcher.metric)
@@ -174,7 +186,9 @@ def tune_cells(searcher: VectorLSH, target: float, seed: int) -> dict[str, Any] 
     seen = np.take_along_axis(cells, np.broadcast_to(tables[:, None, :].astype(np.int64),
                                                      (nq, k, p_max)), axis=2) == keys[:, None, :]
     first = np.where(seen.any(axis=2), seen.argmax(axis=2), p_max)  # (q, k) probe finding it
-    found = np.stack([(first < p).mean(axis=1) for p in range(1, p_max + 1)], axis=1)
+    # found[q, p - 1]: the share of q's neighbours within its first p probes
+    hits = np.bincount((np.arange(nq)[:, None] * (p_max + 1) + first).ravel(), minlength=nq * (p_max + 1))
+    found = np.cumsum(hits.reshape(nq, p_max + 1)[:, :p_max], axis=1) / k
     lcb = found.mean(axis=0) - autotune.Z * found.std(axis=0) / math.sqrt(nq) - autotune.MARGIN
 
     def least(r: float) -> int | None:

@@ -42,12 +42,14 @@ class ItemRows:
 @dataclass
 class SegmentBuild:
     """A segment built anywhere (``build_segment``), ready to ``attach``: its arrays, the tracks
-    it brings (``add_track`` fields) and, for item indexes, its catalogue rows."""
+    it brings (``add_track`` fields) and, for item indexes, its catalogue rows.  ``timings``:
+    seconds of the build and of its parts (``build_s``, ``tune_s``), not stored."""
 
     info: SegmentInfo
     arrays: dict[str, np.ndarray]
     tracks: list[dict[str, Any]] = field(default_factory=list)
     items: ItemRows | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class LoadedSegment(Protocol):
