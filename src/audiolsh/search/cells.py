@@ -115,9 +115,17 @@ def query_cells(a, cent_t, bias, tol_scale, cmax, S, gaps, home, best_gap, best_
     return out
 
 
+@numba.njit(inline="always")
+def _rename(ids, names):  # pragma: no cover - compiled
+    """Row numbers to the rows' ids (-1, no row, indexes names' last entry, -1)."""
+    if names.shape[0]:
+        for j in range(ids.shape[0]):
+            ids[j] = names[ids[j]]
+
+
 def _search_cells(
     Q, normalise, cent_t, bias, tol_scale, cmax, n_probes, table_start, bucket_keys,
-    bucket_start, members, X, dead_bits, k, metric, aux, cell_rows, n_chunks,
+    bucket_start, members, X, dead_bits, k, metric, aux, cell_rows, n_chunks, names,
 ):  # pragma: no cover - compiled
     """ids, distances, candidate counts, and False (nothing else) on a non-finite query.
     cent_t: centroids (L, d, C); bias: (L, C) subtracted from the dot products.  The
@@ -125,7 +133,8 @@ def _search_cells(
     (C + 1 offsets, else empty): one table whose cell c holds rows cell_rows[c] to
     cell_rows[c + 1] (``index.families.by_cell``): a probed cell is then measured where it
     lies, with no bucket look-up, gathering or seen map (no row is in two probed cells).
-    Queries are dealt to ``n_chunks`` workers (one in the serial build)."""
+    Queries are dealt to ``n_chunks`` workers (one in the serial build).  ``names`` (n + 1,
+    the last -1; else empty): the ids the answers give the rows (``VectorLSH.name_rows``)."""
     nq = Q.shape[0]
     n = X.shape[0]
     n_tables, n_cells = cent_t.shape[0], cent_t.shape[2]
@@ -168,6 +177,7 @@ def _search_cells(
                         _insert(top_d, top_i, _row_distance(q, qf, qc, X, aux, j, metric), j)
                         count += 1
                 n_cand[qi] = count
+                _rename(out_i[qi], names)
                 continue
             count = 0
             for p in range(out):
@@ -178,6 +188,7 @@ def _search_cells(
             _restore(seen, dead_bits, cand, count)
             _rerank(A[qi], cand, count, X, aux, metric, no_words, no_codes, 0, ham, hist,
                     out_d[qi], out_i[qi])
+            _rename(out_i[qi], names)
     return out_i, out_d, n_cand, True
 
 
@@ -233,6 +244,6 @@ def search_cells_of(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric:
     found = kernel(
         A, searcher.metric == "cosine", cent_t, bias, scale, cmax, n_probes, t.table_start,
         t.bucket_keys, t.bucket_start, t.members, searcher._exact_rows[0], searcher._dead_bits, k,
-        metric, searcher._exact_rows[1], offsets, chunks,
+        metric, searcher._exact_rows[1], offsets, chunks, searcher._names,
     )
     return searcher._answer(A, found, k, n_probes, 0)  # type: ignore[no-any-return]
