@@ -56,3 +56,55 @@ def test_row_names_must_be_one_non_negative_integer_per_row() -> None:
     for bad in (order[:-1], order.astype(np.float32), np.full(500, -2)):
         with pytest.raises(ParameterError, match="row ids"):
             s.name_rows(bad)
+
+
+def _searchers(metric: str) -> list[VectorLSH]:
+    """Cells stored cell by cell (the contiguous scan), one table's buckets, two tables'."""
+    X = _mixture(1, 3000)
+    spherical = metric == "cosine"
+    contiguous, _ = _by_cell(metric)
+    one = VectorLSH(KMeansLSH(DIM, n_cells=32, seed=0, spherical=spherical), metric=metric).fit(X)
+    two = VectorLSH(KMeansLSH(DIM, n_tables=2, n_cells=32, seed=0, spherical=spherical), metric=metric).fit(X)
+    return [contiguous, one, two]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_adaptive_probing_answers_as_the_fixed_search_of_the_probes_it_used(metric: str) -> None:
+    """Each query's adaptive answer is exactly the fixed search's with as many probes as it
+    used, never more than the cap nor fewer than the home cells; easy queries stop early,
+    hard ones go on; lone queries (serial kernel) and a batch (parallel) agree."""
+    Q = _mixture(2, 40)
+    for s in _searchers(metric):
+        L = s.family.n_tables
+        got = s.search(Q, 10, n_probes=12, stop=1.0)
+        assert got.n_probes is not None
+        assert (got.n_probes >= L).all() and (got.n_probes <= 12).all()
+        assert (got.n_probes < 12).sum() >= 5 and (got.n_probes > L).sum() >= 5
+        for i, used in enumerate(got.n_probes):
+            fixed = s.search(Q[i], 10, n_probes=int(used))
+            np.testing.assert_array_equal(got.ids[i], fixed.ids[0])
+            np.testing.assert_array_equal(got.distances[i], fixed.distances[0])
+            np.testing.assert_array_equal(got.n_candidates[i], fixed.n_candidates[0])
+            lone = s.search(Q[i], 10, n_probes=12, stop=1.0)
+            np.testing.assert_array_equal(lone.ids[0], got.ids[i])
+            assert lone.n_probes is not None and lone.n_probes[0] == used
+        fixed_all = s.search(Q, 10, n_probes=12)
+        assert fixed_all.n_probes is not None and (fixed_all.n_probes == 12).all()  # no stop
+        assert got.n_candidates.sum() < fixed_all.n_candidates.sum()
+
+
+def test_where_the_neighbours_share_the_home_cell_adaptive_probing_loses_nothing() -> None:
+    """Tight clusters far apart: a cell holding another cluster lies far beyond the k-th
+    distance, so the walk stops before it, with the exhaustive answer of all the cap's
+    cells (a cluster k-means split in two is probed in both halves)."""
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((16, DIM)) * 10
+    X = (centres[np.repeat(np.arange(16), 100)] + rng.standard_normal((1600, DIM)) * 0.1).astype(np.float32)
+    Q = (centres[rng.integers(0, 16, 30)] + rng.standard_normal((30, DIM)) * 0.1).astype(np.float32)
+    s, _ = by_cell(VectorLSH(KMeansLSH(DIM, n_cells=16, seed=0), metric="cosine").fit(X))
+    exhaustive = s.search(Q, 10, n_probes=8)
+    adaptive = s.search(Q, 10, n_probes=8, stop=1.0)
+    np.testing.assert_array_equal(adaptive.ids, exhaustive.ids)
+    np.testing.assert_array_equal(adaptive.distances, exhaustive.distances)
+    assert adaptive.n_probes is not None and adaptive.n_probes.mean() < 2
+    assert adaptive.n_candidates.sum() * 3 < exhaustive.n_candidates.sum()

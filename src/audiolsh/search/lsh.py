@@ -259,7 +259,8 @@ class VectorLSH(_Searcher):
         """k nearest rows of every query (see ``_Searcher._search``); ``n_rerank`` > 0 measures
         exactly only that many candidates, the nearest by Hamming distance of their hyperplane
         codes (0: every candidate).  ``stop`` > 0 (with ``n_rerank`` 0) probes adaptively: at
-        most ``n_probes``, fewer when the k found are near (``kernels._probe_until``)."""
+        most ``n_probes``, fewer when the k found are near (``kernels._probe_until``; k-means
+        cells: ``cells._search_cells``)."""
         rerank = self.default_rerank if n_rerank is None else check_int("n_rerank", n_rerank, 0)
         if not stop >= 0:
             raise ParameterError(f"stop must be a number >= 0, got {stop!r}")
@@ -267,7 +268,8 @@ class VectorLSH(_Searcher):
             rows = self._rows(Q)
             if rows is not None:
                 probes = self.default_probes if n_probes is None else check_int("n_probes", n_probes, 1)
-                return cells.search_cells_of(self, rows, check_int("k", k, 1), probes, METRICS[self.metric])
+                return cells.search_cells_of(self, rows, check_int("k", k, 1), probes,
+                                             METRICS[self.metric], float(stop))
         fast = self._fast
         if fast is not None:
             k = check_int("k", k, 1)
