@@ -108,3 +108,19 @@ def test_where_the_neighbours_share_the_home_cell_adaptive_probing_loses_nothing
     np.testing.assert_array_equal(adaptive.distances, exhaustive.distances)
     assert adaptive.n_probes is not None and adaptive.n_probes.mean() < 2
     assert adaptive.n_candidates.sum() * 3 < exhaustive.n_candidates.sum()
+
+
+def test_cells_with_and_without_removed_rows_scan_alike() -> None:
+    """Rows removed from some cells only: the cells with none are scanned without a test
+    per row, the others with one; answers and counts are the general path's."""
+    s, _ = _by_cell("cosine")
+    offsets = s._cells[4]
+    alive = np.ones(len(s), np.uint8)
+    for c in range(0, 32, 3):  # a few rows of every third cell
+        alive[offsets[c] : min(offsets[c] + 5, offsets[c + 1])] = 0
+    s.alive_ = alive
+    Q = _mixture(4, 30)
+    got, general = s.search(Q, 10, n_probes=6), s._search(Q, 10, 6, 0)
+    np.testing.assert_array_equal(got.ids, general.ids)
+    np.testing.assert_array_equal(got.n_candidates, general.n_candidates)
+    assert not np.isin(got.ids, np.flatnonzero(alive == 0)).any()

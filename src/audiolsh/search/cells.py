@@ -117,6 +117,17 @@ def query_cells(a, cent_t, bias, tol_scale, cmax, S, gaps, home, best_gap, best_
 
 
 @numba.njit(inline="always")
+def _none_removed(dead_bits, lo, hi):  # pragma: no cover - compiled
+    """No row of lo to hi - 1 is removed: the few words of the bit map that cover them."""
+    if hi <= lo:
+        return True
+    for w in range(lo >> 6, ((hi - 1) >> 6) + 1):
+        if dead_bits[w]:
+            return False
+    return True
+
+
+@numba.njit(inline="always")
 def _rename(ids, names):  # pragma: no cover - compiled
     """Row numbers to the rows' ids (-1, no row, indexes names' last entry, -1)."""
     if names.shape[0]:
@@ -186,7 +197,13 @@ def _search_cells(
                         used[qi] = p
                         break
                     cell = keys[0, p]
-                    for j in range(cell_rows[cell], cell_rows[cell + 1]):
+                    lo, hi = cell_rows[cell], cell_rows[cell + 1]
+                    if _none_removed(dead_bits, lo, hi):  # the usual case: no test per row
+                        for j in range(lo, hi):
+                            _insert(top_d, top_i, _row_distance(q, qf, qc, X, aux, j, metric), j)
+                        count += hi - lo
+                        continue
+                    for j in range(lo, hi):
                         if dead_bits[j >> 6] & (np.uint64(1) << np.uint64(j & 63)):
                             continue
                         _insert(top_d, top_i, _row_distance(q, qf, qc, X, aux, j, metric), j)
