@@ -124,3 +124,17 @@ def test_cells_with_and_without_removed_rows_scan_alike() -> None:
     np.testing.assert_array_equal(got.ids, general.ids)
     np.testing.assert_array_equal(got.n_candidates, general.n_candidates)
     assert not np.isin(got.ids, np.flatnonzero(alive == 0)).any()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_the_compiled_probe_order_is_the_familys_over_two_tables(metric: str) -> None:
+    """Home cells, then the nearest other cells of both tables merged by gap: the one-call
+    path measures the cells ``KMeansLSH.probes`` gives (the general path's answers)."""
+    X = _mixture(1, 3000)
+    fam = KMeansLSH(DIM, n_tables=2, n_cells=32, seed=0, spherical=metric == "cosine")
+    s = VectorLSH(fam, metric=metric).fit(X)
+    Q = _mixture(5, 30)
+    for P in (1, 2, 3, 9):
+        got, general = s.search(Q, 10, n_probes=P), s._search(Q, 10, P, 0)
+        np.testing.assert_array_equal(got.ids, general.ids)
+        np.testing.assert_array_equal(got.n_candidates, general.n_candidates)
