@@ -40,3 +40,15 @@ def test_a_default_kmeans_index_stops_early_and_keeps_its_target() -> None:
 
 def test_no_point_stays_none() -> None:
     assert cell_stop.with_stop(None, None, 0) is None  # type: ignore[arg-type]
+
+
+def test_a_stop_never_claims_more_than_the_fixed_probes_reach() -> None:
+    """The walk probes a prefix of the fixed probes: asked for more than their bound, no
+    stop is taken and the point is returned unchanged."""
+    with Index.create(None, family="kmeans") as index:
+        index.add(_mixture(6, 6000))
+        seg = index._segments[0]
+        point = seg.info.config["operating_point"]
+        assert point["stop"] > 0
+        greedy = {**point, "stop": 0.0, "target_recall": point["recall_estimate"] + 0.01}
+        assert cell_stop.with_stop(seg.searcher, greedy, 0) is greedy
