@@ -11,7 +11,9 @@ hnswlib at the ef values given.  Data as ``knn.py`` makes it (``real``, ``aniso`
     python benchmarks/kmeans_pairs.py --data aniso --n 100000 --cells 1024 --probes 1,2,3
 
 ``--stat best`` keeps each method's fastest pass of 100 queries instead (passes alternate
-between methods), the uncontended cost.
+between methods), the uncontended cost.  ``--stops 0.5,1`` adds our cells probed adaptively
+(at most the largest ``--probes``); ``--numpy-ids`` adds our cells with the ids mapped after
+the call in numpy, as this script did before the kernel named the rows itself.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ K = 10
 
 def ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
+
+
+def floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x]
 
 
 def interleaved(methods: dict[str, Callable[[np.ndarray], Any]], Q: np.ndarray,
@@ -76,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cells", type=ints, required=True, help="cells (nlist), comma-separated")
     ap.add_argument("--probes", type=ints, required=True, help="probes (nprobe), comma-separated")
     ap.add_argument("--ef", type=ints, default=[10, 20, 40, 80], help="hnswlib ef values")
+    ap.add_argument("--stops", type=floats, default=[],
+                    help="adaptive probing of our cells: stops, each with the largest --probes as cap")
+    ap.add_argument("--numpy-ids", action="store_true",
+                    help="also time our cells with the ids mapped in numpy after the call, as"
+                         " before VectorLSH.name_rows")
     ap.add_argument("--queries", type=int, default=300, help="queries timed (of 1000 for recall)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--stat", choices=["median", "best"], default="median",
@@ -108,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         s, order = by_cell(VectorLSH(KMeansLSH(X.shape[1], n_cells=C, seed=0), metric="cosine")
                            .fit(X, prepared=True))
+        s.name_rows(order)  # answers in the rows' original numbers, mapped in the kernel
         ours_build = time.perf_counter() - t0
+        plain, _ = by_cell(s) if args.numpy_ids else (None, None)  # same cells, row numbers
         t0 = time.perf_counter()
         ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(X.shape[1]), X.shape[1], C, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
@@ -116,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         ivf.add(X)
         ivf_build = time.perf_counter() - t0
         for P in args.probes:
-            def ours(q: np.ndarray, s: Any = s, order: np.ndarray = order, P: int = P) -> np.ndarray:
+            def ours(q: np.ndarray, s: Any = s, P: int = P) -> np.ndarray:
+                return s.search(q, K, n_probes=P).ids
+
+            def numpy_ids(q: np.ndarray, s: Any = plain, order: np.ndarray = order, P: int = P) -> np.ndarray:
                 ids = s.search(q, K, n_probes=P).ids
                 return np.where(ids >= 0, order[np.maximum(ids, 0)], -1)
 
@@ -125,7 +141,17 @@ def main(argv: list[str] | None = None) -> int:
                 return ivf.search(q, K)[1]
 
             add(f"audiolsh kmeans cells={C} P={P}", ours, ours_build)
+            if plain is not None:
+                add(f"audiolsh kmeans, ids in numpy, cells={C} P={P}", numpy_ids, ours_build)
             add(f"faiss IVFFlat nlist={C} nprobe={P}", flat, ivf_build)
+        cap = max(args.probes)
+        for stop in args.stops:
+            def walk(q: np.ndarray, s: Any = s, stop: float = stop, cap: int = cap) -> np.ndarray:
+                return s.search(q, K, n_probes=cap, stop=stop).ids
+
+            used = float(np.mean(s.search(Q, K, n_probes=cap, stop=stop).n_probes))
+            add(f"audiolsh kmeans cells={C} cap={cap} stop={stop} (mean probes {used:.2f})", walk,
+                ours_build)
 
     t0 = time.perf_counter()
     index = Index.create(None, metric="cosine", family="kmeans")

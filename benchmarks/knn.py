@@ -479,6 +479,8 @@ class FamilyGrid:
     cross_polytope: list[tuple[int, int, list[int]]]  # (L, n_bits, n_probes list)
     kmeans: list[tuple[int, int, list[int]]]  # (L, n_cells, n_probes list)
     ivf: list[tuple[int, list[int]]]  # (nlist, nprobe list)
+    # adaptive probing of every k-means build above: (probe cap, stop list)
+    kmeans_adaptive: list[tuple[int, list[float]]] = field(default_factory=list)
 
 
 FAMILY_GRIDS = {
@@ -486,6 +488,7 @@ FAMILY_GRIDS = {
         cross_polytope=[(8, 12, [16, 64])],
         kmeans=[(1, 256, [4, 8, 12, 16]), (1, 512, [8, 12, 16, 24])],
         ivf=[(256, [4, 8, 12, 16]), (512, [8, 12, 16, 24])],
+        kmeans_adaptive=[(24, [0.5, 0.7, 1.0])],
     ),
     "clustered": FamilyGrid(
         cross_polytope=[(8, 20, [16, 64])],
@@ -500,14 +503,17 @@ FAMILY_GRIDS["aniso"] = FamilyGrid(
     cross_polytope=[],
     kmeans=[(1, 1024, [1, 2, 3, 4]), (1, 2048, [1, 2, 3, 4])],
     ivf=[(1024, [1, 2, 3, 4]), (2048, [1, 2, 3, 4])],
+    kmeans_adaptive=[(6, [0.3, 0.5, 0.8])],
 )
 FAMILY_GRIDS["iso"] = FamilyGrid(
     cross_polytope=[],
     kmeans=[(1, 2048, [1, 2, 4, 8]), (1, 4096, [1, 2, 4, 8])],
     ivf=[(2048, [1, 2, 4, 8]), (4096, [1, 2, 4, 8])],
+    kmeans_adaptive=[(8, [0.3, 0.5, 0.8])],
 )
 QUICK_FAMILY_GRID = FamilyGrid(
     cross_polytope=[(8, 12, [16, 64])], kmeans=[(1, 128, [2, 8])], ivf=[(128, [2, 8])],
+    kmeans_adaptive=[(8, [0.7])],
 )
 
 
@@ -630,23 +636,35 @@ class VectorBench:
             self.rows[-1].extra.update(P=P, L=L, n_bits=n_bits, center=center,
                                        candidates=cand[0] if cand else None)
 
-    def kmeans(self, L: int, n_cells: int, probes: list[int]) -> None:
+    def kmeans(self, L: int, n_cells: int, probes: list[int],
+               adaptive: Sequence[tuple[int, list[float]]] = ()) -> None:
         """Learned spherical k-means cells (IVF as a hash family), rows stored cell by cell as
-        an index segment keeps them (``index.families.by_cell``); the build includes the fit."""
+        an index segment keeps them (``index.families.by_cell``); the build includes the fit.
+        ``adaptive``: (cap, stops) probed adaptively (``VectorLSH.search``'s ``stop``)."""
         from audiolsh.index.families import by_cell
 
         fam = KMeansLSH(self.d, n_tables=L, n_cells=n_cells, seed=0)
         t0 = time.perf_counter()
         s, order = by_cell(VectorLSH(fam, metric="cosine").fit(self.X, prepared=True))
+        s.name_rows(order)  # answers in the rows' original numbers, mapped in the kernel
         build = time.perf_counter() - t0
         nbytes = s.index_nbytes + fam.learned_arrays()["centroids"].nbytes + order.nbytes
         for P in probes:
             def search(q: np.ndarray, P: int = P) -> np.ndarray:
-                ids = s.search(q if len(q) > 1 else q[0], K, n_probes=P).ids
-                return np.where(ids >= 0, order[np.maximum(ids, 0)], -1)
+                return s.search(q if len(q) > 1 else q[0], K, n_probes=P).ids
 
             self.point(OURS_KMEANS, f"L={L} cells={n_cells} P={P}", search, build, nbytes / self.n)
             self.rows[-1].extra.update(P=P, L=L, n_cells=n_cells)
+        for cap, stops in adaptive:
+            for stop in stops:
+                def walk(q: np.ndarray, cap: int = cap, stop: float = stop) -> np.ndarray:
+                    return s.search(q if len(q) > 1 else q[0], K, n_probes=cap, stop=stop).ids
+
+                self.point(OURS_KMEANS, f"L={L} cells={n_cells} cap={cap} stop={stop}", walk, build,
+                           nbytes / self.n)
+                used = s.search(self.Q, K, n_probes=cap, stop=stop).n_probes
+                self.rows[-1].extra.update(P=cap, stop=stop, L=L, n_cells=n_cells,
+                                           mean_probes=round(float(np.mean(used)), 2))
 
     def faiss_lsh(self, nbits: int, k_factors: list[int],
                   multihash: list[tuple[int, int, int, int, int]]) -> None:
@@ -785,7 +803,8 @@ class VectorBench:
         for m in multiples:
             probes = default * m
 
-            def search(q: np.ndarray, probes: int = probes) -> np.ndarray:
+            def search(q: np.ndarray, probes: int | None = None if m == 1 else probes) -> np.ndarray:
+                # the default row as a user gets it: the operating point's probes and stop
                 return row_of[index.query(q, K, n_probes=probes).ids]
 
             self.point(INDEX if family == "hyperplane" else INDEX_KMEANS,
@@ -855,7 +874,7 @@ def bench_families(b: VectorBench, grid: FamilyGrid | None) -> None:
         b.cross_polytope(L, n_bits, probes)
         gc.collect()
     for L, n_cells, probes in grid.kmeans:
-        b.kmeans(L, n_cells, probes)
+        b.kmeans(L, n_cells, probes, grid.kmeans_adaptive)
         gc.collect()
     for nlist, nprobes in grid.ivf:
         b.ivf(nlist, nprobes)

@@ -78,8 +78,8 @@ def test_a_default_kmeans_index_reaches_its_target_on_fresh_queries(metric: str)
         row_of = np.full(int(ids.max()) + 1, -1)
         row_of[ids] = np.arange(len(X))
         point = index._segments[0].info.config["operating_point"]
-        assert point["target_recall"] == 0.95 and point["stop"] == 0.0
-        assert 1 <= point["n_probes"] < point["max_probes"]
+        assert point["target_recall"] == 0.95 and point["stop"] >= 0.0  # adaptive: cell_stop
+        assert 1 <= point["n_probes"] <= point["max_probes"]
         default = index.query(Q, 10)
         assert _recall(row_of[default.ids], truth) >= 0.95
         low, high = index.query(Q, 10, recall=0.8), index.query(Q, 10, recall=0.99)

@@ -27,6 +27,7 @@ from audiolsh.search.kernels import (
     _gather,
     _insert,
     _named,
+    _probe_until,
     _rerank,
     _restore,
     _row_distance,
@@ -115,27 +116,56 @@ def query_cells(a, cent_t, bias, tol_scale, cmax, S, gaps, home, best_gap, best_
     return out
 
 
+@numba.njit(inline="always")
+def _none_removed(dead_bits, lo, hi):  # pragma: no cover - compiled
+    """No row of lo to hi - 1 is removed: the few words of the bit map that cover them."""
+    if hi <= lo:
+        return True
+    for w in range(lo >> 6, ((hi - 1) >> 6) + 1):
+        if dead_bits[w]:
+            return False
+    return True
+
+
+@numba.njit(inline="always")
+def _rename(ids, names):  # pragma: no cover - compiled
+    """Row numbers to the rows' ids (-1, no row, indexes names' last entry, -1)."""
+    if names.shape[0]:
+        for j in range(ids.shape[0]):
+            ids[j] = names[ids[j]]
+
+
 def _search_cells(
     Q, normalise, cent_t, bias, tol_scale, cmax, n_probes, table_start, bucket_keys,
-    bucket_start, members, X, dead_bits, k, metric, aux, cell_rows, n_chunks,
+    bucket_start, members, X, dead_bits, k, metric, aux, cell_rows, n_chunks, names, stop,
 ):  # pragma: no cover - compiled
-    """ids, distances, candidate counts, and False (nothing else) on a non-finite query.
+    """ids, distances, candidate counts, probes used, and False (nothing else) on a
+    non-finite query.
     cent_t: centroids (L, d, C); bias: (L, C) subtracted from the dot products.  The
     gathering and re-rank are ``kernels.search_vectors``'s, compiled alike.  ``cell_rows``
     (C + 1 offsets, else empty): one table whose cell c holds rows cell_rows[c] to
     cell_rows[c + 1] (``index.families.by_cell``): a probed cell is then measured where it
     lies, with no bucket look-up, gathering or seen map (no row is in two probed cells).
-    Queries are dealt to ``n_chunks`` workers (one in the serial build)."""
+    Queries are dealt to ``n_chunks`` workers (one in the serial build).  ``names`` (n + 1,
+    the last -1; else empty): the ids the answers give the rows (``VectorLSH.name_rows``).
+
+    ``stop`` > 0 probes adaptively: the cells are measured in probe order, and the walk ends
+    before the first cell past the home cells whose gap (how much farther its centroid is
+    than the home one, ``query_cells``) exceeds ``stop`` x the k-th distance found so far
+    (squared for Euclidean): near neighbours found early end it early, so easy queries
+    probe few cells and hard ones up to ``n_probes``.  The answer is then exactly the fixed
+    search's with as many probes as the query used."""
     nq = Q.shape[0]
     n = X.shape[0]
     n_tables, n_cells = cent_t.shape[0], cent_t.shape[2]
     out_i = np.full((nq, k), -1, dtype=np.int64)
     out_d = np.full((nq, k), np.inf, dtype=np.float32)
     n_cand = np.zeros(nq, dtype=np.int64)
+    n_probes = min(n_probes, n_tables * n_cells)
+    used = np.full(nq, n_probes, dtype=np.int64)
     A, finite = unit_rows(Q, normalise)
     if not finite:
-        return out_i, out_d, n_cand, False
-    n_probes = min(n_probes, n_tables * n_cells)
+        return out_i, out_d, n_cand, used, False
     m = max(n_probes - n_tables, 1)
     contiguous = cell_rows.shape[0] == n_cells + 1
     for c in numba.prange(n_chunks):
@@ -152,22 +182,44 @@ def _search_cells(
         no_codes = np.zeros((0, 0), dtype=np.uint64)
         hist = np.zeros(1, dtype=np.int64)
         ham = np.empty(0, dtype=np.uint16)
+        scores = np.zeros((1, n_probes), dtype=np.float64)
         for qi in range(c, nq, n_chunks):
             out = query_cells(A[qi], cent_t, bias, tol_scale, cmax, S, gaps, home, best_gap,
                               best_slot, keys, tables)
+            used[qi] = out
+            top_d, top_i = out_d[qi], out_i[qi]
             if contiguous:
                 q = A[qi]
                 qf, qc = _fold(q, X, aux)
-                top_d, top_i = out_d[qi], out_i[qi]
                 count = 0
                 for p in range(out):
+                    if stop > 0 and p >= n_tables and best_gap[p - n_tables] > stop * top_d[k - 1]:
+                        used[qi] = p
+                        break
                     cell = keys[0, p]
-                    for j in range(cell_rows[cell], cell_rows[cell + 1]):
+                    lo, hi = cell_rows[cell], cell_rows[cell + 1]
+                    if _none_removed(dead_bits, lo, hi):  # the usual case: no test per row
+                        for j in range(lo, hi):
+                            _insert(top_d, top_i, _row_distance(q, qf, qc, X, aux, j, metric), j)
+                        count += hi - lo
+                        continue
+                    for j in range(lo, hi):
                         if dead_bits[j >> 6] & (np.uint64(1) << np.uint64(j & 63)):
                             continue
                         _insert(top_d, top_i, _row_distance(q, qf, qc, X, aux, j, metric), j)
                         count += 1
                 n_cand[qi] = count
+                _rename(out_i[qi], names)
+                continue
+            if stop > 0:  # the probes' gaps as kernels._probe_until reads scores
+                for p in range(n_tables, out):
+                    scores[0, p] = best_gap[p - n_tables]
+                count, used[qi] = _probe_until(
+                    A[qi], keys[:, :out], tables[:, :out], scores, 0, stop, table_start, bucket_keys,
+                    bucket_start, members, seen, cand, X, aux, metric, top_d, top_i)
+                n_cand[qi] = count
+                _restore(seen, dead_bits, cand, count)
+                _rename(top_i, names)
                 continue
             count = 0
             for p in range(out):
@@ -178,7 +230,8 @@ def _search_cells(
             _restore(seen, dead_bits, cand, count)
             _rerank(A[qi], cand, count, X, aux, metric, no_words, no_codes, 0, ham, hist,
                     out_d[qi], out_i[qi])
-    return out_i, out_d, n_cand, True
+            _rename(out_i[qi], names)
+    return out_i, out_d, n_cand, used, True
 
 
 # fastmath as kernels.search_vectors, so distances are its own.  Serial for a few queries (a
@@ -218,22 +271,26 @@ def fast_state(family: KMeansLSH, tables: Any, n_rows: int) -> tuple | None:
             cell_rows(tables, n_rows, family.n_cells))
 
 
-def search_cells_of(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric: int) -> Neighbors:
+def search_cells_of(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric: int,
+                    stop: float = 0.0) -> Neighbors:
     """k nearest rows of the queries ``A`` (2-D, the searcher's dimension) of a k-means
     ``VectorLSH`` whose ``_cells`` state is set, in one compiled call (serial for a few
-    queries, parallel for more); short answers widen as the general path."""
-    kernel, args = _call(searcher, A, k, n_probes, metric)
+    queries, parallel for more); short answers widen as the general path.  ``stop`` > 0:
+    adaptive probing, ``n_probes`` the most (``_search_cells``)."""
+    kernel, args = _call(searcher, A, k, n_probes, metric, stop)
     return searcher._answer(args[0], kernel(*args), k, n_probes, 0)  # type: ignore[no-any-return]
 
 
-def load_cells_kernel(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric: int) -> None:
+def load_cells_kernel(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric: int,
+                      stop: float = 0.0) -> None:
     """Load the kernel ``search_cells_of`` would run for these queries (from numba's cache),
     without running it: a parallel call costs a thread-pool round trip even for one row."""
-    kernel, args = _call(searcher, A, k, n_probes, metric)
+    kernel, args = _call(searcher, A, k, n_probes, metric, stop)
     kernel.compile(tuple(numba.typeof(a) for a in args))
 
 
-def _call(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric: int) -> tuple[Any, tuple]:
+def _call(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric: int,
+          stop: float) -> tuple[Any, tuple]:
     cent_t, bias, scale, cmax, offsets = searcher._cells
     t = searcher.tables_
     if (A.dtype != np.float32 and A.dtype != np.float64) or not A.flags.c_contiguous:
@@ -245,5 +302,5 @@ def _call(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric: int) -> t
     return kernel, (
         A, searcher.metric == "cosine", cent_t, bias, scale, cmax, n_probes, t.table_start,
         t.bucket_keys, t.bucket_start, t.members, searcher._exact_rows[0], searcher._dead_bits, k,
-        metric, searcher._exact_rows[1], offsets, chunks,
+        metric, searcher._exact_rows[1], offsets, chunks, searcher._names, stop,
     )

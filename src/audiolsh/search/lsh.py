@@ -24,6 +24,7 @@ from audiolsh.search.results import Neighbors, replace_rows
 from audiolsh.search.tables import BucketTables
 
 MAX_PROBE_ROUNDS = 4
+NO_NAMES = np.zeros(0, np.int64)  # answers name rows by their numbers
 
 
 def _n_chunks(n_queries: int) -> int:
@@ -159,6 +160,7 @@ class VectorLSH(_Searcher):
         self.default_probes = family.n_tables if n_probes is None else check_int("n_probes", n_probes, 1)
         self.default_rerank = check_int("n_rerank", n_rerank, 0)
         self._fast: tuple | None = None
+        self._names = NO_NAMES
 
     def fit(
         self, X: np.ndarray, *, alive: np.ndarray | None = None, prepared: bool = False,
@@ -189,6 +191,7 @@ class VectorLSH(_Searcher):
         self.codes_ = codes if codes is not None else np.zeros((len(vectors), 0), np.uint16)
         self.rerank_, self.rerank_scale_, self.rerank_offset_ = rerank, rerank_scale, rerank_offset
         self._exact_rows = kernel_rows(vectors, rerank, rerank_scale, rerank_offset)
+        self._names = NO_NAMES
         self.alive_ = np.ones(len(vectors), np.uint8) if alive is None else alive.astype(np.uint8)
         self._fast = self._fast_state()
         self._cells = (cells.fast_state(self.family, tables, len(vectors))
@@ -221,6 +224,23 @@ class VectorLSH(_Searcher):
     def __len__(self) -> int:
         return len(self.vectors_)
 
+    def name_rows(self, ids: np.ndarray | None) -> VectorLSH:
+        """Answers name row i by ``ids[i]`` (as an IVF list returns the ids it was given),
+        e.g. the row's place before ``index.families.by_cell`` moved it; None: row numbers.
+        The k-means path maps inside its compiled call, which costs nothing per query."""
+        if ids is None:
+            self._names = NO_NAMES
+            return self
+        ids = np.asarray(ids)
+        if ids.shape != (len(self),) or ids.dtype.kind not in "iu" or (len(ids) and ids.min() < 0):
+            raise ParameterError(f"row ids must be {len(self)} integers >= 0, one per row")
+        # a trailing -1: "no row" (-1) indexes it and stays -1, with no test per answer
+        self._names = np.concatenate([ids.astype(np.int64), [-1]])
+        return self
+
+    def _as_names(self, ids: np.ndarray) -> np.ndarray:
+        return ids if len(self._names) == 0 else self._names[ids]
+
     def _queries(self, Q: object) -> np.ndarray:
         A = prepare(np.asarray(Q), self.metric)
         if A.shape[1] != self.vectors_.shape[1]:
@@ -239,7 +259,8 @@ class VectorLSH(_Searcher):
         """k nearest rows of every query (see ``_Searcher._search``); ``n_rerank`` > 0 measures
         exactly only that many candidates, the nearest by Hamming distance of their hyperplane
         codes (0: every candidate).  ``stop`` > 0 (with ``n_rerank`` 0) probes adaptively: at
-        most ``n_probes``, fewer when the k found are near (``kernels._probe_until``)."""
+        most ``n_probes``, fewer when the k found are near (``kernels._probe_until``; k-means
+        cells: ``cells._search_cells``)."""
         rerank = self.default_rerank if n_rerank is None else check_int("n_rerank", n_rerank, 0)
         if not stop >= 0:
             raise ParameterError(f"stop must be a number >= 0, got {stop!r}")
@@ -247,7 +268,8 @@ class VectorLSH(_Searcher):
             rows = self._rows(Q)
             if rows is not None:
                 probes = self.default_probes if n_probes is None else check_int("n_probes", n_probes, 1)
-                return cells.search_cells_of(self, rows, check_int("k", k, 1), probes, METRICS[self.metric])
+                return cells.search_cells_of(self, rows, check_int("k", k, 1), probes,
+                                             METRICS[self.metric], float(stop))
         fast = self._fast
         if fast is not None:
             k = check_int("k", k, 1)
@@ -300,7 +322,7 @@ class VectorLSH(_Searcher):
             self._exact_rows[0], self._dead_bits, k, METRICS[self.metric], codes, code_bits, rerank,
             self._exact_rows[1], float(stop),
         )
-        return self._answer(A, found, k, probes, n_rerank)
+        return self._answer(A, (self._as_names(found[0]), *found[1:]), k, probes, n_rerank)
 
     def _answer(self, A: np.ndarray, found: tuple, k: int, probes: int, n_rerank: int) -> Neighbors:
         """A one-call kernel's (ids, squared or cosine distances, candidates[, probes used],
@@ -313,7 +335,9 @@ class VectorLSH(_Searcher):
             dist = np.sqrt(dist)
         result = Neighbors(ids, dist, cand, probed)
         want = min(k, self._n_live)
-        if want and min(ids[:, want - 1].tolist()) < 0:
+        # one row (the usual call): a scalar test, cheaper than a column's minimum
+        short = ids[0, want - 1] < 0 if len(ids) == 1 else min(ids[:, want - 1].tolist()) < 0
+        if want and short:
             result = self._widen(self._queries(A), result, k, probes, n_rerank)
         return result
 
@@ -339,11 +363,12 @@ class VectorLSH(_Searcher):
         )
         if self.metric == "euclidean":
             dist = np.sqrt(dist)
-        return Neighbors(ids, dist, cand, probed)
+        return Neighbors(self._as_names(ids), dist, cand, probed)
 
     def _exact(self, queries: object, k: int) -> Neighbors:
         brute = BruteForce(self.metric).fit(self.vectors_, alive=self.alive_)
-        return brute.search(np.asarray(queries), k)
+        found = brute.search(np.asarray(queries), k)
+        return Neighbors(self._as_names(found.ids), found.distances, found.n_candidates, found.n_probes)
 
     @property
     def index_nbytes(self) -> int:
