@@ -230,3 +230,13 @@ def test_a_kmeans_segment_stores_its_rows_cell_by_cell(tmp_path: Path) -> None:
         np.testing.assert_array_equal(found, got[:50])
         assert index.remove([str(got[0])]) == 1
         assert got[0] not in index.query(X[:1], k=5).ids
+
+
+@pytest.mark.parametrize("family", families.FAMILIES)
+def test_an_empty_batch_of_queries_has_empty_answers(family: str) -> None:
+    """No query rows: no answers, of the right shape, from a tuned segment of every family."""
+    X = np.random.default_rng(3).standard_normal((3000, 16)).astype(np.float32)
+    with Index.create(None, family=family) as index:
+        index.add(X)
+        found = index.query(np.zeros((0, 16), np.float32), 5)
+        assert found.ids.shape == found.distances.shape == (0, 5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import itertools
 import sys
 import time
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
@@ -27,7 +26,7 @@ from audiolsh.index.build import DEFAULT_TARGET_RECALL
 from audiolsh.index.families import AUTO, FAMILIES
 from audiolsh.library.locations import check_vectors_location
 from audiolsh.query import jsonl
-from audiolsh.query.records import rounded, vector_records
+from audiolsh.query.records import rounded_array, vector_records
 from audiolsh.search.compact import RERANK_DTYPES
 from audiolsh.vectors import read_vectors
 
@@ -116,7 +115,7 @@ def vector_jsonl(queries: list[str], table: list[str | None], slots: np.ndarray,
     """The jsonl lines of ``vector_records`` (finite distances) of the answers' keys
     ``table[slots]`` (``Index.key_table``), as ``json.dumps`` writes them: each key and query
     encoded once by its C encoder, the lines in one compiled pass (``query.jsonl``)."""
-    rounded_d = jsonl.rounded_distances(distances)
+    rounded_d = rounded_array(distances)
     slots = np.asarray(slots).reshape(distances.shape)
     named = cast("list[str]", table)
     if None in table:  # -1 or removed: no answer
@@ -131,7 +130,7 @@ def vector_jsonl(queries: list[str], table: list[str | None], slots: np.ndarray,
     present = [key for key in keys if key is not None]
     quoted_of = dict(zip(present, map(encode_basestring_ascii, present)))
     hits = [f'{{"id": {quoted_of[key]}, "distance": {d!r}}}' if key is not None else ""
-            for key, d in zip(keys, itertools.chain.from_iterable(rounded(distances)))]
+            for key, d in zip(keys, rounded_d.ravel().tolist())]
     k = distances.shape[1]
     return "".join(
         f'{{"query": {query}, "results": [{", ".join(h for h in hits[i * k: (i + 1) * k] if h)}]}}\n'

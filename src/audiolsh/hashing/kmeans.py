@@ -196,9 +196,13 @@ class KMeansLSH:
         self._set_centroids(cents)
         return self
 
+    def fit_rows(self, n_rows: int) -> int:
+        """Rows of the seeded sample each table's Lloyd iterations run on, of ``n_rows``."""
+        return min(n_rows, max(self.n_cells, min(FIT_MAX, FIT_PER_CELL * self.n_cells)))
+
     def _fit_table(self, A: np.ndarray, t: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, t, 0x4B_4D])
-        m = min(len(A), max(self.n_cells, min(FIT_MAX, FIT_PER_CELL * self.n_cells)))
+        m = self.fit_rows(len(A))
         S = A[np.sort(rng.choice(len(A), m, replace=False))] if m < len(A) else A
         start = rng.choice(len(S), self.n_cells, replace=self.n_cells > len(S))
         C = self._normalise(S[np.sort(start)].astype(np.float32))
@@ -304,7 +308,7 @@ class KMeansLSH:
         S = self.scores(A)
         home = self._keys(A).astype(np.int64)
         P = max(1, min(int(n_probes), self.n_tables * self.n_cells))
-        flat = S.reshape(len(A), -1)
+        flat = S.reshape(len(A), self.n_tables * self.n_cells)  # -1 cannot size no rows
         return _run("select", len(A), flat, home, self.n_tables, self.n_cells, P)  # type: ignore[no-any-return]
 
     # persistence ---------------------------------------------------------------------

@@ -154,8 +154,7 @@ TUNE_QUERIES = (200, 400)
 
 def tune_queries(fam: KMeansLSH, n: int) -> int:
     """Held-out queries for a k-means segment of ``n`` rows (see TUNE_SHARE)."""
-    fit_rows = min(n, max(fam.n_cells, min(kmeans.FIT_MAX, kmeans.FIT_PER_CELL * fam.n_cells)))
-    passes = fam.n_tables * (kmeans.N_ITER * fit_rows / max(n, 1) + 1)  # over the rows, per cell
+    passes = fam.n_tables * (kmeans.N_ITER * fam.fit_rows(n) / max(n, 1) + 1)  # over the rows, per cell
     by_build = TUNE_SHARE * passes * fam.n_cells
     return int(np.clip(min(by_build, TUNE_FLOPS / (max(n, 1) * fam.dim)), *TUNE_QUERIES))
 

@@ -16,6 +16,8 @@ from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 import numba
 import numpy as np
 
+from audiolsh.query.records import rounded_array
+
 #: distances at or above this are left to Python's repr (and its exponent from 10^16)
 LARGEST = 1e9
 
@@ -155,18 +157,13 @@ def lines(queries: list[str], k_bytes: np.ndarray, k_offsets: np.ndarray, slots:
     return out[:end].tobytes().decode("ascii")
 
 
-def rounded_distances(distances: np.ndarray) -> np.ndarray:
-    """``records.rounded``'s values as an array."""
-    return np.round(np.asarray(distances, np.float64), 6)
-
-
 def plain_lines(queries: list[str], k_offsets: np.ndarray, k_bytes: np.ndarray, slots: np.ndarray,
                 distances: np.ndarray) -> str | None:
     """The lines straight from the answers' key bytes (``Index.key_bytes``), None when a key
     needs escaping (then its text is Python's to encode) or a distance does not ``fit``."""
     if not plain(k_bytes):
         return None
-    rounded = rounded_distances(distances)
+    rounded = rounded_array(distances)
     slots = np.asarray(slots).reshape(distances.shape)
     if not fits(rounded[slots >= 0]):
         return None

@@ -154,11 +154,16 @@ def vector_records(queries: Sequence[str], keys: Sequence[str | None],
     return out
 
 
-def rounded(distances: np.ndarray) -> list[list[float]]:
+def rounded_array(distances: np.ndarray) -> np.ndarray:
     """Distances rounded to 6 places, all at once: ``round``'s values but at exact half-way
     products (none in 10^6 random float32 or float64 distances), since the quotient of two
     exact doubles is the double nearest the decimal, as ``round`` returns."""
-    return np.round(np.asarray(distances, np.float64), 6).tolist()  # type: ignore[no-any-return]
+    return np.round(np.asarray(distances, np.float64), 6)
+
+
+def rounded(distances: np.ndarray) -> list[list[float]]:
+    """``rounded_array`` as lists of floats."""
+    return rounded_array(distances).tolist()  # type: ignore[no-any-return]
 
 
 def cluster_records(result: Clustering, *, library: bool) -> list[dict[str, Any]]:

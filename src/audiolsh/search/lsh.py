@@ -336,8 +336,8 @@ class VectorLSH(_Searcher):
         result = Neighbors(ids, dist, cand, probed)
         want = min(k, self._n_live)
         # one row (the usual call): a scalar test, cheaper than a column's minimum
-        short = ids[0, want - 1] < 0 if len(ids) == 1 else min(ids[:, want - 1].tolist()) < 0
-        if want and short:
+        if want and len(ids) and (ids[0, want - 1] < 0 if len(ids) == 1
+                                  else min(ids[:, want - 1].tolist()) < 0):
             result = self._widen(self._queries(A), result, k, probes, n_rerank)
         return result
 
