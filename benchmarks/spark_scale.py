@@ -613,6 +613,14 @@ def set_section(session: Any, n: int, args: argparse.Namespace, work: Path) -> l
     return rows
 
 
+QUICK: dict[str, Any] = {
+    "n": "20000", "mllib_n": 2000, "n_sets": 3000, "sample": 200, "queries": 2000, "knn_queries": 5,
+    "knn_grid": "4,0.05", "knn_points": "0,0", "mllib_grid": "4,0.05", "mllib_at_n": "2,0.01",
+    "minhash_tables": "5", "mllib_cap_s": 120.0, "set_thresholds": "0.35", "points": "128,300",
+}
+"""``--quick``'s sizes and grids: a smoke run of every method in a few minutes."""
+
+
 def warm_up(session: Any, work: Path) -> None:
     """One small join, add and query first: the workers start and load the compiled kernels and
     the readers, untimed (a new session pays it once: its first job runs ~10 s longer)."""
@@ -769,11 +777,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="JSON results")
     ap.add_argument("--md", type=Path, help="markdown tables")
     args = ap.parse_args(argv)
-    if args.quick:
-        args.n, args.mllib_n, args.n_sets, args.sample = "20000", 2000, 3000, 200
-        args.queries, args.knn_queries, args.knn_grid, args.knn_points = 2000, 5, "4,0.05", "0,0"
-        args.mllib_grid, args.mllib_at_n, args.minhash_tables = "4,0.05", "2,0.01", "5"
-        args.mllib_cap_s, args.set_thresholds, args.points = 120.0, "0.35", "128,300"
+    if args.quick:  # smaller defaults; flags given on the command line still win
+        ap.set_defaults(**QUICK)
+        args = ap.parse_args(argv)
     args.points = [tuple(int(x) for x in p.split(",")) for p in args.points.split(";") if p]
     grid = [(int(p.split(",")[0]), float(p.split(",")[1])) for p in args.mllib_grid.split(";") if p]
     at_n = [(int(p.split(",")[0]), float(p.split(",")[1])) for p in args.mllib_at_n.split(";") if p]

@@ -34,5 +34,9 @@ def test_tiny_run_measures_every_method(tmp_path: Path) -> None:
             "MLlib BucketedRandomProjectionLSH.approxNearestNeighbors",
             "audiolsh Index.query (one query at a time)"} <= methods
     assert all(r["note"] != "DIFFERS from Spark" for r in rows)
+    # the sizes given beside --quick are the ones run (--quick only changes the defaults)
+    assert {r["n"] for r in rows if r["section"] == "vectors"} == {4000}
+    assert {r["n"] for r in rows if r["section"] == "vectors-small"} == {800}
+    assert {r["n"] for r in rows if r["section"] == "sets"} == {1200}
     ours = [r for r in rows if r["method"] == "audiolsh spark join (broadcast)"]
     assert all(r["recall"] > 0.5 for r in ours)
