@@ -322,3 +322,14 @@ def test_the_protocol_reports_answers_naming_a_copy_apart_in_every_table(tmp_pat
     again = rescore(load_report(tmp_path / "old.json"), stored["results"], corpus_dir=tmp_path)
     assert [r.overall for r in again.results] == [r.overall for r in report.results]
     assert again.results[0].build == report.results[0].build
+    # And from the command line: the stored run's answers, this protocol's checks.
+    from click.testing import CliRunner
+
+    import audiolsh.cli.evaluate_cmds  # noqa: F401  (attaches `evaluate` to the group)
+    from audiolsh.cli import cli
+
+    args = ["evaluate", "identify", str(tmp_path), "--rescore", str(tmp_path / "old.json"),
+            "--md", str(tmp_path / "again.md"), "--format", "json"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "again.md").read_text().count("| menu_enhanced.wav at ") == 4
