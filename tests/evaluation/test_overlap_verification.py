@@ -220,3 +220,116 @@ def test_the_calibration_fit_spends_its_false_match_budget_on_real_false_matches
     path.write_text(json.dumps(report(ncc).to_dict()).replace("NaN", "null"))
     again = fit_from_report(load_report(path), budget=budget)
     assert again.default_min_confidence == aware.default_min_confidence
+
+
+# --------------------------------------------------------------------------- same audio on positives
+
+
+def test_a_positive_named_as_a_track_carrying_its_audio_is_a_verified_same_audio_answer(
+        reuse: dict[str, str]) -> None:
+    """``battle`` holds 6 s of ``theme`` (from 4 s) at 8 s: a clip of theme at 5 s named as battle at
+    9 s is wrong for top-1 but carries the same audio; elsewhere in battle it is just wrong."""
+    from audiolsh.evaluation.identify import check_overlaps
+
+    theme, battle = reuse["theme"], reuse["battle"]
+    cs = [Clip(f"c{i}", f"/c/c{i}.wav", theme, True, "clean", 3.0, 5.0) for i in range(4)]
+    cs.append(Clip("n", "/c/n.wav", reuse["other"], False, "clean", 3.0, 2.0))
+    answers = [Answer(battle, 9.0, 5.0),  # the shared passage
+               Answer(battle, 2.0, 5.0),  # battle's own music
+               Answer(battle, 9.0, 1.0),  # the shared passage, below the threshold: not checked
+               Answer(theme, 5.0, 5.0),  # right
+               Answer(None, None, -math.inf)]
+    ncc = check_overlaps({"default": 3.0}, cs, answers)
+    assert ncc[0] >= MIN_OVERLAP_NCC and ncc[1] < MIN_OVERLAP_NCC
+    assert np.isnan(ncc[2:]).all()
+    r = score_system("s", cs, answers, threshold=3.0, overlap=ncc >= MIN_OVERLAP_NCC)
+    o = r.overall
+    assert (o["top1"], o["n_same_audio"], o["top1_with_same_audio"]) == (0.25, 1, 0.5)
+    assert (o["n_false"], o["n_overlap"]) == (0, 0)
+    (cell,) = r.cells
+    assert (cell.n_same_audio, cell.top1, cell.top1_with_same_audio) == (1, 0.25, 0.5)
+    # Below the threshold a same-audio answer is no match, like any other.
+    low = score_system("s", cs, answers, threshold=6.0, overlap=ncc >= MIN_OVERLAP_NCC)
+    assert (low.overall["n_same_audio"], low.overall["top1_with_same_audio"]) == (0, 0.0)
+
+
+class NamesTheCopy(ClipByClip):
+    """Names ``copy`` (``source`` from ``start_s`` on) for every clip of ``source``, at the clip's place
+    in it; right for the other indexed tracks' clips, nothing for unindexed ones."""
+
+    name = "copycat"
+
+    def __init__(self, source: str, copy: str, start_s: float, indexed: Sequence[str]) -> None:
+        self.source, self.copy, self.start_s, self.indexed = source, copy, start_s, set(indexed)
+        self.thresholds = {"any": 0.0, "equal FM": None}
+        self.truth: dict[str, Clip] = {}
+
+    def build(self, track_paths: Sequence[str], workdir: Path) -> BuildStats:
+        manifest = json.loads((workdir.parent / "clips" / "clips.json").read_text())
+        self.truth = {c["path"]: Clip(**c) for c in manifest["clips"]}
+        return BuildStats(len(track_paths), 16.0, 1.0, 1, 1000)
+
+    def identify(self, clip_wav_path: str, y: np.ndarray, sr: int) -> tuple[str | None, float | None, float]:
+        c = self.truth[clip_wav_path]
+        if c.source == self.source:
+            return self.copy, c.offset_s - self.start_s, 5.0
+        return (c.source, c.offset_s, 5.0) if c.source in self.indexed else (None, None, -math.inf)
+
+
+def test_the_protocol_reports_answers_naming_a_copy_apart_in_every_table(tmp_path: Path) -> None:
+    """``menu_enhanced`` is ``menu`` from 1 s on, remastered (gain, a little noise): both indexed. Clips of
+    menu named as menu_enhanced are wrong for top-1, verified same audio, and shown in every table."""
+    rng = np.random.default_rng(7)
+    menu = synth.music(duration_s=16.0, sr=SR, seed=1)
+    enhanced = 1.3 * menu[SR:] + 0.01 * rng.standard_normal(15 * SR)
+    (tmp_path / "game").mkdir()
+    (tmp_path / "other").mkdir()
+    paths = {"menu": tmp_path / "game" / "menu.wav", "menu_enhanced": tmp_path / "game" / "menu_enhanced.wav",
+             "filler": tmp_path / "game" / "filler.wav", "outsider": tmp_path / "other" / "outsider.wav"}
+    tracks = {"menu": menu, "menu_enhanced": enhanced, "filler": synth.music(duration_s=16.0, sr=SR, seed=5),
+              "outsider": synth.music(duration_s=16.0, sr=SR, seed=6)}
+    for name, p in paths.items():
+        sf.write(p, tracks[name] / np.max(np.abs(tracks[name])) * 0.9, SR, subtype="PCM_16")
+    corpus = sorted(str(p) for p in paths.values())
+    packages = corpus_packages(tmp_path, corpus)
+    indexed = [str(paths[n]) for n in ("menu", "menu_enhanced", "filler")]
+    system = NamesTheCopy(str(paths["menu"]), str(paths["menu_enhanced"]), 1.0, indexed)
+    report = run_protocol(corpus, [system], tmp_path / "w", lengths_s=(3.0,), conditions=("clean", "white10"),
+                          seed=0, indexed_fraction=0.75, packages=packages, holdout_packages=["other"])
+    assert sorted(report.corpus["indexed"]) == sorted(indexed)
+    menu_clips = [c for c in report.clips if c.source == str(paths["menu"])]
+    assert len(menu_clips) == 2 and all(c.offset_s >= 1.0 for c in menu_clips)
+    for r in report.results:  # 6 positives: 4 right, 2 named as the copy; the outsider never matched
+        o = r.overall
+        assert (o["n_pos"], o["top1"], o["n_same_audio"]) == (6, pytest.approx(4 / 6), 2)
+        assert (o["top1_with_same_audio"], o["n_false"], o["n_overlap"]) == (1.0, 0, 0)
+    ncc = report.overlap_ncc["copycat"]
+    for c, x in zip(report.clips, ncc):
+        assert (x >= MIN_OVERLAP_NCC) if c.source == str(paths["menu"]) else math.isnan(x)
+    md = report_markdown(report)
+    assert "copycat (any): the verified same-audio answers" in md
+    assert md.count("| menu_enhanced.wav at ") == 4  # both thresholds' tables
+    assert "| 66.7 (100.0) | 66.7 (100.0) |" in md  # side by side: without and with them, per cell
+    assert "/ 0.0 +1 sa |" in md
+    # The same read back from the report's JSON and scored again.
+    from audiolsh.evaluation.calibration import load_report
+    from audiolsh.evaluation.identify import rescore, write_json
+
+    write_json(report, tmp_path / "r.json")
+    stored = json.loads((tmp_path / "r.json").read_text())
+    blind = dict(stored, overlap_ncc={"min_ncc": MIN_OVERLAP_NCC})  # as written before this check
+    (tmp_path / "old.json").write_text(json.dumps(blind))
+    again = rescore(load_report(tmp_path / "old.json"), stored["results"], corpus_dir=tmp_path)
+    assert [r.overall for r in again.results] == [r.overall for r in report.results]
+    assert again.results[0].build == report.results[0].build
+    # And from the command line: the stored run's answers, this protocol's checks.
+    from click.testing import CliRunner
+
+    import audiolsh.cli.evaluate_cmds  # noqa: F401  (attaches `evaluate` to the group)
+    from audiolsh.cli import cli
+
+    args = ["evaluate", "identify", str(tmp_path), "--rescore", str(tmp_path / "old.json"),
+            "--md", str(tmp_path / "again.md"), "--format", "json"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "again.md").read_text().count("| menu_enhanced.wav at ") == 4

@@ -8,7 +8,10 @@ track) is right when the top-1 track is its source; its offset is right when als
 ``OFFSET_TOLERANCE_S`` of where the clip starts in the original track. A match returned for a
 negative clip (of an unindexed track) is checked against the audio it reports
 (:mod:`.overlaps`): a verified overlap (the passage is reused in the reported track) is counted
-apart; any other is a false match. Negatives come from packages with no indexed track as well as
+apart; any other is a false match. A positive answered with another indexed track is checked the
+same way: when that track carries the clip's audio at the reported offset (a remaster, a reused
+passage) it is a verified same-audio answer, wrong for top-1 but counted apart, and top-1 is also
+given with such answers counted right. Negatives come from packages with no indexed track as well as
 from within the indexed tracks' packages.
 
 Systems are adapters behind :class:`System`: ``build(track_paths, workdir)`` then
@@ -70,6 +73,7 @@ __all__ = [
     "jsonable",
     "make_clips",
     "query_times_ms",
+    "rescore",
     "run_protocol",
     "score_system",
     "sources_sha1",
@@ -417,6 +421,8 @@ class Cell:
     n_false: int
     fm_rate: float
     n_overlap: int = 0  # matches on negatives verified to be in the reported track: not false
+    n_same_audio: int = 0  # positives answered with another track verified to carry their audio
+    top1_with_same_audio: float = math.nan  # top-1 counting those answers right
 
 
 @dataclass
@@ -459,22 +465,25 @@ def score_system(name: str, clips: Sequence[Clip], answers: Sequence[Answer], *,
 
     An answer counts as a match when it names a track and its score is ``>= threshold``;
     ``threshold=None`` picks the equal-false-match threshold (:func:`equal_fm_threshold`).
-    ``overlap`` (per clip) marks the negatives' answers verified to be in the reported track: such
-    matches are counted as overlaps, not false matches (nor in the threshold's false matches).
-    ``outside`` (per clip) marks negatives from packages with no indexed track, counted apart in
-    ``overall``.
+    ``overlap`` (per clip) marks the answers verified to carry the clip's audio in the reported
+    track: on a negative, such a match is an overlap, not a false match (nor in the threshold's
+    false matches); on a positive answered with another track, a same-audio answer, wrong for
+    ``top1`` and counted right in ``top1_with_same_audio``. ``outside`` (per clip) marks negatives
+    from packages with no indexed track, counted apart in ``overall``.
     """
     if len(clips) != len(answers):
         raise ParameterError(f"{len(clips)} clips but {len(answers)} answers")
     pos = np.array([c.positive for c in clips], dtype=bool)
     answered = np.array([a.track is not None for a in answers], dtype=bool)
     scores = np.array([a.score for a in answers], dtype=np.float64)
-    ov = np.zeros(len(clips), dtype=bool) if overlap is None else np.asarray(overlap, dtype=bool) & ~pos
+    verified = np.zeros(len(clips), dtype=bool) if overlap is None else np.asarray(overlap, dtype=bool)
+    ov = verified & ~pos
     if threshold is None:
-        threshold = equal_fm_threshold(scores[~pos & answered & ~ov], int((~pos).sum()), scores[answered],
-                                       max_rate=max_false_match_rate)
+        threshold = _equal_fm(scores, answered, pos, ov, max_false_match_rate)
     answered &= scores >= threshold
-    right = answered & pos & np.array([a.track == c.source for a, c in zip(answers, clips)], dtype=bool)
+    own = np.array([a.track == c.source for a, c in zip(answers, clips)], dtype=bool)
+    right = answered & pos & own
+    same_audio = answered & pos & ~own & verified
     on_time = right & np.array([a.offset_s is not None and abs(a.offset_s - c.offset_s) <= OFFSET_TOLERANCE_S
                                 for a, c in zip(answers, clips)], dtype=bool)
     false = answered & ~pos & ~ov
@@ -482,11 +491,13 @@ def score_system(name: str, clips: Sequence[Clip], answers: Sequence[Answer], *,
     cond = np.array([c.condition for c in clips])
     length = np.array([c.length_s for c in clips])
 
-    def counts(sel: np.ndarray) -> tuple[int, float, float, int, int, float, int]:
+    def counts(sel: np.ndarray) -> tuple[int, float, float, int, int, float, int, int, float]:
         n_pos, n_neg = int((sel & pos).sum()), int((sel & ~pos).sum())
-        n_false = int((sel & false).sum())
-        return (n_pos, _rate(int((sel & right).sum()), n_pos), _rate(int((sel & on_time).sum()), n_pos),
-                n_neg, n_false, _rate(n_false, n_neg), int((sel & overlaps).sum()))
+        n_false, n_same = int((sel & false).sum()), int((sel & same_audio).sum())
+        n_right = int((sel & right).sum())
+        return (n_pos, _rate(n_right, n_pos), _rate(int((sel & on_time).sum()), n_pos),
+                n_neg, n_false, _rate(n_false, n_neg), int((sel & overlaps).sum()),
+                n_same, _rate(n_right + n_same, n_pos))
 
     cells = []
     for cname in dict.fromkeys(c.condition for c in clips):
@@ -494,7 +505,8 @@ def score_system(name: str, clips: Sequence[Clip], answers: Sequence[Answer], *,
             sel = (cond == cname) & (length == ls)
             if sel.any():
                 cells.append(Cell(str(cname), float(ls), *counts(sel)))
-    keys = ("n_pos", "top1", "offset_acc", "n_neg", "n_false", "fm_rate", "n_overlap")
+    keys = ("n_pos", "top1", "offset_acc", "n_neg", "n_false", "fm_rate", "n_overlap", "n_same_audio",
+            "top1_with_same_audio")
     overall: dict[str, float] = dict(zip(keys, counts(np.ones(len(clips), dtype=bool))))
     if outside is not None:
         out = np.asarray(outside, dtype=bool) & ~pos
@@ -503,19 +515,32 @@ def score_system(name: str, clips: Sequence[Clip], answers: Sequence[Answer], *,
     return SystemResult(name, label, float(threshold), cells, overall)
 
 
-def check_overlaps(system: System, clips: Sequence[Clip], answers: Sequence[Answer], *,
-                   cache: dict[tuple[Any, ...], float] | None = None,
+def _equal_fm(scores: np.ndarray, answered: np.ndarray, pos: np.ndarray, overlap: np.ndarray,
+              max_rate: float) -> float:
+    """The equal-false-match threshold of these answers, verified overlaps left out."""
+    return equal_fm_threshold(scores[~pos & answered & ~overlap], int((~pos).sum()), scores[answered],
+                              max_rate=max_rate)
+
+
+def check_overlaps(thresholds: Mapping[str, float | None], clips: Sequence[Clip], answers: Sequence[Answer],
+                   *, cache: dict[tuple[Any, ...], float] | None = None,
                    max_false_match_rate: float = MAX_FALSE_MATCH_RATE) -> np.ndarray:
-    """Per clip, the correlation of a negative's answer with the audio it reports
-    (:func:`audiolsh.evaluation.overlaps.verify_hits`), NaN where not checked: positives, no
-    answer, and hits below every threshold that ``system`` is scored at (see
-    :func:`~audiolsh.evaluation.overlaps.hits_to_check`). ``cache`` shares checks between systems."""
+    """Per clip, the correlation of an answer with the audio it reports
+    (:func:`audiolsh.evaluation.overlaps.verify_hits`), NaN where not checked.
+
+    Checked: negatives' hits that can count at one of the ``thresholds`` the system is scored at
+    (label -> value, None: equal false matches; see
+    :func:`~audiolsh.evaluation.overlaps.hits_to_check`), then positives answered with another
+    track at or above the lowest of those thresholds (the equal-false-match one once the negatives
+    are checked). Not checked: right answers, no answer, answers with no offset. ``cache`` shares
+    checks between systems."""
     cache = {} if cache is None else cache
-    hits = np.array([i for i, (c, a) in enumerate(zip(clips, answers))
-                     if not c.positive and a.track is not None and a.offset_s is not None], dtype=np.int64)
     out = np.full(len(clips), np.nan)
-    if hits.size == 0:
-        return out
+    pos = np.array([c.positive for c in clips], dtype=bool)
+    named = np.array([a.track is not None for a in answers], dtype=bool)
+    placed = named & np.array([a.offset_s is not None for a in answers], dtype=bool)
+    scores = np.array([a.score for a in answers], dtype=np.float64)
+    hits = np.flatnonzero(placed & ~pos)
 
     def verify(idx: np.ndarray) -> np.ndarray:
         keys = []
@@ -529,12 +554,17 @@ def check_overlaps(system: System, clips: Sequence[Clip], answers: Sequence[Answ
             cache.update(zip(todo, ncc.tolist()))
         return np.array([cache[k] for k in keys])
 
-    thresholds = list(system.thresholds.values())
-    fixed = [t for t in thresholds if t is not None]
-    scores = np.array([answers[i].score for i in hits], dtype=np.float64)
-    out[hits] = hits_to_check(scores, hits, fixed=fixed, equal_fm=None in thresholds,
-                              n_neg=sum(not c.positive for c in clips), max_rate=max_false_match_rate,
-                              verify=verify)
+    levels = list(thresholds.values())
+    fixed = [t for t in levels if t is not None]
+    if hits.size:
+        out[hits] = hits_to_check(scores[hits], hits, fixed=fixed, equal_fm=None in levels,
+                                  n_neg=int((~pos).sum()), max_rate=max_false_match_rate, verify=verify)
+    if None in levels:
+        fixed.append(_equal_fm(scores, named, pos, ~pos & (out >= MIN_OVERLAP_NCC), max_false_match_rate))
+    other = placed & pos & np.array([a.track != c.source for a, c in zip(answers, clips)], dtype=bool)
+    wrong = np.flatnonzero(other & (scores >= min(fixed, default=math.inf)))
+    if wrong.size:
+        out[wrong] = verify(wrong)
     return out
 
 
@@ -789,7 +819,7 @@ def run_protocol(
         system_info[system.name] = dict(getattr(system, "info", {}))
         times = {**query_times_ms(clips, answers), **getattr(system, "query_ms", {})}
         on_progress and on_progress(f"{system.name}: overlaps", 0, 1)
-        ncc = check_overlaps(system, clips, answers, cache=checked)
+        ncc = check_overlaps(system.thresholds, clips, answers, cache=checked)
         on_progress and on_progress(f"{system.name}: overlaps", 1, 1)
         all_ncc[system.name] = ncc.tolist()
         for label, threshold in system.thresholds.items():
@@ -814,6 +844,43 @@ def run_protocol(
                   "min_overlap_ncc": MIN_OVERLAP_NCC, "clip_wall_s": clip_wall_s},
         results=results, machine=machine, systems=system_info, clips=clips, answers=all_answers,
         overlap_ncc=all_ncc)
+
+
+def rescore(report: IdentifyReport, stored: Sequence[Mapping[str, Any]], *,
+            corpus_dir: str | os.PathLike[str] | None = None,
+            max_false_match_rate: float = MAX_FALSE_MATCH_RATE) -> IdentifyReport:
+    """A stored report (``calibration.load_report``) scored again by this protocol: every system's
+    answers checked anew against the audio they report and scored at the thresholds of ``stored``
+    (the JSON's ``results``; label ``equal FM``: found again), keeping their build and query times.
+    The answers are not asked again, so a newer scoring reads an older run. With ``corpus_dir``, the
+    negatives of held-out packages are counted apart as in the run."""
+    outside = None
+    if corpus_dir is not None:
+        held = set(report.corpus.get("held_out_packages", []))
+        pkg = corpus_packages(corpus_dir, [c.source for c in report.clips])
+        outside = np.array([not c.positive and pkg[c.source] in held for c in report.clips], dtype=bool)
+    checked: dict[tuple[Any, ...], float] = {}
+    results, all_ncc = [], {}
+    for name, answers in report.answers.items():
+        rows = [r for r in stored if r["name"] == name]
+        thresholds: dict[str, float | None] = {
+            r["label"]: None if r["label"] == "equal FM" else -math.inf if r["threshold"] is None
+            else r["threshold"] for r in rows}
+        ncc = check_overlaps(thresholds, report.clips, answers, cache=checked,
+                             max_false_match_rate=max_false_match_rate)
+        all_ncc[name] = ncc.tolist()
+        for r in rows:
+            res = score_system(name, report.clips, answers, threshold=thresholds[r["label"]],
+                               label=r["label"], max_false_match_rate=max_false_match_rate,
+                               overlap=ncc >= MIN_OVERLAP_NCC, outside=outside)
+            if b := r.get("build"):
+                wall_s = math.nan if b["wall_s"] is None else float(b["wall_s"])  # JSON null: not timed
+                res.build = BuildStats(int(b["n_tracks"]), float(b["audio_s"]), wall_s, int(b["workers"]),
+                                       int(b["index_bytes"]))
+            res.query_ms = r.get("query_ms") or {}
+            results.append(res)
+    return IdentifyReport(report.corpus, report.protocol, results, report.machine, report.skipped,
+                          report.systems, report.clips, report.answers, overlap_ncc=all_ncc)
 
 
 def write_json(report: IdentifyReport, path: Path) -> None:
