@@ -82,3 +82,27 @@ def kernel_rows(vectors: np.ndarray, rerank: np.ndarray | None, scale: np.ndarra
 
 def rerank_dtype_of(rerank: np.ndarray | None) -> str:
     return "float32" if rerank is None else {np.dtype(np.float16): "float16"}.get(rerank.dtype, "int8")
+
+
+def recheck_rows(vectors: np.ndarray, queries: np.ndarray, ids: np.ndarray, k: int,
+            metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest of each query's candidates ``ids`` (row numbers, -1: none; the compact
+    pass's top few) measured again on the float32 ``vectors``: ids and distances (1 - cos or
+    L2), nearest first.  ``queries`` prepared as the searcher prepares them.  A query reads
+    ``ids.shape[1]`` float32 rows (random reads of a memory map), so the few swaps int8 makes
+    near the k-th neighbour are undone for a few rows' reads instead of the whole re-rank's."""
+    safe = np.where(ids >= 0, ids, 0)
+    # sorted, so a memory map is read in file order; X[i] for every candidate
+    flat = safe.ravel()
+    order = np.argsort(flat, kind="stable")
+    rows = np.empty((len(flat), vectors.shape[1]), np.float32)
+    rows[order] = vectors[flat[order]]
+    rows = rows.reshape(*ids.shape, -1)
+    if metric == "cosine":
+        dist = np.float32(1.0) - np.einsum("qkd,qd->qk", rows, queries, dtype=np.float32)
+    else:
+        diff = rows - queries[:, None, :]
+        dist = np.sqrt(np.einsum("qkd,qkd->qk", diff, diff, dtype=np.float32))
+    dist = np.where(ids >= 0, dist, np.float32(np.inf)).astype(np.float32)
+    top = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(ids, top, 1), np.take_along_axis(dist, top, 1)
