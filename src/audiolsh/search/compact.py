@@ -10,9 +10,14 @@ error is at most half a step, 1/508 of its dimension's range.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numba
 import numpy as np
 
 from audiolsh.errors import ParameterError
+from audiolsh.search import kernels
+from audiolsh.search.kernels import _insert, _named, _source_tag, unit_rows
 
 RERANK_DTYPES = ("float32", "float16", "int8")
 #: Version of the compact copy's layout, kept in each segment's config.
@@ -84,25 +89,54 @@ def rerank_dtype_of(rerank: np.ndarray | None) -> str:
     return "float32" if rerank is None else {np.dtype(np.float16): "float16"}.get(rerank.dtype, "int8")
 
 
-def recheck_rows(vectors: np.ndarray, queries: np.ndarray, ids: np.ndarray, k: int,
-            metric: str) -> tuple[np.ndarray, np.ndarray]:
+
+def _recheck_rows(Q, normalise, X, ids, k, euclidean):  # pragma: no cover - compiled
+    """Per query, the k nearest of its candidate rows ``ids`` (-1: none) by their float32 rows
+    X: ids and distances (1 - cos, or squared L2), nearest first."""
+    nq, m = ids.shape
+    out_i = np.full((nq, k), -1, dtype=np.int64)
+    out_d = np.full((nq, k), np.inf, dtype=np.float32)
+    A, finite = unit_rows(Q, normalise)
+    if not finite:
+        return out_i, out_d
+    d = X.shape[1]
+    for qi in range(nq):
+        q = A[qi]
+        for j in range(m):
+            r = ids[qi, j]
+            if r < 0:
+                continue
+            acc = np.float32(0.0)
+            if euclidean:
+                for t in range(d):
+                    diff = q[t] - X[r, t]
+                    acc += diff * diff
+            else:
+                for t in range(d):
+                    acc += q[t] * X[r, t]
+                acc = np.float32(1.0) - acc
+            _insert(out_d[qi], out_i[qi], acc, r)
+    return out_i, out_d
+
+
+# named after the callees' source (kernels._source_tag): an edit there compiles it afresh
+_recheck: Any = numba.njit(cache=True, fastmath=True, nogil=True)(
+    _named(_recheck_rows, "_" + _source_tag(kernels)))
+
+
+def recheck_rows(vectors: np.ndarray, Q: np.ndarray, ids: np.ndarray, k: int,
+                 metric: str) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest of each query's candidates ``ids`` (row numbers, -1: none; the compact
-    pass's top few) measured again on the float32 ``vectors``: ids and distances (1 - cos or
-    L2), nearest first.  ``queries`` prepared as the searcher prepares them.  A query reads
-    ``ids.shape[1]`` float32 rows (random reads of a memory map), so the few swaps int8 makes
-    near the k-th neighbour are undone for a few rows' reads instead of the whole re-rank's."""
-    safe = np.where(ids >= 0, ids, 0)
-    # sorted, so a memory map is read in file order; X[i] for every candidate
-    flat = safe.ravel()
-    order = np.argsort(flat, kind="stable")
-    rows = np.empty((len(flat), vectors.shape[1]), np.float32)
-    rows[order] = vectors[flat[order]]
-    rows = rows.reshape(*ids.shape, -1)
-    if metric == "cosine":
-        dist = np.float32(1.0) - np.einsum("qkd,qd->qk", rows, queries, dtype=np.float32)
-    else:
-        diff = rows - queries[:, None, :]
-        dist = np.sqrt(np.einsum("qkd,qkd->qk", diff, diff, dtype=np.float32))
-    dist = np.where(ids >= 0, dist, np.float32(np.inf)).astype(np.float32)
-    top = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(ids, top, 1), np.take_along_axis(dist, top, 1)
+    pass's best few) measured again on the float32 ``vectors``: ids and distances (1 - cos
+    or L2), nearest first.  ``Q``: the queries as given (prepared here as ``prepare`` does).
+    A query reads ``ids.shape[1]`` float32 rows (random reads of a memory map), so the swaps
+    int8 makes near the k-th neighbour are undone for a few rows' reads, not the whole
+    re-rank's."""
+    A = Q if isinstance(Q, np.ndarray) else np.asarray(Q)
+    if A.ndim == 1:
+        A = A[None]
+    if (A.dtype != np.float32 and A.dtype != np.float64) or not A.flags.c_contiguous:
+        A = np.ascontiguousarray(A, dtype=np.float32)
+    euclidean = metric == "euclidean"
+    got, dist = _recheck(A, metric == "cosine", vectors, np.ascontiguousarray(ids, np.int64), k, euclidean)
+    return got, (np.sqrt(dist) if euclidean else dist)

@@ -270,7 +270,7 @@ class VectorLSH(_Searcher):
                 raise ParameterError("recheck reads rows by number: not with named rows (name_rows)")
             k = check_int("k", k, 1)
             wide = self.search(Q, max(k, recheck), n_probes=n_probes, n_rerank=rerank, stop=stop)
-            ids, dist = recheck_rows(self.vectors_, self._queries(Q), wide.ids, k, self.metric)
+            ids, dist = recheck_rows(self.vectors_, Q, wide.ids, k, self.metric)
             return Neighbors(ids, dist, wide.n_candidates, wide.n_probes)
         if self._cells is not None:  # k-means cells: the queries in one compiled call
             rows = self._rows(Q)
