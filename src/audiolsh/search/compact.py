@@ -124,7 +124,7 @@ _recheck: Any = numba.njit(cache=True, fastmath=True, nogil=True)(
     _named(_recheck_rows, "_" + _source_tag(kernels)))
 
 
-def recheck_rows(vectors: np.ndarray, Q: np.ndarray, ids: np.ndarray, k: int,
+def recheck_rows(vectors: np.ndarray, Q: object, ids: np.ndarray, k: int,
                  metric: str) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest of each query's candidates ``ids`` (row numbers, -1: none; the compact
     pass's best few) measured again on the float32 ``vectors``: ids and distances (1 - cos
