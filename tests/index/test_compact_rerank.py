@@ -154,7 +154,7 @@ def test_open_maps_the_rows_and_a_compact_query_never_reads_them(
     tmp_path: Path, rng: np.random.Generator
 ) -> None:
     """Opening reads no row: the float32 rows are a memory map with nothing resident; a query
-    of an int8 index reads the compact copy, not the float32 rows."""
+    of an int8 index without a recheck reads the compact copy, not the float32 rows."""
     X = rng.standard_normal((20_000, DIM)).astype(np.float32)
     loc = tmp_path / "mapped.idx"
     with Index.create(loc, metric="cosine", rerank_dtype="int8") as index:
@@ -167,10 +167,12 @@ def test_open_maps_the_rows_and_a_compact_query_never_reads_them(
         searcher = index._segments[0].searcher
         assert isinstance(searcher.vectors_, np.memmap)
         assert _mapped_kb(vectors) == 0  # mapped, none of it read
-        index.query(X[:3], K)
-        index.query(X[:64], K)
+        index.query(X[:3], K, recheck=0)
+        index.query(X[:64], K, recheck=0)
         assert _mapped_kb(vectors) == 0
         assert _mapped_kb(rerank) > 0
+        index.query(X[:3], K)  # by default int8 rechecks its best 2k on the float32 rows
+        assert _mapped_kb(vectors) > 0
 
 
 def test_cli_rerank_dtype(tmp_path: Path, rng: np.random.Generator) -> None:
@@ -250,21 +252,24 @@ def test_kmeans_compact_rows_reopen_merge_and_recheck(tmp_path: Path, rng: np.ra
                                         searcher.rerank_offset_)
                 decoded = aux[rows] if dtype == "float16" else rows * aux[:DIM] + aux[DIM:]
                 assert np.abs(decoded - searcher.vectors_).max() < 0.01  # row i is row i, cell order
-            before = index.query(Q, K)
-            lone = index.query(Q[0], K)
+            before = index.query(Q, K, recheck=0)
+            lone = index.query(Q[0], K, recheck=0)
         with Index.open(loc, readonly=True) as index:
-            again = index.query(Q, K)
+            again = index.query(Q, K, recheck=0)
             assert np.array_equal(again.ids, before.ids)
-            assert np.array_equal(index.query(Q[0], K).ids, lone.ids)
+            assert np.array_equal(index.query(Q[0], K, recheck=0).ids, lone.ids)
             assert np.array_equal(lone.ids[0], again.ids[0])
             recall[dtype] = recall_of(again.ids, ids[exact])
-            if dtype != "float32":
-                checked = index.query(Q, K, recheck=30)
-                recall[dtype + "+recheck"] = recall_of(checked.ids, ids[exact])
-                single = np.concatenate([index.query(Q[i], K, recheck=30).ids for i in range(3)])
-                assert np.array_equal(single, checked.ids[:3])
-                assert np.all(np.diff(checked.distances, axis=1) >= 0)
+            checked = index.query(Q, K, recheck=30)
+            recall[dtype + "+recheck"] = recall_of(checked.ids, ids[exact])
+            single = np.concatenate([index.query(Q[i], K, recheck=30).ids for i in range(3)])
+            assert np.array_equal(single, checked.ids[:3])
+            assert np.all(np.diff(checked.distances, axis=1) >= 0)
+            # by default int8 rows recheck their best 2k, float16 rows none
+            default = index.query(Q, K).ids
+            assert np.array_equal(default, index.query(Q, K, recheck=2 * K if dtype == "int8" else 0).ids)
     assert recall["float32"] >= 0.95
+    assert recall["float32+recheck"] == recall["float32"]  # nothing to recheck
     assert recall["float16"] >= recall["float32"] - 0.01
     assert recall["int8"] < recall["float32"] - 0.02  # this data is one where int8 costs recall
     assert recall["int8+recheck"] >= recall["float32"] - 0.005

@@ -191,16 +191,16 @@ def check_dim(path: Path, dim: int, index: Index) -> None:
 @click.option("--recall", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Recall@10 to probe for, instead of the one the index was built for (segments"
                    " built for a target recall; --probes overrides it).")
-@click.option("--recheck", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--recheck", type=click.IntRange(min=0), default=None,
               help="An index with float16 or int8 re-rank rows: measure its best N again on the"
                    " float32 rows (N random reads a query; int8 loses recall near the k-th"
-                   " neighbour without it).")
+                   " neighbour without it) [default: 2k for int8, 0 for float16].")
 @click.option("--exact", is_flag=True, help="Brute force instead of LSH (the baseline).")
 @click.option("--per-second/--clip-mean", default=True, show_default=True)
 @click.option("--id-column", default=None)
 @format_option
 def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_rerank: int | None,
-                  recall: float | None, recheck: int, exact: bool, per_second: bool,
+                  recall: float | None, recheck: int | None, exact: bool, per_second: bool,
                   id_column: str | None, fmt: str) -> None:
     """For every row of FILE, the k nearest indexed vectors with their distances."""
     t_load = time.perf_counter()
