@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -60,6 +61,23 @@ def status_mb(field: str = "VmRSS:") -> float:
         if line.startswith(field):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def mapped_mb(folder: str) -> dict[str, float]:
+    """Resident MB of this process's maps of the files under ``folder``, by file name (the
+    index's float32 rows ``vectors.npy``, its compact copy ``rerank.npy``), from
+    /proc/self/smaps: what serving keeps in memory, apart from the benchmark's own reads of
+    the data file."""
+    root = str(Path(folder).resolve())
+    out: dict[str, float] = {}
+    key = None
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            path = line.split()[-1]
+            key = f"mapped_{Path(path).stem}_mb" if path.startswith(root) else None
+        elif key and line.startswith("Rss:"):
+            out[key] = round(out.get(key, 0.0) + int(line.split()[1]) / 1024, 1)
+    return out
 
 
 def peak_rss_mb() -> float:
@@ -247,7 +265,7 @@ def serve(loc: str, X: np.ndarray, Q: np.ndarray, truth: np.ndarray, multiples: 
                 log(f"  probes={probes} recheck={rc}: recall {out[-1]['recall']:.3f} single QPS"
                     f" {qps:,.0f} batch QPS {out[-1]['batch_qps']:,}")
         out.append({"rss_mb": round(status_mb()), "anon_rss_mb": round(status_mb("RssAnon:")),
-                    "file_rss_mb": round(status_mb("RssFile:"))})
+                    "file_rss_mb": round(status_mb("RssFile:")), **mapped_mb(loc)})
     return out
 
 
