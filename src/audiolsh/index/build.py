@@ -92,6 +92,8 @@ class IndexConfig:
     rerank_dtype : cosine, euclidean: float16 or int8 keeps a compact copy of the rows that
         the exact pass reads (for when the float32 rows do not fit in memory; they stay on
         disk for exact scans and merges); float32 (default) re-ranks the rows themselves.
+        Queries of int8 rows recheck their best 2k on the float32 rows (``Index.query``'s
+        ``recheck``).
     """
 
     metric: str = "cosine"

@@ -5,7 +5,9 @@ in memory those reads go to disk.  A compact copy (2 or 1 bytes a value instead 
 the re-rank in memory while the float32 rows stay on disk (memory-mapped) for exact scans,
 merges and ``Index.rows``.  int8 rows map each dimension's range [min, max] onto -127..127
 (a scale and an offset per dimension, so one-signed features use every step): a value's
-error is at most half a step, 1/508 of its dimension's range.
+error is at most half a step, 1/508 of its dimension's range.  That is enough to swap the
+neighbours near the k-th of clustered rows, so a query can measure the compact pass's best few
+again on the float32 rows (``recheck_rows``; by default 2k for int8, ``default_recheck``).
 """
 
 from __future__ import annotations
