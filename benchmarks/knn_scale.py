@@ -9,17 +9,19 @@ prefix of it.  Per size and re-rank type (float32, float16, int8), for one hash 
 * build: ``Index.reserve_ids`` + ``build_segment`` over the memory map + ``Index.attach``;
   seconds, peak RSS and peak anonymous memory (sampled; the mapped rows are file pages).
   Hyperplane segments hash the rows where they are; a k-means segment assigns them to cells a
-  block at a time, then stores them cell by cell (a copy in memory: 5.1 GB at 10M);
+  block at a time, then stores them cell by cell (through a temporary file above 1 GB);
 * bytes per item of the hash tables (and row codes), and of the rows the re-rank reads;
 * open: in a fresh process, ``Index.open`` and then the first query (numba's cached kernel
   loads then), seconds and the RSS after them (the rows stay on disk until a query reads them);
-* single-query QPS (``Index.query``, one query at a time) and recall@10 against brute force
-  (computed in chunks of the memory map, cached beside the data), at the default probes and
-  multiples of them.
+* single-query QPS (``Index.query``, one query at a time), batch QPS and recall@10 against
+  brute force (computed in chunks of the memory map, cached beside the data), at the
+  segment's own probes and multiples of them; for float16 / int8 also with ``--recheck``
+  (the compact pass's best N measured again on the float32 rows); RSS after serving.
 
     flock /tmp/audiolsh-bigmem.lock flock /tmp/audiolsh-bench.lock \\
         python benchmarks/knn_scale.py --sizes 1M,2M,10M --dir DIR --out scale.json
     ... --family hyperplane --rerank float32,int8 --rerank-smallest float16 --index-dir DIR2
+    ... --rerank float32,float16,int8 --recheck 0,20,40 --multiples 1
     python benchmarks/knn_scale.py --sizes 50k --queries 50   # smoke run
 """
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -53,11 +56,28 @@ def size(text: str) -> int:
     return int(float(text.rstrip("km")) * mult)
 
 
-def rss_mb() -> float:
+def status_mb(field: str = "VmRSS:") -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def mapped_mb(folder: str) -> dict[str, float]:
+    """Resident MB of this process's maps of the files under ``folder``, by file name (the
+    index's float32 rows ``vectors.npy``, its compact copy ``rerank.npy``), from
+    /proc/self/smaps: what serving keeps in memory, apart from the benchmark's own reads of
+    the data file."""
+    root = str(Path(folder).resolve())
+    out: dict[str, float] = {}
+    key = None
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            path = line.split()[-1]
+            key = f"mapped_{Path(path).stem}_mb" if path.startswith(root) else None
+        elif key and line.startswith("Rss:"):
+            out[key] = round(out.get(key, 0.0) + int(line.split()[1]) / 1024, 1)
+    return out
 
 
 def peak_rss_mb() -> float:
@@ -207,33 +227,45 @@ def open_time(loc: str, qfile: Path) -> dict[str, Any]:
 
 
 def serve(loc: str, X: np.ndarray, Q: np.ndarray, truth: np.ndarray, multiples: list[int],
-          time_cap_s: float, warm: bool = False) -> list[dict[str, Any]]:
-    """Single-query QPS (one ``Index.query`` per query, up to ``time_cap_s``) and recall@10 of
-    all queries, at the default probes and multiples of them.  ``warm``: one untimed batch of
-    every query at the most probes first, so that the timing sees the pages of the rows the
+          time_cap_s: float, warm: bool = False, rechecks: tuple[int, ...] = (0,)) -> list[dict[str, Any]]:
+    """Single-query QPS (one ``Index.query`` per query, up to ``time_cap_s``), batch QPS (all
+    queries in one call, best of 3) and recall@10 of all queries, at the segment's own
+    operating point (``probes`` None: a k-means segment's tuned, adaptive probes) and at
+    multiples of its fixed probes, each with every ``rechecks`` (a compact copy's best N
+    measured again on the float32 rows; 0: none).  ``warm``: one untimed batch of every
+    query at the most probes first, so that the timing sees the pages of the rows the
     queries read already mapped into this process (as in a server that has run a while)."""
     out = []
     with Index.open(loc, readonly=True) as index:
         default = index._default_probes(index._segments[0])
         if warm:
-            index.query(Q, K, n_probes=default * max(multiples))
-        for m in multiples:
-            probes = default * m
-            index.query(Q[:1], K, n_probes=probes)
-            got = np.full((len(Q), K), -1, np.int64)
-            t0 = time.perf_counter()
-            done = 0
-            for i in range(len(Q)):
-                got[i] = index.query(Q[i : i + 1], K, n_probes=probes).ids[0]
-                done += 1
-                if time.perf_counter() - t0 > time_cap_s:
-                    break
-            qps = done / (time.perf_counter() - t0)
-            if done < len(Q):
-                got[done:] = index.query(Q[done:], K, n_probes=probes).ids
-            out.append({"probes": probes, "default": m == 1, "single_qps": round(qps),
-                        "recall": round(recall(X, Q, truth, got), 4)})
-            log(f"  probes={probes}: recall {out[-1]['recall']:.3f} single QPS {qps:,.0f}")
+            index.query(Q, K, n_probes=default * max(multiples), recheck=max(rechecks))
+        for probes in [None, *(default * m for m in multiples)]:
+            for rc in rechecks:
+                index.load_kernels(Q, K, n_probes=probes, recheck=rc)
+                got = np.full((len(Q), K), -1, np.int64)
+                t0 = time.perf_counter()
+                done = 0
+                for i in range(len(Q)):
+                    got[i] = index.query(Q[i : i + 1], K, n_probes=probes, recheck=rc).ids[0]
+                    done += 1
+                    if time.perf_counter() - t0 > time_cap_s:
+                        break
+                qps = done / (time.perf_counter() - t0)
+                batch_s = []
+                for _ in range(3):
+                    t1 = time.perf_counter()
+                    res = index.query(Q, K, n_probes=probes, recheck=rc)
+                    batch_s.append(time.perf_counter() - t1)
+                got[done:] = res.ids[done:]
+                out.append({"probes": probes, "default": probes is None, "recheck": rc,
+                            "single_qps": round(qps), "batch_qps": round(len(Q) / min(batch_s)),
+                            "candidates": round(float(res.n_candidates.mean())),
+                            "recall": round(recall(X, Q, truth, got), 4)})
+                log(f"  probes={probes} recheck={rc}: recall {out[-1]['recall']:.3f} single QPS"
+                    f" {qps:,.0f} batch QPS {out[-1]['batch_qps']:,}")
+        out.append({"rss_mb": round(status_mb()), "anon_rss_mb": round(status_mb("RssAnon:")),
+                    "file_rss_mb": round(status_mb("RssFile:")), **mapped_mb(loc)})
     return out
 
 
@@ -252,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--index-dir", type=Path, help="folder of the indexes [default: --dir]")
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--multiples", default="1,2,4", help="probes: multiples of the default")
+    ap.add_argument("--recheck", default="0",
+                    help="compact types: float32 rechecks of the best N to time (comma-separated)")
     ap.add_argument("--time-cap", type=float, default=2.0, help="seconds of single queries per point")
     ap.add_argument("--warm", action="store_true",
                     help="map the queries' rows into the process before timing (see serve)")
@@ -292,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  {b}")
             b["open"] = open_time(b["location"], qfile)
             log(f"  open {b['open']}")
-            b["points"] = serve(b["location"], X, Q, truth, multiples, args.time_cap, args.warm)
+            rechecks = tuple(int(r) for r in args.recheck.split(",")) if dtype != "float32" else (0,)
+            *b["points"], b["serving_memory"] = serve(b["location"], X, Q, truth, multiples,
+                                                      args.time_cap, args.warm, rechecks)
             entry[dtype] = b
         report["sizes"][str(n)] = entry
         if args.out:
@@ -317,6 +353,7 @@ def table(report: dict[str, Any]) -> str:
             d = next(p for p in pts if p["default"])
             ok = [p for p in pts if p["recall"] >= 0.95]
             best = max(ok, key=lambda p: p["single_qps"]) if ok else None
+            best_probes = best and (best["probes"] or "tuned")
             shape = f"{b.get('L', '-')} x " + (f"({b['cells']})" if "cells" in b else str(b.get("K", "-")))
             lines.append(
                 f"| {int(n):,} | {dtype} | {shape} | {b.get('build_s', '-')} |"
@@ -324,8 +361,19 @@ def table(report: dict[str, Any]) -> str:
                 f" {b.get('table_bytes_per_item', '-')} | {b.get('rerank_bytes_per_item', '-')} |"
                 f" {b['open']['open_s']}, {b['open']['open_plus_first_query_s']} |"
                 f" {b['open']['rss_after_open_mb']:.0f} |"
-                f" {d['probes']}, {d['recall']:.3f}, {d['single_qps']:,} |"
-                + (f" {best['probes']}, {best['recall']:.3f}, {best['single_qps']:,} |" if best else " - |"))
+                f" {d['probes'] or 'tuned'}, {d['recall']:.3f}, {d['single_qps']:,} |"
+                + (f" {best_probes}, {best['recall']:.3f}, {best['single_qps']:,} |" if best else " - |"))
+    lines += ["", "| rows | re-rank | probes | recheck | recall@10 | single QPS | batch QPS |"
+              " candidates | RSS after serving: all / anon / file (MB) |", "|---" * 9 + "|"]
+    for n, entry in report["sizes"].items():
+        for dtype, b in entry.items():
+            m = b.get("serving_memory", {})
+            for p in b["points"]:
+                lines.append(
+                    f"| {int(n):,} | {dtype} | {p['probes'] or 'tuned'} | {p.get('recheck', 0)} |"
+                    f" {p['recall']:.3f} | {p['single_qps']:,} | {p.get('batch_qps', '-'):,} |"
+                    f" {p.get('candidates', '-')} |"
+                    f" {m.get('rss_mb', '-')} / {m.get('anon_rss_mb', '-')} / {m.get('file_rss_mb', '-')} |")
     return "\n".join(lines)
 
 

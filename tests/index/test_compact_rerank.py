@@ -154,7 +154,7 @@ def test_open_maps_the_rows_and_a_compact_query_never_reads_them(
     tmp_path: Path, rng: np.random.Generator
 ) -> None:
     """Opening reads no row: the float32 rows are a memory map with nothing resident; a query
-    of an int8 index reads the compact copy, not the float32 rows."""
+    of an int8 index without a recheck reads the compact copy, not the float32 rows."""
     X = rng.standard_normal((20_000, DIM)).astype(np.float32)
     loc = tmp_path / "mapped.idx"
     with Index.create(loc, metric="cosine", rerank_dtype="int8") as index:
@@ -167,10 +167,12 @@ def test_open_maps_the_rows_and_a_compact_query_never_reads_them(
         searcher = index._segments[0].searcher
         assert isinstance(searcher.vectors_, np.memmap)
         assert _mapped_kb(vectors) == 0  # mapped, none of it read
-        index.query(X[:3], K)
-        index.query(X[:64], K)
+        index.query(X[:3], K, recheck=0)
+        index.query(X[:64], K, recheck=0)
         assert _mapped_kb(vectors) == 0
         assert _mapped_kb(rerank) > 0
+        index.query(X[:3], K)  # by default int8 rechecks its best 2k on the float32 rows
+        assert _mapped_kb(vectors) > 0
 
 
 def test_cli_rerank_dtype(tmp_path: Path, rng: np.random.Generator) -> None:
@@ -210,3 +212,98 @@ def test_redis_stores_keep_the_compact_copy(redis_url: str, rng: np.random.Gener
         remote.add(X)
         assert remote.info()["segments"][0]["remote"] is True
         assert np.array_equal(remote.query(Q, K).ids, want)
+
+
+def clustered(rng: np.random.Generator, n: int, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tight isotropic clusters (as knn_scale.py's data): a query's 10th and 11th neighbours
+    are closer than an int8 row's error, so int8 re-ranking swaps them."""
+    centres = rng.standard_normal((40, DIM)).astype(np.float32)
+    X = centres[rng.integers(0, 40, n)] + 0.35 * rng.standard_normal((n, DIM)).astype(np.float32)
+    Q = centres[rng.integers(0, 40, n_queries)] + 0.35 * rng.standard_normal((n_queries, DIM))
+    return X.astype(np.float32), Q.astype(np.float32)
+
+
+def recall_of(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.mean([len(set(g) & set(w)) / K for g, w in zip(got.tolist(), want.tolist())]))
+
+
+def test_kmeans_compact_rows_reopen_merge_and_recheck(tmp_path: Path, rng: np.random.Generator) -> None:
+    """The default (k-means) family with float16 / int8 re-rank rows: two segments merged
+    into one keep the compact copy in the rows' cell order, the reopened index answers the
+    same, float16 costs no recall, and int8's loss near the 10th neighbour is undone by
+    measuring its best few again on the float32 rows (``recheck``)."""
+    X, Q = clustered(rng, 12_000, 100)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    Qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+    exact = np.argsort(-(Qn @ Xn.T), axis=1, kind="stable")[:, :K]
+    recall: dict[str, float] = {}
+    for dtype in ("float32", "float16", "int8"):
+        loc = tmp_path / dtype
+        with Index.create(loc, metric="cosine", rerank_dtype=dtype) as index:
+            ids = np.concatenate([index.add(X[:6000]), index.add(X[6000:])])
+            index.compact(full=True)
+            (seg,) = index._segments
+            assert seg.info.config["family"]["family"] == "kmeans"
+            searcher = seg.searcher
+            assert searcher.family.n_cells > 1 and searcher._cells is not None
+            if dtype != "float32":
+                assert seg.info.config["rerank"] == {"dtype": dtype, "format_version": 1}
+                rows, aux = kernel_rows(searcher.vectors_, searcher.rerank_, searcher.rerank_scale_,
+                                        searcher.rerank_offset_)
+                decoded = aux[rows] if dtype == "float16" else rows * aux[:DIM] + aux[DIM:]
+                assert np.abs(decoded - searcher.vectors_).max() < 0.01  # row i is row i, cell order
+            before = index.query(Q, K, recheck=0)
+            lone = index.query(Q[0], K, recheck=0)
+        with Index.open(loc, readonly=True) as index:
+            again = index.query(Q, K, recheck=0)
+            assert np.array_equal(again.ids, before.ids)
+            assert np.array_equal(index.query(Q[0], K, recheck=0).ids, lone.ids)
+            assert np.array_equal(lone.ids[0], again.ids[0])
+            recall[dtype] = recall_of(again.ids, ids[exact])
+            checked = index.query(Q, K, recheck=30)
+            recall[dtype + "+recheck"] = recall_of(checked.ids, ids[exact])
+            single = np.concatenate([index.query(Q[i], K, recheck=30).ids for i in range(3)])
+            assert np.array_equal(single, checked.ids[:3])
+            assert np.all(np.diff(checked.distances, axis=1) >= 0)
+            # by default int8 rows recheck their best 2k, float16 rows none
+            default = index.query(Q, K).ids
+            assert np.array_equal(default, index.query(Q, K, recheck=2 * K if dtype == "int8" else 0).ids)
+    assert recall["float32"] >= 0.95
+    assert recall["float32+recheck"] == recall["float32"]  # nothing to recheck
+    assert recall["float16"] >= recall["float32"] - 0.01
+    assert recall["int8"] < recall["float32"] - 0.02  # this data is one where int8 costs recall
+    assert recall["int8+recheck"] >= recall["float32"] - 0.005
+    assert recall["float16+recheck"] >= recall["float32"] - 0.005
+
+
+def test_recheck_leaves_float32_rows_and_refuses_named_rows(rng: np.random.Generator) -> None:
+    from audiolsh.hashing import KMeansLSH
+
+    X, Q = clustered(rng, 4000, 5)
+    fam = KMeansLSH(DIM, n_cells=32, seed=0)
+    full = VectorLSH(fam).fit(X)
+    assert np.array_equal(full.search(Q, K, n_probes=4, recheck=20).ids, full.search(Q, K, n_probes=4).ids)
+    small = VectorLSH(KMeansLSH(DIM, n_cells=32, seed=0)).fit(X, rerank_dtype="int8")
+    named = small.search(Q, K, n_probes=4, recheck=20)
+    assert np.array_equal(named.ids, full.search(Q, K, n_probes=4).ids)
+    small.name_rows(np.arange(len(X)) + 100)
+    with pytest.raises(ParameterError, match="recheck"):
+        small.search(Q, K, recheck=20)
+
+
+def test_cli_query_recheck(tmp_path: Path, rng: np.random.Generator) -> None:
+    X, Q = clustered(rng, 3000, 4)
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "q.npy", Q)
+    loc = tmp_path / "cli.idx"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["vectors", "add", "--index", str(loc), "--rerank-dtype", "int8",
+                               str(tmp_path / "x.npy")]).exit_code == 0
+    res = runner.invoke(cli, ["vectors", "query", "--index", str(loc), "--recheck", "30",
+                              "--format", "json", str(tmp_path / "q.npy")])
+    assert res.exit_code == 0, res.output
+    with Index.open(loc, readonly=True) as index:
+        want = index.query(Q, K, recheck=30)
+        keys = index.keys(want.ids)
+    for key in keys[:K]:
+        assert f'"{key}"' in res.output

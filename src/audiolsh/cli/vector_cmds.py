@@ -191,13 +191,17 @@ def check_dim(path: Path, dim: int, index: Index) -> None:
 @click.option("--recall", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Recall@10 to probe for, instead of the one the index was built for (segments"
                    " built for a target recall; --probes overrides it).")
+@click.option("--recheck", type=click.IntRange(min=0), default=None,
+              help="An index with float16 or int8 re-rank rows: measure its best N again on the"
+                   " float32 rows (N random reads a query; int8 loses recall near the k-th"
+                   " neighbour without it) [default: 2k for int8, 0 for float16].")
 @click.option("--exact", is_flag=True, help="Brute force instead of LSH (the baseline).")
 @click.option("--per-second/--clip-mean", default=True, show_default=True)
 @click.option("--id-column", default=None)
 @format_option
 def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_rerank: int | None,
-                  recall: float | None, exact: bool, per_second: bool, id_column: str | None,
-                  fmt: str) -> None:
+                  recall: float | None, recheck: int | None, exact: bool, per_second: bool,
+                  id_column: str | None, fmt: str) -> None:
     """For every row of FILE, the k nearest indexed vectors with their distances."""
     t_load = time.perf_counter()
     check_vectors_location(index_path, writes=False)
@@ -207,7 +211,8 @@ def vectors_query(index_path: str, file: Path, k: int, n_probes: int | None, n_r
         # The segments and the compiled kernels (the serial one for a few rows, the parallel
         # one for more) load here: timed with the loading, not with the queries.
         options: dict[str, Any] = {
-            "n_probes": n_probes, "n_rerank": n_rerank, "exact": exact, "recall": recall}
+            "n_probes": n_probes, "n_rerank": n_rerank, "exact": exact, "recall": recall,
+            "recheck": recheck}
         index.load_kernels(batch.vectors, k, **options)
         # What is loaded now lives until the end: kept out of the collections that the
         # answers' objects (k per query) trigger, each of which would walk it all again.

@@ -32,7 +32,7 @@ from audiolsh.index.remote import Stale
 from audiolsh.index.remote import search as remote_search
 from audiolsh.index.segments import ItemRows, SegmentBuild, SegmentedIndex
 from audiolsh.search import BruteForce, BucketTables, Neighbors, SetLSH, VectorLSH, merge, prepare
-from audiolsh.search.compact import RERANK_FORMAT
+from audiolsh.search.compact import RERANK_FORMAT, default_recheck
 from audiolsh.search.kernels import SERIAL_BELOW
 from audiolsh.storage import Item, SegmentInfo, Storage, Track
 from audiolsh.storage.base import Writer, check_format_version
@@ -516,11 +516,17 @@ class Index(SegmentedIndex[_Segment]):
     def query(
         self, data: Any, k: int = 10, *, n_probes: int | None = None,
         n_rerank: int | None = None, exact: bool = False, recall: float | None = None,
+        recheck: int | None = None,
     ) -> Neighbors:
         """k nearest items per query row; ids are the index's item ids (see ``hits``).
         ``recall``: the recall@10 to probe for in segments built for a target (see
-        ``IndexConfig.target_recall``), instead of their own; ``n_probes`` overrides it."""
+        ``IndexConfig.target_recall``), instead of their own; ``n_probes`` overrides it.
+        ``recheck``: segments with a compact re-rank copy (``IndexConfig.rerank_dtype``)
+        measure their best ``max(k, recheck)`` again on the float32 rows (0: none; None:
+        ``compact.default_recheck``, 2k for int8 rows)."""
         k = check_int("k", k, 1)
+        if recheck is not None:
+            recheck = check_int("recheck", recheck, 0)
         if recall is not None:
             recall = autotune.check_recall(recall, "recall")
         if getattr(self.storage, "remote", False) and not exact:
@@ -528,7 +534,7 @@ class Index(SegmentedIndex[_Segment]):
         self._refresh()
         # Each segment's searcher checks and prepares the rows itself (prepared once more
         # here, a unit row's last bits would move): the index adds only the id mapping.
-        parts = [self._search_segment(seg, data, k, n_probes, n_rerank, exact, recall)
+        parts = [self._search_segment(seg, data, k, n_probes, n_rerank, exact, recall, recheck)
                  for seg in self._segments if seg.n_live]
         if parts:
             return merge(parts, k)
@@ -551,7 +557,8 @@ class Index(SegmentedIndex[_Segment]):
             self.query(rows[:SERIAL_BELOW], k, **options)
 
     def _search_segment(self, seg: _Segment, data: Any, k: int, n_probes: int | None,
-                        n_rerank: int | None, exact: bool, recall: float | None = None) -> Neighbors:
+                        n_rerank: int | None, exact: bool, recall: float | None = None,
+                        recheck: int | None = None) -> Neighbors:
         probes = n_probes if n_probes is not None else self.config.n_probes
         if exact:
             brute = BruteForce(self.config.metric).fit(
@@ -571,7 +578,8 @@ class Index(SegmentedIndex[_Segment]):
                 else:
                     probes = autotune.fixed_probes(point, recall)
             res = seg.searcher.search(
-                data, k, n_probes=probes or self._default_probes(seg), n_rerank=rerank, stop=stop
+                data, k, n_probes=probes or self._default_probes(seg), n_rerank=rerank, stop=stop,
+                recheck=default_recheck(seg.searcher.rerank_, k) if recheck is None else recheck,
             )
         else:
             res = seg.searcher.search(data, k, n_probes=probes or self._default_probes(seg))

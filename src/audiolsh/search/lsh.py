@@ -19,7 +19,7 @@ from audiolsh.hashing.kmeans import KMeansLSH
 from audiolsh.hashing.minhash import MinHashLSH, SetBatch, as_sets
 from audiolsh.search import cells, kernels
 from audiolsh.search.brute import METRICS, BruteForce, check_metric, prepare
-from audiolsh.search.compact import compact_rows, kernel_rows
+from audiolsh.search.compact import compact_rows, kernel_rows, recheck_rows
 from audiolsh.search.results import Neighbors, replace_rows
 from audiolsh.search.tables import BucketTables
 
@@ -254,16 +254,24 @@ class VectorLSH(_Searcher):
 
     def search(
         self, Q: object, k: int = 10, *, n_probes: int | None = None, n_rerank: int | None = None,
-        stop: float = 0.0,
+        stop: float = 0.0, recheck: int = 0,
     ) -> Neighbors:
         """k nearest rows of every query (see ``_Searcher._search``); ``n_rerank`` > 0 measures
         exactly only that many candidates, the nearest by Hamming distance of their hyperplane
         codes (0: every candidate).  ``stop`` > 0 (with ``n_rerank`` 0) probes adaptively: at
         most ``n_probes``, fewer when the k found are near (``kernels._probe_until``; k-means
-        cells: ``cells._search_cells``)."""
+        cells: ``cells._search_cells``).  ``recheck`` > 0 with a compact re-rank copy: its
+        best ``max(k, recheck)`` are measured again on the float32 rows (``compact.recheck_rows``)."""
         rerank = self.default_rerank if n_rerank is None else check_int("n_rerank", n_rerank, 0)
         if not stop >= 0:
             raise ParameterError(f"stop must be a number >= 0, got {stop!r}")
+        if check_int("recheck", recheck, 0) and self.rerank_ is not None:
+            if len(self._names):
+                raise ParameterError("recheck reads rows by number: not with named rows (name_rows)")
+            k = check_int("k", k, 1)
+            wide = self.search(Q, max(k, recheck), n_probes=n_probes, n_rerank=rerank, stop=stop)
+            ids, dist = recheck_rows(self.vectors_, Q, wide.ids, k, self.metric)
+            return Neighbors(ids, dist, wide.n_candidates, wide.n_probes)
         if self._cells is not None:  # k-means cells: the queries in one compiled call
             rows = self._rows(Q)
             if rows is not None:
