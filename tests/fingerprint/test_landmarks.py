@@ -212,3 +212,20 @@ def test_the_union_of_shifted_analyses_holds_the_unshifted_query_once() -> None:
     assert len(union) == len(h) > 1.3 * len(plain[0])
     assert set(zip(plain[2].tolist(), plain[0].tolist(), plain[1].tolist())) <= union
     assert np.all(np.diff(g) >= 0)  # variant by variant
+
+
+def test_a_time_step_spread_adds_each_pair_a_frame_longer_and_shorter() -> None:
+    """With ``dt_spread`` 1 a pair whose later peak a room delays by a frame still hashes as
+    indexed: the query holds every landmark with its time step one frame either way."""
+    from audiolsh.features.landmarks import Peaks
+
+    z = np.zeros(2, np.float32)
+    indexed = pair_peaks(Peaks(np.array([10.0, 20.0], np.float32), np.array([50.0, 60.0], np.float32), z, 40),
+                         fanout=1)
+    late = Peaks(np.array([10.0, 21.0], np.float32), np.array([50.0, 60.0], np.float32), z, 40)
+    scales, margins = np.array([[1.0, 1.0]]), np.array([0.0])
+    plain = fl.pair_shifts([late], scales, fanout=1, margins=margins)
+    spread = fl.pair_shifts([late], scales, fanout=1, margins=margins, dt_spread=1)
+    assert indexed.hashes[0] not in plain[0] and indexed.hashes[0] in spread[0]
+    assert len(spread[0]) == 3 and set(plain[0]) <= set(spread[0]) and np.all(spread[1] == 10)
+    assert sorted(int(h) & ((1 << fl.DT_BITS) - 1) for h in spread[0]) == [10, 11, 12]

@@ -338,11 +338,20 @@ def pair_variants(
 
 def pair_shifts(
     shifts: list[Peaks], scales: np.ndarray, *, fanout: int = FANOUT, margins: np.ndarray | None = None,
+    dt_spread: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`pair_variants` of each analysis of :func:`shifted_peaks`, as one query: the union
     of their (hash, anchor frame, variant), each once, variant by variant (the first analysis's
-    landmarks first within a variant, in its order).  One analysis: :func:`pair_variants` as is."""
+    landmarks first within a variant, in its order).  ``dt_spread`` > 0 adds every landmark
+    with its time step moved by up to that many frames each way (reverb delays one peak of a
+    pair).  One analysis, no spread: :func:`pair_variants` as is."""
     parts = [pair_variants(p, scales, fanout=fanout, margins=margins) for p in shifts]
+    if dt_spread > 0:
+        h0, t0, g0 = parts[0] if len(parts) == 1 else (np.concatenate(x) for x in zip(*parts))
+        dt = (h0 & np.uint32((1 << DT_BITS) - 1)).astype(np.int64)
+        for d in (d for k in range(1, dt_spread + 1) for d in (k, -k)):
+            ok = (dt + d >= 1) & (dt + d <= DT_MAX)
+            parts.append(((h0[ok].astype(np.int64) + d).astype(np.uint32), t0[ok], g0[ok]))
     if len(parts) == 1:
         return parts[0]
     h, t, g = (np.concatenate(x) for x in zip(*parts))

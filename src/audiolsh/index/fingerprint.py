@@ -562,8 +562,9 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             # (vote packs them in a few bits).
             scales = [(s * t, 1.0 / (s * f)) for s, t, f in (variants[g] for g in batch)]
             margins = [self.params.query_margin if g == 0 else self.params.grid_margin for g in batch]
-            hashes, q_times, q_group = pair_shifts(peaks, np.array(scales), fanout=self.params.query_fanout,
-                                                   margins=np.array(margins))
+            hashes, q_times, q_group = pair_shifts(
+                peaks, np.array(scales), fanout=self.params.query_fanout, margins=np.array(margins),
+                dt_spread=self.params.query_dt_spread)
             if batch == [0]:
                 n_hashes = len(hashes)
             qidx, tids, tframes = self._match_hashes(hashes, q_times, q_group)
@@ -652,7 +653,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         speed, tempo, pitch = transform
         q_hashes, q_times, _ = pair_shifts(peaks, np.array([[speed * tempo, 1.0 / (speed * pitch)]]),
                                            fanout=p.verify_fanout or p.query_fanout,
-                                           margins=np.array([p.verify_margin]))
+                                           margins=np.array([p.verify_margin]), dt_spread=p.query_dt_spread)
         q_times = q_times.astype(np.int64)
         offsets, hashes, lam = [], [], 0.0
         for seg, cap in zip(self._segments, (self._posting_cap(seg) for seg in self._segments)):
