@@ -349,9 +349,14 @@ def test_ingest_postings_per_second_not_raised(songs: dict[str, np.ndarray]) -> 
     assert len(landmarks(songs["song12.wav"], SR)) <= 3405
 
 
-def test_identify_segments_of_a_concatenation(index: FingerprintIndex, songs: dict[str, np.ndarray]) -> None:
+@pytest.mark.parametrize("shifts", [1, 2])
+def test_identify_segments_of_a_concatenation(
+    index: FingerprintIndex, songs: dict[str, np.ndarray], shifts: int
+) -> None:
+    # With sub-hop shifts every analysis is windowed alike: the same segments.
     a, b = cut(songs["song11.wav"], 5.0, 20.0), cut(songs["pattern2.wav"], 0.0, 20.0)
-    segs = index.identify_segments(np.concatenate([a, b]), SR, window_s=6.0, hop_s=3.0)
+    with params_set(index, query_shifts=shifts):
+        segs = index.identify_segments(np.concatenate([a, b]), SR, window_s=6.0, hop_s=3.0)
     assert [s.match.path for s in segs] == ["song11.wav", "pattern2.wav"]
     first, second = segs
     assert first.start_s < 1.0 and abs(first.end_s - 20.0) < 1.5
