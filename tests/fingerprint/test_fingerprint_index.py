@@ -16,7 +16,7 @@ import soxr
 
 from audiolsh.audio.synth import chirp, music, pink_noise, tone, white_noise
 from audiolsh.errors import IndexFormatError, ParameterError
-from audiolsh.features.landmarks import FP_SR, landmarks
+from audiolsh.features.landmarks import FP_SR, HOP_LENGTH, landmarks
 from audiolsh.index import Index
 from audiolsh.index.fingerprint import FP_FORMAT_VERSION, RUNNER_UP_SHARE, FingerprintIndex, Match
 
@@ -307,6 +307,29 @@ def test_a_pitch_shift_between_grid_points_is_recounted_at_its_neighbours(
     assert m.log10_p < m0.log10_p - 3.0 and abs(m.offset_s - 9.0) < 0.1
 
 
+@pytest.mark.parametrize("shifts", [2, 4])
+def test_a_clip_cut_off_the_frame_grid_finds_more_hashes_with_sub_hop_shifts(
+    index: FingerprintIndex, songs: dict[str, np.ndarray], shifts: int
+) -> None:
+    # A clip starting a quarter of a hop (8 ms) off the frame grid its track was indexed on:
+    # analysed from sub-hop shifts too, one analysis lines up with the index's frames and more
+    # of its pairs agree; the extra query hashes raise the chance rate, which the union pays.
+    quarter = HOP_LENGTH * SR // FP_SR // 4  # a quarter hop, in samples at SR
+    clip = cut(songs["song12.wav"], 9.0, 3.0)[quarter:]
+    assert index.params.query_shifts == 1
+    m1 = index.assess(clip, SR, min_confidence=0.0)
+    with params_set(index, query_shifts=shifts):
+        ms = index.assess(clip, SR, min_confidence=0.0)
+    a, b = m1.best, ms.best
+    assert a is not None and b is not None and a.path == b.path == "song12.wav"
+    assert abs(b.offset_s - a.offset_s) < 0.05 and abs(a.offset_s - 9.0) < 0.1
+    assert b.score >= a.score * 1.25 and ms.n_query_hashes > 1.5 * m1.n_query_hashes
+    # Unindexed music stays a no match.
+    with params_set(index, query_shifts=shifts):
+        n = index.assess(music(duration_s=3.0, sr=SR, seed=107), SR, min_confidence=0.0).best
+    assert n is None or not n.matched
+
+
 def test_far_variants_pay_for_their_tries(index: FingerprintIndex) -> None:
     # A union bound over the stages: shares of the false-match budget sum to one, the
     # unscaled query keeps the share it had with the near grid alone.
@@ -326,9 +349,14 @@ def test_ingest_postings_per_second_not_raised(songs: dict[str, np.ndarray]) -> 
     assert len(landmarks(songs["song12.wav"], SR)) <= 3405
 
 
-def test_identify_segments_of_a_concatenation(index: FingerprintIndex, songs: dict[str, np.ndarray]) -> None:
+@pytest.mark.parametrize("shifts", [1, 2])
+def test_identify_segments_of_a_concatenation(
+    index: FingerprintIndex, songs: dict[str, np.ndarray], shifts: int
+) -> None:
+    # With sub-hop shifts every analysis is windowed alike: the same segments.
     a, b = cut(songs["song11.wav"], 5.0, 20.0), cut(songs["pattern2.wav"], 0.0, 20.0)
-    segs = index.identify_segments(np.concatenate([a, b]), SR, window_s=6.0, hop_s=3.0)
+    with params_set(index, query_shifts=shifts):
+        segs = index.identify_segments(np.concatenate([a, b]), SR, window_s=6.0, hop_s=3.0)
     assert [s.match.path for s in segs] == ["song11.wav", "pattern2.wav"]
     first, second = segs
     assert first.start_s < 1.0 and abs(first.end_s - 20.0) < 1.5
@@ -420,6 +448,9 @@ def test_other_index_kinds_are_refused(tmp_path: Path) -> None:
     for bad in (dict(verify_tracks=0), dict(verify_pitch=[1.0]), dict(verify_pitch=[1.2])):
         with pytest.raises(ParameterError, match="verify_"):
             FingerprintIndex.create(None, **bad)
+    for shifts in (0, 9, 1.5):
+        with pytest.raises(ParameterError, match="query_shifts"):
+            FingerprintIndex.create(None, query_shifts=shifts)
 
 
 def test_empty_index_answers_nothing() -> None:

@@ -228,7 +228,12 @@ def test_the_grids_answer_as_the_plain_lookups_would(songs: dict[str, np.ndarray
             out.append(mine[: max(1, int(np.searchsorted(np.cumsum(total[mine]), budget, side="right")))])
         return np.sort(np.concatenate(out))
 
-    monkeypatch.setattr(fp, "pair_variants", pair_each)
+    def shifts_each(shifts: Any, scales: np.ndarray, *, fanout: int, margins: np.ndarray,
+                    dt_spread: int = 0) -> tuple[np.ndarray, ...]:
+        assert len(shifts) == 1 and dt_spread == 0  # the defaults: one analysis, no spread
+        return pair_each(shifts[0], scales, fanout=fanout, margins=margins)
+
+    monkeypatch.setattr(fp, "pair_shifts", shifts_each)
     monkeypatch.setattr(fp, "dense_diagonals", _diagonals_by_sorting)
     monkeypatch.setattr(fp, "_rarest", rarest_by_group)
     monkeypatch.setattr(HashTable, "lookup_rows", rows_by_track)

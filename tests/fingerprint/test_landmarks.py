@@ -179,3 +179,53 @@ def test_pair_variants_is_the_pairing_rule_of_each_variant() -> None:
     assert list(zip(one.hashes.tolist(), one.times.tolist())) == _pairs_spelt_out(peaks, 5, 1.02, 1.0, 0.0)
     with pytest.raises(ParameterError, match="margin"):
         fl.pair_variants(peaks, scales, margins=np.full(len(scales), 0.5))
+
+
+def test_shifted_analyses_keep_the_first_and_place_the_others_on_its_grid() -> None:
+    """The first analysis is :func:`spectral_peaks` itself; a shift of k / S hop is the analysis
+    of the signal from that sample on, its times moved onto the unshifted frame grid."""
+    y = music(duration_s=4.0, sr=8000, seed=7)
+    one = spectral_peaks(y, 8000, density=36.0)
+    first, half = fl.shifted_peaks(y, 8000, density=36.0, shifts=2)
+    for a, b in ((first, one), (first, fl.shifted_peaks(y, 8000, density=36.0)[0])):
+        assert np.array_equal(a.times, b.times) and np.array_equal(a.freqs, b.freqs)
+    late = spectral_peaks(y[fl.HOP_LENGTH // 2:], 8000, density=36.0)
+    assert np.allclose(half.times, late.times + 0.5) and np.array_equal(half.freqs, late.freqs)
+    assert half.n_frames == first.n_frames
+    with pytest.raises(ParameterError, match="shifts"):
+        fl.shifted_peaks(y, 8000, shifts=0)
+
+
+def test_the_union_of_shifted_analyses_holds_the_unshifted_query_once() -> None:
+    """Pairing several analyses gives every landmark of the first, variant by variant, and no
+    (hash, frame, variant) twice; one analysis is paired exactly as :func:`pair_variants` does."""
+    y = music(duration_s=4.0, sr=8000, seed=8)
+    y = y + 0.1 * np.random.default_rng(8).standard_normal(len(y))
+    shifts = fl.shifted_peaks(y, 8000, density=36.0, shifts=4)
+    scales = np.array([[1.0, 1.0], [1.05, 1 / 1.05]])
+    margins = np.array([0.2, 0.1])
+    plain = fl.pair_variants(shifts[0], scales, fanout=12, margins=margins)
+    alone = fl.pair_shifts(shifts[:1], scales, fanout=12, margins=margins)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, alone))
+    h, t, g = fl.pair_shifts(shifts, scales, fanout=12, margins=margins)
+    union = set(zip(g.tolist(), h.tolist(), t.tolist()))
+    assert len(union) == len(h) > 1.3 * len(plain[0])
+    assert set(zip(plain[2].tolist(), plain[0].tolist(), plain[1].tolist())) <= union
+    assert np.all(np.diff(g) >= 0)  # variant by variant
+
+
+def test_a_time_step_spread_adds_each_pair_a_frame_longer_and_shorter() -> None:
+    """With ``dt_spread`` 1 a pair whose later peak a room delays by a frame still hashes as
+    indexed: the query holds every landmark with its time step one frame either way."""
+    from audiolsh.features.landmarks import Peaks
+
+    z = np.zeros(2, np.float32)
+    indexed = pair_peaks(Peaks(np.array([10.0, 20.0], np.float32), np.array([50.0, 60.0], np.float32), z, 40),
+                         fanout=1)
+    late = Peaks(np.array([10.0, 21.0], np.float32), np.array([50.0, 60.0], np.float32), z, 40)
+    scales, margins = np.array([[1.0, 1.0]]), np.array([0.0])
+    plain = fl.pair_shifts([late], scales, fanout=1, margins=margins)
+    spread = fl.pair_shifts([late], scales, fanout=1, margins=margins, dt_spread=1)
+    assert indexed.hashes[0] not in plain[0] and indexed.hashes[0] in spread[0]
+    assert len(spread[0]) == 3 and set(plain[0]) <= set(spread[0]) and np.all(spread[1] == 10)
+    assert sorted(int(h) & ((1 << fl.DT_BITS) - 1) for h in spread[0]) == [10, 11, 12]

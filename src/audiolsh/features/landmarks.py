@@ -48,6 +48,8 @@ __all__ = [
     "Peaks",
     "landmarks",
     "pair_peaks",
+    "pair_shifts",
+    "shifted_peaks",
     "spectral_peaks",
 ]
 
@@ -172,11 +174,30 @@ def spectral_peaks(y: np.ndarray, sr: float, *, density: float = DENSITY) -> Pea
 
     ``sr`` may be fractional: passing ``sr / speed`` undoes a clip played ``speed`` times faster.
     """
+    return shifted_peaks(y, sr, density=density)[0]
+
+
+def shifted_peaks(y: np.ndarray, sr: float, *, density: float = DENSITY, shifts: int = 1) -> list[Peaks]:
+    """:func:`spectral_peaks` of ``y`` analysed from ``shifts`` start offsets, ``k / shifts`` of
+    a hop apart (k = 0 .. shifts - 1), each's times on the unshifted analysis's frame grid.
+
+    A clip starts anywhere within a hop of the frame grid its track was indexed on; one of the
+    shifted analyses is within ``1 / (2 shifts)`` of a hop of it, so the peaks that straddle
+    frames pick out as they did in the track.  Every entry has the first's ``n_frames``.
+    """
     if not density > 0:
         raise ParameterError(f"density must be positive (peaks per second), got {density!r}")
-    L = log_spectrogram(_resample(y, sr))[:, F_LO - 1:F_HI + 1]
-    times, freqs, strength = band_peaks(L, density=density, core=(0, L.shape[0]))
-    return Peaks(times, freqs, strength, L.shape[0])
+    if not (isinstance(shifts, int) and shifts >= 1):
+        raise ParameterError(f"shifts must be a positive integer, got {shifts!r}")
+    y = _resample(y, sr)
+    out: list[Peaks] = []
+    for k in range(shifts):
+        start = round(k * HOP_LENGTH / shifts)
+        L = log_spectrogram(y[start:])[:, BAND]
+        times, freqs, strength = band_peaks(L, density=density, core=(0, L.shape[0]))
+        n_frames = out[0].n_frames if out else L.shape[0]
+        out.append(Peaks(times + np.float32(start / HOP_LENGTH), freqs, strength, n_frames))
+    return out
 
 
 BAND = slice(F_LO - 1, F_HI + 1)
@@ -313,6 +334,34 @@ def pair_variants(
         raise ParameterError(f"margin must be in [0, 0.5), got {margins!r}")
     return _pair_kernel(peaks.times.astype(np.float64), peaks.freqs.astype(np.float64), scales, margins,
                         np.int64(fanout), np.int64(max_candidates or 6 * fanout))
+
+
+def pair_shifts(
+    shifts: list[Peaks], scales: np.ndarray, *, fanout: int = FANOUT, margins: np.ndarray | None = None,
+    dt_spread: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`pair_variants` of each analysis of :func:`shifted_peaks`, as one query: the union
+    of their (hash, anchor frame, variant), each once, variant by variant (the first analysis's
+    landmarks first within a variant, in its order).  ``dt_spread`` > 0 adds every landmark
+    with its time step moved by up to that many frames each way (reverb delays one peak of a
+    pair).  One analysis, no spread: :func:`pair_variants` as is."""
+    parts = [pair_variants(p, scales, fanout=fanout, margins=margins) for p in shifts]
+    if dt_spread > 0:
+        h0, t0, g0 = parts[0] if len(parts) == 1 else (np.concatenate(x) for x in zip(*parts))
+        dt = (h0 & np.uint32((1 << DT_BITS) - 1)).astype(np.int64)
+        for d in (d for k in range(1, dt_spread + 1) for d in (k, -k)):
+            ok = (dt + d >= 1) & (dt + d <= DT_MAX)
+            parts.append(((h0[ok].astype(np.int64) + d).astype(np.uint32), t0[ok], g0[ok]))
+    if len(parts) == 1:
+        return parts[0]
+    h, t, g = (np.concatenate(x) for x in zip(*parts))
+    # The same peak pair seen by two analyses gives the same landmark: one piece of evidence.
+    order = np.lexsort((t, h, g))
+    key = np.stack([g[order], h[order].astype(np.int64), t[order].astype(np.int64)])
+    first = np.concatenate([[True], np.any(key[:, 1:] != key[:, :-1], axis=0)])
+    keep = np.sort(order[first])
+    keep = keep[np.argsort(g[keep], kind="stable")]
+    return h[keep], t[keep], g[keep]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -43,7 +43,8 @@ from audiolsh.features.landmarks import (
     Peaks,
     landmarks,
     pair_peaks,
-    pair_variants,
+    pair_shifts,
+    shifted_peaks,
     spectral_peaks,
 )
 from audiolsh.index import confidence as calibrated
@@ -538,12 +539,17 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             return z, z, z
         return tuple(np.concatenate(x) for x in zip(*parts))  # type: ignore[return-value]
 
+    def _query_peaks(self, y: np.ndarray, sr: float) -> list[Peaks]:
+        """A query's peaks at ``query_density``, from ``query_shifts`` sub-hop start offsets."""
+        return shifted_peaks(y, sr, density=self.params.query_density, shifts=self.params.query_shifts)
+
     def _search(
-        self, peaks: Peaks, *, search_speed: bool
+        self, peaks: list[Peaks], *, search_speed: bool
     ) -> tuple[Votes | None, float, tuple[float, float, float], int]:
-        """Best votes over the variants: (votes, corrected log10 p, (speed, tempo, pitch), n hashes)."""
+        """Best votes over the variants of a query's peaks (one entry per sub-hop shift, their
+        landmarks united): (votes, corrected log10 p, (speed, tempo, pitch), n hashes)."""
         variants = self._variants(search_speed)
-        q_frames = peaks.n_frames
+        q_frames = peaks[0].n_frames
         width = 2 * self.params.tolerance + 1
         log_cells = math.log10(max(float(np.sum(self._live_frames + q_frames)) / width, 1.0))
         best: tuple[Votes | None, float, tuple[float, float, float], int] = (None, 0.0, (1.0, 1.0, 1.0), 0)
@@ -556,8 +562,9 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             # (vote packs them in a few bits).
             scales = [(s * t, 1.0 / (s * f)) for s, t, f in (variants[g] for g in batch)]
             margins = [self.params.query_margin if g == 0 else self.params.grid_margin for g in batch]
-            hashes, q_times, q_group = pair_variants(peaks, np.array(scales), fanout=self.params.query_fanout,
-                                                     margins=np.array(margins))
+            hashes, q_times, q_group = pair_shifts(
+                peaks, np.array(scales), fanout=self.params.query_fanout, margins=np.array(margins),
+                dt_spread=self.params.query_dt_spread)
             if batch == [0]:
                 n_hashes = len(hashes)
             qidx, tids, tframes = self._match_hashes(hashes, q_times, q_group)
@@ -589,7 +596,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         return best
 
     def _verified(
-        self, peaks: Peaks, found: tuple[Votes | None, float, tuple[float, float, float], int],
+        self, peaks: list[Peaks], found: tuple[Votes | None, float, tuple[float, float, float], int],
         candidates: list[tuple[Votes, float, tuple[float, float, float], float]],
     ) -> tuple[Votes | None, float, tuple[float, float, float], int]:
         """The best few ``candidates`` of an inconclusive search recounted, each against its own
@@ -636,7 +643,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         return out
 
     def _recount(
-        self, peaks: Peaks, v: Votes, transform: tuple[float, float, float]
+        self, peaks: list[Peaks], v: Votes, transform: tuple[float, float, float]
     ) -> tuple[int, int, float, float] | None:
         """``v`` recounted against its own track alone: the query re-hashed at ``transform``
         with the wider ``verify_margin``, looked up in that one track, and the distinct hashes
@@ -644,19 +651,20 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         uncorrected log10 p); None when the track is gone."""
         p = self.params
         speed, tempo, pitch = transform
-        lm = pair_peaks(peaks, fanout=p.verify_fanout or p.query_fanout, time_scale=speed * tempo,
-                        freq_scale=1.0 / (speed * pitch), margin=p.verify_margin)
-        q_times = lm.times.astype(np.int64)
+        q_hashes, q_times, _ = pair_shifts(peaks, np.array([[speed * tempo, 1.0 / (speed * pitch)]]),
+                                           fanout=p.verify_fanout or p.query_fanout,
+                                           margins=np.array([p.verify_margin]), dt_spread=p.query_dt_spread)
+        q_times = q_times.astype(np.int64)
         offsets, hashes, lam = [], [], 0.0
         for seg, cap in zip(self._segments, (self._posting_cap(seg) for seg in self._segments)):
             rows = np.flatnonzero((seg.track_ids == v.track_id) & seg.alive)
             if not len(rows):
                 continue
-            qidx, _, frame = seg.table.lookup_rows(lm.hashes, seg.starts, seg.frames, rows, max_postings=cap,
+            qidx, _, frame = seg.table.lookup_rows(q_hashes, seg.starts, seg.frames, rows, max_postings=cap,
                                                    sorted_postings=seg.sorted_postings)
             offsets.append(frame - q_times[qidx])
-            hashes.append(lm.hashes[qidx])
-            lam += len(qidx) * (2 * p.tolerance + 1) / float(seg.frames[rows[0]] + peaks.n_frames)
+            hashes.append(q_hashes[qidx])
+            lam += len(qidx) * (2 * p.tolerance + 1) / float(seg.frames[rows[0]] + peaks[0].n_frames)
         if not offsets:
             return None
         off, h = np.concatenate(offsets), np.concatenate(hashes)
@@ -719,9 +727,9 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         self._refresh()
         if not len(self._live_ids):
             return Verdict(None, 1.0, 0, EMPTY_INDEX)
-        peaks = spectral_peaks(y, sr, density=self.params.query_density)
+        peaks = self._query_peaks(y, sr)
         found = self._search(peaks, search_speed=search_speed)
-        return self._verdict(self._candidate(found, peaks.n_frames), found[3], min_confidence)
+        return self._verdict(self._candidate(found, peaks[0].n_frames), found[3], min_confidence)
 
     def identify(
         self, y: np.ndarray, sr: float, *, min_confidence: float | None = None, search_speed: bool = True,
@@ -741,16 +749,17 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         Consecutive windows matching the same track at a consistent alignment (within
         ``max_gap_s``) merge into one Segment, spanning the hashes that agreed.
         """
-        return self.segments_of_peaks(spectral_peaks(y, sr, density=self.params.query_density),
+        return self.segments_of_peaks(self._query_peaks(y, sr),
                                       window_s=window_s, hop_s=hop_s, min_confidence=min_confidence,
                                       search_speed=search_speed, max_gap_s=max_gap_s)
 
     def segments_of_peaks(
-        self, peaks: Peaks, *, window_s: float = 10.0, hop_s: float = 5.0,
+        self, peaks: Peaks | list[Peaks], *, window_s: float = 10.0, hop_s: float = 5.0,
         min_confidence: float | None = None, search_speed: bool = True, max_gap_s: float = 1.0,
     ) -> list[Segment]:
         """:meth:`identify_segments` of a recording's spectral peaks at ``params.query_density``
-        (picked while it streams, so a recording of hours is never held whole)."""
+        (picked while it streams, so a recording of hours is never held whole; a list: those of
+        each sub-hop shift, as :meth:`_query_peaks` gives them)."""
         if not (window_s > 0 and hop_s > 0):
             raise ParameterError(f"window_s and hop_s must be positive, got {window_s!r}, {hop_s!r}")
         self._refresh()
@@ -758,14 +767,14 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             return []
         win = max(1, round(window_s / FRAME_S))
         hop = max(1, round(hop_s / FRAME_S))
-        starts = range(0, max(peaks.n_frames - win, 0) + 1, hop)
+        shifts = [peaks] if isinstance(peaks, Peaks) else list(peaks)
+        n_frames = shifts[0].n_frames
+        starts = range(0, max(n_frames - win, 0) + 1, hop)
         runs: list[tuple[float, float, float, Match]] = []  # start_s, end_s, origin_s, match
         for start in starts:
-            sel = (peaks.times >= start) & (peaks.times < start + win)
-            sub = peaks.select(sel)
-            sub = Peaks(sub.times - start, sub.freqs, sub.strength, min(win, peaks.n_frames - start))
+            sub = [_window(p, start, min(win, n_frames - start)) for p in shifts]
             found = self._search(sub, search_speed=search_speed)
-            m = self._verdict(self._candidate(found, sub.n_frames), found[3], min_confidence).match
+            m = self._verdict(self._candidate(found, sub[0].n_frames), found[3], min_confidence).match
             if m is None:
                 continue
             w0 = start * FRAME_S
@@ -797,6 +806,12 @@ def _upgrade_grids(params: dict[str, Any]) -> dict[str, Any]:
             if params.get(name) == old:
                 del params[name]
     return params
+
+
+def _window(peaks: Peaks, start: int, n_frames: int) -> Peaks:
+    """The peaks of frames [start, start + n_frames), their times from the window's start."""
+    sub = peaks.select((peaks.times >= start) & (peaks.times < start + n_frames))
+    return Peaks(sub.times - start, sub.freqs, sub.strength, n_frames)
 
 
 def _rarest(total: np.ndarray, q_group: np.ndarray, budget: int) -> np.ndarray:

@@ -57,6 +57,13 @@ class FingerprintParams:
     grid_dispersion : the same for speed/tempo variants, larger: a rescaled query can line up
         with the beat grid of a similar-sounding track, so chance agreement is clumpier there
     query_margin : queries also hash quantities this close to a rounding boundary both ways
+    query_shifts : a query is analysed from this many start offsets a fraction of a hop apart
+        and their landmarks united (1: once; the clip's frames fall anywhere within a hop of
+        the track's), so more pairs come out as the index has them; the chance model pays
+        for the extra hashes (each track's matches set its chance rate); the shipped
+        calibration is fitted with the default
+    query_dt_spread : queries also hash every pair with its time step this many frames longer
+        and shorter (0: none; reverb delays one peak of a pair by a frame)
     max_postings : query hashes stored more often than this are not looked up (0: all); in a
         segment longer than ``POSTINGS_REF_HOURS`` the cap grows with its length, so it keeps
         skipping the same share of common hashes rather than nearly all of them
@@ -89,6 +96,8 @@ class FingerprintParams:
     query_density: float = QUERY_DENSITY
     query_fanout: int = QUERY_FANOUT
     query_margin: float = QUERY_MARGIN
+    query_shifts: int = 1
+    query_dt_spread: int = 0
     tolerance: int = 2
     dispersion: float = 3.5
     grid_dispersion: float = 5.0
@@ -116,7 +125,10 @@ class FingerprintParams:
             ("density", self.density > 0), ("query_density", self.query_density > 0),
             ("fanout", isinstance(self.fanout, int) and 1 <= self.fanout <= 64),
             ("query_fanout", isinstance(self.query_fanout, int) and 1 <= self.query_fanout <= 64),
-            ("query_margin", 0 <= self.query_margin < 0.5), ("grid_margin", 0 <= self.grid_margin < 0.5),
+            ("query_margin", 0 <= self.query_margin < 0.5),
+            ("query_shifts", isinstance(self.query_shifts, int) and 1 <= self.query_shifts <= 8),
+            ("query_dt_spread", isinstance(self.query_dt_spread, int) and 0 <= self.query_dt_spread <= 2),
+            ("grid_margin", 0 <= self.grid_margin < 0.5),
             ("tolerance", isinstance(self.tolerance, int) and 0 <= self.tolerance <= 16),
             ("dispersion", self.dispersion >= 1), ("grid_dispersion", self.grid_dispersion >= 1),
             ("threshold", 0 <= self.threshold <= 1),
