@@ -26,6 +26,13 @@ single-query QPS (queries one at a time), batch QPS (all queries in one call), b
 the bytes per item its index needs beyond the raw vectors.  Then, per method, the fastest
 operating point with recall@10 >= 0.95, and the ratios the project targets.
 
+Confirmation (vectors): one pass a point is noisy for 20-40 µs queries on a shared machine
+(a point can come out faster than a cheaper one of the same index).  So after the sweep each
+method's fastest points at recall@10 >= 0.95 (``--confirm-top``, and the default-built
+Index's default point) are timed again, every method in turn over the same queries, the
+order rotated each round (``--confirm-rounds``, ``interleaved_passes``); each keeps its best
+pass, the median is reported beside it, and issue #18's table reads these figures.
+
     python benchmarks/knn.py --quick                       # smoke run, ~30 s
     python benchmarks/knn.py --data all --out knn.json     # the full run (~15 minutes, 2 cores)
     python benchmarks/knn.py --data real,clustered,clustered-flat   # several in one run

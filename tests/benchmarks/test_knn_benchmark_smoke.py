@@ -26,6 +26,11 @@ def test_quick_run_measures_every_method(tmp_path: Path, data: str) -> None:
         assert list(report["datasets"]) == ["iso", "aniso"]
         assert set(report["issue18"]) == {"iso (n=20,000)", "aniso (n=20,000)"}
         assert "Issue #18 summary" in proc.stdout
+        # the table reads the confirmation's figures: every method re-timed, interleaved
+        assert all(c["QPS figures"].startswith("confirmed") for c in report["issue18"].values())
+        confirmed = report["datasets"]["iso"]["confirmed"]
+        assert {"brute force", "faiss IVFFlat", "hnswlib"} <= {c["method"] for c in confirmed}
+        assert all(c["best_qps"] >= c["median_qps"] > 0 and c["passes"] == 2 for c in confirmed)
         data = "iso"
     rows = report["datasets"][data]["rows"]
     methods = {r["method"].split(" ")[0] for r in rows}
