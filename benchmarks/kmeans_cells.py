@@ -31,6 +31,12 @@ from audiolsh.hashing import kmeans
 from audiolsh.index import Index, families
 from audiolsh.search import BruteForce, prepare
 
+# A query's work model, load-free: scoring a centroid and scanning a row (the float32 kernels'
+# costs on this machine, docs/results.md "Issue #18: k-means family": 17 of 19 µs at 2048
+# centroids, about 17 ns a 128-d row).
+NS_CENTROID = 8.3
+NS_ROW = 17.0
+
 
 def variant(text: str) -> tuple[float, int, int]:
     """``c`` or ``c:fit_per_cell:iterations`` (module docstring)."""
@@ -103,9 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         index, row_of, seconds, point = build(X, c, fpc, iters)
         ids = row_of[index.query(Q, knn.K).ids]
         name = f"c={c:g} fit/cell={fpc} iters={iters}"
-        rows[name] = {"cells": point["n_cells"], "probes": point["n_probes"],
-                      "stop": point.get("stop", 0.0), "build_s": seconds,
-                      "recall": truth.recall(ids)}
+        stop = point.get("stop", 0.0)
+        walk = index._segments[0].searcher.search(Q, knn.K, n_probes=point["n_probes"], stop=stop)
+        cand = float(walk.n_candidates.mean())
+        rows[name] = {"cells": point["n_cells"], "probes": point["n_probes"], "stop": stop,
+                      "build_s": seconds, "recall": truth.recall(ids), "candidates": cand,
+                      "work_us": NS_CENTROID * point["n_cells"] / 1e3 + NS_ROW * cand / 1e3}
         fns[name] = lambda i, index=index: index.query(Q[i : i + 1], knn.K)
         indexes.append(index)
         print(f"{name}: {rows[name]}", flush=True)
@@ -114,14 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     passes = knn.interleaved_passes(fns, len(Q), args.rounds, args.size, cap_s=2.0)
     print(f"\n{args.data}: n={len(X):,}; default-built Index per rule; best / median of"
           f" {args.rounds} interleaved passes of {args.size} single queries")
-    print("| variant | cells | tuned probes (stop) | recall@10 | build (s) |"
-          + (" build / hnswlib's |" if hnsw_s else "") + " QPS best | QPS median |")
-    print("|---|---:|---:|---:|---:|" + ("---:|" if hnsw_s else "") + "---:|---:|")
+    print("| variant | cells | tuned probes (stop) | recall@10 | candidates | work model (µs) |"
+          " build (s) |" + (" build / hnswlib's |" if hnsw_s else "") + " QPS best | QPS median |")
+    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if hnsw_s else "") + "---:|---:|")
     for name, r in rows.items():
         q = passes[name]
         ratio = f" {r['build_s'] / hnsw_s:.3f} |" if hnsw_s else ""
         print(f"| {name} | {r['cells']:,} | {r['probes']} ({r['stop']:g}) | {r['recall']:.3f} |"
-              f" {r['build_s']:.1f} |{ratio} {max(q):,.0f} | {statistics.median(q):,.0f} |")
+              f" {r['candidates']:,.0f} | {r['work_us']:.1f} | {r['build_s']:.1f} |{ratio}"
+              f" {max(q):,.0f} | {statistics.median(q):,.0f} |")
     for index in indexes:
         index.close()
     return 0
