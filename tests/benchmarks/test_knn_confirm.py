@@ -48,6 +48,12 @@ def test_issue_table_reads_the_confirmed_figures_not_the_sweep() -> None:
     assert c["k-means kernel / faiss IVFFlat"] == pytest.approx(39_000 / 29_000)
     assert c["k-means kernel / hnswlib"] == pytest.approx(39_000 / 52_000)
     assert c["k-means kernel best point"] == "cells=512 cap=16 stop=0.7"
+    # by median passes each method's own fastest point by its median
+    med = {r.params: m for r, m in zip(sweep, (25_000.0, 20_000.0, 26_100.0, 40_000.0, 1.0))}
+    for conf in confirmed:
+        conf["median_qps"] = med[conf["params"]]
+    c = knn.issue_table({"real": data})[0]["real (n=26,000)"]
+    assert c["k-means kernel / faiss IVFFlat, median passes"] == pytest.approx(25_000 / 26_100)
     assert c["Index default: single QPS"] == 25_000.0
     assert c["Index default / k-means kernel"] == pytest.approx(25_000 / 39_000)
     assert c["Index default build / hnswlib's"] == pytest.approx(0.2)
