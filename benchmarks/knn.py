@@ -1525,7 +1525,7 @@ def main(argv: list[str] | None = None) -> int:
         args.n_sets, args.queries = min(args.n_sets, 10_000), 200
         budget = Budget(single_s=1.0, single_max=200, batch_repeat_below_s=0.5,
                         confirm_rounds=min(args.confirm_rounds, 2), confirm_top=1,
-                        confirm_size=50)
+                        confirm_size=20)
     datasets = args.data
     started = time.time()
     report: dict[str, Any] = {
