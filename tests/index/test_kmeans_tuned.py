@@ -127,3 +127,16 @@ def test_the_held_out_queries_follow_the_build_work() -> None:
         assert lo <= nq <= hi
         assert nq == lo or nq * n * 128 <= min(families.TUNE_SHARE * build, families.TUNE_FLOPS)
     assert families.tune_queries(KMeansLSH(128, n_cells=families.auto_cells(26_000)), 26_000) == lo
+
+
+def test_the_cell_rule_at_the_measured_sizes() -> None:
+    """About 2 sqrt(n) cells (docs/results.md, "Issue #18: confirmed ratios and the cell rule":
+    3 sqrt(n) was faster at 300k anisotropic rows, slower at 1M isotropic); at most n / 8 and
+    MAX_AUTO_CELLS; one cell, an exact scan, below the rows a segment is tuned from."""
+    from audiolsh.index import autotune, families
+
+    sizes = {26_000: 322, 300_000: 1_095, 1_000_000: 2_000, 10_000_000: 6_325}
+    assert {n: families.auto_cells(n) for n in sizes} == sizes
+    assert families.auto_cells(autotune.MIN_ROWS - 1) == 1
+    assert families.auto_cells(autotune.MIN_ROWS) == round(2 * autotune.MIN_ROWS**0.5)
+    assert families.auto_cells(10**12) == families.MAX_AUTO_CELLS

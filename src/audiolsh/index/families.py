@@ -38,7 +38,10 @@ from audiolsh.search import BucketTables, VectorLSH
 FAMILIES = ("hyperplane", "cross-polytope", "kmeans")
 AUTO = "auto"
 # Cells per sqrt(rows) of an auto-sized k-means partition: a query scores every centroid
-# and scans its probed cells, and the two costs meet about here.
+# and scans its probed cells, and the two costs meet about here.  3 was 1.46x faster on
+# anisotropic 300k rows but 0.65-0.87x on isotropic 1M (more probes tuned, as many rows
+# scanned, 1.5x the centroids) and not clearly faster on the real set (docs/results.md,
+# "Issue #18: confirmed ratios and the cell rule"), so 2 stays.
 CELLS_PER_SQRT_ROW = 2.0
 MAX_AUTO_CELLS = 1 << 14
 
