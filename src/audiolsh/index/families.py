@@ -12,8 +12,8 @@ cross-polytope : cosine only; FALCONN's family, ``n_bits`` key bits per table.
 kmeans : a learned partition (spherical k-means for cosine, k-means for Euclidean), as an
     IVF index; ``n_bits`` gives 2^n_bits cells per table, None about 2 sqrt(rows) (one cell,
     an exact scan, below ``autotune.MIN_ROWS`` rows, where there is nothing to tune); one
-    table unless ``n_tables`` is given.  Its probes for a target recall come from
-    ``tune_cells``, stored as the segment's operating point.
+    table unless ``n_tables`` is given.  Its probe cap and adaptive stop for a target recall
+    come from ``tune_cells``, stored as the segment's operating point.
 """
 
 from __future__ import annotations
