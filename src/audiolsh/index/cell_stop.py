@@ -28,7 +28,7 @@ from audiolsh.index import autotune
 from audiolsh.index.autotune import CAP, COST, LCB, PROBES, STOP
 
 #: stops tried between the 1st and 99th percentile of the gap / k-th distance ratios
-STOP_GRID = 24
+STOP_GRID = 12
 #: caps scored: every probe count up to ALL_CAPS, then CAP_STEPS geometric steps (to the most)
 ALL_CAPS, CAP_STEPS = 16, 24
 
