@@ -140,3 +140,20 @@ def test_the_cell_rule_at_the_measured_sizes() -> None:
     assert families.auto_cells(autotune.MIN_ROWS - 1) == 1
     assert families.auto_cells(autotune.MIN_ROWS) == round(2 * autotune.MIN_ROWS**0.5)
     assert families.auto_cells(10**12) == families.MAX_AUTO_CELLS
+
+
+def test_scored_probes_give_the_probes_and_their_gaps() -> None:
+    """The gaps the tuning's walk replays: 0 at the home cells, then ascending as the probes,
+    each its table's home score less the cell's."""
+    X = prepare(_mixture(8, 3000), "cosine")
+    fam = KMeansLSH(DIM, n_tables=2, n_cells=40, seed=0, spherical=True)
+    fam.fit(X)
+    keys, tables, gaps = fam.scored_probes(X[:50], 12)
+    want_keys, want_tables = fam.probes(X[:50], 12)
+    np.testing.assert_array_equal(keys, want_keys)
+    np.testing.assert_array_equal(tables, want_tables)
+    assert (gaps[:, :2] == 0).all() and (np.diff(gaps[:, 2:], axis=1) >= 0).all()
+    S = fam.scores(X[:50])
+    q, p = 7, 5
+    t, home = tables[q, p], keys[q, tables[q, p]]
+    assert gaps[q, p] == pytest.approx(float(S[q, t, home]) - float(S[q, t, keys[q, p]]))

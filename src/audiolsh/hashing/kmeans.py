@@ -304,12 +304,23 @@ class KMeansLSH:
 
     def probes(self, X: Any, n_probes: int) -> tuple[np.ndarray, np.ndarray]:
         """The home cells, then the nearest other cells of all tables, best first."""
+        keys, tables, _ = self.scored_probes(X, n_probes)
+        return keys, tables
+
+    def scored_probes(self, X: Any, n_probes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``probes`` and every probe's gap (its table's home score less its score, 0 for the
+        home cells; float64, (n, P)), what the adaptive walk compares with its stop."""
         A = as_matrix(X, self.dim)
         S = self.scores(A)
         home = self._keys(A).astype(np.int64)
         P = max(1, min(int(n_probes), self.n_tables * self.n_cells))
         flat = S.reshape(len(A), self.n_tables * self.n_cells)  # -1 cannot size no rows
-        return _run("select", len(A), flat, home, self.n_tables, self.n_cells, P)  # type: ignore[no-any-return]
+        keys, tables = _run("select", len(A), flat, home, self.n_tables, self.n_cells, P)
+        t = tables.astype(np.int64)
+        top = np.take_along_axis(flat, t * self.n_cells + np.take_along_axis(home, t, axis=1), axis=1)
+        own = np.take_along_axis(flat, t * self.n_cells + keys.astype(np.int64), axis=1)
+        gaps = np.maximum(top.astype(np.float64) - own, 0.0)
+        return keys, tables, gaps
 
     # persistence ---------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ VERSION = 1
 MIN_ROWS = 2000
 K = 10
 #: true neighbours kept per held-out query: the k-th distance found while probing is the
-#: k-th among those found of these, exactly while k of them are (see ``_walk``)
+#: k-th among those found of these, exactly while k of them are (see ``walk``)
 NEAREST = 2 * K
 TRUTH_SCORES = 1 << 22  # dot products of the exact pass at a time (16 MB)
 TABLES = (2, 4, 6, 8, 10, 12, 16)
@@ -132,7 +132,7 @@ def _select(dots, sq, lo, euclid, best_d, best_i):  # pragma: no cover - compile
 
 
 @numba.njit(cache=True, nogil=True)
-def _first_probe(nb_keys, keys, tables):  # pragma: no cover - compiled
+def first_probe(nb_keys, keys, tables):  # pragma: no cover - compiled
     """(m, M): the first probe of each query that holds each of its neighbours (their keys
     ``nb_keys`` (m, M, L)), P when none does."""
     m, M, _ = nb_keys.shape
@@ -152,7 +152,7 @@ def _first_probe(nb_keys, keys, tables):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk(found, dist, scores, stops, k, n_home):  # pragma: no cover - compiled
+def walk(found, dist, scores, stops, k, n_home):  # pragma: no cover - compiled
     """Adaptive probing replayed on the held-out queries: per query and stop (ascending), the
     probes used.  ``found`` (m, M): the first probe holding each of the query's M nearest
     rows (P: none); ``dist`` their distances, ascending; ``scores`` (m, P) the probes'.
@@ -255,7 +255,7 @@ def _evaluate(family: Any, held: _Held, sample_keys: np.ndarray, size: float) ->
     keys, tables, scores = family.scored_probes(held.queries, p_max)
     P = keys.shape[1]
     nb_keys = family.keys(held.neighbour_rows).reshape(m, NEAREST, L)
-    found = _first_probe(np.ascontiguousarray(nb_keys), keys, tables)
+    found = first_probe(np.ascontiguousarray(nb_keys), keys, tables)
     # Rows the probed buckets hold, from the hashed sample scaled to the segment.
     sizes = _sample_counts(sample_keys, keys, tables, bits if isinstance(family, HyperplaneLSH) else None)
     sizes = sizes * (held.n / len(sample_keys))
@@ -268,7 +268,7 @@ def _evaluate(family: Any, held: _Held, sample_keys: np.ndarray, size: float) ->
         lo, hi = np.quantile(ratio, [0.005, 0.995])
         grid = np.geomspace(max(float(lo), 1e-12), max(float(hi), 2e-12), STOP_GRID)
     stops = np.concatenate([[0.0], grid, [np.inf]])
-    used = np.maximum(_walk(found, held.distances, np.ascontiguousarray(scores), stops, K, L), 1)
+    used = np.maximum(walk(found, held.distances, np.ascontiguousarray(scores), stops, K, L), 1)
     caps = np.array(sorted({min(P, L * 2 ** i) for i in range(int(math.log2(PROBES_PER_TABLE)) + 1)} | {P}))
     # Every (cap, stop) at once: u (caps, queries, stops) probes, then recall and cost.
     u = np.minimum(used[None], caps[:, None, None])

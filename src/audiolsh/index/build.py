@@ -19,7 +19,6 @@ from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.hashing import HyperplaneLSH, MinHashLSH, PStableLSH, as_sets, concat_sets
 from audiolsh.hashing.base import check_int, learned_arrays
 from audiolsh.hashing.hyperplane import check_whiten, key_balance, needs_centering
-from audiolsh.index import cell_stop
 from audiolsh.index.autotune import (
     AUTO_WHITEN,
     DEFAULT_MAX_TABLE_BYTES,
@@ -270,7 +269,6 @@ def build_segment(config: IndexConfig, data: Any, ids: np.ndarray, *, prepared: 
             if cfg.target_recall is not None:
                 t1 = time.perf_counter()
                 point = tune_cells(searcher, cfg.target_recall, cfg.seed)
-                point = cell_stop.with_stop(searcher, point, cfg.seed)  # adaptive, when cheaper
                 tune_s += time.perf_counter() - t1
         arrays = {"vectors": searcher.vectors_, **searcher.rerank_arrays()}
         if searcher.codes_.shape[1]:

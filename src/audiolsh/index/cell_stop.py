@@ -1,20 +1,20 @@
-"""Adaptive probing for a k-means segment: the stop of its operating point, learned at build.
+"""The operating point of a k-means segment: probe cap and adaptive stop, modelled at build.
 
-``families.tune_cells`` picks the fixed probes for the target from held-out rows and bounds
-their recall from below.  Here the same held-out rows are searched at those probes, then
-with the adaptive walk (``cells._search_cells``: stop before a cell whose centroid gap
-exceeds stop x the k-th distance found) under them as the cap, for a few stops.  The walk
-probes a prefix of the fixed probes, so it can only lose what the fixed search found: a
-stop's recall is bounded from below by the fixed bound less the share of the fixed answer
-it misses (each missed row counted as a true neighbour, so the bound is conservative), less
-two standard errors.  No exact neighbours are needed.  The cheapest stop, by candidates
-measured, whose bound reaches the target becomes the point when it costs fewer candidates
-than the fixed probes (``autotune.pick`` reads it at query time), and the curve takes the
-cheapest point for every recall of ``autotune.RECALL_GRID`` it reaches, so ``--recall``
-picks another without a rebuild.
+``families.tune_cells`` gives, for held-out rows of the segment, the probe that first holds
+each of their ``autotune.NEAREST`` true neighbours (own row left out), those neighbours'
+distances, every probe's gap (``KMeansLSH.scored_probes``) and the rows each probed cell
+holds.  With every candidate measured exactly, a true neighbour is in the answer exactly
+when its cell is probed, so these give the recall and the candidates of every fixed probe
+count at once.  The adaptive walk (``cells._search_cells``: stop before a cell whose gap
+exceeds stop x the k-th distance found) is replayed on the same rows (``autotune.walk``):
+the k-th distance found after p probes is the k-th among the neighbours found so far, or
+while fewer than k are, the NEAREST-th, which is never above the kernel's, so the replay
+stops no later than the kernel and its recall is a lower bound.  No search is run.
 
-A held-out row is in the index: it is searched for k + 1 and its own row is the extra one
-(the walk's k-th distance is then the k-th of the others).
+Every (cap, stop) is scored at once; the cheapest by candidates whose recall less two
+standard errors (over queries) and a margin reaches the target is the point, a stop of 0
+(no stop) among them, and the curve keeps the cheapest for every recall of
+``autotune.RECALL_GRID``, so ``--recall`` picks another without a rebuild.
 """
 
 from __future__ import annotations
@@ -25,52 +25,63 @@ from typing import Any
 import numpy as np
 
 from audiolsh.index import autotune
-from audiolsh.search import VectorLSH
+from audiolsh.index.autotune import CAP, COST, LCB, PROBES, STOP
 
-STOPS = (0.35, 0.7, 1.0, 1.4, 2.0)
+#: stops tried between the 1st and 99th percentile of the gap / k-th distance ratios
+STOP_GRID = 12
+#: caps scored: every probe count up to ALL_CAPS, then CAP_STEPS geometric steps (to the most)
+ALL_CAPS, CAP_STEPS = 16, 24
 
 
-def with_stop(searcher: VectorLSH, point: dict[str, Any] | None, seed: int) -> dict[str, Any] | None:
-    """``point`` (from ``tune_cells``, same seed) with the cheapest adaptive (cap, stop) that
-    reaches its target, and a curve of the cheapest point per recall; unchanged when no
-    adaptive point is cheaper than the fixed probes."""
-    if point is None:
-        return None
-    X, k = searcher.vectors_, int(point["k"])
-    n, nq = len(X), int(point["n_queries"])
-    rng = np.random.default_rng([seed, 0x7C31])  # tune_cells' held-out rows
-    Q = np.ascontiguousarray(X[np.sort(rng.choice(n, nq, replace=False))])
-    cap = int(point["n_probes"])
-    fixed = searcher.search(Q, k + 1, n_probes=cap)
-    bound = float(point["recall_estimate"])
-
-    def measure(stop: float) -> tuple[float, float, float, float]:
-        got = searcher.search(Q, k + 1, n_probes=cap, stop=stop)
-        kept = (fixed.ids[:, :, None] == got.ids[:, None, :]).any(axis=2).sum(axis=1)
-        lost = (k + 1 - kept) / k  # the fixed answer's rows the walk missed, as true ones
-        lcb = bound - lost.mean() - autotune.Z * lost.std() / math.sqrt(nq)
-        used = float(np.mean(got.n_probes)) if got.n_probes is not None else float(cap)
-        return float(lcb), float(got.n_candidates.mean()), used, stop
-
-    options = [measure(stop) for stop in STOPS]
-    target = float(point["target_recall"])
-
-    def cheapest(r: float) -> tuple[float, float, float, float] | None:
-        ok = [o for o in options if o[0] >= r]
-        return min(ok, key=lambda o: o[1]) if ok else None
-
-    best = cheapest(target)
-    if best is None or best[1] >= float(fixed.n_candidates.mean()):
-        return point
-    lcb, _, used, stop = best
-    old = {entry[0]: entry for entry in point["curve"]}
-    curve = []
-    for r in autotune.RECALL_GRID:
-        o = cheapest(r)
-        if o is None or (r in old and old[r][3] <= o[2]):  # the fixed model's, when no dearer
-            if r in old:
-                curve.append(old[r])
-            continue
-        curve.append([r, cap, o[3], round(o[2], 2)])
-    return {**point, "stop": stop, "recall_estimate": round(lcb, 4),
-            "probes_estimate": round(used, 2), "curve": curve}
+def operating_point(found: np.ndarray, dist: np.ndarray, gaps: np.ndarray, sizes: np.ndarray,
+                    n_tables: int, target: float) -> dict[str, Any]:
+    """The point for ``target`` from the held-out model (module docstring).  ``found`` (m, M):
+    the first probe holding each neighbour (P: none), ``dist`` (m, M) their distances in the
+    kernel's units, ascending; ``gaps``, ``sizes`` (m, P): each probe's gap and rows."""
+    k = autotune.K
+    m, P = gaps.shape
+    # share[q, p]: the share of q's k nearest within its first p probes (p = 0..P)
+    hits = np.bincount((np.arange(m)[:, None] * (P + 1) + found[:, :k]).ravel(), minlength=m * (P + 1))
+    share = np.concatenate([np.zeros((m, 1)), np.cumsum(hits.reshape(m, P + 1)[:, :P], axis=1) / k], axis=1)
+    rows = np.concatenate([np.zeros((m, 1)), np.cumsum(sizes, axis=1)], axis=1)
+    home = min(n_tables, P)
+    ratio = (gaps[:, home:] / np.maximum(dist[:, k - 1], 1e-12)[:, None]).ravel()
+    ratio = ratio[ratio > 0]
+    grid = np.zeros(0)
+    if len(ratio) > 1:
+        lo, hi = np.quantile(ratio, [0.01, 0.99])
+        grid = np.geomspace(max(float(lo), 1e-12), max(float(hi), 2e-12), STOP_GRID)
+    stops = np.concatenate([grid, [np.inf]])
+    used = np.maximum(autotune.walk(found, dist, gaps, stops, k, n_tables), 1)  # (m, stops)
+    caps = np.unique(np.concatenate([np.arange(1, min(P, ALL_CAPS) + 1),
+                                     np.geomspace(min(P, ALL_CAPS), P, CAP_STEPS).round().astype(np.int64)]))
+    u = np.minimum(used[None], caps[:, None, None])  # (caps, m, stops)
+    q = np.arange(m)[None, :, None]
+    per_q = share[q, u]
+    lcb = per_q.mean(axis=1) - autotune.Z * per_q.std(axis=1) / math.sqrt(m) - autotune.MARGIN
+    shape = lcb.shape
+    points = np.stack([lcb, rows[q, u].mean(axis=1), np.broadcast_to(caps[:, None], shape),
+                       np.broadcast_to(stops[None], shape), u.mean(axis=1), per_q.mean(axis=1)],
+                      axis=-1).reshape(-1, 6)
+    chosen = autotune._best(points, target)
+    if chosen is None:
+        chosen = autotune._fallback(points)
+    curve = [[r, int(p[CAP]), autotune._stop(p[STOP]), round(float(p[PROBES]), 2)]
+             for r in autotune.RECALL_GRID if (p := autotune._best(points, r)) is not None]
+    fixed = share[:, 1:].mean(axis=0) - autotune.Z * share[:, 1:].std(axis=0) / math.sqrt(m) - autotune.MARGIN
+    steps = np.flatnonzero(np.diff(fixed, prepend=-1.0) > 0)  # where the bound rises
+    return {
+        "version": autotune.VERSION,
+        "k": k,
+        "target_recall": target,
+        "n_probes": int(chosen[CAP]),
+        "stop": autotune._stop(chosen[STOP]),
+        "recall_estimate": round(float(chosen[LCB]), 4),
+        "probes_estimate": round(float(chosen[PROBES]), 2),
+        "candidates_estimate": round(float(chosen[COST]), 1),
+        "max_probes": P,
+        "curve": curve,
+        "fixed": [[int(i) + 1, round(float(fixed[i]), 4)] for i in steps],
+        "n_queries": m,
+        "shapes_tried": 1,
+    }

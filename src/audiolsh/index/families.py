@@ -12,8 +12,8 @@ cross-polytope : cosine only; FALCONN's family, ``n_bits`` key bits per table.
 kmeans : a learned partition (spherical k-means for cosine, k-means for Euclidean), as an
     IVF index; ``n_bits`` gives 2^n_bits cells per table, None about 2 sqrt(rows) (one cell,
     an exact scan, below ``autotune.MIN_ROWS`` rows, where there is nothing to tune); one
-    table unless ``n_tables`` is given.  Its probes for a target recall come from
-    ``tune_cells``, stored as the segment's operating point.
+    table unless ``n_tables`` is given.  Its probe cap and adaptive stop for a target recall
+    come from ``tune_cells``, stored as the segment's operating point.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from audiolsh.hashing.base import HashFamily
 from audiolsh.hashing.crosspolytope import CrossPolytopeLSH
 from audiolsh.hashing.hyperplane import needs_centering
 from audiolsh.hashing.kmeans import KMeansLSH
-from audiolsh.index import autotune
+from audiolsh.index import autotune, cell_stop
 from audiolsh.search import BucketTables, VectorLSH
 
 FAMILIES = ("hyperplane", "cross-polytope", "kmeans")
@@ -163,53 +163,32 @@ def tune_queries(fam: KMeansLSH, n: int) -> int:
 
 
 def tune_cells(searcher: VectorLSH, target: float, seed: int) -> dict[str, Any] | None:
-    """The probes of a k-means segment for a target recall@10, as ``autotune``'s operating
-    point (``autotune.pick`` and ``fixed_probes`` read it; no adaptive stop).
-
-    With every candidate measured exactly, a true neighbour is in the answer exactly when
-    its cell in some table is among the query's probes.  So for held-out rows of the
-    segment (their own row left out of their exact top 10), their probe sequences and their
-    neighbours' cells give the recall of every probe budget at once, with no search.  The
-    chosen budget is the least whose recall less 2 standard errors (over queries) and a
-    margin reaches the target.  None for segments too small to hold rows out."""
+    """The probe cap and adaptive stop of a k-means segment for a target recall@10, as
+    ``autotune``'s operating point (``autotune.pick`` and ``fixed_probes`` read it), from one
+    exact pass over held-out rows of the segment (their own row left out of their exact
+    neighbours) and their probe sequences: ``cell_stop.operating_point`` models every (cap,
+    stop) from them, with no search.  None for segments too small to hold rows out."""
     X, fam = searcher.vectors_, searcher.family
     n = len(X)
     if n < autotune.MIN_ROWS or not isinstance(fam, KMeansLSH):
         return None
-    k = autotune.K
     nq = tune_queries(fam, n)
     rng = np.random.default_rng([seed, 0x7C31])
     rows = np.sort(rng.choice(n, nq, replace=False))
-    truth, _ = autotune.nearest_others(X, rows, k, searcher.metric)
+    truth, dist = autotune.nearest_others(X, rows, autotune.NEAREST, searcher.metric)
     n_all = fam.n_tables * fam.n_cells
     p_max = int(min(n_all, max(8 * fam.n_tables, n_all // 8, 64)))
-    keys, tables = fam.probes(X[rows], p_max)
-    cells = table_keys(searcher.tables_, n)[truth]  # (q, k, L): the neighbours' cells
-    seen = np.take_along_axis(cells, np.broadcast_to(tables[:, None, :].astype(np.int64),
-                                                     (nq, k, p_max)), axis=2) == keys[:, None, :]
-    first = np.where(seen.any(axis=2), seen.argmax(axis=2), p_max)  # (q, k) probe finding it
-    # found[q, p - 1]: the share of q's neighbours within its first p probes
-    hits = np.bincount((np.arange(nq)[:, None] * (p_max + 1) + first).ravel(), minlength=nq * (p_max + 1))
-    found = np.cumsum(hits.reshape(nq, p_max + 1)[:, :p_max], axis=1) / k
-    lcb = found.mean(axis=0) - autotune.Z * found.std(axis=0) / math.sqrt(nq) - autotune.MARGIN
+    keys, tables, gaps = fam.scored_probes(X[rows], p_max)
+    cells = np.ascontiguousarray(table_keys(searcher.tables_, n)[truth])  # (q, M, L): the neighbours' cells
+    found = autotune.first_probe(cells, keys, tables)
+    sizes = cell_sizes(searcher.tables_, fam.n_cells)[tables, keys]
+    return cell_stop.operating_point(found, dist, gaps, sizes, fam.n_tables, target)
 
-    def least(r: float) -> int | None:
-        ok = np.flatnonzero(lcb >= r)
-        return int(ok[0]) + 1 if len(ok) else None
 
-    chosen = least(target) or p_max
-    steps = np.flatnonzero(np.diff(lcb, prepend=-1.0) > 0)  # where the bound rises
-    return {
-        "version": autotune.VERSION,
-        "k": k,
-        "target_recall": target,
-        "n_probes": chosen,
-        "stop": 0.0,
-        "recall_estimate": round(float(lcb[chosen - 1]), 4),
-        "probes_estimate": float(chosen),
-        "max_probes": p_max,
-        "curve": [[r, p, 0.0, float(p)] for r in autotune.RECALL_GRID if (p := least(r)) is not None],
-        "fixed": [[int(i) + 1, round(float(lcb[i]), 4)] for i in steps],
-        "n_queries": nq,
-        "shapes_tried": 1,
-    }
+def cell_sizes(tables: BucketTables, n_cells: int) -> np.ndarray:
+    """Rows of every cell of every table, (L, C)."""
+    sizes = np.zeros((tables.n_tables, n_cells), np.int64)
+    per_table = np.diff(tables.table_start)
+    table = np.repeat(np.arange(tables.n_tables), per_table)
+    sizes[table, tables.bucket_keys.astype(np.int64)] = tables.bucket_sizes()
+    return sizes
