@@ -140,7 +140,18 @@ def test_corpus_packages_come_from_the_manifest_else_the_first_folder(tmp_path: 
     assert corpus_packages(tmp_path, tracks) == {tracks[0]: "game-a-music", tracks[1]: "pkg-b", tracks[2]: ""}
 
 
-class AnswersTheme(ClipByClip):
+class KnowsTheClips(ClipByClip):
+    """A stand-in system that reads the protocol's clip manifest at build, to answer from it."""
+
+    truth: dict[str, Clip]
+
+    def build(self, track_paths: Sequence[str], workdir: Path) -> BuildStats:
+        manifest = json.loads((workdir.parent / "clips" / "clips.json").read_text())
+        self.truth = {c["path"]: Clip(**c) for c in manifest["clips"]}
+        return BuildStats(len(track_paths), 16.0, 1.0, 1, 1000)
+
+
+class AnswersTheme(KnowsTheClips):
     """Answers every clip with the track holding ``theme``'s audio at the clip's own offset: right for
     positives, a true overlap for clips of the reused track, false for the others."""
 
@@ -150,11 +161,6 @@ class AnswersTheme(ClipByClip):
         self.theme = theme
         self.thresholds = {"any": 0.0}
         self.truth: dict[str, Clip] = {}
-
-    def build(self, track_paths: Sequence[str], workdir: Path) -> BuildStats:
-        manifest = json.loads((workdir.parent / "clips" / "clips.json").read_text())
-        self.truth = {c["path"]: Clip(**c) for c in manifest["clips"]}
-        return BuildStats(len(track_paths), 16.0, 1.0, 1, 1000)
 
     def identify(self, clip_wav_path: str, y: np.ndarray, sr: int) -> tuple[str | None, float | None, float]:
         return self.theme, self.truth[clip_wav_path].offset_s, 5.0
@@ -253,7 +259,7 @@ def test_a_positive_named_as_a_track_carrying_its_audio_is_a_verified_same_audio
     assert (low.overall["n_same_audio"], low.overall["top1_with_same_audio"]) == (0, 0.0)
 
 
-class NamesTheCopy(ClipByClip):
+class NamesTheCopy(KnowsTheClips):
     """Names ``copy`` (``source`` from ``start_s`` on) for every clip of ``source``, at the clip's place
     in it; right for the other indexed tracks' clips, nothing for unindexed ones."""
 
@@ -263,11 +269,6 @@ class NamesTheCopy(ClipByClip):
         self.source, self.copy, self.start_s, self.indexed = source, copy, start_s, set(indexed)
         self.thresholds = {"any": 0.0, "equal FM": None}
         self.truth: dict[str, Clip] = {}
-
-    def build(self, track_paths: Sequence[str], workdir: Path) -> BuildStats:
-        manifest = json.loads((workdir.parent / "clips" / "clips.json").read_text())
-        self.truth = {c["path"]: Clip(**c) for c in manifest["clips"]}
-        return BuildStats(len(track_paths), 16.0, 1.0, 1, 1000)
 
     def identify(self, clip_wav_path: str, y: np.ndarray, sr: int) -> tuple[str | None, float | None, float]:
         c = self.truth[clip_wav_path]
