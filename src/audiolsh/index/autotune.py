@@ -260,13 +260,7 @@ def _evaluate(family: Any, held: _Held, sample_keys: np.ndarray, size: float) ->
     sizes = _sample_counts(sample_keys, keys, tables, bits if isinstance(family, HyperplaneLSH) else None)
     sizes = sizes * (held.n / len(sample_keys))
     members = np.cumsum(sizes, axis=1)
-    home = min(L, P)
-    pos = scores[:, home:]
-    ratio = (pos / np.maximum(held.distances[:, K - 1], 1e-12)[:, None])[pos > 0]
-    grid = np.zeros(0)
-    if len(ratio) > 1:
-        lo, hi = np.quantile(ratio, [0.005, 0.995])
-        grid = np.geomspace(max(float(lo), 1e-12), max(float(hi), 2e-12), STOP_GRID)
+    grid = stop_grid(scores, held.distances[:, K - 1], min(L, P), STOP_GRID, 0.005)
     stops = np.concatenate([[0.0], grid, [np.inf]])
     used = np.maximum(walk(found, held.distances, np.ascontiguousarray(scores), stops, K, L), 1)
     caps = np.array(sorted({min(P, L * 2 ** i) for i in range(int(math.log2(PROBES_PER_TABLE)) + 1)} | {P}))
@@ -281,6 +275,18 @@ def _evaluate(family: Any, held: _Held, sample_keys: np.ndarray, size: float) ->
     points = np.stack([lcb, cost, np.broadcast_to(cap_col, shape), np.broadcast_to(stops[None], shape),
                        u.mean(axis=1), per_q.mean(axis=1)], axis=-1).reshape(-1, 6)
     return {"family": family, "points": points, "p_max": P, "table_bytes": size}
+
+
+def stop_grid(scores: np.ndarray, kth: np.ndarray, home: int, n_stops: int, tail: float) -> np.ndarray:
+    """``n_stops`` stops, geometric, between the ``tail`` and 1 - ``tail`` quantiles of the
+    probes' scores (past the ``home`` first) over each query's k-th distance ``kth``: the
+    ratios the adaptive walk compares with its stop (empty when fewer than 2 are positive)."""
+    ratio = (scores[:, home:] / np.maximum(kth, 1e-12)[:, None]).ravel()
+    ratio = ratio[ratio > 0]
+    if len(ratio) < 2:
+        return np.zeros(0)
+    lo, hi = np.quantile(ratio, [tail, 1 - tail])
+    return np.geomspace(max(float(lo), 1e-12), max(float(hi), 2e-12), n_stops)
 
 
 def _sample_counts(

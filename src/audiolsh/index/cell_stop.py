@@ -44,14 +44,8 @@ def operating_point(found: np.ndarray, dist: np.ndarray, gaps: np.ndarray, sizes
     hits = np.bincount((np.arange(m)[:, None] * (P + 1) + found[:, :k]).ravel(), minlength=m * (P + 1))
     share = np.concatenate([np.zeros((m, 1)), np.cumsum(hits.reshape(m, P + 1)[:, :P], axis=1) / k], axis=1)
     rows = np.concatenate([np.zeros((m, 1)), np.cumsum(sizes, axis=1)], axis=1)
-    home = min(n_tables, P)
-    ratio = (gaps[:, home:] / np.maximum(dist[:, k - 1], 1e-12)[:, None]).ravel()
-    ratio = ratio[ratio > 0]
-    grid = np.zeros(0)
-    if len(ratio) > 1:
-        lo, hi = np.quantile(ratio, [0.01, 0.99])
-        grid = np.geomspace(max(float(lo), 1e-12), max(float(hi), 2e-12), STOP_GRID)
-    stops = np.concatenate([grid, [np.inf]])
+    stops = np.concatenate([autotune.stop_grid(gaps, dist[:, k - 1], min(n_tables, P), STOP_GRID, 0.01),
+                            [np.inf]])
     used = np.maximum(autotune.walk(found, dist, gaps, stops, k, n_tables), 1)  # (m, stops)
     caps = np.unique(np.concatenate([np.arange(1, min(P, ALL_CAPS) + 1),
                                      np.geomspace(min(P, ALL_CAPS), P, CAP_STEPS).round().astype(np.int64)]))
