@@ -24,6 +24,14 @@ def check_metric(metric: str) -> str:
     return metric
 
 
+def kernel_queries(A: np.ndarray) -> np.ndarray:
+    """Query rows as the compiled searches read them: float32 or float64 and C-contiguous as
+    given, else a float32 copy (the kernels normalise and check them themselves)."""
+    if (A.dtype != np.float32 and A.dtype != np.float64) or not A.flags.c_contiguous:
+        return np.ascontiguousarray(A, dtype=np.float32)
+    return A
+
+
 def prepare(X: np.ndarray, metric: str) -> np.ndarray:
     """float32 C-contiguous rows; unit length for cosine (zero rows stay zero)."""
     A = np.ascontiguousarray(X, dtype=np.float32)

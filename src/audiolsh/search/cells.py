@@ -21,6 +21,7 @@ import numpy as np
 from audiolsh.hashing import kmeans
 from audiolsh.hashing.kmeans import KMeansLSH
 from audiolsh.search import kernels
+from audiolsh.search.brute import kernel_queries
 from audiolsh.search.kernels import (
     _bucket,
     _fold,
@@ -293,8 +294,7 @@ def _call(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric: int,
           stop: float) -> tuple[Any, tuple]:
     cent_t, bias, scale, cmax, offsets = searcher._cells
     t = searcher.tables_
-    if (A.dtype != np.float32 and A.dtype != np.float64) or not A.flags.c_contiguous:
-        A = np.ascontiguousarray(A, dtype=np.float32)
+    A = kernel_queries(A)
     if len(A) < kernels.SERIAL_BELOW:
         kernel, chunks = search_cells, 1
     else:

@@ -19,6 +19,7 @@ import numpy as np
 
 from audiolsh.errors import ParameterError
 from audiolsh.search import kernels
+from audiolsh.search.brute import kernel_queries
 from audiolsh.search.kernels import _insert, _named, _source_tag, unit_rows
 
 RERANK_DTYPES = ("float32", "float16", "int8")
@@ -95,7 +96,6 @@ def rerank_dtype_of(rerank: np.ndarray | None) -> str:
     return "float32" if rerank is None else {np.dtype(np.float16): "float16"}.get(rerank.dtype, "int8")
 
 
-
 def _recheck_rows(Q, normalise, X, ids, k, euclidean):  # pragma: no cover - compiled
     """Per query, the k nearest of its candidate rows ``ids`` (-1: none) by their float32 rows
     X: ids and distances (1 - cos, or squared L2), nearest first."""
@@ -146,8 +146,7 @@ def recheck_rows(vectors: np.ndarray, Q: object, ids: np.ndarray, k: int,
     A = Q if isinstance(Q, np.ndarray) else np.asarray(Q)
     if A.ndim == 1:
         A = A[None]
-    if (A.dtype != np.float32 and A.dtype != np.float64) or not A.flags.c_contiguous:
-        A = np.ascontiguousarray(A, dtype=np.float32)
+    A = kernel_queries(A)
     euclidean = metric == "euclidean"
     got, dist = _recheck(A, metric == "cosine", vectors, np.ascontiguousarray(ids, np.int64), k, euclidean)
     return got, (np.sqrt(dist) if euclidean else dist)

@@ -18,7 +18,7 @@ from audiolsh.hashing.hyperplane import HyperplaneLSH, probe_cap
 from audiolsh.hashing.kmeans import KMeansLSH
 from audiolsh.hashing.minhash import MinHashLSH, SetBatch, as_sets
 from audiolsh.search import cells, kernels
-from audiolsh.search.brute import METRICS, BruteForce, check_metric, prepare
+from audiolsh.search.brute import METRICS, BruteForce, check_metric, kernel_queries, prepare
 from audiolsh.search.compact import compact_rows, kernel_rows, recheck_rows
 from audiolsh.search.results import Neighbors, replace_rows
 from audiolsh.search.tables import BucketTables
@@ -323,8 +323,7 @@ class VectorLSH(_Searcher):
             return None
         probes = self.default_probes if n_probes is None else check_int("n_probes", n_probes, 1)
         rerank = max(n_rerank, k) if n_rerank > 0 and codes.shape[1] else 0
-        if (A.dtype != np.float32 and A.dtype != np.float64) or not A.flags.c_contiguous:
-            A = np.ascontiguousarray(A, dtype=np.float32)
+        A = kernel_queries(A)
         found = kernels.search_hyperplane(
             A, self.metric == "cosine", mean, fam.planes_, weights, min(probes, cap), *tables,
             self._exact_rows[0], self._dead_bits, k, METRICS[self.metric], codes, code_bits, rerank,
