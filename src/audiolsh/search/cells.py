@@ -26,13 +26,13 @@ from audiolsh.search.kernels import (
     _bucket,
     _fold,
     _gather,
-    _insert,
     _named,
     _probe_until,
     _rerank,
     _restore,
     _row_distance,
     _source_tag,
+    push,
     unit_rows,
 )
 from audiolsh.search.results import Neighbors
@@ -199,15 +199,20 @@ def _search_cells(
                         break
                     cell = keys[0, p]
                     lo, hi = cell_rows[cell], cell_rows[cell + 1]
+                    bound = top_d[k - 1]
                     if _none_removed(dead_bits, lo, hi):  # the usual case: no test per row
                         for j in range(lo, hi):
-                            _insert(top_d, top_i, _row_distance(q, qf, qc, X, aux, j, metric), j)
+                            dist = _row_distance(q, qf, qc, X, aux, j, metric)
+                            if dist < bound:
+                                bound = push(top_d, top_i, dist, j)
                         count += hi - lo
                         continue
                     for j in range(lo, hi):
                         if dead_bits[j >> 6] & (np.uint64(1) << np.uint64(j & 63)):
                             continue
-                        _insert(top_d, top_i, _row_distance(q, qf, qc, X, aux, j, metric), j)
+                        dist = _row_distance(q, qf, qc, X, aux, j, metric)
+                        if dist < bound:
+                            bound = push(top_d, top_i, dist, j)
                         count += 1
                 n_cand[qi] = count
                 _rename(out_i[qi], names)

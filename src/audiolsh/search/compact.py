@@ -20,7 +20,7 @@ import numpy as np
 from audiolsh.errors import ParameterError
 from audiolsh.search import kernels
 from audiolsh.search.brute import kernel_queries
-from audiolsh.search.kernels import _insert, _named, _source_tag, unit_rows
+from audiolsh.search.kernels import _named, _source_tag, push, unit_rows
 
 RERANK_DTYPES = ("float32", "float16", "int8")
 #: Version of the compact copy's layout, kept in each segment's config.
@@ -108,6 +108,7 @@ def _recheck_rows(Q, normalise, X, ids, k, euclidean):  # pragma: no cover - com
     d = X.shape[1]
     for qi in range(nq):
         q = A[qi]
+        bound = out_d[qi, k - 1]
         for j in range(m):
             r = ids[qi, j]
             if r < 0:
@@ -121,7 +122,8 @@ def _recheck_rows(Q, normalise, X, ids, k, euclidean):  # pragma: no cover - com
                 for t in range(d):
                     acc += q[t] * X[r, t]
                 acc = np.float32(1.0) - acc
-            _insert(out_d[qi], out_i[qi], acc, r)
+            if acc < bound:
+                bound = push(out_d[qi], out_i[qi], acc, r)
     return out_i, out_d
 
 
