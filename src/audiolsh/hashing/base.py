@@ -59,6 +59,8 @@ def learned_arrays(family: Any) -> dict[str, np.ndarray]:
 
 
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    if type(value) is int and value >= low and (high is None or value <= high):
+        return value  # the usual case, first: a query checks several of these
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ParameterError(f"{name} must be an integer, got {value!r}")
     if value < low or (high is not None and value > high):
