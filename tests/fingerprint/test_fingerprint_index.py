@@ -378,6 +378,9 @@ def test_an_inconclusive_clip_off_the_frame_grid_gains_from_a_shifted_second_pas
     assert m.log10_p == pytest.approx(b.log10_p + math.log10(2), abs=1e-9)
     assert again.n_query_hashes == two.n_query_hashes  # the kept pass's features
     assert m.confidence > a.confidence
+    # No retry from as many analyses as the first pass had.
+    with params_set(index, query_shifts=2, retry_shifts=2), searches_counted(index) as calls:
+        assert index.assess(clip, SR, min_confidence=0.0) == two and len(calls) == 1
 
 
 def test_a_conclusive_clip_is_searched_once_and_answers_as_without_the_retry(
@@ -534,9 +537,9 @@ def test_other_index_kinds_are_refused(tmp_path: Path) -> None:
     for shifts in (0, 9, 1.5):
         with pytest.raises(ParameterError, match="query_shifts"):
             FingerprintIndex.create(None, query_shifts=shifts)
-    for retry in (dict(retry_shifts=1), dict(retry_shifts=9), dict(retry_shifts=2, query_shifts=2)):
+    for retry in (-1, 9, 1.5):
         with pytest.raises(ParameterError, match="retry_shifts"):
-            FingerprintIndex.create(None, **retry)
+            FingerprintIndex.create(None, retry_shifts=retry)
 
 
 def test_empty_index_answers_nothing() -> None:

@@ -551,12 +551,13 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
     def _retried(
         self, peaks: list[Peaks], again: Callable[[], list[Peaks]] | None, *, search_speed: bool
     ) -> tuple[Votes | None, float, tuple[float, float, float], int]:
-        """:meth:`_search` of ``peaks``; when it is inconclusive and ``retry_shifts`` is set,
-        :meth:`_search` of ``again()`` (the clip's ``retry_shifts`` analyses) too, the more
-        significant answer kept.  Both answers were looked at, so the kept one pays a factor
+        """:meth:`_search` of ``peaks``; when it is inconclusive and ``retry_shifts`` exceeds
+        ``query_shifts``, :meth:`_search` of ``again()`` (the clip's ``retry_shifts`` analyses)
+        too, the more significant answer kept.  Both answers were looked at, so the kept one pays a factor
         ``RETRY_PASSES``: a negative gains nothing from the second look but its own luck."""
         found = self._search(peaks, search_speed=search_speed)
-        if again is None or not self.params.retry_shifts or found[1] < math.log10(self.params.early_stop):
+        p = self.params
+        if again is None or p.retry_shifts <= p.query_shifts or found[1] < math.log10(p.early_stop):
             return found
         second = self._search(again(), search_speed=search_speed)
         if second[0] is not None and (found[0] is None or second[1] < found[1]):
@@ -780,7 +781,8 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
                 again.append(self._query_peaks(y, sr, self.params.retry_shifts))
             return again[0]
 
-        return self._windowed(self._query_peaks(y, sr), retry_peaks if self.params.retry_shifts else None,
+        retry = self.params.retry_shifts > self.params.query_shifts
+        return self._windowed(self._query_peaks(y, sr), retry_peaks if retry else None,
                               window_s=window_s, hop_s=hop_s, min_confidence=min_confidence,
                               search_speed=search_speed, max_gap_s=max_gap_s)
 

@@ -65,7 +65,7 @@ class FingerprintParams:
     retry_shifts : when the search of ``query_shifts`` analyses ends inconclusive (corrected
         chance probability above ``early_stop``), search again from this many sub-hop
         analyses and keep the more significant answer, both paying a factor 2 for the second
-        look (0: never; else more than ``query_shifts``); conclusive clips are searched once
+        look (never when at most ``query_shifts``); conclusive clips are searched once
     query_dt_spread : queries also hash every pair with its time step this many frames longer
         and shorter (0: none; reverb delays one peak of a pair by a frame)
     max_postings : query hashes stored more often than this are not looked up (0: all); in a
@@ -132,8 +132,7 @@ class FingerprintParams:
             ("query_fanout", isinstance(self.query_fanout, int) and 1 <= self.query_fanout <= 64),
             ("query_margin", 0 <= self.query_margin < 0.5),
             ("query_shifts", isinstance(self.query_shifts, int) and 1 <= self.query_shifts <= 8),
-            ("retry_shifts", isinstance(self.retry_shifts, int) and (
-                self.retry_shifts == 0 or self.query_shifts < self.retry_shifts <= 8)),
+            ("retry_shifts", isinstance(self.retry_shifts, int) and 0 <= self.retry_shifts <= 8),
             ("query_dt_spread", isinstance(self.query_dt_spread, int) and 0 <= self.query_dt_spread <= 2),
             ("grid_margin", 0 <= self.grid_margin < 0.5),
             ("tolerance", isinstance(self.tolerance, int) and 0 <= self.tolerance <= 16),
