@@ -220,7 +220,8 @@ def test_an_inconclusive_candidate_is_recounted_at_its_own_transform(songs: dict
     # keeps pairs the grid's rounding lost, and its corrected chance probability drops.
     clip = librosa.effects.pitch_shift(cut(songs["song14.wav"], 9.0, 3.0), sr=SR, n_steps=-1)
     clip = snr_noise(clip, pink_noise(duration_s=3.0, sr=SR, seed=3), 5.0)
-    checked, plain = (one_track_index(songs, "song14.wav", verify_margin=m) for m in (0.3, 0.0))
+    checked, plain = (one_track_index(songs, "song14.wav", verify_margin=m, retry_shifts=0)  # one search
+                      for m in (0.3, 0.0))
     m, m0 = (ix.assess(clip, SR, min_confidence=0.0).best for ix in (checked, plain))
     assert m is not None and m0 is not None and m.pitch == m0.pitch == pytest.approx(2 ** (-1 / 12), abs=1e-4)
     assert m.score >= m0.score + 8 and m.log10_p < m0.log10_p - 1.0
@@ -255,9 +256,9 @@ def test_the_runner_up_recounted_at_its_transform_can_win(
         snr_noise(librosa.effects.pitch_shift(cut(songs["pattern.wav"], 9.0, 3.0), sr=SR, n_steps=1.0),
                   pink_noise(duration_s=3.0, sr=SR, seed=3), 0.0),
     ])
-    with params_set(index, verify_tracks=1):
+    with params_set(index, verify_tracks=1, retry_shifts=0):
         one = index.assess(clip, SR, min_confidence=0.0).best
-    with params_set(index, verify_tracks=3):
+    with params_set(index, verify_tracks=3, retry_shifts=0):
         few = index.assess(clip, SR, min_confidence=0.0).best
     assert one is not None and one.path == "song11.wav"
     assert few is not None and few.path == "pattern.wav"
@@ -364,11 +365,12 @@ def test_an_inconclusive_clip_off_the_frame_grid_gains_from_a_shifted_second_pas
     # two sub-hop analyses lines one of them up with the index's frames: more agreeing hashes,
     # a more significant answer, which pays the factor of the second look.
     clip = off_grid_clip(songs, -3.0)
-    assert index.params.retry_shifts == 0
-    base = index.assess(clip, SR, min_confidence=0.0)
+    assert index.params.retry_shifts == 2  # the default
+    with params_set(index, retry_shifts=0):
+        base = index.assess(clip, SR, min_confidence=0.0)
     with params_set(index, query_shifts=2):
         two = index.assess(clip, SR, min_confidence=0.0)
-    with params_set(index, retry_shifts=2), searches_counted(index) as calls:
+    with searches_counted(index) as calls:
         again = index.assess(clip, SR, min_confidence=0.0)
     a, b, m = base.best, two.best, again.best
     assert a is not None and b is not None and m is not None and len(calls) == 2
@@ -387,8 +389,9 @@ def test_a_conclusive_clip_is_searched_once_and_answers_as_without_the_retry(
     index: FingerprintIndex, songs: dict[str, np.ndarray]
 ) -> None:
     clip = off_grid_clip(songs, None)
-    base = index.assess(clip, SR, min_confidence=0.0)
-    with params_set(index, retry_shifts=2), searches_counted(index) as calls:
+    with params_set(index, retry_shifts=0):
+        base = index.assess(clip, SR, min_confidence=0.0)
+    with searches_counted(index) as calls:
         again = index.assess(clip, SR, min_confidence=0.0)
     assert len(calls) == 1 and again == base
     assert base.best is not None and base.best.log10_p < math.log10(index.params.early_stop)
@@ -400,15 +403,15 @@ def test_a_retry_pays_for_its_second_look(
 ) -> None:
     # Unindexed music: the answer kept is the more significant of the two passes, made a
     # factor 2 less significant, so a negative gains only when the second pass's own chance
-    # agreement is more than twice as unlikely; off by default (the answer of one search).
+    # agreement is more than twice as unlikely; off, the answer of one search.
     clip = music(duration_s=3.0, sr=SR, seed=seed)
     peaks = index._query_peaks(clip, SR)
-    plain = index.assess(clip, SR, min_confidence=0.0)
+    with params_set(index, retry_shifts=0):
+        plain = index.assess(clip, SR, min_confidence=0.0)
     assert plain.best is not None and plain.best.log10_p == index._search(peaks, search_speed=True)[1]
     with params_set(index, query_shifts=2):
         two = index.assess(clip, SR, min_confidence=0.0).best
-    with params_set(index, retry_shifts=2):
-        again = index.assess(clip, SR, min_confidence=0.0).best
+    again = index.assess(clip, SR, min_confidence=0.0).best
     assert two is not None and again is not None and not again.matched
     kept = min(plain.best, two, key=lambda m: m.log10_p)
     assert (again.path, again.offset_s, again.score) == (kept.path, kept.offset_s, kept.score)
@@ -435,7 +438,7 @@ def test_ingest_postings_per_second_not_raised(songs: dict[str, np.ndarray]) -> 
     assert len(landmarks(songs["song12.wav"], SR)) <= 3405
 
 
-@pytest.mark.parametrize("shifts", [dict(query_shifts=1), dict(query_shifts=2), dict(retry_shifts=2)])
+@pytest.mark.parametrize("shifts", [dict(retry_shifts=0), dict(query_shifts=2), dict(retry_shifts=2)])
 def test_identify_segments_of_a_concatenation(
     index: FingerprintIndex, songs: dict[str, np.ndarray], shifts: dict[str, int]
 ) -> None:

@@ -65,7 +65,8 @@ class FingerprintParams:
     retry_shifts : when the search of ``query_shifts`` analyses ends inconclusive (corrected
         chance probability above ``early_stop``), search again from this many sub-hop
         analyses and keep the more significant answer, both paying a factor 2 for the second
-        look (never when at most ``query_shifts``); conclusive clips are searched once
+        look (never when at most ``query_shifts``); conclusive clips are searched once; the
+        shipped calibration is fitted with the default
     query_dt_spread : queries also hash every pair with its time step this many frames longer
         and shorter (0: none; reverb delays one peak of a pair by a frame)
     max_postings : query hashes stored more often than this are not looked up (0: all); in a
@@ -101,7 +102,7 @@ class FingerprintParams:
     query_fanout: int = QUERY_FANOUT
     query_margin: float = QUERY_MARGIN
     query_shifts: int = 1
-    retry_shifts: int = 0
+    retry_shifts: int = 2
     query_dt_spread: int = 0
     tolerance: int = 2
     dispersion: float = 3.5
