@@ -553,8 +553,9 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
     ) -> tuple[Votes | None, float, tuple[float, float, float], int]:
         """:meth:`_search` of ``peaks``; when it is inconclusive and ``retry_shifts`` exceeds
         ``query_shifts``, :meth:`_search` of ``again()`` (the clip's ``retry_shifts`` analyses)
-        too, the more significant answer kept.  Both answers were looked at, so the kept one pays a factor
-        ``RETRY_PASSES``: a negative gains nothing from the second look but its own luck."""
+        too, the more significant answer kept.  Both answers were looked at, so the kept one
+        pays a factor ``RETRY_PASSES``: a negative gains nothing from the second look but its
+        own luck."""
         found = self._search(peaks, search_speed=search_speed)
         p = self.params
         if again is None or p.retry_shifts <= p.query_shifts or found[1] < math.log10(p.early_stop):
