@@ -220,7 +220,8 @@ def test_an_inconclusive_candidate_is_recounted_at_its_own_transform(songs: dict
     # keeps pairs the grid's rounding lost, and its corrected chance probability drops.
     clip = librosa.effects.pitch_shift(cut(songs["song14.wav"], 9.0, 3.0), sr=SR, n_steps=-1)
     clip = snr_noise(clip, pink_noise(duration_s=3.0, sr=SR, seed=3), 5.0)
-    checked, plain = (one_track_index(songs, "song14.wav", verify_margin=m) for m in (0.3, 0.0))
+    checked, plain = (one_track_index(songs, "song14.wav", verify_margin=m, retry_shifts=0)  # one search
+                      for m in (0.3, 0.0))
     m, m0 = (ix.assess(clip, SR, min_confidence=0.0).best for ix in (checked, plain))
     assert m is not None and m0 is not None and m.pitch == m0.pitch == pytest.approx(2 ** (-1 / 12), abs=1e-4)
     assert m.score >= m0.score + 8 and m.log10_p < m0.log10_p - 1.0
@@ -255,9 +256,9 @@ def test_the_runner_up_recounted_at_its_transform_can_win(
         snr_noise(librosa.effects.pitch_shift(cut(songs["pattern.wav"], 9.0, 3.0), sr=SR, n_steps=1.0),
                   pink_noise(duration_s=3.0, sr=SR, seed=3), 0.0),
     ])
-    with params_set(index, verify_tracks=1):
+    with params_set(index, verify_tracks=1, retry_shifts=0):
         one = index.assess(clip, SR, min_confidence=0.0).best
-    with params_set(index, verify_tracks=3):
+    with params_set(index, verify_tracks=3, retry_shifts=0):
         few = index.assess(clip, SR, min_confidence=0.0).best
     assert one is not None and one.path == "song11.wav"
     assert few is not None and few.path == "pattern.wav"
@@ -330,6 +331,94 @@ def test_a_clip_cut_off_the_frame_grid_finds_more_hashes_with_sub_hop_shifts(
     assert n is None or not n.matched
 
 
+def off_grid_clip(songs: dict[str, np.ndarray], snr_db: float | None) -> np.ndarray:
+    """3 s of song12 from 9 s, a quarter of a hop (8 ms) off the frame grid it was indexed
+    on, in pink noise at ``snr_db`` (None: none)."""
+    quarter = HOP_LENGTH * SR // FP_SR // 4  # a quarter hop, in samples at SR
+    clip = cut(songs["song12.wav"], 9.0, 3.0)[quarter:]
+    if snr_db is None:
+        return clip
+    return snr_noise(clip, pink_noise(duration_s=3.0, sr=SR, seed=3)[: len(clip)], snr_db)
+
+
+@contextmanager
+def searches_counted(index: FingerprintIndex) -> Iterator[list[int]]:
+    """``index`` whose searches (one per pass over the variants) are counted in the list yielded."""
+    calls: list[int] = []
+    search = index._search
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return search(*args, **kwargs)  # type: ignore[arg-type]
+
+    index._search = counted  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        del index._search
+
+
+def test_an_inconclusive_clip_off_the_frame_grid_gains_from_a_shifted_second_pass(
+    index: FingerprintIndex, songs: dict[str, np.ndarray]
+) -> None:
+    # In -3 dB pink noise the one-analysis search stays above early_stop; the second pass from
+    # two sub-hop analyses lines one of them up with the index's frames: more agreeing hashes,
+    # a more significant answer, which pays the factor of the second look.
+    clip = off_grid_clip(songs, -3.0)
+    assert index.params.retry_shifts == 2  # the default
+    with params_set(index, retry_shifts=0):
+        base = index.assess(clip, SR, min_confidence=0.0)
+    with params_set(index, query_shifts=2):
+        two = index.assess(clip, SR, min_confidence=0.0)
+    with searches_counted(index) as calls:
+        again = index.assess(clip, SR, min_confidence=0.0)
+    a, b, m = base.best, two.best, again.best
+    assert a is not None and b is not None and m is not None and len(calls) == 2
+    assert a.log10_p > math.log10(index.params.early_stop)  # inconclusive: the retry is taken
+    assert m.path == "song12.wav" and abs(m.offset_s - 9.0) < 0.05
+    assert m.score >= 1.25 * a.score and m.log10_p < a.log10_p - 2.0
+    assert m.log10_p == pytest.approx(b.log10_p + math.log10(2), abs=1e-9)
+    assert again.n_query_hashes == two.n_query_hashes  # the kept pass's features
+    assert m.confidence > a.confidence
+    # No retry from as many analyses as the first pass had.
+    with params_set(index, query_shifts=2, retry_shifts=2), searches_counted(index) as calls:
+        assert index.assess(clip, SR, min_confidence=0.0) == two and len(calls) == 1
+
+
+def test_a_conclusive_clip_is_searched_once_and_answers_as_without_the_retry(
+    index: FingerprintIndex, songs: dict[str, np.ndarray]
+) -> None:
+    clip = off_grid_clip(songs, None)
+    with params_set(index, retry_shifts=0):
+        base = index.assess(clip, SR, min_confidence=0.0)
+    with searches_counted(index) as calls:
+        again = index.assess(clip, SR, min_confidence=0.0)
+    assert len(calls) == 1 and again == base
+    assert base.best is not None and base.best.log10_p < math.log10(index.params.early_stop)
+
+
+@pytest.mark.parametrize("seed", [107, 109])
+def test_a_retry_pays_for_its_second_look(
+    index: FingerprintIndex, songs: dict[str, np.ndarray], seed: int
+) -> None:
+    # Unindexed music: the answer kept is the more significant of the two passes, made a
+    # factor 2 less significant, so a negative gains only when the second pass's own chance
+    # agreement is more than twice as unlikely; off, the answer of one search.
+    clip = music(duration_s=3.0, sr=SR, seed=seed)
+    peaks = index._query_peaks(clip, SR)
+    with params_set(index, retry_shifts=0):
+        plain = index.assess(clip, SR, min_confidence=0.0)
+    assert plain.best is not None and plain.best.log10_p == index._search(peaks, search_speed=True)[1]
+    with params_set(index, query_shifts=2):
+        two = index.assess(clip, SR, min_confidence=0.0).best
+    again = index.assess(clip, SR, min_confidence=0.0).best
+    assert two is not None and again is not None and not again.matched
+    kept = min(plain.best, two, key=lambda m: m.log10_p)
+    assert (again.path, again.offset_s, again.score) == (kept.path, kept.offset_s, kept.score)
+    assert again.log10_p == pytest.approx(kept.log10_p + math.log10(2), abs=1e-9)
+    assert again.log10_p > plain.best.log10_p or two.log10_p < plain.best.log10_p - math.log10(2)
+
+
 def test_far_variants_pay_for_their_tries(index: FingerprintIndex) -> None:
     # A union bound over the stages: shares of the false-match budget sum to one, the
     # unscaled query keeps the share it had with the near grid alone.
@@ -349,13 +438,13 @@ def test_ingest_postings_per_second_not_raised(songs: dict[str, np.ndarray]) -> 
     assert len(landmarks(songs["song12.wav"], SR)) <= 3405
 
 
-@pytest.mark.parametrize("shifts", [1, 2])
+@pytest.mark.parametrize("shifts", [dict(retry_shifts=0), dict(query_shifts=2), dict(retry_shifts=2)])
 def test_identify_segments_of_a_concatenation(
-    index: FingerprintIndex, songs: dict[str, np.ndarray], shifts: int
+    index: FingerprintIndex, songs: dict[str, np.ndarray], shifts: dict[str, int]
 ) -> None:
-    # With sub-hop shifts every analysis is windowed alike: the same segments.
+    # With sub-hop shifts (or a retry from them) every analysis is windowed alike: the same segments.
     a, b = cut(songs["song11.wav"], 5.0, 20.0), cut(songs["pattern2.wav"], 0.0, 20.0)
-    with params_set(index, query_shifts=shifts):
+    with params_set(index, **shifts):
         segs = index.identify_segments(np.concatenate([a, b]), SR, window_s=6.0, hop_s=3.0)
     assert [s.match.path for s in segs] == ["song11.wav", "pattern2.wav"]
     first, second = segs
@@ -451,6 +540,9 @@ def test_other_index_kinds_are_refused(tmp_path: Path) -> None:
     for shifts in (0, 9, 1.5):
         with pytest.raises(ParameterError, match="query_shifts"):
             FingerprintIndex.create(None, query_shifts=shifts)
+    for retry in (-1, 9, 1.5):
+        with pytest.raises(ParameterError, match="retry_shifts"):
+            FingerprintIndex.create(None, retry_shifts=retry)
 
 
 def test_empty_index_answers_nothing() -> None:

@@ -197,7 +197,7 @@ def test_the_grids_answer_as_the_plain_lookups_would(songs: dict[str, np.ndarray
     ``pair_peaks`` per variant and a group-by-group choice of rare hashes."""
     import audiolsh.index.fingerprint as fp
 
-    idx = _add_all(FingerprintIndex.create(None, max_matches=800), songs)
+    idx = _add_all(FingerprintIndex.create(None, max_matches=800, retry_shifts=0), songs)  # one analysis
     names = list(songs)
     clip = {name: songs[name][int(7.3 * SR): int(12.3 * SR)] for name in names[:3]}
     clips = [speed(clip[names[0]], SR, percent=5), tempo(clip[names[1]], SR, percent=-6),
@@ -230,7 +230,7 @@ def test_the_grids_answer_as_the_plain_lookups_would(songs: dict[str, np.ndarray
 
     def shifts_each(shifts: Any, scales: np.ndarray, *, fanout: int, margins: np.ndarray,
                     dt_spread: int = 0) -> tuple[np.ndarray, ...]:
-        assert len(shifts) == 1 and dt_spread == 0  # the defaults: one analysis, no spread
+        assert len(shifts) == 1 and dt_spread == 0  # one analysis (no retry), no spread
         return pair_each(shifts[0], scales, fanout=fanout, margins=margins)
 
     monkeypatch.setattr(fp, "pair_shifts", shifts_each)

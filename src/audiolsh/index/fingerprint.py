@@ -27,9 +27,10 @@ import hashlib
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,8 @@ VERIFY_SLACK = 2
 """A recount at a refined transform looks for its alignment within +- this many frames."""
 RUNNER_UP_SHARE = 0.1
 """Share of a recount's false-match budget the runners-up split (``verify_tracks`` > 1)."""
+RETRY_PASSES = 2
+"""Searches an inconclusive clip gets with ``retry_shifts``: the factor its chance probability pays."""
 
 
 @dataclass(frozen=True)
@@ -539,9 +542,29 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             return z, z, z
         return tuple(np.concatenate(x) for x in zip(*parts))  # type: ignore[return-value]
 
-    def _query_peaks(self, y: np.ndarray, sr: float) -> list[Peaks]:
-        """A query's peaks at ``query_density``, from ``query_shifts`` sub-hop start offsets."""
-        return shifted_peaks(y, sr, density=self.params.query_density, shifts=self.params.query_shifts)
+    def _query_peaks(self, y: np.ndarray, sr: float, shifts: int = 0) -> list[Peaks]:
+        """A query's peaks at ``query_density``, from ``shifts`` (0: ``query_shifts``) sub-hop
+        start offsets."""
+        shifts = shifts or self.params.query_shifts
+        return shifted_peaks(y, sr, density=self.params.query_density, shifts=shifts)
+
+    def _retried(
+        self, peaks: list[Peaks], again: Callable[[], list[Peaks]] | None, *, search_speed: bool
+    ) -> tuple[Votes | None, float, tuple[float, float, float], int]:
+        """:meth:`_search` of ``peaks``; when it is inconclusive and ``retry_shifts`` exceeds
+        ``query_shifts``, :meth:`_search` of ``again()`` (the clip's ``retry_shifts`` analyses)
+        too, the more significant answer kept.  Both answers were looked at, so the kept one
+        pays a factor ``RETRY_PASSES``: a negative gains nothing from the second look but its
+        own luck."""
+        found = self._search(peaks, search_speed=search_speed)
+        p = self.params
+        if again is None or p.retry_shifts <= p.query_shifts or found[1] < math.log10(p.early_stop):
+            return found
+        second = self._search(again(), search_speed=search_speed)
+        if second[0] is not None and (found[0] is None or second[1] < found[1]):
+            found = second
+        v, log_p, transform, n_hashes = found
+        return v, log_p + math.log10(RETRY_PASSES), transform, n_hashes
 
     def _search(
         self, peaks: list[Peaks], *, search_speed: bool
@@ -728,7 +751,8 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         if not len(self._live_ids):
             return Verdict(None, 1.0, 0, EMPTY_INDEX)
         peaks = self._query_peaks(y, sr)
-        found = self._search(peaks, search_speed=search_speed)
+        found = self._retried(peaks, lambda: self._query_peaks(y, sr, self.params.retry_shifts),
+                              search_speed=search_speed)
         return self._verdict(self._candidate(found, peaks[0].n_frames), found[3], min_confidence)
 
     def identify(
@@ -747,11 +771,21 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         """Which track plays when in a long recording, from overlapping windows of it.
 
         Consecutive windows matching the same track at a consistent alignment (within
-        ``max_gap_s``) merge into one Segment, spanning the hashes that agreed.
+        ``max_gap_s``) merge into one Segment, spanning the hashes that agreed.  With
+        ``retry_shifts`` an inconclusive window is searched again from that many analyses of
+        the recording (made at the first such window).
         """
-        return self.segments_of_peaks(self._query_peaks(y, sr),
-                                      window_s=window_s, hop_s=hop_s, min_confidence=min_confidence,
-                                      search_speed=search_speed, max_gap_s=max_gap_s)
+        again: list[list[Peaks]] = []
+
+        def retry_peaks() -> list[Peaks]:
+            if not again:
+                again.append(self._query_peaks(y, sr, self.params.retry_shifts))
+            return again[0]
+
+        retry = self.params.retry_shifts > self.params.query_shifts
+        return self._windowed(self._query_peaks(y, sr), retry_peaks if retry else None,
+                              window_s=window_s, hop_s=hop_s, min_confidence=min_confidence,
+                              search_speed=search_speed, max_gap_s=max_gap_s)
 
     def segments_of_peaks(
         self, peaks: Peaks | list[Peaks], *, window_s: float = 10.0, hop_s: float = 5.0,
@@ -759,7 +793,18 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
     ) -> list[Segment]:
         """:meth:`identify_segments` of a recording's spectral peaks at ``params.query_density``
         (picked while it streams, so a recording of hours is never held whole; a list: those of
-        each sub-hop shift, as :meth:`_query_peaks` gives them)."""
+        each sub-hop shift, as :meth:`_query_peaks` gives them).  No window is searched again
+        (``retry_shifts``): a stream's peaks are of one analysis."""
+        shifts = [peaks] if isinstance(peaks, Peaks) else list(peaks)
+        return self._windowed(shifts, None, window_s=window_s, hop_s=hop_s, min_confidence=min_confidence,
+                              search_speed=search_speed, max_gap_s=max_gap_s)
+
+    def _windowed(
+        self, shifts: list[Peaks], again: Callable[[], list[Peaks]] | None, *, window_s: float,
+        hop_s: float, min_confidence: float | None, search_speed: bool, max_gap_s: float,
+    ) -> list[Segment]:
+        """:meth:`segments_of_peaks`; an inconclusive window is searched again in the same
+        window of ``again()``, the recording's ``retry_shifts`` analyses (None: never)."""
         if not (window_s > 0 and hop_s > 0):
             raise ParameterError(f"window_s and hop_s must be positive, got {window_s!r}, {hop_s!r}")
         self._refresh()
@@ -767,13 +812,14 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             return []
         win = max(1, round(window_s / FRAME_S))
         hop = max(1, round(hop_s / FRAME_S))
-        shifts = [peaks] if isinstance(peaks, Peaks) else list(peaks)
         n_frames = shifts[0].n_frames
         starts = range(0, max(n_frames - win, 0) + 1, hop)
         runs: list[tuple[float, float, float, Match]] = []  # start_s, end_s, origin_s, match
         for start in starts:
-            sub = [_window(p, start, min(win, n_frames - start)) for p in shifts]
-            found = self._search(sub, search_speed=search_speed)
+            span = min(win, n_frames - start)
+            sub = [_window(p, start, span) for p in shifts]
+            retry = None if again is None else partial(_windows, again, start, span)
+            found = self._retried(sub, retry, search_speed=search_speed)
             m = self._verdict(self._candidate(found, sub[0].n_frames), found[3], min_confidence).match
             if m is None:
                 continue
@@ -812,6 +858,11 @@ def _window(peaks: Peaks, start: int, n_frames: int) -> Peaks:
     """The peaks of frames [start, start + n_frames), their times from the window's start."""
     sub = peaks.select((peaks.times >= start) & (peaks.times < start + n_frames))
     return Peaks(sub.times - start, sub.freqs, sub.strength, n_frames)
+
+
+def _windows(shifts: Callable[[], list[Peaks]], start: int, n_frames: int) -> list[Peaks]:
+    """:func:`_window` of each of ``shifts()``."""
+    return [_window(p, start, n_frames) for p in shifts()]
 
 
 def _rarest(total: np.ndarray, q_group: np.ndarray, budget: int) -> np.ndarray:

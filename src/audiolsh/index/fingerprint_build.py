@@ -62,6 +62,11 @@ class FingerprintParams:
         the track's), so more pairs come out as the index has them; the chance model pays
         for the extra hashes (each track's matches set its chance rate); the shipped
         calibration is fitted with the default
+    retry_shifts : when the search of ``query_shifts`` analyses ends inconclusive (corrected
+        chance probability above ``early_stop``), search again from this many sub-hop
+        analyses and keep the more significant answer, both paying a factor 2 for the second
+        look (never when at most ``query_shifts``); conclusive clips are searched once; the
+        shipped calibration is fitted with the default
     query_dt_spread : queries also hash every pair with its time step this many frames longer
         and shorter (0: none; reverb delays one peak of a pair by a frame)
     max_postings : query hashes stored more often than this are not looked up (0: all); in a
@@ -97,6 +102,7 @@ class FingerprintParams:
     query_fanout: int = QUERY_FANOUT
     query_margin: float = QUERY_MARGIN
     query_shifts: int = 1
+    retry_shifts: int = 2
     query_dt_spread: int = 0
     tolerance: int = 2
     dispersion: float = 3.5
@@ -127,6 +133,7 @@ class FingerprintParams:
             ("query_fanout", isinstance(self.query_fanout, int) and 1 <= self.query_fanout <= 64),
             ("query_margin", 0 <= self.query_margin < 0.5),
             ("query_shifts", isinstance(self.query_shifts, int) and 1 <= self.query_shifts <= 8),
+            ("retry_shifts", isinstance(self.retry_shifts, int) and 0 <= self.retry_shifts <= 8),
             ("query_dt_spread", isinstance(self.query_dt_spread, int) and 0 <= self.query_dt_spread <= 2),
             ("grid_margin", 0 <= self.grid_margin < 0.5),
             ("tolerance", isinstance(self.tolerance, int) and 0 <= self.tolerance <= 16),
