@@ -112,35 +112,6 @@ def test_the_build_reports_its_tuning_time_and_tunes_the_same_for_a_seed(
     assert other.info.config["family"] != first.info.config["family"]
 
 
-def test_the_first_lloyd_passes_read_every_other_row_of_a_full_sample(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """All but the last FINE_ITER Lloyd iterations assign every other row of the fit sample
-    (the same cells at a fraction of the training); a sample short of FIT_PER_CELL rows a
-    cell is read whole every time; ``fit_passes`` counts that work."""
-    seen: list[int] = []
-    nearest = KMeansLSH._nearest
-
-    def counted(self: KMeansLSH, A: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        seen.append(len(A))
-        return nearest(self, A, C)
-
-    monkeypatch.setattr(KMeansLSH, "_nearest", counted)
-    X = prepare(_mixture(2, 4000), "cosine")
-    fam = KMeansLSH(DIM, n_cells=50, seed=1)
-    m = fam.fit_rows(len(X))
-    assert m == kmeans.FIT_PER_CELL * 50
-    fam.fit(X)
-    coarse = kmeans.N_ITER - kmeans.FINE_ITER
-    assert coarse >= 1
-    assert seen == [(m + 1) // 2] * coarse + [m] * kmeans.FINE_ITER
-    assert fam.fit_passes(len(X)) == coarse / 2 + kmeans.FINE_ITER
-    seen.clear()
-    small = KMeansLSH(DIM, n_cells=50, seed=1).fit(X[:1500])  # 30 rows a cell
-    assert seen == [1500] * kmeans.N_ITER
-    assert small.fit_passes(1500) == kmeans.N_ITER
-
-
 def test_the_held_out_queries_follow_the_build_work() -> None:
     """tune_cells' exact pass (queries x rows x dim) stays within TUNE_SHARE of the k-means
     work of the build (Lloyd passes over the fit sample, then every row, cells x dim each)
@@ -152,7 +123,7 @@ def test_the_held_out_queries_follow_the_build_work() -> None:
         fam = KMeansLSH(128, n_cells=families.auto_cells(n))
         nq = families.tune_queries(fam, n)
         fit_rows = min(n, kmeans.FIT_PER_CELL * fam.n_cells)
-        build = (fam.fit_passes(n) * fit_rows + n) * fam.n_cells * 128
+        build = (kmeans.N_ITER * fit_rows + n) * fam.n_cells * 128
         assert lo <= nq <= hi
         assert nq == lo or nq * n * 128 <= min(families.TUNE_SHARE * build, families.TUNE_FLOPS)
     assert families.tune_queries(KMeansLSH(128, n_cells=families.auto_cells(26_000)), 26_000) == lo

@@ -35,10 +35,6 @@ from audiolsh.hashing.projection import PARALLEL_FROM, _compile
 # Lloyd iterations: faiss trains IVF with 10, but 6 gave the same recall at every probe count
 # on the real embeddings and the anisotropic mixture (docs/results.md) in 0.6-0.7x the build.
 N_ITER = 6
-# ... of which all but the last FINE_ITER run on every other row of the fit sample: the same
-# recall at 1-3 probes over four seeds on both sets, in 0.6-0.72x the training (docs/results.md,
-# "Issue #18: the scan's top-k bound").
-FINE_ITER = 2
 FIT_PER_CELL = 40  # sample rows per cell (faiss warns below 39)
 FIT_MAX = 200_000  # ... and at most this many
 ASSIGN_BLOCK = 1 << 19  # scores per block of rows assigned to cells (2 MB)
@@ -204,30 +200,21 @@ class KMeansLSH:
         """Rows of the seeded sample each table's Lloyd iterations run on, of ``n_rows``."""
         return min(n_rows, max(self.n_cells, min(FIT_MAX, FIT_PER_CELL * self.n_cells)))
 
-    def fit_passes(self, n_rows: int) -> float:
-        """Lloyd's work on a table, in passes over the whole fit sample (``_fit_table``)."""
-        coarse = max(N_ITER - FINE_ITER, 0)
-        halved = self.fit_rows(n_rows) >= FIT_PER_CELL * self.n_cells
-        return coarse * (0.5 if halved else 1.0) + (N_ITER - coarse)
-
     def _fit_table(self, A: np.ndarray, t: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, t, 0x4B_4D])
         m = self.fit_rows(len(A))
         S = A[np.sort(rng.choice(len(A), m, replace=False))] if m < len(A) else A
         start = rng.choice(len(S), self.n_cells, replace=self.n_cells > len(S))
         C = self._normalise(S[np.sort(start)].astype(np.float32))
-        # halved only from a full sample: at least FIT_PER_CELL / 2 rows a cell, as measured
-        half = S[::2] if len(S) >= FIT_PER_CELL * self.n_cells else S
-        for it in range(N_ITER):
-            R = half if it < N_ITER - FINE_ITER else S
-            labels, score = self._nearest(R, C)
-            sums, counts = _accumulate(R, labels, self.n_cells)
+        for _ in range(N_ITER):
+            labels, score = self._nearest(S, C)
+            sums, counts = _accumulate(S, labels, self.n_cells)
             empty = np.flatnonzero(counts == 0)
             new = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
             if len(empty):
                 # An empty cell restarts at the rows worst served by their own cell.
                 worst = np.argsort(score, kind="stable")[: len(empty)]
-                new[empty[: len(worst)]] = R[worst]
+                new[empty[: len(worst)]] = S[worst]
                 keep = empty[len(worst):]
                 new[keep] = C[keep]
             C = self._normalise(new)
@@ -341,8 +328,7 @@ class KMeansLSH:
         return {
             "family": self.name, "dim": self.dim, "n_tables": self.n_tables,
             "n_cells": self.n_cells, "seed": self.seed, "spherical": self.spherical,
-            "n_iter": N_ITER, "fine_iter": FINE_ITER, "fit_per_cell": FIT_PER_CELL,
-            "learned": ["centroids"],
+            "n_iter": N_ITER, "fit_per_cell": FIT_PER_CELL, "learned": ["centroids"],
         }
 
     def learned_arrays(self) -> dict[str, np.ndarray]:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from audiolsh.errors import ParameterError
+from audiolsh.hashing import kmeans
 from audiolsh.hashing.base import HashFamily
 from audiolsh.hashing.crosspolytope import CrossPolytopeLSH
 from audiolsh.hashing.hyperplane import needs_centering
@@ -156,7 +157,7 @@ TUNE_QUERIES = (200, 400)
 
 def tune_queries(fam: KMeansLSH, n: int) -> int:
     """Held-out queries for a k-means segment of ``n`` rows (see TUNE_SHARE)."""
-    passes = fam.n_tables * (fam.fit_passes(n) * fam.fit_rows(n) / max(n, 1) + 1)  # over the rows, per cell
+    passes = fam.n_tables * (kmeans.N_ITER * fam.fit_rows(n) / max(n, 1) + 1)  # over the rows, per cell
     by_build = TUNE_SHARE * passes * fam.n_cells
     return int(np.clip(min(by_build, TUNE_FLOPS / (max(n, 1) * fam.dim)), *TUNE_QUERIES))
 
