@@ -182,9 +182,14 @@ def main(argv: list[str] | None = None) -> int:
             runs["no byte budget"] = measure(X, Q, truth, [], max_table_bytes=None)
         results["datasets"][name] = {"n": len(X), "dim": X.shape[1], **runs}
         print(json.dumps({name: results["datasets"][name]}, indent=1), flush=True)
+    return finish(results, args.out)
+
+
+def finish(results: dict, out: Path | None) -> int:
+    """The load after the run; the figures written to ``out`` when given."""
     results["load_after"] = os.getloadavg()
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1))
+    if out:
+        out.write_text(json.dumps(results, indent=1))
     return 0
 
 

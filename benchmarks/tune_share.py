@@ -28,7 +28,7 @@ from audiolsh.evaluation.metrics import recall_at_k
 from audiolsh.index import Index
 from audiolsh.index.build import IndexConfig, build_segment
 from audiolsh.search import BruteForce, prepare
-from knn_default import dataset, warm_up
+from knn_default import dataset, finish, warm_up
 
 
 def best_pass(index: Index, Q: np.ndarray, passes: int) -> float:
@@ -87,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             results["runs"].append(run)
             print(json.dumps(run), flush=True)
-    results["load_after"] = os.getloadavg()
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1))
-    return 0
+    return finish(results, args.out)
 
 
 if __name__ == "__main__":

@@ -782,8 +782,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
                 again.append(self._query_peaks(y, sr, self.params.retry_shifts))
             return again[0]
 
-        retry = self.params.retry_shifts > self.params.query_shifts
-        return self._windowed(self._query_peaks(y, sr), retry_peaks if retry else None,
+        return self._windowed(self._query_peaks(y, sr), retry_peaks,
                               window_s=window_s, hop_s=hop_s, min_confidence=min_confidence,
                               search_speed=search_speed, max_gap_s=max_gap_s)
 
