@@ -80,6 +80,7 @@ FAISS_MH = "faiss BinaryMultiHash+rerank"
 ANNOY = "annoy"
 HNSW = "hnswlib"
 IVF = "faiss IVFFlat"
+IVF_SQ16 = "faiss IVF-SQfp16"
 INDEX = "audiolsh Index (default build)"
 INDEX_KMEANS = "audiolsh Index kmeans (default build)"
 DATASKETCH = "datasketch MinHashLSH"
@@ -517,6 +518,10 @@ class FamilyGrid:
     ivf: list[tuple[int, list[int]]]  # (nlist, nprobe list)
     # adaptive probing of every k-means build above: (probe cap, stop list)
     kmeans_adaptive: list[tuple[int, list[float]]] = field(default_factory=list)
+    # k-means builds whose scan reads a float16 copy of the rows (half the bytes), and
+    # faiss's IVF with float16 rows (IndexIVFScalarQuantizer QT_fp16), its like
+    kmeans_f16: list[tuple[int, int, list[int]]] = field(default_factory=list)
+    ivf_sq16: list[tuple[int, list[int]]] = field(default_factory=list)
 
 
 FAMILY_GRIDS = {
@@ -525,6 +530,8 @@ FAMILY_GRIDS = {
         kmeans=[(1, 256, [4, 8, 12, 16]), (1, 512, [8, 12, 16, 24])],
         ivf=[(256, [4, 8, 12, 16]), (512, [8, 12, 16, 24])],
         kmeans_adaptive=[(24, [0.5, 0.7, 1.0])],
+        kmeans_f16=[(1, 512, [8, 12, 16])],
+        ivf_sq16=[(512, [8, 12, 16])],
     ),
     "clustered": FamilyGrid(
         cross_polytope=[(8, 20, [16, 64])],
@@ -542,16 +549,20 @@ FAMILY_GRIDS["aniso"] = FamilyGrid(
     # recall at 2 probes sits near 0.95 (0.947-0.960 over k-means seeds, faiss's alike): the
     # stops step between 2 and 3 probes' recall
     kmeans_adaptive=[(6, [0.3, 0.5, 0.6, 0.7, 0.8])],
+    kmeans_f16=[(1, 2048, [2, 3])],
+    ivf_sq16=[(2048, [2, 3])],
 )
 FAMILY_GRIDS["iso"] = FamilyGrid(
     cross_polytope=[],
     kmeans=[(1, 2048, [1, 2, 4, 8]), (1, 4096, [1, 2, 4, 8])],
     ivf=[(2048, [1, 2, 4, 8]), (4096, [1, 2, 4, 8])],
     kmeans_adaptive=[(8, [0.05, 0.1, 0.2, 0.3, 0.5])],  # 0.3 already reads recall 1.000
+    kmeans_f16=[(1, 2048, [2, 4])],
+    ivf_sq16=[(2048, [2, 4])],
 )
 QUICK_FAMILY_GRID = FamilyGrid(
     cross_polytope=[(8, 12, [16, 64])], kmeans=[(1, 128, [2, 8])], ivf=[(128, [2, 8])],
-    kmeans_adaptive=[(8, [0.7])],
+    kmeans_adaptive=[(8, [0.7])], kmeans_f16=[(1, 128, [8])], ivf_sq16=[(128, [8])],
 )
 
 
@@ -730,33 +741,38 @@ class VectorBench:
                                        candidates=cand[0] if cand else None)
 
     def kmeans(self, L: int, n_cells: int, probes: list[int],
-               adaptive: Sequence[tuple[int, list[float]]] = ()) -> None:
+               adaptive: Sequence[tuple[int, list[float]]] = (), rows: str = "float32") -> None:
         """Learned spherical k-means cells (IVF as a hash family), rows stored cell by cell as
         an index segment keeps them (``index.families.by_cell``); the build includes the fit.
-        ``adaptive``: (cap, stops) probed adaptively (``VectorLSH.search``'s ``stop``)."""
+        ``adaptive``: (cap, stops) probed adaptively (``VectorLSH.search``'s ``stop``).
+        ``rows`` float16: the scan reads the float16 copy (``rerank_dtype``), 2 bytes a value
+        more beside the float32 rows (bytes/item counts the tables, as for every method)."""
         from audiolsh.index.families import by_cell
 
         fam = KMeansLSH(self.d, n_tables=L, n_cells=n_cells, seed=0)
         t0 = time.perf_counter()
-        s, order = by_cell(VectorLSH(fam, metric="cosine").fit(self.X, prepared=True))
+        s, order = by_cell(VectorLSH(fam, metric="cosine").fit(self.X, prepared=True,
+                                                                 rerank_dtype=rows))
         s.name_rows(order)  # answers in the rows' original numbers, mapped in the kernel
         build = time.perf_counter() - t0
         nbytes = s.index_nbytes + fam.learned_arrays()["centroids"].nbytes + order.nbytes
+        tag = "" if rows == "float32" else f" rows={rows}"
         for P in probes:
             def search(q: np.ndarray, P: int = P) -> np.ndarray:
                 return s.search(q if len(q) > 1 else q[0], K, n_probes=P).ids
 
-            self.point(OURS_KMEANS, f"L={L} cells={n_cells} P={P}", search, build, nbytes / self.n)
-            self.rows[-1].extra.update(P=P, L=L, n_cells=n_cells)
+            self.point(OURS_KMEANS, f"L={L} cells={n_cells} P={P}{tag}", search, build,
+                       nbytes / self.n)
+            self.rows[-1].extra.update(P=P, L=L, n_cells=n_cells, rows=rows)
         for cap, stops in adaptive:
             for stop in stops:
                 def walk(q: np.ndarray, cap: int = cap, stop: float = stop) -> np.ndarray:
                     return s.search(q if len(q) > 1 else q[0], K, n_probes=cap, stop=stop).ids
 
-                self.point(OURS_KMEANS, f"L={L} cells={n_cells} cap={cap} stop={stop}", walk, build,
-                           nbytes / self.n)
+                self.point(OURS_KMEANS, f"L={L} cells={n_cells} cap={cap} stop={stop}{tag}", walk,
+                           build, nbytes / self.n)
                 used = s.search(self.Q, K, n_probes=cap, stop=stop).n_probes
-                self.rows[-1].extra.update(P=cap, stop=stop, L=L, n_cells=n_cells,
+                self.rows[-1].extra.update(P=cap, stop=stop, L=L, n_cells=n_cells, rows=rows,
                                            mean_probes=round(float(np.mean(used)), 2))
 
     def faiss_lsh(self, nbits: int, k_factors: list[int],
@@ -851,21 +867,26 @@ class VectorBench:
                        nbytes / self.n)
 
 
-    def ivf(self, nlist: int, nprobes: list[int]) -> None:
+    def ivf(self, nlist: int, nprobes: list[int], fp16: bool = False) -> None:
         """faiss IndexIVFFlat, inner product on unit rows (= cosine), k-means on up to 64
-        rows per list."""
+        rows per list; ``fp16``: IndexIVFScalarQuantizer with float16 rows instead."""
         import faiss
 
         nlist = nlist or max(16, int(4 * np.sqrt(self.n)))
         t0 = time.perf_counter()
         quantizer = faiss.IndexFlatIP(self.d)
-        index = faiss.IndexIVFFlat(quantizer, self.d, nlist, faiss.METRIC_INNER_PRODUCT)
+        if fp16:
+            index = faiss.IndexIVFScalarQuantizer(quantizer, self.d, nlist,
+                                                  faiss.ScalarQuantizer.QT_fp16,
+                                                  faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexIVFFlat(quantizer, self.d, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
         train = self.X[np.sort(rng.choice(self.n, min(self.n, 64 * nlist), replace=False))]
         index.train(train)
         index.add(self.X)
         build = time.perf_counter() - t0
-        nbytes = len(faiss.serialize_index(index)) - self.n * self.d * 4
+        nbytes = len(faiss.serialize_index(index)) - self.n * self.d * (2 if fp16 else 4)
         for nprobe in nprobes:
             if nprobe > nlist:
                 continue
@@ -875,7 +896,8 @@ class VectorBench:
                 index.nprobe = nprobe
                 return index.search(q, K)[1]
 
-            self.point(IVF, f"nlist={nlist} nprobe={nprobe}", search, build, nbytes / self.n)
+            self.point(IVF_SQ16 if fp16 else IVF, f"nlist={nlist} nprobe={nprobe}", search, build,
+                       nbytes / self.n)
 
     def index(self, multiples: list[int], family: str = "hyperplane") -> None:
         """``Index.create`` + ``add`` with every setting at its default (no ``tune``), queried
@@ -972,8 +994,14 @@ def bench_families(b: VectorBench, grid: FamilyGrid | None) -> None:
     for L, n_cells, probes in grid.kmeans:
         b.kmeans(L, n_cells, probes, grid.kmeans_adaptive)
         gc.collect()
+    for L, n_cells, probes in grid.kmeans_f16:
+        b.kmeans(L, n_cells, probes, grid.kmeans_adaptive, rows="float16")
+        gc.collect()
     for nlist, nprobes in grid.ivf:
         b.ivf(nlist, nprobes)
+        gc.collect()
+    for nlist, nprobes in grid.ivf_sq16:
+        b.ivf(nlist, nprobes, fp16=True)
         gc.collect()
 
 
@@ -1241,7 +1269,7 @@ def summarise(name: str, rows: list[Row]) -> dict:
     for other in (ANNOY, HNSW):
         say(f"ours_vs_{other}_single", f"ours single-QPS / {other}", ours, best.get(other))
     for fam in (OURS_CP, OURS_KMEANS):  # issue #18's families
-        for other in (IVF, HNSW):
+        for other in (IVF, IVF_SQ16, HNSW):
             if fam in best and other in best:
                 say(f"{fam}_vs_{other}_single", f"{fam} single-QPS / {other}", best[fam],
                     best[other])
@@ -1412,11 +1440,11 @@ def issue_table(datasets: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], st
                         and r.params.endswith("(default)")), None)
         c: dict[str, Any] = {"QPS figures": (
             "confirmed: best of interleaved passes" if confirmed else "sweep (not confirmed)")}
-        for m in (HNSW, IVF, FAISS_LSH, BRUTE):
+        for m in (HNSW, IVF, IVF_SQ16, FAISS_LSH, BRUTE):
             c[f"k-means kernel / {m}"] = ratio(km, best.get(m))
         if confirmed:  # each method's fastest point by its median pass instead
             med = best_points([replace(r, single_qps=r.extra["median_qps"]) for r in rows], False)
-            for m in (HNSW, IVF):
+            for m in (HNSW, IVF, IVF_SQ16):
                 c[f"k-means kernel / {m}, median passes"] = ratio(med.get(OURS_KMEANS), med.get(m))
         for m in (HNSW, IVF):
             c[f"hyperplane kernel / {m}"] = ratio(plane, best.get(m))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numba
 import numpy as np
 
 from audiolsh.hashing import HyperplaneLSH
-from audiolsh.search import VectorLSH, kernels
+from audiolsh.search import VectorLSH, compact, kernels
 
 
 def test_serial_and_parallel_builds_do_not_share_a_cache_entry() -> None:
@@ -82,3 +84,31 @@ def test_counted_insertion_takes_inf_until_full_and_the_top_k_never_does() -> No
     np.testing.assert_array_equal(i, [1, -1, -1])  # ... and here rejected
     d, i, _ = _top3(values, False)
     np.testing.assert_array_equal(i, [4, 5, 1])
+
+
+
+@numba.njit
+def _decoded(bits, table):  # type: ignore[no-untyped-def]
+    X = bits.reshape(1, -1)
+    out = np.empty(X.shape[1], np.float32)
+    for t in range(X.shape[1]):
+        out[t] = kernels._value(X, table, 0, t)
+    return out
+
+
+def test_float16_rows_decode_exactly_every_bit_pattern() -> None:
+    """The compact float16 rows are decoded by the CPU where it can (F16C), else by the
+    table: every one of the 65536 values, subnormals, infinities and NaNs included, exactly
+    as numpy decodes them."""
+    bits = np.arange(2**16, dtype=np.uint16)
+    want = bits.view(np.float16).astype(np.float32)
+    got = _decoded(bits, compact._FLOAT16_TABLE)
+    nan = np.isnan(want)
+    np.testing.assert_array_equal(got.view(np.uint32)[~nan], want.view(np.uint32)[~nan])
+    assert np.isnan(got[nan]).all()
+
+
+def test_float16_decode_uses_the_cpu_where_it_has_f16c() -> None:
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text().split() if cpuinfo.exists() else []
+    assert kernels.HALF_IN_HARDWARE == ("f16c" in flags)

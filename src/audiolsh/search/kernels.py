@@ -14,8 +14,10 @@ from typing import Any
 
 import numba
 import numpy as np
+from llvmlite import binding as llvm_binding
+from llvmlite import ir as llvm_ir
 from numba import types as nb_types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 from audiolsh.hashing import hyperplane, multiprobe
 from audiolsh.hashing.hyperplane import query_probes_scored
@@ -88,11 +90,35 @@ def _value(X, aux, j, t):  # type: ignore[no-untyped-def]  # pragma: no cover - 
     """Entry (j, t) of a re-rank array as float32 (see ``search.compact``)."""
 
 
+def _host_converts_half() -> bool:
+    """The CPU converts float16 to float32 in one instruction (x86's F16C): the decode is
+    then vectorised, else a table look-up is faster than LLVM's call per value."""
+    try:
+        return bool(llvm_binding.get_host_cpu_features().get("f16c", False))
+    except RuntimeError:  # a host llvmlite cannot describe
+        return False
+
+
+HALF_IN_HARDWARE = _host_converts_half()
+
+
+@intrinsic
+def _half(typingctx, bits):  # type: ignore[no-untyped-def]
+    """float16 bits (uint16) to float32, exactly, by the CPU's conversion."""
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.fpext(builder.bitcast(args[0], llvm_ir.HalfType()), llvm_ir.FloatType())
+    return nb_types.float32(nb_types.uint16), codegen
+
+
 @overload(_value, inline="always")
 def _value_impl(X, aux, j, t):  # type: ignore[no-untyped-def]
     # Chosen at compile time by the stored dtype: float16 arrives as its bits (numba has no
-    # float16) decoded by a 65536-entry table; int8 is scaled and offset per dimension.
+    # float16), converted by the CPU (vectorised: a scan of float16 rows from memory ran at
+    # 13 ns a 128-d row against 29 for float32) or, without F16C, a 65536-entry table;
+    # int8 is scaled and offset per dimension.
     if X.dtype == nb_types.uint16:
+        if HALF_IN_HARDWARE:
+            return lambda X, aux, j, t: _half(X[j, t])
         return lambda X, aux, j, t: aux[X[j, t]]
     if X.dtype == nb_types.int8:
         return lambda X, aux, j, t: aux[t] * np.float32(X[j, t]) + aux[X.shape[1] + t]
