@@ -8,8 +8,9 @@ Issue #18's three datasets, every method in one run each (``--data iso,aniso,rea
   real embeddings (``clustered_data`` with its calibrated settings), cosine.
 * ``real`` (C): the per-second log-mel embeddings of the dev corpus (below), at most 32k rows.
 
-Beside the kernel (``VectorLSH`` at hand-picked L, K, probes, re-rank), hnswlib, faiss IVFFlat,
-faiss IndexLSH+refine and brute force, the ``Index`` as built by default (no ``tune``), queried
+Beside the kernel (``VectorLSH`` at hand-picked L, K, probes, re-rank; the k-means one also
+scanning a float16 copy of its rows), hnswlib, faiss IVFFlat, faiss IVF-SQfp16 (its IVF on
+float16 rows), faiss IndexLSH+refine and brute force, the ``Index`` as built by default (no ``tune``), queried
 through the Python API one query at a time; then the issue's summary table of ratios (see
 ``issue_table``).  Earlier datasets:
 
@@ -85,6 +86,7 @@ INDEX = "audiolsh Index (default build)"
 INDEX_KMEANS = "audiolsh Index kmeans (default build)"
 DATASKETCH = "datasketch MinHashLSH"
 FAISS_GROUPS = (FAISS_LSH, FAISS_MH)
+BUILD_VS_HNSW = 0.2  # issue #18: a build at least 5x faster than hnswlib's
 # Issue #18's families, and the peer the learned one answers to.
 OURS_CP = "audiolsh cross-polytope"
 OURS_KMEANS = "audiolsh kmeans"
@@ -549,7 +551,7 @@ FAMILY_GRIDS["aniso"] = FamilyGrid(
     # recall at 2 probes sits near 0.95 (0.947-0.960 over k-means seeds, faiss's alike): the
     # stops step between 2 and 3 probes' recall
     kmeans_adaptive=[(6, [0.3, 0.5, 0.6, 0.7, 0.8])],
-    kmeans_f16=[(1, 2048, [2, 3])],
+    kmeans_f16=[(1, 1536, [2, 3]), (1, 2048, [2, 3])],
     ivf_sq16=[(2048, [2, 3])],
 )
 FAMILY_GRIDS["iso"] = FamilyGrid(
@@ -748,11 +750,13 @@ class VectorBench:
         ``rows`` float16: the scan reads the float16 copy (``rerank_dtype``), 2 bytes a value
         more beside the float32 rows (bytes/item counts the tables, as for every method)."""
         from audiolsh.index.families import by_cell
+        from audiolsh.search.compact import compact_rows
 
         fam = KMeansLSH(self.d, n_tables=L, n_cells=n_cells, seed=0)
         t0 = time.perf_counter()
-        s, order = by_cell(VectorLSH(fam, metric="cosine").fit(self.X, prepared=True,
-                                                                 rerank_dtype=rows))
+        s, order = by_cell(VectorLSH(fam, metric="cosine").fit(self.X, prepared=True))
+        if rows != "float32":  # made once from the rows in cell order, as an index build does
+            s.load(s.vectors_, s.tables_, **compact_rows(s.vectors_, rows))
         s.name_rows(order)  # answers in the rows' original numbers, mapped in the kernel
         build = time.perf_counter() - t0
         nbytes = s.index_nbytes + fam.learned_arrays()["centroids"].nbytes + order.nbytes
@@ -1454,6 +1458,14 @@ def issue_table(datasets: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], st
         c["Index default / faiss IVFFlat"] = ratio(default, best.get(IVF))
         c["Index best >= 0.95 / k-means kernel"] = ratio(best.get(index_method), km)
         c["k-means kernel build / hnswlib's"] = km.build_s / hnsw.build_s if km and hnsw else None
+        # the issue asks for both at once: the fastest point whose build is 5x hnswlib's
+        quick = best_points([r for r in rows if r.method != OURS_KMEANS or (
+            hnsw is not None and r.build_s <= BUILD_VS_HNSW * hnsw.build_s)], sets=False)
+        c[f"k-means kernel, build <= {BUILD_VS_HNSW}x hnswlib's / faiss IVFFlat"] = ratio(
+            quick.get(OURS_KMEANS), best.get(IVF))
+        q_km = quick.get(OURS_KMEANS)
+        c[f"k-means kernel, build <= {BUILD_VS_HNSW}x hnswlib's: point"] = (
+            q_km.params if q_km else "no point reached 0.95")
         c["Index default build / hnswlib's"] = (default.build_s / hnsw.build_s
                                                 if default and hnsw else None)
         c["k-means kernel best: bytes/item"] = km.bytes_per_item if km else None

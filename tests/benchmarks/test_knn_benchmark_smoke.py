@@ -28,6 +28,9 @@ def test_quick_run_measures_every_method(tmp_path: Path, data: str) -> None:
         assert "Issue #18 summary" in proc.stdout
         # the table reads the confirmation's figures: every method re-timed, interleaved
         assert all(c["QPS figures"].startswith("confirmed") for c in report["issue18"].values())
+        # speed and build at once: the fastest k-means point within 0.2x hnswlib's build
+        assert all("k-means kernel, build <= 0.2x hnswlib's: point" in c
+                   for c in report["issue18"].values())
         confirmed = report["datasets"]["iso"]["confirmed"]
         assert {"brute force", "faiss IVFFlat", "hnswlib"} <= {c["method"] for c in confirmed}
         assert all(c["best_qps"] >= c["median_qps"] > 0 and c["passes"] == 2 for c in confirmed)
