@@ -32,7 +32,8 @@ CHUNK_ROWS = 65_536  # rows converted at a time: no float32 temporary of the who
 INT8_RECHECK_PER_K = 2
 
 # float16 values by their bits: the kernels read float16 rows as uint16 (numba has no
-# float16) and decode them with this table (256 KB, stays in cache).
+# float16) and decode them by the CPU's conversion (``kernels.HALF_IN_HARDWARE``), or where
+# it has none with this table (256 KB, stays in cache).
 _FLOAT16_TABLE = np.arange(2**16, dtype=np.uint16).view(np.float16).astype(np.float32)
 _NO_AUX = np.zeros(0, np.float32)
 

@@ -118,7 +118,7 @@ def _value_impl(X, aux, j, t):  # type: ignore[no-untyped-def]
     # int8 is scaled and offset per dimension.
     if X.dtype == nb_types.uint16:
         if HALF_IN_HARDWARE:
-            return lambda X, aux, j, t: _half(X[j, t])
+            return lambda X, aux, j, t: _half(X[j, t])  # type: ignore[call-arg]
         return lambda X, aux, j, t: aux[X[j, t]]
     if X.dtype == nb_types.int8:
         return lambda X, aux, j, t: aux[t] * np.float32(X[j, t]) + aux[X.shape[1] + t]
