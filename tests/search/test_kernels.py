@@ -112,3 +112,22 @@ def test_float16_decode_uses_the_cpu_where_it_has_f16c() -> None:
     cpuinfo = Path("/proc/cpuinfo")
     flags = cpuinfo.read_text().split() if cpuinfo.exists() else []
     assert kernels.HALF_IN_HARDWARE == ("f16c" in flags)
+
+
+def test_float16_copy_rounds_as_numpy_does() -> None:
+    """The compact float16 copy (converted by the CPU where it can) has numpy's bits for every
+    float16 value, the float32 just above each, the exact ties between neighbours (to even),
+    overflow to infinity, subnormals and signed zeros."""
+    h = np.arange(2**16, dtype=np.uint16).view(np.float16)
+    h = h[np.isfinite(h)].astype(np.float32)
+    ties = (h[:-1] + np.diff(h) / 2).astype(np.float32)
+    edges = np.array([65504, 65519.99, 65520, 1e30, -1e30, 2.98e-8, 1e-9, 0.0, -0.0], np.float32)
+    rng = np.random.default_rng(7)
+    values = np.concatenate([h, np.nextafter(h, np.float32(np.inf)), ties, edges,
+                             rng.standard_normal(1000).astype(np.float32)])
+    rows = values[: len(values) // 16 * 16].reshape(-1, 16)
+    with np.errstate(over="ignore"):
+        want = rows.astype(np.float16)
+    got = compact.compact_rows(rows, "float16")["rerank"]
+    assert got.dtype == np.float16 and got.shape == rows.shape
+    np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))

@@ -44,6 +44,14 @@ def check_rerank_dtype(value: object) -> str:
     return str(value)
 
 
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _to_half(X, out):  # pragma: no cover - compiled
+    """out = the float16 bits of X, by the CPU's conversion (``kernels.half_bits``)."""
+    for i in numba.prange(X.shape[0]):
+        for j in range(X.shape[1]):
+            out[i, j] = kernels.half_bits(X[i, j])
+
+
 def compact_rows(X: np.ndarray, dtype: str) -> dict[str, np.ndarray]:
     """The arrays a segment stores for ``dtype``: ``rerank`` (n, d) and, for int8,
     ``rerank_scale`` and ``rerank_offset`` (d,) float32 (x ~ offset + scale * code); nothing
@@ -56,7 +64,11 @@ def compact_rows(X: np.ndarray, dtype: str) -> dict[str, np.ndarray]:
     if dtype == "float16":
         out16 = np.empty((n, d), np.float16)
         for lo in range(0, n, CHUNK_ROWS):
-            out16[lo : lo + CHUNK_ROWS] = X[lo : lo + CHUNK_ROWS]
+            if kernels.HALF_IN_HARDWARE and n:  # numpy converts a value at a time: 10x slower
+                _to_half(np.asarray(X[lo : lo + CHUNK_ROWS], np.float32),
+                         out16[lo : lo + CHUNK_ROWS].view(np.uint16))
+            else:
+                out16[lo : lo + CHUNK_ROWS] = X[lo : lo + CHUNK_ROWS]
         return {"rerank": out16}
     top = np.full(d, -np.inf, np.float32)
     bottom = np.full(d, np.inf, np.float32)

@@ -110,6 +110,15 @@ def _half(typingctx, bits):  # type: ignore[no-untyped-def]
     return nb_types.float32(nb_types.uint16), codegen
 
 
+@intrinsic
+def half_bits(typingctx, x):  # type: ignore[no-untyped-def]
+    """float32 to the bits of the nearest float16 (ties to even, as numpy rounds), by the
+    CPU's conversion: only where ``HALF_IN_HARDWARE``."""
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(builder.fptrunc(args[0], llvm_ir.HalfType()), llvm_ir.IntType(16))
+    return nb_types.uint16(nb_types.float32), codegen
+
+
 @overload(_value, inline="always")
 def _value_impl(X, aux, j, t):  # type: ignore[no-untyped-def]
     # Chosen at compile time by the stored dtype: float16 arrives as its bits (numba has no
