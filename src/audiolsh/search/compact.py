@@ -49,7 +49,7 @@ def _to_half(X, out):  # pragma: no cover - compiled
     """out = the float16 bits of X, by the CPU's conversion (``kernels.half_bits``)."""
     for i in numba.prange(X.shape[0]):
         for j in range(X.shape[1]):
-            out[i, j] = kernels.half_bits(X[i, j])
+            out[i, j] = kernels.half_bits(X[i, j])  # type: ignore[call-arg]
 
 
 def compact_rows(X: np.ndarray, dtype: str) -> dict[str, np.ndarray]:
