@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the indexes' hash family (256 probes suit hyperplanes; k-means: 4)")
     ap.add_argument("--probes", type=int, default=256, help="buckets probed per query")
     ap.add_argument("--rerank", type=int, default=300, help="candidates measured exactly")
+    ap.add_argument("--rerank-dtype", choices=("float32", "float16"), default="float32",
+                    help="rows the exact pass reads (the index's rerank_dtype; int8 rows are"
+                         " rechecked by the index, not by the bare kernel)")
     ap.add_argument("--batch", type=int, default=100, help="rows per call of the batch rows")
     ap.add_argument("--repeats", type=int, default=3, help="timings per call; the best counts")
     ap.add_argument("--dir", type=Path,
@@ -142,16 +145,17 @@ def dataset(n: int, n_queries: int, keep: Path | None) -> tuple[np.ndarray, np.n
     return X, Q, truth
 
 
-def build(path: Path, X: np.ndarray, n_adds: int, family: str) -> None:
+def build(path: Path, X: np.ndarray, n_adds: int, family: str, rerank_dtype: str = "float32") -> None:
     """The index of X in ``n_adds`` adds, unless ``path`` already holds it (a kept one)."""
     if path.exists():
         with Index.open(path, readonly=True) as index:
-            if len(index) == len(X) and len(index.segments) == n_adds and index.config.family == family:
+            if (len(index) == len(X) and len(index.segments) == n_adds
+                    and index.config.family == family and index.config.rerank_dtype == rerank_dtype):
                 log(f"{path}: kept from an earlier run")
                 return
         shutil.rmtree(path)
     t0 = time.perf_counter()
-    with Index.create(path, metric="cosine", family=family) as index:
+    with Index.create(path, metric="cosine", family=family, rerank_dtype=rerank_dtype) as index:
         for part in np.array_split(X, n_adds):
             index.add(part)
     log(f"{path}: {len(X)} rows in {n_adds} segments built in {time.perf_counter() - t0:.1f} s")
@@ -160,10 +164,11 @@ def build(path: Path, X: np.ndarray, n_adds: int, family: str) -> None:
 def run(args: argparse.Namespace, root: Path, X: np.ndarray, Q: np.ndarray, truth: np.ndarray
         ) -> dict[str, Any]:
     nq, P, R = len(Q), args.probes, args.rerank
-    one_path = root / f"one-{args.family}-{len(X)}"
-    many_path = root / f"many-{args.family}-{len(X)}-{args.segments}"
-    build(one_path, X, 1, args.family)
-    build(many_path, X, args.segments, args.family)
+    tag = "" if args.rerank_dtype == "float32" else f"-{args.rerank_dtype}"
+    one_path = root / f"one-{args.family}-{len(X)}{tag}"
+    many_path = root / f"many-{args.family}-{len(X)}-{args.segments}{tag}"
+    build(one_path, X, 1, args.family, args.rerank_dtype)
+    build(many_path, X, args.segments, args.family, args.rerank_dtype)
     qfile, qfile1 = root / "queries.npy", root / "query1.npy"
     np.save(qfile, Q)
     np.save(qfile1, Q[:1])
@@ -173,7 +178,8 @@ def run(args: argparse.Namespace, root: Path, X: np.ndarray, Q: np.ndarray, trut
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "load_avg_start": list(os.getloadavg()),
-        "n": len(X), "queries": nq, "family": args.family, "probes": P, "rerank": R, "rows": [],
+        "n": len(X), "queries": nq, "family": args.family, "probes": P, "rerank": R,
+        "rerank_dtype": args.rerank_dtype, "rows": [],
     }
     rows: list[dict[str, Any]] = report["rows"]
 
@@ -253,7 +259,7 @@ def run(args: argparse.Namespace, root: Path, X: np.ndarray, Q: np.ndarray, trut
 
     report["load_avg_end"] = list(os.getloadavg())
     print(f"\n{len(X)} x {X.shape[1]} clustered rows, {nq} queries, {args.family}, k={K}, probes {P},"
-          f" rerank {R};"
+          f" rerank {R}, {args.rerank_dtype} rows;"
           f" recall@10 {report['one_segment']['recall']:.3f} (one segment),"
           f" {report['several_segments']['recall']:.3f} ({len(kernels)} segments)\n")
     print("| | kernel QPS | Index QPS | Index time / kernel time |")
