@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numba
@@ -131,3 +134,43 @@ def test_float16_copy_rounds_as_numpy_does() -> None:
     got = compact.compact_rows(rows, "float16")["rerank"]
     assert got.dtype == np.float16 and got.shape == rows.shape
     np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
+_NO_F16C = """
+import llvmlite.binding as llvm
+features = llvm.get_host_cpu_features()
+features["f16c"] = False  # a CPU without the conversion (numba compiles for it too)
+llvm.get_host_cpu_features = lambda: features
+import numba
+import numpy as np
+from audiolsh.search import compact, kernels
+assert not kernels.HALF_IN_HARDWARE
+
+@numba.njit
+def decoded(bits, table):
+    X = bits.reshape(1, -1)
+    out = np.empty(X.shape[1], np.float32)
+    for t in range(X.shape[1]):
+        out[t] = kernels._value(X, table, 0, t)
+    return out
+
+bits = np.arange(2**16, dtype=np.uint16)
+want = bits.view(np.float16).astype(np.float32)
+got = decoded(bits, compact._FLOAT16_TABLE)
+same = (got.view(np.uint32) == want.view(np.uint32)) | (np.isnan(got) & np.isnan(want))
+assert same.all()
+rows = np.random.default_rng(3).standard_normal((100, 16)).astype(np.float32)
+assert np.array_equal(compact.compact_rows(rows, "float16")["rerank"].view(np.uint16),
+                      rows.astype(np.float16).view(np.uint16))
+print("table path ok")
+"""
+
+
+def test_without_f16c_float16_rows_go_through_the_table(tmp_path: Path) -> None:
+    """A CPU without F16C: the decode and the copy take the table and numpy's conversion,
+    with the same values (a fresh process, its own numba cache)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", _NO_F16C], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "table path ok" in proc.stdout
