@@ -261,13 +261,23 @@ def _rerank(q, cand, count, X, aux, metric, q_words, codes, n_rerank, ham, hist,
                 dist = _row_distance(q, qf, qc, X, aux, j, metric)
                 if dist < bound:
                     bound = push(top_d, top_i, dist, j)
+    elif metric == COSINE:  # the metric a constant in each loop (``_measure``)
+        _measure(q, qf, qc, X, aux, cand, count, COSINE, top_d, top_i)
     else:
-        bound = top_d[-1]
-        for i in range(count):
-            j = cand[i]
-            dist = _row_distance(q, qf, qc, X, aux, j, metric)
-            if dist < bound:
-                bound = push(top_d, top_i, dist, j)
+        _measure(q, qf, qc, X, aux, cand, count, EUCLIDEAN, top_d, top_i)
+
+
+@numba.njit(inline="always")
+def _measure(q, qf, qc, X, aux, cand, count, metric, top_d, top_i):  # pragma: no cover
+    """Exact distances of the rows ``cand[:count]`` into the top-k.  Called with the metric
+    as a constant: read at run time in the loop, an int8 scan was not vectorised (46 ns a
+    128-d row against 14)."""
+    bound = top_d[-1]
+    for i in range(count):
+        j = cand[i]
+        dist = _row_distance(q, qf, qc, X, aux, j, metric)
+        if dist < bound:
+            bound = push(top_d, top_i, dist, j)
 
 
 @numba.njit(inline="always")
