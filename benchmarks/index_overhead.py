@@ -175,7 +175,8 @@ def run(args: argparse.Namespace, root: Path, X: np.ndarray, Q: np.ndarray, trut
     qfile, qfile1 = root / "queries.npy", root / "query1.npy"
     # the command's rows: the queries repeated to --cli-rows, so a run lasts long enough
     # (1000 float16 queries take 15 ms) that the process's own jitter is a small share
-    np.save(qfile, np.tile(Q, (max(1, -(-args.cli_rows // nq)), 1)))
+    n_cli = nq * max(1, -(-args.cli_rows // nq))
+    np.save(qfile, np.tile(Q, (n_cli // nq, 1)))
     np.save(qfile1, Q[:1])
     chunks = [slice(i, i + args.batch) for i in range(0, nq, args.batch)]
 
@@ -218,7 +219,6 @@ def run(args: argparse.Namespace, root: Path, X: np.ndarray, Q: np.ndarray, trut
         cli = ["vectors", "query", "--index", str(one_path), "--probes", str(P), "--rerank", str(R),
                "--format", "jsonl"]
         cli_seconds([*cli, str(qfile1)])  # imports the commands
-        n_cli = len(np.load(qfile, mmap_mode="r"))
         # One round: the kernel, the command on all rows, on one row, back to back.  A busy
         # machine moves whole rounds (the parallel kernel on two shared cores most), so each
         # ratio is taken within a round and the median round counts.

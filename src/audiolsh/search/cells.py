@@ -137,9 +137,10 @@ def _rename(ids, names):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
-def _scan_rows(q, qf, qc, X, aux, lo, hi, metric, top_d, top_i, bound):  # pragma: no cover
+def _scan_rows(q, qf, qc, X, aux, lo, hi, metric, top_d, top_i):  # pragma: no cover
     """Rows lo to hi - 1 into the top-k.  Called with the metric as a constant: with it read
     at run time in the loop, an int8 scan was not vectorised (46 ns a row against 14)."""
+    bound = top_d[-1]
     for j in range(lo, hi):
         dist = _row_distance(q, qf, qc, X, aux, j, metric)
         if dist < bound:
@@ -212,10 +213,9 @@ def _search_cells(
                     bound = top_d[k - 1]
                     if _none_removed(dead_bits, lo, hi):  # the usual case: no test per row
                         if metric == kernels.COSINE:  # the metric a constant in each loop
-                            _scan_rows(q, qf, qc, X, aux, lo, hi, kernels.COSINE, top_d, top_i, bound)
+                            _scan_rows(q, qf, qc, X, aux, lo, hi, kernels.COSINE, top_d, top_i)
                         else:
-                            _scan_rows(q, qf, qc, X, aux, lo, hi, kernels.EUCLIDEAN, top_d, top_i,
-                                       bound)
+                            _scan_rows(q, qf, qc, X, aux, lo, hi, kernels.EUCLIDEAN, top_d, top_i)
                         count += hi - lo
                         continue
                     for j in range(lo, hi):
