@@ -16,9 +16,26 @@ import soxr
 
 from audiolsh.audio.synth import chirp, music, pink_noise, tone, white_noise
 from audiolsh.errors import IndexFormatError, ParameterError
-from audiolsh.features.landmarks import FP_SR, HOP_LENGTH, landmarks
+from audiolsh.features.landmarks import (
+    FP_SR,
+    HASH_BITS,
+    HOP_LENGTH,
+    QUERY_DENSITY,
+    QUERY_FANOUT,
+    Landmarks,
+    landmarks,
+    pair_peaks,
+    spectral_peaks,
+)
 from audiolsh.index import Index
-from audiolsh.index.fingerprint import FP_FORMAT_VERSION, RUNNER_UP_SHARE, FingerprintIndex, Match
+from audiolsh.index.fingerprint import (
+    BACKGROUND_TILES,
+    FP_FORMAT_VERSION,
+    RUNNER_UP_SHARE,
+    FingerprintIndex,
+    Match,
+    _background,
+)
 
 SR = 16000
 SONG_S = 40.0
@@ -264,6 +281,62 @@ def test_the_runner_up_recounted_at_its_transform_can_win(
     assert few is not None and few.path == "pattern.wav"
     assert few.pitch == pytest.approx(2 ** (1 / 12), abs=1e-4)
     assert abs(few.offset_s - 8.0) < 0.1 and few.log10_p < one.log10_p - 1.0
+
+
+def test_background_counts_distinct_hashes_per_tile_beyond_the_candidates_window() -> None:
+    # tolerance 2: tiles of 5 alignments from 6 frames out, BACKGROUND_TILES each side
+    d = np.array([0, 2, -5, 6, 6, 6, 10, -6, -80, 80, 81, -81, -200], np.int64)
+    h = np.array([1, 1, 1, 7, 7, 8, 7, 7, 9, 9, 9, 9, 9], np.int64)
+    # counted: tile +0 {7, 8}, tile +0 again 7 (the same hash: once), tile -0 {7}, tile -14 {9},
+    # tile +14 {9}; 81 and beyond, and the candidate's own window (|d| <= 5), are not
+    assert _background(d, h, 2) == pytest.approx(5 / (2 * BACKGROUND_TILES))
+    assert _background(d[:3], h[:3], 2) == 0.0
+
+
+def hub_index(background: bool, weight: float) -> tuple[FingerprintIndex, np.ndarray, int]:
+    """An index of one long track holding 14 of a clip's pairs at one alignment (and, with
+    ``background``, 10 of them again at 16 alignments around it, as a held chord agrees at
+    many), the rest random hashes; with the clip and the alignment."""
+    clip = music(duration_s=3.0, sr=SR, seed=121)
+    q = pair_peaks(spectral_peaks(clip, SR, density=QUERY_DENSITY), fanout=QUERY_FANOUT)
+    rng = np.random.default_rng(5)
+    _, first = np.unique(q.hashes, return_index=True)
+    pick = rng.choice(first, size=14, replace=False)
+    at = 6000
+    shifts = [s * k for k in (10, 17, 23, 31, 44, 52, 63, 75) for s in (1, -1)] if background else []
+    hashes = [q.hashes[pick], np.tile(q.hashes[pick[:10]], len(shifts))]
+    times = [at + q.times[pick], *(at + q.times[pick[:10]] + s for s in shifts)]
+    n_frames = 20_000  # 10 min of unrelated landmarks, 90 a second
+    hashes.append(rng.integers(0, 2**HASH_BITS, size=n_frames * 3, dtype=np.uint32))
+    times.append(rng.integers(0, n_frames, size=n_frames * 3))
+    order = np.argsort(np.concatenate(times), kind="stable")
+    lm = Landmarks(np.concatenate(hashes)[order].astype(np.uint32),
+                   np.concatenate(times)[order].astype(np.int32))
+    index = FingerprintIndex.create(None, background_weight=weight, retry_shifts=0)
+    with index.session() as s:
+        s.add_track("hub.wav", content_hash="h", duration_s=n_frames * HOP_LENGTH / FP_SR, landmarks=lm)
+    return index, clip, at
+
+
+def test_a_candidate_is_judged_against_its_tracks_agreement_around_its_alignment() -> None:
+    # The same 14 agreeing pairs: in a track that also holds them at the alignments around
+    # (a held chord, a repeated figure) they say little about this alignment, so the recount
+    # judges them against that background; where the track has no such background (only the
+    # clip's own repeated hashes at other alignments) the answer stays nearly as it was.
+    answers = {}
+    for background in (True, False):
+        for weight in (0.25, 0.0):
+            index, clip, at = hub_index(background, weight)
+            m = index.assess(clip, SR, min_confidence=0.0).best
+            assert m is not None and m.path == "hub.wav"
+            assert m.offset_s == pytest.approx(at * HOP_LENGTH / FP_SR, abs=0.07)
+            assert -6.0 < m.log10_p < -1.0 or weight > 0  # inconclusive: it is recounted
+            answers[background, weight] = m
+    hub, hub0 = answers[True, 0.25], answers[True, 0.0]
+    plain, plain0 = answers[False, 0.25], answers[False, 0.0]
+    assert hub.score == hub0.score >= 14
+    assert hub.log10_p > hub0.log10_p + 2.0 and hub.confidence < hub0.confidence
+    assert plain0.log10_p <= plain.log10_p < plain0.log10_p + 0.5
 
 
 @pytest.mark.parametrize("seed", [104, 105, 106])

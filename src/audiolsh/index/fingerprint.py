@@ -16,7 +16,10 @@ not already conclusive: first the changes up to ``near_change``, then the wider 
 The answer is the (variant, track, offset) whose number of agreeing hashes is least likely to
 happen by chance (corrected for every offset, track and variant searched); when that is not
 conclusive it and the runners-up (``verify_tracks``) are recounted, each against its own track
-at its refined transform (``verify_margin``, ``verify_pitch``).
+at its refined transform (``verify_margin``, ``verify_pitch``), and the kept answer's count is
+judged against its track's agreement at the alignments around its own as well as against the
+track's overall rate (``background_weight``): a held chord or a repeated figure agrees at many
+alignments, and one of them says little.
 Its confidence is the calibrated probability that it names the right track
 (``audiolsh.index.confidence``).
 """
@@ -78,6 +81,9 @@ VERIFY_SLACK = 2
 """A recount at a refined transform looks for its alignment within +- this many frames."""
 RUNNER_UP_SHARE = 0.1
 """Share of a recount's false-match budget the runners-up split (``verify_tracks`` > 1)."""
+BACKGROUND_TILES = 15
+"""Alignments around a recounted candidate's own, each side, in tiles of the tolerance's width:
+the background its chance rate is judged against (``FingerprintParams.background_weight``)."""
 RETRY_PASSES = 2
 """Searches an inconclusive clip gets with ``retry_shifts``: the factor its chance probability pays."""
 
@@ -634,17 +640,42 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         share = RUNNER_UP_SHARE if len(plans) > 1 else 0.0
         factors = [tries[0] / (1.0 - share)] + [sum(tries[1:]) / max(share, 1e-12)] * (len(plans) - 1)
         out = found
-        for (v, corrections, transforms), factor in zip(plans, factors):
+        # (chance rate, background rate) of the kept answer's track, from its recount; the
+        # search's own answer takes its track's first recount's (the same track, first in plans)
+        rates: tuple[float, float] | None = None
+        for i, ((v, corrections, transforms), factor) in enumerate(zip(plans, factors)):
             for transform in transforms:
                 recount = self._recount(peaks, v, transform)
                 if recount is None:
                     continue
-                count, offset, lam, raw = recount
+                count, offset, lam, raw, background = recount
+                if i == 0 and rates is None:
+                    rates = (lam, background)
                 lp = raw + (corrections + math.log10(factor))
                 if lp < out[1]:
                     out = (replace(v, count=count, offset=offset, log10_p=lp - corrections, lam=lam),
                            lp, transform, found[3])
-        return out
+                    rates = (lam, background)
+        return self._judged_on_background(out, rates)
+
+    def _judged_on_background(
+        self, found: tuple[Votes | None, float, tuple[float, float, float], int],
+        rates: tuple[float, float] | None,
+    ) -> tuple[Votes | None, float, tuple[float, float, float], int]:
+        """``found`` with its chance probability taken at a rate of at least ``background_weight``
+        times the agreement its track shows around the alignment (never more significant)."""
+        v, log_p, transform, n_hashes = found
+        w = self.params.background_weight
+        if v is None or rates is None or w <= 0:
+            return found
+        lam, background = rates
+        if w * background <= lam:
+            return found
+        dispersion = self.params.dispersion if transform == (1.0, 1.0, 1.0) else self.params.grid_dispersion
+        base, local = chance_log10(np.array([v.count, v.count]), np.array([lam, w * background]),
+                                   dispersion=dispersion).tolist()
+        extra = max(local - base, 0.0)
+        return replace(v, log10_p=v.log10_p + extra), log_p + extra, transform, n_hashes
 
     def _transforms(
         self, v: Votes, transform: tuple[float, float, float]
@@ -667,11 +698,12 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
 
     def _recount(
         self, peaks: list[Peaks], v: Votes, transform: tuple[float, float, float]
-    ) -> tuple[int, int, float, float] | None:
+    ) -> tuple[int, int, float, float, float] | None:
         """``v`` recounted against its own track alone: the query re-hashed at ``transform``
         with the wider ``verify_margin``, looked up in that one track, and the distinct hashes
         agreeing within a few frames of its offset counted.  (count, offset, chance rate,
-        uncorrected log10 p); None when the track is gone."""
+        uncorrected log10 p, background: the mean count of the ``2 BACKGROUND_TILES``
+        alignments around it); None when the track is gone."""
         p = self.params
         speed, tempo, pitch = transform
         q_hashes, q_times, _ = pair_shifts(peaks, np.array([[speed * tempo, 1.0 / (speed * pitch)]]),
@@ -697,7 +729,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         k = int(np.argmax(counts))
         dispersion = p.dispersion if transform == (1.0, 1.0, 1.0) else p.grid_dispersion
         lp = float(chance_log10(np.array([counts[k]]), np.array([lam]), dispersion=dispersion)[0])
-        return counts[k], int(centres[k]), lam, lp
+        return counts[k], int(centres[k]), lam, lp, _background(off - centres[k], h, p.tolerance)
 
     @property
     def calibration(self) -> calibrated.Calibration:
@@ -851,6 +883,21 @@ def _upgrade_grids(params: dict[str, Any]) -> dict[str, Any]:
             if params.get(name) == old:
                 del params[name]
     return params
+
+
+def _background(d: np.ndarray, h: np.ndarray, tolerance: int) -> float:
+    """Mean distinct hashes agreeing per tile of ``2 tolerance + 1`` alignments, over
+    ``BACKGROUND_TILES`` tiles each side of alignment 0 beyond a gap that keeps the candidate's
+    own window and its neighbours out; ``d`` the matches' alignments relative to it, ``h``
+    their hashes."""
+    width = 2 * tolerance + 1
+    gap = 2 * tolerance + 2
+    side = np.abs(d) - gap
+    tile = side // width
+    ok = (side >= 0) & (tile < BACKGROUND_TILES)
+    tile = tile[ok] + BACKGROUND_TILES * (d[ok] < 0)
+    pairs = np.unique(tile.astype(np.int64) << HASH_BITS | h[ok].astype(np.int64))
+    return len(pairs) / (2 * BACKGROUND_TILES)
 
 
 def _window(peaks: Peaks, start: int, n_frames: int) -> Peaks:

@@ -93,6 +93,11 @@ class FingerprintParams:
         the most significant recount wins, each paying for the recounts tried
     verify_pitch : factors around a pitch-shift candidate's (a clip between grid points) also
         recounted, the best kept, paid for the same way (empty: its grid point alone)
+    background_weight : chance agreement is not spread evenly along a track (a held chord or a
+        repeated figure draws matches at many alignments), so a recounted candidate's count is
+        also judged against its track's agreement at the alignments around its own (up to
+        2.5 s either side): its chance rate is at least this share of that background's mean
+        (0: the track's overall rate alone; the shipped calibration is fitted with the default)
     max_segments : merge segments beyond this many
     """
 
@@ -120,6 +125,7 @@ class FingerprintParams:
     verify_fanout: int = 0
     verify_tracks: int = 1
     verify_pitch: list[float] = field(default_factory=list)
+    background_weight: float = 0.25
     max_segments: int = 8
     max_postings: int = 48
     max_matches: int = 400_000
@@ -145,6 +151,7 @@ class FingerprintParams:
             ("verify_tracks", isinstance(self.verify_tracks, int) and 1 <= self.verify_tracks <= 16),
             ("verify_pitch", len(self.verify_pitch) <= 8
              and all(0.9 < f < 1.1 and f != 1 for f in self.verify_pitch)),
+            ("background_weight", 0 <= self.background_weight <= 4),
             ("max_segments", isinstance(self.max_segments, int) and self.max_segments >= 1),
             ("max_postings", isinstance(self.max_postings, int) and self.max_postings >= 0),
             ("max_matches", isinstance(self.max_matches, int) and self.max_matches >= 0),
