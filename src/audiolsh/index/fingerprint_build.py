@@ -95,7 +95,7 @@ class FingerprintParams:
         recounted, the best kept, paid for the same way (empty: its grid point alone)
     background_weight : chance agreement is not spread evenly along a track (a held chord or a
         repeated figure draws matches at many alignments), so a recounted candidate's count is
-        also judged against its track's agreement at the alignments around its own (up to
+        also judged against its track's agreement at the alignments around its own (about
         2.5 s either side): its chance rate is at least this share of that background's mean
         (0: the track's overall rate alone; the shipped calibration is fitted with the default)
     max_segments : merge segments beyond this many
