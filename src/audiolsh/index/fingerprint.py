@@ -671,11 +671,14 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         lam, background = rates
         if w * background <= lam:
             return found
-        dispersion = self.params.dispersion if transform == (1.0, 1.0, 1.0) else self.params.grid_dispersion
         base, local = chance_log10(np.array([v.count, v.count]), np.array([lam, w * background]),
-                                   dispersion=dispersion).tolist()
+                                   dispersion=self._dispersion(transform)).tolist()
         extra = max(local - base, 0.0)
         return replace(v, log10_p=v.log10_p + extra), log_p + extra, transform, n_hashes
+
+    def _dispersion(self, transform: tuple[float, float, float]) -> float:
+        """The chance model's dispersion for an answer at ``transform`` (grid variants: clumpier)."""
+        return self.params.dispersion if transform == (1.0, 1.0, 1.0) else self.params.grid_dispersion
 
     def _transforms(
         self, v: Votes, transform: tuple[float, float, float]
@@ -727,8 +730,8 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         centres = v.offset + np.arange(-VERIFY_SLACK, VERIFY_SLACK + 1)
         counts = [len(np.unique(h[np.abs(off - c) <= p.tolerance])) for c in centres.tolist()]
         k = int(np.argmax(counts))
-        dispersion = p.dispersion if transform == (1.0, 1.0, 1.0) else p.grid_dispersion
-        lp = float(chance_log10(np.array([counts[k]]), np.array([lam]), dispersion=dispersion)[0])
+        lp = float(chance_log10(np.array([counts[k]]), np.array([lam]),
+                                dispersion=self._dispersion(transform))[0])
         return counts[k], int(centres[k]), lam, lp, _background(off - centres[k], h, p.tolerance)
 
     @property
