@@ -138,6 +138,37 @@ def test_identify_reports_the_pitch_shift_of_a_clip(tmp_path: Path, library: Pat
     assert code == 0 and "pitch" not in out, err
 
 
+def test_identify_names_every_track_that_holds_the_clips_audio(tmp_path: Path) -> None:
+    root = tmp_path / "music"
+    root.mkdir()
+    original = synth.music(duration_s=30.0, sr=SR, seed=21)
+    intro = synth.music(duration_s=10.0, sr=SR, seed=22)
+    sf.write(root / "original.wav", original, SR)
+    sf.write(root / "remaster.flac", np.concatenate([intro, 0.7 * original]), SR)  # the same audio, later
+    sf.write(root / "other.wav", synth.music(duration_s=30.0, sr=SR, seed=23), SR)
+    idx = str(tmp_path / "idx")
+    code, _, err = run("index", str(root), "--index", idx, "-j", "1")
+    assert code == 0, err
+    clip, plain = tmp_path / "clip.wav", tmp_path / "plain.wav"
+    sf.write(clip, original[12 * SR : 18 * SR], SR)
+    sf.write(plain, synth.music(duration_s=30.0, sr=SR, seed=23)[5 * SR : 11 * SR], SR)
+    code, out, err = run("identify", str(clip), str(plain), "--index", idx, "--format", "jsonl")
+    assert code == 0, err
+    m, alone = (json.loads(line)["match"] for line in out.splitlines())
+    where = {"original.wav": 12.0, "remaster.flac": 22.0}
+    names = [m["path"].rsplit("/", 1)[-1]] + [a["path"].rsplit("/", 1)[-1] for a in m["also"]]
+    assert sorted(names) == sorted(where)
+    for r, name in zip([m, *m["also"]], names):
+        assert abs(r["offset_s"] - where[name]) <= 0.1 and r["matched"]
+    assert "also" not in m["also"][0] and alone["path"].endswith("other.wav") and alone["also"] == []
+    # The table names the other track and where the clip is in it; a plain answer has no such column.
+    code, out, err = run("identify", str(clip), "--index", idx)
+    assert code == 0 and "also" in out and names[1] in out, err
+    assert f"{m['also'][0]['offset_s']:.2f} s" in out, out
+    code, out, err = run("identify", str(plain), "--index", idx)
+    assert code == 0 and "also" not in out, err
+
+
 def test_identify_searches_any_clip_of_1_s_and_shows_weak_candidates(
     tmp_path: Path, library: Path, indexed: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -150,6 +150,30 @@ def test_min_confidence_zero_shows_the_weak_best_candidate(index: FingerprintInd
     assert strict.reason is not None and f"{verdict.best.confidence:.3f}" in strict.reason
 
 
+def test_a_clip_whose_audio_is_in_two_tracks_names_the_other_too(songs: dict[str, np.ndarray]) -> None:
+    # A remaster: the same passage 12 s into a longer track, quieter and with a new intro.
+    original = songs["song12.wav"]
+    remaster = np.concatenate([music(duration_s=12.0, sr=SR, seed=120), 0.7 * original]).astype(np.float32)
+    idx = FingerprintIndex.create(None)
+    with idx.session() as s:
+        for i, (path, y) in enumerate([("song11.wav", songs["song11.wav"]), ("song12.wav", original),
+                                       ("remaster.wav", remaster), ("pattern.wav", songs["pattern.wav"])]):
+            s.add_track(path, content_hash=f"h{i}", duration_s=len(y) / SR, landmarks=landmarks(y, SR))
+    clip = snr_noise(cut(original, 20.0, 5.0), white_noise(duration_s=5.0, sr=SR, seed=3), 10.0)
+    m = idx.identify(clip, SR)
+    assert m is not None and m.path in ("song12.wav", "remaster.wav")
+    where = {"song12.wav": 20.0, "remaster.wav": 32.0}
+    assert abs(m.offset_s - where[m.path]) < 0.1
+    assert [a.path for a in m.also] == [p for p in where if p != m.path]
+    other = m.also[0]
+    assert abs(other.offset_s - where[other.path]) < 0.1 and other.matched and other.also == ()
+    assert other.confidence >= idx.default_min_confidence
+    assert m.to_dict()["also"] == [other.to_dict()]
+    # Audio in one track only names no other, however low the threshold asked for.
+    alone = idx.assess(cut(songs["song11.wav"], 9.0, 5.0), SR, min_confidence=0.0)
+    assert alone.match is not None and alone.match.path == "song11.wav" and alone.match.also == ()
+
+
 @pytest.mark.parametrize("seed", [104, 105])
 def test_unindexed_music_sped_up_or_shifted_gives_no_match(index: FingerprintIndex, seed: int) -> None:
     # What the wide grids try most: a clip that could be any of them.

@@ -310,14 +310,20 @@ def identify(index_path: str, clips: tuple[str, ...], mic_s: float | None, metho
                 flat.append({"query": inputs.short(clip), **found,
                              "offset_s": m.get("offset_s"), "confidence": m.get("confidence"),
                              "matched": _matched(m.get("matched"), fmt), "speed": m.get("speed"),
-                             "pitch": m.get("pitch"), "reason": record.get("reason"),
-                             "elapsed_ms": record["elapsed_ms"]})
-    if fmt == "table":  # the flag, pitch and reason only when some clip has one: a plain answer stays narrow
-        for key, plain in (("matched", {"yes", None}), ("pitch", {1.0, None}), ("reason", {None})):
+                             "pitch": m.get("pitch"), "also": _also(m.get("also")),
+                             "reason": record.get("reason"), "elapsed_ms": record["elapsed_ms"]})
+    if fmt == "table":  # these columns only when some clip has one: a plain answer stays narrow
+        for key, plain in (("matched", {"yes", None}), ("pitch", {1.0, None}), ("also", {""}),
+                           ("reason", {None})):
             if all(row.get(key) in plain for row in flat):
                 for row in flat:
                     row.pop(key, None)
     emit_answers(records, fmt, flat, title="identification", failed=failed + inputs.problems)
+
+
+def _also(others: list[dict[str, Any]] | None) -> str:
+    """The other tracks holding the clip's audio, as one cell: "title at 12.34 s; ..."."""
+    return "; ".join(f"{o['title']} at {o['offset_s']:.2f} s" for o in others or [])
 
 
 def _matched(flag: bool | None, fmt: str) -> Any:

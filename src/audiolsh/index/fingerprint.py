@@ -86,6 +86,9 @@ BACKGROUND_TILES = 15
 the background its chance rate is judged against (``FingerprintParams.background_weight``)."""
 RETRY_PASSES = 2
 """Searches an inconclusive clip gets with ``retry_shifts``: the factor its chance probability pays."""
+ALSO_TRACKS = 3
+"""Distinct tracks each search stage keeps: a clip whose audio is in several tracks (a remaster,
+a compilation) names the others in ``Match.also``."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ class Match:
     tempo : > 1 when the clip is time-stretched faster with pitch kept
     pitch : > 1 when the clip is pitch-shifted up with tempo kept
     query_start_s, query_end_s : span of the clip (its own time) covered by agreeing hashes
+    also : other tracks the clip matches on its own at least as surely as the threshold asks
+        (the same audio in another file: a remaster, a compilation), most confident first
     """
 
     track_id: int
@@ -117,6 +122,7 @@ class Match:
     pitch: float = 1.0
     matched: bool = True
     clip_s: float = 0.0  # the seconds searched, as the confidence model sees them
+    also: tuple[Match, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,6 +135,7 @@ class Match:
             "speed": self.speed,
             "tempo": self.tempo,
             "pitch": self.pitch,
+            "also": [m.to_dict() for m in self.also],
         }
 
 
@@ -555,28 +562,38 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         return shifted_peaks(y, sr, density=self.params.query_density, shifts=shifts)
 
     def _retried(
-        self, peaks: list[Peaks], again: Callable[[], list[Peaks]] | None, *, search_speed: bool
+        self, peaks: list[Peaks], again: Callable[[], list[Peaks]] | None, *, search_speed: bool,
+        others: list[tuple[Votes, float, tuple[float, float, float]]] | None = None,
     ) -> tuple[Votes | None, float, tuple[float, float, float], int]:
         """:meth:`_search` of ``peaks``; when it is inconclusive and ``retry_shifts`` exceeds
         ``query_shifts``, :meth:`_search` of ``again()`` (the clip's ``retry_shifts`` analyses)
         too, the more significant answer kept.  Both answers were looked at, so the kept one
         pays a factor ``RETRY_PASSES``: a negative gains nothing from the second look but its
-        own luck."""
-        found = self._search(peaks, search_speed=search_speed)
+        own luck.  ``others``: filled as :meth:`_search` fills it, for the answer kept."""
+        first: list[tuple[Votes, float, tuple[float, float, float]]] = []
+        found = self._search(peaks, search_speed=search_speed, others=first)
         p = self.params
         if again is None or p.retry_shifts <= p.query_shifts or found[1] < math.log10(p.early_stop):
+            if others is not None:
+                others[:] = first
             return found
-        second = self._search(again(), search_speed=search_speed)
+        second_others: list[tuple[Votes, float, tuple[float, float, float]]] = []
+        second = self._search(again(), search_speed=search_speed, others=second_others)
         if second[0] is not None and (found[0] is None or second[1] < found[1]):
-            found = second
+            found, first = second, second_others
+        if others is not None:
+            others[:] = [(v, lp + math.log10(RETRY_PASSES), t) for v, lp, t in first]
         v, log_p, transform, n_hashes = found
         return v, log_p + math.log10(RETRY_PASSES), transform, n_hashes
 
     def _search(
-        self, peaks: list[Peaks], *, search_speed: bool
+        self, peaks: list[Peaks], *, search_speed: bool,
+        others: list[tuple[Votes, float, tuple[float, float, float]]] | None = None,
     ) -> tuple[Votes | None, float, tuple[float, float, float], int]:
         """Best votes over the variants of a query's peaks (one entry per sub-hop shift, their
-        landmarks united): (votes, corrected log10 p, (speed, tempo, pitch), n hashes)."""
+        landmarks united): (votes, corrected log10 p, (speed, tempo, pitch), n hashes).
+        ``others`` (when given) gets the best votes of the other tracks seen, with their
+        corrected log10 p and transform."""
         variants = self._variants(search_speed)
         q_frames = peaks[0].n_frames
         width = 2 * self.params.tolerance + 1
@@ -602,7 +619,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
                 track_frames=(self._live_ids, self._live_frames), q_frames=q_frames,
                 tolerance=self.params.tolerance,
                 dispersion=self.params.dispersion if batch == [0] else self.params.grid_dispersion,
-                n_tracks=self.params.verify_tracks,
+                n_tracks=max(self.params.verify_tracks, ALSO_TRACKS),
             )
             corrections = log_cells + math.log10(factor)
             for rank, v in enumerate(top):
@@ -622,6 +639,10 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             first = best[0].track_id
             tried = sorted(pool.values(), key=lambda c: (c[1], c[0].track_id != first))
             best = self._verified(peaks, best, tried[: self.params.verify_tracks])
+        if others is not None and best[0] is not None:
+            answer = best[0].track_id
+            others[:] = sorted(((v, lp, t) for v, lp, t, _ in pool.values() if v.track_id != answer),
+                               key=lambda c: c[1])
         return best
 
     def _verified(
@@ -786,9 +807,22 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         if not len(self._live_ids):
             return Verdict(None, 1.0, 0, EMPTY_INDEX)
         peaks = self._query_peaks(y, sr)
+        others: list[tuple[Votes, float, tuple[float, float, float]]] = []
         found = self._retried(peaks, lambda: self._query_peaks(y, sr, self.params.retry_shifts),
-                              search_speed=search_speed)
-        return self._verdict(self._candidate(found, peaks[0].n_frames), found[3], min_confidence)
+                              search_speed=search_speed, others=others)
+        verdict = self._verdict(self._candidate(found, peaks[0].n_frames), found[3], min_confidence)
+        if verdict.match is None or not others:
+            return verdict
+        # Another track the clip matches as surely holds the same audio; never below the
+        # default, so that a low --min-confidence does not list every weak candidate.
+        floor = max(verdict.min_confidence, self.default_min_confidence)
+        also = [m for v, lp, t in others
+                if (m := self._candidate((v, lp, t, found[3]), peaks[0].n_frames)) is not None
+                and m.confidence >= floor]
+        if not also:
+            return verdict
+        also.sort(key=lambda m: -m.confidence)
+        return replace(verdict, best=replace(verdict.match, also=tuple(also)))
 
     def identify(
         self, y: np.ndarray, sr: float, *, min_confidence: float | None = None, search_speed: bool = True,

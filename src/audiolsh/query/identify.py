@@ -48,6 +48,8 @@ class Identification:
     matched: bool = True
     #: > 1 when the clip is pitch-shifted up with tempo kept
     pitch: float = 1.0
+    #: other tracks holding the same audio, matched as surely (a remaster, a compilation)
+    also: tuple[Identification, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,9 +140,10 @@ def _in_library(library: Library, m: Match, method: str = "landmarks") -> Identi
     if lib_id < 0:
         return None
     track = library.track(lib_id)
+    also = tuple(a for a in (_in_library(library, o, method) for o in m.also) if a is not None)
     return Identification(lib_id, track.path if track else m.path, float(m.offset_s),
                           float(m.score), float(m.confidence), float(m.speed),
-                          float(m.tempo), method, bool(m.matched), float(m.pitch))
+                          float(m.tempo), method, bool(m.matched), float(m.pitch), also)
 
 
 def identify_segments(library: Library, y: np.ndarray, sr: int, *, min_confidence: float | None = None

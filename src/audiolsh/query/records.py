@@ -3,9 +3,11 @@
 Both interfaces build their records here so that they cannot drift apart:
 
 - identify: ``{"query", "match": null | {path, track_id, title, artist, offset_s, score,
-  confidence, matched, speed, tempo, pitch}, "reason"?, "elapsed_ms"}``; ``confidence`` is the
-  probability that the track is right, ``matched`` false for a candidate below the default
-  threshold (shown at a lower ``--min-confidence``), ``reason`` why there is no (confident) match
+  confidence, matched, speed, tempo, pitch, also}, "reason"?, "elapsed_ms"}``; ``confidence`` is
+  the probability that the track is right, ``matched`` false for a candidate below the default
+  threshold (shown at a lower ``--min-confidence``), ``also`` the other tracks holding the same
+  audio, matched as surely (each as the match, without ``also``), ``reason`` why there is no
+  (confident) match
 - identify --segments: ``{"query", "segments": [{start_s, end_s, path, track_id, title, artist,
   offset_s, confidence, matched}]}``, one per stretch of the recording that one track plays
 - similar: ``{"query", "match": null | {path, track_id, title, artist, ...}, "results":
@@ -82,7 +84,14 @@ def match_record(match: Identification | None, library: Catalogue | None = None)
         "speed": round(float(match.speed), 4),
         "tempo": round(float(match.tempo), 4),
         "pitch": round(float(match.pitch), 4),
+        "also": [_without_also(match_record(a, library)) for a in match.also],
     }, library)
+
+
+def _without_also(record: dict[str, Any] | None) -> dict[str, Any]:
+    assert record is not None
+    record.pop("also")
+    return record
 
 
 def identify_record(query: str, match: Identification | None, *, library: Catalogue | None = None,
@@ -104,7 +113,7 @@ def segment_record(start_s: float, end_s: float, match: Identification, *,
     m = match_record(match, library)
     assert m is not None
     return {"start_s": round(float(start_s) + offset_s, 2), "end_s": round(float(end_s) + offset_s, 2),
-            **{key: v for key, v in m.items() if key not in ("score", "speed", "tempo", "pitch")}}
+            **{key: v for key, v in m.items() if key not in ("score", "speed", "tempo", "pitch", "also")}}
 
 
 def similar_record(query: str, results: Sequence[SimilarTrack], *, match: dict[str, Any] | None = None,

@@ -13,7 +13,7 @@ class ErrorBody(BaseModel):
     errors: list[dict[str, object]] | None = None
 
 
-class Match(BaseModel):
+class OtherMatch(BaseModel):
     path: str
     track_id: int
     title: str = Field(description="The track's title tag, else its file name.")
@@ -26,6 +26,13 @@ class Match(BaseModel):
     speed: float = Field(description="Playback speed of the clip relative to the track.")
     tempo: float
     pitch: float = Field(description="Pitch shift of the clip relative to the track, tempo kept.")
+
+
+class Match(OtherMatch):
+    also: list[OtherMatch] = Field(
+        default_factory=list,
+        description="Other tracks holding the same audio (a remaster, a compilation), matched at least"
+                    " as surely as the threshold asks; most confident first.")
 
 
 class TrackRef(BaseModel):

@@ -121,8 +121,10 @@
     if (match) {
       $("match-title").replaceChildren(nameNode(displayName(match), "title", match.path));
       const speed = Math.abs(match.speed - 1) > 0.005 ? " · speed " + match.speed.toFixed(2) + "×" : "";
+      // The same audio in other tracks (a remaster, a compilation), matched as surely.
+      const also = (match.also || []).map((o) => displayName(o) + " at " + clock(o.offset_s)).join(", ");
       $("match-detail").textContent = "The clip starts at " + clock(match.offset_s) + " in this track · confidence "
-        + Math.round(match.confidence * 100) + " %" + speed;
+        + Math.round(match.confidence * 100) + " %" + speed + (also ? " · the same audio is also in " + also : "");
       $("match-detail").title = match.offset_s.toFixed(2) + " s";
       meter.hidden = false;
       meter.firstElementChild.style.width = Math.round(match.confidence * 100) + "%";
