@@ -61,6 +61,30 @@ def web_corpus(tmp_path_factory: pytest.TempPathFactory) -> WebCorpus:
     return WebCorpus(root / "library", music, outsider, ids)
 
 
+@dataclass(frozen=True)
+class SameAudio:
+    """A library holding one passage twice: a track and a compilation that starts 20 s earlier."""
+
+    library: Path
+    clip: Path  # 6 s of the track from 10 s
+    where: dict[str, float]  # file name -> where the clip starts in it
+
+
+@pytest.fixture(scope="session")
+def same_audio(tmp_path_factory: pytest.TempPathFactory) -> SameAudio:
+    root = tmp_path_factory.mktemp("same-audio")
+    music = root / "music"
+    music.mkdir()
+    original = synth.music(duration_s=30.0, sr=SR, seed=611)
+    sf.write(music / "original.wav", original, SR)
+    intro = synth.music(duration_s=20.0, sr=SR, seed=612)
+    sf.write(music / "compilation.wav", np.concatenate([intro, original]), SR)
+    with Library.create(root / "library") as library:
+        assert not index_audio(library, [music], workers=1).failed
+    sf.write(root / "clip.wav", original[10 * SR: 16 * SR], SR)
+    return SameAudio(root / "library", root / "clip.wav", {"original.wav": 10.0, "compilation.wav": 30.0})
+
+
 @pytest.fixture(scope="module")
 def client(web_corpus: WebCorpus) -> Iterator[Any]:
     from fastapi.testclient import TestClient

@@ -58,33 +58,21 @@ def test_identify_names_the_track_and_offset(client: Any, web_corpus: Any, name:
     assert record["elapsed_ms"] > 0
 
 
-def test_identify_names_the_other_track_that_holds_the_same_audio(tmp_path: Path) -> None:
+def test_identify_names_the_other_track_that_holds_the_same_audio(same_audio: Any) -> None:
     from fastapi.testclient import TestClient
 
     from audiolsh.web.app import create_app
     from audiolsh.web.settings import Settings
 
-    sr = 22050
-    music = tmp_path / "music"
-    music.mkdir()
-    original = synth.music(duration_s=30.0, sr=sr, seed=601)
-    sf.write(music / "original.wav", original, sr)
-    intro = synth.music(duration_s=8.0, sr=sr, seed=602)
-    sf.write(music / "compilation.wav", np.concatenate([intro, original]), sr)
-    with Library.create(tmp_path / "library") as library:
-        assert not index_audio(library, [music], workers=1).failed
-    app = create_app(Settings(index_path=tmp_path / "library", warm_up=False))
-    buf = io.BytesIO()
-    sf.write(buf, original[10 * sr: 16 * sr], sr, format="WAV", subtype="PCM_16")
+    app = create_app(Settings(index_path=same_audio.library, warm_up=False))
     with TestClient(app) as client:
-        r = post(client, "/api/identify", "clip.wav", buf.getvalue())
+        r = post(client, "/api/identify", "clip.wav", same_audio.clip.read_bytes())
     assert r.status_code == 200, r.text
     match = r.json()["match"]
-    where = {"original.wav": 10.0, "compilation.wav": 18.0}
     (other,) = match["also"]
-    assert {Path(match["path"]).name, Path(other["path"]).name} == set(where)
+    assert {Path(match["path"]).name, Path(other["path"]).name} == set(same_audio.where)
     for m in (match, other):
-        assert abs(m["offset_s"] - where[Path(m["path"]).name]) < 0.1 and m["matched"]
+        assert abs(m["offset_s"] - same_audio.where[Path(m["path"]).name]) < 0.1 and m["matched"]
     assert set(other) == MATCH_KEYS - {"also"}
 
 

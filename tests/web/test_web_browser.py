@@ -14,6 +14,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,20 @@ SIZES = {"desktop": (1280, 800, False), "phone": (390, 844, True)}
 
 @pytest.fixture(scope="module")
 def server(web_corpus: Any) -> Iterator[str]:
+    # two tracks a list: of the corpus's four, the clip's own is the match and three are left
+    with serve(web_corpus.library, warm_up=True, page_k=2) as url:
+        yield url
+
+
+@contextmanager
+def serve(library: Path, **settings: Any) -> Iterator[str]:
     """The app served by uvicorn on a free loopback port, in a thread."""
     import uvicorn
 
     from audiolsh.web.app import create_app
     from audiolsh.web.settings import Settings
 
-    # two tracks a list: of the corpus's four, the clip's own is the match and three are left
-    app = create_app(Settings(index_path=web_corpus.library, warm_up=True, page_k=2))
+    app = create_app(Settings(index_path=library, **settings))
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -138,6 +145,17 @@ def canvas_ink(driver: Any, element_id: str) -> int:
         "const c = document.getElementById(arguments[0]);"
         "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
         "let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;", element_id))
+
+
+def test_the_page_names_the_other_track_that_holds_the_same_audio(browser: Any, same_audio: Any) -> None:
+    with serve(same_audio.library, warm_up=False) as url:
+        upload(browser, url, same_audio.clip)
+        title = wait_for(browser, visible_text(browser, "match-title"))
+        detail = browser.find_element("id", "match-detail").text
+    assert title in same_audio.where
+    (other,) = set(same_audio.where) - {title}
+    at = round(same_audio.where[other])
+    assert f"the same audio is also in {other} at {at // 60}:{at % 60:02d}" in detail, detail
 
 
 def test_upload_names_the_track(server: str, browser: Any, web_corpus: Any, tmp_path: Path,

@@ -816,9 +816,10 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         # Another track the clip matches as surely holds the same audio; never below the
         # default, so that a low --min-confidence does not list every weak candidate.
         floor = max(verdict.min_confidence, self.default_min_confidence)
-        also = [m for v, lp, t in others
-                if (m := self._candidate((v, lp, t, found[3]), peaks[0].n_frames)) is not None
-                and m.confidence >= floor]
+        clip_s = peaks[0].n_frames * FRAME_S
+        sure = [(v, lp, t, found[3]) for v, lp, t in others  # scored before any catalogue read
+                if self.calibration.confidence(lp, v.count, found[3], clip_s) >= floor]
+        also = [m for c in sure if (m := self._candidate(c, peaks[0].n_frames)) is not None]
         if not also:
             return verdict
         also.sort(key=lambda m: -m.confidence)
