@@ -174,6 +174,31 @@ def test_a_clip_whose_audio_is_in_two_tracks_names_the_other_too(songs: dict[str
     assert alone.match is not None and alone.match.path == "song11.wav" and alone.match.also == ()
 
 
+def test_the_exact_copy_is_named_before_a_remaster_the_search_put_first() -> None:
+    # The passage twice in a row (a loop) and once, quieter and a little noisy, in a remaster:
+    # the loop's repeat makes chance agreement likelier there, so the search's chance
+    # probability puts the remaster first; the loop agrees on more hashes and is the surer.
+    passage = music(duration_s=12.0, sr=SR, seed=12)
+    hiss = white_noise(duration_s=12.0, sr=SR, seed=2)[: len(passage)]
+    hiss *= np.sqrt(np.mean(passage**2) / np.mean(hiss**2)) * 10 ** (-25 / 20)
+    intro = music(duration_s=30.0, sr=SR, seed=98)
+    tracks = {f"o{k}.wav": music(duration_s=SONG_S, sr=SR, seed=k) for k in (11, 13)}
+    tracks |= {"loop.wav": np.concatenate([passage, passage]),
+               "remaster.wav": np.concatenate([intro, 0.7 * (passage + hiss)])}
+    idx = FingerprintIndex.create(None)
+    with idx.session() as s:
+        for i, (path, y) in enumerate(tracks.items()):
+            s.add_track(path, content_hash=f"h{i}", duration_s=len(y) / SR,
+                        landmarks=landmarks(y.astype(np.float32), SR))
+    m = idx.identify(cut(passage, 1.0, 10.0), SR)
+    assert m is not None and m.path == "loop.wav"
+    assert min(abs(m.offset_s - 1.0), abs(m.offset_s - 13.0)) < 0.1  # either time round
+    assert [a.path for a in m.also] == ["remaster.wav"] and abs(m.also[0].offset_s - 31.0) < 0.1
+    # The remaster is the more significant by chance alone, the loop the surer answer.
+    assert m.also[0].log10_p < m.log10_p and m.score > m.also[0].score
+    assert m.confidence > m.also[0].confidence >= idx.default_min_confidence
+
+
 @pytest.mark.parametrize("seed", [104, 105])
 def test_unindexed_music_sped_up_or_shifted_gives_no_match(index: FingerprintIndex, seed: int) -> None:
     # What the wide grids try most: a clip that could be any of them.

@@ -105,7 +105,8 @@ class Match:
     pitch : > 1 when the clip is pitch-shifted up with tempo kept
     query_start_s, query_end_s : span of the clip (its own time) covered by agreeing hashes
     also : other tracks the clip matches on its own at least as surely as the threshold asks
-        (the same audio in another file: a remaster, a compilation), most confident first
+        (the same audio in another file: a remaster, a compilation), most confident first;
+        the match itself is the most confident of them all
     """
 
     track_id: int
@@ -810,20 +811,31 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         others: list[tuple[Votes, float, tuple[float, float, float]]] = []
         found = self._retried(peaks, lambda: self._query_peaks(y, sr, self.params.retry_shifts),
                               search_speed=search_speed, others=others)
-        verdict = self._verdict(self._candidate(found, peaks[0].n_frames), found[3], min_confidence)
-        if verdict.match is None or not others:
-            return verdict
-        # Another track the clip matches as surely holds the same audio; never below the
-        # default, so that a low --min-confidence does not list every weak candidate.
-        floor = max(verdict.min_confidence, self.default_min_confidence)
-        clip_s = peaks[0].n_frames * FRAME_S
-        sure = [(v, lp, t, found[3]) for v, lp, t in others  # scored before any catalogue read
-                if self.calibration.confidence(lp, v.count, found[3], clip_s) >= floor]
-        also = [m for c in sure if (m := self._candidate(c, peaks[0].n_frames)) is not None]
+        best = self._candidate(found, peaks[0].n_frames)
+        if best is not None and others:
+            best = self._most_confident(best, others, found[3], peaks[0].n_frames, min_confidence)
+        return self._verdict(best, found[3], min_confidence)
+
+    def _most_confident(
+        self, best: Match, others: list[tuple[Votes, float, tuple[float, float, float]]], n_hashes: int,
+        q_frames: int, min_confidence: float | None,
+    ) -> Match:
+        """``best`` or, when another track the clip matches on its own is more confident (the
+        same audio in a second file: the exact copy agreeing on more hashes than a remaster
+        the search put first), that track; the others that match are listed in ``also``.
+        Only tracks at the threshold asked for and never below the default are considered,
+        so a low --min-confidence does not list every weak candidate."""
+        floor = max(self.default_min_confidence,
+                    self.default_min_confidence if min_confidence is None else min_confidence)
+        clip_s = q_frames * FRAME_S
+        sure = [(v, lp, t, n_hashes) for v, lp, t in others  # scored before any catalogue read
+                if self.calibration.confidence(lp, v.count, n_hashes, clip_s) >= floor]
+        also = [m for c in sure if (m := self._candidate(c, q_frames)) is not None]
         if not also:
-            return verdict
-        also.sort(key=lambda m: -m.confidence)
-        return replace(verdict, best=replace(verdict.match, also=tuple(also)))
+            return best
+        # Stable: a tie keeps the search's pick.
+        ranked = sorted([best, *also], key=lambda m: -m.confidence)
+        return replace(ranked[0], also=tuple(m for m in ranked[1:] if m.confidence >= floor))
 
     def identify(
         self, y: np.ndarray, sr: float, *, min_confidence: float | None = None, search_speed: bool = True,
