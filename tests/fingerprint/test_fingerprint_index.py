@@ -174,11 +174,10 @@ def test_a_clip_whose_audio_is_in_two_tracks_names_the_other_too(songs: dict[str
     assert alone.match is not None and alone.match.path == "song11.wav" and alone.match.also == ()
 
 
-def test_the_exact_copy_is_named_before_a_remaster_the_search_put_first() -> None:
-    # The passage twice in a row (a loop) and once, quieter and a little noisy, in a remaster:
-    # the loop's repeat makes chance agreement likelier there, so the search's chance
-    # probability puts the remaster first; the loop agrees on more hashes and is the surer.
-    passage = music(duration_s=12.0, sr=SR, seed=12)
+def copies_index(passage: np.ndarray) -> FingerprintIndex:
+    """``passage`` twice in a row (a loop) and once, quieter and a little noisy, in a remaster:
+    the loop's repeat makes chance agreement likelier there, so the search's chance
+    probability puts the remaster first; the loop agrees on more hashes and is the surer."""
     hiss = white_noise(duration_s=12.0, sr=SR, seed=2)[: len(passage)]
     hiss *= np.sqrt(np.mean(passage**2) / np.mean(hiss**2)) * 10 ** (-25 / 20)
     intro = music(duration_s=30.0, sr=SR, seed=98)
@@ -190,6 +189,12 @@ def test_the_exact_copy_is_named_before_a_remaster_the_search_put_first() -> Non
         for i, (path, y) in enumerate(tracks.items()):
             s.add_track(path, content_hash=f"h{i}", duration_s=len(y) / SR,
                         landmarks=landmarks(y.astype(np.float32), SR))
+    return idx
+
+
+def test_the_exact_copy_is_named_before_a_remaster_the_search_put_first() -> None:
+    passage = music(duration_s=12.0, sr=SR, seed=12)
+    idx = copies_index(passage)
     m = idx.identify(cut(passage, 1.0, 10.0), SR)
     assert m is not None and m.path == "loop.wav"
     assert min(abs(m.offset_s - 1.0), abs(m.offset_s - 13.0)) < 0.1  # either time round
@@ -197,6 +202,15 @@ def test_the_exact_copy_is_named_before_a_remaster_the_search_put_first() -> Non
     # The remaster is the more significant by chance alone, the loop the surer answer.
     assert m.also[0].log10_p < m.log10_p and m.score > m.also[0].score
     assert m.confidence > m.also[0].confidence >= idx.default_min_confidence
+
+
+def test_segments_name_the_exact_copy_as_a_clip_would() -> None:
+    passage = music(duration_s=12.0, sr=SR, seed=12)
+    idx = copies_index(passage)
+    segments = idx.identify_segments(cut(passage, 1.0, 11.0), SR, window_s=10.0, hop_s=1.0)
+    assert [s.match.path for s in segments] == ["loop.wav"] and segments[0].match.also == ()
+    assert segments[0].start_s < 0.5 and segments[0].end_s > 9.5
+    assert min(abs(segments[0].match.offset_s - 1.0), abs(segments[0].match.offset_s - 13.0)) < 0.2
 
 
 @pytest.mark.parametrize("seed", [104, 105])

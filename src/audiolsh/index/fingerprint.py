@@ -900,8 +900,13 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             span = min(win, n_frames - start)
             sub = [_window(p, start, span) for p in shifts]
             retry = None if again is None else partial(_windows, again, start, span)
-            found = self._retried(sub, retry, search_speed=search_speed)
-            m = self._verdict(self._candidate(found, sub[0].n_frames), found[3], min_confidence).match
+            others: list[tuple[Votes, float, tuple[float, float, float]]] = []
+            found = self._retried(sub, retry, search_speed=search_speed, others=others)
+            best = self._candidate(found, sub[0].n_frames)
+            if best is not None and others:  # the track a clip of this window would name
+                best = replace(self._most_confident(best, others, found[3], sub[0].n_frames, min_confidence),
+                               also=())
+            m = self._verdict(best, found[3], min_confidence).match
             if m is None:
                 continue
             w0 = start * FRAME_S
