@@ -45,7 +45,7 @@ def main() -> None:
                          " [default: the former operating point]")
     ap.add_argument("--png", type=Path, default=None, help="reliability diagram of the check")
     args = ap.parse_args()
-    out = args.out or Path(str(resources.files("audiolsh.features").joinpath("data", "confidence-v1.json")))
+    out = args.out or Path(str(resources.files("audiolsh.features").joinpath("data", "confidence-v2.json")))
     report = load_report(args.fit_report)
     cal = fit_from_report(report, budget=args.false_match_budget)
     cal.save(out)
@@ -59,7 +59,7 @@ def main() -> None:
         rows = np.array(rep.systems["audiolsh"]["candidates"], np.float64)
         has = np.isfinite(rows[:, 0])
         conf = np.zeros(len(rows))
-        conf[has] = cal.probability(rows[has, 0], rows[has, 1], rows[has, 2], rows[has, 3])
+        conf[has] = cal.probability(*rows[has].T)
         answers = [Answer(a.track, a.offset_s, float(c) if a.track else a.score)
                    for a, c in zip(rep.answers["audiolsh"], conf)]
         summary = calibration_summary(rep.clips, answers)

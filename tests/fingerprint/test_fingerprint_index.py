@@ -174,6 +174,19 @@ def test_a_clip_whose_audio_is_in_two_tracks_names_the_other_too(songs: dict[str
     assert alone.match is not None and alone.match.path == "song11.wav" and alone.match.also == ()
 
 
+def test_the_confidence_weighs_the_clips_noise_level(
+        index: FingerprintIndex, songs: dict[str, np.ndarray]) -> None:
+    clip = cut(songs["song13.wav"], 10.0, 5.0)
+    noisy = snr_noise(clip, pink_noise(duration_s=5.0, sr=SR, seed=9), 3.0)
+    a, b = index.identify(clip, SR, min_confidence=0.0), index.identify(noisy, SR, min_confidence=0.0)
+    assert a is not None and b is not None and a.path == b.path == "song13.wav"
+    assert 0.0 <= a.noise < b.noise <= 1.0
+    cal = index.calibration
+    for m in (a, b):  # the model sees the clip's noise level with the rest
+        assert m.confidence == cal.confidence(m.log10_p, m.score, m.n_query_hashes, m.clip_s, m.noise)
+    assert cal.confidence(b.log10_p, b.score, b.n_query_hashes, b.clip_s, a.noise) < b.confidence
+
+
 def copies_index(passage: np.ndarray) -> FingerprintIndex:
     """``passage`` twice in a row (a loop) and once, quieter and a little noisy, in a remaster:
     the loop's repeat makes chance agreement likelier there, so the search's chance

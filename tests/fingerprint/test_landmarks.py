@@ -232,3 +232,44 @@ def test_a_time_step_spread_adds_each_pair_a_frame_longer_and_shorter() -> None:
     assert indexed.hashes[0] not in plain[0] and indexed.hashes[0] in spread[0]
     assert len(spread[0]) == 3 and set(plain[0]) <= set(spread[0]) and np.all(spread[1] == 10)
     assert sorted(int(h) & ((1 << fl.DT_BITS) - 1) for h in spread[0]) == [10, 11, 12]
+
+
+def _noise_of(y: np.ndarray) -> float:
+    return fl.noise_level(fl.shifted_peaks(y, SR, levels=True)[0])
+
+
+def test_noise_level_tells_a_noisy_clip_from_a_clean_one() -> None:
+    from audiolsh.audio.synth import pink_noise, white_noise
+
+    song = music(duration_s=5.0, sr=SR, seed=3)
+    chord = sum(tone(f, duration_s=5.0, sr=SR) for f in (220.0, 330.0, 440.0)).astype(np.float32)
+    pink = pink_noise(duration_s=5.0, sr=SR, seed=1)[: len(song)]
+    pink *= np.sqrt(np.mean(song**2) / np.mean(pink**2))  # 0 dB
+    levels = {"white": _noise_of(white_noise(duration_s=5.0, sr=SR, seed=2)), "chord": _noise_of(chord),
+              "song": _noise_of(song), "song + pink 0 dB": _noise_of((song + pink).astype(np.float32))}
+    assert levels["white"] > 0.4 and levels["chord"] < 0.01
+    assert levels["chord"] < levels["song"] < levels["song + pink 0 dB"] < levels["white"], levels
+    # Silence before the music (here most of the clip) is left out: it reads as flat as white noise.
+    quiet_head = np.concatenate([np.zeros(7 * SR, np.float32), song])
+    assert _noise_of(quiet_head) < 10 * levels["song"] < levels["song + pink 0 dB"]
+    # Only a query's analysis keeps the frames' levels (an index's does not pay for them).
+    assert fl.shifted_peaks(song, SR)[0].frames is None and fl.noise_level(fl.spectral_peaks(song, SR)) == 0.0
+
+
+def test_a_streamed_recording_and_its_windows_have_the_noise_level_of_the_whole() -> None:
+    from audiolsh.features.stream_peaks import Fingerprint
+
+    y = music(duration_s=12.0, sr=SR, seed=8)
+    whole = fl.shifted_peaks(y, SR, density=36.0, levels=True)[0]
+    stream = Fingerprint(SR, density=36.0, levels=True)
+    for i in range(0, len(y), 7000):  # blocks that split frames
+        stream.push(y[i:i + 7000])
+    streamed = stream.peaks()
+    assert whole.frames is not None and streamed.frames is not None
+    np.testing.assert_allclose(streamed.frames, whole.frames, rtol=1e-4, atol=1e-4)
+    part = whole.window(100, 150)
+    assert part.frames is not None and len(part.frames) == 150 and part.n_frames == 150
+    np.testing.assert_array_equal(part.frames, whole.frames[100:250])
+    assert np.all((part.times >= 0) & (part.times < 150))
+    assert fl.noise_level(part) == pytest.approx(fl.noise_level(fl.shifted_peaks(
+        y[100 * fl.HOP_LENGTH * SR // fl.FP_SR:], SR, levels=True)[0].window(0, 150)), rel=0.05)

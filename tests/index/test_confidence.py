@@ -105,3 +105,34 @@ def test_a_fit_by_false_match_budget_spends_it_on_negatives(rng: np.random.Gener
     assert old.default_min_confidence == plain.default_min_confidence
     with pytest.raises(ParameterError, match="negative clips"):
         calibrated.fit(log10_p, agreeing, hashes, seconds, right, budget=0.01)
+
+
+def test_a_version_1_calibration_reads_with_no_weight_on_the_noise_level() -> None:
+    v1 = {"format": calibrated.FORMAT, "format_version": 1, "features": list(calibrated.V1_FEATURES),
+          "chance_cap": calibrated.CHANCE_CAP, "coef": [1.5, 0.8, 0.3, -2.0], "intercept": -3.0,
+          "default_min_confidence": 0.9, "hashes_needed": 300, "meta": {}}
+    cal = calibrated.Calibration.from_json(v1)
+    assert cal.coef == (1.5, 0.8, 0.3, -2.0, 0.0)
+    z = 1.5 * np.log1p(6.0) + 0.8 * np.log1p(30.0) + 0.3 * np.log1p(1000.0) - 2.0 * np.log(3.0) - 3.0
+    for noise in (0.0, 0.5, 1.0):  # the same answer whatever the noise
+        assert cal.confidence(-6.0, 30, 1000, 3.0, noise) == pytest.approx(1 / (1 + np.exp(-z)))
+    with pytest.raises(ParameterError):  # a version-1 file of five numbers is not one
+        calibrated.Calibration.from_json({**v1, "coef": [1.5, 0.8, 0.3, -2.0, 1.0]})
+
+
+def test_the_fit_learns_that_the_same_evidence_is_surer_in_a_noisy_clip(rng: np.random.Generator) -> None:
+    # In noisy clips a right answer agrees on fewer hashes, while chance agreement does not grow:
+    # the fit must weigh the noise level up, and the shipped fit does too.
+    n = 6000
+    noise = rng.uniform(0.0, 0.6, n)
+    right = rng.random(n) < 0.5
+    agreeing = np.where(right, rng.poisson(40 * (1 - noise)) + 6, rng.poisson(8, n)).astype(float)
+    chance = np.where(right, agreeing / 4, rng.uniform(-1.0, 3.0, n))
+    hashes, seconds = np.full(n, 1500.0), np.full(n, 3.0)
+    cal = calibrated.fit(-chance, agreeing, hashes, seconds, right, noise=noise)
+    assert cal.coef[4] > 0
+    p = cal.probability(-3.0, 16, 1500, 3.0, np.array([0.0, 0.3, 0.6]))
+    assert np.all(np.diff(p) > 0)
+    shipped = calibrated.load()
+    assert shipped.coef[4] > 0 and shipped.confidence(-4.0, 20, 2000, 3.0, 0.3) > \
+        shipped.confidence(-4.0, 20, 2000, 3.0, 0.0)

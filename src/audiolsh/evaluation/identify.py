@@ -658,7 +658,8 @@ class AudiolshSystem(ClipByClip):
         m = verdict.best
         self.info["candidates"].append([math.nan if m is None else float(m.log10_p),
                                         0.0 if m is None else float(m.score), verdict.n_query_hashes,
-                                        len(y) / sr if m is None else m.clip_s])
+                                        len(y) / sr if m is None else m.clip_s,
+                                        0.0 if m is None else m.noise])
         if m is None:
             return None, None, -math.inf
         return m.path, m.offset_s, float(m.confidence)

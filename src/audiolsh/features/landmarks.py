@@ -102,18 +102,53 @@ class Peaks:
     freqs : float32 (n,), FFT bin with sub-bin refinement (bin k is k * FP_SR / N_FFT Hz)
     strength : float32 (n,), prominence in natural-log magnitude units
     n_frames : int, frames in the signal
+    frames : float32 (n_frames, 2) or None, each frame's :func:`frame_levels` (how noise-like
+        and how loud), from which :func:`noise_level` tells how noisy the signal is
     """
 
     times: np.ndarray
     freqs: np.ndarray
     strength: np.ndarray
     n_frames: int
+    frames: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.times)
 
     def select(self, mask: np.ndarray) -> Peaks:
-        return Peaks(self.times[mask], self.freqs[mask], self.strength[mask], self.n_frames)
+        return Peaks(self.times[mask], self.freqs[mask], self.strength[mask], self.n_frames, self.frames)
+
+    def window(self, start: int, n_frames: int) -> Peaks:
+        """The peaks of frames [start, start + n_frames), their times from the window's start."""
+        keep = (self.times >= start) & (self.times < start + n_frames)
+        frames = None if self.frames is None else self.frames[start:start + n_frames]
+        return Peaks(self.times[keep] - start, self.freqs[keep], self.strength[keep], n_frames, frames)
+
+
+QUIET_DB = 40.0
+"""Frames more than this below a signal's loudest are left out of its noise level (silence,
+fades)."""
+
+
+def frame_levels(S: np.ndarray) -> np.ndarray:
+    """float32 (n_frames, 2) of magnitude frames ``S`` (n_frames, bins ``BAND``): each frame's log
+    spectral flatness (log of the geometric over the arithmetic mean of the power; 0: white
+    noise, very negative: a few partials) and log mean power."""
+    P = S.astype(np.float64) ** 2 + 1e-20
+    mean = P.mean(axis=1)
+    return np.stack([np.log(P).mean(axis=1) - np.log(mean), np.log(mean)], axis=1).astype(np.float32)
+
+
+def noise_level(peaks: Peaks) -> float:
+    """How noise-like a signal is: the median spectral flatness of its frames within ``QUIET_DB``
+    of the loudest (0: a few clear partials, 1: white noise); 0 when not known.  The
+    calibration weighs evidence by it: in a noisy clip fewer hashes survive, and the few that
+    agree by chance with another track's harmonics are fewer still."""
+    f = peaks.frames
+    if f is None or not len(f):
+        return 0.0
+    loud = f[:, 1] >= f[:, 1].max() - QUIET_DB / 10 * np.log(10)
+    return float(np.exp(np.median(f[loud, 0])))
 
 
 @dataclass(frozen=True)
@@ -177,9 +212,12 @@ def spectral_peaks(y: np.ndarray, sr: float, *, density: float = DENSITY) -> Pea
     return shifted_peaks(y, sr, density=density)[0]
 
 
-def shifted_peaks(y: np.ndarray, sr: float, *, density: float = DENSITY, shifts: int = 1) -> list[Peaks]:
+def shifted_peaks(
+    y: np.ndarray, sr: float, *, density: float = DENSITY, shifts: int = 1, levels: bool = False
+) -> list[Peaks]:
     """:func:`spectral_peaks` of ``y`` analysed from ``shifts`` start offsets, ``k / shifts`` of
-    a hop apart (k = 0 .. shifts - 1), each's times on the unshifted analysis's frame grid.
+    a hop apart (k = 0 .. shifts - 1), each's times on the unshifted analysis's frame grid
+    (``levels``: with the frames' :func:`frame_levels`, as a query needs them).
 
     A clip starts anywhere within a hop of the frame grid its track was indexed on; one of the
     shifted analyses is within ``1 / (2 shifts)`` of a hop of it, so the peaks that straddle
@@ -193,10 +231,12 @@ def shifted_peaks(y: np.ndarray, sr: float, *, density: float = DENSITY, shifts:
     out: list[Peaks] = []
     for k in range(shifts):
         start = round(k * HOP_LENGTH / shifts)
-        L = log_spectrogram(y[start:])[:, BAND]
+        S = magnitude_frames(y[start:])
+        L = np.log(S[:, BAND] + level_floor(S.max())).astype(np.float32)
         times, freqs, strength = band_peaks(L, density=density, core=(0, L.shape[0]))
         n_frames = out[0].n_frames if out else L.shape[0]
-        out.append(Peaks(times + np.float32(start / HOP_LENGTH), freqs, strength, n_frames))
+        frames = None if not levels else frame_levels(S[:, BAND]) if not out else out[0].frames
+        out.append(Peaks(times + np.float32(start / HOP_LENGTH), freqs, strength, n_frames, frames))
     return out
 
 

@@ -65,13 +65,14 @@ class _Spill:
 class Fingerprint:
     """Landmark hashes (:func:`audiolsh.features.landmarks.landmarks`) of a stream at ``sr`` Hz."""
 
-    def __init__(self, sr: int, *, density: float = lm.DENSITY) -> None:
+    def __init__(self, sr: int, *, density: float = lm.DENSITY, levels: bool = False) -> None:
         self.resampler = (None if sr == lm.FP_SR
                           else soxr.ResampleStream(sr, lm.FP_SR, 1, dtype="float32", quality="HQ"))
         self.framer = Framer(lm.N_FFT, lm.HOP_LENGTH, center=False)
         self.spill = _Spill(lm.BAND.stop - lm.BAND.start)
         self.peak = 0.0
         self.density = density
+        self.levels: list[np.ndarray] | None = [] if levels else None  # a query's noise level
 
     def push(self, y: np.ndarray, *, last: bool = False) -> None:
         if self.resampler is not None:
@@ -84,6 +85,8 @@ class Fingerprint:
         S = lm.magnitude_frames(seg)
         self.peak = max(self.peak, float(S.max()))
         self.spill.write(S[:, lm.BAND])
+        if self.levels is not None:
+            self.levels.append(lm.frame_levels(S[:, lm.BAND]))
 
     def peaks(self) -> lm.Peaks:
         """The stream's spectral peaks, as :func:`~audiolsh.features.landmarks.spectral_peaks`
@@ -99,7 +102,9 @@ class Fingerprint:
         finally:
             self.spill.close()
         times, freqs, strength = (np.concatenate([p[i] for p in parts]) for i in range(3))
-        return lm.Peaks(times, freqs, strength, self.spill.n_rows)
+        frames = None if self.levels is None else (
+            np.concatenate(self.levels) if self.levels else np.zeros((0, 2), np.float32))
+        return lm.Peaks(times, freqs, strength, self.spill.n_rows, frames)
 
     def finish(self) -> lm.Landmarks:
         return lm.pair_peaks(self.peaks(), fanout=lm.FANOUT)

@@ -1,15 +1,17 @@
 """Calibrated confidence: the probability that a fingerprint match names the right track.
 
-A logistic model over four quantities the engine computes for its best candidate: the chance
+A logistic model over five quantities the engine computes for its best candidate: the chance
 score ``-log10 p`` (capped: beyond the cap every answer of the fit was right), the agreeing
 hashes, the query's hashes and the clip's seconds, each as a log (a log also keeps the fit
-steady when an engine change stretches the scores).  It is fitted on
+steady when an engine change stretches the scores), and how noise-like the clip is
+(:func:`audiolsh.features.landmarks.noise_level`: in a noisy clip the same evidence is surer,
+as chance agreement with another track's held notes needs the clean partials noise drowns).  It is fitted on
 the clips of the identification protocol (``audiolsh evaluate identify --fit-confidence``):
 positives and negatives of every condition and length, label 1 when the candidate is the clip's
 source track.  The chance score's and the agreeing hashes' weights are kept >= 0, so more
 evidence never lowers the confidence.
 
-The fit is shipped as ``features/data/confidence-v1.json`` (plain JSON, versioned) with the
+The fit is shipped as ``features/data/confidence-v2.json`` (plain JSON, versioned) with the
 default threshold it implies: the calibrated probability that best reproduces the engine's
 former operating point (chance score >= 3, i.e. a corrected p <= 0.001), the operating point
 the default keeps.  Fitted with a false-match ``budget`` instead (``fit_confidence.py
@@ -33,9 +35,11 @@ from numpy.typing import ArrayLike
 from audiolsh.errors import ParameterError
 
 FORMAT = "audiolsh-confidence"
-FORMAT_VERSION = 1
-DEFAULT = "confidence-v1"
-FEATURES = ("log_chance", "log_agreeing", "log_query_hashes", "log_seconds")
+FORMAT_VERSION = 2
+DEFAULT = "confidence-v2"
+FEATURES = ("log_chance", "log_agreeing", "log_query_hashes", "log_seconds", "noise_level")
+V1_FEATURES = FEATURES[:4]
+"""A version-1 calibration (no noise level) reads as version 2 with the noise's weight 0."""
 CHANCE_CAP = 30.0
 """Chance scores above this are all one (an engine change that rescales the top does not move
 the fit)."""
@@ -47,12 +51,13 @@ FALSE_MATCH_BUDGET = 0.0025
 used to fit stays inside 0.5 %."""
 
 
-def features(log10_p: Any, agreeing: Any, query_hashes: Any, seconds: Any) -> np.ndarray:
-    """(n, 4) float64 model inputs from the engine's quantities (scalars or arrays)."""
+def features(log10_p: Any, agreeing: Any, query_hashes: Any, seconds: Any, noise: Any = 0.0) -> np.ndarray:
+    """(n, 5) float64 model inputs from the engine's quantities (scalars or arrays)."""
     chance = np.log1p(np.clip(-np.asarray(log10_p, np.float64), 0.0, CHANCE_CAP))
     cols = [chance, np.log1p(np.maximum(np.asarray(agreeing, np.float64), 0.0)),
             np.log1p(np.maximum(np.asarray(query_hashes, np.float64), 0.0)),
-            np.log(np.maximum(np.asarray(seconds, np.float64), 0.1))]
+            np.log(np.maximum(np.asarray(seconds, np.float64), 0.1)),
+            np.clip(np.asarray(noise, np.float64), 0.0, 1.0)]
     return np.stack(np.broadcast_arrays(*cols), axis=-1).reshape(-1, len(FEATURES))
 
 
@@ -72,12 +77,14 @@ class Calibration:
     hashes_needed: int
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def probability(self, log10_p: Any, agreeing: Any, query_hashes: Any, seconds: Any) -> np.ndarray:
-        z = features(log10_p, agreeing, query_hashes, seconds) @ np.asarray(self.coef) + self.intercept
+    def probability(self, log10_p: Any, agreeing: Any, query_hashes: Any, seconds: Any,
+                    noise: Any = 0.0) -> np.ndarray:
+        z = features(log10_p, agreeing, query_hashes, seconds, noise) @ np.asarray(self.coef) + self.intercept
         return _sigmoid(z)
 
-    def confidence(self, log10_p: float, agreeing: float, query_hashes: float, seconds: float) -> float:
-        return float(self.probability(log10_p, agreeing, query_hashes, seconds)[0])
+    def confidence(self, log10_p: float, agreeing: float, query_hashes: float, seconds: float,
+                   noise: float = 0.0) -> float:
+        return float(self.probability(log10_p, agreeing, query_hashes, seconds, noise)[0])
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "features": list(FEATURES),
@@ -88,14 +95,18 @@ class Calibration:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], where: str = "calibration") -> Calibration:
-        if data.get("format") != FORMAT or data.get("format_version") != FORMAT_VERSION:
-            raise ParameterError(f"{where}: not a confidence calibration of format version {FORMAT_VERSION}")
-        if data.get("features") != list(FEATURES) or data.get("chance_cap") != CHANCE_CAP:
+        version = data.get("format_version")
+        if data.get("format") != FORMAT or version not in (1, FORMAT_VERSION):
+            raise ParameterError(f"{where}: not a confidence calibration of format version 1 or"
+                                 f" {FORMAT_VERSION}")
+        expected = list(V1_FEATURES if version == 1 else FEATURES)
+        if data.get("features") != expected or data.get("chance_cap") != CHANCE_CAP:
             raise ParameterError(f"{where}: made for features {data.get('features')}, this audiolsh"
                                  f" uses {list(FEATURES)} (refit it)")
         coef = tuple(float(c) for c in data["coef"])
-        if len(coef) != len(FEATURES) or not all(map(math.isfinite, (*coef, data["intercept"]))):
+        if len(coef) != len(expected) or not all(map(math.isfinite, (*coef, data["intercept"]))):
             raise ParameterError(f"{where}: bad coefficients {data['coef']}")
+        coef += (0.0,) * (len(FEATURES) - len(coef))
         return cls(coef, float(data["intercept"]), float(data["default_min_confidence"]),
                    int(data["hashes_needed"]), dict(data.get("meta", {})))
 
@@ -122,21 +133,24 @@ def load(name: str = DEFAULT) -> Calibration:
 
 
 def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
-        seconds: ArrayLike, correct: ArrayLike, *, clean: ArrayLike | None = None,
-        negative: ArrayLike | None = None, budget: float | None = None, l2: float = 1e-6,
+        seconds: ArrayLike, correct: ArrayLike, *, noise: ArrayLike | None = None,
+        clean: ArrayLike | None = None, negative: ArrayLike | None = None,
+        budget: float | None = None, l2: float = 1e-6,
         meta: dict[str, Any] | None = None) -> Calibration:
     """Logistic regression of ``correct`` (the candidate is the clip's track) on the features,
     the chance score's and the agreeing hashes' weights bounded at >= 0; deterministic.  A clip
     with no candidate at all (``log10_p`` NaN) is left out of the fit but counts as unmatched
     for ``hashes_needed``.
 
+    ``noise`` is each clip's noise level (default: 0, as a version-1 fit had it).
     ``clean`` marks the undistorted positive clips, on which ``hashes_needed`` is read (noise
     adds hashes that agree with nothing, so only clean clips tell how many a match needs).
     ``negative`` marks the clips of unindexed audio (verified overlaps left out); with a
     ``budget`` the default threshold is the lowest that matches at most that share of them."""
     from scipy.optimize import minimize
 
-    X_all = features(np.nan_to_num(np.asarray(log10_p, np.float64)), agreeing, query_hashes, seconds)
+    X_all = features(np.nan_to_num(np.asarray(log10_p, np.float64)), agreeing, query_hashes, seconds,
+                     0.0 if noise is None else noise)
     has = np.isfinite(np.asarray(log10_p, np.float64))  # NaN: the clip had no candidate at all
     X, y = X_all[has], np.asarray(correct, np.float64)[has]
     if len(y) < 10 or y.min() == y.max():
@@ -152,7 +166,7 @@ def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
         grad = np.concatenate([[g.mean()], Z.T @ g / len(y) + 2 * l2 * w[1:]])
         return float(nll.mean() + l2 * w[1:] @ w[1:]), grad
 
-    bounds = [(None, None), (0.0, None), (0.0, None), (None, None), (None, None)]
+    bounds = [(None, None), (0.0, None), (0.0, None), (None, None), (None, None), (None, None)]
     w = minimize(loss, np.zeros(1 + Z.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds,
                  options={"maxiter": 10000, "ftol": 1e-14, "gtol": 1e-10}).x
     coef = w[1:] / sd

@@ -46,6 +46,7 @@ from audiolsh.features.landmarks import (
     Landmarks,
     Peaks,
     landmarks,
+    noise_level,
     pair_peaks,
     pair_shifts,
     shifted_peaks,
@@ -123,6 +124,7 @@ class Match:
     pitch: float = 1.0
     matched: bool = True
     clip_s: float = 0.0  # the seconds searched, as the confidence model sees them
+    noise: float = 0.0  # how noise-like the clip is, as the confidence model sees it
     also: tuple[Match, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -560,7 +562,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         """A query's peaks at ``query_density``, from ``shifts`` (0: ``query_shifts``) sub-hop
         start offsets."""
         shifts = shifts or self.params.query_shifts
-        return shifted_peaks(y, sr, density=self.params.query_density, shifts=shifts)
+        return shifted_peaks(y, sr, density=self.params.query_density, shifts=shifts, levels=True)
 
     def _retried(
         self, peaks: list[Peaks], again: Callable[[], list[Peaks]] | None, *, search_speed: bool,
@@ -766,9 +768,11 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         return self.calibration.default_min_confidence
 
     def _candidate(
-        self, found: tuple[Votes | None, float, tuple[float, float, float], int], q_frames: int
+        self, found: tuple[Votes | None, float, tuple[float, float, float], int], q_frames: int,
+        noise: float,
     ) -> Match | None:
-        """The best candidate of a search, with its calibrated confidence (None: no vote at all)."""
+        """The best candidate of a search, with its calibrated confidence (None: no vote at all);
+        ``noise``: the clip's :func:`~audiolsh.features.landmarks.noise_level`."""
         v, log_p, (speed, tempo, pitch), n_hashes = found
         if v is None:
             return None
@@ -776,13 +780,14 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         if track is None:  # removed since the refresh
             return None
         cal = self.calibration
-        confidence = cal.confidence(log_p, v.count, n_hashes, q_frames * FRAME_S)
+        confidence = cal.confidence(log_p, v.count, n_hashes, q_frames * FRAME_S, noise)
         scale = speed * tempo
         return Match(
             track_id=v.track_id, path=track.path, offset_s=v.offset * FRAME_S, score=float(v.count),
             confidence=confidence, speed=speed, tempo=tempo, pitch=pitch, n_query_hashes=n_hashes,
             query_start_s=v.q_first / scale * FRAME_S, query_end_s=(v.q_last + 1) / scale * FRAME_S,
             log10_p=log_p, matched=confidence >= cal.default_min_confidence, clip_s=q_frames * FRAME_S,
+            noise=noise,
         )
 
     def _verdict(self, best: Match | None, n_hashes: int, min_confidence: float | None) -> Verdict:
@@ -811,14 +816,15 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         others: list[tuple[Votes, float, tuple[float, float, float]]] = []
         found = self._retried(peaks, lambda: self._query_peaks(y, sr, self.params.retry_shifts),
                               search_speed=search_speed, others=others)
-        best = self._candidate(found, peaks[0].n_frames)
+        noise = noise_level(peaks[0])
+        best = self._candidate(found, peaks[0].n_frames, noise)
         if best is not None and others:
-            best = self._most_confident(best, others, found[3], peaks[0].n_frames, min_confidence)
+            best = self._most_confident(best, others, found[3], peaks[0].n_frames, noise, min_confidence)
         return self._verdict(best, found[3], min_confidence)
 
     def _most_confident(
         self, best: Match, others: list[tuple[Votes, float, tuple[float, float, float]]], n_hashes: int,
-        q_frames: int, min_confidence: float | None,
+        q_frames: int, noise: float, min_confidence: float | None,
     ) -> Match:
         """``best`` or, when another track the clip matches on its own is more confident (the
         same audio in a second file: the exact copy agreeing on more hashes than a remaster
@@ -829,8 +835,8 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
                     self.default_min_confidence if min_confidence is None else min_confidence)
         clip_s = q_frames * FRAME_S
         sure = [(v, lp, t, n_hashes) for v, lp, t in others  # scored before any catalogue read
-                if self.calibration.confidence(lp, v.count, n_hashes, clip_s) >= floor]
-        also = [m for c in sure if (m := self._candidate(c, q_frames)) is not None]
+                if self.calibration.confidence(lp, v.count, n_hashes, clip_s, noise) >= floor]
+        also = [m for c in sure if (m := self._candidate(c, q_frames, noise)) is not None]
         if not also:
             return best
         # Stable: a tie keeps the search's pick.
@@ -902,10 +908,11 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             retry = None if again is None else partial(_windows, again, start, span)
             others: list[tuple[Votes, float, tuple[float, float, float]]] = []
             found = self._retried(sub, retry, search_speed=search_speed, others=others)
-            best = self._candidate(found, sub[0].n_frames)
+            noise = noise_level(sub[0])
+            best = self._candidate(found, sub[0].n_frames, noise)
             if best is not None and others:  # the track a clip of this window would name
-                best = replace(self._most_confident(best, others, found[3], sub[0].n_frames, min_confidence),
-                               also=())
+                best = replace(self._most_confident(best, others, found[3], sub[0].n_frames, noise,
+                                                    min_confidence), also=())
             m = self._verdict(best, found[3], min_confidence).match
             if m is None:
                 continue
@@ -957,8 +964,7 @@ def _background(d: np.ndarray, h: np.ndarray, tolerance: int) -> float:
 
 def _window(peaks: Peaks, start: int, n_frames: int) -> Peaks:
     """The peaks of frames [start, start + n_frames), their times from the window's start."""
-    sub = peaks.select((peaks.times >= start) & (peaks.times < start + n_frames))
-    return Peaks(sub.times - start, sub.freqs, sub.strength, n_frames)
+    return peaks.window(start, n_frames)
 
 
 def _windows(shifts: Callable[[], list[Peaks]], start: int, n_frames: int) -> list[Peaks]:

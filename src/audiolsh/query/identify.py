@@ -170,7 +170,7 @@ def identify_segments_file(library: Library, path: str | os.PathLike[str], *, of
     check_method(library, "landmarks")
     fp = library.fingerprint
     assert fp is not None
-    stream = Fingerprint(SAMPLE_RATE, density=fp.params.query_density)
+    stream = Fingerprint(SAMPLE_RATE, density=fp.params.query_density, levels=True)
     stats = SignalStats(SAMPLE_RATE)
     blocks = stream_blocks(path, sr=SAMPLE_RATE, min_duration_s=min_duration_s,
                            max_duration_s=max_duration_s, stats=stats)
