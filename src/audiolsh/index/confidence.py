@@ -3,13 +3,14 @@
 A logistic model over five quantities the engine computes for its best candidate: the chance
 score ``-log10 p`` (capped: beyond the cap every answer of the fit was right), the agreeing
 hashes, the query's hashes and the clip's seconds, each as a log (a log also keeps the fit
-steady when an engine change stretches the scores), and how noise-like the clip is
-(:func:`audiolsh.features.landmarks.noise_level`: in a noisy clip the same evidence is surer,
-as chance agreement with another track's held notes needs the clean partials noise drowns).  It is fitted on
+steady when an engine change stretches the scores), and the chance score again times how
+noise-like the clip is (:func:`audiolsh.features.landmarks.noise_level`: in a noisy clip the
+same chance score is surer, as chance agreement with another track's held notes needs the
+clean partials noise drowns; a product, so that a noisy clip with no evidence gains nothing).  It is fitted on
 the clips of the identification protocol (``audiolsh evaluate identify --fit-confidence``):
 positives and negatives of every condition and length, label 1 when the candidate is the clip's
-source track.  The chance score's and the agreeing hashes' weights are kept >= 0, so more
-evidence never lowers the confidence.
+source track.  The chance score's, the agreeing hashes' and the noisy chance score's weights are
+kept >= 0, so more evidence never lowers the confidence.
 
 The fit is shipped as ``features/data/confidence-v2.json`` (plain JSON, versioned) with the
 default threshold it implies: the calibrated probability that best reproduces the engine's
@@ -37,7 +38,7 @@ from audiolsh.errors import ParameterError
 FORMAT = "audiolsh-confidence"
 FORMAT_VERSION = 2
 DEFAULT = "confidence-v2"
-FEATURES = ("log_chance", "log_agreeing", "log_query_hashes", "log_seconds", "noise_level")
+FEATURES = ("log_chance", "log_agreeing", "log_query_hashes", "log_seconds", "noise_x_log_chance")
 V1_FEATURES = FEATURES[:4]
 """A version-1 calibration (no noise level) reads as version 2 with the noise's weight 0."""
 CHANCE_CAP = 30.0
@@ -57,7 +58,7 @@ def features(log10_p: Any, agreeing: Any, query_hashes: Any, seconds: Any, noise
     cols = [chance, np.log1p(np.maximum(np.asarray(agreeing, np.float64), 0.0)),
             np.log1p(np.maximum(np.asarray(query_hashes, np.float64), 0.0)),
             np.log(np.maximum(np.asarray(seconds, np.float64), 0.1)),
-            np.clip(np.asarray(noise, np.float64), 0.0, 1.0)]
+            chance * np.clip(np.asarray(noise, np.float64), 0.0, 1.0)]
     return np.stack(np.broadcast_arrays(*cols), axis=-1).reshape(-1, len(FEATURES))
 
 
@@ -166,7 +167,7 @@ def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
         grad = np.concatenate([[g.mean()], Z.T @ g / len(y) + 2 * l2 * w[1:]])
         return float(nll.mean() + l2 * w[1:] @ w[1:]), grad
 
-    bounds = [(None, None), (0.0, None), (0.0, None), (None, None), (None, None), (None, None)]
+    bounds = [(None, None), (0.0, None), (0.0, None), (None, None), (None, None), (0.0, None)]
     w = minimize(loss, np.zeros(1 + Z.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds,
                  options={"maxiter": 10000, "ftol": 1e-14, "gtol": 1e-10}).x
     coef = w[1:] / sd
