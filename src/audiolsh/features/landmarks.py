@@ -198,12 +198,6 @@ def level_floor(peak: float) -> float:
     return max(float(peak) * 1e-5, 1e-9)
 
 
-def log_spectrogram(y: np.ndarray) -> np.ndarray:
-    """Natural-log magnitude, shape (n_frames, N_FFT // 2 + 1), of ``y`` at ``FP_SR``."""
-    S = magnitude_frames(y)
-    return np.log(S + level_floor(S.max())).astype(np.float32)
-
-
 def spectral_peaks(y: np.ndarray, sr: float, *, density: float = DENSITY) -> Peaks:
     """The most prominent spectral peaks of ``y`` (mono, any ``sr``), ``density`` per second.
 
@@ -235,7 +229,9 @@ def shifted_peaks(
         L = np.log(S[:, BAND] + level_floor(S.max())).astype(np.float32)
         times, freqs, strength = band_peaks(L, density=density, core=(0, L.shape[0]))
         n_frames = out[0].n_frames if out else L.shape[0]
-        frames = None if not levels else frame_levels(S[:, BAND]) if not out else out[0].frames
+        frames = None  # the clip's, from its first analysis (the shifts see the same frames)
+        if levels:
+            frames = out[0].frames if out else frame_levels(S[:, BAND])
         out.append(Peaks(times + np.float32(start / HOP_LENGTH), freqs, strength, n_frames, frames))
     return out
 

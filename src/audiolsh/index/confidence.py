@@ -6,8 +6,8 @@ hashes, the query's hashes and the clip's seconds, each as a log (a log also kee
 steady when an engine change stretches the scores), and the chance score again times how
 noise-like the clip is (:func:`audiolsh.features.landmarks.noise_level`: in a noisy clip the
 same chance score is surer, as chance agreement with another track's held notes needs the
-clean partials noise drowns; a product, so that a noisy clip with no evidence gains nothing).  It is fitted on
-the clips of the identification protocol (``audiolsh evaluate identify --fit-confidence``):
+clean partials noise drowns; a product, so that a noisy clip with no evidence gains nothing).
+It is fitted on the clips of the identification protocol (``audiolsh evaluate identify --fit-confidence``):
 positives and negatives of every condition and length, label 1 when the candidate is the clip's
 source track.  The chance score's, the agreeing hashes' and the noisy chance score's weights are
 kept >= 0, so more evidence never lowers the confidence.
@@ -139,7 +139,8 @@ def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
         budget: float | None = None, l2: float = 1e-6,
         meta: dict[str, Any] | None = None) -> Calibration:
     """Logistic regression of ``correct`` (the candidate is the clip's track) on the features,
-    the chance score's and the agreeing hashes' weights bounded at >= 0; deterministic.  A clip
+    the weights of the chance score, the agreeing hashes and the noisy chance score bounded at
+    >= 0; deterministic.  A clip
     with no candidate at all (``log10_p`` NaN) is left out of the fit but counts as unmatched
     for ``hashes_needed``.
 

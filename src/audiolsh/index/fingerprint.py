@@ -831,8 +831,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         the search put first), that track; the others that match are listed in ``also``.
         Only tracks at the threshold asked for and never below the default are considered,
         so a low --min-confidence does not list every weak candidate."""
-        floor = max(self.default_min_confidence,
-                    self.default_min_confidence if min_confidence is None else min_confidence)
+        floor = max(self.default_min_confidence, min_confidence or 0.0)
         clip_s = q_frames * FRAME_S
         sure = [(v, lp, t, n_hashes) for v, lp, t in others  # scored before any catalogue read
                 if self.calibration.confidence(lp, v.count, n_hashes, clip_s, noise) >= floor]
@@ -904,7 +903,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         runs: list[tuple[float, float, float, Match]] = []  # start_s, end_s, origin_s, match
         for start in starts:
             span = min(win, n_frames - start)
-            sub = [_window(p, start, span) for p in shifts]
+            sub = [p.window(start, span) for p in shifts]
             retry = None if again is None else partial(_windows, again, start, span)
             others: list[tuple[Votes, float, tuple[float, float, float]]] = []
             found = self._retried(sub, retry, search_speed=search_speed, others=others)
@@ -962,14 +961,9 @@ def _background(d: np.ndarray, h: np.ndarray, tolerance: int) -> float:
     return len(pairs) / (2 * BACKGROUND_TILES)
 
 
-def _window(peaks: Peaks, start: int, n_frames: int) -> Peaks:
-    """The peaks of frames [start, start + n_frames), their times from the window's start."""
-    return peaks.window(start, n_frames)
-
-
 def _windows(shifts: Callable[[], list[Peaks]], start: int, n_frames: int) -> list[Peaks]:
     """:func:`_window` of each of ``shifts()``."""
-    return [_window(p, start, n_frames) for p in shifts()]
+    return [p.window(start, n_frames) for p in shifts()]
 
 
 def _rarest(total: np.ndarray, q_group: np.ndarray, budget: int) -> np.ndarray:
