@@ -65,6 +65,10 @@ run: install
 	  echo "$(INDEX) holds a library of an older format; rebuilding it"; \
 	  rm -rf "$(INDEX)"; \
 	fi; \
+	if [ -d "$(INDEX)" ] && $(BIN)/audiolsh info --index "$(INDEX)" 2>&1 | grep -q "is too old"; then \
+	  echo "$(INDEX) holds fingerprints of an older format; rebuilding it"; \
+	  rm -rf "$(INDEX)"; \
+	fi; \
 	echo "indexing $$music into $(INDEX)"; \
 	$(BIN)/audiolsh index "$$music" --index "$(INDEX)" || [ $$? = 2 ]; \
 	$(BIN)/audiolsh info --index "$(INDEX)"; \

@@ -65,8 +65,10 @@ def test_the_planted_passage_and_the_duplicate_and_nothing_else(library: Path) -
     assert pairs == [("a", "b"), ("c", "c_copy")], [(_names(o), o.confidence) for o in found]
     passage = next(o for o in found if set(_names(o)) == {"a", "b"})
     in_a, in_b, length = _oriented(passage, "a")
-    assert in_a == pytest.approx(FROM_S, abs=0.2)
-    assert in_b == pytest.approx(INTO_S, abs=0.2)
+    # The span is that of the agreeing hashes: within a block of peak picking (16 frames, 0.5 s)
+    # of the splice, the two tracks pick different peaks.
+    assert FROM_S <= in_a <= FROM_S + 0.5
+    assert INTO_S <= in_b <= INTO_S + 0.5
     assert in_b - in_a == pytest.approx(INTO_S - FROM_S, abs=0.05)
     assert length == pytest.approx(LENGTH_S, abs=1.0)
     assert passage.kind == "passage" and passage.confidence >= 0.999

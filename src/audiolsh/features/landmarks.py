@@ -60,8 +60,9 @@ HOP_LENGTH = 256
 FRAME_S = HOP_LENGTH / FP_SR
 """Seconds per spectrogram frame (32 ms)."""
 
-F_LO, F_HI = 10, 232
-"""Bins searched for peaks: 156 Hz to 3.6 kHz (15.6 Hz per bin)."""
+F_LO, F_HI = 3, 232
+"""Bins searched for peaks: 47 Hz to 3.6 kHz (15.6 Hz per bin).  The bass is kept: in a loud room
+the talkers' voices fill the mid band, and for much music the bass is most of the energy."""
 PEAK_DT, PEAK_DF = 3, 8
 """A peak is the maximum of its (2 PEAK_DT + 1) frames x (2 PEAK_DF + 1) bins neighbourhood."""
 MEAN_DT, MEAN_DF = 31, 31

@@ -33,10 +33,11 @@ from audiolsh.search.fingerprint import HashTable
 from audiolsh.storage import SegmentInfo
 
 FP_FORMAT = "audiolsh-fingerprint"
-FP_FORMAT_VERSION = 2
+FP_FORMAT_VERSION = 3
 """Version of the fingerprint segments and config; bumped when either changes meaning.
-2: peaks picked on a time-smoothed spectrogram (version-1 hashes no longer match queries)."""
-MIN_FORMAT_VERSION = 2
+2: peaks picked on a time-smoothed spectrogram (version-1 hashes no longer match queries).
+3: peaks picked down to 47 Hz, the bass included (version-2 hashes no longer match queries)."""
+MIN_FORMAT_VERSION = 3
 """Oldest version this audiolsh reads; older indexes must be rebuilt."""
 POSTINGS_REF_HOURS = 8.0
 """Segment length up to which ``max_postings`` applies as it is (the length it was tuned at)."""
