@@ -199,7 +199,7 @@ def bass_line(seed: int, duration_s: float) -> np.ndarray:
 def test_a_bass_line_is_named_under_talkers_that_fill_the_band_above_it(songs: dict[str, np.ndarray]) -> None:
     """The voices of a loud room cover 150 Hz-3 kHz; music whose energy is in the bass is still
     named there, from the peaks below the voices."""
-    tracks = {"bass.wav": bass_line(21, SONG_S), "song11.wav": songs["song11.wav"], "pattern.wav": songs["pattern.wav"]}
+    tracks = {"bass.wav": bass_line(21, SONG_S), **{p: songs[p] for p in ("song11.wav", "pattern.wav")}}
     idx = FingerprintIndex.create(None)
     with idx.session() as s:
         for i, (path, y) in enumerate(tracks.items()):
