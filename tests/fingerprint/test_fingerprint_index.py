@@ -740,7 +740,7 @@ def test_format_version_is_pinned_and_old_indexes_are_refused(tmp_path: Path) ->
     db.execute("UPDATE config SET value = ? WHERE name = 'index'", (json.dumps(config),))
     db.commit()
     db.close()
-    with pytest.raises(IndexFormatError, match=r"too old.*rebuild"):
+    with pytest.raises(IndexFormatError, match=r"too old.*index the music again"):
         FingerprintIndex.open(where)
 
 

@@ -275,7 +275,8 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             raise IndexFormatError(f"{path}: not a fingerprint index")
         check_format_version(path, "fingerprint", data.get("format_version"), newest=FP_FORMAT_VERSION,
                              oldest=MIN_FORMAT_VERSION,
-                             too_old="peaks are now picked differently; rebuild the index from the audio")
+                             too_old="its landmarks are now picked differently (from 47 Hz);"
+                                     " index the music again into a new directory")
         made = {k: data.get(k) for k in analysis()}
         if made != analysis():
             raise IndexFormatError(
