@@ -963,7 +963,7 @@ def _background(d: np.ndarray, h: np.ndarray, tolerance: int) -> float:
 
 
 def _windows(shifts: Callable[[], list[Peaks]], start: int, n_frames: int) -> list[Peaks]:
-    """:func:`_window` of each of ``shifts()``."""
+    """:meth:`Peaks.window` of each of ``shifts()``."""
     return [p.window(start, n_frames) for p in shifts()]
 
 
