@@ -308,6 +308,27 @@ def test_five_percent_speed_change_of_a_5_s_clip(
                              and alone.score < refined.score / 2)
 
 
+@pytest.mark.parametrize(("kind", "factor"), [("speed", 1.05), ("tempo", 1.08)])
+def test_a_10_s_clip_past_the_near_grid_is_named_at_its_own_factor(
+    index: FingerprintIndex, songs: dict[str, np.ndarray], kind: str, factor: float
+) -> None:
+    # At 10 s the near stage's last grid point (4 %) agrees conclusively with part of the clip
+    # for a change beyond it; the search must go on to the grid point that fits the whole clip.
+    clip = cut(songs["song12.wav"], 12.0, 10.0)
+    if kind == "speed":
+        changed = np.asarray(soxr.resample(clip, SR * factor, SR), np.float32)
+    else:
+        changed = librosa.effects.time_stretch(clip, rate=factor)
+    near = max(f for f in getattr(index.params, f"{kind}_grid") if f - 1 <= index.params.near_change + 1e-9)
+    assert near < factor
+    m = index.identify(changed, SR)
+    assert m is not None and m.path == "song12.wav" and abs(m.offset_s - 12.0) < 0.1
+    assert getattr(m, kind) == pytest.approx(factor, abs=0.011)
+    at_near = one_track_index(songs, "song12.wav", **{f"{kind}_grid": [near]}, verify_margin=0.0)
+    weaker = at_near.identify(changed, SR, min_confidence=0.0)
+    assert weaker is None or weaker.score < m.score / 2
+
+
 def test_a_speed_between_grid_points_keeps_its_hashes(
     index: FingerprintIndex, songs: dict[str, np.ndarray]
 ) -> None:

@@ -12,7 +12,9 @@ time and dropped when segments are compacted (too many segments, or too many dea
 A query's peaks are found once; for clips played faster or slower (speed: pitch and tempo
 together), time-stretched (tempo: pitch kept) or pitch-shifted (pitch: tempo kept) the peak
 positions are rescaled over grids of factors before hashing, only when the unscaled attempt is
-not already conclusive: first the changes up to ``near_change``, then the wider ones.
+not already conclusive: first the changes up to ``near_change``, then the wider ones (also
+when a conclusive answer drifts, or sits on the near stage's last grid point: a longer clip
+changed more agrees with it on part of its length).
 The answer is the (variant, track, offset) whose number of agreeing hashes is least likely to
 happen by chance (corrected for every offset, track and variant searched); when that is not
 conclusive it and the runners-up (``verify_tracks``) are recounted, each against its own track
@@ -607,6 +609,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         # The best few tracks over every stage, for the recount: track -> (votes, corrected
         # log10 p, transform, the corrections it paid).
         pool: dict[int, tuple[Votes, float, tuple[float, float, float], float]] = {}
+        searched: set[int] = set()
         for batch, factor in self._stages(variants):
             # Every variant of the stage hashed in one pass; groups numbered within the stage
             # (vote packs them in a few bits).
@@ -634,9 +637,12 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
                 if rank == 0 and (best[0] is None or log_p < best[1]):
                     best = (v, log_p, variants[v.group], n_hashes)
             v0 = best[0]
-            if v0 is not None and best[1] < math.log10(self.params.early_stop) and (
-                v0.group > 0 or abs(v0.drift) < MAX_DRIFT
-            ):
+            searched.update(batch)
+            # Stop once the answer is conclusive and fits its variant: its offset does not drift,
+            # and the grid goes no further its way (a clip played 5 % slower also agrees,
+            # conclusively at 10 s, with the 4 % grid point that ends the near stage).
+            if (v0 is not None and best[1] < math.log10(self.params.early_stop)
+                    and abs(v0.drift) < MAX_DRIFT and not _on_edge(best[2], variants, searched)):
                 break
         inconclusive = best[1] >= math.log10(self.params.early_stop)
         if self.params.verify_margin > 0 and best[0] is not None and inconclusive:
@@ -945,6 +951,18 @@ def _upgrade_grids(params: dict[str, Any]) -> dict[str, Any]:
             if params.get(name) == old:
                 del params[name]
     return params
+
+
+def _on_edge(transform: tuple[float, float, float], variants: list[tuple[float, float, float]],
+             searched: set[int]) -> bool:
+    """Whether the next grid point beyond ``transform``, of its kind (speed, tempo or pitch) and
+    in its direction, is yet to be searched."""
+    for k, f in enumerate(transform):
+        if f != 1.0:
+            ahead = [g for g, v in enumerate(variants)
+                     if v[k] != 1.0 and (v[k] - 1.0) * (f - 1.0) > 0 and abs(v[k] - 1.0) > abs(f - 1.0)]
+            return bool(ahead) and min(ahead, key=lambda g: abs(variants[g][k] - 1.0)) not in searched
+    return False
 
 
 def _background(d: np.ndarray, h: np.ndarray, tolerance: int) -> float:

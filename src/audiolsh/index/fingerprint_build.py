@@ -85,6 +85,7 @@ class FingerprintParams:
     grid_margin : ``query_margin`` of the grid's variants (a factor between two grid points
         moves peaks by up to half a step)
     early_stop : stop trying variants once the corrected chance probability is below this
+        (and the answer's offset does not drift, nor could the next grid point its way fit better)
     verify_margin, verify_fanout : an inconclusive best candidate is recounted against its own
         track alone, the query re-hashed at the candidate's refined transform (its offset drift
         folded into the time scale) with this margin and fanout (margin 0: no recount; fanout 0:
