@@ -96,15 +96,41 @@ def test_a_fit_by_false_match_budget_spends_it_on_negatives(rng: np.random.Gener
     assert 0 < np.sum(p_neg >= cal.default_min_confidence) <= allowed
     assert np.sum(p_neg >= np.sort(p_neg[p_neg < cal.default_min_confidence])[-1]) > allowed
     assert cal.meta["operating_point"]["n_false"] == np.sum(p_neg >= cal.default_min_confidence)
-    # Without a budget it is the former rule's point (the default keeps the operating point), which
-    # sits elsewhere; negatives given are only counted.
+    # Without a budget it is the former rule's point, which sits elsewhere (here negatives crowd
+    # it, so it cannot be lowered: see the next test).
     old = calibrated.fit(log10_p, agreeing, hashes, seconds, right, negative=negative)
     assert old.coef == pytest.approx(cal.coef) and old.default_min_confidence != cal.default_min_confidence
-    assert old.meta["operating_point"]["rule"] == "former operating point"
     plain = calibrated.fit(log10_p, agreeing, hashes, seconds, right)
+    assert plain.meta["operating_point"]["rule"] == "former operating point"
     assert old.default_min_confidence == plain.default_min_confidence
     with pytest.raises(ParameterError, match="negative clips"):
         calibrated.fit(log10_p, agreeing, hashes, seconds, right, budget=0.01)
+
+
+def test_the_former_operating_point_is_lowered_while_no_false_match_is_added(
+    rng: np.random.Generator,
+) -> None:
+    # Negatives that agree by chance stay well below the former point (chance 3): the right
+    # answers between them and it are named, and not one false match more.
+    n = 6000
+    chance = rng.uniform(-1.0, 12.0, n)
+    agreeing, hashes, seconds = rng.integers(2, 60, n), rng.integers(200, 3000, n), rng.choice([1.0, 3.0, 10.0], n)
+    negative = rng.random(n) < 1 / 3
+    chance[negative] = rng.uniform(-1.0, 1.0, negative.sum())
+    truth = 1 / (1 + np.exp(-4.0 * (np.log1p(np.maximum(chance, 0.0)) - np.log(2.0))))  # 0.5 at chance 1
+    right = (rng.random(n) < truth) & ~negative
+    log10_p = -chance
+    old = calibrated.fit(log10_p, agreeing, hashes, seconds, right, negative=negative)
+    plain = calibrated.fit(log10_p, agreeing, hashes, seconds, right)
+    assert old.coef == pytest.approx(plain.coef)
+    assert old.meta["operating_point"]["rule"] == "former operating point's false matches"
+    p_neg = old.probability(log10_p[negative], agreeing[negative], hashes[negative], seconds[negative])
+    p_pos = old.probability(log10_p[right], agreeing[right], hashes[right], seconds[right])
+    at_former = np.sum(p_neg >= plain.default_min_confidence)
+    assert old.default_min_confidence < plain.default_min_confidence
+    assert np.sum(p_neg >= old.default_min_confidence) == at_former == old.meta["operating_point"]["n_false"]
+    assert np.sum(p_neg >= np.sort(p_neg[p_neg < old.default_min_confidence])[-1]) > at_former
+    assert np.sum(p_pos >= old.default_min_confidence) > np.sum(p_pos >= plain.default_min_confidence)
 
 
 def test_a_version_1_calibration_reads_with_no_weight_on_the_noise_level() -> None:

@@ -13,9 +13,9 @@ source track.  The chance score's, the agreeing hashes' and the noisy chance sco
 kept >= 0, so more evidence never lowers the confidence.
 
 The fit is shipped as ``features/data/confidence-v2.json`` (plain JSON, versioned) with the
-default threshold it implies: the calibrated probability that best reproduces the engine's
-former operating point (chance score >= 3, i.e. a corrected p <= 0.001), the operating point
-the default keeps.  Fitted with a false-match ``budget`` instead (``fit_confidence.py
+default threshold it implies: the engine's former operating point (chance score >= 3, i.e. a
+corrected p <= 0.001; the calibrated probability whose decisions agree with it most), lowered as
+far as the fit's negative clips allow without a false match more than it gives.  Fitted with a false-match ``budget`` instead (``fit_confidence.py
 --false-match-budget``), it is the lowest probability at which the fit's negative clips
 (verified overlaps left out) give at most that share of false matches.
 """
@@ -185,6 +185,13 @@ def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
         chance = -np.asarray(log10_p, np.float64)[has]
         default = _operating_point(p_all[has], chance >= OLD_OPERATING_CHANCE)
         meta["operating_point"] = {"rule": "former operating point", "chance": OLD_OPERATING_CHANCE}
+        if negative is not None and np.any(negative):
+            # As low as the fit's negatives allow without one more false match than the former
+            # point gives: that point tracks a chance score, and right answers lie just below it.
+            neg = np.asarray(negative, bool)
+            n_false = int(np.sum(p_all[neg & has] >= default))
+            default = min(default, _budget_point(p_all[neg & has], int(neg.sum()), n_false / neg.sum()))
+            meta["operating_point"]["rule"] = "former operating point's false matches"
     if negative is not None and np.any(negative):
         neg = np.asarray(negative, bool)
         meta["operating_point"].update(n_negative=int(neg.sum()),
