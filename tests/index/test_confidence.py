@@ -114,7 +114,8 @@ def test_the_former_operating_point_is_lowered_while_no_false_match_is_added(
     # answers between them and it are named, and not one false match more.
     n = 6000
     chance = rng.uniform(-1.0, 12.0, n)
-    agreeing, hashes, seconds = rng.integers(2, 60, n), rng.integers(200, 3000, n), rng.choice([1.0, 3.0, 10.0], n)
+    agreeing, hashes = rng.integers(2, 60, n), rng.integers(200, 3000, n)
+    seconds = rng.choice([1.0, 3.0, 10.0], n)
     negative = rng.random(n) < 1 / 3
     chance[negative] = rng.uniform(-1.0, 1.0, negative.sum())
     truth = 1 / (1 + np.exp(-4.0 * (np.log1p(np.maximum(chance, 0.0)) - np.log(2.0))))  # 0.5 at chance 1

@@ -15,9 +15,10 @@ kept >= 0, so more evidence never lowers the confidence.
 The fit is shipped as ``features/data/confidence-v2.json`` (plain JSON, versioned) with the
 default threshold it implies: the engine's former operating point (chance score >= 3, i.e. a
 corrected p <= 0.001; the calibrated probability whose decisions agree with it most), lowered as
-far as the fit's negative clips allow without a false match more than it gives.  Fitted with a false-match ``budget`` instead (``fit_confidence.py
---false-match-budget``), it is the lowest probability at which the fit's negative clips
-(verified overlaps left out) give at most that share of false matches.
+far as the fit's negative clips allow without a false match more than it gives.  Fitted with a
+false-match ``budget`` instead (``fit_confidence.py --false-match-budget``), it is the lowest
+probability at which the fit's negative clips (verified overlaps left out) give at most that
+share of false matches.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ def features(log10_p: Any, agreeing: Any, query_hashes: Any, seconds: Any, noise
 class Calibration:
     """A fitted model: ``probability(...)`` of the engine's quantities, and the defaults it implies.
 
-    default_min_confidence : the probability of the former operating point, or the lowest
-        within a false-match budget when fitted with one (see the module)
+    default_min_confidence : the former operating point (lowered while the fit's negatives
+        allow), or the lowest within a false-match budget when fitted with one (see the module)
     hashes_needed : query hashes from which at least half the fit's clean positive clips were
         matched at the default (a no match with fewer says so)
     """
