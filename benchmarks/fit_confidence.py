@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--false-match-budget", type=float, default=None, metavar="SHARE",
                     help="default threshold: the lowest whose false matches on the fit's negatives stay"
                          f" within SHARE (e.g. {calibrated.FALSE_MATCH_BUDGET})"
-                         " [default: the former operating point]")
+                         " [default: the former operating point, lowered while no false match is added]")
     ap.add_argument("--png", type=Path, default=None, help="reliability diagram of the check")
     args = ap.parse_args()
     out = args.out or Path(str(resources.files("audiolsh.features").joinpath("data", "confidence-v2.json")))

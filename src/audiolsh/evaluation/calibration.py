@@ -61,7 +61,8 @@ def load_report(path: str | Path) -> IdentifyReport:
 def fit_from_report(report: IdentifyReport, system: str = "audiolsh", *,
                     budget: float | None = None) -> calibrated.Calibration:
     """A calibration fitted on ``system``'s candidates of every clip of ``report``; ``budget``:
-    the default threshold from a false-match budget instead of the former operating point."""
+    the default threshold from a false-match budget instead of the former operating point (lowered
+    while the negatives add no false match)."""
     info = report.systems.get(system, {})
     # log10 p (NaN: no candidate), agreeing, query hashes, seconds, noise level
     rows = info.get("candidates")
