@@ -37,6 +37,7 @@ from audiolsh.index.fingerprint import (
     FingerprintIndex,
     Match,
     _background,
+    _on_edge,
 )
 
 SR = 16000
@@ -327,6 +328,24 @@ def test_a_10_s_clip_past_the_near_grid_is_named_at_its_own_factor(
     at_near = one_track_index(songs, "song12.wav", **{f"{kind}_grid": [near]}, verify_margin=0.0)
     weaker = at_near.identify(changed, SR, min_confidence=0.0)
     assert weaker is None or weaker.score < m.score / 2
+
+
+def test_a_grid_point_is_on_the_edge_while_the_next_one_its_way_is_unsearched() -> None:
+    idx = FingerprintIndex.create(None)
+    variants = idx._variants(True)
+    stages = [batch for batch, _ in idx._stages(variants)]
+    first_two = set(stages[0]) | set(stages[1])
+    everything = first_two | set(stages[2])
+    assert _on_edge((0.96, 1.0, 1.0), variants, first_two)  # 0.95 lies in the wide stage
+    assert _on_edge((1.0, 1.04, 1.0), variants, first_two) and _on_edge((1.0, 1.0, 1.04), variants, first_two)
+    assert not _on_edge((0.97, 1.0, 1.0), variants, first_two)  # 0.96 was searched with it
+    assert not _on_edge((1.0, 1.0, 1.02), variants, first_two)
+    assert not _on_edge((0.96, 1.0, 1.0), variants, everything)
+    assert not _on_edge((1.08, 1.0, 1.0), variants, everything)  # nothing beyond the grid
+    assert not _on_edge((1.0, 1.0, 1.0), variants, set(stages[0]))
+    near_only = FingerprintIndex.create(None, speed_grid=[0.98, 1.02], tempo_grid=[], pitch_grid=[])
+    v = near_only._variants(True)
+    assert not _on_edge((0.98, 1.0, 1.0), v, set(range(len(v))))
 
 
 def test_a_speed_between_grid_points_keeps_its_hashes(
