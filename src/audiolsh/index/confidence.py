@@ -176,25 +176,23 @@ def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
     intercept = float(w[0] - coef @ mu)
     p_all = np.where(has, _sigmoid(X_all @ coef + intercept), 0.0)
     meta = dict(meta or {})
+    neg = None if negative is None or not np.any(negative) else np.asarray(negative, bool)
     if budget is not None:
-        if negative is None or not np.any(negative):
+        if neg is None:
             raise ParameterError("a false-match budget needs negative clips (of unindexed audio) to fit on")
-        neg = np.asarray(negative, bool)
         default = _budget_point(p_all[neg & has], int(neg.sum()), budget)
         meta["operating_point"] = {"rule": "false-match budget", "budget": budget}
     else:
         chance = -np.asarray(log10_p, np.float64)[has]
         default = _operating_point(p_all[has], chance >= OLD_OPERATING_CHANCE)
         meta["operating_point"] = {"rule": "former operating point", "chance": OLD_OPERATING_CHANCE}
-        if negative is not None and np.any(negative):
+        if neg is not None:
             # As low as the fit's negatives allow without one more false match than the former
             # point gives: that point tracks a chance score, and right answers lie just below it.
-            neg = np.asarray(negative, bool)
             n_false = int(np.sum(p_all[neg & has] >= default))
             default = min(default, _budget_point(p_all[neg & has], int(neg.sum()), n_false / neg.sum()))
             meta["operating_point"]["rule"] = "former operating point's false matches"
-    if negative is not None and np.any(negative):
-        neg = np.asarray(negative, bool)
+    if neg is not None:
         meta["operating_point"].update(n_negative=int(neg.sum()),
                                        n_false=int(np.sum(p_all[neg & has] >= default)))
     sel = np.asarray(correct, bool) if clean is None else np.asarray(clean, bool)
