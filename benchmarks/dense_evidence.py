@@ -1,0 +1,221 @@
+"""Screen a second kind of evidence for identification: the clip's band-energy envelope at the alignment.
+
+The landmark hashes lose most of a clip in a loud room or in 0 dB noise (a hash needs two peaks
+to survive).  This measures what a dense, per-track series would add if the index stored it:
+for each clip's best candidate (from ``evaluate identify --min-confidence 0``), the sign of the
+change of log energy in a few mel bands from one block of frames to the next (the track's side
+stored as one bit per band and block), correlated with the clip's at the reported offset, as a
+z-score against the same clip slid along the whole track.  Each score is stacked on the shipped
+confidence (a logistic on its logit and ``log1p(z)``) fitted on one report and read on the other,
+at <= 0.5 % false matches of the read report's negatives (verified overlaps left out), for the
+conditions that keep time and pitch (the screen does not undo a speed, tempo or pitch change).
+
+    audiolsh evaluate identify DEV --no-audfprint --no-olaf --seed 1 --min-confidence 0 \\
+        --work-dir work1 --out seed1.json        # and the same with --seed 2
+    .venv/bin/python benchmarks/dense_evidence.py seed1.json seed2.json --cache /tmp/dense-cache
+
+The analysis is the fingerprint's own (8 kHz, 512-point frames every 32 ms); ``--oracle`` also
+scores the right track at the clip's true offset when the best candidate is another track (could
+verifying more candidates than the first rescue the clip?).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import librosa
+import numpy as np
+from scipy.signal import fftconvolve
+from sklearn.linear_model import LogisticRegression
+
+from audiolsh.audio.decode import load
+from audiolsh.evaluation.calibration import load_report
+from audiolsh.evaluation.overlaps import MIN_OVERLAP_NCC
+from audiolsh.features.landmarks import FP_SR, HOP_LENGTH, N_FFT, magnitude_frames
+
+KEEP_TIME_AND_PITCH = ("clean", "white10", "pink0", "mp3_32k", "phone", "reverb", "room", "codec16k",
+                       "silence-head", "silence-tail")
+BANDS = (8, 16)
+BLOCKS = (3, 4, 6)
+"""Frames pooled per block: 3 = 96 ms, 4 = 128 ms, 6 = 192 ms."""
+LAG_S = 0.2
+"""The alignment is searched this far each way (the reported offset is to a frame; blocks are coarser)."""
+FM_SHARE = 0.005
+_FILTERS = {n: librosa.filters.mel(sr=FP_SR, n_fft=N_FFT, n_mels=n, fmin=50.0, fmax=3800.0) for n in BANDS}
+
+
+def band_power(y: np.ndarray) -> dict[int, np.ndarray]:
+    """Mel-band power per frame, (n_frames, bands), for each band count."""
+    S = magnitude_frames(np.asarray(y, np.float32)) ** 2
+    return {n: (S @ _FILTERS[n].T).astype(np.float32) for n in BANDS}
+
+
+def forms(power: dict[int, np.ndarray], *, track: bool, phase: dict[int, int] | None = None
+          ) -> dict[str, np.ndarray]:
+    """Each form's rows: the change of log band energy between blocks, as unit rows (the clip's
+    side) or as its signs over sqrt(bands) (the track's, one bit a band; ``real``: unquantised).
+    ``phase[k]``: frames of the clip dropped before pooling by k, so its blocks fall on the track's."""
+    out = {}
+    for k in BLOCKS:
+        for n in BANDS:
+            P = power[n][(phase or {}).get(k, 0):]
+            m = len(P) // k * k
+            L = np.log(P[:m].reshape(-1, k, n).mean(axis=1) + 1e-10)
+            d = np.diff(L, axis=0, prepend=L[:1])
+            unit = d / (np.linalg.norm(d, axis=1, keepdims=True) + 1e-9)
+            out[f"bit{n}x{k}"] = np.sign(d) / math.sqrt(n) if track else unit
+            if n == 16 and k == 3:
+                out["real16x3"] = unit
+    return out
+
+
+def _slide(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """s[j] = mean over the clip's rows t of x[t] . y[t + j]."""
+    if len(y) < len(x) or not len(x):
+        return np.zeros(1)
+    return sum(fftconvolve(y[:, d], x[::-1, d], mode="valid") for d in range(x.shape[1])) / len(x)  # type: ignore[no-any-return]
+
+
+class Tracks:
+    """Band power of whole tracks, cached as .npz under ``cache``."""
+
+    def __init__(self, cache: Path) -> None:
+        self.cache = cache
+        cache.mkdir(parents=True, exist_ok=True)
+
+    def power(self, path: str) -> dict[int, np.ndarray]:
+        f = self.cache / f"{Path(path).parent.name}__{Path(path).stem}.npz"
+        if f.exists():
+            with np.load(f) as z:
+                return {int(k): z[k] for k in z.files}
+        y, _ = load(path, sr=FP_SR)
+        p = band_power(y)
+        np.savez(f, **{str(k): v for k, v in p.items()})  # type: ignore[arg-type]
+        return p
+
+
+def score(job: tuple[str, str, float, str]) -> dict[str, float]:
+    """z-score of each form for a clip against ``track`` at ``offset_s``."""
+    clip, track, offset_s, cache = job
+    y, _ = load(clip, sr=FP_SR)
+    frame = round(offset_s * FP_SR / HOP_LENGTH)
+    phase = {k: -frame % k for k in BLOCKS}
+    q = forms(band_power(y), track=False, phase=phase)
+    t = forms(Tracks(Path(cache)).power(track), track=True)
+    out = {}
+    for name in q:
+        k = 3 if name == "real16x3" else int(name.split("x")[1])
+        s = _slide(q[name], t[name])
+        j0, w = (frame + phase[k]) // k, max(1, round(LAG_S * FP_SR / HOP_LENGTH / k))
+        lo, hi = max(0, j0 - w), min(len(s), j0 + w + 1)
+        at = float(s[lo:hi].max()) if hi > lo else 0.0
+        med = float(np.median(s))
+        mad = 1.4826 * float(np.median(np.abs(s - med))) + 1e-6
+        out[name] = (at - med) / mad
+    return out
+
+
+def rows(report_path: Path, cache: Path, workers: int, oracle: bool) -> list[dict[str, Any]]:
+    rep = load_report(report_path)
+    answers = rep.answers["audiolsh"]
+    ncc = rep.overlap_ncc.get("audiolsh") or [None] * len(rep.clips)
+    out, jobs = [], []
+    for i, (c, a) in enumerate(zip(rep.clips, answers)):
+        if c.condition not in KEEP_TIME_AND_PITCH or a.track is None or a.offset_s is None:
+            continue
+        overlap = ncc[i] is not None and math.isfinite(ncc[i]) and ncc[i] >= MIN_OVERLAP_NCC
+        p = min(max(a.score, 1e-6), 1 - 1e-6)
+        right = c.positive and a.track == c.source
+        out.append({"positive": c.positive, "right": right, "negative": not c.positive and not overlap,
+                    "condition": c.condition, "length_s": c.length_s, "logit": math.log(p / (1 - p)),
+                    "confidence": a.score, "oracle": oracle and c.positive and not right})
+        jobs.append((c.path, a.track, float(a.offset_s), str(cache)))
+        if out[-1]["oracle"]:
+            jobs.append((c.path, c.source, float(c.offset_s), str(cache)))
+    tracks = sorted({j[1] for j in jobs})
+    with ProcessPoolExecutor(workers) as ex:
+        list(ex.map(Tracks(cache).power, tracks))
+        scores = iter(list(ex.map(score, jobs, chunksize=8)))
+    for r in out:
+        r["z"] = next(scores)
+        if r["oracle"]:
+            r["z_right"] = next(scores)
+    return out
+
+
+def _stacked(fit: Sequence[dict[str, Any]], read: Sequence[dict[str, Any]], form: str | None) -> np.ndarray:
+    if form is None:
+        return np.array([r["confidence"] for r in read])
+
+    def x(rs: Sequence[dict[str, Any]]) -> np.ndarray:
+        return np.array([[r["logit"], math.log1p(max(min(r["z"][form], 40.0), 0.0))] for r in rs])
+
+    model = LogisticRegression(C=100.0, max_iter=5000).fit(x(fit), [r["right"] for r in fit])
+    return model.predict_proba(x(read))[:, 1]  # type: ignore[no-any-return]
+
+
+CELLS = (("room", 3), ("room", 5), ("room", 10), ("pink0", 3), ("pink0", 5), ("reverb", 3))
+
+
+def at_budget(read: Sequence[dict[str, Any]], p: np.ndarray) -> dict[str, float]:
+    """Right answers at the highest threshold that passes at most FM_SHARE of the negatives."""
+    neg = np.array([r["negative"] for r in read])
+    right = np.array([r["right"] for r in read])
+    allowed = math.floor(FM_SHARE * neg.sum())
+    top = np.sort(p[neg])[::-1]
+    ok = right & (p > (top[allowed] if allowed < len(top) else 0.0))
+    n_pos = sum(r["positive"] for r in read)
+    out = {"all": float(ok.sum() / n_pos)}
+    for cond, length in CELLS:
+        sel = np.array([r["positive"] and r["condition"] == cond and r["length_s"] == length for r in read])
+        out[f"{cond} {length} s"] = float(ok[sel].mean()) if sel.any() else math.nan
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("reports", type=Path, nargs=2, help="two evaluate identify --min-confidence 0 reports")
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "audiolsh-bench" / "dense")
+    ap.add_argument("-j", "--workers", type=int, default=2)
+    ap.add_argument("--oracle", action="store_true",
+                    help="also score the right track where the best is wrong")
+    ap.add_argument("--out", type=Path, default=None, help="write the per-clip rows as JSON")
+    args = ap.parse_args()
+    data = [rows(r, args.cache, args.workers, args.oracle) for r in args.reports]
+    if args.out:
+        args.out.write_text(json.dumps(data))
+    names = [None, *data[0][0]["z"]]
+    cols = ["all", *(f"{c} {n} s" for c, n in CELLS)]
+    print(f"fit on one report, read on the other, at <= {FM_SHARE:.1%} false matches of its negatives"
+          f" ({sum(r['negative'] for r in data[1])} / {sum(r['negative'] for r in data[0])}),"
+          f" {sum(r['positive'] for r in data[1])} / {sum(r['positive'] for r in data[0])} positives")
+    print("| evidence | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
+    for form in names:
+        a = at_budget(data[1], _stacked(data[0], data[1], form))
+        b = at_budget(data[0], _stacked(data[1], data[0], form))
+        label = "shipped confidence" if form is None else f"+ {form}"
+        print(f"| {label} | " + " | ".join(f"{a[c]:.3f} / {b[c]:.3f}" for c in cols) + " |")
+    for d, rep in zip(data, args.reports):
+        neg = np.array([r["z"]["bit16x3"] for r in d if r["negative"]])
+        room = np.array([r["z"]["bit16x3"] for r in d if r["right"] and r["condition"] == "room"
+                         and r["length_s"] == 3])
+        q = np.quantile(neg, [0.5, 0.99, 1.0]).round(2).tolist()
+        print(f"{rep}: bit16x3 z, negatives q50/q99/max {q},"
+              f" right 3-s room median {np.median(room):.2f}")
+        if args.oracle:
+            pairs = [(r["z"]["bit16x3"], r["z_right"]["bit16x3"]) for r in d if r["oracle"]
+                     and r["condition"] == "room" and r["length_s"] == 3]
+            higher = sum(b > max(a, float(np.quantile(neg, 0.99))) for a, b in pairs)
+            print(f"  3-s room clips whose best is another track: {len(pairs)}; the right track at the"
+                  f" true offset scores above both that track and the negatives' q99: {higher}")
+
+
+if __name__ == "__main__":
+    main()
