@@ -29,15 +29,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import librosa
 import numpy as np
-from scipy.signal import fftconvolve
 from sklearn.linear_model import LogisticRegression
 
 from audiolsh.audio.decode import load
 from audiolsh.evaluation.calibration import load_report
 from audiolsh.evaluation.overlaps import MIN_OVERLAP_NCC
-from audiolsh.features.landmarks import FP_SR, HOP_LENGTH, N_FFT, magnitude_frames
+from audiolsh.features.envelope import agreement, band_power, block_changes, pack, unpack
+from audiolsh.features.landmarks import FP_SR, HOP_LENGTH, magnitude_frames
 
 KEEP_TIME_AND_PITCH = ("clean", "white10", "pink0", "mp3_32k", "phone", "reverb", "room", "codec16k",
                        "silence-head", "silence-tail")
@@ -47,39 +46,22 @@ BLOCKS = (3, 4, 6)
 LAG_S = 0.2
 """The alignment is searched this far each way (the reported offset is to a frame; blocks are coarser)."""
 FM_SHARE = 0.005
-_FILTERS = {n: librosa.filters.mel(sr=FP_SR, n_fft=N_FFT, n_mels=n, fmin=50.0, fmax=3800.0) for n in BANDS}
 
 
-def band_power(y: np.ndarray) -> dict[int, np.ndarray]:
+def band_powers(y: np.ndarray) -> dict[int, np.ndarray]:
     """Mel-band power per frame, (n_frames, bands), for each band count."""
-    S = magnitude_frames(np.asarray(y, np.float32)) ** 2
-    return {n: (S @ _FILTERS[n].T).astype(np.float32) for n in BANDS}
+    S = magnitude_frames(np.asarray(y, np.float32))
+    return {n: band_power(S, n) for n in BANDS}
 
 
-def forms(power: dict[int, np.ndarray], *, track: bool, phase: dict[int, int] | None = None
-          ) -> dict[str, np.ndarray]:
-    """Each form's rows: the change of log band energy between blocks, as unit rows (the clip's
-    side) or as its signs over sqrt(bands) (the track's, one bit a band; ``real``: unquantised).
-    ``phase[k]``: frames of the clip dropped before pooling by k, so its blocks fall on the track's."""
-    out = {}
-    for k in BLOCKS:
-        for n in BANDS:
-            P = power[n][(phase or {}).get(k, 0):]
-            m = len(P) // k * k
-            L = np.log(P[:m].reshape(-1, k, n).mean(axis=1) + 1e-10)
-            d = np.diff(L, axis=0, prepend=L[:1])
-            unit = d / (np.linalg.norm(d, axis=1, keepdims=True) + 1e-9)
-            out[f"bit{n}x{k}"] = np.sign(d) / math.sqrt(n) if track else unit
-            if n == 16 and k == 3:
-                out["real16x3"] = unit
-    return out
-
-
-def _slide(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """s[j] = mean over the clip's rows t of x[t] . y[t + j]."""
-    if len(y) < len(x) or not len(x):
-        return np.zeros(1)
-    return sum(fftconvolve(y[:, d], x[::-1, d], mode="valid") for d in range(x.shape[1])) / len(x)  # type: ignore[no-any-return]
+def track_side(changes: np.ndarray, *, real: bool = False) -> np.ndarray:
+    """What an index would keep of a track: the signs (packed a byte a block up to 8 bands), or
+    (``real``) unit rows scaled as ``agreement`` reads signs."""
+    n = changes.shape[1]
+    if real:
+        norms = np.linalg.norm(changes, axis=1, keepdims=True)
+        return np.divide(changes, norms, out=np.zeros_like(changes), where=norms > 0) * math.sqrt(n)
+    return unpack(pack(changes), n) if n <= 8 else np.where(changes > 0, 1.0, -1.0)
 
 
 class Tracks:
@@ -95,7 +77,7 @@ class Tracks:
             with np.load(f) as z:
                 return {int(k): z[k] for k in z.files}
         y, _ = load(path, sr=FP_SR)
-        p = band_power(y)
+        p = band_powers(y)
         np.savez(f, **{str(k): v for k, v in p.items()})  # type: ignore[arg-type]
         return p
 
@@ -104,32 +86,34 @@ def score(job: tuple[str, str, float, str]) -> dict[str, float]:
     """z-score of each form for a clip against ``track`` at ``offset_s``."""
     clip, track, offset_s, cache = job
     y, _ = load(clip, sr=FP_SR)
+    q, t = band_powers(y), Tracks(Path(cache)).power(track)
     frame = round(offset_s * FP_SR / HOP_LENGTH)
-    phase = {k: -frame % k for k in BLOCKS}
-    q = forms(band_power(y), track=False, phase=phase)
-    t = forms(Tracks(Path(cache)).power(track), track=True)
     out = {}
-    for name in q:
-        k = 3 if name == "real16x3" else int(name.split("x")[1])
-        s = _slide(q[name], t[name])
-        j0, w = (frame + phase[k]) // k, max(1, round(LAG_S * FP_SR / HOP_LENGTH / k))
-        lo, hi = max(0, j0 - w), min(len(s), j0 + w + 1)
-        at = float(s[lo:hi].max()) if hi > lo else 0.0
-        med = float(np.median(s))
-        mad = 1.4826 * float(np.median(np.abs(s - med))) + 1e-6
-        out[name] = (at - med) / mad
+    for k in BLOCKS:
+        phase = -frame % k
+        lag = max(1, round(LAG_S * FP_SR / HOP_LENGTH / k))
+        for n in BANDS:
+            changes = block_changes(q[n], block=k, phase=phase)
+            whole = block_changes(t[n], block=k)
+            at = (frame + phase) // k
+            forms = {f"bit{n}x{k}": track_side(whole)}
+            if n == 16 and k == 3:
+                forms["real16x3"] = track_side(whole, real=True)
+            for name, side in forms.items():
+                out[name] = agreement(changes, side, at_block=at, lag_blocks=lag)[1]
     return out
 
 
 def rows(report_path: Path, cache: Path, workers: int, oracle: bool) -> list[dict[str, Any]]:
     rep = load_report(report_path)
     answers = rep.answers["audiolsh"]
-    ncc = rep.overlap_ncc.get("audiolsh") or [None] * len(rep.clips)
+    ncc: list[float | None] = list(rep.overlap_ncc.get("audiolsh") or [None] * len(rep.clips))
     out, jobs = [], []
     for i, (c, a) in enumerate(zip(rep.clips, answers)):
         if c.condition not in KEEP_TIME_AND_PITCH or a.track is None or a.offset_s is None:
             continue
-        overlap = ncc[i] is not None and math.isfinite(ncc[i]) and ncc[i] >= MIN_OVERLAP_NCC
+        v = ncc[i]
+        overlap = v is not None and math.isfinite(v) and v >= MIN_OVERLAP_NCC
         p = min(max(a.score, 1e-6), 1 - 1e-6)
         right = c.positive and a.track == c.source
         out.append({"positive": c.positive, "right": right, "negative": not c.positive and not overlap,

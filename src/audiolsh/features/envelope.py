@@ -1,0 +1,128 @@
+"""The band-energy envelope: evidence of another kind than the landmarks, compared at an alignment.
+
+A landmark needs two spectral peaks to survive, so a loud room or 0 dB noise leaves a clip few of
+them.  The envelope is the rhythm of the energy instead: the fingerprint's magnitude frames
+(``audiolsh.features.landmarks``: 8 kHz, 32-ms hop) summed into ``N_BANDS`` mel bands, pooled
+over blocks of ``BLOCK_FRAMES`` frames, and per band the change of log energy from one block to
+the next.  A track keeps only the signs (one bit a band and block: :func:`pack`), a clip keeps
+the values; :func:`agreement` scores a clip against a track at an alignment as a z-score
+against the same clip slid along the whole track, so a track whose envelope agrees with
+anything (a drone, a held chord) gains nothing.  Reverb smears an envelope but keeps its rises,
+and babble adds its own changes without removing the music's where the music is loud.
+
+``benchmarks/dense_evidence.py`` measures what this adds to the calibrated confidence
+(``docs/results/identify.md``, session 22).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import librosa
+import numpy as np
+from scipy.signal import fftconvolve
+
+from audiolsh.errors import ParameterError
+from audiolsh.features.landmarks import FP_SR, N_FFT
+
+__all__ = ["BLOCK_FRAMES", "N_BANDS", "agreement", "band_power", "block_changes", "pack", "unpack"]
+
+N_BANDS = 8
+"""Mel bands: 8 fit one byte a block and keep most of what 16 give."""
+BLOCK_FRAMES = 3
+"""Frames per block (96 ms): longer blocks lose most of a 3-s clip's evidence."""
+F_MIN, F_MAX = 50.0, 3800.0
+"""The bands span the landmarks' band (47 Hz to 3.6 kHz) and a little more."""
+_FLOOR = 1e-10
+_MAD_SIGMA = 1.4826
+"""MAD to standard deviation for a normal distribution."""
+
+
+@lru_cache(maxsize=8)
+def _filters(n_bands: int) -> np.ndarray:
+    fb = librosa.filters.mel(sr=FP_SR, n_fft=N_FFT, n_mels=n_bands, fmin=F_MIN, fmax=F_MAX)
+    return np.ascontiguousarray(fb.T, dtype=np.float32)
+
+
+def _check_bands(n_bands: int) -> None:
+    if not (isinstance(n_bands, (int, np.integer)) and 1 <= n_bands <= 64):
+        raise ParameterError(f"n_bands must be an integer in [1, 64], got {n_bands!r}")
+
+
+def band_power(S: np.ndarray, n_bands: int = N_BANDS) -> np.ndarray:
+    """Power per mel band of magnitude frames ``S`` (n_frames, N_FFT // 2 + 1), as
+    :func:`audiolsh.features.landmarks.magnitude_frames` gives them: float32 (n_frames, n_bands)."""
+    _check_bands(n_bands)
+    S = np.asarray(S, np.float32)
+    if S.ndim != 2 or S.shape[1] != N_FFT // 2 + 1:
+        raise ParameterError(f"magnitude frames must have shape (n, {N_FFT // 2 + 1}), got {S.shape}")
+    return (S * S) @ _filters(n_bands)  # type: ignore[no-any-return]
+
+
+def block_changes(power: np.ndarray, *, block: int = BLOCK_FRAMES, phase: int = 0) -> np.ndarray:
+    """Change of log band energy from each block of ``block`` frames to the next, float32
+    (n_blocks, bands); the first block's is 0.  ``phase`` frames are skipped first, so that a
+    clip starting ``phase`` frames before a block boundary of its track pools on the track's
+    blocks (block j of the result is then the track's block (offset + phase) / block + j)."""
+    if not (isinstance(block, (int, np.integer)) and block >= 1):
+        raise ParameterError(f"block must be a positive number of frames, got {block!r}")
+    if not (isinstance(phase, (int, np.integer)) and 0 <= phase < block):
+        raise ParameterError(f"phase must be in [0, {block}), got {phase!r}")
+    P = np.asarray(power, np.float32)[phase:]
+    n = len(P) // block
+    if n == 0:
+        return np.zeros((0, P.shape[1]), np.float32)
+    L = np.log(P[: n * block].reshape(n, block, -1).mean(axis=1, dtype=np.float64) + _FLOOR)
+    return np.diff(L, axis=0, prepend=L[:1]).astype(np.float32)
+
+
+def pack(changes: np.ndarray) -> np.ndarray:
+    """The signs of ``changes`` (n_blocks, bands <= 8), one byte a block: bit b set where band b
+    rose.  uint8 (n_blocks,)."""
+    C = np.asarray(changes)
+    if C.ndim != 2 or not 1 <= C.shape[1] <= 8:
+        raise ParameterError(f"pack takes (n, 1..8) changes, got shape {C.shape}")
+    weights = (1 << np.arange(C.shape[1])).astype(np.uint8)
+    return ((C > 0).astype(np.uint8) * weights).sum(axis=1, dtype=np.uint8)  # type: ignore[no-any-return]
+
+
+def unpack(bits: np.ndarray, n_bands: int = N_BANDS) -> np.ndarray:
+    """:func:`pack`'s bytes back to signs, +1 (rose) or -1, float32 (n_blocks, n_bands)."""
+    _check_bands(n_bands)
+    if n_bands > 8:
+        raise ParameterError(f"a byte holds at most 8 bands, got {n_bands}")
+    b = np.asarray(bits, np.uint8)[:, None] >> np.arange(n_bands, dtype=np.uint8)
+    return ((b & 1).astype(np.float32) * 2.0 - 1.0)  # type: ignore[no-any-return]
+
+
+def agreement(clip: np.ndarray, track_signs: np.ndarray, *, at_block: int, lag_blocks: int = 2
+              ) -> tuple[float, float]:
+    """How well a clip's :func:`block_changes` agree with a track's signs (:func:`unpack`) when
+    the clip's first block lies on the track's block ``at_block`` (± ``lag_blocks``).
+
+    Returns (score, z): the best mean over the clip's blocks of its unit change rows dotted with
+    the track's signs over sqrt(bands), and that score as a z-score against the clip at every
+    alignment inside the track (median and MAD).  (0, 0) when the clip has no change or is
+    longer than the track."""
+    X = np.asarray(clip, np.float64)
+    Y = np.asarray(track_signs, np.float64)
+    if X.ndim != 2 or Y.ndim != 2 or X.shape[1] != Y.shape[1]:
+        raise ParameterError(f"clip and track must have the same bands, got {X.shape} and {Y.shape}")
+    if lag_blocks < 0:
+        raise ParameterError(f"lag_blocks must be >= 0, got {lag_blocks!r}")
+    T, N = len(X), len(Y)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    if T == 0 or N < T or not np.any(norms > 0):
+        return 0.0, 0.0
+    X = np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
+    Y = Y / math.sqrt(Y.shape[1])
+    # s[j] = mean over t of X[t] . Y[t + j], every alignment at once
+    s = sum(fftconvolve(Y[:, d], X[::-1, d], mode="valid") for d in range(X.shape[1])) / T
+    lo, hi = max(0, at_block - lag_blocks), min(len(s), at_block + lag_blocks + 1)
+    if hi <= lo:
+        return 0.0, 0.0
+    score = float(np.max(s[lo:hi]))
+    med = float(np.median(s))
+    mad = _MAD_SIGMA * float(np.median(np.abs(s - med)))
+    return score, (score - med) / mad if mad > 0 else 0.0

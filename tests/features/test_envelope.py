@@ -1,0 +1,113 @@
+"""The band-energy envelope: block grid, packing, and agreement at an alignment under noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audiolsh.audio.synth import music, pink_noise
+from audiolsh.errors import ParameterError
+from audiolsh.evaluation.distortions import loud_room
+from audiolsh.features.envelope import (
+    BLOCK_FRAMES,
+    N_BANDS,
+    agreement,
+    band_power,
+    block_changes,
+    pack,
+    unpack,
+)
+from audiolsh.features.landmarks import FP_SR, HOP_LENGTH, magnitude_frames
+
+TRACK_S = 60.0
+
+
+def _power(y: np.ndarray) -> np.ndarray:
+    return band_power(magnitude_frames(np.asarray(y, np.float32)))
+
+
+@pytest.fixture(scope="module")
+def track() -> np.ndarray:
+    return music(duration_s=TRACK_S, sr=FP_SR, seed=21)
+
+
+@pytest.fixture(scope="module")
+def track_signs(track: np.ndarray) -> np.ndarray:
+    return unpack(pack(block_changes(_power(track))))
+
+
+def _clip_at(track: np.ndarray, frame: int, seconds: float) -> np.ndarray:
+    start = frame * HOP_LENGTH
+    return track[start : start + round(seconds * FP_SR)]
+
+
+@pytest.mark.parametrize("frame", [300, 301, 302, 700])
+def test_a_clip_pooled_from_its_phase_has_its_tracks_blocks(track: np.ndarray, frame: int) -> None:
+    # A clip cut on the frame grid has the track's frames; skipping to the track's next block
+    # boundary gives the track's block changes from the second block on.
+    phase = -frame % BLOCK_FRAMES
+    clip = block_changes(_power(_clip_at(track, frame, 5.0)), phase=phase)
+    whole = block_changes(_power(track))
+    j0 = (frame + phase) // BLOCK_FRAMES
+    np.testing.assert_allclose(clip[1:], whole[j0 + 1 : j0 + len(clip)], rtol=1e-4, atol=1e-4)
+
+
+def test_signs_survive_packing_one_byte_a_block() -> None:
+    rng = np.random.default_rng(3)
+    changes = rng.standard_normal((500, N_BANDS)).astype(np.float32)
+    bits = pack(changes)
+    assert bits.dtype == np.uint8 and bits.shape == (500,)
+    np.testing.assert_array_equal(unpack(bits), np.where(changes > 0, 1.0, -1.0))
+
+
+@pytest.mark.parametrize("noise", ["pink0", "room"])
+def test_a_noisy_clip_agrees_with_its_track_at_its_offset_only(
+    track: np.ndarray, track_signs: np.ndarray, noise: str
+) -> None:
+    frame = 811  # 25.95 s in
+    clip = _clip_at(track, frame, 3.0)
+    if noise == "pink0":
+        n = pink_noise(duration_s=3.0, sr=FP_SR, seed=5)[: clip.size]
+        y = clip + n * np.sqrt(np.mean(clip**2) / np.mean(n**2))  # 0 dB SNR
+    else:
+        y = loud_room(clip, FP_SR, seed=5)
+    phase = -frame % BLOCK_FRAMES
+    changes = block_changes(_power(y), phase=phase)
+    at = (frame + phase) // BLOCK_FRAMES
+    score, z = agreement(changes, track_signs, at_block=at)
+    _, z_wrong = agreement(changes, track_signs, at_block=at + 100)
+    other = unpack(pack(block_changes(_power(music(duration_s=TRACK_S, sr=FP_SR, seed=22)))))
+    _, z_other = agreement(changes, other, at_block=at)
+    assert score > 0
+    # The seeded songs repeat their bars, so the null is wide: a clean clip reads 5-6 here.
+    assert z > 3.0
+    assert z > max(z_wrong, z_other) + 1.5
+
+
+def test_agreement_of_nothing_is_zero(track_signs: np.ndarray) -> None:
+    silent = np.zeros((31, N_BANDS), np.float32)
+    assert agreement(silent, track_signs, at_block=10) == (0.0, 0.0)
+    longer = np.ones((len(track_signs) + 1, N_BANDS), np.float32)
+    assert agreement(longer, track_signs, at_block=0) == (0.0, 0.0)
+
+
+def test_a_clip_shorter_than_a_block_has_no_changes() -> None:
+    power = np.ones((BLOCK_FRAMES - 1, N_BANDS), np.float32)
+    assert block_changes(power).shape == (0, N_BANDS)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: band_power(np.zeros((4, 100))), "magnitude frames"),
+        (lambda: band_power(np.zeros((4, 257)), n_bands=0), "n_bands"),
+        (lambda: block_changes(np.zeros((9, 8)), block=0), "block"),
+        (lambda: block_changes(np.zeros((9, 8)), phase=3), "phase"),
+        (lambda: pack(np.zeros((4, 9))), "pack takes"),
+        (lambda: unpack(np.zeros(4, np.uint8), n_bands=9), "at most 8 bands"),
+        (lambda: agreement(np.zeros((4, 8)), np.zeros((10, 7)), at_block=0), "same bands"),
+    ],
+)
+def test_wrong_parameters_are_refused_in_words(call, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ParameterError, match=message):
+        call()
