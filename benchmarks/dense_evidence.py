@@ -35,7 +35,7 @@ from sklearn.linear_model import LogisticRegression
 from audiolsh.audio.decode import load
 from audiolsh.evaluation.calibration import load_report
 from audiolsh.evaluation.overlaps import MIN_OVERLAP_NCC
-from audiolsh.features.envelope import agreement, band_power, block_changes, pack, unpack
+from audiolsh.features.envelope import agreement, band_power, block_changes, clip_changes, pack, unpack
 from audiolsh.features.landmarks import FP_SR, HOP_LENGTH, magnitude_frames
 
 KEEP_TIME_AND_PITCH = ("clean", "white10", "pink0", "mp3_32k", "phone", "reverb", "room", "codec16k",
@@ -82,20 +82,23 @@ class Tracks:
         return p
 
 
-def score(job: tuple[str, str, float, str]) -> dict[str, float]:
-    """z-score of each form for a clip against ``track`` at ``offset_s``."""
-    clip, track, offset_s, cache = job
+Job = tuple[str, str, float, float, float, float, str]
+"""clip, track, offset in the track (s), speed, tempo, pitch, cache folder"""
+
+
+def score(job: Job) -> dict[str, float]:
+    """z-score of each form for a clip against ``track`` at ``offset_s``, its change undone."""
+    clip, track, offset_s, speed, tempo, pitch, cache = job
     y, _ = load(clip, sr=FP_SR)
-    q, t = band_powers(y), Tracks(Path(cache)).power(track)
-    frame = round(offset_s * FP_SR / HOP_LENGTH)
+    S = magnitude_frames(np.asarray(y, np.float32))
+    t = Tracks(Path(cache)).power(track)
     out = {}
     for k in BLOCKS:
-        phase = -frame % k
         lag = max(1, round(LAG_S * FP_SR / HOP_LENGTH / k))
         for n in BANDS:
-            changes = block_changes(q[n], block=k, phase=phase)
+            changes, at = clip_changes(S, offset_frames=offset_s * FP_SR / HOP_LENGTH, n_bands=n, block=k,
+                                       time_scale=speed * tempo, freq_scale=speed * pitch)
             whole = block_changes(t[n], block=k)
-            at = (frame + phase) // k
             forms = {f"bit{n}x{k}": track_side(whole)}
             if n == 16 and k == 3:
                 forms["real16x3"] = track_side(whole, real=True)
@@ -104,24 +107,56 @@ def score(job: tuple[str, str, float, str]) -> dict[str, float]:
     return out
 
 
-def rows(report_path: Path, cache: Path, workers: int, oracle: bool) -> list[dict[str, Any]]:
+def transforms(report_path: Path, index: Path) -> list[list[Any] | None]:
+    """Each clip's best candidate answered again by the index (track, offset, speed, tempo, pitch,
+    confidence), cached beside the report: the report keeps no transform."""
+    cached = report_path.with_suffix(".transforms.json")
+    if cached.exists():
+        return json.loads(cached.read_text())  # type: ignore[no-any-return]
+    import soundfile as sf
+
+    from audiolsh.index.fingerprint import FingerprintIndex
+
+    rep = load_report(report_path)
+    out: list[list[Any] | None] = []
+    with FingerprintIndex.open(index, readonly=True) as idx:
+        for c in rep.clips:
+            y, sr = sf.read(c.path, dtype="float32")
+            m = idx.assess(y, sr, min_confidence=0.0).best
+            out.append(None if m is None else [m.path, m.offset_s, m.speed, m.tempo, m.pitch, m.confidence])
+    cached.write_text(json.dumps(out))
+    return out
+
+
+def rows(report_path: Path, cache: Path, workers: int, oracle: bool, index: Path | None
+         ) -> list[dict[str, Any]]:
     rep = load_report(report_path)
     answers = rep.answers["audiolsh"]
+    moved = transforms(report_path, index) if index else None
     ncc: list[float | None] = list(rep.overlap_ncc.get("audiolsh") or [None] * len(rep.clips))
     out, jobs = [], []
     for i, (c, a) in enumerate(zip(rep.clips, answers)):
-        if c.condition not in KEEP_TIME_AND_PITCH or a.track is None or a.offset_s is None:
+        if a.track is None or a.offset_s is None:
             continue
+        if moved is None and c.condition not in KEEP_TIME_AND_PITCH:
+            continue
+        change = (1.0, 1.0, 1.0)
+        if moved is not None:
+            m = moved[i]
+            if m is None or m[0] != a.track or abs(m[1] - a.offset_s) > 1e-6:
+                raise SystemExit(f"{report_path}: clip {c.clip_id} is answered otherwise than in the report")
+            change = (m[2], m[3], m[4])
         v = ncc[i]
         overlap = v is not None and math.isfinite(v) and v >= MIN_OVERLAP_NCC
         p = min(max(a.score, 1e-6), 1 - 1e-6)
         right = c.positive and a.track == c.source
         out.append({"positive": c.positive, "right": right, "negative": not c.positive and not overlap,
                     "condition": c.condition, "length_s": c.length_s, "logit": math.log(p / (1 - p)),
-                    "confidence": a.score, "oracle": oracle and c.positive and not right})
-        jobs.append((c.path, a.track, float(a.offset_s), str(cache)))
+                    "confidence": a.score,
+                    "oracle": oracle and c.positive and not right and c.condition in KEEP_TIME_AND_PITCH})
+        jobs.append((c.path, a.track, float(a.offset_s), *change, str(cache)))
         if out[-1]["oracle"]:
-            jobs.append((c.path, c.source, float(c.offset_s), str(cache)))
+            jobs.append((c.path, c.source, float(c.offset_s), 1.0, 1.0, 1.0, str(cache)))
     tracks = sorted({j[1] for j in jobs})
     with ProcessPoolExecutor(workers) as ex:
         list(ex.map(Tracks(cache).power, tracks))
@@ -144,7 +179,8 @@ def _stacked(fit: Sequence[dict[str, Any]], read: Sequence[dict[str, Any]], form
     return model.predict_proba(x(read))[:, 1]  # type: ignore[no-any-return]
 
 
-CELLS = (("room", 3), ("room", 5), ("room", 10), ("pink0", 3), ("pink0", 5), ("reverb", 3))
+CELLS = (("room", 3), ("room", 5), ("room", 10), ("pink0", 3), ("pink0", 5), ("reverb", 3), ("pitch+1", 3),
+         ("stretch-8", 3))
 
 
 def at_budget(read: Sequence[dict[str, Any]], p: np.ndarray) -> dict[str, float]:
@@ -170,8 +206,12 @@ def main() -> None:
     ap.add_argument("--oracle", action="store_true",
                     help="also score the right track where the best is wrong")
     ap.add_argument("--out", type=Path, default=None, help="write the per-clip rows as JSON")
+    ap.add_argument("--indexes", type=Path, nargs=2, default=None, metavar="INDEX",
+                    help="the reports' indexes (work-dir/audiolsh/index): every condition is scored, each"
+                         " clip at the speed, tempo and pitch the engine finds (answered again once)")
     args = ap.parse_args()
-    data = [rows(r, args.cache, args.workers, args.oracle) for r in args.reports]
+    data = [rows(r, args.cache, args.workers, args.oracle, args.indexes[i] if args.indexes else None)
+            for i, r in enumerate(args.reports)]
     if args.out:
         args.out.write_text(json.dumps(data))
     names = [None, *data[0][0]["z"]]

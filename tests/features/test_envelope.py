@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import librosa
 import numpy as np
 import pytest
+import soxr
 
 from audiolsh.audio.synth import music, pink_noise
 from audiolsh.errors import ParameterError
@@ -14,6 +16,7 @@ from audiolsh.features.envelope import (
     agreement,
     band_power,
     block_changes,
+    clip_changes,
     pack,
     unpack,
 )
@@ -50,6 +53,53 @@ def test_a_clip_pooled_from_its_phase_has_its_tracks_blocks(track: np.ndarray, f
     whole = block_changes(_power(track))
     j0 = (frame + phase) // BLOCK_FRAMES
     np.testing.assert_allclose(clip[1:], whole[j0 + 1 : j0 + len(clip)], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("frame", [300, 301, 302])
+def test_an_unchanged_clip_on_the_track_grid_has_the_tracks_blocks(track: np.ndarray, frame: int) -> None:
+    S = magnitude_frames(_clip_at(track, frame, 5.0))
+    changes, at = clip_changes(S, offset_frames=float(frame))
+    whole = block_changes(_power(track))
+    assert at == -(-frame // BLOCK_FRAMES)  # the first block boundary at or after the clip's start
+    np.testing.assert_allclose(changes[1:], whole[at + 1 : at + len(changes)], rtol=1e-4, atol=1e-4)
+
+
+def _changed(track: np.ndarray, frame: int, seconds: float, speed: float, semitones: float) -> np.ndarray:
+    """Magnitude frames of ``seconds`` of the track from ``frame``, played ``speed`` times faster
+    (resampled) and pitch-shifted by ``semitones`` (tempo kept)."""
+    y = _clip_at(track, frame, seconds * speed)
+    if speed != 1.0:
+        y = np.asarray(soxr.resample(y, FP_SR * speed, FP_SR), np.float32)
+    if semitones:
+        y = librosa.effects.pitch_shift(y, sr=FP_SR, n_steps=semitones)
+    return magnitude_frames(np.asarray(y, np.float32))
+
+
+@pytest.mark.parametrize("speed", [1.05, 0.92])
+def test_a_clip_played_faster_or_slower_agrees_once_its_speed_is_undone(
+    track: np.ndarray, track_signs: np.ndarray, speed: float
+) -> None:
+    S = _changed(track, 811, 10.0, speed, 0.0)
+    z = {name: agreement(c[0], track_signs, at_block=c[1])[1] for name, c in {
+        "undone": clip_changes(S, offset_frames=811.0, time_scale=speed, freq_scale=speed),
+        "time only": clip_changes(S, offset_frames=811.0, time_scale=speed),
+        "as is": clip_changes(S, offset_frames=811.0),
+    }.items()}
+    # 10 s drift 0.5-0.8 s out of line as is; the bands' frequencies matter less than the time
+    assert z["undone"] > 5.0
+    assert z["undone"] > z["as is"] + 3.0
+    assert z["undone"] > z["time only"]
+
+
+def test_a_pitch_shifted_clip_agrees_better_once_its_pitch_is_undone(
+    track: np.ndarray, track_signs: np.ndarray
+) -> None:
+    S = _changed(track, 811, 10.0, 1.0, 1.0)
+    undone = clip_changes(S, offset_frames=811.0, freq_scale=2 ** (1 / 12))
+    as_is = clip_changes(S, offset_frames=811.0)
+    z_undone = agreement(undone[0], track_signs, at_block=undone[1])[1]
+    assert z_undone > 4.0
+    assert z_undone > agreement(as_is[0], track_signs, at_block=as_is[1])[1]
 
 
 def test_signs_survive_packing_one_byte_a_block() -> None:
@@ -106,6 +156,9 @@ def test_a_clip_shorter_than_a_block_has_no_changes() -> None:
         (lambda: pack(np.zeros((4, 9))), "pack takes"),
         (lambda: unpack(np.zeros(4, np.uint8), n_bands=9), "at most 8 bands"),
         (lambda: agreement(np.zeros((4, 8)), np.zeros((10, 7)), at_block=0), "same bands"),
+        (lambda: band_power(np.zeros((4, 257)), freq_scale=3.0), "freq_scale"),
+        (lambda: clip_changes(np.zeros((4, 257)), offset_frames=0.0, time_scale=0.0), "time_scale"),
+        (lambda: clip_changes(np.zeros((4, 257)), offset_frames=float("nan")), "offset_frames"),
     ],
 )
 def test_wrong_parameters_are_refused_in_words(call, message: str) -> None:  # type: ignore[no-untyped-def]

@@ -26,7 +26,9 @@ from scipy.signal import fftconvolve
 from audiolsh.errors import ParameterError
 from audiolsh.features.landmarks import FP_SR, N_FFT
 
-__all__ = ["BLOCK_FRAMES", "N_BANDS", "agreement", "band_power", "block_changes", "pack", "unpack"]
+__all__ = [
+    "BLOCK_FRAMES", "N_BANDS", "agreement", "band_power", "block_changes", "clip_changes", "pack", "unpack",
+]
 
 N_BANDS = 8
 """Mel bands: 8 fit one byte a block and keep most of what 16 give."""
@@ -39,9 +41,11 @@ _MAD_SIGMA = 1.4826
 """MAD to standard deviation for a normal distribution."""
 
 
-@lru_cache(maxsize=8)
-def _filters(n_bands: int) -> np.ndarray:
-    fb = librosa.filters.mel(sr=FP_SR, n_fft=N_FFT, n_mels=n_bands, fmin=F_MIN, fmax=F_MAX)
+@lru_cache(maxsize=64)
+def _filters(n_bands: int, freq_scale: float = 1.0) -> np.ndarray:
+    # Bins of a signal whose frequencies are freq_scale times its track's: the track's bands
+    # evaluated at each bin's frequency / freq_scale (a sample rate freq_scale times lower).
+    fb = librosa.filters.mel(sr=FP_SR / freq_scale, n_fft=N_FFT, n_mels=n_bands, fmin=F_MIN, fmax=F_MAX)
     return np.ascontiguousarray(fb.T, dtype=np.float32)
 
 
@@ -50,14 +54,18 @@ def _check_bands(n_bands: int) -> None:
         raise ParameterError(f"n_bands must be an integer in [1, 64], got {n_bands!r}")
 
 
-def band_power(S: np.ndarray, n_bands: int = N_BANDS) -> np.ndarray:
+def band_power(S: np.ndarray, n_bands: int = N_BANDS, *, freq_scale: float = 1.0) -> np.ndarray:
     """Power per mel band of magnitude frames ``S`` (n_frames, N_FFT // 2 + 1), as
-    :func:`audiolsh.features.landmarks.magnitude_frames` gives them: float32 (n_frames, n_bands)."""
+    :func:`audiolsh.features.landmarks.magnitude_frames` gives them: float32 (n_frames, n_bands).
+    ``freq_scale``: the signal's frequencies are this many times its track's (a clip played
+    faster or pitch-shifted up), and the bands are the track's."""
     _check_bands(n_bands)
+    if not (math.isfinite(freq_scale) and 0.5 <= freq_scale <= 2.0):
+        raise ParameterError(f"freq_scale must be in [0.5, 2], got {freq_scale!r}")
     S = np.asarray(S, np.float32)
     if S.ndim != 2 or S.shape[1] != N_FFT // 2 + 1:
         raise ParameterError(f"magnitude frames must have shape (n, {N_FFT // 2 + 1}), got {S.shape}")
-    return (S * S) @ _filters(n_bands)  # type: ignore[no-any-return]
+    return (S * S) @ _filters(n_bands, round(float(freq_scale), 6))  # type: ignore[no-any-return]
 
 
 def block_changes(power: np.ndarray, *, block: int = BLOCK_FRAMES, phase: int = 0) -> np.ndarray:
@@ -76,6 +84,37 @@ def block_changes(power: np.ndarray, *, block: int = BLOCK_FRAMES, phase: int = 
     L = np.log(P[: n * block].reshape(n, block, -1).mean(axis=1, dtype=np.float64) + _FLOOR)
     return np.diff(L, axis=0, prepend=L[:1]).astype(np.float32)
 
+
+
+def clip_changes(
+    S: np.ndarray, *, offset_frames: float, time_scale: float = 1.0, freq_scale: float = 1.0,
+    n_bands: int = N_BANDS, block: int = BLOCK_FRAMES,
+) -> tuple[np.ndarray, int]:
+    """A clip's :func:`block_changes` on its track's block grid, and the track block its first
+    row lies on.
+
+    S : the clip's magnitude frames; offset_frames : the track frame (fractional) at the clip's
+    first frame; time_scale : track frames per clip frame (a clip played or stretched faster:
+    speed x tempo); freq_scale : the clip's frequencies over the track's (speed x pitch).  The
+    clip's band power is read at each of its track's frames (linear interpolation), so that a
+    changed clip pools as its track did."""
+    if not (math.isfinite(time_scale) and 0.5 <= time_scale <= 2.0):
+        raise ParameterError(f"time_scale must be in [0.5, 2], got {time_scale!r}")
+    if not (math.isfinite(offset_frames) and offset_frames > -1e9):
+        raise ParameterError(f"offset_frames must be a finite frame, got {offset_frames!r}")
+    P = band_power(S, n_bands, freq_scale=freq_scale).astype(np.float64)
+    first = math.ceil(offset_frames - 1e-6)
+    if len(P) == 0:
+        return np.zeros((0, n_bands), np.float32), max(first, 0) // block
+    n = math.floor((len(P) - 1) * time_scale - (first - offset_frames) + 1e-6) + 1
+    pos = (first + np.arange(max(n, 0)) - offset_frames) / time_scale
+    i0 = np.clip(np.floor(pos).astype(np.int64), 0, len(P) - 1)
+    w = (pos - i0)[:, None]
+    rows = P[i0] * (1.0 - w) + P[np.minimum(i0 + 1, len(P) - 1)] * w
+    skip = max(0, -first)  # a clip that starts before its track: its rows before frame 0 are dropped
+    rows, first = rows[skip:], first + skip
+    phase = -first % block
+    return block_changes(rows, block=block, phase=phase), (first + phase) // block
 
 def pack(changes: np.ndarray) -> np.ndarray:
     """The signs of ``changes`` (n_blocks, bands <= 8), one byte a block: bit b set where band b
