@@ -8,7 +8,8 @@ stored as one bit per band and block), correlated with the clip's at the reporte
 z-score against the same clip slid along the whole track.  Each score is stacked on the shipped
 confidence (a logistic on its logit and ``log1p(z)``) fitted on one report and read on the other,
 at <= 0.5 % false matches of the read report's negatives (verified overlaps left out), for the
-conditions that keep time and pitch (the screen does not undo a speed, tempo or pitch change).
+conditions that keep time and pitch, or with ``--indexes`` for every condition, each clip read at
+the speed, tempo and pitch the engine finds for it (every clip answered again once).
 
     audiolsh evaluate identify DEV --no-audfprint --no-olaf --seed 1 --min-confidence 0 \\
         --work-dir work1 --out seed1.json        # and the same with --seed 2
@@ -72,7 +73,8 @@ class Tracks:
         cache.mkdir(parents=True, exist_ok=True)
 
     def power(self, path: str) -> dict[int, np.ndarray]:
-        f = self.cache / f"{Path(path).parent.name}__{Path(path).stem}.npz"
+        bands = "-".join(map(str, BANDS))
+        f = self.cache / f"{Path(path).parent.name}__{Path(path).stem}__{bands}.npz"
         if f.exists():
             with np.load(f) as z:
                 return {int(k): z[k] for k in z.files}
@@ -80,6 +82,10 @@ class Tracks:
         p = band_powers(y)
         np.savez(f, **{str(k): v for k, v in p.items()})  # type: ignore[arg-type]
         return p
+
+    def warm(self, path: str) -> None:
+        """Cache a track's band power (in a worker, nothing sent back)."""
+        self.power(path)
 
 
 Job = tuple[str, str, float, float, float, float, str]
@@ -136,9 +142,12 @@ def rows(report_path: Path, cache: Path, workers: int, oracle: bool, index: Path
     ncc: list[float | None] = list(rep.overlap_ncc.get("audiolsh") or [None] * len(rep.clips))
     out, jobs = [], []
     for i, (c, a) in enumerate(zip(rep.clips, answers)):
-        if a.track is None or a.offset_s is None:
-            continue
         if moved is None and c.condition not in KEEP_TIME_AND_PITCH:
+            continue
+        if a.track is None or a.offset_s is None:  # counts in the denominators, never right or false
+            out.append({"answered": False, "positive": c.positive, "right": False,
+                        "negative": not c.positive, "condition": c.condition, "length_s": c.length_s,
+                        "oracle": False})
             continue
         change = (1.0, 1.0, 1.0)
         if moved is not None:
@@ -150,7 +159,8 @@ def rows(report_path: Path, cache: Path, workers: int, oracle: bool, index: Path
         overlap = v is not None and math.isfinite(v) and v >= MIN_OVERLAP_NCC
         p = min(max(a.score, 1e-6), 1 - 1e-6)
         right = c.positive and a.track == c.source
-        out.append({"positive": c.positive, "right": right, "negative": not c.positive and not overlap,
+        out.append({"answered": True, "positive": c.positive, "right": right,
+                    "negative": not c.positive and not overlap,
                     "condition": c.condition, "length_s": c.length_s, "logit": math.log(p / (1 - p)),
                     "confidence": a.score,
                     "oracle": oracle and c.positive and not right and c.condition in KEEP_TIME_AND_PITCH})
@@ -159,9 +169,11 @@ def rows(report_path: Path, cache: Path, workers: int, oracle: bool, index: Path
             jobs.append((c.path, c.source, float(c.offset_s), 1.0, 1.0, 1.0, str(cache)))
     tracks = sorted({j[1] for j in jobs})
     with ProcessPoolExecutor(workers) as ex:
-        list(ex.map(Tracks(cache).power, tracks))
+        list(ex.map(Tracks(cache).warm, tracks))
         scores = iter(list(ex.map(score, jobs, chunksize=8)))
     for r in out:
+        if not r["answered"]:
+            continue
         r["z"] = next(scores)
         if r["oracle"]:
             r["z_right"] = next(scores)
@@ -169,14 +181,20 @@ def rows(report_path: Path, cache: Path, workers: int, oracle: bool, index: Path
 
 
 def _stacked(fit: Sequence[dict[str, Any]], read: Sequence[dict[str, Any]], form: str | None) -> np.ndarray:
+    """Each read row's probability of being right (0 with no candidate)."""
+    answered = np.array([r["answered"] for r in read])
+    p = np.zeros(len(read))
     if form is None:
-        return np.array([r["confidence"] for r in read])
+        p[answered] = [r["confidence"] for r in read if r["answered"]]
+        return p
 
     def x(rs: Sequence[dict[str, Any]]) -> np.ndarray:
-        return np.array([[r["logit"], math.log1p(max(min(r["z"][form], 40.0), 0.0))] for r in rs])
+        return np.array([[r["logit"], math.log1p(max(min(r["z"][form], 40.0), 0.0))]
+                         for r in rs if r["answered"]])
 
-    model = LogisticRegression(C=100.0, max_iter=5000).fit(x(fit), [r["right"] for r in fit])
-    return model.predict_proba(x(read))[:, 1]  # type: ignore[no-any-return]
+    model = LogisticRegression(C=100.0, max_iter=5000).fit(x(fit), [r["right"] for r in fit if r["answered"]])
+    p[answered] = model.predict_proba(x(read))[:, 1]
+    return p
 
 
 CELLS = (("room", 3), ("room", 5), ("room", 10), ("pink0", 3), ("pink0", 5), ("reverb", 3), ("pitch+1", 3),
@@ -214,7 +232,7 @@ def main() -> None:
             for i, r in enumerate(args.reports)]
     if args.out:
         args.out.write_text(json.dumps(data))
-    names = [None, *data[0][0]["z"]]
+    names = [None, *next(r["z"] for r in data[0] if r["answered"])]
     cols = ["all", *(f"{c} {n} s" for c, n in CELLS)]
     print(f"fit on one report, read on the other, at <= {FM_SHARE:.1%} false matches of its negatives"
           f" ({sum(r['negative'] for r in data[1])} / {sum(r['negative'] for r in data[0])}),"
@@ -227,7 +245,7 @@ def main() -> None:
         label = "shipped confidence" if form is None else f"+ {form}"
         print(f"| {label} | " + " | ".join(f"{a[c]:.3f} / {b[c]:.3f}" for c in cols) + " |")
     for d, rep in zip(data, args.reports):
-        neg = np.array([r["z"]["bit16x3"] for r in d if r["negative"]])
+        neg = np.array([r["z"]["bit16x3"] for r in d if r["negative"] and r["answered"]])
         room = np.array([r["z"]["bit16x3"] for r in d if r["right"] and r["condition"] == "room"
                          and r["length_s"] == 3])
         q = np.quantile(neg, [0.5, 0.99, 1.0]).round(2).tolist()

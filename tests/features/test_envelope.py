@@ -137,8 +137,40 @@ def test_a_noisy_clip_agrees_with_its_track_at_its_offset_only(
 def test_agreement_of_nothing_is_zero(track_signs: np.ndarray) -> None:
     silent = np.zeros((31, N_BANDS), np.float32)
     assert agreement(silent, track_signs, at_block=10) == (0.0, 0.0)
-    longer = np.ones((len(track_signs) + 1, N_BANDS), np.float32)
-    assert agreement(longer, track_signs, at_block=0) == (0.0, 0.0)
+    ones = np.ones((40, N_BANDS), np.float32)
+    assert agreement(ones, track_signs, at_block=len(track_signs)) == (0.0, 0.0)
+
+
+def test_a_clip_running_past_its_tracks_end_is_scored_on_what_overlaps(track_signs: np.ndarray) -> None:
+    rng = np.random.default_rng(8)
+    tail = track_signs[-20:] + 0.5 * rng.standard_normal((20, N_BANDS))  # the track's last 20 blocks
+    clip = np.vstack([tail, rng.standard_normal((10, N_BANDS))]).astype(np.float32)
+    _, z = agreement(clip, track_signs, at_block=len(track_signs) - 20)
+    assert z > 4.0
+
+
+def test_a_silent_stretch_of_a_track_gives_an_unrelated_clip_no_evidence() -> None:
+    rng = np.random.default_rng(9)
+    power = np.full((3000, N_BANDS), 1e-12, np.float32)  # 60 % of the track silent
+    power[1800:] = rng.random((1200, N_BANDS)).astype(np.float32) + 0.1
+    signs = unpack(pack(block_changes(power)))
+    zs = [agreement(rng.standard_normal((31, N_BANDS)), signs, at_block=int(j))[1]
+          for j in rng.integers(0, len(signs) - 31, size=50)]
+    assert max(abs(z) for z in zs) < 6.0
+
+
+def test_a_rising_clip_rises_by_its_time_scale_per_track_block() -> None:
+    # Band power exp(2 r t) in clip frames: on its track's grid a block spans
+    # BLOCK_FRAMES / time_scale clip frames, so every change is 2 r BLOCK_FRAMES / time_scale.
+    r = 0.01
+    S = np.exp(r * np.arange(200))[:, None] * np.ones((1, 257))
+    for time_scale in (0.92, 1.0, 1.08):
+        changes, at = clip_changes(S, offset_frames=10.3, time_scale=time_scale)
+        np.testing.assert_allclose(changes[1:], 2 * r * BLOCK_FRAMES / time_scale, rtol=1e-3)
+        start = 10.3 + (time_scale - 1) * 256 / 256  # frame centres: N_FFT / (2 HOP_LENGTH) = 1
+        assert at == -(-np.ceil(start - 1e-6) // BLOCK_FRAMES)
+    changes, at = clip_changes(S, offset_frames=-4.3)  # starts before its track: rows before frame 0 go
+    assert at == 0 and len(changes) == (200 - 5) // BLOCK_FRAMES
 
 
 def test_a_clip_shorter_than_a_block_has_no_changes() -> None:

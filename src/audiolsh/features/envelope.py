@@ -17,6 +17,7 @@ and babble adds its own changes without removing the music's where the music is 
 from __future__ import annotations
 
 import math
+import warnings
 from functools import lru_cache
 
 import librosa
@@ -24,7 +25,7 @@ import numpy as np
 from scipy.signal import fftconvolve
 
 from audiolsh.errors import ParameterError
-from audiolsh.features.landmarks import FP_SR, N_FFT
+from audiolsh.features.landmarks import FP_SR, HOP_LENGTH, N_FFT
 
 __all__ = [
     "BLOCK_FRAMES", "N_BANDS", "agreement", "band_power", "block_changes", "clip_changes", "pack", "unpack",
@@ -44,8 +45,12 @@ _MAD_SIGMA = 1.4826
 @lru_cache(maxsize=64)
 def _filters(n_bands: int, freq_scale: float = 1.0) -> np.ndarray:
     # Bins of a signal whose frequencies are freq_scale times its track's: the track's bands
-    # evaluated at each bin's frequency / freq_scale (a sample rate freq_scale times lower).
-    fb = librosa.filters.mel(sr=FP_SR / freq_scale, n_fft=N_FFT, n_mels=n_bands, fmin=F_MIN, fmax=F_MAX)
+    # evaluated at each bin's frequency / freq_scale (a sample rate freq_scale times lower).  Above
+    # a scale of 1.05 the top band lies partly past the clip's Nyquist: it loses power or is empty
+    # (its change is then 0, no evidence either way), which librosa warns of.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Empty filters detected")
+        fb = librosa.filters.mel(sr=FP_SR / freq_scale, n_fft=N_FFT, n_mels=n_bands, fmin=F_MIN, fmax=F_MAX)
     return np.ascontiguousarray(fb.T, dtype=np.float32)
 
 
@@ -70,9 +75,10 @@ def band_power(S: np.ndarray, n_bands: int = N_BANDS, *, freq_scale: float = 1.0
 
 def block_changes(power: np.ndarray, *, block: int = BLOCK_FRAMES, phase: int = 0) -> np.ndarray:
     """Change of log band energy from each block of ``block`` frames to the next, float32
-    (n_blocks, bands); the first block's is 0.  ``phase`` frames are skipped first, so that a
-    clip starting ``phase`` frames before a block boundary of its track pools on the track's
-    blocks (block j of the result is then the track's block (offset + phase) / block + j)."""
+    (n_blocks, bands); the first block's is 0 (it packs as "fell" on a track's side).  ``phase``
+    frames are skipped first, so that a clip starting ``phase`` frames before a block boundary
+    of its track pools on the track's blocks (block j of the result is then the track's block
+    (offset + phase) / block + j)."""
     if not (isinstance(block, (int, np.integer)) and block >= 1):
         raise ParameterError(f"block must be a positive number of frames, got {block!r}")
     if not (isinstance(phase, (int, np.integer)) and 0 <= phase < block):
@@ -85,7 +91,6 @@ def block_changes(power: np.ndarray, *, block: int = BLOCK_FRAMES, phase: int = 
     return np.diff(L, axis=0, prepend=L[:1]).astype(np.float32)
 
 
-
 def clip_changes(
     S: np.ndarray, *, offset_frames: float, time_scale: float = 1.0, freq_scale: float = 1.0,
     n_bands: int = N_BANDS, block: int = BLOCK_FRAMES,
@@ -94,20 +99,22 @@ def clip_changes(
     row lies on.
 
     S : the clip's magnitude frames; offset_frames : the track frame (fractional) at the clip's
-    first frame; time_scale : track frames per clip frame (a clip played or stretched faster:
+    first sample; time_scale : track frames per clip frame (a clip played or stretched faster:
     speed x tempo); freq_scale : the clip's frequencies over the track's (speed x pitch).  The
-    clip's band power is read at each of its track's frames (linear interpolation), so that a
-    changed clip pools as its track did."""
+    clip's band power is read at each of its track's frames (linear interpolation, frame centres
+    matched), so that a changed clip pools as its track did; rows before the track's first frame
+    are dropped."""
     if not (math.isfinite(time_scale) and 0.5 <= time_scale <= 2.0):
         raise ParameterError(f"time_scale must be in [0.5, 2], got {time_scale!r}")
     if not (math.isfinite(offset_frames) and offset_frames > -1e9):
         raise ParameterError(f"offset_frames must be a finite frame, got {offset_frames!r}")
     P = band_power(S, n_bands, freq_scale=freq_scale).astype(np.float64)
-    first = math.ceil(offset_frames - 1e-6)
-    if len(P) == 0:
-        return np.zeros((0, n_bands), np.float32), max(first, 0) // block
-    n = math.floor((len(P) - 1) * time_scale - (first - offset_frames) + 1e-6) + 1
-    pos = (first + np.arange(max(n, 0)) - offset_frames) / time_scale
+    # Frames are not centred: clip frame i's centre lies on track frame
+    # offset + i * time_scale + (time_scale - 1) * N_FFT / (2 * HOP_LENGTH).
+    start = offset_frames + (time_scale - 1.0) * N_FFT / (2 * HOP_LENGTH)
+    first = math.ceil(start - 1e-6)
+    n = math.floor((len(P) - 1) * time_scale - (first - start) + 1e-6) + 1 if len(P) else 0
+    pos = (first + np.arange(max(n, 0)) - start) / time_scale
     i0 = np.clip(np.floor(pos).astype(np.int64), 0, len(P) - 1)
     w = (pos - i0)[:, None]
     rows = P[i0] * (1.0 - w) + P[np.minimum(i0 + 1, len(P) - 1)] * w
@@ -115,6 +122,7 @@ def clip_changes(
     rows, first = rows[skip:], first + skip
     phase = -first % block
     return block_changes(rows, block=block, phase=phase), (first + phase) // block
+
 
 def pack(changes: np.ndarray) -> np.ndarray:
     """The signs of ``changes`` (n_blocks, bands <= 8), one byte a block: bit b set where band b
@@ -142,14 +150,18 @@ def agreement(clip: np.ndarray, track_signs: np.ndarray, *, at_block: int, lag_b
 
     Returns (score, z): the best mean over the clip's blocks of its unit change rows dotted with
     the track's signs over sqrt(bands), and that score as a z-score against the clip at every
-    alignment inside the track (median and MAD).  (0, 0) when the clip has no change or is
-    longer than the track."""
+    alignment inside the track (median and MAD, the MAD no less than half what random signs
+    would give, so a silent stretch of a track cannot make a z of nothing).  A clip running past
+    the track's end is cut there.  (0, 0) when the clip has no change or does not fit."""
     X = np.asarray(clip, np.float64)
     Y = np.asarray(track_signs, np.float64)
     if X.ndim != 2 or Y.ndim != 2 or X.shape[1] != Y.shape[1]:
         raise ParameterError(f"clip and track must have the same bands, got {X.shape} and {Y.shape}")
-    if lag_blocks < 0:
-        raise ParameterError(f"lag_blocks must be >= 0, got {lag_blocks!r}")
+    if not (isinstance(lag_blocks, (int, np.integer)) and lag_blocks >= 0):
+        raise ParameterError(f"lag_blocks must be an integer >= 0, got {lag_blocks!r}")
+    if not isinstance(at_block, (int, np.integer)):
+        raise ParameterError(f"at_block must be an integer, got {at_block!r}")
+    X = X[: max(0, len(Y) - max(int(at_block), 0))]
     T, N = len(X), len(Y)
     norms = np.linalg.norm(X, axis=1, keepdims=True)
     if T == 0 or N < T or not np.any(norms > 0):
@@ -163,5 +175,6 @@ def agreement(clip: np.ndarray, track_signs: np.ndarray, *, at_block: int, lag_b
         return 0.0, 0.0
     score = float(np.max(s[lo:hi]))
     med = float(np.median(s))
-    mad = _MAD_SIGMA * float(np.median(np.abs(s - med)))
-    return score, (score - med) / mad if mad > 0 else 0.0
+    # Random signs spread s by 1 / sqrt(T * bands).
+    mad = max(_MAD_SIGMA * float(np.median(np.abs(s - med))), 0.5 / math.sqrt(T * Y.shape[1]))
+    return score, (score - med) / mad
