@@ -8,8 +8,9 @@ stored as one bit per band and block), correlated with the clip's at the reporte
 z-score against the same clip slid along the whole track.  Each score is stacked on the shipped
 confidence (a logistic on its logit and ``log1p(z)``) fitted on one report and read on the other,
 at <= 0.5 % false matches of the read report's negatives (verified overlaps left out), for the
-conditions that keep time and pitch, or with ``--indexes`` for every condition, each clip read at
-the speed, tempo and pitch the engine finds for it (every clip answered again once).
+conditions that keep time and pitch, or for every condition, each clip read at the speed, tempo
+and pitch the engine found for it: recorded in the reports (``evaluate identify`` since session
+22), or with ``--indexes`` every clip answered again once.
 
     audiolsh evaluate identify DEV --no-audfprint --no-olaf --seed 1 --min-confidence 0 \\
         --work-dir work1 --out seed1.json        # and the same with --seed 2
@@ -139,10 +140,12 @@ def rows(report_path: Path, cache: Path, workers: int, oracle: bool, index: Path
     rep = load_report(report_path)
     answers = rep.answers["audiolsh"]
     moved = transforms(report_path, index) if index else None
+    recorded = rep.systems.get("audiolsh", {}).get("transforms")  # reports since session 22 keep them
+    every = moved is not None or recorded is not None
     ncc: list[float | None] = list(rep.overlap_ncc.get("audiolsh") or [None] * len(rep.clips))
     out, jobs = [], []
     for i, (c, a) in enumerate(zip(rep.clips, answers)):
-        if moved is None and c.condition not in KEEP_TIME_AND_PITCH:
+        if not every and c.condition not in KEEP_TIME_AND_PITCH:
             continue
         if a.track is None or a.offset_s is None:  # counts in the denominators, never right or false
             out.append({"answered": False, "positive": c.positive, "right": False,
@@ -155,6 +158,8 @@ def rows(report_path: Path, cache: Path, workers: int, oracle: bool, index: Path
             if m is None or m[0] != a.track or abs(m[1] - a.offset_s) > 1e-6:
                 raise SystemExit(f"{report_path}: clip {c.clip_id} is answered otherwise than in the report")
             change = (m[2], m[3], m[4])
+        elif recorded is not None:
+            change = (recorded[i][0], recorded[i][1], recorded[i][2])
         v = ncc[i]
         overlap = v is not None and math.isfinite(v) and v >= MIN_OVERLAP_NCC
         p = min(max(a.score, 1e-6), 1 - 1e-6)

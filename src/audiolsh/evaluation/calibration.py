@@ -51,8 +51,9 @@ def load_report(path: str | Path) -> IdentifyReport:
     answers = {name: [Answer(**dict(zip(fields, row))) for row in rows]
                for name, rows in data["answers"].items() if name != "fields"}
     for info in data["systems"].values():
-        if "candidates" in info:
-            info["candidates"] = [[math.nan if v is None else v for v in row] for row in info["candidates"]]
+        for key in ("candidates", "transforms"):
+            if key in info:
+                info[key] = [[math.nan if v is None else v for v in row] for row in info[key]]
     return IdentifyReport(data["corpus"], data["protocol"], [], data["machine"], data["skipped"],
                           data["systems"], [Clip(**c) for c in data["clips"]], answers,
                           overlap_ncc=data.get("overlap_ncc", {}))

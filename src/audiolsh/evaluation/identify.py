@@ -604,7 +604,10 @@ class AudiolshSystem(ClipByClip):
     calibrated confidence (the probability that it is right), reported at ``min_confidence``
     (default: the calibration's operating point) and at equal false matches.  The engine's
     quantities behind each confidence are kept in ``info["candidates"]`` (one row per clip:
-    log10 p (NaN: no candidate), agreeing hashes, query hashes, seconds) for refitting it.
+    log10 p (NaN: no candidate), agreeing hashes, query hashes, seconds, noise level) for
+    refitting it, and the candidate's speed, tempo and pitch in ``info["transforms"]`` (NaN: no
+    candidate), so that evidence read at the candidate's alignment can be screened without
+    answering every clip again.
     An existing ``index_dir`` is reused: tracks already in it are not added again (nor timed).
     """
 
@@ -649,7 +652,7 @@ class AudiolshSystem(ClipByClip):
             logger.info("%s: every track already indexed; ingest not timed", path)
         info = index.info()
         self.info = {"params": info["params"], "n_hashes": info["n_hashes"], "source_sha1": source_sha1,
-                     "calibration": index.calibration.to_json(), "candidates": []}
+                     "calibration": index.calibration.to_json(), "candidates": [], "transforms": []}
         return BuildStats(len(todo), audio_s, wall_s if todo else math.nan, self.workers,
                           _dir_bytes(Path(path)))
 
@@ -660,6 +663,7 @@ class AudiolshSystem(ClipByClip):
                                         0.0 if m is None else float(m.score), verdict.n_query_hashes,
                                         len(y) / sr if m is None else m.clip_s,
                                         0.0 if m is None else m.noise])
+        self.info["transforms"].append([math.nan] * 3 if m is None else [m.speed, m.tempo, m.pitch])
         if m is None:
             return None, None, -math.inf
         return m.path, m.offset_s, float(m.confidence)
