@@ -116,7 +116,7 @@ def score(job: Job) -> dict[str, float]:
 
 def transforms(report_path: Path, index: Path) -> list[list[Any] | None]:
     """Each clip's best candidate answered again by the index (track, offset, speed, tempo, pitch,
-    confidence), cached beside the report: the report keeps no transform."""
+    confidence), cached beside the report: for reports written before they kept the transform."""
     cached = report_path.with_suffix(".transforms.json")
     if cached.exists():
         return json.loads(cached.read_text())  # type: ignore[no-any-return]

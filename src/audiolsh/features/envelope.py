@@ -17,15 +17,13 @@ and babble adds its own changes without removing the music's where the music is 
 from __future__ import annotations
 
 import math
-import warnings
-from functools import lru_cache
 
-import librosa
 import numpy as np
 from scipy.signal import fftconvolve
 
 from audiolsh.errors import ParameterError
 from audiolsh.features.landmarks import FP_SR, HOP_LENGTH, N_FFT
+from audiolsh.features.spectral import mel_basis
 
 __all__ = [
     "BLOCK_FRAMES", "N_BANDS", "agreement", "band_power", "block_changes", "clip_changes", "pack", "unpack",
@@ -40,18 +38,6 @@ F_MIN, F_MAX = 50.0, 3800.0
 _FLOOR = 1e-10
 _MAD_SIGMA = 1.4826
 """MAD to standard deviation for a normal distribution."""
-
-
-@lru_cache(maxsize=64)
-def _filters(n_bands: int, freq_scale: float = 1.0) -> np.ndarray:
-    # Bins of a signal whose frequencies are freq_scale times its track's: the track's bands
-    # evaluated at each bin's frequency / freq_scale (a sample rate freq_scale times lower).  Above
-    # a scale of 1.05 the top band lies partly past the clip's Nyquist: it loses power or is empty
-    # (its change is then 0, no evidence either way), which librosa warns of.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Empty filters detected")
-        fb = librosa.filters.mel(sr=FP_SR / freq_scale, n_fft=N_FFT, n_mels=n_bands, fmin=F_MIN, fmax=F_MAX)
-    return np.ascontiguousarray(fb.T, dtype=np.float32)
 
 
 def _check_bands(n_bands: int) -> None:
@@ -70,7 +56,11 @@ def band_power(S: np.ndarray, n_bands: int = N_BANDS, *, freq_scale: float = 1.0
     S = np.asarray(S, np.float32)
     if S.ndim != 2 or S.shape[1] != N_FFT // 2 + 1:
         raise ParameterError(f"magnitude frames must have shape (n, {N_FFT // 2 + 1}), got {S.shape}")
-    return (S * S) @ _filters(n_bands, round(float(freq_scale), 6))  # type: ignore[no-any-return]
+    # The track's bands at each bin's frequency / freq_scale: a sample rate freq_scale times lower.
+    # Above a scale of 1.05 the top band lies partly past the clip's Nyquist and loses power or
+    # is empty (its change is then 0: no evidence either way).
+    fb = mel_basis(FP_SR / round(float(freq_scale), 6), N_FFT, n_bands, fmax=F_MAX, fmin=F_MIN)
+    return (S * S) @ fb.T  # type: ignore[no-any-return]
 
 
 def block_changes(power: np.ndarray, *, block: int = BLOCK_FRAMES, phase: int = 0) -> np.ndarray:

@@ -6,6 +6,7 @@ the MFCCs, so an excerpt is transformed once.
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 
 import librosa
@@ -58,11 +59,16 @@ def mel_power(
     ).astype(np.float32)
 
 
-@lru_cache(maxsize=8)
-def mel_basis(sr: int, n_fft: int, n_mels: int, fmax: float | None = None) -> np.ndarray:
+@lru_cache(maxsize=64)
+def mel_basis(sr: float, n_fft: int, n_mels: int, fmax: float | None = None, fmin: float = 0.0) -> np.ndarray:
     """librosa's mel filter bank (n_mels, 1 + n_fft // 2), float32, built once per setting:
-    the indexer applies it to the power spectrogram of every track."""
-    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmax=fmax).astype(np.float32)  # type: ignore[no-any-return]
+    the indexer applies it to the power spectrogram of every track.  ``sr`` may be fractional
+    (bands read off a signal whose frequencies are scaled: ``audiolsh.features.envelope``); a band
+    that lies past Nyquist is left empty, without librosa's warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Empty filters detected")
+        fb = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    return fb.astype(np.float32)  # type: ignore[no-any-return]
 
 
 def log_power(S: np.ndarray) -> np.ndarray:
