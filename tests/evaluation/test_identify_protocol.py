@@ -287,6 +287,9 @@ def test_audiolsh_adapter_identifies_clean_clips(corpus: list[str], tmp_path: Pa
     assert zero.overall["n_false"] == sum(not c.positive for a, c in zip(answers, clips) if a.track)
     rows = report.systems["audiolsh"]["candidates"]  # type: ignore[attr-defined]
     assert len(rows) == len(clips) and all(r[3] == pytest.approx(5.0, abs=0.1) for r in rows)
+    # The sixth quantity: the envelope's z at the candidate's alignment, high where it is right.
+    assert all(len(r) == 6 for r in rows)
+    assert all(r[5] > 2.0 for r, a, c in zip(rows, answers, clips) if a.track == c.source)
     moved = report.systems["audiolsh"]["transforms"]  # type: ignore[attr-defined]
     assert len(moved) == len(clips)
     assert all(t == [1.0, 1.0, 1.0] for t, a, c in zip(moved, answers, clips) if a.track == c.source)

@@ -210,7 +210,7 @@ def test_the_calibration_fit_spends_its_false_match_budget_on_real_false_matches
              for i in range(n)]
     answers = [Answer(c.source if right[i] else f"t{(i + 1) % 40}.ogg", 0.0, 0.5)
                for i, c in enumerate(clips)]
-    rows = [[-float(c), 20.0 + 4.0 * max(float(c), 0.0), 2000.0, 3.0, 0.1] for c in chance]
+    rows = [[-float(c), 20.0 + 4.0 * max(float(c), 0.0), 2000.0, 3.0, 0.1, math.nan] for c in chance]
     ncc = [0.8 if o else math.nan for o in overlap]
 
     def report(ncc: list[float]) -> IdentifyReport:
@@ -227,9 +227,9 @@ def test_the_calibration_fit_spends_its_false_match_budget_on_real_false_matches
     path.write_text(json.dumps(report(ncc).to_dict()).replace("NaN", "null"))
     again = fit_from_report(load_report(path), budget=budget)
     assert again.default_min_confidence == aware.default_min_confidence
-    # A report of an engine before the noise level (four quantities a clip) cannot be refitted.
-    rows[:] = [r[:4] for r in rows]
-    with pytest.raises(ParameterError, match="predate the noise level; run evaluate identify again"):
+    # A report of an engine before the energy envelope (five quantities a clip) cannot be refitted.
+    rows[:] = [r[:5] for r in rows]
+    with pytest.raises(ParameterError, match="predate the energy envelope; run evaluate identify again"):
         fit_from_report(report(ncc), budget=budget)
 
 

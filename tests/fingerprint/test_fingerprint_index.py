@@ -770,8 +770,9 @@ def test_empty_index_answers_nothing() -> None:
 
 
 def test_format_version_is_pinned_and_old_indexes_are_refused(tmp_path: Path) -> None:
-    """Version 3 (peaks down to 47 Hz); a version-2 index must be rebuilt, with a clear error."""
-    assert FP_FORMAT_VERSION == 3
+    """Version 4 (envelopes); a version-2 index must be rebuilt, with a clear error (a version-3
+    one opens: tests/fingerprint/test_envelope_index.py)."""
+    assert FP_FORMAT_VERSION == 4
     where = tmp_path / "old"
     FingerprintIndex.create(where).close()
     db = sqlite3.connect(where / "catalogue.sqlite")

@@ -135,11 +135,11 @@ def test_the_former_operating_point_is_lowered_while_no_false_match_is_added(
 
 
 def test_a_version_1_calibration_reads_with_no_weight_on_the_noise_level() -> None:
-    v1 = {"format": calibrated.FORMAT, "format_version": 1, "features": list(calibrated.V1_FEATURES),
+    v1 = {"format": calibrated.FORMAT, "format_version": 1, "features": list(calibrated.OLD_FEATURES[1]),
           "chance_cap": calibrated.CHANCE_CAP, "coef": [1.5, 0.8, 0.3, -2.0], "intercept": -3.0,
           "default_min_confidence": 0.9, "hashes_needed": 300, "meta": {}}
     cal = calibrated.Calibration.from_json(v1)
-    assert cal.coef == (1.5, 0.8, 0.3, -2.0, 0.0)
+    assert cal.coef == (1.5, 0.8, 0.3, -2.0, 0.0, 0.0)
     z = 1.5 * np.log1p(6.0) + 0.8 * np.log1p(30.0) + 0.3 * np.log1p(1000.0) - 2.0 * np.log(3.0) - 3.0
     for noise in (0.0, 0.5, 1.0):  # the same answer whatever the noise
         assert cal.confidence(-6.0, 30, 1000, 3.0, noise) == pytest.approx(1 / (1 + np.exp(-z)))

@@ -65,13 +65,13 @@ def fit_from_report(report: IdentifyReport, system: str = "audiolsh", *,
     the default threshold from a false-match budget instead of the former operating point (lowered
     while the negatives add no false match)."""
     info = report.systems.get(system, {})
-    # log10 p (NaN: no candidate), agreeing, query hashes, seconds, noise level
+    # log10 p (NaN: no candidate), agreeing, query hashes, seconds, noise level, envelope z (NaN: none)
     rows = info.get("candidates")
     answers = report.answers.get(system)
     if rows is None or answers is None or len(rows) != len(report.clips):
         raise ParameterError(f"the report has no per-clip candidates of {system} to fit on")
     if any(len(r) != len(calibrated.FEATURES) for r in rows):
-        raise ParameterError(f"the report's candidates of {system} predate the noise level; run"
+        raise ParameterError(f"the report's candidates of {system} predate the energy envelope; run"
                              " evaluate identify again to fit on them")
     _, right = _right(report.clips, answers)
     X = np.array(rows, np.float64).reshape(-1, len(calibrated.FEATURES))
@@ -85,7 +85,7 @@ def fit_from_report(report: IdentifyReport, system: str = "audiolsh", *,
     ncc = report.overlap_ncc.get(system) or [math.nan] * len(report.clips)  # NaN or None: not checked
     overlap = np.array([v is not None and v >= MIN_OVERLAP_NCC for v in ncc], bool)
     negative = np.array([not c.positive for c in report.clips], bool) & ~overlap
-    return calibrated.fit(X[:, 0], X[:, 1], X[:, 2], X[:, 3], right, noise=X[:, 4],
+    return calibrated.fit(X[:, 0], X[:, 1], X[:, 2], X[:, 3], right, noise=X[:, 4], envelope_z=X[:, 5],
                           clean=clean if clean.any() else None,
                           negative=negative, budget=budget, meta=meta)
 

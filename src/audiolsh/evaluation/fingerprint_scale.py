@@ -13,7 +13,8 @@ audio, peaks scaled out of the band come back in at its other end, and a copy fa
 source keeps the same share of its anchor peaks.  Copies keep what makes a real index hard: the same hashes
 are common (music's energy and pitch intervals), the same loops repeat, tracks have the same
 lengths.  ``copy_statistics`` measures how close a copy's per-hash posting counts stay to its
-source's.
+source's.  Every track keeps an energy envelope of random bytes of its real length (the bytes
+an index stores; a block's signs are near random), so the bytes per hour are a real index's.
 
 The segment is built out of core: landmarks stream, in chunks, into files by hash range
 (``N_PARTS``), then each range is sorted alone and written into memory-mapped arrays, so a
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audiolsh.features.envelope import BLOCK_FRAMES
 from audiolsh.features.landmarks import DF_BITS, DF_MAX, DT_BITS, DT_MAX, F_HI, F_LO, FRAME_S, HASH_BITS
 from audiolsh.index.fingerprint import FingerprintIndex
 from audiolsh.index.fingerprint_build import segment_info
@@ -190,8 +192,9 @@ def _out_of_core_segment(
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     files = [open(folder / f"part{p:03d}.u64", "wb") for p in range(N_PARTS)]
+    envelopes = open(folder / "envelope.u8", "wb")
     counts = np.zeros(1 << HASH_BITS, np.int64)
-    tracks, frames, per_track = [], [], []
+    tracks, frames, per_track, blocks = [], [], [], []
     buffered: list[np.ndarray] = []
     n_buffered = start = 0
 
@@ -214,6 +217,9 @@ def _out_of_core_segment(
                        "kind": "audio", "meta": None, "n_items": len(c.hashes)})
         frames.append(c.n_frames)
         per_track.append(len(c.hashes))
+        # The energy envelope's bytes as an index keeps them (a block's 8 signs are near random).
+        blocks.append(c.n_frames // BLOCK_FRAMES)
+        np.random.default_rng(i).integers(0, 256, blocks[-1], dtype=np.uint8).tofile(envelopes)
         start += c.n_frames
         if n_buffered >= CHUNK:
             spill()
@@ -223,6 +229,7 @@ def _out_of_core_segment(
         spill()
     for f in files:
         f.close()
+    envelopes.close()
     if start >= 1 << 32:
         raise ValueError(f"a fingerprint segment holds at most {1 << 32} frames, got {start}")
     n = int(counts.sum())
@@ -256,5 +263,8 @@ def _out_of_core_segment(
         "track_starts": np.concatenate([[0], np.cumsum(frames_a)[:-1]]).astype(np.int64),
         "track_frames": frames_a,
         "track_hashes": np.asarray(per_track, np.int64),
+        "envelope": (np.memmap(folder / "envelope.u8", np.uint8, mode="r") if sum(blocks)
+                     else np.zeros(0, np.uint8)),
+        "track_blocks": np.asarray(blocks, np.int64),
     }
     return SegmentBuild(segment_info(n, high_bits, len(tracks)), arrays, tracks)

@@ -604,9 +604,9 @@ class AudiolshSystem(ClipByClip):
     calibrated confidence (the probability that it is right), reported at ``min_confidence``
     (default: the calibration's operating point) and at equal false matches.  The engine's
     quantities behind each confidence are kept in ``info["candidates"]`` (one row per clip:
-    log10 p (NaN: no candidate), agreeing hashes, query hashes, seconds, noise level) for
-    refitting it, and the candidate's speed, tempo and pitch in ``info["transforms"]`` (NaN: no
-    candidate), so that evidence read at the candidate's alignment can be screened without
+    log10 p (NaN: no candidate), agreeing hashes, query hashes, seconds, noise level, envelope z
+    (NaN: none compared)) for refitting it, and the candidate's speed, tempo and pitch in
+    ``info["transforms"]`` (NaN: no candidate), so that evidence read at the candidate's alignment can be screened without
     answering every clip again.
     An existing ``index_dir`` is reused: tracks already in it are not added again (nor timed).
     """
@@ -622,12 +622,14 @@ class AudiolshSystem(ClipByClip):
         self._index: Any = None
 
     def build(self, track_paths: Sequence[str], workdir: Path) -> BuildStats:
+        import audiolsh.features.envelope
         import audiolsh.features.landmarks
         import audiolsh.index.fingerprint
         import audiolsh.search.fingerprint
         from audiolsh.index.fingerprint import FingerprintIndex
 
-        modules = (audiolsh.index.fingerprint, audiolsh.features.landmarks, audiolsh.search.fingerprint)
+        modules = (audiolsh.index.fingerprint, audiolsh.features.landmarks, audiolsh.search.fingerprint,
+                   audiolsh.features.envelope)
         source_sha1 = sources_sha1([m.__file__ or "" for m in modules])  # the version imported
 
         path = self.index_dir or workdir / "index"
@@ -662,7 +664,9 @@ class AudiolshSystem(ClipByClip):
         self.info["candidates"].append([math.nan if m is None else float(m.log10_p),
                                         0.0 if m is None else float(m.score), verdict.n_query_hashes,
                                         len(y) / sr if m is None else m.clip_s,
-                                        0.0 if m is None else m.noise])
+                                        0.0 if m is None else m.noise,
+                                        math.nan if m is None or m.envelope_z is None
+                                        else m.envelope_z])
         self.info["transforms"].append([math.nan] * 3 if m is None else [m.speed, m.tempo, m.pitch])
         if m is None:
             return None, None, -math.inf

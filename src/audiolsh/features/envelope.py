@@ -11,7 +11,9 @@ anything (a drone, a held chord) gains nothing.  Reverb smears an envelope but k
 and babble adds its own changes without removing the music's where the music is loud.
 
 ``benchmarks/dense_evidence.py`` measures what this adds to the calibrated confidence
-(``docs/results/identify.md``, session 22).
+(``docs/results/identify.md``, session 22); the index keeps each track's
+:func:`track_envelope` beside its hashes and the calibrated confidence weighs a candidate's
+:func:`clip_z`.
 """
 
 from __future__ import annotations
@@ -19,20 +21,24 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.signal import fftconvolve
+import scipy.fft
 
 from audiolsh.errors import ParameterError
 from audiolsh.features.landmarks import FP_SR, HOP_LENGTH, N_FFT
 from audiolsh.features.spectral import mel_basis
 
 __all__ = [
-    "BLOCK_FRAMES", "N_BANDS", "agreement", "band_power", "block_changes", "clip_changes", "pack", "unpack",
+    "BLOCK_FRAMES", "LAG_BLOCKS", "N_BANDS", "agreement", "band_power", "block_changes", "clip_changes",
+    "clip_z", "pack", "track_envelope", "unpack",
 ]
 
 N_BANDS = 8
 """Mel bands: 8 fit one byte a block and keep most of what 16 give."""
 BLOCK_FRAMES = 3
 """Frames per block (96 ms): longer blocks lose most of a 3-s clip's evidence."""
+LAG_BLOCKS = 2
+"""A clip is compared within this many blocks (about 0.2 s) of its alignment each way: the
+landmarks' offset is to a frame, and a time-scaled clip's block grid is coarser."""
 F_MIN, F_MAX = 50.0, 3800.0
 """The bands span the landmarks' band (47 Hz to 3.6 kHz) and a little more."""
 _FLOOR = 1e-10
@@ -158,8 +164,11 @@ def agreement(clip: np.ndarray, track_signs: np.ndarray, *, at_block: int, lag_b
         return 0.0, 0.0
     X = np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
     Y = Y / math.sqrt(Y.shape[1])
-    # s[j] = mean over t of X[t] . Y[t + j], every alignment at once
-    s = sum(fftconvolve(Y[:, d], X[::-1, d], mode="valid") for d in range(X.shape[1])) / T
+    # s[j] = mean over t of X[t] . Y[t + j], every alignment at once: a correlation per band,
+    # summed over bands before the inverse transform (no wrap-around below N + T - 1 points)
+    n = scipy.fft.next_fast_len(N + T - 1, real=True)
+    cross = (scipy.fft.rfft(Y, n, axis=0) * np.conj(scipy.fft.rfft(X, n, axis=0))).sum(axis=1)
+    s = scipy.fft.irfft(cross, n)[: N - T + 1] / T
     lo, hi = max(0, at_block - lag_blocks), min(len(s), at_block + lag_blocks + 1)
     if hi <= lo:
         return 0.0, 0.0
@@ -168,3 +177,20 @@ def agreement(clip: np.ndarray, track_signs: np.ndarray, *, at_block: int, lag_b
     # Random signs spread s by 1 / sqrt(T * bands).
     mad = max(_MAD_SIGMA * float(np.median(np.abs(s - med))), 0.5 / math.sqrt(T * Y.shape[1]))
     return score, (score - med) / mad
+
+
+def track_envelope(power: np.ndarray) -> np.ndarray:
+    """What an index keeps of a track: the packed signs of its :func:`block_changes` (one byte a
+    block of ``BLOCK_FRAMES`` frames), from its :func:`band_power`.  uint8 (n_blocks,)."""
+    return pack(block_changes(power))
+
+
+def clip_z(
+    S: np.ndarray, envelope: np.ndarray, *, offset_frames: float, time_scale: float = 1.0,
+    freq_scale: float = 1.0,
+) -> float:
+    """:func:`agreement`'s z of a clip's magnitude frames ``S`` with a track's
+    :func:`track_envelope` when the clip starts at the track's frame ``offset_frames``, changed
+    by ``time_scale`` and ``freq_scale`` (see :func:`clip_changes`)."""
+    changes, at = clip_changes(S, offset_frames=offset_frames, time_scale=time_scale, freq_scale=freq_scale)
+    return agreement(changes, unpack(envelope), at_block=at, lag_blocks=LAG_BLOCKS)[1]

@@ -19,7 +19,7 @@ hash of the other rounding (``margin``), so noise that nudges a peak does not lo
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
@@ -105,6 +105,8 @@ class Peaks:
     n_frames : int, frames in the signal
     frames : float32 (n_frames, 2) or None, each frame's :func:`frame_levels` (how noise-like
         and how loud), from which :func:`noise_level` tells how noisy the signal is
+    spectrum : float32 (n_frames, N_FFT // 2 + 1) or None, the magnitude frames themselves (a
+        query keeps them to compare its energy envelope, :mod:`audiolsh.features.envelope`)
     """
 
     times: np.ndarray
@@ -112,18 +114,22 @@ class Peaks:
     strength: np.ndarray
     n_frames: int
     frames: np.ndarray | None = None
+    spectrum: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.times)
 
     def select(self, mask: np.ndarray) -> Peaks:
-        return Peaks(self.times[mask], self.freqs[mask], self.strength[mask], self.n_frames, self.frames)
+        return Peaks(self.times[mask], self.freqs[mask], self.strength[mask], self.n_frames, self.frames,
+                     self.spectrum)
 
     def window(self, start: int, n_frames: int) -> Peaks:
         """The peaks of frames [start, start + n_frames), their times from the window's start."""
         keep = (self.times >= start) & (self.times < start + n_frames)
         frames = None if self.frames is None else self.frames[start:start + n_frames]
-        return Peaks(self.times[keep] - start, self.freqs[keep], self.strength[keep], n_frames, frames)
+        spectrum = None if self.spectrum is None else self.spectrum[start:start + n_frames]
+        return Peaks(self.times[keep] - start, self.freqs[keep], self.strength[keep], n_frames, frames,
+                     spectrum)
 
 
 QUIET_DB = 40.0
@@ -159,11 +165,14 @@ class Landmarks:
     hashes : uint32 (n,), ``HASH_BITS`` bits used
     times : int32 (n,), frame of the anchor peak (``times * frame_s`` seconds)
     frame_s : seconds per frame
+    envelope : uint8 (n_blocks,) or None, the signal's energy envelope
+        (:func:`audiolsh.features.envelope.track_envelope`), which an index keeps beside the hashes
     """
 
     hashes: np.ndarray
     times: np.ndarray
     frame_s: float = FRAME_S
+    envelope: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.hashes)
@@ -208,11 +217,13 @@ def spectral_peaks(y: np.ndarray, sr: float, *, density: float = DENSITY) -> Pea
 
 
 def shifted_peaks(
-    y: np.ndarray, sr: float, *, density: float = DENSITY, shifts: int = 1, levels: bool = False
+    y: np.ndarray, sr: float, *, density: float = DENSITY, shifts: int = 1, levels: bool = False,
+    spectrum: bool = False,
 ) -> list[Peaks]:
     """:func:`spectral_peaks` of ``y`` analysed from ``shifts`` start offsets, ``k / shifts`` of
     a hop apart (k = 0 .. shifts - 1), each's times on the unshifted analysis's frame grid
-    (``levels``: with the frames' :func:`frame_levels`, as a query needs them).
+    (``levels``: with the frames' :func:`frame_levels`, as a query needs them; ``spectrum``: the first
+    with its magnitude frames, to compare its energy envelope).
 
     A clip starts anywhere within a hop of the frame grid its track was indexed on; one of the
     shifted analyses is within ``1 / (2 shifts)`` of a hop of it, so the peaks that straddle
@@ -233,7 +244,8 @@ def shifted_peaks(
         frames = None  # the clip's, from its first analysis (the shifts see the same frames)
         if levels:
             frames = out[0].frames if out else frame_levels(S[:, BAND])
-        out.append(Peaks(times + np.float32(start / HOP_LENGTH), freqs, strength, n_frames, frames))
+        kept = S.astype(np.float32, copy=False) if spectrum and not out else None
+        out.append(Peaks(times + np.float32(start / HOP_LENGTH), freqs, strength, n_frames, frames, kept))
     return out
 
 
@@ -348,9 +360,16 @@ def landmarks(
     """Landmark hashes of a mono signal ``y`` at sample rate ``sr`` (any rate; resampled).
 
     ``hop_scale`` rescales time (a clip time-stretched by ``t`` is undone by hop_scale=t),
-    keeping frequency.  Pure function of its inputs: safe to run in worker processes.
+    keeping frequency.  Unscaled, the landmarks carry the signal's energy envelope.  Pure
+    function of its inputs: safe to run in worker processes.
     """
-    return pair_peaks(spectral_peaks(y, sr, density=density), fanout=fanout, time_scale=hop_scale)
+    from audiolsh.features.envelope import band_power, track_envelope  # it needs this module's constants
+
+    peaks = shifted_peaks(y, sr, density=density, spectrum=hop_scale == 1.0)[0]
+    lm = pair_peaks(replace(peaks, spectrum=None), fanout=fanout, time_scale=hop_scale)
+    if peaks.spectrum is None:
+        return lm
+    return replace(lm, envelope=track_envelope(band_power(peaks.spectrum)))
 
 
 def pair_variants(

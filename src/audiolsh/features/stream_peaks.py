@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import BinaryIO
 
 import numpy as np
 import soxr
 
+from audiolsh.features import envelope as env
 from audiolsh.features import landmarks as lm
 from audiolsh.features import peaks as pk
 from audiolsh.features import spectral
@@ -63,7 +65,9 @@ class _Spill:
 
 
 class Fingerprint:
-    """Landmark hashes (:func:`audiolsh.features.landmarks.landmarks`) of a stream at ``sr`` Hz."""
+    """Landmark hashes (:func:`audiolsh.features.landmarks.landmarks`) of a stream at ``sr`` Hz,
+    with the track's energy envelope (a query's stream, ``levels``, keeps its frame levels
+    instead)."""
 
     def __init__(self, sr: int, *, density: float = lm.DENSITY, levels: bool = False) -> None:
         self.resampler = (None if sr == lm.FP_SR
@@ -73,6 +77,7 @@ class Fingerprint:
         self.peak = 0.0
         self.density = density
         self.levels: list[np.ndarray] | None = [] if levels else None  # a query's noise level
+        self.bands: list[np.ndarray] | None = None if levels else []  # a track's envelope (8 floats a frame)
 
     def push(self, y: np.ndarray, *, last: bool = False) -> None:
         if self.resampler is not None:
@@ -87,6 +92,8 @@ class Fingerprint:
         self.spill.write(S[:, lm.BAND])
         if self.levels is not None:
             self.levels.append(lm.frame_levels(S[:, lm.BAND]))
+        if self.bands is not None:
+            self.bands.append(env.band_power(S))
 
     def peaks(self) -> lm.Peaks:
         """The stream's spectral peaks, as :func:`~audiolsh.features.landmarks.spectral_peaks`
@@ -107,7 +114,11 @@ class Fingerprint:
         return lm.Peaks(times, freqs, strength, self.spill.n_rows, frames)
 
     def finish(self) -> lm.Landmarks:
-        return lm.pair_peaks(self.peaks(), fanout=lm.FANOUT)
+        marks = lm.pair_peaks(self.peaks(), fanout=lm.FANOUT)
+        if self.bands is None:
+            return marks
+        power = np.concatenate(self.bands) if self.bands else np.zeros((0, env.N_BANDS), np.float32)
+        return replace(marks, envelope=env.track_envelope(power))
 
 
 def _keys(L: np.ndarray) -> np.ndarray:

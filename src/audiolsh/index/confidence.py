@@ -1,18 +1,23 @@
 """Calibrated confidence: the probability that a fingerprint match names the right track.
 
-A logistic model over five quantities the engine computes for its best candidate: the chance
+A logistic model over six quantities the engine computes for its best candidate: the chance
 score ``-log10 p`` (capped: beyond the cap every answer of the fit was right), the agreeing
 hashes, the query's hashes and the clip's seconds, each as a log (a log also keeps the fit
-steady when an engine change stretches the scores), and the chance score again times how
+steady when an engine change stretches the scores), the chance score again times how
 noise-like the clip is (:func:`audiolsh.features.landmarks.noise_level`: in a noisy clip the
 same chance score is surer, as chance agreement with another track's held notes needs the
-clean partials noise drowns; a product, so that a noisy clip with no evidence gains nothing).
+clean partials noise drowns; a product, so that a noisy clip with no evidence gains nothing),
+and how well the clip's energy envelope agrees with the track's at the candidate's alignment
+(:func:`audiolsh.features.envelope.clip_z`, as ``log1p`` of the z-score, 0 below 0: evidence
+of another kind, which survives a loud room or 0 dB noise better than the landmarks).  A
+candidate with no envelope to compare (a track of an index made before envelopes, a window of
+a streamed recording) is scored by ``WITHOUT_ENVELOPE``, the fit made without one.
 It is fitted on the clips of the identification protocol (``audiolsh evaluate identify --fit-confidence``):
 positives and negatives of every condition and length, label 1 when the candidate is the clip's
 source track.  The chance score's, the agreeing hashes' and the noisy chance score's weights are
 kept >= 0, so more evidence never lowers the confidence.
 
-The fit is shipped as ``features/data/confidence-v2.json`` (plain JSON, versioned) with the
+The fit is shipped as ``features/data/confidence-v3.json`` (plain JSON, versioned) with the
 default threshold it implies: the engine's former operating point (chance score >= 3, i.e. a
 corrected p <= 0.001; the calibrated probability whose decisions agree with it most), lowered as
 far as the fit's negative clips allow without a false match more than it gives.  Fitted with a
@@ -37,11 +42,15 @@ from numpy.typing import ArrayLike
 from audiolsh.errors import ParameterError
 
 FORMAT = "audiolsh-confidence"
-FORMAT_VERSION = 2
-DEFAULT = "confidence-v2"
-FEATURES = ("log_chance", "log_agreeing", "log_query_hashes", "log_seconds", "noise_x_log_chance")
-V1_FEATURES = FEATURES[:4]
-"""A version-1 calibration (no noise level) reads as version 2 with the noise's weight 0."""
+FORMAT_VERSION = 3
+DEFAULT = "confidence-v3"
+WITHOUT_ENVELOPE = "confidence-v2"
+"""The calibration of candidates with no envelope to compare (fitted without it)."""
+FEATURES = ("log_chance", "log_agreeing", "log_query_hashes", "log_seconds", "noise_x_log_chance",
+            "log_envelope_z")
+OLD_FEATURES = {1: FEATURES[:4], 2: FEATURES[:5]}
+"""An older calibration (no noise level, no envelope) reads as the current one with their weights 0."""
+ENVELOPE_Z_CAP = 40.0
 CHANCE_CAP = 30.0
 """Chance scores above this are all one (an engine change that rescales the top does not move
 the fit)."""
@@ -53,13 +62,16 @@ FALSE_MATCH_BUDGET = 0.0025
 used to fit stays inside 0.5 %."""
 
 
-def features(log10_p: Any, agreeing: Any, query_hashes: Any, seconds: Any, noise: Any = 0.0) -> np.ndarray:
-    """(n, 5) float64 model inputs from the engine's quantities (scalars or arrays)."""
+def features(log10_p: Any, agreeing: Any, query_hashes: Any, seconds: Any, noise: Any = 0.0,
+             envelope_z: Any = 0.0) -> np.ndarray:
+    """(n, 6) float64 model inputs from the engine's quantities (scalars or arrays; an envelope z
+    of NaN: none compared, as 0)."""
     chance = np.log1p(np.clip(-np.asarray(log10_p, np.float64), 0.0, CHANCE_CAP))
     cols = [chance, np.log1p(np.maximum(np.asarray(agreeing, np.float64), 0.0)),
             np.log1p(np.maximum(np.asarray(query_hashes, np.float64), 0.0)),
             np.log(np.maximum(np.asarray(seconds, np.float64), 0.1)),
-            chance * np.clip(np.asarray(noise, np.float64), 0.0, 1.0)]
+            chance * np.clip(np.asarray(noise, np.float64), 0.0, 1.0),
+            np.log1p(np.clip(np.nan_to_num(np.asarray(envelope_z, np.float64)), 0.0, ENVELOPE_Z_CAP))]
     return np.stack(np.broadcast_arrays(*cols), axis=-1).reshape(-1, len(FEATURES))
 
 
@@ -80,13 +92,13 @@ class Calibration:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def probability(self, log10_p: Any, agreeing: Any, query_hashes: Any, seconds: Any,
-                    noise: Any = 0.0) -> np.ndarray:
-        z = features(log10_p, agreeing, query_hashes, seconds, noise) @ np.asarray(self.coef) + self.intercept
-        return _sigmoid(z)
+                    noise: Any = 0.0, envelope_z: Any = 0.0) -> np.ndarray:
+        X = features(log10_p, agreeing, query_hashes, seconds, noise, envelope_z)
+        return _sigmoid(X @ np.asarray(self.coef) + self.intercept)
 
     def confidence(self, log10_p: float, agreeing: float, query_hashes: float, seconds: float,
-                   noise: float = 0.0) -> float:
-        return float(self.probability(log10_p, agreeing, query_hashes, seconds, noise)[0])
+                   noise: float = 0.0, envelope_z: float = 0.0) -> float:
+        return float(self.probability(log10_p, agreeing, query_hashes, seconds, noise, envelope_z)[0])
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "features": list(FEATURES),
@@ -98,10 +110,10 @@ class Calibration:
     @classmethod
     def from_json(cls, data: dict[str, Any], where: str = "calibration") -> Calibration:
         version = data.get("format_version")
-        if data.get("format") != FORMAT or version not in (1, FORMAT_VERSION):
-            raise ParameterError(f"{where}: not a confidence calibration of format version 1 or"
+        if data.get("format") != FORMAT or version not in (*OLD_FEATURES, FORMAT_VERSION):
+            raise ParameterError(f"{where}: not a confidence calibration of format version 1 to"
                                  f" {FORMAT_VERSION}")
-        expected = list(V1_FEATURES if version == 1 else FEATURES)
+        expected = list(OLD_FEATURES.get(version, FEATURES))
         if data.get("features") != expected or data.get("chance_cap") != CHANCE_CAP:
             raise ParameterError(f"{where}: made for features {data.get('features')}, this audiolsh"
                                  f" uses {list(FEATURES)} (refit it)")
@@ -136,16 +148,18 @@ def load(name: str = DEFAULT) -> Calibration:
 
 def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
         seconds: ArrayLike, correct: ArrayLike, *, noise: ArrayLike | None = None,
+        envelope_z: ArrayLike | None = None,
         clean: ArrayLike | None = None, negative: ArrayLike | None = None,
         budget: float | None = None, l2: float = 1e-6,
         meta: dict[str, Any] | None = None) -> Calibration:
     """Logistic regression of ``correct`` (the candidate is the clip's track) on the features,
-    the weights of the chance score, the agreeing hashes and the noisy chance score bounded at
-    >= 0; deterministic.  A clip
+    the weights of the chance score, the agreeing hashes, the noisy chance score and the envelope
+    bounded at >= 0; deterministic.  A clip
     with no candidate at all (``log10_p`` NaN) is left out of the fit but counts as unmatched
     for ``hashes_needed``.
 
-    ``noise`` is each clip's noise level (default: 0, as a version-1 fit had it).
+    ``noise`` is each clip's noise level (default: 0, as a version-1 fit had it);
+    ``envelope_z`` the candidate's envelope z (default: none, as a version-2 fit had it).
     ``clean`` marks the undistorted positive clips, on which ``hashes_needed`` is read (noise
     adds hashes that agree with nothing, so only clean clips tell how many a match needs).
     ``negative`` marks the clips of unindexed audio (verified overlaps left out); with a
@@ -153,7 +167,7 @@ def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
     from scipy.optimize import minimize
 
     X_all = features(np.nan_to_num(np.asarray(log10_p, np.float64)), agreeing, query_hashes, seconds,
-                     0.0 if noise is None else noise)
+                     0.0 if noise is None else noise, 0.0 if envelope_z is None else envelope_z)
     has = np.isfinite(np.asarray(log10_p, np.float64))  # NaN: the clip had no candidate at all
     X, y = X_all[has], np.asarray(correct, np.float64)[has]
     if len(y) < 10 or y.min() == y.max():
@@ -169,7 +183,10 @@ def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
         grad = np.concatenate([[g.mean()], Z.T @ g / len(y) + 2 * l2 * w[1:]])
         return float(nll.mean() + l2 * w[1:] @ w[1:]), grad
 
-    bounds = [(None, None), (0.0, None), (0.0, None), (None, None), (None, None), (0.0, None)]
+    bounds: list[tuple[float | None, float | None]] = [
+        (None, None), (0.0, None), (0.0, None), (None, None), (None, None), (0.0, None), (0.0, None)]
+    if envelope_z is None:  # a fit without the envelope leaves its weight at 0
+        bounds[-1] = (0.0, 0.0)
     w = minimize(loss, np.zeros(1 + Z.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds,
                  options={"maxiter": 10000, "ftol": 1e-14, "gtol": 1e-10}).x
     coef = w[1:] / sd

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from audiolsh.errors import IndexFormatError, ParameterError
+from audiolsh.features.envelope import clip_z
 from audiolsh.features.landmarks import (
     FP_SR,
     FRAME_S,
@@ -110,6 +111,9 @@ class Match:
     also : other tracks the clip matches on its own at least as surely as the threshold asks
         (the same audio in another file: a remaster, a compilation), most confident first;
         the match itself is the most confident of them all
+    envelope_z : how well the clip's energy envelope agrees with the track's at the offset (a
+        z-score against the track's other alignments, :func:`audiolsh.features.envelope.clip_z`),
+        as the confidence weighs it; None when there was none to compare
     """
 
     track_id: int
@@ -128,6 +132,7 @@ class Match:
     clip_s: float = 0.0  # the seconds searched, as the confidence model sees them
     noise: float = 0.0  # how noise-like the clip is, as the confidence model sees it
     also: tuple[Match, ...] = ()
+    envelope_z: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -182,6 +187,8 @@ class _Segment:
     starts: np.ndarray  # int64 (n_tracks,), first frame of each track on the segment timeline
     frames: np.ndarray  # int64 (n_tracks,)
     per_track: np.ndarray  # int64 (n_tracks,), hashes stored for each track
+    envelope: np.ndarray  # uint8, the tracks' energy envelopes end to end
+    env_starts: np.ndarray  # int64 (n_tracks + 1,), each track's first block in envelope (0 blocks: none)
     sorted_postings: bool = False
     alive: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # per track
     live_hashes: int = 0
@@ -317,11 +324,15 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         else:  # segments of older versions: count once, reading every position
             tix = np.searchsorted(starts, table.pos.astype(np.int64), side="right") - 1
             per_track = np.bincount(tix, minlength=len(starts))
-        if len(per_track) != len(starts):
+        # Version-3 segments have no envelope: each of their tracks has 0 blocks.
+        blocks = np.asarray(arrays.get("track_blocks", np.zeros(len(starts), np.int64)), np.int64)
+        envelope = np.asarray(arrays.get("envelope", np.zeros(0, np.uint8)), np.uint8)
+        env_starts = np.concatenate([[0], np.cumsum(blocks)]).astype(np.int64)
+        if len(per_track) != len(starts) or len(blocks) != len(starts) or env_starts[-1] != len(envelope):
             raise IndexFormatError(f"segment {info.id}: track arrays of different lengths")
         return _Segment(
             info, table, np.asarray(arrays["track_ids"], np.int64), starts,
-            np.asarray(arrays["track_frames"], np.int64), per_track,
+            np.asarray(arrays["track_frames"], np.int64), per_track, envelope, env_starts,
             sorted_postings=bool(info.config.get("sorted_postings", False)),
         )
 
@@ -348,7 +359,8 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         tracks = self.storage.tracks()
         duration = float(sum(t.duration_s or 0.0 for t in tracks))
         index_bytes = sum(
-            s.table.nbytes + s.track_ids.nbytes + s.starts.nbytes + s.frames.nbytes for s in self._segments
+            s.table.nbytes + s.track_ids.nbytes + s.starts.nbytes + s.frames.nbytes + s.envelope.nbytes
+            + s.env_starts.nbytes for s in self._segments
         )
         n_stored = sum(len(s.table) for s in self._segments)
         return {
@@ -431,7 +443,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
 
     def _merge(self, chosen: Sequence[_Segment]) -> SegmentBuild | None:
         # Tracks in id order: a merge of many segments gives what one build of them would.
-        tids, frames, hashes, times, owner = [], [], [], [], []
+        tids, frames, hashes, times, owner, envelopes = [], [], [], [], [], []
         base = 0
         for seg in chosen:
             tix = np.searchsorted(seg.starts, seg.table.pos.astype(np.int64), side="right") - 1
@@ -442,6 +454,8 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             owner.append(remap[tix[keep]])
             tids.append(seg.track_ids[seg.alive])
             frames.append(seg.frames[seg.alive])
+            envelopes += [seg.envelope[seg.env_starts[r]:seg.env_starts[r + 1]]
+                          for r in np.flatnonzero(seg.alive)]
             base += int(seg.alive.sum())
         if not base:
             return None
@@ -450,7 +464,8 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         rank = np.empty_like(order)
         rank[order] = np.arange(len(order))
         info, arrays = lay_out(track_ids[order], np.concatenate(frames)[order], np.concatenate(hashes),
-                                np.concatenate(times), rank[np.concatenate(owner)])
+                                np.concatenate(times), rank[np.concatenate(owner)],
+                                [envelopes[i] for i in order])
         return SegmentBuild(info, arrays)
 
     # queries ----------------------------------------------------------------------------
@@ -561,11 +576,13 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             return z, z, z
         return tuple(np.concatenate(x) for x in zip(*parts))  # type: ignore[return-value]
 
-    def _query_peaks(self, y: np.ndarray, sr: float, shifts: int = 0) -> list[Peaks]:
+    def _query_peaks(self, y: np.ndarray, sr: float, shifts: int = 0, *,
+                     spectrum: bool = False) -> list[Peaks]:
         """A query's peaks at ``query_density``, from ``shifts`` (0: ``query_shifts``) sub-hop
-        start offsets."""
+        start offsets (``spectrum``: the first with its magnitude frames)."""
         shifts = shifts or self.params.query_shifts
-        return shifted_peaks(y, sr, density=self.params.query_density, shifts=shifts, levels=True)
+        return shifted_peaks(y, sr, density=self.params.query_density, shifts=shifts, levels=True,
+                             spectrum=spectrum)
 
     def _retried(
         self, peaks: list[Peaks], again: Callable[[], list[Peaks]] | None, *, search_speed: bool,
@@ -769,6 +786,38 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
     def calibration(self) -> calibrated.Calibration:
         return calibrated.load()
 
+    @staticmethod
+    def _calibration_for(envelope_z: float | None) -> calibrated.Calibration:
+        """The calibration of a candidate: with its envelope's evidence, or the fit made without."""
+        return calibrated.load(calibrated.DEFAULT if envelope_z is not None else calibrated.WITHOUT_ENVELOPE)
+
+    def _envelope_z(self, track_id: int, offset: int, transform: tuple[float, float, float],
+                    spectrum: np.ndarray | None) -> float | None:
+        """:func:`~audiolsh.features.envelope.clip_z` of a clip's magnitude frames against
+        ``track_id``'s envelope, the clip's first frame on the track's frame ``offset``; None
+        without the frames or the envelope (a track of a version-3 segment)."""
+        if spectrum is None or not len(spectrum):
+            return None
+        for seg in self._segments:
+            rows = np.flatnonzero((seg.track_ids == track_id) & seg.alive)
+            if not len(rows):
+                continue
+            a, b = seg.env_starts[rows[0]], seg.env_starts[rows[0] + 1]
+            if b <= a:
+                return None
+            speed, tempo, pitch = transform
+            return clip_z(spectrum, seg.envelope[a:b], offset_frames=float(offset), time_scale=speed * tempo,
+                          freq_scale=speed * pitch)
+        return None
+
+    def _scored(self, found: tuple[Votes, float, tuple[float, float, float], int], q_frames: int,
+                noise: float, spectrum: np.ndarray | None) -> tuple[float, float | None]:
+        """A candidate's calibrated confidence and its envelope z (None: not compared)."""
+        v, log_p, transform, n_hashes = found
+        z = self._envelope_z(v.track_id, v.offset, transform, spectrum)
+        cal = self._calibration_for(z)
+        return cal.confidence(log_p, v.count, n_hashes, q_frames * FRAME_S, noise, 0.0 if z is None else z), z
+
     @property
     def default_min_confidence(self) -> float:
         """The no-match threshold when none is given: the calibration's default."""
@@ -776,29 +825,30 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
 
     def _candidate(
         self, found: tuple[Votes | None, float, tuple[float, float, float], int], q_frames: int,
-        noise: float,
+        noise: float, spectrum: np.ndarray | None = None,
     ) -> Match | None:
         """The best candidate of a search, with its calibrated confidence (None: no vote at all);
-        ``noise``: the clip's :func:`~audiolsh.features.landmarks.noise_level`."""
+        ``noise``: the clip's :func:`~audiolsh.features.landmarks.noise_level`; ``spectrum``: its
+        magnitude frames, to compare its energy envelope with the track's."""
         v, log_p, (speed, tempo, pitch), n_hashes = found
         if v is None:
             return None
         track = self.storage.track(v.track_id)
         if track is None:  # removed since the refresh
             return None
-        cal = self.calibration
-        confidence = cal.confidence(log_p, v.count, n_hashes, q_frames * FRAME_S, noise)
+        confidence, z = self._scored((v, log_p, (speed, tempo, pitch), n_hashes), q_frames, noise, spectrum)
+        cal = self._calibration_for(z)
         scale = speed * tempo
         return Match(
             track_id=v.track_id, path=track.path, offset_s=v.offset * FRAME_S, score=float(v.count),
             confidence=confidence, speed=speed, tempo=tempo, pitch=pitch, n_query_hashes=n_hashes,
             query_start_s=v.q_first / scale * FRAME_S, query_end_s=(v.q_last + 1) / scale * FRAME_S,
             log10_p=log_p, matched=confidence >= cal.default_min_confidence, clip_s=q_frames * FRAME_S,
-            noise=noise,
+            noise=noise, envelope_z=z,
         )
 
     def _verdict(self, best: Match | None, n_hashes: int, min_confidence: float | None) -> Verdict:
-        cal = self.calibration
+        cal = self.calibration if best is None else self._calibration_for(best.envelope_z)
         floor = cal.default_min_confidence if min_confidence is None else min_confidence
         reason = None
         if best is None or best.confidence < floor:
@@ -819,35 +869,41 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         self._refresh()
         if not len(self._live_ids):
             return Verdict(None, 1.0, 0, EMPTY_INDEX)
-        peaks = self._query_peaks(y, sr)
+        peaks = self._query_peaks(y, sr, spectrum=True)
         others: list[tuple[Votes, float, tuple[float, float, float]]] = []
         found = self._retried(peaks, lambda: self._query_peaks(y, sr, self.params.retry_shifts),
                               search_speed=search_speed, others=others)
         noise = noise_level(peaks[0])
-        best = self._candidate(found, peaks[0].n_frames, noise)
+        spectrum = peaks[0].spectrum
+        best = self._candidate(found, peaks[0].n_frames, noise, spectrum)
         if best is not None and others:
-            best = self._most_confident(best, others, found[3], peaks[0].n_frames, noise, min_confidence)
+            best = self._most_confident(best, others, found[3], peaks[0].n_frames, noise, min_confidence,
+                                        spectrum)
         return self._verdict(best, found[3], min_confidence)
 
     def _most_confident(
         self, best: Match, others: list[tuple[Votes, float, tuple[float, float, float]]], n_hashes: int,
-        q_frames: int, noise: float, min_confidence: float | None,
+        q_frames: int, noise: float, min_confidence: float | None, spectrum: np.ndarray | None = None,
     ) -> Match:
         """``best`` or, when another track the clip matches on its own is more confident (the
         same audio in a second file: the exact copy agreeing on more hashes than a remaster
         the search put first), that track; the others that match are listed in ``also``.
         Only tracks at the threshold asked for and never below the default are considered,
         so a low --min-confidence does not list every weak candidate."""
-        floor = max(self.default_min_confidence, min_confidence or 0.0)
-        clip_s = q_frames * FRAME_S
-        sure = [(v, lp, t, n_hashes) for v, lp, t in others  # scored before any catalogue read
-                if self.calibration.confidence(lp, v.count, n_hashes, clip_s, noise) >= floor]
-        also = [m for c in sure if (m := self._candidate(c, q_frames, noise)) is not None]
+        def floor(z: float | None) -> float:  # each candidate's own calibration's default
+            return max(self._calibration_for(z).default_min_confidence, min_confidence or 0.0)
+
+        sure = []
+        for v, lp, t in others:  # scored before any catalogue read
+            confidence, z = self._scored((v, lp, t, n_hashes), q_frames, noise, spectrum)
+            if confidence >= floor(z):
+                sure.append((v, lp, t, n_hashes))
+        also = [m for c in sure if (m := self._candidate(c, q_frames, noise, spectrum)) is not None]
         if not also:
             return best
         # Stable: a tie keeps the search's pick.
         ranked = sorted([best, *also], key=lambda m: -m.confidence)
-        return replace(ranked[0], also=tuple(m for m in ranked[1:] if m.confidence >= floor))
+        return replace(ranked[0], also=tuple(m for m in ranked[1:] if m.confidence >= floor(m.envelope_z)))
 
     def identify(
         self, y: np.ndarray, sr: float, *, min_confidence: float | None = None, search_speed: bool = True,

@@ -33,10 +33,12 @@ from audiolsh.search.fingerprint import HashTable
 from audiolsh.storage import SegmentInfo
 
 FP_FORMAT = "audiolsh-fingerprint"
-FP_FORMAT_VERSION = 3
+FP_FORMAT_VERSION = 4
 """Version of the fingerprint segments and config; bumped when either changes meaning.
 2: peaks picked on a time-smoothed spectrogram (version-1 hashes no longer match queries).
-3: peaks picked down to 47 Hz, the bass included (version-2 hashes no longer match queries)."""
+3: peaks picked down to 47 Hz, the bass included (version-2 hashes no longer match queries).
+4: each track's energy envelope beside its hashes (``envelope``, ``track_blocks``); version-3
+segments are read as they are, their tracks without one (confidence as before for them)."""
 MIN_FORMAT_VERSION = 3
 """Oldest version this audiolsh reads; older indexes must be rebuilt."""
 POSTINGS_REF_HOURS = 8.0
@@ -195,16 +197,24 @@ def build_segment(tracks: Sequence[dict[str, Any]], marks: Sequence[Landmarks]) 
         np.concatenate([lm.hashes for lm in marks]) if marks else np.zeros(0, np.uint32),
         np.concatenate([lm.times for lm in marks]).astype(np.int64) if marks else np.zeros(0, np.int64),
         np.repeat(np.arange(len(tracks)), [len(lm) for lm in marks]),
+        [_NO_ENVELOPE if lm.envelope is None else lm.envelope for lm in marks],
     )
     rows = [{"path": t["path"], "content_hash": t["content_hash"], "duration_s": t["duration_s"],
              "kind": "audio", "meta": t.get("meta"), "n_items": len(lm)} for t, lm in zip(tracks, marks)]
     return SegmentBuild(info, arrays, rows)
 
 
+_NO_ENVELOPE = np.zeros(0, np.uint8)
+
+
 def lay_out(
     track_ids: np.ndarray, frames: np.ndarray, hashes: np.ndarray, times: np.ndarray, owner: np.ndarray,
+    envelopes: Sequence[np.ndarray],
 ) -> tuple[SegmentInfo, dict[str, np.ndarray]]:
-    """Lay tracks end to end and index their hashes; ``owner`` is each hash's row in track_ids."""
+    """Lay tracks end to end and index their hashes; ``owner`` is each hash's row in track_ids;
+    ``envelopes``: each track's energy envelope (empty: none), end to end too."""
+    if len(envelopes) != len(track_ids):
+        raise ParameterError(f"{len(envelopes)} envelopes for {len(track_ids)} tracks")
     starts = np.concatenate([[0], np.cumsum(frames)[:-1]]).astype(np.int64)
     end = int(frames.sum())
     if end >= 1 << 32:
@@ -221,6 +231,9 @@ def lay_out(
         "track_starts": starts,
         "track_frames": np.asarray(frames, np.int64),
         "track_hashes": np.bincount(owner, minlength=len(track_ids)).astype(np.int64),
+        "envelope": (np.concatenate([np.asarray(e, np.uint8) for e in envelopes]) if len(envelopes)
+                     else _NO_ENVELOPE),
+        "track_blocks": np.array([len(e) for e in envelopes], np.int64),
     }
     return segment_info(len(hashes), table.high_bits, len(track_ids)), arrays
 

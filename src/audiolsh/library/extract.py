@@ -61,6 +61,8 @@ class Extracted:
         if self.landmarks is not None:
             arrays["landmarks_hashes"] = self.landmarks.hashes
             arrays["landmarks_times"] = self.landmarks.times
+            if self.landmarks.envelope is not None:
+                arrays["landmarks_envelope"] = self.landmarks.envelope
         header = {"format": EXTRACTED_FORMAT, "format_version": EXTRACTED_VERSION, "path": self.path,
                   "content_hash": self.content_hash, "duration_s": self.duration_s,
                   "vectors": list(self.vectors), "tags": self.tags,
@@ -92,7 +94,7 @@ class Extracted:
             from audiolsh.features.landmarks import Landmarks
 
             landmarks = Landmarks(arrays["landmarks_hashes"], arrays["landmarks_times"],
-                                  header["landmarks_frame_s"])
+                                  header["landmarks_frame_s"], arrays.get("landmarks_envelope"))
         return cls(header["path"], header["content_hash"], header["duration_s"], vectors, chroma, peaks,
                    landmarks, dict(header.get("tags") or {}))
 
