@@ -606,8 +606,8 @@ class AudiolshSystem(ClipByClip):
     quantities behind each confidence are kept in ``info["candidates"]`` (one row per clip:
     log10 p (NaN: no candidate), agreeing hashes, query hashes, seconds, noise level, envelope z
     (NaN: none compared)) for refitting it, and the candidate's speed, tempo and pitch in
-    ``info["transforms"]`` (NaN: no candidate), so that evidence read at the candidate's alignment can be screened without
-    answering every clip again.
+    ``info["transforms"]`` (NaN: no candidate), so that evidence read at the candidate's
+    alignment can be screened without answering every clip again.
     An existing ``index_dir`` is reused: tracks already in it are not added again (nor timed).
     """
 
