@@ -59,12 +59,14 @@ def _sources(paths: list[str], cache: Path) -> list[fs.Source]:
     out = []
     for p in paths:
         f = cache / (Path(p).parent.name + "__" + Path(p).stem + ".npz")
+        if f.exists() and "envelope" not in np.load(f).files:  # cached before the envelope
+            f.unlink()
         if not f.exists():
             y, _ = decode.load(p, sr=FP_SR)
             lm = landmarks(y, FP_SR)
-            np.savez(f, hashes=lm.hashes, times=lm.times, duration_s=len(y) / FP_SR)
+            np.savez(f, hashes=lm.hashes, times=lm.times, duration_s=len(y) / FP_SR, envelope=lm.envelope)
         z = np.load(f)
-        out.append(fs.Source(p, z["hashes"], z["times"], float(z["duration_s"])))
+        out.append(fs.Source(p, z["hashes"], z["times"], float(z["duration_s"]), z["envelope"]))
     return out
 
 

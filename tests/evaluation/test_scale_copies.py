@@ -22,7 +22,7 @@ def sources() -> list[fs.Source]:
     out = []
     for seed in (31, 32, 33):
         lm = landmarks(music(duration_s=SONG_S, sr=FP_SR, seed=seed), FP_SR)
-        out.append(fs.Source(f"song{seed}.wav", lm.hashes, lm.times, SONG_S))
+        out.append(fs.Source(f"song{seed}.wav", lm.hashes, lm.times, SONG_S, lm.envelope))
     return out
 
 
@@ -80,9 +80,15 @@ def test_grown_index_is_what_one_in_memory_build_makes(tmp_path: Path, sources: 
         assert np.array_equal(getattr(seg.table, name), want.arrays[name]), name
     assert np.array_equal(seg.per_track, want.arrays["track_hashes"])
     assert np.array_equal(seg.frames, want.arrays["track_frames"])
+    # A copy's envelope is random bytes of its length; a real track keeps its own.
+    assert np.array_equal(np.diff(seg.env_starts), [c.n_frames // 3 for c in copies])
+    real = idx._segments[0]
+    for row, src in enumerate(sources):
+        assert np.array_equal(real.envelope[real.env_starts[row]:real.env_starts[row + 1]], src.envelope)
     clip = music(duration_s=SONG_S, sr=FP_SR, seed=32)[8 * FP_SR: 13 * FP_SR]
     m = idx.identify(clip, FP_SR)
     assert m is not None and m.path == "song32.wav" and abs(m.offset_s - 8.0) < 0.1
+    assert m.envelope_z is not None and m.envelope_z > 3.0
     idx.close()
 
 

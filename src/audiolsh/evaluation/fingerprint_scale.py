@@ -13,8 +13,9 @@ audio, peaks scaled out of the band come back in at its other end, and a copy fa
 source keeps the same share of its anchor peaks.  Copies keep what makes a real index hard: the same hashes
 are common (music's energy and pitch intervals), the same loops repeat, tracks have the same
 lengths.  ``copy_statistics`` measures how close a copy's per-hash posting counts stay to its
-source's.  Every track keeps an energy envelope of random bytes of its real length (the bytes
-an index stores; a block's signs are near random), so the bytes per hour are a real index's.
+source's.  A real track keeps its energy envelope; a copy keeps random bytes of its length (the
+bytes an index stores, whose signs agree with a clip only by chance, as another track's do), so
+the bytes per hour are a real index's.
 
 The segment is built out of core: landmarks stream, in chunks, into files by hash range
 (``N_PARTS``), then each range is sorted alone and written into memory-mapped arrays, so a
@@ -56,12 +57,14 @@ CHUNK = 1 << 25
 
 @dataclass(frozen=True)
 class Source:
-    """One track's landmarks: hashes uint32 (n,), anchor frames int32 (n,), in time order."""
+    """One track's landmarks: hashes uint32 (n,), anchor frames int32 (n,), in time order, and
+    its energy envelope (uint8, a byte a block; None: a copy's, random bytes of its length)."""
 
     name: str
     hashes: np.ndarray
     times: np.ndarray
     duration_s: float
+    envelope: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
@@ -217,9 +220,10 @@ def _out_of_core_segment(
                        "kind": "audio", "meta": None, "n_items": len(c.hashes)})
         frames.append(c.n_frames)
         per_track.append(len(c.hashes))
-        # The energy envelope's bytes as an index keeps them (a block's 8 signs are near random).
-        blocks.append(c.n_frames // BLOCK_FRAMES)
-        np.random.default_rng(i).integers(0, 256, blocks[-1], dtype=np.uint8).tofile(envelopes)
+        envelope = (np.random.default_rng(i).integers(0, 256, c.n_frames // BLOCK_FRAMES, dtype=np.uint8)
+                    if c.envelope is None else np.asarray(c.envelope, np.uint8))
+        envelope.tofile(envelopes)
+        blocks.append(len(envelope))
         start += c.n_frames
         if n_buffered >= CHUNK:
             spill()
