@@ -885,8 +885,8 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         self, best: Match, others: list[tuple[Votes, float, tuple[float, float, float]]], n_hashes: int,
         q_frames: int, noise: float, min_confidence: float | None, spectrum: np.ndarray | None = None,
     ) -> Match:
-        """``best`` or, when another track the clip matches on its own is more confident (the
-        same audio in a second file: the exact copy agreeing on more hashes than a remaster
+        """``best`` or, when another track the clip matches on its own is surer by its landmarks
+        (the same audio in a second file: the exact copy agreeing on more hashes than a remaster
         the search put first), that track; the others that match are listed in ``also``.
         Only tracks at the threshold asked for and never below the default are considered,
         so a low --min-confidence does not list every weak candidate."""
@@ -901,8 +901,11 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         also = [m for c in sure if (m := self._candidate(c, q_frames, noise, spectrum)) is not None]
         if not also:
             return best
-        # Stable: a tie keeps the search's pick.
-        ranked = sorted([best, *also], key=lambda m: -m.confidence)
+        # Ranked by their landmarks' evidence alone: the envelope cannot tell copies of the same
+        # audio apart (a loop's repeat lowers its z).  Stable: a tie keeps the search's pick.
+        alone = calibrated.load(calibrated.WITHOUT_ENVELOPE)
+        ranked = sorted([best, *also], key=lambda m: -alone.confidence(m.log10_p, m.score, m.n_query_hashes,
+                                                                       m.clip_s, m.noise))
         return replace(ranked[0], also=tuple(m for m in ranked[1:] if m.confidence >= floor(m.envelope_z)))
 
     def identify(
