@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import librosa
 import numpy as np
 import pytest
@@ -12,15 +16,19 @@ from audiolsh.errors import ParameterError
 from audiolsh.evaluation.distortions import loud_room
 from audiolsh.features.envelope import (
     BLOCK_FRAMES,
+    F_MAX,
+    F_MIN,
     N_BANDS,
     agreement,
     band_power,
     block_changes,
     clip_changes,
+    mel_bank,
     pack,
     unpack,
 )
 from audiolsh.features.landmarks import FP_SR, HOP_LENGTH, magnitude_frames
+from audiolsh.features.spectral import mel_basis
 
 TRACK_S = 60.0
 
@@ -196,3 +204,27 @@ def test_a_clip_shorter_than_a_block_has_no_changes() -> None:
 def test_wrong_parameters_are_refused_in_words(call, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ParameterError, match=message):
         call()
+
+
+@pytest.mark.parametrize("freq_scale", [1.0, 0.92, 2 ** (-1 / 12), 1.05, 1.08])
+@pytest.mark.parametrize("n_bands", [8, 16])
+def test_the_bands_are_librosas_mel_filters(freq_scale: float, n_bands: int) -> None:
+    sr = FP_SR / round(freq_scale, 6)
+    ours = mel_bank(sr, n_bands)
+    theirs = mel_basis(sr, 512, n_bands, fmax=F_MAX, fmin=F_MIN)
+    assert ours.dtype == np.float32 and ours.shape == theirs.shape
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-9)
+    assert (ours.max(axis=1) > 0).all()
+
+
+def test_a_tracks_envelope_does_not_load_librosas_filters() -> None:
+    """Every ingest worker fingerprints; librosa's filters would cost each half a second."""
+    code = ("import json, sys, numpy as np\n"
+            "from audiolsh.features.landmarks import landmarks\n"
+            "lm = landmarks(np.random.default_rng(0).standard_normal(40000).astype(np.float32), 8000)\n"
+            "sys.stdout.write(json.dumps([len(lm.envelope), sorted(m for m in sys.modules"
+            " if m.startswith('librosa.'))]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    n_blocks, loaded = json.loads(done.stdout)
+    assert n_blocks == (1 + (40000 - 512) // 256) // BLOCK_FRAMES
+    assert not [m for m in loaded if m.startswith(("librosa.filters", "librosa.core"))]

@@ -19,13 +19,13 @@ and babble adds its own changes without removing the music's where the music is 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import scipy.fft
 
 from audiolsh.errors import ParameterError
 from audiolsh.features.landmarks import FP_SR, HOP_LENGTH, N_FFT
-from audiolsh.features.spectral import mel_basis
 
 __all__ = [
     "BLOCK_FRAMES", "LAG_BLOCKS", "N_BANDS", "agreement", "band_power", "block_changes", "clip_changes",
@@ -51,6 +51,36 @@ def _check_bands(n_bands: int) -> None:
         raise ParameterError(f"n_bands must be an integer in [1, 64], got {n_bands!r}")
 
 
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (as librosa's default): linear below 1 kHz, logarithmic above."""
+    f = np.asarray(f, np.float64)
+    return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0),
+                    f / (200.0 / 3.0))
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, np.float64)
+    return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), m * (200.0 / 3.0))
+
+
+@lru_cache(maxsize=64)
+def mel_bank(sr: float, n_bands: int) -> np.ndarray:
+    """The mel filter bank of the envelope's bands over the ``N_FFT`` bins of a signal at ``sr``
+    Hz (fractional: the bands read off a signal whose frequencies are scaled), float32
+    (n_bands, N_FFT // 2 + 1): librosa's ``filters.mel(fmin=F_MIN, fmax=F_MAX)`` (Slaney's scale,
+    area-normalised triangles; equal to it, tested), written out because importing librosa's
+    filters takes half a second, which every ingest worker would pay; a band past Nyquist is
+    empty."""
+    bins = np.arange(N_FFT // 2 + 1) * (sr / N_FFT)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(F_MIN), _hz_to_mel(F_MAX), n_bands + 2))
+    ramps = edges[:, None] - bins[None, :]
+    width = np.diff(edges)
+    rise = -ramps[:-2] / width[:-1, None]
+    fall = ramps[2:] / width[1:, None]
+    fb = np.maximum(0.0, np.minimum(rise, fall)) * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return fb.astype(np.float32)
+
+
 def band_power(S: np.ndarray, n_bands: int = N_BANDS, *, freq_scale: float = 1.0) -> np.ndarray:
     """Power per mel band of magnitude frames ``S`` (n_frames, N_FFT // 2 + 1), as
     :func:`audiolsh.features.landmarks.magnitude_frames` gives them: float32 (n_frames, n_bands).
@@ -65,7 +95,7 @@ def band_power(S: np.ndarray, n_bands: int = N_BANDS, *, freq_scale: float = 1.0
     # The track's bands at each bin's frequency / freq_scale: a sample rate freq_scale times lower.
     # Above a scale of 1.05 the top band lies partly past the clip's Nyquist and loses power or
     # is empty (its change is then 0: no evidence either way).
-    fb = mel_basis(FP_SR / round(float(freq_scale), 6), N_FFT, n_bands, fmax=F_MAX, fmin=F_MIN)
+    fb = mel_bank(FP_SR / round(float(freq_scale), 6), n_bands)
     return (S * S) @ fb.T  # type: ignore[no-any-return]
 
 

@@ -63,8 +63,8 @@ def mel_power(
 def mel_basis(sr: float, n_fft: int, n_mels: int, fmax: float | None = None, fmin: float = 0.0) -> np.ndarray:
     """librosa's mel filter bank (n_mels, 1 + n_fft // 2), float32, built once per setting:
     the indexer applies it to the power spectrogram of every track.  ``sr`` may be fractional
-    (bands read off a signal whose frequencies are scaled: ``audiolsh.features.envelope``); a band
-    that lies past Nyquist is left empty, without librosa's warning."""
+    (bands read off a signal whose frequencies are scaled; ``audiolsh.features.envelope.mel_bank``
+    is tested against it); a band that lies past Nyquist is left empty, without librosa's warning."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Empty filters detected")
         fb = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
