@@ -224,7 +224,8 @@ def test_a_tracks_envelope_does_not_load_librosas_filters() -> None:
             "lm = landmarks(np.random.default_rng(0).standard_normal(40000).astype(np.float32), 8000)\n"
             "sys.stdout.write(json.dumps([len(lm.envelope), sorted(m for m in sys.modules"
             " if m.startswith('librosa.'))]))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          check=True)
     n_blocks, loaded = json.loads(done.stdout)
     assert n_blocks == (1 + (40000 - 512) // 256) // BLOCK_FRAMES
     assert not [m for m in loaded if m.startswith(("librosa.filters", "librosa.core"))]

@@ -51,14 +51,14 @@ def _check_bands(n_bands: int) -> None:
         raise ParameterError(f"n_bands must be an integer in [1, 64], got {n_bands!r}")
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+def _hz_to_mel(f: float | np.ndarray) -> np.ndarray:
     """Slaney's mel scale (as librosa's default): linear below 1 kHz, logarithmic above."""
     f = np.asarray(f, np.float64)
     return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0),
                     f / (200.0 / 3.0))
 
 
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+def _mel_to_hz(m: float | np.ndarray) -> np.ndarray:
     m = np.asarray(m, np.float64)
     return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), m * (200.0 / 3.0))
 
