@@ -96,7 +96,9 @@ def band_power(S: np.ndarray, n_bands: int = N_BANDS, *, freq_scale: float = 1.0
     # Above a scale of 1.05 the top band lies partly past the clip's Nyquist and loses power or
     # is empty (its change is then 0: no evidence either way).
     fb = mel_bank(FP_SR / round(float(freq_scale), 6), n_bands)
-    return (S * S) @ fb.T  # type: ignore[no-any-return]
+    # einsum, not a matrix product: OpenBLAS would start its threads on a long track, and in a
+    # pool of ingest workers they fight over the cores (a seventh slower at 2 workers on 2 cores)
+    return np.einsum("ij,kj->ik", S * S, fb, optimize=False)  # type: ignore[no-any-return]
 
 
 def block_changes(power: np.ndarray, *, block: int = BLOCK_FRAMES, phase: int = 0) -> np.ndarray:
