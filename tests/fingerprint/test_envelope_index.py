@@ -71,6 +71,8 @@ def test_a_track_keeps_its_envelope_of_a_byte_per_block(songs: dict[str, np.ndar
             s.add_track(path, content_hash=f"h{i}", duration_s=len(y) / SR,
                         landmarks=replace(landmarks(y, SR), envelope=None))
     assert info["index_bytes"] - without.info()["index_bytes"] == sum(len(e) for e in stored.values())
+    assert info["n_tracks_without_envelope"] == 0
+    assert without.info()["n_tracks_without_envelope"] == len(songs)
 
 
 def test_the_streamed_ingest_and_a_saved_extraction_keep_the_same_envelope(
@@ -149,6 +151,7 @@ def test_a_track_without_an_envelope_is_scored_as_before(
                                                             m.noise))
         m2 = idx.assess(_noisy(songs[paths[1]], 5.0, 5.0, 10.0, seed=2), SR, min_confidence=0.0).best
         assert m2 is not None and m2.track_id == new_id and m2.envelope_z is not None
+        assert idx.info()["n_tracks_without_envelope"] == 1
         # After compaction the old track still has none and the new one keeps its own.
         idx.compact(full=True)
         stored = _stored(idx)

@@ -121,6 +121,9 @@ def _library_info(index_path: str, tracks: bool, fmt: str) -> None:
     for name, sub in data["indexes"].items():
         if name == "fingerprint":
             value = f"{sub.get('n_hashes', '?')} hashes, {sub.get('index_bytes', 0) / 1e6:.1f} MB"
+            if sub.get("n_tracks_without_envelope"):
+                value += (f"; {sub['n_tracks_without_envelope']} tracks indexed before fingerprint format 4"
+                          " have no energy envelope (index them again into a new library for its evidence)")
         else:
             value = f"{sub['n_items']} items ({sub['metric']}, dim {sub['dim']})"
         rows.append({"field": name, "value": value})

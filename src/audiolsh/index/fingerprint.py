@@ -363,12 +363,14 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             + s.env_starts.nbytes for s in self._segments
         )
         n_stored = sum(len(s.table) for s in self._segments)
+        no_envelope = sum(int(np.sum((np.diff(s.env_starts) == 0) & s.alive)) for s in self._segments)
         return {
             "location": self.storage.location,
             "format_version": FP_FORMAT_VERSION,
             "n_tracks": len(tracks),
             "n_hashes": n_live,
             "n_dead_hashes": n_stored - n_live,
+            "n_tracks_without_envelope": no_envelope,
             "n_segments": len(self._segments),
             "index_bytes": int(index_bytes),
             "duration_s": duration,
