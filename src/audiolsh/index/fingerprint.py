@@ -895,8 +895,14 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         def floor(z: float | None) -> float:  # each candidate's own calibration's default
             return max(self._calibration_for(z).default_min_confidence, min_confidence or 0.0)
 
+        clip_s = q_frames * FRAME_S
+        alone, full = calibrated.load(calibrated.WITHOUT_ENVELOPE), calibrated.load(calibrated.DEFAULT)
         sure = []
         for v, lp, t in others:  # scored before any catalogue read
+            # Most others cannot reach the threshold even with the best envelope: not compared.
+            if (full.confidence(lp, v.count, n_hashes, clip_s, noise, calibrated.ENVELOPE_Z_CAP) < floor(0.0)
+                    and alone.confidence(lp, v.count, n_hashes, clip_s, noise) < floor(None)):
+                continue
             confidence, z = self._scored((v, lp, t, n_hashes), q_frames, noise, spectrum)
             if confidence >= floor(z):
                 sure.append((v, lp, t, n_hashes))
@@ -905,7 +911,6 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             return best
         # Ranked by their landmarks' evidence alone: the envelope cannot tell copies of the same
         # audio apart (a loop's repeat lowers its z).  Stable: a tie keeps the search's pick.
-        alone = calibrated.load(calibrated.WITHOUT_ENVELOPE)
         ranked = sorted([best, *also], key=lambda m: -alone.confidence(m.log10_p, m.score, m.n_query_hashes,
                                                                        m.clip_s, m.noise))
         return replace(ranked[0], also=tuple(m for m in ranked[1:] if m.confidence >= floor(m.envelope_z)))
