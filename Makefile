@@ -65,7 +65,7 @@ run: install
 	  echo "$(INDEX) holds a library of an older format; rebuilding it"; \
 	  rm -rf "$(INDEX)"; \
 	fi; \
-	if [ -d "$(INDEX)" ] && $(BIN)/audiolsh info --index "$(INDEX)" 2>&1 | grep -qE "is too old|have no energy envelope"; then \
+	if [ -d "$(INDEX)" ] && $(BIN)/audiolsh info --index "$(INDEX)" --format csv 2>&1 | grep -qE "is too old|have no energy envelope"; then \
 	  echo "$(INDEX) holds fingerprints of an older format; rebuilding it"; \
 	  rm -rf "$(INDEX)"; \
 	fi; \

@@ -277,3 +277,28 @@ def test_info_clusters_and_remove_on_a_library(tmp_path: Path, library: Path) ->
     assert json.loads(out)["n_tracks"] == 2
     code, _, err = run("identify", str(library / "a.wav"), "--index", str(idx))
     assert code == 2 and "without the fingerprint mode" in err
+
+
+def test_info_names_tracks_indexed_without_an_envelope(tmp_path: Path, library: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A library made before fingerprint format 4 (its tracks without an energy envelope: made
+    here by an ingest that drops it) opens, and ``info`` says how many tracks lack it."""
+    from dataclasses import replace
+
+    from audiolsh.features import stream_peaks
+
+    finish = stream_peaks.Fingerprint.finish
+    monkeypatch.setattr(stream_peaks.Fingerprint, "finish", lambda self: replace(finish(self), envelope=None))
+    old = tmp_path / "old"
+    code, _, err = run("index", str(library), "--index", str(old), "-j", "1", "--modes", "fingerprint")
+    assert code == 0, err
+    monkeypatch.undo()
+    code, out, _ = run("info", "--index", str(old), "--format", "json")
+    assert code == 0 and json.loads(out)["indexes"]["fingerprint"]["n_tracks_without_envelope"] == 3
+    code, out, _ = run("info", "--index", str(old), "--format", "csv")
+    assert code == 0 and "3 tracks indexed before fingerprint format 4 have no energy envelope" in out
+    new = tmp_path / "new"
+    code, _, err = run("index", str(library), "--index", str(new), "-j", "1", "--modes", "fingerprint")
+    assert code == 0, err
+    code, out, _ = run("info", "--index", str(new), "--format", "csv")
+    assert code == 0 and "fingerprint" in out and "energy envelope" not in out
