@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -127,7 +127,7 @@ def test_a_clip_is_scored_by_its_envelope_at_the_right_track(songs: dict[str, np
 
 
 def test_a_track_without_an_envelope_is_scored_as_before(
-    tmp_path: Path, songs: dict[str, np.ndarray],
+    tmp_path: Path, songs: dict[str, np.ndarray], stored_config: Callable[..., Any],
 ) -> None:
     """A version-3 index (its tracks have no envelope) opens, and its candidates take the
     calibration fitted without the envelope; tracks added since have one."""
@@ -136,12 +136,8 @@ def test_a_track_without_an_envelope_is_scored_as_before(
     with FingerprintIndex.create(where) as idx, idx.session() as s:
         s.add_track(paths[0], content_hash="h0", duration_s=SONG_S,
                     landmarks=replace(landmarks(songs[paths[0]], SR), envelope=None))
-    db = sqlite3.connect(where / "catalogue.sqlite")
-    config = json.loads(db.execute("SELECT value FROM config WHERE name = 'index'").fetchone()[0])
-    config["format_version"] = 3
-    db.execute("UPDATE config SET value = ? WHERE name = 'index'", (json.dumps(config),))
-    db.commit()
-    db.close()
+    with stored_config(where) as config:
+        config["format_version"] = 3
     with FingerprintIndex.open(where) as idx:
         new_id = idx.add(paths[1], songs[paths[1]], SR)
         old = calibrated.load(calibrated.WITHOUT_ENVELOPE)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
-import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import librosa
 import numpy as np
@@ -735,7 +734,9 @@ def test_session_is_atomic(songs: dict[str, np.ndarray]) -> None:
     assert len(idx) == 0
 
 
-def test_persistence_and_format(tmp_path: Path, songs: dict[str, np.ndarray]) -> None:
+def test_persistence_and_format(
+    tmp_path: Path, songs: dict[str, np.ndarray], stored_config: Callable[..., Any],
+) -> None:
     where = tmp_path / "fp"
     clips = [cut(songs["song12.wav"], 9.0, 5.0), cut(songs["pattern.wav"], 30.0, 3.0)]
     with FingerprintIndex.create(where) as idx:
@@ -755,13 +756,9 @@ def test_persistence_and_format(tmp_path: Path, songs: dict[str, np.ndarray]) ->
     with pytest.raises(IndexFormatError):
         FingerprintIndex.create(where)
     # A newer format version is refused with a clear message.
-    db = sqlite3.connect(where / "catalogue.sqlite")
-    config = json.loads(db.execute("SELECT value FROM config WHERE name = 'index'").fetchone()[0])
-    assert config["format_version"] == FP_FORMAT_VERSION and config["fp_sr"] == FP_SR
-    config["format_version"] = FP_FORMAT_VERSION + 1
-    db.execute("UPDATE config SET value = ? WHERE name = 'index'", (json.dumps(config),))
-    db.commit()
-    db.close()
+    with stored_config(where) as config:
+        assert config["format_version"] == FP_FORMAT_VERSION and config["fp_sr"] == FP_SR
+        config["format_version"] = FP_FORMAT_VERSION + 1
     with pytest.raises(IndexFormatError, match="newer"):
         FingerprintIndex.open(where)
 
@@ -792,35 +789,31 @@ def test_empty_index_answers_nothing() -> None:
     assert len(idx) == 0 and idx.info()["n_hashes"] == 0
 
 
-def test_format_version_is_pinned_and_old_indexes_are_refused(tmp_path: Path) -> None:
+def test_format_version_is_pinned_and_old_indexes_are_refused(
+    tmp_path: Path, stored_config: Callable[..., Any],
+) -> None:
     """Version 4 (envelopes); a version-2 index must be rebuilt, with a clear error (a version-3
     one opens: tests/fingerprint/test_envelope_index.py)."""
     assert FP_FORMAT_VERSION == 4
     where = tmp_path / "old"
     FingerprintIndex.create(where).close()
-    db = sqlite3.connect(where / "catalogue.sqlite")
-    config = json.loads(db.execute("SELECT value FROM config WHERE name = 'index'").fetchone()[0])
-    config["format_version"] = 2
-    db.execute("UPDATE config SET value = ? WHERE name = 'index'", (json.dumps(config),))
-    db.commit()
-    db.close()
+    with stored_config(where) as config:
+        config["format_version"] = 2
     with pytest.raises(IndexFormatError, match=r"too old.*index the music again"):
         FingerprintIndex.open(where)
 
 
 @pytest.mark.parametrize("custom", [False, True])
-def test_an_index_made_before_the_pitch_grid_searches_the_wide_grids(tmp_path: Path, custom: bool) -> None:
+def test_an_index_made_before_the_pitch_grid_searches_the_wide_grids(
+    tmp_path: Path, custom: bool, stored_config: Callable[..., Any],
+) -> None:
     where = tmp_path / "old"
     FingerprintIndex.create(where).close()
-    db = sqlite3.connect(where / "catalogue.sqlite")
-    config = json.loads(db.execute("SELECT value FROM config WHERE name = 'index'").fetchone()[0])
-    for name in ("pitch_grid", "near_change"):
-        del config["params"][name]
-    config["params"]["speed_grid"] = [0.99, 1.01] if custom else [0.99, 1.01, 0.98, 1.02, 0.97, 1.03]
-    config["params"]["tempo_grid"] = [0.98, 1.02, 0.96, 1.04]
-    db.execute("UPDATE config SET value = ? WHERE name = 'index'", (json.dumps(config),))
-    db.commit()
-    db.close()
+    with stored_config(where) as config:
+        for name in ("pitch_grid", "near_change"):
+            del config["params"][name]
+        config["params"]["speed_grid"] = [0.99, 1.01] if custom else [0.99, 1.01, 0.98, 1.02, 0.97, 1.03]
+        config["params"]["tempo_grid"] = [0.98, 1.02, 0.96, 1.04]
     with FingerprintIndex.open(where) as idx:
         new = FingerprintIndex.create(None).params
         assert idx.params.pitch_grid == new.pitch_grid and idx.params.tempo_grid == new.tempo_grid

@@ -827,18 +827,20 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
 
     def _candidate(
         self, found: tuple[Votes | None, float, tuple[float, float, float], int], q_frames: int,
-        noise: float, spectrum: np.ndarray | None = None,
+        noise: float, spectrum: np.ndarray | None = None, scored: tuple[float, float | None] | None = None,
     ) -> Match | None:
         """The best candidate of a search, with its calibrated confidence (None: no vote at all);
         ``noise``: the clip's :func:`~audiolsh.features.landmarks.noise_level`; ``spectrum``: its
-        magnitude frames, to compare its energy envelope with the track's."""
+        magnitude frames, to compare its energy envelope with the track's; ``scored``: its
+        :meth:`_scored` when already known."""
         v, log_p, (speed, tempo, pitch), n_hashes = found
         if v is None:
             return None
         track = self.storage.track(v.track_id)
         if track is None:  # removed since the refresh
             return None
-        confidence, z = self._scored((v, log_p, (speed, tempo, pitch), n_hashes), q_frames, noise, spectrum)
+        confidence, z = scored or self._scored((v, log_p, (speed, tempo, pitch), n_hashes), q_frames, noise,
+                                               spectrum)
         cal = self._calibration_for(z)
         scale = speed * tempo
         return Match(
@@ -903,10 +905,11 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
             if (full.confidence(lp, v.count, n_hashes, clip_s, noise, calibrated.ENVELOPE_Z_CAP) < floor(0.0)
                     and alone.confidence(lp, v.count, n_hashes, clip_s, noise) < floor(None)):
                 continue
-            confidence, z = self._scored((v, lp, t, n_hashes), q_frames, noise, spectrum)
-            if confidence >= floor(z):
-                sure.append((v, lp, t, n_hashes))
-        also = [m for c in sure if (m := self._candidate(c, q_frames, noise, spectrum)) is not None]
+            scored = self._scored((v, lp, t, n_hashes), q_frames, noise, spectrum)
+            if scored[0] >= floor(scored[1]):
+                sure.append(((v, lp, t, n_hashes), scored))
+        also = [m for c, scored in sure
+                if (m := self._candidate(c, q_frames, noise, spectrum, scored)) is not None]
         if not also:
             return best
         # Ranked by their landmarks' evidence alone: the envelope cannot tell copies of the same
