@@ -81,6 +81,23 @@ def test_hash_table_lookup_matches_brute_force(rng: np.random.Generator) -> None
         assert again.high_bits == table.high_bits
 
 
+@pytest.mark.parametrize(("n", "bytes_each"), [(40_000, 5.9), (300_000, 5.25), (2_200_000, 5.25)])
+def test_hash_table_costs_little_more_than_its_entries(
+    rng: np.random.Generator, n: int, bytes_each: float
+) -> None:
+    """Ten minutes (40k landmarks), an hour (300k), a dev corpus (2.2M): each entry costs its
+    4-byte position, its low bits in one byte and, past an hour, at most a quarter of a byte of
+    bucket offsets (half a byte before), while a bucket holds at most 32 entries on average."""
+    hashes = rng.integers(0, 1 << HASH_BITS, size=n).astype(np.uint32)
+    table = HashTable.build(hashes, np.arange(n, dtype=np.uint32), hash_bits=HASH_BITS)
+    assert table.low.dtype == np.uint8
+    assert n / (1 << table.high_bits) <= 32
+    assert table.nbytes <= bytes_each * n + 4
+    qidx, got = table.lookup(hashes[:100])
+    assert all(hashes[p] == hashes[i] for i, p in zip(qidx.tolist(), got.tolist()))
+    assert np.array_equal(np.unique(qidx), np.arange(100))
+
+
 def test_chance_model_is_monotone_and_finite() -> None:
     lp = chance_log10(np.array([1, 3, 10, 100, 3000]), np.array([0.5, 0.5, 0.5, 0.5, 0.5]))
     assert np.all(np.diff(lp) < 0) and np.all(np.isfinite(lp))
