@@ -792,9 +792,9 @@ def test_empty_index_answers_nothing() -> None:
 def test_format_version_is_pinned_and_old_indexes_are_refused(
     tmp_path: Path, stored_config: Callable[..., Any],
 ) -> None:
-    """Version 4 (envelopes); a version-2 index must be rebuilt, with a clear error (a version-3
-    one opens: tests/fingerprint/test_envelope_index.py)."""
-    assert FP_FORMAT_VERSION == 4
+    """Version 5 (no low hash bits where a bucket holds one hash value); a version-2 index must
+    be rebuilt, with a clear error (a version-3 one opens: tests/fingerprint/test_envelope_index.py)."""
+    assert FP_FORMAT_VERSION == 5
     where = tmp_path / "old"
     FingerprintIndex.create(where).close()
     with stored_config(where) as config:

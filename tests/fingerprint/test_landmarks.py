@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from audiolsh.audio.synth import music, tone
-from audiolsh.errors import ParameterError
+from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.features import landmarks as fl
 from audiolsh.features.landmarks import FRAME_S, HASH_BITS, Landmarks, landmarks, pair_peaks, spectral_peaks
 from audiolsh.search.fingerprint import HashTable, chance_log10
@@ -96,6 +96,28 @@ def test_hash_table_costs_little_more_than_its_entries(
     qidx, got = table.lookup(hashes[:100])
     assert all(hashes[p] == hashes[i] for i, p in zip(qidx.tolist(), got.tolist()))
     assert np.array_equal(np.unique(qidx), np.arange(100))
+
+
+def test_a_table_with_a_bucket_per_hash_keeps_no_low_bits(rng: np.random.Generator) -> None:
+    """12-bit hashes, 200k entries: a bucket per hash value, so the table keeps positions and
+    offsets alone, answers as a brute force does, and still reads the zeros earlier versions
+    stored."""
+    n, bits = 200_000, 12
+    hashes = rng.integers(0, 1 << bits, size=n).astype(np.uint32)
+    pos = rng.integers(0, 1 << 31, size=n).astype(np.uint32)
+    table = HashTable.build(hashes, pos, hash_bits=bits)
+    assert table.low_bits == 0 and len(table.low) == 0
+    assert table.nbytes == 4 * ((1 << bits) + 1) + 4 * n
+    np.testing.assert_array_equal(np.sort(table.hashes()), np.sort(hashes))
+    q = np.concatenate([hashes[:30], np.arange(30, dtype=np.uint32)])
+    want = sorted((i, int(p)) for i, h in enumerate(q.tolist()) for p in pos[hashes == h].tolist())
+    for t in (table, HashTable.from_arrays({**table.arrays(), "low": np.zeros(n, np.uint8)}, hash_bits=bits)):
+        qidx, got = t.lookup(q)
+        assert sorted(zip(qidx.tolist(), got.tolist())) == want
+        counts = np.bincount([i for i, _ in want], minlength=len(q))
+        np.testing.assert_array_equal(t.posting_counts(q), counts)
+    with pytest.raises(IndexFormatError):
+        HashTable.from_arrays({**table.arrays(), "low": np.zeros(n - 1, np.uint8)}, hash_bits=bits)
 
 
 def test_chance_model_is_monotone_and_finite() -> None:

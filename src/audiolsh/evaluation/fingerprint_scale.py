@@ -245,7 +245,8 @@ def _out_of_core_segment(
     np.cumsum(counts.reshape(1 << high_bits, -1).sum(axis=1), out=indptr[1:])
     low_dtype = np.uint8 if low_bits <= 8 else np.uint16
     pos_out = np.lib.format.open_memmap(folder / "pos.npy", mode="w+", dtype=np.uint32, shape=(n,))
-    low_out = np.lib.format.open_memmap(folder / "low.npy", mode="w+", dtype=low_dtype, shape=(n,))
+    low_out = np.lib.format.open_memmap(folder / "low.npy", mode="w+", dtype=low_dtype,
+                                        shape=(n if low_bits else 0,))  # no low bits: none kept
     first = np.concatenate([[0], np.cumsum(counts)])
     per_part = (1 << HASH_BITS) // N_PARTS
     for p in range(N_PARTS):
@@ -255,8 +256,9 @@ def _out_of_core_segment(
         keys.sort()  # by hash, then position
         a = int(first[p * per_part])
         pos_out[a:a + len(keys)] = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-        low = (keys >> np.uint64(32)) & np.uint64((1 << low_bits) - 1)
-        low_out[a:a + len(keys)] = low.astype(low_dtype)
+        if low_bits:
+            low = (keys >> np.uint64(32)) & np.uint64((1 << low_bits) - 1)
+            low_out[a:a + len(keys)] = low.astype(low_dtype)
         on_progress and on_progress("ranges", p + 1, N_PARTS)
     pos_out.flush()
     low_out.flush()

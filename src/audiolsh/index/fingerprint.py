@@ -317,6 +317,8 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
     def _open_segment(self, info: SegmentInfo, arrays: dict[str, np.ndarray]) -> _Segment:
         if info.config.get("kind") != FP_FORMAT or info.config.get("hash_bits") != HASH_BITS:
             raise IndexFormatError(f"segment {info.id}: not a fingerprint segment of this format")
+        check_format_version(f"segment {info.id}", "fingerprint segment",
+                             info.config.get("format_version", 1), newest=FP_FORMAT_VERSION)
         table = HashTable.from_arrays(arrays, hash_bits=HASH_BITS)
         starts = np.asarray(arrays["track_starts"], np.int64)
         if "track_hashes" in arrays:
@@ -1077,7 +1079,7 @@ def _first_entry(table: HashTable, h: int) -> int:
     bucket = h >> table.low_bits
     a, b = int(table.indptr[bucket]), int(table.indptr[bucket + 1])
     low = h & ((1 << table.low_bits) - 1)
-    return a + int(np.searchsorted(table.low[a:b], low, side="left"))
+    return a + int(np.searchsorted(table.low_of(a, b), low, side="left"))
 
 
 def _check_chunks(n_chunks: int) -> int:
@@ -1105,7 +1107,7 @@ def _landmarks(segments: list[_Segment], h0: int, h1: int) -> tuple[np.ndarray, 
         keep = seg.alive[tix]
         bucket = np.searchsorted(table.indptr, np.arange(e0, e1), side="right") - 1
         high = bucket.astype(np.uint32) << np.uint32(table.low_bits)
-        h = high | table.low[e0:e1].astype(np.uint32)
+        h = high | table.low_of(e0, e1)
         tids.append(seg.track_ids[tix[keep]])
         frames.append(pos[keep] - seg.starts[tix[keep]])
         hashes.append(h[keep])

@@ -33,12 +33,14 @@ from audiolsh.search.fingerprint import HashTable
 from audiolsh.storage import SegmentInfo
 
 FP_FORMAT = "audiolsh-fingerprint"
-FP_FORMAT_VERSION = 4
+FP_FORMAT_VERSION = 5
 """Version of the fingerprint segments and config; bumped when either changes meaning.
 2: peaks picked on a time-smoothed spectrogram (version-1 hashes no longer match queries).
 3: peaks picked down to 47 Hz, the bass included (version-2 hashes no longer match queries).
 4: each track's energy envelope beside its hashes (``envelope``, ``track_blocks``); version-3
-segments are read as they are, their tracks without one (confidence as before for them)."""
+segments are read as they are, their tracks without one (confidence as before for them).
+5: a segment with a bucket per hash value keeps no low hash bits (``low`` empty; version 4 kept
+a zero an entry, 1 byte in 5, in every segment of a hundred hours and more)."""
 MIN_FORMAT_VERSION = 3
 """Oldest version this audiolsh reads; older indexes must be rebuilt."""
 POSTINGS_REF_HOURS = 8.0

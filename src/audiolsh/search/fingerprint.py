@@ -52,7 +52,8 @@ class HashTable:
     """Sorted hashes in CSR form with a uint32 payload (position) per entry.
 
     indptr : uint32 (2**high_bits + 1,)
-    low : uint8 or uint16 (n,), the low ``hash_bits - high_bits`` bits of each hash
+    low : uint8 or uint16 (n,), the low ``hash_bits - high_bits`` bits of each hash; empty when
+        there are none (a table of a hundred hours and more has a bucket per hash value)
     pos : uint32 (n,)
     """
 
@@ -84,7 +85,7 @@ class HashTable:
         indptr = np.zeros((1 << high_bits) + 1, np.uint32)
         np.cumsum(counts, out=indptr[1:])
         low_dtype = np.uint8 if low_bits <= 8 else np.uint16
-        low = (h & ((1 << low_bits) - 1)).astype(low_dtype)
+        low = (h & ((1 << low_bits) - 1)).astype(low_dtype) if low_bits else np.zeros(0, np.uint8)
         return cls(indptr, low, np.ascontiguousarray(pos[order], dtype=np.uint32), hash_bits, high_bits)
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -94,7 +95,9 @@ class HashTable:
     def from_arrays(cls, arrays: dict[str, np.ndarray], *, hash_bits: int) -> HashTable:
         indptr, low, pos = arrays["indptr"], arrays["low"], arrays["pos"]
         high_bits = round(math.log2(len(indptr) - 1))
-        if (1 << high_bits) + 1 != len(indptr) or len(low) != len(pos) or int(indptr[-1]) != len(pos):
+        # No low bits: an empty array (earlier versions stored a zero an entry).
+        low_ok = len(low) == len(pos) or (high_bits == hash_bits and not len(low))
+        if (1 << high_bits) + 1 != len(indptr) or not low_ok or int(indptr[-1]) != len(pos):
             raise IndexFormatError("fingerprint segment: inconsistent hash table arrays")
         return cls(indptr, low, pos, hash_bits, high_bits)
 
@@ -103,7 +106,13 @@ class HashTable:
         high = np.repeat(
             np.arange(1 << self.high_bits, dtype=np.uint32), np.diff(self.indptr).astype(np.int64)
         )
-        return (high << np.uint32(self.low_bits)) | self.low.astype(np.uint32)
+        return (high << np.uint32(self.low_bits)) | self.low_of(0, len(self))
+
+    def low_of(self, e0: int, e1: int) -> np.ndarray:
+        """The low bits of entries [e0, e1), uint32."""
+        if not len(self.low):
+            return np.zeros(e1 - e0, np.uint32)
+        return self.low[e0:e1].astype(np.uint32)
 
     def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every entry equal to a query hash: (query index int64 (m,), position uint32 (m,))."""
