@@ -173,6 +173,17 @@ def _run(indptr, low, h, low_bits):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, nogil=True)
+def _runs(indptr, low, q, low_bits, max_postings):  # type: ignore[no-untyped-def]
+    """Each query hash's [e0, e1), empty where it has more than ``max_postings`` entries."""
+    e0s = np.empty(len(q), np.int64)
+    e1s = np.empty(len(q), np.int64)
+    for i in range(len(q)):
+        e0, e1 = _run(indptr, low, q[i], low_bits)
+        e0s[i], e1s[i] = e0, (e0 if e1 - e0 > max_postings else e1)
+    return e0s, e1s
+
+
+@numba.njit(cache=True, nogil=True)
 def _counts(indptr, low, q, low_bits):  # type: ignore[no-untyped-def]
     out = np.empty(len(q), np.int64)
     for i in range(len(q)):
@@ -212,13 +223,7 @@ def _lower_bound(pos, lo, hi, p0, guess):  # type: ignore[no-untyped-def]
 def _lookup_rows(indptr, low, pos, q, low_bits, starts, frames, rows, max_postings,
                  sorted_postings):  # type: ignore[no-untyped-def]
     n_q, n_r = len(q), len(rows)
-    e0s = np.empty(n_q, np.int64)
-    e1s = np.empty(n_q, np.int64)
-    for i in range(n_q):
-        e0, e1 = _run(indptr, low, q[i], low_bits)
-        if e1 - e0 > max_postings:
-            e1 = e0
-        e0s[i], e1s[i] = e0, e1
+    e0s, e1s = _runs(indptr, low, q, low_bits, max_postings)
     # First entry of each (hash, row) at or after the row's start.  A hash's postings spread
     # fairly evenly over the timeline, so a guess in proportion to the position lands within
     # a cache line or two of it (a bisection takes half a dozen misses in a large index).
@@ -266,15 +271,8 @@ def _lookup_rows(indptr, low, pos, q, low_bits, starts, frames, rows, max_postin
 @numba.njit(cache=True, nogil=True)
 def _lookup(indptr, low, pos, q, low_bits, starts, alive, max_postings):  # type: ignore[no-untyped-def]
     n_q = len(q)
-    e0s = np.empty(n_q, np.int64)
-    e1s = np.empty(n_q, np.int64)
-    total = 0
-    for i in range(n_q):
-        e0, e1 = _run(indptr, low, q[i], low_bits)
-        if e1 - e0 > max_postings:
-            e1 = e0
-        e0s[i], e1s[i] = e0, e1
-        total += e1 - e0
+    e0s, e1s = _runs(indptr, low, q, low_bits, max_postings)
+    total = (e1s - e0s).sum()
     qidx = np.empty(total, np.int64)
     tix = np.empty(total, np.int64)
     frame = np.empty(total, np.int64)
