@@ -13,6 +13,7 @@ import pytest
 
 from audiolsh.audio.synth import music
 from audiolsh.errors import IndexFormatError
+from audiolsh.index import fingerprint as fpi
 from audiolsh.index.fingerprint import FP_FORMAT_VERSION, FingerprintIndex
 from audiolsh.search import fingerprint as sfp
 
@@ -77,3 +78,41 @@ def test_a_segment_of_a_newer_format_is_refused(songs: dict[str, np.ndarray], tm
     with pytest.raises(IndexFormatError, match=rf"segment {seg_id}: fingerprint segment format version"
                                               rf" {FP_FORMAT_VERSION + 1} is newer .*upgrade audiolsh"):
         FingerprintIndex.open(where, readonly=True).identify(songs[path][:5 * SR], SR)
+
+
+def _set_version(idx: FingerprintIndex, version: int) -> None:
+    """The index's config as an audiolsh that writes fingerprint format ``version`` stored it."""
+    with idx.storage.write() as w:
+        w.set_config({**idx.storage.config(), "format_version": version})
+
+
+@pytest.mark.parametrize("where", ["memory", "embedded"])
+@pytest.mark.parametrize("how", ["add", "compact"])
+def test_an_index_is_raised_to_the_version_that_reads_its_segments(
+        songs: dict[str, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str,
+        how: str) -> None:
+    """A version-4 index keeps its version while its segments keep low bits, and is raised to
+    5 when a segment without them is written into it (by an add or a compaction), so that an
+    audiolsh that reads version 4 at most says "upgrade" instead of misreading the segment."""
+    paths = list(songs)
+    idx = FingerprintIndex.create(None if where == "memory" else tmp_path / "fp", max_segments=8)
+    _set_version(idx, 4)
+    before = idx.storage.config()
+    idx.add(paths[0], songs[paths[0]], SR, content_hash=paths[0])
+    assert idx.storage.config()["format_version"] == 4
+    monkeypatch.setattr(sfp, "high_bits_for", lambda n, hash_bits: hash_bits)
+    if how == "add":
+        idx.add(paths[1], songs[paths[1]], SR, content_hash=paths[1])
+    else:
+        monkeypatch.undo()
+        idx.add(paths[1], songs[paths[1]], SR, content_hash=paths[1])
+        assert idx.storage.config()["format_version"] == 4
+        monkeypatch.setattr(sfp, "high_bits_for", lambda n, hash_bits: hash_bits)
+        idx.compact(full=True)
+    assert len(idx._segments[-1].table.low) == 0
+    stored = idx.storage.config()
+    assert stored == {**before, "format_version": 5}
+    monkeypatch.setattr(fpi, "FP_FORMAT_VERSION", 4)  # the version-4 reader
+    with pytest.raises(IndexFormatError, match=r"fingerprint format version 5 is newer .*upgrade audiolsh"):
+        FingerprintIndex._check_config(stored, "fp")
+    idx.close()

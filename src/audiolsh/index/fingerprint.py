@@ -61,6 +61,7 @@ from audiolsh.index.fingerprint_build import (
     FP_FORMAT,
     FP_FORMAT_VERSION,
     MIN_FORMAT_VERSION,
+    NO_LOW_BITS_VERSION,
     POSTINGS_REF_HOURS,
     STAGE_ONE_SHARE,
     FingerprintParams,
@@ -430,6 +431,16 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
 
     def _commit(self, s: FingerprintSession) -> list[int]:
         return self.attach([build_segment(s._tracks, s._landmarks)])[0]
+
+    def _config_for(self, info: SegmentInfo) -> dict[str, Any] | None:
+        # An audiolsh that reads version 4 at most would open such an index and fail on the
+        # segment's arrays; with the index's version raised it says "upgrade audiolsh".
+        if info.config.get("high_bits") != HASH_BITS:
+            return None
+        stored = self.storage.config()
+        if stored is None or stored.get("format_version", 0) >= NO_LOW_BITS_VERSION:
+            return None
+        return {**stored, "format_version": NO_LOW_BITS_VERSION}
 
     def _bind(self, w: Writer, build: SegmentBuild, track_ids: list[int]) -> dict[str, np.ndarray]:
         # Built elsewhere with the tracks' local numbers 0..n-1; the ids exist only now.

@@ -43,6 +43,9 @@ segments are read as they are, their tracks without one (confidence as before fo
 a zero an entry, 1 byte in 5, in every segment of a hundred hours and more)."""
 MIN_FORMAT_VERSION = 3
 """Oldest version this audiolsh reads; older indexes must be rebuilt."""
+NO_LOW_BITS_VERSION = 5
+"""The first version that reads a segment without low hash bits: an index of an older version
+is raised to it when such a segment is written into it."""
 POSTINGS_REF_HOURS = 8.0
 """Segment length up to which ``max_postings`` applies as it is (the length it was tuned at)."""
 CANDIDATE_TRACKS = 4

@@ -134,6 +134,17 @@ class SegmentedIndex(Generic[S]):
     def _after_merge(self, w: Writer, chosen: Sequence[S]) -> None:
         """Extra catalogue clean-up in a compaction's write."""
 
+    def _config_for(self, info: SegmentInfo) -> dict[str, Any] | None:
+        """The index config to store with a new segment when the stored one would let an older
+        audiolsh open the index and misread the segment (None: keep it)."""
+        return None
+
+    def _put_segment(self, w: Writer, info: SegmentInfo, arrays: dict[str, np.ndarray]) -> None:
+        config = self._config_for(info)
+        if config is not None:
+            w.set_config(config)
+        w.put_segment(info, arrays)
+
     # opening ----------------------------------------------------------------------------
 
     @classmethod
@@ -255,7 +266,7 @@ class SegmentedIndex(Generic[S]):
                 w.set_track_items(tid, int(n_items))
             tids.append(tid)
         if build.arrays:
-            w.put_segment(build.info, self._bind(w, build, tids))
+            self._put_segment(w, build.info, self._bind(w, build, tids))
         if items is not None and len(items.ids):
             rows = np.asarray(items.track_rows, np.int64)
             new = rows <= -2
@@ -302,7 +313,7 @@ class SegmentedIndex(Generic[S]):
                 if any(s.info.id not in live for s in chosen):
                     raise _StaleSegments
                 if build is not None:
-                    w.put_segment(build.info, build.arrays)
+                    self._put_segment(w, build.info, build.arrays)
                 for s in chosen:
                     w.drop_segment(s.info.id)
                 self._after_merge(w, chosen)
