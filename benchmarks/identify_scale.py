@@ -4,6 +4,7 @@
     python benchmarks/identify_scale.py query --index /work/bench-out/id-scale/idx --out q1k.json
     python benchmarks/identify_scale.py validate          # synthetic copies vs real resampled audio
     python benchmarks/identify_scale.py table q*.json     # the markdown table
+    python benchmarks/identify_scale.py cold --index ... [--page-in]   # as root: an empty page cache
 
 The dev corpus is split as protocol 2 splits it (``split_tracks``, seed 0): the indexed tracks
 are the sources of the index, the others give negative clips.  ``grow`` extends the index at
@@ -17,6 +18,10 @@ rate on negatives, index bytes per hour and the process's memory.  ``--compare-f
 answers N clean or noisy positive clips with narrowing off (``max_matches=0``) and counts the
 answers that differ.
 Landmarks of the dev tracks are cached under ``--cache``.
+``cold`` drops the page cache (root only), opens the index in a fresh process and answers
+``--n-clips`` query clips in turn, with or without reading the index into memory in the
+background (``audiolsh.storage.page_in``, as ``serve`` does), then, ``--second-at`` seconds
+after the open, as many other clips: each query's time and major page faults.
 """
 
 from __future__ import annotations
@@ -170,6 +175,63 @@ def query(args: argparse.Namespace) -> None:
     print(json.dumps({k: v for k, v in report.items() if k != "rows"}, indent=1))
 
 
+def cold(args: argparse.Namespace) -> None:
+    import threading
+
+    from audiolsh.storage.page_in import page_in
+
+    every = _clips(args)
+    step = max(2, len(every) // args.n_clips)
+    # Every kind of clip in turn; the second pass's clips are others.
+    first, second = every[::step][: args.n_clips], every[step // 2::step][: args.n_clips]
+    clips = first + (second if args.second_at else [])
+    audio = [sf.read(c.path, dtype="float32") for c in clips]
+    if not args.keep_cache:
+        os.sync()
+        try:
+            Path("/proc/sys/vm/drop_caches").write_text("1\n")
+        except OSError as exc:
+            raise SystemExit(f"cold: cannot drop the page cache ({exc}); run as root") from None
+    t0 = time.perf_counter()
+    idx = FingerprintIndex.open(args.index, readonly=True)
+    open_s = time.perf_counter() - t0
+    paged: dict[str, Any] = {}
+    if args.page_in:
+        def read() -> None:
+            done = page_in(idx.storage.mapped_files())
+            paged.update(bytes=done.bytes, seconds=done.seconds, skipped=done.skipped,
+                         finished_at_s=time.perf_counter() - t0)
+
+        threading.Thread(target=read, daemon=True).start()
+    rows = []
+    for k, (c, (y, sr)) in enumerate(zip(clips, audio)):
+        if k == len(first):  # the second pass: clips no query of this process has touched
+            time.sleep(max(0.0, args.second_at - (time.perf_counter() - t0)))
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        t = time.perf_counter()
+        m = idx.identify(y, sr)
+        ms = (time.perf_counter() - t) * 1000
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        rows.append({"clip": c.clip_id, "length_s": c.length_s, "positive": c.positive, "ms": ms,
+                     "at_s": time.perf_counter() - t0, "major_faults": r1.ru_majflt - r0.ru_majflt,
+                     "match": None if m is None else m.path, "pass": 1 + (k >= len(first))})
+    report = {"index": args.index, "page_in": args.page_in, "open_s": open_s, "paged_in": paged,
+              "rows": rows, "loadavg": _uptime()}
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    summary: dict[str, Any] = {"page_in": args.page_in, "open_s": round(open_s, 2),
+                               "first_ms": round(rows[0]["ms"]), "paged_in": paged}
+    for p in (1, 2):
+        for positive in (True, False):
+            times = [r["ms"] for r in rows if r["pass"] == p and r["positive"] == positive]
+            if times:
+                summary[f"pass{p}_{'pos' if positive else 'neg'}"] = {
+                    "n": len(times), "p50_ms": round(statistics.median(times)),
+                    "mean_ms": round(statistics.mean(times)),
+                    "major_faults": sum(r["major_faults"] for r in rows if r["pass"] == p
+                                        and r["positive"] == positive)}
+    print(json.dumps(summary))
+
+
 def fs_default_max_matches() -> int:
     from audiolsh.index.fingerprint import FingerprintParams
 
@@ -265,13 +327,23 @@ def main() -> None:
     q.add_argument("--positive-tracks", type=int, default=28)
     q.add_argument("--compare-full", type=int, default=0)
     q.add_argument("--out", required=True)
+    c = sub.add_parser("cold")
+    c.add_argument("--index", required=True)
+    c.add_argument("--clips", default=os.fspath(OUT / "clips"))
+    c.add_argument("--positive-tracks", type=int, default=28)
+    c.add_argument("--n-clips", type=int, default=100)
+    c.add_argument("--page-in", action="store_true")
+    c.add_argument("--second-at", type=float, default=0.0,
+                   help="seconds after the open to answer as many other clips (0: none)")
+    c.add_argument("--keep-cache", action="store_true", help="do not drop the page cache (a warm run)")
+    c.add_argument("--out", required=True)
     v = sub.add_parser("validate")
     v.add_argument("--n-tracks", type=int, default=8)
     v.add_argument("--out", default=os.fspath(OUT / "validate.json"))
     t = sub.add_parser("table")
     t.add_argument("reports", nargs="+")
     args = ap.parse_args()
-    {"grow": grow, "query": query, "validate": validate, "table": table}[args.cmd](args)
+    {"grow": grow, "query": query, "cold": cold, "validate": validate, "table": table}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -45,14 +45,14 @@ def test_serve_accepts_at_once_and_builds_the_app_behind(web_corpus: Any, monkey
     monkeypatch.setattr(uvicorn.Server, "run", run)
     result = CliRunner().invoke(cli, ["serve", "--index", str(web_corpus.library), "--port", str(free_port),
                                       "--max-upload-mb", "5", "--workers", "1", "--max-queue", "3",
-                                      "--no-warm-up"])
+                                      "--no-warm-up", "--no-page-in"])
     assert result.exit_code == 0, result.output
     assert f"http://127.0.0.1:{free_port}/" in result.output and "serving 4 tracks" in result.output
     (config,) = runs
     assert config.host == "127.0.0.1" and config.port == free_port and isinstance(config.app, Startup)
     settings = config.app.settings
     assert settings.max_upload_bytes == 5 * 1024 * 1024 and settings.workers == 1
-    assert settings.max_queue == 3 and not settings.warm_up
+    assert settings.max_queue == 3 and not settings.warm_up and not settings.page_in
     assert config.app.app.debug is False
 
 

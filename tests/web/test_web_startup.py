@@ -97,3 +97,27 @@ def test_the_real_app_is_served_once_built(web_corpus: Any) -> None:
         assert startup.settled.wait(120) and startup.failure is None
         assert client.get("/health").json()["status"] == "ok"
         assert client.get("/api/tracks").json()["total"] == 4
+
+
+def test_the_server_reads_the_library_into_memory_after_startup(web_corpus: Any) -> None:
+    """With ``page_in`` (the default) the index files are read once in the background after the
+    warm-up; without it they are not."""
+    from audiolsh.library import Library
+    from audiolsh.web.app import create_app
+
+    with Library.open(web_corpus.library, readonly=True) as library:
+        files = library.mapped_files()
+    assert any(f.name == "pos.npy" for f in files) and any(f.name == "catalogue.sqlite" for f in files)
+    app = create_app(Settings(index_path=str(web_corpus.library), warm_up=False))
+    service = app.state.service
+    with TestClient(app) as client:
+        assert client.get("/health").json()["status"] == "ok"
+        _wait_for(lambda: service.paged_in is not None)
+        done = service.paged_in
+        assert (done.files, done.skipped, done.stopped) == (len(files), None, False)
+        assert done.bytes == sum(f.stat().st_size for f in files)
+    app = create_app(Settings(index_path=str(web_corpus.library), warm_up=False, page_in=False))
+    with TestClient(app) as client:
+        assert client.get("/health").json()["status"] == "ok"
+    assert app.state.service.paged_in is None
+    assert not any(t.name == "audiolsh-page-in" for t in threading.enumerate())

@@ -30,12 +30,16 @@ from audiolsh.errors import ParameterError
                    " Retry-After header, so latency stays bounded under load.  [default: twice the"
                    " cores]")
 @click.option("--no-warm-up", is_flag=True, help="Skip the synthetic query per worker at startup.")
+@click.option("--no-page-in", is_flag=True,
+              help="Do not read the library's index files into memory in the background at startup.")
 def serve(index_path: str, host: str, port: int, max_upload_mb: float, max_analysis_s: float,
-          workers: int, max_queue: int | None, no_warm_up: bool) -> None:
+          workers: int, max_queue: int | None, no_warm_up: bool, no_page_in: bool) -> None:
     """Serve the web page and the REST API (OpenAPI docs at /docs) on a music library.
 
     Connections are accepted at once; the library is opened and warmed up behind them (/health
-    answers 503 "starting" meanwhile, other requests wait for it).  Back-pressure: at most
+    answers 503 "starting" meanwhile, other requests wait for it).  Then its index files are
+    read into memory in the background when they fit in 3/4 of the free memory, so the first
+    queries after a reboot do not wait on the disk.  Back-pressure: at most
     --workers uploads are analysed at once and --max-queue more wait; beyond that a request gets
     503 with a Retry-After header (seconds) and a JSON error at once.  Health, the track list
     and the audio files are never queued.
@@ -47,7 +51,7 @@ def serve(index_path: str, host: str, port: int, max_upload_mb: float, max_analy
 
     settings = Settings(index_path=index_path, host=host, port=port,
                         max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_analysis_s=max_analysis_s,
-                        workers=workers, warm_up=not no_warm_up,
+                        workers=workers, warm_up=not no_warm_up, page_in=not no_page_in,
                         max_queue=default_max_queue() if max_queue is None else max_queue)
     if not settings.is_loopback:
         err_console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this address"

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -163,6 +164,12 @@ class Storage(Protocol):
     def n_items(self) -> int: ...
 
     def write(self) -> AbstractContextManager[Writer]: ...
+
+    def mapped_files(self) -> list[Path]:
+        """The files queries read through memory maps (the listed segments' arrays, the
+        catalogue): what ``audiolsh.storage.page_in`` reads ahead; none for a backend that
+        holds its arrays in the process's memory."""
+        ...
 
     def close(self) -> None: ...
 

@@ -399,6 +399,12 @@ class EmbeddedStorage:
             if folder.name not in live:
                 shutil.rmtree(folder, ignore_errors=True)
 
+    def mapped_files(self) -> list[Path]:
+        files = [self.root / CATALOGUE]
+        for info in self.segments():
+            files += sorted((self.root / SEGMENTS / info.id).glob("*.npy"))
+        return files
+
     def close(self) -> None:
         if self._shm is not None and self._shm >= 0:
             os.close(self._shm)

@@ -8,6 +8,7 @@ import itertools
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -229,6 +230,9 @@ class MemoryStorage:
             yield MemoryWriter(staged)
             shared.state = staged
             shared.version += 1
+
+    def mapped_files(self) -> list[Path]:
+        return []
 
     def close(self) -> None:
         pass

@@ -40,6 +40,7 @@ import threading
 import time
 import uuid
 from collections.abc import Collection, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -729,6 +730,9 @@ class RedisStorage:
         pattern = _glob_escape(self._key("seg:")) + "*"
         start = len(self._key("seg:"))
         return {k.decode()[start:].split(":", 1)[0] for k in self._r.scan_iter(match=pattern)}
+
+    def mapped_files(self) -> list[Path]:
+        return []  # segments are fetched into the process's memory
 
     def close(self) -> None:
         with contextlib.suppress(*_redis_errors()):

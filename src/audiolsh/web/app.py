@@ -7,6 +7,7 @@ JSON 500.  Request bodies are capped before they are read (``BodyLimit``).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -199,7 +200,14 @@ def create_app(settings: Settings) -> FastAPI:
                 await anyio.to_thread.run_sync(service.warm_up)
             except StorageUnavailable as exc:  # it went away since the pool opened: serve 503s
                 log.warning("warm-up skipped: %s", exc)
+        reading = None
+        if settings.page_in:
+            reading = threading.Thread(target=service.page_in, name="audiolsh-page-in", daemon=True)
+            reading.start()
         yield
+        service.stop.set()
+        if reading is not None:
+            reading.join(timeout=5.0)
         service.close()
 
     app = FastAPI(title="audiolsh", version=__version__, description=DESCRIPTION, debug=False,

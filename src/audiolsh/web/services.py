@@ -13,6 +13,7 @@ import logging
 import math
 import mimetypes
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -38,6 +39,7 @@ from audiolsh.query.records import (
 )
 from audiolsh.query.similar import check_query, own_track, stored_clip
 from audiolsh.query.similar import similar as run_similar
+from audiolsh.storage.page_in import PageIn, page_in
 from audiolsh.web import uploads
 from audiolsh.web.admission import Admission
 from audiolsh.web.errors import BadQuery, Busy, NotFound
@@ -112,8 +114,12 @@ class QueryService:
                                 timeout_s=settings.queue_timeout_s)
         self._clusters: tuple[tuple[int, ...], dict[int, int], list[list[int]]] | None = None
         self.served = ServedFiles()
+        #: set when the server shuts down: background work ends early
+        self.stop = threading.Event()
+        self.paged_in: PageIn | None = None
 
     def close(self) -> None:
+        self.stop.set()
         self.pool.close()
 
     # queries -----------------------------------------------------------------------------
@@ -415,6 +421,22 @@ class QueryService:
         return int(self._with_library(len))
 
     # startup -----------------------------------------------------------------------------
+
+    def page_in(self) -> None:
+        """Read the library's index files into the page cache (``Library.page_in``); the
+        handle is given back at once, so no query waits for it."""
+        try:
+            with self.pool.borrow() as library:
+                files = library.mapped_files()
+        except (AudiolshError, Busy) as exc:
+            log.info("page-in skipped: %s", exc)
+            return
+        self.paged_in = done = page_in(files, stop=self.stop)
+        if done.skipped:
+            log.info("page-in skipped: %s", done.skipped)
+        else:
+            log.info("read %d index files (%.0f MB) into memory in %.1f s%s", done.files, done.bytes / 1e6,
+                     done.seconds, " (stopped)" if done.stopped else "")
 
     def warm_up(self) -> None:
         """Open every worker's handle and run one synthetic query on each (JIT, index loading)."""

@@ -58,6 +58,10 @@ class Settings:
     warm_up: bool = field(default=True, metadata=_doc(
         "Run one synthetic query per worker at startup, so the first visitor waits no longer"
         " than the next."))
+    page_in: bool = field(default=True, metadata=_doc(
+        "After the warm-up, read the library's index files into memory in the background when"
+        " they take at most three quarters of the free memory, so that queries after a reboot do"
+        " not each wait on the disk."))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_path", os.fspath(self.index_path))
