@@ -11,7 +11,7 @@ from audiolsh.audio.synth import music, tone
 from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.features import landmarks as fl
 from audiolsh.features.landmarks import FRAME_S, HASH_BITS, Landmarks, landmarks, pair_peaks, spectral_peaks
-from audiolsh.search.fingerprint import HashTable, chance_log10
+from audiolsh.search.fingerprint import HashTable, chance_log10, high_bits_for
 
 SR = 16000
 
@@ -96,6 +96,24 @@ def test_hash_table_costs_little_more_than_its_entries(
     qidx, got = table.lookup(hashes[:100])
     assert all(hashes[p] == hashes[i] for i, p in zip(qidx.tolist(), got.tolist()))
     assert np.array_equal(np.unique(qidx), np.arange(100))
+
+
+def test_a_table_keeps_no_low_bits_once_a_bucket_per_hash_costs_less_than_a_byte_an_entry(
+        rng: np.random.Generator) -> None:
+    """14-bit hashes: past about 4 entries per hash value, the 4-byte offsets of a bucket per
+    hash value cost less than a byte of low bits per entry (and fewer buckets): the table keeps
+    none.  At the fingerprint's 21 bits that is a segment of about 25 hours and more (8 million
+    landmarks); below it the low bits stay."""
+    bits = 14
+    for n, low_bits in ((20_000, 4), (60_000, 0)):
+        hashes = rng.integers(0, 1 << bits, size=n).astype(np.uint32)
+        table = HashTable.build(hashes, np.arange(n, dtype=np.uint32), hash_bits=bits)
+        assert table.low_bits == low_bits and n / (1 << table.high_bits) <= 32
+        cheapest = min((4 << h) + n * (hb > 0) for h in range(bits + 1) if n / (1 << h) <= 32
+                       for hb in [bits - h])
+        assert table.nbytes == cheapest + 4 + 4 * n
+    assert high_bits_for(4_860_000, HASH_BITS) == 18  # 15 hours: a byte of low bits
+    assert high_bits_for(16_200_000, HASH_BITS) == HASH_BITS  # 50 hours: none
 
 
 def test_a_table_with_a_bucket_per_hash_keeps_no_low_bits(rng: np.random.Generator) -> None:

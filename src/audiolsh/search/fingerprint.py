@@ -36,13 +36,15 @@ OFFSET_BIAS = 1 << 31
 
 def high_bits_for(n: int, hash_bits: int) -> int:
     """Bits of the CSR index of a table of ``n`` entries: the fewest bytes (4 per bucket offset,
-    1 or 2 per entry's low bits) with at most ``TARGET_BUCKET`` entries per bucket on average."""
+    1 or 2 per entry's low bits, none with a bucket per hash value) with at most
+    ``TARGET_BUCKET`` entries per bucket on average."""
     lowest = min(hash_bits, max(4, hash_bits - 16))
     if n > TARGET_BUCKET:
         lowest = min(hash_bits, max(lowest, math.ceil(math.log2(n / TARGET_BUCKET))))
 
     def size(high_bits: int) -> int:
-        return (4 << high_bits) + n * (1 if hash_bits - high_bits <= 8 else 2)
+        low_bits = hash_bits - high_bits
+        return (4 << high_bits) + n * (0 if not low_bits else 1 if low_bits <= 8 else 2)
 
     return min(range(lowest, hash_bits + 1), key=size)
 
@@ -53,7 +55,7 @@ class HashTable:
 
     indptr : uint32 (2**high_bits + 1,)
     low : uint8 or uint16 (n,), the low ``hash_bits - high_bits`` bits of each hash; empty when
-        there are none (a table of a hundred hours and more has a bucket per hash value)
+        there are none (a table of about 25 hours and more has a bucket per hash value)
     pos : uint32 (n,)
     """
 
