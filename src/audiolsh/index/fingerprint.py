@@ -70,7 +70,7 @@ from audiolsh.index.fingerprint_build import (
     lay_out,
 )
 from audiolsh.index.segments import SegmentBuild, SegmentedIndex
-from audiolsh.search.fingerprint import HashTable, Votes, chance_log10, dense_diagonals, vote
+from audiolsh.search.fingerprint import HashTable, Votes, chance_log10, dense_diagonals, load_kernels, vote
 from audiolsh.storage import SegmentInfo, Storage, Track
 from audiolsh.storage.base import Writer, check_format_version
 
@@ -266,6 +266,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
                                   sorted_postings=True)
             dense_diagonals(seg.table, q, t, np.zeros(len(q), np.int64), tolerance=self.params.tolerance,
                             max_postings=1)
+        load_kernels()  # the lookups above may find nothing: what runs on their finds
 
     @classmethod
     def _new_config(cls, **params: Any) -> dict[str, Any]:

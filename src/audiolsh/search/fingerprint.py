@@ -24,7 +24,7 @@ from scipy import special
 
 from audiolsh.errors import IndexFormatError
 
-__all__ = ["HashTable", "Votes", "chance_log10", "dense_diagonals", "high_bits_for", "vote"]
+__all__ = ["HashTable", "Votes", "chance_log10", "dense_diagonals", "high_bits_for", "load_kernels", "vote"]
 
 TARGET_BUCKET = 32
 """Most entries per high-bit bucket aimed at when choosing ``high_bits`` (a bucket holds half to
@@ -434,6 +434,12 @@ def _radix_sort(keys, buf):  # type: ignore[no-untyped-def]
         passes += 1
     if passes % 2:
         keys[:] = buf
+
+
+def load_kernels() -> None:
+    """Load the kernels whose argument types no table sets (from numba's cache), which a
+    warm-up lookup that finds no entry would leave to the first query that finds some."""
+    _window_counts(np.zeros(1, np.int64), np.int64(1))
 
 
 @numba.njit(cache=True, nogil=True)
