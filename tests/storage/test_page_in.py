@@ -33,13 +33,10 @@ def resident(path: Path) -> int:
     with open(path, "rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as m:
         n = (size + PAGE - 1) // PAGE
         vec = (ctypes.c_ubyte * n)()
-        addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
-        try:
-            if libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), vec) != 0:
-                raise OSError(ctypes.get_errno(), "mincore")
-            return sum(v & 1 for v in vec)
-        finally:
-            del addr
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(m))  # the export ends with this line
+        if libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), vec) != 0:
+            raise OSError(ctypes.get_errno(), "mincore")
+        return sum(v & 1 for v in vec)
 
 
 def pages(path: Path) -> int:

@@ -84,13 +84,13 @@ def page_in(files: Iterable[str | os.PathLike[str]], *, stop: threading.Event | 
         try:
             if hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
-                while n := f.readinto(buf):  # type: ignore[attr-defined]
-                    done += n
-                    if stop is not None and stop.is_set():
-                        return PageIn(n_files, done, time.perf_counter() - t0, stopped=True)
-        except OSError as exc:
+            while n := os.readv(fd, [buf]):
+                done += n
+                if stop is not None and stop.is_set():
+                    return PageIn(n_files, done, time.perf_counter() - t0, stopped=True)
+        except OSError as exc:  # not counted as read
             log.info("page-in: %s: %s", path, exc)
+            continue
         finally:
             os.close(fd)
         n_files += 1
