@@ -821,6 +821,26 @@ def test_an_index_made_before_the_pitch_grid_searches_the_wide_grids(
         assert idx.params.speed_grid == ([0.99, 1.01] if custom else new.speed_grid)
 
 
+@pytest.mark.parametrize(("stored", "narrows_from", "stage_one"), [
+    (400_000, 100_000, 50_000),  # the default of its day: today's
+    (800, 800, 100),  # set by hand: kept, with the first stage it gave
+    (0, 0, 50_000),  # never narrows
+])
+def test_an_index_made_before_the_first_stage_setting_keeps_its_answers(
+    tmp_path: Path, stored_config: Callable[..., Any], stored: int, narrows_from: int, stage_one: int,
+) -> None:
+    """Indexes stored ``max_matches`` alone, its eighth the narrowed search's first stage."""
+    where = tmp_path / "old"
+    FingerprintIndex.create(where).close()
+    with stored_config(where) as config:
+        del config["params"]["stage_one_matches"]
+        config["params"]["max_matches"] = stored
+    with FingerprintIndex.open(where) as idx:
+        assert (idx.params.max_matches, idx.params.stage_one_matches) == (narrows_from, stage_one)
+    new = FingerprintIndex.create(None).params
+    assert (new.max_matches, new.stage_one_matches) == (100_000, 50_000)
+
+
 def test_landmark_chunks_hold_every_live_landmark_once(songs: dict[str, np.ndarray]) -> None:
     """Across segments and in any number of hash ranges (each hash value in one range only),
     the chunks hold each live track's landmarks exactly, and none of a removed track."""

@@ -61,6 +61,7 @@ def test_narrowed_search_gives_the_full_answer(songs: dict[str, np.ndarray],
 
     monkeypatch.setattr(FingerprintIndex, "_match_narrowed", spy)
     idx.params.max_matches = 800  # fewer than any clip's lookups gather
+    idx.params.stage_one_matches = 100
     again = [idx.identify(c, SR, threshold=0.0) for c in positives + negatives]
     assert len(narrowed_calls) >= len(positives) + len(negatives)
     # Every indexed track is among its clip's candidates: the very same answer.
@@ -69,6 +70,37 @@ def test_narrowed_search_gives_the_full_answer(songs: dict[str, np.ndarray],
     # Narrowing only drops candidates: never a more confident answer than the full search.
     for f, a in zip(full[len(positives):], again[len(positives):]):
         assert a is None or (f is not None and a.log10_p >= f.log10_p)
+
+
+def test_the_first_stage_gathers_its_own_budget(songs: dict[str, np.ndarray],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The narrowed search's candidates come from ``stage_one_matches`` postings per variant
+    batch (the rarest hashes first), whatever ``max_matches`` (when to narrow) is."""
+    import audiolsh.index.fingerprint as fp
+
+    idx = _add_all(FingerprintIndex.create(None, max_matches=800), songs)
+    clips = _clips(songs)[:4]
+    gathered: list[tuple[int, int]] = []  # (hashes, postings) of each variant batch
+
+    def spy(table: HashTable, hashes: np.ndarray, q_times: np.ndarray, q_group: np.ndarray,
+            **kw: Any) -> Any:
+        counts = table.posting_counts(hashes)
+        counts = np.where(counts <= kw["max_postings"], counts, 0)
+        for g in np.unique(q_group):
+            mine = q_group == g
+            gathered.append((int(mine.sum()), int(counts[mine].sum())))
+        return dense_diagonals(table, hashes, q_times, q_group, **kw)
+
+    monkeypatch.setattr(fp, "dense_diagonals", spy)
+    totals = {}
+    for budget in (60, 600):
+        gathered.clear()
+        idx.params.stage_one_matches = budget
+        answers = [idx.identify(c, SR) for c in clips]
+        assert [m.path for m in answers if m] == list(songs)[:4]
+        assert gathered and all(n == 1 or p <= budget for n, p in gathered)
+        totals[budget] = sum(p for _, p in gathered)
+    assert totals[600] > 2 * totals[60]
 
 
 @pytest.mark.parametrize("sorted_postings", [True, False])

@@ -63,7 +63,6 @@ from audiolsh.index.fingerprint_build import (
     MIN_FORMAT_VERSION,
     NO_LOW_BITS_VERSION,
     POSTINGS_REF_HOURS,
-    STAGE_ONE_SHARE,
     FingerprintParams,
     analysis,
     build_segment,
@@ -294,7 +293,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
                 f"{path}: fingerprints were made with {made}, this audiolsh makes {analysis()}"
             )
         try:
-            return FingerprintParams.from_dict(_upgrade_grids(dict(data.get("params", {}))))
+            return FingerprintParams.from_dict(_upgrade_params(dict(data.get("params", {}))))
         except ParameterError as exc:
             raise IndexFormatError(f"{path}: bad fingerprint parameters ({exc})") from exc
 
@@ -549,7 +548,7 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         total = np.sum(counts, axis=0)
         groups = np.unique(q_group)
         per_group = max(1, CANDIDATE_TRACKS // len(groups))
-        budget = max(1, self.params.max_matches // STAGE_ONE_SHARE)
+        budget = self.params.stage_one_matches
         sel = _rarest(total, q_group, budget)
         found: list[tuple[int, int, int, int]] = []  # (-count, segment, group, track row)
         middle = int(q_times.max()) // 2 if len(q_times) else 0
@@ -1026,13 +1025,26 @@ _OLD_GRIDS = {"speed_grid": [0.99, 1.01, 0.98, 1.02, 0.97, 1.03], "tempo_grid": 
 """The default grids stored by indexes made before the pitch grid existed."""
 
 
-def _upgrade_grids(params: dict[str, Any]) -> dict[str, Any]:
-    """Migrate on open: an index made before the pitch grid that kept the default grids of its
-    day searches today's wider defaults (the grids are query-time only; the hashes are alike)."""
+_OLD_MAX_MATCHES = 400_000
+"""The default ``max_matches`` stored by indexes made before ``stage_one_matches`` existed,
+whose first stage gathered an eighth of it."""
+
+
+def _upgrade_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Migrate query-time settings on open (the hashes are alike): an index made before the
+    pitch grid that kept the default grids of its day searches today's wider defaults; one
+    made before ``stage_one_matches`` keeps the first stage its ``max_matches`` gave, and if
+    that was the default of its day it narrows from today's default."""
     if "pitch_grid" not in params:
         for name, old in _OLD_GRIDS.items():
             if params.get(name) == old:
                 del params[name]
+    if "stage_one_matches" not in params and "max_matches" in params:
+        old = params["max_matches"]
+        if isinstance(old, int) and old > 0:
+            params["stage_one_matches"] = max(1, old // 8)
+        if old == _OLD_MAX_MATCHES:
+            del params["max_matches"]
     return params
 
 

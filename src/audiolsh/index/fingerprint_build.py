@@ -51,8 +51,6 @@ POSTINGS_REF_HOURS = 8.0
 CANDIDATE_TRACKS = 4
 """Tracks a narrowed search (see ``FingerprintParams.max_matches``) verifies with every hash
 (for a batch of speed/tempo variants: this many in all, at least 1 per variant)."""
-STAGE_ONE_SHARE = 8
-"""A narrowed search's first stage gathers ``max_matches / STAGE_ONE_SHARE`` matches per variant."""
 
 @dataclass
 class FingerprintParams:
@@ -81,8 +79,10 @@ class FingerprintParams:
         segment longer than ``POSTINGS_REF_HOURS`` the cap grows with its length, so it keeps
         skipping the same share of common hashes rather than nearly all of them
     max_matches : a query variant batch whose lookups would gather more matches than this
-        (a large collection) is narrowed: its rarest hashes pick ``CANDIDATE_TRACKS`` tracks,
-        which are then searched with every hash (0: never narrow)
+        (a collection of more than some 10 hours) is narrowed: its rarest hashes pick
+        ``CANDIDATE_TRACKS`` tracks, which are then searched with every hash (0: never narrow)
+    stage_one_matches : how many matches a narrowed search's rarest hashes gather per
+        variant batch to pick its candidates (more: surer picks, slower)
     threshold : the former no-match threshold (1 - corrected chance probability), kept so that
         indexes made before calibrated confidence open; the default threshold is now the
         calibration's (``audiolsh.index.confidence``)
@@ -137,7 +137,8 @@ class FingerprintParams:
     background_weight: float = 0.25
     max_segments: int = 8
     max_postings: int = 48
-    max_matches: int = 400_000
+    max_matches: int = 100_000
+    stage_one_matches: int = 50_000
 
     def validate(self) -> FingerprintParams:
         grid = [*self.speed_grid, *self.tempo_grid, *self.pitch_grid]
@@ -164,6 +165,7 @@ class FingerprintParams:
             ("max_segments", isinstance(self.max_segments, int) and self.max_segments >= 1),
             ("max_postings", isinstance(self.max_postings, int) and self.max_postings >= 0),
             ("max_matches", isinstance(self.max_matches, int) and self.max_matches >= 0),
+            ("stage_one_matches", isinstance(self.stage_one_matches, int) and self.stage_one_matches >= 1),
             ("speed_grid", all(0.5 < f < 2 and f != 1 for f in self.speed_grid)),
             ("tempo_grid", all(0.5 < f < 2 and f != 1 for f in self.tempo_grid)),
             ("pitch_grid", all(0.5 < f < 2 and f != 1 for f in self.pitch_grid)),
