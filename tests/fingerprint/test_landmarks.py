@@ -274,6 +274,26 @@ def test_the_union_of_shifted_analyses_holds_the_unshifted_query_once() -> None:
     assert all(len(x) == 0 for x in fl.pair_shifts(quiet, scales, fanout=12, margins=margins))
 
 
+def test_the_union_keeps_each_landmarks_first_appearance_in_order() -> None:
+    """Exactly a plain first-seen de-duplication of the analyses' landmarks one after another,
+    regrouped variant by variant (16 variants, as the near grid's batch has)."""
+    y = music(duration_s=5.0, sr=8000, seed=9)
+    y = y + 0.2 * np.random.default_rng(9).standard_normal(len(y))
+    shifts = fl.shifted_peaks(y, 8000, density=36.0, shifts=3)
+    f = np.linspace(0.96, 1.04, 16)
+    scales = np.stack([f, 1 / f], axis=1)
+    margins = np.full(16, 0.1)
+    parts = [fl.pair_variants(p, scales, fanout=12, margins=margins) for p in shifts]
+    seen: dict[tuple[int, int, int], int] = {}
+    for h, t, g in parts:
+        for key in zip(g.tolist(), h.tolist(), t.tolist()):
+            seen.setdefault(key, len(seen))
+    want = sorted(seen, key=lambda k: (k[0], seen[k]))
+    h, t, g = fl.pair_shifts(shifts, scales, fanout=12, margins=margins)
+    assert list(zip(g.tolist(), h.tolist(), t.tolist())) == want
+    assert len(want) < sum(len(p[0]) for p in parts)  # the analyses share landmarks
+
+
 def test_a_time_step_spread_adds_each_pair_a_frame_longer_and_shorter() -> None:
     """With ``dt_spread`` 1 a pair whose later peak a room delays by a frame still hashes as
     indexed: the query holds every landmark with its time step one frame either way."""

@@ -414,9 +414,17 @@ def pair_shifts(
     if not len(h):  # silence: no landmark in any analysis
         return h, t, g
     # The same peak pair seen by two analyses gives the same landmark: one piece of evidence.
-    order = np.lexsort((t, h, g))
-    key = np.stack([g[order], h[order].astype(np.int64), t[order].astype(np.int64)])
-    first = np.concatenate([[True], np.any(key[:, 1:] != key[:, :-1], axis=0)])
+    t0 = int(t.min())  # a shifted analysis starts half a frame early: frame -1
+    if int(g.max()) < 1 << 5 and int(t.max()) - t0 < 1 << 26:
+        # (variant, hash, frame) packed in one int64: one stable sort, not a three-key lexsort
+        packed = (g.astype(np.int64) << 58) | (h.astype(np.int64) << 26) | (t.astype(np.int64) - t0)
+        order = np.argsort(packed, kind="stable")
+        ks = packed[order]
+        first = np.concatenate([[True], ks[1:] != ks[:-1]])
+    else:
+        order = np.lexsort((t, h, g))
+        key = np.stack([g[order], h[order].astype(np.int64), t[order].astype(np.int64)])
+        first = np.concatenate([[True], np.any(key[:, 1:] != key[:, :-1], axis=0)])
     keep = np.sort(order[first])
     keep = keep[np.argsort(g[keep], kind="stable")]
     return h[keep], t[keep], g[keep]
