@@ -414,10 +414,10 @@ def pair_shifts(
     if not len(h):  # silence: no landmark in any analysis
         return h, t, g
     # The same peak pair seen by two analyses gives the same landmark: one piece of evidence.
-    t0 = int(t.min())  # a shifted analysis starts half a frame early: frame -1
-    if int(g.max()) < 1 << 5 and int(t.max()) - t0 < 1 << 26:
+    lowest = int(t.min())  # a shifted analysis starts half a frame early: frame -1
+    if int(g.max()) < 1 << 5 and int(t.max()) - lowest < 1 << 26:
         # (variant, hash, frame) packed in one int64: one stable sort, not a three-key lexsort
-        packed = (g.astype(np.int64) << 58) | (h.astype(np.int64) << 26) | (t.astype(np.int64) - t0)
+        packed = (g.astype(np.int64) << 58) | (h.astype(np.int64) << 26) | (t.astype(np.int64) - lowest)
         order = np.argsort(packed, kind="stable")
         ks = packed[order]
         first = np.concatenate([[True], ks[1:] != ks[:-1]])
