@@ -274,15 +274,17 @@ def test_the_union_of_shifted_analyses_holds_the_unshifted_query_once() -> None:
     assert all(len(x) == 0 for x in fl.pair_shifts(quiet, scales, fanout=12, margins=margins))
 
 
-def test_the_union_keeps_each_landmarks_first_appearance_in_order() -> None:
+@pytest.mark.parametrize("n_variants", [16, 40])
+def test_the_union_keeps_each_landmarks_first_appearance_in_order(n_variants: int) -> None:
     """Exactly a plain first-seen de-duplication of the analyses' landmarks one after another,
-    regrouped variant by variant (16 variants, as the near grid's batch has)."""
+    regrouped variant by variant (16 variants, as the near grid's batch has; 40, more than a
+    packed sort key holds, sorted by three keys instead)."""
     y = music(duration_s=5.0, sr=8000, seed=9)
     y = y + 0.2 * np.random.default_rng(9).standard_normal(len(y))
     shifts = fl.shifted_peaks(y, 8000, density=36.0, shifts=3)
-    f = np.linspace(0.96, 1.04, 16)
+    f = np.linspace(0.96, 1.04, n_variants)
     scales = np.stack([f, 1 / f], axis=1)
-    margins = np.full(16, 0.1)
+    margins = np.full(n_variants, 0.1)
     parts = [fl.pair_variants(p, scales, fanout=12, margins=margins) for p in shifts]
     seen: dict[tuple[int, int, int], int] = {}
     for h, t, g in parts:

@@ -1026,8 +1026,9 @@ _OLD_GRIDS = {"speed_grid": [0.99, 1.01, 0.98, 1.02, 0.97, 1.03], "tempo_grid": 
 
 
 _OLD_MAX_MATCHES = 400_000
-"""The default ``max_matches`` stored by indexes made before ``stage_one_matches`` existed,
-whose first stage gathered an eighth of it."""
+"""The default ``max_matches`` stored by indexes made before ``stage_one_matches`` existed."""
+_OLD_STAGE_ONE_SHARE = 8
+"""Those indexes' first stage gathered ``max_matches / _OLD_STAGE_ONE_SHARE`` matches."""
 
 
 def _upgrade_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -1042,7 +1043,7 @@ def _upgrade_params(params: dict[str, Any]) -> dict[str, Any]:
     if "stage_one_matches" not in params and "max_matches" in params:
         old = params["max_matches"]
         if isinstance(old, int) and old > 0:
-            params["stage_one_matches"] = max(1, old // 8)
+            params["stage_one_matches"] = max(1, old // _OLD_STAGE_ONE_SHARE)
         if old == _OLD_MAX_MATCHES:
             del params["max_matches"]
     return params

@@ -79,8 +79,9 @@ class FingerprintParams:
         segment longer than ``POSTINGS_REF_HOURS`` the cap grows with its length, so it keeps
         skipping the same share of common hashes rather than nearly all of them
     max_matches : a query variant batch whose lookups would gather more matches than this
-        (a collection of more than some 10 hours) is narrowed: its rarest hashes pick
-        ``CANDIDATE_TRACKS`` tracks, which are then searched with every hash (0: never narrow)
+        (a large collection; from a few hours on, the batches of speed and pitch variants) is
+        narrowed: its rarest hashes pick ``CANDIDATE_TRACKS`` tracks, which are then searched
+        with every hash (0: never narrow)
     stage_one_matches : how many matches a narrowed search's rarest hashes gather per
         variant batch to pick its candidates (more: surer picks, slower)
     threshold : the former no-match threshold (1 - corrected chance probability), kept so that
