@@ -36,7 +36,7 @@ from sklearn.linear_model import LogisticRegression
 
 from audiolsh.audio.decode import load
 from audiolsh.evaluation.calibration import load_report
-from audiolsh.evaluation.overlaps import MIN_OVERLAP_NCC
+from audiolsh.evaluation.identify import verified_overlaps
 from audiolsh.features.envelope import agreement, band_power, block_changes, clip_changes, pack, unpack
 from audiolsh.features.landmarks import FP_SR, HOP_LENGTH, magnitude_frames
 
@@ -142,7 +142,7 @@ def rows(report_path: Path, cache: Path, workers: int, oracle: bool, index: Path
     moved = transforms(report_path, index) if index else None
     recorded = rep.systems.get("audiolsh", {}).get("transforms")  # reports since session 22 keep them
     every = moved is not None or recorded is not None
-    ncc: list[float | None] = list(rep.overlap_ncc.get("audiolsh") or [None] * len(rep.clips))
+    overlaps = verified_overlaps(rep.clips, rep.overlap_ncc.get("audiolsh") or [None] * len(rep.clips))
     out, jobs = [], []
     for i, (c, a) in enumerate(zip(rep.clips, answers)):
         if not every and c.condition not in KEEP_TIME_AND_PITCH:
@@ -160,8 +160,7 @@ def rows(report_path: Path, cache: Path, workers: int, oracle: bool, index: Path
             change = (m[2], m[3], m[4])
         elif recorded is not None:
             change = (recorded[i][0], recorded[i][1], recorded[i][2])
-        v = ncc[i]
-        overlap = v is not None and math.isfinite(v) and v >= MIN_OVERLAP_NCC
+        overlap = bool(overlaps[i])
         p = min(max(a.score, 1e-6), 1 - 1e-6)
         right = c.positive and a.track == c.source
         out.append({"answered": True, "positive": c.positive, "right": right,

@@ -29,8 +29,7 @@ from audiolsh.evaluation.calibration import (
     reliability_markdown,
     reliability_png,
 )
-from audiolsh.evaluation.identify import Answer
-from audiolsh.evaluation.overlaps import MIN_OVERLAP_NCC
+from audiolsh.evaluation.identify import Answer, verified_overlaps
 from audiolsh.index import confidence as calibrated
 
 
@@ -71,7 +70,7 @@ def main() -> None:
                        for a, s in zip(answers, conf)])
         right = np.array([a.track == c.source and c.positive for a, c in zip(answers, rep.clips)])
         ncc = rep.overlap_ncc.get("audiolsh") or [np.nan] * len(rep.clips)
-        overlap = np.array([v is not None and v >= MIN_OVERLAP_NCC for v in ncc]) & ~pos
+        overlap = verified_overlaps(rep.clips, ncc) & ~pos
         print(f"at the default {cal.default_min_confidence:g}: {int((at & right).sum())}/{int(pos.sum())}"
               f" right, {int((at & ~pos & ~overlap).sum())}/{int((~pos).sum())} false matches"
               f" (and {int((at & overlap).sum())} verified overlaps)")

@@ -3,6 +3,7 @@ is a verified overlap, counted apart from false matches; negatives from held-out
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -27,10 +28,13 @@ from audiolsh.evaluation.identify import (
 )
 from audiolsh.evaluation.overlaps import (
     MIN_OVERLAP_NCC,
+    OVERLAP_RULE,
     VERIFY_SR,
     OverlapCheck,
     aligned_ncc,
     hits_to_check,
+    is_overlap,
+    min_overlap_ncc,
     verify_hits,
 )
 
@@ -77,6 +81,38 @@ def test_verifier_accepts_a_reused_passage_and_rejects_unrelated_audio(reuse: di
     assert VERIFY_SR == 8000
 
 
+def layered(root: Path, gain: float = 0.25) -> dict[str, str]:
+    """``theme``; ``layer``: other music with ``theme`` under it at ``gain`` of its level, in time (a
+    quiet layer of the mix shared, which correlates about ``gain`` at any length); ``other``."""
+    theme = synth.music(duration_s=24.0, sr=SR, seed=1)
+    rest = synth.music(duration_s=24.0, sr=SR, seed=4)
+    tracks = {"theme": theme, "layer": rest / np.std(rest) + gain * theme / np.std(theme),
+              "other": synth.music(duration_s=24.0, sr=SR, seed=11)}
+    paths = {}
+    for name, y in tracks.items():
+        paths[name] = str(root / f"{name}.wav")
+        sf.write(paths[name], y / np.max(np.abs(y)) * 0.9, SR, subtype="PCM_16")
+    return paths
+
+
+def test_a_long_excerpt_needs_less_correlation_to_be_an_overlap(tmp_path: Path) -> None:
+    """Chance correlation falls with the excerpt's length, so the threshold does: a shared layer
+    that correlates 0.2-0.3 is an overlap over 10 s and not over 1 s, where unrelated audio reaches
+    as much; unrelated 10-s excerpts stay below their threshold."""
+    p = layered(tmp_path)
+    lengths = [1.0, 10.0, 10.0, 10.0]
+    ncc = verify_hits([OverlapCheck(p["theme"], 2.0, 1.0, p["layer"], 2.0),
+                       OverlapCheck(p["theme"], 2.0, 10.0, p["layer"], 2.0),
+                       OverlapCheck(p["theme"], 2.0, 10.0, p["other"], 2.0),
+                       OverlapCheck(p["theme"], 9.0, 10.0, p["other"], 4.0)])
+    assert 0.15 < ncc[0] < MIN_OVERLAP_NCC and 0.15 < ncc[1] < MIN_OVERLAP_NCC
+    assert is_overlap(ncc, lengths).tolist() == [False, True, False, False]
+    need = min_overlap_ncc([0.5, 1.0, 4.0, 10.0])
+    assert need[0] == need[1] == MIN_OVERLAP_NCC and need[2] == pytest.approx(MIN_OVERLAP_NCC / 2)
+    assert np.all(np.diff(need[1:]) < 0)
+    assert is_overlap([None, math.nan], [10.0, 10.0]).tolist() == [False, False]  # not checked
+
+
 def test_only_hits_that_can_count_are_checked() -> None:
     scores = np.array([9.0, 1.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 0.5])
     asked: list[list[int]] = []
@@ -94,6 +130,14 @@ def test_only_hits_that_can_count_are_checked() -> None:
     asked.clear()
     out = hits_to_check(scores, cand, fixed=[5.0], equal_fm=False, n_neg=100, max_rate=0.01, verify=verify)
     assert asked == [[100, 102, 103, 104, 105]] and np.isnan(out[[1, 6, 7, 8, 9]]).all()
+    # Hits correlating 0.2 are overlaps over 10 s, not over 1 s: only over 10 s does the check go on.
+    weak = lambda idx: np.where(np.isin(idx, [100, 102]), 0.2, 0.05)  # noqa: E731
+    out = hits_to_check(scores, cand, fixed=[], equal_fm=True, n_neg=100, max_rate=0.01, verify=weak,
+                        length_s=np.full(10, 10.0))
+    assert np.flatnonzero(~np.isnan(out)).tolist() == [0, 2, 3, 4]
+    out = hits_to_check(scores, cand, fixed=[], equal_fm=True, n_neg=100, max_rate=0.01, verify=weak,
+                        length_s=1.0)
+    assert np.flatnonzero(~np.isnan(out)).tolist() == [0, 2]
 
 
 def clip(source: str, *, positive: bool, condition: str = "clean") -> Clip:
@@ -191,6 +235,36 @@ def test_protocol_reports_a_reused_track_as_overlaps_and_others_as_false(tmp_pat
     ncc = report.overlap_ncc["theme"]
     for c, x in zip(report.clips, ncc):
         assert math.isnan(x) if c.positive else (x >= MIN_OVERLAP_NCC) == (c.source == paths["theme-cover"])
+
+
+def test_the_protocol_counts_a_shared_layer_as_an_overlap_by_its_length(tmp_path: Path) -> None:
+    """A 10-s clip of ``layer`` (``theme`` under other music, package b) named as ``theme`` at its own
+    place correlates under 0.4 but far above chance at 10 s: a verified overlap; a clip of the
+    unrelated ``other`` (package c) is a false match."""
+    for pkg in "abc":
+        (tmp_path / pkg).mkdir()
+    made = layered(tmp_path)
+    paths = {}
+    for pkg, name in (("a", "theme"), ("b", "layer"), ("c", "other")):
+        paths[name] = str(tmp_path / pkg / f"{name}.wav")
+        Path(made[name]).rename(paths[name])
+    corpus = list(paths.values())
+    packages = corpus_packages(tmp_path, corpus)
+    report = run_protocol(corpus, [AnswersTheme(paths["theme"])], tmp_path / "w", lengths_s=(10.0,),
+                          conditions=("clean", "white10"), seed=0, indexed_fraction=0.34, packages=packages,
+                          holdout_packages=["b", "c"])
+    assert report.corpus["indexed"] == [paths["theme"]]
+    (r,) = report.results
+    assert (r.overall["n_neg"], r.overall["n_overlap"], r.overall["n_false"]) == (4, 2, 2)
+    layer = [x for c, x in zip(report.clips, report.overlap_ncc["theme"]) if c.source == paths["layer"]]
+    assert len(layer) == 2 and max(layer) < MIN_OVERLAP_NCC  # one threshold for every length: false
+    md = report_markdown(report)
+    assert md.count("| layer.wav at ") == 2 and "| other.wav at " not in md and OVERLAP_RULE in md
+    assert report.protocol["overlap_rule"] == OVERLAP_RULE
+    # A report written before the rule followed the length lists its overlaps by its one threshold.
+    before = {k: v for k, v in report.protocol.items() if k != "overlap_rule"}
+    old = dataclasses.replace(report, protocol=before)
+    assert "| layer.wav at " not in report_markdown(old)
 
 
 def test_the_calibration_fit_spends_its_false_match_budget_on_real_false_matches_only(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -32,6 +33,7 @@ from audiolsh.evaluation.identify import (
     jsonable,
     rescore,
     run_protocol,
+    verified_overlaps,
     wav_ingest,
     write_json,
 )
@@ -312,11 +314,15 @@ def overlap_rows(report: IdentifyReport, result: SystemResult, *, positive: bool
     positives' verified same-audio answers): what was played, what was reported and how well they
     correlate."""
     answers, ncc = report.answers.get(result.name, []), report.overlap_ncc.get(result.name, [])
-    min_ncc = report.protocol.get("min_overlap_ncc", math.inf)
+    if "overlap_rule" in report.protocol:
+        verified = verified_overlaps(report.clips, ncc) if ncc else np.zeros(len(report.clips), bool)
+    else:  # a report from before the threshold followed the length: its one threshold
+        min_ncc = report.protocol.get("min_overlap_ncc", math.inf)
+        verified = np.array([x is not None and x >= min_ncc for x in ncc], bool)
     rows = []
-    for c, a, x in zip(report.clips, answers, ncc):
+    for c, a, x, ok in zip(report.clips, answers, ncc, verified):
         if (c.positive == positive and a.track is not None and a.track != c.source
-                and a.score >= result.threshold and x is not None and x >= min_ncc):
+                and a.score >= result.threshold and ok):
             rows.append({"clip": c.clip_id, "played": f"{Path(c.source).name} at {c.offset_s:.1f} s",
                          "reported": f"{Path(a.track).name} at {_num(a.offset_s, '.1f')} s",
                          "correlation": f"{x:.2f}"})
@@ -332,7 +338,8 @@ def _header(report: IdentifyReport) -> str:
     return (f"{c['n_tracks']} tracks ({c['n_indexed']} indexed, {c['n_unindexed']} not); "
             f"{p['n_clips']} clips ({p['n_pos']} positive, {p['n_neg']} negative), lengths {lengths} s, "
             f"{p['clips_per_track']} excerpt(s) per track and length, seed {p['seed']}{outside}; "
-            f"a match on a negative whose audio correlates >= {p.get('min_overlap_ncc', '?')} with the "
+            f"a match on a negative whose audio correlates >= "
+            f"{p.get('overlap_rule', p.get('min_overlap_ncc', '?'))} with the "
             f"reported track at the reported offset is a verified overlap, not a false match; a positive "
             f"answered with another track that correlates as well is a verified same-audio answer (sa), "
             f"not right, and top-1 is also given with those counted right")

@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from audiolsh.errors import ParameterError
-from audiolsh.evaluation.identify import Answer, Clip, IdentifyReport
-from audiolsh.evaluation.overlaps import MIN_OVERLAP_NCC
+from audiolsh.evaluation.identify import Answer, Clip, IdentifyReport, verified_overlaps
 from audiolsh.index import confidence as calibrated
 
 __all__ = ["calibration_summary", "fit_from_report", "load_report", "reliability_markdown", "reliability_png"]
@@ -83,7 +82,7 @@ def fit_from_report(report: IdentifyReport, system: str = "audiolsh", *,
     clean = np.array([c.positive and c.condition == "clean" for c in report.clips], bool)
     # A hit on a verified overlap (the reported track holds that audio) is no false match.
     ncc = report.overlap_ncc.get(system) or [math.nan] * len(report.clips)  # NaN or None: not checked
-    overlap = np.array([v is not None and v >= MIN_OVERLAP_NCC for v in ncc], bool)
+    overlap = verified_overlaps(report.clips, ncc)
     negative = np.array([not c.positive for c in report.clips], bool) & ~overlap
     return calibrated.fit(X[:, 0], X[:, 1], X[:, 2], X[:, 3], right, noise=X[:, 4], envelope_z=X[:, 5],
                           clean=clean if clean.any() else None,

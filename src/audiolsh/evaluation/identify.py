@@ -49,7 +49,14 @@ import soundfile as sf
 from audiolsh.audio import info, load
 from audiolsh.errors import AudiolshError, ParameterError
 from audiolsh.evaluation.distortions import CONDITIONS, DEFAULT_CONDITIONS, fit_length
-from audiolsh.evaluation.overlaps import MIN_OVERLAP_NCC, OverlapCheck, hits_to_check, verify_hits
+from audiolsh.evaluation.overlaps import (
+    MIN_OVERLAP_NCC,
+    OVERLAP_RULE,
+    OverlapCheck,
+    hits_to_check,
+    is_overlap,
+    verify_hits,
+)
 from audiolsh.parallel import Executor, LocalExecutor
 
 logger = logging.getLogger(__name__)
@@ -118,6 +125,19 @@ class Clip:
     condition: str
     length_s: float
     offset_s: float
+
+
+def checked_length_s(clip: Clip) -> float:
+    """Seconds of the original a clip holds: what its hit is checked over for an overlap."""
+    cond = CONDITIONS.get(clip.condition)
+    return round(clip.length_s * (cond.time_factor if cond else 1.0), 3)
+
+
+def verified_overlaps(clips: Sequence[Clip], ncc: Sequence[float | None] | np.ndarray) -> np.ndarray:
+    """Which clips' answers are verified to carry their audio (``ncc`` from :func:`check_overlaps`),
+    each against the threshold of its length."""
+    x = np.array([math.nan if v is None else v for v in ncc], dtype=np.float64)
+    return is_overlap(x, [checked_length_s(c) for c in clips])
 
 
 @dataclass(frozen=True)
@@ -546,7 +566,7 @@ def check_overlaps(thresholds: Mapping[str, float | None], clips: Sequence[Clip]
         keys = []
         for i in idx:
             c, a = clips[i], answers[i]
-            keys.append((c.source, c.offset_s, round(c.length_s * CONDITIONS[c.condition].time_factor, 3),
+            keys.append((c.source, c.offset_s, checked_length_s(c),
                          a.track, round(float(a.offset_s or 0.0), 2)))
         todo = list(dict.fromkeys(k for k in keys if k not in cache))
         if todo:
@@ -558,9 +578,11 @@ def check_overlaps(thresholds: Mapping[str, float | None], clips: Sequence[Clip]
     fixed = [t for t in levels if t is not None]
     if hits.size:
         out[hits] = hits_to_check(scores[hits], hits, fixed=fixed, equal_fm=None in levels,
-                                  n_neg=int((~pos).sum()), max_rate=max_false_match_rate, verify=verify)
+                                  n_neg=int((~pos).sum()), max_rate=max_false_match_rate, verify=verify,
+                                  length_s=[checked_length_s(clips[i]) for i in hits.tolist()])
     if None in levels:
-        fixed.append(_equal_fm(scores, named, pos, ~pos & (out >= MIN_OVERLAP_NCC), max_false_match_rate))
+        overlap = ~pos & verified_overlaps(clips, out)
+        fixed.append(_equal_fm(scores, named, pos, overlap, max_false_match_rate))
     other = placed & pos & np.array([a.track != c.source for a, c in zip(answers, clips)], dtype=bool)
     wrong = np.flatnonzero(other & (scores >= min(fixed, default=math.inf)))
     if wrong.size:
@@ -769,7 +791,7 @@ class IdentifyReport:
                 "answers": {"fields": list(fields),
                             **{name: [[getattr(a, f) for f in fields] for a in answers]
                                for name, answers in self.answers.items()}},
-                "overlap_ncc": {"min_ncc": MIN_OVERLAP_NCC, **self.overlap_ncc}}
+                "overlap_ncc": {"min_ncc": MIN_OVERLAP_NCC, "rule": OVERLAP_RULE, **self.overlap_ncc}}
 
 
 def run_protocol(
@@ -833,7 +855,7 @@ def run_protocol(
         all_ncc[system.name] = ncc.tolist()
         for label, threshold in system.thresholds.items():
             r = score_system(system.name, clips, answers, threshold=threshold, label=label,
-                             overlap=ncc >= MIN_OVERLAP_NCC, outside=outside)
+                             overlap=verified_overlaps(clips, ncc), outside=outside)
             r.build, r.query_ms = build, times
             results.append(r)
         getattr(system, "close", lambda: None)()
@@ -850,7 +872,8 @@ def run_protocol(
                   "clips_per_track": clips_per_track, "seed": seed, "n_clips": len(clips),
                   "n_pos": sum(c.positive for c in clips), "n_neg": sum(not c.positive for c in clips),
                   "offset_tolerance_s": OFFSET_TOLERANCE_S, "max_false_match_rate": MAX_FALSE_MATCH_RATE,
-                  "min_overlap_ncc": MIN_OVERLAP_NCC, "clip_wall_s": clip_wall_s},
+                  "min_overlap_ncc": MIN_OVERLAP_NCC, "overlap_rule": OVERLAP_RULE,
+                  "clip_wall_s": clip_wall_s},
         results=results, machine=machine, systems=system_info, clips=clips, answers=all_answers,
         overlap_ncc=all_ncc)
 
@@ -881,14 +904,15 @@ def rescore(report: IdentifyReport, stored: Sequence[Mapping[str, Any]], *,
         for r in rows:
             res = score_system(name, report.clips, answers, threshold=thresholds[r["label"]],
                                label=r["label"], max_false_match_rate=max_false_match_rate,
-                               overlap=ncc >= MIN_OVERLAP_NCC, outside=outside)
+                               overlap=verified_overlaps(report.clips, ncc), outside=outside)
             if b := r.get("build"):
                 wall_s = math.nan if b["wall_s"] is None else float(b["wall_s"])  # JSON null: not timed
                 res.build = BuildStats(int(b["n_tracks"]), float(b["audio_s"]), wall_s, int(b["workers"]),
                                        int(b["index_bytes"]))
             res.query_ms = r.get("query_ms") or {}
             results.append(res)
-    return IdentifyReport(report.corpus, report.protocol, results, report.machine, report.skipped,
+    protocol = {**report.protocol, "min_overlap_ncc": MIN_OVERLAP_NCC, "overlap_rule": OVERLAP_RULE}
+    return IdentifyReport(report.corpus, protocol, results, report.machine, report.skipped,
                           report.systems, report.clips, report.answers, overlap_ncc=all_ncc)
 
 

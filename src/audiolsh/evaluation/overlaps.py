@@ -4,8 +4,8 @@ Game soundtracks reuse passages across tracks, so a clip of an unindexed track m
 indexed one. Each such hit is checked on the clean audio: the excerpt the clip was cut from and the
 reported track at the reported offset (both in original time, so speed, pitch and noise do not
 matter), band-passed, and their normalised cross-correlation taken at the best lag within
-``max_lag_s`` of the reported alignment. A hit whose correlation reaches ``min_ncc`` is a verified
-overlap; the protocol reports those apart from false matches.
+``max_lag_s`` of the reported alignment. A hit whose correlation reaches :func:`min_overlap_ncc` of
+its length is a verified overlap; the protocol reports those apart from false matches.
 """
 
 from __future__ import annotations
@@ -17,20 +17,43 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.signal
+from numpy.typing import ArrayLike
 
 from audiolsh.audio import load
 from audiolsh.errors import AudiolshError, ParameterError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MIN_OVERLAP_NCC", "VERIFY_SR", "OverlapCheck", "aligned_ncc", "hits_to_check", "verify_hits"]
+__all__ = ["MIN_OVERLAP_NCC", "OVERLAP_RULE", "VERIFY_SR", "OverlapCheck", "aligned_ncc", "hits_to_check",
+           "is_overlap", "min_overlap_ncc", "verify_hits"]
 
 VERIFY_SR = 8000
 """Sample rate of the check (Hz): the band that matters for a waveform match."""
 MIN_OVERLAP_NCC = 0.4
-"""Correlation from which a hit is a verified overlap. Unrelated excerpts of the dev corpus (300
-random pairs per length) reach at their best lag 0.22 (1-s excerpts, 99th percentile; 0.36 at
-most), 0.12 (3 s), 0.11 (5 s), 0.07 (10 s); repeats within a track reach 0.5-0.97."""
+"""Correlation from which a hit of 1 s (or less) is a verified overlap; a longer one needs less
+(:func:`min_overlap_ncc`). Repeats within a track reach 0.5-0.97."""
+OVERLAP_RULE = f"{MIN_OVERLAP_NCC:g} / sqrt(seconds of audio checked) ({MIN_OVERLAP_NCC:g} up to 1 s)"
+""":func:`min_overlap_ncc` in words, as reports record it."""
+
+
+def min_overlap_ncc(length_s: ArrayLike) -> np.ndarray:
+    """Correlation from which a hit of ``length_s`` seconds of audio (original time) is a verified
+    overlap: :data:`MIN_OVERLAP_NCC` up to 1 s, then falling as ``1 / sqrt(length)``.
+
+    Chance correlation of unrelated band-limited audio spreads as one over the square root of its
+    independent samples, so a fixed threshold set on 1-s excerpts asks far more of a long one than
+    chance gives it. Unrelated excerpts of the dev corpus (``benchmarks/overlap_null.py``, 2,000
+    pairs of tracks of different packages per length) reach at most 0.395 / 0.254 / 0.197 /
+    0.151 / 0.108 at 1 / 2 / 3 / 5 / 10 s, under 0.400 / 0.283 / 0.231 / 0.179 / 0.126 here."""
+    return MIN_OVERLAP_NCC / np.sqrt(np.maximum(np.asarray(length_s, dtype=np.float64), 1.0))
+
+
+def is_overlap(ncc: ArrayLike, length_s: ArrayLike) -> np.ndarray:
+    """Which hits are verified overlaps: ``ncc`` (NaN or None: not checked, so not one) against
+    :func:`min_overlap_ncc` of each hit's ``length_s``."""
+    x = np.asarray(ncc, dtype=np.float64)  # None becomes NaN
+    with np.errstate(invalid="ignore"):
+        return np.asarray(x >= min_overlap_ncc(length_s), dtype=bool)
 MAX_LAG_S = 0.5
 _BAND_HZ = (150.0, 3500.0)
 
@@ -104,16 +127,19 @@ def verify_hits(checks: Sequence[OverlapCheck]) -> np.ndarray:
 
 
 def hits_to_check(scores: np.ndarray, candidates: np.ndarray, *, fixed: Sequence[float], equal_fm: bool,
-                  n_neg: int, max_rate: float, verify: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+                  n_neg: int, max_rate: float, verify: Callable[[np.ndarray], np.ndarray],
+                  length_s: ArrayLike = 1.0) -> np.ndarray:
     """Correlations of the negatives' hits that can count as matches, NaN for the others.
 
     ``scores``: one per negative hit (``candidates`` its indices, returned array aligned with
     them). Hits at or above the lowest ``fixed`` threshold are all checked; for the equal-false-match
     threshold (``equal_fm``), hits are checked from the highest score down until more than
     ``max_rate * n_neg`` of the checked ones are not overlaps: every hit above that threshold is
-    then checked, whatever it turns out to be. ``verify(indices)`` returns their correlations.
+    then checked, whatever it turns out to be. ``verify(indices)`` returns their correlations;
+    ``length_s`` (one, or one per hit) the lengths they are checked over.
     """
     out = np.full(scores.size, np.nan)
+    need = np.broadcast_to(min_overlap_ncc(length_s), scores.shape)
     order = np.argsort(-scores, kind="stable")
     floor = min(fixed, default=math.inf)
     done = int(np.searchsorted(-scores[order], -floor, side="right"))
@@ -121,7 +147,7 @@ def hits_to_check(scores: np.ndarray, candidates: np.ndarray, *, fixed: Sequence
         out[order[:done]] = verify(candidates[order[:done]])
     budget = math.floor(max_rate * n_neg)
     while equal_fm and done < order.size:
-        if int(np.sum(~(out[order[:done]] >= MIN_OVERLAP_NCC))) > budget:
+        if int(np.sum(~(out[order[:done]] >= need[order[:done]]))) > budget:
             break
         step = order[done : done + budget + 1]
         out[step] = verify(candidates[step])
