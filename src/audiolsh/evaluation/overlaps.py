@@ -42,7 +42,7 @@ def min_overlap_ncc(length_s: ArrayLike) -> np.ndarray:
 
     Chance correlation of unrelated band-limited audio spreads as one over the square root of its
     independent samples, so a fixed threshold set on 1-s excerpts asks far more of a long one than
-    chance gives it. Unrelated excerpts of the dev corpus (``benchmarks/overlap_null.py``, 2,000
+    chance gives it. Unrelated excerpts of the dev corpus (``benchmarks/overlap_null.py``, 3,000
     pairs of tracks of different packages per length) reach at most 0.395 / 0.254 / 0.197 /
     0.151 / 0.108 at 1 / 2 / 3 / 5 / 10 s, under 0.400 / 0.283 / 0.231 / 0.179 / 0.126 here."""
     return MIN_OVERLAP_NCC / np.sqrt(np.maximum(np.asarray(length_s, dtype=np.float64), 1.0))
