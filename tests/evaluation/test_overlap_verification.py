@@ -16,11 +16,13 @@ import soundfile as sf
 from audiolsh.audio import synth
 from audiolsh.cli.evaluate_cmds import report_markdown
 from audiolsh.errors import ParameterError
+from audiolsh.evaluation.distortions import CONDITIONS
 from audiolsh.evaluation.identify import (
     Answer,
     BuildStats,
     Clip,
     ClipByClip,
+    checked_length_s,
     corpus_packages,
     run_protocol,
     score_system,
@@ -261,10 +263,10 @@ def test_the_protocol_counts_a_shared_layer_as_an_overlap_by_its_length(tmp_path
     md = report_markdown(report)
     assert md.count("| layer.wav at ") == 2 and "| other.wav at " not in md and OVERLAP_RULE in md
     assert report.protocol["overlap_rule"] == OVERLAP_RULE
-    # A report written before the rule followed the length lists its overlaps by its one threshold.
-    before = {k: v for k, v in report.protocol.items() if k != "overlap_rule"}
-    old = dataclasses.replace(report, protocol=before)
-    assert "| layer.wav at " not in report_markdown(old)
+    # The length checked is the original audio a clip holds: more than the clip when played faster.
+    fast = dataclasses.replace(report.clips[0], condition="speed+8", length_s=10.0)
+    assert checked_length_s(fast) == pytest.approx(10.0 * CONDITIONS["speed+8"].time_factor, abs=1e-3)
+    assert checked_length_s(fast) > 10.0
 
 
 def test_the_calibration_fit_spends_its_false_match_budget_on_real_false_matches_only(tmp_path: Path) -> None:
@@ -280,12 +282,12 @@ def test_the_calibration_fit_spends_its_false_match_budget_on_real_false_matches
     right = positive & (rng.random(n) < 1 / (1 + np.exp(-2.0 * (chance - 2.0))))
     overlap = ~positive & (rng.random(n) < 0.02)
     chance[overlap] = rng.uniform(8.0, 12.0, int(overlap.sum()))  # strong hits on shared passages
-    clips = [Clip(f"c{i}", f"c{i}.wav", f"t{i % 40}.ogg", bool(positive[i]), "clean", 3.0, 0.0)
+    clips = [Clip(f"c{i}", f"c{i}.wav", f"t{i % 40}.ogg", bool(positive[i]), "clean", 10.0, 0.0)
              for i in range(n)]
     answers = [Answer(c.source if right[i] else f"t{(i + 1) % 40}.ogg", 0.0, 0.5)
                for i, c in enumerate(clips)]
     rows = [[-float(c), 20.0 + 4.0 * max(float(c), 0.0), 2000.0, 3.0, 0.1, math.nan] for c in chance]
-    ncc = [0.8 if o else math.nan for o in overlap]
+    ncc = [0.2 if o else math.nan for o in overlap]  # over 10 s a partial overlap, far above chance
 
     def report(ncc: list[float]) -> IdentifyReport:
         return IdentifyReport({}, {"seed": 1}, [], {}, {}, {"audiolsh": {"candidates": rows}}, clips,
@@ -398,8 +400,10 @@ def test_the_protocol_reports_answers_naming_a_copy_apart_in_every_table(tmp_pat
     write_json(report, tmp_path / "r.json")
     stored = json.loads((tmp_path / "r.json").read_text())
     blind = dict(stored, overlap_ncc={"min_ncc": MIN_OVERLAP_NCC})  # as written before this check
+    blind["protocol"] = {k: v for k, v in stored["protocol"].items() if k != "overlap_rule"}
     (tmp_path / "old.json").write_text(json.dumps(blind))
     again = rescore(load_report(tmp_path / "old.json"), stored["results"], corpus_dir=tmp_path)
+    assert again.protocol["overlap_rule"] == OVERLAP_RULE  # checked anew, by today's rule
     assert [r.overall for r in again.results] == [r.overall for r in report.results]
     assert again.results[0].build == report.results[0].build
     # And from the command line: the stored run's answers, this protocol's checks.

@@ -314,11 +314,7 @@ def overlap_rows(report: IdentifyReport, result: SystemResult, *, positive: bool
     positives' verified same-audio answers): what was played, what was reported and how well they
     correlate."""
     answers, ncc = report.answers.get(result.name, []), report.overlap_ncc.get(result.name, [])
-    if "overlap_rule" in report.protocol:
-        verified = verified_overlaps(report.clips, ncc) if ncc else np.zeros(len(report.clips), bool)
-    else:  # a report from before the threshold followed the length: its one threshold
-        min_ncc = report.protocol.get("min_overlap_ncc", math.inf)
-        verified = np.array([x is not None and x >= min_ncc for x in ncc], bool)
+    verified = verified_overlaps(report.clips, ncc) if ncc else np.zeros(len(report.clips), bool)
     rows = []
     for c, a, x, ok in zip(report.clips, answers, ncc, verified):
         if (c.positive == positive and a.track is not None and a.track != c.source

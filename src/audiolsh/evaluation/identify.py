@@ -129,8 +129,7 @@ class Clip:
 
 def checked_length_s(clip: Clip) -> float:
     """Seconds of the original a clip holds: what its hit is checked over for an overlap."""
-    cond = CONDITIONS.get(clip.condition)
-    return round(clip.length_s * (cond.time_factor if cond else 1.0), 3)
+    return round(clip.length_s * CONDITIONS[clip.condition].time_factor, 3)
 
 
 def verified_overlaps(clips: Sequence[Clip], ncc: Sequence[float | None] | np.ndarray) -> np.ndarray:

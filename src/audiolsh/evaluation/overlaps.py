@@ -45,7 +45,7 @@ def min_overlap_ncc(length_s: ArrayLike) -> np.ndarray:
     chance gives it. Unrelated excerpts of the dev corpus (``benchmarks/overlap_null.py``, 3,000
     pairs of tracks of different packages per length) reach at most 0.395 / 0.254 / 0.197 /
     0.151 / 0.108 at 1 / 2 / 3 / 5 / 10 s, under 0.400 / 0.283 / 0.231 / 0.179 / 0.126 here."""
-    return MIN_OVERLAP_NCC / np.sqrt(np.maximum(np.asarray(length_s, dtype=np.float64), 1.0))
+    return np.asarray(MIN_OVERLAP_NCC / np.sqrt(np.maximum(np.asarray(length_s, dtype=np.float64), 1.0)))
 
 
 def is_overlap(ncc: ArrayLike, length_s: ArrayLike) -> np.ndarray:
@@ -54,6 +54,8 @@ def is_overlap(ncc: ArrayLike, length_s: ArrayLike) -> np.ndarray:
     x = np.asarray(ncc, dtype=np.float64)  # None becomes NaN
     with np.errstate(invalid="ignore"):
         return np.asarray(x >= min_overlap_ncc(length_s), dtype=bool)
+
+
 MAX_LAG_S = 0.5
 _BAND_HZ = (150.0, 3500.0)
 
