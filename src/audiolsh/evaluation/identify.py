@@ -852,9 +852,10 @@ def run_protocol(
         ncc = check_overlaps(system.thresholds, clips, answers, cache=checked)
         on_progress and on_progress(f"{system.name}: overlaps", 1, 1)
         all_ncc[system.name] = ncc.tolist()
+        verified = verified_overlaps(clips, ncc)
         for label, threshold in system.thresholds.items():
             r = score_system(system.name, clips, answers, threshold=threshold, label=label,
-                             overlap=verified_overlaps(clips, ncc), outside=outside)
+                             overlap=verified, outside=outside)
             r.build, r.query_ms = build, times
             results.append(r)
         getattr(system, "close", lambda: None)()
@@ -900,10 +901,11 @@ def rescore(report: IdentifyReport, stored: Sequence[Mapping[str, Any]], *,
         ncc = check_overlaps(thresholds, report.clips, answers, cache=checked,
                              max_false_match_rate=max_false_match_rate)
         all_ncc[name] = ncc.tolist()
+        verified = verified_overlaps(report.clips, ncc)
         for r in rows:
             res = score_system(name, report.clips, answers, threshold=thresholds[r["label"]],
                                label=r["label"], max_false_match_rate=max_false_match_rate,
-                               overlap=verified_overlaps(report.clips, ncc), outside=outside)
+                               overlap=verified, outside=outside)
             if b := r.get("build"):
                 wall_s = math.nan if b["wall_s"] is None else float(b["wall_s"])  # JSON null: not timed
                 res.build = BuildStats(int(b["n_tracks"]), float(b["audio_s"]), wall_s, int(b["workers"]),
