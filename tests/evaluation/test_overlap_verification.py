@@ -301,7 +301,9 @@ def test_the_calibration_fit_spends_its_false_match_budget_on_real_false_matches
     # The same read back from the report's JSON.
     path = tmp_path / "report.json"
     path.write_text(json.dumps(report(ncc).to_dict()).replace("NaN", "null"))
-    again = fit_from_report(load_report(path), budget=budget)
+    loaded = load_report(path)
+    assert set(loaded.overlap_ncc) == {"audiolsh"}  # the rule written beside the lists is not a system
+    again = fit_from_report(loaded, budget=budget)
     assert again.default_min_confidence == aware.default_min_confidence
     # A report of an engine before the energy envelope (five quantities a clip) cannot be refitted.
     rows[:] = [r[:5] for r in rows]

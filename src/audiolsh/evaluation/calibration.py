@@ -55,7 +55,8 @@ def load_report(path: str | Path) -> IdentifyReport:
                 info[key] = [[math.nan if v is None else v for v in row] for row in info[key]]
     return IdentifyReport(data["corpus"], data["protocol"], [], data["machine"], data["skipped"],
                           data["systems"], [Clip(**c) for c in data["clips"]], answers,
-                          overlap_ncc=data.get("overlap_ncc", {}))
+                          overlap_ncc={name: v for name, v in data.get("overlap_ncc", {}).items()
+                                       if isinstance(v, list)})  # not the rule's "min_ncc", "rule"
 
 
 def fit_from_report(report: IdentifyReport, system: str = "audiolsh", *,
