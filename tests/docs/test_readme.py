@@ -62,3 +62,16 @@ def test_every_documented_option_exists() -> None:
                 assert option in help_text, (line, option)
                 checked += 1
     assert checked >= 20
+
+
+def test_the_stated_min_confidence_defaults_are_the_shipped_calibrations() -> None:
+    """The README's `--min-confidence` default (and the one without an envelope) are those the
+    package ships; a refit that moves them must move the README too."""
+    from audiolsh.index import confidence as calibrated
+
+    text = " ".join(README.read_text().split())
+    with_env = calibrated.load(calibrated.DEFAULT).default_min_confidence
+    without = calibrated.load(calibrated.WITHOUT_ENVELOPE).default_min_confidence
+    stated = re.search(r"below `--min-confidence` \(default ([0-9.]+), or ([0-9.]+) where no envelope", text)
+    assert stated, "README no longer states --min-confidence's defaults where expected"
+    assert (float(stated.group(1)), float(stated.group(2))) == (round(with_env, 4), round(without, 4))

@@ -228,7 +228,7 @@ clip_options = [
     click.option("--offset", "offset_s", type=click.FloatRange(min=0.0), default=0.0,
                  show_default=True, help="Where in each clip the analysed part starts (s)."),
     click.option("--duration", "duration_s", type=click.FloatRange(min=1.0), default=None,
-                 help="Seconds of each clip analysed (default: all, up to 600; --segments: 3 h)."),
+                 help="Seconds of each clip analysed (default: all, up to 600; identify --segments: 3 h)."),
 ]
 
 
