@@ -8,6 +8,7 @@ CORPUS_SET ?= ci
 AUDIOLSH_CORPUS ?= $(HOME)/.cache/audiolsh-corpus
 INDEX ?= audiolsh-index
 MUSIC ?=
+PYTEST_WORKERS ?= 2
 export AUDIOLSH_CORPUS
 
 .PHONY: run test install system-deps lint typecheck pytest bench clean
@@ -47,7 +48,7 @@ typecheck: install
 	$(BIN)/mypy
 
 pytest: install
-	$(BIN)/pytest -q --durations=15
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 
 test: lint typecheck pytest
 
