@@ -42,13 +42,15 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: system-deps $(VENV)/.installed
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks conftest.py
 
 typecheck: install
 	$(BIN)/mypy
 
+# --max-worker-restart=0: a crashed worker ends the run at once, naming its test (xdist's
+# replacement worker can wait forever under --dist loadfile: pytest-xdist#1378).
 pytest: install
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --max-worker-restart=0 --durations=15
 
 test: lint typecheck pytest
 
