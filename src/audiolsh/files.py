@@ -8,6 +8,11 @@ checks again on the open descriptor (the name may be replaced between the two).
 A file name is bytes on POSIX; Python gives the bytes that are not UTF-8 as lone surrogates,
 which neither a terminal, JSON nor SQLite can take.  :func:`shown` is the name as valid text
 (those bytes as ``\\xNN``), for messages, records and catalogues.
+
+:func:`ast_race_retry` runs a read of a ``.npy`` header again when CPython 3.11 reports a
+spurious "AST constructor recursion depth mismatch": numpy parses each header with
+``ast.literal_eval``, and two threads building ASTs at once can trip that check
+(python/cpython#106905); the web app's page-in thread and its request threads do.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ import errno
 import os
 import stat
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
-__all__ = ["check_regular", "open_regular", "regular_problem", "shown"]
+__all__ = ["ast_race_retry", "check_regular", "open_regular", "regular_problem", "shown"]
+
+T = TypeVar("T")
+_AST_RACE = "AST constructor recursion depth mismatch"
 
 #: Builds the caller's exception from (path, problem): ``AudioError``, ``InputFormatError``.
 ErrorFactory = Callable[[str | os.PathLike[str], str], Exception]
@@ -102,3 +110,16 @@ def open_regular(path: str | os.PathLike[str], error: ErrorFactory, *, what: str
         os.close(fd)
         raise
     return os.fdopen(fd, "rb")
+
+
+def ast_race_retry(read: Callable[[], T], *, attempts: int = 3) -> T:
+    """``read()``, run again (up to ``attempts`` times in all) when it fails with CPython's
+    spurious AST recursion-depth error; ``read`` must start from scratch each time (reopen or
+    rewind its source). Any other error is raised at once."""
+    for attempt in range(attempts):
+        try:
+            return read()
+        except SystemError as exc:
+            if _AST_RACE not in str(exc) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")

@@ -4,6 +4,7 @@ bucket tables and rows in Redis hashes)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import time
 from pathlib import Path
@@ -205,6 +206,67 @@ def test_segment_arrays_round_trip(storage: Any, rng: np.random.Generator) -> No
         np.testing.assert_array_equal(loaded[name], a)
         # Segments are immutable.
         assert not loaded[name].flags.writeable, name
+
+
+def test_segment_arrays_are_read_through_cpythons_ast_race(
+    storage: Any, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CPython 3.11 can fail ``ast.literal_eval`` with a spurious SystemError while another
+    thread builds an AST (numpy parses every .npy header with it): each header read is tried
+    again instead of failing the query that needed the segment."""
+    arrays = _arrays(rng)
+    info = _info()
+    with storage.write() as w:
+        w.put_segment(info, arrays)
+    real = ast.literal_eval
+    calls = 0
+
+    def every_other_call_fails(text: str) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls % 2:
+            raise SystemError("AST constructor recursion depth mismatch (before=3, after=2)")
+        return real(text)
+
+    monkeypatch.setattr(ast, "literal_eval", every_other_call_fails)
+    loaded = storage.load_arrays(info.id)
+    assert set(loaded) == set(arrays)
+    for name, a in arrays.items():
+        np.testing.assert_array_equal(loaded[name], a)
+    if not isinstance(storage, MemoryStorage):
+        assert calls >= 2 and calls % 2 == 0  # each header read failed once, then succeeded
+
+
+def test_other_system_errors_reading_a_segment_are_not_retried_and_a_lasting_race_is_raised(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    st = EmbeddedStorage(tmp_path / "idx", create=True)
+    info = _info()
+    with st.write() as w:
+        w.put_segment(info, _arrays(rng))
+    calls = 0
+
+    def broken(text: str) -> Any:
+        nonlocal calls
+        calls += 1
+        raise SystemError("something else")
+
+    monkeypatch.setattr(ast, "literal_eval", broken)
+    with pytest.raises(SystemError, match="something else"):
+        st.load_arrays(info.id)
+    assert calls == 1
+
+    def always_racing(text: str) -> Any:
+        nonlocal calls
+        calls += 1
+        raise SystemError("AST constructor recursion depth mismatch (before=3, after=2)")
+
+    calls = 0
+    monkeypatch.setattr(ast, "literal_eval", always_racing)
+    with pytest.raises(SystemError, match="recursion depth mismatch"):
+        st.load_arrays(info.id)
+    assert calls == 3  # three tries, then the error
+    st.close()
 
 
 def test_drop_segment(storage: Any, rng: np.random.Generator) -> None:

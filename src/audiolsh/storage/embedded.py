@@ -27,12 +27,14 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from audiolsh.errors import IndexFormatError
+from audiolsh.files import ast_race_retry
 from audiolsh.storage.base import (
     FORMAT,
     FORMAT_VERSION,
@@ -291,7 +293,7 @@ class EmbeddedStorage:
         folder = self.root / SEGMENTS / segment_id
         try:
             arrays = {
-                p.stem: np.load(p, mmap_mode="r", allow_pickle=False)
+                p.stem: ast_race_retry(partial(np.load, p, mmap_mode="r", allow_pickle=False))
                 for p in sorted(folder.glob("*.npy"))
             }
         except (OSError, ValueError):

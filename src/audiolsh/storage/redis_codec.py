@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import numpy as np
 
 from audiolsh.errors import IndexFormatError, ParameterError, StorageUnavailable
+from audiolsh.files import ast_race_retry
 from audiolsh.storage.base import Item, Track, dumps
 
 try:
@@ -219,6 +220,10 @@ def _npy_bytes(array: np.ndarray) -> memoryview:
 
 def _from_npy(data: bytes, where: str) -> np.ndarray:
     """A read-only array over ``data`` (no copy for the common header versions)."""
+    return ast_race_retry(lambda: _parse_npy(data, where))
+
+
+def _parse_npy(data: bytes, where: str) -> np.ndarray:
     bio = io.BytesIO(data)
     fmt = np.lib.format
     try:
