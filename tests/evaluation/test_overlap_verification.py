@@ -300,9 +300,13 @@ def test_the_calibration_fit_spends_its_false_match_budget_on_real_false_matches
     assert aware.default_min_confidence < blind.default_min_confidence
     # The same read back from the report's JSON.
     path = tmp_path / "report.json"
-    path.write_text(json.dumps(report(ncc).to_dict()).replace("NaN", "null"))
+    written = report(ncc).to_dict()
+    assert set(written["overlap_ncc"]) == {"audiolsh"}  # the rule is in the protocol, not beside the lists
+    # Reports of sessions before 2026-12-06 wrote the rule beside the lists: not a system either.
+    written["overlap_ncc"].update(min_ncc=written["protocol"].get("min_overlap_ncc", 0.5), rule="older")
+    path.write_text(json.dumps(written).replace("NaN", "null"))
     loaded = load_report(path)
-    assert set(loaded.overlap_ncc) == {"audiolsh"}  # the rule written beside the lists is not a system
+    assert set(loaded.overlap_ncc) == {"audiolsh"}
     again = fit_from_report(loaded, budget=budget)
     assert again.default_min_confidence == aware.default_min_confidence
     # A report of an engine before the energy envelope (five quantities a clip) cannot be refitted.

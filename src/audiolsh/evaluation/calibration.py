@@ -56,7 +56,7 @@ def load_report(path: str | Path) -> IdentifyReport:
     return IdentifyReport(data["corpus"], data["protocol"], [], data["machine"], data["skipped"],
                           data["systems"], [Clip(**c) for c in data["clips"]], answers,
                           overlap_ncc={name: v for name, v in data.get("overlap_ncc", {}).items()
-                                       if isinstance(v, list)})  # not the rule's "min_ncc", "rule"
+                                       if isinstance(v, list)})  # older reports: "min_ncc", "rule"
 
 
 def fit_from_report(report: IdentifyReport, system: str = "audiolsh", *,

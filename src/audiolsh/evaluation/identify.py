@@ -790,7 +790,7 @@ class IdentifyReport:
                 "answers": {"fields": list(fields),
                             **{name: [[getattr(a, f) for f in fields] for a in answers]
                                for name, answers in self.answers.items()}},
-                "overlap_ncc": {"min_ncc": MIN_OVERLAP_NCC, "rule": OVERLAP_RULE, **self.overlap_ncc}}
+                "overlap_ncc": dict(self.overlap_ncc)}  # the rule: protocol's min_overlap_ncc, overlap_rule
 
 
 def run_protocol(
