@@ -29,14 +29,16 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from audiolsh.errors import ParameterError
 from audiolsh.features.excerpts import standardize
+from audiolsh.files import ast_race_retry
 
 logger = logging.getLogger(__name__)
 
@@ -125,14 +127,19 @@ def _read(name: str) -> Normalisation:
     res = resources.files("audiolsh.features").joinpath("data").joinpath(f"{name}.npz")
     if not res.is_file():
         raise ParameterError(f"normalisation {name!r}: its file is missing from the installed package data")
-    with resources.as_file(res) as path, np.load(path, allow_pickle=False) as data:
-        header = json.loads(bytes(data["header"]).decode())
-        if header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION:
-            raise ParameterError(f"{path}: not a normalisation of format version {FORMAT_VERSION}")
-        matrices = {k[len("mode_"):]: np.array(data[k]) for k in data.files if k.startswith("mode_")}
+    with resources.as_file(res) as path:
+        header, matrices = ast_race_retry(partial(_load, path))
     for A in matrices.values():
         A.setflags(write=False)  # shared by every library of the process
     return Normalisation(name, matrices, header)
+
+
+def _load(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    with np.load(path, allow_pickle=False) as data:
+        header = json.loads(bytes(data["header"]).decode())
+        if header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION:
+            raise ParameterError(f"{path}: not a normalisation of format version {FORMAT_VERSION}")
+        return header, {k[len("mode_"):]: np.array(data[k]) for k in data.files if k.startswith("mode_")}
 
 
 @lru_cache(maxsize=4)
