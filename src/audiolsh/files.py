@@ -12,7 +12,8 @@ which neither a terminal, JSON nor SQLite can take.  :func:`shown` is the name a
 :func:`ast_race_retry` runs a read of a ``.npy`` header again when CPython 3.11 reports a
 spurious "AST constructor recursion depth mismatch": numpy parses each header with
 ``ast.literal_eval``, and two threads building ASTs at once can trip that check
-(python/cpython#106905); the web app's page-in thread and its request threads do.
+(python/cpython#106905); the web app's page-in thread and its request threads read segments
+and the shipped normalisation at once.
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ import os
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,7 @@ import numpy as np
 from audiolsh.audio import content_hash, find_audio
 from audiolsh.audio.decode import EMPTY_FILE
 from audiolsh.errors import AudioError, AudiolshError, IndexFormatError
-from audiolsh.files import ast_race_retry, shown
+from audiolsh.files import shown
 from audiolsh.hashing import concat_sets
 from audiolsh.index import IndexConfig, ItemRows, SegmentBuild, build_segment
 from audiolsh.library.config import LibraryConfig
@@ -153,8 +152,7 @@ class LibraryPart:
             part.builds[name] = []
             for b in builds:
                 sub = root / b["folder"]
-                arrays = {k: ast_race_retry(partial(np.load, sub / f"{k}.npy", allow_pickle=False,
-                                                     mmap_mode="r" if mmap else None))
+                arrays = {k: np.load(sub / f"{k}.npy", allow_pickle=False, mmap_mode="r" if mmap else None)
                           for k in b["arrays"]}
                 items = None
                 if b["items"] is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from audiolsh.errors import InputFormatError
-from audiolsh.files import ast_race_retry, shown
+from audiolsh.files import shown
 from audiolsh.vectors.batch import VectorBatch
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def read_npy(path: str | os.PathLike[str]) -> VectorBatch:
     try:
         if os.path.getsize(source) == 0:
             raise InputFormatError(source, "empty file")
-        array = ast_race_retry(lambda: np.load(source, mmap_mode="r", allow_pickle=False))
+        array = np.load(source, mmap_mode="r", allow_pickle=False)
     except InputFormatError:
         raise
     except OSError as exc:
