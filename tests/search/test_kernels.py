@@ -175,3 +175,63 @@ def test_without_f16c_float16_rows_go_through_the_table(tmp_path: Path) -> None:
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "table path ok" in proc.stdout
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """A copy of ``a`` as a segment's memory map gives it: read-only."""
+    b = a.copy()
+    b.flags.writeable = False
+    return b
+
+
+def _reopened(s: VectorLSH, family: object, **kw: object) -> VectorLSH:
+    """``s``'s rows, tables and codes attached read-only, as an index read back from disk."""
+    t = s.tables_
+    tables = type(t)(*(_read_only(a) for a in (t.table_start, t.bucket_keys, t.bucket_start, t.members)))
+    return VectorLSH(family, **kw).load(_read_only(s.vectors_), tables, codes=_read_only(s.codes_))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("family", ["hyperplane", "kmeans"])
+def test_an_index_read_back_runs_the_builds_its_in_memory_twin_compiled(family: str) -> None:
+    # A read-only array (a segment's memory map) is another numba type than a writable one:
+    # unless the searches pass the index's arrays alike, every kernel compiles twice, tens of
+    # seconds each.  The read-back index must answer alike and compile nothing new.
+    from audiolsh.hashing import KMeansLSH
+    from audiolsh.search import cells
+
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((2000, 24)).astype(np.float32)
+    Q = rng.standard_normal((12, 24)).astype(np.float32)
+    if family == "hyperplane":
+        fam: object = HyperplaneLSH(24, n_tables=6, n_bits=8, seed=2)
+        kw: dict[str, object] = {"n_rerank": 40}
+        built = [kernels.search_vectors_parallel, kernels.search_hyperplane]
+    else:
+        fam = KMeansLSH(24, n_cells=16, seed=2).fit(X)
+        kw = {"n_probes": 3}
+        built = [cells.search_cells_parallel, cells.search_cells]
+    s = VectorLSH(fam, **kw).fit(X, fit_family=family == "hyperplane")  # type: ignore[arg-type]
+    first = [s.search(Q, 5), s.search(Q[:1], 5)]
+    compiled = [len(k.signatures) for k in built]
+    r = _reopened(s, fam, **kw)
+    again = [r.search(Q, 5), r.search(_read_only(Q[:1]), 5)]
+    assert [len(k.signatures) for k in built] == compiled
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a.ids, b.ids)
+        np.testing.assert_array_equal(a.distances, b.distances)
+
+
+def test_the_serial_and_parallel_builds_share_one_compiled_body() -> None:
+    # The per-chunk body is its own compiled function, called by both builds: a batch after a
+    # lone query of the same types compiles only the thin parallel loop around it.
+    from audiolsh.hashing import PStableLSH
+
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((1500, 16)).astype(np.float32)
+    s = VectorLSH(PStableLSH(16, n_tables=4, n_hashes=4, bucket_width=6.0, seed=3), metric="euclidean").fit(X)
+    Q = rng.standard_normal((9, 16)).astype(np.float32)
+    lone = s.search(Q[:1], 4)
+    bodies = set(kernels.vectors_chunk.signatures)
+    batch = s.search(Q, 4)
+    assert set(kernels.vectors_chunk.signatures) == bodies and bodies
+    np.testing.assert_array_equal(lone.ids[0], batch.ids[0])

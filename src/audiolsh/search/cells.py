@@ -147,6 +147,86 @@ def _scan_rows(q, qf, qc, X, aux, lo, hi, metric, top_d, top_i):  # pragma: no c
             bound = push(top_d, top_i, dist, j)
 
 
+def _cells_chunk(
+    c, n_chunks, A, cent_t, bias, tol_scale, cmax, n_probes, table_start, bucket_keys,
+    bucket_start, members, X, dead_bits, k, metric, aux, cell_rows, names, stop, m, contiguous,
+    out_i, out_d, n_cand, used,
+):  # pragma: no cover - compiled
+    """Queries c, c + n_chunks, ... of ``_search_cells`` into its output rows: one function
+    for the serial and the parallel build, compiled once (its body inlined in a parallel loop
+    took numba several times as long, per argument type)."""
+    nq = A.shape[0]
+    n = X.shape[0]
+    n_tables, n_cells = cent_t.shape[0], cent_t.shape[2]
+    S = np.empty(n_cells, dtype=np.float32)
+    gaps = np.empty(n_tables * n_cells, dtype=np.float64)
+    home = np.empty(n_tables, dtype=np.int64)
+    best_gap = np.empty(m, dtype=np.float64)
+    best_slot = np.empty(m, dtype=np.int64)
+    keys = np.empty((1, n_probes), dtype=np.uint64)
+    tables = np.empty((1, n_probes), dtype=np.int32)
+    seen = dead_bits.copy() if not contiguous else dead_bits[:0].copy()
+    cand = np.empty(0 if contiguous else n, dtype=np.int32)
+    no_words = np.zeros(0, dtype=np.uint64)
+    no_codes = np.zeros((0, 0), dtype=np.uint64)
+    hist = np.zeros(1, dtype=np.int64)
+    ham = np.empty(0, dtype=np.uint16)
+    scores = np.zeros((1, n_probes), dtype=np.float64)
+    for qi in range(c, nq, n_chunks):
+        out = query_cells(A[qi], cent_t, bias, tol_scale, cmax, S, gaps, home, best_gap,
+                          best_slot, keys, tables)
+        used[qi] = out
+        top_d, top_i = out_d[qi], out_i[qi]
+        if contiguous:
+            q = A[qi]
+            qf, qc = _fold(q, X, aux)
+            count = 0
+            for p in range(out):
+                if stop > 0 and p >= n_tables and best_gap[p - n_tables] > stop * top_d[k - 1]:
+                    used[qi] = p
+                    break
+                cell = keys[0, p]
+                lo, hi = cell_rows[cell], cell_rows[cell + 1]
+                bound = top_d[k - 1]
+                if _none_removed(dead_bits, lo, hi):  # the usual case: no test per row
+                    if metric == kernels.COSINE:  # the metric a constant in each loop
+                        _scan_rows(q, qf, qc, X, aux, lo, hi, kernels.COSINE, top_d, top_i)
+                    else:
+                        _scan_rows(q, qf, qc, X, aux, lo, hi, kernels.EUCLIDEAN, top_d, top_i)
+                    count += hi - lo
+                    continue
+                for j in range(lo, hi):
+                    if dead_bits[j >> 6] & (np.uint64(1) << np.uint64(j & 63)):
+                        continue
+                    dist = _row_distance(q, qf, qc, X, aux, j, metric)
+                    if dist < bound:
+                        bound = push(top_d, top_i, dist, j)
+                    count += 1
+            n_cand[qi] = count
+            _rename(out_i[qi], names)
+            continue
+        if stop > 0:  # the probes' gaps as kernels._probe_until reads scores
+            for p in range(n_tables, out):
+                scores[0, p] = best_gap[p - n_tables]
+            count, used[qi] = _probe_until(
+                A[qi], keys[:, :out], tables[:, :out], scores, 0, stop, table_start, bucket_keys,
+                bucket_start, members, seen, cand, X, aux, metric, top_d, top_i)
+            n_cand[qi] = count
+            _restore(seen, dead_bits, cand, count)
+            _rename(top_i, names)
+            continue
+        count = 0
+        for p in range(out):
+            b = _bucket(keys, tables, 0, p, table_start, bucket_keys)
+            if b >= 0:
+                count = _gather(b, bucket_start, members, seen, cand, count)
+        n_cand[qi] = count
+        _restore(seen, dead_bits, cand, count)
+        _rerank(A[qi], cand, count, X, aux, metric, no_words, no_codes, 0, ham, hist,
+                out_d[qi], out_i[qi])
+        _rename(out_i[qi], names)
+
+
 def _search_cells(
     Q, normalise, cent_t, bias, tol_scale, cmax, n_probes, table_start, bucket_keys,
     bucket_start, members, X, dead_bits, k, metric, aux, cell_rows, n_chunks, names, stop,
@@ -168,7 +248,6 @@ def _search_cells(
     probe few cells and hard ones up to ``n_probes``.  The answer is then exactly the fixed
     search's with as many probes as the query used."""
     nq = Q.shape[0]
-    n = X.shape[0]
     n_tables, n_cells = cent_t.shape[0], cent_t.shape[2]
     out_i = np.full((nq, k), -1, dtype=np.int64)
     out_d = np.full((nq, k), np.inf, dtype=np.float32)
@@ -181,79 +260,16 @@ def _search_cells(
     m = max(n_probes - n_tables, 1)
     contiguous = cell_rows.shape[0] == n_cells + 1
     for c in numba.prange(n_chunks):
-        S = np.empty(n_cells, dtype=np.float32)
-        gaps = np.empty(n_tables * n_cells, dtype=np.float64)
-        home = np.empty(n_tables, dtype=np.int64)
-        best_gap = np.empty(m, dtype=np.float64)
-        best_slot = np.empty(m, dtype=np.int64)
-        keys = np.empty((1, n_probes), dtype=np.uint64)
-        tables = np.empty((1, n_probes), dtype=np.int32)
-        seen = dead_bits.copy() if not contiguous else dead_bits[:0].copy()
-        cand = np.empty(0 if contiguous else n, dtype=np.int32)
-        no_words = np.zeros(0, dtype=np.uint64)
-        no_codes = np.zeros((0, 0), dtype=np.uint64)
-        hist = np.zeros(1, dtype=np.int64)
-        ham = np.empty(0, dtype=np.uint16)
-        scores = np.zeros((1, n_probes), dtype=np.float64)
-        for qi in range(c, nq, n_chunks):
-            out = query_cells(A[qi], cent_t, bias, tol_scale, cmax, S, gaps, home, best_gap,
-                              best_slot, keys, tables)
-            used[qi] = out
-            top_d, top_i = out_d[qi], out_i[qi]
-            if contiguous:
-                q = A[qi]
-                qf, qc = _fold(q, X, aux)
-                count = 0
-                for p in range(out):
-                    if stop > 0 and p >= n_tables and best_gap[p - n_tables] > stop * top_d[k - 1]:
-                        used[qi] = p
-                        break
-                    cell = keys[0, p]
-                    lo, hi = cell_rows[cell], cell_rows[cell + 1]
-                    bound = top_d[k - 1]
-                    if _none_removed(dead_bits, lo, hi):  # the usual case: no test per row
-                        if metric == kernels.COSINE:  # the metric a constant in each loop
-                            _scan_rows(q, qf, qc, X, aux, lo, hi, kernels.COSINE, top_d, top_i)
-                        else:
-                            _scan_rows(q, qf, qc, X, aux, lo, hi, kernels.EUCLIDEAN, top_d, top_i)
-                        count += hi - lo
-                        continue
-                    for j in range(lo, hi):
-                        if dead_bits[j >> 6] & (np.uint64(1) << np.uint64(j & 63)):
-                            continue
-                        dist = _row_distance(q, qf, qc, X, aux, j, metric)
-                        if dist < bound:
-                            bound = push(top_d, top_i, dist, j)
-                        count += 1
-                n_cand[qi] = count
-                _rename(out_i[qi], names)
-                continue
-            if stop > 0:  # the probes' gaps as kernels._probe_until reads scores
-                for p in range(n_tables, out):
-                    scores[0, p] = best_gap[p - n_tables]
-                count, used[qi] = _probe_until(
-                    A[qi], keys[:, :out], tables[:, :out], scores, 0, stop, table_start, bucket_keys,
-                    bucket_start, members, seen, cand, X, aux, metric, top_d, top_i)
-                n_cand[qi] = count
-                _restore(seen, dead_bits, cand, count)
-                _rename(top_i, names)
-                continue
-            count = 0
-            for p in range(out):
-                b = _bucket(keys, tables, 0, p, table_start, bucket_keys)
-                if b >= 0:
-                    count = _gather(b, bucket_start, members, seen, cand, count)
-            n_cand[qi] = count
-            _restore(seen, dead_bits, cand, count)
-            _rerank(A[qi], cand, count, X, aux, metric, no_words, no_codes, 0, ham, hist,
-                    out_d[qi], out_i[qi])
-            _rename(out_i[qi], names)
+        cells_chunk(c, n_chunks, A, cent_t, bias, tol_scale, cmax, n_probes, table_start, bucket_keys,
+                    bucket_start, members, X, dead_bits, k, metric, aux, cell_rows, names, stop, m,
+                    contiguous, out_i, out_d, n_cand, used)
     return out_i, out_d, n_cand, used, True
 
 
 # fastmath as kernels.search_vectors, so distances are its own.  Serial for a few queries (a
 # thread-pool launch costs more than they do, and it releases the GIL); parallel for batches.
 _TAG = "_" + _source_tag(kernels, kmeans)
+cells_chunk: Any = numba.njit(cache=True, fastmath=True, nogil=True)(_named(_cells_chunk, _TAG))
 search_cells: Any = numba.njit(cache=True, fastmath=True, nogil=True)(_named(_search_cells, _TAG))
 search_cells_parallel: Any = numba.njit(cache=True, fastmath=True, parallel=True)(
     _named(_search_cells, _TAG + "_parallel")
@@ -282,7 +298,7 @@ def fast_state(family: KMeansLSH, tables: Any, n_rows: int) -> tuple | None:
     the cells' row offsets (``cell_rows``)."""
     if family.centroids_ is None:
         return None
-    cent_t = np.ascontiguousarray(family.centroids_.transpose(0, 2, 1))
+    cent_t = kernels.frozen(np.ascontiguousarray(family.centroids_.transpose(0, 2, 1)))
     scale = kmeans.TOL_ULPS * (family.dim + 2) * 2.0**-24
     return (cent_t, np.ascontiguousarray(family._bias), scale, family._cmax,
             cell_rows(tables, n_rows, family.n_cells))
@@ -309,14 +325,13 @@ def load_cells_kernel(searcher: Any, A: np.ndarray, k: int, n_probes: int, metri
 def _call(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric: int,
           stop: float) -> tuple[Any, tuple]:
     cent_t, bias, scale, cmax, offsets = searcher._cells
-    t = searcher.tables_
     A = kernel_queries(A)
     if len(A) < kernels.SERIAL_BELOW:
         kernel, chunks = search_cells, 1
     else:
         kernel, chunks = search_cells_parallel, min(len(A), 4 * numba.get_num_threads())
     return kernel, (
-        A, searcher.metric == "cosine", cent_t, bias, scale, cmax, n_probes, t.table_start,
-        t.bucket_keys, t.bucket_start, t.members, searcher._exact_rows[0], searcher._dead_bits, k,
+        A, searcher.metric == "cosine", cent_t, bias, scale, cmax, n_probes, *searcher._kernel_tables,
+        searcher._exact_rows[0], searcher._dead_bits, k,
         metric, searcher._exact_rows[1], offsets, chunks, searcher._names, stop,
     )

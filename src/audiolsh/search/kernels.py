@@ -312,6 +312,41 @@ def _probe_until(q, keys, tables, scores, row, stop, table_start, bucket_keys, b
     return count, used
 
 
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def vectors_chunk(
+    c, n_chunks, Q, probe_keys, probe_tables, table_start, bucket_keys, bucket_start, members,
+    X, dead_bits, metric, q_codes, codes, n_rerank, aux, probe_scores, stop, prefilter,
+    adaptive, max_h, out_i, out_d, n_cand, n_probed,
+):  # pragma: no cover - compiled
+    """Queries c, c + n_chunks, ... of ``_search_vectors`` into its output rows.  One function
+    for the serial and the parallel build: each compiles it once, not its body inlined in a
+    parallel loop (which took numba several times as long, per argument type)."""
+    nq = Q.shape[0]
+    n = X.shape[0]
+    seen = dead_bits.copy()
+    cand = np.empty(n, dtype=np.int32)
+    ham = np.empty(n if prefilter else 0, dtype=np.uint16)
+    hist = np.zeros(max_h, dtype=np.int64)
+    for qi in range(c, nq, n_chunks):
+        if adaptive:
+            count, n_probed[qi] = _probe_until(
+                Q[qi], probe_keys, probe_tables, probe_scores, qi, stop, table_start,
+                bucket_keys, bucket_start, members, seen, cand, X, aux, metric, out_d[qi], out_i[qi])
+            n_cand[qi] = count
+            _restore(seen, dead_bits, cand, count)
+            continue
+        count = 0
+        for p in range(probe_keys.shape[1]):
+            b = _bucket(probe_keys, probe_tables, qi, p, table_start, bucket_keys)
+            if b < 0:
+                continue
+            count = _gather(b, bucket_start, members, seen, cand, count)
+        n_cand[qi] = count
+        _restore(seen, dead_bits, cand, count)
+        _rerank(Q[qi], cand, count, X, aux, metric, q_codes[qi], codes, n_rerank, ham, hist,
+                out_d[qi], out_i[qi])
+
+
 def _search_vectors(
     Q, probe_keys, probe_tables, table_start, bucket_keys, bucket_start, members,
     X, dead_bits, k, metric, n_chunks, q_codes, codes, n_rerank, aux, probe_scores, stop,
@@ -332,7 +367,6 @@ def _search_vectors(
     ``probe_scores`` the probes' scores).  Also returns the probes each query used.
     """
     nq = Q.shape[0]
-    n = X.shape[0]
     out_i = np.full((nq, k), -1, dtype=np.int64)
     out_d = np.full((nq, k), np.inf, dtype=np.float32)
     n_cand = np.zeros(nq, dtype=np.int64)
@@ -341,28 +375,10 @@ def _search_vectors(
     adaptive = stop > 0 and not prefilter and probe_scores.shape[1] == probe_keys.shape[1]
     max_h = 64 * codes.shape[1] + 1
     for c in numba.prange(n_chunks):
-        seen = dead_bits.copy()
-        cand = np.empty(n, dtype=np.int32)
-        ham = np.empty(n if prefilter else 0, dtype=np.uint16)
-        hist = np.zeros(max_h, dtype=np.int64)
-        for qi in range(c, nq, n_chunks):
-            if adaptive:
-                count, n_probed[qi] = _probe_until(
-                    Q[qi], probe_keys, probe_tables, probe_scores, qi, stop, table_start,
-                    bucket_keys, bucket_start, members, seen, cand, X, aux, metric, out_d[qi], out_i[qi])
-                n_cand[qi] = count
-                _restore(seen, dead_bits, cand, count)
-                continue
-            count = 0
-            for p in range(probe_keys.shape[1]):
-                b = _bucket(probe_keys, probe_tables, qi, p, table_start, bucket_keys)
-                if b < 0:
-                    continue
-                count = _gather(b, bucket_start, members, seen, cand, count)
-            n_cand[qi] = count
-            _restore(seen, dead_bits, cand, count)
-            _rerank(Q[qi], cand, count, X, aux, metric, q_codes[qi], codes, n_rerank, ham, hist,
-                    out_d[qi], out_i[qi])
+        vectors_chunk(
+            c, n_chunks, Q, probe_keys, probe_tables, table_start, bucket_keys, bucket_start, members,
+            X, dead_bits, metric, q_codes, codes, n_rerank, aux, probe_scores, stop, prefilter,
+            adaptive, max_h, out_i, out_d, n_cand, n_probed)
     return out_i, out_d, n_cand, n_probed
 
 
@@ -691,6 +707,18 @@ def jaccard_all(q_indptr, q_elems, indptr, elems, alive, k):  # pragma: no cover
             if alive[j] != 0:
                 _insert(out_d[qi], out_i[qi], _jaccard(qa, indptr, elems, j), j)
     return out_i, out_d
+
+
+def frozen(a: np.ndarray) -> np.ndarray:
+    """``a`` as a read-only view.  numba compiles a kernel once per argument type, and a
+    read-only array (memory-mapped from a segment) is another type than a writable one
+    (built in memory): the index's arrays are passed read-only either way, so one build
+    serves both (each of these kernels takes a worker tens of seconds to compile)."""
+    if not a.flags.writeable:
+        return a
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 def _named(fn, suffix):  # type: ignore[no-untyped-def]

@@ -190,7 +190,10 @@ class VectorLSH(_Searcher):
         self.tables_ = tables
         self.codes_ = codes if codes is not None else np.zeros((len(vectors), 0), np.uint16)
         self.rerank_, self.rerank_scale_, self.rerank_offset_ = rerank, rerank_scale, rerank_offset
-        self._exact_rows = kernel_rows(vectors, rerank, rerank_scale, rerank_offset)
+        rows, aux = kernel_rows(vectors, rerank, rerank_scale, rerank_offset)
+        self._exact_rows = kernels.frozen(rows), aux
+        self._kernel_tables = tuple(kernels.frozen(np.ascontiguousarray(a)) for a in (
+            tables.table_start, tables.bucket_keys, tables.bucket_start, tables.members))
         self._names = NO_NAMES
         self.alive_ = np.ones(len(vectors), np.uint8) if alive is None else alive.astype(np.uint8)
         self._fast = self._fast_state()
@@ -206,10 +209,7 @@ class VectorLSH(_Searcher):
             return None
         if X.dtype != np.float32 or X.ndim != 2 or not X.flags.c_contiguous:
             return None
-        t = self.tables_
-        tables = tuple(
-            np.ascontiguousarray(a) for a in (t.table_start, t.bucket_keys, t.bucket_start, t.members)
-        )
+        tables = self._kernel_tables
         codes, code_bits = self.codes_, 0
         if (
             sys.byteorder == "little" and codes.shape[1] and codes.flags.c_contiguous
@@ -217,7 +217,7 @@ class VectorLSH(_Searcher):
         ):
             codes, code_bits = codes.view(np.uint64), 8 * self.codes_.itemsize
         return (
-            tables, codes, code_bits, probe_cap(fam.n_tables, fam.n_bits),
+            tables, kernels.frozen(codes), code_bits, probe_cap(fam.n_tables, fam.n_bits),
             np.zeros(fam.dim, np.float32), fam._weights,
         )
 
@@ -325,7 +325,7 @@ class VectorLSH(_Searcher):
         rerank = max(n_rerank, k) if n_rerank > 0 and codes.shape[1] else 0
         A = kernel_queries(A)
         found = kernels.search_hyperplane(
-            A, self.metric == "cosine", mean, fam.planes_, weights, min(probes, cap), *tables,
+            A, self.metric == "cosine", mean, kernels.frozen(fam.planes_), weights, min(probes, cap), *tables,
             self._exact_rows[0], self._dead_bits, k, METRICS[self.metric], codes, code_bits, rerank,
             self._exact_rows[1], float(stop),
         )
@@ -355,16 +355,16 @@ class VectorLSH(_Searcher):
         Q = np.asarray(queries)
         keys, tables = probes[0], probes[1]
         scores = probes[2] if len(probes) > 2 and stop > 0 else np.zeros((len(Q), 0))
-        t = self.tables_
         # The pre-filter needs codes, and never keeps fewer candidates than the answer needs.
         rerank = max(n_rerank, k) if n_rerank > 0 and self.codes_.shape[1] else 0
         if rerank:
             codes, q_codes = packed_codes(self.codes_, self.family.keys(Q))
+            codes = kernels.frozen(codes)
         else:
             codes, q_codes = np.zeros((len(self), 0), np.uint64), np.zeros((len(Q), 0), np.uint64)
         ids, dist, cand, probed = kernels.search_vectors(
-            Q, np.ascontiguousarray(keys), np.ascontiguousarray(tables), t.table_start,
-            t.bucket_keys, t.bucket_start, t.members, self._exact_rows[0], self._dead_bits, k,
+            Q, np.ascontiguousarray(keys), np.ascontiguousarray(tables), *self._kernel_tables,
+            self._exact_rows[0], self._dead_bits, k,
             METRICS[self.metric], _n_chunks(len(Q)), q_codes, codes, rerank, self._exact_rows[1],
             np.ascontiguousarray(scores, dtype=np.float64), float(stop),
         )
