@@ -235,3 +235,29 @@ def test_the_serial_and_parallel_builds_share_one_compiled_body() -> None:
     batch = s.search(Q, 4)
     assert set(kernels.vectors_chunk.signatures) == bodies and bodies
     np.testing.assert_array_equal(lone.ids[0], batch.ids[0])
+
+
+def test_codes_of_every_width_run_one_build_and_measure_the_same_hamming_distance() -> None:
+    # Codes of 8 or 16 bits a table, whole 64-bit words a row or not, are read as padded words:
+    # one build of each kernel, and the pre-filter's distance is the codes' own.
+    from audiolsh.search.lsh import query_words, word_codes
+
+    rng = np.random.default_rng(13)
+    X = rng.standard_normal((1200, 20)).astype(np.float32)
+    Q = rng.standard_normal((8, 20)).astype(np.float32)
+    built = [kernels.search_vectors_parallel, kernels.search_hyperplane]
+    counts = []
+    for n_tables, n_bits in [(8, 8), (6, 8), (5, 12), (4, 16)]:
+        s = VectorLSH(HyperplaneLSH(20, n_tables=n_tables, n_bits=n_bits, seed=4), n_rerank=30).fit(X)
+        s.search(Q, 5)
+        s.search(Q[:1], 5)
+        counts.append([len(k.signatures) for k in built])
+        words, bits = word_codes(s.codes_)
+        keys = s.family.keys(s._queries(Q))
+        q = query_words(keys, s.codes_, words, bits)
+        assert words.dtype == np.uint64 and not words.flags.writeable and bits == 8 * s.codes_.itemsize
+        mine = np.unpackbits((q[:, None, :] ^ words[None]).view(np.uint8), axis=-1).sum(axis=-1)
+        cut = keys.astype(s.codes_.dtype)
+        bits_of = np.unpackbits((cut[:, None, :] ^ s.codes_[None]).view(np.uint8), axis=-1).sum(axis=-1)
+        np.testing.assert_array_equal(mine, bits_of)
+    assert counts[1:] == counts[:-1]

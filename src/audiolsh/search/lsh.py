@@ -142,6 +142,39 @@ def packed_codes(codes: np.ndarray, query_keys: np.ndarray) -> tuple[np.ndarray,
     return codes, q
 
 
+# No codes, as the kernels read them (zero columns: any row count passes).
+NO_WORDS = kernels.frozen(np.zeros((0, 0), np.uint64))
+
+
+def word_codes(codes: np.ndarray) -> tuple[np.ndarray, int]:
+    """The row codes as the search kernels read them, read-only: 64-bit words, each packing
+    64 / bits tables' codes (low table first), a row's last word padded with zero codes, and
+    the bits of one table's code.  One layout for codes of any width: numba compiles each
+    search kernel once, not once per width (tens of seconds each).  Zero columns and 0 bits
+    without codes (or on a big-endian machine, where the raw codes are read)."""
+    n, n_tables = codes.shape
+    if not n_tables or sys.byteorder != "little":
+        return (kernels.frozen(codes) if n_tables else NO_WORDS), 0
+    per = 8 // codes.itemsize
+    width = -(-n_tables // per) * per
+    if width != n_tables or not codes.flags.c_contiguous:
+        padded = np.zeros((n, width), codes.dtype)
+        padded[:, :n_tables] = codes
+        codes = padded
+    return kernels.frozen(codes.view(np.uint64)), 8 * codes.itemsize
+
+
+def query_words(keys: np.ndarray, codes: np.ndarray, words: np.ndarray, code_bits: int) -> np.ndarray:
+    """The queries' home keys in ``word_codes``'s layout for the row ``codes`` (cut to their
+    width, as the rows' were)."""
+    q = np.ascontiguousarray(keys.astype(codes.dtype))
+    if not code_bits:
+        return q
+    out = np.zeros((len(q), words.shape[1] * (64 // code_bits)), codes.dtype)
+    out[:, :q.shape[1]] = q
+    return out.view(np.uint64)
+
+
 class VectorLSH(_Searcher):
     """LSH over dense vectors for the cosine (hyperplane) or Euclidean (p-stable) metric.
 
@@ -189,6 +222,7 @@ class VectorLSH(_Searcher):
         self.vectors_ = vectors
         self.tables_ = tables
         self.codes_ = codes if codes is not None else np.zeros((len(vectors), 0), np.uint16)
+        self._words, self._code_bits = word_codes(self.codes_)
         self.rerank_, self.rerank_scale_, self.rerank_offset_ = rerank, rerank_scale, rerank_offset
         rows, aux = kernel_rows(vectors, rerank, rerank_scale, rerank_offset)
         self._exact_rows = kernels.frozen(rows), aux
@@ -210,14 +244,8 @@ class VectorLSH(_Searcher):
         if X.dtype != np.float32 or X.ndim != 2 or not X.flags.c_contiguous:
             return None
         tables = self._kernel_tables
-        codes, code_bits = self.codes_, 0
-        if (
-            sys.byteorder == "little" and codes.shape[1] and codes.flags.c_contiguous
-            and (codes.shape[1] * codes.itemsize) % 8 == 0
-        ):
-            codes, code_bits = codes.view(np.uint64), 8 * self.codes_.itemsize
         return (
-            tables, kernels.frozen(codes), code_bits, probe_cap(fam.n_tables, fam.n_bits),
+            tables, self._words, self._code_bits, probe_cap(fam.n_tables, fam.n_bits),
             np.zeros(fam.dim, np.float32), fam._weights,
         )
 
@@ -357,11 +385,11 @@ class VectorLSH(_Searcher):
         scores = probes[2] if len(probes) > 2 and stop > 0 else np.zeros((len(Q), 0))
         # The pre-filter needs codes, and never keeps fewer candidates than the answer needs.
         rerank = max(n_rerank, k) if n_rerank > 0 and self.codes_.shape[1] else 0
+        codes = self._words
         if rerank:
-            codes, q_codes = packed_codes(self.codes_, self.family.keys(Q))
-            codes = kernels.frozen(codes)
+            q_codes = query_words(self.family.keys(Q), self.codes_, codes, self._code_bits)
         else:
-            codes, q_codes = np.zeros((len(self), 0), np.uint64), np.zeros((len(Q), 0), np.uint64)
+            codes, q_codes = NO_WORDS, np.zeros((len(Q), 0), np.uint64)
         ids, dist, cand, probed = kernels.search_vectors(
             Q, np.ascontiguousarray(keys), np.ascontiguousarray(tables), *self._kernel_tables,
             self._exact_rows[0], self._dead_bits, k,
