@@ -26,11 +26,10 @@ def check_metric(metric: str) -> str:
 
 def kernel_queries(A: np.ndarray) -> np.ndarray:
     """Query rows as the compiled searches read them: float32 or float64 and C-contiguous as
-    given, else a float32 copy (the kernels normalise and check them themselves); read-only,
-    so that queries read from a file and built in memory run one build of a kernel."""
+    given, else a float32 copy (the kernels normalise and check them themselves)."""
     if (A.dtype != np.float32 and A.dtype != np.float64) or not A.flags.c_contiguous:
-        A = np.ascontiguousarray(A, dtype=np.float32)
-    return kernels.frozen(A)
+        return np.ascontiguousarray(A, dtype=np.float32)
+    return A
 
 
 def prepare(X: np.ndarray, metric: str) -> np.ndarray:

@@ -298,7 +298,7 @@ def fast_state(family: KMeansLSH, tables: Any, n_rows: int) -> tuple | None:
     the cells' row offsets (``cell_rows``)."""
     if family.centroids_ is None:
         return None
-    cent_t = kernels.frozen(np.ascontiguousarray(family.centroids_.transpose(0, 2, 1)))
+    cent_t = np.ascontiguousarray(family.centroids_.transpose(0, 2, 1))
     scale = kmeans.TOL_ULPS * (family.dim + 2) * 2.0**-24
     return (cent_t, np.ascontiguousarray(family._bias), scale, family._cmax,
             cell_rows(tables, n_rows, family.n_cells))

@@ -709,18 +709,6 @@ def jaccard_all(q_indptr, q_elems, indptr, elems, alive, k):  # pragma: no cover
     return out_i, out_d
 
 
-def frozen(a: np.ndarray) -> np.ndarray:
-    """``a`` as a read-only view.  numba compiles a kernel once per argument type, and a
-    read-only array (memory-mapped from a segment) is another type than a writable one
-    (built in memory): the index's arrays are passed read-only either way, so one build
-    serves both (each of these kernels takes a worker tens of seconds to compile)."""
-    if not a.flags.writeable:
-        return a
-    view = a.view()
-    view.flags.writeable = False
-    return view
-
-
 def _named(fn, suffix):  # type: ignore[no-untyped-def]
     """A copy of ``fn`` under another name.  numba's on-disk cache keys a function by its name
     and bytecode, not by ``parallel=``: two builds of one function would load each other's

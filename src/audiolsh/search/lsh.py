@@ -143,25 +143,25 @@ def packed_codes(codes: np.ndarray, query_keys: np.ndarray) -> tuple[np.ndarray,
 
 
 # No codes, as the kernels read them (zero columns: any row count passes).
-NO_WORDS = kernels.frozen(np.zeros((0, 0), np.uint64))
+NO_WORDS = np.zeros((0, 0), np.uint64)
 
 
 def word_codes(codes: np.ndarray) -> tuple[np.ndarray, int]:
-    """The row codes as the search kernels read them, read-only: 64-bit words, each packing
+    """The row codes as the search kernels read them: 64-bit words, each packing
     64 / bits tables' codes (low table first), a row's last word padded with zero codes, and
     the bits of one table's code.  One layout for codes of any width: numba compiles each
     search kernel once, not once per width (tens of seconds each).  Zero columns and 0 bits
     without codes (or on a big-endian machine, where the raw codes are read)."""
     n, n_tables = codes.shape
     if not n_tables or sys.byteorder != "little":
-        return (kernels.frozen(codes) if n_tables else NO_WORDS), 0
+        return (codes if n_tables else NO_WORDS), 0
     per = 8 // codes.itemsize
     width = -(-n_tables // per) * per
     if width != n_tables or not codes.flags.c_contiguous:
         padded = np.zeros((n, width), codes.dtype)
         padded[:, :n_tables] = codes
         codes = padded
-    return kernels.frozen(codes.view(np.uint64)), 8 * codes.itemsize
+    return codes.view(np.uint64), 8 * codes.itemsize
 
 
 def query_words(keys: np.ndarray, codes: np.ndarray, words: np.ndarray, code_bits: int) -> np.ndarray:
@@ -224,9 +224,8 @@ class VectorLSH(_Searcher):
         self.codes_ = codes if codes is not None else np.zeros((len(vectors), 0), np.uint16)
         self._words, self._code_bits = word_codes(self.codes_)
         self.rerank_, self.rerank_scale_, self.rerank_offset_ = rerank, rerank_scale, rerank_offset
-        rows, aux = kernel_rows(vectors, rerank, rerank_scale, rerank_offset)
-        self._exact_rows = kernels.frozen(rows), aux
-        self._kernel_tables = tuple(kernels.frozen(np.ascontiguousarray(a)) for a in (
+        self._exact_rows = kernel_rows(vectors, rerank, rerank_scale, rerank_offset)
+        self._kernel_tables = tuple(np.ascontiguousarray(a) for a in (
             tables.table_start, tables.bucket_keys, tables.bucket_start, tables.members))
         self._names = NO_NAMES
         self.alive_ = np.ones(len(vectors), np.uint8) if alive is None else alive.astype(np.uint8)
@@ -353,7 +352,7 @@ class VectorLSH(_Searcher):
         rerank = max(n_rerank, k) if n_rerank > 0 and codes.shape[1] else 0
         A = kernel_queries(A)
         found = kernels.search_hyperplane(
-            A, self.metric == "cosine", mean, kernels.frozen(fam.planes_), weights, min(probes, cap), *tables,
+            A, self.metric == "cosine", mean, fam.planes_, weights, min(probes, cap), *tables,
             self._exact_rows[0], self._dead_bits, k, METRICS[self.metric], codes, code_bits, rerank,
             self._exact_rows[1], float(stop),
         )
