@@ -242,9 +242,8 @@ class VectorLSH(_Searcher):
             return None
         if X.dtype != np.float32 or X.ndim != 2 or not X.flags.c_contiguous:
             return None
-        tables = self._kernel_tables
         return (
-            tables, self._words, self._code_bits, probe_cap(fam.n_tables, fam.n_bits),
+            self._kernel_tables, self._words, self._code_bits, probe_cap(fam.n_tables, fam.n_bits),
             np.zeros(fam.dim, np.float32), fam._weights,
         )
 
