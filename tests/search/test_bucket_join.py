@@ -62,3 +62,31 @@ def test_pairs_skip_self_and_removed_rows_and_sort_by_distance_then_id() -> None
     within = join_vectors(X[:1], ids[:1], np.array([0, 1]), np.array([0]), tables, X, ids, dead,
                           metric=kernels.COSINE, k=None, max_distance=0.5)
     assert within.neighbours.tolist() == [11, 14]
+
+
+def test_rows_in_memory_and_read_only_run_one_build_of_the_pair_kernel() -> None:
+    # Memory-mapped segments give read-only arrays, another numba type than arrays in memory:
+    # the join passes both read-only, so the second compiles nothing and answers the same.
+    from audiolsh.search import bucket_join
+
+    rng = np.random.default_rng(21)
+    X = rng.standard_normal((60, 4)).astype(np.float32)
+    ids = np.arange(100, 160, dtype=np.int64)
+    tables = BucketTables.build(rng.integers(0, 3, (60, 2)).astype(np.uint64))
+    dead = kernels.dead_bit_map(np.ones(60, np.uint8))
+    q_ptr, buckets = resolve(np.ascontiguousarray(tables.bucket_keys[:2][None].repeat(5, 0)),
+                             np.zeros((5, 2), np.int32), tables)
+
+    def frozen(a: np.ndarray) -> np.ndarray:
+        b = a.copy()
+        b.flags.writeable = False
+        return b
+
+    first = join_vectors(X[:5], ids[:5], q_ptr, buckets, tables, X, ids, dead, metric=kernels.COSINE, k=4)
+    built = len(bucket_join._join_vectors.signatures)
+    read_only = BucketTables(*(frozen(getattr(tables, n)) for n in ("table_start", "bucket_keys",
+                                                                     "bucket_start", "members")))
+    again = join_vectors(frozen(X[:5]), ids[:5], q_ptr, buckets, read_only, frozen(X), frozen(ids),
+                         frozen(dead), metric=kernels.COSINE, k=4)
+    assert len(bucket_join._join_vectors.signatures) == built >= 1
+    assert again.neighbours.tolist() == first.neighbours.tolist() and len(first.neighbours)

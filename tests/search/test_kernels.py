@@ -217,3 +217,43 @@ def test_codes_of_every_width_run_one_build_and_measure_the_same_hamming_distanc
         bits_of = np.unpackbits((cut[:, None, :] ^ s.codes_[None]).view(np.uint8), axis=-1).sum(axis=-1)
         np.testing.assert_array_equal(mine, bits_of)
     assert counts[1:] == counts[:-1]
+
+
+@pytest.mark.parametrize("family", ["kmeans", "hyperplane", "pstable"])
+def test_an_index_in_memory_and_memory_mapped_runs_one_build_of_each_kernel(
+    family: str, tmp_path: Path
+) -> None:
+    # A memory-mapped segment's arrays are read-only, another numba type than arrays built in
+    # memory: the index is frozen when loaded, so the second copy compiles nothing new.
+    from audiolsh.hashing import KMeansLSH, PStableLSH
+    from audiolsh.search import cells
+    from audiolsh.search.tables import ARRAY_NAMES, BucketTables
+
+    rng = np.random.default_rng(14)
+    X = rng.standard_normal((1500, 16)).astype(np.float32)
+    Q = rng.standard_normal((40, 16)).astype(np.float32)
+    make = {
+        "kmeans": lambda: VectorLSH(KMeansLSH(16, n_cells=24, seed=5), n_probes=3),
+        "hyperplane": lambda: VectorLSH(HyperplaneLSH(16, n_tables=4, n_bits=8, seed=5), n_rerank=40),
+        "pstable": lambda: VectorLSH(PStableLSH(16, n_tables=4, n_hashes=4, bucket_width=6.0, seed=5),
+                                     metric="euclidean"),
+    }[family]
+    built = [cells.search_cells, cells.search_cells_parallel, kernels.search_hyperplane,
+             kernels.search_vectors_serial, kernels.search_vectors_parallel]
+    memory = make().fit(X)
+    answers = [memory.search(Q[:1], 5), memory.search(Q, 5)]
+    counts = [len(k.signatures) for k in built]
+
+    def mapped(name: str, a: np.ndarray) -> np.ndarray:
+        np.save(tmp_path / f"{name}.npy", a)
+        return np.load(tmp_path / f"{name}.npy", mmap_mode="r")
+
+    tables = BucketTables(*(mapped(n, getattr(memory.tables_, n)) for n in ARRAY_NAMES))
+    on_disk = make()
+    on_disk.family = memory.family
+    on_disk.load(mapped("vectors", memory.vectors_), tables, codes=mapped("codes", memory.codes_))
+    assert not on_disk.vectors_.flags.writeable and not tables.members.flags.writeable
+    again = [on_disk.search(Q[:1], 5), on_disk.search(Q, 5)]
+    assert [len(k.signatures) for k in built] == counts and sum(counts) >= 2
+    for a, b in zip(answers, again):
+        np.testing.assert_array_equal(a.ids, b.ids)

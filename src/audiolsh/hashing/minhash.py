@@ -173,8 +173,8 @@ class MinHashLSH:
     def probes(self, sets: Any, n_probes: int) -> tuple[np.ndarray, np.ndarray]:
         # Band keys have no neighbouring buckets: every band is probed once.
         home = self.keys(sets)
-        tables = np.broadcast_to(np.arange(self.n_bands, dtype=np.int32), home.shape)
-        return home, np.ascontiguousarray(tables)
+        # a writable copy for any row count: one numba type for a lone query and a batch
+        return home, np.tile(np.arange(self.n_bands, dtype=np.int32), (len(home), 1))
 
     @staticmethod
     def estimate_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:

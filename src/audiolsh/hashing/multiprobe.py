@@ -159,8 +159,9 @@ def scored_probe_sequence(
     if n_probes <= n_tables or m == 0:
         # Home buckets only; the table order does not matter.
         p = min(n_probes, n_tables)
-        tables = np.broadcast_to(np.arange(p, dtype=np.int32), (n, p))
-        return (np.ascontiguousarray(home[:, :p]), np.ascontiguousarray(tables),
+        # a writable copy for any row count: one numba type for a lone query and a batch
+        tables = np.tile(np.arange(p, dtype=np.int32), (n, 1))
+        return (np.ascontiguousarray(home[:, :p]), tables,
                 np.zeros((n, p), np.float64))
     return _probe_heap_scored(
         np.ascontiguousarray(home, dtype=np.uint64),

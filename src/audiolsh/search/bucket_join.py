@@ -352,6 +352,12 @@ def _slots(k: int | None, bounds: np.ndarray) -> tuple[np.ndarray, bool]:
     return np.minimum(bounds, k), True
 
 
+def _frozen(*args: object) -> tuple:
+    """The arguments with every array read-only: a join's inputs are in memory or mapped
+    from segments, one numba type either way (see ``kernels.frozen``)."""
+    return tuple(kernels.frozen(a) if isinstance(a, np.ndarray) else a for a in args)
+
+
 def join_vectors(Q: np.ndarray, q_ids: np.ndarray, q_ptr: np.ndarray, buckets: np.ndarray,
                  tables: BucketTables, X: np.ndarray, ids: np.ndarray, dead_bits: np.ndarray, *,
                  metric: int, k: int | None, max_distance: float = np.inf,
@@ -375,12 +381,12 @@ def join_vectors(Q: np.ndarray, q_ids: np.ndarray, q_ptr: np.ndarray, buckets: n
         q_words, codes, n_rerank = np.zeros((len(q_ids), 0), np.uint64), np.zeros((len(X), 0), np.uint64), 0
     else:
         q_words, codes, n_rerank = prefilter
-    n_out, out_i, out_d, n_cand = _join_vectors(
+    n_out, out_i, out_d, n_cand = _join_vectors(*_frozen(
         np.ascontiguousarray(Q, np.float32), q_ids, q_ptr,
         np.ascontiguousarray(buckets, np.int64), np.asarray(tables.bucket_start),
         np.asarray(tables.members), X, ids, dead_bits, metric, top_k,
         np.float32(max_distance), out_ptr, q_words, codes, int(n_rerank), n_chunks,
-    )
+    ))
     return _compact(n_out, out_i, out_d, out_ptr, n_cand)
 
 
@@ -394,10 +400,10 @@ def join_sets(q_indptr: np.ndarray, q_elems: np.ndarray, q_ids: np.ndarray, q_pt
     slots, top_k = _slots(k, bounds)
     out_ptr = np.concatenate([[0], np.cumsum(slots)]).astype(np.int64)
     n_chunks = max(1, min(len(q_ids), n_threads or numba.get_num_threads()))
-    n_out, out_i, out_d, n_cand = _join_sets(
+    n_out, out_i, out_d, n_cand = _join_sets(*_frozen(
         np.asarray(q_indptr, np.int64), np.asarray(q_elems, np.uint64), np.ascontiguousarray(q_ids, np.int64),
         q_ptr, np.ascontiguousarray(buckets, np.int64), np.asarray(tables.bucket_start),
         np.asarray(tables.members), np.asarray(indptr, np.int64), np.asarray(elems, np.uint64),
         np.asarray(ids, np.int64), dead_bits, top_k, np.float32(max_distance), out_ptr, n_chunks,
-    )
+    ))
     return _compact(n_out, out_i, out_d, out_ptr, n_cand)

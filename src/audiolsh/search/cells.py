@@ -300,8 +300,8 @@ def fast_state(family: KMeansLSH, tables: Any, n_rows: int) -> tuple | None:
         return None
     cent_t = np.ascontiguousarray(family.centroids_.transpose(0, 2, 1))
     scale = kmeans.TOL_ULPS * (family.dim + 2) * 2.0**-24
-    return (cent_t, np.ascontiguousarray(family._bias), scale, family._cmax,
-            cell_rows(tables, n_rows, family.n_cells))
+    return (kernels.frozen(cent_t), kernels.frozen(np.ascontiguousarray(family._bias)), scale,
+            family._cmax, kernels.frozen(cell_rows(tables, n_rows, family.n_cells)))
 
 
 def search_cells_of(searcher: Any, A: np.ndarray, k: int, n_probes: int, metric: int,

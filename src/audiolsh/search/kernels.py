@@ -709,6 +709,19 @@ def jaccard_all(q_indptr, q_elems, indptr, elems, alive, k):  # pragma: no cover
     return out_i, out_d
 
 
+def frozen(a: np.ndarray) -> np.ndarray:
+    """``a`` as a read-only view (no copy).  numba compiles a kernel once per argument type,
+    and a read-only array (a memory-mapped or Redis segment's) is another type than a
+    writable one (built in memory): an index's arrays are frozen once when it is loaded, so
+    one build of each kernel serves both (each takes a process tens of seconds to compile).
+    Not per query: a view per call costs more than the read-only dispatch."""
+    if not a.flags.writeable:
+        return a
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
 def _named(fn, suffix):  # type: ignore[no-untyped-def]
     """A copy of ``fn`` under another name.  numba's on-disk cache keys a function by its name
     and bytecode, not by ``parallel=``: two builds of one function would load each other's

@@ -24,7 +24,7 @@ from audiolsh.search.results import Neighbors, replace_rows
 from audiolsh.search.tables import BucketTables
 
 MAX_PROBE_ROUNDS = 4
-NO_NAMES = np.zeros(0, np.int64)  # answers name rows by their numbers
+NO_NAMES = kernels.frozen(np.zeros(0, np.int64))  # answers name rows by their numbers
 
 
 def _n_chunks(n_queries: int) -> int:
@@ -143,7 +143,7 @@ def packed_codes(codes: np.ndarray, query_keys: np.ndarray) -> tuple[np.ndarray,
 
 
 # No codes, as the kernels read them (zero columns: any row count passes).
-NO_WORDS = np.zeros((0, 0), np.uint64)
+NO_WORDS = kernels.frozen(np.zeros((0, 0), np.uint64))
 
 
 def word_codes(codes: np.ndarray) -> tuple[np.ndarray, int]:
@@ -154,14 +154,14 @@ def word_codes(codes: np.ndarray) -> tuple[np.ndarray, int]:
     without codes (or on a big-endian machine, where the raw codes are read)."""
     n, n_tables = codes.shape
     if not n_tables or sys.byteorder != "little":
-        return (codes if n_tables else NO_WORDS), 0
+        return (kernels.frozen(codes) if n_tables else NO_WORDS), 0
     per = 8 // codes.itemsize
     width = -(-n_tables // per) * per
     if width != n_tables or not codes.flags.c_contiguous:
         padded = np.zeros((n, width), codes.dtype)
         padded[:, :n_tables] = codes
         codes = padded
-    return codes.view(np.uint64), 8 * codes.itemsize
+    return kernels.frozen(codes.view(np.uint64)), 8 * codes.itemsize
 
 
 def query_words(keys: np.ndarray, codes: np.ndarray, words: np.ndarray, code_bits: int) -> np.ndarray:
@@ -193,6 +193,7 @@ class VectorLSH(_Searcher):
         self.default_probes = family.n_tables if n_probes is None else check_int("n_probes", n_probes, 1)
         self.default_rerank = check_int("n_rerank", n_rerank, 0)
         self._fast: tuple | None = None
+        self._family_views: tuple | None = None
         self._names = NO_NAMES
 
     def fit(
@@ -224,8 +225,10 @@ class VectorLSH(_Searcher):
         self.codes_ = codes if codes is not None else np.zeros((len(vectors), 0), np.uint16)
         self._words, self._code_bits = word_codes(self.codes_)
         self.rerank_, self.rerank_scale_, self.rerank_offset_ = rerank, rerank_scale, rerank_offset
-        self._exact_rows = kernel_rows(vectors, rerank, rerank_scale, rerank_offset)
-        self._kernel_tables = tuple(np.ascontiguousarray(a) for a in (
+        # The kernels read the index frozen, in memory as memory-mapped: one build of each.
+        rows, aux = kernel_rows(vectors, rerank, rerank_scale, rerank_offset)
+        self._exact_rows = kernels.frozen(rows), kernels.frozen(aux)
+        self._kernel_tables = tuple(kernels.frozen(np.ascontiguousarray(a)) for a in (
             tables.table_start, tables.bucket_keys, tables.bucket_start, tables.members))
         self._names = NO_NAMES
         self.alive_ = np.ones(len(vectors), np.uint8) if alive is None else alive.astype(np.uint8)
@@ -244,8 +247,18 @@ class VectorLSH(_Searcher):
             return None
         return (
             self._kernel_tables, self._words, self._code_bits, probe_cap(fam.n_tables, fam.n_bits),
-            np.zeros(fam.dim, np.float32), fam._weights,
+            kernels.frozen(np.zeros(fam.dim, np.float32)), kernels.frozen(fam._weights),
         )
+
+    def _family_arrays(self, fam: HyperplaneLSH) -> tuple[np.ndarray | None, np.ndarray]:
+        """The family's mean (None before a fit) and planes, frozen as the index is (once
+        while they are the same arrays: ``fit`` replaces them)."""
+        seen = self._family_views
+        if seen is None or seen[0] is not fam.mean_ or seen[1] is not fam.planes_:
+            seen = self._family_views = (
+                fam.mean_, fam.planes_, None if fam.mean_ is None else kernels.frozen(fam.mean_),
+                kernels.frozen(fam.planes_))
+        return seen[2], seen[3]
 
     def __len__(self) -> int:
         return len(self.vectors_)
@@ -261,7 +274,7 @@ class VectorLSH(_Searcher):
         if ids.shape != (len(self),) or ids.dtype.kind not in "iu" or (len(ids) and ids.min() < 0):
             raise ParameterError(f"row ids must be {len(self)} integers >= 0, one per row")
         # a trailing -1: "no row" (-1) indexes it and stays -1, with no test per answer
-        self._names = np.concatenate([ids.astype(np.int64), [-1]])
+        self._names = kernels.frozen(np.concatenate([ids.astype(np.int64), [-1]]))
         return self
 
     def _as_names(self, ids: np.ndarray) -> np.ndarray:
@@ -344,14 +357,15 @@ class VectorLSH(_Searcher):
         fam = self.family
         assert isinstance(fam, HyperplaneLSH)
         tables, codes, code_bits, cap, zero_mean, weights = fast
-        mean = fam.mean_ if fam.center else zero_mean
+        fitted_mean, planes = self._family_arrays(fam)
+        mean = fitted_mean if fam.center else zero_mean
         if mean is None or not fam.fitted_:
             return None
         probes = self.default_probes if n_probes is None else check_int("n_probes", n_probes, 1)
         rerank = max(n_rerank, k) if n_rerank > 0 and codes.shape[1] else 0
         A = kernel_queries(A)
         found = kernels.search_hyperplane(
-            A, self.metric == "cosine", mean, fam.planes_, weights, min(probes, cap), *tables,
+            A, self.metric == "cosine", mean, planes, weights, min(probes, cap), *tables,
             self._exact_rows[0], self._dead_bits, k, METRICS[self.metric], codes, code_bits, rerank,
             self._exact_rows[1], float(stop),
         )
@@ -446,6 +460,9 @@ class SetLSH(_Searcher):
         self.sets_ = sets
         self.tables_ = tables
         self.alive_ = np.ones(len(sets), np.uint8) if alive is None else alive.astype(np.uint8)
+        self._kernel_arrays = tuple(kernels.frozen(np.ascontiguousarray(a)) for a in (
+            tables.table_start, tables.bucket_keys, tables.bucket_start, tables.members,
+            sets.indptr, sets.elements))  # frozen as VectorLSH's: one build of each kernel
         return self
 
     def __len__(self) -> int:
@@ -474,11 +491,9 @@ class SetLSH(_Searcher):
         band collisions."""
         assert isinstance(queries, SetBatch)
         keys, tables = probes
-        t = self.tables_
         args = (
             queries.indptr, queries.elements, np.ascontiguousarray(keys),
-            np.ascontiguousarray(tables), t.table_start, t.bucket_keys, t.bucket_start,
-            t.members, self.sets_.indptr, self.sets_.elements, self.alive_, k,
+            np.ascontiguousarray(tables), *self._kernel_arrays, self.alive_, k,
             _n_chunks(len(queries)),
         )
         if n_rerank > 0:
