@@ -153,3 +153,29 @@ def test_bad_parameters(tmp_path: Path, rng) -> None:
             self_join(index, min_similarity=0.5, max_distance=0.2)
         with pytest.raises(ParameterError, match="max_bucket"):
             self_join(index, max_bucket=0)
+
+
+def test_the_hamming_prefilter_reads_codes_of_any_width_in_one_build(tmp_path: Path, rng) -> None:
+    # A join with the pre-filter (n_rerank) measures only the candidates nearest by Hamming
+    # distance of their codes: with a budget above every candidate count it is the join without
+    # it; codes of 8 and 16 bits a table, whole 64-bit words a row or not, run one build.
+    from audiolsh.search import bucket_join
+
+    X = rng.standard_normal((900, 12)).astype(np.float32)
+    builds = []
+    for n_tables, n_bits in [(6, 8), (3, 12)]:  # 6 and 6 bytes a row: not whole words
+        with cosine_index(tmp_path / f"w{n_bits}", X, n_tables=n_tables, n_bits=n_bits, whiten=0.0,
+                          family="hyperplane") as index:
+            plain = self_join(index, k=5, n_probes=n_tables * 4, n_rerank=0)
+            wide = self_join(index, k=5, n_probes=n_tables * 4, n_rerank=100_000)
+            narrow = self_join(index, k=5, n_probes=n_tables * 4, n_rerank=20)
+            codes = index._segments[0].searcher.codes_
+        assert codes.shape[1] == n_tables and codes.itemsize == (1 if n_bits <= 8 else 2)
+        assert wide.same_pairs(plain)
+        assert narrow.stats.n_pairs == plain.stats.n_pairs  # k found, exact distances
+        for item in plain.ids[:50]:
+            _, d = narrow.neighbours_of(int(item))
+            _, best = plain.neighbours_of(int(item))
+            assert (d >= best - 1e-6).all()
+        builds.append(len(bucket_join._join_vectors.signatures))
+    assert builds[0] == builds[1]

@@ -257,3 +257,19 @@ def test_an_index_in_memory_and_memory_mapped_runs_one_build_of_each_kernel(
     assert [len(k.signatures) for k in built] == counts and sum(counts) >= 2
     for a, b in zip(answers, again):
         np.testing.assert_array_equal(a.ids, b.ids)
+
+
+def test_numbas_pedantic_scope_warning_is_not_shown_to_users() -> None:
+    # numba's parallel lowering of the int8 re-rank warns "variable ... is not in scope" and asks
+    # the user to report it; a process that uses the search kernels does not show it, and
+    # numba's other warnings still show.
+    code = (
+        "import warnings\n"
+        "import audiolsh.search\n"
+        "from numba.core.errors import NumbaIRAssumptionWarning, NumbaPerformanceWarning\n"
+        "warnings.warn(NumbaIRAssumptionWarning(\"variable '_fold_v1648_qc_2.1' is not in scope.\"))\n"
+        "warnings.warn(NumbaPerformanceWarning('another warning'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "not in scope" not in proc.stderr and "another warning" in proc.stderr

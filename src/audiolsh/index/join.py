@@ -44,7 +44,7 @@ from audiolsh.search.bucket_join import (
     join_vectors,
     resolve,
 )
-from audiolsh.search.lsh import packed_codes
+from audiolsh.search.lsh import query_words
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,8 @@ class _Side:
     data: Any  # (n, dim) float32 rows, or a SetBatch
     n_probes: int
     codes: np.ndarray | None  # hyperplane codes of the rows, for the Hamming pre-filter
+    words: np.ndarray | None  # the codes as the kernels read them (``lsh.word_codes``)
+    code_bits: int
 
 
 def _max_distance(metric: str, min_similarity: float | None, max_distance: float | None) -> float:
@@ -176,10 +178,12 @@ class JoinPlan:
             data = searcher.sets_ if self.metric == "jaccard" else np.asarray(searcher.vectors_)  # type: ignore[union-attr]
             probes = n_probes or index.config.n_probes or index._default_probes(seg)
             codes = getattr(searcher, "codes_", None)
+            if codes is None or not codes.shape[1] or not self.n_rerank:
+                codes = None
             self.sides.append(_Side(
                 seg.family, cap_tables(searcher.tables_, seg.ids, self.max_bucket, seed=self.seed),
                 np.asarray(seg.ids, np.int64), kernels.dead_bit_map(seg.alive), data, probes,
-                codes if codes is not None and codes.shape[1] and self.n_rerank else None))
+                codes, getattr(searcher, "_words", None), getattr(searcher, "_code_bits", 0)))
 
     def live_ids(self) -> np.ndarray:
         """Every live item id, ascending."""
@@ -251,9 +255,10 @@ class JoinPlan:
                     max_distance=self.max_distance, n_threads=n_threads))
             else:
                 prefilter = None
-                if side.codes is not None:
-                    codes, q_words = packed_codes(side.codes, side.family.keys(rows[sl]))
-                    prefilter = (q_words, codes, max(self.n_rerank, self.k or 0))
+                if side.codes is not None and side.words is not None:
+                    # the searcher's word layout for every code width: one build of the kernel
+                    q_words = query_words(side.family.keys(rows[sl]), side.codes, side.words, side.code_bits)
+                    prefilter = (q_words, side.words, max(self.n_rerank, self.k or 0))
                 out.append(join_vectors(
                     rows[sl], ids[sl], sub_ptr, sub_buckets, side.capped.tables, side.data, side.ids,
                     side.dead_bits, metric=METRIC_CODES[self.metric], k=self.k,

@@ -369,7 +369,7 @@ def join_vectors(Q: np.ndarray, q_ids: np.ndarray, q_ptr: np.ndarray, buckets: n
     ``max_distance``.  ``ids``: item id of each row of X.
 
     ``prefilter`` = (query codes, row codes, n_rerank), both as uint64 words
-    (``lsh.packed_codes``): measure only the ``n_rerank`` candidates nearest the query by
+    (``lsh.word_codes``, ``lsh.query_words``): measure only the ``n_rerank`` candidates nearest the query by
     Hamming distance of their hyperplane codes (ties included), as ``Index.query`` does."""
     bounds = candidate_bounds(q_ptr, buckets, np.diff(np.asarray(tables.bucket_start)))
     slots, top_k = _slots(k, bounds)

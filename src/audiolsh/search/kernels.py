@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 from llvmlite import binding as llvm_binding
 from llvmlite import ir as llvm_ir
 from numba import types as nb_types
+from numba.core.errors import NumbaIRAssumptionWarning
 from numba.extending import intrinsic, overload
 
 from audiolsh.hashing import hyperplane, multiprobe
@@ -720,6 +722,12 @@ def frozen(a: np.ndarray) -> np.ndarray:
     view = a.view()
     view.flags.writeable = False
     return view
+
+
+# numba's parallel lowering of the int8 re-rank trips its own pedantic scope check ("variable
+# ... is not in scope", asking the user to report it) while compiling correct code (the int8
+# answers are tested against numpy): not a message for the people who build an index.
+warnings.filterwarnings("ignore", message=r"variable '.*' is not in scope", category=NumbaIRAssumptionWarning)
 
 
 def _named(fn, suffix):  # type: ignore[no-untyped-def]

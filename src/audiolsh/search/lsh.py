@@ -126,20 +126,11 @@ def row_codes(family: HashFamily, keys: np.ndarray) -> np.ndarray | None:
     the Hamming pre-filter; None for families whose keys are not bit strings.  16 bits of a
     table estimate the angle about as well as 24, and keep the codes at 2 bytes a table
     (16 at L=8), inside 64 bytes an item with the tables at 10M rows (K=19).  Queries cut
-    their keys to the codes' width (``packed_codes``); older segments' wider codes still read."""
+    their keys to the codes' width (``query_words``); older segments' wider codes still read."""
     if not isinstance(family, HyperplaneLSH):
         return None
     dtype = np.uint8 if family.n_bits <= 8 else np.uint16
     return np.ascontiguousarray(keys.astype(dtype))
-
-
-def packed_codes(codes: np.ndarray, query_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row codes and the queries' codes in the same layout, as 64-bit words when a row's
-    bytes allow it (fewer popcounts); the Hamming distance does not depend on the layout."""
-    q = np.ascontiguousarray(query_keys.astype(codes.dtype))
-    if codes.flags.c_contiguous and (codes.shape[1] * codes.itemsize) % 8 == 0:
-        return codes.view(np.uint64), q.view(np.uint64)
-    return codes, q
 
 
 # No codes, as the kernels read them (zero columns: any row count passes).
