@@ -257,14 +257,6 @@ def test_app_from_env_for_uvicorn_workers(redis_library: str, monkeypatch: pytes
         assert client.get("/api/tracks").status_code == 200
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _env(**extra: str) -> dict[str, str]:
     """The environment of a child process that imports this tree's audiolsh."""
     import os
@@ -289,7 +281,7 @@ def _one_connection(base: str, work: Callable[[Any], Any]) -> tuple[int, Any]:
 
 @pytest.mark.slow
 def test_uvicorn_workers_share_one_library_and_see_a_new_track(
-        redis_server: RedisServer, web_corpus: Any, tmp_path: Path) -> None:
+        redis_server: RedisServer, web_corpus: Any, tmp_path: Path, free_port: int) -> None:
     import httpx
 
     url = redis_server.url("uvicorn")
@@ -307,7 +299,7 @@ def test_uvicorn_workers_share_one_library_and_see_a_new_track(
     assert Path(expected[2]["match"]["path"]).name == "bravo.flac"
     assert Path(expected[3]["match"]["path"]).name == "alpha.wav"
 
-    port = _free_port()
+    port = free_port
     base = f"http://127.0.0.1:{port}"
     with open(tmp_path / "uvicorn.log", "w") as log:
         proc = subprocess.Popen(
