@@ -273,3 +273,24 @@ def test_numbas_pedantic_scope_warning_is_not_shown_to_users() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "not in scope" not in proc.stderr and "another warning" in proc.stderr
+
+
+def test_a_refit_family_is_read_anew_by_the_lone_query_path() -> None:
+    # The lone-query path keeps read-only views of the family's mean and planes; fitting the
+    # searcher again replaces them, and the next query reads the new ones.
+    rng = np.random.default_rng(15)
+    X1 = rng.standard_normal((800, 12)).astype(np.float32) + 3.0
+    X2 = rng.standard_normal((800, 12)).astype(np.float32) - 3.0
+    Q = X2[:3] + 0.01
+
+    def make() -> VectorLSH:
+        return VectorLSH(HyperplaneLSH(12, n_tables=4, n_bits=6, center=True, seed=6), n_rerank=50)
+
+    s = make().fit(X1)
+    s.search(Q[:1], 5)
+    s.fit(X2)
+    fresh = make().fit(X2)
+    for q in Q:
+        a, b = s.search(q[None], 5), fresh.search(q[None], 5)
+        np.testing.assert_array_equal(a.ids, b.ids)
+        np.testing.assert_array_equal(a.n_candidates, b.n_candidates)
