@@ -177,20 +177,33 @@ def test_without_f16c_float16_rows_go_through_the_table(tmp_path: Path) -> None:
     assert "table path ok" in proc.stdout
 
 
-def test_the_serial_and_parallel_builds_share_one_compiled_body() -> None:
-    # The per-chunk body is its own compiled function, called by both builds: a batch after a
-    # lone query of the same types compiles only the thin parallel loop around it.
-    from audiolsh.hashing import PStableLSH
+_ONE_BODY = """
+import numpy as np
+from audiolsh.hashing import PStableLSH
+from audiolsh.search import VectorLSH, kernels
 
-    rng = np.random.default_rng(12)
-    X = rng.standard_normal((1500, 16)).astype(np.float32)
-    s = VectorLSH(PStableLSH(16, n_tables=4, n_hashes=4, bucket_width=6.0, seed=3), metric="euclidean").fit(X)
-    Q = rng.standard_normal((9, 16)).astype(np.float32)
-    lone = s.search(Q[:1], 4)
-    bodies = set(kernels.vectors_chunk.signatures)
-    batch = s.search(Q, 4)
-    assert set(kernels.vectors_chunk.signatures) == bodies and bodies
-    np.testing.assert_array_equal(lone.ids[0], batch.ids[0])
+rng = np.random.default_rng(12)
+X = rng.standard_normal((1500, 16)).astype(np.float32)
+s = VectorLSH(PStableLSH(16, n_tables=4, n_hashes=4, bucket_width=6.0, seed=3), metric="euclidean").fit(X)
+Q = rng.standard_normal((9, 16)).astype(np.float32)
+lone = s.search(Q[:1], 4)
+bodies = set(kernels.vectors_chunk.signatures)
+batch = s.search(Q, 4)
+assert bodies and set(kernels.vectors_chunk.signatures) == bodies, "the batch compiled another body"
+assert np.array_equal(lone.ids[0], batch.ids[0])
+print("one body")
+"""
+
+
+def test_the_serial_and_parallel_builds_share_one_compiled_body(tmp_path: Path) -> None:
+    # The per-chunk body is its own compiled function, called by both builds: a batch after a
+    # lone query of the same types compiles only the thin parallel loop around it.  A fresh
+    # process with an empty numba cache: kernels loaded from a cache compile no body at all.
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", _ONE_BODY], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "one body" in proc.stdout
 
 
 def test_codes_of_every_width_run_one_build_and_measure_the_same_hamming_distance() -> None:

@@ -259,10 +259,10 @@ def _search_cells(
         return out_i, out_d, n_cand, used, False
     m = max(n_probes - n_tables, 1)
     contiguous = cell_rows.shape[0] == n_cells + 1
-    for c in numba.prange(n_chunks):
-        cells_chunk(c, n_chunks, A, cent_t, bias, tol_scale, cmax, n_probes, table_start, bucket_keys,
-                    bucket_start, members, X, dead_bits, k, metric, aux, cell_rows, names, stop, m,
-                    contiguous, out_i, out_d, n_cand, used)
+    for c in numba.prange(n_chunks):  # prange counts in uint64: the serial build's int64 body
+        cells_chunk(np.int64(c), n_chunks, A, cent_t, bias, tol_scale, cmax, n_probes, table_start,
+                    bucket_keys, bucket_start, members, X, dead_bits, k, metric, aux, cell_rows, names,
+                    stop, m, contiguous, out_i, out_d, n_cand, used)
     return out_i, out_d, n_cand, used, True
 
 

@@ -376,10 +376,10 @@ def _search_vectors(
     prefilter = n_rerank > 0 and codes.shape[1] > 0
     adaptive = stop > 0 and not prefilter and probe_scores.shape[1] == probe_keys.shape[1]
     max_h = 64 * codes.shape[1] + 1
-    for c in numba.prange(n_chunks):
+    for c in numba.prange(n_chunks):  # prange counts in uint64: the serial build's int64 body
         vectors_chunk(
-            c, n_chunks, Q, probe_keys, probe_tables, table_start, bucket_keys, bucket_start, members,
-            X, dead_bits, metric, q_codes, codes, n_rerank, aux, probe_scores, stop, prefilter,
+            np.int64(c), n_chunks, Q, probe_keys, probe_tables, table_start, bucket_keys, bucket_start,
+            members, X, dead_bits, metric, q_codes, codes, n_rerank, aux, probe_scores, stop, prefilter,
             adaptive, max_h, out_i, out_d, n_cand, n_probed)
     return out_i, out_d, n_cand, n_probed
 
