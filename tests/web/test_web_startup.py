@@ -45,9 +45,14 @@ def _wait_for(predicate: Any) -> None:
 
 
 def test_health_answers_during_startup_and_requests_wait_for_the_app() -> None:
-    release, lifespans, ready = threading.Event(), [], []
+    release, lifespans, ready, said = threading.Event(), [], [], threading.Event()
+
+    def on_ready(app: Any, seconds: float) -> None:
+        ready.append(seconds)
+        said.set()
+
     startup = Startup(Settings(index_path="music"), build=_slow_build(release, lifespans),
-                      on_ready=lambda app, seconds: ready.append(seconds))
+                      on_ready=on_ready)
     with TestClient(startup) as client, ThreadPoolExecutor(1) as pool:
         health = client.get("/health")
         assert health.status_code == 503 and health.headers["retry-after"] == "1"
@@ -59,6 +64,8 @@ def test_health_answers_during_startup_and_requests_wait_for_the_app() -> None:
         answer = waiting.result(timeout=60)
         assert answer.status_code == 200 and answer.json() == {"hello": "music"}
         assert client.get("/health").json() == {"status": "ok"}
+        # on_ready runs in a thread after the app starts answering: wait for it, not for luck
+        assert said.wait(60)
         assert lifespans == ["up"] and len(ready) == 1 and startup.failure is None
     assert lifespans == ["up", "down"]
 
