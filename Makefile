@@ -11,7 +11,7 @@ MUSIC ?=
 PYTEST_WORKERS ?= 2
 export AUDIOLSH_CORPUS
 
-.PHONY: run test install system-deps lint typecheck pytest bench clean
+.PHONY: run test install system-deps lint typecheck kernels pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,9 +47,14 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# numba compiles a kernel the first time a process runs it and caches it on disk: compiled here
+# once, on every core, instead of in each test process and the commands they start.
+kernels: install
+	$(BIN)/audiolsh precompile
+
 # --max-worker-restart=0: a crashed worker ends the run at once, naming its test (xdist's
 # replacement worker can wait forever under --dist loadfile: pytest-xdist#1378).
-pytest: install
+pytest: kernels
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --max-worker-restart=0 --durations=15
 
 test: lint typecheck pytest

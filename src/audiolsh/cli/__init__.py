@@ -57,6 +57,9 @@ COMMANDS: dict[str, Lazy] = {
     "overlaps": Lazy("audiolsh.cli.index_cmds:overlaps",
                      "Pairs of tracks that share material (a duplicate, a re-release, a reused loop, a"
                      " medley): where the shared stretch starts in each track and how long it is."),
+    "precompile": Lazy("audiolsh.cli.precompile_cmd:precompile",
+                       "Compile the search and analysis kernels for this machine now, so that the first"
+                       " commands of a new install do not."),
     "remove": Lazy("audiolsh.cli.index_cmds:remove",
                    "Remove tracks (by track id, path, folder, a part of the artist, title or file name that"
                    " names one track, or @lists of them, one a line) or items (--keys) from the index."),

@@ -1,0 +1,145 @@
+"""Compile the kernels of the common commands ahead of their first use.
+
+numba compiles a kernel the first time a process calls it with new argument types and keeps the
+machine code on disk (``jit_cache``), so on a new install the first commands pay for it: indexing
+one track took 38 s instead of 6, a first batch of vector queries about 20 s.  ``run`` runs the
+common commands on small seeded inputs (synthetic songs, random vectors) in a temporary folder,
+``workers`` chains of them at a time, so each kernel is compiled once and every later process
+loads it.  Each command is a process of its own, started as a user would start it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SR = 22050
+SONG_S = 40.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """A chain of commands that share an index (run in order, one process each)."""
+
+    name: str
+    commands: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Done:
+    name: str
+    seconds: float
+    error: str | None = None  # the failed command and the end of its stderr
+
+
+def jobs(inputs: Path) -> list[Job]:
+    """The commands, in chains to run side by side (the longest first), on ``inputs`` (as
+    written by ``write_inputs``)."""
+    lib, wav = str(inputs / "library"), str(inputs / "songs")
+    clip = str(inputs / "songs" / "song-0.wav")
+    vecs, batch, one = (str(inputs / f) for f in ("rows.npy", "batch.npy", "one.npy"))
+
+    def vectors(name: str, *options: str) -> tuple[tuple[str, ...], ...]:
+        where = str(inputs / name)
+        return (("vectors", "add", vecs, "--index", where, *options),
+                ("vectors", "query", batch, "--index", where),
+                ("vectors", "query", one, "--index", where))
+
+    return [  # the longest first: about 70, 60, 50 and 40 s on an empty cache here
+        Job("vectors: hyperplanes, p-stable, cross-polytope, CSV",
+            vectors("hp", "--family", "hyperplane")
+            + vectors("ps", "--family", "hyperplane", "--metric", "euclidean")
+            + vectors("cp", "--family", "cross-polytope")
+            + (("vectors", "add", str(inputs / "rows.csv"), "--index", str(inputs / "csv")),)),
+        Job("library: index, identify, similar, nearest, overlaps", (
+            ("index", wav, "--index", lib, "--workers", "1"),
+            ("identify", clip, "--index", lib, "--offset", "5", "--duration", "8"),
+            ("identify", clip, "--index", lib, "--segments"),
+            ("similar", clip, "--index", lib, "--duration", "10"),
+            ("similar", clip, "--index", lib, "--duration", "10", "--by", "peaks"),
+            ("nearest", clip, "--index", lib, "--duration", "10"),
+            ("overlaps", "--index", lib),
+        )),
+        Job("vectors: k-means, float16 and int8 rows",
+            vectors("km-f16", "--rerank-dtype", "float16") + vectors("km-i8", "--rerank-dtype", "int8")),
+        Job("vectors: k-means, float32 rows", vectors("km-cos") + vectors("km-l2", "--metric", "euclidean")),
+    ]
+
+
+def write_inputs(folder: Path) -> None:
+    """Two synthetic songs, and clustered random vectors as .npy (rows, a batch, one row) and CSV."""
+    import soundfile as sf
+
+    from audiolsh.audio import synth
+
+    songs = folder / "songs"
+    songs.mkdir(parents=True)
+    for i in range(2):
+        sf.write(songs / f"song-{i}.wav", synth.music(duration_s=SONG_S, sr=SR, seed=9100 + i), SR)
+    rng = np.random.default_rng(9100)
+    centres = rng.standard_normal((40, 32)).astype(np.float32)
+    rows = centres[rng.integers(0, 40, 4000)] + 0.3 * rng.standard_normal((4000, 32)).astype(np.float32)
+    np.save(folder / "rows.npy", rows)
+    np.save(folder / "batch.npy", rows[:300] + 0.05)
+    np.save(folder / "one.npy", rows[:1] + 0.05)
+    np.savetxt(folder / "rows.csv", rows[:500], delimiter=",", fmt="%.5f")
+
+
+def _run_job(job: Job) -> Done:
+    """Run a job's commands in this process (a fresh one: a pool's spawned worker), as the
+    ``audiolsh`` command would; their output goes nowhere."""
+    import contextlib
+    import io
+
+    from audiolsh.cli import cli
+
+    t0 = time.perf_counter()
+    for argv in job.commands:
+        said = io.StringIO()
+        code: object = 0
+        with open(os.devnull, "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(said):
+            try:
+                code = cli.main(list(argv), prog_name="audiolsh", standalone_mode=False)
+            except SystemExit as exc:
+                code = exc.code
+            except Exception as exc:  # a command's own error: reported, the other jobs go on
+                code = f"{type(exc).__name__}: {exc}"
+        if code not in (0, None):
+            tail = " / ".join(said.getvalue().strip().splitlines()[-3:])
+            error = f"audiolsh {' '.join(argv)}: {code} {tail}".strip()
+            return Done(job.name, time.perf_counter() - t0, error)
+    return Done(job.name, time.perf_counter() - t0)
+
+
+def run(*, workers: int | None = None, on_done: Callable[[Done], None] | None = None,
+        chains: Callable[[Path], list[Job]] | None = None) -> list[Done]:
+    """Run every job (``chains(inputs)``, default ``jobs``), ``workers`` at a time (default: the
+    cores this process may use); returns them in the order they finished."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    n = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    # The user's defaults (an index, a format) stay out of it: the workers read this at start.
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("AUDIOLSH_")}
+    os.environ["AUDIOLSH_CONFIG"] = os.devnull
+    finished: list[Done] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="audiolsh-precompile-") as tmp:
+            write_inputs(Path(tmp))
+            # spawn: each worker starts clean, as a command does (no forked numba state)
+            todo = (chains or jobs)(Path(tmp))
+            with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+                for future in as_completed([pool.submit(_run_job, job) for job in todo]):
+                    finished.append(future.result())
+                    if on_done is not None:
+                        on_done(finished[-1])
+    finally:
+        os.environ.pop("AUDIOLSH_CONFIG", None)
+        os.environ.update(saved)
+    return finished
