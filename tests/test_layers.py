@@ -18,7 +18,7 @@ LAYERS = [
     ("index",),
     ("library",),
     ("query",),
-    ("evaluation", "web", "spark", "cli", "__main__", "__init__"),
+    ("evaluation", "web", "spark", "cli", "precompile", "__main__", "__init__"),
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 MIDDLE = ("storage", "index", "library", "query")
