@@ -48,9 +48,10 @@ typecheck: install
 	$(BIN)/mypy
 
 # numba compiles a kernel the first time a process runs it and caches it on disk: compiled here
-# once, on every core, instead of in each test process and the commands they start.
+# once, on every core, into the cache each test process starts from (conftest.py), instead of in
+# each test process and the commands they start.
 kernels: install
-	$(BIN)/audiolsh precompile
+	NUMBA_CACHE_DIR=$(CURDIR)/.pytest_cache/numba/seed $(BIN)/audiolsh precompile
 
 # --max-worker-restart=0: a crashed worker ends the run at once, naming its test (xdist's
 # replacement worker can wait forever under --dist loadfile: pytest-xdist#1378).
