@@ -25,10 +25,12 @@ SONG_S = 40.0
 
 @dataclass(frozen=True)
 class Job:
-    """A chain of commands that share an index (run in order, one process each)."""
+    """A chain of commands that share an index, run in order in one process, then ``calls``:
+    names of functions of this module that take the inputs' folder (the Python API)."""
 
     name: str
     commands: tuple[tuple[str, ...], ...]
+    calls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,27 @@ def jobs(inputs: Path) -> list[Job]:
         Job("vectors: k-means, float16 and int8 rows",
             vectors("km-f16", "--rerank-dtype", "float16") + vectors("km-i8", "--rerank-dtype", "int8")),
         Job("vectors: k-means, float32 rows", vectors("km-cos") + vectors("km-l2", "--metric", "euclidean")),
+        Job("Python API: sets, self-joins", (), ("sets_and_joins",)),
     ]
+
+
+def sets_and_joins(inputs: Path) -> None:
+    """MinHash set search (one query, a batch) and the self-join of vectors and of sets."""
+    from audiolsh.index import Index
+    from audiolsh.index.join import self_join
+
+    rows = np.load(inputs / "rows.npy")
+    for family in ("kmeans", "hyperplane"):
+        vectors = Index.create(None, metric="cosine", family=family)
+        vectors.add(rows)
+        self_join(vectors, k=10)
+    rng = np.random.default_rng(9101)
+    sets = [rng.choice(5000, size=int(rng.integers(5, 60)), replace=False).tolist() for _ in range(2000)]
+    index = Index.create(None, metric="jaccard")
+    index.add(sets)
+    index.query(sets[:1], k=10)
+    index.query(sets[:100], k=10)
+    self_join(index, min_similarity=0.5)
 
 
 def write_inputs(folder: Path) -> None:
@@ -91,7 +113,7 @@ def write_inputs(folder: Path) -> None:
     np.savetxt(folder / "rows.csv", rows[:500], delimiter=",", fmt="%.5f")
 
 
-def _run_job(job: Job) -> Done:
+def _run_job(job: Job, inputs: Path) -> Done:
     """Run a job's commands in this process (a fresh one: a pool's spawned worker), as the
     ``audiolsh`` command would; their output goes nowhere."""
     import contextlib
@@ -114,6 +136,11 @@ def _run_job(job: Job) -> Done:
             tail = " / ".join(said.getvalue().strip().splitlines()[-3:])
             error = f"audiolsh {' '.join(argv)}: {code} {tail}".strip()
             return Done(job.name, time.perf_counter() - t0, error)
+    for name in job.calls:
+        try:
+            globals()[name](inputs)
+        except Exception as exc:
+            return Done(job.name, time.perf_counter() - t0, f"{name}: {type(exc).__name__}: {exc}")
     return Done(job.name, time.perf_counter() - t0)
 
 
@@ -135,7 +162,7 @@ def run(*, workers: int | None = None, on_done: Callable[[Done], None] | None = 
             # spawn: each worker starts clean, as a command does (no forked numba state)
             todo = (chains or jobs)(Path(tmp))
             with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-                for future in as_completed([pool.submit(_run_job, job) for job in todo]):
+                for future in as_completed([pool.submit(_run_job, job, Path(tmp)) for job in todo]):
                     finished.append(future.result())
                     if on_done is not None:
                         on_done(finished[-1])

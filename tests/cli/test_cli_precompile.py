@@ -104,10 +104,12 @@ def test_a_failed_command_is_named_and_the_other_chains_go_on(tmp_path: Path,
     def chains(inputs: Path) -> list[precompile.Job]:
         return [precompile.Job("bad", (("vectors", "query", str(missing), "--index", str(tmp_path / "idx")),
                                        ("config",))),
-                precompile.Job("good", (("config",),))]
+                precompile.Job("good", (("config",),)),
+                precompile.Job("bad call", (), ("no_such_step",))]
 
     done = {d.name: d for d in precompile.run(workers=2, chains=chains)}
-    assert set(done) == {"bad", "good"} and done["good"].error is None
+    assert set(done) == {"bad", "good", "bad call"} and done["good"].error is None
+    assert done["bad call"].error == "no_such_step: KeyError: 'no_such_step'"
     error = done["bad"].error
     assert error is not None and error.startswith("audiolsh vectors query") and "missing.npy" in error
     assert os.environ.get("AUDIOLSH_CONFIG") is None or os.environ["AUDIOLSH_CONFIG"] != os.devnull
@@ -116,4 +118,4 @@ def test_a_failed_command_is_named_and_the_other_chains_go_on(tmp_path: Path,
     result = CliRunner().invoke(cli, ["precompile", "--workers", "1"])
     assert result.exit_code == 2
     assert "failed bad" in result.output and "ready good" in result.output
-    assert "1 of 2 command chains ready" in result.output
+    assert "1 of 3 command chains ready" in result.output

@@ -15,10 +15,12 @@ from audiolsh.cli.output import err_console
               help="Commands run side by side [default: the cores this process may use].")
 @click.pass_context
 def precompile(ctx: click.Context, workers: int | None) -> None:
-    """Compile the search and analysis kernels for this machine now (a minute or two once),
-    so that the first commands of a new install do not: numba keeps them on disk.  Runs the
-    common commands on small synthetic inputs in a temporary folder; the library and the
-    settings are not touched."""
+    """Compile the search and analysis kernels for this machine now, so that the first
+    commands of a new install do not.
+
+    numba keeps them on disk; this takes a minute or two
+    once.  Runs the common commands (and the Python API's set search and joins) on small
+    synthetic inputs in a temporary folder; no library and no setting of yours is touched."""
     from audiolsh import precompile as jobs
 
     t0 = time.perf_counter()
