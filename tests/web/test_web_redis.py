@@ -267,6 +267,44 @@ def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), **extra}
 
 
+def _uvicorn(url: str, port: int, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``uvicorn --workers 2`` on the library at ``url``, answering on loopback; another port
+    when a process took ``port`` between the test finding it free and uvicorn binding it."""
+    import socket
+
+    import httpx
+
+    for _ in range(5):
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "audiolsh.web.app:app_from_env", "--factory",
+                 "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
+                env=_env(AUDIOLSH_INDEX=url), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        base = f"http://127.0.0.1:{port}"
+
+        def up_or_gone(proc: subprocess.Popen[bytes] = proc, base: str = base) -> bool:
+            if proc.poll() is not None:
+                return True
+            try:
+                return httpx.get(f"{base}/health", timeout=10).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        try:
+            _until("uvicorn answers", up_or_gone, timeout_s=120)
+        except BaseException:
+            proc.kill()
+            raise
+        if proc.poll() is None:
+            return proc, base
+        said = log_path.read_text()
+        assert "address already in use" in said.lower(), said
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+    pytest.fail("five ports found free were taken before uvicorn bound them")
+
+
 def _one_connection(base: str, work: Callable[[Any], Any]) -> tuple[int, Any]:
     """``work(client)`` on one new keep-alive connection, so one uvicorn worker process answers
     it all; (that worker's pid from /health, before and after, and what ``work`` returned)."""
@@ -282,8 +320,6 @@ def _one_connection(base: str, work: Callable[[Any], Any]) -> tuple[int, Any]:
 @pytest.mark.slow
 def test_uvicorn_workers_share_one_library_and_see_a_new_track(
         redis_server: RedisServer, web_corpus: Any, tmp_path: Path, free_port: int) -> None:
-    import httpx
-
     url = redis_server.url("uvicorn")
     with Library.create(url) as library:
         report = index_audio(library, [web_corpus.music], workers=1)
@@ -299,22 +335,8 @@ def test_uvicorn_workers_share_one_library_and_see_a_new_track(
     assert Path(expected[2]["match"]["path"]).name == "bravo.flac"
     assert Path(expected[3]["match"]["path"]).name == "alpha.wav"
 
-    port = free_port
-    base = f"http://127.0.0.1:{port}"
-    with open(tmp_path / "uvicorn.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "audiolsh.web.app:app_from_env", "--factory",
-             "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
-            env=_env(AUDIOLSH_INDEX=url), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc, base = _uvicorn(url, free_port, tmp_path / "uvicorn.log")
     try:
-        def up() -> bool:
-            assert proc.poll() is None, (tmp_path / "uvicorn.log").read_text()
-            try:
-                return httpx.get(f"{base}/health", timeout=10).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        _until("uvicorn answers", up, timeout_s=120)
 
         # Rounds of every query, each round on a new connection (one worker), until both
         # workers answered and 18 queries were asked: every answer is the directory library's.
