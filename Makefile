@@ -49,9 +49,11 @@ typecheck: install
 
 # numba compiles a kernel the first time a process runs it and caches it on disk: compiled here
 # once, on every core, into the cache each test process starts from (conftest.py), instead of in
-# each test process and the commands they start.
+# each test process and the commands they start; one process (PYTEST_WORKERS=0) uses numba's
+# own cache beside the package.
 kernels: install
-	NUMBA_CACHE_DIR=$(CURDIR)/.pytest_cache/numba/seed $(BIN)/audiolsh precompile
+	@if [ "$(PYTEST_WORKERS)" = 0 ]; then $(BIN)/audiolsh precompile; \
+	else NUMBA_CACHE_DIR=$(CURDIR)/.pytest_cache/numba/seed $(BIN)/audiolsh precompile; fi
 
 # --max-worker-restart=0: a crashed worker ends the run at once, naming its test (xdist's
 # replacement worker can wait forever under --dist loadfile: pytest-xdist#1378).
