@@ -4,8 +4,13 @@ numba compiles a kernel the first time a process calls it with new argument type
 machine code on disk (``jit_cache``), so on a new install the first commands pay for it: indexing
 one track took 38 s instead of 6, a first batch of vector queries about 20 s.  ``run`` runs the
 common commands on small seeded inputs (synthetic songs, random vectors) in a temporary folder,
-``workers`` chains of them at a time, so each kernel is compiled once and every later process
-loads it.  Each command is a process of its own, started as a user would start it.
+``processes`` chains of them at a time, so each kernel is compiled once and every later process
+loads it.  A chain's commands run in one process, one after the other, as the ``audiolsh``
+command would run them.
+
+numba writes a kernel's cache index and then its code with no lock, so two processes adding
+argument types of one kernel at once can leave the index naming the other's code (numba#10128);
+the chains' processes take turns at numba's cache reads and writes (``_lock_numba_cache``).
 """
 
 from __future__ import annotations
@@ -16,11 +21,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 SR = 22050
-SONG_S = 40.0
+#: Two songs of this length make a fingerprint table of more than 29,000 hashes, whose low bits
+#: are one byte as in any real library (a table of a short clip, indexed too, keeps two).
+SONG_S = 200.0
+SHORT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,8 @@ class Done:
 def jobs(inputs: Path) -> list[Job]:
     """The commands, in chains to run side by side (the longest first), on ``inputs`` (as
     written by ``write_inputs``)."""
-    lib, wav = str(inputs / "library"), str(inputs / "songs")
-    clip = str(inputs / "songs" / "song-0.wav")
+    lib, wav, small = str(inputs / "library"), str(inputs / "songs"), str(inputs / "small")
+    clip, short = str(inputs / "songs" / "song-0.wav"), str(inputs / "short.wav")
     vecs, batch, one = (str(inputs / f) for f in ("rows.npy", "batch.npy", "one.npy"))
 
     def vectors(name: str, *options: str) -> tuple[tuple[str, ...], ...]:
@@ -53,7 +62,7 @@ def jobs(inputs: Path) -> list[Job]:
                 ("vectors", "query", batch, "--index", where),
                 ("vectors", "query", one, "--index", where))
 
-    return [  # the longest first: about 70, 60, 50 and 40 s on an empty cache here
+    return [  # the longest first: about 70, 65, 55, 40 and 15 s on an empty cache here
         Job("vectors: hyperplanes, p-stable, cross-polytope, CSV",
             vectors("hp", "--family", "hyperplane")
             + vectors("ps", "--family", "hyperplane", "--metric", "euclidean")
@@ -67,6 +76,8 @@ def jobs(inputs: Path) -> list[Job]:
             ("similar", clip, "--index", lib, "--duration", "10", "--by", "peaks"),
             ("nearest", clip, "--index", lib, "--duration", "10"),
             ("overlaps", "--index", lib),
+            ("index", short, "--index", small, "--workers", "1"),
+            ("identify", short, "--index", small, "--duration", "8"),
         )),
         Job("vectors: k-means, float16 and int8 rows",
             vectors("km-f16", "--rerank-dtype", "float16") + vectors("km-i8", "--rerank-dtype", "int8")),
@@ -95,7 +106,8 @@ def sets_and_joins(inputs: Path) -> None:
 
 
 def write_inputs(folder: Path) -> None:
-    """Two synthetic songs, and clustered random vectors as .npy (rows, a batch, one row) and CSV."""
+    """Two synthetic songs and a short clip, and clustered random vectors as .npy (rows, a batch,
+    one row) and CSV."""
     import soundfile as sf
 
     from audiolsh.audio import synth
@@ -104,6 +116,7 @@ def write_inputs(folder: Path) -> None:
     songs.mkdir(parents=True)
     for i in range(2):
         sf.write(songs / f"song-{i}.wav", synth.music(duration_s=SONG_S, sr=SR, seed=9100 + i), SR)
+    sf.write(folder / "short.wav", synth.music(duration_s=SHORT_S, sr=SR, seed=9102), SR)
     rng = np.random.default_rng(9100)
     centres = rng.standard_normal((40, 32)).astype(np.float32)
     rows = centres[rng.integers(0, 40, 4000)] + 0.3 * rng.standard_normal((4000, 32)).astype(np.float32)
@@ -144,29 +157,72 @@ def _run_job(job: Job, inputs: Path) -> Done:
     return Done(job.name, time.perf_counter() - t0)
 
 
-def run(*, workers: int | None = None, on_done: Callable[[Done], None] | None = None,
+def _locked(method: Callable[..., Any], lock_path: str) -> Callable[..., Any]:
+    """``method`` run holding an exclusive lock on ``lock_path`` (one holder among processes)."""
+    import fcntl
+    import functools
+
+    @functools.wraps(method)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return method(*args, **kwargs)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    return locked
+
+
+def _lock_numba_cache(lock_path: str) -> None:
+    """This process reads and writes numba's cache (a kernel's index and code) only while it
+    holds ``lock_path``, so processes compiling into one cache at once take turns at it."""
+    from numba.core import caching
+
+    cls = caching.IndexDataCacheFile
+    for name in ("save", "load"):
+        setattr(cls, name, _locked(getattr(cls, name), lock_path))
+
+
+def _start_worker(lock_path: str | None) -> None:
+    # The user's defaults (an index, a format, a worker count) stay out of the commands.
+    for key in [k for k in os.environ if k.startswith("AUDIOLSH_")]:
+        del os.environ[key]
+    os.environ["AUDIOLSH_CONFIG"] = os.devnull
+    if lock_path is not None:
+        _lock_numba_cache(lock_path)
+
+
+def run(*, processes: int | None = None, on_done: Callable[[Done], None] | None = None,
         chains: Callable[[Path], list[Job]] | None = None) -> list[Done]:
-    """Run every job (``chains(inputs)``, default ``jobs``), ``workers`` at a time (default: the
-    cores this process may use); returns them in the order they finished."""
+    """Run every job (``chains(inputs)``, default ``jobs``), ``processes`` at a time (default:
+    the cores this process may use, one without ``fcntl``); returns them in the order they
+    finished, a chain whose process died with its error."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    n = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    # The user's defaults (an index, a format) stay out of it: the workers read this at start.
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("AUDIOLSH_")}
-    os.environ["AUDIOLSH_CONFIG"] = os.devnull
-    finished: list[Done] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="audiolsh-precompile-") as tmp:
-            write_inputs(Path(tmp))
-            # spawn: each worker starts clean, as a command does (no forked numba state)
-            todo = (chains or jobs)(Path(tmp))
-            with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-                for future in as_completed([pool.submit(_run_job, job, Path(tmp)) for job in todo]):
-                    finished.append(future.result())
-                    if on_done is not None:
-                        on_done(finished[-1])
-    finally:
-        os.environ.pop("AUDIOLSH_CONFIG", None)
-        os.environ.update(saved)
+        import fcntl  # noqa: F401
+    except ImportError:  # no fcntl (Windows): one process at a time, nothing to lock
+        processes = 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n = processes or cores
+    finished: list[Done] = []
+    with tempfile.TemporaryDirectory(prefix="audiolsh-precompile-") as tmp:
+        write_inputs(Path(tmp))
+        todo = (chains or jobs)(Path(tmp))
+        lock = str(Path(tmp) / "numba-cache.lock")
+        # spawn: each process starts clean, as a command does (no forked numba state)
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_start_worker, initargs=(lock if n > 1 else None,)) as pool:
+            started = {pool.submit(_run_job, job, Path(tmp)): job for job in todo}
+            for future in as_completed(started):
+                try:
+                    done = future.result()
+                except Exception as exc:  # the process died (killed, out of memory)
+                    done = Done(started[future].name, 0.0, f"{type(exc).__name__}: {exc}")
+                finished.append(done)
+                if on_done is not None:
+                    on_done(done)
     return finished
+

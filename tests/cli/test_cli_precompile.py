@@ -91,7 +91,7 @@ def test_a_process_after_precompile_compiles_none_of_its_kernels(tmp_path: Path,
     assert any(name.startswith("audiolsh.hashing") for name in fresh), fresh
 
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "cache"))
-    done = precompile.run(workers=1, chains=chain)
+    done = precompile.run(processes=1, chains=chain)
     assert [(d.name, d.error) for d in done] == [("small add", None)]
     assert any((tmp_path / "cache").rglob("*.nbi"))
     assert _compiles(argv, tmp_path / "cache", tmp_path / "after.json") == []
@@ -107,15 +107,43 @@ def test_a_failed_command_is_named_and_the_other_chains_go_on(tmp_path: Path,
                 precompile.Job("good", (("config",),)),
                 precompile.Job("bad call", (), ("no_such_step",))]
 
-    done = {d.name: d for d in precompile.run(workers=2, chains=chains)}
+    done = {d.name: d for d in precompile.run(processes=2, chains=chains)}
     assert set(done) == {"bad", "good", "bad call"} and done["good"].error is None
     assert done["bad call"].error == "no_such_step: KeyError: 'no_such_step'"
     error = done["bad"].error
     assert error is not None and error.startswith("audiolsh vectors query") and "missing.npy" in error
-    assert os.environ.get("AUDIOLSH_CONFIG") is None or os.environ["AUDIOLSH_CONFIG"] != os.devnull
 
     monkeypatch.setattr(precompile, "jobs", chains)
-    result = CliRunner().invoke(cli, ["precompile", "--workers", "1"])
+    result = CliRunner().invoke(cli, ["precompile", "--processes", "1"])
     assert result.exit_code == 2
     assert "failed bad" in result.output and "ready good" in result.output
     assert "1 of 3 command chains ready" in result.output
+
+
+def test_numba_cache_reads_and_writes_hold_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+
+    from numba.core import caching
+
+    lock = tmp_path / "numba-cache.lock"
+    seen: list[str] = []
+
+    def probe(self: object, *args: object) -> None:  # stands in for numba's own read or write
+        with open(lock, "a") as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                seen.append("held")
+                return
+            fcntl.flock(other, fcntl.LOCK_UN)
+            seen.append("free")
+
+    monkeypatch.setattr(caching.IndexDataCacheFile, "save", probe)
+    monkeypatch.setattr(caching.IndexDataCacheFile, "load", probe)
+    probe(None)
+    precompile._lock_numba_cache(str(lock))
+    caching.IndexDataCacheFile.save(None, "key", "data")  # type: ignore[arg-type]
+    caching.IndexDataCacheFile.load(None, "key")  # type: ignore[arg-type]
+    assert seen == ["free", "held", "held"]
+    probe(None)  # and let go after
+    assert seen[-1] == "free"

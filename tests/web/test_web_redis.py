@@ -270,6 +270,8 @@ def _env(**extra: str) -> dict[str, str]:
 def _uvicorn(url: str, port: int, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     """``uvicorn --workers 2`` on the library at ``url``, answering on loopback; another port
     when a process took ``port`` between the test finding it free and uvicorn binding it."""
+    import os
+    import signal
     import socket
 
     import httpx
@@ -285,6 +287,9 @@ def _uvicorn(url: str, port: int, log_path: Path) -> tuple[subprocess.Popen[byte
         def up_or_gone(proc: subprocess.Popen[bytes] = proc, base: str = base) -> bool:
             if proc.poll() is not None:
                 return True
+            # ours, not another test's server that took the port: uvicorn says it bound it
+            if f"running on {base}" not in log_path.read_text().lower():
+                return False
             try:
                 return httpx.get(f"{base}/health", timeout=10).status_code == 200
             except httpx.HTTPError:
@@ -293,7 +298,7 @@ def _uvicorn(url: str, port: int, log_path: Path) -> tuple[subprocess.Popen[byte
         try:
             _until("uvicorn answers", up_or_gone, timeout_s=120)
         except BaseException:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)  # uvicorn and its workers
             raise
         if proc.poll() is None:
             return proc, base

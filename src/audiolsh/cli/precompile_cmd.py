@@ -11,10 +11,10 @@ from audiolsh.cli.output import err_console
 
 
 @cli.command("precompile")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Commands run side by side [default: the cores this process may use].")
+@click.option("--processes", type=click.IntRange(min=1), default=None,
+              help="Chains of commands run side by side [default: the cores this process may use].")
 @click.pass_context
-def precompile(ctx: click.Context, workers: int | None) -> None:
+def precompile(ctx: click.Context, processes: int | None) -> None:
     """Compile the search and analysis kernels for this machine now, so that the first
     commands of a new install do not.
 
@@ -31,7 +31,7 @@ def precompile(ctx: click.Context, workers: int | None) -> None:
         if done.error:
             err_console.print(f"  {done.error}", highlight=False, markup=False)
 
-    finished = jobs.run(workers=workers, on_done=said)
+    finished = jobs.run(processes=processes, on_done=said)
     failed = [d for d in finished if d.error]
     err_console.print(f"{len(finished) - len(failed)} of {len(finished)} command chains ready in "
                       f"{time.perf_counter() - t0:.0f} s", highlight=False)
