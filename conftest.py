@@ -18,14 +18,17 @@ _CACHES = Path(__file__).resolve().parent / ".pytest_cache" / "numba"
 
 
 def seed_cache(seed: Path, cache: Path) -> int:
-    """Copy into ``cache`` the files of ``seed`` it lacks or holds an older copy of (a kernel
-    compiled again after a change); returns how many."""
+    """Copy into ``cache`` each kernel of ``seed`` (its index ``.nbi`` and its code ``.nbc``
+    files, together, so an index never names another build's code) that ``cache`` lacks or
+    holds an older index of (a kernel compiled again after a change); returns the files copied."""
     copied = 0
-    for src in seed.rglob("*"):
-        dst = cache / src.relative_to(seed)
-        if src.is_file() and (not dst.exists() or dst.stat().st_mtime < src.stat().st_mtime):
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
+    for index in seed.rglob("*.nbi"):
+        dst = cache / index.relative_to(seed)
+        if dst.exists() and dst.stat().st_mtime >= index.stat().st_mtime:
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        for src in [*index.parent.glob(index.name[:-len("nbi")] + "*.nbc"), index]:  # the index last
+            shutil.copy2(src, dst.parent / src.name)
             copied += 1
     return copied
 

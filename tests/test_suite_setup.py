@@ -30,16 +30,24 @@ def test_a_worker_cache_starts_from_the_precompiled_seed(tmp_path: Path) -> None
 
     seed, cache = tmp_path / "seed", tmp_path / "gw0"
     (seed / "search_ab").mkdir(parents=True)
-    for name in ("k.nbi", "k.1.nbc", "old.nbi"):
-        (seed / "search_ab" / name).write_bytes(name.encode())
-    os.utime(seed / "search_ab" / "old.nbi", (1_000, 1_000))
     (cache / "search_ab").mkdir(parents=True)
-    (cache / "search_ab" / "old.nbi").write_bytes(b"the worker's own, newer")
-    (cache / "search_ab" / "k.nbi").write_bytes(b"stale")
-    os.utime(cache / "search_ab" / "k.nbi", (500, 500))
-    assert conftest.seed_cache(seed, cache) == 2
-    assert (cache / "search_ab" / "k.nbi").read_bytes() == b"k.nbi"  # the seed's is newer
-    assert (cache / "search_ab" / "k.1.nbc").read_bytes() == b"k.1.nbc"  # missing
-    assert (cache / "search_ab" / "old.nbi").read_bytes() == b"the worker's own, newer"
+    files = {"k-1.py311.nbi": b"seed index k", "k-1.py311.1.nbc": b"seed code k",
+             "old-9.py311.nbi": b"seed index old", "old-9.py311.1.nbc": b"seed code old",
+             "new-5.py311.nbi": b"seed index new", "new-5.py311.2.nbc": b"seed code new"}
+    for name, data in files.items():
+        (seed / "search_ab" / name).write_bytes(data)
+    for name in ("old-9.py311.nbi", "old-9.py311.1.nbc"):
+        os.utime(seed / "search_ab" / name, (1_000, 1_000))
+    # the worker compiled "old" again after the seed: its index and code stay, as a pair
+    (cache / "search_ab" / "old-9.py311.nbi").write_bytes(b"worker index old")
+    (cache / "search_ab" / "old-9.py311.1.nbc").write_bytes(b"worker code old")
+    # the worker's "k" is older than the seed's: replaced, index and code together
+    (cache / "search_ab" / "k-1.py311.nbi").write_bytes(b"stale")
+    os.utime(cache / "search_ab" / "k-1.py311.nbi", (500, 500))
+    assert conftest.seed_cache(seed, cache) == 4
+    got = {p.name: p.read_bytes() for p in (cache / "search_ab").iterdir()}
+    assert got == {"k-1.py311.nbi": b"seed index k", "k-1.py311.1.nbc": b"seed code k",
+                   "old-9.py311.nbi": b"worker index old", "old-9.py311.1.nbc": b"worker code old",
+                   "new-5.py311.nbi": b"seed index new", "new-5.py311.2.nbc": b"seed code new"}
     assert conftest.seed_cache(seed, cache) == 0  # copies keep the seed's times
     assert conftest.seed_cache(tmp_path / "no-seed", cache) == 0  # a run without make test
