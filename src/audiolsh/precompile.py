@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from audiolsh.parallel import usable_cores
+
 SR = 22050
 #: Two songs of this length make a fingerprint table of more than 29,000 hashes, whose low bits
 #: are one byte as in any real library (a table of a short clip, indexed too, keeps two).
@@ -205,8 +207,7 @@ def run(*, processes: int | None = None, on_done: Callable[[Done], None] | None 
         import fcntl  # noqa: F401
     except ImportError:  # no fcntl (Windows): one process at a time, nothing to lock
         processes = 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    n = processes or cores
+    n = processes or usable_cores()
     finished: list[Done] = []
     with tempfile.TemporaryDirectory(prefix="audiolsh-precompile-") as tmp:
         write_inputs(Path(tmp))

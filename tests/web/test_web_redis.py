@@ -342,7 +342,6 @@ def test_uvicorn_workers_share_one_library_and_see_a_new_track(
 
     proc, base = _uvicorn(url, free_port, tmp_path / "uvicorn.log")
     try:
-
         # Rounds of every query, each round on a new connection (one worker), until both
         # workers answered and 18 queries were asked: every answer is the directory library's.
         answered: dict[int, int] = {}

@@ -18,9 +18,9 @@ def precompile(ctx: click.Context, processes: int | None) -> None:
     """Compile the search and analysis kernels for this machine now, so that the first
     commands of a new install do not.
 
-    numba keeps them on disk; this takes a minute or two
-    once.  Runs the common commands (and the Python API's set search and joins) on small
-    synthetic inputs in a temporary folder; no library and no setting of yours is touched."""
+    numba keeps them on disk; this takes a minute or two once.  Runs the common commands (and
+    the Python API's set search and joins) on small synthetic inputs in a temporary folder; no
+    library and no setting of yours is touched."""
     from audiolsh import precompile as jobs
 
     t0 = time.perf_counter()

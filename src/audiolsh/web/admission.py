@@ -11,12 +11,12 @@ analyses.  Cheap requests (health, the catalogue) never pass through here.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from audiolsh.parallel import usable_cores
 from audiolsh.web.errors import Busy
 
 #: What an analysis is assumed to take before one has been timed (s).
@@ -29,11 +29,7 @@ MAX_RETRY_AFTER_S = 60
 def default_max_queue() -> int:
     """Twice the cores this process may run on: enough to keep every worker fed between two
     requests of a client, few enough that a queued request waits a few analyses at most."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return 2 * max(1, cores)
+    return 2 * usable_cores()
 
 
 class Admission:
