@@ -41,6 +41,12 @@ class LocalExecutor:
 
     def map(self, fn: Callable[[T], R], jobs: Iterable[T]) -> Iterator[R]:
         todo = list(jobs)
+        if min(self.workers, len(todo)) > 1:
+            # The first job runs here before the pool starts, so the kernels it compiles (numba's,
+            # librosa's gufuncs at import) are compiled once, by one process, and the workers
+            # inherit them (fork) or load them: two processes compiling the same gufuncs into one
+            # cache at once can crash one of them (numba#10128), as on a fresh install.
+            yield fn(todo.pop(0))
         n = min(self.workers, len(todo))
         if n <= 1:
             yield from (fn(job) for job in todo)
