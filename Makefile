@@ -36,7 +36,7 @@ system-deps:
 	fi
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,bench,redis,spark,mic]'
+	$(BIN)/pip install --quiet -e '.[dev,bench,redis,spark,mic,pilot]'
 	touch $@
 
 install: system-deps $(VENV)/.installed

@@ -32,6 +32,7 @@ import math
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,8 +163,16 @@ def draw(root: str, seed: int, n: int) -> tuple[list[str], list[dict[str, Any]]]
 DEFAULT_CODES = "48:1:log,16:3:log,8:3:log,8:3:sign"
 
 
-def answer_all(a: argparse.Namespace) -> dict[str, Any]:
-    codes = [Code.parse(t) for t in a.oracles.split(",")]
+Answer = Callable[[np.ndarray], tuple[int, float, float, float]]
+"""A system's best window for a clip at ``SR``: (indexed track's position, offset s, score, z)."""
+Extra = Callable[[argparse.Namespace, list[str]], dict[str, Answer]]
+"""More systems to answer the clips, made of the run's options and the indexed tracks' paths."""
+
+
+def answer_all(a: argparse.Namespace, extra: Extra | None = None) -> dict[str, Any]:
+    """Every clip under every condition answered by the engine, the ``--oracles`` and the systems
+    ``extra`` makes of the indexed tracks' paths."""
+    codes = [Code.parse(t) for t in a.oracles.split(",") if t]
     indexed, clips = draw(a.corpus, a.seed, a.clips)
     work = Path(a.work or tempfile.mkdtemp(prefix="room-parts-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -176,8 +185,9 @@ def answer_all(a: argparse.Namespace) -> dict[str, Any]:
     library = Library.open(str(index), readonly=True)
     by_path = {str(Path(t.path).resolve()): t.id for t in library.tracks()}
     powers = [magnitude_frames(load(p, sr=FP_SR)[0]) ** 2 for p in indexed]
-    oracles = [Oracle(code, powers) for code in codes]
+    systems: dict[str, Answer] = {code.label: Oracle(code, powers).answer for code in codes}
     del powers
+    systems.update(extra(a, indexed) if extra else {})
     rows = []
     for i, c in enumerate(clips):
         y, _ = load(c["track"], sr=SR, offset_s=c["offset"], duration_s=LENGTH_S)
@@ -191,13 +201,13 @@ def answer_all(a: argparse.Namespace) -> dict[str, Any]:
             row = {**c, "cond": cond, "engine": {
                 "right": right,
                 "score": m.confidence if m else 0.0, "named": bool(m and m.matched)}}
-            for o in oracles:
-                k, off, r, zr = o.answer(z)
-                row[o.code.label] = {"right": indexed[k] == c["track"] and abs(off - c["offset"]) < 0.5,
-                                     "score": r, "z": zr}
+            for name, answer in systems.items():
+                k, off, r, zr = answer(z)
+                row[name] = {"right": indexed[k] == c["track"] and abs(off - c["offset"]) < 0.5,
+                             "score": r, "z": zr}
             rows.append(row)
         print(f"{i + 1}/{len(clips)}", flush=True)
-    return {"seed": a.seed, "clips": a.clips, "systems": ["engine"] + [c.label for c in codes], "rows": rows}
+    return {"seed": a.seed, "clips": a.clips, "systems": ["engine", *systems], "rows": rows}
 
 
 def table(report: dict[str, Any]) -> str:
@@ -224,8 +234,8 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of a run (its clips, its index's folder, where its report goes)."""
     ap.add_argument("corpus", nargs="?", help="the corpus folder (not needed with --table)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--clips", type=int, default=40, help="positives, and as many negatives")
@@ -233,16 +243,24 @@ def main() -> None:
     ap.add_argument("--work", default=None, help="where the index goes (default: a temporary folder)")
     ap.add_argument("--out", help="write every answer here (JSON)")
     ap.add_argument("--table", help="print the table of a report written by --out, and stop")
-    a = ap.parse_args()
+
+
+def run(a: argparse.Namespace, extra: Extra | None = None) -> None:
     if a.table:
         print(table(json.loads(Path(a.table).read_text())))
         return
     if not a.corpus:
-        ap.error("the corpus folder is needed (or --table REPORT)")
-    report = answer_all(a)
+        raise SystemExit("the corpus folder is needed (or --table REPORT)")
+    report = answer_all(a, extra)
     if a.out:
         Path(a.out).write_text(json.dumps(report, indent=1))
     print(table(report))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    arguments(ap)
+    run(ap.parse_args())
 
 
 if __name__ == "__main__":
