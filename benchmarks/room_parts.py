@@ -212,11 +212,11 @@ def answer_all(a: argparse.Namespace, extra: Extra | None = None) -> dict[str, A
 
 def table(report: dict[str, Any]) -> str:
     """Per condition: each system's right best answers, and those scored above every negative of
-    the condition (oracles: by correlation / by z); the engine's named at its default too."""
+    the condition (oracles: by their score, a correlation or a similarity, / by its z); the engine's named at its default too."""
     systems = report["systems"]
     head = ["condition", "engine: best", "above every negative", "at the default (false matches)"]
     for s in systems[1:]:
-        head += [f"{s}: best", "above (corr / z)"]
+        head += [f"{s}: best", "above (score / z)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rows = report["rows"]
     for cond in dict.fromkeys(r["cond"] for r in rows):
