@@ -212,7 +212,8 @@ def answer_all(a: argparse.Namespace, extra: Extra | None = None) -> dict[str, A
 
 def table(report: dict[str, Any]) -> str:
     """Per condition: each system's right best answers, and those scored above every negative of
-    the condition (oracles: by their score, a correlation or a similarity, / by its z); the engine's named at its default too."""
+    the condition (the oracles by their score, a correlation or a similarity, and by its z); the
+    engine's named at its default too."""
     systems = report["systems"]
     head = ["condition", "engine: best", "above every negative", "at the default (false matches)"]
     for s in systems[1:]:
