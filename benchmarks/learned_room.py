@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import room_parts as rp
 from audiolsh.audio import find_audio
 from audiolsh.audio.decode import load
+from audiolsh.evaluation import distortions as d
 from audiolsh.features.landmarks import _resample
 
 SR = 8000
@@ -65,6 +66,13 @@ _VOICES = ["en", "en-us", "de", "fr", "es", "it", "nl", "pl", "pt", "sv", "cs", 
 
 
 def speech(a: argparse.Namespace) -> None:
+    if a.source == "protocol":  # a diagnostic: the evaluation's own kind of voice, other seeds
+        rng = np.random.default_rng(12345)
+        voices = [d._voice(30 * SR, SR, rng) for _ in range(a.pieces)]
+        bank = np.concatenate([v / (np.sqrt(np.mean(v**2)) + 1e-9) for v in voices]).astype(np.float32)
+        np.save(a.out, bank)
+        print(f"{a.pieces} synthetic voices, {bank.size / SR / 60:.1f} min -> {a.out}")
+        return
     import shutil
 
     if shutil.which("espeak-ng") is None:
@@ -206,6 +214,8 @@ def train(a: argparse.Namespace) -> None:
     data = Data(torch, a.folders, a.speech, a.seed)
     print(f"{data.hours:.2f} h of music, {len(data.ok)} window starts", flush=True)
     model = build_model(torch)
+    if a.init:
+        model.load_state_dict(torch.load(a.init))
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.steps, pct_start=0.05)
     t0 = time.time()
@@ -292,6 +302,8 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("speech", help="the training babble's speech, read by espeak-ng")
     s.add_argument("--pieces", type=int, default=160)
+    s.add_argument("--source", choices=["espeak", "protocol"], default="espeak",
+                   help="protocol: the evaluation's synthetic voices at other seeds (a diagnostic)")
     s.add_argument("--out", required=True)
     t = sub.add_parser("train", help="learn the embedding")
     t.add_argument("folders", nargs="+", help="music folders (none of the evaluation corpus)")
@@ -301,6 +313,7 @@ def main() -> None:
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--tau", type=float, default=0.05)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--init", help="start from this model (train --out) instead of at random")
     t.add_argument("--out", required=True)
     e = sub.add_parser("evaluate", help="room_parts.py's clips and table, the engine beside the embedding")
     rp.arguments(e)

@@ -71,9 +71,21 @@ def test_train_writes_a_model_that_evaluate_loads(tmp_path: Path, songs: list[np
     np.save(tmp_path / "speech.npy", np.random.default_rng(1).standard_normal(30 * lr.SR).astype(np.float32))
     out = tmp_path / "m.pt"
     lr.train(argparse.Namespace(folders=[str(folder)], speech=str(tmp_path / "speech.npy"), steps=2, batch=8,
-                                lr=1e-3, tau=0.05, seed=0, out=str(out)))
+                                lr=1e-3, tau=0.05, seed=0, init=None, out=str(out)))
+    again = tmp_path / "m2.pt"  # trained on from the first model
+    lr.train(argparse.Namespace(folders=[str(folder)], speech=str(tmp_path / "speech.npy"), steps=1, batch=8,
+                                lr=1e-3, tau=0.05, seed=0, init=str(out), out=str(again)))
+    assert again.exists()
     systems = lr.learned(argparse.Namespace(model=str(out), db_hop=[0.5]), [str(folder / "s0.wav")])
     assert list(systems) == ["learned, indexed every 0.5 s"]
     start = round(9.0 * lr.rp.SR)
     track, offset_s, _, _ = systems["learned, indexed every 0.5 s"](songs[0][start:start + 3 * lr.rp.SR])
     assert track == 0 and abs(offset_s - 9.0) < 0.06
+
+
+def test_the_diagnostic_talkers_are_the_protocols_kind_of_voice_at_other_seeds(tmp_path: Path) -> None:
+    out = tmp_path / "voices.npy"
+    lr.speech(argparse.Namespace(source="protocol", pieces=2, out=str(out)))
+    bank = np.load(out)
+    assert bank.shape == (2 * 30 * lr.SR,) and bank.dtype == np.float32
+    np.testing.assert_allclose(np.sqrt(np.mean(bank[: 30 * lr.SR] ** 2)), 1.0, rtol=1e-3)
