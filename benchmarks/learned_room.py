@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import librosa
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -105,8 +106,8 @@ def build_model(torch: Any) -> Any:
     class Net(nn.Module):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
-            self.fb = torch.tensor(rp.librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=MELS, fmin=60,
-                                                          fmax=3900), dtype=torch.float32)
+            self.fb = torch.tensor(librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=MELS, fmin=60, fmax=3900),
+                                   dtype=torch.float32)
             self.window = torch.hann_window(N_FFT)
             self.body = nn.Sequential(block(1, 32, (2, 2)), block(32, 64, (2, 2)), block(64, 128, (2, 2)),
                                       block(128, 256, (2, 2)), block(256, 256, (2, 2)))
@@ -203,7 +204,7 @@ class Data:
         colour = torch.fft.irfft(torch.fft.rfft(white) * (f / 1000.0) ** (tilt / 2), 2 * SR)
         use_talk = torch.tensor(rng.random(b) < 0.8)[:, None]
         noise = torch.where(use_talk, talk, colour)
-        noise = noise + torch.where(torch.tensor(rng.random(b) < 0.3)[:, None], 0.3 * colour, 0 * colour)
+        noise = noise + 0.3 * colour * torch.tensor(rng.random((b, 1)) < 0.3)
         x = mix(torch, x, noise, torch.tensor(rng.uniform(0.0, 12.0, b), dtype=torch.float32))
         return anchor, x[:, SR:].contiguous()
 
@@ -235,18 +236,18 @@ def train(a: argparse.Namespace) -> None:
             acc = float((logits.argmax(1) == target).float().mean())
             print(f"step {step} loss {loss.item():.3f} in-batch top-1 {acc:.3f} {time.time() - t0:.0f} s",
                   flush=True)
-        if step % 250 == 0 or step == a.steps:
-            torch.save(model.state_dict(), a.out)
+        if step % 250 == 0 or step == a.steps:  # written whole, then renamed: a stop keeps the last
+            torch.save(model.state_dict(), f"{a.out}.part")
+            Path(f"{a.out}.part").replace(a.out)
 
 
 # ---------------------------------------------------------------- evaluation
 def embed(torch: Any, model: Any, y: np.ndarray, hop: int) -> np.ndarray:
-    n = 1 + max(0, (y.size - WIN) // hop)
-    idx = np.arange(n)[:, None] * hop + np.arange(WIN)
+    windows = np.lib.stride_tricks.sliding_window_view(y, WIN)[::hop]  # a view: no copy
     out = []
     with torch.no_grad():
-        for k in range(0, n, 512):
-            out.append(model(torch.tensor(y[idx[k:k + 512]], dtype=torch.float32)).numpy())
+        for k in range(0, len(windows), 512):
+            out.append(model(torch.tensor(windows[k:k + 512], dtype=torch.float32)).numpy())
     return np.concatenate(out)
 
 
