@@ -291,11 +291,15 @@ class Scan:
 
 def learned(a: argparse.Namespace, indexed: list[str]) -> dict[str, rp.Answer]:
     torch = _torch()
-    model = build_model(torch)
-    model.load_state_dict(torch.load(a.model))
-    model.eval()
     tracks = [load(p, sr=SR)[0] for p in indexed]
-    return {f"learned, indexed every {h:g} s": Scan(torch, model, tracks, h).answer for h in a.db_hop}
+    out: dict[str, rp.Answer] = {}
+    for path in a.model:
+        model = build_model(torch)
+        model.load_state_dict(torch.load(path))
+        model.eval()
+        name = "learned" if len(a.model) == 1 else f"learned {Path(path).stem}"
+        out.update({f"{name}, indexed every {h:g} s": Scan(torch, model, tracks, h).answer for h in a.db_hop})
+    return out
 
 
 def main() -> None:
@@ -318,7 +322,7 @@ def main() -> None:
     t.add_argument("--out", required=True)
     e = sub.add_parser("evaluate", help="room_parts.py's clips and table, the engine beside the embedding")
     rp.arguments(e)
-    e.add_argument("--model", help="the trained embedding (train --out)")
+    e.add_argument("--model", nargs="+", help="the trained embedding (train --out); several: a system each")
     e.add_argument("--db-hop", type=float, nargs="+", default=[0.1, 0.5],
                    help="seconds between the indexed windows (several: a system each)")
     e.set_defaults(oracles="")

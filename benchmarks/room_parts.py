@@ -8,7 +8,9 @@ Half the corpus's tracks (seeded) are indexed (fingerprints only); ``--clips`` e
 indexed tracks are the positives and as many of the other tracks the negatives. Each excerpt is
 heard under ``evaluate identify``'s loud room (reverberation RT60 0.6 s, six talkers at 5 dB) and
 under its parts: the room without the talkers, the talkers without the room (neither
-reverberated), the room with the talkers 5 dB quieter, and clean. Every clip is answered by:
+reverberated), the room with the talkers 5 dB quieter, and clean; with ``--talkers DIR``
+(recorded speech, a subfolder a speaker) also the room with those talkers in place of the
+synthetic ones, and those talkers alone. Every clip is answered by:
 
 - the engine (``identify_clip`` with ``min_confidence=0``: its best candidate and confidence);
 - an exhaustive oracle per ``--oracles`` code: the clip's mel-band code (47 Hz-3.6 kHz, the
@@ -53,16 +55,76 @@ SR = 22050
 LENGTH_S = 3.0
 
 
-def parts(y: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+Speakers = list[list[np.ndarray]]
+"""Recorded speech at ``SR``: each speaker's recordings."""
+
+
+def parts(y: np.ndarray, seed: int, speakers: Speakers | None = None) -> dict[str, np.ndarray]:
     """The clip under the loud room and under each of its parts, built as ``loud_room`` builds
-    the room (its seeds and steps; the tests hold the two equal)."""
+    the room (its seeds and steps; the tests hold the two equal). With ``speakers``, also the
+    same room with recorded talkers in place of the synthetic ones, and those talkers alone."""
     seeds = np.random.SeedSequence(seed).generate_state(3)
     wet = d.reverb(y, SR, seed=int(seeds[0]), rt60_s=0.6)
     talk = d.babble(y.size, SR, seed=int(seeds[1]), n_voices=6).astype(np.float32)
     talk_wet = d.reverb(talk, SR, seed=int(seeds[2]), rt60_s=0.6, drr_db=-3.0)
-    return {"clean": y, "room": d._mix_at_snr(wet, talk_wet, 5.0), "room, no talkers": wet,
-            "talkers, no room": d._mix_at_snr(y, talk, 5.0),
-            "room, talkers 5 dB quieter": d._mix_at_snr(wet, talk_wet, 10.0)}
+    out = {"clean": y, "room": d._mix_at_snr(wet, talk_wet, 5.0), "room, no talkers": wet,
+           "talkers, no room": d._mix_at_snr(y, talk, 5.0),
+           "room, talkers 5 dB quieter": d._mix_at_snr(wet, talk_wet, 10.0)}
+    if speakers:
+        said = recorded_babble(y.size, int(seeds[1]), speakers)
+        said_wet = d.reverb(said, SR, seed=int(seeds[2]), rt60_s=0.6, drr_db=-3.0)
+        out["room, recorded talkers"] = d._mix_at_snr(wet, said_wet, 5.0)
+        out["recorded talkers, no room"] = d._mix_at_snr(y, said, 5.0)
+    return out
+
+
+def recorded_babble(n: int, seed: int, speakers: Speakers, n_voices: int = 6) -> np.ndarray:
+    """``n`` samples of ``n_voices`` talkers, as ``babble`` mixes its voices (each at unit RMS
+    times a uniform 0.5-1, the mix at unit RMS): each talker a seeded speaker's recordings, one
+    after another in a random order from a random point, with the pauses they were recorded with."""
+    rng = np.random.default_rng(seed)
+    mix = np.zeros(n)
+    for _ in range(n_voices):
+        said = speakers[int(rng.integers(len(speakers)))]
+        chunks, total = [], 0
+        skip = int(rng.integers(SR))  # start anywhere in the first recording's second
+        for k in rng.permutation(len(said)):
+            chunks.append(said[k])
+            total += said[k].size
+            if total >= n + skip:
+                break
+        v = np.concatenate(chunks)
+        v = np.resize(v, n + skip)[skip:].astype(np.float64)  # too few recordings: they repeat
+        mix += v / (math.sqrt(float(np.mean(v**2))) or 1.0) * rng.uniform(0.5, 1.0)
+    return (mix / (math.sqrt(float(np.mean(mix**2))) or 1.0)).astype(np.float32)
+
+
+def load_speakers(root: str, per_speaker: int = 300, seed: int = 0) -> Speakers:
+    """Each folder under ``root`` holding audio is a speaker; up to ``per_speaker`` of its
+    recordings (seeded), at ``SR``, each trimmed of its silent ends by 40 dB."""
+    folders = sorted(p for p in Path(root).iterdir() if p.is_dir())
+    rng = np.random.default_rng(seed)
+    speakers: Speakers = []
+    for folder in folders:
+        paths = sorted(find_audio([str(folder)]))
+        if not paths:
+            continue
+        keep = sorted(rng.permutation(len(paths))[:per_speaker])
+        said = []
+        for i in keep:
+            try:
+                z = load(paths[i], sr=SR)[0]
+            except AudioError as e:
+                print(f"skipped: {e}", file=sys.stderr)
+                continue
+            z = librosa.effects.trim(z, top_db=40)[0]
+            if z.size >= SR // 4:
+                said.append(np.concatenate([z, np.zeros(int(rng.uniform(0.1, 0.4) * SR), np.float32)]))
+        if said:
+            speakers.append(said)
+    if not speakers:
+        raise SystemExit(f"--talkers {root}: no folder of recordings under it (one folder a speaker)")
+    return speakers
 
 
 @dataclass(frozen=True)
@@ -188,10 +250,11 @@ def answer_all(a: argparse.Namespace, extra: Extra | None = None) -> dict[str, A
     systems: dict[str, Answer] = {code.label: Oracle(code, powers).answer for code in codes}
     del powers
     systems.update(extra(a, indexed) if extra else {})
+    speakers = load_speakers(a.talkers) if a.talkers else None
     rows = []
     for i, c in enumerate(clips):
         y, _ = load(c["track"], sr=SR, offset_s=c["offset"], duration_s=LENGTH_S)
-        for cond, z in parts(y, c["seed"]).items():
+        for cond, z in parts(y, c["seed"], speakers).items():
             try:
                 m, _ = identify_clip(library, z, SR, min_confidence=0.0)
             except AudioError:  # no landmark at all: no answer
@@ -242,6 +305,8 @@ def arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--clips", type=int, default=40, help="positives, and as many negatives")
     ap.add_argument("--oracles", default=DEFAULT_CODES, help="BANDS:POOL:log|sign, comma-separated")
     ap.add_argument("--work", default=None, help="where the index goes (default: a temporary folder)")
+    ap.add_argument("--talkers", help="a folder of recorded speech, a subfolder a speaker: adds the room "
+                    "with those talkers in place of the synthetic ones, and those talkers alone")
     ap.add_argument("--out", help="write every answer here (JSON)")
     ap.add_argument("--table", help="print the table of a report written by --out, and stop")
 

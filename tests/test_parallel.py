@@ -50,6 +50,10 @@ def test_the_first_job_compiles_here_and_the_workers_inherit_its_kernels() -> No
     assert first[1] == os.getpid() and first[2] == 0
     assert all(r[1] != os.getpid() for r in rest)
     assert all(r[2] == 1 for r in rest)
+    # run here once, the kernels are here: the next map starts the pool at once
+    again = list(LocalExecutor(2).map(_untouched_job, range(6)))
+    assert [r[0] for r in again] == list(range(6))
+    assert all(r[1] != os.getpid() and r[2] == 1 for r in again)
 
 
 def test_one_worker_or_one_job_runs_here() -> None:

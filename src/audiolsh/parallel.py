@@ -33,6 +33,10 @@ class Executor(Protocol):
         ...
 
 
+_ran_here: set[Callable[..., object]] = set()
+"""Job functions this process has run itself: the kernels they use are compiled or loaded here."""
+
+
 class LocalExecutor:
     """Processes of this machine: ``workers`` of them (None: one per core), inline for one."""
 
@@ -41,15 +45,19 @@ class LocalExecutor:
 
     def map(self, fn: Callable[[T], R], jobs: Iterable[T]) -> Iterator[R]:
         todo = list(jobs)
-        if min(self.workers, len(todo)) > 1:
+        if min(self.workers, len(todo)) > 1 and fn not in _ran_here:
             # The first job runs here before the pool starts, so the kernels it compiles (numba's,
             # librosa's gufuncs at import) are compiled once, by one process, and the workers
             # inherit them (fork) or load them: two processes compiling the same gufuncs into one
-            # cache at once can crash one of them (numba#10128), as on a fresh install.
+            # cache at once can crash one of them (numba#10128), as on a fresh install. Once
+            # this process has run ``fn``, the pool starts at once (no core idle for a job).
             yield fn(todo.pop(0))
+            _ran_here.add(fn)
         n = min(self.workers, len(todo))
         if n <= 1:
-            yield from (fn(job) for job in todo)
+            for job in todo:
+                yield fn(job)
+                _ran_here.add(fn)
             return
         with ProcessPoolExecutor(max_workers=n) as pool:
             futures = [pool.submit(fn, job) for job in todo]

@@ -76,8 +76,11 @@ def test_train_writes_a_model_that_evaluate_loads(tmp_path: Path, songs: list[np
     lr.train(argparse.Namespace(folders=[str(folder)], speech=str(tmp_path / "speech.npy"), steps=1, batch=8,
                                 lr=1e-3, tau=0.05, seed=0, init=str(out), out=str(again)))
     assert again.exists()
-    systems = lr.learned(argparse.Namespace(model=str(out), db_hop=[0.5]), [str(folder / "s0.wav")])
+    systems = lr.learned(argparse.Namespace(model=[str(out)], db_hop=[0.5]), [str(folder / "s0.wav")])
     assert list(systems) == ["learned, indexed every 0.5 s"]
+    both = lr.learned(argparse.Namespace(model=[str(out), str(again)], db_hop=[0.5]),
+                      [str(folder / "s0.wav")])
+    assert list(both) == ["learned m, indexed every 0.5 s", "learned m2, indexed every 0.5 s"]
     start = round(9.0 * lr.rp.SR)
     track, offset_s, _, _ = systems["learned, indexed every 0.5 s"](songs[0][start:start + 3 * lr.rp.SR])
     assert track == 0 and abs(offset_s - 9.0) < 0.06

@@ -46,3 +46,53 @@ def test_the_table_counts_right_answers_above_every_negative_of_the_condition() 
         row(False, False, 0.6), row(False, False, 0.3)]}
     lines = rp.table(report).splitlines()
     assert lines[2] == "| room | 2 of 3 | 1 | 1 (0 of 2) | 2 of 3 | 1 / 1 |"
+
+
+def test_recorded_talkers_are_the_given_recordings_mixed_like_the_synthetic_babble() -> None:
+    t = np.arange(rp.SR // 2) / rp.SR
+    tones = {440.0: [np.sin(2 * np.pi * 440.0 * t).astype(np.float32)],
+             1250.0: [np.sin(2 * np.pi * 1250.0 * t).astype(np.float32) * 0.1]}
+    speakers = list(tones.values())
+    z = rp.recorded_babble(5 * rp.SR, seed=3, speakers=speakers)
+    assert z.shape == (5 * rp.SR,) and z.dtype == np.float32
+    assert np.sqrt(np.mean(z.astype(np.float64) ** 2)) == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_array_equal(z, rp.recorded_babble(5 * rp.SR, seed=3, speakers=speakers))
+    assert not np.array_equal(z, rp.recorded_babble(5 * rp.SR, seed=4, speakers=speakers))
+    spectrum = np.abs(np.fft.rfft(z))
+    f = np.fft.rfftfreq(z.size, 1 / rp.SR)
+    near = np.zeros(f.size, bool)
+    for hz in tones:
+        near |= np.abs(f - hz) < 30
+    assert (spectrum[near] ** 2).sum() > 0.95 * (spectrum**2).sum()  # every talker speaks only its recordings
+
+
+def test_recorded_talkers_add_two_conditions_and_leave_the_others_as_they_were() -> None:
+    y = np.random.default_rng(1).standard_normal(rp.SR).astype(np.float32)
+    speakers = [[np.random.default_rng(2).standard_normal(rp.SR // 3).astype(np.float32)]]
+    plain, more = rp.parts(y, seed=5), rp.parts(y, seed=5, speakers=speakers)
+    assert list(more) == [*plain, "room, recorded talkers", "recorded talkers, no room"]
+    for cond, z in plain.items():
+        np.testing.assert_array_equal(more[cond], z)
+    assert not np.array_equal(more["room, recorded talkers"], more["room"])
+    assert more["room, recorded talkers"].shape == y.shape
+
+
+def test_speakers_are_the_folders_and_their_recordings_lose_their_silent_ends(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    t = np.arange(rp.SR) / rp.SR
+    word = (0.5 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+    quiet = np.zeros(rp.SR // 2, np.float32)
+    for who, n in (("anna", 2), ("ben", 3)):
+        (tmp_path / who).mkdir()
+        for k in range(n):
+            sf.write(tmp_path / who / f"p{k}.wav", np.concatenate([quiet, word, quiet]), rp.SR)
+    (tmp_path / "empty").mkdir()
+    speakers = rp.load_speakers(str(tmp_path))
+    assert [len(s) for s in speakers] == [2, 3]
+    for said in speakers[0] + speakers[1]:  # the word, then a pause of 0.1-0.4 s
+        voiced = np.flatnonzero(np.abs(said) > 0.01)
+        assert voiced[0] < 0.1 * rp.SR and voiced[-1] - voiced[0] > 0.99 * rp.SR
+        assert 0.1 * rp.SR <= said.size - voiced[-1] <= 0.5 * rp.SR  # trimmed to a frame, then the pause
+    with pytest.raises(SystemExit, match="no folder of recordings"):
+        rp.load_speakers(str(tmp_path / "empty"))

@@ -1,0 +1,143 @@
+"""Ingest from WAV of several checkouts of the engine, alternating, on the same copies (issue #17).
+
+    git archive 7260278 src | tar -x -C /tmp/base          # any checkout's src/ folder
+    flock /tmp/audiolsh-bench.lock .venv/bin/python benchmarks/ingest_ab.py \\
+        ~/.cache/audiolsh-corpus/dev --engine base=/tmp/base/src --engine today=src \\
+        --tracks 30 --workers 2 --rounds 11 --work /tmp/ingest-ab --out ingest.json
+
+Issue #17 asks that ingest speed and index bytes per hour not get worse than the engine's of
+its time. Absolute speed is the machine's, so this compares engines on one machine in one run:
+each run is a fresh process of one engine (``PYTHONPATH`` set to its ``src``) that ingests one
+track untimed (its kernels compiled or loaded) and then times
+``audiolsh.evaluation.identify.wav_ingest`` of the first ``--tracks`` audio files under the
+corpus (path order) into a fresh index with ``--workers`` processes. The WAV copies (44.1 kHz,
+stereo, 16 bit, made once with ffmpeg) are shared. Rounds visit the engines in turn, each
+round in the reverse order of the one before, so a change of the machine's load hits all alike.
+Prints, per engine, the median and range of x real time per core (audio seconds / wall seconds
+/ workers), the median of its speed over the first engine's in the same round, x real time per
+CPU second (this process and its workers), and index MB per hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+AUDIO_SUFFIXES = (".ogg", ".mp3", ".flac", ".wav", ".opus", ".m4a")
+
+# Runs inside the engine's interpreter: prints one JSON line.
+_CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+from audiolsh.evaluation.identify import wav_ingest
+work, workers, tracks = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+wav_ingest(tracks[:1], work / "warm", workers=1)  # untimed: compile or load the kernels
+def cpu():
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+c0 = cpu()
+st = wav_ingest(tracks, work, workers=workers)
+print(json.dumps({"audio_s": st.audio_s, "wall_s": st.wall_s, "cpu_s": cpu() - c0,
+                  "workers": st.workers, "index_bytes": st.index_bytes, "n_tracks": st.n_tracks}))
+"""
+
+
+def _tracks(corpus: Path, n: int) -> list[str]:
+    paths = sorted(os.fspath(p) for p in corpus.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if len(paths) < n:
+        raise SystemExit(f"{corpus}: {len(paths)} audio files, --tracks asks for {n}")
+    return paths[:n]
+
+
+def _engines(specs: list[str]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for spec in specs:
+        label, sep, src = spec.partition("=")
+        if not sep or not label or not src:
+            raise SystemExit(f"--engine wants LABEL=SRC_DIR, got {spec!r}")
+        path = Path(src).resolve()
+        if not (path / "audiolsh" / "__init__.py").is_file():
+            raise SystemExit(f"--engine {label}: {path} holds no audiolsh package")
+        if label in out:
+            raise SystemExit(f"--engine {label} given twice")
+        out[label] = path
+    return out
+
+
+def run_once(src: Path, work: Path, workers: int, tracks: list[str]) -> dict[str, float]:
+    env = dict(os.environ, PYTHONPATH=os.fspath(src))
+    proc = subprocess.run([sys.executable, "-c", _CHILD, os.fspath(work), str(workers), *tracks],
+                          env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"the engine at {src} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    row: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return row
+
+
+def _per_core(r: dict[str, float]) -> float:
+    return r["audio_s"] / (r["wall_s"] * r["workers"])
+
+
+def summarise(rows: dict[str, list[dict[str, float]]]) -> list[dict[str, float | str]]:
+    """Per engine: medians and ranges, and the median of its runs' speed over the first engine's
+    in the same round (paired, so a change of load between rounds cancels)."""
+    table: list[dict[str, float | str]] = []
+    first = next(iter(rows.values()))
+    for label, runs in rows.items():
+        per_core = [_per_core(r) for r in runs]
+        paired = statistics.median(x / _per_core(f) for x, f in zip(per_core, first))
+        per_cpu = [r["audio_s"] / r["cpu_s"] for r in runs]
+        mb_h = [r["index_bytes"] / 1e6 / (r["audio_s"] / 3600.0) for r in runs]
+        table.append({"engine": label, "runs": len(runs), "x_core_median": statistics.median(per_core),
+                      "x_core_min": min(per_core), "x_core_max": max(per_core), "paired": paired,
+                      "x_cpu_median": statistics.median(per_cpu), "mb_per_hour": statistics.median(mb_h)})
+    return table
+
+
+def markdown(table: list[dict[str, float | str]]) -> str:
+    lines = ["| engine | runs | x real time per core (median, range) | over the first engine, same round "
+             "(median) | x real time per CPU second (median) | index MB per hour |", "|---" * 6 + "|"]
+    for t in table:
+        lines.append(f"| {t['engine']} | {t['runs']} | {t['x_core_median']:.0f} ({t['x_core_min']:.0f}-"
+                     f"{t['x_core_max']:.0f}) | {t['paired']:.3f} | {t['x_cpu_median']:,.0f} "
+                     f"| {t['mb_per_hour']:.3f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("corpus", type=Path)
+    ap.add_argument("--engine", action="append", required=True, help="LABEL=SRC_DIR (repeatable)")
+    ap.add_argument("--tracks", type=int, default=30)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=11)
+    ap.add_argument("--work", type=Path, required=True, help="folder for the WAV copies and the indexes")
+    ap.add_argument("--out", type=Path, help="write every run and the summary as JSON")
+    a = ap.parse_args()
+    if a.tracks < 2 or a.workers < 1 or a.rounds < 1:
+        raise SystemExit("need --tracks >= 2, --workers >= 1, --rounds >= 1")
+    engines = _engines(a.engine)
+    tracks = _tracks(a.corpus, a.tracks)
+    order = list(engines)
+    rows: dict[str, list[dict[str, float]]] = {label: [] for label in order}
+    for r in range(a.rounds):
+        for label in order if r % 2 == 0 else order[::-1]:
+            row = run_once(engines[label], a.work, a.workers, tracks)
+            rows[label].append(row)
+            x = row["audio_s"] / (row["wall_s"] * row["workers"])
+            print(f"round {r + 1}/{a.rounds} {label}: {x:.0f}x per core, wall {row['wall_s']:.2f} s",
+                  file=sys.stderr, flush=True)
+    table = summarise(rows)
+    print(markdown(table))
+    if a.out:
+        a.out.write_text(json.dumps({"tracks": tracks, "workers": a.workers, "runs": rows, "summary": table},
+                                    indent=1))
+
+
+if __name__ == "__main__":
+    main()
