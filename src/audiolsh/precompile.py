@@ -37,11 +37,12 @@ SHORT_S = 20.0
 @dataclass(frozen=True)
 class Job:
     """A chain of commands that share an index, run in order in one process, then ``calls``:
-    names of functions of this module that take the inputs' folder (the Python API)."""
+    functions of the inputs' folder (the Python API), at a module's top level (a spawned worker
+    imports them by name)."""
 
     name: str
     commands: tuple[tuple[str, ...], ...]
-    calls: tuple[str, ...] = ()
+    calls: tuple[Callable[[Path], None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def jobs(inputs: Path) -> list[Job]:
         Job("vectors: k-means, float16 and int8 rows",
             vectors("km-f16", "--rerank-dtype", "float16") + vectors("km-i8", "--rerank-dtype", "int8")),
         Job("vectors: k-means, float32 rows", vectors("km-cos") + vectors("km-l2", "--metric", "euclidean")),
-        Job("Python API: sets, self-joins", (), ("sets_and_joins",)),
+        Job("Python API: sets, self-joins", (), (sets_and_joins,)),
     ]
 
 
@@ -151,11 +152,11 @@ def _run_job(job: Job, inputs: Path) -> Done:
             tail = " / ".join(said.getvalue().strip().splitlines()[-3:])
             error = f"audiolsh {' '.join(argv)}: {code} {tail}".strip()
             return Done(job.name, time.perf_counter() - t0, error)
-    for name in job.calls:
+    for call in job.calls:
         try:
-            globals()[name](inputs)
+            call(inputs)
         except Exception as exc:
-            return Done(job.name, time.perf_counter() - t0, f"{name}: {type(exc).__name__}: {exc}")
+            return Done(job.name, time.perf_counter() - t0, f"{call.__name__}: {type(exc).__name__}: {exc}")
     return Done(job.name, time.perf_counter() - t0)
 
 

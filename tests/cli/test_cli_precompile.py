@@ -105,11 +105,12 @@ def test_a_failed_command_is_named_and_the_other_chains_go_on(tmp_path: Path,
         return [precompile.Job("bad", (("vectors", "query", str(missing), "--index", str(tmp_path / "idx")),
                                        ("config",))),
                 precompile.Job("good", (("config",),)),
-                precompile.Job("bad call", (), ("no_such_step",))]
+                precompile.Job("bad call", (), (json.loads,))]  # a Path is not JSON text
 
     done = {d.name: d for d in precompile.run(processes=2, chains=chains)}
     assert set(done) == {"bad", "good", "bad call"} and done["good"].error is None
-    assert done["bad call"].error == "no_such_step: KeyError: 'no_such_step'"
+    assert done["bad call"].error == ("loads: TypeError: the JSON object must be str, bytes or bytearray, "
+                                      "not PosixPath")
     error = done["bad"].error
     assert error is not None and error.startswith("audiolsh vectors query") and "missing.npy" in error
 
