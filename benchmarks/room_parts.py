@@ -105,6 +105,7 @@ def load_speakers(root: str, per_speaker: int = 300, seed: int = 0) -> Speakers:
     folders = sorted(p for p in Path(root).iterdir() if p.is_dir())
     rng = np.random.default_rng(seed)
     speakers: Speakers = []
+    skipped: list[str] = []
     for folder in folders:
         paths = sorted(find_audio([str(folder)]))
         if not paths:
@@ -114,8 +115,8 @@ def load_speakers(root: str, per_speaker: int = 300, seed: int = 0) -> Speakers:
         for i in keep:
             try:
                 z = load(paths[i], sr=SR)[0]
-            except AudioError as e:
-                print(f"skipped: {e}", file=sys.stderr)
+            except AudioError as e:  # Asterisk ships a few silent placeholders
+                skipped.append(str(e))
                 continue
             z = librosa.effects.trim(z, top_db=40)[0]
             if z.size >= SR // 4:
@@ -124,6 +125,9 @@ def load_speakers(root: str, per_speaker: int = 300, seed: int = 0) -> Speakers:
             speakers.append(said)
     if not speakers:
         raise SystemExit(f"--talkers {root}: no folder of recordings under it (one folder a speaker)")
+    if skipped:
+        print(f"--talkers: {len(skipped)} recordings skipped, the first: {skipped[0]}", file=sys.stderr)
+    print(f"--talkers: {len(speakers)} speakers, {sum(map(len, speakers))} recordings", file=sys.stderr)
     return speakers
 
 

@@ -77,7 +77,8 @@ def test_recorded_talkers_add_two_conditions_and_leave_the_others_as_they_were()
     assert more["room, recorded talkers"].shape == y.shape
 
 
-def test_speakers_are_the_folders_and_their_recordings_lose_their_silent_ends(tmp_path: Path) -> None:
+def test_speakers_are_the_folders_and_their_recordings_lose_their_silent_ends(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import soundfile as sf
 
     t = np.arange(rp.SR) / rp.SR
@@ -87,9 +88,12 @@ def test_speakers_are_the_folders_and_their_recordings_lose_their_silent_ends(tm
         (tmp_path / who).mkdir()
         for k in range(n):
             sf.write(tmp_path / who / f"p{k}.wav", np.concatenate([quiet, word, quiet]), rp.SR)
+    sf.write(tmp_path / "anna" / "placeholder.wav", quiet, rp.SR)  # silent: skipped, said once
     (tmp_path / "empty").mkdir()
     speakers = rp.load_speakers(str(tmp_path))
     assert [len(s) for s in speakers] == [2, 3]
+    said = capsys.readouterr().err
+    assert "1 recordings skipped" in said and "placeholder.wav" in said and "2 speakers, 5 recordings" in said
     for said in speakers[0] + speakers[1]:  # the word, then a pause of 0.1-0.4 s
         voiced = np.flatnonzero(np.abs(said) > 0.01)
         assert voiced[0] < 0.1 * rp.SR and voiced[-1] - voiced[0] > 0.99 * rp.SR
