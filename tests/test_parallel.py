@@ -59,3 +59,18 @@ def test_the_first_job_compiles_here_and_the_workers_inherit_its_kernels() -> No
 def test_one_worker_or_one_job_runs_here() -> None:
     assert {r[1] for r in LocalExecutor(1).map(_job, range(3))} == {os.getpid()}
     assert [r[1] for r in LocalExecutor(4).map(_job, [5])] == [os.getpid()]
+
+
+def _pid_job(i: int) -> tuple[int, int]:
+    return i, os.getpid()
+
+
+def test_a_function_run_here_inline_starts_the_pool_at_once_next_time() -> None:
+    from audiolsh import parallel
+
+    assert _pid_job not in parallel._ran_here
+    it = LocalExecutor(1).map(_pid_job, range(3))
+    assert next(it) == (0, os.getpid())
+    assert _pid_job in parallel._ran_here  # marked before its first result is handed over
+    out = list(LocalExecutor(2).map(_pid_job, range(4)))
+    assert [r[0] for r in out] == list(range(4)) and all(r[1] != os.getpid() for r in out)

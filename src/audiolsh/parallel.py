@@ -51,13 +51,15 @@ class LocalExecutor:
             # inherit them (fork) or load them: two processes compiling the same gufuncs into one
             # cache at once can crash one of them (numba#10128), as on a fresh install. Once
             # this process has run ``fn``, the pool starts at once (no core idle for a job).
-            yield fn(todo.pop(0))
+            first = fn(todo.pop(0))
             _ran_here.add(fn)
+            yield first
         n = min(self.workers, len(todo))
         if n <= 1:
             for job in todo:
-                yield fn(job)
+                result = fn(job)
                 _ran_here.add(fn)
+                yield result
             return
         with ProcessPoolExecutor(max_workers=n) as pool:
             futures = [pool.submit(fn, job) for job in todo]
