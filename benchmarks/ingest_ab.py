@@ -1,18 +1,20 @@
 """Ingest from WAV of several checkouts of the engine, alternating, on the same copies (issue #17).
 
-    git archive 7260278 src | tar -x -C /tmp/base          # any checkout's src/ folder
+    mkdir -p /tmp/base && git archive 7260278 src | tar -x -C /tmp/base   # any checkout's src/
     flock /tmp/audiolsh-bench.lock .venv/bin/python benchmarks/ingest_ab.py \\
         ~/.cache/audiolsh-corpus/dev --engine base=/tmp/base/src --engine today=src \\
         --tracks 30 --workers 2 --rounds 11 --work /tmp/ingest-ab --out ingest.json
 
 Issue #17 asks that ingest speed and index bytes per hour not get worse than the engine's of
 its time. Absolute speed is the machine's, so this compares engines on one machine in one run:
-each run is a fresh process of one engine (``PYTHONPATH`` set to its ``src``) that ingests one
-track untimed (its kernels compiled or loaded) and then times
+each run is a fresh process of one engine (``PYTHONPATH`` set to its ``src``) that times
 ``audiolsh.evaluation.identify.wav_ingest`` of the first ``--tracks`` audio files under the
-corpus (path order) into a fresh index with ``--workers`` processes. The WAV copies (44.1 kHz,
-stereo, 16 bit, made once with ffmpeg) are shared. Rounds visit the engines in turn, each
-round in the reverse order of the one before, so a change of the machine's load hits all alike.
+corpus (path order) into a fresh index with ``--workers`` processes, after ingesting one track
+untimed: in the same process (its kernels in memory, as a long ingest runs), or with
+``--fresh`` in a process of its own (the kernels only in numba's disk cache, so the timed
+process starts as ``audiolsh index`` does). The WAV copies (44.1 kHz, stereo, 16 bit, made
+with ffmpeg by an untimed first run) are shared. Rounds visit the engines in turn, each round
+in the reverse order of the one before, so a change of the machine's load hits all alike.
 Prints, per engine, the median and range of x real time per core (audio seconds / wall seconds
 / workers), the median of its speed over the first engine's in the same round, x real time per
 CPU second (this process and its workers), and index MB per hour.
@@ -27,23 +29,28 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 AUDIO_SUFFIXES = (".ogg", ".mp3", ".flac", ".wav", ".opus", ".m4a")
 
 # Runs inside the engine's interpreter: prints one JSON line.
 _CHILD = r"""
-import json, resource, sys, time
+import json, resource, sys
 from pathlib import Path
+import audiolsh
 from audiolsh.evaluation.identify import wav_ingest
-work, workers, tracks = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
-wav_ingest(tracks[:1], work / "warm", workers=1)  # untimed: compile or load the kernels
-def cpu():
-    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
-c0 = cpu()
-st = wav_ingest(tracks, work, workers=workers)
-print(json.dumps({"audio_s": st.audio_s, "wall_s": st.wall_s, "cpu_s": cpu() - c0,
-                  "workers": st.workers, "index_bytes": st.index_bytes, "n_tracks": st.n_tracks}))
+work, workers, mode, tracks = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+if mode in ("warm", "warm+time"):  # untimed: compile or load the kernels
+    wav_ingest(tracks[:1], work / "warm", workers=1)
+if mode in ("time", "warm+time"):
+    def cpu():
+        s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+    c0 = cpu()
+    st = wav_ingest(tracks, work, workers=workers)
+    print(json.dumps({"audio_s": st.audio_s, "wall_s": st.wall_s, "cpu_s": cpu() - c0,
+                      "workers": st.workers, "index_bytes": st.index_bytes, "n_tracks": st.n_tracks,
+                      "package": audiolsh.__file__}))
 """
 
 
@@ -69,21 +76,33 @@ def _engines(specs: list[str]) -> dict[str, Path]:
     return out
 
 
-def run_once(src: Path, work: Path, workers: int, tracks: list[str]) -> dict[str, float]:
+def _child(src: Path, work: Path, workers: int, mode: str, tracks: list[str]) -> str:
     env = dict(os.environ, PYTHONPATH=os.fspath(src))
-    proc = subprocess.run([sys.executable, "-c", _CHILD, os.fspath(work), str(workers), *tracks],
+    proc = subprocess.run([sys.executable, "-c", _CHILD, os.fspath(work), str(workers), mode, *tracks],
                           env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"the engine at {src} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
-    row: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return proc.stdout
+
+
+def run_once(src: Path, work: Path, workers: int, tracks: list[str], *,
+             fresh: bool = False) -> dict[str, Any]:
+    """One timed ingest by the engine at ``src``, warmed up in its own process or (``fresh``) in
+    another one before it."""
+    if fresh:
+        _child(src, work, workers, "warm", tracks)
+    out = _child(src, work, workers, "time" if fresh else "warm+time", tracks)
+    row: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    if not Path(row["package"]).resolve().is_relative_to(src):
+        raise SystemExit(f"--engine {src}: the run imported audiolsh from {row['package']} instead")
     return row
 
 
-def _per_core(r: dict[str, float]) -> float:
+def _per_core(r: dict[str, Any]) -> float:
     return r["audio_s"] / (r["wall_s"] * r["workers"])
 
 
-def summarise(rows: dict[str, list[dict[str, float]]]) -> list[dict[str, float | str]]:
+def summarise(rows: dict[str, list[dict[str, Any]]]) -> list[dict[str, float | str]]:
     """Per engine: medians and ranges, and the median of its runs' speed over the first engine's
     in the same round (paired, so a change of load between rounds cancels)."""
     table: list[dict[str, float | str]] = []
@@ -117,6 +136,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--work", type=Path, required=True, help="folder for the WAV copies and the indexes")
+    ap.add_argument("--fresh", action="store_true",
+                    help="warm up in a process of its own: the timed one starts as `audiolsh index` does")
     ap.add_argument("--out", type=Path, help="write every run and the summary as JSON")
     a = ap.parse_args()
     if a.tracks < 2 or a.workers < 1 or a.rounds < 1:
@@ -124,10 +145,11 @@ def main() -> None:
     engines = _engines(a.engine)
     tracks = _tracks(a.corpus, a.tracks)
     order = list(engines)
-    rows: dict[str, list[dict[str, float]]] = {label: [] for label in order}
+    rows: dict[str, list[dict[str, Any]]] = {label: [] for label in order}
+    run_once(engines[order[0]], a.work, a.workers, tracks)  # untimed: it makes the WAV copies
     for r in range(a.rounds):
         for label in order if r % 2 == 0 else order[::-1]:
-            row = run_once(engines[label], a.work, a.workers, tracks)
+            row = run_once(engines[label], a.work, a.workers, tracks, fresh=a.fresh)
             rows[label].append(row)
             x = row["audio_s"] / (row["wall_s"] * row["workers"])
             print(f"round {r + 1}/{a.rounds} {label}: {x:.0f}x per core, wall {row['wall_s']:.2f} s",
@@ -135,8 +157,8 @@ def main() -> None:
     table = summarise(rows)
     print(markdown(table))
     if a.out:
-        a.out.write_text(json.dumps({"tracks": tracks, "workers": a.workers, "runs": rows, "summary": table},
-                                    indent=1))
+        a.out.write_text(json.dumps({"tracks": tracks, "workers": a.workers, "fresh": a.fresh, "runs": rows,
+                                     "summary": table}, indent=1))
 
 
 if __name__ == "__main__":

@@ -298,6 +298,8 @@ def learned(a: argparse.Namespace, indexed: list[str]) -> dict[str, rp.Answer]:
         model.load_state_dict(torch.load(path))
         model.eval()
         name = "learned" if len(a.model) == 1 else f"learned {Path(path).stem}"
+        if any(k.startswith(f"{name}, ") for k in out):
+            raise SystemExit(f"--model: two models named {Path(path).stem!r}; give their files other names")
         out.update({f"{name}, indexed every {h:g} s": Scan(torch, model, tracks, h).answer for h in a.db_hop})
     return out
 

@@ -80,8 +80,10 @@ def parts(y: np.ndarray, seed: int, speakers: Speakers | None = None) -> dict[st
 
 def recorded_babble(n: int, seed: int, speakers: Speakers, n_voices: int = 6) -> np.ndarray:
     """``n`` samples of ``n_voices`` talkers, as ``babble`` mixes its voices (each at unit RMS
-    times a uniform 0.5-1, the mix at unit RMS): each talker a seeded speaker's recordings, one
-    after another in a random order from a random point, with the pauses they were recorded with."""
+    times a uniform 0.5-1, the mix at unit RMS): each talker a speaker drawn at random (with
+    replacement: two talkers may be one speaker) saying its recordings one after another in a
+    random order, from a random point of the first (each recording with the pause
+    ``load_speakers`` put after it)."""
     rng = np.random.default_rng(seed)
     mix = np.zeros(n)
     for _ in range(n_voices):
@@ -101,7 +103,8 @@ def recorded_babble(n: int, seed: int, speakers: Speakers, n_voices: int = 6) ->
 
 def load_speakers(root: str, per_speaker: int = 300, seed: int = 0) -> Speakers:
     """Each folder under ``root`` holding audio is a speaker; up to ``per_speaker`` of its
-    recordings (seeded), at ``SR``, each trimmed of its silent ends by 40 dB."""
+    recordings (seeded), at ``SR``, each trimmed of its silent ends (40 dB under its peak) and
+    followed by a pause of 0.1-0.4 s."""
     folders = sorted(p for p in Path(root).iterdir() if p.is_dir())
     rng = np.random.default_rng(seed)
     speakers: Speakers = []

@@ -1,76 +1,85 @@
-"""LocalExecutor: results in the jobs' order, and kernels compiled once before the workers start."""
+"""LocalExecutor: results in the jobs' order, and every process that may compile into numba's
+cache reads and writes it holding one lock."""
 
 from __future__ import annotations
 
-import multiprocessing
+import fcntl
 import os
+from pathlib import Path
 
 import numba
 import numpy as np
 import pytest
+from numba.core import caching
 
+from audiolsh import parallel
 from audiolsh.parallel import LocalExecutor
 
 
-@numba.njit
+@numba.njit(cache=True)
 def _kernel(x: np.ndarray) -> float:
     return float(x.sum())
 
 
-@numba.njit
-def _untouched(x: np.ndarray) -> float:  # compiled by one test only
-    return float(x.sum())
+def _job(i: int) -> tuple[int, int, float]:
+    return i, os.getpid(), _kernel(np.arange(i, dtype=np.float64))
 
 
-def _job(i: int) -> tuple[int, int, int, float]:
-    """(job, process, kernels compiled in this process before this job ran, result)."""
-    compiled = len(_kernel.signatures)
-    return i, os.getpid(), compiled, _kernel(np.arange(i, dtype=np.float64))
-
-
-def _untouched_job(i: int) -> tuple[int, int, int, float]:
-    compiled = len(_untouched.signatures)
-    return i, os.getpid(), compiled, _untouched(np.arange(i, dtype=np.float64))
+def _lock_of_this_process(i: int) -> tuple[int, str | None, str | None]:
+    """(process, the lock numba's cache reads hold here, the one its writes hold)."""
+    cls = caching.IndexDataCacheFile
+    return os.getpid(), getattr(cls.load, "audiolsh_lock", None), getattr(cls.save, "audiolsh_lock", None)
 
 
 def test_results_come_in_the_jobs_order_from_several_processes() -> None:
     out = list(LocalExecutor(2).map(_job, range(12)))
     assert [r[0] for r in out] == list(range(12))
-    assert [r[3] for r in out] == [float(sum(range(i))) for i in range(12)]
-    assert len({r[1] for r in out}) >= 2
+    assert [r[2] for r in out] == [float(sum(range(i))) for i in range(12)]
+    assert len({r[1] for r in out}) >= 2 and os.getpid() not in {r[1] for r in out}
 
 
-@pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="inherited by fork only")
-def test_the_first_job_compiles_here_and_the_workers_inherit_its_kernels() -> None:
-    # A worker that compiled a kernel itself would see none before its first job: with two
-    # workers compiling librosa's gufuncs into one cache at once, one can crash (numba#10128).
-    assert _untouched.signatures == []
-    out = list(LocalExecutor(2).map(_untouched_job, range(6)))
-    first, rest = out[0], out[1:]
-    assert first[1] == os.getpid() and first[2] == 0
-    assert all(r[1] != os.getpid() for r in rest)
-    assert all(r[2] == 1 for r in rest)
-    # run here once, the kernels are here: the next map starts the pool at once
-    again = list(LocalExecutor(2).map(_untouched_job, range(6)))
-    assert [r[0] for r in again] == list(range(6))
-    assert all(r[1] != os.getpid() and r[2] == 1 for r in again)
+def test_every_worker_reads_and_writes_numbas_cache_holding_the_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two workers compiling the same kernels (librosa's gufuncs at import, ours at first call)
+    # into one cache on a fresh install can leave it naming the other's code (numba#10128).
+    cls = caching.IndexDataCacheFile
+    monkeypatch.setattr(cls, "load", getattr(cls.load, "__wrapped__", cls.load))  # as a fresh process
+    monkeypatch.setattr(cls, "save", getattr(cls.save, "__wrapped__", cls.save))
+    assert _lock_of_this_process(0)[1:] == (None, None)
+    out = list(LocalExecutor(2).map(_lock_of_this_process, range(6)))
+    lock = parallel.numba_cache_lock_path()
+    assert all(r[0] != os.getpid() for r in out)
+    assert {r[1:] for r in out} == {(lock, lock)}
+    assert _lock_of_this_process(0)[1:] == (lock, lock)  # and here, beside them
+
+
+def test_the_cache_lock_is_held_while_numba_reads_or_writes_and_installed_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = tmp_path / "numba-cache.lock"
+    seen: list[str] = []
+
+    def probe(self: object, *args: object) -> None:  # stands in for numba's own read or write
+        with open(lock, "a") as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                seen.append("held")
+                return
+            fcntl.flock(other, fcntl.LOCK_UN)
+            seen.append("free")
+
+    monkeypatch.setattr(caching.IndexDataCacheFile, "save", probe)
+    monkeypatch.setattr(caching.IndexDataCacheFile, "load", probe)
+    probe(None)
+    parallel.lock_numba_cache(str(lock))
+    parallel.lock_numba_cache(str(tmp_path / "another.lock"))  # kept: a second wrap would wait on itself
+    assert caching.IndexDataCacheFile.save.__wrapped__ is probe  # type: ignore[attr-defined]
+    caching.IndexDataCacheFile.save(None, "key", "data")  # type: ignore[arg-type]
+    caching.IndexDataCacheFile.load(None, "key")  # type: ignore[arg-type]
+    assert seen == ["free", "held", "held"]
+    probe(None)  # and let go after
+    assert seen[-1] == "free"
 
 
 def test_one_worker_or_one_job_runs_here() -> None:
     assert {r[1] for r in LocalExecutor(1).map(_job, range(3))} == {os.getpid()}
     assert [r[1] for r in LocalExecutor(4).map(_job, [5])] == [os.getpid()]
-
-
-def _pid_job(i: int) -> tuple[int, int]:
-    return i, os.getpid()
-
-
-def test_a_function_run_here_inline_starts_the_pool_at_once_next_time() -> None:
-    from audiolsh import parallel
-
-    assert _pid_job not in parallel._ran_here
-    it = LocalExecutor(1).map(_pid_job, range(3))
-    assert next(it) == (0, os.getpid())
-    assert _pid_job in parallel._ran_here  # marked before its first result is handed over
-    out = list(LocalExecutor(2).map(_pid_job, range(4)))
-    assert [r[0] for r in out] == list(range(4)) and all(r[1] != os.getpid() for r in out)

@@ -8,9 +8,10 @@ process boundaries, so both must be plain data (numpy arrays, dataclasses of the
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -33,8 +34,47 @@ class Executor(Protocol):
         ...
 
 
-_ran_here: set[Callable[..., object]] = set()
-"""Job functions this process has run itself: the kernels they use are compiled or loaded here."""
+def numba_cache_lock_path() -> str:
+    """The lock every audiolsh process of this user takes to read or write numba's cache."""
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return os.path.join(tempfile.gettempdir(), f"audiolsh-numba-cache-{uid}.lock")
+
+
+def lock_numba_cache(lock_path: str | None = None) -> None:
+    """From now on this process reads and writes numba's cache (a kernel's index and code) only
+    while it holds ``lock_path`` (default ``numba_cache_lock_path()``), so processes compiling
+    the same kernels into one cache take turns at it: numba writes the index and then the code
+    with no lock, and two processes adding argument types of one kernel at once can leave the
+    index naming the other's code (numba#10128), as two workers did on a fresh install. Once a
+    process holds a lock, later calls keep it; no-op without ``fcntl`` (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    import functools
+
+    from numba.core import caching
+
+    cls = caching.IndexDataCacheFile
+    if getattr(cls.save, "audiolsh_lock", None) is not None:
+        return
+    path = lock_path or numba_cache_lock_path()
+
+    def locked(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with open(path, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    return method(*args, **kwargs)
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+
+        run.audiolsh_lock = path  # type: ignore[attr-defined]
+        return run
+
+    for name in ("save", "load"):
+        setattr(cls, name, locked(getattr(cls, name)))
 
 
 class LocalExecutor:
@@ -45,23 +85,12 @@ class LocalExecutor:
 
     def map(self, fn: Callable[[T], R], jobs: Iterable[T]) -> Iterator[R]:
         todo = list(jobs)
-        if min(self.workers, len(todo)) > 1 and fn not in _ran_here:
-            # The first job runs here before the pool starts, so the kernels it compiles (numba's,
-            # librosa's gufuncs at import) are compiled once, by one process, and the workers
-            # inherit them (fork) or load them: two processes compiling the same gufuncs into one
-            # cache at once can crash one of them (numba#10128), as on a fresh install. Once
-            # this process has run ``fn``, the pool starts at once (no core idle for a job).
-            first = fn(todo.pop(0))
-            _ran_here.add(fn)
-            yield first
         n = min(self.workers, len(todo))
         if n <= 1:
-            for job in todo:
-                result = fn(job)
-                _ran_here.add(fn)
-                yield result
+            yield from (fn(job) for job in todo)
             return
-        with ProcessPoolExecutor(max_workers=n) as pool:
+        lock_numba_cache()  # here too: a thread of this process may compile beside the workers
+        with ProcessPoolExecutor(max_workers=n, initializer=lock_numba_cache) as pool:
             futures = [pool.submit(fn, job) for job in todo]
             for fut in futures:
                 yield fut.result()

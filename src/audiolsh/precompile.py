@@ -10,7 +10,7 @@ command would run them.
 
 numba writes a kernel's cache index and then its code with no lock, so two processes adding
 argument types of one kernel at once can leave the index naming the other's code (numba#10128);
-the chains' processes take turns at numba's cache reads and writes (``_lock_numba_cache``).
+the chains' processes take turns at numba's cache reads and writes (``parallel.lock_numba_cache``).
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from audiolsh.parallel import usable_cores
+from audiolsh.parallel import lock_numba_cache, usable_cores
 
 SR = 22050
 #: Two songs of this length make a fingerprint table of more than 29,000 hashes, whose low bits
@@ -160,40 +159,12 @@ def _run_job(job: Job, inputs: Path) -> Done:
     return Done(job.name, time.perf_counter() - t0)
 
 
-def _locked(method: Callable[..., Any], lock_path: str) -> Callable[..., Any]:
-    """``method`` run holding an exclusive lock on ``lock_path`` (one holder among processes)."""
-    import fcntl
-    import functools
-
-    @functools.wraps(method)
-    def locked(*args: Any, **kwargs: Any) -> Any:
-        with open(lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                return method(*args, **kwargs)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    return locked
-
-
-def _lock_numba_cache(lock_path: str) -> None:
-    """This process reads and writes numba's cache (a kernel's index and code) only while it
-    holds ``lock_path``, so processes compiling into one cache at once take turns at it."""
-    from numba.core import caching
-
-    cls = caching.IndexDataCacheFile
-    for name in ("save", "load"):
-        setattr(cls, name, _locked(getattr(cls, name), lock_path))
-
-
-def _start_worker(lock_path: str | None) -> None:
+def _start_worker() -> None:
     # The user's defaults (an index, a format, a worker count) stay out of the commands.
     for key in [k for k in os.environ if k.startswith("AUDIOLSH_")]:
         del os.environ[key]
     os.environ["AUDIOLSH_CONFIG"] = os.devnull
-    if lock_path is not None:
-        _lock_numba_cache(lock_path)
+    lock_numba_cache()
 
 
 def run(*, processes: int | None = None, on_done: Callable[[Done], None] | None = None,
@@ -213,10 +184,9 @@ def run(*, processes: int | None = None, on_done: Callable[[Done], None] | None 
     with tempfile.TemporaryDirectory(prefix="audiolsh-precompile-") as tmp:
         write_inputs(Path(tmp))
         todo = (chains or jobs)(Path(tmp))
-        lock = str(Path(tmp) / "numba-cache.lock")
         # spawn: each process starts clean, as a command does (no forked numba state)
         with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_start_worker, initargs=(lock if n > 1 else None,)) as pool:
+                                 initializer=_start_worker) as pool:
             started = {pool.submit(_run_job, job, Path(tmp)): job for job in todo}
             for future in as_completed(started):
                 try:

@@ -43,22 +43,52 @@ def test_engines_are_named_and_must_hold_the_package(tmp_path: Path) -> None:
         ia._engines([f"x={SRC}", f"x={SRC}"])
 
 
-def test_a_run_ingests_every_track_in_a_fresh_process(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+STUB = """
+import os, sys
+from pathlib import Path
+from types import SimpleNamespace
+def wav_ingest(tracks, workdir, *, workers=1):
+    with open(Path(__file__).parent / "calls.txt", "a") as f:
+        f.write(f"{len(tracks)} {workers} {Path(workdir).name == 'warm'}\\n")
+    return SimpleNamespace(audio_s=10.0 * len(tracks), wall_s=1.0, workers=workers, index_bytes=123,
+                           n_tracks=len(tracks))
+"""
+
+
+def _stub_engine(root: Path) -> Path:
+    """A checkout whose ``wav_ingest`` only records its calls: each engine's run imports its own."""
+    pkg = root / "src" / "audiolsh"
+    (pkg / "evaluation").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "evaluation" / "__init__.py").write_text("")
+    (pkg / "evaluation" / "identify.py").write_text(STUB)
+    return root / "src"
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_each_engine_runs_its_own_package_in_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  fresh: bool) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for i in range(3):
         sf.write(corpus / f"t{i}.flac", music(duration_s=6.0, sr=22050, seed=i), 22050)
+    stub = _stub_engine(tmp_path / "stub")
     out = tmp_path / "ab.json"
-    monkeypatch.setattr(sys, "argv", ["ingest_ab.py", str(corpus), "--engine", f"one={SRC}", "--engine",
-                                      f"two={SRC}", "--tracks", "2", "--workers", "1", "--rounds", "2",
-                                      "--work", str(tmp_path / "w"), "--out", str(out)])
+    monkeypatch.setattr(sys, "argv", ["ingest_ab.py", str(corpus), "--engine", f"stub={stub}", "--engine",
+                                      f"repo={SRC}", "--tracks", "2", "--workers", "1", "--rounds", "2",
+                                      "--work", str(tmp_path / "w"), "--out", str(out),
+                                      *(["--fresh"] if fresh else [])])
     ia.main()
     report = json.loads(out.read_text())
-    assert report["tracks"] == [str(corpus / "t0.flac"), str(corpus / "t1.flac")]
-    assert [len(v) for v in report["runs"].values()] == [2, 2]
-    for runs in report["runs"].values():
-        assert all(r["n_tracks"] == 2 and r["audio_s"] == pytest.approx(12.0, abs=0.01) for r in runs)
-        assert all(r["index_bytes"] > 0 and r["cpu_s"] > 0 for r in runs)
+    assert report["tracks"] == [str(corpus / "t0.flac"), str(corpus / "t1.flac")] and report["fresh"] is fresh
+    stub_runs, repo_runs = report["runs"]["stub"], report["runs"]["repo"]
+    assert len(stub_runs) == len(repo_runs) == 2
+    assert all(r["index_bytes"] == 123 and r["package"].startswith(str(stub)) for r in stub_runs)
+    assert all(r["n_tracks"] == 2 and r["audio_s"] == pytest.approx(12.0, abs=0.01) for r in repo_runs)
+    assert all(r["index_bytes"] > 1000 and r["cpu_s"] > 0 for r in repo_runs)
+    assert all(r["package"].startswith(str(SRC)) for r in repo_runs)
+    # the stub: an untimed first run (it is the first engine), then a warm-up and a timed ingest a round
+    calls = (stub / "audiolsh" / "evaluation" / "calls.txt").read_text().split("\n")[:-1]
+    assert calls == ["1 1 True", "2 1 False"] * 3
     assert sorted(p.name for p in (tmp_path / "w" / "tracks").iterdir()) == ["t0000.wav", "t0001.wav"]
     assert np.isfinite([s["paired"] for s in report["summary"]]).all()

@@ -81,6 +81,8 @@ def test_train_writes_a_model_that_evaluate_loads(tmp_path: Path, songs: list[np
     both = lr.learned(argparse.Namespace(model=[str(out), str(again)], db_hop=[0.5]),
                       [str(folder / "s0.wav")])
     assert list(both) == ["learned m, indexed every 0.5 s", "learned m2, indexed every 0.5 s"]
+    with pytest.raises(SystemExit, match="two models named 'm'"):
+        lr.learned(argparse.Namespace(model=[str(out), str(out)], db_hop=[0.5]), [str(folder / "s0.wav")])
     start = round(9.0 * lr.rp.SR)
     track, offset_s, _, _ = systems["learned, indexed every 0.5 s"](songs[0][start:start + 3 * lr.rp.SR])
     assert track == 0 and abs(offset_s - 9.0) < 0.06
