@@ -80,6 +80,17 @@ def test_the_cache_lock_is_held_while_numba_reads_or_writes_and_installed_once(
     assert seen[-1] == "free"
 
 
+def test_without_a_lock_file_numba_reads_and_writes_unlocked(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[object, ...]] = []
+    monkeypatch.setattr(caching.IndexDataCacheFile, "save", lambda self, *a: calls.append(("save", *a)))
+    monkeypatch.setattr(caching.IndexDataCacheFile, "load", lambda self, *a: calls.append(("load", *a)) or 7)
+    parallel.lock_numba_cache(str(tmp_path / "no such folder" / "numba-cache.lock"))
+    caching.IndexDataCacheFile.save(None, "key", "data")  # type: ignore[arg-type]
+    assert caching.IndexDataCacheFile.load(None, "key") == 7  # type: ignore[arg-type]
+    assert calls == [("save", "key", "data"), ("load", "key")]
+
+
 def test_one_worker_or_one_job_runs_here() -> None:
     assert {r[1] for r in LocalExecutor(1).map(_job, range(3))} == {os.getpid()}
     assert [r[1] for r in LocalExecutor(4).map(_job, [5])] == [os.getpid()]

@@ -63,7 +63,11 @@ def lock_numba_cache(lock_path: str | None = None) -> None:
     def locked(method: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(method)
         def run(*args: Any, **kwargs: Any) -> Any:
-            with open(path, "a") as lock:
+            try:
+                lock = open(path, "a")
+            except OSError:  # no writable temporary folder: unlocked, as numba itself is
+                return method(*args, **kwargs)
+            with lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 try:
                     return method(*args, **kwargs)
