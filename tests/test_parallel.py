@@ -91,6 +91,25 @@ def test_without_a_lock_file_numba_reads_and_writes_unlocked(tmp_path: Path,
     assert calls == [("save", "key", "data"), ("load", "key")]
 
 
+@pytest.mark.timeout(60)  # without the guard it waits on its own lock for ever
+def test_a_read_inside_a_read_does_not_wait_on_itself(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # unpickling a kernel's code may import a module whose kernels load from the cache in turn
+    order: list[str] = []
+
+    def load(self: object, key: str) -> str:
+        order.append(key)
+        if key == "outer":
+            caching.IndexDataCacheFile.load(None, "inner")  # type: ignore[arg-type]
+        return key
+
+    monkeypatch.setattr(caching.IndexDataCacheFile, "load", load)
+    monkeypatch.setattr(caching.IndexDataCacheFile, "save", lambda self, *a: None)
+    parallel.lock_numba_cache(str(tmp_path / "numba-cache.lock"))
+    assert caching.IndexDataCacheFile.load(None, "outer") == "outer"  # type: ignore[arg-type]
+    assert order == ["outer", "inner"]
+
+
 def test_one_worker_or_one_job_runs_here() -> None:
     assert {r[1] for r in LocalExecutor(1).map(_job, range(3))} == {os.getpid()}
     assert [r[1] for r in LocalExecutor(4).map(_job, [5])] == [os.getpid()]

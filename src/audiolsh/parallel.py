@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol, TypeVar
@@ -59,19 +60,24 @@ def lock_numba_cache(lock_path: str | None = None) -> None:
     if getattr(cls.save, "audiolsh_lock", None) is not None:
         return
     path = lock_path or numba_cache_lock_path()
+    held = threading.local()  # a read inside a read (an import while unpickling) must not wait on itself
 
     def locked(method: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(method)
         def run(*args: Any, **kwargs: Any) -> Any:
+            if getattr(held, "depth", 0):
+                return method(*args, **kwargs)
             try:
                 lock = open(path, "a")
             except OSError:  # no writable temporary folder: unlocked, as numba itself is
                 return method(*args, **kwargs)
             with lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
+                held.depth = 1
                 try:
                     return method(*args, **kwargs)
                 finally:
+                    held.depth = 0
                     fcntl.flock(lock, fcntl.LOCK_UN)
 
         run.audiolsh_lock = path  # type: ignore[attr-defined]
