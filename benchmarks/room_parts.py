@@ -80,14 +80,16 @@ def parts(y: np.ndarray, seed: int, speakers: Speakers | None = None) -> dict[st
 
 def recorded_babble(n: int, seed: int, speakers: Speakers, n_voices: int = 6) -> np.ndarray:
     """``n`` samples of ``n_voices`` talkers, as ``babble`` mixes its voices (each at unit RMS
-    times a uniform 0.5-1, the mix at unit RMS): each talker a speaker drawn at random (with
-    replacement: two talkers may be one speaker) saying its recordings one after another in a
-    random order, from a random point of the first (each recording with the pause
-    ``load_speakers`` put after it)."""
+    times a uniform 0.5-1, the mix at unit RMS): each talker a different speaker drawn at random
+    (the same one again only when there are fewer speakers than talkers) saying its recordings
+    one after another in a random order, from a random point of the first (each recording with
+    the pause ``load_speakers`` put after it)."""
     rng = np.random.default_rng(seed)
     mix = np.zeros(n)
-    for _ in range(n_voices):
-        said = speakers[int(rng.integers(len(speakers)))]
+    # six talkers are six people where there are as many speakers
+    who = rng.choice(len(speakers), size=n_voices, replace=len(speakers) < n_voices)
+    for k_speaker in who:
+        said = speakers[int(k_speaker)]
         chunks, total = [], 0
         skip = int(rng.integers(SR))  # start anywhere in the first recording's second
         for k in rng.permutation(len(said)):

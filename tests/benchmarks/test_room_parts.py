@@ -66,6 +66,20 @@ def test_recorded_talkers_are_the_given_recordings_mixed_like_the_synthetic_babb
     assert (spectrum[near] ** 2).sum() > 0.95 * (spectrum**2).sum()  # every talker speaks only its recordings
 
 
+def test_six_talkers_are_six_speakers_where_there_are_six() -> None:
+    t = np.arange(rp.SR // 2) / rp.SR
+    tones = [300.0 + 200.0 * k for k in range(6)]  # a speaker is its tone (whole cycles in 0.5 s)
+    speakers = [[np.sin(2 * np.pi * hz * t).astype(np.float32)] for hz in tones]
+    for seed in range(5):
+        z = rp.recorded_babble(4 * rp.SR, seed=seed, speakers=speakers, n_voices=6)
+        spectrum = np.abs(np.fft.rfft(z)) ** 2
+        f = np.fft.rfftfreq(z.size, 1 / rp.SR)
+        share = [spectrum[np.abs(f - hz) < 20].sum() / spectrum.sum() for hz in tones]
+        assert min(share) > 0.03, (seed, share)  # every speaker talks (a weight of 0.5-1 each)
+    few = speakers[:2]  # fewer speakers than talkers: they talk again
+    assert rp.recorded_babble(rp.SR, seed=0, speakers=few, n_voices=6).shape == (rp.SR,)
+
+
 def test_recorded_talkers_add_two_conditions_and_leave_the_others_as_they_were() -> None:
     y = np.random.default_rng(1).standard_normal(rp.SR).astype(np.float32)
     speakers = [[np.random.default_rng(2).standard_normal(rp.SR // 3).astype(np.float32)]]
