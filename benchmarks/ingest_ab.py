@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-AUDIO_SUFFIXES = (".ogg", ".mp3", ".flac", ".wav", ".opus", ".m4a")
+from audiolsh.audio import find_audio
 
 # Runs inside the engine's interpreter: prints one JSON line.
 _CHILD = r"""
@@ -55,7 +55,7 @@ if mode in ("time", "warm+time"):
 
 
 def _tracks(corpus: Path, n: int) -> list[str]:
-    paths = sorted(os.fspath(p) for p in corpus.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    paths = [os.fspath(p) for p in find_audio([corpus])]  # sorted by path
     if len(paths) < n:
         raise SystemExit(f"{corpus}: {len(paths)} audio files, --tracks asks for {n}")
     return paths[:n]

@@ -65,15 +65,18 @@ def parts(y: np.ndarray, seed: int, speakers: Speakers | None = None) -> dict[st
     same room with recorded talkers in place of the synthetic ones, and those talkers alone."""
     seeds = np.random.SeedSequence(seed).generate_state(3)
     wet = d.reverb(y, SR, seed=int(seeds[0]), rt60_s=0.6)
+
+    def in_room(talk: np.ndarray) -> np.ndarray:  # the talkers further away than the music
+        return d.reverb(talk, SR, seed=int(seeds[2]), rt60_s=0.6, drr_db=-3.0)
+
     talk = d.babble(y.size, SR, seed=int(seeds[1]), n_voices=6).astype(np.float32)
-    talk_wet = d.reverb(talk, SR, seed=int(seeds[2]), rt60_s=0.6, drr_db=-3.0)
+    talk_wet = in_room(talk)
     out = {"clean": y, "room": d._mix_at_snr(wet, talk_wet, 5.0), "room, no talkers": wet,
            "talkers, no room": d._mix_at_snr(y, talk, 5.0),
            "room, talkers 5 dB quieter": d._mix_at_snr(wet, talk_wet, 10.0)}
     if speakers:
         said = recorded_babble(y.size, int(seeds[1]), speakers)
-        said_wet = d.reverb(said, SR, seed=int(seeds[2]), rt60_s=0.6, drr_db=-3.0)
-        out["room, recorded talkers"] = d._mix_at_snr(wet, said_wet, 5.0)
+        out["room, recorded talkers"] = d._mix_at_snr(wet, in_room(said), 5.0)
         out["recorded talkers, no room"] = d._mix_at_snr(y, said, 5.0)
     return out
 

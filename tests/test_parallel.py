@@ -16,7 +16,7 @@ from audiolsh import parallel
 from audiolsh.parallel import LocalExecutor
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _kernel(x: np.ndarray) -> float:
     return float(x.sum())
 
