@@ -11,7 +11,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -24,6 +24,18 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def thread_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> list[R]:
+    """``fn`` of every item in up to ``workers`` threads of this process, results in the items'
+    order: for work that releases the GIL (hashlib on large buffers, reading files), which
+    then keeps every core busy instead of one while the others wait."""
+    todo = list(items)
+    n = min(max(1, workers), len(todo))
+    if n <= 1:
+        return [fn(x) for x in todo]
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(fn, todo))
 
 
 class Executor(Protocol):

@@ -92,3 +92,42 @@ def test_each_engine_runs_its_own_package_in_turn(tmp_path: Path, monkeypatch: p
     assert calls == ["1 1 True", "2 1 False"] * 3
     assert sorted(p.name for p in (tmp_path / "w" / "tracks").iterdir()) == ["t0000.wav", "t0001.wav"]
     assert np.isfinite([s["paired"] for s in report["summary"]]).all()
+
+
+CLI_STUB = """
+import os, sys
+from pathlib import Path
+def main():
+    args = sys.argv[1:]
+    with open(Path(__file__).parent / "calls.txt", "a") as f:
+        f.write(" ".join(os.path.basename(a) for a in args) + "\\n")
+    index = Path(args[args.index("--index") + 1])
+    index.mkdir()
+    (index / "data").write_bytes(b"x" * 77)
+"""
+
+
+def test_the_cli_mode_times_each_engines_own_audiolsh_index(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(2):
+        sf.write(corpus / f"t{i}.flac", music(duration_s=6.0, sr=22050, seed=i), 22050)
+    stub = _stub_engine(tmp_path / "stub")
+    (stub / "audiolsh" / "cli").mkdir()
+    (stub / "audiolsh" / "cli" / "__init__.py").write_text(CLI_STUB)
+    out = tmp_path / "ab.json"
+    monkeypatch.setattr(sys, "argv", ["ingest_ab.py", str(corpus), "--engine", f"repo={SRC}", "--engine",
+                                      f"stub={stub}", "--tracks", "2", "--workers", "2", "--rounds", "1",
+                                      "--work", str(tmp_path / "w"), "--out", str(out), "--cli"])
+    ia.main()
+    report = json.loads(out.read_text())
+    assert report["cli"] is True
+    (repo,), (stub_run,) = report["runs"]["repo"], report["runs"]["stub"]
+    # the real command indexed both copies: their audio, a library on disk, CPU of its workers
+    assert repo["n_tracks"] == 2 and repo["audio_s"] == pytest.approx(12.0, abs=0.01)
+    assert repo["index_bytes"] > 1000 and repo["cpu_s"] > 0 and repo["package"].startswith(str(SRC))
+    assert stub_run["index_bytes"] == 77 and stub_run["package"].startswith(str(stub))
+    calls = (stub / "audiolsh" / "cli" / "calls.txt").read_text().splitlines()
+    assert calls == ["index --index cli-warm --modes fingerprint -j 1 t0000.wav",
+                     "index --index cli --modes fingerprint -j 2 t0000.wav t0001.wav"]

@@ -45,7 +45,7 @@ def update(index_path: str, folder: Path, workers: int | None, commit_every: int
         for t in library.finished_removals:
             err_console.print(f"removed {t.path} (finishing an interrupted remove)", highlight=False,
                               markup=False)
-        plan = plan_update(library, folder, on_file=report_file)
+        plan = plan_update(library, folder, on_file=report_file, workers=workers)
         for path, problem in plan.failed:
             report_file(path, f"failed: {problem}")
         if dry_run:

@@ -57,7 +57,7 @@ from audiolsh.evaluation.overlaps import (
     is_overlap,
     verify_hits,
 )
-from audiolsh.parallel import Executor, LocalExecutor
+from audiolsh.parallel import Executor, LocalExecutor, thread_map
 
 logger = logging.getLogger(__name__)
 
@@ -607,13 +607,12 @@ def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _fingerprint_job(job: tuple[str, float, int]) -> tuple[str, str, float, Any]:
-    """Worker: content hash, decode at the fingerprint rate, landmarks (all part of ingest)."""
-    path, density, fanout = job
-    from audiolsh.audio import content_hash
+def _fingerprint_job(job: tuple[str, str, float, int]) -> tuple[str, str, float, Any]:
+    """Worker: decode at the fingerprint rate, landmarks (the content hash came first, as in
+    ``audiolsh index``)."""
+    path, digest, density, fanout = job
     from audiolsh.features.landmarks import FP_SR, landmarks
 
-    digest = content_hash(path)
     y, sr = load(path, sr=FP_SR)
     return path, digest, y.size / sr, landmarks(y, sr, density=density, fanout=fanout)
 
@@ -661,12 +660,14 @@ class AudiolshSystem(ClipByClip):
             self.thresholds[f"min confidence {self.min_confidence:g}"] = self.min_confidence
         self.thresholds["equal FM"] = None
         t0 = time.perf_counter()
-        todo = [p for p in track_paths if index.track_by_hash(_hash(p)) is None]
+        # Hashed once, in threads, as ``audiolsh index`` does (part of the time).
+        digests = thread_map(_hash, track_paths, self.workers)
+        todo = [(p, d) for p, d in zip(track_paths, digests) if index.track_by_hash(d) is None]
         audio_s = 0.0
         with index.session() as s:
             if todo:
                 args = (index.params.density, index.params.fanout)
-                jobs = [(p, *args) for p in todo]
+                jobs = [(p, d, *args) for p, d in todo]
                 for p, digest, dur_s, lm in LocalExecutor(self.workers).map(_fingerprint_job, jobs):
                     s.add_track(p, content_hash=digest, duration_s=dur_s, landmarks=lm)
                     audio_s += dur_s

@@ -44,7 +44,7 @@ from audiolsh.library.extract import MAX_DURATION_S, Extracted, extract_safe
 from audiolsh.library.learned import Learned
 from audiolsh.library.modes import modes_for
 from audiolsh.library.tags import has_tags_read, read_tags
-from audiolsh.parallel import Executor, LocalExecutor
+from audiolsh.parallel import Executor, LocalExecutor, thread_map, usable_cores
 from audiolsh.storage import SegmentInfo
 from audiolsh.storage.base import check_format_version, dumps
 from audiolsh.storage.embedded import save_array, write_atomic
@@ -296,6 +296,14 @@ def _hash_or_error(path: str) -> tuple[str | None, str]:
         return None, str(exc)
 
 
+def hash_files(files: Sequence[str], workers: int | None = None) -> list[tuple[str | None, str]]:
+    """(content hash, "") or (None, error) of each of ``files``, in order, hashed in ``workers``
+    threads (default and at most: the usable cores). hashlib releases the GIL, so the cores
+    hash side by side: on a large collection this is all a resumed run does."""
+    cores = usable_cores()
+    return thread_map(_hash_or_error, files, min(workers or cores, cores))
+
+
 def plan_files(files: Iterable[str], hashes: Iterable[tuple[str | None, str]],
                indexed: Callable[[str], object], report: IngestReport
                ) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
@@ -358,7 +366,8 @@ def index_audio(
     report = IngestReport([], [], [])
     paths = list(paths)
     files = audio_files(paths, report, on_file)
-    hashes = [_hash_or_error(f) for f in files]
+    run = executor or LocalExecutor(workers)
+    hashes = hash_files(files, run.workers)
     todo, later = plan_files(files, hashes, library.track_by_hash, report)
     library.add_roots(paths if roots is None else list(roots))
     read_missing_tags(library, files, hashes, report)
@@ -383,7 +392,6 @@ def index_audio(
         pending.clear()
 
     first = len(library) == 0
-    run = executor or LocalExecutor(workers)
     while todo:
         digests = dict(todo)
         jobs = [(f, digest, cfg.modes, cfg.window_s, cfg.hop_s, max_duration_s) for f, digest in todo]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from audiolsh.files import shown
-from audiolsh.library.build import IngestReport, _hash_or_error, audio_files, index_audio
+from audiolsh.library.build import IngestReport, audio_files, hash_files, index_audio
 
 if TYPE_CHECKING:
     from audiolsh.library.core import Library
@@ -74,9 +74,9 @@ def _under(folder: str) -> Callable[[str], bool]:
 
 
 def plan_update(library: Library, folder: str | os.PathLike[str],
-                on_file: Callable[[str, str], None] | None = None) -> UpdatePlan:
-    """Compare ``folder``'s audio files (read whole, for their content hashes) with the tracks
-    the catalogue lists under it."""
+                on_file: Callable[[str, str], None] | None = None, workers: int | None = None) -> UpdatePlan:
+    """Compare ``folder``'s audio files (read whole, for their content hashes, in ``workers``
+    threads: default one per core) with the tracks the catalogue lists under it."""
     root = os.path.abspath(folder)
     plan = UpdatePlan(root)
     walked = IngestReport([], [], [])
@@ -88,8 +88,7 @@ def plan_update(library: Library, folder: str | os.PathLike[str],
         if under(t.path):
             by_path.setdefault(t.path, []).append(t)
     found, digests = set(), {}
-    for f in files:
-        digest, error = _hash_or_error(f)
+    for f, (digest, error) in zip(files, hash_files(files, workers)):
         name = shown(f)
         found.add(name)
         if digest is None:
