@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
@@ -26,16 +26,17 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def thread_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> list[R]:
+def thread_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Generator[R, None, None]:
     """``fn`` of every item in up to ``workers`` threads of this process, results in the items'
-    order: for work that releases the GIL (hashlib on large buffers, reading files), which
-    then keeps every core busy instead of one while the others wait."""
+    order as they come: for work that releases the GIL (hashlib on large buffers, reading
+    files), which then keeps every core busy instead of one while the others wait."""
     todo = list(items)
     n = min(max(1, workers), len(todo))
     if n <= 1:
-        return [fn(x) for x in todo]
+        yield from (fn(x) for x in todo)
+        return
     with ThreadPoolExecutor(max_workers=n) as pool:
-        return list(pool.map(fn, todo))
+        yield from pool.map(fn, todo)
 
 
 class Executor(Protocol):

@@ -49,8 +49,13 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, music: Path) -> tuple[Path
 def test_index_prints_plain_progress_off_a_terminal_and_a_json_summary(
         indexed: tuple[Path, str, str], music: Path) -> None:
     idx, out, err = indexed
+    # The content hashes first, as a stage of their own, then one line per file analysed (the
+    # interval at 0): counts, both rates, the file just done.
+    hashed = [line for line in err.splitlines() if line.startswith("hashed ")]
+    assert [line.split(" files,")[0] for line in hashed] == [f"hashed {n}/4" for n in range(1, 5)]
+    assert all("x real time" not in line for line in hashed)
+    assert err.index("hashed 4/4") < err.index("indexed 1/4")
     lines = [line for line in err.splitlines() if line.startswith("indexed ")]
-    # One line per file with the interval at 0: counts, both rates, the file just done.
     assert [line.split(" files,")[0] for line in lines] == [f"indexed {n}/4" for n in range(1, 5)]
     assert all("files/s" in line and "x real time" in line and "now: " in line for line in lines)
     done = {line.rpartition("now: ")[2].rpartition("/")[2] for line in lines}
@@ -59,10 +64,12 @@ def test_index_prints_plain_progress_off_a_terminal_and_a_json_summary(
     assert (summary["added"], summary["skipped"], summary["failed"], summary["n_tracks"]) == (4, 0, 0, 4)
     assert sorted(Path(f["path"]).name for f in summary["files"] if f["status"] == "added") == \
         [f"song{i}.wav" for i in range(4)]
-    # A re-run skips everything: nothing indexed, so no progress line; csv: one row per file.
-    code, out, err = run("index", str(music), "--index", str(idx), "-j", "1", "--modes", "timbre",
+    # A re-run skips everything: the files hashed, nothing indexed; csv: one row per file.
+    code, out, err = run("index", str(music), "--index", str(idx), "-j", "2", "--modes", "timbre",
                          "--format", "csv", env=EVERY_FILE)
     assert code == 0 and "indexed " not in err and "4 already indexed" in err
+    assert [line.split(" files,")[0] for line in err.splitlines() if line.startswith("hashed ")] == \
+        [f"hashed {n}/4" for n in range(1, 5)]
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [r["status"] for r in rows] == ["skipped"] * 4
 
@@ -92,6 +99,26 @@ def test_progress_in_a_terminal_is_a_bar_with_the_rates_and_the_current_file() -
     shown = drawn(3, every_s=0.0, terminal=True, step_s=2.0)  # the bar's last frame, drawn as it stops
     assert "3/3" in shown and "0.5 files/s, 50x real time" in shown and "f2.wav" in shown
     assert "indexed 3/3 files," not in shown  # no plain lines in a terminal
+
+
+def test_a_new_stage_counts_and_rates_from_its_start() -> None:
+    buf, now = io.StringIO(), [0.0]
+    console = Console(file=buf, force_terminal=False, width=200)
+    with FileProgress("indexed", every_s=0.0, console=console, clock=lambda: now[0]) as p:
+        for i in range(3):  # three files hashed, 1 s apart; the second cannot be read
+            now[0] += 1.0
+            p.hashed(f"/music/f{i}.wav", 3, failed=i == 1)
+        now[0] += 10.0
+        p.restart("indexed", 2)
+        for i in (0, 2):  # then analysed, 5 s apart
+            now[0] += 5.0
+            p.extracted(f"/music/f{i}.wav", 100.0)
+    assert buf.getvalue().splitlines() == [
+        "hashed 1/3 files, 1.0 files/s, now: /music/f0.wav",
+        "hashed 2/3 files (1 failed), 1.0 files/s, now: /music/f0.wav",
+        "hashed 3/3 files (1 failed), 1.0 files/s, now: /music/f2.wav",
+        "indexed 1/2 files, 0.2 files/s, 20x real time, now: /music/f0.wav",
+        "indexed 2/2 files, 0.2 files/s, 20x real time, now: /music/f2.wav"]
 
 
 def test_progress_interval_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -77,54 +76,3 @@ def test_the_next_copy_of_a_file_that_failed_is_tried_itself(tmp_path: Path, lib
     assert plans == [1, 2]
     assert [Path(t.path).name for t in lib.tracks()] == ["copy1.wav"]
 
-
-class Inline:
-    """An executor of ``workers`` slots that runs every job in this process."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-
-    def map(self, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
-        return (fn(job) for job in jobs)
-
-
-def test_files_are_hashed_side_by_side_one_thread_per_worker(tmp_path: Path, lib: Library,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from audiolsh.library import build
-
-    real = build.content_hash
-    barrier = threading.Barrier(2, timeout=60)  # hashing one file at a time breaks it
-    threads: set[int] = set()
-
-    def hash_in_pairs(path: str) -> str:
-        threads.add(threading.get_ident())
-        barrier.wait()
-        return real(path)
-
-    monkeypatch.setattr(build, "content_hash", hash_in_pairs)
-    monkeypatch.setattr(build, "usable_cores", lambda: 2)
-    paths = []  # an even count: the barrier passes two at a time
-    for i in range(3):
-        paths.append(tmp_path / f"song{i}.wav")
-        sf.write(paths[-1], synth.music(duration_s=4.0, sr=SR, seed=i), SR)
-    (tmp_path / "broken.wav").write_bytes(b"RIFF")  # hashed, then refused by its decode
-    report = index_audio(lib, [*paths, tmp_path / "broken.wav"][::-1], executor=Inline(2))
-    assert sorted(Path(p).name for p in report.added) == [p.name for p in paths]
-    assert [Path(f).name for f, _ in report.failed] == ["broken.wav"]
-    assert len(threads) == 2 and threading.get_ident() not in threads
-    assert sorted(t.content_hash for t in lib.tracks()) == sorted(real(p) for p in paths)
-
-
-def test_hash_files_keeps_the_order_and_names_each_unreadable_file(tmp_path: Path) -> None:
-    from audiolsh.audio import content_hash
-    from audiolsh.library.build import hash_files
-
-    files = [tmp_path / f"f{i}.bin" for i in range(7)]
-    for i, f in enumerate(files):
-        f.write_bytes(bytes([i]) * (1000 + i))
-    names = [str(f) for f in files]
-    names.insert(3, str(tmp_path / "missing.wav"))
-    out = hash_files(names, workers=3)
-    assert [d for d, _ in out[:3] + out[4:]] == [content_hash(f) for f in files]
-    assert out[3][0] is None and "missing.wav" in out[3][1]
-    assert hash_files(names, workers=1) == out

@@ -139,9 +139,16 @@ def emit_ingest(report: IngestReport, fmt: str, *, index_path: str, n_tracks: in
 @contextlib.contextmanager
 def indexing_progress(verb: str = "indexed") -> Iterator[dict[str, Any]]:
     """Progress on stderr (a bar in a terminal, plain lines otherwise), as the ``on_file``,
-    ``on_plan`` and ``on_extracted`` of ``index_audio``."""
+    ``on_hashed``, ``on_plan`` and ``on_extracted`` of ``index_audio``: the content hashes read
+    (``hashed``), then the files analysed (``verb``)."""
     with FileProgress(verb) as progress:
-        yield {"on_file": report_file, "on_plan": progress.set_total, "on_extracted": progress.extracted}
+        def plan(total: int) -> None:
+            if progress.verb != verb:
+                progress.restart(verb, total)
+            progress.set_total(total)
+
+        yield {"on_file": report_file, "on_hashed": progress.hashed, "on_plan": plan,
+               "on_extracted": progress.extracted}
 
 
 def report_file(path: str, status: str) -> None:

@@ -77,6 +77,27 @@ class FileProgress:
         if self._bar is not None:
             self._bar.stop()
 
+    def restart(self, verb: str, total: int | None = None) -> None:
+        """A new stage of the work (``verb``: what it does to each file): counts and rates start
+        again from now."""
+        self.verb, self.total = verb, total
+        self.done = self.failed = 0
+        self.audio_s = 0.0
+        self.current = ""
+        self._t0 = self._last = self.clock()
+        if self._bar is not None and self._task is not None:
+            self._bar.reset(self._task, total=total, description=verb, rate="", now="")
+
+    def hashed(self, path: str, n_files: int, failed: bool = False) -> None:
+        """``index_audio``'s ``on_hashed``: the content hashes, read before anything is analysed
+        (on a resumed run, all it does), as the first stage (timed from the start)."""
+        if self.verb != "hashed" or self.total is None:
+            self.verb = "hashed"
+            self.set_total(n_files)
+            if self._bar is not None and self._task is not None:
+                self._bar.update(self._task, description=self.verb)
+        self.advance(path, failed=failed)
+
     def set_total(self, total: int) -> None:
         self.total = total
         if self._bar is not None and self._task is not None:

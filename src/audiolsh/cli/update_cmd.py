@@ -14,6 +14,7 @@ from audiolsh.cli import EXIT_ERROR, cli
 from audiolsh.cli.audio_cmds import indexing_progress, report_file
 from audiolsh.cli.options import index_option
 from audiolsh.cli.output import emit_records, err_console, format_option
+from audiolsh.cli.progress import FileProgress
 from audiolsh.library import FIRST_BATCH, MAX_DURATION_S, Library
 from audiolsh.library.locations import check_library_location
 from audiolsh.library.update import apply_update, plan_update
@@ -45,7 +46,9 @@ def update(index_path: str, folder: Path, workers: int | None, commit_every: int
         for t in library.finished_removals:
             err_console.print(f"removed {t.path} (finishing an interrupted remove)", highlight=False,
                               markup=False)
-        plan = plan_update(library, folder, on_file=report_file, workers=workers)
+        with FileProgress("hashed") as hashing:
+            plan = plan_update(library, folder, on_file=report_file, workers=workers,
+                               on_hashed=hashing.hashed)
         for path, problem in plan.failed:
             report_file(path, f"failed: {problem}")
         if dry_run:
@@ -57,6 +60,7 @@ def update(index_path: str, folder: Path, workers: int | None, commit_every: int
             sys.exit(EXIT_ERROR if plan.failed else 0)
         with contextlib.ExitStack() as stack:  # no bar when nothing is to be indexed
             progress = stack.enter_context(indexing_progress()) if plan.add or plan.reindex else {}
+            progress.pop("on_hashed", None)  # the plan read them
             report = apply_update(library, plan, workers=workers, commit_every=commit_every,
                                   max_duration_s=max_duration_s, **progress)
         n_tracks = len(library)

@@ -20,13 +20,14 @@ content hash is in the catalogue) and goes on with the rest.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import os
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -296,12 +297,24 @@ def _hash_or_error(path: str) -> tuple[str | None, str]:
         return None, str(exc)
 
 
-def hash_files(files: Sequence[str], workers: int | None = None) -> list[tuple[str | None, str]]:
+def hash_files(files: Sequence[str], workers: int | None = None, *,
+                on_hashed: Callable[[str, int, bool], None] | None = None,
+                known: Mapping[str, str] | None = None) -> list[tuple[str | None, str]]:
     """(content hash, "") or (None, error) of each of ``files``, in order, hashed in ``workers``
     threads (default and at most: the usable cores). hashlib releases the GIL, so the cores
-    hash side by side: on a large collection this is all a resumed run does."""
+    hash side by side: on a large collection this is all a resumed run does.
+    ``on_hashed(path, len(files), failed)`` follows each file in order; ``known`` maps files to the
+    hashes a caller read already (not read again)."""
+    known = known or {}
     cores = usable_cores()
-    return thread_map(_hash_or_error, files, min(workers or cores, cores))
+    todo = [f for f in files if f not in known]
+    out: list[tuple[str | None, str]] = []
+    with contextlib.closing(thread_map(_hash_or_error, todo, min(workers or cores, cores))) as read:
+        for f in files:
+            out.append((known[f], "") if f in known else next(read))
+            if on_hashed:
+                on_hashed(f, len(files), out[-1][0] is None)
+    return out
 
 
 def plan_files(files: Iterable[str], hashes: Iterable[tuple[str | None, str]],
@@ -356,18 +369,21 @@ def index_audio(
     max_duration_s: float | None = MAX_DURATION_S,
     on_extracted: Callable[[str, float | None], None] | None = None,
     roots: Sequence[str | os.PathLike[str]] | None = None,
+    on_hashed: Callable[[str, int, bool], None] | None = None,
+    known_hashes: Mapping[str, str] | None = None,
 ) -> IngestReport:
     """Index every audio file under ``paths`` (``roots``: the folders names are relative to,
     default ``paths``); ``on_file(path, status)`` reports progress,
     ``on_extracted(path, duration_s)`` each planned file as its extraction ends (the audio it
-    held, for a rate; ``None`` when it failed).
+    held, for a rate; ``None`` when it failed); ``on_hashed(path, n_files, failed)`` each file as
+    its content hash is read, first (``known_hashes``: files' hashes a caller read, not read again).
     Extraction runs on ``executor`` (default: ``workers`` local processes); a file longer than
     ``max_duration_s`` (``None``: no limit) is refused, after decoding one frame past it."""
     report = IngestReport([], [], [])
     paths = list(paths)
     files = audio_files(paths, report, on_file)
     run = executor or LocalExecutor(workers)
-    hashes = hash_files(files, run.workers)
+    hashes = hash_files(files, run.workers, on_hashed=on_hashed, known=known_hashes)
     todo, later = plan_files(files, hashes, library.track_by_hash, report)
     library.add_roots(paths if roots is None else list(roots))
     read_missing_tags(library, files, hashes, report)

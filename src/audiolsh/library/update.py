@@ -45,6 +45,8 @@ class UpdatePlan:
     failed: list[tuple[str, str]] = field(default_factory=list)
     #: (entry, why) for walked entries that are not regular files
     ignored: list[tuple[str, str]] = field(default_factory=list)
+    #: every readable file's content hash, as read (indexing does not read it again)
+    digests: dict[str, str] = field(default_factory=dict)
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per change: ``action`` (add, remove, re-index) and ``path``."""
@@ -74,9 +76,11 @@ def _under(folder: str) -> Callable[[str], bool]:
 
 
 def plan_update(library: Library, folder: str | os.PathLike[str],
-                on_file: Callable[[str, str], None] | None = None, workers: int | None = None) -> UpdatePlan:
+                on_file: Callable[[str, str], None] | None = None, workers: int | None = None,
+                on_hashed: Callable[[str, int, bool], None] | None = None) -> UpdatePlan:
     """Compare ``folder``'s audio files (read whole, for their content hashes, in ``workers``
-    threads: default one per core) with the tracks the catalogue lists under it."""
+    threads: default one per core; ``on_hashed(path, n_files, failed)`` after each) with the tracks
+    the catalogue lists under it."""
     root = os.path.abspath(folder)
     plan = UpdatePlan(root)
     walked = IngestReport([], [], [])
@@ -87,8 +91,8 @@ def plan_update(library: Library, folder: str | os.PathLike[str],
     for t in library.tracks():
         if under(t.path):
             by_path.setdefault(t.path, []).append(t)
-    found, digests = set(), {}
-    for f, (digest, error) in zip(files, hash_files(files, workers)):
+    found, digests = set(), plan.digests
+    for f, (digest, error) in zip(files, hash_files(files, workers, on_hashed=on_hashed)):
         name = shown(f)
         found.add(name)
         if digest is None:
@@ -125,8 +129,8 @@ def apply_update(library: Library, plan: UpdatePlan, **index_options: Any) -> Up
             library.remove_track(t.id)
     files = [*(f for _, f in plan.reindex), *plan.add]
     # names are relative to the folder updated, not to each file's own folder
-    report = (index_audio(library, files, roots=[plan.folder], **index_options) if files
-              else IngestReport([], [], []))
+    report = (index_audio(library, files, roots=[plan.folder], known_hashes=plan.digests, **index_options)
+              if files else IngestReport([], [], []))
     added = set(report.added)
     again = {f for _, f in plan.reindex}
     return UpdateReport(

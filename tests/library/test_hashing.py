@@ -1,0 +1,113 @@
+"""Content hashes: read in one thread per worker, in the files' order, each file once (an
+update's plan hands its hashes to the indexing), with progress as a stage of its own."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import soundfile as sf
+
+from audiolsh.audio import synth
+from audiolsh.library import Library, index_audio
+from audiolsh.library.update import apply_update, plan_update
+
+SR = 22050
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> Iterator[Library]:
+    with Library.create(tmp_path / "lib", modes=("embedding",)) as library:
+        yield library
+
+
+class Inline:
+    """An executor of ``workers`` slots that runs every job in this process."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+
+    def map(self, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
+        return (fn(job) for job in jobs)
+
+
+def test_files_are_hashed_side_by_side_one_thread_per_worker(tmp_path: Path, lib: Library,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from audiolsh.library import build
+
+    real = build.content_hash
+    barrier = threading.Barrier(2, timeout=60)  # hashing one file at a time breaks it
+    threads: set[int] = set()
+
+    def hash_in_pairs(path: str) -> str:
+        threads.add(threading.get_ident())
+        barrier.wait()
+        return real(path)
+
+    monkeypatch.setattr(build, "content_hash", hash_in_pairs)
+    monkeypatch.setattr(build, "usable_cores", lambda: 2)
+    paths = []  # an even count: the barrier passes two at a time
+    for i in range(3):
+        paths.append(tmp_path / f"song{i}.wav")
+        sf.write(paths[-1], synth.music(duration_s=4.0, sr=SR, seed=i), SR)
+    (tmp_path / "broken.wav").write_bytes(b"RIFF")  # hashed, then refused by its decode
+    report = index_audio(lib, [*paths, tmp_path / "broken.wav"][::-1], executor=Inline(2))
+    assert sorted(Path(p).name for p in report.added) == [p.name for p in paths]
+    assert [Path(f).name for f, _ in report.failed] == ["broken.wav"]
+    assert len(threads) == 2 and threading.get_ident() not in threads
+    assert sorted(t.content_hash for t in lib.tracks()) == sorted(real(p) for p in paths)
+
+
+def test_hash_files_keeps_the_order_and_names_each_unreadable_file(tmp_path: Path) -> None:
+    from audiolsh.audio import content_hash
+    from audiolsh.library.build import hash_files
+
+    files = [tmp_path / f"f{i}.bin" for i in range(7)]
+    for i, f in enumerate(files):
+        f.write_bytes(bytes([i]) * (1000 + i))
+    names = [str(f) for f in files]
+    names.insert(3, str(tmp_path / "missing.wav"))
+    out = hash_files(names, workers=3)
+    assert [d for d, _ in out[:3] + out[4:]] == [content_hash(f) for f in files]
+    assert out[3][0] is None and "missing.wav" in out[3][1]
+    assert hash_files(names, workers=1) == out
+
+
+def _noting(into: list[tuple[str, int, bool]]) -> Callable[[str, int, bool], None]:
+    return lambda path, n, failed: into.append((Path(path).name, n, failed))
+
+
+def test_an_update_reads_each_file_once_and_says_so_in_order(tmp_path: Path, lib: Library,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from audiolsh.library import build
+
+    folder = tmp_path / "music"
+    folder.mkdir()
+    for i in range(3):
+        sf.write(folder / f"song{i}.wav", synth.music(duration_s=4.0, sr=SR, seed=i), SR)
+    index_audio(lib, [folder / "song0.wav"], workers=1)
+    real, read = build.content_hash, []
+    monkeypatch.setattr(build, "content_hash", lambda p: read.append(Path(p).name) or real(p))
+    hashed: list[tuple[str, int, bool]] = []
+    (folder / "song1.wav").write_bytes(b"RIFF")  # unreadable as audio, hashed all the same
+    (folder / "song9.wav").mkdir()  # not a file: walked past, never hashed
+    plan = plan_update(lib, folder, workers=2, on_hashed=_noting(hashed))
+    assert hashed == [("song0.wav", 3, False), ("song1.wav", 3, False), ("song2.wav", 3, False)]
+    report = apply_update(lib, plan, workers=1, on_hashed=_noting(hashed))
+    assert sorted(read) == ["song0.wav", "song1.wav", "song2.wav"]  # the plan's reads only
+    assert [Path(p).name for p in report.added] == ["song2.wav"]
+    assert [Path(p).name for p, _ in report.failed] == ["song1.wav"]
+    assert hashed[3:] == [("song1.wav", 2, False), ("song2.wav", 2, False)]  # known: not read again
+
+
+def test_a_file_that_cannot_be_read_is_a_failed_hash(tmp_path: Path) -> None:
+    from audiolsh.library.build import hash_files
+
+    said: list[tuple[str, int, bool]] = []
+    ok = tmp_path / "ok.bin"
+    ok.write_bytes(b"x" * 10)
+    hash_files([str(tmp_path / "gone.wav"), str(ok)], 2, on_hashed=_noting(said))
+    assert said == [("gone.wav", 2, True), ("ok.bin", 2, False)]
