@@ -17,7 +17,8 @@ with ffmpeg by an untimed first run) are shared. Rounds visit the engines in tur
 in the reverse order of the one before, so a change of the machine's load hits all alike.
 With ``--cli`` the timed run is instead the command a user types, ``audiolsh index --modes
 fingerprint`` of the copies into a fresh library (its process start, the content hashes and
-the commits included), after an untimed one-track index in another process.
+the commits included), after an untimed one-track index in another process; ``--cold`` empties
+the page cache before each timed run (root), so the copies are read from the disk.
 Prints, per engine, the median and range of x real time per core (audio seconds / wall seconds
 / workers), the median of its speed over the first engine's in the same round, x real time per
 CPU second (this process and its workers), and index MB per hour.
@@ -122,12 +123,23 @@ def _cli(src: Path, index: Path, workers: int, files: list[str]) -> str:
     return proc.stdout.splitlines()[0]
 
 
-def run_cli(src: Path, work: Path, workers: int, n_tracks: int) -> dict[str, Any]:
+def drop_page_cache() -> None:
+    """Empty the kernel's page cache (Linux, root): the next reads come from the disk."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+    except OSError as exc:
+        raise SystemExit(f"--cold needs root on Linux to empty the page cache: {exc}") from None
+
+
+def run_cli(src: Path, work: Path, workers: int, n_tracks: int, *, cold: bool = False) -> dict[str, Any]:
     """One timed ``audiolsh index --modes fingerprint`` of the first ``n_tracks`` WAV copies under
     ``work`` by the engine at ``src`` (a fresh process; an untimed one-track index in another
-    one first)."""
+    one first; ``cold``: the page cache emptied before the timed one)."""
     copies = [os.fspath(work / "tracks" / f"t{i:04d}.wav") for i in range(n_tracks)]
     _cli(src, work / "cli-warm", 1, copies[:1])
+    if cold:
+        drop_page_cache()
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     package = _cli(src, work / "cli", workers, copies)
@@ -184,10 +196,14 @@ def main() -> None:
                     help="warm up in a process of its own: the timed one starts as `audiolsh index` does")
     ap.add_argument("--cli", action="store_true",
                     help="time `audiolsh index --modes fingerprint` of the copies, started as a user would")
+    ap.add_argument("--cold", action="store_true",
+                    help="with --cli: empty the page cache before each timed run (root): read from disk")
     ap.add_argument("--out", type=Path, help="write every run and the summary as JSON")
     a = ap.parse_args()
     if a.tracks < 2 or a.workers < 1 or a.rounds < 1:
         raise SystemExit("need --tracks >= 2, --workers >= 1, --rounds >= 1")
+    if a.cold and not a.cli:
+        raise SystemExit("--cold goes with --cli")
     engines = _engines(a.engine)
     tracks = _tracks(a.corpus, a.tracks)
     order = list(engines)
@@ -195,7 +211,7 @@ def main() -> None:
     run_once(engines[order[0]], a.work, a.workers, tracks)  # untimed: it makes the WAV copies
     for r in range(a.rounds):
         for label in order if r % 2 == 0 else order[::-1]:
-            row = (run_cli(engines[label], a.work, a.workers, len(tracks)) if a.cli
+            row = (run_cli(engines[label], a.work, a.workers, len(tracks), cold=a.cold) if a.cli
                    else run_once(engines[label], a.work, a.workers, tracks, fresh=a.fresh))
             rows[label].append(row)
             x = row["audio_s"] / (row["wall_s"] * row["workers"])
@@ -205,7 +221,7 @@ def main() -> None:
     print(markdown(table))
     if a.out:
         a.out.write_text(json.dumps({"tracks": tracks, "workers": a.workers, "fresh": a.fresh, "cli": a.cli,
-                                     "runs": rows, "summary": table}, indent=1))
+                                     "cold": a.cold, "runs": rows, "summary": table}, indent=1))
 
 
 if __name__ == "__main__":

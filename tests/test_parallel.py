@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numba
@@ -113,3 +114,39 @@ def test_a_read_inside_a_read_does_not_wait_on_itself(tmp_path: Path,
 def test_one_worker_or_one_job_runs_here() -> None:
     assert {r[1] for r in LocalExecutor(1).map(_job, range(3))} == {os.getpid()}
     assert [r[1] for r in LocalExecutor(4).map(_job, [5])] == [os.getpid()]
+
+
+def _square(i: int) -> int:
+    return i * i
+
+
+def test_jobs_are_read_lazily_a_few_per_worker_ahead_of_the_results() -> None:
+    pulled: list[int] = []
+
+    def jobs() -> Iterator[int]:
+        for i in range(200):
+            pulled.append(i)
+            yield i
+
+    seen = []
+    for r in LocalExecutor(2).map(_square, jobs()):
+        seen.append((r, len(pulled)))
+    assert [r for r, _ in seen] == [i * i for i in range(200)]
+    # when a result is taken, at most PER_WORKER_AHEAD a worker were read beyond it
+    assert all(n <= k + parallel.PER_WORKER_AHEAD * 2 for k, (_, n) in enumerate(seen))
+    assert seen[0][1] < 200
+
+
+def test_thread_map_reads_a_bounded_window_ahead_in_order() -> None:
+    pulled: list[int] = []
+
+    def items() -> Iterator[int]:
+        for i in range(50):
+            pulled.append(i)
+            yield i
+
+    out = []
+    for r in parallel.thread_map(_square, items(), 3, ahead=4):
+        out.append((r, len(pulled)))
+    assert [r for r, _ in out] == [i * i for i in range(50)]
+    assert all(n <= k + 1 + 4 for k, (_, n) in enumerate(out))

@@ -40,6 +40,11 @@ _KINDS = (
 )
 
 
+def stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells a file unchanged since it was last read: size, modification time, inode, device."""
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev
+
+
 def shown(path: str | os.PathLike[str] | bytes) -> str:
     """``path`` as text that is always valid UTF-8: bytes of the name that are not UTF-8 appear
     as ``\\xNN`` (``b"caf\\xe9.wav"`` -> ``"caf\\\\xe9.wav"``); a valid name is unchanged."""

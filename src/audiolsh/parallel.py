@@ -7,9 +7,11 @@ process boundaries, so both must be plain data (numpy arrays, dataclasses of the
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
@@ -26,17 +28,24 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def thread_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Generator[R, None, None]:
+def thread_map(fn: Callable[[T], R], items: Iterable[T], workers: int, *,
+               ahead: int | None = None) -> Generator[R, None, None]:
     """``fn`` of every item in up to ``workers`` threads of this process, results in the items'
-    order as they come: for work that releases the GIL (hashlib on large buffers, reading
-    files), which then keeps every core busy instead of one while the others wait."""
-    todo = list(items)
-    n = min(max(1, workers), len(todo))
+    order as they are taken, at most ``ahead`` items (default: two per thread) started beyond
+    the one taken last: for work that releases the GIL (hashlib on large buffers, reading
+    files), which then keeps every core busy instead of one while the others wait, and reads a
+    file shortly before the one who takes its result reads it again."""
+    todo = iter(items)
+    n = max(1, workers)
     if n <= 1:
         yield from (fn(x) for x in todo)
         return
     with ThreadPoolExecutor(max_workers=n) as pool:
-        yield from pool.map(fn, todo)
+        window = deque(pool.submit(fn, x) for x in itertools.islice(todo, max(ahead or 2 * n, 1)))
+        while window:
+            fut = window.popleft()
+            window.extend(pool.submit(fn, x) for x in itertools.islice(todo, 1))
+            yield fut.result()
 
 
 class Executor(Protocol):
@@ -44,7 +53,7 @@ class Executor(Protocol):
 
     def map(self, fn: Callable[[T], R], jobs: Iterable[T]) -> Iterator[R]:
         """``fn`` of every job; results in the jobs' order, each as soon as it and those
-        before it are done."""
+        before it are done.  ``jobs`` may be lazy: it is read as the work goes."""
         ...
 
 
@@ -100,6 +109,12 @@ def lock_numba_cache(lock_path: str | None = None) -> None:
         setattr(cls, name, locked(getattr(cls, name)))
 
 
+#: Jobs a ``LocalExecutor`` worker may have submitted beyond the result taken next: enough that
+#: a long job at the head does not leave the other workers idle for long, few enough that a lazy
+#: source is read only a little ahead of the work.
+PER_WORKER_AHEAD = 8
+
+
 class LocalExecutor:
     """Processes of this machine: ``workers`` of them (None: one per core), inline for one."""
 
@@ -107,14 +122,18 @@ class LocalExecutor:
         self.workers = max(1, workers or os.cpu_count() or 1)
 
     def map(self, fn: Callable[[T], R], jobs: Iterable[T]) -> Iterator[R]:
-        todo = list(jobs)
-        n = min(self.workers, len(todo))
-        if n <= 1:
-            yield from (fn(job) for job in todo)
+        todo = iter(jobs)
+        head = list(itertools.islice(todo, self.workers))
+        if len(head) <= 1:  # one worker, or (fewer jobs than asked for) at most one job
+            yield from (fn(job) for job in itertools.chain(head, todo))
             return
+        n = len(head)
+        ahead = PER_WORKER_AHEAD * n
         lock_numba_cache()  # here too: a thread of this process may compile beside the workers
         with ProcessPoolExecutor(max_workers=n, initializer=lock_numba_cache) as pool:
-            futures = [pool.submit(fn, job) for job in todo]
-            for fut in futures:
-                yield fut.result()
-
+            window = deque(pool.submit(fn, job) for job in head)
+            while window:
+                # Jobs are read (a lazy source: hashing, planning) while the workers run.
+                more = itertools.islice(todo, max(0, ahead - len(window)))
+                window.extend(pool.submit(fn, job) for job in more)
+                yield window.popleft().result()

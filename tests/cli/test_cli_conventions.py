@@ -49,16 +49,18 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, music: Path) -> tuple[Path
 def test_index_prints_plain_progress_off_a_terminal_and_a_json_summary(
         indexed: tuple[Path, str, str], music: Path) -> None:
     idx, out, err = indexed
-    # The content hashes first, as a stage of their own, then one line per file analysed (the
-    # interval at 0): counts, both rates, the file just done.
-    hashed = [line for line in err.splitlines() if line.startswith("hashed ")]
-    assert [line.split(" files,")[0] for line in hashed] == [f"hashed {n}/4" for n in range(1, 5)]
-    assert all("x real time" not in line for line in hashed)
-    assert err.index("hashed 4/4") < err.index("indexed 1/4")
-    lines = [line for line in err.splitlines() if line.startswith("indexed ")]
-    assert [line.split(" files,")[0] for line in lines] == [f"indexed {n}/4" for n in range(1, 5)]
-    assert all("files/s" in line and "x real time" in line and "now: " in line for line in lines)
-    done = {line.rpartition("now: ")[2].rpartition("/")[2] for line in lines}
+    # The hashes read first (with -j 1, one file ahead of the analysis), then one line per
+    # file analysed (the interval at 0): counts, both rates, the file just done, and the
+    # hashes beside them while they still come.
+    lines = err.splitlines()
+    assert lines[0].startswith("hashed 1/4 files, ") and "now: " in lines[0]
+    indexed = [line for line in lines if line.startswith("indexed ")]
+    counts = [line.split(" files,")[0] for line in indexed]
+    assert counts == sorted(counts) and set(counts) == {f"indexed {n}/4" for n in range(1, 5)}
+    assert all("files/s" in line and "x real time" in line and "now: " in line for line in indexed)
+    assert any(line.endswith("; hashed 2/4") for line in indexed)  # analysis began before hashing ended
+    assert not indexed[-1].count("hashed")
+    done = {line.split("now: ")[1].split(";")[0].rpartition("/")[2] for line in indexed}
     assert done == {f"song{i}.wav" for i in range(4)}
     summary = json.loads(out)
     assert (summary["added"], summary["skipped"], summary["failed"], summary["n_tracks"]) == (4, 0, 0, 4)
@@ -69,7 +71,7 @@ def test_index_prints_plain_progress_off_a_terminal_and_a_json_summary(
                          "--format", "csv", env=EVERY_FILE)
     assert code == 0 and "indexed " not in err and "4 already indexed" in err
     assert [line.split(" files,")[0] for line in err.splitlines() if line.startswith("hashed ")] == \
-        [f"hashed {n}/4" for n in range(1, 5)]
+        [f"hashed {n}/4" for n in range(1, 5)]  # all a resumed run does, shown as it goes
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [r["status"] for r in rows] == ["skipped"] * 4
 
@@ -101,24 +103,47 @@ def test_progress_in_a_terminal_is_a_bar_with_the_rates_and_the_current_file() -
     assert "indexed 3/3 files," not in shown  # no plain lines in a terminal
 
 
-def test_a_new_stage_counts_and_rates_from_its_start() -> None:
+def test_hashes_show_alone_then_beside_the_files_analysed() -> None:
     buf, now = io.StringIO(), [0.0]
     console = Console(file=buf, force_terminal=False, width=200)
     with FileProgress("indexed", every_s=0.0, console=console, clock=lambda: now[0]) as p:
-        for i in range(3):  # three files hashed, 1 s apart; the second cannot be read
+        p.set_total(4)
+        for i in range(2):  # two files hashed, 1 s apart; the second cannot be read
             now[0] += 1.0
-            p.hashed(f"/music/f{i}.wav", 3, failed=i == 1)
-        now[0] += 10.0
-        p.restart("indexed", 2)
-        for i in (0, 2):  # then analysed, 5 s apart
-            now[0] += 5.0
-            p.extracted(f"/music/f{i}.wav", 100.0)
+            p.hashed(f"/music/f{i}.wav", 4, failed=i == 1)
+        p.set_total(3)
+        now[0] += 8.0
+        p.extracted("/music/f0.wav", 100.0)
+        now[0] += 5.0
+        p.hashed("/music/f2.wav", 4)
+        p.hashed("/music/f3.wav", 4)
     assert buf.getvalue().splitlines() == [
-        "hashed 1/3 files, 1.0 files/s, now: /music/f0.wav",
-        "hashed 2/3 files (1 failed), 1.0 files/s, now: /music/f0.wav",
-        "hashed 3/3 files (1 failed), 1.0 files/s, now: /music/f2.wav",
-        "indexed 1/2 files, 0.2 files/s, 20x real time, now: /music/f0.wav",
-        "indexed 2/2 files, 0.2 files/s, 20x real time, now: /music/f2.wav"]
+        "hashed 1/4 files, 1.0 files/s, now: /music/f0.wav",
+        "hashed 2/4 files, 1.0 files/s, now: /music/f0.wav",
+        "indexed 1/3 files, 0.1 files/s, 10x real time, now: /music/f0.wav; hashed 2/4",
+        "indexed 1/3 files, 0.1 files/s, 7x real time, now: /music/f0.wav; hashed 3/4",
+        "indexed 1/3 files, 0.1 files/s, 7x real time, now: /music/f0.wav"]
+
+
+def test_the_bar_shows_the_hashes_beside_the_files_while_they_come() -> None:
+    buf = io.StringIO()
+    with FileProgress("indexed", console=Console(file=buf, force_terminal=True, width=200)) as p:
+        p.set_total(3)
+        p.hashed("/music/f0.wav", 3)
+        p.hashed("/music/f1.wav", 3)
+        p.extracted("/music/f0.wav", 100.0)
+    assert "1/3" in buf.getvalue() and "hashed 2/3" in buf.getvalue()  # the frame drawn as it stops
+
+
+def test_a_stage_of_hashes_counts_them_as_its_files() -> None:
+    buf, now = io.StringIO(), [0.0]
+    console = Console(file=buf, force_terminal=False, width=200)
+    with FileProgress("hashed", every_s=0.0, console=console, clock=lambda: now[0]) as p:
+        for i in range(2):
+            now[0] += 2.0
+            p.hashed(f"/music/f{i}.wav", 2)
+    assert buf.getvalue().splitlines() == ["hashed 1/2 files, 0.5 files/s, now: /music/f0.wav",
+                                           "hashed 2/2 files, 0.5 files/s, now: /music/f1.wav"]
 
 
 def test_progress_interval_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

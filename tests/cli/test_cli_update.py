@@ -17,8 +17,11 @@ from audiolsh.library import Library
 SR = 22050
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
+EVERY_FILE = {"AUDIOLSH_PROGRESS_EVERY": "0"}
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), env=env)
     assert "Traceback" not in result.stderr
     return result.exit_code, result.stdout, result.stderr
 
@@ -52,16 +55,23 @@ def test_update_adds_drops_and_reindexes_only_under_its_folder(tmp_path: Path) -
     shutil.copy(keep, music / "copy-of-keep.wav")  # content the library holds: not indexed twice
     (music / "notes.txt").write_text("not audio")
 
-    code, out, err = run("update", str(music), "--index", str(idx), "--dry-run", "--format", "json")
+    code, out, err = run("update", str(music), "--index", str(idx), "--dry-run", "--format", "json",
+                         env=EVERY_FILE)
     assert code == 0, err
+    hashed = [line.split(" files,")[0] for line in err.splitlines() if line.startswith("hashed ")]
+    assert hashed == [f"hashed {n}/4" for n in range(1, 5)]  # the plan reads every file, and says so
     assert json.loads(out) == [{"action": "remove", "path": str(delete)},
                                {"action": "re-index", "path": str(change)},
                                {"action": "add", "path": str(new)}]
     assert "1 to add, 1 to remove, 1 to re-index, 2 unchanged" in err and "nothing changed" in err
     assert catalogue(idx) == before
 
-    code, out, err = run("update", str(music), "--index", str(idx), "-j", "1", "--format", "jsonl")
+    code, out, err = run("update", str(music), "--index", str(idx), "-j", "1", "--format", "jsonl",
+                         env=EVERY_FILE)
     assert code == 0, err
+    lines = err.splitlines()
+    assert [line.split(" files,")[0] for line in lines if line.startswith(("hashed ", "indexed "))] == \
+        [f"hashed {n}/4" for n in range(1, 5)] + ["indexed 1/2", "indexed 2/2"]  # the plan's hashes reused
     assert [json.loads(line) for line in out.splitlines()] == [
         {"action": "removed", "path": str(delete)}, {"action": "re-indexed", "path": str(change)},
         {"action": "added", "path": str(new)}]

@@ -111,3 +111,49 @@ def test_a_file_that_cannot_be_read_is_a_failed_hash(tmp_path: Path) -> None:
     ok.write_bytes(b"x" * 10)
     hash_files([str(tmp_path / "gone.wav"), str(ok)], 2, on_hashed=_noting(said))
     assert said == [("gone.wav", 2, True), ("ok.bin", 2, False)]
+
+
+def test_analysis_starts_before_every_file_is_hashed_and_the_plan_falls_to_it(
+        tmp_path: Path, lib: Library) -> None:
+    paths = []
+    for i in range(6):
+        paths.append(tmp_path / f"song{i}.wav")
+        sf.write(paths[-1], synth.music(duration_s=3.0, sr=SR, seed=i), SR)
+    index_audio(lib, paths[:2], workers=1)
+    hashed: list[str] = []
+    seen_by_jobs: list[int] = []
+    plans: list[int] = []
+
+    class Watching(Inline):
+        def map(self, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
+            for job in jobs:
+                seen_by_jobs.append(len(hashed))
+                yield fn(job)
+
+    report = index_audio(lib, paths, executor=Watching(1), on_plan=plans.append,
+                         on_hashed=lambda p, n, bad: hashed.append(p))
+    assert sorted(Path(p).name for p in report.added) == [p.name for p in paths[2:]]
+    assert sorted(Path(p).name for p in report.skipped) == [p.name for p in paths[:2]]
+    assert seen_by_jobs == [3, 4, 5, 6]  # each new file analysed as soon as it is hashed
+    assert plans == [6, 5, 4]  # all may be new, then the two already indexed are not
+
+
+def test_a_file_rewritten_after_the_plan_is_read_again(tmp_path: Path, lib: Library,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from audiolsh.library import build
+
+    folder = tmp_path / "music"
+    folder.mkdir()
+    for i in range(2):
+        sf.write(folder / f"song{i}.wav", synth.music(duration_s=4.0, sr=SR, seed=i), SR)
+    plan = plan_update(lib, folder, workers=1)
+    assert sorted(Path(f).name for f in plan.add) == ["song0.wav", "song1.wav"]
+    # A tag editor saves song1 between the plan and its indexing: new bytes, a new content.
+    sf.write(folder / "song1.wav", synth.music(duration_s=4.0, sr=SR, seed=7), SR)
+    real, read = build.content_hash, []
+    monkeypatch.setattr(build, "content_hash", lambda p: read.append(Path(p).name) or real(p))
+    report = apply_update(lib, plan, workers=1)
+    assert read == ["song1.wav"]  # song0 as planned; song1 read again
+    assert sorted(Path(p).name for p in report.added) == ["song0.wav", "song1.wav"]
+    assert lib.track_by_hash(real(str(folder / "song1.wav"))) is not None
+    assert lib.track_by_hash(plan.digests[str(folder / "song1.wav")]) is None

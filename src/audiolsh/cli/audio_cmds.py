@@ -70,7 +70,8 @@ def _warn_kept_settings(library: Library, **given: object) -> None:
 @index_option
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
-              help="Parallel decoding processes (default: all cores).")
+              help="Parallel decoding processes, and threads reading the content hashes"
+                   " (default: all cores).")
 @click.option("--commit-every", type=click.IntRange(min=1), default=8, show_default=True,
               help="Files per commit; an interrupted run keeps every committed file. The first"
                    f" commit into an empty library waits for {FIRST_BATCH} files: its statistics"
@@ -139,15 +140,10 @@ def emit_ingest(report: IngestReport, fmt: str, *, index_path: str, n_tracks: in
 @contextlib.contextmanager
 def indexing_progress(verb: str = "indexed") -> Iterator[dict[str, Any]]:
     """Progress on stderr (a bar in a terminal, plain lines otherwise), as the ``on_file``,
-    ``on_hashed``, ``on_plan`` and ``on_extracted`` of ``index_audio``: the content hashes read
-    (``hashed``), then the files analysed (``verb``)."""
+    ``on_hashed``, ``on_plan`` and ``on_extracted`` of ``index_audio``: the files analysed
+    (``verb``), and the content hashes read ahead of them while they come."""
     with FileProgress(verb) as progress:
-        def plan(total: int) -> None:
-            if progress.verb != verb:
-                progress.restart(verb, total)
-            progress.set_total(total)
-
-        yield {"on_file": report_file, "on_hashed": progress.hashed, "on_plan": plan,
+        yield {"on_file": report_file, "on_hashed": progress.hashed, "on_plan": progress.set_total,
                "on_extracted": progress.extracted}
 
 

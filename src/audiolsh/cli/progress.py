@@ -58,6 +58,8 @@ class FileProgress:
         self.failed = 0
         self.audio_s = 0.0
         self.current = ""
+        self.n_hashed = self.n_to_hash = 0
+        self.last_hashed = ""
         self._t0 = self._last = 0.0
         self._bar: Progress | None = None
         self._task: TaskID | None = None
@@ -67,9 +69,10 @@ class FileProgress:
         if self.console.is_terminal:
             self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                                 TextColumn("{task.fields[now]}"), console=self.console, transient=True)
+                                 TextColumn("{task.fields[now]}"), TextColumn("{task.fields[hashed]}"),
+                                 console=self.console, transient=True)
             self._bar.start()
-            self._task = self._bar.add_task(self.verb, total=self.total, rate="", now="")
+            self._task = self._bar.add_task(self.verb, total=self.total, rate="", now="", hashed="")
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -77,26 +80,29 @@ class FileProgress:
         if self._bar is not None:
             self._bar.stop()
 
-    def restart(self, verb: str, total: int | None = None) -> None:
-        """A new stage of the work (``verb``: what it does to each file): counts and rates start
-        again from now."""
-        self.verb, self.total = verb, total
-        self.done = self.failed = 0
-        self.audio_s = 0.0
-        self.current = ""
-        self._t0 = self._last = self.clock()
-        if self._bar is not None and self._task is not None:
-            self._bar.reset(self._task, total=total, description=verb, rate="", now="")
-
     def hashed(self, path: str, n_files: int, failed: bool = False) -> None:
-        """``index_audio``'s ``on_hashed``: the content hashes, read before anything is analysed
-        (on a resumed run, all it does), as the first stage (timed from the start)."""
-        if self.verb != "hashed" or self.total is None:
-            self.verb = "hashed"
-            self.set_total(n_files)
-            if self._bar is not None and self._task is not None:
-                self._bar.update(self._task, description=self.verb)
-        self.advance(path, failed=failed)
+        """``on_hashed``: a file's content hash read.  A progress whose verb is ``hashed`` (the
+        plan of an update) counts it; any other shows the hashes beside its own count while they
+        are still coming (``index`` reads them a few files ahead of the analysis) and, until the
+        first file is analysed, in place of it (on a resumed run that is all it does)."""
+        if self.verb == "hashed":
+            if self.total is None:
+                self.set_total(n_files)
+            self.advance(path, failed=failed)
+            return
+        self.n_hashed += 1
+        self.n_to_hash = n_files
+        if not failed:
+            self.last_hashed = shown(path)
+        now = self.clock()
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, hashed=escape(self._hashing()))
+        elif now - self._last >= self.every_s:
+            self._last = now
+            self._say()
+
+    def _hashing(self) -> str:
+        return f"hashed {self.n_hashed}/{self.n_to_hash}" if self.n_hashed < self.n_to_hash else ""
 
     def set_total(self, total: int) -> None:
         self.total = total
@@ -122,19 +128,24 @@ class FileProgress:
         """``index_audio``'s ``on_extracted``: a file analysed (``None``: it failed)."""
         self.advance(path, duration_s, failed=duration_s is None)
 
-    def rate(self, now: float | None = None) -> str:
-        """``4.1 files/s, 230x real time`` (the second part only when audio was counted)."""
+    def rate(self, now: float | None = None, files: int | None = None) -> str:
+        """``4.1 files/s, 230x real time`` (the second part only when audio was counted) of the
+        files done (or ``files``)."""
         elapsed = max((self.clock() if now is None else now) - self._t0, 1e-9)
-        text = f"{self.done / elapsed:.1f} files/s"
+        text = f"{(self.done if files is None else files) / elapsed:.1f} files/s"
         if self.audio_s > 0:
             text += f", {self.audio_s / elapsed:.0f}x real time"
         return text
 
     def line(self) -> str:
+        if self.done == 0 and self.n_hashed:  # nothing analysed yet: the hashes so far
+            now = f", now: {self.last_hashed}" if self.last_hashed else ""
+            return f"hashed {self.n_hashed}/{self.n_to_hash} files, {self.rate(files=self.n_hashed)}{now}"
         of = f"/{self.total}" if self.total is not None else ""
         failed = f" ({self.failed} failed)" if self.failed else ""
         now = f", now: {self.current}" if self.current else ""
-        return f"{self.verb} {self.done}{of} files{failed}, {self.rate()}{now}"
+        hashing = f"; {self._hashing()}" if self._hashing() else ""
+        return f"{self.verb} {self.done}{of} files{failed}, {self.rate()}{now}{hashing}"
 
     def _say(self) -> None:
         self.console.print(self.line(), markup=False, highlight=False)

@@ -24,7 +24,8 @@ from audiolsh.library.update import apply_update, plan_update
 @index_option
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
-              help="Parallel decoding processes (default: all cores).")
+              help="Parallel decoding processes, and threads reading the content hashes"
+                   " (default: all cores).")
 @click.option("--commit-every", type=click.IntRange(min=1), default=8, show_default=True,
               help=f"Files per commit (a new library's first commit waits for {FIRST_BATCH}).")
 @click.option("--max-duration", "max_duration_s", type=click.FloatRange(min=0, min_open=True),

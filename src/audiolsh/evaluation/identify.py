@@ -57,7 +57,7 @@ from audiolsh.evaluation.overlaps import (
     is_overlap,
     verify_hits,
 )
-from audiolsh.parallel import Executor, LocalExecutor, thread_map
+from audiolsh.parallel import Executor, LocalExecutor, thread_map, usable_cores
 
 logger = logging.getLogger(__name__)
 
@@ -661,7 +661,7 @@ class AudiolshSystem(ClipByClip):
         self.thresholds["equal FM"] = None
         t0 = time.perf_counter()
         # Hashed once, in threads, as ``audiolsh index`` does (part of the time).
-        digests = list(thread_map(_hash, track_paths, self.workers))
+        digests = list(thread_map(_hash, track_paths, min(self.workers, usable_cores())))
         todo = [(p, d) for p, d in zip(track_paths, digests) if index.track_by_hash(d) is None]
         audio_s = 0.0
         with index.session() as s:

@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -297,64 +297,70 @@ def _hash_or_error(path: str) -> tuple[str | None, str]:
         return None, str(exc)
 
 
-def hash_files(files: Sequence[str], workers: int | None = None, *,
+def hash_stream(files: Sequence[str], workers: int | None = None, *,
                 on_hashed: Callable[[str, int, bool], None] | None = None,
-                known: Mapping[str, str] | None = None) -> list[tuple[str | None, str]]:
-    """(content hash, "") or (None, error) of each of ``files``, in order, hashed in ``workers``
-    threads (default and at most: the usable cores). hashlib releases the GIL, so the cores
-    hash side by side: on a large collection this is all a resumed run does.
-    ``on_hashed(path, len(files), failed)`` follows each file in order; ``known`` maps files to the
-    hashes a caller read already (not read again)."""
+                known: Mapping[str, str] | None = None) -> Generator[tuple[str | None, str], None, None]:
+    """(content hash, "") or (None, error) of each of ``files``, in order, as they are taken,
+    read in ``workers`` threads (default and at most: the usable cores) a few files ahead.
+    hashlib releases the GIL, so the cores hash side by side (on a large collection this is all
+    a resumed run does), and a file is hashed shortly before it is decoded, so the second read
+    finds it in the page cache.  ``on_hashed(path, len(files), failed)`` follows each file;
+    ``known`` maps files to the hashes a caller read already (not read again)."""
     known = known or {}
     cores = usable_cores()
-    todo = [f for f in files if f not in known]
-    out: list[tuple[str | None, str]] = []
+    todo = (f for f in files if f not in known)
     with contextlib.closing(thread_map(_hash_or_error, todo, min(workers or cores, cores))) as read:
         for f in files:
-            out.append((known[f], "") if f in known else next(read))
+            out = (known[f], "") if f in known else next(read)
             if on_hashed:
-                on_hashed(f, len(files), out[-1][0] is None)
-    return out
+                on_hashed(f, len(files), out[0] is None)
+            yield out
+
+
+def hash_files(files: Sequence[str], workers: int | None = None, *,
+               on_hashed: Callable[[str, int, bool], None] | None = None,
+               known: Mapping[str, str] | None = None) -> list[tuple[str | None, str]]:
+    """:func:`hash_stream`, all of them."""
+    with contextlib.closing(hash_stream(files, workers, on_hashed=on_hashed, known=known)) as hashes:
+        return list(hashes)
+
+
+def plan_file(f: str, digest: str | None, error: str, indexed: Callable[[str], object],
+              report: IngestReport, later: dict[str, list[str]]) -> str:
+    """Where ``f``, of content ``digest`` (None: its hash failed with ``error``), goes:
+    ``"failed"`` (in ``report.failed``: unreadable or empty; empty files are never
+    deduplicated), ``"skipped"`` (in ``report.skipped``: ``indexed(digest)`` is truthy),
+    ``"later"`` (in ``later[digest]``: a file of its content is planned before it) or
+    ``"todo"`` (to extract; ``later[digest]`` starts empty).  A later file of the same content
+    is "already indexed" only once the first is indexed: if that one fails, the next is tried."""
+    if digest is None:
+        report.failed.append((f, error))
+        return "failed"
+    if digest == EMPTY_HASH:
+        report.failed.append((f, str(AudioError(f, EMPTY_FILE))))
+        return "failed"
+    if indexed(digest):
+        report.skipped.append(f)
+        return "skipped"
+    if digest in later:
+        later[digest].append(f)
+        return "later"
+    later[digest] = []
+    return "todo"
 
 
 def plan_files(files: Iterable[str], hashes: Iterable[tuple[str | None, str]],
                indexed: Callable[[str], object], report: IngestReport
                ) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
-    """What to extract of ``files`` given their (content hash, "") or (None, error):
+    """:func:`plan_file` of each of ``files`` given their (content hash, "") or (None, error):
     (path, digest) to extract, and the later files of the same content as one of them, by
-    digest.  A file whose hash failed or that is empty goes to ``report.failed``, each by name
-    (empty files are never deduplicated); one whose content the library holds
-    (``indexed(digest)`` is truthy) to ``report.skipped``.  A later file of the same content is
-    "already indexed" only once the first is indexed: if that one fails, the next is tried."""
+    digest."""
     todo: list[tuple[str, str]] = []
     later: dict[str, list[str]] = {}
     for f, (digest, error) in zip(files, hashes):
-        if digest is None:
-            report.failed.append((f, error))
-        elif digest == EMPTY_HASH:
-            report.failed.append((f, str(AudioError(f, EMPTY_FILE))))
-        elif indexed(digest):
-            report.skipped.append(f)
-        elif digest in later:
-            later[digest].append(f)
-        else:
-            later[digest] = []
+        if plan_file(f, digest, error, indexed, report, later) == "todo" and digest is not None:
             todo.append((f, digest))
     return todo, later
-
-
-def read_missing_tags(library: Library, files: Sequence[str], hashes: Sequence[tuple[str | None, str]],
-                      report: IngestReport) -> None:
-    """Tags of the tracks among ``files`` indexed before tags were read (a format-6 library),
-    read now (mutagen reads only the tag blocks) and stored in one commit."""
-    by_hash = {t.content_hash: t for t in library.tracks()}
-    found: dict[int, dict[str, Any]] = {}
-    for f, (digest, _) in zip(files, hashes):
-        track = by_hash.get(digest or "")
-        if track is not None and not has_tags_read(track) and track.id not in found:
-            found[track.id] = read_tags(f)
-            report.tagged.append(f)
-    library.set_tags(found)
 
 
 def index_audio(
@@ -376,28 +382,52 @@ def index_audio(
     default ``paths``); ``on_file(path, status)`` reports progress,
     ``on_extracted(path, duration_s)`` each planned file as its extraction ends (the audio it
     held, for a rate; ``None`` when it failed); ``on_hashed(path, n_files, failed)`` each file as
-    its content hash is read, first (``known_hashes``: files' hashes a caller read, not read again).
-    Extraction runs on ``executor`` (default: ``workers`` local processes); a file longer than
-    ``max_duration_s`` (``None``: no limit) is refused, after decoding one frame past it."""
+    its content hash is read (``known_hashes``: files' hashes a caller read, not read again);
+    ``on_plan(n)`` whenever the count of files that are or may be extracted changes (the files
+    not yet hashed count: it falls to the planned count as the hashes come in).
+    The hashes are read a few files ahead of the extraction, which starts with the first new
+    file. Extraction runs on ``executor`` (default: ``workers`` local processes); a file longer
+    than ``max_duration_s`` (``None``: no limit) is refused, after decoding one frame past it.
+    Tags of tracks indexed before tags were read (a format-6 library) are read for the files
+    found already indexed and stored in one commit at the end."""
     report = IngestReport([], [], [])
     paths = list(paths)
     files = audio_files(paths, report, on_file)
-    run = executor or LocalExecutor(workers)
-    hashes = hash_files(files, run.workers, on_hashed=on_hashed, known=known_hashes)
-    todo, later = plan_files(files, hashes, library.track_by_hash, report)
     library.add_roots(paths if roots is None else list(roots))
-    read_missing_tags(library, files, hashes, report)
-    if on_plan:
-        on_plan(len(todo))
-    for f in report.skipped:
-        on_file and on_file(f, "skipped")
-    for f, msg in report.failed:
-        on_file and on_file(f, f"failed: {msg}")
-    if not todo:
-        return report
-    pending: list[Extracted] = []
+    run = executor or LocalExecutor(workers)
     cfg = library.config
-    planned = len(todo)
+    untagged = {t.content_hash: t for t in library.tracks() if not has_tags_read(t)}
+    tags: dict[int, dict[str, Any]] = {}
+    extracted: set[str] = set()  # contents this run extracted (committed or pending)
+    later: dict[str, list[str]] = {}
+    digests: dict[str, str] = {}  # of the files handed to extraction
+    pending: list[Extracted] = []
+    planned = len(files)
+
+    def indexed(digest: str) -> bool:
+        return digest in extracted or library.track_by_hash(digest) is not None
+
+    def job(f: str, digest: str) -> tuple[Any, ...]:
+        digests[f] = digest
+        return (f, digest, cfg.modes, cfg.window_s, cfg.hop_s, max_duration_s)
+
+    def planned_jobs(hashes: Iterator[tuple[str | None, str]]) -> Iterator[tuple[Any, ...]]:
+        nonlocal planned
+        for f, (digest, error) in zip(files, hashes):
+            where = plan_file(f, digest, error, indexed, report, later)
+            if where == "failed":
+                on_file and on_file(f, f"failed: {report.failed[-1][1]}")
+            elif where == "skipped":
+                on_file and on_file(f, "skipped")
+                track = untagged.get(digest or "")
+                if track is not None and track.id not in tags:
+                    tags[track.id] = read_tags(f)
+                    report.tagged.append(f)
+            if where == "todo" and digest is not None:
+                yield job(f, digest)
+            else:
+                planned -= 1
+                on_plan and on_plan(planned)
 
     def flush() -> None:
         if not pending:
@@ -407,34 +437,40 @@ def index_audio(
             (report.added if ex.content_hash in added else report.skipped).append(ex.path)
         pending.clear()
 
+    on_plan and on_plan(planned)
     first = len(library) == 0
-    while todo:
-        digests = dict(todo)
-        jobs = [(f, digest, cfg.modes, cfg.window_s, cfg.hop_s, max_duration_s) for f, digest in todo]
-        todo = []
-        for result in run.map(extract_safe, jobs):
-            if isinstance(result, Extracted):
-                pending.append(result)
-                on_file and on_file(result.path, "indexed")
-                on_extracted and on_extracted(result.path, result.duration_s)
-                for f in later.pop(result.content_hash, []):
-                    report.skipped.append(f)
-                    on_file and on_file(f, "skipped")
-                if len(pending) >= (max(commit_every, FIRST_BATCH) if first else commit_every):
-                    flush()
-                    first = False
-            else:
-                report.failed.append(result)
-                on_file and on_file(result[0], f"failed: {result[1]}")
-                on_extracted and on_extracted(result[0], None)
-                digest = digests[result[0]]
-                same = later.get(digest)
-                if same:  # the next file of this content is tried itself (its name may decode it)
-                    todo.append((same.pop(0), digest))
+    hashes = hash_stream(files, getattr(run, "workers", None), on_hashed=on_hashed, known=known_hashes)
+    with contextlib.closing(hashes):
+        jobs: Iterable[tuple[Any, ...]] = planned_jobs(hashes)
+        while True:
+            again: list[tuple[str, str]] = []
+            for result in run.map(extract_safe, jobs):
+                if isinstance(result, Extracted):
+                    pending.append(result)
+                    extracted.add(result.content_hash)
+                    on_file and on_file(result.path, "indexed")
+                    on_extracted and on_extracted(result.path, result.duration_s)
+                    for f in later.pop(result.content_hash, []):
+                        report.skipped.append(f)
+                        on_file and on_file(f, "skipped")
+                    if len(pending) >= (max(commit_every, FIRST_BATCH) if first else commit_every):
+                        flush()
+                        first = False
                 else:
-                    later.pop(digest, None)
-        if todo and on_plan:
-            planned += len(todo)
-            on_plan(planned)
+                    report.failed.append(result)
+                    on_file and on_file(result[0], f"failed: {result[1]}")
+                    on_extracted and on_extracted(result[0], None)
+                    digest = digests[result[0]]
+                    same = later.get(digest)
+                    if same:  # the next file of this content is tried itself (its name may decode it)
+                        again.append((same.pop(0), digest))
+                    else:
+                        later.pop(digest, None)
+            if not again:
+                break
+            jobs = [job(f, digest) for f, digest in again]
+            planned += len(again)
+            on_plan and on_plan(planned)
     flush()
+    library.set_tags(tags)
     return report

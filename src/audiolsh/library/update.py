@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from audiolsh.files import shown
-from audiolsh.library.build import IngestReport, audio_files, hash_files, index_audio
+from audiolsh.files import shown, stat_key
+from audiolsh.library.build import IngestReport, audio_files, hash_stream, index_audio
 
 if TYPE_CHECKING:
     from audiolsh.library.core import Library
@@ -45,8 +45,22 @@ class UpdatePlan:
     failed: list[tuple[str, str]] = field(default_factory=list)
     #: (entry, why) for walked entries that are not regular files
     ignored: list[tuple[str, str]] = field(default_factory=list)
-    #: every readable file's content hash, as read (indexing does not read it again)
+    #: every readable file's content hash, as read (indexing does not read it again if the file's
+    #: ``stats`` are the same then)
     digests: dict[str, str] = field(default_factory=dict)
+    stats: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+
+    def unchanged_digests(self) -> dict[str, str]:
+        """``digests`` of the files still as they were when read (a file rewritten since, say
+        by a tag editor, is read again)."""
+        out = {}
+        for f, digest in self.digests.items():
+            try:
+                if stat_key(os.stat(f)) == self.stats.get(f):
+                    out[f] = digest
+            except OSError:
+                pass
+        return out
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per change: ``action`` (add, remove, re-index) and ``path``."""
@@ -92,13 +106,17 @@ def plan_update(library: Library, folder: str | os.PathLike[str],
         if under(t.path):
             by_path.setdefault(t.path, []).append(t)
     found, digests = set(), plan.digests
-    for f, (digest, error) in zip(files, hash_files(files, workers, on_hashed=on_hashed)):
+    for f, (digest, error) in zip(files, hash_stream(files, workers, on_hashed=on_hashed)):
         name = shown(f)
         found.add(name)
         if digest is None:
             plan.failed.append((f, error))
             continue
         digests[f] = digest
+        try:
+            plan.stats[f] = stat_key(os.stat(f))
+        except OSError:  # gone already: indexing it will say so
+            pass
         held = by_path.get(name, [])
         stale = [t for t in held if t.content_hash != digest]
         if len(stale) < len(held):  # one of them is this content
@@ -129,7 +147,8 @@ def apply_update(library: Library, plan: UpdatePlan, **index_options: Any) -> Up
             library.remove_track(t.id)
     files = [*(f for _, f in plan.reindex), *plan.add]
     # names are relative to the folder updated, not to each file's own folder
-    report = (index_audio(library, files, roots=[plan.folder], known_hashes=plan.digests, **index_options)
+    known = plan.unchanged_digests()
+    report = (index_audio(library, files, roots=[plan.folder], known_hashes=known, **index_options)
               if files else IngestReport([], [], []))
     added = set(report.added)
     again = {f for _, f in plan.reindex}

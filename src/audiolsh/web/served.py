@@ -16,15 +16,11 @@ from pathlib import Path
 
 from audiolsh.audio import content_hash
 from audiolsh.errors import AudioError
-from audiolsh.files import regular_problem
+from audiolsh.files import regular_problem, stat_key
 from audiolsh.storage import Track
 from audiolsh.web.errors import NotFound
 
 _ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")
-
-
-def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
-    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev
 
 
 def _on_disk(stored: str) -> str:
@@ -61,15 +57,15 @@ class ServedFiles:
             raise gone from None
         key = (path, track.content_hash)
         with self._lock:
-            if self._matched.get(key) == _stat_key(st):
+            if self._matched.get(key) == stat_key(st):
                 return Path(path)
         try:
             digest = content_hash(path)
             st_after = os.stat(path)
         except (AudioError, OSError):
             raise gone from None
-        if digest != track.content_hash or _stat_key(st_after) != _stat_key(st):
+        if digest != track.content_hash or stat_key(st_after) != stat_key(st):
             raise NotFound(f"the audio file of track {track.id} has changed since it was indexed")
         with self._lock:
-            self._matched[key] = _stat_key(st)
+            self._matched[key] = stat_key(st)
         return Path(path)
