@@ -109,6 +109,8 @@ def main():
 
 def test_the_cli_mode_times_each_engines_own_audiolsh_index(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    dropped: list[int] = []  # --cold: the page cache emptied before each timed run (not here: root)
+    monkeypatch.setattr(ia, "drop_page_cache", lambda: dropped.append(1))
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for i in range(2):
@@ -119,10 +121,10 @@ def test_the_cli_mode_times_each_engines_own_audiolsh_index(tmp_path: Path,
     out = tmp_path / "ab.json"
     monkeypatch.setattr(sys, "argv", ["ingest_ab.py", str(corpus), "--engine", f"repo={SRC}", "--engine",
                                       f"stub={stub}", "--tracks", "2", "--workers", "2", "--rounds", "1",
-                                      "--work", str(tmp_path / "w"), "--out", str(out), "--cli"])
+                                      "--work", str(tmp_path / "w"), "--out", str(out), "--cli", "--cold"])
     ia.main()
     report = json.loads(out.read_text())
-    assert report["cli"] is True
+    assert report["cli"] is True and report["cold"] is True and len(dropped) == 2
     (repo,), (stub_run,) = report["runs"]["repo"], report["runs"]["stub"]
     # the real command indexed both copies: their audio, a library on disk, CPU of its workers
     assert repo["n_tracks"] == 2 and repo["audio_s"] == pytest.approx(12.0, abs=0.01)
@@ -131,3 +133,10 @@ def test_the_cli_mode_times_each_engines_own_audiolsh_index(tmp_path: Path,
     calls = (stub / "audiolsh" / "cli" / "calls.txt").read_text().splitlines()
     assert calls == ["index --index cli-warm --modes fingerprint -j 1 t0000.wav",
                      "index --index cli --modes fingerprint -j 2 t0000.wav t0001.wav"]
+
+
+def test_cold_goes_with_the_cli_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["ingest_ab.py", str(tmp_path), "--engine", f"repo={SRC}",
+                                      "--work", str(tmp_path / "w"), "--cold"])
+    with pytest.raises(SystemExit, match="--cold goes with --cli"):
+        ia.main()

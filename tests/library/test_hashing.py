@@ -61,19 +61,19 @@ def test_files_are_hashed_side_by_side_one_thread_per_worker(tmp_path: Path, lib
     assert sorted(t.content_hash for t in lib.tracks()) == sorted(real(p) for p in paths)
 
 
-def test_hash_files_keeps_the_order_and_names_each_unreadable_file(tmp_path: Path) -> None:
+def test_hash_stream_keeps_the_order_and_names_each_unreadable_file(tmp_path: Path) -> None:
     from audiolsh.audio import content_hash
-    from audiolsh.library.build import hash_files
+    from audiolsh.library.build import hash_stream
 
     files = [tmp_path / f"f{i}.bin" for i in range(7)]
     for i, f in enumerate(files):
         f.write_bytes(bytes([i]) * (1000 + i))
     names = [str(f) for f in files]
     names.insert(3, str(tmp_path / "missing.wav"))
-    out = hash_files(names, workers=3)
+    out = list(hash_stream(names, workers=3))
     assert [d for d, _ in out[:3] + out[4:]] == [content_hash(f) for f in files]
     assert out[3][0] is None and "missing.wav" in out[3][1]
-    assert hash_files(names, workers=1) == out
+    assert list(hash_stream(names, workers=1)) == out
 
 
 def _noting(into: list[tuple[str, int, bool]]) -> Callable[[str, int, bool], None]:
@@ -104,12 +104,12 @@ def test_an_update_reads_each_file_once_and_says_so_in_order(tmp_path: Path, lib
 
 
 def test_a_file_that_cannot_be_read_is_a_failed_hash(tmp_path: Path) -> None:
-    from audiolsh.library.build import hash_files
+    from audiolsh.library.build import hash_stream
 
     said: list[tuple[str, int, bool]] = []
     ok = tmp_path / "ok.bin"
     ok.write_bytes(b"x" * 10)
-    hash_files([str(tmp_path / "gone.wav"), str(ok)], 2, on_hashed=_noting(said))
+    list(hash_stream([str(tmp_path / "gone.wav"), str(ok)], 2, on_hashed=_noting(said)))
     assert said == [("gone.wav", 2, True), ("ok.bin", 2, False)]
 
 

@@ -317,14 +317,6 @@ def hash_stream(files: Sequence[str], workers: int | None = None, *,
             yield out
 
 
-def hash_files(files: Sequence[str], workers: int | None = None, *,
-               on_hashed: Callable[[str, int, bool], None] | None = None,
-               known: Mapping[str, str] | None = None) -> list[tuple[str | None, str]]:
-    """:func:`hash_stream`, all of them."""
-    with contextlib.closing(hash_stream(files, workers, on_hashed=on_hashed, known=known)) as hashes:
-        return list(hashes)
-
-
 def plan_file(f: str, digest: str | None, error: str, indexed: Callable[[str], object],
               report: IngestReport, later: dict[str, list[str]]) -> str:
     """Where ``f``, of content ``digest`` (None: its hash failed with ``error``), goes:
