@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
@@ -150,3 +154,85 @@ def test_thread_map_reads_a_bounded_window_ahead_in_order() -> None:
         out.append((r, len(pulled)))
     assert [r for r, _ in out] == [i * i for i in range(50)]
     assert all(n <= k + 1 + 4 for k, (_, n) in enumerate(out))
+
+
+def _gated(job: tuple[int, str]) -> int:
+    """Job 0 waits until the window of jobs is full, the others until the pool is shut down."""
+    i, folder = job
+    (Path(folder) / f"started{i}").touch()
+    gate = Path(folder) / ("full" if i == 0 else "go")
+    for _ in range(6000):
+        if gate.exists():
+            return i
+        time.sleep(0.01)
+    raise TimeoutError(gate)
+
+
+def test_a_closed_map_starts_no_job_it_had_queued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Releasing(ProcessPoolExecutor):  # the real pool; the gate opens once shutdown began
+        def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+            super().shutdown(wait=False, cancel_futures=cancel_futures)
+            (tmp_path / "go").touch()
+            super().shutdown(wait=wait)
+
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", Releasing)
+    ahead = parallel.PER_WORKER_AHEAD * 2
+
+    def jobs() -> Iterator[tuple[int, str]]:
+        for i in range(40):
+            if i == ahead - 1:
+                (tmp_path / "full").touch()
+            yield i, str(tmp_path)
+
+    results = LocalExecutor(2).map(_gated, jobs())
+    assert next(results) == 0
+    results.close()  # as an error or Ctrl-C in the caller would
+    started = sorted(int(p.name[7:]) for p in tmp_path.glob("started*"))
+    assert started[0] == 0 and len(started) <= 2 + 2 + 3 < ahead  # running, next, queued to the workers
+
+
+def test_a_closed_thread_map_starts_no_item_it_had_queued() -> None:
+    go, started = threading.Event(), []
+
+    def gated(i: int) -> int:
+        started.append(i)
+        if i > 0:
+            go.wait(60)
+        return i
+
+    def release_when_shut_down(pool: Any, wait: bool = True, **kwargs: Any) -> None:
+        real_shutdown(pool, wait=False, **kwargs)
+        go.set()
+        real_shutdown(pool, wait=wait)
+
+    real_shutdown = parallel.ThreadPoolExecutor.shutdown
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(parallel.ThreadPoolExecutor, "shutdown", release_when_shut_down)
+        out = parallel.thread_map(gated, range(30), 2, ahead=10)
+        assert next(out) == 0
+        out.close()
+    assert sorted(started)[:1] == [0] and len(started) <= 3  # item 0, then one a thread
+
+
+def _mark(job: tuple[int, str]) -> int:
+    i, folder = job
+    (Path(folder) / f"done{i}").touch()
+    return i
+
+
+def test_every_job_runs_when_the_results_are_taken_slower_than_the_jobs_finish(tmp_path: Path) -> None:
+    pulled: list[int] = []
+
+    def jobs() -> Iterator[tuple[int, str]]:
+        for i in range(30):
+            pulled.append(i)
+            yield i, str(tmp_path)
+
+    out = []
+    for r in LocalExecutor(2).map(_mark, jobs()):
+        out.append(r)
+        for _ in range(6000):  # every job handed out is done before the next result is asked for
+            if len(list(tmp_path.glob("done*"))) == len(pulled):
+                break
+            time.sleep(0.01)
+    assert out == list(range(30))

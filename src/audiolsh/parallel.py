@@ -42,10 +42,14 @@ def thread_map(fn: Callable[[T], R], items: Iterable[T], workers: int, *,
         return
     with ThreadPoolExecutor(max_workers=n) as pool:
         window = deque(pool.submit(fn, x) for x in itertools.islice(todo, max(ahead or 2 * n, 1)))
-        while window:
-            fut = window.popleft()
-            window.extend(pool.submit(fn, x) for x in itertools.islice(todo, 1))
-            yield fut.result()
+        try:
+            while window:
+                fut = window.popleft()
+                window.extend(pool.submit(fn, x) for x in itertools.islice(todo, 1))
+                yield fut.result()
+        except BaseException:  # closed early, an error, Ctrl-C: what has not started never will
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 class Executor(Protocol):
@@ -53,7 +57,9 @@ class Executor(Protocol):
 
     def map(self, fn: Callable[[T], R], jobs: Iterable[T]) -> Iterator[R]:
         """``fn`` of every job; results in the jobs' order, each as soon as it and those
-        before it are done.  ``jobs`` may be lazy: it is read as the work goes."""
+        before it are done.  ``jobs`` may be lazy, and reading it may act (``index_audio``
+        hashes and plans as it hands out jobs): it is read only in the thread iterating the
+        results (or listed before the work starts)."""
         ...
 
 
@@ -109,6 +115,8 @@ def lock_numba_cache(lock_path: str | None = None) -> None:
         setattr(cls, name, locked(getattr(cls, name)))
 
 
+_END = object()
+
 #: Jobs a ``LocalExecutor`` worker may have submitted beyond the result taken next: enough that
 #: a long job at the head does not leave the other workers idle for long, few enough that a lazy
 #: source is read only a little ahead of the work.
@@ -132,8 +140,19 @@ class LocalExecutor:
         lock_numba_cache()  # here too: a thread of this process may compile beside the workers
         with ProcessPoolExecutor(max_workers=n, initializer=lock_numba_cache) as pool:
             window = deque(pool.submit(fn, job) for job in head)
-            while window:
-                # Jobs are read (a lazy source: hashing, planning) while the workers run.
-                more = itertools.islice(todo, max(0, ahead - len(window)))
-                window.extend(pool.submit(fn, job) for job in more)
-                yield window.popleft().result()
+            more = True
+            try:
+                while window:
+                    # Jobs are read (a lazy source: hashing, planning) to keep two a worker in
+                    # hand, and more while the first result is not ready (so it is handed on as
+                    # soon as it is).
+                    while more and len(window) < ahead and (len(window) < 2 * n or not window[0].done()):
+                        job = next(todo, _END)
+                        if job is _END:
+                            more = False
+                        else:
+                            window.append(pool.submit(fn, job))  # type: ignore[arg-type]
+                    yield window.popleft().result()
+            except BaseException:  # an error, a closed generator, Ctrl-C: no queued job starts
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise

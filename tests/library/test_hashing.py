@@ -1,5 +1,6 @@
-"""Content hashes: read in one thread per worker, in the files' order, each file once (an
-update's plan hands its hashes to the indexing), with progress as a stage of its own."""
+"""Content hashes: read in one thread per worker a few files ahead of the analysis, in the
+files' order, each file once (an update's plan hands its hashes to the indexing for the files
+unchanged since)."""
 
 from __future__ import annotations
 
@@ -157,3 +158,25 @@ def test_a_file_rewritten_after_the_plan_is_read_again(tmp_path: Path, lib: Libr
     assert sorted(Path(p).name for p in report.added) == ["song0.wav", "song1.wav"]
     assert lib.track_by_hash(real(str(folder / "song1.wav"))) is not None
     assert lib.track_by_hash(plan.digests[str(folder / "song1.wav")]) is None
+
+
+def test_a_file_changed_while_its_hash_is_read_gets_no_stat_to_reuse(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from audiolsh.library import build
+    from audiolsh.library.build import hash_stream
+
+    files = [tmp_path / f"f{i}.bin" for i in range(2)]
+    for f in files:
+        f.write_bytes(b"x" * 100)
+    real = build._hash_or_error
+
+    def saved_during_the_read(path: str) -> tuple[str | None, str]:
+        out = real(path)
+        if path.endswith("f1.bin"):
+            Path(path).write_bytes(b"y" * 200)  # a tag editor saves it as it is read
+        return out
+
+    monkeypatch.setattr(build, "_hash_or_error", saved_during_the_read)
+    stats: dict[str, tuple[int, int, int, int]] = {}
+    list(hash_stream([str(f) for f in files], 2, stats=stats))
+    assert list(stats) == [str(files[0])]

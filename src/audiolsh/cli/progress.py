@@ -83,8 +83,9 @@ class FileProgress:
     def hashed(self, path: str, n_files: int, failed: bool = False) -> None:
         """``on_hashed``: a file's content hash read.  A progress whose verb is ``hashed`` (the
         plan of an update) counts it; any other shows the hashes beside its own count while they
-        are still coming (``index`` reads them a few files ahead of the analysis) and, until the
-        first file is analysed, in place of it (on a resumed run that is all it does)."""
+        are still coming (``index`` reads them a few files ahead of the analysis) and, in the
+        plain lines, until the first file is analysed, in place of it (on a resumed run that is
+        all it does)."""
         if self.verb == "hashed":
             if self.total is None:
                 self.set_total(n_files)

@@ -37,7 +37,7 @@ import numpy as np
 from audiolsh.audio import content_hash, find_audio
 from audiolsh.audio.decode import EMPTY_FILE
 from audiolsh.errors import AudioError, AudiolshError, IndexFormatError
-from audiolsh.files import shown
+from audiolsh.files import shown, stat_key
 from audiolsh.hashing import concat_sets
 from audiolsh.index import IndexConfig, ItemRows, SegmentBuild, build_segment
 from audiolsh.library.config import LibraryConfig
@@ -297,21 +297,46 @@ def _hash_or_error(path: str) -> tuple[str | None, str]:
         return None, str(exc)
 
 
+def _hash_and_stat(path: str) -> tuple[str | None, str, tuple[int, int, int, int] | None]:
+    """:func:`_hash_or_error` and the file's :func:`~audiolsh.files.stat_key` if it was the same
+    before and after the read (None: it changed meanwhile, or cannot be stat'ed)."""
+    try:
+        before = stat_key(os.stat(path))
+    except OSError:
+        before = None
+    digest, error = _hash_or_error(path)
+    try:
+        after = stat_key(os.stat(path))
+    except OSError:
+        after = None
+    return digest, error, before if before == after else None
+
+
 def hash_stream(files: Sequence[str], workers: int | None = None, *,
                 on_hashed: Callable[[str, int, bool], None] | None = None,
-                known: Mapping[str, str] | None = None) -> Generator[tuple[str | None, str], None, None]:
+                known: Mapping[str, str] | None = None,
+                stats: dict[str, tuple[int, int, int, int]] | None = None,
+                ) -> Generator[tuple[str | None, str], None, None]:
     """(content hash, "") or (None, error) of each of ``files``, in order, as they are taken,
     read in ``workers`` threads (default and at most: the usable cores) a few files ahead.
     hashlib releases the GIL, so the cores hash side by side (on a large collection this is all
     a resumed run does), and a file is hashed shortly before it is decoded, so the second read
     finds it in the page cache.  ``on_hashed(path, len(files), failed)`` follows each file;
-    ``known`` maps files to the hashes a caller read already (not read again)."""
+    ``known`` maps files to the hashes a caller read already (not read again); ``stats``, if
+    given, gets each hashed file's stat key, taken around the read (left out if the file
+    changed meanwhile)."""
     known = known or {}
     cores = usable_cores()
     todo = (f for f in files if f not in known)
-    with contextlib.closing(thread_map(_hash_or_error, todo, min(workers or cores, cores))) as read:
+    with contextlib.closing(thread_map(_hash_and_stat, todo, min(workers or cores, cores))) as read:
         for f in files:
-            out = (known[f], "") if f in known else next(read)
+            if f in known:
+                out: tuple[str | None, str] = (known[f], "")
+            else:
+                digest, error, key = next(read)
+                out = (digest, error)
+                if stats is not None and key is not None:
+                    stats[f] = key
             if on_hashed:
                 on_hashed(f, len(files), out[0] is None)
             yield out
@@ -376,12 +401,14 @@ def index_audio(
     held, for a rate; ``None`` when it failed); ``on_hashed(path, n_files, failed)`` each file as
     its content hash is read (``known_hashes``: files' hashes a caller read, not read again);
     ``on_plan(n)`` whenever the count of files that are or may be extracted changes (the files
-    not yet hashed count: it falls to the planned count as the hashes come in).
-    The hashes are read a few files ahead of the extraction, which starts with the first new
-    file. Extraction runs on ``executor`` (default: ``workers`` local processes); a file longer
-    than ``max_duration_s`` (``None``: no limit) is refused, after decoding one frame past it.
+    not yet hashed count: it falls to the planned count as the hashes come in, and rises by the
+    copies tried again when the first of a content failed).
+    The hashes are read a few files ahead of the extraction, which starts once there are as many
+    new files as workers (or every file is hashed). Extraction runs on ``executor`` (default:
+    ``workers`` local processes); a file longer than ``max_duration_s`` (``None``: no limit) is
+    refused, after decoding one frame past it.
     Tags of tracks indexed before tags were read (a format-6 library) are read for the files
-    found already indexed and stored in one commit at the end."""
+    found already indexed and stored in one commit once every file is planned."""
     report = IngestReport([], [], [])
     paths = list(paths)
     files = audio_files(paths, report, on_file)
@@ -420,6 +447,7 @@ def index_audio(
             else:
                 planned -= 1
                 on_plan and on_plan(planned)
+        library.set_tags(tags)  # every file planned: the tags read, in one commit
 
     def flush() -> None:
         if not pending:
@@ -458,11 +486,11 @@ def index_audio(
                         again.append((same.pop(0), digest))
                     else:
                         later.pop(digest, None)
+            hashes.close()  # every file was hashed and planned
             if not again:
                 break
             jobs = [job(f, digest) for f, digest in again]
             planned += len(again)
             on_plan and on_plan(planned)
     flush()
-    library.set_tags(tags)
     return report

@@ -14,7 +14,7 @@ A file moved inside the folder is a removal and an addition (its features are ex
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,18 +46,18 @@ class UpdatePlan:
     #: (entry, why) for walked entries that are not regular files
     ignored: list[tuple[str, str]] = field(default_factory=list)
     #: every readable file's content hash, as read (indexing does not read it again if the file's
-    #: ``stats`` are the same then)
+    #: ``stats``, taken around that read, are the same then)
     digests: dict[str, str] = field(default_factory=dict)
     stats: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
 
-    def unchanged_digests(self) -> dict[str, str]:
-        """``digests`` of the files still as they were when read (a file rewritten since, say
-        by a tag editor, is read again)."""
+    def unchanged_digests(self, files: Iterable[str]) -> dict[str, str]:
+        """``digests`` of those of ``files`` still as they were when read (a file rewritten
+        since, say by a tag editor, is read again)."""
         out = {}
-        for f, digest in self.digests.items():
+        for f in files:
             try:
-                if stat_key(os.stat(f)) == self.stats.get(f):
-                    out[f] = digest
+                if f in self.stats and stat_key(os.stat(f)) == self.stats[f]:
+                    out[f] = self.digests[f]
             except OSError:
                 pass
         return out
@@ -106,17 +106,14 @@ def plan_update(library: Library, folder: str | os.PathLike[str],
         if under(t.path):
             by_path.setdefault(t.path, []).append(t)
     found, digests = set(), plan.digests
-    for f, (digest, error) in zip(files, hash_stream(files, workers, on_hashed=on_hashed)):
+    hashes = hash_stream(files, workers, on_hashed=on_hashed, stats=plan.stats)
+    for f, (digest, error) in zip(files, hashes):
         name = shown(f)
         found.add(name)
         if digest is None:
             plan.failed.append((f, error))
             continue
         digests[f] = digest
-        try:
-            plan.stats[f] = stat_key(os.stat(f))
-        except OSError:  # gone already: indexing it will say so
-            pass
         held = by_path.get(name, [])
         stale = [t for t in held if t.content_hash != digest]
         if len(stale) < len(held):  # one of them is this content
@@ -147,7 +144,7 @@ def apply_update(library: Library, plan: UpdatePlan, **index_options: Any) -> Up
             library.remove_track(t.id)
     files = [*(f for _, f in plan.reindex), *plan.add]
     # names are relative to the folder updated, not to each file's own folder
-    known = plan.unchanged_digests()
+    known = plan.unchanged_digests(files)
     report = (index_audio(library, files, roots=[plan.folder], known_hashes=known, **index_options)
               if files else IngestReport([], [], []))
     added = set(report.added)
