@@ -111,16 +111,21 @@ def run_once(src: Path, work: Path, workers: int, tracks: list[str], *,
 
 
 def _cli(src: Path, index: Path, workers: int, files: list[str]) -> str:
+    """Run the engine's ``audiolsh index``; the package it imported.  Every file must be added."""
     if index.exists():
         shutil.rmtree(index)
     env = dict(os.environ, PYTHONPATH=os.fspath(src), AUDIOLSH_PROGRESS_EVERY="1000")
     cmd = [sys.executable, "-c", _CLI, "index", "--index", os.fspath(index), "--modes", "fingerprint",
-           "-j", str(workers), *files]
+           "-j", str(workers), "--format", "json", *files]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"`audiolsh index` of the engine at {src} failed (exit {proc.returncode}):\n"
                          f"{proc.stderr[-2000:]}")
-    return proc.stdout.splitlines()[0]
+    package, _, summary = proc.stdout.partition("\n")
+    added = json.loads(summary)["added"]
+    if added != len(files):
+        raise SystemExit(f"`audiolsh index` of the engine at {src} added {added} of {len(files)} files")
+    return package
 
 
 def drop_page_cache() -> None:

@@ -104,6 +104,7 @@ def main():
     index = Path(args[args.index("--index") + 1])
     index.mkdir()
     (index / "data").write_bytes(b"x" * 77)
+    print('{"added": %d}' % sum(a.endswith(".wav") for a in args))
 """
 
 
@@ -131,8 +132,8 @@ def test_the_cli_mode_times_each_engines_own_audiolsh_index(tmp_path: Path,
     assert repo["index_bytes"] > 1000 and repo["cpu_s"] > 0 and repo["package"].startswith(str(SRC))
     assert stub_run["index_bytes"] == 77 and stub_run["package"].startswith(str(stub))
     calls = (stub / "audiolsh" / "cli" / "calls.txt").read_text().splitlines()
-    assert calls == ["index --index cli-warm --modes fingerprint -j 1 t0000.wav",
-                     "index --index cli --modes fingerprint -j 2 t0000.wav t0001.wav"]
+    assert calls == ["index --index cli-warm --modes fingerprint -j 1 --format json t0000.wav",
+                     "index --index cli --modes fingerprint -j 2 --format json t0000.wav t0001.wav"]
 
 
 def test_cold_goes_with_the_cli_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,3 +141,11 @@ def test_cold_goes_with_the_cli_mode(tmp_path: Path, monkeypatch: pytest.MonkeyP
                                       "--work", str(tmp_path / "w"), "--cold"])
     with pytest.raises(SystemExit, match="--cold goes with --cli"):
         ia.main()
+
+
+def test_a_cli_run_that_adds_fewer_files_than_given_is_refused(tmp_path: Path) -> None:
+    stub = _stub_engine(tmp_path / "stub")
+    (stub / "audiolsh" / "cli").mkdir()
+    (stub / "audiolsh" / "cli" / "__init__.py").write_text(CLI_STUB)  # counts only .wav names
+    with pytest.raises(SystemExit, match="added 1 of 2 files"):
+        ia._cli(stub, tmp_path / "idx", 1, [str(tmp_path / "a.wav"), str(tmp_path / "b.flac")])
