@@ -228,3 +228,24 @@ def tagged_music(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tag_writer() -> Callable[..., Path]:
     """``write_tagged(path, y, sr=SR, **tags)``, for tests that make tagged files of their own."""
     return write_tagged
+
+
+def as_format_6(idx: Path) -> None:
+    """Write a directory library back as format 6 wrote it: tracks without tags (meta {}), no roots."""
+    import json
+    import sqlite3
+
+    db = sqlite3.connect(idx / "tracks" / "catalogue.sqlite")
+    with db:
+        db.execute("UPDATE tracks SET meta = '{}'")
+        db.execute("DELETE FROM config WHERE name = 'roots'")
+        (config,) = db.execute("SELECT value FROM config WHERE name = 'library'").fetchone()
+        db.execute("UPDATE config SET value = ? WHERE name = 'library'",
+                   (json.dumps({**json.loads(config), "format_version": 6}),))
+    db.close()
+
+
+@pytest.fixture(scope="session")
+def format_6() -> Callable[[Path], None]:
+    """:func:`as_format_6`, for tests of libraries written before tags were read."""
+    return as_format_6

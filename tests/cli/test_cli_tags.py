@@ -181,25 +181,13 @@ def test_an_ambiguous_or_unknown_track_is_one_line_and_exit_2(indexed: Path,
         assert len(lib) == len(tracks)
 
 
-def _as_format_6(idx: Path) -> None:
-    """Write the library back as format 6 wrote it: tracks without tags (meta {}), no roots."""
-    db = sqlite3.connect(idx / "tracks" / "catalogue.sqlite")
-    with db:
-        db.execute("UPDATE tracks SET meta = '{}'")
-        db.execute("DELETE FROM config WHERE name = 'roots'")
-        (config,) = db.execute("SELECT value FROM config WHERE name = 'library'").fetchone()
-        db.execute("UPDATE config SET value = ? WHERE name = 'library'",
-                   (json.dumps({**json.loads(config), "format_version": 6}),))
-    db.close()
-
-
 def test_a_format_6_library_opens_with_file_names_and_index_reads_its_tags(
-        tagged_music: Path, tmp_path: Path) -> None:
+        tagged_music: Path, tmp_path: Path, format_6: Callable[[Path], None]) -> None:
     idx = tmp_path / "old"
     index = ("index", str(tagged_music / "Ana"), "--index", str(idx), "--modes", "timbre", "-j", "1")
     code, _, err = run(*index)
     assert code == 0, err
-    _as_format_6(idx)
+    format_6(idx)
     code, out, err = run("info", "--tracks", "--json", "--index", str(idx))
     assert code == 0, err
     assert {(t["title"], t["artist"]) for t in json.loads(out)["tracks"]} == {

@@ -4,6 +4,7 @@ nothing; a corrupt file is one line and the others go in."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -116,3 +117,18 @@ def test_spark_index_into_redis_answers_as_audiolsh_index(
     with Library.open(ref_path, readonly=True) as ref, Library.open(redis_url, readonly=True) as built:
         _same_library(ref, built)
         assert answers(built, music) == ref_answers
+
+
+def test_spark_index_reads_the_tags_of_a_format_6_library_as_index_does(
+        spark: Any, tmp_path: Path, folder: Path, reference: tuple[Path, list[object]],
+        format_6: Callable[[Path], None]) -> None:
+    where = tmp_path / "old"
+    shutil.copytree(reference[0], where)
+    format_6(where)  # its tracks indexed before tags were read
+    code, err = _spark_index(folder, str(where))
+    said = f"0 added, {N_TRACKS} already indexed, tags read for {N_TRACKS} indexed before"
+    assert code == 2 and said in err, err
+    with Library.open(reference[0], readonly=True) as ref, Library.open(where, readonly=True) as built:
+        assert [t.meta for t in built.tracks()] == [t.meta for t in ref.tracks()]  # read in the tasks
+    code, err = _spark_index(folder, str(where))
+    assert code == 2 and "tags read" not in err, err

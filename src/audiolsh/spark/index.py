@@ -3,8 +3,10 @@
 The stages (Spark's stage lines and a count of files extracted show how far it is):
 
 1. list (driver): ``audio_files``, the discovery of ``audiolsh index``;
-2. hash (tasks): each file's content hash; the driver skips files the catalogue holds and
-   later copies within the run, as ``index_audio`` does, so a run resumes where one stopped;
+2. hash (tasks): each file's content hash, and the tags of a file whose track was indexed
+   before tags were read (a format-6 library; stored in one commit); the driver skips files
+   the catalogue holds and later copies within the run, as ``index_audio`` does, so a run
+   resumes where one stopped;
 3. extract (tasks): every mode from one decode per file, kept by Spark (memory, then local
    disk) as portable bytes (``Extracted.to_bytes``: npy arrays and a JSON header);
 4. fit (driver): when the library has still to learn, from its first ``FIRST_BATCH`` files in
@@ -43,6 +45,7 @@ from audiolsh.files import shown
 from audiolsh.library import FIRST_BATCH, Extracted, IngestReport, Library, LibraryPart
 from audiolsh.library.build import BuildSpec, audio_files, build_from_spec, plan_files
 from audiolsh.library.extract import extract_safe
+from audiolsh.library.tags import has_tags_read, read_tags
 from audiolsh.spark.session import progress
 
 log = logging.getLogger(__name__)
@@ -58,14 +61,16 @@ def _opened(path: str, cwd: str) -> str:
     return path if os.path.isabs(path) else os.path.join(cwd, path)
 
 
-def _hash_task(cwd: str, path: str) -> tuple[str | None, str]:
-    """(content hash, "") or (None, what is wrong with the file)."""
+def _hash_task(cwd: str, untagged: Any, path: str) -> tuple[str | None, str, dict[str, Any] | None]:
+    """(content hash, "", the file's tags if ``untagged.value`` holds its content: a track
+    indexed before tags were read) or (None, what is wrong with the file, None)."""
     try:
-        return content_hash(_opened(path, cwd)), ""
+        digest = content_hash(_opened(path, cwd))
     except AudiolshError as exc:
-        return None, str(exc)
+        return None, str(exc), None
     except OSError as exc:
-        return None, f"{path}: {exc}"
+        return None, f"{path}: {exc}", None
+    return digest, "", read_tags(_opened(path, cwd)) if digest in untagged.value else None
 
 
 def _extract_task(job: tuple[str, tuple[str, ...], float, float], done: Any, audio_s: Any,
@@ -171,9 +176,20 @@ def spark_index(
 
     with progress(session, say):
         say(f"{_files(len(files))}: hashing")
-        hashes = sc.parallelize(files, n_partitions(len(files))).map(partial(_hash_task, cwd)).collect()
+        untagged = {t.content_hash: t for t in library.tracks() if not has_tags_read(t)}
+        read = sc.parallelize(files, n_partitions(len(files))).map(
+            partial(_hash_task, cwd, sc.broadcast(frozenset(untagged)))).collect()
+        hashes = [(digest, error) for digest, error, _ in read]
         known = {t.content_hash for t in library.tracks()}
         todo, later = plan_files(files, hashes, known.__contains__, report)
+        # Tracks indexed before tags were read (a format-6 library) take them, as `index` gives them.
+        tags: dict[int, dict[str, Any]] = {}
+        for f, (digest, _, found) in zip(files, read):
+            track = untagged.get(digest or "")
+            if found is not None and track is not None and track.id not in tags:
+                tags[track.id] = found
+                report.tagged.append(f)
+        library.set_tags(tags)
         for f in report.skipped:
             on_file and on_file(f, "skipped")
         for f, msg in report.failed:
