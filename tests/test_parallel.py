@@ -7,10 +7,10 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numba
 import numpy as np
@@ -19,6 +19,8 @@ from numba.core import caching
 
 from audiolsh import parallel
 from audiolsh.parallel import LocalExecutor
+
+T = TypeVar("T")
 
 
 @numba.njit
@@ -124,16 +126,17 @@ def _square(i: int) -> int:
     return i * i
 
 
+def _counted(items: Iterable[T], pulled: list[T]) -> Iterator[T]:
+    """``items``, each noted in ``pulled`` as it is read."""
+    for x in items:
+        pulled.append(x)
+        yield x
+
+
 def test_jobs_are_read_lazily_a_few_per_worker_ahead_of_the_results() -> None:
     pulled: list[int] = []
-
-    def jobs() -> Iterator[int]:
-        for i in range(200):
-            pulled.append(i)
-            yield i
-
     seen = []
-    for r in LocalExecutor(2).map(_square, jobs()):
+    for r in LocalExecutor(2).map(_square, _counted(range(200), pulled)):
         seen.append((r, len(pulled)))
     assert [r for r, _ in seen] == [i * i for i in range(200)]
     # when a result is taken, at most PER_WORKER_AHEAD a worker were read beyond it
@@ -143,14 +146,8 @@ def test_jobs_are_read_lazily_a_few_per_worker_ahead_of_the_results() -> None:
 
 def test_thread_map_reads_a_bounded_window_ahead_in_order() -> None:
     pulled: list[int] = []
-
-    def items() -> Iterator[int]:
-        for i in range(50):
-            pulled.append(i)
-            yield i
-
     out = []
-    for r in parallel.thread_map(_square, items(), 3, ahead=4):
+    for r in parallel.thread_map(_square, _counted(range(50), pulled), 3, ahead=4):
         out.append((r, len(pulled)))
     assert [r for r, _ in out] == [i * i for i in range(50)]
     assert all(n <= k + 1 + 4 for k, (_, n) in enumerate(out))
@@ -221,15 +218,9 @@ def _mark(job: tuple[int, str]) -> int:
 
 
 def test_every_job_runs_when_the_results_are_taken_slower_than_the_jobs_finish(tmp_path: Path) -> None:
-    pulled: list[int] = []
-
-    def jobs() -> Iterator[tuple[int, str]]:
-        for i in range(30):
-            pulled.append(i)
-            yield i, str(tmp_path)
-
+    pulled: list[tuple[int, str]] = []
     out = []
-    for r in LocalExecutor(2).map(_mark, jobs()):
+    for r in LocalExecutor(2).map(_mark, _counted(((i, str(tmp_path)) for i in range(30)), pulled)):
         out.append(r)
         for _ in range(6000):  # every job handed out is done before the next result is asked for
             if len(list(tmp_path.glob("done*"))) == len(pulled):

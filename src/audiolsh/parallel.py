@@ -115,8 +115,6 @@ def lock_numba_cache(lock_path: str | None = None) -> None:
         setattr(cls, name, locked(getattr(cls, name)))
 
 
-_END = object()
-
 #: Jobs a ``LocalExecutor`` worker may have submitted beyond the result taken next: enough that
 #: a long job at the head does not leave the other workers idle for long, few enough that a lazy
 #: source is read only a little ahead of the work.
@@ -147,11 +145,9 @@ class LocalExecutor:
                     # hand, and more while the first result is not ready (so it is handed on as
                     # soon as it is).
                     while more and len(window) < ahead and (len(window) < 2 * n or not window[0].done()):
-                        job = next(todo, _END)
-                        if job is _END:
-                            more = False
-                        else:
-                            window.append(pool.submit(fn, job))  # type: ignore[arg-type]
+                        job = list(itertools.islice(todo, 1))
+                        more = bool(job)
+                        window.extend(pool.submit(fn, j) for j in job)
                     yield window.popleft().result()
             except BaseException:  # an error, a closed generator, Ctrl-C: no queued job starts
                 pool.shutdown(wait=True, cancel_futures=True)

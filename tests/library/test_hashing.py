@@ -25,6 +25,23 @@ def lib(tmp_path: Path) -> Iterator[Library]:
         yield library
 
 
+def _songs(folder: Path, n: int, duration_s: float = 4.0) -> list[Path]:
+    folder.mkdir(exist_ok=True)
+    paths = [folder / f"song{i}.wav" for i in range(n)]
+    for i, path in enumerate(paths):
+        sf.write(path, synth.music(duration_s=duration_s, sr=SR, seed=i), SR)
+    return paths
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files whose content hash is read from now on, in order."""
+    from audiolsh.library import build
+
+    real, read = build.content_hash, []
+    monkeypatch.setattr(build, "content_hash", lambda p: read.append(Path(p).name) or real(p))
+    return read
+
+
 class Inline:
     """An executor of ``workers`` slots that runs every job in this process."""
 
@@ -50,10 +67,7 @@ def test_files_are_hashed_side_by_side_one_thread_per_worker(tmp_path: Path, lib
 
     monkeypatch.setattr(build, "content_hash", hash_in_pairs)
     monkeypatch.setattr(build, "usable_cores", lambda: 2)
-    paths = []  # an even count: the barrier passes two at a time
-    for i in range(3):
-        paths.append(tmp_path / f"song{i}.wav")
-        sf.write(paths[-1], synth.music(duration_s=4.0, sr=SR, seed=i), SR)
+    paths = _songs(tmp_path, 3)  # with the broken one, an even count: the barrier passes two at a time
     (tmp_path / "broken.wav").write_bytes(b"RIFF")  # hashed, then refused by its decode
     report = index_audio(lib, [*paths, tmp_path / "broken.wav"][::-1], executor=Inline(2))
     assert sorted(Path(p).name for p in report.added) == [p.name for p in paths]
@@ -83,15 +97,10 @@ def _noting(into: list[tuple[str, int, bool]]) -> Callable[[str, int, bool], Non
 
 def test_an_update_reads_each_file_once_and_says_so_in_order(tmp_path: Path, lib: Library,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from audiolsh.library import build
-
     folder = tmp_path / "music"
-    folder.mkdir()
-    for i in range(3):
-        sf.write(folder / f"song{i}.wav", synth.music(duration_s=4.0, sr=SR, seed=i), SR)
+    _songs(folder, 3)
     index_audio(lib, [folder / "song0.wav"], workers=1)
-    real, read = build.content_hash, []
-    monkeypatch.setattr(build, "content_hash", lambda p: read.append(Path(p).name) or real(p))
+    read = _count_reads(monkeypatch)
     hashed: list[tuple[str, int, bool]] = []
     (folder / "song1.wav").write_bytes(b"RIFF")  # unreadable as audio, hashed all the same
     (folder / "song9.wav").mkdir()  # not a file: walked past, never hashed
@@ -116,10 +125,7 @@ def test_a_file_that_cannot_be_read_is_a_failed_hash(tmp_path: Path) -> None:
 
 def test_analysis_starts_before_every_file_is_hashed_and_the_plan_falls_to_it(
         tmp_path: Path, lib: Library) -> None:
-    paths = []
-    for i in range(6):
-        paths.append(tmp_path / f"song{i}.wav")
-        sf.write(paths[-1], synth.music(duration_s=3.0, sr=SR, seed=i), SR)
+    paths = _songs(tmp_path, 6, duration_s=3.0)
     index_audio(lib, paths[:2], workers=1)
     hashed: list[str] = []
     seen_by_jobs: list[int] = []
@@ -141,22 +147,19 @@ def test_analysis_starts_before_every_file_is_hashed_and_the_plan_falls_to_it(
 
 def test_a_file_rewritten_after_the_plan_is_read_again(tmp_path: Path, lib: Library,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from audiolsh.library import build
+    from audiolsh.audio import content_hash
 
     folder = tmp_path / "music"
-    folder.mkdir()
-    for i in range(2):
-        sf.write(folder / f"song{i}.wav", synth.music(duration_s=4.0, sr=SR, seed=i), SR)
+    _songs(folder, 2)
     plan = plan_update(lib, folder, workers=1)
     assert sorted(Path(f).name for f in plan.add) == ["song0.wav", "song1.wav"]
     # A tag editor saves song1 between the plan and its indexing: new bytes, a new content.
     sf.write(folder / "song1.wav", synth.music(duration_s=4.0, sr=SR, seed=7), SR)
-    real, read = build.content_hash, []
-    monkeypatch.setattr(build, "content_hash", lambda p: read.append(Path(p).name) or real(p))
+    read = _count_reads(monkeypatch)
     report = apply_update(lib, plan, workers=1)
     assert read == ["song1.wav"]  # song0 as planned; song1 read again
     assert sorted(Path(p).name for p in report.added) == ["song0.wav", "song1.wav"]
-    assert lib.track_by_hash(real(str(folder / "song1.wav"))) is not None
+    assert lib.track_by_hash(content_hash(folder / "song1.wav")) is not None
     assert lib.track_by_hash(plan.digests[str(folder / "song1.wav")]) is None
 
 

@@ -335,7 +335,7 @@ def hash_stream(files: Sequence[str], workers: int | None = None, *,
             else:
                 digest, error, key = next(read)
                 out = (digest, error)
-                if stats is not None and key is not None:
+                if stats is not None and key is not None and digest is not None:
                     stats[f] = key
             if on_hashed:
                 on_hashed(f, len(files), out[0] is None)

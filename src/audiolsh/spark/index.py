@@ -176,11 +176,12 @@ def spark_index(
 
     with progress(session, say):
         say(f"{_files(len(files))}: hashing")
-        untagged = {t.content_hash: t for t in library.tracks() if not has_tags_read(t)}
+        tracks = library.tracks()
+        untagged = {t.content_hash: t for t in tracks if not has_tags_read(t)}
         read = sc.parallelize(files, n_partitions(len(files))).map(
             partial(_hash_task, cwd, sc.broadcast(frozenset(untagged)))).collect()
         hashes = [(digest, error) for digest, error, _ in read]
-        known = {t.content_hash for t in library.tracks()}
+        known = {t.content_hash for t in tracks}
         todo, later = plan_files(files, hashes, known.__contains__, report)
         # Tracks indexed before tags were read (a format-6 library) take them, as `index` gives them.
         tags: dict[int, dict[str, Any]] = {}
