@@ -1,6 +1,6 @@
 """Reading an index's memory-mapped files into the page cache ahead of its queries: every file
-of every listed segment and the catalogue, nothing when they would not fit, and an early end
-when asked to stop."""
+of every listed segment (never the SQLite catalogue, whose locks a closed descriptor would
+drop), nothing when they would not fit, and an early end when asked to stop."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import ctypes
 import ctypes.util
 import mmap
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import soundfile as sf
 from audiolsh.audio.synth import music
 from audiolsh.index.fingerprint import FingerprintIndex
 from audiolsh.library import Library, index_audio
+from audiolsh.storage import EmbeddedStorage
 from audiolsh.storage.page_in import CHUNK, page_in
 
 SR = 16000
@@ -64,11 +67,10 @@ def index_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return files
 
 
-def test_the_mapped_files_are_the_catalogue_and_every_listed_segments_arrays(index_files: list[Path]) -> None:
-    root = index_files[0].parent
-    assert index_files[0].name == "catalogue.sqlite"
+def test_the_mapped_files_are_every_listed_segments_arrays(index_files: list[Path]) -> None:
+    root = index_files[0].parents[2]
     on_disk = sorted((root / "segments").glob("*/*.npy"))
-    assert sorted(index_files[1:]) == on_disk and len({f.parent for f in on_disk}) == 2
+    assert sorted(index_files) == on_disk and len({f.parent for f in on_disk}) == 2
     assert {f.name for f in on_disk} >= {"indptr.npy", "pos.npy", "envelope.npy", "track_ids.npy"}
 
 
@@ -128,3 +130,73 @@ def test_a_library_lists_the_files_of_its_catalogue_and_every_mode(tmp_path: Pat
     assert {"fingerprint", "timbre"} <= folders
     with Library.create(None, modes=("fingerprint",)) as mem:
         assert mem.mapped_files() == [] and mem.page_in().bytes == 0
+
+
+ADD_TRACK = """
+import sys
+from audiolsh.storage import EmbeddedStorage
+st = EmbeddedStorage(sys.argv[1])
+with st.write() as w:
+    w.add_track(path=sys.argv[2], content_hash=sys.argv[2], duration_s=1.0, kind="audio")
+st.close()
+"""
+
+
+def add_track_in_another_process(root: Path, name: str) -> None:
+    """A writer that opens, commits and exits: the last connection of its process, it
+    checkpoints and deletes the WAL unless another process still holds the catalogue."""
+    subprocess.run([sys.executable, "-c", ADD_TRACK, str(root), name], check=True, timeout=300)
+
+
+def test_a_paged_in_reader_sees_every_later_commit_of_other_processes(tmp_path: Path) -> None:
+    """A server pages its index in, then other processes add tracks one after another: each
+    commit reaches the server's next read (a page-in that closed a descriptor of the catalogue
+    dropped the server's SQLite locks, the first writer deleted the WAL on exit, and the server
+    read its stale snapshot from then on)."""
+    root = tmp_path / "fp"
+    with FingerprintIndex.create(root) as idx:
+        idx.add("song.wav", music(duration_s=10.0, sr=SR, seed=5), SR, content_hash="s5")
+    with FingerprintIndex.open(root, readonly=True) as reader:
+        assert page_in(reader.storage.mapped_files()).files > 0
+        for name in ("one", "two", "three"):
+            add_track_in_another_process(root, name)
+            assert [t.path for t in reader.storage.tracks()][-1] == name
+        assert len(reader.storage.tracks()) == 4
+
+
+LOCK_FREE = """
+import fcntl, sys
+with open(sys.argv[1], "r+b") as f:
+    try:
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print("locked")
+    else:
+        print("free")
+"""
+
+
+def locked_by_another_process(path: Path) -> bool:
+    out = subprocess.run([sys.executable, "-c", LOCK_FREE, str(path)], capture_output=True, text=True,
+                         check=True, timeout=300).stdout.strip()
+    assert out in ("locked", "free")
+    return out == "locked"
+
+
+def test_closing_one_storage_keeps_the_sqlite_locks_of_another_on_the_same_catalogue(tmp_path: Path) -> None:
+    """Two storages of one process read the catalogue's -shm file for its header; closing one
+    leaves the other's SQLite locks on it in place (closing a descriptor of the file would drop
+    every lock the process holds there, and another process could then reset the shared memory
+    under the open reader)."""
+    root = tmp_path / "idx"
+    EmbeddedStorage(root, create=True).close()
+    a, b = EmbeddedStorage(root, readonly=True), EmbeddedStorage(root, readonly=True)
+    a.version(), b.version()  # each reads the -shm header
+    shm = root / "catalogue.sqlite-shm"
+    assert locked_by_another_process(shm)
+    a.close()
+    assert locked_by_another_process(shm)
+    add_track_in_another_process(root, "one")
+    assert [t.path for t in b.tracks()] == ["one"]
+    b.close()
+    assert not shm.exists() or not locked_by_another_process(shm)

@@ -166,9 +166,10 @@ class Storage(Protocol):
     def write(self) -> AbstractContextManager[Writer]: ...
 
     def mapped_files(self) -> list[Path]:
-        """The files queries read through memory maps (the listed segments' arrays, the
-        catalogue): what ``audiolsh.storage.page_in`` reads ahead; none for a backend that
-        holds its arrays in the process's memory."""
+        """The files queries read through memory maps (the listed segments' arrays): what
+        ``audiolsh.storage.page_in`` reads ahead; none for a backend that holds its arrays in
+        the process's memory.  Never a file SQLite locks: closing a descriptor of it would drop
+        the process's locks."""
         ...
 
     def close(self) -> None: ...

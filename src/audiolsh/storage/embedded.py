@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from functools import partial
@@ -80,6 +81,53 @@ CREATE INDEX IF NOT EXISTS items_key ON items (key);
 CREATE INDEX IF NOT EXISTS items_track ON items (track_id);
 CREATE TABLE IF NOT EXISTS deleted (id INTEGER PRIMARY KEY);
 """
+
+
+class _SharedFds:
+    """Descriptors this process opens on files that its SQLite connections lock (the catalogue's
+    -shm file, whose header ``version`` reads).  POSIX locks belong to a process and a file:
+    closing any descriptor of the file drops every lock the process holds on it, SQLite's too,
+    and then another process's writer may checkpoint and delete the WAL under a reader that
+    goes on reading a stale snapshot.  So one descriptor a file is shared by the storages of
+    this process and closed by the last of them, after its connection."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fds: dict[tuple[int, int], list[int]] = {}  # (device, inode) -> [users, fd, ...]
+        self._keys: dict[int, tuple[int, int]] = {}
+
+    def acquire(self, path: Path) -> int:
+        """A descriptor of ``path`` to read (-1 when it cannot be opened); ``release`` it."""
+        with self._lock:
+            try:
+                st = os.stat(path)
+                entry = self._fds.get((st.st_dev, st.st_ino))
+                if entry is None:
+                    fd = os.open(path, os.O_RDONLY)
+                    st = os.fstat(fd)  # replaced since the stat: keyed by what was opened
+                    entry = self._fds.setdefault((st.st_dev, st.st_ino), [0])
+                    entry.append(fd)  # a second one of the same file is kept, not closed
+                    self._keys[fd] = (st.st_dev, st.st_ino)
+            except OSError:
+                return -1
+            entry[0] += 1
+            return entry[1]
+
+    def release(self, fd: int) -> None:
+        with self._lock:
+            key = self._keys.get(fd)
+            entry = None if key is None else self._fds.get(key)
+            if key is None or entry is None:
+                return
+            entry[0] -= 1
+            if entry[0] <= 0:
+                del self._fds[key]
+                for each in entry[1:]:
+                    self._keys.pop(each, None)
+                    os.close(each)
+
+
+_SHARED_FDS = _SharedFds()
 
 
 def fsync_dir(path: Path) -> None:
@@ -274,10 +322,7 @@ class EmbeddedStorage:
         ``version`` asks SQLite).  The -shm file lives while our connection is open."""
         if self._shm is None:
             self._db.execute("PRAGMA data_version").fetchone()  # maps the -shm file
-            try:
-                self._shm = os.open(self.root / f"{CATALOGUE}-shm", os.O_RDONLY)
-            except OSError:
-                self._shm = -1
+            self._shm = _SHARED_FDS.acquire(self.root / f"{CATALOGUE}-shm")
         if self._shm < 0:
             return b""
         header = os.pread(self._shm, WAL_INDEX_HEADER, 0)
@@ -402,16 +447,18 @@ class EmbeddedStorage:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def mapped_files(self) -> list[Path]:
-        files = [self.root / CATALOGUE]
+        # Not the catalogue: reading it through a descriptor of our own would, on closing it,
+        # drop this process's SQLite locks on it (see _SharedFds).
+        files: list[Path] = []
         for info in self.segments():
             files += sorted((self.root / SEGMENTS / info.id).glob("*.npy"))
         return files
 
     def close(self) -> None:
-        if self._shm is not None and self._shm >= 0:
-            os.close(self._shm)
-            self._shm = -1
         self._db.close()
+        if self._shm is not None and self._shm >= 0:
+            _SHARED_FDS.release(self._shm)
+            self._shm = -1
 
 
 @contextlib.contextmanager
