@@ -125,7 +125,7 @@ def test_short_clip_is_identified_or_honestly_not(client: Any, web_corpus: Any) 
     out = post(client, "/api/analyse?min_confidence=0", "short.wav", clip).json()
     assert out["identify"]["match"] is not None
     (only,) = out["similar"]
-    assert only["results"] == [] and only["error"].startswith("too short for similarity: 1.5 s")
+    assert only["results"] == [] and only["error"].startswith("too short for similarity: 1.500 s")
 
 
 def test_truncated_wav_still_identified(client: Any, web_corpus: Any) -> None:
@@ -297,6 +297,38 @@ def test_too_short(client: Any, web_corpus: Any) -> None:
     assert "at least 3 s" in body["detail"]  # similarity keeps the server's min_clip_s
 
 
+def test_a_clip_just_under_the_minimum_says_its_length_as_the_command_line_does(
+        client: Any, web_corpus: Any) -> None:
+    near = web_corpus.clip("alpha.wav", duration_s=0.998)
+    body = assert_error(post(client, "/api/identify", "near.wav", near), 422, "bad_audio")
+    assert body["detail"] == "near.wav: too short: 0.998 s of audio, at least 1 s is needed"
+
+
+def test_a_clip_with_nothing_to_identify_is_refused_by_its_name(client: Any, web_corpus: Any) -> None:
+    click = np.zeros(22050 * 4, np.float32)
+    click[1000] = 0.9  # audio, but no landmark
+    for url in ("/api/identify", "/api/analyse"):
+        body = assert_error(post(client, url, "click.wav", web_corpus.wav(click)), 422, "bad_audio")
+        assert body["detail"].startswith("click.wav: no landmarks found"), body
+
+
+def test_a_weak_candidate_names_the_web_parameter(client: Any, web_corpus: Any) -> None:
+    r = client.post("/api/identify", files={"file": ("other.wav", web_corpus.outsider.read_bytes())})
+    assert r.status_code == 200 and r.json()["match"] is None
+    assert "below min_confidence (" in r.json()["reason"] and "--" not in r.json()["reason"]
+
+
+def test_an_upload_not_sent_as_a_file_is_told_how(client: Any, web_corpus: Any) -> None:
+    data = web_corpus.clip("alpha.wav")
+    raw = client.post("/api/identify", content=data, headers={"content-type": "audio/wav"})
+    body = assert_error(raw, 415, "unsupported_media_type")
+    assert "audio/wav" in body["detail"] and "multipart/form-data" in body["detail"]
+    text = client.post("/api/identify", data={"file": "hello"},
+                       files={"other": ("x.txt", b"x")})  # multipart, but 'file' is a text field
+    body = assert_error(text, 422, "invalid_request")
+    assert "text, not a file" in body["detail"] and "UploadFile" not in body["detail"]
+
+
 def test_header_that_would_decode_into_gigabytes(client: Any) -> None:
     buf = io.BytesIO()
     sf.write(buf, np.full((4000, 8), 0.1, np.float32), 655350, format="FLAC")
@@ -382,6 +414,24 @@ def test_track_audio_supports_ranges(client: Any, web_corpus: Any) -> None:
     assert part.content == raw[1000:2000]
     assert part.headers["content-range"] == f"bytes 1000-1999/{len(raw)}"
     assert_error(client.get("/api/tracks/999999/audio"), 404, "not_found")
+    head = client.head(f"/api/tracks/{tid}/audio")
+    assert head.status_code == 200 and head.headers["content-length"] == str(len(raw)) and not head.content
+
+
+@pytest.mark.parametrize(("asked", "status", "code"), [
+    ("bytes=abc", 400, "bad_range"), ("bytes=5-2", 400, "bad_range"),
+    ("bytes=999999999-", 416, "range_not_satisfiable")])
+def test_a_bad_range_is_refused_in_json(client: Any, web_corpus: Any, asked: str, status: int,
+                                        code: str) -> None:
+    tid = web_corpus.ids["bravo.flac"]
+    body = assert_error(client.get(f"/api/tracks/{tid}/audio", headers={"Range": asked}), status, code)
+    assert asked in body["detail"]
+
+
+def test_a_range_of_another_unit_is_ignored(client: Any, web_corpus: Any) -> None:
+    tid = web_corpus.ids["bravo.flac"]
+    r = client.get(f"/api/tracks/{tid}/audio", headers={"Range": "items=0-1"})
+    assert r.status_code == 200 and r.content == (web_corpus.music / "bravo.flac").read_bytes()
 
 
 def test_health(client: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+from audiolsh.web.downloads import AudioFile
 from audiolsh.web.schemas import (
     Analysis,
     ErrorBody,
@@ -23,6 +24,7 @@ router = APIRouter()
 UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "A malformed request body (broken multipart data)."},
     413: {"model": ErrorBody, "description": "The upload is larger than the server's limit."},
+    415: {"model": ErrorBody, "description": "The body is not multipart/form-data."},
     422: {"model": ErrorBody, "description": "Not usable audio (empty, not audio, corrupt, silent,"
                                              " too short), or a bad parameter."},
     503: {"model": ErrorBody, "description": "Every worker stayed busy, or the library's storage cannot"
@@ -136,12 +138,17 @@ def tracks(
     return service.tracks(offset=offset, limit=limit, q=q)
 
 
-@router.get("/api/tracks/{track_id}/audio", response_class=FileResponse, tags=["library"],
-            summary="A track's audio file (supports range requests)",
-            responses={200: {"content": {"audio/*": {}}, "description": "The audio file."}, **NOT_FOUND})
+@router.head("/api/tracks/{track_id}/audio", include_in_schema=False)  # its length, before a player asks
+@router.get("/api/tracks/{track_id}/audio", response_class=FileResponse,
+            tags=["library"], summary="A track's audio file (supports range requests)",
+            responses={200: {"content": {"audio/*": {}}, "description": "The audio file."},
+                       206: {"content": {"audio/*": {}}, "description": "The ranges asked for."},
+                       400: {"model": ErrorBody, "description": "A malformed Range header."},
+                       416: {"model": ErrorBody, "description": "No range asked for lies in the file."},
+                       **NOT_FOUND})
 def track_audio(track_id: TrackId, service: Service) -> FileResponse:
     path, media_type = service.track_audio(track_id)
-    return FileResponse(path, media_type=media_type)
+    return AudioFile(path, media_type=media_type)
 
 
 @router.get("/api/playlist.m3u", response_class=Response, tags=["library"],

@@ -137,9 +137,18 @@ def _add_error_handlers(app: FastAPI) -> None:
         errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
                    "type": str(e.get("type", ""))} for e in exc.errors()]
         parts = [f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in errors]
-        missing_file = any(e["loc"][-1:] == ["file"] and e["type"] == "missing" for e in errors)
-        detail = ("no file was uploaded: send it in a multipart field named 'file'" if missing_file
-                  else "invalid request: " + "; ".join(parts))
+        file_errors = {e["type"] for e in errors if e["loc"][-1:] == ["file"]}
+        sent = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if file_errors and sent != "multipart/form-data":
+            return _error(415, "unsupported_media_type",
+                          f"the body is {sent or 'of no stated type'}: send the audio as multipart/form-data"
+                          " in a field named 'file'", errors=jsonable_encoder(errors))
+        if "missing" in file_errors:
+            detail = "no file was uploaded: send it in a multipart field named 'file'"
+        elif file_errors:  # a text field, not a file
+            detail = "the field 'file' holds text, not a file: upload the audio as a file (with a filename)"
+        else:
+            detail = "invalid request: " + "; ".join(parts)
         return _error(422, "invalid_request", detail, errors=jsonable_encoder(errors))
 
     @app.exception_handler(HTTPException)

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from audiolsh import __version__
-from audiolsh.errors import AudiolshError, ParameterError, StorageUnavailable
+from audiolsh.errors import AudioError, AudiolshError, ParameterError, StorageUnavailable
 from audiolsh.library import Library, is_library
 from audiolsh.library import analyse as analyse_clip
 from audiolsh.library.tags import TAG_FIELDS, track_name
@@ -42,7 +42,7 @@ from audiolsh.query.similar import similar as run_similar
 from audiolsh.storage.page_in import PageIn, page_in
 from audiolsh.web import uploads
 from audiolsh.web.admission import Admission
-from audiolsh.web.errors import BadQuery, Busy, NotFound
+from audiolsh.web.errors import BadQuery, BadUpload, Busy, NotFound
 from audiolsh.web.plots import query_plots
 from audiolsh.web.pool import LibraryPool
 from audiolsh.web.served import ServedFiles
@@ -142,7 +142,10 @@ class QueryService:
             y, sr = uploads.decode(path, name, max_analysis_s=s.max_analysis_s,
                                    min_clip_s=s.min_clip_s if min_clip_s is None else min_clip_s,
                                    max_scan_s=s.max_scan_s)
-            yield library, Clip(name, y, sr, s.max_analysis_s), t0
+            try:
+                yield library, Clip(name, y, sr, s.max_analysis_s), t0
+            except AudioError as exc:  # the analysis found nothing to use: named as decoding's are
+                raise BadUpload(f"{name}: {exc.problem}") from None
 
     def identify(self, stream: BinaryIO, filename: str | None, *,
                  min_confidence: float | None = None) -> dict[str, Any]:
@@ -216,7 +219,7 @@ class QueryService:
                 lists.append({"by": by, "worst": worst, **record})
         if short:
             lists = [{"by": "combined", "worst": False, "query": clip.name, "match": match, "results": [],
-                      "error": f"too short for similarity: {clip.duration_s:.1f} s of audio,"
+                      "error": f"too short for similarity: {uploads.seconds(clip.duration_s)} of audio,"
                                f" at least {self.settings.min_clip_s:g} s is needed"}]
         out["similar"] = lists
         t0 = time.perf_counter()
@@ -229,6 +232,8 @@ class QueryService:
             raise BadQuery(NO_FINGERPRINT)
         t0 = time.perf_counter()
         match, reason = identify_clip(library, clip.y, clip.sr, min_confidence=min_confidence, name=clip.name)
+        if reason is not None:  # the web's parameter, not the command line's option
+            reason = reason.replace("--min-confidence", "min_confidence")
         return identify_record(clip.name, match, library=library, elapsed_ms=_ms_since(t0), reason=reason)
 
     @staticmethod

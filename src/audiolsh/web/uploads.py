@@ -87,8 +87,13 @@ def decode(path: Path, name: str, *, max_analysis_s: float, min_clip_s: float,
         raise BadUpload(f"{name}: {_friendly(exc.problem)}") from None
     got_s = len(y) / sr
     if got_s < min_clip_s:
-        raise BadUpload(f"{name}: too short: {got_s:.1f} s of audio, at least {min_clip_s:g} s is needed")
+        raise BadUpload(f"{name}: too short: {seconds(got_s)} of audio, at least {min_clip_s:g} s is needed")
     return y, sr
+
+
+def seconds(s: float) -> str:
+    """A length as the command line says it (0.998 s is not "1.0 s", under a 1-s minimum)."""
+    return f"{s:.3f} s"
 
 
 def _check_header(path: Path, name: str, *, max_analysis_s: float, max_scan_s: float) -> float:
