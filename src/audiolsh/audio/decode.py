@@ -621,6 +621,7 @@ def find_audio(
     paths: Iterable[str | os.PathLike[str]],
     *,
     on_skip: Callable[[Path, str], None] | None = None,
+    on_error: Callable[[Path, str], None] | None = None,
 ) -> list[Path]:
     """Expand files and folders into a sorted, deduplicated list of audio files.
 
@@ -634,6 +635,9 @@ def find_audio(
     on_skip : callable, optional
         ``on_skip(path, problem)`` for an entry of a walked folder with an audio extension that
         is not a regular file (a FIFO, a device, a socket, a broken link, a link loop).
+    on_error : callable, optional
+        ``on_error(folder, problem)`` for a folder that cannot be listed (no permission); the
+        walk goes on with the others.  Without it that raises AudioError.
 
     Returns
     -------
@@ -643,13 +647,20 @@ def find_audio(
     Raises
     ------
     AudioError
-        A given path does not exist.
+        A given path does not exist; a folder cannot be listed (without ``on_error``).
     """
+    def unlisted(exc: OSError) -> None:
+        folder = Path(exc.filename if exc.filename is not None else p)
+        problem = f"cannot read this folder: {exc.strerror or exc}"
+        if on_error is None:
+            raise AudioError(folder, problem)
+        on_error(folder, problem)
+
     found: dict[Path, Path] = {}
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            for root, dirs, files in os.walk(p):
+            for root, dirs, files in os.walk(p, onerror=unlisted):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in files:
                     if name.startswith(".") or Path(name).suffix.lower() not in AUDIO_EXTENSIONS:
@@ -665,6 +676,17 @@ def find_audio(
         else:
             raise AudioError(p, "no such file or directory")
     return sorted(found.values(), key=str)
+
+
+def has_audio(folder: str | os.PathLike[str]) -> bool:
+    """Whether walking ``folder`` as :func:`find_audio` does finds a file with an audio extension
+    (it stops at the first), or a folder it cannot read (then only the walk can tell)."""
+    unread: list[OSError] = []
+    for _, dirs, files in os.walk(folder, onerror=unread.append):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if any(not n.startswith(".") and Path(n).suffix.lower() in AUDIO_EXTENSIONS for n in files):
+            return True
+    return bool(unread)
 
 
 def _identity(path: Path) -> Path:

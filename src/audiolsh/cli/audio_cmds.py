@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 import click
 from rich.markup import escape
 
+from audiolsh.audio.decode import has_audio
 from audiolsh.cli import EXIT_ERROR, cli
 from audiolsh.cli.inputs import ClipInputs, clip_inputs, expand_lists
 from audiolsh.cli.options import index_option
@@ -101,7 +103,10 @@ def index_cmd(index_path: str, paths: tuple[str, ...], workers: int | None, comm
     """
     t0 = time.perf_counter()
     given = expand_lists(paths, check_args=True)
-    if not given.items:  # each missing path is said; no library is created for none
+    for folder in [p for p in given.items if os.path.isdir(p) and not has_audio(p)]:
+        given.problem(f"{shown(folder)}: no audio files in this folder")
+        given.items.remove(folder)
+    if not given.items:  # each missing path or folder without audio is said; no library is created
         sys.exit(EXIT_ERROR)
     check_library_location(index_path)
     with Library.open_or_create(index_path, modes=_modes(modes), window_s=window_s,

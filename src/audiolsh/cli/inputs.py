@@ -113,6 +113,11 @@ class ClipInputs:
         """The clip's file name, for tables."""
         return self.names.get(clip) or shown(clip.name)
 
+    def unreadable(self, folder: Path, problem: str) -> None:
+        """A folder that cannot be read: said, and counted as a problem."""
+        say_problem(f"{shown(folder)}: {problem}")
+        self.problems += 1
+
     def message(self, exc: AudiolshError) -> str:
         """An error's line, naming ``-`` or ``mic`` rather than the temporary file."""
         if isinstance(exc, AudioError) and Path(exc.path) in self.names:
@@ -189,9 +194,11 @@ def clip_inputs(args: Sequence[str], *, mic_s: float | None = None) -> Iterator[
                 out.paths.append(path)
                 out.names[path] = STDIN
             elif os.path.isdir(arg):
+                unread = out.problems
                 found = find_audio([arg], on_skip=lambda p, why: err_console.print(
-                    f"[yellow]{escape(shown(p))}: skipped, {escape(why)}[/]", highlight=False))
-                if not found:
+                    f"[yellow]{escape(shown(p))}: skipped, {escape(why)}[/]", highlight=False),
+                    on_error=out.unreadable)
+                if not found and out.problems == unread:
                     say_problem(f"{shown(arg)}: no audio files in this folder")
                     out.problems += 1
                 out.paths += found

@@ -280,14 +280,20 @@ def audio_files(paths: Iterable[str | os.PathLike[str]], report: IngestReport,
     """The audio files under ``paths`` (``find_audio``), absolute: the catalogue names a file
     wherever the library is read from later (a server's working folder is not the indexer's).
     Walked entries that are not regular files go to ``report.ignored`` and
-    ``on_file(path, "ignored: <problem>")``."""
+    ``on_file(path, "ignored: <problem>")``; folders that cannot be read to ``report.failed`` and
+    ``on_file(path, "failed: <path>: <problem>")``."""
 
     def skip(path: Path, problem: str) -> None:
         report.ignored.append((str(path), problem))
         if on_file:
             on_file(str(path), f"ignored: {problem}")
 
-    return [os.path.abspath(p) for p in find_audio(paths, on_skip=skip)]
+    def unreadable(folder: Path, problem: str) -> None:
+        report.failed.append((os.path.abspath(folder), f"{shown(folder)}: {problem}"))
+        if on_file:
+            on_file(str(folder), f"failed: {report.failed[-1][1]}")
+
+    return [os.path.abspath(p) for p in find_audio(paths, on_skip=skip, on_error=unreadable)]
 
 
 def _hash_or_error(path: str) -> tuple[str | None, str]:

@@ -89,6 +89,18 @@ def _under(folder: str) -> Callable[[str], bool]:
     return lambda path: path.startswith(prefix)
 
 
+def _gone(path: str) -> bool:
+    """Whether ``path`` is known not to exist: a file in a folder that cannot be read (no
+    permission, a disk error) may still be there, and its track is kept."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def plan_update(library: Library, folder: str | os.PathLike[str],
                 on_file: Callable[[str, str], None] | None = None, workers: int | None = None,
                 on_hashed: Callable[[str, int, bool], None] | None = None) -> UpdatePlan:
@@ -100,6 +112,7 @@ def plan_update(library: Library, folder: str | os.PathLike[str],
     walked = IngestReport([], [], [])
     files = audio_files([root], walked, on_file)
     plan.ignored = walked.ignored
+    plan.failed += walked.failed  # folders that cannot be read: their tracks stay (``_gone``)
     under = _under(root)
     by_path: dict[str, list[Track]] = {}
     for t in library.tracks():
@@ -124,8 +137,7 @@ def plan_update(library: Library, folder: str | os.PathLike[str],
             plan.remove += stale[1:]
         else:
             plan.add.append(f)
-    plan.remove += [t for path, held in by_path.items() if path not in found and not os.path.lexists(path)
-                    for t in held]
+    plan.remove += [t for path, held in by_path.items() if path not in found and _gone(path) for t in held]
     # Content the library holds under a name that stays is not indexed twice (``index`` skips it).
     leaving = {t.content_hash for t in plan.remove} | {t.content_hash for t, _ in plan.reindex}
     still_new: list[str] = []
