@@ -514,6 +514,21 @@ def load(
     return y, int(file_sr)
 
 
+UNKNOWN_LENGTH = 1 << 62
+"""Frames at or above this in a header mean a length libsndfile does not know."""
+
+
+def open_sndfile(p: Path) -> sf.SoundFile:
+    """``p`` opened by libsndfile; raises ``_NotLibsndfile`` for a FLAC stream whose header does not
+    say its length (``ffmpeg ... -f flac -`` writes one to a pipe): libsndfile stops part-way
+    through such a stream with a seek error, ffmpeg decodes it whole."""
+    snd = sf.SoundFile(os.fsencode(p))
+    if snd.format == "FLAC" and snd.frames >= UNKNOWN_LENGTH:
+        snd.close()
+        raise _NotLibsndfile("a FLAC stream whose header does not say its length")
+    return snd
+
+
 class _NotLibsndfile(Exception):
     """libsndfile cannot open the file (``reason``): ffmpeg may."""
 
@@ -531,7 +546,7 @@ def _load_libsndfile(
     never shown."""
     with captured() if mpeg else nullcontext() as noise:
         try:
-            snd = sf.SoundFile(os.fsencode(p))
+            snd = open_sndfile(p)
         except RuntimeError as exc:  # soundfile.LibsndfileError is a RuntimeError
             refused: RuntimeError | None = exc
         else:
@@ -578,7 +593,7 @@ def info(path: str | os.PathLike[str]) -> AudioInfo:
                 path=p,
                 sr=int(f.samplerate),
                 channels=int(f.channels),
-                duration_s=(f.frames / f.samplerate) if f.frames > 0 else math.nan,
+                duration_s=(f.frames / f.samplerate) if 0 < f.frames < UNKNOWN_LENGTH else math.nan,
                 format=str(f.format),
             )
     except RuntimeError as exc:  # soundfile.LibsndfileError is a RuntimeError

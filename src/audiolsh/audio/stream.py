@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 import soxr
 
 from audiolsh.audio import decode
@@ -122,7 +121,7 @@ def _libsndfile_blocks(p: Path, *, mpeg: bool, max_duration_s: float | None) -> 
     """The native rate, then mono blocks at it; raises ``_NotLibsndfile`` on the first ``next``."""
     with captured() if mpeg else nullcontext() as noise:
         try:
-            snd = sf.SoundFile(os.fsencode(p))
+            snd = decode.open_sndfile(p)
         except RuntimeError as exc:  # soundfile.LibsndfileError is a RuntimeError
             raise decode._NotLibsndfile(decode._sndfile_reason(exc, p, mpeg=mpeg)) from None
         n = 0
