@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -100,3 +101,50 @@ def test_index_of_a_folder_without_audio_says_so_and_creates_nothing(tmp_path: P
     song(tmp_path / "music" / "a.wav", 3)
     done = audiolsh("index", str(empty), str(tmp_path / "music"), "--index", str(idx), "--modes", "timbre")
     assert done.returncode == 2 and "1 added" in done.stderr and tracks(idx) == ["a.wav"]
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Path:
+    idx = tmp_path / "idx"
+    song(tmp_path / "music" / "a.wav", 4)
+    done = audiolsh("index", str(tmp_path / "music"), "--index", str(idx), "--modes", "fingerprint")
+    assert done.returncode == 0, done.stderr
+    return idx
+
+
+def test_a_library_in_a_folder_one_cannot_write_is_one_line(library: Path, locked: list[Path]) -> None:
+    """SQLite keeps a -shm file beside a WAL catalogue, even to read it: a reader who may not
+    create it gets one line saying so (it was a traceback)."""
+    assert not list(library.rglob("*-shm"))  # closed cleanly: none left
+    folders = [library, *(d for d in library.rglob("*") if d.is_dir())]
+    for folder in folders:
+        folder.chmod(0o555)
+        locked.append(folder)
+    for args in (["info"], ["identify", str(library.parent / "music" / "a.wav")]):
+        done = audiolsh(*args, "--index", str(library))
+        assert done.returncode == 2
+        assert "the catalogue cannot be opened" in done.stderr
+        assert "write permission on the folder" in done.stderr
+
+
+def test_a_damaged_catalogue_is_one_line(library: Path) -> None:
+    catalogue = sorted(library.rglob("catalogue.sqlite"))[0]
+    catalogue.write_bytes(catalogue.read_bytes()[:100] + bytes(4000))
+    done = audiolsh("info", "--index", str(library))
+    assert done.returncode == 2 and f"{catalogue.parent}: the catalogue is damaged" in done.stderr
+
+
+def test_a_damaged_segment_is_one_line_naming_it(tmp_path: Path) -> None:
+    rows = np.random.default_rng(5).standard_normal((300, 16)).astype(np.float32)
+    np.save(tmp_path / "v.npy", rows)
+    idx = tmp_path / "vidx"
+    done = audiolsh("vectors", "add", str(tmp_path / "v.npy"), "--index", str(idx))
+    assert done.returncode == 0, done.stderr
+    (segment,) = (idx / "segments").iterdir()
+    (segment / "members.npy").unlink()
+    done = audiolsh("vectors", "query", str(tmp_path / "v.npy"), "--index", str(idx), "-k", "2")
+    assert done.returncode == 2
+    assert f"segment {segment.name} is damaged: its array 'members' (members.npy) is missing" in done.stderr
+    (segment / "ids.npy").write_bytes(b"\x93NUMPY garbage")
+    done = audiolsh("vectors", "query", str(tmp_path / "v.npy"), "--index", str(idx), "-k", "2")
+    assert done.returncode == 2 and f"segment {segment.name} is damaged (ids.npy: " in done.stderr

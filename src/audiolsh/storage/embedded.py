@@ -83,6 +83,61 @@ CREATE TABLE IF NOT EXISTS deleted (id INTEGER PRIMARY KEY);
 """
 
 
+class SegmentArrays(dict[str, np.ndarray]):
+    """A stored segment's arrays: one that is missing (its file deleted by hand) is an
+    IndexFormatError naming the segment, not a KeyError deep in a search."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__()
+        self.where = where
+
+    def __missing__(self, name: str) -> np.ndarray:
+        raise IndexFormatError(f"{self.where} is damaged: its array {name!r} ({name}.npy) is missing")
+
+
+def catalogue_error(root: Path, exc: sqlite3.Error) -> IndexFormatError:
+    """A SQLite error of a library's catalogue in the user's words, naming the library."""
+    said = str(exc)
+    if "readonly" in said or "unable to open" in said:
+        return IndexFormatError(
+            f"{root}: the catalogue cannot be opened ({said}): SQLite keeps {CATALOGUE}-shm beside it,"
+            " so even reading needs write permission on the folder (or a writer holding it open)")
+    if "locked" in said or "busy" in said:
+        return IndexFormatError(f"{root}: the catalogue is locked by another process ({said}); try again")
+    if type(exc) is sqlite3.DatabaseError or "malformed" in said or "not a database" in said:
+        return IndexFormatError(f"{root}: the catalogue is damaged ({said})")
+    return IndexFormatError(f"{root}: the catalogue cannot be used ({said})")
+
+
+class _Catalogue(sqlite3.Connection):
+    """A catalogue connection whose SQLite errors are ``catalogue_error``s (a duplicate's
+    IntegrityError stays, for ``add_track``)."""
+
+    root = Path()
+
+    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+        try:
+            return super().execute(*args, **kwargs)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise catalogue_error(self.root, exc) from exc
+
+    def executemany(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+        try:
+            return super().executemany(*args, **kwargs)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise catalogue_error(self.root, exc) from exc
+
+    def executescript(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+        try:
+            return super().executescript(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise catalogue_error(self.root, exc) from exc
+
+
 class _SharedFds:
     """Descriptors this process opens on files that its SQLite connections lock (the catalogue's
     -shm file, whose header ``version`` reads).  POSIX locks belong to a process and a file:
@@ -290,11 +345,18 @@ class EmbeddedStorage:
 
     def _connect(self) -> sqlite3.Connection:
         path = self.root / CATALOGUE
-        if self.readonly:
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
-                                 isolation_level=None, timeout=30)
-        else:
-            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            if self.readonly:
+                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
+                                     isolation_level=None, timeout=30, factory=_Catalogue)
+            else:
+                db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30,
+                                     factory=_Catalogue)
+        except sqlite3.Error as exc:
+            raise catalogue_error(self.root, exc) from exc
+        assert isinstance(db, _Catalogue)
+        db.root = self.root
+        if not self.readonly:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = FULL")
             db.executescript(SCHEMA)
@@ -336,16 +398,23 @@ class EmbeddedStorage:
 
     def load_arrays(self, segment_id: str) -> dict[str, np.ndarray]:
         folder = self.root / SEGMENTS / segment_id
-        try:
-            arrays = {
-                p.stem: ast_race_retry(partial(np.load, p, mmap_mode="r", allow_pickle=False))
-                for p in sorted(folder.glob("*.npy"))
-            }
-        except (OSError, ValueError):
-            arrays = {}
+        arrays = SegmentArrays(f"{self.root}: segment {segment_id}")
+        damaged = None
+        for p in sorted(folder.glob("*.npy")):
+            try:
+                arrays[p.stem] = ast_race_retry(partial(np.load, p, mmap_mode="r", allow_pickle=False))
+            except FileNotFoundError:
+                arrays.clear()
+                break
+            except (OSError, ValueError) as exc:
+                damaged = f"{p.name}: {exc}"
+                break
         # A compaction commits the segment's removal before any writer deletes its folder: when
-        # it is still listed after the read, the read saw every file.
+        # it is still listed after the read, the read saw every file (and a file it could not
+        # read is damaged, not being deleted).
         listed = self._db.execute("SELECT 1 FROM segments WHERE id = ?", (segment_id,)).fetchone()
+        if listed is not None and damaged is not None:
+            raise IndexFormatError(f"{arrays.where} is damaged ({damaged})")
         if listed is None or not arrays:
             raise SegmentMissing(f"{self.root}: segment {segment_id} is gone")
         return arrays
