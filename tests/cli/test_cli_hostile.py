@@ -223,3 +223,23 @@ def test_index_names_each_empty_file_and_counts_no_copy_of_a_failed_file_as_inde
     for name in empties:
         assert f"{name}: empty file" in next(line for line in err.splitlines() if name in line), err
     assert "0 added, 0 already indexed, 7 failed" in err, err
+
+
+@pytest.mark.parametrize("args", [
+    ["identify", "clip.wav", "--offset", "1e308"], ["identify", "clip.wav", "--offset", "1e15"],
+    ["identify", "clip.wav", "--duration", "1e308"],
+    ["identify", "clip.wav", "--segments", "--offset", "1e308"],
+    ["similar", "clip.wav", "--duration", "1e308"], ["identify", "clip.wav", "--min-confidence", "nan"],
+    ["index", "clip.wav", "--max-duration", "inf"], ["index", "clip.wav", "--max-duration", "nan"],
+    ["update", ".", "--max-duration", "1e308"], ["overlaps", "--min-seconds", "1e308"],
+    ["vectors", "query", "v.npy", "--recall", "nan"]])
+def test_lengths_too_large_to_count_and_numbers_that_are_not_are_refused_up_front(
+        tmp_path: Path, args: list[str]) -> None:
+    """Lengths and offsets beyond any audio (they overflowed the frame counts: a traceback, or
+    every file failing after an empty library was made) and NaN or infinity (which pass a range
+    check) are a usage error naming the option, before anything is read or created."""
+    code, _, err = run(*args, "--index", str(tmp_path / "idx"), cwd=tmp_path)
+    assert code == 2 and "Traceback" not in err
+    option = next(a for a in args if a.startswith("--") and a != "--segments")
+    assert f"Invalid value for '{option}'" in err
+    assert not (tmp_path / "idx").exists()

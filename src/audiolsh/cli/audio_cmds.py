@@ -18,7 +18,7 @@ from rich.markup import escape
 from audiolsh.audio.decode import has_audio
 from audiolsh.cli import EXIT_ERROR, cli
 from audiolsh.cli.inputs import ClipInputs, clip_inputs, expand_lists
-from audiolsh.cli.options import index_option
+from audiolsh.cli.options import Finite, index_option, seconds
 from audiolsh.cli.output import emit_object, emit_records, err_console, format_option, track_columns
 from audiolsh.cli.progress import FileProgress
 from audiolsh.errors import AudiolshError, ParameterError
@@ -87,7 +87,7 @@ def _warn_kept_settings(library: Library, **given: object) -> None:
 @click.option("--normalisation", type=click.Choice(wccn.NAMES), default=wccn.DEFAULT, show_default=True,
               help="Learned within-track normalisation of the rhythm and timbre vectors, or none"
                    " for plain standardised cosine (new library only).")
-@click.option("--max-duration", "max_duration_s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--max-duration", "max_duration_s", type=seconds(0, low_open=True),
               default=MAX_DURATION_S, show_default=True,
               help="Refuse a file longer than this (s); files are analysed in blocks, so memory"
                    " does not grow with the length.")
@@ -233,9 +233,9 @@ def emit_answers(records: list[dict[str, Any]], fmt: str, flat: list[dict[str, A
 
 
 clip_options = [
-    click.option("--offset", "offset_s", type=click.FloatRange(min=0.0), default=0.0,
+    click.option("--offset", "offset_s", type=seconds(), default=0.0,
                  show_default=True, help="Where in each clip the analysed part starts (s)."),
-    click.option("--duration", "duration_s", type=click.FloatRange(min=1.0), default=None,
+    click.option("--duration", "duration_s", type=seconds(1.0), default=None,
                  help="Seconds of each clip analysed (default: all, up to 600; identify --segments: 3 h)."),
 ]
 
@@ -249,11 +249,11 @@ def with_clip_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @cli.command()
 @index_option
 @click.argument("clips", nargs=-1)
-@click.option("--mic", "mic_s", type=click.FloatRange(MIN_CLIP_S, MAX_CLIP_S), default=None,
+@click.option("--mic", "mic_s", type=Finite(MIN_CLIP_S, MAX_CLIP_S), default=None,
               metavar="SECONDS", help="Record a clip from the default input device (audiolsh[mic]).")
 @click.option("--method", type=click.Choice(["landmarks", "chroma-vote", "minhash-peaks"]),
               default="landmarks", show_default=True, help="Landmark fingerprints, or a seed method.")
-@click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=None,
+@click.option("--min-confidence", type=Finite(0.0, 1.0), default=None,
               help="Probability that the track is right below which a clip is 'no match' (landmarks;"
                    " default: the calibrated operating point; 0: always show the best candidate).")
 @click.option("--threshold", type=float, default=None,
@@ -433,9 +433,9 @@ def _own_track_note(query: str, match: dict[str, Any], included: bool, name: str
 @index_option
 @click.argument("clips", nargs=-1, required=True)
 @click.option("-k", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--offset", "offset_s", type=click.FloatRange(min=0.0), default=0.0,
+@click.option("--offset", "offset_s", type=seconds(), default=0.0,
               show_default=True, help="Where in each clip the analysed part starts (s).")
-@click.option("--duration", "duration_s", type=click.FloatRange(min=1.0), default=30.0,
+@click.option("--duration", "duration_s", type=seconds(1.0), default=30.0,
               show_default=True, help="Seconds of each clip analysed.")
 @format_option
 def nearest(index_path: str, clips: tuple[str, ...], k: int, offset_s: float,

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from audiolsh.audio import find_audio
 from audiolsh.cli import cli
+from audiolsh.cli.options import Finite
 from audiolsh.cli.output import emit_object, err_console, format_option
 from audiolsh.errors import AudiolshError
 from audiolsh.evaluation.audfprint import AUDFPRINT_CONFIGS, AudfprintSystem, audfprint_from_env
@@ -101,7 +102,7 @@ def _names(known: Sequence[str]) -> Any:
               help="Processes for making clips, building indexes and audfprint queries [default: all cores].")
 @click.option("--wav-ingest", "wav_tracks", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also time audiolsh's ingest from 44.1-kHz stereo WAV copies of this many indexed tracks.")
-@click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=None,
+@click.option("--min-confidence", type=Finite(0.0, 1.0), default=None,
               help="audiolsh's no-match threshold, a calibrated probability [default: the calibration's"
                    " operating point].")
 @click.option("--fit-confidence", "fit_out", type=click.Path(dir_okay=False, path_type=Path), default=None,

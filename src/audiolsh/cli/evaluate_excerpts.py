@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from audiolsh.cli.options import seconds
 from audiolsh.cli.output import emit_object, err_console, format_option
 from audiolsh.evaluation.excerpts import (
     METHODS,
@@ -48,7 +49,7 @@ def _steps(value: str) -> tuple[int, ...]:
               help="Collection sizes (tracks) for accuracy vs tracks; all tracks are always added.")
 @click.option("--sizes", default="1000,3000,10000", show_default=True,
               help="Collection sizes (excerpts) for time vs size; all windows are always added.")
-@click.option("--dense-hop", "dense_hop_s", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+@click.option("--dense-hop", "dense_hop_s", type=seconds(), default=1.0, show_default=True,
               help="Hop (s) of the windows of every track searched in the time-vs-size part; 0 skips it.")
 @click.option("--methods", default=",".join(METHODS), show_default=True, help="Methods to run.")
 @click.option("--normalisation", type=click.Choice(wccn.NAMES), default=wccn.DEFAULT, show_default=True,

@@ -16,7 +16,7 @@ from rich.progress import Progress
 
 from audiolsh.cli import EXIT_ERROR, cli
 from audiolsh.cli.inputs import expand_lists
-from audiolsh.cli.options import index_option
+from audiolsh.cli.options import Finite, index_option, seconds
 from audiolsh.cli.output import (
     emit_object,
     emit_records,
@@ -227,7 +227,7 @@ def remove(index_path: str, targets: tuple[str, ...], by_key: bool, fmt: str) ->
 
 @cli.command()
 @index_option
-@click.option("--target-recall", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.95,
+@click.option("--target-recall", type=Finite(0.0, 1.0, min_open=True), default=0.95,
               show_default=True, help="Recall@k the chosen setting must reach.")
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--validation", type=click.IntRange(min=10), default=500, show_default=True,
@@ -330,9 +330,9 @@ def clusters(index_path: str, by: str, n_clusters: int, seed: int, fmt: str) -> 
 def overlap_options(fn: F) -> F:
     """The options of `overlaps` and `spark overlaps`: what an overlap needs, and the format."""
     fn = format_option(fn)
-    fn = click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+    fn = click.option("--threshold", type=Finite(0.0, 1.0), default=None,
                       help="Confidence an overlap needs (default: calibrated, as for identify).")(fn)
-    return click.option("--min-seconds", type=click.FloatRange(min=0.0), default=MIN_SECONDS,
+    return click.option("--min-seconds", type=seconds(), default=MIN_SECONDS,
                         show_default=True, help="Shortest shared stretch reported (s).")(fn)
 
 

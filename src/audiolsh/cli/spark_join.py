@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from audiolsh.cli.options import index_option
+from audiolsh.cli.options import Finite, index_option
 from audiolsh.cli.output import emit_records, err_console, stream_format_option
 from audiolsh.cli.spark_cmds import master_option, spark
 
@@ -21,10 +21,10 @@ from audiolsh.cli.spark_cmds import master_option, spark
 @click.option("-k", "k", type=click.IntRange(min=1), default=None,
               help="Keep each item's k nearest other items (default 10 when no similarity or"
                    " distance is given).")
-@click.option("--min-similarity", type=click.FloatRange(0.0, 1.0), default=None,
+@click.option("--min-similarity", type=Finite(0.0, 1.0), default=None,
               help="Keep every pair with cosine similarity (Jaccard for sets) >= S; with -k, at most"
                    " k of them per item.")
-@click.option("--max-distance", type=click.FloatRange(min=0.0), default=None,
+@click.option("--max-distance", type=Finite(min=0.0), default=None,
               help="Keep every pair within this distance (any metric; Euclidean indexes have no"
                    " similarity).")
 @click.option("--probes", "n_probes", type=click.IntRange(min=1), default=None,

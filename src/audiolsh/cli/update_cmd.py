@@ -12,7 +12,7 @@ import click
 
 from audiolsh.cli import EXIT_ERROR, cli
 from audiolsh.cli.audio_cmds import indexing_progress, report_file
-from audiolsh.cli.options import index_option
+from audiolsh.cli.options import index_option, seconds
 from audiolsh.cli.output import emit_records, err_console, format_option
 from audiolsh.cli.progress import FileProgress
 from audiolsh.library import FIRST_BATCH, MAX_DURATION_S, Library
@@ -28,7 +28,7 @@ from audiolsh.library.update import apply_update, plan_update
                    " (default: all cores).")
 @click.option("--commit-every", type=click.IntRange(min=1), default=8, show_default=True,
               help=f"Files per commit (a new library's first commit waits for {FIRST_BATCH}).")
-@click.option("--max-duration", "max_duration_s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--max-duration", "max_duration_s", type=seconds(0, low_open=True),
               default=MAX_DURATION_S, show_default=True, help="Refuse a file longer than this (s).")
 @click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
 @format_option

@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from audiolsh.audio import content_hash
 from audiolsh.cli import EXIT_ERROR, cli
-from audiolsh.cli.options import index_option
+from audiolsh.cli.options import Finite, index_option
 from audiolsh.cli.output import emit_object, emit_records, err_console, format_option
 from audiolsh.cli.progress import FileProgress
 from audiolsh.errors import AudiolshError, InputFormatError
@@ -55,11 +55,11 @@ def vectors() -> None:
               help="Hash family, when the index is created: kmeans (learned cells, as IVF),"
                    " random hyperplanes (p-stable for euclidean) or cross-polytope (cosine);"
                    " auto: kmeans, or hyperplane when --tables is given.")
-@click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--target-recall", type=Finite(0, 1, min_open=True, max_open=True),
               default=None, help="Recall@10 every segment is built for, when the index is created"
                                  f" (hyperplane: its shape and probes; kmeans: its probes)"
                                  f" [default: {DEFAULT_TARGET_RECALL}].")
-@click.option("--max-table-bytes", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--max-table-bytes", type=Finite(0, min_open=True), default=None,
               help="Hash-table bytes per item a tuned segment may hold, when the index is created"
                    f" [default: {DEFAULT_MAX_TABLE_BYTES:g}].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
@@ -189,7 +189,7 @@ def check_dim(path: Path, dim: int, index: Index) -> None:
               help="Measure at most this many candidates per segment (cosine: nearest by hash"
                    " code; a Redis ?mode=remote index: found in the most probed buckets;"
                    " 0: all; default: the index's value).")
-@click.option("--recall", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+@click.option("--recall", type=Finite(0, 1, min_open=True, max_open=True), default=None,
               help="Recall@10 to probe for, instead of the one the index was built for (segments"
                    " built for a target recall; --probes overrides it).")
 @click.option("--recheck", type=click.IntRange(min=0), default=None,

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from audiolsh.cli import cli
-from audiolsh.cli.options import index_option
+from audiolsh.cli.options import Finite, index_option, seconds
 from audiolsh.cli.output import err_console
 from audiolsh.errors import ParameterError
 
@@ -19,9 +19,9 @@ from audiolsh.errors import ParameterError
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (loopback: only this machine can connect).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--max-upload-mb", type=click.FloatRange(min=0.001), default=50.0, show_default=True,
+@click.option("--max-upload-mb", type=Finite(min=0.001), default=50.0, show_default=True,
               help="Largest upload accepted.")
-@click.option("--max-analysis", "max_analysis_s", type=click.FloatRange(min=1.0), default=30.0,
+@click.option("--max-analysis", "max_analysis_s", type=seconds(1.0), default=30.0,
               show_default=True, help="Seconds of each upload analysed, from its start.")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Queries analysed at once (one read-only library handle each).")
