@@ -174,6 +174,11 @@ def test_an_ambiguous_or_unknown_track_is_one_line_and_exit_2(indexed: Path,
     assert code == 2 and "copies/blue-copy.wav" in _error_line(err)
     code, out, err = run("similar", "--track", "zzz", "--by", "timbre", "--index", str(indexed))
     assert code == 2 and not out and "no track has that id, path or name" in _error_line(err)
+    # One that names nothing does not stop the others of the batch.
+    code, out, err = run("similar", "--track", "zzz", "--track", str(dawn), "--track", "ana",
+                         "--by", "timbre", "-k", "1", "--index", str(indexed), "--format", "json")
+    assert code == 2 and [r["track_id"] for r in json.loads(out)] == [dawn]
+    assert "'zzz'" in err and "matches 2 tracks" in err
     # remove resolves its targets the same way, and an ambiguous one removes nothing.
     code, _, err = run("remove", "ana", "--index", str(indexed))
     assert code == 2 and "matches 2 tracks" in _error_line(err)

@@ -148,3 +148,18 @@ def test_a_damaged_segment_is_one_line_naming_it(tmp_path: Path) -> None:
     (segment / "ids.npy").write_bytes(b"\x93NUMPY garbage")
     done = audiolsh("vectors", "query", str(tmp_path / "v.npy"), "--index", str(idx), "-k", "2")
     assert done.returncode == 2 and f"segment {segment.name} is damaged (ids.npy: " in done.stderr
+
+
+def test_vectors_add_names_a_file_it_cannot_read_and_adds_the_rest(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    for name in ("secret", "good"):
+        np.save(tmp_path / f"{name}.npy", rng.standard_normal((50, 8)).astype(np.float32))
+    (tmp_path / "secret.npy").chmod(0)
+    idx = tmp_path / "vidx"
+    done = audiolsh("vectors", "add", str(tmp_path / "secret.npy"), str(tmp_path / "good.npy"),
+                    "--index", str(idx))
+    assert done.returncode == 2 and "Usage" not in done.stderr
+    assert "secret.npy" in done.stderr and "Permission denied" in done.stderr
+    assert "good.npy: added 50 vectors" in done.stderr
+    done = audiolsh("vectors", "query", str(tmp_path / "secret.npy"), "--index", str(idx))
+    assert done.returncode == 2 and "Usage" not in done.stderr and "Permission denied" in done.stderr

@@ -156,6 +156,13 @@ def test_remove_by_key_and_by_path(tmp_path: Path, data) -> None:
     assert run("remove", "--keys", "emb:0", "emb:1", "--index", str(idx))[0] == 0
     with Index.open(idx) as index:
         assert len(index) == len(X) - 2 and "emb:0" not in index and "emb:2" in index
+    # A key that names nothing is said, even when others are removed (exit 2 at the end).
+    code, out, err = run("remove", "--keys", "emb:2", "nosuchkey", "emb:0", "--index", str(idx),
+                         "--format", "json")
+    assert code == 2 and "removed 1 items" in err and "no item has the keys: nosuchkey, emb:0" in err
+    assert json.loads(out) == {"removed_items": 1, "missing": ["nosuchkey", "emb:0"]}
+    with Index.open(idx) as index:
+        assert len(index) == len(X) - 3 and "emb:2" not in index
     assert run("remove", str(path.resolve()), "--index", str(idx))[0] == 0
     with Index.open(idx) as index:
         assert len(index) == 0 and index.tracks() == []

@@ -382,7 +382,13 @@ def similar(index_path: str, clips: tuple[str, ...], tracks: tuple[str, ...], by
     with Library.open(index_path, readonly=True) as library, clip_inputs(clips) as inputs:
         mode = check_query(library, by, method)
         names = library.names()
-        track_ids = [find_track(library.tracks(), names, t).id for t in tracks]
+        track_ids: list[int] = []
+        for t in tracks:  # one that names no track (or several) is said; the others go on
+            try:
+                track_ids.append(find_track(library.tracks(), names, t).id)
+            except ParameterError as exc:
+                err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+                failed += 1
         how = method
         cfg = library.config
         modes = mode.needs

@@ -198,13 +198,19 @@ def remove(index_path: str, targets: tuple[str, ...], by_key: bool, fmt: str) ->
         check_vectors_location(index_path, writes=True)
         with Index.open(index_path) as index:
             if by_key:
-                n = index.remove(list(targets))
-                if n == 0:
+                missing = index.missing_keys(targets)
+                if len(missing) == len(targets):
                     raise ParameterError(f"no item has any of the keys {list(targets)!r}")
+                n = index.remove(list(targets))
                 err_console.print(f"removed {n} items")
                 if fmt != "table":
-                    row = {"removed_items": n}
-                    emit_object(row, fmt, flat_rows=[row], table=lambda: None)
+                    row = {"removed_items": n, "missing": missing}
+                    emit_object(row, fmt, flat_rows=[{"removed_items": n}], table=lambda: None)
+                if missing:
+                    err_console.print(f"[red]no item has the keys:[/] {escape(', '.join(missing))}",
+                                      highlight=False)
+                if missing or given.problems:
+                    sys.exit(EXIT_ERROR)
                 return
             tracks = index.tracks()
             done: set[int] = set()

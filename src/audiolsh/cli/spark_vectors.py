@@ -44,7 +44,7 @@ def spark_vectors() -> None:
 
 @spark_vectors.command("add")
 @index_option
-@click.argument("shards", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("shards", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @master_option
 @click.option("--metric", type=click.Choice(["cosine", "euclidean"]), default="cosine",
               show_default=True, help="Distance, fixed when the index is created.")
@@ -109,7 +109,7 @@ def spark_vectors_add(index_path: str, shards: tuple[Path, ...], master: str | N
 
 @spark.command("query")
 @index_option
-@click.argument("queries", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("queries", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @master_option
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--probes", "n_probes", type=click.IntRange(min=1), default=None,

@@ -38,7 +38,7 @@ def vectors() -> None:
 
 @vectors.command("add")
 @index_option
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("--metric", type=click.Choice(["cosine", "euclidean"]), default="cosine",
               show_default=True, help="Distance, fixed when the index is created.")
 @click.option("--per-second/--clip-mean", default=True, show_default=True,
@@ -181,7 +181,7 @@ def check_dim(path: Path, dim: int, index: Index) -> None:
 
 @vectors.command("query")
 @index_option
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path, readable=False))
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--probes", "n_probes", type=click.IntRange(min=1), default=None,
               help="Buckets probed per query (default: the index's tuned value).")

@@ -790,6 +790,11 @@ class Index(SegmentedIndex[_Segment]):
             self._after_write()
         return len(ids)
 
+    def missing_keys(self, keys: Sequence[str]) -> list[str]:
+        """The keys no item of the index has, in the order given."""
+        held = {it.key for it in self.storage.items(self.storage.ids_for_keys(list(keys))) if it is not None}
+        return [k for k in keys if k not in held]
+
     def remove_track(self, track_id: int) -> int:
         """Remove a source and all of its items; returns how many items went."""
         self._check_writable()
