@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from audiolsh.errors import ParameterError
 from audiolsh.index import Index
 
 DIM = 12
@@ -161,3 +162,21 @@ def test_two_writers_compacting_at_once_do_not_duplicate_rows(tmp_path: Path) ->
     assert len(first) == 3 * BATCH
     res = second.query(batches[1][:5], k=2)
     assert np.all(res.ids[:, 0] != res.ids[:, 1])
+
+
+def test_two_first_writers_of_other_dimensions_cannot_both_commit(tmp_path: Path) -> None:
+    """Two handles open a new index before either commits: the first's rows give it its
+    dimension, and the second's rows of another dimension are refused, naming both (the second
+    trusted its own empty config, committed too, and left an index no query could read)."""
+    path = tmp_path / "idx"
+    first = Index.create(path, metric="cosine")
+    second = Index.open(path)
+    assert first.config.dim is None and second.config.dim is None
+    X = np.random.default_rng(1).standard_normal((50, 64)).astype(np.float32)
+    first.add(X, keys=[f"a{i}" for i in range(50)])
+    with pytest.raises(ParameterError, match=r"dimension 128, but the index .* holds .* dimension 64"):
+        second.add(np.random.default_rng(2).standard_normal((30, 128)).astype(np.float32))
+    second.add(X[:10] + 0.01, keys=[f"b{i}" for i in range(10)])  # its own dimension goes in
+    for handle in (first, Index.open(path, readonly=True)):
+        assert len(handle) == 60 and handle.config.dim == 64
+        assert handle.query(X[:3], k=1).ids.shape == (3, 1)

@@ -513,3 +513,21 @@ def test_a_vanishing_spread_is_not_a_z_score_divisor() -> None:
     for matrix in (None, np.eye(326)):
         fusion = Fusion.fit({"rhythm": R, "timbre": T}, sets, labels, matrix=matrix)
         assert all(sd == 1.0 for _mu, sd in fusion.stats.values()), fusion.stats
+
+
+def test_two_first_writers_of_a_new_library_both_add_their_files(tmp_path: Path, music_dir: Path) -> None:
+    """Two runs open a new library before either commits (`index A` and `index B` started
+    together): the second's commit takes the dimensions the first stored, and both add all
+    their files (it refused with 'cannot change dim of an index that holds items', leaving the
+    modes it had reached with more tracks than the catalogue)."""
+    files = sorted(music_dir.iterdir())
+    where = tmp_path / "lib"
+    with Library.create(where, modes=("fingerprint", "timbre", "embedding")) as first, \
+            Library.open(where) as second:
+        assert not index_audio(first, files[:4], workers=1).failed
+        report = index_audio(second, files[4:], workers=1)
+        assert not report.failed and len(report.added) == len(files) - 4
+    with Library.open(where, readonly=True) as lib:
+        info = lib.info()
+        assert info["n_tracks"] == len(files)
+        assert all(m["n_tracks"] == len(files) for m in info["indexes"].values()), info["indexes"]

@@ -731,9 +731,17 @@ class Index(SegmentedIndex[_Segment]):
                 w.remove_track(tid)
             ids = np.zeros(0, np.int64)
             data: Any = concat_rows(s._data, self.config.metric) if n else None
-            if n and self.config.dim is None and self.config.metric != "jaccard":
-                self.config = replace(self.config, dim=int(data.shape[1]))
-                w.set_config(asdict(self.config))
+            # Another writer may have given a new index its dimension since this handle read the
+            # config: what is stored now decides (in this transaction, so no one else can).
+            self._reload_config()
+            if n and self.config.metric != "jaccard":
+                dim = int(data.shape[1])
+                if self.config.dim is None:
+                    self.config = replace(self.config, dim=dim)
+                    w.set_config(asdict(self.config))
+                elif self.config.dim != dim:
+                    raise ParameterError(f"vectors of dimension {dim}, but the index {self.storage.location}"
+                                         f" holds vectors of dimension {self.config.dim}")
             if n:
                 start = w.allocate_ids(n)
                 ids = np.arange(start, start + n, dtype=np.int64)
@@ -750,6 +758,7 @@ class Index(SegmentedIndex[_Segment]):
         return ids
 
     def attach(self, builds: Sequence[SegmentBuild]) -> list[list[int]]:
+        self._refresh()  # another writer may have given a new index its dimension meanwhile
         for b in builds:
             self._check_build(b)
         return super().attach(builds)
@@ -846,6 +855,7 @@ class Index(SegmentedIndex[_Segment]):
     def set_params(self, **params: Any) -> None:
         """Store new parameters (e.g. from ``tune``); build-time ones rebuild the segments."""
         self._check_writable()
+        self._refresh()  # compared with what is stored now, not when this handle last looked
         fixed = [f for f in ("metric", "dim") if f in params and params[f] != getattr(self.config, f)]
         if fixed and len(self) > 0:
             raise ParameterError(
