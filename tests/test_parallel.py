@@ -227,3 +227,76 @@ def test_every_job_runs_when_the_results_are_taken_slower_than_the_jobs_finish(t
                 break
             time.sleep(0.01)
     assert out == list(range(30))
+
+
+STUCK = """
+import os, sys, time
+from pathlib import Path
+from audiolsh.parallel import LocalExecutor
+
+def job(i):
+    Path(sys.argv[1], f"worker-{i}").write_text(str(os.getpid()))
+    if i == 0:
+        time.sleep(3600)  # a very long file
+    return i
+
+if __name__ == "__main__":
+    try:
+        for r in LocalExecutor(2).map(job, range(2)):
+            pass
+    except KeyboardInterrupt:
+        Path(sys.argv[1], "interrupted").write_text("")
+        raise
+"""
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie its parent has not reaped yet."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def _stuck_map(tmp_path: Path) -> tuple[Any, int]:
+    """A process mapping two jobs over two workers, the first of which never ends; with the pid
+    of that job's worker once it runs."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)])
+    deadline = time.monotonic() + 300  # a guard against a hang, not a duration asserted
+    while not (tmp_path / "worker-0").exists() or not (tmp_path / "worker-0").read_text():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    return proc, int((tmp_path / "worker-0").read_text())
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_ctrl_c_ends_the_jobs_running_instead_of_waiting_for_them(tmp_path: Path) -> None:
+    """Ctrl-C during a long job (a 45-minute file) ended only when the job had: the workers got
+    one SIGINT, which they ignore, and the map waited for them."""
+    import signal
+
+    proc, worker = _stuck_map(tmp_path)
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=300) != 0
+    assert (tmp_path / "interrupted").exists() and not _alive(worker)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_workers_end_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """`kill -9` of a run (the OOM killer) left its workers asleep for ever, holding the
+    library's files open."""
+    import signal
+
+    proc, worker = _stuck_map(tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=300)
+    deadline = time.monotonic() + 300  # a guard against a hang, not a duration asserted
+    while _alive(worker):
+        assert time.monotonic() < deadline, "the worker outlived its parent"
+        time.sleep(0.05)

@@ -115,6 +115,26 @@ def lock_numba_cache(lock_path: str | None = None) -> None:
         setattr(cls, name, locked(getattr(cls, name)))
 
 
+def _die_with(parent: int) -> None:
+    """A worker of process ``parent``: it ends when the parent does (killed by the OOM killer,
+    or by ``kill -9``), instead of sleeping on forever holding the library's files open."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):  # not Linux: the pool's own checks only
+        return
+    if os.getppid() != parent:  # the parent died before the signal was set
+        os._exit(1)
+
+
+def _start_worker(parent: int) -> None:
+    lock_numba_cache()
+    _die_with(parent)
+
+
 #: Jobs a ``LocalExecutor`` worker may have submitted beyond the result taken next: enough that
 #: a long job at the head does not leave the other workers idle for long, few enough that a lazy
 #: source is read only a little ahead of the work.
@@ -136,7 +156,7 @@ class LocalExecutor:
         n = len(head)
         ahead = PER_WORKER_AHEAD * n
         lock_numba_cache()  # here too: a thread of this process may compile beside the workers
-        with ProcessPoolExecutor(max_workers=n, initializer=lock_numba_cache) as pool:
+        with ProcessPoolExecutor(max_workers=n, initializer=_start_worker, initargs=(os.getpid(),)) as pool:
             window = deque(pool.submit(fn, job) for job in head)
             more = True
             try:
@@ -149,6 +169,13 @@ class LocalExecutor:
                         more = bool(job)
                         window.extend(pool.submit(fn, j) for j in job)
                     yield window.popleft().result()
-            except BaseException:  # an error, a closed generator, Ctrl-C: no queued job starts
-                pool.shutdown(wait=True, cancel_futures=True)
+            except BaseException as exc:  # an error, a closed generator, Ctrl-C: no queued job starts
+                workers = list((getattr(pool, "_processes", None) or {}).values())
+                pool.shutdown(wait=False, cancel_futures=True)
+                if isinstance(exc, KeyboardInterrupt):
+                    # Ctrl-C: the jobs running are dropped, not waited for (a long file took
+                    # minutes); a worker only computes, what is committed is the parent's.
+                    for proc in workers:
+                        proc.terminate()
+                pool.shutdown(wait=True)
                 raise
