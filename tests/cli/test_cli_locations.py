@@ -24,6 +24,23 @@ def test_unknown_and_empty_locations_are_refused_in_one_line(tmp_path: Path) -> 
     assert code == 2 and "absent" in err
 
 
+def test_an_index_location_that_is_a_file_or_empty_is_refused_in_words(tmp_path: Path) -> None:
+    """A file where the index folder should be (a clip given as --index by mistake), or a path
+    inside one, or nothing: one line saying so (it was a raw errno: 'File exists', 'Not a
+    directory'), and the file is left as it was."""
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"RIFF")
+    np.save(tmp_path / "v.npy", np.ones((4, 3), np.float32))
+    for args in (["index", str(tmp_path)], ["vectors", "add", str(tmp_path / "v.npy")], ["info"]):
+        code, _, err = _run(*args, "--index", str(clip))
+        assert code == 2 and f"{clip}: this is not a folder; give --index a folder" in err, err
+        code, _, err = _run(*args, "--index", str(clip / "idx"))
+        assert code == 2 and f"this is not a folder ({clip} is a file)" in err and "Errno" not in err
+        code, _, err = _run(*args, "--index", "")
+        assert code == 2 and "the index location is empty" in err
+    assert clip.read_bytes() == b"RIFF"
+
+
 def test_vectors_at_a_file_url_and_a_directory_are_one_index(tmp_path: Path) -> None:
     X = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
     np.save(tmp_path / "x.npy", X)

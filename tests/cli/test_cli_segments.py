@@ -67,6 +67,7 @@ def test_segments_of_a_recording_longer_than_a_clip(tmp_path: Path, indexed: tup
     # without --segments the recording is one clip, and longer than a clip may be
     result = CliRunner().invoke(cli, ["identify", str(mix), "--index", str(lib)])
     assert result.exit_code == 2 and "too long" in result.stderr and "Traceback" not in result.stderr
+    assert "--segments says which tracks a long recording plays" in result.stderr  # what to do instead
 
 
 def test_streamed_segments_equal_the_whole_signal_s(tmp_path: Path, indexed: tuple[Path, list[Path]]) -> None:

@@ -21,7 +21,7 @@ from audiolsh.cli.inputs import ClipInputs, clip_inputs, expand_lists
 from audiolsh.cli.options import Finite, index_option, seconds
 from audiolsh.cli.output import emit_object, emit_records, err_console, format_option, track_columns
 from audiolsh.cli.progress import FileProgress
-from audiolsh.errors import AudiolshError, ParameterError
+from audiolsh.errors import AudioError, AudiolshError, ParameterError
 from audiolsh.features import normalisation as wccn
 from audiolsh.files import shown
 from audiolsh.library import (
@@ -163,11 +163,17 @@ def report_file(path: str, status: str) -> None:
 
 
 def _load_clip(clip: Path, offset_s: float, duration_s: float | None,
-               min_duration_s: float = MIN_DURATION_S) -> Any:
+               min_duration_s: float = MIN_DURATION_S, *, hint: str = "") -> Any:
+    """A query clip (``hint``: what to do with one over ``MAX_CLIP_S``, said with the refusal)."""
     from audiolsh.audio import load
 
-    return load(clip, sr=SAMPLE_RATE, offset_s=offset_s, duration_s=duration_s,
-                min_duration_s=min_duration_s, max_duration_s=MAX_CLIP_S)
+    try:
+        return load(clip, sr=SAMPLE_RATE, offset_s=offset_s, duration_s=duration_s,
+                    min_duration_s=min_duration_s, max_duration_s=MAX_CLIP_S)
+    except AudioError as exc:
+        if hint and "too long" in exc.problem:
+            raise AudioError(exc.path, f"{exc.problem}; {hint}") from None
+        raise
 
 
 @contextlib.contextmanager
@@ -293,7 +299,9 @@ def identify(index_path: str, clips: tuple[str, ...], mic_s: float | None, metho
                 rows = [segment_record(start_s, end_s, m, offset_s=offset_s, library=library)
                         for start_s, end_s, m in found]
                 return {"query": inputs.name(clip), "segments": rows}
-            y, sr = _load_clip(clip, offset_s, duration_s, MIN_CLIP_S)
+            y, sr = _load_clip(clip, offset_s, duration_s, MIN_CLIP_S,
+                               hint="--segments says which tracks a long recording plays,"
+                                    " --offset and --duration take a part of it")
             m, reason = identify_clip(library, y, sr, method=method, threshold=threshold,
                                       min_confidence=min_confidence, name=clip)
             return identify_record(inputs.name(clip), m, library=library, reason=reason)
@@ -394,7 +402,7 @@ def similar(index_path: str, clips: tuple[str, ...], tracks: tuple[str, ...], by
         modes = mode.needs
 
         def work(clip: Path) -> dict[str, Any]:
-            y, sr = _load_clip(clip, offset_s, duration_s)
+            y, sr = _load_clip(clip, offset_s, duration_s, hint="--offset and --duration take a part of it")
             q = analyse(y, sr, modes=modes, window_s=cfg.window_s, hop_s=cfg.hop_s, path=inputs.name(clip))
             match = own_track(library, y, sr)
             own = () if match is None or include_self else (match.track_id,)

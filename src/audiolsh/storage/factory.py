@@ -46,6 +46,9 @@ def split(location: Location | None) -> tuple[str, str]:
         return "memory", ""
     scheme, sep, rest = text.partition("://")
     if not sep:
+        if not text.strip():
+            raise ParameterError("the index location is empty: give --index a folder (or a redis:// URL)")
+        _check_folder(text)
         return "file", text
     if scheme not in SCHEMES:
         raise ParameterError(
@@ -54,6 +57,17 @@ def split(location: Location | None) -> tuple[str, str]:
     if scheme == "memory" and not rest:
         raise ParameterError(f"{text!r}: a memory location needs a name (memory://name)")
     return scheme, rest
+
+
+def _check_folder(text: str) -> None:
+    """A directory location must be a folder, or one that can be made: not a file, nor inside one."""
+    path = Path(os.path.abspath(text))
+    for at in (path, *path.parents):
+        if os.path.lexists(at):
+            if not at.is_dir():
+                inside = "" if at == path else f" ({at} is a file)"
+                raise ParameterError(f"{text}: this is not a folder{inside}; give --index a folder")
+            return
 
 
 def join(location: Location | None, name: str) -> str | None:
