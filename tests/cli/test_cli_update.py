@@ -60,9 +60,9 @@ def test_update_adds_drops_and_reindexes_only_under_its_folder(tmp_path: Path) -
     assert code == 0, err
     hashed = [line.split(" files,")[0] for line in err.splitlines() if line.startswith("hashed ")]
     assert hashed == [f"hashed {n}/4" for n in range(1, 5)]  # the plan reads every file, and says so
-    assert json.loads(out) == [{"action": "remove", "path": str(delete)},
-                               {"action": "re-index", "path": str(change)},
-                               {"action": "add", "path": str(new)}]
+    assert json.loads(out) == [{"action": "remove", "path": str(delete), "error": None},
+                               {"action": "re-index", "path": str(change), "error": None},
+                               {"action": "add", "path": str(new), "error": None}]
     assert "1 to add, 1 to remove, 1 to re-index, 2 unchanged" in err and "nothing changed" in err
     assert catalogue(idx) == before
 
@@ -73,8 +73,9 @@ def test_update_adds_drops_and_reindexes_only_under_its_folder(tmp_path: Path) -
     assert [line.split(" files,")[0] for line in lines if line.startswith(("hashed ", "indexed "))] == \
         [f"hashed {n}/4" for n in range(1, 5)] + ["indexed 1/2", "indexed 2/2"]  # the plan's hashes reused
     assert [json.loads(line) for line in out.splitlines()] == [
-        {"action": "removed", "path": str(delete)}, {"action": "re-indexed", "path": str(change)},
-        {"action": "added", "path": str(new)}]
+        {"action": "removed", "path": str(delete), "error": None},
+        {"action": "re-indexed", "path": str(change), "error": None},
+        {"action": "added", "path": str(new), "error": None}]
     assert "1 added, 1 removed, 1 re-indexed, 2 unchanged, 0 failed" in err
     assert catalogue(idx) == {str(keep): content_hash(keep), str(outside): before[str(outside)],
                               str(change): content_hash(change), str(new): content_hash(new)}
@@ -98,9 +99,13 @@ def test_update_names_an_unreadable_file_and_goes_on(tmp_path: Path) -> None:
     assert code == 0, err
     (music / "broken.wav").write_bytes(b"RIFF" + bytes(100))
     good = song(music / "b.wav", 8)
-    code, _, err = run("update", str(music), "--index", str(idx), "-j", "1")
+    code, out, err = run("update", str(music), "--index", str(idx), "-j", "1", "--format", "jsonl")
     assert code == 2
     assert "broken.wav" in err and "1 added, 0 removed, 0 re-indexed, 1 unchanged, 1 failed" in err
+    rows = [json.loads(line) for line in out.splitlines()]  # failures too, as index gives them
+    assert [(r["action"], Path(r["path"]).name) for r in rows] == [("added", "b.wav"),
+                                                                   ("failed", "broken.wav")]
+    assert "broken.wav" in rows[1]["error"] and rows[0]["error"] is None
     assert str(good) in catalogue(idx)
     code, _, err = run("update", str(tmp_path / "nowhere"), "--index", str(idx))
     assert code == 2 and "nowhere" in err and "does not exist" in err

@@ -15,6 +15,7 @@ from audiolsh.cli.audio_cmds import indexing_progress, report_file
 from audiolsh.cli.options import index_option, seconds
 from audiolsh.cli.output import emit_records, err_console, format_option
 from audiolsh.cli.progress import FileProgress
+from audiolsh.files import shown
 from audiolsh.library import FIRST_BATCH, MAX_DURATION_S, Library
 from audiolsh.library.locations import check_library_location
 from audiolsh.library.update import apply_update, plan_update
@@ -65,9 +66,10 @@ def update(index_path: str, folder: Path, workers: int | None, commit_every: int
             report = apply_update(library, plan, workers=workers, commit_every=commit_every,
                                   max_duration_s=max_duration_s, **progress)
         n_tracks = len(library)
-    rows = ([{"action": "removed", "path": p} for p in report.removed]
-            + [{"action": "re-indexed", "path": p} for p in report.reindexed]
-            + [{"action": "added", "path": p} for p in report.added])
+    rows = ([{"action": "removed", "path": p, "error": None} for p in report.removed]
+            + [{"action": "re-indexed", "path": p, "error": None} for p in report.reindexed]
+            + [{"action": "added", "path": p, "error": None} for p in report.added]
+            + [{"action": "failed", "path": shown(p), "error": e} for p, e in report.failed])
     _emit(rows, fmt, f"changes made by an update of {plan.folder}")
     counts = ", ".join(f"{n} {what}" for what, n in report.counts().items())
     err_console.print(f"{counts} in {time.perf_counter() - t0:.1f} s;"

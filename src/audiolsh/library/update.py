@@ -63,10 +63,12 @@ class UpdatePlan:
         return out
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per change: ``action`` (add, remove, re-index) and ``path``."""
-        return ([{"action": "remove", "path": t.path} for t in self.remove]
-                + [{"action": "re-index", "path": shown(f)} for _, f in self.reindex]
-                + [{"action": "add", "path": shown(f)} for f in self.add])
+        """One row per change: ``action`` (add, remove, re-index; failed: a file or folder that
+        cannot be read, with its ``error``) and ``path``."""
+        return ([{"action": "remove", "path": t.path, "error": None} for t in self.remove]
+                + [{"action": "re-index", "path": shown(f), "error": None} for _, f in self.reindex]
+                + [{"action": "add", "path": shown(f), "error": None} for f in self.add]
+                + [{"action": "failed", "path": shown(f), "error": e} for f, e in self.failed])
 
 
 @dataclass
