@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -554,3 +555,37 @@ def test_a_vanished_segment_is_one_named_error(storage: Any) -> None:
     with pytest.raises(SegmentMissing, match=info.id):
         storage.load_arrays(info.id)
     assert issubclass(SegmentMissing, IndexFormatError)
+
+
+def test_a_writer_waiting_for_another_says_so_once_at_the_default_level(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A second writer waits for the first one's lock, and says so where a user sees it (the
+    command line shows warnings; it was an info line, so a wait of minutes looked like a hang)."""
+    import threading
+
+    from audiolsh.storage.embedded import location_lock
+
+    said = threading.Event()
+
+    class Said(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "waiting for another writer to finish" in record.getMessage():
+                said.set()
+
+    handler = Said(level=logging.WARNING)
+    logging.getLogger("audiolsh.storage").addHandler(handler)
+    try:
+        with location_lock(tmp_path / "lib"):
+            def wait_then_take() -> None:
+                with location_lock(tmp_path / "lib"):
+                    pass
+
+            waiter = threading.Thread(target=wait_then_take)
+            waiter.start()
+            assert said.wait(300)  # a guard, not a duration
+        waiter.join(300)
+        assert not waiter.is_alive()
+    finally:
+        logging.getLogger("audiolsh.storage").removeHandler(handler)
+    waits = [r for r in caplog.records if "waiting for another writer" in r.getMessage()]
+    assert len(waits) == 1 and waits[0].levelno == logging.WARNING

@@ -28,6 +28,8 @@ FORMAT_VERSION = 1
 INDEX_CONFIG = "index"
 #: Seconds a writer waits for another one's lock on a location (``factory.location_lock``).
 LOCK_TIMEOUT_S = 600.0
+#: Attempts (0.05 s apart) before a writer says, once, that it waits for another one's lock.
+WAIT_SAID_AFTER = 20
 
 
 class SegmentMissing(IndexFormatError, LookupError):

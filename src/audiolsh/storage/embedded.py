@@ -41,6 +41,7 @@ from audiolsh.storage.base import (
     FORMAT_VERSION,
     INDEX_CONFIG,
     LOCK_TIMEOUT_S,
+    WAIT_SAID_AFTER,
     Item,
     SegmentInfo,
     SegmentMissing,
@@ -549,8 +550,8 @@ def location_lock(root: str | os.PathLike[str], *, timeout_s: float = LOCK_TIMEO
                     raise IndexFormatError(
                         f"{root}: another writer holds the lock (waited {timeout_s:g} s);"
                         " try again when it is done") from None
-                if not attempt:
-                    log.info("%s: waiting for another writer", root)
+                if attempt == WAIT_SAID_AFTER:
+                    log.warning("%s: waiting for another writer to finish", root)
                 time.sleep(0.05)
         yield
     finally:

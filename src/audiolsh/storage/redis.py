@@ -51,6 +51,7 @@ from audiolsh.storage.base import (
     FORMAT_VERSION,
     INDEX_CONFIG,
     LOCK_TIMEOUT_S,
+    WAIT_SAID_AFTER,
     Item,
     SegmentInfo,
     SegmentMissing,
@@ -750,8 +751,9 @@ def _take_lease(r: Any, key: str, token: str, lease_s: float, timeout_s: float, 
             raise IndexFormatError(
                 f"{where}: another writer holds the write lock (waited {timeout_s:g} s);"
                 " try again when it is done")
-        if not attempt:
-            log.info("%s: waiting for another writer", where)
+        if attempt == WAIT_SAID_AFTER:
+            log.warning("%s: waiting for another writer to finish (a killed writer's lock runs out"
+                        " within %g s)", where, lease_s)
         time.sleep(0.05)
 
 
