@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from audiolsh.audio import load, synth
-from audiolsh.library import Library, analyse
+from audiolsh.library import Library, analyse, index_audio
 from audiolsh.library.scale import LEVELS, SCALE_CONFIG, SCALE_VERSION, Table
 from audiolsh.query.similar import similar
 
@@ -124,3 +124,18 @@ def test_the_scale_is_stored_and_older_libraries_sample_it(lib_dir: Path, music_
         again = lib.catalogue.config(SCALE_CONFIG)
         assert again["format_version"] == SCALE_VERSION and again["n_tracks"] == 6
         assert all(0.0 <= r.score <= 1.0 for r in similar(lib, clip, by="combined", k=3))
+
+
+def test_a_run_that_adds_nothing_stores_a_missing_scale(lib_dir: Path, music_dir: Path,
+                                                        tmp_path: Path) -> None:
+    """A run killed between its last commit and the scale's leaves none; the resumed run adds
+    nothing (every file is there), and stored nothing either: every reader sampled it again."""
+    where = tmp_path / "lib"
+    shutil.copytree(lib_dir, where)
+    with Library.open(where) as lib:
+        stored = lib.catalogue.config(SCALE_CONFIG)
+        with lib.catalogue.write() as w:
+            w.set_config({}, SCALE_CONFIG)
+        report = index_audio(lib, [music_dir], workers=1)
+        assert not report.added and len(report.skipped) == 7
+        assert lib.catalogue.config(SCALE_CONFIG) == stored  # seeded: the same tables

@@ -499,4 +499,5 @@ def index_audio(
             planned += len(again)
             on_plan and on_plan(planned)
     flush()
+    library.store_missing_scale()
     return report

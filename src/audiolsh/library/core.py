@@ -443,6 +443,15 @@ class Library:
             self._scale_cache = (version, scale if scale is not None else fit_scale(self))
         return self._scale_cache[1]
 
+    def store_missing_scale(self) -> None:
+        """Store the score scale if a library with tracks has none (a run killed between a
+        commit and its scale's; a resumed run that adds nothing would leave every reader
+        sampling it)."""
+        if self.readonly or not len(self) or ScoreScale.from_dict(self.catalogue.config(SCALE_CONFIG)):
+            return
+        with self._writing():
+            self._refresh_scale()
+
     def _refresh_scale(self) -> None:
         """After a change of the catalogue (under the write lock): sample the score scale again
         when none is stored or the collection grew or shrank by more than its ``STALE_SHARE``."""
