@@ -9,6 +9,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -180,3 +181,30 @@ def test_two_first_writers_of_other_dimensions_cannot_both_commit(tmp_path: Path
     for handle in (first, Index.open(path, readonly=True)):
         assert len(handle) == 60 and handle.config.dim == 64
         assert handle.query(X[:3], k=1).ids.shape == (3, 1)
+
+
+def test_a_writer_commits_while_another_builds_its_segment(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The segment (k-means and all, minutes for millions of rows) is built outside the write
+    transaction: another writer's commit goes through meanwhile (it waited for the build and
+    gave up after SQLite's 30 s, 'database is locked')."""
+    from audiolsh.index import vector
+
+    path = tmp_path / "idx"
+    first = Index.create(path, metric="euclidean")
+    first.add(_batch(0), keys=[f"0-{i}" for i in range(BATCH)])
+    second = Index.open(path)
+    build = vector.build_segment
+    during: list[int] = []
+
+    def build_while_another_commits(*args: Any, **kwargs: Any) -> Any:
+        if not during:  # the first build: the other writer commits in the middle of it
+            during.append(0)
+            during[0] = len(second.add(_batch(2), keys=[f"2-{i}" for i in range(BATCH)]))
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(vector, "build_segment", build_while_another_commits)
+    ids = first.add(_batch(1), keys=[f"1-{i}" for i in range(BATCH)])
+    assert during == [BATCH] and len(ids) == BATCH
+    reader = Index.open(path, readonly=True)
+    assert len(reader) == 3 * BATCH and "1-0" in reader and "2-0" in reader

@@ -723,31 +723,32 @@ class Index(SegmentedIndex[_Segment]):
     def _commit(self, s: Session) -> np.ndarray:
         self._check_writable()
         n = len(s)
+        metric = self.config.metric
+        data: Any = concat_rows(s._data, metric) if n else None
+        dim = int(data.shape[1]) if n and metric != "jaccard" else None
+        ids = np.zeros(0, np.int64)
+        build = SegmentBuild(SegmentInfo.new(n_items=0, config={}), {})
+        if n:
+            self._refresh()
+            self._check_dim(dim)
+            # The segment (k-means and all) is built outside the write transaction, on ids
+            # reserved up front: another writer waits for a commit, not for a build.
+            ids = self.reserve_ids(n)
+            config = self.config if self.config.dim is not None else replace(self.config, dim=dim)
+            build = build_segment(config, data, ids, prepared=True)
         with self.storage.write() as w:
             for tid in s._removed_tracks:
                 dead = self.storage.ids_for_track(tid)
                 if len(dead):
                     w.delete_items(dead)
                 w.remove_track(tid)
-            ids = np.zeros(0, np.int64)
-            data: Any = concat_rows(s._data, self.config.metric) if n else None
-            # Another writer may have given a new index its dimension since this handle read the
-            # config: what is stored now decides (in this transaction, so no one else can).
+            # Another writer may have given a new index its dimension since: what is stored now
+            # decides (in this transaction, so no one else can).
             self._reload_config()
-            if n and self.config.metric != "jaccard":
-                dim = int(data.shape[1])
-                if self.config.dim is None:
-                    self.config = replace(self.config, dim=dim)
-                    w.set_config(asdict(self.config))
-                elif self.config.dim != dim:
-                    raise ParameterError(f"vectors of dimension {dim}, but the index {self.storage.location}"
-                                         f" holds vectors of dimension {self.config.dim}")
-            if n:
-                start = w.allocate_ids(n)
-                ids = np.arange(start, start + n, dtype=np.int64)
-                build = build_segment(self.config, data, ids, prepared=True)
-            else:
-                build = SegmentBuild(SegmentInfo.new(n_items=0, config={}), {})
+            self._check_dim(dim)
+            if dim is not None and self.config.dim is None:
+                self.config = replace(self.config, dim=dim)
+                w.set_config(asdict(self.config))
             build.tracks = [{**t, "n_items": None} for t in s._tracks]
             build.items = ItemRows(
                 ids, [str(i) if k is None else k for i, k in zip(ids.tolist(), s._keys)],
@@ -756,6 +757,11 @@ class Index(SegmentedIndex[_Segment]):
             self._attach_in(w, build)
         self._after_write()
         return ids
+
+    def _check_dim(self, dim: int | None) -> None:
+        if dim is not None and self.config.dim is not None and self.config.dim != dim:
+            raise ParameterError(f"vectors of dimension {dim}, but the index {self.storage.location}"
+                                 f" holds vectors of dimension {self.config.dim}")
 
     def attach(self, builds: Sequence[SegmentBuild]) -> list[list[int]]:
         self._refresh()  # another writer may have given a new index its dimension meanwhile

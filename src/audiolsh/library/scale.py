@@ -14,7 +14,8 @@ that percentile.
 The tables are stored versioned (config ``score_scale`` of the catalogue) and sampled again by
 a writer when the number of tracks changed by more than ``STALE_SHARE``; a library written
 before it existed (or by another version, or by a run killed before storing it) has its scale
-sampled on first use, in memory, and stored by its next write or ``index`` run.  The sampling is seeded, so every handle computes the same scale.
+sampled on first use, in memory, and stored by its next write or ``index`` run.  The sampling
+is seeded, so every handle computes the same scale.
 """
 
 from __future__ import annotations
