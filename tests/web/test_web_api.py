@@ -537,6 +537,8 @@ def test_playlist_of_a_result_list(client: Any, web_corpus: Any) -> None:
                      "#EXTINF:40,alpha.wav", str(web_corpus.music.resolve() / "alpha.wav")]
     assert_error(client.get("/api/playlist.m3u", params={"ids": [ids[0], 4242]}), 404, "not_found")
     assert_error(client.get("/api/playlist.m3u"), 422, "invalid_request")
+    for bad in (-5, 10**20):  # refused as a track id in a path is, not looked up
+        assert_error(client.get("/api/playlist.m3u", params={"ids": [ids[0], bad]}), 422, "invalid_request")
     bad_name = client.get("/api/playlist.m3u", params={"ids": ids, "name": "../x\r\n"})
     assert_error(bad_name, 422, "invalid_request")
 

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import Field
 
 from audiolsh.web.downloads import AudioFile
 from audiolsh.web.schemas import (
@@ -47,6 +48,7 @@ By = Annotated[Literal["combined", "rhythm", "timbre", "chroma", "peaks"], Query
 K = Annotated[int, Query(ge=1, le=MAX_K, description="How many tracks.")]
 Worst = Annotated[bool, Query(description="The least similar tracks of the whole library (not for peaks).")]
 TrackId = Annotated[int, Path(ge=0, le=MAX_TRACK_ID)]
+PlaylistId = Annotated[int, Field(ge=0, le=MAX_TRACK_ID)]  # checked as a path's track id is
 MinConfidence = Annotated[float | None, Query(ge=0.0, le=1.0, description=(
     "Probability that the track is right below which the answer is no match (default: the"
     " calibrated operating point; 0: always the best candidate, with matched false when weak)."))]
@@ -157,7 +159,7 @@ def track_audio(track_id: TrackId, service: Service) -> FileResponse:
                        **NOT_FOUND})
 def playlist(
     service: Service,
-    ids: Annotated[list[int], Query(min_length=1, max_length=MAX_PLAYLIST,
+    ids: Annotated[list[PlaylistId], Query(min_length=1, max_length=MAX_PLAYLIST,
                                     description="Track ids, in playlist order (repeat: ids=3&ids=1).")],
     name: Annotated[str, Query(max_length=100, pattern=r"^[A-Za-z0-9 ._-]*$",
                                description="The downloaded file's name, without .m3u.")] = "audiolsh",
