@@ -277,3 +277,19 @@ def test_compiled_jsonl_writes_each_distance_as_repr(scale: float) -> None:
     want = "".join(json.dumps(r) + "\n" for r in vector_records(queries, keys, D))
     assert vector_jsonl(queries, *_table(keys), D) == want
     assert '"distance": -0.0}' in want and '"distance": 1.2e-05}' in want
+
+
+def test_a_batch_of_which_no_file_reads_makes_no_index(tmp_path: Path, data) -> None:
+    """None of the files reads: no empty index is left (its queries answered nothing and exit
+    0, its tune failed); the first file that reads makes it."""
+    path, X = data
+    idx = tmp_path / "idx"
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    code, out, err = run("vectors", "add", str(tmp_path / "bad.npy"), str(tmp_path / "gone.npy"),
+                         "--index", str(idx), "--format", "json")
+    assert code == 2 and not idx.exists() and "not created, as no file could be added" in err
+    assert [f["status"] for f in json.loads(out)["files"]] == ["failed", "failed"]
+    code, _, err = run("vectors", "add", str(tmp_path / "bad.npy"), str(path), "--index", str(idx))
+    assert code == 2 and "bad.npy" in err
+    with Index.open(idx) as index:
+        assert len(index) == len(X)

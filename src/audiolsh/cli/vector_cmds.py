@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 import time
@@ -28,6 +29,7 @@ from audiolsh.library.locations import check_vectors_location
 from audiolsh.query import jsonl
 from audiolsh.query.records import rounded_array, vector_records
 from audiolsh.search.compact import RERANK_DTYPES
+from audiolsh.storage import storage_exists
 from audiolsh.vectors import read_vectors
 
 
@@ -87,19 +89,31 @@ def vectors_add(index_path: str, files: tuple[Path, ...], metric: str, per_secon
         params["target_recall"] = target_recall
     if max_table_bytes is not None:
         params["max_table_bytes"] = max_table_bytes
-    with Index.open_or_create(index_path, **params) as index:
-        if index.config.metric != metric and index.config.metric in ("cosine", "euclidean"):
-            err_console.print(f"note: the index uses the {index.config.metric} metric")
-        if family != AUTO and index.config.family != family:
-            err_console.print(f"note: the index hashes with the {index.config.family} family")
-        if rerank_dtype is not None and rerank_dtype != index.config.rerank_dtype:
-            err_console.print(f"note: re-rank rows {index.config.rerank_dtype} -> {rerank_dtype}")
-            index.set_params(rerank_dtype=rerank_dtype)
+    with contextlib.ExitStack() as stack:
+        # A new index is made with the first file that reads: a batch of which none does
+        # leaves no empty index behind (its queries answered nothing, its tune failed).
+        index = (_open_for_adding(stack, index_path, params, rerank_dtype) if storage_exists(index_path)
+                 else None)
         with FileProgress("added", total=len(files)) as progress:
             for path in files:
-                outcomes.append(_add_file(index, path, per_second=per_second, id_column=id_column))
+                first = None
+                if index is None:
+                    try:
+                        first = read_vectors(path, per_second=per_second, id_column=id_column)
+                    except AudiolshError as exc:
+                        outcomes.append(_failed(path, exc))
+                        progress.advance(str(path), failed=True)
+                        continue
+                    index = _open_for_adding(stack, index_path, params, rerank_dtype)
+                outcomes.append(_add_file(index, path, per_second=per_second, id_column=id_column,
+                                          batch=first))
                 progress.advance(str(path), failed=outcomes[-1]["status"] == "failed")
-        n_vectors = len(index)
+        n_vectors = 0 if index is None else len(index)
+    if index is None:
+        err_console.print(f"index {index_path}: not created, as no file could be added", highlight=False,
+                          markup=False)
+        emit_added(outcomes, fmt, index_path=index_path, n_vectors=0)
+        return
     err_console.print(f"index {index_path}: {n_vectors} vectors", highlight=False, markup=False)
     emit_added(outcomes, fmt, index_path=index_path, n_vectors=n_vectors)
 
@@ -149,23 +163,45 @@ def emit_added(outcomes: list[dict[str, Any]], fmt: str, *, index_path: str, n_v
         sys.exit(EXIT_ERROR)
 
 
-def _add_file(index: Index, path: Path, *, per_second: bool, id_column: str | None) -> dict[str, Any]:
-    """Add one file's vectors; its outcome (said on stderr too): added, skipped or failed."""
+def _open_for_adding(stack: contextlib.ExitStack, index_path: str, params: dict[str, Any],
+                     rerank_dtype: str | None) -> Index:
+    """The index ``vectors add`` writes (made with ``params`` if new), with a note of each
+    setting it keeps that differs from the one asked for."""
+    index = stack.enter_context(Index.open_or_create(index_path, **params))
+    if index.config.metric != params["metric"] and index.config.metric in ("cosine", "euclidean"):
+        err_console.print(f"note: the index uses the {index.config.metric} metric")
+    if params["family"] != AUTO and index.config.family != params["family"]:
+        err_console.print(f"note: the index hashes with the {index.config.family} family")
+    if rerank_dtype is not None and rerank_dtype != index.config.rerank_dtype:
+        err_console.print(f"note: re-rank rows {index.config.rerank_dtype} -> {rerank_dtype}")
+        index.set_params(rerank_dtype=rerank_dtype)
+    return index
+
+
+def _failed(path: Path, exc: AudiolshError) -> dict[str, Any]:
+    err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+    return {"path": shown(path), "status": "failed", "n_vectors": 0, "error": str(exc)}
+
+
+def _add_file(index: Index, path: Path, *, per_second: bool, id_column: str | None,
+              batch: Any = None) -> dict[str, Any]:
+    """Add one file's vectors (``batch``: read already); its outcome (said on stderr too):
+    added, skipped or failed."""
     out: dict[str, Any] = {"path": shown(path), "status": "failed", "n_vectors": 0, "error": None}
     try:
         digest = content_hash(path)
         if index.track_by_hash(digest) is not None:
             err_console.print(f"{escape(shown(path))}: already indexed, skipped", highlight=False)
             return {**out, "status": "skipped"}
-        batch = read_vectors(path, per_second=per_second, id_column=id_column)
+        if batch is None:
+            batch = read_vectors(path, per_second=per_second, id_column=id_column)
         check_dim(path, batch.dim, index)
         with index.session() as s:
             handle = s.add_track(shown(path.resolve()), content_hash=digest, kind="vectors",
                                  meta={"dim": batch.dim})
             s.add(batch.vectors, batch.keys, track=handle, meta=batch.meta)
     except AudiolshError as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-        return {**out, "error": str(exc)}
+        return _failed(path, exc)
     err_console.print(f"{escape(shown(path))}: added {len(batch)} vectors of dimension {batch.dim}",
                       highlight=False)
     return {**out, "status": "added", "n_vectors": len(batch)}
