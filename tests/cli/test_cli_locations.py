@@ -52,7 +52,7 @@ def test_vectors_at_a_file_url_and_a_directory_are_one_index(tmp_path: Path) -> 
     assert out.count("\n") == 300
 
 
-def test_an_unreachable_redis_is_one_line_and_exit_2() -> None:
+def test_an_unreachable_redis_is_one_line_and_exit_2(tmp_path: Path) -> None:
     for where in ("redis://127.0.0.1:1/x?prefix=a", "redis://127.0.0.1:1/0?prefix=a"):
         code, out, err = _run("info", "--index", where)
         assert code == 2 and out == ""
@@ -60,6 +60,12 @@ def test_an_unreachable_redis_is_one_line_and_exit_2() -> None:
     assert "cannot reach Redis at redis://127.0.0.1:1/0?prefix=a" in err and "connection refused" in err
     code, _, err = _run("similar", "--track", "1", "--index", "redis://:s3cret@127.0.0.1:1/0?prefix=a")
     assert code == 2 and "s3cret" not in err and "cannot reach Redis" in err
+    # named as given, not as the catalogue looked for inside it (prefix=a/tracks)
+    np.save(tmp_path / "v.npy", np.ones((2, 2), np.float32))
+    for args in (["info"], ["remove", "1"], ["vectors", "add", str(tmp_path / "v.npy")]):
+        code, _, err = _run(*args, "--index", "redis://127.0.0.1:1/0?prefix=a")
+        assert code == 2 and err.strip() == "error: cannot reach Redis at redis://127.0.0.1:1/0?prefix=a:" \
+            " connection refused", err
 
 
 def test_a_library_in_redis_from_the_command_line(tmp_path: Path, redis_url: str) -> None:

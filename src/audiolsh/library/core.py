@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from audiolsh.errors import IndexFormatError, ParameterError
+from audiolsh.errors import IndexFormatError, ParameterError, StorageUnavailable
 from audiolsh.features import normalisation as wccn
 from audiolsh.features.scaling import Fusion, Standardizer
 from audiolsh.index import Index
@@ -102,13 +102,14 @@ def is_library(location: Location | None) -> bool:
     if _legacy_file(location) is not None:
         return True
     where = join(location, CATALOGUE)
-    if not storage_exists(where):
-        return False
-    storage = open_storage(where, readonly=True)
-    try:
-        return storage.config(CONFIG_NAME) is not None
-    finally:
-        storage.close()
+    with as_given(location):
+        if not storage_exists(where):
+            return False
+        storage = open_storage(where, readonly=True)
+        try:
+            return storage.config(CONFIG_NAME) is not None
+        finally:
+            storage.close()
 
 
 def new_config(*, modes: Sequence[str] = DEFAULT_MODES, window_s: float = WINDOW_S,
@@ -634,18 +635,30 @@ class Library:
             self._refresh_scale()
 
 
+@contextmanager
+def as_given(location: Location) -> Iterator[None]:
+    """A storage that cannot be reached while its catalogue is read is named as the user gave
+    it (``prefix=music``), not as the catalogue inside it (``prefix=music/tracks``)."""
+    try:
+        yield
+    except StorageUnavailable as exc:
+        inner = describe(join(location, CATALOGUE))
+        raise StorageUnavailable(str(exc).replace(inner, describe(location))) from None
+
+
 def _read_config(location: Location) -> tuple[dict[str, Any], str]:
     """The library config at ``location`` and where it was read, or a clear error."""
     legacy = _legacy_file(location)
     where = join(location, CATALOGUE)
-    if storage_exists(where):
-        storage = open_storage(where, readonly=True)
-        try:
-            data = storage.config(CONFIG_NAME)
-        finally:
-            storage.close()
-        if data is not None:
-            return data, os.fspath(location)
+    with as_given(location):
+        if storage_exists(where):
+            storage = open_storage(where, readonly=True)
+            try:
+                data = storage.config(CONFIG_NAME)
+            finally:
+                storage.close()
+            if data is not None:
+                return data, os.fspath(location)
     if legacy is not None:
         try:
             return json.loads(legacy.read_text()), str(legacy)
