@@ -230,9 +230,11 @@ def test_every_job_runs_when_the_results_are_taken_slower_than_the_jobs_finish(t
 
 
 STUCK = """
-import os, sys, time
+import os, signal, sys, time
 from pathlib import Path
 from audiolsh.parallel import LocalExecutor
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a shell starts it (xdist's ignore it)
 
 def job(i):
     Path(sys.argv[1], f"worker-{i}").write_text(str(os.getpid()))
@@ -282,9 +284,24 @@ def test_ctrl_c_ends_the_jobs_running_instead_of_waiting_for_them(tmp_path: Path
     import signal
 
     proc, worker = _stuck_map(tmp_path)
-    os.kill(proc.pid, signal.SIGINT)
-    assert proc.wait(timeout=300) != 0
-    assert (tmp_path / "interrupted").exists() and not _alive(worker)
+    try:
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=300) != 0
+        assert (tmp_path / "interrupted").exists() and not _alive(worker)
+    finally:
+        _kill(proc, worker)
+
+
+def _kill(proc: Any, worker: int) -> None:
+    """Leave nothing running, whatever the test found."""
+    import signal
+
+    for pid in (proc.pid, worker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
@@ -294,9 +311,12 @@ def test_workers_end_when_their_parent_is_killed(tmp_path: Path) -> None:
     import signal
 
     proc, worker = _stuck_map(tmp_path)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=300)
-    deadline = time.monotonic() + 300  # a guard against a hang, not a duration asserted
-    while _alive(worker):
-        assert time.monotonic() < deadline, "the worker outlived its parent"
-        time.sleep(0.05)
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=300)
+        deadline = time.monotonic() + 300  # a guard against a hang, not a duration asserted
+        while _alive(worker):
+            assert time.monotonic() < deadline, "the worker outlived its parent"
+            time.sleep(0.05)
+    finally:
+        _kill(proc, worker)
