@@ -14,6 +14,7 @@ from audiolsh.errors import IndexFormatError, ParameterError
 from audiolsh.features.scaling import Fusion, Standardizer
 from audiolsh.library import COMBINED_PARTS, LIBRARY_VERSION, Library, analyse, index_audio
 from audiolsh.query.hits import live_windows, track_windows
+from audiolsh.query.identify import identify_clip
 from audiolsh.query.similar import similar, stored_clip
 from audiolsh.storage import join, open_storage
 
@@ -531,3 +532,30 @@ def test_two_first_writers_of_a_new_library_both_add_their_files(tmp_path: Path,
         info = lib.info()
         assert info["n_tracks"] == len(files)
         assert all(m["n_tracks"] == len(files) for m in info["indexes"].values()), info["indexes"]
+
+
+def test_the_rows_of_a_large_segment_keep_their_tracks_and_offsets(tmp_path: Path) -> None:
+    """A k-means build stores its rows cell by cell; the items committed with it (track, offset,
+    key) were paired with the reordered ids, so every row of a segment of more than a couple of
+    thousand rows (a batch's chroma frames past about nine minutes of audio) named another
+    track's passage: chroma-vote named the wrong track for exact excerpts."""
+    import soundfile as sf
+
+    music = tmp_path / "music"
+    music.mkdir()
+    sr = 22050
+    for seed in range(4):
+        sf.write(music / f"long{seed}.wav", synth.music(duration_s=150.0, sr=sr, seed=40 + seed), sr)
+    where = tmp_path / "lib"
+    with Library.create(where, modes=("chroma",)) as lib:
+        assert not index_audio(lib, [music], workers=1, commit_every=8).failed
+    with Library.open(where, readonly=True) as lib:
+        frames = lib._by_mode["chroma_frames"]
+        (info,) = frames.storage.segments()
+        ids = np.asarray(frames.storage.load_arrays(info.id)["ids"])
+        assert len(ids) > 2000 and np.any(np.diff(ids) < 0)  # stored cell by cell
+        for seed in range(4):
+            y, y_sr = load(music / f"long{seed}.wav", sr=sr, offset_s=60.0, duration_s=12.0)
+            m, _ = identify_clip(lib, y, y_sr, method="chroma-vote", min_confidence=0.0)
+            assert m is not None and Path(m.path).name == f"long{seed}.wav", (seed, m)
+            assert abs(m.offset_s - 60.0) < 1.5

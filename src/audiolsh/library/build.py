@@ -230,6 +230,7 @@ def build_from_spec(spec: BuildSpec, batch: Sequence[Extracted], *,
         owner = np.repeat(-2 - np.arange(len(todo)), [len(offsets) for _, offsets in rows])
         offsets_s = np.concatenate([np.asarray(o, np.float64) for _, o in rows])
         keys = [f"{ex.content_hash[:12]}@{o:.2f}" for ex, (_, offs) in zip(todo, rows) for o in offs]
+        ids = np.zeros(0, np.int64)
         if n:
             parts = [data for data, offs in rows if len(offs)]
             data = concat_sets(parts) if mode.metric == "jaccard" else np.concatenate(
@@ -239,8 +240,9 @@ def build_from_spec(spec: BuildSpec, batch: Sequence[Extracted], *,
         else:
             build = SegmentBuild(SegmentInfo.new(n_items=0, config={}), {})
         build.tracks = [{**t, "kind": "audio", "meta": None} for t in tracks]
-        build.items = ItemRows(build.arrays.get("ids", np.zeros(0, np.int64)), keys, owner, offsets_s,
-                               [None] * n)
+        # The items in the rows' own order, as the keys, owners and offsets are: a k-means
+        # build stores its rows cell by cell, and its "ids" array follows them.
+        build.items = ItemRows(ids, keys, owner, offsets_s, [None] * n)
         part.builds[mode.name] = [build]
     return part
 
