@@ -559,3 +559,21 @@ def test_the_rows_of_a_large_segment_keep_their_tracks_and_offsets(tmp_path: Pat
             m, _ = identify_clip(lib, y, y_sr, method="chroma-vote", min_confidence=0.0)
             assert m is not None and Path(m.path).name == f"long{seed}.wav", (seed, m)
             assert abs(m.offset_s - 60.0) < 1.5
+
+
+@pytest.mark.parametrize("method", ["chroma-vote", "minhash-peaks"])
+def test_a_seed_methods_no_match_says_why_and_min_confidence_0_shows_the_best(
+        lib_dir: Path, music_dir: Path, method: str) -> None:
+    """A seed method's no match came with no reason, and --min-confidence was ignored by it
+    (0 did not show the best candidate, as it does for landmarks)."""
+    y, sr = load(music_dir / "song3.wav", sr=SR, offset_s=15.0, duration_s=10.0)
+    with Library.open(lib_dir, readonly=True) as lib:
+        found, reason = identify_clip(lib, y, sr, method=method)
+        assert found is not None and reason is None
+        none, reason = identify_clip(lib, y, sr, method=method, threshold=1.0 + found.confidence)
+        assert none is None and reason == f"best candidate below --threshold ({found.confidence:.3f} <" \
+            f" {1.0 + found.confidence:g})"
+        strict, _ = identify_clip(lib, y, sr, method=method, min_confidence=1.0 + found.confidence)
+        assert strict is None  # --min-confidence is the seed method's threshold too
+        best, reason = identify_clip(lib, y, sr, method=method, threshold=1.0, min_confidence=0.0)
+        assert best == found and reason is None

@@ -261,9 +261,12 @@ def with_clip_options(f: Callable[..., Any]) -> Callable[..., Any]:
               default="landmarks", show_default=True, help="Landmark fingerprints, or a seed method.")
 @click.option("--min-confidence", type=Finite(0.0, 1.0), default=None,
               help="Probability that the track is right below which a clip is 'no match' (landmarks;"
-                   " default: the calibrated operating point; 0: always show the best candidate).")
-@click.option("--threshold", type=float, default=None,
-              help="Score below which a seed method's answer is 'no match' (landmarks: --min-confidence).")
+                   " default: the calibrated operating point; 0: always show the best candidate; a"
+                   " seed method reads it as its --threshold).")
+@click.option("--threshold", type=Finite(0.0, 1.0), default=None,
+              help="Score below which a seed method's answer is 'no match': the share of the clip's"
+                   " frames that agree (chroma-vote), the similarity (minhash-peaks); landmarks:"
+                   " --min-confidence.")
 @click.option("--segments", is_flag=True,
               help="Long recordings: report which track plays when (landmarks only).")
 @with_clip_options

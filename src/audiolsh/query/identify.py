@@ -90,23 +90,27 @@ def identify_clip(library: Library, y: np.ndarray, sr: int, *, method: str = "la
             reason = (f"below threshold: confidence {found.confidence:.3f} <"
                       f" {library.fingerprint.default_min_confidence:g} (the default --min-confidence)")
         return found, reason
-    return _seed_identify(library, y, sr, method, threshold), None
+    return _seed_identify(library, y, sr, method, threshold if min_confidence is None else min_confidence)
 
 
 def _seed_identify(library: Library, y: np.ndarray, sr: int, method: str,
-                   threshold: float | None) -> Identification | None:
+                   threshold: float | None) -> tuple[Identification | None, str | None]:
+    """A seed method's answer and, when it is none, why (``threshold``: the share of the clip's
+    frames, or the similarity, below which the best candidate is no match; 0 shows it)."""
     cfg = library.config
     mode = library.mode(METHOD_MODES[method])
     clip = analyse(y, sr, modes=mode.needs, window_s=cfg.window_s, hop_s=cfg.hop_s)
     limit = DEFAULT_THRESHOLDS[method] if threshold is None else threshold
     data, q_times = mode.rows_of(library.state(), clip)
     n_items = len(library.index(mode.name))
-    if len(q_times) == 0 or n_items == 0:
-        return None
+    if n_items == 0:
+        return None, EMPTY_INDEX
+    if len(q_times) == 0:
+        return None, f"the clip gave no {mode.name.replace('_', ' ')} to compare"
     hits = search(library, mode.name, data, min(VOTES[method], n_items))
     hits = hits.take((hits.tracks >= 0) & np.isfinite(hits.offsets))
     if not len(hits):
-        return None
+        return None, "no stored passage is near the clip's"
     rows, tracks, offsets, dist = hits.rows, hits.tracks, hits.offsets, hits.distances
     starts = offsets - np.asarray(q_times, np.float64)[rows]
     bin_s = VOTE_BIN_S if method == "chroma-vote" else cfg.hop_s
@@ -125,12 +129,12 @@ def _seed_identify(library: Library, y: np.ndarray, sr: int, method: str,
         confidence = float(np.max(weight[in_best]))
         score = confidence
     if confidence < limit:
-        return None
+        return None, f"best candidate below --threshold ({confidence:.3f} < {limit:g})"
     track_id = int(pairs[best, 0])
     track = library.track(track_id)
     return Identification(track_id, track.path if track else "?",
                           round(float(np.median(starts[in_best])), 3), round(score, 4),
-                          round(float(min(confidence, 1.0)), 4), method=method)
+                          round(float(min(confidence, 1.0)), 4), method=method), None
 
 
 def _in_library(library: Library, m: Match, method: str = "landmarks") -> Identification | None:
