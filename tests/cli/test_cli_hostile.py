@@ -233,7 +233,8 @@ def test_index_names_each_empty_file_and_counts_no_copy_of_a_failed_file_as_inde
     ["index", "clip.wav", "--max-duration", "inf"], ["index", "clip.wav", "--max-duration", "nan"],
     ["update", ".", "--max-duration", "1e308"], ["overlaps", "--min-seconds", "1e308"],
     ["vectors", "query", "v.npy", "--recall", "nan"], ["identify", "clip.wav", "--threshold", "nan"],
-    ["identify", "clip.wav", "--threshold", "5", "--method", "chroma-vote"]])
+    ["identify", "clip.wav", "--threshold", "5", "--method", "chroma-vote"],
+    ["serve", "--max-analysis", "2"]])  # under the 3 s similarity takes: refused naming its own setting
 def test_lengths_too_large_to_count_and_numbers_that_are_not_are_refused_up_front(
         tmp_path: Path, args: list[str]) -> None:
     """Lengths and offsets beyond any audio (they overflowed the frame counts: a traceback, or

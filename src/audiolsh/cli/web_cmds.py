@@ -12,6 +12,9 @@ from audiolsh.cli import cli
 from audiolsh.cli.options import Finite, index_option, seconds
 from audiolsh.cli.output import err_console
 from audiolsh.errors import ParameterError
+from audiolsh.web.settings import Settings
+
+SERVED_MIN_CLIP_S = Settings.min_clip_s  # the settings' own floor of --max-analysis
 
 
 @cli.command()
@@ -21,8 +24,9 @@ from audiolsh.errors import ParameterError
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--max-upload-mb", type=Finite(min=0.001), default=50.0, show_default=True,
               help="Largest upload accepted.")
-@click.option("--max-analysis", "max_analysis_s", type=seconds(1.0), default=30.0,
-              show_default=True, help="Seconds of each upload analysed, from its start.")
+@click.option("--max-analysis", "max_analysis_s", type=seconds(SERVED_MIN_CLIP_S), default=30.0,
+              show_default=True, help="Seconds of each upload analysed, from its start (at least the"
+                                      " shortest upload the similarity lists take).")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Queries analysed at once (one read-only library handle each).")
 @click.option("--max-queue", type=click.IntRange(0, 1024), default=None,
