@@ -264,3 +264,24 @@ def test_evaluate_identify_takes_index_like_every_command(tmp_path: Path) -> Non
                        "--no-audfprint")
     assert code == 2 and "needs at least 3 audio files" in err
     assert "--format" in run("evaluate", "excerpts", "--help")[1]
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["evaluate", "identify", "{corpus}", "--out", "{tmp}/none/r.json"],
+     "--out {tmp}/none/r.json: the folder"),
+    (["evaluate", "identify", "{corpus}", "--fit-confidence", "{tmp}/none/c.json"], "--fit-confidence"),
+    (["evaluate", "identify", "{corpus}", "--reliability-png", "{tmp}/none/r.png"], "--reliability-png"),
+    (["evaluate", "excerpts", "{corpus}", "--md", "{tmp}/none/r.md"], "--md {tmp}/none/r.md: the folder")])
+def test_an_evaluation_refuses_an_output_it_could_not_write_before_it_runs(tmp_path: Path, args: list[str],
+                                                                           said: str) -> None:
+    """An output path in a folder that does not exist failed only when written, after the whole
+    run (an hour of evaluation, and with --fit-confidence the printed report too)."""
+    corpus = tmp_path / "corpus"
+    for seed in range(3):
+        song = synth.music(duration_s=12.0, sr=SR, seed=seed)
+        corpus.mkdir(exist_ok=True)
+        sf.write(corpus / f"t{seed}.wav", song, SR)
+    given = [a.format(corpus=corpus, tmp=tmp_path) for a in args]
+    code, out, err = run(*given)
+    assert code == 2 and said.format(tmp=tmp_path) in err and "does not exist" in err
+    assert out == "" and not (tmp_path / "none").exists()

@@ -21,7 +21,7 @@ from rich.table import Table
 from audiolsh.audio import find_audio
 from audiolsh.cli import cli
 from audiolsh.cli.options import Finite
-from audiolsh.cli.output import emit_object, err_console, format_option
+from audiolsh.cli.output import check_outputs, emit_object, err_console, format_option
 from audiolsh.errors import AudiolshError
 from audiolsh.evaluation.audfprint import AUDFPRINT_CONFIGS, AudfprintSystem, audfprint_from_env
 from audiolsh.evaluation.distortions import CONDITIONS, DEFAULT_CONDITIONS
@@ -133,6 +133,7 @@ def identify_cmd(corpus_dir: Path, index_dir: Path | None, old_index_dir: Path |
     audiolsh is reported at its default threshold and at equal false matches (<= 1 %), audfprint and
     Olaf at equal false matches.
     """
+    check_outputs(out=out, md=md, fit_confidence=fit_out, reliability_png=reliability_png)
     if stored is not None:
         _emit(_rescored(stored, corpus_dir), out, md, fmt)
         return

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from audiolsh.cli.options import seconds
-from audiolsh.cli.output import emit_object, err_console, format_option
+from audiolsh.cli.output import check_outputs, emit_object, err_console, format_option
 from audiolsh.evaluation.excerpts import (
     METHODS,
     evaluate_excerpts,
@@ -73,6 +73,7 @@ def excerpts(corpus_dir: Path, k: int, seeds: int, tracks_steps: str, sizes: str
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 (idle BLAS or numba worker
     threads otherwise compete with the query thread).
     """
+    check_outputs(out=out_json, md=out_md)
     steps = _steps(tracks_steps)
     size_steps = _steps(sizes)
     method_list = tuple(m.strip() for m in methods.split(",") if m.strip())

@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
+
+from audiolsh.errors import ParameterError
 
 if TYPE_CHECKING:
     from audiolsh.library.tags import Names
@@ -138,3 +142,19 @@ def _widths(rows: Sequence[dict[str, Any]], width: int) -> list[int] | None:
 def emit_text(text: str) -> None:
     """Text already formatted (jsonl lines), as it is."""
     sys.stdout.write(text)
+
+
+def check_outputs(**paths: Path | None) -> None:
+    """Refuse, before a long run, an output file (``--option=path``) that could not be written
+    after it: a folder that does not exist, or a folder where the file should be."""
+    for option, path in paths.items():
+        if path is None:
+            continue
+        flag = "--" + option.replace("_", "-")
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            raise ParameterError(f"{flag} {path}: the folder {parent} does not exist")
+        if path.is_dir():
+            raise ParameterError(f"{flag} {path}: this is a folder; give a file name")
+        if not os.access(parent, os.W_OK):
+            raise ParameterError(f"{flag} {path}: the folder {parent} cannot be written")
