@@ -320,3 +320,31 @@ def test_workers_end_when_their_parent_is_killed(tmp_path: Path) -> None:
             time.sleep(0.05)
     finally:
         _kill(proc, worker)
+
+
+FORKSERVER = """
+import multiprocessing, sys
+from audiolsh.parallel import LocalExecutor
+
+def square(i):
+    return i * i
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method(sys.argv[1], force=True)
+    print(list(LocalExecutor(2).map(square, range(6))))
+"""
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_workers_start_under_every_start_method(tmp_path: Path, method: str) -> None:
+    """Python 3.14 starts workers from a fork server by default: their parent is that server,
+    and a worker that took that for its own parent's death ended at once (a broken pool)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "pool.py"
+    script.write_text(FORKSERVER)
+    done = subprocess.run([sys.executable, str(script), method], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str([i * i for i in range(6)])

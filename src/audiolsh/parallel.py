@@ -117,7 +117,11 @@ def lock_numba_cache(lock_path: str | None = None) -> None:
 
 def _die_with(parent: int) -> None:
     """A worker of process ``parent``: it ends when the parent does (killed by the OOM killer,
-    or by ``kill -9``), instead of sleeping on forever holding the library's files open."""
+    or by ``kill -9``), instead of sleeping on forever holding the library's files open.  A
+    worker a fork server started (Python 3.14's default start method) has that server for
+    parent: it is left as the pool makes it."""
+    if os.getppid() != parent:
+        return
     try:
         import ctypes
         import signal
