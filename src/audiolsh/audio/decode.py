@@ -675,11 +675,8 @@ def find_audio(
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            for root, dirs, files in os.walk(p, onerror=unlisted):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in files:
-                    if name.startswith(".") or Path(name).suffix.lower() not in AUDIO_EXTENSIONS:
-                        continue
+            for root, names in _walk_audio(p, unlisted):
+                for name in names:
                     fp = Path(root) / name
                     problem = regular_problem(fp)
                     if problem is None:
@@ -693,15 +690,20 @@ def find_audio(
     return sorted(found.values(), key=str)
 
 
+def _walk_audio(folder: str | os.PathLike[str], onerror: Callable[[OSError], None]
+                ) -> Iterator[tuple[str, list[str]]]:
+    """(folder, its file names with an audio extension) of ``folder`` and its subfolders, hidden
+    ones left out, in sorted order."""
+    for root, dirs, files in os.walk(folder, onerror=onerror):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield root, [n for n in files if not n.startswith(".") and Path(n).suffix.lower() in AUDIO_EXTENSIONS]
+
+
 def has_audio(folder: str | os.PathLike[str]) -> bool:
     """Whether walking ``folder`` as :func:`find_audio` does finds a file with an audio extension
     (it stops at the first), or a folder it cannot read (then only the walk can tell)."""
     unread: list[OSError] = []
-    for _, dirs, files in os.walk(folder, onerror=unread.append):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        if any(not n.startswith(".") and Path(n).suffix.lower() in AUDIO_EXTENSIONS for n in files):
-            return True
-    return bool(unread)
+    return any(names for _, names in _walk_audio(folder, unread.append)) or bool(unread)
 
 
 def _identity(path: Path) -> Path:

@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from audiolsh.audio.decode import has_audio
 from audiolsh.cli import EXIT_ERROR, cli
-from audiolsh.cli.inputs import ClipInputs, clip_inputs, expand_lists
+from audiolsh.cli.inputs import ClipInputs, clip_inputs, expand_lists, say_problem
 from audiolsh.cli.options import Finite, index_option, seconds
 from audiolsh.cli.output import emit_object, emit_records, err_console, format_option, track_columns
 from audiolsh.cli.progress import FileProgress
@@ -398,7 +398,7 @@ def similar(index_path: str, clips: tuple[str, ...], tracks: tuple[str, ...], by
             try:
                 track_ids.append(find_track(library.tracks(), names, t).id)
             except ParameterError as exc:
-                err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+                say_problem(str(exc))
                 failed += 1
         how = method
         cfg = library.config

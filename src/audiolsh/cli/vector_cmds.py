@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from audiolsh.audio import content_hash
 from audiolsh.cli import EXIT_ERROR, cli
+from audiolsh.cli.inputs import say_problem
 from audiolsh.cli.options import Finite, index_option
 from audiolsh.cli.output import emit_object, emit_records, err_console, format_option
 from audiolsh.cli.progress import FileProgress
@@ -179,7 +180,7 @@ def _open_for_adding(stack: contextlib.ExitStack, index_path: str, params: dict[
 
 
 def _failed(path: Path, exc: AudiolshError) -> dict[str, Any]:
-    err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+    say_problem(str(exc))
     return {"path": shown(path), "status": "failed", "n_vectors": 0, "error": str(exc)}
 
 

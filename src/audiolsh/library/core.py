@@ -448,8 +448,9 @@ class Library:
         """Store the score scale if a library with tracks has none (a run killed between a
         commit and its scale's; a resumed run that adds nothing would leave every reader
         sampling it)."""
-        stored = ScoreScale.from_dict(self.catalogue.config(SCALE_CONFIG))
-        if self.readonly or not len(self) or stored is not None:
+        if self.readonly or not len(self):
+            return
+        if ScoreScale.from_dict(self.catalogue.config(SCALE_CONFIG)) is not None:
             return
         with self._writing():
             self._refresh_scale()

@@ -116,27 +116,22 @@ class _Catalogue(sqlite3.Connection):
 
     root = Path()
 
-    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+    def _said(self, run: Any, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
         try:
-            return super().execute(*args, **kwargs)
+            return run(*args, **kwargs)  # type: ignore[no-any-return]
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as exc:
             raise catalogue_error(self.root, exc) from exc
+
+    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+        return self._said(super().execute, *args, **kwargs)
 
     def executemany(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
-        try:
-            return super().executemany(*args, **kwargs)
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
-            raise catalogue_error(self.root, exc) from exc
+        return self._said(super().executemany, *args, **kwargs)
 
     def executescript(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
-        try:
-            return super().executescript(*args, **kwargs)
-        except sqlite3.Error as exc:
-            raise catalogue_error(self.root, exc) from exc
+        return self._said(super().executescript, *args, **kwargs)
 
 
 class _SharedFds:
