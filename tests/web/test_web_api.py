@@ -20,7 +20,7 @@ from audiolsh.query.records import identify_record
 
 IDENTIFY_KEYS = {"query", "match", "elapsed_ms"}
 MATCH_KEYS = {"path", "track_id", "title", "artist", "offset_s", "score", "confidence", "matched", "speed",
-              "tempo", "pitch", "also"}
+              "tempo", "pitch", "verified", "also"}
 RESULT_KEYS = {"track_id", "path", "title", "artist", "score", "rank", "offset_s", "query_offset_s",
                "raw_score"}
 

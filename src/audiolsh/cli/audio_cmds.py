@@ -269,11 +269,14 @@ def with_clip_options(f: Callable[..., Any]) -> Callable[..., Any]:
                    " --min-confidence.")
 @click.option("--segments", is_flag=True,
               help="Long recordings: report which track plays when (landmarks only).")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Check a weak candidate against its track's audio file, when this machine can read"
+                   " it (landmarks; a clip of that passage correlates with it even in loud noise).")
 @with_clip_options
 @format_option
 def identify(index_path: str, clips: tuple[str, ...], mic_s: float | None, method: str,
-             min_confidence: float | None, threshold: float | None, segments: bool, offset_s: float,
-             duration_s: float | None, fmt: str) -> None:
+             min_confidence: float | None, threshold: float | None, segments: bool, verify: bool,
+             offset_s: float, duration_s: float | None, fmt: str) -> None:
     """Which track each clip comes from, where in it the clip starts, and how sure we are.
 
     Any clip of 1 s or more is searched; confidence is the probability that the track is right.
@@ -306,7 +309,7 @@ def identify(index_path: str, clips: tuple[str, ...], mic_s: float | None, metho
                                hint="--segments says which tracks a long recording plays,"
                                     " --offset and --duration take a part of it")
             m, reason = identify_clip(library, y, sr, method=method, threshold=threshold,
-                                      min_confidence=min_confidence, name=clip)
+                                      min_confidence=min_confidence, name=clip, verify=verify)
             return identify_record(inputs.name(clip), m, library=library, reason=reason)
 
         names = library.names()

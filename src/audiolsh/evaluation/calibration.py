@@ -18,10 +18,14 @@ from typing import Any
 import numpy as np
 
 from audiolsh.errors import ParameterError
-from audiolsh.evaluation.identify import Answer, Clip, IdentifyReport, verified_overlaps
+from audiolsh.evaluation.identify import Answer, Clip, IdentifyReport, checked_length_s, verified_overlaps
+from audiolsh.evaluation.overlaps import OverlapCheck, verify_hits
 from audiolsh.index import confidence as calibrated
+from audiolsh.index import verification
 
-__all__ = ["calibration_summary", "fit_from_report", "load_report", "reliability_markdown", "reliability_png"]
+__all__ = ["calibration_summary", "check_weak_negatives", "fit_from_report", "fit_verification",
+           "load_report", "reliability_markdown", "reliability_png", "verification_examples",
+           "weak_candidates"]
 
 
 def _right(clips: Sequence[Clip], answers: Sequence[Answer]) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +54,7 @@ def load_report(path: str | Path) -> IdentifyReport:
     answers = {name: [Answer(**dict(zip(fields, row))) for row in rows]
                for name, rows in data["answers"].items() if name != "fields"}
     for info in data["systems"].values():
-        for key in ("candidates", "transforms"):
+        for key in ("candidates", "transforms", "verified"):
             if key in info:
                 info[key] = [[math.nan if v is None else v for v in row] for row in info[key]]
     return IdentifyReport(data["corpus"], data["protocol"], [], data["machine"], data["skipped"],
@@ -88,6 +92,86 @@ def fit_from_report(report: IdentifyReport, system: str = "audiolsh", *,
     return calibrated.fit(X[:, 0], X[:, 1], X[:, 2], X[:, 3], right, noise=X[:, 4], envelope_z=X[:, 5],
                           clean=clean if clean.any() else None,
                           negative=negative, budget=budget, meta=meta)
+
+
+def weak_candidates(report: IdentifyReport, system: str = "audiolsh") -> tuple[np.ndarray, np.ndarray]:
+    """(weak, confidence): which clips' candidates a query checks against the track's audio (under
+    their calibration's default, at the track's own speed), and every candidate's confidence
+    before that check (NaN: no candidate), from the engine's quantities recorded per clip."""
+    info = report.systems.get(system, {})
+    rows, transforms = info.get("candidates"), info.get("transforms")
+    if rows is None or transforms is None or len(rows) != len(report.clips):
+        raise ParameterError(f"the report has no per-clip candidates of {system}")
+    X = np.array(rows, np.float64).reshape(-1, len(calibrated.FEATURES))
+    T = np.array(transforms, np.float64).reshape(-1, 3)
+    has = np.isfinite(X[:, 0])
+    with_z = np.isfinite(X[:, 5])
+    conf = np.full(len(X), np.nan)
+    floor = np.full(len(X), np.nan)
+    for sel, name in ((has & with_z, calibrated.DEFAULT), (has & ~with_z, calibrated.WITHOUT_ENVELOPE)):
+        cal = calibrated.load(name)
+        conf[sel] = cal.probability(*np.nan_to_num(X[sel]).T)
+        floor[sel] = cal.default_min_confidence
+    weak = has & (conf < floor) & np.all(T == 1.0, axis=1)
+    return weak, conf
+
+
+def check_weak_negatives(report: IdentifyReport, system: str = "audiolsh") -> int:
+    """Run the protocol's overlap check (:func:`~audiolsh.evaluation.overlaps.verify_hits`) on every
+    weak candidate of a negative clip that the run left unchecked (it checks only the hits that
+    can count at its thresholds), in ``report.overlap_ncc``: a negative whose audio really is in the
+    reported track is no wrong example. Returns how many were checked."""
+    weak, _ = weak_candidates(report, system)
+    answers = report.answers[system]
+    ncc = np.array([math.nan if v is None else v for v in
+                    (report.overlap_ncc.get(system) or [math.nan] * len(report.clips))], np.float64)
+    todo = [i for i in np.flatnonzero(weak & np.isnan(ncc)) if not report.clips[i].positive
+            and answers[i].track is not None and answers[i].offset_s is not None]
+    if todo:
+        clips = [report.clips[i] for i in todo]
+        checks = [OverlapCheck(c.source, c.offset_s, checked_length_s(c), str(answers[i].track),
+                               round(float(answers[i].offset_s or 0.0), 2)) for c, i in zip(clips, todo)]
+        ncc[todo] = verify_hits(checks)
+    report.overlap_ncc[system] = ncc.tolist()
+    return len(todo)
+
+
+def verification_examples(report: IdentifyReport, system: str = "audiolsh", *,
+                          correlations: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The weak candidates of ``report`` that were checked, as the verification model is fitted
+    on them: their confidence before the check, their correlation with the track
+    (``correlations``, one per clip, NaN where not checked; default: as the run recorded them), the
+    seconds compared and whether the candidate is the clip's track. Negatives verified to carry
+    the reported track's audio are left out (that answer is right)."""
+    weak, conf = weak_candidates(report, system)
+    if correlations is None:
+        recorded = report.systems.get(system, {}).get("verified")
+        if recorded is None:
+            raise ParameterError(f"the report has no correlations of {system}'s weak candidates"
+                                 " (made before they were checked): give them")
+        correlations = np.array([r[0] for r in recorded], np.float64)
+    ncc = np.asarray(correlations, np.float64)
+    seconds = np.array([min(c.length_s, verification.MAX_SECONDS) for c in report.clips])
+    _, right = _right(report.clips, report.answers[system])
+    checked = report.overlap_ncc.get(system) or [math.nan] * len(report.clips)
+    overlap = verified_overlaps(report.clips, checked) & ~np.array([c.positive for c in report.clips], bool)
+    use = weak & np.isfinite(ncc) & ~overlap
+    return {"confidence": conf[use], "correlation": ncc[use], "seconds": seconds[use], "right": right[use]}
+
+
+def fit_verification(reports: Sequence[IdentifyReport],
+                     correlations: Sequence[np.ndarray | None] | None = None,
+                     system: str = "audiolsh") -> verification.Verification:
+    """The verification model fitted on the checked weak candidates of every report
+    (:func:`verification_examples`)."""
+    parts = [verification_examples(r, system, correlations=None if correlations is None else correlations[i])
+             for i, r in enumerate(reports)]
+    ex = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    meta = {"fitted_on": [{"seed": r.protocol.get("seed"), "n_checked": int(p["right"].size),
+                           "n_right": int(p["right"].sum()), "conditions": r.protocol.get("conditions"),
+                           "lengths_s": r.protocol.get("lengths_s"), "n_tracks": r.corpus.get("n_tracks"),
+                           "command": r.machine.get("command")} for r, p in zip(reports, parts)]}
+    return verification.fit(ex["confidence"], ex["correlation"], ex["seconds"], ex["right"], meta=meta)
 
 
 def reliability_markdown(summary: dict[str, Any]) -> str:

@@ -57,6 +57,7 @@ from audiolsh.evaluation.overlaps import (
     is_overlap,
     verify_hits,
 )
+from audiolsh.index.verification import MAX_SECONDS
 from audiolsh.parallel import Executor, LocalExecutor, thread_map, usable_cores
 
 logger = logging.getLogger(__name__)
@@ -676,7 +677,8 @@ class AudiolshSystem(ClipByClip):
             logger.info("%s: every track already indexed; ingest not timed", path)
         info = index.info()
         self.info = {"params": info["params"], "n_hashes": info["n_hashes"], "source_sha1": source_sha1,
-                     "calibration": index.calibration.to_json(), "candidates": [], "transforms": []}
+                     "calibration": index.calibration.to_json(), "candidates": [], "transforms": [],
+                     "verified": []}
         return BuildStats(len(todo), audio_s, wall_s if todo else math.nan, self.workers,
                           _dir_bytes(Path(path)))
 
@@ -690,6 +692,9 @@ class AudiolshSystem(ClipByClip):
                                         math.nan if m is None or m.envelope_z is None
                                         else m.envelope_z])
         self.info["transforms"].append([math.nan] * 3 if m is None else [m.speed, m.tempo, m.pitch])
+        # a weak candidate's correlation with its track (NaN: not checked) over how many seconds
+        self.info["verified"].append([math.nan if m is None or m.verified is None else m.verified,
+                                      min(len(y) / sr, MAX_SECONDS)])
         if m is None:
             return None, None, -math.inf
         return m.path, m.offset_s, float(m.confidence)

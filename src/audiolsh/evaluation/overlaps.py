@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.signal
 from numpy.typing import ArrayLike
 
 from audiolsh.audio import load
+from audiolsh.audio.align import MARGIN_S, MAX_LAG_S, VERIFY_SR, aligned_ncc, band
 from audiolsh.errors import AudiolshError, ParameterError
 
 logger = logging.getLogger(__name__)
@@ -27,8 +27,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["MIN_OVERLAP_NCC", "OVERLAP_RULE", "VERIFY_SR", "OverlapCheck", "aligned_ncc", "hits_to_check",
            "is_overlap", "min_overlap_ncc", "verify_hits"]
 
-VERIFY_SR = 8000
-"""Sample rate of the check (Hz): the band that matters for a waveform match."""
 MIN_OVERLAP_NCC = 0.4
 """Correlation from which a hit of 1 s (or less) is a verified overlap; a longer one needs less
 (:func:`min_overlap_ncc`). Repeats within a track reach 0.5-0.97."""
@@ -56,37 +54,6 @@ def is_overlap(ncc: ArrayLike, length_s: ArrayLike) -> np.ndarray:
         return np.asarray(x >= min_overlap_ncc(length_s), dtype=bool)
 
 
-MAX_LAG_S = 0.5
-_BAND_HZ = (150.0, 3500.0)
-
-
-def _band(y: np.ndarray, sr: int) -> np.ndarray:
-    sos = scipy.signal.butter(4, _BAND_HZ, btype="bandpass", fs=sr, output="sos")
-    return scipy.signal.sosfiltfilt(sos, np.asarray(y, dtype=np.float64))
-
-
-def aligned_ncc(x: np.ndarray, ref: np.ndarray, *, start: int, max_lag: int) -> float:
-    """Best normalised cross-correlation of ``x`` with ``ref[s : s + len(x)]`` over
-    ``s`` in ``[start - max_lag, start + max_lag]`` (the part of it inside ``ref``); 0.0 when
-    no full window fits or either side is silent. Vectorised: one FFT correlation and a running sum
-    of the reference's energy."""
-    x = np.asarray(x, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    n = x.size
-    lo, hi = max(0, start - max_lag), min(ref.size - n, start + max_lag)
-    if n == 0 or hi < lo:
-        return 0.0
-    seg = ref[lo : hi + n]
-    num = scipy.signal.correlate(seg, x, mode="valid", method="fft")
-    energy = np.concatenate([[0.0], np.cumsum(seg**2)])
-    win = energy[n:] - energy[:-n]
-    norm_x = math.sqrt(float(np.dot(x, x)))
-    ok = win > 1e-12 * n
-    if norm_x == 0.0 or not ok.any():
-        return 0.0
-    return float(np.max(num[ok] / (norm_x * np.sqrt(win[ok]))))
-
-
 @dataclass(frozen=True)
 class OverlapCheck:
     """One hit to check: ``length_s`` s of ``source`` from ``source_offset_s`` against ``track`` from
@@ -107,7 +74,7 @@ def verify_hits(checks: Sequence[OverlapCheck]) -> np.ndarray:
     checked. An excerpt that cannot be decoded gives NaN (not verified) and a warning.
     """
     out = np.full(len(checks), np.nan)
-    margin_s = 0.1
+    margin_s = MARGIN_S
     for i, c in enumerate(checks):
         if not (math.isfinite(c.track_offset_s) and math.isfinite(c.source_offset_s) and c.length_s > 0):
             raise ParameterError(f"cannot check an overlap at offset {c.track_offset_s} for {c.length_s} s")
@@ -122,9 +89,9 @@ def verify_hits(checks: Sequence[OverlapCheck]) -> np.ndarray:
                            c.track, c.track_offset_s, exc)
             continue
         a = round((c.source_offset_s - src_start) * VERIFY_SR)
-        x = _band(src, VERIFY_SR)[a : a + round(c.length_s * VERIFY_SR)]
+        x = band(src, VERIFY_SR)[a : a + round(c.length_s * VERIFY_SR)]
         start = round((c.track_offset_s - ref_start) * VERIFY_SR)
-        out[i] = aligned_ncc(x, _band(ref, VERIFY_SR), start=start, max_lag=round(MAX_LAG_S * VERIFY_SR))
+        out[i] = aligned_ncc(x, band(ref, VERIFY_SR), start=start, max_lag=round(MAX_LAG_S * VERIFY_SR))
     return out
 
 

@@ -125,22 +125,32 @@ class Calibration:
                    int(data["hashes_needed"]), dict(data.get("meta", {})))
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_json(), f, indent=1)
-            f.write("\n")
+        save_json(self.to_json(), path)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return np.asarray(0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, np.float64))))
 
 
+def shipped_json(name: str, what: str) -> dict[str, Any]:
+    """The package data file ``features/data/<name>.json`` (``what``: how to name it when missing)."""
+    res = resources.files("audiolsh.features").joinpath("data").joinpath(f"{name}.json")
+    if not res.is_file():
+        raise ParameterError(f"{what} {name!r}: its file is missing from the package data")
+    data: dict[str, Any] = json.loads(res.read_text())
+    return data
+
+
+def save_json(data: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+
+
 @lru_cache(maxsize=2)
 def load(name: str = DEFAULT) -> Calibration:
     """The shipped calibration ``name`` (read once per process)."""
-    res = resources.files("audiolsh.features").joinpath("data").joinpath(f"{name}.json")
-    if not res.is_file():
-        raise ParameterError(f"confidence calibration {name!r}: its file is missing from the package data")
-    return Calibration.from_json(json.loads(res.read_text()), name)
+    return Calibration.from_json(shipped_json(name, "confidence calibration"), name)
 
 
 # --------------------------------------------------------------------------- fitting and checking
@@ -164,33 +174,17 @@ def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
     adds hashes that agree with nothing, so only clean clips tell how many a match needs).
     ``negative`` marks the clips of unindexed audio (verified overlaps left out); with a
     ``budget`` the default threshold is the lowest that matches at most that share of them."""
-    from scipy.optimize import minimize
-
     X_all = features(np.nan_to_num(np.asarray(log10_p, np.float64)), agreeing, query_hashes, seconds,
                      0.0 if noise is None else noise, 0.0 if envelope_z is None else envelope_z)
     has = np.isfinite(np.asarray(log10_p, np.float64))  # NaN: the clip had no candidate at all
     X, y = X_all[has], np.asarray(correct, np.float64)[has]
     if len(y) < 10 or y.min() == y.max():
         raise ParameterError(f"fitting needs >= 10 candidates, right and wrong ones; got {len(y)}")
-    mu, sd = X.mean(0), np.maximum(X.std(0), 1e-9)
-    Z = (X - mu) / sd
-
-    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        z = Z @ w[1:] + w[0]
-        # log(1 + e^z) - y z, stably; mean over clips plus a small ridge
-        nll = np.logaddexp(0.0, z) - y * z
-        g = _sigmoid(z) - y
-        grad = np.concatenate([[g.mean()], Z.T @ g / len(y) + 2 * l2 * w[1:]])
-        return float(nll.mean() + l2 * w[1:] @ w[1:]), grad
-
     bounds: list[tuple[float | None, float | None]] = [
-        (None, None), (0.0, None), (0.0, None), (None, None), (None, None), (0.0, None), (0.0, None)]
+        (0.0, None), (0.0, None), (None, None), (None, None), (0.0, None), (0.0, None)]
     if envelope_z is None:  # a fit without the envelope leaves its weight at 0
         bounds[-1] = (0.0, 0.0)
-    w = minimize(loss, np.zeros(1 + Z.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds,
-                 options={"maxiter": 10000, "ftol": 1e-14, "gtol": 1e-10}).x
-    coef = w[1:] / sd
-    intercept = float(w[0] - coef @ mu)
+    coef, intercept = fit_logistic(X, y, bounds, l2=l2)
     p_all = np.where(has, _sigmoid(X_all @ coef + intercept), 0.0)
     meta = dict(meta or {})
     neg = None if negative is None or not np.any(negative) else np.asarray(negative, bool)
@@ -215,6 +209,32 @@ def fit(log10_p: ArrayLike, agreeing: ArrayLike, query_hashes: ArrayLike,
     sel = np.asarray(correct, bool) if clean is None else np.asarray(clean, bool)
     needed = _hashes_needed(np.asarray(query_hashes, np.float64), has & (p_all >= default), sel)
     return Calibration(tuple(float(c) for c in coef), intercept, default, needed, meta)
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, bounds: list[tuple[float | None, float | None]], *,
+                 l2: float = 1e-6) -> tuple[np.ndarray, float]:
+    """Logistic regression of ``y`` (0/1) on the columns of ``X``, each weight within its
+    ``bounds``; deterministic (standardised columns, L-BFGS-B from zero). (coef, intercept)."""
+    from scipy.optimize import minimize
+
+    mu, sd = X.mean(0), X.std(0)
+    const = sd < 1e-9  # a column that never varies says nothing: its weight stays 0
+    sd = np.where(const, 1.0, sd)
+    bounds = [(0.0, 0.0) if c else b for b, c in zip(bounds, const)]
+    Z = (X - mu) / sd
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = Z @ w[1:] + w[0]
+        # log(1 + e^z) - y z, stably; mean over clips plus a small ridge
+        nll = np.logaddexp(0.0, z) - y * z
+        g = _sigmoid(z) - y
+        grad = np.concatenate([[g.mean()], Z.T @ g / len(y) + 2 * l2 * w[1:]])
+        return float(nll.mean() + l2 * w[1:] @ w[1:]), grad
+
+    w = minimize(loss, np.zeros(1 + Z.shape[1]), jac=True, method="L-BFGS-B", bounds=[(None, None), *bounds],
+                 options={"maxiter": 10000, "ftol": 1e-14, "gtol": 1e-10}).x
+    coef = w[1:] / sd
+    return coef, float(w[0] - coef @ mu)
 
 
 def _budget_point(p_neg: np.ndarray, n_negative: int, budget: float) -> float:

@@ -56,6 +56,7 @@ from audiolsh.features.landmarks import (
     spectral_peaks,
 )
 from audiolsh.index import confidence as calibrated
+from audiolsh.index import verification
 from audiolsh.index.fingerprint_build import (
     CANDIDATE_TRACKS,
     FP_FORMAT,
@@ -114,6 +115,9 @@ class Match:
     envelope_z : how well the clip's energy envelope agrees with the track's at the offset (a
         z-score against the track's other alignments, :func:`audiolsh.features.envelope.clip_z`),
         as the confidence weighs it; None when there was none to compare
+    verified : a weak candidate's waveform correlation with its track's audio at the offset, as
+        the confidence weighs it (:mod:`audiolsh.index.verification`); None when not checked (a
+        confident answer, a speed change, the track's file unreadable here)
     """
 
     track_id: int
@@ -133,6 +137,7 @@ class Match:
     noise: float = 0.0  # how noise-like the clip is, as the confidence model sees it
     also: tuple[Match, ...] = ()
     envelope_z: float | None = None
+    verified: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -146,6 +151,7 @@ class Match:
             "tempo": self.tempo,
             "pitch": self.pitch,
             "also": [m.to_dict() for m in self.also],
+            "verified": self.verified,
         }
 
 
@@ -880,9 +886,11 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
 
     def assess(
         self, y: np.ndarray, sr: float, *, min_confidence: float | None = None, search_speed: bool = True,
+        verify: bool = True,
     ) -> Verdict:
         """A clip's best candidate, whether it is a match at ``min_confidence`` (default: the
-        calibration's), and the reason when it is not."""
+        calibration's), and the reason when it is not.  ``verify``: a weak candidate is checked
+        against its track's audio when its file can be read (:mod:`audiolsh.index.verification`)."""
         self._refresh()
         if not len(self._live_ids):
             return Verdict(None, 1.0, 0, EMPTY_INDEX)
@@ -896,7 +904,23 @@ class FingerprintIndex(SegmentedIndex[_Segment]):
         if best is not None and others:
             best = self._most_confident(best, others, found[3], peaks[0].n_frames, noise, min_confidence,
                                         spectrum)
+        if best is not None and verify:
+            best = self._checked_against_audio(best, y, sr)
         return self._verdict(best, found[3], min_confidence)
+
+    def _checked_against_audio(self, m: Match, y: np.ndarray, sr: float) -> Match:
+        """A weak candidate at the track's own speed, its confidence given its waveform
+        correlation with the track's file there (unchanged when the file cannot be read)."""
+        if m.matched or not verification.checkable(m.speed, m.tempo, m.pitch):
+            return m
+        span = verification.window(len(y) / sr, m.query_start_s, m.query_end_s)
+        ncc = verification.correlation(y, sr, m.path, m.offset_s, span)
+        if ncc is None:
+            return m
+        confidence = verification.load().confidence(m.confidence, ncc, span[1] - span[0])
+        cal = self._calibration_for(m.envelope_z)
+        return replace(m, confidence=confidence, matched=confidence >= cal.default_min_confidence,
+                       verified=round(ncc, 4))
 
     def _most_confident(
         self, best: Match, others: list[tuple[Votes, float, tuple[float, float, float]]], n_hashes: int,

@@ -50,6 +50,8 @@ class Identification:
     pitch: float = 1.0
     #: other tracks holding the same audio, matched as surely (a remaster, a compilation)
     also: tuple[Identification, ...] = ()
+    #: a weak candidate's waveform correlation with its track's file (None: not checked)
+    verified: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,25 +64,30 @@ def check_method(library: Library, method: str) -> None:
 
 
 def identify(library: Library, y: np.ndarray, sr: int, *, method: str = "landmarks",
-             threshold: float | None = None, min_confidence: float | None = None) -> Identification | None:
+             threshold: float | None = None, min_confidence: float | None = None,
+             verify: bool = True) -> Identification | None:
     """The track a clip comes from and where it starts in it, or None for no match."""
-    return identify_clip(library, y, sr, method=method, threshold=threshold, min_confidence=min_confidence)[0]
+    return identify_clip(library, y, sr, method=method, threshold=threshold, min_confidence=min_confidence,
+                         verify=verify)[0]
 
 
 def identify_clip(library: Library, y: np.ndarray, sr: int, *, method: str = "landmarks",
                   threshold: float | None = None, min_confidence: float | None = None,
-                  name: str | os.PathLike[str] = "the clip") -> tuple[Identification | None, str | None]:
+                  name: str | os.PathLike[str] = "the clip", verify: bool = True,
+                  ) -> tuple[Identification | None, str | None]:
     """:func:`identify` and, when it is no match (or a weak candidate), why.
 
     landmarks: ``min_confidence`` (or ``threshold``) is the calibrated probability below which a
     candidate is no match (default: the calibration's operating point; 0: always the best
-    candidate).  A clip in which no landmark is found raises AudioError naming ``name``.
+    candidate); ``verify``: a weak candidate is checked against its track's audio file when
+    this machine can read it (:mod:`audiolsh.index.verification`).  A clip in which no landmark is
+    found raises AudioError naming ``name``.
     """
     check_method(library, method)
     if method == "landmarks":
         assert library.fingerprint is not None
         floor = threshold if min_confidence is None else min_confidence
-        verdict = library.fingerprint.assess(y, sr, min_confidence=floor)
+        verdict = library.fingerprint.assess(y, sr, min_confidence=floor, verify=verify)
         if verdict.n_query_hashes == 0 and verdict.reason != EMPTY_INDEX:
             raise AudioError(name, "no landmarks found (silence, or no distinct sound): nothing to identify")
         m = verdict.match
@@ -89,6 +96,8 @@ def identify_clip(library: Library, y: np.ndarray, sr: int, *, method: str = "la
         if found is not None and not found.matched:
             reason = (f"below threshold: confidence {found.confidence:.3f} <"
                       f" {library.fingerprint.default_min_confidence:g} (the default --min-confidence)")
+        if reason is not None and verdict.best is not None and verdict.best.verified is not None:
+            reason += f"; checked against the track's audio there: correlation {verdict.best.verified:.2f}"
         return found, reason
     return _seed_identify(library, y, sr, method, threshold if min_confidence is None else min_confidence)
 
@@ -147,7 +156,7 @@ def _in_library(library: Library, m: Match, method: str = "landmarks") -> Identi
     also = tuple(a for a in (_in_library(library, o, method) for o in m.also) if a is not None)
     return Identification(lib_id, track.path if track else m.path, float(m.offset_s),
                           float(m.score), float(m.confidence), float(m.speed),
-                          float(m.tempo), method, bool(m.matched), float(m.pitch), also)
+                          float(m.tempo), method, bool(m.matched), float(m.pitch), also, m.verified)
 
 
 def identify_segments(library: Library, y: np.ndarray, sr: int, *, min_confidence: float | None = None

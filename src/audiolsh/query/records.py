@@ -3,11 +3,12 @@
 Both interfaces build their records here so that they cannot drift apart:
 
 - identify: ``{"query", "match": null | {path, track_id, title, artist, offset_s, score,
-  confidence, matched, speed, tempo, pitch, also}, "reason"?, "elapsed_ms"}``; ``confidence`` is
-  the probability that the track is right, ``matched`` false for a candidate below the default
-  threshold (shown at a lower ``--min-confidence``), ``also`` the other tracks holding the same
-  audio, matched as surely (each as the match, without ``also``), ``reason`` why there is no
-  (confident) match
+  confidence, matched, speed, tempo, pitch, verified, also}, "reason"?, "elapsed_ms"}``;
+  ``confidence`` is the probability that the track is right, ``matched`` false for a candidate
+  below the default threshold (shown at a lower ``--min-confidence``), ``verified`` a weak
+  candidate's waveform correlation with its track's file (null: not checked), ``also`` the other
+  tracks holding the same audio, matched as surely (each as the match, without ``also``),
+  ``reason`` why there is no (confident) match
 - identify --segments: ``{"query", "segments": [{start_s, end_s, path, track_id, title, artist,
   offset_s, confidence, matched}]}``, one per stretch of the recording that one track plays
 - similar: ``{"query", "match": null | {path, track_id, title, artist, ...}, "results":
@@ -84,6 +85,7 @@ def match_record(match: Identification | None, library: Catalogue | None = None)
         "speed": round(float(match.speed), 4),
         "tempo": round(float(match.tempo), 4),
         "pitch": round(float(match.pitch), 4),
+        "verified": None if match.verified is None else round(float(match.verified), 3),
         "also": [_without_also(match_record(a, library)) for a in match.also],
     }, library)
 
@@ -106,6 +108,9 @@ def identify_record(query: str, match: Identification | None, *, library: Catalo
     return record
 
 
+_NOT_IN_SEGMENTS = ("score", "speed", "tempo", "pitch", "verified", "also")
+
+
 def segment_record(start_s: float, end_s: float, match: Identification, *,
                    offset_s: float = 0.0, library: Catalogue | None = None) -> dict[str, Any]:
     """One stretch of a long recording and the track playing in it (``offset_s``: where the
@@ -113,7 +118,7 @@ def segment_record(start_s: float, end_s: float, match: Identification, *,
     m = match_record(match, library)
     assert m is not None
     return {"start_s": round(float(start_s) + offset_s, 2), "end_s": round(float(end_s) + offset_s, 2),
-            **{key: v for key, v in m.items() if key not in ("score", "speed", "tempo", "pitch", "also")}}
+            **{key: v for key, v in m.items() if key not in _NOT_IN_SEGMENTS}}
 
 
 def similar_record(query: str, results: Sequence[SimilarTrack], *, match: dict[str, Any] | None = None,

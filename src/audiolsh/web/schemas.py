@@ -26,6 +26,10 @@ class OtherMatch(BaseModel):
     speed: float = Field(description="Playback speed of the clip relative to the track.")
     tempo: float
     pitch: float = Field(description="Pitch shift of the clip relative to the track, tempo kept.")
+    verified: float | None = Field(default=None, description=(
+        "A weak candidate's waveform correlation with its track's audio file at the offset, which"
+        " the confidence weighs; null when not checked (a confident answer, a speed change, the"
+        " file unreadable by the server)."))
 
 
 class Match(OtherMatch):

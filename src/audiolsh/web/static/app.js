@@ -123,8 +123,11 @@
       const speed = Math.abs(match.speed - 1) > 0.005 ? " · speed " + match.speed.toFixed(2) + "×" : "";
       // The same audio in other tracks (a remaster, a compilation), matched as surely.
       const also = (match.also || []).map((o) => displayName(o) + " at " + clock(o.offset_s)).join(", ");
+      // A weak candidate named once its waveform agreed with the track's file there.
+      const checked = match.verified != null ? " · checked against the track's audio" : "";
       $("match-detail").textContent = "The clip starts at " + clock(match.offset_s) + " in this track · confidence "
-        + Math.round(match.confidence * 100) + " %" + speed + (also ? " · the same audio is also in " + also : "");
+        + Math.round(match.confidence * 100) + " %" + speed + checked
+        + (also ? " · the same audio is also in " + also : "");
       $("match-detail").title = match.offset_s.toFixed(2) + " s";
       meter.hidden = false;
       meter.firstElementChild.style.width = Math.round(match.confidence * 100) + "%";
