@@ -235,6 +235,17 @@ def test_similar_and_worst_and_by_track(tmp_path: Path, library: Path, indexed: 
                        "--index", str(indexed), "--format", "json")
     worst = json.loads(out)[0]["results"]
     assert len(worst) == 1 and not worst[0]["path"].endswith("c.ogg") and worst[0]["score"] < 0.5
+    # Every other track among the k most similar: --worst has none left, and says so.
+    code, out, err = run("similar", str(clip), "--worst", "-k", "2", "--by", "timbre",
+                         "--index", str(indexed), "--format", "jsonl")
+    record = json.loads(out)
+    assert code == 0 and record["results"] == [], err
+    assert "among its 2 most similar" in record["reason"] and "smaller -k" in record["reason"]
+    code, out, _ = run("similar", str(clip), "--worst", "-k", "2", "--by", "timbre", "--index", str(indexed))
+    assert code == 0 and "c-part.wav: no track left: every other track is among its 2 most similar" in out
+    code, out, _ = run("similar", str(clip), "--worst", "-k", "1", "--by", "timbre", "--index", str(indexed),
+                       "--format", "jsonl")
+    assert len(json.loads(out)["results"]) == 1 and "reason" not in json.loads(out)
     # The table says which track is the clip's, on a line above it.
     code, out, _ = run("similar", str(clip), "-k", "1", "--by", "timbre", "--index", str(indexed))
     assert code == 0

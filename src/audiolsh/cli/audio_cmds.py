@@ -407,21 +407,30 @@ def similar(index_path: str, clips: tuple[str, ...], tracks: tuple[str, ...], by
         cfg = library.config
         modes = mode.needs
 
+        def why_none_worst(record: dict[str, Any]) -> dict[str, Any]:
+            if worst and not record["results"]:
+                record["reason"] = (f"every other track is among its {k} most similar, which --worst"
+                                    " leaves out: give a smaller -k")
+            return record
+
         def work(clip: Path) -> dict[str, Any]:
             y, sr = _load_clip(clip, offset_s, duration_s, hint="--offset and --duration take a part of it")
             q = analyse(y, sr, modes=modes, window_s=cfg.window_s, hop_s=cfg.hop_s, path=inputs.name(clip))
             match = own_track(library, y, sr)
             own = () if match is None or include_self else (match.track_id,)
             found = run_similar(library, q, by=by, k=k, worst=worst, method=how, exclude=own)
-            return similar_record(inputs.name(clip), found, match=match_record(match, library),
-                                  library=library)
+            record = similar_record(inputs.name(clip), found, match=match_record(match, library),
+                                    library=library)
+            return why_none_worst(record)
 
         def work_track(tid: int) -> dict[str, Any]:
             q = stored_clip(library, tid, by=by, method=how)
             own = () if include_self else (tid,)
             found = run_similar(library, q, by=by, k=k, worst=worst, method=how, exclude=own)
             match = named({"path": q.path, "track_id": tid}, library)
-            return {**similar_record(q.path, found, match=match, library=library), "track_id": tid}
+            return why_none_worst({**similar_record(q.path, found, match=match, library=library),
+                                   "track_id": tid})
+
 
         jobs: list[Path | int] = [*inputs.paths, *track_ids]
         for job, record in _each_clip(jobs, lambda j: work(j) if isinstance(j, Path) else work_track(j),
@@ -435,6 +444,8 @@ def similar(index_path: str, clips: tuple[str, ...], tracks: tuple[str, ...], by
                 own = library.track(int(record["match"]["track_id"]))
                 shown_as = names.label(own) if own else names.relative(record["match"]["path"])
                 notes.append(_own_track_note(name, record["match"], include_self, shown_as))
+            if "reason" in record:
+                notes.append(f"{name}: no track left: {record['reason']}")
             flat += [{"query": name, "rank": r["rank"], **track_columns(r, names, fmt), "score": r["score"],
                       "raw_score": r["raw_score"], "offset_s": r["offset_s"],
                       "query_offset_s": r["query_offset_s"]} for r in record["results"]]

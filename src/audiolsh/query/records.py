@@ -13,7 +13,8 @@ Both interfaces build their records here so that they cannot drift apart:
   offset_s, confidence, matched}]}``, one per stretch of the recording that one track plays
 - similar: ``{"query", "match": null | {path, track_id, title, artist, ...}, "results":
   [{track_id, path, title, artist, score, rank, offset_s, query_offset_s, raw_score}],
-  "elapsed_ms"}``; ``score`` in [0, 1] (``library.scale``), ``raw_score`` the mode's own value
+  "reason"? (the command line's: why --worst has no track left), "elapsed_ms"}``; ``score`` in
+  [0, 1] (``library.scale``), ``raw_score`` the mode's own value
 - overlaps: ``{"a": {path, track_id, title, artist, offset_s, duration_s}, "b": {...},
   "length_s", "kind", "score", "confidence"}``, one per shared stretch
 - a track described (``info --tracks``, the library page): ``track_record``
