@@ -135,6 +135,13 @@ def test_cli_writes_json_markdown_and_plots(corpus_dir: Path, tmp_path: Path) ->
         assert (plots / "excerpts_time_vs_size.png").stat().st_size > 1000
     bad = CliRunner().invoke(excerpts, [str(corpus_dir), "--methods", "tempo"])
     assert bad.exit_code != 0 and "unknown method" in bad.output
+    # Each refused before any extraction, naming its option.
+    for args, said in ((["--methods", ","], "--methods: no method given"),
+                       (["--sizes", "1"], "--sizes: every step must be at least 2"),
+                       (["--tracks-steps", "5,x"], "--tracks-steps: expected comma-separated integers")):
+        bad = CliRunner().invoke(excerpts, [str(corpus_dir), *args])
+        assert bad.exit_code == 2 and said in bad.output, (args, bad.output)
+        assert "extracting" not in bad.output
 
 
 def test_too_few_tracks(tmp_path: Path) -> None:

@@ -29,13 +29,14 @@ from audiolsh.evaluation.identify import jsonable
 from audiolsh.features import normalisation as wccn
 
 
-def _steps(value: str) -> tuple[int, ...]:
+def _steps(value: str, option: str) -> tuple[int, ...]:
     try:
         steps = tuple(int(v) for v in value.split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}",
+                                 param_hint=option) from None
     if any(s < 2 for s in steps):
-        raise click.BadParameter("every step must be at least 2")
+        raise click.BadParameter(f"every step must be at least 2, got {value!r}", param_hint=option)
     return steps
 
 
@@ -74,9 +75,11 @@ def excerpts(corpus_dir: Path, k: int, seeds: int, tracks_steps: str, sizes: str
     threads otherwise compete with the query thread).
     """
     check_outputs(out=out_json, md=out_md)
-    steps = _steps(tracks_steps)
-    size_steps = _steps(sizes)
+    steps = _steps(tracks_steps, "--tracks-steps")
+    size_steps = _steps(sizes, "--sizes")
     method_list = tuple(m.strip() for m in methods.split(",") if m.strip())
+    if not method_list:
+        raise click.BadParameter(f"no method given: choose from {list(METHODS)}", param_hint="--methods")
     bad = [m for m in method_list if m not in METHODS]
     if bad:
         raise click.BadParameter(f"unknown method(s) {bad}: choose from {list(METHODS)}",
