@@ -37,6 +37,14 @@ class WebCorpus:
         start = int(offset_s * SR)
         return self.wav(self.audio(name)[start: start + int(duration_s * SR)])
 
+    def noisy_clip(self, name: str, *, offset_s: float, duration_s: float, snr_db: float, seed: int) -> bytes:
+        """A WAV excerpt under pink noise at ``snr_db``, scaled so that the WAV does not clip it."""
+        start = int(offset_s * SR)
+        y = self.audio(name)[start: start + int(duration_s * SR)]
+        noise = synth.pink_noise(duration_s=duration_s, sr=SR, seed=seed)[: len(y)]
+        noisy = y + noise / np.sqrt(np.mean(noise**2)) * np.sqrt(np.mean(y**2)) * 10 ** (-snr_db / 20)
+        return self.wav((noisy * (0.9 / np.max(np.abs(noisy)))).astype(np.float32))
+
     @staticmethod
     def wav(y: np.ndarray, sr: int = SR) -> bytes:
         buf = io.BytesIO()

@@ -61,12 +61,8 @@ def test_identify_names_the_track_and_offset(client: Any, web_corpus: Any, name:
 def test_identify_checks_a_weak_candidate_against_the_tracks_file(client: Any, web_corpus: Any) -> None:
     """3 s of delta.wav under pink noise 9 dB louder: too few landmarks agree for a match, the
     waveform agrees with the file the server can read, and the answer is delta.wav."""
-    sr = 22050
-    y = web_corpus.audio("delta.wav")[12 * sr : 15 * sr]
-    noise = synth.pink_noise(duration_s=3.0, sr=sr, seed=8)[: len(y)]
-    noisy = y + noise / np.sqrt(np.mean(noise**2)) * np.sqrt(np.mean(y**2)) * 10 ** (9 / 20)
-    noisy *= 0.9 / np.max(np.abs(noisy))  # the WAV does not clip it
-    r = post(client, "/api/identify", "noisy.wav", web_corpus.wav(noisy.astype(np.float32), sr))
+    clip = web_corpus.noisy_clip("delta.wav", offset_s=12.0, duration_s=3.0, snr_db=-9.0, seed=8)
+    r = post(client, "/api/identify", "noisy.wav", clip)
     assert r.status_code == 200, r.text
     match = r.json()["match"]
     assert match is not None and Path(match["path"]).name == "delta.wav" and match["matched"]

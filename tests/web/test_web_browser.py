@@ -158,6 +158,16 @@ def test_the_page_names_the_other_track_that_holds_the_same_audio(browser: Any, 
     assert f"the same audio is also in {other} at {at // 60}:{at % 60:02d}" in detail, detail
 
 
+def test_the_page_says_a_weak_candidate_was_checked_against_the_tracks_audio(
+    server: str, browser: Any, web_corpus: Any, tmp_path: Path
+) -> None:
+    clip = tmp_path / "noisy.wav"
+    clip.write_bytes(web_corpus.noisy_clip("delta.wav", offset_s=12.0, duration_s=3.0, snr_db=-9.0, seed=8))
+    upload(browser, server, clip)
+    assert wait_for(browser, visible_text(browser, "match-title")) == "delta.wav"
+    assert "checked against the track's audio" in browser.find_element("id", "match-detail").text
+
+
 def test_upload_names_the_track(server: str, browser: Any, web_corpus: Any, tmp_path: Path,
                                 artifacts: Path) -> None:
     clip = tmp_path / "mystery clip.wav"

@@ -124,7 +124,7 @@ def correlation(y: np.ndarray, sr: float, path: str, offset_s: float, span: tupl
                 ) -> float | None:
     """The clip's stretch ``span`` (seconds of the clip) against ``path`` from ``offset_s`` (the
     clip's start in the track); None when the track's audio cannot be read here."""
-    from audiolsh.audio.align import correlate_with_track
+    from audiolsh.audio.align import correlate_with_track  # soxr and the decoder: only when a check runs
 
     a, b = round(span[0] * sr), round(span[1] * sr)
     if b - a < MIN_SECONDS * sr:
